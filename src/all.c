@@ -1,0 +1,15 @@
+/*
+ * all.c - the library as one translation unit, and the list of modules in
+ * amalgamation order.  amalgamate.py inlines these files, in this order, to
+ * write sync.c; compiling this file alone builds the same library from
+ * src/.  Each module may use only the modules above it.
+ */
+#define SYNC_AMALGAMATION 1
+#include "internal.h"
+#include "util.c"
+#include "hash.c"
+#include "clock.c"
+#include "schema.c"
+#include "store.c"
+#include "row.c"
+#include "db.c"

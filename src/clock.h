@@ -1,0 +1,26 @@
+/*
+ * clock.h - the hybrid logical clock and site ids.
+ *
+ * An HLC value is 48 bits of milliseconds since the Unix epoch and 16 bits
+ * of counter.  A replica's stamps strictly increase even when its wall
+ * clock stalls or steps back; the counter carries into the millisecond
+ * field if more than 65,536 stamps are taken in one millisecond, which
+ * keeps the order and merely runs logical time ahead.
+ */
+#ifndef SX_CLOCK_H
+#define SX_CLOCK_H
+
+#include "internal.h"
+
+#define SX_SITE_LEN 16
+#define SX_HLC_MS(h) ((h) >> 16)
+#define SX_HLC_MAX_MS ((UINT64_C(1) << 48) - 1)
+
+/* Next local stamp after last, given the wall clock now_ms. */
+SYNC_PRIVATE uint64_t sx_hlc_next(uint64_t last, uint64_t now_ms);
+
+/* Defaults for the time and randomness callbacks. */
+SYNC_PRIVATE uint64_t sx_default_clock(void *ctx);
+SYNC_PRIVATE int sx_default_random(void *ctx, void *buf, size_t n);
+
+#endif

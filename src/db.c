@@ -1,0 +1,1272 @@
+/*
+ * db.c - the public API: environments, transactions, tracked writes,
+ * reads, cursors and the change log.
+ *
+ * Layout in the LMDB file (named databases):
+ *   sx.meta   "format" -> magic and format version
+ *             "site"   -> this replica's 16-byte id
+ *             "state"  -> last HLC, last local version, schema version
+ *             "schema" -> canonical schema (schema.c)
+ *             "n" + table id (2 bytes BE) -> live row count (u64 LE)
+ *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
+ *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
+ *             + key.  Appended in order; a row's older entry is deleted
+ *             when it changes again, so the log is as large as the data.
+ *   sx.t<id>  one per table: primary key -> row (row.h)
+ *
+ * A write transaction takes its stamp (HLC) and local version at its first
+ * change and uses them for every row it touches; a transaction that
+ * changes nothing consumes neither.
+ */
+#include "internal.h"
+
+#include "clock.h"
+#include "hash.h"
+#include "row.h"
+#include "schema.h"
+#include "store.h"
+#include "util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#define SX_MAGIC "sync-db\0"
+#define SX_FORMAT_VERSION 1
+#define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
+#define SX_LOGKEY 12
+
+struct sync_env {
+  sx_alloc al;
+  int durability;
+  size_t mapsize, mapmax;
+  sync_clock_fn clock;
+  void *clock_ctx;
+  sync_random_fn random;
+  void *random_ctx;
+  sx_schema *decl;   /* declared by the program, compared at open */
+  sx_schema *schema; /* in force */
+  sx_store *st;
+  int rdonly;
+  sx_dbi meta, sites, log;
+  sx_dbi tdbi[SYNC_MAX_TABLES];
+  uint8_t site[SX_SITE_LEN];
+  char errmsg[256];
+  int native;
+};
+
+struct sync_txn {
+  sync_env *env;
+  sx_stxn *t;
+  int rdonly;
+  int failed; /* an LMDB write failed: only abort remains */
+  int wrote;
+  int stamped;
+  uint64_t base_version, hlc_last, schema_version;
+  uint64_t version, hlc;
+  uint32_t seq;
+  unsigned long gen; /* bumped by every write, for open iterators */
+  int64_t *delta;    /* live-row count change per table */
+  sx_scur **cur;     /* cached cursor per table */
+  unsigned ncur;
+  int scratch_ok;
+  sx_row old, nw;
+  sx_buf enc;
+  sync_cursor *cursors; /* user cursors, invalidated at the end */
+  sync_changes *changes;
+};
+
+struct sync_cursor {
+  sx_alloc al;
+  sync_txn *x;
+  unsigned tid;
+  sx_scur *c;
+  int started, done, dead;
+  unsigned long gen;
+  size_t lolen, hilen, lastlen;
+  int has_lo, has_hi;
+  unsigned char lo[SYNC_MAX_KEY], hi[SYNC_MAX_KEY], last[SYNC_MAX_KEY];
+  sx_row row;
+  sync_cursor *next;
+};
+
+struct sync_changes {
+  sx_alloc al;
+  sync_txn *x;
+  sx_scur *c;
+  uint64_t since;
+  int started, dead;
+  unsigned long gen;
+  unsigned char last[SX_LOGKEY];
+  unsigned tid;
+  sx_row row;
+  sync_changes *next;
+};
+
+/* ---------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------- */
+static int sx_fail(sync_env *env, int rc, const char *fmt, ...) {
+  va_list ap;
+  if (!env) return rc;
+  va_start(ap, fmt);
+  vsnprintf(env->errmsg, sizeof env->errmsg, fmt, ap);
+  va_end(ap);
+  env->native = env->st ? sx_store_native(env->st) : 0;
+  return rc;
+}
+
+SYNC_API const char *sync_env_errmsg(sync_env *env) {
+  return env ? env->errmsg : "";
+}
+
+SYNC_API int sync_env_native_error(sync_env *env) {
+  if (!env) return 0;
+  return env->st ? sx_store_native(env->st) : env->native;
+}
+
+/* ---------------------------------------------------------------------
+ * Keys
+ * ------------------------------------------------------------------- */
+SYNC_API void sync_key_int(int64_t v, unsigned char out[8]) {
+  sx_put_be64(out, (uint64_t)v ^ (UINT64_C(1) << 63));
+}
+
+SYNC_API int64_t sync_key_int_decode(const unsigned char in[8]) {
+  uint64_t u = sx_get_be64(in) ^ (UINT64_C(1) << 63);
+  int64_t v;
+  memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+/* ---------------------------------------------------------------------
+ * Environment
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_env_create(const sync_allocator *alloc, sync_env **out) {
+  sx_alloc al;
+  sync_env *env;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (alloc) {
+    int n = (alloc->malloc != NULL) + (alloc->realloc != NULL) +
+            (alloc->free != NULL);
+    if (n != 3) return SYNC_EINVAL;
+    al.a = *alloc;
+  } else {
+    sx_alloc_default(&al);
+  }
+  env = (sync_env *)sx_malloc(&al, sizeof *env);
+  if (!env) return SYNC_ENOMEM;
+  memset(env, 0, sizeof *env);
+  env->al = al;
+  env->durability = SYNC_DURABLE_FULL;
+  env->mapsize = SYNC_DEFAULT_MAPSIZE;
+  env->mapmax = SX_DEFAULT_MAPMAX;
+  env->clock = sx_default_clock;
+  env->random = sx_default_random;
+  *out = env;
+  return 0;
+}
+
+SYNC_API int sync_env_set_durability(sync_env *env, int mode) {
+  if (!env || env->st) return SYNC_EINVAL;
+  if (mode < SYNC_DURABLE_FULL || mode > SYNC_DURABLE_NOSYNC)
+    return SYNC_EINVAL;
+  env->durability = mode;
+  return 0;
+}
+
+SYNC_API int sync_env_set_mapsize(sync_env *env, size_t initial, size_t max) {
+  if (!env || env->st) return SYNC_EINVAL;
+  if (initial) env->mapsize = initial;
+  if (max) env->mapmax = max;
+  if (env->mapmax < env->mapsize) return SYNC_EINVAL;
+  return 0;
+}
+
+SYNC_API int sync_env_set_clock(sync_env *env, sync_clock_fn now_ms,
+                                void *ctx) {
+  if (!env || !now_ms) return SYNC_EINVAL;
+  env->clock = now_ms;
+  env->clock_ctx = ctx;
+  return 0;
+}
+
+SYNC_API int sync_env_set_random(sync_env *env, sync_random_fn fill,
+                                 void *ctx) {
+  if (!env || !fill || env->st) return SYNC_EINVAL;
+  env->random = fill;
+  env->random_ctx = ctx;
+  return 0;
+}
+
+SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
+                                 unsigned ntables) {
+  sx_schema *s;
+  int rc;
+  if (!env || env->st) return SYNC_EINVAL;
+  rc = sx_schema_from_defs(&env->al, tables, ntables, &s, env->errmsg,
+                           sizeof env->errmsg);
+  if (rc) return rc;
+  sx_schema_free(&env->al, env->decl);
+  env->decl = s;
+  return 0;
+}
+
+static void sx_tname(char *buf, unsigned id) {
+  snprintf(buf, 16, "sx.t%u", id);
+}
+
+static void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
+                         uint64_t schema_version) {
+  sx_put_le64(b, hlc);
+  sx_put_le64(b + 8, version);
+  sx_put_le64(b + 16, schema_version);
+}
+
+static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
+  sx_buf b;
+  int rc;
+  sx_buf_init(&b, &env->al);
+  rc = sx_schema_encode(s, &b);
+  if (!rc) rc = sx_put(env->st, t, env->meta, "schema", 6, b.p, b.len, 0);
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* A new file: make the site id, the stores and the schema. */
+static int sx_env_init(sync_env *env, sx_stxn *t) {
+  unsigned char state[24], fmt[12], sk[4] = {0, 0, 0, 0};
+  unsigned i;
+  int rc;
+  if (env->random(env->random_ctx, env->site, SX_SITE_LEN) != 0)
+    return sx_fail(env, SYNC_EIO, "the random source failed to give a site id");
+  if (!env->decl) {
+    rc = sx_schema_from_defs(&env->al, NULL, 0, &env->decl, env->errmsg,
+                             sizeof env->errmsg);
+    if (rc) return rc;
+  }
+  if ((rc = sx_dbi_open(env->st, t, "sx.meta", 1, &env->meta)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.sites", 1, &env->sites)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.log", 1, &env->log)))
+    return rc;
+  memcpy(fmt, SX_MAGIC, 8);
+  sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
+  sx_state_put(state, 0, 0, env->decl->version);
+  if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)) ||
+      (rc = sx_put(env->st, t, env->meta, "site", 4, env->site, SX_SITE_LEN,
+                   0)) ||
+      (rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
+      (rc = sx_put(env->st, t, env->sites, sk, 4, env->site, SX_SITE_LEN, 0)) ||
+      (rc = sx_put_schema(env, t, env->decl)))
+    return rc;
+  for (i = 0; i < env->decl->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 1, &env->tdbi[i]))) return rc;
+  }
+  env->schema = env->decl;
+  env->decl = NULL;
+  return 0;
+}
+
+/* An existing file: check what it is and that it holds our schema. */
+static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
+  sx_slice v;
+  sx_schema *s;
+  unsigned i;
+  int rc;
+  rc = sx_dbi_open(env->st, t, "sx.meta", 0, &env->meta);
+  if (rc == SYNC_NOTFOUND)
+    return sx_fail(env, SYNC_ENOTDB, "%s: an LMDB file, but not a sync database",
+                   path);
+  if (rc) return rc;
+  rc = sx_get(env->st, t, env->meta, "format", 6, &v);
+  if (rc == SYNC_NOTFOUND || (!rc && (v.n != 12 || memcmp(v.p, SX_MAGIC, 8))))
+    return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
+  if (rc) return rc;
+  if (sx_get_le32(v.p + 8) != SX_FORMAT_VERSION)
+    return sx_fail(env, SYNC_EVERSION,
+                   "%s: storage format %u, this library reads %u", path,
+                   (unsigned)sx_get_le32(v.p + 8), SX_FORMAT_VERSION);
+  if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
+    return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
+                   "%s: site id missing", path);
+  memcpy(env->site, v.p, SX_SITE_LEN);
+  if ((rc = sx_get(env->st, t, env->meta, "schema", 6, &v)))
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "%s: schema missing", path);
+  if ((rc = sx_schema_decode(&env->al, v.p, v.n, &s)))
+    return sx_fail(env, rc, "%s: stored schema unreadable", path);
+  if (env->decl && sx_schema_diff(s, env->decl, env->errmsg,
+                                  sizeof env->errmsg)) {
+    sx_schema_free(&env->al, s);
+    return SYNC_ESCHEMA;
+  }
+  env->schema = s;
+  if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)))
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "%s: internal store missing", path);
+  for (i = 0; i < s->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 0, &env->tdbi[i])))
+      return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                     "%s: store of table '%s' missing", path,
+                     s->tables[i].name);
+  }
+  return 0;
+}
+
+SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
+  sx_store_opts o;
+  sx_stxn *t = NULL;
+  size_t entries;
+  int rc;
+  if (!env || !path || env->st ||
+      (flags & ~(SYNC_OPEN_RDONLY | SYNC_OPEN_NOCREATE)))
+    return SYNC_EINVAL;
+  env->errmsg[0] = 0;
+  env->native = 0;
+  memset(&o, 0, sizeof o);
+  o.durability = env->durability;
+  o.mapsize = env->mapsize;
+  o.mapmax = env->mapmax;
+  o.maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
+  o.rdonly = (flags & SYNC_OPEN_RDONLY) != 0;
+  o.nocreate = (flags & SYNC_OPEN_NOCREATE) != 0;
+  rc = sx_store_open(&env->al, path, &o, &env->st, env->errmsg,
+                     sizeof env->errmsg);
+  if (rc) {
+    env->native = 0;
+    return rc;
+  }
+  env->rdonly = o.rdonly;
+  if ((rc = sx_txn_begin(env->st, o.rdonly, &t))) goto fail;
+  if ((rc = sx_main_entries(env->st, t, &entries))) goto fail;
+  if (entries == 0) {
+    if (o.rdonly) {
+      rc = sx_fail(env, SYNC_ENOTDB, "%s: empty file, not a sync database",
+                   path);
+      goto fail;
+    }
+    rc = sx_env_init(env, t);
+  } else {
+    rc = sx_env_load(env, t, path);
+  }
+  if (rc) goto fail;
+  rc = sx_txn_commit(env->st, t);
+  t = NULL;
+  if (rc) goto fail;
+  return 0;
+fail:
+  if (t) sx_txn_abort(env->st, t);
+  if (!env->errmsg[0])
+    sx_fail(env, rc, "%s: open failed: %s", path, sync_strerror(rc));
+  env->native = sx_store_native(env->st);
+  sx_store_close(env->st);
+  env->st = NULL;
+  if (env->schema != env->decl) sx_schema_free(&env->al, env->schema);
+  env->schema = NULL;
+  return rc;
+}
+
+SYNC_API void sync_env_close(sync_env *env) {
+  sx_alloc al;
+  if (!env) return;
+  sx_store_close(env->st);
+  al = env->al;
+  sx_schema_free(&al, env->schema);
+  sx_schema_free(&al, env->decl);
+  sx_free(&al, env);
+}
+
+SYNC_API int sync_env_sync(sync_env *env) {
+  if (!env || !env->st) return SYNC_EINVAL;
+  if (env->rdonly) return 0;
+  return sx_store_sync(env->st);
+}
+
+SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]) {
+  if (!env || !env->st || !out) return SYNC_EINVAL;
+  memcpy(out, env->site, SX_SITE_LEN);
+  return 0;
+}
+
+SYNC_API unsigned sync_env_table_count(sync_env *env) {
+  return env && env->schema ? env->schema->ntables : 0;
+}
+
+SYNC_API int sync_env_table(sync_env *env, const char *name, unsigned *out) {
+  int i;
+  if (!env || !env->schema || !name || !out) return SYNC_EINVAL;
+  if ((i = sx_schema_find_table(env->schema, name)) < 0) return SYNC_NOTFOUND;
+  *out = (unsigned)i;
+  return 0;
+}
+
+SYNC_API int sync_env_table_def(sync_env *env, unsigned table,
+                                sync_table_def *out) {
+  const sx_table *t;
+  if (!env || !env->schema || !out) return SYNC_EINVAL;
+  if (table >= env->schema->ntables) return SYNC_NOTFOUND;
+  t = &env->schema->tables[table];
+  out->name = t->name;
+  out->key_type = t->key_type;
+  out->columns = t->defs;
+  out->ncolumns = t->ncols;
+  return 0;
+}
+
+SYNC_API int sync_env_column(sync_env *env, unsigned table, const char *name,
+                             unsigned *out) {
+  int j;
+  if (!env || !env->schema || !name || !out) return SYNC_EINVAL;
+  if (table >= env->schema->ntables) return SYNC_NOTFOUND;
+  if ((j = sx_schema_find_column(&env->schema->tables[table], name)) < 0)
+    return SYNC_NOTFOUND;
+  *out = (unsigned)j;
+  return 0;
+}
+
+SYNC_API int sync_env_schema_info(sync_env *env, uint64_t *version,
+                                  uint64_t *hash) {
+  if (!env || !env->schema) return SYNC_EINVAL;
+  if (version) *version = env->schema->version;
+  if (hash) *hash = env->schema->hash;
+  return 0;
+}
+
+/* Commit schema s (already validated) in its own transaction; with a new
+ * table, create its store too. */
+static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table) {
+  sx_stxn *t;
+  sx_slice v;
+  unsigned char state[24];
+  sx_dbi d = 0;
+  int rc;
+  if ((rc = sx_txn_begin(env->st, 0, &t))) return rc;
+  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
+  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
+  if (!rc && sx_get_le64(v.p + 16) != env->schema->version)
+    rc = sx_fail(env, SYNC_ESCHEMA, "the schema was changed by another process");
+  if (!rc) {
+    memcpy(state, v.p, 24);
+    sx_put_le64(state + 16, s->version);
+    rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0);
+  }
+  if (!rc) rc = sx_put_schema(env, t, s);
+  if (!rc && new_table) {
+    char name[16];
+    sx_tname(name, s->ntables - 1);
+    rc = sx_dbi_open(env->st, t, name, 1, &d);
+  }
+  if (rc) {
+    sx_txn_abort(env->st, t);
+    return rc;
+  }
+  if ((rc = sx_txn_commit(env->st, t))) return rc;
+  if (new_table) env->tdbi[s->ntables - 1] = d;
+  sx_schema_free(&env->al, env->schema);
+  env->schema = s;
+  return 0;
+}
+
+static int sx_schema_change_ok(sync_env *env) {
+  if (!env || !env->st) return SYNC_EINVAL;
+  if (env->rdonly) return SYNC_EREADONLY;
+  if (sx_store_active(env->st))
+    return sx_fail(env, SYNC_EBUSY,
+                   "a schema change needs every transaction ended first");
+  return 0;
+}
+
+SYNC_API int sync_env_add_column(sync_env *env, unsigned table,
+                                 const sync_column_def *col) {
+  sx_schema *s;
+  int rc;
+  if ((rc = sx_schema_change_ok(env))) return rc;
+  if (table >= env->schema->ntables || !col) return SYNC_EINVAL;
+  if ((rc = sx_schema_with_column(&env->al, env->schema, table, col, &s,
+                                  env->errmsg, sizeof env->errmsg)))
+    return rc;
+  if ((rc = sx_schema_commit(env, s, 0))) sx_schema_free(&env->al, s);
+  return rc;
+}
+
+SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
+                                unsigned *out) {
+  sx_schema *s;
+  int rc;
+  if ((rc = sx_schema_change_ok(env))) return rc;
+  if ((rc = sx_schema_with_table(&env->al, env->schema, def, &s, env->errmsg,
+                                 sizeof env->errmsg)))
+    return rc;
+  if ((rc = sx_schema_commit(env, s, 1))) {
+    sx_schema_free(&env->al, s);
+    return rc;
+  }
+  if (out) *out = env->schema->ntables - 1;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Transactions
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
+  sync_txn *x;
+  sx_slice v;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!env || !env->st || (flags & ~SYNC_TXN_RDONLY)) return SYNC_EINVAL;
+  if (!(flags & SYNC_TXN_RDONLY) && env->rdonly) return SYNC_EREADONLY;
+  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
+  if (!x) return SYNC_ENOMEM;
+  memset(x, 0, sizeof *x);
+  x->env = env;
+  x->rdonly = (flags & SYNC_TXN_RDONLY) != 0;
+  sx_buf_init(&x->enc, &env->al);
+  if ((rc = sx_txn_begin(env->st, x->rdonly, &x->t))) {
+    sx_free(&env->al, x);
+    return sx_fail(env, rc, "cannot begin a transaction: %s",
+                   sync_strerror(rc));
+  }
+  rc = sx_get(env->st, x->t, env->meta, "state", 5, &v);
+  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
+  if (rc) {
+    sx_txn_abort(env->st, x->t);
+    sx_free(&env->al, x);
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "database state record unreadable");
+  }
+  x->hlc_last = sx_get_le64(v.p);
+  x->base_version = sx_get_le64(v.p + 8);
+  x->schema_version = sx_get_le64(v.p + 16);
+  if (x->schema_version != env->schema->version) {
+    sx_txn_abort(env->st, x->t);
+    sx_free(&env->al, x);
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the schema was changed by another process; reopen");
+  }
+  *out = x;
+  return 0;
+}
+
+static void sx_txn_release(sync_txn *x) {
+  const sx_alloc *al = &x->env->al;
+  sync_cursor *c;
+  sync_changes *ch;
+  unsigned i;
+  /* Iterators still open die with the transaction; closing them later
+   * only frees them. */
+  for (c = x->cursors; c; c = c->next) {
+    sx_cur_close(c->c);
+    c->c = NULL;
+    c->dead = 1;
+    c->x = NULL;
+  }
+  for (ch = x->changes; ch; ch = ch->next) {
+    sx_cur_close(ch->c);
+    ch->c = NULL;
+    ch->dead = 1;
+    ch->x = NULL;
+  }
+  for (i = 0; i < x->ncur; i++) sx_cur_close(x->cur[i]);
+  sx_free(al, x->cur);
+  sx_free(al, x->delta);
+  if (x->scratch_ok) {
+    sx_row_free(al, &x->old);
+    sx_row_free(al, &x->nw);
+  }
+  sx_buf_free(&x->enc);
+}
+
+SYNC_API void sync_txn_abort(sync_txn *x) {
+  sync_env *env;
+  if (!x) return;
+  env = x->env;
+  sx_txn_release(x);
+  sx_txn_abort(env->st, x->t);
+  sx_free(&env->al, x);
+}
+
+/* Write the state record and the row counts this transaction changed. */
+static int sx_txn_finish(sync_txn *x) {
+  sync_env *env = x->env;
+  unsigned char state[24], nk[3], nv[8];
+  unsigned i;
+  int rc;
+  sx_state_put(state, x->hlc, x->version, x->schema_version);
+  if ((rc = sx_put(env->st, x->t, env->meta, "state", 5, state, 24, 0)))
+    return rc;
+  for (i = 0; x->delta && i < env->schema->ntables; i++) {
+    sx_slice v;
+    uint64_t n = 0;
+    if (!x->delta[i]) continue;
+    nk[0] = 'n';
+    nk[1] = (unsigned char)(i >> 8);
+    nk[2] = (unsigned char)i;
+    rc = sx_get(env->st, x->t, env->meta, nk, 3, &v);
+    if (rc == 0 && v.n == 8) n = sx_get_le64(v.p);
+    else if (rc && rc != SYNC_NOTFOUND) return rc;
+    sx_put_le64(nv, n + (uint64_t)x->delta[i]);
+    if ((rc = sx_put(env->st, x->t, env->meta, nk, 3, nv, 8, 0))) return rc;
+  }
+  return 0;
+}
+
+SYNC_API int sync_txn_commit(sync_txn *x) {
+  sync_env *env;
+  int rc = 0;
+  if (!x) return SYNC_EINVAL;
+  env = x->env;
+  if (x->failed) {
+    sync_txn_abort(x);
+    return sx_fail(env, SYNC_ETXN, "transaction failed earlier: %s",
+                   env->errmsg);
+  }
+  if (x->wrote) rc = sx_txn_finish(x);
+  sx_txn_release(x);
+  if (rc) {
+    sx_txn_abort(env->st, x->t);
+  } else {
+    rc = sx_txn_commit(env->st, x->t);
+  }
+  sx_free(&env->al, x);
+  if (rc) return sx_fail(env, rc, "commit failed: %s", sync_strerror(rc));
+  return 0;
+}
+
+SYNC_API uint64_t sync_txn_version(sync_txn *x) {
+  return x ? x->base_version : 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Rows
+ * ------------------------------------------------------------------- */
+static int sx_scratch(sync_txn *x) {
+  if (x->scratch_ok) return 0;
+  if (sx_row_init(&x->env->al, &x->old, SYNC_MAX_COLUMNS)) return SYNC_ENOMEM;
+  if (sx_row_init(&x->env->al, &x->nw, SYNC_MAX_COLUMNS)) {
+    sx_row_free(&x->env->al, &x->old);
+    return SYNC_ENOMEM;
+  }
+  x->scratch_ok = 1;
+  return 0;
+}
+
+static int sx_check_key(sync_txn *x, unsigned tid, const void *key,
+                        size_t klen) {
+  if (!x || !key) return SYNC_EINVAL;
+  if (tid >= x->env->schema->ntables) return SYNC_EINVAL;
+  if (klen == 0) return SYNC_EINVAL;
+  if (klen > SYNC_MAX_KEY) return SYNC_ETOOBIG;
+  if (x->env->schema->tables[tid].key_type == SYNC_INTEGER && klen != 8)
+    return SYNC_EINVAL;
+  return 0;
+}
+
+static int sx_check_value(const sx_column *c, const sync_value *v) {
+  if (v->type == SYNC_NULL)
+    return (c->flags & SYNC_COL_NOTNULL) ? SYNC_ECONSTRAINT : 0;
+  if (v->type != c->type) return SYNC_ETYPE;
+  if (v->type == SYNC_TEXT || v->type == SYNC_BLOB) {
+    if (v->len > SYNC_MAX_VALUE) return SYNC_ETOOBIG;
+    if (v->len && !v->data) return SYNC_EINVAL;
+  }
+  return 0;
+}
+
+/* Per-table cursor and count arrays, made at the first write or read. */
+static int sx_txn_tables(sync_txn *x) {
+  unsigned n = x->env->schema->ntables;
+  if (x->cur || n == 0) return 0;
+  x->cur = (sx_scur **)sx_malloc(&x->env->al, sizeof(sx_scur *) * n);
+  x->delta = (int64_t *)sx_malloc(&x->env->al, sizeof(int64_t) * n);
+  if (!x->cur || !x->delta) {
+    sx_free(&x->env->al, x->cur);
+    sx_free(&x->env->al, x->delta);
+    x->cur = NULL;
+    x->delta = NULL;
+    return SYNC_ENOMEM;
+  }
+  memset(x->cur, 0, sizeof(sx_scur *) * n);
+  memset(x->delta, 0, sizeof(int64_t) * n);
+  x->ncur = n;
+  return 0;
+}
+
+static int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out) {
+  int rc;
+  if ((rc = sx_txn_tables(x))) return rc;
+  if (!x->cur[tid] &&
+      (rc = sx_cur_open(x->env->st, x->t, x->env->tdbi[tid], &x->cur[tid])))
+    return rc;
+  *out = x->cur[tid];
+  return 0;
+}
+
+#define SX_OP_PUT 0
+#define SX_OP_UPDATE 1
+#define SX_OP_DELETE 2
+
+static sx_stamp sx_mkstamp(uint64_t hlc, uint32_t site) {
+  sx_stamp s;
+  s.hlc = hlc;
+  s.site = site;
+  return s;
+}
+
+/* Build x->nw from the old row (if any) and the operation.  Returns 1
+ * when something changes, 0 when nothing does, or an error. */
+static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
+                    const unsigned *cols, const sync_value *vals, unsigned n) {
+  sx_row *o = &x->old, *w = &x->nw;
+  sx_stamp now = sx_mkstamp(x->hlc, 0);
+  unsigned i;
+  int live = found && (o->cl & 1);
+  int changed = 0;
+  w->nstamps = 0;
+  if (!live) {
+    if (op != SX_OP_PUT) return SYNC_NOTFOUND;
+    w->cl = found ? o->cl + 1 : 1;
+    w->cl_stamp = sx_row_stamp(w, now);
+    w->ncols = tb->ncols;
+    for (i = 0; i < tb->ncols; i++) {
+      w->cols[i].st = w->cl_stamp;
+      w->cols[i].base = SX_NOSTAMP;
+      w->cols[i].v = vals[i];
+    }
+    return 1;
+  }
+  if (op == SX_OP_DELETE) {
+    w->cl = o->cl + 1;
+    w->cl_stamp = sx_row_stamp(w, now);
+    w->ncols = 0;
+    return 1;
+  }
+  w->cl = o->cl;
+  w->cl_stamp = sx_row_stamp(w, o->stamps[o->cl_stamp]);
+  /* Keep columns a newer schema wrote, beyond what we know. */
+  w->ncols = o->ncols > tb->ncols ? o->ncols : tb->ncols;
+  for (i = 0; i < w->ncols; i++) {
+    sx_rcol *c = &w->cols[i];
+    if (i < o->ncols && o->cols[i].st != SX_NOSTAMP) {
+      c->st = sx_row_stamp(w, o->stamps[o->cols[i].st]);
+      c->base = o->cols[i].base == SX_NOSTAMP
+                    ? SX_NOSTAMP
+                    : sx_row_stamp(w, o->stamps[o->cols[i].base]);
+      c->v = o->cols[i].v;
+    } else {
+      c->st = c->base = SX_NOSTAMP;
+      c->v = sync_null();
+    }
+  }
+  for (i = 0; i < n; i++) {
+    unsigned j = cols ? cols[i] : i;
+    sx_rcol *c = &w->cols[j];
+    int had = j < o->ncols && o->cols[j].st != SX_NOSTAMP;
+    if (had ? sx_value_eq(&c->v, &vals[i]) : vals[i].type == SYNC_NULL)
+      continue;
+    c->base = had ? c->st : SX_NOSTAMP;
+    c->st = sx_row_stamp(w, now);
+    c->v = vals[i];
+    changed = 1;
+  }
+  return changed;
+}
+
+static void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq) {
+  sx_put_be64(k, version);
+  sx_put_be32(k + 8, seq);
+}
+
+/* The one write path: put, update and delete of one row. */
+static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
+                    int op, const unsigned *cols, const sync_value *vals,
+                    unsigned n) {
+  sync_env *env;
+  const sx_table *tb;
+  sx_scur *cur;
+  sx_slice k, v;
+  unsigned char lk[SX_LOGKEY], lv[SX_VARINT_MAX + SYNC_MAX_KEY];
+  size_t size, lvn;
+  unsigned i;
+  int rc, found, was_live, reuse;
+  if ((rc = sx_check_key(x, tid, key, klen))) return rc;
+  env = x->env;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  tb = &env->schema->tables[tid];
+  if (op == SX_OP_PUT && (n != tb->ncols || !vals)) return SYNC_EINVAL;
+  if (op == SX_OP_UPDATE) {
+    if (n == 0 || n > tb->ncols || !cols || !vals) return SYNC_EINVAL;
+    for (i = 0; i < n; i++)
+      if (cols[i] >= tb->ncols) return SYNC_EINVAL;
+  }
+  for (i = 0; i < n; i++)
+    if ((rc = sx_check_value(&tb->cols[cols ? cols[i] : i], &vals[i])))
+      return rc;
+  if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
+  if (!x->stamped) {
+    x->hlc = sx_hlc_next(x->hlc_last, env->clock(env->clock_ctx));
+    x->stamped = 1;
+  }
+  k.p = (const unsigned char *)key;
+  k.n = klen;
+  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  found = rc == 0;
+  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   tb->name);
+  was_live = found && (x->old.cl & 1);
+  rc = sx_build(x, tb, found, op, cols, vals, n);
+  if (rc <= 0) return rc;
+  /* Something changes: this transaction now takes its version. */
+  if (!x->wrote) {
+    x->wrote = 1;
+    x->version = x->base_version + 1;
+  }
+  reuse = found && x->old.version == x->version;
+  x->nw.version = x->version;
+  x->nw.seq = reuse ? x->old.seq : x->seq;
+  size = sx_row_size(&x->nw);
+  if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
+  sx_row_encode(&x->nw, key, klen, x->enc.p, size);
+  /* From here on LMDB is modified: a failure leaves the txn unusable. */
+  if (found && !reuse) {
+    sx_logkey(lk, x->old.version, x->old.seq);
+    rc = sx_del(env->st, x->t, env->log, lk, SX_LOGKEY);
+    if (rc && rc != SYNC_NOTFOUND) goto fail;
+  }
+  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size,
+                       found ? SX_CUR_CURRENT : 0)))
+    goto fail;
+  if (!reuse) {
+    sx_logkey(lk, x->version, x->seq);
+    lvn = sx_put_varint(lv, tid);
+    memcpy(lv + lvn, key, klen);
+    if ((rc = sx_put(env->st, x->t, env->log, lk, SX_LOGKEY, lv, lvn + klen,
+                     SX_PUT_APPEND)))
+      goto fail;
+    x->seq++;
+  }
+  x->delta[tid] += (int)(x->nw.cl & 1) - was_live;
+  x->gen++;
+  return 0;
+fail:
+  x->failed = 1;
+  return sx_fail(env, rc, "write to table '%s' failed: %s", tb->name,
+                 sync_strerror(rc));
+}
+
+SYNC_API int sync_put(sync_txn *x, unsigned table, const void *key,
+                      size_t klen, const sync_value *vals, unsigned nvals) {
+  return sx_write(x, table, key, klen, SX_OP_PUT, NULL, vals, nvals);
+}
+
+SYNC_API int sync_update(sync_txn *x, unsigned table, const void *key,
+                         size_t klen, const unsigned *cols,
+                         const sync_value *vals, unsigned n) {
+  return sx_write(x, table, key, klen, SX_OP_UPDATE, cols, vals, n);
+}
+
+SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
+                         size_t klen) {
+  return sx_write(x, table, key, klen, SX_OP_DELETE, NULL, NULL, 0);
+}
+
+/* Read and decode the row at key into r; SYNC_NOTFOUND when absent or a
+ * tombstone (with *tomb set for the latter, if given). */
+static int sx_read(sync_txn *x, unsigned tid, const void *key, size_t klen,
+                   sx_row *r) {
+  sx_slice v;
+  int rc;
+  rc = sx_get(x->env->st, x->t, x->env->tdbi[tid], key, klen, &v);
+  if (rc) return rc;
+  if ((rc = sx_row_decode(v.p, v.n, key, klen, r)))
+    return sx_fail(x->env, rc, "table '%s': stored row fails its checksum",
+                   x->env->schema->tables[tid].name);
+  return (r->cl & 1) ? 0 : SYNC_NOTFOUND;
+}
+
+static void sx_fill(const sx_row *r, sync_value *vals, unsigned nvals) {
+  unsigned i;
+  for (i = 0; i < nvals; i++)
+    vals[i] = (i < r->ncols && r->cols[i].st != SX_NOSTAMP) ? r->cols[i].v
+                                                            : sync_null();
+}
+
+SYNC_API int sync_get(sync_txn *x, unsigned table, const void *key,
+                      size_t klen, sync_value *vals, unsigned nvals) {
+  int rc;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  if (nvals > x->env->schema->tables[table].ncols || (nvals && !vals))
+    return SYNC_EINVAL;
+  if ((rc = sx_scratch(x))) return rc;
+  if ((rc = sx_read(x, table, key, klen, &x->old))) return rc;
+  sx_fill(&x->old, vals, nvals);
+  return 0;
+}
+
+SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
+                           size_t klen) {
+  int rc;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  if ((rc = sx_scratch(x))) return rc;
+  rc = sx_read(x, table, key, klen, &x->old);
+  if (rc == SYNC_NOTFOUND) return 0;
+  return rc ? rc : 1;
+}
+
+SYNC_API int sync_count(sync_txn *x, unsigned table, uint64_t *out) {
+  unsigned char nk[3];
+  sx_slice v;
+  uint64_t n = 0;
+  int rc;
+  if (!x || !out || table >= x->env->schema->ntables) return SYNC_EINVAL;
+  nk[0] = 'n';
+  nk[1] = (unsigned char)(table >> 8);
+  nk[2] = (unsigned char)table;
+  rc = sx_get(x->env->st, x->t, x->env->meta, nk, 3, &v);
+  if (rc == 0 && v.n == 8) n = sx_get_le64(v.p);
+  else if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (x->delta) n += (uint64_t)x->delta[table];
+  *out = n;
+  return 0;
+}
+
+SYNC_API int sync_put_many(sync_txn *x, unsigned table, const sync_key *keys,
+                           const sync_value *vals, size_t nrows,
+                           size_t *done) {
+  size_t i, nc;
+  int rc = 0;
+  if (done) *done = 0;
+  if (!x || !keys || (nrows && !vals) || table >= x->env->schema->ntables)
+    return SYNC_EINVAL;
+  nc = x->env->schema->tables[table].ncols;
+  for (i = 0; i < nrows; i++) {
+    rc = sx_write(x, table, keys[i].data, keys[i].len, SX_OP_PUT, NULL,
+                  vals + i * nc, (unsigned)nc);
+    if (rc) break;
+    if (done) *done = i + 1;
+  }
+  return rc;
+}
+
+SYNC_API int sync_delete_many(sync_txn *x, unsigned table,
+                              const sync_key *keys, size_t n,
+                              size_t *ndeleted) {
+  size_t i, d = 0;
+  int rc = 0;
+  if (ndeleted) *ndeleted = 0;
+  if (!x || (n && !keys)) return SYNC_EINVAL;
+  for (i = 0; i < n; i++) {
+    rc = sx_write(x, table, keys[i].data, keys[i].len, SX_OP_DELETE, NULL,
+                  NULL, 0);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      continue;
+    }
+    if (rc) break;
+    d++;
+  }
+  if (ndeleted) *ndeleted = d;
+  return rc;
+}
+
+SYNC_API int sync_get_many(sync_txn *x, unsigned table, const sync_key *keys,
+                           size_t n, sync_value *vals, unsigned nvals,
+                           int *found) {
+  size_t i;
+  unsigned j;
+  int rc;
+  if (!x || (n && (!keys || !found || (nvals && !vals))) ||
+      table >= x->env->schema->ntables)
+    return SYNC_EINVAL;
+  for (i = 0; i < n; i++) {
+    rc = sync_get(x, table, keys[i].data, keys[i].len,
+                  nvals ? vals + i * nvals : NULL, nvals);
+    found[i] = rc == 0;
+    if (rc == SYNC_NOTFOUND) {
+      for (j = 0; j < nvals; j++) vals[i * nvals + j] = sync_null();
+      continue;
+    }
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Cursors
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_cursor_open(sync_txn *x, unsigned table, sync_cursor **out) {
+  sync_cursor *c;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || table >= x->env->schema->ntables) return SYNC_EINVAL;
+  c = (sync_cursor *)sx_malloc(&x->env->al, sizeof *c);
+  if (!c) return SYNC_ENOMEM;
+  memset(c, 0, sizeof *c);
+  c->al = x->env->al;
+  if ((rc = sx_row_init(&c->al, &c->row, SYNC_MAX_COLUMNS))) {
+    sx_free(&c->al, c);
+    return rc;
+  }
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->tdbi[table], &c->c))) {
+    sx_row_free(&c->al, &c->row);
+    sx_free(&c->al, c);
+    return rc;
+  }
+  c->x = x;
+  c->tid = table;
+  c->next = x->cursors;
+  x->cursors = c;
+  *out = c;
+  return 0;
+}
+
+SYNC_API int sync_cursor_range(sync_cursor *c, const void *lo, size_t lolen,
+                               const void *hi, size_t hilen) {
+  if (!c || c->dead) return SYNC_EINVAL;
+  if ((lo && lolen > SYNC_MAX_KEY) || (hi && hilen > SYNC_MAX_KEY))
+    return SYNC_ETOOBIG;
+  c->has_lo = lo != NULL;
+  c->has_hi = hi != NULL;
+  c->lolen = lo ? lolen : 0;
+  c->hilen = hi ? hilen : 0;
+  if (lo && lolen) memcpy(c->lo, lo, lolen);
+  if (hi && hilen) memcpy(c->hi, hi, hilen);
+  c->started = c->done = 0;
+  return 0;
+}
+
+static int sx_keycmp(const unsigned char *a, size_t an, const unsigned char *b,
+                     size_t bn) {
+  int d = memcmp(a, b, an < bn ? an : bn);
+  if (d) return d;
+  return an < bn ? -1 : an > bn;
+}
+
+SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
+                              unsigned nvals) {
+  sync_txn *x;
+  sx_slice k, v;
+  int rc, op;
+  if (!c || c->dead) return SYNC_EINVAL;
+  x = c->x;
+  if (nvals > x->env->schema->tables[c->tid].ncols || (nvals && !vals))
+    return SYNC_EINVAL;
+  if (c->done) return SYNC_NOTFOUND;
+  if (!c->started) {
+    k.p = c->lo;
+    k.n = c->lolen;
+    op = c->has_lo && c->lolen ? SX_SET_RANGE : SX_FIRST;
+  } else if (c->gen != x->gen) {
+    /* The transaction wrote since: find our place again by key. */
+    k.p = c->last;
+    k.n = c->lastlen;
+    op = SX_SET_RANGE;
+  } else {
+    k.p = NULL;
+    k.n = 0;
+    op = SX_NEXT;
+  }
+  for (;;) {
+    rc = sx_cur_get(x->env->st, c->c, op, &k, &v);
+    if (rc == SYNC_NOTFOUND) break;
+    if (rc) return rc;
+    op = SX_NEXT;
+    if (c->started && sx_keycmp(k.p, k.n, c->last, c->lastlen) <= 0) continue;
+    if (c->has_hi && sx_keycmp(k.p, k.n, c->hi, c->hilen) >= 0) {
+      rc = SYNC_NOTFOUND;
+      break;
+    }
+    if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &c->row)))
+      return sx_fail(x->env, rc, "table '%s': stored row fails its checksum",
+                     x->env->schema->tables[c->tid].name);
+    c->started = 1;
+    c->gen = x->gen;
+    memcpy(c->last, k.p, k.n);
+    c->lastlen = k.n;
+    if (!(c->row.cl & 1)) continue;
+    if (key) {
+      key->data = k.p;
+      key->len = k.n;
+    }
+    sx_fill(&c->row, vals, nvals);
+    return 0;
+  }
+  c->done = 1;
+  return SYNC_NOTFOUND;
+}
+
+SYNC_API void sync_cursor_close(sync_cursor *c) {
+  sync_cursor **pp;
+  sx_alloc al;
+  if (!c) return;
+  if (c->x) {
+    for (pp = &c->x->cursors; *pp; pp = &(*pp)->next)
+      if (*pp == c) {
+        *pp = c->next;
+        break;
+      }
+    sx_cur_close(c->c);
+  }
+  al = c->al;
+  sx_row_free(&al, &c->row);
+  sx_free(&al, c);
+}
+
+/* ---------------------------------------------------------------------
+ * Change log
+ * ------------------------------------------------------------------- */
+
+/* The 16-byte id of site index idx of this replica. */
+static int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
+  unsigned char k[4];
+  sx_slice v;
+  int rc;
+  if (idx == 0) {
+    memcpy(out, x->env->site, SX_SITE_LEN);
+    return 0;
+  }
+  sx_put_be32(k, idx);
+  rc = sx_get(x->env->st, x->t, x->env->sites, k, 4, &v);
+  if (rc == SYNC_NOTFOUND || (!rc && v.n != SX_SITE_LEN)) return SYNC_ECORRUPT;
+  if (rc) return rc;
+  memcpy(out, v.p, SX_SITE_LEN);
+  return 0;
+}
+
+static int sx_stamp_out(sync_txn *x, const sx_row *r, unsigned idx,
+                        sync_stamp *out) {
+  if (idx == SX_NOSTAMP) {
+    memset(out, 0, sizeof *out);
+    return 0;
+  }
+  out->hlc = r->stamps[idx].hlc;
+  return sx_site_id(x, r->stamps[idx].site, out->site);
+}
+
+SYNC_API int sync_changes_open(sync_txn *x, uint64_t since,
+                               sync_changes **out) {
+  sync_changes *it;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x) return SYNC_EINVAL;
+  it = (sync_changes *)sx_malloc(&x->env->al, sizeof *it);
+  if (!it) return SYNC_ENOMEM;
+  memset(it, 0, sizeof *it);
+  it->al = x->env->al;
+  if ((rc = sx_row_init(&it->al, &it->row, SYNC_MAX_COLUMNS))) {
+    sx_free(&it->al, it);
+    return rc;
+  }
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->log, &it->c))) {
+    sx_row_free(&it->al, &it->row);
+    sx_free(&it->al, it);
+    return rc;
+  }
+  it->x = x;
+  it->since = since;
+  it->next = x->changes;
+  x->changes = it;
+  *out = it;
+  return 0;
+}
+
+SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
+  sync_txn *x;
+  sx_slice k, v, rv;
+  unsigned char start[SX_LOGKEY];
+  uint64_t tid;
+  size_t n;
+  int rc, op;
+  if (!it || it->dead || !out) return SYNC_EINVAL;
+  x = it->x;
+  if (!it->started) {
+    if (it->since == UINT64_MAX) return SYNC_NOTFOUND;
+    sx_logkey(start, it->since + 1, 0);
+    k.p = start;
+    k.n = SX_LOGKEY;
+    op = SX_SET_RANGE;
+  } else if (it->gen != x->gen) {
+    k.p = it->last;
+    k.n = SX_LOGKEY;
+    op = SX_SET_RANGE;
+  } else {
+    k.p = NULL;
+    k.n = 0;
+    op = SX_NEXT;
+  }
+  for (;;) {
+    if ((rc = sx_cur_get(x->env->st, it->c, op, &k, &v))) return rc;
+    op = SX_NEXT;
+    if (k.n != SX_LOGKEY) return SYNC_ECORRUPT;
+    if (it->started && memcmp(k.p, it->last, SX_LOGKEY) <= 0) continue;
+    break;
+  }
+  it->started = 1;
+  it->gen = x->gen;
+  memcpy(it->last, k.p, SX_LOGKEY);
+  n = sx_get_varint(v.p, v.p + v.n, &tid);
+  if (!n || tid >= x->env->schema->ntables || v.n - n < 1 ||
+      v.n - n > SYNC_MAX_KEY)
+    return sx_fail(x->env, SYNC_ECORRUPT, "change log entry malformed");
+  it->tid = (unsigned)tid;
+  rc = sx_get(x->env->st, x->t, x->env->tdbi[tid], v.p + n, v.n - n, &rv);
+  if (rc == SYNC_NOTFOUND) rc = SYNC_ECORRUPT;
+  if (!rc) rc = sx_row_decode(rv.p, rv.n, v.p + n, v.n - n, &it->row);
+  if (!rc && (it->row.version != sx_get_be64(k.p) ||
+              it->row.seq != sx_get_be32(k.p + 8)))
+    rc = SYNC_ECORRUPT;
+  if (rc)
+    return sx_fail(x->env, rc, "change log and table '%s' disagree",
+                   x->env->schema->tables[tid].name);
+  out->table = (unsigned)tid;
+  out->key.data = v.p + n;
+  out->key.len = v.n - n;
+  out->version = it->row.version;
+  out->causal_length = it->row.cl;
+  out->ncolumns = (it->row.cl & 1) ? it->row.ncols : 0;
+  return sx_stamp_out(x, &it->row, it->row.cl_stamp, &out->row_stamp);
+}
+
+SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
+                                 sync_value *val, sync_stamp *stamp,
+                                 sync_stamp *base) {
+  const sx_row *r;
+  int rc;
+  if (!it || it->dead || !it->started) return SYNC_EINVAL;
+  r = &it->row;
+  if (!(r->cl & 1) || col >= r->ncols || r->cols[col].st == SX_NOSTAMP)
+    return SYNC_NOTFOUND;
+  if (val) *val = r->cols[col].v;
+  if (stamp && (rc = sx_stamp_out(it->x, r, r->cols[col].st, stamp)))
+    return rc;
+  if (base && (rc = sx_stamp_out(it->x, r, r->cols[col].base, base)))
+    return rc;
+  return 0;
+}
+
+SYNC_API void sync_changes_close(sync_changes *it) {
+  sync_changes **pp;
+  sx_alloc al;
+  if (!it) return;
+  if (it->x) {
+    for (pp = &it->x->changes; *pp; pp = &(*pp)->next)
+      if (*pp == it) {
+        *pp = it->next;
+        break;
+      }
+    sx_cur_close(it->c);
+  }
+  al = it->al;
+  sx_row_free(&al, &it->row);
+  sx_free(&al, it);
+}

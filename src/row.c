@@ -1,0 +1,218 @@
+/*
+ * row.c - encode and decode stored rows (layout in row.h).
+ */
+#include "row.h"
+
+#include "hash.h"
+
+SYNC_PRIVATE int sx_row_init(const sx_alloc *al, sx_row *r,
+                             unsigned cap_cols) {
+  memset(r, 0, sizeof *r);
+  r->cap_cols = cap_cols;
+  r->stamps = (sx_stamp *)sx_malloc(al, sizeof(sx_stamp) * (2 * cap_cols + 1));
+  r->cols = (sx_rcol *)sx_malloc(al, sizeof(sx_rcol) * cap_cols);
+  if (!r->stamps || !r->cols) {
+    sx_row_free(al, r);
+    return SYNC_ENOMEM;
+  }
+  return 0;
+}
+
+SYNC_PRIVATE void sx_row_free(const sx_alloc *al, sx_row *r) {
+  sx_free(al, r->stamps);
+  sx_free(al, r->cols);
+  r->stamps = NULL;
+  r->cols = NULL;
+}
+
+SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s) {
+  unsigned i;
+  for (i = 0; i < r->nstamps; i++)
+    if (r->stamps[i].hlc == s.hlc && r->stamps[i].site == s.site) return i;
+  r->stamps[r->nstamps] = s;
+  return r->nstamps++;
+}
+
+SYNC_PRIVATE size_t sx_value_size(const sync_value *v) {
+  switch (v->type) {
+  case SYNC_INTEGER: return 1 + sx_varint_len(sx_zigzag(v->i));
+  case SYNC_REAL: return 9;
+  case SYNC_TEXT:
+  case SYNC_BLOB: return 1 + sx_varint_len(v->len) + v->len;
+  default: return 1;
+  }
+}
+
+SYNC_PRIVATE size_t sx_value_put(unsigned char *p, const sync_value *v) {
+  size_t n = 1;
+  p[0] = (unsigned char)v->type;
+  switch (v->type) {
+  case SYNC_INTEGER: n += sx_put_varint(p + 1, sx_zigzag(v->i)); break;
+  case SYNC_REAL:
+    sx_put_le64(p + 1, sx_double_bits(v->r));
+    n += 8;
+    break;
+  case SYNC_TEXT:
+  case SYNC_BLOB:
+    n += sx_put_varint(p + 1, v->len);
+    if (v->len) memcpy(p + n, v->data, v->len);
+    n += v->len;
+    break;
+  default: p[0] = SYNC_NULL; break;
+  }
+  return n;
+}
+
+SYNC_PRIVATE size_t sx_value_get(const unsigned char *p,
+                                 const unsigned char *end, sync_value *v) {
+  uint64_t u;
+  size_t k;
+  if (p >= end) return 0;
+  v->type = p[0];
+  v->data = NULL;
+  v->len = 0;
+  switch (p[0]) {
+  case SYNC_NULL: return 1;
+  case SYNC_INTEGER:
+    if (!(k = sx_get_varint(p + 1, end, &u))) return 0;
+    v->i = sx_unzigzag(u);
+    return 1 + k;
+  case SYNC_REAL:
+    if (end - p < 9) return 0;
+    v->r = sx_bits_double(sx_get_le64(p + 1));
+    return 9;
+  case SYNC_TEXT:
+  case SYNC_BLOB:
+    if (!(k = sx_get_varint(p + 1, end, &u))) return 0;
+    if (u > SYNC_MAX_VALUE || u > (uint64_t)(end - p - 1 - (ptrdiff_t)k))
+      return 0;
+    v->data = p + 1 + k;
+    v->len = (size_t)u;
+    return 1 + k + (size_t)u;
+  default: return 0;
+  }
+}
+
+SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b) {
+  if (a->type != b->type) return 0;
+  switch (a->type) {
+  case SYNC_INTEGER: return a->i == b->i;
+  case SYNC_REAL: return sx_double_bits(a->r) == sx_double_bits(b->r);
+  case SYNC_TEXT:
+  case SYNC_BLOB:
+    return a->len == b->len && (a->len == 0 || !memcmp(a->data, b->data, a->len));
+  default: return 1;
+  }
+}
+
+SYNC_PRIVATE size_t sx_row_size(const sx_row *r) {
+  size_t n = 4 + 1 + sx_varint_len(r->cl) + sx_varint_len(r->version) +
+             sx_varint_len(r->seq) + sx_varint_len(r->nstamps) +
+             sx_varint_len(r->cl_stamp) + sx_varint_len(r->ncols);
+  unsigned i;
+  for (i = 0; i < r->nstamps; i++)
+    n += sx_varint_len(r->stamps[i].hlc) + sx_varint_len(r->stamps[i].site);
+  for (i = 0; i < r->ncols; i++) {
+    const sx_rcol *c = &r->cols[i];
+    if (c->st == SX_NOSTAMP) {
+      n += 1;
+      continue;
+    }
+    n += sx_varint_len(c->st + 1) +
+         sx_varint_len(c->base == SX_NOSTAMP ? 0 : c->base + 1) +
+         sx_value_size(&c->v);
+  }
+  return n;
+}
+
+static uint32_t sx_row_sum(const unsigned char *body, size_t n,
+                           const void *key, size_t klen) {
+  return (uint32_t)sx_hash64(body, n, sx_hash64(key, klen, 0));
+}
+
+SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
+                                unsigned char *out, size_t size) {
+  unsigned char *p = out + 4;
+  unsigned i;
+  *p++ = SX_ROW_FORMAT;
+  p += sx_put_varint(p, r->cl);
+  p += sx_put_varint(p, r->version);
+  p += sx_put_varint(p, r->seq);
+  p += sx_put_varint(p, r->nstamps);
+  for (i = 0; i < r->nstamps; i++) {
+    p += sx_put_varint(p, r->stamps[i].hlc);
+    p += sx_put_varint(p, r->stamps[i].site);
+  }
+  p += sx_put_varint(p, r->cl_stamp);
+  p += sx_put_varint(p, r->ncols);
+  for (i = 0; i < r->ncols; i++) {
+    const sx_rcol *c = &r->cols[i];
+    if (c->st == SX_NOSTAMP) {
+      *p++ = 0;
+      continue;
+    }
+    p += sx_put_varint(p, c->st + 1);
+    p += sx_put_varint(p, c->base == SX_NOSTAMP ? 0 : c->base + 1);
+    p += sx_value_put(p, &c->v);
+  }
+  (void)SX_ALWAYS((size_t)(p - out) == size);
+  sx_put_le32(out, sx_row_sum(out + 4, size - 4, key, klen));
+}
+
+#define SX_GET(var)                                                            \
+  do {                                                                         \
+    size_t k_ = sx_get_varint(p, end, &(var));                                 \
+    if (!k_) return SYNC_ECORRUPT;                                             \
+    p += k_;                                                                   \
+  } while (0)
+
+SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
+                               const void *key, size_t klen, sx_row *r) {
+  const unsigned char *end = p + n;
+  uint64_t v, ns, nc;
+  unsigned i;
+  if (n < 5 || sx_get_le32(p) != sx_row_sum(p + 4, n - 4, key, klen))
+    return SYNC_ECORRUPT;
+  p += 4;
+  if (*p++ != SX_ROW_FORMAT) return SYNC_ECORRUPT;
+  SX_GET(r->cl);
+  SX_GET(r->version);
+  SX_GET(v);
+  if (v > UINT32_MAX) return SYNC_ECORRUPT;
+  r->seq = (uint32_t)v;
+  SX_GET(ns);
+  if (ns > 2 * (uint64_t)SYNC_MAX_COLUMNS + 1 || ns > 2 * (uint64_t)r->cap_cols + 1)
+    return SYNC_ECORRUPT;
+  r->nstamps = (unsigned)ns;
+  for (i = 0; i < ns; i++) {
+    SX_GET(r->stamps[i].hlc);
+    SX_GET(v);
+    if (v > UINT32_MAX) return SYNC_ECORRUPT;
+    r->stamps[i].site = (uint32_t)v;
+  }
+  SX_GET(v);
+  if (v >= ns && !(ns == 0 && v == 0)) return SYNC_ECORRUPT;
+  r->cl_stamp = (unsigned)v;
+  SX_GET(nc);
+  if (nc > SYNC_MAX_COLUMNS) return SYNC_ECORRUPT;
+  r->ncols = nc < r->cap_cols ? (unsigned)nc : r->cap_cols;
+  for (i = 0; i < nc; i++) {
+    sx_rcol tmp, *c = i < r->cap_cols ? &r->cols[i] : &tmp;
+    size_t k;
+    SX_GET(v);
+    if (v == 0) {
+      c->st = c->base = SX_NOSTAMP;
+      c->v.type = SYNC_NULL;
+      continue;
+    }
+    if (v > ns) return SYNC_ECORRUPT;
+    c->st = (unsigned)(v - 1);
+    SX_GET(v);
+    if (v > ns) return SYNC_ECORRUPT;
+    c->base = v ? (unsigned)(v - 1) : SX_NOSTAMP;
+    if (!(k = sx_value_get(p, end, &c->v))) return SYNC_ECORRUPT;
+    p += k;
+  }
+  if (p != end) return SYNC_ECORRUPT;
+  return 0;
+}

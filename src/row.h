@@ -1,0 +1,78 @@
+/*
+ * row.h - the stored form of a row: one LMDB value per row holding its
+ * causal length, the local version and log position of its last change,
+ * a small table of the distinct stamps it uses, and per column the value
+ * with the stamp that wrote it and the stamp it replaced (its base).
+ *
+ *   u32  checksum  low 32 bits of XXH3-64 over the rest, seeded with the
+ *                  XXH3-64 of the key (so a row moved under another key
+ *                  fails too)
+ *   u8   format    1
+ *   var  causal length (odd live, even deleted)
+ *   var  version, var seq   position of the row's entry in the change log
+ *   var  nstamps, then per stamp: var hlc, var site index
+ *   var  index of the stamp of the last insert or delete
+ *   var  ncols, then per column:
+ *        var  0 = never written, else 1 + stamp index
+ *        (written columns only) var 0 = no base, else 1 + stamp index;
+ *        u8 type tag; INTEGER zig-zag varint | REAL 8 bytes LE |
+ *        TEXT/BLOB var length + bytes | NULL nothing
+ *
+ * Tombstones keep the header and no columns.
+ */
+#ifndef SX_ROW_H
+#define SX_ROW_H
+
+#include "util.h"
+
+#define SX_ROW_FORMAT 1
+#define SX_NOSTAMP 0xffffu
+
+typedef struct sx_stamp {
+  uint64_t hlc;
+  uint32_t site; /* index in this replica's site table; 0 is itself */
+} sx_stamp;
+
+typedef struct sx_rcol {
+  unsigned st;   /* stamp index, SX_NOSTAMP = never written */
+  unsigned base; /* stamp index, SX_NOSTAMP = replaced nothing */
+  sync_value v;
+} sx_rcol;
+
+typedef struct sx_row {
+  uint64_t cl, version;
+  uint32_t seq;
+  unsigned cl_stamp;
+  unsigned nstamps, ncols;
+  sx_stamp *stamps; /* capacity 2 * cap_cols + 1 */
+  sx_rcol *cols;    /* capacity cap_cols */
+  unsigned cap_cols;
+} sx_row;
+
+SYNC_PRIVATE int sx_row_init(const sx_alloc *al, sx_row *r, unsigned cap_cols);
+SYNC_PRIVATE void sx_row_free(const sx_alloc *al, sx_row *r);
+
+/* Add stamp s to r's table (deduplicated); returns its index. */
+SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s);
+
+/* Encoded size of r, and the encoding into out (size bytes). */
+SYNC_PRIVATE size_t sx_row_size(const sx_row *r);
+SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
+                                unsigned char *out, size_t size);
+
+/* Decode a stored row, verifying its checksum: SYNC_ECORRUPT when it
+ * fails or the bytes are malformed.  Values point into p.  Columns beyond
+ * r->cap_cols are checked and skipped. */
+SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
+                               const void *key, size_t klen, sx_row *r);
+
+/* Encoded size of a value, and its encoding at p; returns bytes. */
+SYNC_PRIVATE size_t sx_value_size(const sync_value *v);
+SYNC_PRIVATE size_t sx_value_put(unsigned char *p, const sync_value *v);
+/* Decode one value from [p, end); bytes read, 0 if malformed. */
+SYNC_PRIVATE size_t sx_value_get(const unsigned char *p,
+                                 const unsigned char *end, sync_value *v);
+/* Equal type and content (REAL by bits, so NaN equals itself). */
+SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b);
+
+#endif

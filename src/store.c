@@ -1,0 +1,339 @@
+/*
+ * store.c - LMDB underneath.
+ *
+ * Map growth: LMDB can only resize its map while the process has no open
+ * transaction, and a transaction that hits a full map is dead.  So the map
+ * grows ahead of need: at the start of a write transaction, if more than
+ * half of it is used (or the last transaction ran out), it doubles, up to
+ * the configured maximum, provided no other transaction of this process is
+ * open.  On Linux and the BSDs the map is address space, not disk, so a
+ * generous map costs nothing until pages are written.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+
+#ifndef _WIN32
+#include <sys/stat.h>
+#endif
+
+#if defined(__STDC_NO_ATOMICS__)
+typedef int sx_counter;
+#define SX_INC(c) (++(c))
+#define SX_DEC(c) (--(c))
+#define SX_LOAD(c) (c)
+#else
+#include <stdatomic.h>
+typedef atomic_int sx_counter;
+#define SX_INC(c) atomic_fetch_add(&(c), 1)
+#define SX_DEC(c) atomic_fetch_sub(&(c), 1)
+#define SX_LOAD(c) atomic_load(&(c))
+#endif
+
+struct sx_store {
+  const sx_alloc *al;
+  MDB_env *env;
+  size_t mapsize, mapmax;
+  int rdonly;
+  int want_grow; /* a transaction ran out of map */
+  int native;
+  sx_counter active;
+};
+
+/* LMDB or errno -> SYNC_E*.  Every failure passes through here, which
+ * remembers the native code for sync_env_native_error(). */
+static int sx_map_err(sx_store *st, int rc) {
+  if (rc == 0) return 0;
+  if (rc == MDB_NOTFOUND) return SYNC_NOTFOUND;
+  if (st) st->native = rc;
+  switch (rc) {
+  case MDB_MAP_FULL:
+    if (st) st->want_grow = 1;
+    return SYNC_EMAPFULL;
+  case MDB_TXN_FULL:
+  case MDB_DBS_FULL:
+  case MDB_CURSOR_FULL:
+  case MDB_PAGE_FULL:
+    return SYNC_ELIMIT;
+  case MDB_KEYEXIST: return SYNC_EEXIST;
+  case MDB_PAGE_NOTFOUND:
+  case MDB_CORRUPTED: return SYNC_ECORRUPT;
+  case MDB_PANIC: return SYNC_EPANIC;
+  case MDB_VERSION_MISMATCH: return SYNC_EVERSION;
+  case MDB_INVALID:
+  case MDB_INCOMPATIBLE: return SYNC_ENOTDB;
+  case MDB_READERS_FULL:
+  case MDB_TLS_FULL:
+  case MDB_BAD_RSLOT: return SYNC_EBUSY;
+  case MDB_BAD_TXN: return SYNC_ETXN;
+  case MDB_BAD_VALSIZE: return SYNC_ETOOBIG;
+  case MDB_BAD_DBI: return SYNC_EINVAL;
+  case MDB_MAP_RESIZED: return SYNC_EBUSY;
+  case ENOMEM: return SYNC_ENOMEM;
+  case ENOENT: return SYNC_NOTFOUND;
+  case ENOSPC: return SYNC_ENOSPC;
+#ifdef EDQUOT
+  case EDQUOT: return SYNC_ENOSPC;
+#endif
+  case EACCES:
+  case EPERM: return SYNC_EACCES;
+#ifdef EROFS
+  case EROFS: return SYNC_EREADONLY;
+#endif
+  case EINVAL: return SYNC_EINVAL;
+#ifdef EAGAIN
+  case EAGAIN: return SYNC_EBUSY;
+#endif
+#ifdef EBUSY
+  case EBUSY: return SYNC_EBUSY;
+#endif
+  default: return SYNC_EIO;
+  }
+}
+
+SYNC_PRIVATE int sx_store_native(const sx_store *st) { return st->native; }
+SYNC_PRIVATE int sx_store_active(const sx_store *st) {
+  return SX_LOAD(((sx_store *)st)->active);
+}
+
+SYNC_PRIVATE void sx_store_close(sx_store *st) {
+  if (!st) return;
+  if (st->env) mdb_env_close(st->env);
+  sx_free(st->al, st);
+}
+
+/* Refuse a file shorter than its own header says: LMDB would fault on the
+ * missing pages instead of returning an error. */
+static int sx_check_size(sx_store *st, char *msg, size_t msgsz) {
+#ifndef _WIN32
+  MDB_envinfo info;
+  MDB_stat ms;
+  mdb_filehandle_t fd;
+  struct stat sb;
+  uint64_t need;
+  int rc;
+  if ((rc = mdb_env_info(st->env, &info)) || (rc = mdb_env_stat(st->env, &ms)))
+    return sx_map_err(st, rc);
+  if ((rc = mdb_env_get_fd(st->env, &fd))) return sx_map_err(st, rc);
+  if (fstat(fd, &sb) != 0) return sx_map_err(st, errno);
+  need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+  if ((uint64_t)sb.st_size < need) {
+    snprintf(msg, msgsz,
+             "file is %llu bytes but its header needs %llu: truncated",
+             (unsigned long long)sb.st_size, (unsigned long long)need);
+    return SYNC_ECORRUPT;
+  }
+#else
+  (void)st;
+  (void)msg;
+  (void)msgsz;
+#endif
+  return 0;
+}
+
+SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
+                               const sx_store_opts *o, sx_store **out,
+                               char *msg, size_t msgsz) {
+  sx_store *st;
+  unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
+  int rc;
+  *out = NULL;
+#ifndef _WIN32
+  if (o->rdonly || o->nocreate) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+      snprintf(msg, msgsz, "%s: no such database file", path);
+      return errno == ENOENT ? SYNC_NOTFOUND : sx_map_err(NULL, errno);
+    }
+  }
+#endif
+  st = (sx_store *)sx_malloc(al, sizeof *st);
+  if (!st) return SYNC_ENOMEM;
+  memset(st, 0, sizeof *st);
+  st->al = al;
+  st->mapsize = o->mapsize;
+  st->mapmax = o->mapmax;
+  st->rdonly = o->rdonly;
+  if (o->rdonly) flags |= MDB_RDONLY;
+  if (o->durability == SYNC_DURABLE_NOMETASYNC) flags |= MDB_NOMETASYNC;
+  if (o->durability == SYNC_DURABLE_NOSYNC) flags |= MDB_NOSYNC;
+  if ((rc = mdb_env_create(&st->env))) {
+    st->env = NULL;
+    rc = sx_map_err(st, rc);
+    goto fail;
+  }
+  if ((rc = mdb_env_set_maxdbs(st->env, o->maxdbs)) ||
+      (rc = mdb_env_set_mapsize(st->env, st->mapsize))) {
+    rc = sx_map_err(st, rc);
+    goto fail;
+  }
+  if ((rc = mdb_env_open(st->env, path, flags, 0644))) {
+    int native = rc;
+    rc = sx_map_err(st, rc);
+    snprintf(msg, msgsz, "%s: %s", path, mdb_strerror(native));
+    goto fail;
+  }
+  {
+    /* An existing file may have a larger map than we asked for. */
+    MDB_envinfo info;
+    if (!mdb_env_info(st->env, &info) && info.me_mapsize > st->mapsize)
+      st->mapsize = info.me_mapsize;
+    if (st->mapmax < st->mapsize) st->mapmax = st->mapsize;
+  }
+  if ((rc = sx_check_size(st, msg, msgsz))) goto fail;
+  *out = st;
+  return 0;
+fail:
+  sx_store_close(st);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_store_sync(sx_store *st) {
+  return sx_map_err(st, mdb_env_sync(st->env, 1));
+}
+
+static void sx_maybe_grow(sx_store *st) {
+  MDB_envinfo info;
+  MDB_stat ms;
+  size_t used, want;
+  if (SX_LOAD(st->active) != 0) return; /* LMDB cannot remap under a txn */
+  if (mdb_env_info(st->env, &info) || mdb_env_stat(st->env, &ms)) return;
+  st->mapsize = info.me_mapsize;
+  used = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
+  if (!st->want_grow && used <= st->mapsize / 2) return;
+  if (st->mapsize >= st->mapmax) return;
+  want = st->mapsize > st->mapmax / 2 ? st->mapmax : st->mapsize * 2;
+  if (mdb_env_set_mapsize(st->env, want) == 0) {
+    st->mapsize = want;
+    st->want_grow = 0;
+  }
+}
+
+SYNC_PRIVATE int sx_txn_begin(sx_store *st, int rdonly, sx_stxn **out) {
+  MDB_txn *txn;
+  int rc, tries;
+  *out = NULL;
+  if (!rdonly && st->rdonly) return SYNC_EREADONLY;
+  for (tries = 0; tries < 2; tries++) {
+    if (!rdonly) sx_maybe_grow(st);
+    rc = mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
+    if (rc != MDB_MAP_RESIZED) break;
+    /* Another process grew the map: adopt its size. */
+    if (SX_LOAD(st->active) == 0) mdb_env_set_mapsize(st->env, 0);
+  }
+  if (rc) return sx_map_err(st, rc);
+  SX_INC(st->active);
+  *out = (sx_stxn *)txn;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_txn_commit(sx_store *st, sx_stxn *t) {
+  int rc = mdb_txn_commit((MDB_txn *)t);
+  SX_DEC(st->active);
+  return sx_map_err(st, rc);
+}
+
+SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t) {
+  if (!t) return;
+  mdb_txn_abort((MDB_txn *)t);
+  SX_DEC(st->active);
+}
+
+SYNC_PRIVATE int sx_dbi_open(sx_store *st, sx_stxn *t, const char *name,
+                             int create, sx_dbi *out) {
+  MDB_dbi d;
+  int rc = mdb_dbi_open((MDB_txn *)t, name, create ? MDB_CREATE : 0, &d);
+  if (rc) return sx_map_err(st, rc);
+  *out = (sx_dbi)d;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_main_entries(sx_store *st, sx_stxn *t, size_t *out) {
+  MDB_stat ms;
+  int rc = mdb_stat((MDB_txn *)t, 1 /* MAIN_DBI */, &ms);
+  if (rc) return sx_map_err(st, rc);
+  *out = ms.ms_entries;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_get(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
+                        size_t kn, sx_slice *v) {
+  MDB_val key, val;
+  int rc;
+  key.mv_data = (void *)k;
+  key.mv_size = kn;
+  rc = mdb_get((MDB_txn *)t, (MDB_dbi)d, &key, &val);
+  if (rc) return sx_map_err(st, rc);
+  v->p = (const unsigned char *)val.mv_data;
+  v->n = val.mv_size;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_put(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
+                        size_t kn, const void *v, size_t vn, unsigned flags) {
+  MDB_val key, val;
+  unsigned f = 0;
+  key.mv_data = (void *)k;
+  key.mv_size = kn;
+  val.mv_data = (void *)v;
+  val.mv_size = vn;
+  if (flags & SX_PUT_APPEND) f |= MDB_APPEND;
+  if (flags & SX_PUT_NOOVERWRITE) f |= MDB_NOOVERWRITE;
+  return sx_map_err(st, mdb_put((MDB_txn *)t, (MDB_dbi)d, &key, &val, f));
+}
+
+SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
+                        size_t kn) {
+  MDB_val key;
+  key.mv_data = (void *)k;
+  key.mv_size = kn;
+  return sx_map_err(st, mdb_del((MDB_txn *)t, (MDB_dbi)d, &key, NULL));
+}
+
+SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d,
+                             sx_scur **out) {
+  MDB_cursor *c;
+  int rc = mdb_cursor_open((MDB_txn *)t, (MDB_dbi)d, &c);
+  if (rc) return sx_map_err(st, rc);
+  *out = (sx_scur *)c;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
+                            sx_slice *v) {
+  static const MDB_cursor_op ops[] = {MDB_FIRST,   MDB_NEXT, MDB_SET_RANGE,
+                                      MDB_SET_KEY, MDB_LAST, MDB_GET_CURRENT};
+  MDB_val key, val;
+  int rc;
+  key.mv_data = (void *)k->p;
+  key.mv_size = k->n;
+  rc = mdb_cursor_get((MDB_cursor *)c, &key, &val, ops[op]);
+  if (rc) return sx_map_err(st, rc);
+  k->p = (const unsigned char *)key.mv_data;
+  k->n = key.mv_size;
+  if (v) {
+    v->p = (const unsigned char *)val.mv_data;
+    v->n = val.mv_size;
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
+                            size_t kn, const void *v, size_t vn,
+                            unsigned flags) {
+  MDB_val key, val;
+  unsigned f = 0;
+  key.mv_data = (void *)k;
+  key.mv_size = kn;
+  val.mv_data = (void *)v;
+  val.mv_size = vn;
+  if (flags & SX_CUR_CURRENT) f |= MDB_CURRENT;
+  if (flags & SX_PUT_APPEND) f |= MDB_APPEND;
+  return sx_map_err(st, mdb_cursor_put((MDB_cursor *)c, &key, &val, f));
+}
+
+SYNC_PRIVATE void sx_cur_close(sx_scur *c) {
+  if (c) mdb_cursor_close((MDB_cursor *)c);
+}

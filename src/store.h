@@ -1,0 +1,75 @@
+/*
+ * store.h - the storage layer: an LMDB environment in one file, named
+ * databases, transactions, cursors, automatic map growth, and the mapping
+ * of LMDB and OS errors onto SYNC_E* codes.  The only module that includes
+ * lmdb.h; everything above it sees byte slices.
+ */
+#ifndef SX_STORE_H
+#define SX_STORE_H
+
+#include "internal.h"
+
+typedef struct sx_store sx_store;
+typedef struct sx_stxn sx_stxn; /* an LMDB transaction */
+typedef struct sx_scur sx_scur; /* an LMDB cursor */
+typedef unsigned sx_dbi;
+
+typedef struct sx_slice {
+  const unsigned char *p;
+  size_t n;
+} sx_slice;
+
+typedef struct sx_store_opts {
+  int durability; /* SYNC_DURABLE_* */
+  size_t mapsize, mapmax;
+  unsigned maxdbs;
+  int rdonly, nocreate;
+} sx_store_opts;
+
+/* Open the file.  On failure *out is NULL; msg says which call failed. */
+SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
+                               const sx_store_opts *o, sx_store **out,
+                               char *msg, size_t msgsz);
+SYNC_PRIVATE void sx_store_close(sx_store *st);
+SYNC_PRIVATE int sx_store_sync(sx_store *st);
+/* Native code (LMDB or errno) of the last failure mapped by this store. */
+SYNC_PRIVATE int sx_store_native(const sx_store *st);
+/* Transactions of this store still open (schema changes need none). */
+SYNC_PRIVATE int sx_store_active(const sx_store *st);
+
+SYNC_PRIVATE int sx_txn_begin(sx_store *st, int rdonly, sx_stxn **out);
+SYNC_PRIVATE int sx_txn_commit(sx_store *st, sx_stxn *t);
+SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t);
+/* Open (create) a named database within a transaction. */
+SYNC_PRIVATE int sx_dbi_open(sx_store *st, sx_stxn *t, const char *name,
+                             int create, sx_dbi *out);
+/* Number of entries in the main database (0 for a new file). */
+SYNC_PRIVATE int sx_main_entries(sx_store *st, sx_stxn *t, size_t *out);
+
+SYNC_PRIVATE int sx_get(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
+                        size_t kn, sx_slice *v);
+#define SX_PUT_APPEND 1u
+#define SX_PUT_NOOVERWRITE 2u
+SYNC_PRIVATE int sx_put(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
+                        size_t kn, const void *v, size_t vn, unsigned flags);
+SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
+                        size_t kn);
+
+#define SX_FIRST 0
+#define SX_NEXT 1
+#define SX_SET_RANGE 2 /* first key >= k */
+#define SX_SET_KEY 3   /* exactly k */
+#define SX_LAST 4
+#define SX_GET_CURRENT 5
+SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d, sx_scur **out);
+SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
+                            sx_slice *v);
+/* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
+ * (k must equal its key) without searching the tree again. */
+#define SX_CUR_CURRENT 4u
+SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
+                            size_t kn, const void *v, size_t vn,
+                            unsigned flags);
+SYNC_PRIVATE void sx_cur_close(sx_scur *c);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * util.h - byte-level helpers shared by the storage and wire code:
+ * LEB128 varints, zig-zag, little-endian loads and stores, a growable
+ * buffer on our allocator.  Decoders are bounded by an end pointer and
+ * never read past it.
+ */
+#ifndef SX_UTIL_H
+#define SX_UTIL_H
+
+#include "internal.h"
+
+#define SX_VARINT_MAX 10
+
+/* Write v as LEB128 at p (room for SX_VARINT_MAX bytes); returns bytes. */
+SYNC_PRIVATE size_t sx_put_varint(unsigned char *p, uint64_t v);
+/* Bytes sx_put_varint would write. */
+SYNC_PRIVATE size_t sx_varint_len(uint64_t v);
+/* Read a varint from [p, end); returns bytes read, or 0 when truncated,
+ * longer than 10 bytes or over 64 bits. */
+SYNC_PRIVATE size_t sx_get_varint(const unsigned char *p,
+                                  const unsigned char *end, uint64_t *out);
+
+static inline uint64_t sx_zigzag(int64_t v) {
+  return ((uint64_t)v << 1) ^ (uint64_t)(0 - (int64_t)((uint64_t)v >> 63));
+}
+static inline int64_t sx_unzigzag(uint64_t u) {
+  return (int64_t)((u >> 1) ^ (0 - (u & 1)));
+}
+
+static inline void sx_put_le64(unsigned char *p, uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint64_t sx_get_le64(const unsigned char *p) {
+  uint64_t v = 0;
+  int i;
+  for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+static inline void sx_put_le32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16);
+  p[3] = (unsigned char)(v >> 24);
+}
+static inline uint32_t sx_get_le32(const unsigned char *p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+         ((uint32_t)p[3] << 24);
+}
+static inline void sx_put_be64(unsigned char *p, uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+static inline uint64_t sx_get_be64(const unsigned char *p) {
+  uint64_t v = 0;
+  int i;
+  for (i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+static inline void sx_put_be32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)(v >> 24);
+  p[1] = (unsigned char)(v >> 16);
+  p[2] = (unsigned char)(v >> 8);
+  p[3] = (unsigned char)v;
+}
+static inline uint32_t sx_get_be32(const unsigned char *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+         ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+/* Doubles travel as their IEEE-754 bits, little-endian. */
+static inline uint64_t sx_double_bits(double d) {
+  uint64_t u;
+  memcpy(&u, &d, sizeof u);
+  return u;
+}
+static inline double sx_bits_double(uint64_t u) {
+  double d;
+  memcpy(&d, &u, sizeof d);
+  return d;
+}
+
+/* A growable byte buffer.  Memory from al; sx_buf_free releases it. */
+typedef struct sx_buf {
+  unsigned char *p;
+  size_t len, cap;
+  const sx_alloc *al;
+} sx_buf;
+
+SYNC_PRIVATE void sx_buf_init(sx_buf *b, const sx_alloc *al);
+/* Make room for extra more bytes.  SYNC_ENOMEM or SYNC_ETOOBIG. */
+SYNC_PRIVATE int sx_buf_reserve(sx_buf *b, size_t extra);
+SYNC_PRIVATE void sx_buf_free(sx_buf *b);
+
+#endif
