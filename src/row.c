@@ -33,62 +33,54 @@ SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s) {
   return r->nstamps++;
 }
 
-SYNC_PRIVATE size_t sx_value_size(const sync_value *v) {
+SYNC_PRIVATE size_t sx_payload_size(const sync_value *v) {
   switch (v->type) {
-  case SYNC_INTEGER: return 1 + sx_varint_len(sx_zigzag(v->i));
-  case SYNC_REAL: return 9;
+  case SYNC_INTEGER: return sx_varint_len(sx_zigzag(v->i));
+  case SYNC_REAL: return 8;
   case SYNC_TEXT:
-  case SYNC_BLOB: return 1 + sx_varint_len(v->len) + v->len;
-  default: return 1;
+  case SYNC_BLOB: return sx_varint_len(v->len) + v->len;
+  default: return 0;
   }
 }
 
-SYNC_PRIVATE size_t sx_value_put(unsigned char *p, const sync_value *v) {
-  size_t n = 1;
-  p[0] = (unsigned char)v->type;
+SYNC_PRIVATE size_t sx_payload_put(unsigned char *p, const sync_value *v) {
+  size_t n;
   switch (v->type) {
-  case SYNC_INTEGER: n += sx_put_varint(p + 1, sx_zigzag(v->i)); break;
-  case SYNC_REAL:
-    sx_put_le64(p + 1, sx_double_bits(v->r));
-    n += 8;
-    break;
+  case SYNC_INTEGER: return sx_put_varint(p, sx_zigzag(v->i));
+  case SYNC_REAL: sx_put_le64(p, sx_double_bits(v->r)); return 8;
   case SYNC_TEXT:
   case SYNC_BLOB:
-    n += sx_put_varint(p + 1, v->len);
+    n = sx_put_varint(p, v->len);
     if (v->len) memcpy(p + n, v->data, v->len);
-    n += v->len;
-    break;
-  default: p[0] = SYNC_NULL; break;
+    return n + v->len;
+  default: return 0;
   }
-  return n;
 }
 
-SYNC_PRIVATE size_t sx_value_get(const unsigned char *p,
-                                 const unsigned char *end, sync_value *v) {
+SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
+                                   const unsigned char *end, sync_value *v) {
   uint64_t u;
   size_t k;
-  if (p >= end) return 0;
-  v->type = p[0];
+  v->type = tag;
   v->data = NULL;
   v->len = 0;
-  switch (p[0]) {
-  case SYNC_NULL: return 1;
+  switch (tag) {
+  case SYNC_NULL: return 0;
   case SYNC_INTEGER:
-    if (!(k = sx_get_varint(p + 1, end, &u))) return 0;
+    if (!(k = sx_get_varint(p, end, &u))) return 0;
     v->i = sx_unzigzag(u);
-    return 1 + k;
+    return k;
   case SYNC_REAL:
-    if (end - p < 9) return 0;
-    v->r = sx_bits_double(sx_get_le64(p + 1));
-    return 9;
+    if (end - p < 8) return 0;
+    v->r = sx_bits_double(sx_get_le64(p));
+    return 8;
   case SYNC_TEXT:
   case SYNC_BLOB:
-    if (!(k = sx_get_varint(p + 1, end, &u))) return 0;
-    if (u > SYNC_MAX_VALUE || u > (uint64_t)(end - p - 1 - (ptrdiff_t)k))
-      return 0;
-    v->data = p + 1 + k;
+    if (!(k = sx_get_varint(p, end, &u))) return 0;
+    if (u > SYNC_MAX_VALUE || u > (uint64_t)(end - p) - k) return 0;
+    v->data = p + k;
     v->len = (size_t)u;
-    return 1 + k + (size_t)u;
+    return k + (size_t)u;
   default: return 0;
   }
 }
@@ -106,7 +98,7 @@ SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b) {
 }
 
 SYNC_PRIVATE size_t sx_row_size(const sx_row *r) {
-  size_t n = 4 + 1 + sx_varint_len(r->cl) + sx_varint_len(r->version) +
+  size_t n = 4 + sx_varint_len(r->cl) + sx_varint_len(r->version) +
              sx_varint_len(r->seq) + sx_varint_len(r->nstamps) +
              sx_varint_len(r->cl_stamp) + sx_varint_len(r->ncols);
   unsigned i;
@@ -118,9 +110,8 @@ SYNC_PRIVATE size_t sx_row_size(const sx_row *r) {
       n += 1;
       continue;
     }
-    n += sx_varint_len(c->st + 1) +
-         sx_varint_len(c->base == SX_NOSTAMP ? 0 : c->base + 1) +
-         sx_value_size(&c->v);
+    n += sx_varint_len((uint64_t)c->st << 4) + sx_payload_size(&c->v);
+    if (c->base != SX_NOSTAMP) n += sx_varint_len(c->base);
   }
   return n;
 }
@@ -134,7 +125,6 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
                                 unsigned char *out, size_t size) {
   unsigned char *p = out + 4;
   unsigned i;
-  *p++ = SX_ROW_FORMAT;
   p += sx_put_varint(p, r->cl);
   p += sx_put_varint(p, r->version);
   p += sx_put_varint(p, r->seq);
@@ -148,12 +138,14 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
   for (i = 0; i < r->ncols; i++) {
     const sx_rcol *c = &r->cols[i];
     if (c->st == SX_NOSTAMP) {
-      *p++ = 0;
+      *p++ = SX_TAG_UNSET;
       continue;
     }
-    p += sx_put_varint(p, c->st + 1);
-    p += sx_put_varint(p, c->base == SX_NOSTAMP ? 0 : c->base + 1);
-    p += sx_value_put(p, &c->v);
+    p += sx_put_varint(p, ((uint64_t)c->st << 4) |
+                              (c->base != SX_NOSTAMP ? 8u : 0u) |
+                              (uint64_t)c->v.type);
+    if (c->base != SX_NOSTAMP) p += sx_put_varint(p, c->base);
+    p += sx_payload_put(p, &c->v);
   }
   (void)SX_ALWAYS((size_t)(p - out) == size);
   sx_put_le32(out, sx_row_sum(out + 4, size - 4, key, klen));
@@ -174,7 +166,6 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
   if (n < 5 || sx_get_le32(p) != sx_row_sum(p + 4, n - 4, key, klen))
     return SYNC_ECORRUPT;
   p += 4;
-  if (*p++ != SX_ROW_FORMAT) return SYNC_ECORRUPT;
   SX_GET(r->cl);
   SX_GET(r->version);
   SX_GET(v);
@@ -199,18 +190,26 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
   for (i = 0; i < nc; i++) {
     sx_rcol tmp, *c = i < r->cap_cols ? &r->cols[i] : &tmp;
     size_t k;
+    int tag;
     SX_GET(v);
-    if (v == 0) {
+    tag = (int)(v & 7);
+    if (tag == SX_TAG_UNSET) {
+      if (v != SX_TAG_UNSET) return SYNC_ECORRUPT;
       c->st = c->base = SX_NOSTAMP;
-      c->v.type = SYNC_NULL;
+      c->v = sync_null();
       continue;
     }
-    if (v > ns) return SYNC_ECORRUPT;
-    c->st = (unsigned)(v - 1);
-    SX_GET(v);
-    if (v > ns) return SYNC_ECORRUPT;
-    c->base = v ? (unsigned)(v - 1) : SX_NOSTAMP;
-    if (!(k = sx_value_get(p, end, &c->v))) return SYNC_ECORRUPT;
+    if (tag > SYNC_BLOB || (v >> 4) >= ns) return SYNC_ECORRUPT;
+    c->st = (unsigned)(v >> 4);
+    c->base = SX_NOSTAMP;
+    if (v & 8) {
+      uint64_t b;
+      SX_GET(b);
+      if (b >= ns) return SYNC_ECORRUPT;
+      c->base = (unsigned)b;
+    }
+    k = sx_payload_get(tag, p, end, &c->v);
+    if (!k && tag != SYNC_NULL) return SYNC_ECORRUPT;
     p += k;
   }
   if (p != end) return SYNC_ECORRUPT;

@@ -7,17 +7,19 @@
  *   u32  checksum  low 32 bits of XXH3-64 over the rest, seeded with the
  *                  XXH3-64 of the key (so a row moved under another key
  *                  fails too)
- *   u8   format    1
  *   var  causal length (odd live, even deleted)
  *   var  version, var seq   position of the row's entry in the change log
  *   var  nstamps, then per stamp: var hlc, var site index
  *   var  index of the stamp of the last insert or delete
- *   var  ncols, then per column:
- *        var  0 = never written, else 1 + stamp index
- *        (written columns only) var 0 = no base, else 1 + stamp index;
- *        u8 type tag; INTEGER zig-zag varint | REAL 8 bytes LE |
- *        TEXT/BLOB var length + bytes | NULL nothing
+ *   var  ncols, then per column one control varint:
+ *          bits 0-2  type tag (SYNC_NULL..SYNC_BLOB), or 7: never written
+ *          bit  3    a base stamp follows
+ *          bits 4..  index of the stamp that wrote the value
+ *        then (if bit 3) var base stamp index, then the value:
+ *        INTEGER zig-zag varint | REAL 8 bytes LE | TEXT/BLOB var length
+ *        + bytes | NULL nothing.  One byte of control for most columns.
  *
+ * The storage format version is kept once per file, in the meta store.
  * Tombstones keep the header and no columns.
  */
 #ifndef SX_ROW_H
@@ -25,7 +27,7 @@
 
 #include "util.h"
 
-#define SX_ROW_FORMAT 1
+#define SX_TAG_UNSET 7
 #define SX_NOSTAMP 0xffffu
 
 typedef struct sx_stamp {
@@ -66,12 +68,13 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
 SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
                                const void *key, size_t klen, sx_row *r);
 
-/* Encoded size of a value, and its encoding at p; returns bytes. */
-SYNC_PRIVATE size_t sx_value_size(const sync_value *v);
-SYNC_PRIVATE size_t sx_value_put(unsigned char *p, const sync_value *v);
-/* Decode one value from [p, end); bytes read, 0 if malformed. */
-SYNC_PRIVATE size_t sx_value_get(const unsigned char *p,
-                                 const unsigned char *end, sync_value *v);
+/* Encoded size of a value's payload (without its type tag), its encoding
+ * at p, and its decoding from [p, end) given the tag: bytes, 0 if
+ * malformed. */
+SYNC_PRIVATE size_t sx_payload_size(const sync_value *v);
+SYNC_PRIVATE size_t sx_payload_put(unsigned char *p, const sync_value *v);
+SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
+                                   const unsigned char *end, sync_value *v);
 /* Equal type and content (REAL by bits, so NaN equals itself). */
 SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b);
 
