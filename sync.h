@@ -434,6 +434,158 @@ SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
                                  sync_stamp *base);
 SYNC_API void sync_changes_close(sync_changes *it);
 
+/* ---------------------------------------------------------------------
+ * Replication between replicas, in process.  A receiver describes what it
+ * has (sync_request_make: its cursor in the sender's log and its version
+ * vector); the sender cuts the next delta chunk for it (sync_delta_make);
+ * the receiver applies the chunk atomically with its new cursor
+ * (sync_delta_apply).  Repeat until a chunk says it was the last.
+ * Chunks may be lost, repeated or reordered: a repeated chunk changes
+ * nothing, a chunk past a gap is merged but does not move the cursor, and
+ * the version vector rises only when an unbroken run of chunks reaches
+ * the last one.  Merge: per column last-writer-wins by (causal length,
+ * HLC, site id); deletes and re-inserts by causal length.
+ * ------------------------------------------------------------------- */
+typedef struct sync_request sync_request;
+typedef struct sync_delta sync_delta;
+
+/* Receiver side: what this replica holds of sender's data.  Errors:
+ * SYNC_EINVAL (sender is this replica), SYNC_ENOMEM. */
+SYNC_API int sync_request_make(sync_txn *txn, const uint8_t sender[16],
+                               sync_request **out);
+SYNC_API void sync_request_free(sync_request *req);
+/* Sender side: record that the requester holds everything of this
+ * replica up to the cursor in req (what it asks for next).  Tombstones are
+ * collected only once every known peer has acknowledged them.  Needs a
+ * write transaction.  Errors: SYNC_EINVAL, SYNC_EREADONLY. */
+SYNC_API int sync_request_ack(sync_txn *txn, const sync_request *req);
+
+typedef struct sync_delta_opts {
+  size_t max_rows;  /* rows per chunk; 0 = 1,000 */
+  size_t max_bytes; /* approximate value bytes per chunk; 0 = 1 MiB */
+} sync_delta_opts;
+
+/* Sender side: the next chunk for the requester, cut from txn's snapshot
+ * (a read transaction is enough).  Rows whose every change the requester
+ * already has are left out, and so are SYNC_COL_LOCAL columns.  When the
+ * requester holds nothing of this replica yet, rows come table by table in
+ * key order (initial sync).  opts may be NULL.  Errors: SYNC_EINVAL
+ * (request meant for another sender, or from this replica), SYNC_ENOMEM,
+ * SYNC_ECORRUPT. */
+SYNC_API int sync_delta_make(sync_txn *txn, const sync_request *req,
+                             const sync_delta_opts *opts, sync_delta **out);
+/* Rows in the chunk, and whether it is the last one of its delta. */
+SYNC_API size_t sync_delta_rows(const sync_delta *d);
+SYNC_API int sync_delta_last(const sync_delta *d);
+SYNC_API void sync_delta_free(sync_delta *d);
+
+/* Apply policies */
+#define SYNC_APPLY_MERGE 0  /* LWW merge (default) */
+#define SYNC_APPLY_NEWER 1  /* take a remote row only if its newest stamp is
+                               newer than the local row's newest */
+#define SYNC_APPLY_APPEND 2 /* insert rows that are absent; never touch a
+                               row that exists (live or deleted) */
+#define SYNC_APPLY_DRY_RUN 0x100 /* flag: count what would change, write
+                                    nothing, do not move the cursor */
+
+typedef struct sync_apply_report {
+  uint64_t rows;      /* rows in the chunk */
+  uint64_t inserted;  /* rows that became live (new or re-inserted) */
+  uint64_t updated;   /* live rows with at least one column taken */
+  uint64_t deleted;   /* rows that became tombstones */
+  uint64_t unchanged; /* rows where the local state already won */
+  uint64_t conflicts; /* conflicts recorded (or, in a dry run, found) */
+  int cursor_moved;   /* the chunk continued the run: cursor advanced */
+  int vector_raised;  /* the run reached the last chunk */
+} sync_apply_report;
+
+/* Apply chunk d in the write transaction txn, together with the sender's
+ * new cursor; commit txn to make both durable at once.  rep may be NULL.
+ * Errors: SYNC_EINVAL (d comes from this replica), SYNC_ESCHEMA (d was
+ * cut under another schema), SYNC_EREADONLY, storage errors. */
+SYNC_API int sync_delta_apply(sync_txn *txn, const sync_delta *d, int policy,
+                              sync_apply_report *rep);
+
+/* Conflict classes of an incoming row against the local one */
+#define SYNC_NO_CONFLICT 0     /* local row absent or identical */
+#define SYNC_SOURCE_MODIFIED 1 /* only the sender changed it: clean update */
+#define SYNC_TARGET_MODIFIED 2 /* only this replica changed it: kept */
+#define SYNC_BOTH_MODIFIED 3   /* both changed the same column */
+#define SYNC_DELETED_SOURCE 4  /* sender deleted what this replica updated */
+#define SYNC_DELETED_TARGET 5  /* sender updated what this replica deleted */
+
+/* Resolver: called during apply for each real conflict (BOTH_MODIFIED per
+ * column; DELETED_* per row with column SYNC_ROW).  Return
+ * SYNC_RESOLVE_DEFAULT to keep the LWW outcome, SYNC_RESOLVE_LOCAL or
+ * SYNC_RESOLVE_REMOTE to force one side, or SYNC_RESOLVE_MERGED after
+ * filling *merged (value bytes must stay valid until apply returns).  A
+ * forced or merged outcome is written with a new local stamp, so it wins
+ * and replicates. */
+#define SYNC_ROW 0xffffffffu
+#define SYNC_RESOLVE_DEFAULT 0
+#define SYNC_RESOLVE_LOCAL 1
+#define SYNC_RESOLVE_REMOTE 2
+#define SYNC_RESOLVE_MERGED 3
+typedef struct sync_conflict {
+  uint64_t id;     /* position in the conflict log */
+  int kind;        /* SYNC_BOTH_MODIFIED, SYNC_DELETED_* */
+  unsigned table;
+  sync_key key;
+  unsigned column; /* SYNC_ROW for row-level conflicts */
+  sync_value local, remote;
+  sync_stamp local_stamp, remote_stamp;
+  int remote_won;  /* the outcome applied */
+  int resolved;    /* marked resolved by the application */
+} sync_conflict;
+typedef int (*sync_resolver_fn)(void *ctx, const sync_conflict *c,
+                                sync_value *merged);
+SYNC_API int sync_env_set_resolver(sync_env *env, sync_resolver_fn fn,
+                                   void *ctx);
+
+/* Callbacks after a successful commit (local writes or applied deltas):
+ * one call per changed row (table, key) and per recorded conflict.  They
+ * run on the committing thread, after the data is durable; they must not
+ * begin a write transaction on the same env. */
+typedef void (*sync_change_fn)(void *ctx, unsigned table, const void *key,
+                               size_t klen);
+typedef void (*sync_conflict_fn)(void *ctx, const sync_conflict *c);
+SYNC_API int sync_env_set_on_change(sync_env *env, sync_change_fn fn,
+                                    void *ctx);
+SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
+                                      void *ctx);
+
+/* The conflict log.  Iterate recorded conflicts (all, or only unresolved
+ * with SYNC_CONFLICTS_UNRESOLVED); values point into the map, valid until
+ * the next call. */
+#define SYNC_CONFLICTS_UNRESOLVED 0x1u
+typedef struct sync_conflicts sync_conflicts;
+SYNC_API int sync_conflicts_open(sync_txn *txn, unsigned flags,
+                                 sync_conflicts **out);
+SYNC_API int sync_conflicts_next(sync_conflicts *it, sync_conflict *out);
+SYNC_API void sync_conflicts_close(sync_conflicts *it);
+/* Mark one conflict resolved (SYNC_NOTFOUND if no such id), or all of
+ * them (*n counts those marked; may be NULL). */
+SYNC_API int sync_conflict_resolve(sync_txn *txn, uint64_t id);
+SYNC_API int sync_conflicts_resolve_all(sync_txn *txn, uint64_t *n);
+
+/* Version vector: sites and the highest HLC this replica holds all changes
+ * of.  Writes up to cap entries and the total count to *n. */
+SYNC_API int sync_vv_get(sync_txn *txn, sync_stamp *out, size_t cap,
+                         size_t *n);
+
+/* Tombstones: delete those every known peer has acknowledged (received in
+ * a completed delta).  *collected (may be NULL) counts them. */
+SYNC_API int sync_gc(sync_txn *txn, uint64_t *collected);
+/* Tombstones still kept. */
+SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
+
+/* Content digest: XXH3-64 over the live rows in key order (keys and
+ * values; stamps and other metadata excluded), of one table or, with
+ * SYNC_ALL_TABLES, of all tables in order.  Replicas holding the same data
+ * have the same digest. */
+#define SYNC_ALL_TABLES 0xffffffffu
+SYNC_API int sync_digest(sync_txn *txn, unsigned table, uint64_t *out);
+
 #ifdef __cplusplus
 }
 #endif

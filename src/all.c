@@ -13,3 +13,4 @@
 #include "store.c"
 #include "row.c"
 #include "db.c"
+#include "merge.c"

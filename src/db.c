@@ -18,94 +18,18 @@
  * change and uses them for every row it touches; a transaction that
  * changes nothing consumes neither.
  */
-#include "internal.h"
+#include "db.h"
 
 #include "clock.h"
 #include "hash.h"
-#include "row.h"
-#include "schema.h"
-#include "store.h"
-#include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
-#define SX_MAGIC "sync-db\0"
-#define SX_FORMAT_VERSION 1
-#define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
-#define SX_LOGKEY 12
-
-struct sync_env {
-  sx_alloc al;
-  int durability;
-  size_t mapsize, mapmax;
-  sync_clock_fn clock;
-  void *clock_ctx;
-  sync_random_fn random;
-  void *random_ctx;
-  sx_schema *decl;   /* declared by the program, compared at open */
-  sx_schema *schema; /* in force */
-  sx_store *st;
-  int rdonly;
-  sx_dbi meta, sites, log;
-  sx_dbi tdbi[SYNC_MAX_TABLES];
-  uint8_t site[SX_SITE_LEN];
-  char errmsg[256];
-  int native;
-};
-
-struct sync_txn {
-  sync_env *env;
-  sx_stxn *t;
-  int rdonly;
-  int failed; /* an LMDB write failed: only abort remains */
-  int wrote;
-  int stamped;
-  uint64_t base_version, hlc_last, schema_version;
-  uint64_t version, hlc;
-  uint32_t seq;
-  unsigned long gen; /* bumped by every write, for open iterators */
-  int64_t *delta;    /* live-row count change per table */
-  sx_scur **cur;     /* cached cursor per table */
-  unsigned ncur;
-  int scratch_ok;
-  sx_row old, nw;
-  sx_buf enc;
-  sync_cursor *cursors; /* user cursors, invalidated at the end */
-  sync_changes *changes;
-};
-
-struct sync_cursor {
-  sx_alloc al;
-  sync_txn *x;
-  unsigned tid;
-  sx_scur *c;
-  int started, done, dead;
-  unsigned long gen;
-  size_t lolen, hilen, lastlen;
-  int has_lo, has_hi;
-  unsigned char lo[SYNC_MAX_KEY], hi[SYNC_MAX_KEY], last[SYNC_MAX_KEY];
-  sx_row row;
-  sync_cursor *next;
-};
-
-struct sync_changes {
-  sx_alloc al;
-  sync_txn *x;
-  sx_scur *c;
-  uint64_t since;
-  int started, dead;
-  unsigned long gen;
-  unsigned char last[SX_LOGKEY];
-  unsigned tid;
-  sx_row row;
-  sync_changes *next;
-};
-
 /* ---------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------- */
-static int sx_fail(sync_env *env, int rc, const char *fmt, ...) {
+SYNC_PRIVATE int sx_fail(sync_env *env, int rc, const char *fmt, ...) {
   va_list ap;
   if (!env) return rc;
   va_start(ap, fmt);
@@ -247,7 +171,10 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
   }
   if ((rc = sx_dbi_open(env->st, t, "sx.meta", 1, &env->meta)) ||
       (rc = sx_dbi_open(env->st, t, "sx.sites", 1, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 1, &env->log)))
+      (rc = sx_dbi_open(env->st, t, "sx.log", 1, &env->log)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.vv", 1, &env->vv)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)))
     return rc;
   memcpy(fmt, SX_MAGIC, 8);
   sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
@@ -304,7 +231,10 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   }
   env->schema = s;
   if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)))
+      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
     return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
                    "%s: internal store missing", path);
   for (i = 0; i < s->ntables; i++) {
@@ -527,6 +457,9 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   x->env = env;
   x->rdonly = (flags & SYNC_TXN_RDONLY) != 0;
   sx_buf_init(&x->enc, &env->al);
+  sx_buf_init(&x->changed, &env->al);
+  sx_buf_init(&x->conflicts, &env->al);
+  sx_buf_init(&x->cpend, &env->al);
   if ((rc = sx_txn_begin(env->st, x->rdonly, &x->t))) {
     sx_free(&env->al, x);
     return sx_fail(env, rc, "cannot begin a transaction: %s",
@@ -553,26 +486,37 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   return 0;
 }
 
-static void sx_txn_release(sync_txn *x) {
-  const sx_alloc *al = &x->env->al;
+/* Close every cursor of the transaction.  Must precede its end: LMDB
+ * frees a write transaction's cursors itself when it commits.  Iterators
+ * still open die with the transaction; closing them later only frees
+ * them. */
+static void sx_txn_close_cursors(sync_txn *x) {
   sync_cursor *c;
   sync_changes *ch;
   unsigned i;
-  /* Iterators still open die with the transaction; closing them later
-   * only frees them. */
   for (c = x->cursors; c; c = c->next) {
     sx_cur_close(c->c);
     c->c = NULL;
     c->dead = 1;
     c->x = NULL;
   }
+  x->cursors = NULL;
   for (ch = x->changes; ch; ch = ch->next) {
     sx_cur_close(ch->c);
     ch->c = NULL;
     ch->dead = 1;
     ch->x = NULL;
   }
-  for (i = 0; i < x->ncur; i++) sx_cur_close(x->cur[i]);
+  x->changes = NULL;
+  for (i = 0; i < x->ncur; i++) {
+    sx_cur_close(x->cur[i]);
+    x->cur[i] = NULL;
+  }
+}
+
+/* Free the transaction object once its LMDB transaction has ended. */
+static void sx_txn_free(sync_txn *x) {
+  const sx_alloc *al = &x->env->al;
   sx_free(al, x->cur);
   sx_free(al, x->delta);
   if (x->scratch_ok) {
@@ -580,15 +524,20 @@ static void sx_txn_release(sync_txn *x) {
     sx_row_free(al, &x->nw);
   }
   sx_buf_free(&x->enc);
+  sx_buf_free(&x->changed);
+  sx_buf_free(&x->conflicts);
+  sx_buf_free(&x->cpend);
+  sx_free(al, x->sites);
+  sx_free(al, x);
 }
 
 SYNC_API void sync_txn_abort(sync_txn *x) {
   sync_env *env;
   if (!x) return;
   env = x->env;
-  sx_txn_release(x);
+  sx_txn_close_cursors(x);
   sx_txn_abort(env->st, x->t);
-  sx_free(&env->al, x);
+  sx_txn_free(x);
 }
 
 /* Write the state record and the row counts this transaction changed. */
@@ -597,7 +546,11 @@ static int sx_txn_finish(sync_txn *x) {
   unsigned char state[24], nk[3], nv[8];
   unsigned i;
   int rc;
-  sx_state_put(state, x->hlc, x->version, x->schema_version);
+  uint64_t hlc = x->hlc_last;
+  if (x->stamped && x->hlc > hlc) hlc = x->hlc;
+  if (x->hlc_seen > hlc) hlc = x->hlc_seen; /* the clock follows what it saw */
+  sx_state_put(state, hlc, x->wrote ? x->version : x->base_version,
+               x->schema_version);
   if ((rc = sx_put(env->st, x->t, env->meta, "state", 5, state, 24, 0)))
     return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
@@ -616,6 +569,21 @@ static int sx_txn_finish(sync_txn *x) {
   return 0;
 }
 
+/* After a commit: tell the application which rows changed and which
+ * conflicts were recorded. */
+static void sx_txn_notify(sync_txn *x) {
+  sync_env *env = x->env;
+  const unsigned char *p = x->changed.p, *end = p + x->changed.len;
+  while (env->on_change && p < end) {
+    uint64_t tid, klen;
+    size_t a = sx_get_varint(p, end, &tid), b;
+    if (!a || !(b = sx_get_varint(p + a, end, &klen))) break;
+    env->on_change(env->on_change_ctx, (unsigned)tid, p + a + b, (size_t)klen);
+    p += a + b + klen;
+  }
+  if (env->on_conflict && x->conflicts.len) sx_notify_conflicts(x);
+}
+
 SYNC_API int sync_txn_commit(sync_txn *x) {
   sync_env *env;
   int rc = 0;
@@ -626,14 +594,15 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
     return sx_fail(env, SYNC_ETXN, "transaction failed earlier: %s",
                    env->errmsg);
   }
-  if (x->wrote) rc = sx_txn_finish(x);
-  sx_txn_release(x);
+  if (x->wrote || x->dirty) rc = sx_txn_finish(x);
   if (rc) {
-    sx_txn_abort(env->st, x->t);
+    sync_txn_abort(x);
   } else {
+    sx_txn_close_cursors(x);
     rc = sx_txn_commit(env->st, x->t);
+    if (!rc) sx_txn_notify(x);
+    sx_txn_free(x);
   }
-  sx_free(&env->al, x);
   if (rc) return sx_fail(env, rc, "commit failed: %s", sync_strerror(rc));
   return 0;
 }
@@ -645,7 +614,7 @@ SYNC_API uint64_t sync_txn_version(sync_txn *x) {
 /* ---------------------------------------------------------------------
  * Rows
  * ------------------------------------------------------------------- */
-static int sx_scratch(sync_txn *x) {
+SYNC_PRIVATE int sx_scratch(sync_txn *x) {
   if (x->scratch_ok) return 0;
   if (sx_row_init(&x->env->al, &x->old, SYNC_MAX_COLUMNS)) return SYNC_ENOMEM;
   if (sx_row_init(&x->env->al, &x->nw, SYNC_MAX_COLUMNS)) {
@@ -679,7 +648,7 @@ static int sx_check_value(const sx_column *c, const sync_value *v) {
 }
 
 /* Per-table cursor and count arrays, made at the first write or read. */
-static int sx_txn_tables(sync_txn *x) {
+SYNC_PRIVATE int sx_txn_tables(sync_txn *x) {
   unsigned n = x->env->schema->ntables;
   if (x->cur || n == 0) return 0;
   x->cur = (sx_scur **)sx_malloc(&x->env->al, sizeof(sx_scur *) * n);
@@ -697,7 +666,7 @@ static int sx_txn_tables(sync_txn *x) {
   return 0;
 }
 
-static int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out) {
+SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out) {
   int rc;
   if ((rc = sx_txn_tables(x))) return rc;
   if (!x->cur[tid] &&
@@ -777,7 +746,7 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
   return changed;
 }
 
-static void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq) {
+SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq) {
   sx_put_be64(k, version);
   sx_put_be32(k + 8, seq);
 }
@@ -790,10 +759,8 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   const sx_table *tb;
   sx_scur *cur;
   sx_slice k, v;
-  unsigned char lk[SX_LOGKEY], lv[SX_VARINT_MAX + SYNC_MAX_KEY];
-  size_t size, lvn;
   unsigned i;
-  int rc, found, was_live, reuse;
+  int rc, found;
   if ((rc = sx_check_key(x, tid, key, klen))) return rc;
   env = x->env;
   if (x->rdonly) return SYNC_EREADONLY;
@@ -809,10 +776,7 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
     if ((rc = sx_check_value(&tb->cols[cols ? cols[i] : i], &vals[i])))
       return rc;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
-  if (!x->stamped) {
-    x->hlc = sx_hlc_next(x->hlc_last, env->clock(env->clock_ctx));
-    x->stamped = 1;
-  }
+  sx_stamp_txn(x);
   k.p = (const unsigned char *)key;
   k.n = klen;
   rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
@@ -821,9 +785,27 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
     return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                    tb->name);
-  was_live = found && (x->old.cl & 1);
   rc = sx_build(x, tb, found, op, cols, vals, n);
   if (rc <= 0) return rc;
+  return sx_store_row(x, tid, cur, key, klen, found, 0);
+}
+
+SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {
+  uint64_t last;
+  if (x->stamped) return;
+  last = x->hlc_last > x->hlc_seen ? x->hlc_last : x->hlc_seen;
+  x->hlc = sx_hlc_next(last, x->env->clock(x->env->clock_ctx));
+  x->stamped = 1;
+}
+
+SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                              const void *key, size_t klen, int found,
+                              int append) {
+  sync_env *env = x->env;
+  unsigned char lk[SX_LOGKEY], lv[SX_VARINT_MAX + SYNC_MAX_KEY];
+  size_t size, lvn;
+  int rc, reuse, was_live = found && (x->old.cl & 1);
+  if ((rc = sx_txn_tables(x))) return rc;
   /* Something changes: this transaction now takes its version. */
   if (!x->wrote) {
     x->wrote = 1;
@@ -835,6 +817,15 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   size = sx_row_size(&x->nw);
   if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
   sx_row_encode(&x->nw, key, klen, x->enc.p, size);
+  /* Remember the row for on_change (once per transaction). */
+  if (env->on_change && !reuse) {
+    size_t hn = sx_put_varint(lv, tid);
+    hn += sx_put_varint(lv + hn, klen);
+    if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
+    memcpy(x->changed.p + x->changed.len, lv, hn);
+    memcpy(x->changed.p + x->changed.len + hn, key, klen);
+    x->changed.len += hn + klen;
+  }
   /* From here on LMDB is modified: a failure leaves the txn unusable. */
   if (found && !reuse) {
     sx_logkey(lk, x->old.version, x->old.seq);
@@ -842,7 +833,8 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
     if (rc && rc != SYNC_NOTFOUND) goto fail;
   }
   if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size,
-                       found ? SX_CUR_CURRENT : 0)))
+                       found ? SX_CUR_CURRENT
+                             : (append ? SX_PUT_APPEND : 0u))))
     goto fail;
   if (!reuse) {
     sx_logkey(lk, x->version, x->seq);
@@ -858,8 +850,8 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   return 0;
 fail:
   x->failed = 1;
-  return sx_fail(env, rc, "write to table '%s' failed: %s", tb->name,
-                 sync_strerror(rc));
+  return sx_fail(env, rc, "write to table '%s' failed: %s",
+                 env->schema->tables[tid].name, sync_strerror(rc));
 }
 
 SYNC_API int sync_put(sync_txn *x, unsigned table, const void *key,
@@ -1044,8 +1036,8 @@ SYNC_API int sync_cursor_range(sync_cursor *c, const void *lo, size_t lolen,
   return 0;
 }
 
-static int sx_keycmp(const unsigned char *a, size_t an, const unsigned char *b,
-                     size_t bn) {
+SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
+                           const unsigned char *b, size_t bn) {
   int d = memcmp(a, b, an < bn ? an : bn);
   if (d) return d;
   return an < bn ? -1 : an > bn;
@@ -1126,19 +1118,91 @@ SYNC_API void sync_cursor_close(sync_cursor *c) {
  * ------------------------------------------------------------------- */
 
 /* The 16-byte id of site index idx of this replica. */
-static int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
-  unsigned char k[4];
-  sx_slice v;
+/* Load the site table into the transaction (sites are few: one per
+ * replica that ever wrote). */
+SYNC_PRIVATE int sx_sites_load(sync_txn *x) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  uint32_t n = 0, cap = 0;
+  int rc, op = SX_FIRST;
+  if (x->sites_ok) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->sites, &c))) return rc;
+  for (;;) {
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != 4 || v.n != SX_SITE_LEN || sx_get_be32(k.p) != n) {
+      rc = sx_fail(env, SYNC_ECORRUPT, "site table damaged");
+      break;
+    }
+    if (n == cap) {
+      uint32_t ncap = cap ? cap * 2 : 16;
+      void *p = sx_realloc(&env->al, x->sites, (size_t)ncap * SX_SITE_LEN);
+      if (!p) {
+        rc = SYNC_ENOMEM;
+        break;
+      }
+      x->sites = (uint8_t(*)[SX_SITE_LEN])p;
+      cap = ncap;
+    }
+    memcpy(x->sites[n++], v.p, SX_SITE_LEN);
+  }
+  sx_cur_close(c);
+  if (rc) return rc;
+  if (n == 0) return sx_fail(env, SYNC_ECORRUPT, "site table empty");
+  x->nsites = n;
+  x->sites_cap = cap;
+  x->sites_ok = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
   int rc;
   if (idx == 0) {
     memcpy(out, x->env->site, SX_SITE_LEN);
     return 0;
   }
-  sx_put_be32(k, idx);
-  rc = sx_get(x->env->st, x->t, x->env->sites, k, 4, &v);
-  if (rc == SYNC_NOTFOUND || (!rc && v.n != SX_SITE_LEN)) return SYNC_ECORRUPT;
-  if (rc) return rc;
-  memcpy(out, v.p, SX_SITE_LEN);
+  if ((rc = sx_sites_load(x))) return rc;
+  if (idx >= x->nsites) return SYNC_ECORRUPT;
+  memcpy(out, x->sites[idx], SX_SITE_LEN);
+  return 0;
+}
+
+SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
+                               uint32_t *out) {
+  unsigned char k[4];
+  uint32_t i;
+  int rc;
+  if ((rc = sx_sites_load(x))) return rc;
+  for (i = 0; i < x->nsites; i++)
+    if (!memcmp(x->sites[i], id, SX_SITE_LEN)) {
+      *out = i;
+      return 0;
+    }
+  if (!add) return SYNC_NOTFOUND;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->nsites == x->sites_cap) {
+    uint32_t ncap = x->sites_cap * 2;
+    void *p = sx_realloc(&x->env->al, x->sites, (size_t)ncap * SX_SITE_LEN);
+    if (!p) return SYNC_ENOMEM;
+    x->sites = (uint8_t(*)[SX_SITE_LEN])p;
+    x->sites_cap = ncap;
+  }
+  sx_put_be32(k, x->nsites);
+  if ((rc = sx_put(x->env->st, x->t, x->env->sites, k, 4, id, SX_SITE_LEN,
+                   0))) {
+    x->failed = 1;
+    return rc;
+  }
+  memcpy(x->sites[x->nsites], id, SX_SITE_LEN);
+  *out = x->nsites++;
   return 0;
 }
 

@@ -1,0 +1,133 @@
+/*
+ * db.h - the env and transaction objects and the row-level primitives that
+ * the public calls (db.c) and the merge engine (merge.c) share.
+ */
+#ifndef SX_DB_H
+#define SX_DB_H
+
+#include "internal.h"
+
+#include "row.h"
+#include "schema.h"
+#include "store.h"
+#include "util.h"
+
+#define SX_MAGIC "sync-db\0"
+#define SX_FORMAT_VERSION 1
+#define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
+#define SX_LOGKEY 12
+
+struct sync_env {
+  sx_alloc al;
+  int durability;
+  size_t mapsize, mapmax;
+  sync_clock_fn clock;
+  void *clock_ctx;
+  sync_random_fn random;
+  void *random_ctx;
+  sx_schema *decl;   /* declared by the program, compared at open */
+  sx_schema *schema; /* in force */
+  sx_store *st;
+  int rdonly;
+  sx_dbi meta, sites, log;
+  sx_dbi tdbi[SYNC_MAX_TABLES];
+  sx_dbi vv, peers, conflicts;
+  uint8_t site[SX_SITE_LEN];
+  char errmsg[256];
+  int native;
+  sync_change_fn on_change;
+  void *on_change_ctx;
+  sync_conflict_fn on_conflict;
+  void *on_conflict_ctx;
+  sync_resolver_fn resolver;
+  void *resolver_ctx;
+};
+
+struct sync_txn {
+  sync_env *env;
+  sx_stxn *t;
+  int rdonly;
+  int failed; /* an LMDB write failed: only abort remains */
+  int wrote;   /* took a version: rows changed */
+  int dirty;   /* state to write at commit (cursors, tombstones) */
+  int stamped;
+  uint64_t base_version, hlc_last, schema_version;
+  uint64_t version, hlc;
+  uint32_t seq;
+  unsigned long gen; /* bumped by every write, for open iterators */
+  int64_t *delta;    /* live-row count change per table */
+  sx_scur **cur;     /* cached cursor per table */
+  unsigned ncur;
+  int scratch_ok;
+  sx_row old, nw;
+  sx_buf enc;
+  sync_cursor *cursors; /* user cursors, invalidated at the end */
+  sync_changes *changes;
+  uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
+  sx_buf changed;    /* (table, key) of changed rows, for on_change */
+  sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
+  sx_buf cpend;      /* conflict records waiting for their row's write */
+  uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
+  uint32_t nsites, sites_cap;
+  int sites_ok;
+};
+
+struct sync_cursor {
+  sx_alloc al;
+  sync_txn *x;
+  unsigned tid;
+  sx_scur *c;
+  int started, done, dead;
+  unsigned long gen;
+  size_t lolen, hilen, lastlen;
+  int has_lo, has_hi;
+  unsigned char lo[SYNC_MAX_KEY], hi[SYNC_MAX_KEY], last[SYNC_MAX_KEY];
+  sx_row row;
+  sync_cursor *next;
+};
+
+struct sync_changes {
+  sx_alloc al;
+  sync_txn *x;
+  sx_scur *c;
+  uint64_t since;
+  int started, dead;
+  unsigned long gen;
+  unsigned char last[SX_LOGKEY];
+  unsigned tid;
+  sx_row row;
+  sync_changes *next;
+};
+
+/* Record a failure: message into env->errmsg; returns rc. */
+SYNC_PRIVATE int sx_fail(sync_env *env, int rc, const char *fmt, ...);
+/* Make the per-table cursors and row scratch of a transaction. */
+SYNC_PRIVATE int sx_scratch(sync_txn *x);
+SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out);
+/* Take the transaction's stamp (at its first change). */
+SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
+/* Store x->nw at key (replacing x->old when found, which must have been
+ * decoded from the same key), with its log entry; keeps counts and the
+ * change list.  The only place rows are written.  append: the key sorts
+ * after every key of the table. */
+SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                              const void *key, size_t klen, int found,
+                              int append);
+/* Per-table cursor and count arrays. */
+SYNC_PRIVATE int sx_txn_tables(sync_txn *x);
+/* Load the site table into x->sites. */
+SYNC_PRIVATE int sx_sites_load(sync_txn *x);
+/* 16-byte id of local site index idx. */
+SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
+/* Local index of a site id, adding it (write txns) when add is set;
+ * SYNC_NOTFOUND when absent and not added. */
+SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
+                               uint32_t *out);
+SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
+                           const unsigned char *b, size_t bn);
+SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
+/* merge.c: hand the conflicts a committed transaction recorded to the
+ * on_conflict callback. */
+SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
+
+#endif

@@ -1,0 +1,1517 @@
+/*
+ * merge.c - replication between replicas: requests, delta chunks, the
+ * CRDT merge with conflict classes, the conflict log, version vectors,
+ * peers, tombstone collection and the content digest.
+ *
+ * A receiver's position in a sender's log is a cursor (peer record,
+ * stored by the receiver):
+ *   log mode      (version, seq): every log entry up to it is held;
+ *   initial mode  the sender streams its tables in key order; (table,
+ *                 last key) says how far, v0 the sender's version when
+ *                 the stream began.  When the stream ends the cursor
+ *                 becomes (v0, max seq) in log mode, so whatever changed
+ *                 during the stream follows from the log.
+ * A chunk carries the cursor it starts from and the one it ends at.  The
+ * receiver moves its cursor only when the chunk starts where it stands,
+ * and raises its version vector to the sender's (sent with every chunk)
+ * only when such a chunk is the last.  Everything else is plain merging,
+ * which is commutative, associative and idempotent.
+ *
+ * Sender-side stores: sx.vv (site index u32 BE -> highest HLC held of
+ * that site; this replica's own entry is the state HLC), sx.peers (site id
+ * -> peer record), sx.conflicts (id u64 BE -> conflict record).
+ */
+#include "db.h"
+
+#include "clock.h"
+#include "hash.h"
+
+#define SX_MODE_LOG 0
+#define SX_MODE_INITIAL 1
+#define SX_NONE UINT32_MAX
+#define SX_TAG_NONE 7
+
+typedef struct sx_cursor {
+  int mode;
+  uint64_t version; /* log mode: position held */
+  uint32_t seq;
+  uint64_t v0;      /* initial mode */
+  uint32_t tid;
+  size_t klen;      /* 0: the table's stream has not started */
+  unsigned char key[SYNC_MAX_KEY];
+} sx_cursor;
+
+typedef struct sx_peer {
+  sx_cursor cur;    /* what this replica holds of the peer */
+  uint64_t acked_version; /* what the peer holds of this replica */
+  uint32_t acked_seq;
+} sx_peer;
+
+struct sync_request {
+  sx_alloc al;
+  uint8_t requester[SX_SITE_LEN], sender[SX_SITE_LEN];
+  uint64_t schema_hash;
+  sx_cursor cur;
+  size_t nvv;
+  sync_stamp *vv;
+};
+
+typedef struct sx_dcol {
+  unsigned col;
+  uint64_t hlc, bhlc; /* bhlc 0: no base */
+  uint32_t site, bsite; /* indexes into the delta's site table */
+  sync_value v;       /* TEXT/BLOB: data is an offset into the arena */
+} sx_dcol;
+
+typedef struct sx_drow {
+  unsigned tid;
+  size_t koff, klen;
+  uint64_t cl, clhlc;
+  uint32_t clsite;
+  size_t col0, ncols;
+} sx_drow;
+
+struct sync_delta {
+  sx_alloc al;
+  uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
+  uint64_t schema_hash;
+  sx_cursor start, end;
+  int last;
+  uint32_t nsites;
+  uint8_t (*sites)[SX_SITE_LEN];
+  size_t nvv;
+  uint64_t *vv; /* per delta site: the sender's vector (0 = nothing) */
+  sx_drow *rows;
+  size_t nrows, caprows;
+  sx_dcol *cols;
+  size_t ncols, capcols;
+  sx_buf arena;
+};
+
+struct sync_conflicts {
+  sx_alloc al;
+  sync_txn *x;
+  sx_scur *c;
+  unsigned flags;
+  int started;
+  unsigned char last[8];
+};
+
+/* ---------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------- */
+static int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
+                       const uint8_t *sb) {
+  if (ha != hb) return ha < hb ? -1 : 1;
+  return memcmp(sa, sb, SX_SITE_LEN);
+}
+
+static int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb) {
+  if (va != vb) return va < vb ? -1 : 1;
+  return sa < sb ? -1 : sa > sb;
+}
+
+static int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b) {
+  if (a->mode != b->mode) return 0;
+  if (a->mode == SX_MODE_LOG) return a->version == b->version && a->seq == b->seq;
+  return a->v0 == b->v0 && a->tid == b->tid && a->klen == b->klen &&
+         !memcmp(a->key, b->key, a->klen);
+}
+
+/* Peer record: u8 mode, u64 version, u32 seq, u64 v0, u32 tid, u64
+ * acked version, u32 acked seq, u16 klen, key.  All little-endian. */
+#define SX_PEER_FIXED 39
+
+static int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
+  sx_slice v;
+  int rc;
+  memset(p, 0, sizeof *p);
+  rc = sx_get(x->env->st, x->t, x->env->peers, site, SX_SITE_LEN, &v);
+  if (rc == SYNC_NOTFOUND) return SYNC_NOTFOUND;
+  if (rc) return rc;
+  if (v.n < SX_PEER_FIXED) return SYNC_ECORRUPT;
+  p->cur.mode = v.p[0];
+  p->cur.version = sx_get_le64(v.p + 1);
+  p->cur.seq = sx_get_le32(v.p + 9);
+  p->cur.v0 = sx_get_le64(v.p + 13);
+  p->cur.tid = sx_get_le32(v.p + 21);
+  p->acked_version = sx_get_le64(v.p + 25);
+  p->acked_seq = sx_get_le32(v.p + 33);
+  p->cur.klen = (size_t)v.p[37] | ((size_t)v.p[38] << 8);
+  if (p->cur.mode > SX_MODE_INITIAL || p->cur.klen > SYNC_MAX_KEY ||
+      v.n != SX_PEER_FIXED + p->cur.klen)
+    return SYNC_ECORRUPT;
+  memcpy(p->cur.key, v.p + SX_PEER_FIXED, p->cur.klen);
+  return 0;
+}
+
+static int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p) {
+  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY];
+  int rc;
+  b[0] = (unsigned char)p->cur.mode;
+  sx_put_le64(b + 1, p->cur.version);
+  sx_put_le32(b + 9, p->cur.seq);
+  sx_put_le64(b + 13, p->cur.v0);
+  sx_put_le32(b + 21, p->cur.tid);
+  sx_put_le64(b + 25, p->acked_version);
+  sx_put_le32(b + 33, p->acked_seq);
+  b[37] = (unsigned char)p->cur.klen;
+  b[38] = (unsigned char)(p->cur.klen >> 8);
+  memcpy(b + SX_PEER_FIXED, p->cur.key, p->cur.klen);
+  rc = sx_put(x->env->st, x->t, x->env->peers, site, SX_SITE_LEN, b,
+              SX_PEER_FIXED + p->cur.klen, 0);
+  if (rc) x->failed = 1;
+  return rc;
+}
+
+/* The version vector of this replica, per local site index (own entry:
+ * the state HLC).  *out has x->nsites entries, allocated. */
+static int sx_vv_load(sync_txn *x, uint64_t **out) {
+  sync_env *env = x->env;
+  uint64_t *vv;
+  sx_scur *c;
+  sx_slice k, v;
+  int rc, op = SX_FIRST;
+  *out = NULL;
+  if ((rc = sx_sites_load(x))) return rc;
+  vv = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * x->nsites);
+  if (!vv) return SYNC_ENOMEM;
+  memset(vv, 0, sizeof(uint64_t) * x->nsites);
+  if ((rc = sx_cur_open(env->st, x->t, env->vv, &c))) {
+    sx_free(&env->al, vv);
+    return rc;
+  }
+  for (;;) {
+    uint32_t i;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != 4 || v.n != 8) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    i = sx_get_be32(k.p);
+    if (i < x->nsites) vv[i] = sx_get_le64(v.p);
+  }
+  sx_cur_close(c);
+  if (rc) {
+    sx_free(&env->al, vv);
+    return rc;
+  }
+  vv[0] = x->hlc_last;
+  *out = vv;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Requests
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
+                               sync_request **out) {
+  sync_env *env;
+  sync_request *r;
+  sx_peer p;
+  uint64_t *vv = NULL;
+  uint32_t i;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || !sender) return SYNC_EINVAL;
+  env = x->env;
+  if (!memcmp(sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
+  rc = sx_peer_get(x, sender, &p);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if ((rc = sx_vv_load(x, &vv))) return rc;
+  r = (sync_request *)sx_malloc(&env->al, sizeof *r);
+  if (!r) {
+    sx_free(&env->al, vv);
+    return SYNC_ENOMEM;
+  }
+  memset(r, 0, sizeof *r);
+  r->al = env->al;
+  r->vv = (sync_stamp *)sx_malloc(&env->al, sizeof(sync_stamp) * x->nsites);
+  if (!r->vv) {
+    sx_free(&env->al, vv);
+    sx_free(&env->al, r);
+    return SYNC_ENOMEM;
+  }
+  for (i = 0; i < x->nsites; i++) {
+    if (!vv[i]) continue;
+    r->vv[r->nvv].hlc = vv[i];
+    memcpy(r->vv[r->nvv].site, x->sites[i], SX_SITE_LEN);
+    r->nvv++;
+  }
+  sx_free(&env->al, vv);
+  memcpy(r->requester, env->site, SX_SITE_LEN);
+  memcpy(r->sender, sender, SX_SITE_LEN);
+  r->schema_hash = env->schema->hash;
+  r->cur = p.cur;
+  *out = r;
+  return 0;
+}
+
+SYNC_API void sync_request_free(sync_request *r) {
+  sx_alloc al;
+  if (!r) return;
+  al = r->al;
+  sx_free(&al, r->vv);
+  sx_free(&al, r);
+}
+
+SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
+  sx_peer p;
+  int rc;
+  if (!x || !r || memcmp(r->sender, x->env->site, SX_SITE_LEN) ||
+      !memcmp(r->requester, x->env->site, SX_SITE_LEN))
+    return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  rc = sx_peer_get(x, r->requester, &p);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  /* Only log mode positions acknowledge log entries; an initial stream
+   * in progress acknowledges nothing yet. */
+  if (r->cur.mode == SX_MODE_LOG &&
+      sx_poscmp(r->cur.version, r->cur.seq, p.acked_version, p.acked_seq) > 0) {
+    p.acked_version = r->cur.version;
+    p.acked_seq = r->cur.seq;
+  }
+  return sx_peer_put(x, r->requester, &p);
+}
+
+/* ---------------------------------------------------------------------
+ * Making deltas
+ * ------------------------------------------------------------------- */
+static sync_delta *sx_delta_new(const sx_alloc *al) {
+  sync_delta *d = (sync_delta *)sx_malloc(al, sizeof *d);
+  if (!d) return NULL;
+  memset(d, 0, sizeof *d);
+  d->al = *al;
+  sx_buf_init(&d->arena, &d->al);
+  return d;
+}
+
+SYNC_API void sync_delta_free(sync_delta *d) {
+  sx_alloc al;
+  if (!d) return;
+  al = d->al;
+  sx_free(&al, d->sites);
+  sx_free(&al, d->vv);
+  sx_free(&al, d->rows);
+  sx_free(&al, d->cols);
+  sx_buf_free(&d->arena);
+  sx_free(&al, d);
+}
+
+SYNC_API size_t sync_delta_rows(const sync_delta *d) {
+  return d ? d->nrows : 0;
+}
+
+SYNC_API int sync_delta_last(const sync_delta *d) { return d ? d->last : 0; }
+
+static int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
+                   size_t elem) {
+  size_t ncap;
+  void *np;
+  if (need <= *cap) return 0;
+  ncap = *cap ? *cap * 2 : 64;
+  while (ncap < need) ncap *= 2;
+  np = sx_realloc(al, *p, ncap * elem);
+  if (!np) return SYNC_ENOMEM;
+  *p = np;
+  *cap = ncap;
+  return 0;
+}
+
+/* Add row r (decoded, local stamps) to d, leaving out what the requester
+ * already holds (rvv, per local site index) and local-only columns.
+ * *bytes grows by the value bytes added. */
+static int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
+                        const unsigned char *key, size_t klen, const sx_row *r,
+                        const uint64_t *rvv, size_t *bytes) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  const sx_stamp *cs = &r->stamps[r->cl_stamp];
+  sx_drow *row;
+  size_t i, n0 = d->ncols;
+  int rc, need = cs->hlc > rvv[cs->site];
+  if ((rc = sx_grow(&d->al, (void **)&d->cols, &d->capcols,
+                    d->ncols + r->ncols, sizeof(sx_dcol))))
+    return rc;
+  for (i = 0; i < r->ncols && (r->cl & 1); i++) {
+    const sx_rcol *c = &r->cols[i];
+    sx_dcol *dc;
+    if (c->st == SX_NOSTAMP) continue;
+    if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
+    if (r->stamps[c->st].hlc <= rvv[r->stamps[c->st].site]) continue;
+    dc = &d->cols[d->ncols++];
+    dc->col = (unsigned)i;
+    dc->hlc = r->stamps[c->st].hlc;
+    dc->site = r->stamps[c->st].site;
+    dc->bhlc = c->base == SX_NOSTAMP ? 0 : r->stamps[c->base].hlc;
+    dc->bsite = c->base == SX_NOSTAMP ? 0 : r->stamps[c->base].site;
+    dc->v = c->v;
+    if (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) {
+      size_t off = d->arena.len;
+      if ((rc = sx_buf_reserve(&d->arena, c->v.len))) return rc;
+      if (c->v.len) memcpy(d->arena.p + off, c->v.data, c->v.len);
+      d->arena.len += c->v.len;
+      dc->v.data = (const void *)(uintptr_t)off;
+      *bytes += c->v.len;
+    }
+    *bytes += 10;
+  }
+  if (!need && d->ncols == n0) return 0; /* the requester has it all */
+  if ((rc = sx_grow(&d->al, (void **)&d->rows, &d->caprows, d->nrows + 1,
+                    sizeof(sx_drow))))
+    return rc;
+  row = &d->rows[d->nrows];
+  row->tid = tid;
+  row->koff = d->arena.len;
+  row->klen = klen;
+  if ((rc = sx_buf_reserve(&d->arena, klen))) return rc;
+  memcpy(d->arena.p + d->arena.len, key, klen);
+  d->arena.len += klen;
+  row->cl = r->cl;
+  row->clhlc = cs->hlc;
+  row->clsite = cs->site;
+  row->col0 = n0;
+  row->ncols = d->ncols - n0;
+  d->nrows++;
+  *bytes += klen + 20;
+  return 0;
+}
+
+/* Log pass: rows whose log entry follows d->start. */
+static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
+                        size_t max_rows, size_t max_bytes) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v, rv;
+  unsigned char start[SX_LOGKEY];
+  size_t bytes = 0;
+  int rc, op = SX_SET_RANGE;
+  if (d->start.seq == UINT32_MAX) sx_logkey(start, d->start.version + 1, 0);
+  else sx_logkey(start, d->start.version, d->start.seq + 1);
+  d->end = d->start;
+  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  k.p = start;
+  k.n = SX_LOGKEY;
+  for (;;) {
+    uint64_t tid;
+    size_t n;
+    if (d->nrows >= max_rows || bytes >= max_bytes) break;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      d->last = 1;
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    n = sx_get_varint(v.p, v.p + v.n, &tid);
+    if (k.n != SX_LOGKEY || !n || tid >= env->schema->ntables ||
+        v.n - n < 1 || v.n - n > SYNC_MAX_KEY) {
+      rc = sx_fail(env, SYNC_ECORRUPT, "change log entry malformed");
+      break;
+    }
+    rc = sx_get(env->st, x->t, env->tdbi[tid], v.p + n, v.n - n, &rv);
+    if (rc == SYNC_NOTFOUND) rc = SYNC_ECORRUPT;
+    if (!rc) rc = sx_row_decode(rv.p, rv.n, v.p + n, v.n - n, &x->old);
+    if (rc) {
+      sx_fail(env, rc, "change log and table '%s' disagree",
+              env->schema->tables[tid].name);
+      break;
+    }
+    if ((rc = sx_delta_add(d, x, (unsigned)tid, v.p + n, v.n - n, &x->old, rvv,
+                           &bytes)))
+      break;
+    d->end.version = sx_get_be64(k.p);
+    d->end.seq = sx_get_be32(k.p + 8);
+  }
+  sx_cur_close(c);
+  return rc;
+}
+
+/* Initial pass: the tables in key order, from the cursor on. */
+static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
+                         size_t max_rows, size_t max_bytes) {
+  sync_env *env = x->env;
+  size_t bytes = 0;
+  int rc = 0;
+  d->end = d->start;
+  if (d->end.mode != SX_MODE_INITIAL) {
+    d->end.mode = SX_MODE_INITIAL;
+    d->end.v0 = x->base_version;
+    d->end.tid = 0;
+    d->end.klen = 0;
+  }
+  while (d->end.tid < env->schema->ntables) {
+    sx_scur *c;
+    sx_slice k, v;
+    int op;
+    if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
+    if ((rc = sx_table_cursor(x, d->end.tid, &c))) return rc;
+    k.p = d->end.key;
+    k.n = d->end.klen;
+    op = d->end.klen ? SX_SET_RANGE : SX_FIRST;
+    for (;;) {
+      if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
+      rc = sx_cur_get(env->st, c, op, &k, &v);
+      op = SX_NEXT;
+      if (rc == SYNC_NOTFOUND) break;
+      if (rc) return rc;
+      if (d->end.klen && sx_keycmp(k.p, k.n, d->end.key, d->end.klen) <= 0)
+        continue;
+      if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
+        return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                       env->schema->tables[d->end.tid].name);
+      if ((rc = sx_delta_add(d, x, d->end.tid, k.p, k.n, &x->old, rvv,
+                             &bytes)))
+        return rc;
+      memcpy(d->end.key, k.p, k.n);
+      d->end.klen = k.n;
+    }
+    d->end.tid++;
+    d->end.klen = 0;
+  }
+  /* Stream done: continue from the log where it stood at the start. */
+  {
+    uint64_t v0 = d->end.v0;
+    memset(&d->end, 0, sizeof d->end);
+    d->end.mode = SX_MODE_LOG;
+    d->end.version = v0;
+    d->end.seq = UINT32_MAX;
+    if (x->base_version == v0) d->last = 1; /* nothing changed meanwhile */
+  }
+  return 0;
+}
+
+SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
+                             const sync_delta_opts *opts, sync_delta **out) {
+  sync_env *env;
+  sync_delta *d;
+  uint64_t *vv = NULL, *rvv = NULL;
+  size_t max_rows = 1000, max_bytes = (size_t)1 << 20, i;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || !req) return SYNC_EINVAL;
+  env = x->env;
+  if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
+      !memcmp(req->requester, env->site, SX_SITE_LEN))
+    return SYNC_EINVAL;
+  if (req->schema_hash != env->schema->hash)
+    return sx_fail(env, SYNC_ESCHEMA, "the requester has another schema");
+  if (opts && opts->max_rows) max_rows = opts->max_rows;
+  if (opts && opts->max_bytes) max_bytes = opts->max_bytes;
+  if ((rc = sx_scratch(x)) || (rc = sx_vv_load(x, &vv))) return rc;
+  rvv = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * x->nsites);
+  d = sx_delta_new(&env->al);
+  if (!rvv || !d) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  /* What the requester holds, per local site index. */
+  memset(rvv, 0, sizeof(uint64_t) * x->nsites);
+  for (i = 0; i < req->nvv; i++) {
+    uint32_t idx;
+    if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
+      rvv[idx] = req->vv[i].hlc;
+  }
+  memcpy(d->sender, env->site, SX_SITE_LEN);
+  memcpy(d->receiver, req->requester, SX_SITE_LEN);
+  d->schema_hash = env->schema->hash;
+  d->start = req->cur;
+  if (d->start.mode == SX_MODE_INITIAL ||
+      (d->start.version == 0 && d->start.seq == 0))
+    rc = sx_delta_keys(d, x, rvv, max_rows, max_bytes);
+  else
+    rc = sx_delta_log(d, x, rvv, max_rows, max_bytes);
+  if (rc) goto done;
+  /* The site table and this replica's vector go with every chunk. */
+  d->nsites = x->nsites;
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&env->al,
+                                                 (size_t)x->nsites * SX_SITE_LEN);
+  if (!d->sites) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
+  d->vv = vv;
+  d->nvv = x->nsites;
+  vv = NULL;
+done:
+  sx_free(&env->al, vv);
+  sx_free(&env->al, rvv);
+  if (rc) {
+    sync_delta_free(d);
+    return rc;
+  }
+  *out = d;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Conflict log.  Record: u8 kind, u8 flags (1 resolved, 2 remote won),
+ * var table, var column + 1 (0 = row), var key length, key, then local
+ * and remote: var hlc, 16-byte site, u8 tag (7 = none) + payload.
+ * ------------------------------------------------------------------- */
+typedef struct sx_cfl {
+  int kind;
+  unsigned tid, col;
+  const unsigned char *key;
+  size_t klen;
+  uint64_t lhlc, rhlc;
+  const uint8_t *lsite, *rsite;
+  const sync_value *lv, *rv; /* NULL: none */
+  int remote_won;
+} sx_cfl;
+
+/* Encode a conflict record into x->cpend (u32 length + record).  Nothing
+ * is written to LMDB here: the values may point into the map, which a
+ * write could move.  sx_conflicts_flush stores them once the row is. */
+static int sx_conflict_record(sync_txn *x, const sx_cfl *c) {
+  sx_buf *b = &x->cpend;
+  size_t need, start;
+  int rc;
+  need = 4 + 2 + 3 * SX_VARINT_MAX + c->klen + 2 * (SX_VARINT_MAX + 16 + 1) +
+         (c->lv ? SX_VARINT_MAX + 8 + c->lv->len : 0) +
+         (c->rv ? SX_VARINT_MAX + 8 + c->rv->len : 0);
+  if ((rc = sx_buf_reserve(b, need))) return rc;
+  start = b->len;
+  {
+    unsigned char *p = b->p + start + 4;
+    p[0] = (unsigned char)c->kind;
+    p[1] = c->remote_won ? 2 : 0;
+    p += 2;
+    p += sx_put_varint(p, c->tid);
+    p += sx_put_varint(p, c->col == SYNC_ROW ? 0 : (uint64_t)c->col + 1);
+    p += sx_put_varint(p, c->klen);
+    memcpy(p, c->key, c->klen);
+    p += c->klen;
+    p += sx_put_varint(p, c->lhlc);
+    memcpy(p, c->lsite, SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *p++ = c->lv ? (unsigned char)c->lv->type : SX_TAG_NONE;
+    if (c->lv) p += sx_payload_put(p, c->lv);
+    p += sx_put_varint(p, c->rhlc);
+    memcpy(p, c->rsite, SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *p++ = c->rv ? (unsigned char)c->rv->type : SX_TAG_NONE;
+    if (c->rv) p += sx_payload_put(p, c->rv);
+    sx_put_le32(b->p + start, (uint32_t)(p - (b->p + start + 4)));
+    b->len = (size_t)(p - b->p);
+  }
+  return 0;
+}
+
+/* Store the pending conflict records under the next ids. */
+static int sx_conflicts_flush(sync_txn *x) {
+  sync_env *env = x->env;
+  size_t off = 0;
+  uint64_t id;
+  int rc;
+  if (!x->cpend.len) return 0;
+  {
+    sx_scur *cur;
+    sx_slice kk, vv;
+    if ((rc = sx_cur_open(env->st, x->t, env->conflicts, &cur))) return rc;
+    kk.p = NULL;
+    kk.n = 0;
+    rc = sx_cur_get(env->st, cur, SX_LAST, &kk, &vv);
+    id = rc == 0 && kk.n == 8 ? sx_get_be64(kk.p) + 1 : 1;
+    sx_cur_close(cur);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+  }
+  while (off < x->cpend.len) {
+    unsigned char k[8];
+    uint32_t n = sx_get_le32(x->cpend.p + off);
+    if ((rc = sx_buf_reserve(&x->conflicts, 8))) return rc;
+    sx_put_be64(k, id);
+    if ((rc = sx_put(env->st, x->t, env->conflicts, k, 8, x->cpend.p + off + 4,
+                     n, SX_PUT_APPEND))) {
+      x->failed = 1;
+      return rc;
+    }
+    memcpy(x->conflicts.p + x->conflicts.len, k, 8);
+    x->conflicts.len += 8;
+    off += 4 + (size_t)n;
+    id++;
+  }
+  x->cpend.len = 0;
+  return 0;
+}
+
+static int sx_conflict_decode(const unsigned char *p, size_t n, uint64_t id,
+                              sync_conflict *out) {
+  const unsigned char *end = p + n;
+  uint64_t v, klen;
+  size_t k;
+  int side;
+  memset(out, 0, sizeof *out);
+  out->id = id;
+  if (n < 2 || p[0] < SYNC_BOTH_MODIFIED || p[0] > SYNC_DELETED_TARGET)
+    return SYNC_ECORRUPT;
+  out->kind = p[0];
+  out->resolved = (p[1] & 1) != 0;
+  out->remote_won = (p[1] & 2) != 0;
+  p += 2;
+  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_MAX_TABLES) return SYNC_ECORRUPT;
+  out->table = (unsigned)v;
+  p += k;
+  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_MAX_COLUMNS) return SYNC_ECORRUPT;
+  out->column = v ? (unsigned)(v - 1) : SYNC_ROW;
+  p += k;
+  if (!(k = sx_get_varint(p, end, &klen)) || klen > SYNC_MAX_KEY ||
+      klen > (uint64_t)(end - p) - k)
+    return SYNC_ECORRUPT;
+  out->key.data = p + k;
+  out->key.len = (size_t)klen;
+  p += k + klen;
+  for (side = 0; side < 2; side++) {
+    sync_stamp *st = side ? &out->remote_stamp : &out->local_stamp;
+    sync_value *val = side ? &out->remote : &out->local;
+    int tag;
+    if (!(k = sx_get_varint(p, end, &st->hlc))) return SYNC_ECORRUPT;
+    p += k;
+    if (end - p < SX_SITE_LEN + 1) return SYNC_ECORRUPT;
+    memcpy(st->site, p, SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    tag = *p++;
+    if (tag == SX_TAG_NONE) {
+      *val = sync_null();
+      continue;
+    }
+    if (tag > SYNC_BLOB) return SYNC_ECORRUPT;
+    k = sx_payload_get(tag, p, end, val);
+    if (!k && tag != SYNC_NULL) return SYNC_ECORRUPT;
+    p += k;
+  }
+  return p == end ? 0 : SYNC_ECORRUPT;
+}
+
+SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x) {
+  sync_env *env = x->env;
+  sync_txn *r;
+  size_t i;
+  if (sync_txn_begin(env, SYNC_TXN_RDONLY, &r)) return;
+  for (i = 0; i + 8 <= x->conflicts.len; i += 8) {
+    sx_slice v;
+    sync_conflict c;
+    if (sx_get(env->st, r->t, env->conflicts, x->conflicts.p + i, 8, &v))
+      continue;
+    if (sx_conflict_decode(v.p, v.n, sx_get_be64(x->conflicts.p + i), &c))
+      continue;
+    env->on_conflict(env->on_conflict_ctx, &c);
+  }
+  sync_txn_abort(r);
+}
+
+SYNC_API int sync_conflicts_open(sync_txn *x, unsigned flags,
+                                 sync_conflicts **out) {
+  sync_conflicts *it;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || (flags & ~SYNC_CONFLICTS_UNRESOLVED)) return SYNC_EINVAL;
+  it = (sync_conflicts *)sx_malloc(&x->env->al, sizeof *it);
+  if (!it) return SYNC_ENOMEM;
+  memset(it, 0, sizeof *it);
+  it->al = x->env->al;
+  it->x = x;
+  it->flags = flags;
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->conflicts, &it->c))) {
+    sx_free(&it->al, it);
+    return rc;
+  }
+  *out = it;
+  return 0;
+}
+
+SYNC_API int sync_conflicts_next(sync_conflicts *it, sync_conflict *out) {
+  sx_slice k, v;
+  int rc;
+  if (!it || !out) return SYNC_EINVAL;
+  for (;;) {
+    if (!it->started) {
+      k.p = NULL;
+      k.n = 0;
+      rc = sx_cur_get(it->x->env->st, it->c, SX_FIRST, &k, &v);
+    } else {
+      /* Re-seek by key: resolving in between may have moved pages. */
+      k.p = it->last;
+      k.n = 8;
+      rc = sx_cur_get(it->x->env->st, it->c, SX_SET_RANGE, &k, &v);
+      if (!rc && k.n == 8 && !memcmp(k.p, it->last, 8))
+        rc = sx_cur_get(it->x->env->st, it->c, SX_NEXT, &k, &v);
+    }
+    if (rc) return rc;
+    it->started = 1;
+    if (k.n != 8) return SYNC_ECORRUPT;
+    memcpy(it->last, k.p, 8);
+    if ((rc = sx_conflict_decode(v.p, v.n, sx_get_be64(k.p), out)))
+      return sx_fail(it->x->env, rc, "conflict log entry malformed");
+    if ((it->flags & SYNC_CONFLICTS_UNRESOLVED) && out->resolved) continue;
+    return 0;
+  }
+}
+
+SYNC_API void sync_conflicts_close(sync_conflicts *it) {
+  sx_alloc al;
+  if (!it) return;
+  al = it->al;
+  /* A write transaction's cursors die with it; ours closes only while
+   * the transaction is still open, which the API requires. */
+  sx_cur_close(it->c);
+  sx_free(&al, it);
+}
+
+static int sx_resolve_one(sync_txn *x, const unsigned char *k) {
+  sx_slice v;
+  int rc;
+  rc = sx_get(x->env->st, x->t, x->env->conflicts, k, 8, &v);
+  if (rc) return rc;
+  if (v.n < 2) return SYNC_ECORRUPT;
+  if (v.p[1] & 1) return 0;
+  if ((rc = sx_buf_reserve(&x->enc, v.n))) return rc;
+  memcpy(x->enc.p, v.p, v.n);
+  x->enc.p[1] |= 1;
+  if ((rc = sx_put(x->env->st, x->t, x->env->conflicts, k, 8, x->enc.p, v.n,
+                   0)))
+    x->failed = 1;
+  return rc ? rc : 1;
+}
+
+SYNC_API int sync_conflict_resolve(sync_txn *x, uint64_t id) {
+  unsigned char k[8];
+  int rc;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  sx_put_be64(k, id);
+  rc = sx_resolve_one(x, k);
+  return rc < 0 ? rc : 0;
+}
+
+SYNC_API int sync_conflicts_resolve_all(sync_txn *x, uint64_t *n) {
+  sx_scur *c;
+  sx_slice k, v;
+  uint64_t count = 0;
+  unsigned char key[8];
+  int rc, op = SX_FIRST;
+  if (n) *n = 0;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->conflicts, &c))) return rc;
+  for (;;) {
+    k.p = key;
+    k.n = 8;
+    rc = sx_cur_get(x->env->st, c, op, &k, &v);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != 8) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    memcpy(key, k.p, 8);
+    if (v.n >= 2 && !(v.p[1] & 1)) {
+      if ((rc = sx_resolve_one(x, key)) < 0) break;
+      count++;
+      /* The put may have moved the cursor's page: find our place. */
+      k.p = key;
+      k.n = 8;
+      if ((rc = sx_cur_get(x->env->st, c, SX_SET_KEY, &k, &v))) break;
+    }
+    op = SX_NEXT;
+  }
+  sx_cur_close(c);
+  if (n) *n = count;
+  return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Applying deltas
+ * ------------------------------------------------------------------- */
+typedef struct sx_apply {
+  sync_txn *x;
+  const sync_delta *d;
+  int policy, dry;
+  uint32_t *smap; /* delta site index -> local site index */
+  sync_apply_report *rep;
+} sx_apply;
+
+static const uint8_t *sx_lsite(sync_txn *x, uint32_t idx) {
+  return idx == 0 ? x->env->site : x->sites[idx];
+}
+
+static sync_value sx_dval(const sync_delta *d, const sx_dcol *c) {
+  sync_value v = c->v;
+  if (v.type == SYNC_TEXT || v.type == SYNC_BLOB)
+    v.data = d->arena.p + (uintptr_t)c->v.data;
+  return v;
+}
+
+/* Compare local stamp (row r, index i) with remote column stamp. */
+static int sx_cmp_lr(sync_txn *x, const sx_row *r, unsigned i,
+                     const sync_delta *d, uint64_t hlc, uint32_t dsite) {
+  return sx_stampcmp(r->stamps[i].hlc, sx_lsite(x, r->stamps[i].site), hlc,
+                     d->sites[dsite]);
+}
+
+static sx_stamp sx_rstamp(const sx_apply *a, uint64_t hlc, uint32_t dsite) {
+  sx_stamp s;
+  s.hlc = hlc;
+  s.site = a->smap[dsite];
+  return s;
+}
+
+/* Write a resolver's outcome for column j of x->nw with a new stamp. */
+static void sx_force(sync_txn *x, unsigned j, const sync_value *v) {
+  sx_stamp now;
+  sx_stamp_txn(x);
+  now.hlc = x->hlc;
+  now.site = 0;
+  x->nw.cols[j].base = x->nw.cols[j].st;
+  x->nw.cols[j].st = sx_row_stamp(&x->nw, now);
+  x->nw.cols[j].v = *v;
+}
+
+static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  sync_conflict pc;
+  sync_value merged = sync_null();
+  int choice;
+  if (!env->resolver || c->col == SYNC_ROW || a->dry) return 0;
+  memset(&pc, 0, sizeof pc);
+  pc.kind = c->kind;
+  pc.table = c->tid;
+  pc.key.data = c->key;
+  pc.key.len = c->klen;
+  pc.column = c->col;
+  pc.local = *c->lv;
+  pc.remote = *c->rv;
+  pc.local_stamp.hlc = c->lhlc;
+  memcpy(pc.local_stamp.site, c->lsite, SX_SITE_LEN);
+  pc.remote_stamp.hlc = c->rhlc;
+  memcpy(pc.remote_stamp.site, c->rsite, SX_SITE_LEN);
+  pc.remote_won = c->remote_won;
+  choice = env->resolver(env->resolver_ctx, &pc, &merged);
+  if (choice == SYNC_RESOLVE_LOCAL && c->remote_won) {
+    sx_force(x, c->col, c->lv);
+    *changed = 1;
+  } else if (choice == SYNC_RESOLVE_REMOTE && !c->remote_won) {
+    sx_force(x, c->col, c->rv);
+    *changed = 1;
+  } else if (choice == SYNC_RESOLVE_MERGED) {
+    const sx_column *col = c->col < env->schema->tables[c->tid].ncols
+                               ? &env->schema->tables[c->tid].cols[c->col]
+                               : NULL;
+    if (col && (merged.type == SYNC_NULL ? !(col->flags & SYNC_COL_NOTNULL)
+                                         : merged.type == col->type)) {
+      sx_force(x, c->col, &merged);
+      *changed = 1;
+    }
+  }
+  return 0;
+}
+
+/* Merge delta row dr into x->nw given the local row (x->old when found).
+ * Returns 1 if the row changes, 0 if not, or an error. */
+static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
+                        int *cls) {
+  sync_txn *x = a->x;
+  const sync_delta *d = a->d;
+  sx_row *o = &x->old, *w = &x->nw;
+  const sx_dcol *rc0 = d->cols + dr->col0;
+  const unsigned char *key = d->arena.p + dr->koff;
+  uint64_t lcl = found ? o->cl : 0;
+  size_t i;
+  unsigned j;
+  int changed = 0, rcmp, err;
+  *cls = SYNC_NO_CONFLICT;
+  w->nstamps = 0;
+  if (a->policy == SYNC_APPLY_APPEND && found) return 0;
+  if (a->policy == SYNC_APPLY_NEWER && found) {
+    /* The remote row as a whole must be newer than the local one. */
+    uint64_t rmax = dr->clhlc, lmax = 0;
+    for (i = 0; i < dr->ncols; i++)
+      if (rc0[i].hlc > rmax) rmax = rc0[i].hlc;
+    for (j = 0; j < o->nstamps; j++)
+      if (o->stamps[j].hlc > lmax) lmax = o->stamps[j].hlc;
+    if (rmax <= lmax) {
+      *cls = SYNC_TARGET_MODIFIED;
+      return 0;
+    }
+  }
+  if (!found || dr->cl > lcl) {
+    /* The sender's causal length wins: its columns replace ours. */
+    if (found && (o->cl & 1)) {
+      /* We had a live row: was it changed after the sender's delete? */
+      for (j = 0; j < o->ncols; j++)
+        if (o->cols[j].st != SX_NOSTAMP && o->stamps[o->cols[j].st].hlc > dr->clhlc) {
+          sx_cfl c;
+          memset(&c, 0, sizeof c);
+          c.kind = SYNC_DELETED_SOURCE;
+          c.tid = dr->tid;
+          c.col = SYNC_ROW;
+          c.key = key;
+          c.klen = dr->klen;
+          c.lhlc = o->stamps[o->cols[j].st].hlc;
+          c.lsite = sx_lsite(x, o->stamps[o->cols[j].st].site);
+          c.rhlc = dr->clhlc;
+          c.rsite = d->sites[dr->clsite];
+          c.remote_won = 1;
+          *cls = SYNC_DELETED_SOURCE;
+          if ((err = sx_conflict_record(x, &c))) return err;
+          a->rep->conflicts++;
+          break;
+        }
+      if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_SOURCE_MODIFIED;
+    }
+    w->cl = dr->cl;
+    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
+    w->ncols = 0;
+    if (dr->cl & 1) {
+      for (i = 0; i < dr->ncols; i++)
+        if (rc0[i].col + 1 > w->ncols) w->ncols = rc0[i].col + 1;
+      for (j = 0; j < w->ncols; j++) {
+        w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
+        w->cols[j].v = sync_null();
+      }
+      for (i = 0; i < dr->ncols; i++) {
+        sx_rcol *c = &w->cols[rc0[i].col];
+        c->st = sx_row_stamp(w, sx_rstamp(a, rc0[i].hlc, rc0[i].site));
+        c->base = rc0[i].bhlc
+                      ? sx_row_stamp(w, sx_rstamp(a, rc0[i].bhlc, rc0[i].bsite))
+                      : SX_NOSTAMP;
+        c->v = sx_dval(d, &rc0[i]);
+      }
+    }
+    return 1;
+  }
+  if (dr->cl < lcl || !(lcl & 1)) {
+    /* Ours wins by causal length (or both are deleted at the same one).
+     * An update we never saw, to a row we deleted, is a conflict. */
+    if (!(lcl & 1)) {
+      uint64_t del = o->stamps[o->cl_stamp].hlc;
+      for (i = 0; i < dr->ncols; i++)
+        if (rc0[i].hlc > del) {
+          sx_cfl c;
+          sync_value rv = sx_dval(d, &rc0[i]);
+          memset(&c, 0, sizeof c);
+          c.kind = SYNC_DELETED_TARGET;
+          c.tid = dr->tid;
+          c.col = SYNC_ROW;
+          c.key = key;
+          c.klen = dr->klen;
+          c.lhlc = del;
+          c.lsite = sx_lsite(x, o->stamps[o->cl_stamp].site);
+          c.rhlc = rc0[i].hlc;
+          c.rsite = d->sites[rc0[i].site];
+          c.rv = &rv;
+          *cls = SYNC_DELETED_TARGET;
+          if ((err = sx_conflict_record(x, &c))) return err;
+          a->rep->conflicts++;
+          break;
+        }
+    }
+    if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_TARGET_MODIFIED;
+    return 0;
+  }
+  /* Same causal length, both live: column by column. */
+  w->cl = o->cl;
+  rcmp = sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite);
+  w->cl_stamp = rcmp >= 0 ? sx_row_stamp(w, o->stamps[o->cl_stamp])
+                          : sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
+  w->ncols = o->ncols;
+  for (i = 0; i < dr->ncols; i++)
+    if (rc0[i].col + 1 > w->ncols) w->ncols = rc0[i].col + 1;
+  for (j = 0; j < w->ncols; j++) {
+    sx_rcol *c = &w->cols[j];
+    if (j < o->ncols && o->cols[j].st != SX_NOSTAMP) {
+      c->st = sx_row_stamp(w, o->stamps[o->cols[j].st]);
+      c->base = o->cols[j].base == SX_NOSTAMP
+                    ? SX_NOSTAMP
+                    : sx_row_stamp(w, o->stamps[o->cols[j].base]);
+      c->v = o->cols[j].v;
+    } else {
+      c->st = c->base = SX_NOSTAMP;
+      c->v = sync_null();
+    }
+  }
+  for (i = 0; i < dr->ncols; i++) {
+    const sx_dcol *r = &rc0[i];
+    unsigned col = r->col;
+    const sx_rcol *l = col < o->ncols ? &o->cols[col] : NULL;
+    sync_value rv = sx_dval(d, r);
+    int take, ccls;
+    if (!l || l->st == SX_NOSTAMP) {
+      take = 1;
+      ccls = SYNC_SOURCE_MODIFIED;
+    } else {
+      int cmp = sx_cmp_lr(x, o, l->st, d, r->hlc, r->site);
+      const uint8_t *lsite = sx_lsite(x, o->stamps[l->st].site);
+      if (cmp == 0) continue; /* the same write */
+      if (r->bhlc && o->stamps[l->st].hlc == r->bhlc &&
+          !memcmp(lsite, d->sites[r->bsite], SX_SITE_LEN)) {
+        take = 1; /* the sender wrote over our value */
+        ccls = SYNC_SOURCE_MODIFIED;
+      } else if (l->base != SX_NOSTAMP &&
+                 sx_cmp_lr(x, o, l->base, d, r->hlc, r->site) == 0) {
+        take = 0; /* we wrote over theirs */
+        ccls = SYNC_TARGET_MODIFIED;
+      } else if (!memcmp(lsite, d->sites[r->site], SX_SITE_LEN)) {
+        take = cmp < 0; /* one writer's writes are ordered */
+        ccls = take ? SYNC_SOURCE_MODIFIED : SYNC_TARGET_MODIFIED;
+      } else {
+        sx_cfl c;
+        sync_value lv = l->v;
+        take = cmp < 0;
+        ccls = SYNC_BOTH_MODIFIED;
+        memset(&c, 0, sizeof c);
+        c.kind = SYNC_BOTH_MODIFIED;
+        c.tid = dr->tid;
+        c.col = col;
+        c.key = key;
+        c.klen = dr->klen;
+        c.lhlc = o->stamps[l->st].hlc;
+        c.lsite = lsite;
+        c.rhlc = r->hlc;
+        c.rsite = d->sites[r->site];
+        c.lv = &lv;
+        c.rv = &rv;
+        c.remote_won = take;
+        if ((err = sx_conflict_record(x, &c))) return err;
+        a->rep->conflicts++;
+        if (take) {
+          sx_rcol *wc = &w->cols[col];
+          wc->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+          wc->base = r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite))
+                             : SX_NOSTAMP;
+          wc->v = rv;
+          changed = 1;
+        }
+        if ((err = sx_call_resolver(a, &c, &changed))) return err;
+        if (ccls > *cls) *cls = ccls;
+        continue;
+      }
+    }
+    if (ccls > *cls) *cls = ccls;
+    if (a->policy == SYNC_APPLY_NEWER) take = 1;
+    if (!take) continue;
+    w->cols[col].st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+    w->cols[col].base =
+        r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite)) : SX_NOSTAMP;
+    w->cols[col].v = rv;
+    changed = 1;
+  }
+  if (rcmp < 0) changed = 1; /* only the row stamp moves */
+  return changed;
+}
+
+/* Check a delta's structure before anything is applied: tables, columns,
+ * key lengths, site and stamp references, value types and lengths. */
+static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
+  size_t i, j;
+  if (d->nsites == 0 || d->nvv != d->nsites) return SYNC_EINVAL;
+  for (i = 0; i < d->nrows; i++) {
+    const sx_drow *r = &d->rows[i];
+    if (r->tid >= s->ntables || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
+        r->koff > d->arena.len || r->klen > d->arena.len - r->koff ||
+        r->cl == 0 || r->clsite >= d->nsites || r->col0 > d->ncols ||
+        r->ncols > d->ncols - r->col0 || r->ncols > SYNC_MAX_COLUMNS)
+      return SYNC_EINVAL;
+    if (!(r->cl & 1) && r->ncols) return SYNC_EINVAL;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *c = &d->cols[r->col0 + j];
+      const sx_table *tb = &s->tables[r->tid];
+      if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
+          c->bsite >= d->nsites || c->hlc == 0 || c->v.type < SYNC_NULL ||
+          c->v.type > SYNC_BLOB)
+        return SYNC_EINVAL;
+      if (c->col < tb->ncols && c->v.type != SYNC_NULL &&
+          c->v.type != tb->cols[c->col].type)
+        return SYNC_ETYPE;
+      if ((c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) &&
+          ((uintptr_t)c->v.data > d->arena.len ||
+           c->v.len > d->arena.len - (uintptr_t)c->v.data))
+        return SYNC_EINVAL;
+      if (j && c->col <= d->cols[r->col0 + j - 1].col) return SYNC_EINVAL;
+    }
+  }
+  return 0;
+}
+
+SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
+                              sync_apply_report *rep) {
+  sync_env *env;
+  sync_apply_report dummy;
+  sx_apply a;
+  sx_peer peer;
+  uint64_t maxhlc = 0;
+  size_t i;
+  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN;
+  if (!rep) rep = &dummy;
+  memset(rep, 0, sizeof *rep);
+  if (!x || !d) return SYNC_EINVAL;
+  env = x->env;
+  if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
+  if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
+  if (d->schema_hash != env->schema->hash)
+    return sx_fail(env, SYNC_ESCHEMA, "the delta was cut under another schema");
+  if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if ((rc = sx_delta_check(d, env->schema)))
+    return sx_fail(env, rc, "the delta is malformed");
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+  memset(&a, 0, sizeof a);
+  a.x = x;
+  a.d = d;
+  a.policy = base;
+  a.dry = (policy & SYNC_APPLY_DRY_RUN) != 0;
+  a.rep = rep;
+  rc = sx_peer_get(x, d->sender, &peer);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  contiguous = sx_cursor_eq(&peer.cur, &d->start);
+  /* Map the delta's sites to ours (added as they come; a dry run maps
+   * unknown ones past the end, which only comparisons by id use). */
+  a.smap = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * d->nsites);
+  if (!a.smap) return SYNC_ENOMEM;
+  for (i = 0; i < d->nsites; i++) {
+    rc = sx_site_index(x, d->sites[i], !a.dry, &a.smap[i]);
+    if (rc == SYNC_NOTFOUND && a.dry) {
+      a.smap[i] = SX_NONE;
+      rc = 0;
+    }
+    if (rc) goto done;
+  }
+  /* The clock follows everything in the delta before any local stamp
+   * (a resolver's) is taken, so ours come after all of them. */
+  for (i = 0; i < d->nrows; i++)
+    if (d->rows[i].clhlc > maxhlc) maxhlc = d->rows[i].clhlc;
+  for (i = 0; i < d->ncols; i++)
+    if (d->cols[i].hlc > maxhlc) maxhlc = d->cols[i].hlc;
+  if (maxhlc > x->hlc_seen) x->hlc_seen = maxhlc;
+  for (i = 0; i < d->nrows; i++) {
+    const sx_drow *dr = &d->rows[i];
+    const unsigned char *key = d->arena.p + dr->koff;
+    sx_scur *cur;
+    sx_slice k, v;
+    int found, cls, was_live, now_live;
+    rep->rows++;
+    if ((rc = sx_table_cursor(x, dr->tid, &cur))) goto done;
+    k.p = key;
+    k.n = dr->klen;
+    rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+    if (rc && rc != SYNC_NOTFOUND) goto done;
+    found = rc == 0;
+    if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
+      sx_fail(env, rc, "table '%s': stored row fails its checksum",
+              env->schema->tables[dr->tid].name);
+      goto done;
+    }
+    x->cpend.len = 0;
+    if ((rc = sx_merge_row(&a, dr, found, &cls)) < 0) goto done;
+    was_live = found && (x->old.cl & 1);
+    now_live = (x->nw.cl & 1) != 0;
+    if (rc == 0) {
+      rep->unchanged++;
+    } else {
+      if (now_live && !was_live) rep->inserted++;
+      else if (!now_live && was_live) rep->deleted++;
+      else if (now_live) rep->updated++;
+      else rep->unchanged++;
+      if (!a.dry && (rc = sx_store_row(x, dr->tid, cur, key, dr->klen, found, 0)))
+        goto done;
+    }
+    if (!a.dry && (rc = sx_conflicts_flush(x))) goto done;
+    x->cpend.len = 0;
+    rc = 0;
+  }
+  if (!a.dry && contiguous) {
+    peer.cur = d->end;
+    if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
+    rep->cursor_moved = 1;
+    if (d->last) {
+      /* The run is complete: we hold all the sender held. */
+      for (i = 0; i < d->nvv; i++) {
+        unsigned char kk[4], vb[8];
+        sx_slice old;
+        uint32_t li = a.smap[i];
+        if (!d->vv[i] || li == 0) continue;
+        sx_put_be32(kk, li);
+        rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+        if (rc && rc != SYNC_NOTFOUND) goto done;
+        if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= d->vv[i]) continue;
+        sx_put_le64(vb, d->vv[i]);
+        if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
+          x->failed = 1;
+          goto done;
+        }
+      }
+      rc = 0;
+      rep->vector_raised = 1;
+    }
+    x->dirty = 1; /* the clock may have moved with what we saw */
+  }
+done:
+  sx_free(&env->al, a.smap);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Version vector, tombstones, digest
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_vv_get(sync_txn *x, sync_stamp *out, size_t cap,
+                         size_t *n) {
+  uint64_t *vv;
+  uint32_t i;
+  size_t k = 0;
+  int rc;
+  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
+  if ((rc = sx_vv_load(x, &vv))) return rc;
+  for (i = 0; i < x->nsites; i++) {
+    if (!vv[i]) continue;
+    if (k < cap) {
+      out[k].hlc = vv[i];
+      memcpy(out[k].site, x->sites[i], SX_SITE_LEN);
+    }
+    k++;
+  }
+  sx_free(&x->env->al, vv);
+  *n = k;
+  return 0;
+}
+
+/* Walk the log up to (hv, hs), calling fn on tombstones. */
+static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
+                        uint64_t *count) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v, rv;
+  unsigned char key[SX_LOGKEY];
+  int rc, op = SX_FIRST;
+  *count = 0;
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  for (;;) {
+    uint64_t tid;
+    size_t n;
+    k.p = key;
+    k.n = SX_LOGKEY;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != SX_LOGKEY) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    if (sx_poscmp(sx_get_be64(k.p), sx_get_be32(k.p + 8), hv, hs) > 0) break;
+    n = sx_get_varint(v.p, v.p + v.n, &tid);
+    if (!n || tid >= env->schema->ntables || v.n - n < 1 ||
+        v.n - n > SYNC_MAX_KEY) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    rc = sx_get(env->st, x->t, env->tdbi[tid], v.p + n, v.n - n, &rv);
+    if (rc == SYNC_NOTFOUND) rc = SYNC_ECORRUPT;
+    if (!rc) rc = sx_row_decode(rv.p, rv.n, v.p + n, v.n - n, &x->old);
+    if (rc) break;
+    if (x->old.cl & 1) continue;
+    (*count)++;
+    if (!collect) continue;
+    {
+      unsigned char rk[SYNC_MAX_KEY];
+      size_t rkn = v.n - n;
+      memcpy(key, k.p, SX_LOGKEY);
+      memcpy(rk, v.p + n, rkn);
+      if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
+          (rc = sx_cur_get(env->st, c, SX_SET_KEY, &k, &v)) ||
+          (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
+        x->failed = 1;
+        break;
+      }
+      /* Our cursor sat on the deleted entry: find the next one. */
+      k.p = key;
+      k.n = SX_LOGKEY;
+      rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &v);
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
+        break;
+      }
+      if (rc) break;
+      op = SX_GET_CURRENT;
+      x->gen++;
+    }
+  }
+  sx_cur_close(c);
+  return rc;
+}
+
+SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
+  if (!x || !out) return SYNC_EINVAL;
+  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out);
+}
+
+SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
+  sync_env *env;
+  sx_scur *c;
+  sx_slice k, v;
+  uint64_t hv = UINT64_MAX, n = 0;
+  uint32_t hs = UINT32_MAX;
+  int rc, op = SX_FIRST, peers = 0;
+  if (collected) *collected = 0;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  env = x->env;
+  /* The horizon: the least any known peer has acknowledged. */
+  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
+  for (;;) {
+    sx_peer p;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != SX_SITE_LEN) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    if ((rc = sx_peer_get(x, k.p, &p))) break;
+    peers++;
+    if (sx_poscmp(p.acked_version, p.acked_seq, hv, hs) < 0) {
+      hv = p.acked_version;
+      hs = p.acked_seq;
+    }
+  }
+  sx_cur_close(c);
+  if (rc) return rc;
+  /* With no known peer nobody can have acknowledged anything: a replica
+   * that has never synchronised keeps its tombstones. */
+  if (!peers) return 0;
+  rc = sx_tomb_walk(x, hv, hs, 1, &n);
+  if (collected) *collected = n;
+  return rc;
+}
+
+/* Digest: per live row, XXH3 of (key length, key, each column's tag and
+ * payload for the table's columns, never-written as NULL); the row hashes
+ * are folded 64 at a time into XXH3 seeded with the running digest. */
+static int sx_digest_table(sync_txn *x, unsigned tid, uint64_t *out) {
+  sync_env *env = x->env;
+  const sx_table *tb = &env->schema->tables[tid];
+  sx_scur *c;
+  sx_slice k, v;
+  unsigned char fold[64 * 8];
+  size_t nf = 0;
+  uint64_t h = 0, rows = 0;
+  int rc, op = SX_FIRST;
+  if ((rc = sx_scratch(x))) return rc;
+  if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
+  for (;;) {
+    unsigned char *p;
+    unsigned j;
+    size_t need;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
+    if (!(x->old.cl & 1)) continue;
+    need = SX_VARINT_MAX + k.n + (size_t)tb->ncols * (1 + SX_VARINT_MAX + 8);
+    for (j = 0; j < tb->ncols && j < x->old.ncols; j++)
+      if (x->old.cols[j].st != SX_NOSTAMP) need += x->old.cols[j].v.len;
+    if ((rc = sx_buf_reserve(&x->enc, need))) break;
+    p = x->enc.p;
+    p += sx_put_varint(p, k.n);
+    memcpy(p, k.p, k.n);
+    p += k.n;
+    for (j = 0; j < tb->ncols; j++) {
+      sync_value val = j < x->old.ncols && x->old.cols[j].st != SX_NOSTAMP
+                           ? x->old.cols[j].v
+                           : sync_null();
+      *p++ = (unsigned char)val.type;
+      p += sx_payload_put(p, &val);
+    }
+    sx_put_le64(fold + nf * 8, sx_hash64(x->enc.p, (size_t)(p - x->enc.p), 0));
+    rows++;
+    if (++nf == 64) {
+      h = sx_hash64(fold, sizeof fold, h);
+      nf = 0;
+    }
+  }
+  sx_cur_close(c);
+  if (rc) return rc;
+  h = sx_hash64(fold, nf * 8, h ^ rows);
+  *out = h;
+  return 0;
+}
+
+SYNC_API int sync_digest(sync_txn *x, unsigned table, uint64_t *out) {
+  unsigned char all[8 * SYNC_MAX_TABLES];
+  unsigned i;
+  int rc;
+  if (!x || !out) return SYNC_EINVAL;
+  if (table != SYNC_ALL_TABLES) {
+    if (table >= x->env->schema->ntables) return SYNC_EINVAL;
+    return sx_digest_table(x, table, out);
+  }
+  for (i = 0; i < x->env->schema->ntables; i++) {
+    uint64_t h;
+    if ((rc = sx_digest_table(x, i, &h))) return rc;
+    sx_put_le64(all + 8 * i, h);
+  }
+  *out = sx_hash64(all, 8 * (size_t)x->env->schema->ntables, 0);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Callbacks
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_env_set_resolver(sync_env *env, sync_resolver_fn fn,
+                                   void *ctx) {
+  if (!env) return SYNC_EINVAL;
+  env->resolver = fn;
+  env->resolver_ctx = ctx;
+  return 0;
+}
+
+SYNC_API int sync_env_set_on_change(sync_env *env, sync_change_fn fn,
+                                    void *ctx) {
+  if (!env) return SYNC_EINVAL;
+  env->on_change = fn;
+  env->on_change_ctx = ctx;
+  return 0;
+}
+
+SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
+                                      void *ctx) {
+  if (!env) return SYNC_EINVAL;
+  env->on_conflict = fn;
+  env->on_conflict_ctx = ctx;
+  return 0;
+}
