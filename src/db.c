@@ -540,6 +540,113 @@ SYNC_API void sync_txn_abort(sync_txn *x) {
   sx_txn_free(x);
 }
 
+SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
+                                const unsigned char *lk, size_t lkn,
+                                const unsigned char *v, size_t vn,
+                                unsigned *tid, sx_slice *key) {
+  sync_env *env = x->env;
+  sx_slice rv;
+  uint64_t t;
+  size_t n = sx_get_varint(v, v + vn, &t);
+  int rc;
+  if (lkn != SX_LOGKEY || !n || t >= env->schema->ntables || vn - n < 1 ||
+      vn - n > SYNC_MAX_KEY)
+    return sx_fail(env, SYNC_ECORRUPT, "change log entry malformed");
+  *tid = (unsigned)t;
+  key->p = v + n;
+  key->n = vn - n;
+  rc = sx_get(env->st, x->t, env->tdbi[t], key->p, key->n, &rv);
+  if (rc == SYNC_NOTFOUND) return SYNC_NOTFOUND; /* collected since */
+  if (rc) return rc;
+  if ((rc = sx_row_decode(rv.p, rv.n, key->p, key->n, r)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   env->schema->tables[t].name);
+  if (r->version != sx_get_be64(lk) || r->seq != sx_get_be32(lk + 8))
+    return SYNC_NOTFOUND;
+  return 0;
+}
+
+/* Log bookkeeping (meta "logst"): u64 entries, u64 stale entries, u64 +
+ * u32 position where compaction resumes. */
+#define SX_LOGST 28
+
+/* Remove stale log entries, scanning at most budget entries from *pos on
+ * (wrapping to the start once); updates the counts. */
+static int sx_log_compact(sync_txn *x, uint64_t *n, uint64_t *stale,
+                          unsigned char *pos, size_t budget) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v, key;
+  unsigned char at[SX_LOGKEY];
+  int rc, wrapped = 0;
+  unsigned tid;
+  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  memcpy(at, pos, SX_LOGKEY);
+  while (budget-- > 0 && *stale > 0) {
+    k.p = at;
+    k.n = SX_LOGKEY;
+    rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &v);
+    if (rc == SYNC_NOTFOUND) {
+      if (wrapped) break;
+      wrapped = 1;
+      memset(at, 0, SX_LOGKEY);
+      continue;
+    }
+    if (rc) break;
+    memcpy(at, k.p, SX_LOGKEY);
+    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    if (rc == SYNC_NOTFOUND) {
+      /* The lookup moved nothing: the cursor still sits on the entry. */
+      if ((rc = sx_cur_del(env->st, c))) break;
+      (*stale)--;
+      (*n)--;
+      continue; /* the next entry is found again from at */
+    }
+    if (rc) break;
+    /* Step past a current entry. */
+    if (sx_get_be32(at + 8) == UINT32_MAX)
+      sx_logkey(at, sx_get_be64(at) + 1, 0);
+    else
+      sx_logkey(at, sx_get_be64(at), sx_get_be32(at + 8) + 1);
+  }
+  sx_cur_close(c);
+  memcpy(pos, at, SX_LOGKEY);
+  return rc;
+}
+
+static int sx_log_finish(sync_txn *x) {
+  sync_env *env = x->env;
+  unsigned char b[SX_LOGST];
+  sx_slice v;
+  uint64_t n = 0, stale = 0;
+  int rc;
+  memset(b, 0, sizeof b);
+  rc = sx_get(env->st, x->t, env->meta, "logst", 5, &v);
+  if (rc == 0 && v.n == SX_LOGST) {
+    memcpy(b, v.p, SX_LOGST);
+    n = sx_get_le64(b);
+    stale = sx_get_le64(b + 8);
+  } else if (rc && rc != SYNC_NOTFOUND) {
+    return rc;
+  }
+  n += (uint64_t)x->log_added;
+  stale += (uint64_t)x->log_stale;
+  if (stale > n) stale = n; /* never trust a count past what exists */
+  /* Keep stale entries at most as many as live ones: then each page the
+   * scan dirties gives up many entries. */
+  if (stale >= 1024 && stale * 2 >= n) {
+    unsigned char pos[SX_LOGKEY];
+    size_t budget = 8 * (size_t)(x->log_added + x->log_stale) + 256;
+    sx_logkey(pos, sx_get_le64(b + 16), sx_get_le32(b + 24));
+    if ((rc = sx_log_compact(x, &n, &stale, pos, budget))) return rc;
+    sx_put_le64(b + 16, sx_get_be64(pos));
+    sx_put_le32(b + 24, sx_get_be32(pos + 8));
+  }
+  sx_put_le64(b, n);
+  sx_put_le64(b + 8, stale);
+  return sx_put(env->st, x->t, env->meta, "logst", 5, b, SX_LOGST, 0);
+}
+
 /* Write the state record and the row counts this transaction changed. */
 static int sx_txn_finish(sync_txn *x) {
   sync_env *env = x->env;
@@ -553,6 +660,7 @@ static int sx_txn_finish(sync_txn *x) {
                x->schema_version);
   if ((rc = sx_put(env->st, x->t, env->meta, "state", 5, state, 24, 0)))
     return rc;
+  if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
     sx_slice v;
     uint64_t n = 0;
@@ -827,11 +935,10 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
     x->changed.len += hn + klen;
   }
   /* From here on LMDB is modified: a failure leaves the txn unusable. */
-  if (found && !reuse) {
-    sx_logkey(lk, x->old.version, x->old.seq);
-    rc = sx_del(env->st, x->t, env->log, lk, SX_LOGKEY);
-    if (rc && rc != SYNC_NOTFOUND) goto fail;
-  }
+  /* The row's older log entry stays where it is, stale: deleting it would
+   * dirty a random log page per row.  Compaction (sx_log_compact) removes
+   * stale entries in log order, many per page. */
+  if (found && !reuse) x->log_stale++;
   if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size,
                        found ? SX_CUR_CURRENT
                              : (append ? SX_PUT_APPEND : 0u))))
@@ -844,6 +951,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                      SX_PUT_APPEND)))
       goto fail;
     x->seq++;
+    x->log_added++;
   }
   x->delta[tid] += (int)(x->nw.cl & 1) - was_live;
   x->gen++;
@@ -1246,10 +1354,9 @@ SYNC_API int sync_changes_open(sync_txn *x, uint64_t since,
 
 SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
   sync_txn *x;
-  sx_slice k, v, rv;
+  sx_slice k, v, key;
   unsigned char start[SX_LOGKEY];
-  uint64_t tid;
-  size_t n;
+  unsigned tid;
   int rc, op;
   if (!it || it->dead || !out) return SYNC_EINVAL;
   x = it->x;
@@ -1273,28 +1380,18 @@ SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
     op = SX_NEXT;
     if (k.n != SX_LOGKEY) return SYNC_ECORRUPT;
     if (it->started && memcmp(k.p, it->last, SX_LOGKEY) <= 0) continue;
+    it->started = 1;
+    memcpy(it->last, k.p, SX_LOGKEY);
+    rc = sx_log_current(x, &it->row, k.p, k.n, v.p, v.n, &tid, &key);
+    if (rc == SYNC_NOTFOUND) continue; /* left behind by a later change */
+    if (rc) return rc;
     break;
   }
-  it->started = 1;
   it->gen = x->gen;
-  memcpy(it->last, k.p, SX_LOGKEY);
-  n = sx_get_varint(v.p, v.p + v.n, &tid);
-  if (!n || tid >= x->env->schema->ntables || v.n - n < 1 ||
-      v.n - n > SYNC_MAX_KEY)
-    return sx_fail(x->env, SYNC_ECORRUPT, "change log entry malformed");
-  it->tid = (unsigned)tid;
-  rc = sx_get(x->env->st, x->t, x->env->tdbi[tid], v.p + n, v.n - n, &rv);
-  if (rc == SYNC_NOTFOUND) rc = SYNC_ECORRUPT;
-  if (!rc) rc = sx_row_decode(rv.p, rv.n, v.p + n, v.n - n, &it->row);
-  if (!rc && (it->row.version != sx_get_be64(k.p) ||
-              it->row.seq != sx_get_be32(k.p + 8)))
-    rc = SYNC_ECORRUPT;
-  if (rc)
-    return sx_fail(x->env, rc, "change log and table '%s' disagree",
-                   x->env->schema->tables[tid].name);
-  out->table = (unsigned)tid;
-  out->key.data = v.p + n;
-  out->key.len = v.n - n;
+  it->tid = tid;
+  out->table = tid;
+  out->key.data = key.p;
+  out->key.len = key.n;
   out->version = it->row.version;
   out->causal_length = it->row.cl;
   out->ncolumns = (it->row.cl & 1) ? it->row.ncols : 0;

@@ -64,6 +64,8 @@ struct sync_txn {
   sync_cursor *cursors; /* user cursors, invalidated at the end */
   sync_changes *changes;
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
+  int64_t log_added; /* log entries added (or removed, negative) */
+  int64_t log_stale; /* entries left behind by rows that changed again */
   sx_buf changed;    /* (table, key) of changed rows, for on_change */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
@@ -126,6 +128,14 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
 SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
                            const unsigned char *b, size_t bn);
 SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
+/* Check that log entry (lk, value) is its row's current one: 0 with the
+ * row decoded into r and *tid / *key set; SYNC_NOTFOUND for an entry a
+ * later change left behind (or whose row was collected); SYNC_ECORRUPT
+ * for a malformed one. */
+SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
+                                const unsigned char *lk, size_t lkn,
+                                const unsigned char *v, size_t vn,
+                                unsigned *tid, sx_slice *key);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);

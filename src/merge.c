@@ -391,7 +391,7 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                         size_t max_rows, size_t max_bytes) {
   sync_env *env = x->env;
   sx_scur *c;
-  sx_slice k, v, rv;
+  sx_slice k, v;
   unsigned char start[SX_LOGKEY];
   size_t bytes = 0;
   int rc, op = SX_SET_RANGE;
@@ -402,8 +402,8 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   k.p = start;
   k.n = SX_LOGKEY;
   for (;;) {
-    uint64_t tid;
-    size_t n;
+    sx_slice key;
+    unsigned tid;
     if (d->nrows >= max_rows || bytes >= max_bytes) break;
     rc = sx_cur_get(env->st, c, op, &k, &v);
     op = SX_NEXT;
@@ -413,23 +413,12 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       break;
     }
     if (rc) break;
-    n = sx_get_varint(v.p, v.p + v.n, &tid);
-    if (k.n != SX_LOGKEY || !n || tid >= env->schema->ntables ||
-        v.n - n < 1 || v.n - n > SYNC_MAX_KEY) {
-      rc = sx_fail(env, SYNC_ECORRUPT, "change log entry malformed");
-      break;
-    }
-    rc = sx_get(env->st, x->t, env->tdbi[tid], v.p + n, v.n - n, &rv);
-    if (rc == SYNC_NOTFOUND) rc = SYNC_ECORRUPT;
-    if (!rc) rc = sx_row_decode(rv.p, rv.n, v.p + n, v.n - n, &x->old);
-    if (rc) {
-      sx_fail(env, rc, "change log and table '%s' disagree",
-              env->schema->tables[tid].name);
-      break;
-    }
-    if ((rc = sx_delta_add(d, x, (unsigned)tid, v.p + n, v.n - n, &x->old, rvv,
-                           &bytes)))
-      break;
+    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    if (rc == 0)
+      rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, &bytes);
+    else if (rc == SYNC_NOTFOUND)
+      rc = 0; /* a stale entry: the row's current one comes later */
+    if (rc) break;
     d->end.version = sx_get_be64(k.p);
     d->end.seq = sx_get_be32(k.p + 8);
   }
@@ -1159,8 +1148,10 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   sx_apply a;
   sx_peer peer;
   uint64_t maxhlc = 0;
-  size_t i;
-  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN;
+  size_t i, app_len = 0;
+  unsigned char app_last[SYNC_MAX_KEY];
+  unsigned app_tid = SX_NONE;
+  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed;
   if (!rep) rep = &dummy;
   memset(rep, 0, sizeof *rep);
   if (!x || !d) return SYNC_EINVAL;
@@ -1183,6 +1174,9 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   rc = sx_peer_get(x, d->sender, &peer);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   contiguous = sx_cursor_eq(&peer.cur, &d->start);
+  keyed = d->start.mode == SX_MODE_INITIAL ||
+          (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
+           d->start.seq == 0);
   /* Map the delta's sites to ours (added as they come; a dry run maps
    * unknown ones past the end, which only comparisons by id use). */
   a.smap = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * d->nsites);
@@ -1207,12 +1201,31 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
     const unsigned char *key = d->arena.p + dr->koff;
     sx_scur *cur;
     sx_slice k, v;
-    int found, cls, was_live, now_live;
+    int found, cls, was_live, now_live, append = 0;
     rep->rows++;
     if ((rc = sx_table_cursor(x, dr->tid, &cur))) goto done;
-    k.p = key;
-    k.n = dr->klen;
-    rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+    if (keyed && !a.dry) {
+      /* Rows of an initial stream come in key order: past the table's
+       * last key they are new and go on the end, without a search. */
+      if (dr->tid != app_tid) {
+        app_tid = dr->tid;
+        k.p = NULL;
+        k.n = 0;
+        rc = sx_cur_get(env->st, cur, SX_LAST, &k, &v);
+        if (rc && rc != SYNC_NOTFOUND) goto done;
+        app_len = rc ? 0 : k.n;
+        if (!rc) memcpy(app_last, k.p, k.n);
+        app_any = rc == 0;
+      }
+      append = !app_any || sx_keycmp(key, dr->klen, app_last, app_len) > 0;
+    }
+    if (append) {
+      rc = SYNC_NOTFOUND;
+    } else {
+      k.p = key;
+      k.n = dr->klen;
+      rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+    }
     if (rc && rc != SYNC_NOTFOUND) goto done;
     found = rc == 0;
     if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
@@ -1231,8 +1244,14 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
       else if (!now_live && was_live) rep->deleted++;
       else if (now_live) rep->updated++;
       else rep->unchanged++;
-      if (!a.dry && (rc = sx_store_row(x, dr->tid, cur, key, dr->klen, found, 0)))
+      if (!a.dry &&
+          (rc = sx_store_row(x, dr->tid, cur, key, dr->klen, found, append)))
         goto done;
+      if (append) {
+        memcpy(app_last, key, dr->klen);
+        app_len = dr->klen;
+        app_any = 1;
+      }
     }
     if (!a.dry && (rc = sx_conflicts_flush(x))) goto done;
     x->cpend.len = 0;
@@ -1298,15 +1317,15 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
                         uint64_t *count) {
   sync_env *env = x->env;
   sx_scur *c;
-  sx_slice k, v, rv;
+  sx_slice k, v;
   unsigned char key[SX_LOGKEY];
   int rc, op = SX_FIRST;
   *count = 0;
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
   if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
   for (;;) {
-    uint64_t tid;
-    size_t n;
+    sx_slice rkey;
+    unsigned tid;
     k.p = key;
     k.n = SX_LOGKEY;
     rc = sx_cur_get(env->st, c, op, &k, &v);
@@ -1321,30 +1340,26 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
       break;
     }
     if (sx_poscmp(sx_get_be64(k.p), sx_get_be32(k.p + 8), hv, hs) > 0) break;
-    n = sx_get_varint(v.p, v.p + v.n, &tid);
-    if (!n || tid >= env->schema->ntables || v.n - n < 1 ||
-        v.n - n > SYNC_MAX_KEY) {
-      rc = SYNC_ECORRUPT;
-      break;
+    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &rkey);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      continue;
     }
-    rc = sx_get(env->st, x->t, env->tdbi[tid], v.p + n, v.n - n, &rv);
-    if (rc == SYNC_NOTFOUND) rc = SYNC_ECORRUPT;
-    if (!rc) rc = sx_row_decode(rv.p, rv.n, v.p + n, v.n - n, &x->old);
     if (rc) break;
     if (x->old.cl & 1) continue;
     (*count)++;
     if (!collect) continue;
     {
       unsigned char rk[SYNC_MAX_KEY];
-      size_t rkn = v.n - n;
+      size_t rkn = rkey.n;
       memcpy(key, k.p, SX_LOGKEY);
-      memcpy(rk, v.p + n, rkn);
+      memcpy(rk, rkey.p, rkn);
       if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
-          (rc = sx_cur_get(env->st, c, SX_SET_KEY, &k, &v)) ||
           (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
         x->failed = 1;
         break;
       }
+      x->log_added--;
       /* Our cursor sat on the deleted entry: find the next one. */
       k.p = key;
       k.n = SX_LOGKEY;

@@ -334,6 +334,10 @@ SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
   return sx_map_err(st, mdb_cursor_put((MDB_cursor *)c, &key, &val, f));
 }
 
+SYNC_PRIVATE int sx_cur_del(sx_store *st, sx_scur *c) {
+  return sx_map_err(st, mdb_cursor_del((MDB_cursor *)c, 0));
+}
+
 SYNC_PRIVATE void sx_cur_close(sx_scur *c) {
   if (c) mdb_cursor_close((MDB_cursor *)c);
 }

@@ -70,6 +70,8 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
 SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
                             size_t kn, const void *v, size_t vn,
                             unsigned flags);
+/* Delete the item at the cursor; re-position before the next get. */
+SYNC_PRIVATE int sx_cur_del(sx_store *st, sx_scur *c);
 SYNC_PRIVATE void sx_cur_close(sx_scur *c);
 
 #endif
