@@ -518,9 +518,16 @@ SYNC_API int sync_delta_apply(sync_txn *txn, const sync_delta *d, int policy,
  * column; DELETED_* per row with column SYNC_ROW).  Return
  * SYNC_RESOLVE_DEFAULT to keep the LWW outcome, SYNC_RESOLVE_LOCAL or
  * SYNC_RESOLVE_REMOTE to force one side, or SYNC_RESOLVE_MERGED after
- * filling *merged (value bytes must stay valid until apply returns).  A
- * forced or merged outcome is written with a new local stamp, so it wins
- * and replicates. */
+ * filling *merged (columns only; value bytes must stay valid until apply
+ * returns).  A forced or merged outcome is written with a new local stamp,
+ * so it wins and replicates.  For rows: LOCAL on DELETED_SOURCE keeps this
+ * replica's row (re-inserted above the sender's delete); REMOTE on
+ * DELETED_TARGET brings the row back with the sender's columns; the other
+ * choices keep the delete.  Conflicts are detected from stamps: a column
+ * whose incoming base is not the local stamp (and not one writer's later
+ * write); a delete versus an update whose HLC is later than the delete's
+ * (an update with an earlier HLC may have been seen by the deleter, so it
+ * is not reported; the delete wins either way). */
 #define SYNC_ROW 0xffffffffu
 #define SYNC_RESOLVE_DEFAULT 0
 #define SYNC_RESOLVE_LOCAL 1

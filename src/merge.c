@@ -863,38 +863,49 @@ static sx_stamp sx_rstamp(const sx_apply *a, uint64_t hlc, uint32_t dsite) {
   return s;
 }
 
+static sx_stamp sx_mkstamp_local(sync_txn *x) {
+  sx_stamp s;
+  s.hlc = x->hlc;
+  s.site = 0;
+  return s;
+}
+
 /* Write a resolver's outcome for column j of x->nw with a new stamp. */
 static void sx_force(sync_txn *x, unsigned j, const sync_value *v) {
-  sx_stamp now;
   sx_stamp_txn(x);
-  now.hlc = x->hlc;
-  now.site = 0;
   x->nw.cols[j].base = x->nw.cols[j].st;
-  x->nw.cols[j].st = sx_row_stamp(&x->nw, now);
+  x->nw.cols[j].st = sx_row_stamp(&x->nw, sx_mkstamp_local(x));
   x->nw.cols[j].v = *v;
 }
 
-static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
-  sync_txn *x = a->x;
-  sync_env *env = x->env;
+/* Ask the application's resolver about conflict c; returns its choice
+ * (SYNC_RESOLVE_DEFAULT when there is none, or in a dry run). */
+static int sx_ask(sx_apply *a, const sx_cfl *c, sync_value *merged) {
+  sync_env *env = a->x->env;
   sync_conflict pc;
-  sync_value merged = sync_null();
-  int choice;
-  if (!env->resolver || c->col == SYNC_ROW || a->dry) return 0;
+  if (!env->resolver || a->dry) return SYNC_RESOLVE_DEFAULT;
   memset(&pc, 0, sizeof pc);
   pc.kind = c->kind;
   pc.table = c->tid;
   pc.key.data = c->key;
   pc.key.len = c->klen;
   pc.column = c->col;
-  pc.local = *c->lv;
-  pc.remote = *c->rv;
+  pc.local = c->lv ? *c->lv : sync_null();
+  pc.remote = c->rv ? *c->rv : sync_null();
   pc.local_stamp.hlc = c->lhlc;
   memcpy(pc.local_stamp.site, c->lsite, SX_SITE_LEN);
   pc.remote_stamp.hlc = c->rhlc;
   memcpy(pc.remote_stamp.site, c->rsite, SX_SITE_LEN);
   pc.remote_won = c->remote_won;
-  choice = env->resolver(env->resolver_ctx, &pc, &merged);
+  return env->resolver(env->resolver_ctx, &pc, merged);
+}
+
+/* A column conflict: apply the resolver's choice to x->nw. */
+static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  sync_value merged = sync_null();
+  int choice = sx_ask(a, c, &merged);
   if (choice == SYNC_RESOLVE_LOCAL && c->remote_won) {
     sx_force(x, c->col, c->lv);
     *changed = 1;
@@ -949,6 +960,7 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
       for (j = 0; j < o->ncols; j++)
         if (o->cols[j].st != SX_NOSTAMP && o->stamps[o->cols[j].st].hlc > dr->clhlc) {
           sx_cfl c;
+          sync_value none;
           memset(&c, 0, sizeof c);
           c.kind = SYNC_DELETED_SOURCE;
           c.tid = dr->tid;
@@ -961,6 +973,23 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
           c.rsite = d->sites[dr->clsite];
           c.remote_won = 1;
           *cls = SYNC_DELETED_SOURCE;
+          if (!(dr->cl & 1) && sx_ask(a, &c, &none) == SYNC_RESOLVE_LOCAL) {
+            /* Keep our row: re-insert it above the sender's delete, with
+             * a new stamp, so that the choice wins everywhere. */
+            c.remote_won = 0;
+            if ((err = sx_conflict_record(x, &c))) return err;
+            a->rep->conflicts++;
+            sx_stamp_txn(x);
+            w->cl = dr->cl + 1;
+            w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
+            w->ncols = o->ncols;
+            for (j = 0; j < o->ncols; j++) {
+              w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
+              w->cols[j].v = sync_null();
+              if (o->cols[j].st != SX_NOSTAMP) sx_force(x, j, &o->cols[j].v);
+            }
+            return 1;
+          }
           if ((err = sx_conflict_record(x, &c))) return err;
           a->rep->conflicts++;
           break;
@@ -996,7 +1025,7 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
       for (i = 0; i < dr->ncols; i++)
         if (rc0[i].hlc > del) {
           sx_cfl c;
-          sync_value rv = sx_dval(d, &rc0[i]);
+          sync_value rv = sx_dval(d, &rc0[i]), scratch;
           memset(&c, 0, sizeof c);
           c.kind = SYNC_DELETED_TARGET;
           c.tid = dr->tid;
@@ -1009,6 +1038,29 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
           c.rsite = d->sites[rc0[i].site];
           c.rv = &rv;
           *cls = SYNC_DELETED_TARGET;
+          if (sx_ask(a, &c, &scratch) == SYNC_RESOLVE_REMOTE) {
+            /* Bring the row back with the sender's columns, above our
+             * delete, with a new stamp. */
+            size_t q;
+            c.remote_won = 1;
+            if ((err = sx_conflict_record(x, &c))) return err;
+            a->rep->conflicts++;
+            sx_stamp_txn(x);
+            w->cl = lcl + 1;
+            w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
+            w->ncols = 0;
+            for (q = 0; q < dr->ncols; q++)
+              if (rc0[q].col + 1 > w->ncols) w->ncols = rc0[q].col + 1;
+            for (j = 0; j < w->ncols; j++) {
+              w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
+              w->cols[j].v = sync_null();
+            }
+            for (q = 0; q < dr->ncols; q++) {
+              sync_value qv = sx_dval(d, &rc0[q]);
+              sx_force(x, rc0[q].col, &qv);
+            }
+            return 1;
+          }
           if ((err = sx_conflict_record(x, &c))) return err;
           a->rep->conflicts++;
           break;
