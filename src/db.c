@@ -251,7 +251,7 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
   sx_store_opts o;
   sx_stxn *t = NULL;
-  size_t entries;
+  size_t entries = 0;
   int rc;
   if (!env || !path || env->st ||
       (flags & ~(SYNC_OPEN_RDONLY | SYNC_OPEN_NOCREATE)))
