@@ -218,13 +218,16 @@ SYNC_API int sync_env_set_durability(sync_env *env, int mode);
 SYNC_API int sync_env_set_mapsize(sync_env *env, size_t initial, size_t max);
 
 /* Time source for the hybrid logical clock: milliseconds since the Unix
- * epoch.  Default: C11 timespec_get().  Errors: SYNC_EINVAL. */
+ * epoch.  Default: C11 timespec_get().  May be set before or after open;
+ * it must not be changed while a transaction is open.  Errors:
+ * SYNC_EINVAL. */
 typedef uint64_t (*sync_clock_fn)(void *ctx);
 SYNC_API int sync_env_set_clock(sync_env *env, sync_clock_fn now_ms, void *ctx);
 
 /* Randomness for the site id made when a database is created: fill buf
  * with n unpredictable bytes, return 0, or nonzero on failure.  Default:
- * /dev/urandom.  Errors: SYNC_EINVAL. */
+ * /dev/urandom.  Set before open (SYNC_EINVAL after).  Errors:
+ * SYNC_EINVAL. */
 typedef int (*sync_random_fn)(void *ctx, void *buf, size_t n);
 SYNC_API int sync_env_set_random(sync_env *env, sync_random_fn fill,
                                  void *ctx);

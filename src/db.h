@@ -7,6 +7,7 @@
 
 #include "internal.h"
 
+#include "clock.h"
 #include "row.h"
 #include "schema.h"
 #include "store.h"

@@ -243,7 +243,7 @@ SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t) {
 
 SYNC_PRIVATE int sx_dbi_open(sx_store *st, sx_stxn *t, const char *name,
                              int create, sx_dbi *out) {
-  MDB_dbi d;
+  MDB_dbi d = 0;
   int rc = mdb_dbi_open((MDB_txn *)t, name, create ? MDB_CREATE : 0, &d);
   if (rc) return sx_map_err(st, rc);
   *out = (sx_dbi)d;
@@ -262,6 +262,8 @@ SYNC_PRIVATE int sx_get(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
                         size_t kn, sx_slice *v) {
   MDB_val key, val;
   int rc;
+  v->p = NULL; /* outputs are defined on every path */
+  v->n = 0;
   key.mv_data = (void *)k;
   key.mv_size = kn;
   rc = mdb_get((MDB_txn *)t, (MDB_dbi)d, &key, &val);
@@ -294,8 +296,9 @@ SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
 
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d,
                              sx_scur **out) {
-  MDB_cursor *c;
+  MDB_cursor *c = NULL;
   int rc = mdb_cursor_open((MDB_txn *)t, (MDB_dbi)d, &c);
+  *out = NULL;
   if (rc) return sx_map_err(st, rc);
   *out = (sx_scur *)c;
   return 0;
@@ -309,7 +312,13 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
   int rc;
   key.mv_data = (void *)k->p;
   key.mv_size = k->n;
+  val.mv_data = NULL;
+  val.mv_size = 0;
   rc = mdb_cursor_get((MDB_cursor *)c, &key, &val, ops[op]);
+  if (v) {
+    v->p = NULL;
+    v->n = 0;
+  }
   if (rc) return sx_map_err(st, rc);
   k->p = (const unsigned char *)key.mv_data;
   k->n = key.mv_size;

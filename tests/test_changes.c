@@ -1,0 +1,628 @@
+/*
+ * test_changes.c - change tracking through sync_changes_*: local
+ * versions, the one-entry-per-row log, tombstones and causal lengths,
+ * column stamps and bases, and the hybrid logical clock driven by an
+ * injected time source.
+ */
+#include "testutil.h"
+
+#define DB "t_changes.db"
+
+#define NC 3
+static const sync_column_def t_cols[] = {
+    {"a", SYNC_INTEGER, 0},
+    {"b", SYNC_TEXT, 0},
+    {"c", SYNC_REAL, 0},
+};
+static const sync_column_def u_cols[] = {{"x", SYNC_INTEGER, 0}};
+static const sync_table_def schema[] = {
+    {"t", SYNC_TEXT, t_cols, NC},
+    {"u", SYNC_TEXT, u_cols, 1},
+};
+
+#define T_MS UINT64_C(1700000000000)
+
+typedef struct fixture {
+  sync_env *env;
+  tu_clock clk;
+  uint8_t site[16];
+} fixture;
+
+static sync_env *open_with_clock(tu_clock *clk) {
+  static tu_random rnd = {0x5A, 0, 0};
+  sync_env *env;
+  TU_OK(sync_env_create(NULL, &env));
+  TU_OK(sync_env_set_random(env, tu_random_fn, &rnd));
+  TU_OK(sync_env_set_clock(env, tu_clock_fn, clk));
+  TU_OK(sync_env_set_schema(env, schema, 2));
+  TU_OK(sync_env_open(env, DB, 0));
+  return env;
+}
+
+static int setup(void **state) {
+  fixture *f = (fixture *)calloc(1, sizeof *f);
+  tu_remove_db(DB);
+  f->clk.now = T_MS;
+  f->clk.step = 0;
+  f->env = open_with_clock(&f->clk);
+  TU_OK(sync_env_site_id(f->env, f->site));
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_env_close(f->env);
+  free(f);
+  tu_remove_db(DB);
+  return 0;
+}
+
+/* One change as collected (copied out of the map). */
+typedef struct chg {
+  unsigned table;
+  char key[32];
+  uint64_t version, cl;
+  sync_stamp row;
+  unsigned ncolumns;
+  int has[NC];
+  sync_stamp st[NC], base[NC];
+  sync_value val[NC]; /* INTEGER and REAL only (TEXT: type only) */
+} chg;
+
+static size_t collect(sync_env *env, uint64_t since, chg *out, size_t cap) {
+  sync_txn *txn;
+  sync_changes *it;
+  sync_change c;
+  size_t n = 0;
+  int rc;
+  TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &txn));
+  TU_OK(sync_changes_open(txn, since, &it));
+  while ((rc = sync_changes_next(it, &c)) == 0) {
+    chg *o;
+    unsigned j;
+    assert_true(n < cap);
+    o = &out[n++];
+    memset(o, 0, sizeof *o);
+    o->table = c.table;
+    assert_true(c.key.len < sizeof o->key);
+    memcpy(o->key, c.key.data, c.key.len);
+    o->version = c.version;
+    o->cl = c.causal_length;
+    o->row = c.row_stamp;
+    o->ncolumns = c.ncolumns;
+    for (j = 0; j < NC; j++) {
+      int r = sync_changes_column(it, j, &o->val[j], &o->st[j], &o->base[j]);
+      if (r == SYNC_NOTFOUND) continue;
+      TU_OK(r);
+      o->has[j] = 1;
+      if (o->val[j].type == SYNC_TEXT || o->val[j].type == SYNC_BLOB) {
+        o->val[j].data = NULL;
+      }
+    }
+  }
+  TU_RC(rc, SYNC_NOTFOUND);
+  sync_changes_close(it);
+  sync_txn_abort(txn);
+  return n;
+}
+
+static const chg *find(const chg *c, size_t n, unsigned table,
+                       const char *key) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (c[i].table == table && strcmp(c[i].key, key) == 0) return &c[i];
+  fail_msg("no change for table %u key \"%s\"", table, key);
+  return NULL;
+}
+
+static void put(sync_txn *txn, const char *key, int64_t a, const char *b,
+                double c) {
+  sync_value v[NC];
+  v[0] = sync_int(a);
+  v[1] = b ? sync_text(b, strlen(b)) : sync_null();
+  v[2] = sync_real(c);
+  TU_OK(sync_put(txn, 0, key, strlen(key), v, NC));
+}
+
+static void commit_put(sync_env *env, const char *key, int64_t a) {
+  sync_txn *txn;
+  TU_OK(sync_txn_begin(env, 0, &txn));
+  put(txn, key, a, "b", 1.0);
+  TU_OK(sync_txn_commit(txn));
+}
+
+static void update_a(sync_env *env, const char *key, int64_t a) {
+  sync_txn *txn;
+  unsigned col = 0;
+  sync_value v = sync_int(a);
+  TU_OK(sync_txn_begin(env, 0, &txn));
+  TU_OK(sync_update(txn, 0, key, strlen(key), &col, &v, 1));
+  TU_OK(sync_txn_commit(txn));
+}
+
+static uint64_t last_version(sync_env *env) {
+  sync_txn *txn;
+  uint64_t v;
+  TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &txn));
+  v = sync_txn_version(txn);
+  sync_txn_abort(txn);
+  return v;
+}
+
+static int stamp_eq(const sync_stamp *a, const sync_stamp *b) {
+  return a->hlc == b->hlc && memcmp(a->site, b->site, 16) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_rows_of_one_txn_share_version_one_and_stamp(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  chg c[8];
+  size_t n, i;
+  unsigned j;
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "r1", 1, "x", 0.5);
+  put(txn, "r2", 2, NULL, 1.5);
+  put(txn, "r3", 3, "z", 2.5);
+  TU_OK(sync_txn_commit(txn));
+  n = collect(f->env, 0, c, 8);
+  assert_int_equal(n, 3);
+  for (i = 0; i < n; i++) {
+    assert_int_equal(c[i].table, 0);
+    TU_U64(c[i].version, 1);
+    TU_U64(c[i].cl, 1);
+    assert_int_equal(c[i].ncolumns, NC);
+    assert_true(stamp_eq(&c[i].row, &c[0].row));
+    assert_memory_equal(c[i].row.site, f->site, 16);
+    for (j = 0; j < NC; j++) {
+      assert_true(c[i].has[j]);
+      assert_true(stamp_eq(&c[i].st[j], &c[0].row));
+      TU_U64(c[i].base[j].hlc, 0);
+    }
+  }
+  assert_true(find(c, n, 0, "r2")->val[0].i == 2);
+  assert_int_equal(find(c, n, 0, "r2")->val[1].type, SYNC_NULL);
+  assert_true(find(c, n, 0, "r3")->val[2].r == 2.5);
+  TU_U64(last_version(f->env), 1);
+}
+
+static void test_next_txn_takes_version_two(void **state) {
+  fixture *f = (fixture *)*state;
+  chg c[8];
+  size_t n;
+  commit_put(f->env, "r1", 1);
+  commit_put(f->env, "r2", 2);
+  n = collect(f->env, 0, c, 8);
+  assert_int_equal(n, 2);
+  TU_U64(find(c, n, 0, "r1")->version, 1);
+  TU_U64(find(c, n, 0, "r2")->version, 2);
+  /* In version order. */
+  assert_string_equal(c[0].key, "r1");
+  assert_string_equal(c[1].key, "r2");
+  assert_true(c[1].row.hlc > c[0].row.hlc);
+  TU_U64(last_version(f->env), 2);
+}
+
+static void test_changed_row_is_listed_once_at_latest_version(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  chg c[8];
+  size_t n;
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "r1", 1, "x", 0.5);
+  put(txn, "r2", 2, "y", 1.5);
+  put(txn, "r3", 3, "z", 2.5);
+  TU_OK(sync_txn_commit(txn));
+  update_a(f->env, "r2", 20);
+  update_a(f->env, "r2", 200);
+  n = collect(f->env, 0, c, 8);
+  assert_int_equal(n, 3);
+  TU_U64(find(c, n, 0, "r1")->version, 1);
+  TU_U64(find(c, n, 0, "r3")->version, 1);
+  TU_U64(find(c, n, 0, "r2")->version, 3);
+  assert_true(find(c, n, 0, "r2")->val[0].i == 200);
+  assert_string_equal(c[2].key, "r2"); /* last in version order */
+  n = collect(f->env, 1, c, 8);
+  assert_int_equal(n, 1);
+  assert_string_equal(c[0].key, "r2");
+  n = collect(f->env, 3, c, 8);
+  assert_int_equal(n, 0);
+}
+
+static void test_changes_since_n_lists_only_later_versions(void **state) {
+  fixture *f = (fixture *)*state;
+  static const char *keys[] = {"v1", "v2", "v3", "v4", "v5"};
+  chg c[8];
+  size_t n, i;
+  uint64_t since;
+  for (i = 0; i < 5; i++) commit_put(f->env, keys[i], (int64_t)i);
+  for (since = 0; since <= 5; since++) {
+    n = collect(f->env, since, c, 8);
+    assert_int_equal(n, 5 - since);
+    for (i = 0; i < n; i++) {
+      TU_U64(c[i].version, since + 1 + i);
+      assert_string_equal(c[i].key, keys[since + i]);
+    }
+  }
+  n = collect(f->env, 1000, c, 8);
+  assert_int_equal(n, 0);
+}
+
+static void test_changes_cover_every_table(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  sync_value x = sync_int(77);
+  chg c[8];
+  size_t n;
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "same", 1, "t", 1.0);
+  TU_OK(sync_put(txn, 1, "same", 4, &x, 1));
+  TU_OK(sync_txn_commit(txn));
+  n = collect(f->env, 0, c, 8);
+  assert_int_equal(n, 2);
+  assert_true(find(c, n, 0, "same")->val[0].i == 1);
+  assert_true(find(c, n, 1, "same")->val[0].i == 77);
+  assert_int_equal(find(c, n, 1, "same")->ncolumns, 1);
+  assert_true(stamp_eq(&c[0].row, &c[1].row));
+}
+
+static void
+test_delete_is_a_tombstone_and_reinsert_makes_it_live(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  sync_changes *it;
+  sync_change ch;
+  chg c[8];
+  size_t n;
+  sync_stamp del;
+  unsigned j;
+  commit_put(f->env, "k", 1);
+  commit_put(f->env, "other", 2);
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  TU_OK(sync_delete(txn, 0, "k", 1));
+  TU_OK(sync_txn_commit(txn));
+
+  n = collect(f->env, 0, c, 8);
+  assert_int_equal(n, 2);
+  TU_U64(find(c, n, 0, "k")->cl, 2);
+  TU_U64(find(c, n, 0, "k")->version, 3);
+  assert_int_equal(find(c, n, 0, "k")->ncolumns, 0);
+  for (j = 0; j < NC; j++) assert_false(find(c, n, 0, "k")->has[j]);
+  del = find(c, n, 0, "k")->row;
+  assert_true(del.hlc > find(c, n, 0, "other")->row.hlc);
+  /* sync_changes_column on a tombstone: SYNC_NOTFOUND. */
+  TU_OK(sync_txn_begin(f->env, SYNC_TXN_RDONLY, &txn));
+  TU_OK(sync_changes_open(txn, 2, &it));
+  TU_OK(sync_changes_next(it, &ch));
+  assert_int_equal(ch.key.len, 1);
+  TU_RC(sync_changes_column(it, 0, NULL, NULL, NULL), SYNC_NOTFOUND);
+  TU_RC(sync_changes_next(it, &ch), SYNC_NOTFOUND);
+  sync_changes_close(it);
+  sync_txn_abort(txn);
+
+  /* Re-insert: odd again, with the new values and a new stamp. */
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "k", 9, "new", 9.0);
+  TU_OK(sync_txn_commit(txn));
+  n = collect(f->env, 0, c, 8);
+  assert_int_equal(n, 2);
+  TU_U64(find(c, n, 0, "k")->cl, 3);
+  TU_U64(find(c, n, 0, "k")->version, 4);
+  assert_int_equal(find(c, n, 0, "k")->ncolumns, NC);
+  assert_true(find(c, n, 0, "k")->row.hlc > del.hlc);
+  assert_true(find(c, n, 0, "k")->val[0].i == 9);
+  for (j = 0; j < NC; j++) {
+    assert_true(find(c, n, 0, "k")->has[j]);
+    assert_true(stamp_eq(&find(c, n, 0, "k")->st[j], &find(c, n, 0, "k")->row));
+  }
+  /* Delete again: 4. */
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  TU_OK(sync_delete(txn, 0, "k", 1));
+  TU_OK(sync_txn_commit(txn));
+  n = collect(f->env, 0, c, 8);
+  TU_U64(find(c, n, 0, "k")->cl, 4);
+}
+
+static void test_updated_column_gets_new_stamp_with_old_as_base(void **state) {
+  fixture *f = (fixture *)*state;
+  chg c[4];
+  size_t n;
+  sync_stamp s1;
+  commit_put(f->env, "k", 1);
+  n = collect(f->env, 0, c, 4);
+  s1 = c[0].row;
+  f->clk.now = T_MS + 1000; /* a later millisecond for txn 2 */
+  update_a(f->env, "k", 2);
+  n = collect(f->env, 0, c, 4);
+  assert_int_equal(n, 1);
+  TU_U64(c[0].version, 2);
+  /* Column a: txn 2's stamp, based on txn 1's. */
+  TU_U64(c[0].st[0].hlc, (T_MS + 1000) << 16);
+  assert_memory_equal(c[0].st[0].site, f->site, 16);
+  assert_true(stamp_eq(&c[0].base[0], &s1));
+  assert_true(c[0].val[0].i == 2);
+  /* Untouched columns keep txn 1's stamp and no base. */
+  assert_true(stamp_eq(&c[0].st[1], &s1));
+  assert_true(stamp_eq(&c[0].st[2], &s1));
+  TU_U64(c[0].base[1].hlc, 0);
+  TU_U64(c[0].base[2].hlc, 0);
+  /* The row stamp is the insert's. */
+  assert_true(stamp_eq(&c[0].row, &s1));
+
+  /* Another update of a: base is now txn 2's stamp. */
+  f->clk.now = T_MS + 2000;
+  update_a(f->env, "k", 3);
+  n = collect(f->env, 0, c, 4);
+  TU_U64(c[0].version, 3);
+  TU_U64(c[0].st[0].hlc, (T_MS + 2000) << 16);
+  TU_U64(c[0].base[0].hlc, (T_MS + 1000) << 16);
+}
+
+static void test_put_restamps_only_changed_columns(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  chg c[4];
+  sync_stamp s1;
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "k", 1, "same", 0.25);
+  TU_OK(sync_txn_commit(txn));
+  collect(f->env, 0, c, 4);
+  s1 = c[0].row;
+  f->clk.now = T_MS + 500;
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "k", 1, "different", 0.25);
+  TU_OK(sync_txn_commit(txn));
+  assert_int_equal(collect(f->env, 0, c, 4), 1);
+  TU_U64(c[0].version, 2);
+  assert_true(stamp_eq(&c[0].st[0], &s1));
+  assert_true(stamp_eq(&c[0].st[2], &s1));
+  TU_U64(c[0].st[1].hlc, (T_MS + 500) << 16);
+  assert_true(stamp_eq(&c[0].base[1], &s1));
+  TU_U64(c[0].base[0].hlc, 0);
+}
+
+static void test_write_changing_nothing_takes_no_version(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  chg c[4];
+  sync_stamp s1;
+  unsigned cols[2] = {0, 2};
+  sync_value vals[2];
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "k", 1, "b", -0.0);
+  TU_OK(sync_txn_commit(txn));
+  collect(f->env, 0, c, 4);
+  s1 = c[0].row;
+  /* The same row again, and an update to the same values. */
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "k", 1, "b", -0.0);
+  vals[0] = sync_int(1);
+  vals[1] = sync_real(-0.0);
+  TU_OK(sync_update(txn, 0, "k", 1, cols, vals, 2));
+  TU_OK(sync_txn_commit(txn));
+  TU_U64(last_version(f->env), 1);
+  assert_int_equal(collect(f->env, 0, c, 4), 1);
+  TU_U64(c[0].version, 1);
+  assert_true(stamp_eq(&c[0].st[0], &s1));
+  assert_true(stamp_eq(&c[0].st[2], &s1));
+  assert_int_equal(collect(f->env, 1, c, 4), 0);
+  /* REAL is compared by bits: +0.0 differs from -0.0. */
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "k", 1, "b", 0.0);
+  TU_OK(sync_txn_commit(txn));
+  TU_U64(last_version(f->env), 2);
+  assert_int_equal(collect(f->env, 0, c, 4), 1);
+  assert_true(stamp_eq(&c[0].st[0], &s1));
+  assert_false(stamp_eq(&c[0].st[2], &s1));
+}
+
+static void test_empty_txns_take_no_version(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  sync_value bad[NC];
+  chg c[4];
+  TU_OK(sync_txn_begin(f->env, SYNC_TXN_RDONLY, &txn));
+  TU_OK(sync_txn_commit(txn));
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  TU_OK(sync_txn_commit(txn));
+  /* A write that failed validation changed nothing. */
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  bad[0] = sync_text("no", 2);
+  bad[1] = sync_null();
+  bad[2] = sync_null();
+  TU_RC(sync_put(txn, 0, "k", 1, bad, NC), SYNC_ETYPE);
+  TU_RC(sync_delete(txn, 0, "k", 1), SYNC_NOTFOUND);
+  TU_OK(sync_txn_commit(txn));
+  /* An aborted write txn. */
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  put(txn, "gone", 1, NULL, 0);
+  sync_txn_abort(txn);
+  TU_U64(last_version(f->env), 0);
+  assert_int_equal(collect(f->env, 0, c, 4), 0);
+  commit_put(f->env, "k", 1);
+  TU_U64(last_version(f->env), 1);
+  assert_int_equal(collect(f->env, 0, c, 4), 1);
+  TU_U64(c[0].version, 1);
+}
+
+static void test_txn_version_reports_last_committed(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *w, *r;
+  TU_U64(last_version(f->env), 0);
+  commit_put(f->env, "a", 1);
+  commit_put(f->env, "b", 1);
+  TU_OK(sync_txn_begin(f->env, 0, &w));
+  TU_U64(sync_txn_version(w), 2);
+  put(w, "c", 1, NULL, 0);
+  TU_U64(sync_txn_version(w), 2); /* before its own changes */
+  TU_OK(sync_txn_begin(f->env, SYNC_TXN_RDONLY, &r));
+  TU_OK(sync_txn_commit(w));
+  TU_U64(sync_txn_version(r), 2); /* the snapshot's */
+  sync_txn_abort(r);
+  TU_U64(last_version(f->env), 3);
+  /* And it survives a reopen. */
+  sync_env_close(f->env);
+  f->env = open_with_clock(&f->clk);
+  TU_U64(last_version(f->env), 3);
+  commit_put(f->env, "d", 1);
+  TU_U64(last_version(f->env), 4);
+}
+
+/* Rows rewritten many times leave thousands of stale log entries that
+ * the log compacts away; the log must still list each row once, at its
+ * latest version, also to a reader holding an older snapshot. */
+static void test_log_lists_each_row_once_after_many_rewrites(void **state) {
+  enum { ROWS = 100, ROUNDS = 40 };
+  fixture *f = (fixture *)*state;
+  static chg c[ROWS + 1];
+  sync_txn *txn, *old;
+  sync_changes *it;
+  sync_change ch;
+  char key[16];
+  int round, i, seen[ROWS];
+  size_t n;
+  uint64_t v_old = 0, cnt;
+  for (round = 0; round < ROUNDS; round++) {
+    TU_OK(sync_txn_begin(f->env, 0, &txn));
+    for (i = 0; i < ROWS; i++) {
+      /* Row i is rewritten in rounds where round % (1 + i % 4) == 0. */
+      if (round % (1 + i % 4)) continue;
+      sprintf(key, "row%03d", i);
+      put(txn, key, round, "v", (double)i);
+    }
+    TU_OK(sync_txn_commit(txn));
+    if (round == ROUNDS / 2) {
+      TU_OK(sync_txn_begin(f->env, SYNC_TXN_RDONLY, &old));
+      v_old = sync_txn_version(old);
+    }
+  }
+  TU_U64(last_version(f->env), ROUNDS);
+  n = collect(f->env, 0, c, ROWS + 1);
+  assert_int_equal(n, ROWS);
+  memset(seen, 0, sizeof seen);
+  for (i = 0; i < (int)n; i++) {
+    int k = atoi(c[i].key + 3), last = ROUNDS - 1;
+    while (last % (1 + k % 4)) last--;
+    assert_false(seen[k]);
+    seen[k] = 1;
+    TU_U64(c[i].version, (uint64_t)last + 1);
+    assert_true(c[i].val[0].i == last);
+    if (i) assert_true(c[i].version >= c[i - 1].version);
+  }
+  /* The snapshot taken halfway still lists each row once, as it was. */
+  TU_OK(sync_changes_open(old, 0, &it));
+  cnt = 0;
+  memset(seen, 0, sizeof seen);
+  while (sync_changes_next(it, &ch) == 0) {
+    char kb[8];
+    int k;
+    memcpy(kb, (const char *)ch.key.data + 3, 3);
+    kb[3] = 0;
+    k = atoi(kb);
+    assert_false(seen[k]);
+    seen[k] = 1;
+    assert_true(ch.version <= v_old);
+    cnt++;
+  }
+  sync_changes_close(it);
+  TU_U64(cnt, ROWS);
+  sync_txn_abort(old);
+  /* And after a reopen. */
+  sync_env_close(f->env);
+  f->env = open_with_clock(&f->clk);
+  assert_int_equal(collect(f->env, 0, c, ROWS + 1), ROWS);
+  /* Version ROUNDS is the last round: rows with (ROUNDS-1) % (1+i%4) == 0
+   * (i % 4 == 0 or 2 for 40 rounds). */
+  assert_int_equal(collect(f->env, ROUNDS - 1, c, ROWS + 1), ROWS / 2);
+}
+
+static void test_hlc_is_clock_ms_and_counter(void **state) {
+  fixture *f = (fixture *)*state;
+  static const char *keys[] = {"h0", "h1", "h2", "h3"};
+  chg c[8];
+  size_t i;
+  /* A clock stuck at T: the counter counts transactions. */
+  for (i = 0; i < 4; i++) commit_put(f->env, keys[i], 0);
+  assert_int_equal(collect(f->env, 0, c, 8), 4);
+  for (i = 0; i < 4; i++) {
+    TU_U64(c[i].row.hlc >> 16, T_MS);
+    if (i) TU_U64(c[i].row.hlc, c[i - 1].row.hlc + 1);
+  }
+  TU_U64(c[0].row.hlc, T_MS << 16);
+  /* The clock moves on: the counter starts again. */
+  f->clk.now = T_MS + 7;
+  commit_put(f->env, "h4", 0);
+  assert_int_equal(collect(f->env, 4, c, 8), 1);
+  TU_U64(c[0].row.hlc, (T_MS + 7) << 16);
+}
+
+static void test_hlc_increases_when_clock_goes_backwards(void **state) {
+  fixture *f = (fixture *)*state;
+  chg c[8];
+  uint64_t h1, h2, h3;
+  commit_put(f->env, "a", 0);
+  assert_int_equal(collect(f->env, 0, c, 8), 1);
+  h1 = c[0].row.hlc;
+  f->clk.now = T_MS - 60000; /* a minute back */
+  commit_put(f->env, "b", 0);
+  assert_int_equal(collect(f->env, 1, c, 8), 1);
+  h2 = c[0].row.hlc;
+  assert_true(h2 > h1);
+  TU_U64(h2 >> 16, T_MS);
+  /* Also across a reopen, with the clock further back. */
+  sync_env_close(f->env);
+  f->clk.now = T_MS - 3600000;
+  f->env = open_with_clock(&f->clk);
+  commit_put(f->env, "c", 0);
+  assert_int_equal(collect(f->env, 2, c, 8), 1);
+  h3 = c[0].row.hlc;
+  assert_true(h3 > h2);
+}
+
+static void test_stamps_carry_the_env_site_id(void **state) {
+  fixture *f = (fixture *)*state;
+  chg c[4];
+  size_t i;
+  unsigned j;
+  commit_put(f->env, "a", 0);
+  update_a(f->env, "a", 5);
+  assert_int_equal(collect(f->env, 0, c, 4), 1);
+  assert_memory_equal(c[0].row.site, f->site, 16);
+  for (j = 0; j < NC; j++) assert_memory_equal(c[0].st[j].site, f->site, 16);
+  assert_memory_equal(c[0].base[0].site, f->site, 16);
+  for (i = 0; i < 16; i++)
+    assert_int_equal(f->site[i], tu_random_byte(0x5A, i));
+}
+
+static void test_clock_is_read_through_the_callback(void **state) {
+  fixture *f = (fixture *)*state;
+  unsigned long before = f->clk.calls;
+  commit_put(f->env, "a", 0);
+  assert_true(f->clk.calls > before);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      T(test_rows_of_one_txn_share_version_one_and_stamp),
+      T(test_next_txn_takes_version_two),
+      T(test_changed_row_is_listed_once_at_latest_version),
+      T(test_changes_since_n_lists_only_later_versions),
+      T(test_changes_cover_every_table),
+      T(test_delete_is_a_tombstone_and_reinsert_makes_it_live),
+      T(test_updated_column_gets_new_stamp_with_old_as_base),
+      T(test_put_restamps_only_changed_columns),
+      T(test_write_changing_nothing_takes_no_version),
+      T(test_empty_txns_take_no_version),
+      T(test_txn_version_reports_last_committed),
+      T(test_log_lists_each_row_once_after_many_rewrites),
+      T(test_hlc_is_clock_ms_and_counter),
+      T(test_hlc_increases_when_clock_goes_backwards),
+      T(test_stamps_carry_the_env_site_id),
+      T(test_clock_is_read_through_the_callback),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
