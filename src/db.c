@@ -681,8 +681,10 @@ static int sx_txn_finish(sync_txn *x) {
  * conflicts were recorded. */
 static void sx_txn_notify(sync_txn *x) {
   sync_env *env = x->env;
-  const unsigned char *p = x->changed.p, *end = p + x->changed.len;
-  while (env->on_change && p < end) {
+  const unsigned char *p = x->changed.p, *end;
+  if (!env->on_change || !p) p = NULL;
+  end = p ? p + x->changed.len : NULL;
+  while (p && p < end) {
     uint64_t tid, klen;
     size_t a = sx_get_varint(p, end, &tid), b;
     if (!a || !(b = sx_get_varint(p + a, end, &klen))) break;

@@ -1,0 +1,145 @@
+# sync - build, test, bench, install.  GNU make.
+#
+#   make                 library (build/libsync.a) + examples + bench binary
+#   make deps            install the Debian packages everything needs
+#   make example         build and run examples/quickstart
+#   make test            amalgamation check + every test, three ways:
+#                        against src/ objects, against sync.c, and under
+#                        ASan+UBSan (clang-14)
+#   make bench           run the benchmarks (BENCH_ARGS=--quick for boards)
+#   make amalgamation    regenerate sync.c from src/
+#   make install         PREFIX=/usr/local DESTDIR=
+#   make clean
+
+CC      ?= cc
+CLANG   ?= clang-14
+PYTHON  ?= python3
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Werror
+CPPFLAGS_ALL := -D_POSIX_C_SOURCE=200809L -I. -Isrc
+LIBS    := -llmdb -lzstd -lxxhash
+TESTLIBS := $(LIBS) -lcmocka -lpthread
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer -O1 -g
+PREFIX  ?= /usr/local
+B       := build
+
+SRC_C    := $(filter-out src/all.c,$(wildcard src/*.c))
+SRC_H    := $(wildcard src/*.h)
+SRC_OBJ  := $(patsubst src/%.c,$(B)/src/%.o,$(SRC_C))
+SAN_SRC_OBJ := $(patsubst src/%.c,$(B)/san/src/%.o,$(SRC_C))
+TESTS    := $(wildcard tests/test_*.c)
+PUB_TESTS := $(filter-out tests/test_internal_%,$(TESTS))
+INT_TESTS := $(filter tests/test_internal_%,$(TESTS))
+TEST_H   := $(wildcard tests/*.h)
+BENCH_C  := $(wildcard bench/*.c)
+
+T_SRC  := $(patsubst tests/%.c,$(B)/t-src/%,$(TESTS))
+T_AMAL := $(patsubst tests/%.c,$(B)/t-amal/%,$(PUB_TESTS))
+T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
+          $(patsubst tests/%.c,$(B)/t-san-src/%,$(INT_TESTS))
+
+.PHONY: all deps example test test-build bench amalgamation \
+        check-amalgamation install clean
+
+all: $(B)/libsync.a $(B)/quickstart $(B)/bench
+
+$(B):
+	@mkdir -p $(B)
+
+# The library is built from the committed amalgamation, as users build it.
+$(B)/sync.o: sync.c sync.h | $(B)
+	$(CC) $(WARN) $(CFLAGS) -c sync.c -o $@
+
+$(B)/libsync.a: $(B)/sync.o
+	rm -f $@ && ar rcs $@ $^
+
+amalgamation:
+	$(PYTHON) amalgamate.py
+
+check-amalgamation:
+	$(PYTHON) amalgamate.py --check
+
+$(B)/quickstart: examples/quickstart.c sync.h $(B)/libsync.a
+	$(CC) $(WARN) $(CFLAGS) -I. examples/quickstart.c $(B)/libsync.a $(LIBS) -o $@
+
+example: $(B)/quickstart
+	cd $(B) && rm -f quickstart.db quickstart.db-lock && ./quickstart quickstart.db
+
+$(B)/bench: $(BENCH_C) bench/*.h sync.h $(B)/libsync.a
+	$(CC) -std=c11 -O2 -DNDEBUG $(CPPFLAGS_ALL) $(BENCH_C) $(B)/libsync.a \
+	  -lsqlite3 $(LIBS) -lm -o $@
+
+bench: $(B)/bench
+	$(B)/bench $(BENCH_ARGS)
+
+# ---- tests -----------------------------------------------------------
+$(B)/src/%.o: src/%.c $(SRC_H) sync.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -c $< -o $@
+
+$(B)/san/src/%.o: src/%.c $(SRC_H) sync.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(WARN) $(SANFLAGS) $(CPPFLAGS_ALL) -c $< -o $@
+
+$(B)/san/sync.o: sync.c sync.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(WARN) $(SANFLAGS) -c sync.c -o $@
+
+$(B)/t-src/%: tests/%.c $(TEST_H) $(SRC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) $< $(SRC_OBJ) $(TESTLIBS) -o $@
+
+$(B)/t-amal/%: tests/%.c $(TEST_H) $(B)/sync.o
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) $< $(B)/sync.o $(TESTLIBS) -o $@
+
+$(B)/t-san/%: tests/%.c $(TEST_H) $(B)/san/sync.o
+	@mkdir -p $(dir $@)
+	$(CLANG) $(WARN) $(SANFLAGS) $(CPPFLAGS_ALL) $< $(B)/san/sync.o $(TESTLIBS) -o $@
+
+$(B)/t-san-src/%: tests/%.c $(TEST_H) $(SAN_SRC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(WARN) $(SANFLAGS) $(CPPFLAGS_ALL) $< $(SAN_SRC_OBJ) $(TESTLIBS) -o $@
+
+$(B)/single/sync_single.h: sync.h $(SRC_C) $(SRC_H) src/all.c amalgamate.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) amalgamate.py --single-header $@
+
+$(B)/single/single_header: tests/single_header.c $(B)/single/sync_single.h
+	$(CC) $(WARN) $(CFLAGS) -I$(B)/single $< $(LIBS) -o $@
+
+test-build: $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header
+
+# Every test program runs in build/ (scratch databases land there); the
+# last line counts programs in the form CI reads.
+test: check-amalgamation
+	@$(MAKE) --no-print-directory test-build
+	@pass=0; fail=0; failed=""; \
+	for t in $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header; do \
+	  echo "=== $$t"; \
+	  if (cd $(B) && ASAN_OPTIONS=detect_leaks=1 ../$$t); then \
+	    pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
+	done; \
+	[ -z "$$failed" ] || echo "failed:$$failed"; \
+	echo "$$pass passed, $$fail failed"; \
+	[ $$fail -eq 0 ]
+
+# ---- install ---------------------------------------------------------
+install: $(B)/libsync.a
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 sync.h $(DESTDIR)$(PREFIX)/include/sync.h
+	install -m 644 $(B)/libsync.a $(DESTDIR)$(PREFIX)/lib/libsync.a
+	sed -e 's|@PREFIX@|$(PREFIX)|g' sync.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sync.pc
+
+# ---- dependencies (Debian) -------------------------------------------
+DEB_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
+            libxxhash-dev libcmocka-dev libsqlite3-dev clang-14 \
+            libclang-rt-14-dev
+deps:
+	@SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	$$SUDO apt-get update && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $(DEB_PKGS)
+
+clean:
+	rm -rf $(B)
