@@ -4196,7 +4196,7 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
   sync_txn *x = a->x;
   const sync_delta *d = a->d;
   sx_row *o = &x->old, *w = &x->nw;
-  const sx_dcol *rc0 = d->cols + dr->col0;
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
   const unsigned char *key = d->arena.p + dr->koff;
   uint64_t lcl = found ? o->cl : 0;
   size_t i;
