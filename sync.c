@@ -1777,6 +1777,8 @@ struct sync_txn {
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
   int64_t log_added; /* log entries added (or removed, negative) */
   int64_t log_stale; /* entries left behind by rows that changed again */
+  uint64_t *gccl;    /* per table: largest causal length collected (gc) */
+  int gccl_ok;       /* gccl loaded (NULL then means all zero) */
   sx_buf changed;    /* (table, key) of changed rows, for on_change */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
@@ -1826,6 +1828,10 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append);
+/* Causal length for a new row of table tid: above every tombstone this
+ * replica ever collected, so that a re-insert after gc still wins over
+ * peers that kept the tombstone. */
+SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
 /* Per-table cursor and count arrays. */
 SYNC_PRIVATE int sx_txn_tables(sync_txn *x);
 /* Load the site table into x->sites. */
@@ -2359,6 +2365,7 @@ static void sx_txn_free(sync_txn *x) {
   sx_buf_free(&x->conflicts);
   sx_buf_free(&x->cpend);
   sx_free(al, x->sites);
+  sx_free(al, x->gccl);
   sx_free(al, x);
 }
 
@@ -2631,7 +2638,8 @@ static sx_stamp sx_mkstamp(uint64_t hlc, uint32_t site) {
 /* Build x->nw from the old row (if any) and the operation.  Returns 1
  * when something changes, 0 when nothing does, or an error. */
 static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
-                    const unsigned *cols, const sync_value *vals, unsigned n) {
+                    const unsigned *cols, const sync_value *vals, unsigned n,
+                    uint64_t fresh_cl) {
   sx_row *o = &x->old, *w = &x->nw;
   sx_stamp now = sx_mkstamp(x->hlc, 0);
   unsigned i;
@@ -2640,7 +2648,7 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
   w->nstamps = 0;
   if (!live) {
     if (op != SX_OP_PUT) return SYNC_NOTFOUND;
-    w->cl = found ? o->cl + 1 : 1;
+    w->cl = found ? o->cl + 1 : fresh_cl;
     w->cl_stamp = sx_row_stamp(w, now);
     w->ncols = tb->ncols;
     for (i = 0; i < tb->ncols; i++) {
@@ -2700,6 +2708,7 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   const sx_table *tb;
   sx_scur *cur;
   sx_slice k, v;
+  uint64_t fresh = 1;
   unsigned i;
   int rc, found;
   if ((rc = sx_check_key(x, tid, key, klen))) return rc;
@@ -2726,9 +2735,31 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
     return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                    tb->name);
-  rc = sx_build(x, tb, found, op, cols, vals, n);
+  if (!found && (rc = sx_fresh_cl(x, tid, &fresh))) return rc;
+  rc = sx_build(x, tb, found, op, cols, vals, n, fresh);
   if (rc <= 0) return rc;
   return sx_store_row(x, tid, cur, key, klen, found, 0);
+}
+
+SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl) {
+  sync_env *env = x->env;
+  *cl = 1;
+  if (!x->gccl_ok) {
+    sx_slice v;
+    unsigned i, n = env->schema->ntables;
+    int rc = sx_get(env->st, x->t, env->meta, "gccl", 4, &v);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc == 0) {
+      x->gccl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (n ? n : 1));
+      if (!x->gccl) return SYNC_ENOMEM;
+      for (i = 0; i < n; i++)
+        x->gccl[i] = 8 * (size_t)i + 8 <= v.n ? sx_get_le64(v.p + 8 * i) : 0;
+    }
+    x->gccl_ok = 1;
+  }
+  if (x->gccl && tid < env->schema->ntables && x->gccl[tid])
+    *cl = x->gccl[tid] | 1; /* an even causal length + 1 */
+  return 0;
 }
 
 SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {
@@ -3380,6 +3411,21 @@ static int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b) {
   if (a->mode == SX_MODE_LOG) return a->version == b->version && a->seq == b->seq;
   return a->v0 == b->v0 && a->tid == b->tid && a->klen == b->klen &&
          !memcmp(a->key, b->key, a->klen);
+}
+
+/* Does cursor cur (where a receiver stands) already include position p? */
+static int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p) {
+  if (cur->mode == SX_MODE_LOG && p->mode == SX_MODE_LOG)
+    return (cur->version || cur->seq) &&
+           sx_poscmp(p->version, p->seq, cur->version, cur->seq) <= 0;
+  if (cur->mode == SX_MODE_LOG && p->mode == SX_MODE_INITIAL)
+    return (cur->version || cur->seq) && p->v0 <= cur->version;
+  if (cur->mode == SX_MODE_INITIAL && p->mode == SX_MODE_INITIAL)
+    return p->v0 == cur->v0 &&
+           (p->tid < cur->tid ||
+            (p->tid == cur->tid && p->klen &&
+             sx_keycmp(p->key, p->klen, cur->key, cur->klen) <= 0));
+  return 0;
 }
 
 /* Peer record: u8 mode, u64 version, u32 seq, u64 v0, u32 tid, u64
@@ -4172,9 +4218,11 @@ static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
   int choice = sx_ask(a, c, &merged);
   if (choice == SYNC_RESOLVE_LOCAL && c->remote_won) {
     sx_force(x, c->col, c->lv);
+    c->remote_won = 0;
     *changed = 1;
   } else if (choice == SYNC_RESOLVE_REMOTE && !c->remote_won) {
     sx_force(x, c->col, c->rv);
+    c->remote_won = 1;
     *changed = 1;
   } else if (choice == SYNC_RESOLVE_MERGED) {
     const sx_column *col = c->col < env->schema->tables[c->tid].ncols
@@ -4183,6 +4231,7 @@ static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
     if (col && (merged.type == SYNC_NULL ? !(col->flags & SYNC_COL_NOTNULL)
                                          : merged.type == col->type)) {
       sx_force(x, c->col, &merged);
+      c->remote_won = 0; /* neither side's value: a new one */
       *changed = 1;
     }
   }
@@ -4396,8 +4445,6 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
         c.lv = &lv;
         c.rv = &rv;
         c.remote_won = take;
-        if ((err = sx_conflict_record(x, &c))) return err;
-        a->rep->conflicts++;
         if (take) {
           sx_rcol *wc = &w->cols[col];
           wc->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
@@ -4406,7 +4453,10 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
           wc->v = rv;
           changed = 1;
         }
+        /* The record says what was applied, so it follows the resolver. */
         if ((err = sx_call_resolver(a, &c, &changed))) return err;
+        if ((err = sx_conflict_record(x, &c))) return err;
+        a->rep->conflicts++;
         if (ccls > *cls) *cls = ccls;
         continue;
       }
@@ -4476,6 +4526,10 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
   if (d->schema_hash != env->schema->hash)
     return sx_fail(env, SYNC_ESCHEMA, "the delta was cut under another schema");
+  /* A chunk leaves out what its receiver holds: applied elsewhere it
+   * would move a cursor past rows that replica never got. */
+  if (memcmp(d->receiver, env->site, SX_SITE_LEN))
+    return sx_fail(env, SYNC_EINVAL, "the delta was cut for another replica");
   if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
   if ((rc = sx_delta_check(d, env->schema)))
@@ -4490,6 +4544,13 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   rc = sx_peer_get(x, d->sender, &peer);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   contiguous = sx_cursor_eq(&peer.cur, &d->start);
+  if (!contiguous && sx_cursor_covers(&peer.cur, &d->end)) {
+    /* Every row of this chunk sits at or before our cursor: the run
+     * already brought it (or a later state of its rows).  Applying it
+     * again would change nothing but re-log its conflicts. */
+    rep->rows = rep->unchanged = d->nrows;
+    return 0;
+  }
   keyed = d->start.mode == SX_MODE_INITIAL ||
           (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
            d->start.seq == 0);
@@ -4630,7 +4691,7 @@ SYNC_API int sync_vv_get(sync_txn *x, sync_stamp *out, size_t cap,
 
 /* Walk the log up to (hv, hs), calling fn on tombstones. */
 static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
-                        uint64_t *count) {
+                        uint64_t *count, uint64_t *maxcl) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
@@ -4665,6 +4726,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     if (x->old.cl & 1) continue;
     (*count)++;
     if (!collect) continue;
+    if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
     {
       unsigned char rk[SYNC_MAX_KEY];
       size_t rkn = rkey.n;
@@ -4695,7 +4757,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
 
 SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
   if (!x || !out) return SYNC_EINVAL;
-  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out);
+  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
 }
 
 SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
@@ -4739,7 +4801,40 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
   /* With no known peer nobody can have acknowledged anything: a replica
    * that has never synchronised keeps its tombstones. */
   if (!peers) return 0;
-  rc = sx_tomb_walk(x, hv, hs, 1, &n);
+  {
+    /* Remember, per table, the largest causal length collected: new rows
+     * start above it (sx_fresh_cl). */
+    unsigned nt = env->schema->ntables, i;
+    uint64_t *maxcl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (nt ? nt : 1));
+    unsigned char *b;
+    if (!maxcl) return SYNC_ENOMEM;
+    b = (unsigned char *)sx_malloc(&env->al, 8 * (size_t)(nt ? nt : 1));
+    if (!b) {
+      sx_free(&env->al, maxcl);
+      return SYNC_ENOMEM;
+    }
+    memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
+    rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
+    if (!rc && n) {
+      uint64_t dummy;
+      x->gccl_ok = 0; /* reload what is stored, then raise it */
+      sx_free(&env->al, x->gccl);
+      x->gccl = NULL;
+      rc = sx_fresh_cl(x, 0, &dummy);
+      for (i = 0; !rc && i < nt; i++) {
+        uint64_t old = x->gccl ? x->gccl[i] : 0;
+        sx_put_le64(b + 8 * i, maxcl[i] > old ? maxcl[i] : old);
+      }
+      if (!rc && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
+        x->failed = 1;
+      /* The next fresh row reads the new values. */
+      x->gccl_ok = 0;
+      sx_free(&env->al, x->gccl);
+      x->gccl = NULL;
+    }
+    sx_free(&env->al, b);
+    sx_free(&env->al, maxcl);
+  }
   if (collected) *collected = n;
   return rc;
 }
@@ -4785,6 +4880,7 @@ static int sx_digest_table(sync_txn *x, unsigned tid, uint64_t *out) {
       sync_value val = j < x->old.ncols && x->old.cols[j].st != SX_NOSTAMP
                            ? x->old.cols[j].v
                            : sync_null();
+      if (tb->cols[j].flags & SYNC_COL_LOCAL) continue; /* not replicated */
       *p++ = (unsigned char)val.type;
       p += sx_payload_put(p, &val);
     }

@@ -504,8 +504,11 @@ typedef struct sync_apply_report {
 
 /* Apply chunk d in the write transaction txn, together with the sender's
  * new cursor; commit txn to make both durable at once.  rep may be NULL.
- * Errors: SYNC_EINVAL (d comes from this replica), SYNC_ESCHEMA (d was
- * cut under another schema), SYNC_EREADONLY, storage errors. */
+ * A chunk that ends at or before this replica's cursor was already
+ * brought by the run and is skipped whole (all rows unchanged).
+ * Errors: SYNC_EINVAL (d comes from this replica, or was cut for another
+ * one: it leaves out what that one holds), SYNC_ESCHEMA (d was cut under
+ * another schema), SYNC_EREADONLY, storage errors. */
 SYNC_API int sync_delta_apply(sync_txn *txn, const sync_delta *d, int policy,
                               sync_apply_report *rep);
 
@@ -584,13 +587,17 @@ SYNC_API int sync_vv_get(sync_txn *txn, sync_stamp *out, size_t cap,
                          size_t *n);
 
 /* Tombstones: delete those every known peer has acknowledged (received in
- * a completed delta).  *collected (may be NULL) counts them. */
+ * a completed delta).  *collected (may be NULL) counts them.  New rows of
+ * a table then start above the largest causal length collected, so a key
+ * re-inserted after collection still wins over peers that kept the
+ * tombstone.  A replica that knows no peer collects nothing. */
 SYNC_API int sync_gc(sync_txn *txn, uint64_t *collected);
 /* Tombstones still kept. */
 SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
 
 /* Content digest: XXH3-64 over the live rows in key order (keys and
- * values; stamps and other metadata excluded), of one table or, with
+ * values of replicated columns; SYNC_COL_LOCAL columns, stamps and other
+ * metadata excluded), of one table or, with
  * SYNC_ALL_TABLES, of all tables in order.  Replicas holding the same data
  * have the same digest. */
 #define SYNC_ALL_TABLES 0xffffffffu

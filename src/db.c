@@ -528,6 +528,7 @@ static void sx_txn_free(sync_txn *x) {
   sx_buf_free(&x->conflicts);
   sx_buf_free(&x->cpend);
   sx_free(al, x->sites);
+  sx_free(al, x->gccl);
   sx_free(al, x);
 }
 
@@ -800,7 +801,8 @@ static sx_stamp sx_mkstamp(uint64_t hlc, uint32_t site) {
 /* Build x->nw from the old row (if any) and the operation.  Returns 1
  * when something changes, 0 when nothing does, or an error. */
 static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
-                    const unsigned *cols, const sync_value *vals, unsigned n) {
+                    const unsigned *cols, const sync_value *vals, unsigned n,
+                    uint64_t fresh_cl) {
   sx_row *o = &x->old, *w = &x->nw;
   sx_stamp now = sx_mkstamp(x->hlc, 0);
   unsigned i;
@@ -809,7 +811,7 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
   w->nstamps = 0;
   if (!live) {
     if (op != SX_OP_PUT) return SYNC_NOTFOUND;
-    w->cl = found ? o->cl + 1 : 1;
+    w->cl = found ? o->cl + 1 : fresh_cl;
     w->cl_stamp = sx_row_stamp(w, now);
     w->ncols = tb->ncols;
     for (i = 0; i < tb->ncols; i++) {
@@ -869,6 +871,7 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   const sx_table *tb;
   sx_scur *cur;
   sx_slice k, v;
+  uint64_t fresh = 1;
   unsigned i;
   int rc, found;
   if ((rc = sx_check_key(x, tid, key, klen))) return rc;
@@ -895,9 +898,31 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
     return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                    tb->name);
-  rc = sx_build(x, tb, found, op, cols, vals, n);
+  if (!found && (rc = sx_fresh_cl(x, tid, &fresh))) return rc;
+  rc = sx_build(x, tb, found, op, cols, vals, n, fresh);
   if (rc <= 0) return rc;
   return sx_store_row(x, tid, cur, key, klen, found, 0);
+}
+
+SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl) {
+  sync_env *env = x->env;
+  *cl = 1;
+  if (!x->gccl_ok) {
+    sx_slice v;
+    unsigned i, n = env->schema->ntables;
+    int rc = sx_get(env->st, x->t, env->meta, "gccl", 4, &v);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc == 0) {
+      x->gccl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (n ? n : 1));
+      if (!x->gccl) return SYNC_ENOMEM;
+      for (i = 0; i < n; i++)
+        x->gccl[i] = 8 * (size_t)i + 8 <= v.n ? sx_get_le64(v.p + 8 * i) : 0;
+    }
+    x->gccl_ok = 1;
+  }
+  if (x->gccl && tid < env->schema->ntables && x->gccl[tid])
+    *cl = x->gccl[tid] | 1; /* an even causal length + 1 */
+  return 0;
 }
 
 SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {

@@ -67,6 +67,8 @@ struct sync_txn {
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
   int64_t log_added; /* log entries added (or removed, negative) */
   int64_t log_stale; /* entries left behind by rows that changed again */
+  uint64_t *gccl;    /* per table: largest causal length collected (gc) */
+  int gccl_ok;       /* gccl loaded (NULL then means all zero) */
   sx_buf changed;    /* (table, key) of changed rows, for on_change */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
@@ -116,6 +118,10 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append);
+/* Causal length for a new row of table tid: above every tombstone this
+ * replica ever collected, so that a re-insert after gc still wins over
+ * peers that kept the tombstone. */
+SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
 /* Per-table cursor and count arrays. */
 SYNC_PRIVATE int sx_txn_tables(sync_txn *x);
 /* Load the site table into x->sites. */

@@ -118,6 +118,21 @@ static int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b) {
          !memcmp(a->key, b->key, a->klen);
 }
 
+/* Does cursor cur (where a receiver stands) already include position p? */
+static int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p) {
+  if (cur->mode == SX_MODE_LOG && p->mode == SX_MODE_LOG)
+    return (cur->version || cur->seq) &&
+           sx_poscmp(p->version, p->seq, cur->version, cur->seq) <= 0;
+  if (cur->mode == SX_MODE_LOG && p->mode == SX_MODE_INITIAL)
+    return (cur->version || cur->seq) && p->v0 <= cur->version;
+  if (cur->mode == SX_MODE_INITIAL && p->mode == SX_MODE_INITIAL)
+    return p->v0 == cur->v0 &&
+           (p->tid < cur->tid ||
+            (p->tid == cur->tid && p->klen &&
+             sx_keycmp(p->key, p->klen, cur->key, cur->klen) <= 0));
+  return 0;
+}
+
 /* Peer record: u8 mode, u64 version, u32 seq, u64 v0, u32 tid, u64
  * acked version, u32 acked seq, u16 klen, key.  All little-endian. */
 #define SX_PEER_FIXED 39
@@ -908,9 +923,11 @@ static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
   int choice = sx_ask(a, c, &merged);
   if (choice == SYNC_RESOLVE_LOCAL && c->remote_won) {
     sx_force(x, c->col, c->lv);
+    c->remote_won = 0;
     *changed = 1;
   } else if (choice == SYNC_RESOLVE_REMOTE && !c->remote_won) {
     sx_force(x, c->col, c->rv);
+    c->remote_won = 1;
     *changed = 1;
   } else if (choice == SYNC_RESOLVE_MERGED) {
     const sx_column *col = c->col < env->schema->tables[c->tid].ncols
@@ -919,6 +936,7 @@ static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
     if (col && (merged.type == SYNC_NULL ? !(col->flags & SYNC_COL_NOTNULL)
                                          : merged.type == col->type)) {
       sx_force(x, c->col, &merged);
+      c->remote_won = 0; /* neither side's value: a new one */
       *changed = 1;
     }
   }
@@ -1132,8 +1150,6 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
         c.lv = &lv;
         c.rv = &rv;
         c.remote_won = take;
-        if ((err = sx_conflict_record(x, &c))) return err;
-        a->rep->conflicts++;
         if (take) {
           sx_rcol *wc = &w->cols[col];
           wc->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
@@ -1142,7 +1158,10 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
           wc->v = rv;
           changed = 1;
         }
+        /* The record says what was applied, so it follows the resolver. */
         if ((err = sx_call_resolver(a, &c, &changed))) return err;
+        if ((err = sx_conflict_record(x, &c))) return err;
+        a->rep->conflicts++;
         if (ccls > *cls) *cls = ccls;
         continue;
       }
@@ -1212,6 +1231,10 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
   if (d->schema_hash != env->schema->hash)
     return sx_fail(env, SYNC_ESCHEMA, "the delta was cut under another schema");
+  /* A chunk leaves out what its receiver holds: applied elsewhere it
+   * would move a cursor past rows that replica never got. */
+  if (memcmp(d->receiver, env->site, SX_SITE_LEN))
+    return sx_fail(env, SYNC_EINVAL, "the delta was cut for another replica");
   if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
   if ((rc = sx_delta_check(d, env->schema)))
@@ -1226,6 +1249,13 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   rc = sx_peer_get(x, d->sender, &peer);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   contiguous = sx_cursor_eq(&peer.cur, &d->start);
+  if (!contiguous && sx_cursor_covers(&peer.cur, &d->end)) {
+    /* Every row of this chunk sits at or before our cursor: the run
+     * already brought it (or a later state of its rows).  Applying it
+     * again would change nothing but re-log its conflicts. */
+    rep->rows = rep->unchanged = d->nrows;
+    return 0;
+  }
   keyed = d->start.mode == SX_MODE_INITIAL ||
           (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
            d->start.seq == 0);
@@ -1366,7 +1396,7 @@ SYNC_API int sync_vv_get(sync_txn *x, sync_stamp *out, size_t cap,
 
 /* Walk the log up to (hv, hs), calling fn on tombstones. */
 static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
-                        uint64_t *count) {
+                        uint64_t *count, uint64_t *maxcl) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
@@ -1401,6 +1431,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     if (x->old.cl & 1) continue;
     (*count)++;
     if (!collect) continue;
+    if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
     {
       unsigned char rk[SYNC_MAX_KEY];
       size_t rkn = rkey.n;
@@ -1431,7 +1462,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
 
 SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
   if (!x || !out) return SYNC_EINVAL;
-  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out);
+  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
 }
 
 SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
@@ -1475,7 +1506,40 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
   /* With no known peer nobody can have acknowledged anything: a replica
    * that has never synchronised keeps its tombstones. */
   if (!peers) return 0;
-  rc = sx_tomb_walk(x, hv, hs, 1, &n);
+  {
+    /* Remember, per table, the largest causal length collected: new rows
+     * start above it (sx_fresh_cl). */
+    unsigned nt = env->schema->ntables, i;
+    uint64_t *maxcl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (nt ? nt : 1));
+    unsigned char *b;
+    if (!maxcl) return SYNC_ENOMEM;
+    b = (unsigned char *)sx_malloc(&env->al, 8 * (size_t)(nt ? nt : 1));
+    if (!b) {
+      sx_free(&env->al, maxcl);
+      return SYNC_ENOMEM;
+    }
+    memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
+    rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
+    if (!rc && n) {
+      uint64_t dummy;
+      x->gccl_ok = 0; /* reload what is stored, then raise it */
+      sx_free(&env->al, x->gccl);
+      x->gccl = NULL;
+      rc = sx_fresh_cl(x, 0, &dummy);
+      for (i = 0; !rc && i < nt; i++) {
+        uint64_t old = x->gccl ? x->gccl[i] : 0;
+        sx_put_le64(b + 8 * i, maxcl[i] > old ? maxcl[i] : old);
+      }
+      if (!rc && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
+        x->failed = 1;
+      /* The next fresh row reads the new values. */
+      x->gccl_ok = 0;
+      sx_free(&env->al, x->gccl);
+      x->gccl = NULL;
+    }
+    sx_free(&env->al, b);
+    sx_free(&env->al, maxcl);
+  }
   if (collected) *collected = n;
   return rc;
 }
@@ -1521,6 +1585,7 @@ static int sx_digest_table(sync_txn *x, unsigned tid, uint64_t *out) {
       sync_value val = j < x->old.ncols && x->old.cols[j].st != SX_NOSTAMP
                            ? x->old.cols[j].v
                            : sync_null();
+      if (tb->cols[j].flags & SYNC_COL_LOCAL) continue; /* not replicated */
       *p++ = (unsigned char)val.type;
       p += sx_payload_put(p, &val);
     }
