@@ -1,0 +1,332 @@
+/*
+ * run_w1.c - workload W1 (DESIGN.md section 7): write the W1 rows, 1,000
+ * per transaction, through ours with change tracking, raw LMDB and SQLite
+ * with a session attached, then read random keys back through ours and raw
+ * LMDB.  Plain runs sync nothing at commit; the .durable runs sync every
+ * commit.  See bench/README.md for what each figure means.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bench.h"
+#include "peers.h"
+#include "w1.h"
+#include "workloads.h"
+
+typedef struct w1_ctx {
+  const w1_row *rows;
+  size_t nrows;
+  const char *path;
+  int durable;
+  /* point gets */
+  const char *keys; /* ngets * W1_KEY_LEN */
+  const uint32_t *picks;
+  size_t ngets;
+  /* SQLite: bytes of the session's changeset, measured once */
+  double changeset_bytes;
+} w1_ctx;
+
+/* Where the timed read loops put what they read, so that no compiler can
+ * skip touching the value. */
+static volatile uint64_t w1_sink;
+
+/* Rows checked after each timed loop (untimed): every row written is
+ * counted, and this many gets are compared value by value. */
+#define W1_VERIFY_GETS 1000
+
+static double rate(size_t n, double t0, double t1) {
+  double dt = t1 - t0;
+  return dt > 0 ? (double)n / dt : 0.0;
+}
+
+/* ---- writes ---------------------------------------------------------- */
+
+static double w1_write_sync(void *arg) {
+  w1_ctx *c = arg;
+  peer_sync p;
+  sync_txn *txn;
+  uint64_t count = 0;
+  double t0, t1;
+  peer_sync_open(&p, c->path,
+                 c->durable ? SYNC_DURABLE_FULL : SYNC_DURABLE_NOSYNC,
+                 &w1_table, 1);
+  t0 = bench_now();
+  for (size_t i = 0; i < c->nrows; i += W1_TXN_ROWS) {
+    size_t end = i + W1_TXN_ROWS < c->nrows ? i + W1_TXN_ROWS : c->nrows;
+    peer_sync_check(p.env, sync_txn_begin(p.env, 0, &txn), "sync_txn_begin");
+    for (size_t j = i; j < end; j++) {
+      const w1_row *r = &c->rows[j];
+      sync_value v[W1_NCOLUMNS];
+      w1_values(r, v);
+      peer_sync_check(
+          p.env, sync_put(txn, p.table, r->key, W1_KEY_LEN, v, W1_NCOLUMNS),
+          "sync_put");
+    }
+    peer_sync_check(p.env, sync_txn_commit(txn), "sync_txn_commit");
+  }
+  t1 = bench_now();
+  peer_sync_check(p.env, sync_txn_begin(p.env, SYNC_TXN_RDONLY, &txn),
+                  "sync_txn_begin");
+  peer_sync_check(p.env, sync_count(txn, p.table, &count), "sync_count");
+  sync_txn_abort(txn);
+  if (count != c->nrows)
+    bench_die("w1 sync: %" PRIu64 " rows after writing %zu", count, c->nrows);
+  peer_sync_close(&p);
+  bench_flush_file(c->path);
+  return rate(c->nrows, t0, t1);
+}
+
+static double w1_write_lmdb(void *arg) {
+  w1_ctx *c = arg;
+  peer_lmdb p;
+  MDB_txn *txn;
+  MDB_stat st;
+  double t0, t1;
+  peer_lmdb_open(&p, c->path, c->durable, 1);
+  t0 = bench_now();
+  for (size_t i = 0; i < c->nrows; i += W1_TXN_ROWS) {
+    size_t end = i + W1_TXN_ROWS < c->nrows ? i + W1_TXN_ROWS : c->nrows;
+    peer_lmdb_check(mdb_txn_begin(p.env, NULL, 0, &txn), "mdb_txn_begin");
+    for (size_t j = i; j < end; j++) {
+      const w1_row *r = &c->rows[j];
+      MDB_val k = {W1_KEY_LEN, (void *)r->key};
+      MDB_val v = {W1_VAL_LEN, (void *)&r->a};
+      peer_lmdb_check(mdb_put(txn, p.dbi, &k, &v, 0), "mdb_put");
+    }
+    peer_lmdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
+  }
+  t1 = bench_now();
+  peer_lmdb_check(mdb_txn_begin(p.env, NULL, MDB_RDONLY, &txn),
+                  "mdb_txn_begin");
+  peer_lmdb_check(mdb_stat(txn, p.dbi, &st), "mdb_stat");
+  mdb_txn_abort(txn);
+  if (st.ms_entries != c->nrows)
+    bench_die("w1 lmdb: %zu rows after writing %zu", (size_t)st.ms_entries,
+              c->nrows);
+  peer_lmdb_close(&p);
+  bench_flush_file(c->path);
+  return rate(c->nrows, t0, t1);
+}
+
+#ifndef BENCH_NO_SQLITE
+static double w1_write_sqlite(void *arg) {
+  w1_ctx *c = arg;
+  peer_sqlite p;
+  sqlite3_stmt *ins, *begin, *commit, *count;
+  double t0, t1;
+  peer_sqlite_open(&p, c->path, c->durable, w1_sqlite_create, "t");
+  ins = peer_sqlite_prepare(&p, w1_sqlite_insert);
+  begin = peer_sqlite_prepare(&p, "BEGIN");
+  commit = peer_sqlite_prepare(&p, "COMMIT");
+  t0 = bench_now();
+  for (size_t i = 0; i < c->nrows; i += W1_TXN_ROWS) {
+    size_t end = i + W1_TXN_ROWS < c->nrows ? i + W1_TXN_ROWS : c->nrows;
+    peer_sqlite_check(&p, sqlite3_step(begin), SQLITE_DONE, "BEGIN");
+    sqlite3_reset(begin);
+    for (size_t j = i; j < end; j++) {
+      const w1_row *r = &c->rows[j];
+      int rc = sqlite3_bind_text(ins, 1, r->key, W1_KEY_LEN, SQLITE_STATIC);
+      if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(ins, 2, r->a);
+      if (rc == SQLITE_OK)
+        rc = sqlite3_bind_double(ins, 3, r->b);
+      if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(ins, 4, r->c, W1_TEXT_LEN, SQLITE_STATIC);
+      if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(ins, 5, r->d, W1_BLOB_LEN, SQLITE_STATIC);
+      peer_sqlite_check(&p, rc, SQLITE_OK, "sqlite3_bind");
+      peer_sqlite_check(&p, sqlite3_step(ins), SQLITE_DONE, "INSERT");
+      peer_sqlite_check(&p, sqlite3_reset(ins), SQLITE_OK, "reset");
+    }
+    peer_sqlite_check(&p, sqlite3_step(commit), SQLITE_DONE, "COMMIT");
+    sqlite3_reset(commit);
+  }
+  t1 = bench_now();
+  count = peer_sqlite_prepare(&p, "SELECT count(*) FROM t");
+  peer_sqlite_check(&p, sqlite3_step(count), SQLITE_ROW, "count");
+  if ((uint64_t)sqlite3_column_int64(count, 0) != c->nrows)
+    bench_die("w1 sqlite: %lld rows after writing %zu",
+              (long long)sqlite3_column_int64(count, 0), c->nrows);
+  if (sqlite3session_isempty(p.session))
+    bench_die("w1 sqlite: the session recorded nothing");
+  if (c->changeset_bytes == 0) {
+    int n = 0;
+    void *buf = NULL;
+    peer_sqlite_check(&p, sqlite3session_changeset(p.session, &n, &buf),
+                      SQLITE_OK, "sqlite3session_changeset");
+    sqlite3_free(buf);
+    c->changeset_bytes = n;
+  }
+  sqlite3_finalize(count);
+  sqlite3_finalize(ins);
+  sqlite3_finalize(begin);
+  sqlite3_finalize(commit);
+  peer_sqlite_close(&p);
+  bench_unlink_db(c->path); /* not read again */
+  return rate(c->nrows, t0, t1);
+}
+#endif
+
+/* ---- point gets ------------------------------------------------------ */
+
+static double w1_get_sync(void *arg) {
+  w1_ctx *c = arg;
+  peer_sync p;
+  sync_txn *txn;
+  sync_value v[W1_NCOLUMNS];
+  uint64_t sum = 0;
+  double t0, t1;
+  peer_sync_open(&p, c->path, SYNC_DURABLE_NOSYNC, &w1_table, 0);
+  peer_sync_check(p.env, sync_txn_begin(p.env, SYNC_TXN_RDONLY, &txn),
+                  "sync_txn_begin");
+  t0 = bench_now();
+  for (size_t i = 0; i < c->ngets; i++) {
+    peer_sync_check(p.env,
+                    sync_get(txn, p.table, c->keys + i * W1_KEY_LEN, W1_KEY_LEN,
+                             v, W1_NCOLUMNS),
+                    "sync_get");
+    sum += (uint64_t)v[0].i;
+  }
+  t1 = bench_now();
+  w1_sink = sum;
+  for (size_t i = 0; i < c->ngets; i += c->ngets / W1_VERIFY_GETS + 1) {
+    const w1_row *r = &c->rows[c->picks[i]];
+    peer_sync_check(p.env,
+                    sync_get(txn, p.table, r->key, W1_KEY_LEN, v, W1_NCOLUMNS),
+                    "sync_get");
+    if (!w1_same(r, v))
+      bench_die("w1 sync: row %.16s reads back different values", r->key);
+  }
+  sync_txn_abort(txn);
+  peer_sync_close(&p);
+  return rate(c->ngets, t0, t1);
+}
+
+static double w1_get_lmdb(void *arg) {
+  w1_ctx *c = arg;
+  peer_lmdb p;
+  MDB_txn *txn;
+  uint64_t sum = 0;
+  double t0, t1;
+  peer_lmdb_open(&p, c->path, 0, 0);
+  peer_lmdb_check(mdb_txn_begin(p.env, NULL, MDB_RDONLY, &txn),
+                  "mdb_txn_begin");
+  t0 = bench_now();
+  for (size_t i = 0; i < c->ngets; i++) {
+    MDB_val k = {W1_KEY_LEN, (void *)(c->keys + i * W1_KEY_LEN)};
+    MDB_val v;
+    int64_t a;
+    peer_lmdb_check(mdb_get(txn, p.dbi, &k, &v), "mdb_get");
+    memcpy(&a, v.mv_data, sizeof a);
+    sum += (uint64_t)a;
+  }
+  t1 = bench_now();
+  w1_sink = sum;
+  for (size_t i = 0; i < c->ngets; i += c->ngets / W1_VERIFY_GETS + 1) {
+    const w1_row *r = &c->rows[c->picks[i]];
+    MDB_val k = {W1_KEY_LEN, (void *)r->key};
+    MDB_val v;
+    peer_lmdb_check(mdb_get(txn, p.dbi, &k, &v), "mdb_get");
+    if (v.mv_size != W1_VAL_LEN || memcmp(v.mv_data, &r->a, W1_VAL_LEN) != 0)
+      bench_die("w1 lmdb: row %.16s reads back different values", r->key);
+  }
+  mdb_txn_abort(txn);
+  peer_lmdb_close(&p);
+  return rate(c->ngets, t0, t1);
+}
+
+/* ---- the workload ---------------------------------------------------- */
+
+static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
+
+static double file_bytes(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    bench_die("stat %s failed", path);
+  return (double)st.st_size;
+}
+
+void bench_w1(const bench_opts *o) {
+  size_t n = o->rows, nd = o->durable_rows < n ? o->durable_rows : n;
+  double t0 = bench_now();
+  w1_row *rows = w1_generate(n);
+  uint32_t *picks = NULL;
+  char *keys = w1_get_keys(rows, n, n, &picks);
+  w1_ctx ours = {rows, n, bench_path("w1-sync.db"), 0, keys, picks, n, 0};
+  w1_ctx lmdb = {rows, n, bench_path("w1-lmdb.db"), 0, keys, picks, n, 0};
+  bench_side s[3];
+  int ns = 2;
+#ifndef BENCH_NO_SQLITE
+  w1_ctx lite = {rows, n, bench_path("w1-sqlite.db"), 0, NULL, NULL, 0, 0};
+#endif
+
+  bench_note("w1: %zu rows (key row-%%012d in a fixed pseudo-random order), "
+             "%d rows/txn, %zu point gets; durable runs: %zu rows; "
+             "best of %d alternating rounds",
+             n, W1_TXN_ROWS, n, nd, o->reps);
+  bench_note("w1: data generated in %.2f s (untimed)", bench_now() - t0);
+  bench_value("w1.rows", (double)n, "rows");
+  bench_value("w1.durable.rows", (double)nd, "rows");
+
+  /* Writes, nothing synced at commit. */
+  s[0] = (bench_side){"sync", w1_write_sync, &ours, 0};
+  s[1] = (bench_side){"lmdb", w1_write_lmdb, &lmdb, 0};
+#ifndef BENCH_NO_SQLITE
+  s[2] = (bench_side){"sqlite", w1_write_sqlite, &lite, 0};
+  ns = 3;
+#endif
+  bench_rounds("w1.write", s, ns, o->reps);
+  bench_rate("w1.write.rows_per_s", s[0].best);
+  bench_rate("w1.write.lmdb_rows_per_s", s[1].best);
+  bench_ratio("w1.write.ratio_vs_lmdb", ratio(s[0].best, s[1].best));
+#ifndef BENCH_NO_SQLITE
+  bench_rate("w1.write.sqlite_rows_per_s", s[2].best);
+  bench_ratio("w1.write.ratio_vs_sqlite", ratio(s[0].best, s[2].best));
+  bench_value("w1.sqlite.changeset_bytes_per_row",
+              lite.changeset_bytes / (double)n, "bytes/row");
+#else
+  printf("bench: sqlite skipped (not built)\n");
+#endif
+  bench_value("w1.file.bytes_per_row", file_bytes(ours.path) / (double)n,
+              "bytes/row");
+  bench_value("w1.file.lmdb_bytes_per_row", file_bytes(lmdb.path) / (double)n,
+              "bytes/row");
+
+  /* Point gets on the files of the last write round. */
+  s[0] = (bench_side){"sync", w1_get_sync, &ours, 0};
+  s[1] = (bench_side){"lmdb", w1_get_lmdb, &lmdb, 0};
+  bench_rounds("w1.get", s, 2, o->reps);
+  bench_rate("w1.get.rows_per_s", s[0].best);
+  bench_rate("w1.get.lmdb_rows_per_s", s[1].best);
+  bench_ratio("w1.get.ratio_vs_lmdb", ratio(s[0].best, s[1].best));
+  bench_unlink_db(ours.path);
+  bench_unlink_db(lmdb.path);
+
+  /* Writes with every commit synced, on the first nd rows. */
+  ours.nrows = lmdb.nrows = nd;
+  ours.durable = lmdb.durable = 1;
+  s[0] = (bench_side){"sync", w1_write_sync, &ours, 0};
+  s[1] = (bench_side){"lmdb", w1_write_lmdb, &lmdb, 0};
+#ifndef BENCH_NO_SQLITE
+  lite.nrows = nd;
+  lite.durable = 1;
+  s[2] = (bench_side){"sqlite", w1_write_sqlite, &lite, 0};
+#endif
+  bench_rounds("w1.write.durable", s, ns, o->reps);
+  bench_rate("w1.write.durable.rows_per_s", s[0].best);
+  bench_rate("w1.write.durable.lmdb_rows_per_s", s[1].best);
+  bench_ratio("w1.write.durable.ratio_vs_lmdb", ratio(s[0].best, s[1].best));
+#ifndef BENCH_NO_SQLITE
+  bench_rate("w1.write.durable.sqlite_rows_per_s", s[2].best);
+  bench_ratio("w1.write.durable.ratio_vs_sqlite", ratio(s[0].best, s[2].best));
+#endif
+  bench_unlink_db(ours.path);
+  bench_unlink_db(lmdb.path);
+
+  free(keys);
+  free(picks);
+  free(rows);
+}

@@ -1,0 +1,15 @@
+/*
+ * workloads.h - one entry point per workload; bench.c lists them in its
+ * table.  A new workload (W2 telemetry, W3 conflicts, apply rates, wire
+ * sizes) is a run_*.c file with one such function and one table row.
+ */
+#ifndef BENCH_WORKLOADS_H
+#define BENCH_WORKLOADS_H
+
+#include "bench.h"
+
+void bench_w1(const bench_opts *o);    /* run_w1.c */
+void bench_apply(const bench_opts *o); /* run_apply.c */
+void bench_w3(const bench_opts *o);    /* run_w3.c */
+
+#endif /* BENCH_WORKLOADS_H */
