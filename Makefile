@@ -42,6 +42,14 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
 .PHONY: all deps example test test-build bench amalgamation \
         check-amalgamation install clean
 
+.DEFAULT_GOAL := all
+
+# Further targets (cross builds, crash and fuzz harnesses, ...) live in
+# mk/*.mk.  A fragment may append programs to TEST_EXTRA: test-build makes
+# them and `make test` runs each one in build/ like the suites above.
+TEST_EXTRA :=
+-include $(sort $(wildcard mk/*.mk))
+
 all: $(B)/libsync.a $(B)/quickstart $(B)/bench
 
 $(B):
@@ -109,14 +117,14 @@ $(B)/single/sync_single.h: sync.h $(SRC_C) $(SRC_H) src/all.c amalgamate.py
 $(B)/single/single_header: tests/single_header.c $(B)/single/sync_single.h
 	$(CC) $(WARN) $(CFLAGS) -I$(B)/single $< $(LIBS) -o $@
 
-test-build: $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header
+test-build: $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header $(TEST_EXTRA)
 
 # Every test program runs in build/ (scratch databases land there); the
 # last line counts programs in the form CI reads.
 test: check-amalgamation
 	@$(MAKE) --no-print-directory test-build
 	@pass=0; fail=0; failed=""; \
-	for t in $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header; do \
+	for t in $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header $(TEST_EXTRA); do \
 	  echo "=== $$t"; \
 	  if (cd $(B) && ASAN_OPTIONS=detect_leaks=1 ../$$t); then \
 	    pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
