@@ -24,6 +24,9 @@
  *   SYNC_MAX_VALUE         bytes of one TEXT/BLOB value (default 16 MiB)
  *   SYNC_DEFAULT_MAPSIZE   initial map size in bytes (default 64 MiB on
  *                          32-bit targets, 1 GiB on 64-bit ones)
+ *   SYNC_OMIT_ZSTD         no compression: frames are written stored, and
+ *                          a compressed frame decodes to SYNC_ENOTSUP
+ *                          (smallest builds; no -lzstd needed)
  *   SYNC_OMIT_DEFAULT_RANDOM  no /dev/urandom default for site ids; the
  *                          application must call sync_env_set_random()
  *                          before creating a database (firmware builds)
@@ -73,6 +76,13 @@ extern "C" {
 #define SYNC_EACCES (-18)     /* permission denied by the OS */
 #define SYNC_ECORRUPT (-19)   /* fatal: checksum mismatch or damaged file */
 #define SYNC_EPANIC (-20)     /* fatal: LMDB reported an unrecoverable state */
+#define SYNC_EFORMAT (-21)    /* malformed batch frame (bad magic, lengths,
+                                 references or order) */
+#define SYNC_ECHECKSUM (-22)  /* batch frame fails its XXH3-64 checksum */
+#define SYNC_EDICT (-23)      /* frame compressed with a dictionary this
+                                 decoder does not have */
+#define SYNC_ENOTSUP (-24)    /* feature left out of this build (e.g.
+                                 compression under SYNC_OMIT_ZSTD) */
 
 /* A static English description of err; never NULL, also for unknown
  * codes. */
@@ -602,6 +612,108 @@ SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
  * have the same digest. */
 #define SYNC_ALL_TABLES 0xffffffffu
 SYNC_API int sync_digest(sync_txn *txn, unsigned table, uint64_t *out);
+
+
+/* ---------------------------------------------------------------------
+ * Wire format: delta chunks as frames (docs/FORMAT.md, "Delta frames").
+ * A frame is self-contained: header, body (optionally zstd-compressed,
+ * optionally with a dictionary) and an XXH3-64 checksum over the whole
+ * frame, verified before anything is decoded.  The same chunk gives the
+ * same bytes on every architecture.  Rows travel sorted by (table, key)
+ * with keys prefix-compressed and stamps in a per-frame table; per
+ * column, the encoder picks the smallest of a few value encodings.
+ *
+ * Memory: an encoder holds one frame (and its compressed copy); a
+ * decoder holds at most one frame of max_frame bytes plus its body of at
+ * most max_body bytes.  Neither grows with the data behind the chunk.
+ * zstd allocates its own contexts through libc (its allocator hooks are
+ * part of zstd's experimental, static-only API).
+ *
+ * Caller buffers follow zstd's streaming convention: bytes are read from
+ * or written to ptr + pos, pos advances, size never changes.
+ * ------------------------------------------------------------------- */
+typedef struct sync_inbuf {
+  const void *ptr;
+  size_t size;
+  size_t pos;
+} sync_inbuf;
+typedef struct sync_outbuf {
+  void *ptr;
+  size_t size;
+  size_t pos;
+} sync_outbuf;
+
+typedef struct sync_codec_opts {
+  int level;        /* encoder: zstd level 1..19; 0 stores the body as it
+                       is.  Under SYNC_OMIT_ZSTD only 0 is accepted. */
+  const void *dict; /* zstd dictionary (see sync_dict_train), or NULL;
+                       used by reference: keep it until the codec is freed */
+  size_t dict_len;
+  size_t max_frame; /* decoder: largest frame accepted, header and checksum
+                       included; 0 = 64 MiB */
+  size_t max_body;  /* decoder: largest body after decompression;
+                       0 = 64 MiB */
+  size_t max_rows;  /* decoder: rows in one frame; 0 = 1,000,000 */
+} sync_codec_opts;
+
+typedef struct sync_encoder sync_encoder;
+typedef struct sync_decoder sync_decoder;
+
+/* Make an encoder.  alloc may be NULL (libc); opts may be NULL (stored
+ * frames, no dictionary).  Errors: SYNC_EINVAL (bad level, partial
+ * allocator, dictionary zstd rejects), SYNC_ENOTSUP (level > 0 under
+ * SYNC_OMIT_ZSTD), SYNC_ENOMEM. */
+SYNC_API int sync_encoder_create(const sync_allocator *alloc,
+                                 const sync_codec_opts *opts,
+                                 sync_encoder **out);
+/* Encode chunk d into the encoder as one frame, replacing the previous
+ * one.  *frame_len and *raw_len (either may be NULL) receive the frame's
+ * size and the size its body had before compression.  Errors:
+ * SYNC_EINVAL (d is inconsistent: rows repeated or values of mixed types
+ * in one column), SYNC_ENOMEM, SYNC_ELIMIT (frame over 4 GiB). */
+SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
+                                size_t *frame_len, size_t *raw_len);
+/* Copy the rest of the current frame into out (as much as fits).
+ * Returns the bytes still to copy (0: the frame is complete), or
+ * SYNC_EINVAL. */
+SYNC_API int64_t sync_encoder_read(sync_encoder *e, sync_outbuf *out);
+/* The whole current frame, owned by e, valid until the next begin or
+ * free.  Errors: SYNC_EINVAL (no frame yet). */
+SYNC_API int sync_encoder_frame(const sync_encoder *e, const void **frame,
+                                size_t *len);
+SYNC_API void sync_encoder_free(sync_encoder *e);
+
+/* Make a decoder with the limits in opts (NULL: defaults; level is
+ * ignored).  Errors: SYNC_EINVAL, SYNC_ENOMEM. */
+SYNC_API int sync_decoder_create(const sync_allocator *alloc,
+                                 const sync_codec_opts *opts,
+                                 sync_decoder **out);
+/* Feed bytes from in, in any fragmentation (one byte per call works).
+ * Bytes are taken up to the end of the current frame and never past it.
+ * When a frame completes it is checked and decoded: returns 0 with *out
+ * a new delta, owned by the caller (sync_delta_free).  While more bytes
+ * are needed, returns 0 with *out NULL.  Errors (the partial frame is
+ * dropped and the decoder starts afresh at the next byte):
+ * SYNC_EFORMAT, SYNC_ECHECKSUM, SYNC_EVERSION (another major format
+ * version), SYNC_ELIMIT (frame, body or rows over the limits),
+ * SYNC_EDICT, SYNC_ENOTSUP, SYNC_ENOMEM, SYNC_EINVAL. */
+SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
+                               sync_delta **out);
+/* Decode exactly one frame of len bytes (trailing bytes: SYNC_EFORMAT).
+ * Drops any partial frame fed before.  Errors as sync_decoder_feed. */
+SYNC_API int sync_decoder_decode(sync_decoder *dec, const void *frame,
+                                 size_t len, sync_delta **out);
+SYNC_API void sync_decoder_free(sync_decoder *dec);
+
+/* Train a zstd dictionary for the frames of table from its live rows
+ * (at most max_rows of them, 0 = 10,000), for small batches that
+ * compress poorly alone.  Writes at most cap bytes to dict and the size
+ * to *len.  Give the same dictionary to the encoders and decoders of
+ * every replica.  Errors: SYNC_NOTFOUND (no such table),
+ * SYNC_ELIMIT (too few rows to train on), SYNC_ENOTSUP (SYNC_OMIT_ZSTD),
+ * SYNC_EINVAL, SYNC_ENOMEM, storage errors. */
+SYNC_API int sync_dict_train(sync_txn *txn, unsigned table, size_t max_rows,
+                             void *dict, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

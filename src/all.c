@@ -14,3 +14,4 @@
 #include "row.c"
 #include "db.c"
 #include "merge.c"
+#include "codec.c"

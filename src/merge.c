@@ -21,72 +21,10 @@
  * that site; this replica's own entry is the state HLC), sx.peers (site id
  * -> peer record), sx.conflicts (id u64 BE -> conflict record).
  */
-#include "db.h"
+#include "merge.h"
 
 #include "clock.h"
 #include "hash.h"
-
-#define SX_MODE_LOG 0
-#define SX_MODE_INITIAL 1
-#define SX_NONE UINT32_MAX
-#define SX_TAG_NONE 7
-
-typedef struct sx_cursor {
-  int mode;
-  uint64_t version; /* log mode: position held */
-  uint32_t seq;
-  uint64_t v0;      /* initial mode */
-  uint32_t tid;
-  size_t klen;      /* 0: the table's stream has not started */
-  unsigned char key[SYNC_MAX_KEY];
-} sx_cursor;
-
-typedef struct sx_peer {
-  sx_cursor cur;    /* what this replica holds of the peer */
-  uint64_t acked_version; /* what the peer holds of this replica */
-  uint32_t acked_seq;
-} sx_peer;
-
-struct sync_request {
-  sx_alloc al;
-  uint8_t requester[SX_SITE_LEN], sender[SX_SITE_LEN];
-  uint64_t schema_hash;
-  sx_cursor cur;
-  size_t nvv;
-  sync_stamp *vv;
-};
-
-typedef struct sx_dcol {
-  unsigned col;
-  uint64_t hlc, bhlc; /* bhlc 0: no base */
-  uint32_t site, bsite; /* indexes into the delta's site table */
-  sync_value v;       /* TEXT/BLOB: data is an offset into the arena */
-} sx_dcol;
-
-typedef struct sx_drow {
-  unsigned tid;
-  size_t koff, klen;
-  uint64_t cl, clhlc;
-  uint32_t clsite;
-  size_t col0, ncols;
-} sx_drow;
-
-struct sync_delta {
-  sx_alloc al;
-  uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
-  uint64_t schema_hash;
-  sx_cursor start, end;
-  int last;
-  uint32_t nsites;
-  uint8_t (*sites)[SX_SITE_LEN];
-  size_t nvv;
-  uint64_t *vv; /* per delta site: the sender's vector (0 = nothing) */
-  sx_drow *rows;
-  size_t nrows, caprows;
-  sx_dcol *cols;
-  size_t ncols, capcols;
-  sx_buf arena;
-};
 
 struct sync_conflicts {
   sx_alloc al;
@@ -302,7 +240,7 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
 /* ---------------------------------------------------------------------
  * Making deltas
  * ------------------------------------------------------------------- */
-static sync_delta *sx_delta_new(const sx_alloc *al) {
+SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al) {
   sync_delta *d = (sync_delta *)sx_malloc(al, sizeof *d);
   if (!d) return NULL;
   memset(d, 0, sizeof *d);
@@ -329,7 +267,7 @@ SYNC_API size_t sync_delta_rows(const sync_delta *d) {
 
 SYNC_API int sync_delta_last(const sync_delta *d) { return d ? d->last : 0; }
 
-static int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
+SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
                    size_t elem) {
   size_t ncap;
   void *np;
@@ -576,6 +514,12 @@ typedef struct sx_cfl {
   int remote_won;
 } sx_cfl;
 
+/* Payload bytes of a TEXT or BLOB value (len means nothing for the
+ * other types: it shares storage with the number). */
+static size_t sx_value_bytes(const sync_value *v) {
+  return v->type == SYNC_TEXT || v->type == SYNC_BLOB ? v->len : 0;
+}
+
 /* Encode a conflict record into x->cpend (u32 length + record).  Nothing
  * is written to LMDB here: the values may point into the map, which a
  * write could move.  sx_conflicts_flush stores them once the row is. */
@@ -584,8 +528,8 @@ static int sx_conflict_record(sync_txn *x, const sx_cfl *c) {
   size_t need, start;
   int rc;
   need = 4 + 2 + 3 * SX_VARINT_MAX + c->klen + 2 * (SX_VARINT_MAX + 16 + 1) +
-         (c->lv ? SX_VARINT_MAX + 8 + c->lv->len : 0) +
-         (c->rv ? SX_VARINT_MAX + 8 + c->rv->len : 0);
+         (c->lv ? SX_VARINT_MAX + 8 + sx_value_bytes(c->lv) : 0) +
+         (c->rv ? SX_VARINT_MAX + 8 + sx_value_bytes(c->rv) : 0);
   if ((rc = sx_buf_reserve(b, need))) return rc;
   start = b->len;
   {

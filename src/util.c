@@ -122,6 +122,10 @@ SYNC_API const char *sync_strerror(int err) {
   case SYNC_EACCES: return "permission denied";
   case SYNC_ECORRUPT: return "database corrupt: checksum mismatch";
   case SYNC_EPANIC: return "fatal database error; close the environment";
+  case SYNC_EFORMAT: return "malformed batch frame";
+  case SYNC_ECHECKSUM: return "batch frame fails its checksum";
+  case SYNC_EDICT: return "batch frame needs another compression dictionary";
+  case SYNC_ENOTSUP: return "not supported by this build";
   default: return "unknown error";
   }
 }

@@ -1,0 +1,1438 @@
+/*
+ * codec.c - delta chunks as wire frames, and back (docs/FORMAT.md,
+ * "Delta frames").  The only module that includes zstd.h.
+ *
+ * The encoder sorts the rows of a chunk by (table, key), prefix-compresses
+ * the keys, gathers the chunk's stamps into one table that rows refer to
+ * by index, and chooses per column the cheapest of a few value encodings
+ * (plain, fixed-width, delta, scaled decimal) by measuring each exactly.
+ * The decoder trusts nothing: every length and count is bounded before it
+ * sizes anything, every reference is checked, and a frame is verified
+ * whole (checksum, then structure) before a delta is handed out.
+ */
+#include "merge.h"
+
+#include "hash.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#ifndef SYNC_OMIT_ZSTD
+#include <zdict.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+#endif
+
+#define SX_FMAGIC0 0xd5
+#define SX_FMAJOR 1
+#define SX_FMINOR 0
+#define SX_FF_ZSTD 0x1u
+#define SX_FF_DICT 0x2u
+#define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
+#define SX_FSUM 8
+
+/* Row head bits */
+#define SX_RH_TABLE 0x01u /* var table id follows */
+#define SX_RH_KLEN 0x02u  /* var key length follows */
+#define SX_RH_STAMP 0x04u /* var row stamp index follows */
+#define SX_RH_CL 0x08u    /* var causal length follows (else 1) */
+#define SX_RH_PART 0x10u  /* explicit column list */
+#define SX_RH_CST 0x20u   /* var column stamp index (else the row stamp) */
+#define SX_RH_BASE 0x40u  /* var base stamp index (else no base) */
+#define SX_RH_CTL 0x80u   /* a control varint before each column */
+
+/* Column control bits (SX_RH_CTL rows) */
+#define SX_CC_NULL 0x1u
+#define SX_CC_STAMP 0x2u
+#define SX_CC_BASE 0x4u
+
+/* Column encodings: type | mode << 3 */
+#define SX_ENC_PLAIN 0
+#define SX_ENC_FIXED 1 /* INTEGER: 8 bytes LE */
+#define SX_ENC_DELTA 2 /* INTEGER: zig-zag delta to the previous value */
+#define SX_ENC_DEC 1   /* REAL: modes 1..16, scaled decimal, scale mode-1 */
+#define SX_DEC_SCALES 16
+#define SX_MANT_MAX (INT64_C(1) << 53)
+
+#define SX_DEF_MAX_FRAME ((size_t)4 << 20)
+#define SX_DEF_MAX_BODY ((size_t)4 << 20)
+#define SX_DEF_MAX_ROWS ((size_t)100000)
+#define SX_MAX_SITES 65536u
+#define SX_WINDOW_LOG_MAX 24
+
+static const double sx_p10[SX_DEC_SCALES] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+    1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
+/* ---------------------------------------------------------------------
+ * Encoder
+ * ------------------------------------------------------------------- */
+struct sync_encoder {
+  sx_alloc al;
+  int level;
+  uint32_t dict_id;
+  sx_buf body, frame;
+  size_t raw_len, pos;
+  int have;
+#ifndef SYNC_OMIT_ZSTD
+  ZSTD_CCtx *cctx;
+  ZSTD_CDict *cdict;
+#endif
+  /* scratch, kept between frames */
+  size_t *order;
+  size_t cap_order;
+  uint64_t *stamps; /* (site << 48 | index) sorted keys, see sx_stamp_key */
+  size_t cap_stamps;
+  struct sx_encol *ec;
+  size_t cap_ec;
+};
+
+/* Per (table, column) of a chunk: its type and chosen encoding. */
+typedef struct sx_encol {
+  unsigned tid, col;
+  int type;
+  unsigned enc;
+  int64_t prev; /* delta and decimal state while writing */
+} sx_encol;
+
+typedef struct sx_stampv {
+  uint32_t site;
+  uint64_t hlc;
+} sx_stampv;
+
+static int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
+  if (!a) {
+    sx_alloc_default(al);
+    return 0;
+  }
+  if (!a->malloc || !a->realloc || !a->free) return SYNC_EINVAL;
+  al->a = *a;
+  return 0;
+}
+
+SYNC_API int sync_encoder_create(const sync_allocator *alloc,
+                                 const sync_codec_opts *o,
+                                 sync_encoder **out) {
+  sync_encoder *e;
+  sx_alloc al;
+  int level = o ? o->level : 0;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (sx_alloc_from(alloc, &al)) return SYNC_EINVAL;
+  if (level < 0 || level > 19) return SYNC_EINVAL;
+#ifdef SYNC_OMIT_ZSTD
+  if (level > 0 || (o && o->dict)) return SYNC_ENOTSUP;
+#endif
+  e = (sync_encoder *)sx_malloc(&al, sizeof *e);
+  if (!e) return SYNC_ENOMEM;
+  memset(e, 0, sizeof *e);
+  e->al = al;
+  e->level = level;
+  sx_buf_init(&e->body, &e->al);
+  sx_buf_init(&e->frame, &e->al);
+#ifndef SYNC_OMIT_ZSTD
+  if (level > 0) {
+    e->cctx = ZSTD_createCCtx();
+    if (!e->cctx) {
+      sync_encoder_free(e);
+      return SYNC_ENOMEM;
+    }
+    /* Our header carries the body's size and the dictionary's id, so
+     * zstd's own copies of them would only cost bytes. */
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel,
+                                            level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_contentSizeFlag,
+                                            0)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_dictIDFlag, 0))) {
+      sync_encoder_free(e);
+      return SYNC_ENOMEM;
+    }
+    if (o->dict) {
+      e->cdict = ZSTD_createCDict(o->dict, o->dict_len, level);
+      if (!e->cdict || ZSTD_isError(ZSTD_CCtx_refCDict(e->cctx, e->cdict))) {
+        sync_encoder_free(e);
+        return SYNC_EINVAL;
+      }
+      e->dict_id = ZSTD_getDictID_fromCDict(e->cdict);
+    }
+  }
+#endif
+  *out = e;
+  return 0;
+}
+
+SYNC_API void sync_encoder_free(sync_encoder *e) {
+  sx_alloc al;
+  if (!e) return;
+  al = e->al;
+#ifndef SYNC_OMIT_ZSTD
+  ZSTD_freeCDict(e->cdict);
+  ZSTD_freeCCtx(e->cctx);
+#endif
+  sx_buf_free(&e->body);
+  sx_buf_free(&e->frame);
+  sx_free(&al, e->order);
+  sx_free(&al, e->stamps);
+  sx_free(&al, e->ec);
+  sx_free(&al, e);
+}
+
+/* Sorting rows by (table, key): qsort has no context pointer, so the
+ * comparison works on records that carry what it needs. */
+typedef struct sx_sortrow {
+  unsigned tid;
+  const unsigned char *key;
+  size_t klen, idx;
+} sx_sortrow;
+
+static int sx_sortrow_cmp(const void *a, const void *b) {
+  const sx_sortrow *x = (const sx_sortrow *)a, *y = (const sx_sortrow *)b;
+  if (x->tid != y->tid) return x->tid < y->tid ? -1 : 1;
+  return sx_keycmp(x->key, x->klen, y->key, y->klen);
+}
+
+static int sx_stampv_cmp(const void *a, const void *b) {
+  const sx_stampv *x = (const sx_stampv *)a, *y = (const sx_stampv *)b;
+  if (x->site != y->site) return x->site < y->site ? -1 : 1;
+  if (x->hlc != y->hlc) return x->hlc < y->hlc ? -1 : 1;
+  return 0;
+}
+
+/* Index of stamp (site, hlc) in the sorted table t[0..n). */
+static size_t sx_stamp_find(const sx_stampv *t, size_t n, uint32_t site,
+                            uint64_t hlc) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (t[mid].site < site || (t[mid].site == site && t[mid].hlc < hlc))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+static sx_encol *sx_encol_find(sx_encol *ec, size_t n, unsigned tid,
+                               unsigned col) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (ec[mid].tid < tid || (ec[mid].tid == tid && ec[mid].col < col))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < n && ec[lo].tid == tid && ec[lo].col == col ? &ec[lo] : NULL;
+}
+
+/* First entry of table tid in ec[0..n) (n when none). */
+static size_t sx_encol_lb(const sx_encol *ec, size_t n, unsigned tid) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (ec[mid].tid < tid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+static int sx_encol_cmp(const void *a, const void *b) {
+  const sx_encol *x = (const sx_encol *)a, *y = (const sx_encol *)b;
+  if (x->tid != y->tid) return x->tid < y->tid ? -1 : 1;
+  return x->col < y->col ? -1 : x->col > y->col;
+}
+
+/* The mantissa of v at decimal scale s, when v is exactly the double
+ * nearest to m / 10^s (so the decoder's division gives v back). */
+static int sx_decimal(double v, unsigned s, int64_t *m) {
+  double t;
+  if (!isfinite(v)) return 0;
+  t = v * sx_p10[s];
+  if (!(t > -(double)SX_MANT_MAX && t < (double)SX_MANT_MAX)) return 0;
+  /* Round half away from zero; |t| < 2^53 so the conversion is exact
+   * (and no libm is needed). */
+  *m = (int64_t)(t < 0 ? t - 0.5 : t + 0.5);
+  {
+    volatile double back = (double)*m / sx_p10[s];
+    return sx_double_bits(back) == sx_double_bits(v);
+  }
+}
+
+/* Bytes of a decimal-delta value: 0 escapes to 8 raw bytes. */
+static size_t sx_dec_len(double v, unsigned s, int64_t *prev) {
+  int64_t m;
+  if (!sx_decimal(v, s, &m)) return 1 + 8;
+  {
+    size_t n = sx_varint_len(sx_zigzag(m - *prev) + 1);
+    *prev = m;
+    return n;
+  }
+}
+
+/* Choose the encoding of every (table, column) of the sorted chunk by
+ * measuring each candidate on its values. */
+static int sx_choose(sync_encoder *e, const sync_delta *d, size_t nec) {
+  size_t k;
+  for (k = 0; k < nec; k++) {
+    sx_encol *c = &e->ec[k];
+    uint64_t plain = 0, fixed = 0, delta = 0, dec = 0;
+    int64_t prevd = 0, previ = 0;
+    size_t i, j, nsample = 0, nrep = 0;
+    unsigned s, scale = 0;
+    c->enc = SX_ENC_PLAIN;
+    if (c->type != SYNC_INTEGER && c->type != SYNC_REAL) continue;
+    if (c->type == SYNC_REAL) {
+      /* The scale: the smallest that covers the first values, which a
+       * time series or a sensor keeps (measured on all values below). */
+      for (i = 0; i < d->nrows && nsample < 32; i++) {
+        const sx_drow *r = &d->rows[e->order[i]];
+        if (r->tid != c->tid) continue;
+        for (j = 0; j < r->ncols; j++) {
+          const sx_dcol *dc = &d->cols[r->col0 + j];
+          int64_t m;
+          if (dc->col != c->col || dc->v.type != SYNC_REAL) continue;
+          nsample++;
+          for (s = 0; s < SX_DEC_SCALES; s++)
+            if (sx_decimal(dc->v.r, s, &m)) break;
+          if (s < SX_DEC_SCALES) {
+            nrep++;
+            if (s > scale) scale = s;
+          }
+        }
+      }
+      if (nrep * 2 < nsample) continue; /* mostly not decimal: plain */
+    }
+    for (i = 0; i < d->nrows; i++) {
+      const sx_drow *r = &d->rows[e->order[i]];
+      if (r->tid != c->tid) continue;
+      for (j = 0; j < r->ncols; j++) {
+        const sx_dcol *dc = &d->cols[r->col0 + j];
+        if (dc->col != c->col || dc->v.type == SYNC_NULL) continue;
+        if (c->type == SYNC_INTEGER) {
+          plain += sx_varint_len(sx_zigzag(dc->v.i));
+          fixed += 8;
+          delta += sx_varint_len(
+              sx_zigzag((int64_t)((uint64_t)dc->v.i - (uint64_t)previ)));
+          previ = dc->v.i;
+        } else {
+          plain += 8;
+          dec += sx_dec_len(dc->v.r, scale, &prevd);
+        }
+      }
+    }
+    if (c->type == SYNC_INTEGER) {
+      if (fixed < plain && fixed <= delta) c->enc = SX_ENC_FIXED;
+      else if (delta < plain) c->enc = SX_ENC_DELTA;
+    } else if (dec < plain) {
+      c->enc = SX_ENC_DEC + scale;
+    }
+  }
+  return 0;
+}
+
+static unsigned char *sx_wv(unsigned char *p, uint64_t v) {
+  return p + sx_put_varint(p, v);
+}
+
+static unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
+  *p++ = (unsigned char)c->mode;
+  if (c->mode == SX_MODE_LOG) {
+    p = sx_wv(p, c->version);
+    return sx_wv(p, c->seq);
+  }
+  p = sx_wv(p, c->v0);
+  p = sx_wv(p, c->tid);
+  p = sx_wv(p, c->klen);
+  memcpy(p, c->key, c->klen);
+  return p + c->klen;
+}
+
+static unsigned char *sx_wvalue(unsigned char *p, sx_encol *c,
+                                const sync_delta *d, const sx_dcol *dc) {
+  switch (c->type) {
+  case SYNC_INTEGER:
+    if (c->enc == SX_ENC_FIXED) {
+      sx_put_le64(p, (uint64_t)dc->v.i);
+      return p + 8;
+    }
+    if (c->enc == SX_ENC_DELTA) {
+      int64_t dv = (int64_t)((uint64_t)dc->v.i - (uint64_t)c->prev);
+      c->prev = dc->v.i;
+      return sx_wv(p, sx_zigzag(dv));
+    }
+    return sx_wv(p, sx_zigzag(dc->v.i));
+  case SYNC_REAL:
+    if (c->enc >= SX_ENC_DEC) {
+      int64_t m;
+      if (sx_decimal(dc->v.r, c->enc - SX_ENC_DEC, &m)) {
+        p = sx_wv(p, sx_zigzag(m - c->prev) + 1);
+        c->prev = m;
+        return p;
+      }
+      *p++ = 0;
+    }
+    sx_put_le64(p, sx_double_bits(dc->v.r));
+    return p + 8;
+  default: /* TEXT, BLOB */
+    p = sx_wv(p, dc->v.len);
+    if (dc->v.len)
+      memcpy(p, d->arena.p + (uintptr_t)dc->v.data, dc->v.len);
+    return p + dc->v.len;
+  }
+}
+
+/* Write the body of chunk d into e->body. */
+static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
+  sx_sortrow *sr = NULL;
+  sx_stampv *st = NULL;
+  size_t nst = 0, nec = 0, bound, i, j, ntab = 0;
+  unsigned char *p;
+  int rc = 0;
+
+  /* Sort the rows by (table, key). */
+  if (d->nrows) {
+    sr = (sx_sortrow *)sx_malloc(&e->al, d->nrows * sizeof *sr);
+    if (!sr) return SYNC_ENOMEM;
+    for (i = 0; i < d->nrows; i++) {
+      sr[i].tid = d->rows[i].tid;
+      sr[i].key = d->arena.p + d->rows[i].koff;
+      sr[i].klen = d->rows[i].klen;
+      sr[i].idx = i;
+    }
+    qsort(sr, d->nrows, sizeof *sr, sx_sortrow_cmp);
+  }
+  if ((rc = sx_grow(&e->al, (void **)&e->order, &e->cap_order, d->nrows + 1,
+                    sizeof(size_t))))
+    goto done;
+  for (i = 0; i < d->nrows; i++) {
+    if (i && sx_sortrow_cmp(&sr[i - 1], &sr[i]) == 0) {
+      rc = SYNC_EINVAL; /* a key twice: a chunk never has that */
+      goto done;
+    }
+    e->order[i] = sr[i].idx;
+  }
+
+  /* The stamp table and the (table, column) list, with the bound on
+   * the body's size. */
+  st = (sx_stampv *)sx_malloc(&e->al,
+                              (d->nrows + 2 * d->ncols + 1) * sizeof *st);
+  if (!st) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  bound = 64 + 2 * SX_SITE_LEN + 2 * (SYNC_MAX_KEY + 4 * SX_VARINT_MAX) +
+          (size_t)d->nsites * (SX_SITE_LEN + SX_VARINT_MAX);
+  for (i = 0; i < d->nrows; i++) {
+    const sx_drow *r = &d->rows[i];
+    st[nst].site = r->clsite;
+    st[nst++].hlc = r->clhlc;
+    bound += 8 * SX_VARINT_MAX + r->klen + r->ncols * SX_VARINT_MAX;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *c = &d->cols[r->col0 + j];
+      st[nst].site = c->site;
+      st[nst++].hlc = c->hlc;
+      if (c->bhlc) {
+        st[nst].site = c->bsite;
+        st[nst++].hlc = c->bhlc;
+      }
+      bound += 4 * SX_VARINT_MAX + 9 +
+               (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB ? c->v.len
+                                                                 : 0);
+      if ((rc = sx_grow(&e->al, (void **)&e->ec, &e->cap_ec, nec + 1,
+                        sizeof(sx_encol))))
+        goto done;
+      e->ec[nec].tid = r->tid;
+      e->ec[nec].col = c->col;
+      e->ec[nec].type = c->v.type;
+      nec++;
+    }
+  }
+  qsort(st, nst, sizeof *st, sx_stampv_cmp);
+  for (i = j = 0; i < nst; i++)
+    if (!j || sx_stampv_cmp(&st[j - 1], &st[i])) st[j++] = st[i];
+  nst = j;
+  bound += nst * (4 * SX_VARINT_MAX);
+  /* Distinct (table, column) pairs, each with the one non-NULL type its
+   * values have (SYNC_NULL when all are NULL). */
+  qsort(e->ec, nec, sizeof *e->ec, sx_encol_cmp);
+  for (i = j = 0; i < nec; i++) {
+    if (j && e->ec[j - 1].tid == e->ec[i].tid &&
+        e->ec[j - 1].col == e->ec[i].col) {
+      sx_encol *c = &e->ec[j - 1];
+      if (c->type == SYNC_NULL) c->type = e->ec[i].type;
+      else if (e->ec[i].type != SYNC_NULL && e->ec[i].type != c->type) {
+        rc = SYNC_EINVAL;
+        goto done;
+      }
+      continue;
+    }
+    e->ec[j++] = e->ec[i];
+  }
+  nec = j;
+  /* Every table of the chunk is listed, also one with only tombstones. */
+  for (i = 0; i < d->nrows; i++)
+    if (!i || d->rows[e->order[i]].tid != d->rows[e->order[i - 1]].tid) ntab++;
+  bound += ntab * (3 * SX_VARINT_MAX + SYNC_MAX_COLUMNS);
+  if ((rc = sx_choose(e, d, nec))) goto done;
+
+  e->body.len = 0;
+  if ((rc = sx_buf_reserve(&e->body, bound))) goto done;
+  p = e->body.p;
+  *p++ = d->last ? 1 : 0;
+  memcpy(p, d->sender, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  memcpy(p, d->receiver, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  sx_put_le64(p, d->schema_hash);
+  p += 8;
+  p = sx_wcursor(p, &d->start);
+  p = sx_wcursor(p, &d->end);
+  p = sx_wv(p, d->nsites);
+  for (i = 0; i < d->nsites; i++) {
+    memcpy(p, d->sites[i], SX_SITE_LEN);
+    p += SX_SITE_LEN;
+  }
+  for (i = 0; i < d->nsites; i++) p = sx_wv(p, i < d->nvv ? d->vv[i] : 0);
+  /* Stamps, in groups of one site. */
+  {
+    size_t ng = 0;
+    for (i = 0; i < nst; i++)
+      if (!i || st[i].site != st[i - 1].site) ng++;
+    p = sx_wv(p, ng);
+    for (i = 0; i < nst;) {
+      size_t n = 1;
+      while (i + n < nst && st[i + n].site == st[i].site) n++;
+      p = sx_wv(p, st[i].site);
+      p = sx_wv(p, n);
+      p = sx_wv(p, st[i].hlc);
+      for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
+      i += n;
+    }
+  }
+  /* Tables: id, column count, one encoding byte per column. */
+  p = sx_wv(p, ntab);
+  {
+    size_t k = 0;
+    for (i = 0; i < d->nrows; i++) {
+      unsigned tid = d->rows[e->order[i]].tid, ncols = 0, col;
+      if (i && tid == d->rows[e->order[i - 1]].tid) continue;
+      while (k < nec && e->ec[k].tid < tid) k++;
+      for (j = k; j < nec && e->ec[j].tid == tid; j++) ncols = e->ec[j].col + 1;
+      p = sx_wv(p, tid);
+      p = sx_wv(p, ncols);
+      for (col = 0, j = k; col < ncols; col++) {
+        if (j < nec && e->ec[j].tid == tid && e->ec[j].col == col) {
+          *p++ = (unsigned char)(e->ec[j].type | (e->ec[j].enc << 3));
+          e->ec[j].prev = 0;
+          j++;
+        } else {
+          *p++ = 0; /* a column no row of the chunk carries */
+        }
+      }
+    }
+  }
+  /* Rows */
+  p = sx_wv(p, d->nrows);
+  {
+    unsigned ptid = SX_NONE;
+    size_t pk = 0, pklen = 0, pstamp = SIZE_MAX;
+    sx_encol *tcols = NULL, *tend = NULL; /* this table's entries in e->ec */
+    for (i = 0; i < d->nrows; i++) {
+      const sx_drow *r = &d->rows[e->order[i]];
+      const unsigned char *key = d->arena.p + r->koff;
+      const sx_dcol *c0 = d->cols ? d->cols + r->col0 : NULL;
+      size_t rst = sx_stamp_find(st, nst, r->clsite, r->clhlc);
+      size_t cst = rst, bst = SIZE_MAX, shared = 0, tcount = 0;
+      unsigned head = 0;
+      int all = 1, ctl = 0;
+      if (r->tid != ptid) {
+        head |= SX_RH_TABLE;
+        pklen = 0;
+        tcols = e->ec + sx_encol_lb(e->ec, nec, r->tid);
+        tend = tcols;
+        while (tend < e->ec + nec && tend->tid == r->tid) tend++;
+      }
+      tcount = tend > tcols ? tend[-1].col + 1 : 0;
+      if (r->klen != pklen) head |= SX_RH_KLEN;
+      if (rst != pstamp) head |= SX_RH_STAMP;
+      if (r->cl != 1) head |= SX_RH_CL;
+      if (r->ncols && (r->cl & 1)) {
+        cst = sx_stamp_find(st, nst, c0[0].site, c0[0].hlc);
+        if (c0[0].bhlc) bst = sx_stamp_find(st, nst, c0[0].bsite, c0[0].bhlc);
+        if (r->ncols != tcount) all = 0;
+        for (j = 0; j < r->ncols; j++) {
+          const sx_dcol *c = &c0[j];
+          if (c->col != j) all = 0;
+          if (c->v.type == SYNC_NULL || c->hlc != c0[0].hlc ||
+              c->site != c0[0].site || c->bhlc != c0[0].bhlc ||
+              (c->bhlc && c->bsite != c0[0].bsite))
+            ctl = 1;
+        }
+        if (cst != rst) head |= SX_RH_CST;
+        if (bst != SIZE_MAX) head |= SX_RH_BASE;
+        if (!all) head |= SX_RH_PART;
+        if (ctl) head |= SX_RH_CTL;
+      } else if (r->cl & 1) {
+        head |= SX_RH_PART; /* a live row with no column to send */
+      }
+      if (!(head & SX_RH_TABLE)) {
+        const unsigned char *pkey = d->arena.p + pk;
+        size_t lim = r->klen < pklen ? r->klen : pklen;
+        while (shared < lim && key[shared] == pkey[shared]) shared++;
+      }
+      p = sx_wv(p, head);
+      if (head & SX_RH_TABLE) p = sx_wv(p, r->tid);
+      p = sx_wv(p, shared);
+      if (head & SX_RH_KLEN) p = sx_wv(p, r->klen);
+      memcpy(p, key + shared, r->klen - shared);
+      p += r->klen - shared;
+      if (head & SX_RH_STAMP) p = sx_wv(p, rst);
+      if (head & SX_RH_CL) p = sx_wv(p, r->cl);
+      if (r->cl & 1) {
+        if (head & SX_RH_PART) {
+          unsigned prev = 0;
+          p = sx_wv(p, r->ncols);
+          for (j = 0; j < r->ncols; j++) {
+            p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0));
+            prev = c0[j].col;
+          }
+        }
+        if (head & SX_RH_CST) p = sx_wv(p, cst);
+        if (head & SX_RH_BASE) p = sx_wv(p, bst);
+        for (j = 0; j < r->ncols; j++) {
+          const sx_dcol *c = &c0[j];
+          sx_encol *ec =
+              sx_encol_find(tcols, (size_t)(tend - tcols), r->tid, c->col);
+          if (ctl) {
+            size_t s = sx_stamp_find(st, nst, c->site, c->hlc);
+            size_t b = c->bhlc ? sx_stamp_find(st, nst, c->bsite, c->bhlc)
+                               : SIZE_MAX;
+            unsigned cc = 0;
+            if (c->v.type == SYNC_NULL) cc |= SX_CC_NULL;
+            if (s != cst) cc |= SX_CC_STAMP;
+            if (b != bst) cc |= SX_CC_BASE;
+            p = sx_wv(p, cc);
+            if (cc & SX_CC_STAMP) p = sx_wv(p, s);
+            if (cc & SX_CC_BASE) p = sx_wv(p, b == SIZE_MAX ? 0 : b + 1);
+            if (cc & SX_CC_NULL) continue;
+          }
+          p = sx_wvalue(p, ec, d, c);
+        }
+      }
+      ptid = r->tid;
+      pk = r->koff;
+      pklen = r->klen;
+      pstamp = rst;
+    }
+  }
+  e->body.len = (size_t)(p - e->body.p);
+  if (SX_NEVER(e->body.len > bound)) rc = SYNC_EINVAL;
+done:
+  sx_free(&e->al, sr);
+  sx_free(&e->al, st);
+  return rc;
+}
+
+SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
+                                size_t *frame_len, size_t *raw_len) {
+  unsigned char head[SX_FHEAD_MAX], *p = head;
+  unsigned flags = 0;
+  const unsigned char *stored;
+  size_t nstored, hlen;
+  int rc;
+  if (!e || !d) return SYNC_EINVAL;
+  e->have = 0;
+  e->pos = 0;
+  if ((rc = sx_encode_body(e, d))) return rc;
+  if (e->body.len > UINT32_MAX) return SYNC_ELIMIT;
+  e->raw_len = e->body.len;
+  stored = e->body.p;
+  nstored = e->body.len;
+  e->frame.len = 0;
+#ifndef SYNC_OMIT_ZSTD
+  if (e->level > 0) {
+    size_t bound = ZSTD_compressBound(e->body.len), n;
+    flags |= SX_FF_ZSTD;
+    if (e->cdict) flags |= SX_FF_DICT;
+    if ((rc = sx_buf_reserve(&e->frame, SX_FHEAD_MAX + bound + SX_FSUM)))
+      return rc;
+    n = ZSTD_compress2(e->cctx, e->frame.p + SX_FHEAD_MAX, bound, e->body.p,
+                       e->body.len);
+    if (ZSTD_isError(n)) return SYNC_ENOMEM;
+    stored = e->frame.p + SX_FHEAD_MAX;
+    nstored = n;
+  }
+#endif
+  *p++ = SX_FMAGIC0;
+  *p++ = 'S';
+  *p++ = 'Y';
+  *p++ = 'N';
+  *p++ = SX_FMAJOR;
+  *p++ = SX_FMINOR;
+  *p++ = (unsigned char)flags;
+  p = sx_wv(p, nstored);
+  if (flags & SX_FF_ZSTD) p = sx_wv(p, e->raw_len);
+  if (flags & SX_FF_DICT) {
+    sx_put_le32(p, e->dict_id);
+    p += 4;
+  }
+  hlen = (size_t)(p - head);
+  if ((rc = sx_buf_reserve(&e->frame, SX_FHEAD_MAX + nstored + SX_FSUM)))
+    return rc;
+  if (flags & SX_FF_ZSTD) /* the body sits at SX_FHEAD_MAX: close the gap */
+    memmove(e->frame.p + hlen, e->frame.p + SX_FHEAD_MAX, nstored);
+  else
+    memcpy(e->frame.p + hlen, stored, nstored);
+  memcpy(e->frame.p, head, hlen);
+  sx_put_le64(e->frame.p + hlen + nstored,
+              sx_hash64(e->frame.p, hlen + nstored, 0));
+  e->frame.len = hlen + nstored + SX_FSUM;
+  e->have = 1;
+  if (frame_len) *frame_len = e->frame.len;
+  if (raw_len) *raw_len = e->raw_len;
+  return 0;
+}
+
+SYNC_API int64_t sync_encoder_read(sync_encoder *e, sync_outbuf *out) {
+  size_t n;
+  if (!e || !out || !e->have || out->pos > out->size) return SYNC_EINVAL;
+  n = e->frame.len - e->pos;
+  if (n > out->size - out->pos) n = out->size - out->pos;
+  if (n) memcpy((unsigned char *)out->ptr + out->pos, e->frame.p + e->pos, n);
+  out->pos += n;
+  e->pos += n;
+  return (int64_t)(e->frame.len - e->pos);
+}
+
+SYNC_API int sync_encoder_frame(const sync_encoder *e, const void **frame,
+                                size_t *len) {
+  if (!e || !frame || !len || !e->have) return SYNC_EINVAL;
+  *frame = e->frame.p;
+  *len = e->frame.len;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Decoder
+ * ------------------------------------------------------------------- */
+struct sync_decoder {
+  sx_alloc al;
+  size_t max_frame, max_body, max_rows;
+  sx_buf in;         /* the frame being received */
+  size_t need;       /* its total length once the header is known, or 0 */
+  sx_buf raw;        /* decompressed body */
+  uint32_t dict_id;
+#ifndef SYNC_OMIT_ZSTD
+  ZSTD_DCtx *dctx;
+  ZSTD_DDict *ddict;
+#endif
+  uint64_t *stamps;   /* scratch: stamp table (hlc) */
+  uint32_t *ssite;    /* and sites */
+  size_t cap_stamps, cap_ssite;
+  unsigned char *enc; /* scratch: column encodings per table */
+  unsigned *ncols;
+  int64_t *prev;      /* per (table slot, column): delta state */
+  size_t cap_enc;
+};
+
+SYNC_API int sync_decoder_create(const sync_allocator *alloc,
+                                 const sync_codec_opts *o,
+                                 sync_decoder **out) {
+  sync_decoder *dec;
+  sx_alloc al;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (sx_alloc_from(alloc, &al)) return SYNC_EINVAL;
+#ifdef SYNC_OMIT_ZSTD
+  if (o && o->dict) return SYNC_ENOTSUP;
+#endif
+  dec = (sync_decoder *)sx_malloc(&al, sizeof *dec);
+  if (!dec) return SYNC_ENOMEM;
+  memset(dec, 0, sizeof *dec);
+  dec->al = al;
+  dec->max_frame = o && o->max_frame ? o->max_frame : SX_DEF_MAX_FRAME;
+  dec->max_body = o && o->max_body ? o->max_body : SX_DEF_MAX_BODY;
+  dec->max_rows = o && o->max_rows ? o->max_rows : SX_DEF_MAX_ROWS;
+  if (dec->max_frame > UINT32_MAX) dec->max_frame = UINT32_MAX;
+  if (dec->max_body > UINT32_MAX) dec->max_body = UINT32_MAX;
+  sx_buf_init(&dec->in, &dec->al);
+  sx_buf_init(&dec->raw, &dec->al);
+#ifndef SYNC_OMIT_ZSTD
+  if (o && o->dict) {
+    dec->ddict = ZSTD_createDDict(o->dict, o->dict_len);
+    if (!dec->ddict) {
+      sync_decoder_free(dec);
+      return SYNC_EINVAL;
+    }
+    dec->dict_id = ZSTD_getDictID_fromDDict(dec->ddict);
+  }
+#endif
+  *out = dec;
+  return 0;
+}
+
+SYNC_API void sync_decoder_free(sync_decoder *dec) {
+  sx_alloc al;
+  if (!dec) return;
+  al = dec->al;
+#ifndef SYNC_OMIT_ZSTD
+  ZSTD_freeDDict(dec->ddict);
+  ZSTD_freeDCtx(dec->dctx);
+#endif
+  sx_buf_free(&dec->in);
+  sx_buf_free(&dec->raw);
+  sx_free(&al, dec->stamps);
+  sx_free(&al, dec->ssite);
+  sx_free(&al, dec->enc);
+  sx_free(&al, dec->ncols);
+  sx_free(&al, dec->prev);
+  sx_free(&al, dec);
+}
+
+/* A bounded reader over [p, end). */
+typedef struct sx_rd {
+  const unsigned char *p, *end;
+  int bad;
+} sx_rd;
+
+static uint64_t sx_rv(sx_rd *r) {
+  uint64_t v = 0;
+  size_t n = r->bad ? 0 : sx_get_varint(r->p, r->end, &v);
+  if (!n) {
+    r->bad = 1;
+    return 0;
+  }
+  r->p += n;
+  return v;
+}
+
+static const unsigned char *sx_rbytes(sx_rd *r, size_t n) {
+  const unsigned char *q = r->p;
+  if (r->bad || n > (size_t)(r->end - r->p)) {
+    r->bad = 1;
+    return NULL;
+  }
+  r->p += n;
+  return q;
+}
+
+/* A varint that must fit below lim. */
+static uint64_t sx_rvb(sx_rd *r, uint64_t lim) {
+  uint64_t v = sx_rv(r);
+  if (v >= lim) r->bad = 1;
+  return r->bad ? 0 : v;
+}
+
+static int sx_rcursor(sx_rd *r, sx_cursor *c) {
+  const unsigned char *m = sx_rbytes(r, 1);
+  memset(c, 0, sizeof *c);
+  if (!m) return SYNC_EFORMAT;
+  c->mode = m[0];
+  if (c->mode == SX_MODE_LOG) {
+    c->version = sx_rv(r);
+    c->seq = (uint32_t)sx_rvb(r, (uint64_t)UINT32_MAX + 1);
+  } else if (c->mode == SX_MODE_INITIAL) {
+    const unsigned char *k;
+    c->v0 = sx_rv(r);
+    c->tid = (uint32_t)sx_rvb(r, SYNC_MAX_TABLES + 1);
+    c->klen = (size_t)sx_rvb(r, SYNC_MAX_KEY + 1);
+    k = sx_rbytes(r, c->klen);
+    if (k && c->klen) memcpy(c->key, k, c->klen);
+  } else {
+    return SYNC_EFORMAT;
+  }
+  return r->bad ? SYNC_EFORMAT : 0;
+}
+
+/* Decode the body [b, b + n) into a new delta. */
+static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
+                          int newer_minor, sync_delta **out) {
+  sx_rd r;
+  sync_delta *d;
+  const unsigned char *q;
+  uint64_t nst = 0, ng, ntab, i, j;
+  size_t nrows, slot_of[SYNC_MAX_TABLES];
+  int rc = SYNC_EFORMAT;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  d = sx_delta_new(&dec->al);
+  if (!d) return SYNC_ENOMEM;
+  /* The arena: the body itself (values are offsets into it), then the
+   * keys as rebuilt. */
+  if ((rc = sx_buf_reserve(&d->arena, n + 64))) goto fail;
+  memcpy(d->arena.p, b, n);
+  d->arena.len = n;
+  rc = SYNC_EFORMAT;
+  q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
+  if (!q) goto fail;
+  if (q[0] & ~1u) goto fail;
+  d->last = q[0] & 1;
+  memcpy(d->sender, q + 1, SX_SITE_LEN);
+  memcpy(d->receiver, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
+  d->schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
+  if (sx_rcursor(&r, &d->start) || sx_rcursor(&r, &d->end)) goto fail;
+  d->nsites = (uint32_t)sx_rvb(&r, SX_MAX_SITES + 1);
+  if (r.bad || d->nsites == 0 ||
+      d->nsites > (size_t)(r.end - r.p) / (SX_SITE_LEN + 1))
+    goto fail;
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&dec->al,
+                                                (size_t)d->nsites * SX_SITE_LEN);
+  d->vv = (uint64_t *)sx_malloc(&dec->al, (size_t)d->nsites * sizeof(uint64_t));
+  if (!d->sites || !d->vv) {
+    rc = SYNC_ENOMEM;
+    goto fail;
+  }
+  d->nvv = d->nsites;
+  q = sx_rbytes(&r, (size_t)d->nsites * SX_SITE_LEN);
+  if (!q) goto fail;
+  memcpy(d->sites, q, (size_t)d->nsites * SX_SITE_LEN);
+  for (i = 0; i < d->nsites; i++) d->vv[i] = sx_rv(&r);
+  /* Stamp table: each stamp costs at least one byte, which bounds it. */
+  ng = sx_rvb(&r, (uint64_t)d->nsites + 1);
+  if (r.bad) goto fail;
+  {
+    uint64_t psite = 0;
+    for (i = 0; i < ng; i++) {
+      uint64_t site = sx_rvb(&r, d->nsites), cnt = sx_rv(&r), h;
+      /* Every stamp after a group's first costs a byte at least. */
+      if (r.bad || cnt == 0 || cnt - 1 > (uint64_t)(r.end - r.p) ||
+          (i && site <= psite))
+        goto fail;
+      if ((rc = sx_grow(&dec->al, (void **)&dec->stamps, &dec->cap_stamps,
+                        (size_t)(nst + cnt), sizeof(uint64_t))) ||
+          (rc = sx_grow(&dec->al, (void **)&dec->ssite, &dec->cap_ssite,
+                        (size_t)(nst + cnt), sizeof(uint32_t))))
+        goto fail;
+      rc = SYNC_EFORMAT;
+      {
+        psite = site;
+        h = sx_rv(&r);
+        if (h == 0) goto fail;
+        for (j = 0; j < cnt; j++) {
+          if (j) {
+            uint64_t gap = sx_rv(&r);
+            if (gap >= UINT64_MAX - h) goto fail;
+            h += gap + 1;
+          }
+          dec->stamps[nst] = h;
+          dec->ssite[nst++] = (uint32_t)site;
+        }
+        if (r.bad) goto fail;
+      }
+    }
+  }
+  /* Tables */
+  ntab = sx_rvb(&r, SYNC_MAX_TABLES + 1);
+  if (r.bad) goto fail;
+  for (i = 0; i < SYNC_MAX_TABLES; i++) slot_of[i] = SIZE_MAX;
+  {
+    size_t total = 0;
+    uint64_t ptid = 0;
+    const unsigned char *save = r.p;
+    /* First pass: sizes, to allocate the encoding arrays once. */
+    for (i = 0; i < ntab; i++) {
+      uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES), nc;
+      if (r.bad || (i && tid <= ptid)) goto fail;
+      ptid = tid;
+      nc = sx_rvb(&r, SYNC_MAX_COLUMNS + 1);
+      if (!sx_rbytes(&r, (size_t)nc)) goto fail;
+      total += (size_t)nc;
+    }
+    r.p = save;
+    if (dec->cap_enc < total + 1) {
+      sx_free(&dec->al, dec->enc);
+      sx_free(&dec->al, dec->prev);
+      dec->enc = (unsigned char *)sx_malloc(&dec->al, total + 1);
+      dec->prev = (int64_t *)sx_malloc(&dec->al, (total + 1) * sizeof(int64_t));
+      dec->cap_enc = dec->enc && dec->prev ? total + 1 : 0;
+      if (!dec->cap_enc) {
+        rc = SYNC_ENOMEM;
+        goto fail;
+      }
+    }
+    if (!dec->ncols) {
+      dec->ncols = (unsigned *)sx_malloc(&dec->al,
+                                         2 * SYNC_MAX_TABLES * sizeof(unsigned));
+      if (!dec->ncols) {
+        rc = SYNC_ENOMEM;
+        goto fail;
+      }
+    }
+    total = 0;
+    for (i = 0; i < ntab; i++) {
+      uint64_t tid = sx_rv(&r), nc = sx_rv(&r);
+      const unsigned char *e = sx_rbytes(&r, (size_t)nc);
+      slot_of[tid] = (size_t)i;
+      dec->ncols[2 * i] = (unsigned)nc;
+      dec->ncols[2 * i + 1] = (unsigned)total; /* first encoding */
+      for (j = 0; j < nc; j++) {
+        unsigned t = e[j] & 7u, m = e[j] >> 3;
+        if (t > SYNC_BLOB || (t == SYNC_NULL && m) ||
+            (t == SYNC_INTEGER && m > SX_ENC_DELTA) ||
+            (t == SYNC_REAL && m > SX_DEC_SCALES) ||
+            ((t == SYNC_TEXT || t == SYNC_BLOB) && m))
+          goto fail;
+        dec->enc[total + j] = e[j];
+        dec->prev[total + j] = 0;
+      }
+      total += (size_t)nc;
+    }
+  }
+  /* Rows: each takes at least two bytes. */
+  {
+    uint64_t nr = sx_rv(&r);
+    if (r.bad) goto fail;
+    if (nr > dec->max_rows) {
+      rc = SYNC_ELIMIT;
+      goto fail;
+    }
+    if (nr > (uint64_t)(r.end - r.p) / 2) goto fail;
+    nrows = (size_t)nr;
+  }
+  if (nrows) {
+    d->rows = (sx_drow *)sx_malloc(&dec->al, nrows * sizeof(sx_drow));
+    if (!d->rows) {
+      rc = SYNC_ENOMEM;
+      goto fail;
+    }
+    d->caprows = nrows;
+  }
+  {
+    uint64_t ptid = UINT64_MAX, pstamp = UINT64_MAX;
+    size_t pk = 0, pklen = 0, slot = 0;
+    for (i = 0; i < nrows; i++) {
+      sx_drow *row = &d->rows[i];
+      uint64_t head = sx_rv(&r), shared, klen, cst, bst = UINT64_MAX;
+      const unsigned char *suffix;
+      unsigned ncols, first;
+      size_t ncol_row, k;
+      if (r.bad || head > 0xff) goto fail;
+      if (head & SX_RH_TABLE) {
+        uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES);
+        if (r.bad || slot_of[tid] == SIZE_MAX ||
+            (ptid != UINT64_MAX && tid <= ptid))
+          goto fail;
+        ptid = tid;
+        slot = slot_of[tid];
+        pklen = 0;
+      } else if (ptid == UINT64_MAX) {
+        goto fail;
+      }
+      ncols = dec->ncols[2 * slot];
+      first = dec->ncols[2 * slot + 1];
+      shared = sx_rvb(&r, (uint64_t)pklen + 1);
+      klen = (head & SX_RH_KLEN) ? sx_rvb(&r, SYNC_MAX_KEY + 1) : pklen;
+      if (r.bad || klen == 0 || shared > klen) goto fail;
+      suffix = sx_rbytes(&r, (size_t)(klen - shared));
+      if (!suffix) goto fail;
+      if ((rc = sx_buf_reserve(&d->arena, (size_t)klen))) goto fail;
+      rc = SYNC_EFORMAT;
+      row->koff = d->arena.len;
+      row->klen = (size_t)klen;
+      if (shared) memcpy(d->arena.p + row->koff, d->arena.p + pk, (size_t)shared);
+      memcpy(d->arena.p + row->koff + shared, suffix, (size_t)(klen - shared));
+      d->arena.len += (size_t)klen;
+      /* Keys strictly increase within a table. */
+      if (!(head & SX_RH_TABLE) &&
+          sx_keycmp(d->arena.p + pk, pklen, d->arena.p + row->koff,
+                    row->klen) >= 0)
+        goto fail;
+      row->tid = (unsigned)ptid;
+      if (head & SX_RH_STAMP) pstamp = sx_rvb(&r, nst);
+      else if (pstamp == UINT64_MAX) goto fail;
+      row->cl = (head & SX_RH_CL) ? sx_rv(&r) : 1;
+      if (r.bad || row->cl == 0) goto fail;
+      row->clhlc = dec->stamps[pstamp];
+      row->clsite = dec->ssite[pstamp];
+      row->col0 = d->ncols;
+      row->ncols = 0;
+      if (!(row->cl & 1)) {
+        if (head & (SX_RH_PART | SX_RH_CST | SX_RH_BASE | SX_RH_CTL)) goto fail;
+        goto next;
+      }
+      ncol_row = ncols;
+      if (head & SX_RH_PART) ncol_row = (size_t)sx_rvb(&r, (uint64_t)ncols + 1);
+      if (r.bad) goto fail;
+      if ((rc = sx_grow(&dec->al, (void **)&d->cols, &d->capcols,
+                        d->ncols + ncol_row, sizeof(sx_dcol))))
+        goto fail;
+      rc = SYNC_EFORMAT;
+      if (head & SX_RH_PART) {
+        uint64_t col = 0;
+        for (k = 0; k < ncol_row; k++) {
+          uint64_t gap = sx_rvb(&r, ncols);
+          col = k ? col + 1 + gap : gap;
+          if (r.bad || col >= ncols) goto fail;
+          d->cols[d->ncols + k].col = (unsigned)col;
+        }
+      } else {
+        for (k = 0; k < ncol_row; k++) d->cols[d->ncols + k].col = (unsigned)k;
+      }
+      cst = (head & SX_RH_CST) ? sx_rvb(&r, nst) : pstamp;
+      if (head & SX_RH_BASE) bst = sx_rvb(&r, nst);
+      if (r.bad) goto fail;
+      for (k = 0; k < ncol_row; k++) {
+        sx_dcol *c = &d->cols[d->ncols + k];
+        uint64_t s = cst, bs = bst;
+        unsigned e = dec->enc[first + c->col], t = e & 7u, m = e >> 3;
+        int64_t *prev = &dec->prev[first + c->col];
+        int isnull = 0;
+        if (head & SX_RH_CTL) {
+          uint64_t cc = sx_rv(&r);
+          if (cc & ~(uint64_t)(SX_CC_NULL | SX_CC_STAMP | SX_CC_BASE)) goto fail;
+          if (cc & SX_CC_STAMP) s = sx_rvb(&r, nst);
+          if (cc & SX_CC_BASE) {
+            bs = sx_rvb(&r, nst + 1);
+            bs = bs ? bs - 1 : UINT64_MAX;
+          }
+          isnull = (cc & SX_CC_NULL) != 0;
+          if (r.bad) goto fail;
+        }
+        c->hlc = dec->stamps[s];
+        c->site = dec->ssite[s];
+        c->bhlc = bs == UINT64_MAX ? 0 : dec->stamps[bs];
+        c->bsite = bs == UINT64_MAX ? 0 : dec->ssite[bs];
+        if (isnull) {
+          c->v = sync_null();
+          continue;
+        }
+        c->v = sync_null();
+        c->v.type = (int)t;
+        switch (t) {
+        case SYNC_INTEGER:
+          if (m == SX_ENC_FIXED) {
+            const unsigned char *x = sx_rbytes(&r, 8);
+            if (!x) goto fail;
+            c->v.i = (int64_t)sx_get_le64(x);
+          } else if (m == SX_ENC_DELTA) {
+            *prev = (int64_t)((uint64_t)*prev +
+                              (uint64_t)sx_unzigzag(sx_rv(&r)));
+            c->v.i = *prev;
+          } else {
+            c->v.i = sx_unzigzag(sx_rv(&r));
+          }
+          break;
+        case SYNC_REAL:
+          if (m >= SX_ENC_DEC) {
+            uint64_t u = sx_rv(&r);
+            if (u) {
+              int64_t dm = sx_unzigzag(u - 1), mm;
+              if (dm > SX_MANT_MAX || dm < -SX_MANT_MAX) goto fail;
+              mm = *prev + dm;
+              if (mm > SX_MANT_MAX || mm < -SX_MANT_MAX) goto fail;
+              *prev = mm;
+              {
+                volatile double v = (double)mm / sx_p10[m - SX_ENC_DEC];
+                c->v.r = v;
+              }
+              break;
+            }
+          }
+          {
+            const unsigned char *x = sx_rbytes(&r, 8);
+            if (!x) goto fail;
+            c->v.r = sx_bits_double(sx_get_le64(x));
+          }
+          break;
+        case SYNC_TEXT:
+        case SYNC_BLOB: {
+          uint64_t len = sx_rvb(&r, (uint64_t)SYNC_MAX_VALUE + 1);
+          const unsigned char *x = sx_rbytes(&r, (size_t)len);
+          if (!x) goto fail;
+          c->v.len = (size_t)len;
+          c->v.data = (const void *)(uintptr_t)(size_t)(x - b);
+          break;
+        }
+        default: /* a column the table section says no row carries */
+          goto fail;
+        }
+        if (r.bad) goto fail;
+      }
+      d->ncols += ncol_row;
+      row->ncols = ncol_row;
+    next:
+      pk = row->koff;
+      pklen = row->klen;
+      d->nrows++;
+    }
+  }
+  /* A newer minor version may append sections a reader skips. */
+  if (r.bad || (r.p != r.end && !newer_minor)) goto fail;
+  *out = d;
+  return 0;
+fail:
+  sync_delta_free(d);
+  return rc;
+}
+
+/* Parse the header in [p, p + n): SYNC_NOTFOUND when more bytes are
+ * needed.  Sets *hlen, *stored, *raw, *flags, *minor, *dict. */
+static int sx_frame_head(const sync_decoder *dec, const unsigned char *p,
+                         size_t n, size_t *hlen, size_t *stored, size_t *raw,
+                         unsigned *flags, unsigned *minor, uint32_t *dict) {
+  const unsigned char *q = p + 7, *end = p + n;
+  uint64_t v;
+  size_t k;
+  if (n >= 1 && p[0] != SX_FMAGIC0) return SYNC_EFORMAT;
+  if (n >= 2 && p[1] != 'S') return SYNC_EFORMAT;
+  if (n >= 3 && p[2] != 'Y') return SYNC_EFORMAT;
+  if (n >= 4 && p[3] != 'N') return SYNC_EFORMAT;
+  if (n >= 5 && p[4] != SX_FMAJOR) return SYNC_EVERSION;
+  if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT))) return SYNC_EFORMAT;
+  if (n >= 7 && (p[6] & SX_FF_DICT) && !(p[6] & SX_FF_ZSTD))
+    return SYNC_EFORMAT;
+  if (n < 7) return SYNC_NOTFOUND;
+  *minor = p[5];
+  *flags = p[6];
+  k = sx_get_varint(q, end, &v);
+  if (!k) return (size_t)(end - q) >= SX_VARINT_MAX ? SYNC_EFORMAT : SYNC_NOTFOUND;
+  q += k;
+  if (v > dec->max_frame) return SYNC_ELIMIT;
+  *stored = (size_t)v;
+  *raw = *stored;
+  if (*flags & SX_FF_ZSTD) {
+    k = sx_get_varint(q, end, &v);
+    if (!k)
+      return (size_t)(end - q) >= SX_VARINT_MAX ? SYNC_EFORMAT : SYNC_NOTFOUND;
+    q += k;
+    *raw = (size_t)(v > dec->max_body ? dec->max_body + 1 : v);
+  }
+  if (*raw > dec->max_body) return SYNC_ELIMIT;
+  *dict = 0;
+  if (*flags & SX_FF_DICT) {
+    if ((size_t)(end - q) < 4) return SYNC_NOTFOUND;
+    *dict = sx_get_le32(q);
+    q += 4;
+  }
+  *hlen = (size_t)(q - p);
+  if (dec->max_frame < *hlen + SX_FSUM ||
+      *stored > dec->max_frame - *hlen - SX_FSUM)
+    return SYNC_ELIMIT;
+  return 0;
+}
+
+/* Check and decode the complete frame in [p, p + n). */
+static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
+                           size_t n, sync_delta **out) {
+  size_t hlen, stored, raw;
+  unsigned flags, minor;
+  uint32_t dict;
+  const unsigned char *body;
+  int rc = sx_frame_head(dec, p, n, &hlen, &stored, &raw, &flags, &minor,
+                         &dict);
+  if (rc == SYNC_NOTFOUND) return SYNC_EFORMAT;
+  if (rc) return rc;
+  if (n != hlen + stored + SX_FSUM) return SYNC_EFORMAT;
+  if (sx_get_le64(p + hlen + stored) != sx_hash64(p, hlen + stored, 0))
+    return SYNC_ECHECKSUM;
+  body = p + hlen;
+  if (flags & SX_FF_ZSTD) {
+#ifdef SYNC_OMIT_ZSTD
+    (void)dict;
+    return SYNC_ENOTSUP;
+#else
+    size_t got;
+    if ((flags & SX_FF_DICT) && (!dec->ddict || dict != dec->dict_id))
+      return SYNC_EDICT;
+    /* One zstd frame, exactly: no trailing or skippable frames. */
+    if (ZSTD_findFrameCompressedSize(body, stored) != stored)
+      return SYNC_EFORMAT;
+    if (!dec->dctx) {
+      dec->dctx = ZSTD_createDCtx();
+      if (!dec->dctx) return SYNC_ENOMEM;
+    }
+    ZSTD_DCtx_reset(dec->dctx, ZSTD_reset_session_and_parameters);
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(dec->dctx, ZSTD_d_windowLogMax,
+                                            SX_WINDOW_LOG_MAX)))
+      return SYNC_ENOMEM;
+    if ((flags & SX_FF_DICT) &&
+        ZSTD_isError(ZSTD_DCtx_refDDict(dec->dctx, dec->ddict)))
+      return SYNC_EDICT;
+    dec->raw.len = 0;
+    if ((rc = sx_buf_reserve(&dec->raw, raw + 1))) return rc;
+    /* The output buffer is the size the header promised: a body that
+     * inflates past it stops there (a bomb costs max_body, no more). */
+    got = ZSTD_decompressDCtx(dec->dctx, dec->raw.p, raw, body, stored);
+    if (ZSTD_isError(got)) {
+      if (ZSTD_getErrorCode(got) == ZSTD_error_dictionary_wrong)
+        return SYNC_EDICT;
+      if (ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation)
+        return SYNC_ENOMEM;
+      return SYNC_EFORMAT;
+    }
+    if (got != raw) return SYNC_EFORMAT;
+    body = dec->raw.p;
+#endif
+  }
+  return sx_decode_body(dec, body, raw, minor > SX_FMINOR, out);
+}
+
+static void sx_decoder_restart(sync_decoder *dec) {
+  dec->in.len = 0;
+  dec->need = 0;
+}
+
+SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
+                               sync_delta **out) {
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!dec || !in || in->pos > in->size || (!in->ptr && in->size))
+    return SYNC_EINVAL;
+  while (in->pos < in->size) {
+    const unsigned char *src = (const unsigned char *)in->ptr + in->pos;
+    size_t avail = in->size - in->pos, take;
+    if (!dec->need) {
+      /* Header: take bytes one varint's worth at a time, never past the
+       * frame, until its length is known. */
+      size_t hlen, stored, raw;
+      unsigned flags, minor;
+      uint32_t dict;
+      take = SX_FHEAD_MAX - dec->in.len;
+      if (take > avail) take = avail;
+      if ((rc = sx_buf_reserve(&dec->in, SX_FHEAD_MAX))) return rc;
+      memcpy(dec->in.p + dec->in.len, src, take);
+      rc = sx_frame_head(dec, dec->in.p, dec->in.len + take, &hlen, &stored,
+                         &raw, &flags, &minor, &dict);
+      if (rc == SYNC_NOTFOUND) {
+        dec->in.len += take;
+        in->pos += take;
+        continue;
+      }
+      if (rc) {
+        /* Only the bytes up to the fault are consumed. */
+        in->pos += take;
+        sx_decoder_restart(dec);
+        return rc;
+      }
+      dec->need = hlen + stored + SX_FSUM;
+      /* Of what was copied, keep only the frame's own bytes. */
+      if (dec->in.len + take > dec->need) take = dec->need - dec->in.len;
+      dec->in.len += take;
+      in->pos += take;
+      if ((rc = sx_buf_reserve(&dec->in, dec->need - dec->in.len))) {
+        sx_decoder_restart(dec);
+        return rc;
+      }
+    } else {
+      take = dec->need - dec->in.len;
+      if (take > avail) take = avail;
+      memcpy(dec->in.p + dec->in.len, src, take);
+      dec->in.len += take;
+      in->pos += take;
+    }
+    if (dec->need && dec->in.len == dec->need) {
+      rc = sx_frame_decode(dec, dec->in.p, dec->in.len, out);
+      sx_decoder_restart(dec);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+SYNC_API int sync_decoder_decode(sync_decoder *dec, const void *frame,
+                                 size_t len, sync_delta **out) {
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!dec || (!frame && len)) return SYNC_EINVAL;
+  sx_decoder_restart(dec);
+  return sx_frame_decode(dec, (const unsigned char *)frame, len, out);
+}
+
+/* ---------------------------------------------------------------------
+ * Dictionary training
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
+                             void *dict, size_t cap, size_t *len) {
+#ifdef SYNC_OMIT_ZSTD
+  (void)x;
+  (void)table;
+  (void)max_rows;
+  (void)dict;
+  (void)cap;
+  if (len) *len = 0;
+  return SYNC_ENOTSUP;
+#else
+  sync_env *env;
+  sync_cursor *cur = NULL;
+  sx_buf samples;
+  sync_value *v;
+  size_t *sizes = NULL, nsamp = 0, capsz = 0, got;
+  unsigned ncols;
+  int rc;
+  if (len) *len = 0;
+  if (!x || !dict || !len || cap < 256) return SYNC_EINVAL;
+  env = x->env;
+  if (table >= env->schema->ntables) return SYNC_NOTFOUND;
+  if (!max_rows) max_rows = 10000;
+  ncols = env->schema->tables[table].ncols;
+  sx_buf_init(&samples, &env->al);
+  v = (sync_value *)sx_malloc(&env->al, ncols * sizeof *v);
+  if (!v) return SYNC_ENOMEM;
+  if ((rc = sync_cursor_open(x, table, &cur))) {
+    sx_free(&env->al, v);
+    return rc;
+  }
+  /* One sample per row: its key and its values laid out as in a frame
+   * (plain encodings), which is what the frames' bodies repeat. */
+  while (nsamp < max_rows) {
+    sync_key k;
+    unsigned i;
+    size_t start = samples.len;
+    rc = sync_cursor_next(cur, &k, v, ncols);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) goto done;
+    if ((rc = sx_buf_reserve(&samples, k.len + SX_VARINT_MAX))) goto done;
+    samples.len += sx_put_varint(samples.p + samples.len, k.len);
+    memcpy(samples.p + samples.len, k.data, k.len);
+    samples.len += k.len;
+    for (i = 0; i < ncols; i++) {
+      size_t need = 1 + 2 * SX_VARINT_MAX + 8 +
+                    (v[i].type == SYNC_TEXT || v[i].type == SYNC_BLOB
+                         ? v[i].len
+                         : 0);
+      unsigned char *p;
+      if (env->schema->tables[table].cols[i].flags & SYNC_COL_LOCAL) continue;
+      if ((rc = sx_buf_reserve(&samples, need))) goto done;
+      p = samples.p + samples.len;
+      if (v[i].type == SYNC_INTEGER) {
+        p = sx_wv(p, sx_zigzag(v[i].i));
+      } else if (v[i].type == SYNC_REAL) {
+        sx_put_le64(p, sx_double_bits(v[i].r));
+        p += 8;
+      } else if (v[i].type == SYNC_TEXT || v[i].type == SYNC_BLOB) {
+        p = sx_wv(p, v[i].len);
+        memcpy(p, v[i].data, v[i].len);
+        p += v[i].len;
+      } else {
+        *p++ = 0;
+      }
+      samples.len = (size_t)(p - samples.p);
+    }
+    if ((rc = sx_grow(&env->al, (void **)&sizes, &capsz, nsamp + 1,
+                      sizeof(size_t))))
+      goto done;
+    sizes[nsamp++] = samples.len - start;
+  }
+  if (nsamp < 8) {
+    rc = SYNC_ELIMIT;
+    goto done;
+  }
+  got = ZDICT_trainFromBuffer(dict, cap, samples.p, sizes, (unsigned)nsamp);
+  if (ZDICT_isError(got)) {
+    rc = SYNC_ELIMIT; /* too little material for zstd to find patterns */
+    goto done;
+  }
+  *len = got;
+done:
+  sync_cursor_close(cur);
+  sx_free(&env->al, v);
+  sx_free(&env->al, sizes);
+  sx_buf_free(&samples);
+  return rc;
+#endif
+}

@@ -1,0 +1,79 @@
+/*
+ * merge.h - the in-memory form of requests and delta chunks, shared by
+ * the merge engine (merge.c), which makes and applies them, and the wire
+ * codec (codec.c), which turns chunks into frames and back.
+ */
+#ifndef SX_MERGE_H
+#define SX_MERGE_H
+
+#include "db.h"
+
+#define SX_MODE_LOG 0
+#define SX_MODE_INITIAL 1
+#define SX_NONE UINT32_MAX
+#define SX_TAG_NONE 7
+
+typedef struct sx_cursor {
+  int mode;
+  uint64_t version; /* log mode: position held */
+  uint32_t seq;
+  uint64_t v0;      /* initial mode */
+  uint32_t tid;
+  size_t klen;      /* 0: the table's stream has not started */
+  unsigned char key[SYNC_MAX_KEY];
+} sx_cursor;
+
+typedef struct sx_peer {
+  sx_cursor cur;    /* what this replica holds of the peer */
+  uint64_t acked_version; /* what the peer holds of this replica */
+  uint32_t acked_seq;
+} sx_peer;
+
+struct sync_request {
+  sx_alloc al;
+  uint8_t requester[SX_SITE_LEN], sender[SX_SITE_LEN];
+  uint64_t schema_hash;
+  sx_cursor cur;
+  size_t nvv;
+  sync_stamp *vv;
+};
+
+typedef struct sx_dcol {
+  unsigned col;
+  uint64_t hlc, bhlc; /* bhlc 0: no base */
+  uint32_t site, bsite; /* indexes into the delta's site table */
+  sync_value v;       /* TEXT/BLOB: data is an offset into the arena */
+} sx_dcol;
+
+typedef struct sx_drow {
+  unsigned tid;
+  size_t koff, klen;
+  uint64_t cl, clhlc;
+  uint32_t clsite;
+  size_t col0, ncols;
+} sx_drow;
+
+struct sync_delta {
+  sx_alloc al;
+  uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
+  uint64_t schema_hash;
+  sx_cursor start, end;
+  int last;
+  uint32_t nsites;
+  uint8_t (*sites)[SX_SITE_LEN];
+  size_t nvv;
+  uint64_t *vv; /* per delta site: the sender's vector (0 = nothing) */
+  sx_drow *rows;
+  size_t nrows, caprows;
+  sx_dcol *cols;
+  size_t ncols, capcols;
+  sx_buf arena;
+};
+
+/* A new empty delta on allocator al (NULL when out of memory). */
+SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
+/* Grow array *p of elem-byte items to hold need items (doubling). */
+SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
+                         size_t elem);
+
+#endif
