@@ -319,6 +319,11 @@ SYNC_API const char *sync_strerror(int err) {
   case SYNC_ECHECKSUM: return "batch frame fails its checksum";
   case SYNC_EDICT: return "batch frame needs another compression dictionary";
   case SYNC_ENOTSUP: return "not supported by this build";
+  case SYNC_EPERM: return "refused by the rights granted to the peer";
+  case SYNC_EPROTO: return "protocol violation by the peer";
+  case SYNC_EPEER: return "the peer ended the session with an error";
+  case SYNC_ECLOSED: return "connection closed before the session was done";
+  case SYNC_ETIMEOUT: return "timed out waiting for the peer";
   default: return "unknown error";
   }
 }
@@ -3384,6 +3389,7 @@ struct sync_delta {
   uint64_t schema_hash;
   sx_cursor start, end;
   int last;
+  int partial; /* rows were left out (tables, filter): vector not raised */
   uint32_t nsites;
   uint8_t (*sites)[SX_SITE_LEN];
   size_t nvv;
@@ -3416,6 +3422,10 @@ struct sync_conflicts {
 /* ---------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------- */
+static int sx_bit(const unsigned char *set, unsigned i) {
+  return (set[i >> 3] >> (i & 7)) & 1;
+}
+
 static int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
                        const uint8_t *sb) {
   if (ha != hb) return ha < hb ? -1 : 1;
@@ -3664,12 +3674,18 @@ SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
  * *bytes grows by the value bytes added. */
 static int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
                         const unsigned char *key, size_t klen, const sx_row *r,
-                        const uint64_t *rvv, size_t *bytes) {
+                        const uint64_t *rvv, const sync_delta_opts *o,
+                        size_t *bytes) {
   const sx_table *tb = &x->env->schema->tables[tid];
   const sx_stamp *cs = &r->stamps[r->cl_stamp];
   sx_drow *row;
   size_t i, n0 = d->ncols;
   int rc, need = cs->hlc > rvv[cs->site];
+  if (o && ((o->tables && !sx_bit(o->tables, tid)) ||
+            (o->filter && !o->filter(o->filter_ctx, tid, key, klen)))) {
+    d->partial = 1; /* left out: the receiver must not raise its vector */
+    return 0;
+  }
   if ((rc = sx_grow(&d->al, (void **)&d->cols, &d->capcols,
                     d->ncols + r->ncols, sizeof(sx_dcol))))
     return rc;
@@ -3719,7 +3735,8 @@ static int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
 
 /* Log pass: rows whose log entry follows d->start. */
 static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
-                        size_t max_rows, size_t max_bytes) {
+                        const sync_delta_opts *o, size_t max_rows,
+                        size_t max_bytes) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
@@ -3746,7 +3763,7 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     if (rc) break;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
     if (rc == 0)
-      rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, &bytes);
+      rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, o, &bytes);
     else if (rc == SYNC_NOTFOUND)
       rc = 0; /* a stale entry: the row's current one comes later */
     if (rc) break;
@@ -3759,7 +3776,8 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
 
 /* Initial pass: the tables in key order, from the cursor on. */
 static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
-                         size_t max_rows, size_t max_bytes) {
+                         const sync_delta_opts *o, size_t max_rows,
+                         size_t max_bytes) {
   sync_env *env = x->env;
   size_t bytes = 0;
   int rc = 0;
@@ -3775,6 +3793,12 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     sx_slice k, v;
     int op;
     if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
+    if (o && o->tables && !sx_bit(o->tables, d->end.tid)) {
+      d->partial = 1; /* a table not selected: skipped whole */
+      d->end.tid++;
+      d->end.klen = 0;
+      continue;
+    }
     if ((rc = sx_table_cursor(x, d->end.tid, &c))) return rc;
     k.p = d->end.key;
     k.n = d->end.klen;
@@ -3790,7 +3814,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
         return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                        env->schema->tables[d->end.tid].name);
-      if ((rc = sx_delta_add(d, x, d->end.tid, k.p, k.n, &x->old, rvv,
+      if ((rc = sx_delta_add(d, x, d->end.tid, k.p, k.n, &x->old, rvv, o,
                              &bytes)))
         return rc;
       memcpy(d->end.key, k.p, k.n);
@@ -3849,9 +3873,9 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   d->start = req->cur;
   if (d->start.mode == SX_MODE_INITIAL ||
       (d->start.version == 0 && d->start.seq == 0))
-    rc = sx_delta_keys(d, x, rvv, max_rows, max_bytes);
+    rc = sx_delta_keys(d, x, rvv, opts, max_rows, max_bytes);
   else
-    rc = sx_delta_log(d, x, rvv, max_rows, max_bytes);
+    rc = sx_delta_log(d, x, rvv, opts, max_rows, max_bytes);
   if (rc) goto done;
   /* The site table and this replica's vector go with every chunk. */
   d->nsites = x->nsites;
@@ -4534,9 +4558,43 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
   return 0;
 }
 
+/* May row dr be applied under ao?  lvv: this replica's vector per local
+ * site index (NULL when relay is allowed); sender: the delta's site index
+ * of its sender (SX_NONE if absent); ahead: the largest HLC accepted. */
+static int sx_row_ok(const sx_apply *a, const sync_apply_opts *ao,
+                     const sx_drow *dr, const uint64_t *lvv, uint32_t sender,
+                     uint64_t ahead) {
+  const sync_delta *d = a->d;
+  size_t j;
+  if (ao->writable && !sx_bit(ao->writable, dr->tid)) return 0;
+  for (j = 0; j <= dr->ncols; j++) {
+    uint64_t hlc = j ? d->cols[dr->col0 + j - 1].hlc : dr->clhlc;
+    uint32_t site = j ? d->cols[dr->col0 + j - 1].site : dr->clsite;
+    if (ao->max_ahead_ms && hlc > ahead) return 0;
+    /* A change of another site is news only if our vector lacks it. */
+    if (lvv && site != sender &&
+        (a->smap[site] == SX_NONE || hlc > lvv[a->smap[site]]))
+      return 0;
+  }
+  return 1;
+}
+
 SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
                               sync_apply_report *rep) {
+  sync_apply_opts o;
+  memset(&o, 0, sizeof o);
+  o.policy = policy;
+  o.relay = 1;
+  return sync_delta_apply_opts(x, d, &o, rep);
+}
+
+SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                                   const sync_apply_opts *ao,
+                                   sync_apply_report *rep) {
   sync_env *env;
+  uint64_t *lvv = NULL, ahead = UINT64_MAX;
+  uint32_t sender = SX_NONE;
+  int checks, policy = ao ? ao->policy : SYNC_APPLY_MERGE;
   sync_apply_report dummy;
   sx_apply a;
   sx_peer peer;
@@ -4593,12 +4651,37 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
     }
     if (rc) goto done;
   }
+  checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms);
+  if (checks) {
+    for (i = 0; i < d->nsites; i++)
+      if (!memcmp(d->sites[i], d->sender, SX_SITE_LEN)) sender = (uint32_t)i;
+    if (!ao->relay && (rc = sx_vv_load(x, &lvv))) goto done;
+    if (ao->max_ahead_ms) {
+      uint64_t now = env->clock(env->clock_ctx);
+      ahead = ((now + ao->max_ahead_ms) << 16) | 0xffff;
+    }
+    if (ao->refuse_whole)
+      for (i = 0; i < d->nrows; i++)
+        if (!sx_row_ok(&a, ao, &d->rows[i], lvv, sender, ahead)) {
+          rc = sx_fail(env, SYNC_EPERM,
+                       "table '%s': the chunk holds a row the sender may not "
+                       "write (table rights, another site's change, or a "
+                       "stamp from the future)",
+                       env->schema->tables[d->rows[i].tid].name);
+          goto done;
+        }
+  }
   /* The clock follows everything in the delta before any local stamp
-   * (a resolver's) is taken, so ours come after all of them. */
-  for (i = 0; i < d->nrows; i++)
+   * (a resolver's) is taken, so ours come after all of them; stamps of
+   * refused rows must not move it. */
+  for (i = 0; i < d->nrows; i++) {
+    size_t j;
+    if (checks && !sx_row_ok(&a, ao, &d->rows[i], lvv, sender, ahead)) continue;
     if (d->rows[i].clhlc > maxhlc) maxhlc = d->rows[i].clhlc;
-  for (i = 0; i < d->ncols; i++)
-    if (d->cols[i].hlc > maxhlc) maxhlc = d->cols[i].hlc;
+    for (j = 0; j < d->rows[i].ncols; j++)
+      if (d->cols[d->rows[i].col0 + j].hlc > maxhlc)
+        maxhlc = d->cols[d->rows[i].col0 + j].hlc;
+  }
   if (maxhlc > x->hlc_seen) x->hlc_seen = maxhlc;
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *dr = &d->rows[i];
@@ -4607,6 +4690,10 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
     sx_slice k, v;
     int found, cls, was_live, now_live, append = 0;
     rep->rows++;
+    if (checks && !sx_row_ok(&a, ao, dr, lvv, sender, ahead)) {
+      rep->refused++; /* never applied; the run still moves past it */
+      continue;
+    }
     if ((rc = sx_table_cursor(x, dr->tid, &cur))) goto done;
     if (keyed && !a.dry) {
       /* Rows of an initial stream come in key order: past the table's
@@ -4665,7 +4752,7 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
     peer.cur = d->end;
     if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
     rep->cursor_moved = 1;
-    if (d->last) {
+    if (d->last && !d->partial && !rep->refused) {
       /* The run is complete: we hold all the sender held. */
       for (i = 0; i < d->nvv; i++) {
         unsigned char kk[4], vb[8];
@@ -4689,7 +4776,22 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   }
 done:
   sx_free(&env->al, a.smap);
+  sx_free(&env->al, lvv);
   return rc;
+}
+
+SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
+  sx_peer p;
+  int rc;
+  if (!x || !peer || !memcmp(peer, x->env->site, SX_SITE_LEN))
+    return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  rc = sx_peer_get(x, peer, &p);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  memset(&p.cur, 0, sizeof p.cur);
+  return sx_peer_put(x, peer, &p);
 }
 
 /* ---------------------------------------------------------------------
@@ -5448,7 +5550,7 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   e->body.len = 0;
   if ((rc = sx_buf_reserve(&e->body, bound))) goto done;
   p = e->body.p;
-  *p++ = d->last ? 1 : 0;
+  *p++ = (unsigned char)((d->last ? 1 : 0) | (d->partial ? 2 : 0));
   memcpy(p, d->sender, SX_SITE_LEN);
   p += SX_SITE_LEN;
   memcpy(p, d->receiver, SX_SITE_LEN);
@@ -5836,8 +5938,9 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
   rc = SYNC_EFORMAT;
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
   if (!q) goto fail;
-  if (q[0] & ~1u) goto fail;
+  if (q[0] & ~3u) goto fail;
   d->last = q[0] & 1;
+  d->partial = (q[0] & 2) != 0;
   memcpy(d->sender, q + 1, SX_SITE_LEN);
   memcpy(d->receiver, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
   d->schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);

@@ -83,6 +83,14 @@ extern "C" {
                                  decoder does not have */
 #define SYNC_ENOTSUP (-24)    /* feature left out of this build (e.g.
                                  compression under SYNC_OMIT_ZSTD) */
+#define SYNC_EPERM (-25)      /* refused by the rights granted to the peer */
+#define SYNC_EPROTO (-26)     /* protocol violation: unexpected or malformed
+                                 session message */
+#define SYNC_EPEER (-27)      /* the peer ended the session with an error
+                                 (sync_session_errmsg says which) */
+#define SYNC_ECLOSED (-28)    /* the transport closed before the session
+                                 was done */
+#define SYNC_ETIMEOUT (-29)   /* the peer said nothing for too long */
 
 /* A static English description of err; never NULL, also for unknown
  * codes. */
@@ -473,9 +481,24 @@ SYNC_API void sync_request_free(sync_request *req);
  * write transaction.  Errors: SYNC_EINVAL, SYNC_EREADONLY. */
 SYNC_API int sync_request_ack(sync_txn *txn, const sync_request *req);
 
+/* Row filter on the sending side: return nonzero to send the row (table,
+ * key), 0 to leave it out. */
+typedef int (*sync_row_filter_fn)(void *ctx, unsigned table, const void *key,
+                                  size_t klen);
+
 typedef struct sync_delta_opts {
   size_t max_rows;  /* rows per chunk; 0 = 1,000 */
   size_t max_bytes; /* approximate value bytes per chunk; 0 = 1 MiB */
+  /* Tables to send: bit (t & 7) of tables[t >> 3] set for table id t;
+   * NULL sends every table.  Rows of other tables, and rows the filter
+   * refuses, are left out, and a chunk that left anything out does not
+   * raise the receiver's version vector (it has not got everything the
+   * sender holds).  Widening the selection later does not resend what was
+   * left out before the receiver's cursor: reset the peer for that
+   * (sync_peer_reset). */
+  const unsigned char *tables;
+  sync_row_filter_fn filter; /* NULL: every row */
+  void *filter_ctx;
 } sync_delta_opts;
 
 /* Sender side: the next chunk for the requester, cut from txn's snapshot
@@ -510,6 +533,7 @@ typedef struct sync_apply_report {
   uint64_t conflicts; /* conflicts recorded (or, in a dry run, found) */
   int cursor_moved;   /* the chunk continued the run: cursor advanced */
   int vector_raised;  /* the run reached the last chunk */
+  uint64_t refused;   /* rows refused by sync_apply_opts (never applied) */
 } sync_apply_report;
 
 /* Apply chunk d in the write transaction txn, together with the sender's
@@ -521,6 +545,43 @@ typedef struct sync_apply_report {
  * another schema), SYNC_EREADONLY, storage errors. */
 SYNC_API int sync_delta_apply(sync_txn *txn, const sync_delta *d, int policy,
                               sync_apply_report *rep);
+
+/* What a receiver accepts from a sender it does not fully trust (the
+ * server side of a session): rights per table, relayed changes, clock
+ * bounds.  Checks use this replica's own state, never columns of the
+ * incoming rows. */
+typedef struct sync_apply_opts {
+  int policy; /* SYNC_APPLY_*, optionally | SYNC_APPLY_DRY_RUN */
+  /* Tables the sender may write: bit (t & 7) of writable[t >> 3];
+   * NULL = all. */
+  const unsigned char *writable;
+  /* 0: every change the row brings that this replica does not hold yet
+   * must carry the sender's own site id (a device originates changes
+   * only as itself); nonzero: the sender may relay other sites'. */
+  int relay;
+  /* Refuse rows with a stamp more than this many milliseconds ahead of
+   * this replica's clock (a peer must not win every future write with a
+   * huge HLC); 0 = no bound. */
+  uint64_t max_ahead_ms;
+  /* What a refused row does: 0 = it alone is left out (counted in
+   * rep->refused; the rest of the chunk applies and the cursor moves),
+   * nonzero = the whole chunk is refused with SYNC_EPERM before anything
+   * is written. */
+  int refuse_whole;
+} sync_apply_opts;
+
+/* sync_delta_apply with the checks of opts (NULL: none, SYNC_APPLY_MERGE).
+ * Errors: as sync_delta_apply, and SYNC_EPERM (refuse_whole and a row
+ * outside the rights; sync_env_errmsg() names it). */
+SYNC_API int sync_delta_apply_opts(sync_txn *txn, const sync_delta *d,
+                                   const sync_apply_opts *opts,
+                                   sync_apply_report *rep);
+
+/* Forget what this replica holds of peer's log (its cursor), so the next
+ * request asks for everything again, as an initial stream; the version
+ * vector is not lowered.  For a receiver whose selection widened, or
+ * one told SYNC_ESTALE.  Errors: SYNC_EINVAL, SYNC_EREADONLY. */
+SYNC_API int sync_peer_reset(sync_txn *txn, const uint8_t peer[16]);
 
 /* Conflict classes of an incoming row against the local one */
 #define SYNC_NO_CONFLICT 0     /* local row absent or identical */

@@ -478,7 +478,7 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   e->body.len = 0;
   if ((rc = sx_buf_reserve(&e->body, bound))) goto done;
   p = e->body.p;
-  *p++ = d->last ? 1 : 0;
+  *p++ = (unsigned char)((d->last ? 1 : 0) | (d->partial ? 2 : 0));
   memcpy(p, d->sender, SX_SITE_LEN);
   p += SX_SITE_LEN;
   memcpy(p, d->receiver, SX_SITE_LEN);
@@ -866,8 +866,9 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
   rc = SYNC_EFORMAT;
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
   if (!q) goto fail;
-  if (q[0] & ~1u) goto fail;
+  if (q[0] & ~3u) goto fail;
   d->last = q[0] & 1;
+  d->partial = (q[0] & 2) != 0;
   memcpy(d->sender, q + 1, SX_SITE_LEN);
   memcpy(d->receiver, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
   d->schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);

@@ -59,6 +59,7 @@ struct sync_delta {
   uint64_t schema_hash;
   sx_cursor start, end;
   int last;
+  int partial; /* rows were left out (tables, filter): vector not raised */
   uint32_t nsites;
   uint8_t (*sites)[SX_SITE_LEN];
   size_t nvv;

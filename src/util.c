@@ -126,6 +126,11 @@ SYNC_API const char *sync_strerror(int err) {
   case SYNC_ECHECKSUM: return "batch frame fails its checksum";
   case SYNC_EDICT: return "batch frame needs another compression dictionary";
   case SYNC_ENOTSUP: return "not supported by this build";
+  case SYNC_EPERM: return "refused by the rights granted to the peer";
+  case SYNC_EPROTO: return "protocol violation by the peer";
+  case SYNC_EPEER: return "the peer ended the session with an error";
+  case SYNC_ECLOSED: return "connection closed before the session was done";
+  case SYNC_ETIMEOUT: return "timed out waiting for the peer";
   default: return "unknown error";
   }
 }
