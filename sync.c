@@ -183,6 +183,45 @@ static inline double sx_bits_double(uint64_t u) {
   return d;
 }
 
+/* A bounded reader over [p, end). */
+typedef struct sx_rd {
+  const unsigned char *p, *end;
+  int bad;
+} sx_rd;
+
+static inline uint64_t sx_rv(sx_rd *r) {
+  uint64_t v = 0;
+  size_t n = r->bad ? 0 : sx_get_varint(r->p, r->end, &v);
+  if (!n) {
+    r->bad = 1;
+    return 0;
+  }
+  r->p += n;
+  return v;
+}
+
+static inline const unsigned char *sx_rbytes(sx_rd *r, size_t n) {
+  const unsigned char *q = r->p;
+  if (r->bad || n > (size_t)(r->end - r->p)) {
+    r->bad = 1;
+    return NULL;
+  }
+  r->p += n;
+  return q;
+}
+
+/* A varint that must fit below lim. */
+static inline uint64_t sx_rvb(sx_rd *r, uint64_t lim) {
+  uint64_t v = sx_rv(r);
+  if (v >= lim) r->bad = 1;
+  return r->bad ? 0 : v;
+}
+
+/* Write varint v at p; returns the byte after it. */
+static inline unsigned char *sx_wv(unsigned char *p, uint64_t v) {
+  return p + sx_put_varint(p, v);
+}
+
 /* A growable byte buffer.  Memory from al; sx_buf_free releases it. */
 typedef struct sx_buf {
   unsigned char *p;
@@ -3407,6 +3446,15 @@ SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
                          size_t elem);
 
+/* codec.c: a cursor as frames and session messages carry it (u8 mode,
+ * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
+ * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
+SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
+SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
+/* codec.c: body bytes of the last frame dec decoded. */
+SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
+#define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
+
 #endif
 
 
@@ -5402,11 +5450,7 @@ static int sx_choose(sync_encoder *e, const sync_delta *d, size_t nec) {
   return 0;
 }
 
-static unsigned char *sx_wv(unsigned char *p, uint64_t v) {
-  return p + sx_put_varint(p, v);
-}
-
-static unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
+SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
   *p++ = (unsigned char)c->mode;
   if (c->mode == SX_MODE_LOG) {
     p = sx_wv(p, c->version);
@@ -5794,6 +5838,7 @@ struct sync_decoder {
   size_t need;       /* its total length once the header is known, or 0 */
   sx_buf raw;        /* decompressed body */
   uint32_t dict_id;
+  size_t last_raw;   /* body bytes of the last frame decoded */
 #ifndef SYNC_OMIT_ZSTD
   ZSTD_DCtx *dctx;
   ZSTD_DDict *ddict;
@@ -5861,41 +5906,7 @@ SYNC_API void sync_decoder_free(sync_decoder *dec) {
   sx_free(&al, dec);
 }
 
-/* A bounded reader over [p, end). */
-typedef struct sx_rd {
-  const unsigned char *p, *end;
-  int bad;
-} sx_rd;
-
-static uint64_t sx_rv(sx_rd *r) {
-  uint64_t v = 0;
-  size_t n = r->bad ? 0 : sx_get_varint(r->p, r->end, &v);
-  if (!n) {
-    r->bad = 1;
-    return 0;
-  }
-  r->p += n;
-  return v;
-}
-
-static const unsigned char *sx_rbytes(sx_rd *r, size_t n) {
-  const unsigned char *q = r->p;
-  if (r->bad || n > (size_t)(r->end - r->p)) {
-    r->bad = 1;
-    return NULL;
-  }
-  r->p += n;
-  return q;
-}
-
-/* A varint that must fit below lim. */
-static uint64_t sx_rvb(sx_rd *r, uint64_t lim) {
-  uint64_t v = sx_rv(r);
-  if (v >= lim) r->bad = 1;
-  return r->bad ? 0 : v;
-}
-
-static int sx_rcursor(sx_rd *r, sx_cursor *c) {
+SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c) {
   const unsigned char *m = sx_rbytes(r, 1);
   memset(c, 0, sizeof *c);
   if (!m) return SYNC_EFORMAT;
@@ -6338,7 +6349,12 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
     body = dec->raw.p;
 #endif
   }
+  dec->last_raw = raw;
   return sx_decode_body(dec, body, raw, minor > SX_FMINOR, out);
+}
+
+SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec) {
+  return dec->last_raw;
 }
 
 static void sx_decoder_restart(sync_decoder *dec) {
@@ -6508,4 +6524,1143 @@ done:
   sx_buf_free(&samples);
   return rc;
 #endif
+}
+/* ---- src/session.c ---- */
+/*
+ * session.c - the sync protocol (docs/PROTOCOL.md) as a sans-IO state
+ * machine, its driver over caller callbacks, and the retry helper.
+ *
+ * Bytes come in through sync_session_recv() and go out through
+ * sync_session_send().  Messages are framed (type, length, payload,
+ * checksum) and never larger than the peer accepts; control messages
+ * larger than that travel in fragments, delta frames in DATA messages
+ * that the frame decoder reassembles.  A session is a list of phases, in
+ * each of which this side either receives (it asks with REQUEST, applies
+ * each chunk and asks again, then sends FINAL with its report) or sends
+ * (it answers each REQUEST with the next chunk).  The client pulls, then
+ * pushes; the server mirrors it.
+ */
+
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#define SX_PROTO 1
+#define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
+                            the handshake */
+#define SX_MSG_DEFAULT ((size_t)64 << 10)
+#define SX_MSG_MAX ((size_t)16 << 20)
+#define SX_MSG_OVERHEAD (1 + SX_VARINT_MAX + 4)
+#define SX_CTL_MAX ((size_t)4 << 20) /* a reassembled control message */
+#define SX_CRED_MAX 1024
+#define SX_MORE 0x80u
+
+#define SX_M_HELLO 1
+#define SX_M_WELCOME 2
+#define SX_M_REQUEST 3
+#define SX_M_DATA 4
+#define SX_M_ERROR 5
+#define SX_M_PLAN 6
+
+#define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
+#define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
+
+#define SX_HF_DRY 0x1u /* HELLO flags */
+
+enum { SX_ROLE_RECV, SX_ROLE_SEND };
+enum {
+  SX_ST_HELLO,   /* server: waiting for HELLO */
+  SX_ST_WELCOME, /* client: waiting for WELCOME */
+  SX_ST_RECV,    /* receiving phase: waiting for a chunk */
+  SX_ST_SEND,    /* sending phase: waiting for a request */
+  SX_ST_END,     /* every phase done: ends once the output is flushed */
+  SX_ST_FAILING, /* an ERROR is queued: fails once it is flushed */
+  SX_ST_OVER     /* status is final */
+};
+
+struct sync_session {
+  sync_env *env;
+  sx_alloc al;
+  sync_session_opts o;
+  int state, status;
+  int roles[2], nphase, phase;
+  int mode, dry;
+  uint8_t peer[SX_SITE_LEN];
+  int have_peer;
+  size_t peer_max; /* largest message the peer accepts */
+  size_t own_max;
+  unsigned char send_mask[SYNC_RIGHTS_BYTES]; /* tables we may send */
+  unsigned char recv_mask[SYNC_RIGHTS_BYTES]; /* tables we may apply */
+  int relay;
+  sync_encoder *enc;
+  sync_decoder *dec;
+  int frame_out; /* encoder holds a frame still to send */
+  /* input: the message being read */
+  unsigned char hdr[1 + SX_VARINT_MAX];
+  size_t hdr_len, need; /* need: payload + checksum once the header is known */
+  sx_buf msg;
+  sx_buf ctl;      /* control message being reassembled */
+  int ctl_type;
+  /* output */
+  sx_buf out;
+  size_t out_pos;
+  /* receiving phase */
+  sx_cursor vcur; /* dry run: where the next request starts */
+  int vcur_ok;
+  sync_apply_report phase_rep;
+  sync_session_stats st;
+  int failed_code; /* code to send in the queued ERROR */
+  char errmsg[256];
+};
+
+/* ---------------------------------------------------------------------
+ * Failure
+ * ------------------------------------------------------------------- */
+static void sx_sess_msg(sync_session *s, const char *fmt, va_list ap) {
+  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+}
+
+static int sx_msg_put(sync_session *s, unsigned type, const unsigned char *p,
+                      size_t n);
+
+/* End the session with rc: tell the peer (code and words) and fail once
+ * that is sent. */
+static int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...) {
+  va_list ap;
+  unsigned char b[2 * SX_VARINT_MAX + sizeof s->errmsg], *p = b;
+  size_t n;
+  if (s->state == SX_ST_FAILING || s->state == SX_ST_OVER) return rc;
+  va_start(ap, fmt);
+  sx_sess_msg(s, fmt, ap);
+  va_end(ap);
+  s->failed_code = rc;
+  s->frame_out = 0; /* the rest of a frame being sent is dropped */
+  n = strlen(s->errmsg);
+  p = sx_wv(p, sx_zigzag(rc));
+  p = sx_wv(p, n);
+  memcpy(p, s->errmsg, n);
+  p += n;
+  s->state = SX_ST_FAILING;
+  if (sx_msg_put(s, SX_M_ERROR, b, (size_t)(p - b))) {
+    s->state = SX_ST_OVER; /* not even the error fits: stop here */
+    s->status = rc;
+  }
+  return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Messages: u8 type (| SX_MORE: a fragment, more follow), var payload
+ * length, payload, u32 LE low bits of XXH3-64 over the bytes before it.
+ * ------------------------------------------------------------------- */
+static int sx_frag_put(sync_session *s, unsigned type, const unsigned char *p,
+                       size_t n) {
+  unsigned char *q;
+  size_t start = s->out.len;
+  int rc;
+  if ((rc = sx_buf_reserve(&s->out, n + SX_MSG_OVERHEAD))) return rc;
+  q = s->out.p + start;
+  *q++ = (unsigned char)type;
+  q = sx_wv(q, n);
+  if (n) memcpy(q, p, n);
+  q += n;
+  sx_put_le32(q, (uint32_t)sx_hash64(s->out.p + start,
+                                     (size_t)(q - (s->out.p + start)), 0));
+  s->out.len = (size_t)(q + 4 - s->out.p);
+  s->st.messages_sent++;
+  return 0;
+}
+
+/* Queue a control message, cut to the peer's size. */
+static int sx_msg_put(sync_session *s, unsigned type, const unsigned char *p,
+                      size_t n) {
+  size_t room = s->peer_max - SX_MSG_OVERHEAD, off = 0;
+  int rc;
+  do {
+    size_t k = n - off > room ? room : n - off;
+    unsigned t = type | (off + k < n ? SX_MORE : 0u);
+    if ((rc = sx_frag_put(s, t, p + off, k))) return rc;
+    off += k;
+  } while (off < n);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Handshake
+ * ------------------------------------------------------------------- */
+static void sx_mask_all(unsigned char *m) { memset(m, 0xff, SYNC_RIGHTS_BYTES); }
+
+static void sx_mask_and(unsigned char *m, const unsigned char *other) {
+  size_t i;
+  if (!other) return;
+  for (i = 0; i < SYNC_RIGHTS_BYTES; i++) m[i] &= other[i];
+}
+
+static unsigned char *sx_put_mask(unsigned char *p, const unsigned char *m) {
+  /* Only as many bytes as the schema has tables. */
+  size_t n = (SYNC_MAX_TABLES + 7) / 8;
+  p = sx_wv(p, n);
+  memcpy(p, m, n);
+  return p + n;
+}
+
+static int sx_get_mask(sx_rd *r, unsigned char *m) {
+  size_t n = (size_t)sx_rvb(r, SYNC_RIGHTS_BYTES + 1);
+  const unsigned char *q = sx_rbytes(r, n);
+  memset(m, 0, SYNC_RIGHTS_BYTES);
+  if (!q) return SYNC_EPROTO;
+  memcpy(m, q, n);
+  return 0;
+}
+
+static int sx_send_hello(sync_session *s) {
+  unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES], *p = b;
+  unsigned char sel[SYNC_RIGHTS_BYTES];
+  sx_mask_all(sel);
+  sx_mask_and(sel, s->o.tables);
+  *p++ = SX_PROTO;
+  *p++ = 1; /* frame format major version */
+  memcpy(p, s->env->site, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  sx_put_le64(p, s->env->schema->hash);
+  p += 8;
+  p = sx_wv(p, s->env->schema->version);
+  *p++ = (unsigned char)s->mode;
+  *p++ = s->dry ? SX_HF_DRY : 0;
+  p = sx_wv(p, s->own_max);
+  p = sx_put_mask(p, sel);
+  p = sx_wv(p, s->o.credential_len);
+  if (s->o.credential_len) memcpy(p, s->o.credential, s->o.credential_len);
+  p += s->o.credential_len;
+  return sx_msg_put(s, SX_M_HELLO, b, (size_t)(p - b));
+}
+
+static int sx_phase_start(sync_session *s);
+
+static int sx_check_peer_schema(sync_session *s, uint64_t hash, uint64_t ver) {
+  if (hash == s->env->schema->hash) return 0;
+  return sx_sess_fail(s, SYNC_ESCHEMA,
+                      "schemas differ: this side has schema version %llu "
+                      "(hash %016llx, %u tables), the peer version %llu "
+                      "(hash %016llx); both must declare the same tables "
+                      "and columns",
+                      (unsigned long long)s->env->schema->version,
+                      (unsigned long long)s->env->schema->hash,
+                      s->env->schema->ntables, (unsigned long long)ver,
+                      (unsigned long long)hash);
+}
+
+static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
+  sx_rd r;
+  const unsigned char *q;
+  uint64_t hash, ver, maxm, clen;
+  unsigned mode, flags;
+  unsigned char sel[SYNC_RIGHTS_BYTES];
+  sync_rights rights;
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  q = sx_rbytes(&r, 2 + SX_SITE_LEN + 8);
+  if (!q) return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  if (q[0] != SX_PROTO)
+    return sx_sess_fail(s, SYNC_EVERSION,
+                        "protocol version %u here, %u from the peer",
+                        SX_PROTO, q[0]);
+  if (q[1] != 1)
+    return sx_sess_fail(s, SYNC_EVERSION,
+                        "frame format 1 here, %u from the peer", q[1]);
+  memcpy(s->peer, q + 2, SX_SITE_LEN);
+  hash = sx_get_le64(q + 2 + SX_SITE_LEN);
+  ver = sx_rv(&r);
+  q = sx_rbytes(&r, 2);
+  maxm = sx_rv(&r);
+  if (!q || r.bad || sx_get_mask(&r, sel))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  mode = q[0];
+  flags = q[1];
+  clen = sx_rvb(&r, SX_CRED_MAX + 1);
+  q = sx_rbytes(&r, (size_t)clen);
+  if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
+      (flags & ~SX_HF_DRY) || maxm < SX_MSG_FLOOR)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+    return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
+  s->have_peer = 1;
+  if ((rc = sx_check_peer_schema(s, hash, ver))) return rc;
+  memset(&rights, 0, sizeof rights);
+  if (s->o.authorize) {
+    rc = s->o.authorize(s->o.authorize_ctx, s->peer, q, (size_t)clen, &rights);
+    if (rc)
+      return sx_sess_fail(s, rc < 0 ? rc : SYNC_EPERM,
+                          "the credential was refused");
+  } else {
+    sx_mask_all(rights.read);
+    sx_mask_all(rights.write);
+    rights.relay = 1;
+  }
+  s->mode = (int)mode;
+  s->dry = (flags & SX_HF_DRY) != 0;
+  s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
+  memcpy(s->send_mask, rights.read, SYNC_RIGHTS_BYTES);
+  sx_mask_and(s->send_mask, sel);
+  memcpy(s->recv_mask, rights.write, SYNC_RIGHTS_BYTES);
+  sx_mask_and(s->recv_mask, sel);
+  s->relay = rights.relay;
+  s->nphase = 0;
+  if (mode & SYNC_PULL) s->roles[s->nphase++] = SX_ROLE_SEND;
+  if (mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_RECV;
+  {
+    /* WELCOME: who we are, and what the client may send and get. */
+    unsigned char b2[64 + 2 * SYNC_RIGHTS_BYTES], *p = b2;
+    *p++ = SX_PROTO;
+    memcpy(p, s->env->site, SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    sx_put_le64(p, s->env->schema->hash);
+    p += 8;
+    p = sx_wv(p, s->own_max);
+    p = sx_put_mask(p, s->recv_mask);
+    p = sx_put_mask(p, s->send_mask);
+    if ((rc = sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
+      return sx_sess_fail(s, rc, "out of memory");
+  }
+  s->phase = 0;
+  return sx_phase_start(s);
+}
+
+static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
+  sx_rd r;
+  const unsigned char *q;
+  uint64_t hash, maxm;
+  unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  q = sx_rbytes(&r, 1 + SX_SITE_LEN + 8);
+  if (!q) return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  if (q[0] != SX_PROTO)
+    return sx_sess_fail(s, SYNC_EVERSION,
+                        "protocol version %u here, %u from the peer",
+                        SX_PROTO, q[0]);
+  memcpy(s->peer, q + 1, SX_SITE_LEN);
+  hash = sx_get_le64(q + 1 + SX_SITE_LEN);
+  maxm = sx_rv(&r);
+  if (r.bad || sx_get_mask(&r, wr) || sx_get_mask(&r, rd) || r.p != r.end ||
+      maxm < SX_MSG_FLOOR)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+    return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
+  s->have_peer = 1;
+  if ((rc = sx_check_peer_schema(s, hash, 0))) return rc;
+  s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
+  /* Send only what the server lets us write; apply what we selected. */
+  sx_mask_all(s->send_mask);
+  sx_mask_and(s->send_mask, s->o.tables);
+  sx_mask_and(s->send_mask, wr);
+  sx_mask_all(s->recv_mask);
+  sx_mask_and(s->recv_mask, s->o.tables);
+  s->relay = 1;
+  s->phase = 0;
+  return sx_phase_start(s);
+}
+
+/* ---------------------------------------------------------------------
+ * Requests on the wire: u8 flags, 16 requester, 16 sender, u64 schema
+ * hash, cursor, var n, n x (16 site, var hlc); FINAL adds the report.
+ * ------------------------------------------------------------------- */
+static unsigned char *sx_put_report(unsigned char *p,
+                                    const sync_apply_report *r) {
+  p = sx_wv(p, r->rows);
+  p = sx_wv(p, r->inserted);
+  p = sx_wv(p, r->updated);
+  p = sx_wv(p, r->deleted);
+  p = sx_wv(p, r->unchanged);
+  p = sx_wv(p, r->conflicts);
+  return sx_wv(p, r->refused);
+}
+
+static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
+  a->rows += b->rows;
+  a->inserted += b->inserted;
+  a->updated += b->updated;
+  a->deleted += b->deleted;
+  a->unchanged += b->unchanged;
+  a->conflicts += b->conflicts;
+  a->refused += b->refused;
+}
+
+static int sx_send_request(sync_session *s, int final) {
+  sync_txn *x;
+  sync_request *req = NULL;
+  unsigned char *b, *p;
+  size_t cap, i;
+  int rc;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  rc = sync_request_make(x, s->peer, &req);
+  sync_txn_abort(x);
+  if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
+  if (s->dry && s->vcur_ok) req->cur = s->vcur; /* nothing was committed */
+  cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + SX_VARINT_MAX +
+        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
+  b = (unsigned char *)sx_malloc(&s->al, cap);
+  if (!b) {
+    sync_request_free(req);
+    return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
+  }
+  p = b;
+  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0));
+  memcpy(p, req->requester, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  memcpy(p, req->sender, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  sx_put_le64(p, req->schema_hash);
+  p += 8;
+  p = sx_wcursor(p, &req->cur);
+  p = sx_wv(p, req->nvv);
+  for (i = 0; i < req->nvv; i++) {
+    memcpy(p, req->vv[i].site, SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    p = sx_wv(p, req->vv[i].hlc);
+  }
+  if (final) p = sx_put_report(p, &s->phase_rep);
+  sync_request_free(req);
+  rc = sx_msg_put(s, SX_M_REQUEST, b, (size_t)(p - b));
+  sx_free(&s->al, b);
+  return rc ? sx_sess_fail(s, rc, "out of memory") : 0;
+}
+
+static int sx_phase_start(sync_session *s) {
+  memset(&s->phase_rep, 0, sizeof s->phase_rep);
+  s->vcur_ok = 0;
+  if (s->phase >= s->nphase) {
+    s->state = SX_ST_END;
+    return 0;
+  }
+  if (s->roles[s->phase] == SX_ROLE_SEND) {
+    s->state = SX_ST_SEND;
+    return 0;
+  }
+  s->state = SX_ST_RECV;
+  return sx_send_request(s, 0);
+}
+
+static void sx_progress(sync_session *s) {
+  if (s->o.progress) s->o.progress(s->o.progress_ctx, &s->st);
+}
+
+/* Rows of the tables we send, for the progress of an initial stream. */
+static uint64_t sx_rows_expected(sync_session *s, sync_txn *x) {
+  uint64_t total = 0, n;
+  unsigned t;
+  for (t = 0; t < s->env->schema->ntables; t++)
+    if ((s->send_mask[t >> 3] >> (t & 7)) & 1)
+      if (sync_count(x, t, &n) == 0) total += n;
+  return total;
+}
+
+/* A request arrived in a sending phase: acknowledge it, then answer with
+ * the next chunk (or, for FINAL, move to the next phase). */
+static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
+  sx_rd r;
+  const unsigned char *q;
+  sync_request req;
+  unsigned flags;
+  uint64_t nvv, i;
+  sync_txn *x;
+  int rc;
+  memset(&req, 0, sizeof req);
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
+  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY)))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
+  flags = q[0];
+  req.al = s->al;
+  memcpy(req.requester, q + 1, SX_SITE_LEN);
+  memcpy(req.sender, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
+  req.schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
+  if (sx_rcursor(&r, &req.cur))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
+  nvv = sx_rv(&r);
+  if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
+  if (memcmp(req.requester, s->peer, SX_SITE_LEN) ||
+      memcmp(req.sender, s->env->site, SX_SITE_LEN))
+    return sx_sess_fail(s, SYNC_EPROTO, "REQUEST names other replicas");
+  req.vv = (sync_stamp *)sx_malloc(&s->al, (size_t)(nvv ? nvv : 1) *
+                                               sizeof(sync_stamp));
+  if (!req.vv) return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
+  req.nvv = (size_t)nvv;
+  for (i = 0; i < nvv; i++) {
+    q = sx_rbytes(&r, SX_SITE_LEN);
+    if (q) memcpy(req.vv[i].site, q, SX_SITE_LEN);
+    req.vv[i].hlc = sx_rv(&r);
+  }
+  if (flags & SX_RQ_FINAL) {
+    sync_apply_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.rows = sx_rv(&r);
+    rep.inserted = sx_rv(&r);
+    rep.updated = sx_rv(&r);
+    rep.deleted = sx_rv(&r);
+    rep.unchanged = sx_rv(&r);
+    rep.conflicts = sx_rv(&r);
+    rep.refused = sx_rv(&r);
+    if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
+  }
+  if (r.bad || r.p != r.end) {
+    sx_free(&s->al, req.vv);
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
+  }
+  /* What the requester holds of us lets tombstones go; a dry run holds
+   * nothing new. */
+  if (!(flags & SX_RQ_DRY) && !s->dry) {
+    rc = sync_txn_begin(s->env, 0, &x);
+    if (!rc) {
+      rc = sync_request_ack(x, &req);
+      if (rc) sync_txn_abort(x);
+      else rc = sync_txn_commit(x);
+    }
+    if (rc) {
+      sx_free(&s->al, req.vv);
+      return sx_sess_fail(s, rc, "recording the peer's position: %s",
+                          sync_strerror(rc));
+    }
+  }
+  if (flags & SX_RQ_FINAL) {
+    sx_free(&s->al, req.vv);
+    sx_progress(s);
+    s->phase++;
+    return sx_phase_start(s);
+  }
+  {
+    sync_delta *d = NULL;
+    sync_delta_opts o;
+    size_t flen = 0, raw = 0;
+    memset(&o, 0, sizeof o);
+    o.max_rows = s->o.chunk_rows;
+    o.max_bytes = s->o.chunk_bytes;
+    o.tables = s->send_mask;
+    o.filter = s->o.filter;
+    o.filter_ctx = s->o.filter_ctx;
+    rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
+    if (!rc) {
+      int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&
+                    req.cur.seq == 0;
+      rc = sync_delta_make(x, &req, &o, &d);
+      if (!rc && initial) {
+        unsigned char pb[SX_VARINT_MAX];
+        uint64_t total = sx_rows_expected(s, x);
+        rc = sx_msg_put(s, SX_M_PLAN, pb, (size_t)(sx_wv(pb, total) - pb));
+      }
+      sync_txn_abort(x);
+    }
+    sx_free(&s->al, req.vv);
+    if (!rc) rc = sync_encoder_begin(s->enc, d, &flen, &raw);
+    if (rc) {
+      sync_delta_free(d);
+      return sx_sess_fail(s, rc, "cutting a chunk: %s (%s)", sync_strerror(rc),
+                          sync_env_errmsg(s->env));
+    }
+    s->frame_out = 1;
+    s->st.frames_sent++;
+    s->st.rows_sent += sync_delta_rows(d);
+    s->st.frame_bytes_sent += flen;
+    s->st.raw_bytes_sent += raw;
+    sync_delta_free(d);
+    sx_progress(s);
+  }
+  return 0;
+}
+
+/* A chunk arrived in a receiving phase: apply it with its cursor, then
+ * ask for the next one, or end the phase. */
+static int sx_on_delta(sync_session *s, sync_delta *d) {
+  sync_apply_opts ao;
+  sync_apply_report rep;
+  sync_txn *x;
+  int rc, last = d->last;
+  if (memcmp(d->sender, s->peer, SX_SITE_LEN)) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, SYNC_EPROTO, "a chunk from another sender");
+  }
+  memset(&ao, 0, sizeof ao);
+  ao.policy = s->o.policy | (s->dry ? SYNC_APPLY_DRY_RUN : 0);
+  ao.writable = s->recv_mask;
+  ao.relay = s->relay;
+  ao.max_ahead_ms = s->o.max_ahead_ms;
+  ao.refuse_whole = s->o.refuse_whole;
+  rc = sync_txn_begin(s->env, 0, &x);
+  if (!rc) {
+    rc = sync_delta_apply_opts(x, d, &ao, &rep);
+    if (rc || s->dry) sync_txn_abort(x);
+    else rc = sync_txn_commit(x);
+  }
+  s->st.frames_received++;
+  s->st.rows_received += sync_delta_rows(d);
+  if (rc) {
+    int err = rc;
+    sync_delta_free(d);
+    return sx_sess_fail(s, err, "applying a chunk: %s (%s)",
+                        sync_strerror(err), sync_env_errmsg(s->env));
+  }
+  if (s->dry) {
+    s->vcur = d->end;
+    s->vcur_ok = 1;
+  }
+  sync_delta_free(d);
+  sx_report_add(&s->phase_rep, &rep);
+  sx_report_add(&s->st.applied, &rep);
+  sx_progress(s);
+  if (!last) return sx_send_request(s, 0);
+  if ((rc = sx_send_request(s, 1))) return rc;
+  s->phase++;
+  return sx_phase_start(s);
+}
+
+static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
+  sync_inbuf in;
+  s->st.frame_bytes_received += n;
+  in.ptr = b;
+  in.size = n;
+  in.pos = 0;
+  while (in.pos < in.size) {
+    sync_delta *d = NULL;
+    int rc = sync_decoder_feed(s->dec, &in, &d);
+    if (rc)
+      return sx_sess_fail(s, rc, "a chunk from the peer: %s",
+                          sync_strerror(rc));
+    if (d) {
+      s->st.raw_bytes_received += sx_decoder_last_raw(s->dec);
+      if (in.pos != in.size) {
+        sync_delta_free(d);
+        return sx_sess_fail(s, SYNC_EPROTO, "bytes after a chunk");
+      }
+      return sx_on_delta(s, d);
+    }
+  }
+  return 0;
+}
+
+static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
+  sx_rd r;
+  uint64_t code, len;
+  const unsigned char *q;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  code = sx_rv(&r);
+  len = sx_rv(&r);
+  q = sx_rbytes(&r, (size_t)len);
+  s->state = SX_ST_OVER;
+  s->status = SYNC_EPEER;
+  if (q) {
+    int c = (int)sx_unzigzag(code);
+    snprintf(s->errmsg, sizeof s->errmsg, "the peer ended the session: %.*s (%s)",
+             (int)(len < 200 ? len : 200), (const char *)q, sync_strerror(c));
+    /* What no retry can mend keeps its own code. */
+    if (c == SYNC_ESCHEMA || c == SYNC_EVERSION || c == SYNC_EPERM)
+      s->status = c;
+  } else {
+    snprintf(s->errmsg, sizeof s->errmsg, "the peer ended the session");
+  }
+  return s->status;
+}
+
+/* A whole control message (reassembled) or DATA payload. */
+static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
+                       size_t n) {
+  if (type == SX_M_ERROR) return sx_on_error(s, b, n);
+  switch (s->state) {
+  case SX_ST_HELLO:
+    if (type == SX_M_HELLO) return sx_on_hello(s, b, n);
+    break;
+  case SX_ST_WELCOME:
+    if (type == SX_M_WELCOME) return sx_on_welcome(s, b, n);
+    break;
+  case SX_ST_RECV:
+    if (type == SX_M_DATA) return sx_on_data(s, b, n);
+    if (type == SX_M_PLAN) {
+      sx_rd r;
+      r.p = b;
+      r.end = b + n;
+      r.bad = 0;
+      s->st.rows_expected = sx_rv(&r);
+      if (r.bad || r.p != r.end)
+        return sx_sess_fail(s, SYNC_EPROTO, "malformed PLAN");
+      return 0;
+    }
+    break;
+  case SX_ST_SEND:
+    if (type == SX_M_REQUEST && !s->frame_out) return sx_on_request(s, b, n);
+    break;
+  default:
+    break;
+  }
+  return sx_sess_fail(s, SYNC_EPROTO, "unexpected message %u in state %d",
+                      type, s->state);
+}
+
+/* One verified message (or fragment). */
+static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
+                         size_t n) {
+  unsigned base = type & ~SX_MORE;
+  int rc;
+  s->st.messages_received++;
+  if (base == SX_M_DATA) {
+    if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
+    return sx_dispatch(s, base, b, n);
+  }
+  if (base < SX_M_HELLO || base > SX_M_PLAN)
+    return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
+  if (s->ctl.len && (int)base != s->ctl_type)
+    return sx_sess_fail(s, SYNC_EPROTO, "fragments of two messages mixed");
+  if (!(type & SX_MORE) && !s->ctl.len) return sx_dispatch(s, base, b, n);
+  if (n > SX_CTL_MAX - s->ctl.len)
+    return sx_sess_fail(s, SYNC_ELIMIT, "a control message over %u bytes",
+                        (unsigned)SX_CTL_MAX);
+  if ((rc = sx_buf_reserve(&s->ctl, n)))
+    return sx_sess_fail(s, rc, "out of memory");
+  memcpy(s->ctl.p + s->ctl.len, b, n);
+  s->ctl.len += n;
+  s->ctl_type = (int)base;
+  if (type & SX_MORE) return 0;
+  rc = sx_dispatch(s, base, s->ctl.p, s->ctl.len);
+  s->ctl.len = 0;
+  return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Public calls
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
+                                 sync_session **out) {
+  sync_session *s;
+  sync_codec_opts co;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!env || !o || !env->schema || !env->st) return SYNC_EINVAL;
+  if (o->mode < 0 || o->mode > SYNC_BOTH || o->credential_len > SX_CRED_MAX ||
+      (o->credential_len && !o->credential) ||
+      (o->max_message && (o->max_message < SX_MSG_FLOOR ||
+                          o->max_message > SX_MSG_MAX)) ||
+      o->policy < SYNC_APPLY_MERGE || o->policy > SYNC_APPLY_APPEND)
+    return SYNC_EINVAL;
+  s = (sync_session *)sx_malloc(&env->al, sizeof *s);
+  if (!s) return SYNC_ENOMEM;
+  memset(s, 0, sizeof *s);
+  s->env = env;
+  s->al = env->al;
+  s->o = *o;
+  if (!s->o.max_ahead_ms) s->o.max_ahead_ms = 3600u * 1000u;
+  s->own_max = o->max_message ? o->max_message : SX_MSG_DEFAULT;
+  s->peer_max = SX_MSG_FLOOR;
+  s->mode = o->mode ? o->mode : SYNC_BOTH;
+  s->dry = o->dry_run != 0;
+  sx_buf_init(&s->msg, &s->al);
+  sx_buf_init(&s->ctl, &s->al);
+  sx_buf_init(&s->out, &s->al);
+  memset(&co, 0, sizeof co);
+  co.level = o->level;
+  co.dict = o->dict;
+  co.dict_len = o->dict_len;
+  if ((rc = sync_encoder_create(&env->al.a, &co, &s->enc)) ||
+      (rc = sync_decoder_create(&env->al.a, &co, &s->dec)) ||
+      (rc = sx_buf_reserve(&s->msg, SX_MSG_FLOOR))) {
+    sync_session_free(s);
+    return rc;
+  }
+  if (o->server) {
+    s->state = SX_ST_HELLO;
+  } else {
+    s->nphase = 0;
+    if (s->mode & SYNC_PULL) s->roles[s->nphase++] = SX_ROLE_RECV;
+    if (s->mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_SEND;
+    s->state = SX_ST_WELCOME;
+    if ((rc = sx_send_hello(s))) {
+      sync_session_free(s);
+      return rc;
+    }
+  }
+  *out = s;
+  return 0;
+}
+
+SYNC_API void sync_session_free(sync_session *s) {
+  sx_alloc al;
+  if (!s) return;
+  al = s->al;
+  sync_encoder_free(s->enc);
+  sync_decoder_free(s->dec);
+  sx_buf_free(&s->msg);
+  sx_buf_free(&s->ctl);
+  sx_buf_free(&s->out);
+  sx_free(&al, s);
+}
+
+/* After output drained: END and FAILING become final. */
+static void sx_settle(sync_session *s) {
+  if (s->out_pos < s->out.len || s->frame_out) return;
+  if (s->state == SX_ST_END) {
+    s->state = SX_ST_OVER;
+    s->status = 1;
+  } else if (s->state == SX_ST_FAILING) {
+    s->state = SX_ST_OVER;
+    s->status = s->failed_code;
+  }
+}
+
+SYNC_API int sync_session_recv(sync_session *s, sync_inbuf *in) {
+  if (!s || !in || in->pos > in->size || (!in->ptr && in->size))
+    return SYNC_EINVAL;
+  while (in->pos < in->size) {
+    const unsigned char *src = (const unsigned char *)in->ptr + in->pos;
+    size_t avail = in->size - in->pos, take;
+    if (s->state == SX_ST_OVER || s->state == SX_ST_FAILING ||
+        s->state == SX_ST_END) {
+      in->pos = in->size; /* nothing more is read */
+      s->st.bytes_received += avail;
+      break;
+    }
+    if (!s->need) {
+      uint64_t len;
+      size_t k;
+      s->hdr[s->hdr_len++] = src[0];
+      in->pos++;
+      s->st.bytes_received++;
+      if (s->hdr_len < 2) continue;
+      k = sx_get_varint(s->hdr + 1, s->hdr + s->hdr_len, &len);
+      if (!k) {
+        if (s->hdr_len == sizeof s->hdr)
+          sx_sess_fail(s, SYNC_EPROTO, "malformed message length");
+        continue;
+      }
+      if (len + SX_MSG_OVERHEAD > s->own_max) {
+        sx_sess_fail(s, SYNC_ELIMIT,
+                     "a message of %llu bytes; this side accepts %zu",
+                     (unsigned long long)len, s->own_max);
+        continue;
+      }
+      /* The header goes first in msg: the checksum covers it too. */
+      s->need = s->hdr_len + (size_t)len + 4;
+      s->msg.len = 0;
+      if (sx_buf_reserve(&s->msg, s->need)) {
+        sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
+        continue;
+      }
+      memcpy(s->msg.p, s->hdr, s->hdr_len);
+      s->msg.len = s->hdr_len;
+      continue;
+    }
+    take = s->need - s->msg.len;
+    if (take > avail) take = avail;
+    memcpy(s->msg.p + s->msg.len, src, take);
+    s->msg.len += take;
+    in->pos += take;
+    s->st.bytes_received += take;
+    if (s->msg.len == s->need) {
+      size_t hl = s->hdr_len, body = s->need - 4;
+      s->need = 0;
+      s->hdr_len = 0;
+      if ((uint32_t)sx_hash64(s->msg.p, body, 0) !=
+          sx_get_le32(s->msg.p + body)) {
+        sx_sess_fail(s, SYNC_ECHECKSUM, "a message failed its checksum");
+        continue;
+      }
+      sx_on_message(s, s->msg.p[0], s->msg.p + hl, body - hl);
+    }
+  }
+  sx_settle(s);
+  return s->state == SX_ST_FAILING ? s->failed_code
+         : s->status < 0           ? s->status
+                                   : 0;
+}
+
+SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
+  size_t written = 0;
+  if (!s || !out || out->pos > out->size) return SYNC_EINVAL;
+  for (;;) {
+    size_t n = s->out.len - s->out_pos, room = out->size - out->pos;
+    if (n) {
+      if (n > room) n = room;
+      memcpy((unsigned char *)out->ptr + out->pos, s->out.p + s->out_pos, n);
+      out->pos += n;
+      s->out_pos += n;
+      written += n;
+      s->st.bytes_sent += n;
+      if (s->out_pos < s->out.len) break; /* out is full */
+    }
+    s->out.len = s->out_pos = 0;
+    if (!s->frame_out || s->state == SX_ST_OVER) break;
+    {
+      /* The next DATA message, straight from the encoder. */
+      size_t cap = s->peer_max - SX_MSG_OVERHEAD;
+      unsigned char *q;
+      int64_t left;
+      sync_outbuf ob;
+      int rc = sx_buf_reserve(&s->out, s->peer_max);
+      if (rc) {
+        sx_sess_fail(s, rc, "out of memory");
+        continue;
+      }
+      /* Type and length are written once the payload size is known. */
+      q = s->out.p + 1 + SX_VARINT_MAX;
+      ob.ptr = q;
+      ob.size = cap - SX_VARINT_MAX;
+      ob.pos = 0;
+      left = sync_encoder_read(s->enc, &ob);
+      if (left == 0) s->frame_out = 0;
+      {
+        unsigned char head[1 + SX_VARINT_MAX], *h = head;
+        size_t hl;
+        *h++ = SX_M_DATA;
+        h = sx_wv(h, ob.pos);
+        hl = (size_t)(h - head);
+        memmove(s->out.p + hl, q, ob.pos);
+        memcpy(s->out.p, head, hl);
+        sx_put_le32(s->out.p + hl + ob.pos,
+                    (uint32_t)sx_hash64(s->out.p, hl + ob.pos, 0));
+        s->out.len = hl + ob.pos + 4;
+        s->st.messages_sent++;
+      }
+    }
+  }
+  sx_settle(s);
+  return (int64_t)written;
+}
+
+SYNC_API int sync_session_want_read(const sync_session *s) {
+  return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
+               s->state == SX_ST_RECV ||
+               (s->state == SX_ST_SEND && !s->frame_out));
+}
+
+SYNC_API int sync_session_want_write(const sync_session *s) {
+  return s && s->state != SX_ST_OVER &&
+         (s->out_pos < s->out.len || s->frame_out);
+}
+
+SYNC_API int sync_session_status(const sync_session *s) {
+  if (!s) return SYNC_EINVAL;
+  return s->state == SX_ST_OVER ? s->status : 0;
+}
+
+SYNC_API const char *sync_session_errmsg(const sync_session *s) {
+  return s ? s->errmsg : "";
+}
+
+SYNC_API int sync_session_peer(const sync_session *s, uint8_t site[16]) {
+  if (!s || !site) return SYNC_EINVAL;
+  if (!s->have_peer) return SYNC_NOTFOUND;
+  memcpy(site, s->peer, SX_SITE_LEN);
+  return 0;
+}
+
+SYNC_API void sync_session_stats_get(const sync_session *s,
+                                     sync_session_stats *out) {
+  if (!out) return;
+  if (!s) {
+    memset(out, 0, sizeof *out);
+    return;
+  }
+  *out = s->st;
+}
+
+SYNC_API void sync_session_abort(sync_session *s, int err) {
+  if (!s || s->state == SX_ST_OVER) return;
+  if (!s->errmsg[0])
+    snprintf(s->errmsg, sizeof s->errmsg, "the transport ended: %s",
+             sync_strerror(err < 0 ? err : SYNC_ECLOSED));
+  s->state = SX_ST_OVER;
+  s->status = err < 0 ? err : SYNC_ECLOSED;
+  s->frame_out = 0;
+}
+
+SYNC_API int sync_session_run(sync_session *s, const sync_transport *t) {
+  unsigned char buf[16384];
+  int st;
+  if (!s || !t || !t->send || !t->recv) return SYNC_EINVAL;
+  while ((st = sync_session_status(s)) == 0) {
+    if (sync_session_want_write(s)) {
+      sync_outbuf out;
+      size_t off = 0;
+      int64_t n;
+      out.ptr = buf;
+      out.size = sizeof buf;
+      out.pos = 0;
+      if ((n = sync_session_send(s, &out)) < 0) return (int)n;
+      while (off < out.pos) {
+        int64_t k = t->send(t->ctx, buf + off, out.pos - off);
+        if (k <= 0) {
+          sync_session_abort(s, k < 0 ? (int)k : SYNC_ECLOSED);
+          break;
+        }
+        off += (size_t)k;
+      }
+      continue;
+    }
+    if (sync_session_want_read(s)) {
+      sync_inbuf in;
+      int64_t n = t->recv(t->ctx, buf, sizeof buf);
+      if (n <= 0) {
+        sync_session_abort(s, n < 0 ? (int)n : SYNC_ECLOSED);
+        break;
+      }
+      in.ptr = buf;
+      in.size = (size_t)n;
+      in.pos = 0;
+      sync_session_recv(s, &in);
+      continue;
+    }
+    /* Neither: only END/FAILING with nothing to flush, settled above. */
+    break;
+  }
+  st = sync_session_status(s);
+  return st == 1 ? 0 : st ? st : SYNC_EPROTO;
+}
+
+/* ---------------------------------------------------------------------
+ * Retries
+ * ------------------------------------------------------------------- */
+struct sync_retry {
+  sx_alloc al;
+  sync_retry_opts o;
+  sync_retry_stats st;
+  unsigned fails; /* failed runs in a row */
+  uint64_t open_until;
+  uint64_t rng;
+};
+
+SYNC_API int sync_retry_create(const sync_allocator *alloc,
+                               const sync_retry_opts *o, sync_retry **out) {
+  sync_retry *r;
+  sx_alloc al;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (alloc) {
+    if (!alloc->malloc || !alloc->realloc || !alloc->free) return SYNC_EINVAL;
+    al.a = *alloc;
+  } else {
+    sx_alloc_default(&al);
+  }
+  r = (sync_retry *)sx_malloc(&al, sizeof *r);
+  if (!r) return SYNC_ENOMEM;
+  memset(r, 0, sizeof *r);
+  r->al = al;
+  if (o) r->o = *o;
+  if (!r->o.attempts) r->o.attempts = 5;
+  if (!r->o.base_delay_ms) r->o.base_delay_ms = 200;
+  if (!r->o.max_delay_ms) r->o.max_delay_ms = 30000;
+  if (!r->o.breaker_failures) r->o.breaker_failures = 3;
+  if (!r->o.breaker_cooldown_ms) r->o.breaker_cooldown_ms = 60000;
+  r->rng = r->o.seed;
+  *out = r;
+  return 0;
+}
+
+SYNC_API void sync_retry_free(sync_retry *r) {
+  sx_alloc al;
+  if (!r) return;
+  al = r->al;
+  sx_free(&al, r);
+}
+
+SYNC_API void sync_retry_stats_get(const sync_retry *r, sync_retry_stats *out) {
+  if (!out) return;
+  if (!r) {
+    memset(out, 0, sizeof *out);
+    return;
+  }
+  *out = r->st;
+}
+
+static uint64_t sx_retry_rand(sync_retry *r) {
+  uint64_t z = (r->rng += UINT64_C(0x9E3779B97F4A7C15));
+  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+  return z ^ (z >> 31);
+}
+
+static void sx_sleep_ms(void *ctx, uint64_t ms) {
+  struct timespec ts;
+  (void)ctx;
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  nanosleep(&ts, NULL);
+}
+
+/* Errors another attempt cannot mend. */
+static int sx_retry_final(int rc) {
+  return rc == SYNC_ESCHEMA || rc == SYNC_EVERSION || rc == SYNC_EPERM ||
+         rc == SYNC_EINVAL || rc == SYNC_ENOTSUP || rc == SYNC_ECORRUPT ||
+         rc == SYNC_EPANIC || rc == SYNC_EREADONLY;
+}
+
+SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
+                            const sync_session_opts *so,
+                            sync_connect_fn connect, sync_disconnect_fn close,
+                            void *ctx, sync_session_stats *st) {
+  uint64_t now;
+  unsigned k;
+  int rc = SYNC_EINVAL;
+  if (!r || !env || !so || !connect) return SYNC_EINVAL;
+  now = r->o.now ? r->o.now(r->o.now_ctx) : env->clock(env->clock_ctx);
+  if (!r->rng) r->rng = now ^ UINT64_C(0x5EED);
+  r->st.runs++;
+  if (r->st.breaker_open) {
+    if (now < r->open_until) {
+      r->st.breaker_refused++;
+      return SYNC_EBUSY;
+    }
+    r->st.breaker_open = 0; /* half open: one run decides */
+  }
+  for (k = 0; k < r->o.attempts; k++) {
+    sync_transport t;
+    sync_session *s = NULL;
+    if (k) {
+      /* Full jitter: uniform in [0, min(max, base * 2^k)). */
+      uint64_t cap = r->o.base_delay_ms << (k - 1 < 20 ? k - 1 : 20);
+      uint64_t d;
+      if (cap > r->o.max_delay_ms || cap < r->o.base_delay_ms)
+        cap = r->o.max_delay_ms;
+      d = sx_retry_rand(r) % (cap + 1);
+      r->st.retries++;
+      r->st.last_delay_ms = d;
+      (r->o.sleep ? r->o.sleep : sx_sleep_ms)(r->o.sleep_ctx, d);
+    }
+    r->st.attempts++;
+    memset(&t, 0, sizeof t);
+    rc = connect(ctx, &t);
+    if (rc == 0) {
+      rc = sync_session_create(env, so, &s);
+      if (rc == 0) {
+        rc = sync_session_run(s, &t);
+        if (st) sync_session_stats_get(s, st);
+        sync_session_free(s);
+      }
+      if (close) close(ctx, &t);
+    } else if (rc > 0) {
+      rc = SYNC_EIO;
+    }
+    r->st.last_error = rc;
+    if (rc == 0 || sx_retry_final(rc)) break;
+  }
+  if (rc == 0) {
+    r->fails = 0;
+    return 0;
+  }
+  r->st.failed_runs++;
+  if (++r->fails >= r->o.breaker_failures) {
+    now = r->o.now ? r->o.now(r->o.now_ctx) : env->clock(env->clock_ctx);
+    r->open_until = now + r->o.breaker_cooldown_ms;
+    r->st.breaker_open = 1;
+    r->st.breaker_opened++;
+    r->fails = 0;
+  }
+  return rc;
 }

@@ -776,6 +776,199 @@ SYNC_API void sync_decoder_free(sync_decoder *dec);
 SYNC_API int sync_dict_train(sync_txn *txn, unsigned table, size_t max_rows,
                              void *dict, size_t cap, size_t *len);
 
+/* ---------------------------------------------------------------------
+ * Sessions: two replicas, one conversation, converged (docs/PROTOCOL.md).
+ *
+ * The session is sans-IO: it reads bytes given to sync_session_recv(), in
+ * any fragmentation, and hands out bytes from sync_session_send(); it
+ * owns no socket, thread or timer.  Database work (cutting chunks,
+ * applying them, each applied chunk committed with the sender's cursor)
+ * happens inside those two calls.  sync_session_run() drives a session
+ * over caller-supplied send/recv callbacks.
+ *
+ * One side starts (the client, e.g. a device) and chooses the mode: pull
+ * (the client receives), push (the client sends) or both (pull, then
+ * push).  The other side (the server) checks the client's credential
+ * through its authorize callback, which grants the tables the client may
+ * read and write.  Rows outside those rights are never sent, and rows
+ * that arrive outside them are refused and counted, never applied.
+ *
+ * Resumable: every applied chunk commits the receiver's cursor with it,
+ * so a session cut at any byte continues, next time, after the last
+ * applied chunk; nothing is applied twice and nothing is lost.
+ * ------------------------------------------------------------------- */
+typedef struct sync_session sync_session;
+
+#define SYNC_PULL 1
+#define SYNC_PUSH 2
+#define SYNC_BOTH 3
+
+/* Rights of a peer, per table id t: bit (t & 7) of read[t >> 3]. */
+#define SYNC_RIGHTS_BYTES 128
+typedef struct sync_rights {
+  unsigned char read[SYNC_RIGHTS_BYTES];  /* tables the peer may read */
+  unsigned char write[SYNC_RIGHTS_BYTES]; /* tables the peer may write */
+  int relay; /* the peer may pass on changes of other sites */
+} sync_rights;
+
+/* Server side: decide what the peer (site id, credential from its
+ * handshake) may do.  Fill *rights (it comes zeroed: nothing) and return
+ * 0 to accept, or a negative SYNC_E* (e.g. SYNC_EPERM) to refuse the
+ * session; the peer is told it was refused. */
+typedef int (*sync_authorize_fn)(void *ctx, const uint8_t site[16],
+                                 const void *cred, size_t cred_len,
+                                 sync_rights *rights);
+
+typedef struct sync_session_stats {
+  uint64_t messages_sent, messages_received;
+  uint64_t bytes_sent, bytes_received;           /* all session bytes */
+  uint64_t frames_sent, frames_received;         /* delta chunks */
+  uint64_t rows_sent, rows_received;
+  uint64_t frame_bytes_sent, frame_bytes_received; /* frames as sent */
+  uint64_t raw_bytes_sent, raw_bytes_received;   /* their bodies before
+                                                    compression */
+  uint64_t rows_expected; /* rows the current initial stream holds, as its
+                             sender counted them; 0 when not known */
+  sync_apply_report applied; /* sums over the chunks this side applied
+                                (or, in a dry run, would have) */
+  sync_apply_report peer_applied; /* what the peer reported of ours */
+} sync_session_stats;
+
+/* Progress: called after each chunk sent or applied. */
+typedef void (*sync_progress_fn)(void *ctx, const sync_session_stats *st);
+
+typedef struct sync_session_opts {
+  int server;   /* 0: this side starts the session; 1: it answers */
+  int mode;     /* client: SYNC_PULL, SYNC_PUSH or SYNC_BOTH (0 = both) */
+  int dry_run;  /* client: write nothing on either side; the stats say
+                   what would have changed (applied, peer_applied) */
+  int policy;   /* SYNC_APPLY_MERGE (0), _NEWER or _APPEND for the chunks
+                   this side receives */
+  const unsigned char *tables; /* client: tables to sync, as in
+                                  sync_rights; NULL = all */
+  sync_row_filter_fn filter;   /* rows this side sends; NULL = all */
+  void *filter_ctx;
+  const void *credential;      /* sent in the handshake, <= 1024 bytes */
+  size_t credential_len;
+  sync_authorize_fn authorize; /* server: NULL grants every table and
+                                  relaying (a trusted network only) */
+  void *authorize_ctx;
+  int refuse_whole;     /* a received chunk with a row outside the rights
+                           fails the session with SYNC_EPERM, nothing of it
+                           applied; default: those rows alone are refused
+                           and counted (applied.refused) */
+  uint64_t max_ahead_ms; /* refuse received stamps further ahead of this
+                            replica's clock; 0 = 1 hour */
+  size_t max_message;   /* largest message this side accepts, 256 bytes
+                           to 16 MiB; 0 = 64 KiB.  Each side sends
+                           messages no larger than the other accepts. */
+  size_t chunk_rows;    /* rows per chunk this side sends; 0 = 1,000 */
+  size_t chunk_bytes;   /* value bytes per chunk; 0 = 1 MiB */
+  int level;            /* zstd level of the chunks this side sends (0 =
+                           none) */
+  const void *dict;     /* zstd dictionary for both directions, or NULL */
+  size_t dict_len;
+  sync_progress_fn progress;
+  void *progress_ctx;
+} sync_session_opts;
+
+/* Make a session on an open env.  opts is copied (tables, credential and
+ * dict by reference: keep them until the session is freed).  Errors:
+ * SYNC_EINVAL, SYNC_ENOTSUP, SYNC_ENOMEM. */
+SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *opts,
+                                 sync_session **out);
+/* Feed bytes from the peer; in->pos advances over what was taken (all of
+ * it unless the session ended).  Returns 0, or the error that ended the
+ * session (see sync_session_status). */
+SYNC_API int sync_session_recv(sync_session *s, sync_inbuf *in);
+/* Write pending bytes for the peer into out.  Returns the bytes written
+ * (0: nothing pending now), or a negative error. */
+SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out);
+/* Whether the session waits for bytes from the peer / has bytes to send. */
+SYNC_API int sync_session_want_read(const sync_session *s);
+SYNC_API int sync_session_want_write(const sync_session *s);
+/* 1 when done (both directions complete), 0 while running, or the
+ * negative error that ended it: its own (SYNC_EPROTO, SYNC_ESCHEMA, a
+ * storage error...), or SYNC_EPEER when the peer ended it - except that
+ * the peer's SYNC_ESCHEMA, SYNC_EVERSION and SYNC_EPERM keep their code,
+ * since no retry mends them. */
+SYNC_API int sync_session_status(const sync_session *s);
+/* What went wrong, in words (the peer's own words after SYNC_EPEER);
+ * "" while all is well.  Owned by s. */
+SYNC_API const char *sync_session_errmsg(const sync_session *s);
+/* The peer's site id, once the handshake is done.  Errors: SYNC_NOTFOUND
+ * (not yet), SYNC_EINVAL. */
+SYNC_API int sync_session_peer(const sync_session *s, uint8_t site[16]);
+SYNC_API void sync_session_stats_get(const sync_session *s,
+                                     sync_session_stats *out);
+/* Tell the session its transport is gone (the peer vanished): a running
+ * session ends with SYNC_ECLOSED.  What was applied stays applied. */
+SYNC_API void sync_session_abort(sync_session *s, int err);
+SYNC_API void sync_session_free(sync_session *s);
+
+/* A byte transport: send returns bytes taken (> 0) or a negative SYNC_E*;
+ * recv returns bytes read (> 0), 0 when the peer closed, or a negative
+ * SYNC_E* (SYNC_ETIMEOUT for a timeout). */
+typedef struct sync_transport {
+  void *ctx;
+  int64_t (*send)(void *ctx, const void *buf, size_t n);
+  int64_t (*recv)(void *ctx, void *buf, size_t cap);
+} sync_transport;
+
+/* Run s over t until it is done (returns 0) or fails (returns the error;
+ * sync_session_errmsg() says more).  Blocking, as t is. */
+SYNC_API int sync_session_run(sync_session *s, const sync_transport *t);
+
+/* ---------------------------------------------------------------------
+ * Retries: run whole sessions with exponential backoff and jitter, and a
+ * circuit breaker that stops trying a peer that keeps failing.
+ * ------------------------------------------------------------------- */
+typedef struct sync_retry sync_retry;
+
+typedef struct sync_retry_opts {
+  unsigned attempts;       /* tries per sync_retry_run; 0 = 5 */
+  uint64_t base_delay_ms;  /* first backoff; 0 = 200 */
+  uint64_t max_delay_ms;   /* backoff cap; 0 = 30,000 */
+  unsigned breaker_failures; /* failed runs in a row that open the
+                                breaker; 0 = 3 */
+  uint64_t breaker_cooldown_ms; /* how long it stays open; 0 = 60,000 */
+  sync_clock_fn now;       /* ms clock; NULL = the env's clock */
+  void *now_ctx;
+  void (*sleep)(void *ctx, uint64_t ms); /* NULL = nanosleep */
+  void *sleep_ctx;
+  uint64_t seed;           /* jitter; 0 = from the clock */
+} sync_retry_opts;
+
+typedef struct sync_retry_stats {
+  uint64_t runs, attempts, retries, failed_runs;
+  uint64_t breaker_opened, breaker_refused;
+  int breaker_open;     /* refusing runs right now */
+  int last_error;       /* of the last attempt (0: it succeeded) */
+  uint64_t last_delay_ms;
+} sync_retry_stats;
+
+/* Open a transport for one attempt (e.g. connect a socket): 0 and *t
+ * filled, or a negative SYNC_E*. close ends it (called after every
+ * attempt that connected). */
+typedef int (*sync_connect_fn)(void *ctx, sync_transport *t);
+typedef void (*sync_disconnect_fn)(void *ctx, sync_transport *t);
+
+/* Errors: SYNC_EINVAL, SYNC_ENOMEM. */
+SYNC_API int sync_retry_create(const sync_allocator *alloc,
+                               const sync_retry_opts *opts, sync_retry **out);
+SYNC_API void sync_retry_free(sync_retry *r);
+/* Run a session (made from sopts on env) until one succeeds, up to the
+ * attempts, sleeping base * 2^k ms with full jitter between them.
+ * Errors that another try cannot fix (SYNC_ESCHEMA, SYNC_EVERSION,
+ * SYNC_EPERM, SYNC_EINVAL, a refused credential) end the run at once.
+ * While the breaker is open, returns SYNC_EBUSY without trying.  st (may
+ * be NULL) gets the last session's stats.  Returns 0 or the last error. */
+SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
+                            const sync_session_opts *sopts,
+                            sync_connect_fn connect, sync_disconnect_fn close,
+                            void *ctx, sync_session_stats *st);
+SYNC_API void sync_retry_stats_get(const sync_retry *r, sync_retry_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

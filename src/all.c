@@ -15,3 +15,4 @@
 #include "db.c"
 #include "merge.c"
 #include "codec.c"
+#include "session.c"

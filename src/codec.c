@@ -330,11 +330,7 @@ static int sx_choose(sync_encoder *e, const sync_delta *d, size_t nec) {
   return 0;
 }
 
-static unsigned char *sx_wv(unsigned char *p, uint64_t v) {
-  return p + sx_put_varint(p, v);
-}
-
-static unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
+SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
   *p++ = (unsigned char)c->mode;
   if (c->mode == SX_MODE_LOG) {
     p = sx_wv(p, c->version);
@@ -722,6 +718,7 @@ struct sync_decoder {
   size_t need;       /* its total length once the header is known, or 0 */
   sx_buf raw;        /* decompressed body */
   uint32_t dict_id;
+  size_t last_raw;   /* body bytes of the last frame decoded */
 #ifndef SYNC_OMIT_ZSTD
   ZSTD_DCtx *dctx;
   ZSTD_DDict *ddict;
@@ -789,41 +786,7 @@ SYNC_API void sync_decoder_free(sync_decoder *dec) {
   sx_free(&al, dec);
 }
 
-/* A bounded reader over [p, end). */
-typedef struct sx_rd {
-  const unsigned char *p, *end;
-  int bad;
-} sx_rd;
-
-static uint64_t sx_rv(sx_rd *r) {
-  uint64_t v = 0;
-  size_t n = r->bad ? 0 : sx_get_varint(r->p, r->end, &v);
-  if (!n) {
-    r->bad = 1;
-    return 0;
-  }
-  r->p += n;
-  return v;
-}
-
-static const unsigned char *sx_rbytes(sx_rd *r, size_t n) {
-  const unsigned char *q = r->p;
-  if (r->bad || n > (size_t)(r->end - r->p)) {
-    r->bad = 1;
-    return NULL;
-  }
-  r->p += n;
-  return q;
-}
-
-/* A varint that must fit below lim. */
-static uint64_t sx_rvb(sx_rd *r, uint64_t lim) {
-  uint64_t v = sx_rv(r);
-  if (v >= lim) r->bad = 1;
-  return r->bad ? 0 : v;
-}
-
-static int sx_rcursor(sx_rd *r, sx_cursor *c) {
+SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c) {
   const unsigned char *m = sx_rbytes(r, 1);
   memset(c, 0, sizeof *c);
   if (!m) return SYNC_EFORMAT;
@@ -1266,7 +1229,12 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
     body = dec->raw.p;
 #endif
   }
+  dec->last_raw = raw;
   return sx_decode_body(dec, body, raw, minor > SX_FMINOR, out);
+}
+
+SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec) {
+  return dec->last_raw;
 }
 
 static void sx_decoder_restart(sync_decoder *dec) {

@@ -77,4 +77,13 @@ SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
                          size_t elem);
 
+/* codec.c: a cursor as frames and session messages carry it (u8 mode,
+ * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
+ * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
+SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
+SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
+/* codec.c: body bytes of the last frame dec decoded. */
+SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
+#define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
+
 #endif

@@ -80,6 +80,45 @@ static inline double sx_bits_double(uint64_t u) {
   return d;
 }
 
+/* A bounded reader over [p, end). */
+typedef struct sx_rd {
+  const unsigned char *p, *end;
+  int bad;
+} sx_rd;
+
+static inline uint64_t sx_rv(sx_rd *r) {
+  uint64_t v = 0;
+  size_t n = r->bad ? 0 : sx_get_varint(r->p, r->end, &v);
+  if (!n) {
+    r->bad = 1;
+    return 0;
+  }
+  r->p += n;
+  return v;
+}
+
+static inline const unsigned char *sx_rbytes(sx_rd *r, size_t n) {
+  const unsigned char *q = r->p;
+  if (r->bad || n > (size_t)(r->end - r->p)) {
+    r->bad = 1;
+    return NULL;
+  }
+  r->p += n;
+  return q;
+}
+
+/* A varint that must fit below lim. */
+static inline uint64_t sx_rvb(sx_rd *r, uint64_t lim) {
+  uint64_t v = sx_rv(r);
+  if (v >= lim) r->bad = 1;
+  return r->bad ? 0 : v;
+}
+
+/* Write varint v at p; returns the byte after it. */
+static inline unsigned char *sx_wv(unsigned char *p, uint64_t v) {
+  return p + sx_put_varint(p, v);
+}
+
 /* A growable byte buffer.  Memory from al; sx_buf_free releases it. */
 typedef struct sx_buf {
   unsigned char *p;
