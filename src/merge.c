@@ -87,7 +87,8 @@ static int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
   if (rc == SYNC_NOTFOUND) return SYNC_NOTFOUND;
   if (rc) return rc;
   if (v.n < SX_PEER_FIXED) return SYNC_ECORRUPT;
-  p->cur.mode = v.p[0];
+  p->cur.mode = v.p[0] & 0x7f;
+  p->tainted = v.p[0] >> 7;
   p->cur.version = sx_get_le64(v.p + 1);
   p->cur.seq = sx_get_le32(v.p + 9);
   p->cur.v0 = sx_get_le64(v.p + 13);
@@ -105,7 +106,7 @@ static int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
 static int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p) {
   unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY];
   int rc;
-  b[0] = (unsigned char)p->cur.mode;
+  b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0));
   sx_put_le64(b + 1, p->cur.version);
   sx_put_le32(b + 9, p->cur.seq);
   sx_put_le64(b + 13, p->cur.v0);
@@ -1365,10 +1366,15 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     rc = 0;
   }
   if (!a.dry && contiguous) {
+    /* A run that starts from nothing starts clean; one that left rows
+     * out stays unable to raise the vector until it starts again. */
+    if (d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq)
+      peer.tainted = 0;
+    if (d->partial || rep->refused) peer.tainted = 1;
     peer.cur = d->end;
     if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
     rep->cursor_moved = 1;
-    if (d->last && !d->partial && !rep->refused) {
+    if (d->last && !peer.tainted) {
       /* The run is complete: we hold all the sender held. */
       for (i = 0; i < d->nvv; i++) {
         unsigned char kk[4], vb[8];

@@ -25,6 +25,9 @@ typedef struct sx_cursor {
 
 typedef struct sx_peer {
   sx_cursor cur;    /* what this replica holds of the peer */
+  int tainted;      /* the run since the cursor was last zero left rows
+                       out (partial or refused chunks): it cannot raise
+                       the version vector */
   uint64_t acked_version; /* what the peer holds of this replica */
   uint32_t acked_seq;
 } sx_peer;

@@ -1,0 +1,822 @@
+/*
+ * test_session.c - sync sessions in process: convergence in every mode
+ * and fragmentation, relay without echoes, rights (tables, relaying,
+ * credentials, refusing whole chunks), schema mismatch, dry runs over
+ * the wire, tiny messages, resumption after a cut at hundreds of byte
+ * offsets, a link that drops, duplicates, reorders, truncates and
+ * corrupts, progress, and the retry helper with its circuit breaker.
+ */
+#include "testutil.h"
+
+#include "sess_util.h"
+
+static const sync_column_def ss_c2[2] = {
+    {"n", SYNC_INTEGER, 0},
+    {"note", SYNC_TEXT, 0},
+};
+static const sync_table_def ss_tables[2] = {
+    {"t", SYNC_TEXT, mu_cols, MU_NCOLS},
+    {"secret", SYNC_TEXT, ss_c2, 2},
+};
+
+static void ss_open(mu_rep *r, const char *path, uint8_t site, uint64_t *now) {
+  uint8_t id[16];
+  mu_site(id, site);
+  mu_open_schema(r, path, id, now, 0, ss_tables, 2);
+}
+
+/* Rows written by this test carry i = a unique write id and s = "w<id>",
+ * so a reader can tell a value some replica wrote from one that none did. */
+static uint64_t ss_next_id = 1;
+
+static void ss_write(mu_rep *r, tu_rng *g, unsigned nkeys, unsigned ntx) {
+  unsigned t;
+  for (t = 0; t < ntx; t++) {
+    sync_txn *x;
+    unsigned k, nops = 1 + (unsigned)tu_below(g, 5);
+    TU_OK(sync_txn_begin(r->env, 0, &x));
+    for (k = 0; k < nops; k++) {
+      char key[32], s[32];
+      size_t klen;
+      uint64_t id = ss_next_id++;
+      klen = (size_t)snprintf(key, sizeof key, "k%04u",
+                              (unsigned)tu_below(g, nkeys));
+      snprintf(s, sizeof s, "w%llu", (unsigned long long)id);
+      if (tu_below(g, 8) == 0) {
+        int rc = sync_delete(x, 0, key, klen);
+        assert_true(rc == 0 || rc == SYNC_NOTFOUND);
+      } else if (tu_below(g, 3) == 0) {
+        unsigned cols[2] = {MU_COL_I, MU_COL_S};
+        sync_value v[2];
+        int rc;
+        v[0] = sync_int((int64_t)id);
+        v[1] = sync_text(s, strlen(s));
+        rc = sync_update(x, 0, key, klen, cols, v, 2);
+        assert_true(rc == 0 || rc == SYNC_NOTFOUND);
+      } else {
+        sync_value v[MU_NCOLS];
+        v[0] = sync_int((int64_t)id);
+        v[1] = sync_real((double)id / 4.0);
+        v[2] = sync_text(s, strlen(s));
+        v[3] = sync_null();
+        TU_OK(sync_put(x, 0, key, klen, v, MU_NCOLS));
+      }
+    }
+    TU_OK(sync_txn_commit(x));
+  }
+}
+
+/* Every live row holds only values some replica wrote. */
+static void ss_check_values(mu_rep *r) {
+  sync_txn *x;
+  sync_cursor *c;
+  sync_key k;
+  sync_value v[MU_NCOLS];
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_cursor_open(x, 0, &c));
+  while (sync_cursor_next(c, &k, v, MU_NCOLS) == 0) {
+    char want[32];
+    assert_int_equal(v[0].type, SYNC_INTEGER);
+    assert_true(v[0].i >= 1 && (uint64_t)v[0].i < ss_next_id);
+    assert_int_equal(v[2].type, SYNC_TEXT);
+    assert_true(v[2].len > 1 && v[2].len < sizeof want);
+    memcpy(want, v[2].data, v[2].len);
+    want[v[2].len] = 0;
+    assert_true(want[0] == 'w');
+    assert_true(strtoull(want + 1, NULL, 10) >= 1 &&
+                strtoull(want + 1, NULL, 10) < ss_next_id);
+  }
+  sync_cursor_close(c);
+  sync_txn_abort(x);
+}
+
+/* ---------------------------------------------------------------------
+ * Convergence
+ * ------------------------------------------------------------------- */
+static void test_both_ways_converge(void **state) {
+  uint64_t now = 1700000000000ull;
+  unsigned seed;
+  (void)state;
+  for (seed = 1; seed <= 40; seed++) {
+    tu_rng g = {seed * 7919};
+    mu_rep srv, dev;
+    sync_session_opts co, so;
+    sync_session *c, *s;
+    su_pump p;
+    ss_open(&srv, "sess-srv.db", 0x51, &now);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    ss_write(&srv, &g, 50, 1 + (unsigned)tu_below(&g, 20));
+    ss_write(&dev, &g, 50, 1 + (unsigned)tu_below(&g, 20));
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    so.server = 1;
+    co.chunk_rows = so.chunk_rows = 1 + tu_below(&g, 30);
+    co.level = (int)tu_below(&g, 4);
+    so.level = (int)tu_below(&g, 4);
+    co.max_message = so.max_message = 256 + tu_below(&g, 2000);
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    p.g = &g;
+    p.max_piece = tu_below(&g, 2) ? 1 : 700; /* one byte at a time, or more */
+    if (!su_run(&p, c, s))
+      fail_msg("seed %u: %s / %s", seed, sync_session_errmsg(c),
+               sync_session_errmsg(s));
+    sync_session_free(c);
+    sync_session_free(s);
+    if (mu_digest(&srv) != mu_digest(&dev)) fail_msg("seed %u: digests", seed);
+    ss_check_values(&dev);
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+}
+
+/* Pull only and push only move one direction each. */
+static void test_modes(void **state) {
+  uint64_t now = 1700000000000ull;
+  tu_rng g = {3};
+  mu_rep srv, dev;
+  sync_session_opts co;
+  sync_session_stats cs;
+  uint64_t ds, dd;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  ss_write(&srv, &g, 30, 10);
+  ss_write(&dev, &g, 30, 10);
+  ds = mu_digest(&srv);
+  dd = mu_digest(&dev);
+  memset(&co, 0, sizeof co);
+  co.mode = SYNC_PUSH;
+  assert_int_equal(su_sync(&dev, &srv, &co, NULL, &cs, NULL), 1);
+  assert_true(mu_digest(&dev) == dd); /* nothing came back */
+  assert_true(mu_digest(&srv) != ds);
+  assert_true(cs.rows_sent > 0 && cs.rows_received == 0);
+  co.mode = SYNC_PULL;
+  assert_int_equal(su_sync(&dev, &srv, &co, NULL, &cs, NULL), 1);
+  assert_true(mu_digest(&dev) == mu_digest(&srv));
+  assert_true(cs.rows_received > 0 && cs.rows_sent == 0);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* device 1 -> server -> device 2, and back, with no echoes: a row comes
+ * back to nobody who has it. */
+static void test_relay_no_echo(void **state) {
+  uint64_t now = 1700000000000ull;
+  tu_rng g = {5};
+  mu_rep srv, d1, d2;
+  sync_session_stats cs;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&d1, "sess-d1.db", 0xd1, &now);
+  ss_open(&d2, "sess-d2.db", 0xd2, &now);
+  ss_write(&d1, &g, 40, 15);
+  assert_int_equal(su_sync(&d1, &srv, NULL, NULL, &cs, NULL), 1);
+  assert_true(cs.rows_sent > 0);
+  assert_int_equal(cs.rows_received, 0); /* its own rows: not echoed */
+  assert_int_equal(su_sync(&d2, &srv, NULL, NULL, &cs, NULL), 1);
+  assert_true(cs.rows_received > 0);
+  assert_int_equal(cs.rows_sent, 0); /* d1's rows: the server has them */
+  assert_true(mu_digest(&d1) == mu_digest(&d2));
+  assert_int_equal(su_sync(&d1, &srv, NULL, NULL, &cs, NULL), 1);
+  assert_int_equal(cs.rows_received + cs.rows_sent, 0);
+  mu_close(&srv);
+  mu_close(&d1);
+  mu_close(&d2);
+}
+
+/* ---------------------------------------------------------------------
+ * Rights
+ * ------------------------------------------------------------------- */
+typedef struct ss_auth {
+  int calls, refuse, relay;
+  unsigned char read, write; /* bit t: table t */
+  uint8_t site[16];
+  char cred[32];
+} ss_auth;
+
+static int ss_authorize(void *ctx, const uint8_t site[16], const void *cred,
+                        size_t len, sync_rights *r) {
+  ss_auth *a = (ss_auth *)ctx;
+  a->calls++;
+  memcpy(a->site, site, 16);
+  snprintf(a->cred, sizeof a->cred, "%.*s", (int)len, (const char *)cred);
+  if (a->refuse || len != 5 || memcmp(cred, "token", 5)) return SYNC_EPERM;
+  r->read[0] = a->read;
+  r->write[0] = a->write;
+  r->relay = a->relay;
+  return 0;
+}
+
+static void ss_put2(mu_rep *r, unsigned table, const char *key, int64_t n) {
+  sync_txn *x;
+  char s[32];
+  TU_OK(sync_txn_begin(r->env, 0, &x));
+  if (table == 0) {
+    sync_value v[MU_NCOLS];
+    uint64_t id = ss_next_id++;
+    snprintf(s, sizeof s, "w%llu", (unsigned long long)id);
+    v[0] = sync_int((int64_t)id);
+    v[1] = sync_real(1.0);
+    v[2] = sync_text(s, strlen(s));
+    v[3] = sync_null();
+    TU_OK(sync_put(x, 0, key, strlen(key), v, MU_NCOLS));
+  } else {
+    sync_value v[2];
+    v[0] = sync_int(n);
+    v[1] = sync_text("classified", 10);
+    TU_OK(sync_put(x, 1, key, strlen(key), v, 2));
+  }
+  TU_OK(sync_txn_commit(x));
+}
+
+static uint64_t ss_count(mu_rep *r, unsigned table) {
+  sync_txn *x;
+  uint64_t n;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_count(x, table, &n));
+  sync_txn_abort(x);
+  return n;
+}
+
+static void test_rights(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  ss_auth au;
+  sync_session_opts co, so;
+  sync_session_stats cs, sst;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  ss_put2(&srv, 0, "pub", 0);
+  ss_put2(&srv, 1, "hidden", 1);
+  ss_put2(&dev, 0, "mine", 0);
+  ss_put2(&dev, 1, "forged", 2);
+  memset(&au, 0, sizeof au);
+  au.read = 1;  /* table 0 only */
+  au.write = 1;
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.credential = "token";
+  co.credential_len = 5;
+  so.authorize = ss_authorize;
+  so.authorize_ctx = &au;
+  assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
+  assert_int_equal(au.calls, 1);
+  assert_memory_equal(au.site, dev.site, 16);
+  assert_string_equal(au.cred, "token");
+  /* Never sent: the hidden table stays on the server, the forged row on
+   * the device; table 0 went both ways. */
+  assert_int_equal(ss_count(&dev, 1), 1);
+  assert_int_equal(ss_count(&srv, 1), 1);
+  assert_int_equal(ss_count(&dev, 0), 2);
+  assert_int_equal(ss_count(&srv, 0), 2);
+  /* A bad credential: the device hears why, nothing moves. */
+  co.credential = "wrong";
+  assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, NULL), SYNC_EPERM);
+  assert_int_equal(cs.rows_received + cs.rows_sent, 0);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* A device without relay rights pushes another site's rows (which it got
+ * elsewhere): the server refuses and counts those rows, applies the
+ * device's own, or refuses the chunk whole when told to. */
+static void test_relay_refused(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev, other;
+  ss_auth au;
+  sync_session_opts co, so;
+  sync_session_stats cs, sst;
+  int whole;
+  (void)state;
+  for (whole = 0; whole <= 1; whole++) {
+    ss_open(&srv, "sess-srv.db", 0x51, &now);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    ss_open(&other, "sess-oth.db", 0x0e, &now);
+    ss_put2(&other, 0, "theirs1", 0);
+    ss_put2(&other, 0, "theirs2", 0);
+    mu_pull(&dev, &other, 0, 1, NULL); /* dev now holds another site's rows */
+    ss_put2(&dev, 0, "mine", 0);
+    memset(&au, 0, sizeof au);
+    au.read = au.write = 3;
+    au.relay = 0;
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    co.mode = SYNC_PUSH;
+    co.credential = "token";
+    co.credential_len = 5;
+    so.authorize = ss_authorize;
+    so.authorize_ctx = &au;
+    so.refuse_whole = whole;
+    if (!whole) {
+      assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
+      TU_U64(sst.applied.refused, 2);
+      TU_U64(cs.peer_applied.refused, 2);
+      assert_int_equal(ss_count(&srv, 0), 1); /* "mine" only */
+      /* Granting relay later does not resend what the run moved past;
+       * the server resets its cursor for the device, and they come. */
+      au.relay = 1;
+      assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
+      assert_int_equal(ss_count(&srv, 0), 1);
+      {
+        sync_txn *x;
+        TU_OK(sync_txn_begin(srv.env, 0, &x));
+        TU_OK(sync_peer_reset(x, dev.site));
+        TU_OK(sync_txn_commit(x));
+      }
+      assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
+      assert_int_equal(ss_count(&srv, 0), 3);
+      TU_U64(sst.applied.refused, 0);
+    } else {
+      assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), SYNC_EPERM);
+      assert_int_equal(ss_count(&srv, 0), 0); /* nothing of the chunk */
+    }
+    mu_close(&srv);
+    mu_close(&dev);
+    mu_close(&other);
+  }
+}
+
+/* Stamps far in the future are refused. */
+static void test_future_stamps(void **state) {
+  uint64_t now = 1700000000000ull, later = now + 24ull * 3600 * 1000;
+  mu_rep srv, dev;
+  uint8_t id[16];
+  sync_session_stats sst;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  mu_site(id, 0xd1);
+  mu_open_schema(&dev, "sess-dev.db", id, &later, 0, ss_tables, 2);
+  ss_put2(&dev, 0, "from-tomorrow", 0);
+  assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, &sst), 1);
+  TU_U64(sst.applied.refused, 1);
+  assert_int_equal(ss_count(&srv, 0), 0);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+static void test_schema_mismatch(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  uint8_t id[16];
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  su_pump p;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  mu_site(id, 0xd1);
+  mu_open_schema(&dev, "sess-dev.db", id, &now, 0, mu_tables, 1);
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  so.server = 1;
+  TU_OK(sync_session_create(dev.env, &co, &c));
+  TU_OK(sync_session_create(srv.env, &so, &s));
+  memset(&p, 0, sizeof p);
+  assert_false(su_run(&p, c, s));
+  assert_int_equal(sync_session_status(s), SYNC_ESCHEMA);
+  assert_int_equal(sync_session_status(c), SYNC_ESCHEMA);
+  assert_non_null(strstr(sync_session_errmsg(c), "schemas differ"));
+  assert_non_null(strstr(sync_session_errmsg(s), "schemas differ"));
+  sync_session_free(c);
+  sync_session_free(s);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* A dry run reports what would change and writes nothing, both ways. */
+static void test_dry_run(void **state) {
+  uint64_t now = 1700000000000ull;
+  tu_rng g = {11};
+  mu_rep srv, dev;
+  sync_session_opts co;
+  sync_session_stats cs;
+  uint64_t ds, dd, vs, vd;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  ss_write(&srv, &g, 100, 30);
+  ss_write(&dev, &g, 1000, 30);
+  ds = mu_digest(&srv);
+  dd = mu_digest(&dev);
+  vs = mu_version(&srv);
+  vd = mu_version(&dev);
+  memset(&co, 0, sizeof co);
+  co.dry_run = 1;
+  co.chunk_rows = 7;
+  assert_int_equal(su_sync(&dev, &srv, &co, NULL, &cs, NULL), 1);
+  assert_true(mu_digest(&srv) == ds && mu_digest(&dev) == dd);
+  assert_true(mu_version(&srv) == vs && mu_version(&dev) == vd);
+  assert_true(cs.applied.inserted > 0 && cs.peer_applied.inserted > 0);
+  TU_U64(cs.applied.rows, cs.rows_received);
+  /* The real run changes what the dry run said. */
+  co.dry_run = 0;
+  {
+    sync_session_stats real;
+    assert_int_equal(su_sync(&dev, &srv, &co, NULL, &real, NULL), 1);
+    TU_U64(real.applied.inserted, cs.applied.inserted);
+    TU_U64(real.peer_applied.inserted, cs.peer_applied.inserted);
+  }
+  assert_true(mu_digest(&srv) == mu_digest(&dev));
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* ---------------------------------------------------------------------
+ * Cuts and faults
+ * ------------------------------------------------------------------- */
+
+/* An initial pull of n rows cut after `budget` bytes, then resumed:
+ * rows applied before the cut plus rows received after it are exactly n
+ * (nothing applied twice, nothing lost) and the digests agree. */
+static void test_resume_after_cut(void **state) {
+  uint64_t now = 1700000000000ull;
+  tu_rng g = {99};
+  mu_rep srv, dev;
+  sync_session_opts co, so;
+  size_t total, k;
+  unsigned trial;
+  const unsigned n = 120;
+  (void)state;
+  ss_open(&srv, "sess-base.db", 0x51, &now);
+  {
+    unsigned i;
+    for (i = 0; i < n; i++) {
+      char key[32];
+      snprintf(key, sizeof key, "row%05u", i);
+      ss_put2(&srv, 0, key, 0);
+    }
+  }
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.mode = SYNC_PULL;
+  co.chunk_rows = so.chunk_rows = 9;
+  so.server = 1;
+  /* How many bytes a whole session moves. */
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  {
+    sync_session *c, *s;
+    su_pump p;
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    assert_true(su_run(&p, c, s));
+    total = p.moved;
+    sync_session_free(c);
+    sync_session_free(s);
+  }
+  mu_close(&dev);
+  for (trial = 0; trial < 300; trial++) {
+    sync_session *c, *s;
+    su_pump p;
+    sync_session_stats a, b;
+    k = trial < 40 ? trial + 1 : 1 + (size_t)tu_below(&g, total - 1);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    p.budget = k;
+    p.g = &g;
+    p.max_piece = 64;
+    assert_false(su_run(&p, c, s));
+    assert_true(sync_session_status(c) < 0);
+    sync_session_stats_get(c, &a);
+    sync_session_free(c);
+    sync_session_free(s);
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    if (!su_run(&p, c, s))
+      fail_msg("cut at %zu: resume failed: %s", k, sync_session_errmsg(c));
+    sync_session_stats_get(c, &b);
+    sync_session_free(c);
+    sync_session_free(s);
+    if (a.applied.rows + b.rows_received != n)
+      fail_msg("cut at %zu of %zu: %llu applied before, %llu after, of %u", k,
+               total, (unsigned long long)a.applied.rows,
+               (unsigned long long)b.rows_received, n);
+    assert_true(mu_digest(&dev) == mu_digest(&srv));
+    mu_close(&dev);
+  }
+  mu_close(&srv);
+}
+
+/* A link that drops, duplicates, reorders, corrupts and cuts: each
+ * session completes with equal digests or fails with a clear error, no
+ * replica ever holds a value nobody wrote, and a clean session then
+ * converges. */
+static void test_faulty_link(void **state) {
+  uint64_t now = 1700000000000ull;
+  unsigned seed;
+  unsigned ok = 0, failed = 0;
+  (void)state;
+  for (seed = 1; seed <= 60; seed++) {
+    tu_rng g = {seed * 104729};
+    mu_rep srv, dev;
+    su_faults f;
+    unsigned round;
+    ss_open(&srv, "sess-srv.db", 0x51, &now);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    memset(&f, 0, sizeof f);
+    f.drop = (unsigned)tu_below(&g, 30);
+    f.dup = (unsigned)tu_below(&g, 30);
+    f.swap = (unsigned)tu_below(&g, 30);
+    f.flip = (unsigned)tu_below(&g, 30);
+    f.cut = (unsigned)tu_below(&g, 10);
+    for (round = 0; round < 4; round++) {
+      sync_session_opts co, so;
+      sync_session *c, *s;
+      su_pump p;
+      ss_write(&srv, &g, 60, 5);
+      ss_write(&dev, &g, 60, 5);
+      memset(&co, 0, sizeof co);
+      memset(&so, 0, sizeof so);
+      so.server = 1;
+      co.chunk_rows = so.chunk_rows = 1 + tu_below(&g, 10);
+      co.level = so.level = (int)tu_below(&g, 2) * 3;
+      TU_OK(sync_session_create(dev.env, &co, &c));
+      TU_OK(sync_session_create(srv.env, &so, &s));
+      memset(&p, 0, sizeof p);
+      p.g = &g;
+      p.max_piece = 200;
+      p.faults = &f;
+      if (su_run(&p, c, s)) {
+        ok++;
+        if (mu_digest(&srv) != mu_digest(&dev))
+          fail_msg("seed %u: completed with different digests", seed);
+      } else {
+        failed++;
+        assert_true(sync_session_status(c) < 0 || sync_session_status(s) < 0);
+        assert_true(sync_session_errmsg(c)[0] || sync_session_errmsg(s)[0]);
+      }
+      sync_session_free(c);
+      sync_session_free(s);
+      ss_check_values(&srv);
+      ss_check_values(&dev);
+    }
+    assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, NULL), 1);
+    if (mu_digest(&srv) != mu_digest(&dev))
+      fail_msg("seed %u: clean session did not converge", seed);
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+  assert_true(ok > 0 && failed > 0); /* both outcomes were exercised */
+  print_message("faulty link: %u sessions completed, %u failed cleanly\n", ok,
+                failed);
+}
+
+/* ---------------------------------------------------------------------
+ * Progress, small messages, the driver, retries
+ * ------------------------------------------------------------------- */
+typedef struct ss_prog {
+  unsigned calls;
+  uint64_t expected, last_rows;
+} ss_prog;
+
+static void ss_progress(void *ctx, const sync_session_stats *st) {
+  ss_prog *p = (ss_prog *)ctx;
+  p->calls++;
+  p->expected = st->rows_expected;
+  assert_true(st->rows_received >= p->last_rows);
+  p->last_rows = st->rows_received;
+}
+
+static void test_progress_and_tiny_messages(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  sync_session_opts co, so;
+  sync_session_stats cs;
+  ss_prog pr;
+  unsigned i;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  for (i = 0; i < 50; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "row%05u", i);
+    ss_put2(&srv, 0, key, 0);
+  }
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  memset(&pr, 0, sizeof pr);
+  co.max_message = so.max_message = 256;
+  co.chunk_rows = so.chunk_rows = 10;
+  co.progress = ss_progress;
+  co.progress_ctx = &pr;
+  co.credential = "a credential longer than nothing";
+  co.credential_len = strlen(co.credential);
+  assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, NULL), 1);
+  assert_true(mu_digest(&srv) == mu_digest(&dev));
+  TU_U64(pr.expected, 50);
+  assert_true(pr.calls >= 5);
+  TU_U64(cs.rows_received, 50);
+  /* five full chunks, and one that finds the end of the stream */
+  assert_true(cs.frames_received == 5 || cs.frames_received == 6);
+  assert_true(cs.messages_received > cs.frames_received); /* frames split */
+  assert_true(cs.bytes_received / cs.messages_received <= 256);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* sync_session_run over a socketpair, the server driven by a thread. */
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct ss_fd {
+  int fd;
+} ss_fd;
+static int64_t ss_send(void *ctx, const void *b, size_t n) {
+  ssize_t k = write(((ss_fd *)ctx)->fd, b, n);
+  return k > 0 ? (int64_t)k : SYNC_EIO;
+}
+static int64_t ss_recv(void *ctx, void *b, size_t n) {
+  ssize_t k = read(((ss_fd *)ctx)->fd, b, n);
+  return k >= 0 ? (int64_t)k : SYNC_EIO;
+}
+typedef struct ss_thr {
+  mu_rep *srv;
+  int fd, rc;
+} ss_thr;
+static void *ss_server_thread(void *arg) {
+  ss_thr *t = (ss_thr *)arg;
+  sync_session_opts so;
+  sync_session *s;
+  ss_fd f = {t->fd};
+  sync_transport tr = {&f, ss_send, ss_recv};
+  memset(&so, 0, sizeof so);
+  so.server = 1;
+  t->rc = sync_session_create(t->srv->env, &so, &s);
+  if (!t->rc) t->rc = sync_session_run(s, &tr);
+  sync_session_free(s);
+  close(t->fd);
+  return NULL;
+}
+
+static void test_driver(void **state) {
+  uint64_t now = 1700000000000ull;
+  tu_rng g = {17};
+  mu_rep srv, dev;
+  int sv[2];
+  pthread_t th;
+  ss_thr t;
+  sync_session_opts co;
+  sync_session *c;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  ss_write(&srv, &g, 200, 40);
+  ss_write(&dev, &g, 200, 40);
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  t.srv = &srv;
+  t.fd = sv[1];
+  assert_int_equal(pthread_create(&th, NULL, ss_server_thread, &t), 0);
+  memset(&co, 0, sizeof co);
+  co.chunk_rows = 25;
+  TU_OK(sync_session_create(dev.env, &co, &c));
+  {
+    ss_fd f = {sv[0]};
+    sync_transport tr = {&f, ss_send, ss_recv};
+    TU_OK(sync_session_run(c, &tr));
+  }
+  sync_session_free(c);
+  close(sv[0]);
+  pthread_join(th, NULL);
+  TU_OK(t.rc);
+  assert_true(mu_digest(&srv) == mu_digest(&dev));
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* Retry: connections that fail, then work; delays with jitter within
+ * bounds; the breaker opens after failed runs and closes after its
+ * cooldown. */
+typedef struct ss_net {
+  mu_rep *srv;
+  int fail_next;  /* connects to refuse */
+  int connects;
+  pthread_t th;
+  ss_thr t;
+  int fd;
+  uint64_t clock;
+  uint64_t slept[16];
+  unsigned nsleep;
+} ss_net;
+
+static int ss_connect(void *ctx, sync_transport *tr) {
+  ss_net *n = (ss_net *)ctx;
+  int sv[2];
+  static ss_fd f;
+  n->connects++;
+  if (n->fail_next > 0) {
+    n->fail_next--;
+    return SYNC_ECLOSED;
+  }
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return SYNC_EIO;
+  n->t.srv = n->srv;
+  n->t.fd = sv[1];
+  pthread_create(&n->th, NULL, ss_server_thread, &n->t);
+  f.fd = sv[0];
+  n->fd = sv[0];
+  tr->ctx = &f;
+  tr->send = ss_send;
+  tr->recv = ss_recv;
+  return 0;
+}
+static void ss_disconnect(void *ctx, sync_transport *tr) {
+  ss_net *n = (ss_net *)ctx;
+  (void)tr;
+  close(n->fd);
+  pthread_join(n->th, NULL);
+}
+static uint64_t ss_net_clock(void *ctx) { return ((ss_net *)ctx)->clock; }
+static void ss_net_sleep(void *ctx, uint64_t ms) {
+  ss_net *n = (ss_net *)ctx;
+  if (n->nsleep < 16) n->slept[n->nsleep++] = ms;
+  n->clock += ms;
+}
+
+static void test_retry_and_breaker(void **state) {
+  uint64_t now = 1700000000000ull;
+  tu_rng g = {23};
+  mu_rep srv, dev;
+  ss_net net;
+  sync_retry_opts ro;
+  sync_retry *r;
+  sync_retry_stats rs;
+  sync_session_opts co;
+  unsigned i;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  ss_write(&srv, &g, 50, 10);
+  memset(&net, 0, sizeof net);
+  net.srv = &srv;
+  net.clock = 1000;
+  memset(&ro, 0, sizeof ro);
+  ro.attempts = 4;
+  ro.base_delay_ms = 100;
+  ro.max_delay_ms = 250;
+  ro.breaker_failures = 2;
+  ro.breaker_cooldown_ms = 5000;
+  ro.now = ss_net_clock;
+  ro.now_ctx = &net;
+  ro.sleep = ss_net_sleep;
+  ro.sleep_ctx = &net;
+  ro.seed = 42;
+  TU_OK(sync_retry_create(NULL, &ro, &r));
+  memset(&co, 0, sizeof co);
+  net.fail_next = 2;
+  TU_OK(sync_retry_run(r, dev.env, &co, ss_connect, ss_disconnect, &net, NULL));
+  assert_true(mu_digest(&srv) == mu_digest(&dev));
+  sync_retry_stats_get(r, &rs);
+  TU_U64(rs.attempts, 3);
+  TU_U64(rs.retries, 2);
+  assert_int_equal(net.nsleep, 2);
+  assert_true(net.slept[0] <= 100 && net.slept[1] <= 200);
+  /* Two runs that fail every attempt open the breaker. */
+  net.fail_next = 100;
+  TU_RC(sync_retry_run(r, dev.env, &co, ss_connect, ss_disconnect, &net, NULL),
+        SYNC_ECLOSED);
+  TU_RC(sync_retry_run(r, dev.env, &co, ss_connect, ss_disconnect, &net, NULL),
+        SYNC_ECLOSED);
+  for (i = 0; i < net.nsleep; i++) assert_true(net.slept[i] <= 250);
+  sync_retry_stats_get(r, &rs);
+  assert_true(rs.breaker_open);
+  TU_U64(rs.breaker_opened, 1);
+  {
+    int before = net.connects;
+    TU_RC(sync_retry_run(r, dev.env, &co, ss_connect, ss_disconnect, &net, NULL),
+          SYNC_EBUSY);
+    assert_int_equal(net.connects, before); /* not even tried */
+  }
+  net.clock += 6000; /* cooldown over */
+  net.fail_next = 0;
+  TU_OK(sync_retry_run(r, dev.env, &co, ss_connect, ss_disconnect, &net, NULL));
+  sync_retry_stats_get(r, &rs);
+  assert_false(rs.breaker_open);
+  TU_U64(rs.breaker_refused, 1);
+  sync_retry_free(r);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_both_ways_converge),
+      cmocka_unit_test(test_modes),
+      cmocka_unit_test(test_relay_no_echo),
+      cmocka_unit_test(test_rights),
+      cmocka_unit_test(test_relay_refused),
+      cmocka_unit_test(test_future_stamps),
+      cmocka_unit_test(test_schema_mismatch),
+      cmocka_unit_test(test_dry_run),
+      cmocka_unit_test(test_resume_after_cut),
+      cmocka_unit_test(test_faulty_link),
+      cmocka_unit_test(test_progress_and_tiny_messages),
+      cmocka_unit_test(test_driver),
+      cmocka_unit_test(test_retry_and_breaker),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
