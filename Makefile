@@ -40,7 +40,7 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
           $(patsubst tests/%.c,$(B)/t-san-src/%,$(INT_TESTS))
 
 .PHONY: all deps example test test-build bench amalgamation \
-        check-amalgamation install clean
+        check-amalgamation install clean soak
 
 .DEFAULT_GOAL := all
 
@@ -50,7 +50,9 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
 TEST_EXTRA :=
 -include $(sort $(wildcard mk/*.mk))
 
-all: $(B)/libsync.a $(B)/quickstart $(B)/bench
+EXAMPLES := $(B)/quickstart $(B)/sync_server $(B)/sync_edge
+
+all: $(B)/libsync.a $(EXAMPLES) $(B)/bench
 
 $(B):
 	@mkdir -p $(B)
@@ -71,8 +73,22 @@ check-amalgamation:
 $(B)/quickstart: examples/quickstart.c sync.h $(B)/libsync.a
 	$(CC) $(WARN) $(CFLAGS) -I. examples/quickstart.c $(B)/libsync.a $(LIBS) -o $@
 
-example: $(B)/quickstart
+$(B)/sync_%: examples/sync_%.c examples/demo_schema.h sync.h $(B)/libsync.a
+	$(CC) $(WARN) $(CFLAGS) -I. -Iexamples $< $(B)/libsync.a $(LIBS) -o $@
+
+# The quickstart, then the main job: a server and two devices on loopback.
+example: $(EXAMPLES)
 	cd $(B) && rm -f quickstart.db quickstart.db-lock && ./quickstart quickstart.db
+	sh examples/demo.sh $(B)
+
+# End to end over loopback TCP: the example server and devices.
+TEST_EXTRA += tests/e2e.sh
+test-build: $(EXAMPLES)
+
+# 50 device processes syncing with one server for SOAK_SECONDS.
+SOAK_SECONDS ?= 60
+soak: $(B)/sync_server $(B)/sync_edge
+	sh tests/soak.sh $(B) $(SOAK_SECONDS)
 
 $(B)/bench: $(BENCH_C) bench/*.h sync.h $(B)/libsync.a
 	$(CC) -std=c11 -O2 -DNDEBUG $(CPPFLAGS_ALL) $(BENCH_C) $(B)/libsync.a \

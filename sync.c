@@ -7557,6 +7557,9 @@ SYNC_API int sync_retry_create(const sync_allocator *alloc,
   } else {
     sx_alloc_default(&al);
   }
+#ifdef SYNC_OMIT_DEFAULT_SLEEP
+  if (!o || !o->sleep) return SYNC_EINVAL;
+#endif
   r = (sync_retry *)sx_malloc(&al, sizeof *r);
   if (!r) return SYNC_ENOMEM;
   memset(r, 0, sizeof *r);
@@ -7595,6 +7598,7 @@ static uint64_t sx_retry_rand(sync_retry *r) {
   return z ^ (z >> 31);
 }
 
+#ifndef SYNC_OMIT_DEFAULT_SLEEP
 static void sx_sleep_ms(void *ctx, uint64_t ms) {
   struct timespec ts;
   (void)ctx;
@@ -7602,6 +7606,7 @@ static void sx_sleep_ms(void *ctx, uint64_t ms) {
   ts.tv_nsec = (long)(ms % 1000) * 1000000L;
   nanosleep(&ts, NULL);
 }
+#endif
 
 /* Errors another attempt cannot mend. */
 static int sx_retry_final(int rc) {
@@ -7640,7 +7645,11 @@ SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
       d = sx_retry_rand(r) % (cap + 1);
       r->st.retries++;
       r->st.last_delay_ms = d;
+#ifndef SYNC_OMIT_DEFAULT_SLEEP
       (r->o.sleep ? r->o.sleep : sx_sleep_ms)(r->o.sleep_ctx, d);
+#else
+      r->o.sleep(r->o.sleep_ctx, d);
+#endif
     }
     r->st.attempts++;
     memset(&t, 0, sizeof t);

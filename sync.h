@@ -6,7 +6,9 @@
  * Use: copy sync.h and sync.c into the project, compile sync.c as C11 and
  * link -llmdb -lzstd -lxxhash.  Or, with the single-header build
  * (amalgamate.py --single-header), #define SYNC_IMPLEMENTATION in exactly
- * one translation unit before including it.
+ * one translation unit before including it, ahead of any other #include
+ * there (the implementation uses POSIX calls and defines _POSIX_C_SOURCE
+ * when the program did not).
  *
  * Conventions (after LMDB): objects are env -> txn -> cursor; every call
  * returns int, 0 on success or a negative SYNC_E* code; new objects come
@@ -27,6 +29,8 @@
  *   SYNC_OMIT_ZSTD         no compression: frames are written stored, and
  *                          a compressed frame decodes to SYNC_ENOTSUP
  *                          (smallest builds; no -lzstd needed)
+ *   SYNC_OMIT_DEFAULT_SLEEP no nanosleep default for the retry helper:
+ *                          sync_retry_opts.sleep is required
  *   SYNC_OMIT_DEFAULT_RANDOM  no /dev/urandom default for site ids; the
  *                          application must call sync_env_set_random()
  *                          before creating a database (firmware builds)
@@ -934,7 +938,8 @@ typedef struct sync_retry_opts {
   uint64_t breaker_cooldown_ms; /* how long it stays open; 0 = 60,000 */
   sync_clock_fn now;       /* ms clock; NULL = the env's clock */
   void *now_ctx;
-  void (*sleep)(void *ctx, uint64_t ms); /* NULL = nanosleep */
+  void (*sleep)(void *ctx, uint64_t ms); /* NULL = nanosleep (required
+                                            under SYNC_OMIT_DEFAULT_SLEEP) */
   void *sleep_ctx;
   uint64_t seed;           /* jitter; 0 = from the clock */
 } sync_retry_opts;

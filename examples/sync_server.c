@@ -1,0 +1,356 @@
+/*
+ * sync_server.c - a server peer: serves many edge devices at once over
+ * TCP, one sans-IO session per connection, driven by poll().  Each
+ * device's credential is checked against a credentials file that maps
+ * tokens to table rights; a device that misbehaves or vanishes
+ * mid-session ends its own session only.
+ *
+ *   sync_server DB HOST:PORT [--credentials FILE] [--sessions N]
+ *               [--port-file FILE] [--quiet]
+ *
+ * PORT 0 picks a free port (written to --port-file).  --sessions N stops
+ * after N sessions have ended (tests, demos); otherwise it serves until
+ * SIGINT or SIGTERM.  Credentials file, one device per line:
+ *   TOKEN read=TABLE[,TABLE...] write=TABLE[,...] [relay]
+ * ("*" for every table).  Without a file every device may read and write
+ * every table.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "demo_schema.h"
+
+#define MAX_CONN 256
+#define MAX_CRED 64
+#define IDLE_SECONDS 60
+
+typedef struct cred {
+  char token[128];
+  sync_rights rights;
+} cred;
+
+typedef struct server {
+  sync_env *env;
+  cred creds[MAX_CRED];
+  int ncreds, quiet;
+} server;
+
+typedef struct conn {
+  int fd;
+  sync_session *s;
+  unsigned char out[16384]; /* bytes the socket has not taken yet */
+  size_t olen, ooff;
+  time_t last; /* last activity */
+} conn;
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig) {
+  (void)sig;
+  stop = 1;
+}
+
+static int set_tables(sync_env *env, char *list, unsigned char *bits) {
+  char *save = NULL, *t;
+  for (t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    unsigned id;
+    if (!strcmp(t, "*")) {
+      memset(bits, 0xff, SYNC_RIGHTS_BYTES);
+      continue;
+    }
+    if (sync_env_table(env, t, &id) != 0) {
+      fprintf(stderr, "sync_server: no table '%s' in the schema\n", t);
+      return -1;
+    }
+    bits[id >> 3] |= (unsigned char)(1u << (id & 7));
+  }
+  return 0;
+}
+
+static int load_creds(server *sv, const char *path) {
+  FILE *f = fopen(path, "r");
+  char line[1024];
+  int lineno = 0;
+  if (!f) {
+    fprintf(stderr, "sync_server: cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  while (fgets(line, sizeof line, f)) {
+    char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
+    cred *c;
+    lineno++;
+    if (!w || w[0] == '#') continue;
+    if (sv->ncreds == MAX_CRED || strlen(w) >= sizeof c->token) {
+      fprintf(stderr, "sync_server: %s:%d: too many or too long\n", path, lineno);
+      fclose(f);
+      return -1;
+    }
+    c = &sv->creds[sv->ncreds++];
+    memset(c, 0, sizeof *c);
+    strcpy(c->token, w);
+    while ((w = strtok_r(NULL, " \t\r\n", &save))) {
+      int rc = 0;
+      if (!strncmp(w, "read=", 5)) rc = set_tables(sv->env, w + 5, c->rights.read);
+      else if (!strncmp(w, "write=", 6)) rc = set_tables(sv->env, w + 6, c->rights.write);
+      else if (!strcmp(w, "relay")) c->rights.relay = 1;
+      else rc = -1;
+      if (rc) {
+        fprintf(stderr, "sync_server: %s:%d: cannot read '%s'\n", path, lineno, w);
+        fclose(f);
+        return -1;
+      }
+    }
+  }
+  fclose(f);
+  return 0;
+}
+
+static int authorize(void *ctx, const uint8_t site[16], const void *cr,
+                     size_t len, sync_rights *rights) {
+  server *sv = (server *)ctx;
+  int i;
+  (void)site;
+  for (i = 0; i < sv->ncreds; i++)
+    if (strlen(sv->creds[i].token) == len && !memcmp(sv->creds[i].token, cr, len)) {
+      *rights = sv->creds[i].rights;
+      return 0;
+    }
+  return SYNC_EPERM;
+}
+
+static int listen_on(const char *addr, int *port_out) {
+  char host[256], port[32];
+  struct addrinfo hints, *ai, *p;
+  int fd = -1, one = 1, rc;
+  if (demo_split_addr(addr, host, sizeof host, port, sizeof port)) {
+    fprintf(stderr, "sync_server: address must be HOST:PORT, not '%s'\n", addr);
+    return -1;
+  }
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  if ((rc = getaddrinfo(host, port, &hints, &ai))) {
+    fprintf(stderr, "sync_server: %s: %s\n", addr, gai_strerror(rc));
+    return -1;
+  }
+  for (p = ai; p; p = p->ai_next) {
+    fd = socket(p->ai_family, p->ai_socktype, p->ai_protocol);
+    if (fd < 0) continue;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, p->ai_addr, p->ai_addrlen) == 0 && listen(fd, 64) == 0) break;
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(ai);
+  if (fd < 0) {
+    fprintf(stderr, "sync_server: cannot listen on %s: %s\n", addr, strerror(errno));
+    return -1;
+  }
+  {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char ph[64], pp[16];
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    getnameinfo((struct sockaddr *)&ss, sl, ph, sizeof ph, pp, sizeof pp,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    *port_out = atoi(pp);
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return fd;
+}
+
+/* A session ended: say how, in plain words, and free it. */
+static void finish(server *sv, conn *c) {
+  int st = sync_session_status(c->s);
+  sync_session_stats x;
+  uint8_t site[16];
+  char hex[33] = "unknown device";
+  sync_session_stats_get(c->s, &x);
+  if (sync_session_peer(c->s, site) == 0) demo_hex(site, 8, hex);
+  if (!sv->quiet) {
+    if (st == 1)
+      printf("server: device %s: received %llu rows, sent %llu rows, "
+             "%llu bytes in, %llu out; done\n",
+             hex, (unsigned long long)x.rows_received,
+             (unsigned long long)x.rows_sent, (unsigned long long)x.bytes_received,
+             (unsigned long long)x.bytes_sent);
+    else
+      printf("server: device %s: session ended: %s (%s)\n", hex,
+             sync_strerror(st ? st : SYNC_ECLOSED), sync_session_errmsg(c->s));
+    if (x.applied.refused)
+      printf("server: device %s: %llu rows refused by its rights\n", hex,
+             (unsigned long long)x.applied.refused);
+    fflush(stdout);
+  }
+  sync_session_free(c->s);
+  close(c->fd);
+  c->s = NULL;
+  c->fd = -1;
+}
+
+int main(int argc, char **argv) {
+  server sv;
+  conn conns[MAX_CONN];
+  const char *db = NULL, *addr = NULL, *credfile = NULL, *portfile = NULL;
+  long max_sessions = -1, ended = 0;
+  int lfd, port, i, rc;
+  memset(&sv, 0, sizeof sv);
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--credentials") && i + 1 < argc) credfile = argv[++i];
+    else if (!strcmp(argv[i], "--sessions") && i + 1 < argc) max_sessions = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--port-file") && i + 1 < argc) portfile = argv[++i];
+    else if (!strcmp(argv[i], "--quiet")) sv.quiet = 1;
+    else if (!db) db = argv[i];
+    else if (!addr) addr = argv[i];
+    else db = NULL, i = argc;
+  }
+  if (!db || !addr) {
+    fprintf(stderr, "usage: sync_server DB HOST:PORT [--credentials FILE] "
+                    "[--sessions N] [--port-file FILE] [--quiet]\n");
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  if ((rc = sync_env_create(NULL, &sv.env)) ||
+      (rc = sync_env_set_schema(sv.env, demo_tables, 2)) ||
+      (rc = sync_env_open(sv.env, db, 0))) {
+    fprintf(stderr, "sync_server: cannot open %s: %s %s\n", db,
+            sync_strerror(rc), sv.env ? sync_env_errmsg(sv.env) : "");
+    sync_env_close(sv.env);
+    return 1;
+  }
+  if (credfile && load_creds(&sv, credfile)) return 1;
+  if ((lfd = listen_on(addr, &port)) < 0) return 1;
+  if (portfile) {
+    FILE *f = fopen(portfile, "w");
+    if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
+      fprintf(stderr, "sync_server: cannot write %s\n", portfile);
+      return 1;
+    }
+  }
+  if (!sv.quiet) {
+    printf("server: serving %s on port %d%s\n", db, port,
+           credfile ? ", devices checked against the credentials file"
+                    : ", every device may read and write");
+    fflush(stdout);
+  }
+  for (i = 0; i < MAX_CONN; i++) conns[i].fd = -1, conns[i].s = NULL;
+  while (!stop && (max_sessions < 0 || ended < max_sessions)) {
+    struct pollfd pf[MAX_CONN + 1];
+    int idx[MAX_CONN + 1], n = 0;
+    pf[n].fd = lfd;
+    pf[n].events = POLLIN;
+    idx[n++] = -1;
+    for (i = 0; i < MAX_CONN; i++) {
+      if (conns[i].fd < 0) continue;
+      pf[n].fd = conns[i].fd;
+      pf[n].events = (short)((sync_session_want_read(conns[i].s) ? POLLIN : 0) |
+                             (conns[i].olen > conns[i].ooff ||
+                                      sync_session_want_write(conns[i].s)
+                                  ? POLLOUT
+                                  : 0));
+      idx[n++] = i;
+    }
+    if (poll(pf, (nfds_t)n, 1000) < 0) {
+      if (errno == EINTR) continue;
+      perror("sync_server: poll");
+      break;
+    }
+    if (pf[0].revents & POLLIN) {
+      int fd = accept(lfd, NULL, NULL);
+      if (fd >= 0) {
+        sync_session_opts so;
+        for (i = 0; i < MAX_CONN && conns[i].fd >= 0; i++) {
+        }
+        memset(&so, 0, sizeof so);
+        so.server = 1;
+        so.authorize = credfile ? authorize : NULL;
+        so.authorize_ctx = &sv;
+        so.level = 3;
+        if (i == MAX_CONN || sync_session_create(sv.env, &so, &conns[i].s)) {
+          close(fd); /* full: the device retries later */
+        } else {
+          fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+          conns[i].fd = fd;
+          conns[i].olen = conns[i].ooff = 0;
+          conns[i].last = time(NULL);
+        }
+      }
+    }
+    for (i = 1; i < n; i++) {
+      conn *c = &conns[idx[i]];
+      unsigned char buf[16384];
+      if (pf[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        ssize_t k = read(c->fd, buf, sizeof buf);
+        if (k > 0) {
+          sync_inbuf in = {buf, (size_t)k, 0};
+          sync_session_recv(c->s, &in);
+        } else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+          sync_session_abort(c->s, SYNC_ECLOSED); /* it vanished */
+        }
+      }
+      /* Write what the socket takes; a device that stops reading only
+       * stalls its own session. */
+      for (;;) {
+        ssize_t k;
+        if (c->ooff == c->olen) {
+          sync_outbuf out = {c->out, sizeof c->out, 0};
+          if (sync_session_status(c->s) != 0 || !sync_session_want_write(c->s))
+            break;
+          sync_session_send(c->s, &out);
+          c->olen = out.pos;
+          c->ooff = 0;
+          if (!c->olen) break;
+        }
+        k = write(c->fd, c->out + c->ooff, c->olen - c->ooff);
+        if (k > 0) {
+          c->ooff += (size_t)k;
+          continue;
+        }
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+          break;
+        sync_session_abort(c->s, SYNC_ECLOSED);
+        c->ooff = c->olen; /* nobody left to take it */
+        break;
+      }
+      if (pf[i].revents)
+        c->last = time(NULL);
+      else if (time(NULL) - c->last > IDLE_SECONDS) {
+        sync_session_abort(c->s, SYNC_ETIMEOUT); /* silent for too long */
+        c->ooff = c->olen;
+      }
+      if (sync_session_status(c->s) != 0 && c->ooff == c->olen) {
+        finish(&sv, c);
+        ended++;
+      }
+    }
+  }
+  for (i = 0; i < MAX_CONN; i++)
+    if (conns[i].fd >= 0) {
+      sync_session_abort(conns[i].s, SYNC_ECLOSED);
+      finish(&sv, &conns[i]);
+    }
+  close(lfd);
+  {
+    sync_txn *x;
+    uint64_t dg = 0;
+    if (sync_txn_begin(sv.env, SYNC_TXN_RDONLY, &x) == 0) {
+      sync_digest(x, SYNC_ALL_TABLES, &dg);
+      sync_txn_abort(x);
+    }
+    printf("server: stopped; digest %016llx\n", (unsigned long long)dg);
+  }
+  sync_env_close(sv.env);
+  return 0;
+}
