@@ -5365,11 +5365,6 @@ static size_t sx_encol_lb(const sx_encol *ec, size_t n, unsigned tid) {
   return lo;
 }
 
-static int sx_encol_cmp(const void *a, const void *b) {
-  const sx_encol *x = (const sx_encol *)a, *y = (const sx_encol *)b;
-  if (x->tid != y->tid) return x->tid < y->tid ? -1 : 1;
-  return x->col < y->col ? -1 : x->col > y->col;
-}
 
 /* The mantissa of v at decimal scale s, when v is exactly the double
  * nearest to m / 10^s (so the decoder's division gives v back). */
@@ -5506,6 +5501,50 @@ static unsigned char *sx_wvalue(unsigned char *p, sx_encol *c,
   }
 }
 
+/* Note column (tid, col) with a value of type t in the sorted set e->ec
+ * of n entries: each pair once, with the one non-NULL type its values
+ * have (SYNC_NULL while all are NULL). */
+static int sx_encol_add(sync_encoder *e, size_t *n, unsigned tid, unsigned col,
+                        int t) {
+  size_t lo = 0, hi = *n;
+  int rc;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (e->ec[mid].tid < tid || (e->ec[mid].tid == tid && e->ec[mid].col < col))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < *n && e->ec[lo].tid == tid && e->ec[lo].col == col) {
+    sx_encol *c = &e->ec[lo];
+    if (c->type == SYNC_NULL) c->type = t;
+    else if (t != SYNC_NULL && t != c->type) return SYNC_EINVAL;
+    return 0;
+  }
+  if ((rc = sx_grow(&e->al, (void **)&e->ec, &e->cap_ec, *n + 1,
+                    sizeof(sx_encol))))
+    return rc;
+  memmove(e->ec + lo + 1, e->ec + lo, (*n - lo) * sizeof *e->ec);
+  e->ec[lo].tid = tid;
+  e->ec[lo].col = col;
+  e->ec[lo].type = t;
+  e->ec[lo].enc = SX_ENC_PLAIN;
+  e->ec[lo].prev = 0;
+  (*n)++;
+  return 0;
+}
+
+/* The most bytes row r can take in a body. */
+static size_t sx_row_bound(const sync_delta *d, const sx_drow *r) {
+  size_t n = 8 * SX_VARINT_MAX + r->klen + r->ncols * SX_VARINT_MAX, j;
+  for (j = 0; j < r->ncols; j++) {
+    const sx_dcol *c = &d->cols[r->col0 + j];
+    n += 4 * SX_VARINT_MAX + 9 +
+         (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB ? c->v.len : 0);
+  }
+  return n;
+}
+
 /* Write the body of chunk d into e->body. */
 static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   sx_sortrow *sr = NULL;
@@ -5551,7 +5590,6 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     const sx_drow *r = &d->rows[i];
     st[nst].site = r->clsite;
     st[nst++].hlc = r->clhlc;
-    bound += 8 * SX_VARINT_MAX + r->klen + r->ncols * SX_VARINT_MAX;
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
       st[nst].site = c->site;
@@ -5560,40 +5598,14 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
         st[nst].site = c->bsite;
         st[nst++].hlc = c->bhlc;
       }
-      bound += 4 * SX_VARINT_MAX + 9 +
-               (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB ? c->v.len
-                                                                 : 0);
-      if ((rc = sx_grow(&e->al, (void **)&e->ec, &e->cap_ec, nec + 1,
-                        sizeof(sx_encol))))
-        goto done;
-      e->ec[nec].tid = r->tid;
-      e->ec[nec].col = c->col;
-      e->ec[nec].type = c->v.type;
-      nec++;
+      if ((rc = sx_encol_add(e, &nec, r->tid, c->col, c->v.type))) goto done;
     }
   }
   qsort(st, nst, sizeof *st, sx_stampv_cmp);
   for (i = j = 0; i < nst; i++)
     if (!j || sx_stampv_cmp(&st[j - 1], &st[i])) st[j++] = st[i];
   nst = j;
-  bound += nst * (4 * SX_VARINT_MAX);
-  /* Distinct (table, column) pairs, each with the one non-NULL type its
-   * values have (SYNC_NULL when all are NULL). */
-  qsort(e->ec, nec, sizeof *e->ec, sx_encol_cmp);
-  for (i = j = 0; i < nec; i++) {
-    if (j && e->ec[j - 1].tid == e->ec[i].tid &&
-        e->ec[j - 1].col == e->ec[i].col) {
-      sx_encol *c = &e->ec[j - 1];
-      if (c->type == SYNC_NULL) c->type = e->ec[i].type;
-      else if (e->ec[i].type != SYNC_NULL && e->ec[i].type != c->type) {
-        rc = SYNC_EINVAL;
-        goto done;
-      }
-      continue;
-    }
-    e->ec[j++] = e->ec[i];
-  }
-  nec = j;
+  bound += nst * SX_VARINT_MAX + ((size_t)d->nsites + 1) * 3 * SX_VARINT_MAX;
   /* Every table of the chunk is listed, also one with only tombstones. */
   for (i = 0; i < d->nrows; i++)
     if (!i || d->rows[e->order[i]].tid != d->rows[e->order[i - 1]].tid) ntab++;
@@ -5664,7 +5676,16 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     sx_encol *tcols = NULL, *tend = NULL; /* this table's entries in e->ec */
     for (i = 0; i < d->nrows; i++) {
       const sx_drow *r = &d->rows[e->order[i]];
-      const unsigned char *key = d->arena.p + r->koff;
+      const unsigned char *key;
+      {
+        /* Room for this row: the buffer grows with what is written, not
+         * with a bound for the whole chunk. */
+        size_t off = (size_t)(p - e->body.p);
+        e->body.len = off;
+        if ((rc = sx_buf_reserve(&e->body, sx_row_bound(d, r)))) goto done;
+        p = e->body.p + off;
+      }
+      key = d->arena.p + r->koff;
       const sx_dcol *c0 = d->cols ? d->cols + r->col0 : NULL;
       size_t rst = sx_stamp_find(st, nst, r->clsite, r->clhlc);
       size_t cst = rst, bst = SIZE_MAX, shared = 0, tcount = 0;
@@ -5751,7 +5772,7 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     }
   }
   e->body.len = (size_t)(p - e->body.p);
-  if (SX_NEVER(e->body.len > bound)) rc = SYNC_EINVAL;
+  if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
 done:
   sx_free(&e->al, sr);
   sx_free(&e->al, st);

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -63,6 +65,11 @@ static int tcp_connect(void *ctx, sync_transport *t) {
   freeaddrinfo(ai);
   if (l->fd < 0) return SYNC_ECLOSED;
   setsockopt(l->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  {
+    /* Requests are small and each waits for its answer: no Nagle delay. */
+    int one = 1;
+    setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
   t->ctx = l;
   t->send = tcp_send;
   t->recv = tcp_recv;

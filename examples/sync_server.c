@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -281,7 +283,9 @@ int main(int argc, char **argv) {
         if (i == MAX_CONN || sync_session_create(sv.env, &so, &conns[i].s)) {
           close(fd); /* full: the device retries later */
         } else {
+          int one = 1;
           fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           conns[i].fd = fd;
           conns[i].olen = conns[i].ooff = 0;
           conns[i].last = time(NULL);

@@ -1,0 +1,443 @@
+/*
+ * run_sync.c - whole sessions over loopback TCP between two processes
+ * (DESIGN.md section 6, W1 rows), side by side with SQLite.
+ *
+ *  - Initial sync: a server process holding the W1 rows serves one
+ *    session; this process pulls into an empty replica.  Timed from
+ *    connect to the end of the session: encode, send, decode, apply and
+ *    commit.  Peer: SQLite building its session changeset for the same
+ *    rows and applying it to an empty database, in one process (no
+ *    network, which favours it).
+ *  - Heap: the peak of the library's own heap on each side, through the
+ *    allocator hook, for 100,000 rows and for the full W1 size: bounded
+ *    by the chunk, not the data.
+ *  - Incremental: 1,000 rows changed on the server, then a session into
+ *    the populated replica; its wall time beside the time to commit the
+ *    same 1,000 rows locally, and its bytes on the wire beside the bytes
+ *    of the frames that carried the rows.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "peers.h"
+#include "w1.h"
+#include "workloads.h"
+
+#define SYNC_INCR_ROWS 1000
+#define SYNC_SEED_INCR UINT64_C(0x1DC0FFEE00000021)
+
+/* ---- a counting allocator: the library's heap, live and peak ---------- */
+typedef struct heap {
+  size_t live, peak;
+} heap;
+typedef struct heap_hdr {
+  size_t n;
+  size_t pad; /* keeps what follows 16-byte aligned */
+} heap_hdr;
+
+static void *heap_malloc(void *ctx, size_t n) {
+  heap *h = ctx;
+  heap_hdr *p = malloc(sizeof *p + n);
+  if (!p)
+    return NULL;
+  p->n = n;
+  h->live += n;
+  if (h->live > h->peak)
+    h->peak = h->live;
+  return p + 1;
+}
+static void heap_free(void *ctx, void *q) {
+  heap *h = ctx;
+  heap_hdr *p;
+  if (!q)
+    return;
+  p = (heap_hdr *)q - 1;
+  h->live -= p->n;
+  free(p);
+}
+static void *heap_realloc(void *ctx, void *q, size_t n) {
+  heap *h = ctx;
+  heap_hdr *p, *np;
+  if (!q)
+    return heap_malloc(ctx, n);
+  p = (heap_hdr *)q - 1;
+  np = realloc(p, sizeof *np + n);
+  if (!np)
+    return NULL;
+  h->live = h->live - np->n + n;
+  np->n = n;
+  if (h->live > h->peak)
+    h->peak = h->live;
+  return np + 1;
+}
+
+static sync_env *open_counted(const char *path, heap *h, int fresh) {
+  sync_allocator a = {h, heap_malloc, heap_realloc, heap_free};
+  sync_env *env;
+  if (fresh)
+    bench_unlink_db(path);
+  peer_sync_check(NULL, sync_env_create(&a, &env), "sync_env_create");
+  peer_sync_check(env, sync_env_set_durability(env, SYNC_DURABLE_NOSYNC),
+                  "sync_env_set_durability");
+  peer_sync_check(env, sync_env_set_mapsize(env, peer_mapsize(), 0),
+                  "sync_env_set_mapsize");
+  peer_sync_check(env, sync_env_set_schema(env, &w1_table, 1),
+                  "sync_env_set_schema");
+  peer_sync_check(env, sync_env_open(env, path, 0), "sync_env_open");
+  return env;
+}
+
+/* ---- transport over a socket ----------------------------------------- */
+static int64_t fd_send(void *ctx, const void *b, size_t n) {
+  for (;;) {
+    ssize_t k = send(*(int *)ctx, b, n, MSG_NOSIGNAL);
+    if (k > 0)
+      return k;
+    if (k < 0 && errno == EINTR)
+      continue;
+    return SYNC_ECLOSED;
+  }
+}
+static int64_t fd_recv(void *ctx, void *b, size_t n) {
+  for (;;) {
+    ssize_t k = recv(*(int *)ctx, b, n, 0);
+    if (k >= 0)
+      return k;
+    if (errno == EINTR)
+      continue;
+    return SYNC_EIO;
+  }
+}
+
+typedef struct served {
+  int status;
+  uint64_t heap_peak;
+} served;
+
+/* Child: serve one session from path, then report and exit. */
+static void serve_once(const char *path, int lfd, int out) {
+  heap h = {0, 0};
+  sync_env *env = open_counted(path, &h, 0);
+  sync_session_opts so;
+  sync_session *s;
+  served r;
+  int fd = accept(lfd, NULL, NULL), one = 1;
+  sync_transport t = {&fd, fd_send, fd_recv};
+  /* Requests are small and each waits for its answer: no Nagle delay. */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  memset(&so, 0, sizeof so);
+  so.server = 1;
+  if (fd < 0)
+    _exit(3);
+  peer_sync_check(env, sync_session_create(env, &so, &s), "sync_session_create");
+  r.status = sync_session_run(s, &t);
+  r.heap_peak = h.peak;
+  sync_session_free(s);
+  close(fd);
+  sync_env_close(env);
+  if (write(out, &r, sizeof r) != (ssize_t)sizeof r)
+    _exit(4);
+  _exit(0);
+}
+
+typedef struct tcp_result {
+  double seconds;
+  sync_session_stats st;
+  uint64_t heap_client, heap_server;
+} tcp_result;
+
+/* Pull everything the replica at send_path holds into recv_path over a
+ * loopback connection to a server process. */
+static void tcp_pull(const char *send_path, const char *recv_path, int fresh,
+                     tcp_result *res) {
+  struct sockaddr_in a;
+  socklen_t al = sizeof a;
+  int lfd, fd, p[2], status, rc;
+  pid_t pid;
+  served r;
+  heap h = {0, 0};
+  sync_env *env;
+  sync_session_opts co;
+  sync_session *s;
+  double t0, t1;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  lfd = socket(AF_INET, SOCK_STREAM, 0);
+  if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) ||
+      listen(lfd, 1) || getsockname(lfd, (struct sockaddr *)&a, &al) ||
+      pipe(p))
+    bench_die("sync: loopback socket: %s", strerror(errno));
+  fflush(stdout);
+  pid = fork();
+  if (pid < 0)
+    bench_die("sync: fork: %s", strerror(errno));
+  if (pid == 0) {
+    close(p[0]);
+    serve_once(send_path, lfd, p[1]);
+  }
+  close(p[1]);
+  close(lfd);
+  env = open_counted(recv_path, &h, fresh);
+  memset(&co, 0, sizeof co);
+  co.mode = SYNC_PULL;
+  t0 = bench_now();
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a))
+    bench_die("sync: connect: %s", strerror(errno));
+  {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  {
+    sync_transport t = {&fd, fd_send, fd_recv};
+    peer_sync_check(env, sync_session_create(env, &co, &s), "sync_session_create");
+    rc = sync_session_run(s, &t);
+  }
+  t1 = bench_now();
+  if (rc)
+    bench_die("sync: session failed: %s (%s)", sync_strerror(rc),
+              sync_session_errmsg(s));
+  sync_session_stats_get(s, &res->st);
+  sync_session_free(s);
+  close(fd);
+  if (read(p[0], &r, sizeof r) != (ssize_t)sizeof r)
+    bench_die("sync: the server process reported nothing");
+  close(p[0]);
+  waitpid(pid, &status, 0);
+  if (r.status)
+    bench_die("sync: the server's session failed: %s", sync_strerror(r.status));
+  sync_env_close(env);
+  res->seconds = t1 - t0;
+  res->heap_client = h.peak;
+  res->heap_server = r.heap_peak;
+}
+
+static uint64_t digest_at(const char *path) {
+  heap h = {0, 0};
+  sync_env *env = open_counted(path, &h, 0);
+  sync_txn *x;
+  uint64_t d = 0;
+  peer_sync_check(env, sync_txn_begin(env, SYNC_TXN_RDONLY, &x), "begin");
+  peer_sync_check(env, sync_digest(x, SYNC_ALL_TABLES, &d), "sync_digest");
+  sync_txn_abort(x);
+  sync_env_close(env);
+  return d;
+}
+
+static void write_rows(const char *path, const w1_row *rows, size_t n) {
+  peer_sync p;
+  peer_sync_open(&p, path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
+  for (size_t i = 0; i < n; i += W1_TXN_ROWS) {
+    size_t end = i + W1_TXN_ROWS < n ? i + W1_TXN_ROWS : n;
+    sync_txn *txn;
+    peer_sync_check(p.env, sync_txn_begin(p.env, 0, &txn), "sync_txn_begin");
+    for (size_t j = i; j < end; j++) {
+      sync_value v[W1_NCOLUMNS];
+      w1_values(&rows[j], v);
+      peer_sync_check(p.env,
+                      sync_put(txn, p.table, rows[j].key, W1_KEY_LEN, v,
+                               W1_NCOLUMNS),
+                      "sync_put");
+    }
+    peer_sync_check(p.env, sync_txn_commit(txn), "sync_txn_commit");
+  }
+  peer_sync_close(&p);
+}
+
+typedef struct sync_ctx {
+  const w1_row *rows;
+  size_t nrows;
+  const char *send_path, *recv_path, *lite_path;
+  uint64_t digest;
+  tcp_result last;
+} sync_ctx;
+
+static double ours_initial(void *arg) {
+  sync_ctx *c = arg;
+  tcp_pull(c->send_path, c->recv_path, 1, &c->last);
+  if (c->last.st.rows_received != c->nrows)
+    bench_die("sync: %" PRIu64 " rows received of %zu",
+              c->last.st.rows_received, c->nrows);
+  if (digest_at(c->recv_path) != c->digest)
+    bench_die("sync: the receiver's digest differs from the sender's");
+  return (double)c->nrows / c->last.seconds;
+}
+
+#ifndef BENCH_NO_SQLITE
+static int lite_conflict(void *ctx, int kind, sqlite3_changeset_iter *it) {
+  (void)it;
+  *(int *)ctx = kind;
+  return SQLITE_CHANGESET_ABORT;
+}
+
+/* SQLite: record the inserts in a session (untimed), then build the
+ * changeset and apply it to an empty database (timed). */
+static double lite_initial(void *arg) {
+  sync_ctx *c = arg;
+  peer_sqlite src, dst;
+  sqlite3_stmt *ins;
+  void *cs = NULL;
+  int ncs = 0, conflict = 0;
+  char dst_path[4096];
+  double t0, t1;
+  snprintf(dst_path, sizeof dst_path, "%s-dst", c->lite_path);
+  peer_sqlite_open(&src, c->lite_path, 0, w1_sqlite_create, "t");
+  ins = peer_sqlite_prepare(&src, w1_sqlite_insert);
+  for (size_t i = 0; i < c->nrows; i += W1_TXN_ROWS) {
+    size_t end = i + W1_TXN_ROWS < c->nrows ? i + W1_TXN_ROWS : c->nrows;
+    peer_sqlite_exec(&src, "BEGIN");
+    for (size_t j = i; j < end; j++) {
+      const w1_row *r = &c->rows[j];
+      sqlite3_bind_text(ins, 1, r->key, W1_KEY_LEN, SQLITE_STATIC);
+      sqlite3_bind_int64(ins, 2, r->a);
+      sqlite3_bind_double(ins, 3, r->b);
+      sqlite3_bind_text(ins, 4, r->c, W1_TEXT_LEN, SQLITE_STATIC);
+      sqlite3_bind_blob(ins, 5, r->d, W1_BLOB_LEN, SQLITE_STATIC);
+      peer_sqlite_check(&src, sqlite3_step(ins), SQLITE_DONE, "INSERT");
+      sqlite3_reset(ins);
+    }
+    peer_sqlite_exec(&src, "COMMIT");
+  }
+  sqlite3_finalize(ins);
+  peer_sqlite_open(&dst, dst_path, 0, w1_sqlite_create, "t");
+  sqlite3session_delete(dst.session);
+  dst.session = NULL;
+  t0 = bench_now();
+  peer_sqlite_check(&src, sqlite3session_changeset(src.session, &ncs, &cs),
+                    SQLITE_OK, "sqlite3session_changeset");
+  peer_sqlite_check(&dst,
+                    sqlite3changeset_apply(dst.db, ncs, cs, NULL, lite_conflict,
+                                           &conflict),
+                    SQLITE_OK, "sqlite3changeset_apply");
+  t1 = bench_now();
+  if (conflict)
+    bench_die("sync sqlite: conflict %d", conflict);
+  sqlite3_free(cs);
+  peer_sqlite_close(&src);
+  peer_sqlite_close(&dst);
+  bench_unlink_db(c->lite_path);
+  bench_unlink_db(dst_path);
+  return (double)c->nrows / (t1 - t0);
+}
+#endif
+
+/* Heap peak of a whole initial sync of n rows (max of both sides). */
+static uint64_t heap_of_sync(sync_ctx *c, size_t n) {
+  tcp_result r;
+  uint64_t peak;
+  write_rows(c->send_path, c->rows, n);
+  tcp_pull(c->send_path, c->recv_path, 1, &r);
+  peak = r.heap_client > r.heap_server ? r.heap_client : r.heap_server;
+  bench_note("sync heap, %zu rows: client %" PRIu64 " bytes, server %" PRIu64
+             " bytes",
+             n, r.heap_client, r.heap_server);
+  return peak;
+}
+
+void bench_sync(const bench_opts *o) {
+  sync_ctx c;
+  bench_side sides[2];
+  int nsides = 0;
+  memset(&c, 0, sizeof c);
+  c.nrows = o->rows;
+  c.rows = w1_generate(c.nrows);
+  c.send_path = bench_path("sync-send.db");
+  c.recv_path = bench_path("sync-recv.db");
+  c.lite_path = bench_path("sync-lite.db");
+  bench_note("sync: %zu W1 rows over loopback TCP between two processes, "
+             "uncompressed frames, 1,000 rows per chunk, 64 KiB messages",
+             c.nrows);
+  signal(SIGPIPE, SIG_IGN);
+
+  /* Heap first, with the small size (the sender is rewritten below). */
+  {
+    size_t small = c.nrows < 100000 ? c.nrows : 100000;
+    uint64_t h = heap_of_sync(&c, small);
+    bench_value("sync.heap_peak_bytes.100k", (double)h, "bytes");
+  }
+  write_rows(c.send_path, c.rows, c.nrows);
+  c.digest = digest_at(c.send_path);
+
+  sides[nsides++] = (bench_side){"sync", ours_initial, &c, 0};
+#ifndef BENCH_NO_SQLITE
+  sides[nsides++] = (bench_side){"sqlite", lite_initial, &c, 0};
+#endif
+  bench_rounds("w1.sync_tcp", sides, nsides, o->reps);
+  bench_rate("w1.sync_tcp.rows_per_s", sides[0].best);
+  if (c.nrows >= 1000000) {
+    uint64_t h = c.last.heap_client > c.last.heap_server ? c.last.heap_client
+                                                          : c.last.heap_server;
+    bench_note("sync heap, %zu rows: client %" PRIu64 " bytes, server %" PRIu64
+               " bytes",
+               c.nrows, c.last.heap_client, c.last.heap_server);
+    bench_value("sync.heap_peak_bytes.1m", (double)h, "bytes");
+  } else {
+    bench_note("sync.heap_peak_bytes.1m: not measured with %zu rows", c.nrows);
+  }
+#ifndef BENCH_NO_SQLITE
+  bench_rate("w1.sync_tcp.sqlite_rows_per_s", sides[1].best);
+  bench_ratio("w1.sync_tcp.ratio_vs_sqlite", sides[0].best / sides[1].best);
+#endif
+
+  /* Incremental: 1,000 random rows changed on the server. */
+  {
+    peer_sync p;
+    bench_rng g = {SYNC_SEED_INCR};
+    size_t n = c.nrows < SYNC_INCR_ROWS ? c.nrows : SYNC_INCR_ROWS;
+    double t0, t1, commit_s = 0, sync_s = 0, wire = 0, frames = 0;
+    int round;
+    for (round = 0; round < o->reps; round++) {
+      tcp_result r;
+      sync_txn *txn;
+      peer_sync_open(&p, c.send_path, SYNC_DURABLE_NOSYNC, &w1_table, 0);
+      t0 = bench_now();
+      peer_sync_check(p.env, sync_txn_begin(p.env, 0, &txn), "sync_txn_begin");
+      for (size_t i = 0; i < n; i++) {
+        w1_row row = c.rows[bench_rng_below(&g, c.nrows)];
+        sync_value v[W1_NCOLUMNS];
+        row.a = (int64_t)bench_rng_next(&g);
+        row.b = bench_rng_unit(&g);
+        w1_values(&row, v);
+        peer_sync_check(p.env,
+                        sync_put(txn, p.table, row.key, W1_KEY_LEN, v,
+                                 W1_NCOLUMNS),
+                        "sync_put");
+      }
+      peer_sync_check(p.env, sync_txn_commit(txn), "sync_txn_commit");
+      t1 = bench_now();
+      peer_sync_close(&p);
+      tcp_pull(c.send_path, c.recv_path, 0, &r);
+      if (digest_at(c.recv_path) != digest_at(c.send_path))
+        bench_die("sync: digests differ after the incremental session");
+      if (round == 0 || t1 - t0 < commit_s)
+        commit_s = t1 - t0;
+      if (round == 0 || r.seconds < sync_s) {
+        sync_s = r.seconds;
+        wire = (double)(r.st.bytes_sent + r.st.bytes_received);
+        frames = (double)r.st.frame_bytes_received;
+      }
+    }
+    bench_note("incremental: %zu rows; session %.2f ms, local commit %.2f ms; "
+               "%.0f bytes on the wire, %.0f in frames",
+               n, sync_s * 1e3, commit_s * 1e3, wire, frames);
+    bench_value("incremental_sync.ms", sync_s * 1e3, "ms");
+    bench_value("incremental_sync.local_commit_ms", commit_s * 1e3, "ms");
+    bench_ratio("incremental_sync.ratio_vs_local_commit", sync_s / commit_s);
+    bench_ratio("incremental_sync.wire_ratio", wire / frames);
+  }
+  bench_unlink_db(c.send_path);
+  bench_unlink_db(c.recv_path);
+  free((void *)c.rows);
+}
