@@ -436,8 +436,11 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     }
     qsort(sr, d->nrows, sizeof *sr, sx_sortrow_cmp);
   }
+  /* Both arrays exist even for a chunk with no row or no column, so that
+   * the pointer arithmetic below never starts from NULL. */
   if ((rc = sx_grow(&e->al, (void **)&e->order, &e->cap_order, d->nrows + 1,
-                    sizeof(size_t))))
+                    sizeof(size_t))) ||
+      (rc = sx_grow(&e->al, (void **)&e->ec, &e->cap_ec, 1, sizeof(sx_encol))))
     goto done;
   for (i = 0; i < d->nrows; i++) {
     if (i && sx_sortrow_cmp(&sr[i - 1], &sr[i]) == 0) {
