@@ -802,6 +802,73 @@ static void test_retry_and_breaker(void **state) {
   mu_close(&dev);
 }
 
+/* The sending side's row filter leaves rows out (and the receiver's
+ * vector stays where it was); local-only columns never leave; a receiver
+ * may apply with another policy. */
+static int ss_no_private(void *ctx, unsigned table, const void *key,
+                         size_t klen) {
+  (void)ctx;
+  (void)table;
+  return !(klen >= 8 && !memcmp(key, "private-", 8));
+}
+
+static const sync_column_def ss_lcols[2] = {
+    {"n", SYNC_INTEGER, 0},
+    {"here", SYNC_TEXT, SYNC_COL_LOCAL},
+};
+static const sync_table_def ss_ltables[1] = {{"l", SYNC_TEXT, ss_lcols, 2}};
+
+static void test_filter_local_policy(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  uint8_t id[16];
+  sync_session_opts co;
+  sync_session_stats cs;
+  sync_txn *x;
+  sync_value v[2];
+  (void)state;
+  mu_site(id, 0x51);
+  mu_open_schema(&srv, "sess-srv.db", id, &now, 0, ss_ltables, 1);
+  mu_site(id, 0xd1);
+  mu_open_schema(&dev, "sess-dev.db", id, &now, 0, ss_ltables, 1);
+  TU_OK(sync_txn_begin(dev.env, 0, &x));
+  v[0] = sync_int(1);
+  v[1] = sync_text("device notes", 12);
+  TU_OK(sync_put(x, 0, "shared-1", 8, v, 2));
+  TU_OK(sync_put(x, 0, "private-1", 9, v, 2));
+  TU_OK(sync_txn_commit(x));
+  memset(&co, 0, sizeof co);
+  co.mode = SYNC_PUSH;
+  co.filter = ss_no_private;
+  assert_int_equal(su_sync(&dev, &srv, &co, NULL, &cs, NULL), 1);
+  TU_U64(cs.rows_sent, 1);
+  TU_OK(sync_txn_begin(srv.env, SYNC_TXN_RDONLY, &x));
+  TU_RC(sync_get(x, 0, "private-1", 9, v, 2), SYNC_NOTFOUND);
+  TU_OK(sync_get(x, 0, "shared-1", 8, v, 2));
+  assert_int_equal(v[0].i, 1);
+  assert_int_equal(v[1].type, SYNC_NULL); /* the local column stayed home */
+  sync_txn_abort(x);
+  /* Append policy on the device: rows it has are never touched. */
+  TU_OK(sync_txn_begin(srv.env, 0, &x));
+  v[0] = sync_int(99);
+  v[1] = sync_null();
+  TU_OK(sync_put(x, 0, "shared-1", 8, v, 2));
+  TU_OK(sync_put(x, 0, "server-1", 8, v, 2));
+  TU_OK(sync_txn_commit(x));
+  co.mode = SYNC_PULL;
+  co.filter = NULL;
+  co.policy = SYNC_APPLY_APPEND;
+  assert_int_equal(su_sync(&dev, &srv, &co, NULL, &cs, NULL), 1);
+  TU_OK(sync_txn_begin(dev.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_get(x, 0, "shared-1", 8, v, 2));
+  assert_int_equal(v[0].i, 1); /* kept */
+  TU_OK(sync_get(x, 0, "server-1", 8, v, 2));
+  assert_int_equal(v[0].i, 99); /* inserted */
+  sync_txn_abort(x);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_both_ways_converge),
@@ -817,6 +884,7 @@ int main(void) {
       cmocka_unit_test(test_progress_and_tiny_messages),
       cmocka_unit_test(test_driver),
       cmocka_unit_test(test_retry_and_breaker),
+      cmocka_unit_test(test_filter_local_policy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
