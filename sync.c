@@ -363,6 +363,7 @@ SYNC_API const char *sync_strerror(int err) {
   case SYNC_EPEER: return "the peer ended the session with an error";
   case SYNC_ECLOSED: return "connection closed before the session was done";
   case SYNC_ETIMEOUT: return "timed out waiting for the peer";
+  case SYNC_ESTALE: return "peer is behind collected tombstones: sync from the start";
   default: return "unknown error";
   }
 }
@@ -3903,6 +3904,22 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     return SYNC_EINVAL;
   if (req->schema_hash != env->schema->hash)
     return sx_fail(env, SYNC_ESCHEMA, "the requester has another schema");
+  if (req->cur.mode == SX_MODE_LOG && (req->cur.version || req->cur.seq)) {
+    /* A requester that stands before our last collection may miss
+     * deletes whose tombstones are gone: it must start again. */
+    sx_slice hz;
+    rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc == 0 && hz.n == 12 &&
+        sx_poscmp(req->cur.version, req->cur.seq, sx_get_le64(hz.p),
+                  sx_get_le32(hz.p + 8)) < 0)
+      return sx_fail(env, SYNC_ESTALE,
+                     "the requester stands at version %llu, before tombstones "
+                     "collected up to version %llu: it must sync again from "
+                     "the start (sync_peer_reset)",
+                     (unsigned long long)req->cur.version,
+                     (unsigned long long)sx_get_le64(hz.p));
+  }
   if (opts && opts->max_rows) max_rows = opts->max_rows;
   if (opts && opts->max_bytes) max_bytes = opts->max_bytes;
   if ((rc = sx_scratch(x)) || (rc = sx_vv_load(x, &vv))) return rc;
@@ -4644,7 +4661,7 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                    const sync_apply_opts *ao,
                                    sync_apply_report *rep) {
   sync_env *env;
-  uint64_t *lvv = NULL, ahead = UINT64_MAX;
+  uint64_t *lvv = NULL, *rvv = NULL, ahead = UINT64_MAX;
   uint32_t sender = SX_NONE;
   int checks, policy = ao ? ao->policy : SYNC_APPLY_MERGE;
   sync_apply_report dummy;
@@ -4704,17 +4721,20 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     if (rc) goto done;
   }
   checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms);
+  /* Our vector tells a row we never had from one we deleted and
+   * collected (its insert is covered, yet no row or tombstone is left). */
+  if ((rc = sx_vv_load(x, &lvv))) goto done;
   if (checks) {
     for (i = 0; i < d->nsites; i++)
       if (!memcmp(d->sites[i], d->sender, SX_SITE_LEN)) sender = (uint32_t)i;
-    if (!ao->relay && (rc = sx_vv_load(x, &lvv))) goto done;
+    rvv = ao->relay ? NULL : lvv; /* the relay check needs our vector */
     if (ao->max_ahead_ms) {
       uint64_t now = env->clock(env->clock_ctx);
       ahead = ((now + ao->max_ahead_ms) << 16) | 0xffff;
     }
     if (ao->refuse_whole)
       for (i = 0; i < d->nrows; i++)
-        if (!sx_row_ok(&a, ao, &d->rows[i], lvv, sender, ahead)) {
+        if (!sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) {
           rc = sx_fail(env, SYNC_EPERM,
                        "table '%s': the chunk holds a row the sender may not "
                        "write (table rights, another site's change, or a "
@@ -4728,7 +4748,7 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
    * refused rows must not move it. */
   for (i = 0; i < d->nrows; i++) {
     size_t j;
-    if (checks && !sx_row_ok(&a, ao, &d->rows[i], lvv, sender, ahead)) continue;
+    if (checks && !sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) continue;
     if (d->rows[i].clhlc > maxhlc) maxhlc = d->rows[i].clhlc;
     for (j = 0; j < d->rows[i].ncols; j++)
       if (d->cols[d->rows[i].col0 + j].hlc > maxhlc)
@@ -4742,7 +4762,7 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_slice k, v;
     int found, cls, was_live, now_live, append = 0;
     rep->rows++;
-    if (checks && !sx_row_ok(&a, ao, dr, lvv, sender, ahead)) {
+    if (checks && !sx_row_ok(&a, ao, dr, rvv, sender, ahead)) {
       rep->refused++; /* never applied; the run still moves past it */
       continue;
     }
@@ -4771,6 +4791,14 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     }
     if (rc && rc != SYNC_NOTFOUND) goto done;
     found = rc == 0;
+    if (!found && (dr->cl & 1) && a.smap[dr->clsite] != SX_NONE &&
+        a.smap[dr->clsite] < x->nsites &&
+        dr->clhlc <= lvv[a.smap[dr->clsite]]) {
+      /* We held this row and collected its tombstone: the sender kept
+       * an old copy.  Bringing it back would invent data. */
+      rep->unchanged++;
+      continue;
+    }
     if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
       sx_fail(env, rc, "table '%s': stored row fails its checksum",
               env->schema->tables[dr->tid].name);
@@ -5013,6 +5041,15 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
       }
       if (!rc && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
         x->failed = 1;
+      if (!rc) {
+        /* The horizon, for telling peers that come back from behind it
+         * that tombstones they needed are gone (SYNC_ESTALE). */
+        unsigned char hz[12];
+        sx_put_le64(hz, hv);
+        sx_put_le32(hz + 8, hs);
+        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, hz, 12, 0)))
+          x->failed = 1;
+      }
       /* The next fresh row reads the new values. */
       x->gccl_ok = 0;
       sx_free(&env->al, x->gccl);

@@ -95,6 +95,9 @@ extern "C" {
 #define SYNC_ECLOSED (-28)    /* the transport closed before the session
                                  was done */
 #define SYNC_ETIMEOUT (-29)   /* the peer said nothing for too long */
+#define SYNC_ESTALE (-30)     /* the requester is behind the sender's last
+                                 tombstone collection: reset and sync from
+                                 the start (sync_peer_reset) */
 
 /* A static English description of err; never NULL, also for unknown
  * codes. */
@@ -510,8 +513,10 @@ typedef struct sync_delta_opts {
  * already has are left out, and so are SYNC_COL_LOCAL columns.  When the
  * requester holds nothing of this replica yet, rows come table by table in
  * key order (initial sync).  opts may be NULL.  Errors: SYNC_EINVAL
- * (request meant for another sender, or from this replica), SYNC_ENOMEM,
- * SYNC_ECORRUPT. */
+ * (request meant for another sender, or from this replica), SYNC_ESTALE
+ * (the requester's cursor is before tombstones this replica collected:
+ * it may lack deletes; it must reset its cursor and sync from the
+ * start), SYNC_ENOMEM, SYNC_ECORRUPT. */
 SYNC_API int sync_delta_make(sync_txn *txn, const sync_request *req,
                              const sync_delta_opts *opts, sync_delta **out);
 /* Rows in the chunk, and whether it is the last one of its delta. */

@@ -131,6 +131,7 @@ SYNC_API const char *sync_strerror(int err) {
   case SYNC_EPEER: return "the peer ended the session with an error";
   case SYNC_ECLOSED: return "connection closed before the session was done";
   case SYNC_ETIMEOUT: return "timed out waiting for the peer";
+  case SYNC_ESTALE: return "peer is behind collected tombstones: sync from the start";
   default: return "unknown error";
   }
 }
