@@ -7233,7 +7233,8 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
     snprintf(s->errmsg, sizeof s->errmsg, "the peer ended the session: %.*s (%s)",
              (int)(len < 200 ? len : 200), (const char *)q, sync_strerror(c));
     /* What no retry can mend keeps its own code. */
-    if (c == SYNC_ESCHEMA || c == SYNC_EVERSION || c == SYNC_EPERM)
+    if (c == SYNC_ESCHEMA || c == SYNC_EVERSION || c == SYNC_EPERM ||
+        c == SYNC_ESTALE)
       s->status = c;
   } else {
     snprintf(s->errmsg, sizeof s->errmsg, "the peer ended the session");
@@ -7672,6 +7673,7 @@ static void sx_sleep_ms(void *ctx, uint64_t ms) {
 /* Errors another attempt cannot mend. */
 static int sx_retry_final(int rc) {
   return rc == SYNC_ESCHEMA || rc == SYNC_EVERSION || rc == SYNC_EPERM ||
+         rc == SYNC_ESTALE ||
          rc == SYNC_EINVAL || rc == SYNC_ENOTSUP || rc == SYNC_ECORRUPT ||
          rc == SYNC_EPANIC || rc == SYNC_EREADONLY;
 }

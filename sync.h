@@ -899,8 +899,8 @@ SYNC_API int sync_session_want_write(const sync_session *s);
 /* 1 when done (both directions complete), 0 while running, or the
  * negative error that ended it: its own (SYNC_EPROTO, SYNC_ESCHEMA, a
  * storage error...), or SYNC_EPEER when the peer ended it - except that
- * the peer's SYNC_ESCHEMA, SYNC_EVERSION and SYNC_EPERM keep their code,
- * since no retry mends them. */
+ * the peer's SYNC_ESCHEMA, SYNC_EVERSION, SYNC_EPERM and SYNC_ESTALE
+ * keep their code, since no retry mends them. */
 SYNC_API int sync_session_status(const sync_session *s);
 /* What went wrong, in words (the peer's own words after SYNC_EPEER);
  * "" while all is well.  Owned by s. */

@@ -869,6 +869,66 @@ static void test_filter_local_policy(void **state) {
   mu_close(&dev);
 }
 
+/* Reopen r's file as it is (mu_open_schema would start it afresh). */
+static void ss_reopen(mu_rep *r) {
+  TU_OK(sync_env_create(NULL, &r->env));
+  TU_OK(sync_env_set_random(r->env, mu_random_fn, r));
+  TU_OK(sync_env_set_clock(r->env, mu_clock_fn, r));
+  TU_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
+  TU_OK(sync_env_set_schema(r->env, ss_tables, 2));
+  TU_OK(sync_env_open(r->env, r->path, 0));
+}
+
+/* A device restored from an old copy still holds a row the server
+ * deleted and collected: pushing cannot bring it back, and pulling says
+ * SYNC_ESTALE until the device starts over. */
+static void test_stale_peer(void **state) {
+  uint64_t now = 1700000000000ull, collected = 0;
+  mu_rep srv, dev;
+  unsigned char *copy;
+  size_t n = 0;
+  sync_txn *x;
+  sync_session_opts co;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  ss_put2(&dev, 0, "doomed", 0);
+  ss_put2(&dev, 0, "kept", 0);
+  assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(dev.env); /* the backup, taken now */
+  copy = tu_read_file(dev.path, &n);
+  assert_non_null(copy);
+  ss_reopen(&dev);
+  now += 10;
+  mu_delete(&srv, "doomed");
+  assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, NULL), 1);
+  TU_OK(sync_txn_begin(srv.env, 0, &x));
+  TU_OK(sync_gc(x, &collected));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(collected, 1);
+  /* The device comes back from its backup. */
+  sync_env_close(dev.env);
+  assert_int_equal(tu_write_file(dev.path, copy, n), 0);
+  free(copy);
+  ss_reopen(&dev);
+  assert_int_equal(ss_count(&dev, 0), 2);
+  memset(&co, 0, sizeof co);
+  co.mode = SYNC_PUSH;
+  (void)su_sync(&dev, &srv, &co, NULL, NULL, NULL);
+  assert_int_equal(ss_count(&srv, 0), 1); /* "doomed" stays gone */
+  co.mode = SYNC_PULL;
+  assert_int_equal(su_sync(&dev, &srv, &co, NULL, NULL, NULL), SYNC_ESTALE);
+  TU_OK(sync_txn_begin(dev.env, 0, &x));
+  TU_OK(sync_peer_reset(x, srv.site));
+  TU_OK(sync_txn_commit(x));
+  assert_int_equal(su_sync(&dev, &srv, &co, NULL, NULL, NULL), 1);
+  assert_int_equal(ss_count(&srv, 0), 1);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_both_ways_converge),
@@ -885,6 +945,7 @@ int main(void) {
       cmocka_unit_test(test_driver),
       cmocka_unit_test(test_retry_and_breaker),
       cmocka_unit_test(test_filter_local_policy),
+      cmocka_unit_test(test_stale_peer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
