@@ -1,0 +1,25 @@
+# reliability.mk - crash, power-loss, sanitizer, valgrind and lint targets
+# (docs/RELIABILITY.md says what each does and what it measured).
+#
+#   make crash      kill -9 harness and power-loss simulation, long runs
+#   make tsan       concurrency tests under ThreadSanitizer (clang-14)
+#   make valgrind   memcheck on a representative set of the test programs
+#   make lint       cppcheck and clang-tidy on src/ (config: .clang-tidy,
+#                   tests/lint/cppcheck.supp)
+#
+# `make test` runs short versions of the crash harness, the power-loss
+# simulation and the TSan build through TEST_EXTRA.
+
+.PHONY: crash tsan valgrind lint
+
+CRASH_H := tests/crash/crash_util.h tests/testutil.h
+
+# The harnesses are built without sanitizers: they fork, kill and preload
+# an interposer, none of which mixes well with ASan.
+$(B)/crash: tests/crash/crash.c $(CRASH_H) $(B)/sync.o
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) $< $(B)/sync.o $(TESTLIBS) -o $@
+
+TEST_EXTRA += $(B)/crash
+
+crash: $(B)/crash
+	cd $(B) && CRASH_CYCLES=$${CRASH_CYCLES:-3000} ./crash
