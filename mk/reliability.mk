@@ -19,7 +19,16 @@ CRASH_H := tests/crash/crash_util.h tests/testutil.h
 $(B)/crash: tests/crash/crash.c $(CRASH_H) $(B)/sync.o
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) $< $(B)/sync.o $(TESTLIBS) -o $@
 
-TEST_EXTRA += $(B)/crash
+# The power-loss recorder is preloaded into the workload, which is the
+# powerloss binary itself started again with --work.
+$(B)/libplrec.so: tests/crash/plrec.c | $(B)
+	$(CC) $(WARN) $(CFLAGS) -fPIC -shared $< -ldl -o $@
 
-crash: $(B)/crash
+$(B)/powerloss: tests/crash/powerloss.c $(CRASH_H) $(B)/sync.o $(B)/libplrec.so
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) $< $(B)/sync.o $(TESTLIBS) -ldl -o $@
+
+TEST_EXTRA += $(B)/crash $(B)/powerloss
+
+crash: $(B)/crash $(B)/powerloss
 	cd $(B) && CRASH_CYCLES=$${CRASH_CYCLES:-3000} ./crash
+	cd $(B) && PL_COMMITS=$${PL_COMMITS:-300} PL_TRIALS=$${PL_TRIALS:-8} ./powerloss
