@@ -1119,6 +1119,10 @@ static int sx_map_err(sx_store *st, int rc) {
   case ENOMEM: return SYNC_ENOMEM;
   case ENOENT: return SYNC_NOTFOUND;
   case ENOSPC: return SYNC_ENOSPC;
+  /* The file may not grow further (RLIMIT_FSIZE, the file system's file
+   * size limit): to the application that is a full disk, not a failing
+   * one. */
+  case EFBIG: return SYNC_ENOSPC;
 #ifdef EDQUOT
   case EDQUOT: return SYNC_ENOSPC;
 #endif
