@@ -273,7 +273,9 @@ SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
 
 /* A description of the last failure on env (what differed, which native
  * call failed); "" when none.  Owned by env, valid until its next call.
- * Not meaningful when several threads fail at once. */
+ * Not meaningful when several threads fail at once: the first of them
+ * writes it, and a thread reading it while another fails may see either
+ * message. */
 SYNC_API const char *sync_env_errmsg(sync_env *env);
 /* The native LMDB or errno code behind the last failure, 0 if none. */
 SYNC_API int sync_env_native_error(sync_env *env);

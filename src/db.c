@@ -29,13 +29,27 @@
 /* ---------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------- */
+/* Several threads may fail at once (two writers out of map): the first
+ * writes the message, the others leave it (sync.h: the message is not
+ * meaningful then, but writing it together would be a data race). */
 SYNC_PRIVATE int sx_fail(sync_env *env, int rc, const char *fmt, ...) {
   va_list ap;
   if (!env) return rc;
+#if defined(__STDC_NO_ATOMICS__)
+  if (env->errlock) return rc;
+  env->errlock = 1;
+#else
+  if (atomic_exchange(&env->errlock, 1) != 0) return rc;
+#endif
   va_start(ap, fmt);
   vsnprintf(env->errmsg, sizeof env->errmsg, fmt, ap);
   va_end(ap);
   env->native = env->st ? sx_store_native(env->st) : 0;
+#if defined(__STDC_NO_ATOMICS__)
+  env->errlock = 0;
+#else
+  atomic_store(&env->errlock, 0);
+#endif
   return rc;
 }
 

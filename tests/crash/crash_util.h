@@ -153,8 +153,39 @@ static inline uint32_t cu_pick(const cu_model *m, cu_rng *r, uint32_t s,
 /* Transaction s = m->last + 1: perform it in txn (when not NULL) on
  * table, and advance the model.  With a txn, the model advances only if
  * every write succeeded; the caller commits.  meta: also set "w" = s. */
+/* What cu_step changed in the model, so that a caller whose commit
+ * failed can take the step back (cu_take_back). */
+typedef struct cu_undo {
+  uint32_t last, live_rows, dead_rows;
+  unsigned n;
+  uint32_t idx[4];
+  cu_group g[4];
+} cu_undo;
+
+static inline void cu_undo_note(cu_undo *u, const cu_model *m, uint32_t i) {
+  if (!u || !i) return;
+  u->idx[u->n] = i;
+  u->g[u->n] = m->g[i];
+  u->n++;
+}
+
+static inline void cu_take_back(cu_model *m, const cu_undo *u) {
+  unsigned k = u->n;
+  while (k--) m->g[u->idx[k]] = u->g[k];
+  m->last = u->last;
+  m->live_rows = u->live_rows;
+  m->dead_rows = u->dead_rows;
+}
+
+static inline int cu_step_undo(cu_model *m, sync_txn *txn, unsigned table,
+                               int meta, cu_undo *u);
 static inline int cu_step(cu_model *m, sync_txn *txn, unsigned table,
                           int meta) {
+  return cu_step_undo(m, txn, table, meta, NULL);
+}
+
+static inline int cu_step_undo(cu_model *m, sync_txn *txn, unsigned table,
+                               int meta, cu_undo *u) {
   uint32_t s = m->last + 1;
   cu_rng r;
   unsigned n;
@@ -181,6 +212,16 @@ static inline int cu_step(cu_model *m, sync_txn *txn, unsigned table,
         sync_value v = sync_int(s);
         if ((rc = sync_put(txn, CU_T_M, "w", 1, &v, 1))) return rc;
       }
+    }
+    if (u) {
+      u->n = 0;
+      u->last = m->last;
+      u->live_rows = m->live_rows;
+      u->dead_rows = m->dead_rows;
+      cu_undo_note(u, m, s);
+      cu_undo_note(u, m, upd);
+      cu_undo_note(u, m, del);
+      cu_undo_note(u, m, back);
     }
     m->g[s].state = CU_LIVE;
     m->g[s].n = (uint8_t)n;
@@ -272,6 +313,7 @@ static inline void cu_scan_free(cu_scan *s) {
 static inline const cu_keyent *cu_scan_find(const cu_scan *s, unsigned table,
                                             const char *key) {
   cu_keyent k;
+  if (s->nents == 0) return NULL; /* bsearch wants a non-NULL base */
   memset(&k, 0, sizeof k);
   k.table = table;
   snprintf(k.key, sizeof k.key, "%s", key);
@@ -363,7 +405,7 @@ static inline int cu_integrity(sync_txn *txn, cu_scan *sc, cu_why *w) {
   if (rc != SYNC_NOTFOUND)
     return cu_fail(w, "change log stopped with %s after %zu entries",
                    sync_strerror(rc), sc->nents);
-  qsort(sc->ents, sc->nents, sizeof *sc->ents, cu_keyent_cmp);
+  if (sc->nents) qsort(sc->ents, sc->nents, sizeof *sc->ents, cu_keyent_cmp);
   for (i = 1; i < sc->nents; i++)
     if (cu_keyent_cmp(&sc->ents[i - 1], &sc->ents[i]) == 0)
       return cu_fail(w, "change log lists %u/%s twice", sc->ents[i].table,
@@ -482,15 +524,16 @@ static inline int cu_match(sync_txn *txn, unsigned table, const cu_model *m,
   return 0;
 }
 
-/* Open path with the crash schema and the given durability. */
-static inline int cu_open(const char *path, int durability, size_t maxmap,
-                          sync_env **out) {
+/* Open path with the crash schema and the given durability; the map
+ * starts at initial bytes (0: 1 MiB) and grows up to maxmap (0: 1 GiB). */
+static inline int cu_open_map(const char *path, int durability,
+                              size_t initial, size_t maxmap, sync_env **out) {
   sync_env *env = NULL;
   int rc;
   *out = NULL;
   if ((rc = sync_env_create(NULL, &env))) return rc;
   if ((rc = sync_env_set_durability(env, durability)) ||
-      (rc = sync_env_set_mapsize(env, (size_t)1 << 20,
+      (rc = sync_env_set_mapsize(env, initial ? initial : (size_t)1 << 20,
                                  maxmap ? maxmap : (size_t)1 << 30)) ||
       (rc = sync_env_set_schema(env, cu_schema, 3)) ||
       (rc = sync_env_open(env, path, 0))) {
@@ -499,6 +542,11 @@ static inline int cu_open(const char *path, int durability, size_t maxmap,
   }
   *out = env;
   return 0;
+}
+
+static inline int cu_open(const char *path, int durability, size_t maxmap,
+                          sync_env **out) {
+  return cu_open_map(path, durability, 0, maxmap, out);
 }
 
 static inline void cu_remove_db(const char *path) {
