@@ -41,9 +41,16 @@ SYNC_PRIVATE int sx_fail(sync_env *env, int rc, const char *fmt, ...) {
 #else
   if (atomic_exchange(&env->errlock, 1) != 0) return rc;
 #endif
-  va_start(ap, fmt);
-  vsnprintf(env->errmsg, sizeof env->errmsg, fmt, ap);
-  va_end(ap);
+  {
+    /* Format aside: an argument may be env->errmsg itself ("failed
+     * earlier: %s"), and vsnprintf's source and destination must not
+     * overlap. */
+    char msg[sizeof env->errmsg];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    memcpy(env->errmsg, msg, sizeof msg);
+  }
   env->native = env->st ? sx_store_native(env->st) : 0;
 #if defined(__STDC_NO_ATOMICS__)
   env->errlock = 0;
