@@ -60,3 +60,31 @@ tsan: $(T_TSAN)
 	@for t in $(T_TSAN); do echo "=== $$t"; \
 	  (cd $(B) && TSAN_OPTIONS="halt_on_error=1 exitcode=66" ../$$t) || exit 1; \
 	done
+
+# ---- valgrind ---------------------------------------------------------
+# memcheck on the plain (unsanitized) src/ builds of a representative set:
+# env/open/close, rows, change log, merge, schema, allocation failures,
+# corruption, full map/file, threads.  test_converge and test_model are
+# left out: they take minutes under valgrind and exercise the same code.
+VALGRIND_TESTS := test_env test_rows test_changes test_merge test_schema \
+                  test_alloc test_corrupt test_full test_threads \
+                  test_internal_codec test_internal_log
+VALGRIND := valgrind -q --leak-check=full --error-exitcode=1 \
+            --suppressions=$(CURDIR)/tests/lint/valgrind.supp
+
+valgrind: $(patsubst %,$(B)/t-src/%,$(VALGRIND_TESTS))
+	@fail=0; for t in $(VALGRIND_TESTS); do echo "=== valgrind $$t"; \
+	  (cd $(B) && $(VALGRIND) ./t-src/$$t) || fail=$$((fail+1)); \
+	done; echo "valgrind: $$fail of $(words $(VALGRIND_TESTS)) programs failed"; \
+	[ $$fail -eq 0 ]
+
+# ---- lint -------------------------------------------------------------
+# src/all.c only includes the modules (the amalgamation list): skipped.
+LINT_SRC := $(filter-out src/all.c,$(wildcard src/*.c))
+lint:
+	cppcheck --std=c11 --enable=warning,style,performance,portability \
+	  --inline-suppr --suppressions-list=tests/lint/cppcheck.supp \
+	  -D_POSIX_C_SOURCE=200809L -I. -Isrc --quiet --error-exitcode=1 \
+	  $(LINT_SRC)
+	clang-tidy-14 --quiet $(LINT_SRC) -- -std=c11 -D_POSIX_C_SOURCE=200809L \
+	  -I. -Isrc
