@@ -7,6 +7,10 @@
 #                        against src/ objects, against sync.c, and under
 #                        ASan+UBSan (clang-14)
 #   make bench           run the benchmarks (BENCH_ARGS=--quick for boards)
+#   make crash           kill -9 and power-loss harnesses, long runs
+#   make tsan            threaded tests under ThreadSanitizer
+#   make valgrind        memcheck on a set of the test programs
+#   make lint            cppcheck and clang-tidy on src/
 #   make amalgamation    regenerate sync.c from src/
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make clean
@@ -159,7 +163,7 @@ install: $(B)/libsync.a
 # ---- dependencies (Debian) -------------------------------------------
 DEB_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
             libxxhash-dev libcmocka-dev libsqlite3-dev clang-14 \
-            libclang-rt-14-dev
+            libclang-rt-14-dev valgrind cppcheck clang-tidy
 deps:
 	@SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	$$SUDO apt-get update && \

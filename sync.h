@@ -64,7 +64,14 @@ extern "C" {
 #define SYNC_EINVAL (-2)      /* invalid argument or call out of order */
 #define SYNC_ENOMEM (-3)      /* the allocator returned NULL */
 #define SYNC_EIO (-4)         /* the OS reported an I/O error */
-#define SYNC_ENOSPC (-5)      /* the file system is full */
+#define SYNC_ENOSPC (-5)      /* the file system is full, the quota is
+                                 used up, or the file reached its size
+                                 limit (EFBIG: RLIMIT_FSIZE, the file
+                                 system's maximum); the native error
+                                 tells which.  LMDB reports a write cut
+                                 short by a full disk as EIO, so a full
+                                 disk may also show as SYNC_EIO with
+                                 native error EIO */
 #define SYNC_EMAPFULL (-6)    /* the map is full and cannot grow further */
 #define SYNC_EREADONLY (-7)   /* write on a read-only env or transaction */
 #define SYNC_ESCHEMA (-8)     /* declared schema differs from the file's */
@@ -291,7 +298,9 @@ SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
 
 /* A description of the last failure on env (what differed, which native
  * call failed); "" when none.  Owned by env, valid until its next call.
- * Not meaningful when several threads fail at once. */
+ * Not meaningful when several threads fail at once: the first of them
+ * writes it, and a thread reading it while another fails may see either
+ * message. */
 SYNC_API const char *sync_env_errmsg(sync_env *env);
 /* The native LMDB or errno code behind the last failure, 0 if none. */
 SYNC_API int sync_env_native_error(sync_env *env);

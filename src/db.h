@@ -13,6 +13,15 @@
 #include "store.h"
 #include "util.h"
 
+/* Taken by the thread writing errmsg (a failing call), so that threads
+ * failing at once do not write the message together. */
+#if defined(__STDC_NO_ATOMICS__)
+typedef int sx_errlock;
+#else
+#include <stdatomic.h>
+typedef atomic_int sx_errlock;
+#endif
+
 #define SX_MAGIC "sync-db\0"
 #define SX_FORMAT_VERSION 1
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
@@ -36,6 +45,7 @@ struct sync_env {
   uint8_t site[SX_SITE_LEN];
   char errmsg[256];
   int native;
+  sx_errlock errlock;
   sync_change_fn on_change;
   void *on_change_ctx;
   sync_conflict_fn on_conflict;

@@ -324,7 +324,8 @@ static int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
       if ((rc = sx_buf_reserve(&d->arena, c->v.len))) return rc;
       if (c->v.len) memcpy(d->arena.p + off, c->v.data, c->v.len);
       d->arena.len += c->v.len;
-      dc->v.data = (const void *)(uintptr_t)off;
+      /* The arena moves as it grows: keep the offset, sx_dval adds the base. */
+      dc->v.data = (const void *)(uintptr_t)off; /* NOLINT(performance-no-int-to-ptr) */
       *bytes += c->v.len;
     }
     *bytes += 10;
@@ -397,7 +398,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                          size_t max_bytes) {
   sync_env *env = x->env;
   size_t bytes = 0;
-  int rc = 0;
+  int rc;
   d->end = d->start;
   if (d->end.mode != SX_MODE_INITIAL) {
     d->end.mode = SX_MODE_INITIAL;
@@ -937,6 +938,8 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
   int changed = 0, rcmp, err;
   *cls = SYNC_NO_CONFLICT;
   w->nstamps = 0;
+  /* A chunk without a column array has no row with columns. */
+  if (SX_NEVER(!rc0 && dr->ncols)) return SYNC_ECORRUPT;
   if (a->policy == SYNC_APPLY_APPEND && found) return 0;
   if (a->policy == SYNC_APPLY_NEWER && found) {
     /* The remote row as a whole must be newer than the local one. */
@@ -1496,10 +1499,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     }
     if (sx_poscmp(sx_get_be64(k.p), sx_get_be32(k.p + 8), hv, hs) > 0) break;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &rkey);
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      continue;
-    }
+    if (rc == SYNC_NOTFOUND) continue;
     if (rc) break;
     if (x->old.cl & 1) continue;
     (*count)++;

@@ -188,6 +188,9 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
   if (nc > SYNC_MAX_COLUMNS) return SYNC_ECORRUPT;
   r->ncols = nc < r->cap_cols ? (unsigned)nc : r->cap_cols;
   for (i = 0; i < nc; i++) {
+    /* Columns past cap_cols are decoded into tmp and dropped; every field
+     * is written before it is read (cppcheck thinks &tmp reads it). */
+    /* cppcheck-suppress uninitvar */
     sx_rcol tmp, *c = i < r->cap_cols ? &r->cols[i] : &tmp;
     size_t k;
     int tag;

@@ -19,26 +19,45 @@
 #include <sys/stat.h>
 #endif
 
+/* Without C11 atomics the library is for one thread per env. */
 #if defined(__STDC_NO_ATOMICS__)
 typedef int sx_counter;
-#define SX_INC(c) (++(c))
 #define SX_DEC(c) (--(c))
 #define SX_LOAD(c) (c)
+#define SX_STORE(c, v) ((c) = (v))
+static int sx_cas(sx_counter *c, int *expect, int want) {
+  if (*c != *expect) {
+    *expect = *c;
+    return 0;
+  }
+  *c = want;
+  return 1;
+}
 #else
 #include <stdatomic.h>
 typedef atomic_int sx_counter;
-#define SX_INC(c) atomic_fetch_add(&(c), 1)
 #define SX_DEC(c) atomic_fetch_sub(&(c), 1)
 #define SX_LOAD(c) atomic_load(&(c))
+#define SX_STORE(c, v) atomic_store(&(c), (v))
+static int sx_cas(sx_counter *c, int *expect, int want) {
+  return atomic_compare_exchange_strong(c, expect, want);
+}
 #endif
+
+/* st->active counts the transactions of this process that are open or
+ * being begun; SX_GROWING in it means one thread is resizing the map and
+ * no transaction may begin until it is done.  A transaction reserves its
+ * place before mdb_txn_begin and a resize takes the counter from 0, so
+ * the map is never remapped under a transaction of another thread. */
+#define SX_GROWING (-(1 << 28))
 
 struct sx_store {
   const sx_alloc *al;
   MDB_env *env;
   size_t mapsize, mapmax;
   int rdonly;
-  int want_grow; /* a transaction ran out of map */
-  int native;
+  sx_counter want_grow; /* a transaction ran out of map */
+  sx_counter native;
   sx_counter active;
 };
 
@@ -47,10 +66,10 @@ struct sx_store {
 static int sx_map_err(sx_store *st, int rc) {
   if (rc == 0) return 0;
   if (rc == MDB_NOTFOUND) return SYNC_NOTFOUND;
-  if (st) st->native = rc;
+  if (st) SX_STORE(st->native, rc);
   switch (rc) {
   case MDB_MAP_FULL:
-    if (st) st->want_grow = 1;
+    if (st) SX_STORE(st->want_grow, 1);
     return SYNC_EMAPFULL;
   case MDB_TXN_FULL:
   case MDB_DBS_FULL:
@@ -74,6 +93,10 @@ static int sx_map_err(sx_store *st, int rc) {
   case ENOMEM: return SYNC_ENOMEM;
   case ENOENT: return SYNC_NOTFOUND;
   case ENOSPC: return SYNC_ENOSPC;
+  /* The file may not grow further (RLIMIT_FSIZE, the file system's file
+   * size limit): to the application that is a full disk, not a failing
+   * one. */
+  case EFBIG: return SYNC_ENOSPC;
 #ifdef EDQUOT
   case EDQUOT: return SYNC_ENOSPC;
 #endif
@@ -93,9 +116,12 @@ static int sx_map_err(sx_store *st, int rc) {
   }
 }
 
-SYNC_PRIVATE int sx_store_native(const sx_store *st) { return st->native; }
+SYNC_PRIVATE int sx_store_native(const sx_store *st) {
+  return SX_LOAD(((sx_store *)st)->native);
+}
 SYNC_PRIVATE int sx_store_active(const sx_store *st) {
-  return SX_LOAD(((sx_store *)st)->active);
+  int n = SX_LOAD(((sx_store *)st)->active);
+  return n < 0 ? 0 : n; /* a resize in progress: nothing is open */
 }
 
 SYNC_PRIVATE void sx_store_close(sx_store *st) {
@@ -194,21 +220,47 @@ SYNC_PRIVATE int sx_store_sync(sx_store *st) {
   return sx_map_err(st, mdb_env_sync(st->env, 1));
 }
 
+/* Take the counter from 0 to SX_GROWING: no transaction of this process
+ * is open and none can begin until sx_grow_end. */
+static int sx_grow_begin(sx_store *st) {
+  int zero = 0;
+  return sx_cas(&st->active, &zero, SX_GROWING);
+}
+static void sx_grow_end(sx_store *st) { SX_STORE(st->active, 0); }
+
+/* Reserve a place for a transaction, waiting out a resize (it takes as
+ * long as an munmap and an mmap). */
+static void sx_enter(sx_store *st) {
+  int n = SX_LOAD(st->active);
+  for (;;) {
+    if (n < 0) {
+      n = SX_LOAD(st->active);
+      continue;
+    }
+    if (sx_cas(&st->active, &n, n + 1)) return;
+  }
+}
+
 static void sx_maybe_grow(sx_store *st) {
   MDB_envinfo info;
   MDB_stat ms;
   size_t used, want;
-  if (SX_LOAD(st->active) != 0) return; /* LMDB cannot remap under a txn */
-  if (mdb_env_info(st->env, &info) || mdb_env_stat(st->env, &ms)) return;
+  if (!sx_grow_begin(st)) return; /* LMDB cannot remap under a txn */
+  if (mdb_env_info(st->env, &info) || mdb_env_stat(st->env, &ms)) {
+    sx_grow_end(st);
+    return;
+  }
   st->mapsize = info.me_mapsize;
   used = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
-  if (!st->want_grow && used <= st->mapsize / 2) return;
-  if (st->mapsize >= st->mapmax) return;
-  want = st->mapsize > st->mapmax / 2 ? st->mapmax : st->mapsize * 2;
-  if (mdb_env_set_mapsize(st->env, want) == 0) {
-    st->mapsize = want;
-    st->want_grow = 0;
+  if ((SX_LOAD(st->want_grow) || used > st->mapsize / 2) &&
+      st->mapsize < st->mapmax) {
+    want = st->mapsize > st->mapmax / 2 ? st->mapmax : st->mapsize * 2;
+    if (mdb_env_set_mapsize(st->env, want) == 0) {
+      st->mapsize = want;
+      SX_STORE(st->want_grow, 0);
+    }
   }
+  sx_grow_end(st);
 }
 
 SYNC_PRIVATE int sx_txn_begin(sx_store *st, int rdonly, sx_stxn **out) {
@@ -218,13 +270,18 @@ SYNC_PRIVATE int sx_txn_begin(sx_store *st, int rdonly, sx_stxn **out) {
   if (!rdonly && st->rdonly) return SYNC_EREADONLY;
   for (tries = 0; tries < 2; tries++) {
     if (!rdonly) sx_maybe_grow(st);
+    sx_enter(st);
     rc = mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
+    if (rc == 0) break;
+    SX_DEC(st->active);
     if (rc != MDB_MAP_RESIZED) break;
     /* Another process grew the map: adopt its size. */
-    if (SX_LOAD(st->active) == 0) mdb_env_set_mapsize(st->env, 0);
+    if (sx_grow_begin(st)) {
+      mdb_env_set_mapsize(st->env, 0);
+      sx_grow_end(st);
+    }
   }
   if (rc) return sx_map_err(st, rc);
-  SX_INC(st->active);
   *out = (sx_stxn *)txn;
   return 0;
 }
