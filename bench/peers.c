@@ -81,7 +81,7 @@ void peer_lmdb_close(peer_lmdb *p) {
 
 /* ---- SQLite + session ------------------------------------------------ */
 
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
 void peer_sqlite_check(peer_sqlite *p, int rc, int want, const char *what) {
   if (rc != want)
     bench_die("%s: %s (%d)", what,

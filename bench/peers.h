@@ -11,9 +11,10 @@
 
 #include <lmdb.h>
 
+#include "bench.h"
 #include "sync.h"
 
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
 #define SQLITE_ENABLE_SESSION 1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include <sqlite3.h>
@@ -49,7 +50,7 @@ void peer_lmdb_close(peer_lmdb *p);
 void peer_lmdb_check(int rc, const char *what);
 
 /* ---- SQLite + session ---- */
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
 typedef struct peer_sqlite {
   sqlite3 *db;
   sqlite3_session *session;
