@@ -584,8 +584,8 @@ static int sx_conflict_record(sync_txn *x, const sx_cfl *c) {
   size_t need, start;
   int rc;
   need = 4 + 2 + 3 * SX_VARINT_MAX + c->klen + 2 * (SX_VARINT_MAX + 16 + 1) +
-         (c->lv ? SX_VARINT_MAX + 8 + c->lv->len : 0) +
-         (c->rv ? SX_VARINT_MAX + 8 + c->rv->len : 0);
+         (c->lv ? SX_VARINT_MAX + 8 + sx_payload_size(c->lv) : 0) +
+         (c->rv ? SX_VARINT_MAX + 8 + sx_payload_size(c->rv) : 0);
   if ((rc = sx_buf_reserve(b, need))) return rc;
   start = b->len;
   {
@@ -1575,7 +1575,8 @@ static int sx_digest_table(sync_txn *x, unsigned tid, uint64_t *out) {
     if (!(x->old.cl & 1)) continue;
     need = SX_VARINT_MAX + k.n + (size_t)tb->ncols * (1 + SX_VARINT_MAX + 8);
     for (j = 0; j < tb->ncols && j < x->old.ncols; j++)
-      if (x->old.cols[j].st != SX_NOSTAMP) need += x->old.cols[j].v.len;
+      if (x->old.cols[j].st != SX_NOSTAMP)
+        need += sx_payload_size(&x->old.cols[j].v);
     if ((rc = sx_buf_reserve(&x->enc, need))) break;
     p = x->enc.p;
     p += sx_put_varint(p, k.n);
