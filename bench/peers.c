@@ -13,7 +13,7 @@ size_t peer_mapsize(void) {
 #if SIZE_MAX > 0xFFFFFFFFu
   return (size_t)4 << 30;
 #else
-  return (size_t)1 << 30;
+  return (size_t)256 << 20;
 #endif
 }
 

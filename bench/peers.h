@@ -21,7 +21,11 @@
 #endif
 
 /* The map size every LMDB-based side gets, fixed and large enough that
- * no run grows it: 4 GiB (1 GiB where size_t has 32 bits). */
+ * no run grows it: 4 GiB.  Where size_t has 32 bits, 256 MiB: W3 keeps
+ * five replicas open at once and apply two or three files, and 1 GiB
+ * maps of each do not fit in a 32-bit address space; 256 MiB holds the
+ * files of --quick (100,000 rows) with room to spare, though not of the
+ * full million rows. */
 size_t peer_mapsize(void);
 
 /* ---- ours ---- */
