@@ -6,7 +6,8 @@
 #   make test            amalgamation check + every test, three ways:
 #                        against src/ objects, against sync.c, and under
 #                        ASan+UBSan (clang-14)
-#   make bench           run the benchmarks (BENCH_ARGS=--quick for boards)
+#   make bench           run the benchmarks (BENCH_ARGS=--quick for boards;
+#                        NO_SQLITE=1 builds it without the SQLite peer)
 #   make crash           kill -9 and power-loss harnesses, long runs
 #   make tsan            threaded tests under ThreadSanitizer
 #   make valgrind        memcheck on a set of the test programs
@@ -44,7 +45,7 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
           $(patsubst tests/%.c,$(B)/t-san-src/%,$(INT_TESTS))
 
 .PHONY: all deps example test test-build bench amalgamation \
-        check-amalgamation install clean soak
+        check-amalgamation install clean soak FORCE
 
 .DEFAULT_GOAL := all
 
@@ -94,9 +95,20 @@ SOAK_SECONDS ?= 60
 soak: $(B)/sync_server $(B)/sync_edge
 	sh tests/soak.sh $(B) $(SOAK_SECONDS)
 
-$(B)/bench: $(BENCH_C) bench/*.h sync.h $(B)/libsync.a
+# NO_SQLITE=1 builds the bench without its SQLite peer (those figures are
+# skipped).  bench.cfg holds the choice, so changing it relinks the bench.
+ifeq ($(NO_SQLITE),1)
+BENCH_SQLITE := -DBENCH_NO_SQLITE
+else
+BENCH_SQLITE := -lsqlite3
+endif
+
+$(B)/bench.cfg: FORCE | $(B)
+	@echo '$(BENCH_SQLITE)' | cmp -s - $@ || echo '$(BENCH_SQLITE)' > $@
+
+$(B)/bench: $(BENCH_C) bench/*.h sync.h $(B)/libsync.a $(B)/bench.cfg
 	$(CC) -std=c11 -O2 -DNDEBUG $(CPPFLAGS_ALL) $(BENCH_C) $(B)/libsync.a \
-	  -lsqlite3 $(LIBS) -lm -o $@
+	  $(BENCH_SQLITE) $(LIBS) -lm -o $@
 
 bench: $(B)/bench
 	$(B)/bench $(BENCH_ARGS)

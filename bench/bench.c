@@ -75,7 +75,7 @@ static void machine_line(void) {
   printf("bench: machine %s cores=%ld cc=%s\n", u.machine, cores, BENCH_CC);
   bench_note("%s %s %s; sync %s, %s, sqlite %s", u.sysname, u.release,
              u.version, SYNC_VERSION_STRING, mdb_version(NULL, NULL, NULL),
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
              sqlite3_libversion()
 #else
              "not built"

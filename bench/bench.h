@@ -11,6 +11,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The SQLite + session peer is built in unless the build says otherwise
+ * with -DBENCH_NO_SQLITE (`make bench NO_SQLITE=1`, and cross builds for a
+ * target without libsqlite3-dev).  Code tests BENCH_HAVE_SQLITE; without
+ * it the SQLite sides are not run and their `bench:` lines are not
+ * printed, every other figure is. */
+#ifdef BENCH_NO_SQLITE
+#define BENCH_HAVE_SQLITE 0
+#else
+#define BENCH_HAVE_SQLITE 1
+#endif
+/* The `#` line a workload prints where it skips SQLite's figures. */
+#define BENCH_SQLITE_SKIPPED "sqlite: not built in, its figures are skipped"
+
 typedef struct bench_opts {
   size_t rows;         /* W1 rows (--rows, --quick) */
   size_t durable_rows; /* rows of the fully synced runs (--durable-rows) */

@@ -13,7 +13,7 @@ size_t peer_mapsize(void) {
 #if SIZE_MAX > 0xFFFFFFFFu
   return (size_t)4 << 30;
 #else
-  return (size_t)1 << 30;
+  return (size_t)256 << 20;
 #endif
 }
 
@@ -81,7 +81,7 @@ void peer_lmdb_close(peer_lmdb *p) {
 
 /* ---- SQLite + session ------------------------------------------------ */
 
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
 void peer_sqlite_check(peer_sqlite *p, int rc, int want, const char *what) {
   if (rc != want)
     bench_die("%s: %s (%d)", what,

@@ -11,16 +11,21 @@
 
 #include <lmdb.h>
 
+#include "bench.h"
 #include "sync.h"
 
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
 #define SQLITE_ENABLE_SESSION 1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include <sqlite3.h>
 #endif
 
 /* The map size every LMDB-based side gets, fixed and large enough that
- * no run grows it: 4 GiB (1 GiB where size_t has 32 bits). */
+ * no run grows it: 4 GiB.  Where size_t has 32 bits, 256 MiB: W3 keeps
+ * five replicas open at once and apply two or three files, and 1 GiB
+ * maps of each do not fit in a 32-bit address space; 256 MiB holds the
+ * files of --quick (100,000 rows) with room to spare, though not of the
+ * full million rows. */
 size_t peer_mapsize(void);
 
 /* ---- ours ---- */
@@ -49,7 +54,7 @@ void peer_lmdb_close(peer_lmdb *p);
 void peer_lmdb_check(int rc, const char *what);
 
 /* ---- SQLite + session ---- */
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
 typedef struct peer_sqlite {
   sqlite3 *db;
   sqlite3_session *session;

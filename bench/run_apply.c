@@ -52,7 +52,7 @@ typedef struct apply_ctx {
   /* raw LMDB */
   const char *lmdb_base; /* W1 rows in key order, made once */
   const char *lmdb_path; /* a copy of it, per round */
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   const char *lite_path;
   void *changeset;
   int changeset_bytes;
@@ -235,7 +235,7 @@ static double initial_sync(void *arg) {
   return rate((double)st.rows, st.apply_s);
 }
 
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
 /* Record the changeset of inserting the W1 rows (untimed, once). */
 static void sqlite_make_changeset(apply_ctx *c) {
   peer_sqlite p;
@@ -444,7 +444,7 @@ void bench_apply(const bench_opts *o) {
   c.nupd = nupd;
   c.lmdb_base = bench_path("apply-lmdb-base.db");
   c.lmdb_path = bench_path("apply-lmdb.db");
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   c.lite_path = bench_path("apply-sqlite.db");
 #endif
 
@@ -461,7 +461,7 @@ void bench_apply(const bench_opts *o) {
   sync_write_rows(&send, rows, n);
   peer_sync_check(send.env, sync_env_sync(send.env), "sync_env_sync");
   c.send_digest = sync_digest_of(&send);
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   sqlite_make_changeset(&c);
   bench_value("apply.sqlite.changeset_bytes_per_row",
               (double)c.changeset_bytes / (double)n, "bytes/row");
@@ -471,20 +471,20 @@ void bench_apply(const bench_opts *o) {
 
   /* Initial sync: ours versus SQLite's changeset apply. */
   s[0] = (bench_side){"sync", initial_sync, &c, 0};
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   s[1] = (bench_side){"sqlite", initial_sqlite, &c, 0};
   ns = 2;
 #endif
   bench_rounds("w1.initial_apply", s, ns, o->reps);
   bench_rate("w1.initial_apply.rows_per_s", s[0].best);
   bench_rate("w1.initial_make.rows_per_s", c.make_best);
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   bench_rate("w1.initial_apply.sqlite_rows_per_s", s[1].best);
   bench_ratio("w1.initial_apply.ratio_vs_sqlite", ratio(s[0].best, s[1].best));
   sqlite3_free(c.changeset);
   c.changeset = NULL;
 #else
-  printf("bench: sqlite skipped (not built)\n");
+  bench_note(BENCH_SQLITE_SKIPPED);
 #endif
 
   /* Incremental: the updates are made on the sender (untimed); every

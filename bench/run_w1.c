@@ -111,7 +111,7 @@ static double w1_write_lmdb(void *arg) {
   return rate(c->nrows, t0, t1);
 }
 
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
 static double w1_write_sqlite(void *arg) {
   w1_ctx *c = arg;
   peer_sqlite p;
@@ -259,7 +259,7 @@ void bench_w1(const bench_opts *o) {
   w1_ctx lmdb = {rows, n, bench_path("w1-lmdb.db"), 0, keys, picks, n, 0};
   bench_side s[3];
   int ns = 2;
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   w1_ctx lite = {rows, n, bench_path("w1-sqlite.db"), 0, NULL, NULL, 0, 0};
 #endif
 
@@ -274,7 +274,7 @@ void bench_w1(const bench_opts *o) {
   /* Writes, nothing synced at commit. */
   s[0] = (bench_side){"sync", w1_write_sync, &ours, 0};
   s[1] = (bench_side){"lmdb", w1_write_lmdb, &lmdb, 0};
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   s[2] = (bench_side){"sqlite", w1_write_sqlite, &lite, 0};
   ns = 3;
 #endif
@@ -282,13 +282,13 @@ void bench_w1(const bench_opts *o) {
   bench_rate("w1.write.rows_per_s", s[0].best);
   bench_rate("w1.write.lmdb_rows_per_s", s[1].best);
   bench_ratio("w1.write.ratio_vs_lmdb", ratio(s[0].best, s[1].best));
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   bench_rate("w1.write.sqlite_rows_per_s", s[2].best);
   bench_ratio("w1.write.ratio_vs_sqlite", ratio(s[0].best, s[2].best));
   bench_value("w1.sqlite.changeset_bytes_per_row",
               lite.changeset_bytes / (double)n, "bytes/row");
 #else
-  printf("bench: sqlite skipped (not built)\n");
+  bench_note(BENCH_SQLITE_SKIPPED);
 #endif
   bench_value("w1.file.bytes_per_row", file_bytes(ours.path) / (double)n,
               "bytes/row");
@@ -310,7 +310,7 @@ void bench_w1(const bench_opts *o) {
   ours.durable = lmdb.durable = 1;
   s[0] = (bench_side){"sync", w1_write_sync, &ours, 0};
   s[1] = (bench_side){"lmdb", w1_write_lmdb, &lmdb, 0};
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   lite.nrows = nd;
   lite.durable = 1;
   s[2] = (bench_side){"sqlite", w1_write_sqlite, &lite, 0};
@@ -319,7 +319,7 @@ void bench_w1(const bench_opts *o) {
   bench_rate("w1.write.durable.rows_per_s", s[0].best);
   bench_rate("w1.write.durable.lmdb_rows_per_s", s[1].best);
   bench_ratio("w1.write.durable.ratio_vs_lmdb", ratio(s[0].best, s[1].best));
-#ifndef BENCH_NO_SQLITE
+#if BENCH_HAVE_SQLITE
   bench_rate("w1.write.durable.sqlite_rows_per_s", s[2].best);
   bench_ratio("w1.write.durable.ratio_vs_sqlite", ratio(s[0].best, s[2].best));
 #endif

@@ -550,12 +550,6 @@ typedef struct sx_cfl {
   int remote_won;
 } sx_cfl;
 
-/* Payload bytes of a TEXT or BLOB value (len means nothing for the
- * other types: it shares storage with the number). */
-static size_t sx_value_bytes(const sync_value *v) {
-  return v->type == SYNC_TEXT || v->type == SYNC_BLOB ? v->len : 0;
-}
-
 /* Encode a conflict record into x->cpend (u32 length + record).  Nothing
  * is written to LMDB here: the values may point into the map, which a
  * write could move.  sx_conflicts_flush stores them once the row is. */
@@ -564,8 +558,8 @@ static int sx_conflict_record(sync_txn *x, const sx_cfl *c) {
   size_t need, start;
   int rc;
   need = 4 + 2 + 3 * SX_VARINT_MAX + c->klen + 2 * (SX_VARINT_MAX + 16 + 1) +
-         (c->lv ? SX_VARINT_MAX + 8 + sx_value_bytes(c->lv) : 0) +
-         (c->rv ? SX_VARINT_MAX + 8 + sx_value_bytes(c->rv) : 0);
+         (c->lv ? SX_VARINT_MAX + 8 + sx_payload_size(c->lv) : 0) +
+         (c->rv ? SX_VARINT_MAX + 8 + sx_payload_size(c->rv) : 0);
   if ((rc = sx_buf_reserve(b, need))) return rc;
   start = b->len;
   {
@@ -1657,7 +1651,8 @@ static int sx_digest_table(sync_txn *x, unsigned tid, uint64_t *out) {
     if (!(x->old.cl & 1)) continue;
     need = SX_VARINT_MAX + k.n + (size_t)tb->ncols * (1 + SX_VARINT_MAX + 8);
     for (j = 0; j < tb->ncols && j < x->old.ncols; j++)
-      if (x->old.cols[j].st != SX_NOSTAMP) need += x->old.cols[j].v.len;
+      if (x->old.cols[j].st != SX_NOSTAMP)
+        need += sx_payload_size(&x->old.cols[j].v);
     if ((rc = sx_buf_reserve(&x->enc, need))) break;
     p = x->enc.p;
     p += sx_put_varint(p, k.n);

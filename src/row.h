@@ -70,7 +70,9 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
 
 /* Encoded size of a value's payload (without its type tag), its encoding
  * at p, and its decoding from [p, end) given the tag: bytes, 0 if
- * malformed. */
+ * malformed.  Size buffers with sx_payload_size, never with v->len alone:
+ * len shares a union with i and r, and where size_t has 32 bits the high
+ * word of an INTEGER or REAL lies under it. */
 SYNC_PRIVATE size_t sx_payload_size(const sync_value *v);
 SYNC_PRIVATE size_t sx_payload_put(unsigned char *p, const sync_value *v);
 SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
