@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zdict.h>
 #include <zstd.h>
 
 #include "bench.h"
@@ -393,13 +394,19 @@ static uint64_t lite_whole_zstd(const lite_chunks *c, int level) {
   return got;
 }
 
-static sqlite3_stmt *lite_open(peer_sqlite *p, const char *path,
-                               const char *create, const char *sql) {
-  peer_sqlite_open(p, path, 0, create, "t");
-  /* Sessions are made per chunk by lite_record. */
-  sqlite3session_delete(p->session);
+/* SQLite for recording changesets: an in-memory database.  A changeset
+ * holds the rows, not the storage, so the file and its journal would only
+ * cost time here (this workload measures no SQLite write rate).  Sessions
+ * are made per chunk by lite_record. */
+static void lite_open(peer_sqlite *p, const char *create) {
+  p->db = NULL;
   p->session = NULL;
-  return peer_sqlite_prepare(p, sql);
+  peer_sqlite_check(p,
+                    sqlite3_open_v2(":memory:", &p->db,
+                                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                    NULL),
+                    SQLITE_OK, "sqlite3_open_v2(:memory:)");
+  peer_sqlite_exec(p, create);
 }
 
 /* W1: row number i in key order (row i), into a scratch row. */
@@ -589,6 +596,14 @@ static void per_row(const char *name, uint64_t bytes, size_t rows) {
   bench_value(name, rows ? (double)bytes / (double)rows : 0.0, "bytes/row");
 }
 
+/* Note how long an untimed step took (the bench's own budget); returns
+ * the time now, for the next step. */
+static double lap(const char *what, double since) {
+  double now = bench_now();
+  bench_note("wire: %s in %.2f s (untimed)", what, now - since);
+  return now;
+}
+
 static double bpr(uint64_t bytes, size_t rows) {
   return rows ? (double)bytes / (double)rows : 0.0;
 }
@@ -626,7 +641,7 @@ static w1_row *make_updates(const uint32_t *perm, size_t from, size_t nrows,
  * chunk. */
 static void w1_incremental(const char *name, peer_sync *send, peer_sync *recv,
                            const w1_row *upd, size_t nupd, int all,
-                           void *lite_p, void *lite_path) {
+                           void *lite_p) {
   wire_chunks ch;
   uint64_t ours, ours3;
   char n[128];
@@ -655,7 +670,6 @@ static void w1_incremental(const char *name, peer_sync *send, peer_sync *recv,
         p, all ? "UPDATE t SET a = ?2, b = ?3, c = ?4, d = ?5 WHERE k = ?1"
                : "UPDATE t SET a = ?2 WHERE k = ?1");
     uint64_t l3;
-    (void)lite_path;
     lite_record(p, "t", st, bind_w1_update, &ub, ch.rows, ch.n, &lc);
     sqlite3_finalize(st);
     l3 = zstd_bytes(lc.cs, lc.len, lc.n, 3);
@@ -671,14 +685,13 @@ static void w1_incremental(const char *name, peer_sync *send, peer_sync *recv,
   }
 #else
   (void)lite_p;
-  (void)lite_path;
 #endif
   chunks_free(&ch);
 }
 
 static void wire_w1(const bench_opts *o) {
   size_t n = o->rows, nupd = o->rows / 10 ? o->rows / 10 : 1;
-  double t0 = bench_now();
+  double t0 = bench_now(), t1;
   w1_row *rows = w1_generate(n);
   const char *send_path = bench_path("wire-w1-send.db");
   const char *recv_path = bench_path("wire-w1-recv.db");
@@ -690,7 +703,6 @@ static void wire_w1(const bench_opts *o) {
   bench_side s[3];
   int ns = 2;
 #ifndef BENCH_NO_SQLITE
-  const char *lite_path = bench_path("wire-w1-sqlite.db");
   peer_sqlite lite;
   lite_chunks lc;
   uint64_t l1, l3, lw3;
@@ -707,7 +719,9 @@ static void wire_w1(const bench_opts *o) {
   peer_sync_open(&recv, recv_path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
   w1_write(&send, rows, n);
   free(rows);
+  t1 = lap("w1 sender written", t0);
   wire_pull(&recv, &send, WIRE_CHUNK, 0, &ch);
+  t1 = lap("w1 initial pull", t1);
   if (ch.total != n)
     bench_die("wire: the initial pull sent %zu rows, not %zu", ch.total, n);
   chunk_note("wire w1 initial", &ch);
@@ -717,17 +731,28 @@ static void wire_w1(const bench_opts *o) {
   wire_frames_make(&ch, &fr);
   if (fr.off[fr.n] != b0)
     bench_die("wire: stored frames differ in size between two encodings");
+  t1 = lap("w1 frames encoded and checked", t1);
+  /* What a frame costs before any row: header, sites, cursors, checksum. */
+  for (size_t i = 0; i < ch.n; i++)
+    if (!ch.rows[i]) {
+      bench_note("wire w1: an empty chunk (the end of the pull) is a frame of "
+                 "%zu bytes",
+                 fr.off[i + 1] - fr.off[i]);
+      break;
+    }
 #ifndef BENCH_NO_SQLITE
   {
     w1_row scratch;
-    sqlite3_stmt *st = lite_open(&lite, lite_path, w1_sqlite_create,
-                                 w1_sqlite_insert);
+    sqlite3_stmt *st;
+    lite_open(&lite, w1_sqlite_create);
+    st = peer_sqlite_prepare(&lite, w1_sqlite_insert);
     lite_record(&lite, "t", st, bind_w1_insert, &scratch, ch.rows, ch.n, &lc);
     sqlite3_finalize(st);
     l1 = zstd_bytes(lc.cs, lc.len, lc.n, 1);
     l3 = zstd_bytes(lc.cs, lc.len, lc.n, 3);
     lw3 = lite_whole_zstd(&lc, 3);
   }
+  t1 = lap("w1 sqlite changesets", t1);
 #endif
   bench_note("wire w1: data, pulls and changesets made in %.2f s (untimed)",
              bench_now() - t0);
@@ -789,13 +814,12 @@ static void wire_w1(const bench_opts *o) {
                "(sync_put); each pulled in chunks of %d",
                nu, nu, WIRE_CHUNK);
 #ifndef BENCH_NO_SQLITE
-    w1_incremental("w1.update1", &send, &recv, u1, nu, 0, &lite, NULL);
-    w1_incremental("w1.update4", &send, &recv, u4, nu, 1, &lite, NULL);
+    w1_incremental("w1.update1", &send, &recv, u1, nu, 0, &lite);
+    w1_incremental("w1.update4", &send, &recv, u4, nu, 1, &lite);
     peer_sqlite_close(&lite);
-    bench_unlink_db(lite_path);
 #else
-    w1_incremental("w1.update1", &send, &recv, u1, nu, 0, NULL, NULL);
-    w1_incremental("w1.update4", &send, &recv, u4, nu, 1, NULL, NULL);
+    w1_incremental("w1.update1", &send, &recv, u1, nu, 0, NULL);
+    w1_incremental("w1.update4", &send, &recv, u4, nu, 1, NULL);
 #endif
     free(u1);
     free(u4);
@@ -816,14 +840,12 @@ static int w2_key_cmp(const void *a, const void *b) {
 #ifndef BENCH_NO_SQLITE
 /* SQLite changesets of rows[] (in that order) in chunks of sizes[]: raw
  * and zstd 3 bytes. */
-static void w2_lite(const char *path, const w2_row *rows, const size_t *sizes,
-                    size_t n, uint64_t *raw, uint64_t *z3, uint64_t *nrows) {
+static void w2_lite(const w2_row *rows, const size_t *sizes, size_t n,
+                    uint64_t *raw, uint64_t *z3, uint64_t *nrows) {
   peer_sqlite p;
   lite_chunks lc;
   sqlite3_stmt *st;
-  peer_sqlite_open(&p, path, 0, w2_sqlite_create, "readings");
-  sqlite3session_delete(p.session);
-  p.session = NULL;
+  lite_open(&p, w2_sqlite_create);
   st = peer_sqlite_prepare(&p, w2_sqlite_insert);
   lite_record(&p, "readings", st, bind_w2, (void *)rows, sizes, n, &lc);
   sqlite3_finalize(st);
@@ -832,15 +854,64 @@ static void w2_lite(const char *path, const w2_row *rows, const size_t *sizes,
   *nrows = lc.rows;
   lite_free(&lc);
   peer_sqlite_close(&p);
-  bench_unlink_db(path);
 }
 #endif
+
+/* An experiment, not the library's training: a dictionary trained by
+ * zstd's ZDICT_trainFromBuffer on the bodies of stored WIRE_SMALL-row
+ * frames of src's rows (a fresh receiver pulls them all), to compare with
+ * sync_dict_train, which trains on rows laid out with plain encodings. */
+static size_t frame_dict(peer_sync *src, const char *path, void *dict,
+                         size_t cap) {
+  peer_sync r;
+  wire_chunks ch;
+  sync_encoder *e = wire_encoder(0, NULL, 0);
+  unsigned char *samples = NULL;
+  size_t *sizes, at = 0, got;
+  memset(&ch, 0, sizeof ch);
+  peer_sync_open(&r, path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
+  wire_pull(&r, src, WIRE_SMALL, 0, &ch);
+  peer_sync_close(&r);
+  bench_unlink_db(path);
+  sizes = bench_xmalloc(ch.n * sizeof *sizes);
+  for (size_t i = 0; i < ch.n; i++) {
+    const unsigned char *f;
+    size_t len, h = 7;
+    const void *fv;
+    peer_sync_check(NULL, sync_encoder_begin(e, ch.d[i], NULL, NULL),
+                    "sync_encoder_begin");
+    peer_sync_check(NULL, sync_encoder_frame(e, &fv, &len),
+                    "sync_encoder_frame");
+    f = fv;
+    /* The body: after the 7 fixed header bytes and the varint of its
+     * length, before the 8-byte checksum. */
+    while (h < len && (f[h] & 0x80))
+      h++;
+    h++;
+    if (h + 8 > len)
+      bench_die("wire: frame %zu shorter than its header", i);
+    samples = realloc(samples, at + len);
+    if (!samples)
+      bench_die("out of memory");
+    memcpy(samples + at, f + h, len - h - 8);
+    sizes[i] = len - h - 8;
+    at += sizes[i];
+  }
+  got = ZDICT_trainFromBuffer(dict, cap, samples, sizes, (unsigned)ch.n);
+  if (ZDICT_isError(got))
+    bench_die("ZDICT_trainFromBuffer: %s", ZDICT_getErrorName(got));
+  sync_encoder_free(e);
+  free(samples);
+  free(sizes);
+  chunks_free(&ch);
+  return got;
+}
 
 static void wire_w2(const bench_opts *o) {
   size_t ndev = o->rows >= 1000 ? 1000 : o->rows;
   size_t nread = o->rows / ndev, n = ndev * nread;
-  size_t nsmall = n / 10 / WIRE_SMALL ? n / 10 : WIRE_SMALL;
-  double t0 = bench_now();
+  size_t nsmall = n / 50 / WIRE_SMALL ? n / 50 : WIRE_SMALL;
+  double t0 = bench_now(), t1;
   w2_row *rows = w2_generate(ndev, nread, W2_SEED, W2_EPOCH_MS);
   w2_row *bykey;
   const char *send_path = bench_path("wire-w2-send.db");
@@ -848,14 +919,16 @@ static void wire_w2(const bench_opts *o) {
   const char *live_path = bench_path("wire-w2-live.db");
   const char *small_path = bench_path("wire-w2-small.db");
   const char *train_path = bench_path("wire-w2-train.db");
+  const char *ftrain_path = bench_path("wire-w2-ftrain.db");
   peer_sync send, init, live, small, train;
   uint64_t clock = 0, tclock = 0;
   wire_chunks ci, cl, cs;
-  uint64_t i0, i3, l0, l3, s0, s3, sd3;
+  uint64_t i0, i3, l0, l3, s0, s3, sd3, sf3;
   unsigned char *dict = bench_xmalloc(WIRE_DICT_CAP);
-  size_t dlen = 0;
+  unsigned char *fdict = bench_xmalloc(WIRE_DICT_CAP);
+  size_t dlen = 0, fdlen = 0;
 #ifndef BENCH_NO_SQLITE
-  const char *lite_path = bench_path("wire-w2-sqlite.db");
+  uint64_t qs0, qs3, qsn;
   uint64_t qi0, qi3, qin, ql0, ql3, qln;
 #endif
 
@@ -872,13 +945,16 @@ static void wire_w2(const bench_opts *o) {
    * initial one pulls everything at the end. */
   w2_open(&send, send_path, &clock);
   peer_sync_open(&live, live_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
+  t1 = lap("w2 generated", t0);
   w2_write(&send, rows, n, &clock, &live, &cl);
   peer_sync_close(&live);
   bench_unlink_db(live_path);
+  t1 = lap("w2 sender written with live pulls", t1);
   peer_sync_open(&init, init_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
   wire_pull(&init, &send, WIRE_CHUNK, 0, &ci);
   peer_sync_close(&init);
   bench_unlink_db(init_path);
+  t1 = lap("w2 initial pull", t1);
   if (ci.total != n || cl.total != n)
     bench_die("wire w2: pulls sent %zu (initial) and %zu (live) rows, not %zu",
               ci.total, cl.total, n);
@@ -894,6 +970,7 @@ static void wire_w2(const bench_opts *o) {
   peer_sync_close(&small);
   bench_unlink_db(small_path);
   chunk_note("wire w2 small", &cs);
+  t1 = lap("w2 small pull", t1);
   {
     w2_row *tr = w2_generate(WIRE_TRAIN_DEVS, WIRE_TRAIN_READS,
                              WIRE_SEED_TRAIN, W2_EPOCH_MS - WIRE_DAY_MS);
@@ -909,15 +986,19 @@ static void wire_w2(const bench_opts *o) {
                                     &dlen),
                     "sync_dict_train");
     sync_txn_abort(txn);
+    fdlen = frame_dict(&train, ftrain_path, fdict, WIRE_DICT_CAP);
     peer_sync_close(&train);
     bench_unlink_db(train_path);
     free(tr);
-    bench_note("wire w2: dictionary of %zu bytes (cap %zu) trained on %d "
+    bench_note("wire w2: dictionaries of %zu bytes (sync_dict_train) and "
+               "%zu bytes (ZDICT on %d-row frames), cap %zu, trained on %d "
                "rows of other readings",
-               dlen, WIRE_DICT_CAP, WIRE_TRAIN_DEVS * WIRE_TRAIN_READS);
+               dlen, fdlen, WIRE_SMALL, WIRE_DICT_CAP,
+               WIRE_TRAIN_DEVS * WIRE_TRAIN_READS);
   }
   peer_sync_close(&send);
   bench_unlink_db(send_path);
+  t1 = lap("w2 dictionary", t1);
 
   i0 = wire_bytes(&ci, 0, NULL, 0);
   i3 = wire_bytes(&ci, 3, NULL, 0);
@@ -926,6 +1007,8 @@ static void wire_w2(const bench_opts *o) {
   s0 = wire_bytes(&cs, 0, NULL, 0);
   s3 = wire_bytes(&cs, 3, NULL, 0);
   sd3 = wire_bytes(&cs, 3, dict, dlen);
+  sf3 = wire_bytes(&cs, 3, fdict, fdlen);
+  t1 = lap("w2 frames encoded and checked", t1);
 
 #ifndef BENCH_NO_SQLITE
   /* SQLite: the initial chunks hold the rows in key order, the live ones
@@ -933,9 +1016,12 @@ static void wire_w2(const bench_opts *o) {
   bykey = bench_xmalloc(n * sizeof *bykey);
   memcpy(bykey, rows, n * sizeof *bykey);
   qsort(bykey, n, sizeof *bykey, w2_key_cmp);
-  w2_lite(lite_path, bykey, ci.rows, ci.n, &qi0, &qi3, &qin);
-  w2_lite(lite_path, rows, cl.rows, cl.n, &ql0, &ql3, &qln);
+  w2_lite(bykey, ci.rows, ci.n, &qi0, &qi3, &qin);
+  w2_lite(rows, cl.rows, cl.n, &ql0, &ql3, &qln);
+  /* The small pull took the first rows in key order. */
+  w2_lite(bykey, cs.rows, cs.n, &qs0, &qs3, &qsn);
   free(bykey);
+  t1 = lap("w2 sqlite changesets", t1);
 #else
   (void)bykey;
 #endif
@@ -966,11 +1052,17 @@ static void wire_w2(const bench_opts *o) {
   per_row("w2.wire_10.bytes_per_row", s0, cs.total);
   per_row("w2.wire_zstd3_10.bytes_per_row", s3, cs.total);
   per_row("w2.wire_zstd3_dict10.bytes_per_row", sd3, cs.total);
+  per_row("w2.wire_zstd3_framedict10.bytes_per_row", sf3, cs.total);
+#ifndef BENCH_NO_SQLITE
+  per_row("w2.sqlite.changeset_10_bytes_per_row", qs0, qsn);
+  per_row("w2.sqlite.changeset_zstd3_10_bytes_per_row", qs3, qsn);
+#endif
 
   chunks_free(&ci);
   chunks_free(&cl);
   chunks_free(&cs);
   free(dict);
+  free(fdict);
   free(rows);
 }
 
