@@ -36,7 +36,7 @@
 #define WIRE_CHUNK 1000 /* rows per chunk: sync_delta_make's default */
 #define WIRE_SMALL 10   /* rows per chunk of the small-batch runs */
 #define WIRE_DICT_CAP ((size_t)16 << 10)
-#define WIRE_TRAIN_DEVS 10 /* the dictionary learns from 10 devices' ... */
+#define WIRE_TRAIN_DEVS 10    /* the dictionary learns from 10 devices' ... */
 #define WIRE_TRAIN_READS 1000 /* ... 1,000 readings each, a day earlier */
 
 #define WIRE_SEED_UPDATES UINT64_C(0x5715C0DE00000041)
@@ -59,10 +59,8 @@ static void chunks_push(wire_chunks *c, sync_delta *d) {
     size_t cap = c->cap ? 2 * c->cap : 1024;
     sync_delta **nd = realloc(c->d, cap * sizeof *nd);
     size_t *nr = nd ? realloc(c->rows, cap * sizeof *nr) : NULL;
-    if (nd)
-      c->d = nd;
-    if (!nd || !nr)
-      bench_die("out of memory");
+    if (nd) c->d = nd;
+    if (!nd || !nr) bench_die("out of memory");
     c->rows = nr;
     c->cap = cap;
   }
@@ -73,8 +71,7 @@ static void chunks_push(wire_chunks *c, sync_delta *d) {
 }
 
 static void chunks_free(wire_chunks *c) {
-  for (size_t i = 0; i < c->n; i++)
-    sync_delta_free(c->d[i]);
+  for (size_t i = 0; i < c->n; i++) sync_delta_free(c->d[i]);
   free(c->d);
   free(c->rows);
   memset(c, 0, sizeof *c);
@@ -109,8 +106,7 @@ static void wire_pull(peer_sync *recv, peer_sync *send, size_t max_rows,
     sync_request_free(req);
     peer_sync_check(recv->env, sync_txn_begin(recv->env, 0, &txn),
                     "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env,
-                    sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep),
+    peer_sync_check(recv->env, sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep),
                     "sync_delta_apply");
     peer_sync_check(recv->env, sync_txn_commit(txn), "sync_txn_commit");
     if (!rep.cursor_moved)
@@ -118,8 +114,7 @@ static void wire_pull(peer_sync *recv, peer_sync *send, size_t max_rows,
     last = sync_delta_last(d);
     chunks_push(out, d);
     got++;
-    if (last || (max_chunks && got >= max_chunks))
-      break;
+    if (last || (max_chunks && got >= max_chunks)) break;
   }
 }
 
@@ -148,14 +143,41 @@ static sync_decoder *wire_decoder(const void *dict, size_t dlen) {
   return dec;
 }
 
+/* Stored frames of all chunks, back to back, for the decode rounds. */
+typedef struct wire_frames {
+  unsigned char *buf;
+  size_t *off; /* frame i is buf[off[i] .. off[i + 1]) */
+  size_t n, cap;
+} wire_frames;
+
+static void frames_add(wire_frames *fr, size_t i, const void *f, size_t len) {
+  size_t at = i ? fr->off[i] : 0;
+  while (at + len > fr->cap) {
+    unsigned char *nb =
+        realloc(fr->buf, fr->cap = fr->cap ? 2 * fr->cap : 1u << 20);
+    if (!nb) bench_die("out of memory");
+    fr->buf = nb;
+  }
+  fr->off[i] = at;
+  memcpy(fr->buf + at, f, len);
+  fr->off[i + 1] = at + len;
+}
+
 /* Bytes of all chunks as frames at zstd level (0: stored), whole frames:
  * header, body and checksum.  Every frame is decoded back (with the same
- * dictionary) and must give its chunk's row count. */
+ * dictionary) and must give its chunk's row count.  keep (may be NULL)
+ * receives a copy of the frames. */
 static uint64_t wire_bytes(const wire_chunks *c, int level, const void *dict,
-                           size_t dlen) {
+                           size_t dlen, wire_frames *keep) {
   sync_encoder *e = wire_encoder(level, dict, dlen);
   sync_decoder *dec = wire_decoder(dict, dlen);
   uint64_t sum = 0;
+  if (keep) {
+    memset(keep, 0, sizeof *keep);
+    keep->off = bench_xmalloc((c->n + 1) * sizeof *keep->off);
+    keep->off[0] = 0;
+    keep->n = c->n;
+  }
   for (size_t i = 0; i < c->n; i++) {
     const void *f;
     size_t len;
@@ -170,45 +192,12 @@ static uint64_t wire_bytes(const wire_chunks *c, int level, const void *dict,
       bench_die("wire: frame %zu decodes to %zu rows, not %zu", i,
                 back ? sync_delta_rows(back) : 0, c->rows[i]);
     sync_delta_free(back);
+    if (keep) frames_add(keep, i, f, len);
     sum += len;
   }
   sync_encoder_free(e);
   sync_decoder_free(dec);
   return sum;
-}
-
-/* Stored frames of all chunks, back to back, for the decode rounds. */
-typedef struct wire_frames {
-  unsigned char *buf;
-  size_t *off; /* frame i is buf[off[i] .. off[i + 1]) */
-  size_t n;
-} wire_frames;
-
-static void wire_frames_make(const wire_chunks *c, wire_frames *out) {
-  sync_encoder *e = wire_encoder(0, NULL, 0);
-  size_t cap = (size_t)1 << 20, len = 0;
-  out->buf = bench_xmalloc(cap);
-  out->off = bench_xmalloc((c->n + 1) * sizeof *out->off);
-  out->n = c->n;
-  for (size_t i = 0; i < c->n; i++) {
-    const void *f;
-    size_t flen;
-    peer_sync_check(NULL, sync_encoder_begin(e, c->d[i], NULL, NULL),
-                    "sync_encoder_begin");
-    peer_sync_check(NULL, sync_encoder_frame(e, &f, &flen),
-                    "sync_encoder_frame");
-    while (len + flen > cap) {
-      unsigned char *nb = realloc(out->buf, cap *= 2);
-      if (!nb)
-        bench_die("out of memory");
-      out->buf = nb;
-    }
-    out->off[i] = len;
-    memcpy(out->buf + len, f, flen);
-    len += flen;
-  }
-  out->off[c->n] = len;
-  sync_encoder_free(e);
 }
 
 /* ---- writing the senders (untimed) ------------------------------------ */
@@ -221,10 +210,10 @@ static void w1_write(peer_sync *p, const w1_row *rows, size_t n) {
     for (size_t j = i; j < end; j++) {
       sync_value v[W1_NCOLUMNS];
       w1_values(&rows[j], v);
-      peer_sync_check(p->env,
-                      sync_put(txn, p->table, rows[j].key, W1_KEY_LEN, v,
-                               W1_NCOLUMNS),
-                      "sync_put");
+      peer_sync_check(
+          p->env,
+          sync_put(txn, p->table, rows[j].key, W1_KEY_LEN, v, W1_NCOLUMNS),
+          "sync_put");
     }
     peer_sync_check(p->env, sync_txn_commit(txn), "sync_txn_commit");
   }
@@ -239,10 +228,10 @@ static void w1_update_a(peer_sync *p, const w1_row *rows, size_t n) {
     peer_sync_check(p->env, sync_txn_begin(p->env, 0, &txn), "sync_txn_begin");
     for (size_t j = i; j < end; j++) {
       sync_value v = sync_int(rows[j].a);
-      peer_sync_check(p->env,
-                      sync_update(txn, p->table, rows[j].key, W1_KEY_LEN,
-                                  &col_a, &v, 1),
-                      "sync_update");
+      peer_sync_check(
+          p->env,
+          sync_update(txn, p->table, rows[j].key, W1_KEY_LEN, &col_a, &v, 1),
+          "sync_update");
     }
     peer_sync_check(p->env, sync_txn_commit(txn), "sync_txn_commit");
   }
@@ -264,14 +253,13 @@ static void w2_write(peer_sync *p, const w2_row *rows, size_t n,
     for (size_t j = i; j < end; j++) {
       sync_value v[W2_NCOLUMNS];
       w2_values(&rows[j], v);
-      peer_sync_check(p->env,
-                      sync_put(txn, p->table, rows[j].key, W2_KEY_LEN, v,
-                               W2_NCOLUMNS),
-                      "sync_put");
+      peer_sync_check(
+          p->env,
+          sync_put(txn, p->table, rows[j].key, W2_KEY_LEN, v, W2_NCOLUMNS),
+          "sync_put");
     }
     peer_sync_check(p->env, sync_txn_commit(txn), "sync_txn_commit");
-    if (live)
-      wire_pull(live, p, WIRE_CHUNK, 0, chunks);
+    if (live) wire_pull(live, p, WIRE_CHUNK, 0, chunks);
   }
 }
 
@@ -291,8 +279,7 @@ static uint64_t zstd_bytes(void *const *bufs, const int *lens, size_t n,
   size_t cap = 0;
   void *out = NULL;
   uint64_t sum = 0;
-  if (!z)
-    bench_die("ZSTD_createCCtx failed");
+  if (!z) bench_die("ZSTD_createCCtx failed");
   for (size_t i = 0; i < n; i++) {
     size_t need = ZSTD_compressBound((size_t)lens[i]), got;
     if (need > cap) {
@@ -325,8 +312,7 @@ typedef void (*lite_bind_fn)(void *ctx, size_t i, sqlite3_stmt *st,
 
 /* Set up, outside any session, what rows first..first+n-1 of the order
  * need (the old rows of updates). */
-typedef void (*lite_pre_fn)(void *ctx, size_t first, size_t n,
-                            peer_sqlite *p);
+typedef void (*lite_pre_fn)(void *ctx, size_t first, size_t n, peer_sqlite *p);
 
 /* Run st for rows 0, 1, ... of the order, in groups of sizes[0..n) rows
  * (the chunks of our pull), each group in one transaction recorded by a
@@ -349,10 +335,8 @@ static void lite_record(peer_sqlite *p, const char *table, sqlite3_stmt *st,
     sqlite3_session *s = NULL;
     void *cs = NULL;
     int len = 0;
-    if (!sizes[k])
-      continue;
-    if (pre)
-      pre(ctx, row, sizes[k], p);
+    if (!sizes[k]) continue;
+    if (pre) pre(ctx, row, sizes[k], p);
     peer_sqlite_check(p, sqlite3session_create(p->db, "main", &s), SQLITE_OK,
                       "sqlite3session_create");
     peer_sqlite_check(p, sqlite3session_attach(s, table), SQLITE_OK,
@@ -381,8 +365,7 @@ static void lite_record(peer_sqlite *p, const char *table, sqlite3_stmt *st,
 }
 
 static void lite_free(lite_chunks *c) {
-  for (size_t i = 0; i < c->n; i++)
-    sqlite3_free(c->cs[i]);
+  for (size_t i = 0; i < c->n; i++) sqlite3_free(c->cs[i]);
   free(c->cs);
   free(c->len);
   memset(c, 0, sizeof *c);
@@ -400,8 +383,7 @@ static uint64_t lite_whole_zstd(const lite_chunks *c, int level) {
     memcpy(all + at, c->cs[i], (size_t)c->len[i]);
     at += (size_t)c->len[i];
   }
-  if (at > INT32_MAX)
-    bench_die("wire sqlite: changeset over 2 GiB");
+  if (at > INT32_MAX) bench_die("wire sqlite: changeset over 2 GiB");
   one[0] = all;
   len[0] = (int)at;
   got = zstd_bytes(one, len, 1, level);
@@ -431,10 +413,8 @@ static void bind_w1_insert(void *ctx, size_t i, sqlite3_stmt *st,
   int rc;
   w1_fill_row(r, (uint32_t)i);
   rc = sqlite3_bind_text(st, 1, r->key, W1_KEY_LEN, SQLITE_STATIC);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_bind_int64(st, 2, r->a);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_bind_double(st, 3, r->b);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 2, r->a);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_double(st, 3, r->b);
   if (rc == SQLITE_OK)
     rc = sqlite3_bind_text(st, 4, r->c, W1_TEXT_LEN, SQLITE_STATIC);
   if (rc == SQLITE_OK)
@@ -468,11 +448,9 @@ static void bind_w1_update(void *ctx, size_t i, sqlite3_stmt *st,
   const upd_bind *u = ctx;
   const w1_row *r = &u->rows[i];
   int rc = sqlite3_bind_text(st, 1, r->key, W1_KEY_LEN, SQLITE_STATIC);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_bind_int64(st, 2, r->a);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 2, r->a);
   if (u->all) {
-    if (rc == SQLITE_OK)
-      rc = sqlite3_bind_double(st, 3, r->b);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_double(st, 3, r->b);
     if (rc == SQLITE_OK)
       rc = sqlite3_bind_text(st, 4, r->c, W1_TEXT_LEN, SQLITE_STATIC);
     if (rc == SQLITE_OK)
@@ -484,15 +462,11 @@ static void bind_w1_update(void *ctx, size_t i, sqlite3_stmt *st,
 static void bind_w2(void *ctx, size_t i, sqlite3_stmt *st, peer_sqlite *p) {
   const w2_row *r = &((const w2_row *)ctx)[i];
   int rc = sqlite3_bind_blob(st, 1, r->key, W2_KEY_LEN, SQLITE_STATIC);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_double(st, 2, r->temperature);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_double(st, 3, r->humidity);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 4, r->battery);
   if (rc == SQLITE_OK)
-    rc = sqlite3_bind_double(st, 2, r->temperature);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_bind_double(st, 3, r->humidity);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_bind_int64(st, 4, r->battery);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_bind_text(st, 5, r->status, (int)r->status_len,
-                           SQLITE_STATIC);
+    rc = sqlite3_bind_text(st, 5, r->status, (int)r->status_len, SQLITE_STATIC);
   peer_sqlite_check(p, rc, SQLITE_OK, "sqlite3_bind");
 }
 #endif
@@ -519,8 +493,7 @@ static double side_encode(void *arg) {
   for (size_t i = 0; i < c->chunks->n; i++) {
     size_t len;
     int rc = sync_encoder_begin(e, c->chunks->d[i], &len, NULL);
-    if (rc)
-      peer_sync_check(NULL, rc, "sync_encoder_begin");
+    if (rc) peer_sync_check(NULL, rc, "sync_encoder_begin");
     bytes += len;
     rows += c->chunks->rows[i];
   }
@@ -530,8 +503,7 @@ static double side_encode(void *arg) {
     bench_die("wire: encoding again made %" PRIu64 " bytes, not %" PRIu64,
               bytes, c->frame_bytes);
   mbps = (double)bytes / (t1 - t0) / 1e6;
-  if (mbps > c->enc_mbps)
-    c->enc_mbps = mbps;
+  if (mbps > c->enc_mbps) c->enc_mbps = mbps;
   return (double)rows / (t1 - t0);
 }
 
@@ -557,8 +529,7 @@ static double side_decode(void *arg) {
     bench_die("wire: decoded %" PRIu64 " rows, not %zu", rows,
               c->chunks->total);
   mbps = (double)f->off[f->n] / (t1 - t0) / 1e6;
-  if (mbps > c->dec_mbps)
-    c->dec_mbps = mbps;
+  if (mbps > c->dec_mbps) c->dec_mbps = mbps;
   return (double)rows / (t1 - t0);
 }
 
@@ -587,9 +558,7 @@ static double side_lite_iter(void *arg) {
         if (sqlite3changeset_new(it, k, &v) != SQLITE_OK || !v)
           bench_die("sqlite3changeset_new failed");
         switch (sqlite3_value_type(v)) {
-        case SQLITE_INTEGER:
-          sink += (uint64_t)sqlite3_value_int64(v);
-          break;
+        case SQLITE_INTEGER: sink += (uint64_t)sqlite3_value_int64(v); break;
         case SQLITE_FLOAT:
           sink += (uint64_t)(int64_t)sqlite3_value_double(v);
           break;
@@ -600,8 +569,7 @@ static double side_lite_iter(void *arg) {
           sink += ((const unsigned char *)sqlite3_value_blob(v))[0] +
                   (uint64_t)sqlite3_value_bytes(v);
           break;
-        default:
-          break;
+        default: break;
         }
       }
       rows++;
@@ -641,13 +609,11 @@ static double bpr(uint64_t bytes, size_t rows) {
 static void chunk_note(const char *what, const wire_chunks *c) {
   size_t lo = SIZE_MAX, hi = 0;
   for (size_t i = 0; i < c->n; i++) {
-    if (c->rows[i] < lo)
-      lo = c->rows[i];
-    if (c->rows[i] > hi)
-      hi = c->rows[i];
+    if (c->rows[i] < lo) lo = c->rows[i];
+    if (c->rows[i] > hi) hi = c->rows[i];
   }
-  bench_note("%s: %zu rows in %zu chunks (%zu..%zu rows each)", what,
-             c->total, c->n, c->n ? lo : 0, hi);
+  bench_note("%s: %zu rows in %zu chunks (%zu..%zu rows each)", what, c->total,
+             c->n, c->n ? lo : 0, hi);
 }
 
 /* ---- W1 -------------------------------------------------------------- */
@@ -670,8 +636,8 @@ static w1_row *make_updates(const uint32_t *perm, size_t from, size_t nrows,
  * values) are written on send, recv pulls them; SQLite runs the same
  * UPDATEs, chunk by chunk, on the old rows. */
 static void w1_incremental(const char *name, peer_sync *send, peer_sync *recv,
-                           const w1_row *upd, const uint32_t *orig,
-                           size_t nupd, int all) {
+                           const w1_row *upd, const uint32_t *orig, size_t nupd,
+                           int all) {
   wire_chunks ch;
   uint64_t ours, ours3;
   char n[128];
@@ -682,11 +648,10 @@ static void w1_incremental(const char *name, peer_sync *send, peer_sync *recv,
     w1_update_a(send, upd, nupd);
   wire_pull(recv, send, WIRE_CHUNK, 0, &ch);
   if (ch.total != nupd)
-    bench_die("wire: the %s pull sent %zu rows, not %zu", name, ch.total,
-              nupd);
+    bench_die("wire: the %s pull sent %zu rows, not %zu", name, ch.total, nupd);
   chunk_note(name, &ch);
-  ours = wire_bytes(&ch, 0, NULL, 0);
-  ours3 = wire_bytes(&ch, 3, NULL, 0);
+  ours = wire_bytes(&ch, 0, NULL, 0, NULL);
+  ours3 = wire_bytes(&ch, 3, NULL, 0, NULL);
   snprintf(n, sizeof n, "%s.wire.bytes_per_row", name);
   per_row(n, ours, nupd);
   snprintf(n, sizeof n, "%s.wire_zstd3.bytes_per_row", name);
@@ -761,12 +726,9 @@ static void wire_w1(const bench_opts *o) {
   if (ch.total != n)
     bench_die("wire: the initial pull sent %zu rows, not %zu", ch.total, n);
   chunk_note("wire w1 initial", &ch);
-  b0 = wire_bytes(&ch, 0, NULL, 0);
-  b1 = wire_bytes(&ch, 1, NULL, 0);
-  b3 = wire_bytes(&ch, 3, NULL, 0);
-  wire_frames_make(&ch, &fr);
-  if (fr.off[fr.n] != b0)
-    bench_die("wire: stored frames differ in size between two encodings");
+  b0 = wire_bytes(&ch, 0, NULL, 0, &fr);
+  b1 = wire_bytes(&ch, 1, NULL, 0, NULL);
+  b3 = wire_bytes(&ch, 3, NULL, 0, NULL);
   t1 = lap("w1 frames encoded and checked", t1);
   /* What a frame costs before any row: header, sites, cursors, checksum. */
   for (size_t i = 0; i < ch.n; i++)
@@ -865,8 +827,7 @@ static void wire_w1(const bench_opts *o) {
 /* ---- W2 -------------------------------------------------------------- */
 
 static int w2_key_cmp(const void *a, const void *b) {
-  return memcmp(((const w2_row *)a)->key, ((const w2_row *)b)->key,
-                W2_KEY_LEN);
+  return memcmp(((const w2_row *)a)->key, ((const w2_row *)b)->key, W2_KEY_LEN);
 }
 
 #ifndef BENCH_NO_SQLITE
@@ -879,8 +840,7 @@ static void w2_lite(const w2_row *rows, const size_t *sizes, size_t n,
   sqlite3_stmt *st;
   lite_open(&p, w2_sqlite_create);
   st = peer_sqlite_prepare(&p, w2_sqlite_insert);
-  lite_record(&p, "readings", st, bind_w2, NULL, (void *)rows, sizes, n,
-              &lc);
+  lite_record(&p, "readings", st, bind_w2, NULL, (void *)rows, sizes, n, &lc);
   sqlite3_finalize(st);
   *raw = lc.bytes;
   *z3 = zstd_bytes(lc.cs, lc.len, lc.n, 3);
@@ -918,14 +878,11 @@ static size_t frame_dict(peer_sync *src, const char *path, void *dict,
     f = fv;
     /* The body: after the 7 fixed header bytes and the varint of its
      * length, before the 8-byte checksum. */
-    while (h < len && (f[h] & 0x80))
-      h++;
+    while (h < len && (f[h] & 0x80)) h++;
     h++;
-    if (h + 8 > len)
-      bench_die("wire: frame %zu shorter than its header", i);
+    if (h + 8 > len) bench_die("wire: frame %zu shorter than its header", i);
     samples = realloc(samples, at + len);
-    if (!samples)
-      bench_die("out of memory");
+    if (!samples) bench_die("out of memory");
     memcpy(samples + at, f + h, len - h - 8);
     sizes[i] = len - h - 8;
     at += sizes[i];
@@ -1005,19 +962,18 @@ static void wire_w2(const bench_opts *o) {
   chunk_note("wire w2 small", &cs);
   t1 = lap("w2 small pull", t1);
   {
-    w2_row *tr = w2_generate(WIRE_TRAIN_DEVS, WIRE_TRAIN_READS,
-                             WIRE_SEED_TRAIN, W2_EPOCH_MS - WIRE_DAY_MS);
+    w2_row *tr = w2_generate(WIRE_TRAIN_DEVS, WIRE_TRAIN_READS, WIRE_SEED_TRAIN,
+                             W2_EPOCH_MS - WIRE_DAY_MS);
     sync_txn *txn;
     w2_open(&train, train_path, &tclock);
     w2_write(&train, tr, WIRE_TRAIN_DEVS * WIRE_TRAIN_READS, &tclock, NULL,
              NULL);
-    peer_sync_check(train.env,
-                    sync_txn_begin(train.env, SYNC_TXN_RDONLY, &txn),
+    peer_sync_check(train.env, sync_txn_begin(train.env, SYNC_TXN_RDONLY, &txn),
                     "sync_txn_begin");
-    peer_sync_check(train.env,
-                    sync_dict_train(txn, train.table, 0, dict, WIRE_DICT_CAP,
-                                    &dlen),
-                    "sync_dict_train");
+    peer_sync_check(
+        train.env,
+        sync_dict_train(txn, train.table, 0, dict, WIRE_DICT_CAP, &dlen),
+        "sync_dict_train");
     sync_txn_abort(txn);
     fdlen = frame_dict(&train, ftrain_path, fdict, WIRE_DICT_CAP);
     peer_sync_close(&train);
@@ -1033,14 +989,14 @@ static void wire_w2(const bench_opts *o) {
   bench_unlink_db(send_path);
   t1 = lap("w2 dictionary", t1);
 
-  i0 = wire_bytes(&ci, 0, NULL, 0);
-  i3 = wire_bytes(&ci, 3, NULL, 0);
-  l0 = wire_bytes(&cl, 0, NULL, 0);
-  l3 = wire_bytes(&cl, 3, NULL, 0);
-  s0 = wire_bytes(&cs, 0, NULL, 0);
-  s3 = wire_bytes(&cs, 3, NULL, 0);
-  sd3 = wire_bytes(&cs, 3, dict, dlen);
-  sf3 = wire_bytes(&cs, 3, fdict, fdlen);
+  i0 = wire_bytes(&ci, 0, NULL, 0, NULL);
+  i3 = wire_bytes(&ci, 3, NULL, 0, NULL);
+  l0 = wire_bytes(&cl, 0, NULL, 0, NULL);
+  l3 = wire_bytes(&cl, 3, NULL, 0, NULL);
+  s0 = wire_bytes(&cs, 0, NULL, 0, NULL);
+  s3 = wire_bytes(&cs, 3, NULL, 0, NULL);
+  sd3 = wire_bytes(&cs, 3, dict, dlen, NULL);
+  sf3 = wire_bytes(&cs, 3, fdict, fdlen, NULL);
   t1 = lap("w2 frames encoded and checked", t1);
 
 #ifndef BENCH_NO_SQLITE
@@ -1075,8 +1031,7 @@ static void wire_w2(const bench_opts *o) {
 #ifndef BENCH_NO_SQLITE
   per_row("w2.live.sqlite.changeset_bytes_per_row", ql0, qln);
   per_row("w2.live.sqlite.changeset_zstd3_bytes_per_row", ql3, qln);
-  bench_ratio("w2.live.wire.ratio_vs_sqlite",
-              ratio(bpr(l0, n), bpr(ql0, qln)));
+  bench_ratio("w2.live.wire.ratio_vs_sqlite", ratio(bpr(l0, n), bpr(ql0, qln)));
   bench_ratio("w2.live.wire_zstd3.ratio_vs_sqlite_zstd3",
               ratio(bpr(l3, n), bpr(ql3, qln)));
 #else

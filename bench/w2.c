@@ -29,16 +29,14 @@ const char w2_sqlite_insert[] =
 
 static int w2_cmp(const void *a, const void *b) {
   const w2_row *x = a, *y = b;
-  if (x->ts != y->ts)
-    return x->ts < y->ts ? -1 : 1;
+  if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
   return x->dev < y->dev ? -1 : x->dev > y->dev;
 }
 
 w2_row *w2_generate(size_t ndev, size_t nread, uint64_t seed,
                     uint64_t epoch_ms) {
   w2_row *rows = bench_xmalloc(ndev * nread * sizeof *rows);
-  if (ndev > 10000)
-    bench_die("w2: %zu devices do not fit dev-%%04d", ndev);
+  if (ndev > 10000) bench_die("w2: %zu devices do not fit dev-%%04d", ndev);
   for (size_t d = 0; d < ndev; d++) {
     /* A stream per device.  The walks run in sensor units (0.01 deg C,
      * 0.1 %) so that every value is exactly what a sensor reports, the
@@ -59,10 +57,8 @@ w2_row *w2_generate(size_t ndev, size_t nread, uint64_t seed,
       uint64_t p;
       temp += (int64_t)bench_rng_below(&r, 21) - 10; /* +-0.10 C */
       hum += (int64_t)bench_rng_below(&r, 3) - 1;    /* +-0.1 % */
-      if (hum < 0)
-        hum = 0;
-      if (hum > 1000)
-        hum = 1000;
+      if (hum < 0) hum = 0;
+      if (hum > 1000) hum = 1000;
       if (batt > 0 && bench_rng_below(&r, 100) == 0)
         batt--; /* about 10 points per 1,000 readings */
       memcpy(w->key, dev, W2_DEV_LEN);
