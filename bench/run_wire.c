@@ -43,7 +43,9 @@
 #define WIRE_SEED_TRAIN UINT64_C(0x5715C0DE00000042)
 #define WIRE_DAY_MS UINT64_C(86400000)
 
+#ifndef BENCH_NO_SQLITE
 static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
+#endif
 
 /* ---- chunks of a pull ------------------------------------------------ */
 
@@ -237,8 +239,9 @@ static void w1_update_a(peer_sync *p, const w1_row *rows, size_t n) {
   }
 }
 
-/* The sender's clock while writing W2: the arrival time of the reading
- * being written, as on a gateway that commits as readings come in. */
+/* The sender's clock while writing W2: the arrival time of the last
+ * reading of the transaction, as on a gateway that commits readings as
+ * they come in. */
 static uint64_t w2_clock(void *ctx) { return *(const uint64_t *)ctx; }
 
 /* Write rows[0..n) (arrival order), W2_TXN_ROWS per transaction.  When
@@ -269,6 +272,7 @@ static void w2_open(peer_sync *p, const char *path, uint64_t *clock) {
                   "sync_env_set_clock");
 }
 
+#ifndef BENCH_NO_SQLITE
 /* ---- zstd of byte strings -------------------------------------------- */
 
 /* Sum of the zstd sizes (simple API, frame headers included) of each of
@@ -295,6 +299,8 @@ static uint64_t zstd_bytes(void *const *bufs, const int *lens, size_t n,
   ZSTD_freeCCtx(z);
   return sum;
 }
+
+#endif
 
 /* ---- SQLite's changesets --------------------------------------------- */
 
@@ -326,8 +332,8 @@ static void lite_record(peer_sqlite *p, const char *table, sqlite3_stmt *st,
                         lite_bind_fn bind, lite_pre_fn pre, void *ctx,
                         const size_t *sizes, size_t n, lite_chunks *out) {
   char reset[128];
-  snprintf(reset, sizeof reset, "DELETE FROM %s", table);
   size_t row = 0;
+  snprintf(reset, sizeof reset, "DELETE FROM %s", table);
   memset(out, 0, sizeof *out);
   out->cs = bench_xmalloc(n * sizeof *out->cs);
   out->len = bench_xmalloc(n * sizeof *out->len);
@@ -602,9 +608,11 @@ static double lap(const char *what, double since) {
   return now;
 }
 
+#ifndef BENCH_NO_SQLITE
 static double bpr(uint64_t bytes, size_t rows) {
   return rows ? (double)bytes / (double)rows : 0.0;
 }
+#endif
 
 static void chunk_note(const char *what, const wire_chunks *c) {
   size_t lo = SIZE_MAX, hi = 0;
@@ -826,9 +834,11 @@ static void wire_w1(const bench_opts *o) {
 
 /* ---- W2 -------------------------------------------------------------- */
 
+#ifndef BENCH_NO_SQLITE
 static int w2_key_cmp(const void *a, const void *b) {
   return memcmp(((const w2_row *)a)->key, ((const w2_row *)b)->key, W2_KEY_LEN);
 }
+#endif
 
 #ifndef BENCH_NO_SQLITE
 /* SQLite changesets of rows[] (in that order) in chunks of sizes[]: raw
