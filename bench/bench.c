@@ -21,6 +21,7 @@ static const struct {
     {"w1", bench_w1},
     {"apply", bench_apply},
     {"w3", bench_w3},
+    {"wire", bench_wire},
     {"sync", bench_sync},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
