@@ -7,6 +7,7 @@
 #                        against src/ objects, against sync.c, and under
 #                        ASan+UBSan (clang-14)
 #   make bench           run the benchmarks (BENCH_ARGS=--quick for boards)
+#   make fuzz            libFuzzer targets, FUZZ_SECONDS each (mk/fuzz.mk)
 #   make amalgamation    regenerate sync.c from src/
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make clean
