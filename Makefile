@@ -12,6 +12,7 @@
 #   make tsan            threaded tests under ThreadSanitizer
 #   make valgrind        memcheck on a set of the test programs
 #   make lint            cppcheck and clang-tidy on src/
+#   make fuzz            libFuzzer targets, FUZZ_SECONDS each (mk/fuzz.mk)
 #   make amalgamation    regenerate sync.c from src/
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make clean

@@ -1537,6 +1537,15 @@ SYNC_PRIVATE void sx_cur_close(sx_scur *c) {
 #define SX_TAG_UNSET 7
 #define SX_NOSTAMP 0xffffu
 
+/* A stored row refers to at most 2 * ncols + 1 stamps (its causal
+ * length's, and per column the writer's and the base), and decoding
+ * refuses more.  A row being built starts from a copy of the old row's
+ * table and adds what replaces it (an applied row: its causal length's
+ * stamp and two per column; a resolver's or a local write: one more), so
+ * a scratch row holds twice that; sx_row_compact drops what is no longer
+ * referred to before the row is stored. */
+#define SX_ROW_STAMP_CAP(cap_cols) (4 * (size_t)(cap_cols) + 3)
+
 typedef struct sx_stamp {
   uint64_t hlc;
   uint32_t site; /* index in this replica's site table; 0 is itself */
@@ -1553,7 +1562,7 @@ typedef struct sx_row {
   uint32_t seq;
   unsigned cl_stamp;
   unsigned nstamps, ncols;
-  sx_stamp *stamps; /* capacity 2 * cap_cols + 1 */
+  sx_stamp *stamps; /* capacity SX_ROW_STAMP_CAP(cap_cols) */
   sx_rcol *cols;    /* capacity cap_cols */
   unsigned cap_cols;
 } sx_row;
@@ -1563,6 +1572,10 @@ SYNC_PRIVATE void sx_row_free(const sx_alloc *al, sx_row *r);
 
 /* Add stamp s to r's table (deduplicated); returns its index. */
 SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s);
+
+/* Drop the stamps of r that nothing refers to, when there are more than
+ * a stored row may hold, renumbering the rest. */
+SYNC_PRIVATE void sx_row_compact(sx_row *r);
 
 /* Encoded size of r, and the encoding into out (size bytes). */
 SYNC_PRIVATE size_t sx_row_size(const sx_row *r);
@@ -1594,7 +1607,8 @@ SYNC_PRIVATE int sx_row_init(const sx_alloc *al, sx_row *r,
                              unsigned cap_cols) {
   memset(r, 0, sizeof *r);
   r->cap_cols = cap_cols;
-  r->stamps = (sx_stamp *)sx_malloc(al, sizeof(sx_stamp) * (2 * cap_cols + 1));
+  r->stamps = (sx_stamp *)sx_malloc(al, sizeof(sx_stamp) *
+                                            SX_ROW_STAMP_CAP(cap_cols));
   r->cols = (sx_rcol *)sx_malloc(al, sizeof(sx_rcol) * cap_cols);
   if (!r->stamps || !r->cols) {
     sx_row_free(al, r);
@@ -1616,6 +1630,26 @@ SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s) {
     if (r->stamps[i].hlc == s.hlc && r->stamps[i].site == s.site) return i;
   r->stamps[r->nstamps] = s;
   return r->nstamps++;
+}
+
+SYNC_PRIVATE void sx_row_compact(sx_row *r) {
+  unsigned i, j, k = 0;
+  if (r->nstamps <= 2 * r->ncols + 1) return; /* the common case */
+  /* Renumbering in increasing order never maps onto an index still to
+   * be visited, so references can be rewritten in place. */
+  for (i = 0; i < r->nstamps; i++) {
+    int used = r->cl_stamp == i;
+    for (j = 0; j < r->ncols && !used; j++)
+      used = r->cols[j].st == i || r->cols[j].base == i;
+    if (!used) continue;
+    if (r->cl_stamp == i) r->cl_stamp = k;
+    for (j = 0; j < r->ncols; j++) {
+      if (r->cols[j].st == i) r->cols[j].st = k;
+      if (r->cols[j].base == i) r->cols[j].base = k;
+    }
+    r->stamps[k++] = r->stamps[i];
+  }
+  r->nstamps = k;
 }
 
 SYNC_PRIVATE size_t sx_payload_size(const sync_value *v) {
@@ -2928,6 +2962,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   reuse = found && x->old.version == x->version;
   x->nw.version = x->version;
   x->nw.seq = reuse ? x->old.seq : x->seq;
+  sx_row_compact(&x->nw);
   size = sx_row_size(&x->nw);
   if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
   sx_row_encode(&x->nw, key, klen, x->enc.p, size);
@@ -4695,6 +4730,9 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
         r->ncols > d->ncols - r->col0 || r->ncols > SYNC_MAX_COLUMNS)
       return SYNC_EINVAL;
     if (!(r->cl & 1) && r->ncols) return SYNC_EINVAL;
+    /* What sync_put refuses (sx_check_key), apply refuses too. */
+    if (s->tables[r->tid].key_type == SYNC_INTEGER && r->klen != 8)
+      return SYNC_EINVAL;
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
       const sx_table *tb = &s->tables[r->tid];

@@ -970,6 +970,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   reuse = found && x->old.version == x->version;
   x->nw.version = x->version;
   x->nw.seq = reuse ? x->old.seq : x->seq;
+  sx_row_compact(&x->nw);
   size = sx_row_size(&x->nw);
   if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
   sx_row_encode(&x->nw, key, klen, x->enc.p, size);

@@ -1168,6 +1168,9 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
         r->ncols > d->ncols - r->col0 || r->ncols > SYNC_MAX_COLUMNS)
       return SYNC_EINVAL;
     if (!(r->cl & 1) && r->ncols) return SYNC_EINVAL;
+    /* What sync_put refuses (sx_check_key), apply refuses too. */
+    if (s->tables[r->tid].key_type == SYNC_INTEGER && r->klen != 8)
+      return SYNC_EINVAL;
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
       const sx_table *tb = &s->tables[r->tid];

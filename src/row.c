@@ -9,7 +9,8 @@ SYNC_PRIVATE int sx_row_init(const sx_alloc *al, sx_row *r,
                              unsigned cap_cols) {
   memset(r, 0, sizeof *r);
   r->cap_cols = cap_cols;
-  r->stamps = (sx_stamp *)sx_malloc(al, sizeof(sx_stamp) * (2 * cap_cols + 1));
+  r->stamps = (sx_stamp *)sx_malloc(al, sizeof(sx_stamp) *
+                                            SX_ROW_STAMP_CAP(cap_cols));
   r->cols = (sx_rcol *)sx_malloc(al, sizeof(sx_rcol) * cap_cols);
   if (!r->stamps || !r->cols) {
     sx_row_free(al, r);
@@ -31,6 +32,26 @@ SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s) {
     if (r->stamps[i].hlc == s.hlc && r->stamps[i].site == s.site) return i;
   r->stamps[r->nstamps] = s;
   return r->nstamps++;
+}
+
+SYNC_PRIVATE void sx_row_compact(sx_row *r) {
+  unsigned i, j, k = 0;
+  if (r->nstamps <= 2 * r->ncols + 1) return; /* the common case */
+  /* Renumbering in increasing order never maps onto an index still to
+   * be visited, so references can be rewritten in place. */
+  for (i = 0; i < r->nstamps; i++) {
+    int used = r->cl_stamp == i;
+    for (j = 0; j < r->ncols && !used; j++)
+      used = r->cols[j].st == i || r->cols[j].base == i;
+    if (!used) continue;
+    if (r->cl_stamp == i) r->cl_stamp = k;
+    for (j = 0; j < r->ncols; j++) {
+      if (r->cols[j].st == i) r->cols[j].st = k;
+      if (r->cols[j].base == i) r->cols[j].base = k;
+    }
+    r->stamps[k++] = r->stamps[i];
+  }
+  r->nstamps = k;
 }
 
 SYNC_PRIVATE size_t sx_payload_size(const sync_value *v) {

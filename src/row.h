@@ -30,6 +30,15 @@
 #define SX_TAG_UNSET 7
 #define SX_NOSTAMP 0xffffu
 
+/* A stored row refers to at most 2 * ncols + 1 stamps (its causal
+ * length's, and per column the writer's and the base), and decoding
+ * refuses more.  A row being built starts from a copy of the old row's
+ * table and adds what replaces it (an applied row: its causal length's
+ * stamp and two per column; a resolver's or a local write: one more), so
+ * a scratch row holds twice that; sx_row_compact drops what is no longer
+ * referred to before the row is stored. */
+#define SX_ROW_STAMP_CAP(cap_cols) (4 * (size_t)(cap_cols) + 3)
+
 typedef struct sx_stamp {
   uint64_t hlc;
   uint32_t site; /* index in this replica's site table; 0 is itself */
@@ -46,7 +55,7 @@ typedef struct sx_row {
   uint32_t seq;
   unsigned cl_stamp;
   unsigned nstamps, ncols;
-  sx_stamp *stamps; /* capacity 2 * cap_cols + 1 */
+  sx_stamp *stamps; /* capacity SX_ROW_STAMP_CAP(cap_cols) */
   sx_rcol *cols;    /* capacity cap_cols */
   unsigned cap_cols;
 } sx_row;
@@ -56,6 +65,10 @@ SYNC_PRIVATE void sx_row_free(const sx_alloc *al, sx_row *r);
 
 /* Add stamp s to r's table (deduplicated); returns its index. */
 SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s);
+
+/* Drop the stamps of r that nothing refers to, when there are more than
+ * a stored row may hold, renumbering the rest. */
+SYNC_PRIVATE void sx_row_compact(sx_row *r);
 
 /* Encoded size of r, and the encoding into out (size bytes). */
 SYNC_PRIVATE size_t sx_row_size(const sx_row *r);
