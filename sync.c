@@ -3932,7 +3932,6 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   for (;;) {
     sx_slice key;
     unsigned tid;
-    if (d->nrows >= max_rows || bytes >= max_bytes) break;
     rc = sx_cur_get(env->st, c, op, &k, &v);
     op = SX_NEXT;
     if (rc == SYNC_NOTFOUND) {
@@ -3941,6 +3940,9 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       break;
     }
     if (rc) break;
+    /* Full: this entry opens the next chunk.  Looking first means a
+     * chunk that takes the log's last entries says it is the last. */
+    if (d->nrows >= max_rows || bytes >= max_bytes) break;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
     if (rc == 0)
       rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, o, &bytes);
@@ -3972,7 +3974,6 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     sx_scur *c;
     sx_slice k, v;
     int op;
-    if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
     if (o && o->tables && !sx_bit(o->tables, d->end.tid)) {
       d->partial = 1; /* a table not selected: skipped whole */
       d->end.tid++;
@@ -3984,13 +3985,15 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     k.n = d->end.klen;
     op = d->end.klen ? SX_SET_RANGE : SX_FIRST;
     for (;;) {
-      if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
       rc = sx_cur_get(env->st, c, op, &k, &v);
       op = SX_NEXT;
       if (rc == SYNC_NOTFOUND) break;
       if (rc) return rc;
       if (d->end.klen && sx_keycmp(k.p, k.n, d->end.key, d->end.klen) <= 0)
         continue;
+      /* Full: this row opens the next chunk (so a chunk that takes the
+       * last rows ends the stream itself). */
+      if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
       if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
         return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                        env->schema->tables[d->end.tid].name);
@@ -5488,6 +5491,16 @@ static int sx_stampv_cmp(const void *a, const void *b) {
   return 0;
 }
 
+/* Append (site, hlc) to t[0..n) unless it repeats the last entry;
+ * returns the new count. */
+static size_t sx_stamp_push(sx_stampv *t, size_t n, uint32_t site,
+                            uint64_t hlc) {
+  if (n && t[n - 1].site == site && t[n - 1].hlc == hlc) return n;
+  t[n].site = site;
+  t[n].hlc = hlc;
+  return n + 1;
+}
+
 /* Index of stamp (site, hlc) in the sorted table t[0..n). */
 static size_t sx_stamp_find(const sx_stampv *t, size_t n, uint32_t site,
                             uint64_t hlc) {
@@ -5752,16 +5765,13 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
           (size_t)d->nsites * (SX_SITE_LEN + SX_VARINT_MAX);
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *r = &d->rows[i];
-    st[nst].site = r->clsite;
-    st[nst++].hlc = r->clhlc;
+    /* Columns mostly share their row's stamp: listing a stamp once per
+     * run keeps the sort short. */
+    nst = sx_stamp_push(st, nst, r->clsite, r->clhlc);
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
-      st[nst].site = c->site;
-      st[nst++].hlc = c->hlc;
-      if (c->bhlc) {
-        st[nst].site = c->bsite;
-        st[nst++].hlc = c->bhlc;
-      }
+      nst = sx_stamp_push(st, nst, c->site, c->hlc);
+      if (c->bhlc) nst = sx_stamp_push(st, nst, c->bsite, c->bhlc);
       if ((rc = sx_encol_add(e, &nec, r->tid, c->col, c->v.type))) goto done;
     }
   }
@@ -7464,6 +7474,7 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   co.level = o->level;
   co.dict = o->dict;
   co.dict_len = o->dict_len;
+  co.max_frame = co.max_body = o->max_frame;
   if ((rc = sync_encoder_create(&env->al.a, &co, &s->enc)) ||
       (rc = sync_decoder_create(&env->al.a, &co, &s->dec)) ||
       (rc = sx_buf_reserve(&s->msg, SX_MSG_FLOOR))) {

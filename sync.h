@@ -729,10 +729,10 @@ typedef struct sync_codec_opts {
                        used by reference: keep it until the codec is freed */
   size_t dict_len;
   size_t max_frame; /* decoder: largest frame accepted, header and checksum
-                       included; 0 = 64 MiB */
+                       included; 0 = 4 MiB */
   size_t max_body;  /* decoder: largest body after decompression;
-                       0 = 64 MiB */
-  size_t max_rows;  /* decoder: rows in one frame; 0 = 1,000,000 */
+                       0 = 4 MiB */
+  size_t max_rows;  /* decoder: rows in one frame; 0 = 100,000 */
 } sync_codec_opts;
 
 typedef struct sync_encoder sync_encoder;
@@ -884,6 +884,12 @@ typedef struct sync_session_opts {
   size_t chunk_bytes;   /* value bytes per chunk; 0 = 1 MiB */
   int level;            /* zstd level of the chunks this side sends (0 =
                            none) */
+  size_t max_frame;     /* largest chunk frame this side accepts; 0 = 4 MiB.
+                           A row with values near or over that needs more
+                           (up to SYNC_MAX_VALUE plus a little): the
+                           decoder may use about 60 times this for a
+                           hostile frame, so keep it as small as the data
+                           allows */
   const void *dict;     /* zstd dictionary for both directions, or NULL */
   size_t dict_len;
   sync_progress_fn progress;

@@ -198,6 +198,16 @@ static int sx_stampv_cmp(const void *a, const void *b) {
   return 0;
 }
 
+/* Append (site, hlc) to t[0..n) unless it repeats the last entry;
+ * returns the new count. */
+static size_t sx_stamp_push(sx_stampv *t, size_t n, uint32_t site,
+                            uint64_t hlc) {
+  if (n && t[n - 1].site == site && t[n - 1].hlc == hlc) return n;
+  t[n].site = site;
+  t[n].hlc = hlc;
+  return n + 1;
+}
+
 /* Index of stamp (site, hlc) in the sorted table t[0..n). */
 static size_t sx_stamp_find(const sx_stampv *t, size_t n, uint32_t site,
                             uint64_t hlc) {
@@ -462,16 +472,13 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
           (size_t)d->nsites * (SX_SITE_LEN + SX_VARINT_MAX);
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *r = &d->rows[i];
-    st[nst].site = r->clsite;
-    st[nst++].hlc = r->clhlc;
+    /* Columns mostly share their row's stamp: listing a stamp once per
+     * run keeps the sort short. */
+    nst = sx_stamp_push(st, nst, r->clsite, r->clhlc);
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
-      st[nst].site = c->site;
-      st[nst++].hlc = c->hlc;
-      if (c->bhlc) {
-        st[nst].site = c->bsite;
-        st[nst++].hlc = c->bhlc;
-      }
+      nst = sx_stamp_push(st, nst, c->site, c->hlc);
+      if (c->bhlc) nst = sx_stamp_push(st, nst, c->bsite, c->bhlc);
       if ((rc = sx_encol_add(e, &nec, r->tid, c->col, c->v.type))) goto done;
     }
   }

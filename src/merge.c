@@ -370,7 +370,6 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   for (;;) {
     sx_slice key;
     unsigned tid;
-    if (d->nrows >= max_rows || bytes >= max_bytes) break;
     rc = sx_cur_get(env->st, c, op, &k, &v);
     op = SX_NEXT;
     if (rc == SYNC_NOTFOUND) {
@@ -379,6 +378,9 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       break;
     }
     if (rc) break;
+    /* Full: this entry opens the next chunk.  Looking first means a
+     * chunk that takes the log's last entries says it is the last. */
+    if (d->nrows >= max_rows || bytes >= max_bytes) break;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
     if (rc == 0)
       rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, o, &bytes);
@@ -410,7 +412,6 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     sx_scur *c;
     sx_slice k, v;
     int op;
-    if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
     if (o && o->tables && !sx_bit(o->tables, d->end.tid)) {
       d->partial = 1; /* a table not selected: skipped whole */
       d->end.tid++;
@@ -422,13 +423,15 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     k.n = d->end.klen;
     op = d->end.klen ? SX_SET_RANGE : SX_FIRST;
     for (;;) {
-      if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
       rc = sx_cur_get(env->st, c, op, &k, &v);
       op = SX_NEXT;
       if (rc == SYNC_NOTFOUND) break;
       if (rc) return rc;
       if (d->end.klen && sx_keycmp(k.p, k.n, d->end.key, d->end.klen) <= 0)
         continue;
+      /* Full: this row opens the next chunk (so a chunk that takes the
+       * last rows ends the stream itself). */
+      if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
       if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
         return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                        env->schema->tables[d->end.tid].name);

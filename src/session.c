@@ -744,6 +744,7 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   co.level = o->level;
   co.dict = o->dict;
   co.dict_len = o->dict_len;
+  co.max_frame = co.max_body = o->max_frame;
   if ((rc = sync_encoder_create(&env->al.a, &co, &s->enc)) ||
       (rc = sync_decoder_create(&env->al.a, &co, &s->dec)) ||
       (rc = sx_buf_reserve(&s->msg, SX_MSG_FLOOR))) {
