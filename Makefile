@@ -46,7 +46,7 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
           $(patsubst tests/%.c,$(B)/t-san-src/%,$(INT_TESTS))
 
 .PHONY: all deps example test test-build bench amalgamation \
-        check-amalgamation install clean soak FORCE
+        check-amalgamation install clean soak plot FORCE
 
 .DEFAULT_GOAL := all
 
@@ -113,6 +113,13 @@ $(B)/bench: $(BENCH_C) bench/*.h sync.h $(B)/libsync.a $(B)/bench.cfg
 
 bench: $(B)/bench
 	$(B)/bench $(BENCH_ARGS)
+
+# A PNG of a bench run's ratios against their targets (needs Debian's
+# python3-matplotlib): make plot BENCH_OUT=bench.out PLOT=bench/plot.png
+BENCH_OUT ?= $(B)/bench.out
+PLOT ?= $(B)/bench.png
+plot:
+	/usr/bin/python3 bench/plot.py $(BENCH_OUT) $(PLOT)
 
 # ---- tests -----------------------------------------------------------
 $(B)/src/%.o: src/%.c $(SRC_H) sync.h
