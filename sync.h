@@ -234,8 +234,14 @@ SYNC_API int sync_env_create(const sync_allocator *alloc, sync_env **out);
  *  SYNC_DURABLE_NOSYNC    nothing synced at commit: survives a crash of
  *                         the process, NOT of the system - LMDB documents
  *                         that a system crash or power cut may then
- *                         corrupt the file.  Call sync_env_sync() at the
- *                         points that must survive. */
+ *                         corrupt the file.  sync_env_sync() flushes, but
+ *                         unsynced commits after it can still make a
+ *                         power cut lose or damage what it flushed.
+ * In every mode, a power cut while sync_env_open() creates a new file,
+ * before that first commit is on disk, can leave a file LMDB refuses:
+ * open then fails with SYNC_ENOTDB.  Nothing had been committed; remove
+ * the file (and its -lock) and create it again.  docs/RELIABILITY.md has
+ * the tests behind these sentences. */
 #define SYNC_DURABLE_FULL 0
 #define SYNC_DURABLE_NOMETASYNC 1
 #define SYNC_DURABLE_NOSYNC 2

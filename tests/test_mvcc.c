@@ -45,7 +45,10 @@ static atomic_ulong g_mapfull; /* SYNC_EMAPFULL seen and retried */
 static int retry_mapfull(int rc, unsigned *tries) {
   if (!g_growing || rc != SYNC_EMAPFULL || ++*tries > 100000) return 0;
   atomic_fetch_add(&g_mapfull, 1);
-  sched_yield();
+  {
+    struct timespec ts = {0, 100000}; /* let the readers reach a gap */
+    nanosleep(&ts, NULL);
+  }
   return 1;
 }
 static char g_why[600];
