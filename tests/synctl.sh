@@ -40,6 +40,13 @@ for c in init schema add-column put get del dump load log vv peers conflicts gc 
   "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
 done
 if [ $all_help = 0 ]; then ok "every command has --help and the same help page"; else bad "every command has --help"; fi
+check "docs/SYNCTL.md holds every help page as printed" python3 -c "
+import subprocess
+doc = open('$TOP/docs/SYNCTL.md').read()
+for c in 'init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync stats help'.split():
+    page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
+    assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
+"
 status "a missing argument is a usage error (2)" 2 "$S" put a.db
 has "Try 'synctl help put'" && ok "a usage error points at the help page" || bad "usage error points at help"
 status "an unknown command is a usage error (2)" 2 "$S" frobnicate
