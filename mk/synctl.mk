@@ -1,6 +1,5 @@
 # synctl: the command-line tool (tools/synctl.c), its install rule and
-# its end-to-end test; the stats unit test needs libm.
-TESTLIBS += -lm
+# its end-to-end test.
 
 all: $(B)/synctl
 

@@ -179,6 +179,36 @@ status "verify a damaged copy exits 1" 1 "$S" verify bad.db
 has "fails its checksum" && has "^damaged: " && ok "and names the damaged row" || bad "damage message"
 check "the original still verifies" "$S" verify a.db
 
+# --- progress on a terminal only -------------------------------------
+python3 -c '
+for i in range(5000):
+    print("{\"key\":\"row-%05d\",\"title\":\"t%d\",\"n\":%d}" % (i, i, i))
+' > big.jsonl
+"$S" init big.db --schema schema.txt > /dev/null
+"$S" init big2.db --schema schema.txt > /dev/null
+check "load 5000 rows in batches" sh -c "$S load big.db notes big.jsonl --batch 700 > out && grep -q 'loaded 5000 rows' out"
+cat > onatty.py <<'PY'
+import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdout=s, stderr=s)
+os.close(s)
+out = b''
+while True:
+    try:
+        b = os.read(m, 65536)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+sys.stdout.buffer.write(out)
+assert p.wait() == 0
+assert b'\r\x1b[K' in out and b'/5000 rows (' in out and b'rows/s' in out
+assert b'synced with big.db: received 5000 rows' in out.split(b'\r\x1b[K')[-1]
+PY
+check "a progress line on a terminal, then the summary" python3 onatty.py "$S" sync big2.db big.db
+check "no progress line into a pipe" sh -c "$S put big.db notes row-00001 title=changed && $S sync big2.db big.db > out && ! tr '\r' '@' < out | grep -q @ && [ \$(wc -l < out) = 1 ]"
+
 # --- the README walkthrough, as written -------------------------------
 mkdir walk
 sed -n '/<!-- synctl-walkthrough begin -->/,/<!-- synctl-walkthrough end -->/p' "$TOP/README.md" |

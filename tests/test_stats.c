@@ -311,10 +311,119 @@ static void env_counts(void **state) {
     TU_U64(sta.sessions, 1);
     TU_U64(sta.rows_sent, 4);
   }
+  {
+    /* A delete on a, pulled by b (twice: the second request acknowledges
+     * the first run); then a's gc collects the tombstone and counts it. */
+    uint64_t got = 0;
+    int k;
+    TU_OK(sync_txn_begin(a, 0, &x));
+    TU_OK(sync_delete(x, 0, "s0", 2));
+    TU_OK(sync_txn_commit(x));
+    for (k = 0; k < 2; k++) {
+      int last = 0;
+      while (!last) {
+        TU_OK(sync_txn_begin(b, 0, &y));
+        TU_OK(sync_request_make(y, sa, &rq));
+        TU_OK(sync_txn_begin(a, 0, &x));
+        TU_OK(sync_request_ack(x, rq));
+        TU_OK(sync_delta_make(x, rq, NULL, &d));
+        TU_OK(sync_txn_commit(x));
+        last = sync_delta_last(d);
+        TU_OK(sync_delta_apply(y, d, SYNC_APPLY_MERGE, NULL));
+        TU_OK(sync_txn_commit(y));
+        sync_delta_free(d);
+        sync_request_free(rq);
+      }
+    }
+    TU_OK(sync_txn_begin(a, 0, &x));
+    TU_OK(sync_gc(x, &got));
+    TU_OK(sync_txn_commit(x));
+    assert_true(got >= 1);
+    TU_OK(sync_env_stats(a, &st));
+    TU_U64(st.tombstones_collected, got);
+  }
   sync_env_close(a);
   sync_env_close(b);
   tu_remove_db("stats_a.db");
   tu_remove_db("stats_b.db");
+}
+
+/* A damaged row is counted as corruption detected. */
+static void corruption_counted(void **state) {
+  static const sync_column_def cols[] = {{"v", SYNC_TEXT, 0}};
+  static const sync_table_def t = {"t", SYNC_TEXT, cols, 1};
+  static sync_stats st;
+  static const char mark[] = "a-value-to-damage-0123456789";
+  sync_env *e;
+  sync_txn *x;
+  sync_value v = sync_text(mark, sizeof mark - 1);
+  unsigned char *file;
+  size_t len = 0, at, n = 0;
+  (void)state;
+  tu_remove_db("stats_c.db");
+  TU_OK(sync_env_create(NULL, &e));
+  TU_OK(sync_env_set_schema(e, &t, 1));
+  TU_OK(sync_env_open(e, "stats_c.db", 0));
+  TU_OK(sync_txn_begin(e, 0, &x));
+  TU_OK(sync_put(x, 0, "k", 1, &v, 1));
+  TU_OK(sync_txn_commit(x));
+  sync_env_close(e);
+  file = tu_read_file("stats_c.db", &len);
+  assert_non_null(file);
+  for (at = tu_find(file, len, (const unsigned char *)mark, sizeof mark - 1, 0);
+       at != (size_t)-1;
+       at = tu_find(file, len, (const unsigned char *)mark, sizeof mark - 1, at + 1))
+    file[at + 5] ^= 0x01, n++;
+  assert_true(n >= 1);
+  assert_int_equal(tu_write_file("stats_c.db", file, len), 0);
+  free(file);
+  TU_OK(sync_env_create(NULL, &e));
+  TU_OK(sync_env_open(e, "stats_c.db", 0));
+  TU_OK(sync_txn_begin(e, SYNC_TXN_RDONLY, &x));
+  TU_RC(sync_get(x, 0, "k", 1, &v, 1), SYNC_ECORRUPT);
+  sync_txn_abort(x);
+  TU_OK(sync_env_stats(e, &st));
+  TU_U64(st.corrupt, 1);
+  sync_env_close(e);
+  tu_remove_db("stats_c.db");
+}
+
+static int fail_connect(void *ctx, sync_transport *t) {
+  (void)ctx;
+  (void)t;
+  return SYNC_ECLOSED;
+}
+static void no_sleep(void *ctx, uint64_t ms) {
+  (void)ctx;
+  (void)ms;
+}
+
+/* Retries of sync_retry_run count in the env's stats. */
+static void retries_counted(void **state) {
+  static const sync_column_def cols[] = {{"v", SYNC_TEXT, 0}};
+  static const sync_table_def t = {"t", SYNC_TEXT, cols, 1};
+  static sync_stats st;
+  sync_env *e;
+  sync_retry *r;
+  sync_retry_opts ro;
+  sync_session_opts so;
+  (void)state;
+  tu_remove_db("stats_r.db");
+  TU_OK(sync_env_create(NULL, &e));
+  TU_OK(sync_env_set_schema(e, &t, 1));
+  TU_OK(sync_env_open(e, "stats_r.db", 0));
+  memset(&ro, 0, sizeof ro);
+  ro.attempts = 3;
+  ro.sleep = no_sleep;
+  memset(&so, 0, sizeof so);
+  TU_OK(sync_retry_create(NULL, &ro, &r));
+  TU_RC(sync_retry_run(r, e, &so, fail_connect, NULL, NULL, NULL), SYNC_ECLOSED);
+  sync_retry_free(r);
+  TU_OK(sync_env_stats(e, &st));
+  TU_U64(st.retries, 2);
+  TU_U64(st.sessions, 0);
+  sync_env_close(e);
+  tu_remove_db("stats_r.db");
 }
 
 int main(void) {
@@ -327,6 +436,8 @@ int main(void) {
       cmocka_unit_test(empty_and_bad_quantiles),
       cmocka_unit_test(prometheus_format),
       cmocka_unit_test(env_counts),
+      cmocka_unit_test(corruption_counted),
+      cmocka_unit_test(retries_counted),
   };
   return cmocka_run_group_tests(tests, 0, 0);
 }

@@ -2831,7 +2831,7 @@ static int cmd_sync(int argc, char **argv) {
   }
   memset(&pr, 0, sizeof pr);
   pr.tty = isatty(1);
-  pr.t0 = pr.last = now_s();
+  pr.t0 = now_s(); /* pr.last 0: the first chunk shows a line at once */
   so.progress = on_progress;
   so.progress_ctx = &pr;
   memset(&st, 0, sizeof st);
