@@ -104,6 +104,22 @@ check "a dry run writes nothing" sh -c "$S put a.db notes d1 title=dry && $S syn
 check "--pull only receives" sh -c "$S put c.db notes p1 title=push-me && $S sync c.db a.db --pull > out && grep -q 'sent 0 rows' out && ! $S get a.db notes p1 > /dev/null 2>&1"
 check "--push sends" sh -c "$S sync c.db a.db --push > out && $S get a.db notes p1 > /dev/null"
 
+check "--tables limits the sync to those tables" sh -c "
+cat > two.txt <<'SCHEMA'
+# two tables
+table readings text
+  temp real
+table settings integer
+  value text notnull
+SCHEMA
+$S init t1.db --schema two.txt > /dev/null && $S init t2.db --schema two.txt > /dev/null &&
+$S put t1.db readings r1 temp=20.5 && $S put t1.db settings 7 value=seven &&
+$S sync t2.db t1.db --tables settings > out && $S get t2.db settings 7 > /dev/null &&
+! $S get t2.db readings r1 > /dev/null 2>&1 &&
+[ \"\$($S digest t1.db settings)\" = \"\$($S digest t2.db settings)\" ] &&
+[ \"\$($S digest t1.db readings)\" != \"\$($S digest t2.db readings)\" ]"
+status "--tables with an unknown table fails" 1 "$S" sync t2.db t1.db --tables nope
+
 # --- conflicts --------------------------------------------------------
 $S put a.db notes k1 title=from-a > /dev/null
 $S put c.db notes k1 title=from-c > /dev/null
