@@ -643,14 +643,14 @@ SYNC_PRIVATE void sx_stats_time(sx_stats *s, int which, uint64_t ns) {
 #else
   {
     uint64_t cur = SX_ALOAD(&h->min);
-    while (ns < cur && !atomic_compare_exchange_weak_explicit(
-                           &h->min, &cur, ns, memory_order_relaxed,
-                           memory_order_relaxed)) {
+    while (ns < cur &&
+           !atomic_compare_exchange_weak_explicit(
+               &h->min, &cur, ns, memory_order_relaxed, memory_order_relaxed)) {
     }
     cur = SX_ALOAD(&h->max);
-    while (ns > cur && !atomic_compare_exchange_weak_explicit(
-                           &h->max, &cur, ns, memory_order_relaxed,
-                           memory_order_relaxed)) {
+    while (ns > cur &&
+           !atomic_compare_exchange_weak_explicit(
+               &h->max, &cur, ns, memory_order_relaxed, memory_order_relaxed)) {
     }
   }
 #endif
@@ -730,16 +730,18 @@ static void sx_pf(sx_pw *w, const char *fmt, ...) {
 
 static void sx_pcounter(sx_pw *w, const char *name, const char *help,
                         uint64_t v) {
-  sx_pf(w, "# HELP sync_%s_total %s\n# TYPE sync_%s_total counter\n"
-           "sync_%s_total %llu\n",
+  sx_pf(w,
+        "# HELP sync_%s_total %s\n# TYPE sync_%s_total counter\n"
+        "sync_%s_total %llu\n",
         name, help, name, name, (unsigned long long)v);
 }
 
-static void sx_pdir(sx_pw *w, const char *name, const char *help,
-                    uint64_t sent, uint64_t received) {
-  sx_pf(w, "# HELP sync_%s_total %s\n# TYPE sync_%s_total counter\n"
-           "sync_%s_total{direction=\"sent\"} %llu\n"
-           "sync_%s_total{direction=\"received\"} %llu\n",
+static void sx_pdir(sx_pw *w, const char *name, const char *help, uint64_t sent,
+                    uint64_t received) {
+  sx_pf(w,
+        "# HELP sync_%s_total %s\n# TYPE sync_%s_total counter\n"
+        "sync_%s_total{direction=\"sent\"} %llu\n"
+        "sync_%s_total{direction=\"received\"} %llu\n",
         name, help, name, name, (unsigned long long)sent, name,
         (unsigned long long)received);
 }
@@ -749,15 +751,16 @@ static void sx_psummary(sx_pw *w, const char *name, const char *help,
   static const double qs[3] = {0.5, 0.9, 0.99};
   static const char *qn[3] = {"0.5", "0.9", "0.99"};
   int i;
-  sx_pf(w, "# HELP sync_%s_seconds %s\n# TYPE sync_%s_seconds summary\n",
-        name, help, name);
+  sx_pf(w, "# HELP sync_%s_seconds %s\n# TYPE sync_%s_seconds summary\n", name,
+        help, name);
   for (i = 0; i < 3; i++)
     sx_pf(w, "sync_%s_seconds{quantile=\"%s\"} %.9f\n", name, qn[i],
           (double)sync_histogram_quantile(h, qs[i]) / 1e9);
   sx_pf(w, "sync_%s_seconds_sum %.9f\nsync_%s_seconds_count %llu\n", name,
         (double)h->sum / 1e9, name, (unsigned long long)h->count);
-  sx_pf(w, "# HELP sync_%s_seconds_max Largest sample of sync_%s_seconds.\n"
-           "# TYPE sync_%s_seconds_max gauge\nsync_%s_seconds_max %.9f\n",
+  sx_pf(w,
+        "# HELP sync_%s_seconds_max Largest sample of sync_%s_seconds.\n"
+        "# TYPE sync_%s_seconds_max gauge\nsync_%s_seconds_max %.9f\n",
         name, name, name, name, (double)h->max / 1e9);
 }
 
@@ -775,8 +778,8 @@ SYNC_API int64_t sync_stats_prometheus(const sync_stats *st, char *buf,
   sx_pcounter(&w, "sessions", "Sessions ended.", st->sessions);
   sx_pcounter(&w, "sessions_failed", "Sessions that ended with an error.",
               st->sessions_failed);
-  sx_pdir(&w, "chunks", "Delta chunks exchanged in sessions.",
-          st->chunks_sent, st->chunks_received);
+  sx_pdir(&w, "chunks", "Delta chunks exchanged in sessions.", st->chunks_sent,
+          st->chunks_received);
   sx_pdir(&w, "rows", "Rows in the delta chunks exchanged.", st->rows_sent,
           st->rows_received);
   sx_pdir(&w, "bytes", "Session bytes on the transport.", st->bytes_sent,

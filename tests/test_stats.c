@@ -25,7 +25,7 @@ static int cmp_u64(const void *a, const void *b) {
 /* Every quantile within 1/32 of the sample of rank ceil(q n). */
 static void check_quantiles(uint64_t *v, size_t n, const char *what) {
   static sync_histogram h;
-  static const double qs[] = {0.0, 0.01, 0.1, 0.25, 0.5, 0.75,
+  static const double qs[] = {0.0, 0.01, 0.1,  0.25,  0.5, 0.75,
                               0.9, 0.95, 0.99, 0.999, 1.0};
   size_t i;
   memset(&h, 0, sizeof h);
@@ -136,7 +136,8 @@ static void prometheus_format(void **state) {
   st.commits = 7;
   st.rows_sent = 11;
   st.rows_received = 13;
-  for (i = 1; i <= 100; i++) sync_histogram_add(&st.commit_ns, (uint64_t)i * 1000);
+  for (i = 1; i <= 100; i++)
+    sync_histogram_add(&st.commit_ns, (uint64_t)i * 1000);
   n = sync_stats_prometheus(&st, NULL, 0);
   assert_true(n > 0);
   buf = (char *)malloc((size_t)n + 1);
@@ -149,7 +150,8 @@ static void prometheus_format(void **state) {
   assert_int_equal(m, n);
   assert_int_equal(strlen(buf), (size_t)n);
   assert_int_equal(buf[n - 1], '\n');
-  assert_non_null(strstr(buf, "# TYPE sync_commits_total counter\nsync_commits_total 7\n"));
+  assert_non_null(
+      strstr(buf, "# TYPE sync_commits_total counter\nsync_commits_total 7\n"));
   assert_non_null(strstr(buf, "sync_rows_total{direction=\"sent\"} 11\n"));
   assert_non_null(strstr(buf, "sync_rows_total{direction=\"received\"} 13\n"));
   assert_non_null(strstr(buf, "# TYPE sync_commit_seconds summary\n"));
@@ -168,7 +170,8 @@ static void prometheus_format(void **state) {
   assert_non_null(strstr(buf, "sync_commit_seconds_count 100\n"));
   assert_non_null(strstr(buf, "sync_commit_seconds_sum 0.005050000\n"));
   assert_non_null(strstr(buf, "sync_commit_seconds_max 0.000100000\n"));
-  for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+  for (line = strtok_r(buf, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
     char name[64], *end;
     size_t k;
     if (!strncmp(line, "# HELP ", 7)) continue;
@@ -371,8 +374,8 @@ static void corruption_counted(void **state) {
   file = tu_read_file("stats_c.db", &len);
   assert_non_null(file);
   for (at = tu_find(file, len, (const unsigned char *)mark, sizeof mark - 1, 0);
-       at != (size_t)-1;
-       at = tu_find(file, len, (const unsigned char *)mark, sizeof mark - 1, at + 1))
+       at != (size_t)-1; at = tu_find(file, len, (const unsigned char *)mark,
+                                      sizeof mark - 1, at + 1))
     file[at + 5] ^= 0x01, n++;
   assert_true(n >= 1);
   assert_int_equal(tu_write_file("stats_c.db", file, len), 0);
@@ -417,7 +420,8 @@ static void retries_counted(void **state) {
   ro.sleep = no_sleep;
   memset(&so, 0, sizeof so);
   TU_OK(sync_retry_create(NULL, &ro, &r));
-  TU_RC(sync_retry_run(r, e, &so, fail_connect, NULL, NULL, NULL), SYNC_ECLOSED);
+  TU_RC(sync_retry_run(r, e, &so, fail_connect, NULL, NULL, NULL),
+        SYNC_ECLOSED);
   sync_retry_free(r);
   TU_OK(sync_env_stats(e, &st));
   TU_U64(st.retries, 2);

@@ -14,14 +14,14 @@
 #include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -80,8 +80,10 @@ typedef struct cmd_help {
 } cmd_help;
 
 static const cmd_help HELP[] = {
-    {"init", "synctl init DB --table NAME:KEYTYPE COL:TYPE[:notnull][:local]... [--table ...]\n"
-             "       synctl init DB --schema FILE",
+    {"init",
+     "synctl init DB --table NAME:KEYTYPE COL:TYPE[:notnull][:local]... "
+     "[--table ...]\n"
+     "       synctl init DB --schema FILE",
      "create a database with a schema",
      "Creates DB (one file, plus DB-lock) with the tables given.  Each\n"
      "--table NAME:KEYTYPE starts a table; the COL:TYPE words after it are\n"
@@ -99,9 +101,9 @@ static const cmd_help HELP[] = {
      "ignored.  'synctl schema DB' prints a database's schema in this form.\n"
      "Fails if DB exists already.\n\n"
      "Example:\n"
-     "    synctl init sensors.db --table readings:text temp:real status:text:notnull\n"},
-    {"schema", "synctl schema DB",
-     "print the schema",
+     "    synctl init sensors.db --table readings:text temp:real "
+     "status:text:notnull\n"},
+    {"schema", "synctl schema DB", "print the schema",
      "Prints DB's tables and columns as a schema file (see 'synctl help\n"
      "init'), preceded by comments with the schema version and hash.  The\n"
      "output can be given to 'synctl init --schema' to make an empty\n"
@@ -111,8 +113,7 @@ static const cmd_help HELP[] = {
      "Appends a column to TABLE.  Existing rows read it as NULL, so it\n"
      "cannot be notnull.  Replicas must add the same column to keep\n"
      "syncing (their schema hashes must agree).\n"},
-    {"put", "synctl put DB TABLE KEY COL=VALUE...",
-     "insert or update a row",
+    {"put", "synctl put DB TABLE KEY COL=VALUE...", "insert or update a row",
      "Writes the row KEY of TABLE in one transaction.  A new row takes\n"
      "NULL for the columns not given; an existing row keeps them.  Values\n"
      "are read by the column's type: integer (decimal), real, text (as\n"
@@ -121,17 +122,14 @@ static const cmd_help HELP[] = {
      "key is decimal, a blob key hex.\n\n"
      "Example:\n"
      "    synctl put sensors.db readings kitchen temp=21.5 status=ok\n"},
-    {"get", "synctl get DB TABLE KEY [--json]",
-     "print one row",
+    {"get", "synctl get DB TABLE KEY [--json]", "print one row",
      "Prints the columns of row KEY, one 'column  value' line each (NULL\n"
      "for NULL, blobs in hex), or one JSON object with --json.  Exit\n"
      "status 3 when there is no such row.\n"},
-    {"del", "synctl del DB TABLE KEY",
-     "delete a row",
+    {"del", "synctl del DB TABLE KEY", "delete a row",
      "Deletes row KEY, leaving the tombstone replication needs.  Exit\n"
      "status 3 when there is no such row.\n"},
-    {"dump", "synctl dump DB TABLE [--json]",
-     "print a table",
+    {"dump", "synctl dump DB TABLE [--json]", "print a table",
      "Prints the live rows of TABLE in key order as an aligned table with\n"
      "a header line (the key column is headed 'key'), or with --json as\n"
      "JSON lines: one object per row, the key under \"key\", integers and\n"
@@ -145,25 +143,23 @@ static const cmd_help HELP[] = {
      "transaction.  Columns missing from an object are NULL.  A bad line\n"
      "stops the load with its line number; the batches before it stay\n"
      "committed, the batch holding it is not.\n"},
-    {"log", "synctl log DB [--since VERSION]",
-     "print the change log",
+    {"log", "synctl log DB [--since VERSION]", "print the change log",
      "Lists the rows changed after local version VERSION (default 0: all),\n"
      "in version order, each once in its latest state: local version,\n"
      "table, key, live or deleted, causal length, the newest stamp in the\n"
      "row (time, HLC counter) and the site that wrote it.\n"},
-    {"vv", "synctl vv DB",
-     "print the version vector",
+    {"vv", "synctl vv DB", "print the version vector",
      "Lists the sites this replica holds every change of, up to which\n"
      "hybrid logical clock value (and its time); this replica's own site\n"
      "is marked.\n"},
-    {"peers", "synctl peers DB",
-     "print the peers and what they hold",
+    {"peers", "synctl peers DB", "print the peers and what they hold",
      "Lists the peers this replica has exchanged deltas with: the cursor\n"
      "this replica holds in the peer's log (or the table of an initial\n"
      "stream in progress), the position of this replica's log the peer has\n"
      "acknowledged, and the tombstones still kept for that peer; then the\n"
      "tombstones kept in all.\n"},
-    {"conflicts", "synctl conflicts DB [list [--all] | show ID | resolve ID | resolve-all]",
+    {"conflicts",
+     "synctl conflicts DB [list [--all] | show ID | resolve ID | resolve-all]",
      "list and resolve recorded conflicts",
      "list (the default) prints the unresolved conflicts (all of them with\n"
      "--all): id, kind, table, key, column and which side won.  show prints\n"
@@ -171,18 +167,15 @@ static const cmd_help HELP[] = {
      "status 3 if there is no such id); resolve-all marks every one.  The\n"
      "outcome already applied stays: marking only records that a person or\n"
      "program has looked at it.\n"},
-    {"gc", "synctl gc DB",
-     "collect tombstones every peer has acknowledged",
+    {"gc", "synctl gc DB", "collect tombstones every peer has acknowledged",
      "Deletes the tombstones that every known peer has acknowledged and\n"
      "prints how many went and how many are still kept.  A replica that\n"
      "knows no peer keeps them all.\n"},
-    {"digest", "synctl digest DB [TABLE]",
-     "print the content digest",
+    {"digest", "synctl digest DB [TABLE]", "print the content digest",
      "Prints the XXH3-64 digest of the live rows (keys and replicated\n"
      "columns) of TABLE, or of every table.  Replicas that hold the same\n"
      "data print the same digest.\n"},
-    {"verify", "synctl verify DB",
-     "check a database for damage",
+    {"verify", "synctl verify DB", "check a database for damage",
      "Reads every row and checks its checksum, walks the change log and\n"
      "checks that it names every row once and agrees with the row counts,\n"
      "checks the tombstone count, that the version vector covers this\n"
@@ -190,8 +183,10 @@ static const cmd_help HELP[] = {
      "replica's, and that the conflict log reads.  Prints each problem and\n"
      "a last line 'sound' or 'damaged: N problems'.  Exit status 0 when\n"
      "sound, 1 when damaged (or unreadable).\n"},
-    {"serve", "synctl serve DB ADDRESS [--credentials FILE] [--metrics ADDRESS]\n"
-              "       [--port-file FILE] [--metrics-port-file FILE] [--sessions N] [--quiet]",
+    {"serve",
+     "synctl serve DB ADDRESS [--credentials FILE] [--metrics ADDRESS]\n"
+     "       [--port-file FILE] [--metrics-port-file FILE] [--sessions N] "
+     "[--quiet]",
      "serve the database to peers over TCP",
      "Listens on ADDRESS (HOST:PORT; port 0 picks a free one, written to\n"
      "--port-file) and answers sync sessions from any number of clients at\n"
@@ -202,8 +197,9 @@ static const cmd_help HELP[] = {
      "everything.  --metrics ADDRESS serves the server's stats as\n"
      "Prometheus text on plain HTTP (GET /metrics).  --sessions N stops\n"
      "after N sessions; otherwise it runs until SIGINT or SIGTERM.\n"},
-    {"sync", "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
-             "       [--tables A,B] [--token T] [--max-message BYTES]",
+    {"sync",
+     "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
+     "       [--tables A,B] [--token T] [--max-message BYTES]",
      "sync with a server or another database file",
      "Runs one session: DB is the client, the other side serves.  With\n"
      "HOST:PORT the other side is a server ('synctl serve'); with a path it\n"
@@ -222,8 +218,7 @@ static const cmd_help HELP[] = {
      "unresolved conflicts and the file size.  For HOST:PORT, the metrics\n"
      "address of a running 'synctl serve --metrics', fetches and prints its\n"
      "Prometheus text (counters, latency quantiles).\n"},
-    {"help", "synctl help [COMMAND]",
-     "print the manual of a command",
+    {"help", "synctl help [COMMAND]", "print the manual of a command",
      "Without COMMAND lists the commands.  'synctl COMMAND --help' prints\n"
      "the same page.\n"},
 };
@@ -255,17 +250,22 @@ static void print_page(const cmd_help *h) {
       bol = *p == '\n';
     }
   }
-  printf("\nEXIT STATUS\n    0 success, 1 failure, 2 usage error, 3 no such row or "
+  printf("\nEXIT STATUS\n    0 success, 1 failure, 2 usage error, 3 no such "
+         "row or "
          "conflict.\n");
 }
 
 static void print_overview(FILE *f) {
   size_t i;
-  fprintf(f, "usage: synctl COMMAND [ARGS]   (synctl help COMMAND for its manual)\n\n"
-             "commands:\n");
-  for (i = 0; i < NHELP; i++) fprintf(f, "  %-11s %s\n", HELP[i].name, HELP[i].summary);
-  fprintf(f, "\nexit status: 0 success, 1 failure, 2 usage error, 3 no such row "
-             "or conflict\n");
+  fprintf(
+      f,
+      "usage: synctl COMMAND [ARGS]   (synctl help COMMAND for its manual)\n\n"
+      "commands:\n");
+  for (i = 0; i < NHELP; i++)
+    fprintf(f, "  %-11s %s\n", HELP[i].name, HELP[i].summary);
+  fprintf(f,
+          "\nexit status: 0 success, 1 failure, 2 usage error, 3 no such row "
+          "or conflict\n");
 }
 
 /* --help anywhere in a command's arguments prints its page. */
@@ -293,7 +293,8 @@ static int open_db(const char *path, int rdonly, sync_env **out) {
     say("%s: no such database (make one with 'synctl init')", path);
     return EX_FAIL;
   }
-  if ((rc = sync_env_create(NULL, &env))) return lib_fail(NULL, path, rc, "cannot open");
+  if ((rc = sync_env_create(NULL, &env)))
+    return lib_fail(NULL, path, rc, "cannot open");
   rc = sync_env_open(env, path, rdonly ? SYNC_OPEN_RDONLY : SYNC_OPEN_NOCREATE);
   if (rc) {
     lib_fail(env, path, rc, "cannot open");
@@ -318,9 +319,10 @@ static int parse_type(const char *s, size_t n) {
   static const struct {
     const char *name;
     int type;
-  } t[] = {{"integer", SYNC_INTEGER}, {"int", SYNC_INTEGER}, {"real", SYNC_REAL},
-           {"float", SYNC_REAL},      {"double", SYNC_REAL}, {"text", SYNC_TEXT},
-           {"string", SYNC_TEXT},     {"blob", SYNC_BLOB},   {"bytes", SYNC_BLOB}};
+  } t[] = {
+      {"integer", SYNC_INTEGER}, {"int", SYNC_INTEGER}, {"real", SYNC_REAL},
+      {"float", SYNC_REAL},      {"double", SYNC_REAL}, {"text", SYNC_TEXT},
+      {"string", SYNC_TEXT},     {"blob", SYNC_BLOB},   {"bytes", SYNC_BLOB}};
   size_t i;
   for (i = 0; i < sizeof t / sizeof t[0]; i++)
     if (strlen(t[i].name) == n && !strncmp(t[i].name, s, n)) return t[i].type;
@@ -328,7 +330,8 @@ static int parse_type(const char *s, size_t n) {
 }
 
 /* Table id by name, or a message listing the tables. */
-static int find_table(sync_env *env, const char *db, const char *name, unsigned *out) {
+static int find_table(sync_env *env, const char *db, const char *name,
+                      unsigned *out) {
   unsigned i, n = sync_env_table_count(env);
   char list[1024];
   size_t len = 0;
@@ -337,33 +340,37 @@ static int find_table(sync_env *env, const char *db, const char *name, unsigned 
   for (i = 0; i < n; i++) {
     sync_table_def d;
     if (sync_env_table_def(env, i, &d)) continue;
-    len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s",
-                            i ? ", " : "", d.name);
+    len +=
+        (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0,
+                         "%s%s", i ? ", " : "", d.name);
     if (len >= sizeof list) break;
   }
   say("%s: no table '%s' (tables: %s)", db, name, n ? list : "none");
   return -1;
 }
 
-static int find_column(sync_env *env, const char *db, unsigned t, const char *name,
-                       size_t nlen, unsigned *out) {
+static int find_column(sync_env *env, const char *db, unsigned t,
+                       const char *name, size_t nlen, unsigned *out) {
   sync_table_def d;
   unsigned i;
   char list[1024];
   size_t len = 0;
   sync_env_table_def(env, t, &d);
   for (i = 0; i < d.ncolumns; i++)
-    if (strlen(d.columns[i].name) == nlen && !strncmp(d.columns[i].name, name, nlen)) {
+    if (strlen(d.columns[i].name) == nlen &&
+        !strncmp(d.columns[i].name, name, nlen)) {
       *out = i;
       return 0;
     }
   list[0] = 0;
   for (i = 0; i < d.ncolumns; i++) {
-    len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s",
-                            i ? ", " : "", d.columns[i].name);
+    len +=
+        (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0,
+                         "%s%s", i ? ", " : "", d.columns[i].name);
     if (len >= sizeof list) break;
   }
-  say("%s: table '%s' has no column '%.*s' (columns: %s)", db, d.name, (int)nlen, name, list);
+  say("%s: table '%s' has no column '%.*s' (columns: %s)", db, d.name,
+      (int)nlen, name, list);
   return -1;
 }
 
@@ -439,7 +446,8 @@ typedef struct keybuf {
 } keybuf;
 
 /* KEY as the table's key type wants it. */
-static int parse_key(sync_env *env, const char *db, unsigned t, const char *s, keybuf *k) {
+static int parse_key(sync_env *env, const char *db, unsigned t, const char *s,
+                     keybuf *k) {
   sync_table_def d;
   sync_env_table_def(env, t, &d);
   if (d.key_type == SYNC_INTEGER) {
@@ -454,8 +462,8 @@ static int parse_key(sync_env *env, const char *db, unsigned t, const char *s, k
     size_t n;
     unsigned char *b = from_hex(s, strlen(s), &n);
     if (!b || !n || n > SYNC_MAX_KEY) {
-      say("%s: table '%s' has blob keys: give 1 to %d bytes in hex, not '%s'", db, d.name,
-          SYNC_MAX_KEY, s);
+      say("%s: table '%s' has blob keys: give 1 to %d bytes in hex, not '%s'",
+          db, d.name, SYNC_MAX_KEY, s);
       free(b);
       return -1;
     }
@@ -478,11 +486,16 @@ static int parse_key(sync_env *env, const char *db, unsigned t, const char *s, k
 static void put_text(FILE *f, const unsigned char *p, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) {
-    if (p[i] == '\n') fputs("\\n", f);
-    else if (p[i] == '\t') fputs("\\t", f);
-    else if (p[i] == '\\') fputs("\\\\", f);
-    else if (p[i] < 0x20 || p[i] == 0x7f) fprintf(f, "\\x%02x", p[i]);
-    else fputc(p[i], f);
+    if (p[i] == '\n')
+      fputs("\\n", f);
+    else if (p[i] == '\t')
+      fputs("\\t", f);
+    else if (p[i] == '\\')
+      fputs("\\\\", f);
+    else if (p[i] < 0x20 || p[i] == 0x7f)
+      fprintf(f, "\\x%02x", p[i]);
+    else
+      fputc(p[i], f);
   }
 }
 
@@ -490,9 +503,12 @@ static void put_text(FILE *f, const unsigned char *p, size_t n) {
 static size_t text_width(const unsigned char *p, size_t n) {
   size_t i, w = 0;
   for (i = 0; i < n; i++) {
-    if (p[i] == '\n' || p[i] == '\t' || p[i] == '\\') w += 2;
-    else if (p[i] < 0x20 || p[i] == 0x7f) w += 4;
-    else if ((p[i] & 0xc0) != 0x80) w++;
+    if (p[i] == '\n' || p[i] == '\t' || p[i] == '\\')
+      w += 2;
+    else if (p[i] < 0x20 || p[i] == 0x7f)
+      w += 4;
+    else if ((p[i] & 0xc0) != 0x80)
+      w++;
   }
   return w;
 }
@@ -531,20 +547,15 @@ static void fmt_real(double r, char *out, size_t cap) {
 static size_t put_value(FILE *f, const sync_value *v) {
   char b[64];
   switch (v->type) {
-  case SYNC_INTEGER:
-    snprintf(b, sizeof b, "%lld", (long long)v->i);
-    break;
-  case SYNC_REAL:
-    fmt_real(v->r, b, sizeof b);
-    break;
+  case SYNC_INTEGER: snprintf(b, sizeof b, "%lld", (long long)v->i); break;
+  case SYNC_REAL: fmt_real(v->r, b, sizeof b); break;
   case SYNC_TEXT:
     if (f) put_text(f, (const unsigned char *)v->data, v->len);
     return text_width((const unsigned char *)v->data, v->len);
   case SYNC_BLOB:
     if (f) put_hex(f, (const unsigned char *)v->data, v->len);
     return 2 * v->len;
-  default:
-    snprintf(b, sizeof b, "NULL");
+  default: snprintf(b, sizeof b, "NULL");
   }
   if (f) fputs(b, f);
   return strlen(b);
@@ -567,13 +578,20 @@ static void json_str(FILE *f, const unsigned char *p, size_t n) {
   fputc('"', f);
   for (i = 0; i < n; i++) {
     unsigned char c = p[i];
-    if (c == '"') fputs("\\\"", f);
-    else if (c == '\\') fputs("\\\\", f);
-    else if (c == '\n') fputs("\\n", f);
-    else if (c == '\r') fputs("\\r", f);
-    else if (c == '\t') fputs("\\t", f);
-    else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else fputc(c, f);
+    if (c == '"')
+      fputs("\\\"", f);
+    else if (c == '\\')
+      fputs("\\\\", f);
+    else if (c == '\n')
+      fputs("\\n", f);
+    else if (c == '\r')
+      fputs("\\r", f);
+    else if (c == '\t')
+      fputs("\\t", f);
+    else if (c < 0x20)
+      fprintf(f, "\\u%04x", c);
+    else
+      fputc(c, f);
   }
   fputc('"', f);
 }
@@ -581,9 +599,7 @@ static void json_str(FILE *f, const unsigned char *p, size_t n) {
 static void json_value(FILE *f, const sync_value *v) {
   char b[64];
   switch (v->type) {
-  case SYNC_INTEGER:
-    fprintf(f, "%lld", (long long)v->i);
-    break;
+  case SYNC_INTEGER: fprintf(f, "%lld", (long long)v->i); break;
   case SYNC_REAL:
     if (!isfinite(v->r)) {
       fputs("null", f); /* JSON has no NaN or infinity */
@@ -592,31 +608,31 @@ static void json_value(FILE *f, const sync_value *v) {
     fmt_real(v->r, b, sizeof b);
     fputs(b, f);
     break;
-  case SYNC_TEXT:
-    json_str(f, (const unsigned char *)v->data, v->len);
-    break;
+  case SYNC_TEXT: json_str(f, (const unsigned char *)v->data, v->len); break;
   case SYNC_BLOB:
     fputc('"', f);
     put_hex(f, (const unsigned char *)v->data, v->len);
     fputc('"', f);
     break;
-  default:
-    fputs("null", f);
+  default: fputs("null", f);
   }
 }
 
 static void json_key(FILE *f, int key_type, const unsigned char *k, size_t n) {
   sync_value v;
-  if (key_type == SYNC_INTEGER && n == 8) v = sync_int(sync_key_int_decode(k));
-  else if (key_type == SYNC_BLOB) v = sync_blob(k, n);
-  else v = sync_text((const char *)k, n);
+  if (key_type == SYNC_INTEGER && n == 8)
+    v = sync_int(sync_key_int_decode(k));
+  else if (key_type == SYNC_BLOB)
+    v = sync_blob(k, n);
+  else
+    v = sync_text((const char *)k, n);
   json_value(f, &v);
 }
 
 /* A value for column col from command-line text.  Blob bytes are
  * malloc'd into *hold (caller frees).  Prints why not. */
-static int parse_value(const char *db, const sync_table_def *d, unsigned col, const char *s,
-                       sync_value *v, unsigned char **hold) {
+static int parse_value(const char *db, const sync_table_def *d, unsigned col,
+                       const char *s, sync_value *v, unsigned char **hold) {
   const sync_column_def *c = &d->columns[col];
   *hold = NULL;
   if (!strcmp(s, "NULL")) {
@@ -628,7 +644,8 @@ static int parse_value(const char *db, const sync_table_def *d, unsigned col, co
   case SYNC_INTEGER: {
     int64_t i;
     if (parse_i64(s, &i)) {
-      say("%s: column '%s' of '%s' is integer, not '%s'", db, c->name, d->name, s);
+      say("%s: column '%s' of '%s' is integer, not '%s'", db, c->name, d->name,
+          s);
       return -1;
     }
     *v = sync_int(i);
@@ -648,24 +665,24 @@ static int parse_value(const char *db, const sync_table_def *d, unsigned col, co
     size_t n = 0;
     *hold = from_hex(s, strlen(s), &n);
     if (!*hold) {
-      say("%s: column '%s' of '%s' is blob: give hex digits, not '%s'", db, c->name,
-          d->name, s);
+      say("%s: column '%s' of '%s' is blob: give hex digits, not '%s'", db,
+          c->name, d->name, s);
       return -1;
     }
     *v = sync_blob(*hold, n);
     return 0;
   }
-  default:
-    *v = sync_text(s, strlen(s));
-    return 0;
+  default: *v = sync_text(s, strlen(s)); return 0;
   }
 }
 
 /* Words for a failed write on a row. */
-static int write_fail(sync_env *env, const char *db, const sync_table_def *d, int rc) {
+static int write_fail(sync_env *env, const char *db, const sync_table_def *d,
+                      int rc) {
   if (rc == SYNC_ECONSTRAINT)
     say("%s: table '%s': %s", db, d->name,
-        sync_env_errmsg(env)[0] ? sync_env_errmsg(env) : "a notnull column would be NULL");
+        sync_env_errmsg(env)[0] ? sync_env_errmsg(env)
+                                : "a notnull column would be NULL");
   else
     lib_fail(env, db, rc, "write failed");
   return EX_FAIL;
@@ -701,8 +718,9 @@ static void schema_free(schema_in *s) {
 }
 
 /* A column from NAME:TYPE[:notnull][:local] or from words. */
-static int add_col(schema_in *s, const char *name, size_t nlen, const char *type,
-                   size_t tlen, unsigned flags, const char *where) {
+static int add_col(schema_in *s, const char *name, size_t nlen,
+                   const char *type, size_t tlen, unsigned flags,
+                   const char *where) {
   sync_table_def *t;
   sync_column_def *c;
   int ty = parse_type(type, tlen);
@@ -712,8 +730,8 @@ static int add_col(schema_in *s, const char *name, size_t nlen, const char *type
   }
   t = &s->t[s->nt - 1];
   if (!ty) {
-    usage("%scolumn '%.*s': unknown type '%.*s' (integer, real, text or blob)", where,
-          (int)nlen, name, (int)tlen, type);
+    usage("%scolumn '%.*s': unknown type '%.*s' (integer, real, text or blob)",
+          where, (int)nlen, name, (int)tlen, type);
     return -1;
   }
   if (t->ncolumns == MAXC) {
@@ -727,13 +745,13 @@ static int add_col(schema_in *s, const char *name, size_t nlen, const char *type
   return c->name ? 0 : -1;
 }
 
-static int add_table(schema_in *s, const char *name, size_t nlen, const char *kt, size_t klen,
-                     const char *where) {
+static int add_table(schema_in *s, const char *name, size_t nlen,
+                     const char *kt, size_t klen, const char *where) {
   int ty = parse_type(kt, klen);
   sync_table_def *t;
   if (ty != SYNC_TEXT && ty != SYNC_BLOB && ty != SYNC_INTEGER) {
-    usage("%stable '%.*s': key type must be text, blob or integer, not '%.*s'", where,
-          (int)nlen, name, (int)klen, kt);
+    usage("%stable '%.*s': key type must be text, blob or integer, not '%.*s'",
+          where, (int)nlen, name, (int)klen, kt);
     return -1;
   }
   if (s->nt == MAXT) {
@@ -753,10 +771,13 @@ static int parse_flags(const char *p, unsigned *flags, const char *where) {
   while (*p) {
     const char *q = strchr(p, ':');
     size_t n = q ? (size_t)(q - p) : strlen(p);
-    if (n == 7 && !strncmp(p, "notnull", 7)) *flags |= SYNC_COL_NOTNULL;
-    else if (n == 5 && !strncmp(p, "local", 5)) *flags |= SYNC_COL_LOCAL;
+    if (n == 7 && !strncmp(p, "notnull", 7))
+      *flags |= SYNC_COL_NOTNULL;
+    else if (n == 5 && !strncmp(p, "local", 5))
+      *flags |= SYNC_COL_LOCAL;
     else {
-      usage("%sunknown column flag '%.*s' (notnull or local)", where, (int)n, p);
+      usage("%sunknown column flag '%.*s' (notnull or local)", where, (int)n,
+            p);
       return -1;
     }
     p += n + (q != NULL);
@@ -774,8 +795,8 @@ static int col_word(schema_in *s, const char *w, const char *where) {
   }
   c2 = strchr(c1 + 1, ':');
   if (c2 && parse_flags(c2 + 1, &flags, where)) return -1;
-  return add_col(s, w, (size_t)(c1 - w), c1 + 1, c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1),
-                 flags, where);
+  return add_col(s, w, (size_t)(c1 - w), c1 + 1,
+                 c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1), flags, where);
 }
 
 static int schema_file(schema_in *s, const char *path) {
@@ -792,18 +813,23 @@ static int schema_file(schema_in *s, const char *path) {
     lineno++;
     snprintf(where, sizeof where, "%s:%d: ", path, lineno);
     if ((p = strchr(line, '#'))) *p = 0;
-    for (p = strtok_r(line, " \t\r\n", &save); p && n < 8; p = strtok_r(NULL, " \t\r\n", &save))
+    for (p = strtok_r(line, " \t\r\n", &save); p && n < 8;
+         p = strtok_r(NULL, " \t\r\n", &save))
       w[n++] = p;
     if (!n) continue;
     if (!strcmp(w[0], "table")) {
-      if (n != 3) rc = usage("%sa table line is 'table NAME KEYTYPE'", where);
-      else rc = add_table(s, w[1], strlen(w[1]), w[2], strlen(w[2]), where);
+      if (n != 3)
+        rc = usage("%sa table line is 'table NAME KEYTYPE'", where);
+      else
+        rc = add_table(s, w[1], strlen(w[1]), w[2], strlen(w[2]), where);
     } else {
       unsigned flags = 0;
       int i;
-      if (n < 2) rc = usage("%sa column line is 'NAME TYPE [notnull] [local]'", where);
+      if (n < 2)
+        rc = usage("%sa column line is 'NAME TYPE [notnull] [local]'", where);
       for (i = 2; !rc && i < n; i++) rc = parse_flags(w[i], &flags, where);
-      if (!rc) rc = add_col(s, w[0], strlen(w[0]), w[1], strlen(w[1]), flags, where);
+      if (!rc)
+        rc = add_col(s, w[0], strlen(w[0]), w[1], strlen(w[1]), flags, where);
     }
     if (rc) {
       fclose(f);
@@ -825,28 +851,47 @@ static int cmd_init(int argc, char **argv) {
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--schema")) {
-      if (++i == argc) return usage("--schema needs a FILE");
+      if (++i == argc) {
+        usage("--schema needs a FILE");
+        goto out2;
+      }
       file = argv[i];
     } else if (!strcmp(a, "--table")) {
       const char *c;
-      if (++i == argc) return usage("--table needs NAME:KEYTYPE");
+      if (++i == argc) {
+        usage("--table needs NAME:KEYTYPE");
+        goto out2;
+      }
       c = strchr(argv[i], ':');
-      if (!c || c == argv[i])
-        return usage("--table %s: a table is NAME:KEYTYPE", argv[i]);
-      if (add_table(s, argv[i], (size_t)(c - argv[i]), c + 1, strlen(c + 1), ""))
+      if (!c || c == argv[i]) {
+        usage("--table %s: a table is NAME:KEYTYPE", argv[i]);
+        goto out2;
+      }
+      if (add_table(s, argv[i], (size_t)(c - argv[i]), c + 1, strlen(c + 1),
+                    ""))
         goto out2;
     } else if (a[0] == '-' && a[1]) {
-      return usage("unknown option '%s'", a);
+      usage("unknown option '%s'", a);
+      goto out2;
     } else if (!db) {
       db = a;
     } else if (col_word(s, a, "")) {
       goto out2;
     }
   }
-  if (!db) return usage("which database? (synctl init DB --table ...)");
-  if (file && s->nt) return usage("give --schema or --table, not both");
+  if (!db) {
+    usage("which database? (synctl init DB --table ...)");
+    goto out2;
+  }
+  if (file && s->nt) {
+    usage("give --schema or --table, not both");
+    goto out2;
+  }
   if (file && schema_file(s, file)) goto out2;
-  if (!s->nt) return usage("no tables: give --table NAME:KEYTYPE COL:TYPE... or --schema FILE");
+  if (!s->nt) {
+    usage("no tables: give --table NAME:KEYTYPE COL:TYPE... or --schema FILE");
+    goto out2;
+  }
   for (t = 0; t < s->nt; t++)
     if (!s->t[t].ncolumns) {
       usage("table '%s' has no columns", s->t[t].name);
@@ -856,7 +901,8 @@ static int cmd_init(int argc, char **argv) {
     say("%s: exists already", db);
     goto out;
   }
-  if ((rc = sync_env_create(NULL, &env)) || (rc = sync_env_set_schema(env, s->t, s->nt)) ||
+  if ((rc = sync_env_create(NULL, &env)) ||
+      (rc = sync_env_set_schema(env, s->t, s->nt)) ||
       (rc = sync_env_open(env, db, 0))) {
     lib_fail(env, db, rc, "cannot create");
     goto out;
@@ -866,7 +912,8 @@ static int cmd_init(int argc, char **argv) {
     char hex[33];
     sync_env_site_id(env, site);
     hex_str(site, 16, hex);
-    printf("created %s: %u table%s, site %s\n", db, s->nt, s->nt == 1 ? "" : "s", hex);
+    printf("created %s: %u table%s, site %s\n", db, s->nt,
+           s->nt == 1 ? "" : "s", hex);
   }
   ret = EX_OK;
 out:
@@ -887,8 +934,8 @@ static int cmd_schema(int argc, char **argv) {
   if (argc != 1) return usage("give one DB");
   if (open_db(argv[0], 1, &env)) return EX_FAIL;
   sync_env_schema_info(env, &ver, &hash);
-  printf("# schema of %s: version %llu, hash %016llx\n", argv[0], (unsigned long long)ver,
-         (unsigned long long)hash);
+  printf("# schema of %s: version %llu, hash %016llx\n", argv[0],
+         (unsigned long long)ver, (unsigned long long)hash);
   n = sync_env_table_count(env);
   for (t = 0; t < n; t++) {
     sync_table_def d;
@@ -917,14 +964,18 @@ static int cmd_add_column(int argc, char **argv) {
     free(s);
     return EX_USAGE;
   }
-  if (open_db(argv[0], 0, &env)) rc = EX_FAIL;
-  else if (find_table(env, argv[0], argv[1], &t)) rc = EX_FAIL;
+  if (open_db(argv[0], 0, &env))
+    rc = EX_FAIL;
+  else if (find_table(env, argv[0], argv[1], &t))
+    rc = EX_FAIL;
   else if (s->c[0][0].flags & SYNC_COL_NOTNULL) {
-    say("%s: a new column cannot be notnull: existing rows read it as NULL", argv[0]);
+    say("%s: a new column cannot be notnull: existing rows read it as NULL",
+        argv[0]);
     rc = EX_FAIL;
   } else if ((rc = sync_env_add_column(env, t, &s->c[0][0]))) {
     if (rc == SYNC_EEXIST)
-      say("%s: table '%s' has a column '%s' already", argv[0], argv[1], s->c[0][0].name);
+      say("%s: table '%s' has a column '%s' already", argv[0], argv[1],
+          s->c[0][0].name);
     else
       lib_fail(env, argv[0], rc, "cannot add the column");
     rc = EX_FAIL;
@@ -958,7 +1009,8 @@ static int cmd_put(int argc, char **argv) {
     if (!strchr(argv[a], '=') || argv[a][0] == '=')
       return usage("'%s': give COL=VALUE", argv[a]);
   if (open_db(argv[0], 0, &env)) return EX_FAIL;
-  if (find_table(env, argv[0], argv[1], &t) || parse_key(env, argv[0], t, argv[2], &k))
+  if (find_table(env, argv[0], argv[1], &t) ||
+      parse_key(env, argv[0], t, argv[2], &k))
     goto out;
   sync_env_table_def(env, t, &d);
   if (d.ncolumns > MAXC) goto out;
@@ -966,12 +1018,14 @@ static int cmd_put(int argc, char **argv) {
   for (i = 0; i < d.ncolumns; i++) vals[i] = sync_null();
   for (a = 3; a < argc; a++) {
     const char *eq = strchr(argv[a], '=');
-    if (find_column(env, argv[0], t, argv[a], (size_t)(eq - argv[a]), &col)) goto out;
+    if (find_column(env, argv[0], t, argv[a], (size_t)(eq - argv[a]), &col))
+      goto out;
     if (given[col]) {
       say("%s: column '%s' given twice", argv[0], d.columns[col].name);
       goto out;
     }
-    if (parse_value(argv[0], &d, col, eq + 1, &vals[col], &hold[nhold])) goto out;
+    if (parse_value(argv[0], &d, col, eq + 1, &vals[col], &hold[nhold]))
+      goto out;
     if (hold[nhold]) nhold++;
     given[col] = 1;
   }
@@ -985,8 +1039,8 @@ static int cmd_put(int argc, char **argv) {
   for (i = 0; rc >= 0 && i < d.ncolumns; i++)
     if ((d.columns[i].flags & SYNC_COL_NOTNULL) && vals[i].type == SYNC_NULL &&
         (given[i] || rc == 0)) {
-      say("%s: column '%s' of '%s' is notnull: give %s=VALUE", argv[0], d.columns[i].name,
-          d.name, d.columns[i].name);
+      say("%s: column '%s' of '%s' is notnull: give %s=VALUE", argv[0],
+          d.columns[i].name, d.name, d.columns[i].name);
       sync_txn_abort(x);
       goto out;
     }
@@ -1025,13 +1079,18 @@ static int cmd_get(int argc, char **argv) {
   int rc, ret = EX_FAIL, json = 0, n = 0;
   char *pos[3];
   for (i = 0; i < (unsigned)argc; i++) {
-    if (!strcmp(argv[i], "--json")) json = 1;
-    else if (n < 3) pos[n++] = argv[i];
-    else return usage("too many arguments");
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (n < 3)
+      pos[n++] = argv[i];
+    else
+      return usage("too many arguments");
   }
   if (n != 3) return usage("give DB TABLE KEY");
   if (open_db(pos[0], 1, &env)) return EX_FAIL;
-  if (find_table(env, pos[0], pos[1], &t) || parse_key(env, pos[0], t, pos[2], &k)) goto out;
+  if (find_table(env, pos[0], pos[1], &t) ||
+      parse_key(env, pos[0], t, pos[2], &k))
+    goto out;
   sync_env_table_def(env, t, &d);
   if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &x))) {
     lib_fail(env, pos[0], rc, "cannot begin");
@@ -1048,7 +1107,8 @@ static int cmd_get(int argc, char **argv) {
     json_key(stdout, d.key_type, k.b, k.n);
     for (i = 0; i < d.ncolumns; i++) {
       printf(",");
-      json_str(stdout, (const unsigned char *)d.columns[i].name, strlen(d.columns[i].name));
+      json_str(stdout, (const unsigned char *)d.columns[i].name,
+               strlen(d.columns[i].name));
       printf(":");
       json_value(stdout, &vals[i]);
     }
@@ -1079,7 +1139,9 @@ static int cmd_del(int argc, char **argv) {
   int rc, ret = EX_FAIL;
   if (argc != 3) return usage("give DB TABLE KEY");
   if (open_db(argv[0], 0, &env)) return EX_FAIL;
-  if (find_table(env, argv[0], argv[1], &t) || parse_key(env, argv[0], t, argv[2], &k)) goto out;
+  if (find_table(env, argv[0], argv[1], &t) ||
+      parse_key(env, argv[0], t, argv[2], &k))
+    goto out;
   if ((rc = sync_txn_begin(env, 0, &x))) {
     lib_fail(env, argv[0], rc, "cannot begin");
     goto out;
@@ -1120,17 +1182,22 @@ static int cmd_dump(int argc, char **argv) {
   char *pos[2];
   uint64_t rows = 0;
   for (i = 0; i < (unsigned)argc; i++) {
-    if (!strcmp(argv[i], "--json")) json = 1;
-    else if (argv[i][0] == '-' && argv[i][1]) return usage("unknown option '%s'", argv[i]);
-    else if (n < 2) pos[n++] = argv[i];
-    else return usage("too many arguments");
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (argv[i][0] == '-' && argv[i][1])
+      return usage("unknown option '%s'", argv[i]);
+    else if (n < 2)
+      pos[n++] = argv[i];
+    else
+      return usage("too many arguments");
   }
   if (n != 2) return usage("give DB TABLE");
   if (open_db(pos[0], 1, &env)) return EX_FAIL;
   if (find_table(env, pos[0], pos[1], &t)) goto out0;
   sync_env_table_def(env, t, &d);
   if (json && sync_env_column(env, t, "key", &i) == 0) {
-    say("%s: table '%s' has a column named 'key', which the JSON form uses for the key",
+    say("%s: table '%s' has a column named 'key', which the JSON form uses for "
+        "the key",
         pos[0], d.name);
     goto out0;
   }
@@ -1146,12 +1213,14 @@ static int cmd_dump(int argc, char **argv) {
     if (pass == 1 && !json) {
       printf("%-*s", (int)w[0], "key");
       for (i = 0; i < d.ncolumns; i++)
-        printf("  %-*s", i + 1 < d.ncolumns ? (int)w[i + 1] : 0, d.columns[i].name);
+        printf("  %-*s", i + 1 < d.ncolumns ? (int)w[i + 1] : 0,
+               d.columns[i].name);
       printf("\n");
     }
     while ((rc = sync_cursor_next(c, &key, vals, d.ncolumns)) == 0) {
       if (pass == 0) {
-        size_t kw = put_key(NULL, d.key_type, (const unsigned char *)key.data, key.len);
+        size_t kw =
+            put_key(NULL, d.key_type, (const unsigned char *)key.data, key.len);
         if (kw > w[0]) w[0] = kw < COLW_MAX ? kw : COLW_MAX;
         for (i = 0; i < d.ncolumns; i++) {
           size_t vw = put_value(NULL, &vals[i]);
@@ -1172,13 +1241,15 @@ static int cmd_dump(int argc, char **argv) {
         }
         printf("}\n");
       } else {
-        size_t kw = put_key(stdout, d.key_type, (const unsigned char *)key.data, key.len);
+        size_t kw = put_key(stdout, d.key_type, (const unsigned char *)key.data,
+                            key.len);
         printf("%*s", (int)(kw < w[0] ? w[0] - kw : 0), "");
         for (i = 0; i < d.ncolumns; i++) {
           size_t vw;
           printf("  ");
           vw = put_value(stdout, &vals[i]);
-          if (i + 1 < d.ncolumns) printf("%*s", (int)(vw < w[i + 1] ? w[i + 1] - vw : 0), "");
+          if (i + 1 < d.ncolumns)
+            printf("%*s", (int)(vw < w[i + 1] ? w[i + 1] - vw : 0), "");
         }
         printf("\n");
       }
@@ -1188,8 +1259,10 @@ static int cmd_dump(int argc, char **argv) {
     if (rc != SYNC_NOTFOUND) break;
     rc = 0;
   }
-  if (rc) lib_fail(env, pos[0], rc, "cannot read the table");
-  else ret = EX_OK;
+  if (rc)
+    lib_fail(env, pos[0], rc, "cannot read the table");
+  else
+    ret = EX_OK;
   sync_txn_abort(x);
 out0:
   sync_env_close(env);
@@ -1204,20 +1277,27 @@ typedef struct jrd {
 } jrd;
 
 static void jws(jrd *r) {
-  while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\r' || *r->p == '\n'))
+  while (r->p < r->end &&
+         (*r->p == ' ' || *r->p == '\t' || *r->p == '\r' || *r->p == '\n'))
     r->p++;
 }
 
 static void put_utf8(char **o, unsigned long cp) {
   unsigned char *q = (unsigned char *)*o;
-  if (cp < 0x80) *q++ = (unsigned char)cp;
-  else if (cp < 0x800) *q++ = (unsigned char)(0xc0 | (cp >> 6)), *q++ = (unsigned char)(0x80 | (cp & 63));
+  if (cp < 0x80)
+    *q++ = (unsigned char)cp;
+  else if (cp < 0x800)
+    *q++ = (unsigned char)(0xc0 | (cp >> 6)),
+    *q++ = (unsigned char)(0x80 | (cp & 63));
   else if (cp < 0x10000)
-    *q++ = (unsigned char)(0xe0 | (cp >> 12)), *q++ = (unsigned char)(0x80 | ((cp >> 6) & 63)),
+    *q++ = (unsigned char)(0xe0 | (cp >> 12)),
+    *q++ = (unsigned char)(0x80 | ((cp >> 6) & 63)),
     *q++ = (unsigned char)(0x80 | (cp & 63));
   else
-    *q++ = (unsigned char)(0xf0 | (cp >> 18)), *q++ = (unsigned char)(0x80 | ((cp >> 12) & 63)),
-    *q++ = (unsigned char)(0x80 | ((cp >> 6) & 63)), *q++ = (unsigned char)(0x80 | (cp & 63));
+    *q++ = (unsigned char)(0xf0 | (cp >> 18)),
+    *q++ = (unsigned char)(0x80 | ((cp >> 12) & 63)),
+    *q++ = (unsigned char)(0x80 | ((cp >> 6) & 63)),
+    *q++ = (unsigned char)(0x80 | (cp & 63));
   *o = (char *)q;
 }
 
@@ -1248,7 +1328,9 @@ static long jstr(jrd *r, char *out) {
     if (r->p >= r->end) return -1;
     c = *r->p++;
     switch (c) {
-    case '"': case '\\': case '/': *o++ = c; break;
+    case '"':
+    case '\\':
+    case '/': *o++ = c; break;
     case 'b': *o++ = '\b'; break;
     case 'f': *o++ = '\f'; break;
     case 'n': *o++ = '\n'; break;
@@ -1259,8 +1341,8 @@ static long jstr(jrd *r, char *out) {
       if (r->end - r->p < 4 || hex4(r->p, &cp)) return -1;
       r->p += 4;
       if (cp >= 0xd800 && cp < 0xdc00) {
-        if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u' || hex4(r->p + 2, &lo) ||
-            lo < 0xdc00 || lo > 0xdfff)
+        if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u' ||
+            hex4(r->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
           return -1;
         r->p += 6;
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -1268,8 +1350,7 @@ static long jstr(jrd *r, char *out) {
       put_utf8(&o, cp);
       break;
     }
-    default:
-      return -1;
+    default: return -1;
     }
   }
   if (r->p >= r->end) return -1;
@@ -1278,7 +1359,7 @@ static long jstr(jrd *r, char *out) {
 }
 
 typedef struct jval {
-  int kind; /* 0 null, 1 number, 2 string, 3 true, 4 false */
+  int kind;      /* 0 null, 1 number, 2 string, 3 true, 4 false */
   const char *s; /* string bytes or number text */
   size_t n;
   int is_int;
@@ -1296,9 +1377,12 @@ static int jvalue(jrd *r, char *scratch, jval *v) {
     v->n = (size_t)n;
     return 0;
   }
-  if (r->end - r->p >= 4 && !strncmp(r->p, "null", 4)) return r->p += 4, v->kind = 0, 0;
-  if (r->end - r->p >= 4 && !strncmp(r->p, "true", 4)) return r->p += 4, v->kind = 3, 0;
-  if (r->end - r->p >= 5 && !strncmp(r->p, "false", 5)) return r->p += 5, v->kind = 4, 0;
+  if (r->end - r->p >= 4 && !strncmp(r->p, "null", 4))
+    return r->p += 4, v->kind = 0, 0;
+  if (r->end - r->p >= 4 && !strncmp(r->p, "true", 4))
+    return r->p += 4, v->kind = 3, 0;
+  if (r->end - r->p >= 5 && !strncmp(r->p, "false", 5))
+    return r->p += 5, v->kind = 4, 0;
   {
     const char *q = r->p;
     int is_int = 1;
@@ -1395,7 +1479,8 @@ static int cmd_load(int argc, char **argv) {
     }
   }
   if (n != 3) return usage("give DB TABLE FILE (or - for standard input)");
-  if (!strcmp(pos[2], "-")) f = stdin;
+  if (!strcmp(pos[2], "-"))
+    f = stdin;
   else if (!(f = fopen(pos[2], "r"))) {
     say("%s: %s", pos[2], strerror(errno));
     return EX_FAIL;
@@ -1414,7 +1499,8 @@ static int cmd_load(int argc, char **argv) {
     keybuf k;
     char *sp;
     lineno++;
-    snprintf(where, sizeof where, "%s:%ld", !strcmp(pos[2], "-") ? "stdin" : pos[2], lineno);
+    snprintf(where, sizeof where, "%s:%ld",
+             !strcmp(pos[2], "-") ? "stdin" : pos[2], lineno);
     r.p = line;
     r.end = line + len;
     r.err[0] = 0;
@@ -1430,7 +1516,8 @@ static int cmd_load(int argc, char **argv) {
     } else {
       r.p++;
       jws(&r);
-      if (r.p < r.end && *r.p == '}') r.p++;
+      if (r.p < r.end && *r.p == '}')
+        r.p++;
       else
         for (;;) {
           char *name = sp;
@@ -1445,18 +1532,20 @@ static int cmd_load(int argc, char **argv) {
           sp += nl + 1;
           jws(&r);
           if (r.p >= r.end || *r.p++ != ':' || jvalue(&r, sp, &jv)) {
-            snprintf(r.err, sizeof r.err, "malformed value of '%.*s'", (int)nl, name);
+            snprintf(r.err, sizeof r.err, "malformed value of '%.*s'", (int)nl,
+                     name);
             bad = 1;
             break;
           }
           if (jv.kind == 2) sp += jv.n + 1;
           if (nl == 3 && !memcmp(name, "key", 3)) {
             char kb[2 * SYNC_MAX_KEY + 3];
-            if (jv.kind == 1 && d.key_type == SYNC_INTEGER && jv.n < sizeof kb) {
+            if (jv.kind == 1 && d.key_type == SYNC_INTEGER &&
+                jv.n < sizeof kb) {
               memcpy(kb, jv.s, jv.n);
               kb[jv.n] = 0;
-            } else if (jv.kind == 2 && d.key_type != SYNC_INTEGER && jv.n < sizeof kb &&
-                       !memchr(jv.s, 0, jv.n)) {
+            } else if (jv.kind == 2 && d.key_type != SYNC_INTEGER &&
+                       jv.n < sizeof kb && !memchr(jv.s, 0, jv.n)) {
               memcpy(kb, jv.s, jv.n);
               kb[jv.n] = 0;
             } else {
@@ -1482,7 +1571,8 @@ static int cmd_load(int argc, char **argv) {
               bad = 2;
               break;
             }
-            if (jto_value(&d.columns[j], &jv, &vals[j], &hold[nhold], r.err, sizeof r.err)) {
+            if (jto_value(&d.columns[j], &jv, &vals[j], &hold[nhold], r.err,
+                          sizeof r.err)) {
               bad = 1;
               break;
             }
@@ -1520,12 +1610,13 @@ static int cmd_load(int argc, char **argv) {
           unsigned j;
           snprintf(r.err, sizeof r.err, "a notnull column would be NULL");
           for (j = 0; j < d.ncolumns; j++)
-            if ((d.columns[j].flags & SYNC_COL_NOTNULL) && vals[j].type == SYNC_NULL) {
-              snprintf(r.err, sizeof r.err, "column '%s' is notnull", d.columns[j].name);
+            if ((d.columns[j].flags & SYNC_COL_NOTNULL) &&
+                vals[j].type == SYNC_NULL) {
+              snprintf(r.err, sizeof r.err, "column '%s' is notnull",
+                       d.columns[j].name);
               break;
             }
-        }
-        else
+        } else
           snprintf(r.err, sizeof r.err, "%s", sync_strerror(rc));
         bad = 1;
       }
@@ -1580,7 +1671,8 @@ static void fmt_hlc(uint64_t hlc, char *out, size_t cap) {
   }
   gmtime_r(&sec, &tm);
   strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out, cap, "%s.%03uZ+%u", b, (unsigned)(ms % 1000), (unsigned)(hlc & 0xffff));
+  snprintf(out, cap, "%s.%03uZ+%u", b, (unsigned)(ms % 1000),
+           (unsigned)(hlc & 0xffff));
 }
 
 static int begin_ro(sync_env *env, const char *db, sync_txn **x) {
@@ -1616,8 +1708,8 @@ static int cmd_log(int argc, char **argv) {
     lib_fail(env, db, rc, "cannot read the change log");
     goto out1;
   }
-  printf("%-8s %-12s %-20s %-7s %4s  %-31s %s\n", "version", "table", "key", "state", "cl",
-         "stamp", "site");
+  printf("%-8s %-12s %-20s %-7s %4s  %-31s %s\n", "version", "table", "key",
+         "state", "cl", "stamp", "site");
   while ((rc = sync_changes_next(it, &ch)) == 0) {
     sync_table_def d;
     sync_stamp best = ch.row_stamp, st;
@@ -1626,18 +1718,22 @@ static int cmd_log(int argc, char **argv) {
     size_t kw;
     sync_env_table_def(env, ch.table, &d);
     for (c = 0; c < ch.ncolumns; c++)
-      if (sync_changes_column(it, c, NULL, &st, NULL) == 0 && st.hlc > best.hlc) best = st;
+      if (sync_changes_column(it, c, NULL, &st, NULL) == 0 && st.hlc > best.hlc)
+        best = st;
     fmt_hlc(best.hlc, hb, sizeof hb);
     hex_str(best.site, 8, site);
     printf("%-8llu %-12s ", (unsigned long long)ch.version, d.name);
-    kw = put_key(stdout, d.key_type, (const unsigned char *)ch.key.data, ch.key.len);
+    kw = put_key(stdout, d.key_type, (const unsigned char *)ch.key.data,
+                 ch.key.len);
     printf("%*s %-7s %4llu  %-31s %s\n", (int)(kw < 20 ? 20 - kw : 0), "",
-           ch.causal_length & 1 ? "live" : "deleted", (unsigned long long)ch.causal_length,
-           hb, site);
+           ch.causal_length & 1 ? "live" : "deleted",
+           (unsigned long long)ch.causal_length, hb, site);
   }
   sync_changes_close(it);
-  if (rc != SYNC_NOTFOUND) lib_fail(env, db, rc, "cannot read the change log");
-  else ret = EX_OK;
+  if (rc != SYNC_NOTFOUND)
+    lib_fail(env, db, rc, "cannot read the change log");
+  else
+    ret = EX_OK;
 out1:
   sync_txn_abort(x);
 out0:
@@ -1688,27 +1784,31 @@ static int cmd_peers(int argc, char **argv) {
   if (begin_ro(env, argv[0], &x)) goto out;
   if ((rc = sync_peers_get(x, NULL, 0, &n)) ||
       (n && !(p = (sync_peer_info *)calloc(n, sizeof *p))) ||
-      (n && (rc = sync_peers_get(x, p, n, &n))) || (rc = sync_tombstones(x, &tombs))) {
+      (n && (rc = sync_peers_get(x, p, n, &n))) ||
+      (rc = sync_tombstones(x, &tombs))) {
     lib_fail(env, argv[0], rc ? rc : SYNC_ENOMEM, "cannot read the peers");
   } else {
-    printf("%-32s  %-24s  %-16s  %s\n", "peer", "we hold of its log", "it acknowledged",
-           "tombstones kept for it");
+    printf("%-32s  %-24s  %-16s  %s\n", "peer", "we hold of its log",
+           "it acknowledged", "tombstones kept for it");
     for (i = 0; i < n; i++) {
       char site[33], cur[64], ack[40];
       hex_str(p[i].site, 16, site);
       if (p[i].initial)
-        snprintf(cur, sizeof cur, "initial from v%llu, table %u", (unsigned long long)p[i].v0,
-                 p[i].table);
+        snprintf(cur, sizeof cur, "initial from v%llu, table %u",
+                 (unsigned long long)p[i].v0, p[i].table);
       else if (p[i].seq == 0xffffffffu)
-        snprintf(cur, sizeof cur, "v%llu (all)", (unsigned long long)p[i].version);
+        snprintf(cur, sizeof cur, "v%llu (all)",
+                 (unsigned long long)p[i].version);
       else
-        snprintf(cur, sizeof cur, "v%llu.%u", (unsigned long long)p[i].version, p[i].seq);
+        snprintf(cur, sizeof cur, "v%llu.%u", (unsigned long long)p[i].version,
+                 p[i].seq);
       if (p[i].partial) strncat(cur, " partial", sizeof cur - strlen(cur) - 1);
       if (p[i].acked_seq == 0xffffffffu)
-        snprintf(ack, sizeof ack, "v%llu (all)", (unsigned long long)p[i].acked_version);
+        snprintf(ack, sizeof ack, "v%llu (all)",
+                 (unsigned long long)p[i].acked_version);
       else
-        snprintf(ack, sizeof ack, "v%llu.%u", (unsigned long long)p[i].acked_version,
-                 p[i].acked_seq);
+        snprintf(ack, sizeof ack, "v%llu.%u",
+                 (unsigned long long)p[i].acked_version, p[i].acked_seq);
       printf("%s  %-24s  %-16s  %llu\n", site, cur, ack,
              (unsigned long long)p[i].tombstones_pending);
     }
@@ -1737,9 +1837,12 @@ static void conflict_line(sync_env *env, const sync_conflict *c) {
   size_t kw;
   const char *col = "(row)";
   sync_env_table_def(env, c->table, &d);
-  if (c->column != SYNC_ROW && c->column < d.ncolumns) col = d.columns[c->column].name;
-  printf("%-6llu %-15s %-12s ", (unsigned long long)c->id, kind_name(c->kind), d.name);
-  kw = put_key(stdout, d.key_type, (const unsigned char *)c->key.data, c->key.len);
+  if (c->column != SYNC_ROW && c->column < d.ncolumns)
+    col = d.columns[c->column].name;
+  printf("%-6llu %-15s %-12s ", (unsigned long long)c->id, kind_name(c->kind),
+         d.name);
+  kw = put_key(stdout, d.key_type, (const unsigned char *)c->key.data,
+               c->key.len);
   printf("%*s %-12s %-7s %s\n", (int)(kw < 16 ? 16 - kw : 0), "", col,
          c->remote_won ? "remote" : "local", c->resolved ? "resolved" : "open");
 }
@@ -1757,23 +1860,29 @@ static int cmd_conflicts(int argc, char **argv) {
   if (argc > 1) sub = argv[1];
   if (!strcmp(sub, "list")) {
     for (i = 2; i < argc; i++)
-      if (!strcmp(argv[i], "--all")) all = 1;
-      else return usage("list takes only --all");
+      if (!strcmp(argv[i], "--all"))
+        all = 1;
+      else
+        return usage("list takes only --all");
   } else if (!strcmp(sub, "show") || !strcmp(sub, "resolve")) {
-    if (argc != 3 || parse_u64(argv[2], &id)) return usage("%s needs a conflict ID", sub);
+    if (argc != 3 || parse_u64(argv[2], &id))
+      return usage("%s needs a conflict ID", sub);
   } else if (!strcmp(sub, "resolve-all")) {
     if (argc != 2) return usage("resolve-all takes no arguments");
   } else {
-    return usage("unknown subcommand '%s' (list, show, resolve, resolve-all)", sub);
+    return usage("unknown subcommand '%s' (list, show, resolve, resolve-all)",
+                 sub);
   }
-  if (open_db(db, !strcmp(sub, "list") || !strcmp(sub, "show"), &env)) return EX_FAIL;
+  if (open_db(db, !strcmp(sub, "list") || !strcmp(sub, "show"), &env))
+    return EX_FAIL;
   if (!strcmp(sub, "resolve") || !strcmp(sub, "resolve-all")) {
     uint64_t n = 0;
     if ((rc = sync_txn_begin(env, 0, &x))) {
       lib_fail(env, db, rc, "cannot begin");
       goto out;
     }
-    rc = sub[7] ? sync_conflicts_resolve_all(x, &n) : sync_conflict_resolve(x, id);
+    rc = sub[7] ? sync_conflicts_resolve_all(x, &n)
+                : sync_conflict_resolve(x, id);
     if (rc == SYNC_NOTFOUND) {
       say("%s: no conflict %llu", db, (unsigned long long)id);
       sync_txn_abort(x);
@@ -1784,22 +1893,26 @@ static int cmd_conflicts(int argc, char **argv) {
     } else if ((rc = sync_txn_commit(x))) {
       lib_fail(env, db, rc, "commit failed");
     } else {
-      if (sub[7]) printf("marked %llu conflict%s resolved\n", (unsigned long long)n, n == 1 ? "" : "s");
-      else printf("conflict %llu resolved\n", (unsigned long long)id);
+      if (sub[7])
+        printf("marked %llu conflict%s resolved\n", (unsigned long long)n,
+               n == 1 ? "" : "s");
+      else
+        printf("conflict %llu resolved\n", (unsigned long long)id);
       ret = EX_OK;
     }
     goto out;
   }
   if (begin_ro(env, db, &x)) goto out;
-  if ((rc = sync_conflicts_open(x, !strcmp(sub, "list") && !all ? SYNC_CONFLICTS_UNRESOLVED : 0,
-                                &it))) {
+  if ((rc = sync_conflicts_open(
+           x, !strcmp(sub, "list") && !all ? SYNC_CONFLICTS_UNRESOLVED : 0,
+           &it))) {
     lib_fail(env, db, rc, "cannot read the conflict log");
     sync_txn_abort(x);
     goto out;
   }
   if (!strcmp(sub, "list"))
-    printf("%-6s %-15s %-12s %-16s %-12s %-7s %s\n", "id", "kind", "table", "key", "column",
-           "won", "state");
+    printf("%-6s %-15s %-12s %-16s %-12s %-7s %s\n", "id", "kind", "table",
+           "key", "column", "won", "state");
   while ((rc = sync_conflicts_next(it, &c)) == 0) {
     if (!strcmp(sub, "list")) {
       conflict_line(env, &c);
@@ -1829,7 +1942,8 @@ static int cmd_conflicts(int argc, char **argv) {
     ret = EX_NOTFOUND;
   } else {
     if (!strcmp(sub, "list"))
-      printf("%d %sconflict%s\n", found, all ? "" : "unresolved ", found == 1 ? "" : "s");
+      printf("%d %sconflict%s\n", found, all ? "" : "unresolved ",
+             found == 1 ? "" : "s");
     ret = EX_OK;
   }
   sync_txn_abort(x);
@@ -1853,8 +1967,8 @@ static int cmd_gc(int argc, char **argv) {
   } else if ((rc = sync_txn_commit(x))) {
     lib_fail(env, argv[0], rc, "commit failed");
   } else {
-    printf("collected %llu tombstone%s; %llu kept\n", (unsigned long long)n, n == 1 ? "" : "s",
-           (unsigned long long)left);
+    printf("collected %llu tombstone%s; %llu kept\n", (unsigned long long)n,
+           n == 1 ? "" : "s", (unsigned long long)left);
     ret = EX_OK;
   }
   sync_env_close(env);
@@ -1871,8 +1985,10 @@ static int cmd_digest(int argc, char **argv) {
   if (open_db(argv[0], 1, &env)) return EX_FAIL;
   if (argc == 2 && find_table(env, argv[0], argv[1], &t)) goto out;
   if (begin_ro(env, argv[0], &x)) goto out;
-  if ((rc = sync_digest(x, t, &dg))) lib_fail(env, argv[0], rc, "cannot compute the digest");
-  else printf("%016llx\n", (unsigned long long)dg), ret = EX_OK;
+  if ((rc = sync_digest(x, t, &dg)))
+    lib_fail(env, argv[0], rc, "cannot compute the digest");
+  else
+    printf("%016llx\n", (unsigned long long)dg), ret = EX_OK;
   sync_txn_abort(x);
 out:
   sync_env_close(env);
@@ -1893,7 +2009,8 @@ static void problem(const char *db, const char *fmt, ...) {
   problems++;
 }
 
-static void key_str(int key_type, const unsigned char *k, size_t n, char *out, size_t cap) {
+static void key_str(int key_type, const unsigned char *k, size_t n, char *out,
+                    size_t cap) {
   FILE *m = fmemopen(out, cap, "w");
   if (!m) {
     snprintf(out, cap, "?");
@@ -1947,12 +2064,14 @@ static int cmd_verify(int argc, char **argv) {
     unsigned char last[SYNC_MAX_KEY];
     size_t lastn = 0;
     sync_env_table_def(env, t, &d);
-    if ((rc = sync_count(x, t, &cnt[t]))) problem(db, "table '%s': row count unreadable", d.name);
+    if ((rc = sync_count(x, t, &cnt[t])))
+      problem(db, "table '%s': row count unreadable", d.name);
     if ((rc = sync_cursor_open(x, t, &cur))) {
       problem(db, "table '%s': cannot read: %s", d.name, sync_strerror(rc));
       continue;
     }
-    while ((rc = sync_cursor_next(cur, &k, vals, d.ncolumns < MAXC ? d.ncolumns : MAXC)) == 0) {
+    while ((rc = sync_cursor_next(
+                cur, &k, vals, d.ncolumns < MAXC ? d.ncolumns : MAXC)) == 0) {
       n++;
       memcpy(last, k.data, k.len);
       lastn = k.len;
@@ -1962,12 +2081,14 @@ static int cmd_verify(int argc, char **argv) {
     if (rc != SYNC_NOTFOUND) {
       char ks[128] = "";
       if (lastn) key_str(d.key_type, last, lastn, ks, sizeof ks);
-      problem(db, "table '%s': the row %s%s%s: %s", d.name, lastn ? "after key '" : "first in the table",
-              ks, lastn ? "'" : "",
-              rc == SYNC_ECORRUPT ? "fails its checksum (damaged)" : sync_strerror(rc));
+      problem(db, "table '%s': the row %s%s%s: %s", d.name,
+              lastn ? "after key '" : "first in the table", ks,
+              lastn ? "'" : "",
+              rc == SYNC_ECORRUPT ? "fails its checksum (damaged)"
+                                  : sync_strerror(rc));
     } else if (n != cnt[t]) {
-      problem(db, "table '%s': holds %llu live rows, its count says %llu", d.name,
-              (unsigned long long)n, (unsigned long long)cnt[t]);
+      problem(db, "table '%s': holds %llu live rows, its count says %llu",
+              d.name, (unsigned long long)n, (unsigned long long)cnt[t]);
     }
   }
   /* The change log: each row once, versions in order and not past the
@@ -1985,46 +2106,61 @@ static int cmd_verify(int argc, char **argv) {
         logged++;
         sync_env_table_def(env, ch.table, &d);
         if (ch.version > ver || ch.version < prev) {
-          key_str(d.key_type, (const unsigned char *)ch.key.data, ch.key.len, ks, sizeof ks);
-          problem(db, "change log: row '%s' of '%s' at version %llu (after %llu; database at %llu)",
-                  ks, d.name, (unsigned long long)ch.version, (unsigned long long)prev,
-                  (unsigned long long)ver);
+          key_str(d.key_type, (const unsigned char *)ch.key.data, ch.key.len,
+                  ks, sizeof ks);
+          problem(db,
+                  "change log: row '%s' of '%s' at version %llu (after %llu; "
+                  "database at %llu)",
+                  ks, d.name, (unsigned long long)ch.version,
+                  (unsigned long long)prev, (unsigned long long)ver);
         }
         prev = ch.version;
-        if (ch.causal_length & 1) logl[ch.table]++;
-        else tombs++;
+        if (ch.causal_length & 1)
+          logl[ch.table]++;
+        else
+          tombs++;
         for (c = 0; c < ch.ncolumns; c++) {
           sync_stamp st;
           int r2 = sync_changes_column(it, c, NULL, &st, NULL);
           if (r2 && r2 != SYNC_NOTFOUND) {
-            key_str(d.key_type, (const unsigned char *)ch.key.data, ch.key.len, ks, sizeof ks);
-            problem(db, "row '%s' of '%s': column %u unreadable: %s", ks, d.name, c,
-                    sync_strerror(r2));
-          } else if (!r2 && have_own && !memcmp(st.site, me, 16) && st.hlc > own_vv) {
-            key_str(d.key_type, (const unsigned char *)ch.key.data, ch.key.len, ks, sizeof ks);
-            problem(db, "row '%s' of '%s': a local write the version vector does not cover",
+            key_str(d.key_type, (const unsigned char *)ch.key.data, ch.key.len,
+                    ks, sizeof ks);
+            problem(db, "row '%s' of '%s': column %u unreadable: %s", ks,
+                    d.name, c, sync_strerror(r2));
+          } else if (!r2 && have_own && !memcmp(st.site, me, 16) &&
+                     st.hlc > own_vv) {
+            key_str(d.key_type, (const unsigned char *)ch.key.data, ch.key.len,
+                    ks, sizeof ks);
+            problem(db,
+                    "row '%s' of '%s': a local write the version vector does "
+                    "not cover",
                     ks, d.name);
           }
         }
       }
       sync_changes_close(it);
       if (rc != SYNC_NOTFOUND)
-        problem(db, "change log: %s (%s)", rc == SYNC_ECORRUPT ? "damaged" : sync_strerror(rc),
+        problem(db, "change log: %s (%s)",
+                rc == SYNC_ECORRUPT ? "damaged" : sync_strerror(rc),
                 sync_env_errmsg(env));
       else
         for (t = 0; t < nt; t++)
           if (logl[t] != cnt[t]) {
             sync_table_def d;
             sync_env_table_def(env, t, &d);
-            problem(db, "table '%s': the change log names %llu live rows, the table holds %llu",
-                    d.name, (unsigned long long)logl[t], (unsigned long long)cnt[t]);
+            problem(db,
+                    "table '%s': the change log names %llu live rows, the "
+                    "table holds %llu",
+                    d.name, (unsigned long long)logl[t],
+                    (unsigned long long)cnt[t]);
           }
     }
   }
-  if ((rc = sync_tombstones(x, &tn))) problem(db, "tombstones unreadable: %s", sync_strerror(rc));
+  if ((rc = sync_tombstones(x, &tn)))
+    problem(db, "tombstones unreadable: %s", sync_strerror(rc));
   else if (!problems && tn != tombs)
-    problem(db, "%llu tombstones kept, the change log names %llu", (unsigned long long)tn,
-            (unsigned long long)tombs);
+    problem(db, "%llu tombstones kept, the change log names %llu",
+            (unsigned long long)tn, (unsigned long long)tombs);
   {
     size_t n = 0, i;
     sync_peer_info p[256];
@@ -2035,8 +2171,10 @@ static int cmd_verify(int argc, char **argv) {
         if (p[i].acked_version > ver) {
           char s[33];
           hex_str(p[i].site, 16, s);
-          problem(db, "peer %s acknowledged version %llu; this replica is at %llu", s,
-                  (unsigned long long)p[i].acked_version, (unsigned long long)ver);
+          problem(db,
+                  "peer %s acknowledged version %llu; this replica is at %llu",
+                  s, (unsigned long long)p[i].acked_version,
+                  (unsigned long long)ver);
         }
     }
   }
@@ -2048,7 +2186,8 @@ static int cmd_verify(int argc, char **argv) {
     } else {
       while ((rc = sync_conflicts_next(it, &cf)) == 0) nconf++;
       sync_conflicts_close(it);
-      if (rc != SYNC_NOTFOUND) problem(db, "conflict log: %s", sync_strerror(rc));
+      if (rc != SYNC_NOTFOUND)
+        problem(db, "conflict log: %s", sync_strerror(rc));
     }
   }
   sync_txn_abort(x);
@@ -2059,10 +2198,12 @@ static int cmd_verify(int argc, char **argv) {
     printf("damaged: %d problem%s\n", problems, problems == 1 ? "" : "s");
     return EX_FAIL;
   }
-  printf("%llu live rows in %u table%s, %llu tombstones, %llu rows in the change log, %llu "
+  printf("%llu live rows in %u table%s, %llu tombstones, %llu rows in the "
+         "change log, %llu "
          "conflicts recorded: sound\n",
-         (unsigned long long)rows, nt, nt == 1 ? "" : "s", (unsigned long long)tombs,
-         (unsigned long long)logged, (unsigned long long)nconf);
+         (unsigned long long)rows, nt, nt == 1 ? "" : "s",
+         (unsigned long long)tombs, (unsigned long long)logged,
+         (unsigned long long)nconf);
   return EX_OK;
 }
 
@@ -2166,15 +2307,17 @@ static int cmd_stats(int argc, char **argv) {
     uint64_t n = 0;
     sync_env_table_def(env, t, &d);
     sync_count(x, t, &n);
-    printf("%-12s %12llu %12llu\n", d.name, (unsigned long long)n, (unsigned long long)tomb[t]);
+    printf("%-12s %12llu %12llu\n", d.name, (unsigned long long)n,
+           (unsigned long long)tomb[t]);
   }
   printf("local version      %llu\n", (unsigned long long)ver);
-  printf("schema             version %llu, hash %016llx\n", (unsigned long long)sv,
-         (unsigned long long)sh);
+  printf("schema             version %llu, hash %016llx\n",
+         (unsigned long long)sv, (unsigned long long)sh);
   printf("version vector     %zu site%s\n", nvv, nvv == 1 ? "" : "s");
   printf("peers              %zu\n", npeers);
   printf("open conflicts     %llu\n", (unsigned long long)nconf);
-  if (stat(argv[0], &sb) == 0) printf("file size          %lld bytes\n", (long long)sb.st_size);
+  if (stat(argv[0], &sb) == 0)
+    printf("file size          %lld bytes\n", (long long)sb.st_size);
   free(tomb);
   sync_txn_abort(x);
   sync_env_close(env);
@@ -2184,12 +2327,14 @@ static int cmd_stats(int argc, char **argv) {
 /* ---------------------------------------------------------------------
  * TCP
  * ------------------------------------------------------------------- */
-static int split_addr(const char *addr, char *host, size_t hcap, char *port, size_t pcap) {
+static int split_addr(const char *addr, char *host, size_t hcap, char *port,
+                      size_t pcap) {
   const char *colon = addr ? strrchr(addr, ':') : NULL;
   size_t hl;
   if (!colon || colon == addr || !colon[1]) return -1;
   hl = (size_t)(colon - addr);
-  if (addr[0] == '[' && hl > 2 && addr[hl - 1] == ']') addr++, hl -= 2; /* [::1]:port */
+  if (addr[0] == '[' && hl > 2 && addr[hl - 1] == ']')
+    addr++, hl -= 2; /* [::1]:port */
   if (hl >= hcap || strlen(colon + 1) >= pcap) return -1;
   memcpy(host, addr, hl);
   host[hl] = 0;
@@ -2321,7 +2466,8 @@ static void on_signal(int sig) {
   g_stop = 1;
 }
 
-static int set_tables(sync_env *env, const char *db, char *list, unsigned char *bits) {
+static int set_tables(sync_env *env, const char *db, char *list,
+                      unsigned char *bits) {
   char *save = NULL, *t;
   for (t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     unsigned id;
@@ -2359,11 +2505,15 @@ static int load_creds(server *sv, const char *path) {
     snprintf(c->token, sizeof c->token, "%s", w);
     while ((w = strtok_r(NULL, " \t\r\n", &save))) {
       int rc = 0;
-      if (!strncmp(w, "read=", 5)) rc = set_tables(sv->env, where, w + 5, c->rights.read);
-      else if (!strncmp(w, "write=", 6)) rc = set_tables(sv->env, where, w + 6, c->rights.write);
-      else if (!strcmp(w, "relay")) c->rights.relay = 1;
+      if (!strncmp(w, "read=", 5))
+        rc = set_tables(sv->env, where, w + 5, c->rights.read);
+      else if (!strncmp(w, "write=", 6))
+        rc = set_tables(sv->env, where, w + 6, c->rights.write);
+      else if (!strcmp(w, "relay"))
+        c->rights.relay = 1;
       else {
-        say("%s: cannot read '%s' (read=TABLES, write=TABLES or relay)", where, w);
+        say("%s: cannot read '%s' (read=TABLES, write=TABLES or relay)", where,
+            w);
         rc = -1;
       }
       if (rc) {
@@ -2376,13 +2526,14 @@ static int load_creds(server *sv, const char *path) {
   return 0;
 }
 
-static int authorize(void *ctx, const uint8_t site[16], const void *cr, size_t len,
-                     sync_rights *rights) {
+static int authorize(void *ctx, const uint8_t site[16], const void *cr,
+                     size_t len, sync_rights *rights) {
   server *sv = (server *)ctx;
   int i;
   (void)site;
   for (i = 0; i < sv->ncreds; i++)
-    if (strlen(sv->creds[i].token) == len && !memcmp(sv->creds[i].token, cr, len)) {
+    if (strlen(sv->creds[i].token) == len &&
+        !memcmp(sv->creds[i].token, cr, len)) {
       *rights = sv->creds[i].rights;
       return 0;
     }
@@ -2406,9 +2557,12 @@ static void session_done(server *sv, conn *c) {
   if (sync_session_peer(c->s, site) == 0) hex_str(site, 8, hex);
   if (!sv->quiet) {
     if (st == 1)
-      printf("serve: peer %s: received %llu rows, sent %llu rows (%llu bytes in, %llu out)\n",
-             hex, (unsigned long long)x.rows_received, (unsigned long long)x.rows_sent,
-             (unsigned long long)x.bytes_received, (unsigned long long)x.bytes_sent);
+      printf("serve: peer %s: received %llu rows, sent %llu rows (%llu bytes "
+             "in, %llu out)\n",
+             hex, (unsigned long long)x.rows_received,
+             (unsigned long long)x.rows_sent,
+             (unsigned long long)x.bytes_received,
+             (unsigned long long)x.bytes_sent);
     else
       printf("serve: peer %s: session ended: %s (%s)\n", hex,
              sync_strerror(st ? st : SYNC_ECLOSED), sync_session_errmsg(c->s));
@@ -2427,22 +2581,26 @@ static void http_answer(server *sv, conn *c) {
   const char *status = "200 OK";
   int64_t n = 0;
   size_t hl;
-  int ok = !strncmp(c->hbuf, "GET /metrics ", 13) || !strncmp(c->hbuf, "GET / ", 6);
+  int ok =
+      !strncmp(c->hbuf, "GET /metrics ", 13) || !strncmp(c->hbuf, "GET / ", 6);
   if (ok) {
     sync_env_stats(sv->env, &st);
     n = sync_stats_prometheus(&st, NULL, 0);
     body = (char *)malloc((size_t)n + 1);
-    if (!body) n = 0, status = "500 Internal Server Error";
-    else sync_stats_prometheus(&st, body, (size_t)n + 1);
+    if (!body)
+      n = 0, status = "500 Internal Server Error";
+    else
+      sync_stats_prometheus(&st, body, (size_t)n + 1);
   } else if (!strncmp(c->hbuf, "GET ", 4)) {
     status = "404 Not Found";
   } else {
     status = "405 Method Not Allowed";
   }
-  hl = (size_t)snprintf(head, sizeof head,
-                        "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; "
-                        "charset=utf-8\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
-                        status, (long long)n);
+  hl = (size_t)snprintf(
+      head, sizeof head,
+      "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; "
+      "charset=utf-8\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
+      status, (long long)n);
   free(c->hbuf);
   c->hbuf = (char *)malloc(hl + (size_t)n);
   if (!c->hbuf) {
@@ -2471,7 +2629,8 @@ static int http_step(server *sv, conn *c, short revents) {
     memcpy(c->hbuf + c->hlen, buf, (size_t)k);
     c->hlen += (size_t)k;
     c->hbuf[c->hlen] = 0;
-    if (strstr(c->hbuf, "\r\n\r\n") || strstr(c->hbuf, "\n\n")) http_answer(sv, c);
+    if (strstr(c->hbuf, "\r\n\r\n") || strstr(c->hbuf, "\n\n"))
+      http_answer(sv, c);
   }
   if (c->hdone) {
     while (c->hoff < c->hlen) {
@@ -2503,7 +2662,8 @@ static void session_step(conn *c, short revents) {
     ssize_t k;
     if (c->ooff == c->olen) {
       sync_outbuf out = {c->out, sizeof c->out, 0};
-      if (sync_session_status(c->s) != 0 || !sync_session_want_write(c->s)) break;
+      if (sync_session_status(c->s) != 0 || !sync_session_want_write(c->s))
+        break;
       sync_session_send(c->s, &out);
       c->olen = out.pos;
       c->ooff = 0;
@@ -2514,7 +2674,8 @@ static void session_step(conn *c, short revents) {
       c->ooff += (size_t)k;
       continue;
     }
-    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+      break;
     sync_session_abort(c->s, SYNC_ECLOSED);
     c->ooff = c->olen;
     break;
@@ -2524,27 +2685,36 @@ static void session_step(conn *c, short revents) {
 static int cmd_serve(int argc, char **argv) {
   static server sv;
   static conn conns[MAX_CONN];
-  const char *db = NULL, *addr = NULL, *credfile = NULL, *portfile = NULL, *maddr = NULL,
-             *mportfile = NULL;
+  const char *db = NULL, *addr = NULL, *credfile = NULL, *portfile = NULL,
+             *maddr = NULL, *mportfile = NULL;
   long max_sessions = -1, ended = 0;
   int lfd, mfd = -1, port, mport = 0, i;
   memset(&sv, 0, sizeof sv);
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
-    if (!strcmp(a, "--credentials") && more) credfile = argv[++i];
-    else if (!strcmp(a, "--metrics") && more) maddr = argv[++i];
-    else if (!strcmp(a, "--port-file") && more) portfile = argv[++i];
-    else if (!strcmp(a, "--metrics-port-file") && more) mportfile = argv[++i];
+    if (!strcmp(a, "--credentials") && more)
+      credfile = argv[++i];
+    else if (!strcmp(a, "--metrics") && more)
+      maddr = argv[++i];
+    else if (!strcmp(a, "--port-file") && more)
+      portfile = argv[++i];
+    else if (!strcmp(a, "--metrics-port-file") && more)
+      mportfile = argv[++i];
     else if (!strcmp(a, "--sessions") && more) {
       uint64_t n;
       if (parse_u64(argv[++i], &n)) return usage("--sessions needs a number");
       max_sessions = (long)n;
-    } else if (!strcmp(a, "--quiet")) sv.quiet = 1;
-    else if (a[0] == '-' && a[1]) return usage("unknown option '%s' (or it needs a value)", a);
-    else if (!db) db = a;
-    else if (!addr) addr = a;
-    else return usage("too many arguments");
+    } else if (!strcmp(a, "--quiet"))
+      sv.quiet = 1;
+    else if (a[0] == '-' && a[1])
+      return usage("unknown option '%s' (or it needs a value)", a);
+    else if (!db)
+      db = a;
+    else if (!addr)
+      addr = a;
+    else
+      return usage("too many arguments");
   }
   if (!db || !addr) return usage("give DB and HOST:PORT");
   if (open_db(db, 0, &sv.env)) return EX_FAIL;
@@ -2552,7 +2722,8 @@ static int cmd_serve(int argc, char **argv) {
   if (credfile && load_creds(&sv, credfile)) goto fail;
   if ((lfd = tcp_listen(addr, &port)) < 0) goto fail;
   if (maddr && (mfd = tcp_listen(maddr, &mport)) < 0) goto fail;
-  if (write_port(portfile, port) || (maddr && write_port(mportfile, mport))) goto fail;
+  if (write_port(portfile, port) || (maddr && write_port(mportfile, mport)))
+    goto fail;
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
@@ -2577,8 +2748,11 @@ static int cmd_serve(int argc, char **argv) {
       if (c->http)
         pf[n].events = (short)(c->hdone ? POLLOUT : POLLIN);
       else
-        pf[n].events = (short)((sync_session_want_read(c->s) ? POLLIN : 0) |
-                               (c->olen > c->ooff || sync_session_want_write(c->s) ? POLLOUT : 0));
+        pf[n].events =
+            (short)((sync_session_want_read(c->s) ? POLLIN : 0) |
+                    (c->olen > c->ooff || sync_session_want_write(c->s)
+                         ? POLLOUT
+                         : 0));
       idx[n++] = i;
     }
     if (poll(pf, (nfds_t)n, 1000) < 0) {
@@ -2588,7 +2762,8 @@ static int cmd_serve(int argc, char **argv) {
     }
     for (k = 0; k < n && idx[k] < 0; k++) {
       int fd;
-      if (!(pf[k].revents & POLLIN) || (fd = accept(pf[k].fd, NULL, NULL)) < 0) continue;
+      if (!(pf[k].revents & POLLIN) || (fd = accept(pf[k].fd, NULL, NULL)) < 0)
+        continue;
       for (i = 0; i < MAX_CONN && conns[i].fd >= 0; i++) {
       }
       if (i == MAX_CONN) {
@@ -2630,7 +2805,8 @@ static int cmd_serve(int argc, char **argv) {
         continue;
       }
       session_step(c, pf[k].revents);
-      if (pf[k].revents) c->last = time(NULL);
+      if (pf[k].revents)
+        c->last = time(NULL);
       else if (time(NULL) - c->last > IDLE_SECONDS) {
         sync_session_abort(c->s, SYNC_ETIMEOUT);
         c->ooff = c->olen;
@@ -2659,7 +2835,8 @@ static int cmd_serve(int argc, char **argv) {
       sync_digest(x, SYNC_ALL_TABLES, &dg);
       sync_txn_abort(x);
     }
-    if (!sv.quiet) printf("serve: stopped; digest %016llx\n", (unsigned long long)dg);
+    if (!sv.quiet)
+      printf("serve: stopped; digest %016llx\n", (unsigned long long)dg);
   }
   sync_env_close(sv.env);
   return EX_OK;
@@ -2678,10 +2855,14 @@ static double now_s(void) {
 }
 
 static void fmt_bytes(uint64_t n, char *out, size_t cap) {
-  if (n < 1024) snprintf(out, cap, "%llu B", (unsigned long long)n);
-  else if (n < 1024 * 1024) snprintf(out, cap, "%.1f KiB", (double)n / 1024);
-  else if (n < (uint64_t)1024 * 1024 * 1024) snprintf(out, cap, "%.1f MiB", (double)n / 1048576);
-  else snprintf(out, cap, "%.2f GiB", (double)n / 1073741824.0);
+  if (n < 1024)
+    snprintf(out, cap, "%llu B", (unsigned long long)n);
+  else if (n < 1024 * 1024)
+    snprintf(out, cap, "%.1f KiB", (double)n / 1024);
+  else if (n < (uint64_t)1024 * 1024 * 1024)
+    snprintf(out, cap, "%.1f MiB", (double)n / 1048576);
+  else
+    snprintf(out, cap, "%.2f GiB", (double)n / 1073741824.0);
 }
 
 typedef struct progress {
@@ -2699,15 +2880,17 @@ static void on_progress(void *ctx, const sync_session_stats *st) {
   p->last = t;
   el = t - p->t0;
   fmt_bytes(st->bytes_received + st->bytes_sent, b, sizeof b);
-  if (st->rows_expected && st->rows_received < st->rows_expected && el > 0 && st->rows_received) {
-    double left = (double)(st->rows_expected - st->rows_received) * el / (double)st->rows_received;
+  if (st->rows_expected && st->rows_received < st->rows_expected && el > 0 &&
+      st->rows_received) {
+    double left = (double)(st->rows_expected - st->rows_received) * el /
+                  (double)st->rows_received;
     snprintf(eta, sizeof eta, "  ETA %d:%02d", (int)left / 60, (int)left % 60);
   }
   if (st->rows_expected)
-    printf("\r\033[K%llu/%llu rows (%d%%)  %s  %.0f rows/s%s", (unsigned long long)rows,
-           (unsigned long long)st->rows_expected,
-           (int)(100.0 * (double)st->rows_received / (double)st->rows_expected), b,
-           el > 0 ? (double)rows / el : 0.0, eta);
+    printf("\r\033[K%llu/%llu rows (%d%%)  %s  %.0f rows/s%s",
+           (unsigned long long)rows, (unsigned long long)st->rows_expected,
+           (int)(100.0 * (double)st->rows_received / (double)st->rows_expected),
+           b, el > 0 ? (double)rows / el : 0.0, eta);
   else
     printf("\r\033[K%llu rows  %s  %.0f rows/s", (unsigned long long)rows, b,
            el > 0 ? (double)rows / el : 0.0);
@@ -2786,19 +2969,29 @@ static int cmd_sync(int argc, char **argv) {
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
-    if (!strcmp(a, "--pull")) mode = SYNC_PULL;
-    else if (!strcmp(a, "--push")) mode = SYNC_PUSH;
-    else if (!strcmp(a, "--both")) mode = SYNC_BOTH;
-    else if (!strcmp(a, "--dry-run")) dry = 1;
-    else if (!strcmp(a, "--tables") && more) tables = argv[++i];
-    else if (!strcmp(a, "--token") && more) token = argv[++i];
+    if (!strcmp(a, "--pull"))
+      mode = SYNC_PULL;
+    else if (!strcmp(a, "--push"))
+      mode = SYNC_PUSH;
+    else if (!strcmp(a, "--both"))
+      mode = SYNC_BOTH;
+    else if (!strcmp(a, "--dry-run"))
+      dry = 1;
+    else if (!strcmp(a, "--tables") && more)
+      tables = argv[++i];
+    else if (!strcmp(a, "--token") && more)
+      token = argv[++i];
     else if (!strcmp(a, "--max-message") && more) {
       if (parse_u64(argv[++i], &maxmsg) || maxmsg < 256 || maxmsg > (16u << 20))
         return usage("--max-message takes 256 to 16777216 bytes");
-    } else if (a[0] == '-' && a[1]) return usage("unknown option '%s' (or it needs a value)", a);
-    else if (!db) db = a;
-    else if (!other) other = a;
-    else return usage("too many arguments");
+    } else if (a[0] == '-' && a[1])
+      return usage("unknown option '%s' (or it needs a value)", a);
+    else if (!db)
+      db = a;
+    else if (!other)
+      other = a;
+    else
+      return usage("too many arguments");
   }
   if (!db || !other) return usage("give DB and HOST:PORT or OTHER_DB");
   remote = is_address(other);
@@ -2858,10 +3051,12 @@ static int cmd_sync(int argc, char **argv) {
       ret = usage("a database cannot sync with itself");
       goto out;
     }
-    if (open_db(other, 0, &oenv)) goto out; /* a dry run, too, runs write txns */
+    if (open_db(other, 0, &oenv))
+      goto out; /* a dry run, too, runs write txns */
     memset(&oo, 0, sizeof oo);
     oo.server = 1;
-    if ((rc = sync_session_create(env, &so, &c)) || (rc = sync_session_create(oenv, &oo, &s))) {
+    if ((rc = sync_session_create(env, &so, &c)) ||
+        (rc = sync_session_create(oenv, &oo, &s))) {
       sync_session_free(c);
       lib_fail(env, db, rc, "cannot start a session");
       goto out;
@@ -2875,12 +3070,14 @@ static int cmd_sync(int argc, char **argv) {
   if (pr.shown) printf("\r\033[K");
   if (rc) {
     if (rc == SYNC_ESCHEMA)
-      say("%s: with %s: the schemas differ (%s)", db, other, errmsg[0] ? errmsg : "compare 'synctl schema' of both");
+      say("%s: with %s: the schemas differ (%s)", db, other,
+          errmsg[0] ? errmsg : "compare 'synctl schema' of both");
     else if (rc == SYNC_EPERM)
-      say("%s: with %s: refused by the rights the server grants (%s)", db, other, errmsg);
+      say("%s: with %s: refused by the rights the server grants (%s)", db,
+          other, errmsg);
     else
-      say("%s: with %s: %s%s%s%s", db, other, sync_strerror(rc), errmsg[0] ? " (" : "", errmsg,
-          errmsg[0] ? ")" : "");
+      say("%s: with %s: %s%s%s%s", db, other, sync_strerror(rc),
+          errmsg[0] ? " (" : "", errmsg, errmsg[0] ? ")" : "");
     goto out;
   }
   {
@@ -2895,28 +3092,37 @@ static int cmd_sync(int argc, char **argv) {
     fmt_bytes(st.bytes_received, bi, sizeof bi);
     fmt_bytes(st.bytes_sent, bo, sizeof bo);
     if (dry)
-      printf("dry run with %s: would insert %llu, update %llu, delete %llu here; insert %llu, "
+      printf("dry run with %s: would insert %llu, update %llu, delete %llu "
+             "here; insert %llu, "
              "update %llu, delete %llu there; nothing written\n",
              other, (unsigned long long)st.applied.inserted,
-             (unsigned long long)st.applied.updated, (unsigned long long)st.applied.deleted,
+             (unsigned long long)st.applied.updated,
+             (unsigned long long)st.applied.deleted,
              (unsigned long long)st.peer_applied.inserted,
              (unsigned long long)st.peer_applied.updated,
              (unsigned long long)st.peer_applied.deleted);
     else
-      printf("synced with %s: received %llu row%s (%llu new, %llu updated, %llu deleted), sent "
-             "%llu row%s; %s in, %s out; %llu conflict%s (%llu here, %llu there); %.2f s; digest "
+      printf("synced with %s: received %llu row%s (%llu new, %llu updated, "
+             "%llu deleted), sent "
+             "%llu row%s; %s in, %s out; %llu conflict%s (%llu here, %llu "
+             "there); %.2f s; digest "
              "%016llx\n",
-             other, (unsigned long long)st.rows_received, st.rows_received == 1 ? "" : "s",
+             other, (unsigned long long)st.rows_received,
+             st.rows_received == 1 ? "" : "s",
              (unsigned long long)st.applied.inserted,
-             (unsigned long long)st.applied.updated, (unsigned long long)st.applied.deleted,
-             (unsigned long long)st.rows_sent, st.rows_sent == 1 ? "" : "s", bi, bo,
-             (unsigned long long)(st.applied.conflicts + st.peer_applied.conflicts),
+             (unsigned long long)st.applied.updated,
+             (unsigned long long)st.applied.deleted,
+             (unsigned long long)st.rows_sent, st.rows_sent == 1 ? "" : "s", bi,
+             bo,
+             (unsigned long long)(st.applied.conflicts +
+                                  st.peer_applied.conflicts),
              st.applied.conflicts + st.peer_applied.conflicts == 1 ? "" : "s",
-             (unsigned long long)st.applied.conflicts, (unsigned long long)st.peer_applied.conflicts,
-             el,
+             (unsigned long long)st.applied.conflicts,
+             (unsigned long long)st.peer_applied.conflicts, el,
              (unsigned long long)dg);
     if (st.peer_applied.refused)
-      printf("the other side refused %llu rows (outside the rights of this token)\n",
+      printf("the other side refused %llu rows (outside the rights of this "
+             "token)\n",
              (unsigned long long)st.peer_applied.refused);
   }
   ret = EX_OK;
@@ -2933,12 +3139,24 @@ typedef int (*cmd_fn)(int argc, char **argv);
 static const struct {
   const char *name;
   cmd_fn fn;
-} CMDS[] = {{"init", cmd_init},   {"schema", cmd_schema}, {"add-column", cmd_add_column},
-            {"put", cmd_put},     {"get", cmd_get},       {"del", cmd_del},
-            {"dump", cmd_dump},   {"load", cmd_load},     {"log", cmd_log},
-            {"vv", cmd_vv},       {"peers", cmd_peers},   {"conflicts", cmd_conflicts},
-            {"gc", cmd_gc},       {"digest", cmd_digest}, {"verify", cmd_verify},
-            {"serve", cmd_serve}, {"sync", cmd_sync},     {"stats", cmd_stats}};
+} CMDS[] = {{"init", cmd_init},
+            {"schema", cmd_schema},
+            {"add-column", cmd_add_column},
+            {"put", cmd_put},
+            {"get", cmd_get},
+            {"del", cmd_del},
+            {"dump", cmd_dump},
+            {"load", cmd_load},
+            {"log", cmd_log},
+            {"vv", cmd_vv},
+            {"peers", cmd_peers},
+            {"conflicts", cmd_conflicts},
+            {"gc", cmd_gc},
+            {"digest", cmd_digest},
+            {"verify", cmd_verify},
+            {"serve", cmd_serve},
+            {"sync", cmd_sync},
+            {"stats", cmd_stats}};
 
 int main(int argc, char **argv) {
   size_t i;
