@@ -456,6 +456,357 @@ SYNC_PRIVATE int sx_default_random(void *ctx, void *buf, size_t n) {
   return got == n ? 0 : -1;
 #endif
 }
+/* ---- src/stats.c ---- */
+/*
+ * stats.c - operating counters and latency histograms of an env, and
+ * their Prometheus text form.
+ *
+ * Histograms are log-linear (as HdrHistogram does it, with 4 bits of
+ * sub-bucket precision): exact below 16, then 16 buckets per power of two
+ * up to 2^44, so the memory is fixed (SYNC_HIST_BUCKETS counters) whatever
+ * the number or size of samples, and a quantile read from the middle of
+ * its bucket is within 1/32 of the exact sample.
+ */
+/* ---- src/stats.h ---- */
+/*
+ * stats.h - per-env operating counters and latency histograms in fixed
+ * memory (docs/API.md, "Stats").  The env owns one sx_stats; db.c, merge.c
+ * and session.c add to it at their hook points and sync_env_stats() copies
+ * it out.
+ *
+ * Concurrency: every field is a C11 atomic updated with relaxed order, so
+ * hooks on several threads (sessions of one env on different threads, a
+ * writer and a reader of the stats) never race.  A copy is not a snapshot
+ * across fields: a counter read a moment after another may include one
+ * more event.  Builds without C11 atomics (__STDC_NO_ATOMICS__, or
+ * SYNC_OMIT_ATOMICS) use plain integers: then the stats are exact only
+ * while one thread at a time uses the env.
+ */
+#ifndef SX_STATS_H
+#define SX_STATS_H
+
+
+#if defined(__STDC_NO_ATOMICS__) || defined(SYNC_OMIT_ATOMICS)
+typedef uint64_t sx_a64;
+#define SX_ALOAD(p) (*(p))
+#define SX_AADD(p, v) (*(p) += (v))
+#define SX_ASTORE(p, v) (*(p) = (v))
+#else
+#include <stdatomic.h>
+typedef _Atomic uint64_t sx_a64;
+#define SX_ALOAD(p) atomic_load_explicit((p), memory_order_relaxed)
+#define SX_AADD(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
+#define SX_ASTORE(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#endif
+
+/* Counters, in the order of the fields of sync_stats. */
+enum {
+  SX_ST_COMMITS,
+  SX_ST_ROWS_WRITTEN,
+  SX_ST_SESSIONS,
+  SX_ST_SESSIONS_FAILED,
+  SX_ST_CHUNKS_SENT,
+  SX_ST_CHUNKS_RECEIVED,
+  SX_ST_ROWS_SENT,
+  SX_ST_ROWS_RECEIVED,
+  SX_ST_BYTES_SENT,
+  SX_ST_BYTES_RECEIVED,
+  SX_ST_FRAME_BYTES_SENT,
+  SX_ST_FRAME_BYTES_RECEIVED,
+  SX_ST_RAW_BYTES_SENT,
+  SX_ST_RAW_BYTES_RECEIVED,
+  SX_ST_APPLIES,
+  SX_ST_ROWS_APPLIED,
+  SX_ST_CONFLICTS,
+  SX_ST_REFUSED,
+  SX_ST_RETRIES,
+  SX_ST_CORRUPT,
+  SX_ST_TOMBSTONES_COLLECTED,
+  SX_ST_NCOUNTERS
+};
+
+enum { SX_H_COMMIT, SX_H_APPLY, SX_H_SESSION, SX_H_N };
+
+typedef struct sx_hist {
+  sx_a64 count, sum, min, max;
+  sx_a64 b[SYNC_HIST_BUCKETS];
+} sx_hist;
+
+typedef struct sx_stats {
+  sx_a64 c[SX_ST_NCOUNTERS];
+  sx_hist h[SX_H_N];
+} sx_stats;
+
+SYNC_PRIVATE void sx_stats_init(sx_stats *s);
+static inline void sx_stats_add(sx_stats *s, int counter, uint64_t n) {
+  if (n) SX_AADD(&s->c[counter], n);
+}
+/* Record one latency sample of ns nanoseconds in histogram h. */
+SYNC_PRIVATE void sx_stats_time(sx_stats *s, int h, uint64_t ns);
+/* A nanosecond clock for latencies: monotonic where POSIX offers one,
+ * else C11 timespec_get (wall clock: a step back records 0). */
+SYNC_PRIVATE uint64_t sx_now_ns(void);
+/* Copy the stats out (sync_env_stats). */
+SYNC_PRIVATE void sx_stats_copy(const sx_stats *s, sync_stats *out);
+/* Bucket of value v (0 .. SYNC_HIST_BUCKETS-1). */
+SYNC_PRIVATE unsigned sx_hist_bucket(uint64_t v);
+
+#endif
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#define SX_SUB_BITS 4
+#define SX_SUB 16u
+#define SX_TOP_EXP 44 /* 2^44 ns is almost 5 hours */
+
+SYNC_PRIVATE unsigned sx_hist_bucket(uint64_t v) {
+  unsigned e = 0;
+  uint64_t t = v;
+  if (v < SX_SUB) return (unsigned)v;
+  if (v >= (UINT64_C(1) << SX_TOP_EXP)) return SYNC_HIST_BUCKETS - 1;
+  /* e = floor(log2 v), without compiler builtins. */
+  if (t >> 32) e += 32, t >>= 32;
+  if (t >> 16) e += 16, t >>= 16;
+  if (t >> 8) e += 8, t >>= 8;
+  if (t >> 4) e += 4, t >>= 4;
+  if (t >> 2) e += 2, t >>= 2;
+  if (t >> 1) e += 1;
+  return SX_SUB + (e - SX_SUB_BITS) * SX_SUB +
+         (unsigned)((v >> (e - SX_SUB_BITS)) - SX_SUB);
+}
+
+SYNC_API uint64_t sync_histogram_bucket_low(unsigned i) {
+  unsigned g, m;
+  if (i < SX_SUB) return i;
+  if (i >= SYNC_HIST_BUCKETS) return UINT64_C(1) << SX_TOP_EXP;
+  g = (i - SX_SUB) / SX_SUB;
+  m = (i - SX_SUB) % SX_SUB;
+  return (uint64_t)(SX_SUB + m) << g;
+}
+
+SYNC_API void sync_histogram_add(sync_histogram *h, uint64_t v) {
+  if (!h) return;
+  if (!h->count || v < h->min) h->min = v;
+  if (v > h->max) h->max = v;
+  h->count++;
+  h->sum += v;
+  h->buckets[sx_hist_bucket(v)]++;
+}
+
+SYNC_API uint64_t sync_histogram_quantile(const sync_histogram *h, double q) {
+  uint64_t total = 0, rank, seen = 0, lo, hi, mid;
+  unsigned i;
+  if (!h || !(q >= 0.0 && q <= 1.0)) return 0;
+  /* The total from the buckets themselves: a copy taken while samples
+   * arrive may have a count a little off theirs. */
+  for (i = 0; i < SYNC_HIST_BUCKETS; i++) total += h->buckets[i];
+  if (!total) return 0;
+  rank = (uint64_t)(q * (double)total);
+  if ((double)rank < q * (double)total) rank++; /* ceil */
+  if (rank < 1) rank = 1;
+  if (rank > total) rank = total;
+  for (i = 0; i < SYNC_HIST_BUCKETS; i++) {
+    seen += h->buckets[i];
+    if (seen >= rank) break;
+  }
+  if (i == SYNC_HIST_BUCKETS) i--;
+  lo = sync_histogram_bucket_low(i);
+  hi = i + 1 < SYNC_HIST_BUCKETS ? sync_histogram_bucket_low(i + 1) : lo + 1;
+  mid = lo + (hi - lo - 1) / 2;
+  if (mid < h->min) mid = h->min;
+  if (h->max && mid > h->max) mid = h->max;
+  return mid;
+}
+
+SYNC_PRIVATE void sx_stats_init(sx_stats *s) {
+  unsigned i, j;
+  for (i = 0; i < SX_ST_NCOUNTERS; i++) SX_ASTORE(&s->c[i], 0);
+  for (j = 0; j < SX_H_N; j++) {
+    sx_hist *h = &s->h[j];
+    SX_ASTORE(&h->count, 0);
+    SX_ASTORE(&h->sum, 0);
+    SX_ASTORE(&h->min, UINT64_MAX);
+    SX_ASTORE(&h->max, 0);
+    for (i = 0; i < SYNC_HIST_BUCKETS; i++) SX_ASTORE(&h->b[i], 0);
+  }
+}
+
+SYNC_PRIVATE void sx_stats_time(sx_stats *s, int which, uint64_t ns) {
+  sx_hist *h = &s->h[which];
+  SX_AADD(&h->b[sx_hist_bucket(ns)], 1);
+  SX_AADD(&h->sum, ns);
+  SX_AADD(&h->count, 1);
+#if defined(__STDC_NO_ATOMICS__) || defined(SYNC_OMIT_ATOMICS)
+  if (ns < h->min) h->min = ns;
+  if (ns > h->max) h->max = ns;
+#else
+  {
+    uint64_t cur = SX_ALOAD(&h->min);
+    while (ns < cur &&
+           !atomic_compare_exchange_weak_explicit(
+               &h->min, &cur, ns, memory_order_relaxed, memory_order_relaxed)) {
+    }
+    cur = SX_ALOAD(&h->max);
+    while (ns > cur &&
+           !atomic_compare_exchange_weak_explicit(
+               &h->max, &cur, ns, memory_order_relaxed, memory_order_relaxed)) {
+    }
+  }
+#endif
+}
+
+SYNC_PRIVATE uint64_t sx_now_ns(void) {
+  struct timespec ts;
+#if defined(CLOCK_MONOTONIC) && !defined(_WIN32)
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+#endif
+  if (timespec_get(&ts, TIME_UTC) != TIME_UTC) return 0;
+  return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+static void sx_hist_copy(const sx_hist *h, sync_histogram *o) {
+  unsigned i;
+  o->count = SX_ALOAD(&h->count);
+  o->sum = SX_ALOAD(&h->sum);
+  o->min = SX_ALOAD(&h->min);
+  o->max = SX_ALOAD(&h->max);
+  if (!o->count) o->min = o->max = 0;
+  for (i = 0; i < SYNC_HIST_BUCKETS; i++) o->buckets[i] = SX_ALOAD(&h->b[i]);
+}
+
+/* sync_env_stats lives in db.c's neighbourhood: it needs the env; this
+ * copies the part that is ours. */
+SYNC_PRIVATE void sx_stats_copy(const sx_stats *s, sync_stats *out) {
+  uint64_t c[SX_ST_NCOUNTERS];
+  unsigned i;
+  for (i = 0; i < SX_ST_NCOUNTERS; i++) c[i] = SX_ALOAD(&s->c[i]);
+  memset(out, 0, sizeof *out);
+  out->commits = c[SX_ST_COMMITS];
+  out->rows_written = c[SX_ST_ROWS_WRITTEN];
+  out->sessions = c[SX_ST_SESSIONS];
+  out->sessions_failed = c[SX_ST_SESSIONS_FAILED];
+  out->chunks_sent = c[SX_ST_CHUNKS_SENT];
+  out->chunks_received = c[SX_ST_CHUNKS_RECEIVED];
+  out->rows_sent = c[SX_ST_ROWS_SENT];
+  out->rows_received = c[SX_ST_ROWS_RECEIVED];
+  out->bytes_sent = c[SX_ST_BYTES_SENT];
+  out->bytes_received = c[SX_ST_BYTES_RECEIVED];
+  out->frame_bytes_sent = c[SX_ST_FRAME_BYTES_SENT];
+  out->frame_bytes_received = c[SX_ST_FRAME_BYTES_RECEIVED];
+  out->raw_bytes_sent = c[SX_ST_RAW_BYTES_SENT];
+  out->raw_bytes_received = c[SX_ST_RAW_BYTES_RECEIVED];
+  out->applies = c[SX_ST_APPLIES];
+  out->rows_applied = c[SX_ST_ROWS_APPLIED];
+  out->conflicts = c[SX_ST_CONFLICTS];
+  out->refused = c[SX_ST_REFUSED];
+  out->retries = c[SX_ST_RETRIES];
+  out->corrupt = c[SX_ST_CORRUPT];
+  out->tombstones_collected = c[SX_ST_TOMBSTONES_COLLECTED];
+  sx_hist_copy(&s->h[SX_H_COMMIT], &out->commit_ns);
+  sx_hist_copy(&s->h[SX_H_APPLY], &out->apply_ns);
+  sx_hist_copy(&s->h[SX_H_SESSION], &out->session_ns);
+}
+
+/* ---------------------------------------------------------------------
+ * Prometheus text exposition format
+ * ------------------------------------------------------------------- */
+typedef struct sx_pw {
+  char *buf;
+  size_t cap, len;
+} sx_pw;
+
+static void sx_pf(sx_pw *w, const char *fmt, ...) {
+  va_list ap;
+  int n;
+  char *at = w->len < w->cap ? w->buf + w->len : NULL;
+  size_t room = w->len < w->cap ? w->cap - w->len : 0;
+  va_start(ap, fmt);
+  n = vsnprintf(at, room, fmt, ap);
+  va_end(ap);
+  if (n > 0) w->len += (size_t)n;
+}
+
+static void sx_pcounter(sx_pw *w, const char *name, const char *help,
+                        uint64_t v) {
+  sx_pf(w,
+        "# HELP sync_%s_total %s\n# TYPE sync_%s_total counter\n"
+        "sync_%s_total %llu\n",
+        name, help, name, name, (unsigned long long)v);
+}
+
+static void sx_pdir(sx_pw *w, const char *name, const char *help, uint64_t sent,
+                    uint64_t received) {
+  sx_pf(w,
+        "# HELP sync_%s_total %s\n# TYPE sync_%s_total counter\n"
+        "sync_%s_total{direction=\"sent\"} %llu\n"
+        "sync_%s_total{direction=\"received\"} %llu\n",
+        name, help, name, name, (unsigned long long)sent, name,
+        (unsigned long long)received);
+}
+
+static void sx_psummary(sx_pw *w, const char *name, const char *help,
+                        const sync_histogram *h) {
+  static const double qs[3] = {0.5, 0.9, 0.99};
+  static const char *qn[3] = {"0.5", "0.9", "0.99"};
+  int i;
+  sx_pf(w, "# HELP sync_%s_seconds %s\n# TYPE sync_%s_seconds summary\n", name,
+        help, name);
+  for (i = 0; i < 3; i++)
+    sx_pf(w, "sync_%s_seconds{quantile=\"%s\"} %.9f\n", name, qn[i],
+          (double)sync_histogram_quantile(h, qs[i]) / 1e9);
+  sx_pf(w, "sync_%s_seconds_sum %.9f\nsync_%s_seconds_count %llu\n", name,
+        (double)h->sum / 1e9, name, (unsigned long long)h->count);
+  sx_pf(w,
+        "# HELP sync_%s_seconds_max Largest sample of sync_%s_seconds.\n"
+        "# TYPE sync_%s_seconds_max gauge\nsync_%s_seconds_max %.9f\n",
+        name, name, name, name, (double)h->max / 1e9);
+}
+
+SYNC_API int64_t sync_stats_prometheus(const sync_stats *st, char *buf,
+                                       size_t cap) {
+  sx_pw w;
+  if (!st || (!buf && cap)) return SYNC_EINVAL;
+  w.buf = buf;
+  w.cap = cap;
+  w.len = 0;
+  if (cap) buf[0] = 0;
+  sx_pcounter(&w, "commits", "Write transactions committed.", st->commits);
+  sx_pcounter(&w, "rows_written", "Rows written by committed transactions.",
+              st->rows_written);
+  sx_pcounter(&w, "sessions", "Sessions ended.", st->sessions);
+  sx_pcounter(&w, "sessions_failed", "Sessions that ended with an error.",
+              st->sessions_failed);
+  sx_pdir(&w, "chunks", "Delta chunks exchanged in sessions.", st->chunks_sent,
+          st->chunks_received);
+  sx_pdir(&w, "rows", "Rows in the delta chunks exchanged.", st->rows_sent,
+          st->rows_received);
+  sx_pdir(&w, "bytes", "Session bytes on the transport.", st->bytes_sent,
+          st->bytes_received);
+  sx_pdir(&w, "frame_bytes", "Delta frame bytes as sent (compressed).",
+          st->frame_bytes_sent, st->frame_bytes_received);
+  sx_pdir(&w, "raw_bytes", "Delta frame bodies before compression.",
+          st->raw_bytes_sent, st->raw_bytes_received);
+  sx_pcounter(&w, "applies", "Delta chunks applied.", st->applies);
+  sx_pcounter(&w, "rows_applied", "Rows in the chunks applied.",
+              st->rows_applied);
+  sx_pcounter(&w, "conflicts", "Conflicts recorded.", st->conflicts);
+  sx_pcounter(&w, "refused", "Rows refused by the sender's rights.",
+              st->refused);
+  sx_pcounter(&w, "retries", "Session retries.", st->retries);
+  sx_pcounter(&w, "corrupt", "Corruption detected (SYNC_ECORRUPT).",
+              st->corrupt);
+  sx_pcounter(&w, "tombstones_collected", "Tombstones collected by gc.",
+              st->tombstones_collected);
+  sx_psummary(&w, "commit", "Latency of write transaction commits.",
+              &st->commit_ns);
+  sx_psummary(&w, "apply", "Latency of applying one delta chunk.",
+              &st->apply_ns);
+  sx_psummary(&w, "session", "Duration of whole sessions.", &st->session_ns);
+  return (int64_t)w.len;
+}
 /* ---- src/schema.c ---- */
 /*
  * schema.c - schema validation, copies, canonical encoding and hashing.
@@ -1907,6 +2258,7 @@ struct sync_env {
   void *on_conflict_ctx;
   sync_resolver_fn resolver;
   void *resolver_ctx;
+  sx_stats stats; /* operating counters (stats.h) */
 };
 
 struct sync_txn {
@@ -1931,6 +2283,7 @@ struct sync_txn {
   sync_changes *changes;
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
   int64_t log_added; /* log entries added (or removed, negative) */
+  uint64_t rows_written; /* rows stored, for the stats */
   int64_t log_stale; /* entries left behind by rows that changed again */
   uint64_t *gccl;    /* per table: largest causal length collected (gc) */
   int gccl_ok;       /* gccl loaded (NULL then means all zero) */
@@ -2048,6 +2401,7 @@ SYNC_PRIVATE int sx_fail(sync_env *env, int rc, const char *fmt, ...) {
 #else
   atomic_store(&env->errlock, 0);
 #endif
+  if (rc == SYNC_ECORRUPT) sx_stats_add(&env->stats, SX_ST_CORRUPT, 1);
   return rc;
 }
 
@@ -2099,6 +2453,7 @@ SYNC_API int sync_env_create(const sync_allocator *alloc, sync_env **out) {
   env->mapmax = SX_DEFAULT_MAPMAX;
   env->clock = sx_default_clock;
   env->random = sx_default_random;
+  sx_stats_init(&env->stats);
   *out = env;
   return 0;
 }
@@ -2710,9 +3065,13 @@ static void sx_txn_notify(sync_txn *x) {
 
 SYNC_API int sync_txn_commit(sync_txn *x) {
   sync_env *env;
-  int rc = 0;
+  int rc = 0, counted;
+  uint64_t t0 = 0, rows;
   if (!x) return SYNC_EINVAL;
   env = x->env;
+  counted = !x->rdonly && (x->wrote || x->dirty);
+  rows = x->rows_written;
+  if (counted) t0 = sx_now_ns();
   if (x->failed) {
     sync_txn_abort(x);
     return sx_fail(env, SYNC_ETXN, "transaction failed earlier: %s",
@@ -2724,6 +3083,12 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
   } else {
     sx_txn_close_cursors(x);
     rc = sx_txn_commit(env->st, x->t);
+    if (!rc && counted) {
+      uint64_t t1 = sx_now_ns();
+      sx_stats_add(&env->stats, SX_ST_COMMITS, 1);
+      sx_stats_add(&env->stats, SX_ST_ROWS_WRITTEN, rows);
+      sx_stats_time(&env->stats, SX_H_COMMIT, t1 > t0 ? t1 - t0 : 0);
+    }
     if (!rc) sx_txn_notify(x);
     sx_txn_free(x);
   }
@@ -2993,6 +3358,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
       goto fail;
     x->seq++;
     x->log_added++;
+    x->rows_written++;
   }
   x->delta[tid] += (int)(x->nw.cl & 1) - was_live;
   x->gen++;
@@ -4777,6 +5143,31 @@ static int sx_row_ok(const sx_apply *a, const sync_apply_opts *ao,
   return 1;
 }
 
+static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                               const sync_apply_opts *ao,
+                               sync_apply_report *rep);
+
+/* The apply, timed and counted for the stats (not dry runs). */
+SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                                   const sync_apply_opts *ao,
+                                   sync_apply_report *rep) {
+  sync_apply_report dummy;
+  uint64_t t0 = sx_now_ns(), t1;
+  int rc;
+  if (!rep) rep = &dummy;
+  rc = sx_delta_apply_opts(x, d, ao, rep);
+  t1 = sx_now_ns();
+  if (!rc && !(ao && (ao->policy & SYNC_APPLY_DRY_RUN))) {
+    sx_stats *st = &x->env->stats;
+    sx_stats_add(st, SX_ST_APPLIES, 1);
+    sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);
+    sx_stats_add(st, SX_ST_CONFLICTS, rep->conflicts);
+    sx_stats_add(st, SX_ST_REFUSED, rep->refused);
+    sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
+  }
+  return rc;
+}
+
 SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
                               sync_apply_report *rep) {
   sync_apply_opts o;
@@ -4786,9 +5177,9 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   return sync_delta_apply_opts(x, d, &o, rep);
 }
 
-SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
-                                   const sync_apply_opts *ao,
-                                   sync_apply_report *rep) {
+static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                               const sync_apply_opts *ao,
+                               sync_apply_report *rep) {
   sync_env *env;
   uint64_t *lvv = NULL, *rvv = NULL, ahead = UINT64_MAX;
   uint32_t sender = SX_NONE;
@@ -5185,6 +5576,7 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
     sx_free(&env->al, maxcl);
   }
   if (collected) *collected = n;
+  if (!rc) sx_stats_add(&env->stats, SX_ST_TOMBSTONES_COLLECTED, n);
   return rc;
 }
 
@@ -6816,6 +7208,7 @@ struct sync_session {
   sync_session_stats st;
   int failed_code; /* code to send in the queued ERROR */
   char errmsg[256];
+  uint64_t t0; /* made at, for the stats */
 };
 
 /* ---------------------------------------------------------------------
@@ -7493,13 +7886,34 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
       return rc;
     }
   }
+  s->t0 = sx_now_ns(); /* from here on it counts in the stats */
   *out = s;
   return 0;
+}
+
+/* Add a finished session to its env's stats. */
+static void sx_sess_count(sync_session *s) {
+  sx_stats *x = &s->env->stats;
+  uint64_t t1 = sx_now_ns();
+  sx_stats_add(x, SX_ST_SESSIONS, 1);
+  sx_stats_add(x, SX_ST_SESSIONS_FAILED, sync_session_status(s) != 1);
+  sx_stats_add(x, SX_ST_CHUNKS_SENT, s->st.frames_sent);
+  sx_stats_add(x, SX_ST_CHUNKS_RECEIVED, s->st.frames_received);
+  sx_stats_add(x, SX_ST_ROWS_SENT, s->st.rows_sent);
+  sx_stats_add(x, SX_ST_ROWS_RECEIVED, s->st.rows_received);
+  sx_stats_add(x, SX_ST_BYTES_SENT, s->st.bytes_sent);
+  sx_stats_add(x, SX_ST_BYTES_RECEIVED, s->st.bytes_received);
+  sx_stats_add(x, SX_ST_FRAME_BYTES_SENT, s->st.frame_bytes_sent);
+  sx_stats_add(x, SX_ST_FRAME_BYTES_RECEIVED, s->st.frame_bytes_received);
+  sx_stats_add(x, SX_ST_RAW_BYTES_SENT, s->st.raw_bytes_sent);
+  sx_stats_add(x, SX_ST_RAW_BYTES_RECEIVED, s->st.raw_bytes_received);
+  sx_stats_time(x, SX_H_SESSION, t1 > s->t0 ? t1 - s->t0 : 0);
 }
 
 SYNC_API void sync_session_free(sync_session *s) {
   sx_alloc al;
   if (!s) return;
+  if (s->t0) sx_sess_count(s);
   al = s->al;
   sync_encoder_free(s->enc);
   sync_decoder_free(s->dec);
@@ -7842,6 +8256,7 @@ SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
         cap = r->o.max_delay_ms;
       d = sx_retry_rand(r) % (cap + 1);
       r->st.retries++;
+      sx_stats_add(&env->stats, SX_ST_RETRIES, 1);
       r->st.last_delay_ms = d;
 #ifndef SYNC_OMIT_DEFAULT_SLEEP
       (r->o.sleep ? r->o.sleep : sx_sleep_ms)(r->o.sleep_ctx, d);
@@ -7879,4 +8294,108 @@ SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
     r->fails = 0;
   }
   return rc;
+}
+/* ---- src/ops.c ---- */
+/*
+ * ops.c - calls for operating a replica: the env's stats and the list of
+ * peers with what each holds and what it still keeps from collection.
+ */
+
+SYNC_API int sync_env_stats(sync_env *env, sync_stats *out) {
+  if (!env || !out) return SYNC_EINVAL;
+  sx_stats_copy(&env->stats, out);
+  return 0;
+}
+
+static int sx_poscmp2(uint64_t av, uint32_t as, uint64_t bv, uint32_t bs) {
+  if (av != bv) return av < bv ? -1 : 1;
+  return as < bs ? -1 : as > bs;
+}
+
+/* Peer record (docs/FORMAT.md): u8 mode, u64 version, u32 seq, u64 v0,
+ * u32 table, u64 acked version, u32 acked seq, u16 klen, key. */
+#define SX_OPS_PEER_FIXED 39
+
+SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
+                            size_t *n) {
+  sync_env *env;
+  sx_scur *c;
+  sx_slice k, v;
+  size_t cnt = 0, i;
+  int rc, op = SX_FIRST;
+  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
+  *n = 0;
+  env = x->env;
+  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
+  for (;; op = SX_NEXT) {
+    size_t klen;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != SX_SITE_LEN || v.n < SX_OPS_PEER_FIXED) {
+      rc = sx_fail(env, SYNC_ECORRUPT, "peer record damaged");
+      break;
+    }
+    klen = (size_t)v.p[37] | ((size_t)v.p[38] << 8);
+    if ((v.p[0] & 0x7f) > 1 || v.n != SX_OPS_PEER_FIXED + klen) {
+      rc = sx_fail(env, SYNC_ECORRUPT, "peer record damaged");
+      break;
+    }
+    if (cnt < cap) {
+      sync_peer_info *p = &out[cnt];
+      memset(p, 0, sizeof *p);
+      memcpy(p->site, k.p, SX_SITE_LEN);
+      p->initial = (v.p[0] & 0x7f) == 1;
+      p->partial = v.p[0] >> 7;
+      p->version = sx_get_le64(v.p + 1);
+      p->seq = sx_get_le32(v.p + 9);
+      p->v0 = sx_get_le64(v.p + 13);
+      p->table = sx_get_le32(v.p + 21);
+      p->acked_version = sx_get_le64(v.p + 25);
+      p->acked_seq = sx_get_le32(v.p + 33);
+    }
+    cnt++;
+  }
+  sx_cur_close(c);
+  if (rc) return rc;
+  /* Tombstones each listed peer has not acknowledged: one walk of the
+   * log, current entries of deleted rows only. */
+  if (cap && cnt) {
+    size_t m = cnt < cap ? cnt : cap;
+    unsigned char lk[SX_LOGKEY];
+    if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+    if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+    for (op = SX_FIRST;; op = SX_NEXT) {
+      unsigned tid;
+      sx_slice key;
+      uint64_t ver;
+      uint32_t seq;
+      k.p = lk;
+      k.n = SX_LOGKEY;
+      rc = sx_cur_get(env->st, c, op, &k, &v);
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
+        break;
+      }
+      if (rc) break;
+      rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+      if (rc == SYNC_NOTFOUND) continue;
+      if (rc) break;
+      if (x->old.cl & 1) continue; /* live */
+      ver = sx_get_be64(k.p);
+      seq = sx_get_be32(k.p + 8);
+      for (i = 0; i < m; i++)
+        if (sx_poscmp2(ver, seq, out[i].acked_version, out[i].acked_seq) > 0)
+          out[i].tombstones_pending++;
+    }
+    sx_cur_close(c);
+    if (rc) return rc;
+  }
+  *n = cnt;
+  return 0;
 }

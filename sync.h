@@ -34,6 +34,9 @@
  *   SYNC_OMIT_DEFAULT_RANDOM  no /dev/urandom default for site ids; the
  *                          application must call sync_env_set_random()
  *                          before creating a database (firmware builds)
+ *   SYNC_OMIT_ATOMICS      stats counters as plain integers instead of
+ *                          C11 atomics (targets without them; the stats
+ *                          are then exact only with one thread per env)
  */
 #ifndef SYNC_H
 #define SYNC_H
@@ -999,6 +1002,103 @@ SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
                             sync_connect_fn connect, sync_disconnect_fn close,
                             void *ctx, sync_session_stats *st);
 SYNC_API void sync_retry_stats_get(const sync_retry *r, sync_retry_stats *out);
+
+
+/* ---------------------------------------------------------------------
+ * Operating stats: counters and latency histograms per env, in fixed
+ * memory (about 16 KiB per env), for dashboards and tools (docs/API.md,
+ * "Stats").  Updates are C11 atomics (relaxed): hooks on any thread and
+ * concurrent readers never race, but a copy is not one snapshot across
+ * fields.  (Built with SYNC_OMIT_ATOMICS or without C11 atomics, they are
+ * plain integers, exact only while one thread at a time uses the env.)
+ * ------------------------------------------------------------------- */
+
+/* A log-linear histogram of non-negative integers (the library records
+ * nanoseconds).  Values 0..15 have a bucket each; above, every power of
+ * two [2^e, 2^(e+1)) is cut into 16 equal buckets, up to 2^44 (values
+ * above share the last bucket).  A quantile is the middle of the bucket
+ * holding the sample of that rank, clamped to [min, max], so it is within
+ * 1/32 (3.125%) of the exact sample of that rank for values below 2^44
+ * (exact below 16).  count, sum, min and max are exact. */
+#define SYNC_HIST_BUCKETS 656
+typedef struct sync_histogram {
+  uint64_t count, sum, min, max; /* min and max are 0 while count is 0 */
+  uint64_t buckets[SYNC_HIST_BUCKETS];
+} sync_histogram;
+
+/* Add one sample v to h (a zeroed histogram is empty).  NULL ignored. */
+SYNC_API void sync_histogram_add(sync_histogram *h, uint64_t v);
+/* The q-quantile (0 <= q <= 1) of h: the sample of rank ceil(q * count)
+ * (at least 1) to within the bound above; 0 for an empty histogram or a q
+ * out of range. */
+SYNC_API uint64_t sync_histogram_quantile(const sync_histogram *h, double q);
+/* The smallest value that falls in bucket i (i < SYNC_HIST_BUCKETS);
+ * bucket i holds [sync_histogram_bucket_low(i),
+ * sync_histogram_bucket_low(i + 1)). */
+SYNC_API uint64_t sync_histogram_bucket_low(unsigned i);
+
+typedef struct sync_stats {
+  uint64_t commits;      /* write transactions committed that changed rows
+                            or state (sessions' applied chunks included) */
+  uint64_t rows_written; /* rows those transactions wrote (local writes,
+                            applied changes, deletes) */
+  uint64_t sessions;        /* sessions ended (counted when freed) */
+  uint64_t sessions_failed; /* of which ended with an error */
+  uint64_t chunks_sent, chunks_received; /* delta chunks (frames) */
+  uint64_t rows_sent, rows_received;     /* rows in those chunks */
+  uint64_t bytes_sent, bytes_received;   /* all session bytes */
+  uint64_t frame_bytes_sent, frame_bytes_received; /* frames as sent
+                                                      (compressed) */
+  uint64_t raw_bytes_sent, raw_bytes_received; /* their bodies before
+                                                  compression */
+  uint64_t applies;       /* chunks applied (sync_delta_apply*, not dry) */
+  uint64_t rows_applied;  /* rows in them */
+  uint64_t conflicts;     /* conflicts recorded by those applies */
+  uint64_t refused;       /* rows refused by the sender's rights */
+  uint64_t retries;       /* session retries by sync_retry_run */
+  uint64_t corrupt;       /* SYNC_ECORRUPT failures detected (damaged
+                             rows, log entries, records) */
+  uint64_t tombstones_collected; /* by sync_gc */
+  sync_histogram commit_ns;  /* sync_txn_commit of write transactions */
+  sync_histogram apply_ns;   /* sync_delta_apply* (merge, not commit) */
+  sync_histogram session_ns; /* sessions, created to freed */
+} sync_stats;
+
+/* Copy env's stats into *out (about 16 KiB).  Counts since the env was
+ * created; they are not stored in the file.  Errors: SYNC_EINVAL. */
+SYNC_API int sync_env_stats(sync_env *env, sync_stats *out);
+
+/* Write st as Prometheus text exposition format (version 0.0.4) into buf:
+ * "# HELP" and "# TYPE" lines, counters named sync_*_total (directions
+ * as a label), and each histogram as a summary in seconds (quantiles 0.5,
+ * 0.9, 0.99, _sum, _count) plus a _max gauge.  Writes at most cap bytes,
+ * NUL-terminated when cap > 0, like snprintf.  Returns the length of the
+ * whole text (a return >= cap means it was cut: call again with more
+ * room), or SYNC_EINVAL (st NULL, or buf NULL with cap > 0). */
+SYNC_API int64_t sync_stats_prometheus(const sync_stats *st, char *buf,
+                                       size_t cap);
+
+/* Peers this replica has exchanged deltas with (docs/FORMAT.md, "Peer
+ * record"). */
+typedef struct sync_peer_info {
+  uint8_t site[16];
+  int initial;          /* 1: our cursor is inside an initial stream */
+  int partial;          /* the run since the cursor started left rows out */
+  uint64_t version;     /* log mode: we hold the peer's log up to here */
+  uint32_t seq;
+  uint64_t v0;          /* initial mode: the peer's version at its start */
+  unsigned table;       /* initial mode: table being streamed */
+  uint64_t acked_version; /* the peer holds our log up to here */
+  uint32_t acked_seq;
+  uint64_t tombstones_pending; /* tombstones the peer has not acknowledged
+                                  (gc keeps them for it) */
+} sync_peer_info;
+
+/* Write up to cap peers (ordered by site id) to out and their total to
+ * *n.  out may be NULL with cap 0 to count.  Errors: SYNC_EINVAL,
+ * SYNC_ECORRUPT (a damaged peer record), storage errors. */
+SYNC_API int sync_peers_get(sync_txn *txn, sync_peer_info *out, size_t cap,
+                            size_t *n);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include "util.c"
 #include "hash.c"
 #include "clock.c"
+#include "stats.c"
 #include "schema.c"
 #include "store.c"
 #include "row.c"
@@ -16,3 +17,4 @@
 #include "merge.c"
 #include "codec.c"
 #include "session.c"
+#include "ops.c"

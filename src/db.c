@@ -56,6 +56,7 @@ SYNC_PRIVATE int sx_fail(sync_env *env, int rc, const char *fmt, ...) {
 #else
   atomic_store(&env->errlock, 0);
 #endif
+  if (rc == SYNC_ECORRUPT) sx_stats_add(&env->stats, SX_ST_CORRUPT, 1);
   return rc;
 }
 
@@ -107,6 +108,7 @@ SYNC_API int sync_env_create(const sync_allocator *alloc, sync_env **out) {
   env->mapmax = SX_DEFAULT_MAPMAX;
   env->clock = sx_default_clock;
   env->random = sx_default_random;
+  sx_stats_init(&env->stats);
   *out = env;
   return 0;
 }
@@ -718,9 +720,13 @@ static void sx_txn_notify(sync_txn *x) {
 
 SYNC_API int sync_txn_commit(sync_txn *x) {
   sync_env *env;
-  int rc = 0;
+  int rc = 0, counted;
+  uint64_t t0 = 0, rows;
   if (!x) return SYNC_EINVAL;
   env = x->env;
+  counted = !x->rdonly && (x->wrote || x->dirty);
+  rows = x->rows_written;
+  if (counted) t0 = sx_now_ns();
   if (x->failed) {
     sync_txn_abort(x);
     return sx_fail(env, SYNC_ETXN, "transaction failed earlier: %s",
@@ -732,6 +738,12 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
   } else {
     sx_txn_close_cursors(x);
     rc = sx_txn_commit(env->st, x->t);
+    if (!rc && counted) {
+      uint64_t t1 = sx_now_ns();
+      sx_stats_add(&env->stats, SX_ST_COMMITS, 1);
+      sx_stats_add(&env->stats, SX_ST_ROWS_WRITTEN, rows);
+      sx_stats_time(&env->stats, SX_H_COMMIT, t1 > t0 ? t1 - t0 : 0);
+    }
     if (!rc) sx_txn_notify(x);
     sx_txn_free(x);
   }
@@ -1001,6 +1013,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
       goto fail;
     x->seq++;
     x->log_added++;
+    x->rows_written++;
   }
   x->delta[tid] += (int)(x->nw.cl & 1) - was_live;
   x->gen++;

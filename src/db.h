@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "row.h"
 #include "schema.h"
+#include "stats.h"
 #include "store.h"
 #include "util.h"
 
@@ -52,6 +53,7 @@ struct sync_env {
   void *on_conflict_ctx;
   sync_resolver_fn resolver;
   void *resolver_ctx;
+  sx_stats stats; /* operating counters (stats.h) */
 };
 
 struct sync_txn {
@@ -76,6 +78,7 @@ struct sync_txn {
   sync_changes *changes;
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
   int64_t log_added; /* log entries added (or removed, negative) */
+  uint64_t rows_written; /* rows stored, for the stats */
   int64_t log_stale; /* entries left behind by rows that changed again */
   uint64_t *gccl;    /* per table: largest causal length collected (gc) */
   int gccl_ok;       /* gccl loaded (NULL then means all zero) */

@@ -1215,6 +1215,31 @@ static int sx_row_ok(const sx_apply *a, const sync_apply_opts *ao,
   return 1;
 }
 
+static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                               const sync_apply_opts *ao,
+                               sync_apply_report *rep);
+
+/* The apply, timed and counted for the stats (not dry runs). */
+SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                                   const sync_apply_opts *ao,
+                                   sync_apply_report *rep) {
+  sync_apply_report dummy;
+  uint64_t t0 = sx_now_ns(), t1;
+  int rc;
+  if (!rep) rep = &dummy;
+  rc = sx_delta_apply_opts(x, d, ao, rep);
+  t1 = sx_now_ns();
+  if (!rc && !(ao && (ao->policy & SYNC_APPLY_DRY_RUN))) {
+    sx_stats *st = &x->env->stats;
+    sx_stats_add(st, SX_ST_APPLIES, 1);
+    sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);
+    sx_stats_add(st, SX_ST_CONFLICTS, rep->conflicts);
+    sx_stats_add(st, SX_ST_REFUSED, rep->refused);
+    sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
+  }
+  return rc;
+}
+
 SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
                               sync_apply_report *rep) {
   sync_apply_opts o;
@@ -1224,9 +1249,9 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   return sync_delta_apply_opts(x, d, &o, rep);
 }
 
-SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
-                                   const sync_apply_opts *ao,
-                                   sync_apply_report *rep) {
+static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                               const sync_apply_opts *ao,
+                               sync_apply_report *rep) {
   sync_env *env;
   uint64_t *lvv = NULL, *rvv = NULL, ahead = UINT64_MAX;
   uint32_t sender = SX_NONE;
@@ -1623,6 +1648,7 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
     sx_free(&env->al, maxcl);
   }
   if (collected) *collected = n;
+  if (!rc) sx_stats_add(&env->stats, SX_ST_TOMBSTONES_COLLECTED, n);
   return rc;
 }
 

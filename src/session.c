@@ -86,6 +86,7 @@ struct sync_session {
   sync_session_stats st;
   int failed_code; /* code to send in the queued ERROR */
   char errmsg[256];
+  uint64_t t0; /* made at, for the stats */
 };
 
 /* ---------------------------------------------------------------------
@@ -763,13 +764,34 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
       return rc;
     }
   }
+  s->t0 = sx_now_ns(); /* from here on it counts in the stats */
   *out = s;
   return 0;
+}
+
+/* Add a finished session to its env's stats. */
+static void sx_sess_count(sync_session *s) {
+  sx_stats *x = &s->env->stats;
+  uint64_t t1 = sx_now_ns();
+  sx_stats_add(x, SX_ST_SESSIONS, 1);
+  sx_stats_add(x, SX_ST_SESSIONS_FAILED, sync_session_status(s) != 1);
+  sx_stats_add(x, SX_ST_CHUNKS_SENT, s->st.frames_sent);
+  sx_stats_add(x, SX_ST_CHUNKS_RECEIVED, s->st.frames_received);
+  sx_stats_add(x, SX_ST_ROWS_SENT, s->st.rows_sent);
+  sx_stats_add(x, SX_ST_ROWS_RECEIVED, s->st.rows_received);
+  sx_stats_add(x, SX_ST_BYTES_SENT, s->st.bytes_sent);
+  sx_stats_add(x, SX_ST_BYTES_RECEIVED, s->st.bytes_received);
+  sx_stats_add(x, SX_ST_FRAME_BYTES_SENT, s->st.frame_bytes_sent);
+  sx_stats_add(x, SX_ST_FRAME_BYTES_RECEIVED, s->st.frame_bytes_received);
+  sx_stats_add(x, SX_ST_RAW_BYTES_SENT, s->st.raw_bytes_sent);
+  sx_stats_add(x, SX_ST_RAW_BYTES_RECEIVED, s->st.raw_bytes_received);
+  sx_stats_time(x, SX_H_SESSION, t1 > s->t0 ? t1 - s->t0 : 0);
 }
 
 SYNC_API void sync_session_free(sync_session *s) {
   sx_alloc al;
   if (!s) return;
+  if (s->t0) sx_sess_count(s);
   al = s->al;
   sync_encoder_free(s->enc);
   sync_decoder_free(s->dec);
@@ -1112,6 +1134,7 @@ SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
         cap = r->o.max_delay_ms;
       d = sx_retry_rand(r) % (cap + 1);
       r->st.retries++;
+      sx_stats_add(&env->stats, SX_ST_RETRIES, 1);
       r->st.last_delay_ms = d;
 #ifndef SYNC_OMIT_DEFAULT_SLEEP
       (r->o.sleep ? r->o.sleep : sx_sleep_ms)(r->o.sleep_ctx, d);

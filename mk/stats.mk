@@ -1,0 +1,2 @@
+# The stats unit test (tests/test_stats.c) needs libm.
+TESTLIBS += -lm

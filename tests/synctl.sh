@@ -1,0 +1,235 @@
+#!/bin/sh
+# synctl.sh - synctl driven the way a person would: create, write, read,
+# dump and load, sync two files, sync over loopback with `synctl serve`,
+# conflicts listed and resolved, gc, verify on a healthy and on a damaged
+# copy, metrics over HTTP, usage errors and exit codes; then the README
+# walkthrough, extracted from README.md and run as written.  One line per
+# check; the last line counts them.  Run from the build directory (make
+# test does).
+set -u
+B=$(pwd)
+S="$B/synctl"
+TOP=$(cd "$B/.." && pwd)
+D=$(mktemp -d "${TMPDIR:-/tmp}/synctl-test.XXXXXX")
+SRV=
+trap '[ -n "$SRV" ] && kill $SRV 2>/dev/null; rm -rf "$D"' EXIT INT TERM
+cd "$D"
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok: $1"; }
+bad() { fail=$((fail + 1)); echo "FAILED: $1"; [ -f out ] && sed 's/^/  | /' out | head -20; }
+# check NAME COMMAND...: the command succeeds (output in ./out)
+check() {
+  name=$1; shift
+  if "$@" > out 2>&1; then ok "$name"; else bad "$name"; fi
+}
+# status NAME WANT COMMAND...: the command exits with WANT
+status() {
+  name=$1; want=$2; shift 2
+  "$@" > out 2>&1
+  got=$?
+  if [ "$got" = "$want" ]; then ok "$name"; else echo "  exit $got, wanted $want" >> out; bad "$name"; fi
+}
+has() { grep -q -- "$1" out; } # has TEXT: ./out contains it
+
+# --- help and usage -------------------------------------------------
+check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
+all_help=0
+for c in init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync stats; do
+  "$S" $c --help > h.out 2>&1 && grep -q "^SYNOPSIS" h.out && grep -q "^EXIT STATUS" h.out || all_help=1
+  "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
+done
+if [ $all_help = 0 ]; then ok "every command has --help and the same help page"; else bad "every command has --help"; fi
+check "docs/SYNCTL.md holds every help page as printed" python3 -c "
+import subprocess
+doc = open('$TOP/docs/SYNCTL.md').read()
+for c in 'init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync stats help'.split():
+    page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
+    assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
+"
+status "a missing argument is a usage error (2)" 2 "$S" put a.db
+has "Try 'synctl help put'" && ok "a usage error points at the help page" || bad "usage error points at help"
+status "an unknown command is a usage error (2)" 2 "$S" frobnicate
+status "a missing database fails (1)" 1 "$S" dump nosuch.db t
+has "nosuch.db: no such database" && ok "and says so" || bad "missing database message"
+
+# --- create, write, read --------------------------------------------
+check "init with --table" "$S" init a.db --table notes:text title:text:notnull body:text n:integer score:real blob:blob
+status "init refuses an existing file" 1 "$S" init a.db --table x:text y:text
+status "init refuses an unknown type (2)" 2 "$S" init z.db --table t:text c:decimal
+check "put a row" "$S" put a.db notes k1 title=hello "body=two words" n=3 score=1.5 blob=00ff10
+check "put another" "$S" put a.db notes k2 title=world n=NULL
+status "put into a missing column fails (1)" 1 "$S" put a.db notes k3 nosuch=1
+has "synctl: put: a.db: table 'notes' has no column 'nosuch' (columns: title, body, n, score, blob)" \
+  && ok "and names the columns" || bad "missing column message"
+status "put without a notnull column fails" 1 "$S" put a.db notes k4 n=5
+has "column 'title' of 'notes' is notnull" && ok "and names the column" || bad "notnull message"
+status "put a word into an integer column fails" 1 "$S" put a.db notes k5 title=x n=many
+has "column 'n' of 'notes' is integer, not 'many'" && ok "and says which type it wants" || bad "type message"
+status "put into a missing table fails" 1 "$S" put a.db nosuch k title=x
+has "no table 'nosuch' (tables: notes)" && ok "and lists the tables" || bad "missing table message"
+check "get prints typed values" sh -c "$S get a.db notes k1 > out && grep -q '^title  hello$' out && grep -q '^body   two words$' out && grep -q '^n      3$' out && grep -q '^score  1.5$' out && grep -q '^blob   00ff10$' out"
+check "get --json" sh -c "$S get a.db notes k2 --json > out && grep -qx '{\"key\":\"k2\",\"title\":\"world\",\"body\":null,\"n\":null,\"score\":null,\"blob\":null}' out"
+check "put on an existing row keeps the other columns" sh -c "$S put a.db notes k1 n=4 && $S get a.db notes k1 > out && grep -q '^title  hello$' out && grep -q '^n      4$' out"
+check "\\NULL stores the text NULL" sh -c "$S put a.db notes k3 'title=\\NULL' && $S get a.db notes k3 > out && grep -q '^title  NULL$' out && grep -q '^body   NULL$' out"
+status "get of a missing row exits 3" 3 "$S" get a.db notes nope
+check "del" "$S" del a.db notes k3
+status "del of a missing row exits 3" 3 "$S" del a.db notes k3
+check "dump is aligned with a header" sh -c "$S dump a.db notes > out && head -1 out | grep -q '^key  title  body       n     score  blob\$' && grep -q '^k2   world  NULL       NULL  NULL   NULL\$' out && [ \$(wc -l < out) = 3 ]"
+check "log shows the delete" sh -c "$S log a.db > out && grep -q 'k3 .* deleted' out && grep -q 'k1 .* live' out"
+check "log --since skips older versions" sh -c "$S log a.db --since 3 > out && ! grep -q ' k2 ' out && grep -q ' k3 ' out"
+check "vv names this replica" sh -c "$S vv a.db > out && grep -q '(this replica)' out"
+check "schema prints a schema file" sh -c "$S schema a.db > schema.txt && grep -q '^table notes text\$' schema.txt && grep -q '^  title text notnull\$' schema.txt"
+
+# --- dump and load round trip ----------------------------------------
+check "init from a schema file" "$S" init b.db --schema schema.txt
+check "dump --json | load" sh -c "$S dump a.db notes --json > rows.jsonl && $S load b.db notes rows.jsonl > out && grep -q 'loaded 2 rows' out"
+check "the loaded copy has the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest b.db)\" ]"
+printf '{"key":"j1","title":"esc \\"q\\" \\u00e9 \\n"}\n{"key":"j2","title":"x","n":"seven"}\n' > badrows.jsonl
+status "a bad JSON line stops the load" 1 "$S" load b.db notes badrows.jsonl --batch 1
+has "badrows.jsonl:2: column 'n' is integer" && ok "and names the line and the column" || bad "load error message"
+check "rows before the bad line's batch stay loaded" sh -c "$S get b.db notes j1 --json > out && grep -q 'esc \\\\\"q\\\\\" é \\\\n' out"
+check "load from stdin" sh -c "echo '{\"key\":\"s1\",\"title\":\"from stdin\",\"score\":2}' | $S load b.db notes - && $S get b.db notes s1 > out && grep -q '^score  2.0\$' out"
+check "add-column" sh -c "$S add-column b.db notes tag:text > out && $S schema b.db | grep -q '^  tag text\$'"
+status "a notnull column cannot be added" 1 "$S" add-column b.db notes must:text:notnull
+
+# --- sync between two files -------------------------------------------
+check "init c.db" "$S" init c.db --schema schema.txt
+check "sync two files" sh -c "$S sync c.db a.db > out && grep -q '^synced with a.db: received 3 rows' out"
+check "both files have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest c.db)\" ] && [ \"\$($S digest a.db notes)\" = \"\$($S digest c.db notes)\" ]"
+status "files with other schemas do not sync" 1 "$S" sync c.db b.db
+has "schemas differ" && ok "and says the schemas differ" || bad "schema mismatch message"
+check "peers lists the other file" sh -c "$S peers a.db > out && grep -q '^1 peer' out"
+check "a dry run writes nothing" sh -c "$S put a.db notes d1 title=dry && $S sync c.db a.db --dry-run > out && grep -q 'would insert 1' out && $S sync c.db a.db --dry-run > out && grep -q 'would insert 1' out && ! $S get c.db notes d1 > /dev/null 2>&1"
+check "--pull only receives" sh -c "$S put c.db notes p1 title=push-me && $S sync c.db a.db --pull > out && grep -q 'sent 0 rows' out && ! $S get a.db notes p1 > /dev/null 2>&1"
+check "--push sends" sh -c "$S sync c.db a.db --push > out && $S get a.db notes p1 > /dev/null"
+
+check "--tables limits the sync to those tables" sh -c "
+cat > two.txt <<'SCHEMA'
+# two tables
+table readings text
+  temp real
+table settings integer
+  value text notnull
+SCHEMA
+$S init t1.db --schema two.txt > /dev/null && $S init t2.db --schema two.txt > /dev/null &&
+$S put t1.db readings r1 temp=20.5 && $S put t1.db settings 7 value=seven &&
+$S sync t2.db t1.db --tables settings > out && $S get t2.db settings 7 > /dev/null &&
+! $S get t2.db readings r1 > /dev/null 2>&1 &&
+[ \"\$($S digest t1.db settings)\" = \"\$($S digest t2.db settings)\" ] &&
+[ \"\$($S digest t1.db readings)\" != \"\$($S digest t2.db readings)\" ]"
+status "--tables with an unknown table fails" 1 "$S" sync t2.db t1.db --tables nope
+
+# --- conflicts --------------------------------------------------------
+$S put a.db notes k1 title=from-a > /dev/null
+$S put c.db notes k1 title=from-c > /dev/null
+check "concurrent writes sync with a conflict" sh -c "$S sync c.db a.db > out && grep -q '1 here' out"
+check "both hold the later write" sh -c "$S get a.db notes k1 | grep -q '^title  from-c\$' && [ \"\$($S digest a.db)\" = \"\$($S digest c.db)\" ]"
+check "conflicts lists it" sh -c "$S conflicts c.db > out && grep -q 'both-modified .*notes .*k1 .*title .*local .*open' out && grep -q '^1 unresolved conflict' out"
+check "conflicts show prints both values" sh -c "$S conflicts c.db show 1 > out && grep -q 'local:  from-c' out && grep -q 'remote: from-a' out"
+check "conflicts resolve" sh -c "$S conflicts c.db resolve 1 > out && $S conflicts c.db > out && grep -q '^0 unresolved conflicts' out && $S conflicts c.db list --all | grep -q resolved"
+status "resolving a missing conflict exits 3" 3 "$S" conflicts c.db resolve 99
+check "resolve-all" sh -c "$S conflicts a.db resolve-all > out && grep -q 'marked 1 conflict resolved' out"
+
+# --- gc ---------------------------------------------------------------
+check "a delete replicates and gc collects it" sh -c "$S del a.db notes k2 && $S sync c.db a.db > /dev/null && $S sync c.db a.db > /dev/null && $S gc c.db > out && grep -q 'collected [1-9][0-9]* tombstones*; 0 kept' out && ! $S get c.db notes k2 >/dev/null 2>&1"
+
+# --- serve and sync over loopback -------------------------------------
+cat > creds <<CREDS
+# token   rights
+good      read=* write=*
+reader    read=notes
+CREDS
+"$S" serve a.db 127.0.0.1:0 --credentials creds --port-file port \
+  --metrics 127.0.0.1:0 --metrics-port-file mport > serve.log 2>&1 &
+SRV=$!
+i=0
+while { [ ! -s port ] || [ ! -s mport ]; } && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+A=127.0.0.1:$(cat port)
+M=127.0.0.1:$(cat mport)
+check "init e.db" "$S" init e.db --schema schema.txt
+check "sync over TCP" sh -c "$S sync e.db $A --token good > out && grep -q \"^synced with $A\" out"
+check "the server's file and the client have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"
+status "a bad token is refused (1)" 1 "$S" sync e.db "$A" --token wrong
+has "refused" && ok "and says it was refused" || bad "refused message"
+check "a read-only token sends nothing" sh -c "$S put e.db notes r1 title=x && $S sync e.db $A --token reader > out && grep -q 'sent 0 rows' out && ! $S get a.db notes r1 > /dev/null 2>&1"
+check "metrics over HTTP" sh -c "$S stats $M > out && grep -q '^# TYPE sync_sessions_total counter' out && grep -q '^sync_sessions_total 3' out && grep -q '^sync_session_seconds{quantile=\"0.99\"}' out && grep -q '^sync_sessions_failed_total 1' out"
+check "metrics with curl-like GET /metrics" python3 -c "
+import socket
+s = socket.create_connection(('127.0.0.1', $(cat mport)))
+s.sendall(b'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n')
+d = b''
+while True:
+    b = s.recv(65536)
+    if not b: break
+    d += b
+head, body = d.split(b'\r\n\r\n', 1)
+assert head.startswith(b'HTTP/1.0 200'), head
+assert b'version=0.0.4' in head
+assert int([l for l in head.split(b'\r\n') if l.lower().startswith(b'content-length')][0].split(b':')[1]) == len(body)
+assert b'sync_commits_total' in body
+"
+check "an unknown path is 404" python3 -c "
+import socket
+s = socket.create_connection(('127.0.0.1', $(cat mport)))
+s.sendall(b'GET /nope HTTP/1.0\r\n\r\n')
+d = s.recv(65536)
+assert d.startswith(b'HTTP/1.0 404'), d
+"
+kill $SRV; wait $SRV; SRV=
+check "serve logged sessions and stopped with its digest" sh -c "grep -q 'received 0 rows, sent' serve.log && grep -q 'session ended' serve.log && grep -q 'stopped; digest' serve.log"
+
+# --- stats and verify -------------------------------------------------
+check "stats of a file" sh -c "$S stats a.db > out && grep -q '^notes ' out && grep -q '^peers  *2' out"
+check "verify a healthy database" sh -c "$S verify a.db > out && grep -q ': sound\$' out"
+check "make a damaged copy" python3 -c "
+d = bytearray(open('a.db', 'rb').read())
+m = b'push-me'
+i = d.find(m); n = 0
+while i >= 0:
+    d[i + 2] ^= 0x01; n += 1; i = d.find(m, i + 1)
+assert n >= 1
+open('bad.db', 'wb').write(d)
+"
+status "verify a damaged copy exits 1" 1 "$S" verify bad.db
+has "fails its checksum" && has "^damaged: " && ok "and names the damaged row" || bad "damage message"
+check "the original still verifies" "$S" verify a.db
+
+# --- progress on a terminal only -------------------------------------
+python3 -c '
+for i in range(5000):
+    print("{\"key\":\"row-%05d\",\"title\":\"t%d\",\"n\":%d}" % (i, i, i))
+' > big.jsonl
+"$S" init big.db --schema schema.txt > /dev/null
+"$S" init big2.db --schema schema.txt > /dev/null
+check "load 5000 rows in batches" sh -c "$S load big.db notes big.jsonl --batch 700 > out && grep -q 'loaded 5000 rows' out"
+cat > onatty.py <<'PY'
+import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdout=s, stderr=s)
+os.close(s)
+out = b''
+while True:
+    try:
+        b = os.read(m, 65536)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+sys.stdout.buffer.write(out)
+assert p.wait() == 0
+assert b'\r\x1b[K' in out and b'/5000 rows (' in out and b'rows/s' in out
+assert b'synced with big.db: received 5000 rows' in out.split(b'\r\x1b[K')[-1]
+PY
+check "a progress line on a terminal, then the summary" python3 onatty.py "$S" sync big2.db big.db
+check "no progress line into a pipe" sh -c "$S put big.db notes row-00001 title=changed && $S sync big2.db big.db > out && ! tr '\r' '@' < out | grep -q @ && [ \$(wc -l < out) = 1 ]"
+
+# --- the README walkthrough, as written -------------------------------
+mkdir walk
+sed -n '/<!-- synctl-walkthrough begin -->/,/<!-- synctl-walkthrough end -->/p' "$TOP/README.md" |
+  sed -e '1,2d' -e '$d' | sed '$d' > walk/walk.sh
+check "README walkthrough runs as written" sh -c "cd walk && [ -s walk.sh ] && PATH=\"$B:\$PATH\" sh -e walk.sh > ../out 2>&1 && grep -q '^sync_sessions_total 1\$' ../out && grep -q 'sound\$' ../out"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
