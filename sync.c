@@ -5462,9 +5462,13 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   bound += nst * (4 * SX_VARINT_MAX);
   /* Distinct (table, column) pairs, each with the one non-NULL type its
    * values have (SYNC_NULL when all are NULL). */
-  /* A chunk without columns (empty, or tombstones only) leaves e->ec
-   * NULL on a fresh encoder, and qsort must not be handed NULL. */
-  if (nec) qsort(e->ec, nec, sizeof *e->ec, sx_encol_cmp);
+  /* A chunk without columns (empty, or tombstones only) would leave
+   * e->ec NULL on a fresh encoder: qsort must not be handed NULL, nor may
+   * the row loop below do arithmetic on it. */
+  if ((rc = sx_grow(&e->al, (void **)&e->ec, &e->cap_ec, nec + 1,
+                    sizeof(sx_encol))))
+    goto done;
+  qsort(e->ec, nec, sizeof *e->ec, sx_encol_cmp);
   for (i = j = 0; i < nec; i++) {
     if (j && e->ec[j - 1].tid == e->ec[i].tid &&
         e->ec[j - 1].col == e->ec[i].col) {
