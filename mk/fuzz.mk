@@ -20,7 +20,7 @@
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?=
 FZ           := $(B)/fuzz
-FUZZ_TARGETS ?= decode apply
+FUZZ_TARGETS ?= decode apply session
 FZ_TARGETS   := $(FUZZ_TARGETS)
 FZ_H         := $(wildcard tests/fuzz/*.h) sync.h
 FZ_LIBFLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -99,3 +99,8 @@ fuzz-seeds: $(FZ)/gen_corpus
 	rm -f tests/fuzz/corpus/decode/g* tests/fuzz/corpus/decode/dict-frame \
 	  tests/fuzz/corpus/apply/g*
 	$(FZ)/gen_corpus tests/fuzz/corpus/decode tests/fuzz/corpus/apply
+
+# Seeds of the session target: real conversations, recorded.
+$(FZ)/gen_session: tests/fuzz/gen_session.c $(FZ_H) $(B)/sync.o
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) $< $(B)/sync.o $(LIBS) -o $@

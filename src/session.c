@@ -75,7 +75,7 @@ struct sync_session {
   size_t hdr_len, need; /* need: payload + checksum once the header is known */
   sx_buf msg;
   sx_buf ctl;      /* control message being reassembled */
-  int ctl_type;
+  int ctl_type;    /* its type while fragments are coming, else 0 */
   /* output */
   sx_buf out;
   size_t out_pos;
@@ -687,26 +687,33 @@ static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
   unsigned base = type & ~SX_MORE;
   int rc;
   s->st.messages_received++;
+  if (s->ctl_type && (int)base != s->ctl_type)
+    return sx_sess_fail(s, SYNC_EPROTO, "fragments of two messages mixed");
   if (base == SX_M_DATA) {
     if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
     return sx_dispatch(s, base, b, n);
   }
   if (base < SX_M_HELLO || base > SX_M_PLAN)
     return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
-  if (s->ctl.len && (int)base != s->ctl_type)
-    return sx_sess_fail(s, SYNC_EPROTO, "fragments of two messages mixed");
-  if (!(type & SX_MORE) && !s->ctl.len) return sx_dispatch(s, base, b, n);
+  if (!(type & SX_MORE) && !s->ctl_type) return sx_dispatch(s, base, b, n);
   if (n > SX_CTL_MAX - s->ctl.len)
     return sx_sess_fail(s, SYNC_ELIMIT, "a control message over %u bytes",
                         (unsigned)SX_CTL_MAX);
-  if ((rc = sx_buf_reserve(&s->ctl, n)))
-    return sx_sess_fail(s, rc, "out of memory");
-  memcpy(s->ctl.p + s->ctl.len, b, n);
-  s->ctl.len += n;
-  s->ctl_type = (int)base;
+  if (n) {
+    if ((rc = sx_buf_reserve(&s->ctl, n)))
+      return sx_sess_fail(s, rc, "out of memory");
+    memcpy(s->ctl.p + s->ctl.len, b, n);
+    s->ctl.len += n;
+  }
+  s->ctl_type = (int)base; /* a message is open until its last fragment */
   if (type & SX_MORE) return 0;
-  rc = sx_dispatch(s, base, s->ctl.p, s->ctl.len);
-  s->ctl.len = 0;
+  s->ctl_type = 0;
+  {
+    static const unsigned char none[1] = {0};
+    size_t len = s->ctl.len;
+    s->ctl.len = 0;
+    rc = sx_dispatch(s, base, len ? s->ctl.p : none, len);
+  }
   return rc;
 }
 

@@ -1,0 +1,166 @@
+/*
+ * gen_session.c - seeds for fuzz_session: real conversations recorded as
+ * the client side's bytes (pull, push and both; dry run; a refused
+ * credential), each written in the target's raw mode and, message by
+ * message, in its framed mode.  The recording server has the fuzz
+ * server's site id and schema, so the requests name it.
+ *   gen_session DIR
+ */
+#include "fuzz_world.h"
+
+static uint64_t gs_now = 1700000000000ull;
+
+static void gs_open(fz_rep *r, const char *path, uint8_t site) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->path, sizeof r->path, "%s", path);
+  memset(r->site, site, 16);
+  r->now = &gs_now;
+  fz_remove_db(path);
+  FZ_OK(sync_env_create(NULL, &r->env));
+  FZ_OK(sync_env_set_random(r->env, fz_random, r));
+  FZ_OK(sync_env_set_clock(r->env, fz_clock, r));
+  FZ_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
+  FZ_OK(sync_env_set_schema(r->env, fz_tables, FZ_NTABLES));
+  FZ_OK(sync_env_open(r->env, path, 0));
+}
+
+static void gs_rows(fz_rep *r, const char *prefix, unsigned n) {
+  sync_txn *x;
+  unsigned i;
+  FZ_OK(sync_txn_begin(r->env, 0, &x));
+  for (i = 0; i < n; i++) {
+    char key[32];
+    sync_value v[6];
+    snprintf(key, sizeof key, "%s%02u", prefix, i);
+    v[0] = sync_int(i);
+    v[1] = sync_real(i / 4.0);
+    v[2] = sync_text(prefix, strlen(prefix));
+    v[3] = sync_null();
+    v[4] = sync_null();
+    v[5] = sync_int(7);
+    FZ_OK(sync_put(x, 0, key, strlen(key), v, 6));
+  }
+  FZ_OK(sync_txn_commit(x));
+}
+
+typedef struct gs_tape {
+  unsigned char b[1 << 16];
+  size_t n;
+} gs_tape;
+
+/* Move a's output to b, recording it when tape is set. */
+static size_t gs_move(sync_session *a, sync_session *b, gs_tape *tape) {
+  unsigned char buf[4096];
+  size_t total = 0;
+  while (sync_session_want_write(a)) {
+    sync_outbuf out = {buf, sizeof buf, 0};
+    sync_inbuf in;
+    int64_t n = sync_session_send(a, &out);
+    if (n <= 0) break;
+    if (tape && tape->n + (size_t)n <= sizeof tape->b) {
+      memcpy(tape->b + tape->n, buf, (size_t)n);
+      tape->n += (size_t)n;
+    }
+    in.ptr = buf;
+    in.size = (size_t)n;
+    in.pos = 0;
+    sync_session_recv(b, &in);
+    total += (size_t)n;
+  }
+  return total;
+}
+
+static void gs_write(const char *dir, const char *name, const void *p,
+                     size_t n) {
+  char path[512];
+  FILE *f;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  f = fopen(path, "wb");
+  if (!f || fwrite(p, 1, n, f) != n || fclose(f)) FZ_BUG("cannot write %s", path);
+}
+
+/* The framed form: each message of the tape as (type, len, payload);
+ * messages of more than 255 payload bytes end the list. */
+static size_t gs_framed(const gs_tape *t, unsigned char *out) {
+  size_t i = 0, o = 0;
+  out[o++] = 1;
+  while (i + 2 <= t->n) {
+    unsigned type = t->b[i];
+    uint64_t len = 0;
+    unsigned shift = 0;
+    size_t j = i + 1;
+    while (j < t->n && (t->b[j] & 0x80)) len |= (uint64_t)(t->b[j++] & 0x7f) << shift, shift += 7;
+    if (j >= t->n) break;
+    len |= (uint64_t)t->b[j++] << shift;
+    if (len > 255 || j + len + 4 > t->n) break;
+    out[o++] = (unsigned char)type;
+    out[o++] = (unsigned char)len;
+    memcpy(out + o, t->b + j, (size_t)len);
+    o += (size_t)len;
+    i = j + (size_t)len + 4;
+  }
+  return o;
+}
+
+static void gs_session(const char *dir, const char *name, int mode, int dry,
+                       const char *cred, int level) {
+  fz_rep srv, dev;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  static gs_tape tape;
+  static unsigned char raw[1 + sizeof tape.b], framed[1 + sizeof tape.b];
+  char fname[128];
+  unsigned rounds = 0;
+  gs_open(&srv, "/tmp/gen-session-srv.db", 0x5e);
+  gs_open(&dev, "/tmp/gen-session-dev.db", 0xd1);
+  gs_rows(&srv, "s", 20);
+  gs_rows(&dev, "d", 12);
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.mode = mode;
+  co.dry_run = dry;
+  co.credential = cred;
+  co.credential_len = strlen(cred);
+  co.chunk_rows = 5;
+  co.level = level;
+  so.server = 1;
+  so.max_message = 256; /* small messages: the framed form holds them all */
+  so.chunk_rows = 7;
+  FZ_OK(sync_session_create(dev.env, &co, &c));
+  FZ_OK(sync_session_create(srv.env, &so, &s));
+  tape.n = 0;
+  while (rounds++ < 10000 &&
+         !(sync_session_status(c) && sync_session_status(s))) {
+    size_t moved = gs_move(c, s, &tape);
+    moved += gs_move(s, c, NULL);
+    if (!moved) break;
+  }
+  sync_session_free(c);
+  sync_session_free(s);
+  raw[0] = 0;
+  memcpy(raw + 1, tape.b, tape.n);
+  snprintf(fname, sizeof fname, "g-%s-raw", name);
+  gs_write(dir, fname, raw, tape.n + 1);
+  raw[0] = 2 * 6; /* fragments of 7 bytes */
+  snprintf(fname, sizeof fname, "g-%s-raw7", name);
+  gs_write(dir, fname, raw, tape.n + 1);
+  snprintf(fname, sizeof fname, "g-%s-framed", name);
+  gs_write(dir, fname, framed, gs_framed(&tape, framed));
+  sync_env_close(srv.env);
+  sync_env_close(dev.env);
+  fz_remove_db(srv.path);
+  fz_remove_db(dev.path);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: gen_session DIR\n");
+    return 2;
+  }
+  gs_session(argv[1], "pull", SYNC_PULL, 0, "token", 0);
+  gs_session(argv[1], "push", SYNC_PUSH, 0, "token", 0);
+  gs_session(argv[1], "both", SYNC_BOTH, 0, "token", 3);
+  gs_session(argv[1], "dry", SYNC_BOTH, 1, "token", 0);
+  gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0);
+  return 0;
+}
