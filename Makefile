@@ -10,6 +10,8 @@
 #                        NO_SQLITE=1 builds it without the SQLite peer)
 #   make amalgamation    regenerate sync.c from src/
 #   make install         PREFIX=/usr/local DESTDIR=
+#   make cross-deps / cross / cross-test ARCH=aarch64|armhf|s390x, and
+#   make size            cross builds, qemu runs, footprint: mk/cross.mk
 #   make clean
 
 CC      ?= cc
