@@ -15,6 +15,8 @@
 #   make fuzz            libFuzzer targets, FUZZ_SECONDS each (mk/fuzz.mk)
 #   make amalgamation    regenerate sync.c from src/
 #   make install         PREFIX=/usr/local DESTDIR=
+#   make cross-deps / cross / cross-test ARCH=aarch64|armhf|s390x, and
+#   make size            cross builds, qemu runs, footprint: mk/cross.mk
 #   make clean
 
 CC      ?= cc
