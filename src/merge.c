@@ -1171,6 +1171,10 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
         r->ncols > d->ncols - r->col0 || r->ncols > SYNC_MAX_COLUMNS)
       return SYNC_EINVAL;
     if (!(r->cl & 1) && r->ncols) return SYNC_EINVAL;
+    /* No history reaches 2^62 deletes and re-inserts; a larger causal
+     * length would let one row win forever and wrap at the next local
+     * delete. */
+    if (r->cl > (UINT64_C(1) << 62)) return SYNC_EINVAL;
     /* What sync_put refuses (sx_check_key), apply refuses too. */
     if (s->tables[r->tid].key_type == SYNC_INTEGER && r->klen != 8)
       return SYNC_EINVAL;
@@ -1184,6 +1188,10 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
       if (c->col < tb->ncols && c->v.type != SYNC_NULL &&
           c->v.type != tb->cols[c->col].type)
         return SYNC_ETYPE;
+      /* NOT NULL is part of the schema hash: only a forged chunk breaks it. */
+      if (c->col < tb->ncols && c->v.type == SYNC_NULL &&
+          (tb->cols[c->col].flags & SYNC_COL_NOTNULL))
+        return SYNC_ECONSTRAINT;
       if ((c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) &&
           ((uintptr_t)c->v.data > d->arena.len ||
            c->v.len > d->arena.len - (uintptr_t)c->v.data))
