@@ -59,8 +59,8 @@ CROSS_CPP := $(CPPFLAGS_ALL) $(CROSS_INC)
 CROSS_LINK := -L$(CROSS_LIBDIR)
 CROSS_STATIC_LIBS := -static $(CROSS_LINK) $(LIBS) -lpthread
 CROSS_TESTLIBS := $(if $(wildcard $(CROSS_LIBDIR)/libcmocka.a),\
-  -static $(CROSS_LINK) $(LIBS) -lcmocka -lpthread,\
-  $(CROSS_LINK) -Wl,-Bstatic $(LIBS) -Wl,-Bdynamic -lcmocka -lpthread)
+  -static $(CROSS_LINK) $(LIBS) -lcmocka -lpthread -lm,\
+  $(CROSS_LINK) -Wl,-Bstatic $(LIBS) -Wl,-Bdynamic -lcmocka -lpthread -lm)
 # The bench links SQLite when the target has its static archive; without
 # it the SQLite peer is left out (bench/bench.h, BENCH_HAVE_SQLITE).
 CROSS_BENCH_SQLITE := $(if $(wildcard $(CROSS_LIBDIR)/libsqlite3.a),-lsqlite3,-DBENCH_NO_SQLITE)
