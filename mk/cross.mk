@@ -70,6 +70,8 @@ CROSS_T_SRC := $(patsubst tests/%.c,$(CB)/t-src/%,$(TESTS))
 CROSS_T_AMAL := $(patsubst tests/%.c,$(CB)/t-amal/%,$(PUB_TESTS))
 CROSS_TESTS := $(CROSS_T_SRC) $(CROSS_T_AMAL) $(CB)/single/single_header
 CROSS_EXAMPLES := $(patsubst examples/%.c,$(CB)/%,$(wildcard examples/*.c))
+# The server and the device need a peer: cross-test runs the quickstart.
+CROSS_RUN_EXAMPLES := $(CB)/quickstart
 
 # A named, supported ARCH and its cross gcc, before anything is built.
 cross-check:
@@ -134,7 +136,8 @@ $(CB)/bench: $(BENCH_C) bench/*.h sync.h $(CB)/libsync.a $(CB)/bench.cfg
 # pthread_create hangs under that mix.  The closing line is the one
 # `make test` prints.
 CROSS_QEMU := $(CROSS_QEMU_$(ARCH)) -L /usr/$(CT) \
-  -E LD_LIBRARY_PATH=/usr/$(CT)/lib:$(abspath $(CB)/lib)
+  -E LD_LIBRARY_PATH=/usr/$(CT)/lib:$(abspath $(CB)/lib) \
+  -E SYNC_VECTORS=$(abspath tests/vectors)
 
 cross-test: cross
 	@command -v $(CROSS_QEMU_$(ARCH)) >/dev/null || \
@@ -142,7 +145,7 @@ cross-test: cross
 	@rm -rf $(CB)/lib && mkdir -p $(CB)/lib && \
 	  { [ -f $(CROSS_LIBDIR)/libcmocka.a ] || cp -L $(CROSS_LIBDIR)/libcmocka.so.0 $(CB)/lib/; }
 	@rm -rf $(CB)/scratch; pass=0; fail=0; failed=""; start=$$(date +%s); \
-	for t in $(CROSS_TESTS) $(CROSS_EXAMPLES); do \
+	for t in $(CROSS_TESTS) $(CROSS_RUN_EXAMPLES); do \
 	  d=$(CB)/scratch/$$(echo $$t | sed 's|^$(CB)/||; s|/|-|g'); mkdir -p $$d; \
 	  case $$t in $(CB)/t-*|$(CB)/single/*) args= ;; *) args=$$(basename $$t).db ;; esac; \
 	  echo "=== $(ARCH) $$t"; t0=$$(date +%s); \
