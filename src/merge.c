@@ -48,7 +48,7 @@ static int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
   return memcmp(sa, sb, SX_SITE_LEN);
 }
 
-static int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb) {
+SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb) {
   if (va != vb) return va < vb ? -1 : 1;
   return sa < sb ? -1 : sa > sb;
 }
@@ -79,7 +79,7 @@ static int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p) {
  * acked version, u32 acked seq, u16 klen, key.  All little-endian. */
 #define SX_PEER_FIXED 39
 
-static int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
+SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
   sx_slice v;
   int rc;
   memset(p, 0, sizeof *p);

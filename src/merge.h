@@ -74,6 +74,10 @@ struct sync_delta {
   sx_buf arena;
 };
 
+/* Order of log positions (version, seq). */
+SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
+/* The peer record of site: 0, SYNC_NOTFOUND, or SYNC_ECORRUPT. */
+SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
 /* A new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 /* Grow array *p of elem-byte items to hold need items (doubling). */

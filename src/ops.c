@@ -10,15 +10,6 @@ SYNC_API int sync_env_stats(sync_env *env, sync_stats *out) {
   return 0;
 }
 
-static int sx_poscmp2(uint64_t av, uint32_t as, uint64_t bv, uint32_t bs) {
-  if (av != bv) return av < bv ? -1 : 1;
-  return as < bs ? -1 : as > bs;
-}
-
-/* Peer record (docs/FORMAT.md): u8 mode, u64 version, u32 seq, u64 v0,
- * u32 table, u64 acked version, u32 acked seq, u16 klen, key. */
-#define SX_OPS_PEER_FIXED 39
-
 SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
                             size_t *n) {
   sync_env *env;
@@ -31,7 +22,6 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
   env = x->env;
   if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
   for (;; op = SX_NEXT) {
-    size_t klen;
     k.p = NULL;
     k.n = 0;
     rc = sx_cur_get(env->st, c, op, &k, &v);
@@ -40,27 +30,27 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
       break;
     }
     if (rc) break;
-    if (k.n != SX_SITE_LEN || v.n < SX_OPS_PEER_FIXED) {
-      rc = sx_fail(env, SYNC_ECORRUPT, "peer record damaged");
-      break;
-    }
-    klen = (size_t)v.p[37] | ((size_t)v.p[38] << 8);
-    if ((v.p[0] & 0x7f) > 1 || v.n != SX_OPS_PEER_FIXED + klen) {
+    if (k.n != SX_SITE_LEN) {
       rc = sx_fail(env, SYNC_ECORRUPT, "peer record damaged");
       break;
     }
     if (cnt < cap) {
       sync_peer_info *p = &out[cnt];
+      sx_peer pr;
+      if ((rc = sx_peer_get(x, k.p, &pr))) {
+        rc = sx_fail(env, rc, "peer record damaged");
+        break;
+      }
       memset(p, 0, sizeof *p);
       memcpy(p->site, k.p, SX_SITE_LEN);
-      p->initial = (v.p[0] & 0x7f) == 1;
-      p->partial = v.p[0] >> 7;
-      p->version = sx_get_le64(v.p + 1);
-      p->seq = sx_get_le32(v.p + 9);
-      p->v0 = sx_get_le64(v.p + 13);
-      p->table = sx_get_le32(v.p + 21);
-      p->acked_version = sx_get_le64(v.p + 25);
-      p->acked_seq = sx_get_le32(v.p + 33);
+      p->initial = pr.cur.mode == SX_MODE_INITIAL;
+      p->partial = pr.tainted;
+      p->version = pr.cur.version;
+      p->seq = pr.cur.seq;
+      p->v0 = pr.cur.v0;
+      p->table = pr.cur.tid;
+      p->acked_version = pr.acked_version;
+      p->acked_seq = pr.acked_seq;
     }
     cnt++;
   }
@@ -93,7 +83,7 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
       ver = sx_get_be64(k.p);
       seq = sx_get_be32(k.p + 8);
       for (i = 0; i < m; i++)
-        if (sx_poscmp2(ver, seq, out[i].acked_version, out[i].acked_seq) > 0)
+        if (sx_poscmp(ver, seq, out[i].acked_version, out[i].acked_seq) > 0)
           out[i].tombstones_pending++;
     }
     sx_cur_close(c);
