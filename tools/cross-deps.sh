@@ -66,8 +66,8 @@ for arch in "$@"; do
   d=$(debarch "$arch")
   pkgs=$(target_pkgs "$d")
   sysroot="$build/cross-$arch/sysroot"
-  # libsqlite3-dev wants libc-dev:ARCH, which the cross gcc's
-  # libc6-dev-*-cross provides in its own directory; -s tries the set.
+  # -s tries the whole set first (libsqlite3-dev pulls libc6-dev:ARCH
+  # too); for s390x apt cannot resolve libzstd1 nor linux-libc-dev.
   if apt-get install -s --no-install-recommends $pkgs >/dev/null 2>&1; then
     echo "cross-deps: $arch: multiarch packages ($d)"
     $APT_INSTALL $pkgs
