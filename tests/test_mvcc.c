@@ -230,6 +230,15 @@ static void *reader_main(void *arg) {
     uint64_t v0, v1, d0 = 0, d1 = 0;
     int rc;
     memset(&w, 0, sizeof w);
+    if (g_growing) {
+      /* A writer waits for the map to grow, which needs a moment with no
+       * transaction open: hold back (up to 50 ms) until it has grown. */
+      int k;
+      for (k = 0; k < 50 && atomic_load(&g_want_gap); k++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+      }
+    }
     if ((rc = sync_txn_begin(sh->a, SYNC_TXN_RDONLY, &txn))) {
       thread_fail(who, sync_strerror(rc));
       break;
