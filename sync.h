@@ -191,7 +191,10 @@ SYNC_API int64_t sync_key_int_decode(const unsigned char in[8]);
 
 /* Column flags */
 #define SYNC_COL_NOTNULL 0x1u /* NULL is refused with SYNC_ECONSTRAINT */
-#define SYNC_COL_LOCAL 0x2u   /* kept on this device, never replicated */
+#define SYNC_COL_LOCAL 0x2u   /* kept on this device, never replicated:
+                                 never sent, and a peer's value for it
+                                 (a peer whose schema does not mark it
+                                 local) is ignored */
 
 typedef struct sync_column_def {
   const char *name; /* 1..63 bytes, unique in its table */

@@ -1227,15 +1227,77 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                const sync_apply_opts *ao,
                                sync_apply_report *rep);
 
+/* Columns this replica keeps local (SYNC_COL_LOCAL, not part of the
+ * schema hash, so a peer may see them as replicated) never take a
+ * remote value: *out becomes a copy of d without them, or stays NULL
+ * when d carries none (or is malformed: the apply reports that).  The
+ * copy shares d's arena, sites and vector: free only its rows, columns
+ * and itself. */
+static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
+                          const sync_delta *d, sync_delta **out) {
+  sync_delta *c;
+  size_t i, j, k = 0;
+  int any = 0;
+  *out = NULL;
+  if (sx_delta_check(d, s)) return 0;
+  for (i = 0; i < d->nrows && !any; i++) {
+    const sx_table *tb = &s->tables[d->rows[i].tid];
+    for (j = 0; j < d->rows[i].ncols; j++) {
+      unsigned col = d->cols[d->rows[i].col0 + j].col;
+      if (col < tb->ncols && (tb->cols[col].flags & SYNC_COL_LOCAL)) any = 1;
+    }
+  }
+  if (!any) return 0;
+  c = (sync_delta *)sx_malloc(al, sizeof *c);
+  if (!c) return SYNC_ENOMEM;
+  *c = *d;
+  c->rows = (sx_drow *)sx_malloc(al, d->nrows * sizeof(sx_drow));
+  c->cols = (sx_dcol *)sx_malloc(al, (d->ncols ? d->ncols : 1) * sizeof(sx_dcol));
+  if (!c->rows || !c->cols) {
+    sx_free(al, c->rows);
+    sx_free(al, c->cols);
+    sx_free(al, c);
+    return SYNC_ENOMEM;
+  }
+  c->caprows = d->nrows;
+  c->capcols = d->ncols;
+  for (i = 0; i < d->nrows; i++) {
+    const sx_table *tb = &s->tables[d->rows[i].tid];
+    c->rows[i] = d->rows[i];
+    c->rows[i].col0 = k;
+    for (j = 0; j < d->rows[i].ncols; j++) {
+      const sx_dcol *dc = &d->cols[d->rows[i].col0 + j];
+      if (dc->col < tb->ncols && (tb->cols[dc->col].flags & SYNC_COL_LOCAL))
+        continue;
+      c->cols[k++] = *dc;
+    }
+    c->rows[i].ncols = k - c->rows[i].col0;
+  }
+  c->ncols = k;
+  *out = c;
+  return 0;
+}
+
 /* The apply, timed and counted for the stats (not dry runs). */
 SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                    const sync_apply_opts *ao,
                                    sync_apply_report *rep) {
   sync_apply_report dummy;
   uint64_t t0 = sx_now_ns(), t1;
+  sync_delta *strip = NULL;
   int rc;
   if (!rep) rep = &dummy;
-  rc = sx_delta_apply_opts(x, d, ao, rep);
+  if (x && d && x->env->schema &&
+      (rc = sx_strip_local(&x->env->al, x->env->schema, d, &strip))) {
+    memset(rep, 0, sizeof *rep);
+    return rc;
+  }
+  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep);
+  if (strip) {
+    sx_free(&x->env->al, strip->rows);
+    sx_free(&x->env->al, strip->cols);
+    sx_free(&x->env->al, strip);
+  }
   t1 = sx_now_ns();
   if (!rc && !(ao && (ao->policy & SYNC_APPLY_DRY_RUN))) {
     sx_stats *st = &x->env->stats;

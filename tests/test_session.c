@@ -869,6 +869,51 @@ static void test_filter_local_policy(void **state) {
   mu_close(&dev);
 }
 
+/* A column that is local on the server but replicated on the device
+ * (the flag is not part of the schema hash): the server's own value is
+ * never overwritten by the device's. */
+static const sync_column_def ss_rcols[2] = {
+    {"n", SYNC_INTEGER, 0},
+    {"here", SYNC_TEXT, 0},
+};
+static const sync_table_def ss_rtables[1] = {{"l", SYNC_TEXT, ss_rcols, 2}};
+
+static void test_local_column_kept(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  uint8_t id[16];
+  sync_txn *x;
+  sync_value v[2];
+  (void)state;
+  mu_site(id, 0x51);
+  mu_open_schema(&srv, "sess-srv.db", id, &now, 0, ss_ltables, 1);
+  mu_site(id, 0xd1);
+  mu_open_schema(&dev, "sess-dev.db", id, &now, 0, ss_rtables, 1);
+  TU_OK(sync_txn_begin(srv.env, 0, &x));
+  v[0] = sync_int(1);
+  v[1] = sync_text("server's own", 12);
+  TU_OK(sync_put(x, 0, "row", 3, v, 2));
+  TU_OK(sync_txn_commit(x));
+  now += 10;
+  TU_OK(sync_txn_begin(dev.env, 0, &x));
+  v[0] = sync_int(2);
+  v[1] = sync_text("from the device", 15);
+  TU_OK(sync_put(x, 0, "row", 3, v, 2));
+  TU_OK(sync_put(x, 0, "new", 3, v, 2));
+  TU_OK(sync_txn_commit(x));
+  assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, NULL), 1);
+  TU_OK(sync_txn_begin(srv.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_get(x, 0, "row", 3, v, 2));
+  assert_int_equal(v[0].i, 2); /* the replicated column merged */
+  assert_int_equal(v[1].len, 12);
+  assert_memory_equal(v[1].data, "server's own", 12);
+  TU_OK(sync_get(x, 0, "new", 3, v, 2));
+  assert_int_equal(v[1].type, SYNC_NULL);
+  sync_txn_abort(x);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
 /* Reopen r's file as it is (mu_open_schema would start it afresh). */
 static void ss_reopen(mu_rep *r) {
   TU_OK(sync_env_create(NULL, &r->env));
@@ -946,6 +991,7 @@ int main(void) {
       cmocka_unit_test(test_retry_and_breaker),
       cmocka_unit_test(test_filter_local_policy),
       cmocka_unit_test(test_stale_peer),
+      cmocka_unit_test(test_local_column_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
