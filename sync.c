@@ -724,7 +724,7 @@ static void sx_pf(sx_pw *w, const char *fmt, ...) {
   char *at = w->len < w->cap ? w->buf + w->len : NULL;
   size_t room = w->len < w->cap ? w->cap - w->len : 0;
   va_start(ap, fmt);
-  n = vsnprintf(at, room, fmt, ap);
+  n = vsnprintf(at, room, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
   va_end(ap);
   if (n > 0) w->len += (size_t)n;
 }
@@ -5231,7 +5231,7 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_free(&x->env->al, strip);
   }
   t1 = sx_now_ns();
-  if (!rc && !(ao && (ao->policy & SYNC_APPLY_DRY_RUN))) {
+  if (!rc && x && !(ao && (ao->policy & SYNC_APPLY_DRY_RUN))) {
     sx_stats *st = &x->env->stats;
     sx_stats_add(st, SX_ST_APPLIES, 1);
     sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);
@@ -6895,7 +6895,8 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
           const unsigned char *x = sx_rbytes(&r, (size_t)len);
           if (!x) goto fail;
           c->v.len = (size_t)len;
-          c->v.data = (const void *)(uintptr_t)(size_t)(x - b);
+          /* An offset into the arena, as chunks keep their values. */
+          c->v.data = (const void *)(uintptr_t)(size_t)(x - b); /* NOLINT(performance-no-int-to-ptr) */
           break;
         }
         default: /* a column the table section says no row carries */
@@ -7289,7 +7290,7 @@ struct sync_session {
  * Failure
  * ------------------------------------------------------------------- */
 static void sx_sess_msg(sync_session *s, const char *fmt, va_list ap) {
-  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
 }
 
 static int sx_msg_put(sync_session *s, unsigned type, const unsigned char *p,
@@ -8186,7 +8187,7 @@ SYNC_API int sync_session_run(sync_session *s, const sync_transport *t) {
   unsigned char buf[16384];
   int st;
   if (!s || !t || !t->send || !t->recv) return SYNC_EINVAL;
-  while ((st = sync_session_status(s)) == 0) {
+  while (sync_session_status(s) == 0) {
     if (sync_session_want_write(s)) {
       sync_outbuf out;
       size_t off = 0;

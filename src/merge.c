@@ -1299,7 +1299,7 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_free(&x->env->al, strip);
   }
   t1 = sx_now_ns();
-  if (!rc && !(ao && (ao->policy & SYNC_APPLY_DRY_RUN))) {
+  if (!rc && x && !(ao && (ao->policy & SYNC_APPLY_DRY_RUN))) {
     sx_stats *st = &x->env->stats;
     sx_stats_add(st, SX_ST_APPLIES, 1);
     sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);

@@ -93,7 +93,7 @@ struct sync_session {
  * Failure
  * ------------------------------------------------------------------- */
 static void sx_sess_msg(sync_session *s, const char *fmt, va_list ap) {
-  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
 }
 
 static int sx_msg_put(sync_session *s, unsigned type, const unsigned char *p,
@@ -990,7 +990,7 @@ SYNC_API int sync_session_run(sync_session *s, const sync_transport *t) {
   unsigned char buf[16384];
   int st;
   if (!s || !t || !t->send || !t->recv) return SYNC_EINVAL;
-  while ((st = sync_session_status(s)) == 0) {
+  while (sync_session_status(s) == 0) {
     if (sync_session_want_write(s)) {
       sync_outbuf out;
       size_t off = 0;

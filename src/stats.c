@@ -181,7 +181,7 @@ static void sx_pf(sx_pw *w, const char *fmt, ...) {
   char *at = w->len < w->cap ? w->buf + w->len : NULL;
   size_t room = w->len < w->cap ? w->cap - w->len : 0;
   va_start(ap, fmt);
-  n = vsnprintf(at, room, fmt, ap);
+  n = vsnprintf(at, room, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
   va_end(ap);
   if (n > 0) w->len += (size_t)n;
 }
