@@ -3951,6 +3951,9 @@ SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
  * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
 SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
 SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
+/* codec.c: the allocator a names (libc when NULL); SYNC_EINVAL for a
+ * partial one. */
+SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al);
 /* codec.c: body bytes of the last frame dec decoded. */
 SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
 #define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
@@ -5171,6 +5174,11 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
   size_t i, j, k = 0;
   int any = 0;
   *out = NULL;
+  for (i = 0; i < s->ntables && !any; i++)
+    for (j = 0; j < s->tables[i].ncols; j++)
+      if (s->tables[i].cols[j].flags & SYNC_COL_LOCAL) any = 1;
+  if (!any) return 0; /* the common case: the apply checks d itself */
+  any = 0;
   if (sx_delta_check(d, s)) return 0;
   for (i = 0; i < d->nrows && !any; i++) {
     const sx_table *tb = &s->tables[d->rows[i].tid];
@@ -5840,8 +5848,6 @@ struct sync_encoder {
   /* scratch, kept between frames */
   size_t *order;
   size_t cap_order;
-  uint64_t *stamps; /* (site << 48 | index) sorted keys, see sx_stamp_key */
-  size_t cap_stamps;
   struct sx_encol *ec;
   size_t cap_ec;
 };
@@ -5859,7 +5865,7 @@ typedef struct sx_stampv {
   uint64_t hlc;
 } sx_stampv;
 
-static int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
+SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
   if (!a) {
     sx_alloc_default(al);
     return 0;
@@ -5931,7 +5937,6 @@ SYNC_API void sync_encoder_free(sync_encoder *e) {
   sx_buf_free(&e->body);
   sx_buf_free(&e->frame);
   sx_free(&al, e->order);
-  sx_free(&al, e->stamps);
   sx_free(&al, e->ec);
   sx_free(&al, e);
 }
@@ -8244,12 +8249,7 @@ SYNC_API int sync_retry_create(const sync_allocator *alloc,
   sx_alloc al;
   if (!out) return SYNC_EINVAL;
   *out = NULL;
-  if (alloc) {
-    if (!alloc->malloc || !alloc->realloc || !alloc->free) return SYNC_EINVAL;
-    al.a = *alloc;
-  } else {
-    sx_alloc_default(&al);
-  }
+  if (sx_alloc_from(alloc, &al)) return SYNC_EINVAL;
 #ifdef SYNC_OMIT_DEFAULT_SLEEP
   if (!o || !o->sleep) return SYNC_EINVAL;
 #endif

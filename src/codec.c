@@ -81,8 +81,6 @@ struct sync_encoder {
   /* scratch, kept between frames */
   size_t *order;
   size_t cap_order;
-  uint64_t *stamps; /* (site << 48 | index) sorted keys, see sx_stamp_key */
-  size_t cap_stamps;
   struct sx_encol *ec;
   size_t cap_ec;
 };
@@ -100,7 +98,7 @@ typedef struct sx_stampv {
   uint64_t hlc;
 } sx_stampv;
 
-static int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
+SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
   if (!a) {
     sx_alloc_default(al);
     return 0;
@@ -172,7 +170,6 @@ SYNC_API void sync_encoder_free(sync_encoder *e) {
   sx_buf_free(&e->body);
   sx_buf_free(&e->frame);
   sx_free(&al, e->order);
-  sx_free(&al, e->stamps);
   sx_free(&al, e->ec);
   sx_free(&al, e);
 }

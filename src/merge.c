@@ -1239,6 +1239,11 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
   size_t i, j, k = 0;
   int any = 0;
   *out = NULL;
+  for (i = 0; i < s->ntables && !any; i++)
+    for (j = 0; j < s->tables[i].ncols; j++)
+      if (s->tables[i].cols[j].flags & SYNC_COL_LOCAL) any = 1;
+  if (!any) return 0; /* the common case: the apply checks d itself */
+  any = 0;
   if (sx_delta_check(d, s)) return 0;
   for (i = 0; i < d->nrows && !any; i++) {
     const sx_table *tb = &s->tables[d->rows[i].tid];

@@ -89,6 +89,9 @@ SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
  * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
 SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
 SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
+/* codec.c: the allocator a names (libc when NULL); SYNC_EINVAL for a
+ * partial one. */
+SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al);
 /* codec.c: body bytes of the last frame dec decoded. */
 SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
 #define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)

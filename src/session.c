@@ -1047,12 +1047,7 @@ SYNC_API int sync_retry_create(const sync_allocator *alloc,
   sx_alloc al;
   if (!out) return SYNC_EINVAL;
   *out = NULL;
-  if (alloc) {
-    if (!alloc->malloc || !alloc->realloc || !alloc->free) return SYNC_EINVAL;
-    al.a = *alloc;
-  } else {
-    sx_alloc_default(&al);
-  }
+  if (sx_alloc_from(alloc, &al)) return SYNC_EINVAL;
 #ifdef SYNC_OMIT_DEFAULT_SLEEP
   if (!o || !o->sleep) return SYNC_EINVAL;
 #endif
