@@ -2288,6 +2288,7 @@ struct sync_txn {
   uint64_t *gccl;    /* per table: largest causal length collected (gc) */
   int gccl_ok;       /* gccl loaded (NULL then means all zero) */
   sx_buf changed;    /* (table, key) of changed rows, for on_change */
+  sx_buf fpbuf;      /* scratch of sx_row_fp */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
@@ -2361,6 +2362,25 @@ SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
                                 const unsigned char *lk, size_t lkn,
                                 const unsigned char *v, size_t vn,
                                 unsigned *tid, sx_slice *key);
+/* Fingerprints of one stored row (docs/FORMAT.md, "Fingerprints").
+ * *content hashes what sync_digest covers (key and the values of the
+ * replicated columns); *meta hashes that plus the causal length and every
+ * stamp (as site ids, so equal rows hash equal on every replica), for
+ * range repair.  A tombstone has neither: both are 0 and the call
+ * returns 0 (a live row returns 1).  Needs the site table (loaded on
+ * demand), so it can fail with a storage error. */
+SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
+                           size_t klen, const sx_row *r, uint64_t *content,
+                           uint64_t *meta);
+/* A table's sums, mod 2^64, of the content and meta fingerprints of its
+ * live rows, and their count. */
+typedef struct sx_tsum {
+  uint64_t content, meta, live;
+} sx_tsum;
+SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
+/* The hash of a key that places it in repair's hash-prefix tree. */
+SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
+                                  size_t klen);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
@@ -2828,6 +2848,7 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sx_buf_init(&x->changed, &env->al);
   sx_buf_init(&x->conflicts, &env->al);
   sx_buf_init(&x->cpend, &env->al);
+  sx_buf_init(&x->fpbuf, &env->al);
   if ((rc = sx_txn_begin(env->st, x->rdonly, &x->t))) {
     sx_free(&env->al, x);
     return sx_fail(env, rc, "cannot begin a transaction: %s",
@@ -2895,6 +2916,7 @@ static void sx_txn_free(sync_txn *x) {
   sx_buf_free(&x->changed);
   sx_buf_free(&x->conflicts);
   sx_buf_free(&x->cpend);
+  sx_buf_free(&x->fpbuf);
   sx_free(al, x->sites);
   sx_free(al, x->gccl);
   sx_free(al, x);
@@ -3716,6 +3738,114 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
   memcpy(x->sites[x->nsites], id, SX_SITE_LEN);
   *out = x->nsites++;
   return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Fingerprints.  Both hashes run over a small buffer built per row:
+ * content: var klen, key, then per replicated column j of the schema
+ *          holding a non-NULL value: var j, u8 tag, payload;
+ * meta:    var klen, key, var causal length, var hlc + 16-byte site of
+ *          its stamp, then per replicated column j written: var j, var
+ *          hlc + 16-byte site of its stamp, u8 tag, payload.
+ * Base stamps and local versions are left out: they differ between
+ * replicas that hold the same row.
+ * ------------------------------------------------------------------- */
+#define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
+#define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
+#define SX_FP_SEED_KEY UINT64_C(0x73796e632d6b3031)     /* "sync-k01" */
+
+SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
+                                  size_t klen) {
+  return sx_hash64(key, klen, SX_FP_SEED_KEY + tid);
+}
+
+SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
+                           size_t klen, const sx_row *r, uint64_t *content,
+                           uint64_t *meta) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned char *p, *m;
+  size_t need;
+  unsigned j;
+  int rc;
+  *content = *meta = 0;
+  if (!(r->cl & 1)) return 0;
+  if ((rc = sx_sites_load(x))) return rc;
+  /* Our own buffer: the caller may hold the row being stored in x->enc. */
+  need = 2 * (SX_VARINT_MAX + klen) + 2 * SX_VARINT_MAX + SX_SITE_LEN;
+  for (j = 0; j < r->ncols; j++)
+    if (r->cols[j].st != SX_NOSTAMP)
+      need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 1 +
+              sx_payload_size(&r->cols[j].v);
+  if ((rc = sx_buf_reserve(&x->fpbuf, need))) return rc;
+  p = x->fpbuf.p;
+  p = sx_wv(p, klen);
+  memcpy(p, key, klen);
+  p += klen;
+  for (j = 0; j < tb->ncols && j < r->ncols; j++) {
+    const sx_rcol *c = &r->cols[j];
+    if (c->st == SX_NOSTAMP || c->v.type == SYNC_NULL) continue;
+    if (tb->cols[j].flags & SYNC_COL_LOCAL) continue;
+    p = sx_wv(p, j);
+    *p++ = (unsigned char)c->v.type;
+    p += sx_payload_put(p, &c->v);
+  }
+  *content = sx_hash64(x->fpbuf.p, (size_t)(p - x->fpbuf.p), SX_FP_SEED_CONTENT);
+  m = p;
+  p = sx_wv(p, klen);
+  memcpy(p, key, klen);
+  p += klen;
+  p = sx_wv(p, r->cl);
+  p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
+  if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
+  memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  for (j = 0; j < r->ncols; j++) {
+    const sx_rcol *c = &r->cols[j];
+    const sx_stamp *s;
+    if (c->st == SX_NOSTAMP) continue;
+    if (j < tb->ncols && (tb->cols[j].flags & SYNC_COL_LOCAL)) continue;
+    s = &r->stamps[c->st];
+    if (s->site >= x->nsites) return SYNC_ECORRUPT;
+    p = sx_wv(p, j);
+    p = sx_wv(p, s->hlc);
+    memcpy(p, x->sites[s->site], SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *p++ = (unsigned char)c->v.type;
+    p += sx_payload_put(p, &c->v);
+  }
+  *meta = sx_hash64(m, (size_t)(p - m), SX_FP_SEED_META);
+  return 1;
+}
+
+SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  int rc, op = SX_FIRST;
+  memset(out, 0, sizeof *out);
+  if ((rc = sx_scratch(x))) return rc;
+  if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
+  for (;;) {
+    uint64_t hc, hm;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
+    if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
+    rc = 0;
+    if (!(x->old.cl & 1)) continue;
+    out->content += hc;
+    out->meta += hm;
+    out->live++;
+  }
+  sx_cur_close(c);
+  return rc;
 }
 
 static int sx_stamp_out(sync_txn *x, const sx_row *r, unsigned idx,

@@ -83,6 +83,7 @@ struct sync_txn {
   uint64_t *gccl;    /* per table: largest causal length collected (gc) */
   int gccl_ok;       /* gccl loaded (NULL then means all zero) */
   sx_buf changed;    /* (table, key) of changed rows, for on_change */
+  sx_buf fpbuf;      /* scratch of sx_row_fp */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
@@ -156,6 +157,25 @@ SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
                                 const unsigned char *lk, size_t lkn,
                                 const unsigned char *v, size_t vn,
                                 unsigned *tid, sx_slice *key);
+/* Fingerprints of one stored row (docs/FORMAT.md, "Fingerprints").
+ * *content hashes what sync_digest covers (key and the values of the
+ * replicated columns); *meta hashes that plus the causal length and every
+ * stamp (as site ids, so equal rows hash equal on every replica), for
+ * range repair.  A tombstone has neither: both are 0 and the call
+ * returns 0 (a live row returns 1).  Needs the site table (loaded on
+ * demand), so it can fail with a storage error. */
+SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
+                           size_t klen, const sx_row *r, uint64_t *content,
+                           uint64_t *meta);
+/* A table's sums, mod 2^64, of the content and meta fingerprints of its
+ * live rows, and their count. */
+typedef struct sx_tsum {
+  uint64_t content, meta, live;
+} sx_tsum;
+SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
+/* The hash of a key that places it in repair's hash-prefix tree. */
+SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
+                                  size_t klen);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
