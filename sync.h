@@ -305,8 +305,22 @@ SYNC_API void sync_env_close(sync_env *env);
  * SYNC_EIO, SYNC_EINVAL. */
 SYNC_API int sync_env_sync(sync_env *env);
 
-/* This replica's 16-byte site id.  Errors: SYNC_EINVAL (not open). */
+/* This replica's 16-byte site id.  It changes when the replica finds it
+ * is a copy (sync_site_renew).  Errors: SYNC_EINVAL (not open). */
 SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
+
+/* Take a new site id, in write transaction txn, with no other transaction
+ * of env open.  For a replica restored from a backup or copied from
+ * another's file: its writes since the last position a peer acknowledged
+ * are its own and move to the new id; older ones keep the old id, now an
+ * ordinary site of the fleet.  The library does it by itself when it can
+ * tell: sync_env_open when the file is not the one last opened for
+ * writing at that path (another device and inode), a session when the
+ * peer holds a log of this replica that is not this file's (it then ends
+ * with SYNC_ESTALE: sync again).  Rewrites every row that carries a stamp
+ * of this replica.  Errors: SYNC_EINVAL, SYNC_EREADONLY, SYNC_ETXN,
+ * SYNC_EIO (the random source failed), storage errors. */
+SYNC_API int sync_site_renew(sync_txn *txn);
 
 /* A description of the last failure on env (what differed, which native
  * call failed); "" when none.  Owned by env, valid until its next call.
@@ -564,6 +578,10 @@ typedef struct sync_apply_report {
   int cursor_moved;   /* the chunk continued the run: cursor advanced */
   int vector_raised;  /* the run reached the last chunk */
   uint64_t refused;   /* rows refused by sync_apply_opts (never applied) */
+  uint64_t collected; /* rows this replica held live that an initial
+                         stream showed the sender had deleted and whose
+                         tombstones it had collected: deleted here too
+                         (not rows of the chunk: not in rows or deleted) */
 } sync_apply_report;
 
 /* Apply chunk d in the write transaction txn, together with the sender's

@@ -25,7 +25,7 @@
 
 #define SX_FMAGIC0 0xd5
 #define SX_FMAJOR 1
-#define SX_FMINOR 0
+#define SX_FMINOR 1
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
@@ -649,6 +649,17 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
       pstamp = rst;
     }
   }
+  /* Minor 1: the chunk's history section. */
+  {
+    size_t at = (size_t)(p - e->body.p);
+    e->body.len = at;
+    if ((rc = sx_buf_reserve(&e->body, 1 + 8 + SX_VARINT_MAX))) goto done;
+    p = e->body.p + at;
+    *p++ = d->complete ? 1 : 0;
+    sx_put_le64(p, d->mark.id);
+    p += 8;
+    p = sx_wv(p, d->mark.start);
+  }
   e->body.len = (size_t)(p - e->body.p);
   if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
 done:
@@ -837,7 +848,7 @@ SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c) {
 
 /* Decode the body [b, b + n) into a new delta. */
 static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
-                          int newer_minor, sync_delta **out) {
+                          unsigned minor, sync_delta **out) {
   sx_rd r;
   sync_delta *d;
   const unsigned char *q;
@@ -1150,8 +1161,17 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
       d->nrows++;
     }
   }
+  if (minor >= 1) {
+    /* The history section: u8 flags (1 complete), u64 mark id, var mark
+     * start. */
+    q = sx_rbytes(&r, 9);
+    if (!q || (q[0] & ~1u)) goto fail;
+    d->complete = q[0] & 1;
+    d->mark.id = sx_get_le64(q + 1);
+    d->mark.start = sx_rv(&r);
+  }
   /* A newer minor version may append sections a reader skips. */
-  if (r.bad || (r.p != r.end && !newer_minor)) goto fail;
+  if (r.bad || (r.p != r.end && minor <= SX_FMINOR)) goto fail;
   *out = d;
   return 0;
 fail:
@@ -1259,7 +1279,7 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
 #endif
   }
   dec->last_raw = raw;
-  return sx_decode_body(dec, body, raw, minor > SX_FMINOR, out);
+  return sx_decode_body(dec, body, raw, minor, out);
 }
 
 SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec) {

@@ -196,8 +196,10 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
       (rc = sx_dbi_open(env->st, t, "sx.log", 1, &env->log)) ||
       (rc = sx_dbi_open(env->st, t, "sx.vv", 1, &env->vv)) ||
       (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)))
+      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)))
     return rc;
+  env->epochs_ok = 1;
   /* Eight bytes of a binary record, its NUL included: not a C string. */
   memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
   sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
@@ -260,6 +262,10 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
     return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
                    "%s: internal store missing", path);
+  /* Files of storage format 1 have no epochs until opened for writing. */
+  rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->epochs_ok = rc == 0;
   for (i = 0; i < s->ntables; i++) {
     char name[16];
     sx_tname(name, i);
@@ -271,11 +277,246 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   return 0;
 }
 
+/* ---------------------------------------------------------------------
+ * Epochs and site renewal.  sx.epochs: key u64 BE (2^64 - 1 - start
+ * version), so that a range search from a version finds the epoch holding
+ * it; value u64 LE id, u64 LE the state HLC when it began.  meta "ident":
+ * u64 LE device, u64 LE inode of the file when it was last opened for
+ * writing.
+ * ------------------------------------------------------------------- */
+static void sx_epoch_key(unsigned char *k, uint64_t start) {
+  sx_put_be64(k, UINT64_MAX - start);
+}
+
+/* The epoch holding version v: 0 with *start, *id, *hlc set, or
+ * SYNC_NOTFOUND. */
+static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, uint64_t *start,
+                       uint64_t *id, uint64_t *hlc) {
+  sx_scur *c;
+  sx_slice k, val;
+  unsigned char key[8];
+  int rc;
+  if (!env->epochs_ok) return SYNC_NOTFOUND;
+  if ((rc = sx_cur_open(env->st, t, env->epochs, &c))) return rc;
+  sx_epoch_key(key, v);
+  k.p = key;
+  k.n = 8;
+  rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &val);
+  if (rc == 0 && (k.n != 8 || val.n != 16)) rc = SYNC_ECORRUPT;
+  if (rc == 0) {
+    *start = UINT64_MAX - sx_get_be64(k.p);
+    *id = sx_get_le64(val.p);
+    *hlc = sx_get_le64(val.p + 8);
+  }
+  sx_cur_close(c);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out) {
+  uint64_t hlc;
+  int rc;
+  memset(out, 0, sizeof *out);
+  if (!v) return 0;
+  rc = sx_epoch_at(x->env, x->t, v, &out->start, &out->id, &hlc);
+  if (rc == SYNC_NOTFOUND) {
+    memset(out, 0, sizeof *out);
+    return 0;
+  }
+  return rc;
+}
+
+SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
+  sx_mark here;
+  int rc;
+  if (v > x->base_version)
+    return sx_fail(x->env, SYNC_ESTALE,
+                   "a peer holds this replica's log up to version %llu, but "
+                   "it ends at %llu: it was restored from a backup or copied",
+                   (unsigned long long)v, (unsigned long long)x->base_version);
+  if (!m->id) return 0; /* a view from before epochs: nothing to compare */
+  if ((rc = sx_mark_of(x, v, &here))) return rc;
+  if (here.id != m->id || here.start != m->start)
+    return sx_fail(x->env, SYNC_ESTALE,
+                   "a peer holds this replica's log up to version %llu in "
+                   "another history (epoch %016llx from version %llu, here "
+                   "%016llx): this file was restored from a backup or copied",
+                   (unsigned long long)v, (unsigned long long)m->id,
+                   (unsigned long long)m->start, (unsigned long long)here.id);
+  return 0;
+}
+
+/* Rewrite the stamps of this replica's own site in every row: those up
+ * to hlc t go to site index k (the old id), later ones stay at 0 (the new
+ * id).  Neither the versions nor the log change. */
+static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
+  sync_env *env = x->env;
+  unsigned tid;
+  int rc = 0;
+  for (tid = 0; tid < env->schema->ntables && !rc; tid++) {
+    sx_scur *c;
+    sx_slice kk, v;
+    int op = SX_FIRST;
+    if ((rc = sx_table_cursor(x, tid, &c))) break;
+    for (;;) {
+      unsigned char key[SYNC_MAX_KEY];
+      size_t klen, size;
+      unsigned i;
+      int any = 0;
+      kk.p = NULL;
+      kk.n = 0;
+      rc = sx_cur_get(env->st, c, op, &kk, &v);
+      op = SX_NEXT;
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
+        break;
+      }
+      if (rc) break;
+      if ((rc = sx_row_decode(v.p, v.n, kk.p, kk.n, &x->old))) break;
+      for (i = 0; i < x->old.nstamps; i++)
+        if (x->old.stamps[i].site == 0 && x->old.stamps[i].hlc <= t) {
+          x->old.stamps[i].site = k;
+          any = 1;
+        }
+      if (!any) continue;
+      klen = kk.n;
+      memcpy(key, kk.p, klen);
+      size = sx_row_size(&x->old);
+      if ((rc = sx_buf_reserve(&x->enc, size))) break;
+      sx_row_encode(&x->old, key, klen, x->enc.p, size);
+      if ((rc = sx_cur_put(env->st, c, key, klen, x->enc.p, size,
+                           SX_CUR_CURRENT))) {
+        x->failed = 1;
+        break;
+      }
+      kk.p = key;
+      kk.n = klen;
+    }
+  }
+  return rc;
+}
+
+/* Take a new site id.  This replica's writes with stamps up to hlc t keep
+ * the old id (now an ordinary site, held up to t), later ones move to the
+ * new id: they are this copy's own, unknown to the rest of the fleet
+ * under the old id. */
+static int sx_site_renew(sync_txn *x, uint64_t t) {
+  sync_env *env = x->env;
+  uint8_t old[SX_SITE_LEN], nid[SX_SITE_LEN];
+  unsigned char kb[4], vb[8];
+  uint32_t k, i;
+  int rc, tries;
+  if ((rc = sx_scratch(x)) || (rc = sx_sites_load(x))) return rc;
+  memcpy(old, env->site, SX_SITE_LEN);
+  for (tries = 0;; tries++) {
+    int clash = 0;
+    if (tries == 8 || env->random(env->random_ctx, nid, SX_SITE_LEN) != 0)
+      return sx_fail(env, SYNC_EIO,
+                     "the random source failed to give a new site id");
+    for (i = 0; i < x->nsites; i++)
+      if (!memcmp(x->sites[i], nid, SX_SITE_LEN)) clash = 1;
+    if (!clash) break;
+  }
+  /* The old id gets the next index, the new one index 0. */
+  if ((rc = sx_site_index(x, old, 0, &k)) || k != 0)
+    return rc ? rc : SYNC_ECORRUPT;
+  sx_put_be32(kb, 0);
+  if ((rc = sx_put(env->st, x->t, env->sites, kb, 4, nid, SX_SITE_LEN, 0)))
+    goto fail;
+  memcpy(x->sites[0], nid, SX_SITE_LEN);
+  memcpy(env->site, nid, SX_SITE_LEN);
+  if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
+  if ((rc = sx_relabel_rows(x, k, t))) goto fail;
+  sx_put_be32(kb, k);
+  sx_put_le64(vb, t);
+  if (t && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
+  if ((rc = sx_put(env->st, x->t, env->meta, "site", 4, nid, SX_SITE_LEN, 0)))
+    goto fail;
+  x->dirty = 1;
+  return 0;
+fail:
+  x->failed = 1;
+  memcpy(env->site, old, SX_SITE_LEN);
+  return rc;
+}
+
+SYNC_API int sync_site_renew(sync_txn *x) {
+  sync_env *env;
+  uint64_t t, start, id, hlc, v;
+  sx_slice pk, pv;
+  sx_scur *c;
+  int rc, op = SX_FIRST;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  env = x->env;
+  /* The writes the fleet may know under the old id: those before the
+   * epoch that follows the last position any peer acknowledged (peer
+   * record: u64 LE acked version at offset 25).  Later epochs began after
+   * that; on a copy they hold this copy's writes alone. */
+  v = 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
+  for (;;) {
+    pk.p = NULL;
+    pk.n = 0;
+    rc = sx_cur_get(env->st, c, op, &pk, &pv);
+    op = SX_NEXT;
+    if (rc) break;
+    if (pv.n >= 33 && sx_get_le64(pv.p + 25) > v) v = sx_get_le64(pv.p + 25);
+  }
+  sx_cur_close(c);
+  if (rc != SYNC_NOTFOUND) return rc;
+  t = x->hlc_last;
+  rc = sx_epoch_at(env, x->t, v, &start, &id, &hlc);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  {
+    /* Walk back from the newest epoch to the first after v's. */
+    uint64_t from = rc == 0 ? start : 0, probe = x->base_version + 1;
+    while (probe && (rc = sx_epoch_at(env, x->t, probe, &start, &id, &hlc)) == 0 &&
+           start > from) {
+      t = hlc;
+      probe = start - 1;
+    }
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+  }
+  return sx_site_renew(x, t);
+}
+
+/* A writable open: a new epoch from the next version on.  Returns 1 when
+ * the file is not the one last opened here (a copy, or a backup put back
+ * as a new file): it must take a new site id before it writes. */
+static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
+  unsigned char key[8], val[16], idb[16];
+  uint64_t id = 0, dev = 0, ino = 0;
+  sx_slice v;
+  int rc, moved = 0;
+  if (!env->epochs_ok) return 0;
+  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
+  if (rc || v.n != 24) return rc ? rc : SYNC_ECORRUPT;
+  sx_epoch_key(key, sx_get_le64(v.p + 8) + 1);
+  sx_put_le64(val + 8, sx_get_le64(v.p));
+  while (!id)
+    if (env->random(env->random_ctx, &id, sizeof id) != 0)
+      return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
+  sx_put_le64(val, id);
+  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 16, 0))) return rc;
+  rc = sx_store_ident(env->st, &dev, &ino);
+  if (rc == SYNC_ENOTSUP) return 0;
+  if (rc) return rc;
+  rc = sx_get(env->st, t, env->meta, "ident", 5, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  moved = rc == 0 && v.n == 16 &&
+          (sx_get_le64(v.p) != dev || sx_get_le64(v.p + 8) != ino);
+  sx_put_le64(idb, dev);
+  sx_put_le64(idb + 8, ino);
+  if ((rc = sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0))) return rc;
+  return moved;
+}
+
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
   sx_store_opts o;
   sx_stxn *t = NULL;
   size_t entries = 0;
-  int rc;
+  int rc, moved = 0;
   if (!env || !path || env->st ||
       (flags & ~(SYNC_OPEN_RDONLY | SYNC_OPEN_NOCREATE)))
     return SYNC_EINVAL;
@@ -308,9 +549,19 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
     rc = sx_env_load(env, t, path);
   }
   if (rc) goto fail;
+  if (!o.rdonly && (rc = moved = sx_open_history(env, t, path)) < 0) goto fail;
   rc = sx_txn_commit(env->st, t);
   t = NULL;
   if (rc) goto fail;
+  if (moved == 1) {
+    /* A copy: every write it holds is one the original holds too. */
+    sync_txn *x;
+    if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
+    rc = sx_site_renew(x, x->hlc_last);
+    if (rc) sync_txn_abort(x);
+    else rc = sync_txn_commit(x);
+    if (rc) goto fail;
+  }
   return 0;
 fail:
   if (t) sx_txn_abort(env->st, t);

@@ -43,6 +43,9 @@ struct sync_env {
   sx_dbi meta, sites, log;
   sx_dbi tdbi[SYNC_MAX_TABLES];
   sx_dbi vv, peers, conflicts;
+  sx_dbi epochs;   /* history marks (db.c, "Epochs") */
+  int epochs_ok;   /* the store exists (files of older versions may lack
+                      it until opened for writing) */
   uint8_t site[SX_SITE_LEN];
   char errmsg[256];
   int native;
@@ -176,6 +179,20 @@ SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The hash of a key that places it in repair's hash-prefix tree. */
 SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
                                   size_t klen);
+/* Epochs: every writable open starts one, a random id for the versions
+ * it writes from the next one on.  (epoch id, start version) marks a
+ * position of this replica's log in its history: a peer holding a mark
+ * this replica does not have at that position holds the log of another
+ * copy of this file (one restored from a backup, or cloned). */
+typedef struct sx_mark {
+  uint64_t id, start; /* id 0: no mark (unknown) */
+} sx_mark;
+/* The mark of version v of this replica's log (id 0 when none). */
+SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
+/* Does a peer's view of this replica's log, "held up to version v, with
+ * mark m", fit this replica's history?  0 if so, SYNC_ESTALE (with the
+ * message set) if not, or a storage error. */
+SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);

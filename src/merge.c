@@ -97,14 +97,24 @@ SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
   p->acked_seq = sx_get_le32(v.p + 33);
   p->cur.klen = (size_t)v.p[37] | ((size_t)v.p[38] << 8);
   if (p->cur.mode > SX_MODE_INITIAL || p->cur.klen > SYNC_MAX_KEY ||
-      v.n != SX_PEER_FIXED + p->cur.klen)
+      (v.n != SX_PEER_FIXED + p->cur.klen &&
+       v.n != SX_PEER_FIXED + p->cur.klen + 16))
     return SYNC_ECORRUPT;
   memcpy(p->cur.key, v.p + SX_PEER_FIXED, p->cur.klen);
+  if (v.n == SX_PEER_FIXED + p->cur.klen + 16) {
+    /* The mark, since storage format 2. */
+    p->mark.id = sx_get_le64(v.p + SX_PEER_FIXED + p->cur.klen);
+    p->mark.start = sx_get_le64(v.p + SX_PEER_FIXED + p->cur.klen + 8);
+  }
   return 0;
 }
 
+SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c) {
+  return c->mode == SX_MODE_LOG ? c->version : c->v0;
+}
+
 static int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p) {
-  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY];
+  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16];
   int rc;
   b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0));
   sx_put_le64(b + 1, p->cur.version);
@@ -116,8 +126,10 @@ static int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p) {
   b[37] = (unsigned char)p->cur.klen;
   b[38] = (unsigned char)(p->cur.klen >> 8);
   memcpy(b + SX_PEER_FIXED, p->cur.key, p->cur.klen);
+  sx_put_le64(b + SX_PEER_FIXED + p->cur.klen, p->mark.id);
+  sx_put_le64(b + SX_PEER_FIXED + p->cur.klen + 8, p->mark.start);
   rc = sx_put(x->env->st, x->t, x->env->peers, site, SX_SITE_LEN, b,
-              SX_PEER_FIXED + p->cur.klen, 0);
+              SX_PEER_FIXED + p->cur.klen + 16, 0);
   if (rc) x->failed = 1;
   return rc;
 }
@@ -210,6 +222,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
   memcpy(r->sender, sender, SX_SITE_LEN);
   r->schema_hash = env->schema->hash;
   r->cur = p.cur;
+  r->mark = p.mark;
   *out = r;
   return 0;
 }
@@ -292,7 +305,7 @@ SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
 static int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
                         const unsigned char *key, size_t klen, const sx_row *r,
                         const uint64_t *rvv, const sync_delta_opts *o,
-                        size_t *bytes) {
+                        int keyed, size_t *bytes) {
   const sx_table *tb = &x->env->schema->tables[tid];
   const sx_stamp *cs = &r->stamps[r->cl_stamp];
   sx_drow *row;
@@ -330,7 +343,10 @@ static int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
     }
     *bytes += 10;
   }
-  if (!need && d->ncols == n0) return 0; /* the requester has it all */
+  /* The requester has it all.  An initial stream still names the row
+   * (key, causal length, stamp): there, a row the receiver holds that the
+   * stream leaves out is one this replica deleted and collected. */
+  if (!need && d->ncols == n0 && !keyed) return 0;
   if ((rc = sx_grow(&d->al, (void **)&d->rows, &d->caprows, d->nrows + 1,
                     sizeof(sx_drow))))
     return rc;
@@ -383,7 +399,7 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     if (d->nrows >= max_rows || bytes >= max_bytes) break;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
     if (rc == 0)
-      rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, o, &bytes);
+      rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, o, 0, &bytes);
     else if (rc == SYNC_NOTFOUND)
       rc = 0; /* a stale entry: the row's current one comes later */
     if (rc) break;
@@ -396,7 +412,7 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
 
 /* Initial pass: the tables in key order, from the cursor on. */
 static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
-                         const sync_delta_opts *o, size_t max_rows,
+                         const sync_delta_opts *o, int all, size_t max_rows,
                          size_t max_bytes) {
   sync_env *env = x->env;
   size_t bytes = 0;
@@ -436,7 +452,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
         return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                        env->schema->tables[d->end.tid].name);
       if ((rc = sx_delta_add(d, x, d->end.tid, k.p, k.n, &x->old, rvv, o,
-                             &bytes)))
+                             all, &bytes)))
         return rc;
       memcpy(d->end.key, k.p, k.n);
       d->end.klen = k.n;
@@ -455,6 +471,8 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   }
   return 0;
 }
+
+static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
 
 SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
                              const sync_delta_opts *opts, sync_delta **out) {
@@ -488,6 +506,11 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
                      (unsigned long long)req->cur.version,
                      (unsigned long long)sx_get_le64(hz.p));
   }
+  /* The requester's view of our log must be our history: a cursor past
+   * our log's end, or in an epoch we do not have there, was made by
+   * another copy of this file. */
+  if ((rc = sx_history_check(x, sx_cursor_version(&req->cur), &req->mark)))
+    return rc;
   if (opts && opts->max_rows) max_rows = opts->max_rows;
   if (opts && opts->max_bytes) max_bytes = opts->max_bytes;
   if ((rc = sx_scratch(x)) || (rc = sx_vv_load(x, &vv))) return rc;
@@ -509,10 +532,16 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   d->schema_hash = env->schema->hash;
   d->start = req->cur;
   if (d->start.mode == SX_MODE_INITIAL ||
-      (d->start.version == 0 && d->start.seq == 0))
-    rc = sx_delta_keys(d, x, rvv, opts, max_rows, max_bytes);
-  else
+      (d->start.version == 0 && d->start.seq == 0)) {
+    /* After a collection whose deletes the requester may lack, a stream
+     * names every row: what it leaves out of its range, the receiver
+     * drops (sx_apply_horizon). */
+    if ((rc = sx_need_complete(x, rvv, &d->complete))) goto done;
+    rc = sx_delta_keys(d, x, rvv, opts, d->complete, max_rows, max_bytes);
+  } else {
     rc = sx_delta_log(d, x, rvv, opts, max_rows, max_bytes);
+  }
+  if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
   if (rc) goto done;
   /* The site table and this replica's vector go with every chunk. */
   d->nsites = x->nsites;
@@ -1324,6 +1353,115 @@ SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
   return sync_delta_apply_opts(x, d, &o, rep);
 }
 
+/* Keys of an initial-stream chunk in strictly increasing (table, key)
+ * order, as sx_delta_keys makes them: only then can what the chunk leaves
+ * out be read as absent at the sender. */
+static int sx_rows_sorted(const sync_delta *d) {
+  size_t i;
+  for (i = 1; i < d->nrows; i++) {
+    const sx_drow *a = &d->rows[i - 1], *b = &d->rows[i];
+    if (a->tid != b->tid ? a->tid > b->tid
+                         : sx_keycmp(d->arena.p + a->koff, a->klen,
+                                     d->arena.p + b->koff, b->klen) >= 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* After an initial-stream chunk: the chunk names every row the sender
+ * held in the key range it covers (start exclusive, end inclusive).  A
+ * live row of ours in that range that the chunk leaves out, and whose
+ * insert the sender's vector covers, is one the sender held, deleted and
+ * collected: it goes here too, as a delete of ours (causal length + 1,
+ * our stamp), so that it reaches replicas still holding the row.  Without
+ * this, the vector this run raises would claim deletes we never got. */
+static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  const sync_delta *d = a->d;
+  uint64_t *svv;
+  unsigned tid, last_tid;
+  size_t j = 0, i;
+  int rc = 0;
+  if (!sx_rows_sorted(d)) return 0;
+  svv = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (x->nsites + 1));
+  if (!svv) return SYNC_ENOMEM;
+  memset(svv, 0, sizeof(uint64_t) * (x->nsites + 1));
+  for (i = 0; i < d->nsites; i++)
+    if (a->smap[i] != SX_NONE && a->smap[i] < x->nsites)
+      svv[a->smap[i]] = d->vv[i];
+  tid = d->start.mode == SX_MODE_INITIAL ? d->start.tid : 0;
+  last_tid = d->end.mode == SX_MODE_INITIAL ? d->end.tid : env->schema->ntables;
+  for (; tid < env->schema->ntables && tid <= last_tid && !rc; tid++) {
+    const unsigned char *lo = NULL, *hi = NULL;
+    size_t lon = 0, hin = 0;
+    sx_scur *cur;
+    sx_slice k, v;
+    int op;
+    if (d->end.mode == SX_MODE_INITIAL && tid == d->end.tid) {
+      if (!d->end.klen) break; /* this table's stream has not started */
+      hi = d->end.key;
+      hin = d->end.klen;
+    }
+    if (d->start.mode == SX_MODE_INITIAL && tid == d->start.tid &&
+        d->start.klen) {
+      lo = d->start.key;
+      lon = d->start.klen;
+    }
+    if (ao && ao->writable && !sx_bit(ao->writable, tid)) continue;
+    if ((rc = sx_table_cursor(x, tid, &cur))) break;
+    k.p = lo;
+    k.n = lon;
+    op = lo ? SX_SET_RANGE : SX_FIRST;
+    for (;;) {
+      unsigned char key[SYNC_MAX_KEY];
+      size_t klen;
+      const sx_stamp *cs;
+      int cmp = 1;
+      rc = sx_cur_get(env->st, cur, op, &k, &v);
+      op = SX_NEXT;
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
+        break;
+      }
+      if (rc) break;
+      if (lo && sx_keycmp(k.p, k.n, lo, lon) <= 0) continue;
+      if (hi && sx_keycmp(k.p, k.n, hi, hin) > 0) break;
+      /* Step the chunk's rows up to this key. */
+      while (j < d->nrows &&
+             (d->rows[j].tid < tid ||
+              (d->rows[j].tid == tid &&
+               (cmp = sx_keycmp(d->arena.p + d->rows[j].koff,
+                                d->rows[j].klen, k.p, k.n)) < 0)))
+        j++;
+      if (j < d->nrows && d->rows[j].tid == tid && cmp == 0) continue;
+      if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) {
+        rc = sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                     env->schema->tables[tid].name);
+        break;
+      }
+      if (!(x->old.cl & 1)) continue;
+      cs = &x->old.stamps[x->old.cl_stamp];
+      if (cs->site >= x->nsites || cs->hlc > svv[cs->site]) continue;
+      a->rep->collected++;
+      if (a->dry) continue;
+      klen = k.n;
+      memcpy(key, k.p, klen);
+      sx_stamp_txn(x);
+      x->nw.nstamps = 0;
+      x->nw.cl = x->old.cl + 1;
+      x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp_local(x));
+      x->nw.ncols = 0;
+      if ((rc = sx_store_row(x, tid, cur, key, klen, 1, 0))) break;
+      /* The cursor still stands on the row it rewrote. */
+      k.p = key;
+      k.n = klen;
+    }
+  }
+  sx_free(&env->al, svv);
+  return rc;
+}
+
 static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                const sync_apply_opts *ao,
                                sync_apply_report *rep) {
@@ -1495,6 +1633,11 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     x->cpend.len = 0;
     rc = 0;
   }
+  /* What an initial stream leaves out of the range it covers, the
+   * sender no longer holds. */
+  if (keyed && d->complete && !d->partial &&
+      (rc = sx_apply_horizon(&a, ao)))
+    goto done;
   if (!a.dry && contiguous) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
@@ -1502,6 +1645,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
       peer.tainted = 0;
     if (d->partial || rep->refused) peer.tainted = 1;
     peer.cur = d->end;
+    peer.mark = d->mark;
     if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
     rep->cursor_moved = 1;
     if (d->last && !peer.tainted) {
@@ -1543,6 +1687,7 @@ SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
   if (rc == SYNC_NOTFOUND) return 0;
   if (rc) return rc;
   memset(&p.cur, 0, sizeof p.cur);
+  memset(&p.mark, 0, sizeof p.mark);
   return sx_peer_put(x, peer, &p);
 }
 
@@ -1633,6 +1778,76 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
   return rc;
 }
 
+/* meta "gcvv": what this replica held when it last collected
+ * tombstones, as (16-byte site id, u64 LE hlc) pairs; every delete it
+ * collected is below it.  A requester whose vector covers it got those
+ * deletes; one whose vector does not may hold rows they removed. */
+static int sx_gcvv_raise(sync_txn *x) {
+  sync_env *env = x->env;
+  uint64_t *vv;
+  unsigned char *b;
+  sx_slice old;
+  uint32_t i;
+  size_t n = 0, j;
+  int rc;
+  if ((rc = sx_vv_load(x, &vv))) return rc;
+  b = (unsigned char *)sx_malloc(&env->al, (size_t)x->nsites * 24);
+  if (!b) {
+    sx_free(&env->al, vv);
+    return SYNC_ENOMEM;
+  }
+  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &old);
+  if (rc && rc != SYNC_NOTFOUND) goto done;
+  for (i = 0; i < x->nsites; i++) {
+    uint64_t h = vv[i];
+    /* Keep what an earlier collection held, if more. */
+    for (j = 0; rc == 0 && j + 24 <= old.n; j += 24)
+      if (!memcmp(old.p + j, x->sites[i], SX_SITE_LEN) &&
+          sx_get_le64(old.p + j + 16) > h)
+        h = sx_get_le64(old.p + j + 16);
+    if (!h) continue;
+    memcpy(b + n, x->sites[i], SX_SITE_LEN);
+    sx_put_le64(b + n + 16, h);
+    n += 24;
+  }
+  rc = sx_put(env->st, x->t, env->meta, "gcvv", 4, b, n, 0);
+  if (rc) x->failed = 1;
+done:
+  sx_free(&env->al, b);
+  sx_free(&env->al, vv);
+  return rc;
+}
+
+/* Must an initial stream to a requester holding rvv (per local site
+ * index) name every row?  Only after a collection whose deletes the
+ * requester may lack. */
+static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out) {
+  sync_env *env = x->env;
+  sx_slice hz, g;
+  size_t j;
+  int rc;
+  *out = 0;
+  rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
+  if (rc == SYNC_NOTFOUND) {
+    *out = 1; /* collected before the vector was kept */
+    return 0;
+  }
+  if (rc) return rc;
+  for (j = 0; j + 24 <= g.n; j += 24) {
+    uint32_t idx;
+    rc = sx_site_index(x, g.p + j, 0, &idx);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc || rvv[idx] < sx_get_le64(g.p + j + 16)) {
+      *out = 1;
+      return 0;
+    }
+  }
+  return 0;
+}
+
 SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
   if (!x || !out) return SYNC_EINVAL;
   return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
@@ -1705,6 +1920,7 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
       }
       if (!rc && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
         x->failed = 1;
+      if (!rc) rc = sx_gcvv_raise(x);
       if (!rc) {
         /* The horizon, for telling peers that come back from behind it
          * that tombstones they needed are gone (SYNC_ESTALE). */

@@ -30,6 +30,7 @@ typedef struct sx_peer {
                        the version vector */
   uint64_t acked_version; /* what the peer holds of this replica */
   uint32_t acked_seq;
+  sx_mark mark;     /* the peer's history mark at the cursor (db.h) */
 } sx_peer;
 
 struct sync_request {
@@ -37,6 +38,8 @@ struct sync_request {
   uint8_t requester[SX_SITE_LEN], sender[SX_SITE_LEN];
   uint64_t schema_hash;
   sx_cursor cur;
+  sx_mark mark; /* the sender's history mark at cur, as the requester
+                   holds it */
   size_t nvv;
   sync_stamp *vv;
 };
@@ -63,6 +66,10 @@ struct sync_delta {
   sx_cursor start, end;
   int last;
   int partial; /* rows were left out (tables, filter): vector not raised */
+  int complete; /* an initial-stream chunk naming every row the sender
+                   held in its key range (sent by a sender that collected
+                   tombstones: what it leaves out, the sender deleted) */
+  sx_mark mark; /* the sender's history mark at the end position */
   uint32_t nsites;
   uint8_t (*sites)[SX_SITE_LEN];
   size_t nvv;
@@ -76,6 +83,9 @@ struct sync_delta {
 
 /* Order of log positions (version, seq). */
 SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
+/* The log version a cursor stands at (its stream's start in initial
+ * mode). */
+SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c);
 /* The peer record of site: 0, SYNC_NOTFOUND, or SYNC_ECORRUPT. */
 SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
 /* A new empty delta on allocator al (NULL when out of memory). */

@@ -20,7 +20,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#define SX_PROTO 1
+#define SX_PROTO 2
 #define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
                             the handshake */
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
@@ -225,6 +225,61 @@ static int sx_check_peer_schema(sync_session *s, uint64_t hash, uint64_t ver) {
                       (unsigned long long)hash);
 }
 
+/* What this side holds of the peer's log (its version and the peer's
+ * history mark there), for the peer to check against its own history:
+ * var version, u64 mark id, var mark start.  p needs 2 * SX_VARINT_MAX
+ * + 8 bytes. */
+static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
+  sync_txn *x;
+  sx_peer peer;
+  int rc;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  rc = sx_peer_get(x, s->peer, &peer);
+  sync_txn_abort(x);
+  if (rc && rc != SYNC_NOTFOUND)
+    return sx_sess_fail(s, rc, "peer record: %s", sync_strerror(rc));
+  p = sx_wv(p, sx_cursor_version(&peer.cur));
+  sx_put_le64(p, peer.mark.id);
+  p = sx_wv(p + 8, peer.mark.start);
+  *end = p;
+  return 0;
+}
+
+/* The peer holds this replica's log up to version v with mark m: if that
+ * is not this file's history (restored from a backup, or copied), take a
+ * new site id and end the session with SYNC_ESTALE; the next one syncs
+ * as the new site. */
+static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
+  sync_txn *x;
+  int rc;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  rc = sx_history_check(x, v, m);
+  sync_txn_abort(x);
+  if (rc == 0) return 0;
+  if (rc != SYNC_ESTALE) return sx_sess_fail(s, rc, "%s", sync_strerror(rc));
+  {
+    char why[sizeof s->errmsg];
+    snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
+    if (s->dry) /* a dry run writes nothing: say it, change nothing */
+      return sx_sess_fail(s, SYNC_ESTALE, "%s", why);
+    rc = sync_txn_begin(s->env, 0, &x);
+    if (!rc) {
+      rc = sync_site_renew(x);
+      if (rc) sync_txn_abort(x);
+      else rc = sync_txn_commit(x);
+    }
+    if (rc)
+      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
+                          sync_strerror(rc));
+    return sx_sess_fail(s, SYNC_ESTALE,
+                        "%s: it took a new site id; sync again", why);
+  }
+}
+
 static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   sx_rd r;
   const unsigned char *q;
@@ -287,7 +342,8 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   if (mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_RECV;
   {
     /* WELCOME: who we are, and what the client may send and get. */
-    unsigned char b2[64 + 2 * SYNC_RIGHTS_BYTES], *p = b2;
+    unsigned char b2[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8],
+        *p = b2;
     *p++ = SX_PROTO;
     memcpy(p, s->env->site, SX_SITE_LEN);
     p += SX_SITE_LEN;
@@ -296,6 +352,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     p = sx_wv(p, s->own_max);
     p = sx_put_mask(p, s->recv_mask);
     p = sx_put_mask(p, s->send_mask);
+    if ((rc = sx_put_view(s, p, &p))) return rc;
     if ((rc = sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
       return sx_sess_fail(s, rc, "out of memory");
   }
@@ -306,7 +363,8 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
 static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   sx_rd r;
   const unsigned char *q;
-  uint64_t hash, maxm;
+  uint64_t hash, maxm, vver;
+  sx_mark vmark;
   unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
   int rc;
   r.p = b;
@@ -321,13 +379,19 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   memcpy(s->peer, q + 1, SX_SITE_LEN);
   hash = sx_get_le64(q + 1 + SX_SITE_LEN);
   maxm = sx_rv(&r);
-  if (r.bad || sx_get_mask(&r, wr) || sx_get_mask(&r, rd) || r.p != r.end ||
-      maxm < SX_MSG_FLOOR)
+  if (r.bad || sx_get_mask(&r, wr) || sx_get_mask(&r, rd))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  vver = sx_rv(&r);
+  q = sx_rbytes(&r, 8);
+  vmark.start = sx_rv(&r);
+  if (!q || r.bad || r.p != r.end || maxm < SX_MSG_FLOOR)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  vmark.id = sx_get_le64(q);
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
   if ((rc = sx_check_peer_schema(s, hash, 0))) return rc;
+  if ((rc = sx_check_view(s, vver, &vmark))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send only what the server lets us write; apply what we selected. */
   sx_mask_all(s->send_mask);
@@ -378,7 +442,7 @@ static int sx_send_request(sync_session *s, int final) {
   sync_txn_abort(x);
   if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
   if (s->dry && s->vcur_ok) req->cur = s->vcur; /* nothing was committed */
-  cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + SX_VARINT_MAX +
+  cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
         req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
@@ -394,6 +458,8 @@ static int sx_send_request(sync_session *s, int final) {
   sx_put_le64(p, req->schema_hash);
   p += 8;
   p = sx_wcursor(p, &req->cur);
+  sx_put_le64(p, req->mark.id);
+  p = sx_wv(p + 8, req->mark.start);
   p = sx_wv(p, req->nvv);
   for (i = 0; i < req->nvv; i++) {
     memcpy(p, req->vv[i].site, SX_SITE_LEN);
@@ -458,8 +524,10 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   memcpy(req.requester, q + 1, SX_SITE_LEN);
   memcpy(req.sender, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
   req.schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
-  if (sx_rcursor(&r, &req.cur))
+  if (sx_rcursor(&r, &req.cur) || !(q = sx_rbytes(&r, 8)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
+  req.mark.id = sx_get_le64(q);
+  req.mark.start = sx_rv(&r);
   nvv = sx_rv(&r);
   if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
@@ -490,6 +558,11 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   if (r.bad || r.p != r.end) {
     sx_free(&s->al, req.vv);
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
+  }
+  /* The requester's view of our log must be this file's history. */
+  if ((rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark))) {
+    sx_free(&s->al, req.vv);
+    return rc;
   }
   /* What the requester holds of us lets tombstones go; a dry run holds
    * nothing new. */

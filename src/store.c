@@ -159,6 +159,23 @@ static int sx_check_size(sx_store *st, char *msg, size_t msgsz) {
   return 0;
 }
 
+SYNC_PRIVATE int sx_store_ident(sx_store *st, uint64_t *dev, uint64_t *ino) {
+#ifndef _WIN32
+  mdb_filehandle_t fd;
+  struct stat sb;
+  int rc;
+  if ((rc = mdb_env_get_fd(st->env, &fd))) return sx_map_err(st, rc);
+  if (fstat(fd, &sb) != 0) return sx_map_err(st, errno);
+  *dev = (uint64_t)sb.st_dev;
+  *ino = (uint64_t)sb.st_ino;
+  return 0;
+#else
+  (void)st;
+  *dev = *ino = 0;
+  return SYNC_ENOTSUP;
+#endif
+}
+
 SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
                                const sx_store_opts *o, sx_store **out,
                                char *msg, size_t msgsz) {

@@ -34,6 +34,10 @@ SYNC_PRIVATE void sx_store_close(sx_store *st);
 SYNC_PRIVATE int sx_store_sync(sx_store *st);
 /* Native code (LMDB or errno) of the last failure mapped by this store. */
 SYNC_PRIVATE int sx_store_native(const sx_store *st);
+/* The file's device and inode numbers (SYNC_ENOTSUP where there are
+ * none): a copy of the file, or one restored from a backup as a new
+ * file, has others. */
+SYNC_PRIVATE int sx_store_ident(sx_store *st, uint64_t *dev, uint64_t *ino);
 /* Transactions of this store still open (schema changes need none). */
 SYNC_PRIVATE int sx_store_active(const sx_store *st);
 

@@ -43,6 +43,7 @@ typedef struct mu_rep {
   const uint64_t *now; /* shared wall clock, in ms */
   int64_t skew;        /* this replica's clock error, in ms */
   unsigned long clock_calls;
+  unsigned long random_calls;
 } mu_rep;
 
 static inline uint64_t mu_clock_fn(void *ctx) {
@@ -51,11 +52,24 @@ static inline uint64_t mu_clock_fn(void *ctx) {
   return (uint64_t)((int64_t)*r->now + r->skew);
 }
 
+/* The first draw of a new file is its site id; later ones (epoch ids, a
+ * renewed site id) are other bytes, different on every draw. */
 static inline int mu_random_fn(void *ctx, void *buf, size_t n) {
   mu_rep *r = (mu_rep *)ctx;
   unsigned char *p = (unsigned char *)buf;
   size_t i;
-  for (i = 0; i < n; i++) p[i] = r->site[i % 16];
+  uint64_t z = 0;
+  if (r->random_calls++ == 0) {
+    for (i = 0; i < n; i++) p[i] = r->site[i % 16];
+    return 0;
+  }
+  for (i = 0; i < 16; i++) z = z * 131 + r->site[i];
+  z += r->random_calls * UINT64_C(0x9E3779B97F4A7C15);
+  for (i = 0; i < n; i++) {
+    z ^= z >> 31;
+    z *= UINT64_C(0xBF58476D1CE4E5B9);
+    p[i] = (unsigned char)(z >> 56);
+  }
   return 0;
 }
 
@@ -202,6 +216,7 @@ static inline uint64_t mu_version(mu_rep *r) {
 /* Sums of the reports of every chunk of a pull. */
 typedef struct mu_pull_stats {
   uint64_t chunks, rows, inserted, updated, deleted, unchanged, conflicts;
+  uint64_t collected;
   int vector_raised;
 } mu_pull_stats;
 
@@ -213,6 +228,7 @@ static inline void mu_stats_add(mu_pull_stats *s, const sync_apply_report *r) {
   s->deleted += r->deleted;
   s->unchanged += r->unchanged;
   s->conflicts += r->conflicts;
+  s->collected += r->collected;
   if (r->vector_raised) s->vector_raised = 1;
 }
 

@@ -472,12 +472,15 @@ static void test_versions(void **state) {
   cx_fill(&a, 10, &now);
   cx_frame_of(&a, &b, 0, &f, &n);
   TU_OK(sync_decoder_create(NULL, NULL, &dec));
-  g = cx_reframe(f, n, 1, 1, 5, &m);
+  g = cx_reframe(f, n, 2, 1, 5, &m);
   TU_OK(sync_decoder_decode(dec, g, m, &d));
   assert_int_equal(sync_delta_rows(d), 10);
   mu_apply(&b, d, SYNC_APPLY_MERGE, NULL);
   sync_delta_free(d);
   assert_true(mu_digest(&a) == mu_digest(&b));
+  free(g);
+  g = cx_reframe(f, n, 1, 1, 5, &m);
+  TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);
   free(g);
   g = cx_reframe(f, n, 0, 1, 5, &m);
   TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);
@@ -485,7 +488,7 @@ static void test_versions(void **state) {
   g = cx_reframe(f, n, 0, 2, 0, &m);
   TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EVERSION);
   free(g);
-  g = cx_reframe(f, n, 0, 1, 0, &m);
+  g = cx_reframe(f, n, 1, 1, 0, &m);
   assert_int_equal(m, n);
   assert_memory_equal(f, g, n);
   g[6] = 0x8; /* an unknown flag */

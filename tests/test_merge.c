@@ -1321,6 +1321,65 @@ static void test_gc_waits_for_every_known_peer_to_acknowledge(void **state) {
   TU_U64(mu_digest(&A), mu_digest(&C));
 }
 
+/* The fleet event of issue 14: S collects its tombstones once its known
+ * peers B and C acknowledged them.  X, unknown to S, holds S's old rows
+ * from B.  X then pulls from S (an initial stream of what S holds), later
+ * from B, which still keeps the tombstones for X.  The stream must not
+ * let X claim the deletes it never got: X ends without the rows. */
+static void test_initial_stream_after_gc_removes_collected_rows(void **state) {
+  mu_pull_stats st;
+  uint8_t s[16];
+  (void)state;
+  mu_site(s, 0xd4);
+  mu_open(&X, "t_merge_d.db", s, &now_ms, 0);
+  mu_site(s, 0xd5);
+  mu_open(&Y, "t_merge_e.db", s, &now_ms, 0);
+  mu_put(&A, "k1", 1, 1.0, "one");
+  mu_put(&A, "k2", 2, 2.0, "two");
+  mu_put(&A, "k3", 3, 3.0, "three");
+  mu_pull(&B, &A, 0, 1, NULL);
+  mu_pull(&C, &A, 0, 1, NULL);
+  mu_pull(&X, &B, 0, 1, NULL);
+  mu_pull(&Y, &X, 0, 1, NULL); /* Y holds the rows, through X only */
+  now_ms += 10;
+  mu_delete(&A, "k1");
+  mu_delete(&A, "k2");
+  mu_pull(&B, &A, 0, 1, NULL);
+  mu_pull(&B, &A, 0, 1, NULL);
+  mu_pull(&C, &A, 0, 1, NULL);
+  mu_pull(&C, &A, 0, 1, NULL);
+  TU_U64(gc(&A), 2);
+  TU_U64(tombstones(&B), 2); /* B keeps them: X has not acknowledged */
+  mu_pull(&X, &A, 0, 1, &st);
+  expect_absent(&X, "k1");
+  expect_absent(&X, "k2");
+  TU_U64(st.collected, 2);
+  mu_pull(&X, &B, 0, 1, NULL);
+  TU_U64(mu_count(&X), 1);
+  TU_U64(mu_digest(&X), mu_digest(&A));
+  TU_U64(mu_digest(&X), mu_digest(&B));
+  /* The removal is X's own delete: it reaches Y, which held the rows
+   * and never got the deletes. */
+  mu_pull(&Y, &X, 0, 1, NULL);
+  expect_absent(&Y, "k1");
+  TU_U64(mu_digest(&Y), mu_digest(&A));
+}
+
+/* Rows the stream leaves out that the sender never saw stay. */
+static void test_initial_stream_keeps_rows_the_sender_never_saw(void **state) {
+  mu_pull_stats st;
+  (void)state;
+  mu_put(&A, "a1", 1, 1.0, "a");
+  mu_put(&B, "b1", 2, 2.0, "b");
+  mu_pull(&C, &B, 0, 1, NULL);
+  mu_put(&C, "c1", 3, 3.0, "c");
+  mu_pull(&C, &A, 0, 1, &st);
+  TU_U64(st.collected, 0);
+  TU_U64(mu_count(&C), 3);
+  mu_pull(&A, &C, 0, 1, NULL);
+  TU_U64(mu_digest(&A), mu_digest(&C));
+}
+
 /* A replica that collected a tombstone writes the key again: the new row
  * is later than the delete and must reach the peer that still keeps the
  * tombstone (which may collect it on its own schedule). */
@@ -1790,6 +1849,8 @@ int main(void) {
       T(test_conflicts_resolve_all_marks_every_one),
       T(test_apply_append_inserts_missing_and_never_touches_existing),
       T(test_apply_newer_takes_only_rows_newer_than_local),
+      T(test_initial_stream_after_gc_removes_collected_rows),
+      T(test_initial_stream_keeps_rows_the_sender_never_saw),
       T(test_dry_run_counts_and_writes_nothing),
       T(test_dry_run_on_empty_replica_counts_inserts_only),
       T(test_apply_rejects_unknown_policy),

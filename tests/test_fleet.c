@@ -1,0 +1,243 @@
+/*
+ * test_fleet.c - fleet events between real sessions: a replica restored
+ * from a backup, a file copied to make a second replica, both with the
+ * same site id at first.  Each ends with every write where it belongs and
+ * the same digest everywhere; the mismatch shows as SYNC_ESTALE once (the
+ * replica takes a new site id) or not at all (a copy notices at open).
+ */
+#include "sess_util.h"
+
+#include <stdio.h>
+#include <sys/stat.h>
+
+#define T0 1700000000000ull
+
+static uint64_t now_ms;
+static mu_rep S, D, C;
+
+static int setup(void **state) {
+  uint8_t s[16];
+  (void)state;
+  now_ms = T0;
+  mu_site(s, 0x51);
+  mu_open(&S, "t_fleet_s.db", s, &now_ms, 0);
+  mu_site(s, 0xd1);
+  mu_open(&D, "t_fleet_d.db", s, &now_ms, 0);
+  memset(&C, 0, sizeof C);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  mu_close(&S);
+  mu_close(&D);
+  mu_close(&C);
+  tu_remove_db("t_fleet_backup.db");
+  return 0;
+}
+
+/* Copy file from to file to; to is truncated and rewritten in place when
+ * it exists (its inode stays), as `cp` does. */
+static void copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out;
+  char buf[65536];
+  size_t n;
+  assert_non_null(in);
+  out = fopen(to, "wb");
+  assert_non_null(out);
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+  fclose(in);
+  assert_int_equal(fclose(out), 0);
+}
+
+static void reopen(mu_rep *r) {
+  TU_OK(sync_env_create(NULL, &r->env));
+  TU_OK(sync_env_set_random(r->env, mu_random_fn, r));
+  TU_OK(sync_env_set_clock(r->env, mu_clock_fn, r));
+  TU_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
+  TU_OK(sync_env_set_schema(r->env, mu_tables, 1));
+  TU_OK(sync_env_open(r->env, r->path, 0));
+}
+
+static void site_of(mu_rep *r, uint8_t out[16]) {
+  TU_OK(sync_env_site_id(r->env, out));
+}
+
+static void put_n(mu_rep *r, const char *prefix, int n) {
+  int i;
+  for (i = 0; i < n; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "%s%02d", prefix, i);
+    now_ms += 3;
+    mu_put(r, key, i, (double)i, key);
+  }
+}
+
+static int has_row(mu_rep *r, const char *key) {
+  mu_row row;
+  mu_read(r, key, &row);
+  return row.present;
+}
+
+/* Sync c with s (both directions); a SYNC_ESTALE (a replica took a new
+ * site id) is followed by one more session, which must succeed. */
+static int sync_pair(mu_rep *c, mu_rep *s) {
+  int rc = su_sync(c, s, NULL, NULL, NULL, NULL);
+  if (rc == SYNC_ESTALE) rc = su_sync(c, s, NULL, NULL, NULL, NULL);
+  return rc;
+}
+
+/* Issue 14, defect 2: D syncs, its file is copied, it writes five rows
+ * and syncs; the file is put back from the copy (in place: same inode),
+ * D writes one more row and syncs twice.  Before the fix both sessions
+ * sent 0 rows: S never got the new row and D never got its five back. */
+static void test_restore_from_backup_loses_nothing(void **state) {
+  uint8_t before[16], after[16];
+  int rc;
+  (void)state;
+  put_n(&D, "base", 3);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(D.env);
+  copy_file(D.path, "t_fleet_backup.db");
+  reopen(&D);
+  site_of(&D, before);
+  put_n(&D, "five", 5);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  assert_true(has_row(&S, "five04"));
+  sync_env_close(D.env);
+  copy_file("t_fleet_backup.db", D.path);
+  reopen(&D);
+  assert_false(has_row(&D, "five00")); /* the backup predates them */
+  put_n(&D, "one", 1);
+  /* The first session finds that S holds a log of D this file does not
+   * have: D takes a new site id, and the session says so. */
+  rc = su_sync(&D, &S, NULL, NULL, NULL, NULL);
+  assert_int_equal(rc, SYNC_ESTALE);
+  site_of(&D, after);
+  assert_memory_not_equal(before, after, 16);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  assert_true(has_row(&S, "one00"));
+  assert_true(has_row(&D, "five00"));
+  assert_true(has_row(&D, "five04"));
+  TU_U64(mu_count(&D), 9);
+  TU_U64(mu_digest(&D), mu_digest(&S));
+}
+
+/* The same with a pull-only device: the server's WELCOME says what it
+ * holds of the device's log, so the device notices without pushing. */
+static void test_restore_noticed_by_pull_only_session(void **state) {
+  sync_session_opts o;
+  (void)state;
+  memset(&o, 0, sizeof o);
+  o.mode = SYNC_PULL;
+  put_n(&D, "base", 2);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(D.env);
+  copy_file(D.path, "t_fleet_backup.db");
+  reopen(&D);
+  put_n(&D, "lost", 4);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(D.env);
+  copy_file("t_fleet_backup.db", D.path);
+  reopen(&D);
+  assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), SYNC_ESTALE);
+  assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), 1);
+  assert_true(has_row(&D, "lost00"));
+  assert_true(has_row(&D, "lost03"));
+  TU_U64(mu_digest(&D), mu_digest(&S));
+}
+
+/* Issue 14, defect 3: a copy of D's file is a second replica.  It takes
+ * a new site id when first opened (another file than the one D last
+ * opened), so its writes and D's both reach S whatever order they come
+ * in, and S's vector entry for D is never raised by the copy's stamps. */
+static void test_copied_file_takes_new_site_id(void **state) {
+  uint8_t sd[16], sc[16];
+  (void)state;
+  put_n(&D, "base", 3);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(D.env);
+  memset(&C, 0, sizeof C);
+  snprintf(C.path, sizeof C.path, "%s", "t_fleet_c.db");
+  memcpy(C.site, D.site, 16);
+  C.now = &now_ms;
+  C.random_calls = 1; /* not a new file: draws are not its site id */
+  tu_remove_db(C.path);
+  copy_file(D.path, C.path);
+  reopen(&D);
+  reopen(&C);
+  site_of(&D, sd);
+  site_of(&C, sc);
+  assert_memory_not_equal(sd, sc, 16);
+  /* The copy writes late in time and pushes first; D writes earlier
+   * stamps and syncs after: before the fix S dropped D's rows. */
+  now_ms += 1000;
+  put_n(&C, "copy", 4);
+  now_ms -= 500;
+  put_n(&D, "orig", 4);
+  assert_int_equal(sync_pair(&C, &S), 1);
+  assert_int_equal(sync_pair(&D, &S), 1);
+  assert_int_equal(sync_pair(&C, &S), 1);
+  assert_true(has_row(&S, "orig03"));
+  assert_true(has_row(&S, "copy03"));
+  TU_U64(mu_count(&S), 11);
+  TU_U64(mu_digest(&D), mu_digest(&S));
+  TU_U64(mu_digest(&C), mu_digest(&S));
+}
+
+/* A file moved to another name keeps its identity only if it is the
+ * same file: a rename keeps the inode, and the site id stays. */
+static void test_renamed_file_keeps_site_id(void **state) {
+  uint8_t before[16], after[16];
+  (void)state;
+  put_n(&D, "row", 2);
+  site_of(&D, before);
+  sync_env_close(D.env);
+  tu_remove_db("t_fleet_moved.db");
+  assert_int_equal(rename(D.path, "t_fleet_moved.db"), 0);
+  snprintf(D.path, sizeof D.path, "%s", "t_fleet_moved.db");
+  reopen(&D);
+  site_of(&D, after);
+  assert_memory_equal(before, after, 16);
+}
+
+/* sync_site_renew by hand: rows keep their values, the digest stays, and
+ * a peer that synced before gets nothing twice. */
+static void test_site_renew_keeps_rows(void **state) {
+  sync_txn *x;
+  uint64_t dg;
+  uint8_t before[16], after[16];
+  sync_session_stats cs;
+  (void)state;
+  put_n(&D, "row", 5);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  dg = mu_digest(&D);
+  site_of(&D, before);
+  TU_OK(sync_txn_begin(D.env, 0, &x));
+  TU_OK(sync_site_renew(x));
+  TU_OK(sync_txn_commit(x));
+  site_of(&D, after);
+  assert_memory_not_equal(before, after, 16);
+  TU_U64(mu_digest(&D), dg);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, &cs, NULL), 1);
+  TU_U64(cs.applied.inserted + cs.applied.updated + cs.applied.deleted, 0);
+  TU_U64(cs.peer_applied.inserted + cs.peer_applied.updated +
+             cs.peer_applied.deleted,
+         0);
+  TU_U64(mu_digest(&S), dg);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      T(test_restore_from_backup_loses_nothing),
+      T(test_restore_noticed_by_pull_only_session),
+      T(test_copied_file_takes_new_site_id),
+      T(test_renamed_file_keeps_site_id),
+      T(test_site_renew_keeps_rows),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
