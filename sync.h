@@ -108,6 +108,12 @@ extern "C" {
 #define SYNC_ESTALE (-30)     /* the requester is behind the sender's last
                                  tombstone collection: reset and sync from
                                  the start (sync_peer_reset) */
+#define SYNC_EHISTORY (-31)   /* a peer holds a log of this replica that is
+                                 not this file's: it was restored from a
+                                 backup or copied.  A session takes a new
+                                 site id itself (sync_site_renew) and ends
+                                 with this code: sync again, nothing is
+                                 lost */
 
 /* A static English description of err; never NULL, also for unknown
  * codes. */
@@ -317,7 +323,7 @@ SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
  * tell: sync_env_open when the file is not the one last opened for
  * writing at that path (another device and inode), a session when the
  * peer holds a log of this replica that is not this file's (it then ends
- * with SYNC_ESTALE: sync again).  Rewrites every row that carries a stamp
+ * with SYNC_EHISTORY: sync again).  Rewrites every row that carries a stamp
  * of this replica.  Errors: SYNC_EINVAL, SYNC_EREADONLY, SYNC_ETXN,
  * SYNC_EIO (the random source failed), storage errors. */
 SYNC_API int sync_site_renew(sync_txn *txn);
@@ -547,11 +553,16 @@ typedef struct sync_delta_opts {
  * (a read transaction is enough).  Rows whose every change the requester
  * already has are left out, and so are SYNC_COL_LOCAL columns.  When the
  * requester holds nothing of this replica yet, rows come table by table in
- * key order (initial sync).  opts may be NULL.  Errors: SYNC_EINVAL
- * (request meant for another sender, or from this replica), SYNC_ESTALE
- * (the requester's cursor is before tombstones this replica collected:
- * it may lack deletes; it must reset its cursor and sync from the
- * start), SYNC_ENOMEM, SYNC_ECORRUPT. */
+ * key order (initial sync); after a tombstone collection whose deletes the
+ * requester may lack, such a stream names every row (without the values
+ * the requester holds), and the receiver deletes rows of the range it
+ * covers that it leaves out (sync_apply_report.collected).  opts may be
+ * NULL.  Errors: SYNC_EINVAL (request meant for another sender, or from
+ * this replica), SYNC_ESTALE (the requester's cursor is before tombstones
+ * this replica collected: it may lack deletes; it must reset its cursor
+ * and sync from the start), SYNC_EHISTORY (the requester's cursor is not
+ * in this file's history: this replica was restored or copied and must
+ * take a new site id, sync_site_renew), SYNC_ENOMEM, SYNC_ECORRUPT. */
 SYNC_API int sync_delta_make(sync_txn *txn, const sync_request *req,
                              const sync_delta_opts *opts, sync_delta **out);
 /* Rows in the chunk, and whether it is the last one of its delta. */
@@ -945,7 +956,9 @@ SYNC_API int sync_session_want_write(const sync_session *s);
  * negative error that ended it: its own (SYNC_EPROTO, SYNC_ESCHEMA, a
  * storage error...), or SYNC_EPEER when the peer ended it - except that
  * the peer's SYNC_ESCHEMA, SYNC_EVERSION, SYNC_EPERM and SYNC_ESTALE
- * keep their code, since no retry mends them. */
+ * keep their code, since no retry mends them, and so does SYNC_EHISTORY
+ * (the replica that was a copy took a new site id: the next session
+ * works). */
 SYNC_API int sync_session_status(const sync_session *s);
 /* What went wrong, in words (the peer's own words after SYNC_EPEER);
  * "" while all is well.  Owned by s. */

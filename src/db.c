@@ -329,14 +329,14 @@ SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
   sx_mark here;
   int rc;
   if (v > x->base_version)
-    return sx_fail(x->env, SYNC_ESTALE,
+    return sx_fail(x->env, SYNC_EHISTORY,
                    "a peer holds this replica's log up to version %llu, but "
                    "it ends at %llu: it was restored from a backup or copied",
                    (unsigned long long)v, (unsigned long long)x->base_version);
   if (!m->id) return 0; /* a view from before epochs: nothing to compare */
   if ((rc = sx_mark_of(x, v, &here))) return rc;
   if (here.id != m->id || here.start != m->start)
-    return sx_fail(x->env, SYNC_ESTALE,
+    return sx_fail(x->env, SYNC_EHISTORY,
                    "a peer holds this replica's log up to version %llu in "
                    "another history (epoch %016llx from version %llu, here "
                    "%016llx): this file was restored from a backup or copied",

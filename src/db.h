@@ -190,7 +190,7 @@ typedef struct sx_mark {
 /* The mark of version v of this replica's log (id 0 when none). */
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
 /* Does a peer's view of this replica's log, "held up to version v, with
- * mark m", fit this replica's history?  0 if so, SYNC_ESTALE (with the
+ * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
 SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
 /* merge.c: hand the conflicts a committed transaction recorded to the

@@ -249,7 +249,7 @@ static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
 
 /* The peer holds this replica's log up to version v with mark m: if that
  * is not this file's history (restored from a backup, or copied), take a
- * new site id and end the session with SYNC_ESTALE; the next one syncs
+ * new site id and end the session with SYNC_EHISTORY; the next one syncs
  * as the new site. */
 static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
   sync_txn *x;
@@ -260,12 +260,13 @@ static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
   rc = sx_history_check(x, v, m);
   sync_txn_abort(x);
   if (rc == 0) return 0;
-  if (rc != SYNC_ESTALE) return sx_sess_fail(s, rc, "%s", sync_strerror(rc));
+  if (rc != SYNC_EHISTORY)
+    return sx_sess_fail(s, rc, "%s", sync_strerror(rc));
   {
     char why[sizeof s->errmsg];
     snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
     if (s->dry) /* a dry run writes nothing: say it, change nothing */
-      return sx_sess_fail(s, SYNC_ESTALE, "%s", why);
+      return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
     rc = sync_txn_begin(s->env, 0, &x);
     if (!rc) {
       rc = sync_site_renew(x);
@@ -275,7 +276,7 @@ static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
     if (rc)
       return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
                           sync_strerror(rc));
-    return sx_sess_fail(s, SYNC_ESTALE,
+    return sx_sess_fail(s, SYNC_EHISTORY,
                         "%s: it took a new site id; sync again", why);
   }
 }
@@ -712,7 +713,7 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
              (int)(len < 200 ? len : 200), (const char *)q, sync_strerror(c));
     /* What no retry can mend keeps its own code. */
     if (c == SYNC_ESCHEMA || c == SYNC_EVERSION || c == SYNC_EPERM ||
-        c == SYNC_ESTALE)
+        c == SYNC_ESTALE || c == SYNC_EHISTORY)
       s->status = c;
   } else {
     snprintf(s->errmsg, sizeof s->errmsg, "the peer ended the session");

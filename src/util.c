@@ -132,6 +132,7 @@ SYNC_API const char *sync_strerror(int err) {
   case SYNC_ECLOSED: return "connection closed before the session was done";
   case SYNC_ETIMEOUT: return "timed out waiting for the peer";
   case SYNC_ESTALE: return "peer is behind collected tombstones: sync from the start";
+  case SYNC_EHISTORY: return "this replica was restored or copied: it takes a new site id; sync again";
   default: return "unknown error";
   }
 }

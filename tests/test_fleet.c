@@ -2,7 +2,7 @@
  * test_fleet.c - fleet events between real sessions: a replica restored
  * from a backup, a file copied to make a second replica, both with the
  * same site id at first.  Each ends with every write where it belongs and
- * the same digest everywhere; the mismatch shows as SYNC_ESTALE once (the
+ * the same digest everywhere; the mismatch shows as SYNC_EHISTORY once (the
  * replica takes a new site id) or not at all (a copy notices at open).
  */
 #include "sess_util.h"
@@ -80,11 +80,11 @@ static int has_row(mu_rep *r, const char *key) {
   return row.present;
 }
 
-/* Sync c with s (both directions); a SYNC_ESTALE (a replica took a new
+/* Sync c with s (both directions); a SYNC_EHISTORY (a replica took a new
  * site id) is followed by one more session, which must succeed. */
 static int sync_pair(mu_rep *c, mu_rep *s) {
   int rc = su_sync(c, s, NULL, NULL, NULL, NULL);
-  if (rc == SYNC_ESTALE) rc = su_sync(c, s, NULL, NULL, NULL, NULL);
+  if (rc == SYNC_EHISTORY) rc = su_sync(c, s, NULL, NULL, NULL, NULL);
   return rc;
 }
 
@@ -113,7 +113,7 @@ static void test_restore_from_backup_loses_nothing(void **state) {
   /* The first session finds that S holds a log of D this file does not
    * have: D takes a new site id, and the session says so. */
   rc = su_sync(&D, &S, NULL, NULL, NULL, NULL);
-  assert_int_equal(rc, SYNC_ESTALE);
+  assert_int_equal(rc, SYNC_EHISTORY);
   site_of(&D, after);
   assert_memory_not_equal(before, after, 16);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
@@ -142,7 +142,7 @@ static void test_restore_noticed_by_pull_only_session(void **state) {
   sync_env_close(D.env);
   copy_file("t_fleet_backup.db", D.path);
   reopen(&D);
-  assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), SYNC_ESTALE);
+  assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), SYNC_EHISTORY);
   assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), 1);
   assert_true(has_row(&D, "lost00"));
   assert_true(has_row(&D, "lost03"));
