@@ -925,8 +925,9 @@ static void ss_reopen(mu_rep *r) {
 }
 
 /* A device restored from an old copy still holds a row the server
- * deleted and collected: pushing cannot bring it back, and pulling says
- * SYNC_ESTALE until the device starts over. */
+ * deleted and collected: pushing cannot bring it back, pulling says
+ * SYNC_ESTALE, and after sync_peer_reset the device ends with exactly the
+ * server's rows and its own new ones. */
 static void test_stale_peer(void **state) {
   uint64_t now = 1700000000000ull, collected = 0;
   mu_rep srv, dev;
@@ -970,6 +971,14 @@ static void test_stale_peer(void **state) {
   TU_OK(sync_txn_commit(x));
   assert_int_equal(su_sync(&dev, &srv, &co, NULL, NULL, NULL), 1);
   assert_int_equal(ss_count(&srv, 0), 1);
+  /* The stale replica ends with exactly the server's rows: the row the
+   * server deleted and collected goes here too, and a write of its own
+   * made after the restore reaches the server. */
+  assert_int_equal(ss_count(&dev, 0), 1);
+  ss_put2(&dev, 0, "after", 0);
+  assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(ss_count(&srv, 0), 2);
+  assert_true(mu_digest(&dev) == mu_digest(&srv));
   mu_close(&srv);
   mu_close(&dev);
 }
