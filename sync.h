@@ -1128,6 +1128,27 @@ typedef struct sync_peer_info {
                                   (gc keeps them for it) */
 } sync_peer_info;
 
+/* What a replica can say of its own state (synctl verify prints it). */
+typedef struct sync_health {
+  int may_miss_deletes;  /* 1: a peer answered SYNC_ESTALE (this replica's
+                            cursor is behind tombstones it collected) and
+                            no full run from it has completed since: rows
+                            it deleted may still be live here.
+                            sync_peer_reset of that peer and a sync clear
+                            it (the stream is complete) */
+  int collected;         /* this replica has collected tombstones */
+  uint64_t peers;        /* known peers */
+  uint64_t peers_stale;  /* of which answered SYNC_ESTALE, as above */
+  uint64_t peers_behind_horizon; /* of which acknowledged less than this
+                            replica's last collection: their next pull
+                            gets SYNC_ESTALE */
+  uint64_t tombstones;   /* tombstones kept (sync_tombstones) */
+} sync_health;
+
+/* Fill *out from txn's snapshot.  Walks the peer records and the log.
+ * Errors: SYNC_EINVAL, SYNC_ECORRUPT, storage errors. */
+SYNC_API int sync_health_get(sync_txn *txn, sync_health *out);
+
 /* Write up to cap peers (ordered by site id) to out and their total to
  * *n.  out may be NULL with cap 0 to count.  Errors: SYNC_EINVAL,
  * SYNC_ECORRUPT (a damaged peer record), storage errors. */

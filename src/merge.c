@@ -87,8 +87,9 @@ SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
   if (rc == SYNC_NOTFOUND) return SYNC_NOTFOUND;
   if (rc) return rc;
   if (v.n < SX_PEER_FIXED) return SYNC_ECORRUPT;
-  p->cur.mode = v.p[0] & 0x7f;
+  p->cur.mode = v.p[0] & 0x3f;
   p->tainted = v.p[0] >> 7;
+  p->stale = (v.p[0] >> 6) & 1;
   p->cur.version = sx_get_le64(v.p + 1);
   p->cur.seq = sx_get_le32(v.p + 9);
   p->cur.v0 = sx_get_le64(v.p + 13);
@@ -116,7 +117,8 @@ SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c) {
 static int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p) {
   unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16];
   int rc;
-  b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0));
+  b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0) |
+                         (p->stale ? 0x40 : 0));
   sx_put_le64(b + 1, p->cur.version);
   sx_put_le32(b + 9, p->cur.seq);
   sx_put_le64(b + 13, p->cur.v0);
@@ -1646,6 +1648,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     if (d->partial || rep->refused) peer.tainted = 1;
     peer.cur = d->end;
     peer.mark = d->mark;
+    if (d->last) peer.stale = 0; /* a run from the peer completed */
     if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
     rep->cursor_moved = 1;
     if (d->last && !peer.tainted) {
@@ -1689,6 +1692,60 @@ SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
   memset(&p.cur, 0, sizeof p.cur);
   memset(&p.mark, 0, sizeof p.mark);
   return sx_peer_put(x, peer, &p);
+}
+
+SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site) {
+  sx_peer p;
+  int rc = sx_peer_get(x, site, &p);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  p.stale = 1;
+  return sx_peer_put(x, site, &p);
+}
+
+SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
+  sync_env *env;
+  sx_scur *c;
+  sx_slice k, v, hz;
+  uint64_t hv = 0;
+  uint32_t hs = 0;
+  int rc, op = SX_FIRST, have_hz;
+  if (!x || !out) return SYNC_EINVAL;
+  memset(out, 0, sizeof *out);
+  env = x->env;
+  rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  have_hz = rc == 0 && hz.n == 12;
+  if (have_hz) {
+    hv = sx_get_le64(hz.p);
+    hs = sx_get_le32(hz.p + 8);
+  }
+  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
+  for (;;) {
+    sx_peer p;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != SX_SITE_LEN) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    if ((rc = sx_peer_get(x, k.p, &p))) break;
+    out->peers++;
+    if (p.stale) out->peers_stale++;
+    if (have_hz && sx_poscmp(p.acked_version, p.acked_seq, hv, hs) < 0)
+      out->peers_behind_horizon++;
+  }
+  sx_cur_close(c);
+  if (rc) return rc;
+  out->may_miss_deletes = out->peers_stale > 0;
+  out->collected = have_hz;
+  return sync_tombstones(x, &out->tombstones);
 }
 
 /* ---------------------------------------------------------------------

@@ -28,6 +28,9 @@ typedef struct sx_peer {
   int tainted;      /* the run since the cursor was last zero left rows
                        out (partial or refused chunks): it cannot raise
                        the version vector */
+  int stale;        /* the peer said our cursor is behind its tombstone
+                       collection (SYNC_ESTALE); cleared when a run from
+                       it completes */
   uint64_t acked_version; /* what the peer holds of this replica */
   uint32_t acked_seq;
   sx_mark mark;     /* the peer's history mark at the cursor (db.h) */
@@ -88,6 +91,8 @@ SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
 SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c);
 /* The peer record of site: 0, SYNC_NOTFOUND, or SYNC_ECORRUPT. */
 SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
+/* Record that peer site answered SYNC_ESTALE (session, receiving side). */
+SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* A new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 /* Grow array *p of elem-byte items to hold need items (doubling). */

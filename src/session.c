@@ -85,6 +85,7 @@ struct sync_session {
   sync_apply_report phase_rep;
   sync_session_stats st;
   int failed_code; /* code to send in the queued ERROR */
+  int state_was_recv; /* the peer's ERROR came in a receiving phase */
   char errmsg[256];
   uint64_t t0; /* made at, for the stats */
 };
@@ -705,6 +706,7 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
   code = sx_rv(&r);
   len = sx_rv(&r);
   q = sx_rbytes(&r, (size_t)len);
+  s->state_was_recv = s->state == SX_ST_RECV;
   s->state = SX_ST_OVER;
   s->status = SYNC_EPEER;
   if (q) {
@@ -715,6 +717,14 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
     if (c == SYNC_ESCHEMA || c == SYNC_EVERSION || c == SYNC_EPERM ||
         c == SYNC_ESTALE || c == SYNC_EHISTORY)
       s->status = c;
+    if (c == SYNC_ESTALE && s->state_was_recv && s->have_peer && !s->dry) {
+      /* We may lack deletes of this sender: say so (sync_health_get). */
+      sync_txn *x;
+      if (sync_txn_begin(s->env, 0, &x) == 0) {
+        if (sx_peer_set_stale(x, s->peer)) sync_txn_abort(x);
+        else (void)sync_txn_commit(x);
+      }
+    }
   } else {
     snprintf(s->errmsg, sizeof s->errmsg, "the peer ended the session");
   }

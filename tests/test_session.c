@@ -935,6 +935,7 @@ static void test_stale_peer(void **state) {
   size_t n = 0;
   sync_txn *x;
   sync_session_opts co;
+  sync_health h;
   (void)state;
   ss_open(&srv, "sess-srv.db", 0x51, &now);
   ss_open(&dev, "sess-dev.db", 0xd1, &now);
@@ -966,10 +967,24 @@ static void test_stale_peer(void **state) {
   assert_int_equal(ss_count(&srv, 0), 1); /* "doomed" stays gone */
   co.mode = SYNC_PULL;
   assert_int_equal(su_sync(&dev, &srv, &co, NULL, NULL, NULL), SYNC_ESTALE);
+  TU_OK(sync_txn_begin(dev.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_health_get(x, &h));
+  sync_txn_abort(x);
+  assert_int_equal(h.may_miss_deletes, 1);
+  TU_U64(h.peers_stale, 1);
   TU_OK(sync_txn_begin(dev.env, 0, &x));
   TU_OK(sync_peer_reset(x, srv.site));
   TU_OK(sync_txn_commit(x));
   assert_int_equal(su_sync(&dev, &srv, &co, NULL, NULL, NULL), 1);
+  TU_OK(sync_txn_begin(dev.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_health_get(x, &h));
+  sync_txn_abort(x);
+  assert_int_equal(h.may_miss_deletes, 0);
+  TU_OK(sync_txn_begin(srv.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_health_get(x, &h));
+  sync_txn_abort(x);
+  assert_int_equal(h.collected, 1);
+  assert_int_equal(h.may_miss_deletes, 0);
   assert_int_equal(ss_count(&srv, 0), 1);
   /* The stale replica ends with exactly the server's rows: the row the
    * server deleted and collected goes here too, and a write of its own
