@@ -526,7 +526,8 @@ SYNC_API void sync_request_free(sync_request *req);
 /* Sender side: record that the requester holds everything of this
  * replica up to the cursor in req (what it asks for next).  Tombstones are
  * collected only once every known peer has acknowledged them.  Needs a
- * write transaction.  Errors: SYNC_EINVAL, SYNC_EREADONLY. */
+ * write transaction.  Errors: SYNC_EINVAL, SYNC_EREADONLY, SYNC_EHISTORY
+ * (the cursor is not in this file's history: sync_delta_make). */
 SYNC_API int sync_request_ack(sync_txn *txn, const sync_request *req);
 
 /* Row filter on the sending side: return nonzero to send the row (table,

@@ -245,6 +245,10 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
     return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
+  /* A position that is not in our history acknowledges nothing of it
+   * (tombstone collection would trust it). */
+  if ((rc = sx_history_check(x, sx_cursor_version(&r->cur), &r->mark)))
+    return rc;
   rc = sx_peer_get(x, r->requester, &p);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   /* Only log mode positions acknowledge log entries; an initial stream

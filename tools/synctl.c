@@ -2021,6 +2021,7 @@ static void key_str(int key_type, const unsigned char *k, size_t n, char *out,
 }
 
 static int cmd_verify(int argc, char **argv) {
+  sync_health health = {0, 0, 0, 0, 0, 0};
   sync_env *env;
   sync_txn *x;
   const char *db;
@@ -2178,6 +2179,8 @@ static int cmd_verify(int argc, char **argv) {
         }
     }
   }
+  if ((rc = sync_health_get(x, &health)))
+    problem(db, "health: %s", sync_strerror(rc));
   {
     sync_conflicts *it;
     sync_conflict cf;
@@ -2198,6 +2201,19 @@ static int cmd_verify(int argc, char **argv) {
     printf("damaged: %d problem%s\n", problems, problems == 1 ? "" : "s");
     return EX_FAIL;
   }
+  /* Not damage, but what an operator must know: deletes this replica
+   * may lack, and peers that will be told they are stale. */
+  if (health.may_miss_deletes)
+    printf("health: may miss deletes: %llu peer%s answered that this "
+           "replica is behind its tombstone collection; reset that peer "
+           "and sync again, or repair\n",
+           (unsigned long long)health.peers_stale,
+           health.peers_stale == 1 ? "" : "s");
+  if (health.peers_behind_horizon)
+    printf("health: %llu peer%s behind this replica's tombstone collection "
+           "(their next pull is refused as stale)\n",
+           (unsigned long long)health.peers_behind_horizon,
+           health.peers_behind_horizon == 1 ? "" : "s");
   printf("%llu live rows in %u table%s, %llu tombstones, %llu rows in the "
          "change log, %llu "
          "conflicts recorded: sound\n",
@@ -3055,17 +3071,23 @@ static int cmd_sync(int argc, char **argv) {
       goto out; /* a dry run, too, runs write txns */
     memset(&oo, 0, sizeof oo);
     oo.server = 1;
-    if ((rc = sync_session_create(env, &so, &c)) ||
-        (rc = sync_session_create(oenv, &oo, &s))) {
+    for (i = 0; i < 2; i++) {
+      if ((rc = sync_session_create(env, &so, &c)) ||
+          (rc = sync_session_create(oenv, &oo, &s))) {
+        sync_session_free(c);
+        lib_fail(env, db, rc, "cannot start a session");
+        goto out;
+      }
+      rc = run_pair(c, s);
+      sync_session_stats_get(c, &st);
+      if (rc) snprintf(errmsg, sizeof errmsg, "%s", sync_session_errmsg(c));
       sync_session_free(c);
-      lib_fail(env, db, rc, "cannot start a session");
-      goto out;
+      sync_session_free(s);
+      c = s = NULL;
+      /* One side was a copy and took a new site id: once more, as it. */
+      if (rc != SYNC_EHISTORY || dry) break;
+      say("%s: with %s: %s; syncing again", db, other, errmsg);
     }
-    rc = run_pair(c, s);
-    sync_session_stats_get(c, &st);
-    if (rc) snprintf(errmsg, sizeof errmsg, "%s", sync_session_errmsg(c));
-    sync_session_free(c);
-    sync_session_free(s);
   }
   if (pr.shown) printf("\r\033[K");
   if (rc) {
