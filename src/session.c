@@ -81,6 +81,7 @@ struct sync_session {
   size_t out_pos;
   /* receiving phase */
   sx_cursor vcur; /* dry run: where the next request starts */
+  sx_mark vmark;  /* and the sender's mark there */
   int vcur_ok;
   sync_apply_report phase_rep;
   sync_session_stats st;
@@ -443,7 +444,10 @@ static int sx_send_request(sync_session *s, int final) {
   rc = sync_request_make(x, s->peer, &req);
   sync_txn_abort(x);
   if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
-  if (s->dry && s->vcur_ok) req->cur = s->vcur; /* nothing was committed */
+  if (s->dry && s->vcur_ok) { /* nothing was committed */
+    req->cur = s->vcur;
+    req->mark = s->vmark;
+  }
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
         req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
   b = (unsigned char *)sx_malloc(&s->al, cap);
@@ -660,6 +664,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   }
   if (s->dry) {
     s->vcur = d->end;
+    s->vmark = d->mark;
     s->vcur_ok = 1;
   }
   sync_delta_free(d);
