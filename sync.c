@@ -2420,6 +2420,10 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
 SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
+/* Take a new site id (sync_site_renew), keeping under the old id the
+ * writes up to the epoch holding version v (the last position a peer
+ * acknowledged). */
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, uint64_t v);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
@@ -2843,45 +2847,20 @@ fail:
   return rc;
 }
 
-SYNC_API int sync_site_renew(sync_txn *x) {
-  sync_env *env;
-  uint64_t t, start, id, hlc, v;
-  sx_slice pk, pv;
-  sx_scur *c;
-  int rc, op = SX_FIRST;
-  if (!x) return SYNC_EINVAL;
-  if (x->rdonly) return SYNC_EREADONLY;
-  if (x->failed) return SYNC_ETXN;
-  env = x->env;
-  /* The writes the fleet may know under the old id: those before the
-   * epoch that follows the last position any peer acknowledged (peer
-   * record: u64 LE acked version at offset 25).  Later epochs began after
-   * that; on a copy they hold this copy's writes alone. */
-  v = 0;
-  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
-  for (;;) {
-    pk.p = NULL;
-    pk.n = 0;
-    rc = sx_cur_get(env->st, c, op, &pk, &pv);
-    op = SX_NEXT;
-    if (rc) break;
-    if (pv.n >= 33 && sx_get_le64(pv.p + 25) > v) v = sx_get_le64(pv.p + 25);
-  }
-  sx_cur_close(c);
-  if (rc != SYNC_NOTFOUND) return rc;
-  t = x->hlc_last;
-  rc = sx_epoch_at(env, x->t, v, &start, &id, &hlc);
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, uint64_t v) {
+  uint64_t t = x->hlc_last, start, id, hlc, probe = x->base_version + 1, from;
+  int rc = sx_epoch_at(x->env, x->t, v, &start, &id, &hlc);
   if (rc && rc != SYNC_NOTFOUND) return rc;
-  {
-    /* Walk back from the newest epoch to the first after v's. */
-    uint64_t from = rc == 0 ? start : 0, probe = x->base_version + 1;
-    while (probe && (rc = sx_epoch_at(env, x->t, probe, &start, &id, &hlc)) == 0 &&
-           start > from) {
-      t = hlc;
-      probe = start - 1;
-    }
-    if (rc && rc != SYNC_NOTFOUND) return rc;
+  /* Walk back from the newest epoch to the first after v's: from its
+   * start on, the writes are this copy's alone. */
+  from = rc == 0 ? start : 0;
+  while (probe &&
+         (rc = sx_epoch_at(x->env, x->t, probe, &start, &id, &hlc)) == 0 &&
+         start > from) {
+    t = hlc;
+    probe = start - 1;
   }
+  if (rc && rc != SYNC_NOTFOUND) return rc;
   return sx_site_renew(x, t);
 }
 
@@ -4508,6 +4487,38 @@ static int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p) {
   return rc;
 }
 
+/* Call fn on every peer record, in site id order; stops at fn's first
+ * nonzero return, which it returns. */
+static int sx_peers_each(sync_txn *x,
+                         int (*fn)(void *ctx, const uint8_t *site,
+                                   const sx_peer *p),
+                         void *ctx) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  int rc, op = SX_FIRST;
+  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
+  for (;;) {
+    sx_peer p;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != SX_SITE_LEN) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    if ((rc = sx_peer_get(x, k.p, &p)) || (rc = fn(ctx, k.p, &p))) break;
+  }
+  sx_cur_close(c);
+  return rc;
+}
+
 /* The version vector of this replica, per local site index (own entry:
  * the state HLC).  *out has x->nsites entries, allocated. */
 static int sx_vv_load(sync_txn *x, uint64_t **out) {
@@ -6078,50 +6089,61 @@ SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site) {
   return sx_peer_put(x, site, &p);
 }
 
+typedef struct sx_hctx {
+  sync_health *h;
+  int have_hz;
+  uint64_t hv;
+  uint32_t hs;
+} sx_hctx;
+
+static int sx_health_peer(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_hctx *c = (sx_hctx *)ctx;
+  (void)site;
+  c->h->peers++;
+  if (p->stale) c->h->peers_stale++;
+  if (c->have_hz && sx_poscmp(p->acked_version, p->acked_seq, c->hv, c->hs) < 0)
+    c->h->peers_behind_horizon++;
+  return 0;
+}
+
 SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
-  sync_env *env;
-  sx_scur *c;
-  sx_slice k, v, hz;
-  uint64_t hv = 0;
-  uint32_t hs = 0;
-  int rc, op = SX_FIRST, have_hz;
+  sx_slice hz;
+  sx_hctx c;
+  int rc;
   if (!x || !out) return SYNC_EINVAL;
   memset(out, 0, sizeof *out);
-  env = x->env;
-  rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
+  memset(&c, 0, sizeof c);
+  c.h = out;
+  rc = sx_get(x->env->st, x->t, x->env->meta, "gcpos", 5, &hz);
   if (rc && rc != SYNC_NOTFOUND) return rc;
-  have_hz = rc == 0 && hz.n == 12;
-  if (have_hz) {
-    hv = sx_get_le64(hz.p);
-    hs = sx_get_le32(hz.p + 8);
+  c.have_hz = rc == 0 && hz.n == 12;
+  if (c.have_hz) {
+    c.hv = sx_get_le64(hz.p);
+    c.hs = sx_get_le32(hz.p + 8);
   }
-  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
-  for (;;) {
-    sx_peer p;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != SX_SITE_LEN) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    if ((rc = sx_peer_get(x, k.p, &p))) break;
-    out->peers++;
-    if (p.stale) out->peers_stale++;
-    if (have_hz && sx_poscmp(p.acked_version, p.acked_seq, hv, hs) < 0)
-      out->peers_behind_horizon++;
-  }
-  sx_cur_close(c);
-  if (rc) return rc;
+  if ((rc = sx_peers_each(x, sx_health_peer, &c))) return rc;
   out->may_miss_deletes = out->peers_stale > 0;
-  out->collected = have_hz;
+  out->collected = c.have_hz;
   return sync_tombstones(x, &out->tombstones);
+}
+
+static int sx_most_acked(void *ctx, const uint8_t *site, const sx_peer *p) {
+  uint64_t *v = (uint64_t *)ctx;
+  (void)site;
+  if (p->acked_version > *v) *v = p->acked_version;
+  return 0;
+}
+
+SYNC_API int sync_site_renew(sync_txn *x) {
+  uint64_t v = 0;
+  int rc;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  /* The writes the fleet may know under the old id end with the epoch
+   * of the last position any peer acknowledged. */
+  if ((rc = sx_peers_each(x, sx_most_acked, &v))) return rc;
+  return sx_site_renew_after(x, v);
 }
 
 /* ---------------------------------------------------------------------
@@ -6286,44 +6308,41 @@ SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
   return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
 }
 
+typedef struct sx_least {
+  uint64_t v, n;
+  uint32_t s;
+} sx_least;
+
+static int sx_gc_least(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_least *l = (sx_least *)ctx;
+  (void)site;
+  l->n++;
+  if (sx_poscmp(p->acked_version, p->acked_seq, l->v, l->s) < 0) {
+    l->v = p->acked_version;
+    l->s = p->acked_seq;
+  }
+  return 0;
+}
+
 SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
   sync_env *env;
-  sx_scur *c;
-  sx_slice k, v;
-  uint64_t hv = UINT64_MAX, n = 0;
-  uint32_t hs = UINT32_MAX;
-  int rc, op = SX_FIRST, peers = 0;
+  sx_least hz;
+  uint64_t hv, n = 0, peers;
+  uint32_t hs;
+  int rc;
   if (collected) *collected = 0;
   if (!x) return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
   env = x->env;
   /* The horizon: the least any known peer has acknowledged. */
-  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
-  for (;;) {
-    sx_peer p;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != SX_SITE_LEN) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    if ((rc = sx_peer_get(x, k.p, &p))) break;
-    peers++;
-    if (sx_poscmp(p.acked_version, p.acked_seq, hv, hs) < 0) {
-      hv = p.acked_version;
-      hs = p.acked_seq;
-    }
-  }
-  sx_cur_close(c);
-  if (rc) return rc;
+  memset(&hz, 0, sizeof hz);
+  hz.v = UINT64_MAX;
+  hz.s = UINT32_MAX;
+  if ((rc = sx_peers_each(x, sx_gc_least, &hz))) return rc;
+  hv = hz.v;
+  hs = hz.s;
+  peers = hz.n;
   /* With no known peer nobody can have acknowledged anything: a replica
    * that has never synchronised keeps its tombstones. */
   if (!peers) return 0;

@@ -439,45 +439,20 @@ fail:
   return rc;
 }
 
-SYNC_API int sync_site_renew(sync_txn *x) {
-  sync_env *env;
-  uint64_t t, start, id, hlc, v;
-  sx_slice pk, pv;
-  sx_scur *c;
-  int rc, op = SX_FIRST;
-  if (!x) return SYNC_EINVAL;
-  if (x->rdonly) return SYNC_EREADONLY;
-  if (x->failed) return SYNC_ETXN;
-  env = x->env;
-  /* The writes the fleet may know under the old id: those before the
-   * epoch that follows the last position any peer acknowledged (peer
-   * record: u64 LE acked version at offset 25).  Later epochs began after
-   * that; on a copy they hold this copy's writes alone. */
-  v = 0;
-  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
-  for (;;) {
-    pk.p = NULL;
-    pk.n = 0;
-    rc = sx_cur_get(env->st, c, op, &pk, &pv);
-    op = SX_NEXT;
-    if (rc) break;
-    if (pv.n >= 33 && sx_get_le64(pv.p + 25) > v) v = sx_get_le64(pv.p + 25);
-  }
-  sx_cur_close(c);
-  if (rc != SYNC_NOTFOUND) return rc;
-  t = x->hlc_last;
-  rc = sx_epoch_at(env, x->t, v, &start, &id, &hlc);
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, uint64_t v) {
+  uint64_t t = x->hlc_last, start, id, hlc, probe = x->base_version + 1, from;
+  int rc = sx_epoch_at(x->env, x->t, v, &start, &id, &hlc);
   if (rc && rc != SYNC_NOTFOUND) return rc;
-  {
-    /* Walk back from the newest epoch to the first after v's. */
-    uint64_t from = rc == 0 ? start : 0, probe = x->base_version + 1;
-    while (probe && (rc = sx_epoch_at(env, x->t, probe, &start, &id, &hlc)) == 0 &&
-           start > from) {
-      t = hlc;
-      probe = start - 1;
-    }
-    if (rc && rc != SYNC_NOTFOUND) return rc;
+  /* Walk back from the newest epoch to the first after v's: from its
+   * start on, the writes are this copy's alone. */
+  from = rc == 0 ? start : 0;
+  while (probe &&
+         (rc = sx_epoch_at(x->env, x->t, probe, &start, &id, &hlc)) == 0 &&
+         start > from) {
+    t = hlc;
+    probe = start - 1;
   }
+  if (rc && rc != SYNC_NOTFOUND) return rc;
   return sx_site_renew(x, t);
 }
 
