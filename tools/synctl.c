@@ -182,7 +182,11 @@ static const cmd_help HELP[] = {
      "replica's own writes, that peers acknowledged no version beyond this\n"
      "replica's, and that the conflict log reads.  Prints each problem and\n"
      "a last line 'sound' or 'damaged: N problems'.  Exit status 0 when\n"
-     "sound, 1 when damaged (or unreadable).\n"},
+     "sound, 1 when damaged (or unreadable).  Before 'sound', 'health:'\n"
+     "lines say what is not damage but needs an operator: deletes this\n"
+     "replica may lack (a peer answered that it is behind that peer's\n"
+     "tombstone collection: reset that peer and sync, or repair), and\n"
+     "peers behind this replica's own collection.\n"},
     {"serve",
      "synctl serve DB ADDRESS [--credentials FILE] [--metrics ADDRESS]\n"
      "       [--port-file FILE] [--metrics-port-file FILE] [--sessions N] "
@@ -210,7 +214,9 @@ static const cmd_help HELP[] = {
      "--token is the credential the server checks.  On a terminal a\n"
      "progress line shows rows, bytes, rate and, when the sender said how\n"
      "many rows come, the time left.  The last line sums up what moved and\n"
-     "the digest of DB afterwards.\n"},
+     "the digest of DB afterwards.  When one side turns out to be a copy\n"
+     "(a file restored from a backup, or copied), it takes a new site id,\n"
+     "a line says so, and the session runs once more.\n"},
     {"stats", "synctl stats DB | synctl stats HOST:PORT",
      "print figures of a database or a running server",
      "For a database file: rows and tombstones per table, the local\n"
