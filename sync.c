@@ -2420,10 +2420,10 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
 SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
-/* Take a new site id (sync_site_renew), keeping under the old id the
- * writes up to the epoch holding version v (the last position a peer
- * acknowledged). */
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, uint64_t v);
+/* Take a new site id: this replica's stamps up to hlc t keep the old id,
+ * later ones move to the new one; the old id becomes an ordinary site
+ * held up to hlc held (0: nothing claimed). */
+SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
@@ -2804,10 +2804,10 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
 }
 
 /* Take a new site id.  This replica's writes with stamps up to hlc t keep
- * the old id (now an ordinary site, held up to t), later ones move to the
- * new id: they are this copy's own, unknown to the rest of the fleet
- * under the old id. */
-static int sx_site_renew(sync_txn *x, uint64_t t) {
+ * the old id, later ones move to the new id; the old id becomes an
+ * ordinary site, held up to hlc held (0: nothing claimed, so peers send
+ * back every change of it they hold). */
+SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
   sync_env *env = x->env;
   uint8_t old[SX_SITE_LEN], nid[SX_SITE_LEN];
   unsigned char kb[4], vb[8];
@@ -2835,8 +2835,8 @@ static int sx_site_renew(sync_txn *x, uint64_t t) {
   if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
   if ((rc = sx_relabel_rows(x, k, t))) goto fail;
   sx_put_be32(kb, k);
-  sx_put_le64(vb, t);
-  if (t && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
+  sx_put_le64(vb, held);
+  if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
   if ((rc = sx_put(env->st, x->t, env->meta, "site", 4, nid, SX_SITE_LEN, 0)))
     goto fail;
   x->dirty = 1;
@@ -2845,23 +2845,6 @@ fail:
   x->failed = 1;
   memcpy(env->site, old, SX_SITE_LEN);
   return rc;
-}
-
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, uint64_t v) {
-  uint64_t t = x->hlc_last, start, id, hlc, probe = x->base_version + 1, from;
-  int rc = sx_epoch_at(x->env, x->t, v, &start, &id, &hlc);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  /* Walk back from the newest epoch to the first after v's: from its
-   * start on, the writes are this copy's alone. */
-  from = rc == 0 ? start : 0;
-  while (probe &&
-         (rc = sx_epoch_at(x->env, x->t, probe, &start, &id, &hlc)) == 0 &&
-         start > from) {
-    t = hlc;
-    probe = start - 1;
-  }
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  return sx_site_renew(x, t);
 }
 
 /* A writable open: a new epoch from the next version on.  Returns 1 when
@@ -2940,7 +2923,7 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
     /* A copy: every write it holds is one the original holds too. */
     sync_txn *x;
     if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
-    rc = sx_site_renew(x, x->hlc_last);
+    rc = sx_site_renew(x, x->hlc_last, x->hlc_last);
     if (rc) sync_txn_abort(x);
     else rc = sync_txn_commit(x);
     if (rc) goto fail;
@@ -5989,8 +5972,25 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
         a.smap[dr->clsite] < x->nsites &&
         dr->clhlc <= lvv[a.smap[dr->clsite]]) {
       /* We held this row and collected its tombstone: the sender kept
-       * an old copy.  Bringing it back would invent data. */
+       * an old copy.  Bringing it back would invent data; leaving it
+       * would leave the sender with it for good.  A delete of ours
+       * (causal length + 1) says again what we knew, and goes back to
+       * the sender with everything else. */
       rep->unchanged++;
+      if (!a.dry) {
+        sx_stamp_txn(x);
+        x->nw.nstamps = 0;
+        x->nw.cl = dr->cl + 1;
+        x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp_local(x));
+        x->nw.ncols = 0;
+        if ((rc = sx_store_row(x, dr->tid, cur, key, dr->klen, 0, append)))
+          goto done;
+        if (append) {
+          memcpy(app_last, key, dr->klen);
+          app_len = dr->klen;
+          app_any = 1;
+        }
+      }
       continue;
     }
     if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
@@ -6127,23 +6127,27 @@ SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
   return sync_tombstones(x, &out->tombstones);
 }
 
-static int sx_most_acked(void *ctx, const uint8_t *site, const sx_peer *p) {
-  uint64_t *v = (uint64_t *)ctx;
-  (void)site;
-  if (p->acked_version > *v) *v = p->acked_version;
-  return 0;
+static int sx_cursor_zero(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_peer q = *p;
+  memset(&q.cur, 0, sizeof q.cur);
+  memset(&q.mark, 0, sizeof q.mark);
+  q.tainted = 0;
+  return sx_peer_put((sync_txn *)ctx, site, &q);
 }
 
 SYNC_API int sync_site_renew(sync_txn *x) {
-  uint64_t v = 0;
   int rc;
   if (!x) return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  /* The writes the fleet may know under the old id end with the epoch
-   * of the last position any peer acknowledged. */
-  if ((rc = sx_peers_each(x, sx_most_acked, &v))) return rc;
-  return sx_site_renew_after(x, v);
+  /* A file restored from a backup lost old-id writes the fleet holds,
+   * and while it claimed them (its own vector entry), peers left them
+   * out of what they sent, past cursors that have moved on since.  So
+   * claim none of the old id, and start every run again: peers send
+   * back all they hold of it.  The rows keep their stamps: the fleet may
+   * hold those writes too. */
+  if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
+  return sx_peers_each(x, sx_cursor_zero, x);
 }
 
 /* ---------------------------------------------------------------------

@@ -317,14 +317,17 @@ SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
 
 /* Take a new site id, in write transaction txn, with no other transaction
  * of env open.  For a replica restored from a backup or copied from
- * another's file: its writes since the last position a peer acknowledged
- * are its own and move to the new id; older ones keep the old id, now an
- * ordinary site of the fleet.  The library does it by itself when it can
- * tell: sync_env_open when the file is not the one last opened for
- * writing at that path (another device and inode), a session when the
+ * another's file: its rows keep their stamps, the old id becomes an
+ * ordinary site of which this replica claims to hold nothing, and every
+ * peer's cursor starts again (so peers send back whatever of the old id
+ * they hold that the file lost, also what they left out while it
+ * claimed it), and what it writes from now on carries the new id.  The library does it by itself
+ * when it can tell: sync_env_open when the file is not the one last
+ * opened for writing at that path (another device or inode: then every
+ * write of the old id the file holds is claimed), a session when the
  * peer holds a log of this replica that is not this file's (it then ends
- * with SYNC_EHISTORY: sync again).  Rewrites every row that carries a stamp
- * of this replica.  Errors: SYNC_EINVAL, SYNC_EREADONLY, SYNC_ETXN,
+ * with SYNC_EHISTORY: sync again).  Rewrites every row that carries a
+ * stamp of this replica.  Errors: SYNC_EINVAL, SYNC_EREADONLY, SYNC_ETXN,
  * SYNC_EIO (the random source failed), storage errors. */
 SYNC_API int sync_site_renew(sync_txn *txn);
 

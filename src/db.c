@@ -396,10 +396,10 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
 }
 
 /* Take a new site id.  This replica's writes with stamps up to hlc t keep
- * the old id (now an ordinary site, held up to t), later ones move to the
- * new id: they are this copy's own, unknown to the rest of the fleet
- * under the old id. */
-static int sx_site_renew(sync_txn *x, uint64_t t) {
+ * the old id, later ones move to the new id; the old id becomes an
+ * ordinary site, held up to hlc held (0: nothing claimed, so peers send
+ * back every change of it they hold). */
+SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
   sync_env *env = x->env;
   uint8_t old[SX_SITE_LEN], nid[SX_SITE_LEN];
   unsigned char kb[4], vb[8];
@@ -427,8 +427,8 @@ static int sx_site_renew(sync_txn *x, uint64_t t) {
   if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
   if ((rc = sx_relabel_rows(x, k, t))) goto fail;
   sx_put_be32(kb, k);
-  sx_put_le64(vb, t);
-  if (t && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
+  sx_put_le64(vb, held);
+  if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
   if ((rc = sx_put(env->st, x->t, env->meta, "site", 4, nid, SX_SITE_LEN, 0)))
     goto fail;
   x->dirty = 1;
@@ -437,23 +437,6 @@ fail:
   x->failed = 1;
   memcpy(env->site, old, SX_SITE_LEN);
   return rc;
-}
-
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, uint64_t v) {
-  uint64_t t = x->hlc_last, start, id, hlc, probe = x->base_version + 1, from;
-  int rc = sx_epoch_at(x->env, x->t, v, &start, &id, &hlc);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  /* Walk back from the newest epoch to the first after v's: from its
-   * start on, the writes are this copy's alone. */
-  from = rc == 0 ? start : 0;
-  while (probe &&
-         (rc = sx_epoch_at(x->env, x->t, probe, &start, &id, &hlc)) == 0 &&
-         start > from) {
-    t = hlc;
-    probe = start - 1;
-  }
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  return sx_site_renew(x, t);
 }
 
 /* A writable open: a new epoch from the next version on.  Returns 1 when
@@ -532,7 +515,7 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
     /* A copy: every write it holds is one the original holds too. */
     sync_txn *x;
     if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
-    rc = sx_site_renew(x, x->hlc_last);
+    rc = sx_site_renew(x, x->hlc_last, x->hlc_last);
     if (rc) sync_txn_abort(x);
     else rc = sync_txn_commit(x);
     if (rc) goto fail;

@@ -193,10 +193,10 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
 SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
-/* Take a new site id (sync_site_renew), keeping under the old id the
- * writes up to the epoch holding version v (the last position a peer
- * acknowledged). */
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, uint64_t v);
+/* Take a new site id: this replica's stamps up to hlc t keep the old id,
+ * later ones move to the new one; the old id becomes an ordinary site
+ * held up to hlc held (0: nothing claimed). */
+SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);

@@ -1638,8 +1638,25 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
         a.smap[dr->clsite] < x->nsites &&
         dr->clhlc <= lvv[a.smap[dr->clsite]]) {
       /* We held this row and collected its tombstone: the sender kept
-       * an old copy.  Bringing it back would invent data. */
+       * an old copy.  Bringing it back would invent data; leaving it
+       * would leave the sender with it for good.  A delete of ours
+       * (causal length + 1) says again what we knew, and goes back to
+       * the sender with everything else. */
       rep->unchanged++;
+      if (!a.dry) {
+        sx_stamp_txn(x);
+        x->nw.nstamps = 0;
+        x->nw.cl = dr->cl + 1;
+        x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp_local(x));
+        x->nw.ncols = 0;
+        if ((rc = sx_store_row(x, dr->tid, cur, key, dr->klen, 0, append)))
+          goto done;
+        if (append) {
+          memcpy(app_last, key, dr->klen);
+          app_len = dr->klen;
+          app_any = 1;
+        }
+      }
       continue;
     }
     if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
@@ -1776,23 +1793,27 @@ SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
   return sync_tombstones(x, &out->tombstones);
 }
 
-static int sx_most_acked(void *ctx, const uint8_t *site, const sx_peer *p) {
-  uint64_t *v = (uint64_t *)ctx;
-  (void)site;
-  if (p->acked_version > *v) *v = p->acked_version;
-  return 0;
+static int sx_cursor_zero(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_peer q = *p;
+  memset(&q.cur, 0, sizeof q.cur);
+  memset(&q.mark, 0, sizeof q.mark);
+  q.tainted = 0;
+  return sx_peer_put((sync_txn *)ctx, site, &q);
 }
 
 SYNC_API int sync_site_renew(sync_txn *x) {
-  uint64_t v = 0;
   int rc;
   if (!x) return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  /* The writes the fleet may know under the old id end with the epoch
-   * of the last position any peer acknowledged. */
-  if ((rc = sx_peers_each(x, sx_most_acked, &v))) return rc;
-  return sx_site_renew_after(x, v);
+  /* A file restored from a backup lost old-id writes the fleet holds,
+   * and while it claimed them (its own vector entry), peers left them
+   * out of what they sent, past cursors that have moved on since.  So
+   * claim none of the old id, and start every run again: peers send
+   * back all they hold of it.  The rows keep their stamps: the fleet may
+   * hold those writes too. */
+  if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
+  return sx_peers_each(x, sx_cursor_zero, x);
 }
 
 /* ---------------------------------------------------------------------

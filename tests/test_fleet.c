@@ -149,6 +149,41 @@ static void test_restore_noticed_by_pull_only_session(void **state) {
   TU_U64(mu_digest(&D), mu_digest(&S));
 }
 
+/* A restored device may sync first with a server that never held its
+ * lost log (the lost rows reached it through another replica): its own
+ * clock, ahead of the lost rows, claims them, so the server leaves them
+ * out and the device's cursor moves past them.  When another peer shows
+ * the restore, the new site id also starts every run again, and the
+ * server sends them. */
+static void test_restore_found_late_still_gets_lost_rows(void **state) {
+  (void)state;
+  mu_site(C.site, 0x99);
+  mu_open(&C, "t_fleet_q.db", C.site, &now_ms, 0);
+  put_n(&D, "base", 2);
+  assert_int_equal(su_sync(&D, &C, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(su_sync(&C, &S, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(D.env);
+  copy_file(D.path, "t_fleet_backup.db");
+  reopen(&D);
+  put_n(&D, "lost", 3);
+  assert_int_equal(su_sync(&D, &C, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(su_sync(&C, &S, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(D.env);
+  copy_file("t_fleet_backup.db", D.path);
+  reopen(&D);
+  now_ms += 1000;
+  put_n(&D, "new", 1); /* its clock passes the lost rows' stamps */
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  assert_false(has_row(&D, "lost00")); /* left out: D claimed them */
+  assert_int_equal(su_sync(&D, &C, NULL, NULL, NULL, NULL), SYNC_EHISTORY);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  assert_true(has_row(&D, "lost00"));
+  assert_true(has_row(&D, "lost02"));
+  assert_true(has_row(&S, "new00"));
+  TU_U64(mu_digest(&D), mu_digest(&S));
+}
+
 /* Issue 14, defect 3: a copy of D's file is a second replica.  It takes
  * a new site id when first opened (another file than the one D last
  * opened), so its writes and D's both reach S whatever order they come
@@ -235,6 +270,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_restore_from_backup_loses_nothing),
       T(test_restore_noticed_by_pull_only_session),
+      T(test_restore_found_late_still_gets_lost_rows),
       T(test_copied_file_takes_new_site_id),
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),

@@ -1365,6 +1365,39 @@ static void test_initial_stream_after_gc_removes_collected_rows(void **state) {
   TU_U64(mu_digest(&Y), mu_digest(&A));
 }
 
+/* A peer that still holds a row this replica deleted and collected
+ * sends it back: the row does not come back here, and the replica's own
+ * delete goes back to the peer, which ends without it. */
+static void test_collected_row_sent_back_deletes_it_there(void **state) {
+  uint8_t s[16];
+  sync_txn *t;
+  (void)state;
+  mu_site(s, 0xd6);
+  mu_open(&X, "t_merge_d.db", s, &now_ms, 0);
+  mu_put(&A, "z", 1, 1.0, "zombie");
+  mu_put(&A, "keep", 2, 2.0, "kept");
+  mu_pull(&B, &A, 0, 1, NULL);
+  mu_pull(&X, &A, 0, 0, NULL); /* X has it; A, not asked to, keeps no
+                                  record of X */
+  now_ms += 10;
+  mu_delete(&A, "z");
+  mu_pull(&B, &A, 0, 1, NULL);
+  mu_pull(&B, &A, 0, 1, NULL);
+  TU_U64(gc(&A), 1);
+  /* X's copy reaches A: A keeps it out and deletes it again. */
+  mu_pull(&A, &X, 0, 1, NULL);
+  expect_absent(&A, "z");
+  /* X stands before A's collection: it starts over, and ends without
+   * the row. */
+  TU_OK(sync_txn_begin(X.env, 0, &t));
+  TU_OK(sync_peer_reset(t, A.site));
+  TU_OK(sync_txn_commit(t));
+  mu_pull(&X, &A, 0, 1, NULL);
+  expect_absent(&X, "z");
+  expect_text(&X, "keep", MU_COL_S, "kept");
+  TU_U64(mu_digest(&X), mu_digest(&A));
+}
+
 /* Rows the stream leaves out that the sender never saw stay. */
 static void test_initial_stream_keeps_rows_the_sender_never_saw(void **state) {
   mu_pull_stats st;
@@ -1851,6 +1884,7 @@ int main(void) {
       T(test_apply_newer_takes_only_rows_newer_than_local),
       T(test_initial_stream_after_gc_removes_collected_rows),
       T(test_initial_stream_keeps_rows_the_sender_never_saw),
+      T(test_collected_row_sent_back_deletes_it_there),
       T(test_dry_run_counts_and_writes_nothing),
       T(test_dry_run_on_empty_replica_counts_inserts_only),
       T(test_apply_rejects_unknown_policy),
