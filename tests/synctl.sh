@@ -235,7 +235,7 @@ for k in r1 r2 r3 r4 r5; do $S put dev.db notes $k title=five > /dev/null; done
 $S sync dev.db srv.db > /dev/null
 cp dev-backup.db dev.db   # in place: the same file, its old contents
 $S put dev.db notes r6 title=after > /dev/null
-check "a restored device notices at its first sync and syncs as a new site" sh -c "$S sync dev.db srv.db > out 2> err && grep -q 'took a new site id' err && $S sync dev.db srv.db > out && grep -q 'received 0 rows' out && grep -q 'sent 0 rows' out"
+check "a restored device notices at its first sync and syncs as a new site" sh -c "$S sync dev.db srv.db > out 2> err && grep -q 'took a new site id' err && $S sync dev.db srv.db > out && $S sync dev.db srv.db > out && grep -q 'received 0 rows' out && grep -q 'sent 0 rows' out"
 check "the server got the new row, the device its five rows back" sh -c "$S get srv.db notes r6 > /dev/null && $S get dev.db notes r5 > /dev/null && [ \"\$($S digest dev.db)\" = \"\$($S digest srv.db)\" ]"
 cp dev.db clone.db
 check "a copied file takes its own site id at open" sh -c "$S put clone.db notes c1 title=clone > /dev/null && [ \"\$($S vv clone.db | grep 'this replica')\" != \"\$($S vv dev.db | grep 'this replica')\" ] && $S sync clone.db srv.db > /dev/null && $S sync dev.db srv.db > /dev/null && $S get dev.db notes c1 > /dev/null"
