@@ -221,7 +221,8 @@ static const cmd_help HELP[] = {
      "print figures of a database or a running server",
      "For a database file: rows and tombstones per table, the local\n"
      "version, schema version, sites in the version vector, peers,\n"
-     "unresolved conflicts and the file size.  For HOST:PORT, the metrics\n"
+     "unresolved conflicts, whether it may miss deletes, peers behind its\n"
+     "tombstone collection and the file size.  For HOST:PORT, the metrics\n"
      "address of a running 'synctl serve --metrics', fetches and prints its\n"
      "Prometheus text (counters, latency quantiles).\n"},
     {"help", "synctl help [COMMAND]", "print the manual of a command",
@@ -2338,6 +2339,17 @@ static int cmd_stats(int argc, char **argv) {
   printf("version vector     %zu site%s\n", nvv, nvv == 1 ? "" : "s");
   printf("peers              %zu\n", npeers);
   printf("open conflicts     %llu\n", (unsigned long long)nconf);
+  {
+    sync_health h;
+    if (sync_health_get(x, &h) == 0) {
+      printf("missing deletes    %s\n",
+             h.may_miss_deletes ? "maybe (a peer said this replica is behind "
+                                  "its tombstone collection)"
+                                : "no");
+      printf("peers behind gc    %llu\n",
+             (unsigned long long)h.peers_behind_horizon);
+    }
+  }
   if (stat(argv[0], &sb) == 0)
     printf("file size          %lld bytes\n", (long long)sb.st_size);
   free(tomb);
