@@ -63,6 +63,10 @@ struct sync_delta {
   sx_cursor start, end;
   int last;
   int partial; /* rows were left out (tables, filter): vector not raised */
+  int repair;  /* a repair frame (repair.c), set by its receiver: merged by
+                  the usual rules, but it never moves the cursor or raises
+                  the vector, and a live row whose tombstone this replica
+                  collected is answered with a new tombstone */
   uint32_t nsites;
   uint8_t (*sites)[SX_SITE_LEN];
   size_t nvv;
@@ -78,6 +82,15 @@ struct sync_delta {
 SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
 /* The peer record of site: 0, SYNC_NOTFOUND, or SYNC_ECORRUPT. */
 SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
+/* The peer record of site written back (write transactions). */
+SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
+/* Add stored row r of table tid to d, leaving out columns and rows whose
+ * stamps rvv (per local site index) covers and, under o, rows outside
+ * o's tables or filter; *bytes grows by the value bytes added. */
+SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
+                              const unsigned char *key, size_t klen,
+                              const sx_row *r, const uint64_t *rvv,
+                              const sync_delta_opts *o, size_t *bytes);
 /* A new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 /* Grow array *p of elem-byte items to hold need items (doubling). */
