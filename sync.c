@@ -8099,7 +8099,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
       if (rc) break;
       h = sx_key_hash(tid, k.p, k.n);
       nh = sx_rset_find(&s, tid, h, hit);
-      for (h_i = 0; h_i < nh && !rc; h_i++) {
+          for (h_i = 0; h_i < nh && !rc; h_i++) {
         const sx_rq *q = &rp->q[hit[h_i]->i];
         if (!decoded) {
           if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &rp->row))) {
@@ -8155,6 +8155,34 @@ static unsigned char *sx_w16(unsigned char *p, unsigned v) {
   p[0] = (unsigned char)v;
   p[1] = (unsigned char)(v >> 8);
   return p + 2;
+}
+
+/* Diff: received rows of the leaves compared that this side lacks, for
+ * the peer's leaves this side answered (pleaves) or for our leaves the
+ * peer answered. */
+static int sx_rp_unmatched(sx_repair *rp, int pleaves) {
+  sx_rset ls;
+  size_t j;
+  int rc;
+  if ((rc = sx_rp_leafset(rp, &ls))) return rc;
+  for (j = 0; j < rp->frame->nrows; j++) {
+    const sx_drow *dr = &rp->frame->rows[j];
+    const unsigned char *key = rp->frame->arena.p + dr->koff;
+    const sx_rkey *hit[SX_RP_DEPTH + 1];
+    size_t nh, h_i;
+    int in = 0;
+    if (rp->matched[j]) continue;
+    nh = sx_rset_find(&ls, dr->tid, sx_key_hash(dr->tid, key, dr->klen), hit);
+    for (h_i = 0; h_i < nh; h_i++) {
+      size_t i = hit[h_i]->i;
+      if (pleaves ? i < rp->npleaf && !rp->pskip[i] : i >= rp->npleaf) in = 1;
+    }
+    if (in)
+      rp->o.on_diff(rp->o.on_diff_ctx, dr->tid, key, dr->klen,
+                    SYNC_DIFF_REMOTE);
+  }
+  sx_free(&rp->al, ls.k);
+  return 0;
 }
 
 static int sx_rp_roots(sx_repair *rp, sync_txn *x, uint64_t *sum,
@@ -8272,6 +8300,14 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     goto out;
   }
   if ((rc = sx_rp_newdelta(rp, x, &d))) return rc;
+  if (dodiff && rp->nanswered) {
+    /* The peer's answers to our leaves, against our rows there. */
+    for (j = 0; j < rp->nanswered; j++)
+      if ((rc = sx_rp_q(rp, &rp->answered[j], SX_Q_DIFF, 0, 1))) goto fail;
+    if ((rc = sx_rp_scan(rp, x, d)) || (rc = sx_rp_unmatched(rp, 0)))
+      goto fail;
+    rp->nq = rp->nacc = 0;
+  }
   if (rp->vopen) {
     /* The peer's roots against ours: equal ends it, else a pass. */
     size_t mb = (rp->nt + 7) / 8;
@@ -8384,9 +8420,6 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     if (!rp->pskip[j] &&
         (rc = sx_rp_q(rp, &rp->pleaf[j], SX_Q_ROWS, !rp->o.dry, dodiff)))
       goto fail;
-  if (dodiff)
-    for (j = 0; j < rp->nanswered; j++)
-      if ((rc = sx_rp_q(rp, &rp->answered[j], SX_Q_DIFF, 0, 1))) goto fail;
   for (j = 0; j < rp->nnleaf; j++)
     if ((rc = sx_rp_q(rp, &rp->nleaf[j], SX_Q_ROWS, 0, 0))) goto fail;
   qa = rp->nq;
@@ -8406,26 +8439,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
         p += 4;
       }
   }
-  if (dodiff) {
-    /* Received rows of the leaves compared here that this side lacks. */
-    sx_rset ls;
-    if ((rc = sx_rp_leafset(rp, &ls))) goto fail;
-    for (j = 0; j < rp->frame->nrows; j++) {
-      const sx_drow *dr = &rp->frame->rows[j];
-      const unsigned char *key = rp->frame->arena.p + dr->koff;
-      const sx_rkey *hit[SX_RP_DEPTH + 1];
-      size_t nh, h_i;
-      int in = 0;
-      if (rp->matched[j]) continue;
-      nh = sx_rset_find(&ls, dr->tid, sx_key_hash(dr->tid, key, dr->klen), hit);
-      for (h_i = 0; h_i < nh; h_i++)
-        if (hit[h_i]->i >= rp->npleaf || !rp->pskip[hit[h_i]->i]) in = 1;
-      if (in)
-        rp->o.on_diff(rp->o.on_diff_ctx, dr->tid, key, dr->klen,
-                      SYNC_DIFF_REMOTE);
-    }
-    sx_free(&rp->al, ls.k);
-  }
+  if (dodiff && (rc = sx_rp_unmatched(rp, 1))) goto fail;
   if (!rp->nnsplit && !rp->nnleaf) {
     /* Nothing more asked of the peer: our roots close the pass. */
     if ((rc = sx_rp_roots(rp, x, sum, cnt))) goto fail;
