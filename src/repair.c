@@ -31,6 +31,8 @@
 #define SX_RP_SEED_TOMB UINT64_C(0x73796e632d743031) /* "sync-t01" */
 #define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as db.c's meta */
 #define SX_RP_GOLD UINT64_C(0x9E3779B97F4A7C15)
+#define SX_RP_MIX UINT64_C(0xD6E8FEB86659FD93)
+#define SX_RP_FPB 3 /* bytes of a node fingerprint below the root */
 
 typedef struct sx_rnode {
   uint64_t pre; /* the top 4 * depth bits of the key hashes, right-aligned */
@@ -145,10 +147,15 @@ static sx_rnode sx_rp_child(const sx_rnode *n, unsigned c) {
   return k;
 }
 
-/* A node's fingerprint on the wire below the root: 32 bits of the sum
- * mixed with the count. */
-static uint32_t sx_rp_fp32(const sx_racc *a) {
-  return (uint32_t)((a->sum + a->live * SX_RP_GOLD) >> 32);
+/* A node's fingerprint on the wire below the root: 24 bits of the sum
+ * and count, mixed with the pass number, so that a collision that hid a
+ * difference in one pass does not hide it in the next. */
+static uint32_t sx_rp_fpw(const sx_racc *a, uint64_t pass) {
+  uint64_t z = a->sum + a->live * SX_RP_GOLD + pass * SX_RP_MIX;
+  z ^= z >> 32;
+  z *= SX_RP_MIX;
+  z ^= z >> 29;
+  return (uint32_t)(z >> 40);
 }
 
 /* ---------------------------------------------------------------------
@@ -457,8 +464,10 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b,
     o.mask = sx_rd16(&r);
     for (c = 0; c < 16; c++)
       if ((o.mask >> c) & 1) {
-        q = sx_rbytes(&r, 4);
-        if (q) o.fp[c] = sx_get_le32(q);
+        q = sx_rbytes(&r, SX_RP_FPB);
+        if (q)
+          o.fp[c] = (uint32_t)q[0] | ((uint32_t)q[1] << 8) |
+                    ((uint32_t)q[2] << 16);
       }
     if (r.bad) return sx_rp_proto(rp, "fingerprints");
     if (SX_PUSH(rp, open, o)) return SYNC_ENOMEM;
@@ -895,8 +904,12 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     rp->st.nodes += rp->nt;
     for (i = 0; i < rp->nt; i++)
       if (sum[i] != rp->psum[i] || cnt[i] != rp->pcnt[i]) dt[nd++] = i;
+    /* Another pass only when the last one changed rows or deferred
+     * nodes, or once more (not in a diff) in case fingerprints collided:
+     * rows refused by the rights, or written meanwhile, end it so. */
     if (!nd || rp->st.passes >= SX_RP_MAXPASS ||
-        (rp->st.passes && !rp->progress && !rp->peer_progress)) {
+        (rp->st.passes && !rp->progress && !rp->peer_progress &&
+         (rp->o.dry || rp->st.passes >= 2))) {
       flags = SX_RT_DONE | (nd ? 0 : SX_RT_EQUAL);
       rp->st.done = 1;
       rp->st.equal = !nd;
@@ -977,7 +990,8 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
         sx_rnode ch = sx_rp_child(&o->n, c);
         int dec;
         rp->st.nodes++;
-        if (mine == theirs && (!mine || sx_rp_fp32(&a[c]) == o->fp[c]))
+        if (mine == theirs &&
+            (!mine || sx_rp_fpw(&a[c], rp->st.passes) == o->fp[c]))
           continue;
         dec = sx_rp_decide(rp, &ch, &a[c], &rows, &bytes);
         if (dec == SX_DEC_LEAF) {
@@ -1003,7 +1017,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
   for (j = 0; j < rp->nnsplit; j++)
     if ((rc = sx_rp_q(rp, &rp->nsplit[j], SX_Q_KIDS, 0, 0))) goto fail;
   if (rp->nq && (rc = sx_rp_scan(rp, x, d))) goto fail;
-  if ((rc = sx_rp_room(rp, &p, rp->nnsplit * (2 + 16 * 4)))) goto fail;
+  if ((rc = sx_rp_room(rp, &p, rp->nnsplit * (2 + 16 * SX_RP_FPB)))) goto fail;
   for (j = 0; j < rp->nnsplit; j++) {
     const sx_racc *a = &rp->acc[rp->q[qa + j].acc];
     unsigned mask = 0, c;
@@ -1012,8 +1026,11 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     p = sx_w16(p, mask);
     for (c = 0; c < 16; c++)
       if (a[c].live) {
-        sx_put_le32(p, sx_rp_fp32(&a[c]));
-        p += 4;
+        uint32_t f = sx_rp_fpw(&a[c], rp->st.passes);
+        p[0] = (unsigned char)f;
+        p[1] = (unsigned char)(f >> 8);
+        p[2] = (unsigned char)(f >> 16);
+        p += SX_RP_FPB;
       }
   }
   if (dodiff && (rc = sx_rp_unmatched(rp, 1))) goto fail;
