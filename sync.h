@@ -895,7 +895,25 @@ typedef struct sync_session_stats {
   sync_apply_report applied; /* sums over the chunks this side applied
                                 (or, in a dry run, would have) */
   sync_apply_report peer_applied; /* what the peer reported of ours */
+  /* Repair sessions (sync_session_opts.repair): */
+  uint64_t repair_turns;  /* REPAIR messages sent and received */
+  uint64_t repair_nodes;  /* tree nodes this side compared */
+  uint64_t repair_rows;   /* rows in repair frames, sent and received */
+  uint64_t repair_passes; /* root-to-leaf passes */
+  int repair_equal;       /* the repair ended with equal roots */
 } sync_session_stats;
+
+/* Diff (a repair session with dry_run): called on the client for each
+ * row the two replicas hold differently, once the leaf holding it was
+ * compared.  side: SYNC_DIFF_LOCAL (only this replica holds the row, live
+ * or as a tombstone), SYNC_DIFF_REMOTE (only the peer does) or
+ * SYNC_DIFF_BOTH (both do, in different states: values, stamps or causal
+ * length).  key is valid during the call only. */
+#define SYNC_DIFF_LOCAL 1
+#define SYNC_DIFF_REMOTE 2
+#define SYNC_DIFF_BOTH 3
+typedef void (*sync_diff_fn)(void *ctx, unsigned table, const void *key,
+                             size_t klen, int side);
 
 /* Progress: called after each chunk sent or applied. */
 typedef void (*sync_progress_fn)(void *ctx, const sync_session_stats *st);
@@ -939,6 +957,19 @@ typedef struct sync_session_opts {
   size_t dict_len;
   sync_progress_fn progress;
   void *progress_ctx;
+  /* client: a repair session instead of a sync (docs/PROTOCOL.md,
+   * "Repair"): the two replicas compare fingerprints of hash-prefix
+   * trees of the selected tables and exchange only the rows where they
+   * differ, merged by the usual rules and rights; no cursor is needed
+   * and none moves, and no version vector rises.  After a complete
+   * repair (not dry) the client's cursor for the server stands at the
+   * server's log position of the repair's start, so that a replica told
+   * SYNC_ESTALE syncs normally afterwards.  mode is ignored.  With
+   * dry_run it is a diff: nothing is written on either side and on_diff
+   * hears of every differing row. */
+  int repair;
+  sync_diff_fn on_diff; /* client, repair with dry_run; NULL: none */
+  void *on_diff_ctx;
 } sync_session_opts;
 
 /* Make a session on an open env.  opts is copied (tables, credential and

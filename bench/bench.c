@@ -23,6 +23,7 @@ static const struct {
     {"w3", bench_w3},
     {"wire", bench_wire},
     {"sync", bench_sync},
+    {"repair", bench_repair},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -16,5 +16,6 @@
 #include "db.c"
 #include "merge.c"
 #include "codec.c"
+#include "repair.c"
 #include "session.c"
 #include "ops.c"

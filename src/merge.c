@@ -114,7 +114,8 @@ SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c) {
   return c->mode == SX_MODE_LOG ? c->version : c->v0;
 }
 
-static int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p) {
+SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
+                             const sx_peer *p) {
   unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16];
   int rc;
   b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0) |
@@ -340,10 +341,11 @@ SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
 /* Add row r (decoded, local stamps) to d, leaving out what the requester
  * already holds (rvv, per local site index) and local-only columns.
  * *bytes grows by the value bytes added. */
-static int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
-                        const unsigned char *key, size_t klen, const sx_row *r,
-                        const uint64_t *rvv, const sync_delta_opts *o,
-                        int keyed, size_t *bytes) {
+SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
+                              const unsigned char *key, size_t klen,
+                              const sx_row *r, const uint64_t *rvv,
+                              const sync_delta_opts *o, int keyed,
+                              size_t *bytes) {
   const sx_table *tb = &x->env->schema->tables[tid];
   const sx_stamp *cs = &r->stamps[r->cl_stamp];
   sx_drow *row;
@@ -1540,17 +1542,17 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   a.rep = rep;
   rc = sx_peer_get(x, d->sender, &peer);
   if (rc && rc != SYNC_NOTFOUND) return rc;
-  contiguous = sx_cursor_eq(&peer.cur, &d->start);
-  if (!contiguous && sx_cursor_covers(&peer.cur, &d->end)) {
+  contiguous = !d->repair && sx_cursor_eq(&peer.cur, &d->start);
+  if (!contiguous && !d->repair && sx_cursor_covers(&peer.cur, &d->end)) {
     /* Every row of this chunk sits at or before our cursor: the run
      * already brought it (or a later state of its rows).  Applying it
      * again would change nothing but re-log its conflicts. */
     rep->rows = rep->unchanged = d->nrows;
     return 0;
   }
-  keyed = d->start.mode == SX_MODE_INITIAL ||
+  keyed = !d->repair && (d->start.mode == SX_MODE_INITIAL ||
           (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
-           d->start.seq == 0);
+           d->start.seq == 0));
   /* Map the delta's sites to ours (added as they come; a dry run maps
    * unknown ones past the end, which only comparisons by id use). */
   a.smap = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * d->nsites);
@@ -1641,8 +1643,11 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
        * an old copy.  Bringing it back would invent data; leaving it
        * would leave the sender with it for good.  A delete of ours
        * (causal length + 1) says again what we knew, and goes back to
-       * the sender with everything else. */
-      rep->unchanged++;
+       * the sender with everything else (a repair frame's answer). */
+      if (d->repair)
+        rep->deleted++;
+      else
+        rep->unchanged++;
       if (!a.dry) {
         sx_stamp_txn(x);
         x->nw.nstamps = 0;

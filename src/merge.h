@@ -73,6 +73,10 @@ struct sync_delta {
                    held in its key range (sent by a sender that collected
                    tombstones: what it leaves out, the sender deleted) */
   sx_mark mark; /* the sender's history mark at the end position */
+  int repair;  /* a repair frame (repair.c), set by its receiver: merged by
+                  the usual rules, but it never moves the cursor or raises
+                  the vector, and a live row whose tombstone this replica
+                  collected is answered with a new tombstone */
   uint32_t nsites;
   uint8_t (*sites)[SX_SITE_LEN];
   size_t nvv;
@@ -93,6 +97,17 @@ SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c);
 SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
 /* Record that peer site answered SYNC_ESTALE (session, receiving side). */
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
+/* The peer record of site written back (write transactions). */
+SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
+/* Add stored row r of table tid to d, leaving out columns and rows whose
+ * stamps rvv (per local site index) covers (a row is still named when
+ * keyed is set: complete initial streams) and, under o, rows outside o's
+ * tables or filter; *bytes grows by the value bytes added. */
+SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
+                              const unsigned char *key, size_t klen,
+                              const sx_row *r, const uint64_t *rvv,
+                              const sync_delta_opts *o, int keyed,
+                              size_t *bytes);
 /* A new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 /* Grow array *p of elem-byte items to hold need items (doubling). */

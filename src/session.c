@@ -13,6 +13,7 @@
  * pushes; the server mirrors it.
  */
 #include "merge.h"
+#include "repair.h"
 
 #include "hash.h"
 
@@ -36,11 +37,13 @@
 #define SX_M_DATA 4
 #define SX_M_ERROR 5
 #define SX_M_PLAN 6
+#define SX_M_REPAIR 7
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
 
 #define SX_HF_DRY 0x1u /* HELLO flags */
+#define SX_HF_REPAIR 0x2u
 
 enum { SX_ROLE_RECV, SX_ROLE_SEND };
 enum {
@@ -48,6 +51,7 @@ enum {
   SX_ST_WELCOME, /* client: waiting for WELCOME */
   SX_ST_RECV,    /* receiving phase: waiting for a chunk */
   SX_ST_SEND,    /* sending phase: waiting for a request */
+  SX_ST_REPAIR,  /* repair: waiting for the peer's turn (or its frame) */
   SX_ST_END,     /* every phase done: ends once the output is flushed */
   SX_ST_FAILING, /* an ERROR is queued: fails once it is flushed */
   SX_ST_OVER     /* status is final */
@@ -89,6 +93,9 @@ struct sync_session {
   int state_was_recv; /* the peer's ERROR came in a receiving phase */
   char errmsg[256];
   uint64_t t0; /* made at, for the stats */
+  int repair;      /* a repair session (repair.c) */
+  sx_repair *rp;
+  int rp_frame;    /* the peer's turn announced a frame: DATA is due */
 };
 
 /* ---------------------------------------------------------------------
@@ -203,7 +210,8 @@ static int sx_send_hello(sync_session *s) {
   p += 8;
   p = sx_wv(p, s->env->schema->version);
   *p++ = (unsigned char)s->mode;
-  *p++ = s->dry ? SX_HF_DRY : 0;
+  *p++ = (unsigned char)((s->dry ? SX_HF_DRY : 0) |
+                         (s->repair ? SX_HF_REPAIR : 0));
   p = sx_wv(p, s->own_max);
   p = sx_put_mask(p, sel);
   p = sx_wv(p, s->o.credential_len);
@@ -213,6 +221,8 @@ static int sx_send_hello(sync_session *s) {
 }
 
 static int sx_phase_start(sync_session *s);
+static int sx_repair_start(sync_session *s);
+static int sx_on_repair_delta(sync_session *s, sync_delta *d);
 
 static int sx_check_peer_schema(sync_session *s, uint64_t hash, uint64_t ver) {
   if (hash == s->env->schema->hash) return 0;
@@ -315,7 +325,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   clen = sx_rvb(&r, SX_CRED_MAX + 1);
   q = sx_rbytes(&r, (size_t)clen);
   if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
-      (flags & ~SX_HF_DRY) || maxm < SX_MSG_FLOOR)
+      (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
@@ -334,6 +344,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   }
   s->mode = (int)mode;
   s->dry = (flags & SX_HF_DRY) != 0;
+  s->repair = (flags & SX_HF_REPAIR) != 0;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   memcpy(s->send_mask, rights.read, SYNC_RIGHTS_BYTES);
   sx_mask_and(s->send_mask, sel);
@@ -360,6 +371,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
       return sx_sess_fail(s, rc, "out of memory");
   }
   s->phase = 0;
+  if (s->repair) return sx_repair_start(s);
   return sx_phase_start(s);
 }
 
@@ -404,6 +416,11 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   sx_mask_and(s->recv_mask, s->o.tables);
   s->relay = 1;
   s->phase = 0;
+  if (s->repair) {
+    /* Repair what both may read: what the server lets us read. */
+    sx_mask_and(s->recv_mask, rd);
+    return sx_repair_start(s);
+  }
   return sx_phase_start(s);
 }
 
@@ -695,6 +712,7 @@ static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
         sync_delta_free(d);
         return sx_sess_fail(s, SYNC_EPROTO, "bytes after a chunk");
       }
+      if (s->state == SX_ST_REPAIR) return sx_on_repair_delta(s, d);
       return sx_on_delta(s, d);
     }
   }
@@ -736,6 +754,135 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
   return s->status;
 }
 
+/* ---------------------------------------------------------------------
+ * Repair (repair.c): the two sides alternate turns, each a REPAIR
+ * message and, when it carries rows, one DATA frame after it.
+ * ------------------------------------------------------------------- */
+static int sx_repair_done(sync_session *s) {
+  const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
+  s->st.repair_equal = rs->equal;
+  if (!s->o.server && !s->dry && rs->equal && rs->have_v0) {
+    /* Everything the server held at the start is here now: its log
+     * continues from there (the vector stays as it is). */
+    sync_txn *x;
+    sx_peer p;
+    int rc = sync_txn_begin(s->env, 0, &x);
+    if (!rc) {
+      rc = sx_peer_get(x, s->peer, &p);
+      if (rc == SYNC_NOTFOUND) {
+        memset(&p, 0, sizeof p);
+        rc = 0;
+      }
+      if (!rc && (p.cur.mode != SX_MODE_LOG ||
+                  sx_poscmp(p.cur.version, p.cur.seq, rs->v0, UINT32_MAX) <
+                      0)) {
+        memset(&p.cur, 0, sizeof p.cur);
+        p.cur.mode = SX_MODE_LOG;
+        p.cur.version = rs->v0;
+        p.cur.seq = UINT32_MAX;
+        rc = sx_peer_put(x, s->peer, &p);
+      }
+      if (rc) sync_txn_abort(x);
+      else rc = sync_txn_commit(x);
+    }
+    if (rc)
+      return sx_sess_fail(s, rc, "recording the repair's position: %s",
+                          sync_strerror(rc));
+  }
+  s->state = SX_ST_END;
+  return 0;
+}
+
+static void sx_repair_stats(sync_session *s) {
+  const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
+  s->st.repair_turns = rs->turns;
+  s->st.repair_nodes = rs->nodes;
+  s->st.repair_rows = rs->rows;
+  s->st.repair_passes = rs->passes;
+  s->st.applied = rs->applied;
+}
+
+/* This side's turn. */
+static int sx_repair_turn(sync_session *s, int first) {
+  const unsigned char *m;
+  size_t n, flen = 0, raw = 0;
+  sync_delta *d = NULL;
+  int rc = sx_rp_turn(s->rp, first, &m, &n, &d);
+  if (rc)
+    return sx_sess_fail(s, rc, "%s (%s)", sx_rp_errmsg(s->rp),
+                        sync_env_errmsg(s->env));
+  if ((rc = sx_msg_put(s, SX_M_REPAIR, m, n))) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, rc, "out of memory");
+  }
+  if (d) {
+    rc = sync_encoder_begin(s->enc, d, &flen, &raw);
+    if (rc) {
+      sync_delta_free(d);
+      return sx_sess_fail(s, rc, "a repair frame: %s", sync_strerror(rc));
+    }
+    s->frame_out = 1;
+    s->st.frames_sent++;
+    s->st.rows_sent += sync_delta_rows(d);
+    s->st.frame_bytes_sent += flen;
+    s->st.raw_bytes_sent += raw;
+    sync_delta_free(d);
+  }
+  sx_repair_stats(s);
+  sx_progress(s);
+  if (sx_rp_stats_of(s->rp)->done) return sx_repair_done(s);
+  s->state = SX_ST_REPAIR;
+  return 0;
+}
+
+static int sx_repair_start(sync_session *s) {
+  sx_rp_opts ro;
+  int rc;
+  memset(&ro, 0, sizeof ro);
+  ro.tables = s->o.server ? s->send_mask : s->recv_mask;
+  ro.writable = s->recv_mask;
+  ro.relay = s->relay;
+  ro.max_ahead_ms = s->o.max_ahead_ms;
+  ro.dry = s->dry;
+  ro.budget = s->o.chunk_rows;
+  ro.max_bytes = s->o.chunk_bytes;
+  ro.peer = s->peer;
+  ro.server = s->o.server;
+  ro.on_diff = s->o.server ? NULL : s->o.on_diff;
+  ro.on_diff_ctx = s->o.on_diff_ctx;
+  if ((rc = sx_rp_new(s->env, &ro, &s->rp)))
+    return sx_sess_fail(s, rc, "out of memory");
+  s->state = SX_ST_REPAIR;
+  if (s->o.server) return sx_repair_turn(s, 1);
+  return 0;
+}
+
+static int sx_on_repair(sync_session *s, const unsigned char *b, size_t n) {
+  int frame = 0, rc = sx_rp_on_turn(s->rp, b, n, &frame);
+  if (rc) return sx_sess_fail(s, rc, "%s", sx_rp_errmsg(s->rp));
+  sx_repair_stats(s);
+  if (sx_rp_stats_of(s->rp)->done) return sx_repair_done(s);
+  if (frame) {
+    s->rp_frame = 1;
+    return 0;
+  }
+  return sx_repair_turn(s, 0);
+}
+
+static int sx_on_repair_delta(sync_session *s, sync_delta *d) {
+  int rc;
+  s->rp_frame = 0;
+  if (memcmp(d->sender, s->peer, SX_SITE_LEN)) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, SYNC_EPROTO, "a chunk from another sender");
+  }
+  s->st.frames_received++;
+  s->st.rows_received += sync_delta_rows(d);
+  if ((rc = sx_rp_on_frame(s->rp, d)))
+    return sx_sess_fail(s, rc, "%s", sx_rp_errmsg(s->rp));
+  return sx_repair_turn(s, 0);
+}
+
 /* A whole control message (reassembled) or DATA payload. */
 static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
                        size_t n) {
@@ -763,6 +910,11 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
   case SX_ST_SEND:
     if (type == SX_M_REQUEST && !s->frame_out) return sx_on_request(s, b, n);
     break;
+  case SX_ST_REPAIR:
+    if (s->frame_out) break; /* the peer speaks only after our frame */
+    if (type == SX_M_DATA && s->rp_frame) return sx_on_data(s, b, n);
+    if (type == SX_M_REPAIR && !s->rp_frame) return sx_on_repair(s, b, n);
+    break;
   default:
     break;
   }
@@ -782,7 +934,7 @@ static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
     if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
     return sx_dispatch(s, base, b, n);
   }
-  if (base < SX_M_HELLO || base > SX_M_PLAN)
+  if (base < SX_M_HELLO || base > SX_M_REPAIR)
     return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
   if (!(type & SX_MORE) && !s->ctl_type) return sx_dispatch(s, base, b, n);
   if (n > SX_CTL_MAX - s->ctl.len)
@@ -834,6 +986,7 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   s->peer_max = SX_MSG_FLOOR;
   s->mode = o->mode ? o->mode : SYNC_BOTH;
   s->dry = o->dry_run != 0;
+  s->repair = o->repair != 0;
   sx_buf_init(&s->msg, &s->al);
   sx_buf_init(&s->ctl, &s->al);
   sx_buf_init(&s->out, &s->al);
@@ -891,6 +1044,7 @@ SYNC_API void sync_session_free(sync_session *s) {
   al = s->al;
   sync_encoder_free(s->enc);
   sync_decoder_free(s->dec);
+  sx_rp_free(s->rp);
   sx_buf_free(&s->msg);
   sx_buf_free(&s->ctl);
   sx_buf_free(&s->out);
@@ -1031,6 +1185,7 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
 SYNC_API int sync_session_want_read(const sync_session *s) {
   return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
                s->state == SX_ST_RECV ||
+               (s->state == SX_ST_REPAIR && !s->frame_out) ||
                (s->state == SX_ST_SEND && !s->frame_out));
 }
 

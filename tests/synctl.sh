@@ -35,7 +35,7 @@ has() { grep -q -- "$1" out; } # has TEXT: ./out contains it
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
 all_help=0
-for c in init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync stats; do
+for c in init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync repair diff stats; do
   "$S" $c --help > h.out 2>&1 && grep -q "^SYNOPSIS" h.out && grep -q "^EXIT STATUS" h.out || all_help=1
   "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
 done
@@ -43,7 +43,7 @@ if [ $all_help = 0 ]; then ok "every command has --help and the same help page";
 check "docs/SYNCTL.md holds every help page as printed" python3 -c "
 import subprocess
 doc = open('$TOP/docs/SYNCTL.md').read()
-for c in 'init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync stats help'.split():
+for c in 'init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync repair diff stats help'.split():
     page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
     assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
 "
@@ -239,6 +239,34 @@ check "a restored device notices at its first sync and syncs as a new site" sh -
 check "the server got the new row, the device its five rows back" sh -c "$S get srv.db notes r6 > /dev/null && $S get dev.db notes r5 > /dev/null && [ \"\$($S digest dev.db)\" = \"\$($S digest srv.db)\" ]"
 cp dev.db clone.db
 check "a copied file takes its own site id at open" sh -c "$S put clone.db notes c1 title=clone > /dev/null && [ \"\$($S vv clone.db | grep 'this replica')\" != \"\$($S vv dev.db | grep 'this replica')\" ] && $S sync clone.db srv.db > /dev/null && $S sync dev.db srv.db > /dev/null && $S get dev.db notes c1 > /dev/null"
+
+# --- repair and diff ---------------------------------------------------
+check "init r1.db and r2.db" sh -c "$S init r1.db --table notes:text title:text n:integer && $S init r2.db --table notes:text title:text n:integer"
+check "rows in r1, synced to r2" sh -c "for i in 1 2 3 4 5 6 7 8 9; do $S put r1.db notes k\$i title=t\$i n=\$i || exit 1; done && $S sync r2.db r1.db > /dev/null"
+status "diff of equal files exits 0" 0 "$S" diff r2.db r1.db
+has "^equal to r1.db" && ok "and says they are equal" || bad "diff equal message"
+check "drift on both sides" sh -c "$S put r2.db notes k3 title=changed && $S put r1.db notes new1 title=n && $S put r2.db notes new2 title=m && $S del r1.db notes k5"
+status "diff of differing files exits 3" 3 "$S" diff r2.db r1.db
+check "diff names every differing row and its side" sh -c "$S diff r2.db r1.db > out; grep -qx 'notes k3 both' out && grep -qx 'notes new1 there' out && grep -qx 'notes new2 here' out && grep -qx 'notes k5 both' out && grep -q '^4 rows differ from r1.db' out"
+check "diff writes nothing" sh -c "d1=\$($S digest r1.db); d2=\$($S digest r2.db); $S diff r2.db r1.db > /dev/null; [ \"\$d1\" = \"\$($S digest r1.db)\" ] && [ \"\$d2\" = \"\$($S digest r2.db)\" ]"
+check "repair between files" sh -c "$S repair r2.db r1.db > out && grep -q '^repaired with r1.db: equal' out"
+check "after the repair both have one digest" sh -c "[ \"\$($S digest r1.db)\" = \"\$($S digest r2.db)\" ]"
+status "and diff finds nothing (0)" 0 "$S" diff r2.db r1.db
+status "repair with itself is a usage error (2)" 2 "$S" repair r1.db r1.db
+"$S" serve r1.db 127.0.0.1:0 --port-file rport > rserve.log 2>&1 &
+RSRV=$!
+i=0
+while [ ! -s rport ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+RA=127.0.0.1:$(cat rport)
+check "init r3.db" "$S" init r3.db --table notes:text title:text n:integer
+check "r3 holds one row of its own" "$S" put r3.db notes own title=mine
+status "diff over TCP exits 3" 3 "$S" diff r3.db "$RA"
+has "only here" && ok "and counts the sides" || bad "diff over TCP summary"
+check "repair over TCP (serve answers repair sessions)" sh -c "$S repair r3.db $RA > out && grep -q \"^repaired with $RA: equal\" out"
+status "diff over TCP afterwards exits 0" 0 "$S" diff r3.db "$RA"
+check "the server got r3's row" "$S" get r1.db notes own
+check "a plain sync after the repair moves nothing" sh -c "$S sync r3.db $RA > out && grep -q 'received 0 rows' out"
+kill $RSRV 2>/dev/null
 
 # --- the README walkthrough, as written -------------------------------
 mkdir walk

@@ -1,0 +1,862 @@
+/*
+ * test_repair.c - range repair sessions (docs/PROTOCOL.md, "Repair"):
+ * identical replicas settle on the roots alone; one differing row among
+ * 100,000 is found; random drift of every kind (updates, inserts,
+ * deletes on both sides, metadata only) ends equal; a replica restored
+ * from an old copy of its file, and one told SYNC_ESTALE, are mended; a
+ * tombstone collected on one side removes the row on the other; a repair
+ * cut at every few bytes and run again ends equal; hostile turns are
+ * refused with SYNC_EPROTO; a diff writes nothing and names the keys.
+ *
+ * "Equal" is checked twice: sync_digest (content) on both sides, and a
+ * dry repair afterwards that must end at its first comparison with equal
+ * roots (the roots are sx_table_sum's meta sums and live counts, so this
+ * proves the stamps and causal lengths equal too) and report no key.
+ */
+#include "testutil.h"
+
+#include "sess_util.h"
+
+#include <xxhash.h>
+
+static uint64_t rp_now = 1700000000000ull;
+
+static void rp_open(mu_rep *r, const char *path, uint8_t site) {
+  uint8_t id[16];
+  mu_site(id, site);
+  mu_open(r, path, id, &rp_now, 0);
+}
+
+/* Reopen r's file as it stands (no removal). */
+static void rp_reopen(mu_rep *r) {
+  sync_env_close(r->env);
+  TU_OK(sync_env_create(NULL, &r->env));
+  TU_OK(sync_env_set_random(r->env, mu_random_fn, r));
+  TU_OK(sync_env_set_clock(r->env, mu_clock_fn, r));
+  TU_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
+  TU_OK(sync_env_set_mapsize(r->env, (size_t)8 << 20, (size_t)1 << 30));
+  TU_OK(sync_env_set_schema(r->env, mu_tables, 1));
+  TU_OK(sync_env_open(r->env, r->path, 0));
+}
+
+static void rp_key(char *k, size_t cap, unsigned i) {
+  snprintf(k, cap, "row-%08u", i);
+}
+
+/* n rows in transactions of 1,000. */
+static void rp_fill(mu_rep *r, unsigned from, unsigned n, unsigned salt) {
+  unsigned i = 0;
+  while (i < n) {
+    sync_txn *x;
+    unsigned j;
+    TU_OK(sync_txn_begin(r->env, 0, &x));
+    for (j = 0; j < 1000 && i < n; j++, i++) {
+      char k[32], s[32];
+      sync_value v[MU_NCOLS];
+      rp_key(k, sizeof k, from + i);
+      snprintf(s, sizeof s, "v%u-%u", from + i, salt);
+      v[0] = sync_int((int64_t)(from + i));
+      v[1] = sync_real((double)i / 8.0);
+      v[2] = sync_text(s, strlen(s));
+      v[3] = sync_null();
+      TU_OK(sync_put(x, 0, k, strlen(k), v, MU_NCOLS));
+    }
+    TU_OK(sync_txn_commit(x));
+  }
+}
+
+/* A plain sync (both ways) between client c and server s. */
+static void rp_sync(mu_rep *c, mu_rep *s) {
+  sync_session_opts co;
+  memset(&co, 0, sizeof co);
+  co.chunk_rows = 5000;
+  assert_int_equal(su_sync(c, s, &co, NULL, NULL, NULL), 1);
+}
+
+typedef struct rp_diffs {
+  unsigned n, local, remote, both;
+  char keys[64][32];
+  int sides[64];
+} rp_diffs;
+
+static void rp_on_diff(void *ctx, unsigned table, const void *key, size_t klen,
+                       int side) {
+  rp_diffs *d = (rp_diffs *)ctx;
+  assert_int_equal(table, 0);
+  if (d->n < 64 && klen < 32) {
+    memcpy(d->keys[d->n], key, klen);
+    d->keys[d->n][klen] = 0;
+    d->sides[d->n] = side;
+  }
+  d->n++;
+  if (side == SYNC_DIFF_LOCAL) d->local++;
+  else if (side == SYNC_DIFF_REMOTE) d->remote++;
+  else if (side == SYNC_DIFF_BOTH) d->both++;
+  else fail_msg("side %d", side);
+}
+
+/* su_sync, telling what went wrong. */
+static int rp_pair(mu_rep *cr, mu_rep *sr, const sync_session_opts *co,
+                   const sync_session_opts *so0, sync_session_stats *cst,
+                   sync_session_stats *sst) {
+  sync_session_opts so;
+  sync_session *c, *s;
+  su_pump p;
+  int rc;
+  memset(&so, 0, sizeof so);
+  if (so0) so = *so0;
+  so.server = 1;
+  TU_OK(sync_session_create(cr->env, co, &c));
+  TU_OK(sync_session_create(sr->env, &so, &s));
+  memset(&p, 0, sizeof p);
+  su_run(&p, c, s);
+  rc = sync_session_status(c);
+  if (rc != 1)
+    print_message("client: %s; server: %s\n", sync_session_errmsg(c),
+                  sync_session_errmsg(s));
+  if (cst) sync_session_stats_get(c, cst);
+  if (sst) sync_session_stats_get(s, sst);
+  sync_session_free(c);
+  sync_session_free(s);
+  return rc;
+}
+
+/* A repair (or, dry, a diff) between client c and server s; returns the
+ * client's status. */
+static int rp_run(mu_rep *c, mu_rep *s, int dry, rp_diffs *diffs,
+                  sync_session_stats *cst, sync_session_stats *sst) {
+  sync_session_opts co;
+  memset(&co, 0, sizeof co);
+  co.repair = 1;
+  co.dry_run = dry;
+  co.on_diff = diffs ? rp_on_diff : NULL;
+  co.on_diff_ctx = diffs;
+  return rp_pair(c, s, &co, NULL, cst, sst);
+}
+
+/* Equal content, and equal roots (meta sums) with nothing to report. */
+static void rp_check_equal(mu_rep *a, mu_rep *b) {
+  sync_session_stats cs;
+  rp_diffs d;
+  memset(&d, 0, sizeof d);
+  assert_true(mu_digest(a) == mu_digest(b));
+  assert_int_equal(rp_run(a, b, 1, &d, &cs, NULL), 1);
+  assert_int_equal(cs.repair_equal, 1);
+  assert_int_equal(cs.repair_passes, 0);
+  assert_int_equal(d.n, 0);
+}
+
+/* ---------------------------------------------------------------------
+ * Identical replicas: the roots alone, one round trip
+ * ------------------------------------------------------------------- */
+static void test_identical(void **state) {
+  mu_rep a, b;
+  sync_session_stats cs, ss;
+  (void)state;
+  rp_open(&a, "rp-a.db", 0xa1);
+  rp_open(&b, "rp-b.db", 0xb1);
+  rp_fill(&a, 0, 3000, 0);
+  rp_sync(&b, &a);
+  assert_int_equal(rp_run(&b, &a, 0, NULL, &cs, &ss), 1);
+  assert_int_equal(cs.repair_equal, 1);
+  /* The server's roots (with its WELCOME) and the client's DONE. */
+  assert_int_equal(cs.repair_turns, 2);
+  assert_true(cs.bytes_sent + cs.bytes_received <= 256);
+  assert_int_equal(cs.repair_rows, 0);
+  assert_int_equal(cs.frames_sent + cs.frames_received, 0);
+  /* Empty replicas too. */
+  mu_close(&a);
+  mu_close(&b);
+  rp_open(&a, "rp-a.db", 0xa1);
+  rp_open(&b, "rp-b.db", 0xb1);
+  assert_int_equal(rp_run(&b, &a, 0, NULL, &cs, &ss), 1);
+  assert_int_equal(cs.repair_equal, 1);
+  assert_int_equal(cs.repair_turns, 2);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* ---------------------------------------------------------------------
+ * One differing row in 100,000
+ * ------------------------------------------------------------------- */
+static void test_one_in_many(void **state) {
+  mu_rep a, b;
+  sync_session_stats cs, ss;
+  (void)state;
+  rp_open(&a, "rp-a.db", 0xa1);
+  rp_open(&b, "rp-b.db", 0xb1);
+  rp_fill(&a, 0, 100000, 0);
+  rp_sync(&b, &a);
+  mu_update(&b, "row-00031337", MU_COL_I, sync_int(-1));
+  assert_true(mu_digest(&a) != mu_digest(&b));
+  assert_int_equal(rp_run(&b, &a, 0, NULL, &cs, &ss), 1);
+  assert_int_equal(cs.repair_equal, 1);
+  {
+    mu_row r;
+    mu_read(&a, "row-00031337", &r);
+    assert_true(r.present);
+    assert_int_equal(r.v[0].i, -1); /* the later write wins on both */
+  }
+  /* Only the leaves around that row travel. */
+  assert_true(cs.repair_rows >= 1 && cs.repair_rows <= 6);
+  assert_true(cs.bytes_sent + cs.bytes_received <= 2048);
+  assert_true((cs.repair_turns + 1) / 2 <= 7);
+  rp_check_equal(&b, &a);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* ---------------------------------------------------------------------
+ * Random drift
+ * ------------------------------------------------------------------- */
+static void rp_drift(mu_rep *r, tu_rng *g, unsigned nrows, unsigned n,
+                     unsigned salt, int meta_only) {
+  unsigned k;
+  for (k = 0; k < n; k++) {
+    char key[32], s[32];
+    unsigned i = (unsigned)tu_below(g, nrows + nrows / 4), what;
+    sync_txn *x;
+    int rc;
+    rp_key(key, sizeof key, i);
+    what = meta_only ? 9 : (unsigned)tu_below(g, 10);
+    TU_OK(sync_txn_begin(r->env, 0, &x));
+    if (what < 2) {
+      rc = sync_delete(x, 0, key, strlen(key));
+      assert_true(rc == 0 || rc == SYNC_NOTFOUND);
+    } else if (what < 6) {
+      unsigned col = MU_COL_S;
+      sync_value v;
+      snprintf(s, sizeof s, "u%u-%u-%u", i, salt, k);
+      v = sync_text(s, strlen(s));
+      rc = sync_update(x, 0, key, strlen(key), &col, &v, 1);
+      assert_true(rc == 0 || rc == SYNC_NOTFOUND);
+    } else {
+      sync_value v[MU_NCOLS];
+      /* meta_only: the very values the row had, written again by this
+       * replica: same content, other stamps. */
+      snprintf(s, sizeof s, "v%u-%u", i, meta_only ? 0 : salt + k);
+      v[0] = sync_int((int64_t)i);
+      v[1] = sync_real(0);
+      v[2] = sync_text(s, strlen(s));
+      v[3] = sync_null();
+      if (meta_only) {
+        sync_value old[MU_NCOLS];
+        rc = sync_get(x, 0, key, strlen(key), old, MU_NCOLS);
+        if (rc == SYNC_NOTFOUND) {
+          sync_txn_abort(x);
+          continue;
+        }
+        TU_OK(sync_delete(x, 0, key, strlen(key)));
+        TU_OK(rc);
+        v[1] = old[1];
+      }
+      TU_OK(sync_put(x, 0, key, strlen(key), v, MU_NCOLS));
+    }
+    TU_OK(sync_txn_commit(x));
+  }
+}
+
+static void test_random_drift(void **state) {
+  static const unsigned counts[] = {1, 10, 1000, 0 /* 50% */};
+  unsigned ci, seed;
+  (void)state;
+  for (ci = 0; ci < 4; ci++)
+    for (seed = 1; seed <= 3; seed++) {
+      const unsigned nrows = 4000;
+      tu_rng g = {seed * 104729 + ci};
+      mu_rep a, b;
+      sync_session_stats cs;
+      unsigned n = counts[ci] ? counts[ci] : nrows / 2;
+      rp_open(&a, "rp-a.db", 0xa1);
+      rp_open(&b, "rp-b.db", 0xb1);
+      rp_fill(&a, 0, nrows, 0);
+      rp_sync(&b, &a);
+      rp_now += 1000;
+      /* both sides drift; the last seed of each count is metadata only */
+      rp_drift(&a, &g, nrows, (n + 1) / 2, 100, seed == 3);
+      rp_drift(&b, &g, nrows, n / 2 + (n == 1), 200, seed == 3);
+      rp_now += 1000;
+      if (rp_run(&b, &a, 0, NULL, &cs, NULL) != 1)
+        fail_msg("count %u seed %u: repair failed", n, seed);
+      if (!cs.repair_equal) fail_msg("count %u seed %u: unequal", n, seed);
+      rp_check_equal(&b, &a);
+      /* and a normal sync afterwards has nothing left to change */
+      rp_sync(&b, &a);
+      rp_check_equal(&b, &a);
+      mu_close(&a);
+      mu_close(&b);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Restores, tombstone collection, SYNC_ESTALE
+ * ------------------------------------------------------------------- */
+static void rp_copy(const char *from, const char *to) {
+  size_t n = 0;
+  unsigned char *p = tu_read_file(from, &n);
+  assert_non_null(p);
+  assert_int_equal(tu_write_file(to, p, n), 0);
+  free(p);
+}
+
+static void test_restore_and_collected(void **state) {
+  mu_rep a, b;
+  sync_session_stats cs;
+  uint64_t gc = 0;
+  sync_txn *x;
+  mu_row r;
+  (void)state;
+  rp_open(&a, "rp-a.db", 0xa1);
+  rp_open(&b, "rp-b.db", 0xb1);
+  rp_fill(&b, 0, 2000, 0);
+  rp_sync(&a, &b);
+  /* an old copy of a's file */
+  sync_env_close(a.env);
+  rp_copy("rp-a.db", "rp-a-old.db");
+  a.env = NULL;
+  rp_reopen(&a);
+  /* life goes on: b deletes a row, a updates one and adds some; they
+   * sync, and both collect their tombstones */
+  mu_delete(&b, "row-00000007");
+  mu_update(&a, "row-00000100", MU_COL_I, sync_int(4242));
+  rp_fill(&a, 5000, 50, 1);
+  rp_now += 1000;
+  rp_sync(&a, &b);
+  rp_sync(&a, &b);
+  TU_OK(sync_txn_begin(b.env, 0, &x));
+  TU_OK(sync_gc(x, &gc));
+  TU_OK(sync_txn_commit(x));
+  assert_true(gc >= 1);
+  /* a comes back from its old copy: row 7 live, its own later writes
+   * gone (b holds them) */
+  sync_env_close(a.env);
+  rp_copy("rp-a-old.db", "rp-a.db");
+  a.env = NULL;
+  rp_reopen(&a);
+  mu_read(&a, "row-00000007", &r);
+  assert_true(r.present);
+  /* b holds a log of a that this file does not have: the session says so
+   * and a takes a new site id (its cursors start again) */
+  {
+    sync_session_opts co;
+    memset(&co, 0, sizeof co);
+    co.mode = SYNC_PULL;
+    assert_int_equal(su_sync(&a, &b, &co, NULL, NULL, NULL), SYNC_EHISTORY);
+  }
+  /* the documented path: a repair */
+  assert_int_equal(rp_run(&a, &b, 0, NULL, &cs, NULL), 1);
+  assert_int_equal(cs.repair_equal, 1);
+  mu_read(&a, "row-00000007", &r);
+  assert_false(r.present);
+  mu_read(&b, "row-00000007", &r);
+  assert_false(r.present);
+  mu_read(&a, "row-00000100", &r);
+  assert_int_equal(r.v[0].i, 4242);
+  mu_read(&a, "row-00005049", &r);
+  assert_true(r.present);
+  rp_check_equal(&a, &b);
+  /* and plain syncs work again, both ways */
+  mu_update(&b, "row-00000200", MU_COL_I, sync_int(7));
+  rp_now += 1000;
+  rp_sync(&a, &b);
+  mu_read(&a, "row-00000200", &r);
+  assert_int_equal(r.v[0].i, 7);
+  rp_check_equal(&a, &b);
+  mu_close(&a);
+  mu_close(&b);
+  tu_remove_db("rp-a-old.db");
+}
+
+/* The side that collected the tombstone is the one declaring the leaf
+ * too: the repair still removes the row on the other (over two passes
+ * at most). */
+static void test_collected_other_side(void **state) {
+  mu_rep a, b;
+  sync_session_stats cs;
+  uint64_t gc = 0;
+  sync_txn *x;
+  mu_row r;
+  unsigned i;
+  (void)state;
+  rp_open(&a, "rp-a.db", 0xa1);
+  rp_open(&b, "rp-b.db", 0xb1);
+  rp_fill(&a, 0, 300, 0);
+  rp_sync(&b, &a);
+  sync_env_close(b.env);
+  rp_copy("rp-b.db", "rp-b-old.db");
+  b.env = NULL;
+  rp_reopen(&b);
+  for (i = 0; i < 300; i += 3) {
+    char k[32];
+    rp_key(k, sizeof k, i);
+    mu_delete(&a, k);
+  }
+  rp_sync(&b, &a);
+  rp_sync(&b, &a);
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_OK(sync_gc(x, &gc));
+  TU_OK(sync_txn_commit(x));
+  assert_int_equal(gc, 100);
+  sync_env_close(b.env);
+  rp_copy("rp-b-old.db", "rp-b.db");
+  b.env = NULL;
+  rp_reopen(&b);
+  /* this time the restored side is the server */
+  assert_int_equal(rp_run(&a, &b, 0, NULL, &cs, NULL), 1);
+  assert_int_equal(cs.repair_equal, 1);
+  for (i = 0; i < 300; i++) {
+    char k[32];
+    rp_key(k, sizeof k, i);
+    mu_read(&b, k, &r);
+    assert_int_equal(r.present, i % 3 != 0);
+  }
+  rp_check_equal(&a, &b);
+  mu_close(&a);
+  mu_close(&b);
+  tu_remove_db("rp-b-old.db");
+}
+
+/* ---------------------------------------------------------------------
+ * Cuts
+ * ------------------------------------------------------------------- */
+static void rp_cut_setup(mu_rep *a, mu_rep *b) {
+  tu_rng g = {77};
+  rp_open(a, "rp-a.db", 0xa1);
+  rp_open(b, "rp-b.db", 0xb1);
+  rp_fill(a, 0, 400, 0);
+  rp_sync(b, a);
+  rp_now += 1000;
+  rp_drift(a, &g, 400, 12, 1, 0);
+  rp_drift(b, &g, 400, 12, 2, 0);
+  rp_now += 1000;
+}
+
+static void test_cut_everywhere(void **state) {
+  mu_rep a, b;
+  sync_session_stats cs;
+  size_t total, budget, step;
+  unsigned runs = 0;
+  (void)state;
+  rp_cut_setup(&a, &b);
+  assert_int_equal(rp_run(&b, &a, 0, NULL, &cs, NULL), 1);
+  total = (size_t)(cs.bytes_sent + cs.bytes_received);
+  mu_close(&a);
+  mu_close(&b);
+  step = total / 150 + 1;
+  for (budget = 1; budget < total; budget += step) {
+    sync_session_opts co, so;
+    sync_session *c, *s;
+    su_pump p;
+    rp_cut_setup(&a, &b);
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    co.repair = 1;
+    so.server = 1;
+    TU_OK(sync_session_create(b.env, &co, &c));
+    TU_OK(sync_session_create(a.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    p.budget = budget;
+    assert_int_equal(su_run(&p, c, s), 0);
+    sync_session_free(c);
+    sync_session_free(s);
+    /* run again, whole */
+    if (rp_run(&b, &a, 0, NULL, &cs, NULL) != 1 || !cs.repair_equal)
+      fail_msg("cut at %zu: the second repair did not end equal", budget);
+    rp_check_equal(&b, &a);
+    mu_close(&a);
+    mu_close(&b);
+    runs++;
+  }
+  assert_true(runs >= 100);
+}
+
+/* ---------------------------------------------------------------------
+ * Hostile turns
+ * ------------------------------------------------------------------- */
+/* A message as the session frames it: type, var length, payload, u32 LE
+ * low bits of XXH3-64 over the bytes before it. */
+static size_t rp_frame_msg(unsigned char *out, unsigned type,
+                           const unsigned char *p, size_t n) {
+  unsigned char *q = out;
+  uint32_t h;
+  *q++ = (unsigned char)type;
+  {
+    size_t v = n;
+    do {
+      *q = (unsigned char)(v & 0x7f);
+      v >>= 7;
+      if (v) *q |= 0x80;
+      q++;
+    } while (v);
+  }
+  memcpy(q, p, n);
+  q += n;
+  h = (uint32_t)XXH3_64bits(out, (size_t)(q - out));
+  q[0] = (unsigned char)h;
+  q[1] = (unsigned char)(h >> 8);
+  q[2] = (unsigned char)(h >> 16);
+  q[3] = (unsigned char)(h >> 24);
+  return (size_t)(q + 4 - out);
+}
+
+/* A server that got a repair HELLO and sent its roots; then msg. */
+static int rp_hostile(mu_rep *srv, mu_rep *dev, unsigned type,
+                      const unsigned char *p, size_t n) {
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  unsigned char buf[8192], m[1024];
+  sync_outbuf out = {buf, sizeof buf, 0};
+  sync_inbuf in;
+  int st;
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.server = 1;
+  TU_OK(sync_session_create(dev->env, &co, &c));
+  TU_OK(sync_session_create(srv->env, &so, &s));
+  assert_true(sync_session_send(c, &out) > 0);
+  in.ptr = buf;
+  in.size = out.pos;
+  in.pos = 0;
+  TU_OK(sync_session_recv(s, &in));
+  out.pos = 0;
+  assert_true(sync_session_send(s, &out) > 0); /* WELCOME + roots */
+  assert_true(sync_session_want_read(s));
+  in.ptr = m;
+  in.size = rp_frame_msg(m, type, p, n);
+  in.pos = 0;
+  sync_session_recv(s, &in);
+  out.pos = 0;
+  while (sync_session_send(s, &out) > 0) out.pos = 0;
+  st = sync_session_status(s);
+  sync_session_free(c);
+  sync_session_free(s);
+  return st;
+}
+
+static void test_hostile(void **state) {
+  mu_rep srv, dev;
+  (void)state;
+  rp_open(&srv, "rp-a.db", 0xa1);
+  rp_open(&dev, "rp-b.db", 0xb1);
+  rp_fill(&srv, 0, 50, 0);
+  {
+    /* unknown flags */
+    static const unsigned char t[] = {0x80};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* an opening turn from the client */
+    static const unsigned char t[] = {0x22, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* root masks: a table both leaf and split */
+    static const unsigned char t[] = {0x00, 0x01, 0x01};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* root masks naming a table beyond the schema */
+    static const unsigned char t[] = {0x00, 0x02, 0x00};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* truncated: the masks are missing */
+    static const unsigned char t[] = {0x00};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* a split root without its fingerprints */
+    static const unsigned char t[] = {0x00, 0x00, 0x01};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* a split root, then bytes after the fingerprints */
+    static const unsigned char t[] = {0x00, 0x00, 0x01, 0x01, 0x00,
+                                      1,    2,    3,    4,    9};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* a frame announced for no leaf */
+    static const unsigned char t[] = {0x01, 0x00, 0x00};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* DONE with bytes after it */
+    static const unsigned char t[] = {0x04, 0x00};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* DATA that no turn announced */
+    static const unsigned char t[] = {1, 2, 3};
+    assert_int_equal(rp_hostile(&srv, &dev, 4, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* a REQUEST inside a repair */
+    static const unsigned char t[] = {0};
+    assert_int_equal(rp_hostile(&srv, &dev, 3, t, sizeof t), SYNC_EPROTO);
+  }
+  {
+    /* a leaf root announced with a frame, then a frame whose row lies
+     * in no leaf is refused: made from a real conversation below */
+  }
+  /* A well-formed DONE ends it cleanly (the control for the above). */
+  {
+    static const unsigned char t[] = {0x04};
+    assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), 1);
+  }
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* A frame with rows outside the leaves of its turn: a client whose
+ * turns declare one leaf and whose frame carries the rows of another.
+ * Made by running a real repair and changing the table selection of the
+ * client's frame is not possible from outside; instead the server is
+ * fed a real client's first turn (a root leaf: the client is empty) and
+ * then a frame cut by a replica for the same server with rows of a
+ * table outside the repair. */
+static const sync_column_def rp_c1[1] = {{"n", SYNC_INTEGER, 0}};
+static const sync_table_def rp_t2[2] = {
+    {"t", SYNC_TEXT, mu_cols, MU_NCOLS},
+    {"u", SYNC_TEXT, rp_c1, 1},
+};
+
+static int rp_auth_t0(void *ctx, const uint8_t site[16], const void *cred,
+                      size_t len, sync_rights *r) {
+  (void)ctx;
+  (void)site;
+  (void)cred;
+  (void)len;
+  r->read[0] = r->write[0] = 1; /* table 0 only */
+  r->relay = 1;
+  return 0;
+}
+
+static void test_rows_outside_leaves(void **state) {
+  mu_rep srv, dev;
+  uint8_t id[16];
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  unsigned char buf[65536];
+  sync_outbuf out = {buf, sizeof buf, 0};
+  sync_inbuf in;
+  (void)state;
+  mu_site(id, 0xa1);
+  mu_open_schema(&srv, "rp-a.db", id, &rp_now, 0, rp_t2, 2);
+  mu_site(id, 0xb1);
+  mu_open_schema(&dev, "rp-b.db", id, &rp_now, 0, rp_t2, 2);
+  rp_fill(&srv, 0, 20, 0);
+  {
+    sync_txn *x;
+    sync_value v = sync_int(1);
+    TU_OK(sync_txn_begin(dev.env, 0, &x));
+    TU_OK(sync_put(x, 1, "zz", 2, &v, 1));
+    TU_OK(sync_txn_commit(x));
+  }
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.server = 1;
+  so.authorize = rp_auth_t0;
+  TU_OK(sync_session_create(dev.env, &co, &c));
+  TU_OK(sync_session_create(srv.env, &so, &s));
+  /* honest until the client's frame */
+  {
+    int k;
+    for (k = 0; k < 2; k++) {
+      out.pos = 0;
+      sync_session_send(c, &out);
+      in.ptr = buf;
+      in.size = out.pos;
+      in.pos = 0;
+      sync_session_recv(s, &in);
+      out.pos = 0;
+      sync_session_send(s, &out);
+      in.ptr = buf;
+      in.size = out.pos;
+      in.pos = 0;
+      sync_session_recv(c, &in);
+    }
+  }
+  /* The client repaired table 0 only (the server's rights); its
+   * frames never carry table 1.  Feed the server a turn announcing a
+   * root leaf and a frame cut (by a plain delta) for table 1. */
+  sync_session_free(c);
+  sync_session_free(s);
+  {
+    sync_txn *x;
+    sync_request *req;
+    sync_delta *d;
+    sync_encoder *enc;
+    size_t flen, raw;
+    unsigned char m[4096], frame[4096];
+    sync_outbuf fo = {frame, sizeof frame, 0};
+    static const unsigned char leaf_root[] = {0x01, 0x01, 0x00};
+    size_t mn;
+    unsigned char head[8];
+    (void)head;
+    /* a frame from dev for srv holding dev's table-1 row */
+    TU_OK(sync_txn_begin(srv.env, SYNC_TXN_RDONLY, &x));
+    {
+      uint8_t dsite[16];
+      TU_OK(sync_env_site_id(dev.env, dsite));
+      TU_OK(sync_request_make(x, dsite, &req));
+    }
+    sync_txn_abort(x);
+    TU_OK(sync_txn_begin(dev.env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_delta_make(x, req, NULL, &d));
+    sync_txn_abort(x);
+    sync_request_free(req);
+    assert_true(sync_delta_rows(d) >= 1);
+    TU_OK(sync_encoder_create(NULL, NULL, &enc));
+    TU_OK(sync_encoder_begin(enc, d, &flen, &raw));
+    assert_int_equal(sync_encoder_read(enc, &fo), 0);
+    sync_encoder_free(enc);
+    sync_delta_free(d);
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    co.repair = 1;
+    so.server = 1;
+    so.authorize = rp_auth_t0;
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    out.pos = 0;
+    sync_session_send(c, &out);
+    in.ptr = buf;
+    in.size = out.pos;
+    in.pos = 0;
+    TU_OK(sync_session_recv(s, &in));
+    out.pos = 0;
+    sync_session_send(s, &out);
+    mn = rp_frame_msg(m, 7, leaf_root, sizeof leaf_root);
+    in.ptr = m;
+    in.size = mn;
+    in.pos = 0;
+    TU_OK(sync_session_recv(s, &in));
+    assert_int_equal(sync_session_status(s), 0);
+    mn = rp_frame_msg(m, 4, frame, fo.pos);
+    in.ptr = m;
+    in.size = mn;
+    in.pos = 0;
+    sync_session_recv(s, &in);
+    out.pos = 0;
+    while (sync_session_send(s, &out) > 0) out.pos = 0;
+    assert_int_equal(sync_session_status(s), SYNC_EPROTO);
+    sync_session_free(c);
+    sync_session_free(s);
+  }
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* ---------------------------------------------------------------------
+ * Diff: writes nothing, names the keys
+ * ------------------------------------------------------------------- */
+static void test_diff(void **state) {
+  mu_rep a, b;
+  sync_session_stats cs;
+  rp_diffs d;
+  uint64_t da, db, va, vb;
+  unsigned i;
+  int seen_local = 0, seen_remote = 0, seen_both = 0;
+  (void)state;
+  rp_open(&a, "rp-a.db", 0xa1);
+  rp_open(&b, "rp-b.db", 0xb1);
+  rp_fill(&a, 0, 5000, 0);
+  rp_sync(&b, &a);
+  rp_now += 1000;
+  mu_put(&b, "only-on-b", 1, 1.0, "b");          /* client only */
+  mu_put(&a, "only-on-a", 2, 2.0, "a");          /* server only */
+  mu_update(&b, "row-00000042", MU_COL_I, sync_int(9)); /* both, differing */
+  mu_delete(&a, "row-00000043"); /* live on b, a tombstone on a */
+  da = mu_digest(&a);
+  db = mu_digest(&b);
+  va = mu_version(&a);
+  vb = mu_version(&b);
+  memset(&d, 0, sizeof d);
+  assert_int_equal(rp_run(&b, &a, 1, &d, &cs, NULL), 1);
+  assert_int_equal(mu_digest(&a), da);
+  assert_int_equal(mu_digest(&b), db);
+  assert_int_equal(mu_version(&a), va);
+  assert_int_equal(mu_version(&b), vb);
+  assert_int_equal(d.n, 4);
+  for (i = 0; i < d.n; i++) {
+    if (!strcmp(d.keys[i], "only-on-b")) {
+      assert_int_equal(d.sides[i], SYNC_DIFF_LOCAL);
+      seen_local = 1;
+    } else if (!strcmp(d.keys[i], "only-on-a")) {
+      assert_int_equal(d.sides[i], SYNC_DIFF_REMOTE);
+      seen_remote = 1;
+    } else if (!strcmp(d.keys[i], "row-00000042") ||
+               !strcmp(d.keys[i], "row-00000043")) {
+      assert_int_equal(d.sides[i], SYNC_DIFF_BOTH);
+      seen_both++;
+    } else {
+      fail_msg("unexpected key %s", d.keys[i]);
+    }
+  }
+  assert_true(seen_local && seen_remote && seen_both == 2);
+  /* the repair then mends what the diff named */
+  assert_int_equal(rp_run(&b, &a, 0, NULL, &cs, NULL), 1);
+  rp_check_equal(&b, &a);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* Rights: the server's rows of a table the client may only read reach
+ * the client; the client's rows there are refused and counted. */
+static int rp_auth_ro(void *ctx, const uint8_t site[16], const void *cred,
+                      size_t len, sync_rights *r) {
+  (void)ctx;
+  (void)site;
+  (void)cred;
+  (void)len;
+  r->read[0] = 1;
+  r->relay = 1;
+  return 0;
+}
+
+static void test_rights(void **state) {
+  mu_rep a, b;
+  sync_session_opts co, so;
+  sync_session_stats cs, ss;
+  mu_row r;
+  (void)state;
+  rp_open(&a, "rp-a.db", 0xa1);
+  rp_open(&b, "rp-b.db", 0xb1);
+  rp_fill(&a, 0, 500, 0);
+  rp_sync(&b, &a);
+  rp_now += 1000;
+  mu_update(&a, "row-00000001", MU_COL_I, sync_int(11));
+  mu_put(&b, "from-client", 1, 1.0, "x");
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.authorize = rp_auth_ro;
+  assert_int_equal(rp_pair(&b, &a, &co, &so, &cs, &ss), 1);
+  mu_read(&b, "row-00000001", &r);
+  assert_int_equal(r.v[0].i, 11);
+  mu_read(&a, "from-client", &r);
+  assert_false(r.present);
+  assert_true(ss.applied.refused >= 1);
+  assert_int_equal(cs.repair_equal, 0); /* it cannot end equal */
+  mu_close(&a);
+  mu_close(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_identical),
+      cmocka_unit_test(test_one_in_many),
+      cmocka_unit_test(test_random_drift),
+      cmocka_unit_test(test_restore_and_collected),
+      cmocka_unit_test(test_collected_other_side),
+      cmocka_unit_test(test_cut_everywhere),
+      cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_rows_outside_leaves),
+      cmocka_unit_test(test_diff),
+      cmocka_unit_test(test_rights),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
