@@ -4020,7 +4020,6 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
   unsigned j;
   int rc;
   *content = *meta = 0;
-  (void)sx_table_sum; /* TEMP: its users land with the digest module */
   if (!(r->cl & 1)) return 0;
   if ((rc = sx_sites_load(x))) return rc;
   /* Our own buffer: the caller may hold the row being stored in x->enc. */
@@ -4075,7 +4074,6 @@ SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out) {
   sx_scur *c;
   sx_slice k, v;
   int rc, op = SX_FIRST;
-  (void)sx_key_hash; /* TEMP: its users land with the repair module */
   memset(out, 0, sizeof *out);
   if ((rc = sx_scratch(x))) return rc;
   if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
