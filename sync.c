@@ -4339,6 +4339,12 @@ SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
 SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c);
 /* The peer record of site: 0, SYNC_NOTFOUND, or SYNC_ECORRUPT. */
 SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
+/* Call fn on every peer record, in site id order; stops at fn's first
+ * nonzero return, which it returns. */
+SYNC_PRIVATE int sx_peers_each(sync_txn *x,
+                               int (*fn)(void *ctx, const uint8_t *site,
+                                         const sx_peer *p),
+                               void *ctx);
 /* Record that peer site answered SYNC_ESTALE (session, receiving side). */
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */
@@ -4486,10 +4492,10 @@ SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
 
 /* Call fn on every peer record, in site id order; stops at fn's first
  * nonzero return, which it returns. */
-static int sx_peers_each(sync_txn *x,
-                         int (*fn)(void *ctx, const uint8_t *site,
-                                   const sx_peer *p),
-                         void *ctx) {
+SYNC_PRIVATE int sx_peers_each(sync_txn *x,
+                               int (*fn)(void *ctx, const uint8_t *site,
+                                         const sx_peer *p),
+                               void *ctx) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
@@ -5849,6 +5855,19 @@ static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
   return rc;
 }
 
+/* Could this replica have collected the tombstone of a row of table tid
+ * at causal length cl?  Only if it ever collected one above cl in that
+ * table (sx_fresh_cl keeps the largest).  1 yes, 0 no, or an error.  A
+ * row our vector covers that we do not hold, and could not have
+ * collected, is one this file lost (a restore not yet found out): it is
+ * merged as any other. */
+static int sx_collected_above(sync_txn *x, unsigned tid, uint64_t cl) {
+  uint64_t fresh;
+  int rc = sx_fresh_cl(x, tid, &fresh); /* loads x->gccl */
+  if (rc) return rc;
+  return x->gccl && x->gccl[tid] > cl;
+}
+
 static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                const sync_apply_opts *ao,
                                sync_apply_report *rep) {
@@ -5985,7 +6004,9 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     found = rc == 0;
     if (!found && (dr->cl & 1) && a.smap[dr->clsite] != SX_NONE &&
         a.smap[dr->clsite] < x->nsites &&
-        dr->clhlc <= lvv[a.smap[dr->clsite]]) {
+        dr->clhlc <= lvv[a.smap[dr->clsite]] &&
+        (rc = sx_collected_above(x, dr->tid, dr->cl)) != 0) {
+      if (rc < 0) goto done;
       /* We held this row and collected its tombstone: the sender kept
        * an old copy.  Bringing it back would invent data; leaving it
        * would leave the sender with it for good.  A delete of ours
@@ -6009,6 +6030,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
           app_any = 1;
         }
       }
+      rc = 0;
       continue;
     }
     if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
@@ -6145,12 +6167,16 @@ SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
   return sync_tombstones(x, &out->tombstones);
 }
 
-static int sx_cursor_zero(void *ctx, const uint8_t *site, const sx_peer *p) {
-  sx_peer q = *p;
-  memset(&q.cur, 0, sizeof q.cur);
-  memset(&q.mark, 0, sizeof q.mark);
-  q.tainted = 0;
-  return sx_peer_put((sync_txn *)ctx, site, &q);
+/* The sites of the peer records, collected first: they are rewritten
+ * once the walk over them is done. */
+static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_buf *b = (sx_buf *)ctx;
+  int rc;
+  (void)p;
+  if ((rc = sx_buf_reserve(b, SX_SITE_LEN))) return rc;
+  memcpy(b->p + b->len, site, SX_SITE_LEN);
+  b->len += SX_SITE_LEN;
+  return 0;
 }
 
 SYNC_API int sync_site_renew(sync_txn *x) {
@@ -6165,7 +6191,22 @@ SYNC_API int sync_site_renew(sync_txn *x) {
    * back all they hold of it.  The rows keep their stamps: the fleet may
    * hold those writes too. */
   if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
-  return sx_peers_each(x, sx_cursor_zero, x);
+  {
+    sx_buf sites;
+    size_t i;
+    sx_buf_init(&sites, &x->env->al);
+    rc = sx_peers_each(x, sx_site_collect, &sites);
+    for (i = 0; !rc && i + SX_SITE_LEN <= sites.len; i += SX_SITE_LEN) {
+      sx_peer p;
+      if ((rc = sx_peer_get(x, sites.p + i, &p))) break;
+      memset(&p.cur, 0, sizeof p.cur);
+      memset(&p.mark, 0, sizeof p.mark);
+      p.tainted = 0;
+      rc = sx_peer_put(x, sites.p + i, &p);
+    }
+    sx_buf_free(&sites);
+  }
+  return rc;
 }
 
 /* ---------------------------------------------------------------------
@@ -9340,8 +9381,51 @@ static int sx_get_mask(sx_rd *r, unsigned char *m) {
   return 0;
 }
 
+/* HELLO carries at most this many views of peers' logs. */
+#define SX_VIEWS_MAX 16
+#define SX_VIEW_SIZE (SX_SITE_LEN + 2 * SX_VARINT_MAX + 8)
+
+typedef struct sx_views {
+  unsigned char *p;
+  unsigned n;
+} sx_views;
+
+static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
+  sx_views *v = (sx_views *)ctx;
+  if (v->n == SX_VIEWS_MAX) return 0;
+  if (!peer->mark.id && !sx_cursor_version(&peer->cur)) return 0;
+  memcpy(v->p, site, SX_SITE_LEN);
+  v->p += SX_SITE_LEN;
+  v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
+  sx_put_le64(v->p, peer->mark.id);
+  v->p = sx_wv(v->p + 8, peer->mark.start);
+  v->n++;
+  return 0;
+}
+
+/* var n, n x (16 site, var version, u64 mark id, var mark start).  p
+ * needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes. */
+static int sx_put_views(sync_session *s, unsigned char *p, unsigned char **end) {
+  unsigned char tmp[SX_VIEWS_MAX * SX_VIEW_SIZE];
+  sx_views v;
+  sync_txn *x;
+  int rc;
+  v.p = tmp;
+  v.n = 0;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x))) return rc;
+  rc = sx_peers_each(x, sx_view_put, &v);
+  sync_txn_abort(x);
+  if (rc) return rc;
+  *p++ = (unsigned char)v.n;
+  memcpy(p, tmp, (size_t)(v.p - tmp));
+  *end = p + (v.p - tmp);
+  return 0;
+}
+
 static int sx_send_hello(sync_session *s) {
-  unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES], *p = b;
+  unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES + 1 +
+                  SX_VIEWS_MAX * SX_VIEW_SIZE],
+      *p = b;
   unsigned char sel[SYNC_RIGHTS_BYTES];
   sx_mask_all(sel);
   sx_mask_and(sel, s->o.tables);
@@ -9360,6 +9444,13 @@ static int sx_send_hello(sync_session *s) {
   p = sx_wv(p, s->o.credential_len);
   if (s->o.credential_len) memcpy(p, s->o.credential, s->o.credential_len);
   p += s->o.credential_len;
+  {
+    /* What this client holds of its peers' logs: the server, whichever
+     * it is, checks its own history against its entry (any kind of
+     * session, also those in which it never gets a REQUEST). */
+    int rc = sx_put_views(s, p, &p);
+    if (rc) return rc;
+  }
   return sx_msg_put(s, SX_M_HELLO, b, (size_t)(p - b));
 }
 
@@ -9439,11 +9530,13 @@ static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
 static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   sx_rd r;
   const unsigned char *q;
-  uint64_t hash, ver, maxm, clen;
+  uint64_t hash, ver, maxm, clen, vver = 0;
   unsigned mode, flags;
   unsigned char sel[SYNC_RIGHTS_BYTES];
   sync_rights rights;
-  int rc;
+  sx_mark vmark;
+  int rc, view = 0;
+  memset(&vmark, 0, sizeof vmark);
   r.p = b;
   r.end = b + n;
   r.bad = 0;
@@ -9467,6 +9560,24 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   flags = q[1];
   clen = sx_rvb(&r, SX_CRED_MAX + 1);
   q = sx_rbytes(&r, (size_t)clen);
+  {
+    /* The client's views: ours, if it has one, is checked below. */
+    uint64_t nv = sx_rvb(&r, SX_VIEWS_MAX + 1), i;
+    for (i = 0; i < nv && !r.bad; i++) {
+      const unsigned char *site = sx_rbytes(&r, SX_SITE_LEN), *m;
+      uint64_t ver = sx_rv(&r);
+      sx_mark mk;
+      m = sx_rbytes(&r, 8);
+      mk.start = sx_rv(&r);
+      if (!site || !m) break;
+      mk.id = sx_get_le64(m);
+      if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
+        view = 1;
+        vver = ver;
+        vmark = mk;
+      }
+    }
+  }
   if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
       (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
@@ -9485,6 +9596,8 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     sx_mask_all(rights.write);
     rights.relay = 1;
   }
+  /* Only an authorized client's view may make this replica renew. */
+  if (view && (rc = sx_check_view(s, vver, &vmark))) return rc;
   s->mode = (int)mode;
   s->dry = (flags & SX_HF_DRY) != 0;
   s->repair = (flags & SX_HF_REPAIR) != 0;

@@ -139,10 +139,10 @@ SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
 
 /* Call fn on every peer record, in site id order; stops at fn's first
  * nonzero return, which it returns. */
-static int sx_peers_each(sync_txn *x,
-                         int (*fn)(void *ctx, const uint8_t *site,
-                                   const sx_peer *p),
-                         void *ctx) {
+SYNC_PRIVATE int sx_peers_each(sync_txn *x,
+                               int (*fn)(void *ctx, const uint8_t *site,
+                                         const sx_peer *p),
+                               void *ctx) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
@@ -1502,6 +1502,19 @@ static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
   return rc;
 }
 
+/* Could this replica have collected the tombstone of a row of table tid
+ * at causal length cl?  Only if it ever collected one above cl in that
+ * table (sx_fresh_cl keeps the largest).  1 yes, 0 no, or an error.  A
+ * row our vector covers that we do not hold, and could not have
+ * collected, is one this file lost (a restore not yet found out): it is
+ * merged as any other. */
+static int sx_collected_above(sync_txn *x, unsigned tid, uint64_t cl) {
+  uint64_t fresh;
+  int rc = sx_fresh_cl(x, tid, &fresh); /* loads x->gccl */
+  if (rc) return rc;
+  return x->gccl && x->gccl[tid] > cl;
+}
+
 static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                const sync_apply_opts *ao,
                                sync_apply_report *rep) {
@@ -1638,7 +1651,9 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     found = rc == 0;
     if (!found && (dr->cl & 1) && a.smap[dr->clsite] != SX_NONE &&
         a.smap[dr->clsite] < x->nsites &&
-        dr->clhlc <= lvv[a.smap[dr->clsite]]) {
+        dr->clhlc <= lvv[a.smap[dr->clsite]] &&
+        (rc = sx_collected_above(x, dr->tid, dr->cl)) != 0) {
+      if (rc < 0) goto done;
       /* We held this row and collected its tombstone: the sender kept
        * an old copy.  Bringing it back would invent data; leaving it
        * would leave the sender with it for good.  A delete of ours
@@ -1662,6 +1677,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
           app_any = 1;
         }
       }
+      rc = 0;
       continue;
     }
     if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
@@ -1798,12 +1814,16 @@ SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
   return sync_tombstones(x, &out->tombstones);
 }
 
-static int sx_cursor_zero(void *ctx, const uint8_t *site, const sx_peer *p) {
-  sx_peer q = *p;
-  memset(&q.cur, 0, sizeof q.cur);
-  memset(&q.mark, 0, sizeof q.mark);
-  q.tainted = 0;
-  return sx_peer_put((sync_txn *)ctx, site, &q);
+/* The sites of the peer records, collected first: they are rewritten
+ * once the walk over them is done. */
+static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_buf *b = (sx_buf *)ctx;
+  int rc;
+  (void)p;
+  if ((rc = sx_buf_reserve(b, SX_SITE_LEN))) return rc;
+  memcpy(b->p + b->len, site, SX_SITE_LEN);
+  b->len += SX_SITE_LEN;
+  return 0;
 }
 
 SYNC_API int sync_site_renew(sync_txn *x) {
@@ -1818,7 +1838,22 @@ SYNC_API int sync_site_renew(sync_txn *x) {
    * back all they hold of it.  The rows keep their stamps: the fleet may
    * hold those writes too. */
   if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
-  return sx_peers_each(x, sx_cursor_zero, x);
+  {
+    sx_buf sites;
+    size_t i;
+    sx_buf_init(&sites, &x->env->al);
+    rc = sx_peers_each(x, sx_site_collect, &sites);
+    for (i = 0; !rc && i + SX_SITE_LEN <= sites.len; i += SX_SITE_LEN) {
+      sx_peer p;
+      if ((rc = sx_peer_get(x, sites.p + i, &p))) break;
+      memset(&p.cur, 0, sizeof p.cur);
+      memset(&p.mark, 0, sizeof p.mark);
+      p.tainted = 0;
+      rc = sx_peer_put(x, sites.p + i, &p);
+    }
+    sx_buf_free(&sites);
+  }
+  return rc;
 }
 
 /* ---------------------------------------------------------------------

@@ -95,6 +95,12 @@ SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
 SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c);
 /* The peer record of site: 0, SYNC_NOTFOUND, or SYNC_ECORRUPT. */
 SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
+/* Call fn on every peer record, in site id order; stops at fn's first
+ * nonzero return, which it returns. */
+SYNC_PRIVATE int sx_peers_each(sync_txn *x,
+                               int (*fn)(void *ctx, const uint8_t *site,
+                                         const sx_peer *p),
+                               void *ctx);
 /* Record that peer site answered SYNC_ESTALE (session, receiving side). */
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */

@@ -197,8 +197,51 @@ static int sx_get_mask(sx_rd *r, unsigned char *m) {
   return 0;
 }
 
+/* HELLO carries at most this many views of peers' logs. */
+#define SX_VIEWS_MAX 16
+#define SX_VIEW_SIZE (SX_SITE_LEN + 2 * SX_VARINT_MAX + 8)
+
+typedef struct sx_views {
+  unsigned char *p;
+  unsigned n;
+} sx_views;
+
+static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
+  sx_views *v = (sx_views *)ctx;
+  if (v->n == SX_VIEWS_MAX) return 0;
+  if (!peer->mark.id && !sx_cursor_version(&peer->cur)) return 0;
+  memcpy(v->p, site, SX_SITE_LEN);
+  v->p += SX_SITE_LEN;
+  v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
+  sx_put_le64(v->p, peer->mark.id);
+  v->p = sx_wv(v->p + 8, peer->mark.start);
+  v->n++;
+  return 0;
+}
+
+/* var n, n x (16 site, var version, u64 mark id, var mark start).  p
+ * needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes. */
+static int sx_put_views(sync_session *s, unsigned char *p, unsigned char **end) {
+  unsigned char tmp[SX_VIEWS_MAX * SX_VIEW_SIZE];
+  sx_views v;
+  sync_txn *x;
+  int rc;
+  v.p = tmp;
+  v.n = 0;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x))) return rc;
+  rc = sx_peers_each(x, sx_view_put, &v);
+  sync_txn_abort(x);
+  if (rc) return rc;
+  *p++ = (unsigned char)v.n;
+  memcpy(p, tmp, (size_t)(v.p - tmp));
+  *end = p + (v.p - tmp);
+  return 0;
+}
+
 static int sx_send_hello(sync_session *s) {
-  unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES], *p = b;
+  unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES + 1 +
+                  SX_VIEWS_MAX * SX_VIEW_SIZE],
+      *p = b;
   unsigned char sel[SYNC_RIGHTS_BYTES];
   sx_mask_all(sel);
   sx_mask_and(sel, s->o.tables);
@@ -217,6 +260,13 @@ static int sx_send_hello(sync_session *s) {
   p = sx_wv(p, s->o.credential_len);
   if (s->o.credential_len) memcpy(p, s->o.credential, s->o.credential_len);
   p += s->o.credential_len;
+  {
+    /* What this client holds of its peers' logs: the server, whichever
+     * it is, checks its own history against its entry (any kind of
+     * session, also those in which it never gets a REQUEST). */
+    int rc = sx_put_views(s, p, &p);
+    if (rc) return rc;
+  }
   return sx_msg_put(s, SX_M_HELLO, b, (size_t)(p - b));
 }
 
@@ -296,11 +346,13 @@ static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
 static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   sx_rd r;
   const unsigned char *q;
-  uint64_t hash, ver, maxm, clen;
+  uint64_t hash, ver, maxm, clen, vver = 0;
   unsigned mode, flags;
   unsigned char sel[SYNC_RIGHTS_BYTES];
   sync_rights rights;
-  int rc;
+  sx_mark vmark;
+  int rc, view = 0;
+  memset(&vmark, 0, sizeof vmark);
   r.p = b;
   r.end = b + n;
   r.bad = 0;
@@ -324,6 +376,24 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   flags = q[1];
   clen = sx_rvb(&r, SX_CRED_MAX + 1);
   q = sx_rbytes(&r, (size_t)clen);
+  {
+    /* The client's views: ours, if it has one, is checked below. */
+    uint64_t nv = sx_rvb(&r, SX_VIEWS_MAX + 1), i;
+    for (i = 0; i < nv && !r.bad; i++) {
+      const unsigned char *site = sx_rbytes(&r, SX_SITE_LEN), *m;
+      uint64_t ver = sx_rv(&r);
+      sx_mark mk;
+      m = sx_rbytes(&r, 8);
+      mk.start = sx_rv(&r);
+      if (!site || !m) break;
+      mk.id = sx_get_le64(m);
+      if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
+        view = 1;
+        vver = ver;
+        vmark = mk;
+      }
+    }
+  }
   if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
       (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
@@ -342,6 +412,8 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     sx_mask_all(rights.write);
     rights.relay = 1;
   }
+  /* Only an authorized client's view may make this replica renew. */
+  if (view && (rc = sx_check_view(s, vver, &vmark))) return rc;
   s->mode = (int)mode;
   s->dry = (flags & SX_HF_DRY) != 0;
   s->repair = (flags & SX_HF_REPAIR) != 0;
