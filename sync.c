@@ -4317,6 +4317,12 @@ struct sync_delta {
                    held in its key range (sent by a sender that collected
                    tombstones: what it leaves out, the sender deleted) */
   sx_mark mark; /* the sender's history mark at the end position */
+  unsigned ngccl;   /* tables listed in gccl */
+  struct {
+    unsigned tid;
+    uint64_t cl;
+  } gccl[SYNC_MAX_TABLES]; /* the sender's largest collected causal
+                              length per table (those above 0) */
   int repair;  /* a repair frame (repair.c), set by its receiver: merged by
                   the usual rules, but it never moves the cursor or raises
                   the vector, and a live row whose tombstone this replica
@@ -4866,6 +4872,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
 }
 
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
+static int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
 
 SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
                              const sync_delta_opts *opts, sync_delta **out) {
@@ -4935,6 +4942,22 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     rc = sx_delta_log(d, x, rvv, opts, max_rows, max_bytes);
   }
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
+  if (!rc) {
+    /* What this replica collected: a receiver whose vector this run
+     * raises past those deletes starts new rows above them. */
+    uint64_t fresh;
+    unsigned t;
+    x->gccl_ok = 0;
+    sx_free(&env->al, x->gccl);
+    x->gccl = NULL;
+    rc = sx_fresh_cl(x, 0, &fresh);
+    for (t = 0; !rc && x->gccl && t < env->schema->ntables; t++)
+      if (x->gccl[t]) {
+        d->gccl[d->ngccl].tid = t;
+        d->gccl[d->ngccl].cl = x->gccl[t];
+        d->ngccl++;
+      }
+  }
   if (rc) goto done;
   /* The site table and this replica's vector go with every chunk. */
   d->nsites = x->nsites;
@@ -6096,6 +6119,21 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
         }
       }
       rc = 0;
+      if (d->ngccl) {
+        uint64_t *maxcl = (uint64_t *)sx_malloc(
+            &env->al, sizeof(uint64_t) * (env->schema->ntables + 1));
+        if (!maxcl) {
+          rc = SYNC_ENOMEM;
+          goto done;
+        }
+        memset(maxcl, 0, sizeof(uint64_t) * (env->schema->ntables + 1));
+        for (i = 0; i < d->ngccl; i++)
+          if (d->gccl[i].tid < env->schema->ntables)
+            maxcl[d->gccl[i].tid] = d->gccl[i].cl;
+        rc = sx_gccl_raise(x, maxcl);
+        sx_free(&env->al, maxcl);
+        if (rc) goto done;
+      }
       rep->vector_raised = 1;
     }
     x->dirty = 1; /* the clock may have moved with what we saw */
@@ -6296,6 +6334,39 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
   return rc;
 }
 
+/* Raise meta "gccl" (u64 LE per table: the largest causal length of a
+ * collected tombstone) to maxcl, entry by entry; fresh rows start above
+ * it (sx_fresh_cl).  A run that raises our vector past deletes a sender
+ * collected raises it too, so that a key written here again beats the
+ * tombstones other replicas still keep. */
+static int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
+  sync_env *env = x->env;
+  unsigned nt = env->schema->ntables, i;
+  unsigned char *b;
+  uint64_t dummy;
+  int rc, any = 0;
+  if (!nt) return 0;
+  x->gccl_ok = 0; /* reload what is stored, then raise it */
+  sx_free(&env->al, x->gccl);
+  x->gccl = NULL;
+  if ((rc = sx_fresh_cl(x, 0, &dummy))) return rc;
+  b = (unsigned char *)sx_malloc(&env->al, 8 * (size_t)nt);
+  if (!b) return SYNC_ENOMEM;
+  for (i = 0; i < nt; i++) {
+    uint64_t old = x->gccl ? x->gccl[i] : 0;
+    if (maxcl[i] > old) any = 1;
+    sx_put_le64(b + 8 * i, maxcl[i] > old ? maxcl[i] : old);
+  }
+  if (any && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
+    x->failed = 1;
+  sx_free(&env->al, b);
+  /* The next fresh row reads the new values. */
+  x->gccl_ok = 0;
+  sx_free(&env->al, x->gccl);
+  x->gccl = NULL;
+  return rc;
+}
+
 /* meta "gcvv": what this replica held when it last collected
  * tombstones, as (16-byte site id, u64 LE hlc) pairs; every delete it
  * collected is below it.  A requester whose vector covers it got those
@@ -6412,29 +6483,13 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
   {
     /* Remember, per table, the largest causal length collected: new rows
      * start above it (sx_fresh_cl). */
-    unsigned nt = env->schema->ntables, i;
+    unsigned nt = env->schema->ntables;
     uint64_t *maxcl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (nt ? nt : 1));
-    unsigned char *b;
     if (!maxcl) return SYNC_ENOMEM;
-    b = (unsigned char *)sx_malloc(&env->al, 8 * (size_t)(nt ? nt : 1));
-    if (!b) {
-      sx_free(&env->al, maxcl);
-      return SYNC_ENOMEM;
-    }
     memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
     rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
     if (!rc && n) {
-      uint64_t dummy;
-      x->gccl_ok = 0; /* reload what is stored, then raise it */
-      sx_free(&env->al, x->gccl);
-      x->gccl = NULL;
-      rc = sx_fresh_cl(x, 0, &dummy);
-      for (i = 0; !rc && i < nt; i++) {
-        uint64_t old = x->gccl ? x->gccl[i] : 0;
-        sx_put_le64(b + 8 * i, maxcl[i] > old ? maxcl[i] : old);
-      }
-      if (!rc && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
-        x->failed = 1;
+      rc = sx_gccl_raise(x, maxcl);
       if (!rc) rc = sx_gcvv_raise(x);
       if (!rc) {
         /* The horizon, for telling peers that come back from behind it
@@ -6445,12 +6500,7 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
         if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, hz, 12, 0)))
           x->failed = 1;
       }
-      /* The next fresh row reads the new values. */
-      x->gccl_ok = 0;
-      sx_free(&env->al, x->gccl);
-      x->gccl = NULL;
     }
-    sx_free(&env->al, b);
     sx_free(&env->al, maxcl);
   }
   if (collected) *collected = n;
@@ -7216,12 +7266,19 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   {
     size_t at = (size_t)(p - e->body.p);
     e->body.len = at;
-    if ((rc = sx_buf_reserve(&e->body, 1 + 8 + SX_VARINT_MAX))) goto done;
+    if ((rc = sx_buf_reserve(&e->body, 1 + 8 + 2 * SX_VARINT_MAX +
+                                           (size_t)d->ngccl * 2 * SX_VARINT_MAX)))
+      goto done;
     p = e->body.p + at;
     *p++ = d->complete ? 1 : 0;
     sx_put_le64(p, d->mark.id);
     p += 8;
     p = sx_wv(p, d->mark.start);
+    p = sx_wv(p, d->ngccl);
+    for (i = 0; i < d->ngccl; i++) {
+      p = sx_wv(p, d->gccl[i].tid);
+      p = sx_wv(p, d->gccl[i].cl);
+    }
   }
   e->body.len = (size_t)(p - e->body.p);
   if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
@@ -7732,6 +7789,12 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
     d->complete = q[0] & 1;
     d->mark.id = sx_get_le64(q + 1);
     d->mark.start = sx_rv(&r);
+    d->ngccl = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES + 1);
+    for (i = 0; i < d->ngccl && !r.bad; i++) {
+      d->gccl[i].tid = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES);
+      d->gccl[i].cl = sx_rvb(&r, (UINT64_C(1) << 62) + 1);
+      if (i && d->gccl[i].tid <= d->gccl[i - 1].tid) r.bad = 1;
+    }
   }
   /* A newer minor version may append sections a reader skips. */
   if (r.bad || (r.p != r.end && minor <= SX_FMINOR)) goto fail;

@@ -653,12 +653,19 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   {
     size_t at = (size_t)(p - e->body.p);
     e->body.len = at;
-    if ((rc = sx_buf_reserve(&e->body, 1 + 8 + SX_VARINT_MAX))) goto done;
+    if ((rc = sx_buf_reserve(&e->body, 1 + 8 + 2 * SX_VARINT_MAX +
+                                           (size_t)d->ngccl * 2 * SX_VARINT_MAX)))
+      goto done;
     p = e->body.p + at;
     *p++ = d->complete ? 1 : 0;
     sx_put_le64(p, d->mark.id);
     p += 8;
     p = sx_wv(p, d->mark.start);
+    p = sx_wv(p, d->ngccl);
+    for (i = 0; i < d->ngccl; i++) {
+      p = sx_wv(p, d->gccl[i].tid);
+      p = sx_wv(p, d->gccl[i].cl);
+    }
   }
   e->body.len = (size_t)(p - e->body.p);
   if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
@@ -1169,6 +1176,12 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
     d->complete = q[0] & 1;
     d->mark.id = sx_get_le64(q + 1);
     d->mark.start = sx_rv(&r);
+    d->ngccl = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES + 1);
+    for (i = 0; i < d->ngccl && !r.bad; i++) {
+      d->gccl[i].tid = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES);
+      d->gccl[i].cl = sx_rvb(&r, (UINT64_C(1) << 62) + 1);
+      if (i && d->gccl[i].tid <= d->gccl[i - 1].tid) r.bad = 1;
+    }
   }
   /* A newer minor version may append sections a reader skips. */
   if (r.bad || (r.p != r.end && minor <= SX_FMINOR)) goto fail;

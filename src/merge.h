@@ -73,6 +73,12 @@ struct sync_delta {
                    held in its key range (sent by a sender that collected
                    tombstones: what it leaves out, the sender deleted) */
   sx_mark mark; /* the sender's history mark at the end position */
+  unsigned ngccl;   /* tables listed in gccl */
+  struct {
+    unsigned tid;
+    uint64_t cl;
+  } gccl[SYNC_MAX_TABLES]; /* the sender's largest collected causal
+                              length per table (those above 0) */
   int repair;  /* a repair frame (repair.c), set by its receiver: merged by
                   the usual rules, but it never moves the cursor or raises
                   the vector, and a live row whose tombstone this replica
