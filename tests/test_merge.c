@@ -1398,6 +1398,31 @@ static void test_collected_row_sent_back_deletes_it_there(void **state) {
   TU_U64(mu_digest(&X), mu_digest(&A));
 }
 
+/* X joins through A after A collected k's tombstone; B still keeps it.
+ * X writes k again: the new row must beat B's tombstone, so X starts it
+ * above what A collected, as A itself would. */
+static void test_reinsert_after_joining_a_collector_beats_tombstone(void **state) {
+  uint8_t s[16];
+  (void)state;
+  mu_site(s, 0xd7);
+  mu_open(&X, "t_merge_d.db", s, &now_ms, 0);
+  mu_put(&A, "k", 1, 1.0, "old");
+  mu_pull(&B, &A, 0, 1, NULL);
+  now_ms += 10;
+  mu_delete(&A, "k");
+  mu_pull(&B, &A, 0, 1, NULL);
+  mu_pull(&B, &A, 0, 1, NULL);
+  TU_U64(gc(&A), 1);
+  TU_U64(tombstones(&B), 1);
+  mu_pull(&X, &A, 0, 1, NULL); /* X's vector now covers the delete */
+  now_ms += 10;
+  mu_put(&X, "k", 2, 2.0, "new");
+  mu_pull(&B, &X, 0, 1, NULL);
+  expect_text(&B, "k", MU_COL_S, "new");
+  mu_pull(&A, &X, 0, 1, NULL);
+  expect_text(&A, "k", MU_COL_S, "new");
+}
+
 /* Rows the stream leaves out that the sender never saw stay. */
 static void test_initial_stream_keeps_rows_the_sender_never_saw(void **state) {
   mu_pull_stats st;
@@ -1885,6 +1910,7 @@ int main(void) {
       T(test_initial_stream_after_gc_removes_collected_rows),
       T(test_initial_stream_keeps_rows_the_sender_never_saw),
       T(test_collected_row_sent_back_deletes_it_there),
+      T(test_reinsert_after_joining_a_collector_beats_tombstone),
       T(test_dry_run_counts_and_writes_nothing),
       T(test_dry_run_on_empty_replica_counts_inserts_only),
       T(test_apply_rejects_unknown_policy),
