@@ -2220,7 +2220,9 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
  *             "site"   -> this replica's 16-byte id
  *             "state"  -> last HLC, last local version, schema version
  *             "schema" -> canonical schema (schema.c)
- *             "n" + table id (2 bytes BE) -> live row count (u64 LE)
+ *             "n" + table id (2 bytes BE) -> live row count, sum of the
+ *                      content and sum of the meta fingerprints of the
+ *                      live rows (u64 LE each; format 1: the count only)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
  *             + key.  Appended in order; a row's older entry is deleted
@@ -2251,7 +2253,10 @@ typedef atomic_int sx_errlock;
 #endif
 
 #define SX_MAGIC "sync-db\0"
-#define SX_FORMAT_VERSION 1
+/* 2: the per-table record ("n" + id) holds the live count and the sums of
+ * the row fingerprints.  A writable open upgrades a format-1 file. */
+#define SX_FORMAT_VERSION 2
+#define SX_TSUM_LEN 24 /* per-table record: u64 live, content, meta (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
 
@@ -2299,6 +2304,7 @@ struct sync_txn {
   uint32_t seq;
   unsigned long gen; /* bumped by every write, for open iterators */
   int64_t *delta;    /* live-row count change per table */
+  uint64_t (*dsum)[2]; /* per table: content and meta sum change, mod 2^64 */
   sx_scur **cur;     /* cached cursor per table */
   unsigned ncur;
   int scratch_ok;
@@ -2398,11 +2404,16 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
                            uint64_t *meta);
 /* A table's sums, mod 2^64, of the content and meta fingerprints of its
- * live rows, and their count. */
+ * live rows, and their count.  O(1): read from the table's stored record
+ * (kept at every commit by sx_store_row) plus the open transaction's
+ * changes; always equal to what a scan computes (sx_table_scan). */
 typedef struct sx_tsum {
   uint64_t content, meta, live;
 } sx_tsum;
 SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
+/* The same sums by a scan of every row of the table: for the format
+ * upgrade and schema changes, which rebuild the stored record. */
+SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The hash of a key that places it in repair's hash-prefix tree. */
 SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
                                   size_t klen);
@@ -2577,6 +2588,45 @@ static void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
   sx_put_le64(b + 16, schema_version);
 }
 
+/* A table's stored record: count and fingerprint sums ("n" + u16 BE id).
+ * Absent means an empty table; any other size than SX_TSUM_LEN is
+ * damage (a format-1 record never reaches this: open upgrades them). */
+static void sx_tsum_key(unsigned char *k, unsigned tid) {
+  k[0] = 'n';
+  k[1] = (unsigned char)(tid >> 8);
+  k[2] = (unsigned char)tid;
+}
+
+static int sx_tsum_get(sync_env *env, sx_stxn *t, unsigned tid, sx_tsum *out) {
+  unsigned char k[3];
+  sx_slice v;
+  int rc;
+  memset(out, 0, sizeof *out);
+  sx_tsum_key(k, tid);
+  rc = sx_get(env->st, t, env->meta, k, 3, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n != SX_TSUM_LEN)
+    return sx_fail(env, SYNC_ECORRUPT, "table '%s': row count record damaged",
+                   env->schema->tables[tid].name);
+  out->live = sx_get_le64(v.p);
+  out->content = sx_get_le64(v.p + 8);
+  out->meta = sx_get_le64(v.p + 16);
+  return 0;
+}
+
+static int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
+                       const sx_tsum *s) {
+  unsigned char k[3], v[SX_TSUM_LEN];
+  sx_tsum_key(k, tid);
+  sx_put_le64(v, s->live);
+  sx_put_le64(v + 8, s->content);
+  sx_put_le64(v + 16, s->meta);
+  return sx_put(env->st, t, env->meta, k, 3, v, SX_TSUM_LEN, 0);
+}
+
+static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid);
+
 static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
   sx_buf b;
   int rc;
@@ -2634,6 +2684,7 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   sx_slice v;
   sx_schema *s;
   unsigned i;
+  uint32_t format;
   int rc;
   rc = sx_dbi_open(env->st, t, "sx.meta", 0, &env->meta);
   if (rc == SYNC_NOTFOUND)
@@ -2644,10 +2695,16 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   if (rc == SYNC_NOTFOUND || (!rc && (v.n != 12 || memcmp(v.p, SX_MAGIC, 8))))
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
-  if (sx_get_le32(v.p + 8) != SX_FORMAT_VERSION)
+  format = sx_get_le32(v.p + 8);
+  if (format == 1 && env->rdonly)
+    return sx_fail(env, SYNC_EVERSION,
+                   "%s: storage format 1 needs an upgrade to format %u "
+                   "(the stored digest sums); open it writable once", path,
+                   SX_FORMAT_VERSION);
+  if (format != 1 && format != SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
-                   (unsigned)sx_get_le32(v.p + 8), SX_FORMAT_VERSION);
+                   (unsigned)format, SX_FORMAT_VERSION);
   if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
     return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
                    "%s: site id missing", path);
@@ -2681,6 +2738,21 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
       return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
                      "%s: store of table '%s' missing", path,
                      s->tables[i].name);
+  }
+  if (format == 1) {
+    /* Format 1 kept only the live count per table: one scan per table
+     * gives the fingerprint sums, committed with the new format record
+     * by the open's transaction (all or nothing). */
+    unsigned char fmt[12];
+    for (i = 0; i < s->ntables; i++)
+      if ((rc = sx_tsum_rebuild(env, t, i)))
+        return sx_fail(env, rc, "%s: upgrade to format %u failed at table "
+                       "'%s': %s", path, SX_FORMAT_VERSION, s->tables[i].name,
+                       sync_strerror(rc));
+    memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
+    sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
+    if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)))
+      return rc;
   }
   return 0;
 }
@@ -3008,8 +3080,12 @@ SYNC_API int sync_env_schema_info(sync_env *env, uint64_t *version,
 }
 
 /* Commit schema s (already validated) in its own transaction; with a new
- * table, create its store too. */
-static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table) {
+ * table, create its store too.  rescan: a table whose fingerprint sums
+ * the change may alter, rebuilt under s (or -1).  A new column alters
+ * them for rows that already hold values in it, written by peers with the
+ * newer schema and kept unread until now. */
+static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table,
+                            int rescan) {
   sx_stxn *t;
   sx_slice v;
   unsigned char state[24];
@@ -3030,6 +3106,14 @@ static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table) {
     char name[16];
     sx_tname(name, s->ntables - 1);
     rc = sx_dbi_open(env->st, t, name, 1, &d);
+  }
+  if (!rc && rescan >= 0) {
+    /* Fingerprints follow the schema in force: hash under s.  No other
+     * transaction is active (sx_schema_change_ok). */
+    sx_schema *was = env->schema;
+    env->schema = s;
+    rc = sx_tsum_rebuild(env, t, (unsigned)rescan);
+    env->schema = was;
   }
   if (rc) {
     sx_txn_abort(env->st, t);
@@ -3060,7 +3144,8 @@ SYNC_API int sync_env_add_column(sync_env *env, unsigned table,
   if ((rc = sx_schema_with_column(&env->al, env->schema, table, col, &s,
                                   env->errmsg, sizeof env->errmsg)))
     return rc;
-  if ((rc = sx_schema_commit(env, s, 0))) sx_schema_free(&env->al, s);
+  if ((rc = sx_schema_commit(env, s, 0, (int)table)))
+    sx_schema_free(&env->al, s);
   return rc;
 }
 
@@ -3072,7 +3157,7 @@ SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
   if ((rc = sx_schema_with_table(&env->al, env->schema, def, &s, env->errmsg,
                                  sizeof env->errmsg)))
     return rc;
-  if ((rc = sx_schema_commit(env, s, 1))) {
+  if ((rc = sx_schema_commit(env, s, 1, -1))) {
     sx_schema_free(&env->al, s);
     return rc;
   }
@@ -3160,6 +3245,7 @@ static void sx_txn_free(sync_txn *x) {
   const sx_alloc *al = &x->env->al;
   sx_free(al, x->cur);
   sx_free(al, x->delta);
+  sx_free(al, x->dsum);
   if (x->scratch_ok) {
     sx_row_free(al, &x->old);
     sx_row_free(al, &x->nw);
@@ -3181,6 +3267,30 @@ SYNC_API void sync_txn_abort(sync_txn *x) {
   sx_txn_close_cursors(x);
   sx_txn_abort(env->st, x->t);
   sx_txn_free(x);
+}
+
+/* Rebuild table tid's stored record by a scan, inside t (the open's or a
+ * schema change's transaction), through a transaction object borrowed
+ * around t for the row decoding and the site table. */
+static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
+  sync_txn *x;
+  sx_tsum sum;
+  int rc;
+  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
+  if (!x) return SYNC_ENOMEM;
+  memset(x, 0, sizeof *x);
+  x->env = env;
+  x->t = t;
+  sx_buf_init(&x->enc, &env->al);
+  sx_buf_init(&x->changed, &env->al);
+  sx_buf_init(&x->conflicts, &env->al);
+  sx_buf_init(&x->cpend, &env->al);
+  sx_buf_init(&x->fpbuf, &env->al);
+  rc = sx_table_scan(x, tid, &sum);
+  if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
+  sx_txn_close_cursors(x);
+  sx_txn_free(x); /* t stays: its owner ends it */
+  return rc;
 }
 
 SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
@@ -3290,10 +3400,11 @@ static int sx_log_finish(sync_txn *x) {
   return sx_put(env->st, x->t, env->meta, "logst", 5, b, SX_LOGST, 0);
 }
 
-/* Write the state record and the row counts this transaction changed. */
+/* Write the state record and the row counts and fingerprint sums this
+ * transaction changed. */
 static int sx_txn_finish(sync_txn *x) {
   sync_env *env = x->env;
-  unsigned char state[24], nk[3], nv[8];
+  unsigned char state[24];
   unsigned i;
   int rc;
   uint64_t hlc = x->hlc_last;
@@ -3305,17 +3416,13 @@ static int sx_txn_finish(sync_txn *x) {
     return rc;
   if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
-    sx_slice v;
-    uint64_t n = 0;
-    if (!x->delta[i]) continue;
-    nk[0] = 'n';
-    nk[1] = (unsigned char)(i >> 8);
-    nk[2] = (unsigned char)i;
-    rc = sx_get(env->st, x->t, env->meta, nk, 3, &v);
-    if (rc == 0 && v.n == 8) n = sx_get_le64(v.p);
-    else if (rc && rc != SYNC_NOTFOUND) return rc;
-    sx_put_le64(nv, n + (uint64_t)x->delta[i]);
-    if ((rc = sx_put(env->st, x->t, env->meta, nk, 3, nv, 8, 0))) return rc;
+    sx_tsum s;
+    if (!x->delta[i] && !x->dsum[i][0] && !x->dsum[i][1]) continue;
+    if ((rc = sx_tsum_get(env, x->t, i, &s))) return rc;
+    s.live += (uint64_t)x->delta[i];
+    s.content += x->dsum[i][0];
+    s.meta += x->dsum[i][1];
+    if ((rc = sx_tsum_put(env, x->t, i, &s))) return rc;
   }
   return 0;
 }
@@ -3410,21 +3517,26 @@ static int sx_check_value(const sx_column *c, const sync_value *v) {
   return 0;
 }
 
-/* Per-table cursor and count arrays, made at the first write or read. */
+/* Per-table cursor, count and sum arrays, made at the first write or
+ * read. */
 SYNC_PRIVATE int sx_txn_tables(sync_txn *x) {
   unsigned n = x->env->schema->ntables;
   if (x->cur || n == 0) return 0;
   x->cur = (sx_scur **)sx_malloc(&x->env->al, sizeof(sx_scur *) * n);
   x->delta = (int64_t *)sx_malloc(&x->env->al, sizeof(int64_t) * n);
-  if (!x->cur || !x->delta) {
+  x->dsum = (uint64_t(*)[2])sx_malloc(&x->env->al, sizeof x->dsum[0] * n);
+  if (!x->cur || !x->delta || !x->dsum) {
     sx_free(&x->env->al, x->cur);
     sx_free(&x->env->al, x->delta);
+    sx_free(&x->env->al, x->dsum);
     x->cur = NULL;
     x->delta = NULL;
+    x->dsum = NULL;
     return SYNC_ENOMEM;
   }
   memset(x->cur, 0, sizeof(sx_scur *) * n);
   memset(x->delta, 0, sizeof(int64_t) * n);
+  memset(x->dsum, 0, sizeof x->dsum[0] * n);
   x->ncur = n;
   return 0;
 }
@@ -3590,6 +3702,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               int append) {
   sync_env *env = x->env;
   unsigned char lk[SX_LOGKEY], lv[SX_VARINT_MAX + SYNC_MAX_KEY];
+  uint64_t oc = 0, om = 0, nc, nm;
   size_t size, lvn;
   int rc, reuse, was_live = found && (x->old.cl & 1);
   if ((rc = sx_txn_tables(x))) return rc;
@@ -3602,6 +3715,15 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   x->nw.version = x->version;
   x->nw.seq = reuse ? x->old.seq : x->seq;
   sx_row_compact(&x->nw);
+  /* The table's fingerprint sums trade the old row for the new one.  Now,
+   * while x->old's values still point at its unmodified stored bytes. */
+  if (was_live &&
+      (rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->old, &oc,
+                      &om)) < 0)
+    return rc;
+  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->nw, &nc,
+                      &nm)) < 0)
+    return rc;
   size = sx_row_size(&x->nw);
   if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
   sx_row_encode(&x->nw, key, klen, x->enc.p, size);
@@ -3635,6 +3757,8 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
     x->rows_written++;
   }
   x->delta[tid] += (int)(x->nw.cl & 1) - was_live;
+  x->dsum[tid][0] += nc - oc;
+  x->dsum[tid][1] += nm - om;
   x->gen++;
   return 0;
 fail:
@@ -3703,19 +3827,11 @@ SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
 }
 
 SYNC_API int sync_count(sync_txn *x, unsigned table, uint64_t *out) {
-  unsigned char nk[3];
-  sx_slice v;
-  uint64_t n = 0;
+  sx_tsum s;
   int rc;
   if (!x || !out || table >= x->env->schema->ntables) return SYNC_EINVAL;
-  nk[0] = 'n';
-  nk[1] = (unsigned char)(table >> 8);
-  nk[2] = (unsigned char)table;
-  rc = sx_get(x->env->st, x->t, x->env->meta, nk, 3, &v);
-  if (rc == 0 && v.n == 8) n = sx_get_le64(v.p);
-  else if (rc && rc != SYNC_NOTFOUND) return rc;
-  if (x->delta) n += (uint64_t)x->delta[table];
-  *out = n;
+  if ((rc = sx_table_sum(x, table, &s))) return rc;
+  *out = s.live;
   return 0;
 }
 
@@ -4022,12 +4138,13 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
   *content = *meta = 0;
   if (!(r->cl & 1)) return 0;
   if ((rc = sx_sites_load(x))) return rc;
-  /* Our own buffer: the caller may hold the row being stored in x->enc. */
+  /* Our own buffer: the caller may hold the row being stored in x->enc.
+   * A column's value goes in twice, once per encoding. */
   need = 2 * (SX_VARINT_MAX + klen) + 2 * SX_VARINT_MAX + SX_SITE_LEN;
   for (j = 0; j < r->ncols; j++)
     if (r->cols[j].st != SX_NOSTAMP)
-      need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 1 +
-              sx_payload_size(&r->cols[j].v);
+      need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 2 +
+              2 * sx_payload_size(&r->cols[j].v);
   if ((rc = sx_buf_reserve(&x->fpbuf, need))) return rc;
   p = x->fpbuf.p;
   p = sx_wv(p, klen);
@@ -4070,6 +4187,17 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
 }
 
 SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out) {
+  int rc;
+  if ((rc = sx_tsum_get(x->env, x->t, tid, out))) return rc;
+  if (x->delta) {
+    out->live += (uint64_t)x->delta[tid];
+    out->content += x->dsum[tid][0];
+    out->meta += x->dsum[tid][1];
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
@@ -6508,63 +6636,17 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
   return rc;
 }
 
-/* Digest: per live row, XXH3 of (key length, key, each column's tag and
- * payload for the table's columns, never-written as NULL); the row hashes
- * are folded 64 at a time into XXH3 seeded with the running digest. */
+/* Digest of one table: XXH3 of (content fingerprint sum, live count),
+ * u64 LE each (docs/FORMAT.md, "Digest").  O(1): both are kept at commit
+ * (sx_table_sum). */
 static int sx_digest_table(sync_txn *x, unsigned tid, uint64_t *out) {
-  sync_env *env = x->env;
-  const sx_table *tb = &env->schema->tables[tid];
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char fold[64 * 8];
-  size_t nf = 0;
-  uint64_t h = 0, rows = 0;
-  int rc, op = SX_FIRST;
-  if ((rc = sx_scratch(x))) return rc;
-  if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
-  for (;;) {
-    unsigned char *p;
-    unsigned j;
-    size_t need;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
-    if (!(x->old.cl & 1)) continue;
-    need = SX_VARINT_MAX + k.n + (size_t)tb->ncols * (1 + SX_VARINT_MAX + 8);
-    for (j = 0; j < tb->ncols && j < x->old.ncols; j++)
-      if (x->old.cols[j].st != SX_NOSTAMP)
-        need += sx_payload_size(&x->old.cols[j].v);
-    if ((rc = sx_buf_reserve(&x->enc, need))) break;
-    p = x->enc.p;
-    p += sx_put_varint(p, k.n);
-    memcpy(p, k.p, k.n);
-    p += k.n;
-    for (j = 0; j < tb->ncols; j++) {
-      sync_value val = j < x->old.ncols && x->old.cols[j].st != SX_NOSTAMP
-                           ? x->old.cols[j].v
-                           : sync_null();
-      if (tb->cols[j].flags & SYNC_COL_LOCAL) continue; /* not replicated */
-      *p++ = (unsigned char)val.type;
-      p += sx_payload_put(p, &val);
-    }
-    sx_put_le64(fold + nf * 8, sx_hash64(x->enc.p, (size_t)(p - x->enc.p), 0));
-    rows++;
-    if (++nf == 64) {
-      h = sx_hash64(fold, sizeof fold, h);
-      nf = 0;
-    }
-  }
-  sx_cur_close(c);
-  if (rc) return rc;
-  h = sx_hash64(fold, nf * 8, h ^ rows);
-  *out = h;
+  unsigned char b[16];
+  sx_tsum s;
+  int rc;
+  if ((rc = sx_table_sum(x, tid, &s))) return rc;
+  sx_put_le64(b, s.content);
+  sx_put_le64(b + 8, s.live);
+  *out = sx_hash64(b, sizeof b, 0);
   return 0;
 }
 

@@ -300,8 +300,12 @@ SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
  * lock file path-lock.  Errors: SYNC_EINVAL, SYNC_NOTFOUND (absent with
  * NOCREATE/RDONLY), SYNC_ENOTDB, SYNC_EVERSION, SYNC_ESCHEMA, SYNC_EACCES,
  * SYNC_EIO, SYNC_ENOSPC, SYNC_ECORRUPT (file shorter than its header
- * says), SYNC_ENOMEM.  On failure the env may be configured and opened
- * again. */
+ * says, or a damaged row met by the upgrade below), SYNC_ENOMEM.  On
+ * failure the env may be configured and opened again.
+ * A file of storage format 1 (before the stored digest sums) is upgraded
+ * by a writable open, in its transaction: one scan per table, O(rows).  A
+ * read-only open of such a file fails with SYNC_EVERSION, and
+ * sync_env_errmsg() says to open it writable once. */
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags);
 
 /* Close and free.  All transactions must have ended.  NULL is ignored. */
@@ -359,8 +363,11 @@ SYNC_API int sync_env_schema_info(sync_env *env, uint64_t *version,
 /* Schema changes, each in its own committed write transaction.  No other
  * transaction of this env may be active (SYNC_EBUSY).  Existing rows read
  * the new column as NULL until written, so a new column must allow NULL
- * (SYNC_ECONSTRAINT otherwise).  Errors: SYNC_EEXIST, SYNC_EINVAL,
- * SYNC_ELIMIT, SYNC_EREADONLY, SYNC_ECONSTRAINT, I/O errors. */
+ * (SYNC_ECONSTRAINT otherwise).  add_column rescans the table (O(rows)):
+ * rows written under a newer schema may hold values for the new column,
+ * which the digest counts from now on.  Errors: SYNC_EEXIST, SYNC_EINVAL,
+ * SYNC_ELIMIT, SYNC_EREADONLY, SYNC_ECONSTRAINT, SYNC_ECORRUPT (a damaged
+ * row met by the rescan), SYNC_ENOMEM, I/O errors. */
 SYNC_API int sync_env_add_column(sync_env *env, unsigned table,
                                  const sync_column_def *col);
 SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
@@ -432,7 +439,9 @@ SYNC_API int sync_get(sync_txn *txn, unsigned table, const void *key,
 SYNC_API int sync_contains(sync_txn *txn, unsigned table, const void *key,
                            size_t klen);
 
-/* Number of live rows in table, as of the transaction's view. */
+/* Number of live rows in table, as of the transaction's view (O(1): a
+ * stored count).  Errors: SYNC_EINVAL, SYNC_ECORRUPT (a damaged count
+ * record), storage errors. */
 SYNC_API int sync_count(sync_txn *txn, unsigned table, uint64_t *out);
 
 /* Batches.  put_many writes nrows rows; vals holds nrows * ncolumns
@@ -729,11 +738,15 @@ SYNC_API int sync_gc(sync_txn *txn, uint64_t *collected);
 /* Tombstones still kept. */
 SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
 
-/* Content digest: XXH3-64 over the live rows in key order (keys and
- * values of replicated columns; SYNC_COL_LOCAL columns, stamps and other
- * metadata excluded), of one table or, with
- * SYNC_ALL_TABLES, of all tables in order.  Replicas holding the same data
- * have the same digest. */
+/* Content digest of one table or, with SYNC_ALL_TABLES, of all tables in
+ * order: XXH3-64 over the sum of per-row fingerprints of the live rows
+ * (keys and values of replicated columns; SYNC_COL_LOCAL columns, stamps
+ * and other metadata excluded) and their count (docs/FORMAT.md,
+ * "Digest").  Replicas holding the same data have the same digest.  O(1):
+ * the sums are kept at every commit; in a write transaction the digest
+ * includes its uncommitted changes.  Errors: SYNC_EINVAL (NULL argument,
+ * no such table), SYNC_ECORRUPT (a damaged count record), storage errors
+ * (SYNC_EIO). */
 #define SYNC_ALL_TABLES 0xffffffffu
 SYNC_API int sync_digest(sync_txn *txn, unsigned table, uint64_t *out);
 

@@ -36,6 +36,8 @@ typedef struct bench_opts {
 void bench_rate(const char *name, double rows_per_s);
 void bench_ratio(const char *name, double ratio);
 void bench_value(const char *name, double value, const char *unit);
+/* A duration in milliseconds, `%.4f ms` (O(1) reads take microseconds). */
+void bench_ms(const char *name, double ms);
 void bench_note(const char *fmt, ...);
 
 /* Print the message and `bench: error` to stderr, remove the scratch

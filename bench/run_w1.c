@@ -238,6 +238,55 @@ static double w1_get_lmdb(void *arg) {
   return rate(c->ngets, t0, t1);
 }
 
+/* ---- the digest ------------------------------------------------------ */
+
+/* sync_digest of every table on the replica the plain writes built (N
+ * rows), each call in a read transaction of its own (begun and ended
+ * untimed): the median and the worst of W1_DIGEST_CALLS calls, the first
+ * (cold) one included.  Every call must give the same digest. */
+#define W1_DIGEST_CALLS 1001
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double w1_digest_ms(const w1_ctx *c, double *worst, double *first) {
+  peer_sync p;
+  sync_txn *txn;
+  uint64_t dg0 = 0, count = 0;
+  double *ms = malloc(sizeof(double) * W1_DIGEST_CALLS), med;
+  if (!ms) bench_die("out of memory");
+  peer_sync_open(&p, c->path, SYNC_DURABLE_NOSYNC, &w1_table, 0);
+  for (size_t i = 0; i < W1_DIGEST_CALLS; i++) {
+    uint64_t dg;
+    double t0, t1;
+    peer_sync_check(p.env, sync_txn_begin(p.env, SYNC_TXN_RDONLY, &txn),
+                    "sync_txn_begin");
+    t0 = bench_now();
+    peer_sync_check(p.env, sync_digest(txn, SYNC_ALL_TABLES, &dg),
+                    "sync_digest");
+    t1 = bench_now();
+    if (i == 0) {
+      dg0 = dg;
+      peer_sync_check(p.env, sync_count(txn, p.table, &count), "sync_count");
+    }
+    sync_txn_abort(txn);
+    if (dg != dg0) bench_die("w1 digest: two calls gave two digests");
+    ms[i] = (t1 - t0) * 1e3;
+  }
+  peer_sync_close(&p);
+  if (count != c->nrows)
+    bench_die("w1 digest: %" PRIu64 " rows, %zu written", count, c->nrows);
+  *first = ms[0];
+  qsort(ms, W1_DIGEST_CALLS, sizeof *ms, cmp_double);
+  med = ms[W1_DIGEST_CALLS / 2];
+  *worst = ms[W1_DIGEST_CALLS - 1];
+  free(ms);
+  bench_note("digest: %zu rows, digest %016" PRIx64, c->nrows, dg0);
+  return med;
+}
+
 /* ---- the workload ---------------------------------------------------- */
 
 static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
@@ -302,6 +351,15 @@ void bench_w1(const bench_opts *o) {
   bench_rate("w1.get.rows_per_s", s[0].best);
   bench_rate("w1.get.lmdb_rows_per_s", s[1].best);
   bench_ratio("w1.get.ratio_vs_lmdb", ratio(s[0].best, s[1].best));
+
+  /* The digest of the same file: O(1), read from the stored sums. */
+  {
+    double worst, first, med = w1_digest_ms(&ours, &worst, &first);
+    bench_note("digest: median of %d calls %.4f ms, first %.4f ms, worst "
+               "%.4f ms",
+               W1_DIGEST_CALLS, med, first, worst);
+    bench_ms("digest.1m.ms", med);
+  }
   bench_unlink_db(ours.path);
   bench_unlink_db(lmdb.path);
 

@@ -32,6 +32,11 @@ void bench_value(const char *name, double value, const char *unit) {
   fflush(stdout);
 }
 
+void bench_ms(const char *name, double ms) {
+  printf("bench: %s %.4f ms\n", name, ms);
+  fflush(stdout);
+}
+
 void bench_note(const char *fmt, ...) {
   va_list ap;
   fputs("# ", stdout);

@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include "clock.h"
+#include "hash.h"
 #include "row.h"
 #include "schema.h"
 #include "stats.h"
@@ -24,7 +25,10 @@ typedef atomic_int sx_errlock;
 #endif
 
 #define SX_MAGIC "sync-db\0"
-#define SX_FORMAT_VERSION 1
+/* 2: the per-table record ("n" + id) holds the live count and the sums of
+ * the row fingerprints.  A writable open upgrades a format-1 file. */
+#define SX_FORMAT_VERSION 2
+#define SX_TSUM_LEN 24 /* per-table record: u64 live, content, meta (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
 
@@ -72,6 +76,7 @@ struct sync_txn {
   uint32_t seq;
   unsigned long gen; /* bumped by every write, for open iterators */
   int64_t *delta;    /* live-row count change per table */
+  uint64_t (*dsum)[2]; /* per table: content and meta sum change, mod 2^64 */
   sx_scur **cur;     /* cached cursor per table */
   unsigned ncur;
   int scratch_ok;
@@ -171,11 +176,16 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
                            uint64_t *meta);
 /* A table's sums, mod 2^64, of the content and meta fingerprints of its
- * live rows, and their count. */
+ * live rows, and their count.  O(1): read from the table's stored record
+ * (kept at every commit by sx_store_row) plus the open transaction's
+ * changes; always equal to what a scan computes (sx_table_scan). */
 typedef struct sx_tsum {
   uint64_t content, meta, live;
 } sx_tsum;
 SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
+/* The same sums by a scan of every row of the table: for the format
+ * upgrade and schema changes, which rebuild the stored record. */
+SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The hash of a key that places it in repair's hash-prefix tree. */
 SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
                                   size_t klen);

@@ -2149,63 +2149,17 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
   return rc;
 }
 
-/* Digest: per live row, XXH3 of (key length, key, each column's tag and
- * payload for the table's columns, never-written as NULL); the row hashes
- * are folded 64 at a time into XXH3 seeded with the running digest. */
+/* Digest of one table: XXH3 of (content fingerprint sum, live count),
+ * u64 LE each (docs/FORMAT.md, "Digest").  O(1): both are kept at commit
+ * (sx_table_sum). */
 static int sx_digest_table(sync_txn *x, unsigned tid, uint64_t *out) {
-  sync_env *env = x->env;
-  const sx_table *tb = &env->schema->tables[tid];
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char fold[64 * 8];
-  size_t nf = 0;
-  uint64_t h = 0, rows = 0;
-  int rc, op = SX_FIRST;
-  if ((rc = sx_scratch(x))) return rc;
-  if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
-  for (;;) {
-    unsigned char *p;
-    unsigned j;
-    size_t need;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
-    if (!(x->old.cl & 1)) continue;
-    need = SX_VARINT_MAX + k.n + (size_t)tb->ncols * (1 + SX_VARINT_MAX + 8);
-    for (j = 0; j < tb->ncols && j < x->old.ncols; j++)
-      if (x->old.cols[j].st != SX_NOSTAMP)
-        need += sx_payload_size(&x->old.cols[j].v);
-    if ((rc = sx_buf_reserve(&x->enc, need))) break;
-    p = x->enc.p;
-    p += sx_put_varint(p, k.n);
-    memcpy(p, k.p, k.n);
-    p += k.n;
-    for (j = 0; j < tb->ncols; j++) {
-      sync_value val = j < x->old.ncols && x->old.cols[j].st != SX_NOSTAMP
-                           ? x->old.cols[j].v
-                           : sync_null();
-      if (tb->cols[j].flags & SYNC_COL_LOCAL) continue; /* not replicated */
-      *p++ = (unsigned char)val.type;
-      p += sx_payload_put(p, &val);
-    }
-    sx_put_le64(fold + nf * 8, sx_hash64(x->enc.p, (size_t)(p - x->enc.p), 0));
-    rows++;
-    if (++nf == 64) {
-      h = sx_hash64(fold, sizeof fold, h);
-      nf = 0;
-    }
-  }
-  sx_cur_close(c);
-  if (rc) return rc;
-  h = sx_hash64(fold, nf * 8, h ^ rows);
-  *out = h;
+  unsigned char b[16];
+  sx_tsum s;
+  int rc;
+  if ((rc = sx_table_sum(x, tid, &s))) return rc;
+  sx_put_le64(b, s.content);
+  sx_put_le64(b + 8, s.live);
+  *out = sx_hash64(b, sizeof b, 0);
   return 0;
 }
 
