@@ -33,6 +33,7 @@
 #define SX_RP_GOLD UINT64_C(0x9E3779B97F4A7C15)
 #define SX_RP_MIX UINT64_C(0xD6E8FEB86659FD93)
 #define SX_RP_FPB 3 /* bytes of a node fingerprint below the root */
+#define SX_RP_MASKS 0xffu /* a node answered by masks, not a list */
 
 typedef struct sx_rnode {
   uint64_t pre; /* the top 4 * depth bits of the key hashes, right-aligned */
@@ -436,7 +437,27 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b,
     for (j = mb * 8; j-- > rp->nmyleaf;)
       if (sx_rp_bit(am, (unsigned)j)) return sx_rp_proto(rp, "answer bits");
     for (j = 0; j < rp->nmysplit; j++) {
-      unsigned lm = sx_rd16(&r), sm = sx_rd16(&r), c;
+      unsigned lm = 0, sm = 0, c;
+      const unsigned char *h = sx_rbytes(&r, 1);
+      if (h && *h == SX_RP_MASKS) {
+        lm = sx_rd16(&r);
+        sm = sx_rd16(&r);
+      } else if (h && *h <= 16) {
+        /* a short list: one byte per child, index | kind << 4 */
+        unsigned e, ne = *h;
+        for (e = 0; e < ne; e++) {
+          const unsigned char *b1 = sx_rbytes(&r, 1);
+          unsigned bit;
+          if (!b1 || (*b1 >> 4) < 1 || (*b1 >> 4) > 2)
+            return sx_rp_proto(rp, "node list");
+          bit = 1u << (*b1 & 15);
+          if ((lm | sm) & bit) return sx_rp_proto(rp, "a child listed twice");
+          if ((*b1 >> 4) == 1) lm |= bit;
+          else sm |= bit;
+        }
+      } else {
+        return sx_rp_proto(rp, "node masks");
+      }
       if (r.bad) return sx_rp_proto(rp, "node masks");
       if (lm & sm) return sx_rp_proto(rp, "a node both leaf and split");
       for (c = 0; c < 16; c++) {
@@ -957,7 +978,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     for (j = 0; j < rp->nopen; j++)
       if ((rc = sx_rp_q(rp, &rp->open[j].n, SX_Q_KIDS, 0, 0))) goto fail;
     if ((rc = sx_rp_scan(rp, x, d))) goto fail;
-    if ((rc = sx_rp_room(rp, &p, mb + 4 * rp->nopen))) goto fail;
+    if ((rc = sx_rp_room(rp, &p, mb + 5 * rp->nopen))) goto fail;
     am = p;
     memset(am, 0, mb);
     p += mb;
@@ -1002,7 +1023,21 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
           if ((rc = SX_PUSH(rp, nsplit, ch))) goto fail;
         }
       }
-      p = sx_w16(sx_w16(p, lmask), smask);
+      {
+        /* whichever is shorter: a list of the children answered, or two
+         * masks */
+        unsigned m = lmask | smask, ne = 0;
+        for (c = 0; c < 16; c++) ne += (m >> c) & 1;
+        if (ne + 1 < 5) {
+          *p++ = (unsigned char)ne;
+          for (c = 0; c < 16; c++)
+            if ((m >> c) & 1)
+              *p++ = (unsigned char)(c | ((lmask >> c) & 1 ? 0x10u : 0x20u));
+        } else {
+          *p++ = SX_RP_MASKS;
+          p = sx_w16(sx_w16(p, lmask), smask);
+        }
+      }
     }
   }
   /* Second pass: the frame's rows and the fingerprints of the splits. */

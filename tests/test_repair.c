@@ -845,6 +845,124 @@ static void test_rights(void **state) {
   mu_close(&b);
 }
 
+/* ---------------------------------------------------------------------
+ * Test vectors: a fixed conversation, message by message
+ * (tests/vectors/repair.txt; REPAIR_VECTORS_WRITE=1 rewrites it)
+ * ------------------------------------------------------------------- */
+static const char *rp_type_name(unsigned t) {
+  static const char *n[] = {"?",     "HELLO", "WELCOME", "REQUEST",
+                            "DATA",  "ERROR", "PLAN",    "REPAIR"};
+  return (t & 0x7f) < 8 ? n[t & 0x7f] : "?";
+}
+
+/* Append the whole messages of bytes [p, p + n) to text, one a line. */
+static void rp_transcribe(char **text, size_t *len, const char *who,
+                          const unsigned char *p, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    uint64_t ml = 0;
+    size_t k = 1, i, total;
+    int shift = 0;
+    while (off + k < n) {
+      ml |= (uint64_t)(p[off + k] & 0x7f) << shift;
+      shift += 7;
+      if (!(p[off + k++] & 0x80)) break;
+    }
+    total = k + (size_t)ml + 4;
+    assert_true(off + total <= n);
+    *text = realloc(*text, *len + 32 + 2 * total);
+    assert_non_null(*text);
+    *len += (size_t)sprintf(*text + *len, "%s %s ", who, rp_type_name(p[off]));
+    for (i = 0; i < total; i++)
+      *len += (size_t)sprintf(*text + *len, "%02x", p[off + i]);
+    (*text)[(*len)++] = '\n';
+    off += total;
+  }
+}
+
+static size_t rp_move_rec(sync_session *a, sync_session *b, char **text,
+                          size_t *len, const char *who) {
+  unsigned char buf[65536];
+  sync_outbuf out = {buf, sizeof buf, 0};
+  sync_inbuf in;
+  while (sync_session_want_write(a) && out.pos < out.size)
+    if (sync_session_send(a, &out) <= 0) break;
+  if (!out.pos) return 0;
+  rp_transcribe(text, len, who, buf, out.pos);
+  in.ptr = buf;
+  in.size = out.pos;
+  in.pos = 0;
+  sync_session_recv(b, &in);
+  return out.pos;
+}
+
+static void test_vectors(void **state) {
+  uint64_t now = 1700000000000ull;
+  uint8_t ia[16], ib[16];
+  mu_rep a, b;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  char *text = NULL, k[32];
+  size_t len = 0, flen = 0;
+  unsigned char *want;
+  unsigned i;
+  (void)state;
+  mu_site(ia, 0xa1);
+  mu_site(ib, 0xb1);
+  mu_open(&a, "rp-a.db", ia, &now, 0);
+  mu_open(&b, "rp-b.db", ib, &now, 0);
+  for (i = 0; i < 40; i++) {
+    rp_key(k, sizeof k, i);
+    mu_put(&a, k, (int64_t)i, i / 2.0, "x");
+    now += 1;
+  }
+  rp_sync(&b, &a);
+  now += 1000;
+  mu_update(&b, "row-00000003", MU_COL_I, sync_int(-3));
+  mu_put(&a, "row-00000100", 100, 1.0, "new");
+  mu_delete(&a, "row-00000007");
+  now += 1000;
+  text = malloc(256);
+  assert_non_null(text);
+  len = (size_t)sprintf(text,
+                        "# tests/vectors/repair.txt - a repair session, "
+                        "message by message (test_repair.c, test_vectors):\n"
+                        "# C = client (site b1..b1), S = server (site "
+                        "a1..a1), then the message type and its bytes.\n");
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.server = 1;
+  TU_OK(sync_session_create(b.env, &co, &c));
+  TU_OK(sync_session_create(a.env, &so, &s));
+  for (i = 0; i < 100; i++) {
+    size_t n = rp_move_rec(c, s, &text, &len, "C") +
+               rp_move_rec(s, c, &text, &len, "S");
+    if (sync_session_status(c) && sync_session_status(s)) break;
+    if (!n) break;
+  }
+  assert_int_equal(sync_session_status(c), 1);
+  assert_int_equal(sync_session_status(s), 1);
+  sync_session_free(c);
+  sync_session_free(s);
+  rp_check_equal(&b, &a);
+  if (getenv("REPAIR_VECTORS_WRITE")) {
+    assert_int_equal(tu_write_file("../tests/vectors/repair.txt", text, len),
+                     0);
+  } else {
+    want = tu_read_file("../tests/vectors/repair.txt", &flen);
+    if (!want) want = tu_read_file("tests/vectors/repair.txt", &flen);
+    assert_non_null(want);
+    if (flen != len || memcmp(want, text, len))
+      fail_msg("the conversation differs from tests/vectors/repair.txt:\n%.*s",
+               (int)len, text);
+    free(want);
+  }
+  free(text);
+  mu_close(&a);
+  mu_close(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identical),
@@ -857,6 +975,7 @@ int main(void) {
       cmocka_unit_test(test_rows_outside_leaves),
       cmocka_unit_test(test_diff),
       cmocka_unit_test(test_rights),
+      cmocka_unit_test(test_vectors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
