@@ -944,13 +944,23 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
       roots[i].tid = rp->tids[dt[i]];
       roots[i].depth = 0;
       roots[i].pre = 0;
-      if ((rc = sx_rp_q(rp, &roots[i], SX_Q_SELF, 0, 0))) goto fail;
+      /* A root with many live rows splits: no need to count its rows. */
+      if (cnt[dt[i]] <= SX_RP_LEAF &&
+          (rc = sx_rp_q(rp, &roots[i], SX_Q_SELF, 0, 0)))
+        goto fail;
     }
-    if ((rc = sx_rp_scan(rp, x, d))) goto fail;
-    qa = rp->nq;
+    if (rp->nq && (rc = sx_rp_scan(rp, x, d))) goto fail;
+    qa = 0;
     for (i = 0; i < nd; i++) {
-      int dec = sx_rp_decide(rp, &roots[i], &rp->acc[rp->q[i].acc], &rows,
-                             &bytes);
+      sx_racc big;
+      int dec;
+      memset(&big, 0, sizeof big);
+      big.live = big.total = cnt[dt[i]];
+      big.bytes = SIZE_MAX;
+      dec = sx_rp_decide(rp, &roots[i],
+                         cnt[dt[i]] <= SX_RP_LEAF ? &rp->acc[rp->q[qa++].acc]
+                                                  : &big,
+                         &rows, &bytes);
       if (dec == SX_DEC_LEAF) {
         lm[dt[i] >> 3] |= (unsigned char)(1u << (dt[i] & 7));
         if ((rc = SX_PUSH(rp, nleaf, roots[i]))) goto fail;
@@ -963,7 +973,6 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     memcpy(p, lm, mb);
     memcpy(p + mb, sm, mb);
     p += 2 * mb;
-    (void)qa;
   } else {
     /* Answers to the peer's leaves, and its splits compared with ours. */
     size_t qleaf, qopen;

@@ -499,6 +499,28 @@ static size_t rp_frame_msg(unsigned char *out, unsigned type,
   return (size_t)(q + 4 - out);
 }
 
+static size_t rp_frame_msg_big(unsigned char *out, unsigned type,
+                               const unsigned char *p, size_t n) {
+  unsigned char *q = out;
+  uint32_t h;
+  size_t v = n;
+  *q++ = (unsigned char)type;
+  do {
+    *q = (unsigned char)(v & 0x7f);
+    v >>= 7;
+    if (v) *q |= 0x80;
+    q++;
+  } while (v);
+  memcpy(q, p, n);
+  q += n;
+  h = (uint32_t)XXH3_64bits(out, (size_t)(q - out));
+  q[0] = (unsigned char)h;
+  q[1] = (unsigned char)(h >> 8);
+  q[2] = (unsigned char)(h >> 16);
+  q[3] = (unsigned char)(h >> 24);
+  return (size_t)(q + 4 - out);
+}
+
 /* A server that got a repair HELLO and sent its roots; then msg. */
 static int rp_hostile(mu_rep *srv, mu_rep *dev, unsigned type,
                       const unsigned char *p, size_t n) {
@@ -605,6 +627,171 @@ static void test_hostile(void **state) {
     static const unsigned char t[] = {0x04};
     assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), 1);
   }
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* A client that never stops splitting.  It keeps count of the lists
+ * each side made (all it needs to read the server's turns) and answers
+ * every turn with splits and made-up fingerprints: greedy = every leaf
+ * and every child of every split the server made (the node counts
+ * explode), else only the server's first leaf (one path, one level
+ * deeper each turn, down past the last level).  The server must refuse
+ * it with SYNC_EPROTO, within bounded turns. */
+static unsigned rp_popc(unsigned m) {
+  unsigned n = 0;
+  for (; m; m &= m - 1) n++;
+  return n;
+}
+
+static int rp_splitter(mu_rep *srv, mu_rep *dev, int greedy, unsigned *turns,
+                       char *why, size_t whycap) {
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  static unsigned char buf[1 << 20], msg[1 << 20], m2[(1 << 20) + 64];
+  sync_outbuf out;
+  sync_inbuf in;
+  size_t ncl = 0, ncs = 0; /* the client's last lists */
+  int first = 1, st;
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.server = 1;
+  so.max_message = 16 << 20;
+  TU_OK(sync_session_create(dev->env, &co, &c));
+  TU_OK(sync_session_create(srv->env, &so, &s));
+  out.ptr = buf;
+  out.size = sizeof buf;
+  out.pos = 0;
+  sync_session_send(c, &out);
+  in.ptr = buf;
+  in.size = out.pos;
+  in.pos = 0;
+  TU_OK(sync_session_recv(s, &in));
+  for (*turns = 0; *turns < 200 && sync_session_status(s) == 0; (*turns)++) {
+    size_t off = 0, n, i, sl = 0, ss = 0, mlen = 0, cs;
+    unsigned flags;
+    out.pos = 0;
+    while (sync_session_send(s, &out) > 0) {
+    }
+    /* skip WELCOME; find the REPAIR message */
+    while (off < out.pos) {
+      size_t k = 1, len = 0;
+      int sh = 0;
+      while (buf[off + k] & 0x80) len |= (size_t)(buf[off + k++] & 0x7f) << sh, sh += 7;
+      len |= (size_t)buf[off + k++] << sh;
+      if (buf[off] == 7) {
+        memcpy(msg, buf + off + k, len);
+        mlen = len;
+      }
+      off += k + len + 4;
+    }
+    if (!mlen) break;
+    flags = msg[0];
+    i = 1;
+    if (flags & 0x20) { /* FIRST: v0 */
+      while (msg[i] & 0x80) i++;
+      i++;
+    }
+    if (!first) {
+      size_t mb = (ncl + 7) / 8, j;
+      for (j = 0; j < ncl; j++) ss += (msg[i + j / 8] >> (j % 8)) & 1;
+      i += mb;
+      for (j = 0; j < ncs; j++) {
+        if (msg[i] == 0xff) {
+          unsigned lm = msg[i + 1] | (unsigned)msg[i + 2] << 8;
+          unsigned sm = msg[i + 3] | (unsigned)msg[i + 4] << 8;
+          sl += rp_popc(lm);
+          ss += rp_popc(sm);
+          i += 5;
+        } else {
+          unsigned e, ne = msg[i++];
+          for (e = 0; e < ne; e++, i++)
+            if ((msg[i] >> 4) == 1) sl++;
+            else ss++;
+        }
+      }
+    }
+    /* the reply: no frame */
+    n = 0;
+    m2[n++] = 0;
+    if (first) {
+      m2[n++] = 0;    /* no leaf root */
+      m2[n++] = 1;    /* the root split */
+      cs = 1;
+      ncl = 0;
+    } else {
+      size_t mb = (sl + 7) / 8, j;
+      cs = 0;
+      memset(m2 + n, 0, mb);
+      for (j = 0; j < sl; j++)
+        if (greedy || j == 0) {
+          m2[n + j / 8] |= (unsigned char)(1u << (j % 8));
+          cs++;
+        }
+      n += mb;
+      for (j = 0; j < ss; j++) {
+        if (greedy) {
+          m2[n++] = 0xff;
+          m2[n++] = 0;
+          m2[n++] = 0;
+          m2[n++] = 0xff;
+          m2[n++] = 0xff;
+          cs += 16;
+        } else if (j == 0 && sl == 0) {
+          m2[n++] = 1; /* no leaf to split: child 0 of the first split */
+          m2[n++] = 0x20;
+          cs++;
+        } else {
+          m2[n++] = 0;
+        }
+      }
+      ncl = 0;
+    }
+    if (n + cs * 50 > sizeof m2) break;
+    for (i = 0; i < cs; i++) {
+      unsigned c2;
+      m2[n++] = 0xff;
+      m2[n++] = 0xff;
+      for (c2 = 0; c2 < 48; c2++) m2[n++] = (unsigned char)(i * 7 + c2 * 13 + 1);
+    }
+    ncs = cs;
+    first = 0;
+    {
+      /* fragments of 4 MiB at most are not needed: one message */
+      static unsigned char framed[(1 << 20) + 128];
+      size_t fl = rp_frame_msg_big(framed, 7, m2, n);
+      in.ptr = framed;
+      in.size = fl;
+      in.pos = 0;
+      sync_session_recv(s, &in);
+    }
+  }
+  out.pos = 0;
+  while (sync_session_send(s, &out) > 0) out.pos = 0;
+  st = sync_session_status(s);
+  snprintf(why, whycap, "%s", sync_session_errmsg(s));
+  sync_session_free(c);
+  sync_session_free(s);
+  return st;
+}
+
+static void test_never_stops_splitting(void **state) {
+  mu_rep srv, dev;
+  unsigned turns;
+  char why[256];
+  (void)state;
+  rp_open(&srv, "rp-a.db", 0xa1);
+  rp_open(&dev, "rp-b.db", 0xb1);
+  rp_fill(&srv, 0, 3000, 0);
+  assert_int_equal(rp_splitter(&srv, &dev, 1, &turns, why, sizeof why),
+                   SYNC_EPROTO);
+  assert_non_null(strstr(why, "too many nodes"));
+  assert_true(turns <= 6);
+  assert_int_equal(rp_splitter(&srv, &dev, 0, &turns, why, sizeof why),
+                   SYNC_EPROTO);
+  assert_non_null(strstr(why, "below the last level"));
+  assert_true(turns >= 10 && turns <= 18); /* one level a turn, 16 levels */
   mu_close(&srv);
   mu_close(&dev);
 }
@@ -973,6 +1160,7 @@ int main(void) {
       cmocka_unit_test(test_cut_everywhere),
       cmocka_unit_test(test_hostile),
       cmocka_unit_test(test_rows_outside_leaves),
+      cmocka_unit_test(test_never_stops_splitting),
       cmocka_unit_test(test_diff),
       cmocka_unit_test(test_rights),
       cmocka_unit_test(test_vectors),
