@@ -8022,12 +8022,15 @@ SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d) {
       if (rc) sync_txn_abort(x);
       else rc = sync_txn_commit(x);
     }
-    sync_delta_free(d);
     if (rc) {
+      sync_delta_free(d);
       snprintf(rp->err, sizeof rp->err, "applying a repair frame: %s (%.100s)",
                sync_strerror(rc), sync_env_errmsg(env));
       return rc;
     }
+    /* kept for this side's turn: answers leave out what it holds */
+    sync_delta_free(rp->frame);
+    rp->frame = d;
     rp->st.applied.rows += rep.rows;
     rp->st.applied.inserted += rep.inserted;
     rp->st.applied.updated += rep.updated;
@@ -8093,6 +8096,34 @@ static int sx_rp_diff_row(sx_repair *rp, unsigned tid, const unsigned char *key,
   if ((rc = sx_rp_dfp(rp, rp->frame, j, &pf))) return rc;
   if (pf != fp) rp->o.on_diff(rp->o.on_diff_ctx, tid, key, klen, SYNC_DIFF_BOTH);
   return 0;
+}
+
+/* An answer to a row the peer just sent: the columns it sent with the
+ * very stamps this row has are left out (it holds them). */
+static void sx_rp_strip(sx_repair *rp, sync_txn *x, sync_delta *d,
+                        unsigned tid, const unsigned char *key, size_t klen) {
+  const sync_delta *f = rp->frame;
+  size_t j = sx_rp_frame_find(rp, tid, key, klen), i, k, n;
+  sx_drow *row;
+  const sx_drow *fr;
+  if (j == SIZE_MAX || !d->nrows) return;
+  row = &d->rows[d->nrows - 1];
+  fr = &f->rows[j];
+  if (row->col0 + row->ncols != d->ncols) return; /* not the last added */
+  for (i = k = 0, n = row->ncols; i < n; i++) {
+    const sx_dcol *c = &d->cols[row->col0 + i];
+    size_t m;
+    int held = 0;
+    for (m = 0; m < fr->ncols && !held; m++) {
+      const sx_dcol *fc = &f->cols[fr->col0 + m];
+      held = fc->col == c->col && fc->hlc == c->hlc && fc->site < f->nsites &&
+             c->site < x->nsites &&
+             !memcmp(f->sites[fc->site], x->sites[c->site], SX_SITE_LEN);
+    }
+    if (!held) d->cols[row->col0 + k++] = *c;
+  }
+  row->ncols = k;
+  d->ncols = row->col0 + k;
 }
 
 static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
@@ -8168,6 +8199,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
                                &bytes)))
           break;
         added = 1;
+        if (q->filter && rp->frame) sx_rp_strip(rp, x, d, tid, k.p, k.n);
       }
       if (rc) break;
     }
