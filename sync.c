@@ -7385,12 +7385,13 @@ done:
 #define SX_REPAIR_H
 
 
-#define SX_RP_DEPTH 16     /* 64-bit key hashes, 4 bits per level */
-#define SX_RP_LEAF 1       /* a node with at most this many live rows on
+#define SX_RP_DEPTH 16 /* 64-bit key hashes, 4 bits per level */
+#define SX_RP_LEAF                                                             \
+  1                        /* a node with at most this many live rows on       \
                               this side is exchanged as a leaf */
 #define SX_RP_MAXOPEN 1024 /* nodes split per turn; more are deferred */
 #define SX_RP_MAXLEAF (16 * SX_RP_MAXOPEN + SYNC_MAX_TABLES)
-#define SX_RP_MAXPASS 64   /* passes (root to leaves) per session */
+#define SX_RP_MAXPASS 64 /* passes (root to leaves) per session */
 
 typedef struct sx_repair sx_repair;
 
@@ -7399,8 +7400,8 @@ typedef struct sx_rp_opts {
   const unsigned char *writable; /* tables the peer's rows may write */
   int relay;
   uint64_t max_ahead_ms;
-  int dry;       /* write nothing; report differing keys to on_diff */
-  size_t budget; /* rows per frame; 0 = 1,000 */
+  int dry;          /* write nothing; report differing keys to on_diff */
+  size_t budget;    /* rows per frame; 0 = 1,000 */
   size_t max_bytes; /* value bytes per frame, approximate; 0 = 1 MiB */
   const uint8_t *peer;
   int server; /* this side answers the session (it opens the repair) */
@@ -7410,20 +7411,19 @@ typedef struct sx_rp_opts {
 
 typedef struct sx_rp_stats {
   uint64_t turns, nodes, rows, passes;
-  uint64_t v0;  /* the peer's log version when the repair began */
+  uint64_t v0; /* the peer's log version when the repair began */
   int have_v0;
   int done, equal;
   sync_apply_report applied;
 } sx_rp_stats;
 
-SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o,
-                           sx_repair **out);
+SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o, sx_repair **out);
 SYNC_PRIVATE void sx_rp_free(sx_repair *rp);
 /* Read the peer's turn (one reassembled REPAIR message): 0, with
  * *frame set when a DATA frame belongs to it, or SYNC_EPROTO (why in
  * rp's message). */
-SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *p,
-                               size_t n, int *frame);
+SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *p, size_t n,
+                               int *frame);
 /* The frame of the peer's turn: checked against the turn's leaves and
  * merged (rp keeps d in a dry run; it frees d in any case). */
 SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d);
@@ -7442,20 +7442,21 @@ SYNC_PRIVATE const char *sx_rp_errmsg(const sx_repair *rp);
 #include <stdio.h>
 #include <stdlib.h>
 
-#define SX_RT_FRAME 0x01u    /* a DATA frame follows this turn */
-#define SX_RT_ROOTS 0x02u    /* the sender's table roots follow */
-#define SX_RT_DONE 0x04u     /* the repair is over */
-#define SX_RT_PROGRESS 0x08u /* the sender changed rows or deferred nodes
-                                in this pass */
-#define SX_RT_EQUAL 0x10u    /* with DONE: the roots were equal */
-#define SX_RT_FIRST 0x20u    /* the opening turn: the sender's version */
+#define SX_RT_FRAME 0x01u /* a DATA frame follows this turn */
+#define SX_RT_ROOTS 0x02u /* the sender's table roots follow */
+#define SX_RT_DONE 0x04u  /* the repair is over */
+#define SX_RT_PROGRESS                                                         \
+  0x08u                   /* the sender changed rows or deferred nodes         \
+                             in this pass */
+#define SX_RT_EQUAL 0x10u /* with DONE: the roots were equal */
+#define SX_RT_FIRST 0x20u /* the opening turn: the sender's version */
 #define SX_RT_KNOWN 0x3fu
 
 #define SX_RP_SEED_TOMB UINT64_C(0x73796e632d743031) /* "sync-t01" */
 #define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as db.c's meta */
 #define SX_RP_GOLD UINT64_C(0x9E3779B97F4A7C15)
 #define SX_RP_MIX UINT64_C(0xD6E8FEB86659FD93)
-#define SX_RP_FPB 3 /* bytes of a node fingerprint below the root */
+#define SX_RP_FPB 3       /* bytes of a node fingerprint below the root */
 #define SX_RP_MASKS 0xffu /* a node answered by masks, not a list */
 
 typedef struct sx_rnode {
@@ -7501,8 +7502,8 @@ typedef struct sx_rset {
   uint32_t depths[SYNC_MAX_TABLES];
 } sx_rset;
 
-#define SX_LIST(T, name) \
-  T *name;               \
+#define SX_LIST(T, name)                                                       \
+  T *name;                                                                     \
   size_t n##name, cap##name
 
 struct sx_repair {
@@ -7518,10 +7519,10 @@ struct sx_repair {
   SX_LIST(sx_ropen, open);
   SX_LIST(sx_rnode, pleaf);
   SX_LIST(sx_rnode, answered); /* this side's leaves the peer answered */
-  int vopen; /* the peer sent its roots: compare them */
+  int vopen;                   /* the peer sent its roots: compare them */
   uint64_t psum[SYNC_MAX_TABLES], pcnt[SYNC_MAX_TABLES];
   int frame_due, got_first, peer_progress, progress;
-  sync_delta *frame;    /* dry run: the received frame, for the diff */
+  sync_delta *frame; /* dry run: the received frame, for the diff */
   unsigned char *matched;
   SX_LIST(uint64_t, fps); /* fingerprints of the rows just received */
   /* scratch of a turn */
@@ -7544,10 +7545,10 @@ static int sx_rp_grow(sx_repair *rp, void **p, size_t *cap, size_t need,
   return sx_grow(&rp->al, p, cap, need, elem);
 }
 
-#define SX_PUSH(rp, name, val)                                              \
-  (sx_rp_grow((rp), (void **)&(rp)->name, &(rp)->cap##name,               \
-              (rp)->n##name + 1, sizeof *(rp)->name)                       \
-       ? SYNC_ENOMEM                                                       \
+#define SX_PUSH(rp, name, val)                                                 \
+  (sx_rp_grow((rp), (void **)&(rp)->name, &(rp)->cap##name, (rp)->n##name + 1, \
+              sizeof *(rp)->name)                                              \
+       ? SYNC_ENOMEM                                                           \
        : ((rp)->name[(rp)->n##name++] = (val), 0))
 
 static int sx_rp_proto(sx_repair *rp, const char *what) {
@@ -7788,8 +7789,8 @@ static unsigned sx_rd16(sx_rd *r) {
   return q ? (unsigned)q[0] | ((unsigned)q[1] << 8) : 0;
 }
 
-SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b,
-                               size_t n, int *frame) {
+SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
+                               int *frame) {
   sx_rd r;
   unsigned flags, i;
   size_t j;
@@ -7875,8 +7876,10 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b,
             return sx_rp_proto(rp, "node list");
           bit = 1u << (*b1 & 15);
           if ((lm | sm) & bit) return sx_rp_proto(rp, "a child listed twice");
-          if ((*b1 >> 4) == 1) lm |= bit;
-          else sm |= bit;
+          if ((*b1 >> 4) == 1)
+            lm |= bit;
+          else
+            sm |= bit;
         }
       } else {
         return sx_rp_proto(rp, "node masks");
@@ -7910,8 +7913,8 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b,
       if ((o.mask >> c) & 1) {
         q = sx_rbytes(&r, SX_RP_FPB);
         if (q)
-          o.fp[c] = (uint32_t)q[0] | ((uint32_t)q[1] << 8) |
-                    ((uint32_t)q[2] << 16);
+          o.fp[c] =
+              (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16);
       }
     if (r.bad) return sx_rp_proto(rp, "fingerprints");
     if (SX_PUSH(rp, open, o)) return SYNC_ENOMEM;
@@ -8019,8 +8022,10 @@ SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d) {
     rc = sync_txn_begin(env, 0, &x);
     if (!rc) {
       rc = sync_delta_apply_opts(x, d, &ao, &rep);
-      if (rc) sync_txn_abort(x);
-      else rc = sync_txn_commit(x);
+      if (rc)
+        sync_txn_abort(x);
+      else
+        rc = sync_txn_commit(x);
     }
     if (rc) {
       sync_delta_free(d);
@@ -8073,12 +8078,14 @@ static size_t sx_rp_frame_find(const sx_repair *rp, unsigned tid,
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     const sx_drow *dr = &d->rows[mid];
-    int c = dr->tid != tid ? (dr->tid < tid ? -1 : 1)
-                           : sx_keycmp(d->arena.p + dr->koff, dr->klen, key,
-                                       klen);
+    int c = dr->tid != tid
+                ? (dr->tid < tid ? -1 : 1)
+                : sx_keycmp(d->arena.p + dr->koff, dr->klen, key, klen);
     if (c == 0) return mid;
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return SIZE_MAX;
 }
@@ -8094,14 +8101,15 @@ static int sx_rp_diff_row(sx_repair *rp, unsigned tid, const unsigned char *key,
   }
   rp->matched[j] = 1;
   if ((rc = sx_rp_dfp(rp, rp->frame, j, &pf))) return rc;
-  if (pf != fp) rp->o.on_diff(rp->o.on_diff_ctx, tid, key, klen, SYNC_DIFF_BOTH);
+  if (pf != fp)
+    rp->o.on_diff(rp->o.on_diff_ctx, tid, key, klen, SYNC_DIFF_BOTH);
   return 0;
 }
 
 /* An answer to a row the peer just sent: the columns it sent with the
  * very stamps this row has are left out (it holds them). */
-static void sx_rp_strip(sx_repair *rp, sync_txn *x, sync_delta *d,
-                        unsigned tid, const unsigned char *key, size_t klen) {
+static void sx_rp_strip(sx_repair *rp, sync_txn *x, sync_delta *d, unsigned tid,
+                        const unsigned char *key, size_t klen) {
   const sync_delta *f = rp->frame;
   size_t j = sx_rp_frame_find(rp, tid, key, klen), i, k, n;
   sx_drow *row;
@@ -8160,7 +8168,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
       if (rc) break;
       h = sx_key_hash(tid, k.p, k.n);
       nh = sx_rset_find(&s, tid, h, hit);
-          for (h_i = 0; h_i < nh && !rc; h_i++) {
+      for (h_i = 0; h_i < nh && !rc; h_i++) {
         const sx_rq *q = &rp->q[hit[h_i]->i];
         if (!decoded) {
           if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &rp->row))) {
@@ -8168,8 +8176,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
                     env->schema->tables[tid].name);
             break;
           }
-          if ((rc = sx_row_fp(x, tid, k.p, k.n, &rp->row, &content, &meta)) <
-              0)
+          if ((rc = sx_row_fp(x, tid, k.p, k.n, &rp->row, &content, &meta)) < 0)
             break;
           live = rc == 1;
           rc = 0;
@@ -8177,8 +8184,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
         }
         if (q->kind == SX_Q_SELF || q->kind == SX_Q_KIDS) {
           sx_racc *a = &rp->acc[q->acc];
-          if (q->kind == SX_Q_KIDS)
-            a += (h >> (60 - 4 * q->n.depth)) & 15;
+          if (q->kind == SX_Q_KIDS) a += (h >> (60 - 4 * q->n.depth)) & 15;
           a->total++;
           a->bytes += v.n;
           if (live) {
@@ -8366,8 +8372,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     /* The peer's answers to our leaves, against our rows there. */
     for (j = 0; j < rp->nanswered; j++)
       if ((rc = sx_rp_q(rp, &rp->answered[j], SX_Q_DIFF, 0, 1))) goto fail;
-    if ((rc = sx_rp_scan(rp, x, d)) || (rc = sx_rp_unmatched(rp, 0)))
-      goto fail;
+    if ((rc = sx_rp_scan(rp, x, d)) || (rc = sx_rp_unmatched(rp, 0))) goto fail;
     rp->nq = rp->nacc = 0;
   }
   if (rp->vopen) {
@@ -8433,8 +8438,8 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     size_t qleaf, qopen;
     unsigned char *am;
     size_t mb = (rp->npleaf + 7) / 8;
-    if ((rc = sx_rp_grow(rp, (void **)&rp->pskip, &rp->cappskip,
-                         rp->npleaf + 1, 1)))
+    if ((rc = sx_rp_grow(rp, (void **)&rp->pskip, &rp->cappskip, rp->npleaf + 1,
+                         1)))
       goto fail;
     memset(rp->pskip, 0, rp->npleaf + 1);
     for (j = 0; j < rp->npleaf; j++)

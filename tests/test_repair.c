@@ -89,10 +89,14 @@ static void rp_on_diff(void *ctx, unsigned table, const void *key, size_t klen,
     d->sides[d->n] = side;
   }
   d->n++;
-  if (side == SYNC_DIFF_LOCAL) d->local++;
-  else if (side == SYNC_DIFF_REMOTE) d->remote++;
-  else if (side == SYNC_DIFF_BOTH) d->both++;
-  else fail_msg("side %d", side);
+  if (side == SYNC_DIFF_LOCAL)
+    d->local++;
+  else if (side == SYNC_DIFF_REMOTE)
+    d->remote++;
+  else if (side == SYNC_DIFF_BOTH)
+    d->both++;
+  else
+    fail_msg("side %d", side);
 }
 
 /* su_sync, telling what went wrong. */
@@ -619,10 +623,9 @@ static void test_hostile(void **state) {
     assert_int_equal(rp_hostile(&srv, &dev, 3, t, sizeof t), SYNC_EPROTO);
   }
   {
-    /* a leaf root announced with a frame, then a frame whose row lies
-     * in no leaf is refused: made from a real conversation below */
-  }
-  /* A well-formed DONE ends it cleanly (the control for the above). */
+      /* a leaf root announced with a frame, then a frame whose row lies
+       * in no leaf is refused: made from a real conversation below */
+  } /* A well-formed DONE ends it cleanly (the control for the above). */
   {
     static const unsigned char t[] = {0x04};
     assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), 1);
@@ -678,7 +681,8 @@ static int rp_splitter(mu_rep *srv, mu_rep *dev, int greedy, unsigned *turns,
     while (off < out.pos) {
       size_t k = 1, len = 0;
       int sh = 0;
-      while (buf[off + k] & 0x80) len |= (size_t)(buf[off + k++] & 0x7f) << sh, sh += 7;
+      while (buf[off + k] & 0x80)
+        len |= (size_t)(buf[off + k++] & 0x7f) << sh, sh += 7;
       len |= (size_t)buf[off + k++] << sh;
       if (buf[off] == 7) {
         memcpy(msg, buf + off + k, len);
@@ -707,8 +711,10 @@ static int rp_splitter(mu_rep *srv, mu_rep *dev, int greedy, unsigned *turns,
         } else {
           unsigned e, ne = msg[i++];
           for (e = 0; e < ne; e++, i++)
-            if ((msg[i] >> 4) == 1) sl++;
-            else ss++;
+            if ((msg[i] >> 4) == 1)
+              sl++;
+            else
+              ss++;
         }
       }
     }
@@ -716,8 +722,8 @@ static int rp_splitter(mu_rep *srv, mu_rep *dev, int greedy, unsigned *turns,
     n = 0;
     m2[n++] = 0;
     if (first) {
-      m2[n++] = 0;    /* no leaf root */
-      m2[n++] = 1;    /* the root split */
+      m2[n++] = 0; /* no leaf root */
+      m2[n++] = 1; /* the root split */
       cs = 1;
       ncl = 0;
     } else {
@@ -753,7 +759,8 @@ static int rp_splitter(mu_rep *srv, mu_rep *dev, int greedy, unsigned *turns,
       unsigned c2;
       m2[n++] = 0xff;
       m2[n++] = 0xff;
-      for (c2 = 0; c2 < 48; c2++) m2[n++] = (unsigned char)(i * 7 + c2 * 13 + 1);
+      for (c2 = 0; c2 < 48; c2++)
+        m2[n++] = (unsigned char)(i * 7 + c2 * 13 + 1);
     }
     ncs = cs;
     first = 0;
@@ -953,8 +960,8 @@ static void test_diff(void **state) {
   rp_fill(&a, 0, 5000, 0);
   rp_sync(&b, &a);
   rp_now += 1000;
-  mu_put(&b, "only-on-b", 1, 1.0, "b");          /* client only */
-  mu_put(&a, "only-on-a", 2, 2.0, "a");          /* server only */
+  mu_put(&b, "only-on-b", 1, 1.0, "b");                 /* client only */
+  mu_put(&a, "only-on-a", 2, 2.0, "a");                 /* server only */
   mu_update(&b, "row-00000042", MU_COL_I, sync_int(9)); /* both, differing */
   mu_delete(&a, "row-00000043"); /* live on b, a tombstone on a */
   da = mu_digest(&a);
@@ -1037,8 +1044,8 @@ static void test_rights(void **state) {
  * (tests/vectors/repair.txt; REPAIR_VECTORS_WRITE=1 rewrites it)
  * ------------------------------------------------------------------- */
 static const char *rp_type_name(unsigned t) {
-  static const char *n[] = {"?",     "HELLO", "WELCOME", "REQUEST",
-                            "DATA",  "ERROR", "PLAN",    "REPAIR"};
+  static const char *n[] = {"?",    "HELLO", "WELCOME", "REQUEST",
+                            "DATA", "ERROR", "PLAN",    "REPAIR"};
   return (t & 0x7f) < 8 ? n[t & 0x7f] : "?";
 }
 
