@@ -285,10 +285,12 @@ static size_t sx_rset_find(const sx_rset *s, unsigned tid, uint64_t h,
   uint32_t m = tid < SYNC_MAX_TABLES ? s->depths[tid] : 0;
   size_t n = 0;
   unsigned d;
+  if (!s->n) return 0;
   for (d = 0; m; d++, m >>= 1) {
     sx_rkey k;
     const sx_rkey *f;
     if (!(m & 1)) continue;
+    k.i = 0;
     k.tid = tid;
     k.depth = d;
     k.pre = sx_rp_pre(h, d);
@@ -929,6 +931,8 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
   sync_delta *d = NULL;
   uint64_t sum[SYNC_MAX_TABLES], cnt[SYNC_MAX_TABLES];
   int rc;
+  memset(sum, 0, sizeof sum);
+  memset(cnt, 0, sizeof cnt);
   rp->msg.len = 0;
   rp->nq = rp->nacc = rp->nnsplit = rp->nnleaf = 0;
   if ((rc = sx_buf_reserve(&rp->msg, 1 + SX_VARINT_MAX))) return rc;
@@ -1053,7 +1057,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
       const sx_racc *a = &rp->acc[rp->q[qopen + j].acc];
       unsigned lmask = 0, smask = 0, c;
       for (c = 0; c < 16; c++) {
-        int mine = a[c].live != 0, theirs = (o->mask >> c) & 1;
+        int mine = a[c].live != 0, theirs = (int)((o->mask >> c) & 1u);
         sx_rnode ch = sx_rp_child(&o->n, c);
         int dec;
         rp->st.nodes++;
