@@ -8190,12 +8190,13 @@ done:
 #define SX_REPAIR_H
 
 
-#define SX_RP_DEPTH 16     /* 64-bit key hashes, 4 bits per level */
-#define SX_RP_LEAF 1       /* a node with at most this many live rows on
+#define SX_RP_DEPTH 16 /* 64-bit key hashes, 4 bits per level */
+#define SX_RP_LEAF                                                             \
+  1                        /* a node with at most this many live rows on       \
                               this side is exchanged as a leaf */
 #define SX_RP_MAXOPEN 1024 /* nodes split per turn; more are deferred */
 #define SX_RP_MAXLEAF (16 * SX_RP_MAXOPEN + SYNC_MAX_TABLES)
-#define SX_RP_MAXPASS 64   /* passes (root to leaves) per session */
+#define SX_RP_MAXPASS 64 /* passes (root to leaves) per session */
 
 typedef struct sx_repair sx_repair;
 
@@ -8204,8 +8205,8 @@ typedef struct sx_rp_opts {
   const unsigned char *writable; /* tables the peer's rows may write */
   int relay;
   uint64_t max_ahead_ms;
-  int dry;       /* write nothing; report differing keys to on_diff */
-  size_t budget; /* rows per frame; 0 = 1,000 */
+  int dry;          /* write nothing; report differing keys to on_diff */
+  size_t budget;    /* rows per frame; 0 = 1,000 */
   size_t max_bytes; /* value bytes per frame, approximate; 0 = 1 MiB */
   const uint8_t *peer;
   int server; /* this side answers the session (it opens the repair) */
@@ -8215,20 +8216,19 @@ typedef struct sx_rp_opts {
 
 typedef struct sx_rp_stats {
   uint64_t turns, nodes, rows, passes;
-  uint64_t v0;  /* the peer's log version when the repair began */
+  uint64_t v0; /* the peer's log version when the repair began */
   int have_v0;
   int done, equal;
   sync_apply_report applied;
 } sx_rp_stats;
 
-SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o,
-                           sx_repair **out);
+SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o, sx_repair **out);
 SYNC_PRIVATE void sx_rp_free(sx_repair *rp);
 /* Read the peer's turn (one reassembled REPAIR message): 0, with
  * *frame set when a DATA frame belongs to it, or SYNC_EPROTO (why in
  * rp's message). */
-SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *p,
-                               size_t n, int *frame);
+SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *p, size_t n,
+                               int *frame);
 /* The frame of the peer's turn: checked against the turn's leaves and
  * merged (rp keeps d in a dry run; it frees d in any case). */
 SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d);
@@ -8247,20 +8247,22 @@ SYNC_PRIVATE const char *sx_rp_errmsg(const sx_repair *rp);
 #include <stdio.h>
 #include <stdlib.h>
 
-#define SX_RT_FRAME 0x01u    /* a DATA frame follows this turn */
-#define SX_RT_ROOTS 0x02u    /* the sender's table roots follow */
-#define SX_RT_DONE 0x04u     /* the repair is over */
-#define SX_RT_PROGRESS 0x08u /* the sender changed rows or deferred nodes
-                                in this pass */
-#define SX_RT_EQUAL 0x10u    /* with DONE: the roots were equal */
-#define SX_RT_FIRST 0x20u    /* the opening turn: the sender's version */
+#define SX_RT_FRAME 0x01u /* a DATA frame follows this turn */
+#define SX_RT_ROOTS 0x02u /* the sender's table roots follow */
+#define SX_RT_DONE 0x04u  /* the repair is over */
+#define SX_RT_PROGRESS                                                         \
+  0x08u                   /* the sender changed rows or deferred nodes         \
+                             in this pass */
+#define SX_RT_EQUAL 0x10u /* with DONE: the roots were equal */
+#define SX_RT_FIRST 0x20u /* the opening turn: the sender's version */
 #define SX_RT_KNOWN 0x3fu
 
 #define SX_RP_SEED_TOMB UINT64_C(0x73796e632d743031) /* "sync-t01" */
 #define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as db.c's meta */
 #define SX_RP_GOLD UINT64_C(0x9E3779B97F4A7C15)
 #define SX_RP_MIX UINT64_C(0xD6E8FEB86659FD93)
-#define SX_RP_FPB 3 /* bytes of a node fingerprint below the root */
+#define SX_RP_FPB 3       /* bytes of a node fingerprint below the root */
+#define SX_RP_MASKS 0xffu /* a node answered by masks, not a list */
 
 typedef struct sx_rnode {
   uint64_t pre; /* the top 4 * depth bits of the key hashes, right-aligned */
@@ -8305,8 +8307,8 @@ typedef struct sx_rset {
   uint32_t depths[SYNC_MAX_TABLES];
 } sx_rset;
 
-#define SX_LIST(T, name) \
-  T *name;               \
+#define SX_LIST(T, name)                                                       \
+  T *name;                                                                     \
   size_t n##name, cap##name
 
 struct sx_repair {
@@ -8322,10 +8324,10 @@ struct sx_repair {
   SX_LIST(sx_ropen, open);
   SX_LIST(sx_rnode, pleaf);
   SX_LIST(sx_rnode, answered); /* this side's leaves the peer answered */
-  int vopen; /* the peer sent its roots: compare them */
+  int vopen;                   /* the peer sent its roots: compare them */
   uint64_t psum[SYNC_MAX_TABLES], pcnt[SYNC_MAX_TABLES];
   int frame_due, got_first, peer_progress, progress;
-  sync_delta *frame;    /* dry run: the received frame, for the diff */
+  sync_delta *frame; /* dry run: the received frame, for the diff */
   unsigned char *matched;
   SX_LIST(uint64_t, fps); /* fingerprints of the rows just received */
   /* scratch of a turn */
@@ -8348,10 +8350,10 @@ static int sx_rp_grow(sx_repair *rp, void **p, size_t *cap, size_t need,
   return sx_grow(&rp->al, p, cap, need, elem);
 }
 
-#define SX_PUSH(rp, name, val)                                              \
-  (sx_rp_grow((rp), (void **)&(rp)->name, &(rp)->cap##name,               \
-              (rp)->n##name + 1, sizeof *(rp)->name)                       \
-       ? SYNC_ENOMEM                                                       \
+#define SX_PUSH(rp, name, val)                                                 \
+  (sx_rp_grow((rp), (void **)&(rp)->name, &(rp)->cap##name, (rp)->n##name + 1, \
+              sizeof *(rp)->name)                                              \
+       ? SYNC_ENOMEM                                                           \
        : ((rp)->name[(rp)->n##name++] = (val), 0))
 
 static int sx_rp_proto(sx_repair *rp, const char *what) {
@@ -8511,10 +8513,12 @@ static size_t sx_rset_find(const sx_rset *s, unsigned tid, uint64_t h,
   uint32_t m = tid < SYNC_MAX_TABLES ? s->depths[tid] : 0;
   size_t n = 0;
   unsigned d;
+  if (!s->n) return 0;
   for (d = 0; m; d++, m >>= 1) {
     sx_rkey k;
     const sx_rkey *f;
     if (!(m & 1)) continue;
+    k.i = 0;
     k.tid = tid;
     k.depth = d;
     k.pre = sx_rp_pre(h, d);
@@ -8592,8 +8596,8 @@ static unsigned sx_rd16(sx_rd *r) {
   return q ? (unsigned)q[0] | ((unsigned)q[1] << 8) : 0;
 }
 
-SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b,
-                               size_t n, int *frame) {
+SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
+                               int *frame) {
   sx_rd r;
   unsigned flags, i;
   size_t j;
@@ -8664,7 +8668,29 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b,
     for (j = mb * 8; j-- > rp->nmyleaf;)
       if (sx_rp_bit(am, (unsigned)j)) return sx_rp_proto(rp, "answer bits");
     for (j = 0; j < rp->nmysplit; j++) {
-      unsigned lm = sx_rd16(&r), sm = sx_rd16(&r), c;
+      unsigned lm = 0, sm = 0, c;
+      const unsigned char *h = sx_rbytes(&r, 1);
+      if (h && *h == SX_RP_MASKS) {
+        lm = sx_rd16(&r);
+        sm = sx_rd16(&r);
+      } else if (h && *h <= 16) {
+        /* a short list: one byte per child, index | kind << 4 */
+        unsigned e, ne = *h;
+        for (e = 0; e < ne; e++) {
+          const unsigned char *b1 = sx_rbytes(&r, 1);
+          unsigned bit;
+          if (!b1 || (*b1 >> 4) < 1 || (*b1 >> 4) > 2)
+            return sx_rp_proto(rp, "node list");
+          bit = 1u << (*b1 & 15);
+          if ((lm | sm) & bit) return sx_rp_proto(rp, "a child listed twice");
+          if ((*b1 >> 4) == 1)
+            lm |= bit;
+          else
+            sm |= bit;
+        }
+      } else {
+        return sx_rp_proto(rp, "node masks");
+      }
       if (r.bad) return sx_rp_proto(rp, "node masks");
       if (lm & sm) return sx_rp_proto(rp, "a node both leaf and split");
       for (c = 0; c < 16; c++) {
@@ -8694,8 +8720,8 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b,
       if ((o.mask >> c) & 1) {
         q = sx_rbytes(&r, SX_RP_FPB);
         if (q)
-          o.fp[c] = (uint32_t)q[0] | ((uint32_t)q[1] << 8) |
-                    ((uint32_t)q[2] << 16);
+          o.fp[c] =
+              (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16);
       }
     if (r.bad) return sx_rp_proto(rp, "fingerprints");
     if (SX_PUSH(rp, open, o)) return SYNC_ENOMEM;
@@ -8803,15 +8829,20 @@ SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d) {
     rc = sync_txn_begin(env, 0, &x);
     if (!rc) {
       rc = sync_delta_apply_opts(x, d, &ao, &rep);
-      if (rc) sync_txn_abort(x);
-      else rc = sync_txn_commit(x);
+      if (rc)
+        sync_txn_abort(x);
+      else
+        rc = sync_txn_commit(x);
     }
-    sync_delta_free(d);
     if (rc) {
+      sync_delta_free(d);
       snprintf(rp->err, sizeof rp->err, "applying a repair frame: %s (%.100s)",
                sync_strerror(rc), sync_env_errmsg(env));
       return rc;
     }
+    /* kept for this side's turn: answers leave out what it holds */
+    sync_delta_free(rp->frame);
+    rp->frame = d;
     rp->st.applied.rows += rep.rows;
     rp->st.applied.inserted += rep.inserted;
     rp->st.applied.updated += rep.updated;
@@ -8854,12 +8885,14 @@ static size_t sx_rp_frame_find(const sx_repair *rp, unsigned tid,
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     const sx_drow *dr = &d->rows[mid];
-    int c = dr->tid != tid ? (dr->tid < tid ? -1 : 1)
-                           : sx_keycmp(d->arena.p + dr->koff, dr->klen, key,
-                                       klen);
+    int c = dr->tid != tid
+                ? (dr->tid < tid ? -1 : 1)
+                : sx_keycmp(d->arena.p + dr->koff, dr->klen, key, klen);
     if (c == 0) return mid;
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return SIZE_MAX;
 }
@@ -8875,8 +8908,37 @@ static int sx_rp_diff_row(sx_repair *rp, unsigned tid, const unsigned char *key,
   }
   rp->matched[j] = 1;
   if ((rc = sx_rp_dfp(rp, rp->frame, j, &pf))) return rc;
-  if (pf != fp) rp->o.on_diff(rp->o.on_diff_ctx, tid, key, klen, SYNC_DIFF_BOTH);
+  if (pf != fp)
+    rp->o.on_diff(rp->o.on_diff_ctx, tid, key, klen, SYNC_DIFF_BOTH);
   return 0;
+}
+
+/* An answer to a row the peer just sent: the columns it sent with the
+ * very stamps this row has are left out (it holds them). */
+static void sx_rp_strip(sx_repair *rp, sync_txn *x, sync_delta *d, unsigned tid,
+                        const unsigned char *key, size_t klen) {
+  const sync_delta *f = rp->frame;
+  size_t j = sx_rp_frame_find(rp, tid, key, klen), i, k, n;
+  sx_drow *row;
+  const sx_drow *fr;
+  if (j == SIZE_MAX || !d->nrows) return;
+  row = &d->rows[d->nrows - 1];
+  fr = &f->rows[j];
+  if (row->col0 + row->ncols != d->ncols) return; /* not the last added */
+  for (i = k = 0, n = row->ncols; i < n; i++) {
+    const sx_dcol *c = &d->cols[row->col0 + i];
+    size_t m;
+    int held = 0;
+    for (m = 0; m < fr->ncols && !held; m++) {
+      const sx_dcol *fc = &f->cols[fr->col0 + m];
+      held = fc->col == c->col && fc->hlc == c->hlc && fc->site < f->nsites &&
+             c->site < x->nsites &&
+             !memcmp(f->sites[fc->site], x->sites[c->site], SX_SITE_LEN);
+    }
+    if (!held) d->cols[row->col0 + k++] = *c;
+  }
+  row->ncols = k;
+  d->ncols = row->col0 + k;
 }
 
 static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
@@ -8913,7 +8975,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
       if (rc) break;
       h = sx_key_hash(tid, k.p, k.n);
       nh = sx_rset_find(&s, tid, h, hit);
-          for (h_i = 0; h_i < nh && !rc; h_i++) {
+      for (h_i = 0; h_i < nh && !rc; h_i++) {
         const sx_rq *q = &rp->q[hit[h_i]->i];
         if (!decoded) {
           if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &rp->row))) {
@@ -8921,8 +8983,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
                     env->schema->tables[tid].name);
             break;
           }
-          if ((rc = sx_row_fp(x, tid, k.p, k.n, &rp->row, &content, &meta)) <
-              0)
+          if ((rc = sx_row_fp(x, tid, k.p, k.n, &rp->row, &content, &meta)) < 0)
             break;
           live = rc == 1;
           rc = 0;
@@ -8930,8 +8991,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
         }
         if (q->kind == SX_Q_SELF || q->kind == SX_Q_KIDS) {
           sx_racc *a = &rp->acc[q->acc];
-          if (q->kind == SX_Q_KIDS)
-            a += (h >> (60 - 4 * q->n.depth)) & 15;
+          if (q->kind == SX_Q_KIDS) a += (h >> (60 - 4 * q->n.depth)) & 15;
           a->total++;
           a->bytes += v.n;
           if (live) {
@@ -8952,6 +9012,7 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
                                &bytes)))
           break;
         added = 1;
+        if (q->filter && rp->frame) sx_rp_strip(rp, x, d, tid, k.p, k.n);
       }
       if (rc) break;
     }
@@ -9098,6 +9159,8 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
   sync_delta *d = NULL;
   uint64_t sum[SYNC_MAX_TABLES], cnt[SYNC_MAX_TABLES];
   int rc;
+  memset(sum, 0, sizeof sum);
+  memset(cnt, 0, sizeof cnt);
   rp->msg.len = 0;
   rp->nq = rp->nacc = rp->nnsplit = rp->nnleaf = 0;
   if ((rc = sx_buf_reserve(&rp->msg, 1 + SX_VARINT_MAX))) return rc;
@@ -9118,8 +9181,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     /* The peer's answers to our leaves, against our rows there. */
     for (j = 0; j < rp->nanswered; j++)
       if ((rc = sx_rp_q(rp, &rp->answered[j], SX_Q_DIFF, 0, 1))) goto fail;
-    if ((rc = sx_rp_scan(rp, x, d)) || (rc = sx_rp_unmatched(rp, 0)))
-      goto fail;
+    if ((rc = sx_rp_scan(rp, x, d)) || (rc = sx_rp_unmatched(rp, 0))) goto fail;
     rp->nq = rp->nacc = 0;
   }
   if (rp->vopen) {
@@ -9151,13 +9213,23 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
       roots[i].tid = rp->tids[dt[i]];
       roots[i].depth = 0;
       roots[i].pre = 0;
-      if ((rc = sx_rp_q(rp, &roots[i], SX_Q_SELF, 0, 0))) goto fail;
+      /* A root with many live rows splits: no need to count its rows. */
+      if (cnt[dt[i]] <= SX_RP_LEAF &&
+          (rc = sx_rp_q(rp, &roots[i], SX_Q_SELF, 0, 0)))
+        goto fail;
     }
-    if ((rc = sx_rp_scan(rp, x, d))) goto fail;
-    qa = rp->nq;
+    if (rp->nq && (rc = sx_rp_scan(rp, x, d))) goto fail;
+    qa = 0;
     for (i = 0; i < nd; i++) {
-      int dec = sx_rp_decide(rp, &roots[i], &rp->acc[rp->q[i].acc], &rows,
-                             &bytes);
+      sx_racc big;
+      int dec;
+      memset(&big, 0, sizeof big);
+      big.live = big.total = cnt[dt[i]];
+      big.bytes = SIZE_MAX;
+      dec = sx_rp_decide(rp, &roots[i],
+                         cnt[dt[i]] <= SX_RP_LEAF ? &rp->acc[rp->q[qa++].acc]
+                                                  : &big,
+                         &rows, &bytes);
       if (dec == SX_DEC_LEAF) {
         lm[dt[i] >> 3] |= (unsigned char)(1u << (dt[i] & 7));
         if ((rc = SX_PUSH(rp, nleaf, roots[i]))) goto fail;
@@ -9170,14 +9242,13 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     memcpy(p, lm, mb);
     memcpy(p + mb, sm, mb);
     p += 2 * mb;
-    (void)qa;
   } else {
     /* Answers to the peer's leaves, and its splits compared with ours. */
     size_t qleaf, qopen;
     unsigned char *am;
     size_t mb = (rp->npleaf + 7) / 8;
-    if ((rc = sx_rp_grow(rp, (void **)&rp->pskip, &rp->cappskip,
-                         rp->npleaf + 1, 1)))
+    if ((rc = sx_rp_grow(rp, (void **)&rp->pskip, &rp->cappskip, rp->npleaf + 1,
+                         1)))
       goto fail;
     memset(rp->pskip, 0, rp->npleaf + 1);
     for (j = 0; j < rp->npleaf; j++)
@@ -9185,7 +9256,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     for (j = 0; j < rp->nopen; j++)
       if ((rc = sx_rp_q(rp, &rp->open[j].n, SX_Q_KIDS, 0, 0))) goto fail;
     if ((rc = sx_rp_scan(rp, x, d))) goto fail;
-    if ((rc = sx_rp_room(rp, &p, mb + 4 * rp->nopen))) goto fail;
+    if ((rc = sx_rp_room(rp, &p, mb + 5 * rp->nopen))) goto fail;
     am = p;
     memset(am, 0, mb);
     p += mb;
@@ -9214,7 +9285,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
       const sx_racc *a = &rp->acc[rp->q[qopen + j].acc];
       unsigned lmask = 0, smask = 0, c;
       for (c = 0; c < 16; c++) {
-        int mine = a[c].live != 0, theirs = (o->mask >> c) & 1;
+        int mine = a[c].live != 0, theirs = (int)((o->mask >> c) & 1u);
         sx_rnode ch = sx_rp_child(&o->n, c);
         int dec;
         rp->st.nodes++;
@@ -9230,7 +9301,21 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
           if ((rc = SX_PUSH(rp, nsplit, ch))) goto fail;
         }
       }
-      p = sx_w16(sx_w16(p, lmask), smask);
+      {
+        /* whichever is shorter: a list of the children answered, or two
+         * masks */
+        unsigned m = lmask | smask, ne = 0;
+        for (c = 0; c < 16; c++) ne += (m >> c) & 1;
+        if (ne + 1 < 5) {
+          *p++ = (unsigned char)ne;
+          for (c = 0; c < 16; c++)
+            if ((m >> c) & 1)
+              *p++ = (unsigned char)(c | ((lmask >> c) & 1 ? 0x10u : 0x20u));
+        } else {
+          *p++ = SX_RP_MASKS;
+          p = sx_w16(sx_w16(p, lmask), smask);
+        }
+      }
     }
   }
   /* Second pass: the frame's rows and the fingerprints of the splits. */
@@ -10181,6 +10266,9 @@ static int sx_repair_done(sync_session *s) {
         p.cur.mode = SX_MODE_LOG;
         p.cur.version = rs->v0;
         p.cur.seq = UINT32_MAX;
+        /* The server's mark there is not known: none, until the next
+         * chunk brings one. */
+        memset(&p.mark, 0, sizeof p.mark);
         rc = sx_peer_put(x, s->peer, &p);
       }
       if (rc) sync_txn_abort(x);

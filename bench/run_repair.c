@@ -3,7 +3,7 @@
  * two replicas in one process, sessions pumped in memory.
  *
  * Replica B is filled from A by a plain session, so both hold the same
- * rows with the same stamps.  Then, for 0, 10 and 1,000 rows changed on
+ * rows with the same stamps.  Then, for 0, 1, 10 and 1,000 rows changed on
  * B (column a updated, keys drawn at random), one repair session with B
  * as the client: the bytes of both directions together, the round trips
  * (the server's turns: the client waits for each) and the wall time.
@@ -95,7 +95,7 @@ static void size_name(char *out, size_t cap, size_t rows) {
 }
 
 void bench_repair(const bench_opts *o) {
-  static const unsigned diffs[] = {0, 10, 1000};
+  static const unsigned diffs[] = {0, 1, 10, 1000};
   char *pa = bench_path("repair-a.db"), *pb = bench_path("repair-b.db");
   peer_sync a, b;
   w1_row *rows = w1_generate(o->rows);

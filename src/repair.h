@@ -11,12 +11,13 @@
 
 #include "merge.h"
 
-#define SX_RP_DEPTH 16     /* 64-bit key hashes, 4 bits per level */
-#define SX_RP_LEAF 1       /* a node with at most this many live rows on
+#define SX_RP_DEPTH 16 /* 64-bit key hashes, 4 bits per level */
+#define SX_RP_LEAF                                                             \
+  1                        /* a node with at most this many live rows on       \
                               this side is exchanged as a leaf */
 #define SX_RP_MAXOPEN 1024 /* nodes split per turn; more are deferred */
 #define SX_RP_MAXLEAF (16 * SX_RP_MAXOPEN + SYNC_MAX_TABLES)
-#define SX_RP_MAXPASS 64   /* passes (root to leaves) per session */
+#define SX_RP_MAXPASS 64 /* passes (root to leaves) per session */
 
 typedef struct sx_repair sx_repair;
 
@@ -25,8 +26,8 @@ typedef struct sx_rp_opts {
   const unsigned char *writable; /* tables the peer's rows may write */
   int relay;
   uint64_t max_ahead_ms;
-  int dry;       /* write nothing; report differing keys to on_diff */
-  size_t budget; /* rows per frame; 0 = 1,000 */
+  int dry;          /* write nothing; report differing keys to on_diff */
+  size_t budget;    /* rows per frame; 0 = 1,000 */
   size_t max_bytes; /* value bytes per frame, approximate; 0 = 1 MiB */
   const uint8_t *peer;
   int server; /* this side answers the session (it opens the repair) */
@@ -36,20 +37,19 @@ typedef struct sx_rp_opts {
 
 typedef struct sx_rp_stats {
   uint64_t turns, nodes, rows, passes;
-  uint64_t v0;  /* the peer's log version when the repair began */
+  uint64_t v0; /* the peer's log version when the repair began */
   int have_v0;
   int done, equal;
   sync_apply_report applied;
 } sx_rp_stats;
 
-SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o,
-                           sx_repair **out);
+SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o, sx_repair **out);
 SYNC_PRIVATE void sx_rp_free(sx_repair *rp);
 /* Read the peer's turn (one reassembled REPAIR message): 0, with
  * *frame set when a DATA frame belongs to it, or SYNC_EPROTO (why in
  * rp's message). */
-SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *p,
-                               size_t n, int *frame);
+SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *p, size_t n,
+                               int *frame);
 /* The frame of the peer's turn: checked against the turn's leaves and
  * merged (rp keeps d in a dry run; it frees d in any case). */
 SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d);

@@ -852,6 +852,9 @@ static int sx_repair_done(sync_session *s) {
         p.cur.mode = SX_MODE_LOG;
         p.cur.version = rs->v0;
         p.cur.seq = UINT32_MAX;
+        /* The server's mark there is not known: none, until the next
+         * chunk brings one. */
+        memset(&p.mark, 0, sizeof p.mark);
         rc = sx_peer_put(x, s->peer, &p);
       }
       if (rc) sync_txn_abort(x);

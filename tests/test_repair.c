@@ -89,10 +89,14 @@ static void rp_on_diff(void *ctx, unsigned table, const void *key, size_t klen,
     d->sides[d->n] = side;
   }
   d->n++;
-  if (side == SYNC_DIFF_LOCAL) d->local++;
-  else if (side == SYNC_DIFF_REMOTE) d->remote++;
-  else if (side == SYNC_DIFF_BOTH) d->both++;
-  else fail_msg("side %d", side);
+  if (side == SYNC_DIFF_LOCAL)
+    d->local++;
+  else if (side == SYNC_DIFF_REMOTE)
+    d->remote++;
+  else if (side == SYNC_DIFF_BOTH)
+    d->both++;
+  else
+    fail_msg("side %d", side);
 }
 
 /* su_sync, telling what went wrong. */
@@ -434,43 +438,120 @@ static void rp_cut_setup(mu_rep *a, mu_rep *b) {
   rp_now += 1000;
 }
 
+/* The bytes one side sent, in order, each with its offset in the whole
+ * conversation as su_run moves it (whole pieces, this direction then the
+ * other). */
+typedef struct rp_dir {
+  unsigned char b[1 << 16];
+  size_t at[1 << 16];
+  size_t n;
+} rp_dir;
+
+static size_t rp_rec_move(sync_session *a, sync_session *b, rp_dir *d,
+                          size_t *moved) {
+  unsigned char buf[4096];
+  size_t total = 0;
+  while (sync_session_want_write(a)) {
+    sync_outbuf out = {buf, sizeof buf, 0};
+    sync_inbuf in;
+    int64_t n = sync_session_send(a, &out);
+    size_t i;
+    if (n <= 0) break;
+    for (i = 0; i < (size_t)n && d->n < sizeof d->b; i++) {
+      d->b[d->n] = buf[i];
+      d->at[d->n++] = *moved + i;
+    }
+    *moved += (size_t)n;
+    total += (size_t)n;
+    in.ptr = buf;
+    in.size = (size_t)n;
+    in.pos = 0;
+    sync_session_recv(b, &in);
+  }
+  return total;
+}
+
+/* Offsets in the conversation just after each whole message. */
+static size_t rp_bounds(const rp_dir *d, size_t *out, size_t n) {
+  size_t off = 0;
+  while (off < d->n) {
+    size_t k = 1, len = 0;
+    int sh = 0;
+    while (off + k < d->n && (d->b[off + k] & 0x80))
+      len |= (size_t)(d->b[off + k++] & 0x7f) << sh, sh += 7;
+    len |= (size_t)d->b[off + k++] << sh;
+    off += k + len + 4;
+    assert_true(off <= d->n);
+    out[n++] = d->at[off - 1] + 1;
+  }
+  return n;
+}
+
+static int rp_sizecmp(const void *x, const void *y) {
+  size_t a = *(const size_t *)x, b = *(const size_t *)y;
+  return a < b ? -1 : a > b;
+}
+
+/* Cut at every message boundary (and at offsets between them), then run
+ * again whole: equal. */
 static void test_cut_everywhere(void **state) {
+  static rp_dir dc, ds;
+  static size_t cuts[4096];
   mu_rep a, b;
   sync_session_stats cs;
-  size_t total, budget, step;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  size_t total = 0, ncut, i, step, nb;
   unsigned runs = 0;
   (void)state;
   rp_cut_setup(&a, &b);
-  assert_int_equal(rp_run(&b, &a, 0, NULL, &cs, NULL), 1);
-  total = (size_t)(cs.bytes_sent + cs.bytes_received);
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.server = 1;
+  TU_OK(sync_session_create(b.env, &co, &c));
+  TU_OK(sync_session_create(a.env, &so, &s));
+  dc.n = ds.n = 0;
+  for (i = 0; i < 1000; i++) {
+    size_t n = rp_rec_move(c, s, &dc, &total) + rp_rec_move(s, c, &ds, &total);
+    if (sync_session_status(c) && sync_session_status(s)) break;
+    if (!n) break;
+  }
+  assert_int_equal(sync_session_status(c), 1);
+  assert_int_equal(sync_session_status(s), 1);
+  sync_session_free(c);
+  sync_session_free(s);
   mu_close(&a);
   mu_close(&b);
-  step = total / 150 + 1;
-  for (budget = 1; budget < total; budget += step) {
-    sync_session_opts co, so;
-    sync_session *c, *s;
+  ncut = rp_bounds(&dc, cuts, 0);
+  ncut = rp_bounds(&ds, cuts, ncut);
+  nb = ncut;
+  assert_true(nb >= 12);
+  step = total / 60 + 1;
+  for (i = 1; i < total && ncut < sizeof cuts / sizeof cuts[0]; i += step)
+    cuts[ncut++] = i;
+  qsort(cuts, ncut, sizeof cuts[0], rp_sizecmp);
+  for (i = 0; i < ncut; i++) {
     su_pump p;
+    if (cuts[i] >= total || (i && cuts[i] == cuts[i - 1])) continue;
     rp_cut_setup(&a, &b);
-    memset(&co, 0, sizeof co);
-    memset(&so, 0, sizeof so);
-    co.repair = 1;
-    so.server = 1;
     TU_OK(sync_session_create(b.env, &co, &c));
     TU_OK(sync_session_create(a.env, &so, &s));
     memset(&p, 0, sizeof p);
-    p.budget = budget;
+    p.budget = cuts[i];
     assert_int_equal(su_run(&p, c, s), 0);
     sync_session_free(c);
     sync_session_free(s);
     /* run again, whole */
     if (rp_run(&b, &a, 0, NULL, &cs, NULL) != 1 || !cs.repair_equal)
-      fail_msg("cut at %zu: the second repair did not end equal", budget);
+      fail_msg("cut at %zu: the second repair did not end equal", cuts[i]);
     rp_check_equal(&b, &a);
     mu_close(&a);
     mu_close(&b);
     runs++;
   }
-  assert_true(runs >= 100);
+  print_message("%zu message boundaries, %u cuts\n", nb, runs);
+  assert_true(runs >= nb - 1 && runs >= 40);
 }
 
 /* ---------------------------------------------------------------------
@@ -492,6 +573,28 @@ static size_t rp_frame_msg(unsigned char *out, unsigned type,
       q++;
     } while (v);
   }
+  memcpy(q, p, n);
+  q += n;
+  h = (uint32_t)XXH3_64bits(out, (size_t)(q - out));
+  q[0] = (unsigned char)h;
+  q[1] = (unsigned char)(h >> 8);
+  q[2] = (unsigned char)(h >> 16);
+  q[3] = (unsigned char)(h >> 24);
+  return (size_t)(q + 4 - out);
+}
+
+static size_t rp_frame_msg_big(unsigned char *out, unsigned type,
+                               const unsigned char *p, size_t n) {
+  unsigned char *q = out;
+  uint32_t h;
+  size_t v = n;
+  *q++ = (unsigned char)type;
+  do {
+    *q = (unsigned char)(v & 0x7f);
+    v >>= 7;
+    if (v) *q |= 0x80;
+    q++;
+  } while (v);
   memcpy(q, p, n);
   q += n;
   h = (uint32_t)XXH3_64bits(out, (size_t)(q - out));
@@ -600,14 +703,182 @@ static void test_hostile(void **state) {
     assert_int_equal(rp_hostile(&srv, &dev, 3, t, sizeof t), SYNC_EPROTO);
   }
   {
-    /* a leaf root announced with a frame, then a frame whose row lies
-     * in no leaf is refused: made from a real conversation below */
-  }
-  /* A well-formed DONE ends it cleanly (the control for the above). */
+      /* a leaf root announced with a frame, then a frame whose row lies
+       * in no leaf is refused: made from a real conversation below */
+  } /* A well-formed DONE ends it cleanly (the control for the above). */
   {
     static const unsigned char t[] = {0x04};
     assert_int_equal(rp_hostile(&srv, &dev, 7, t, sizeof t), 1);
   }
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* A client that never stops splitting.  It keeps count of the lists
+ * each side made (all it needs to read the server's turns) and answers
+ * every turn with splits and made-up fingerprints: greedy = every leaf
+ * and every child of every split the server made (the node counts
+ * explode), else only the server's first leaf (one path, one level
+ * deeper each turn, down past the last level).  The server must refuse
+ * it with SYNC_EPROTO, within bounded turns. */
+static unsigned rp_popc(unsigned m) {
+  unsigned n = 0;
+  for (; m; m &= m - 1) n++;
+  return n;
+}
+
+static int rp_splitter(mu_rep *srv, mu_rep *dev, int greedy, unsigned *turns,
+                       char *why, size_t whycap) {
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  static unsigned char buf[1 << 20], msg[1 << 20], m2[(1 << 20) + 64];
+  sync_outbuf out;
+  sync_inbuf in;
+  size_t ncl = 0, ncs = 0; /* the client's last lists */
+  int first = 1, st;
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.server = 1;
+  so.max_message = 16 << 20;
+  TU_OK(sync_session_create(dev->env, &co, &c));
+  TU_OK(sync_session_create(srv->env, &so, &s));
+  out.ptr = buf;
+  out.size = sizeof buf;
+  out.pos = 0;
+  sync_session_send(c, &out);
+  in.ptr = buf;
+  in.size = out.pos;
+  in.pos = 0;
+  TU_OK(sync_session_recv(s, &in));
+  for (*turns = 0; *turns < 200 && sync_session_status(s) == 0; (*turns)++) {
+    size_t off = 0, n, i, sl = 0, ss = 0, mlen = 0, cs;
+    unsigned flags;
+    out.pos = 0;
+    while (sync_session_send(s, &out) > 0) {
+    }
+    /* skip WELCOME; find the REPAIR message */
+    while (off < out.pos) {
+      size_t k = 1, len = 0;
+      int sh = 0;
+      while (buf[off + k] & 0x80)
+        len |= (size_t)(buf[off + k++] & 0x7f) << sh, sh += 7;
+      len |= (size_t)buf[off + k++] << sh;
+      if (buf[off] == 7) {
+        memcpy(msg, buf + off + k, len);
+        mlen = len;
+      }
+      off += k + len + 4;
+    }
+    if (!mlen) break;
+    flags = msg[0];
+    i = 1;
+    if (flags & 0x20) { /* FIRST: v0 */
+      while (msg[i] & 0x80) i++;
+      i++;
+    }
+    if (!first) {
+      size_t mb = (ncl + 7) / 8, j;
+      for (j = 0; j < ncl; j++) ss += (msg[i + j / 8] >> (j % 8)) & 1;
+      i += mb;
+      for (j = 0; j < ncs; j++) {
+        if (msg[i] == 0xff) {
+          unsigned lm = msg[i + 1] | (unsigned)msg[i + 2] << 8;
+          unsigned sm = msg[i + 3] | (unsigned)msg[i + 4] << 8;
+          sl += rp_popc(lm);
+          ss += rp_popc(sm);
+          i += 5;
+        } else {
+          unsigned e, ne = msg[i++];
+          for (e = 0; e < ne; e++, i++)
+            if ((msg[i] >> 4) == 1)
+              sl++;
+            else
+              ss++;
+        }
+      }
+    }
+    /* the reply: no frame */
+    n = 0;
+    m2[n++] = 0;
+    if (first) {
+      m2[n++] = 0; /* no leaf root */
+      m2[n++] = 1; /* the root split */
+      cs = 1;
+      ncl = 0;
+    } else {
+      size_t mb = (sl + 7) / 8, j;
+      cs = 0;
+      memset(m2 + n, 0, mb);
+      for (j = 0; j < sl; j++)
+        if (greedy || j == 0) {
+          m2[n + j / 8] |= (unsigned char)(1u << (j % 8));
+          cs++;
+        }
+      n += mb;
+      for (j = 0; j < ss; j++) {
+        if (greedy) {
+          m2[n++] = 0xff;
+          m2[n++] = 0;
+          m2[n++] = 0;
+          m2[n++] = 0xff;
+          m2[n++] = 0xff;
+          cs += 16;
+        } else if (j == 0 && sl == 0) {
+          m2[n++] = 1; /* no leaf to split: child 0 of the first split */
+          m2[n++] = 0x20;
+          cs++;
+        } else {
+          m2[n++] = 0;
+        }
+      }
+      ncl = 0;
+    }
+    if (n + cs * 50 > sizeof m2) break;
+    for (i = 0; i < cs; i++) {
+      unsigned c2;
+      m2[n++] = 0xff;
+      m2[n++] = 0xff;
+      for (c2 = 0; c2 < 48; c2++)
+        m2[n++] = (unsigned char)(i * 7 + c2 * 13 + 1);
+    }
+    ncs = cs;
+    first = 0;
+    {
+      /* fragments of 4 MiB at most are not needed: one message */
+      static unsigned char framed[(1 << 20) + 128];
+      size_t fl = rp_frame_msg_big(framed, 7, m2, n);
+      in.ptr = framed;
+      in.size = fl;
+      in.pos = 0;
+      sync_session_recv(s, &in);
+    }
+  }
+  out.pos = 0;
+  while (sync_session_send(s, &out) > 0) out.pos = 0;
+  st = sync_session_status(s);
+  snprintf(why, whycap, "%s", sync_session_errmsg(s));
+  sync_session_free(c);
+  sync_session_free(s);
+  return st;
+}
+
+static void test_never_stops_splitting(void **state) {
+  mu_rep srv, dev;
+  unsigned turns;
+  char why[256];
+  (void)state;
+  rp_open(&srv, "rp-a.db", 0xa1);
+  rp_open(&dev, "rp-b.db", 0xb1);
+  rp_fill(&srv, 0, 3000, 0);
+  assert_int_equal(rp_splitter(&srv, &dev, 1, &turns, why, sizeof why),
+                   SYNC_EPROTO);
+  assert_non_null(strstr(why, "too many nodes"));
+  assert_true(turns <= 6);
+  assert_int_equal(rp_splitter(&srv, &dev, 0, &turns, why, sizeof why),
+                   SYNC_EPROTO);
+  assert_non_null(strstr(why, "below the last level"));
+  assert_true(turns >= 10 && turns <= 18); /* one level a turn, 16 levels */
   mu_close(&srv);
   mu_close(&dev);
 }
@@ -769,8 +1040,8 @@ static void test_diff(void **state) {
   rp_fill(&a, 0, 5000, 0);
   rp_sync(&b, &a);
   rp_now += 1000;
-  mu_put(&b, "only-on-b", 1, 1.0, "b");          /* client only */
-  mu_put(&a, "only-on-a", 2, 2.0, "a");          /* server only */
+  mu_put(&b, "only-on-b", 1, 1.0, "b");                 /* client only */
+  mu_put(&a, "only-on-a", 2, 2.0, "a");                 /* server only */
   mu_update(&b, "row-00000042", MU_COL_I, sync_int(9)); /* both, differing */
   mu_delete(&a, "row-00000043"); /* live on b, a tombstone on a */
   da = mu_digest(&a);
@@ -848,6 +1119,124 @@ static void test_rights(void **state) {
   mu_close(&b);
 }
 
+/* ---------------------------------------------------------------------
+ * Test vectors: a fixed conversation, message by message
+ * (tests/vectors/repair.txt; REPAIR_VECTORS_WRITE=1 rewrites it)
+ * ------------------------------------------------------------------- */
+static const char *rp_type_name(unsigned t) {
+  static const char *n[] = {"?",    "HELLO", "WELCOME", "REQUEST",
+                            "DATA", "ERROR", "PLAN",    "REPAIR"};
+  return (t & 0x7f) < 8 ? n[t & 0x7f] : "?";
+}
+
+/* Append the whole messages of bytes [p, p + n) to text, one a line. */
+static void rp_transcribe(char **text, size_t *len, const char *who,
+                          const unsigned char *p, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    uint64_t ml = 0;
+    size_t k = 1, i, total;
+    int shift = 0;
+    while (off + k < n) {
+      ml |= (uint64_t)(p[off + k] & 0x7f) << shift;
+      shift += 7;
+      if (!(p[off + k++] & 0x80)) break;
+    }
+    total = k + (size_t)ml + 4;
+    assert_true(off + total <= n);
+    *text = realloc(*text, *len + 32 + 2 * total);
+    assert_non_null(*text);
+    *len += (size_t)sprintf(*text + *len, "%s %s ", who, rp_type_name(p[off]));
+    for (i = 0; i < total; i++)
+      *len += (size_t)sprintf(*text + *len, "%02x", p[off + i]);
+    (*text)[(*len)++] = '\n';
+    off += total;
+  }
+}
+
+static size_t rp_move_rec(sync_session *a, sync_session *b, char **text,
+                          size_t *len, const char *who) {
+  unsigned char buf[65536];
+  sync_outbuf out = {buf, sizeof buf, 0};
+  sync_inbuf in;
+  while (sync_session_want_write(a) && out.pos < out.size)
+    if (sync_session_send(a, &out) <= 0) break;
+  if (!out.pos) return 0;
+  rp_transcribe(text, len, who, buf, out.pos);
+  in.ptr = buf;
+  in.size = out.pos;
+  in.pos = 0;
+  sync_session_recv(b, &in);
+  return out.pos;
+}
+
+static void test_vectors(void **state) {
+  uint64_t now = 1700000000000ull;
+  uint8_t ia[16], ib[16];
+  mu_rep a, b;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  char *text = NULL, k[32];
+  size_t len = 0, flen = 0;
+  unsigned char *want;
+  unsigned i;
+  (void)state;
+  mu_site(ia, 0xa1);
+  mu_site(ib, 0xb1);
+  mu_open(&a, "rp-a.db", ia, &now, 0);
+  mu_open(&b, "rp-b.db", ib, &now, 0);
+  for (i = 0; i < 40; i++) {
+    rp_key(k, sizeof k, i);
+    mu_put(&a, k, (int64_t)i, i / 2.0, "x");
+    now += 1;
+  }
+  rp_sync(&b, &a);
+  now += 1000;
+  mu_update(&b, "row-00000003", MU_COL_I, sync_int(-3));
+  mu_put(&a, "row-00000100", 100, 1.0, "new");
+  mu_delete(&a, "row-00000007");
+  now += 1000;
+  text = malloc(256);
+  assert_non_null(text);
+  len = (size_t)sprintf(text,
+                        "# tests/vectors/repair.txt - a repair session, "
+                        "message by message (test_repair.c, test_vectors):\n"
+                        "# C = client (site b1..b1), S = server (site "
+                        "a1..a1), then the message type and its bytes.\n");
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.server = 1;
+  TU_OK(sync_session_create(b.env, &co, &c));
+  TU_OK(sync_session_create(a.env, &so, &s));
+  for (i = 0; i < 100; i++) {
+    size_t n = rp_move_rec(c, s, &text, &len, "C") +
+               rp_move_rec(s, c, &text, &len, "S");
+    if (sync_session_status(c) && sync_session_status(s)) break;
+    if (!n) break;
+  }
+  assert_int_equal(sync_session_status(c), 1);
+  assert_int_equal(sync_session_status(s), 1);
+  sync_session_free(c);
+  sync_session_free(s);
+  rp_check_equal(&b, &a);
+  if (getenv("REPAIR_VECTORS_WRITE")) {
+    assert_int_equal(tu_write_file("../tests/vectors/repair.txt", text, len),
+                     0);
+  } else {
+    want = tu_read_file("../tests/vectors/repair.txt", &flen);
+    if (!want) want = tu_read_file("tests/vectors/repair.txt", &flen);
+    assert_non_null(want);
+    if (flen != len || memcmp(want, text, len))
+      fail_msg("the conversation differs from tests/vectors/repair.txt:\n%.*s",
+               (int)len, text);
+    free(want);
+  }
+  free(text);
+  mu_close(&a);
+  mu_close(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identical),
@@ -858,8 +1247,10 @@ int main(void) {
       cmocka_unit_test(test_cut_everywhere),
       cmocka_unit_test(test_hostile),
       cmocka_unit_test(test_rows_outside_leaves),
+      cmocka_unit_test(test_never_stops_splitting),
       cmocka_unit_test(test_diff),
       cmocka_unit_test(test_rights),
+      cmocka_unit_test(test_vectors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

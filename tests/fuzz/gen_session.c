@@ -1,7 +1,7 @@
 /*
  * gen_session.c - seeds for fuzz_session: real conversations recorded as
  * the client side's bytes (pull, push and both; dry run; a refused
- * credential), each written in the target's raw mode and, message by
+ * credential; a repair and a diff), each written in the target's raw mode and, message by
  * message, in its framed mode.  The recording server has the fuzz
  * server's site id and schema, so the requests name it.
  *   gen_session DIR
@@ -152,6 +152,97 @@ static void gs_session(const char *dir, const char *name, int mode, int dry,
   fz_remove_db(dev.path);
 }
 
+/* A repair (or, dry, a diff) against a server that holds exactly what
+ * the fuzz target's server holds (same site, clock, rows), so the
+ * recorded client turns stay in step with its answers: the device first
+ * pulls everything, then updates some rows and adds its own. */
+static void gs_repair(const char *dir, const char *name, int dry) {
+  fz_rep srv, dev;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  static gs_tape tape;
+  static unsigned char raw[1 + sizeof tape.b], framed[1 + sizeof tape.b];
+  char fname[128];
+  unsigned rounds = 0, i;
+  sync_txn *x;
+  gs_open(&srv, "/tmp/gen-session-srv.db", 0x5e);
+  gs_open(&dev, "/tmp/gen-session-dev.db", 0xd1);
+  FZ_OK(sync_txn_begin(srv.env, 0, &x));
+  for (i = 0; i < 20; i++) { /* as fuzz_session.c's server */
+    char key[16];
+    sync_value v[6];
+    snprintf(key, sizeof key, "s%02u", i);
+    v[0] = sync_int(i);
+    v[1] = sync_real(i / 2.0);
+    v[2] = sync_text("server", 6);
+    v[3] = sync_null();
+    v[4] = sync_null();
+    v[5] = sync_int(1);
+    FZ_OK(sync_put(x, 0, key, strlen(key), v, 6));
+  }
+  FZ_OK(sync_txn_commit(x));
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.mode = SYNC_PULL;
+  co.credential = "token";
+  co.credential_len = 5;
+  so.server = 1;
+  FZ_OK(sync_session_create(dev.env, &co, &c));
+  FZ_OK(sync_session_create(srv.env, &so, &s));
+  while (rounds++ < 10000 &&
+         !(sync_session_status(c) && sync_session_status(s)))
+    if (!(gs_move(c, s, NULL) + gs_move(s, c, NULL))) break;
+  sync_session_free(c);
+  sync_session_free(s);
+  gs_now += 1000;
+  FZ_OK(sync_txn_begin(dev.env, 0, &x));
+  for (i = 0; i < 20; i += 6) {
+    char key[16];
+    unsigned col = 0;
+    sync_value v = sync_int(1000 + i);
+    snprintf(key, sizeof key, "s%02u", i);
+    FZ_OK(sync_update(x, 0, key, strlen(key), &col, &v, 1));
+  }
+  FZ_OK(sync_delete(x, 0, "s05", 3));
+  FZ_OK(sync_txn_commit(x));
+  gs_rows(&dev, "d", 3);
+  memset(&co, 0, sizeof co);
+  co.repair = 1;
+  co.dry_run = dry;
+  co.credential = "token";
+  co.credential_len = 5;
+  co.chunk_rows = 5;
+  so.max_message = 256;
+  so.chunk_rows = 7;
+  FZ_OK(sync_session_create(dev.env, &co, &c));
+  FZ_OK(sync_session_create(srv.env, &so, &s));
+  tape.n = 0;
+  rounds = 0;
+  while (rounds++ < 10000 &&
+         !(sync_session_status(c) && sync_session_status(s))) {
+    size_t moved = gs_move(c, s, &tape);
+    moved += gs_move(s, c, NULL);
+    if (!moved) break;
+  }
+  if (sync_session_status(c) != 1)
+    FZ_BUG("recording %s: %s", name, sync_session_errmsg(c));
+  sync_session_free(c);
+  sync_session_free(s);
+  raw[0] = 0;
+  memcpy(raw + 1, tape.b, tape.n);
+  snprintf(fname, sizeof fname, "g-%s-raw", name);
+  gs_write(dir, fname, raw, tape.n + 1);
+  raw[0] = 2 * 6;
+  snprintf(fname, sizeof fname, "g-%s-raw7", name);
+  gs_write(dir, fname, raw, tape.n + 1);
+  snprintf(fname, sizeof fname, "g-%s-framed", name);
+  gs_write(dir, fname, framed, gs_framed(&tape, framed));
+  sync_env_close(srv.env);
+  sync_env_close(dev.env);
+  fz_remove_db(srv.path);
+  fz_remove_db(dev.path);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: gen_session DIR\n");
@@ -162,5 +253,7 @@ int main(int argc, char **argv) {
   gs_session(argv[1], "both", SYNC_BOTH, 0, "token", 3);
   gs_session(argv[1], "dry", SYNC_BOTH, 1, "token", 0);
   gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0);
+  gs_repair(argv[1], "repair", 0);
+  gs_repair(argv[1], "diff", 1);
   return 0;
 }
