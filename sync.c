@@ -5687,7 +5687,9 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
       } else {
         sx_cfl c;
         sync_value lv = l->v;
-        take = cmp < 0;
+        /* Under NEWER the row as a whole was found newer: its column
+         * replaces ours whatever the column stamps say. */
+        take = cmp < 0 || a->policy == SYNC_APPLY_NEWER;
         ccls = SYNC_BOTH_MODIFIED;
         memset(&c, 0, sizeof c);
         c.kind = SYNC_BOTH_MODIFIED;
@@ -5710,8 +5712,11 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
           wc->v = rv;
           changed = 1;
         }
-        /* The record says what was applied, so it follows the resolver. */
-        if ((err = sx_call_resolver(a, &c, &changed))) return err;
+        /* The record says what was applied, so it follows the resolver;
+         * under NEWER the policy has decided and no resolver is asked. */
+        if (a->policy != SYNC_APPLY_NEWER &&
+            (err = sx_call_resolver(a, &c, &changed)))
+          return err;
         if ((err = sx_conflict_record(x, &c))) return err;
         a->rep->conflicts++;
         if (ccls > *cls) *cls = ccls;

@@ -585,8 +585,10 @@ SYNC_API void sync_delta_free(sync_delta *d);
 
 /* Apply policies */
 #define SYNC_APPLY_MERGE 0  /* LWW merge (default) */
-#define SYNC_APPLY_NEWER 1  /* take a remote row only if its newest stamp is
-                               newer than the local row's newest */
+#define SYNC_APPLY_NEWER 1  /* take a remote row only if its newest HLC is
+                               strictly larger than the local row's newest;
+                               then every column it carries replaces ours
+                               (docs/API.md: what the conflict log keeps) */
 #define SYNC_APPLY_APPEND 2 /* insert rows that are absent; never touch a
                                row that exists (live or deleted) */
 #define SYNC_APPLY_DRY_RUN 0x100 /* flag: count what would change, write

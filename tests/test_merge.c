@@ -600,6 +600,89 @@ static void test_apply_newer_takes_only_rows_newer_than_local(void **state) {
   expect_text(&B, "new", MU_COL_S, "a-newest");
 }
 
+/* Issue 14: under NEWER a row whose newest stamp is newer replaces every
+ * column it carries, also one both sides wrote where ours is the later
+ * write (LWW alone would keep it and give a mixed row). */
+static void test_apply_newer_replaces_column_both_wrote(void **state) {
+  sync_delta *d;
+  sync_apply_report rep;
+  conflict_copy cc[2];
+  resolver_ctx rc;
+  mu_row row;
+  (void)state;
+  memset(&rc, 0, sizeof rc);
+  rc.choice = SYNC_RESOLVE_LOCAL; /* would keep 9 if it were asked */
+  TU_OK(sync_env_set_resolver(B.env, resolver, &rc));
+  mu_put(&A, "D", 1, 1.5, "D-first");
+  mu_pull(&B, &A, 0, 1, NULL);
+  now_ms = T0 + 100;
+  mu_update(&A, "D", MU_COL_I, sync_int(2));
+  now_ms = T0 + 200;
+  mu_update(&B, "D", MU_COL_I, sync_int(9)); /* later than A's 2 */
+  now_ms = T0 + 300;
+  set_text(&A, "D", "D-newest"); /* A's row is the newer one */
+  d = mu_cut(&B, &A, 0, 0);
+  mu_apply(&B, d, SYNC_APPLY_NEWER, &rep);
+  sync_delta_free(d);
+  TU_U64(rep.rows, 1);
+  TU_U64(rep.updated, 1);
+  TU_U64(rep.conflicts, 1);
+  mu_read(&B, "D", &row);
+  assert_true(row.present);
+  assert_int_equal(row.v[MU_COL_I].type, SYNC_INTEGER);
+  assert_true(row.v[MU_COL_I].i == 2);
+  assert_int_equal(row.v[MU_COL_R].type, SYNC_REAL);
+  assert_true(row.v[MU_COL_R].r == 1.5);
+  assert_true(value_is_text(&row.v[MU_COL_S], "D-newest"));
+  assert_int_equal(row.v[MU_COL_B].type, SYNC_NULL);
+  /* The policy decided, the resolver was not asked; the log keeps the
+   * value that was replaced, with the remote side as the outcome. */
+  assert_int_equal(rc.calls, 0);
+  TU_U64(list_conflicts(&B, 0, cc, 2), 1);
+  assert_int_equal(cc[0].c.kind, SYNC_BOTH_MODIFIED);
+  assert_int_equal(cc[0].c.column, MU_COL_I);
+  assert_true(cc[0].c.local.type == SYNC_INTEGER && cc[0].c.local.i == 9);
+  assert_true(cc[0].c.remote.type == SYNC_INTEGER && cc[0].c.remote.i == 2);
+  assert_true(cc[0].c.remote_won);
+}
+
+/* The same history under MERGE keeps the later write per column: the
+ * fix above is confined to NEWER. */
+static void test_apply_merge_keeps_later_column_of_both_wrote(void **state) {
+  (void)state;
+  mu_put(&A, "D", 1, 1.5, "D-first");
+  mu_pull(&B, &A, 0, 1, NULL);
+  now_ms = T0 + 100;
+  mu_update(&A, "D", MU_COL_I, sync_int(2));
+  now_ms = T0 + 200;
+  mu_update(&B, "D", MU_COL_I, sync_int(9));
+  now_ms = T0 + 300;
+  set_text(&A, "D", "D-newest");
+  mu_pull(&B, &A, 0, 1, NULL);
+  expect_int(&B, "D", MU_COL_I, 9);
+  expect_text(&B, "D", MU_COL_S, "D-newest");
+}
+
+/* Under NEWER a row that is not newer as a whole (ties included: equal
+ * newest HLCs are not "newer") changes nothing, not even a column whose
+ * remote stamp is the later one. */
+static void test_apply_newer_equal_newest_hlc_is_not_newer(void **state) {
+  sync_delta *d;
+  sync_apply_report rep;
+  (void)state;
+  mu_put(&A, "E", 1, 1.0, "e");
+  mu_pull(&B, &A, 0, 1, NULL);
+  now_ms = T0 + 100;
+  mu_update(&B, "E", MU_COL_I, sync_int(7));
+  mu_update(&A, "E", MU_COL_S, sync_text("e-a", 3)); /* same HLC as B's */
+  d = mu_cut(&B, &A, 0, 0);
+  mu_apply(&B, d, SYNC_APPLY_NEWER, &rep);
+  sync_delta_free(d);
+  TU_U64(rep.unchanged, 1);
+  expect_int(&B, "E", MU_COL_I, 7);
+  expect_text(&B, "E", MU_COL_S, "e");
+}
+
 /* A's delta for B holds: 3 new rows, an update, a delete and a column
  * that both changed (A later). */
 static void dry_run_fixture(void) {
@@ -1911,6 +1994,9 @@ int main(void) {
       T(test_initial_stream_keeps_rows_the_sender_never_saw),
       T(test_collected_row_sent_back_deletes_it_there),
       T(test_reinsert_after_joining_a_collector_beats_tombstone),
+      T(test_apply_newer_replaces_column_both_wrote),
+      T(test_apply_merge_keeps_later_column_of_both_wrote),
+      T(test_apply_newer_equal_newest_hlc_is_not_newer),
       T(test_dry_run_counts_and_writes_nothing),
       T(test_dry_run_on_empty_replica_counts_inserts_only),
       T(test_apply_rejects_unknown_policy),
