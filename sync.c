@@ -4851,7 +4851,9 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
     sx_dcol *dc;
     if (c->st == SX_NOSTAMP) continue;
     if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
-    if (r->stamps[c->st].hlc <= rvv[r->stamps[c->st].site]) continue;
+    if (r->stamps[c->st].hlc <= rvv[r->stamps[c->st].site] &&
+        !(o && o->whole_rows))
+      continue;
     dc = &d->cols[d->ncols++];
     dc->col = (unsigned)i;
     dc->hlc = r->stamps[c->st].hlc;
@@ -4873,7 +4875,16 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
   /* The requester has it all.  An initial stream still names the row
    * (key, causal length, stamp): there, a row the receiver holds that the
    * stream leaves out is one this replica deleted and collected. */
-  if (!need && d->ncols == n0 && !keyed) return 0;
+  if (!need && !keyed) {
+    /* Whole rows: a row is still left out when all of it is held. */
+    size_t j, news = 0;
+    for (j = n0; j < d->ncols; j++)
+      if (d->cols[j].hlc > rvv[d->cols[j].site]) news++;
+    if (!news) {
+      d->ncols = n0;
+      return 0;
+    }
+  }
   if ((rc = sx_grow(&d->al, (void **)&d->rows, &d->caprows, d->nrows + 1,
                     sizeof(sx_drow))))
     return rc;
@@ -9460,6 +9471,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
+#define SX_RQ_WHOLE 0x4u /* whole rows (the requester applies NEWER) */
 
 #define SX_HF_DRY 0x1u /* HELLO flags */
 #define SX_HF_REPAIR 0x2u
@@ -9964,7 +9976,8 @@ static int sx_send_request(sync_session *s, int final) {
     return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
   }
   p = b;
-  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0));
+  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0) |
+                         (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
   memcpy(p, req->sender, SX_SITE_LEN);
@@ -10031,7 +10044,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   r.end = b + n;
   r.bad = 0;
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
-  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY)))
+  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
   flags = q[0];
   req.al = s->al;
@@ -10109,6 +10122,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     o.tables = s->send_mask;
     o.filter = s->o.filter;
     o.filter_ctx = s->o.filter_ctx;
+    o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
     rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
     if (!rc) {
       int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&

@@ -560,6 +560,11 @@ typedef struct sync_delta_opts {
   const unsigned char *tables;
   sync_row_filter_fn filter; /* NULL: every row */
   void *filter_ctx;
+  /* Nonzero: every row sent carries all its columns, also those the
+   * requester's vector covers.  A requester that applies with
+   * SYNC_APPLY_NEWER asks for it (sessions do), so that a newer row
+   * replaces its row whole. */
+  int whole_rows;
 } sync_delta_opts;
 
 /* Sender side: the next chunk for the requester, cut from txn's snapshot

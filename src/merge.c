@@ -364,7 +364,9 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
     sx_dcol *dc;
     if (c->st == SX_NOSTAMP) continue;
     if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
-    if (r->stamps[c->st].hlc <= rvv[r->stamps[c->st].site]) continue;
+    if (r->stamps[c->st].hlc <= rvv[r->stamps[c->st].site] &&
+        !(o && o->whole_rows))
+      continue;
     dc = &d->cols[d->ncols++];
     dc->col = (unsigned)i;
     dc->hlc = r->stamps[c->st].hlc;
@@ -386,7 +388,16 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
   /* The requester has it all.  An initial stream still names the row
    * (key, causal length, stamp): there, a row the receiver holds that the
    * stream leaves out is one this replica deleted and collected. */
-  if (!need && d->ncols == n0 && !keyed) return 0;
+  if (!need && !keyed) {
+    /* Whole rows: a row is still left out when all of it is held. */
+    size_t j, news = 0;
+    for (j = n0; j < d->ncols; j++)
+      if (d->cols[j].hlc > rvv[d->cols[j].site]) news++;
+    if (!news) {
+      d->ncols = n0;
+      return 0;
+    }
+  }
   if ((rc = sx_grow(&d->al, (void **)&d->rows, &d->caprows, d->nrows + 1,
                     sizeof(sx_drow))))
     return rc;

@@ -41,6 +41,7 @@
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
+#define SX_RQ_WHOLE 0x4u /* whole rows (the requester applies NEWER) */
 
 #define SX_HF_DRY 0x1u /* HELLO flags */
 #define SX_HF_REPAIR 0x2u
@@ -545,7 +546,8 @@ static int sx_send_request(sync_session *s, int final) {
     return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
   }
   p = b;
-  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0));
+  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0) |
+                         (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
   memcpy(p, req->sender, SX_SITE_LEN);
@@ -612,7 +614,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   r.end = b + n;
   r.bad = 0;
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
-  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY)))
+  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
   flags = q[0];
   req.al = s->al;
@@ -690,6 +692,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     o.tables = s->send_mask;
     o.filter = s->o.filter;
     o.filter_ctx = s->o.filter_ctx;
+    o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
     rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
     if (!rc) {
       int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&

@@ -234,14 +234,23 @@ static inline void mu_stats_add(mu_pull_stats *s, const sync_apply_report *r) {
 
 /* One chunk for receiver r from sender s: request from r's state, the
  * sender acknowledges the request when ack is set. */
+static inline sync_delta *mu_cut_whole(mu_rep *r, mu_rep *s, size_t max_rows,
+                                       int ack, int whole);
 static inline sync_delta *mu_cut(mu_rep *r, mu_rep *s, size_t max_rows,
                                  int ack) {
+  return mu_cut_whole(r, s, max_rows, ack, 0);
+}
+
+/* mu_cut, and whole rows when whole is set (a NEWER receiver asks). */
+static inline sync_delta *mu_cut_whole(mu_rep *r, mu_rep *s, size_t max_rows,
+                                       int ack, int whole) {
   sync_txn *rt, *st;
   sync_request *req = NULL;
   sync_delta *d = NULL;
   sync_delta_opts o;
   memset(&o, 0, sizeof o);
   o.max_rows = max_rows;
+  o.whole_rows = whole;
   TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &rt));
   TU_OK(sync_request_make(rt, s->site, &req));
   sync_txn_abort(rt);
@@ -281,7 +290,8 @@ static inline void mu_pull_policy(mu_rep *r, mu_rep *s, size_t max_rows,
   memset(st, 0, sizeof *st);
   for (n = 0; n < 100000; n++) {
     sync_apply_report rep;
-    sync_delta *d = mu_cut(r, s, max_rows, ack);
+    sync_delta *d =
+        mu_cut_whole(r, s, max_rows, ack, policy == SYNC_APPLY_NEWER);
     int last = sync_delta_last(d);
     mu_apply(r, d, policy, &rep);
     sync_delta_free(d);
