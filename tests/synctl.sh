@@ -153,6 +153,23 @@ check "the server's file and the client have the same digest" sh -c "[ \"\$($S d
 status "a bad token is refused (1)" 1 "$S" sync e.db "$A" --token wrong
 has "refused" && ok "and says it was refused" || bad "refused message"
 check "a read-only token sends nothing" sh -c "$S put e.db notes r1 title=x && $S sync e.db $A --token reader > out && grep -q 'sent 0 rows' out && ! $S get a.db notes r1 > /dev/null 2>&1"
+# A credential bound to a site id: the right replica works, another is refused.
+check "init b2.db, f.db and g.db" sh -c "$S init b2.db --schema schema.txt && $S init f.db --schema schema.txt && $S init g.db --schema schema.txt && $S put f.db notes f1 title=f && $S put g.db notes g1 title=g"
+FSITE=$("$S" vv f.db | grep '(this replica)' | cut -c1-32)
+cat > creds2 <<CREDS
+bound     read=* write=* site=$FSITE
+CREDS
+"$S" serve b2.db 127.0.0.1:0 --credentials creds2 --port-file port2 > serve2.log 2>&1 &
+SRV2=$!
+i=0
+while [ ! -s port2 ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+A2=127.0.0.1:$(cat port2)
+check "a bound credential works for its replica" sh -c "$S sync f.db $A2 --token bound > out && grep -q \"^synced with $A2\" out"
+status "a bound credential used by another replica is refused (1)" 1 "$S" sync g.db "$A2" --token bound
+has "refused" && ok "and the client says it was refused" || bad "bound refusal message"
+check "the server logs the bound site" grep -q "refused: its credential is bound to site $FSITE" serve2.log
+status "site= with a bad id is refused at start (1)" 1 sh -c "printf 'x read=* site=12\n' > creds3 && $S serve b2.db 127.0.0.1:0 --credentials creds3"
+kill $SRV2 2>/dev/null; wait $SRV2 2>/dev/null
 check "metrics over HTTP" sh -c "$S stats $M > out && grep -q '^# TYPE sync_sessions_total counter' out && grep -q '^sync_sessions_total 3' out && grep -q '^sync_session_seconds{quantile=\"0.99\"}' out && grep -q '^sync_sessions_failed_total 1' out"
 check "metrics with curl-like GET /metrics" python3 -c "
 import socket

@@ -196,8 +196,9 @@ static const cmd_help HELP[] = {
      "--port-file) and answers sync sessions from any number of clients at\n"
      "once ('synctl sync', devices).  --credentials FILE maps tokens to\n"
      "rights, one client per line:\n\n"
-     "    TOKEN read=TABLE[,TABLE...] write=TABLE[,...] [relay]\n\n"
-     "('*' for every table); without it every client may read and write\n"
+     "    TOKEN read=TABLE[,TABLE...] write=TABLE[,...] [relay] [site=HEX32]\n\n"
+     "('*' for every table; site= refuses the token to any replica but the\n"
+     "one with that site id); without it every client may read and write\n"
      "everything.  --metrics ADDRESS serves the server's stats as\n"
      "Prometheus text on plain HTTP (GET /metrics).  --sessions N stops\n"
      "after N sessions; otherwise it runs until SIGINT or SIGTERM.\n"},
@@ -2504,6 +2505,8 @@ static int write_port(const char *file, int port) {
 typedef struct cred {
   char token[128];
   sync_rights rights;
+  int bound;       /* site= given: only that replica may use the token */
+  uint8_t site[16];
 } cred;
 
 typedef struct server {
@@ -2575,9 +2578,25 @@ static int load_creds(server *sv, const char *path) {
         rc = set_tables(sv->env, where, w + 6, c->rights.write);
       else if (!strcmp(w, "relay"))
         c->rights.relay = 1;
-      else {
-        say("%s: cannot read '%s' (read=TABLES, write=TABLES or relay)", where,
-            w);
+      else if (!strncmp(w, "site=", 5)) {
+        /* The site id in HELLO is self-asserted: binding the token to
+         * one site is what stops a holder of the token from writing as
+         * another device (SECURITY.md). */
+        size_t n = 0;
+        unsigned char *b = strlen(w + 5) == 32 ? from_hex(w + 5, 32, &n) : NULL;
+        if (!b || n != 16) {
+          say("%s: site= wants 32 hex digits (a site id), not '%s'", where,
+              w + 5);
+          rc = -1;
+        } else {
+          memcpy(c->site, b, 16);
+          c->bound = 1;
+        }
+        free(b);
+      } else {
+        say("%s: cannot read '%s' (read=TABLES, write=TABLES, relay or "
+            "site=HEX32)",
+            where, w);
         rc = -1;
       }
       if (rc) {
@@ -2594,10 +2613,21 @@ static int authorize(void *ctx, const uint8_t site[16], const void *cr,
                      size_t len, sync_rights *rights) {
   server *sv = (server *)ctx;
   int i;
-  (void)site;
   for (i = 0; i < sv->ncreds; i++)
     if (strlen(sv->creds[i].token) == len &&
         !memcmp(sv->creds[i].token, cr, len)) {
+      if (sv->creds[i].bound && memcmp(sv->creds[i].site, site, 16)) {
+        char got[33], want[33];
+        hex_str(site, 16, got);
+        hex_str(sv->creds[i].site, 16, want);
+        if (!sv->quiet) {
+          printf("serve: peer %s: refused: its credential is bound to site "
+                 "%s\n",
+                 got, want);
+          fflush(stdout);
+        }
+        return SYNC_EPERM;
+      }
       *rights = sv->creds[i].rights;
       return 0;
     }
