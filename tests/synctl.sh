@@ -285,6 +285,29 @@ check "the server got r3's row" "$S" get r1.db notes own
 check "a plain sync after the repair moves nothing" sh -c "$S sync r3.db $RA > out && grep -q 'received 0 rows' out"
 kill $RSRV 2>/dev/null
 
+# --- a peer behind the server's tombstone collection ------------------
+$S init gsrv.db --schema schema.txt > /dev/null
+$S init gdev.db --schema schema.txt > /dev/null
+$S put gsrv.db notes g1 title=doomed > /dev/null
+$S put gsrv.db notes g2 title=kept > /dev/null
+"$S" serve gsrv.db 127.0.0.1:0 --port-file gport > gserve.log 2>&1 &
+GSRV=$!
+i=0
+while [ ! -s gport ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+GA=127.0.0.1:$(cat gport)
+$S sync gdev.db "$GA" --pull > /dev/null
+cp gdev.db gdev-backup.db
+$S del gsrv.db notes g1 > /dev/null 2>&1
+$S sync gdev.db "$GA" --pull > /dev/null
+$S sync gdev.db "$GA" --pull > /dev/null
+$S gc gsrv.db > /dev/null
+cp gdev-backup.db gdev.db
+status "a device behind the server's collection is refused as stale" 1 "$S" sync gdev.db "$GA" --pull
+check "the server's log names it as behind its collection" sh -c "sleep 0.3; grep -q 'behind this replica.s tombstone collection' gserve.log"
+check "the device says it may miss deletes" sh -c "$S verify gdev.db > out && grep -q 'health: may miss deletes' out"
+check "a repair mends it, and syncs work again" sh -c "$S repair gdev.db $GA > out && ! $S get gdev.db notes g1 > /dev/null 2>&1 && $S sync gdev.db $GA > /dev/null"
+kill $GSRV 2>/dev/null
+
 # --- the README walkthrough, as written -------------------------------
 mkdir walk
 sed -n '/<!-- synctl-walkthrough begin -->/,/<!-- synctl-walkthrough end -->/p' "$TOP/README.md" |

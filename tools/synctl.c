@@ -2657,6 +2657,11 @@ static void session_done(server *sv, conn *c) {
              (unsigned long long)x.rows_sent,
              (unsigned long long)x.bytes_received,
              (unsigned long long)x.bytes_sent);
+    else if (st == SYNC_ESTALE)
+      printf("serve: peer %s: behind this replica's tombstone collection: "
+             "refused as stale; it must reset and sync again, or repair "
+             "(%s)\n",
+             hex, sync_session_errmsg(c->s));
     else
       printf("serve: peer %s: session ended: %s (%s)\n", hex,
              sync_strerror(st ? st : SYNC_ECLOSED), sync_session_errmsg(c->s));
