@@ -2414,9 +2414,6 @@ SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The same sums by a scan of every row of the table: for the format
  * upgrade and schema changes, which rebuild the stored record. */
 SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
-/* The hash of a key that places it in repair's hash-prefix tree. */
-SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
-                                  size_t klen);
 /* Epochs: every writable open starts one, a random id for the versions
  * it writes from the next one on.  (epoch id, start version) marks a
  * position of this replica's log in its history: a peer holding a mark
@@ -4120,12 +4117,7 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
  * ------------------------------------------------------------------- */
 #define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
 #define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
-#define SX_FP_SEED_KEY UINT64_C(0x73796e632d6b3031)     /* "sync-k01" */
 
-SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
-                                  size_t klen) {
-  return sx_hash64(key, klen, SX_FP_SEED_KEY + tid);
-}
 
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
@@ -4159,6 +4151,7 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     p += sx_payload_put(p, &c->v);
   }
   *content = sx_hash64(x->fpbuf.p, (size_t)(p - x->fpbuf.p), SX_FP_SEED_CONTENT);
+#ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
   m = p;
   p = sx_wv(p, klen);
   memcpy(p, key, klen);
@@ -4183,6 +4176,10 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     p += sx_payload_put(p, &c->v);
   }
   *meta = sx_hash64(m, (size_t)(p - m), SX_FP_SEED_META);
+#else
+  m = p;
+  (void)m;
+#endif
   return 1;
 }
 
@@ -8238,6 +8235,7 @@ typedef struct sx_rp_stats {
   sync_apply_report applied;
 } sx_rp_stats;
 
+#ifndef SYNC_OMIT_REPAIR
 SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o, sx_repair **out);
 SYNC_PRIVATE void sx_rp_free(sx_repair *rp);
 /* Read the peer's turn (one reassembled REPAIR message): 0, with
@@ -8256,12 +8254,23 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
                             size_t *n, sync_delta **d);
 SYNC_PRIVATE const sx_rp_stats *sx_rp_stats_of(const sx_repair *rp);
 SYNC_PRIVATE const char *sx_rp_errmsg(const sx_repair *rp);
+#endif
 
 #endif
+
+#ifndef SYNC_OMIT_REPAIR
 
 
 #include <stdio.h>
 #include <stdlib.h>
+
+/* The hash of a key that places it in the tree (docs/FORMAT.md,
+ * "Fingerprints"). */
+#define SX_FP_SEED_KEY UINT64_C(0x73796e632d6b3031) /* "sync-k01" */
+static uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
+                            size_t klen) {
+  return sx_hash64(key, klen, SX_FP_SEED_KEY + tid);
+}
 
 #define SX_RT_FRAME 0x01u /* a DATA frame follows this turn */
 #define SX_RT_ROOTS 0x02u /* the sender's table roots follow */
@@ -9430,6 +9439,8 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
   *n = rp->msg.len;
   return 0;
 }
+
+#endif /* SYNC_OMIT_REPAIR */
 /* ---- src/session.c ---- */
 /*
  * session.c - the sync protocol (docs/PROTOCOL.md) as a sans-IO state
@@ -10263,6 +10274,7 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
  * Repair (repair.c): the two sides alternate turns, each a REPAIR
  * message and, when it carries rows, one DATA frame after it.
  * ------------------------------------------------------------------- */
+#ifndef SYNC_OMIT_REPAIR
 static int sx_repair_done(sync_session *s) {
   const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
   s->st.repair_equal = rs->equal;
@@ -10390,6 +10402,22 @@ static int sx_on_repair_delta(sync_session *s, sync_delta *d) {
     return sx_sess_fail(s, rc, "%s", sx_rp_errmsg(s->rp));
   return sx_repair_turn(s, 0);
 }
+#else
+static int sx_repair_start(sync_session *s) {
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+
+static int sx_on_repair(sync_session *s, const unsigned char *b, size_t n) {
+  (void)b;
+  (void)n;
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+
+static int sx_on_repair_delta(sync_session *s, sync_delta *d) {
+  sync_delta_free(d);
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+#endif
 
 /* A whole control message (reassembled) or DATA payload. */
 static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
@@ -10494,6 +10522,12 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   s->peer_max = SX_MSG_FLOOR;
   s->mode = o->mode ? o->mode : SYNC_BOTH;
   s->dry = o->dry_run != 0;
+#ifdef SYNC_OMIT_REPAIR
+  if (o->repair) {
+    sx_free(&env->al, s);
+    return SYNC_ENOTSUP;
+  }
+#endif
   s->repair = o->repair != 0;
   sx_buf_init(&s->msg, &s->al);
   sx_buf_init(&s->ctl, &s->al);
@@ -10552,7 +10586,9 @@ SYNC_API void sync_session_free(sync_session *s) {
   al = s->al;
   sync_encoder_free(s->enc);
   sync_decoder_free(s->dec);
+#ifndef SYNC_OMIT_REPAIR
   sx_rp_free(s->rp);
+#endif
   sx_buf_free(&s->msg);
   sx_buf_free(&s->ctl);
   sx_buf_free(&s->out);

@@ -29,6 +29,9 @@
  *   SYNC_OMIT_ZSTD         no compression: frames are written stored, and
  *                          a compressed frame decodes to SYNC_ENOTSUP
  *                          (smallest builds; no -lzstd needed)
+ *   SYNC_OMIT_REPAIR       no range repair: a repair session (either
+ *                          side) ends with SYNC_ENOTSUP (firmware that
+ *                          syncs only; about 11 KiB less on armhf)
  *   SYNC_OMIT_DEFAULT_SLEEP no nanosleep default for the retry helper:
  *                          sync_retry_opts.sleep is required
  *   SYNC_OMIT_DEFAULT_RANDOM  no /dev/urandom default for site ids; the

@@ -175,12 +175,13 @@ endif
 # compression.  The library does not call zstd yet, so until the wire codec
 # with zstd lands, nozstd equals default.
 SIZE_ARCHES := x86_64 aarch64 armhf
-SIZE_CONFIGS := default nozstd
+SIZE_CONFIGS := default nozstd minimal
 SIZE_TRIPLET_x86_64 := x86_64-linux-gnu
 SIZE_TRIPLET_aarch64 := aarch64-linux-gnu
 SIZE_TRIPLET_armhf := arm-linux-gnueabihf
 SIZE_FLAGS_default :=
 SIZE_FLAGS_nozstd := -DSYNC_OMIT_ZSTD
+SIZE_FLAGS_minimal := -DSYNC_OMIT_ZSTD -DSYNC_OMIT_REPAIR
 
 define SIZE_RULE
 $(B)/size/$(1).$(2).o: sync.c sync.h

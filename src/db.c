@@ -1703,12 +1703,7 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
  * ------------------------------------------------------------------- */
 #define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
 #define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
-#define SX_FP_SEED_KEY UINT64_C(0x73796e632d6b3031)     /* "sync-k01" */
 
-SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
-                                  size_t klen) {
-  return sx_hash64(key, klen, SX_FP_SEED_KEY + tid);
-}
 
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
@@ -1742,6 +1737,7 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     p += sx_payload_put(p, &c->v);
   }
   *content = sx_hash64(x->fpbuf.p, (size_t)(p - x->fpbuf.p), SX_FP_SEED_CONTENT);
+#ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
   m = p;
   p = sx_wv(p, klen);
   memcpy(p, key, klen);
@@ -1766,6 +1762,10 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     p += sx_payload_put(p, &c->v);
   }
   *meta = sx_hash64(m, (size_t)(p - m), SX_FP_SEED_META);
+#else
+  m = p;
+  (void)m;
+#endif
   return 1;
 }
 

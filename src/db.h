@@ -186,9 +186,6 @@ SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The same sums by a scan of every row of the table: for the format
  * upgrade and schema changes, which rebuild the stored record. */
 SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
-/* The hash of a key that places it in repair's hash-prefix tree. */
-SYNC_PRIVATE uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
-                                  size_t klen);
 /* Epochs: every writable open starts one, a random id for the versions
  * it writes from the next one on.  (epoch id, start version) marks a
  * position of this replica's log in its history: a peer holding a mark

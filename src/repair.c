@@ -14,10 +14,20 @@
  */
 #include "repair.h"
 
+#ifndef SYNC_OMIT_REPAIR
+
 #include "hash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+
+/* The hash of a key that places it in the tree (docs/FORMAT.md,
+ * "Fingerprints"). */
+#define SX_FP_SEED_KEY UINT64_C(0x73796e632d6b3031) /* "sync-k01" */
+static uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
+                            size_t klen) {
+  return sx_hash64(key, klen, SX_FP_SEED_KEY + tid);
+}
 
 #define SX_RT_FRAME 0x01u /* a DATA frame follows this turn */
 #define SX_RT_ROOTS 0x02u /* the sender's table roots follow */
@@ -1186,3 +1196,5 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
   *n = rp->msg.len;
   return 0;
 }
+
+#endif /* SYNC_OMIT_REPAIR */

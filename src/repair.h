@@ -43,6 +43,7 @@ typedef struct sx_rp_stats {
   sync_apply_report applied;
 } sx_rp_stats;
 
+#ifndef SYNC_OMIT_REPAIR
 SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o, sx_repair **out);
 SYNC_PRIVATE void sx_rp_free(sx_repair *rp);
 /* Read the peer's turn (one reassembled REPAIR message): 0, with
@@ -61,5 +62,6 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
                             size_t *n, sync_delta **d);
 SYNC_PRIVATE const sx_rp_stats *sx_rp_stats_of(const sx_repair *rp);
 SYNC_PRIVATE const char *sx_rp_errmsg(const sx_repair *rp);
+#endif
 
 #endif

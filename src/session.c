@@ -833,6 +833,7 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
  * Repair (repair.c): the two sides alternate turns, each a REPAIR
  * message and, when it carries rows, one DATA frame after it.
  * ------------------------------------------------------------------- */
+#ifndef SYNC_OMIT_REPAIR
 static int sx_repair_done(sync_session *s) {
   const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
   s->st.repair_equal = rs->equal;
@@ -960,6 +961,22 @@ static int sx_on_repair_delta(sync_session *s, sync_delta *d) {
     return sx_sess_fail(s, rc, "%s", sx_rp_errmsg(s->rp));
   return sx_repair_turn(s, 0);
 }
+#else
+static int sx_repair_start(sync_session *s) {
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+
+static int sx_on_repair(sync_session *s, const unsigned char *b, size_t n) {
+  (void)b;
+  (void)n;
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+
+static int sx_on_repair_delta(sync_session *s, sync_delta *d) {
+  sync_delta_free(d);
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+#endif
 
 /* A whole control message (reassembled) or DATA payload. */
 static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
@@ -1064,6 +1081,12 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   s->peer_max = SX_MSG_FLOOR;
   s->mode = o->mode ? o->mode : SYNC_BOTH;
   s->dry = o->dry_run != 0;
+#ifdef SYNC_OMIT_REPAIR
+  if (o->repair) {
+    sx_free(&env->al, s);
+    return SYNC_ENOTSUP;
+  }
+#endif
   s->repair = o->repair != 0;
   sx_buf_init(&s->msg, &s->al);
   sx_buf_init(&s->ctl, &s->al);
@@ -1122,7 +1145,9 @@ SYNC_API void sync_session_free(sync_session *s) {
   al = s->al;
   sync_encoder_free(s->enc);
   sync_decoder_free(s->dec);
+#ifndef SYNC_OMIT_REPAIR
   sx_rp_free(s->rp);
+#endif
   sx_buf_free(&s->msg);
   sx_buf_free(&s->ctl);
   sx_buf_free(&s->out);
