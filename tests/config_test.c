@@ -63,6 +63,33 @@ static void test_compression(void **state) {
 #endif
 }
 
+/* Range repair is there, or refused at once when left out. */
+static void test_repair(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep a, b;
+  uint8_t id[16];
+  sync_session_opts co;
+  sync_session *s = NULL;
+  (void)state;
+  mu_site(id, 0xa3);
+  mu_open(&a, "cfg-a.db", id, &now, 0);
+  mu_site(id, 0xb4);
+  mu_open(&b, "cfg-b.db", id, &now, 0);
+  mu_put(&a, "k", 1, 1.0, "x");
+  memset(&co, 0, sizeof co);
+  co.repair = 1;
+#ifdef SYNC_OMIT_REPAIR
+  TU_RC(sync_session_create(a.env, &co, &s), SYNC_ENOTSUP);
+  assert_null(s);
+#else
+  assert_int_equal(su_sync(&b, &a, &co, NULL, NULL, NULL), 1);
+  assert_true(mu_digest(&a) == mu_digest(&b));
+#endif
+  (void)s;
+  mu_close(&a);
+  mu_close(&b);
+}
+
 static void test_limits(void **state) {
   static sync_column_def cols[CFG_MAX_COLUMNS + 1];
   static char names[CFG_MAX_COLUMNS + 1][16];
@@ -131,6 +158,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sync_works),
       cmocka_unit_test(test_compression),
+      cmocka_unit_test(test_repair),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_omitted_defaults),
   };
