@@ -71,6 +71,21 @@ static void lc_env_open(lc_rep *r) {
   TU_OK(sync_env_site_id(r->m.env, r->m.site));
 }
 
+/* Replicas open now, so that a test that fails half-way still closes
+ * them (its teardown), and the sanitizer reports only the failure. */
+#define LC_MAXOPEN 16
+static lc_rep *lc_open_reps[LC_MAXOPEN];
+
+static void lc_track(lc_rep *r) {
+  int i;
+  for (i = 0; i < LC_MAXOPEN; i++)
+    if (!lc_open_reps[i] || lc_open_reps[i] == r) {
+      lc_open_reps[i] = r;
+      return;
+    }
+  fail_msg("more than %d replicas open", LC_MAXOPEN);
+}
+
 /* A new, empty replica at path with site id `site`. */
 static void lc_create(lc_rep *r, const char *path, const uint8_t site[16],
                       const uint64_t *now, uint64_t seed) {
@@ -83,6 +98,7 @@ static void lc_create(lc_rep *r, const char *path, const uint8_t site[16],
   r->fresh = 1;
   lc_env_open(r);
   r->fresh = 0;
+  lc_track(r);
   assert_memory_equal(r->m.site, site, 16);
 }
 
@@ -124,10 +140,22 @@ static void lc_clone(lc_rep *r, const char *path, const unsigned char *p,
   tu_remove_db(path);
   assert_int_equal(tu_write_file(path, p, n), 0);
   lc_env_open(r);
+  lc_track(r);
 }
 
 static void lc_close(lc_rep *r) {
+  int i;
+  for (i = 0; i < LC_MAXOPEN; i++)
+    if (lc_open_reps[i] == r) lc_open_reps[i] = NULL;
   mu_close(&r->m);
+}
+
+static int lc_close_all(void **state) {
+  int i;
+  (void)state;
+  for (i = 0; i < LC_MAXOPEN; i++)
+    if (lc_open_reps[i]) lc_close(lc_open_reps[i]);
+  return 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -385,7 +413,7 @@ static uint64_t lc_tombstones(lc_rep *r) {
  * deleted rows (directly, or through SYNC_ESTALE and its path). */
 static void test_gc_then_join_through_other_peer(void **state) {
   uint64_t now = LC_T0;
-  lc_rep S, A, E, E3;
+  static lc_rep S, A, E, E3;
   lc_rep *all[4];
   char key[16];
   int k;
@@ -457,7 +485,7 @@ static void test_gc_then_join_through_other_peer(void **state) {
  * S has the new row, D has its five rows back, and both are equal. */
 static void test_restore_from_backup(void **state) {
   uint64_t now = LC_T0;
-  lc_rep S, D;
+  static lc_rep S, D;
   lc_rep *all[2];
   unsigned char *backup;
   size_t n = 0;
@@ -527,7 +555,7 @@ static void test_restore_from_backup(void **state) {
  * other; on a column both wrote, the later write wins. */
 static void test_cloned_site_id(void **state) {
   uint64_t now = LC_T0;
-  lc_rep S, D, C;
+  static lc_rep S, D, C;
   lc_rep *all[3];
   unsigned char *copy;
   size_t n = 0;
@@ -595,7 +623,7 @@ static void test_cloned_site_id(void **state) {
  * is. */
 static void test_apply_newer_whole_row(void **state) {
   uint64_t now = LC_T0;
-  lc_rep A, D;
+  static lc_rep A, D;
   lc_rep *all[2];
   mu_row row;
   (void)state;
@@ -873,10 +901,7 @@ static void lc_two(lc_scn *s, int *a, int *b) {
 
 static const int lc_modes[3] = {SYNC_BOTH, SYNC_PULL, SYNC_PUSH};
 
-static int lc_skip_cuts(void) {
-  const char *skip = getenv("SYNC_LIFECYCLE_SKIP");
-  return skip && strchr(skip, 'u');
-}
+static int lc_skip_cuts(void);
 
 static void lc_random_sync(lc_scn *s) {
   int a, b, mode = lc_modes[lc_below(s, 3)], rc;
@@ -920,9 +945,15 @@ static void lc_random_backup(lc_scn *s) {
 }
 
 static void lc_random_restore(lc_scn *s) {
-  int r = (int)lc_below(s, (uint64_t)s->nrep), slot = (int)lc_below(s, 2);
-  lc_backup *b = &s->bk[r][slot];
-  if (!b->bytes) return;
+  int have[LC_MAXREP * 2], n = 0, i, r, slot;
+  lc_backup *b;
+  for (i = 0; i < s->nrep * 2; i++)
+    if (s->bk[i / 2][i % 2].bytes) have[n++] = i;
+  if (!n) return;
+  i = have[lc_below(s, (uint64_t)n)];
+  r = i / 2;
+  slot = i % 2;
+  b = &s->bk[r][slot];
   s->now++;
   lc_restore(&s->rep[r], b->bytes, b->n);
   s->rep[r].k = b->k;
@@ -975,6 +1006,38 @@ static void lc_random_join(lc_scn *s) {
     fail_msg("replica %d joining through %d: session ended with %d (%s; %s)",
              i, peer, rc, sync_strerror(rc), lc_errmsg);
   lc_st.joins++;
+}
+
+/* Sessions between every pair once (clean links, random order of
+ * pairs), then, often, a collection somewhere: this is what lets sync_gc
+ * find its peers' acknowledgements and collect. */
+static void lc_random_settle(lc_scn *s) {
+  int pairs[LC_MAXREP * LC_MAXREP][2], n = 0, i, j;
+  for (i = 0; i < s->nrep; i++)
+    for (j = i + 1; j < s->nrep; j++) {
+      pairs[n][0] = lc_below(s, 2) ? i : j;
+      pairs[n][1] = pairs[n][0] == i ? j : i;
+      n++;
+    }
+  for (i = n; i > 1; i--) {
+    int k = (int)lc_below(s, (uint64_t)i), t0 = pairs[i - 1][0],
+        t1 = pairs[i - 1][1];
+    pairs[i - 1][0] = pairs[k][0];
+    pairs[i - 1][1] = pairs[k][1];
+    pairs[k][0] = t0;
+    pairs[k][1] = t1;
+  }
+  lc_event(s, "settle ");
+  for (i = 0; i < n; i++) {
+    int a = pairs[i][0], b = pairs[i][1], rc;
+    s->now++;
+    rc = lc_sync(&s->rep[a], &s->rep[b], SYNC_BOTH, &s->rng, NULL);
+    lc_account(s, a, b, SYNC_BOTH, rc == 1);
+    if (rc != 1)
+      fail_msg("settling session %d <- %d ended with %d (%s; %s)", a, b, rc,
+               sync_strerror(rc), lc_errmsg);
+  }
+  if (lc_below(s, 3)) lc_random_gc(s);
 }
 
 static void lc_random_reset(lc_scn *s) {
@@ -1209,22 +1272,38 @@ static void lc_free(lc_scn *s) {
   }
 }
 
-/* SYNC_LIFECYCLE_SKIP leaves kinds of events out while a fix for
- * another is under way (letters: u cut sessions, g gc, b backups, r
- * restores, c copies, j joins, x resets); the default draws them all. */
-static int lc_skipped(uint64_t p) {
-  static const struct {
-    uint64_t lo, hi;
-    char letter;
-  } kinds[] = {{72, 78, 'g'}, {78, 84, 'b'}, {84, 89, 'r'},
-               {89, 92, 'c'}, {92, 96, 'j'}, {96, 100, 'x'}};
+/* The events of the random phase, with their weights (of 100) and the
+ * letter that SYNC_LIFECYCLE_SKIP uses to leave a kind out while a fix
+ * for another is under way (the default draws them all; a skipped event
+ * is a local write instead). */
+static const struct {
+  unsigned weight;
+  char letter;
+  void (*run)(lc_scn *s);
+} lc_events[] = {
+    {36, 'w', NULL}, /* a local write transaction */
+    {26, 's', lc_random_sync},    {5, 'a', lc_random_settle},
+    {7, 'g', lc_random_gc},       {6, 'b', lc_random_backup},
+    {6, 'r', lc_random_restore},  {3, 'c', lc_random_clone},
+    {5, 'j', lc_random_join},     {6, 'x', lc_random_reset},
+};
+
+static int lc_skip_cuts(void) {
   const char *skip = getenv("SYNC_LIFECYCLE_SKIP");
-  size_t i;
-  if (!skip) return 0;
-  for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-    if (p >= kinds[i].lo && p < kinds[i].hi && strchr(skip, kinds[i].letter))
-      return 1;
-  return 0;
+  return skip && strchr(skip, 'u');
+}
+
+static void lc_random_event(lc_scn *s) {
+  const char *skip = getenv("SYNC_LIFECYCLE_SKIP");
+  unsigned p = (unsigned)lc_below(s, 100), i;
+  for (i = 0; i + 1 < sizeof lc_events / sizeof lc_events[0]; i++) {
+    if (p < lc_events[i].weight) break;
+    p -= lc_events[i].weight;
+  }
+  if (!lc_events[i].run || (skip && strchr(skip, lc_events[i].letter)))
+    lc_local(s, (int)lc_below(s, (uint64_t)s->nrep));
+  else
+    lc_events[i].run(s);
 }
 
 static void lc_scenario(lc_scn *s, uint64_t seed) {
@@ -1244,27 +1323,8 @@ static void lc_scenario(lc_scn *s, uint64_t seed) {
     lc_create(&s->rep[i], path, site, &s->now, seed + (uint64_t)i);
   }
   s->phase = "fleet events";
-  steps = 15 + (int)lc_below(s, 30);
-  for (step = 0; step < steps; step++) {
-    uint64_t p = lc_below(s, 100);
-    if (lc_skipped(p)) p = 0; /* a write instead */
-    if (p < 40)
-      lc_local(s, (int)lc_below(s, (uint64_t)s->nrep));
-    else if (p < 72)
-      lc_random_sync(s);
-    else if (p < 78)
-      lc_random_gc(s);
-    else if (p < 84)
-      lc_random_backup(s);
-    else if (p < 89)
-      lc_random_restore(s);
-    else if (p < 92)
-      lc_random_clone(s);
-    else if (p < 96)
-      lc_random_join(s);
-    else
-      lc_random_reset(s);
-  }
+  steps = 20 + (int)lc_below(s, 40);
+  for (step = 0; step < steps; step++) lc_random_event(s);
   lc_final(s);
   lc_free(s);
   lc_st.scenarios++;
@@ -1321,10 +1381,11 @@ static void test_random_fleet_lifecycles_converge(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_gc_then_join_through_other_peer),
-      cmocka_unit_test(test_restore_from_backup),
-      cmocka_unit_test(test_cloned_site_id),
-      cmocka_unit_test(test_apply_newer_whole_row),
+      cmocka_unit_test_teardown(test_gc_then_join_through_other_peer,
+                                lc_close_all),
+      cmocka_unit_test_teardown(test_restore_from_backup, lc_close_all),
+      cmocka_unit_test_teardown(test_cloned_site_id, lc_close_all),
+      cmocka_unit_test_teardown(test_apply_newer_whole_row, lc_close_all),
       cmocka_unit_test_setup_teardown(test_random_fleet_lifecycles_converge,
                                       lc_test_setup, lc_test_teardown),
   };
