@@ -24,7 +24,11 @@
  * The randomized test runs SYNC_LIFECYCLE_SCENARIOS scenarios (default
  * 1000) with seeds SYNC_LIFECYCLE_SEED + i; a failure prints the seed
  * and the line that replays it alone.  SYNC_LIFECYCLE_VERBOSE=1 prints
- * what the scenarios did.
+ * what the scenarios did.  SYNC_LIFECYCLE_SKIP=<letters> leaves kinds of
+ * events out, to look at one defect while another is being fixed: s
+ * sessions, u cut sessions, a settling rounds, g gc, b backups, r
+ * restores, c copied files, j joins, x peer resets (make soak-lifecycle
+ * runs many scenarios).
  */
 #include "sess_util.h"
 
