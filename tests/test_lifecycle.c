@@ -726,7 +726,7 @@ static void test_apply_newer_whole_row(void **state) {
 #define LC_DEFAULT_SCENARIOS 1000
 
 typedef struct lc_write {
-  int key, del, rep;
+  int key, del, ins, rep; /* ins: a put where the row was not live */
   unsigned cols; /* bit c: column c written */
   uint64_t cl;
 } lc_write;
@@ -801,6 +801,9 @@ static void lc_new_site(lc_scn *s, int i, uint8_t site[16]) {
   site[0] = (uint8_t)(0x10 * (i + 1)); /* distinct from every other slot */
 }
 
+static void lc_dump_key(const lc_scn *s, int k, const lc_set *m,
+                        const lc_set *p);
+
 /* One local transaction of 1-2 operations on distinct keys. */
 static void lc_local(lc_scn *s, int ri) {
   lc_rep *r = &s->rep[ri];
@@ -832,6 +835,7 @@ static void lc_local(lc_scn *s, int ri) {
     if (!live || p < 30) {
       TU_OK(sync_put(x, 0, key, strlen(key), v.v, MU_NCOLS));
       w->cols = 0xfu;
+      w->ins = !live;
     } else if (p < 70) {
       unsigned cols[MU_NCOLS], n = 0, c;
       sync_value vals[MU_NCOLS];
@@ -872,10 +876,29 @@ static void lc_local(lc_scn *s, int ri) {
   sync_txn_abort(x);
   for (op = first; op < s->nw; op++) {
     lc_write *w = &s->w[op];
+    int i, seen = 0;
+    uint64_t maxk = 0;
     if (!w->cl) fail_msg("write %d is not in its replica's log", op + 1);
     if ((w->cl & 1) == (unsigned)w->del)
       fail_msg("write %d: causal length %" PRIu64 " for a %s", op + 1, w->cl,
                w->del ? "delete" : "live row");
+    /* The replica holds every write in its K: its row has seen them, so a
+     * write on it comes after them (a re-insert or delete above them). */
+    for (i = 0; i < first; i++)
+      if (s->w[i].key == w->key && lc_set_has(&r->k, i + 1) &&
+          s->w[i].cl > maxk) {
+        maxk = s->w[i].cl;
+        seen = i + 1;
+      }
+    if (w->cl < maxk || ((w->ins || w->del) && w->cl == maxk)) {
+      lc_dump_key(s, w->key, &r->k, &r->p);
+      fail_msg("replica %d: write %d (%s) on k%d got causal length %" PRIu64
+               ", not above write %d (causal length %" PRIu64
+               ") that the replica holds: a %s it has seen is undone",
+               ri, op + 1,
+               w->del ? "delete" : w->ins ? "re-insert" : "update", w->key,
+               w->cl, seen, maxk, (maxk & 1) ? "(re-)insert" : "delete");
+    }
     lc_set_add(&r->k, op + 1);
     lc_set_add(&r->p, op + 1);
     lc_event(s, "w%d:%d%c%d ", op + 1, ri, w->del ? 'x' : 'k', w->key);
