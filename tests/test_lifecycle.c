@@ -27,8 +27,10 @@
  * what the scenarios did.  SYNC_LIFECYCLE_SKIP=<letters> leaves kinds of
  * events out, to look at one defect while another is being fixed: s
  * sessions, u cut sessions, a settling rounds, g gc, b backups, r
- * restores, c copied files, j joins, x peer resets (make soak-lifecycle
- * runs many scenarios).
+ * restores, c copied files, j joins, x peer resets, p repair sessions
+ * (make soak-lifecycle runs many scenarios).  Repair sessions (a random
+ * event, and the other path after SYNC_ESTALE) are drawn where sync.h
+ * has them (SYNC_DIFF_BOTH); without them that event is a write.
  */
 #include "sess_util.h"
 
@@ -167,7 +169,8 @@ static int lc_close_all(void **state) {
  * ------------------------------------------------------------------- */
 typedef struct lc_stats {
   unsigned long scenarios, writes, sessions, cut, stale, history, gcs,
-      collected, backups, restores, clones, joins, resets, final_rounds_max;
+      collected, backups, restores, clones, joins, resets, repairs,
+      final_rounds_max;
 } lc_stats;
 static lc_stats lc_st;
 static char lc_errmsg[256]; /* the last failed session's words */
@@ -177,8 +180,28 @@ static char lc_errmsg[256]; /* the last failed session's words */
  * and chunk sizes.  Returns 1 when both sides are done, else the error
  * (the client's, or the server's when the client saw none).  *changed
  * (may be NULL) gets the rows either side inserted, updated or deleted. */
+/* Repair sessions (range reconciliation) exist where sync.h has the
+ * diff flags that came with them. */
+#ifdef SYNC_DIFF_BOTH
+#define LC_HAVE_REPAIR 1
+#else
+#define LC_HAVE_REPAIR 0
+#endif
+
+static int lc_session_x(lc_rep *c, lc_rep *s, int mode, int repair,
+                        size_t budget, tu_rng *g, uint64_t *changed,
+                        int *equal);
+
 static int lc_session(lc_rep *c, lc_rep *s, int mode, size_t budget,
                       tu_rng *g, uint64_t *changed) {
+  return lc_session_x(c, s, mode, 0, budget, g, changed, NULL);
+}
+
+/* As lc_session; repair: a repair session instead (*equal, when not
+ * NULL, says whether it ended with equal roots). */
+static int lc_session_x(lc_rep *c, lc_rep *s, int mode, int repair,
+                        size_t budget, tu_rng *g, uint64_t *changed,
+                        int *equal) {
   sync_session_opts co, so;
   sync_session *a, *b;
   sync_session_stats cst, sst;
@@ -188,6 +211,11 @@ static int lc_session(lc_rep *c, lc_rep *s, int mode, size_t budget,
   memset(&so, 0, sizeof so);
   co.mode = mode;
   so.server = 1;
+#if LC_HAVE_REPAIR
+  co.repair = repair;
+#else
+  assert_int_equal(repair, 0);
+#endif
   memset(&p, 0, sizeof p);
   p.budget = budget;
   if (g) {
@@ -205,6 +233,10 @@ static int lc_session(lc_rep *c, lc_rep *s, int mode, size_t budget,
   ss = sync_session_status(b);
   sync_session_stats_get(a, &cst);
   sync_session_stats_get(b, &sst);
+  if (equal) *equal = 0;
+#if LC_HAVE_REPAIR
+  if (equal) *equal = cst.repair_equal;
+#endif
   if (cs != 1 || ss != 1)
     snprintf(lc_errmsg, sizeof lc_errmsg, "client: \"%s\", server: \"%s\"",
              sync_session_errmsg(a), sync_session_errmsg(b));
@@ -252,6 +284,19 @@ static int lc_sync(lc_rep *c, lc_rep *s, int mode, tu_rng *g,
     total += ch;
     if (rc == SYNC_ESTALE) {
       lc_st.stale++;
+      if (LC_HAVE_REPAIR && g && tu_below(g, 2)) {
+        /* The other documented path: a repair session, then sync. */
+        int r1 = 1, r2 = 1;
+        if (mode != SYNC_PUSH) r1 = lc_session_x(c, s, 0, 1, 0, g, &ch, NULL);
+        total += ch;
+        if (lc_is_history(r1)) continue; /* sync again */
+        if (mode != SYNC_PULL) r2 = lc_session_x(s, c, 0, 1, 0, g, &ch, NULL);
+        total += ch;
+        if (lc_is_history(r2)) continue;
+        lc_st.repairs++;
+        if (r1 != 1 || r2 != 1) return r1 != 1 ? r1 : r2;
+        continue;
+      }
       if (mode != SYNC_PUSH) lc_reset(c, s);
       if (mode != SYNC_PULL) lc_reset(s, c);
       continue;
@@ -718,7 +763,11 @@ static void test_apply_newer_whole_row(void **state) {
  *   - an absent row: if the largest causal length in M is odd (live), a
  *     delete in P above it exists.
  * Every value carries the id of its write (lc_vals_of), so nothing
- * invented can pass.
+ * invented can pass.  And at every local write, while the scenario runs:
+ * the causal length the replica gives it is at least that of every write
+ * in its K on that key, and above it for a delete or a re-insert (a
+ * replica that holds a delete re-inserts above it; one that holds a row
+ * has it live).
  * ------------------------------------------------------------------- */
 #define LC_MAXREP 8
 #define LC_NKEYS 8
@@ -1067,6 +1116,30 @@ static void lc_random_settle(lc_scn *s) {
   if (lc_below(s, 3)) lc_random_gc(s);
 }
 
+/* A repair session between a random pair (where the library has them):
+ * rows may move both ways; when it ends with equal roots, each side
+ * holds what the other held. */
+static void lc_random_repair(lc_scn *s) {
+  int a, b, rc = 0, equal = 0, i;
+  if (!LC_HAVE_REPAIR) {
+    lc_local(s, (int)lc_below(s, (uint64_t)s->nrep));
+    return;
+  }
+  lc_two(s, &a, &b);
+  s->now++;
+  for (i = 0; i < 3; i++) { /* SYNC_EHISTORY: sync again */
+    rc = lc_session_x(&s->rep[a], &s->rep[b], 0, 1, 0, &s->rng, NULL, &equal);
+    if (!lc_is_history(rc)) break;
+    lc_st.history++;
+  }
+  lc_event(s, "rp%d<%d:%d/%d ", a, b, rc, equal);
+  lc_account(s, a, b, SYNC_BOTH, rc == 1 && equal);
+  lc_st.repairs++;
+  if (rc != 1)
+    fail_msg("repair session %d <- %d ended with %d (%s; %s)", a, b, rc,
+             sync_strerror(rc), lc_errmsg);
+}
+
 static void lc_random_reset(lc_scn *s) {
   int a, b;
   lc_two(s, &a, &b);
@@ -1309,7 +1382,8 @@ static const struct {
   void (*run)(lc_scn *s);
 } lc_events[] = {
     {36, 'w', NULL}, /* a local write transaction */
-    {26, 's', lc_random_sync},    {5, 'a', lc_random_settle},
+    {23, 's', lc_random_sync},    {3, 'p', lc_random_repair},
+    {5, 'a', lc_random_settle},
     {7, 'g', lc_random_gc},       {6, 'b', lc_random_backup},
     {6, 'r', lc_random_restore},  {3, 'c', lc_random_clone},
     {5, 'j', lc_random_join},     {6, 'x', lc_random_reset},
@@ -1398,12 +1472,12 @@ static void test_random_fleet_lifecycles_converge(void **state) {
     fprintf(stderr,
             "lifecycle: %lu scenarios, %lu writes, %lu sessions (%lu cut), "
             "%lu SYNC_ESTALE, %lu SYNC_EHISTORY, %lu gc (%lu collected), "
-            "%lu backups, %lu restores, %lu clones, %lu joins, %lu resets; "
-            "final rounds <= %lu\n",
+            "%lu backups, %lu restores, %lu clones, %lu joins, %lu resets, "
+            "%lu repairs; final rounds <= %lu\n",
             lc_st.scenarios, lc_st.writes, lc_st.sessions, lc_st.cut,
             lc_st.stale, lc_st.history, lc_st.gcs, lc_st.collected,
             lc_st.backups, lc_st.restores, lc_st.clones, lc_st.joins,
-            lc_st.resets, lc_st.final_rounds_max);
+            lc_st.resets, lc_st.repairs, lc_st.final_rounds_max);
 }
 
 int main(void) {
