@@ -1020,12 +1020,17 @@ static void lc_random_backup(lc_scn *s) {
   lc_st.backups++;
 }
 
+static void lc_random_settle(lc_scn *s);
+
 static void lc_random_restore(lc_scn *s) {
   int have[LC_MAXREP * 2], n = 0, i, r, slot;
   lc_backup *b;
   for (i = 0; i < s->nrep * 2; i++)
     if (s->bk[i / 2][i % 2].bytes) have[n++] = i;
   if (!n) return;
+  /* Often the fleet settles and collects first: the restored replica's
+   * cursors are then behind its peers' collections (SYNC_ESTALE). */
+  if (lc_below(s, 2)) lc_random_settle(s);
   i = have[lc_below(s, (uint64_t)n)];
   r = i / 2;
   slot = i % 2;
