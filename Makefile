@@ -9,6 +9,7 @@
 #   make bench           run the benchmarks (BENCH_ARGS=--quick for boards;
 #                        NO_SQLITE=1 builds it without the SQLite peer)
 #   make crash           kill -9 and power-loss harnesses, long runs
+#   make soak-lifecycle  the fleet-lifecycle property test, 50,000 scenarios
 #   make tsan            threaded tests under ThreadSanitizer
 #   make valgrind        memcheck on a set of the test programs
 #   make lint            cppcheck and clang-tidy on src/
@@ -48,7 +49,7 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
           $(patsubst tests/%.c,$(B)/t-san-src/%,$(INT_TESTS))
 
 .PHONY: all deps example test test-build bench amalgamation \
-        check-amalgamation install clean soak plot FORCE
+        check-amalgamation install clean soak soak-lifecycle plot FORCE
 
 .DEFAULT_GOAL := all
 
@@ -97,6 +98,15 @@ test-build: $(EXAMPLES)
 SOAK_SECONDS ?= 60
 soak: $(B)/sync_server $(B)/sync_edge
 	sh tests/soak.sh $(B) $(SOAK_SECONDS)
+
+# The fleet-lifecycle property test (tests/test_lifecycle.c) with many
+# more scenarios than `make test` runs; LIFECYCLE_SEED= picks the first.
+LIFECYCLE_SCENARIOS ?= 50000
+LIFECYCLE_SEED ?= 0x11fe0001
+soak-lifecycle: $(B)/t-src/test_lifecycle
+	cd $(B) && SYNC_LIFECYCLE_SCENARIOS=$(LIFECYCLE_SCENARIOS) \
+	  SYNC_LIFECYCLE_SEED=$(LIFECYCLE_SEED) SYNC_LIFECYCLE_VERBOSE=1 \
+	  ./t-src/test_lifecycle
 
 # NO_SQLITE=1 builds the bench without its SQLite peer (those figures are
 # skipped).  bench.cfg holds the choice, so changing it relinks the bench.
