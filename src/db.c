@@ -575,10 +575,13 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
   t = NULL;
   if (rc) goto fail;
   if (moved == 1) {
-    /* A copy: every write it holds is one the original holds too. */
+    /* A copy: every write it holds is one the original holds too, so
+     * they keep the old id.  It claims none of them: the file copied may
+     * itself be a restore nobody found out yet, whose clock claims writes
+     * it lost; peers send back what they hold of the old id, once. */
     sync_txn *x;
     if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
-    rc = sx_site_renew(x, x->hlc_last, x->hlc_last);
+    rc = sx_site_renew(x, x->hlc_last, 0);
     if (rc) sync_txn_abort(x);
     else rc = sync_txn_commit(x);
     if (rc) goto fail;

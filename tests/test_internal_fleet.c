@@ -11,7 +11,7 @@
  * this test reaches internal symbols).  Every scenario must end with one
  * digest on every replica.
  *
- * SYNC_FLEET_SCENARIOS sets the count (default 300), SYNC_FLEET_SEED the
+ * SYNC_FLEET_SCENARIOS sets the count (default 1000), SYNC_FLEET_SEED the
  * first seed; a failure prints the seed that replays it alone.
  */
 #include "sess_util.h"
@@ -258,7 +258,7 @@ static void fl_scenario(uint64_t seed) {
 
 static void test_fleet_lifecycles_converge(void **state) {
   const char *n = getenv("SYNC_FLEET_SCENARIOS"), *s = getenv("SYNC_FLEET_SEED");
-  uint64_t count = n ? strtoull(n, NULL, 0) : 300, first = s ? strtoull(s, NULL, 0) : 0x1234,
+  uint64_t count = n ? strtoull(n, NULL, 0) : 1000, first = s ? strtoull(s, NULL, 0) : 0x1234,
            i, renewals = 0, stale = 0, collected = 0;
   (void)state;
   for (i = 0; i < count; i++) {
