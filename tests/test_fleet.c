@@ -51,15 +51,6 @@ static void copy_file(const char *from, const char *to) {
   assert_int_equal(fclose(out), 0);
 }
 
-static void reopen(mu_rep *r) {
-  TU_OK(sync_env_create(NULL, &r->env));
-  TU_OK(sync_env_set_random(r->env, mu_random_fn, r));
-  TU_OK(sync_env_set_clock(r->env, mu_clock_fn, r));
-  TU_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
-  TU_OK(sync_env_set_schema(r->env, mu_tables, 1));
-  TU_OK(sync_env_open(r->env, r->path, 0));
-}
-
 static void site_of(mu_rep *r, uint8_t out[16]) {
   TU_OK(sync_env_site_id(r->env, out));
 }
@@ -100,14 +91,14 @@ static void test_restore_from_backup_loses_nothing(void **state) {
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
   sync_env_close(D.env);
   copy_file(D.path, "t_fleet_backup.db");
-  reopen(&D);
+  mu_reopen(&D);
   site_of(&D, before);
   put_n(&D, "five", 5);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
   assert_true(has_row(&S, "five04"));
   sync_env_close(D.env);
   copy_file("t_fleet_backup.db", D.path);
-  reopen(&D);
+  mu_reopen(&D);
   assert_false(has_row(&D, "five00")); /* the backup predates them */
   put_n(&D, "one", 1);
   /* The first session finds that S holds a log of D this file does not
@@ -136,12 +127,12 @@ static void test_restore_noticed_by_pull_only_session(void **state) {
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
   sync_env_close(D.env);
   copy_file(D.path, "t_fleet_backup.db");
-  reopen(&D);
+  mu_reopen(&D);
   put_n(&D, "lost", 4);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
   sync_env_close(D.env);
   copy_file("t_fleet_backup.db", D.path);
-  reopen(&D);
+  mu_reopen(&D);
   assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), SYNC_EHISTORY);
   assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), 1);
   assert_true(has_row(&D, "lost00"));
@@ -165,13 +156,13 @@ static void test_restore_found_late_still_gets_lost_rows(void **state) {
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
   sync_env_close(D.env);
   copy_file(D.path, "t_fleet_backup.db");
-  reopen(&D);
+  mu_reopen(&D);
   put_n(&D, "lost", 3);
   assert_int_equal(su_sync(&D, &C, NULL, NULL, NULL, NULL), 1);
   assert_int_equal(su_sync(&C, &S, NULL, NULL, NULL, NULL), 1);
   sync_env_close(D.env);
   copy_file("t_fleet_backup.db", D.path);
-  reopen(&D);
+  mu_reopen(&D);
   now_ms += 1000;
   put_n(&D, "new", 1); /* its clock passes the lost rows' stamps */
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
@@ -201,8 +192,8 @@ static void test_copied_file_takes_new_site_id(void **state) {
   C.random_calls = 1; /* not a new file: draws are not its site id */
   tu_remove_db(C.path);
   copy_file(D.path, C.path);
-  reopen(&D);
-  reopen(&C);
+  mu_reopen(&D);
+  mu_reopen(&C);
   site_of(&D, sd);
   site_of(&C, sc);
   assert_memory_not_equal(sd, sc, 16);
@@ -233,7 +224,7 @@ static void test_renamed_file_keeps_site_id(void **state) {
   tu_remove_db("t_fleet_moved.db");
   assert_int_equal(rename(D.path, "t_fleet_moved.db"), 0);
   snprintf(D.path, sizeof D.path, "%s", "t_fleet_moved.db");
-  reopen(&D);
+  mu_reopen(&D);
   site_of(&D, after);
   assert_memory_equal(before, after, 16);
 }

@@ -41,16 +41,6 @@ static uint64_t fl_rnd(uint64_t n) {
   return (z ^ (z >> 31)) % n;
 }
 
-static void fl_reopen(mu_rep *r) {
-  TU_OK(sync_env_create(NULL, &r->env));
-  TU_OK(sync_env_set_random(r->env, mu_random_fn, r));
-  TU_OK(sync_env_set_clock(r->env, mu_clock_fn, r));
-  TU_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
-  TU_OK(sync_env_set_schema(r->env, mu_tables, 1));
-  TU_OK(sync_env_open(r->env, r->path, 0));
-  TU_OK(sync_env_site_id(r->env, r->site));
-}
-
 static void fl_renew(mu_rep *r) {
   sync_txn *t;
   TU_OK(sync_txn_begin(r->env, 0, &t));
@@ -167,14 +157,14 @@ static void fl_event(void) {
     free(W.snap[a]);
     W.snap[a] = tu_read_file(W.r[a].path, &W.snapn[a]);
     assert_non_null(W.snap[a]);
-    fl_reopen(&W.r[a]);
+    mu_reopen(&W.r[a]);
     break;
   case 11: /* a put back from its backup, in place */
     if (!W.snap[a]) break;
     sync_env_close(W.r[a].env);
     TU_OK(tu_write_file(W.r[a].path, W.snap[a], W.snapn[a]));
     W.restored[a] = 1;
-    fl_reopen(&W.r[a]);
+    mu_reopen(&W.r[a]);
     break;
   case 12: /* a's file copied over b's: b becomes a new replica */
     /* A copy of a replica restored and not yet found out inherits its
@@ -197,9 +187,9 @@ static void fl_event(void) {
     free(W.snap[b]);
     W.snap[b] = NULL;
     W.restored[b] = 0;
-    fl_reopen(&W.r[a]);
+    mu_reopen(&W.r[a]);
     W.r[b].random_calls = 1; /* not a new file: draws are not its id */
-    fl_reopen(&W.r[b]);
+    mu_reopen(&W.r[b]);
     break;
   default:
     if (a != b) fl_pull(&W.r[a], &W.r[b]);
