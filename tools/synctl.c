@@ -3055,6 +3055,36 @@ static void tcp_close(void *ctx, sync_transport *t) {
   close(((tcp_link *)ctx)->fd);
 }
 
+/* What sync, repair and diff set alike: the token, the largest message
+ * and the tables (mask receives them).  EX_OK, or the exit status of a
+ * usage error or an unknown table (said already). */
+static int session_common(sync_env *env, const char *db, const char *token,
+                          const char *tables, uint64_t maxmsg,
+                          unsigned char *mask, sync_session_opts *so) {
+  if (token) {
+    so->credential = token;
+    so->credential_len = strlen(token);
+    if (so->credential_len > 1024) return usage("a token is at most 1024 bytes");
+  }
+  so->max_message = (size_t)maxmsg;
+  if (tables) {
+    char *list = strdup(tables), *save = NULL, *t;
+    if (!list) return EX_FAIL;
+    memset(mask, 0, SYNC_RIGHTS_BYTES);
+    for (t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      unsigned id;
+      if (find_table(env, db, t, &id)) {
+        free(list);
+        return EX_FAIL;
+      }
+      mask[id >> 3] |= (unsigned char)(1u << (id & 7));
+    }
+    free(list);
+    so->tables = mask;
+  }
+  return EX_OK;
+}
+
 static int cmd_sync(int argc, char **argv) {
   const char *db = NULL, *other = NULL, *tables = NULL, *token = NULL;
   sync_env *env = NULL, *oenv = NULL;
@@ -3098,29 +3128,10 @@ static int cmd_sync(int argc, char **argv) {
   memset(&so, 0, sizeof so);
   so.mode = mode;
   so.dry_run = dry;
-  if (token) {
-    so.credential = token;
-    so.credential_len = strlen(token);
-    if (so.credential_len > 1024) {
-      ret = usage("a token is at most 1024 bytes");
-      goto out;
-    }
-  }
-  so.max_message = (size_t)maxmsg;
-  if (tables) {
-    char *list = strdup(tables), *save = NULL, *t;
-    memset(mask, 0, sizeof mask);
-    for (t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-      unsigned id;
-      if (find_table(env, db, t, &id)) {
-        free(list);
-        goto out;
-      }
-      mask[id >> 3] |= (unsigned char)(1u << (id & 7));
-    }
-    free(list);
-    so.tables = mask;
-  }
+  if ((ret = session_common(env, db, token, tables, maxmsg, mask, &so)) !=
+      EX_OK)
+    goto out;
+  ret = EX_FAIL;
   memset(&pr, 0, sizeof pr);
   pr.tty = isatty(1);
   pr.t0 = now_s(); /* pr.last 0: the first chunk shows a line at once */
@@ -3304,29 +3315,10 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
   so.dry_run = diff;
   so.on_diff = diff ? on_diff : NULL;
   so.on_diff_ctx = &dout;
-  if (token) {
-    so.credential = token;
-    so.credential_len = strlen(token);
-    if (so.credential_len > 1024) {
-      ret = usage("a token is at most 1024 bytes");
-      goto out;
-    }
-  }
-  so.max_message = (size_t)maxmsg;
-  if (tables) {
-    char *list = strdup(tables), *save = NULL, *t;
-    memset(mask, 0, sizeof mask);
-    for (t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-      unsigned id;
-      if (find_table(env, db, t, &id)) {
-        free(list);
-        goto out;
-      }
-      mask[id >> 3] |= (unsigned char)(1u << (id & 7));
-    }
-    free(list);
-    so.tables = mask;
-  }
+  if ((ret = session_common(env, db, token, tables, maxmsg, mask, &so)) !=
+      EX_OK)
+    goto out;
+  ret = EX_FAIL;
   memset(&st, 0, sizeof st);
   if (remote) {
     tcp_link l;
