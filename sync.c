@@ -2221,8 +2221,10 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
  *             "state"  -> last HLC, last local version, schema version
  *             "schema" -> canonical schema (schema.c)
  *             "n" + table id (2 bytes BE) -> live row count, sum of the
- *                      content and sum of the meta fingerprints of the
- *                      live rows (u64 LE each; format 1: the count only)
+ *                      content fingerprints of the live rows, sum of the
+ *                      meta fingerprints of all rows, count of all rows
+ *                      (u64 LE each; format 1: the live count only;
+ *                      format 2: the first three, meta over live rows)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
  *             + key.  Appended in order; a row's older entry is deleted
@@ -2255,8 +2257,8 @@ typedef atomic_int sx_errlock;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 2
-#define SX_TSUM_LEN 24 /* per-table record: u64 live, content, meta (LE) */
+#define SX_FORMAT_VERSION 3
+#define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
 
@@ -2304,7 +2306,8 @@ struct sync_txn {
   uint32_t seq;
   unsigned long gen; /* bumped by every write, for open iterators */
   int64_t *delta;    /* live-row count change per table */
-  uint64_t (*dsum)[2]; /* per table: content and meta sum change, mod 2^64 */
+  uint64_t (*dsum)[3]; /* per table: content sum, meta sum and row count
+                          change, mod 2^64 */
   sx_scur **cur;     /* cached cursor per table */
   unsigned ncur;
   int scratch_ok;
@@ -2403,12 +2406,13 @@ SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
                            uint64_t *meta);
-/* A table's sums, mod 2^64, of the content and meta fingerprints of its
- * live rows, and their count.  O(1): read from the table's stored record
+/* A table's sums, mod 2^64, of the content fingerprints of its live rows
+ * and of the meta fingerprints of all its rows (tombstones too), the
+ * number of live rows and of all rows.  O(1): read from the table's stored record
  * (kept at every commit by sx_store_row) plus the open transaction's
  * changes; always equal to what a scan computes (sx_table_scan). */
 typedef struct sx_tsum {
-  uint64_t content, meta, live;
+  uint64_t content, meta, live, rows;
 } sx_tsum;
 SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The same sums by a scan of every row of the table: for the format
@@ -2587,7 +2591,8 @@ static void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
 
 /* A table's stored record: count and fingerprint sums ("n" + u16 BE id).
  * Absent means an empty table; any other size than SX_TSUM_LEN is
- * damage (a format-1 record never reaches this: open upgrades them). */
+ * damage (records of formats 1 and 2 never reach this: open upgrades
+ * them). */
 static void sx_tsum_key(unsigned char *k, unsigned tid) {
   k[0] = 'n';
   k[1] = (unsigned char)(tid >> 8);
@@ -2609,6 +2614,7 @@ static int sx_tsum_get(sync_env *env, sx_stxn *t, unsigned tid, sx_tsum *out) {
   out->live = sx_get_le64(v.p);
   out->content = sx_get_le64(v.p + 8);
   out->meta = sx_get_le64(v.p + 16);
+  out->rows = sx_get_le64(v.p + 24);
   return 0;
 }
 
@@ -2619,6 +2625,7 @@ static int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
   sx_put_le64(v, s->live);
   sx_put_le64(v + 8, s->content);
   sx_put_le64(v + 16, s->meta);
+  sx_put_le64(v + 24, s->rows);
   return sx_put(env->st, t, env->meta, k, 3, v, SX_TSUM_LEN, 0);
 }
 
@@ -2693,12 +2700,12 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  if (format == 1 && env->rdonly)
+  if ((format == 1 || format == 2) && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
-                   "%s: storage format 1 needs an upgrade to format %u "
-                   "(the stored digest sums); open it writable once", path,
-                   SX_FORMAT_VERSION);
-  if (format != 1 && format != SX_FORMAT_VERSION)
+                   "%s: storage format %u needs an upgrade to format %u "
+                   "(the stored fingerprint sums); open it writable once",
+                   path, (unsigned)format, SX_FORMAT_VERSION);
+  if (format != 1 && format != 2 && format != SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
                    (unsigned)format, SX_FORMAT_VERSION);
@@ -2736,10 +2743,11 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                      "%s: store of table '%s' missing", path,
                      s->tables[i].name);
   }
-  if (format == 1) {
-    /* Format 1 kept only the live count per table: one scan per table
-     * gives the fingerprint sums, committed with the new format record
-     * by the open's transaction (all or nothing). */
+  if (format == 1 || format == 2) {
+    /* Format 1 kept only the live count per table, format 2 the meta sum
+     * of live rows only: one scan per table gives the sums, committed
+     * with the new format record by the open's transaction (all or
+     * nothing). */
     unsigned char fmt[12];
     for (i = 0; i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -3417,11 +3425,13 @@ static int sx_txn_finish(sync_txn *x) {
   if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
     sx_tsum s;
-    if (!x->delta[i] && !x->dsum[i][0] && !x->dsum[i][1]) continue;
+    if (!x->delta[i] && !x->dsum[i][0] && !x->dsum[i][1] && !x->dsum[i][2])
+      continue;
     if ((rc = sx_tsum_get(env, x->t, i, &s))) return rc;
     s.live += (uint64_t)x->delta[i];
     s.content += x->dsum[i][0];
     s.meta += x->dsum[i][1];
+    s.rows += x->dsum[i][2];
     if ((rc = sx_tsum_put(env, x->t, i, &s))) return rc;
   }
   return 0;
@@ -3524,7 +3534,7 @@ SYNC_PRIVATE int sx_txn_tables(sync_txn *x) {
   if (x->cur || n == 0) return 0;
   x->cur = (sx_scur **)sx_malloc(&x->env->al, sizeof(sx_scur *) * n);
   x->delta = (int64_t *)sx_malloc(&x->env->al, sizeof(int64_t) * n);
-  x->dsum = (uint64_t(*)[2])sx_malloc(&x->env->al, sizeof x->dsum[0] * n);
+  x->dsum = (uint64_t(*)[3])sx_malloc(&x->env->al, sizeof x->dsum[0] * n);
   if (!x->cur || !x->delta || !x->dsum) {
     sx_free(&x->env->al, x->cur);
     sx_free(&x->env->al, x->delta);
@@ -3717,7 +3727,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   sx_row_compact(&x->nw);
   /* The table's fingerprint sums trade the old row for the new one.  Now,
    * while x->old's values still point at its unmodified stored bytes. */
-  if (was_live &&
+  if (found &&
       (rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->old, &oc,
                       &om)) < 0)
     return rc;
@@ -3759,6 +3769,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   x->delta[tid] += (int)(x->nw.cl & 1) - was_live;
   x->dsum[tid][0] += nc - oc;
   x->dsum[tid][1] += nm - om;
+  x->dsum[tid][2] += (uint64_t)!found;
   x->gen++;
   return 0;
 fail:
@@ -4114,12 +4125,15 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
  *          holding a non-NULL value: var j, u8 tag, payload;
  * meta:    var klen, key, var causal length, var hlc + 16-byte site of
  *          its stamp, then per replicated column j written: var j, var
- *          hlc + 16-byte site of its stamp, u8 tag, payload.
+ *          hlc + 16-byte site of its stamp, u8 tag, payload; for a
+ *          tombstone (no content): var klen, key, var causal length,
+ *          var hlc + 16-byte site of its stamp, under its own seed.
  * Base stamps and local versions are left out: they differ between
  * replicas that hold the same row.
  * ------------------------------------------------------------------- */
 #define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
 #define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
+#define SX_FP_SEED_TOMB UINT64_C(0x73796e632d743031)    /* "sync-t01" */
 
 
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
@@ -4131,7 +4145,23 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
   unsigned j;
   int rc;
   *content = *meta = 0;
-  if (!(r->cl & 1)) return 0;
+  if (!(r->cl & 1)) {
+#ifndef SYNC_OMIT_REPAIR
+    /* A tombstone: key, causal length and its stamp. */
+    unsigned char b[3 * SX_VARINT_MAX + SYNC_MAX_KEY + SX_SITE_LEN];
+    if ((rc = sx_sites_load(x))) return rc;
+    if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
+    p = sx_wv(b, klen);
+    memcpy(p, key, klen);
+    p += klen;
+    p = sx_wv(p, r->cl);
+    p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
+    memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *meta = sx_hash64(b, (size_t)(p - b), SX_FP_SEED_TOMB);
+#endif
+    return 0;
+  }
   if ((rc = sx_sites_load(x))) return rc;
   /* Our own buffer: the caller may hold the row being stored in x->enc.
    * A column's value goes in twice, once per encoding. */
@@ -4193,6 +4223,7 @@ SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out) {
     out->live += (uint64_t)x->delta[tid];
     out->content += x->dsum[tid][0];
     out->meta += x->dsum[tid][1];
+    out->rows += x->dsum[tid][2];
   }
   return 0;
 }
@@ -4219,9 +4250,10 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
     if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
     if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
     rc = 0;
+    out->meta += hm;
+    out->rows++;
     if (!(x->old.cl & 1)) continue;
     out->content += hc;
-    out->meta += hm;
     out->live++;
   }
   sx_cur_close(c);
@@ -5598,6 +5630,17 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
     }
     return 1;
   }
+  if (dr->cl == lcl && !(lcl & 1) && !dr->ncols &&
+      sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) {
+    /* Both deleted at the same causal length: the later delete's stamp
+     * stays, as for a live row's, so that replicas hold equal tombstones
+     * (range repair compares them). */
+    w->cl = lcl;
+    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
+    w->ncols = 0;
+    *cls = SYNC_TARGET_MODIFIED;
+    return 1;
+  }
   if (dr->cl < lcl || !(lcl & 1)) {
     /* Ours wins by causal length (or both are deleted at the same one).
      * An update we never saw, to a row we deleted, is a conflict. */
@@ -6453,8 +6496,15 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     {
       unsigned char rk[SYNC_MAX_KEY];
       size_t rkn = rkey.n;
+      uint64_t content, meta;
       memcpy(key, k.p, SX_LOGKEY);
       memcpy(rk, rkey.p, rkn);
+      /* The table's sums lose the tombstone (repair counts them). */
+      if ((rc = sx_row_fp(x, tid, rk, rkn, &x->old, &content, &meta)) < 0)
+        break;
+      x->dsum[tid][1] -= meta;
+      x->dsum[tid][2]--;
+      x->dirty = 1; /* the commit writes the sums */
       if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
           (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
         x->failed = 1;
@@ -8304,7 +8354,7 @@ typedef struct sx_racc {
 /* A node the peer split: the fingerprints it listed for its children. */
 typedef struct sx_ropen {
   sx_rnode n;
-  unsigned mask; /* children the peer holds live rows in */
+  unsigned mask; /* children the peer holds rows in (tombstones too) */
   uint32_t fp[16];
 } sx_ropen;
 
@@ -8409,7 +8459,7 @@ static sx_rnode sx_rp_child(const sx_rnode *n, unsigned c) {
  * and count, mixed with the pass number, so that a collision that hid a
  * difference in one pass does not hide it in the next. */
 static uint32_t sx_rp_fpw(const sx_racc *a, uint64_t pass) {
-  uint64_t z = a->sum + a->live * SX_RP_GOLD + pass * SX_RP_MIX;
+  uint64_t z = a->sum + a->total * SX_RP_GOLD + pass * SX_RP_MIX;
   z ^= z >> 32;
   z *= SX_RP_MIX;
   z ^= z >> 29;
@@ -8417,28 +8467,16 @@ static uint32_t sx_rp_fpw(const sx_racc *a, uint64_t pass) {
 }
 
 /* ---------------------------------------------------------------------
- * Row fingerprints: the meta fingerprint for live rows (stored or in a
- * frame: equal rows hash equal), a tombstone's over key, causal length
- * and stamp.
+ * Row fingerprints: the meta fingerprint (sx_row_fp) of a stored row, and
+ * the same of a row in a frame: equal rows hash equal, live rows over
+ * key, causal length, stamps and values, tombstones over key, causal
+ * length and stamp.
  * ------------------------------------------------------------------- */
-static int sx_rp_sfp(sx_repair *rp, sync_txn *x, unsigned tid,
-                     const unsigned char *key, size_t klen, const sx_row *r,
-                     uint64_t *fp) {
+static int sx_rp_sfp(sync_txn *x, unsigned tid, const unsigned char *key,
+                     size_t klen, const sx_row *r, uint64_t *fp) {
   uint64_t c;
   int rc = sx_row_fp(x, tid, key, klen, r, &c, fp);
-  unsigned char b[3 * SX_VARINT_MAX + SYNC_MAX_KEY + SX_SITE_LEN], *p = b;
-  (void)rp;
-  if (rc) return rc < 0 ? rc : 0;
-  if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
-  p = sx_wv(p, klen);
-  memcpy(p, key, klen);
-  p += klen;
-  p = sx_wv(p, r->cl);
-  p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
-  memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
-  p += SX_SITE_LEN;
-  *fp = sx_hash64(b, (size_t)(p - b), SX_RP_SEED_TOMB);
-  return 0;
+  return rc < 0 ? rc : 0;
 }
 
 static int sx_rp_dfp(sx_repair *rp, const sync_delta *d, size_t i,
@@ -9022,14 +9060,13 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
           if (q->kind == SX_Q_KIDS) a += (h >> (60 - 4 * q->n.depth)) & 15;
           a->total++;
           a->bytes += v.n;
-          if (live) {
-            a->live++;
-            a->sum += meta;
-          }
+          a->sum += meta; /* tombstones count: a repaired replica holds
+                             the deletes its vector will claim */
+          if (live) a->live++;
           continue;
         }
         if ((q->filter || q->diff) &&
-            (rc = sx_rp_sfp(rp, x, tid, k.p, k.n, &rp->row, &fp)))
+            (rc = sx_rp_sfp(x, tid, k.p, k.n, &rp->row, &fp)))
           break;
         if (q->diff && rp->frame &&
             (rc = sx_rp_diff_row(rp, tid, k.p, k.n, fp)))
@@ -9096,7 +9133,7 @@ static int sx_rp_roots(sx_repair *rp, sync_txn *x, uint64_t *sum,
     sx_tsum ts;
     if ((rc = sx_table_sum(x, rp->tids[i], &ts))) return rc;
     sum[i] = ts.meta;
-    cnt[i] = ts.live;
+    cnt[i] = ts.rows;
   }
   return 0;
 }
@@ -9313,7 +9350,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
       const sx_racc *a = &rp->acc[rp->q[qopen + j].acc];
       unsigned lmask = 0, smask = 0, c;
       for (c = 0; c < 16; c++) {
-        int mine = a[c].live != 0, theirs = (int)((o->mask >> c) & 1u);
+        int mine = a[c].total != 0, theirs = (int)((o->mask >> c) & 1u);
         sx_rnode ch = sx_rp_child(&o->n, c);
         int dec;
         rp->st.nodes++;
@@ -9363,10 +9400,10 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     const sx_racc *a = &rp->acc[rp->q[qa + j].acc];
     unsigned mask = 0, c;
     for (c = 0; c < 16; c++)
-      if (a[c].live) mask |= 1u << c;
+      if (a[c].total) mask |= 1u << c;
     p = sx_w16(p, mask);
     for (c = 0; c < 16; c++)
-      if (a[c].live) {
+      if (a[c].total) {
         uint32_t f = sx_rp_fpw(&a[c], rp->st.passes);
         p[0] = (unsigned char)f;
         p[1] = (unsigned char)(f >> 8);
@@ -9465,7 +9502,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #include <stdio.h>
 #include <time.h>
 
-#define SX_PROTO 2
+#define SX_PROTO 3
 #define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
                             the handshake */
 #define SX_MSG_DEFAULT ((size_t)64 << 10)

@@ -743,7 +743,11 @@ SYNC_API int sync_vv_get(sync_txn *txn, sync_stamp *out, size_t cap,
  * a completed delta).  *collected (may be NULL) counts them.  New rows of
  * a table then start above the largest causal length collected, so a key
  * re-inserted after collection still wins over peers that kept the
- * tombstone.  A replica that knows no peer collects nothing. */
+ * tombstone.  A replica that knows no peer collects nothing.  A version
+ * of a collected row written concurrently with its delete, on a replica
+ * this one never heard of, cannot be told from a new row when it arrives
+ * later and comes back (docs/FORMAT.md, "Tombstones": in a star topology
+ * collect on the server). */
 SYNC_API int sync_gc(sync_txn *txn, uint64_t *collected);
 /* Tombstones still kept. */
 SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);

@@ -8,8 +8,10 @@
  *             "state"  -> last HLC, last local version, schema version
  *             "schema" -> canonical schema (schema.c)
  *             "n" + table id (2 bytes BE) -> live row count, sum of the
- *                      content and sum of the meta fingerprints of the
- *                      live rows (u64 LE each; format 1: the count only)
+ *                      content fingerprints of the live rows, sum of the
+ *                      meta fingerprints of all rows, count of all rows
+ *                      (u64 LE each; format 1: the live count only;
+ *                      format 2: the first three, meta over live rows)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
  *             + key.  Appended in order; a row's older entry is deleted
@@ -173,7 +175,8 @@ static void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
 
 /* A table's stored record: count and fingerprint sums ("n" + u16 BE id).
  * Absent means an empty table; any other size than SX_TSUM_LEN is
- * damage (a format-1 record never reaches this: open upgrades them). */
+ * damage (records of formats 1 and 2 never reach this: open upgrades
+ * them). */
 static void sx_tsum_key(unsigned char *k, unsigned tid) {
   k[0] = 'n';
   k[1] = (unsigned char)(tid >> 8);
@@ -195,6 +198,7 @@ static int sx_tsum_get(sync_env *env, sx_stxn *t, unsigned tid, sx_tsum *out) {
   out->live = sx_get_le64(v.p);
   out->content = sx_get_le64(v.p + 8);
   out->meta = sx_get_le64(v.p + 16);
+  out->rows = sx_get_le64(v.p + 24);
   return 0;
 }
 
@@ -205,6 +209,7 @@ static int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
   sx_put_le64(v, s->live);
   sx_put_le64(v + 8, s->content);
   sx_put_le64(v + 16, s->meta);
+  sx_put_le64(v + 24, s->rows);
   return sx_put(env->st, t, env->meta, k, 3, v, SX_TSUM_LEN, 0);
 }
 
@@ -279,12 +284,12 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  if (format == 1 && env->rdonly)
+  if ((format == 1 || format == 2) && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
-                   "%s: storage format 1 needs an upgrade to format %u "
-                   "(the stored digest sums); open it writable once", path,
-                   SX_FORMAT_VERSION);
-  if (format != 1 && format != SX_FORMAT_VERSION)
+                   "%s: storage format %u needs an upgrade to format %u "
+                   "(the stored fingerprint sums); open it writable once",
+                   path, (unsigned)format, SX_FORMAT_VERSION);
+  if (format != 1 && format != 2 && format != SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
                    (unsigned)format, SX_FORMAT_VERSION);
@@ -322,10 +327,11 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                      "%s: store of table '%s' missing", path,
                      s->tables[i].name);
   }
-  if (format == 1) {
-    /* Format 1 kept only the live count per table: one scan per table
-     * gives the fingerprint sums, committed with the new format record
-     * by the open's transaction (all or nothing). */
+  if (format == 1 || format == 2) {
+    /* Format 1 kept only the live count per table, format 2 the meta sum
+     * of live rows only: one scan per table gives the sums, committed
+     * with the new format record by the open's transaction (all or
+     * nothing). */
     unsigned char fmt[12];
     for (i = 0; i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -1003,11 +1009,13 @@ static int sx_txn_finish(sync_txn *x) {
   if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
     sx_tsum s;
-    if (!x->delta[i] && !x->dsum[i][0] && !x->dsum[i][1]) continue;
+    if (!x->delta[i] && !x->dsum[i][0] && !x->dsum[i][1] && !x->dsum[i][2])
+      continue;
     if ((rc = sx_tsum_get(env, x->t, i, &s))) return rc;
     s.live += (uint64_t)x->delta[i];
     s.content += x->dsum[i][0];
     s.meta += x->dsum[i][1];
+    s.rows += x->dsum[i][2];
     if ((rc = sx_tsum_put(env, x->t, i, &s))) return rc;
   }
   return 0;
@@ -1110,7 +1118,7 @@ SYNC_PRIVATE int sx_txn_tables(sync_txn *x) {
   if (x->cur || n == 0) return 0;
   x->cur = (sx_scur **)sx_malloc(&x->env->al, sizeof(sx_scur *) * n);
   x->delta = (int64_t *)sx_malloc(&x->env->al, sizeof(int64_t) * n);
-  x->dsum = (uint64_t(*)[2])sx_malloc(&x->env->al, sizeof x->dsum[0] * n);
+  x->dsum = (uint64_t(*)[3])sx_malloc(&x->env->al, sizeof x->dsum[0] * n);
   if (!x->cur || !x->delta || !x->dsum) {
     sx_free(&x->env->al, x->cur);
     sx_free(&x->env->al, x->delta);
@@ -1303,7 +1311,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   sx_row_compact(&x->nw);
   /* The table's fingerprint sums trade the old row for the new one.  Now,
    * while x->old's values still point at its unmodified stored bytes. */
-  if (was_live &&
+  if (found &&
       (rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->old, &oc,
                       &om)) < 0)
     return rc;
@@ -1345,6 +1353,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   x->delta[tid] += (int)(x->nw.cl & 1) - was_live;
   x->dsum[tid][0] += nc - oc;
   x->dsum[tid][1] += nm - om;
+  x->dsum[tid][2] += (uint64_t)!found;
   x->gen++;
   return 0;
 fail:
@@ -1700,12 +1709,15 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
  *          holding a non-NULL value: var j, u8 tag, payload;
  * meta:    var klen, key, var causal length, var hlc + 16-byte site of
  *          its stamp, then per replicated column j written: var j, var
- *          hlc + 16-byte site of its stamp, u8 tag, payload.
+ *          hlc + 16-byte site of its stamp, u8 tag, payload; for a
+ *          tombstone (no content): var klen, key, var causal length,
+ *          var hlc + 16-byte site of its stamp, under its own seed.
  * Base stamps and local versions are left out: they differ between
  * replicas that hold the same row.
  * ------------------------------------------------------------------- */
 #define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
 #define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
+#define SX_FP_SEED_TOMB UINT64_C(0x73796e632d743031)    /* "sync-t01" */
 
 
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
@@ -1717,7 +1729,23 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
   unsigned j;
   int rc;
   *content = *meta = 0;
-  if (!(r->cl & 1)) return 0;
+  if (!(r->cl & 1)) {
+#ifndef SYNC_OMIT_REPAIR
+    /* A tombstone: key, causal length and its stamp. */
+    unsigned char b[3 * SX_VARINT_MAX + SYNC_MAX_KEY + SX_SITE_LEN];
+    if ((rc = sx_sites_load(x))) return rc;
+    if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
+    p = sx_wv(b, klen);
+    memcpy(p, key, klen);
+    p += klen;
+    p = sx_wv(p, r->cl);
+    p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
+    memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *meta = sx_hash64(b, (size_t)(p - b), SX_FP_SEED_TOMB);
+#endif
+    return 0;
+  }
   if ((rc = sx_sites_load(x))) return rc;
   /* Our own buffer: the caller may hold the row being stored in x->enc.
    * A column's value goes in twice, once per encoding. */
@@ -1779,6 +1807,7 @@ SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out) {
     out->live += (uint64_t)x->delta[tid];
     out->content += x->dsum[tid][0];
     out->meta += x->dsum[tid][1];
+    out->rows += x->dsum[tid][2];
   }
   return 0;
 }
@@ -1805,9 +1834,10 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
     if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
     if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
     rc = 0;
+    out->meta += hm;
+    out->rows++;
     if (!(x->old.cl & 1)) continue;
     out->content += hc;
-    out->meta += hm;
     out->live++;
   }
   sx_cur_close(c);

@@ -27,8 +27,8 @@ typedef atomic_int sx_errlock;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 2
-#define SX_TSUM_LEN 24 /* per-table record: u64 live, content, meta (LE) */
+#define SX_FORMAT_VERSION 3
+#define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
 
@@ -76,7 +76,8 @@ struct sync_txn {
   uint32_t seq;
   unsigned long gen; /* bumped by every write, for open iterators */
   int64_t *delta;    /* live-row count change per table */
-  uint64_t (*dsum)[2]; /* per table: content and meta sum change, mod 2^64 */
+  uint64_t (*dsum)[3]; /* per table: content sum, meta sum and row count
+                          change, mod 2^64 */
   sx_scur **cur;     /* cached cursor per table */
   unsigned ncur;
   int scratch_ok;
@@ -175,12 +176,13 @@ SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
                            uint64_t *meta);
-/* A table's sums, mod 2^64, of the content and meta fingerprints of its
- * live rows, and their count.  O(1): read from the table's stored record
+/* A table's sums, mod 2^64, of the content fingerprints of its live rows
+ * and of the meta fingerprints of all its rows (tombstones too), the
+ * number of live rows and of all rows.  O(1): read from the table's stored record
  * (kept at every commit by sx_store_row) plus the open transaction's
  * changes; always equal to what a scan computes (sx_table_scan). */
 typedef struct sx_tsum {
-  uint64_t content, meta, live;
+  uint64_t content, meta, live, rows;
 } sx_tsum;
 SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The same sums by a scan of every row of the table: for the format

@@ -1111,6 +1111,17 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
     }
     return 1;
   }
+  if (dr->cl == lcl && !(lcl & 1) && !dr->ncols &&
+      sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) {
+    /* Both deleted at the same causal length: the later delete's stamp
+     * stays, as for a live row's, so that replicas hold equal tombstones
+     * (range repair compares them). */
+    w->cl = lcl;
+    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
+    w->ncols = 0;
+    *cls = SYNC_TARGET_MODIFIED;
+    return 1;
+  }
   if (dr->cl < lcl || !(lcl & 1)) {
     /* Ours wins by causal length (or both are deleted at the same one).
      * An update we never saw, to a row we deleted, is a conflict. */
@@ -1966,8 +1977,15 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     {
       unsigned char rk[SYNC_MAX_KEY];
       size_t rkn = rkey.n;
+      uint64_t content, meta;
       memcpy(key, k.p, SX_LOGKEY);
       memcpy(rk, rkey.p, rkn);
+      /* The table's sums lose the tombstone (repair counts them). */
+      if ((rc = sx_row_fp(x, tid, rk, rkn, &x->old, &content, &meta)) < 0)
+        break;
+      x->dsum[tid][1] -= meta;
+      x->dsum[tid][2]--;
+      x->dirty = 1; /* the commit writes the sums */
       if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
           (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
         x->failed = 1;

@@ -58,7 +58,7 @@ typedef struct sx_racc {
 /* A node the peer split: the fingerprints it listed for its children. */
 typedef struct sx_ropen {
   sx_rnode n;
-  unsigned mask; /* children the peer holds live rows in */
+  unsigned mask; /* children the peer holds rows in (tombstones too) */
   uint32_t fp[16];
 } sx_ropen;
 
@@ -163,7 +163,7 @@ static sx_rnode sx_rp_child(const sx_rnode *n, unsigned c) {
  * and count, mixed with the pass number, so that a collision that hid a
  * difference in one pass does not hide it in the next. */
 static uint32_t sx_rp_fpw(const sx_racc *a, uint64_t pass) {
-  uint64_t z = a->sum + a->live * SX_RP_GOLD + pass * SX_RP_MIX;
+  uint64_t z = a->sum + a->total * SX_RP_GOLD + pass * SX_RP_MIX;
   z ^= z >> 32;
   z *= SX_RP_MIX;
   z ^= z >> 29;
@@ -171,28 +171,16 @@ static uint32_t sx_rp_fpw(const sx_racc *a, uint64_t pass) {
 }
 
 /* ---------------------------------------------------------------------
- * Row fingerprints: the meta fingerprint for live rows (stored or in a
- * frame: equal rows hash equal), a tombstone's over key, causal length
- * and stamp.
+ * Row fingerprints: the meta fingerprint (sx_row_fp) of a stored row, and
+ * the same of a row in a frame: equal rows hash equal, live rows over
+ * key, causal length, stamps and values, tombstones over key, causal
+ * length and stamp.
  * ------------------------------------------------------------------- */
-static int sx_rp_sfp(sx_repair *rp, sync_txn *x, unsigned tid,
-                     const unsigned char *key, size_t klen, const sx_row *r,
-                     uint64_t *fp) {
+static int sx_rp_sfp(sync_txn *x, unsigned tid, const unsigned char *key,
+                     size_t klen, const sx_row *r, uint64_t *fp) {
   uint64_t c;
   int rc = sx_row_fp(x, tid, key, klen, r, &c, fp);
-  unsigned char b[3 * SX_VARINT_MAX + SYNC_MAX_KEY + SX_SITE_LEN], *p = b;
-  (void)rp;
-  if (rc) return rc < 0 ? rc : 0;
-  if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
-  p = sx_wv(p, klen);
-  memcpy(p, key, klen);
-  p += klen;
-  p = sx_wv(p, r->cl);
-  p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
-  memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
-  p += SX_SITE_LEN;
-  *fp = sx_hash64(b, (size_t)(p - b), SX_RP_SEED_TOMB);
-  return 0;
+  return rc < 0 ? rc : 0;
 }
 
 static int sx_rp_dfp(sx_repair *rp, const sync_delta *d, size_t i,
@@ -776,14 +764,13 @@ static int sx_rp_scan(sx_repair *rp, sync_txn *x, sync_delta *d) {
           if (q->kind == SX_Q_KIDS) a += (h >> (60 - 4 * q->n.depth)) & 15;
           a->total++;
           a->bytes += v.n;
-          if (live) {
-            a->live++;
-            a->sum += meta;
-          }
+          a->sum += meta; /* tombstones count: a repaired replica holds
+                             the deletes its vector will claim */
+          if (live) a->live++;
           continue;
         }
         if ((q->filter || q->diff) &&
-            (rc = sx_rp_sfp(rp, x, tid, k.p, k.n, &rp->row, &fp)))
+            (rc = sx_rp_sfp(x, tid, k.p, k.n, &rp->row, &fp)))
           break;
         if (q->diff && rp->frame &&
             (rc = sx_rp_diff_row(rp, tid, k.p, k.n, fp)))
@@ -850,7 +837,7 @@ static int sx_rp_roots(sx_repair *rp, sync_txn *x, uint64_t *sum,
     sx_tsum ts;
     if ((rc = sx_table_sum(x, rp->tids[i], &ts))) return rc;
     sum[i] = ts.meta;
-    cnt[i] = ts.live;
+    cnt[i] = ts.rows;
   }
   return 0;
 }
@@ -1067,7 +1054,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
       const sx_racc *a = &rp->acc[rp->q[qopen + j].acc];
       unsigned lmask = 0, smask = 0, c;
       for (c = 0; c < 16; c++) {
-        int mine = a[c].live != 0, theirs = (int)((o->mask >> c) & 1u);
+        int mine = a[c].total != 0, theirs = (int)((o->mask >> c) & 1u);
         sx_rnode ch = sx_rp_child(&o->n, c);
         int dec;
         rp->st.nodes++;
@@ -1117,10 +1104,10 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     const sx_racc *a = &rp->acc[rp->q[qa + j].acc];
     unsigned mask = 0, c;
     for (c = 0; c < 16; c++)
-      if (a[c].live) mask |= 1u << c;
+      if (a[c].total) mask |= 1u << c;
     p = sx_w16(p, mask);
     for (c = 0; c < 16; c++)
-      if (a[c].live) {
+      if (a[c].total) {
         uint32_t f = sx_rp_fpw(&a[c], rp->st.passes);
         p[0] = (unsigned char)f;
         p[1] = (unsigned char)(f >> 8);

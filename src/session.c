@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#define SX_PROTO 2
+#define SX_PROTO 3
 #define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
                             the handshake */
 #define SX_MSG_DEFAULT ((size_t)64 << 10)

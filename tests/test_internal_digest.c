@@ -39,12 +39,14 @@ static void scan_sum(sync_txn *x, unsigned tid, sx_tsum *out) {
     TU_OK(sx_row_decode(v.p, v.n, k.p, k.n, &r));
     rc = sx_row_fp(x, tid, k.p, k.n, &r, &hc, &hm);
     assert_int_equal(rc, (int)(r.cl & 1));
+    /* Tombstones count in the meta sum and the row count only. */
+    out->meta += hm;
+    out->rows++;
     if (!rc) {
-      assert_true(hc == 0 && hm == 0);
+      assert_true(hc == 0 && hm != 0);
       continue;
     }
     out->content += hc;
-    out->meta += hm;
     out->live++;
   }
   sx_cur_close(c);
@@ -64,14 +66,15 @@ static void check_txn(sync_txn *x, const char *what) {
     scan_sum(x, tid, &b);
     TU_OK(sync_count(x, tid, &n));
     if (a.content != b.content || a.meta != b.meta || a.live != b.live ||
-        n != b.live)
+        a.rows != b.rows || n != b.live)
       fail_msg("seed %u step %d (%s): table %u: stored sums content %016llx "
-               "meta %016llx live %llu (count %llu), a scan gives %016llx "
-               "%016llx %llu",
+               "meta %016llx live %llu rows %llu (count %llu), a scan gives "
+               "%016llx %016llx %llu %llu",
                g_seed, g_step, what, tid, (unsigned long long)a.content,
                (unsigned long long)a.meta, (unsigned long long)a.live,
-               (unsigned long long)n, (unsigned long long)b.content,
-               (unsigned long long)b.meta, (unsigned long long)b.live);
+               (unsigned long long)a.rows, (unsigned long long)n,
+               (unsigned long long)b.content, (unsigned long long)b.meta,
+               (unsigned long long)b.live, (unsigned long long)b.rows);
   }
 }
 
@@ -92,7 +95,8 @@ static sx_tsum sums_of(mu_rep *r) {
 }
 
 static void same_sums(const sx_tsum *a, const sx_tsum *b, const char *what) {
-  if (a->content != b->content || a->meta != b->meta || a->live != b->live)
+  if (a->content != b->content || a->meta != b->meta || a->live != b->live ||
+      a->rows != b->rows)
     fail_msg("seed %u step %d (%s): sums changed (%016llx %016llx %llu -> "
              "%016llx %016llx %llu)",
              g_seed, g_step, what, (unsigned long long)a->content,
@@ -283,6 +287,11 @@ static void run_seed(unsigned seed, int steps) {
       check_txn(x, "inside gc");
       TU_OK(sync_txn_commit(x));
       after = sums_of(r);
+      /* Tombstones leave the meta sum and the row count, not the live
+       * rows' content. */
+      TU_U64(after.rows, before.rows - n);
+      after.meta = before.meta;
+      after.rows = before.rows;
       same_sums(&before, &after, "gc (tombstones only)");
       check_rep(r, "after gc");
     } else if (!added && g_step > steps / 2) {
@@ -294,11 +303,26 @@ static void run_seed(unsigned seed, int steps) {
   for (i = 0; i < NREPS; i++) TU_OK(sync_env_set_resolver(rep[i].env, NULL, NULL));
   g_step = steps;
   converge(rep, NREPS);
-  /* Equal rows, equal digests and sums: content and, with equal stamps,
-   * meta too. */
+  /* Equal rows, equal digests and sums: content and, with equal stamps
+   * and the same tombstones (one replica may have collected some that
+   * another keeps), meta too. */
   for (i = 1; i < NREPS; i++) {
     sx_tsum a = sums_of(&rep[0]), b = sums_of(&rep[i]);
+    uint64_t ta = 0, tb = 0;
+    sync_txn *x;
     check_rep(&rep[i], "converged");
+    TU_OK(sync_txn_begin(rep[0].env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_tombstones(x, &ta));
+    sync_txn_abort(x);
+    TU_OK(sync_txn_begin(rep[i].env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_tombstones(x, &tb));
+    sync_txn_abort(x);
+    TU_U64(a.rows - a.live, ta);
+    TU_U64(b.rows - b.live, tb);
+    if (ta != tb) {
+      b.meta = a.meta;
+      b.rows = a.rows;
+    }
     same_sums(&a, &b, "converged replicas");
   }
   for (k = 0; k < NKEYS; k++) {
@@ -446,9 +470,11 @@ static void test_add_column_rebuilds_sums_of_kept_values(void **state) {
 }
 
 /* ---------------------------------------------------------------------
- * Format 1 -> 2.  A format-1 file differs from format 2 only in two
- * records: "format" says 1 and each "n" + id holds the live count alone
- * (8 bytes).  They are written here with LMDB itself rather than kept as
+ * Formats 1 and 2 -> 3.  Files of the older formats differ from format 3
+ * only in two records: "format" says 1 or 2, and each "n" + id holds the
+ * live count alone (8 bytes, format 1) or the live count and the content
+ * and meta sums of the live rows (24 bytes, format 2; its meta sum left
+ * tombstones out, so an upgrade must recompute it, not keep it).  They are written here with LMDB itself rather than kept as
  * a committed file: LMDB files are not portable across page sizes and
  * byte orders, and the cross builds run this test on s390x and armhf.
  * ------------------------------------------------------------------- */
@@ -487,8 +513,8 @@ static void set_format(uint32_t version) {
   mdb_env_close(e);
 }
 
-/* Rewrite the file as format 1 wrote it. */
-static void make_format1(unsigned ntables) {
+/* Rewrite the file as format 1 (8-byte records) or 2 (24) wrote it. */
+static void make_format(unsigned ntables, uint32_t format) {
   MDB_txn *t;
   MDB_dbi m;
   MDB_env *e = raw_open(&t, &m, 0);
@@ -500,17 +526,18 @@ static void make_format1(unsigned ntables) {
     if (rc == MDB_NOTFOUND) continue;
     assert_int_equal(rc, 0);
     assert_int_equal(v.mv_size, SX_TSUM_LEN);
-    v.mv_size = 8; /* the count comes first */
     {
-      unsigned char cnt[8];
-      MDB_val nv = {8, cnt};
-      memcpy(cnt, v.mv_data, 8);
+      unsigned char old[24];
+      /* the count comes first; format 2's meta sum: some other value */
+      MDB_val nv = {format == 1 ? 8 : 24, old};
+      memcpy(old, v.mv_data, 24);
+      old[16] ^= 0x5a;
       assert_int_equal(mdb_put(t, m, &k, &nv, 0), 0);
     }
   }
   assert_int_equal(mdb_txn_commit(t), 0);
   mdb_env_close(e);
-  set_format(1);
+  set_format(format);
 }
 
 static uint32_t format_of(void) {
@@ -562,6 +589,7 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
   sx_tsum s0[3], s1[3];
   uint64_t d0, d1;
   int i;
+  uint32_t f;
   (void)state;
   g_seed = 0;
   g_step = 2;
@@ -585,26 +613,29 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
   sync_env_close(env);
   TU_U64(format_of(), SX_FORMAT_VERSION);
 
-  make_format1(3);
-  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "open it writable once");
-  TU_U64(format_of(), 1);
-  env = up_env(0, 0, NULL);
-  all_sums(env, s1, &d1);
-  for (i = 0; i < 3; i++) same_sums(&s0[i], &s1[i], "upgraded");
-  TU_U64(d1, d0);
-  TU_U64(s1[0].live, 50 - 8);
-  TU_U64(s1[2].live, 0);
-  sync_env_close(env);
-  TU_U64(format_of(), SX_FORMAT_VERSION);
-  env = up_env(SYNC_OPEN_RDONLY, 0, NULL); /* upgraded: read-only works */
-  all_sums(env, s1, &d1);
-  TU_U64(d1, d0);
-  sync_env_close(env);
+  for (f = 1; f <= 2; f++) {
+    make_format(3, f);
+    up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "open it writable once");
+    TU_U64(format_of(), f);
+    env = up_env(0, 0, NULL);
+    all_sums(env, s1, &d1);
+    for (i = 0; i < 3; i++) same_sums(&s0[i], &s1[i], "upgraded");
+    TU_U64(d1, d0);
+    TU_U64(s1[0].live, 50 - 8);
+    TU_U64(s1[0].rows, 50);
+    TU_U64(s1[2].live, 0);
+    sync_env_close(env);
+    TU_U64(format_of(), SX_FORMAT_VERSION);
+    env = up_env(SYNC_OPEN_RDONLY, 0, NULL); /* upgraded: read-only works */
+    all_sums(env, s1, &d1);
+    TU_U64(d1, d0);
+    sync_env_close(env);
+  }
 
   /* Unknown versions, older or newer, fail both ways. */
   set_format(SX_FORMAT_VERSION + 1);
-  up_env(0, SYNC_EVERSION, "storage format 3");
-  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 3");
+  up_env(0, SYNC_EVERSION, "storage format 4");
+  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 4");
   set_format(0);
   up_env(0, SYNC_EVERSION, "storage format 0");
   tu_remove_db(UPG);
