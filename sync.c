@@ -5044,6 +5044,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
 
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
 static int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
+static int sx_gcvv_raise(sync_txn *x, const uint64_t *from);
 
 SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
                              const sync_delta_opts *opts, sync_delta **out) {
@@ -6078,6 +6079,33 @@ static int sx_collected_above(sync_txn *x, unsigned tid, uint64_t cl) {
   return x->gccl && x->gccl[tid] > cl;
 }
 
+/* Did this replica hold every write of row dr (its row stamp and every
+ * column's) when it last collected tombstones (gcvv, or a collector's
+ * vector taken with its horizon)?  Only then can a row it lacks be one
+ * it deleted and collected.  Its vector is no proof: a peer restored
+ * from a backup claims the writes it lost (its own entry is its last
+ * HLC, which new writes raise past them), and a row that comes back
+ * with such a write, or with changes made since the collection, is one
+ * the fleet still holds.  1 yes, 0 no, or an error. */
+static int sx_gc_covers(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
+  sync_env *env = x->env;
+  sx_slice g;
+  size_t i;
+  int rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  for (i = 0; i <= dr->ncols; i++) {
+    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
+    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held = 0;
+    size_t j;
+    for (j = 0; j + 24 <= g.n; j += 24)
+      if (!memcmp(g.p + j, d->sites[site], SX_SITE_LEN))
+        held = sx_get_le64(g.p + j + 16);
+    if (hlc > held) return 0;
+  }
+  return 1;
+}
+
 static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                const sync_apply_opts *ao,
                                sync_apply_report *rep) {
@@ -6212,11 +6240,15 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     }
     if (rc && rc != SYNC_NOTFOUND) goto done;
     found = rc == 0;
+    rc = 0;
     if (!found && (dr->cl & 1) && a.smap[dr->clsite] != SX_NONE &&
         a.smap[dr->clsite] < x->nsites &&
-        dr->clhlc <= lvv[a.smap[dr->clsite]] &&
-        (rc = sx_collected_above(x, dr->tid, dr->cl)) != 0) {
+        dr->clhlc <= lvv[a.smap[dr->clsite]]) {
+      rc = sx_gc_covers(x, d, dr);
+      if (rc > 0) rc = sx_collected_above(x, dr->tid, dr->cl);
       if (rc < 0) goto done;
+    }
+    if (rc) {
       /* We held this row and collected its tombstone: the sender kept
        * an old copy.  Bringing it back would invent data; leaving it
        * would leave the sender with it for good.  A delete of ours
@@ -6320,6 +6352,24 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
         rc = sx_gccl_raise(x, maxcl);
         sx_free(&env->al, maxcl);
         if (rc) goto done;
+        if (d->complete) {
+          /* We hold what the collector held (its horizon removed the
+           * rest): its vector bounds the deletes we now claim without
+           * tombstones, as our own collection's would. */
+          uint64_t *from = (uint64_t *)sx_malloc(
+              &env->al, sizeof(uint64_t) * (x->nsites + 1));
+          if (!from) {
+            rc = SYNC_ENOMEM;
+            goto done;
+          }
+          memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
+          for (i = 0; i < d->nvv; i++)
+            if (a.smap[i] != SX_NONE && a.smap[i] < x->nsites)
+              from[a.smap[i]] = d->vv[i];
+          rc = sx_gcvv_raise(x, from);
+          sx_free(&env->al, from);
+          if (rc) goto done;
+        }
       }
       rep->vector_raised = 1;
     }
@@ -6562,10 +6612,13 @@ static int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
 }
 
 /* meta "gcvv": what this replica held when it last collected
- * tombstones, as (16-byte site id, u64 LE hlc) pairs; every delete it
- * collected is below it.  A requester whose vector covers it got those
- * deletes; one whose vector does not may hold rows they removed. */
-static int sx_gcvv_raise(sync_txn *x) {
+ * tombstones, or took a collector's horizon (the collector's vector), as
+ * (16-byte site id, u64 LE hlc) pairs; every delete it collected, or
+ * applied as the horizon's, is below it.  A requester whose vector covers
+ * it got those deletes; one whose vector does not may hold rows they
+ * removed.  Raised entry by entry to this replica's vector, or to from
+ * (per local site index) when given. */
+static int sx_gcvv_raise(sync_txn *x, const uint64_t *from) {
   sync_env *env = x->env;
   uint64_t *vv;
   unsigned char *b;
@@ -6574,6 +6627,8 @@ static int sx_gcvv_raise(sync_txn *x) {
   size_t n = 0, j;
   int rc;
   if ((rc = sx_vv_load(x, &vv))) return rc;
+  if (from)
+    for (i = 0; i < x->nsites; i++) vv[i] = from[i];
   b = (unsigned char *)sx_malloc(&env->al, (size_t)x->nsites * 24);
   if (!b) {
     sx_free(&env->al, vv);
@@ -6610,12 +6665,13 @@ static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out) {
   size_t j;
   int rc;
   *out = 0;
-  rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
   rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
   if (rc == SYNC_NOTFOUND) {
-    *out = 1; /* collected before the vector was kept */
+    /* A collection made before the vector was kept: complete. */
+    rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
+    if (rc == SYNC_NOTFOUND) return 0;
+    if (rc) return rc;
+    *out = 1;
     return 0;
   }
   if (rc) return rc;
@@ -6684,7 +6740,7 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
     rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
     if (!rc && n) {
       rc = sx_gccl_raise(x, maxcl);
-      if (!rc) rc = sx_gcvv_raise(x);
+      if (!rc) rc = sx_gcvv_raise(x, NULL);
       if (!rc) {
         /* The horizon, for telling peers that come back from behind it
          * that tombstones they needed are gone (SYNC_ESTALE). */

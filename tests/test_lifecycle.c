@@ -609,6 +609,84 @@ static void test_restore_from_backup(void **state) {
   lc_close(&D);
 }
 
+/* R's write x reached B; R comes back from a backup made before it and
+ * writes on, before any peer holding its log finds out (its vector's own
+ * entry, its last HLC, now covers x).  N joins through R, then collects a
+ * tombstone of its own.  When a repair with B brings x to N, N lacks a
+ * row its vector covers and has collected tombstones: it took x for a
+ * row it deleted and collected, and deleted it everywhere (a lost
+ * write).  x was never deleted: N's collection never held x. */
+static void test_restored_peer_claims_do_not_pass_for_collected(void **state) {
+  uint64_t now = LC_T0;
+  static lc_rep R, B, N;
+  lc_rep *all[3];
+  unsigned char *backup;
+  size_t n = 0;
+  (void)state;
+  lc_create_b(&R, "t_lc_r.db", 0x71, &now);
+  lc_create_b(&B, "t_lc_b.db", 0xb1, &now);
+  lc_create_b(&N, "t_lc_n.db", 0x91, &now);
+  all[0] = &R;
+  all[1] = &B;
+  all[2] = &N;
+  backup = lc_copy_file(&R, &n);
+  now++;
+  lc_put(&R, "x", 1);
+  now++;
+  lc_sync_ok(&B, &R, SYNC_BOTH);
+  lc_expect_put(&B, "x", 1);
+  now += 10;
+  lc_restore(&R, backup, n);
+  free(backup);
+  now++;
+  lc_put(&R, "r", 2);
+  now++;
+  lc_sync_ok(&N, &R, SYNC_BOTH); /* N joins through R */
+  now++;
+  lc_put(&N, "y", 3);
+  now++;
+  {
+    sync_txn *x;
+    TU_OK(sync_txn_begin(N.m.env, 0, &x));
+    TU_OK(sync_delete(x, 0, "y", 1));
+    TU_OK(sync_txn_commit(x));
+  }
+  now++;
+  lc_sync_ok(&R, &N, SYNC_BOTH); /* R acknowledges N's delete */
+  now++;
+  TU_U64(lc_gc(&N), 1);
+  /* B writes x again after N's collection.  N's vector (R's claim) says
+   * it holds x's insert: the sync brings only B's change; a repair brings
+   * the row, and N must not take it for collected. */
+  now++;
+  lc_update(&B, "x", MU_COL_I, 4);
+  now++;
+  lc_sync_ok(&N, &B, SYNC_BOTH);
+  now++;
+  {
+    int equal = 0;
+    TU_U64(lc_session_x(&N, &B, 0, 1, 0, NULL, NULL, &equal), 1);
+    assert_true(equal);
+  }
+  {
+    uint64_t ids[MU_NCOLS] = {4, 1, 1, 1};
+    int q;
+    lc_expect_row(&N, "x", ids);
+    lc_expect_row(&B, "x", ids);
+    now++;
+    lc_sync_ok(&R, &B, SYNC_BOTH);
+    now++;
+    lc_sync_ok(&R, &N, SYNC_BOTH);
+    now++;
+    lc_sync_ok(&N, &B, SYNC_BOTH);
+    for (q = 0; q < 3; q++) lc_expect_row(all[q], "x", ids);
+  }
+  lc_assert_same(all, 3);
+  lc_close(&R);
+  lc_close(&B);
+  lc_close(&N);
+}
+
 /* D's file is copied to make C (same site id).  C writes and pushes to
  * S first; D writes and syncs.  Every write of both reaches S and the
  * other; on a column both wrote, the later write wins. */
@@ -812,6 +890,8 @@ typedef struct lc_scn {
   lc_backup bk[LC_MAXREP][2];
   lc_write w[LC_MAXW]; /* write id = index + 1 */
   int nw;
+  /* Deletes some replica collected: bit (cl / 2 - 1) of coll[k]. */
+  uint64_t coll[LC_NKEYS];
   const char *phase;
   char events[4096]; /* what happened, printed on failure */
   size_t nev;
@@ -988,6 +1068,20 @@ static void lc_local(lc_scn *s, int ri) {
                w->del ? "delete" : w->ins ? "re-insert" : "update", w->key,
                w->cl, seen, maxk, (maxk & 1) ? "(re-)insert" : "delete");
     }
+    /* Written without having seen a delete of its key that some replica
+     * collected: a collector takes this version for a new row. */
+    {
+      uint64_t gone = s->coll[w->key], cl;
+      for (cl = 2; gone; cl += 2, gone >>= 1) {
+        int seen_del = 0;
+        if (!(gone & 1) || w->cl >= cl) continue;
+        for (i = 0; i < s->nw; i++)
+          if (s->w[i].key == w->key && s->w[i].del && s->w[i].cl == cl &&
+              lc_set_has(&r->p, i + 1))
+            seen_del = 1;
+        if (!seen_del && w->zombie < cl) w->zombie = cl;
+      }
+    }
     lc_set_add(&r->k, op + 1);
     lc_set_add(&r->p, op + 1);
     lc_event(s, "w%d:%d%c%d ", op + 1, ri, w->del ? 'x' : 'k', w->key);
@@ -1076,6 +1170,7 @@ static void lc_random_gc(lc_scn *s) {
    * from new rows). */
   for (k = 0; k < s->nkeys; k++) {
     uint64_t gone = before[k] & ~after[k], cl;
+    s->coll[k] |= gone;
     for (cl = 2; gone; cl += 2, gone >>= 1) {
       if (!(gone & 1)) continue;
       for (i = 0; i < s->nw; i++)
@@ -1415,6 +1510,10 @@ static void lc_final(lc_scn *s) {
         rc = lc_session_x(&s->rep[i], &s->rep[j], 0, 1, 0, NULL, &ch, NULL);
         if (!lc_is_history(rc)) break;
       }
+      if (getenv("SYNC_LIFECYCLE_TRACE")) {
+        lc_event(s, "frp%d<%d:%d ", i, j, rc);
+        lc_dump(s);
+      }
       if (rc != 1) {
         lc_dump(s);
         fail_msg("final repair %d <- %d ended with %d (%s; %s)", i, j, rc,
@@ -1606,6 +1705,8 @@ int main(void) {
                                 lc_close_all),
       cmocka_unit_test_teardown(test_restore_from_backup, lc_close_all),
       cmocka_unit_test_teardown(test_cloned_site_id, lc_close_all),
+      cmocka_unit_test_teardown(
+          test_restored_peer_claims_do_not_pass_for_collected, lc_close_all),
       cmocka_unit_test_teardown(test_apply_newer_whole_row, lc_close_all),
       cmocka_unit_test_setup_teardown(test_random_fleet_lifecycles_converge,
                                       lc_test_setup, lc_test_teardown),
