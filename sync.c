@@ -4511,6 +4511,9 @@ SYNC_PRIVATE int sx_peers_each(sync_txn *x,
                                int (*fn)(void *ctx, const uint8_t *site,
                                          const sx_peer *p),
                                void *ctx);
+/* Raise meta "gccl" (per table id: the largest causal length collected)
+ * to maxcl (ntables entries), entry by entry. */
+SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
 /* Record that peer site answered SYNC_ESTALE (session, receiving side). */
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */
@@ -5043,7 +5046,6 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
 }
 
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
-static int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
 static int sx_gcvv_raise(sync_txn *x, const uint64_t *from);
 
 SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
@@ -6583,7 +6585,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
  * it (sx_fresh_cl).  A run that raises our vector past deletes a sender
  * collected raises it too, so that a key written here again beats the
  * tombstones other replicas still keep. */
-static int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
+SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
   sync_env *env = x->env;
   unsigned nt = env->schema->ntables, i;
   unsigned char *b;
@@ -8340,6 +8342,10 @@ typedef struct sx_rp_stats {
   uint64_t turns, nodes, rows, passes;
   uint64_t v0; /* the peer's log version when the repair began */
   int have_v0;
+  /* per repaired table (tid[i]): the largest causal length the peer
+   * collected, from its roots */
+  unsigned nt, tid[SYNC_MAX_TABLES];
+  uint64_t gccl[SYNC_MAX_TABLES];
   int done, equal;
   sync_apply_report applied;
 } sx_rp_stats;
@@ -8667,7 +8673,11 @@ SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o,
   if (!rp->o.budget) rp->o.budget = 1000;
   if (!rp->o.max_bytes) rp->o.max_bytes = (size_t)1 << 20;
   for (t = 0; t < env->schema->ntables; t++)
-    if (!o->tables || sx_rp_bit(o->tables, t)) rp->tids[rp->nt++] = t;
+    if (!o->tables || sx_rp_bit(o->tables, t)) {
+      rp->st.tid[rp->nt] = t;
+      rp->tids[rp->nt++] = t;
+    }
+  rp->st.nt = rp->nt;
   sx_buf_init(&rp->msg, &rp->al);
   sx_buf_init(&rp->fpb, &rp->al);
   rp->got_first = o->server; /* only a client is opened to */
@@ -8723,6 +8733,7 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
   sx_rd r;
   unsigned flags, i;
   size_t j;
+  uint64_t cl;
   const unsigned char *q;
   *frame = 0;
   r.p = b;
@@ -8856,6 +8867,8 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
       q = sx_rbytes(&r, 8);
       if (q) rp->psum[i] = sx_get_le64(q);
       rp->pcnt[i] = sx_rv(&r);
+      cl = sx_rv(&r);
+      if (cl > rp->st.gccl[i]) rp->st.gccl[i] = cl;
     }
   if (r.bad || r.p != r.end) return sx_rp_proto(rp, "length");
   if (flags & SX_RT_ROOTS) {
@@ -9203,6 +9216,25 @@ static int sx_rp_room(sx_repair *rp, unsigned char **p, size_t more) {
   return 0;
 }
 
+/* The ROOTS section: per table u64 S, var N and var the largest causal
+ * length collected in it (so that a replica repaired against a collector
+ * writes new rows above the deletes it never got). */
+static int sx_rp_put_roots(sx_repair *rp, sync_txn *x, unsigned char **p,
+                           uint64_t *sum, uint64_t *cnt) {
+  unsigned i;
+  int rc;
+  if ((rc = sx_rp_roots(rp, x, sum, cnt))) return rc;
+  if ((rc = sx_rp_room(rp, p, rp->nt * (8 + 2 * SX_VARINT_MAX)))) return rc;
+  for (i = 0; i < rp->nt; i++) {
+    uint64_t fresh;
+    if ((rc = sx_fresh_cl(x, rp->tids[i], &fresh))) return rc;
+    sx_put_le64(*p, sum[i]);
+    *p = sx_wv(*p + 8, cnt[i]);
+    *p = sx_wv(*p, x->gccl ? x->gccl[rp->tids[i]] : 0);
+  }
+  return 0;
+}
+
 static int sx_rp_fits(const sx_repair *rp, const sx_racc *a, size_t rows,
                       size_t bytes) {
   return a->total <= rp->o.budget - rows &&
@@ -9289,12 +9321,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
   if (first) {
     flags = SX_RT_FIRST | SX_RT_ROOTS;
     p = sx_wv(p, x->base_version);
-    if ((rc = sx_rp_roots(rp, x, sum, cnt))) return rc;
-    if ((rc = sx_rp_room(rp, &p, rp->nt * (8 + SX_VARINT_MAX)))) return rc;
-    for (i = 0; i < rp->nt; i++) {
-      sx_put_le64(p, sum[i]);
-      p = sx_wv(p + 8, cnt[i]);
-    }
+    if ((rc = sx_rp_put_roots(rp, x, &p, sum, cnt))) return rc;
     goto out;
   }
   if ((rc = sx_rp_newdelta(rp, x, &d))) return rc;
@@ -9470,12 +9497,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
   if (dodiff && (rc = sx_rp_unmatched(rp, 1))) goto fail;
   if (!rp->nnsplit && !rp->nnleaf) {
     /* Nothing more asked of the peer: our roots close the pass. */
-    if ((rc = sx_rp_roots(rp, x, sum, cnt))) goto fail;
-    if ((rc = sx_rp_room(rp, &p, rp->nt * (8 + SX_VARINT_MAX)))) goto fail;
-    for (i = 0; i < rp->nt; i++) {
-      sx_put_le64(p, sum[i]);
-      p = sx_wv(p + 8, cnt[i]);
-    }
+    if ((rc = sx_rp_put_roots(rp, x, &p, sum, cnt))) goto fail;
     flags |= SX_RT_ROOTS;
   }
   if (d->nrows) {
@@ -10374,6 +10396,30 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
 static int sx_repair_done(sync_session *s) {
   const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
   s->st.repair_equal = rs->equal;
+  if (!s->dry && rs->nt) {
+    /* New rows start above what the peer collected: a key written here
+     * again beats the tombstones other replicas still keep of it. */
+    unsigned nt = s->env->schema->ntables, i;
+    uint64_t *maxcl =
+        (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * (nt ? nt : 1));
+    sync_txn *x;
+    int rc = maxcl ? 0 : SYNC_ENOMEM, any = 0;
+    if (maxcl) memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
+    for (i = 0; !rc && i < rs->nt; i++)
+      if (rs->tid[i] < nt && rs->gccl[i]) {
+        maxcl[rs->tid[i]] = rs->gccl[i];
+        any = 1;
+      }
+    if (!rc && any && !(rc = sync_txn_begin(s->env, 0, &x))) {
+      rc = sx_gccl_raise(x, maxcl);
+      if (rc) sync_txn_abort(x);
+      else rc = sync_txn_commit(x);
+    }
+    sx_free(&s->al, maxcl);
+    if (rc)
+      return sx_sess_fail(s, rc, "recording what the peer collected: %s",
+                          sync_strerror(rc));
+  }
   if (!s->o.server && !s->dry && rs->equal && rs->have_v0) {
     /* Everything the server held at the start is here now: its log
      * continues from there (the vector stays as it is). */

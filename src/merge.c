@@ -524,7 +524,6 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
 }
 
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
-static int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
 static int sx_gcvv_raise(sync_txn *x, const uint64_t *from);
 
 SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
@@ -2064,7 +2063,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
  * it (sx_fresh_cl).  A run that raises our vector past deletes a sender
  * collected raises it too, so that a key written here again beats the
  * tombstones other replicas still keep. */
-static int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
+SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
   sync_env *env = x->env;
   unsigned nt = env->schema->ntables, i;
   unsigned char *b;

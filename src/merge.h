@@ -107,6 +107,9 @@ SYNC_PRIVATE int sx_peers_each(sync_txn *x,
                                int (*fn)(void *ctx, const uint8_t *site,
                                          const sx_peer *p),
                                void *ctx);
+/* Raise meta "gccl" (per table id: the largest causal length collected)
+ * to maxcl (ntables entries), entry by entry. */
+SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
 /* Record that peer site answered SYNC_ESTALE (session, receiving side). */
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */

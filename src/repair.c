@@ -315,7 +315,11 @@ SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o,
   if (!rp->o.budget) rp->o.budget = 1000;
   if (!rp->o.max_bytes) rp->o.max_bytes = (size_t)1 << 20;
   for (t = 0; t < env->schema->ntables; t++)
-    if (!o->tables || sx_rp_bit(o->tables, t)) rp->tids[rp->nt++] = t;
+    if (!o->tables || sx_rp_bit(o->tables, t)) {
+      rp->st.tid[rp->nt] = t;
+      rp->tids[rp->nt++] = t;
+    }
+  rp->st.nt = rp->nt;
   sx_buf_init(&rp->msg, &rp->al);
   sx_buf_init(&rp->fpb, &rp->al);
   rp->got_first = o->server; /* only a client is opened to */
@@ -371,6 +375,7 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
   sx_rd r;
   unsigned flags, i;
   size_t j;
+  uint64_t cl;
   const unsigned char *q;
   *frame = 0;
   r.p = b;
@@ -504,6 +509,8 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
       q = sx_rbytes(&r, 8);
       if (q) rp->psum[i] = sx_get_le64(q);
       rp->pcnt[i] = sx_rv(&r);
+      cl = sx_rv(&r);
+      if (cl > rp->st.gccl[i]) rp->st.gccl[i] = cl;
     }
   if (r.bad || r.p != r.end) return sx_rp_proto(rp, "length");
   if (flags & SX_RT_ROOTS) {
@@ -851,6 +858,25 @@ static int sx_rp_room(sx_repair *rp, unsigned char **p, size_t more) {
   return 0;
 }
 
+/* The ROOTS section: per table u64 S, var N and var the largest causal
+ * length collected in it (so that a replica repaired against a collector
+ * writes new rows above the deletes it never got). */
+static int sx_rp_put_roots(sx_repair *rp, sync_txn *x, unsigned char **p,
+                           uint64_t *sum, uint64_t *cnt) {
+  unsigned i;
+  int rc;
+  if ((rc = sx_rp_roots(rp, x, sum, cnt))) return rc;
+  if ((rc = sx_rp_room(rp, p, rp->nt * (8 + 2 * SX_VARINT_MAX)))) return rc;
+  for (i = 0; i < rp->nt; i++) {
+    uint64_t fresh;
+    if ((rc = sx_fresh_cl(x, rp->tids[i], &fresh))) return rc;
+    sx_put_le64(*p, sum[i]);
+    *p = sx_wv(*p + 8, cnt[i]);
+    *p = sx_wv(*p, x->gccl ? x->gccl[rp->tids[i]] : 0);
+  }
+  return 0;
+}
+
 static int sx_rp_fits(const sx_repair *rp, const sx_racc *a, size_t rows,
                       size_t bytes) {
   return a->total <= rp->o.budget - rows &&
@@ -937,12 +963,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
   if (first) {
     flags = SX_RT_FIRST | SX_RT_ROOTS;
     p = sx_wv(p, x->base_version);
-    if ((rc = sx_rp_roots(rp, x, sum, cnt))) return rc;
-    if ((rc = sx_rp_room(rp, &p, rp->nt * (8 + SX_VARINT_MAX)))) return rc;
-    for (i = 0; i < rp->nt; i++) {
-      sx_put_le64(p, sum[i]);
-      p = sx_wv(p + 8, cnt[i]);
-    }
+    if ((rc = sx_rp_put_roots(rp, x, &p, sum, cnt))) return rc;
     goto out;
   }
   if ((rc = sx_rp_newdelta(rp, x, &d))) return rc;
@@ -1118,12 +1139,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
   if (dodiff && (rc = sx_rp_unmatched(rp, 1))) goto fail;
   if (!rp->nnsplit && !rp->nnleaf) {
     /* Nothing more asked of the peer: our roots close the pass. */
-    if ((rc = sx_rp_roots(rp, x, sum, cnt))) goto fail;
-    if ((rc = sx_rp_room(rp, &p, rp->nt * (8 + SX_VARINT_MAX)))) goto fail;
-    for (i = 0; i < rp->nt; i++) {
-      sx_put_le64(p, sum[i]);
-      p = sx_wv(p + 8, cnt[i]);
-    }
+    if ((rc = sx_rp_put_roots(rp, x, &p, sum, cnt))) goto fail;
     flags |= SX_RT_ROOTS;
   }
   if (d->nrows) {

@@ -39,6 +39,10 @@ typedef struct sx_rp_stats {
   uint64_t turns, nodes, rows, passes;
   uint64_t v0; /* the peer's log version when the repair began */
   int have_v0;
+  /* per repaired table (tid[i]): the largest causal length the peer
+   * collected, from its roots */
+  unsigned nt, tid[SYNC_MAX_TABLES];
+  uint64_t gccl[SYNC_MAX_TABLES];
   int done, equal;
   sync_apply_report applied;
 } sx_rp_stats;

@@ -837,6 +837,30 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
 static int sx_repair_done(sync_session *s) {
   const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
   s->st.repair_equal = rs->equal;
+  if (!s->dry && rs->nt) {
+    /* New rows start above what the peer collected: a key written here
+     * again beats the tombstones other replicas still keep of it. */
+    unsigned nt = s->env->schema->ntables, i;
+    uint64_t *maxcl =
+        (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * (nt ? nt : 1));
+    sync_txn *x;
+    int rc = maxcl ? 0 : SYNC_ENOMEM, any = 0;
+    if (maxcl) memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
+    for (i = 0; !rc && i < rs->nt; i++)
+      if (rs->tid[i] < nt && rs->gccl[i]) {
+        maxcl[rs->tid[i]] = rs->gccl[i];
+        any = 1;
+      }
+    if (!rc && any && !(rc = sync_txn_begin(s->env, 0, &x))) {
+      rc = sx_gccl_raise(x, maxcl);
+      if (rc) sync_txn_abort(x);
+      else rc = sync_txn_commit(x);
+    }
+    sx_free(&s->al, maxcl);
+    if (rc)
+      return sx_sess_fail(s, rc, "recording what the peer collected: %s",
+                          sync_strerror(rc));
+  }
   if (!s->o.server && !s->dry && rs->equal && rs->have_v0) {
     /* Everything the server held at the start is here now: its log
      * continues from there (the vector stays as it is). */

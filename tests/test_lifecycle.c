@@ -1068,19 +1068,13 @@ static void lc_local(lc_scn *s, int ri) {
                w->del ? "delete" : w->ins ? "re-insert" : "update", w->key,
                w->cl, seen, maxk, (maxk & 1) ? "(re-)insert" : "delete");
     }
-    /* Written without having seen a delete of its key that some replica
-     * collected: a collector takes this version for a new row. */
+    /* Written below a delete of its key that some replica collected (so
+     * without having seen it: a replica that did would write above it):
+     * a collector that meets this version takes it for a new row. */
     {
       uint64_t gone = s->coll[w->key], cl;
-      for (cl = 2; gone; cl += 2, gone >>= 1) {
-        int seen_del = 0;
-        if (!(gone & 1) || w->cl >= cl) continue;
-        for (i = 0; i < s->nw; i++)
-          if (s->w[i].key == w->key && s->w[i].del && s->w[i].cl == cl &&
-              lc_set_has(&r->p, i + 1))
-            seen_del = 1;
-        if (!seen_del && w->zombie < cl) w->zombie = cl;
-      }
+      for (cl = 2; gone; cl += 2, gone >>= 1)
+        if ((gone & 1) && w->cl < cl && w->zombie < cl) w->zombie = cl;
     }
     lc_set_add(&r->k, op + 1);
     lc_set_add(&r->p, op + 1);

@@ -511,6 +511,50 @@ static void test_repair_brings_tombstones(void **state) {
   tu_remove_db("rp-a-old.db");
 }
 
+/* A replica repaired against one that collected a tombstone holds
+ * neither the row nor the tombstone (equal), but a third replica still
+ * keeps it.  A key written again there started at causal length 1, below
+ * the kept tombstone, and every replica that kept it dropped the write:
+ * the roots carry what each side collected, and new rows start above. */
+static void test_repair_carries_collected_lengths(void **state) {
+  mu_rep b, c, d;
+  sync_session_stats cs;
+  uint64_t gc = 0;
+  sync_txn *x;
+  mu_row r;
+  (void)state;
+  rp_open(&b, "rp-b.db", 0xb1);
+  rp_open(&c, "rp-c.db", 0xc1);
+  rp_open(&d, "rp-d.db", 0xd1);
+  rp_fill(&b, 0, 100, 0);
+  mu_put(&b, "again", 1, 1.0, "first");
+  rp_sync(&c, &b);
+  mu_delete(&b, "again");
+  rp_now += 1000;
+  rp_sync(&c, &b);
+  rp_sync(&c, &b);
+  TU_OK(sync_txn_begin(b.env, 0, &x));
+  TU_OK(sync_gc(x, &gc));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(gc, 1);
+  TU_U64(rp_tombstones(&c), 1); /* c keeps it */
+  assert_int_equal(rp_run(&d, &b, 0, NULL, &cs, NULL), 1);
+  assert_int_equal(cs.repair_equal, 1);
+  TU_U64(rp_tombstones(&d), 0);
+  rp_now += 1000;
+  mu_put(&d, "again", 2, 2.0, "second");
+  rp_sync(&c, &d);
+  mu_read(&c, "again", &r);
+  assert_true(r.present);
+  assert_int_equal(r.v[0].i, 2);
+  rp_sync(&b, &d);
+  mu_read(&b, "again", &r);
+  assert_true(r.present);
+  mu_close(&b);
+  mu_close(&c);
+  mu_close(&d);
+}
+
 /* ---------------------------------------------------------------------
  * Cuts
  * ------------------------------------------------------------------- */
@@ -1333,6 +1377,7 @@ int main(void) {
       cmocka_unit_test(test_restore_and_collected),
       cmocka_unit_test(test_collected_other_side),
       cmocka_unit_test(test_repair_brings_tombstones),
+      cmocka_unit_test(test_repair_carries_collected_lengths),
       cmocka_unit_test(test_cut_everywhere),
       cmocka_unit_test(test_hostile),
       cmocka_unit_test(test_rows_outside_leaves),
