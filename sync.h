@@ -741,9 +741,9 @@ SYNC_API int sync_vv_get(sync_txn *txn, sync_stamp *out, size_t cap,
 
 /* Tombstones: delete those every known peer has acknowledged (received in
  * a completed delta).  *collected (may be NULL) counts them.  New rows of
- * a table then start above the largest causal length collected, so a key
- * re-inserted after collection still wins over peers that kept the
- * tombstone.  A replica that knows no peer collects nothing.  A version
+ * a table (and rows written again over a tombstone) then start above the
+ * largest causal length collected, so a key re-inserted after collection
+ * still wins over peers that kept the tombstone.  A replica that knows no peer collects nothing.  A version
  * of a collected row written concurrently with its delete, on a replica
  * this one never heard of, cannot be told from a new row when it arrives
  * later and comes back (docs/FORMAT.md, "Tombstones": in a star topology

@@ -1169,7 +1169,11 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
   w->nstamps = 0;
   if (!live) {
     if (op != SX_OP_PUT) return SYNC_NOTFOUND;
-    w->cl = found ? o->cl + 1 : fresh_cl;
+    /* A new row, or one written again over its tombstone, starts above
+     * every causal length collected in the table (fresh_cl): the
+     * tombstone here may be a horizon's or a repair's, below a delete
+     * that others keep. */
+    w->cl = found && o->cl + 1 > fresh_cl ? o->cl + 1 : fresh_cl;
     w->cl_stamp = sx_row_stamp(w, now);
     w->ncols = tb->ncols;
     for (i = 0; i < tb->ncols; i++) {
@@ -1256,7 +1260,8 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
     return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                    tb->name);
-  if (!found && (rc = sx_fresh_cl(x, tid, &fresh))) return rc;
+  if ((!found || !(x->old.cl & 1)) && (rc = sx_fresh_cl(x, tid, &fresh)))
+    return rc;
   rc = sx_build(x, tb, found, op, cols, vals, n, fresh);
   if (rc <= 0) return rc;
   return sx_store_row(x, tid, cur, key, klen, found, 0);

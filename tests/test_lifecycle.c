@@ -180,7 +180,7 @@ static int lc_close_all(void **state) {
 typedef struct lc_stats {
   unsigned long scenarios, writes, sessions, cut, stale, history, gcs,
       collected, backups, restores, clones, joins, resets, repairs,
-      final_rounds_max, zombies;
+      final_rounds_max, zombies, lost_claims;
 } lc_stats;
 static lc_stats lc_st;
 static char lc_errmsg[256]; /* the last failed session's words */
@@ -687,6 +687,64 @@ static void test_restored_peer_claims_do_not_pass_for_collected(void **state) {
   lc_close(&N);
 }
 
+/* S writes k four times (insert, delete, re-insert, delete: causal
+ * length 4) and collects the tombstone once P, the only peer it knows,
+ * acknowledged it; P keeps it.  E got k's first version through P, then
+ * pulls from S: S's complete stream removes k from E (E's own delete,
+ * causal length 2).  E writes k again: it must start above what S
+ * collected, or P's tombstone (4) beats the write (3), which is lost. */
+static void test_reinsert_after_horizon_beats_kept_tombstone(void **state) {
+  uint64_t now = LC_T0;
+  static lc_rep S, P, E;
+  lc_rep *all[3];
+  sync_txn *x;
+  int i;
+  (void)state;
+  lc_create_b(&S, "t_lc_s.db", 0x5a, &now);
+  lc_create_b(&P, "t_lc_p.db", 0x9a, &now);
+  lc_create_b(&E, "t_lc_e.db", 0xea, &now);
+  all[0] = &S;
+  all[1] = &P;
+  all[2] = &E;
+  now++;
+  lc_put(&S, "k", 1);
+  now++;
+  lc_sync_ok(&P, &S, SYNC_PULL);
+  now++;
+  lc_sync_ok(&E, &P, SYNC_PULL);
+  lc_expect_put(&E, "k", 1);
+  for (i = 0; i < 3; i++) {
+    now++;
+    if (i == 1) {
+      lc_put(&S, "k", 2);
+      continue;
+    }
+    TU_OK(sync_txn_begin(S.m.env, 0, &x));
+    TU_OK(sync_delete(x, 0, "k", 1));
+    TU_OK(sync_txn_commit(x));
+  }
+  now++;
+  lc_sync_ok(&P, &S, SYNC_PULL);
+  now++;
+  lc_sync_ok(&P, &S, SYNC_PULL);
+  TU_U64(lc_gc(&S), 1);
+  now++;
+  lc_sync_ok(&E, &S, SYNC_PULL);
+  lc_expect_row(&E, "k", NULL);
+  now++;
+  lc_put(&E, "k", 3);
+  now++;
+  lc_sync_ok(&P, &E, SYNC_PULL);
+  lc_expect_put(&P, "k", 3);
+  now++;
+  lc_sync_ok(&S, &E, SYNC_PULL);
+  lc_expect_put(&S, "k", 3);
+  lc_assert_same(all, 3);
+  lc_close(&S);
+  lc_close(&P);
+  lc_close(&E);
+}
+
 /* D's file is copied to make C (same site id).  C writes and pushes to
  * S first; D writes and syncs.  Every write of both reaches S and the
  * other; on a column both wrote, the later write wins. */
@@ -873,6 +931,11 @@ typedef struct lc_write {
    * limit (docs/FORMAT.md, "Tombstones"): the write may come back above
    * that delete. */
   uint64_t zombie;
+  /* Its replica lost it to a restore from a backup: until a peer that
+   * holds its log tells the restored file, that file's vector (its own
+   * entry is its last HLC) claims it, and peers that take that vector
+   * get it only from a repair (docs/PROTOCOL.md, "History"). */
+  int lost;
 } lc_write;
 
 typedef struct lc_backup {
@@ -1058,6 +1121,8 @@ static void lc_local(lc_scn *s, int ri) {
     int same_del = w->del && !(maxk & 1) && w->cl == maxk;
     if (w->cl < maxk && !(maxk & 1) && lc_zombie(s, w->key, maxk, w->cl)) {
       lc_st.zombies++; /* the gc limit: the row came back (counted) */
+    } else if (seen && s->w[seen - 1].lost && w->cl <= maxk) {
+      lc_st.lost_claims++; /* a restored file's claim: repairs bring it */
     } else if (w->cl < maxk ||
         ((w->ins || w->del) && w->cl == maxk && !same_live && !same_del)) {
       lc_dump_key(s, w->key, &r->k, &r->p);
@@ -1208,6 +1273,10 @@ static void lc_random_restore(lc_scn *s) {
   b = &s->bk[r][slot];
   s->now++;
   lc_restore(&s->rep[r], b->bytes, b->n);
+  for (i = 0; i < s->nw; i++)
+    if (s->w[i].rep == r && lc_set_has(&s->rep[r].k, i + 1) &&
+        !lc_set_has(&b->k, i + 1))
+      s->w[i].lost = 1;
   s->rep[r].k = b->k;
   s->rep[r].p = b->p;
   lc_event(s, "rs%d.%d ", r, slot);
@@ -1685,12 +1754,14 @@ static void test_random_fleet_lifecycles_converge(void **state) {
             "%lu SYNC_ESTALE, %lu SYNC_EHISTORY, %lu gc (%lu collected), "
             "%lu backups, %lu restores, %lu clones, %lu joins, %lu resets, "
             "%lu repairs; final rounds <= %lu; %lu versions unseen by a "
-            "collector came back above its collected delete\n",
+            "collector came back above its collected delete; %lu writes "
+            "made on a view without a write a restored replica lost and "
+            "claimed\n",
             lc_st.scenarios, lc_st.writes, lc_st.sessions, lc_st.cut,
             lc_st.stale, lc_st.history, lc_st.gcs, lc_st.collected,
             lc_st.backups, lc_st.restores, lc_st.clones, lc_st.joins,
             lc_st.resets, lc_st.repairs, lc_st.final_rounds_max,
-            lc_st.zombies);
+            lc_st.zombies, lc_st.lost_claims);
 }
 
 int main(void) {
@@ -1701,6 +1772,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_cloned_site_id, lc_close_all),
       cmocka_unit_test_teardown(
           test_restored_peer_claims_do_not_pass_for_collected, lc_close_all),
+      cmocka_unit_test_teardown(
+          test_reinsert_after_horizon_beats_kept_tombstone, lc_close_all),
       cmocka_unit_test_teardown(test_apply_newer_whole_row, lc_close_all),
       cmocka_unit_test_setup_teardown(test_random_fleet_lifecycles_converge,
                                       lc_test_setup, lc_test_teardown),
