@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#define SX_PROTO 3
+#define SX_PROTO 4
 #define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
                             the handshake */
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
@@ -87,6 +87,7 @@ struct sync_session {
   /* receiving phase */
   sx_cursor vcur; /* dry run: where the next request starts */
   sx_mark vmark;  /* and the sender's mark there */
+  sx_scope vscope; /* and the scope it was served with */
   int vcur_ok;
   sync_apply_report phase_rep;
   sync_session_stats st;
@@ -509,7 +510,8 @@ static unsigned char *sx_put_report(unsigned char *p,
   p = sx_wv(p, r->deleted);
   p = sx_wv(p, r->unchanged);
   p = sx_wv(p, r->conflicts);
-  return sx_wv(p, r->refused);
+  p = sx_wv(p, r->refused);
+  return sx_wv(p, r->exited);
 }
 
 static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
@@ -520,6 +522,7 @@ static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
   a->unchanged += b->unchanged;
   a->conflicts += b->conflicts;
   a->refused += b->refused;
+  a->exited += b->exited;
 }
 
 static int sx_send_request(sync_session *s, int final) {
@@ -537,9 +540,11 @@ static int sx_send_request(sync_session *s, int final) {
   if (s->dry && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
     req->mark = s->vmark;
+    req->scope = s->vscope;
   }
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
-        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
+        SX_SCOPE_MAX + req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
+        7 * SX_VARINT_MAX;
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
@@ -557,6 +562,7 @@ static int sx_send_request(sync_session *s, int final) {
   p = sx_wcursor(p, &req->cur);
   sx_put_le64(p, req->mark.id);
   p = sx_wv(p + 8, req->mark.start);
+  p = sx_wscope(p, &req->scope);
   p = sx_wv(p, req->nvv);
   for (i = 0; i < req->nvv; i++) {
     memcpy(p, req->vv[i].site, SX_SITE_LEN);
@@ -625,6 +631,8 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
   req.mark.id = sx_get_le64(q);
   req.mark.start = sx_rv(&r);
+  if (sx_rscope(&r, &req.scope))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST scope");
   nvv = sx_rv(&r);
   if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
@@ -650,6 +658,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     rep.unchanged = sx_rv(&r);
     rep.conflicts = sx_rv(&r);
     rep.refused = sx_rv(&r);
+    rep.exited = sx_rv(&r);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
   }
   if (r.bad || r.p != r.end) {
@@ -693,6 +702,10 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     o.filter = s->o.filter;
     o.filter_ctx = s->o.filter_ctx;
     o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
+    /* The server follows the client's scope: rows leave it as exit
+     * markers, and a new scope restarts its stream. */
+    o.scope = s->o.server;
+    o.filter_version = s->o.filter_version;
     rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
     if (!rc) {
       int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&
@@ -740,6 +753,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   ao.relay = s->relay;
   ao.max_ahead_ms = s->o.max_ahead_ms;
   ao.refuse_whole = s->o.refuse_whole;
+  ao.refuse_exits = s->o.server; /* a client never removes server rows */
   rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
     rc = sync_delta_apply_opts(x, d, &ao, &rep);
@@ -757,6 +771,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   if (s->dry) {
     s->vcur = d->end;
     s->vmark = d->mark;
+    s->vscope = d->scope;
     s->vcur_ok = 1;
   }
   sync_delta_free(d);
