@@ -305,8 +305,9 @@ SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
  * SYNC_EIO, SYNC_ENOSPC, SYNC_ECORRUPT (file shorter than its header
  * says, or a damaged row met by the upgrade below), SYNC_ENOMEM.  On
  * failure the env may be configured and opened again.
- * A file of storage format 1 (before the stored digest sums) is upgraded
- * by a writable open, in its transaction: one scan per table, O(rows).  A
+ * A file of an older storage format (1 to 3; docs/FORMAT.md, "File") is
+ * upgraded by a writable open, in its transaction: formats 1 and 2 by
+ * one scan per table, O(rows), format 3 by its format record alone.  A
  * read-only open of such a file fails with SYNC_EVERSION, and
  * sync_env_errmsg() says to open it writable once. */
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags);

@@ -874,6 +874,24 @@ static int sx_repair_done(sync_session *s) {
         /* The server's mark there is not known: none, until the next
          * chunk brings one. */
         memset(&p.mark, 0, sizeof p.mark);
+        /* It holds the repaired tables as an unfiltered stream would
+         * have left them: that scope (and, as held, whatever it may
+         * still hold of the scope before, for a server that filters). */
+        {
+          sx_scope sc;
+          unsigned t, i;
+          memset(&sc, 0, sizeof sc);
+          sc.flags = SX_SCOPE_ON;
+          for (t = 0; t < s->env->schema->ntables && t < 8 * SX_TBYTES; t++)
+            if ((s->recv_mask[t >> 3] >> (t & 7)) & 1)
+              sc.tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+          for (i = 0; i < SX_TBYTES; i++)
+            sc.held[i] = (unsigned char)(sc.tables[i] |
+                                         (p.scope.flags ? p.scope.held[i] |
+                                                              p.scope.tables[i]
+                                                        : 0));
+          p.scope = sc;
+        }
         rc = sx_peer_put(x, s->peer, &p);
       }
       if (rc) sync_txn_abort(x);
