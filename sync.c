@@ -4482,6 +4482,8 @@ typedef struct sx_cursor {
 #define SX_SCOPE_FILTER 0x2u /* with a row filter */
 #define SX_SCOPE_EXITS 0x4u  /* the initial stream in progress restarted a
                                 served receiver: rows out of scope exit */
+#define SX_SCOPE_RESTART 0x8u /* chunks only: this chunk starts its stream
+                                 from the beginning, as from a zero cursor */
 typedef struct sx_scope {
   unsigned flags;        /* SX_SCOPE_*; 0: none (unknown) */
   uint64_t fver;         /* the filter version */
@@ -5278,9 +5280,14 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
     *exits = 1;
   }
   if (served && *exits)
-    for (i = 0; i < SX_TBYTES; i++)
-      sc->held[i] |= (unsigned char)(rs->held[i] | rs->tables[i]);
+    for (i = 0; i < SX_TBYTES; i++) {
+      unsigned char before = (unsigned char)(rs->held[i] | rs->tables[i]);
+      /* Only tables the requester may see: its word is not proof. */
+      if (o->visible && i < SYNC_RIGHTS_BYTES) before &= o->visible[i];
+      sc->held[i] |= before;
+    }
   if (*exits) sc->flags |= SX_SCOPE_EXITS;
+  if (*restart || zero) sc->flags |= SX_SCOPE_RESTART;
 }
 
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
@@ -6489,6 +6496,8 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   if (x->failed) return SYNC_ETXN;
   if ((rc = sx_delta_check(d, env->schema)))
     return sx_fail(env, rc, "the delta is malformed");
+  if (d->repair && d->nx)
+    return sx_fail(env, SYNC_EPROTO, "a repair frame holds exit markers");
   if (ao && ao->refuse_exits && d->nx)
     return sx_fail(env, SYNC_EPERM,
                    "the chunk holds exit markers (%zu), which this replica "
@@ -6668,7 +6677,8 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   if (!a.dry && contiguous) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
-    if (d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq)
+    if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
+        (d->scope.flags & SX_SCOPE_RESTART))
       peer.tainted = 0;
     if (d->partial || rep->refused || d->nx) peer.tainted = 1;
     peer.cur = d->end;
@@ -7522,7 +7532,9 @@ SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s) {
   const unsigned char *q = sx_rbytes(r, 1);
   uint64_t n;
   memset(s, 0, sizeof *s);
-  if (!q || (q[0] & ~(SX_SCOPE_ON | SX_SCOPE_FILTER | SX_SCOPE_EXITS)) ||
+  if (!q ||
+      (q[0] & ~(SX_SCOPE_ON | SX_SCOPE_FILTER | SX_SCOPE_EXITS |
+                SX_SCOPE_RESTART)) ||
       (q[0] && !(q[0] & SX_SCOPE_ON)))
     return SYNC_EFORMAT;
   s->flags = q[0];
@@ -10127,6 +10139,8 @@ struct sync_session {
   size_t own_max;
   unsigned char send_mask[SYNC_RIGHTS_BYTES]; /* tables we may send */
   unsigned char recv_mask[SYNC_RIGHTS_BYTES]; /* tables we may apply */
+  unsigned char read_mask[SYNC_RIGHTS_BYTES]; /* server: the client's read
+                                                 rights */
   int relay;
   sync_encoder *enc;
   sync_decoder *dec;
@@ -10476,6 +10490,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   s->dry = (flags & SX_HF_DRY) != 0;
   s->repair = (flags & SX_HF_REPAIR) != 0;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
+  memcpy(s->read_mask, rights.read, SYNC_RIGHTS_BYTES);
   memcpy(s->send_mask, rights.read, SYNC_RIGHTS_BYTES);
   sx_mask_and(s->send_mask, sel);
   memcpy(s->recv_mask, rights.write, SYNC_RIGHTS_BYTES);
@@ -10762,6 +10777,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
      * markers, and a new scope restarts its stream. */
     o.scope = s->o.server;
     o.filter_version = s->o.filter_version;
+    o.visible = s->o.server ? s->read_mask : NULL;
     rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
     if (!rc) {
       int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&

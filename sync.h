@@ -595,6 +595,12 @@ typedef struct sync_delta_opts {
    * next request of every peer then restarts its stream.  0 is a
    * version like any other. */
   uint64_t filter_version;
+  /* With scope: the tables whose rows exit markers may name (bit t & 7 of
+   * visible[t >> 3]; NULL: every table), e.g. the requester's read
+   * rights.  A requester's word about which tables it held before is
+   * only trusted within these, so no marker names a key of a table it
+   * may not read. */
+  const unsigned char *visible;
 } sync_delta_opts;
 
 /* Sender side: the next chunk for the requester, cut from txn's snapshot

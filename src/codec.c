@@ -372,7 +372,9 @@ SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s) {
   const unsigned char *q = sx_rbytes(r, 1);
   uint64_t n;
   memset(s, 0, sizeof *s);
-  if (!q || (q[0] & ~(SX_SCOPE_ON | SX_SCOPE_FILTER | SX_SCOPE_EXITS)) ||
+  if (!q ||
+      (q[0] & ~(SX_SCOPE_ON | SX_SCOPE_FILTER | SX_SCOPE_EXITS |
+                SX_SCOPE_RESTART)) ||
       (q[0] && !(q[0] & SX_SCOPE_ON)))
     return SYNC_EFORMAT;
   s->flags = q[0];

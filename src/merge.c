@@ -676,9 +676,14 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
     *exits = 1;
   }
   if (served && *exits)
-    for (i = 0; i < SX_TBYTES; i++)
-      sc->held[i] |= (unsigned char)(rs->held[i] | rs->tables[i]);
+    for (i = 0; i < SX_TBYTES; i++) {
+      unsigned char before = (unsigned char)(rs->held[i] | rs->tables[i]);
+      /* Only tables the requester may see: its word is not proof. */
+      if (o->visible && i < SYNC_RIGHTS_BYTES) before &= o->visible[i];
+      sc->held[i] |= before;
+    }
   if (*exits) sc->flags |= SX_SCOPE_EXITS;
+  if (*restart || zero) sc->flags |= SX_SCOPE_RESTART;
 }
 
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
@@ -1887,6 +1892,8 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   if (x->failed) return SYNC_ETXN;
   if ((rc = sx_delta_check(d, env->schema)))
     return sx_fail(env, rc, "the delta is malformed");
+  if (d->repair && d->nx)
+    return sx_fail(env, SYNC_EPROTO, "a repair frame holds exit markers");
   if (ao && ao->refuse_exits && d->nx)
     return sx_fail(env, SYNC_EPERM,
                    "the chunk holds exit markers (%zu), which this replica "
@@ -2066,7 +2073,8 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   if (!a.dry && contiguous) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
-    if (d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq)
+    if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
+        (d->scope.flags & SX_SCOPE_RESTART))
       peer.tainted = 0;
     if (d->partial || rep->refused || d->nx) peer.tainted = 1;
     peer.cur = d->end;

@@ -31,6 +31,8 @@ typedef struct sx_cursor {
 #define SX_SCOPE_FILTER 0x2u /* with a row filter */
 #define SX_SCOPE_EXITS 0x4u  /* the initial stream in progress restarted a
                                 served receiver: rows out of scope exit */
+#define SX_SCOPE_RESTART 0x8u /* chunks only: this chunk starts its stream
+                                 from the beginning, as from a zero cursor */
 typedef struct sx_scope {
   unsigned flags;        /* SX_SCOPE_*; 0: none (unknown) */
   uint64_t fver;         /* the filter version */

@@ -71,6 +71,8 @@ struct sync_session {
   size_t own_max;
   unsigned char send_mask[SYNC_RIGHTS_BYTES]; /* tables we may send */
   unsigned char recv_mask[SYNC_RIGHTS_BYTES]; /* tables we may apply */
+  unsigned char read_mask[SYNC_RIGHTS_BYTES]; /* server: the client's read
+                                                 rights */
   int relay;
   sync_encoder *enc;
   sync_decoder *dec;
@@ -420,6 +422,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   s->dry = (flags & SX_HF_DRY) != 0;
   s->repair = (flags & SX_HF_REPAIR) != 0;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
+  memcpy(s->read_mask, rights.read, SYNC_RIGHTS_BYTES);
   memcpy(s->send_mask, rights.read, SYNC_RIGHTS_BYTES);
   sx_mask_and(s->send_mask, sel);
   memcpy(s->recv_mask, rights.write, SYNC_RIGHTS_BYTES);
@@ -706,6 +709,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
      * markers, and a new scope restarts its stream. */
     o.scope = s->o.server;
     o.filter_version = s->o.filter_version;
+    o.visible = s->o.server ? s->read_mask : NULL;
     rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
     if (!rc) {
       int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&

@@ -533,6 +533,81 @@ static void test_exits_refused_from_clients_and_dry_runs(void **state) {
 }
 
 /* ---------------------------------------------------------------------
+ * In process: exit markers name only tables the requester may see
+ * (sync_delta_opts.visible), whatever its request says it held; and a
+ * restarted stream of the full scope lets the vector rise again.
+ * ------------------------------------------------------------------- */
+static void sc_pull_api(mu_rep *r, mu_rep *s, const unsigned char *tables,
+                        const unsigned char *visible, sync_apply_report *sum) {
+  int last = 0, n = 0;
+  memset(sum, 0, sizeof *sum);
+  while (!last && n++ < 1000) {
+    sync_txn *x, *y;
+    sync_request *req;
+    sync_delta *d;
+    sync_delta_opts o;
+    sync_apply_report rep;
+    memset(&o, 0, sizeof o);
+    o.scope = 1;
+    o.tables = tables;
+    o.visible = visible;
+    o.max_rows = 2;
+    TU_OK(sync_txn_begin(r->env, 0, &x));
+    TU_OK(sync_request_make(x, s->site, &req));
+    TU_OK(sync_txn_begin(s->env, SYNC_TXN_RDONLY, &y));
+    TU_OK(sync_delta_make(y, req, &o, &d));
+    sync_txn_abort(y);
+    sync_request_free(req);
+    last = sync_delta_last(d);
+    TU_OK(sync_delta_apply(x, d, SYNC_APPLY_MERGE, &rep));
+    TU_OK(sync_txn_commit(x));
+    sync_delta_free(d);
+    sum->exited += rep.exited;
+    sum->rows += rep.rows;
+    if (last) sum->vector_raised = rep.vector_raised;
+  }
+  assert_true(last);
+}
+
+static void test_exits_name_visible_tables_only(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  sync_apply_report rep;
+  unsigned char ab[1] = {0x3}, a[1] = {0x1}, all[1] = {0x7};
+  uint64_t live, tombs;
+  (void)state;
+  sc_open(&srv, "scope-srv.db", 0x51, &now);
+  sc_open(&dev, "scope-dev.db", 0xd1, &now);
+  sc_put(&srv, 0, "a1", 0, 1, NULL);
+  sc_put(&srv, 1, "b1", 0, 2, NULL);
+  sc_put(&srv, 1, "b2", 0, 3, NULL);
+  sc_put(&srv, 2, "c1", 0, 4, NULL);
+  sc_pull_api(&dev, &srv, ab, NULL, &rep);
+  sc_stored(&dev, &live, &tombs);
+  TU_U64(live, 3);
+  /* Narrowed to a, with b no longer visible: b's rows are not named. */
+  sc_pull_api(&dev, &srv, a, a, &rep);
+  TU_U64(rep.exited, 0);
+  assert_true(sc_get(&dev, 1, "b1", NULL, NULL, NULL, 0));
+  /* Visible again: the next scope change names them. */
+  sc_pull_api(&dev, &srv, a, ab, &rep);
+  TU_U64(rep.exited, 0); /* the same scope: nothing restarts */
+  sc_pull_api(&dev, &srv, all, NULL, &rep);
+  sc_pull_api(&dev, &srv, a, NULL, &rep);
+  TU_U64(rep.exited, 3);
+  sc_stored(&dev, &live, &tombs);
+  TU_U64(live, 1);
+  TU_U64(tombs, 0);
+  /* Everything again, no filter: a complete run, and the vector rises. */
+  sc_pull_api(&dev, &srv, all, NULL, &rep);
+  assert_int_equal(rep.vector_raised, 1);
+  sc_stored(&dev, &live, &tombs);
+  TU_U64(live, 4);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* ---------------------------------------------------------------------
  * Bad input: a filter that flips every row, in every session (with a new
  * filter version each time, and without), costs chunks of bounded size
  * and time, and once it settles the device holds exactly its scope.
@@ -788,6 +863,7 @@ int main(void) {
       cmocka_unit_test(test_filter_version_widens_and_narrows),
       cmocka_unit_test(test_local_edit_stays_until_sent),
       cmocka_unit_test(test_exits_refused_from_clients_and_dry_runs),
+      cmocka_unit_test(test_exits_name_visible_tables_only),
       cmocka_unit_test(test_flipping_filter_is_bounded),
       cmocka_unit_test(test_scope_property),
   };
