@@ -2922,6 +2922,20 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
   memcpy(env->site, nid, SX_SITE_LEN);
   if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
   if ((rc = sx_relabel_rows(x, k, t))) goto fail;
+  {
+    /* xfloor capped what we claimed of our own writes, some of which
+     * left our scope: they keep the old id, and the new one has lost
+     * none.  (The old id is held no further than held, and a held above
+     * xfloor would claim them: no caller passes one.) */
+    sx_slice f;
+    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &f);
+    if (rc && rc != SYNC_NOTFOUND) goto fail;
+    if (rc == 0) {
+      if (f.n == 8 && held > sx_get_le64(f.p)) held = sx_get_le64(f.p);
+      if ((rc = sx_del(env->st, x->t, env->meta, "xfloor", 6))) goto fail;
+    }
+    rc = 0;
+  }
   sx_put_be32(kb, k);
   sx_put_le64(vb, held);
   if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;

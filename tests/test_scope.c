@@ -310,6 +310,58 @@ static void test_row_reenters_scope_whole(void **state) {
   mu_close(&dev);
 }
 
+/* The same for a copy of the device's file, which takes a new site id
+ * at open and claims the old id's writes it holds: not those of the rows
+ * that left its scope. */
+static void test_row_reenters_on_a_copy(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev, cp;
+  sc_filter f;
+  char note[32];
+  unsigned char *b;
+  size_t n = 0;
+  (void)state;
+  memset(&f, 0, sizeof f);
+  sc_open(&srv, "scope-srv.db", 0x51, &now);
+  sc_open(&dev, "scope-dev.db", 0xd1, &now);
+  sc_dev(&f, &dev, 1u << 1);
+  sc_put(&srv, 0, "k1", 1, 10, "server");
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, NULL), 1);
+  sc_set(&dev, 0, "k1", SC_NOTE, sync_text("device", 6));
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, NULL), 1);
+  sc_set(&srv, 0, "k1", SC_OWNER, sync_int(3));
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, NULL), 1);
+  assert_false(sc_get(&dev, 0, "k1", NULL, NULL, NULL, 0));
+  sync_env_close(dev.env);
+  dev.env = NULL;
+  b = tu_read_file("scope-dev.db", &n);
+  assert_non_null(b);
+  tu_remove_db("scope-cp.db");
+  assert_int_equal(tu_write_file("scope-cp.db", b, n), 0);
+  free(b);
+  memset(&cp, 0, sizeof cp);
+  snprintf(cp.path, sizeof cp.path, "scope-cp.db");
+  memset(cp.site, 0xd1, 16);
+  cp.now = &now;
+  cp.random_calls = 1; /* every draw is a new id */
+  TU_OK(sync_env_create(NULL, &cp.env));
+  TU_OK(sync_env_set_random(cp.env, mu_random_fn, &cp));
+  TU_OK(sync_env_set_clock(cp.env, mu_clock_fn, &cp));
+  TU_OK(sync_env_set_durability(cp.env, SYNC_DURABLE_NOSYNC));
+  TU_OK(sync_env_set_schema(cp.env, sc_tables, SC_NTABLES));
+  TU_OK(sync_env_open(cp.env, cp.path, 0));
+  TU_OK(sync_env_site_id(cp.env, cp.site));
+  assert_true(memcmp(cp.site, dev.site, 16) != 0); /* renewed at open */
+  memcpy(f.dev[0], cp.site, 16);
+  sc_set(&srv, 0, "k1", SC_OWNER, sync_int(1));
+  assert_int_equal(sc_sync(&cp, &srv, SYNC_BOTH, NULL, &f, 0, 0, NULL), 1);
+  assert_true(sc_get(&cp, 0, "k1", NULL, NULL, note, sizeof note));
+  assert_string_equal(note, "device");
+  mu_close(&srv);
+  mu_close(&dev);
+  mu_close(&cp);
+}
+
 /* ---------------------------------------------------------------------
  * Tables: dropping one from the selection removes its rows; adding one
  * brings its rows, with no sync_peer_reset.
@@ -859,6 +911,7 @@ int main(void) {
       cmocka_unit_test(test_filter_sees_peer_and_values),
       cmocka_unit_test(test_row_leaves_scope_by_value),
       cmocka_unit_test(test_row_reenters_scope_whole),
+      cmocka_unit_test(test_row_reenters_on_a_copy),
       cmocka_unit_test(test_selection_narrows_and_widens),
       cmocka_unit_test(test_filter_version_widens_and_narrows),
       cmocka_unit_test(test_local_edit_stays_until_sent),
