@@ -5271,7 +5271,6 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
   int zero = req->cur.mode == SX_MODE_LOG && !req->cur.version &&
              !req->cur.seq,
       same, served = rs->flags != 0;
-  size_t i;
   memset(sc, 0, sizeof *sc);
   sc->flags = SX_SCOPE_ON | (o->filter ? SX_SCOPE_FILTER : 0);
   sc->fver = o->filter ? o->filter_version : 0;
@@ -5294,11 +5293,12 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
     *exits = 1;
   }
   if (served && *exits)
-    for (i = 0; i < SX_TBYTES; i++) {
-      unsigned char before = (unsigned char)(rs->held[i] | rs->tables[i]);
-      /* Only tables the requester may see: its word is not proof. */
-      if (o->visible && i < SYNC_RIGHTS_BYTES) before &= o->visible[i];
-      sc->held[i] |= before;
+    for (t = 0; t < nt; t++) {
+      /* Only tables the requester may see: its word is not proof.  (The
+       * caller's sets are read up to this schema's tables only.) */
+      if (!sx_bit(rs->held, t) && !sx_bit(rs->tables, t)) continue;
+      if (o->visible && !sx_bit(o->visible, t)) continue;
+      sc->held[t >> 3] |= (unsigned char)(1u << (t & 7));
     }
   if (*exits) sc->flags |= SX_SCOPE_EXITS;
   if (*restart || zero) sc->flags |= SX_SCOPE_RESTART;
