@@ -995,7 +995,11 @@ typedef struct sync_session_opts {
   int policy;   /* SYNC_APPLY_MERGE (0), _NEWER or _APPEND for the chunks
                    this side receives */
   const unsigned char *tables; /* client: tables to sync, as in
-                                  sync_rights; NULL = all */
+                                  sync_rights; NULL = all.  Another
+                                  selection in a later session brings
+                                  the new tables' rows and removes those
+                                  of tables no longer selected, with no
+                                  reset (docs/PROTOCOL.md, "Scope") */
   sync_row_filter_fn filter;   /* rows this side sends; NULL = all.  On
                                   the server it defines the client's
                                   scope (docs/PROTOCOL.md, "Scope") */

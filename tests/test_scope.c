@@ -659,6 +659,40 @@ static void test_exits_name_visible_tables_only(void **state) {
   mu_close(&dev);
 }
 
+/* A cursor served with no scope (an in-process pull without it, or a
+ * peer record of storage format 3) restarts at the first scoped
+ * request: the rows out of the scope leave, with no reset. */
+static void test_unscoped_cursor_restarts(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  sc_filter f;
+  sync_session_stats st;
+  uint64_t live, tombs;
+  int i;
+  (void)state;
+  memset(&f, 0, sizeof f);
+  sc_open(&srv, "scope-srv.db", 0x51, &now);
+  sc_open(&dev, "scope-dev.db", 0xd1, &now);
+  sc_dev(&f, &dev, 1u << 1);
+  for (i = 0; i < 12; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "k%02d", i);
+    sc_put(&srv, (unsigned)(i % 3), key, 1 + i % 2, i, NULL);
+  }
+  mu_pull(&dev, &srv, 5, 1, NULL); /* no scope: everything */
+  sc_stored(&dev, &live, &tombs);
+  TU_U64(live, 12);
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 5, &st), 1);
+  TU_U64(st.applied.exited, 6);
+  sc_stored(&dev, &live, &tombs);
+  TU_U64(live, 6);
+  TU_U64(tombs, 0);
+  sc_stored(&srv, &live, &tombs);
+  TU_U64(live, 12);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
 /* ---------------------------------------------------------------------
  * Bad input: a filter that flips every row, in every session (with a new
  * filter version each time, and without), costs chunks of bounded size
@@ -917,6 +951,7 @@ int main(void) {
       cmocka_unit_test(test_local_edit_stays_until_sent),
       cmocka_unit_test(test_exits_refused_from_clients_and_dry_runs),
       cmocka_unit_test(test_exits_name_visible_tables_only),
+      cmocka_unit_test(test_unscoped_cursor_restarts),
       cmocka_unit_test(test_flipping_filter_is_bounded),
       cmocka_unit_test(test_scope_property),
   };
