@@ -875,7 +875,12 @@ static void sp_check(sp_world *w) {
     TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
     TU_OK(sync_changes_open(x, 0, &it));
     while ((rc = sync_changes_next(it, &ch)) == 0) {
-      unsigned kk = (unsigned)atoi((const char *)ch.key.data + 4);
+      /* "key-NN": keys are not NUL-terminated */
+      const char *kp = (const char *)ch.key.data;
+      unsigned kk = ch.key.len == 6 ? (unsigned)(kp[4] - '0') * 10u +
+                                          (unsigned)(kp[5] - '0')
+                                    : 0;
+      assert_int_equal(ch.key.len, 6);
       if (!(ch.causal_length & 1) && !w->deleted[ch.table][kk % SP_NKEYS])
         fail_msg("seed %llu: replica %u holds a tombstone of table %u key "
                  "%u, which nobody deleted",
