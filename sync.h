@@ -690,6 +690,16 @@ typedef struct sync_apply_opts {
    * anything is written (a server never lets a client remove its rows);
    * 0: exit markers remove the rows they name, whatever writable says. */
   int refuse_exits;
+  /* The sender's scope as this replica serves it (a server applying a
+   * client's push; sessions set it): a row of scope_tables that the
+   * chunk leaves as it was here (this replica's state wins) and that
+   * scope_filter refuses for the sender is logged again, unchanged, so
+   * the next chunk cut for the sender carries an exit marker for it: the
+   * sender holds a copy outside its scope (e.g. a row it inserted that
+   * collided with one of ours it never got).  NULL filter: none. */
+  const unsigned char *scope_tables;
+  sync_row_filter_fn scope_filter;
+  void *scope_filter_ctx;
 } sync_apply_opts;
 
 /* sync_delta_apply with the checks of opts (NULL: none, SYNC_APPLY_MERGE).

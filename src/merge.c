@@ -1848,6 +1848,48 @@ static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
   return rc;
 }
 
+/* Is stored row r in the scope ao gives the sender (ao->scope_filter)?
+ * *vals: the filter's values, allocated at the first call. */
+static int sx_scope_of(sync_txn *x, const sync_apply_opts *ao,
+                       const uint8_t *sender, unsigned tid,
+                       const unsigned char *key, size_t klen, const sx_row *r,
+                       sync_value **vals, int *in) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!(r->cl & 1)) {
+    *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, NULL,
+                           0) != 0;
+    return 0;
+  }
+  if (!*vals) {
+    *vals = (sync_value *)sx_malloc(&x->env->al,
+                                    sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
+    if (!*vals) return SYNC_ENOMEM;
+  }
+  for (j = 0; j < tb->ncols; j++)
+    (*vals)[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                              : sync_null();
+  *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, *vals,
+                         tb->ncols) != 0;
+  return 0;
+}
+
+/* Log stored row x->old (table tid, at cur) again, unchanged. */
+static int sx_relog(sync_txn *x, unsigned tid, sx_scur *cur,
+                    const unsigned char *key, size_t klen) {
+  sx_row *o = &x->old, *w = &x->nw;
+  if (SX_NEVER(o->nstamps > SX_ROW_STAMP_CAP(w->cap_cols) ||
+               o->ncols > w->cap_cols))
+    return SYNC_ECORRUPT;
+  w->cl = o->cl;
+  w->cl_stamp = o->cl_stamp;
+  w->nstamps = o->nstamps;
+  memcpy(w->stamps, o->stamps, sizeof(sx_stamp) * o->nstamps);
+  w->ncols = o->ncols;
+  memcpy(w->cols, o->cols, sizeof(sx_rcol) * o->ncols);
+  return sx_store_row(x, tid, cur, key, klen, 1, 0);
+}
+
 /* Could this replica have collected the tombstone of a row of table tid
  * at causal length cl?  Only if it ever collected one above cl in that
  * table (sx_fresh_cl keeps the largest).  1 yes, 0 no, or an error.  A
@@ -1875,7 +1917,9 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   size_t i, app_len = 0;
   unsigned char app_last[SYNC_MAX_KEY];
   unsigned app_tid = SX_NONE;
-  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed;
+  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed,
+      scoped = ao && ao->scope_filter && ao->scope_tables;
+  sync_value *svals = NULL;
   if (!rep) rep = &dummy;
   memset(rep, 0, sizeof *rep);
   if (!x || !d) return SYNC_EINVAL;
@@ -2045,6 +2089,17 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     now_live = (x->nw.cl & 1) != 0;
     if (rc == 0) {
       rep->unchanged++;
+      if (scoped && !a.dry) {
+        /* Ours stays; if it is out of the sender's scope, the sender's
+         * copy must exit: log the row again so its next chunk says so. */
+        int in = 1;
+        if (sx_bit(ao->scope_tables, dr->tid)) {
+          if ((rc = sx_scope_of(x, ao, d->sender, dr->tid, key, dr->klen,
+                                &x->old, &svals, &in)))
+            goto done;
+        }
+        if (!in && (rc = sx_relog(x, dr->tid, cur, key, dr->klen))) goto done;
+      }
     } else {
       if (now_live && !was_live) rep->inserted++;
       else if (!now_live && was_live) rep->deleted++;
@@ -2123,6 +2178,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
 done:
   sx_free(&env->al, a.smap);
   sx_free(&env->al, lvv);
+  sx_free(&env->al, svals);
   return rc;
 }
 

@@ -758,6 +758,13 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   ao.max_ahead_ms = s->o.max_ahead_ms;
   ao.refuse_whole = s->o.refuse_whole;
   ao.refuse_exits = s->o.server; /* a client never removes server rows */
+  if (s->o.server) {
+    /* A row the client holds outside its scope that we keep as it is
+     * would never reach it again: log it, so it exits. */
+    ao.scope_tables = s->send_mask;
+    ao.scope_filter = s->o.filter;
+    ao.scope_filter_ctx = s->o.filter_ctx;
+  }
   rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
     rc = sync_delta_apply_opts(x, d, &ao, &rep);

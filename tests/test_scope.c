@@ -494,6 +494,78 @@ static void test_local_edit_stays_until_sent(void **state) {
   mu_close(&dev);
 }
 
+/* A row the device inserted before its first sync collides with one of
+ * the server's that is out of its scope, with later stamps: the first
+ * stream names nothing out of scope, the push changes nothing on the
+ * server, so no change would ever bring an exit.  The server logs the
+ * row again when it keeps its own, and the next pull removes the copy. */
+static void test_colliding_insert_out_of_scope_leaves(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  sc_filter f;
+  sync_session_stats st;
+  uint64_t live, tombs;
+  int64_t owner, v;
+  (void)state;
+  memset(&f, 0, sizeof f);
+  sc_open(&srv, "scope-srv.db", 0x51, &now);
+  sc_open(&dev, "scope-dev.db", 0xd1, &now);
+  sc_dev(&f, &dev, 1u << 1);
+  sc_put(&dev, 0, "k1", 1, 5, "device");  /* in the device's scope */
+  sc_put(&srv, 0, "k1", 2, 10, "server"); /* later, and out of it */
+  sc_put(&srv, 0, "k2", 1, 20, NULL);
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, &st), 1);
+  assert_true(sc_get(&srv, 0, "k1", &owner, &v, NULL, 0));
+  assert_int_equal(owner, 2); /* the server's later write won */
+  assert_int_equal(v, 10);
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, &st), 1);
+  TU_U64(st.applied.exited, 1);
+  assert_false(sc_get(&dev, 0, "k1", NULL, NULL, NULL, 0));
+  sc_stored(&dev, &live, &tombs);
+  TU_U64(live, 1);
+  TU_U64(tombs, 0);
+  /* Settled, and the row comes whole when it enters. */
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, &st), 1);
+  TU_U64(st.rows_sent + st.rows_received + st.applied.exited, 0);
+  sc_set(&srv, 0, "k1", SC_OWNER, sync_int(1));
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, NULL), 1);
+  assert_true(sc_get(&dev, 0, "k1", &owner, &v, NULL, 0));
+  assert_int_equal(v, 10);
+  assert_true(mu_digest(&dev) == mu_digest(&srv));
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* A row kept after an exit that comes back into scope before it was
+ * acknowledged stays (its mark goes with the row that brings it). */
+static void test_kept_row_back_in_scope_stays(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  sc_filter f;
+  int64_t v;
+  (void)state;
+  memset(&f, 0, sizeof f);
+  sc_open(&srv, "scope-srv.db", 0x51, &now);
+  sc_open(&dev, "scope-dev.db", 0xd1, &now);
+  sc_dev(&f, &dev, 1u << 1);
+  sc_put(&srv, 0, "k1", 1, 10, NULL);
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, NULL), 1);
+  sc_set(&dev, 0, "k1", SC_V, sync_int(77));  /* not sent yet */
+  sc_set(&srv, 0, "k1", SC_OWNER, sync_int(2)); /* out */
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_PULL, NULL, &f, 0, 0, NULL), 1);
+  assert_true(sc_get(&dev, 0, "k1", NULL, NULL, NULL, 0)); /* kept */
+  sc_set(&srv, 0, "k1", SC_OWNER, sync_int(1)); /* in again */
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_PULL, NULL, &f, 0, 0, NULL), 1);
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, NULL), 1);
+  assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, 0, 0, NULL), 1);
+  assert_true(sc_get(&dev, 0, "k1", NULL, &v, NULL, 0));
+  assert_int_equal(v, 77);
+  assert_true(sc_get(&srv, 0, "k1", NULL, &v, NULL, 0));
+  assert_int_equal(v, 77);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
 /* ---------------------------------------------------------------------
  * A server never takes exit markers from a client; a dry run with a new
  * scope ends and changes nothing.
@@ -954,6 +1026,8 @@ int main(void) {
       cmocka_unit_test(test_selection_narrows_and_widens),
       cmocka_unit_test(test_filter_version_widens_and_narrows),
       cmocka_unit_test(test_local_edit_stays_until_sent),
+      cmocka_unit_test(test_colliding_insert_out_of_scope_leaves),
+      cmocka_unit_test(test_kept_row_back_in_scope_stays),
       cmocka_unit_test(test_exits_refused_from_clients_and_dry_runs),
       cmocka_unit_test(test_exits_name_visible_tables_only),
       cmocka_unit_test(test_unscoped_cursor_restarts),
