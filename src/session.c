@@ -547,7 +547,7 @@ static int sx_send_request(sync_session *s, int final) {
   }
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
         SX_SCOPE_MAX + req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
-        7 * SX_VARINT_MAX;
+        8 * SX_VARINT_MAX; /* FINAL's counts */
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
