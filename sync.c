@@ -2225,6 +2225,8 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
  *                      meta fingerprints of all rows, count of all rows
  *                      (u64 LE each; format 1: the live count only;
  *                      format 2: the first three, meta over live rows)
+ *             "xfloor" -> u64 cap on this replica's own vector entry once
+ *                      rows with its stamps left its scope (format 4)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
  *             + key.  Appended in order; a row's older entry is deleted
@@ -2257,7 +2259,7 @@ typedef atomic_int sx_errlock;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 3
+#define SX_FORMAT_VERSION 4
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -2371,6 +2373,11 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append);
+/* Remove the row at cur (x->old, decoded from key) without a trace: no
+ * tombstone, no log entry; keeps counts, sums and the change list.  For
+ * rows that left this replica's scope (exit markers). */
+SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                               const void *key, size_t klen);
 /* Causal length for a new row of table tid: above every tombstone this
  * replica ever collected, so that a re-insert after gc still wins over
  * peers that kept the tombstone. */
@@ -2700,12 +2707,14 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  if ((format == 1 || format == 2) && env->rdonly)
+  if (format >= 1 && format < SX_FORMAT_VERSION && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
-                   "(the stored fingerprint sums); open it writable once",
-                   path, (unsigned)format, SX_FORMAT_VERSION);
-  if (format != 1 && format != 2 && format != SX_FORMAT_VERSION)
+                   "(%s); open it writable once",
+                   path, (unsigned)format, SX_FORMAT_VERSION,
+                   format == 3 ? "the scope in peer records"
+                               : "the stored fingerprint sums");
+  if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
                    (unsigned)format, SX_FORMAT_VERSION);
@@ -2743,13 +2752,15 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                      "%s: store of table '%s' missing", path,
                      s->tables[i].name);
   }
-  if (format == 1 || format == 2) {
+  if (format < SX_FORMAT_VERSION) {
     /* Format 1 kept only the live count per table, format 2 the meta sum
      * of live rows only: one scan per table gives the sums, committed
      * with the new format record by the open's transaction (all or
-     * nothing). */
+     * nothing).  Format 3 lacks only the scope of peer records, which
+     * reads as unknown: the format record alone changes (older code
+     * would refuse the longer records). */
     unsigned char fmt[12];
-    for (i = 0; i < s->ntables; i++)
+    for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
         return sx_fail(env, rc, "%s: upgrade to format %u failed at table "
                        "'%s': %s", path, SX_FORMAT_VERSION, s->tables[i].name,
@@ -2911,6 +2922,20 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
   memcpy(env->site, nid, SX_SITE_LEN);
   if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
   if ((rc = sx_relabel_rows(x, k, t))) goto fail;
+  {
+    /* xfloor capped what we claimed of our own writes, some of which
+     * left our scope: they keep the old id, and the new one has lost
+     * none.  (The old id is held no further than held, and a held above
+     * xfloor would claim them: no caller passes one.) */
+    sx_slice f;
+    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &f);
+    if (rc && rc != SYNC_NOTFOUND) goto fail;
+    if (rc == 0) {
+      if (f.n == 8 && held > sx_get_le64(f.p)) held = sx_get_le64(f.p);
+      if ((rc = sx_del(env->st, x->t, env->meta, "xfloor", 6))) goto fail;
+    }
+    rc = 0;
+  }
   sx_put_be32(kb, k);
   sx_put_le64(vb, held);
   if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
@@ -3783,6 +3808,42 @@ fail:
                  env->schema->tables[tid].name, sync_strerror(rc));
 }
 
+SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                               const void *key, size_t klen) {
+  sync_env *env = x->env;
+  unsigned char lv[2 * SX_VARINT_MAX];
+  uint64_t oc = 0, om = 0;
+  int rc, live = (x->old.cl & 1) != 0;
+  if ((rc = sx_txn_tables(x))) return rc;
+  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->old, &oc,
+                      &om)) < 0)
+    return rc;
+  if (env->on_change) {
+    size_t hn = sx_put_varint(lv, tid);
+    hn += sx_put_varint(lv + hn, klen);
+    if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
+    memcpy(x->changed.p + x->changed.len, lv, hn);
+    memcpy(x->changed.p + x->changed.len + hn, key, klen);
+    x->changed.len += hn + klen;
+  }
+  if ((rc = sx_cur_del(env->st, cur))) {
+    x->failed = 1;
+    return sx_fail(env, rc, "removing a row of table '%s' failed: %s",
+                   env->schema->tables[tid].name, sync_strerror(rc));
+  }
+  /* Its log entry now names a row that is gone: readers skip it, and
+   * compaction deletes it. */
+  x->log_stale++;
+  x->delta[tid] -= live;
+  x->dsum[tid][0] -= oc;
+  x->dsum[tid][1] -= om;
+  x->dsum[tid][2]--;
+  x->rows_written++;
+  x->dirty = 1;
+  x->gen++;
+  return 0;
+}
+
 SYNC_API int sync_put(sync_txn *x, unsigned table, const void *key,
                       size_t klen, const sync_value *vals, unsigned nvals) {
   return sx_write(x, table, key, klen, SX_OP_PUT, NULL, vals, nvals);
@@ -4432,6 +4493,26 @@ typedef struct sx_cursor {
   unsigned char key[SYNC_MAX_KEY];
 } sx_cursor;
 
+/* The scope a receiver's cursor was served with (docs/PROTOCOL.md,
+ * "Scope"): kept by the receiver with its cursor, sent back in its
+ * requests, and carried by the chunks of a sender that tracks it. */
+#define SX_TBYTES ((SYNC_MAX_TABLES + 7) / 8)
+#define SX_SCOPE_ON 0x1u     /* served under a scope */
+#define SX_SCOPE_FILTER 0x2u /* with a row filter */
+#define SX_SCOPE_EXITS 0x4u  /* the initial stream in progress restarted a
+                                served receiver: rows out of scope exit */
+#define SX_SCOPE_RESTART 0x8u /* chunks only: this chunk starts its stream
+                                 from the beginning, as from a zero cursor */
+typedef struct sx_scope {
+  unsigned flags;        /* SX_SCOPE_*; 0: none (unknown) */
+  uint64_t fver;         /* the filter version */
+  unsigned char tables[SX_TBYTES]; /* tables served */
+  unsigned char held[SX_TBYTES];   /* tables the receiver may hold rows
+                                      of: the served ones, and during a
+                                      restarted stream those of the scope
+                                      before, until their rows exit */
+} sx_scope;
+
 typedef struct sx_peer {
   sx_cursor cur;    /* what this replica holds of the peer */
   int tainted;      /* the run since the cursor was last zero left rows
@@ -4443,6 +4524,7 @@ typedef struct sx_peer {
   uint64_t acked_version; /* what the peer holds of this replica */
   uint32_t acked_seq;
   sx_mark mark;     /* the peer's history mark at the cursor (db.h) */
+  sx_scope scope;   /* the scope the peer served the cursor with */
 } sx_peer;
 
 struct sync_request {
@@ -4452,6 +4534,7 @@ struct sync_request {
   sx_cursor cur;
   sx_mark mark; /* the sender's history mark at cur, as the requester
                    holds it */
+  sx_scope scope; /* the scope the requester was last served with */
   size_t nvv;
   sync_stamp *vv;
 };
@@ -4500,6 +4583,14 @@ struct sync_delta {
   size_t nrows, caprows;
   sx_dcol *cols;
   size_t ncols, capcols;
+  /* Exit markers (frame minor 2): rows that left the receiver's scope,
+   * with the sender's causal length and stamps (xcols: column stamps,
+   * no values), sorted by (table, key) like rows. */
+  sx_scope scope; /* the scope the chunk was cut under (flags 0: none) */
+  sx_drow *xrows;
+  size_t nx, capx;
+  sx_dcol *xcols;
+  size_t nxc, capxc;
   sx_buf arena;
 };
 
@@ -4525,13 +4616,21 @@ SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
 /* Add stored row r of table tid to d, leaving out columns and rows whose
  * stamps rvv (per local site index) covers (a row is still named when
- * keyed is set: complete initial streams) and, under o, rows outside o's
- * tables or filter; *bytes grows by the value bytes added. */
+ * keyed is set: complete initial streams); o (may be NULL) says whether
+ * to send whole rows.  The caller has decided the row is in scope.
+ * *bytes grows by the value bytes added. */
 SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
                               const unsigned char *key, size_t klen,
                               const sx_row *r, const uint64_t *rvv,
                               const sync_delta_opts *o, int keyed,
                               size_t *bytes);
+/* codec.c: a scope as frames and session messages carry it: u8 flags,
+ * then with SX_SCOPE_ON u64 filter version, var n + n bytes of served
+ * tables, var n + n bytes of held tables (n <= SX_TBYTES, trailing zero
+ * bytes left out).  sx_wscope needs SX_SCOPE_MAX bytes. */
+#define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
+SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
+SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
 /* A new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 /* Grow array *p of elem-byte items to hold need items (doubling). */
@@ -4626,13 +4725,22 @@ SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
   p->cur.klen = (size_t)v.p[37] | ((size_t)v.p[38] << 8);
   if (p->cur.mode > SX_MODE_INITIAL || p->cur.klen > SYNC_MAX_KEY ||
       (v.n != SX_PEER_FIXED + p->cur.klen &&
-       v.n != SX_PEER_FIXED + p->cur.klen + 16))
+       v.n < SX_PEER_FIXED + p->cur.klen + 16))
     return SYNC_ECORRUPT;
   memcpy(p->cur.key, v.p + SX_PEER_FIXED, p->cur.klen);
-  if (v.n == SX_PEER_FIXED + p->cur.klen + 16) {
+  if (v.n >= SX_PEER_FIXED + p->cur.klen + 16) {
     /* The mark, since storage format 2. */
     p->mark.id = sx_get_le64(v.p + SX_PEER_FIXED + p->cur.klen);
     p->mark.start = sx_get_le64(v.p + SX_PEER_FIXED + p->cur.klen + 8);
+  }
+  if (v.n > SX_PEER_FIXED + p->cur.klen + 16) {
+    /* The scope the cursor was served with, since storage format 4. */
+    sx_rd r;
+    r.p = v.p + SX_PEER_FIXED + p->cur.klen + 16;
+    r.end = v.p + v.n;
+    r.bad = 0;
+    if (sx_rscope(&r, &p->scope) || r.bad || r.p != r.end)
+      return SYNC_ECORRUPT;
   }
   return 0;
 }
@@ -4643,7 +4751,7 @@ SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c) {
 
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
                              const sx_peer *p) {
-  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16];
+  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16 + SX_SCOPE_MAX], *e;
   int rc;
   b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0) |
                          (p->stale ? 0x40 : 0));
@@ -4658,8 +4766,10 @@ SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
   memcpy(b + SX_PEER_FIXED, p->cur.key, p->cur.klen);
   sx_put_le64(b + SX_PEER_FIXED + p->cur.klen, p->mark.id);
   sx_put_le64(b + SX_PEER_FIXED + p->cur.klen + 8, p->mark.start);
+  e = b + SX_PEER_FIXED + p->cur.klen + 16;
+  if (p->scope.flags) e = sx_wscope(e, &p->scope);
   rc = sx_put(x->env->st, x->t, x->env->peers, site, SX_SITE_LEN, b,
-              SX_PEER_FIXED + p->cur.klen + 16, 0);
+              (size_t)(e - b), 0);
   if (rc) x->failed = 1;
   return rc;
 }
@@ -4737,6 +4847,18 @@ static int sx_vv_load(sync_txn *x, uint64_t **out) {
     return rc;
   }
   vv[0] = x->hlc_last;
+  {
+    /* Rows of ours that left our scope are gone: our own entry claims no
+     * more than what we still hold (sx_vv_lower). */
+    sx_slice f;
+    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &f);
+    if (rc == 0 && f.n == 8 && sx_get_le64(f.p) < vv[0])
+      vv[0] = sx_get_le64(f.p);
+    if (rc && rc != SYNC_NOTFOUND) {
+      sx_free(&env->al, vv);
+      return rc;
+    }
+  }
   *out = vv;
   return 0;
 }
@@ -4785,6 +4907,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
   r->schema_hash = env->schema->hash;
   r->cur = p.cur;
   r->mark = p.mark;
+  r->scope = p.scope;
   *out = r;
   return 0;
 }
@@ -4841,6 +4964,8 @@ SYNC_API void sync_delta_free(sync_delta *d) {
   sx_free(&al, d->vv);
   sx_free(&al, d->rows);
   sx_free(&al, d->cols);
+  sx_free(&al, d->xrows);
+  sx_free(&al, d->xcols);
   sx_buf_free(&d->arena);
   sx_free(&al, d);
 }
@@ -4878,11 +5003,6 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
   sx_drow *row;
   size_t i, n0 = d->ncols;
   int rc, need = cs->hlc > rvv[cs->site];
-  if (o && ((o->tables && !sx_bit(o->tables, tid)) ||
-            (o->filter && !o->filter(o->filter_ctx, tid, key, klen)))) {
-    d->partial = 1; /* left out: the receiver must not raise its vector */
-    return 0;
-  }
   if ((rc = sx_grow(&d->al, (void **)&d->cols, &d->capcols,
                     d->ncols + r->ncols, sizeof(sx_dcol))))
     return rc;
@@ -4945,10 +5065,95 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
   return 0;
 }
 
+/* What a chunk is cut under: the sender's options, the requester, and
+ * whether rows out of its scope go as exit markers. */
+typedef struct sx_cut {
+  const sync_delta_opts *o; /* may be NULL */
+  const uint8_t *peer;      /* the requester */
+  int track;                /* o->scope: d->scope says the tables */
+  int exits;                /* the requester may hold rows out of scope */
+  sync_value *vals;         /* the filter's values, one per column */
+} sx_cut;
+
+/* Is stored row r (table tid) in the requester's scope: a selected table
+ * and a filter that says yes? */
+static int sx_in_scope(sx_cut *c, sync_txn *x, unsigned tid,
+                       const unsigned char *key, size_t klen,
+                       const sx_row *r) {
+  const sync_delta_opts *o = c->o;
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!o) return 1;
+  if (o->tables && !sx_bit(o->tables, tid)) return 0;
+  if (!o->filter) return 1;
+  if (!(r->cl & 1))
+    return o->filter(o->filter_ctx, c->peer, tid, key, klen, NULL, 0) != 0;
+  for (j = 0; j < tb->ncols; j++)
+    c->vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                              : sync_null();
+  return o->filter(o->filter_ctx, c->peer, tid, key, klen, c->vals,
+                   tb->ncols) != 0;
+}
+
+/* Add an exit marker for stored row r: its key, causal length and
+ * stamps (no values), so the receiver can tell whether its copy holds
+ * anything this replica lacks. */
+static int sx_delta_exit(sync_delta *d, sync_txn *x, unsigned tid,
+                         const unsigned char *key, size_t klen,
+                         const sx_row *r, size_t *bytes) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  sx_drow *e;
+  size_t i;
+  int rc;
+  if ((rc = sx_grow(&d->al, (void **)&d->xrows, &d->capx, d->nx + 1,
+                    sizeof(sx_drow))) ||
+      (rc = sx_grow(&d->al, (void **)&d->xcols, &d->capxc,
+                    d->nxc + r->ncols + 1, sizeof(sx_dcol))) ||
+      (rc = sx_buf_reserve(&d->arena, klen)))
+    return rc;
+  e = &d->xrows[d->nx];
+  memset(e, 0, sizeof *e);
+  e->tid = tid;
+  e->koff = d->arena.len;
+  e->klen = klen;
+  memcpy(d->arena.p + d->arena.len, key, klen);
+  d->arena.len += klen;
+  e->cl = r->cl;
+  e->clhlc = r->stamps[r->cl_stamp].hlc;
+  e->clsite = r->stamps[r->cl_stamp].site;
+  e->col0 = d->nxc;
+  for (i = 0; i < r->ncols && (r->cl & 1); i++) {
+    const sx_rcol *c = &r->cols[i];
+    sx_dcol *dc;
+    if (c->st == SX_NOSTAMP) continue;
+    if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
+    dc = &d->xcols[d->nxc++];
+    memset(dc, 0, sizeof *dc);
+    dc->col = (unsigned)i;
+    dc->hlc = r->stamps[c->st].hlc;
+    dc->site = r->stamps[c->st].site;
+    dc->v = sync_null();
+  }
+  e->ncols = d->nxc - e->col0;
+  d->nx++;
+  *bytes += klen + 20 + 10 * e->ncols;
+  return 0;
+}
+
+/* One stored row met by a pass: sent, sent as an exit, or left out. */
+static int sx_cut_row(sx_cut *c, sync_delta *d, sync_txn *x, unsigned tid,
+                      const unsigned char *key, size_t klen, const sx_row *r,
+                      const uint64_t *rvv, int keyed, int selected,
+                      size_t *bytes) {
+  if (selected && sx_in_scope(c, x, tid, key, klen, r))
+    return sx_delta_add(d, x, tid, key, klen, r, rvv, c->o, keyed, bytes);
+  d->partial = 1; /* left out: the receiver must not raise its vector */
+  return c->exits ? sx_delta_exit(d, x, tid, key, klen, r, bytes) : 0;
+}
+
 /* Log pass: rows whose log entry follows d->start. */
 static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
-                        const sync_delta_opts *o, size_t max_rows,
-                        size_t max_bytes) {
+                        sx_cut *cut, size_t max_rows, size_t max_bytes) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
@@ -4974,12 +5179,20 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     if (rc) break;
     /* Full: this entry opens the next chunk.  Looking first means a
      * chunk that takes the log's last entries says it is the last. */
-    if (d->nrows >= max_rows || bytes >= max_bytes) break;
+    if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) break;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
-    if (rc == 0)
-      rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, o, 0, &bytes);
-    else if (rc == SYNC_NOTFOUND)
+    if (rc == 0) {
+      /* Exits only from the tables served: a row of another table never
+       * reached the requester from us, or left with its table. */
+      int selected = !cut->o || !cut->o->tables || sx_bit(cut->o->tables, tid);
+      if (selected || !cut->exits)
+        rc = sx_cut_row(cut, d, x, tid, key.p, key.n, &x->old, rvv, 0,
+                        selected, &bytes);
+      else
+        d->partial = 1;
+    } else if (rc == SYNC_NOTFOUND) {
       rc = 0; /* a stale entry: the row's current one comes later */
+    }
     if (rc) break;
     d->end.version = sx_get_be64(k.p);
     d->end.seq = sx_get_be32(k.p + 8);
@@ -4988,26 +5201,30 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   return rc;
 }
 
-/* Initial pass: the tables in key order, from the cursor on. */
+/* Initial pass: the tables in key order, from the cursor on (from the
+ * start when fresh: a stream restarted for a new scope). */
 static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
-                         const sync_delta_opts *o, int all, size_t max_rows,
+                         sx_cut *cut, int all, int fresh, size_t max_rows,
                          size_t max_bytes) {
   sync_env *env = x->env;
+  const sync_delta_opts *o = cut->o;
   size_t bytes = 0;
   int rc;
   d->end = d->start;
-  if (d->end.mode != SX_MODE_INITIAL) {
+  if (d->end.mode != SX_MODE_INITIAL || fresh) {
+    memset(&d->end, 0, sizeof d->end);
     d->end.mode = SX_MODE_INITIAL;
     d->end.v0 = x->base_version;
-    d->end.tid = 0;
-    d->end.klen = 0;
   }
   while (d->end.tid < env->schema->ntables) {
     sx_scur *c;
     sx_slice k, v;
-    int op;
-    if (o && o->tables && !sx_bit(o->tables, d->end.tid)) {
-      d->partial = 1; /* a table not selected: skipped whole */
+    int op, selected = !o || !o->tables || sx_bit(o->tables, d->end.tid);
+    /* A table not selected is skipped whole, unless the requester may
+     * still hold rows of it from the scope before: they exit. */
+    if (!selected &&
+        !(cut->exits && cut->track && sx_bit(d->scope.held, d->end.tid))) {
+      d->partial = 1;
       d->end.tid++;
       d->end.klen = 0;
       continue;
@@ -5025,12 +5242,12 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
         continue;
       /* Full: this row opens the next chunk (so a chunk that takes the
        * last rows ends the stream itself). */
-      if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
+      if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) return 0;
       if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
         return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                        env->schema->tables[d->end.tid].name);
-      if ((rc = sx_delta_add(d, x, d->end.tid, k.p, k.n, &x->old, rvv, o,
-                             all, &bytes)))
+      if ((rc = sx_cut_row(cut, d, x, d->end.tid, k.p, k.n, &x->old, rvv,
+                           all, selected, &bytes)))
         return rc;
       memcpy(d->end.key, k.p, k.n);
       d->end.klen = k.n;
@@ -5050,6 +5267,51 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   return 0;
 }
 
+/* The scope a chunk for req is cut under (sync_delta_opts.scope), and
+ * how: *restart when the requester was served another scope (its stream
+ * starts again from its cursor), *exits when it may hold rows out of
+ * the scope (it was served before: rows out of scope go as exits). */
+static void sx_scope_plan(sync_txn *x, const sync_request *req,
+                          const sync_delta_opts *o, sx_scope *sc,
+                          int *restart, int *exits) {
+  const sx_scope *rs = &req->scope;
+  unsigned t, nt = x->env->schema->ntables;
+  int zero = req->cur.mode == SX_MODE_LOG && !req->cur.version &&
+             !req->cur.seq,
+      same, served = rs->flags != 0;
+  memset(sc, 0, sizeof *sc);
+  sc->flags = SX_SCOPE_ON | (o->filter ? SX_SCOPE_FILTER : 0);
+  sc->fver = o->filter ? o->filter_version : 0;
+  for (t = 0; t < nt; t++)
+    if (!o->tables || sx_bit(o->tables, t))
+      sc->tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+  same = served &&
+         (rs->flags & (SX_SCOPE_ON | SX_SCOPE_FILTER)) == sc->flags &&
+         rs->fver == sc->fver && !memcmp(rs->tables, sc->tables, SX_TBYTES);
+  *restart = 0;
+  memcpy(sc->held, sc->tables, SX_TBYTES);
+  if (zero) {
+    *exits = served; /* a reset: it may still hold rows of before */
+  } else if (!same) {
+    *restart = 1; /* log mode, or a stream of another scope */
+    *exits = 1;
+  } else if (req->cur.mode == SX_MODE_INITIAL) {
+    *exits = (rs->flags & SX_SCOPE_EXITS) != 0;
+  } else {
+    *exits = 1;
+  }
+  if (served && *exits)
+    for (t = 0; t < nt; t++) {
+      /* Only tables the requester may see: its word is not proof.  (The
+       * caller's sets are read up to this schema's tables only.) */
+      if (!sx_bit(rs->held, t) && !sx_bit(rs->tables, t)) continue;
+      if (o->visible && !sx_bit(o->visible, t)) continue;
+      sc->held[t >> 3] |= (unsigned char)(1u << (t & 7));
+    }
+  if (*exits) sc->flags |= SX_SCOPE_EXITS;
+  if (*restart || zero) sc->flags |= SX_SCOPE_RESTART;
+}
+
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
 static int sx_gcvv_raise(sync_txn *x, const uint64_t *from);
 
@@ -5059,7 +5321,9 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   sync_delta *d;
   uint64_t *vv = NULL, *rvv = NULL;
   size_t max_rows = 1000, max_bytes = (size_t)1 << 20, i;
-  int rc;
+  sx_cut cut;
+  int rc, restart = 0;
+  memset(&cut, 0, sizeof cut);
   if (!out) return SYNC_EINVAL;
   *out = NULL;
   if (!x || !req) return SYNC_EINVAL;
@@ -5110,15 +5374,37 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   memcpy(d->receiver, req->requester, SX_SITE_LEN);
   d->schema_hash = env->schema->hash;
   d->start = req->cur;
-  if (d->start.mode == SX_MODE_INITIAL ||
+  memset(&cut, 0, sizeof cut);
+  cut.o = opts;
+  cut.peer = req->requester;
+  if (opts && opts->scope) {
+    cut.track = 1;
+    sx_scope_plan(x, req, opts, &d->scope, &restart, &cut.exits);
+  }
+  if (opts && opts->filter) {
+    cut.vals = (sync_value *)sx_malloc(
+        &env->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
+    if (!cut.vals) {
+      rc = SYNC_ENOMEM;
+      goto done;
+    }
+  }
+  if (restart || d->start.mode == SX_MODE_INITIAL ||
       (d->start.version == 0 && d->start.seq == 0)) {
     /* After a collection whose deletes the requester may lack, a stream
      * names every row: what it leaves out of its range, the receiver
      * drops (sx_apply_horizon). */
     if ((rc = sx_need_complete(x, rvv, &d->complete))) goto done;
-    rc = sx_delta_keys(d, x, rvv, opts, d->complete, max_rows, max_bytes);
+    rc = sx_delta_keys(d, x, rvv, &cut, d->complete, restart, max_rows,
+                       max_bytes);
   } else {
-    rc = sx_delta_log(d, x, rvv, opts, max_rows, max_bytes);
+    rc = sx_delta_log(d, x, rvv, &cut, max_rows, max_bytes);
+  }
+  if (cut.track && d->end.mode == SX_MODE_LOG) {
+    /* Past the stream: the requester holds rows of the served tables
+     * only, and what follows is the log. */
+    memcpy(d->scope.held, d->scope.tables, SX_TBYTES);
+    d->scope.flags &= ~SX_SCOPE_EXITS;
   }
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
   if (!rc) {
@@ -5153,6 +5439,7 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
 done:
   sx_free(&env->al, vv);
   sx_free(&env->al, rvv);
+  sx_free(&env->al, cut.vals);
   if (rc) {
     sync_delta_free(d);
     return rc;
@@ -5839,6 +6126,120 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
       if (j && c->col <= d->cols[r->col0 + j - 1].col) return SYNC_EINVAL;
     }
   }
+  for (i = 0; i < d->nx; i++) {
+    const sx_drow *r = &d->xrows[i];
+    if (r->tid >= s->ntables || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
+        r->koff > d->arena.len || r->klen > d->arena.len - r->koff ||
+        r->cl == 0 || r->cl > (UINT64_C(1) << 62) || r->clsite >= d->nsites ||
+        r->col0 > d->nxc || r->ncols > d->nxc - r->col0 ||
+        (!(r->cl & 1) && r->ncols))
+      return SYNC_EINVAL;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *c = &d->xcols[r->col0 + j];
+      if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
+          (j && c->col <= d->xcols[r->col0 + j - 1].col))
+        return SYNC_EINVAL;
+    }
+  }
+  return 0;
+}
+
+/* Does exit marker e (the sender's causal length and stamps of the row)
+ * cover local row o: o holds no write the sender's row does not hold or
+ * supersede?  Then o may go; else it holds changes of its own (edits
+ * not yet sent) and stays, to leave with a later exit once the sender
+ * has them. */
+static int sx_exit_covers(sync_txn *x, const sync_delta *d, const sx_drow *e,
+                          const sx_row *o) {
+  const sx_table *tb = &x->env->schema->tables[e->tid];
+  unsigned j;
+  size_t i = 0;
+  if (o->cl != e->cl) return o->cl < e->cl;
+  if (sx_cmp_lr(x, o, o->cl_stamp, d, e->clhlc, e->clsite) > 0) return 0;
+  if (!(o->cl & 1)) return 1;
+  for (j = 0; j < o->ncols; j++) {
+    const sx_dcol *c;
+    if (o->cols[j].st == SX_NOSTAMP) continue;
+    if (j < tb->ncols && (tb->cols[j].flags & SYNC_COL_LOCAL)) continue;
+    while (i < e->ncols && d->xcols[e->col0 + i].col < j) i++;
+    if (i == e->ncols) return 0;
+    c = &d->xcols[e->col0 + i];
+    if (c->col != j || sx_cmp_lr(x, o, o->cols[j].st, d, c->hlc, c->site) > 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* Row o leaves this replica: its stamps are no longer held, so the
+ * vector stops claiming them (another site's entry drops below the
+ * stamp; our own entry, which is our clock, is capped by meta "xfloor").
+ * Without this a row coming back into scope would look like one we had
+ * deleted and collected, and a complete run from us would make a peer
+ * claim it too. */
+static int sx_vv_lower(sync_txn *x, const sx_row *o) {
+  sync_env *env = x->env;
+  unsigned j;
+  for (j = 0; j <= o->ncols; j++) {
+    unsigned si = j == o->ncols ? o->cl_stamp : o->cols[j].st;
+    unsigned char kk[4], vb[8];
+    sx_slice old;
+    uint64_t h;
+    int rc;
+    if (si == SX_NOSTAMP || si >= o->nstamps || !o->stamps[si].hlc) continue;
+    h = o->stamps[si].hlc - 1;
+    if (o->stamps[si].site == 0) {
+      rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &old);
+      if (rc && rc != SYNC_NOTFOUND) return rc;
+      if (rc == 0 && old.n == 8 && sx_get_le64(old.p) <= h) continue;
+      sx_put_le64(vb, h);
+      rc = sx_put(env->st, x->t, env->meta, "xfloor", 6, vb, 8, 0);
+    } else {
+      sx_put_be32(kk, o->stamps[si].site);
+      rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+      if (rc == SYNC_NOTFOUND) continue;
+      if (rc) return rc;
+      if (old.n != 8 || sx_get_le64(old.p) <= h) continue;
+      sx_put_le64(vb, h);
+      rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0);
+    }
+    if (rc) {
+      x->failed = 1;
+      return rc;
+    }
+    x->dirty = 1;
+  }
+  return 0;
+}
+
+/* The chunk's exit markers: each local row they cover leaves, with no
+ * tombstone and no log entry (nothing of it replicates). */
+static int sx_apply_exits(sx_apply *a) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  const sync_delta *d = a->d;
+  size_t i;
+  int rc;
+  for (i = 0; i < d->nx; i++) {
+    const sx_drow *e = &d->xrows[i];
+    const unsigned char *key = d->arena.p + e->koff;
+    sx_scur *cur;
+    sx_slice k, v;
+    if ((rc = sx_table_cursor(x, e->tid, &cur))) return rc;
+    k.p = key;
+    k.n = e->klen;
+    rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+    if (rc == SYNC_NOTFOUND) continue;
+    if (rc) return rc;
+    if ((rc = sx_row_decode(v.p, v.n, key, e->klen, &x->old)))
+      return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                     env->schema->tables[e->tid].name);
+    if (!sx_exit_covers(x, d, e, &x->old)) continue;
+    a->rep->exited++;
+    if (a->dry) continue;
+    if ((rc = sx_vv_lower(x, &x->old)) ||
+        (rc = sx_remove_row(x, e->tid, cur, key, e->klen)))
+      return rc;
+  }
   return 0;
 }
 
@@ -6073,6 +6474,48 @@ static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
   return rc;
 }
 
+/* Is stored row r in the scope ao gives the sender (ao->scope_filter)?
+ * *vals: the filter's values, allocated at the first call. */
+static int sx_scope_of(sync_txn *x, const sync_apply_opts *ao,
+                       const uint8_t *sender, unsigned tid,
+                       const unsigned char *key, size_t klen, const sx_row *r,
+                       sync_value **vals, int *in) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!(r->cl & 1)) {
+    *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, NULL,
+                           0) != 0;
+    return 0;
+  }
+  if (!*vals) {
+    *vals = (sync_value *)sx_malloc(&x->env->al,
+                                    sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
+    if (!*vals) return SYNC_ENOMEM;
+  }
+  for (j = 0; j < tb->ncols; j++)
+    (*vals)[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                              : sync_null();
+  *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, *vals,
+                         tb->ncols) != 0;
+  return 0;
+}
+
+/* Log stored row x->old (table tid, at cur) again, unchanged. */
+static int sx_relog(sync_txn *x, unsigned tid, sx_scur *cur,
+                    const unsigned char *key, size_t klen) {
+  sx_row *o = &x->old, *w = &x->nw;
+  if (SX_NEVER(o->nstamps > SX_ROW_STAMP_CAP(w->cap_cols) ||
+               o->ncols > w->cap_cols))
+    return SYNC_ECORRUPT;
+  w->cl = o->cl;
+  w->cl_stamp = o->cl_stamp;
+  w->nstamps = o->nstamps;
+  memcpy(w->stamps, o->stamps, sizeof(sx_stamp) * o->nstamps);
+  w->ncols = o->ncols;
+  memcpy(w->cols, o->cols, sizeof(sx_rcol) * o->ncols);
+  return sx_store_row(x, tid, cur, key, klen, 1, 0);
+}
+
 /* Could this replica have collected the tombstone of a row of table tid
  * at causal length cl?  Only if it ever collected one above cl in that
  * table (sx_fresh_cl keeps the largest).  1 yes, 0 no, or an error.  A
@@ -6127,7 +6570,9 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   size_t i, app_len = 0;
   unsigned char app_last[SYNC_MAX_KEY];
   unsigned app_tid = SX_NONE;
-  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed;
+  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed,
+      scoped = ao && ao->scope_filter && ao->scope_tables;
+  sync_value *svals = NULL;
   if (!rep) rep = &dummy;
   memset(rep, 0, sizeof *rep);
   if (!x || !d) return SYNC_EINVAL;
@@ -6144,6 +6589,13 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   if (x->failed) return SYNC_ETXN;
   if ((rc = sx_delta_check(d, env->schema)))
     return sx_fail(env, rc, "the delta is malformed");
+  if (d->repair && d->nx)
+    return sx_fail(env, SYNC_EPROTO, "a repair frame holds exit markers");
+  if (ao && ao->refuse_exits && d->nx)
+    return sx_fail(env, SYNC_EPERM,
+                   "the chunk holds exit markers (%zu), which this replica "
+                   "does not take from its sender",
+                   d->nx);
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
   memset(&a, 0, sizeof a);
   a.x = x;
@@ -6162,6 +6614,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     return 0;
   }
   keyed = !d->repair && (d->start.mode == SX_MODE_INITIAL ||
+          d->end.mode == SX_MODE_INITIAL ||
           (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
            d->start.seq == 0));
   /* Map the delta's sites to ours (added as they come; a dry run maps
@@ -6293,6 +6746,17 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     now_live = (x->nw.cl & 1) != 0;
     if (rc == 0) {
       rep->unchanged++;
+      if (scoped && !a.dry) {
+        /* Ours stays; if it is out of the sender's scope, the sender's
+         * copy must exit: log the row again so its next chunk says so. */
+        int in = 1;
+        if (sx_bit(ao->scope_tables, dr->tid)) {
+          if ((rc = sx_scope_of(x, ao, d->sender, dr->tid, key, dr->klen,
+                                &x->old, &svals, &in)))
+            goto done;
+        }
+        if (!in && (rc = sx_relog(x, dr->tid, cur, key, dr->klen))) goto done;
+      }
     } else {
       if (now_live && !was_live) rep->inserted++;
       else if (!now_live && was_live) rep->deleted++;
@@ -6311,19 +6775,23 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     x->cpend.len = 0;
     rc = 0;
   }
+  /* Rows that left this replica's scope. */
+  if (d->nx && (rc = sx_apply_exits(&a))) goto done;
   /* What an initial stream leaves out of the range it covers, the
    * sender no longer holds. */
-  if (keyed && d->complete && !d->partial &&
+  if (keyed && d->complete && !d->partial && !d->nx &&
       (rc = sx_apply_horizon(&a, ao)))
     goto done;
   if (!a.dry && contiguous) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
-    if (d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq)
+    if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
+        (d->scope.flags & SX_SCOPE_RESTART))
       peer.tainted = 0;
-    if (d->partial || rep->refused) peer.tainted = 1;
+    if (d->partial || rep->refused || d->nx) peer.tainted = 1;
     peer.cur = d->end;
     peer.mark = d->mark;
+    peer.scope = d->scope; /* served with it (none: the sender tracks none) */
     if (d->last) peer.stale = 0; /* a run from the peer completed */
     if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
     rep->cursor_moved = 1;
@@ -6385,6 +6853,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
 done:
   sx_free(&env->al, a.smap);
   sx_free(&env->al, lvv);
+  sx_free(&env->al, svals);
   return rc;
 }
 
@@ -6849,7 +7318,7 @@ SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
 
 #define SX_FMAGIC0 0xd5
 #define SX_FMAJOR 1
-#define SX_FMINOR 1
+#define SX_FMINOR 2
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
@@ -7167,6 +7636,51 @@ SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
   p = sx_wv(p, c->klen);
   memcpy(p, c->key, c->klen);
   return p + c->klen;
+}
+
+/* Bytes of a table set worth writing: trailing zero bytes left out. */
+static size_t sx_tset_len(const unsigned char *t) {
+  size_t n = SX_TBYTES;
+  while (n && !t[n - 1]) n--;
+  return n;
+}
+
+SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s) {
+  size_t n;
+  *p++ = (unsigned char)s->flags;
+  if (!(s->flags & SX_SCOPE_ON)) return p;
+  sx_put_le64(p, s->fver);
+  p += 8;
+  n = sx_tset_len(s->tables);
+  p = sx_wv(p, n);
+  memcpy(p, s->tables, n);
+  p += n;
+  n = sx_tset_len(s->held);
+  p = sx_wv(p, n);
+  memcpy(p, s->held, n);
+  return p + n;
+}
+
+SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s) {
+  const unsigned char *q = sx_rbytes(r, 1);
+  uint64_t n;
+  memset(s, 0, sizeof *s);
+  if (!q ||
+      (q[0] & ~(SX_SCOPE_ON | SX_SCOPE_FILTER | SX_SCOPE_EXITS |
+                SX_SCOPE_RESTART)) ||
+      (q[0] && !(q[0] & SX_SCOPE_ON)))
+    return SYNC_EFORMAT;
+  s->flags = q[0];
+  if (!s->flags) return 0;
+  if (!(q = sx_rbytes(r, 8))) return SYNC_EFORMAT;
+  s->fver = sx_get_le64(q);
+  n = sx_rvb(r, SX_TBYTES + 1);
+  if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
+  memcpy(s->tables, q, (size_t)n);
+  n = sx_rvb(r, SX_TBYTES + 1);
+  if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
+  memcpy(s->held, q, (size_t)n);
+  return 0;
 }
 
 static unsigned char *sx_wvalue(unsigned char *p, sx_encol *c,
@@ -7489,6 +8003,73 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     for (i = 0; i < d->ngccl; i++) {
       p = sx_wv(p, d->gccl[i].tid);
       p = sx_wv(p, d->gccl[i].cl);
+    }
+  }
+  /* Minor 2: the scope section and the exit markers. */
+  {
+    size_t at = (size_t)(p - e->body.p), need = SX_SCOPE_MAX + SX_VARINT_MAX;
+    unsigned ptid = 0;
+    const unsigned char *pkey = NULL;
+    size_t pklen = 0;
+    for (i = 0; i < d->nx; i++)
+      need += 6 * SX_VARINT_MAX + d->xrows[i].klen +
+              d->xrows[i].ncols * 3 * SX_VARINT_MAX;
+    e->body.len = at;
+    if ((rc = sx_buf_reserve(&e->body, need))) goto done;
+    /* Exits are cut in log order, like rows: sorted here. */
+    sx_free(&e->al, sr);
+    sr = NULL;
+    if (d->nx) {
+      sr = (sx_sortrow *)sx_malloc(&e->al, d->nx * sizeof *sr);
+      if (!sr) {
+        rc = SYNC_ENOMEM;
+        goto done;
+      }
+      for (i = 0; i < d->nx; i++) {
+        sr[i].tid = d->xrows[i].tid;
+        sr[i].key = d->arena.p + d->xrows[i].koff;
+        sr[i].klen = d->xrows[i].klen;
+        sr[i].idx = i;
+      }
+      qsort(sr, d->nx, sizeof *sr, sx_sortrow_cmp);
+    }
+    p = e->body.p + at;
+    p = sx_wscope(p, &d->scope);
+    p = sx_wv(p, d->nx);
+    for (i = 0; i < d->nx; i++) {
+      const sx_drow *x = &d->xrows[sr[i].idx];
+      const unsigned char *key = d->arena.p + x->koff;
+      size_t shared = 0, j;
+      unsigned prev = 0;
+      if (i && (x->tid < ptid ||
+                (x->tid == ptid &&
+                 sx_keycmp(key, x->klen, pkey, pklen) <= 0))) {
+        rc = SYNC_EINVAL; /* exits out of order */
+        goto done;
+      }
+      if (i && x->tid == ptid) {
+        size_t lim = x->klen < pklen ? x->klen : pklen;
+        while (shared < lim && key[shared] == pkey[shared]) shared++;
+      }
+      p = sx_wv(p, x->tid);
+      p = sx_wv(p, shared);
+      p = sx_wv(p, x->klen - shared);
+      memcpy(p, key + shared, x->klen - shared);
+      p += x->klen - shared;
+      p = sx_wv(p, x->cl);
+      p = sx_wv(p, x->clsite);
+      p = sx_wv(p, x->clhlc);
+      p = sx_wv(p, x->ncols);
+      for (j = 0; j < x->ncols; j++) {
+        const sx_dcol *c = &d->xcols[x->col0 + j];
+        p = sx_wv(p, c->col - (j ? prev + 1 : 0));
+        prev = c->col;
+        p = sx_wv(p, c->site);
+        p = sx_wv(p, c->hlc);
+      }
+      ptid = x->tid;
+      pkey = key;
+      pklen = x->klen;
     }
   }
   e->body.len = (size_t)(p - e->body.p);
@@ -8005,6 +8586,82 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
       d->gccl[i].tid = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES);
       d->gccl[i].cl = sx_rvb(&r, (UINT64_C(1) << 62) + 1);
       if (i && d->gccl[i].tid <= d->gccl[i - 1].tid) r.bad = 1;
+    }
+  }
+  if (minor >= 2 && !r.bad) {
+    /* The scope section and the exit markers. */
+    uint64_t nx;
+    unsigned ptid = 0;
+    size_t pk = 0, pklen = 0;
+    if (sx_rscope(&r, &d->scope)) goto fail;
+    nx = sx_rv(&r);
+    /* An exit takes at least 6 bytes; rows and exits share max_rows. */
+    if (r.bad || nx > (uint64_t)(r.end - r.p) / 6 ||
+        nx > dec->max_rows - (d->nrows < dec->max_rows ? d->nrows : dec->max_rows)) {
+      rc = nx > (uint64_t)(r.end - r.p) / 6 ? SYNC_EFORMAT : SYNC_ELIMIT;
+      goto fail;
+    }
+    if (nx) {
+      d->xrows = (sx_drow *)sx_malloc(&dec->al, (size_t)nx * sizeof(sx_drow));
+      if (!d->xrows) {
+        rc = SYNC_ENOMEM;
+        goto fail;
+      }
+      d->capx = (size_t)nx;
+    }
+    for (i = 0; i < nx; i++) {
+      sx_drow *x = &d->xrows[i];
+      uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES), shared, rest, nc, prev = 0;
+      const unsigned char *kb;
+      shared = sx_rv(&r);
+      rest = sx_rv(&r);
+      /* Keys share bytes only with the previous exit of their table. */
+      if (r.bad || (i && tid < ptid) || ((!i || tid != ptid) && shared) ||
+          shared > pklen || shared + rest < 1 || shared + rest > SYNC_MAX_KEY ||
+          !(kb = sx_rbytes(&r, (size_t)rest)))
+        goto fail;
+      if ((rc = sx_buf_reserve(&d->arena, (size_t)(shared + rest)))) goto fail;
+      rc = SYNC_EFORMAT;
+      x->tid = (unsigned)tid;
+      x->koff = d->arena.len;
+      x->klen = (size_t)(shared + rest);
+      if (shared) memcpy(d->arena.p + x->koff, d->arena.p + pk, (size_t)shared);
+      memcpy(d->arena.p + x->koff + shared, kb, (size_t)rest);
+      d->arena.len += x->klen;
+      if (i && tid == ptid &&
+          sx_keycmp(d->arena.p + x->koff, x->klen, d->arena.p + pk, pklen) <= 0)
+        goto fail;
+      x->cl = sx_rv(&r);
+      x->clsite = (uint32_t)sx_rvb(&r, d->nsites);
+      x->clhlc = sx_rv(&r);
+      nc = sx_rvb(&r, SYNC_MAX_COLUMNS + 1);
+      if (r.bad || !x->cl || x->cl >= (UINT64_C(1) << 62) ||
+          ((x->cl & 1) == 0 && nc) || nc > (uint64_t)(r.end - r.p) / 3)
+        goto fail;
+      x->col0 = d->nxc;
+      x->ncols = (size_t)nc;
+      if (nc && (rc = sx_grow(&dec->al, (void **)&d->xcols, &d->capxc,
+                              d->nxc + (size_t)nc, sizeof(sx_dcol))))
+        goto fail;
+      rc = SYNC_EFORMAT;
+      for (j = 0; j < nc; j++) {
+        sx_dcol *c = &d->xcols[d->nxc + j];
+        uint64_t gap = sx_rv(&r);
+        uint64_t col = j ? prev + 1 + gap : gap;
+        memset(c, 0, sizeof *c);
+        if (r.bad || gap >= SYNC_MAX_COLUMNS || col >= SYNC_MAX_COLUMNS) goto fail;
+        c->col = (unsigned)col;
+        c->site = (uint32_t)sx_rvb(&r, d->nsites);
+        c->hlc = sx_rv(&r);
+        c->v = sync_null();
+        prev = col;
+      }
+      if (r.bad) goto fail;
+      d->nxc += (size_t)nc;
+      d->nx++;
+      ptid = (unsigned)tid;
+      pk = x->koff;
+      pklen = x->klen;
     }
   }
   /* A newer minor version may append sections a reader skips. */
@@ -9585,7 +10242,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #include <stdio.h>
 #include <time.h>
 
-#define SX_PROTO 3
+#define SX_PROTO 4
 #define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
                             the handshake */
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
@@ -9635,6 +10292,8 @@ struct sync_session {
   size_t own_max;
   unsigned char send_mask[SYNC_RIGHTS_BYTES]; /* tables we may send */
   unsigned char recv_mask[SYNC_RIGHTS_BYTES]; /* tables we may apply */
+  unsigned char read_mask[SYNC_RIGHTS_BYTES]; /* server: the client's read
+                                                 rights */
   int relay;
   sync_encoder *enc;
   sync_decoder *dec;
@@ -9651,6 +10310,7 @@ struct sync_session {
   /* receiving phase */
   sx_cursor vcur; /* dry run: where the next request starts */
   sx_mark vmark;  /* and the sender's mark there */
+  sx_scope vscope; /* and the scope it was served with */
   int vcur_ok;
   sync_apply_report phase_rep;
   sync_session_stats st;
@@ -9983,6 +10643,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   s->dry = (flags & SX_HF_DRY) != 0;
   s->repair = (flags & SX_HF_REPAIR) != 0;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
+  memcpy(s->read_mask, rights.read, SYNC_RIGHTS_BYTES);
   memcpy(s->send_mask, rights.read, SYNC_RIGHTS_BYTES);
   sx_mask_and(s->send_mask, sel);
   memcpy(s->recv_mask, rights.write, SYNC_RIGHTS_BYTES);
@@ -10073,7 +10734,8 @@ static unsigned char *sx_put_report(unsigned char *p,
   p = sx_wv(p, r->deleted);
   p = sx_wv(p, r->unchanged);
   p = sx_wv(p, r->conflicts);
-  return sx_wv(p, r->refused);
+  p = sx_wv(p, r->refused);
+  return sx_wv(p, r->exited);
 }
 
 static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
@@ -10084,6 +10746,7 @@ static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
   a->unchanged += b->unchanged;
   a->conflicts += b->conflicts;
   a->refused += b->refused;
+  a->exited += b->exited;
 }
 
 static int sx_send_request(sync_session *s, int final) {
@@ -10101,9 +10764,11 @@ static int sx_send_request(sync_session *s, int final) {
   if (s->dry && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
     req->mark = s->vmark;
+    req->scope = s->vscope;
   }
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
-        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
+        SX_SCOPE_MAX + req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
+        8 * SX_VARINT_MAX; /* FINAL's counts */
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
@@ -10121,6 +10786,7 @@ static int sx_send_request(sync_session *s, int final) {
   p = sx_wcursor(p, &req->cur);
   sx_put_le64(p, req->mark.id);
   p = sx_wv(p + 8, req->mark.start);
+  p = sx_wscope(p, &req->scope);
   p = sx_wv(p, req->nvv);
   for (i = 0; i < req->nvv; i++) {
     memcpy(p, req->vv[i].site, SX_SITE_LEN);
@@ -10189,6 +10855,8 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
   req.mark.id = sx_get_le64(q);
   req.mark.start = sx_rv(&r);
+  if (sx_rscope(&r, &req.scope))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST scope");
   nvv = sx_rv(&r);
   if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
@@ -10214,6 +10882,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     rep.unchanged = sx_rv(&r);
     rep.conflicts = sx_rv(&r);
     rep.refused = sx_rv(&r);
+    rep.exited = sx_rv(&r);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
   }
   if (r.bad || r.p != r.end) {
@@ -10257,6 +10926,11 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     o.filter = s->o.filter;
     o.filter_ctx = s->o.filter_ctx;
     o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
+    /* The server follows the client's scope: rows leave it as exit
+     * markers, and a new scope restarts its stream. */
+    o.scope = s->o.server;
+    o.filter_version = s->o.filter_version;
+    o.visible = s->o.server ? s->read_mask : NULL;
     rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
     if (!rc) {
       int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&
@@ -10304,6 +10978,14 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   ao.relay = s->relay;
   ao.max_ahead_ms = s->o.max_ahead_ms;
   ao.refuse_whole = s->o.refuse_whole;
+  ao.refuse_exits = s->o.server; /* a client never removes server rows */
+  if (s->o.server) {
+    /* A row the client holds outside its scope that we keep as it is
+     * would never reach it again: log it, so it exits. */
+    ao.scope_tables = s->send_mask;
+    ao.scope_filter = s->o.filter;
+    ao.scope_filter_ctx = s->o.filter_ctx;
+  }
   rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
     rc = sync_delta_apply_opts(x, d, &ao, &rep);
@@ -10321,6 +11003,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   if (s->dry) {
     s->vcur = d->end;
     s->vmark = d->mark;
+    s->vscope = d->scope;
     s->vcur_ok = 1;
   }
   sync_delta_free(d);
@@ -10447,6 +11130,24 @@ static int sx_repair_done(sync_session *s) {
         /* The server's mark there is not known: none, until the next
          * chunk brings one. */
         memset(&p.mark, 0, sizeof p.mark);
+        /* It holds the repaired tables as an unfiltered stream would
+         * have left them: that scope (and, as held, whatever it may
+         * still hold of the scope before, for a server that filters). */
+        {
+          sx_scope sc;
+          unsigned t, i;
+          memset(&sc, 0, sizeof sc);
+          sc.flags = SX_SCOPE_ON;
+          for (t = 0; t < s->env->schema->ntables && t < 8 * SX_TBYTES; t++)
+            if ((s->recv_mask[t >> 3] >> (t & 7)) & 1)
+              sc.tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+          for (i = 0; i < SX_TBYTES; i++)
+            sc.held[i] = (unsigned char)(sc.tables[i] |
+                                         (p.scope.flags ? p.scope.held[i] |
+                                                              p.scope.tables[i]
+                                                        : 0));
+          p.scope = sc;
+        }
         rc = sx_peer_put(x, s->peer, &p);
       }
       if (rc) sync_txn_abort(x);
@@ -11163,6 +11864,10 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
       p->table = pr.cur.tid;
       p->acked_version = pr.acked_version;
       p->acked_seq = pr.acked_seq;
+      p->scoped = (pr.scope.flags & SX_SCOPE_ON) != 0;
+      p->filter_version = pr.scope.fver;
+      memcpy(p->tables, pr.scope.tables,
+             SX_TBYTES < SYNC_RIGHTS_BYTES ? SX_TBYTES : SYNC_RIGHTS_BYTES);
     }
     cnt++;
   }

@@ -305,8 +305,9 @@ SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
  * SYNC_EIO, SYNC_ENOSPC, SYNC_ECORRUPT (file shorter than its header
  * says, or a damaged row met by the upgrade below), SYNC_ENOMEM.  On
  * failure the env may be configured and opened again.
- * A file of storage format 1 (before the stored digest sums) is upgraded
- * by a writable open, in its transaction: one scan per table, O(rows).  A
+ * A file of an older storage format (1 to 3; docs/FORMAT.md, "File") is
+ * upgraded by a writable open, in its transaction: formats 1 and 2 by
+ * one scan per table, O(rows), format 3 by its format record alone.  A
  * read-only open of such a file fails with SYNC_EVERSION, and
  * sync_env_errmsg() says to open it writable once. */
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags);
@@ -545,10 +546,21 @@ SYNC_API void sync_request_free(sync_request *req);
  * (the cursor is not in this file's history: sync_delta_make). */
 SYNC_API int sync_request_ack(sync_txn *txn, const sync_request *req);
 
-/* Row filter on the sending side: return nonzero to send the row (table,
- * key), 0 to leave it out. */
-typedef int (*sync_row_filter_fn)(void *ctx, unsigned table, const void *key,
-                                  size_t klen);
+/* Row filter on the sending side (docs/PROTOCOL.md, "Scope"): return
+ * nonzero to send the row, 0 to leave it out.  peer is the replica the
+ * chunk is cut for (the requester), so one filter can serve many peers;
+ * table and key name the row; vals[0..nvals) are its values, one per
+ * column of the table (columns never written and values of a newer
+ * schema's columns read as NULL; TEXT and BLOB point into the database
+ * map, valid during the call only).  A tombstone comes with vals NULL
+ * and nvals 0: return nonzero to send the delete.  The answer may depend
+ * on anything the application likes, as long as an answer that changes
+ * for a row that did not change comes with a new filter_version (a row
+ * that changes is judged again by itself). */
+typedef int (*sync_row_filter_fn)(void *ctx, const uint8_t peer[16],
+                                  unsigned table, const void *key,
+                                  size_t klen, const sync_value *vals,
+                                  unsigned nvals);
 
 typedef struct sync_delta_opts {
   size_t max_rows;  /* rows per chunk; 0 = 1,000 */
@@ -557,9 +569,9 @@ typedef struct sync_delta_opts {
    * NULL sends every table.  Rows of other tables, and rows the filter
    * refuses, are left out, and a chunk that left anything out does not
    * raise the receiver's version vector (it has not got everything the
-   * sender holds).  Widening the selection later does not resend what was
-   * left out before the receiver's cursor: reset the peer for that
-   * (sync_peer_reset). */
+   * sender holds).  Without scope (below), widening the selection later
+   * does not resend what was left out before the receiver's cursor:
+   * reset the peer for that (sync_peer_reset). */
   const unsigned char *tables;
   sync_row_filter_fn filter; /* NULL: every row */
   void *filter_ctx;
@@ -568,6 +580,27 @@ typedef struct sync_delta_opts {
    * SYNC_APPLY_NEWER asks for it (sessions do), so that a newer row
    * replaces its row whole. */
   int whole_rows;
+  /* Nonzero: follow the requester's scope (tables and filter;
+   * docs/PROTOCOL.md, "Scope").  A changed row of a selected table that
+   * the filter now refuses goes as an exit marker, which makes the
+   * receiver drop its copy without a delete; and when the scope differs
+   * from the one the requester was last served with (its request says),
+   * the stream starts again from the requester's cursor: rows newly in
+   * scope come without sync_peer_reset, and rows that left it (a table
+   * no longer selected, a filter that now says no) go as exit markers.
+   * Sessions set it on the server's side. */
+  int scope;
+  /* The identity of the filter's rules (with scope): change it whenever
+   * the filter may answer differently for rows that did not change; the
+   * next request of every peer then restarts its stream.  0 is a
+   * version like any other. */
+  uint64_t filter_version;
+  /* With scope: the tables whose rows exit markers may name (bit t & 7 of
+   * visible[t >> 3]; NULL: every table), e.g. the requester's read
+   * rights.  A requester's word about which tables it held before is
+   * only trusted within these, so no marker names a key of a table it
+   * may not read. */
+  const unsigned char *visible;
 } sync_delta_opts;
 
 /* Sender side: the next chunk for the requester, cut from txn's snapshot
@@ -616,6 +649,9 @@ typedef struct sync_apply_report {
                          stream showed the sender had deleted and whose
                          tombstones it had collected: deleted here too
                          (not rows of the chunk: not in rows or deleted) */
+  uint64_t exited;    /* rows removed by the chunk's exit markers: they left
+                         this replica's scope (no tombstone, nothing
+                         replicated; docs/PROTOCOL.md, "Scope") */
 } sync_apply_report;
 
 /* Apply chunk d in the write transaction txn, together with the sender's
@@ -650,6 +686,20 @@ typedef struct sync_apply_opts {
    * nonzero = the whole chunk is refused with SYNC_EPERM before anything
    * is written. */
   int refuse_whole;
+  /* Nonzero: a chunk with exit markers is refused with SYNC_EPERM before
+   * anything is written (a server never lets a client remove its rows);
+   * 0: exit markers remove the rows they name, whatever writable says. */
+  int refuse_exits;
+  /* The sender's scope as this replica serves it (a server applying a
+   * client's push; sessions set it): a row of scope_tables that the
+   * chunk leaves as it was here (this replica's state wins) and that
+   * scope_filter refuses for the sender is logged again, unchanged, so
+   * the next chunk cut for the sender carries an exit marker for it: the
+   * sender holds a copy outside its scope (e.g. a row it inserted that
+   * collided with one of ours it never got).  NULL filter: none. */
+  const unsigned char *scope_tables;
+  sync_row_filter_fn scope_filter;
+  void *scope_filter_ctx;
 } sync_apply_opts;
 
 /* sync_delta_apply with the checks of opts (NULL: none, SYNC_APPLY_MERGE).
@@ -661,8 +711,10 @@ SYNC_API int sync_delta_apply_opts(sync_txn *txn, const sync_delta *d,
 
 /* Forget what this replica holds of peer's log (its cursor), so the next
  * request asks for everything again, as an initial stream; the version
- * vector is not lowered.  For a receiver whose selection widened, or
- * one told SYNC_ESTALE.  Errors: SYNC_EINVAL, SYNC_EREADONLY. */
+ * vector is not lowered, and the scope it was served with is kept.  For
+ * a replica told SYNC_ESTALE (a sender with sync_delta_opts.scope needs
+ * no reset when the selection widens).  Errors: SYNC_EINVAL,
+ * SYNC_EREADONLY. */
 SYNC_API int sync_peer_reset(sync_txn *txn, const uint8_t peer[16]);
 
 /* Conflict classes of an incoming row against the local one */
@@ -953,9 +1005,17 @@ typedef struct sync_session_opts {
   int policy;   /* SYNC_APPLY_MERGE (0), _NEWER or _APPEND for the chunks
                    this side receives */
   const unsigned char *tables; /* client: tables to sync, as in
-                                  sync_rights; NULL = all */
-  sync_row_filter_fn filter;   /* rows this side sends; NULL = all */
+                                  sync_rights; NULL = all.  Another
+                                  selection in a later session brings
+                                  the new tables' rows and removes those
+                                  of tables no longer selected, with no
+                                  reset (docs/PROTOCOL.md, "Scope") */
+  sync_row_filter_fn filter;   /* rows this side sends; NULL = all.  On
+                                  the server it defines the client's
+                                  scope (docs/PROTOCOL.md, "Scope") */
   void *filter_ctx;
+  uint64_t filter_version;     /* server: the identity of the filter's
+                                  rules (sync_delta_opts.filter_version) */
   const void *credential;      /* sent in the handshake, <= 1024 bytes */
   size_t credential_len;
   sync_authorize_fn authorize; /* server: NULL grants every table and
@@ -1188,6 +1248,9 @@ typedef struct sync_peer_info {
   uint32_t acked_seq;
   uint64_t tombstones_pending; /* tombstones the peer has not acknowledged
                                   (gc keeps them for it) */
+  int scoped;           /* the peer served our cursor under a scope: */
+  uint64_t filter_version; /* its filter version, and */
+  unsigned char tables[SYNC_RIGHTS_BYTES]; /* the tables it served */
 } sync_peer_info;
 
 /* What a replica can say of its own state (synctl verify prints it). */

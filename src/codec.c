@@ -25,7 +25,7 @@
 
 #define SX_FMAGIC0 0xd5
 #define SX_FMAJOR 1
-#define SX_FMINOR 1
+#define SX_FMINOR 2
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
@@ -343,6 +343,51 @@ SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
   p = sx_wv(p, c->klen);
   memcpy(p, c->key, c->klen);
   return p + c->klen;
+}
+
+/* Bytes of a table set worth writing: trailing zero bytes left out. */
+static size_t sx_tset_len(const unsigned char *t) {
+  size_t n = SX_TBYTES;
+  while (n && !t[n - 1]) n--;
+  return n;
+}
+
+SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s) {
+  size_t n;
+  *p++ = (unsigned char)s->flags;
+  if (!(s->flags & SX_SCOPE_ON)) return p;
+  sx_put_le64(p, s->fver);
+  p += 8;
+  n = sx_tset_len(s->tables);
+  p = sx_wv(p, n);
+  memcpy(p, s->tables, n);
+  p += n;
+  n = sx_tset_len(s->held);
+  p = sx_wv(p, n);
+  memcpy(p, s->held, n);
+  return p + n;
+}
+
+SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s) {
+  const unsigned char *q = sx_rbytes(r, 1);
+  uint64_t n;
+  memset(s, 0, sizeof *s);
+  if (!q ||
+      (q[0] & ~(SX_SCOPE_ON | SX_SCOPE_FILTER | SX_SCOPE_EXITS |
+                SX_SCOPE_RESTART)) ||
+      (q[0] && !(q[0] & SX_SCOPE_ON)))
+    return SYNC_EFORMAT;
+  s->flags = q[0];
+  if (!s->flags) return 0;
+  if (!(q = sx_rbytes(r, 8))) return SYNC_EFORMAT;
+  s->fver = sx_get_le64(q);
+  n = sx_rvb(r, SX_TBYTES + 1);
+  if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
+  memcpy(s->tables, q, (size_t)n);
+  n = sx_rvb(r, SX_TBYTES + 1);
+  if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
+  memcpy(s->held, q, (size_t)n);
+  return 0;
 }
 
 static unsigned char *sx_wvalue(unsigned char *p, sx_encol *c,
@@ -665,6 +710,73 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     for (i = 0; i < d->ngccl; i++) {
       p = sx_wv(p, d->gccl[i].tid);
       p = sx_wv(p, d->gccl[i].cl);
+    }
+  }
+  /* Minor 2: the scope section and the exit markers. */
+  {
+    size_t at = (size_t)(p - e->body.p), need = SX_SCOPE_MAX + SX_VARINT_MAX;
+    unsigned ptid = 0;
+    const unsigned char *pkey = NULL;
+    size_t pklen = 0;
+    for (i = 0; i < d->nx; i++)
+      need += 6 * SX_VARINT_MAX + d->xrows[i].klen +
+              d->xrows[i].ncols * 3 * SX_VARINT_MAX;
+    e->body.len = at;
+    if ((rc = sx_buf_reserve(&e->body, need))) goto done;
+    /* Exits are cut in log order, like rows: sorted here. */
+    sx_free(&e->al, sr);
+    sr = NULL;
+    if (d->nx) {
+      sr = (sx_sortrow *)sx_malloc(&e->al, d->nx * sizeof *sr);
+      if (!sr) {
+        rc = SYNC_ENOMEM;
+        goto done;
+      }
+      for (i = 0; i < d->nx; i++) {
+        sr[i].tid = d->xrows[i].tid;
+        sr[i].key = d->arena.p + d->xrows[i].koff;
+        sr[i].klen = d->xrows[i].klen;
+        sr[i].idx = i;
+      }
+      qsort(sr, d->nx, sizeof *sr, sx_sortrow_cmp);
+    }
+    p = e->body.p + at;
+    p = sx_wscope(p, &d->scope);
+    p = sx_wv(p, d->nx);
+    for (i = 0; i < d->nx; i++) {
+      const sx_drow *x = &d->xrows[sr[i].idx];
+      const unsigned char *key = d->arena.p + x->koff;
+      size_t shared = 0, j;
+      unsigned prev = 0;
+      if (i && (x->tid < ptid ||
+                (x->tid == ptid &&
+                 sx_keycmp(key, x->klen, pkey, pklen) <= 0))) {
+        rc = SYNC_EINVAL; /* exits out of order */
+        goto done;
+      }
+      if (i && x->tid == ptid) {
+        size_t lim = x->klen < pklen ? x->klen : pklen;
+        while (shared < lim && key[shared] == pkey[shared]) shared++;
+      }
+      p = sx_wv(p, x->tid);
+      p = sx_wv(p, shared);
+      p = sx_wv(p, x->klen - shared);
+      memcpy(p, key + shared, x->klen - shared);
+      p += x->klen - shared;
+      p = sx_wv(p, x->cl);
+      p = sx_wv(p, x->clsite);
+      p = sx_wv(p, x->clhlc);
+      p = sx_wv(p, x->ncols);
+      for (j = 0; j < x->ncols; j++) {
+        const sx_dcol *c = &d->xcols[x->col0 + j];
+        p = sx_wv(p, c->col - (j ? prev + 1 : 0));
+        prev = c->col;
+        p = sx_wv(p, c->site);
+        p = sx_wv(p, c->hlc);
+      }
+      ptid = x->tid;
+      pkey = key;
+      pklen = x->klen;
     }
   }
   e->body.len = (size_t)(p - e->body.p);
@@ -1181,6 +1293,82 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
       d->gccl[i].tid = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES);
       d->gccl[i].cl = sx_rvb(&r, (UINT64_C(1) << 62) + 1);
       if (i && d->gccl[i].tid <= d->gccl[i - 1].tid) r.bad = 1;
+    }
+  }
+  if (minor >= 2 && !r.bad) {
+    /* The scope section and the exit markers. */
+    uint64_t nx;
+    unsigned ptid = 0;
+    size_t pk = 0, pklen = 0;
+    if (sx_rscope(&r, &d->scope)) goto fail;
+    nx = sx_rv(&r);
+    /* An exit takes at least 6 bytes; rows and exits share max_rows. */
+    if (r.bad || nx > (uint64_t)(r.end - r.p) / 6 ||
+        nx > dec->max_rows - (d->nrows < dec->max_rows ? d->nrows : dec->max_rows)) {
+      rc = nx > (uint64_t)(r.end - r.p) / 6 ? SYNC_EFORMAT : SYNC_ELIMIT;
+      goto fail;
+    }
+    if (nx) {
+      d->xrows = (sx_drow *)sx_malloc(&dec->al, (size_t)nx * sizeof(sx_drow));
+      if (!d->xrows) {
+        rc = SYNC_ENOMEM;
+        goto fail;
+      }
+      d->capx = (size_t)nx;
+    }
+    for (i = 0; i < nx; i++) {
+      sx_drow *x = &d->xrows[i];
+      uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES), shared, rest, nc, prev = 0;
+      const unsigned char *kb;
+      shared = sx_rv(&r);
+      rest = sx_rv(&r);
+      /* Keys share bytes only with the previous exit of their table. */
+      if (r.bad || (i && tid < ptid) || ((!i || tid != ptid) && shared) ||
+          shared > pklen || shared + rest < 1 || shared + rest > SYNC_MAX_KEY ||
+          !(kb = sx_rbytes(&r, (size_t)rest)))
+        goto fail;
+      if ((rc = sx_buf_reserve(&d->arena, (size_t)(shared + rest)))) goto fail;
+      rc = SYNC_EFORMAT;
+      x->tid = (unsigned)tid;
+      x->koff = d->arena.len;
+      x->klen = (size_t)(shared + rest);
+      if (shared) memcpy(d->arena.p + x->koff, d->arena.p + pk, (size_t)shared);
+      memcpy(d->arena.p + x->koff + shared, kb, (size_t)rest);
+      d->arena.len += x->klen;
+      if (i && tid == ptid &&
+          sx_keycmp(d->arena.p + x->koff, x->klen, d->arena.p + pk, pklen) <= 0)
+        goto fail;
+      x->cl = sx_rv(&r);
+      x->clsite = (uint32_t)sx_rvb(&r, d->nsites);
+      x->clhlc = sx_rv(&r);
+      nc = sx_rvb(&r, SYNC_MAX_COLUMNS + 1);
+      if (r.bad || !x->cl || x->cl >= (UINT64_C(1) << 62) ||
+          ((x->cl & 1) == 0 && nc) || nc > (uint64_t)(r.end - r.p) / 3)
+        goto fail;
+      x->col0 = d->nxc;
+      x->ncols = (size_t)nc;
+      if (nc && (rc = sx_grow(&dec->al, (void **)&d->xcols, &d->capxc,
+                              d->nxc + (size_t)nc, sizeof(sx_dcol))))
+        goto fail;
+      rc = SYNC_EFORMAT;
+      for (j = 0; j < nc; j++) {
+        sx_dcol *c = &d->xcols[d->nxc + j];
+        uint64_t gap = sx_rv(&r);
+        uint64_t col = j ? prev + 1 + gap : gap;
+        memset(c, 0, sizeof *c);
+        if (r.bad || gap >= SYNC_MAX_COLUMNS || col >= SYNC_MAX_COLUMNS) goto fail;
+        c->col = (unsigned)col;
+        c->site = (uint32_t)sx_rvb(&r, d->nsites);
+        c->hlc = sx_rv(&r);
+        c->v = sync_null();
+        prev = col;
+      }
+      if (r.bad) goto fail;
+      d->nxc += (size_t)nc;
+      d->nx++;
+      ptid = (unsigned)tid;
+      pk = x->koff;
+      pklen = x->klen;
     }
   }
   /* A newer minor version may append sections a reader skips. */

@@ -12,6 +12,8 @@
  *                      meta fingerprints of all rows, count of all rows
  *                      (u64 LE each; format 1: the live count only;
  *                      format 2: the first three, meta over live rows)
+ *             "xfloor" -> u64 cap on this replica's own vector entry once
+ *                      rows with its stamps left its scope (format 4)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
  *             + key.  Appended in order; a row's older entry is deleted
@@ -284,12 +286,14 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  if ((format == 1 || format == 2) && env->rdonly)
+  if (format >= 1 && format < SX_FORMAT_VERSION && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
-                   "(the stored fingerprint sums); open it writable once",
-                   path, (unsigned)format, SX_FORMAT_VERSION);
-  if (format != 1 && format != 2 && format != SX_FORMAT_VERSION)
+                   "(%s); open it writable once",
+                   path, (unsigned)format, SX_FORMAT_VERSION,
+                   format == 3 ? "the scope in peer records"
+                               : "the stored fingerprint sums");
+  if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
                    (unsigned)format, SX_FORMAT_VERSION);
@@ -327,13 +331,15 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                      "%s: store of table '%s' missing", path,
                      s->tables[i].name);
   }
-  if (format == 1 || format == 2) {
+  if (format < SX_FORMAT_VERSION) {
     /* Format 1 kept only the live count per table, format 2 the meta sum
      * of live rows only: one scan per table gives the sums, committed
      * with the new format record by the open's transaction (all or
-     * nothing). */
+     * nothing).  Format 3 lacks only the scope of peer records, which
+     * reads as unknown: the format record alone changes (older code
+     * would refuse the longer records). */
     unsigned char fmt[12];
-    for (i = 0; i < s->ntables; i++)
+    for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
         return sx_fail(env, rc, "%s: upgrade to format %u failed at table "
                        "'%s': %s", path, SX_FORMAT_VERSION, s->tables[i].name,
@@ -495,6 +501,20 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
   memcpy(env->site, nid, SX_SITE_LEN);
   if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
   if ((rc = sx_relabel_rows(x, k, t))) goto fail;
+  {
+    /* xfloor capped what we claimed of our own writes, some of which
+     * left our scope: they keep the old id, and the new one has lost
+     * none.  (The old id is held no further than held, and a held above
+     * xfloor would claim them: no caller passes one.) */
+    sx_slice f;
+    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &f);
+    if (rc && rc != SYNC_NOTFOUND) goto fail;
+    if (rc == 0) {
+      if (f.n == 8 && held > sx_get_le64(f.p)) held = sx_get_le64(f.p);
+      if ((rc = sx_del(env->st, x->t, env->meta, "xfloor", 6))) goto fail;
+    }
+    rc = 0;
+  }
   sx_put_be32(kb, k);
   sx_put_le64(vb, held);
   if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
@@ -1365,6 +1385,42 @@ fail:
   x->failed = 1;
   return sx_fail(env, rc, "write to table '%s' failed: %s",
                  env->schema->tables[tid].name, sync_strerror(rc));
+}
+
+SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                               const void *key, size_t klen) {
+  sync_env *env = x->env;
+  unsigned char lv[2 * SX_VARINT_MAX];
+  uint64_t oc = 0, om = 0;
+  int rc, live = (x->old.cl & 1) != 0;
+  if ((rc = sx_txn_tables(x))) return rc;
+  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->old, &oc,
+                      &om)) < 0)
+    return rc;
+  if (env->on_change) {
+    size_t hn = sx_put_varint(lv, tid);
+    hn += sx_put_varint(lv + hn, klen);
+    if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
+    memcpy(x->changed.p + x->changed.len, lv, hn);
+    memcpy(x->changed.p + x->changed.len + hn, key, klen);
+    x->changed.len += hn + klen;
+  }
+  if ((rc = sx_cur_del(env->st, cur))) {
+    x->failed = 1;
+    return sx_fail(env, rc, "removing a row of table '%s' failed: %s",
+                   env->schema->tables[tid].name, sync_strerror(rc));
+  }
+  /* Its log entry now names a row that is gone: readers skip it, and
+   * compaction deletes it. */
+  x->log_stale++;
+  x->delta[tid] -= live;
+  x->dsum[tid][0] -= oc;
+  x->dsum[tid][1] -= om;
+  x->dsum[tid][2]--;
+  x->rows_written++;
+  x->dirty = 1;
+  x->gen++;
+  return 0;
 }
 
 SYNC_API int sync_put(sync_txn *x, unsigned table, const void *key,

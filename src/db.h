@@ -27,7 +27,7 @@ typedef atomic_int sx_errlock;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 3
+#define SX_FORMAT_VERSION 4
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -141,6 +141,11 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append);
+/* Remove the row at cur (x->old, decoded from key) without a trace: no
+ * tombstone, no log entry; keeps counts, sums and the change list.  For
+ * rows that left this replica's scope (exit markers). */
+SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                               const void *key, size_t klen);
 /* Causal length for a new row of table tid: above every tombstone this
  * replica ever collected, so that a re-insert after gc still wins over
  * peers that kept the tombstone. */

@@ -99,13 +99,22 @@ SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
   p->cur.klen = (size_t)v.p[37] | ((size_t)v.p[38] << 8);
   if (p->cur.mode > SX_MODE_INITIAL || p->cur.klen > SYNC_MAX_KEY ||
       (v.n != SX_PEER_FIXED + p->cur.klen &&
-       v.n != SX_PEER_FIXED + p->cur.klen + 16))
+       v.n < SX_PEER_FIXED + p->cur.klen + 16))
     return SYNC_ECORRUPT;
   memcpy(p->cur.key, v.p + SX_PEER_FIXED, p->cur.klen);
-  if (v.n == SX_PEER_FIXED + p->cur.klen + 16) {
+  if (v.n >= SX_PEER_FIXED + p->cur.klen + 16) {
     /* The mark, since storage format 2. */
     p->mark.id = sx_get_le64(v.p + SX_PEER_FIXED + p->cur.klen);
     p->mark.start = sx_get_le64(v.p + SX_PEER_FIXED + p->cur.klen + 8);
+  }
+  if (v.n > SX_PEER_FIXED + p->cur.klen + 16) {
+    /* The scope the cursor was served with, since storage format 4. */
+    sx_rd r;
+    r.p = v.p + SX_PEER_FIXED + p->cur.klen + 16;
+    r.end = v.p + v.n;
+    r.bad = 0;
+    if (sx_rscope(&r, &p->scope) || r.bad || r.p != r.end)
+      return SYNC_ECORRUPT;
   }
   return 0;
 }
@@ -116,7 +125,7 @@ SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c) {
 
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
                              const sx_peer *p) {
-  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16];
+  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16 + SX_SCOPE_MAX], *e;
   int rc;
   b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0) |
                          (p->stale ? 0x40 : 0));
@@ -131,8 +140,10 @@ SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
   memcpy(b + SX_PEER_FIXED, p->cur.key, p->cur.klen);
   sx_put_le64(b + SX_PEER_FIXED + p->cur.klen, p->mark.id);
   sx_put_le64(b + SX_PEER_FIXED + p->cur.klen + 8, p->mark.start);
+  e = b + SX_PEER_FIXED + p->cur.klen + 16;
+  if (p->scope.flags) e = sx_wscope(e, &p->scope);
   rc = sx_put(x->env->st, x->t, x->env->peers, site, SX_SITE_LEN, b,
-              SX_PEER_FIXED + p->cur.klen + 16, 0);
+              (size_t)(e - b), 0);
   if (rc) x->failed = 1;
   return rc;
 }
@@ -210,6 +221,18 @@ static int sx_vv_load(sync_txn *x, uint64_t **out) {
     return rc;
   }
   vv[0] = x->hlc_last;
+  {
+    /* Rows of ours that left our scope are gone: our own entry claims no
+     * more than what we still hold (sx_vv_lower). */
+    sx_slice f;
+    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &f);
+    if (rc == 0 && f.n == 8 && sx_get_le64(f.p) < vv[0])
+      vv[0] = sx_get_le64(f.p);
+    if (rc && rc != SYNC_NOTFOUND) {
+      sx_free(&env->al, vv);
+      return rc;
+    }
+  }
   *out = vv;
   return 0;
 }
@@ -258,6 +281,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
   r->schema_hash = env->schema->hash;
   r->cur = p.cur;
   r->mark = p.mark;
+  r->scope = p.scope;
   *out = r;
   return 0;
 }
@@ -314,6 +338,8 @@ SYNC_API void sync_delta_free(sync_delta *d) {
   sx_free(&al, d->vv);
   sx_free(&al, d->rows);
   sx_free(&al, d->cols);
+  sx_free(&al, d->xrows);
+  sx_free(&al, d->xcols);
   sx_buf_free(&d->arena);
   sx_free(&al, d);
 }
@@ -351,11 +377,6 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
   sx_drow *row;
   size_t i, n0 = d->ncols;
   int rc, need = cs->hlc > rvv[cs->site];
-  if (o && ((o->tables && !sx_bit(o->tables, tid)) ||
-            (o->filter && !o->filter(o->filter_ctx, tid, key, klen)))) {
-    d->partial = 1; /* left out: the receiver must not raise its vector */
-    return 0;
-  }
   if ((rc = sx_grow(&d->al, (void **)&d->cols, &d->capcols,
                     d->ncols + r->ncols, sizeof(sx_dcol))))
     return rc;
@@ -418,10 +439,95 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
   return 0;
 }
 
+/* What a chunk is cut under: the sender's options, the requester, and
+ * whether rows out of its scope go as exit markers. */
+typedef struct sx_cut {
+  const sync_delta_opts *o; /* may be NULL */
+  const uint8_t *peer;      /* the requester */
+  int track;                /* o->scope: d->scope says the tables */
+  int exits;                /* the requester may hold rows out of scope */
+  sync_value *vals;         /* the filter's values, one per column */
+} sx_cut;
+
+/* Is stored row r (table tid) in the requester's scope: a selected table
+ * and a filter that says yes? */
+static int sx_in_scope(sx_cut *c, sync_txn *x, unsigned tid,
+                       const unsigned char *key, size_t klen,
+                       const sx_row *r) {
+  const sync_delta_opts *o = c->o;
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!o) return 1;
+  if (o->tables && !sx_bit(o->tables, tid)) return 0;
+  if (!o->filter) return 1;
+  if (!(r->cl & 1))
+    return o->filter(o->filter_ctx, c->peer, tid, key, klen, NULL, 0) != 0;
+  for (j = 0; j < tb->ncols; j++)
+    c->vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                              : sync_null();
+  return o->filter(o->filter_ctx, c->peer, tid, key, klen, c->vals,
+                   tb->ncols) != 0;
+}
+
+/* Add an exit marker for stored row r: its key, causal length and
+ * stamps (no values), so the receiver can tell whether its copy holds
+ * anything this replica lacks. */
+static int sx_delta_exit(sync_delta *d, sync_txn *x, unsigned tid,
+                         const unsigned char *key, size_t klen,
+                         const sx_row *r, size_t *bytes) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  sx_drow *e;
+  size_t i;
+  int rc;
+  if ((rc = sx_grow(&d->al, (void **)&d->xrows, &d->capx, d->nx + 1,
+                    sizeof(sx_drow))) ||
+      (rc = sx_grow(&d->al, (void **)&d->xcols, &d->capxc,
+                    d->nxc + r->ncols + 1, sizeof(sx_dcol))) ||
+      (rc = sx_buf_reserve(&d->arena, klen)))
+    return rc;
+  e = &d->xrows[d->nx];
+  memset(e, 0, sizeof *e);
+  e->tid = tid;
+  e->koff = d->arena.len;
+  e->klen = klen;
+  memcpy(d->arena.p + d->arena.len, key, klen);
+  d->arena.len += klen;
+  e->cl = r->cl;
+  e->clhlc = r->stamps[r->cl_stamp].hlc;
+  e->clsite = r->stamps[r->cl_stamp].site;
+  e->col0 = d->nxc;
+  for (i = 0; i < r->ncols && (r->cl & 1); i++) {
+    const sx_rcol *c = &r->cols[i];
+    sx_dcol *dc;
+    if (c->st == SX_NOSTAMP) continue;
+    if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
+    dc = &d->xcols[d->nxc++];
+    memset(dc, 0, sizeof *dc);
+    dc->col = (unsigned)i;
+    dc->hlc = r->stamps[c->st].hlc;
+    dc->site = r->stamps[c->st].site;
+    dc->v = sync_null();
+  }
+  e->ncols = d->nxc - e->col0;
+  d->nx++;
+  *bytes += klen + 20 + 10 * e->ncols;
+  return 0;
+}
+
+/* One stored row met by a pass: sent, sent as an exit, or left out. */
+static int sx_cut_row(sx_cut *c, sync_delta *d, sync_txn *x, unsigned tid,
+                      const unsigned char *key, size_t klen, const sx_row *r,
+                      const uint64_t *rvv, int keyed, int selected,
+                      size_t *bytes) {
+  if (selected && sx_in_scope(c, x, tid, key, klen, r))
+    return sx_delta_add(d, x, tid, key, klen, r, rvv, c->o, keyed, bytes);
+  d->partial = 1; /* left out: the receiver must not raise its vector */
+  return c->exits ? sx_delta_exit(d, x, tid, key, klen, r, bytes) : 0;
+}
+
 /* Log pass: rows whose log entry follows d->start. */
 static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
-                        const sync_delta_opts *o, size_t max_rows,
-                        size_t max_bytes) {
+                        sx_cut *cut, size_t max_rows, size_t max_bytes) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
@@ -447,12 +553,20 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     if (rc) break;
     /* Full: this entry opens the next chunk.  Looking first means a
      * chunk that takes the log's last entries says it is the last. */
-    if (d->nrows >= max_rows || bytes >= max_bytes) break;
+    if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) break;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
-    if (rc == 0)
-      rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, o, 0, &bytes);
-    else if (rc == SYNC_NOTFOUND)
+    if (rc == 0) {
+      /* Exits only from the tables served: a row of another table never
+       * reached the requester from us, or left with its table. */
+      int selected = !cut->o || !cut->o->tables || sx_bit(cut->o->tables, tid);
+      if (selected || !cut->exits)
+        rc = sx_cut_row(cut, d, x, tid, key.p, key.n, &x->old, rvv, 0,
+                        selected, &bytes);
+      else
+        d->partial = 1;
+    } else if (rc == SYNC_NOTFOUND) {
       rc = 0; /* a stale entry: the row's current one comes later */
+    }
     if (rc) break;
     d->end.version = sx_get_be64(k.p);
     d->end.seq = sx_get_be32(k.p + 8);
@@ -461,26 +575,30 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   return rc;
 }
 
-/* Initial pass: the tables in key order, from the cursor on. */
+/* Initial pass: the tables in key order, from the cursor on (from the
+ * start when fresh: a stream restarted for a new scope). */
 static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
-                         const sync_delta_opts *o, int all, size_t max_rows,
+                         sx_cut *cut, int all, int fresh, size_t max_rows,
                          size_t max_bytes) {
   sync_env *env = x->env;
+  const sync_delta_opts *o = cut->o;
   size_t bytes = 0;
   int rc;
   d->end = d->start;
-  if (d->end.mode != SX_MODE_INITIAL) {
+  if (d->end.mode != SX_MODE_INITIAL || fresh) {
+    memset(&d->end, 0, sizeof d->end);
     d->end.mode = SX_MODE_INITIAL;
     d->end.v0 = x->base_version;
-    d->end.tid = 0;
-    d->end.klen = 0;
   }
   while (d->end.tid < env->schema->ntables) {
     sx_scur *c;
     sx_slice k, v;
-    int op;
-    if (o && o->tables && !sx_bit(o->tables, d->end.tid)) {
-      d->partial = 1; /* a table not selected: skipped whole */
+    int op, selected = !o || !o->tables || sx_bit(o->tables, d->end.tid);
+    /* A table not selected is skipped whole, unless the requester may
+     * still hold rows of it from the scope before: they exit. */
+    if (!selected &&
+        !(cut->exits && cut->track && sx_bit(d->scope.held, d->end.tid))) {
+      d->partial = 1;
       d->end.tid++;
       d->end.klen = 0;
       continue;
@@ -498,12 +616,12 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
         continue;
       /* Full: this row opens the next chunk (so a chunk that takes the
        * last rows ends the stream itself). */
-      if (d->nrows >= max_rows || bytes >= max_bytes) return 0;
+      if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) return 0;
       if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
         return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                        env->schema->tables[d->end.tid].name);
-      if ((rc = sx_delta_add(d, x, d->end.tid, k.p, k.n, &x->old, rvv, o,
-                             all, &bytes)))
+      if ((rc = sx_cut_row(cut, d, x, d->end.tid, k.p, k.n, &x->old, rvv,
+                           all, selected, &bytes)))
         return rc;
       memcpy(d->end.key, k.p, k.n);
       d->end.klen = k.n;
@@ -523,6 +641,51 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   return 0;
 }
 
+/* The scope a chunk for req is cut under (sync_delta_opts.scope), and
+ * how: *restart when the requester was served another scope (its stream
+ * starts again from its cursor), *exits when it may hold rows out of
+ * the scope (it was served before: rows out of scope go as exits). */
+static void sx_scope_plan(sync_txn *x, const sync_request *req,
+                          const sync_delta_opts *o, sx_scope *sc,
+                          int *restart, int *exits) {
+  const sx_scope *rs = &req->scope;
+  unsigned t, nt = x->env->schema->ntables;
+  int zero = req->cur.mode == SX_MODE_LOG && !req->cur.version &&
+             !req->cur.seq,
+      same, served = rs->flags != 0;
+  memset(sc, 0, sizeof *sc);
+  sc->flags = SX_SCOPE_ON | (o->filter ? SX_SCOPE_FILTER : 0);
+  sc->fver = o->filter ? o->filter_version : 0;
+  for (t = 0; t < nt; t++)
+    if (!o->tables || sx_bit(o->tables, t))
+      sc->tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+  same = served &&
+         (rs->flags & (SX_SCOPE_ON | SX_SCOPE_FILTER)) == sc->flags &&
+         rs->fver == sc->fver && !memcmp(rs->tables, sc->tables, SX_TBYTES);
+  *restart = 0;
+  memcpy(sc->held, sc->tables, SX_TBYTES);
+  if (zero) {
+    *exits = served; /* a reset: it may still hold rows of before */
+  } else if (!same) {
+    *restart = 1; /* log mode, or a stream of another scope */
+    *exits = 1;
+  } else if (req->cur.mode == SX_MODE_INITIAL) {
+    *exits = (rs->flags & SX_SCOPE_EXITS) != 0;
+  } else {
+    *exits = 1;
+  }
+  if (served && *exits)
+    for (t = 0; t < nt; t++) {
+      /* Only tables the requester may see: its word is not proof.  (The
+       * caller's sets are read up to this schema's tables only.) */
+      if (!sx_bit(rs->held, t) && !sx_bit(rs->tables, t)) continue;
+      if (o->visible && !sx_bit(o->visible, t)) continue;
+      sc->held[t >> 3] |= (unsigned char)(1u << (t & 7));
+    }
+  if (*exits) sc->flags |= SX_SCOPE_EXITS;
+  if (*restart || zero) sc->flags |= SX_SCOPE_RESTART;
+}
+
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
 static int sx_gcvv_raise(sync_txn *x, const uint64_t *from);
 
@@ -532,7 +695,9 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   sync_delta *d;
   uint64_t *vv = NULL, *rvv = NULL;
   size_t max_rows = 1000, max_bytes = (size_t)1 << 20, i;
-  int rc;
+  sx_cut cut;
+  int rc, restart = 0;
+  memset(&cut, 0, sizeof cut);
   if (!out) return SYNC_EINVAL;
   *out = NULL;
   if (!x || !req) return SYNC_EINVAL;
@@ -583,15 +748,37 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   memcpy(d->receiver, req->requester, SX_SITE_LEN);
   d->schema_hash = env->schema->hash;
   d->start = req->cur;
-  if (d->start.mode == SX_MODE_INITIAL ||
+  memset(&cut, 0, sizeof cut);
+  cut.o = opts;
+  cut.peer = req->requester;
+  if (opts && opts->scope) {
+    cut.track = 1;
+    sx_scope_plan(x, req, opts, &d->scope, &restart, &cut.exits);
+  }
+  if (opts && opts->filter) {
+    cut.vals = (sync_value *)sx_malloc(
+        &env->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
+    if (!cut.vals) {
+      rc = SYNC_ENOMEM;
+      goto done;
+    }
+  }
+  if (restart || d->start.mode == SX_MODE_INITIAL ||
       (d->start.version == 0 && d->start.seq == 0)) {
     /* After a collection whose deletes the requester may lack, a stream
      * names every row: what it leaves out of its range, the receiver
      * drops (sx_apply_horizon). */
     if ((rc = sx_need_complete(x, rvv, &d->complete))) goto done;
-    rc = sx_delta_keys(d, x, rvv, opts, d->complete, max_rows, max_bytes);
+    rc = sx_delta_keys(d, x, rvv, &cut, d->complete, restart, max_rows,
+                       max_bytes);
   } else {
-    rc = sx_delta_log(d, x, rvv, opts, max_rows, max_bytes);
+    rc = sx_delta_log(d, x, rvv, &cut, max_rows, max_bytes);
+  }
+  if (cut.track && d->end.mode == SX_MODE_LOG) {
+    /* Past the stream: the requester holds rows of the served tables
+     * only, and what follows is the log. */
+    memcpy(d->scope.held, d->scope.tables, SX_TBYTES);
+    d->scope.flags &= ~SX_SCOPE_EXITS;
   }
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
   if (!rc) {
@@ -626,6 +813,7 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
 done:
   sx_free(&env->al, vv);
   sx_free(&env->al, rvv);
+  sx_free(&env->al, cut.vals);
   if (rc) {
     sync_delta_free(d);
     return rc;
@@ -1312,6 +1500,120 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
       if (j && c->col <= d->cols[r->col0 + j - 1].col) return SYNC_EINVAL;
     }
   }
+  for (i = 0; i < d->nx; i++) {
+    const sx_drow *r = &d->xrows[i];
+    if (r->tid >= s->ntables || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
+        r->koff > d->arena.len || r->klen > d->arena.len - r->koff ||
+        r->cl == 0 || r->cl > (UINT64_C(1) << 62) || r->clsite >= d->nsites ||
+        r->col0 > d->nxc || r->ncols > d->nxc - r->col0 ||
+        (!(r->cl & 1) && r->ncols))
+      return SYNC_EINVAL;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *c = &d->xcols[r->col0 + j];
+      if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
+          (j && c->col <= d->xcols[r->col0 + j - 1].col))
+        return SYNC_EINVAL;
+    }
+  }
+  return 0;
+}
+
+/* Does exit marker e (the sender's causal length and stamps of the row)
+ * cover local row o: o holds no write the sender's row does not hold or
+ * supersede?  Then o may go; else it holds changes of its own (edits
+ * not yet sent) and stays, to leave with a later exit once the sender
+ * has them. */
+static int sx_exit_covers(sync_txn *x, const sync_delta *d, const sx_drow *e,
+                          const sx_row *o) {
+  const sx_table *tb = &x->env->schema->tables[e->tid];
+  unsigned j;
+  size_t i = 0;
+  if (o->cl != e->cl) return o->cl < e->cl;
+  if (sx_cmp_lr(x, o, o->cl_stamp, d, e->clhlc, e->clsite) > 0) return 0;
+  if (!(o->cl & 1)) return 1;
+  for (j = 0; j < o->ncols; j++) {
+    const sx_dcol *c;
+    if (o->cols[j].st == SX_NOSTAMP) continue;
+    if (j < tb->ncols && (tb->cols[j].flags & SYNC_COL_LOCAL)) continue;
+    while (i < e->ncols && d->xcols[e->col0 + i].col < j) i++;
+    if (i == e->ncols) return 0;
+    c = &d->xcols[e->col0 + i];
+    if (c->col != j || sx_cmp_lr(x, o, o->cols[j].st, d, c->hlc, c->site) > 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* Row o leaves this replica: its stamps are no longer held, so the
+ * vector stops claiming them (another site's entry drops below the
+ * stamp; our own entry, which is our clock, is capped by meta "xfloor").
+ * Without this a row coming back into scope would look like one we had
+ * deleted and collected, and a complete run from us would make a peer
+ * claim it too. */
+static int sx_vv_lower(sync_txn *x, const sx_row *o) {
+  sync_env *env = x->env;
+  unsigned j;
+  for (j = 0; j <= o->ncols; j++) {
+    unsigned si = j == o->ncols ? o->cl_stamp : o->cols[j].st;
+    unsigned char kk[4], vb[8];
+    sx_slice old;
+    uint64_t h;
+    int rc;
+    if (si == SX_NOSTAMP || si >= o->nstamps || !o->stamps[si].hlc) continue;
+    h = o->stamps[si].hlc - 1;
+    if (o->stamps[si].site == 0) {
+      rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &old);
+      if (rc && rc != SYNC_NOTFOUND) return rc;
+      if (rc == 0 && old.n == 8 && sx_get_le64(old.p) <= h) continue;
+      sx_put_le64(vb, h);
+      rc = sx_put(env->st, x->t, env->meta, "xfloor", 6, vb, 8, 0);
+    } else {
+      sx_put_be32(kk, o->stamps[si].site);
+      rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+      if (rc == SYNC_NOTFOUND) continue;
+      if (rc) return rc;
+      if (old.n != 8 || sx_get_le64(old.p) <= h) continue;
+      sx_put_le64(vb, h);
+      rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0);
+    }
+    if (rc) {
+      x->failed = 1;
+      return rc;
+    }
+    x->dirty = 1;
+  }
+  return 0;
+}
+
+/* The chunk's exit markers: each local row they cover leaves, with no
+ * tombstone and no log entry (nothing of it replicates). */
+static int sx_apply_exits(sx_apply *a) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  const sync_delta *d = a->d;
+  size_t i;
+  int rc;
+  for (i = 0; i < d->nx; i++) {
+    const sx_drow *e = &d->xrows[i];
+    const unsigned char *key = d->arena.p + e->koff;
+    sx_scur *cur;
+    sx_slice k, v;
+    if ((rc = sx_table_cursor(x, e->tid, &cur))) return rc;
+    k.p = key;
+    k.n = e->klen;
+    rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+    if (rc == SYNC_NOTFOUND) continue;
+    if (rc) return rc;
+    if ((rc = sx_row_decode(v.p, v.n, key, e->klen, &x->old)))
+      return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                     env->schema->tables[e->tid].name);
+    if (!sx_exit_covers(x, d, e, &x->old)) continue;
+    a->rep->exited++;
+    if (a->dry) continue;
+    if ((rc = sx_vv_lower(x, &x->old)) ||
+        (rc = sx_remove_row(x, e->tid, cur, key, e->klen)))
+      return rc;
+  }
   return 0;
 }
 
@@ -1546,6 +1848,48 @@ static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
   return rc;
 }
 
+/* Is stored row r in the scope ao gives the sender (ao->scope_filter)?
+ * *vals: the filter's values, allocated at the first call. */
+static int sx_scope_of(sync_txn *x, const sync_apply_opts *ao,
+                       const uint8_t *sender, unsigned tid,
+                       const unsigned char *key, size_t klen, const sx_row *r,
+                       sync_value **vals, int *in) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!(r->cl & 1)) {
+    *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, NULL,
+                           0) != 0;
+    return 0;
+  }
+  if (!*vals) {
+    *vals = (sync_value *)sx_malloc(&x->env->al,
+                                    sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
+    if (!*vals) return SYNC_ENOMEM;
+  }
+  for (j = 0; j < tb->ncols; j++)
+    (*vals)[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                              : sync_null();
+  *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, *vals,
+                         tb->ncols) != 0;
+  return 0;
+}
+
+/* Log stored row x->old (table tid, at cur) again, unchanged. */
+static int sx_relog(sync_txn *x, unsigned tid, sx_scur *cur,
+                    const unsigned char *key, size_t klen) {
+  sx_row *o = &x->old, *w = &x->nw;
+  if (SX_NEVER(o->nstamps > SX_ROW_STAMP_CAP(w->cap_cols) ||
+               o->ncols > w->cap_cols))
+    return SYNC_ECORRUPT;
+  w->cl = o->cl;
+  w->cl_stamp = o->cl_stamp;
+  w->nstamps = o->nstamps;
+  memcpy(w->stamps, o->stamps, sizeof(sx_stamp) * o->nstamps);
+  w->ncols = o->ncols;
+  memcpy(w->cols, o->cols, sizeof(sx_rcol) * o->ncols);
+  return sx_store_row(x, tid, cur, key, klen, 1, 0);
+}
+
 /* Could this replica have collected the tombstone of a row of table tid
  * at causal length cl?  Only if it ever collected one above cl in that
  * table (sx_fresh_cl keeps the largest).  1 yes, 0 no, or an error.  A
@@ -1600,7 +1944,9 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   size_t i, app_len = 0;
   unsigned char app_last[SYNC_MAX_KEY];
   unsigned app_tid = SX_NONE;
-  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed;
+  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed,
+      scoped = ao && ao->scope_filter && ao->scope_tables;
+  sync_value *svals = NULL;
   if (!rep) rep = &dummy;
   memset(rep, 0, sizeof *rep);
   if (!x || !d) return SYNC_EINVAL;
@@ -1617,6 +1963,13 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   if (x->failed) return SYNC_ETXN;
   if ((rc = sx_delta_check(d, env->schema)))
     return sx_fail(env, rc, "the delta is malformed");
+  if (d->repair && d->nx)
+    return sx_fail(env, SYNC_EPROTO, "a repair frame holds exit markers");
+  if (ao && ao->refuse_exits && d->nx)
+    return sx_fail(env, SYNC_EPERM,
+                   "the chunk holds exit markers (%zu), which this replica "
+                   "does not take from its sender",
+                   d->nx);
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
   memset(&a, 0, sizeof a);
   a.x = x;
@@ -1635,6 +1988,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     return 0;
   }
   keyed = !d->repair && (d->start.mode == SX_MODE_INITIAL ||
+          d->end.mode == SX_MODE_INITIAL ||
           (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
            d->start.seq == 0));
   /* Map the delta's sites to ours (added as they come; a dry run maps
@@ -1766,6 +2120,17 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     now_live = (x->nw.cl & 1) != 0;
     if (rc == 0) {
       rep->unchanged++;
+      if (scoped && !a.dry) {
+        /* Ours stays; if it is out of the sender's scope, the sender's
+         * copy must exit: log the row again so its next chunk says so. */
+        int in = 1;
+        if (sx_bit(ao->scope_tables, dr->tid)) {
+          if ((rc = sx_scope_of(x, ao, d->sender, dr->tid, key, dr->klen,
+                                &x->old, &svals, &in)))
+            goto done;
+        }
+        if (!in && (rc = sx_relog(x, dr->tid, cur, key, dr->klen))) goto done;
+      }
     } else {
       if (now_live && !was_live) rep->inserted++;
       else if (!now_live && was_live) rep->deleted++;
@@ -1784,19 +2149,23 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     x->cpend.len = 0;
     rc = 0;
   }
+  /* Rows that left this replica's scope. */
+  if (d->nx && (rc = sx_apply_exits(&a))) goto done;
   /* What an initial stream leaves out of the range it covers, the
    * sender no longer holds. */
-  if (keyed && d->complete && !d->partial &&
+  if (keyed && d->complete && !d->partial && !d->nx &&
       (rc = sx_apply_horizon(&a, ao)))
     goto done;
   if (!a.dry && contiguous) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
-    if (d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq)
+    if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
+        (d->scope.flags & SX_SCOPE_RESTART))
       peer.tainted = 0;
-    if (d->partial || rep->refused) peer.tainted = 1;
+    if (d->partial || rep->refused || d->nx) peer.tainted = 1;
     peer.cur = d->end;
     peer.mark = d->mark;
+    peer.scope = d->scope; /* served with it (none: the sender tracks none) */
     if (d->last) peer.stale = 0; /* a run from the peer completed */
     if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
     rep->cursor_moved = 1;
@@ -1858,6 +2227,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
 done:
   sx_free(&env->al, a.smap);
   sx_free(&env->al, lvv);
+  sx_free(&env->al, svals);
   return rc;
 }
 

@@ -23,6 +23,26 @@ typedef struct sx_cursor {
   unsigned char key[SYNC_MAX_KEY];
 } sx_cursor;
 
+/* The scope a receiver's cursor was served with (docs/PROTOCOL.md,
+ * "Scope"): kept by the receiver with its cursor, sent back in its
+ * requests, and carried by the chunks of a sender that tracks it. */
+#define SX_TBYTES ((SYNC_MAX_TABLES + 7) / 8)
+#define SX_SCOPE_ON 0x1u     /* served under a scope */
+#define SX_SCOPE_FILTER 0x2u /* with a row filter */
+#define SX_SCOPE_EXITS 0x4u  /* the initial stream in progress restarted a
+                                served receiver: rows out of scope exit */
+#define SX_SCOPE_RESTART 0x8u /* chunks only: this chunk starts its stream
+                                 from the beginning, as from a zero cursor */
+typedef struct sx_scope {
+  unsigned flags;        /* SX_SCOPE_*; 0: none (unknown) */
+  uint64_t fver;         /* the filter version */
+  unsigned char tables[SX_TBYTES]; /* tables served */
+  unsigned char held[SX_TBYTES];   /* tables the receiver may hold rows
+                                      of: the served ones, and during a
+                                      restarted stream those of the scope
+                                      before, until their rows exit */
+} sx_scope;
+
 typedef struct sx_peer {
   sx_cursor cur;    /* what this replica holds of the peer */
   int tainted;      /* the run since the cursor was last zero left rows
@@ -34,6 +54,7 @@ typedef struct sx_peer {
   uint64_t acked_version; /* what the peer holds of this replica */
   uint32_t acked_seq;
   sx_mark mark;     /* the peer's history mark at the cursor (db.h) */
+  sx_scope scope;   /* the scope the peer served the cursor with */
 } sx_peer;
 
 struct sync_request {
@@ -43,6 +64,7 @@ struct sync_request {
   sx_cursor cur;
   sx_mark mark; /* the sender's history mark at cur, as the requester
                    holds it */
+  sx_scope scope; /* the scope the requester was last served with */
   size_t nvv;
   sync_stamp *vv;
 };
@@ -91,6 +113,14 @@ struct sync_delta {
   size_t nrows, caprows;
   sx_dcol *cols;
   size_t ncols, capcols;
+  /* Exit markers (frame minor 2): rows that left the receiver's scope,
+   * with the sender's causal length and stamps (xcols: column stamps,
+   * no values), sorted by (table, key) like rows. */
+  sx_scope scope; /* the scope the chunk was cut under (flags 0: none) */
+  sx_drow *xrows;
+  size_t nx, capx;
+  sx_dcol *xcols;
+  size_t nxc, capxc;
   sx_buf arena;
 };
 
@@ -116,13 +146,21 @@ SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
 /* Add stored row r of table tid to d, leaving out columns and rows whose
  * stamps rvv (per local site index) covers (a row is still named when
- * keyed is set: complete initial streams) and, under o, rows outside o's
- * tables or filter; *bytes grows by the value bytes added. */
+ * keyed is set: complete initial streams); o (may be NULL) says whether
+ * to send whole rows.  The caller has decided the row is in scope.
+ * *bytes grows by the value bytes added. */
 SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
                               const unsigned char *key, size_t klen,
                               const sx_row *r, const uint64_t *rvv,
                               const sync_delta_opts *o, int keyed,
                               size_t *bytes);
+/* codec.c: a scope as frames and session messages carry it: u8 flags,
+ * then with SX_SCOPE_ON u64 filter version, var n + n bytes of served
+ * tables, var n + n bytes of held tables (n <= SX_TBYTES, trailing zero
+ * bytes left out).  sx_wscope needs SX_SCOPE_MAX bytes. */
+#define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
+SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
+SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
 /* A new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 /* Grow array *p of elem-byte items to hold need items (doubling). */

@@ -51,6 +51,10 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
       p->table = pr.cur.tid;
       p->acked_version = pr.acked_version;
       p->acked_seq = pr.acked_seq;
+      p->scoped = (pr.scope.flags & SX_SCOPE_ON) != 0;
+      p->filter_version = pr.scope.fver;
+      memcpy(p->tables, pr.scope.tables,
+             SX_TBYTES < SYNC_RIGHTS_BYTES ? SX_TBYTES : SYNC_RIGHTS_BYTES);
     }
     cnt++;
   }

@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#define SX_PROTO 3
+#define SX_PROTO 4
 #define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
                             the handshake */
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
@@ -71,6 +71,8 @@ struct sync_session {
   size_t own_max;
   unsigned char send_mask[SYNC_RIGHTS_BYTES]; /* tables we may send */
   unsigned char recv_mask[SYNC_RIGHTS_BYTES]; /* tables we may apply */
+  unsigned char read_mask[SYNC_RIGHTS_BYTES]; /* server: the client's read
+                                                 rights */
   int relay;
   sync_encoder *enc;
   sync_decoder *dec;
@@ -87,6 +89,7 @@ struct sync_session {
   /* receiving phase */
   sx_cursor vcur; /* dry run: where the next request starts */
   sx_mark vmark;  /* and the sender's mark there */
+  sx_scope vscope; /* and the scope it was served with */
   int vcur_ok;
   sync_apply_report phase_rep;
   sync_session_stats st;
@@ -419,6 +422,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   s->dry = (flags & SX_HF_DRY) != 0;
   s->repair = (flags & SX_HF_REPAIR) != 0;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
+  memcpy(s->read_mask, rights.read, SYNC_RIGHTS_BYTES);
   memcpy(s->send_mask, rights.read, SYNC_RIGHTS_BYTES);
   sx_mask_and(s->send_mask, sel);
   memcpy(s->recv_mask, rights.write, SYNC_RIGHTS_BYTES);
@@ -509,7 +513,8 @@ static unsigned char *sx_put_report(unsigned char *p,
   p = sx_wv(p, r->deleted);
   p = sx_wv(p, r->unchanged);
   p = sx_wv(p, r->conflicts);
-  return sx_wv(p, r->refused);
+  p = sx_wv(p, r->refused);
+  return sx_wv(p, r->exited);
 }
 
 static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
@@ -520,6 +525,7 @@ static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
   a->unchanged += b->unchanged;
   a->conflicts += b->conflicts;
   a->refused += b->refused;
+  a->exited += b->exited;
 }
 
 static int sx_send_request(sync_session *s, int final) {
@@ -537,9 +543,11 @@ static int sx_send_request(sync_session *s, int final) {
   if (s->dry && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
     req->mark = s->vmark;
+    req->scope = s->vscope;
   }
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
-        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
+        SX_SCOPE_MAX + req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
+        8 * SX_VARINT_MAX; /* FINAL's counts */
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
@@ -557,6 +565,7 @@ static int sx_send_request(sync_session *s, int final) {
   p = sx_wcursor(p, &req->cur);
   sx_put_le64(p, req->mark.id);
   p = sx_wv(p + 8, req->mark.start);
+  p = sx_wscope(p, &req->scope);
   p = sx_wv(p, req->nvv);
   for (i = 0; i < req->nvv; i++) {
     memcpy(p, req->vv[i].site, SX_SITE_LEN);
@@ -625,6 +634,8 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
   req.mark.id = sx_get_le64(q);
   req.mark.start = sx_rv(&r);
+  if (sx_rscope(&r, &req.scope))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST scope");
   nvv = sx_rv(&r);
   if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
@@ -650,6 +661,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     rep.unchanged = sx_rv(&r);
     rep.conflicts = sx_rv(&r);
     rep.refused = sx_rv(&r);
+    rep.exited = sx_rv(&r);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
   }
   if (r.bad || r.p != r.end) {
@@ -693,6 +705,11 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     o.filter = s->o.filter;
     o.filter_ctx = s->o.filter_ctx;
     o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
+    /* The server follows the client's scope: rows leave it as exit
+     * markers, and a new scope restarts its stream. */
+    o.scope = s->o.server;
+    o.filter_version = s->o.filter_version;
+    o.visible = s->o.server ? s->read_mask : NULL;
     rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
     if (!rc) {
       int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&
@@ -740,6 +757,14 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   ao.relay = s->relay;
   ao.max_ahead_ms = s->o.max_ahead_ms;
   ao.refuse_whole = s->o.refuse_whole;
+  ao.refuse_exits = s->o.server; /* a client never removes server rows */
+  if (s->o.server) {
+    /* A row the client holds outside its scope that we keep as it is
+     * would never reach it again: log it, so it exits. */
+    ao.scope_tables = s->send_mask;
+    ao.scope_filter = s->o.filter;
+    ao.scope_filter_ctx = s->o.filter_ctx;
+  }
   rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
     rc = sync_delta_apply_opts(x, d, &ao, &rep);
@@ -757,6 +782,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   if (s->dry) {
     s->vcur = d->end;
     s->vmark = d->mark;
+    s->vscope = d->scope;
     s->vcur_ok = 1;
   }
   sync_delta_free(d);
@@ -883,6 +909,24 @@ static int sx_repair_done(sync_session *s) {
         /* The server's mark there is not known: none, until the next
          * chunk brings one. */
         memset(&p.mark, 0, sizeof p.mark);
+        /* It holds the repaired tables as an unfiltered stream would
+         * have left them: that scope (and, as held, whatever it may
+         * still hold of the scope before, for a server that filters). */
+        {
+          sx_scope sc;
+          unsigned t, i;
+          memset(&sc, 0, sizeof sc);
+          sc.flags = SX_SCOPE_ON;
+          for (t = 0; t < s->env->schema->ntables && t < 8 * SX_TBYTES; t++)
+            if ((s->recv_mask[t >> 3] >> (t & 7)) & 1)
+              sc.tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+          for (i = 0; i < SX_TBYTES; i++)
+            sc.held[i] = (unsigned char)(sc.tables[i] |
+                                         (p.scope.flags ? p.scope.held[i] |
+                                                              p.scope.tables[i]
+                                                        : 0));
+          p.scope = sc;
+        }
         rc = sx_peer_put(x, s->peer, &p);
       }
       if (rc) sync_txn_abort(x);

@@ -119,6 +119,10 @@ $S sync t2.db t1.db --tables settings > out && $S get t2.db settings 7 > /dev/nu
 [ \"\$($S digest t1.db settings)\" = \"\$($S digest t2.db settings)\" ] &&
 [ \"\$($S digest t1.db readings)\" != \"\$($S digest t2.db readings)\" ]"
 status "--tables with an unknown table fails" 1 "$S" sync t2.db t1.db --tables nope
+check "--tables widened brings the new table, narrowed removes the old, without a reset" sh -c "
+$S sync t2.db t1.db --tables settings,readings > /dev/null && $S get t2.db readings r1 > /dev/null &&
+$S sync t2.db t1.db --tables readings > /dev/null && ! $S get t2.db settings 7 > /dev/null 2>&1 &&
+$S get t1.db settings 7 > /dev/null && $S get t2.db readings r1 > /dev/null"
 
 # --- conflicts --------------------------------------------------------
 $S put a.db notes k1 title=from-a > /dev/null
@@ -307,6 +311,23 @@ check "the server's log names it as behind its collection" sh -c "sleep 0.3; gre
 check "the device says it may miss deletes" sh -c "$S verify gdev.db > out && grep -q 'health: may miss deletes' out"
 check "a repair mends it, and syncs work again" sh -c "$S repair gdev.db $GA > out && ! $S get gdev.db notes g1 > /dev/null 2>&1 && $S sync gdev.db $GA > /dev/null"
 kill $GSRV 2>/dev/null
+
+# --- scope by value: a credential's where= ---------------------------
+$S init wsrv.db --schema two.txt > /dev/null
+$S init wdev.db --schema two.txt > /dev/null
+$S put wsrv.db settings 1 value=red > /dev/null
+$S put wsrv.db settings 2 value=blue > /dev/null
+printf 'dev read=* write=* where=value=red\n' > wcreds
+"$S" serve wsrv.db 127.0.0.1:0 --credentials wcreds --port-file wport > wserve.log 2>&1 &
+WSRV=$!
+i=0
+while [ ! -s wport ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+WA=127.0.0.1:$(cat wport)
+check "where= sends the rows holding the value" sh -c "$S sync wdev.db $WA --token dev > /dev/null && $S get wdev.db settings 1 > /dev/null && ! $S get wdev.db settings 2 > /dev/null 2>&1"
+check "a row whose value changes leaves the device, not the server" sh -c "$S put wsrv.db settings 1 value=green > /dev/null && $S sync wdev.db $WA --token dev > /dev/null && ! $S get wdev.db settings 1 > /dev/null 2>&1 && $S get wsrv.db settings 1 > /dev/null"
+check "a row whose value changes comes to the device" sh -c "$S put wsrv.db settings 2 value=red > /dev/null && $S sync wdev.db $WA --token dev > /dev/null && $S get wdev.db settings 2 > out && grep -q 'red' out"
+status "where= without a value is refused at start (1)" 1 sh -c "printf 'x read=* where=value\n' > wcreds2 && $S serve wsrv.db 127.0.0.1:0 --credentials wcreds2"
+kill $WSRV 2>/dev/null
 
 # --- the README walkthrough, as written -------------------------------
 mkdir walk

@@ -805,10 +805,14 @@ static void test_retry_and_breaker(void **state) {
 /* The sending side's row filter leaves rows out (and the receiver's
  * vector stays where it was); local-only columns never leave; a receiver
  * may apply with another policy. */
-static int ss_no_private(void *ctx, unsigned table, const void *key,
-                         size_t klen) {
+static int ss_no_private(void *ctx, const uint8_t peer[16], unsigned table,
+                         const void *key, size_t klen, const sync_value *vals,
+                         unsigned nvals) {
   (void)ctx;
+  (void)peer;
   (void)table;
+  (void)vals;
+  (void)nvals;
   return !(klen >= 8 && !memcmp(key, "private-", 8));
 }
 

@@ -196,10 +196,14 @@ static const cmd_help HELP[] = {
      "--port-file) and answers sync sessions from any number of clients at\n"
      "once ('synctl sync', devices).  --credentials FILE maps tokens to\n"
      "rights, one client per line:\n\n"
-     "    TOKEN read=TABLE[,TABLE...] write=TABLE[,...] [relay] [site=HEX32]\n\n"
+     "    TOKEN read=TABLE[,TABLE...] write=TABLE[,...] [relay] [site=HEX32]\n"
+     "          [where=COLUMN=VALUE]\n\n"
      "('*' for every table; site= refuses the token to any replica but the\n"
-     "one with that site id); without it every client may read and write\n"
-     "everything.  --metrics ADDRESS serves the server's stats as\n"
+     "one with that site id; where= limits what the client receives to the\n"
+     "rows whose COLUMN holds VALUE, in the tables with such a column: a\n"
+     "row whose value changes leaves the client or comes to it, and a\n"
+     "changed file takes effect at each client's next sync); without it\n"
+     "every client may read and write everything.  --metrics ADDRESS serves the server's stats as\n"
      "Prometheus text on plain HTTP (GET /metrics).  --sessions N stops\n"
      "after N sessions; otherwise it runs until SIGINT or SIGTERM.\n"},
     {"sync",
@@ -211,7 +215,9 @@ static const cmd_help HELP[] = {
      "is another database file, synced in this process through two\n"
      "sessions that pass bytes to each other.  --pull receives, --push\n"
      "sends, --both (default) does both.  --dry-run writes nothing on\n"
-     "either side and says what would change.  --tables limits the tables.\n"
+     "either side and says what would change.  --tables limits the tables;\n"
+     "changing it later removes the rows of tables no longer listed and\n"
+     "brings those of new ones, with no reset.\n"
      "--token is the credential the server checks.  On a terminal a\n"
      "progress line shows rows, bytes, rate and, when the sender said how\n"
      "many rows come, the time left.  The last line sums up what moved and\n"
@@ -2509,6 +2515,11 @@ typedef struct cred {
   sync_rights rights;
   int bound;       /* site= given: only that replica may use the token */
   uint8_t site[16];
+  /* where=COLUMN=VALUE: the peer's scope is the rows whose column of that
+   * name holds VALUE (as an integer when it reads as one); tables
+   * without such a column pass whole */
+  char wcol[64], wval[128];
+  int where;
 } cred;
 
 typedef struct server {
@@ -2516,7 +2527,44 @@ typedef struct server {
   const char *db;
   cred creds[MAX_CRED];
   int ncreds, quiet;
+  uint64_t fver; /* the filter version: a hash of every where= */
+  struct {
+    uint8_t site[16];
+    int cred;
+  } peers[MAX_CONN]; /* which credential each peer last showed */
+  unsigned npeers, next_peer;
 } server;
+
+/* The serve filter (docs/PROTOCOL.md, "Scope"): a peer whose credential
+ * has where=COLUMN=VALUE sees the rows holding VALUE in COLUMN. */
+static int serve_filter(void *ctx, const uint8_t peer[16], unsigned table,
+                        const void *key, size_t klen, const sync_value *vals,
+                        unsigned nvals) {
+  server *sv = (server *)ctx;
+  const cred *c = NULL;
+  unsigned i, col;
+  char *end;
+  long long iv;
+  (void)key;
+  (void)klen;
+  for (i = 0; i < sv->npeers; i++)
+    if (!memcmp(sv->peers[i].site, peer, 16)) c = &sv->creds[sv->peers[i].cred];
+  if (!c || !c->where) return 1;
+  if (!vals) return 1; /* a delete: the peer may hold the row */
+  if (sync_env_column(sv->env, table, c->wcol, &col) || col >= nvals) return 1;
+  switch (vals[col].type) {
+  case SYNC_INTEGER:
+    errno = 0;
+    iv = strtoll(c->wval, &end, 10);
+    return !errno && !*end && end != c->wval && iv == vals[col].i;
+  case SYNC_TEXT:
+  case SYNC_BLOB:
+    return vals[col].len == strlen(c->wval) &&
+           !memcmp(vals[col].data, c->wval, vals[col].len);
+  default:
+    return 0;
+  }
+}
 
 typedef struct conn {
   int fd, http;
@@ -2580,6 +2628,28 @@ static int load_creds(server *sv, const char *path) {
         rc = set_tables(sv->env, where, w + 6, c->rights.write);
       else if (!strcmp(w, "relay"))
         c->rights.relay = 1;
+      else if (!strncmp(w, "where=", 6)) {
+        const char *eq = strchr(w + 6, '=');
+        size_t i, cl = eq ? (size_t)(eq - (w + 6)) : 0;
+        if (!eq || !cl || cl >= sizeof c->wcol ||
+            strlen(eq + 1) >= sizeof c->wval) {
+          say("%s: where= wants COLUMN=VALUE, not '%s'", where, w + 6);
+          rc = -1;
+        } else {
+          memcpy(c->wcol, w + 6, cl);
+          c->wcol[cl] = 0;
+          snprintf(c->wval, sizeof c->wval, "%s", eq + 1);
+          c->where = 1;
+          /* The filter's version: FNV-1a over every token's clause, so
+           * a changed file restarts each peer's stream. */
+          if (!sv->fver) sv->fver = 0xcbf29ce484222325ull;
+          for (i = 0; w[i]; i++)
+            sv->fver = (sv->fver ^ (unsigned char)w[i]) * 0x100000001b3ull;
+          for (i = 0; c->token[i]; i++)
+            sv->fver = (sv->fver ^ (unsigned char)c->token[i]) *
+                       0x100000001b3ull;
+        }
+      }
       else if (!strncmp(w, "site=", 5)) {
         /* The site id in HELLO is self-asserted: binding the token to
          * one site is what stops a holder of the token from writing as
@@ -2596,8 +2666,8 @@ static int load_creds(server *sv, const char *path) {
         }
         free(b);
       } else {
-        say("%s: cannot read '%s' (read=TABLES, write=TABLES, relay or "
-            "site=HEX32)",
+        say("%s: cannot read '%s' (read=TABLES, write=TABLES, relay, "
+            "site=HEX32 or where=COLUMN=VALUE)",
             where, w);
         rc = -1;
       }
@@ -2631,6 +2701,18 @@ static int authorize(void *ctx, const uint8_t site[16], const void *cr,
         return SYNC_EPERM;
       }
       *rights = sv->creds[i].rights;
+      {
+        /* Remember the peer's credential for the filter. */
+        unsigned j;
+        for (j = 0; j < sv->npeers && memcmp(sv->peers[j].site, site, 16); j++) {
+        }
+        if (j == sv->npeers) {
+          if (sv->npeers < MAX_CONN) sv->npeers++;
+          else j = sv->next_peer++ % MAX_CONN;
+        }
+        memcpy(sv->peers[j].site, site, 16);
+        sv->peers[j].cred = i;
+      }
       return 0;
     }
   return SYNC_EPERM;
@@ -2879,6 +2961,11 @@ static int cmd_serve(int argc, char **argv) {
         so.server = 1;
         so.authorize = credfile ? authorize : NULL;
         so.authorize_ctx = &sv;
+        if (credfile) {
+          so.filter = serve_filter;
+          so.filter_ctx = &sv;
+          so.filter_version = sv.fver;
+        }
         so.level = 3;
         if (sync_session_create(sv.env, &so, &conns[i].s)) {
           close(fd);

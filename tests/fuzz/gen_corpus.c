@@ -122,6 +122,54 @@ static void g_run(fz_rep *r, fz_rep *s, size_t max_rows, unsigned max_chunks,
   sync_txn_abort(t);
 }
 
+/* Keys whose last byte is even, and deletes. */
+static int g_even(void *ctx, const uint8_t peer[16], unsigned table,
+                  const void *key, size_t klen, const sync_value *vals,
+                  unsigned nvals) {
+  (void)ctx;
+  (void)peer;
+  (void)table;
+  (void)nvals;
+  return !vals || !(((const unsigned char *)key)[klen - 1] & 1);
+}
+
+/* As g_run, cut under a scope (table 0, keys ending even) for a receiver
+ * served without one before: its stream restarts, and the rows out of
+ * scope go as exit markers (frame minor 2). */
+static void g_run_scoped(fz_rep *r, fz_rep *s, size_t max_rows,
+                         unsigned max_chunks, const char *tag) {
+  static const unsigned char t0[1] = {0x1};
+  sync_txn *t, *st;
+  unsigned k;
+  int for_recv = !memcmp(r->site, FZ_RECV_SITE, 16);
+  FZ_OK(sync_txn_begin(r->env, 0, &t));
+  for (k = 0; k < max_chunks; k++) {
+    char name[64];
+    sync_request *req = NULL;
+    sync_delta *d = NULL;
+    sync_delta_opts o;
+    int last;
+    memset(&o, 0, sizeof o);
+    o.max_rows = max_rows;
+    o.tables = t0;
+    o.filter = g_even;
+    o.scope = 1;
+    o.filter_version = 7;
+    FZ_OK(sync_request_make(t, s->site, &req));
+    FZ_OK(sync_txn_begin(s->env, SYNC_TXN_RDONLY, &st));
+    FZ_OK(sync_delta_make(st, req, &o, &d));
+    sync_txn_abort(st);
+    sync_request_free(req);
+    last = sync_delta_last(d);
+    snprintf(name, sizeof name, "%s-c%u", tag, k);
+    g_emit(d, name, for_recv, k == 0);
+    FZ_OK(sync_delta_apply(t, d, SYNC_APPLY_MERGE, NULL));
+    sync_delta_free(d);
+    if (last) break;
+  }
+  sync_txn_abort(t);
+}
+
 /* A's new history: updates under R's changes (both modified), an update
  * of a row R deleted, deletes, a re-insert, NULLs, long keys with a
  * shared prefix, binary keys, long values. */
@@ -233,6 +281,8 @@ int main(int argc, char **argv) {
   }
   g_run(&w.r, &w.a, 0, 1, "a-relay", 1);
   g_run(&w.r, &w.a, 8, 3, "a-relay8", 0);
+  /* A scope: exit markers for the rows R no longer gets. */
+  g_run_scoped(&w.r, &w.a, 6, 3, "a-scope");
   /* Decode only: chunks for other receivers, and a dictionary frame. */
   g_run(&w.b, &w.a, 0, 1, "a-to-b", 0);
   g_run(&c, &w.a, 10, 2, "a-to-c", 0);

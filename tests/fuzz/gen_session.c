@@ -1,7 +1,8 @@
 /*
  * gen_session.c - seeds for fuzz_session: real conversations recorded as
  * the client side's bytes (pull, push and both; dry run; a refused
- * credential; a repair and a diff), each written in the target's raw mode and, message by
+ * credential; a client served another scope before; a repair and a
+ * diff), each written in the target's raw mode and, message by
  * message, in its framed mode.  The recording server has the fuzz
  * server's site id and schema, so the requests name it.
  *   gen_session DIR
@@ -102,8 +103,36 @@ static size_t gs_framed(const gs_tape *t, unsigned char *out) {
   return o;
 }
 
+/* One unrecorded session of dev with srv, selecting tables (NULL: all). */
+static void gs_run(fz_rep *dev, fz_rep *srv, int mode, const char *cred,
+                   const unsigned char *tables) {
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  unsigned rounds = 0;
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.mode = mode;
+  co.credential = cred;
+  co.credential_len = strlen(cred);
+  co.tables = tables;
+  so.server = 1;
+  FZ_OK(sync_session_create(dev->env, &co, &c));
+  FZ_OK(sync_session_create(srv->env, &so, &s));
+  while (rounds++ < 10000 &&
+         !(sync_session_status(c) && sync_session_status(s))) {
+    size_t moved = gs_move(c, s, NULL);
+    moved += gs_move(s, c, NULL);
+    if (!moved) break;
+  }
+  sync_session_free(c);
+  sync_session_free(s);
+}
+
+/* rescope: the device was served another selection before (table 0
+ * only), so the recorded requests carry a scope the server restarts
+ * its stream for (docs/PROTOCOL.md, "Scope"). */
 static void gs_session(const char *dir, const char *name, int mode, int dry,
-                       const char *cred, int level) {
+                       const char *cred, int level, int rescope) {
   fz_rep srv, dev;
   sync_session_opts co, so;
   sync_session *c, *s;
@@ -115,6 +144,10 @@ static void gs_session(const char *dir, const char *name, int mode, int dry,
   gs_open(&dev, "/tmp/gen-session-dev.db", 0xd1);
   gs_rows(&srv, "s", 20);
   gs_rows(&dev, "d", 12);
+  if (rescope) {
+    static const unsigned char first[1] = {0x1};
+    gs_run(&dev, &srv, SYNC_PULL, cred, first);
+  }
   memset(&co, 0, sizeof co);
   memset(&so, 0, sizeof so);
   co.mode = mode;
@@ -248,11 +281,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: gen_session DIR\n");
     return 2;
   }
-  gs_session(argv[1], "pull", SYNC_PULL, 0, "token", 0);
-  gs_session(argv[1], "push", SYNC_PUSH, 0, "token", 0);
-  gs_session(argv[1], "both", SYNC_BOTH, 0, "token", 3);
-  gs_session(argv[1], "dry", SYNC_BOTH, 1, "token", 0);
-  gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0);
+  gs_session(argv[1], "pull", SYNC_PULL, 0, "token", 0, 0);
+  gs_session(argv[1], "push", SYNC_PUSH, 0, "token", 0, 0);
+  gs_session(argv[1], "both", SYNC_BOTH, 0, "token", 3, 0);
+  gs_session(argv[1], "dry", SYNC_BOTH, 1, "token", 0, 0);
+  gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0, 0);
+  gs_session(argv[1], "rescope", SYNC_BOTH, 0, "token", 0, 1);
   gs_repair(argv[1], "repair", 0);
   gs_repair(argv[1], "diff", 1);
   return 0;
