@@ -13,6 +13,7 @@
  *                      (u64 LE each; format 1: the live count only;
  *                      format 2: the first three, meta over live rows)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
+ *   sx.rejects  the rejection log (merge.c; format 4)
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
  *             + key.  Appended in order; a row's older entry is deleted
  *             when it changes again, so the log is as large as the data.
@@ -243,9 +244,11 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
       (rc = sx_dbi_open(env->st, t, "sx.vv", 1, &env->vv)) ||
       (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)))
+      (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)))
     return rc;
   env->epochs_ok = 1;
+  env->rejects_ok = 1;
   /* Eight bytes of a binary record, its NUL included: not a C string. */
   memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
   sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
@@ -284,12 +287,15 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  if ((format == 1 || format == 2) && env->rdonly)
+  if (format >= 1 && format <= 3 && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
-                   "(the stored fingerprint sums); open it writable once",
-                   path, (unsigned)format, SX_FORMAT_VERSION);
-  if (format != 1 && format != 2 && format != SX_FORMAT_VERSION)
+                   "(%s); open it writable once",
+                   path, (unsigned)format, SX_FORMAT_VERSION,
+                   format == 3 ? "the rejection log"
+                               : "the stored fingerprint sums");
+  if (format != 1 && format != 2 && format != 3 &&
+      format != SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
                    (unsigned)format, SX_FORMAT_VERSION);
@@ -319,6 +325,10 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   env->epochs_ok = rc == 0;
+  /* Files of storage format 3 and older gain the rejection log now. */
+  rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->rejects_ok = rc == 0;
   for (i = 0; i < s->ntables; i++) {
     char name[16];
     sx_tname(name, i);
@@ -338,6 +348,13 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
         return sx_fail(env, rc, "%s: upgrade to format %u failed at table "
                        "'%s': %s", path, SX_FORMAT_VERSION, s->tables[i].name,
                        sync_strerror(rc));
+    memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
+    sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
+    if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)))
+      return rc;
+  } else if (format == 3) {
+    /* Format 3 lacks only the rejection log, made above. */
+    unsigned char fmt[12];
     memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
     sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
     if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)))

@@ -27,7 +27,7 @@ typedef atomic_int sx_errlock;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 3
+#define SX_FORMAT_VERSION 4
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -47,6 +47,9 @@ struct sync_env {
   sx_dbi meta, sites, log;
   sx_dbi tdbi[SYNC_MAX_TABLES];
   sx_dbi vv, peers, conflicts;
+  sx_dbi rejects;  /* the rejection log (merge.c, "Rejections") */
+  int rejects_ok;  /* the store exists (older files gain it when opened
+                      for writing) */
   sx_dbi epochs;   /* history marks (db.c, "Epochs") */
   int epochs_ok;   /* the store exists (files of older versions may lack
                       it until opened for writing) */

@@ -1,7 +1,7 @@
 /*
  * gen_session.c - seeds for fuzz_session: real conversations recorded as
  * the client side's bytes (pull, push and both; dry run; a refused
- * credential; a repair and a diff), each written in the target's raw mode and, message by
+ * credential; a push with rows the server refuses; a repair and a diff), each written in the target's raw mode and, message by
  * message, in its framed mode.  The recording server has the fuzz
  * server's site id and schema, so the requests name it.
  *   gen_session DIR
@@ -103,7 +103,7 @@ static size_t gs_framed(const gs_tape *t, unsigned char *out) {
 }
 
 static void gs_session(const char *dir, const char *name, int mode, int dry,
-                       const char *cred, int level) {
+                       const char *cred, int level, int refuse) {
   fz_rep srv, dev;
   sync_session_opts co, so;
   sync_session *c, *s;
@@ -115,8 +115,10 @@ static void gs_session(const char *dir, const char *name, int mode, int dry,
   gs_open(&dev, "/tmp/gen-session-dev.db", 0xd1);
   gs_rows(&srv, "s", 20);
   gs_rows(&dev, "d", 12);
+  if (refuse) gs_rows(&dev, "x", 9); /* refused by fz_check_write */
   memset(&co, 0, sizeof co);
   memset(&so, 0, sizeof so);
+  if (refuse) so.check_write = fz_check_write;
   co.mode = mode;
   co.dry_run = dry;
   co.credential = cred;
@@ -248,11 +250,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: gen_session DIR\n");
     return 2;
   }
-  gs_session(argv[1], "pull", SYNC_PULL, 0, "token", 0);
-  gs_session(argv[1], "push", SYNC_PUSH, 0, "token", 0);
-  gs_session(argv[1], "both", SYNC_BOTH, 0, "token", 3);
-  gs_session(argv[1], "dry", SYNC_BOTH, 1, "token", 0);
-  gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0);
+  gs_session(argv[1], "pull", SYNC_PULL, 0, "token", 0, 0);
+  gs_session(argv[1], "push", SYNC_PUSH, 0, "token", 0, 0);
+  gs_session(argv[1], "both", SYNC_BOTH, 0, "token", 3, 0);
+  gs_session(argv[1], "dry", SYNC_BOTH, 1, "token", 0, 0);
+  gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0, 0);
+  gs_session(argv[1], "rejects", SYNC_PUSH, 0, "token", 0, 1);
   gs_repair(argv[1], "repair", 0);
   gs_repair(argv[1], "diff", 1);
   return 0;
