@@ -8968,6 +8968,8 @@ typedef struct sx_rp_opts {
   const unsigned char *writable; /* tables the peer's rows may write */
   int relay;
   uint64_t max_ahead_ms;
+  sync_write_check_fn check; /* the server's write check, or NULL */
+  void *check_ctx;
   int dry;          /* write nothing; report differing keys to on_diff */
   size_t budget;    /* rows per frame; 0 = 1,000 */
   size_t max_bytes; /* value bytes per frame, approximate; 0 = 1 MiB */
@@ -9588,6 +9590,11 @@ SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d) {
     ao.writable = rp->o.writable;
     ao.relay = rp->o.relay;
     ao.max_ahead_ms = rp->o.max_ahead_ms;
+    /* A repair frame is incoming changes like any other: the write check
+     * judges them (refused rows are counted, not answered: the repair
+     * then ends without equal roots). */
+    ao.check = rp->o.check;
+    ao.check_ctx = rp->o.check_ctx;
     d->repair = 1;
     rc = sync_txn_begin(env, 0, &x);
     if (!rc) {
@@ -11467,6 +11474,10 @@ static int sx_repair_start(sync_session *s) {
   ro.writable = s->recv_mask;
   ro.relay = s->relay;
   ro.max_ahead_ms = s->o.max_ahead_ms;
+  if (s->o.server) {
+    ro.check = s->o.check_write;
+    ro.check_ctx = s->o.check_write_ctx;
+  }
   ro.dry = s->dry;
   ro.budget = s->o.chunk_rows;
   ro.max_bytes = s->o.chunk_bytes;
@@ -11846,6 +11857,7 @@ SYNC_API int sync_session_want_read(const sync_session *s) {
   return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
                s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
+               (s->state == SX_ST_ANSWER && !s->frame_out) ||
                (s->state == SX_ST_SEND && !s->frame_out));
 }
 

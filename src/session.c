@@ -1289,6 +1289,10 @@ static int sx_repair_start(sync_session *s) {
   ro.writable = s->recv_mask;
   ro.relay = s->relay;
   ro.max_ahead_ms = s->o.max_ahead_ms;
+  if (s->o.server) {
+    ro.check = s->o.check_write;
+    ro.check_ctx = s->o.check_write_ctx;
+  }
   ro.dry = s->dry;
   ro.budget = s->o.chunk_rows;
   ro.max_bytes = s->o.chunk_bytes;
@@ -1668,6 +1672,7 @@ SYNC_API int sync_session_want_read(const sync_session *s) {
   return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
                s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
+               (s->state == SX_ST_ANSWER && !s->frame_out) ||
                (s->state == SX_ST_SEND && !s->frame_out));
 }
 

@@ -532,6 +532,77 @@ static void test_cut_while_answering(void **state) {
   assert_true(total > 0);
 }
 
+/* Drivers wait on want_read / want_write: a session that is running
+ * must want one of them at every step, also while the server waits for
+ * the writer's answer to its refusals (it wanted neither, and a driver
+ * such as synctl serve waited for ever). */
+static void test_driver_wants_while_answering(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  az_rules rules;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  su_pump p;
+  char o[8];
+  unsigned rounds = 0;
+  (void)state;
+  az_open(&srv, "az-srv.db", 0x51, &now);
+  az_open(&dev, "az-dev.db", 0xd1, &now);
+  memset(&rules, 0, sizeof rules);
+  rules.all = 1;
+  az_server_opts(&so, &rules, 0);
+  memset(&co, 0, sizeof co);
+  az_owner(o, 0xd1);
+  az_doc_put(&dev, "k1", o, "x", 1);
+  TU_OK(sync_session_create(dev.env, &co, &c));
+  TU_OK(sync_session_create(srv.env, &so, &s));
+  memset(&p, 0, sizeof p);
+  while (!(sync_session_status(c) && sync_session_status(s))) {
+    assert_true(rounds++ < 1000);
+    if (!sync_session_status(s))
+      assert_true(sync_session_want_read(s) || sync_session_want_write(s));
+    if (!sync_session_status(c))
+      assert_true(sync_session_want_read(c) || sync_session_want_write(c));
+    su_move(&p, c, s);
+    su_move(&p, s, c);
+  }
+  assert_int_equal(sync_session_status(c), 1);
+  assert_int_equal(sync_session_status(s), 1);
+  sync_session_free(c);
+  sync_session_free(s);
+  assert_int_equal(az_count(&dev, 0), 0);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
+/* A repair session is no way around the check: the rows it brings the
+ * server are judged too (refused and counted; the roots stay unequal). */
+static void test_repair_is_checked(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  az_rules rules;
+  sync_session_opts co, so;
+  sync_session_stats cs, sst;
+  char o[8];
+  (void)state;
+  az_open(&srv, "az-srv.db", 0x51, &now);
+  az_open(&dev, "az-dev.db", 0xd1, &now);
+  memset(&rules, 0, sizeof rules);
+  rules.all = 1;
+  az_server_opts(&so, &rules, 0);
+  memset(&co, 0, sizeof co);
+  co.repair = 1;
+  az_owner(o, 0xd1);
+  az_doc_put(&dev, "sneaky", o, "via repair", 1);
+  su_sync(&dev, &srv, &co, &so, &cs, &sst);
+  assert_true(rules.calls >= 1);
+  assert_true(sst.applied.refused >= 1);
+  assert_int_equal(az_count(&srv, 0), 0);
+  assert_int_equal(sst.repair_equal, 0);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
 /* ---------------------------------------------------------------------
  * In process: sync_delta_apply_opts with a check and on_refused
  * ------------------------------------------------------------------- */
@@ -735,6 +806,8 @@ int main(void) {
       cmocka_unit_test(test_no_loop),
       cmocka_unit_test(test_refuse_everything),
       cmocka_unit_test(test_cut_while_answering),
+      cmocka_unit_test(test_driver_wants_while_answering),
+      cmocka_unit_test(test_repair_is_checked),
       cmocka_unit_test(test_apply_opts),
       cmocka_unit_test(test_property),
   };
