@@ -305,10 +305,11 @@ SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
  * SYNC_EIO, SYNC_ENOSPC, SYNC_ECORRUPT (file shorter than its header
  * says, or a damaged row met by the upgrade below), SYNC_ENOMEM.  On
  * failure the env may be configured and opened again.
- * A file of storage format 1 (before the stored digest sums) is upgraded
- * by a writable open, in its transaction: one scan per table, O(rows).  A
- * read-only open of such a file fails with SYNC_EVERSION, and
- * sync_env_errmsg() says to open it writable once. */
+ * A file of storage format 1 or 2 (before the stored digest sums) is
+ * upgraded by a writable open, in its transaction: one scan per table,
+ * O(rows); one of format 3 gains the rejection log.  A read-only open of
+ * such a file fails with SYNC_EVERSION, and sync_env_errmsg() says to
+ * open it writable once. */
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags);
 
 /* Close and free.  All transactions must have ended.  NULL is ignored. */
@@ -978,7 +979,10 @@ SYNC_API int sync_dict_train(sync_txn *txn, unsigned table, size_t max_rows,
  * push).  The other side (the server) checks the client's credential
  * through its authorize callback, which grants the tables the client may
  * read and write.  Rows outside those rights are never sent, and rows
- * that arrive outside them are refused and counted, never applied.
+ * that arrive outside them (or that the server's write check refuses)
+ * are refused and counted, never applied, and answered to the writer,
+ * whose replica returns to the server's version of each (the rejection
+ * log lists them).
  *
  * Resumable: every applied chunk commits the receiver's cursor with it,
  * so a session cut at any byte continues, next time, after the last
