@@ -51,8 +51,8 @@ static const sync_table_def fz_tables[3] = {
 /* The fuzz server's write check (and the recorder's): keys that start
  * with 'x' are refused, so that seeds reach the REFUSED / REVERTED
  * exchange (docs/PROTOCOL.md, "Refusals"). */
-static int fz_check_write(void *ctx, const sync_write *w, int *reason,
-                          char *text, size_t cap) {
+static inline int fz_check_write(void *ctx, const sync_write *w, int *reason,
+                                 char *text, size_t cap) {
   (void)ctx;
   if (w->key.len && ((const char *)w->key.data)[0] == 'x') {
     *reason = SYNC_REFUSE_APP + 1;
