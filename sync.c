@@ -5914,18 +5914,23 @@ static int sx_row_ok(const sx_apply *a, const sync_apply_opts *ao,
  * merge rule a row at a lower causal length, or one whose every stamp
  * the stored row already has or beats, changes nothing: it is no change
  * to authorize (a peer sending back the receiver's own version, after a
- * refusal, is not refused again).  Other policies: always a change. */
+ * refusal, is not refused again).  Other policies: always a change.
+ * With a resolver, which may take the losing side of a conflict, only a
+ * row that carries exactly the stored stamps is no change. */
 static int sx_row_news(const sx_apply *a, const sx_drow *dr, const sx_row *o) {
   sync_txn *x = a->x;
   const sync_delta *d = a->d;
+  int exact = x->env->resolver != NULL;
   size_t j;
   if (a->policy != SYNC_APPLY_MERGE) return 1;
-  if (dr->cl != o->cl) return dr->cl > o->cl;
+  if (dr->cl != o->cl) return exact || dr->cl > o->cl;
   if (sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) return 1;
   for (j = 0; j < dr->ncols; j++) {
     const sx_dcol *c = &d->cols[dr->col0 + j];
+    int cmp;
     if (c->col >= o->ncols || o->cols[c->col].st == SX_NOSTAMP) return 1;
-    if (sx_cmp_lr(x, o, o->cols[c->col].st, d, c->hlc, c->site) < 0) return 1;
+    cmp = sx_cmp_lr(x, o, o->cols[c->col].st, d, c->hlc, c->site);
+    if (cmp < 0 || (exact && cmp)) return 1;
   }
   return 0;
 }

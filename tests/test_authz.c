@@ -575,6 +575,65 @@ static void test_driver_wants_while_answering(void **state) {
   mu_close(&dev);
 }
 
+/* A server resolver that brings back what it deleted when the device's
+ * update is later: the update loses by causal length, so the row looked
+ * like no change, and was not judged; the resolver then applied it past
+ * a check that refuses everything.  With a resolver every row is judged. */
+static int az_resolve_remote(void *ctx, const sync_conflict *c,
+                             sync_value *merged) {
+  (void)ctx;
+  (void)c;
+  (void)merged;
+  return SYNC_RESOLVE_REMOTE;
+}
+
+static void test_resolver_is_no_way_around(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  az_rules rules;
+  sync_session_opts co, so;
+  sync_session_stats sst;
+  (void)state;
+  az_open(&srv, "az-srv.db", 0x51, &now);
+  az_open(&dev, "az-dev.db", 0xd1, &now);
+  az_doc_put(&srv, "k", "dev-51", "first", 1);
+  memset(&co, 0, sizeof co);
+  co.mode = SYNC_PULL;
+  assert_int_equal(su_sync(&dev, &srv, &co, NULL, NULL, NULL), 1);
+  now += 10;
+  az_del(&srv, 0, "k");
+  now += 10;
+  {
+    sync_txn *x;
+    unsigned col = 1;
+    sync_value v = sync_text("later", 5);
+    TU_OK(sync_txn_begin(dev.env, 0, &x));
+    TU_OK(sync_update(x, 0, "k", 1, &col, &v, 1));
+    TU_OK(sync_txn_commit(x));
+  }
+  TU_OK(sync_env_set_resolver(srv.env, az_resolve_remote, NULL));
+  memset(&rules, 0, sizeof rules);
+  rules.all = 1;
+  az_server_opts(&so, &rules, 0);
+  co.mode = SYNC_PUSH;
+  assert_int_equal(su_sync(&dev, &srv, &co, &so, NULL, &sst), 1);
+  TU_U64(sst.applied.refused, 1);
+  assert_int_equal(az_count(&srv, 0), 0);
+  assert_int_equal(az_rejects(&dev, AZ_KEYED, "k"), 1);
+  assert_true(az_digest(&dev) == az_digest(&srv));
+  /* The row taken back goes to the server again (a change of the
+   * device's log): it carries the server's own stamps, so it is no
+   * change, even with the resolver, and is not refused again. */
+  co.mode = SYNC_BOTH;
+  assert_int_equal(su_sync(&dev, &srv, &co, &so, NULL, &sst), 1);
+  TU_U64(sst.applied.refused, 0);
+  assert_int_equal(su_sync(&dev, &srv, &co, &so, NULL, &sst), 1);
+  TU_U64(sst.applied.refused, 0);
+  assert_int_equal(az_rejects(&dev, AZ_KEYED, "k"), 1);
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
 /* A repair session is no way around the check: the rows it brings the
  * server are judged too (refused and counted; the roots stay unequal). */
 static void test_repair_is_checked(void **state) {
@@ -744,6 +803,9 @@ static int az_scenario(unsigned seed) {
   rules.owned = (int)tu_below(&g, 2);
   rules.mod = (unsigned)tu_below(&g, 4);
   rules.rem = rules.mod ? (unsigned)tu_below(&g, rules.mod) : 0;
+  /* Now and then a server resolver that takes the device's side. */
+  if (tu_below(&g, 3) == 0)
+    TU_OK(sync_env_set_resolver(srv.env, az_resolve_remote, NULL));
   for (step = 0; step < steps; step++) {
     unsigned d = (unsigned)tu_below(&g, AZ_DEVS);
     now += 1 + tu_below(&g, 20);
@@ -776,6 +838,16 @@ static int az_scenario(unsigned seed) {
     }
   for (i = 0; i < AZ_DEVS; i++)
     if (az_digest(&dev[i]) != az_digest(&srv)) ok = 0;
+  /* And then quiet: nothing is refused again (no writer loops on rows it
+   * took back). */
+  for (i = 0; i < AZ_DEVS; i++) {
+    sync_session_opts so;
+    sync_session_stats sst;
+    az_server_opts(&so, &rules, (int)tu_below(&g, 2));
+    if (su_sync(&dev[i], &srv, NULL, &so, NULL, &sst) != 1 ||
+        sst.applied.refused || sst.refusals)
+      ok = 0;
+  }
   /* What the rules forbid never reached the server. */
   if (az_count(&srv, 1) != 0) ok = 0;
   mu_close(&srv);
@@ -807,6 +879,7 @@ int main(void) {
       cmocka_unit_test(test_refuse_everything),
       cmocka_unit_test(test_cut_while_answering),
       cmocka_unit_test(test_driver_wants_while_answering),
+      cmocka_unit_test(test_resolver_is_no_way_around),
       cmocka_unit_test(test_repair_is_checked),
       cmocka_unit_test(test_apply_opts),
       cmocka_unit_test(test_property),
