@@ -7122,6 +7122,8 @@ struct sync_rejects {
   sx_scur *c;
   int started;
   unsigned char last[8];
+  sync_value *vals; /* the current entry's values */
+  unsigned cap;
 };
 
 /* Lower this replica's vector entry of local site idx below hlc. */
@@ -7156,28 +7158,27 @@ static int sx_drow_has(const sync_delta *sd, const sx_drow *srow, uint64_t hlc,
   return 0;
 }
 
-static int sx_reject_log(sync_txn *x, const uint8_t *peer, unsigned tid,
-                         const unsigned char *key, size_t klen, int reason,
-                         const char *text, size_t tlen, uint64_t hlc,
-                         int reverted) {
-  sync_env *env = x->env;
-  sx_scur *cur;
-  sx_slice kk, vv;
-  unsigned char k[8], *p;
-  uint64_t id;
+/* Encode a rejection record into b (nothing is written: r's values
+ * point into the map, which a write may move).  r: the refused row here
+ * (its values go with the record when it is live), or NULL. */
+static int sx_reject_encode(sync_txn *x, sx_buf *b, const uint8_t *peer,
+                            unsigned tid, const unsigned char *key,
+                            size_t klen, int reason, const char *text,
+                            size_t tlen, uint64_t hlc, int reverted,
+                            const sx_row *r) {
+  size_t need;
+  unsigned i, nc = r && (r->cl & 1) ? r->ncols : 0;
+  unsigned char *p;
   int rc;
-  if (!env->rejects_ok) return 0;
-  if ((rc = sx_cur_open(env->st, x->t, env->rejects, &cur))) return rc;
-  kk.p = NULL;
-  kk.n = 0;
-  rc = sx_cur_get(env->st, cur, SX_LAST, &kk, &vv);
-  id = rc == 0 && kk.n == 8 ? sx_get_be64(kk.p) + 1 : 1;
-  sx_cur_close(cur);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  if ((rc = sx_buf_reserve(&x->enc, 1 + 5 * SX_VARINT_MAX + SX_SITE_LEN +
-                                        klen + tlen)))
-    return rc;
-  p = x->enc.p;
+  if (nc > x->env->schema->tables[tid].ncols)
+    nc = x->env->schema->tables[tid].ncols;
+  need = 1 + 6 * SX_VARINT_MAX + SX_SITE_LEN + klen + tlen;
+  for (i = 0; i < nc; i++)
+    need += 1 + (r->cols[i].st == SX_NOSTAMP ? 0
+                                             : sx_payload_size(&r->cols[i].v));
+  b->len = 0;
+  if ((rc = sx_buf_reserve(b, need))) return rc;
+  p = b->p;
   *p++ = (unsigned char)(reverted ? 1 : 0);
   p += sx_put_varint(p, tid);
   p += sx_put_varint(p, (uint64_t)reason);
@@ -7190,9 +7191,39 @@ static int sx_reject_log(sync_txn *x, const uint8_t *peer, unsigned tid,
   p += sx_put_varint(p, tlen);
   if (tlen) memcpy(p, text, tlen);
   p += tlen;
+  p += sx_put_varint(p, nc);
+  for (i = 0; i < nc; i++) {
+    const sx_rcol *c = &r->cols[i];
+    if (c->st == SX_NOSTAMP) {
+      *p++ = SX_TAG_NONE;
+      continue;
+    }
+    *p++ = (unsigned char)c->v.type;
+    p += sx_payload_put(p, &c->v);
+  }
+  b->len = (size_t)(p - b->p);
+  return 0;
+}
+
+/* Append record b to the rejection log under the next id. */
+static int sx_reject_put(sync_txn *x, const sx_buf *b) {
+  sync_env *env = x->env;
+  sx_scur *cur;
+  sx_slice kk, vv;
+  unsigned char k[8];
+  uint64_t id;
+  int rc;
+  if (!env->rejects_ok) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->rejects, &cur))) return rc;
+  kk.p = NULL;
+  kk.n = 0;
+  rc = sx_cur_get(env->st, cur, SX_LAST, &kk, &vv);
+  id = rc == 0 && kk.n == 8 ? sx_get_be64(kk.p) + 1 : 1;
+  sx_cur_close(cur);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
   sx_put_be64(k, id);
-  if ((rc = sx_put(env->st, x->t, env->rejects, k, 8, x->enc.p,
-                   (size_t)(p - x->enc.p), SX_PUT_APPEND)))
+  if ((rc = sx_put(env->st, x->t, env->rejects, k, 8, b->p, b->len,
+                   SX_PUT_APPEND)))
     x->failed = 1;
   x->dirty = 1;
   return rc;
@@ -7207,6 +7238,7 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
   const sx_table *tb;
   sx_scur *cur;
   sx_slice k, v;
+  sx_buf rec;
   uint64_t newest = 0;
   int rc, found, reverted = 0;
   unsigned i;
@@ -7227,107 +7259,106 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
   if (found)
     for (i = 0; i < x->old.nstamps; i++)
       if (x->old.stamps[i].hlc > newest) newest = x->old.stamps[i].hlc;
-  if (found && x->old.version > snap) {
-    /* Written again after the refused chunk was cut: that write goes to
-     * the peer next, and is judged in its turn. */
-    reverted = 0;
-  } else if (!found && !srow) {
-    reverted = 1; /* already as the peer has it: no row */
-  } else {
-    /* Changes of other sites the row drops may come again: our vector
-     * must not claim them. */
-    for (i = 0; found && i < x->old.nstamps; i++) {
-      uint8_t id[SX_SITE_LEN];
-      const sx_stamp *st = &x->old.stamps[i];
-      if (st->site == 0) continue;
-      if ((rc = sx_site_id(x, st->site, id))) return rc;
-      if (sx_drow_has(sd, srow, st->hlc, id)) continue;
-      if ((rc = sx_vv_lower(x, st->site, st->hlc))) return rc;
-    }
-    if (srow) {
-      /* The peer's version, stamps and all (not merged: ours lost). */
-      sx_row *w = &x->nw;
-      uint32_t li;
-      w->nstamps = 0;
-      w->cl = srow->cl;
-      if ((rc = sx_site_index(x, sd->sites[srow->clsite], 1, &li))) return rc;
-      {
-        sx_stamp st;
-        st.hlc = srow->clhlc;
+  /* Written again after the refused chunk was cut: that write goes to
+   * the peer next, and is judged in its turn.  No row here and none
+   * there: already as the peer has it. */
+  reverted = !(found && x->old.version > snap);
+  sx_buf_init(&rec, &env->al);
+  if ((rc = sx_reject_encode(x, &rec, peer, tid, key, klen, reason, text,
+                             tlen, newest, reverted, found ? &x->old : NULL)))
+    goto done;
+  if (!reverted || (!found && !srow)) goto log;
+  if (srow) {
+    /* The peer's version, stamps and all (not merged: ours lost). */
+    sx_row *w = &x->nw;
+    uint32_t li;
+    sx_stamp st;
+    w->nstamps = 0;
+    w->cl = srow->cl;
+    if ((rc = sx_site_index(x, sd->sites[srow->clsite], 1, &li))) goto done;
+    st.hlc = srow->clhlc;
+    st.site = li;
+    w->cl_stamp = sx_row_stamp(w, st);
+    w->ncols = 0;
+    if (srow->cl & 1) {
+      w->ncols = tb->ncols;
+      for (i = 0; i < w->ncols; i++) {
+        w->cols[i].st = w->cols[i].base = SX_NOSTAMP;
+        w->cols[i].v = sync_null();
+        /* Columns kept on this device stay as they are here. */
+        if ((tb->cols[i].flags & SYNC_COL_LOCAL) && found &&
+            (x->old.cl & 1) && i < x->old.ncols &&
+            x->old.cols[i].st != SX_NOSTAMP) {
+          w->cols[i].st = sx_row_stamp(w, x->old.stamps[x->old.cols[i].st]);
+          w->cols[i].v = x->old.cols[i].v;
+        }
+      }
+      for (i = 0; i < srow->ncols; i++) {
+        const sx_dcol *c = &sd->cols[srow->col0 + i];
+        sx_rcol *rcol;
+        if (c->col >= tb->ncols || (tb->cols[c->col].flags & SYNC_COL_LOCAL))
+          continue;
+        rcol = &w->cols[c->col];
+        if ((rc = sx_site_index(x, sd->sites[c->site], 1, &li))) goto done;
+        st.hlc = c->hlc;
         st.site = li;
-        w->cl_stamp = sx_row_stamp(w, st);
-      }
-      w->ncols = 0;
-      if (srow->cl & 1) {
-        w->ncols = tb->ncols;
-        for (i = 0; i < w->ncols; i++) {
-          w->cols[i].st = w->cols[i].base = SX_NOSTAMP;
-          w->cols[i].v = sync_null();
-          /* Columns kept on this device stay as they are here. */
-          if ((tb->cols[i].flags & SYNC_COL_LOCAL) && found &&
-              (x->old.cl & 1) && i < x->old.ncols &&
-              x->old.cols[i].st != SX_NOSTAMP) {
-            w->cols[i].st = sx_row_stamp(w, x->old.stamps[x->old.cols[i].st]);
-            w->cols[i].v = x->old.cols[i].v;
-          }
-        }
-        for (i = 0; i < srow->ncols; i++) {
-          const sx_dcol *c = &sd->cols[srow->col0 + i];
-          sx_rcol *rcol;
-          sx_stamp st;
-          if (c->col >= tb->ncols || (tb->cols[c->col].flags & SYNC_COL_LOCAL))
-            continue;
-          rcol = &w->cols[c->col];
-          if ((rc = sx_site_index(x, sd->sites[c->site], 1, &li))) return rc;
-          st.hlc = c->hlc;
+        rcol->st = sx_row_stamp(w, st);
+        if (c->bhlc) {
+          if ((rc = sx_site_index(x, sd->sites[c->bsite], 1, &li))) goto done;
+          st.hlc = c->bhlc;
           st.site = li;
-          rcol->st = sx_row_stamp(w, st);
-          if (c->bhlc) {
-            if ((rc = sx_site_index(x, sd->sites[c->bsite], 1, &li)))
-              return rc;
-            st.hlc = c->bhlc;
-            st.site = li;
-            rcol->base = sx_row_stamp(w, st);
-          }
-          rcol->v = sx_dval(sd, c);
+          rcol->base = sx_row_stamp(w, st);
         }
+        rcol->v = sx_dval(sd, c);
       }
-      if ((rc = sx_store_row(x, tid, cur, key, klen, found, 0))) return rc;
-    } else {
-      /* The peer holds no row: the insert goes, without a tombstone
-       * (nothing to replicate: the row never was anywhere else's). */
-      unsigned char lk[SX_LOGKEY];
-      uint64_t content, meta;
-      int live = (x->old.cl & 1) != 0;
-      if ((rc = sx_row_fp(x, tid, key, klen, &x->old, &content, &meta)) < 0)
-        return rc;
-      sx_logkey(lk, x->old.version, x->old.seq);
-      if ((rc = sx_cur_del(env->st, cur))) {
-        x->failed = 1;
-        return rc;
-      }
-      rc = sx_del(env->st, x->t, env->log, lk, SX_LOGKEY);
-      if (rc && rc != SYNC_NOTFOUND) {
-        x->failed = 1;
-        return rc;
-      }
-      if (!rc) x->log_added--;
-      x->delta[tid] -= live;
-      x->dsum[tid][0] -= content;
-      x->dsum[tid][1] -= meta;
-      x->dsum[tid][2]--;
-      x->dirty = 1;
-      x->gen++;
     }
-    reverted = 1;
+    if ((rc = sx_store_row(x, tid, cur, key, klen, found, 0))) goto done;
+  } else {
+    /* The peer holds no row: the insert goes, without a tombstone
+     * (nothing to replicate: the row never was anywhere else's). */
+    unsigned char lk[SX_LOGKEY];
+    uint64_t content, meta;
+    int live = (x->old.cl & 1) != 0;
+    if ((rc = sx_row_fp(x, tid, key, klen, &x->old, &content, &meta)) < 0)
+      goto done;
+    sx_logkey(lk, x->old.version, x->old.seq);
+    if ((rc = sx_cur_del(env->st, cur))) {
+      x->failed = 1;
+      goto done;
+    }
+    rc = sx_del(env->st, x->t, env->log, lk, SX_LOGKEY);
+    if (rc && rc != SYNC_NOTFOUND) {
+      x->failed = 1;
+      goto done;
+    }
+    if (!rc) x->log_added--;
+    x->delta[tid] -= live;
+    x->dsum[tid][0] -= content;
+    x->dsum[tid][1] -= meta;
+    x->dsum[tid][2]--;
+    x->dirty = 1;
+    x->gen++;
   }
-  rc = sx_reject_log(x, peer, tid, key, klen, reason, text, tlen, newest,
-                     reverted);
-  return rc ? rc : reverted;
+  /* Changes of other sites the row dropped may come again: our vector
+   * must not claim them.  (x->old's stamps are ours, not the map's.) */
+  for (i = 0; found && i < x->old.nstamps; i++) {
+    uint8_t id[SX_SITE_LEN];
+    const sx_stamp *st = &x->old.stamps[i];
+    if (st->site == 0) continue;
+    if ((rc = sx_site_id(x, st->site, id))) goto done;
+    if (sx_drow_has(sd, srow, st->hlc, id)) continue;
+    if ((rc = sx_vv_lower(x, st->site, st->hlc))) goto done;
+  }
+log:
+  rc = sx_reject_put(x, &rec);
+done:
+  sx_buf_free(&rec);
+  if (rc) return rc;
+  return reverted;
 }
 
-static int sx_reject_decode(const unsigned char *p, size_t n, uint64_t id,
-                            sync_reject *out) {
+static int sx_reject_decode(sync_rejects *it, const unsigned char *p,
+                            size_t n, uint64_t id, sync_reject *out) {
   const unsigned char *end = p + n;
   uint64_t v;
   size_t k;
@@ -7360,6 +7391,24 @@ static int sx_reject_decode(const unsigned char *p, size_t n, uint64_t id,
   out->text = (const char *)(p + k);
   out->text_len = (size_t)v;
   p += k + v;
+  if (!(k = sx_get_varint(p, end, &v)) || v > it->cap) return SYNC_ECORRUPT;
+  p += k;
+  out->ncolumns = (unsigned)v;
+  out->values = it->vals;
+  for (k = 0; k < out->ncolumns; k++) {
+    int tag;
+    size_t m;
+    if (p == end) return SYNC_ECORRUPT;
+    tag = *p++;
+    if (tag == SX_TAG_NONE) {
+      it->vals[k] = sync_null();
+      continue;
+    }
+    if (tag > SYNC_BLOB) return SYNC_ECORRUPT;
+    m = sx_payload_get(tag, p, end, &it->vals[k]);
+    if (!m && tag != SYNC_NULL) return SYNC_ECORRUPT;
+    p += m;
+  }
   return p == end ? 0 : SYNC_ECORRUPT;
 }
 
@@ -7374,8 +7423,21 @@ SYNC_API int sync_rejects_open(sync_txn *x, sync_rejects **out) {
   memset(it, 0, sizeof *it);
   it->al = x->env->al;
   it->x = x;
+  {
+    unsigned t;
+    for (t = 0; t < x->env->schema->ntables; t++)
+      if (x->env->schema->tables[t].ncols > it->cap)
+        it->cap = x->env->schema->tables[t].ncols;
+  }
+  it->vals = (sync_value *)sx_malloc(&it->al,
+                                     (it->cap ? it->cap : 1) * sizeof(sync_value));
+  if (!it->vals) {
+    sx_free(&it->al, it);
+    return SYNC_ENOMEM;
+  }
   if (x->env->rejects_ok &&
       (rc = sx_cur_open(x->env->st, x->t, x->env->rejects, &it->c))) {
+    sx_free(&it->al, it->vals);
     sx_free(&it->al, it);
     return rc;
   }
@@ -7404,7 +7466,7 @@ SYNC_API int sync_rejects_next(sync_rejects *it, sync_reject *out) {
   it->started = 1;
   if (k.n != 8) return SYNC_ECORRUPT;
   memcpy(it->last, k.p, 8);
-  if ((rc = sx_reject_decode(v.p, v.n, sx_get_be64(k.p), out)))
+  if ((rc = sx_reject_decode(it, v.p, v.n, sx_get_be64(k.p), out)))
     return sx_fail(it->x->env, rc, "rejection log entry malformed");
   return 0;
 }
@@ -7414,6 +7476,7 @@ SYNC_API void sync_rejects_close(sync_rejects *it) {
   if (!it) return;
   al = it->al;
   sx_cur_close(it->c);
+  sx_free(&al, it->vals);
   sx_free(&al, it);
 }
 

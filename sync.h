@@ -818,6 +818,11 @@ typedef struct sync_reject {
   uint8_t peer[16]; /* the replica that refused */
   uint64_t hlc;
   int reverted;
+  /* The refused row as it was here when the answer came (what was
+   * written, to show or write again): ncolumns values, columns never
+   * written as NULL; 0 for a delete.  Valid as key is. */
+  unsigned ncolumns;
+  const sync_value *values;
 } sync_reject;
 typedef struct sync_rejects sync_rejects;
 /* Errors: SYNC_EINVAL, SYNC_ENOMEM, storage errors. */
@@ -982,7 +987,7 @@ SYNC_API int sync_dict_train(sync_txn *txn, unsigned table, size_t max_rows,
  * that arrive outside them (or that the server's write check refuses)
  * are refused and counted, never applied, and answered to the writer,
  * whose replica returns to the server's version of each (the rejection
- * log lists them).
+ * log lists them, with what was written).
  *
  * Resumable: every applied chunk commits the receiver's cursor with it,
  * so a session cut at any byte continues, next time, after the last

@@ -277,6 +277,12 @@ static void test_refuse_by_owner(void **state) {
       assert_memory_equal(e.peer, srv.site, 16);
       assert_true(e.text_len == strlen("owned by dev-a1") &&
                   !memcmp(e.text, "owned by dev-a1", e.text_len));
+      /* What b wrote is kept with the refusal. */
+      assert_int_equal(e.ncolumns, 3);
+      assert_int_equal(e.values[1].type, SYNC_TEXT);
+      assert_true(e.values[1].len == strlen("b was here") &&
+                  !memcmp(e.values[1].data, "b was here", e.values[1].len));
+      assert_int_equal(e.values[2].i, 2);
       sync_rejects_close(it);
       TU_OK(sync_reject_clear(x, e.id));
       assert_int_equal(sync_reject_clear(x, e.id), SYNC_NOTFOUND);
