@@ -669,6 +669,98 @@ static void test_repair_is_checked(void **state) {
 }
 
 /* ---------------------------------------------------------------------
+ * Allocation failures while refusals are answered
+ * ------------------------------------------------------------------- */
+typedef struct az_heap {
+  unsigned long count, fail_at; /* fail_at 0: never */
+} az_heap;
+
+static void *az_malloc(void *ctx, size_t n) {
+  az_heap *h = (az_heap *)ctx;
+  if (h->fail_at && ++h->count == h->fail_at) return NULL;
+  if (!h->fail_at) h->count++;
+  return malloc(n);
+}
+static void *az_realloc(void *ctx, void *p, size_t n) {
+  az_heap *h = (az_heap *)ctx;
+  if (h->fail_at && ++h->count == h->fail_at) return NULL;
+  if (!h->fail_at) h->count++;
+  return realloc(p, n);
+}
+static void az_free(void *ctx, void *p) {
+  (void)ctx;
+  free(p);
+}
+
+static void az_open_heap(mu_rep *r, const char *path, uint8_t site,
+                         uint64_t *now, az_heap *h) {
+  sync_allocator a = {h, az_malloc, az_realloc, az_free};
+  memset(r, 0, sizeof *r);
+  snprintf(r->path, sizeof r->path, "%s", path);
+  mu_site(r->site, site);
+  r->now = now;
+  tu_remove_db(path);
+  TU_OK(sync_env_create(&a, &r->env));
+  TU_OK(sync_env_set_random(r->env, mu_random_fn, r));
+  TU_OK(sync_env_set_clock(r->env, mu_clock_fn, r));
+  TU_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
+  TU_OK(sync_env_set_schema(r->env, az_tables, 2));
+  TU_OK(sync_env_open(r->env, path, 0));
+}
+
+/* Allocation N of the session fails, for every N: the session ends (done
+ * or with an error), frees what it holds, and healthy sessions after it
+ * bring both sides equal with each refused key logged exactly once. */
+static void test_alloc_failures(void **state) {
+  uint64_t now = 1700000000000ull;
+  unsigned long n, total = 0;
+  const char *keys[6] = {"k1", "k2", "k3", "k4", "k5", "k6"};
+  (void)state;
+  for (n = 0;; n++) {
+    mu_rep srv, dev;
+    az_heap h = {0, 0};
+    az_rules rules;
+    sync_session_opts co, so;
+    sync_session *c = NULL, *s = NULL;
+    su_pump p;
+    unsigned i;
+    char o[8];
+    az_open_heap(&srv, "az-srv.db", 0x51, &now, &h);
+    az_open_heap(&dev, "az-dev.db", 0xd1, &now, &h);
+    az_owner(o, 0xd1);
+    for (i = 0; i < 6; i++) az_doc_put(&dev, keys[i], o, "v", (int64_t)i);
+    memset(&rules, 0, sizeof rules);
+    rules.mod = 2;
+    az_server_opts(&so, &rules, (int)(n & 1));
+    memset(&co, 0, sizeof co);
+    co.chunk_rows = 4;
+    h.count = 0;
+    h.fail_at = n; /* 0: the counting run */
+    if (sync_session_create(dev.env, &co, &c) == 0 &&
+        sync_session_create(srv.env, &so, &s) == 0) {
+      memset(&p, 0, sizeof p);
+      su_run(&p, c, s);
+    }
+    sync_session_free(c);
+    sync_session_free(s);
+    if (n == 0) total = h.count;
+    h.fail_at = 0;
+    assert_int_equal(su_sync(&dev, &srv, &co, &so, NULL, NULL), 1);
+    assert_int_equal(su_sync(&dev, &srv, &co, &so, NULL, NULL), 1);
+    assert_true(az_digest(&dev) == az_digest(&srv));
+    for (i = 0; i < 6; i++) {
+      unsigned want = az_hash(keys[i], 2) % 2 == 0;
+      assert_int_equal(az_rejects(&dev, AZ_KEYED, keys[i]), want);
+    }
+    mu_close(&srv);
+    mu_close(&dev);
+    if (n && n >= total) break;
+  }
+  printf("alloc failures: %lu allocations, each failed in turn\n", total);
+  assert_true(total > 10);
+}
+
+/* ---------------------------------------------------------------------
  * In process: sync_delta_apply_opts with a check and on_refused
  * ------------------------------------------------------------------- */
 typedef struct az_seen {
@@ -887,6 +979,7 @@ int main(void) {
       cmocka_unit_test(test_driver_wants_while_answering),
       cmocka_unit_test(test_resolver_is_no_way_around),
       cmocka_unit_test(test_repair_is_checked),
+      cmocka_unit_test(test_alloc_failures),
       cmocka_unit_test(test_apply_opts),
       cmocka_unit_test(test_property),
   };
