@@ -155,6 +155,8 @@ has "refused" && ok "and says it was refused" || bad "refused message"
 check "a read-only token's write is refused and taken back" sh -c "$S put e.db notes r1 title=x && $S sync e.db $A --token reader > out && grep -q '1 refused row went back' out && ! $S get a.db notes r1 > /dev/null 2>&1 && ! $S get e.db notes r1 > /dev/null 2>&1"
 check "rejected lists the refused write with its reason" sh -c "$S rejected e.db > out && grep -q '^1 .*notes .*r1 .*table .*reverted' out && grep -q '^1 rejected write' out"
 check "the device and the server hold the same again" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"
+check "rejected show prints what was written" sh -c "$S rejected e.db show 1 > out && grep -q 'title = x' out"
+status "showing a missing rejection exits 3" 3 "$S" rejected e.db show 99
 status "clearing a missing rejection exits 3" 3 "$S" rejected e.db clear 99
 check "rejected clear-all empties the log" sh -c "$S rejected e.db clear-all > out && grep -q 'cleared 1 rejection' out && $S rejected e.db > out && grep -q '^0 rejected writes' out"
 # A credential bound to a site id: the right replica works, another is refused.

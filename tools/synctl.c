@@ -167,16 +167,17 @@ static const cmd_help HELP[] = {
      "status 3 if there is no such id); resolve-all marks every one.  The\n"
      "outcome already applied stays: marking only records that a person or\n"
      "program has looked at it.\n"},
-    {"rejected", "synctl rejected DB [list | clear ID | clear-all]",
+    {"rejected", "synctl rejected DB [list | show ID | clear ID | clear-all]",
      "list and clear writes a server refused",
      "list (the default) prints the rejection log: this replica's writes\n"
      "that a server refused, oldest first: id, table, key, the reason\n"
      "(table, relay, future, or the server's own code as app:N), whether\n"
      "the row went back to the server's version (reverted; a refused insert\n"
      "the server never held is removed) or was written again since (kept:\n"
-     "that write goes to the server next), and the server's words.  clear\n"
-     "removes one entry (exit status 3 if there is no such id); clear-all\n"
-     "removes every one.\n"},
+     "that write goes to the server next), and the server's words.  show\n"
+     "prints one with the values that were refused.  clear removes one\n"
+     "entry (exit status 3 if there is no such id); clear-all removes\n"
+     "every one.\n"},
     {"gc", "synctl gc DB", "collect tombstones every peer has acknowledged",
      "Deletes the tombstones that every known peer has acknowledged and\n"
      "prints how many went and how many are still kept.  A replica that\n"
@@ -2022,16 +2023,18 @@ static int cmd_rejected(int argc, char **argv) {
   if (argc > 1) sub = argv[1];
   if (!strcmp(sub, "list")) {
     if (argc != 2 && argc != 1) return usage("list takes no arguments");
-  } else if (!strcmp(sub, "clear")) {
+  } else if (!strcmp(sub, "clear") || !strcmp(sub, "show")) {
     if (argc != 3 || parse_u64(argv[2], &id))
-      return usage("clear needs a rejection ID");
+      return usage("%s needs a rejection ID", sub);
   } else if (!strcmp(sub, "clear-all")) {
     if (argc != 2) return usage("clear-all takes no arguments");
   } else {
-    return usage("unknown subcommand '%s' (list, clear, clear-all)", sub);
+    return usage("unknown subcommand '%s' (list, show, clear, clear-all)",
+                 sub);
   }
-  if (open_db(db, !strcmp(sub, "list"), &env)) return EX_FAIL;
-  if (strcmp(sub, "list")) {
+  if (open_db(db, !strcmp(sub, "list") || !strcmp(sub, "show"), &env))
+    return EX_FAIL;
+  if (strcmp(sub, "list") && strcmp(sub, "show")) {
     if ((rc = sync_txn_begin(env, 0, &x))) {
       lib_fail(env, db, rc, "cannot begin");
       goto out;
@@ -2068,6 +2071,8 @@ static int cmd_rejected(int argc, char **argv) {
     sync_table_def d;
     char rb[16];
     size_t kw;
+    unsigned i;
+    if (!strcmp(sub, "show") && e.id != id) continue;
     memset(&d, 0, sizeof d);
     d.name = "?";
     sync_env_table_def(env, e.table, &d);
@@ -2078,10 +2083,25 @@ static int cmd_rejected(int argc, char **argv) {
            reason_name(e.reason, rb, sizeof rb),
            e.reverted ? "reverted" : "kept", (int)e.text_len, e.text);
     found++;
+    if (strcmp(sub, "show")) continue;
+    if (!e.ncolumns) printf("  refused: a delete\n");
+    for (i = 0; i < e.ncolumns; i++) {
+      printf("  %s = ", i < d.ncolumns ? d.columns[i].name : "?");
+      put_value(stdout, &e.values[i]);
+      printf("\n");
+    }
+    break;
   }
   sync_rejects_close(it);
-  if (rc != SYNC_NOTFOUND) {
+  if (rc != SYNC_NOTFOUND && rc != 0) {
     lib_fail(env, db, rc, "cannot read the rejection log");
+  } else if (!strcmp(sub, "show")) {
+    if (found) {
+      ret = EX_OK;
+    } else {
+      say("%s: no rejection %llu", db, (unsigned long long)id);
+      ret = EX_NOTFOUND;
+    }
   } else {
     printf("%d rejected write%s\n", found, found == 1 ? "" : "s");
     ret = EX_OK;
