@@ -11005,8 +11005,6 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   return 0;
 }
 
-/* A chunk arrived in a receiving phase: apply it with its cursor, then
- * ask for the next one, or end the phase. */
 /* on_refused of the server's apply: keep the refusal for the answer. */
 static int sx_rf_collect(void *ctx, const sync_refused *r) {
   sync_session *s = (sync_session *)ctx;
@@ -11034,6 +11032,9 @@ static int sx_rf_collect(void *ctx, const sync_refused *r) {
 
 static int sx_rf_send(sync_session *s);
 
+/* A chunk arrived in a receiving phase: apply it with its cursor (the
+ * server: answer the rows it refused first), then ask for the next one,
+ * or end the phase. */
 static int sx_on_delta(sync_session *s, sync_delta *d) {
   sync_apply_opts ao;
   sync_apply_report rep;
