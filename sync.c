@@ -6048,6 +6048,8 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
     w.row_stamp.hlc = dr->clhlc;
     memcpy(w.row_stamp.site, d->sites[dr->clsite], SX_SITE_LEN);
     w.ncolumns = (unsigned)dr->ncols;
+    /* A chunk without a column array has no row with columns. */
+    if (SX_NEVER(!d->cols && dr->ncols)) return SYNC_ECORRUPT;
     for (j = 0; j < dr->ncols; j++) {
       const sx_dcol *c = &d->cols[dr->col0 + j];
       ws->cols[j] = c->col;
@@ -11202,7 +11204,6 @@ static int sx_rf_send(sync_session *s) {
     } else if (rc != SYNC_NOTFOUND) {
       goto done;
     }
-    rc = 0;
     s->rf_pos = (size_t)(r.p - s->rf.p);
     k++;
   }
@@ -11330,8 +11331,10 @@ static int sx_rf_apply(sync_session *s, sync_delta *d) {
       srow = &d->rows[j++];
     rc = sx_reject_apply(x, s->peer, tid, key, klen, reason, text, tlen, d,
                          srow, s->sent_snap);
-    if (rc > 0) s->st.reverted++;
-    if (rc > 0) rc = 0;
+    if (rc > 0) {
+      s->st.reverted++;
+      rc = 0;
+    }
   }
   if (!rc && (r.bad || r.p != r.end || (d && j != d->nrows)))
     rc = SYNC_EPROTO;

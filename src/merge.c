@@ -1480,6 +1480,8 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
     w.row_stamp.hlc = dr->clhlc;
     memcpy(w.row_stamp.site, d->sites[dr->clsite], SX_SITE_LEN);
     w.ncolumns = (unsigned)dr->ncols;
+    /* A chunk without a column array has no row with columns. */
+    if (SX_NEVER(!d->cols && dr->ncols)) return SYNC_ECORRUPT;
     for (j = 0; j < dr->ncols; j++) {
       const sx_dcol *c = &d->cols[dr->col0 + j];
       ws->cols[j] = c->col;

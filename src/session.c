@@ -949,7 +949,6 @@ static int sx_rf_send(sync_session *s) {
     } else if (rc != SYNC_NOTFOUND) {
       goto done;
     }
-    rc = 0;
     s->rf_pos = (size_t)(r.p - s->rf.p);
     k++;
   }
@@ -1077,8 +1076,10 @@ static int sx_rf_apply(sync_session *s, sync_delta *d) {
       srow = &d->rows[j++];
     rc = sx_reject_apply(x, s->peer, tid, key, klen, reason, text, tlen, d,
                          srow, s->sent_snap);
-    if (rc > 0) s->st.reverted++;
-    if (rc > 0) rc = 0;
+    if (rc > 0) {
+      s->st.reverted++;
+      rc = 0;
+    }
   }
   if (!rc && (r.bad || r.p != r.end || (d && j != d->nrows)))
     rc = SYNC_EPROTO;
