@@ -11364,6 +11364,7 @@ static int sx_on_refused(sync_session *s, const unsigned char *b, size_t n) {
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REFUSED");
   r.p++;
   k = sx_rvb(&r, SX_RF_PART + 1);
+  if (!k) r.bad = 1; /* a REFUSED names at least one row */
   for (i = 0; i < k && !r.bad; i++) {
     unsigned tid;
     const unsigned char *key;
