@@ -14,6 +14,8 @@
 
 #include "sess_util.h"
 
+#include <xxhash.h>
+
 static const sync_column_def az_doc[3] = {
     {"owner", SYNC_TEXT, 0},
     {"body", SYNC_TEXT, 0},
@@ -760,6 +762,74 @@ static void test_alloc_failures(void **state) {
   assert_true(total > 10);
 }
 
+/* A hostile server's REFUSED: no row, a table out of range, a text over
+ * the bound, an unknown flag: the client ends with SYNC_EPROTO and takes
+ * nothing back. */
+static void test_malformed_refused(void **state) {
+  static const unsigned char bad[][8] = {
+      {2, 0x00, 0x00},                        /* no row */
+      {7, 0x00, 0x01, 9, 1, 'k', 0, 0},       /* table 9 of 2 */
+      {7, 0x00, 0x01, 0, 0, 0, 0, 0},         /* an empty key */
+      {7, 0x02, 0x01, 0, 1, 'k', 0, 0},       /* flag 2 */
+      {7, 0x00, 0x01, 0, 1, 'k', 0, 0xc9},    /* text of 201+ bytes */
+  };
+  uint64_t now = 1700000000000ull;
+  size_t v;
+  (void)state;
+  for (v = 0; v < sizeof bad / sizeof bad[0]; v++) {
+    mu_rep srv, dev;
+    az_rules rules;
+    sync_session_opts co, so;
+    sync_session *c, *s;
+    su_pump p;
+    unsigned char msg[32];
+    size_t n = bad[v][0];
+    sync_inbuf in;
+    char o[8];
+    az_open(&srv, "az-srv.db", 0x51, &now);
+    az_open(&dev, "az-dev.db", 0xd1, &now);
+    az_owner(o, 0xd1);
+    az_doc_put(&dev, "k", o, "mine", 1);
+    memset(&rules, 0, sizeof rules);
+    rules.all = 1;
+    az_server_opts(&so, &rules, 0);
+    memset(&co, 0, sizeof co);
+    co.mode = SYNC_PUSH;
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    su_move(&p, c, s); /* HELLO */
+    su_move(&p, s, c); /* WELCOME, REQUEST */
+    su_move(&p, c, s); /* the chunk; the server's answer is not delivered */
+    msg[0] = 8;
+    msg[1] = (unsigned char)n;
+    memcpy(msg + 2, bad[v] + 1, n);
+    {
+      uint32_t h = (uint32_t)XXH3_64bits(msg, n + 2);
+      msg[n + 2] = (unsigned char)h;
+      msg[n + 3] = (unsigned char)(h >> 8);
+      msg[n + 4] = (unsigned char)(h >> 16);
+      msg[n + 5] = (unsigned char)(h >> 24);
+    }
+    in.ptr = msg;
+    in.size = n + 6;
+    in.pos = 0;
+    sync_session_recv(c, &in);
+    while (sync_session_want_write(c)) {
+      unsigned char sink[512];
+      sync_outbuf out = {sink, sizeof sink, 0};
+      if (sync_session_send(c, &out) <= 0) break;
+    }
+    assert_int_equal(sync_session_status(c), SYNC_EPROTO);
+    sync_session_free(c);
+    sync_session_free(s);
+    assert_int_equal(az_count(&dev, 0), 1); /* nothing taken back */
+    assert_int_equal(az_rejects(&dev, -1, NULL), 0);
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+}
+
 /* ---------------------------------------------------------------------
  * In process: sync_delta_apply_opts with a check and on_refused
  * ------------------------------------------------------------------- */
@@ -979,6 +1049,7 @@ int main(void) {
       cmocka_unit_test(test_driver_wants_while_answering),
       cmocka_unit_test(test_resolver_is_no_way_around),
       cmocka_unit_test(test_repair_is_checked),
+      cmocka_unit_test(test_malformed_refused),
       cmocka_unit_test(test_alloc_failures),
       cmocka_unit_test(test_apply_opts),
       cmocka_unit_test(test_property),
