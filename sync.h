@@ -307,9 +307,10 @@ SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
  * failure the env may be configured and opened again.
  * A file of an older storage format (1 to 3; docs/FORMAT.md, "File") is
  * upgraded by a writable open, in its transaction: formats 1 and 2 by
- * one scan per table, O(rows), format 3 by its format record alone.  A
- * read-only open of such a file fails with SYNC_EVERSION, and
- * sync_env_errmsg() says to open it writable once. */
+ * one scan per table, O(rows), format 3 by its format record alone (the
+ * scope in peer records) and an empty rejection log.  A read-only open
+ * of such a file fails with SYNC_EVERSION, and sync_env_errmsg() says to
+ * open it writable once. */
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags);
 
 /* Close and free.  All transactions must have ended.  NULL is ignored. */
@@ -664,10 +665,71 @@ typedef struct sync_apply_report {
 SYNC_API int sync_delta_apply(sync_txn *txn, const sync_delta *d, int policy,
                               sync_apply_report *rep);
 
+/* Reasons a receiver refuses a row (sync_refused.reason, the rejection
+ * log): the library's own checks use 1..15, an authorization callback
+ * its own codes from SYNC_REFUSE_APP (16) up to 65535. */
+#define SYNC_REFUSE_TABLE 1  /* the sender may not write the table */
+#define SYNC_REFUSE_RELAY 2  /* a change of another site that this replica
+                                does not hold, from a sender without the
+                                relay right */
+#define SYNC_REFUSE_FUTURE 3 /* a stamp more than max_ahead_ms ahead of
+                                this replica's clock */
+#define SYNC_REFUSE_APP 16
+#define SYNC_REFUSE_TEXT_MAX 200 /* bytes of a refusal's text */
+
+/* One incoming change as an authorization callback sees it: the row as
+ * the chunk brings it (the columns it carries, with their stamps) and
+ * the row this replica stores under the key.  Every pointer is valid
+ * during the call only. */
+typedef struct sync_write {
+  unsigned table;
+  sync_key key;
+  const uint8_t *sender;  /* the peer whose chunk it is (16 bytes) */
+  uint64_t causal_length; /* odd: a live row; even: a delete */
+  sync_stamp row_stamp;   /* of the insert or delete that set it */
+  unsigned ncolumns;      /* columns the change carries (0 for a delete) */
+  const unsigned *columns;   /* their ids, ascending */
+  const sync_value *values;  /* their new values */
+  const sync_stamp *stamps;  /* and the stamps that wrote them */
+  int stored;             /* 0: no stored row; 1: a live row; 2: a
+                             tombstone */
+  uint64_t stored_causal_length;
+  unsigned stored_ncolumns;  /* the table's column count (0: no row) */
+  const sync_value *stored_values; /* NULL when no live row; columns
+                                      never written read as NULL */
+  const sync_stamp *stored_stamps; /* hlc 0 for a column never written */
+} sync_write;
+
+/* Authorization of each incoming change (server side): return 0 to
+ * allow it, 1 to refuse it, after setting *reason (SYNC_REFUSE_APP or
+ * above; left 0 it becomes SYNC_REFUSE_APP) and writing up to cap - 1
+ * bytes of NUL-terminated text for the writer; or a negative SYNC_E* to
+ * fail the apply with it.  Judge on the stored row, never on owner
+ * columns of the incoming one.  It is called for the changes that would
+ * change the stored row (one that brings only what this replica holds
+ * is not a change, and is not asked about), after the table, relay and
+ * clock checks, on the applying thread, inside its write transaction:
+ * it must not use the env. */
+typedef int (*sync_write_check_fn)(void *ctx, const sync_write *w,
+                                   int *reason, char *text, size_t cap);
+
+/* A refused row, as an apply reports it. */
+typedef struct sync_refused {
+  unsigned table;
+  sync_key key;       /* valid during the call */
+  int reason;         /* SYNC_REFUSE_* or the callback's code */
+  const char *text;   /* NUL-terminated, valid during the call */
+  uint64_t hlc;       /* the newest stamp the refused change carries */
+} sync_refused;
+/* Return 0 to go on, or a negative SYNC_E* to stop the apply with it
+ * (abort the transaction then). */
+typedef int (*sync_refused_fn)(void *ctx, const sync_refused *r);
+
 /* What a receiver accepts from a sender it does not fully trust (the
  * server side of a session): rights per table, relayed changes, clock
- * bounds.  Checks use this replica's own state, never columns of the
- * incoming rows. */
+ * bounds, and a callback per change.  Checks use this replica's own
+ * state, never columns of the incoming rows.  Each refusal has a reason
+ * (SYNC_REFUSE_*), goes to on_refused, and is counted. */
 typedef struct sync_apply_opts {
   int policy; /* SYNC_APPLY_*, optionally | SYNC_APPLY_DRY_RUN */
   /* Tables the sender may write: bit (t & 7) of writable[t >> 3];
@@ -684,7 +746,7 @@ typedef struct sync_apply_opts {
   /* What a refused row does: 0 = it alone is left out (counted in
    * rep->refused; the rest of the chunk applies and the cursor moves),
    * nonzero = the whole chunk is refused with SYNC_EPERM before anything
-   * is written. */
+   * is written (on_refused hears of every refused row first). */
   int refuse_whole;
   /* Nonzero: a chunk with exit markers is refused with SYNC_EPERM before
    * anything is written (a server never lets a client remove its rows);
@@ -700,6 +762,10 @@ typedef struct sync_apply_opts {
   const unsigned char *scope_tables;
   sync_row_filter_fn scope_filter;
   void *scope_filter_ctx;
+  sync_write_check_fn check; /* NULL: no callback */
+  void *check_ctx;
+  sync_refused_fn on_refused; /* NULL: refusals are only counted */
+  void *on_refused_ctx;
 } sync_apply_opts;
 
 /* sync_delta_apply with the checks of opts (NULL: none, SYNC_APPLY_MERGE).
@@ -785,6 +851,43 @@ SYNC_API void sync_conflicts_close(sync_conflicts *it);
  * them (*n counts those marked; may be NULL). */
 SYNC_API int sync_conflict_resolve(sync_txn *txn, uint64_t id);
 SYNC_API int sync_conflicts_resolve_all(sync_txn *txn, uint64_t *n);
+
+/* The rejection log: writes of this replica that a peer refused (the
+ * server's answer in a session, docs/PROTOCOL.md "Refusals"), oldest
+ * first.  key and text point into the map, valid until the next call of
+ * the iterator or the end of the transaction.  reverted: the row went
+ * back to the peer's version (or, for a refused insert the peer never
+ * held, was removed without a tombstone); 0: the row was written again
+ * after the refused chunk was cut, and that write goes to the peer next.
+ * hlc: the newest stamp of the row here when the answer came. */
+typedef struct sync_reject {
+  uint64_t id;     /* position in the rejection log */
+  unsigned table;
+  sync_key key;
+  int reason;      /* SYNC_REFUSE_* or the peer's own code */
+  const char *text; /* the peer's words, text_len bytes, not NUL-ended */
+  size_t text_len;
+  uint8_t peer[16]; /* the replica that refused */
+  uint64_t hlc;
+  int reverted;
+  /* The refused row as it was here when the answer came (what was
+   * written, to show or write again): ncolumns values, columns never
+   * written as NULL; 0 for a delete.  Valid as key is. */
+  unsigned ncolumns;
+  const sync_value *values;
+} sync_reject;
+typedef struct sync_rejects sync_rejects;
+/* Errors: SYNC_EINVAL, SYNC_ENOMEM, storage errors. */
+SYNC_API int sync_rejects_open(sync_txn *txn, sync_rejects **out);
+/* The next entry, or SYNC_NOTFOUND after the last.  Errors: SYNC_EINVAL,
+ * SYNC_ECORRUPT (a malformed entry). */
+SYNC_API int sync_rejects_next(sync_rejects *it, sync_reject *out);
+SYNC_API void sync_rejects_close(sync_rejects *it);
+/* Remove one entry (SYNC_NOTFOUND if no such id), or all of them (*n
+ * counts those removed; may be NULL).  Write transactions: SYNC_EREADONLY
+ * otherwise. */
+SYNC_API int sync_reject_clear(sync_txn *txn, uint64_t id);
+SYNC_API int sync_rejects_clear(sync_txn *txn, uint64_t *n);
 
 /* Version vector: sites and the highest HLC this replica holds all changes
  * of.  Writes up to cap entries and the total count to *n. */
@@ -933,7 +1036,10 @@ SYNC_API int sync_dict_train(sync_txn *txn, unsigned table, size_t max_rows,
  * push).  The other side (the server) checks the client's credential
  * through its authorize callback, which grants the tables the client may
  * read and write.  Rows outside those rights are never sent, and rows
- * that arrive outside them are refused and counted, never applied.
+ * that arrive outside them (or that the server's write check refuses)
+ * are refused and counted, never applied, and answered to the writer,
+ * whose replica returns to the server's version of each (the rejection
+ * log lists them, with what was written).
  *
  * Resumable: every applied chunk commits the receiver's cursor with it,
  * so a session cut at any byte continues, next time, after the last
@@ -979,6 +1085,10 @@ typedef struct sync_session_stats {
   uint64_t repair_nodes;  /* tree nodes this side compared */
   uint64_t repair_rows;   /* rows in repair frames, sent and received */
   uint64_t repair_passes; /* root-to-leaf passes */
+  uint64_t refusals;      /* rows answered as refused (sent by the
+                             server, taken back by the client) */
+  uint64_t reverted;      /* client: of those, rows that went back to
+                             the server's version or were removed */
   int repair_equal;       /* the repair ended with equal roots */
 } sync_session_stats;
 
@@ -1021,12 +1131,23 @@ typedef struct sync_session_opts {
   sync_authorize_fn authorize; /* server: NULL grants every table and
                                   relaying (a trusted network only) */
   void *authorize_ctx;
-  int refuse_whole;     /* a received chunk with a row outside the rights
-                           fails the session with SYNC_EPERM, nothing of it
-                           applied; default: those rows alone are refused
-                           and counted (applied.refused) */
+  int refuse_whole;     /* server: a pushed chunk with a refused row is
+                           not applied at all: the refused rows are
+                           answered, the client takes them back, and the
+                           server asks for the same range again (the
+                           other rows then apply); default: the refused
+                           rows alone are left out and answered, the rest
+                           applies.  Counted in applied.refused either
+                           way */
   uint64_t max_ahead_ms; /* refuse received stamps further ahead of this
                             replica's clock; 0 = 1 hour */
+  /* server: judge each change the client pushes (sync_write_check_fn);
+   * NULL allows all that the rights allow.  Refused rows are answered
+   * to the client one by one (key, reason, text) with the server's
+   * version of the row, which the client takes back, and listed in the
+   * client's rejection log (sync_rejects_open). */
+  sync_write_check_fn check_write;
+  void *check_write_ctx;
   size_t max_message;   /* largest message this side accepts, 256 bytes
                            to 16 MiB; 0 = 64 KiB.  Each side sends
                            messages no larger than the other accepts. */

@@ -125,10 +125,31 @@ typedef struct served {
   uint64_t heap_peak;
 } served;
 
+/* The write check of the authorized push: allows every row, after
+ * looking at what a real one would (the stored row and the owner
+ * column), so that what is measured is the cost of the path. */
+static int allow_all(void *ctx, const sync_write *w, int *reason, char *text,
+                     size_t cap) {
+  unsigned long *seen = (unsigned long *)ctx;
+  (void)reason;
+  (void)text;
+  (void)cap;
+  if (w->stored && w->stored_values[0].type == SYNC_NULL)
+    (*seen)++;
+  if (w->ncolumns && w->values[0].type == SYNC_INTEGER)
+    (*seen)++;
+  return 0;
+}
+
+/* How the server process serves: 0 as a plain sender (pull), 1 as a
+ * receiver of a push, 2 the same with the write check. */
+static int serve_mode;
+
 /* Child: serve one session from path, then report and exit. */
 static void serve_once(const char *path, int lfd, int out) {
   heap h = {0, 0};
-  sync_env *env = open_counted(path, &h, 0);
+  unsigned long seen = 0;
+  sync_env *env = open_counted(path, &h, serve_mode != 0);
   sync_session_opts so;
   sync_session *s;
   served r;
@@ -138,6 +159,10 @@ static void serve_once(const char *path, int lfd, int out) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   memset(&so, 0, sizeof so);
   so.server = 1;
+  if (serve_mode == 2) {
+    so.check_write = allow_all;
+    so.check_write_ctx = &seen;
+  }
   if (fd < 0)
     _exit(3);
   peer_sync_check(env, sync_session_create(env, &so, &s), "sync_session_create");
@@ -158,9 +183,11 @@ typedef struct tcp_result {
 } tcp_result;
 
 /* Pull everything the replica at send_path holds into recv_path over a
- * loopback connection to a server process. */
-static void tcp_pull(const char *send_path, const char *recv_path, int fresh,
-                     tcp_result *res) {
+ * loopback connection to a server process; with push (1, or 2 with the
+ * server's write check), the client at send_path pushes into a fresh
+ * server replica at recv_path instead. */
+static void tcp_session(const char *send_path, const char *recv_path,
+                        int fresh, int push, tcp_result *res) {
   struct sockaddr_in a;
   socklen_t al = sizeof a;
   int lfd, fd, p[2], status, rc;
@@ -185,13 +212,14 @@ static void tcp_pull(const char *send_path, const char *recv_path, int fresh,
     bench_die("sync: fork: %s", strerror(errno));
   if (pid == 0) {
     close(p[0]);
-    serve_once(send_path, lfd, p[1]);
+    serve_mode = push;
+    serve_once(push ? recv_path : send_path, lfd, p[1]);
   }
   close(p[1]);
   close(lfd);
-  env = open_counted(recv_path, &h, fresh);
+  env = open_counted(push ? send_path : recv_path, &h, push ? 0 : fresh);
   memset(&co, 0, sizeof co);
-  co.mode = SYNC_PULL;
+  co.mode = push ? SYNC_PUSH : SYNC_PULL;
   t0 = bench_now();
   fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a))
@@ -222,6 +250,11 @@ static void tcp_pull(const char *send_path, const char *recv_path, int fresh,
   res->seconds = t1 - t0;
   res->heap_client = h.peak;
   res->heap_server = r.heap_peak;
+}
+
+static void tcp_pull(const char *send_path, const char *recv_path, int fresh,
+                     tcp_result *res) {
+  tcp_session(send_path, recv_path, fresh, 0, res);
 }
 
 static uint64_t digest_at(const char *path) {
@@ -259,7 +292,7 @@ static void write_rows(const char *path, const w1_row *rows, size_t n) {
 typedef struct sync_ctx {
   const w1_row *rows;
   size_t nrows;
-  const char *send_path, *recv_path, *lite_path;
+  const char *send_path, *recv_path, *lite_path, *push_path;
   uint64_t digest;
   tcp_result last;
 } sync_ctx;
@@ -272,6 +305,30 @@ static double ours_initial(void *arg) {
               c->last.st.rows_received, c->nrows);
   if (digest_at(c->recv_path) != c->digest)
     bench_die("sync: the receiver's digest differs from the sender's");
+  return (double)c->nrows / c->last.seconds;
+}
+
+/* W1 pushed by the client into a fresh server, with and without the
+ * server's write check (same run, rounds interleaved). */
+static double push_plain(void *arg) {
+  sync_ctx *c = arg;
+  tcp_session(c->send_path, c->push_path, 1, 1, &c->last);
+  if (c->last.st.rows_sent != c->nrows)
+    bench_die("sync: %" PRIu64 " rows pushed of %zu", c->last.st.rows_sent,
+              c->nrows);
+  if (digest_at(c->push_path) != c->digest)
+    bench_die("sync: the server's digest differs after the push");
+  return (double)c->nrows / c->last.seconds;
+}
+
+static double push_checked(void *arg) {
+  sync_ctx *c = arg;
+  tcp_session(c->send_path, c->push_path, 1, 2, &c->last);
+  if (c->last.st.rows_sent != c->nrows || c->last.st.refusals)
+    bench_die("sync: %" PRIu64 " rows pushed of %zu, %" PRIu64 " refused",
+              c->last.st.rows_sent, c->nrows, c->last.st.refusals);
+  if (digest_at(c->push_path) != c->digest)
+    bench_die("sync: the server's digest differs after the checked push");
   return (double)c->nrows / c->last.seconds;
 }
 
@@ -356,6 +413,7 @@ void bench_sync(const bench_opts *o) {
   c.send_path = bench_path("sync-send.db");
   c.recv_path = bench_path("sync-recv.db");
   c.lite_path = bench_path("sync-lite.db");
+  c.push_path = bench_path("sync-push.db");
   bench_note("sync: %zu W1 rows over loopback TCP between two processes, "
              "uncompressed frames, 1,000 rows per chunk, 64 KiB messages",
              c.nrows);
@@ -390,6 +448,19 @@ void bench_sync(const bench_opts *o) {
   bench_rate("w1.sync_tcp.sqlite_rows_per_s", sides[1].best);
   bench_ratio("w1.sync_tcp.ratio_vs_sqlite", sides[0].best / sides[1].best);
 #endif
+
+  /* The write check on the server: W1 pushed with a check that allows
+   * every row, against the same push without one. */
+  {
+    bench_side ps[2];
+    ps[0] = (bench_side){"push", push_plain, &c, 0};
+    ps[1] = (bench_side){"push_authorized", push_checked, &c, 0};
+    bench_rounds("w1.sync_tcp_push", ps, 2, o->reps);
+    bench_rate("w1.sync_tcp_push.rows_per_s", ps[0].best);
+    bench_rate("w1.sync_tcp_authorized.rows_per_s", ps[1].best);
+    bench_ratio("w1.sync_tcp_authorized.ratio_vs_unauthorized",
+                ps[1].best / ps[0].best);
+  }
 
   /* Incremental: 1,000 random rows changed on the server. */
   {
@@ -439,5 +510,6 @@ void bench_sync(const bench_opts *o) {
   }
   bench_unlink_db(c.send_path);
   bench_unlink_db(c.recv_path);
+  bench_unlink_db(c.push_path);
   free((void *)c.rows);
 }

@@ -15,6 +15,7 @@
  *             "xfloor" -> u64 cap on this replica's own vector entry once
  *                      rows with its stamps left its scope (format 4)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
+ *   sx.rejects  the rejection log (merge.c; format 4)
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
  *             + key.  Appended in order; a row's older entry is deleted
  *             when it changes again, so the log is as large as the data.
@@ -245,9 +246,11 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
       (rc = sx_dbi_open(env->st, t, "sx.vv", 1, &env->vv)) ||
       (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)))
+      (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)))
     return rc;
   env->epochs_ok = 1;
+  env->rejects_ok = 1;
   /* Eight bytes of a binary record, its NUL included: not a C string. */
   memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
   sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
@@ -291,8 +294,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
                    path, (unsigned)format, SX_FORMAT_VERSION,
-                   format == 3 ? "the scope in peer records"
-                               : "the stored fingerprint sums");
+                   format == 3
+                       ? "the scope in peer records and the rejection log"
+                       : "the stored fingerprint sums");
   if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
@@ -323,6 +327,10 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   env->epochs_ok = rc == 0;
+  /* Files of storage format 3 and older gain the rejection log now. */
+  rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->rejects_ok = rc == 0;
   for (i = 0; i < s->ntables; i++) {
     char name[16];
     sx_tname(name, i);
@@ -336,8 +344,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * of live rows only: one scan per table gives the sums, committed
      * with the new format record by the open's transaction (all or
      * nothing).  Format 3 lacks only the scope of peer records, which
-     * reads as unknown: the format record alone changes (older code
-     * would refuse the longer records). */
+     * reads as unknown, and the rejection log (made above): the format
+     * record alone changes (older code would refuse the longer records). */
     unsigned char fmt[12];
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))

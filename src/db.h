@@ -47,6 +47,9 @@ struct sync_env {
   sx_dbi meta, sites, log;
   sx_dbi tdbi[SYNC_MAX_TABLES];
   sx_dbi vv, peers, conflicts;
+  sx_dbi rejects;  /* the rejection log (merge.c, "Rejections") */
+  int rejects_ok;  /* the store exists (older files gain it when opened
+                      for writing) */
   sx_dbi epochs;   /* history marks (db.c, "Epochs") */
   int epochs_ok;   /* the store exists (files of older versions may lack
                       it until opened for writing) */

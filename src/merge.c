@@ -26,6 +26,8 @@
 #include "clock.h"
 #include "hash.h"
 
+#include <stdio.h>
+
 struct sync_conflicts {
   sx_alloc al;
   sync_txn *x;
@@ -1550,33 +1552,49 @@ static int sx_exit_covers(sync_txn *x, const sync_delta *d, const sx_drow *e,
  * Without this a row coming back into scope would look like one we had
  * deleted and collected, and a complete run from us would make a peer
  * claim it too. */
+/* Lower this replica's vector entry of local site idx (another site's)
+ * below hlc. */
+static int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc) {
+  sync_env *env = x->env;
+  unsigned char kk[4], vb[8];
+  sx_slice old;
+  int rc;
+  if (idx == 0 || !hlc) return 0; /* our own writes: the HLC says those */
+  sx_put_be32(kk, idx);
+  rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (old.n != 8 || sx_get_le64(old.p) < hlc) return 0;
+  sx_put_le64(vb, hlc - 1);
+  if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
+    x->failed = 1;
+    return rc;
+  }
+  x->dirty = 1;
+  return 0;
+}
+
 static int sx_vv_lower(sync_txn *x, const sx_row *o) {
   sync_env *env = x->env;
   unsigned j;
   for (j = 0; j <= o->ncols; j++) {
     unsigned si = j == o->ncols ? o->cl_stamp : o->cols[j].st;
-    unsigned char kk[4], vb[8];
+    unsigned char vb[8];
     sx_slice old;
     uint64_t h;
     int rc;
     if (si == SX_NOSTAMP || si >= o->nstamps || !o->stamps[si].hlc) continue;
-    h = o->stamps[si].hlc - 1;
-    if (o->stamps[si].site == 0) {
-      rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &old);
-      if (rc && rc != SYNC_NOTFOUND) return rc;
-      if (rc == 0 && old.n == 8 && sx_get_le64(old.p) <= h) continue;
-      sx_put_le64(vb, h);
-      rc = sx_put(env->st, x->t, env->meta, "xfloor", 6, vb, 8, 0);
-    } else {
-      sx_put_be32(kk, o->stamps[si].site);
-      rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
-      if (rc == SYNC_NOTFOUND) continue;
-      if (rc) return rc;
-      if (old.n != 8 || sx_get_le64(old.p) <= h) continue;
-      sx_put_le64(vb, h);
-      rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0);
+    if (o->stamps[si].site != 0) {
+      if ((rc = sx_vv_lower_site(x, o->stamps[si].site, o->stamps[si].hlc)))
+        return rc;
+      continue;
     }
-    if (rc) {
+    h = o->stamps[si].hlc - 1;
+    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &old);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc == 0 && old.n == 8 && sx_get_le64(old.p) <= h) continue;
+    sx_put_le64(vb, h);
+    if ((rc = sx_put(env->st, x->t, env->meta, "xfloor", 6, vb, 8, 0))) {
       x->failed = 1;
       return rc;
     }
@@ -1617,6 +1635,10 @@ static int sx_apply_exits(sx_apply *a) {
   return 0;
 }
 
+SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s) {
+  return sx_delta_check(d, s);
+}
+
 /* May row dr be applied under ao?  lvv: this replica's vector per local
  * site index (NULL when relay is allowed); sender: the delta's site index
  * of its sender (SX_NONE if absent); ahead: the largest HLC accepted. */
@@ -1638,9 +1660,205 @@ static int sx_row_ok(const sx_apply *a, const sync_apply_opts *ao,
   return 1;
 }
 
+/* Would row dr change the stored row o (found, decoded)?  Under the
+ * merge rule a row at a lower causal length, or one whose every stamp
+ * the stored row already has or beats, changes nothing: it is no change
+ * to authorize (a peer sending back the receiver's own version, after a
+ * refusal, is not refused again).  Other policies: always a change.
+ * With a resolver, which may take the losing side of a conflict, only a
+ * row that carries exactly the stored stamps is no change. */
+static int sx_row_news(const sx_apply *a, const sx_drow *dr, const sx_row *o) {
+  sync_txn *x = a->x;
+  const sync_delta *d = a->d;
+  int exact = x->env->resolver != NULL;
+  size_t j;
+  if (a->policy != SYNC_APPLY_MERGE) return 1;
+  if (dr->cl != o->cl) return exact || dr->cl > o->cl;
+  if (sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) return 1;
+  for (j = 0; j < dr->ncols; j++) {
+    const sx_dcol *c = &d->cols[dr->col0 + j];
+    int cmp;
+    if (c->col >= o->ncols || o->cols[c->col].st == SX_NOSTAMP) return 1;
+    cmp = sx_cmp_lr(x, o, o->cols[c->col].st, d, c->hlc, c->site);
+    if (cmp < 0 || (exact && cmp)) return 1;
+  }
+  return 0;
+}
+
+/* Scratch of the authorization callback: the incoming and stored rows
+ * as sync_write shows them. */
+typedef struct sx_wscratch {
+  unsigned cap;
+  unsigned *cols;
+  sync_value *vals, *svals;
+  sync_stamp *stamps, *sstamps;
+} sx_wscratch;
+
+static void sx_wscratch_free(const sx_alloc *al, sx_wscratch *w) {
+  sx_free(al, w->cols);
+  sx_free(al, w->vals);
+  sx_free(al, w->svals);
+  sx_free(al, w->stamps);
+  sx_free(al, w->sstamps);
+  memset(w, 0, sizeof *w);
+}
+
+static int sx_wscratch_make(const sx_alloc *al, const sync_delta *d,
+                            const sx_schema *s, sx_wscratch *w) {
+  size_t i, cap = 1;
+  for (i = 0; i < s->ntables; i++)
+    if (s->tables[i].ncols > cap) cap = s->tables[i].ncols;
+  for (i = 0; i < d->nrows; i++)
+    if (d->rows[i].ncols > cap) cap = d->rows[i].ncols;
+  memset(w, 0, sizeof *w);
+  w->cap = (unsigned)cap;
+  w->cols = (unsigned *)sx_malloc(al, cap * sizeof(unsigned));
+  w->vals = (sync_value *)sx_malloc(al, cap * sizeof(sync_value));
+  w->svals = (sync_value *)sx_malloc(al, cap * sizeof(sync_value));
+  w->stamps = (sync_stamp *)sx_malloc(al, cap * sizeof(sync_stamp));
+  w->sstamps = (sync_stamp *)sx_malloc(al, cap * sizeof(sync_stamp));
+  if (!w->cols || !w->vals || !w->svals || !w->stamps || !w->sstamps) {
+    sx_wscratch_free(al, w);
+    return SYNC_ENOMEM;
+  }
+  return 0;
+}
+
+/* The newest stamp row dr carries. */
+static uint64_t sx_drow_newest(const sync_delta *d, const sx_drow *dr) {
+  uint64_t h = dr->clhlc;
+  size_t j;
+  for (j = 0; j < dr->ncols; j++)
+    if (d->cols[dr->col0 + j].hlc > h) h = d->cols[dr->col0 + j].hlc;
+  return h;
+}
+
+/* Judge row dr (the stored row in x->old when found): 0 allowed, 1
+ * refused (*reason and text set), or an error.  The table, clock and
+ * relay checks first, then the application's callback; a row that
+ * changes nothing is allowed (it is counted unchanged). */
+static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
+                    int found, const uint64_t *lvv, uint32_t sender,
+                    uint64_t ahead, sx_wscratch *ws, int *reason, char *text) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  const sync_delta *d = a->d;
+  const sx_row *o = &x->old;
+  size_t j;
+  *reason = 0;
+  text[0] = 0;
+  if (found && !sx_row_news(a, dr, o)) return 0;
+  if (ao->writable && !sx_bit(ao->writable, dr->tid)) {
+    *reason = SYNC_REFUSE_TABLE;
+    snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,
+             "table '%s' is not writable by this peer",
+             env->schema->tables[dr->tid].name);
+    return 1;
+  }
+  for (j = 0; j <= dr->ncols; j++) {
+    const sx_dcol *c = j ? &d->cols[dr->col0 + j - 1] : NULL;
+    uint64_t hlc = c ? c->hlc : dr->clhlc;
+    uint32_t site = c ? c->site : dr->clsite;
+    if (ao->max_ahead_ms && hlc > ahead) {
+      *reason = SYNC_REFUSE_FUTURE;
+      snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,
+               "a stamp more than %llu ms ahead of this replica's clock",
+               (unsigned long long)ao->max_ahead_ms);
+      return 1;
+    }
+    if (lvv && site != sender &&
+        (a->smap[site] == SX_NONE || hlc > lvv[a->smap[site]])) {
+      /* Another site's change this replica lacks; unless the stored row
+       * holds it already (or better), which is no news. */
+      int held = 0;
+      if (found && o->cl == dr->cl) {
+        if (!c)
+          held = sx_cmp_lr(x, o, o->cl_stamp, d, hlc, site) >= 0;
+        else if (c->col < o->ncols && o->cols[c->col].st != SX_NOSTAMP)
+          held = sx_cmp_lr(x, o, o->cols[c->col].st, d, hlc, site) >= 0;
+      }
+      if (!held) {
+        *reason = SYNC_REFUSE_RELAY;
+        snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,
+                 "a change of another site, and this peer may not relay");
+        return 1;
+      }
+    }
+  }
+  if (ao->check) {
+    sync_write w;
+    int rc;
+    unsigned i;
+    memset(&w, 0, sizeof w);
+    w.table = dr->tid;
+    w.key.data = d->arena.p + dr->koff;
+    w.key.len = dr->klen;
+    w.sender = d->sender;
+    w.causal_length = dr->cl;
+    w.row_stamp.hlc = dr->clhlc;
+    memcpy(w.row_stamp.site, d->sites[dr->clsite], SX_SITE_LEN);
+    w.ncolumns = (unsigned)dr->ncols;
+    /* A chunk without a column array has no row with columns. */
+    if (SX_NEVER(!d->cols && dr->ncols)) return SYNC_ECORRUPT;
+    for (j = 0; j < dr->ncols; j++) {
+      const sx_dcol *c = &d->cols[dr->col0 + j];
+      ws->cols[j] = c->col;
+      ws->vals[j] = sx_dval(d, c);
+      ws->stamps[j].hlc = c->hlc;
+      memcpy(ws->stamps[j].site, d->sites[c->site], SX_SITE_LEN);
+    }
+    w.columns = ws->cols;
+    w.values = ws->vals;
+    w.stamps = ws->stamps;
+    if (found) {
+      const sx_table *tb = &env->schema->tables[dr->tid];
+      w.stored = (o->cl & 1) ? 1 : 2;
+      w.stored_causal_length = o->cl;
+      w.stored_ncolumns = tb->ncols;
+      for (i = 0; i < tb->ncols && i < ws->cap; i++) {
+        int set = i < o->ncols && o->cols[i].st != SX_NOSTAMP && (o->cl & 1);
+        ws->svals[i] = set ? o->cols[i].v : sync_null();
+        memset(&ws->sstamps[i], 0, sizeof ws->sstamps[i]);
+        if (set) {
+          const sx_stamp *st = &o->stamps[o->cols[i].st];
+          ws->sstamps[i].hlc = st->hlc;
+          if ((rc = sx_site_id(x, st->site, ws->sstamps[i].site))) return rc;
+        }
+      }
+      w.stored_values = (o->cl & 1) ? ws->svals : NULL;
+      w.stored_stamps = (o->cl & 1) ? ws->sstamps : NULL;
+    }
+    rc = ao->check(ao->check_ctx, &w, reason, text, SYNC_REFUSE_TEXT_MAX + 1);
+    if (rc < 0) return sx_fail(env, rc, "the write check failed: %s",
+                               sync_strerror(rc));
+    if (rc) {
+      text[SYNC_REFUSE_TEXT_MAX] = 0;
+      if (*reason < SYNC_REFUSE_APP || *reason > 65535)
+        *reason = SYNC_REFUSE_APP;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Tell ao->on_refused of a refusal. */
+static int sx_report_refusal(const sx_apply *a, const sync_apply_opts *ao,
+                             const sx_drow *dr, int reason, const char *text) {
+  sync_refused r;
+  if (!ao->on_refused) return 0;
+  memset(&r, 0, sizeof r);
+  r.table = dr->tid;
+  r.key.data = a->d->arena.p + dr->koff;
+  r.key.len = dr->klen;
+  r.reason = reason;
+  r.text = text;
+  r.hlc = sx_drow_newest(a->d, dr);
+  return ao->on_refused(ao->on_refused_ctx, &r);
+}
+
 static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                const sync_apply_opts *ao,
-                               sync_apply_report *rep);
+                               sync_apply_report *rep, int hold);
 
 /* Columns this replica keeps local (SYNC_COL_LOCAL, not part of the
  * schema hash, so a peer may see them as replicated) never take a
@@ -1712,7 +1930,7 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     memset(rep, 0, sizeof *rep);
     return rc;
   }
-  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep);
+  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, 0);
   if (strip) {
     sx_free(&x->env->al, strip->rows);
     sx_free(&x->env->al, strip->cols);
@@ -1930,10 +2148,29 @@ static int sx_gc_covers(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
   return 1;
 }
 
+/* Look up and decode the stored row of dr into x->old: 1 found, 0 not,
+ * or an error. */
+static int sx_stored_row(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
+  sync_env *env = x->env;
+  sx_slice v;
+  int rc = sx_get(env->st, x->t, env->tdbi[dr->tid], d->arena.p + dr->koff,
+                  dr->klen, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if ((rc = sx_row_decode(v.p, v.n, d->arena.p + dr->koff, dr->klen,
+                          &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   env->schema->tables[dr->tid].name);
+  return 1;
+}
+
 static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
                                const sync_apply_opts *ao,
-                               sync_apply_report *rep) {
+                               sync_apply_report *rep, int hold) {
   sync_env *env;
+  sx_wscratch ws;
+  char text[SYNC_REFUSE_TEXT_MAX + 1];
+  int reason;
   uint64_t *lvv = NULL, *rvv = NULL, ahead = UINT64_MAX;
   uint32_t sender = SX_NONE;
   int checks, policy = ao ? ao->policy : SYNC_APPLY_MERGE;
@@ -1949,6 +2186,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   sync_value *svals = NULL;
   if (!rep) rep = &dummy;
   memset(rep, 0, sizeof *rep);
+  memset(&ws, 0, sizeof ws);
   if (!x || !d) return SYNC_EINVAL;
   env = x->env;
   if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
@@ -2003,7 +2241,8 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     }
     if (rc) goto done;
   }
-  checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms);
+  checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms ||
+                  ao->check);
   /* Our vector tells a row we never had from one we deleted and
    * collected (its insert is covered, yet no row or tombstone is left). */
   if ((rc = sx_vv_load(x, &lvv))) goto done;
@@ -2015,16 +2254,38 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
       uint64_t now = env->clock(env->clock_ctx);
       ahead = ((now + ao->max_ahead_ms) << 16) | 0xffff;
     }
-    if (ao->refuse_whole)
-      for (i = 0; i < d->nrows; i++)
-        if (!sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) {
-          rc = sx_fail(env, SYNC_EPERM,
-                       "table '%s': the chunk holds a row the sender may not "
-                       "write (table rights, another site's change, or a "
-                       "stamp from the future)",
-                       env->schema->tables[d->rows[i].tid].name);
+    if (ao->check &&
+        (rc = sx_wscratch_make(&env->al, d, env->schema, &ws)))
+      goto done;
+    if (ao->refuse_whole) {
+      /* Every row judged against the stored one before anything is
+       * written; every refusal reported, then the chunk refused. */
+      size_t nref = 0;
+      char first[SYNC_REFUSE_TEXT_MAX + 1];
+      for (i = 0; i < d->nrows; i++) {
+        int found = sx_stored_row(x, d, &d->rows[i]);
+        if (found < 0) {
+          rc = found;
           goto done;
         }
+        rc = sx_judge(&a, ao, &d->rows[i], found, rvv, sender, ahead, &ws,
+                      &reason, text);
+        if (rc < 0) goto done;
+        if (rc) {
+          if (!nref++) memcpy(first, text, sizeof first);
+          rep->refused++;
+          if ((rc = sx_report_refusal(&a, ao, &d->rows[i], reason, text)))
+            goto done;
+        }
+      }
+      rc = 0;
+      if (nref) {
+        rc = sx_fail(env, SYNC_EPERM,
+                     "the chunk holds %zu rows the sender may not write "
+                     "(the first: %s)", nref, first);
+        goto done;
+      }
+    }
   }
   /* The clock follows everything in the delta before any local stamp
    * (a resolver's) is taken, so ours come after all of them; stamps of
@@ -2045,10 +2306,6 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_slice k, v;
     int found, cls, was_live, now_live, append = 0;
     rep->rows++;
-    if (checks && !sx_row_ok(&a, ao, dr, rvv, sender, ahead)) {
-      rep->refused++; /* never applied; the run still moves past it */
-      continue;
-    }
     if ((rc = sx_table_cursor(x, dr->tid, &cur))) goto done;
     if (keyed && !a.dry) {
       /* Rows of an initial stream come in key order: past the table's
@@ -2074,6 +2331,21 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     }
     if (rc && rc != SYNC_NOTFOUND) goto done;
     found = rc == 0;
+    if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
+      sx_fail(env, rc, "table '%s': stored row fails its checksum",
+              env->schema->tables[dr->tid].name);
+      goto done;
+    }
+    if (checks && !ao->refuse_whole) { /* whole: judged above */
+      rc = sx_judge(&a, ao, dr, found, rvv, sender, ahead, &ws, &reason,
+                    text);
+      if (rc < 0) goto done;
+      if (rc) {
+        rep->refused++; /* never applied; the run still moves past it */
+        if ((rc = sx_report_refusal(&a, ao, dr, reason, text))) goto done;
+        continue;
+      }
+    }
     rc = 0;
     if (!found && (dr->cl & 1) && a.smap[dr->clsite] != SX_NONE &&
         a.smap[dr->clsite] < x->nsites &&
@@ -2108,11 +2380,6 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
       }
       rc = 0;
       continue;
-    }
-    if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
-      sx_fail(env, rc, "table '%s': stored row fails its checksum",
-              env->schema->tables[dr->tid].name);
-      goto done;
     }
     x->cpend.len = 0;
     if ((rc = sx_merge_row(&a, dr, found, &cls)) < 0) goto done;
@@ -2156,7 +2423,12 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   if (keyed && d->complete && !d->partial && !d->nx &&
       (rc = sx_apply_horizon(&a, ao)))
     goto done;
-  if (!a.dry && contiguous) {
+  if (!a.dry && contiguous && hold && rep->refused) {
+    /* The session moves the cursor once the writer has taken back what
+     * was refused (sx_peer_advance): a cut before that sends the chunk
+     * again, and the refusals with it. */
+    x->dirty = 1;
+  } else if (!a.dry && contiguous) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
     if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
@@ -2228,7 +2500,53 @@ done:
   sx_free(&env->al, a.smap);
   sx_free(&env->al, lvv);
   sx_free(&env->al, svals);
+  sx_wscratch_free(&env->al, &ws);
   return rc;
+}
+
+SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
+                                     const sync_apply_opts *ao,
+                                     sync_apply_report *rep) {
+  sync_apply_report dummy;
+  sync_delta *strip = NULL;
+  uint64_t t0 = sx_now_ns(), t1;
+  int rc;
+  if (!rep) rep = &dummy;
+  if ((rc = sx_strip_local(&x->env->al, x->env->schema, d, &strip))) {
+    memset(rep, 0, sizeof *rep);
+    return rc;
+  }
+  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, 1);
+  if (strip) {
+    sx_free(&x->env->al, strip->rows);
+    sx_free(&x->env->al, strip->cols);
+    sx_free(&x->env->al, strip);
+  }
+  t1 = sx_now_ns();
+  if (!rc && !(ao->policy & SYNC_APPLY_DRY_RUN)) {
+    sx_stats *st = &x->env->stats;
+    sx_stats_add(st, SX_ST_APPLIES, 1);
+    sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);
+    sx_stats_add(st, SX_ST_CONFLICTS, rep->conflicts);
+    sx_stats_add(st, SX_ST_REFUSED, rep->refused);
+    sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
+  }
+  return rc;
+}
+
+SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
+                                 const sx_cursor *start, const sx_cursor *end,
+                                 const sx_mark *mark, int last) {
+  sx_peer peer;
+  int rc = sx_peer_get(x, site, &peer);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (rc == SYNC_NOTFOUND) memset(&peer, 0, sizeof peer);
+  if (!sx_cursor_eq(&peer.cur, start)) return 0; /* another run moved it */
+  peer.tainted = 1; /* rows were refused: the vector stays */
+  peer.cur = *end;
+  peer.mark = *mark;
+  if (last) peer.stale = 0;
+  return sx_peer_put(x, site, &peer);
 }
 
 SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
@@ -2665,4 +2983,403 @@ SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
   env->on_conflict = fn;
   env->on_conflict_ctx = ctx;
   return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Rejections (the writer's side of a refused write).  sx.rejects: key
+ * u64 BE id -> u8 flags (1 reverted), var table, var reason, 16-byte
+ * site of the refusing peer, var hlc (the newest stamp of the row here
+ * when the answer came), var key length, key, var text length, text.
+ * ------------------------------------------------------------------- */
+struct sync_rejects {
+  sx_alloc al;
+  sync_txn *x;
+  sx_scur *c;
+  int started;
+  unsigned char last[8];
+  sync_value *vals; /* the current entry's values */
+  unsigned cap;
+};
+
+/* Does row srow of sd carry stamp (hlc, site id)? */
+static int sx_drow_has(const sync_delta *sd, const sx_drow *srow, uint64_t hlc,
+                       const uint8_t *site) {
+  size_t j;
+  if (!srow) return 0;
+  if (srow->clhlc == hlc && !memcmp(sd->sites[srow->clsite], site, SX_SITE_LEN))
+    return 1;
+  for (j = 0; j < srow->ncols; j++) {
+    const sx_dcol *c = &sd->cols[srow->col0 + j];
+    if (c->hlc == hlc && !memcmp(sd->sites[c->site], site, SX_SITE_LEN))
+      return 1;
+  }
+  return 0;
+}
+
+/* Encode a rejection record into b (nothing is written: r's values
+ * point into the map, which a write may move).  r: the refused row here
+ * (its values go with the record when it is live), or NULL. */
+static int sx_reject_encode(sync_txn *x, sx_buf *b, const uint8_t *peer,
+                            unsigned tid, const unsigned char *key,
+                            size_t klen, int reason, const char *text,
+                            size_t tlen, uint64_t hlc, int reverted,
+                            const sx_row *r) {
+  size_t need;
+  unsigned i, nc = r && (r->cl & 1) ? r->ncols : 0;
+  unsigned char *p;
+  int rc;
+  if (nc > x->env->schema->tables[tid].ncols)
+    nc = x->env->schema->tables[tid].ncols;
+  need = 1 + 6 * SX_VARINT_MAX + SX_SITE_LEN + klen + tlen;
+  for (i = 0; i < nc; i++)
+    need += 1 + (r->cols[i].st == SX_NOSTAMP ? 0
+                                             : sx_payload_size(&r->cols[i].v));
+  b->len = 0;
+  if ((rc = sx_buf_reserve(b, need))) return rc;
+  p = b->p;
+  *p++ = (unsigned char)(reverted ? 1 : 0);
+  p += sx_put_varint(p, tid);
+  p += sx_put_varint(p, (uint64_t)reason);
+  memcpy(p, peer, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  p += sx_put_varint(p, hlc);
+  p += sx_put_varint(p, klen);
+  memcpy(p, key, klen);
+  p += klen;
+  p += sx_put_varint(p, tlen);
+  if (tlen) memcpy(p, text, tlen);
+  p += tlen;
+  p += sx_put_varint(p, nc);
+  for (i = 0; i < nc; i++) {
+    const sx_rcol *c = &r->cols[i];
+    if (c->st == SX_NOSTAMP) {
+      *p++ = SX_TAG_NONE;
+      continue;
+    }
+    *p++ = (unsigned char)c->v.type;
+    p += sx_payload_put(p, &c->v);
+  }
+  b->len = (size_t)(p - b->p);
+  return 0;
+}
+
+/* Append record b to the rejection log under the next id. */
+static int sx_reject_put(sync_txn *x, const sx_buf *b) {
+  sync_env *env = x->env;
+  sx_scur *cur;
+  sx_slice kk, vv;
+  unsigned char k[8];
+  uint64_t id;
+  int rc;
+  if (!env->rejects_ok) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->rejects, &cur))) return rc;
+  kk.p = NULL;
+  kk.n = 0;
+  rc = sx_cur_get(env->st, cur, SX_LAST, &kk, &vv);
+  id = rc == 0 && kk.n == 8 ? sx_get_be64(kk.p) + 1 : 1;
+  sx_cur_close(cur);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  sx_put_be64(k, id);
+  if ((rc = sx_put(env->st, x->t, env->rejects, k, 8, b->p, b->len,
+                   SX_PUT_APPEND)))
+    x->failed = 1;
+  x->dirty = 1;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
+                                 unsigned tid, const unsigned char *key,
+                                 size_t klen, int reason, const char *text,
+                                 size_t tlen, const sync_delta *sd,
+                                 const sx_drow *srow, uint64_t snap) {
+  sync_env *env = x->env;
+  const sx_table *tb;
+  sx_scur *cur;
+  sx_slice k, v;
+  sx_buf rec;
+  uint64_t newest = 0;
+  int rc, found, reverted = 0;
+  unsigned i;
+  if (tid >= env->schema->ntables || !klen || klen > SYNC_MAX_KEY)
+    return SYNC_EINVAL;
+  tb = &env->schema->tables[tid];
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x)) ||
+      (rc = sx_table_cursor(x, tid, &cur)))
+    return rc;
+  k.p = key;
+  k.n = klen;
+  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  found = rc == 0;
+  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   tb->name);
+  if (found)
+    for (i = 0; i < x->old.nstamps; i++)
+      if (x->old.stamps[i].hlc > newest) newest = x->old.stamps[i].hlc;
+  /* Written again after the refused chunk was cut: that write goes to
+   * the peer next, and is judged in its turn.  No row here and none
+   * there: already as the peer has it. */
+  reverted = !(found && x->old.version > snap);
+  sx_buf_init(&rec, &env->al);
+  if ((rc = sx_reject_encode(x, &rec, peer, tid, key, klen, reason, text,
+                             tlen, newest, reverted, found ? &x->old : NULL)))
+    goto done;
+  if (!reverted || (!found && !srow)) goto log;
+  if (srow) {
+    /* The peer's version, stamps and all (not merged: ours lost). */
+    sx_row *w = &x->nw;
+    uint32_t li;
+    sx_stamp st;
+    w->nstamps = 0;
+    w->cl = srow->cl;
+    if ((rc = sx_site_index(x, sd->sites[srow->clsite], 1, &li))) goto done;
+    st.hlc = srow->clhlc;
+    st.site = li;
+    w->cl_stamp = sx_row_stamp(w, st);
+    w->ncols = 0;
+    if (srow->cl & 1) {
+      w->ncols = tb->ncols;
+      for (i = 0; i < w->ncols; i++) {
+        w->cols[i].st = w->cols[i].base = SX_NOSTAMP;
+        w->cols[i].v = sync_null();
+        /* Columns kept on this device stay as they are here. */
+        if ((tb->cols[i].flags & SYNC_COL_LOCAL) && found &&
+            (x->old.cl & 1) && i < x->old.ncols &&
+            x->old.cols[i].st != SX_NOSTAMP) {
+          w->cols[i].st = sx_row_stamp(w, x->old.stamps[x->old.cols[i].st]);
+          w->cols[i].v = x->old.cols[i].v;
+        }
+      }
+      for (i = 0; i < srow->ncols; i++) {
+        const sx_dcol *c = &sd->cols[srow->col0 + i];
+        sx_rcol *rcol;
+        if (c->col >= tb->ncols || (tb->cols[c->col].flags & SYNC_COL_LOCAL))
+          continue;
+        rcol = &w->cols[c->col];
+        if ((rc = sx_site_index(x, sd->sites[c->site], 1, &li))) goto done;
+        st.hlc = c->hlc;
+        st.site = li;
+        rcol->st = sx_row_stamp(w, st);
+        if (c->bhlc) {
+          if ((rc = sx_site_index(x, sd->sites[c->bsite], 1, &li))) goto done;
+          st.hlc = c->bhlc;
+          st.site = li;
+          rcol->base = sx_row_stamp(w, st);
+        }
+        rcol->v = sx_dval(sd, c);
+      }
+    }
+    if ((rc = sx_store_row(x, tid, cur, key, klen, found, 0))) goto done;
+  } else {
+    /* The peer holds no row: the insert goes, without a tombstone
+     * (nothing to replicate: the row never was anywhere else's). */
+    unsigned char lk[SX_LOGKEY];
+    uint64_t content, meta;
+    int live = (x->old.cl & 1) != 0;
+    if ((rc = sx_row_fp(x, tid, key, klen, &x->old, &content, &meta)) < 0)
+      goto done;
+    sx_logkey(lk, x->old.version, x->old.seq);
+    if ((rc = sx_cur_del(env->st, cur))) {
+      x->failed = 1;
+      goto done;
+    }
+    rc = sx_del(env->st, x->t, env->log, lk, SX_LOGKEY);
+    if (rc && rc != SYNC_NOTFOUND) {
+      x->failed = 1;
+      goto done;
+    }
+    if (!rc) x->log_added--;
+    x->delta[tid] -= live;
+    x->dsum[tid][0] -= content;
+    x->dsum[tid][1] -= meta;
+    x->dsum[tid][2]--;
+    x->dirty = 1;
+    x->gen++;
+  }
+  /* Changes of other sites the row dropped may come again: our vector
+   * must not claim them.  (x->old's stamps are ours, not the map's.) */
+  for (i = 0; found && i < x->old.nstamps; i++) {
+    uint8_t id[SX_SITE_LEN];
+    const sx_stamp *st = &x->old.stamps[i];
+    if (st->site == 0) continue;
+    if ((rc = sx_site_id(x, st->site, id))) goto done;
+    if (sx_drow_has(sd, srow, st->hlc, id)) continue;
+    if ((rc = sx_vv_lower_site(x, st->site, st->hlc))) goto done;
+  }
+log:
+  rc = sx_reject_put(x, &rec);
+done:
+  sx_buf_free(&rec);
+  if (rc) return rc;
+  return reverted;
+}
+
+static int sx_reject_decode(sync_rejects *it, const unsigned char *p,
+                            size_t n, uint64_t id, sync_reject *out) {
+  const unsigned char *end = p + n;
+  uint64_t v;
+  size_t k;
+  memset(out, 0, sizeof *out);
+  out->id = id;
+  if (n < 1 || p[0] > 1) return SYNC_ECORRUPT;
+  out->reverted = p[0] & 1;
+  p++;
+  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_MAX_TABLES)
+    return SYNC_ECORRUPT;
+  out->table = (unsigned)v;
+  p += k;
+  if (!(k = sx_get_varint(p, end, &v)) || v > 65535) return SYNC_ECORRUPT;
+  out->reason = (int)v;
+  p += k;
+  if (end - p < SX_SITE_LEN) return SYNC_ECORRUPT;
+  memcpy(out->peer, p, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  if (!(k = sx_get_varint(p, end, &out->hlc))) return SYNC_ECORRUPT;
+  p += k;
+  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_MAX_KEY ||
+      v > (uint64_t)(end - p) - k)
+    return SYNC_ECORRUPT;
+  out->key.data = p + k;
+  out->key.len = (size_t)v;
+  p += k + v;
+  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_REFUSE_TEXT_MAX ||
+      v > (uint64_t)(end - p) - k)
+    return SYNC_ECORRUPT;
+  out->text = (const char *)(p + k);
+  out->text_len = (size_t)v;
+  p += k + v;
+  if (!(k = sx_get_varint(p, end, &v)) || v > it->cap) return SYNC_ECORRUPT;
+  p += k;
+  out->ncolumns = (unsigned)v;
+  out->values = it->vals;
+  for (k = 0; k < out->ncolumns; k++) {
+    int tag;
+    size_t m;
+    if (p == end) return SYNC_ECORRUPT;
+    tag = *p++;
+    if (tag == SX_TAG_NONE) {
+      it->vals[k] = sync_null();
+      continue;
+    }
+    if (tag > SYNC_BLOB) return SYNC_ECORRUPT;
+    m = sx_payload_get(tag, p, end, &it->vals[k]);
+    if (!m && tag != SYNC_NULL) return SYNC_ECORRUPT;
+    p += m;
+  }
+  return p == end ? 0 : SYNC_ECORRUPT;
+}
+
+SYNC_API int sync_rejects_open(sync_txn *x, sync_rejects **out) {
+  sync_rejects *it;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x) return SYNC_EINVAL;
+  it = (sync_rejects *)sx_malloc(&x->env->al, sizeof *it);
+  if (!it) return SYNC_ENOMEM;
+  memset(it, 0, sizeof *it);
+  it->al = x->env->al;
+  it->x = x;
+  {
+    unsigned t;
+    for (t = 0; t < x->env->schema->ntables; t++)
+      if (x->env->schema->tables[t].ncols > it->cap)
+        it->cap = x->env->schema->tables[t].ncols;
+  }
+  it->vals = (sync_value *)sx_malloc(&it->al,
+                                     (it->cap ? it->cap : 1) * sizeof(sync_value));
+  if (!it->vals) {
+    sx_free(&it->al, it);
+    return SYNC_ENOMEM;
+  }
+  if (x->env->rejects_ok &&
+      (rc = sx_cur_open(x->env->st, x->t, x->env->rejects, &it->c))) {
+    sx_free(&it->al, it->vals);
+    sx_free(&it->al, it);
+    return rc;
+  }
+  *out = it;
+  return 0;
+}
+
+SYNC_API int sync_rejects_next(sync_rejects *it, sync_reject *out) {
+  sx_slice k, v;
+  int rc;
+  if (!it || !out) return SYNC_EINVAL;
+  if (!it->c) return SYNC_NOTFOUND;
+  if (!it->started) {
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(it->x->env->st, it->c, SX_FIRST, &k, &v);
+  } else {
+    /* Re-seek by key: clearing in between may have moved pages. */
+    k.p = it->last;
+    k.n = 8;
+    rc = sx_cur_get(it->x->env->st, it->c, SX_SET_RANGE, &k, &v);
+    if (!rc && k.n == 8 && !memcmp(k.p, it->last, 8))
+      rc = sx_cur_get(it->x->env->st, it->c, SX_NEXT, &k, &v);
+  }
+  if (rc) return rc;
+  it->started = 1;
+  if (k.n != 8) return SYNC_ECORRUPT;
+  memcpy(it->last, k.p, 8);
+  if ((rc = sx_reject_decode(it, v.p, v.n, sx_get_be64(k.p), out)))
+    return sx_fail(it->x->env, rc, "rejection log entry malformed");
+  return 0;
+}
+
+SYNC_API void sync_rejects_close(sync_rejects *it) {
+  sx_alloc al;
+  if (!it) return;
+  al = it->al;
+  sx_cur_close(it->c);
+  sx_free(&al, it->vals);
+  sx_free(&al, it);
+}
+
+SYNC_API int sync_reject_clear(sync_txn *x, uint64_t id) {
+  unsigned char k[8];
+  int rc;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if (!x->env->rejects_ok) return SYNC_NOTFOUND;
+  sx_put_be64(k, id);
+  rc = sx_del(x->env->st, x->t, x->env->rejects, k, 8);
+  if (rc && rc != SYNC_NOTFOUND) x->failed = 1;
+  if (!rc) x->dirty = 1;
+  return rc;
+}
+
+SYNC_API int sync_rejects_clear(sync_txn *x, uint64_t *n) {
+  sx_scur *c;
+  sx_slice k, v;
+  uint64_t count = 0;
+  int rc;
+  if (n) *n = 0;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if (!x->env->rejects_ok) return 0;
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->rejects, &c))) return rc;
+  for (;;) {
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(x->env->st, c, SX_FIRST, &k, &v);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if ((rc = sx_cur_del(x->env->st, c))) {
+      x->failed = 1;
+      break;
+    }
+    count++;
+  }
+  sx_cur_close(c);
+  if (count) x->dirty = 1;
+  if (n) *n = count;
+  return rc;
 }

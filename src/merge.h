@@ -167,6 +167,35 @@ SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
                          size_t elem);
 
+/* The session's apply (server side): as sync_delta_apply_opts, but a
+ * chunk with refused rows leaves the sender's cursor where it was, for
+ * sx_peer_advance once the writer has answered. */
+SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
+                                     const sync_apply_opts *ao,
+                                     sync_apply_report *rep);
+/* Move the cursor for site from start to end (and mark) after a chunk
+ * with refused rows was answered; the run can no longer raise the
+ * vector.  Nothing when the cursor is not at start any more. */
+SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
+                                 const sx_cursor *start, const sx_cursor *end,
+                                 const sx_mark *mark, int last);
+/* The writer's side of a refusal (merge.c, "Rejections"): in write
+ * transaction x, row (tid, key) returns to the peer's version srow of
+ * delta sd (NULL: the peer holds no row, the row is removed without a
+ * tombstone), if this replica has not changed it after version snap;
+ * the refusal goes to the rejection log either way.  Vector entries of
+ * other sites whose changes the row drops are lowered below them.
+ * Returns 1 when the row was taken back, 0 when not, or an error. */
+SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
+                                 unsigned tid, const unsigned char *key,
+                                 size_t klen, int reason, const char *text,
+                                 size_t tlen, const sync_delta *sd,
+                                 const sx_drow *srow, uint64_t snap);
+
+/* The structural checks an apply makes (tables, columns, sites, value
+ * lengths): 0 or an error. */
+SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s);
+
 /* codec.c: a cursor as frames and session messages carry it (u8 mode,
  * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
  * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */

@@ -602,6 +602,11 @@ SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d) {
     ao.writable = rp->o.writable;
     ao.relay = rp->o.relay;
     ao.max_ahead_ms = rp->o.max_ahead_ms;
+    /* A repair frame is incoming changes like any other: the write check
+     * judges them (refused rows are counted, not answered: the repair
+     * then ends without equal roots). */
+    ao.check = rp->o.check;
+    ao.check_ctx = rp->o.check_ctx;
     d->repair = 1;
     rc = sync_txn_begin(env, 0, &x);
     if (!rc) {

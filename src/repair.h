@@ -26,6 +26,8 @@ typedef struct sx_rp_opts {
   const unsigned char *writable; /* tables the peer's rows may write */
   int relay;
   uint64_t max_ahead_ms;
+  sync_write_check_fn check; /* the server's write check, or NULL */
+  void *check_ctx;
   int dry;          /* write nothing; report differing keys to on_diff */
   size_t budget;    /* rows per frame; 0 = 1,000 */
   size_t max_bytes; /* value bytes per frame, approximate; 0 = 1 MiB */

@@ -38,6 +38,14 @@
 #define SX_M_ERROR 5
 #define SX_M_PLAN 6
 #define SX_M_REPAIR 7
+#define SX_M_REFUSED 8  /* server -> client: rows of its chunk refused */
+#define SX_M_REVERTED 9 /* client -> server: those rows taken back */
+
+#define SX_RF_MAX 4096        /* refusals kept from one chunk */
+#define SX_RF_PART 256        /* refusals per REFUSED message */
+#define SX_RF_ROUNDS 16       /* chunks refused whole in a row */
+#define SX_RF_ENTRY_MAX (3 * SX_VARINT_MAX + SYNC_MAX_KEY + 2 + \
+                         SYNC_REFUSE_TEXT_MAX)
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
@@ -53,6 +61,7 @@ enum {
   SX_ST_RECV,    /* receiving phase: waiting for a chunk */
   SX_ST_SEND,    /* sending phase: waiting for a request */
   SX_ST_REPAIR,  /* repair: waiting for the peer's turn (or its frame) */
+  SX_ST_ANSWER,  /* server: refusals sent, waiting for REVERTED */
   SX_ST_END,     /* every phase done: ends once the output is flushed */
   SX_ST_FAILING, /* an ERROR is queued: fails once it is flushed */
   SX_ST_OVER     /* status is final */
@@ -100,6 +109,18 @@ struct sync_session {
   int repair;      /* a repair session (repair.c) */
   sx_repair *rp;
   int rp_frame;    /* the peer's turn announced a frame: DATA is due */
+  /* refusals (docs/PROTOCOL.md, "Refusals") */
+  sx_buf rf;       /* server: entries of the chunk's refused rows; client:
+                      the REFUSED message being answered */
+  size_t rf_n, rf_pos, rf_part; /* entries, next to send, in flight */
+  int rf_over;     /* server: more refusals than SX_RF_MAX */
+  int rf_whole;    /* server: the chunk was not applied */
+  unsigned rf_rounds; /* server: chunks refused whole in a row */
+  sx_cursor rf_start, rf_end; /* server: the answered chunk's range */
+  sx_mark rf_mark;
+  int rf_last;
+  int rf_frame;    /* client: REFUSED announced the server's rows */
+  uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
 };
 
 /* ---------------------------------------------------------------------
@@ -485,10 +506,17 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   if ((rc = sx_check_peer_schema(s, hash, 0))) return rc;
   if ((rc = sx_check_view(s, vver, &vmark))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
-  /* Send only what the server lets us write; apply what we selected. */
-  sx_mask_all(s->send_mask);
-  sx_mask_and(s->send_mask, s->o.tables);
-  sx_mask_and(s->send_mask, wr);
+  /* Send what the server lets us write, and what it lets us read (a
+   * write there is refused and answered with the server's row, which
+   * this replica takes back); apply what we selected. */
+  {
+    unsigned char wrd[SYNC_RIGHTS_BYTES];
+    size_t i;
+    for (i = 0; i < SYNC_RIGHTS_BYTES; i++) wrd[i] = wr[i] | rd[i];
+    sx_mask_all(s->send_mask);
+    sx_mask_and(s->send_mask, s->o.tables);
+    sx_mask_and(s->send_mask, wrd);
+  }
   sx_mask_all(s->recv_mask);
   sx_mask_and(s->recv_mask, s->o.tables);
   s->relay = 1;
@@ -715,6 +743,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
       int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&
                     req.cur.seq == 0;
       rc = sync_delta_make(x, &req, &o, &d);
+      s->sent_snap = sync_txn_version(x);
       if (!rc && initial) {
         unsigned char pb[SX_VARINT_MAX];
         uint64_t total = sx_rows_expected(s, x);
@@ -740,13 +769,41 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   return 0;
 }
 
-/* A chunk arrived in a receiving phase: apply it with its cursor, then
- * ask for the next one, or end the phase. */
+/* on_refused of the server's apply: keep the refusal for the answer. */
+static int sx_rf_collect(void *ctx, const sync_refused *r) {
+  sync_session *s = (sync_session *)ctx;
+  size_t tl = strlen(r->text);
+  unsigned char *p;
+  if (s->rf_n >= SX_RF_MAX) {
+    s->rf_over = 1;
+    return SYNC_ELIMIT; /* the chunk is refused whole: bounded memory */
+  }
+  if (tl > SYNC_REFUSE_TEXT_MAX) tl = SYNC_REFUSE_TEXT_MAX;
+  if (sx_buf_reserve(&s->rf, SX_RF_ENTRY_MAX)) return SYNC_ENOMEM;
+  p = s->rf.p + s->rf.len;
+  p = sx_wv(p, r->table);
+  p = sx_wv(p, r->key.len);
+  memcpy(p, r->key.data, r->key.len);
+  p += r->key.len;
+  p = sx_wv(p, (uint64_t)r->reason);
+  p = sx_wv(p, tl);
+  memcpy(p, r->text, tl);
+  p += tl;
+  s->rf.len = (size_t)(p - s->rf.p);
+  s->rf_n++;
+  return 0;
+}
+
+static int sx_rf_send(sync_session *s);
+
+/* A chunk arrived in a receiving phase: apply it with its cursor (the
+ * server: answer the rows it refused first), then ask for the next one,
+ * or end the phase. */
 static int sx_on_delta(sync_session *s, sync_delta *d) {
   sync_apply_opts ao;
   sync_apply_report rep;
   sync_txn *x;
-  int rc, last = d->last;
+  int rc, last = d->last, answer;
   if (memcmp(d->sender, s->peer, SX_SITE_LEN)) {
     sync_delta_free(d);
     return sx_sess_fail(s, SYNC_EPROTO, "a chunk from another sender");
@@ -758,18 +815,42 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   ao.max_ahead_ms = s->o.max_ahead_ms;
   ao.refuse_whole = s->o.refuse_whole;
   ao.refuse_exits = s->o.server; /* a client never removes server rows */
+  /* A server answers the rows it refuses (not in a dry run: nothing is
+   * written on either side). */
+  answer = s->o.server && !s->dry;
   if (s->o.server) {
     /* A row the client holds outside its scope that we keep as it is
      * would never reach it again: log it, so it exits. */
     ao.scope_tables = s->send_mask;
     ao.scope_filter = s->o.filter;
     ao.scope_filter_ctx = s->o.filter_ctx;
+    ao.check = s->o.check_write;
+    ao.check_ctx = s->o.check_write_ctx;
+  }
+  if (answer) {
+    ao.on_refused = sx_rf_collect;
+    ao.on_refused_ctx = s;
+    s->rf.len = 0;
+    s->rf_n = s->rf_pos = 0;
+    s->rf_over = 0;
   }
   rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
-    rc = sync_delta_apply_opts(x, d, &ao, &rep);
-    if (rc || s->dry) sync_txn_abort(x);
-    else rc = sync_txn_commit(x);
+    rc = answer ? sx_delta_apply_held(x, d, &ao, &rep)
+                : sync_delta_apply_opts(x, d, &ao, &rep);
+    if (answer && s->rf_n &&
+        (s->rf_over || (rc == SYNC_EPERM && s->o.refuse_whole))) {
+      /* Nothing of the chunk applies: the refused rows are answered and
+       * the same range is asked for again once they are taken back. */
+      sync_txn_abort(x);
+      s->rf_whole = 1;
+      rc = 0;
+    } else if (rc || s->dry) {
+      sync_txn_abort(x);
+    } else {
+      s->rf_whole = 0;
+      rc = sync_txn_commit(x);
+    }
   }
   s->st.frames_received++;
   s->st.rows_received += sync_delta_rows(d);
@@ -785,6 +866,31 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
     s->vscope = d->scope;
     s->vcur_ok = 1;
   }
+  if (answer && s->rf_n) {
+    s->rf_start = d->start;
+    s->rf_end = d->end;
+    s->rf_mark = d->mark;
+    s->rf_last = last;
+    sync_delta_free(d);
+    if (s->rf_whole) {
+      /* Only the refusals count: the rows are sent again. */
+      memset(&rep, 0, sizeof rep);
+      rep.refused = s->rf_n;
+      if (++s->rf_rounds > SX_RF_ROUNDS)
+        return sx_sess_fail(s, SYNC_EPERM,
+                            "%u chunks in a row refused whole: the peer "
+                            "keeps sending refused rows",
+                            (unsigned)s->rf_rounds - 1);
+    } else {
+      s->rf_rounds = 0;
+    }
+    sx_report_add(&s->phase_rep, &rep);
+    sx_report_add(&s->st.applied, &rep);
+    sx_progress(s);
+    s->state = SX_ST_ANSWER;
+    return sx_rf_send(s);
+  }
+  s->rf_rounds = 0;
   sync_delta_free(d);
   sx_report_add(&s->phase_rep, &rep);
   sx_report_add(&s->st.applied, &rep);
@@ -793,6 +899,263 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   if ((rc = sx_send_request(s, 1))) return rc;
   s->phase++;
   return sx_phase_start(s);
+}
+
+/* ---------------------------------------------------------------------
+ * Refusals.  REFUSED: u8 flags (1 = a frame of the server's rows
+ * follows), var n, n x (var table, var key length, key, var reason, var
+ * text length, text).  REVERTED: var n (the entries taken back).
+ * ------------------------------------------------------------------- */
+
+/* Read one entry at r. */
+static int sx_rf_read(sx_rd *r, unsigned ntables, unsigned *tid,
+                      const unsigned char **key, size_t *klen, int *reason,
+                      const char **text, size_t *tlen) {
+  uint64_t t = sx_rv(r), kl, rs, tl;
+  kl = sx_rvb(r, SYNC_MAX_KEY + 1);
+  *key = sx_rbytes(r, (size_t)kl);
+  rs = sx_rv(r);
+  tl = sx_rvb(r, SYNC_REFUSE_TEXT_MAX + 1);
+  *text = (const char *)sx_rbytes(r, (size_t)tl);
+  if (r->bad || !*key || !*text || t >= ntables || !kl || rs > 65535)
+    return SYNC_EPROTO;
+  *tid = (unsigned)t;
+  *klen = (size_t)kl;
+  *reason = (int)rs;
+  *tlen = (size_t)tl;
+  return 0;
+}
+
+/* Server: the next REFUSED message, with its rows. */
+static int sx_rf_send(sync_session *s) {
+  sx_rd r;
+  sync_txn *x;
+  sync_delta *d = NULL;
+  uint64_t *zero = NULL;
+  unsigned char *b = NULL, *p;
+  size_t start = s->rf_pos, k = 0, bytes = 0, maxb, flen = 0, raw = 0;
+  int rc;
+  maxb = s->o.chunk_bytes ? s->o.chunk_bytes : ((size_t)1 << 20);
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  if ((rc = sx_scratch(x)) || (rc = sx_sites_load(x))) goto done;
+  d = sx_delta_new(&s->al);
+  zero = (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * (x->nsites + 1));
+  if (!d || !zero) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  memset(zero, 0, sizeof(uint64_t) * (x->nsites + 1));
+  r.p = s->rf.p + s->rf_pos;
+  r.end = s->rf.p + s->rf.len;
+  r.bad = 0;
+  while (k < SX_RF_PART && s->rf_pos < s->rf.len && (!k || bytes < maxb)) {
+    unsigned tid;
+    const unsigned char *key;
+    const char *text;
+    size_t klen, tlen;
+    int reason;
+    sx_slice v;
+    if ((rc = sx_rf_read(&r, s->env->schema->ntables, &tid, &key, &klen,
+                         &reason, &text, &tlen)))
+      goto done;
+    /* The server's row goes back only in a table the client may read:
+     * in another, a refused row is dropped there. */
+    rc = (s->send_mask[tid >> 3] >> (tid & 7)) & 1
+             ? sx_get(s->env->st, x->t, s->env->tdbi[tid], key, klen, &v)
+             : SYNC_NOTFOUND;
+    if (rc == 0) {
+      if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old))) goto done;
+      if ((rc = sx_delta_add(d, x, tid, key, klen, &x->old, zero, NULL, 1,
+                             &bytes)))
+        goto done;
+    } else if (rc != SYNC_NOTFOUND) {
+      goto done;
+    }
+    s->rf_pos = (size_t)(r.p - s->rf.p);
+    k++;
+  }
+  memcpy(d->sender, s->env->site, SX_SITE_LEN);
+  memcpy(d->receiver, s->peer, SX_SITE_LEN);
+  d->schema_hash = s->env->schema->hash;
+  d->last = 1;
+  d->nsites = x->nsites;
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(
+      &s->al, (size_t)(x->nsites ? x->nsites : 1) * SX_SITE_LEN);
+  d->vv = (uint64_t *)sx_malloc(&s->al,
+                                sizeof(uint64_t) * (x->nsites ? x->nsites : 1));
+  if (!d->sites || !d->vv) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
+  memset(d->vv, 0, sizeof(uint64_t) * (x->nsites ? x->nsites : 1));
+  d->nvv = x->nsites;
+  b = (unsigned char *)sx_malloc(&s->al, 1 + SX_VARINT_MAX +
+                                             (s->rf_pos - start));
+  if (!b) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  p = b;
+  *p++ = (unsigned char)(d->nrows ? 1 : 0);
+  p = sx_wv(p, k);
+  memcpy(p, s->rf.p + start, s->rf_pos - start);
+  p += s->rf_pos - start;
+  s->rf_part = k;
+  if ((rc = sx_msg_put(s, SX_M_REFUSED, b, (size_t)(p - b)))) goto done;
+  s->st.refusals += k;
+  if (d->nrows) {
+    if ((rc = sync_encoder_begin(s->enc, d, &flen, &raw))) goto done;
+    s->frame_out = 1;
+    s->st.frames_sent++;
+    s->st.rows_sent += d->nrows;
+    s->st.frame_bytes_sent += flen;
+    s->st.raw_bytes_sent += raw;
+  }
+done:
+  sync_txn_abort(x);
+  sync_delta_free(d);
+  sx_free(&s->al, zero);
+  sx_free(&s->al, b);
+  if (rc)
+    return sx_sess_fail(s, rc, "answering refused rows: %s",
+                        sync_strerror(rc));
+  return 0;
+}
+
+/* Server: the client took back the last REFUSED message's rows. */
+static int sx_on_reverted(sync_session *s, const unsigned char *b, size_t n) {
+  sx_rd r;
+  uint64_t k;
+  sync_txn *x;
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  k = sx_rv(&r);
+  if (r.bad || r.p != r.end || k != s->rf_part)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REVERTED");
+  if (s->rf_pos < s->rf.len) return sx_rf_send(s);
+  s->rf.len = 0;
+  s->rf_n = s->rf_pos = 0;
+  s->state = SX_ST_RECV;
+  if (s->rf_whole) return sx_send_request(s, 0); /* the same range again */
+  /* Every refusal is answered: the run moves past the chunk. */
+  rc = sync_txn_begin(s->env, 0, &x);
+  if (!rc) {
+    rc = sx_peer_advance(x, s->peer, &s->rf_start, &s->rf_end, &s->rf_mark,
+                         s->rf_last);
+    if (rc) sync_txn_abort(x);
+    else rc = sync_txn_commit(x);
+  }
+  if (rc)
+    return sx_sess_fail(s, rc, "recording the peer's cursor: %s",
+                        sync_strerror(rc));
+  if (!s->rf_last) return sx_send_request(s, 0);
+  if ((rc = sx_send_request(s, 1))) return rc;
+  s->phase++;
+  return sx_phase_start(s);
+}
+
+/* Client: take back the refused rows (the server's versions in d, or
+ * none), log them, and say so. */
+static int sx_rf_apply(sync_session *s, sync_delta *d) {
+  sx_rd r;
+  sync_txn *x;
+  uint64_t n, i;
+  size_t j = 0;
+  unsigned char pb[SX_VARINT_MAX];
+  int rc;
+  if (d && (memcmp(d->sender, s->peer, SX_SITE_LEN) ||
+            memcmp(d->receiver, s->env->site, SX_SITE_LEN) ||
+            d->schema_hash != s->env->schema->hash ||
+            sx_delta_valid(d, s->env->schema))) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, SYNC_EPROTO, "a malformed frame of refused rows");
+  }
+  r.p = s->rf.p + 1;
+  r.end = s->rf.p + s->rf.len;
+  r.bad = 0;
+  n = sx_rv(&r);
+  if ((rc = sync_txn_begin(s->env, 0, &x))) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, rc, "cannot write this replica: %s",
+                        sync_strerror(rc));
+  }
+  for (i = 0; i < n && !rc; i++) {
+    unsigned tid;
+    const unsigned char *key;
+    const char *text;
+    size_t klen, tlen;
+    int reason;
+    const sx_drow *srow = NULL;
+    if ((rc = sx_rf_read(&r, s->env->schema->ntables, &tid, &key, &klen,
+                         &reason, &text, &tlen)))
+      break;
+    if (d && j < d->nrows && d->rows[j].tid == tid &&
+        d->rows[j].klen == klen &&
+        !memcmp(d->arena.p + d->rows[j].koff, key, klen))
+      srow = &d->rows[j++];
+    rc = sx_reject_apply(x, s->peer, tid, key, klen, reason, text, tlen, d,
+                         srow, s->sent_snap);
+    if (rc > 0) {
+      s->st.reverted++;
+      rc = 0;
+    }
+  }
+  if (!rc && (r.bad || r.p != r.end || (d && j != d->nrows)))
+    rc = SYNC_EPROTO;
+  if (rc) sync_txn_abort(x);
+  else rc = sync_txn_commit(x);
+  sync_delta_free(d);
+  s->rf_frame = 0;
+  s->rf.len = 0;
+  if (rc)
+    return sx_sess_fail(s, rc, "taking back refused rows: %s (%s)",
+                        sync_strerror(rc), sync_env_errmsg(s->env));
+  s->st.refusals += n;
+  return sx_msg_put(s, SX_M_REVERTED, pb, (size_t)(sx_wv(pb, n) - pb))
+             ? sx_sess_fail(s, SYNC_ENOMEM, "out of memory")
+             : 0;
+}
+
+/* Client: REFUSED arrived in a sending phase. */
+static int sx_on_refused(sync_session *s, const unsigned char *b, size_t n) {
+  sx_rd r;
+  uint64_t k, i;
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  if (n < 1 || (b[0] & ~1u))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REFUSED");
+  r.p++;
+  k = sx_rvb(&r, SX_RF_PART + 1);
+  if (!k) r.bad = 1; /* a REFUSED names at least one row */
+  for (i = 0; i < k && !r.bad; i++) {
+    unsigned tid;
+    const unsigned char *key;
+    const char *text;
+    size_t klen, tlen;
+    int reason;
+    if (sx_rf_read(&r, s->env->schema->ntables, &tid, &key, &klen, &reason,
+                   &text, &tlen))
+      r.bad = 1;
+  }
+  if (r.bad || r.p != r.end)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REFUSED");
+  s->rf.len = 0;
+  if ((rc = sx_buf_reserve(&s->rf, n)))
+    return sx_sess_fail(s, rc, "out of memory");
+  memcpy(s->rf.p, b, n);
+  s->rf.len = n;
+  if (b[0] & 1) {
+    s->rf_frame = 1; /* the server's rows come in the next frame */
+    return 0;
+  }
+  return sx_rf_apply(s, NULL);
 }
 
 static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
@@ -814,6 +1177,11 @@ static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
         return sx_sess_fail(s, SYNC_EPROTO, "bytes after a chunk");
       }
       if (s->state == SX_ST_REPAIR) return sx_on_repair_delta(s, d);
+      if (s->state == SX_ST_SEND) {
+        s->st.frames_received++;
+        s->st.rows_received += sync_delta_rows(d);
+        return sx_rf_apply(s, d);
+      }
       return sx_on_delta(s, d);
     }
   }
@@ -990,6 +1358,10 @@ static int sx_repair_start(sync_session *s) {
   ro.writable = s->recv_mask;
   ro.relay = s->relay;
   ro.max_ahead_ms = s->o.max_ahead_ms;
+  if (s->o.server) {
+    ro.check = s->o.check_write;
+    ro.check_ctx = s->o.check_write_ctx;
+  }
   ro.dry = s->dry;
   ro.budget = s->o.chunk_rows;
   ro.max_bytes = s->o.chunk_bytes;
@@ -1071,7 +1443,17 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
     }
     break;
   case SX_ST_SEND:
-    if (type == SX_M_REQUEST && !s->frame_out) return sx_on_request(s, b, n);
+    if (s->frame_out) break; /* the peer answers only a whole frame */
+    if (s->rf_frame) {
+      if (type == SX_M_DATA) return sx_on_data(s, b, n);
+      break;
+    }
+    if (type == SX_M_REQUEST) return sx_on_request(s, b, n);
+    if (type == SX_M_REFUSED && !s->o.server) return sx_on_refused(s, b, n);
+    break;
+  case SX_ST_ANSWER:
+    if (type == SX_M_REVERTED && !s->frame_out)
+      return sx_on_reverted(s, b, n);
     break;
   case SX_ST_REPAIR:
     if (s->frame_out) break; /* the peer speaks only after our frame */
@@ -1097,7 +1479,7 @@ static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
     if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
     return sx_dispatch(s, base, b, n);
   }
-  if (base < SX_M_HELLO || base > SX_M_REPAIR)
+  if (base < SX_M_HELLO || base > SX_M_REVERTED)
     return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
   if (!(type & SX_MORE) && !s->ctl_type) return sx_dispatch(s, base, b, n);
   if (n > SX_CTL_MAX - s->ctl.len)
@@ -1159,6 +1541,7 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   sx_buf_init(&s->msg, &s->al);
   sx_buf_init(&s->ctl, &s->al);
   sx_buf_init(&s->out, &s->al);
+  sx_buf_init(&s->rf, &s->al);
   memset(&co, 0, sizeof co);
   co.level = o->level;
   co.dict = o->dict;
@@ -1219,6 +1602,7 @@ SYNC_API void sync_session_free(sync_session *s) {
   sx_buf_free(&s->msg);
   sx_buf_free(&s->ctl);
   sx_buf_free(&s->out);
+  sx_buf_free(&s->rf);
   sx_free(&al, s);
 }
 
@@ -1357,6 +1741,7 @@ SYNC_API int sync_session_want_read(const sync_session *s) {
   return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
                s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
+               (s->state == SX_ST_ANSWER && !s->frame_out) ||
                (s->state == SX_ST_SEND && !s->frame_out));
 }
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # synctl.sh - synctl driven the way a person would: create, write, read,
 # dump and load, sync two files, sync over loopback with `synctl serve`,
-# conflicts listed and resolved, gc, verify on a healthy and on a damaged
+# conflicts listed and resolved, refused writes listed and cleared, gc, verify on a healthy and on a damaged
 # copy, metrics over HTTP, usage errors and exit codes; then the README
 # walkthrough, extracted from README.md and run as written.  One line per
 # check; the last line counts them.  Run from the build directory (make
@@ -35,7 +35,7 @@ has() { grep -q -- "$1" out; } # has TEXT: ./out contains it
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
 all_help=0
-for c in init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync repair diff stats; do
+for c in init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats; do
   "$S" $c --help > h.out 2>&1 && grep -q "^SYNOPSIS" h.out && grep -q "^EXIT STATUS" h.out || all_help=1
   "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
 done
@@ -43,7 +43,7 @@ if [ $all_help = 0 ]; then ok "every command has --help and the same help page";
 check "docs/SYNCTL.md holds every help page as printed" python3 -c "
 import subprocess
 doc = open('$TOP/docs/SYNCTL.md').read()
-for c in 'init schema add-column put get del dump load log vv peers conflicts gc digest verify serve sync repair diff stats help'.split():
+for c in 'init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats help'.split():
     page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
     assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
 "
@@ -156,7 +156,13 @@ check "sync over TCP" sh -c "$S sync e.db $A --token good > out && grep -q \"^sy
 check "the server's file and the client have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"
 status "a bad token is refused (1)" 1 "$S" sync e.db "$A" --token wrong
 has "refused" && ok "and says it was refused" || bad "refused message"
-check "a read-only token sends nothing" sh -c "$S put e.db notes r1 title=x && $S sync e.db $A --token reader > out && grep -q 'sent 0 rows' out && ! $S get a.db notes r1 > /dev/null 2>&1"
+check "a read-only token's write is refused and taken back" sh -c "$S put e.db notes r1 title=x && $S sync e.db $A --token reader > out && grep -q '1 refused row went back' out && ! $S get a.db notes r1 > /dev/null 2>&1 && ! $S get e.db notes r1 > /dev/null 2>&1"
+check "rejected lists the refused write with its reason" sh -c "$S rejected e.db > out && grep -q '^1 .*notes .*r1 .*table .*reverted' out && grep -q '^1 rejected write' out"
+check "the device and the server hold the same again" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"
+check "rejected show prints what was written" sh -c "$S rejected e.db show 1 > out && grep -q 'title = x' out"
+status "showing a missing rejection exits 3" 3 "$S" rejected e.db show 99
+status "clearing a missing rejection exits 3" 3 "$S" rejected e.db clear 99
+check "rejected clear-all empties the log" sh -c "$S rejected e.db clear-all > out && grep -q 'cleared 1 rejection' out && $S rejected e.db > out && grep -q '^0 rejected writes' out"
 # A credential bound to a site id: the right replica works, another is refused.
 check "init b2.db, f.db and g.db" sh -c "$S init b2.db --schema schema.txt && $S init f.db --schema schema.txt && $S init g.db --schema schema.txt && $S put f.db notes f1 title=f && $S put g.db notes g1 title=g"
 FSITE=$("$S" vv f.db | grep '(this replica)' | cut -c1-32)

@@ -280,9 +280,28 @@ static void test_rights(void **state) {
   mu_close(&dev);
 }
 
+/* Rejections of reason `reason` in r's log. */
+static unsigned ss_rejects(mu_rep *r, int reason) {
+  sync_txn *x;
+  sync_rejects *it;
+  sync_reject e;
+  unsigned n = 0;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_rejects_open(x, &it));
+  while (sync_rejects_next(it, &e) == 0)
+    if (e.reason == reason) n++;
+  sync_rejects_close(it);
+  sync_txn_abort(x);
+  return n;
+}
+
 /* A device without relay rights pushes another site's rows (which it got
- * elsewhere): the server refuses and counts those rows, applies the
- * device's own, or refuses the chunk whole when told to. */
+ * elsewhere): the server refuses those rows and applies the device's
+ * own, or, told to refuse chunks whole, applies nothing of the chunk and
+ * asks again once the device took the refused rows back.  Either way
+ * the device returns to the server's version (the rows go), logs the
+ * refusals, and gets them again once their own site brings them to the
+ * server: its vector no longer claims them. */
 static void test_relay_refused(void **state) {
   uint64_t now = 1700000000000ull;
   mu_rep srv, dev, other;
@@ -310,28 +329,30 @@ static void test_relay_refused(void **state) {
     so.authorize = ss_authorize;
     so.authorize_ctx = &au;
     so.refuse_whole = whole;
-    if (!whole) {
-      assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
-      TU_U64(sst.applied.refused, 2);
-      TU_U64(cs.peer_applied.refused, 2);
-      assert_int_equal(ss_count(&srv, 0), 1); /* "mine" only */
-      /* Granting relay later does not resend what the run moved past;
-       * the server resets its cursor for the device, and they come. */
-      au.relay = 1;
-      assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
-      assert_int_equal(ss_count(&srv, 0), 1);
-      {
-        sync_txn *x;
-        TU_OK(sync_txn_begin(srv.env, 0, &x));
-        TU_OK(sync_peer_reset(x, dev.site));
-        TU_OK(sync_txn_commit(x));
-      }
-      assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
-      assert_int_equal(ss_count(&srv, 0), 3);
+    assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
+    TU_U64(sst.applied.refused, 2);
+    TU_U64(cs.peer_applied.refused, 2);
+    TU_U64(sst.refusals, 2);
+    TU_U64(cs.reverted, 2);
+    /* Whole: the chunk was sent twice, the second time without them. */
+    TU_U64(sst.frames_received, whole ? 2 : 1);
+    assert_int_equal(ss_count(&srv, 0), 1); /* "mine" only */
+    assert_int_equal(ss_count(&dev, 0), 1); /* as the server has it */
+    assert_int_equal(ss_rejects(&dev, SYNC_REFUSE_RELAY), 2);
+    assert_true(mu_digest(&dev) == mu_digest(&srv));
+    /* Nothing is left to refuse: the next session is quiet. */
+    assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), 1);
+    TU_U64(sst.applied.refused, 0);
+    /* The rows' own site brings them; the device gets them back. */
+    {
+      sync_session_opts oc = co;
+      oc.mode = SYNC_BOTH;
+      assert_int_equal(su_sync(&other, &srv, &oc, &so, NULL, &sst), 1);
       TU_U64(sst.applied.refused, 0);
-    } else {
-      assert_int_equal(su_sync(&dev, &srv, &co, &so, &cs, &sst), SYNC_EPERM);
-      assert_int_equal(ss_count(&srv, 0), 0); /* nothing of the chunk */
+      assert_int_equal(ss_count(&srv, 0), 3);
+      assert_int_equal(su_sync(&dev, &srv, &oc, &so, NULL, NULL), 1);
+      assert_int_equal(ss_count(&dev, 0), 3);
+      assert_true(mu_digest(&dev) == mu_digest(&srv));
     }
     mu_close(&srv);
     mu_close(&dev);

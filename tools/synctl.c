@@ -167,6 +167,17 @@ static const cmd_help HELP[] = {
      "status 3 if there is no such id); resolve-all marks every one.  The\n"
      "outcome already applied stays: marking only records that a person or\n"
      "program has looked at it.\n"},
+    {"rejected", "synctl rejected DB [list | show ID | clear ID | clear-all]",
+     "list and clear writes a server refused",
+     "list (the default) prints the rejection log: this replica's writes\n"
+     "that a server refused, oldest first: id, table, key, the reason\n"
+     "(table, relay, future, or the server's own code as app:N), whether\n"
+     "the row went back to the server's version (reverted; a refused insert\n"
+     "the server never held is removed) or was written again since (kept:\n"
+     "that write goes to the server next), and the server's words.  show\n"
+     "prints one with the values that were refused.  clear removes one\n"
+     "entry (exit status 3 if there is no such id); clear-all removes\n"
+     "every one.\n"},
     {"gc", "synctl gc DB", "collect tombstones every peer has acknowledged",
      "Deletes the tombstones that every known peer has acknowledged and\n"
      "prints how many went and how many are still kept.  A replica that\n"
@@ -1998,6 +2009,117 @@ out:
   return ret;
 }
 
+static const char *reason_name(int r, char *buf, size_t cap) {
+  switch (r) {
+  case SYNC_REFUSE_TABLE: return "table";
+  case SYNC_REFUSE_RELAY: return "relay";
+  case SYNC_REFUSE_FUTURE: return "future";
+  default: snprintf(buf, cap, "app:%d", r); return buf;
+  }
+}
+
+static int cmd_rejected(int argc, char **argv) {
+  sync_env *env;
+  sync_txn *x;
+  sync_rejects *it;
+  sync_reject e;
+  const char *db, *sub = "list";
+  uint64_t id = 0, n = 0;
+  int rc, ret = EX_FAIL, found = 0;
+  if (argc < 1) return usage("give DB");
+  db = argv[0];
+  if (argc > 1) sub = argv[1];
+  if (!strcmp(sub, "list")) {
+    if (argc != 2 && argc != 1) return usage("list takes no arguments");
+  } else if (!strcmp(sub, "clear") || !strcmp(sub, "show")) {
+    if (argc != 3 || parse_u64(argv[2], &id))
+      return usage("%s needs a rejection ID", sub);
+  } else if (!strcmp(sub, "clear-all")) {
+    if (argc != 2) return usage("clear-all takes no arguments");
+  } else {
+    return usage("unknown subcommand '%s' (list, show, clear, clear-all)",
+                 sub);
+  }
+  if (open_db(db, !strcmp(sub, "list") || !strcmp(sub, "show"), &env))
+    return EX_FAIL;
+  if (strcmp(sub, "list") && strcmp(sub, "show")) {
+    if ((rc = sync_txn_begin(env, 0, &x))) {
+      lib_fail(env, db, rc, "cannot begin");
+      goto out;
+    }
+    rc = sub[5] ? sync_rejects_clear(x, &n) : sync_reject_clear(x, id);
+    if (rc == SYNC_NOTFOUND) {
+      say("%s: no rejection %llu", db, (unsigned long long)id);
+      sync_txn_abort(x);
+      ret = EX_NOTFOUND;
+    } else if (rc) {
+      lib_fail(env, db, rc, "cannot clear");
+      sync_txn_abort(x);
+    } else if ((rc = sync_txn_commit(x))) {
+      lib_fail(env, db, rc, "commit failed");
+    } else {
+      if (sub[5])
+        printf("cleared %llu rejection%s\n", (unsigned long long)n,
+               n == 1 ? "" : "s");
+      else
+        printf("rejection %llu cleared\n", (unsigned long long)id);
+      ret = EX_OK;
+    }
+    goto out;
+  }
+  if (begin_ro(env, db, &x)) goto out;
+  if ((rc = sync_rejects_open(x, &it))) {
+    lib_fail(env, db, rc, "cannot read the rejection log");
+    sync_txn_abort(x);
+    goto out;
+  }
+  printf("%-6s %-12s %-16s %-8s %-8s %s\n", "id", "table", "key", "reason",
+         "state", "text");
+  while ((rc = sync_rejects_next(it, &e)) == 0) {
+    sync_table_def d;
+    char rb[16];
+    size_t kw;
+    unsigned i;
+    if (!strcmp(sub, "show") && e.id != id) continue;
+    memset(&d, 0, sizeof d);
+    d.name = "?";
+    sync_env_table_def(env, e.table, &d);
+    printf("%-6llu %-12s ", (unsigned long long)e.id, d.name);
+    kw = put_key(stdout, d.key_type, (const unsigned char *)e.key.data,
+                 e.key.len);
+    printf("%*s %-8s %-8s %.*s\n", (int)(kw < 16 ? 16 - kw : 0), "",
+           reason_name(e.reason, rb, sizeof rb),
+           e.reverted ? "reverted" : "kept", (int)e.text_len, e.text);
+    found++;
+    if (strcmp(sub, "show")) continue;
+    if (!e.ncolumns) printf("  refused: a delete\n");
+    for (i = 0; i < e.ncolumns; i++) {
+      printf("  %s = ", i < d.ncolumns ? d.columns[i].name : "?");
+      put_value(stdout, &e.values[i]);
+      printf("\n");
+    }
+    break;
+  }
+  sync_rejects_close(it);
+  if (rc != SYNC_NOTFOUND && rc != 0) {
+    lib_fail(env, db, rc, "cannot read the rejection log");
+  } else if (!strcmp(sub, "show")) {
+    if (found) {
+      ret = EX_OK;
+    } else {
+      say("%s: no rejection %llu", db, (unsigned long long)id);
+      ret = EX_NOTFOUND;
+    }
+  } else {
+    printf("%d rejected write%s\n", found, found == 1 ? "" : "s");
+    ret = EX_OK;
+  }
+  sync_txn_abort(x);
+out:
+  sync_env_close(env);
+  return ret;
+}
+
 static int cmd_gc(int argc, char **argv) {
   sync_env *env;
   sync_txn *x;
@@ -3329,6 +3451,10 @@ static int cmd_sync(int argc, char **argv) {
       printf("the other side refused %llu rows (outside the rights of this "
              "token)\n",
              (unsigned long long)st.peer_applied.refused);
+    if (st.reverted)
+      printf("%llu refused row%s went back to the other side's version "
+             "(synctl rejected lists them)\n",
+             (unsigned long long)st.reverted, st.reverted == 1 ? "" : "s");
   }
   ret = EX_OK;
 out:
@@ -3535,6 +3661,7 @@ static const struct {
             {"vv", cmd_vv},
             {"peers", cmd_peers},
             {"conflicts", cmd_conflicts},
+            {"rejected", cmd_rejected},
             {"gc", cmd_gc},
             {"digest", cmd_digest},
             {"verify", cmd_verify},

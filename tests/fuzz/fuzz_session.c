@@ -107,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(&so, 0, sizeof so);
   so.server = 1;
   so.authorize = fs_authorize;
+  so.check_write = fz_check_write;
   so.max_message = 4096;
   so.chunk_rows = 7;
   FZ_OK(sync_session_create(fs_srv.env, &so, &s));

@@ -47,6 +47,20 @@ static const sync_table_def fz_tables[3] = {
     {"k", SYNC_BLOB, fz_bcols, 1},
 };
 #define FZ_NTABLES 3u
+
+/* The fuzz server's write check (and the recorder's): keys that start
+ * with 'x' are refused, so that seeds reach the REFUSED / REVERTED
+ * exchange (docs/PROTOCOL.md, "Refusals"). */
+static inline int fz_check_write(void *ctx, const sync_write *w, int *reason,
+                                 char *text, size_t cap) {
+  (void)ctx;
+  if (w->key.len && ((const char *)w->key.data)[0] == 'x') {
+    *reason = SYNC_REFUSE_APP + 1;
+    snprintf(text, cap, "x keys are read-only");
+    return 1;
+  }
+  return 0;
+}
 #define FZ_MAXCOLS 6u
 
 #define FZ_OK(expr)                                                          \

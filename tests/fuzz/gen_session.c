@@ -1,8 +1,9 @@
 /*
  * gen_session.c - seeds for fuzz_session: real conversations recorded as
  * the client side's bytes (pull, push and both; dry run; a refused
- * credential; a client served another scope before; a repair and a
- * diff), each written in the target's raw mode and, message by
+ * credential; a client served another scope before; a push with rows
+ * the server refuses; a repair and a diff), each written in the target's
+ * raw mode and, message by
  * message, in its framed mode.  The recording server has the fuzz
  * server's site id and schema, so the requests name it.
  *   gen_session DIR
@@ -131,8 +132,11 @@ static void gs_run(fz_rep *dev, fz_rep *srv, int mode, const char *cred,
 /* rescope: the device was served another selection before (table 0
  * only), so the recorded requests carry a scope the server restarts
  * its stream for (docs/PROTOCOL.md, "Scope"). */
+#define GS_RESCOPE 1 /* the client was served another scope before */
+#define GS_REFUSE 2  /* it pushes rows the server's write check refuses */
+
 static void gs_session(const char *dir, const char *name, int mode, int dry,
-                       const char *cred, int level, int rescope) {
+                       const char *cred, int level, int extra) {
   fz_rep srv, dev;
   sync_session_opts co, so;
   sync_session *c, *s;
@@ -144,12 +148,14 @@ static void gs_session(const char *dir, const char *name, int mode, int dry,
   gs_open(&dev, "/tmp/gen-session-dev.db", 0xd1);
   gs_rows(&srv, "s", 20);
   gs_rows(&dev, "d", 12);
-  if (rescope) {
+  if (extra & GS_RESCOPE) {
     static const unsigned char first[1] = {0x1};
     gs_run(&dev, &srv, SYNC_PULL, cred, first);
   }
+  if (extra & GS_REFUSE) gs_rows(&dev, "x", 9); /* refused by fz_check_write */
   memset(&co, 0, sizeof co);
   memset(&so, 0, sizeof so);
+  if (extra & GS_REFUSE) so.check_write = fz_check_write;
   co.mode = mode;
   co.dry_run = dry;
   co.credential = cred;
@@ -286,7 +292,8 @@ int main(int argc, char **argv) {
   gs_session(argv[1], "both", SYNC_BOTH, 0, "token", 3, 0);
   gs_session(argv[1], "dry", SYNC_BOTH, 1, "token", 0, 0);
   gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0, 0);
-  gs_session(argv[1], "rescope", SYNC_BOTH, 0, "token", 0, 1);
+  gs_session(argv[1], "rescope", SYNC_BOTH, 0, "token", 0, GS_RESCOPE);
+  gs_session(argv[1], "rejects", SYNC_PUSH, 0, "token", 0, GS_REFUSE);
   gs_repair(argv[1], "repair", 0);
   gs_repair(argv[1], "diff", 1);
   return 0;
