@@ -861,6 +861,32 @@ SYNC_PRIVATE int sx_schema_encode(const sx_schema *s, sx_buf *b);
 /* Parse stored bytes; SYNC_ECORRUPT when malformed. */
 SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
                                   size_t n, sx_schema **out);
+/* The form peers exchange (docs/PROTOCOL.md, HELLO): the canonical
+ * bytes without the version and the local flags, whose XXH3-64 is the
+ * schema hash; and its parser (SYNC_ECORRUPT when malformed or when it
+ * declares what sync_env_set_schema refuses).  The parsed version is 0. */
+SYNC_PRIVATE int sx_schema_encode_peer(const sx_schema *s, sx_buf *b);
+SYNC_PRIVATE int sx_schema_decode_peer(const sx_alloc *al,
+                                       const unsigned char *p, size_t n,
+                                       sx_schema **out);
+/* Can replicas with schemas a and b sync?  Each table both have must
+ * have the same name, key type, and column names, types and NOT NULL at
+ * every position both have (one is the other plus columns appended, and
+ * one list of tables the other plus tables appended).  0, or
+ * SYNC_ESCHEMA with msg naming the table and the column as each side
+ * declares it (an and bn say where: "here", "at the peer"). */
+SYNC_PRIVATE int sx_schema_compat(const sx_schema *a, const sx_schema *b,
+                                  const char *an, const char *bn, char *msg,
+                                  size_t msgsz);
+/* Is decl file plus appended tables and columns (what an open may
+ * upgrade the file to)?  0, or SYNC_ESCHEMA / SYNC_ECONSTRAINT (a new
+ * column that must not be NULL) with msg. */
+SYNC_PRIVATE int sx_schema_extends(const sx_schema *file,
+                                   const sx_schema *decl, char *msg,
+                                   size_t msgsz);
+/* A copy of s with the given version. */
+SYNC_PRIVATE int sx_schema_dup(const sx_alloc *al, const sx_schema *s,
+                               uint64_t version, sx_schema **out);
 /* 0 when a and b declare the same tables and columns, else 1 with msg
  * saying the first difference. */
 SYNC_PRIVATE int sx_schema_diff(const sx_schema *file, const sx_schema *decl,
@@ -1142,15 +1168,20 @@ static int sx_get_small(const unsigned char **pp, const unsigned char *end,
   return 1;
 }
 
-SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
-                                  size_t n, sx_schema **out) {
+SYNC_PRIVATE int sx_schema_encode_peer(const sx_schema *s, sx_buf *b) {
+  return sx_schema_encode_mode(s, b, 1);
+}
+
+/* Parse canonical bytes; with peer, the form without a version. */
+static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
+                                 size_t n, int peer, sx_schema **out) {
   const unsigned char *end = p + n;
-  uint64_t version, ntables, v;
+  uint64_t version = 0, ntables, v;
   sx_schema *s;
   unsigned i, j;
   int rc;
   *out = NULL;
-  {
+  if (!peer) {
     size_t k = sx_get_varint(p, end, &version);
     if (!k || version == 0) return SYNC_ECORRUPT;
     p += k;
@@ -1184,6 +1215,17 @@ SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
     sx_table_link_defs(t);
   }
   if (p != end) goto corrupt;
+  /* A peer's schema passes the checks a declared one does (names, key
+   * types, duplicates), so that comparisons may trust it. */
+  for (i = 0; i < s->ntables; i++) {
+    const sx_table *t = &s->tables[i];
+    if (t->key_type != SYNC_TEXT && t->key_type != SYNC_BLOB &&
+        t->key_type != SYNC_INTEGER)
+      goto corrupt;
+    if (sx_schema_find_table(s, t->name) != (int)i) goto corrupt;
+    for (j = 0; j < t->ncols; j++)
+      if (sx_schema_find_column(t, t->cols[j].name) != (int)j) goto corrupt;
+  }
   if ((rc = sx_schema_rehash(al, s))) {
     sx_schema_free(al, s);
     return rc;
@@ -1193,6 +1235,19 @@ SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
 corrupt:
   sx_schema_free(al, s);
   return SYNC_ECORRUPT;
+}
+
+SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
+                                  size_t n, sx_schema **out) {
+  return sx_schema_decode_mode(al, p, n, 0, out);
+}
+
+SYNC_PRIVATE int sx_schema_decode_peer(const sx_alloc *al,
+                                       const unsigned char *p, size_t n,
+                                       sx_schema **out) {
+  int rc = sx_schema_decode_mode(al, p, n, 1, out);
+  if (!rc) (*out)->version = 0; /* peers do not say */
+  return rc;
 }
 
 SYNC_PRIVATE int sx_schema_diff(const sx_schema *file, const sx_schema *decl,
@@ -1364,6 +1419,106 @@ SYNC_PRIVATE int sx_schema_with_table(const sx_alloc *al, const sx_schema *s,
     sx_schema_free(al, c);
     return rc;
   }
+  *out = c;
+  return 0;
+}
+
+/* A NOT NULL flag, as the messages below name it. */
+static const char *sx_null_word(unsigned flags) {
+  return (flags & SYNC_COL_NOTNULL) ? " NOT NULL" : "";
+}
+
+SYNC_PRIVATE int sx_schema_compat(const sx_schema *a, const sx_schema *b,
+                                  const char *an, const char *bn, char *msg,
+                                  size_t msgsz) {
+  unsigned i, j;
+  for (i = 0; i < a->ntables && i < b->ntables; i++) {
+    const sx_table *x = &a->tables[i], *y = &b->tables[i];
+    if (strcmp(x->name, y->name)) {
+      snprintf(msg, msgsz, "table %u is '%s' %s but '%s' %s", i, x->name, an,
+               y->name, bn);
+      return SYNC_ESCHEMA;
+    }
+    if (x->key_type != y->key_type) {
+      snprintf(msg, msgsz, "table '%s': the key is %s %s but %s %s", x->name,
+               sx_type_name(x->key_type), an, sx_type_name(y->key_type), bn);
+      return SYNC_ESCHEMA;
+    }
+    for (j = 0; j < x->ncols && j < y->ncols; j++) {
+      const sx_column *c = &x->cols[j], *d = &y->cols[j];
+      /* The local flag is each device's own; NOT NULL is not: a NULL
+       * one side may write, the other must refuse. */
+      if (strcmp(c->name, d->name) || c->type != d->type ||
+          (c->flags & SYNC_COL_NOTNULL) != (d->flags & SYNC_COL_NOTNULL)) {
+        /* A message cut short still names the table and the column, and
+         * ends in "..." to say so. */
+        int n = snprintf(msg, msgsz,
+                         "table '%s' column %u is '%s' %s%s %s but '%s' %s%s "
+                         "%s",
+                         x->name, j, c->name, sx_type_name(c->type),
+                         sx_null_word(c->flags), an, d->name,
+                         sx_type_name(d->type), sx_null_word(d->flags), bn);
+        if (n >= 0 && (size_t)n >= msgsz && msgsz > 4)
+          memcpy(msg + msgsz - 4, "...", 4);
+        return SYNC_ESCHEMA;
+      }
+    }
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_schema_extends(const sx_schema *file,
+                                   const sx_schema *decl, char *msg,
+                                   size_t msgsz) {
+  unsigned i, j;
+  int rc;
+  if ((rc = sx_schema_compat(file, decl, "in the file", "declared", msg,
+                             msgsz)))
+    return rc;
+  if (decl->ntables < file->ntables) {
+    snprintf(msg, msgsz,
+             "the file has %u tables, %u declared (table '%s' is not "
+             "declared; tables are never removed)",
+             file->ntables, decl->ntables, file->tables[decl->ntables].name);
+    return SYNC_ESCHEMA;
+  }
+  for (i = 0; i < file->ntables; i++) {
+    const sx_table *a = &file->tables[i], *b = &decl->tables[i];
+    if (b->ncols < a->ncols) {
+      snprintf(msg, msgsz,
+               "table '%s' has %u columns in the file, %u declared (column "
+               "'%s' is not declared; columns are never removed)",
+               a->name, a->ncols, b->ncols, a->cols[b->ncols].name);
+      return SYNC_ESCHEMA;
+    }
+    for (j = 0; j < a->ncols; j++)
+      if (a->cols[j].flags != b->cols[j].flags) {
+        snprintf(msg, msgsz,
+                 "table '%s' column '%s' has flags 0x%x in the file, 0x%x "
+                 "declared",
+                 a->name, a->cols[j].name, a->cols[j].flags, b->cols[j].flags);
+        return SYNC_ESCHEMA;
+      }
+    for (; j < b->ncols; j++)
+      if (b->cols[j].flags & SYNC_COL_NOTNULL) {
+        snprintf(msg, msgsz,
+                 "table '%s': new column '%s' must allow NULL: existing rows "
+                 "have no value",
+                 a->name, b->cols[j].name);
+        return SYNC_ECONSTRAINT;
+      }
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_schema_dup(const sx_alloc *al, const sx_schema *s,
+                               uint64_t version, sx_schema **out) {
+  sx_schema *c;
+  int rc;
+  *out = NULL;
+  if ((rc = sx_schema_copy(al, s, 0, (unsigned)-1, &c))) return rc;
+  c->version = version;
+  c->hash = s->hash;
   *out = c;
   return 0;
 }
@@ -2254,6 +2409,15 @@ typedef int sx_errlock;
 typedef atomic_int sx_errlock;
 #endif
 
+/* A slot of the peers' schemas (sync_env.compat), filled once. */
+#if defined(__STDC_NO_ATOMICS__)
+typedef sx_schema *sx_aschema;
+#define SX_PLOAD(p) (*(p))
+#else
+typedef sx_schema *_Atomic sx_aschema;
+#define SX_PLOAD(p) atomic_load_explicit((p), memory_order_acquire)
+#endif
+
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
@@ -2261,6 +2425,8 @@ typedef atomic_int sx_errlock;
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
+
+#define SX_COMPAT_MAX 16
 
 struct sync_env {
   sx_alloc al;
@@ -2291,6 +2457,14 @@ struct sync_env {
   sync_resolver_fn resolver;
   void *resolver_ctx;
   sx_stats stats; /* operating counters (stats.h) */
+  /* Peers' schemas found compatible with ours (a handshake, or
+   * sync_env_schema_accept): deltas and requests made under their hashes
+   * are accepted, and the values a delta brings for tables and columns
+   * beyond ours are checked against the sender's.  Slots fill in order
+   * and are never replaced while the env is open, so readers need no
+   * lock; emptied when our schema changes (no transaction is active
+   * then) and at close. */
+  sx_aschema compat[SX_COMPAT_MAX];
 };
 
 struct sync_txn {
@@ -2439,6 +2613,19 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
+/* May a delta or request made under schema hash h be taken?  Ours, or a
+ * peer's found compatible by sx_compat_check. */
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
+/* The peer schema with hash h that sx_compat_check kept (NULL when none,
+ * or when h is ours); valid until our schema changes or the env closes. */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h);
+SYNC_PRIVATE void sx_compat_clear(sync_env *env);
+/* Check peer schema p against ours: 0 (and a copy of p kept), or
+ * SYNC_ESCHEMA with env's message naming the table and the column as
+ * each side declares it (ours and theirs say where each is), SYNC_ELIMIT
+ * (SX_COMPAT_MAX other schemas met since the open), SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs);
 
 #endif
 
@@ -2683,10 +2870,50 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
   return 0;
 }
 
+/* In the open's transaction t, make schema up (the file's schema in
+ * force plus appended tables and columns) the file's: its record and
+ * version, a store per new table, and the sums of each table that gained
+ * columns rebuilt under up (rows written by newer peers may hold values
+ * in them already: they count from now on).  On success env->schema is
+ * up; on failure it is unchanged and nothing is committed. */
+static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
+  sx_schema *was = env->schema;
+  sx_dbi dbi[SYNC_MAX_TABLES];
+  unsigned char state[24];
+  sx_slice v;
+  unsigned i;
+  int rc;
+  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
+  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
+  if (rc) return rc;
+  memcpy(state, v.p, 24);
+  sx_put_le64(state + 16, up->version);
+  if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
+      (rc = sx_put_schema(env, t, up)))
+    return rc;
+  for (i = was->ntables; i < up->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 1, &dbi[i]))) return rc;
+  }
+  env->schema = up;
+  for (i = 0; i < was->ntables && !rc; i++)
+    if (up->tables[i].ncols > was->tables[i].ncols)
+      rc = sx_tsum_rebuild(env, t, i);
+  if (rc) {
+    env->schema = was;
+    return rc;
+  }
+  for (i = was->ntables; i < up->ntables; i++) env->tdbi[i] = dbi[i];
+  sx_schema_free(&env->al, was);
+  return 0;
+}
+
 /* An existing file: check what it is and that it holds our schema. */
 static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   sx_slice v;
-  sx_schema *s;
+  sx_schema *s, *up = NULL;
+  int grow = 0;
   unsigned i;
   uint32_t format;
   int rc;
@@ -2720,8 +2947,23 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, rc, "%s: stored schema unreadable", path);
   if (env->decl && sx_schema_diff(s, env->decl, env->errmsg,
                                   sizeof env->errmsg)) {
-    sx_schema_free(&env->al, s);
-    return SYNC_ESCHEMA;
+    /* The program declares more than the file holds: tables and columns
+     * appended (a rolling upgrade) are added by this open, below. */
+    char why[sizeof env->errmsg];
+    memcpy(why, env->errmsg, sizeof why);
+    rc = sx_schema_extends(s, env->decl, env->errmsg, sizeof env->errmsg);
+    if (rc == SYNC_ESCHEMA) memcpy(env->errmsg, why, sizeof why);
+    if (!rc && env->rdonly) {
+      snprintf(env->errmsg, sizeof env->errmsg,
+               "%s: %s; the declared schema adds to the file's: open it "
+               "writable once to upgrade it", path, why);
+      rc = SYNC_ESCHEMA;
+    }
+    grow = !rc;
+    if (rc) {
+      sx_schema_free(&env->al, s);
+      return rc;
+    }
   }
   env->schema = s;
   if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
@@ -2758,6 +3000,16 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
     if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)))
       return rc;
+  }
+  if (grow) {
+    if ((rc = sx_schema_dup(&env->al, env->decl, s->version + 1, &up)))
+      return rc;
+    rc = sx_schema_upgrade(env, t, up);
+    if (rc) {
+      sx_schema_free(&env->al, up);
+      return sx_fail(env, rc, "%s: adding the declared tables and columns "
+                     "failed: %s", path, sync_strerror(rc));
+    }
   }
   return 0;
 }
@@ -3026,6 +3278,7 @@ SYNC_API void sync_env_close(sync_env *env) {
   if (!env) return;
   sx_store_close(env->st);
   al = env->al;
+  sx_compat_clear(env);
   sx_schema_free(&al, env->schema);
   sx_schema_free(&al, env->decl);
   sx_free(&al, env);
@@ -3087,6 +3340,101 @@ SYNC_API int sync_env_schema_info(sync_env *env, uint64_t *version,
   return 0;
 }
 
+/* ---------------------------------------------------------------------
+ * Peers' schemas.  Replicas whose schemas differ by appended tables and
+ * columns sync (docs/PROTOCOL.md, "Schemas"); the hashes of those found
+ * compatible are kept in memory, a few per env, so that the apply of a
+ * delta cut under one of them needs only the hash the delta carries.
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h) {
+  unsigned i;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+    const sx_schema *p = SX_PLOAD(&env->compat[i]);
+    if (!p) break; /* slots fill in order */
+    if (p->hash == h) return p;
+  }
+  return NULL;
+}
+
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h) {
+  return h == env->schema->hash || sx_compat_find(env, h) != NULL;
+}
+
+/* Keep p (owned by the caller) in the first free slot. */
+static int sx_compat_add(sync_env *env, const sx_schema *p) {
+  sx_schema *c;
+  unsigned i;
+  int rc;
+  if (sx_compat_find(env, p->hash)) return 0;
+  if ((rc = sx_schema_dup(&env->al, p, 0, &c))) return rc;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+#if defined(__STDC_NO_ATOMICS__)
+    if (!env->compat[i]) {
+      env->compat[i] = c;
+      return 0;
+    }
+#else
+    sx_schema *none = NULL;
+    if (atomic_compare_exchange_strong(&env->compat[i], &none, c)) return 0;
+#endif
+    if (SX_PLOAD(&env->compat[i])->hash == c->hash) break; /* a race */
+  }
+  sx_schema_free(&env->al, c);
+  if (i < SX_COMPAT_MAX) return 0;
+  return sx_fail(env, SYNC_ELIMIT,
+                 "this replica met %d other schemas since it was opened: "
+                 "reopen it",
+                 SX_COMPAT_MAX);
+}
+
+SYNC_PRIVATE void sx_compat_clear(sync_env *env) {
+  unsigned i;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+    sx_schema *p = SX_PLOAD(&env->compat[i]);
+    env->compat[i] = NULL;
+    sx_schema_free(&env->al, p);
+  }
+}
+
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs) {
+  int rc;
+  if (p->hash == env->schema->hash) return 0;
+  rc = sx_schema_compat(env->schema, p, ours, theirs, env->errmsg,
+                        sizeof env->errmsg);
+  if (rc) return rc;
+  return sx_compat_add(env, p);
+}
+
+SYNC_API int64_t sync_env_schema_export(sync_env *env, void *buf, size_t cap) {
+  sx_buf b;
+  int64_t n;
+  if (!env || !env->schema || (cap && !buf)) return SYNC_EINVAL;
+  sx_buf_init(&b, &env->al);
+  if (sx_schema_encode_peer(env->schema, &b)) {
+    sx_buf_free(&b);
+    return SYNC_ENOMEM;
+  }
+  n = (int64_t)b.len;
+  if (b.len <= cap) memcpy(buf, b.p, b.len);
+  sx_buf_free(&b);
+  return n;
+}
+
+SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
+                                    size_t len) {
+  sx_schema *p;
+  int rc;
+  if (!env || !env->schema || (len && !schema)) return SYNC_EINVAL;
+  rc = sx_schema_decode_peer(&env->al, (const unsigned char *)schema, len, &p);
+  if (rc == SYNC_ECORRUPT)
+    return sx_fail(env, SYNC_EFORMAT, "the schema given is malformed");
+  if (rc) return rc;
+  rc = sx_compat_check(env, p, "here", "in the schema given");
+  sx_schema_free(&env->al, p);
+  return rc;
+}
+
 /* Commit schema s (already validated) in its own transaction; with a new
  * table, create its store too.  rescan: a table whose fingerprint sums
  * the change may alter, rebuilt under s (or -1).  A new column alters
@@ -3131,6 +3479,7 @@ static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table,
   if (new_table) env->tdbi[s->ntables - 1] = d;
   sx_schema_free(&env->al, env->schema);
   env->schema = s;
+  sx_compat_clear(env); /* found compatible with the schema before */
   return 0;
 }
 
@@ -5059,8 +5408,11 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
       !memcmp(req->requester, env->site, SX_SITE_LEN))
     return SYNC_EINVAL;
-  if (req->schema_hash != env->schema->hash)
-    return sx_fail(env, SYNC_ESCHEMA, "the requester has another schema");
+  if (!sx_compat_ok(env, req->schema_hash))
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the requester has another schema (hash %016llx), not "
+                   "known to be compatible with this one",
+                   (unsigned long long)req->schema_hash);
   if (req->cur.mode == SX_MODE_LOG && (req->cur.version || req->cur.seq)) {
     /* A requester that stands before our last collection may miss
      * deletes whose tombstones are gone: it must start again. */
@@ -5791,13 +6143,22 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
 }
 
 /* Check a delta's structure before anything is applied: tables, columns,
- * key lengths, site and stamp references, value types and lengths. */
-static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
+ * key lengths, site and stamp references, value types and lengths.
+ * Tables and columns beyond ours (a newer sender's) are checked against
+ * the sender's schema ps (sx_compat_find; NULL: the sender's is ours, or
+ * one that relays them: it checked them when it took them), so that a
+ * value stored unread here is one the newer schema allows. */
+static int sx_delta_check(const sync_delta *d, const sx_schema *s,
+                          const sx_schema *ps) {
   size_t i, j;
   if (d->nsites == 0 || d->nvv != d->nsites) return SYNC_EINVAL;
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *r = &d->rows[i];
-    if (r->tid >= s->ntables || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
+    const sx_table *tb = r->tid < s->ntables ? &s->tables[r->tid] : NULL;
+    const sx_table *pt = ps && r->tid < ps->ntables ? &ps->tables[r->tid] : NULL;
+    if (!tb && ps && !pt) return SYNC_EINVAL; /* not even the sender's */
+    if (pt && (!tb || pt->ncols > tb->ncols)) tb = pt;
+    if (r->tid >= SYNC_MAX_TABLES || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
         r->koff > d->arena.len || r->klen > d->arena.len - r->koff ||
         r->cl == 0 || r->clsite >= d->nsites || r->col0 > d->ncols ||
         r->ncols > d->ncols - r->col0 || r->ncols > SYNC_MAX_COLUMNS)
@@ -5808,20 +6169,19 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
      * delete. */
     if (r->cl > (UINT64_C(1) << 62)) return SYNC_EINVAL;
     /* What sync_put refuses (sx_check_key), apply refuses too. */
-    if (s->tables[r->tid].key_type == SYNC_INTEGER && r->klen != 8)
+    if (tb && tb->key_type == SYNC_INTEGER && r->klen != 8)
       return SYNC_EINVAL;
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
-      const sx_table *tb = &s->tables[r->tid];
       if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
           c->bsite >= d->nsites || c->hlc == 0 || c->v.type < SYNC_NULL ||
           c->v.type > SYNC_BLOB)
         return SYNC_EINVAL;
-      if (c->col < tb->ncols && c->v.type != SYNC_NULL &&
+      if (tb && c->col < tb->ncols && c->v.type != SYNC_NULL &&
           c->v.type != tb->cols[c->col].type)
         return SYNC_ETYPE;
       /* NOT NULL is part of the schema hash: only a forged chunk breaks it. */
-      if (c->col < tb->ncols && c->v.type == SYNC_NULL &&
+      if (tb && c->col < tb->ncols && c->v.type == SYNC_NULL &&
           (tb->cols[c->col].flags & SYNC_COL_NOTNULL))
         return SYNC_ECONSTRAINT;
       if ((c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) &&
@@ -5876,9 +6236,11 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
       if (s->tables[i].cols[j].flags & SYNC_COL_LOCAL) any = 1;
   if (!any) return 0; /* the common case: the apply checks d itself */
   any = 0;
-  if (sx_delta_check(d, s)) return 0;
+  if (sx_delta_check(d, s, NULL)) return 0;
   for (i = 0; i < d->nrows && !any; i++) {
-    const sx_table *tb = &s->tables[d->rows[i].tid];
+    const sx_table *tb;
+    if (d->rows[i].tid >= s->ntables) continue; /* a table we lack */
+    tb = &s->tables[d->rows[i].tid];
     for (j = 0; j < d->rows[i].ncols; j++) {
       unsigned col = d->cols[d->rows[i].col0 + j].col;
       if (col < tb->ncols && (tb->cols[col].flags & SYNC_COL_LOCAL)) any = 1;
@@ -5899,12 +6261,14 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
   c->caprows = d->nrows;
   c->capcols = d->ncols;
   for (i = 0; i < d->nrows; i++) {
-    const sx_table *tb = &s->tables[d->rows[i].tid];
+    const sx_table *tb =
+        d->rows[i].tid < s->ntables ? &s->tables[d->rows[i].tid] : NULL;
     c->rows[i] = d->rows[i];
     c->rows[i].col0 = k;
     for (j = 0; j < d->rows[i].ncols; j++) {
       const sx_dcol *dc = &d->cols[d->rows[i].col0 + j];
-      if (dc->col < tb->ncols && (tb->cols[dc->col].flags & SYNC_COL_LOCAL))
+      if (tb && dc->col < tb->ncols &&
+          (tb->cols[dc->col].flags & SYNC_COL_LOCAL))
         continue;
       c->cols[k++] = *dc;
     }
@@ -6099,15 +6463,19 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   env = x->env;
   if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
   if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
-  if (d->schema_hash != env->schema->hash)
-    return sx_fail(env, SYNC_ESCHEMA, "the delta was cut under another schema");
+  if (!sx_compat_ok(env, d->schema_hash))
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the delta was cut under another schema (hash %016llx), "
+                   "not known to be compatible with this one",
+                   (unsigned long long)d->schema_hash);
   /* A chunk leaves out what its receiver holds: applied elsewhere it
    * would move a cursor past rows that replica never got. */
   if (memcmp(d->receiver, env->site, SX_SITE_LEN))
     return sx_fail(env, SYNC_EINVAL, "the delta was cut for another replica");
   if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  if ((rc = sx_delta_check(d, env->schema)))
+  if ((rc = sx_delta_check(d, env->schema,
+                            sx_compat_find(env, d->schema_hash))))
     return sx_fail(env, rc, "the delta is malformed");
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
   memset(&a, 0, sizeof a);
@@ -6155,7 +6523,8 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     }
     if (ao->refuse_whole)
       for (i = 0; i < d->nrows; i++)
-        if (!sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) {
+        if (d->rows[i].tid < env->schema->ntables &&
+            !sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) {
           rc = sx_fail(env, SYNC_EPERM,
                        "table '%s': the chunk holds a row the sender may not "
                        "write (table rights, another site's change, or a "
@@ -6169,6 +6538,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
    * refused rows must not move it. */
   for (i = 0; i < d->nrows; i++) {
     size_t j;
+    if (d->rows[i].tid >= env->schema->ntables) continue; /* not applied */
     if (checks && !sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) continue;
     if (d->rows[i].clhlc > maxhlc) maxhlc = d->rows[i].clhlc;
     for (j = 0; j < d->rows[i].ncols; j++)
@@ -6183,6 +6553,13 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_slice k, v;
     int found, cls, was_live, now_live, append = 0;
     rep->rows++;
+    if (dr->tid >= env->schema->ntables) {
+      /* A table of a newer schema: nowhere to keep it yet.  The cursor
+       * stays before the chunk, so that the run brings it again once an
+       * upgrade added the table (docs/PROTOCOL.md, "Schemas"). */
+      rep->unknown++;
+      continue;
+    }
     if (checks && !sx_row_ok(&a, ao, dr, rvv, sender, ahead)) {
       rep->refused++; /* never applied; the run still moves past it */
       continue;
@@ -6277,7 +6654,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   if (keyed && d->complete && !d->partial &&
       (rc = sx_apply_horizon(&a, ao)))
     goto done;
-  if (!a.dry && contiguous) {
+  if (!a.dry && contiguous && !rep->unknown) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
     if (d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq)
@@ -9502,7 +9879,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #include <stdio.h>
 #include <time.h>
 
-#define SX_PROTO 3
+#define SX_PROTO 4
 #define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
                             the handshake */
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
@@ -9569,6 +9946,8 @@ struct sync_session {
   sx_cursor vcur; /* dry run: where the next request starts */
   sx_mark vmark;  /* and the sender's mark there */
   int vcur_ok;
+  int held;       /* a chunk held rows of tables we lack: the cursor
+                     stays, the phase goes on from vcur */
   sync_apply_report phase_rep;
   sync_session_stats st;
   int failed_code; /* code to send in the queued ERROR */
@@ -9720,6 +10099,32 @@ static int sx_put_views(sync_session *s, unsigned char *p, unsigned char **end) 
   return 0;
 }
 
+/* Send message type whose first n bytes are at b, followed by this
+ * replica's schema (var length, the peer form of sx_schema_encode_peer). */
+static int sx_put_with_schema(sync_session *s, unsigned type,
+                              const unsigned char *b, size_t n) {
+  sx_buf m;
+  int rc;
+  sx_buf_init(&m, &s->al);
+  rc = sx_buf_reserve(&m, n + SX_VARINT_MAX);
+  if (!rc) {
+    memcpy(m.p, b, n);
+    m.len = n + SX_VARINT_MAX; /* the length goes here, once known */
+    rc = sx_schema_encode_peer(s->env->schema, &m);
+  }
+  if (!rc) {
+    size_t len = m.len - n - SX_VARINT_MAX;
+    unsigned char lb[SX_VARINT_MAX];
+    size_t k = (size_t)(sx_wv(lb, len) - lb);
+    memmove(m.p + n + k, m.p + n + SX_VARINT_MAX, len);
+    memcpy(m.p + n, lb, k);
+    m.len = n + k + len;
+    rc = sx_msg_put(s, type, m.p, m.len);
+  }
+  sx_buf_free(&m);
+  return rc;
+}
+
 static int sx_send_hello(sync_session *s) {
   unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES + 1 +
                   SX_VIEWS_MAX * SX_VIEW_SIZE],
@@ -9749,24 +10154,58 @@ static int sx_send_hello(sync_session *s) {
     int rc = sx_put_views(s, p, &p);
     if (rc) return rc;
   }
-  return sx_msg_put(s, SX_M_HELLO, b, (size_t)(p - b));
+  return sx_put_with_schema(s, SX_M_HELLO, b, (size_t)(p - b));
 }
 
 static int sx_phase_start(sync_session *s);
 static int sx_repair_start(sync_session *s);
 static int sx_on_repair_delta(sync_session *s, sync_delta *d);
 
-static int sx_check_peer_schema(sync_session *s, uint64_t hash, uint64_t ver) {
+/* The peer's schema (var length, then the peer form; r at it): equal to
+ * ours, or compatible (sx_schema_compat: tables and columns appended on
+ * either side); then the env accepts deltas cut under it.  A repair
+ * session compares fingerprints table by table, so it needs equal ones. */
+static int sx_check_peer_schema(sync_session *s, sx_rd *r, uint64_t hash,
+                                uint64_t ver) {
+  uint64_t n = sx_rvb(r, SX_CTL_MAX);
+  const unsigned char *q = sx_rbytes(r, (size_t)n);
+  sx_schema *p;
+  int rc;
+  if (!q || r->bad || r->p != r->end)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed schema in the handshake");
   if (hash == s->env->schema->hash) return 0;
-  return sx_sess_fail(s, SYNC_ESCHEMA,
-                      "schemas differ: this side has schema version %llu "
-                      "(hash %016llx, %u tables), the peer version %llu "
-                      "(hash %016llx); both must declare the same tables "
-                      "and columns",
-                      (unsigned long long)s->env->schema->version,
-                      (unsigned long long)s->env->schema->hash,
-                      s->env->schema->ntables, (unsigned long long)ver,
-                      (unsigned long long)hash);
+  rc = sx_schema_decode_peer(&s->al, q, (size_t)n, &p);
+  if (rc == SYNC_ENOMEM) return sx_sess_fail(s, rc, "out of memory");
+  if (rc || p->hash != hash) {
+    sx_schema_free(&s->al, p);
+    return sx_sess_fail(s, SYNC_EPROTO,
+                        "the peer's schema is malformed or not the one its "
+                        "hash names");
+  }
+  if (s->repair) {
+    sx_schema_free(&s->al, p);
+    return sx_sess_fail(s, SYNC_ESCHEMA,
+                        "range repair needs equal schemas: this side has "
+                        "schema hash %016llx, the peer %016llx; sync both to "
+                        "the same schema first",
+                        (unsigned long long)s->env->schema->hash,
+                        (unsigned long long)hash);
+  }
+  /* Said as "the server" and "the client", so that the words stay true
+   * on the side that gets them in the ERROR. */
+  rc = sx_compat_check(s->env, p, s->o.server ? "on the server" : "on the client",
+                       s->o.server ? "on the client" : "on the server");
+  sx_schema_free(&s->al, p);
+  if (rc)
+    return sx_sess_fail(s, rc,
+                        "incompatible schemas: %s (this side has schema "
+                        "version %llu, hash %016llx; the peer version %llu, "
+                        "hash %016llx)",
+                        sync_env_errmsg(s->env),
+                        (unsigned long long)s->env->schema->version,
+                        (unsigned long long)s->env->schema->hash,
+                        (unsigned long long)ver, (unsigned long long)hash);
+  return 0;
 }
 
 /* What this side holds of the peer's log (its version and the peer's
@@ -9876,13 +10315,14 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
       }
     }
   }
-  if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
+  if (r.bad || mode < SYNC_PULL || mode > SYNC_BOTH ||
       (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, hash, ver))) return rc;
+  s->repair = (flags & SX_HF_REPAIR) != 0;
+  if ((rc = sx_check_peer_schema(s, &r, hash, ver))) return rc;
   memset(&rights, 0, sizeof rights);
   if (s->o.authorize) {
     rc = s->o.authorize(s->o.authorize_ctx, s->peer, q, (size_t)clen, &rights);
@@ -9921,7 +10361,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     p = sx_put_mask(p, s->recv_mask);
     p = sx_put_mask(p, s->send_mask);
     if ((rc = sx_put_view(s, p, &p))) return rc;
-    if ((rc = sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
+    if ((rc = sx_put_with_schema(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
       return sx_sess_fail(s, rc, "out of memory");
   }
   s->phase = 0;
@@ -9953,13 +10393,13 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   vver = sx_rv(&r);
   q = sx_rbytes(&r, 8);
   vmark.start = sx_rv(&r);
-  if (!q || r.bad || r.p != r.end || maxm < SX_MSG_FLOOR)
+  if (!q || r.bad || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, hash, 0))) return rc;
+  if ((rc = sx_check_peer_schema(s, &r, hash, 0))) return rc;
   if ((rc = sx_check_view(s, vver, &vmark))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send only what the server lets us write; apply what we selected. */
@@ -9990,7 +10430,8 @@ static unsigned char *sx_put_report(unsigned char *p,
   p = sx_wv(p, r->deleted);
   p = sx_wv(p, r->unchanged);
   p = sx_wv(p, r->conflicts);
-  return sx_wv(p, r->refused);
+  p = sx_wv(p, r->refused);
+  return sx_wv(p, r->unknown);
 }
 
 static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
@@ -10001,6 +10442,7 @@ static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
   a->unchanged += b->unchanged;
   a->conflicts += b->conflicts;
   a->refused += b->refused;
+  a->unknown += b->unknown;
 }
 
 static int sx_send_request(sync_session *s, int final) {
@@ -10015,19 +10457,23 @@ static int sx_send_request(sync_session *s, int final) {
   rc = sync_request_make(x, s->peer, &req);
   sync_txn_abort(x);
   if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
-  if (s->dry && s->vcur_ok) { /* nothing was committed */
+  if ((s->dry || s->held) && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
     req->mark = s->vmark;
   }
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
-        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
+        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 8 * SX_VARINT_MAX;
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
     return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
   }
   p = b;
-  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0) |
+  /* Held past our cursor, the position asked from is not one we hold:
+   * it must not be acknowledged (the sender would collect tombstones of
+   * the rows we could not take). */
+  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) |
+                         (s->dry || (s->held && s->vcur_ok) ? SX_RQ_DRY : 0) |
                          (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
@@ -10054,6 +10500,7 @@ static int sx_send_request(sync_session *s, int final) {
 static int sx_phase_start(sync_session *s) {
   memset(&s->phase_rep, 0, sizeof s->phase_rep);
   s->vcur_ok = 0;
+  s->held = 0;
   if (s->phase >= s->nphase) {
     s->state = SX_ST_END;
     return 0;
@@ -10131,6 +10578,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     rep.unchanged = sx_rv(&r);
     rep.conflicts = sx_rv(&r);
     rep.refused = sx_rv(&r);
+    rep.unknown = sx_rv(&r);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
   }
   if (r.bad || r.p != r.end) {
@@ -10235,7 +10683,8 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
     return sx_sess_fail(s, err, "applying a chunk: %s (%s)",
                         sync_strerror(err), sync_env_errmsg(s->env));
   }
-  if (s->dry) {
+  if (rep.unknown) s->held = 1;
+  if (s->dry || s->held) {
     s->vcur = d->end;
     s->vmark = d->mark;
     s->vcur_ok = 1;

@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#define SX_PROTO 3
+#define SX_PROTO 4
 #define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
                             the handshake */
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
@@ -88,6 +88,8 @@ struct sync_session {
   sx_cursor vcur; /* dry run: where the next request starts */
   sx_mark vmark;  /* and the sender's mark there */
   int vcur_ok;
+  int held;       /* a chunk held rows of tables we lack: the cursor
+                     stays, the phase goes on from vcur */
   sync_apply_report phase_rep;
   sync_session_stats st;
   int failed_code; /* code to send in the queued ERROR */
@@ -239,6 +241,32 @@ static int sx_put_views(sync_session *s, unsigned char *p, unsigned char **end) 
   return 0;
 }
 
+/* Send message type whose first n bytes are at b, followed by this
+ * replica's schema (var length, the peer form of sx_schema_encode_peer). */
+static int sx_put_with_schema(sync_session *s, unsigned type,
+                              const unsigned char *b, size_t n) {
+  sx_buf m;
+  int rc;
+  sx_buf_init(&m, &s->al);
+  rc = sx_buf_reserve(&m, n + SX_VARINT_MAX);
+  if (!rc) {
+    memcpy(m.p, b, n);
+    m.len = n + SX_VARINT_MAX; /* the length goes here, once known */
+    rc = sx_schema_encode_peer(s->env->schema, &m);
+  }
+  if (!rc) {
+    size_t len = m.len - n - SX_VARINT_MAX;
+    unsigned char lb[SX_VARINT_MAX];
+    size_t k = (size_t)(sx_wv(lb, len) - lb);
+    memmove(m.p + n + k, m.p + n + SX_VARINT_MAX, len);
+    memcpy(m.p + n, lb, k);
+    m.len = n + k + len;
+    rc = sx_msg_put(s, type, m.p, m.len);
+  }
+  sx_buf_free(&m);
+  return rc;
+}
+
 static int sx_send_hello(sync_session *s) {
   unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES + 1 +
                   SX_VIEWS_MAX * SX_VIEW_SIZE],
@@ -268,24 +296,58 @@ static int sx_send_hello(sync_session *s) {
     int rc = sx_put_views(s, p, &p);
     if (rc) return rc;
   }
-  return sx_msg_put(s, SX_M_HELLO, b, (size_t)(p - b));
+  return sx_put_with_schema(s, SX_M_HELLO, b, (size_t)(p - b));
 }
 
 static int sx_phase_start(sync_session *s);
 static int sx_repair_start(sync_session *s);
 static int sx_on_repair_delta(sync_session *s, sync_delta *d);
 
-static int sx_check_peer_schema(sync_session *s, uint64_t hash, uint64_t ver) {
+/* The peer's schema (var length, then the peer form; r at it): equal to
+ * ours, or compatible (sx_schema_compat: tables and columns appended on
+ * either side); then the env accepts deltas cut under it.  A repair
+ * session compares fingerprints table by table, so it needs equal ones. */
+static int sx_check_peer_schema(sync_session *s, sx_rd *r, uint64_t hash,
+                                uint64_t ver) {
+  uint64_t n = sx_rvb(r, SX_CTL_MAX);
+  const unsigned char *q = sx_rbytes(r, (size_t)n);
+  sx_schema *p;
+  int rc;
+  if (!q || r->bad || r->p != r->end)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed schema in the handshake");
   if (hash == s->env->schema->hash) return 0;
-  return sx_sess_fail(s, SYNC_ESCHEMA,
-                      "schemas differ: this side has schema version %llu "
-                      "(hash %016llx, %u tables), the peer version %llu "
-                      "(hash %016llx); both must declare the same tables "
-                      "and columns",
-                      (unsigned long long)s->env->schema->version,
-                      (unsigned long long)s->env->schema->hash,
-                      s->env->schema->ntables, (unsigned long long)ver,
-                      (unsigned long long)hash);
+  rc = sx_schema_decode_peer(&s->al, q, (size_t)n, &p);
+  if (rc == SYNC_ENOMEM) return sx_sess_fail(s, rc, "out of memory");
+  if (rc || p->hash != hash) {
+    sx_schema_free(&s->al, p);
+    return sx_sess_fail(s, SYNC_EPROTO,
+                        "the peer's schema is malformed or not the one its "
+                        "hash names");
+  }
+  if (s->repair) {
+    sx_schema_free(&s->al, p);
+    return sx_sess_fail(s, SYNC_ESCHEMA,
+                        "range repair needs equal schemas: this side has "
+                        "schema hash %016llx, the peer %016llx; sync both to "
+                        "the same schema first",
+                        (unsigned long long)s->env->schema->hash,
+                        (unsigned long long)hash);
+  }
+  /* Said as "the server" and "the client", so that the words stay true
+   * on the side that gets them in the ERROR. */
+  rc = sx_compat_check(s->env, p, s->o.server ? "on the server" : "on the client",
+                       s->o.server ? "on the client" : "on the server");
+  sx_schema_free(&s->al, p);
+  if (rc)
+    return sx_sess_fail(s, rc,
+                        "incompatible schemas: %s (this side has schema "
+                        "version %llu, hash %016llx; the peer version %llu, "
+                        "hash %016llx)",
+                        sync_env_errmsg(s->env),
+                        (unsigned long long)s->env->schema->version,
+                        (unsigned long long)s->env->schema->hash,
+                        (unsigned long long)ver, (unsigned long long)hash);
+  return 0;
 }
 
 /* What this side holds of the peer's log (its version and the peer's
@@ -395,13 +457,14 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
       }
     }
   }
-  if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
+  if (r.bad || mode < SYNC_PULL || mode > SYNC_BOTH ||
       (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, hash, ver))) return rc;
+  s->repair = (flags & SX_HF_REPAIR) != 0;
+  if ((rc = sx_check_peer_schema(s, &r, hash, ver))) return rc;
   memset(&rights, 0, sizeof rights);
   if (s->o.authorize) {
     rc = s->o.authorize(s->o.authorize_ctx, s->peer, q, (size_t)clen, &rights);
@@ -440,7 +503,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     p = sx_put_mask(p, s->recv_mask);
     p = sx_put_mask(p, s->send_mask);
     if ((rc = sx_put_view(s, p, &p))) return rc;
-    if ((rc = sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
+    if ((rc = sx_put_with_schema(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
       return sx_sess_fail(s, rc, "out of memory");
   }
   s->phase = 0;
@@ -472,13 +535,13 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   vver = sx_rv(&r);
   q = sx_rbytes(&r, 8);
   vmark.start = sx_rv(&r);
-  if (!q || r.bad || r.p != r.end || maxm < SX_MSG_FLOOR)
+  if (!q || r.bad || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, hash, 0))) return rc;
+  if ((rc = sx_check_peer_schema(s, &r, hash, 0))) return rc;
   if ((rc = sx_check_view(s, vver, &vmark))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send only what the server lets us write; apply what we selected. */
@@ -509,7 +572,8 @@ static unsigned char *sx_put_report(unsigned char *p,
   p = sx_wv(p, r->deleted);
   p = sx_wv(p, r->unchanged);
   p = sx_wv(p, r->conflicts);
-  return sx_wv(p, r->refused);
+  p = sx_wv(p, r->refused);
+  return sx_wv(p, r->unknown);
 }
 
 static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
@@ -520,6 +584,7 @@ static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
   a->unchanged += b->unchanged;
   a->conflicts += b->conflicts;
   a->refused += b->refused;
+  a->unknown += b->unknown;
 }
 
 static int sx_send_request(sync_session *s, int final) {
@@ -534,19 +599,23 @@ static int sx_send_request(sync_session *s, int final) {
   rc = sync_request_make(x, s->peer, &req);
   sync_txn_abort(x);
   if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
-  if (s->dry && s->vcur_ok) { /* nothing was committed */
+  if ((s->dry || s->held) && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
     req->mark = s->vmark;
   }
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
-        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
+        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 8 * SX_VARINT_MAX;
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
     return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
   }
   p = b;
-  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0) |
+  /* Held past our cursor, the position asked from is not one we hold:
+   * it must not be acknowledged (the sender would collect tombstones of
+   * the rows we could not take). */
+  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) |
+                         (s->dry || (s->held && s->vcur_ok) ? SX_RQ_DRY : 0) |
                          (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
@@ -573,6 +642,7 @@ static int sx_send_request(sync_session *s, int final) {
 static int sx_phase_start(sync_session *s) {
   memset(&s->phase_rep, 0, sizeof s->phase_rep);
   s->vcur_ok = 0;
+  s->held = 0;
   if (s->phase >= s->nphase) {
     s->state = SX_ST_END;
     return 0;
@@ -650,6 +720,7 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     rep.unchanged = sx_rv(&r);
     rep.conflicts = sx_rv(&r);
     rep.refused = sx_rv(&r);
+    rep.unknown = sx_rv(&r);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
   }
   if (r.bad || r.p != r.end) {
@@ -754,7 +825,8 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
     return sx_sess_fail(s, err, "applying a chunk: %s (%s)",
                         sync_strerror(err), sync_env_errmsg(s->env));
   }
-  if (s->dry) {
+  if (rep.unknown) s->held = 1;
+  if (s->dry || s->held) {
     s->vcur = d->end;
     s->vmark = d->mark;
     s->vcur_ok = 1;
