@@ -397,6 +397,54 @@ static void test_unknown_table_waits_for_upgrade(void **state) {
   rl_close(&o);
 }
 
+/* A receiver that holds rows back does not acknowledge what it did not
+ * take: the sender keeps the tombstones of those rows for it, and after
+ * the upgrade the delete arrives (no SYNC_ESTALE, no lost delete). */
+static void test_held_rows_are_not_acknowledged(void **state) {
+  uint64_t now = 1700000000000ull, n_gc = 0;
+  rl_rep n, o;
+  sync_session_stats st;
+  sync_txn *txn;
+  (void)state;
+  rl_open(&n, "rl-a.db", 0xa1, &now, 3);
+  rl_open(&o, "rl-b.db", 0xb1, &now, 1);
+  rl_put_tag(&n, "g1", "green");
+  now++;
+  rl_put_tag(&n, "g2", "grey");
+  now++;
+  rl_put(&n, "k1", 1, "one", 1, "x");
+  now++;
+  TU_OK(sync_txn_begin(n.r.env, 0, &txn));
+  TU_OK(sync_delete(txn, 1, "g1", 2));
+  TU_OK(sync_txn_commit(txn));
+  now++;
+  rl_put(&n, "k2", 2, "two", 2, "y");
+  now++;
+  assert_int_equal(rl_sync(&o, &n, &st), 1);
+  TU_U64(st.applied.unknown, 2); /* g2, and g1's tombstone */
+  assert_int_equal(rl_sync(&o, &n, &st), 1);
+  TU_OK(sync_txn_begin(n.r.env, 0, &txn));
+  TU_OK(sync_gc(txn, &n_gc));
+  TU_OK(sync_txn_commit(txn));
+  TU_U64(n_gc, 0);
+  rl_reopen(&o, 3);
+  assert_int_equal(rl_sync(&o, &n, &st), 1);
+  TU_OK(sync_txn_begin(o.r.env, SYNC_TXN_RDONLY, &txn));
+  assert_int_equal(sync_contains(txn, 1, "g1", 2), 0);
+  assert_int_equal(sync_contains(txn, 1, "g2", 2), 1);
+  assert_int_equal(sync_contains(txn, 0, "k2", 2), 1);
+  sync_txn_abort(txn);
+  TU_U64(rl_digest(&o), rl_digest(&n));
+  /* Now the run completed, acknowledged and collected. */
+  assert_int_equal(rl_sync(&o, &n, &st), 1);
+  TU_OK(sync_txn_begin(n.r.env, 0, &txn));
+  TU_OK(sync_gc(txn, &n_gc));
+  TU_OK(sync_txn_commit(txn));
+  TU_U64(n_gc, 1);
+  rl_close(&n);
+  rl_close(&o);
+}
+
 /* Incompatible changes: both sides of the session fail with
  * SYNC_ESCHEMA, and both messages name the table and the column as the
  * server and as the client declare it (want_here); so does
@@ -1057,6 +1105,7 @@ int main(void) {
       cmocka_unit_test_setup(test_old_relay_keeps_unknown_columns, rl_setup),
       cmocka_unit_test_setup(test_digest_skips_unknown_columns, rl_setup),
       cmocka_unit_test_setup(test_unknown_table_waits_for_upgrade, rl_setup),
+      cmocka_unit_test_setup(test_held_rows_are_not_acknowledged, rl_setup),
       cmocka_unit_test_setup(test_incompatible_change_is_named, rl_setup),
       cmocka_unit_test_setup(test_api_accepts_compatible_schema, rl_setup),
       cmocka_unit_test_setup(test_absurd_unknown_columns, rl_setup),
