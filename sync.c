@@ -1186,7 +1186,11 @@ static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
     if (!k || version == 0) return SYNC_ECORRUPT;
     p += k;
   }
-  if (!sx_get_small(&p, end, SYNC_MAX_TABLES, &ntables)) return SYNC_ECORRUPT;
+  /* A table takes at least 4 bytes and a column 3: counts that the bytes
+   * left cannot hold size nothing (a peer's schema comes off the wire). */
+  if (!sx_get_small(&p, end, SYNC_MAX_TABLES, &ntables) ||
+      ntables > (uint64_t)(end - p) / 4)
+    return SYNC_ECORRUPT;
   if (!(s = sx_schema_alloc(al, (unsigned)ntables))) return SYNC_ENOMEM;
   s->version = version;
   for (i = 0; i < ntables; i++) {
@@ -1194,7 +1198,8 @@ static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
     uint64_t kt, nc;
     char tname[SX_NAME_MAX + 1];
     if (!sx_get_name(&p, end, tname) || !sx_get_small(&p, end, 16, &kt) ||
-        !sx_get_small(&p, end, SYNC_MAX_COLUMNS, &nc) || nc == 0)
+        !sx_get_small(&p, end, SYNC_MAX_COLUMNS, &nc) || nc == 0 ||
+        nc > (uint64_t)(end - p) / 3)
       goto corrupt;
     if (sx_table_alloc_cols(al, t, (unsigned)nc)) {
       sx_schema_free(al, s);
@@ -10161,20 +10166,28 @@ static int sx_phase_start(sync_session *s);
 static int sx_repair_start(sync_session *s);
 static int sx_on_repair_delta(sync_session *s, sync_delta *d);
 
-/* The peer's schema (var length, then the peer form; r at it): equal to
- * ours, or compatible (sx_schema_compat: tables and columns appended on
- * either side); then the env accepts deltas cut under it.  A repair
- * session compares fingerprints table by table, so it needs equal ones. */
-static int sx_check_peer_schema(sync_session *s, sx_rd *r, uint64_t hash,
-                                uint64_t ver) {
-  uint64_t n = sx_rvb(r, SX_CTL_MAX);
-  const unsigned char *q = sx_rbytes(r, (size_t)n);
+/* The peer's schema, the last field of HELLO and WELCOME (var length,
+ * then the peer form; r at it): *q and *n, the message's end checked. */
+static int sx_get_peer_schema(sync_session *s, sx_rd *r,
+                              const unsigned char **q, size_t *n) {
+  uint64_t len = sx_rvb(r, SX_CTL_MAX);
+  *n = (size_t)len;
+  *q = sx_rbytes(r, *n);
+  if (!*q || r->bad || r->p != r->end)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed schema in the handshake");
+  return 0;
+}
+
+/* The peer's schema (q, n): equal to ours (hash), or compatible
+ * (sx_schema_compat: tables and columns appended on either side); then
+ * the env accepts deltas cut under it.  A repair session compares
+ * fingerprints table by table, so it needs equal ones. */
+static int sx_check_peer_schema(sync_session *s, const unsigned char *q,
+                                size_t n, uint64_t hash) {
   sx_schema *p;
   int rc;
-  if (!q || r->bad || r->p != r->end)
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed schema in the handshake");
   if (hash == s->env->schema->hash) return 0;
-  rc = sx_schema_decode_peer(&s->al, q, (size_t)n, &p);
+  rc = sx_schema_decode_peer(&s->al, q, n, &p);
   if (rc == SYNC_ENOMEM) return sx_sess_fail(s, rc, "out of memory");
   if (rc || p->hash != hash) {
     sx_schema_free(&s->al, p);
@@ -10196,7 +10209,6 @@ static int sx_check_peer_schema(sync_session *s, sx_rd *r, uint64_t hash,
   rc = sx_compat_check(s->env, p, s->o.server ? "on the server" : "on the client",
                        s->o.server ? "on the client" : "on the server");
   sx_schema_free(&s->al, p);
-  (void)ver;
   if (rc) return sx_sess_fail(s, rc, "incompatible schemas: %s",
                               sync_env_errmsg(s->env));
   return 0;
@@ -10266,6 +10278,8 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   unsigned char sel[SYNC_RIGHTS_BYTES];
   sync_rights rights;
   sx_mark vmark;
+  const unsigned char *sq;
+  size_t sn;
   int rc, view = 0;
   memset(&vmark, 0, sizeof vmark);
   r.p = b;
@@ -10312,11 +10326,12 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   if (r.bad || mode < SYNC_PULL || mode > SYNC_BOTH ||
       (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  (void)ver; /* for a person reading a capture; the schema says it all */
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
   s->repair = (flags & SX_HF_REPAIR) != 0;
-  if ((rc = sx_check_peer_schema(s, &r, hash, ver))) return rc;
   memset(&rights, 0, sizeof rights);
   if (s->o.authorize) {
     rc = s->o.authorize(s->o.authorize_ctx, s->peer, q, (size_t)clen, &rights);
@@ -10328,7 +10343,9 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     sx_mask_all(rights.write);
     rights.relay = 1;
   }
-  /* Only an authorized client's view may make this replica renew. */
+  /* Only an authorized client's schema is kept (the env keeps a few),
+   * and only its view may make this replica renew. */
+  if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
   if (view && (rc = sx_check_view(s, vver, &vmark))) return rc;
   s->mode = (int)mode;
   s->dry = (flags & SX_HF_DRY) != 0;
@@ -10369,6 +10386,8 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   uint64_t hash, maxm, vver;
   sx_mark vmark;
   unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
+  const unsigned char *sq;
+  size_t sn;
   int rc;
   r.p = b;
   r.end = b + n;
@@ -10390,10 +10409,11 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   if (!q || r.bad || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
+  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, &r, hash, 0))) return rc;
+  if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
   if ((rc = sx_check_view(s, vver, &vmark))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send only what the server lets us write; apply what we selected. */

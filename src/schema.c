@@ -292,7 +292,11 @@ static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
     if (!k || version == 0) return SYNC_ECORRUPT;
     p += k;
   }
-  if (!sx_get_small(&p, end, SYNC_MAX_TABLES, &ntables)) return SYNC_ECORRUPT;
+  /* A table takes at least 4 bytes and a column 3: counts that the bytes
+   * left cannot hold size nothing (a peer's schema comes off the wire). */
+  if (!sx_get_small(&p, end, SYNC_MAX_TABLES, &ntables) ||
+      ntables > (uint64_t)(end - p) / 4)
+    return SYNC_ECORRUPT;
   if (!(s = sx_schema_alloc(al, (unsigned)ntables))) return SYNC_ENOMEM;
   s->version = version;
   for (i = 0; i < ntables; i++) {
@@ -300,7 +304,8 @@ static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
     uint64_t kt, nc;
     char tname[SX_NAME_MAX + 1];
     if (!sx_get_name(&p, end, tname) || !sx_get_small(&p, end, 16, &kt) ||
-        !sx_get_small(&p, end, SYNC_MAX_COLUMNS, &nc) || nc == 0)
+        !sx_get_small(&p, end, SYNC_MAX_COLUMNS, &nc) || nc == 0 ||
+        nc > (uint64_t)(end - p) / 3)
       goto corrupt;
     if (sx_table_alloc_cols(al, t, (unsigned)nc)) {
       sx_schema_free(al, s);

@@ -536,6 +536,49 @@ static void test_incompatible_change_is_named(void **state) {
                     "table 0 is 't' here but 'tags' in the schema given");
 }
 
+static int rl_refuse(void *ctx, const uint8_t site[16], const void *cred,
+                     size_t cred_len, sync_rights *rights) {
+  (void)ctx;
+  (void)site;
+  (void)cred;
+  (void)cred_len;
+  (void)rights;
+  return SYNC_EPERM;
+}
+
+/* The server keeps the schema of an authorized client only: a refused
+ * one, whatever schema it sends, leaves nothing behind (the env keeps a
+ * few peer schemas, which strangers must not fill). */
+static void test_refused_client_schema_not_kept(void **state) {
+  uint64_t now = 1700000000000ull;
+  rl_rep n, o;
+  sync_session_opts so;
+  sync_txn *tx, *rx;
+  sync_request *req;
+  sync_delta *d;
+  (void)state;
+  rl_open(&n, "rl-a.db", 0xa1, &now, 3);
+  rl_open(&o, "rl-b.db", 0xb1, &now, 1);
+  memset(&so, 0, sizeof so);
+  so.authorize = rl_refuse;
+  assert_int_equal(su_sync(&o.r, &n.r, NULL, &so, NULL, NULL), SYNC_EPERM);
+  TU_OK(sync_txn_begin(o.r.env, SYNC_TXN_RDONLY, &rx));
+  TU_OK(sync_request_make(rx, n.r.site, &req));
+  sync_txn_abort(rx);
+  TU_OK(sync_txn_begin(n.r.env, SYNC_TXN_RDONLY, &tx));
+  TU_RC(sync_delta_make(tx, req, NULL, &d), SYNC_ESCHEMA);
+  sync_txn_abort(tx);
+  /* Authorized, it is kept: the same request is answered. */
+  assert_int_equal(rl_sync(&o, &n, NULL), 1);
+  TU_OK(sync_txn_begin(n.r.env, SYNC_TXN_RDONLY, &tx));
+  TU_OK(sync_delta_make(tx, req, NULL, &d));
+  sync_txn_abort(tx);
+  sync_delta_free(d);
+  sync_request_free(req);
+  rl_close(&n);
+  rl_close(&o);
+}
+
 /* The in-process API: a delta cut under a compatible schema is refused
  * until sync_env_schema_accept has seen that schema, then applied. */
 static void test_api_accepts_compatible_schema(void **state) {
@@ -1108,6 +1151,7 @@ int main(void) {
       cmocka_unit_test_setup(test_held_rows_are_not_acknowledged, rl_setup),
       cmocka_unit_test_setup(test_incompatible_change_is_named, rl_setup),
       cmocka_unit_test_setup(test_api_accepts_compatible_schema, rl_setup),
+      cmocka_unit_test_setup(test_refused_client_schema_not_kept, rl_setup),
       cmocka_unit_test_setup(test_absurd_unknown_columns, rl_setup),
       cmocka_unit_test_teardown(test_mixed_versions, rl_prop_teardown),
   };
