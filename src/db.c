@@ -794,11 +794,14 @@ SYNC_PRIVATE void sx_compat_clear(sync_env *env) {
 }
 
 SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
-                                 const char *ours, const char *theirs) {
+                                 const char *ours, const char *theirs,
+                                 int peer_first) {
   int rc;
   if (p->hash == env->schema->hash) return 0;
-  rc = sx_schema_compat(env->schema, p, ours, theirs, env->errmsg,
-                        sizeof env->errmsg);
+  rc = peer_first ? sx_schema_compat(p, env->schema, theirs, ours, env->errmsg,
+                                     sizeof env->errmsg)
+                  : sx_schema_compat(env->schema, p, ours, theirs, env->errmsg,
+                                     sizeof env->errmsg);
   if (rc) return rc;
   return sx_compat_add(env, p);
 }
@@ -827,7 +830,7 @@ SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
   if (rc == SYNC_ECORRUPT)
     return sx_fail(env, SYNC_EFORMAT, "the schema given is malformed");
   if (rc) return rc;
-  rc = sx_compat_check(env, p, "here", "in the schema given");
+  rc = sx_compat_check(env, p, "here", "in the schema given", 0);
   sx_schema_free(&env->al, p);
   return rc;
 }

@@ -237,9 +237,11 @@ SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h);
 SYNC_PRIVATE void sx_compat_clear(sync_env *env);
 /* Check peer schema p against ours: 0 (and a copy of p kept), or
  * SYNC_ESCHEMA with env's message naming the table and the column as
- * each side declares it (ours and theirs say where each is), SYNC_ELIMIT
- * (SX_COMPAT_MAX other schemas met since the open), SYNC_ENOMEM. */
+ * each side declares it (ours and theirs say where each is; peer_first:
+ * the peer's is named first), SYNC_ELIMIT (SX_COMPAT_MAX other schemas
+ * met since the open), SYNC_ENOMEM. */
 SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
-                                 const char *ours, const char *theirs);
+                                 const char *ours, const char *theirs,
+                                 int peer_first);
 
 #endif

@@ -38,6 +38,7 @@
 #define SX_M_ERROR 5
 #define SX_M_PLAN 6
 #define SX_M_REPAIR 7
+#define SX_M_SCHEMA 8
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
@@ -50,6 +51,7 @@ enum { SX_ROLE_RECV, SX_ROLE_SEND };
 enum {
   SX_ST_HELLO,   /* server: waiting for HELLO */
   SX_ST_WELCOME, /* client: waiting for WELCOME */
+  SX_ST_SCHEMA,  /* server: the schemas differ, waiting for the client's */
   SX_ST_RECV,    /* receiving phase: waiting for a chunk */
   SX_ST_SEND,    /* sending phase: waiting for a request */
   SX_ST_REPAIR,  /* repair: waiting for the peer's turn (or its frame) */
@@ -88,6 +90,7 @@ struct sync_session {
   sx_cursor vcur; /* dry run: where the next request starts */
   sx_mark vmark;  /* and the sender's mark there */
   int vcur_ok;
+  uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
   int held;       /* a chunk held rows of tables we lack: the cursor
                      stays, the phase goes on from vcur */
   sync_apply_report phase_rep;
@@ -242,7 +245,8 @@ static int sx_put_views(sync_session *s, unsigned char *p, unsigned char **end) 
 }
 
 /* Send message type whose first n bytes are at b, followed by this
- * replica's schema (var length, the peer form of sx_schema_encode_peer). */
+ * replica's schema (var length, the peer form of sx_schema_encode_peer):
+ * WELCOME when the client's schema hash is not ours, and SCHEMA. */
 static int sx_put_with_schema(sync_session *s, unsigned type,
                               const unsigned char *b, size_t n) {
   sx_buf m;
@@ -250,7 +254,7 @@ static int sx_put_with_schema(sync_session *s, unsigned type,
   sx_buf_init(&m, &s->al);
   rc = sx_buf_reserve(&m, n + SX_VARINT_MAX);
   if (!rc) {
-    memcpy(m.p, b, n);
+    if (n) memcpy(m.p, b, n);
     m.len = n + SX_VARINT_MAX; /* the length goes here, once known */
     rc = sx_schema_encode_peer(s->env->schema, &m);
   }
@@ -296,7 +300,7 @@ static int sx_send_hello(sync_session *s) {
     int rc = sx_put_views(s, p, &p);
     if (rc) return rc;
   }
-  return sx_put_with_schema(s, SX_M_HELLO, b, (size_t)(p - b));
+  return sx_msg_put(s, SX_M_HELLO, b, (size_t)(p - b));
 }
 
 static int sx_phase_start(sync_session *s);
@@ -332,19 +336,11 @@ static int sx_check_peer_schema(sync_session *s, const unsigned char *q,
                         "the peer's schema is malformed or not the one its "
                         "hash names");
   }
-  if (s->repair) {
-    sx_schema_free(&s->al, p);
-    return sx_sess_fail(s, SYNC_ESCHEMA,
-                        "range repair needs equal schemas: this side has "
-                        "schema hash %016llx, the peer %016llx; sync both to "
-                        "the same schema first",
-                        (unsigned long long)s->env->schema->hash,
-                        (unsigned long long)hash);
-  }
-  /* Said as "the server" and "the client", so that the words stay true
-   * on the side that gets them in the ERROR. */
+  /* Said as "the server" and "the client", the server's first, so that
+   * the words are the same on the side that gets them in the ERROR. */
   rc = sx_compat_check(s->env, p, s->o.server ? "on the server" : "on the client",
-                       s->o.server ? "on the client" : "on the server");
+                       s->o.server ? "on the client" : "on the server",
+                       !s->o.server);
   sx_schema_free(&s->al, p);
   if (rc) return sx_sess_fail(s, rc, "incompatible schemas: %s",
                               sync_env_errmsg(s->env));
@@ -415,8 +411,6 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   unsigned char sel[SYNC_RIGHTS_BYTES];
   sync_rights rights;
   sx_mark vmark;
-  const unsigned char *sq;
-  size_t sn;
   int rc, view = 0;
   memset(&vmark, 0, sizeof vmark);
   r.p = b;
@@ -460,11 +454,9 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
       }
     }
   }
-  if (r.bad || mode < SYNC_PULL || mode > SYNC_BOTH ||
+  if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
       (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
-  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
-  (void)ver; /* for a person reading a capture; the schema says it all */
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
@@ -480,9 +472,21 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     sx_mask_all(rights.write);
     rights.relay = 1;
   }
-  /* Only an authorized client's schema is kept (the env keeps a few),
-   * and only its view may make this replica renew. */
-  if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
+  /* Schemas differ: a repair compares fingerprints table by table, so
+   * it needs equal ones; a sync goes on once the client's schema, which
+   * it sends after this WELCOME with ours, is found compatible (only an
+   * authorized client's: the env keeps a few). */
+  if (hash != s->env->schema->hash && s->repair)
+    return sx_sess_fail(s, SYNC_ESCHEMA,
+                        "range repair needs equal schemas: this side has "
+                        "schema version %llu (hash %016llx), the peer "
+                        "version %llu (hash %016llx); sync both to the same "
+                        "schema first",
+                        (unsigned long long)s->env->schema->version,
+                        (unsigned long long)s->env->schema->hash,
+                        (unsigned long long)ver, (unsigned long long)hash);
+  s->peer_hash = hash;
+  /* Only an authorized client's view may make this replica renew. */
   if (view && (rc = sx_check_view(s, vver, &vmark))) return rc;
   s->mode = (int)mode;
   s->dry = (flags & SX_HF_DRY) != 0;
@@ -509,10 +513,16 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     p = sx_put_mask(p, s->recv_mask);
     p = sx_put_mask(p, s->send_mask);
     if ((rc = sx_put_view(s, p, &p))) return rc;
-    if ((rc = sx_put_with_schema(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
-      return sx_sess_fail(s, rc, "out of memory");
+    rc = hash == s->env->schema->hash
+             ? sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))
+             : sx_put_with_schema(s, SX_M_WELCOME, b2, (size_t)(p - b2));
+    if (rc) return sx_sess_fail(s, rc, "out of memory");
   }
   s->phase = 0;
+  if (hash != s->env->schema->hash) {
+    s->state = SX_ST_SCHEMA;
+    return 0;
+  }
   if (s->repair) return sx_repair_start(s);
   return sx_phase_start(s);
 }
@@ -546,11 +556,22 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   if (!q || r.bad || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
-  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  sq = NULL;
+  sn = 0;
+  if (hash != s->env->schema->hash) {
+    if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  } else if (r.p != r.end) {
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  }
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
+  if (sq) {
+    /* The server waits for ours before the first phase. */
+    if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
+    if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
+      return sx_sess_fail(s, rc, "out of memory");
+  }
   if ((rc = sx_check_view(s, vver, &vmark))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send only what the server lets us write; apply what we selected. */
@@ -569,6 +590,22 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   return sx_phase_start(s);
 }
 
+/* SCHEMA (server, the schemas differ): the client's, as WELCOME's hash
+ * check left it to the client to send; then the first phase. */
+static int sx_on_schema(sync_session *s, const unsigned char *b, size_t n) {
+  const unsigned char *sq;
+  size_t sn;
+  sx_rd r;
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  if ((rc = sx_check_peer_schema(s, sq, sn, s->peer_hash))) return rc;
+  if (s->repair) return sx_repair_start(s);
+  return sx_phase_start(s);
+}
+
 /* ---------------------------------------------------------------------
  * Requests on the wire: u8 flags, 16 requester, 16 sender, u64 schema
  * hash, cursor, var n, n x (16 site, var hlc); FINAL adds the report.
@@ -581,8 +618,7 @@ static unsigned char *sx_put_report(unsigned char *p,
   p = sx_wv(p, r->deleted);
   p = sx_wv(p, r->unchanged);
   p = sx_wv(p, r->conflicts);
-  p = sx_wv(p, r->refused);
-  return sx_wv(p, r->unknown);
+  return sx_wv(p, r->refused);
 }
 
 static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
@@ -613,7 +649,7 @@ static int sx_send_request(sync_session *s, int final) {
     req->mark = s->vmark;
   }
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
-        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 8 * SX_VARINT_MAX;
+        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) + 7 * SX_VARINT_MAX;
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
@@ -729,7 +765,6 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
     rep.unchanged = sx_rv(&r);
     rep.conflicts = sx_rv(&r);
     rep.refused = sx_rv(&r);
-    rep.unknown = sx_rv(&r);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
   }
   if (r.bad || r.p != r.end) {
@@ -1070,6 +1105,9 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
   case SX_ST_WELCOME:
     if (type == SX_M_WELCOME) return sx_on_welcome(s, b, n);
     break;
+  case SX_ST_SCHEMA:
+    if (type == SX_M_SCHEMA) return sx_on_schema(s, b, n);
+    break;
   case SX_ST_RECV:
     if (type == SX_M_DATA) return sx_on_data(s, b, n);
     if (type == SX_M_PLAN) {
@@ -1110,7 +1148,7 @@ static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
     if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
     return sx_dispatch(s, base, b, n);
   }
-  if (base < SX_M_HELLO || base > SX_M_REPAIR)
+  if (base < SX_M_HELLO || base > SX_M_SCHEMA)
     return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
   if (!(type & SX_MORE) && !s->ctl_type) return sx_dispatch(s, base, b, n);
   if (n > SX_CTL_MAX - s->ctl.len)
@@ -1368,6 +1406,7 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
 
 SYNC_API int sync_session_want_read(const sync_session *s) {
   return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
+               s->state == SX_ST_SCHEMA ||
                s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
                (s->state == SX_ST_SEND && !s->frame_out));

@@ -397,6 +397,42 @@ static void test_unknown_table_waits_for_upgrade(void **state) {
   rl_close(&o);
 }
 
+/* The schemas travel in fragments of the smallest message (256 bytes)
+ * and arrive one byte per call: the session still completes, both ways. */
+static void test_schemas_in_small_pieces(void **state) {
+  uint64_t now = 1700000000000ull;
+  rl_rep n, o;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  su_pump p;
+  tu_rng g;
+  (void)state;
+  rl_open(&n, "rl-a.db", 0xa1, &now, 3);
+  rl_open(&o, "rl-b.db", 0xb1, &now, 1);
+  rl_put(&n, "k1", 1, "one", 11, "eleven");
+  now++;
+  rl_put(&o, "k2", 2, "two", 0, "");
+  now++;
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.max_message = 256;
+  so.max_message = 256;
+  so.server = 1;
+  TU_OK(sync_session_create(o.r.env, &co, &c));
+  TU_OK(sync_session_create(n.r.env, &so, &s));
+  memset(&p, 0, sizeof p);
+  g.s = 15;
+  p.g = &g;
+  p.max_piece = 1;
+  assert_true(su_run(&p, c, s));
+  sync_session_free(c);
+  sync_session_free(s);
+  rl_reopen(&o, 3);
+  TU_U64(rl_digest(&o), rl_digest(&n));
+  rl_close(&n);
+  rl_close(&o);
+}
+
 /* A receiver that holds rows back does not acknowledge what it did not
  * take: the sender keeps the tombstones of those rows for it, and after
  * the upgrade the delete arrives (no SYNC_ESTALE, no lost delete). */
@@ -1148,6 +1184,7 @@ int main(void) {
       cmocka_unit_test_setup(test_old_relay_keeps_unknown_columns, rl_setup),
       cmocka_unit_test_setup(test_digest_skips_unknown_columns, rl_setup),
       cmocka_unit_test_setup(test_unknown_table_waits_for_upgrade, rl_setup),
+      cmocka_unit_test_setup(test_schemas_in_small_pieces, rl_setup),
       cmocka_unit_test_setup(test_held_rows_are_not_acknowledged, rl_setup),
       cmocka_unit_test_setup(test_incompatible_change_is_named, rl_setup),
       cmocka_unit_test_setup(test_api_accepts_compatible_schema, rl_setup),
