@@ -2885,7 +2885,6 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
  * up; on failure it is unchanged and nothing is committed. */
 static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
   sx_schema *was = env->schema;
-  sx_dbi dbi[SYNC_MAX_TABLES];
   unsigned char state[24];
   sx_slice v;
   unsigned i;
@@ -2898,10 +2897,12 @@ static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
   if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
       (rc = sx_put_schema(env, t, up)))
     return rc;
+  /* A failure fails the open, which closes the store: the handles of
+   * the new tables need no undoing. */
   for (i = was->ntables; i < up->ntables; i++) {
     char name[16];
     sx_tname(name, i);
-    if ((rc = sx_dbi_open(env->st, t, name, 1, &dbi[i]))) return rc;
+    if ((rc = sx_dbi_open(env->st, t, name, 1, &env->tdbi[i]))) return rc;
   }
   env->schema = up;
   for (i = 0; i < was->ntables && !rc; i++)
@@ -2911,7 +2912,6 @@ static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
     env->schema = was;
     return rc;
   }
-  for (i = was->ntables; i < up->ntables; i++) env->tdbi[i] = dbi[i];
   sx_schema_free(&env->al, was);
   return 0;
 }
