@@ -382,10 +382,13 @@ SYNC_API int64_t sync_env_schema_export(sync_env *env, void *buf, size_t cap);
  * types and NOT NULL flags at every position both have; either side may
  * have columns and tables appended.  On success deltas and requests made
  * under that schema are accepted from now on (until this replica's
- * schema changes); sessions do this in their handshake.  Errors:
+ * schema changes), and values they bring for columns and tables beyond
+ * this replica's are checked against it; sessions do this in their
+ * handshake.  env keeps up to 16 such schemas while it is open.  Errors:
  * SYNC_ESCHEMA (incompatible: sync_env_errmsg() names the table and the
  * column as each side declares it), SYNC_EFORMAT (malformed bytes),
- * SYNC_EINVAL, SYNC_ENOMEM. */
+ * SYNC_ELIMIT (16 other schemas kept already: reopen env), SYNC_EINVAL,
+ * SYNC_ENOMEM. */
 SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
                                     size_t len);
 
@@ -645,7 +648,9 @@ typedef struct sync_apply_report {
   uint64_t unknown;   /* rows of tables this replica does not have yet (a
                          peer with a newer schema): not applied, and the
                          cursor does not move, so the run brings them
-                         again once this replica has the table */
+                         again once this replica has the table (a
+                         session counts them on the receiving side; its
+                         FINAL report does not carry them) */
 } sync_apply_report;
 
 /* Apply chunk d in the write transaction txn, together with the sender's
