@@ -861,6 +861,32 @@ SYNC_PRIVATE int sx_schema_encode(const sx_schema *s, sx_buf *b);
 /* Parse stored bytes; SYNC_ECORRUPT when malformed. */
 SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
                                   size_t n, sx_schema **out);
+/* The form peers exchange (docs/PROTOCOL.md, HELLO): the canonical
+ * bytes without the version and the local flags, whose XXH3-64 is the
+ * schema hash; and its parser (SYNC_ECORRUPT when malformed or when it
+ * declares what sync_env_set_schema refuses).  The parsed version is 0. */
+SYNC_PRIVATE int sx_schema_encode_peer(const sx_schema *s, sx_buf *b);
+SYNC_PRIVATE int sx_schema_decode_peer(const sx_alloc *al,
+                                       const unsigned char *p, size_t n,
+                                       sx_schema **out);
+/* Can replicas with schemas a and b sync?  Each table both have must
+ * have the same name, key type, and column names, types and NOT NULL at
+ * every position both have (one is the other plus columns appended, and
+ * one list of tables the other plus tables appended).  0, or
+ * SYNC_ESCHEMA with msg naming the table and the column as each side
+ * declares it (an and bn say where: "here", "at the peer"). */
+SYNC_PRIVATE int sx_schema_compat(const sx_schema *a, const sx_schema *b,
+                                  const char *an, const char *bn, char *msg,
+                                  size_t msgsz);
+/* Is decl file plus appended tables and columns (what an open may
+ * upgrade the file to)?  0, or SYNC_ESCHEMA / SYNC_ECONSTRAINT (a new
+ * column that must not be NULL) with msg. */
+SYNC_PRIVATE int sx_schema_extends(const sx_schema *file,
+                                   const sx_schema *decl, char *msg,
+                                   size_t msgsz);
+/* A copy of s with the given version. */
+SYNC_PRIVATE int sx_schema_dup(const sx_alloc *al, const sx_schema *s,
+                               uint64_t version, sx_schema **out);
 /* 0 when a and b declare the same tables and columns, else 1 with msg
  * saying the first difference. */
 SYNC_PRIVATE int sx_schema_diff(const sx_schema *file, const sx_schema *decl,
@@ -1142,20 +1168,29 @@ static int sx_get_small(const unsigned char **pp, const unsigned char *end,
   return 1;
 }
 
-SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
-                                  size_t n, sx_schema **out) {
+SYNC_PRIVATE int sx_schema_encode_peer(const sx_schema *s, sx_buf *b) {
+  return sx_schema_encode_mode(s, b, 1);
+}
+
+/* Parse canonical bytes; with peer, the form without a version. */
+static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
+                                 size_t n, int peer, sx_schema **out) {
   const unsigned char *end = p + n;
-  uint64_t version, ntables, v;
+  uint64_t version = 0, ntables, v;
   sx_schema *s;
   unsigned i, j;
   int rc;
   *out = NULL;
-  {
+  if (!peer) {
     size_t k = sx_get_varint(p, end, &version);
     if (!k || version == 0) return SYNC_ECORRUPT;
     p += k;
   }
-  if (!sx_get_small(&p, end, SYNC_MAX_TABLES, &ntables)) return SYNC_ECORRUPT;
+  /* A table takes at least 4 bytes and a column 3: counts that the bytes
+   * left cannot hold size nothing (a peer's schema comes off the wire). */
+  if (!sx_get_small(&p, end, SYNC_MAX_TABLES, &ntables) ||
+      ntables > (uint64_t)(end - p) / 4)
+    return SYNC_ECORRUPT;
   if (!(s = sx_schema_alloc(al, (unsigned)ntables))) return SYNC_ENOMEM;
   s->version = version;
   for (i = 0; i < ntables; i++) {
@@ -1163,7 +1198,8 @@ SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
     uint64_t kt, nc;
     char tname[SX_NAME_MAX + 1];
     if (!sx_get_name(&p, end, tname) || !sx_get_small(&p, end, 16, &kt) ||
-        !sx_get_small(&p, end, SYNC_MAX_COLUMNS, &nc) || nc == 0)
+        !sx_get_small(&p, end, SYNC_MAX_COLUMNS, &nc) || nc == 0 ||
+        nc > (uint64_t)(end - p) / 3)
       goto corrupt;
     if (sx_table_alloc_cols(al, t, (unsigned)nc)) {
       sx_schema_free(al, s);
@@ -1184,6 +1220,17 @@ SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
     sx_table_link_defs(t);
   }
   if (p != end) goto corrupt;
+  /* A peer's schema passes the checks a declared one does (names, key
+   * types, duplicates), so that comparisons may trust it. */
+  for (i = 0; i < s->ntables; i++) {
+    const sx_table *t = &s->tables[i];
+    if (t->key_type != SYNC_TEXT && t->key_type != SYNC_BLOB &&
+        t->key_type != SYNC_INTEGER)
+      goto corrupt;
+    if (sx_schema_find_table(s, t->name) != (int)i) goto corrupt;
+    for (j = 0; j < t->ncols; j++)
+      if (sx_schema_find_column(t, t->cols[j].name) != (int)j) goto corrupt;
+  }
   if ((rc = sx_schema_rehash(al, s))) {
     sx_schema_free(al, s);
     return rc;
@@ -1193,6 +1240,19 @@ SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
 corrupt:
   sx_schema_free(al, s);
   return SYNC_ECORRUPT;
+}
+
+SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
+                                  size_t n, sx_schema **out) {
+  return sx_schema_decode_mode(al, p, n, 0, out);
+}
+
+SYNC_PRIVATE int sx_schema_decode_peer(const sx_alloc *al,
+                                       const unsigned char *p, size_t n,
+                                       sx_schema **out) {
+  int rc = sx_schema_decode_mode(al, p, n, 1, out);
+  if (!rc) (*out)->version = 0; /* peers do not say */
+  return rc;
 }
 
 SYNC_PRIVATE int sx_schema_diff(const sx_schema *file, const sx_schema *decl,
@@ -1364,6 +1424,106 @@ SYNC_PRIVATE int sx_schema_with_table(const sx_alloc *al, const sx_schema *s,
     sx_schema_free(al, c);
     return rc;
   }
+  *out = c;
+  return 0;
+}
+
+/* A NOT NULL flag, as the messages below name it. */
+static const char *sx_null_word(unsigned flags) {
+  return (flags & SYNC_COL_NOTNULL) ? " NOT NULL" : "";
+}
+
+SYNC_PRIVATE int sx_schema_compat(const sx_schema *a, const sx_schema *b,
+                                  const char *an, const char *bn, char *msg,
+                                  size_t msgsz) {
+  unsigned i, j;
+  for (i = 0; i < a->ntables && i < b->ntables; i++) {
+    const sx_table *x = &a->tables[i], *y = &b->tables[i];
+    if (strcmp(x->name, y->name)) {
+      snprintf(msg, msgsz, "table %u is '%s' %s but '%s' %s", i, x->name, an,
+               y->name, bn);
+      return SYNC_ESCHEMA;
+    }
+    if (x->key_type != y->key_type) {
+      snprintf(msg, msgsz, "table '%s': the key is %s %s but %s %s", x->name,
+               sx_type_name(x->key_type), an, sx_type_name(y->key_type), bn);
+      return SYNC_ESCHEMA;
+    }
+    for (j = 0; j < x->ncols && j < y->ncols; j++) {
+      const sx_column *c = &x->cols[j], *d = &y->cols[j];
+      /* The local flag is each device's own; NOT NULL is not: a NULL
+       * one side may write, the other must refuse. */
+      if (strcmp(c->name, d->name) || c->type != d->type ||
+          (c->flags & SYNC_COL_NOTNULL) != (d->flags & SYNC_COL_NOTNULL)) {
+        /* A message cut short still names the table and the column, and
+         * ends in "..." to say so. */
+        int n = snprintf(msg, msgsz,
+                         "table '%s' column %u is '%s' %s%s %s but '%s' %s%s "
+                         "%s",
+                         x->name, j, c->name, sx_type_name(c->type),
+                         sx_null_word(c->flags), an, d->name,
+                         sx_type_name(d->type), sx_null_word(d->flags), bn);
+        if (n >= 0 && (size_t)n >= msgsz && msgsz > 4)
+          memcpy(msg + msgsz - 4, "...", 4);
+        return SYNC_ESCHEMA;
+      }
+    }
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_schema_extends(const sx_schema *file,
+                                   const sx_schema *decl, char *msg,
+                                   size_t msgsz) {
+  unsigned i, j;
+  int rc;
+  if ((rc = sx_schema_compat(file, decl, "in the file", "declared", msg,
+                             msgsz)))
+    return rc;
+  if (decl->ntables < file->ntables) {
+    snprintf(msg, msgsz,
+             "the file has %u tables, %u declared (table '%s' is not "
+             "declared; tables are never removed)",
+             file->ntables, decl->ntables, file->tables[decl->ntables].name);
+    return SYNC_ESCHEMA;
+  }
+  for (i = 0; i < file->ntables; i++) {
+    const sx_table *a = &file->tables[i], *b = &decl->tables[i];
+    if (b->ncols < a->ncols) {
+      snprintf(msg, msgsz,
+               "table '%s' has %u columns in the file, %u declared (column "
+               "'%s' is not declared; columns are never removed)",
+               a->name, a->ncols, b->ncols, a->cols[b->ncols].name);
+      return SYNC_ESCHEMA;
+    }
+    for (j = 0; j < a->ncols; j++)
+      if (a->cols[j].flags != b->cols[j].flags) {
+        snprintf(msg, msgsz,
+                 "table '%s' column '%s' has flags 0x%x in the file, 0x%x "
+                 "declared",
+                 a->name, a->cols[j].name, a->cols[j].flags, b->cols[j].flags);
+        return SYNC_ESCHEMA;
+      }
+    for (; j < b->ncols; j++)
+      if (b->cols[j].flags & SYNC_COL_NOTNULL) {
+        snprintf(msg, msgsz,
+                 "table '%s': new column '%s' must allow NULL: existing rows "
+                 "have no value",
+                 a->name, b->cols[j].name);
+        return SYNC_ECONSTRAINT;
+      }
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_schema_dup(const sx_alloc *al, const sx_schema *s,
+                               uint64_t version, sx_schema **out) {
+  sx_schema *c;
+  int rc;
+  *out = NULL;
+  if ((rc = sx_schema_copy(al, s, 0, (unsigned)-1, &c))) return rc;
+  c->version = version;
+  c->hash = s->hash;
   *out = c;
   return 0;
 }
@@ -2257,6 +2417,15 @@ typedef int sx_errlock;
 typedef atomic_int sx_errlock;
 #endif
 
+/* A slot of the peers' schemas (sync_env.compat), filled once. */
+#if defined(__STDC_NO_ATOMICS__)
+typedef sx_schema *sx_aschema;
+#define SX_PLOAD(p) (*(p))
+#else
+typedef sx_schema *_Atomic sx_aschema;
+#define SX_PLOAD(p) atomic_load_explicit((p), memory_order_acquire)
+#endif
+
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
@@ -2264,6 +2433,8 @@ typedef atomic_int sx_errlock;
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
+
+#define SX_COMPAT_MAX 16
 
 struct sync_env {
   sx_alloc al;
@@ -2297,6 +2468,14 @@ struct sync_env {
   sync_resolver_fn resolver;
   void *resolver_ctx;
   sx_stats stats; /* operating counters (stats.h) */
+  /* Peers' schemas found compatible with ours (a handshake, or
+   * sync_env_schema_accept): deltas and requests made under their hashes
+   * are accepted, and the values a delta brings for tables and columns
+   * beyond ours are checked against the sender's.  Slots fill in order
+   * and are never replaced while the env is open, so readers need no
+   * lock; emptied when our schema changes (no transaction is active
+   * then) and at close. */
+  sx_aschema compat[SX_COMPAT_MAX];
 };
 
 struct sync_txn {
@@ -2450,6 +2629,21 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
+/* May a delta or request made under schema hash h be taken?  Ours, or a
+ * peer's found compatible by sx_compat_check. */
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
+/* The peer schema with hash h that sx_compat_check kept (NULL when none,
+ * or when h is ours); valid until our schema changes or the env closes. */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h);
+SYNC_PRIVATE void sx_compat_clear(sync_env *env);
+/* Check peer schema p against ours: 0 (and a copy of p kept), or
+ * SYNC_ESCHEMA with env's message naming the table and the column as
+ * each side declares it (ours and theirs say where each is; peer_first:
+ * the peer's is named first), SYNC_ELIMIT (SX_COMPAT_MAX other schemas
+ * met since the open), SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs,
+                                 int peer_first);
 
 #endif
 
@@ -2696,10 +2890,50 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
   return 0;
 }
 
+/* In the open's transaction t, make schema up (the file's schema in
+ * force plus appended tables and columns) the file's: its record and
+ * version, a store per new table, and the sums of each table that gained
+ * columns rebuilt under up (rows written by newer peers may hold values
+ * in them already: they count from now on).  On success env->schema is
+ * up; on failure it is unchanged and nothing is committed. */
+static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
+  sx_schema *was = env->schema;
+  unsigned char state[24];
+  sx_slice v;
+  unsigned i;
+  int rc;
+  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
+  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
+  if (rc) return rc;
+  memcpy(state, v.p, 24);
+  sx_put_le64(state + 16, up->version);
+  if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
+      (rc = sx_put_schema(env, t, up)))
+    return rc;
+  /* A failure fails the open, which closes the store: the handles of
+   * the new tables need no undoing. */
+  for (i = was->ntables; i < up->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 1, &env->tdbi[i]))) return rc;
+  }
+  env->schema = up;
+  for (i = 0; i < was->ntables && !rc; i++)
+    if (up->tables[i].ncols > was->tables[i].ncols)
+      rc = sx_tsum_rebuild(env, t, i);
+  if (rc) {
+    env->schema = was;
+    return rc;
+  }
+  sx_schema_free(&env->al, was);
+  return 0;
+}
+
 /* An existing file: check what it is and that it holds our schema. */
 static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   sx_slice v;
-  sx_schema *s;
+  sx_schema *s, *up = NULL;
+  int grow = 0;
   unsigned i;
   uint32_t format;
   int rc;
@@ -2736,8 +2970,23 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, rc, "%s: stored schema unreadable", path);
   if (env->decl && sx_schema_diff(s, env->decl, env->errmsg,
                                   sizeof env->errmsg)) {
-    sx_schema_free(&env->al, s);
-    return SYNC_ESCHEMA;
+    /* The program declares more than the file holds: tables and columns
+     * appended (a rolling upgrade) are added by this open, below. */
+    char why[sizeof env->errmsg];
+    memcpy(why, env->errmsg, sizeof why);
+    rc = sx_schema_extends(s, env->decl, env->errmsg, sizeof env->errmsg);
+    if (rc == SYNC_ESCHEMA) memcpy(env->errmsg, why, sizeof why);
+    if (!rc && env->rdonly) {
+      snprintf(env->errmsg, sizeof env->errmsg,
+               "%s: %s; the declared schema adds to the file's: open it "
+               "writable once to upgrade it", path, why);
+      rc = SYNC_ESCHEMA;
+    }
+    grow = !rc;
+    if (rc) {
+      sx_schema_free(&env->al, s);
+      return rc;
+    }
   }
   env->schema = s;
   if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
@@ -2780,6 +3029,16 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
     if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)))
       return rc;
+  }
+  if (grow) {
+    if ((rc = sx_schema_dup(&env->al, env->decl, s->version + 1, &up)))
+      return rc;
+    rc = sx_schema_upgrade(env, t, up);
+    if (rc) {
+      sx_schema_free(&env->al, up);
+      return sx_fail(env, rc, "%s: adding the declared tables and columns "
+                     "failed: %s", path, sync_strerror(rc));
+    }
   }
   return 0;
 }
@@ -3062,6 +3321,7 @@ SYNC_API void sync_env_close(sync_env *env) {
   if (!env) return;
   sx_store_close(env->st);
   al = env->al;
+  sx_compat_clear(env);
   sx_schema_free(&al, env->schema);
   sx_schema_free(&al, env->decl);
   sx_free(&al, env);
@@ -3123,6 +3383,104 @@ SYNC_API int sync_env_schema_info(sync_env *env, uint64_t *version,
   return 0;
 }
 
+/* ---------------------------------------------------------------------
+ * Peers' schemas.  Replicas whose schemas differ by appended tables and
+ * columns sync (docs/PROTOCOL.md, "Schemas"); the hashes of those found
+ * compatible are kept in memory, a few per env, so that the apply of a
+ * delta cut under one of them needs only the hash the delta carries.
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h) {
+  unsigned i;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+    const sx_schema *p = SX_PLOAD(&env->compat[i]);
+    if (!p) break; /* slots fill in order */
+    if (p->hash == h) return p;
+  }
+  return NULL;
+}
+
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h) {
+  return h == env->schema->hash || sx_compat_find(env, h) != NULL;
+}
+
+/* Keep p (owned by the caller) in the first free slot. */
+static int sx_compat_add(sync_env *env, const sx_schema *p) {
+  sx_schema *c;
+  unsigned i;
+  int rc;
+  if (sx_compat_find(env, p->hash)) return 0;
+  if ((rc = sx_schema_dup(&env->al, p, 0, &c))) return rc;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+#if defined(__STDC_NO_ATOMICS__)
+    if (!env->compat[i]) {
+      env->compat[i] = c;
+      return 0;
+    }
+#else
+    sx_schema *none = NULL;
+    if (atomic_compare_exchange_strong(&env->compat[i], &none, c)) return 0;
+#endif
+    if (SX_PLOAD(&env->compat[i])->hash == c->hash) break; /* a race */
+  }
+  sx_schema_free(&env->al, c);
+  if (i < SX_COMPAT_MAX) return 0;
+  return sx_fail(env, SYNC_ELIMIT,
+                 "this replica met %d other schemas since it was opened: "
+                 "reopen it",
+                 SX_COMPAT_MAX);
+}
+
+SYNC_PRIVATE void sx_compat_clear(sync_env *env) {
+  unsigned i;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+    sx_schema *p = SX_PLOAD(&env->compat[i]);
+    env->compat[i] = NULL;
+    sx_schema_free(&env->al, p);
+  }
+}
+
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs,
+                                 int peer_first) {
+  int rc;
+  if (p->hash == env->schema->hash) return 0;
+  rc = peer_first ? sx_schema_compat(p, env->schema, theirs, ours, env->errmsg,
+                                     sizeof env->errmsg)
+                  : sx_schema_compat(env->schema, p, ours, theirs, env->errmsg,
+                                     sizeof env->errmsg);
+  if (rc) return rc;
+  return sx_compat_add(env, p);
+}
+
+SYNC_API int64_t sync_env_schema_export(sync_env *env, void *buf, size_t cap) {
+  sx_buf b;
+  int64_t n;
+  if (!env || !env->schema || (cap && !buf)) return SYNC_EINVAL;
+  sx_buf_init(&b, &env->al);
+  if (sx_schema_encode_peer(env->schema, &b)) {
+    sx_buf_free(&b);
+    return SYNC_ENOMEM;
+  }
+  n = (int64_t)b.len;
+  if (b.len <= cap) memcpy(buf, b.p, b.len);
+  sx_buf_free(&b);
+  return n;
+}
+
+SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
+                                    size_t len) {
+  sx_schema *p;
+  int rc;
+  if (!env || !env->schema || (len && !schema)) return SYNC_EINVAL;
+  rc = sx_schema_decode_peer(&env->al, (const unsigned char *)schema, len, &p);
+  if (rc == SYNC_ECORRUPT)
+    return sx_fail(env, SYNC_EFORMAT, "the schema given is malformed");
+  if (rc) return rc;
+  rc = sx_compat_check(env, p, "here", "in the schema given", 0);
+  sx_schema_free(&env->al, p);
+  return rc;
+}
+
 /* Commit schema s (already validated) in its own transaction; with a new
  * table, create its store too.  rescan: a table whose fingerprint sums
  * the change may alter, rebuilt under s (or -1).  A new column alters
@@ -3167,6 +3525,7 @@ static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table,
   if (new_table) env->tdbi[s->ntables - 1] = d;
   sx_schema_free(&env->al, env->schema);
   env->schema = s;
+  sx_compat_clear(env); /* found compatible with the schema before */
   return 0;
 }
 
@@ -5373,8 +5732,11 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
       !memcmp(req->requester, env->site, SX_SITE_LEN))
     return SYNC_EINVAL;
-  if (req->schema_hash != env->schema->hash)
-    return sx_fail(env, SYNC_ESCHEMA, "the requester has another schema");
+  if (!sx_compat_ok(env, req->schema_hash))
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the requester has another schema (hash %016llx), not "
+                   "known to be compatible with this one",
+                   (unsigned long long)req->schema_hash);
   if (req->cur.mode == SX_MODE_LOG && (req->cur.version || req->cur.seq)) {
     /* A requester that stands before our last collection may miss
      * deletes whose tombstones are gone: it must start again. */
@@ -6128,13 +6490,22 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
 }
 
 /* Check a delta's structure before anything is applied: tables, columns,
- * key lengths, site and stamp references, value types and lengths. */
-static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
+ * key lengths, site and stamp references, value types and lengths.
+ * Tables and columns beyond ours (a newer sender's) are checked against
+ * the sender's schema ps (sx_compat_find; NULL: the sender's is ours, or
+ * one that relays them: it checked them when it took them), so that a
+ * value stored unread here is one the newer schema allows. */
+static int sx_delta_check(const sync_delta *d, const sx_schema *s,
+                          const sx_schema *ps) {
   size_t i, j;
   if (d->nsites == 0 || d->nvv != d->nsites) return SYNC_EINVAL;
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *r = &d->rows[i];
-    if (r->tid >= s->ntables || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
+    const sx_table *tb = r->tid < s->ntables ? &s->tables[r->tid] : NULL;
+    const sx_table *pt = ps && r->tid < ps->ntables ? &ps->tables[r->tid] : NULL;
+    if (!tb && ps && !pt) return SYNC_EINVAL; /* not even the sender's */
+    if (pt && (!tb || pt->ncols > tb->ncols)) tb = pt;
+    if (r->tid >= SYNC_MAX_TABLES || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
         r->koff > d->arena.len || r->klen > d->arena.len - r->koff ||
         r->cl == 0 || r->clsite >= d->nsites || r->col0 > d->ncols ||
         r->ncols > d->ncols - r->col0 || r->ncols > SYNC_MAX_COLUMNS)
@@ -6145,20 +6516,19 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
      * delete. */
     if (r->cl > (UINT64_C(1) << 62)) return SYNC_EINVAL;
     /* What sync_put refuses (sx_check_key), apply refuses too. */
-    if (s->tables[r->tid].key_type == SYNC_INTEGER && r->klen != 8)
+    if (tb && tb->key_type == SYNC_INTEGER && r->klen != 8)
       return SYNC_EINVAL;
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
-      const sx_table *tb = &s->tables[r->tid];
       if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
           c->bsite >= d->nsites || c->hlc == 0 || c->v.type < SYNC_NULL ||
           c->v.type > SYNC_BLOB)
         return SYNC_EINVAL;
-      if (c->col < tb->ncols && c->v.type != SYNC_NULL &&
+      if (tb && c->col < tb->ncols && c->v.type != SYNC_NULL &&
           c->v.type != tb->cols[c->col].type)
         return SYNC_ETYPE;
       /* NOT NULL is part of the schema hash: only a forged chunk breaks it. */
-      if (c->col < tb->ncols && c->v.type == SYNC_NULL &&
+      if (tb && c->col < tb->ncols && c->v.type == SYNC_NULL &&
           (tb->cols[c->col].flags & SYNC_COL_NOTNULL))
         return SYNC_ECONSTRAINT;
       if ((c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) &&
@@ -6302,7 +6672,7 @@ static int sx_apply_exits(sx_apply *a) {
 }
 
 SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s) {
-  return sx_delta_check(d, s);
+  return sx_delta_check(d, s, NULL);
 }
 
 /* May row dr be applied under ao?  lvv: this replica's vector per local
@@ -6543,9 +6913,11 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
       if (s->tables[i].cols[j].flags & SYNC_COL_LOCAL) any = 1;
   if (!any) return 0; /* the common case: the apply checks d itself */
   any = 0;
-  if (sx_delta_check(d, s)) return 0;
+  if (sx_delta_check(d, s, NULL)) return 0;
   for (i = 0; i < d->nrows && !any; i++) {
-    const sx_table *tb = &s->tables[d->rows[i].tid];
+    const sx_table *tb;
+    if (d->rows[i].tid >= s->ntables) continue; /* a table we lack */
+    tb = &s->tables[d->rows[i].tid];
     for (j = 0; j < d->rows[i].ncols; j++) {
       unsigned col = d->cols[d->rows[i].col0 + j].col;
       if (col < tb->ncols && (tb->cols[col].flags & SYNC_COL_LOCAL)) any = 1;
@@ -6566,12 +6938,14 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
   c->caprows = d->nrows;
   c->capcols = d->ncols;
   for (i = 0; i < d->nrows; i++) {
-    const sx_table *tb = &s->tables[d->rows[i].tid];
+    const sx_table *tb =
+        d->rows[i].tid < s->ntables ? &s->tables[d->rows[i].tid] : NULL;
     c->rows[i] = d->rows[i];
     c->rows[i].col0 = k;
     for (j = 0; j < d->rows[i].ncols; j++) {
       const sx_dcol *dc = &d->cols[d->rows[i].col0 + j];
-      if (dc->col < tb->ncols && (tb->cols[dc->col].flags & SYNC_COL_LOCAL))
+      if (tb && dc->col < tb->ncols &&
+          (tb->cols[dc->col].flags & SYNC_COL_LOCAL))
         continue;
       c->cols[k++] = *dc;
     }
@@ -6857,15 +7231,19 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   env = x->env;
   if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
   if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
-  if (d->schema_hash != env->schema->hash)
-    return sx_fail(env, SYNC_ESCHEMA, "the delta was cut under another schema");
+  if (!sx_compat_ok(env, d->schema_hash))
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the delta was cut under another schema (hash %016llx), "
+                   "not known to be compatible with this one",
+                   (unsigned long long)d->schema_hash);
   /* A chunk leaves out what its receiver holds: applied elsewhere it
    * would move a cursor past rows that replica never got. */
   if (memcmp(d->receiver, env->site, SX_SITE_LEN))
     return sx_fail(env, SYNC_EINVAL, "the delta was cut for another replica");
   if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  if ((rc = sx_delta_check(d, env->schema)))
+  if ((rc = sx_delta_check(d, env->schema,
+                            sx_compat_find(env, d->schema_hash))))
     return sx_fail(env, rc, "the delta is malformed");
   if (d->repair && d->nx)
     return sx_fail(env, SYNC_EPROTO, "a repair frame holds exit markers");
@@ -6929,7 +7307,9 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
       size_t nref = 0;
       char first[SYNC_REFUSE_TEXT_MAX + 1];
       for (i = 0; i < d->nrows; i++) {
-        int found = sx_stored_row(x, d, &d->rows[i]);
+        int found;
+        if (d->rows[i].tid >= env->schema->ntables) continue; /* held */
+        found = sx_stored_row(x, d, &d->rows[i]);
         if (found < 0) {
           rc = found;
           goto done;
@@ -6958,6 +7338,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
    * refused rows must not move it. */
   for (i = 0; i < d->nrows; i++) {
     size_t j;
+    if (d->rows[i].tid >= env->schema->ntables) continue; /* not applied */
     if (checks && !sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) continue;
     if (d->rows[i].clhlc > maxhlc) maxhlc = d->rows[i].clhlc;
     for (j = 0; j < d->rows[i].ncols; j++)
@@ -6972,6 +7353,13 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_slice k, v;
     int found, cls, was_live, now_live, append = 0;
     rep->rows++;
+    if (dr->tid >= env->schema->ntables) {
+      /* A table of a newer schema: nowhere to keep it yet.  The cursor
+       * stays before the chunk, so that the run brings it again once an
+       * upgrade added the table (docs/PROTOCOL.md, "Schemas"). */
+      rep->unknown++;
+      continue;
+    }
     if ((rc = sx_table_cursor(x, dr->tid, &cur))) goto done;
     if (keyed && !a.dry) {
       /* Rows of an initial stream come in key order: past the table's
@@ -7094,7 +7482,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
      * was refused (sx_peer_advance): a cut before that sends the chunk
      * again, and the refusals with it. */
     x->dirty = 1;
-  } else if (!a.dry && contiguous) {
+  } else if (!a.dry && contiguous && !rep->unknown) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
     if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
@@ -11031,6 +11419,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_RF_ROUNDS 16       /* chunks refused whole in a row */
 #define SX_RF_ENTRY_MAX (3 * SX_VARINT_MAX + SYNC_MAX_KEY + 2 + \
                          SYNC_REFUSE_TEXT_MAX)
+#define SX_M_SCHEMA 10 /* client -> server: its schema, when they differ */
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
@@ -11043,6 +11432,7 @@ enum { SX_ROLE_RECV, SX_ROLE_SEND };
 enum {
   SX_ST_HELLO,   /* server: waiting for HELLO */
   SX_ST_WELCOME, /* client: waiting for WELCOME */
+  SX_ST_SCHEMA,  /* server: the schemas differ, waiting for the client's */
   SX_ST_RECV,    /* receiving phase: waiting for a chunk */
   SX_ST_SEND,    /* sending phase: waiting for a request */
   SX_ST_REPAIR,  /* repair: waiting for the peer's turn (or its frame) */
@@ -11085,6 +11475,9 @@ struct sync_session {
   sx_mark vmark;  /* and the sender's mark there */
   sx_scope vscope; /* and the scope it was served with */
   int vcur_ok;
+  uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
+  int held;       /* a chunk held rows of tables we lack: the cursor
+                     stays, the phase goes on from vcur */
   sync_apply_report phase_rep;
   sync_session_stats st;
   int failed_code; /* code to send in the queued ERROR */
@@ -11248,6 +11641,33 @@ static int sx_put_views(sync_session *s, unsigned char *p, unsigned char **end) 
   return 0;
 }
 
+/* Send message type whose first n bytes are at b, followed by this
+ * replica's schema (var length, the peer form of sx_schema_encode_peer):
+ * WELCOME when the client's schema hash is not ours, and SCHEMA. */
+static int sx_put_with_schema(sync_session *s, unsigned type,
+                              const unsigned char *b, size_t n) {
+  sx_buf m;
+  int rc;
+  sx_buf_init(&m, &s->al);
+  rc = sx_buf_reserve(&m, n + SX_VARINT_MAX);
+  if (!rc) {
+    if (n) memcpy(m.p, b, n);
+    m.len = n + SX_VARINT_MAX; /* the length goes here, once known */
+    rc = sx_schema_encode_peer(s->env->schema, &m);
+  }
+  if (!rc) {
+    size_t len = m.len - n - SX_VARINT_MAX;
+    unsigned char lb[SX_VARINT_MAX];
+    size_t k = (size_t)(sx_wv(lb, len) - lb);
+    memmove(m.p + n + k, m.p + n + SX_VARINT_MAX, len);
+    memcpy(m.p + n, lb, k);
+    m.len = n + k + len;
+    rc = sx_msg_put(s, type, m.p, m.len);
+  }
+  sx_buf_free(&m);
+  return rc;
+}
+
 static int sx_send_hello(sync_session *s) {
   unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES + 1 +
                   SX_VIEWS_MAX * SX_VIEW_SIZE],
@@ -11284,17 +11704,44 @@ static int sx_phase_start(sync_session *s);
 static int sx_repair_start(sync_session *s);
 static int sx_on_repair_delta(sync_session *s, sync_delta *d);
 
-static int sx_check_peer_schema(sync_session *s, uint64_t hash, uint64_t ver) {
+/* The peer's schema, the last field of HELLO and WELCOME (var length,
+ * then the peer form; r at it): *q and *n, the message's end checked. */
+static int sx_get_peer_schema(sync_session *s, sx_rd *r,
+                              const unsigned char **q, size_t *n) {
+  uint64_t len = sx_rvb(r, SX_CTL_MAX);
+  *n = (size_t)len;
+  *q = sx_rbytes(r, *n);
+  if (!*q || r->bad || r->p != r->end)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed schema in the handshake");
+  return 0;
+}
+
+/* The peer's schema (q, n): equal to ours (hash), or compatible
+ * (sx_schema_compat: tables and columns appended on either side); then
+ * the env accepts deltas cut under it.  A repair session compares
+ * fingerprints table by table, so it needs equal ones. */
+static int sx_check_peer_schema(sync_session *s, const unsigned char *q,
+                                size_t n, uint64_t hash) {
+  sx_schema *p;
+  int rc;
   if (hash == s->env->schema->hash) return 0;
-  return sx_sess_fail(s, SYNC_ESCHEMA,
-                      "schemas differ: this side has schema version %llu "
-                      "(hash %016llx, %u tables), the peer version %llu "
-                      "(hash %016llx); both must declare the same tables "
-                      "and columns",
-                      (unsigned long long)s->env->schema->version,
-                      (unsigned long long)s->env->schema->hash,
-                      s->env->schema->ntables, (unsigned long long)ver,
-                      (unsigned long long)hash);
+  rc = sx_schema_decode_peer(&s->al, q, n, &p);
+  if (rc == SYNC_ENOMEM) return sx_sess_fail(s, rc, "out of memory");
+  if (rc || p->hash != hash) {
+    sx_schema_free(&s->al, p);
+    return sx_sess_fail(s, SYNC_EPROTO,
+                        "the peer's schema is malformed or not the one its "
+                        "hash names");
+  }
+  /* Said as "the server" and "the client", the server's first, so that
+   * the words are the same on the side that gets them in the ERROR. */
+  rc = sx_compat_check(s->env, p, s->o.server ? "on the server" : "on the client",
+                       s->o.server ? "on the client" : "on the server",
+                       !s->o.server);
+  sx_schema_free(&s->al, p);
+  if (rc) return sx_sess_fail(s, rc, "incompatible schemas: %s",
+                              sync_env_errmsg(s->env));
+  return 0;
 }
 
 /* What this side holds of the peer's log (its version and the peer's
@@ -11410,7 +11857,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, hash, ver))) return rc;
+  s->repair = (flags & SX_HF_REPAIR) != 0;
   memset(&rights, 0, sizeof rights);
   if (s->o.authorize) {
     rc = s->o.authorize(s->o.authorize_ctx, s->peer, q, (size_t)clen, &rights);
@@ -11422,6 +11869,20 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     sx_mask_all(rights.write);
     rights.relay = 1;
   }
+  /* Schemas differ: a repair compares fingerprints table by table, so
+   * it needs equal ones; a sync goes on once the client's schema, which
+   * it sends after this WELCOME with ours, is found compatible (only an
+   * authorized client's: the env keeps a few). */
+  if (hash != s->env->schema->hash && s->repair)
+    return sx_sess_fail(s, SYNC_ESCHEMA,
+                        "range repair needs equal schemas: this side has "
+                        "schema version %llu (hash %016llx), the peer "
+                        "version %llu (hash %016llx); sync both to the same "
+                        "schema first",
+                        (unsigned long long)s->env->schema->version,
+                        (unsigned long long)s->env->schema->hash,
+                        (unsigned long long)ver, (unsigned long long)hash);
+  s->peer_hash = hash;
   /* Only an authorized client's view may make this replica renew. */
   if (view && (rc = sx_check_view(s, vver, &vmark))) return rc;
   s->mode = (int)mode;
@@ -11450,10 +11911,16 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     p = sx_put_mask(p, s->recv_mask);
     p = sx_put_mask(p, s->send_mask);
     if ((rc = sx_put_view(s, p, &p))) return rc;
-    if ((rc = sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
-      return sx_sess_fail(s, rc, "out of memory");
+    rc = hash == s->env->schema->hash
+             ? sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))
+             : sx_put_with_schema(s, SX_M_WELCOME, b2, (size_t)(p - b2));
+    if (rc) return sx_sess_fail(s, rc, "out of memory");
   }
   s->phase = 0;
+  if (hash != s->env->schema->hash) {
+    s->state = SX_ST_SCHEMA;
+    return 0;
+  }
   if (s->repair) return sx_repair_start(s);
   return sx_phase_start(s);
 }
@@ -11464,6 +11931,8 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   uint64_t hash, maxm, vver;
   sx_mark vmark;
   unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
+  const unsigned char *sq;
+  size_t sn;
   int rc;
   r.p = b;
   r.end = b + n;
@@ -11482,13 +11951,25 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   vver = sx_rv(&r);
   q = sx_rbytes(&r, 8);
   vmark.start = sx_rv(&r);
-  if (!q || r.bad || r.p != r.end || maxm < SX_MSG_FLOOR)
+  if (!q || r.bad || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
+  sq = NULL;
+  sn = 0;
+  if (hash != s->env->schema->hash) {
+    if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  } else if (r.p != r.end) {
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  }
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, hash, 0))) return rc;
+  if (sq) {
+    /* The server waits for ours before the first phase. */
+    if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
+    if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
+      return sx_sess_fail(s, rc, "out of memory");
+  }
   if ((rc = sx_check_view(s, vver, &vmark))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send what the server lets us write, and what it lets us read (a
@@ -11511,6 +11992,22 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
     sx_mask_and(s->recv_mask, rd);
     return sx_repair_start(s);
   }
+  return sx_phase_start(s);
+}
+
+/* SCHEMA (server, the schemas differ): the client's, as WELCOME's hash
+ * check left it to the client to send; then the first phase. */
+static int sx_on_schema(sync_session *s, const unsigned char *b, size_t n) {
+  const unsigned char *sq;
+  size_t sn;
+  sx_rd r;
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  if ((rc = sx_check_peer_schema(s, sq, sn, s->peer_hash))) return rc;
+  if (s->repair) return sx_repair_start(s);
   return sx_phase_start(s);
 }
 
@@ -11539,6 +12036,7 @@ static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
   a->conflicts += b->conflicts;
   a->refused += b->refused;
   a->exited += b->exited;
+  a->unknown += b->unknown;
 }
 
 static int sx_send_request(sync_session *s, int final) {
@@ -11553,7 +12051,7 @@ static int sx_send_request(sync_session *s, int final) {
   rc = sync_request_make(x, s->peer, &req);
   sync_txn_abort(x);
   if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
-  if (s->dry && s->vcur_ok) { /* nothing was committed */
+  if ((s->dry || s->held) && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
     req->mark = s->vmark;
     req->scope = s->vscope;
@@ -11567,7 +12065,11 @@ static int sx_send_request(sync_session *s, int final) {
     return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
   }
   p = b;
-  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0) |
+  /* Held past our cursor, the position asked from is not one we hold:
+   * it must not be acknowledged (the sender would collect tombstones of
+   * the rows we could not take). */
+  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) |
+                         (s->dry || (s->held && s->vcur_ok) ? SX_RQ_DRY : 0) |
                          (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
@@ -11595,6 +12097,7 @@ static int sx_send_request(sync_session *s, int final) {
 static int sx_phase_start(sync_session *s) {
   memset(&s->phase_rep, 0, sizeof s->phase_rep);
   s->vcur_ok = 0;
+  s->held = 0;
   if (s->phase >= s->nphase) {
     s->state = SX_ST_END;
     return 0;
@@ -11845,7 +12348,8 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
     return sx_sess_fail(s, err, "applying a chunk: %s (%s)",
                         sync_strerror(err), sync_env_errmsg(s->env));
   }
-  if (s->dry) {
+  if (rep.unknown) s->held = 1;
+  if (s->dry || s->held) {
     s->vcur = d->end;
     s->vmark = d->mark;
     s->vscope = d->scope;
@@ -12414,6 +12918,9 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
   case SX_ST_WELCOME:
     if (type == SX_M_WELCOME) return sx_on_welcome(s, b, n);
     break;
+  case SX_ST_SCHEMA:
+    if (type == SX_M_SCHEMA) return sx_on_schema(s, b, n);
+    break;
   case SX_ST_RECV:
     if (type == SX_M_DATA) return sx_on_data(s, b, n);
     if (type == SX_M_PLAN) {
@@ -12464,7 +12971,7 @@ static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
     if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
     return sx_dispatch(s, base, b, n);
   }
-  if (base < SX_M_HELLO || base > SX_M_REVERTED)
+  if (base < SX_M_HELLO || base > SX_M_SCHEMA)
     return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
   if (!(type & SX_MORE) && !s->ctl_type) return sx_dispatch(s, base, b, n);
   if (n > SX_CTL_MAX - s->ctl.len)
@@ -12724,6 +13231,7 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
 
 SYNC_API int sync_session_want_read(const sync_session *s) {
   return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
+               s->state == SX_ST_SCHEMA ||
                s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
                (s->state == SX_ST_ANSWER && !s->frame_out) ||

@@ -287,9 +287,16 @@ SYNC_API int sync_env_set_random(sync_env *env, sync_random_fn fill,
 
 /* Declare the schema this program expects.  The definitions are copied.
  * At open, a new file takes this schema; an existing file must hold the
- * same one (same tables, columns, types and flags, in the same order),
- * else open fails with SYNC_ESCHEMA and sync_env_errmsg() says what
- * differs.  Without a declared schema, open takes the file's.  Errors:
+ * same one (same tables, columns, types and flags, in the same order) or
+ * a prefix of it: a writable open then appends the tables and columns
+ * the file lacks (the upgrade of a rolling schema change: one version
+ * more, the sums of tables that gained columns rescanned, O(rows); values
+ * peers with the newer schema sent before are kept and appear at once).
+ * Anything else (a type, a name, a flag, a key type changed, or a new
+ * column in an existing table declared NOT NULL) fails with SYNC_ESCHEMA
+ * (SYNC_ECONSTRAINT for the NOT NULL) and sync_env_errmsg() says what
+ * differs; so does a read-only open that would need the upgrade.
+ * Without a declared schema, open takes the file's.  Errors:
  * SYNC_EINVAL (bad names, types, duplicates, env already open),
  * SYNC_ELIMIT, SYNC_ENOMEM. */
 SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
@@ -364,6 +371,28 @@ SYNC_API int sync_env_column(sync_env *env, unsigned table, const char *name,
  * canonical definition; equal on replicas with equal schemas). */
 SYNC_API int sync_env_schema_info(sync_env *env, uint64_t *version,
                                   uint64_t *hash);
+
+/* This replica's schema in the form peers exchange (docs/PROTOCOL.md,
+ * "Schemas"): the canonical bytes whose XXH3-64 is the schema hash.
+ * Writes them to buf when they fit in cap bytes and returns their
+ * length either way (call with cap 0 to size buf).  Errors (negative):
+ * SYNC_EINVAL, SYNC_ENOMEM. */
+SYNC_API int64_t sync_env_schema_export(sync_env *env, void *buf, size_t cap);
+
+/* Check a peer's schema (as sync_env_schema_export gave it there)
+ * against this replica's: the same tables, key types, and column names,
+ * types and NOT NULL flags at every position both have; either side may
+ * have columns and tables appended.  On success deltas and requests made
+ * under that schema are accepted from now on (until this replica's
+ * schema changes), and values they bring for columns and tables beyond
+ * this replica's are checked against it; sessions do this in their
+ * handshake.  env keeps up to 16 such schemas while it is open.  Errors:
+ * SYNC_ESCHEMA (incompatible: sync_env_errmsg() names the table and the
+ * column as each side declares it), SYNC_EFORMAT (malformed bytes),
+ * SYNC_ELIMIT (16 other schemas kept already: reopen env), SYNC_EINVAL,
+ * SYNC_ENOMEM. */
+SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
+                                    size_t len);
 
 /* Schema changes, each in its own committed write transaction.  No other
  * transaction of this env may be active (SYNC_EBUSY).  Existing rows read
@@ -653,6 +682,12 @@ typedef struct sync_apply_report {
   uint64_t exited;    /* rows removed by the chunk's exit markers: they left
                          this replica's scope (no tombstone, nothing
                          replicated; docs/PROTOCOL.md, "Scope") */
+  uint64_t unknown;   /* rows of tables this replica does not have yet (a
+                         peer with a newer schema): not applied, and the
+                         cursor does not move, so the run brings them
+                         again once this replica has the table (a
+                         session counts them on the receiving side; its
+                         FINAL report does not carry them) */
 } sync_apply_report;
 
 /* Apply chunk d in the write transaction txn, together with the sender's
@@ -661,7 +696,10 @@ typedef struct sync_apply_report {
  * brought by the run and is skipped whole (all rows unchanged).
  * Errors: SYNC_EINVAL (d comes from this replica, or was cut for another
  * one: it leaves out what that one holds), SYNC_ESCHEMA (d was cut under
- * another schema), SYNC_EREADONLY, storage errors. */
+ * another schema not known to be compatible: sync_env_schema_accept),
+ * SYNC_EREADONLY, storage errors.  Columns beyond this replica's schema
+ * (a newer peer's) are stored with their stamps, unread until the column
+ * is added, and sent on to others as they came. */
 SYNC_API int sync_delta_apply(sync_txn *txn, const sync_delta *d, int policy,
                               sync_apply_report *rep);
 

@@ -24,6 +24,7 @@ static const struct {
     {"wire", bench_wire},
     {"sync", bench_sync},
     {"repair", bench_repair},
+    {"relay", bench_relay},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -14,5 +14,6 @@ void bench_w3(const bench_opts *o);    /* run_w3.c */
 void bench_wire(const bench_opts *o);  /* run_wire.c */
 void bench_sync(const bench_opts *o);  /* run_sync.c */
 void bench_repair(const bench_opts *o); /* run_repair.c */
+void bench_relay(const bench_opts *o);  /* run_relay.c */
 
 #endif /* BENCH_WORKLOADS_H */

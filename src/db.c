@@ -272,10 +272,50 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
   return 0;
 }
 
+/* In the open's transaction t, make schema up (the file's schema in
+ * force plus appended tables and columns) the file's: its record and
+ * version, a store per new table, and the sums of each table that gained
+ * columns rebuilt under up (rows written by newer peers may hold values
+ * in them already: they count from now on).  On success env->schema is
+ * up; on failure it is unchanged and nothing is committed. */
+static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
+  sx_schema *was = env->schema;
+  unsigned char state[24];
+  sx_slice v;
+  unsigned i;
+  int rc;
+  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
+  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
+  if (rc) return rc;
+  memcpy(state, v.p, 24);
+  sx_put_le64(state + 16, up->version);
+  if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
+      (rc = sx_put_schema(env, t, up)))
+    return rc;
+  /* A failure fails the open, which closes the store: the handles of
+   * the new tables need no undoing. */
+  for (i = was->ntables; i < up->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 1, &env->tdbi[i]))) return rc;
+  }
+  env->schema = up;
+  for (i = 0; i < was->ntables && !rc; i++)
+    if (up->tables[i].ncols > was->tables[i].ncols)
+      rc = sx_tsum_rebuild(env, t, i);
+  if (rc) {
+    env->schema = was;
+    return rc;
+  }
+  sx_schema_free(&env->al, was);
+  return 0;
+}
+
 /* An existing file: check what it is and that it holds our schema. */
 static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   sx_slice v;
-  sx_schema *s;
+  sx_schema *s, *up = NULL;
+  int grow = 0;
   unsigned i;
   uint32_t format;
   int rc;
@@ -312,8 +352,23 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, rc, "%s: stored schema unreadable", path);
   if (env->decl && sx_schema_diff(s, env->decl, env->errmsg,
                                   sizeof env->errmsg)) {
-    sx_schema_free(&env->al, s);
-    return SYNC_ESCHEMA;
+    /* The program declares more than the file holds: tables and columns
+     * appended (a rolling upgrade) are added by this open, below. */
+    char why[sizeof env->errmsg];
+    memcpy(why, env->errmsg, sizeof why);
+    rc = sx_schema_extends(s, env->decl, env->errmsg, sizeof env->errmsg);
+    if (rc == SYNC_ESCHEMA) memcpy(env->errmsg, why, sizeof why);
+    if (!rc && env->rdonly) {
+      snprintf(env->errmsg, sizeof env->errmsg,
+               "%s: %s; the declared schema adds to the file's: open it "
+               "writable once to upgrade it", path, why);
+      rc = SYNC_ESCHEMA;
+    }
+    grow = !rc;
+    if (rc) {
+      sx_schema_free(&env->al, s);
+      return rc;
+    }
   }
   env->schema = s;
   if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
@@ -356,6 +411,16 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
     if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)))
       return rc;
+  }
+  if (grow) {
+    if ((rc = sx_schema_dup(&env->al, env->decl, s->version + 1, &up)))
+      return rc;
+    rc = sx_schema_upgrade(env, t, up);
+    if (rc) {
+      sx_schema_free(&env->al, up);
+      return sx_fail(env, rc, "%s: adding the declared tables and columns "
+                     "failed: %s", path, sync_strerror(rc));
+    }
   }
   return 0;
 }
@@ -638,6 +703,7 @@ SYNC_API void sync_env_close(sync_env *env) {
   if (!env) return;
   sx_store_close(env->st);
   al = env->al;
+  sx_compat_clear(env);
   sx_schema_free(&al, env->schema);
   sx_schema_free(&al, env->decl);
   sx_free(&al, env);
@@ -699,6 +765,104 @@ SYNC_API int sync_env_schema_info(sync_env *env, uint64_t *version,
   return 0;
 }
 
+/* ---------------------------------------------------------------------
+ * Peers' schemas.  Replicas whose schemas differ by appended tables and
+ * columns sync (docs/PROTOCOL.md, "Schemas"); the hashes of those found
+ * compatible are kept in memory, a few per env, so that the apply of a
+ * delta cut under one of them needs only the hash the delta carries.
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h) {
+  unsigned i;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+    const sx_schema *p = SX_PLOAD(&env->compat[i]);
+    if (!p) break; /* slots fill in order */
+    if (p->hash == h) return p;
+  }
+  return NULL;
+}
+
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h) {
+  return h == env->schema->hash || sx_compat_find(env, h) != NULL;
+}
+
+/* Keep p (owned by the caller) in the first free slot. */
+static int sx_compat_add(sync_env *env, const sx_schema *p) {
+  sx_schema *c;
+  unsigned i;
+  int rc;
+  if (sx_compat_find(env, p->hash)) return 0;
+  if ((rc = sx_schema_dup(&env->al, p, 0, &c))) return rc;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+#if defined(__STDC_NO_ATOMICS__)
+    if (!env->compat[i]) {
+      env->compat[i] = c;
+      return 0;
+    }
+#else
+    sx_schema *none = NULL;
+    if (atomic_compare_exchange_strong(&env->compat[i], &none, c)) return 0;
+#endif
+    if (SX_PLOAD(&env->compat[i])->hash == c->hash) break; /* a race */
+  }
+  sx_schema_free(&env->al, c);
+  if (i < SX_COMPAT_MAX) return 0;
+  return sx_fail(env, SYNC_ELIMIT,
+                 "this replica met %d other schemas since it was opened: "
+                 "reopen it",
+                 SX_COMPAT_MAX);
+}
+
+SYNC_PRIVATE void sx_compat_clear(sync_env *env) {
+  unsigned i;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+    sx_schema *p = SX_PLOAD(&env->compat[i]);
+    env->compat[i] = NULL;
+    sx_schema_free(&env->al, p);
+  }
+}
+
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs,
+                                 int peer_first) {
+  int rc;
+  if (p->hash == env->schema->hash) return 0;
+  rc = peer_first ? sx_schema_compat(p, env->schema, theirs, ours, env->errmsg,
+                                     sizeof env->errmsg)
+                  : sx_schema_compat(env->schema, p, ours, theirs, env->errmsg,
+                                     sizeof env->errmsg);
+  if (rc) return rc;
+  return sx_compat_add(env, p);
+}
+
+SYNC_API int64_t sync_env_schema_export(sync_env *env, void *buf, size_t cap) {
+  sx_buf b;
+  int64_t n;
+  if (!env || !env->schema || (cap && !buf)) return SYNC_EINVAL;
+  sx_buf_init(&b, &env->al);
+  if (sx_schema_encode_peer(env->schema, &b)) {
+    sx_buf_free(&b);
+    return SYNC_ENOMEM;
+  }
+  n = (int64_t)b.len;
+  if (b.len <= cap) memcpy(buf, b.p, b.len);
+  sx_buf_free(&b);
+  return n;
+}
+
+SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
+                                    size_t len) {
+  sx_schema *p;
+  int rc;
+  if (!env || !env->schema || (len && !schema)) return SYNC_EINVAL;
+  rc = sx_schema_decode_peer(&env->al, (const unsigned char *)schema, len, &p);
+  if (rc == SYNC_ECORRUPT)
+    return sx_fail(env, SYNC_EFORMAT, "the schema given is malformed");
+  if (rc) return rc;
+  rc = sx_compat_check(env, p, "here", "in the schema given", 0);
+  sx_schema_free(&env->al, p);
+  return rc;
+}
+
 /* Commit schema s (already validated) in its own transaction; with a new
  * table, create its store too.  rescan: a table whose fingerprint sums
  * the change may alter, rebuilt under s (or -1).  A new column alters
@@ -743,6 +907,7 @@ static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table,
   if (new_table) env->tdbi[s->ntables - 1] = d;
   sx_schema_free(&env->al, env->schema);
   env->schema = s;
+  sx_compat_clear(env); /* found compatible with the schema before */
   return 0;
 }
 

@@ -24,6 +24,15 @@ typedef int sx_errlock;
 typedef atomic_int sx_errlock;
 #endif
 
+/* A slot of the peers' schemas (sync_env.compat), filled once. */
+#if defined(__STDC_NO_ATOMICS__)
+typedef sx_schema *sx_aschema;
+#define SX_PLOAD(p) (*(p))
+#else
+typedef sx_schema *_Atomic sx_aschema;
+#define SX_PLOAD(p) atomic_load_explicit((p), memory_order_acquire)
+#endif
+
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
@@ -31,6 +40,8 @@ typedef atomic_int sx_errlock;
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
+
+#define SX_COMPAT_MAX 16
 
 struct sync_env {
   sx_alloc al;
@@ -64,6 +75,14 @@ struct sync_env {
   sync_resolver_fn resolver;
   void *resolver_ctx;
   sx_stats stats; /* operating counters (stats.h) */
+  /* Peers' schemas found compatible with ours (a handshake, or
+   * sync_env_schema_accept): deltas and requests made under their hashes
+   * are accepted, and the values a delta brings for tables and columns
+   * beyond ours are checked against the sender's.  Slots fill in order
+   * and are never replaced while the env is open, so readers need no
+   * lock; emptied when our schema changes (no transaction is active
+   * then) and at close. */
+  sx_aschema compat[SX_COMPAT_MAX];
 };
 
 struct sync_txn {
@@ -217,5 +236,20 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
 /* merge.c: hand the conflicts a committed transaction recorded to the
  * on_conflict callback. */
 SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
+/* May a delta or request made under schema hash h be taken?  Ours, or a
+ * peer's found compatible by sx_compat_check. */
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
+/* The peer schema with hash h that sx_compat_check kept (NULL when none,
+ * or when h is ours); valid until our schema changes or the env closes. */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h);
+SYNC_PRIVATE void sx_compat_clear(sync_env *env);
+/* Check peer schema p against ours: 0 (and a copy of p kept), or
+ * SYNC_ESCHEMA with env's message naming the table and the column as
+ * each side declares it (ours and theirs say where each is; peer_first:
+ * the peer's is named first), SYNC_ELIMIT (SX_COMPAT_MAX other schemas
+ * met since the open), SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs,
+                                 int peer_first);
 
 #endif

@@ -707,8 +707,11 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
       !memcmp(req->requester, env->site, SX_SITE_LEN))
     return SYNC_EINVAL;
-  if (req->schema_hash != env->schema->hash)
-    return sx_fail(env, SYNC_ESCHEMA, "the requester has another schema");
+  if (!sx_compat_ok(env, req->schema_hash))
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the requester has another schema (hash %016llx), not "
+                   "known to be compatible with this one",
+                   (unsigned long long)req->schema_hash);
   if (req->cur.mode == SX_MODE_LOG && (req->cur.version || req->cur.seq)) {
     /* A requester that stands before our last collection may miss
      * deletes whose tombstones are gone: it must start again. */
@@ -1462,13 +1465,22 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
 }
 
 /* Check a delta's structure before anything is applied: tables, columns,
- * key lengths, site and stamp references, value types and lengths. */
-static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
+ * key lengths, site and stamp references, value types and lengths.
+ * Tables and columns beyond ours (a newer sender's) are checked against
+ * the sender's schema ps (sx_compat_find; NULL: the sender's is ours, or
+ * one that relays them: it checked them when it took them), so that a
+ * value stored unread here is one the newer schema allows. */
+static int sx_delta_check(const sync_delta *d, const sx_schema *s,
+                          const sx_schema *ps) {
   size_t i, j;
   if (d->nsites == 0 || d->nvv != d->nsites) return SYNC_EINVAL;
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *r = &d->rows[i];
-    if (r->tid >= s->ntables || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
+    const sx_table *tb = r->tid < s->ntables ? &s->tables[r->tid] : NULL;
+    const sx_table *pt = ps && r->tid < ps->ntables ? &ps->tables[r->tid] : NULL;
+    if (!tb && ps && !pt) return SYNC_EINVAL; /* not even the sender's */
+    if (pt && (!tb || pt->ncols > tb->ncols)) tb = pt;
+    if (r->tid >= SYNC_MAX_TABLES || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
         r->koff > d->arena.len || r->klen > d->arena.len - r->koff ||
         r->cl == 0 || r->clsite >= d->nsites || r->col0 > d->ncols ||
         r->ncols > d->ncols - r->col0 || r->ncols > SYNC_MAX_COLUMNS)
@@ -1479,20 +1491,19 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s) {
      * delete. */
     if (r->cl > (UINT64_C(1) << 62)) return SYNC_EINVAL;
     /* What sync_put refuses (sx_check_key), apply refuses too. */
-    if (s->tables[r->tid].key_type == SYNC_INTEGER && r->klen != 8)
+    if (tb && tb->key_type == SYNC_INTEGER && r->klen != 8)
       return SYNC_EINVAL;
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
-      const sx_table *tb = &s->tables[r->tid];
       if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
           c->bsite >= d->nsites || c->hlc == 0 || c->v.type < SYNC_NULL ||
           c->v.type > SYNC_BLOB)
         return SYNC_EINVAL;
-      if (c->col < tb->ncols && c->v.type != SYNC_NULL &&
+      if (tb && c->col < tb->ncols && c->v.type != SYNC_NULL &&
           c->v.type != tb->cols[c->col].type)
         return SYNC_ETYPE;
       /* NOT NULL is part of the schema hash: only a forged chunk breaks it. */
-      if (c->col < tb->ncols && c->v.type == SYNC_NULL &&
+      if (tb && c->col < tb->ncols && c->v.type == SYNC_NULL &&
           (tb->cols[c->col].flags & SYNC_COL_NOTNULL))
         return SYNC_ECONSTRAINT;
       if ((c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) &&
@@ -1636,7 +1647,7 @@ static int sx_apply_exits(sx_apply *a) {
 }
 
 SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s) {
-  return sx_delta_check(d, s);
+  return sx_delta_check(d, s, NULL);
 }
 
 /* May row dr be applied under ao?  lvv: this replica's vector per local
@@ -1877,9 +1888,11 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
       if (s->tables[i].cols[j].flags & SYNC_COL_LOCAL) any = 1;
   if (!any) return 0; /* the common case: the apply checks d itself */
   any = 0;
-  if (sx_delta_check(d, s)) return 0;
+  if (sx_delta_check(d, s, NULL)) return 0;
   for (i = 0; i < d->nrows && !any; i++) {
-    const sx_table *tb = &s->tables[d->rows[i].tid];
+    const sx_table *tb;
+    if (d->rows[i].tid >= s->ntables) continue; /* a table we lack */
+    tb = &s->tables[d->rows[i].tid];
     for (j = 0; j < d->rows[i].ncols; j++) {
       unsigned col = d->cols[d->rows[i].col0 + j].col;
       if (col < tb->ncols && (tb->cols[col].flags & SYNC_COL_LOCAL)) any = 1;
@@ -1900,12 +1913,14 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
   c->caprows = d->nrows;
   c->capcols = d->ncols;
   for (i = 0; i < d->nrows; i++) {
-    const sx_table *tb = &s->tables[d->rows[i].tid];
+    const sx_table *tb =
+        d->rows[i].tid < s->ntables ? &s->tables[d->rows[i].tid] : NULL;
     c->rows[i] = d->rows[i];
     c->rows[i].col0 = k;
     for (j = 0; j < d->rows[i].ncols; j++) {
       const sx_dcol *dc = &d->cols[d->rows[i].col0 + j];
-      if (dc->col < tb->ncols && (tb->cols[dc->col].flags & SYNC_COL_LOCAL))
+      if (tb && dc->col < tb->ncols &&
+          (tb->cols[dc->col].flags & SYNC_COL_LOCAL))
         continue;
       c->cols[k++] = *dc;
     }
@@ -2191,15 +2206,19 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   env = x->env;
   if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
   if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
-  if (d->schema_hash != env->schema->hash)
-    return sx_fail(env, SYNC_ESCHEMA, "the delta was cut under another schema");
+  if (!sx_compat_ok(env, d->schema_hash))
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the delta was cut under another schema (hash %016llx), "
+                   "not known to be compatible with this one",
+                   (unsigned long long)d->schema_hash);
   /* A chunk leaves out what its receiver holds: applied elsewhere it
    * would move a cursor past rows that replica never got. */
   if (memcmp(d->receiver, env->site, SX_SITE_LEN))
     return sx_fail(env, SYNC_EINVAL, "the delta was cut for another replica");
   if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  if ((rc = sx_delta_check(d, env->schema)))
+  if ((rc = sx_delta_check(d, env->schema,
+                            sx_compat_find(env, d->schema_hash))))
     return sx_fail(env, rc, "the delta is malformed");
   if (d->repair && d->nx)
     return sx_fail(env, SYNC_EPROTO, "a repair frame holds exit markers");
@@ -2263,7 +2282,9 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
       size_t nref = 0;
       char first[SYNC_REFUSE_TEXT_MAX + 1];
       for (i = 0; i < d->nrows; i++) {
-        int found = sx_stored_row(x, d, &d->rows[i]);
+        int found;
+        if (d->rows[i].tid >= env->schema->ntables) continue; /* held */
+        found = sx_stored_row(x, d, &d->rows[i]);
         if (found < 0) {
           rc = found;
           goto done;
@@ -2292,6 +2313,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
    * refused rows must not move it. */
   for (i = 0; i < d->nrows; i++) {
     size_t j;
+    if (d->rows[i].tid >= env->schema->ntables) continue; /* not applied */
     if (checks && !sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) continue;
     if (d->rows[i].clhlc > maxhlc) maxhlc = d->rows[i].clhlc;
     for (j = 0; j < d->rows[i].ncols; j++)
@@ -2306,6 +2328,13 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_slice k, v;
     int found, cls, was_live, now_live, append = 0;
     rep->rows++;
+    if (dr->tid >= env->schema->ntables) {
+      /* A table of a newer schema: nowhere to keep it yet.  The cursor
+       * stays before the chunk, so that the run brings it again once an
+       * upgrade added the table (docs/PROTOCOL.md, "Schemas"). */
+      rep->unknown++;
+      continue;
+    }
     if ((rc = sx_table_cursor(x, dr->tid, &cur))) goto done;
     if (keyed && !a.dry) {
       /* Rows of an initial stream come in key order: past the table's
@@ -2428,7 +2457,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
      * was refused (sx_peer_advance): a cut before that sends the chunk
      * again, and the refusals with it. */
     x->dirty = 1;
-  } else if (!a.dry && contiguous) {
+  } else if (!a.dry && contiguous && !rep->unknown) {
     /* A run that starts from nothing starts clean; one that left rows
      * out stays unable to raise the vector until it starts again. */
     if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||

@@ -274,20 +274,29 @@ static int sx_get_small(const unsigned char **pp, const unsigned char *end,
   return 1;
 }
 
-SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
-                                  size_t n, sx_schema **out) {
+SYNC_PRIVATE int sx_schema_encode_peer(const sx_schema *s, sx_buf *b) {
+  return sx_schema_encode_mode(s, b, 1);
+}
+
+/* Parse canonical bytes; with peer, the form without a version. */
+static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
+                                 size_t n, int peer, sx_schema **out) {
   const unsigned char *end = p + n;
-  uint64_t version, ntables, v;
+  uint64_t version = 0, ntables, v;
   sx_schema *s;
   unsigned i, j;
   int rc;
   *out = NULL;
-  {
+  if (!peer) {
     size_t k = sx_get_varint(p, end, &version);
     if (!k || version == 0) return SYNC_ECORRUPT;
     p += k;
   }
-  if (!sx_get_small(&p, end, SYNC_MAX_TABLES, &ntables)) return SYNC_ECORRUPT;
+  /* A table takes at least 4 bytes and a column 3: counts that the bytes
+   * left cannot hold size nothing (a peer's schema comes off the wire). */
+  if (!sx_get_small(&p, end, SYNC_MAX_TABLES, &ntables) ||
+      ntables > (uint64_t)(end - p) / 4)
+    return SYNC_ECORRUPT;
   if (!(s = sx_schema_alloc(al, (unsigned)ntables))) return SYNC_ENOMEM;
   s->version = version;
   for (i = 0; i < ntables; i++) {
@@ -295,7 +304,8 @@ SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
     uint64_t kt, nc;
     char tname[SX_NAME_MAX + 1];
     if (!sx_get_name(&p, end, tname) || !sx_get_small(&p, end, 16, &kt) ||
-        !sx_get_small(&p, end, SYNC_MAX_COLUMNS, &nc) || nc == 0)
+        !sx_get_small(&p, end, SYNC_MAX_COLUMNS, &nc) || nc == 0 ||
+        nc > (uint64_t)(end - p) / 3)
       goto corrupt;
     if (sx_table_alloc_cols(al, t, (unsigned)nc)) {
       sx_schema_free(al, s);
@@ -316,6 +326,17 @@ SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
     sx_table_link_defs(t);
   }
   if (p != end) goto corrupt;
+  /* A peer's schema passes the checks a declared one does (names, key
+   * types, duplicates), so that comparisons may trust it. */
+  for (i = 0; i < s->ntables; i++) {
+    const sx_table *t = &s->tables[i];
+    if (t->key_type != SYNC_TEXT && t->key_type != SYNC_BLOB &&
+        t->key_type != SYNC_INTEGER)
+      goto corrupt;
+    if (sx_schema_find_table(s, t->name) != (int)i) goto corrupt;
+    for (j = 0; j < t->ncols; j++)
+      if (sx_schema_find_column(t, t->cols[j].name) != (int)j) goto corrupt;
+  }
   if ((rc = sx_schema_rehash(al, s))) {
     sx_schema_free(al, s);
     return rc;
@@ -325,6 +346,19 @@ SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
 corrupt:
   sx_schema_free(al, s);
   return SYNC_ECORRUPT;
+}
+
+SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
+                                  size_t n, sx_schema **out) {
+  return sx_schema_decode_mode(al, p, n, 0, out);
+}
+
+SYNC_PRIVATE int sx_schema_decode_peer(const sx_alloc *al,
+                                       const unsigned char *p, size_t n,
+                                       sx_schema **out) {
+  int rc = sx_schema_decode_mode(al, p, n, 1, out);
+  if (!rc) (*out)->version = 0; /* peers do not say */
+  return rc;
 }
 
 SYNC_PRIVATE int sx_schema_diff(const sx_schema *file, const sx_schema *decl,
@@ -496,6 +530,106 @@ SYNC_PRIVATE int sx_schema_with_table(const sx_alloc *al, const sx_schema *s,
     sx_schema_free(al, c);
     return rc;
   }
+  *out = c;
+  return 0;
+}
+
+/* A NOT NULL flag, as the messages below name it. */
+static const char *sx_null_word(unsigned flags) {
+  return (flags & SYNC_COL_NOTNULL) ? " NOT NULL" : "";
+}
+
+SYNC_PRIVATE int sx_schema_compat(const sx_schema *a, const sx_schema *b,
+                                  const char *an, const char *bn, char *msg,
+                                  size_t msgsz) {
+  unsigned i, j;
+  for (i = 0; i < a->ntables && i < b->ntables; i++) {
+    const sx_table *x = &a->tables[i], *y = &b->tables[i];
+    if (strcmp(x->name, y->name)) {
+      snprintf(msg, msgsz, "table %u is '%s' %s but '%s' %s", i, x->name, an,
+               y->name, bn);
+      return SYNC_ESCHEMA;
+    }
+    if (x->key_type != y->key_type) {
+      snprintf(msg, msgsz, "table '%s': the key is %s %s but %s %s", x->name,
+               sx_type_name(x->key_type), an, sx_type_name(y->key_type), bn);
+      return SYNC_ESCHEMA;
+    }
+    for (j = 0; j < x->ncols && j < y->ncols; j++) {
+      const sx_column *c = &x->cols[j], *d = &y->cols[j];
+      /* The local flag is each device's own; NOT NULL is not: a NULL
+       * one side may write, the other must refuse. */
+      if (strcmp(c->name, d->name) || c->type != d->type ||
+          (c->flags & SYNC_COL_NOTNULL) != (d->flags & SYNC_COL_NOTNULL)) {
+        /* A message cut short still names the table and the column, and
+         * ends in "..." to say so. */
+        int n = snprintf(msg, msgsz,
+                         "table '%s' column %u is '%s' %s%s %s but '%s' %s%s "
+                         "%s",
+                         x->name, j, c->name, sx_type_name(c->type),
+                         sx_null_word(c->flags), an, d->name,
+                         sx_type_name(d->type), sx_null_word(d->flags), bn);
+        if (n >= 0 && (size_t)n >= msgsz && msgsz > 4)
+          memcpy(msg + msgsz - 4, "...", 4);
+        return SYNC_ESCHEMA;
+      }
+    }
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_schema_extends(const sx_schema *file,
+                                   const sx_schema *decl, char *msg,
+                                   size_t msgsz) {
+  unsigned i, j;
+  int rc;
+  if ((rc = sx_schema_compat(file, decl, "in the file", "declared", msg,
+                             msgsz)))
+    return rc;
+  if (decl->ntables < file->ntables) {
+    snprintf(msg, msgsz,
+             "the file has %u tables, %u declared (table '%s' is not "
+             "declared; tables are never removed)",
+             file->ntables, decl->ntables, file->tables[decl->ntables].name);
+    return SYNC_ESCHEMA;
+  }
+  for (i = 0; i < file->ntables; i++) {
+    const sx_table *a = &file->tables[i], *b = &decl->tables[i];
+    if (b->ncols < a->ncols) {
+      snprintf(msg, msgsz,
+               "table '%s' has %u columns in the file, %u declared (column "
+               "'%s' is not declared; columns are never removed)",
+               a->name, a->ncols, b->ncols, a->cols[b->ncols].name);
+      return SYNC_ESCHEMA;
+    }
+    for (j = 0; j < a->ncols; j++)
+      if (a->cols[j].flags != b->cols[j].flags) {
+        snprintf(msg, msgsz,
+                 "table '%s' column '%s' has flags 0x%x in the file, 0x%x "
+                 "declared",
+                 a->name, a->cols[j].name, a->cols[j].flags, b->cols[j].flags);
+        return SYNC_ESCHEMA;
+      }
+    for (; j < b->ncols; j++)
+      if (b->cols[j].flags & SYNC_COL_NOTNULL) {
+        snprintf(msg, msgsz,
+                 "table '%s': new column '%s' must allow NULL: existing rows "
+                 "have no value",
+                 a->name, b->cols[j].name);
+        return SYNC_ECONSTRAINT;
+      }
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_schema_dup(const sx_alloc *al, const sx_schema *s,
+                               uint64_t version, sx_schema **out) {
+  sx_schema *c;
+  int rc;
+  *out = NULL;
+  if ((rc = sx_schema_copy(al, s, 0, (unsigned)-1, &c))) return rc;
+  c->version = version;
+  c->hash = s->hash;
   *out = c;
   return 0;
 }

@@ -39,6 +39,32 @@ SYNC_PRIVATE int sx_schema_encode(const sx_schema *s, sx_buf *b);
 /* Parse stored bytes; SYNC_ECORRUPT when malformed. */
 SYNC_PRIVATE int sx_schema_decode(const sx_alloc *al, const unsigned char *p,
                                   size_t n, sx_schema **out);
+/* The form peers exchange (docs/PROTOCOL.md, HELLO): the canonical
+ * bytes without the version and the local flags, whose XXH3-64 is the
+ * schema hash; and its parser (SYNC_ECORRUPT when malformed or when it
+ * declares what sync_env_set_schema refuses).  The parsed version is 0. */
+SYNC_PRIVATE int sx_schema_encode_peer(const sx_schema *s, sx_buf *b);
+SYNC_PRIVATE int sx_schema_decode_peer(const sx_alloc *al,
+                                       const unsigned char *p, size_t n,
+                                       sx_schema **out);
+/* Can replicas with schemas a and b sync?  Each table both have must
+ * have the same name, key type, and column names, types and NOT NULL at
+ * every position both have (one is the other plus columns appended, and
+ * one list of tables the other plus tables appended).  0, or
+ * SYNC_ESCHEMA with msg naming the table and the column as each side
+ * declares it (an and bn say where: "here", "at the peer"). */
+SYNC_PRIVATE int sx_schema_compat(const sx_schema *a, const sx_schema *b,
+                                  const char *an, const char *bn, char *msg,
+                                  size_t msgsz);
+/* Is decl file plus appended tables and columns (what an open may
+ * upgrade the file to)?  0, or SYNC_ESCHEMA / SYNC_ECONSTRAINT (a new
+ * column that must not be NULL) with msg. */
+SYNC_PRIVATE int sx_schema_extends(const sx_schema *file,
+                                   const sx_schema *decl, char *msg,
+                                   size_t msgsz);
+/* A copy of s with the given version. */
+SYNC_PRIVATE int sx_schema_dup(const sx_alloc *al, const sx_schema *s,
+                               uint64_t version, sx_schema **out);
 /* 0 when a and b declare the same tables and columns, else 1 with msg
  * saying the first difference. */
 SYNC_PRIVATE int sx_schema_diff(const sx_schema *file, const sx_schema *decl,

@@ -46,6 +46,7 @@
 #define SX_RF_ROUNDS 16       /* chunks refused whole in a row */
 #define SX_RF_ENTRY_MAX (3 * SX_VARINT_MAX + SYNC_MAX_KEY + 2 + \
                          SYNC_REFUSE_TEXT_MAX)
+#define SX_M_SCHEMA 10 /* client -> server: its schema, when they differ */
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
@@ -58,6 +59,7 @@ enum { SX_ROLE_RECV, SX_ROLE_SEND };
 enum {
   SX_ST_HELLO,   /* server: waiting for HELLO */
   SX_ST_WELCOME, /* client: waiting for WELCOME */
+  SX_ST_SCHEMA,  /* server: the schemas differ, waiting for the client's */
   SX_ST_RECV,    /* receiving phase: waiting for a chunk */
   SX_ST_SEND,    /* sending phase: waiting for a request */
   SX_ST_REPAIR,  /* repair: waiting for the peer's turn (or its frame) */
@@ -100,6 +102,9 @@ struct sync_session {
   sx_mark vmark;  /* and the sender's mark there */
   sx_scope vscope; /* and the scope it was served with */
   int vcur_ok;
+  uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
+  int held;       /* a chunk held rows of tables we lack: the cursor
+                     stays, the phase goes on from vcur */
   sync_apply_report phase_rep;
   sync_session_stats st;
   int failed_code; /* code to send in the queued ERROR */
@@ -263,6 +268,33 @@ static int sx_put_views(sync_session *s, unsigned char *p, unsigned char **end) 
   return 0;
 }
 
+/* Send message type whose first n bytes are at b, followed by this
+ * replica's schema (var length, the peer form of sx_schema_encode_peer):
+ * WELCOME when the client's schema hash is not ours, and SCHEMA. */
+static int sx_put_with_schema(sync_session *s, unsigned type,
+                              const unsigned char *b, size_t n) {
+  sx_buf m;
+  int rc;
+  sx_buf_init(&m, &s->al);
+  rc = sx_buf_reserve(&m, n + SX_VARINT_MAX);
+  if (!rc) {
+    if (n) memcpy(m.p, b, n);
+    m.len = n + SX_VARINT_MAX; /* the length goes here, once known */
+    rc = sx_schema_encode_peer(s->env->schema, &m);
+  }
+  if (!rc) {
+    size_t len = m.len - n - SX_VARINT_MAX;
+    unsigned char lb[SX_VARINT_MAX];
+    size_t k = (size_t)(sx_wv(lb, len) - lb);
+    memmove(m.p + n + k, m.p + n + SX_VARINT_MAX, len);
+    memcpy(m.p + n, lb, k);
+    m.len = n + k + len;
+    rc = sx_msg_put(s, type, m.p, m.len);
+  }
+  sx_buf_free(&m);
+  return rc;
+}
+
 static int sx_send_hello(sync_session *s) {
   unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES + 1 +
                   SX_VIEWS_MAX * SX_VIEW_SIZE],
@@ -299,17 +331,44 @@ static int sx_phase_start(sync_session *s);
 static int sx_repair_start(sync_session *s);
 static int sx_on_repair_delta(sync_session *s, sync_delta *d);
 
-static int sx_check_peer_schema(sync_session *s, uint64_t hash, uint64_t ver) {
+/* The peer's schema, the last field of HELLO and WELCOME (var length,
+ * then the peer form; r at it): *q and *n, the message's end checked. */
+static int sx_get_peer_schema(sync_session *s, sx_rd *r,
+                              const unsigned char **q, size_t *n) {
+  uint64_t len = sx_rvb(r, SX_CTL_MAX);
+  *n = (size_t)len;
+  *q = sx_rbytes(r, *n);
+  if (!*q || r->bad || r->p != r->end)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed schema in the handshake");
+  return 0;
+}
+
+/* The peer's schema (q, n): equal to ours (hash), or compatible
+ * (sx_schema_compat: tables and columns appended on either side); then
+ * the env accepts deltas cut under it.  A repair session compares
+ * fingerprints table by table, so it needs equal ones. */
+static int sx_check_peer_schema(sync_session *s, const unsigned char *q,
+                                size_t n, uint64_t hash) {
+  sx_schema *p;
+  int rc;
   if (hash == s->env->schema->hash) return 0;
-  return sx_sess_fail(s, SYNC_ESCHEMA,
-                      "schemas differ: this side has schema version %llu "
-                      "(hash %016llx, %u tables), the peer version %llu "
-                      "(hash %016llx); both must declare the same tables "
-                      "and columns",
-                      (unsigned long long)s->env->schema->version,
-                      (unsigned long long)s->env->schema->hash,
-                      s->env->schema->ntables, (unsigned long long)ver,
-                      (unsigned long long)hash);
+  rc = sx_schema_decode_peer(&s->al, q, n, &p);
+  if (rc == SYNC_ENOMEM) return sx_sess_fail(s, rc, "out of memory");
+  if (rc || p->hash != hash) {
+    sx_schema_free(&s->al, p);
+    return sx_sess_fail(s, SYNC_EPROTO,
+                        "the peer's schema is malformed or not the one its "
+                        "hash names");
+  }
+  /* Said as "the server" and "the client", the server's first, so that
+   * the words are the same on the side that gets them in the ERROR. */
+  rc = sx_compat_check(s->env, p, s->o.server ? "on the server" : "on the client",
+                       s->o.server ? "on the client" : "on the server",
+                       !s->o.server);
+  sx_schema_free(&s->al, p);
+  if (rc) return sx_sess_fail(s, rc, "incompatible schemas: %s",
+                              sync_env_errmsg(s->env));
+  return 0;
 }
 
 /* What this side holds of the peer's log (its version and the peer's
@@ -425,7 +484,7 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, hash, ver))) return rc;
+  s->repair = (flags & SX_HF_REPAIR) != 0;
   memset(&rights, 0, sizeof rights);
   if (s->o.authorize) {
     rc = s->o.authorize(s->o.authorize_ctx, s->peer, q, (size_t)clen, &rights);
@@ -437,6 +496,20 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     sx_mask_all(rights.write);
     rights.relay = 1;
   }
+  /* Schemas differ: a repair compares fingerprints table by table, so
+   * it needs equal ones; a sync goes on once the client's schema, which
+   * it sends after this WELCOME with ours, is found compatible (only an
+   * authorized client's: the env keeps a few). */
+  if (hash != s->env->schema->hash && s->repair)
+    return sx_sess_fail(s, SYNC_ESCHEMA,
+                        "range repair needs equal schemas: this side has "
+                        "schema version %llu (hash %016llx), the peer "
+                        "version %llu (hash %016llx); sync both to the same "
+                        "schema first",
+                        (unsigned long long)s->env->schema->version,
+                        (unsigned long long)s->env->schema->hash,
+                        (unsigned long long)ver, (unsigned long long)hash);
+  s->peer_hash = hash;
   /* Only an authorized client's view may make this replica renew. */
   if (view && (rc = sx_check_view(s, vver, &vmark))) return rc;
   s->mode = (int)mode;
@@ -465,10 +538,16 @@ static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
     p = sx_put_mask(p, s->recv_mask);
     p = sx_put_mask(p, s->send_mask);
     if ((rc = sx_put_view(s, p, &p))) return rc;
-    if ((rc = sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))))
-      return sx_sess_fail(s, rc, "out of memory");
+    rc = hash == s->env->schema->hash
+             ? sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))
+             : sx_put_with_schema(s, SX_M_WELCOME, b2, (size_t)(p - b2));
+    if (rc) return sx_sess_fail(s, rc, "out of memory");
   }
   s->phase = 0;
+  if (hash != s->env->schema->hash) {
+    s->state = SX_ST_SCHEMA;
+    return 0;
+  }
   if (s->repair) return sx_repair_start(s);
   return sx_phase_start(s);
 }
@@ -479,6 +558,8 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   uint64_t hash, maxm, vver;
   sx_mark vmark;
   unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
+  const unsigned char *sq;
+  size_t sn;
   int rc;
   r.p = b;
   r.end = b + n;
@@ -497,13 +578,25 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
   vver = sx_rv(&r);
   q = sx_rbytes(&r, 8);
   vmark.start = sx_rv(&r);
-  if (!q || r.bad || r.p != r.end || maxm < SX_MSG_FLOOR)
+  if (!q || r.bad || maxm < SX_MSG_FLOOR)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
+  sq = NULL;
+  sn = 0;
+  if (hash != s->env->schema->hash) {
+    if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  } else if (r.p != r.end) {
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  }
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  if ((rc = sx_check_peer_schema(s, hash, 0))) return rc;
+  if (sq) {
+    /* The server waits for ours before the first phase. */
+    if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
+    if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
+      return sx_sess_fail(s, rc, "out of memory");
+  }
   if ((rc = sx_check_view(s, vver, &vmark))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send what the server lets us write, and what it lets us read (a
@@ -526,6 +619,22 @@ static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
     sx_mask_and(s->recv_mask, rd);
     return sx_repair_start(s);
   }
+  return sx_phase_start(s);
+}
+
+/* SCHEMA (server, the schemas differ): the client's, as WELCOME's hash
+ * check left it to the client to send; then the first phase. */
+static int sx_on_schema(sync_session *s, const unsigned char *b, size_t n) {
+  const unsigned char *sq;
+  size_t sn;
+  sx_rd r;
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  if ((rc = sx_check_peer_schema(s, sq, sn, s->peer_hash))) return rc;
+  if (s->repair) return sx_repair_start(s);
   return sx_phase_start(s);
 }
 
@@ -554,6 +663,7 @@ static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
   a->conflicts += b->conflicts;
   a->refused += b->refused;
   a->exited += b->exited;
+  a->unknown += b->unknown;
 }
 
 static int sx_send_request(sync_session *s, int final) {
@@ -568,7 +678,7 @@ static int sx_send_request(sync_session *s, int final) {
   rc = sync_request_make(x, s->peer, &req);
   sync_txn_abort(x);
   if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
-  if (s->dry && s->vcur_ok) { /* nothing was committed */
+  if ((s->dry || s->held) && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
     req->mark = s->vmark;
     req->scope = s->vscope;
@@ -582,7 +692,11 @@ static int sx_send_request(sync_session *s, int final) {
     return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
   }
   p = b;
-  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) | (s->dry ? SX_RQ_DRY : 0) |
+  /* Held past our cursor, the position asked from is not one we hold:
+   * it must not be acknowledged (the sender would collect tombstones of
+   * the rows we could not take). */
+  *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) |
+                         (s->dry || (s->held && s->vcur_ok) ? SX_RQ_DRY : 0) |
                          (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
@@ -610,6 +724,7 @@ static int sx_send_request(sync_session *s, int final) {
 static int sx_phase_start(sync_session *s) {
   memset(&s->phase_rep, 0, sizeof s->phase_rep);
   s->vcur_ok = 0;
+  s->held = 0;
   if (s->phase >= s->nphase) {
     s->state = SX_ST_END;
     return 0;
@@ -860,7 +975,8 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
     return sx_sess_fail(s, err, "applying a chunk: %s (%s)",
                         sync_strerror(err), sync_env_errmsg(s->env));
   }
-  if (s->dry) {
+  if (rep.unknown) s->held = 1;
+  if (s->dry || s->held) {
     s->vcur = d->end;
     s->vmark = d->mark;
     s->vscope = d->scope;
@@ -1429,6 +1545,9 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
   case SX_ST_WELCOME:
     if (type == SX_M_WELCOME) return sx_on_welcome(s, b, n);
     break;
+  case SX_ST_SCHEMA:
+    if (type == SX_M_SCHEMA) return sx_on_schema(s, b, n);
+    break;
   case SX_ST_RECV:
     if (type == SX_M_DATA) return sx_on_data(s, b, n);
     if (type == SX_M_PLAN) {
@@ -1479,7 +1598,7 @@ static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
     if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
     return sx_dispatch(s, base, b, n);
   }
-  if (base < SX_M_HELLO || base > SX_M_REVERTED)
+  if (base < SX_M_HELLO || base > SX_M_SCHEMA)
     return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
   if (!(type & SX_MORE) && !s->ctl_type) return sx_dispatch(s, base, b, n);
   if (n > SX_CTL_MAX - s->ctl.len)
@@ -1739,6 +1858,7 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
 
 SYNC_API int sync_session_want_read(const sync_session *s) {
   return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
+               s->state == SX_ST_SCHEMA ||
                s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
                (s->state == SX_ST_ANSWER && !s->frame_out) ||

@@ -103,16 +103,28 @@ static const cmd_help HELP[] = {
      "Example:\n"
      "    synctl init sensors.db --table readings:text temp:real "
      "status:text:notnull\n"},
-    {"schema", "synctl schema DB", "print the schema",
+    {"schema", "synctl schema DB [--diff OTHER]", "print or compare the schema",
      "Prints DB's tables and columns as a schema file (see 'synctl help\n"
      "init'), preceded by comments with the schema version and hash.  The\n"
      "output can be given to 'synctl init --schema' to make an empty\n"
-     "replica.\n"},
+     "replica.\n\n"
+     "--diff OTHER compares DB's schema with the database OTHER's instead:\n"
+     "one line per difference ('only in DB: TABLE.COL TYPE', 'only in\n"
+     "OTHER: table T KEYTYPE (COLS)', 'differs: ...' naming both sides),\n"
+     "then the verdict: 'equal'; 'compatible' (one is the other plus\n"
+     "appended columns and tables: they sync, and each keeps the columns\n"
+     "it does not know and sends them on); or 'incompatible' (a type, a\n"
+     "name, a key type or notnull differs at a shared position: sessions\n"
+     "between them fail, exit status 1).  The local flag is each file's\n"
+     "own and is not compared.\n\n"
+     "Example:\n"
+     "    synctl schema device.db --diff server.db\n"},
     {"add-column", "synctl add-column DB TABLE COL:TYPE[:local]",
      "add a column to a table",
      "Appends a column to TABLE.  Existing rows read it as NULL, so it\n"
-     "cannot be notnull.  Replicas must add the same column to keep\n"
-     "syncing (their schema hashes must agree).\n"},
+     "cannot be notnull.  Replicas with and without the column keep\n"
+     "syncing (a rolling schema change): the ones without it store its\n"
+     "values unread and send them on, and show them once they add it.\n"},
     {"put", "synctl put DB TABLE KEY COL=VALUE...", "insert or update a row",
      "Writes the row KEY of TABLE in one transaction.  A new row takes\n"
      "NULL for the columns not given; an existing row keeps them.  Values\n"
@@ -984,11 +996,118 @@ out2:
   return EX_USAGE;
 }
 
+/* "text notnull" for column c. */
+static const char *col_desc(const sync_column_def *c, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s%s", type_name(c->type),
+           c->flags & SYNC_COL_NOTNULL ? " notnull" : "");
+  return buf;
+}
+
+/* The difference between the schemas of a (at path an) and b, one line
+ * each; returns how many. */
+static unsigned schema_lines(sync_env *a, const char *an, sync_env *b,
+                             const char *bn) {
+  unsigned na = sync_env_table_count(a), nb = sync_env_table_count(b);
+  unsigned t, c, lines = 0;
+  char x[32], y[32];
+  for (t = 0; t < na && t < nb; t++) {
+    sync_table_def da, db;
+    sync_env_table_def(a, t, &da);
+    sync_env_table_def(b, t, &db);
+    if (strcmp(da.name, db.name)) {
+      printf("differs: table %u is '%s' in %s, '%s' in %s\n", t, da.name, an,
+             db.name, bn);
+      lines++;
+      continue;
+    }
+    if (da.key_type != db.key_type) {
+      printf("differs: %s key is %s in %s, %s in %s\n", da.name,
+             type_name(da.key_type), an, type_name(db.key_type), bn);
+      lines++;
+    }
+    for (c = 0; c < da.ncolumns && c < db.ncolumns; c++) {
+      const sync_column_def *p = &da.columns[c], *q = &db.columns[c];
+      if (!strcmp(p->name, q->name) && p->type == q->type &&
+          (p->flags & SYNC_COL_NOTNULL) == (q->flags & SYNC_COL_NOTNULL))
+        continue;
+      printf("differs: %s column %u is '%s' %s in %s, '%s' %s in %s\n",
+             da.name, c, p->name, col_desc(p, x, sizeof x), an, q->name,
+             col_desc(q, y, sizeof y), bn);
+      lines++;
+    }
+    for (; c < da.ncolumns; c++, lines++)
+      printf("only in %s: %s.%s %s\n", an, da.name, da.columns[c].name,
+             col_desc(&da.columns[c], x, sizeof x));
+    for (; c < db.ncolumns; c++, lines++)
+      printf("only in %s: %s.%s %s\n", bn, db.name, db.columns[c].name,
+             col_desc(&db.columns[c], x, sizeof x));
+  }
+  for (; t < na || t < nb; t++, lines++) {
+    sync_env *e = t < na ? a : b;
+    sync_table_def d;
+    sync_env_table_def(e, t, &d);
+    printf("only in %s: table %s %s (", t < na ? an : bn, d.name,
+           type_name(d.key_type));
+    for (c = 0; c < d.ncolumns; c++)
+      printf("%s%s %s", c ? ", " : "", d.columns[c].name,
+             col_desc(&d.columns[c], x, sizeof x));
+    printf(")\n");
+  }
+  return lines;
+}
+
+static int schema_diff(const char *an, const char *bn) {
+  sync_env *a, *b;
+  uint64_t va = 0, ha = 0, vb = 0, hb = 0;
+  unsigned char *buf = NULL;
+  int64_t len;
+  int rc = EX_OK;
+  if (open_db(an, 1, &a)) return EX_FAIL;
+  if (open_db(bn, 1, &b)) {
+    sync_env_close(a);
+    return EX_FAIL;
+  }
+  sync_env_schema_info(a, &va, &ha);
+  sync_env_schema_info(b, &vb, &hb);
+  printf("# %s: schema version %llu, hash %016llx\n", an,
+         (unsigned long long)va, (unsigned long long)ha);
+  printf("# %s: schema version %llu, hash %016llx\n", bn,
+         (unsigned long long)vb, (unsigned long long)hb);
+  if (!schema_lines(a, an, b, bn)) {
+    printf("equal: the same tables and columns\n");
+    goto out;
+  }
+  /* The verdict is the library's, as a session would find it. */
+  len = sync_env_schema_export(b, NULL, 0);
+  if (len < 0 || !(buf = (unsigned char *)malloc((size_t)len + 1)) ||
+      sync_env_schema_export(b, buf, (size_t)len) != len) {
+    rc = lib_fail(b, bn, len < 0 ? (int)len : SYNC_ENOMEM,
+                  "cannot read the schema");
+    goto out;
+  }
+  if (sync_env_schema_accept(a, buf, (size_t)len) == 0) {
+    printf("compatible: they sync; each keeps the columns it does not know "
+           "and sends them on, and rows of a table it lacks wait until it "
+           "adds the table\n");
+  } else {
+    printf("incompatible: sessions between them fail (%s)\n",
+           sync_env_errmsg(a));
+    rc = EX_FAIL;
+  }
+out:
+  free(buf);
+  sync_env_close(a);
+  sync_env_close(b);
+  return rc;
+}
+
 static int cmd_schema(int argc, char **argv) {
   sync_env *env;
   uint64_t ver = 0, hash = 0;
   unsigned t, c, n;
-  if (argc != 1) return usage("give one DB");
+  if (argc == 3 && !strcmp(argv[1], "--diff")) return schema_diff(argv[0], argv[2]);
+  if (argc == 2 && !strcmp(argv[1], "--diff")) return usage("--diff needs OTHER");
+  if (argc != 1) return usage("give one DB, or DB --diff OTHER");
   if (open_db(argv[0], 1, &env)) return EX_FAIL;
   sync_env_schema_info(env, &ver, &hash);
   printf("# schema of %s: version %llu, hash %016llx\n", argv[0],

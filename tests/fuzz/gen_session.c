@@ -12,7 +12,28 @@
 
 static uint64_t gs_now = 1700000000000ull;
 
+/* A newer device: the target's schema plus a column appended to table t
+ * and a table appended (a rolling schema change, docs/PROTOCOL.md
+ * "Schemas"), so that the recorded conversation has the server's schema
+ * in WELCOME and the device's in SCHEMA. */
+static const sync_column_def gs_tcols2[7] = {
+    {"i", SYNC_INTEGER, 0},  {"r", SYNC_REAL, 0},
+    {"s", SYNC_TEXT, 0},     {"b", SYNC_BLOB, 0},
+    {"loc", SYNC_TEXT, SYNC_COL_LOCAL},
+    {"nn", SYNC_INTEGER, SYNC_COL_NOTNULL},
+    {"extra", SYNC_INTEGER, 0},
+};
+static const sync_column_def gs_zcols[1] = {{"z", SYNC_TEXT, 0}};
+static const sync_table_def gs_newer[4] = {
+    {"t", SYNC_TEXT, gs_tcols2, 7},
+    {"m", SYNC_INTEGER, fz_mcols, 3},
+    {"k", SYNC_BLOB, fz_bcols, 1},
+    {"z", SYNC_TEXT, gs_zcols, 1},
+};
+static int gs_dev_newer; /* gs_session: the device has gs_newer */
+
 static void gs_open(fz_rep *r, const char *path, uint8_t site) {
+  int newer = gs_dev_newer && site == 0xd1;
   memset(r, 0, sizeof *r);
   snprintf(r->path, sizeof r->path, "%s", path);
   memset(r->site, site, 16);
@@ -22,7 +43,8 @@ static void gs_open(fz_rep *r, const char *path, uint8_t site) {
   FZ_OK(sync_env_set_random(r->env, fz_random, r));
   FZ_OK(sync_env_set_clock(r->env, fz_clock, r));
   FZ_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
-  FZ_OK(sync_env_set_schema(r->env, fz_tables, FZ_NTABLES));
+  FZ_OK(sync_env_set_schema(r->env, newer ? gs_newer : fz_tables,
+                            newer ? 4 : FZ_NTABLES));
   FZ_OK(sync_env_open(r->env, path, 0));
 }
 
@@ -32,7 +54,8 @@ static void gs_rows(fz_rep *r, const char *prefix, unsigned n) {
   FZ_OK(sync_txn_begin(r->env, 0, &x));
   for (i = 0; i < n; i++) {
     char key[32];
-    sync_value v[6];
+    sync_value v[7];
+    sync_table_def d;
     snprintf(key, sizeof key, "%s%02u", prefix, i);
     v[0] = sync_int(i);
     v[1] = sync_real(i / 4.0);
@@ -40,7 +63,9 @@ static void gs_rows(fz_rep *r, const char *prefix, unsigned n) {
     v[3] = sync_null();
     v[4] = sync_null();
     v[5] = sync_int(7);
-    FZ_OK(sync_put(x, 0, key, strlen(key), v, 6));
+    v[6] = sync_int(1000 + i); /* the newer device's column */
+    FZ_OK(sync_env_table_def(r->env, 0, &d));
+    FZ_OK(sync_put(x, 0, key, strlen(key), v, d.ncolumns));
   }
   FZ_OK(sync_txn_commit(x));
 }
@@ -294,6 +319,9 @@ int main(int argc, char **argv) {
   gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0, 0);
   gs_session(argv[1], "rescope", SYNC_BOTH, 0, "token", 0, GS_RESCOPE);
   gs_session(argv[1], "rejects", SYNC_PUSH, 0, "token", 0, GS_REFUSE);
+  gs_dev_newer = 1;
+  gs_session(argv[1], "newer", SYNC_BOTH, 0, "token", 0, 0);
+  gs_dev_newer = 0;
   gs_repair(argv[1], "repair", 0);
   gs_repair(argv[1], "diff", 1);
   return 0;
