@@ -2561,6 +2561,11 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
  * rows that left this replica's scope (exit markers). */
 SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
                                const void *key, size_t klen);
+/* Row r of table tid (key) is about to be deleted from the store: the
+ * table's counts and fingerprint sums lose it (before the delete: r's
+ * values may point into the stored bytes). */
+SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
+                              size_t klen, const sx_row *r);
 /* Causal length for a new row of table tid: above every tombstone this
  * replica ever collected, so that a re-insert after gc still wins over
  * peers that kept the tombstone. */
@@ -4107,6 +4112,9 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {
   x->stamped = 1;
 }
 
+static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
+                           size_t klen);
+
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append) {
@@ -4138,14 +4146,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
   sx_row_encode(&x->nw, key, klen, x->enc.p, size);
   /* Remember the row for on_change (once per transaction). */
-  if (env->on_change && !reuse) {
-    size_t hn = sx_put_varint(lv, tid);
-    hn += sx_put_varint(lv + hn, klen);
-    if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
-    memcpy(x->changed.p + x->changed.len, lv, hn);
-    memcpy(x->changed.p + x->changed.len + hn, key, klen);
-    x->changed.len += hn + klen;
-  }
+  if (!reuse && (rc = sx_note_changed(x, tid, key, klen))) return rc;
   /* From here on LMDB is modified: a failure leaves the txn unusable. */
   /* The row's older log entry stays where it is, stale: deleting it would
    * dirty a random log page per row.  Compaction (sx_log_compact) removes
@@ -4178,24 +4179,46 @@ fail:
                  env->schema->tables[tid].name, sync_strerror(rc));
 }
 
+/* Table tid's key for on_change (var table id, var length, key). */
+static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
+                           size_t klen) {
+  unsigned char lv[2 * SX_VARINT_MAX];
+  size_t hn;
+  int rc;
+  if (!x->env->on_change) return 0;
+  hn = sx_put_varint(lv, tid);
+  hn += sx_put_varint(lv + hn, klen);
+  if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
+  memcpy(x->changed.p + x->changed.len, lv, hn);
+  memcpy(x->changed.p + x->changed.len + hn, key, klen);
+  x->changed.len += hn + klen;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
+                              size_t klen, const sx_row *r) {
+  uint64_t content, meta;
+  int rc;
+  if ((rc = sx_txn_tables(x))) return rc;
+  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, r, &content,
+                      &meta)) < 0)
+    return rc;
+  x->delta[tid] -= (int64_t)(r->cl & 1);
+  x->dsum[tid][0] -= content;
+  x->dsum[tid][1] -= meta;
+  x->dsum[tid][2]--;
+  x->dirty = 1; /* the commit writes the sums */
+  x->gen++;
+  return 0;
+}
+
 SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
                                const void *key, size_t klen) {
   sync_env *env = x->env;
-  unsigned char lv[2 * SX_VARINT_MAX];
-  uint64_t oc = 0, om = 0;
-  int rc, live = (x->old.cl & 1) != 0;
-  if ((rc = sx_txn_tables(x))) return rc;
-  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->old, &oc,
-                      &om)) < 0)
+  int rc;
+  if ((rc = sx_sums_drop(x, tid, key, klen, &x->old)) ||
+      (rc = sx_note_changed(x, tid, key, klen)))
     return rc;
-  if (env->on_change) {
-    size_t hn = sx_put_varint(lv, tid);
-    hn += sx_put_varint(lv + hn, klen);
-    if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
-    memcpy(x->changed.p + x->changed.len, lv, hn);
-    memcpy(x->changed.p + x->changed.len + hn, key, klen);
-    x->changed.len += hn + klen;
-  }
   if ((rc = sx_cur_del(env->st, cur))) {
     x->failed = 1;
     return sx_fail(env, rc, "removing a row of table '%s' failed: %s",
@@ -4204,13 +4227,7 @@ SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
   /* Its log entry now names a row that is gone: readers skip it, and
    * compaction deletes it. */
   x->log_stale++;
-  x->delta[tid] -= live;
-  x->dsum[tid][0] -= oc;
-  x->dsum[tid][1] -= om;
-  x->dsum[tid][2]--;
   x->rows_written++;
-  x->dirty = 1;
-  x->gen++;
   return 0;
 }
 
@@ -6029,27 +6046,39 @@ SYNC_API int sync_conflicts_open(sync_txn *x, unsigned flags,
   return 0;
 }
 
+/* The next entry of a log keyed by u64 BE id (conflicts, rejections)
+ * after last (the first when not started), sought again by key: clearing
+ * or resolving entries in between may have moved pages.  On success last
+ * is the entry's key. */
+static int sx_id_log_next(sx_store *st, sx_scur *c, int *started,
+                          unsigned char last[8], sx_slice *k, sx_slice *v) {
+  int rc;
+  if (!*started) {
+    k->p = NULL;
+    k->n = 0;
+    rc = sx_cur_get(st, c, SX_FIRST, k, v);
+  } else {
+    k->p = last;
+    k->n = 8;
+    rc = sx_cur_get(st, c, SX_SET_RANGE, k, v);
+    if (!rc && k->n == 8 && !memcmp(k->p, last, 8))
+      rc = sx_cur_get(st, c, SX_NEXT, k, v);
+  }
+  if (rc) return rc;
+  *started = 1;
+  if (k->n != 8) return SYNC_ECORRUPT;
+  memcpy(last, k->p, 8);
+  return 0;
+}
+
 SYNC_API int sync_conflicts_next(sync_conflicts *it, sync_conflict *out) {
   sx_slice k, v;
   int rc;
   if (!it || !out) return SYNC_EINVAL;
   for (;;) {
-    if (!it->started) {
-      k.p = NULL;
-      k.n = 0;
-      rc = sx_cur_get(it->x->env->st, it->c, SX_FIRST, &k, &v);
-    } else {
-      /* Re-seek by key: resolving in between may have moved pages. */
-      k.p = it->last;
-      k.n = 8;
-      rc = sx_cur_get(it->x->env->st, it->c, SX_SET_RANGE, &k, &v);
-      if (!rc && k.n == 8 && !memcmp(k.p, it->last, 8))
-        rc = sx_cur_get(it->x->env->st, it->c, SX_NEXT, &k, &v);
-    }
-    if (rc) return rc;
-    it->started = 1;
-    if (k.n != 8) return SYNC_ECORRUPT;
-    memcpy(it->last, k.p, 8);
+    if ((rc = sx_id_log_next(it->x->env->st, it->c, &it->started, it->last,
+                             &k, &v)))
+      return rc;
     if ((rc = sx_conflict_decode(v.p, v.n, sx_get_be64(k.p), out)))
       return sx_fail(it->x->env, rc, "conflict log entry malformed");
     if ((it->flags & SYNC_CONFLICTS_UNRESOLVED) && out->resolved) continue;
@@ -7768,15 +7797,10 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     {
       unsigned char rk[SYNC_MAX_KEY];
       size_t rkn = rkey.n;
-      uint64_t content, meta;
       memcpy(key, k.p, SX_LOGKEY);
       memcpy(rk, rkey.p, rkn);
       /* The table's sums lose the tombstone (repair counts them). */
-      if ((rc = sx_row_fp(x, tid, rk, rkn, &x->old, &content, &meta)) < 0)
-        break;
-      x->dsum[tid][1] -= meta;
-      x->dsum[tid][2]--;
-      x->dirty = 1; /* the commit writes the sums */
+      if ((rc = sx_sums_drop(x, tid, rk, rkn, &x->old))) break;
       if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
           (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
         x->failed = 1;
@@ -8229,10 +8253,7 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
     /* The peer holds no row: the insert goes, without a tombstone
      * (nothing to replicate: the row never was anywhere else's). */
     unsigned char lk[SX_LOGKEY];
-    uint64_t content, meta;
-    int live = (x->old.cl & 1) != 0;
-    if ((rc = sx_row_fp(x, tid, key, klen, &x->old, &content, &meta)) < 0)
-      goto done;
+    if ((rc = sx_sums_drop(x, tid, key, klen, &x->old))) goto done;
     sx_logkey(lk, x->old.version, x->old.seq);
     if ((rc = sx_cur_del(env->st, cur))) {
       x->failed = 1;
@@ -8244,12 +8265,7 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
       goto done;
     }
     if (!rc) x->log_added--;
-    x->delta[tid] -= live;
-    x->dsum[tid][0] -= content;
-    x->dsum[tid][1] -= meta;
-    x->dsum[tid][2]--;
-    x->dirty = 1;
-    x->gen++;
+    rc = 0;
   }
   /* Changes of other sites the row dropped may come again: our vector
    * must not claim them.  (x->old's stamps are ours, not the map's.) */
@@ -8362,22 +8378,9 @@ SYNC_API int sync_rejects_next(sync_rejects *it, sync_reject *out) {
   int rc;
   if (!it || !out) return SYNC_EINVAL;
   if (!it->c) return SYNC_NOTFOUND;
-  if (!it->started) {
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(it->x->env->st, it->c, SX_FIRST, &k, &v);
-  } else {
-    /* Re-seek by key: clearing in between may have moved pages. */
-    k.p = it->last;
-    k.n = 8;
-    rc = sx_cur_get(it->x->env->st, it->c, SX_SET_RANGE, &k, &v);
-    if (!rc && k.n == 8 && !memcmp(k.p, it->last, 8))
-      rc = sx_cur_get(it->x->env->st, it->c, SX_NEXT, &k, &v);
-  }
-  if (rc) return rc;
-  it->started = 1;
-  if (k.n != 8) return SYNC_ECORRUPT;
-  memcpy(it->last, k.p, 8);
+  if ((rc = sx_id_log_next(it->x->env->st, it->c, &it->started, it->last, &k,
+                           &v)))
+    return rc;
   if ((rc = sx_reject_decode(it, v.p, v.n, sx_get_be64(k.p), out)))
     return sx_fail(it->x->env, rc, "rejection log entry malformed");
   return 0;

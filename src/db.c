@@ -1489,6 +1489,9 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {
   x->stamped = 1;
 }
 
+static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
+                           size_t klen);
+
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append) {
@@ -1520,14 +1523,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
   sx_row_encode(&x->nw, key, klen, x->enc.p, size);
   /* Remember the row for on_change (once per transaction). */
-  if (env->on_change && !reuse) {
-    size_t hn = sx_put_varint(lv, tid);
-    hn += sx_put_varint(lv + hn, klen);
-    if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
-    memcpy(x->changed.p + x->changed.len, lv, hn);
-    memcpy(x->changed.p + x->changed.len + hn, key, klen);
-    x->changed.len += hn + klen;
-  }
+  if (!reuse && (rc = sx_note_changed(x, tid, key, klen))) return rc;
   /* From here on LMDB is modified: a failure leaves the txn unusable. */
   /* The row's older log entry stays where it is, stale: deleting it would
    * dirty a random log page per row.  Compaction (sx_log_compact) removes
@@ -1560,24 +1556,46 @@ fail:
                  env->schema->tables[tid].name, sync_strerror(rc));
 }
 
+/* Table tid's key for on_change (var table id, var length, key). */
+static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
+                           size_t klen) {
+  unsigned char lv[2 * SX_VARINT_MAX];
+  size_t hn;
+  int rc;
+  if (!x->env->on_change) return 0;
+  hn = sx_put_varint(lv, tid);
+  hn += sx_put_varint(lv + hn, klen);
+  if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
+  memcpy(x->changed.p + x->changed.len, lv, hn);
+  memcpy(x->changed.p + x->changed.len + hn, key, klen);
+  x->changed.len += hn + klen;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
+                              size_t klen, const sx_row *r) {
+  uint64_t content, meta;
+  int rc;
+  if ((rc = sx_txn_tables(x))) return rc;
+  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, r, &content,
+                      &meta)) < 0)
+    return rc;
+  x->delta[tid] -= (int64_t)(r->cl & 1);
+  x->dsum[tid][0] -= content;
+  x->dsum[tid][1] -= meta;
+  x->dsum[tid][2]--;
+  x->dirty = 1; /* the commit writes the sums */
+  x->gen++;
+  return 0;
+}
+
 SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
                                const void *key, size_t klen) {
   sync_env *env = x->env;
-  unsigned char lv[2 * SX_VARINT_MAX];
-  uint64_t oc = 0, om = 0;
-  int rc, live = (x->old.cl & 1) != 0;
-  if ((rc = sx_txn_tables(x))) return rc;
-  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->old, &oc,
-                      &om)) < 0)
+  int rc;
+  if ((rc = sx_sums_drop(x, tid, key, klen, &x->old)) ||
+      (rc = sx_note_changed(x, tid, key, klen)))
     return rc;
-  if (env->on_change) {
-    size_t hn = sx_put_varint(lv, tid);
-    hn += sx_put_varint(lv + hn, klen);
-    if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
-    memcpy(x->changed.p + x->changed.len, lv, hn);
-    memcpy(x->changed.p + x->changed.len + hn, key, klen);
-    x->changed.len += hn + klen;
-  }
   if ((rc = sx_cur_del(env->st, cur))) {
     x->failed = 1;
     return sx_fail(env, rc, "removing a row of table '%s' failed: %s",
@@ -1586,13 +1604,7 @@ SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
   /* Its log entry now names a row that is gone: readers skip it, and
    * compaction deletes it. */
   x->log_stale++;
-  x->delta[tid] -= live;
-  x->dsum[tid][0] -= oc;
-  x->dsum[tid][1] -= om;
-  x->dsum[tid][2]--;
   x->rows_written++;
-  x->dirty = 1;
-  x->gen++;
   return 0;
 }
 

@@ -168,6 +168,11 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
  * rows that left this replica's scope (exit markers). */
 SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
                                const void *key, size_t klen);
+/* Row r of table tid (key) is about to be deleted from the store: the
+ * table's counts and fingerprint sums lose it (before the delete: r's
+ * values may point into the stored bytes). */
+SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
+                              size_t klen, const sx_row *r);
 /* Causal length for a new row of table tid: above every tombstone this
  * replica ever collected, so that a re-insert after gc still wins over
  * peers that kept the tombstone. */

@@ -1004,27 +1004,39 @@ SYNC_API int sync_conflicts_open(sync_txn *x, unsigned flags,
   return 0;
 }
 
+/* The next entry of a log keyed by u64 BE id (conflicts, rejections)
+ * after last (the first when not started), sought again by key: clearing
+ * or resolving entries in between may have moved pages.  On success last
+ * is the entry's key. */
+static int sx_id_log_next(sx_store *st, sx_scur *c, int *started,
+                          unsigned char last[8], sx_slice *k, sx_slice *v) {
+  int rc;
+  if (!*started) {
+    k->p = NULL;
+    k->n = 0;
+    rc = sx_cur_get(st, c, SX_FIRST, k, v);
+  } else {
+    k->p = last;
+    k->n = 8;
+    rc = sx_cur_get(st, c, SX_SET_RANGE, k, v);
+    if (!rc && k->n == 8 && !memcmp(k->p, last, 8))
+      rc = sx_cur_get(st, c, SX_NEXT, k, v);
+  }
+  if (rc) return rc;
+  *started = 1;
+  if (k->n != 8) return SYNC_ECORRUPT;
+  memcpy(last, k->p, 8);
+  return 0;
+}
+
 SYNC_API int sync_conflicts_next(sync_conflicts *it, sync_conflict *out) {
   sx_slice k, v;
   int rc;
   if (!it || !out) return SYNC_EINVAL;
   for (;;) {
-    if (!it->started) {
-      k.p = NULL;
-      k.n = 0;
-      rc = sx_cur_get(it->x->env->st, it->c, SX_FIRST, &k, &v);
-    } else {
-      /* Re-seek by key: resolving in between may have moved pages. */
-      k.p = it->last;
-      k.n = 8;
-      rc = sx_cur_get(it->x->env->st, it->c, SX_SET_RANGE, &k, &v);
-      if (!rc && k.n == 8 && !memcmp(k.p, it->last, 8))
-        rc = sx_cur_get(it->x->env->st, it->c, SX_NEXT, &k, &v);
-    }
-    if (rc) return rc;
-    it->started = 1;
-    if (k.n != 8) return SYNC_ECORRUPT;
-    memcpy(it->last, k.p, 8);
+    if ((rc = sx_id_log_next(it->x->env->st, it->c, &it->started, it->last,
+                             &k, &v)))
+      return rc;
     if ((rc = sx_conflict_decode(v.p, v.n, sx_get_be64(k.p), out)))
       return sx_fail(it->x->env, rc, "conflict log entry malformed");
     if ((it->flags & SYNC_CONFLICTS_UNRESOLVED) && out->resolved) continue;
@@ -2743,15 +2755,10 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     {
       unsigned char rk[SYNC_MAX_KEY];
       size_t rkn = rkey.n;
-      uint64_t content, meta;
       memcpy(key, k.p, SX_LOGKEY);
       memcpy(rk, rkey.p, rkn);
       /* The table's sums lose the tombstone (repair counts them). */
-      if ((rc = sx_row_fp(x, tid, rk, rkn, &x->old, &content, &meta)) < 0)
-        break;
-      x->dsum[tid][1] -= meta;
-      x->dsum[tid][2]--;
-      x->dirty = 1; /* the commit writes the sums */
+      if ((rc = sx_sums_drop(x, tid, rk, rkn, &x->old))) break;
       if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
           (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
         x->failed = 1;
@@ -3204,10 +3211,7 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
     /* The peer holds no row: the insert goes, without a tombstone
      * (nothing to replicate: the row never was anywhere else's). */
     unsigned char lk[SX_LOGKEY];
-    uint64_t content, meta;
-    int live = (x->old.cl & 1) != 0;
-    if ((rc = sx_row_fp(x, tid, key, klen, &x->old, &content, &meta)) < 0)
-      goto done;
+    if ((rc = sx_sums_drop(x, tid, key, klen, &x->old))) goto done;
     sx_logkey(lk, x->old.version, x->old.seq);
     if ((rc = sx_cur_del(env->st, cur))) {
       x->failed = 1;
@@ -3219,12 +3223,7 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
       goto done;
     }
     if (!rc) x->log_added--;
-    x->delta[tid] -= live;
-    x->dsum[tid][0] -= content;
-    x->dsum[tid][1] -= meta;
-    x->dsum[tid][2]--;
-    x->dirty = 1;
-    x->gen++;
+    rc = 0;
   }
   /* Changes of other sites the row dropped may come again: our vector
    * must not claim them.  (x->old's stamps are ours, not the map's.) */
@@ -3337,22 +3336,9 @@ SYNC_API int sync_rejects_next(sync_rejects *it, sync_reject *out) {
   int rc;
   if (!it || !out) return SYNC_EINVAL;
   if (!it->c) return SYNC_NOTFOUND;
-  if (!it->started) {
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(it->x->env->st, it->c, SX_FIRST, &k, &v);
-  } else {
-    /* Re-seek by key: clearing in between may have moved pages. */
-    k.p = it->last;
-    k.n = 8;
-    rc = sx_cur_get(it->x->env->st, it->c, SX_SET_RANGE, &k, &v);
-    if (!rc && k.n == 8 && !memcmp(k.p, it->last, 8))
-      rc = sx_cur_get(it->x->env->st, it->c, SX_NEXT, &k, &v);
-  }
-  if (rc) return rc;
-  it->started = 1;
-  if (k.n != 8) return SYNC_ECORRUPT;
-  memcpy(it->last, k.p, 8);
+  if ((rc = sx_id_log_next(it->x->env->st, it->c, &it->started, it->last, &k,
+                           &v)))
+    return rc;
   if ((rc = sx_reject_decode(it, v.p, v.n, sx_get_be64(k.p), out)))
     return sx_fail(it->x->env, rc, "rejection log entry malformed");
   return 0;
