@@ -2387,6 +2387,9 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
  *                      format 2: the first three, meta over live rows)
  *             "xfloor" -> u64 cap on this replica's own vector entry once
  *                      rows with its stamps left its scope (format 4)
+ *             "renewed" -> site ids given up by restored replicas, each
+ *                      with the HLC its claims are void above (merge.c,
+ *                      "Renewal records"; format 5)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.rejects  the rejection log (merge.c; format 4)
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
@@ -2429,7 +2432,7 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 4
+#define SX_FORMAT_VERSION 5
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -2627,6 +2630,11 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
 SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
+/* The HLC this replica's clock stood at when the epoch after epoch m
+ * began (the state of the file at that open): 0, or SYNC_NOTFOUND when
+ * the file has no epoch m, or none after it. */
+SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
+                                   uint64_t *hlc);
 /* Take a new site id: this replica's stamps up to hlc t keep the old id,
  * later ones move to the new one; the old id becomes an ordinary site
  * held up to hlc held (0: nothing claimed). */
@@ -2952,7 +2960,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  if (format >= 1 && format < SX_FORMAT_VERSION && env->rdonly)
+  /* Format 4 lacks only the renewal records (meta "renewed"), which read
+   * as none: a read-only open takes it as it is. */
+  if (format >= 1 && format < 4 && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
@@ -3017,13 +3027,15 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                      "%s: store of table '%s' missing", path,
                      s->tables[i].name);
   }
-  if (format < SX_FORMAT_VERSION) {
+  if (format < SX_FORMAT_VERSION && !env->rdonly) {
     /* Format 1 kept only the live count per table, format 2 the meta sum
      * of live rows only: one scan per table gives the sums, committed
      * with the new format record by the open's transaction (all or
      * nothing).  Format 3 lacks only the scope of peer records, which
-     * reads as unknown, and the rejection log (made above): the format
-     * record alone changes (older code would refuse the longer records). */
+     * reads as unknown, and the rejection log (made above); format 4
+     * lacks the renewal records, which read as none: the format record
+     * alone changes (older code would refuse the longer records, and
+     * would take vectors the renewal records cap). */
     unsigned char fmt[12];
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -3093,6 +3105,44 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out) {
     memset(out, 0, sizeof *out);
     return 0;
   }
+  return rc;
+}
+
+SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
+                                   uint64_t *hlc) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, val;
+  uint64_t next = 0;
+  int rc, op = SX_FIRST, have = 0;
+  if (!env->epochs_ok || !m->id) return SYNC_NOTFOUND;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  /* Keys run from the latest epoch to the first. */
+  for (;;) {
+    uint64_t start;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &val);
+    op = SX_NEXT;
+    if (rc) break;
+    if (k.n != 8 || val.n != 16) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    start = UINT64_MAX - sx_get_be64(k.p);
+    if (start < m->start) {
+      rc = SYNC_NOTFOUND;
+      break;
+    }
+    if (start == m->start) {
+      if (sx_get_le64(val.p) != m->id || !have) rc = SYNC_NOTFOUND;
+      break;
+    }
+    next = sx_get_le64(val.p + 8);
+    have = 1;
+  }
+  sx_cur_close(c);
+  if (rc == 0) *hlc = next;
   return rc;
 }
 
@@ -4941,6 +4991,13 @@ typedef struct sx_drow {
   size_t col0, ncols;
 } sx_drow;
 
+/* The most renewal records a replica keeps, and a frame carries. */
+#define SX_RENEW_MAX 1024
+typedef struct sx_renew {
+  uint32_t site;
+  uint64_t held;
+} sx_renew;
+
 struct sync_delta {
   sx_alloc al;
   uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
@@ -4978,6 +5035,11 @@ struct sync_delta {
   size_t nx, capx;
   sx_dcol *xcols;
   size_t nxc, capxc;
+  /* Renewal records (frame minor 3): site ids that a restored replica
+   * gave up, by delta site index (>= 1, increasing), each with the HLC
+   * its claims are void above (merge.c, "Renewal records"). */
+  sx_renew *renew;
+  size_t nrenew;
   sx_buf arena;
 };
 
@@ -4997,6 +5059,11 @@ SYNC_PRIVATE int sx_peers_each(sync_txn *x,
 /* Raise meta "gccl" (per table id: the largest causal length collected)
  * to maxcl (ntables entries), entry by entry. */
 SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
+/* sync_site_renew after a peer showed a view of this replica's log (mark
+ * m) that is not this file's history: the renewal record keeps what the
+ * file's epochs show it holds of the old id (merge.c, "Renewal
+ * records"). */
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m);
 /* Record that peer site answered SYNC_ESTALE (session, receiving side). */
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */
@@ -5069,6 +5136,7 @@ SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
 
 
 #include <stdio.h>
+#include <stdlib.h>
 
 struct sync_conflicts {
   sx_alloc al;
@@ -5384,6 +5452,7 @@ SYNC_API void sync_delta_free(sync_delta *d) {
   sx_free(&al, d->cols);
   sx_free(&al, d->xrows);
   sx_free(&al, d->xcols);
+  sx_free(&al, d->renew);
   sx_buf_free(&d->arena);
   sx_free(&al, d);
 }
@@ -5732,6 +5801,9 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
 
 static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
 static int sx_gcvv_raise(sync_txn *x, const uint64_t *from);
+static int sx_renew_load(sync_txn *x, sx_buf *b);
+static uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h);
+static int sx_renew_attach(sync_txn *x, sync_delta *d);
 
 SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
                              const sync_delta_opts *opts, sync_delta **out) {
@@ -5790,6 +5862,17 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     uint32_t idx;
     if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
       rvv[idx] = req->vv[i].hlc;
+  }
+  {
+    /* Claims that a renewal record voids, the requester may still make
+     * (it has not heard of the record): leave them out. */
+    sx_buf b;
+    sx_buf_init(&b, &env->al);
+    rc = sx_renew_load(x, &b);
+    for (i = 0; !rc && i < x->nsites; i++)
+      rvv[i] = sx_renew_cap(&b, x->sites[i], rvv[i]);
+    sx_buf_free(&b);
+    if (rc) goto done;
   }
   memcpy(d->sender, env->site, SX_SITE_LEN);
   memcpy(d->receiver, req->requester, SX_SITE_LEN);
@@ -5857,6 +5940,8 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   d->vv = vv;
   d->nvv = x->nsites;
   vv = NULL;
+  /* The renewal records go with the run's last chunk. */
+  if (d->last) rc = sx_renew_attach(x, d);
 done:
   sx_free(&env->al, vv);
   sx_free(&env->al, rvv);
@@ -6171,8 +6256,13 @@ typedef struct sx_apply {
   const sync_delta *d;
   int policy, dry;
   uint32_t *smap; /* delta site index -> local site index */
+  uint64_t *svv;  /* the sender's vector per delta site index, capped by
+                     the renewal records (sx_sender_vv) */
   sync_apply_report *rep;
 } sx_apply;
+
+static int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out);
+static int sx_apply_renewals(sync_txn *x, const sync_delta *d);
 
 static const uint8_t *sx_lsite(sync_txn *x, uint32_t idx) {
   return idx == 0 ? x->env->site : x->sites[idx];
@@ -7062,7 +7152,7 @@ static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
   memset(svv, 0, sizeof(uint64_t) * (x->nsites + 1));
   for (i = 0; i < d->nsites; i++)
     if (a->smap[i] != SX_NONE && a->smap[i] < x->nsites)
-      svv[a->smap[i]] = d->vv[i];
+      svv[a->smap[i]] = a->svv[i];
   tid = d->start.mode == SX_MODE_INITIAL ? d->start.tid : 0;
   last_tid = d->end.mode == SX_MODE_INITIAL ? d->end.tid : env->schema->ntables;
   for (; tid < env->schema->ntables && tid <= last_tid && !rc; tid++) {
@@ -7314,6 +7404,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     }
     if (rc) goto done;
   }
+  if ((rc = sx_sender_vv(x, d, &a.svv))) goto done;
   checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms ||
                   ao->check);
   /* Our vector tells a row we never had from one we deleted and
@@ -7530,12 +7621,12 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
         unsigned char kk[4], vb[8];
         sx_slice old;
         uint32_t li = a.smap[i];
-        if (!d->vv[i] || li == 0) continue;
+        if (!a.svv[i] || li == 0) continue;
         sx_put_be32(kk, li);
         rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
         if (rc && rc != SYNC_NOTFOUND) goto done;
-        if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= d->vv[i]) continue;
-        sx_put_le64(vb, d->vv[i]);
+        if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= a.svv[i]) continue;
+        sx_put_le64(vb, a.svv[i]);
         if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
           x->failed = 1;
           goto done;
@@ -7569,7 +7660,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
           memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
           for (i = 0; i < d->nvv; i++)
             if (a.smap[i] != SX_NONE && a.smap[i] < x->nsites)
-              from[a.smap[i]] = d->vv[i];
+              from[a.smap[i]] = a.svv[i];
           rc = sx_gcvv_raise(x, from);
           sx_free(&env->al, from);
           if (rc) goto done;
@@ -7579,7 +7670,10 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     }
     x->dirty = 1; /* the clock may have moved with what we saw */
   }
+  /* Renewal records: taken whatever the cursor did (they only lower). */
+  if (!a.dry && d->nrenew) rc = sx_apply_renewals(x, d);
 done:
+  sx_free(&env->al, a.svv);
   sx_free(&env->al, a.smap);
   sx_free(&env->al, lvv);
   sx_free(&env->al, svals);
@@ -7705,11 +7799,255 @@ static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
   return 0;
 }
 
-SYNC_API int sync_site_renew(sync_txn *x) {
+/* ---------------------------------------------------------------------
+ * Renewal records
+ *
+ * A replica restored from a backup claims, until a peer shows it the
+ * restore, the writes of its own site that it lost: its own vector entry
+ * is its clock.  Peers that take its vector in that time leave those
+ * writes out of what they ask for, past cursors that move on.  When it
+ * finds out it gives the site id up and records the HLC up to which its
+ * file holds that id's writes: the id's claims above it are void.  The
+ * record (meta "renewed": 16-byte site id, u64 LE HLC, per id) goes with
+ * the last chunk of every run, so it reaches every replica the way
+ * changes do.  A replica that learns it lowers its vector entry (and its
+ * gcvv entry) for the id to that HLC and, when the entry was higher,
+ * starts its runs again, so that its peers send it what it left out; a
+ * vector it takes later is capped there too, whoever sends it.
+ * ------------------------------------------------------------------- */
+
+/* The renewal records, copied into b (24 bytes each). */
+static int sx_renew_load(sync_txn *x, sx_buf *b) {
+  sx_slice v;
+  int rc = sx_get(x->env->st, x->t, x->env->meta, "renewed", 7, &v);
+  b->len = 0;
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n % 24 || v.n / 24 > SX_RENEW_MAX) return SYNC_ECORRUPT;
+  if ((rc = sx_buf_reserve(b, v.n))) return rc;
+  memcpy(b->p, v.p, v.n);
+  b->len = v.n;
+  return 0;
+}
+
+/* h, capped by the record of site in b if there is one. */
+static uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {
+  size_t j;
+  for (j = 0; j + 24 <= b->len; j += 24)
+    if (!memcmp(b->p + j, site, SX_SITE_LEN) && h > sx_get_le64(b->p + j + 16))
+      return sx_get_le64(b->p + j + 16);
+  return h;
+}
+
+/* Start every run again: peers stream all this replica's vector does not
+ * cover.  (The sites are collected first: records are rewritten once the
+ * walk over them is done.) */
+static int sx_runs_restart(sync_txn *x) {
+  sx_buf sites;
+  size_t i;
   int rc;
-  if (!x) return SYNC_EINVAL;
+  sx_buf_init(&sites, &x->env->al);
+  rc = sx_peers_each(x, sx_site_collect, &sites);
+  for (i = 0; !rc && i + SX_SITE_LEN <= sites.len; i += SX_SITE_LEN) {
+    sx_peer p;
+    if ((rc = sx_peer_get(x, sites.p + i, &p))) break;
+    memset(&p.cur, 0, sizeof p.cur);
+    memset(&p.mark, 0, sizeof p.mark);
+    p.tainted = 0;
+    rc = sx_peer_put(x, sites.p + i, &p);
+  }
+  sx_buf_free(&sites);
+  return rc;
+}
+
+/* Lower the gcvv entry of site to held (0: drop it). */
+static int sx_gcvv_cap(sync_txn *x, const uint8_t *site, uint64_t held) {
+  sync_env *env = x->env;
+  sx_slice g;
+  sx_buf b;
+  size_t j;
+  int rc, changed = 0;
+  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  sx_buf_init(&b, &env->al);
+  if ((rc = sx_buf_reserve(&b, g.n))) return rc;
+  for (j = 0; j + 24 <= g.n; j += 24) {
+    uint64_t h = sx_get_le64(g.p + j + 16);
+    if (!memcmp(g.p + j, site, SX_SITE_LEN) && h > held) {
+      changed = 1;
+      if (!held) continue;
+      h = held;
+    }
+    memcpy(b.p + b.len, g.p + j, SX_SITE_LEN);
+    sx_put_le64(b.p + b.len + 16, h);
+    b.len += 24;
+  }
+  if (changed &&
+      (rc = sx_put(env->st, x->t, env->meta, "gcvv", 4, b.p, b.len, 0)))
+    x->failed = 1;
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* Take the renewal record (site, held): keep it (the lower HLC wins), and
+ * lower this replica's vector and gcvv entries for site to held; *lowered
+ * is set when the vector entry fell.  A record naming this replica's own
+ * id is not taken (it never claims less than it holds of itself). */
+static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
+                          int *lowered) {
+  sync_env *env = x->env;
+  unsigned char kk[4], vb[8];
+  sx_slice old;
+  sx_buf b;
+  size_t j;
+  uint32_t idx;
+  int rc, found = 0;
+  if (!memcmp(site, env->site, SX_SITE_LEN)) return 0;
+  sx_buf_init(&b, &env->al);
+  if ((rc = sx_renew_load(x, &b))) goto done;
+  for (j = 0; j + 24 <= b.len; j += 24)
+    if (!memcmp(b.p + j, site, SX_SITE_LEN)) {
+      found = 1;
+      if (sx_get_le64(b.p + j + 16) <= held) goto done; /* known */
+      sx_put_le64(b.p + j + 16, held);
+    }
+  if (!found) {
+    if (b.len / 24 >= SX_RENEW_MAX) {
+      rc = sx_fail(env, SYNC_ELIMIT,
+                   "this replica keeps %d renewal records, the most it can",
+                   SX_RENEW_MAX);
+      goto done;
+    }
+    if ((rc = sx_buf_reserve(&b, 24))) goto done;
+    memcpy(b.p + b.len, site, SX_SITE_LEN);
+    sx_put_le64(b.p + b.len + 16, held);
+    b.len += 24;
+  }
+  if ((rc = sx_put(env->st, x->t, env->meta, "renewed", 7, b.p, b.len, 0))) {
+    x->failed = 1;
+    goto done;
+  }
+  x->dirty = 1;
+  if ((rc = sx_gcvv_cap(x, site, held))) goto done;
+  if ((rc = sx_sites_load(x))) goto done;
+  rc = sx_site_index(x, site, 0, &idx);
+  if (rc == SYNC_NOTFOUND || (rc == 0 && idx == 0)) {
+    rc = 0;
+    goto done;
+  }
+  if (rc) goto done;
+  sx_put_be32(kk, idx);
+  rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+  if (rc == SYNC_NOTFOUND) {
+    rc = 0;
+    goto done;
+  }
+  if (rc || old.n != 8 || sx_get_le64(old.p) <= held) goto done;
+  sx_put_le64(vb, held);
+  rc = held ? sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0)
+            : sx_del(env->st, x->t, env->vv, kk, 4);
+  if (rc) {
+    x->failed = 1;
+    goto done;
+  }
+  *lowered = 1;
+done:
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* The records a chunk carries, taken; runs start again when one of them
+ * lowered this replica's vector. */
+static int sx_apply_renewals(sync_txn *x, const sync_delta *d) {
+  size_t i;
+  int rc = 0, lowered = 0;
+  for (i = 0; i < d->nrenew && !rc; i++)
+    rc = sx_renew_learn(x, d->sites[d->renew[i].site], d->renew[i].held,
+                        &lowered);
+  if (!rc && lowered) rc = sx_runs_restart(x);
+  return rc;
+}
+
+static int sx_renew_site_cmp(const void *a, const void *b) {
+  uint32_t x = ((const sx_renew *)a)->site, y = ((const sx_renew *)b)->site;
+  return x < y ? -1 : x > y;
+}
+
+/* The renewal records this replica keeps, by the site indexes of d (the
+ * last chunk of a run carries them). */
+static int sx_renew_attach(sync_txn *x, sync_delta *d) {
+  sx_buf b;
+  size_t j;
+  int rc;
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_renew_load(x, &b)) || !b.len) goto done;
+  d->renew = (sx_renew *)sx_malloc(&d->al, b.len / 24 * sizeof(sx_renew));
+  if (!d->renew) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  for (j = 0; j + 24 <= b.len; j += 24) {
+    uint32_t idx;
+    rc = sx_site_index(x, b.p + j, 0, &idx);
+    if (rc == SYNC_NOTFOUND) continue;
+    if (rc) goto done;
+    if (idx == 0 || idx >= d->nsites) continue;
+    d->renew[d->nrenew].site = idx;
+    d->renew[d->nrenew].held = sx_get_le64(b.p + j + 16);
+    d->nrenew++;
+  }
+  rc = 0;
+  qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
+done:
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* The sender's vector of d per delta site index, capped by the renewal
+ * records this replica keeps and those d carries. */
+static int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) {
+  sx_buf b;
+  uint64_t *v;
+  size_t i;
+  int rc;
+  *out = NULL;
+  v = (uint64_t *)sx_malloc(&x->env->al,
+                            sizeof(uint64_t) * (d->nsites ? d->nsites : 1));
+  if (!v) return SYNC_ENOMEM;
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_renew_load(x, &b))) {
+    sx_free(&x->env->al, v);
+    return rc;
+  }
+  for (i = 0; i < d->nsites; i++)
+    v[i] = i < d->nvv ? sx_renew_cap(&b, d->sites[i], d->vv[i]) : 0;
+  for (i = 0; i < d->nrenew; i++)
+    if (v[d->renew[i].site] > d->renew[i].held)
+      v[d->renew[i].site] = d->renew[i].held;
+  sx_buf_free(&b);
+  *out = v;
+  return 0;
+}
+
+/* Give up this replica's site id after a peer showed it holds a log of
+ * it that is not this file's (view: version v with mark m, or none).
+ * The renewal record says up to which HLC the file holds the old id's
+ * writes: when the file has the peer's epoch, what the file held when the
+ * epoch after it began (the backup's state, as the first open after the
+ * restore found it); otherwise nothing. */
+static int sx_site_renew_view(sync_txn *x, const sx_mark *m) {
+  uint8_t old[SX_SITE_LEN];
+  uint64_t held = 0;
+  int rc, lowered = 0;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
+  if (m && m->id) {
+    rc = sx_epoch_next_hlc(x, m, &held);
+    if (rc == SYNC_NOTFOUND) held = 0;
+    else if (rc) return rc;
+  }
+  memcpy(old, x->env->site, SX_SITE_LEN);
   /* A file restored from a backup lost old-id writes the fleet holds,
    * and while it claimed them (its own vector entry), peers left them
    * out of what they sent, past cursors that have moved on since.  So
@@ -7717,22 +8055,18 @@ SYNC_API int sync_site_renew(sync_txn *x) {
    * back all they hold of it.  The rows keep their stamps: the fleet may
    * hold those writes too. */
   if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
-  {
-    sx_buf sites;
-    size_t i;
-    sx_buf_init(&sites, &x->env->al);
-    rc = sx_peers_each(x, sx_site_collect, &sites);
-    for (i = 0; !rc && i + SX_SITE_LEN <= sites.len; i += SX_SITE_LEN) {
-      sx_peer p;
-      if ((rc = sx_peer_get(x, sites.p + i, &p))) break;
-      memset(&p.cur, 0, sizeof p.cur);
-      memset(&p.mark, 0, sizeof p.mark);
-      p.tainted = 0;
-      rc = sx_peer_put(x, sites.p + i, &p);
-    }
-    sx_buf_free(&sites);
-  }
-  return rc;
+  if ((rc = sx_renew_learn(x, old, held, &lowered))) return rc;
+  return sx_runs_restart(x);
+}
+
+SYNC_API int sync_site_renew(sync_txn *x) {
+  if (!x) return SYNC_EINVAL;
+  return sx_site_renew_view(x, NULL);
+}
+
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m) {
+  if (!x || !m) return SYNC_EINVAL;
+  return sx_site_renew_view(x, m);
 }
 
 /* ---------------------------------------------------------------------
@@ -8466,7 +8800,7 @@ SYNC_API int sync_rejects_clear(sync_txn *x, uint64_t *n) {
 
 #define SX_FMAGIC0 0xd5
 #define SX_FMAJOR 1
-#define SX_FMINOR 2
+#define SX_FMINOR 3
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
@@ -9220,6 +9554,25 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
       pklen = x->klen;
     }
   }
+  /* Minor 3: the renewal records. */
+  {
+    size_t at = (size_t)(p - e->body.p);
+    e->body.len = at;
+    if ((rc = sx_buf_reserve(&e->body,
+                             (1 + 2 * d->nrenew) * SX_VARINT_MAX)))
+      goto done;
+    p = e->body.p + at;
+    p = sx_wv(p, d->nrenew);
+    for (i = 0; i < d->nrenew; i++) {
+      if (d->renew[i].site == 0 || d->renew[i].site >= d->nsites ||
+          (i && d->renew[i].site <= d->renew[i - 1].site)) {
+        rc = SYNC_EINVAL;
+        goto done;
+      }
+      p = sx_wv(p, d->renew[i].site);
+      p = sx_wv(p, d->renew[i].held);
+    }
+  }
   e->body.len = (size_t)(p - e->body.p);
   if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
 done:
@@ -9811,6 +10164,33 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
       pk = x->koff;
       pklen = x->klen;
     }
+  }
+  if (minor >= 3 && !r.bad) {
+    /* The renewal records: site indexes increasing from 1, each with the
+     * HLC that site's claims are void above. */
+    uint64_t nr = sx_rv(&r), prev = 0;
+    rc = SYNC_EFORMAT;
+    if (r.bad || nr > (uint64_t)(r.end - r.p) / 2 || nr >= d->nsites) goto fail;
+    if (nr > SX_RENEW_MAX) {
+      rc = SYNC_ELIMIT;
+      goto fail;
+    }
+    if (nr) {
+      d->renew = (sx_renew *)sx_malloc(&dec->al, (size_t)nr * sizeof(sx_renew));
+      if (!d->renew) {
+        rc = SYNC_ENOMEM;
+        goto fail;
+      }
+    }
+    for (i = 0; i < nr; i++) {
+      uint64_t site = sx_rvb(&r, d->nsites);
+      if (r.bad || site <= prev) goto fail;
+      d->renew[i].site = (uint32_t)site;
+      d->renew[i].held = sx_rv(&r);
+      prev = site;
+    }
+    if (r.bad) goto fail;
+    d->nrenew = (size_t)nr;
   }
   /* A newer minor version may append sections a reader skips. */
   if (r.bad || (r.p != r.end && minor <= SX_FMINOR)) goto fail;
@@ -11791,7 +12171,7 @@ static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
       return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
     rc = sync_txn_begin(s->env, 0, &x);
     if (!rc) {
-      rc = sync_site_renew(x);
+      rc = sx_site_renew_after(x, m);
       if (rc) sync_txn_abort(x);
       else rc = sync_txn_commit(x);
     }

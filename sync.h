@@ -342,9 +342,14 @@ SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
  * opened for writing at that path (another device or inode: then every
  * write of the old id the file holds is claimed), a session when the
  * peer holds a log of this replica that is not this file's (it then ends
- * with SYNC_EHISTORY: sync again).  Rewrites every row that carries a
- * stamp of this replica.  Errors: SYNC_EINVAL, SYNC_EREADONLY, SYNC_ETXN,
- * SYNC_EIO (the random source failed), storage errors. */
+ * with SYNC_EHISTORY: sync again).  It also keeps a renewal record that
+ * travels with every run: replicas that took the old id's claims from
+ * this file lower them and start their runs again, so that the writes
+ * the file lost reach them too (docs/FORMAT.md, "Version vector"; called
+ * here, the record voids every claim of the old id).  Rewrites every row
+ * that carries a stamp of this replica.  Errors: SYNC_EINVAL,
+ * SYNC_EREADONLY, SYNC_ETXN, SYNC_EIO (the random source failed),
+ * SYNC_ELIMIT (1024 renewal records kept already), storage errors. */
 SYNC_API int sync_site_renew(sync_txn *txn);
 
 /* A description of the last failure on env (what differed, which native

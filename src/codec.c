@@ -25,7 +25,7 @@
 
 #define SX_FMAGIC0 0xd5
 #define SX_FMAJOR 1
-#define SX_FMINOR 2
+#define SX_FMINOR 3
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
@@ -779,6 +779,25 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
       pklen = x->klen;
     }
   }
+  /* Minor 3: the renewal records. */
+  {
+    size_t at = (size_t)(p - e->body.p);
+    e->body.len = at;
+    if ((rc = sx_buf_reserve(&e->body,
+                             (1 + 2 * d->nrenew) * SX_VARINT_MAX)))
+      goto done;
+    p = e->body.p + at;
+    p = sx_wv(p, d->nrenew);
+    for (i = 0; i < d->nrenew; i++) {
+      if (d->renew[i].site == 0 || d->renew[i].site >= d->nsites ||
+          (i && d->renew[i].site <= d->renew[i - 1].site)) {
+        rc = SYNC_EINVAL;
+        goto done;
+      }
+      p = sx_wv(p, d->renew[i].site);
+      p = sx_wv(p, d->renew[i].held);
+    }
+  }
   e->body.len = (size_t)(p - e->body.p);
   if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
 done:
@@ -1370,6 +1389,33 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
       pk = x->koff;
       pklen = x->klen;
     }
+  }
+  if (minor >= 3 && !r.bad) {
+    /* The renewal records: site indexes increasing from 1, each with the
+     * HLC that site's claims are void above. */
+    uint64_t nr = sx_rv(&r), prev = 0;
+    rc = SYNC_EFORMAT;
+    if (r.bad || nr > (uint64_t)(r.end - r.p) / 2 || nr >= d->nsites) goto fail;
+    if (nr > SX_RENEW_MAX) {
+      rc = SYNC_ELIMIT;
+      goto fail;
+    }
+    if (nr) {
+      d->renew = (sx_renew *)sx_malloc(&dec->al, (size_t)nr * sizeof(sx_renew));
+      if (!d->renew) {
+        rc = SYNC_ENOMEM;
+        goto fail;
+      }
+    }
+    for (i = 0; i < nr; i++) {
+      uint64_t site = sx_rvb(&r, d->nsites);
+      if (r.bad || site <= prev) goto fail;
+      d->renew[i].site = (uint32_t)site;
+      d->renew[i].held = sx_rv(&r);
+      prev = site;
+    }
+    if (r.bad) goto fail;
+    d->nrenew = (size_t)nr;
   }
   /* A newer minor version may append sections a reader skips. */
   if (r.bad || (r.p != r.end && minor <= SX_FMINOR)) goto fail;

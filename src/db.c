@@ -14,6 +14,9 @@
  *                      format 2: the first three, meta over live rows)
  *             "xfloor" -> u64 cap on this replica's own vector entry once
  *                      rows with its stamps left its scope (format 4)
+ *             "renewed" -> site ids given up by restored replicas, each
+ *                      with the HLC its claims are void above (merge.c,
+ *                      "Renewal records"; format 5)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.rejects  the rejection log (merge.c; format 4)
  *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
@@ -329,7 +332,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  if (format >= 1 && format < SX_FORMAT_VERSION && env->rdonly)
+  /* Format 4 lacks only the renewal records (meta "renewed"), which read
+   * as none: a read-only open takes it as it is. */
+  if (format >= 1 && format < 4 && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
@@ -394,13 +399,15 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                      "%s: store of table '%s' missing", path,
                      s->tables[i].name);
   }
-  if (format < SX_FORMAT_VERSION) {
+  if (format < SX_FORMAT_VERSION && !env->rdonly) {
     /* Format 1 kept only the live count per table, format 2 the meta sum
      * of live rows only: one scan per table gives the sums, committed
      * with the new format record by the open's transaction (all or
      * nothing).  Format 3 lacks only the scope of peer records, which
-     * reads as unknown, and the rejection log (made above): the format
-     * record alone changes (older code would refuse the longer records). */
+     * reads as unknown, and the rejection log (made above); format 4
+     * lacks the renewal records, which read as none: the format record
+     * alone changes (older code would refuse the longer records, and
+     * would take vectors the renewal records cap). */
     unsigned char fmt[12];
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -470,6 +477,44 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out) {
     memset(out, 0, sizeof *out);
     return 0;
   }
+  return rc;
+}
+
+SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
+                                   uint64_t *hlc) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, val;
+  uint64_t next = 0;
+  int rc, op = SX_FIRST, have = 0;
+  if (!env->epochs_ok || !m->id) return SYNC_NOTFOUND;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  /* Keys run from the latest epoch to the first. */
+  for (;;) {
+    uint64_t start;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &val);
+    op = SX_NEXT;
+    if (rc) break;
+    if (k.n != 8 || val.n != 16) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    start = UINT64_MAX - sx_get_be64(k.p);
+    if (start < m->start) {
+      rc = SYNC_NOTFOUND;
+      break;
+    }
+    if (start == m->start) {
+      if (sx_get_le64(val.p) != m->id || !have) rc = SYNC_NOTFOUND;
+      break;
+    }
+    next = sx_get_le64(val.p + 8);
+    have = 1;
+  }
+  sx_cur_close(c);
+  if (rc == 0) *hlc = next;
   return rc;
 }
 

@@ -36,7 +36,7 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 4
+#define SX_FORMAT_VERSION 5
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -234,6 +234,11 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
 SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
+/* The HLC this replica's clock stood at when the epoch after epoch m
+ * began (the state of the file at that open): 0, or SYNC_NOTFOUND when
+ * the file has no epoch m, or none after it. */
+SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
+                                   uint64_t *hlc);
 /* Take a new site id: this replica's stamps up to hlc t keep the old id,
  * later ones move to the new one; the old id becomes an ordinary site
  * held up to hlc held (0: nothing claimed). */

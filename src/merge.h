@@ -84,6 +84,13 @@ typedef struct sx_drow {
   size_t col0, ncols;
 } sx_drow;
 
+/* The most renewal records a replica keeps, and a frame carries. */
+#define SX_RENEW_MAX 1024
+typedef struct sx_renew {
+  uint32_t site;
+  uint64_t held;
+} sx_renew;
+
 struct sync_delta {
   sx_alloc al;
   uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
@@ -121,6 +128,11 @@ struct sync_delta {
   size_t nx, capx;
   sx_dcol *xcols;
   size_t nxc, capxc;
+  /* Renewal records (frame minor 3): site ids that a restored replica
+   * gave up, by delta site index (>= 1, increasing), each with the HLC
+   * its claims are void above (merge.c, "Renewal records"). */
+  sx_renew *renew;
+  size_t nrenew;
   sx_buf arena;
 };
 
@@ -140,6 +152,11 @@ SYNC_PRIVATE int sx_peers_each(sync_txn *x,
 /* Raise meta "gccl" (per table id: the largest causal length collected)
  * to maxcl (ntables entries), entry by entry. */
 SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
+/* sync_site_renew after a peer showed a view of this replica's log (mark
+ * m) that is not this file's history: the renewal record keeps what the
+ * file's epochs show it holds of the old id (merge.c, "Renewal
+ * records"). */
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m);
 /* Record that peer site answered SYNC_ESTALE (session, receiving side). */
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */

@@ -415,7 +415,7 @@ static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
       return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
     rc = sync_txn_begin(s->env, 0, &x);
     if (!rc) {
-      rc = sync_site_renew(x);
+      rc = sx_site_renew_after(x, m);
       if (rc) sync_txn_abort(x);
       else rc = sync_txn_commit(x);
     }

@@ -456,8 +456,8 @@ static unsigned char *cx_reframe(const unsigned char *f, size_t n, int minor,
   return g;
 }
 
-/* A newer minor version (3) may append what this reader skips; the same
- * bytes under this minor version (2) or an older one, or another major
+/* A newer minor version (4) may append what this reader skips; the same
+ * bytes under this minor version (3) or an older one, or another major
  * version, are refused. */
 static void test_versions(void **state) {
   uint64_t now = 1700000000000ull;
@@ -472,12 +472,15 @@ static void test_versions(void **state) {
   cx_fill(&a, 10, &now);
   cx_frame_of(&a, &b, 0, &f, &n);
   TU_OK(sync_decoder_create(NULL, NULL, &dec));
-  g = cx_reframe(f, n, 3, 1, 5, &m);
+  g = cx_reframe(f, n, 4, 1, 5, &m);
   TU_OK(sync_decoder_decode(dec, g, m, &d));
   assert_int_equal(sync_delta_rows(d), 10);
   mu_apply(&b, d, SYNC_APPLY_MERGE, NULL);
   sync_delta_free(d);
   assert_true(mu_digest(&a) == mu_digest(&b));
+  free(g);
+  g = cx_reframe(f, n, 3, 1, 5, &m);
+  TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);
   free(g);
   g = cx_reframe(f, n, 2, 1, 5, &m);
   TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);
@@ -491,7 +494,7 @@ static void test_versions(void **state) {
   g = cx_reframe(f, n, 0, 2, 0, &m);
   TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EVERSION);
   free(g);
-  g = cx_reframe(f, n, 2, 1, 0, &m);
+  g = cx_reframe(f, n, 3, 1, 0, &m);
   assert_int_equal(m, n);
   assert_memory_equal(f, g, n);
   g[6] = 0x8; /* an unknown flag */

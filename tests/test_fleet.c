@@ -33,6 +33,7 @@ static int teardown(void **state) {
   mu_close(&D);
   mu_close(&C);
   tu_remove_db("t_fleet_backup.db");
+  tu_remove_db("t_fleet_e.db");
   return 0;
 }
 
@@ -175,6 +176,54 @@ static void test_restore_found_late_still_gets_lost_rows(void **state) {
   TU_U64(mu_digest(&D), mu_digest(&S));
 }
 
+/* Limit (b) of the last round, closed: a third replica E meets the
+ * restored D before anyone notices the restore, and takes D's vector,
+ * whose own entry (D's clock, past the lost rows) claims the writes D
+ * lost.  S holds them.  Once D learns it was restored it renews and says
+ * so (a renewal record: the old id's claims above what the backup held
+ * are void); that record reaches E through S, E lowers its entry for
+ * the old id and starts its runs again, and S sends E the lost rows.
+ * Before the record existed E's vector filtered them out for good, and
+ * only a repair brought them. */
+static void test_restore_claim_taken_by_third_replica(void **state) {
+  mu_rep E;
+  int i;
+  (void)state;
+  memset(&E, 0, sizeof E);
+  mu_site(E.site, 0xe3);
+  mu_open(&E, "t_fleet_e.db", E.site, &now_ms, 0);
+  put_n(&D, "base", 2);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(D.env);
+  copy_file(D.path, "t_fleet_backup.db");
+  mu_reopen(&D);
+  put_n(&D, "lost", 5);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(D.env);
+  copy_file("t_fleet_backup.db", D.path);
+  mu_reopen(&D);
+  now_ms += 1000;
+  put_n(&D, "new", 1); /* its clock passes the lost rows' stamps */
+  /* E meets D first and takes D's vector: it claims the lost rows. */
+  assert_int_equal(su_sync(&E, &D, NULL, NULL, NULL, NULL), 1);
+  assert_true(has_row(&E, "new00"));
+  /* S shows D the restore; D renews and syncs again. */
+  assert_int_equal(sync_pair(&D, &S), 1);
+  assert_true(has_row(&D, "lost04"));
+  /* E syncs with S (and D) the usual way: no repair. */
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(sync_pair(&E, &S), 1);
+    assert_int_equal(sync_pair(&E, &D), 1);
+    assert_int_equal(sync_pair(&D, &S), 1);
+  }
+  assert_true(has_row(&E, "lost00"));
+  assert_true(has_row(&E, "lost04"));
+  TU_U64(mu_count(&E), 8);
+  TU_U64(mu_digest(&E), mu_digest(&S));
+  TU_U64(mu_digest(&D), mu_digest(&S));
+  mu_close(&E);
+}
+
 /* Issue 14, defect 3: a copy of D's file is a second replica.  It takes
  * a new site id when first opened (another file than the one D last
  * opened), so its writes and D's both reach S whatever order they come
@@ -262,6 +311,7 @@ int main(void) {
       T(test_restore_from_backup_loses_nothing),
       T(test_restore_noticed_by_pull_only_session),
       T(test_restore_found_late_still_gets_lost_rows),
+      T(test_restore_claim_taken_by_third_replica),
       T(test_copied_file_takes_new_site_id),
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),
