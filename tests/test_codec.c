@@ -456,6 +456,106 @@ static unsigned char *cx_reframe(const unsigned char *f, size_t n, int minor,
   return g;
 }
 
+/* Frame f (uncompressed, minor 3, no renewal records: its body ends with
+ * R = 0) with that last byte replaced by tail. */
+static unsigned char *cx_retail(const unsigned char *f, size_t n,
+                                const unsigned char *tail, size_t tn,
+                                size_t *out) {
+  uint64_t stored = 0;
+  size_t k = 7, shift = 0, hlen, m;
+  unsigned char *g;
+  while (f[k] & 0x80) stored |= (uint64_t)(f[k++] & 0x7f) << shift, shift += 7;
+  stored |= (uint64_t)f[k++] << shift;
+  hlen = k;
+  assert_int_equal(f[hlen + stored - 1], 0); /* R = 0 */
+  g = (unsigned char *)malloc(n + tn + 16);
+  memcpy(g, f, 7);
+  m = 7;
+  {
+    uint64_t v = stored - 1 + tn;
+    while (v >= 0x80) g[m++] = (unsigned char)(v | 0x80), v >>= 7;
+    g[m++] = (unsigned char)v;
+  }
+  memcpy(g + m, f + hlen, stored - 1);
+  m += stored - 1;
+  memcpy(g + m, tail, tn);
+  m += tn;
+  {
+    uint64_t h = XXH3_64bits(g, m);
+    int i;
+    for (i = 0; i < 8; i++) g[m + i] = (unsigned char)(h >> (8 * i));
+  }
+  *out = m + 8;
+  return g;
+}
+
+/* The renewal section (minor 3) of a hostile sender: a site index of 0
+ * (the sender itself), indexes not increasing, one past the site table,
+ * more records than sites, or a count no bytes back: SYNC_EFORMAT.  A
+ * well-formed record decodes, and a receiver that takes it caps the
+ * vector it takes from the sender there. */
+static void test_renewal_section(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep a, o, b;
+  unsigned char *f, *g;
+  size_t n, m, i;
+  sync_decoder *dec;
+  sync_delta *d;
+  static const struct {
+    unsigned char t[8];
+    size_t n;
+    int rc;
+  } bad[] = {
+      {{1, 0, 5}, 3, SYNC_EFORMAT},        /* site 0: the sender */
+      {{2, 1, 5, 1, 6}, 5, SYNC_EFORMAT},  /* not increasing */
+      {{1, 2, 5}, 3, SYNC_EFORMAT},        /* past the two sites */
+      {{2, 1, 5, 2, 6}, 5, SYNC_EFORMAT},  /* two records, two sites */
+      {{0x7f}, 1, SYNC_EFORMAT},           /* no bytes for them */
+      {{1, 1}, 2, SYNC_EFORMAT},           /* the HLC cut off */
+  };
+  (void)state;
+  cx_open(&a, "codec-a.db", 0xa1, &now);
+  cx_open(&o, "codec-o.db", 0xb2, &now);
+  cx_open(&b, "codec-b.db", 0xc3, &now);
+  mu_put(&o, "delta", 9, 9.75, "relayed");
+  now += 5;
+  mu_pull(&a, &o, 0, 1, NULL); /* a's site table: a, o */
+  mu_put(&a, "alpha", 1, 21.5, "ok");
+  cx_frame_of(&a, &b, 0, &f, &n);
+  TU_OK(sync_decoder_create(NULL, NULL, &dec));
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    g = cx_retail(f, n, bad[i].t, bad[i].n, &m);
+    TU_RC(sync_decoder_decode(dec, g, m, &d), bad[i].rc);
+    free(g);
+  }
+  {
+    /* o's claims above HLC 1 are void: b holds all of o's rows after the
+     * run, yet takes o's entry no higher than 1. */
+    static const unsigned char ok[] = {1, 1, 1};
+    sync_stamp vv[4];
+    size_t nv, k;
+    g = cx_retail(f, n, ok, sizeof ok, &m);
+    TU_OK(sync_decoder_decode(dec, g, m, &d));
+    mu_apply(&b, d, SYNC_APPLY_MERGE, NULL);
+    sync_delta_free(d);
+    free(g);
+    {
+      sync_txn *t;
+      TU_OK(sync_txn_begin(b.env, SYNC_TXN_RDONLY, &t));
+      TU_OK(sync_vv_get(t, vv, 4, &nv));
+      sync_txn_abort(t);
+    }
+    for (k = 0; k < nv; k++)
+      if (!memcmp(vv[k].site, o.site, 16)) assert_true(vv[k].hlc <= 1);
+    assert_true(mu_digest(&a) == mu_digest(&b));
+  }
+  sync_decoder_free(dec);
+  free(f);
+  mu_close(&a);
+  mu_close(&o);
+  mu_close(&b);
+}
+
 /* A newer minor version (4) may append what this reader skips; the same
  * bytes under this minor version (3) or an older one, or another major
  * version, are refused. */
@@ -876,6 +976,7 @@ int main(void) {
       cmocka_unit_test(test_fragmented_stream),
       cmocka_unit_test(test_corrupt_every_byte),
       cmocka_unit_test(test_versions),
+      cmocka_unit_test(test_renewal_section),
       cmocka_unit_test(test_limits_and_bombs),
       cmocka_unit_test(test_dictionary),
       cmocka_unit_test(test_alloc_failure),
