@@ -1,7 +1,8 @@
 /*
  * demo_schema.h - the schema the example server and edge devices share:
  * readings that devices write and everyone reads, and settings that only
- * the server's operators write.
+ * the server's operators write (version 1), and the version 2 a rolling
+ * upgrade brings.
  */
 #ifndef DEMO_SCHEMA_H
 #define DEMO_SCHEMA_H
@@ -22,6 +23,21 @@ static const sync_table_def demo_tables[2] = {
 };
 #define DEMO_READINGS 0u
 #define DEMO_SETTINGS 1u
+
+/* Version 2 of the schema, for a rolling upgrade: readings gain a
+ * humidity column, appended.  Devices with either version sync with a
+ * server of either version; one that does not know humidity keeps it
+ * with its stamps and passes it on. */
+static const sync_column_def demo_reading_cols_v2[4] = {
+    {"temp", SYNC_REAL, 0},
+    {"battery", SYNC_INTEGER, 0},
+    {"status", SYNC_TEXT, 0},
+    {"humidity", SYNC_REAL, 0},
+};
+static const sync_table_def demo_tables_v2[2] = {
+    {"readings", SYNC_TEXT, demo_reading_cols_v2, 4},
+    {"settings", SYNC_TEXT, demo_setting_cols, 1},
+};
 
 /* Split "HOST:PORT"; returns 0 on success. */
 static inline int demo_split_addr(const char *addr, char *host, size_t hcap,

@@ -5,11 +5,22 @@
  *
  *   sync_edge DB HOST:PORT [--name NAME] [--write N] [--token TOKEN]
  *             [--mode both|pull|push] [--dry-run] [--max-message BYTES]
- *             [--quiet]
+ *             [--schema 1|2] [--put KEY BATTERY] [--setting KEY VALUE]
+ *             [--tables TABLE,...] [--show KEY] [--quiet]
  *
  * It writes N readings (keys NAME-000001, ...), runs one session (pull,
  * then push, by default) and prints what moved and the database digest,
- * which equals the server's once both hold the same rows.
+ * which equals the server's once both hold the same rows.  --put writes
+ * one reading under KEY first (a server with a write check may refuse
+ * it: the device prints the refusals from its rejection log, and holds
+ * the server's version of the row again).  --schema 2 declares the
+ * upgraded schema (readings gain humidity), which a server of version 1
+ * syncs with and relays.  --setting writes one setting (the server lets
+ * only devices with the right write them).  --tables syncs only those
+ * tables: rows of a table dropped from the selection leave the device
+ * (not deleted anywhere else), a table added comes whole.  --show
+ * prints one reading after the session.
+ * synctl has the full version of this client.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -81,7 +92,49 @@ static void tcp_close(void *ctx, sync_transport *t) {
   close(((tcp_link *)ctx)->fd);
 }
 
-static int write_readings(sync_env *env, const char *name, long n) {
+/* The rejection log: writes the server refused, each printed once. */
+static void print_rejects(sync_env *env, const char *name) {
+  sync_txn *x;
+  sync_rejects *it;
+  sync_reject r;
+  uint64_t n = 0;
+  if (sync_txn_begin(env, 0, &x)) return;
+  if (sync_rejects_open(x, &it) == 0) {
+    while (sync_rejects_next(it, &r) == 0)
+      printf("%s: refused by the server: %.*s: %.*s (%s)\n", name,
+             (int)r.key.len, (const char *)r.key.data, (int)r.text_len,
+             r.text, r.reverted ? "taken back" : "kept: written again since");
+    sync_rejects_close(it);
+  }
+  if (sync_rejects_clear(x, &n) != 0) sync_txn_abort(x);
+  else (void)sync_txn_commit(x);
+}
+
+/* One reading as this device holds it (all its schema's columns). */
+static void show(sync_env *env, const char *name, const char *key,
+                 unsigned ncols) {
+  sync_txn *x;
+  sync_value v[4];
+  unsigned c;
+  if (sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) return;
+  if (sync_get(x, DEMO_READINGS, key, strlen(key), v, ncols) != 0) {
+    printf("%s: %s: no such reading\n", name, key);
+  } else {
+    printf("%s: %s:", name, key);
+    for (c = 0; c < ncols; c++) {
+      if (v[c].type == SYNC_REAL) printf(" %g", v[c].r);
+      else if (v[c].type == SYNC_INTEGER) printf(" %lld", (long long)v[c].i);
+      else if (v[c].type == SYNC_TEXT)
+        printf(" %.*s", (int)v[c].len, (const char *)v[c].data);
+      else printf(" null");
+    }
+    printf("\n");
+  }
+  sync_txn_abort(x);
+}
+
+static int write_readings(sync_env *env, const char *name, long n,
+                          unsigned ncols) {
   sync_txn *x;
   long i;
   uint64_t have = 0;
@@ -90,13 +143,14 @@ static int write_readings(sync_env *env, const char *name, long n) {
   sync_count(x, DEMO_READINGS, &have);
   for (i = 0; i < n && !rc; i++) {
     char key[96];
-    sync_value v[3];
+    sync_value v[4];
     long seq = (long)have + i + 1;
     snprintf(key, sizeof key, "%s-%06ld", name, seq);
     v[0] = sync_real(20.0 + (double)(seq % 50) / 10.0);
     v[1] = sync_int(100 - seq % 100);
     v[2] = sync_text(seq % 50 ? "ok" : "warn", seq % 50 ? 2 : 4);
-    rc = sync_put(x, DEMO_READINGS, key, strlen(key), v, 3);
+    v[3] = sync_real(40.0 + (double)(seq % 20) / 2.0); /* version 2 only */
+    rc = sync_put(x, DEMO_READINGS, key, strlen(key), v, ncols);
   }
   if (rc) {
     sync_txn_abort(x);
@@ -107,7 +161,11 @@ static int write_readings(sync_env *env, const char *name, long n) {
 
 int main(int argc, char **argv) {
   const char *db = NULL, *addr = NULL, *name = "edge", *token = NULL;
-  long nwrite = 0;
+  const char *putkey = NULL, *showkey = NULL, *setkey = NULL, *setval = NULL;
+  char *tables = NULL;
+  unsigned char tbits[SYNC_RIGHTS_BYTES];
+  long nwrite = 0, putbat = 0;
+  unsigned ncols = 3;
   int mode = SYNC_BOTH, dry = 0, quiet = 0, rc, i;
   size_t maxmsg = 0;
   sync_env *env = NULL;
@@ -129,6 +187,18 @@ int main(int argc, char **argv) {
              : !strcmp(m, "both")                                 ? SYNC_BOTH
                                                                   : 0;
       if (!mode) db = NULL, i = argc;
+    } else if (!strcmp(argv[i], "--schema") && i + 1 < argc) {
+      ncols = !strcmp(argv[++i], "2") ? 4 : 3;
+    } else if (!strcmp(argv[i], "--put") && i + 2 < argc) {
+      putkey = argv[++i];
+      putbat = atol(argv[++i]);
+    } else if (!strcmp(argv[i], "--setting") && i + 2 < argc) {
+      setkey = argv[++i];
+      setval = argv[++i];
+    } else if (!strcmp(argv[i], "--tables") && i + 1 < argc) {
+      tables = argv[++i];
+    } else if (!strcmp(argv[i], "--show") && i + 1 < argc) {
+      showkey = argv[++i];
     } else if (!strcmp(argv[i], "--dry-run")) dry = 1;
     else if (!strcmp(argv[i], "--quiet")) quiet = 1;
     else if (!db) db = argv[i];
@@ -138,18 +208,67 @@ int main(int argc, char **argv) {
   if (!db || !addr) {
     fprintf(stderr, "usage: sync_edge DB HOST:PORT [--name NAME] [--write N] "
                     "[--token TOKEN] [--mode both|pull|push] [--dry-run] "
-                    "[--max-message BYTES] [--quiet]\n");
+                    "[--max-message BYTES] [--schema 1|2] "
+                    "[--put KEY BATTERY] [--setting KEY VALUE] "
+                    "[--tables TABLE,...] [--show KEY] [--quiet]\n");
     return 2;
   }
   if ((rc = sync_env_create(NULL, &env)) ||
-      (rc = sync_env_set_schema(env, demo_tables, 2)) ||
+      (rc = sync_env_set_schema(env, ncols == 4 ? demo_tables_v2 : demo_tables,
+                                2)) ||
       (rc = sync_env_open(env, db, 0))) {
     fprintf(stderr, "sync_edge: cannot open %s: %s %s\n", db, sync_strerror(rc),
             env ? sync_env_errmsg(env) : "");
     sync_env_close(env);
     return 1;
   }
-  if (nwrite > 0 && (rc = write_readings(env, name, nwrite))) {
+  memset(tbits, 0, sizeof tbits);
+  if (tables) {
+    char *save = NULL, *t;
+    for (t = strtok_r(tables, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      unsigned id;
+      if (sync_env_table(env, t, &id) != 0) {
+        fprintf(stderr, "sync_edge: no table '%s'\n", t);
+        sync_env_close(env);
+        return 2;
+      }
+      tbits[id >> 3] |= (unsigned char)(1u << (id & 7));
+    }
+  }
+  if (setkey) {
+    sync_txn *x;
+    sync_value v = sync_text(setval, strlen(setval));
+    if ((rc = sync_txn_begin(env, 0, &x)) == 0) {
+      rc = sync_put(x, DEMO_SETTINGS, setkey, strlen(setkey), &v, 1);
+      if (rc) sync_txn_abort(x);
+      else rc = sync_txn_commit(x);
+    }
+    if (rc) {
+      fprintf(stderr, "sync_edge: writing %s: %s\n", setkey, sync_strerror(rc));
+      sync_env_close(env);
+      return 1;
+    }
+  }
+  if (putkey) {
+    sync_txn *x;
+    sync_value v[4];
+    v[0] = sync_real(21.0);
+    v[1] = sync_int(putbat);
+    v[2] = sync_text("ok", 2);
+    v[3] = sync_real(50.0);
+    if ((rc = sync_txn_begin(env, 0, &x)) == 0) {
+      rc = sync_put(x, DEMO_READINGS, putkey, strlen(putkey), v, ncols);
+      if (rc) sync_txn_abort(x);
+      else rc = sync_txn_commit(x);
+    }
+    if (rc) {
+      fprintf(stderr, "sync_edge: writing %s: %s\n", putkey, sync_strerror(rc));
+      sync_env_close(env);
+      return 1;
+    }
+    if (!quiet) printf("%s: wrote %s with battery %ld\n", name, putkey, putbat);
+  }
+  if (nwrite > 0 && (rc = write_readings(env, name, nwrite, ncols))) {
     fprintf(stderr, "sync_edge: writing readings: %s\n", sync_strerror(rc));
     sync_env_close(env);
     return 1;
@@ -160,6 +279,7 @@ int main(int argc, char **argv) {
   so.dry_run = dry;
   so.level = 3;
   so.max_message = maxmsg;
+  so.tables = tables ? tbits : NULL;
   so.credential = token;
   so.credential_len = token ? strlen(token) : 0;
   memset(&ro, 0, sizeof ro);
@@ -181,10 +301,11 @@ int main(int argc, char **argv) {
   }
   {
     sync_txn *x;
-    uint64_t dg = 0, n = 0;
+    uint64_t dg = 0, n = 0, ns = 0;
     if (sync_txn_begin(env, SYNC_TXN_RDONLY, &x) == 0) {
       sync_digest(x, SYNC_ALL_TABLES, &dg);
       sync_count(x, DEMO_READINGS, &n);
+      sync_count(x, DEMO_SETTINGS, &ns);
       sync_txn_abort(x);
     }
     if (!quiet) {
@@ -205,8 +326,12 @@ int main(int argc, char **argv) {
                (unsigned long long)st.peer_applied.updated);
       if (st.peer_applied.refused)
         printf("%s: the server refused %llu rows (outside this device's "
-               "rights)\n",
+               "rights or its write check)\n",
                name, (unsigned long long)st.peer_applied.refused);
+      print_rejects(env, name);
+      if (showkey) show(env, name, showkey, ncols);
+      if (ns || tables)
+        printf("%s: %llu settings\n", name, (unsigned long long)ns);
       printf("%s: %llu readings, digest %016llx\n", name, (unsigned long long)n,
              (unsigned long long)dg);
     }

@@ -11,9 +11,16 @@
  * PORT 0 picks a free port (written to --port-file).  --sessions N stops
  * after N sessions have ended (tests, demos); otherwise it serves until
  * SIGINT or SIGTERM.  Credentials file, one device per line:
- *   TOKEN read=TABLE[,TABLE...] write=TABLE[,...] [relay]
+ *   TOKEN read=TABLE[,TABLE...] write=TABLE[,...] [relay] [name=NAME] [own]
  * ("*" for every table).  Without a file every device may read and write
- * every table.
+ * every table.  name=NAME: the device owns the readings whose keys start
+ * with "NAME-"; the server refuses its writes to any other reading, and
+ * any battery level outside 0..100 (a write check, answered to the
+ * device, which takes the server's row back).  own: the device holds
+ * only its own readings (and every setting): a row filter that defines
+ * its share.  The server keeps its own schema: devices with a newer one
+ * (appended columns) sync with it, and it stores and forwards their new
+ * columns unread.  synctl serve has the full version of this server.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -36,15 +43,28 @@
 #define MAX_CRED 64
 #define IDLE_SECONDS 60
 
+#define MAX_BIND 256
+
 typedef struct cred {
   char token[128];
+  char name[64]; /* owner of the readings "NAME-..." (empty: no check) */
+  int own;       /* holds only its own readings */
   sync_rights rights;
 } cred;
+
+/* Which credential a site id presented: the write check and the row
+ * filter see the site, and judge by what its credential allows. */
+typedef struct site_cred {
+  uint8_t site[16];
+  int cred;
+} site_cred;
 
 typedef struct server {
   sync_env *env;
   cred creds[MAX_CRED];
   int ncreds, quiet;
+  site_cred binds[MAX_BIND];
+  int nbinds;
 } server;
 
 typedef struct conn {
@@ -104,6 +124,9 @@ static int load_creds(server *sv, const char *path) {
       if (!strncmp(w, "read=", 5)) rc = set_tables(sv->env, w + 5, c->rights.read);
       else if (!strncmp(w, "write=", 6)) rc = set_tables(sv->env, w + 6, c->rights.write);
       else if (!strcmp(w, "relay")) c->rights.relay = 1;
+      else if (!strcmp(w, "own")) c->own = 1;
+      else if (!strncmp(w, "name=", 5) && strlen(w + 5) < sizeof c->name)
+        strcpy(c->name, w + 5);
       else rc = -1;
       if (rc) {
         fprintf(stderr, "sync_server: %s:%d: cannot read '%s'\n", path, lineno, w);
@@ -119,14 +142,71 @@ static int load_creds(server *sv, const char *path) {
 static int authorize(void *ctx, const uint8_t site[16], const void *cr,
                      size_t len, sync_rights *rights) {
   server *sv = (server *)ctx;
-  int i;
-  (void)site;
+  int i, b;
   for (i = 0; i < sv->ncreds; i++)
     if (strlen(sv->creds[i].token) == len && !memcmp(sv->creds[i].token, cr, len)) {
+      for (b = 0; b < sv->nbinds && memcmp(sv->binds[b].site, site, 16); b++) {
+      }
+      if (b == sv->nbinds) {
+        if (b == MAX_BIND) return SYNC_EPERM; /* full: a demo's limit */
+        sv->nbinds++;
+        memcpy(sv->binds[b].site, site, 16);
+      }
+      sv->binds[b].cred = i;
       *rights = sv->creds[i].rights;
       return 0;
     }
   return SYNC_EPERM;
+}
+
+static const cred *cred_of(const server *sv, const uint8_t *site) {
+  int b;
+  for (b = 0; b < sv->nbinds; b++)
+    if (!memcmp(sv->binds[b].site, site, 16)) return &sv->creds[sv->binds[b].cred];
+  return NULL;
+}
+
+/* Is key one of the readings that device c owns ("NAME-...")? */
+static int owns(const cred *c, const void *key, size_t klen) {
+  size_t n = strlen(c->name);
+  return klen > n && !memcmp(key, c->name, n) && ((const char *)key)[n] == '-';
+}
+
+/* The write check: a named device writes only its own readings, and a
+ * battery level must be 0..100.  The key names the owner here; a check
+ * by an owner column would read the stored row (w->stored_values), never
+ * the incoming one, which the device chose. */
+static int check_write(void *ctx, const sync_write *w, int *reason,
+                       char *text, size_t cap) {
+  const cred *c = cred_of((const server *)ctx, w->sender);
+  unsigned i;
+  if (!c || !c->name[0] || w->table != DEMO_READINGS) return 0;
+  if (!owns(c, w->key.data, w->key.len)) {
+    *reason = SYNC_REFUSE_APP;
+    snprintf(text, cap, "reading %.*s belongs to another device",
+             (int)w->key.len, (const char *)w->key.data);
+    return 1;
+  }
+  for (i = 0; i < w->ncolumns; i++)
+    if (w->columns[i] == 1 && w->values[i].type == SYNC_INTEGER &&
+        (w->values[i].i < 0 || w->values[i].i > 100)) {
+      *reason = SYNC_REFUSE_APP + 1;
+      snprintf(text, cap, "battery %lld is not within 0..100",
+               (long long)w->values[i].i);
+      return 1;
+    }
+  return 0;
+}
+
+/* The share of a device with "own": its readings and every setting. */
+static int share(void *ctx, const uint8_t peer[16], unsigned table,
+                 const void *key, size_t klen, const sync_value *vals,
+                 unsigned nvals) {
+  const cred *c = cred_of((const server *)ctx, peer);
+  (void)vals;
+  (void)nvals;
+  if (!c || !c->own || table != DEMO_READINGS) return 1;
+  return owns(c, key, klen);
 }
 
 static int listen_on(const char *addr, int *port_out) {
@@ -190,8 +270,8 @@ static void finish(server *sv, conn *c) {
       printf("server: device %s: session ended: %s (%s)\n", hex,
              sync_strerror(st ? st : SYNC_ECLOSED), sync_session_errmsg(c->s));
     if (x.applied.refused)
-      printf("server: device %s: %llu rows refused by its rights\n", hex,
-             (unsigned long long)x.applied.refused);
+      printf("server: device %s: %llu rows refused (rights or write check)\n",
+             hex, (unsigned long long)x.applied.refused);
     fflush(stdout);
   }
   sync_session_free(c->s);
@@ -279,6 +359,13 @@ int main(int argc, char **argv) {
         so.server = 1;
         so.authorize = credfile ? authorize : NULL;
         so.authorize_ctx = &sv;
+        if (credfile) {
+          so.check_write = check_write;
+          so.check_write_ctx = &sv;
+          so.filter = share;
+          so.filter_ctx = &sv;
+          so.filter_version = 1; /* the rules of share() */
+        }
         so.level = 3;
         if (i == MAX_CONN || sync_session_create(sv.env, &so, &conns[i].s)) {
           close(fd); /* full: the device retries later */

@@ -1042,11 +1042,35 @@ static int sx_rf_read(sx_rd *r, unsigned ntables, unsigned *tid,
   return 0;
 }
 
+/* Server: is the stored row in x->old (table tid) in the client's share,
+ * as the row filter says?  1 or 0, or SYNC_ENOMEM (*vals: the values'
+ * room, made on first use, freed by the caller). */
+static int sx_rf_in_share(sync_session *s, sync_txn *x, unsigned tid,
+                          const unsigned char *key, size_t klen,
+                          sync_value **vals) {
+  const sx_table *tb = &s->env->schema->tables[tid];
+  unsigned j;
+  if (!s->o.filter) return 1;
+  if (!(x->old.cl & 1))
+    return s->o.filter(s->o.filter_ctx, s->peer, tid, key, klen, NULL, 0) != 0;
+  if (!*vals &&
+      !(*vals = (sync_value *)sx_malloc(
+            &s->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1))))
+    return SYNC_ENOMEM;
+  for (j = 0; j < tb->ncols; j++)
+    (*vals)[j] = j < x->old.ncols && x->old.cols[j].st != SX_NOSTAMP
+                     ? x->old.cols[j].v
+                     : sync_null();
+  return s->o.filter(s->o.filter_ctx, s->peer, tid, key, klen, *vals,
+                     tb->ncols) != 0;
+}
+
 /* Server: the next REFUSED message, with its rows. */
 static int sx_rf_send(sync_session *s) {
   sx_rd r;
   sync_txn *x;
   sync_delta *d = NULL;
+  sync_value *fvals = NULL;
   uint64_t *zero = NULL;
   unsigned char *b = NULL, *p;
   size_t start = s->rf_pos, k = 0, bytes = 0, maxb, flen = 0, raw = 0;
@@ -1083,9 +1107,14 @@ static int sx_rf_send(sync_session *s) {
              : SYNC_NOTFOUND;
     if (rc == 0) {
       if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old))) goto done;
-      if ((rc = sx_delta_add(d, x, tid, key, klen, &x->old, zero, NULL, 1,
+      /* Nor a row outside the client's share (the row filter): the
+       * client drops its copy, as it leaves a row that exits. */
+      if ((rc = sx_rf_in_share(s, x, tid, key, klen, &fvals)) < 0) goto done;
+      if (rc &&
+          (rc = sx_delta_add(d, x, tid, key, klen, &x->old, zero, NULL, 1,
                              &bytes)))
         goto done;
+      rc = 0;
     } else if (rc != SYNC_NOTFOUND) {
       goto done;
     }
@@ -1134,6 +1163,7 @@ done:
   sync_txn_abort(x);
   sync_delta_free(d);
   sx_free(&s->al, zero);
+  sx_free(&s->al, fvals);
   sx_free(&s->al, b);
   if (rc)
     return sx_sess_fail(s, rc, "answering refused rows: %s",

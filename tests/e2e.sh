@@ -2,7 +2,8 @@
 # e2e.sh - end to end over loopback TCP between separate processes: the
 # example server (poll, many devices at once, a credentials file) and
 # edge devices; a device with a bad token, a client that sends garbage
-# and vanishes, a device killed mid-session and resumed, tiny messages.
+# and vanishes, a device killed mid-session and resumed, tiny messages;
+# a write check, a device's share and a rolling schema upgrade.
 # Every check prints one line; the last line counts them.
 # Run from the build directory (make test does).
 set -u
@@ -80,5 +81,35 @@ wait $SRV
 SRV=
 check "the server logged refused and vanished sessions" sh -c \
   "grep -q 'credential was refused' $D/server.log && grep -q 'session ended' $D/server.log"
+# Rollouts (issue 15) through the example server: a write check that
+# answers the device, a device's share (a row filter and its table
+# selection), and a device with a newer schema relayed by an old server.
+cat > "$D/creds2" <<CREDS
+tok-k  read=* write=readings name=kitchen own
+tok-g  read=* write=readings name=garage
+tok-a  read=* write=* relay
+CREDS
+"$B/sync_server" "$D/server2.db" 127.0.0.1:0 --credentials "$D/creds2" \
+  --port-file "$D/port2" > "$D/server2.log" 2>&1 &
+SRV=$!
+i=0
+while [ ! -s "$D/port2" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+A2=127.0.0.1:$(cat "$D/port2")
+"$B/sync_edge" "$D/adm.db" "$A2" --name admin --token tok-a --setting interval 60s > "$D/adm1" 2>&1
+"$B/sync_edge" "$D/g.db" "$A2" --name garage --token tok-g --write 5 --schema 2 > "$D/g1" 2>&1
+check "a refused write out of the device's share is answered, logged and dropped there" sh -c \
+  "$B/sync_edge $D/k.db $A2 --name kitchen --token tok-k --write 3 --put garage-000001 50 --show garage-000001 > $D/k1 && grep -q 'refused by the server: garage-000001: reading garage-000001 belongs to another device (taken back)' $D/k1 && grep -q 'garage-000001: no such reading' $D/k1"
+check "a value the write check refuses goes back to the server's row" sh -c \
+  "$B/sync_edge $D/k.db $A2 --name kitchen --token tok-k --put kitchen-000002 150 --show kitchen-000002 > $D/k2 && grep -q 'battery 150 is not within 0..100' $D/k2 && grep -q 'kitchen-000002: 20.2 98 ok' $D/k2"
+check "a device holds its share: its readings only, and no setting once it drops the table" sh -c \
+  "$B/sync_edge $D/k.db $A2 --name kitchen --token tok-k --tables readings --show garage-000002 > $D/k3 && grep -q 'garage-000002: no such reading' $D/k3 && grep -q '0 settings' $D/k3 && grep -q '3 readings' $D/k3"
+check "rows that left a device's share are still on the server and the others" sh -c \
+  "$B/sync_edge $D/adm.db $A2 --name admin --token tok-a > $D/adm2 && grep -q '1 settings' $D/adm2 && grep -q '8 readings' $D/adm2"
+check "a newer schema's column reaches another new device through an old server" sh -c \
+  "$B/sync_edge $D/at.db $A2 --name attic --token tok-a --schema 2 --show garage-000002 > $D/at1 && grep -q 'garage-000002: 20.2 98 ok 41' $D/at1 && $B/sync_edge $D/g.db $A2 --name garage --token tok-g --schema 2 > $D/g2 && [ \"\$(digest $D/at1)\" = \"\$(digest $D/g2)\" ]"
+kill -TERM $SRV
+wait $SRV
+SRV=
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

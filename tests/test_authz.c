@@ -299,6 +299,77 @@ static void test_refuse_by_owner(void **state) {
   }
 }
 
+/* The device's share: doc rows it owns (judged on the stored owner). */
+static int az_own_docs(void *ctx, const uint8_t peer[16], unsigned table,
+                       const void *key, size_t klen, const sync_value *vals,
+                       unsigned nvals) {
+  char me[8];
+  (void)ctx;
+  (void)key;
+  (void)klen;
+  if (table != 0 || !vals || nvals < 1 || vals[0].type != SYNC_TEXT) return 1;
+  az_owner(me, peer[0]);
+  return vals[0].len == strlen(me) && !memcmp(vals[0].data, me, vals[0].len);
+}
+
+static int az_holds(mu_rep *r, const char *key) {
+  sync_txn *x;
+  int rc;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  rc = sync_contains(x, 0, key, strlen(key));
+  sync_txn_abort(x);
+  assert_true(rc == 0 || rc == 1);
+  return rc;
+}
+
+/* A device whose share is its own docs writes a key that the server
+ * holds for another device, out of its share: refused, and the answer
+ * does not hand it the other device's row (before the fix it took the
+ * server's version back and held a row outside its share for good); it
+ * drops its copy, as a refused insert, and logs the refusal. */
+static void test_refused_row_out_of_scope_is_dropped(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, a, b;
+  az_rules rules;
+  sync_session_opts so;
+  sync_session_stats cs, sst;
+  char oa[8], ob[8];
+  int whole, i;
+  (void)state;
+  az_owner(oa, 0xa1);
+  az_owner(ob, 0xb2);
+  for (whole = 0; whole <= 1; whole++) {
+    az_open(&srv, "az-srv.db", 0x51, &now);
+    az_open(&a, "az-a.db", 0xa1, &now);
+    az_open(&b, "az-b.db", 0xb2, &now);
+    memset(&rules, 0, sizeof rules);
+    rules.owned = 1;
+    az_server_opts(&so, &rules, whole);
+    so.filter = az_own_docs;
+    so.filter_version = 1;
+    az_doc_put(&a, "doc1", oa, "a's first", 1);
+    az_doc_put(&b, "doc2", ob, "b's own", 1);
+    assert_int_equal(su_sync(&a, &srv, NULL, &so, NULL, NULL), 1);
+    assert_int_equal(su_sync(&b, &srv, NULL, &so, NULL, NULL), 1);
+    assert_false(az_holds(&b, "doc1")); /* a's: out of b's share */
+    now += 10;
+    az_doc_put(&b, "doc1", ob, "b claims it", 2);
+    assert_int_equal(su_sync(&b, &srv, NULL, &so, &cs, &sst), 1);
+    TU_U64(sst.applied.refused, 1);
+    assert_int_equal(az_rejects(&b, AZ_OWNED, "doc1"), 1);
+    for (i = 0; i < 2; i++) {
+      assert_false(az_holds(&b, "doc1"));
+      assert_true(az_holds(&b, "doc2"));
+      assert_int_equal(su_sync(&b, &srv, NULL, &so, NULL, NULL), 1);
+    }
+    assert_true(az_holds(&srv, "doc1"));
+    assert_true(az_holds(&a, "doc1"));
+    mu_close(&srv);
+    mu_close(&a);
+    mu_close(&b);
+  }
+}
+
 /* A table the device may not write: its insert goes (no tombstone
  * anywhere), its update and delete of a row it got from the server
  * return to the server's row. */
@@ -1042,6 +1113,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refuse_by_owner),
       cmocka_unit_test(test_refuse_by_table),
+      cmocka_unit_test(test_refused_row_out_of_scope_is_dropped),
       cmocka_unit_test(test_refuse_future),
       cmocka_unit_test(test_no_loop),
       cmocka_unit_test(test_refuse_everything),
