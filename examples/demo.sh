@@ -10,15 +10,21 @@ B=${1:-build}
 D=$(mktemp -d "${TMPDIR:-/tmp}/sync-demo.XXXXXX")
 trap 'kill $SRV 2>/dev/null || true; rm -rf "$D"' EXIT INT TERM
 
-"$B/sync_server" "$D/server.db" 127.0.0.1:0 --sessions 4 \
-  --port-file "$D/port" > "$D/server.log" &
-SRV=$!
-i=0
-while [ ! -s "$D/port" ]; do
-  i=$((i + 1)); [ $i -lt 100 ] || { echo "demo: the server did not start"; exit 1; }
-  sleep 0.1
-done
-ADDR=127.0.0.1:$(cat "$D/port")
+# serve LOG DB [OPTIONS...]: start a server on a free port; sets SRV, ADDR.
+serve() {
+  log=$1; shift
+  rm -f "$D/port"
+  "$B/sync_server" "$@" --port-file "$D/port" > "$log" &
+  SRV=$!
+  i=0
+  while [ ! -s "$D/port" ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "demo: the server did not start"; exit 1; }
+    sleep 0.1
+  done
+  ADDR=127.0.0.1:$(cat "$D/port")
+}
+
+serve "$D/server.log" "$D/server.db" 127.0.0.1:0 --sessions 4
 
 echo "== two devices record readings and sync with the server at $ADDR"
 "$B/sync_edge" "$D/kitchen.db" "$ADDR" --name kitchen --write 500
@@ -48,16 +54,8 @@ tok-kitchen  read=* write=readings name=kitchen own
 tok-garage   read=* write=readings name=garage
 tok-admin    read=* write=* relay
 CREDS
-rm -f "$D/port"
-"$B/sync_server" "$D/fleet.db" 127.0.0.1:0 --credentials "$D/creds" \
-  --sessions 10 --port-file "$D/port" > "$D/fleet.log" &
-SRV=$!
-i=0
-while [ ! -s "$D/port" ]; do
-  i=$((i + 1)); [ $i -lt 100 ] || { echo "demo: the server did not start"; exit 1; }
-  sleep 0.1
-done
-ADDR=127.0.0.1:$(cat "$D/port")
+serve "$D/fleet.log" "$D/fleet.db" 127.0.0.1:0 --credentials "$D/creds" \
+  --sessions 10
 echo "== rollouts: per-device write checks, shares and a schema upgrade at $ADDR"
 "$B/sync_edge" "$D/admin.db" "$ADDR" --name admin --token tok-admin \
   --setting interval 60s

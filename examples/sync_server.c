@@ -20,9 +20,10 @@
  * only its own readings that are not retired (status "retired"), and
  * every setting: a row filter that defines its share, by key and by
  * value, so a reading an operator retires leaves the device (an exit
- * marker) and stays on the server.  The server keeps its own schema: devices with a newer one
- * (appended columns) sync with it, and it stores and forwards their new
- * columns unread.  synctl serve has the full version of this server.
+ * marker) and stays on the server.  The server keeps its own schema:
+ * devices with a newer one (appended columns) sync with it, and it
+ * stores and forwards their new columns unread.  synctl serve has the
+ * full version of this server.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
