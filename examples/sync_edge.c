@@ -5,21 +5,25 @@
  *
  *   sync_edge DB HOST:PORT [--name NAME] [--write N] [--token TOKEN]
  *             [--mode both|pull|push] [--dry-run] [--max-message BYTES]
- *             [--schema 1|2] [--put KEY BATTERY] [--setting KEY VALUE]
- *             [--tables TABLE,...] [--show KEY] [--quiet]
+ *             [--schema 1|2] [--put KEY BATTERY] [--status TEXT]
+ *             [--setting KEY VALUE] [--tables TABLE,...] [--show KEY]
+ *             [--quiet]
  *
  * It writes N readings (keys NAME-000001, ...), runs one session (pull,
  * then push, by default) and prints what moved and the database digest,
  * which equals the server's once both hold the same rows.  --put writes
  * one reading under KEY first (a server with a write check may refuse
  * it: the device prints the refusals from its rejection log, and holds
- * the server's version of the row again).  --schema 2 declares the
+ * the server's version of the row again); --status gives its status
+ * ("ok" by default).  --schema 2 declares the
  * upgraded schema (readings gain humidity), which a server of version 1
  * syncs with and relays.  --setting writes one setting (the server lets
  * only devices with the right write them).  --tables syncs only those
  * tables: rows of a table dropped from the selection leave the device
- * (not deleted anywhere else), a table added comes whole.  --show
- * prints one reading after the session.
+ * (not deleted anywhere else), a table added comes whole; rows the
+ * server's row filter no longer lets through leave it the same way (exit
+ * markers), and the device says how many.  --show prints one reading
+ * after the session.
  * synctl has the full version of this client.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -162,6 +166,7 @@ static int write_readings(sync_env *env, const char *name, long n,
 int main(int argc, char **argv) {
   const char *db = NULL, *addr = NULL, *name = "edge", *token = NULL;
   const char *putkey = NULL, *showkey = NULL, *setkey = NULL, *setval = NULL;
+  const char *status = "ok";
   char *tables = NULL;
   unsigned char tbits[SYNC_RIGHTS_BYTES];
   long nwrite = 0, putbat = 0;
@@ -192,6 +197,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--put") && i + 2 < argc) {
       putkey = argv[++i];
       putbat = atol(argv[++i]);
+    } else if (!strcmp(argv[i], "--status") && i + 1 < argc) {
+      status = argv[++i];
     } else if (!strcmp(argv[i], "--setting") && i + 2 < argc) {
       setkey = argv[++i];
       setval = argv[++i];
@@ -209,8 +216,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: sync_edge DB HOST:PORT [--name NAME] [--write N] "
                     "[--token TOKEN] [--mode both|pull|push] [--dry-run] "
                     "[--max-message BYTES] [--schema 1|2] "
-                    "[--put KEY BATTERY] [--setting KEY VALUE] "
-                    "[--tables TABLE,...] [--show KEY] [--quiet]\n");
+                    "[--put KEY BATTERY] [--status TEXT] "
+                    "[--setting KEY VALUE] [--tables TABLE,...] [--show KEY] "
+                    "[--quiet]\n");
     return 2;
   }
   if ((rc = sync_env_create(NULL, &env)) ||
@@ -254,7 +262,7 @@ int main(int argc, char **argv) {
     sync_value v[4];
     v[0] = sync_real(21.0);
     v[1] = sync_int(putbat);
-    v[2] = sync_text("ok", 2);
+    v[2] = sync_text(status, strlen(status));
     v[3] = sync_real(50.0);
     if ((rc = sync_txn_begin(env, 0, &x)) == 0) {
       rc = sync_put(x, DEMO_READINGS, putkey, strlen(putkey), v, ncols);
@@ -266,7 +274,9 @@ int main(int argc, char **argv) {
       sync_env_close(env);
       return 1;
     }
-    if (!quiet) printf("%s: wrote %s with battery %ld\n", name, putkey, putbat);
+    if (!quiet)
+      printf("%s: wrote %s with battery %ld, status %s\n", name, putkey, putbat,
+             status);
   }
   if (nwrite > 0 && (rc = write_readings(env, name, nwrite, ncols))) {
     fprintf(stderr, "sync_edge: writing readings: %s\n", sync_strerror(rc));
@@ -328,6 +338,10 @@ int main(int argc, char **argv) {
         printf("%s: the server refused %llu rows (outside this device's "
                "rights or its write check)\n",
                name, (unsigned long long)st.peer_applied.refused);
+      if (st.applied.exited)
+        printf("%s: %llu rows left this device's share and were removed here "
+               "(exit markers; not deleted anywhere else)\n",
+               name, (unsigned long long)st.applied.exited);
       print_rejects(env, name);
       if (showkey) show(env, name, showkey, ncols);
       if (ns || tables)

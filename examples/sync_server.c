@@ -17,10 +17,13 @@
  * with "NAME-"; the server refuses its writes to any other reading, and
  * any battery level outside 0..100 (a write check, answered to the
  * device, which takes the server's row back).  own: the device holds
- * only its own readings (and every setting): a row filter that defines
- * its share.  The server keeps its own schema: devices with a newer one
- * (appended columns) sync with it, and it stores and forwards their new
- * columns unread.  synctl serve has the full version of this server.
+ * only its own readings that are not retired (status "retired"), and
+ * every setting: a row filter that defines its share, by key and by
+ * value, so a reading an operator retires leaves the device (an exit
+ * marker) and stays on the server.  The server keeps its own schema:
+ * devices with a newer one (appended columns) sync with it, and it
+ * stores and forwards their new columns unread.  synctl serve has the
+ * full version of this server.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -198,14 +201,17 @@ static int check_write(void *ctx, const sync_write *w, int *reason,
   return 0;
 }
 
-/* The share of a device with "own": its readings and every setting. */
+/* The share of a device with "own": its readings that are not retired,
+ * and every setting.  vals are the server's row (NULL for a delete, which
+ * goes to the owner). */
 static int share(void *ctx, const uint8_t peer[16], unsigned table,
                  const void *key, size_t klen, const sync_value *vals,
                  unsigned nvals) {
   const cred *c = cred_of((const server *)ctx, peer);
-  (void)vals;
-  (void)nvals;
   if (!c || !c->own || table != DEMO_READINGS) return 1;
+  if (nvals > 2 && vals[2].type == SYNC_TEXT && vals[2].len == 7 &&
+      !memcmp(vals[2].data, "retired", 7))
+    return 0;
   return owns(c, key, klen);
 }
 

@@ -3,7 +3,8 @@
 # example server (poll, many devices at once, a credentials file) and
 # edge devices; a device with a bad token, a client that sends garbage
 # and vanishes, a device killed mid-session and resumed, tiny messages;
-# a write check, a device's share and a rolling schema upgrade.
+# a write check, a device's share (left by table and by value) and a
+# rolling schema upgrade.
 # Every check prints one line; the last line counts them.
 # Run from the build directory (make test does).
 set -u
@@ -103,8 +104,10 @@ check "a value the write check refuses goes back to the server's row" sh -c \
   "$B/sync_edge $D/k.db $A2 --name kitchen --token tok-k --put kitchen-000002 150 --show kitchen-000002 > $D/k2 && grep -q 'battery 150 is not within 0..100' $D/k2 && grep -q 'kitchen-000002: 20.2 98 ok' $D/k2"
 check "a device holds its share: its readings only, and no setting once it drops the table" sh -c \
   "$B/sync_edge $D/k.db $A2 --name kitchen --token tok-k --tables readings --show garage-000002 > $D/k3 && grep -q 'garage-000002: no such reading' $D/k3 && grep -q '0 settings' $D/k3 && grep -q '3 readings' $D/k3"
+check "a reading an operator retires leaves the device's share by an exit marker" sh -c \
+  "$B/sync_edge $D/adm.db $A2 --name admin --token tok-a --put kitchen-000003 99 --status retired > $D/adm2 && $B/sync_edge $D/k.db $A2 --name kitchen --token tok-k --tables readings --show kitchen-000003 > $D/k4 && grep -q '1 rows left this device' $D/k4 && grep -q 'kitchen-000003: no such reading' $D/k4 && grep -q '2 readings' $D/k4"
 check "rows that left a device's share are still on the server and the others" sh -c \
-  "$B/sync_edge $D/adm.db $A2 --name admin --token tok-a > $D/adm2 && grep -q '1 settings' $D/adm2 && grep -q '8 readings' $D/adm2"
+  "$B/sync_edge $D/adm.db $A2 --name admin --token tok-a --show kitchen-000003 > $D/adm3 && grep -q '1 settings' $D/adm3 && grep -q '8 readings' $D/adm3 && grep -q 'kitchen-000003: 21 99 retired' $D/adm3"
 check "a newer schema's column reaches another new device through an old server" sh -c \
   "$B/sync_edge $D/at.db $A2 --name attic --token tok-a --schema 2 --show garage-000002 > $D/at1 && grep -q 'garage-000002: 20.2 98 ok 41' $D/at1 && $B/sync_edge $D/g.db $A2 --name garage --token tok-g --schema 2 > $D/g2 && [ \"\$(digest $D/at1)\" = \"\$(digest $D/g2)\" ]"
 kill -TERM $SRV
