@@ -171,17 +171,26 @@ $(B)/single/single_header: tests/single_header.c $(B)/single/sync_single.h
 
 test-build: $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header $(TEST_EXTRA)
 
-# Every test program runs in build/ (scratch databases land there); the
-# last line counts programs in the form CI reads.
+# Test programs run in two queues at once (the sanitizer builds, the
+# slowest, in $(B)-san-run beside build/; everything else in build/,
+# where scratch databases land), each program after the other within its
+# queue; the sanitizer queue's output follows the other's.  The last line
+# counts programs in the form CI reads.
 test: check-amalgamation
 	@$(MAKE) --no-print-directory test-build
-	@pass=0; fail=0; failed=""; \
-	for t in $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header $(TEST_EXTRA); do \
-	  echo "=== $$t"; \
-	  if (cd $(B) && ASAN_OPTIONS=detect_leaks=1 ../$$t); then \
-	    pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
+	@rm -rf $(B)-san-run; \
+	sh tests/run.sh $(B)-san-run $(T_SAN) > $(B)/test-san.log 2>&1 & san=$$!; \
+	sh tests/run.sh $(B) $(T_SRC) $(T_AMAL) $(B)/single/single_header \
+	  $(TEST_EXTRA) | tee $(B)/test-main.log; \
+	wait $$san; cat $(B)/test-san.log; rm -rf $(B)-san-run; \
+	pass=0; fail=0; failed=""; \
+	for log in $(B)/test-main.log $(B)/test-san.log; do \
+	  set -- $$(tail -n 1 $$log); \
+	  [ "$$1" = RESULT ] || { echo "test: $$log did not finish"; exit 1; }; \
+	  pass=$$((pass + $$2)); fail=$$((fail + $$3)); shift 3; \
+	  failed="$$failed $$*"; \
 	done; \
-	[ -z "$$failed" ] || echo "failed:$$failed"; \
+	[ $$fail -eq 0 ] || echo "failed:$$failed"; \
 	echo "$$pass passed, $$fail failed"; \
 	[ $$fail -eq 0 ]
 
