@@ -96,7 +96,7 @@ static void size_name(char *out, size_t cap, size_t rows) {
 
 void bench_repair(const bench_opts *o) {
   static const unsigned diffs[] = {0, 1, 10, 1000};
-  char *pa = bench_path("repair-a.db"), *pb = bench_path("repair-b.db");
+  const char *pa = bench_path("repair-a.db"), *pb = bench_path("repair-b.db");
   peer_sync a, b;
   w1_row *rows = w1_generate(o->rows);
   bench_rng g = {REPAIR_SEED};
@@ -183,7 +183,5 @@ void bench_repair(const bench_opts *o) {
   peer_sync_close(&b);
   bench_unlink_db(pa);
   bench_unlink_db(pb);
-  free(rows);
-  free(pa);
-  free(pb);
+  free(rows); /* pa and pb belong to the scratch list (bench_path) */
 }
