@@ -26,12 +26,19 @@ cat > "$D/creds" <<CREDS
 dev-token  read=readings,settings write=readings
 admin      read=* write=* relay
 CREDS
-"$B/sync_server" "$D/server.db" 127.0.0.1:0 --credentials "$D/creds" \
-  --port-file "$D/port" > "$D/server.log" 2>&1 &
-SRV=$!
-i=0
-while [ ! -s "$D/port" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
-A=127.0.0.1:$(cat "$D/port")
+# serve NAME CREDS: start the example server on a free loopback port with
+# database NAME.db and log NAME.log; sets SRV (its pid) and ADDR.
+serve() {
+  rm -f "$D/$1.port"
+  "$B/sync_server" "$D/$1.db" 127.0.0.1:0 --credentials "$2" \
+    --port-file "$D/$1.port" > "$D/$1.log" 2>&1 &
+  SRV=$!
+  i=0
+  while [ ! -s "$D/$1.port" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+  ADDR=127.0.0.1:$(cat "$D/$1.port")
+}
+serve server "$D/creds"
+A=$ADDR
 
 # Three devices at once, then once more each: all hold every reading.
 for n in 1 2 3; do
@@ -54,10 +61,10 @@ check "a bad token is refused with a clear error" sh -c \
 # Garbage from a client that then vanishes: the server goes on.
 check "garbage then a vanished client" python3 -c "
 import socket, os
-s = socket.create_connection(('127.0.0.1', $(cat "$D/port")))
+s = socket.create_connection(('127.0.0.1', $(cat "$D/server.port")))
 s.sendall(os.urandom(3000))
 s.close()
-s = socket.create_connection(('127.0.0.1', $(cat "$D/port")))
+s = socket.create_connection(('127.0.0.1', $(cat "$D/server.port")))
 s.sendall(bytes([1, 200, 1]))  # half a HELLO
 s.close()
 "
@@ -90,12 +97,8 @@ tok-k  read=* write=readings name=kitchen own
 tok-g  read=* write=readings name=garage
 tok-a  read=* write=* relay
 CREDS
-"$B/sync_server" "$D/server2.db" 127.0.0.1:0 --credentials "$D/creds2" \
-  --port-file "$D/port2" > "$D/server2.log" 2>&1 &
-SRV=$!
-i=0
-while [ ! -s "$D/port2" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
-A2=127.0.0.1:$(cat "$D/port2")
+serve server2 "$D/creds2"
+A2=$ADDR
 "$B/sync_edge" "$D/adm.db" "$A2" --name admin --token tok-a --setting interval 60s > "$D/adm1" 2>&1
 "$B/sync_edge" "$D/g.db" "$A2" --name garage --token tok-g --write 5 --schema 2 > "$D/g1" 2>&1
 check "a refused write out of the device's share is answered, logged and dropped there" sh -c \

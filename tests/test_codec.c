@@ -423,10 +423,13 @@ static void test_corrupt_every_byte(void **state) {
   mu_close(&b);
 }
 
-/* Rewrite the header of an uncompressed frame (minor version, extra
- * body bytes) and its checksum. */
-static unsigned char *cx_reframe(const unsigned char *f, size_t n, int minor,
-                                 int major, size_t extra, size_t *out) {
+/* Frame f (uncompressed) made again: major and minor version as given,
+ * its body less its last cut bytes and then tn bytes of tail (NULL:
+ * 0x5a), and a new checksum. */
+static unsigned char *cx_rebuild(const unsigned char *f, size_t n, int minor,
+                                 int major, size_t cut,
+                                 const unsigned char *tail, size_t tn,
+                                 size_t *out) {
   uint64_t stored = 0;
   size_t k = 7, shift = 0, hlen, m;
   unsigned char *g;
@@ -434,19 +437,22 @@ static unsigned char *cx_reframe(const unsigned char *f, size_t n, int minor,
   stored |= (uint64_t)f[k++] << shift;
   hlen = k;
   assert_int_equal(hlen + stored + 8, n);
-  g = (unsigned char *)malloc(n + extra + 16);
+  assert_true(cut <= stored);
+  g = (unsigned char *)malloc(n + tn + 16);
   memcpy(g, f, 7);
   g[4] = (unsigned char)major;
   g[5] = (unsigned char)minor;
   m = 7;
   {
-    uint64_t v = stored + extra;
+    uint64_t v = stored - cut + tn;
     while (v >= 0x80) g[m++] = (unsigned char)(v | 0x80), v >>= 7;
     g[m++] = (unsigned char)v;
   }
-  memcpy(g + m, f + hlen, stored);
-  memset(g + m + stored, 0x5a, extra);
-  m += stored + extra;
+  memcpy(g + m, f + hlen, stored - cut);
+  m += stored - cut;
+  if (tail) memcpy(g + m, tail, tn);
+  else memset(g + m, 0x5a, tn);
+  m += tn;
   {
     uint64_t h = XXH3_64bits(g, m);
     int i;
@@ -456,37 +462,20 @@ static unsigned char *cx_reframe(const unsigned char *f, size_t n, int minor,
   return g;
 }
 
+/* Rewrite the header of an uncompressed frame (minor version, extra
+ * body bytes) and its checksum. */
+static unsigned char *cx_reframe(const unsigned char *f, size_t n, int minor,
+                                 int major, size_t extra, size_t *out) {
+  return cx_rebuild(f, n, minor, major, 0, NULL, extra, out);
+}
+
 /* Frame f (uncompressed, minor 3, no renewal records: its body ends with
  * R = 0) with that last byte replaced by tail. */
 static unsigned char *cx_retail(const unsigned char *f, size_t n,
                                 const unsigned char *tail, size_t tn,
                                 size_t *out) {
-  uint64_t stored = 0;
-  size_t k = 7, shift = 0, hlen, m;
-  unsigned char *g;
-  while (f[k] & 0x80) stored |= (uint64_t)(f[k++] & 0x7f) << shift, shift += 7;
-  stored |= (uint64_t)f[k++] << shift;
-  hlen = k;
-  assert_int_equal(f[hlen + stored - 1], 0); /* R = 0 */
-  g = (unsigned char *)malloc(n + tn + 16);
-  memcpy(g, f, 7);
-  m = 7;
-  {
-    uint64_t v = stored - 1 + tn;
-    while (v >= 0x80) g[m++] = (unsigned char)(v | 0x80), v >>= 7;
-    g[m++] = (unsigned char)v;
-  }
-  memcpy(g + m, f + hlen, stored - 1);
-  m += stored - 1;
-  memcpy(g + m, tail, tn);
-  m += tn;
-  {
-    uint64_t h = XXH3_64bits(g, m);
-    int i;
-    for (i = 0; i < 8; i++) g[m + i] = (unsigned char)(h >> (8 * i));
-  }
-  *out = m + 8;
-  return g;
+  assert_int_equal(f[n - 9], 0); /* R = 0, the body's last byte */
+  return cx_rebuild(f, n, f[5], f[4], 1, tail, tn, out);
 }
 
 /* The renewal section (minor 3) of a hostile sender: a site index of 0
