@@ -16,11 +16,16 @@ const char *ctl_cmd = "synctl"; /* the command running, for messages */
 /* ---------------------------------------------------------------------
  * Messages
  * ------------------------------------------------------------------- */
+/* "synctl: COMMAND: " and the message, with no newline. */
+static void say_v(const char *fmt, va_list ap) {
+  fprintf(stderr, "synctl: %s: ", ctl_cmd);
+  vfprintf(stderr, fmt, ap);
+}
+
 void ctl_say(const char *fmt, ...) {
   va_list ap;
-  fprintf(stderr, "synctl: %s: ", ctl_cmd);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  say_v(fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
 }
@@ -28,9 +33,8 @@ void ctl_say(const char *fmt, ...) {
 /* A usage error: the message, then where to read more. */
 int ctl_usage(const char *fmt, ...) {
   va_list ap;
-  fprintf(stderr, "synctl: %s: ", ctl_cmd);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  say_v(fmt, ap);
   va_end(ap);
   fprintf(stderr, "\nTry 'synctl help %s'.\n", ctl_cmd);
   return EX_USAGE;

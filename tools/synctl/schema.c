@@ -5,7 +5,6 @@
  */
 #include "synctl.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,44 +107,35 @@ int ctl_col_word(ctl_schema_in *s, const char *w, const char *where) {
                  c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1), flags, where);
 }
 
+/* One line of a schema file: 'table NAME KEYTYPE' or 'COLUMN TYPE
+ * [notnull] [local]', or blank. */
+static int schema_line(void *ctx, char *line, const char *at) {
+  ctl_schema_in *s = (ctl_schema_in *)ctx;
+  char *w[8], *save = NULL, *p, where[1100];
+  int n = 0, rc = 0;
+  snprintf(where, sizeof where, "%s: ", at);
+  if ((p = strchr(line, '#'))) *p = 0;
+  for (p = strtok_r(line, " \t\r\n", &save); p && n < 8;
+       p = strtok_r(NULL, " \t\r\n", &save))
+    w[n++] = p;
+  if (!n) return 0;
+  if (!strcmp(w[0], "table")) {
+    if (n != 3)
+      return ctl_usage("%sa table line is 'table NAME KEYTYPE'", where);
+    return ctl_add_table(s, w[1], strlen(w[1]), w[2], strlen(w[2]), where);
+  }
+  {
+    unsigned flags = 0;
+    int i;
+    if (n < 2)
+      rc = ctl_usage("%sa column line is 'NAME TYPE [notnull] [local]'", where);
+    for (i = 2; !rc && i < n; i++) rc = parse_flags(w[i], &flags, where);
+    if (!rc)
+      rc = add_col(s, w[0], strlen(w[0]), w[1], strlen(w[1]), flags, where);
+  }
+  return rc;
+}
+
 int ctl_schema_file(ctl_schema_in *s, const char *path) {
-  FILE *f = fopen(path, "r");
-  char line[1024], where[1100];
-  int lineno = 0;
-  if (!f) {
-    ctl_say("%s: %s", path, strerror(errno));
-    return -1;
-  }
-  while (fgets(line, sizeof line, f)) {
-    char *w[8], *save = NULL, *p;
-    int n = 0, rc = 0;
-    lineno++;
-    snprintf(where, sizeof where, "%s:%d: ", path, lineno);
-    if ((p = strchr(line, '#'))) *p = 0;
-    for (p = strtok_r(line, " \t\r\n", &save); p && n < 8;
-         p = strtok_r(NULL, " \t\r\n", &save))
-      w[n++] = p;
-    if (!n) continue;
-    if (!strcmp(w[0], "table")) {
-      if (n != 3)
-        rc = ctl_usage("%sa table line is 'table NAME KEYTYPE'", where);
-      else
-        rc = ctl_add_table(s, w[1], strlen(w[1]), w[2], strlen(w[2]), where);
-    } else {
-      unsigned flags = 0;
-      int i;
-      if (n < 2)
-        rc = ctl_usage("%sa column line is 'NAME TYPE [notnull] [local]'",
-                       where);
-      for (i = 2; !rc && i < n; i++) rc = parse_flags(w[i], &flags, where);
-      if (!rc)
-        rc = add_col(s, w[0], strlen(w[0]), w[1], strlen(w[1]), flags, where);
-    }
-    if (rc) {
-      fclose(f);
-      return -1;
-    }
-  }
-  fclose(f);
-  return 0;
+  return ctl_each_line(path, schema_line, s);
 }

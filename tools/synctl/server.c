@@ -109,87 +109,85 @@ static int set_tables(sync_env *env, const char *db, char *list,
   return 0;
 }
 
-static int load_creds(server *sv, const char *path) {
-  FILE *f = fopen(path, "r");
-  char line[1024], where[1100];
-  int lineno = 0;
-  if (!f) {
-    ctl_say("%s: %s", path, strerror(errno));
+/* word, "where=COLUMN=VALUE", into c. */
+static int cred_where(server *sv, cred *c, const char *word,
+                      const char *where) {
+  const char *w = word + 6, *eq = strchr(w, '=');
+  size_t i, cl = eq ? (size_t)(eq - w) : 0;
+  if (!eq || !cl || cl >= sizeof c->wcol || strlen(eq + 1) >= sizeof c->wval) {
+    ctl_say("%s: where= wants COLUMN=VALUE, not '%s'", where, w);
     return -1;
   }
-  while (fgets(line, sizeof line, f)) {
-    char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
-    cred *c;
-    lineno++;
-    snprintf(where, sizeof where, "%s:%d", path, lineno);
-    if (!w || w[0] == '#') continue;
-    if (sv->ncreds == MAX_CRED || strlen(w) >= sizeof c->token) {
-      ctl_say("%s: too many credentials, or a token over 127 bytes", where);
-      fclose(f);
-      return -1;
-    }
-    c = &sv->creds[sv->ncreds++];
-    memset(c, 0, sizeof *c);
-    snprintf(c->token, sizeof c->token, "%s", w);
-    while ((w = strtok_r(NULL, " \t\r\n", &save))) {
-      int rc = 0;
-      if (!strncmp(w, "read=", 5))
-        rc = set_tables(sv->env, where, w + 5, c->rights.read);
-      else if (!strncmp(w, "write=", 6))
-        rc = set_tables(sv->env, where, w + 6, c->rights.write);
-      else if (!strcmp(w, "relay"))
-        c->rights.relay = 1;
-      else if (!strncmp(w, "where=", 6)) {
-        const char *eq = strchr(w + 6, '=');
-        size_t i, cl = eq ? (size_t)(eq - (w + 6)) : 0;
-        if (!eq || !cl || cl >= sizeof c->wcol ||
-            strlen(eq + 1) >= sizeof c->wval) {
-          ctl_say("%s: where= wants COLUMN=VALUE, not '%s'", where, w + 6);
-          rc = -1;
-        } else {
-          memcpy(c->wcol, w + 6, cl);
-          c->wcol[cl] = 0;
-          snprintf(c->wval, sizeof c->wval, "%s", eq + 1);
-          c->where = 1;
-          /* The filter's version: FNV-1a over every token's clause, so
-           * a changed file restarts each peer's stream. */
-          if (!sv->fver) sv->fver = 0xcbf29ce484222325ull;
-          for (i = 0; w[i]; i++)
-            sv->fver = (sv->fver ^ (unsigned char)w[i]) * 0x100000001b3ull;
-          for (i = 0; c->token[i]; i++)
-            sv->fver =
-                (sv->fver ^ (unsigned char)c->token[i]) * 0x100000001b3ull;
-        }
-      } else if (!strncmp(w, "site=", 5)) {
-        /* The site id in HELLO is self-asserted: binding the token to
-         * one site is what stops a holder of the token from writing as
-         * another device (SECURITY.md). */
-        size_t n = 0;
-        unsigned char *b =
-            strlen(w + 5) == 32 ? ctl_from_hex(w + 5, 32, &n) : NULL;
-        if (!b || n != 16) {
-          ctl_say("%s: site= wants 32 hex digits (a site id), not '%s'", where,
-                  w + 5);
-          rc = -1;
-        } else {
-          memcpy(c->site, b, 16);
-          c->bound = 1;
-        }
-        free(b);
-      } else {
-        ctl_say("%s: cannot read '%s' (read=TABLES, write=TABLES, relay, "
-                "site=HEX32 or where=COLUMN=VALUE)",
-                where, w);
-        rc = -1;
-      }
-      if (rc) {
-        fclose(f);
-        return -1;
-      }
-    }
-  }
-  fclose(f);
+  memcpy(c->wcol, w, cl);
+  c->wcol[cl] = 0;
+  snprintf(c->wval, sizeof c->wval, "%s", eq + 1);
+  c->where = 1;
+  /* The filter's version: FNV-1a over every token's clause, so a
+   * changed file restarts each peer's stream. */
+  if (!sv->fver) sv->fver = 0xcbf29ce484222325ull;
+  for (i = 0; word[i]; i++)
+    sv->fver = (sv->fver ^ (unsigned char)word[i]) * 0x100000001b3ull;
+  for (i = 0; c->token[i]; i++)
+    sv->fver = (sv->fver ^ (unsigned char)c->token[i]) * 0x100000001b3ull;
   return 0;
+}
+
+/* site=HEX32 (w is what follows site=) into c.  The site id in HELLO is
+ * self-asserted: binding the token to one site is what stops a holder of
+ * the token from writing as another device (SECURITY.md). */
+static int cred_site(cred *c, const char *w, const char *where) {
+  size_t n = 0;
+  unsigned char *b = strlen(w) == 32 ? ctl_from_hex(w, 32, &n) : NULL;
+  int rc = 0;
+  if (!b || n != 16) {
+    ctl_say("%s: site= wants 32 hex digits (a site id), not '%s'", where, w);
+    rc = -1;
+  } else {
+    memcpy(c->site, b, 16);
+    c->bound = 1;
+  }
+  free(b);
+  return rc;
+}
+
+/* One word after the token. */
+static int cred_word(server *sv, cred *c, char *w, const char *where) {
+  if (!strncmp(w, "read=", 5))
+    return set_tables(sv->env, where, w + 5, c->rights.read);
+  if (!strncmp(w, "write=", 6))
+    return set_tables(sv->env, where, w + 6, c->rights.write);
+  if (!strcmp(w, "relay")) {
+    c->rights.relay = 1;
+    return 0;
+  }
+  if (!strncmp(w, "where=", 6)) return cred_where(sv, c, w, where);
+  if (!strncmp(w, "site=", 5)) return cred_site(c, w + 5, where);
+  ctl_say("%s: cannot read '%s' (read=TABLES, write=TABLES, relay, "
+          "site=HEX32 or where=COLUMN=VALUE)",
+          where, w);
+  return -1;
+}
+
+/* One line of the credentials file: TOKEN and its words, or a comment. */
+static int cred_line(void *ctx, char *line, const char *where) {
+  server *sv = (server *)ctx;
+  char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
+  cred *c;
+  if (!w || w[0] == '#') return 0;
+  if (sv->ncreds == MAX_CRED || strlen(w) >= sizeof c->token) {
+    ctl_say("%s: too many credentials, or a token over 127 bytes", where);
+    return -1;
+  }
+  c = &sv->creds[sv->ncreds++];
+  memset(c, 0, sizeof *c);
+  snprintf(c->token, sizeof c->token, "%s", w);
+  while ((w = strtok_r(NULL, " \t\r\n", &save)))
+    if (cred_word(sv, c, w, where)) return -1;
+  return 0;
+}
+
+static int load_creds(server *sv, const char *path) {
+  return ctl_each_line(path, cred_line, sv);
 }
 
 static int authorize(void *ctx, const uint8_t site[16], const void *cr,

@@ -153,6 +153,12 @@ int ctl_parse_key(sync_env *env, const char *db, unsigned t, const char *s,
  * malloc'd into *hold (caller frees).  -1 when not (said). */
 int ctl_parse_value(const char *db, const sync_table_def *d, unsigned col,
                     const char *s, sync_value *v, unsigned char **hold);
+/* Each line of the text file at path (lines of up to 1023 bytes) to fn,
+ * with where "PATH:LINE" for its messages, until fn returns nonzero.  0,
+ * or -1 when the file cannot be opened or fn failed (said). */
+int ctl_each_line(const char *path,
+                  int (*fn)(void *ctx, char *line, const char *where),
+                  void *ctx);
 
 /* ---------------------------------------------------------------------
  * JSON lines (json.c)

@@ -1,6 +1,7 @@
 /*
  * Values from the command line: hex bytes, numbers, keys by their table's
- * key type, and column values by the column's type.
+ * key type, and column values by the column's type; and the text files
+ * synctl reads line by line (schema files, credentials files).
  */
 #include "synctl.h"
 
@@ -140,4 +141,22 @@ int ctl_parse_value(const char *db, const sync_table_def *d, unsigned col,
   }
   default: *v = sync_text(s, strlen(s)); return 0;
   }
+}
+
+int ctl_each_line(const char *path,
+                  int (*fn)(void *ctx, char *line, const char *where),
+                  void *ctx) {
+  FILE *f = fopen(path, "r");
+  char line[1024], where[1100];
+  int lineno = 0, rc = 0;
+  if (!f) {
+    ctl_say("%s: %s", path, strerror(errno));
+    return -1;
+  }
+  while (!rc && fgets(line, sizeof line, f)) {
+    snprintf(where, sizeof where, "%s:%d", path, ++lineno);
+    rc = fn(ctx, line, where);
+  }
+  fclose(f);
+  return rc ? -1 : 0;
 }
