@@ -1,6 +1,7 @@
 /*
  * The conflict log and the rejection log: list, show, and mark resolved
- * or clear.  Each command's manual page stands above it.
+ * or clear.  Both commands are one log_command over a different log;
+ * their manual pages stand with them at the end.
  */
 #include "synctl.h"
 
@@ -9,7 +10,8 @@
 /* resolve and resolve-all, clear and clear-all: one write transaction
  * that marks the entry ID or every entry. */
 typedef struct log_write {
-  const char *noun;   /* "no conflict ID" */
+  const char *noun;                /* "no conflict ID" */
+  const char *one_name, *all_name; /* "resolve", "resolve-all" */
   const char *failed; /* what lib_fail says when the library refuses */
   int (*one)(sync_txn *x, uint64_t id);
   int (*all)(sync_txn *x, uint64_t *n);
@@ -48,9 +50,15 @@ static void resolved(int all, uint64_t id, uint64_t n) {
     printf("conflict %llu resolved\n", (unsigned long long)id);
 }
 
-static const log_write RESOLVE = {"conflict", "cannot resolve",
-                                  sync_conflict_resolve,
-                                  sync_conflicts_resolve_all, resolved};
+static const log_write RESOLVE = {
+    .noun = "conflict",
+    .one_name = "resolve",
+    .all_name = "resolve-all",
+    .failed = "cannot resolve",
+    .one = sync_conflict_resolve,
+    .all = sync_conflicts_resolve_all,
+    .done = resolved,
+};
 
 static void cleared(int all, uint64_t id, uint64_t n) {
   if (all)
@@ -60,8 +68,15 @@ static void cleared(int all, uint64_t id, uint64_t n) {
     printf("rejection %llu cleared\n", (unsigned long long)id);
 }
 
-static const log_write CLEAR = {"rejection", "cannot clear", sync_reject_clear,
-                                sync_rejects_clear, cleared};
+static const log_write CLEAR = {
+    .noun = "rejection",
+    .one_name = "clear",
+    .all_name = "clear-all",
+    .failed = "cannot clear",
+    .one = sync_reject_clear,
+    .all = sync_rejects_clear,
+    .done = cleared,
+};
 
 static const char *kind_name(int k) {
   switch (k) {
@@ -87,6 +102,199 @@ static void conflict_line(sync_env *env, const sync_conflict *c) {
          c->remote_won ? "remote" : "local", c->resolved ? "resolved" : "open");
 }
 
+/* One command on a log: DB [list | show ID | ONE ID | ALL].  every: the
+ * list shows resolved entries too (list --all, conflicts only). */
+typedef struct log_cmd {
+  const log_write *write;
+  int list_all; /* list takes --all */
+  int (*read)(sync_env *env, const char *db, int show, int every, uint64_t id);
+} log_cmd;
+
+/* The subcommand's arguments: EX_OK, or the exit status of a usage
+ * error (said). */
+static int log_args(int argc, char **argv, const log_cmd *lc, uint64_t *id,
+                    int *every) {
+  const log_write *w = lc->write;
+  const char *sub = argc > 1 ? argv[1] : "list";
+  int i;
+  if (!strcmp(sub, "list")) {
+    if (!lc->list_all && argc > 2) return ctl_usage("list takes no arguments");
+    for (i = 2; lc->list_all && i < argc; i++)
+      if (strcmp(argv[i], "--all"))
+        return ctl_usage("list takes only --all");
+      else
+        *every = 1;
+  } else if (!strcmp(sub, "show") || !strcmp(sub, w->one_name)) {
+    if (argc != 3 || ctl_parse_u64(argv[2], id))
+      return ctl_usage("%s needs a %s ID", sub, w->noun);
+  } else if (!strcmp(sub, w->all_name)) {
+    if (argc != 2) return ctl_usage("%s takes no arguments", sub);
+  } else {
+    return ctl_usage("unknown subcommand '%s' (list, show, %s, %s)", sub,
+                     w->one_name, w->all_name);
+  }
+  return EX_OK;
+}
+
+static int log_command(int argc, char **argv, const log_cmd *lc) {
+  sync_env *env;
+  const char *db, *sub;
+  uint64_t id = 0;
+  int every = 0, ret;
+  if (argc < 1) return ctl_usage("give DB");
+  db = argv[0];
+  sub = argc > 1 ? argv[1] : "list";
+  if ((ret = log_args(argc, argv, lc, &id, &every)) != EX_OK) return ret;
+  if (ctl_open_db(db, !strcmp(sub, "list") || !strcmp(sub, "show"), &env))
+    return EX_FAIL;
+  if (strcmp(sub, "list") && strcmp(sub, "show"))
+    ret = log_write_run(env, db, lc->write, !strcmp(sub, lc->write->all_name),
+                        id);
+  else
+    ret = lc->read(env, db, !strcmp(sub, "show"), every, id);
+  sync_env_close(env);
+  return ret;
+}
+
+/* ---------------------------------------------------------------------
+ * conflicts
+ * ------------------------------------------------------------------- */
+static void conflict_show(sync_env *env, const sync_conflict *c) {
+  char hl[48], hr[48], sl[33], sr[33];
+  ctl_fmt_hlc(c->local_stamp.hlc, hl, sizeof hl);
+  ctl_fmt_hlc(c->remote_stamp.hlc, hr, sizeof hr);
+  ctl_hex_str(c->local_stamp.site, 16, sl);
+  ctl_hex_str(c->remote_stamp.site, 16, sr);
+  conflict_line(env, c);
+  printf("  local:  ");
+  ctl_put_value(stdout, &c->local);
+  printf("   written %s by %s\n  remote: ", hl, sl);
+  ctl_put_value(stdout, &c->remote);
+  printf("   written %s by %s\n  kept:   the %s value\n", hr, sr,
+         c->remote_won ? "remote" : "local");
+}
+
+/* list (every: resolved ones too) or show ID. */
+static int conflicts_read(sync_env *env, const char *db, int show, int every,
+                          uint64_t id) {
+  sync_txn *x;
+  sync_conflicts *it;
+  sync_conflict c;
+  int rc, ret = EX_FAIL, found = 0;
+  if (ctl_begin_ro(env, db, &x)) return EX_FAIL;
+  if ((rc = sync_conflicts_open(
+           x, !show && !every ? SYNC_CONFLICTS_UNRESOLVED : 0, &it))) {
+    ctl_lib_fail(env, db, rc, "cannot read the conflict log");
+    sync_txn_abort(x);
+    return EX_FAIL;
+  }
+  if (!show)
+    printf("%-6s %-15s %-12s %-16s %-12s %-7s %s\n", "id", "kind", "table",
+           "key", "column", "won", "state");
+  while ((rc = sync_conflicts_next(it, &c)) == 0) {
+    if (!show) {
+      conflict_line(env, &c);
+      found++;
+    } else if (c.id == id) {
+      found = 1;
+      conflict_show(env, &c);
+      break;
+    }
+  }
+  sync_conflicts_close(it);
+  if (rc != SYNC_NOTFOUND && rc != 0) {
+    ctl_lib_fail(env, db, rc, "cannot read the conflict log");
+  } else if (show && !found) {
+    ctl_say("%s: no conflict %llu", db, (unsigned long long)id);
+    ret = EX_NOTFOUND;
+  } else {
+    if (!show)
+      printf("%d %sconflict%s\n", found, every ? "" : "unresolved ",
+             found == 1 ? "" : "s");
+    ret = EX_OK;
+  }
+  sync_txn_abort(x);
+  return ret;
+}
+
+/* ---------------------------------------------------------------------
+ * rejected
+ * ------------------------------------------------------------------- */
+static const char *reason_name(int r, char *buf, size_t cap) {
+  switch (r) {
+  case SYNC_REFUSE_TABLE: return "table";
+  case SYNC_REFUSE_RELAY: return "relay";
+  case SYNC_REFUSE_FUTURE: return "future";
+  default: snprintf(buf, cap, "app:%d", r); return buf;
+  }
+}
+
+/* One entry's line; with show, the values that were refused. */
+static void reject_line(sync_env *env, const sync_reject *e, int show) {
+  sync_table_def d;
+  char rb[16];
+  size_t kw;
+  unsigned i;
+  memset(&d, 0, sizeof d);
+  d.name = "?";
+  sync_env_table_def(env, e->table, &d);
+  printf("%-6llu %-12s ", (unsigned long long)e->id, d.name);
+  kw = ctl_put_key(stdout, d.key_type, (const unsigned char *)e->key.data,
+                   e->key.len);
+  printf("%*s %-8s %-8s %.*s\n", (int)(kw < 16 ? 16 - kw : 0), "",
+         reason_name(e->reason, rb, sizeof rb),
+         e->reverted ? "reverted" : "kept", (int)e->text_len, e->text);
+  if (!show) return;
+  if (!e->ncolumns) printf("  refused: a delete\n");
+  for (i = 0; i < e->ncolumns; i++) {
+    printf("  %s = ", i < d.ncolumns ? d.columns[i].name : "?");
+    ctl_put_value(stdout, &e->values[i]);
+    printf("\n");
+  }
+}
+
+/* list, or show ID. */
+static int rejects_read(sync_env *env, const char *db, int show, int every,
+                        uint64_t id) {
+  sync_txn *x;
+  sync_rejects *it;
+  sync_reject e;
+  int rc, ret = EX_FAIL, found = 0;
+  (void)every;
+  if (ctl_begin_ro(env, db, &x)) return EX_FAIL;
+  if ((rc = sync_rejects_open(x, &it))) {
+    ctl_lib_fail(env, db, rc, "cannot read the rejection log");
+    sync_txn_abort(x);
+    return EX_FAIL;
+  }
+  printf("%-6s %-12s %-16s %-8s %-8s %s\n", "id", "table", "key", "reason",
+         "state", "text");
+  while ((rc = sync_rejects_next(it, &e)) == 0) {
+    if (show && e.id != id) continue;
+    reject_line(env, &e, show);
+    found++;
+    if (show) break;
+  }
+  sync_rejects_close(it);
+  if (rc != SYNC_NOTFOUND && rc != 0) {
+    ctl_lib_fail(env, db, rc, "cannot read the rejection log");
+  } else if (show && !found) {
+    ctl_say("%s: no rejection %llu", db, (unsigned long long)id);
+    ret = EX_NOTFOUND;
+  } else {
+    if (!show) printf("%d rejected write%s\n", found, found == 1 ? "" : "s");
+    ret = EX_OK;
+  }
+  sync_txn_abort(x);
+  return ret;
+}
+
+/* ---------------------------------------------------------------------
+ * The commands
+ * ------------------------------------------------------------------- */
+static const log_cmd CONFLICTS = {&RESOLVE, 1, conflicts_read};
+static const log_cmd REJECTED = {&CLEAR, 0, rejects_read};
+
 const ctl_help ctl_help_conflicts = {
     "synctl conflicts DB [list [--all] | show ID | resolve ID | resolve-all]",
     "list and resolve recorded conflicts",
@@ -96,97 +304,6 @@ const ctl_help ctl_help_conflicts = {
     "status 3 if there is no such id); resolve-all marks every one.  The\n"
     "outcome already applied stays: marking only records that a person or\n"
     "program has looked at it.\n"};
-
-int ctl_cmd_conflicts(int argc, char **argv) {
-  sync_env *env;
-  sync_txn *x;
-  sync_conflicts *it;
-  sync_conflict c;
-  const char *db, *sub = "list";
-  uint64_t id = 0;
-  int rc, ret = EX_FAIL, all = 0, i, found = 0;
-  if (argc < 1) return ctl_usage("give DB");
-  db = argv[0];
-  if (argc > 1) sub = argv[1];
-  if (!strcmp(sub, "list")) {
-    for (i = 2; i < argc; i++)
-      if (!strcmp(argv[i], "--all"))
-        all = 1;
-      else
-        return ctl_usage("list takes only --all");
-  } else if (!strcmp(sub, "show") || !strcmp(sub, "resolve")) {
-    if (argc != 3 || ctl_parse_u64(argv[2], &id))
-      return ctl_usage("%s needs a conflict ID", sub);
-  } else if (!strcmp(sub, "resolve-all")) {
-    if (argc != 2) return ctl_usage("resolve-all takes no arguments");
-  } else {
-    return ctl_usage(
-        "unknown subcommand '%s' (list, show, resolve, resolve-all)", sub);
-  }
-  if (ctl_open_db(db, !strcmp(sub, "list") || !strcmp(sub, "show"), &env))
-    return EX_FAIL;
-  if (!strcmp(sub, "resolve") || !strcmp(sub, "resolve-all")) {
-    ret = log_write_run(env, db, &RESOLVE, sub[7] != 0, id);
-    goto out;
-  }
-  if (ctl_begin_ro(env, db, &x)) goto out;
-  if ((rc = sync_conflicts_open(
-           x, !strcmp(sub, "list") && !all ? SYNC_CONFLICTS_UNRESOLVED : 0,
-           &it))) {
-    ctl_lib_fail(env, db, rc, "cannot read the conflict log");
-    sync_txn_abort(x);
-    goto out;
-  }
-  if (!strcmp(sub, "list"))
-    printf("%-6s %-15s %-12s %-16s %-12s %-7s %s\n", "id", "kind", "table",
-           "key", "column", "won", "state");
-  while ((rc = sync_conflicts_next(it, &c)) == 0) {
-    if (!strcmp(sub, "list")) {
-      conflict_line(env, &c);
-      found++;
-    } else if (c.id == id) {
-      char hl[48], hr[48], sl[33], sr[33];
-      found = 1;
-      ctl_fmt_hlc(c.local_stamp.hlc, hl, sizeof hl);
-      ctl_fmt_hlc(c.remote_stamp.hlc, hr, sizeof hr);
-      ctl_hex_str(c.local_stamp.site, 16, sl);
-      ctl_hex_str(c.remote_stamp.site, 16, sr);
-      conflict_line(env, &c);
-      printf("  local:  ");
-      ctl_put_value(stdout, &c.local);
-      printf("   written %s by %s\n  remote: ", hl, sl);
-      ctl_put_value(stdout, &c.remote);
-      printf("   written %s by %s\n  kept:   the %s value\n", hr, sr,
-             c.remote_won ? "remote" : "local");
-      break;
-    }
-  }
-  sync_conflicts_close(it);
-  if (rc != SYNC_NOTFOUND && rc != 0) {
-    ctl_lib_fail(env, db, rc, "cannot read the conflict log");
-  } else if (!strcmp(sub, "show") && !found) {
-    ctl_say("%s: no conflict %llu", db, (unsigned long long)id);
-    ret = EX_NOTFOUND;
-  } else {
-    if (!strcmp(sub, "list"))
-      printf("%d %sconflict%s\n", found, all ? "" : "unresolved ",
-             found == 1 ? "" : "s");
-    ret = EX_OK;
-  }
-  sync_txn_abort(x);
-out:
-  sync_env_close(env);
-  return ret;
-}
-
-static const char *reason_name(int r, char *buf, size_t cap) {
-  switch (r) {
-  case SYNC_REFUSE_TABLE: return "table";
-  case SYNC_REFUSE_RELAY: return "relay";
-  case SYNC_REFUSE_FUTURE: return "future";
-  default: snprintf(buf, cap, "app:%d", r); return buf;
-  }
-}
 
 const ctl_help ctl_help_rejected = {
     "synctl rejected DB [list | show ID | clear ID | clear-all]",
@@ -201,83 +318,10 @@ const ctl_help ctl_help_rejected = {
     "entry (exit status 3 if there is no such id); clear-all removes\n"
     "every one.\n"};
 
+int ctl_cmd_conflicts(int argc, char **argv) {
+  return log_command(argc, argv, &CONFLICTS);
+}
+
 int ctl_cmd_rejected(int argc, char **argv) {
-  sync_env *env;
-  sync_txn *x;
-  sync_rejects *it;
-  sync_reject e;
-  const char *db, *sub = "list";
-  uint64_t id = 0;
-  int rc, ret = EX_FAIL, found = 0;
-  if (argc < 1) return ctl_usage("give DB");
-  db = argv[0];
-  if (argc > 1) sub = argv[1];
-  if (!strcmp(sub, "list")) {
-    if (argc != 2 && argc != 1) return ctl_usage("list takes no arguments");
-  } else if (!strcmp(sub, "clear") || !strcmp(sub, "show")) {
-    if (argc != 3 || ctl_parse_u64(argv[2], &id))
-      return ctl_usage("%s needs a rejection ID", sub);
-  } else if (!strcmp(sub, "clear-all")) {
-    if (argc != 2) return ctl_usage("clear-all takes no arguments");
-  } else {
-    return ctl_usage("unknown subcommand '%s' (list, show, clear, clear-all)",
-                     sub);
-  }
-  if (ctl_open_db(db, !strcmp(sub, "list") || !strcmp(sub, "show"), &env))
-    return EX_FAIL;
-  if (strcmp(sub, "list") && strcmp(sub, "show")) {
-    ret = log_write_run(env, db, &CLEAR, sub[5] != 0, id);
-    goto out;
-  }
-  if (ctl_begin_ro(env, db, &x)) goto out;
-  if ((rc = sync_rejects_open(x, &it))) {
-    ctl_lib_fail(env, db, rc, "cannot read the rejection log");
-    sync_txn_abort(x);
-    goto out;
-  }
-  printf("%-6s %-12s %-16s %-8s %-8s %s\n", "id", "table", "key", "reason",
-         "state", "text");
-  while ((rc = sync_rejects_next(it, &e)) == 0) {
-    sync_table_def d;
-    char rb[16];
-    size_t kw;
-    unsigned i;
-    if (!strcmp(sub, "show") && e.id != id) continue;
-    memset(&d, 0, sizeof d);
-    d.name = "?";
-    sync_env_table_def(env, e.table, &d);
-    printf("%-6llu %-12s ", (unsigned long long)e.id, d.name);
-    kw = ctl_put_key(stdout, d.key_type, (const unsigned char *)e.key.data,
-                     e.key.len);
-    printf("%*s %-8s %-8s %.*s\n", (int)(kw < 16 ? 16 - kw : 0), "",
-           reason_name(e.reason, rb, sizeof rb),
-           e.reverted ? "reverted" : "kept", (int)e.text_len, e.text);
-    found++;
-    if (strcmp(sub, "show")) continue;
-    if (!e.ncolumns) printf("  refused: a delete\n");
-    for (i = 0; i < e.ncolumns; i++) {
-      printf("  %s = ", i < d.ncolumns ? d.columns[i].name : "?");
-      ctl_put_value(stdout, &e.values[i]);
-      printf("\n");
-    }
-    break;
-  }
-  sync_rejects_close(it);
-  if (rc != SYNC_NOTFOUND && rc != 0) {
-    ctl_lib_fail(env, db, rc, "cannot read the rejection log");
-  } else if (!strcmp(sub, "show")) {
-    if (found) {
-      ret = EX_OK;
-    } else {
-      ctl_say("%s: no rejection %llu", db, (unsigned long long)id);
-      ret = EX_NOTFOUND;
-    }
-  } else {
-    printf("%d rejected write%s\n", found, found == 1 ? "" : "s");
-    ret = EX_OK;
-  }
-  sync_txn_abort(x);
-out:
-  sync_env_close(env);
-  return ret;
+  return log_command(argc, argv, &REJECTED);
 }
