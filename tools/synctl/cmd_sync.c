@@ -436,7 +436,6 @@ static void on_diff(void *ctx, unsigned table, const void *key, size_t klen,
     o->both++;
 }
 
-/* synctl repair / synctl diff: one repair session, DB the client. */
 /* With a server: one attempt, for a diff printed twice would mislead, and
  * a repair cut short is simply run again. */
 static int repair_remote(sync_env *env, sync_session_opts *so, const char *addr,
@@ -576,10 +575,6 @@ const ctl_help ctl_help_repair = {
     "ended equal, 1 when they still differ (rows refused by the rights,\n"
     "or written meanwhile) or the session failed.\n"};
 
-int ctl_cmd_repair(int argc, char **argv) {
-  return cmd_repair_diff(argc, argv, 0);
-}
-
 const ctl_help ctl_help_diff = {
     "synctl diff DB ADDRESS|OTHER_DB [--tables A,B] [--token T]\n"
     "       [--max-message BYTES]",
@@ -592,6 +587,10 @@ const ctl_help ctl_help_diff = {
     "deletes).  A row may be listed twice when the difference is larger\n"
     "than one turn of the repair carries.  Exit status 0 when the\n"
     "replicas are equal, 3 when they differ, 1 on failure.\n"};
+
+int ctl_cmd_repair(int argc, char **argv) {
+  return cmd_repair_diff(argc, argv, 0);
+}
 
 int ctl_cmd_diff(int argc, char **argv) {
   return cmd_repair_diff(argc, argv, 1);
