@@ -15,7 +15,9 @@ typedef struct log_write {
   const char *failed; /* what lib_fail says when the library refuses */
   int (*one)(sync_txn *x, uint64_t id);
   int (*all)(sync_txn *x, uint64_t *n);
-  void (*done)(int all, uint64_t id, uint64_t n); /* prints what it did */
+  /* What it did: "conflict 7 resolved", "marked 2 conflicts resolved";
+   * "rejection 7 cleared", "cleared 2 rejections". */
+  const char *did, *all_pre, *all_post;
 } log_write;
 
 static int log_write_run(sync_env *env, const char *db, const log_write *w,
@@ -38,45 +40,28 @@ static int log_write_run(sync_env *env, const char *db, const log_write *w,
   }
   if ((rc = sync_txn_commit(x)))
     return ctl_lib_fail(env, db, rc, "commit failed");
-  w->done(all, id, n);
+  if (all)
+    printf("%s%llu %s%s%s\n", w->all_pre, (unsigned long long)n, w->noun,
+           n == 1 ? "" : "s", w->all_post);
+  else
+    printf("%s %llu %s\n", w->noun, (unsigned long long)id, w->did);
   return EX_OK;
 }
 
-static void resolved(int all, uint64_t id, uint64_t n) {
-  if (all)
-    printf("marked %llu conflict%s resolved\n", (unsigned long long)n,
-           n == 1 ? "" : "s");
-  else
-    printf("conflict %llu resolved\n", (unsigned long long)id);
-}
-
-static const log_write RESOLVE = {
-    .noun = "conflict",
-    .one_name = "resolve",
-    .all_name = "resolve-all",
-    .failed = "cannot resolve",
-    .one = sync_conflict_resolve,
-    .all = sync_conflicts_resolve_all,
-    .done = resolved,
-};
-
-static void cleared(int all, uint64_t id, uint64_t n) {
-  if (all)
-    printf("cleared %llu rejection%s\n", (unsigned long long)n,
-           n == 1 ? "" : "s");
-  else
-    printf("rejection %llu cleared\n", (unsigned long long)id);
-}
+static const log_write RESOLVE = {"conflict",
+                                  "resolve",
+                                  "resolve-all",
+                                  "cannot resolve",
+                                  sync_conflict_resolve,
+                                  sync_conflicts_resolve_all,
+                                  "resolved",
+                                  "marked ",
+                                  " resolved"};
 
 static const log_write CLEAR = {
-    .noun = "rejection",
-    .one_name = "clear",
-    .all_name = "clear-all",
-    .failed = "cannot clear",
-    .one = sync_reject_clear,
-    .all = sync_rejects_clear,
-    .done = cleared,
-};
+    "rejection",    "clear",           "clear-all",
+    "cannot clear", sync_reject_clear, sync_rejects_clear,
+    "cleared",      "cleared ",        ""};
 
 static const char *kind_name(int k) {
   switch (k) {
@@ -102,12 +87,16 @@ static void conflict_line(sync_env *env, const sync_conflict *c) {
          c->remote_won ? "remote" : "local", c->resolved ? "resolved" : "open");
 }
 
-/* One command on a log: DB [list | show ID | ONE ID | ALL].  every: the
- * list shows resolved entries too (list --all, conflicts only). */
+/* One command on a log: DB [list | show ID | ONE ID | ALL]. */
 typedef struct log_cmd {
   const log_write *write;
-  int list_all; /* list takes --all */
-  int (*read)(sync_env *env, const char *db, int show, int every, uint64_t id);
+  int list_all;     /* list takes --all: resolved entries too */
+  const char *what; /* lib_fail's words when the log cannot be read */
+  /* Prints the entries (show: the entry id alone), counting them in
+   * *found, and for a list the count line.  Returns 0 or SYNC_NOTFOUND
+   * when it read the log, else the library's code. */
+  int (*read)(sync_env *env, sync_txn *x, int show, int every, uint64_t id,
+              int *found);
 } log_cmd;
 
 /* The subcommand's arguments: EX_OK, or the exit status of a usage
@@ -136,6 +125,23 @@ static int log_args(int argc, char **argv, const log_cmd *lc, uint64_t *id,
   return EX_OK;
 }
 
+/* list or show, in a read transaction. */
+static int log_read(sync_env *env, const char *db, const log_cmd *lc, int show,
+                    int every, uint64_t id) {
+  sync_txn *x;
+  int rc, found = 0, ret = EX_OK;
+  if (ctl_begin_ro(env, db, &x)) return EX_FAIL;
+  rc = lc->read(env, x, show, every, id, &found);
+  if (rc != SYNC_NOTFOUND && rc != 0) {
+    ret = ctl_lib_fail(env, db, rc, lc->what);
+  } else if (show && !found) {
+    ctl_say("%s: no %s %llu", db, lc->write->noun, (unsigned long long)id);
+    ret = EX_NOTFOUND;
+  }
+  sync_txn_abort(x);
+  return ret;
+}
+
 static int log_command(int argc, char **argv, const log_cmd *lc) {
   sync_env *env;
   const char *db, *sub;
@@ -151,7 +157,7 @@ static int log_command(int argc, char **argv, const log_cmd *lc) {
     ret = log_write_run(env, db, lc->write, !strcmp(sub, lc->write->all_name),
                         id);
   else
-    ret = lc->read(env, db, !strcmp(sub, "show"), every, id);
+    ret = log_read(env, db, lc, !strcmp(sub, "show"), every, id);
   sync_env_close(env);
   return ret;
 }
@@ -174,47 +180,31 @@ static void conflict_show(sync_env *env, const sync_conflict *c) {
          c->remote_won ? "remote" : "local");
 }
 
-/* list (every: resolved ones too) or show ID. */
-static int conflicts_read(sync_env *env, const char *db, int show, int every,
-                          uint64_t id) {
-  sync_txn *x;
+static int conflicts_read(sync_env *env, sync_txn *x, int show, int every,
+                          uint64_t id, int *found) {
   sync_conflicts *it;
   sync_conflict c;
-  int rc, ret = EX_FAIL, found = 0;
-  if (ctl_begin_ro(env, db, &x)) return EX_FAIL;
-  if ((rc = sync_conflicts_open(
-           x, !show && !every ? SYNC_CONFLICTS_UNRESOLVED : 0, &it))) {
-    ctl_lib_fail(env, db, rc, "cannot read the conflict log");
-    sync_txn_abort(x);
-    return EX_FAIL;
-  }
+  int rc = sync_conflicts_open(
+      x, !show && !every ? SYNC_CONFLICTS_UNRESOLVED : 0, &it);
+  if (rc) return rc;
   if (!show)
     printf("%-6s %-15s %-12s %-16s %-12s %-7s %s\n", "id", "kind", "table",
            "key", "column", "won", "state");
   while ((rc = sync_conflicts_next(it, &c)) == 0) {
     if (!show) {
       conflict_line(env, &c);
-      found++;
+      ++*found;
     } else if (c.id == id) {
-      found = 1;
+      *found = 1;
       conflict_show(env, &c);
       break;
     }
   }
   sync_conflicts_close(it);
-  if (rc != SYNC_NOTFOUND && rc != 0) {
-    ctl_lib_fail(env, db, rc, "cannot read the conflict log");
-  } else if (show && !found) {
-    ctl_say("%s: no conflict %llu", db, (unsigned long long)id);
-    ret = EX_NOTFOUND;
-  } else {
-    if (!show)
-      printf("%d %sconflict%s\n", found, every ? "" : "unresolved ",
-             found == 1 ? "" : "s");
-    ret = EX_OK;
-  }
-  sync_txn_abort(x);
-  return ret;
+  if (!show && (rc == 0 || rc == SYNC_NOTFOUND))
+    printf("%d %sconflict%s\n", *found, every ? "" : "unresolved ",
+           *found == 1 ? "" : "s");
+  return rc;
 }
 
 /* ---------------------------------------------------------------------
@@ -253,47 +243,34 @@ static void reject_line(sync_env *env, const sync_reject *e, int show) {
   }
 }
 
-/* list, or show ID. */
-static int rejects_read(sync_env *env, const char *db, int show, int every,
-                        uint64_t id) {
-  sync_txn *x;
+static int rejects_read(sync_env *env, sync_txn *x, int show, int every,
+                        uint64_t id, int *found) {
   sync_rejects *it;
   sync_reject e;
-  int rc, ret = EX_FAIL, found = 0;
+  int rc = sync_rejects_open(x, &it);
   (void)every;
-  if (ctl_begin_ro(env, db, &x)) return EX_FAIL;
-  if ((rc = sync_rejects_open(x, &it))) {
-    ctl_lib_fail(env, db, rc, "cannot read the rejection log");
-    sync_txn_abort(x);
-    return EX_FAIL;
-  }
+  if (rc) return rc;
   printf("%-6s %-12s %-16s %-8s %-8s %s\n", "id", "table", "key", "reason",
          "state", "text");
   while ((rc = sync_rejects_next(it, &e)) == 0) {
     if (show && e.id != id) continue;
     reject_line(env, &e, show);
-    found++;
+    ++*found;
     if (show) break;
   }
   sync_rejects_close(it);
-  if (rc != SYNC_NOTFOUND && rc != 0) {
-    ctl_lib_fail(env, db, rc, "cannot read the rejection log");
-  } else if (show && !found) {
-    ctl_say("%s: no rejection %llu", db, (unsigned long long)id);
-    ret = EX_NOTFOUND;
-  } else {
-    if (!show) printf("%d rejected write%s\n", found, found == 1 ? "" : "s");
-    ret = EX_OK;
-  }
-  sync_txn_abort(x);
-  return ret;
+  if (!show && (rc == 0 || rc == SYNC_NOTFOUND))
+    printf("%d rejected write%s\n", *found, *found == 1 ? "" : "s");
+  return rc;
 }
 
 /* ---------------------------------------------------------------------
  * The commands
  * ------------------------------------------------------------------- */
-static const log_cmd CONFLICTS = {&RESOLVE, 1, conflicts_read};
-static const log_cmd REJECTED = {&CLEAR, 0, rejects_read};
+static const log_cmd CONFLICTS = {&RESOLVE, 1, "cannot read the conflict log",
+                                  conflicts_read};
+static const log_cmd REJECTED = {&CLEAR, 0, "cannot read the rejection log",
+                                 rejects_read};
 
 const ctl_help ctl_help_conflicts = {
     "synctl conflicts DB [list [--all] | show ID | resolve ID | resolve-all]",
