@@ -16,33 +16,12 @@ const ctl_help ctl_help_log = {
     "table, key, live or deleted, causal length, the newest stamp in the\n"
     "row (time, HLC counter) and the site that wrote it.\n"};
 
-int ctl_cmd_log(int argc, char **argv) {
-  sync_env *env;
-  sync_txn *x;
+static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
   sync_changes *it;
   sync_change ch;
-  uint64_t since = 0;
-  const char *db = NULL;
-  int i, rc, ret = EX_FAIL;
-  for (i = 0; i < argc; i++) {
-    if (!strcmp(argv[i], "--since")) {
-      if (i + 1 == argc || ctl_parse_u64(argv[++i], &since))
-        return ctl_usage("--since needs a local version (a number)");
-    } else if (argv[i][0] == '-' && argv[i][1]) {
-      return ctl_usage("unknown option '%s'", argv[i]);
-    } else if (!db) {
-      db = argv[i];
-    } else {
-      return ctl_usage("too many arguments");
-    }
-  }
-  if (!db) return ctl_usage("give DB");
-  if (ctl_open_db(db, 1, &env)) return EX_FAIL;
-  if (ctl_begin_ro(env, db, &x)) goto out0;
-  if ((rc = sync_changes_open(x, since, &it))) {
-    ctl_lib_fail(env, db, rc, "cannot read the change log");
-    goto out1;
-  }
+  int rc;
+  if ((rc = sync_changes_open(x, *(const uint64_t *)ctx, &it)))
+    return ctl_lib_fail(env, db, rc, "cannot read the change log");
   printf("%-8s %-12s %-20s %-7s %4s  %-31s %s\n", "version", "table", "key",
          "state", "cl", "stamp", "site");
   while ((rc = sync_changes_next(it, &ch)) == 0) {
@@ -66,14 +45,28 @@ int ctl_cmd_log(int argc, char **argv) {
   }
   sync_changes_close(it);
   if (rc != SYNC_NOTFOUND)
-    ctl_lib_fail(env, db, rc, "cannot read the change log");
-  else
-    ret = EX_OK;
-out1:
-  sync_txn_abort(x);
-out0:
-  sync_env_close(env);
-  return ret;
+    return ctl_lib_fail(env, db, rc, "cannot read the change log");
+  return EX_OK;
+}
+
+int ctl_cmd_log(int argc, char **argv) {
+  uint64_t since = 0;
+  const char *db = NULL;
+  int i;
+  for (i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--since")) {
+      if (i + 1 == argc || ctl_parse_u64(argv[++i], &since))
+        return ctl_usage("--since needs a local version (a number)");
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      return ctl_usage("unknown option '%s'", argv[i]);
+    } else if (!db) {
+      db = argv[i];
+    } else {
+      return ctl_usage("too many arguments");
+    }
+  }
+  if (!db) return ctl_usage("give DB");
+  return ctl_read_db(db, log_read, &since);
 }
 
 const ctl_help ctl_help_vv = {
@@ -82,35 +75,30 @@ const ctl_help ctl_help_vv = {
     "hybrid logical clock value (and its time); this replica's own site\n"
     "is marked.\n"};
 
-int ctl_cmd_vv(int argc, char **argv) {
-  sync_env *env;
-  sync_txn *x;
+static int vv_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
   sync_stamp vv[256];
   size_t n = 0, i;
   uint8_t me[16];
-  int rc, ret = EX_FAIL;
-  if (argc != 1) return ctl_usage("give DB");
-  if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
+  int rc;
+  (void)ctx;
   sync_env_site_id(env, me);
-  if (ctl_begin_ro(env, argv[0], &x)) goto out;
-  if ((rc = sync_vv_get(x, vv, 256, &n))) {
-    ctl_lib_fail(env, argv[0], rc, "cannot read the version vector");
-  } else {
-    printf("%-32s  %-20s  %s\n", "site", "hlc", "time");
-    for (i = 0; i < n && i < 256; i++) {
-      char site[33], hb[48];
-      ctl_hex_str(vv[i].site, 16, site);
-      ctl_fmt_hlc(vv[i].hlc, hb, sizeof hb);
-      printf("%s  %-20llu  %s%s\n", site, (unsigned long long)vv[i].hlc, hb,
-             memcmp(vv[i].site, me, 16) ? "" : "  (this replica)");
-    }
-    if (n > 256) printf("... and %zu more\n", n - 256);
-    ret = EX_OK;
+  if ((rc = sync_vv_get(x, vv, 256, &n)))
+    return ctl_lib_fail(env, db, rc, "cannot read the version vector");
+  printf("%-32s  %-20s  %s\n", "site", "hlc", "time");
+  for (i = 0; i < n && i < 256; i++) {
+    char site[33], hb[48];
+    ctl_hex_str(vv[i].site, 16, site);
+    ctl_fmt_hlc(vv[i].hlc, hb, sizeof hb);
+    printf("%s  %-20llu  %s%s\n", site, (unsigned long long)vv[i].hlc, hb,
+           memcmp(vv[i].site, me, 16) ? "" : "  (this replica)");
   }
-  sync_txn_abort(x);
-out:
-  sync_env_close(env);
-  return ret;
+  if (n > 256) printf("... and %zu more\n", n - 256);
+  return EX_OK;
+}
+
+int ctl_cmd_vv(int argc, char **argv) {
+  if (argc != 1) return ctl_usage("give DB");
+  return ctl_read_db(argv[0], vv_read, NULL);
 }
 
 const ctl_help ctl_help_peers = {
@@ -121,55 +109,56 @@ const ctl_help ctl_help_peers = {
     "acknowledged, and the tombstones still kept for that peer; then the\n"
     "tombstones kept in all.\n"};
 
-int ctl_cmd_peers(int argc, char **argv) {
-  sync_env *env;
-  sync_txn *x;
+/* Where a peer's cursor in its log stands, for the table. */
+static void peer_cursor(const sync_peer_info *p, char *cur, size_t cap) {
+  if (p->initial)
+    snprintf(cur, cap, "initial from v%llu, table %u",
+             (unsigned long long)p->v0, p->table);
+  else if (p->seq == 0xffffffffu)
+    snprintf(cur, cap, "v%llu (all)", (unsigned long long)p->version);
+  else
+    snprintf(cur, cap, "v%llu.%u", (unsigned long long)p->version, p->seq);
+  if (p->partial) strncat(cur, " partial", cap - strlen(cur) - 1);
+}
+
+static int peers_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
   sync_peer_info *p = NULL;
   size_t n = 0, i;
   uint64_t tombs = 0;
-  int rc, ret = EX_FAIL;
-  if (argc != 1) return ctl_usage("give DB");
-  if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
-  if (ctl_begin_ro(env, argv[0], &x)) goto out;
+  int rc;
+  (void)ctx;
   if ((rc = sync_peers_get(x, NULL, 0, &n)) ||
       (n && !(p = (sync_peer_info *)calloc(n, sizeof *p))) ||
       (n && (rc = sync_peers_get(x, p, n, &n))) ||
       (rc = sync_tombstones(x, &tombs))) {
-    ctl_lib_fail(env, argv[0], rc ? rc : SYNC_ENOMEM, "cannot read the peers");
-  } else {
-    printf("%-32s  %-24s  %-16s  %s\n", "peer", "we hold of its log",
-           "it acknowledged", "tombstones kept for it");
-    for (i = 0; i < n; i++) {
-      char site[33], cur[64], ack[40];
-      ctl_hex_str(p[i].site, 16, site);
-      if (p[i].initial)
-        snprintf(cur, sizeof cur, "initial from v%llu, table %u",
-                 (unsigned long long)p[i].v0, p[i].table);
-      else if (p[i].seq == 0xffffffffu)
-        snprintf(cur, sizeof cur, "v%llu (all)",
-                 (unsigned long long)p[i].version);
-      else
-        snprintf(cur, sizeof cur, "v%llu.%u", (unsigned long long)p[i].version,
-                 p[i].seq);
-      if (p[i].partial) strncat(cur, " partial", sizeof cur - strlen(cur) - 1);
-      if (p[i].acked_seq == 0xffffffffu)
-        snprintf(ack, sizeof ack, "v%llu (all)",
-                 (unsigned long long)p[i].acked_version);
-      else
-        snprintf(ack, sizeof ack, "v%llu.%u",
-                 (unsigned long long)p[i].acked_version, p[i].acked_seq);
-      printf("%s  %-24s  %-16s  %llu\n", site, cur, ack,
-             (unsigned long long)p[i].tombstones_pending);
-    }
-    printf("%zu peer%s; %llu tombstone%s kept\n", n, n == 1 ? "" : "s",
-           (unsigned long long)tombs, tombs == 1 ? "" : "s");
-    ret = EX_OK;
+    free(p);
+    return ctl_lib_fail(env, db, rc ? rc : SYNC_ENOMEM,
+                        "cannot read the peers");
   }
+  printf("%-32s  %-24s  %-16s  %s\n", "peer", "we hold of its log",
+         "it acknowledged", "tombstones kept for it");
+  for (i = 0; i < n; i++) {
+    char site[33], cur[64], ack[40];
+    ctl_hex_str(p[i].site, 16, site);
+    peer_cursor(&p[i], cur, sizeof cur);
+    if (p[i].acked_seq == 0xffffffffu)
+      snprintf(ack, sizeof ack, "v%llu (all)",
+               (unsigned long long)p[i].acked_version);
+    else
+      snprintf(ack, sizeof ack, "v%llu.%u",
+               (unsigned long long)p[i].acked_version, p[i].acked_seq);
+    printf("%s  %-24s  %-16s  %llu\n", site, cur, ack,
+           (unsigned long long)p[i].tombstones_pending);
+  }
+  printf("%zu peer%s; %llu tombstone%s kept\n", n, n == 1 ? "" : "s",
+         (unsigned long long)tombs, tombs == 1 ? "" : "s");
   free(p);
-  sync_txn_abort(x);
-out:
-  sync_env_close(env);
-  return ret;
+  return EX_OK;
+}
+
+int ctl_cmd_peers(int argc, char **argv) {
+  if (argc != 1) return ctl_usage("give DB");
+  return ctl_read_db(argv[0], peers_read, NULL);
 }
 
 const ctl_help ctl_help_gc = {

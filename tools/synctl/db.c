@@ -119,3 +119,19 @@ uint64_t ctl_digest_all(sync_env *env) {
   }
   return dg;
 }
+
+int ctl_read_db(const char *db,
+                int (*fn)(sync_env *env, sync_txn *x, const char *db,
+                          void *ctx),
+                void *ctx) {
+  sync_env *env;
+  sync_txn *x;
+  int ret = EX_FAIL;
+  if (ctl_open_db(db, 1, &env)) return EX_FAIL;
+  if (ctl_begin_ro(env, db, &x) == 0) {
+    ret = fn(env, x, db, ctx);
+    sync_txn_abort(x);
+  }
+  sync_env_close(env);
+  return ret;
+}

@@ -128,6 +128,13 @@ int ctl_find_column(sync_env *env, const char *db, unsigned t, const char *name,
                     size_t nlen, unsigned *out);
 /* A read-only transaction, or EX_FAIL (said). */
 int ctl_begin_ro(sync_env *env, const char *db, sync_txn **x);
+/* Open db read-only and begin a read transaction (EX_FAIL, said, when
+ * either fails), run fn on them and end both.  Returns fn's exit
+ * status. */
+int ctl_read_db(const char *db,
+                int (*fn)(sync_env *env, sync_txn *x, const char *db,
+                          void *ctx),
+                void *ctx);
 /* The digest of every table; 0 when it cannot be read. */
 uint64_t ctl_digest_all(sync_env *env);
 
