@@ -1,0 +1,579 @@
+/*
+ * Inspection: the change log, the version vector, peers, gc, the digest,
+ * verify and stats.  Each command's manual page stands above it.
+ */
+#include "synctl.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const ctl_help ctl_help_log = {
+    "synctl log DB [--since VERSION]", "print the change log",
+    "Lists the rows changed after local version VERSION (default 0: all),\n"
+    "in version order, each once in its latest state: local version,\n"
+    "table, key, live or deleted, causal length, the newest stamp in the\n"
+    "row (time, HLC counter) and the site that wrote it.\n"};
+
+static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
+  sync_changes *it;
+  sync_change ch;
+  int rc;
+  if ((rc = sync_changes_open(x, *(const uint64_t *)ctx, &it)))
+    return ctl_lib_fail(env, db, rc, "cannot read the change log");
+  printf("%-8s %-12s %-20s %-7s %4s  %-31s %s\n", "version", "table", "key",
+         "state", "cl", "stamp", "site");
+  while ((rc = sync_changes_next(it, &ch)) == 0) {
+    sync_table_def d;
+    sync_stamp best = ch.row_stamp, st;
+    unsigned c;
+    char hb[48], site[33];
+    size_t kw;
+    sync_env_table_def(env, ch.table, &d);
+    for (c = 0; c < ch.ncolumns; c++)
+      if (sync_changes_column(it, c, NULL, &st, NULL) == 0 && st.hlc > best.hlc)
+        best = st;
+    ctl_fmt_hlc(best.hlc, hb, sizeof hb);
+    ctl_hex_str(best.site, 8, site);
+    printf("%-8llu %-12s ", (unsigned long long)ch.version, d.name);
+    kw = ctl_put_key(stdout, d.key_type, (const unsigned char *)ch.key.data,
+                     ch.key.len);
+    printf("%*s %-7s %4llu  %-31s %s\n", (int)(kw < 20 ? 20 - kw : 0), "",
+           ch.causal_length & 1 ? "live" : "deleted",
+           (unsigned long long)ch.causal_length, hb, site);
+  }
+  sync_changes_close(it);
+  if (rc != SYNC_NOTFOUND)
+    return ctl_lib_fail(env, db, rc, "cannot read the change log");
+  return EX_OK;
+}
+
+int ctl_cmd_log(int argc, char **argv) {
+  uint64_t since = 0;
+  const char *db = NULL;
+  int i;
+  for (i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--since")) {
+      if (i + 1 == argc || ctl_parse_u64(argv[++i], &since))
+        return ctl_usage("--since needs a local version (a number)");
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      return ctl_usage("unknown option '%s'", argv[i]);
+    } else if (!db) {
+      db = argv[i];
+    } else {
+      return ctl_usage("too many arguments");
+    }
+  }
+  if (!db) return ctl_usage("give DB");
+  return ctl_read_db(db, log_read, &since);
+}
+
+const ctl_help ctl_help_vv = {
+    "synctl vv DB", "print the version vector",
+    "Lists the sites this replica holds every change of, up to which\n"
+    "hybrid logical clock value (and its time); this replica's own site\n"
+    "is marked.\n"};
+
+static int vv_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
+  sync_stamp vv[256];
+  size_t n = 0, i;
+  uint8_t me[16];
+  int rc;
+  (void)ctx;
+  sync_env_site_id(env, me);
+  if ((rc = sync_vv_get(x, vv, 256, &n)))
+    return ctl_lib_fail(env, db, rc, "cannot read the version vector");
+  printf("%-32s  %-20s  %s\n", "site", "hlc", "time");
+  for (i = 0; i < n && i < 256; i++) {
+    char site[33], hb[48];
+    ctl_hex_str(vv[i].site, 16, site);
+    ctl_fmt_hlc(vv[i].hlc, hb, sizeof hb);
+    printf("%s  %-20llu  %s%s\n", site, (unsigned long long)vv[i].hlc, hb,
+           memcmp(vv[i].site, me, 16) ? "" : "  (this replica)");
+  }
+  if (n > 256) printf("... and %zu more\n", n - 256);
+  return EX_OK;
+}
+
+int ctl_cmd_vv(int argc, char **argv) {
+  if (argc != 1) return ctl_usage("give DB");
+  return ctl_read_db(argv[0], vv_read, NULL);
+}
+
+const ctl_help ctl_help_peers = {
+    "synctl peers DB", "print the peers and what they hold",
+    "Lists the peers this replica has exchanged deltas with: the cursor\n"
+    "this replica holds in the peer's log (or the table of an initial\n"
+    "stream in progress), the position of this replica's log the peer has\n"
+    "acknowledged, and the tombstones still kept for that peer; then the\n"
+    "tombstones kept in all.\n"};
+
+/* Where a peer's cursor in its log stands, for the table. */
+static void peer_cursor(const sync_peer_info *p, char *cur, size_t cap) {
+  if (p->initial)
+    snprintf(cur, cap, "initial from v%llu, table %u",
+             (unsigned long long)p->v0, p->table);
+  else if (p->seq == 0xffffffffu)
+    snprintf(cur, cap, "v%llu (all)", (unsigned long long)p->version);
+  else
+    snprintf(cur, cap, "v%llu.%u", (unsigned long long)p->version, p->seq);
+  if (p->partial) strncat(cur, " partial", cap - strlen(cur) - 1);
+}
+
+static int peers_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
+  sync_peer_info *p = NULL;
+  size_t n = 0, i;
+  uint64_t tombs = 0;
+  int rc;
+  (void)ctx;
+  if ((rc = sync_peers_get(x, NULL, 0, &n)) ||
+      (n && !(p = (sync_peer_info *)calloc(n, sizeof *p))) ||
+      (n && (rc = sync_peers_get(x, p, n, &n))) ||
+      (rc = sync_tombstones(x, &tombs))) {
+    free(p);
+    return ctl_lib_fail(env, db, rc ? rc : SYNC_ENOMEM,
+                        "cannot read the peers");
+  }
+  printf("%-32s  %-24s  %-16s  %s\n", "peer", "we hold of its log",
+         "it acknowledged", "tombstones kept for it");
+  for (i = 0; i < n; i++) {
+    char site[33], cur[64], ack[40];
+    ctl_hex_str(p[i].site, 16, site);
+    peer_cursor(&p[i], cur, sizeof cur);
+    if (p[i].acked_seq == 0xffffffffu)
+      snprintf(ack, sizeof ack, "v%llu (all)",
+               (unsigned long long)p[i].acked_version);
+    else
+      snprintf(ack, sizeof ack, "v%llu.%u",
+               (unsigned long long)p[i].acked_version, p[i].acked_seq);
+    printf("%s  %-24s  %-16s  %llu\n", site, cur, ack,
+           (unsigned long long)p[i].tombstones_pending);
+  }
+  printf("%zu peer%s; %llu tombstone%s kept\n", n, n == 1 ? "" : "s",
+         (unsigned long long)tombs, tombs == 1 ? "" : "s");
+  free(p);
+  return EX_OK;
+}
+
+int ctl_cmd_peers(int argc, char **argv) {
+  if (argc != 1) return ctl_usage("give DB");
+  return ctl_read_db(argv[0], peers_read, NULL);
+}
+
+const ctl_help ctl_help_gc = {
+    "synctl gc DB", "collect tombstones every peer has acknowledged",
+    "Deletes the tombstones that every known peer has acknowledged and\n"
+    "prints how many went and how many are still kept.  A replica that\n"
+    "knows no peer keeps them all.\n"};
+
+int ctl_cmd_gc(int argc, char **argv) {
+  sync_env *env;
+  sync_txn *x;
+  uint64_t n = 0, left = 0;
+  int rc, ret = EX_FAIL;
+  if (argc != 1) return ctl_usage("give DB");
+  if (ctl_open_db(argv[0], 0, &env)) return EX_FAIL;
+  if ((rc = sync_txn_begin(env, 0, &x))) {
+    ctl_lib_fail(env, argv[0], rc, "cannot begin");
+  } else if ((rc = sync_gc(x, &n)) || (rc = sync_tombstones(x, &left))) {
+    ctl_lib_fail(env, argv[0], rc, "gc failed");
+    sync_txn_abort(x);
+  } else if ((rc = sync_txn_commit(x))) {
+    ctl_lib_fail(env, argv[0], rc, "commit failed");
+  } else {
+    printf("collected %llu tombstone%s; %llu kept\n", (unsigned long long)n,
+           n == 1 ? "" : "s", (unsigned long long)left);
+    ret = EX_OK;
+  }
+  sync_env_close(env);
+  return ret;
+}
+
+const ctl_help ctl_help_digest = {
+    "synctl digest DB [TABLE]", "print the content digest",
+    "Prints the XXH3-64 digest of the live rows (keys and replicated\n"
+    "columns) of TABLE, or of every table.  Replicas that hold the same\n"
+    "data print the same digest.\n"};
+
+int ctl_cmd_digest(int argc, char **argv) {
+  sync_env *env;
+  sync_txn *x;
+  unsigned t = SYNC_ALL_TABLES;
+  uint64_t dg = 0;
+  int rc, ret = EX_FAIL;
+  if (argc != 1 && argc != 2) return ctl_usage("give DB [TABLE]");
+  if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
+  if (argc == 2 && ctl_find_table(env, argv[0], argv[1], &t)) goto out;
+  if (ctl_begin_ro(env, argv[0], &x)) goto out;
+  if ((rc = sync_digest(x, t, &dg)))
+    ctl_lib_fail(env, argv[0], rc, "cannot compute the digest");
+  else
+    printf("%016llx\n", (unsigned long long)dg), ret = EX_OK;
+  sync_txn_abort(x);
+out:
+  sync_env_close(env);
+  return ret;
+}
+
+/* ---------------------------------------------------------------------
+ * verify
+ * ------------------------------------------------------------------- */
+static int problems;
+static void problem(const char *db, const char *fmt, ...) {
+  va_list ap;
+  printf("%s: ", db);
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  printf("\n");
+  problems++;
+}
+
+/* What verify has read so far, and what it compares. */
+typedef struct verify {
+  sync_env *env;
+  sync_txn *x;
+  const char *db;
+  unsigned nt;
+  uint64_t ver, own_vv, logged, tombs, rows, nconf;
+  uint64_t *cnt, *logl; /* live rows per table: counted, and logged */
+  uint8_t me[16];
+  int have_own;
+} verify;
+
+/* This replica's own entry of the version vector. */
+static void verify_vv(verify *v) {
+  sync_stamp vv[1024];
+  size_t n = 0, i;
+  int rc;
+  if ((rc = sync_vv_get(v->x, vv, 1024, &n)))
+    problem(v->db, "version vector unreadable: %s", sync_strerror(rc));
+  for (i = 0; i < n && i < 1024; i++)
+    if (!memcmp(vv[i].site, v->me, 16)) v->own_vv = vv[i].hlc, v->have_own = 1;
+}
+
+/* Every live row of table t, through its checksum, against its count. */
+static void verify_table(verify *v, unsigned t) {
+  sync_table_def d;
+  sync_cursor *cur;
+  sync_key k;
+  sync_value vals[MAXC];
+  uint64_t n = 0;
+  unsigned char last[SYNC_MAX_KEY];
+  size_t lastn = 0;
+  int rc;
+  sync_env_table_def(v->env, t, &d);
+  if ((rc = sync_count(v->x, t, &v->cnt[t])))
+    problem(v->db, "table '%s': row count unreadable", d.name);
+  if ((rc = sync_cursor_open(v->x, t, &cur))) {
+    problem(v->db, "table '%s': cannot read: %s", d.name, sync_strerror(rc));
+    return;
+  }
+  while ((rc = sync_cursor_next(cur, &k, vals,
+                                d.ncolumns < MAXC ? d.ncolumns : MAXC)) == 0) {
+    n++;
+    memcpy(last, k.data, k.len);
+    lastn = k.len;
+  }
+  sync_cursor_close(cur);
+  v->rows += n;
+  if (rc != SYNC_NOTFOUND) {
+    char ks[128] = "";
+    if (lastn) ctl_key_str(d.key_type, last, lastn, ks, sizeof ks);
+    problem(v->db, "table '%s': the row %s%s%s: %s", d.name,
+            lastn ? "after key '" : "first in the table", ks, lastn ? "'" : "",
+            rc == SYNC_ECORRUPT ? "fails its checksum (damaged)"
+                                : sync_strerror(rc));
+  } else if (n != v->cnt[t]) {
+    problem(v->db, "table '%s': holds %llu live rows, its count says %llu",
+            d.name, (unsigned long long)n, (unsigned long long)v->cnt[t]);
+  }
+}
+
+/* The key of ch for a message (ks has room for 128 bytes). */
+static const char *change_key(const sync_table_def *d, const sync_change *ch,
+                              char *ks) {
+  ctl_key_str(d->key_type, (const unsigned char *)ch->key.data, ch->key.len, ks,
+              128);
+  return ks;
+}
+
+/* One change: its version in order and not past the database's, each
+ * column readable, own stamps covered by the version vector. */
+static void verify_change(verify *v, sync_changes *it, const sync_change *ch,
+                          uint64_t prev) {
+  sync_table_def d;
+  char ks[128];
+  unsigned c;
+  v->logged++;
+  sync_env_table_def(v->env, ch->table, &d);
+  if (ch->version > v->ver || ch->version < prev)
+    problem(v->db,
+            "change log: row '%s' of '%s' at version %llu (after %llu; "
+            "database at %llu)",
+            change_key(&d, ch, ks), d.name, (unsigned long long)ch->version,
+            (unsigned long long)prev, (unsigned long long)v->ver);
+  if (ch->causal_length & 1)
+    v->logl[ch->table]++;
+  else
+    v->tombs++;
+  for (c = 0; c < ch->ncolumns; c++) {
+    sync_stamp st;
+    int r2 = sync_changes_column(it, c, NULL, &st, NULL);
+    if (r2 && r2 != SYNC_NOTFOUND)
+      problem(v->db, "row '%s' of '%s': column %u unreadable: %s",
+              change_key(&d, ch, ks), d.name, c, sync_strerror(r2));
+    else if (!r2 && v->have_own && !memcmp(st.site, v->me, 16) &&
+             st.hlc > v->own_vv)
+      problem(v->db,
+              "row '%s' of '%s': a local write the version vector does "
+              "not cover",
+              change_key(&d, ch, ks), d.name);
+  }
+}
+
+/* The change log: each row once, and as many live rows as the tables. */
+static void verify_log(verify *v) {
+  sync_changes *it;
+  sync_change ch;
+  uint64_t prev = 0;
+  unsigned t;
+  int rc;
+  if ((rc = sync_changes_open(v->x, 0, &it))) {
+    problem(v->db, "change log unreadable: %s", sync_strerror(rc));
+    return;
+  }
+  while ((rc = sync_changes_next(it, &ch)) == 0) {
+    verify_change(v, it, &ch, prev);
+    prev = ch.version;
+  }
+  sync_changes_close(it);
+  if (rc != SYNC_NOTFOUND) {
+    problem(v->db, "change log: %s (%s)",
+            rc == SYNC_ECORRUPT ? "damaged" : sync_strerror(rc),
+            sync_env_errmsg(v->env));
+    return;
+  }
+  for (t = 0; t < v->nt; t++)
+    if (v->logl[t] != v->cnt[t]) {
+      sync_table_def d;
+      sync_env_table_def(v->env, t, &d);
+      problem(v->db,
+              "table '%s': the change log names %llu live rows, the "
+              "table holds %llu",
+              d.name, (unsigned long long)v->logl[t],
+              (unsigned long long)v->cnt[t]);
+    }
+}
+
+/* The tombstone count, and no peer past this replica's version. */
+static void verify_peers(verify *v) {
+  size_t n = 0, i;
+  sync_peer_info p[256];
+  uint64_t tn = 0;
+  int rc;
+  if ((rc = sync_tombstones(v->x, &tn)))
+    problem(v->db, "tombstones unreadable: %s", sync_strerror(rc));
+  else if (!problems && tn != v->tombs)
+    problem(v->db, "%llu tombstones kept, the change log names %llu",
+            (unsigned long long)tn, (unsigned long long)v->tombs);
+  if ((rc = sync_peers_get(v->x, p, 256, &n))) {
+    problem(v->db, "peer records: %s", sync_strerror(rc));
+    return;
+  }
+  for (i = 0; i < n && i < 256; i++)
+    if (p[i].acked_version > v->ver) {
+      char s[33];
+      ctl_hex_str(p[i].site, 16, s);
+      problem(v->db,
+              "peer %s acknowledged version %llu; this replica is at %llu", s,
+              (unsigned long long)p[i].acked_version,
+              (unsigned long long)v->ver);
+    }
+}
+
+static void verify_conflicts(verify *v) {
+  sync_conflicts *it;
+  sync_conflict cf;
+  int rc;
+  if ((rc = sync_conflicts_open(v->x, 0, &it))) {
+    problem(v->db, "conflict log unreadable: %s", sync_strerror(rc));
+    return;
+  }
+  while ((rc = sync_conflicts_next(it, &cf)) == 0) v->nconf++;
+  sync_conflicts_close(it);
+  if (rc != SYNC_NOTFOUND)
+    problem(v->db, "conflict log: %s", sync_strerror(rc));
+}
+
+/* The last lines: damaged, or health notes and sound. */
+static int verify_verdict(const verify *v, const sync_health *health) {
+  if (problems) {
+    printf("damaged: %d problem%s\n", problems, problems == 1 ? "" : "s");
+    return EX_FAIL;
+  }
+  /* Not damage, but what an operator must know: deletes this replica
+   * may lack, and peers that will be told they are stale. */
+  if (health->may_miss_deletes)
+    printf("health: may miss deletes: %llu peer%s answered that this "
+           "replica is behind its tombstone collection; reset that peer "
+           "and sync again, or repair\n",
+           (unsigned long long)health->peers_stale,
+           health->peers_stale == 1 ? "" : "s");
+  if (health->peers_behind_horizon)
+    printf("health: %llu peer%s behind this replica's tombstone collection "
+           "(their next pull is refused as stale)\n",
+           (unsigned long long)health->peers_behind_horizon,
+           health->peers_behind_horizon == 1 ? "" : "s");
+  printf("%llu live rows in %u table%s, %llu tombstones, %llu rows in the "
+         "change log, %llu "
+         "conflicts recorded: sound\n",
+         (unsigned long long)v->rows, v->nt, v->nt == 1 ? "" : "s",
+         (unsigned long long)v->tombs, (unsigned long long)v->logged,
+         (unsigned long long)v->nconf);
+  return EX_OK;
+}
+
+const ctl_help ctl_help_verify = {
+    "synctl verify DB", "check a database for damage",
+    "Reads every row and checks its checksum, walks the change log and\n"
+    "checks that it names every row once and agrees with the row counts,\n"
+    "checks the tombstone count, that the version vector covers this\n"
+    "replica's own writes, that peers acknowledged no version beyond this\n"
+    "replica's, and that the conflict log reads.  Prints each problem and\n"
+    "a last line 'sound' or 'damaged: N problems'.  Exit status 0 when\n"
+    "sound, 1 when damaged (or unreadable).  Before 'sound', 'health:'\n"
+    "lines say what is not damage but needs an operator: deletes this\n"
+    "replica may lack (a peer answered that it is behind that peer's\n"
+    "tombstone collection: reset that peer and sync, or repair), and\n"
+    "peers behind this replica's own collection.\n"};
+
+int ctl_cmd_verify(int argc, char **argv) {
+  sync_health health = {0, 0, 0, 0, 0, 0};
+  verify v;
+  unsigned t;
+  int rc;
+  if (argc != 1) return ctl_usage("give DB");
+  memset(&v, 0, sizeof v);
+  v.db = argv[0];
+  problems = 0;
+  if (ctl_open_db(v.db, 1, &v.env)) {
+    printf("damaged: cannot open %s\n", v.db);
+    return EX_FAIL;
+  }
+  if (ctl_begin_ro(v.env, v.db, &v.x)) {
+    sync_env_close(v.env);
+    printf("damaged: cannot read %s\n", v.db);
+    return EX_FAIL;
+  }
+  sync_env_site_id(v.env, v.me);
+  v.ver = sync_txn_version(v.x);
+  v.nt = sync_env_table_count(v.env);
+  v.cnt = (uint64_t *)calloc(v.nt + 1, sizeof *v.cnt);
+  v.logl = (uint64_t *)calloc(v.nt + 1, sizeof *v.logl);
+  verify_vv(&v);
+  for (t = 0; t < v.nt; t++) verify_table(&v, t);
+  verify_log(&v);
+  verify_peers(&v);
+  if ((rc = sync_health_get(v.x, &health)))
+    problem(v.db, "health: %s", sync_strerror(rc));
+  verify_conflicts(&v);
+  sync_txn_abort(v.x);
+  sync_env_close(v.env);
+  free(v.cnt);
+  free(v.logl);
+  return verify_verdict(&v, &health);
+}
+
+/* ---------------------------------------------------------------------
+ * stats
+ * ------------------------------------------------------------------- */
+const ctl_help ctl_help_stats = {
+    "synctl stats DB | synctl stats HOST:PORT",
+    "print figures of a database or a running server",
+    "For a database file: rows and tombstones per table, the local\n"
+    "version, schema version, sites in the version vector, peers,\n"
+    "unresolved conflicts, whether it may miss deletes, peers behind its\n"
+    "tombstone collection and the file size.  For HOST:PORT, the metrics\n"
+    "address of a running 'synctl serve --metrics', fetches and prints its\n"
+    "Prometheus text (counters, latency quantiles).\n"};
+
+int ctl_cmd_stats(int argc, char **argv) {
+  sync_env *env;
+  sync_txn *x;
+  unsigned nt, t;
+  uint64_t *tomb, ver, sv = 0, sh = 0, nconf = 0;
+  size_t nvv = 0, npeers = 0;
+  struct stat sb;
+  int rc;
+  if (argc != 1) return ctl_usage("give DB or HOST:PORT");
+  if (ctl_is_address(argv[0])) return ctl_stats_remote(argv[0]);
+  if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
+  if (ctl_begin_ro(env, argv[0], &x)) {
+    sync_env_close(env);
+    return EX_FAIL;
+  }
+  nt = sync_env_table_count(env);
+  tomb = (uint64_t *)calloc(nt + 1, sizeof *tomb);
+  {
+    sync_changes *it;
+    sync_change ch;
+    if ((rc = sync_changes_open(x, 0, &it)) == 0) {
+      while ((rc = sync_changes_next(it, &ch)) == 0)
+        if (!(ch.causal_length & 1)) tomb[ch.table]++;
+      sync_changes_close(it);
+    }
+    if (rc != SYNC_NOTFOUND) {
+      ctl_lib_fail(env, argv[0], rc, "cannot read the change log");
+      free(tomb);
+      sync_txn_abort(x);
+      sync_env_close(env);
+      return EX_FAIL;
+    }
+  }
+  ver = sync_txn_version(x);
+  sync_env_schema_info(env, &sv, &sh);
+  sync_vv_get(x, NULL, 0, &nvv);
+  sync_peers_get(x, NULL, 0, &npeers);
+  {
+    sync_conflicts *it;
+    sync_conflict c;
+    if (sync_conflicts_open(x, SYNC_CONFLICTS_UNRESOLVED, &it) == 0) {
+      while (sync_conflicts_next(it, &c) == 0) nconf++;
+      sync_conflicts_close(it);
+    }
+  }
+  printf("%-12s %12s %12s\n", "table", "rows", "tombstones");
+  for (t = 0; t < nt; t++) {
+    sync_table_def d;
+    uint64_t n = 0;
+    sync_env_table_def(env, t, &d);
+    sync_count(x, t, &n);
+    printf("%-12s %12llu %12llu\n", d.name, (unsigned long long)n,
+           (unsigned long long)tomb[t]);
+  }
+  printf("local version      %llu\n", (unsigned long long)ver);
+  printf("schema             version %llu, hash %016llx\n",
+         (unsigned long long)sv, (unsigned long long)sh);
+  printf("version vector     %zu site%s\n", nvv, nvv == 1 ? "" : "s");
+  printf("peers              %zu\n", npeers);
+  printf("open conflicts     %llu\n", (unsigned long long)nconf);
+  {
+    sync_health h;
+    if (sync_health_get(x, &h) == 0) {
+      printf("missing deletes    %s\n",
+             h.may_miss_deletes ? "maybe (a peer said this replica is behind "
+                                  "its tombstone collection)"
+                                : "no");
+      printf("peers behind gc    %llu\n",
+             (unsigned long long)h.peers_behind_horizon);
+    }
+  }
+  if (stat(argv[0], &sb) == 0)
+    printf("file size          %lld bytes\n", (long long)sb.st_size);
+  free(tomb);
+  sync_txn_abort(x);
+  sync_env_close(env);
+  return EX_OK;
+}

@@ -1,0 +1,875 @@
+/*
+ * Commands on rows and files: init, schema, add-column, put, get, del,
+ * dump and load.  Each command's manual page stands above it.
+ */
+#include "synctl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+const ctl_help ctl_help_init = {
+    "synctl init DB --table NAME:KEYTYPE COL:TYPE[:notnull][:local]... "
+    "[--table ...]\n"
+    "       synctl init DB --schema FILE",
+    "create a database with a schema",
+    "Creates DB (one file, plus DB-lock) with the tables given.  Each\n"
+    "--table NAME:KEYTYPE starts a table; the COL:TYPE words after it are\n"
+    "its columns, in order.  KEYTYPE is text, blob or integer; TYPE is\n"
+    "integer, real, text or blob, optionally followed by :notnull (NULL is\n"
+    "refused) and :local (kept on this device, never replicated).\n"
+    "--schema FILE reads the tables from a schema file instead:\n\n"
+    "    # comment\n"
+    "    table readings text\n"
+    "      temp real\n"
+    "      status text notnull\n"
+    "      note text local\n\n"
+    "one 'table NAME KEYTYPE' line per table, then one 'COLUMN TYPE\n"
+    "[notnull] [local]' line per column; blank lines and # comments are\n"
+    "ignored.  'synctl schema DB' prints a database's schema in this form.\n"
+    "Fails if DB exists already.\n\n"
+    "Example:\n"
+    "    synctl init sensors.db --table readings:text temp:real "
+    "status:text:notnull\n"};
+
+int ctl_cmd_init(int argc, char **argv) {
+  ctl_schema_in *s;
+  const char *db = NULL, *file = NULL;
+  sync_env *env = NULL;
+  int i, rc, ret = EX_FAIL;
+  unsigned t;
+  s = (ctl_schema_in *)calloc(1, sizeof *s);
+  if (!s) return EX_FAIL;
+  for (i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--schema")) {
+      if (++i == argc) {
+        ctl_usage("--schema needs a FILE");
+        goto out2;
+      }
+      file = argv[i];
+    } else if (!strcmp(a, "--table")) {
+      const char *c;
+      if (++i == argc) {
+        ctl_usage("--table needs NAME:KEYTYPE");
+        goto out2;
+      }
+      c = strchr(argv[i], ':');
+      if (!c || c == argv[i]) {
+        ctl_usage("--table %s: a table is NAME:KEYTYPE", argv[i]);
+        goto out2;
+      }
+      if (ctl_add_table(s, argv[i], (size_t)(c - argv[i]), c + 1, strlen(c + 1),
+                        ""))
+        goto out2;
+    } else if (a[0] == '-' && a[1]) {
+      ctl_usage("unknown option '%s'", a);
+      goto out2;
+    } else if (!db) {
+      db = a;
+    } else if (ctl_col_word(s, a, "")) {
+      goto out2;
+    }
+  }
+  if (!db) {
+    ctl_usage("which database? (synctl init DB --table ...)");
+    goto out2;
+  }
+  if (file && s->nt) {
+    ctl_usage("give --schema or --table, not both");
+    goto out2;
+  }
+  if (file && ctl_schema_file(s, file)) goto out2;
+  if (!s->nt) {
+    ctl_usage(
+        "no tables: give --table NAME:KEYTYPE COL:TYPE... or --schema FILE");
+    goto out2;
+  }
+  for (t = 0; t < s->nt; t++)
+    if (!s->t[t].ncolumns) {
+      ctl_usage("table '%s' has no columns", s->t[t].name);
+      goto out2;
+    }
+  if (ctl_file_exists(db)) {
+    ctl_say("%s: exists already", db);
+    goto out;
+  }
+  if ((rc = sync_env_create(NULL, &env)) ||
+      (rc = sync_env_set_schema(env, s->t, s->nt)) ||
+      (rc = sync_env_open(env, db, 0))) {
+    ctl_lib_fail(env, db, rc, "cannot create");
+    goto out;
+  }
+  {
+    uint8_t site[16];
+    char hex[33];
+    sync_env_site_id(env, site);
+    ctl_hex_str(site, 16, hex);
+    printf("created %s: %u table%s, site %s\n", db, s->nt,
+           s->nt == 1 ? "" : "s", hex);
+  }
+  ret = EX_OK;
+out:
+  sync_env_close(env);
+  ctl_schema_free(s);
+  free(s);
+  return ret;
+out2:
+  ctl_schema_free(s);
+  free(s);
+  return EX_USAGE;
+}
+
+/* "text notnull" for column c. */
+static const char *col_desc(const sync_column_def *c, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s%s", ctl_type_name(c->type),
+           c->flags & SYNC_COL_NOTNULL ? " notnull" : "");
+  return buf;
+}
+
+/* The difference between the schemas of a (at path an) and b, one line
+ * each; returns how many. */
+static unsigned schema_lines(sync_env *a, const char *an, sync_env *b,
+                             const char *bn) {
+  unsigned na = sync_env_table_count(a), nb = sync_env_table_count(b);
+  unsigned t, c, lines = 0;
+  char x[32], y[32];
+  for (t = 0; t < na && t < nb; t++) {
+    sync_table_def da, db;
+    sync_env_table_def(a, t, &da);
+    sync_env_table_def(b, t, &db);
+    if (strcmp(da.name, db.name)) {
+      printf("differs: table %u is '%s' in %s, '%s' in %s\n", t, da.name, an,
+             db.name, bn);
+      lines++;
+      continue;
+    }
+    if (da.key_type != db.key_type) {
+      printf("differs: %s key is %s in %s, %s in %s\n", da.name,
+             ctl_type_name(da.key_type), an, ctl_type_name(db.key_type), bn);
+      lines++;
+    }
+    for (c = 0; c < da.ncolumns && c < db.ncolumns; c++) {
+      const sync_column_def *p = &da.columns[c], *q = &db.columns[c];
+      if (!strcmp(p->name, q->name) && p->type == q->type &&
+          (p->flags & SYNC_COL_NOTNULL) == (q->flags & SYNC_COL_NOTNULL))
+        continue;
+      printf("differs: %s column %u is '%s' %s in %s, '%s' %s in %s\n", da.name,
+             c, p->name, col_desc(p, x, sizeof x), an, q->name,
+             col_desc(q, y, sizeof y), bn);
+      lines++;
+    }
+    for (; c < da.ncolumns; c++, lines++)
+      printf("only in %s: %s.%s %s\n", an, da.name, da.columns[c].name,
+             col_desc(&da.columns[c], x, sizeof x));
+    for (; c < db.ncolumns; c++, lines++)
+      printf("only in %s: %s.%s %s\n", bn, db.name, db.columns[c].name,
+             col_desc(&db.columns[c], x, sizeof x));
+  }
+  for (; t < na || t < nb; t++, lines++) {
+    sync_env *e = t < na ? a : b;
+    sync_table_def d;
+    sync_env_table_def(e, t, &d);
+    printf("only in %s: table %s %s (", t < na ? an : bn, d.name,
+           ctl_type_name(d.key_type));
+    for (c = 0; c < d.ncolumns; c++)
+      printf("%s%s %s", c ? ", " : "", d.columns[c].name,
+             col_desc(&d.columns[c], x, sizeof x));
+    printf(")\n");
+  }
+  return lines;
+}
+
+static int schema_diff(const char *an, const char *bn) {
+  sync_env *a, *b;
+  uint64_t va = 0, ha = 0, vb = 0, hb = 0;
+  unsigned char *buf = NULL;
+  int64_t len;
+  int rc = EX_OK;
+  if (ctl_open_db(an, 1, &a)) return EX_FAIL;
+  if (ctl_open_db(bn, 1, &b)) {
+    sync_env_close(a);
+    return EX_FAIL;
+  }
+  sync_env_schema_info(a, &va, &ha);
+  sync_env_schema_info(b, &vb, &hb);
+  printf("# %s: schema version %llu, hash %016llx\n", an,
+         (unsigned long long)va, (unsigned long long)ha);
+  printf("# %s: schema version %llu, hash %016llx\n", bn,
+         (unsigned long long)vb, (unsigned long long)hb);
+  if (!schema_lines(a, an, b, bn)) {
+    printf("equal: the same tables and columns\n");
+    goto out;
+  }
+  /* The verdict is the library's, as a session would find it. */
+  len = sync_env_schema_export(b, NULL, 0);
+  if (len < 0 || !(buf = (unsigned char *)malloc((size_t)len + 1)) ||
+      sync_env_schema_export(b, buf, (size_t)len) != len) {
+    rc = ctl_lib_fail(b, bn, len < 0 ? (int)len : SYNC_ENOMEM,
+                      "cannot read the schema");
+    goto out;
+  }
+  if (sync_env_schema_accept(a, buf, (size_t)len) == 0) {
+    printf("compatible: they sync; each keeps the columns it does not know "
+           "and sends them on, and rows of a table it lacks wait until it "
+           "adds the table\n");
+  } else {
+    printf("incompatible: sessions between them fail (%s)\n",
+           sync_env_errmsg(a));
+    rc = EX_FAIL;
+  }
+out:
+  free(buf);
+  sync_env_close(a);
+  sync_env_close(b);
+  return rc;
+}
+
+const ctl_help ctl_help_schema = {
+    "synctl schema DB [--diff OTHER]", "print or compare the schema",
+    "Prints DB's tables and columns as a schema file (see 'synctl help\n"
+    "init'), preceded by comments with the schema version and hash.  The\n"
+    "output can be given to 'synctl init --schema' to make an empty\n"
+    "replica.\n\n"
+    "--diff OTHER compares DB's schema with the database OTHER's instead:\n"
+    "one line per difference ('only in DB: TABLE.COL TYPE', 'only in\n"
+    "OTHER: table T KEYTYPE (COLS)', 'differs: ...' naming both sides),\n"
+    "then the verdict: 'equal'; 'compatible' (one is the other plus\n"
+    "appended columns and tables: they sync, and each keeps the columns\n"
+    "it does not know and sends them on); or 'incompatible' (a type, a\n"
+    "name, a key type or notnull differs at a shared position: sessions\n"
+    "between them fail, exit status 1).  The local flag is each file's\n"
+    "own and is not compared.\n\n"
+    "Example:\n"
+    "    synctl schema device.db --diff server.db\n"};
+
+int ctl_cmd_schema(int argc, char **argv) {
+  sync_env *env;
+  uint64_t ver = 0, hash = 0;
+  unsigned t, c, n;
+  if (argc == 3 && !strcmp(argv[1], "--diff"))
+    return schema_diff(argv[0], argv[2]);
+  if (argc == 2 && !strcmp(argv[1], "--diff"))
+    return ctl_usage("--diff needs OTHER");
+  if (argc != 1) return ctl_usage("give one DB, or DB --diff OTHER");
+  if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
+  sync_env_schema_info(env, &ver, &hash);
+  printf("# schema of %s: version %llu, hash %016llx\n", argv[0],
+         (unsigned long long)ver, (unsigned long long)hash);
+  n = sync_env_table_count(env);
+  for (t = 0; t < n; t++) {
+    sync_table_def d;
+    sync_env_table_def(env, t, &d);
+    printf("table %s %s\n", d.name, ctl_type_name(d.key_type));
+    for (c = 0; c < d.ncolumns; c++)
+      printf("  %s %s%s%s\n", d.columns[c].name,
+             ctl_type_name(d.columns[c].type),
+             d.columns[c].flags & SYNC_COL_NOTNULL ? " notnull" : "",
+             d.columns[c].flags & SYNC_COL_LOCAL ? " local" : "");
+  }
+  sync_env_close(env);
+  return EX_OK;
+}
+
+const ctl_help ctl_help_add_column = {
+    "synctl add-column DB TABLE COL:TYPE[:local]", "add a column to a table",
+    "Appends a column to TABLE.  Existing rows read it as NULL, so it\n"
+    "cannot be notnull.  Replicas with and without the column keep\n"
+    "syncing (a rolling schema change): the ones without it store its\n"
+    "values unread and send them on, and show them once they add it.\n"};
+
+int ctl_cmd_add_column(int argc, char **argv) {
+  sync_env *env;
+  unsigned t;
+  ctl_schema_in *s;
+  int rc;
+  if (argc != 3) return ctl_usage("give DB TABLE COL:TYPE");
+  s = (ctl_schema_in *)calloc(1, sizeof *s);
+  if (!s) return EX_FAIL;
+  ctl_add_table(s, "x", 1, "text", 4, "");
+  if (ctl_col_word(s, argv[2], "")) {
+    ctl_schema_free(s);
+    free(s);
+    return EX_USAGE;
+  }
+  if (ctl_open_db(argv[0], 0, &env))
+    rc = EX_FAIL;
+  else if (ctl_find_table(env, argv[0], argv[1], &t))
+    rc = EX_FAIL;
+  else if (s->c[0][0].flags & SYNC_COL_NOTNULL) {
+    ctl_say("%s: a new column cannot be notnull: existing rows read it as NULL",
+            argv[0]);
+    rc = EX_FAIL;
+  } else if ((rc = sync_env_add_column(env, t, &s->c[0][0]))) {
+    if (rc == SYNC_EEXIST)
+      ctl_say("%s: table '%s' has a column '%s' already", argv[0], argv[1],
+              s->c[0][0].name);
+    else
+      ctl_lib_fail(env, argv[0], rc, "cannot add the column");
+    rc = EX_FAIL;
+  } else {
+    uint64_t ver = 0, hash = 0;
+    sync_env_schema_info(env, &ver, &hash);
+    printf("added %s.%s %s; schema version %llu\n", argv[1], s->c[0][0].name,
+           ctl_type_name(s->c[0][0].type), (unsigned long long)ver);
+  }
+  sync_env_close(env);
+  ctl_schema_free(s);
+  free(s);
+  return rc;
+}
+
+const ctl_help ctl_help_put = {
+    "synctl put DB TABLE KEY COL=VALUE...", "insert or update a row",
+    "Writes the row KEY of TABLE in one transaction.  A new row takes\n"
+    "NULL for the columns not given; an existing row keeps them.  Values\n"
+    "are read by the column's type: integer (decimal), real, text (as\n"
+    "given), blob (hex digits).  NULL sets a column to NULL; to store the\n"
+    "text NULL write \\NULL (a leading backslash is dropped).  An integer\n"
+    "key is decimal, a blob key hex.\n\n"
+    "Example:\n"
+    "    synctl put sensors.db readings kitchen temp=21.5 status=ok\n"};
+
+int ctl_cmd_put(int argc, char **argv) {
+  sync_env *env;
+  sync_table_def d;
+  sync_value vals[MAXC];
+  unsigned char *hold[MAXC];
+  int given[MAXC];
+  unsigned t, col, i;
+  ctl_keybuf k;
+  sync_txn *x = NULL;
+  int rc, ret = EX_FAIL, a, nhold = 0;
+  if (argc < 4) return ctl_usage("give DB TABLE KEY COL=VALUE...");
+  for (a = 3; a < argc; a++)
+    if (!strchr(argv[a], '=') || argv[a][0] == '=')
+      return ctl_usage("'%s': give COL=VALUE", argv[a]);
+  if (ctl_open_db(argv[0], 0, &env)) return EX_FAIL;
+  if (ctl_find_table(env, argv[0], argv[1], &t) ||
+      ctl_parse_key(env, argv[0], t, argv[2], &k))
+    goto out;
+  sync_env_table_def(env, t, &d);
+  if (d.ncolumns > MAXC) goto out;
+  memset(given, 0, sizeof given);
+  for (i = 0; i < d.ncolumns; i++) vals[i] = sync_null();
+  for (a = 3; a < argc; a++) {
+    const char *eq = strchr(argv[a], '=');
+    if (ctl_find_column(env, argv[0], t, argv[a], (size_t)(eq - argv[a]), &col))
+      goto out;
+    if (given[col]) {
+      ctl_say("%s: column '%s' given twice", argv[0], d.columns[col].name);
+      goto out;
+    }
+    if (ctl_parse_value(argv[0], &d, col, eq + 1, &vals[col], &hold[nhold]))
+      goto out;
+    if (hold[nhold]) nhold++;
+    given[col] = 1;
+  }
+  if ((rc = sync_txn_begin(env, 0, &x))) {
+    ctl_lib_fail(env, argv[0], rc, "cannot begin");
+    goto out;
+  }
+  rc = sync_contains(x, t, k.b, k.n);
+  /* Name the notnull column a new row would leave NULL, or that is set
+   * to NULL, before the library refuses it. */
+  for (i = 0; rc >= 0 && i < d.ncolumns; i++)
+    if ((d.columns[i].flags & SYNC_COL_NOTNULL) && vals[i].type == SYNC_NULL &&
+        (given[i] || rc == 0)) {
+      ctl_say("%s: column '%s' of '%s' is notnull: give %s=VALUE", argv[0],
+              d.columns[i].name, d.name, d.columns[i].name);
+      sync_txn_abort(x);
+      goto out;
+    }
+  if (rc == 1) {
+    unsigned cols[MAXC], n = 0;
+    sync_value v[MAXC];
+    for (i = 0; i < d.ncolumns; i++)
+      if (given[i]) cols[n] = i, v[n++] = vals[i];
+    rc = sync_update(x, t, k.b, k.n, cols, v, n);
+  } else if (rc == 0) {
+    rc = sync_put(x, t, k.b, k.n, vals, d.ncolumns);
+  }
+  if (rc) {
+    ctl_write_fail(env, argv[0], &d, rc);
+    sync_txn_abort(x);
+    goto out;
+  }
+  if ((rc = sync_txn_commit(x))) {
+    ctl_lib_fail(env, argv[0], rc, "commit failed");
+    goto out;
+  }
+  ret = EX_OK;
+out:
+  while (nhold) free(hold[--nhold]);
+  sync_env_close(env);
+  return ret;
+}
+
+const ctl_help ctl_help_get = {
+    "synctl get DB TABLE KEY [--json]", "print one row",
+    "Prints the columns of row KEY, one 'column  value' line each (NULL\n"
+    "for NULL, blobs in hex), or one JSON object with --json.  Exit\n"
+    "status 3 when there is no such row.\n"};
+
+int ctl_cmd_get(int argc, char **argv) {
+  sync_env *env;
+  sync_table_def d;
+  sync_value vals[MAXC];
+  unsigned t, i;
+  ctl_keybuf k;
+  sync_txn *x;
+  int rc, ret = EX_FAIL, json = 0, n = 0;
+  char *pos[3];
+  for (i = 0; i < (unsigned)argc; i++) {
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (n < 3)
+      pos[n++] = argv[i];
+    else
+      return ctl_usage("too many arguments");
+  }
+  if (n != 3) return ctl_usage("give DB TABLE KEY");
+  if (ctl_open_db(pos[0], 1, &env)) return EX_FAIL;
+  if (ctl_find_table(env, pos[0], pos[1], &t) ||
+      ctl_parse_key(env, pos[0], t, pos[2], &k))
+    goto out;
+  sync_env_table_def(env, t, &d);
+  if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &x))) {
+    ctl_lib_fail(env, pos[0], rc, "cannot begin");
+    goto out;
+  }
+  rc = sync_get(x, t, k.b, k.n, vals, d.ncolumns);
+  if (rc == SYNC_NOTFOUND) {
+    ctl_say("%s: table '%s' has no row '%s'", pos[0], d.name, pos[2]);
+    ret = EX_NOTFOUND;
+  } else if (rc) {
+    ctl_lib_fail(env, pos[0], rc, "cannot read");
+  } else if (json) {
+    ctl_json_row(&d, k.b, k.n, vals);
+    ret = EX_OK;
+  } else {
+    size_t w = 0;
+    for (i = 0; i < d.ncolumns; i++)
+      if (strlen(d.columns[i].name) > w) w = strlen(d.columns[i].name);
+    for (i = 0; i < d.ncolumns; i++) {
+      printf("%-*s  ", (int)w, d.columns[i].name);
+      ctl_put_value(stdout, &vals[i]);
+      printf("\n");
+    }
+    ret = EX_OK;
+  }
+  sync_txn_abort(x);
+out:
+  sync_env_close(env);
+  return ret;
+}
+
+const ctl_help ctl_help_del = {
+    "synctl del DB TABLE KEY", "delete a row",
+    "Deletes row KEY, leaving the tombstone replication needs.  Exit\n"
+    "status 3 when there is no such row.\n"};
+
+int ctl_cmd_del(int argc, char **argv) {
+  sync_env *env;
+  unsigned t;
+  ctl_keybuf k;
+  sync_txn *x;
+  int rc, ret = EX_FAIL;
+  if (argc != 3) return ctl_usage("give DB TABLE KEY");
+  if (ctl_open_db(argv[0], 0, &env)) return EX_FAIL;
+  if (ctl_find_table(env, argv[0], argv[1], &t) ||
+      ctl_parse_key(env, argv[0], t, argv[2], &k))
+    goto out;
+  if ((rc = sync_txn_begin(env, 0, &x))) {
+    ctl_lib_fail(env, argv[0], rc, "cannot begin");
+    goto out;
+  }
+  rc = sync_delete(x, t, k.b, k.n);
+  if (rc == SYNC_NOTFOUND) {
+    ctl_say("%s: table '%s' has no row '%s'", argv[0], argv[1], argv[2]);
+    sync_txn_abort(x);
+    ret = EX_NOTFOUND;
+  } else if (rc) {
+    ctl_lib_fail(env, argv[0], rc, "cannot delete");
+    sync_txn_abort(x);
+  } else if ((rc = sync_txn_commit(x))) {
+    ctl_lib_fail(env, argv[0], rc, "commit failed");
+  } else {
+    ret = EX_OK;
+  }
+out:
+  sync_env_close(env);
+  return ret;
+}
+
+const ctl_help ctl_help_dump = {
+    "synctl dump DB TABLE [--json]", "print a table",
+    "Prints the live rows of TABLE in key order as an aligned table with\n"
+    "a header line (the key column is headed 'key'), or with --json as\n"
+    "JSON lines: one object per row, the key under \"key\", integers and\n"
+    "reals as numbers, text as strings, blobs as strings of hex digits,\n"
+    "NULL as null.  A table with a column named 'key' cannot be dumped as\n"
+    "JSON.  'synctl load' reads the JSON form back.\n"};
+
+/* ---------------------------------------------------------------------
+ * dump and load
+ * ------------------------------------------------------------------- */
+#define COLW_MAX 48 /* wider values run past their column */
+
+int ctl_cmd_dump(int argc, char **argv) {
+  sync_env *env;
+  sync_table_def d;
+  sync_value vals[MAXC];
+  size_t w[MAXC + 1];
+  unsigned t, i;
+  sync_txn *x;
+  sync_cursor *c = NULL;
+  sync_key key;
+  int rc = 0, ret = EX_FAIL, json = 0, n = 0, pass;
+  char *pos[2];
+  uint64_t rows = 0;
+  for (i = 0; i < (unsigned)argc; i++) {
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (argv[i][0] == '-' && argv[i][1])
+      return ctl_usage("unknown option '%s'", argv[i]);
+    else if (n < 2)
+      pos[n++] = argv[i];
+    else
+      return ctl_usage("too many arguments");
+  }
+  if (n != 2) return ctl_usage("give DB TABLE");
+  if (ctl_open_db(pos[0], 1, &env)) return EX_FAIL;
+  if (ctl_find_table(env, pos[0], pos[1], &t)) goto out0;
+  sync_env_table_def(env, t, &d);
+  if (json && sync_env_column(env, t, "key", &i) == 0) {
+    ctl_say(
+        "%s: table '%s' has a column named 'key', which the JSON form uses for "
+        "the key",
+        pos[0], d.name);
+    goto out0;
+  }
+  if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &x))) {
+    ctl_lib_fail(env, pos[0], rc, "cannot begin");
+    goto out0;
+  }
+  w[0] = 3;
+  for (i = 0; i < d.ncolumns; i++) w[i + 1] = strlen(d.columns[i].name);
+  /* Pass 0 measures the columns (aligned form only), pass 1 prints. */
+  for (pass = json ? 1 : 0; pass < 2; pass++) {
+    if ((rc = sync_cursor_open(x, t, &c))) break;
+    if (pass == 1 && !json) {
+      printf("%-*s", (int)w[0], "key");
+      for (i = 0; i < d.ncolumns; i++)
+        printf("  %-*s", i + 1 < d.ncolumns ? (int)w[i + 1] : 0,
+               d.columns[i].name);
+      printf("\n");
+    }
+    while ((rc = sync_cursor_next(c, &key, vals, d.ncolumns)) == 0) {
+      if (pass == 0) {
+        size_t kw = ctl_put_key(NULL, d.key_type,
+                                (const unsigned char *)key.data, key.len);
+        if (kw > w[0]) w[0] = kw < COLW_MAX ? kw : COLW_MAX;
+        for (i = 0; i < d.ncolumns; i++) {
+          size_t vw = ctl_put_value(NULL, &vals[i]);
+          if (vw > w[i + 1]) w[i + 1] = vw < COLW_MAX ? vw : COLW_MAX;
+        }
+        continue;
+      }
+      rows++;
+      if (json) {
+        ctl_json_row(&d, key.data, key.len, vals);
+      } else {
+        size_t kw = ctl_put_key(stdout, d.key_type,
+                                (const unsigned char *)key.data, key.len);
+        printf("%*s", (int)(kw < w[0] ? w[0] - kw : 0), "");
+        for (i = 0; i < d.ncolumns; i++) {
+          size_t vw;
+          printf("  ");
+          vw = ctl_put_value(stdout, &vals[i]);
+          if (i + 1 < d.ncolumns)
+            printf("%*s", (int)(vw < w[i + 1] ? w[i + 1] - vw : 0), "");
+        }
+        printf("\n");
+      }
+    }
+    sync_cursor_close(c);
+    c = NULL;
+    if (rc != SYNC_NOTFOUND) break;
+    rc = 0;
+  }
+  if (rc)
+    ctl_lib_fail(env, pos[0], rc, "cannot read the table");
+  else
+    ret = EX_OK;
+  sync_txn_abort(x);
+out0:
+  sync_env_close(env);
+  (void)rows;
+  return ret;
+}
+
+const ctl_help ctl_help_load = {
+    "synctl load DB TABLE FILE|- [--batch N]", "write JSON lines into a table",
+    "Reads JSON lines (as 'synctl dump --json' writes them) from FILE, or\n"
+    "standard input for -, and puts each row, N rows (default 1000) per\n"
+    "transaction.  Columns missing from an object are NULL.  A bad line\n"
+    "stops the load with its line number; the batches before it stay\n"
+    "committed, the batch holding it is not.\n"};
+
+/* What load reads of its arguments. */
+typedef struct load_args {
+  const char *db, *table, *file;
+  size_t batch;
+} load_args;
+
+static int load_parse_args(int argc, char **argv, load_args *la) {
+  unsigned i;
+  int n = 0;
+  char *pos[3];
+  la->batch = 1000;
+  for (i = 0; i < (unsigned)argc; i++) {
+    if (!strcmp(argv[i], "--batch")) {
+      uint64_t b;
+      if (i + 1 == (unsigned)argc || ctl_parse_u64(argv[++i], &b) || !b)
+        return ctl_usage("--batch needs a number of rows");
+      la->batch = (size_t)b;
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      return ctl_usage("unknown option '%s'", argv[i]);
+    } else if (n < 3) {
+      pos[n++] = argv[i];
+    } else {
+      return ctl_usage("too many arguments");
+    }
+  }
+  if (n != 3) return ctl_usage("give DB TABLE FILE (or - for standard input)");
+  la->db = pos[0];
+  la->table = pos[1];
+  la->file = pos[2];
+  return EX_OK;
+}
+
+/* The table being loaded, its open batch, and the line being read. */
+typedef struct loader {
+  sync_env *env;
+  const char *db;
+  unsigned t;
+  sync_table_def d;
+  sync_txn *x;    /* the batch; NULL until a row needs it */
+  char where[64]; /* FILE:LINE, for messages */
+} loader;
+
+/* One line's row as it is read.  The steps below return 0 when all is
+ * well, 1 when r.err says what is wrong with the line, and 2 when the
+ * load stops with its words said already. */
+typedef struct load_row {
+  ctl_jrd r;
+  sync_value vals[MAXC];
+  unsigned char *hold[MAXC]; /* blob bytes of vals, freed after the put */
+  int nhold, have_key;
+  ctl_keybuf k;
+  char *sp; /* where the next unescaped string goes in the scratch */
+} load_row;
+
+static int load_key(loader *l, load_row *w, const ctl_jval *jv) {
+  char kb[2 * SYNC_MAX_KEY + 3];
+  int ints = l->d.key_type == SYNC_INTEGER;
+  if ((jv->kind == 1 && ints && jv->n < sizeof kb) ||
+      (jv->kind == 2 && !ints && jv->n < sizeof kb &&
+       !memchr(jv->s, 0, jv->n))) {
+    memcpy(kb, jv->s, jv->n);
+    kb[jv->n] = 0;
+  } else {
+    snprintf(w->r.err, sizeof w->r.err, "\"key\" must be a %s",
+             ints ? "number" : "string");
+    return 1;
+  }
+  if (ctl_parse_key(l->env, l->where, l->t, kb, &w->k)) return 2;
+  w->have_key = 1;
+  return 0;
+}
+
+static int load_column(loader *l, load_row *w, const char *name, size_t nl,
+                       const ctl_jval *jv) {
+  unsigned j, col;
+  for (j = 0; j < l->d.ncolumns; j++)
+    if (strlen(l->d.columns[j].name) == nl &&
+        !memcmp(l->d.columns[j].name, name, nl))
+      break;
+  if (j == l->d.ncolumns) {
+    ctl_find_column(l->env, l->where, l->t, name, nl, &col);
+    return 2;
+  }
+  if (ctl_jto_value(&l->d.columns[j], jv, &w->vals[j], &w->hold[w->nhold],
+                    w->r.err, sizeof w->r.err))
+    return 1;
+  if (w->hold[w->nhold]) w->nhold++;
+  return 0;
+}
+
+/* One "name": value member of the object. */
+static int load_member(loader *l, load_row *w) {
+  ctl_jrd *r = &w->r;
+  char *name = w->sp;
+  long nl;
+  ctl_jval jv;
+  ctl_jws(r);
+  if ((nl = ctl_jstr(r, name)) < 0) {
+    snprintf(r->err, sizeof r->err, "expected a quoted name");
+    return 1;
+  }
+  w->sp += nl + 1;
+  ctl_jws(r);
+  if (r->p >= r->end || *r->p++ != ':' || ctl_jvalue(r, w->sp, &jv)) {
+    snprintf(r->err, sizeof r->err, "malformed value of '%.*s'", (int)nl, name);
+    return 1;
+  }
+  if (jv.kind == 2) w->sp += jv.n + 1;
+  if (nl == 3 && !memcmp(name, "key", 3)) return load_key(l, w, &jv);
+  return load_column(l, w, name, (size_t)nl, &jv);
+}
+
+/* The object on the line: its members, then nothing but blanks. */
+static int load_object(loader *l, load_row *w) {
+  ctl_jrd *r = &w->r;
+  int bad = 0;
+  if (*r->p != '{') {
+    snprintf(r->err, sizeof r->err, "not a JSON object");
+    return 1;
+  }
+  r->p++;
+  ctl_jws(r);
+  if (r->p < r->end && *r->p == '}')
+    r->p++;
+  else
+    for (;;) {
+      if ((bad = load_member(l, w))) break;
+      ctl_jws(r);
+      if (r->p < r->end && *r->p == ',') {
+        r->p++;
+        continue;
+      }
+      if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        break;
+      }
+      snprintf(r->err, sizeof r->err, "expected ',' or '}'");
+      bad = 1;
+      break;
+    }
+  ctl_jws(r);
+  if (!bad && r->p != r->end) {
+    snprintf(r->err, sizeof r->err, "text after the object");
+    bad = 1;
+  }
+  if (!bad && !w->have_key) {
+    snprintf(r->err, sizeof r->err, "no \"key\"");
+    bad = 1;
+  }
+  return bad;
+}
+
+/* The row into the batch (begun here when it is the batch's first). */
+static int load_put(loader *l, load_row *w) {
+  int rc;
+  unsigned j;
+  if (!l->x && (rc = sync_txn_begin(l->env, 0, &l->x))) {
+    ctl_lib_fail(l->env, l->db, rc, "cannot begin");
+    return 2;
+  }
+  rc = sync_put(l->x, l->t, w->k.b, w->k.n, w->vals, l->d.ncolumns);
+  if (!rc) return 0;
+  if (rc == SYNC_ECONSTRAINT) {
+    snprintf(w->r.err, sizeof w->r.err, "a notnull column would be NULL");
+    for (j = 0; j < l->d.ncolumns; j++)
+      if ((l->d.columns[j].flags & SYNC_COL_NOTNULL) &&
+          w->vals[j].type == SYNC_NULL) {
+        snprintf(w->r.err, sizeof w->r.err, "column '%s' is notnull",
+                 l->d.columns[j].name);
+        break;
+      }
+  } else
+    snprintf(w->r.err, sizeof w->r.err, "%s", sync_strerror(rc));
+  return 1;
+}
+
+/* One line read and put.  -1 for a blank line, else as the steps above
+ * (a bad line said here).  *scratch holds the line's unescaped strings. */
+static int load_line(loader *l, char *line, size_t len, char **scratch) {
+  load_row w;
+  unsigned i;
+  int bad;
+  w.r.p = line;
+  w.r.end = line + len;
+  w.r.err[0] = 0;
+  ctl_jws(&w.r);
+  if (w.r.p == w.r.end) return -1; /* blank line */
+  free(*scratch);
+  if (!(*scratch = (char *)malloc(len + 8))) return 2;
+  w.sp = *scratch;
+  w.nhold = w.have_key = 0;
+  for (i = 0; i < l->d.ncolumns; i++) w.vals[i] = sync_null();
+  bad = load_object(l, &w);
+  if (!bad) bad = load_put(l, &w);
+  while (w.nhold) free(w.hold[--w.nhold]);
+  if (bad == 1) ctl_say("%s: %s", l->where, w.r.err);
+  return bad;
+}
+
+static int load_commit(loader *l) {
+  int rc = sync_txn_commit(l->x);
+  l->x = NULL;
+  if (rc) ctl_lib_fail(l->env, l->db, rc, "commit failed");
+  return rc;
+}
+
+int ctl_cmd_load(int argc, char **argv) {
+  load_args la;
+  loader l;
+  FILE *f;
+  char *line = NULL, *scratch = NULL;
+  size_t cap = 0, inbatch = 0;
+  ssize_t len;
+  long lineno = 0;
+  uint64_t total = 0;
+  int rc, ret = EX_FAIL;
+  memset(&la, 0, sizeof la);
+  if ((rc = load_parse_args(argc, argv, &la))) return rc;
+  if (!strcmp(la.file, "-"))
+    f = stdin;
+  else if (!(f = fopen(la.file, "r"))) {
+    ctl_say("%s: %s", la.file, strerror(errno));
+    return EX_FAIL;
+  }
+  memset(&l, 0, sizeof l);
+  l.db = la.db;
+  if (ctl_open_db(la.db, 0, &l.env)) {
+    if (f != stdin) fclose(f);
+    return EX_FAIL;
+  }
+  if (ctl_find_table(l.env, la.db, la.table, &l.t)) goto out;
+  sync_env_table_def(l.env, l.t, &l.d);
+  while ((len = getline(&line, &cap, f)) >= 0) {
+    lineno++;
+    snprintf(l.where, sizeof l.where, "%s:%ld",
+             !strcmp(la.file, "-") ? "stdin" : la.file, lineno);
+    if ((rc = load_line(&l, line, (size_t)len, &scratch)) < 0) continue;
+    if (rc) goto out;
+    total++;
+    if (++inbatch == la.batch) {
+      inbatch = 0;
+      if (load_commit(&l)) goto out;
+    }
+  }
+  if (l.x && load_commit(&l)) goto out;
+  printf("loaded %llu rows into %s\n", (unsigned long long)total, l.d.name);
+  ret = EX_OK;
+out:
+  sync_txn_abort(l.x);
+  free(line);
+  free(scratch);
+  if (f != stdin) fclose(f);
+  sync_env_close(l.env);
+  return ret;
+}

@@ -1,0 +1,597 @@
+/*
+ * Commands that meet another replica: serve (the loop is server.c's),
+ * sync, repair and diff, with a server over TCP or with another file in
+ * this process.  Each command's manual page stands above it.
+ */
+#include "synctl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------------
+ * serve
+ * ------------------------------------------------------------------- */
+const ctl_help ctl_help_serve = {
+    "synctl serve DB ADDRESS [--credentials FILE] [--metrics ADDRESS]\n"
+    "       [--port-file FILE] [--metrics-port-file FILE] [--sessions N] "
+    "[--quiet]",
+    "serve the database to peers over TCP",
+    "Listens on ADDRESS (HOST:PORT; port 0 picks a free one, written to\n"
+    "--port-file) and answers sync sessions from any number of clients at\n"
+    "once ('synctl sync', devices).  --credentials FILE maps tokens to\n"
+    "rights, one client per line:\n\n"
+    "    TOKEN read=TABLE[,TABLE...] write=TABLE[,...] [relay] [site=HEX32]\n"
+    "          [where=COLUMN=VALUE]\n\n"
+    "('*' for every table; site= refuses the token to any replica but the\n"
+    "one with that site id; where= limits what the client receives to the\n"
+    "rows whose COLUMN holds VALUE, in the tables with such a column: a\n"
+    "row whose value changes leaves the client or comes to it, and a\n"
+    "changed file takes effect at each client's next sync); without it\n"
+    "every client may read and write everything.  --metrics ADDRESS serves the "
+    "server's stats as\n"
+    "Prometheus text on plain HTTP (GET /metrics).  --sessions N stops\n"
+    "after N sessions; otherwise it runs until SIGINT or SIGTERM.\n"};
+
+int ctl_cmd_serve(int argc, char **argv) {
+  ctl_serve_opts o;
+  int i;
+  memset(&o, 0, sizeof o);
+  o.max_sessions = -1;
+  for (i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    int more = i + 1 < argc;
+    if (!strcmp(a, "--credentials") && more)
+      o.credfile = argv[++i];
+    else if (!strcmp(a, "--metrics") && more)
+      o.maddr = argv[++i];
+    else if (!strcmp(a, "--port-file") && more)
+      o.portfile = argv[++i];
+    else if (!strcmp(a, "--metrics-port-file") && more)
+      o.mportfile = argv[++i];
+    else if (!strcmp(a, "--sessions") && more) {
+      uint64_t n;
+      if (ctl_parse_u64(argv[++i], &n))
+        return ctl_usage("--sessions needs a number");
+      o.max_sessions = (long)n;
+    } else if (!strcmp(a, "--quiet"))
+      o.quiet = 1;
+    else if (a[0] == '-' && a[1])
+      return ctl_usage("unknown option '%s' (or it needs a value)", a);
+    else if (!o.db)
+      o.db = a;
+    else if (!o.addr)
+      o.addr = a;
+    else
+      return ctl_usage("too many arguments");
+  }
+  if (!o.db || !o.addr) return ctl_usage("give DB and HOST:PORT");
+  return ctl_serve(&o);
+}
+
+/* ---------------------------------------------------------------------
+ * What sync, repair and diff share
+ * ------------------------------------------------------------------- */
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A step failed and its words are out already (or none are due): library
+ * codes are 0 or negative. */
+#define SAID 1
+
+/* The arguments sync, repair and diff take alike. */
+typedef struct peer_args {
+  const char *db, *other, *tables, *token;
+  uint64_t maxmsg;
+} peer_args;
+
+/* argv[*i] (and its value, moving *i past it) into pa.  EX_OK, or the
+ * exit status of a usage error (said). */
+static int peer_arg(int argc, char **argv, int *i, peer_args *pa) {
+  const char *a = argv[*i];
+  int more = *i + 1 < argc;
+  if (!strcmp(a, "--tables") && more)
+    pa->tables = argv[++*i];
+  else if (!strcmp(a, "--token") && more)
+    pa->token = argv[++*i];
+  else if (!strcmp(a, "--max-message") && more) {
+    if (ctl_parse_u64(argv[++*i], &pa->maxmsg) || pa->maxmsg < 256 ||
+        pa->maxmsg > (16u << 20))
+      return ctl_usage("--max-message takes 256 to 16777216 bytes");
+  } else if (a[0] == '-' && a[1])
+    return ctl_usage("unknown option '%s' (or it needs a value)", a);
+  else if (!pa->db)
+    pa->db = a;
+  else if (!pa->other)
+    pa->other = a;
+  else
+    return ctl_usage("too many arguments");
+  return EX_OK;
+}
+
+/* What sync, repair and diff set alike: the token, the largest message
+ * and the tables (mask receives them).  EX_OK, or the exit status of a
+ * usage error or an unknown table (said already). */
+static int session_common(sync_env *env, const peer_args *pa,
+                          unsigned char *mask, sync_session_opts *so) {
+  if (pa->token) {
+    so->credential = pa->token;
+    so->credential_len = strlen(pa->token);
+    if (so->credential_len > 1024)
+      return ctl_usage("a token is at most 1024 bytes");
+  }
+  so->max_message = (size_t)pa->maxmsg;
+  if (pa->tables) {
+    char *list = strdup(pa->tables), *save = NULL, *t;
+    if (!list) return EX_FAIL;
+    memset(mask, 0, SYNC_RIGHTS_BYTES);
+    for (t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      unsigned id;
+      if (ctl_find_table(env, pa->db, t, &id)) {
+        free(list);
+        return EX_FAIL;
+      }
+      mask[id >> 3] |= (unsigned char)(1u << (id & 7));
+    }
+    free(list);
+    so->tables = mask;
+  }
+  return EX_OK;
+}
+
+/* Two sessions in this process, passing bytes to each other. */
+static int run_pair(sync_session *c, sync_session *s) {
+  unsigned char buf[65536];
+  int idle = 0;
+  while (sync_session_status(c) == 0 || sync_session_status(s) == 0) {
+    sync_session *from[2] = {c, s}, *to[2] = {s, c};
+    int k, moved = 0;
+    for (k = 0; k < 2; k++) {
+      sync_outbuf o = {buf, sizeof buf, 0};
+      int64_t n = sync_session_send(from[k], &o);
+      if (n < 0) return (int)n;
+      if (n > 0) {
+        sync_inbuf in = {buf, (size_t)n, 0};
+        sync_session_recv(to[k], &in);
+        moved = 1;
+      }
+    }
+    if (!moved && ++idle > 2) {
+      /* Neither side has anything to say: whoever still runs is stuck. */
+      if (sync_session_status(c) == 0) sync_session_abort(c, SYNC_ECLOSED);
+      if (sync_session_status(s) == 0) sync_session_abort(s, SYNC_ECLOSED);
+    } else if (moved) {
+      idle = 0;
+    }
+  }
+  return sync_session_status(c) == 1 ? 0 : sync_session_status(c);
+}
+
+/* One session in this process: DB (env) the client with so, the file
+ * oenv serving.  0, a library code (the session's words in errmsg), or
+ * SAID when no session could start. */
+static int pair_session(sync_env *env, sync_env *oenv,
+                        const sync_session_opts *so, const char *db,
+                        sync_session_stats *st, char *errmsg, size_t cap) {
+  sync_session *c = NULL, *s = NULL;
+  sync_session_opts oo;
+  int rc;
+  memset(&oo, 0, sizeof oo);
+  oo.server = 1;
+  if ((rc = sync_session_create(env, so, &c)) ||
+      (rc = sync_session_create(oenv, &oo, &s))) {
+    sync_session_free(c);
+    ctl_lib_fail(env, db, rc, "cannot start a session");
+    return SAID;
+  }
+  rc = run_pair(c, s);
+  sync_session_stats_get(c, st);
+  if (rc) snprintf(errmsg, cap, "%s", sync_session_errmsg(c));
+  sync_session_free(c);
+  sync_session_free(s);
+  return rc;
+}
+
+/* Why a session with the other side failed. */
+static void session_fail(const peer_args *pa, int rc, const char *errmsg,
+                         int rights) {
+  if (rc == SYNC_ESCHEMA)
+    ctl_say("%s: with %s: the schemas differ (%s)", pa->db, pa->other,
+            errmsg[0] ? errmsg : "compare 'synctl schema' of both");
+  else if (rights && rc == SYNC_EPERM)
+    ctl_say("%s: with %s: refused by the rights the server grants (%s)", pa->db,
+            pa->other, errmsg);
+  else
+    ctl_say("%s: with %s: %s%s%s%s", pa->db, pa->other, sync_strerror(rc),
+            errmsg[0] ? " (" : "", errmsg, errmsg[0] ? ")" : "");
+}
+
+/* ---------------------------------------------------------------------
+ * sync
+ * ------------------------------------------------------------------- */
+typedef struct progress {
+  int tty;
+  double t0, last;
+  int shown;
+} progress;
+
+static void on_progress(void *ctx, const sync_session_stats *st) {
+  progress *p = (progress *)ctx;
+  double t = now_s(), el;
+  uint64_t rows = st->rows_received + st->rows_sent;
+  char b[32], eta[32] = "";
+  if (!p->tty || t - p->last < 0.1) return;
+  p->last = t;
+  el = t - p->t0;
+  ctl_fmt_bytes(st->bytes_received + st->bytes_sent, b, sizeof b);
+  if (st->rows_expected && st->rows_received < st->rows_expected && el > 0 &&
+      st->rows_received) {
+    double left = (double)(st->rows_expected - st->rows_received) * el /
+                  (double)st->rows_received;
+    snprintf(eta, sizeof eta, "  ETA %d:%02d", (int)left / 60, (int)left % 60);
+  }
+  if (st->rows_expected)
+    printf("\r\033[K%llu/%llu rows (%d%%)  %s  %.0f rows/s%s",
+           (unsigned long long)rows, (unsigned long long)st->rows_expected,
+           (int)(100.0 * (double)st->rows_received / (double)st->rows_expected),
+           b, el > 0 ? (double)rows / el : 0.0, eta);
+  else
+    printf("\r\033[K%llu rows  %s  %.0f rows/s", (unsigned long long)rows, b,
+           el > 0 ? (double)rows / el : 0.0);
+  fflush(stdout);
+  p->shown = 1;
+}
+
+/* With a server: whole sessions, retried with backoff. */
+static int sync_remote(sync_env *env, sync_session_opts *so, const char *addr,
+                       sync_session_stats *st, char *errmsg, size_t cap) {
+  sync_retry_opts ro;
+  sync_retry *r;
+  ctl_tcp_link l;
+  int rc;
+  so->level = 3;
+  memset(&ro, 0, sizeof ro);
+  ro.attempts = 3;
+  ro.base_delay_ms = 200;
+  ro.max_delay_ms = 2000;
+  l.addr = addr;
+  l.fd = -1;
+  if ((rc = sync_retry_create(NULL, &ro, &r))) return SAID;
+  rc = sync_retry_run(r, env, so, ctl_tcp_connect, ctl_tcp_close, &l, st);
+  sync_retry_free(r);
+  if (rc == SYNC_ECLOSED && !st->bytes_received)
+    snprintf(errmsg, cap, "cannot reach the server");
+  return rc;
+}
+
+/* With another file: when one side was a copy and took a new site id,
+ * once more, as it. */
+static int sync_local(sync_env *env, sync_env *oenv,
+                      const sync_session_opts *so, const peer_args *pa,
+                      sync_session_stats *st, char *errmsg, size_t cap) {
+  int i, rc = 0;
+  for (i = 0; i < 2; i++) {
+    rc = pair_session(env, oenv, so, pa->db, st, errmsg, cap);
+    if (rc != SYNC_EHISTORY || so->dry_run) break;
+    ctl_say("%s: with %s: %s; syncing again", pa->db, pa->other, errmsg);
+  }
+  return rc;
+}
+
+/* The summing-up line(s) of a sync that ran; el its seconds. */
+static void sync_report(sync_env *env, const char *other, int dry,
+                        const sync_session_stats *st, double el) {
+  uint64_t dg = ctl_digest_all(env);
+  char bi[32], bo[32];
+  ctl_fmt_bytes(st->bytes_received, bi, sizeof bi);
+  ctl_fmt_bytes(st->bytes_sent, bo, sizeof bo);
+  if (dry)
+    printf("dry run with %s: would insert %llu, update %llu, delete %llu "
+           "here; insert %llu, "
+           "update %llu, delete %llu there; nothing written\n",
+           other, (unsigned long long)st->applied.inserted,
+           (unsigned long long)st->applied.updated,
+           (unsigned long long)st->applied.deleted,
+           (unsigned long long)st->peer_applied.inserted,
+           (unsigned long long)st->peer_applied.updated,
+           (unsigned long long)st->peer_applied.deleted);
+  else
+    printf("synced with %s: received %llu row%s (%llu new, %llu updated, "
+           "%llu deleted), sent "
+           "%llu row%s; %s in, %s out; %llu conflict%s (%llu here, %llu "
+           "there); %.2f s; digest "
+           "%016llx\n",
+           other, (unsigned long long)st->rows_received,
+           st->rows_received == 1 ? "" : "s",
+           (unsigned long long)st->applied.inserted,
+           (unsigned long long)st->applied.updated,
+           (unsigned long long)st->applied.deleted,
+           (unsigned long long)st->rows_sent, st->rows_sent == 1 ? "" : "s", bi,
+           bo,
+           (unsigned long long)(st->applied.conflicts +
+                                st->peer_applied.conflicts),
+           st->applied.conflicts + st->peer_applied.conflicts == 1 ? "" : "s",
+           (unsigned long long)st->applied.conflicts,
+           (unsigned long long)st->peer_applied.conflicts, el,
+           (unsigned long long)dg);
+  if (st->peer_applied.refused)
+    printf("the other side refused %llu rows (outside the rights of this "
+           "token)\n",
+           (unsigned long long)st->peer_applied.refused);
+  if (st->reverted)
+    printf("%llu refused row%s went back to the other side's version "
+           "(synctl rejected lists them)\n",
+           (unsigned long long)st->reverted, st->reverted == 1 ? "" : "s");
+}
+
+const ctl_help ctl_help_sync = {
+    "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
+    "       [--tables A,B] [--token T] [--max-message BYTES]",
+    "sync with a server or another database file",
+    "Runs one session: DB is the client, the other side serves.  With\n"
+    "HOST:PORT the other side is a server ('synctl serve'); with a path it\n"
+    "is another database file, synced in this process through two\n"
+    "sessions that pass bytes to each other.  --pull receives, --push\n"
+    "sends, --both (default) does both.  --dry-run writes nothing on\n"
+    "either side and says what would change.  --tables limits the tables;\n"
+    "changing it later removes the rows of tables no longer listed and\n"
+    "brings those of new ones, with no reset.\n"
+    "--token is the credential the server checks.  On a terminal a\n"
+    "progress line shows rows, bytes, rate and, when the sender said how\n"
+    "many rows come, the time left.  The last line sums up what moved and\n"
+    "the digest of DB afterwards.  When one side turns out to be a copy\n"
+    "(a file restored from a backup, or copied), it takes a new site id,\n"
+    "a line says so, and the session runs once more.\n"};
+
+int ctl_cmd_sync(int argc, char **argv) {
+  peer_args pa;
+  sync_env *env = NULL, *oenv = NULL;
+  sync_session_opts so;
+  sync_session_stats st;
+  unsigned char mask[SYNC_RIGHTS_BYTES];
+  progress pr;
+  int i, rc, mode = SYNC_BOTH, dry = 0, remote, ret = EX_FAIL;
+  char errmsg[300] = "";
+  memset(&pa, 0, sizeof pa);
+  for (i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--pull"))
+      mode = SYNC_PULL;
+    else if (!strcmp(a, "--push"))
+      mode = SYNC_PUSH;
+    else if (!strcmp(a, "--both"))
+      mode = SYNC_BOTH;
+    else if (!strcmp(a, "--dry-run"))
+      dry = 1;
+    else if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK)
+      return ret;
+  }
+  if (!pa.db || !pa.other)
+    return ctl_usage("give DB and HOST:PORT or OTHER_DB");
+  remote = ctl_is_address(pa.other);
+  if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
+  memset(&so, 0, sizeof so);
+  so.mode = mode;
+  so.dry_run = dry;
+  if ((ret = session_common(env, &pa, mask, &so)) != EX_OK) goto out;
+  ret = EX_FAIL;
+  memset(&pr, 0, sizeof pr);
+  pr.tty = isatty(1);
+  pr.t0 = now_s(); /* pr.last 0: the first chunk shows a line at once */
+  so.progress = on_progress;
+  so.progress_ctx = &pr;
+  memset(&st, 0, sizeof st);
+  if (remote) {
+    rc = sync_remote(env, &so, pa.other, &st, errmsg, sizeof errmsg);
+  } else if (!strcmp(pa.db, pa.other)) {
+    ret = ctl_usage("a database cannot sync with itself");
+    goto out;
+  } else if (ctl_open_db(pa.other, 0, &oenv)) {
+    goto out; /* a dry run, too, runs write txns */
+  } else {
+    rc = sync_local(env, oenv, &so, &pa, &st, errmsg, sizeof errmsg);
+  }
+  if (rc == SAID) goto out;
+  if (pr.shown) printf("\r\033[K");
+  if (rc) {
+    session_fail(&pa, rc, errmsg, 1);
+    goto out;
+  }
+  sync_report(env, pa.other, dry, &st, now_s() - pr.t0);
+  ret = EX_OK;
+out:
+  sync_env_close(oenv);
+  sync_env_close(env);
+  return ret;
+}
+
+/* ---------------------------------------------------------------------
+ * repair and diff
+ * ------------------------------------------------------------------- */
+typedef struct diff_out {
+  sync_env *env;
+  uint64_t n, local, remote, both;
+} diff_out;
+
+static void on_diff(void *ctx, unsigned table, const void *key, size_t klen,
+                    int side) {
+  diff_out *o = (diff_out *)ctx;
+  sync_table_def d;
+  sync_env_table_def(o->env, table, &d);
+  printf("%s ", d.name);
+  ctl_put_key(stdout, d.key_type, (const unsigned char *)key, klen);
+  printf(" %s\n", side == SYNC_DIFF_LOCAL    ? "here"
+                  : side == SYNC_DIFF_REMOTE ? "there"
+                                             : "both");
+  o->n++;
+  if (side == SYNC_DIFF_LOCAL)
+    o->local++;
+  else if (side == SYNC_DIFF_REMOTE)
+    o->remote++;
+  else
+    o->both++;
+}
+
+/* With a server: one attempt, for a diff printed twice would mislead, and
+ * a repair cut short is simply run again. */
+static int repair_remote(sync_env *env, sync_session_opts *so, const char *addr,
+                         sync_session_stats *st, char *errmsg, size_t cap) {
+  ctl_tcp_link l;
+  sync_transport t;
+  sync_session *c = NULL;
+  int rc;
+  so->level = 3;
+  l.addr = addr;
+  l.fd = -1;
+  if ((rc = ctl_tcp_connect(&l, &t))) {
+    snprintf(errmsg, cap, "cannot reach the server");
+    return rc;
+  }
+  if ((rc = sync_session_create(env, so, &c)) == 0) {
+    rc = sync_session_run(c, &t);
+    sync_session_stats_get(c, st);
+    if (rc) snprintf(errmsg, cap, "%s", sync_session_errmsg(c));
+    sync_session_free(c);
+  }
+  ctl_tcp_close(&l, &t);
+  return rc;
+}
+
+/* The summing-up line of a repair or a diff that ran, and its exit
+ * status. */
+static int repair_report(sync_env *env, const peer_args *pa, int diff,
+                         const sync_session_stats *st, const diff_out *dout,
+                         double t0) {
+  char bi[32], bo[32];
+  uint64_t dg;
+  ctl_fmt_bytes(st->bytes_received, bi, sizeof bi);
+  ctl_fmt_bytes(st->bytes_sent, bo, sizeof bo);
+  if (diff) {
+    if (st->repair_equal)
+      printf("equal to %s (%llu round trips, %s in, %s out)\n", pa->other,
+             (unsigned long long)((st->repair_turns + 1) / 2), bi, bo);
+    else
+      printf("%llu row%s differ from %s: %llu only here, %llu only there, "
+             "%llu on both sides (%llu round trips, %s in, %s out)\n",
+             (unsigned long long)dout->n, dout->n == 1 ? "" : "s", pa->other,
+             (unsigned long long)dout->local, (unsigned long long)dout->remote,
+             (unsigned long long)dout->both,
+             (unsigned long long)((st->repair_turns + 1) / 2), bi, bo);
+    return st->repair_equal ? EX_OK : EX_NOTFOUND;
+  }
+  dg = ctl_digest_all(env);
+  printf(
+      "repaired with %s: %s; received %llu row%s (%llu new, %llu "
+      "updated, %llu deleted), sent %llu row%s; %llu pass%s, %llu "
+      "round trips, %llu nodes compared; %s in, %s out; %.2f s; digest "
+      "%016llx\n",
+      pa->other, st->repair_equal ? "equal" : "STILL DIFFERENT",
+      (unsigned long long)st->rows_received, st->rows_received == 1 ? "" : "s",
+      (unsigned long long)st->applied.inserted,
+      (unsigned long long)st->applied.updated,
+      (unsigned long long)st->applied.deleted,
+      (unsigned long long)st->rows_sent, st->rows_sent == 1 ? "" : "s",
+      (unsigned long long)st->repair_passes, st->repair_passes == 1 ? "" : "es",
+      (unsigned long long)((st->repair_turns + 1) / 2),
+      (unsigned long long)st->repair_nodes, bi, bo, now_s() - t0,
+      (unsigned long long)dg);
+  if (!st->repair_equal)
+    ctl_say("%s: with %s: the replicas still differ (rows outside the rights "
+            "of this token were refused, or they changed meanwhile)",
+            pa->db, pa->other);
+  return st->repair_equal ? EX_OK : EX_FAIL;
+}
+
+/* synctl repair / synctl diff: one repair session, DB the client. */
+static int cmd_repair_diff(int argc, char **argv, int diff) {
+  peer_args pa;
+  sync_env *env = NULL, *oenv = NULL;
+  sync_session_opts so;
+  sync_session_stats st;
+  unsigned char mask[SYNC_RIGHTS_BYTES];
+  diff_out dout;
+  int i, rc, remote, ret = EX_FAIL;
+  char errmsg[300] = "";
+  double t0 = now_s();
+  memset(&pa, 0, sizeof pa);
+  for (i = 0; i < argc; i++)
+    if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK) return ret;
+  if (!pa.db || !pa.other)
+    return ctl_usage("give DB and HOST:PORT or OTHER_DB");
+  remote = ctl_is_address(pa.other);
+  if (!remote && !strcmp(pa.db, pa.other))
+    return ctl_usage("a database cannot repair with itself");
+  if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
+  memset(&so, 0, sizeof so);
+  memset(&dout, 0, sizeof dout);
+  dout.env = env;
+  so.repair = 1;
+  so.dry_run = diff;
+  so.on_diff = diff ? on_diff : NULL;
+  so.on_diff_ctx = &dout;
+  if ((ret = session_common(env, &pa, mask, &so)) != EX_OK) goto out;
+  ret = EX_FAIL;
+  memset(&st, 0, sizeof st);
+  if (remote)
+    rc = repair_remote(env, &so, pa.other, &st, errmsg, sizeof errmsg);
+  else if (ctl_open_db(pa.other, 0, &oenv))
+    goto out;
+  else
+    rc = pair_session(env, oenv, &so, pa.db, &st, errmsg, sizeof errmsg);
+  if (rc == SAID) goto out;
+  if (rc) {
+    session_fail(&pa, rc, errmsg, 0);
+    goto out;
+  }
+  ret = repair_report(env, &pa, diff, &st, &dout, t0);
+out:
+  sync_env_close(oenv);
+  sync_env_close(env);
+  return ret;
+}
+
+const ctl_help ctl_help_repair = {
+    "synctl repair DB ADDRESS|OTHER_DB [--tables A,B] [--token T]\n"
+    "       [--max-message BYTES]",
+    "find where two replicas differ and exchange only that",
+    "Runs one repair session (docs/PROTOCOL.md, \"Repair\"): DB is the\n"
+    "client; the other side is a server ('synctl serve') at HOST:PORT or\n"
+    "another database file.  The two compare fingerprints of hash-prefix\n"
+    "trees of their tables (live rows and tombstones: a replica that\n"
+    "lacks a delete its peer keeps gets it, so that a key it writes\n"
+    "again afterwards wins everywhere) and exchange only the rows of the\n"
+    "leaves that differ, merged by the usual rules (and, on a server,\n"
+    "within the rights of --token).  It needs no change log or cursor, so\n"
+    "it mends a replica restored from a backup, one whose peer record was\n"
+    "reset, and drift of any cause.  It is the path after a sync fails as\n"
+    "stale (the peer collected tombstones this replica never saw): once the\n"
+    "repair is complete, DB's cursor for the other side stands at where\n"
+    "that side's log was when the repair began, and 'synctl sync' works\n"
+    "again.  The last line sums up what moved.  Exit status 0 when both\n"
+    "ended equal, 1 when they still differ (rows refused by the rights,\n"
+    "or written meanwhile) or the session failed.\n"};
+
+const ctl_help ctl_help_diff = {
+    "synctl diff DB ADDRESS|OTHER_DB [--tables A,B] [--token T]\n"
+    "       [--max-message BYTES]",
+    "list the rows two replicas hold differently, writing nothing",
+    "A repair session that writes nothing on either side ('synctl\n"
+    "repair' with a dry run).  Prints one line per differing row:\n\n"
+    "    TABLE KEY here|there|both\n\n"
+    "(here: only DB holds the row, live or deleted; there: only the other\n"
+    "side; both: both do, in different states: values, stamps or\n"
+    "deletes).  A row may be listed twice when the difference is larger\n"
+    "than one turn of the repair carries.  Exit status 0 when the\n"
+    "replicas are equal, 3 when they differ, 1 on failure.\n"};
+
+int ctl_cmd_repair(int argc, char **argv) {
+  return cmd_repair_diff(argc, argv, 0);
+}
+
+int ctl_cmd_diff(int argc, char **argv) {
+  return cmd_repair_diff(argc, argv, 1);
+}

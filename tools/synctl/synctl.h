@@ -1,0 +1,258 @@
+/*
+ * synctl's own header: the exit statuses, the command table's types, and
+ * the helpers the command files share.  Only the files of tools/synctl/
+ * include it; it is not API (sync.h is the only public header).
+ *
+ * Where things are: main.c holds the command table and dispatch; each
+ * cmd_*.c file holds a group of commands, each with its manual page
+ * (ctl_help_NAME) beside its function (ctl_cmd_NAME); output.c, db.c,
+ * values.c, json.c and schema.c are the shared helpers; net.c is TCP and
+ * server.c is the loop behind 'synctl serve'.
+ */
+#ifndef SYNCTL_H
+#define SYNCTL_H
+
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sync.h"
+
+#define EX_OK 0
+#define EX_FAIL 1
+#define EX_USAGE 2
+#define EX_NOTFOUND 3
+
+/* The most tables and columns a schema given to init may have. */
+#define MAXT 64
+#define MAXC 256
+
+/* ---------------------------------------------------------------------
+ * Commands (main.c holds the table)
+ * ------------------------------------------------------------------- */
+/* A command's manual page: 'synctl help NAME' and 'synctl NAME --help'
+ * print it, the overview lists the summary.  The synopsis may run over
+ * lines; the body is paragraphs of lines that end in '\n'. */
+typedef struct ctl_help {
+  const char *synopsis, *summary, *body;
+} ctl_help;
+
+/* Runs a command on the arguments after its name; returns the exit
+ * status. */
+typedef int (*ctl_cmd_fn)(int argc, char **argv);
+
+#define CTL_COMMAND(name)                                                      \
+  int ctl_cmd_##name(int argc, char **argv);                                   \
+  extern const ctl_help ctl_help_##name
+
+/* cmd_rows.c */
+CTL_COMMAND(init);
+CTL_COMMAND(schema);
+CTL_COMMAND(add_column);
+CTL_COMMAND(put);
+CTL_COMMAND(get);
+CTL_COMMAND(del);
+CTL_COMMAND(dump);
+CTL_COMMAND(load);
+/* cmd_inspect.c */
+CTL_COMMAND(log);
+CTL_COMMAND(vv);
+CTL_COMMAND(peers);
+CTL_COMMAND(gc);
+CTL_COMMAND(digest);
+CTL_COMMAND(verify);
+CTL_COMMAND(stats);
+/* cmd_conflicts.c */
+CTL_COMMAND(conflicts);
+CTL_COMMAND(rejected);
+/* cmd_sync.c */
+CTL_COMMAND(serve);
+CTL_COMMAND(sync);
+CTL_COMMAND(repair);
+CTL_COMMAND(diff);
+
+/* ---------------------------------------------------------------------
+ * Messages and output (output.c)
+ * ------------------------------------------------------------------- */
+/* The command running, for messages ("synctl: put: ..."); main sets it. */
+extern const char *ctl_cmd;
+
+/* A message on stderr, after "synctl: COMMAND: ". */
+void ctl_say(const char *fmt, ...);
+/* A usage error: the message, then where to read more.  Returns
+ * EX_USAGE. */
+int ctl_usage(const char *fmt, ...);
+/* A library failure on env (NULL: none yet), in its own words when it has
+ * them.  Returns EX_FAIL. */
+int ctl_lib_fail(sync_env *env, const char *db, int rc, const char *what);
+/* Words for a failed write on a row of d.  Returns EX_FAIL. */
+int ctl_write_fail(sync_env *env, const char *db, const sync_table_def *d,
+                   int rc);
+
+void ctl_put_hex(FILE *f, const unsigned char *p, size_t n);
+/* n bytes as 2n hex digits and a NUL into out. */
+void ctl_hex_str(const uint8_t *p, size_t n, char *out);
+/* The shortest decimal that reads back to r, into out. */
+void ctl_fmt_real(double r, char *out, size_t cap);
+/* A value or a key for the aligned forms; returns its width.  f NULL:
+ * only measure. */
+size_t ctl_put_value(FILE *f, const sync_value *v);
+size_t ctl_put_key(FILE *f, int key_type, const unsigned char *k, size_t n);
+/* A key as ctl_put_key prints it, into out. */
+void ctl_key_str(int key_type, const unsigned char *k, size_t n, char *out,
+                 size_t cap);
+/* An HLC as "2026-12-01T18:20:01.123Z+counter" ("-" for 0). */
+void ctl_fmt_hlc(uint64_t hlc, char *out, size_t cap);
+/* A byte count as "12 B", "3.4 KiB", ... */
+void ctl_fmt_bytes(uint64_t n, char *out, size_t cap);
+
+/* ---------------------------------------------------------------------
+ * Databases, tables, columns and types (db.c)
+ * ------------------------------------------------------------------- */
+int ctl_file_exists(const char *path);
+/* Open the existing database at path with the schema it holds.  EX_OK and
+ * *out, or EX_FAIL (said). */
+int ctl_open_db(const char *path, int rdonly, sync_env **out);
+const char *ctl_type_name(int t);
+/* A type name of n bytes (integer, int, real, ...) to SYNC_*; 0 when it
+ * names none. */
+int ctl_parse_type(const char *s, size_t n);
+/* The id of a table or a column by name; -1 with a message that lists
+ * them when there is none. */
+int ctl_find_table(sync_env *env, const char *db, const char *name,
+                   unsigned *out);
+int ctl_find_column(sync_env *env, const char *db, unsigned t, const char *name,
+                    size_t nlen, unsigned *out);
+/* A read-only transaction, or EX_FAIL (said). */
+int ctl_begin_ro(sync_env *env, const char *db, sync_txn **x);
+/* Open db read-only and begin a read transaction (EX_FAIL, said, when
+ * either fails), run fn on them and end both.  Returns fn's exit
+ * status. */
+int ctl_read_db(const char *db,
+                int (*fn)(sync_env *env, sync_txn *x, const char *db,
+                          void *ctx),
+                void *ctx);
+/* The digest of every table; 0 when it cannot be read. */
+uint64_t ctl_digest_all(sync_env *env);
+
+/* ---------------------------------------------------------------------
+ * Values from text (values.c)
+ * ------------------------------------------------------------------- */
+typedef struct ctl_keybuf {
+  unsigned char b[SYNC_MAX_KEY + 1];
+  size_t n;
+} ctl_keybuf;
+
+int ctl_hexval(int c);
+/* Hex digits (0x allowed) to bytes, malloc'd (caller frees); NULL when not
+ * hex or out of memory. */
+unsigned char *ctl_from_hex(const char *s, size_t n, size_t *len);
+/* Decimal numbers; -1 unless all of s is one. */
+int ctl_parse_i64(const char *s, int64_t *out);
+int ctl_parse_u64(const char *s, uint64_t *out);
+/* KEY as table t's key type wants it; -1 when not (said). */
+int ctl_parse_key(sync_env *env, const char *db, unsigned t, const char *s,
+                  ctl_keybuf *k);
+/* A value of column col of d from command-line text; blob bytes are
+ * malloc'd into *hold (caller frees).  -1 when not (said). */
+int ctl_parse_value(const char *db, const sync_table_def *d, unsigned col,
+                    const char *s, sync_value *v, unsigned char **hold);
+/* Each line of the text file at path (lines of up to 1023 bytes) to fn,
+ * with where "PATH:LINE" for its messages, until fn returns nonzero.  0,
+ * or -1 when the file cannot be opened or fn failed (said). */
+int ctl_each_line(const char *path,
+                  int (*fn)(void *ctx, char *line, const char *where),
+                  void *ctx);
+
+/* ---------------------------------------------------------------------
+ * JSON lines (json.c)
+ * ------------------------------------------------------------------- */
+void ctl_json_str(FILE *f, const unsigned char *p, size_t n);
+void ctl_json_value(FILE *f, const sync_value *v);
+void ctl_json_key(FILE *f, int key_type, const unsigned char *k, size_t n);
+/* A row of d as one JSON object and a newline on stdout. */
+void ctl_json_row(const sync_table_def *d, const void *key, size_t klen,
+                  const sync_value *vals);
+
+/* The reader: p moves on through [p, end); err says what is wrong. */
+typedef struct ctl_jrd {
+  const char *p, *end;
+  char err[128];
+} ctl_jrd;
+
+typedef struct ctl_jval {
+  int kind;      /* 0 null, 1 number, 2 string, 3 true, 4 false */
+  const char *s; /* string bytes or number text */
+  size_t n;
+  int is_int;
+} ctl_jval;
+
+/* Past blanks. */
+void ctl_jws(ctl_jrd *r);
+/* A string at r->p ('"' first), unescaped into out (room for the same
+ * length); its length, or -1. */
+long ctl_jstr(ctl_jrd *r, char *out);
+/* Any value; a string is unescaped into scratch.  0, or -1. */
+int ctl_jvalue(ctl_jrd *r, char *scratch, ctl_jval *v);
+/* The value of column c from JSON; blob bytes into *hold (caller frees).
+ * -1 with the words in err when the JSON type does not fit. */
+int ctl_jto_value(const sync_column_def *c, const ctl_jval *jv, sync_value *out,
+                  unsigned char **hold, char *err, size_t errcap);
+
+/* ---------------------------------------------------------------------
+ * Schemas given to init and add-column (schema.c)
+ * ------------------------------------------------------------------- */
+typedef struct ctl_schema_in {
+  sync_table_def t[MAXT];
+  sync_column_def c[MAXT][MAXC];
+  unsigned nt;
+  char *strings[MAXT * (MAXC + 1)]; /* the names, malloc'd */
+  size_t ns;
+} ctl_schema_in;
+
+/* Each returns 0, or -1 after a usage message that starts with where. */
+int ctl_add_table(ctl_schema_in *s, const char *name, size_t nlen,
+                  const char *kt, size_t klen, const char *where);
+/* COL:TYPE[:notnull][:local], a column of the last table. */
+int ctl_col_word(ctl_schema_in *s, const char *w, const char *where);
+int ctl_schema_file(ctl_schema_in *s, const char *path);
+/* Frees the names (not s). */
+void ctl_schema_free(ctl_schema_in *s);
+
+/* ---------------------------------------------------------------------
+ * TCP (net.c) and serve (server.c)
+ * ------------------------------------------------------------------- */
+/* HOST:PORT and no file of that name. */
+int ctl_is_address(const char *s);
+/* A connected socket with a receive timeout, or -1 (errno says why). */
+int ctl_tcp_dial(const char *addr, int timeout_s);
+/* A non-blocking listening socket and its port, or -1 (said). */
+int ctl_tcp_listen(const char *addr, int *port_out);
+/* The port into file (nothing when file is NULL); -1 when not (said). */
+int ctl_write_port(const char *file, int port);
+/* GET /metrics from a 'synctl serve --metrics' address, onto stdout.
+ * Returns the exit status. */
+int ctl_stats_remote(const char *addr);
+
+/* A transport over a TCP connection to addr, for sync_retry_run (connect
+ * and close) or one sync_session_run. */
+typedef struct ctl_tcp_link {
+  const char *addr;
+  int fd;
+} ctl_tcp_link;
+int ctl_tcp_connect(void *ctx, sync_transport *t);
+void ctl_tcp_close(void *ctx, sync_transport *t);
+
+/* What 'synctl serve' was given. */
+typedef struct ctl_serve_opts {
+  const char *db, *addr, *credfile, *portfile, *maddr, *mportfile;
+  long max_sessions; /* -1: until SIGINT or SIGTERM */
+  int quiet;
+} ctl_serve_opts;
+/* Serve o->db until told to stop.  Returns the exit status. */
+int ctl_serve(const ctl_serve_opts *o);
+
+#endif
