@@ -5068,6 +5068,13 @@ SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m);
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
+/* What row filter says of stored row r (table tid, key) for peer: 1 to
+ * send it, 0 not; a tombstone is asked with no values.  vals: room for
+ * the table's column count, filled with the row's values. */
+SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
+                               void *ctx, const uint8_t *peer, unsigned tid,
+                               const unsigned char *key, size_t klen,
+                               const sx_row *r, sync_value *vals);
 /* Add stored row r of table tid to d, leaving out columns and rows whose
  * stamps rvv (per local site index) covers (a row is still named when
  * keyed is set: complete initial streams); o (may be NULL) says whether
@@ -5564,22 +5571,28 @@ typedef struct sx_cut {
 
 /* Is stored row r (table tid) in the requester's scope: a selected table
  * and a filter that says yes? */
+SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
+                               void *ctx, const uint8_t *peer, unsigned tid,
+                               const unsigned char *key, size_t klen,
+                               const sx_row *r, sync_value *vals) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!(r->cl & 1)) return filter(ctx, peer, tid, key, klen, NULL, 0) != 0;
+  for (j = 0; j < tb->ncols; j++)
+    vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                          : sync_null();
+  return filter(ctx, peer, tid, key, klen, vals, tb->ncols) != 0;
+}
+
 static int sx_in_scope(sx_cut *c, sync_txn *x, unsigned tid,
                        const unsigned char *key, size_t klen,
                        const sx_row *r) {
   const sync_delta_opts *o = c->o;
-  const sx_table *tb = &x->env->schema->tables[tid];
-  unsigned j;
   if (!o) return 1;
   if (o->tables && !sx_bit(o->tables, tid)) return 0;
   if (!o->filter) return 1;
-  if (!(r->cl & 1))
-    return o->filter(o->filter_ctx, c->peer, tid, key, klen, NULL, 0) != 0;
-  for (j = 0; j < tb->ncols; j++)
-    c->vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
-                                                              : sync_null();
-  return o->filter(o->filter_ctx, c->peer, tid, key, klen, c->vals,
-                   tb->ncols) != 0;
+  return sx_filter_row(x, o->filter, o->filter_ctx, c->peer, tid, key, klen,
+                       r, c->vals);
 }
 
 /* Add an exit marker for stored row r: its key, causal length and
@@ -12804,21 +12817,13 @@ static int sx_rf_read(sx_rd *r, unsigned ntables, unsigned *tid,
 static int sx_rf_in_share(sync_session *s, sync_txn *x, unsigned tid,
                           const unsigned char *key, size_t klen,
                           sync_value **vals) {
-  const sx_table *tb = &s->env->schema->tables[tid];
-  unsigned j;
   if (!s->o.filter) return 1;
-  if (!(x->old.cl & 1))
-    return s->o.filter(s->o.filter_ctx, s->peer, tid, key, klen, NULL, 0) != 0;
   if (!*vals &&
       !(*vals = (sync_value *)sx_malloc(
             &s->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1))))
     return SYNC_ENOMEM;
-  for (j = 0; j < tb->ncols; j++)
-    (*vals)[j] = j < x->old.ncols && x->old.cols[j].st != SX_NOSTAMP
-                     ? x->old.cols[j].v
-                     : sync_null();
-  return s->o.filter(s->o.filter_ctx, s->peer, tid, key, klen, *vals,
-                     tb->ncols) != 0;
+  return sx_filter_row(x, s->o.filter, s->o.filter_ctx, s->peer, tid, key,
+                       klen, &x->old, *vals);
 }
 
 /* Server: the next REFUSED message, with its rows. */

@@ -455,22 +455,28 @@ typedef struct sx_cut {
 
 /* Is stored row r (table tid) in the requester's scope: a selected table
  * and a filter that says yes? */
+SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
+                               void *ctx, const uint8_t *peer, unsigned tid,
+                               const unsigned char *key, size_t klen,
+                               const sx_row *r, sync_value *vals) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!(r->cl & 1)) return filter(ctx, peer, tid, key, klen, NULL, 0) != 0;
+  for (j = 0; j < tb->ncols; j++)
+    vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                          : sync_null();
+  return filter(ctx, peer, tid, key, klen, vals, tb->ncols) != 0;
+}
+
 static int sx_in_scope(sx_cut *c, sync_txn *x, unsigned tid,
                        const unsigned char *key, size_t klen,
                        const sx_row *r) {
   const sync_delta_opts *o = c->o;
-  const sx_table *tb = &x->env->schema->tables[tid];
-  unsigned j;
   if (!o) return 1;
   if (o->tables && !sx_bit(o->tables, tid)) return 0;
   if (!o->filter) return 1;
-  if (!(r->cl & 1))
-    return o->filter(o->filter_ctx, c->peer, tid, key, klen, NULL, 0) != 0;
-  for (j = 0; j < tb->ncols; j++)
-    c->vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
-                                                              : sync_null();
-  return o->filter(o->filter_ctx, c->peer, tid, key, klen, c->vals,
-                   tb->ncols) != 0;
+  return sx_filter_row(x, o->filter, o->filter_ctx, c->peer, tid, key, klen,
+                       r, c->vals);
 }
 
 /* Add an exit marker for stored row r: its key, causal length and

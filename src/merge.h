@@ -161,6 +161,13 @@ SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m);
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
+/* What row filter says of stored row r (table tid, key) for peer: 1 to
+ * send it, 0 not; a tombstone is asked with no values.  vals: room for
+ * the table's column count, filled with the row's values. */
+SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
+                               void *ctx, const uint8_t *peer, unsigned tid,
+                               const unsigned char *key, size_t klen,
+                               const sx_row *r, sync_value *vals);
 /* Add stored row r of table tid to d, leaving out columns and rows whose
  * stamps rvv (per local site index) covers (a row is still named when
  * keyed is set: complete initial streams); o (may be NULL) says whether

@@ -1048,21 +1048,13 @@ static int sx_rf_read(sx_rd *r, unsigned ntables, unsigned *tid,
 static int sx_rf_in_share(sync_session *s, sync_txn *x, unsigned tid,
                           const unsigned char *key, size_t klen,
                           sync_value **vals) {
-  const sx_table *tb = &s->env->schema->tables[tid];
-  unsigned j;
   if (!s->o.filter) return 1;
-  if (!(x->old.cl & 1))
-    return s->o.filter(s->o.filter_ctx, s->peer, tid, key, klen, NULL, 0) != 0;
   if (!*vals &&
       !(*vals = (sync_value *)sx_malloc(
             &s->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1))))
     return SYNC_ENOMEM;
-  for (j = 0; j < tb->ncols; j++)
-    (*vals)[j] = j < x->old.ncols && x->old.cols[j].st != SX_NOSTAMP
-                     ? x->old.cols[j].v
-                     : sync_null();
-  return s->o.filter(s->o.filter_ctx, s->peer, tid, key, klen, *vals,
-                     tb->ncols) != 0;
+  return sx_filter_row(x, s->o.filter, s->o.filter_ctx, s->peer, tid, key,
+                       klen, &x->old, *vals);
 }
 
 /* Server: the next REFUSED message, with its rows. */
