@@ -234,6 +234,16 @@ SYNC_PRIVATE void sx_buf_init(sx_buf *b, const sx_alloc *al);
 SYNC_PRIVATE int sx_buf_reserve(sx_buf *b, size_t extra);
 SYNC_PRIVATE void sx_buf_free(sx_buf *b);
 
+/* The allocator a names (libc when NULL); SYNC_EINVAL for a partial
+ * one. */
+SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al);
+/* Grow array *p of elem-byte items to hold need items (doubling). */
+SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
+                         size_t elem);
+/* Byte order of keys, a shorter prefix first (LMDB's default order). */
+SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
+                           const unsigned char *b, size_t bn);
+
 #endif
 
 #include <stdlib.h>
@@ -368,6 +378,37 @@ SYNC_API const char *sync_strerror(int err) {
   default: return "unknown error";
   }
 }
+
+SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
+  if (!a) {
+    sx_alloc_default(al);
+    return 0;
+  }
+  if (!a->malloc || !a->realloc || !a->free) return SYNC_EINVAL;
+  al->a = *a;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
+                         size_t elem) {
+  size_t ncap;
+  void *np;
+  if (need <= *cap) return 0;
+  ncap = *cap ? *cap * 2 : 64;
+  while (ncap < need) ncap *= 2;
+  np = sx_realloc(al, *p, ncap * elem);
+  if (!np) return SYNC_ENOMEM;
+  *p = np;
+  *cap = ncap;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
+                           const unsigned char *b, size_t bn) {
+  int d = memcmp(a, b, an < bn ? an : bn);
+  if (d) return d;
+  return an < bn ? -1 : an > bn;
+}
 /* ---- src/hash.c ---- */
 /*
  * hash.c - XXH3-64 through libxxhash.
@@ -398,7 +439,7 @@ SYNC_PRIVATE uint64_t sx_hash64(const void *p, size_t n, uint64_t seed) {
  */
 /* ---- src/clock.h ---- */
 /*
- * clock.h - the hybrid logical clock and site ids.
+ * clock.h - the hybrid logical clock, site ids and history marks.
  *
  * An HLC value is 48 bits of milliseconds since the Unix epoch and 16 bits
  * of counter.  A replica's stamps strictly increase even when its wall
@@ -413,6 +454,15 @@ SYNC_PRIVATE uint64_t sx_hash64(const void *p, size_t n, uint64_t seed) {
 #define SX_SITE_LEN 16
 #define SX_HLC_MS(h) ((h) >> 16)
 #define SX_HLC_MAX_MS ((UINT64_C(1) << 48) - 1)
+
+/* Epochs: every writable open starts one, a random id for the versions
+ * it writes from the next one on.  (epoch id, start version) marks a
+ * position of this replica's log in its history: a peer holding a mark
+ * this replica does not have at that position holds the log of another
+ * copy of this file (one restored from a backup, or cloned). */
+typedef struct sx_mark {
+  uint64_t id, start; /* id 0: no mark (unknown) */
+} sx_mark;
 
 /* Next local stamp after last, given the wall clock now_ms. */
 SYNC_PRIVATE uint64_t sx_hlc_next(uint64_t last, uint64_t now_ms);
@@ -2583,8 +2633,6 @@ SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
  * SYNC_NOTFOUND when absent and not added. */
 SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
                                uint32_t *out);
-SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
-                           const unsigned char *b, size_t bn);
 SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
 /* Check that log entry (lk, value) is its row's current one: 0 with the
  * row decoded into r and *tid / *key set; SYNC_NOTFOUND for an entry a
@@ -2616,14 +2664,6 @@ SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The same sums by a scan of every row of the table: for the format
  * upgrade and schema changes, which rebuild the stored record. */
 SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
-/* Epochs: every writable open starts one, a random id for the versions
- * it writes from the next one on.  (epoch id, start version) marks a
- * position of this replica's log in its history: a peer holding a mark
- * this replica does not have at that position holds the log of another
- * copy of this file (one restored from a backup, or cloned). */
-typedef struct sx_mark {
-  uint64_t id, start; /* id 0: no mark (unknown) */
-} sx_mark;
 /* The mark of version v of this replica's log (id 0 when none). */
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
 /* Does a peer's view of this replica's log, "held up to version v, with
@@ -4455,13 +4495,6 @@ SYNC_API int sync_cursor_range(sync_cursor *c, const void *lo, size_t lolen,
   return 0;
 }
 
-SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
-                           const unsigned char *b, size_t bn) {
-  int d = memcmp(a, b, an < bn ? an : bn);
-  if (d) return d;
-  return an < bn ? -1 : an > bn;
-}
-
 SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
                               unsigned nvals) {
   sync_txn *x;
@@ -4914,6 +4947,18 @@ SYNC_API void sync_changes_close(sync_changes *it) {
 #ifndef SX_MERGE_H
 #define SX_MERGE_H
 
+/* ---- src/delta.h ---- */
+/*
+ * delta.h - the in-memory form of requests and delta chunks: cursors,
+ * scopes, rows and column stamps as the engine makes and applies them and
+ * the codec (codec.c) turns them into frames and back.  Types only, on
+ * util, clock and the public header, so that the codec needs nothing of
+ * the storage.
+ */
+#ifndef SX_DELTA_H
+#define SX_DELTA_H
+
+
 
 #define SX_MODE_LOG 0
 #define SX_MODE_INITIAL 1
@@ -4949,20 +4994,6 @@ typedef struct sx_scope {
                                       restarted stream those of the scope
                                       before, until their rows exit */
 } sx_scope;
-
-typedef struct sx_peer {
-  sx_cursor cur;    /* what this replica holds of the peer */
-  int tainted;      /* the run since the cursor was last zero left rows
-                       out (partial or refused chunks): it cannot raise
-                       the version vector */
-  int stale;        /* the peer said our cursor is behind its tombstone
-                       collection (SYNC_ESTALE); cleared when a run from
-                       it completes */
-  uint64_t acked_version; /* what the peer holds of this replica */
-  uint32_t acked_seq;
-  sx_mark mark;     /* the peer's history mark at the cursor (db.h) */
-  sx_scope scope;   /* the scope the peer served the cursor with */
-} sx_peer;
 
 struct sync_request {
   sx_alloc al;
@@ -5043,6 +5074,22 @@ struct sync_delta {
   sx_buf arena;
 };
 
+#endif
+
+typedef struct sx_peer {
+  sx_cursor cur;    /* what this replica holds of the peer */
+  int tainted;      /* the run since the cursor was last zero left rows
+                       out (partial or refused chunks): it cannot raise
+                       the version vector */
+  int stale;        /* the peer said our cursor is behind its tombstone
+                       collection (SYNC_ESTALE); cleared when a run from
+                       it completes */
+  uint64_t acked_version; /* what the peer holds of this replica */
+  uint32_t acked_seq;
+  sx_mark mark;     /* the peer's history mark at the cursor (db.h) */
+  sx_scope scope;   /* the scope the peer served the cursor with */
+} sx_peer;
+
 /* Order of log positions (version, seq). */
 SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
 /* The log version a cursor stands at (its stream's start in initial
@@ -5094,9 +5141,6 @@ SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
 SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
 /* A new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
-/* Grow array *p of elem-byte items to hold need items (doubling). */
-SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
-                         size_t elem);
 
 /* The session's apply (server side): as sync_delta_apply_opts, but a
  * chunk with refused rows leaves the sender's cursor where it was, for
@@ -5132,9 +5176,6 @@ SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s);
  * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
 SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
 SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
-/* codec.c: the allocator a names (libc when NULL); SYNC_EINVAL for a
- * partial one. */
-SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al);
 /* codec.c: body bytes of the last frame dec decoded. */
 SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
 #define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
@@ -5469,20 +5510,6 @@ SYNC_API size_t sync_delta_rows(const sync_delta *d) {
 }
 
 SYNC_API int sync_delta_last(const sync_delta *d) { return d ? d->last : 0; }
-
-SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
-                   size_t elem) {
-  size_t ncap;
-  void *np;
-  if (need <= *cap) return 0;
-  ncap = *cap ? *cap * 2 : 64;
-  while (ncap < need) ncap *= 2;
-  np = sx_realloc(al, *p, ncap * elem);
-  if (!np) return SYNC_ENOMEM;
-  *p = np;
-  *cap = ncap;
-  return 0;
-}
 
 /* Add row r (decoded, local stamps) to d, leaving out what the requester
  * already holds (rvv, per local site index) and local-only columns.
@@ -8885,16 +8912,6 @@ typedef struct sx_stampv {
   uint32_t site;
   uint64_t hlc;
 } sx_stampv;
-
-SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
-  if (!a) {
-    sx_alloc_default(al);
-    return 0;
-  }
-  if (!a->malloc || !a->realloc || !a->free) return SYNC_EINVAL;
-  al->a = *a;
-  return 0;
-}
 
 SYNC_API int sync_encoder_create(const sync_allocator *alloc,
                                  const sync_codec_opts *o,

@@ -1,5 +1,5 @@
 /*
- * clock.h - the hybrid logical clock and site ids.
+ * clock.h - the hybrid logical clock, site ids and history marks.
  *
  * An HLC value is 48 bits of milliseconds since the Unix epoch and 16 bits
  * of counter.  A replica's stamps strictly increase even when its wall
@@ -15,6 +15,15 @@
 #define SX_SITE_LEN 16
 #define SX_HLC_MS(h) ((h) >> 16)
 #define SX_HLC_MAX_MS ((UINT64_C(1) << 48) - 1)
+
+/* Epochs: every writable open starts one, a random id for the versions
+ * it writes from the next one on.  (epoch id, start version) marks a
+ * position of this replica's log in its history: a peer holding a mark
+ * this replica does not have at that position holds the log of another
+ * copy of this file (one restored from a backup, or cloned). */
+typedef struct sx_mark {
+  uint64_t id, start; /* id 0: no mark (unknown) */
+} sx_mark;
 
 /* Next local stamp after last, given the wall clock now_ms. */
 SYNC_PRIVATE uint64_t sx_hlc_next(uint64_t last, uint64_t now_ms);

@@ -98,16 +98,6 @@ typedef struct sx_stampv {
   uint64_t hlc;
 } sx_stampv;
 
-SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
-  if (!a) {
-    sx_alloc_default(al);
-    return 0;
-  }
-  if (!a->malloc || !a->realloc || !a->free) return SYNC_EINVAL;
-  al->a = *a;
-  return 0;
-}
-
 SYNC_API int sync_encoder_create(const sync_allocator *alloc,
                                  const sync_codec_opts *o,
                                  sync_encoder **out) {

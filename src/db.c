@@ -1827,13 +1827,6 @@ SYNC_API int sync_cursor_range(sync_cursor *c, const void *lo, size_t lolen,
   return 0;
 }
 
-SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
-                           const unsigned char *b, size_t bn) {
-  int d = memcmp(a, b, an < bn ? an : bn);
-  if (d) return d;
-  return an < bn ? -1 : an > bn;
-}
-
 SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
                               unsigned nvals) {
   sync_txn *x;

@@ -187,8 +187,6 @@ SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
  * SYNC_NOTFOUND when absent and not added. */
 SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
                                uint32_t *out);
-SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
-                           const unsigned char *b, size_t bn);
 SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
 /* Check that log entry (lk, value) is its row's current one: 0 with the
  * row decoded into r and *tid / *key set; SYNC_NOTFOUND for an entry a
@@ -220,14 +218,6 @@ SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
 /* The same sums by a scan of every row of the table: for the format
  * upgrade and schema changes, which rebuild the stored record. */
 SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
-/* Epochs: every writable open starts one, a random id for the versions
- * it writes from the next one on.  (epoch id, start version) marks a
- * position of this replica's log in its history: a peer holding a mark
- * this replica does not have at that position holds the log of another
- * copy of this file (one restored from a backup, or cloned). */
-typedef struct sx_mark {
-  uint64_t id, start; /* id 0: no mark (unknown) */
-} sx_mark;
 /* The mark of version v of this replica's log (id 0 when none). */
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
 /* Does a peer's view of this replica's log, "held up to version v, with

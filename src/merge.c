@@ -354,20 +354,6 @@ SYNC_API size_t sync_delta_rows(const sync_delta *d) {
 
 SYNC_API int sync_delta_last(const sync_delta *d) { return d ? d->last : 0; }
 
-SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
-                   size_t elem) {
-  size_t ncap;
-  void *np;
-  if (need <= *cap) return 0;
-  ncap = *cap ? *cap * 2 : 64;
-  while (ncap < need) ncap *= 2;
-  np = sx_realloc(al, *p, ncap * elem);
-  if (!np) return SYNC_ENOMEM;
-  *p = np;
-  *cap = ncap;
-  return 0;
-}
-
 /* Add row r (decoded, local stamps) to d, leaving out what the requester
  * already holds (rvv, per local site index) and local-only columns.
  * *bytes grows by the value bytes added. */

@@ -136,3 +136,34 @@ SYNC_API const char *sync_strerror(int err) {
   default: return "unknown error";
   }
 }
+
+SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al) {
+  if (!a) {
+    sx_alloc_default(al);
+    return 0;
+  }
+  if (!a->malloc || !a->realloc || !a->free) return SYNC_EINVAL;
+  al->a = *a;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
+                         size_t elem) {
+  size_t ncap;
+  void *np;
+  if (need <= *cap) return 0;
+  ncap = *cap ? *cap * 2 : 64;
+  while (ncap < need) ncap *= 2;
+  np = sx_realloc(al, *p, ncap * elem);
+  if (!np) return SYNC_ENOMEM;
+  *p = np;
+  *cap = ncap;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
+                           const unsigned char *b, size_t bn) {
+  int d = memcmp(a, b, an < bn ? an : bn);
+  if (d) return d;
+  return an < bn ? -1 : an > bn;
+}

@@ -131,4 +131,14 @@ SYNC_PRIVATE void sx_buf_init(sx_buf *b, const sx_alloc *al);
 SYNC_PRIVATE int sx_buf_reserve(sx_buf *b, size_t extra);
 SYNC_PRIVATE void sx_buf_free(sx_buf *b);
 
+/* The allocator a names (libc when NULL); SYNC_EINVAL for a partial
+ * one. */
+SYNC_PRIVATE int sx_alloc_from(const sync_allocator *a, sx_alloc *al);
+/* Grow array *p of elem-byte items to hold need items (doubling). */
+SYNC_PRIVATE int sx_grow(const sx_alloc *al, void **p, size_t *cap, size_t need,
+                         size_t elem);
+/* Byte order of keys, a shorter prefix first (LMDB's default order). */
+SYNC_PRIVATE int sx_keycmp(const unsigned char *a, size_t an,
+                           const unsigned char *b, size_t bn);
+
 #endif
