@@ -521,7 +521,7 @@ SYNC_PRIVATE int sx_default_random(void *ctx, void *buf, size_t n) {
 /* ---- src/stats.h ---- */
 /*
  * stats.h - per-env operating counters and latency histograms in fixed
- * memory (docs/API.md, "Stats").  The env owns one sx_stats; db.c, merge.c
+ * memory (docs/API.md, "Stats").  The env owns one sx_stats; the engine
  * and session.c add to it at their hook points and sync_env_stats() copies
  * it out.
  *
@@ -728,7 +728,7 @@ static void sx_hist_copy(const sx_hist *h, sync_histogram *o) {
   for (i = 0; i < SYNC_HIST_BUCKETS; i++) o->buckets[i] = SX_ALOAD(&h->b[i]);
 }
 
-/* sync_env_stats lives in db.c's neighbourhood: it needs the env; this
+/* sync_env_stats (env.c) needs the env; this
  * copies the part that is ours. */
 SYNC_PRIVATE void sx_stats_copy(const sx_stats *s, sync_stats *out) {
   uint64_t c[SX_ST_NCOUNTERS];
@@ -2420,44 +2420,27 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
   if (p != end) return SYNC_ECORRUPT;
   return 0;
 }
-/* ---- src/db.c ---- */
+/* ---- src/env.c ---- */
 /*
- * db.c - the public API: environments, transactions, tracked writes,
- * reads, cursors and the change log.
- *
- * Layout in the LMDB file (named databases):
- *   sx.meta   "format" -> magic and format version
- *             "site"   -> this replica's 16-byte id
- *             "state"  -> last HLC, last local version, schema version
- *             "schema" -> canonical schema (schema.c)
- *             "n" + table id (2 bytes BE) -> live row count, sum of the
- *                      content fingerprints of the live rows, sum of the
- *                      meta fingerprints of all rows, count of all rows
- *                      (u64 LE each; format 1: the live count only;
- *                      format 2: the first three, meta over live rows)
- *             "xfloor" -> u64 cap on this replica's own vector entry once
- *                      rows with its stamps left its scope (format 4)
- *             "renewed" -> site ids given up by restored replicas, each
- *                      with the HLC its claims are void above (merge.c,
- *                      "Renewal records"; format 5)
- *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
- *   sx.rejects  the rejection log (merge.c; format 4)
- *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
- *             + key.  Appended in order; a row's older entry is deleted
- *             when it changes again, so the log is as large as the data.
- *   sx.t<id>  one per table: primary key -> row (row.h)
- *
- * A write transaction takes its stamp (HLC) and local version at its first
- * change and uses them for every row it touches; a transaction that
- * changes nothing consumes neither.
+ * env.c - the environment object before it is opened: errors, key helpers,
+ * settings and what it says about its schema and site.
  */
-/* ---- src/db.h ---- */
+/* ---- src/env.h ---- */
 /*
- * db.h - the env and transaction objects and the row-level primitives that
- * the public calls (db.c) and the merge engine (merge.c) share.
+ * env.h - the environment object before it is opened: errors, key helpers,
+ * settings and what it says about its schema and site.
  */
-#ifndef SX_DB_H
-#define SX_DB_H
+#ifndef SX_ENV_H
+#define SX_ENV_H
+
+/* ---- src/types.h ---- */
+/*
+ * types.h - the objects every engine module shares: the environment, the
+ * transaction, cursors and change iterators, at the foot of the engine so
+ * that each module after it can use them.
+ */
+#ifndef SX_TYPES_H
+#define SX_TYPES_H
 
 
 
@@ -2469,7 +2452,6 @@ typedef int sx_errlock;
 #include <stdatomic.h>
 typedef atomic_int sx_errlock;
 #endif
-
 /* A slot of the peers' schemas (sync_env.compat), filled once. */
 #if defined(__STDC_NO_ATOMICS__)
 typedef sx_schema *sx_aschema;
@@ -2478,7 +2460,6 @@ typedef sx_schema *sx_aschema;
 typedef sx_schema *_Atomic sx_aschema;
 #define SX_PLOAD(p) atomic_load_explicit((p), memory_order_acquire)
 #endif
-
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
@@ -2486,9 +2467,7 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
-
 #define SX_COMPAT_MAX 16
-
 struct sync_env {
   sx_alloc al;
   int durability;
@@ -2504,10 +2483,10 @@ struct sync_env {
   sx_dbi meta, sites, log;
   sx_dbi tdbi[SYNC_MAX_TABLES];
   sx_dbi vv, peers, conflicts;
-  sx_dbi rejects;  /* the rejection log (merge.c, "Rejections") */
+  sx_dbi rejects;  /* the rejection log (reject.c, "Rejections") */
   int rejects_ok;  /* the store exists (older files gain it when opened
                       for writing) */
-  sx_dbi epochs;   /* history marks (db.c, "Epochs") */
+  sx_dbi epochs;   /* history marks (open.c, "Epochs") */
   int epochs_ok;   /* the store exists (files of older versions may lack
                       it until opened for writing) */
   uint8_t site[SX_SITE_LEN];
@@ -2518,6 +2497,10 @@ struct sync_env {
   void *on_change_ctx;
   sync_conflict_fn on_conflict;
   void *on_conflict_ctx;
+  /* Installed by the conflict module with on_conflict (conflict.c): hands
+   * a committed transaction's conflicts to it, so the commit needs no
+   * call up to that module. */
+  void (*notify_conflicts)(sync_txn *x);
   sync_resolver_fn resolver;
   void *resolver_ctx;
   sx_stats stats; /* operating counters (stats.h) */
@@ -2530,7 +2513,6 @@ struct sync_env {
    * then) and at close. */
   sx_aschema compat[SX_COMPAT_MAX];
 };
-
 struct sync_txn {
   sync_env *env;
   sx_stxn *t;
@@ -2567,7 +2549,6 @@ struct sync_txn {
   uint32_t nsites, sites_cap;
   int sites_ok;
 };
-
 struct sync_cursor {
   sx_alloc al;
   sync_txn *x;
@@ -2581,7 +2562,6 @@ struct sync_cursor {
   sx_row row;
   sync_cursor *next;
 };
-
 struct sync_changes {
   sx_alloc al;
   sync_txn *x;
@@ -2594,64 +2574,6 @@ struct sync_changes {
   sx_row row;
   sync_changes *next;
 };
-
-/* Record a failure: message into env->errmsg; returns rc. */
-SYNC_PRIVATE int sx_fail(sync_env *env, int rc, const char *fmt, ...);
-/* Make the per-table cursors and row scratch of a transaction. */
-SYNC_PRIVATE int sx_scratch(sync_txn *x);
-SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out);
-/* Take the transaction's stamp (at its first change). */
-SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
-/* Store x->nw at key (replacing x->old when found, which must have been
- * decoded from the same key), with its log entry; keeps counts and the
- * change list.  The only place rows are written.  append: the key sorts
- * after every key of the table. */
-SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                              const void *key, size_t klen, int found,
-                              int append);
-/* Remove the row at cur (x->old, decoded from key) without a trace: no
- * tombstone, no log entry; keeps counts, sums and the change list.  For
- * rows that left this replica's scope (exit markers). */
-SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                               const void *key, size_t klen);
-/* Row r of table tid (key) is about to be deleted from the store: the
- * table's counts and fingerprint sums lose it (before the delete: r's
- * values may point into the stored bytes). */
-SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
-                              size_t klen, const sx_row *r);
-/* Causal length for a new row of table tid: above every tombstone this
- * replica ever collected, so that a re-insert after gc still wins over
- * peers that kept the tombstone. */
-SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
-/* Per-table cursor and count arrays. */
-SYNC_PRIVATE int sx_txn_tables(sync_txn *x);
-/* Load the site table into x->sites. */
-SYNC_PRIVATE int sx_sites_load(sync_txn *x);
-/* 16-byte id of local site index idx. */
-SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
-/* Local index of a site id, adding it (write txns) when add is set;
- * SYNC_NOTFOUND when absent and not added. */
-SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
-                               uint32_t *out);
-SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
-/* Check that log entry (lk, value) is its row's current one: 0 with the
- * row decoded into r and *tid / *key set; SYNC_NOTFOUND for an entry a
- * later change left behind (or whose row was collected); SYNC_ECORRUPT
- * for a malformed one. */
-SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
-                                const unsigned char *lk, size_t lkn,
-                                const unsigned char *v, size_t vn,
-                                unsigned *tid, sx_slice *key);
-/* Fingerprints of one stored row (docs/FORMAT.md, "Fingerprints").
- * *content hashes what sync_digest covers (key and the values of the
- * replicated columns); *meta hashes that plus the causal length and every
- * stamp (as site ids, so equal rows hash equal on every replica), for
- * range repair.  A tombstone has neither: both are 0 and the call
- * returns 0 (a live row returns 1).  Needs the site table (loaded on
- * demand), so it can fail with a storage error. */
-SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
-                           size_t klen, const sx_row *r, uint64_t *content,
-                           uint64_t *meta);
 /* A table's sums, mod 2^64, of the content fingerprints of its live rows
  * and of the meta fingerprints of all its rows (tombstones too), the
  * number of live rows and of all rows.  O(1): read from the table's stored record
@@ -2660,46 +2582,13 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
 typedef struct sx_tsum {
   uint64_t content, meta, live, rows;
 } sx_tsum;
-SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
-/* The same sums by a scan of every row of the table: for the format
- * upgrade and schema changes, which rebuild the stored record. */
-SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
-/* The mark of version v of this replica's log (id 0 when none). */
-SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
-/* Does a peer's view of this replica's log, "held up to version v, with
- * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
- * message set) if not, or a storage error. */
-SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
-/* The HLC this replica's clock stood at when the epoch after epoch m
- * began (the state of the file at that open): 0, or SYNC_NOTFOUND when
- * the file has no epoch m, or none after it. */
-SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
-                                   uint64_t *hlc);
-/* Take a new site id: this replica's stamps up to hlc t keep the old id,
- * later ones move to the new one; the old id becomes an ordinary site
- * held up to hlc held (0: nothing claimed). */
-SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
-/* merge.c: hand the conflicts a committed transaction recorded to the
- * on_conflict callback. */
-SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x);
-/* May a delta or request made under schema hash h be taken?  Ours, or a
- * peer's found compatible by sx_compat_check. */
-SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
-/* The peer schema with hash h that sx_compat_check kept (NULL when none,
- * or when h is ours); valid until our schema changes or the env closes. */
-SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h);
-SYNC_PRIVATE void sx_compat_clear(sync_env *env);
-/* Check peer schema p against ours: 0 (and a copy of p kept), or
- * SYNC_ESCHEMA with env's message naming the table and the column as
- * each side declares it (ours and theirs say where each is; peer_first:
- * the peer's is named first), SYNC_ELIMIT (SX_COMPAT_MAX other schemas
- * met since the open), SYNC_ENOMEM. */
-SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
-                                 const char *ours, const char *theirs,
-                                 int peer_first);
 
 #endif
 
+/* Record a failure: message into env->errmsg; returns rc. */
+SYNC_PRIVATE int sx_fail(sync_env *env, int rc, const char *fmt, ...);
+
+#endif
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -2836,592 +2725,6 @@ SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
   return 0;
 }
 
-static void sx_tname(char *buf, unsigned id) {
-  snprintf(buf, 16, "sx.t%u", id);
-}
-
-static void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
-                         uint64_t schema_version) {
-  sx_put_le64(b, hlc);
-  sx_put_le64(b + 8, version);
-  sx_put_le64(b + 16, schema_version);
-}
-
-/* A table's stored record: count and fingerprint sums ("n" + u16 BE id).
- * Absent means an empty table; any other size than SX_TSUM_LEN is
- * damage (records of formats 1 and 2 never reach this: open upgrades
- * them). */
-static void sx_tsum_key(unsigned char *k, unsigned tid) {
-  k[0] = 'n';
-  k[1] = (unsigned char)(tid >> 8);
-  k[2] = (unsigned char)tid;
-}
-
-static int sx_tsum_get(sync_env *env, sx_stxn *t, unsigned tid, sx_tsum *out) {
-  unsigned char k[3];
-  sx_slice v;
-  int rc;
-  memset(out, 0, sizeof *out);
-  sx_tsum_key(k, tid);
-  rc = sx_get(env->st, t, env->meta, k, 3, &v);
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.n != SX_TSUM_LEN)
-    return sx_fail(env, SYNC_ECORRUPT, "table '%s': row count record damaged",
-                   env->schema->tables[tid].name);
-  out->live = sx_get_le64(v.p);
-  out->content = sx_get_le64(v.p + 8);
-  out->meta = sx_get_le64(v.p + 16);
-  out->rows = sx_get_le64(v.p + 24);
-  return 0;
-}
-
-static int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
-                       const sx_tsum *s) {
-  unsigned char k[3], v[SX_TSUM_LEN];
-  sx_tsum_key(k, tid);
-  sx_put_le64(v, s->live);
-  sx_put_le64(v + 8, s->content);
-  sx_put_le64(v + 16, s->meta);
-  sx_put_le64(v + 24, s->rows);
-  return sx_put(env->st, t, env->meta, k, 3, v, SX_TSUM_LEN, 0);
-}
-
-static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid);
-
-static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
-  sx_buf b;
-  int rc;
-  sx_buf_init(&b, &env->al);
-  rc = sx_schema_encode(s, &b);
-  if (!rc) rc = sx_put(env->st, t, env->meta, "schema", 6, b.p, b.len, 0);
-  sx_buf_free(&b);
-  return rc;
-}
-
-/* A new file: make the site id, the stores and the schema. */
-static int sx_env_init(sync_env *env, sx_stxn *t) {
-  unsigned char state[24], fmt[12], sk[4] = {0, 0, 0, 0};
-  unsigned i;
-  int rc;
-  if (env->random(env->random_ctx, env->site, SX_SITE_LEN) != 0)
-    return sx_fail(env, SYNC_EIO, "the random source failed to give a site id");
-  if (!env->decl) {
-    rc = sx_schema_from_defs(&env->al, NULL, 0, &env->decl, env->errmsg,
-                             sizeof env->errmsg);
-    if (rc) return rc;
-  }
-  if ((rc = sx_dbi_open(env->st, t, "sx.meta", 1, &env->meta)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.sites", 1, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 1, &env->log)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.vv", 1, &env->vv)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)))
-    return rc;
-  env->epochs_ok = 1;
-  env->rejects_ok = 1;
-  /* Eight bytes of a binary record, its NUL included: not a C string. */
-  memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
-  sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
-  sx_state_put(state, 0, 0, env->decl->version);
-  if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)) ||
-      (rc = sx_put(env->st, t, env->meta, "site", 4, env->site, SX_SITE_LEN,
-                   0)) ||
-      (rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
-      (rc = sx_put(env->st, t, env->sites, sk, 4, env->site, SX_SITE_LEN, 0)) ||
-      (rc = sx_put_schema(env, t, env->decl)))
-    return rc;
-  for (i = 0; i < env->decl->ntables; i++) {
-    char name[16];
-    sx_tname(name, i);
-    if ((rc = sx_dbi_open(env->st, t, name, 1, &env->tdbi[i]))) return rc;
-  }
-  env->schema = env->decl;
-  env->decl = NULL;
-  return 0;
-}
-
-/* In the open's transaction t, make schema up (the file's schema in
- * force plus appended tables and columns) the file's: its record and
- * version, a store per new table, and the sums of each table that gained
- * columns rebuilt under up (rows written by newer peers may hold values
- * in them already: they count from now on).  On success env->schema is
- * up; on failure it is unchanged and nothing is committed. */
-static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
-  sx_schema *was = env->schema;
-  unsigned char state[24];
-  sx_slice v;
-  unsigned i;
-  int rc;
-  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
-  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
-  if (rc) return rc;
-  memcpy(state, v.p, 24);
-  sx_put_le64(state + 16, up->version);
-  if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
-      (rc = sx_put_schema(env, t, up)))
-    return rc;
-  /* A failure fails the open, which closes the store: the handles of
-   * the new tables need no undoing. */
-  for (i = was->ntables; i < up->ntables; i++) {
-    char name[16];
-    sx_tname(name, i);
-    if ((rc = sx_dbi_open(env->st, t, name, 1, &env->tdbi[i]))) return rc;
-  }
-  env->schema = up;
-  for (i = 0; i < was->ntables && !rc; i++)
-    if (up->tables[i].ncols > was->tables[i].ncols)
-      rc = sx_tsum_rebuild(env, t, i);
-  if (rc) {
-    env->schema = was;
-    return rc;
-  }
-  sx_schema_free(&env->al, was);
-  return 0;
-}
-
-/* An existing file: check what it is and that it holds our schema. */
-static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
-  sx_slice v;
-  sx_schema *s, *up = NULL;
-  int grow = 0;
-  unsigned i;
-  uint32_t format;
-  int rc;
-  rc = sx_dbi_open(env->st, t, "sx.meta", 0, &env->meta);
-  if (rc == SYNC_NOTFOUND)
-    return sx_fail(env, SYNC_ENOTDB, "%s: an LMDB file, but not a sync database",
-                   path);
-  if (rc) return rc;
-  rc = sx_get(env->st, t, env->meta, "format", 6, &v);
-  if (rc == SYNC_NOTFOUND || (!rc && (v.n != 12 || memcmp(v.p, SX_MAGIC, 8))))
-    return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
-  if (rc) return rc;
-  format = sx_get_le32(v.p + 8);
-  /* Format 4 lacks only the renewal records (meta "renewed"), which read
-   * as none: a read-only open takes it as it is. */
-  if (format >= 1 && format < 4 && env->rdonly)
-    return sx_fail(env, SYNC_EVERSION,
-                   "%s: storage format %u needs an upgrade to format %u "
-                   "(%s); open it writable once",
-                   path, (unsigned)format, SX_FORMAT_VERSION,
-                   format == 3
-                       ? "the scope in peer records and the rejection log"
-                       : "the stored fingerprint sums");
-  if (format < 1 || format > SX_FORMAT_VERSION)
-    return sx_fail(env, SYNC_EVERSION,
-                   "%s: storage format %u, this library reads %u", path,
-                   (unsigned)format, SX_FORMAT_VERSION);
-  if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
-    return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
-                   "%s: site id missing", path);
-  memcpy(env->site, v.p, SX_SITE_LEN);
-  if ((rc = sx_get(env->st, t, env->meta, "schema", 6, &v)))
-    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                   "%s: schema missing", path);
-  if ((rc = sx_schema_decode(&env->al, v.p, v.n, &s)))
-    return sx_fail(env, rc, "%s: stored schema unreadable", path);
-  if (env->decl && sx_schema_diff(s, env->decl, env->errmsg,
-                                  sizeof env->errmsg)) {
-    /* The program declares more than the file holds: tables and columns
-     * appended (a rolling upgrade) are added by this open, below. */
-    char why[sizeof env->errmsg];
-    memcpy(why, env->errmsg, sizeof why);
-    rc = sx_schema_extends(s, env->decl, env->errmsg, sizeof env->errmsg);
-    if (rc == SYNC_ESCHEMA) memcpy(env->errmsg, why, sizeof why);
-    if (!rc && env->rdonly) {
-      snprintf(env->errmsg, sizeof env->errmsg,
-               "%s: %s; the declared schema adds to the file's: open it "
-               "writable once to upgrade it", path, why);
-      rc = SYNC_ESCHEMA;
-    }
-    grow = !rc;
-    if (rc) {
-      sx_schema_free(&env->al, s);
-      return rc;
-    }
-  }
-  env->schema = s;
-  if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
-    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                   "%s: internal store missing", path);
-  /* Files of storage format 1 have no epochs until opened for writing. */
-  rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  env->epochs_ok = rc == 0;
-  /* Files of storage format 3 and older gain the rejection log now. */
-  rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  env->rejects_ok = rc == 0;
-  for (i = 0; i < s->ntables; i++) {
-    char name[16];
-    sx_tname(name, i);
-    if ((rc = sx_dbi_open(env->st, t, name, 0, &env->tdbi[i])))
-      return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                     "%s: store of table '%s' missing", path,
-                     s->tables[i].name);
-  }
-  if (format < SX_FORMAT_VERSION && !env->rdonly) {
-    /* Format 1 kept only the live count per table, format 2 the meta sum
-     * of live rows only: one scan per table gives the sums, committed
-     * with the new format record by the open's transaction (all or
-     * nothing).  Format 3 lacks only the scope of peer records, which
-     * reads as unknown, and the rejection log (made above); format 4
-     * lacks the renewal records, which read as none: the format record
-     * alone changes (older code would refuse the longer records, and
-     * would take vectors the renewal records cap). */
-    unsigned char fmt[12];
-    for (i = 0; format < 3 && i < s->ntables; i++)
-      if ((rc = sx_tsum_rebuild(env, t, i)))
-        return sx_fail(env, rc, "%s: upgrade to format %u failed at table "
-                       "'%s': %s", path, SX_FORMAT_VERSION, s->tables[i].name,
-                       sync_strerror(rc));
-    memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
-    sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
-    if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)))
-      return rc;
-  }
-  if (grow) {
-    if ((rc = sx_schema_dup(&env->al, env->decl, s->version + 1, &up)))
-      return rc;
-    rc = sx_schema_upgrade(env, t, up);
-    if (rc) {
-      sx_schema_free(&env->al, up);
-      return sx_fail(env, rc, "%s: adding the declared tables and columns "
-                     "failed: %s", path, sync_strerror(rc));
-    }
-  }
-  return 0;
-}
-
-/* ---------------------------------------------------------------------
- * Epochs and site renewal.  sx.epochs: key u64 BE (2^64 - 1 - start
- * version), so that a range search from a version finds the epoch holding
- * it; value u64 LE id, u64 LE the state HLC when it began.  meta "ident":
- * u64 LE device, u64 LE inode of the file when it was last opened for
- * writing.
- * ------------------------------------------------------------------- */
-static void sx_epoch_key(unsigned char *k, uint64_t start) {
-  sx_put_be64(k, UINT64_MAX - start);
-}
-
-/* The epoch holding version v: 0 with *start, *id, *hlc set, or
- * SYNC_NOTFOUND. */
-static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, uint64_t *start,
-                       uint64_t *id, uint64_t *hlc) {
-  sx_scur *c;
-  sx_slice k, val;
-  unsigned char key[8];
-  int rc;
-  if (!env->epochs_ok) return SYNC_NOTFOUND;
-  if ((rc = sx_cur_open(env->st, t, env->epochs, &c))) return rc;
-  sx_epoch_key(key, v);
-  k.p = key;
-  k.n = 8;
-  rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &val);
-  if (rc == 0 && (k.n != 8 || val.n != 16)) rc = SYNC_ECORRUPT;
-  if (rc == 0) {
-    *start = UINT64_MAX - sx_get_be64(k.p);
-    *id = sx_get_le64(val.p);
-    *hlc = sx_get_le64(val.p + 8);
-  }
-  sx_cur_close(c);
-  return rc;
-}
-
-SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out) {
-  uint64_t hlc;
-  int rc;
-  memset(out, 0, sizeof *out);
-  if (!v) return 0;
-  rc = sx_epoch_at(x->env, x->t, v, &out->start, &out->id, &hlc);
-  if (rc == SYNC_NOTFOUND) {
-    memset(out, 0, sizeof *out);
-    return 0;
-  }
-  return rc;
-}
-
-SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
-                                   uint64_t *hlc) {
-  sync_env *env = x->env;
-  sx_scur *c;
-  sx_slice k, val;
-  uint64_t next = 0;
-  int rc, op = SX_FIRST, have = 0;
-  if (!env->epochs_ok || !m->id) return SYNC_NOTFOUND;
-  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
-  /* Keys run from the latest epoch to the first. */
-  for (;;) {
-    uint64_t start;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &val);
-    op = SX_NEXT;
-    if (rc) break;
-    if (k.n != 8 || val.n != 16) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    start = UINT64_MAX - sx_get_be64(k.p);
-    if (start < m->start) {
-      rc = SYNC_NOTFOUND;
-      break;
-    }
-    if (start == m->start) {
-      if (sx_get_le64(val.p) != m->id || !have) rc = SYNC_NOTFOUND;
-      break;
-    }
-    next = sx_get_le64(val.p + 8);
-    have = 1;
-  }
-  sx_cur_close(c);
-  if (rc == 0) *hlc = next;
-  return rc;
-}
-
-SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
-  sx_mark here;
-  int rc;
-  if (v > x->base_version)
-    return sx_fail(x->env, SYNC_EHISTORY,
-                   "a peer holds this replica's log up to version %llu, but "
-                   "it ends at %llu: it was restored from a backup or copied",
-                   (unsigned long long)v, (unsigned long long)x->base_version);
-  if (!m->id) return 0; /* a view from before epochs: nothing to compare */
-  if ((rc = sx_mark_of(x, v, &here))) return rc;
-  if (here.id != m->id || here.start != m->start)
-    return sx_fail(x->env, SYNC_EHISTORY,
-                   "a peer holds this replica's log up to version %llu in "
-                   "another history (epoch %016llx from version %llu, here "
-                   "%016llx): this file was restored from a backup or copied",
-                   (unsigned long long)v, (unsigned long long)m->id,
-                   (unsigned long long)m->start, (unsigned long long)here.id);
-  return 0;
-}
-
-/* Rewrite the stamps of this replica's own site in every row: those up
- * to hlc t go to site index k (the old id), later ones stay at 0 (the new
- * id).  Neither the versions nor the log change. */
-static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
-  sync_env *env = x->env;
-  unsigned tid;
-  int rc = 0;
-  for (tid = 0; tid < env->schema->ntables && !rc; tid++) {
-    sx_scur *c;
-    sx_slice kk, v;
-    int op = SX_FIRST;
-    if ((rc = sx_table_cursor(x, tid, &c))) break;
-    for (;;) {
-      unsigned char key[SYNC_MAX_KEY];
-      size_t klen, size;
-      unsigned i;
-      int any = 0;
-      kk.p = NULL;
-      kk.n = 0;
-      rc = sx_cur_get(env->st, c, op, &kk, &v);
-      op = SX_NEXT;
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
-      }
-      if (rc) break;
-      if ((rc = sx_row_decode(v.p, v.n, kk.p, kk.n, &x->old))) break;
-      for (i = 0; i < x->old.nstamps; i++)
-        if (x->old.stamps[i].site == 0 && x->old.stamps[i].hlc <= t) {
-          x->old.stamps[i].site = k;
-          any = 1;
-        }
-      if (!any) continue;
-      klen = kk.n;
-      memcpy(key, kk.p, klen);
-      size = sx_row_size(&x->old);
-      if ((rc = sx_buf_reserve(&x->enc, size))) break;
-      sx_row_encode(&x->old, key, klen, x->enc.p, size);
-      if ((rc = sx_cur_put(env->st, c, key, klen, x->enc.p, size,
-                           SX_CUR_CURRENT))) {
-        x->failed = 1;
-        break;
-      }
-      kk.p = key;
-      kk.n = klen;
-    }
-  }
-  return rc;
-}
-
-/* Take a new site id.  This replica's writes with stamps up to hlc t keep
- * the old id, later ones move to the new id; the old id becomes an
- * ordinary site, held up to hlc held (0: nothing claimed, so peers send
- * back every change of it they hold). */
-SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
-  sync_env *env = x->env;
-  uint8_t old[SX_SITE_LEN], nid[SX_SITE_LEN];
-  unsigned char kb[4], vb[8];
-  uint32_t k, i;
-  int rc, tries;
-  if ((rc = sx_scratch(x)) || (rc = sx_sites_load(x))) return rc;
-  memcpy(old, env->site, SX_SITE_LEN);
-  for (tries = 0;; tries++) {
-    int clash = 0;
-    if (tries == 8 || env->random(env->random_ctx, nid, SX_SITE_LEN) != 0)
-      return sx_fail(env, SYNC_EIO,
-                     "the random source failed to give a new site id");
-    for (i = 0; i < x->nsites; i++)
-      if (!memcmp(x->sites[i], nid, SX_SITE_LEN)) clash = 1;
-    if (!clash) break;
-  }
-  /* The old id gets the next index, the new one index 0. */
-  if ((rc = sx_site_index(x, old, 0, &k)) || k != 0)
-    return rc ? rc : SYNC_ECORRUPT;
-  sx_put_be32(kb, 0);
-  if ((rc = sx_put(env->st, x->t, env->sites, kb, 4, nid, SX_SITE_LEN, 0)))
-    goto fail;
-  memcpy(x->sites[0], nid, SX_SITE_LEN);
-  memcpy(env->site, nid, SX_SITE_LEN);
-  if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
-  if ((rc = sx_relabel_rows(x, k, t))) goto fail;
-  {
-    /* xfloor capped what we claimed of our own writes, some of which
-     * left our scope: they keep the old id, and the new one has lost
-     * none.  (The old id is held no further than held, and a held above
-     * xfloor would claim them: no caller passes one.) */
-    sx_slice f;
-    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &f);
-    if (rc && rc != SYNC_NOTFOUND) goto fail;
-    if (rc == 0) {
-      if (f.n == 8 && held > sx_get_le64(f.p)) held = sx_get_le64(f.p);
-      if ((rc = sx_del(env->st, x->t, env->meta, "xfloor", 6))) goto fail;
-    }
-    rc = 0;
-  }
-  sx_put_be32(kb, k);
-  sx_put_le64(vb, held);
-  if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
-  if ((rc = sx_put(env->st, x->t, env->meta, "site", 4, nid, SX_SITE_LEN, 0)))
-    goto fail;
-  x->dirty = 1;
-  return 0;
-fail:
-  x->failed = 1;
-  memcpy(env->site, old, SX_SITE_LEN);
-  return rc;
-}
-
-/* A writable open: a new epoch from the next version on.  Returns 1 when
- * the file is not the one last opened here (a copy, or a backup put back
- * as a new file): it must take a new site id before it writes. */
-static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
-  unsigned char key[8], val[16], idb[16];
-  uint64_t id = 0, dev = 0, ino = 0;
-  sx_slice v;
-  int rc, moved = 0;
-  if (!env->epochs_ok) return 0;
-  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
-  if (rc || v.n != 24) return rc ? rc : SYNC_ECORRUPT;
-  sx_epoch_key(key, sx_get_le64(v.p + 8) + 1);
-  sx_put_le64(val + 8, sx_get_le64(v.p));
-  while (!id)
-    if (env->random(env->random_ctx, &id, sizeof id) != 0)
-      return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
-  sx_put_le64(val, id);
-  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 16, 0))) return rc;
-  rc = sx_store_ident(env->st, &dev, &ino);
-  if (rc == SYNC_ENOTSUP) return 0;
-  if (rc) return rc;
-  rc = sx_get(env->st, t, env->meta, "ident", 5, &v);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  moved = rc == 0 && v.n == 16 &&
-          (sx_get_le64(v.p) != dev || sx_get_le64(v.p + 8) != ino);
-  sx_put_le64(idb, dev);
-  sx_put_le64(idb + 8, ino);
-  if ((rc = sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0))) return rc;
-  return moved;
-}
-
-SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
-  sx_store_opts o;
-  sx_stxn *t = NULL;
-  size_t entries = 0;
-  int rc, moved = 0;
-  if (!env || !path || env->st ||
-      (flags & ~(SYNC_OPEN_RDONLY | SYNC_OPEN_NOCREATE)))
-    return SYNC_EINVAL;
-  env->errmsg[0] = 0;
-  env->native = 0;
-  memset(&o, 0, sizeof o);
-  o.durability = env->durability;
-  o.mapsize = env->mapsize;
-  o.mapmax = env->mapmax;
-  o.maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
-  o.rdonly = (flags & SYNC_OPEN_RDONLY) != 0;
-  o.nocreate = (flags & SYNC_OPEN_NOCREATE) != 0;
-  rc = sx_store_open(&env->al, path, &o, &env->st, env->errmsg,
-                     sizeof env->errmsg);
-  if (rc) {
-    env->native = 0;
-    return rc;
-  }
-  env->rdonly = o.rdonly;
-  if ((rc = sx_txn_begin(env->st, o.rdonly, &t))) goto fail;
-  if ((rc = sx_main_entries(env->st, t, &entries))) goto fail;
-  if (entries == 0) {
-    if (o.rdonly) {
-      rc = sx_fail(env, SYNC_ENOTDB, "%s: empty file, not a sync database",
-                   path);
-      goto fail;
-    }
-    rc = sx_env_init(env, t);
-  } else {
-    rc = sx_env_load(env, t, path);
-  }
-  if (rc) goto fail;
-  if (!o.rdonly && (rc = moved = sx_open_history(env, t, path)) < 0) goto fail;
-  rc = sx_txn_commit(env->st, t);
-  t = NULL;
-  if (rc) goto fail;
-  if (moved == 1) {
-    /* A copy: every write it holds is one the original holds too, so
-     * they keep the old id.  It claims none of them: the file copied may
-     * itself be a restore nobody found out yet, whose clock claims writes
-     * it lost; peers send back what they hold of the old id, once. */
-    sync_txn *x;
-    if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
-    rc = sx_site_renew(x, x->hlc_last, 0);
-    if (rc) sync_txn_abort(x);
-    else rc = sync_txn_commit(x);
-    if (rc) goto fail;
-  }
-  return 0;
-fail:
-  if (t) sx_txn_abort(env->st, t);
-  if (!env->errmsg[0])
-    sx_fail(env, rc, "%s: open failed: %s", path, sync_strerror(rc));
-  env->native = sx_store_native(env->st);
-  sx_store_close(env->st);
-  env->st = NULL;
-  if (env->schema != env->decl) sx_schema_free(&env->al, env->schema);
-  env->schema = NULL;
-  return rc;
-}
-
-SYNC_API void sync_env_close(sync_env *env) {
-  sx_alloc al;
-  if (!env) return;
-  sx_store_close(env->st);
-  al = env->al;
-  sx_compat_clear(env);
-  sx_schema_free(&al, env->schema);
-  sx_schema_free(&al, env->decl);
-  sx_free(&al, env);
-}
-
 SYNC_API int sync_env_sync(sync_env *env) {
   if (!env || !env->st) return SYNC_EINVAL;
   if (env->rdonly) return 0;
@@ -3478,190 +2781,57 @@ SYNC_API int sync_env_schema_info(sync_env *env, uint64_t *version,
   return 0;
 }
 
-/* ---------------------------------------------------------------------
- * Peers' schemas.  Replicas whose schemas differ by appended tables and
- * columns sync (docs/PROTOCOL.md, "Schemas"); the hashes of those found
- * compatible are kept in memory, a few per env, so that the apply of a
- * delta cut under one of them needs only the hash the delta carries.
- * ------------------------------------------------------------------- */
-SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h) {
-  unsigned i;
-  for (i = 0; i < SX_COMPAT_MAX; i++) {
-    const sx_schema *p = SX_PLOAD(&env->compat[i]);
-    if (!p) break; /* slots fill in order */
-    if (p->hash == h) return p;
-  }
-  return NULL;
+SYNC_API int sync_env_set_on_change(sync_env *env, sync_change_fn fn,
+                                    void *ctx) {
+  if (!env) return SYNC_EINVAL;
+  env->on_change = fn;
+  env->on_change_ctx = ctx;
+  return 0;
 }
 
-SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h) {
-  return h == env->schema->hash || sx_compat_find(env, h) != NULL;
+SYNC_API int sync_env_stats(sync_env *env, sync_stats *out) {
+  if (!env || !out) return SYNC_EINVAL;
+  sx_stats_copy(&env->stats, out);
+  return 0;
 }
+/* ---- src/txn.c ---- */
+/*
+ * txn.c - the transaction object: begin, abort, its per-table cursors and
+ * row scratch, and the site table it loads.
+ */
+/* ---- src/txn.h ---- */
+/*
+ * txn.h - the transaction object: begin, abort, its per-table cursors and
+ * row scratch, and the site table it loads.
+ */
+#ifndef SX_TXN_H
+#define SX_TXN_H
 
-/* Keep p (owned by the caller) in the first free slot. */
-static int sx_compat_add(sync_env *env, const sx_schema *p) {
-  sx_schema *c;
-  unsigned i;
-  int rc;
-  if (sx_compat_find(env, p->hash)) return 0;
-  if ((rc = sx_schema_dup(&env->al, p, 0, &c))) return rc;
-  for (i = 0; i < SX_COMPAT_MAX; i++) {
-#if defined(__STDC_NO_ATOMICS__)
-    if (!env->compat[i]) {
-      env->compat[i] = c;
-      return 0;
-    }
-#else
-    sx_schema *none = NULL;
-    if (atomic_compare_exchange_strong(&env->compat[i], &none, c)) return 0;
+
+/* Make the per-table cursors and row scratch of a transaction. */
+SYNC_PRIVATE int sx_scratch(sync_txn *x);
+SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out);
+/* Per-table cursor and count arrays. */
+SYNC_PRIVATE int sx_txn_tables(sync_txn *x);
+/* Load the site table into x->sites. */
+SYNC_PRIVATE int sx_sites_load(sync_txn *x);
+/* 16-byte id of local site index idx. */
+SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
+/* Local index of a site id, adding it (write txns) when add is set;
+ * SYNC_NOTFOUND when absent and not added. */
+SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
+                               uint32_t *out);
+/* Close every cursor of the transaction.  Must precede its end: LMDB
+ * frees a write transaction's cursors itself when it commits.  Iterators
+ * still open die with the transaction; closing them later only frees
+ * them. */
+SYNC_PRIVATE void sx_txn_close_cursors(sync_txn *x);
+/* Free the transaction object once its LMDB transaction has ended. */
+SYNC_PRIVATE void sx_txn_free(sync_txn *x);
+SYNC_PRIVATE void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
+                               uint64_t schema_version);
+
 #endif
-    if (SX_PLOAD(&env->compat[i])->hash == c->hash) break; /* a race */
-  }
-  sx_schema_free(&env->al, c);
-  if (i < SX_COMPAT_MAX) return 0;
-  return sx_fail(env, SYNC_ELIMIT,
-                 "this replica met %d other schemas since it was opened: "
-                 "reopen it",
-                 SX_COMPAT_MAX);
-}
-
-SYNC_PRIVATE void sx_compat_clear(sync_env *env) {
-  unsigned i;
-  for (i = 0; i < SX_COMPAT_MAX; i++) {
-    sx_schema *p = SX_PLOAD(&env->compat[i]);
-    env->compat[i] = NULL;
-    sx_schema_free(&env->al, p);
-  }
-}
-
-SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
-                                 const char *ours, const char *theirs,
-                                 int peer_first) {
-  int rc;
-  if (p->hash == env->schema->hash) return 0;
-  rc = peer_first ? sx_schema_compat(p, env->schema, theirs, ours, env->errmsg,
-                                     sizeof env->errmsg)
-                  : sx_schema_compat(env->schema, p, ours, theirs, env->errmsg,
-                                     sizeof env->errmsg);
-  if (rc) return rc;
-  return sx_compat_add(env, p);
-}
-
-SYNC_API int64_t sync_env_schema_export(sync_env *env, void *buf, size_t cap) {
-  sx_buf b;
-  int64_t n;
-  if (!env || !env->schema || (cap && !buf)) return SYNC_EINVAL;
-  sx_buf_init(&b, &env->al);
-  if (sx_schema_encode_peer(env->schema, &b)) {
-    sx_buf_free(&b);
-    return SYNC_ENOMEM;
-  }
-  n = (int64_t)b.len;
-  if (b.len <= cap) memcpy(buf, b.p, b.len);
-  sx_buf_free(&b);
-  return n;
-}
-
-SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
-                                    size_t len) {
-  sx_schema *p;
-  int rc;
-  if (!env || !env->schema || (len && !schema)) return SYNC_EINVAL;
-  rc = sx_schema_decode_peer(&env->al, (const unsigned char *)schema, len, &p);
-  if (rc == SYNC_ECORRUPT)
-    return sx_fail(env, SYNC_EFORMAT, "the schema given is malformed");
-  if (rc) return rc;
-  rc = sx_compat_check(env, p, "here", "in the schema given", 0);
-  sx_schema_free(&env->al, p);
-  return rc;
-}
-
-/* Commit schema s (already validated) in its own transaction; with a new
- * table, create its store too.  rescan: a table whose fingerprint sums
- * the change may alter, rebuilt under s (or -1).  A new column alters
- * them for rows that already hold values in it, written by peers with the
- * newer schema and kept unread until now. */
-static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table,
-                            int rescan) {
-  sx_stxn *t;
-  sx_slice v;
-  unsigned char state[24];
-  sx_dbi d = 0;
-  int rc;
-  if ((rc = sx_txn_begin(env->st, 0, &t))) return rc;
-  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
-  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
-  if (!rc && sx_get_le64(v.p + 16) != env->schema->version)
-    rc = sx_fail(env, SYNC_ESCHEMA, "the schema was changed by another process");
-  if (!rc) {
-    memcpy(state, v.p, 24);
-    sx_put_le64(state + 16, s->version);
-    rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0);
-  }
-  if (!rc) rc = sx_put_schema(env, t, s);
-  if (!rc && new_table) {
-    char name[16];
-    sx_tname(name, s->ntables - 1);
-    rc = sx_dbi_open(env->st, t, name, 1, &d);
-  }
-  if (!rc && rescan >= 0) {
-    /* Fingerprints follow the schema in force: hash under s.  No other
-     * transaction is active (sx_schema_change_ok). */
-    sx_schema *was = env->schema;
-    env->schema = s;
-    rc = sx_tsum_rebuild(env, t, (unsigned)rescan);
-    env->schema = was;
-  }
-  if (rc) {
-    sx_txn_abort(env->st, t);
-    return rc;
-  }
-  if ((rc = sx_txn_commit(env->st, t))) return rc;
-  if (new_table) env->tdbi[s->ntables - 1] = d;
-  sx_schema_free(&env->al, env->schema);
-  env->schema = s;
-  sx_compat_clear(env); /* found compatible with the schema before */
-  return 0;
-}
-
-static int sx_schema_change_ok(sync_env *env) {
-  if (!env || !env->st) return SYNC_EINVAL;
-  if (env->rdonly) return SYNC_EREADONLY;
-  if (sx_store_active(env->st))
-    return sx_fail(env, SYNC_EBUSY,
-                   "a schema change needs every transaction ended first");
-  return 0;
-}
-
-SYNC_API int sync_env_add_column(sync_env *env, unsigned table,
-                                 const sync_column_def *col) {
-  sx_schema *s;
-  int rc;
-  if ((rc = sx_schema_change_ok(env))) return rc;
-  if (table >= env->schema->ntables || !col) return SYNC_EINVAL;
-  if ((rc = sx_schema_with_column(&env->al, env->schema, table, col, &s,
-                                  env->errmsg, sizeof env->errmsg)))
-    return rc;
-  if ((rc = sx_schema_commit(env, s, 0, (int)table)))
-    sx_schema_free(&env->al, s);
-  return rc;
-}
-
-SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
-                                unsigned *out) {
-  sx_schema *s;
-  int rc;
-  if ((rc = sx_schema_change_ok(env))) return rc;
-  if ((rc = sx_schema_with_table(&env->al, env->schema, def, &s, env->errmsg,
-                                 sizeof env->errmsg)))
-    return rc;
-  if ((rc = sx_schema_commit(env, s, 1, -1))) {
-    sx_schema_free(&env->al, s);
-    return rc;
-  }
-  if (out) *out = env->schema->ntables - 1;
-  return 0;
-}
 
 /* ---------------------------------------------------------------------
  * Transactions
@@ -3710,11 +2880,7 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   return 0;
 }
 
-/* Close every cursor of the transaction.  Must precede its end: LMDB
- * frees a write transaction's cursors itself when it commits.  Iterators
- * still open die with the transaction; closing them later only frees
- * them. */
-static void sx_txn_close_cursors(sync_txn *x) {
+SYNC_PRIVATE void sx_txn_close_cursors(sync_txn *x) {
   sync_cursor *c;
   sync_changes *ch;
   unsigned i;
@@ -3738,8 +2904,7 @@ static void sx_txn_close_cursors(sync_txn *x) {
   }
 }
 
-/* Free the transaction object once its LMDB transaction has ended. */
-static void sx_txn_free(sync_txn *x) {
+SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
   const sx_alloc *al = &x->env->al;
   sx_free(al, x->cur);
   sx_free(al, x->delta);
@@ -3767,29 +2932,184 @@ SYNC_API void sync_txn_abort(sync_txn *x) {
   sx_txn_free(x);
 }
 
-/* Rebuild table tid's stored record by a scan, inside t (the open's or a
- * schema change's transaction), through a transaction object borrowed
- * around t for the row decoding and the site table. */
-static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
-  sync_txn *x;
-  sx_tsum sum;
-  int rc;
-  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
-  if (!x) return SYNC_ENOMEM;
-  memset(x, 0, sizeof *x);
-  x->env = env;
-  x->t = t;
-  sx_buf_init(&x->enc, &env->al);
-  sx_buf_init(&x->changed, &env->al);
-  sx_buf_init(&x->conflicts, &env->al);
-  sx_buf_init(&x->cpend, &env->al);
-  sx_buf_init(&x->fpbuf, &env->al);
-  rc = sx_table_scan(x, tid, &sum);
-  if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
-  sx_txn_close_cursors(x);
-  sx_txn_free(x); /* t stays: its owner ends it */
-  return rc;
+SYNC_API uint64_t sync_txn_version(sync_txn *x) {
+  return x ? x->base_version : 0;
 }
+
+/* ---------------------------------------------------------------------
+ * Per-table cursors and row scratch
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE int sx_scratch(sync_txn *x) {
+  if (x->scratch_ok) return 0;
+  if (sx_row_init(&x->env->al, &x->old, SYNC_MAX_COLUMNS)) return SYNC_ENOMEM;
+  if (sx_row_init(&x->env->al, &x->nw, SYNC_MAX_COLUMNS)) {
+    sx_row_free(&x->env->al, &x->old);
+    return SYNC_ENOMEM;
+  }
+  x->scratch_ok = 1;
+  return 0;
+}
+
+/* Per-table cursor, count and sum arrays, made at the first write or
+ * read. */
+SYNC_PRIVATE int sx_txn_tables(sync_txn *x) {
+  unsigned n = x->env->schema->ntables;
+  if (x->cur || n == 0) return 0;
+  x->cur = (sx_scur **)sx_malloc(&x->env->al, sizeof(sx_scur *) * n);
+  x->delta = (int64_t *)sx_malloc(&x->env->al, sizeof(int64_t) * n);
+  x->dsum = (uint64_t(*)[3])sx_malloc(&x->env->al, sizeof x->dsum[0] * n);
+  if (!x->cur || !x->delta || !x->dsum) {
+    sx_free(&x->env->al, x->cur);
+    sx_free(&x->env->al, x->delta);
+    sx_free(&x->env->al, x->dsum);
+    x->cur = NULL;
+    x->delta = NULL;
+    x->dsum = NULL;
+    return SYNC_ENOMEM;
+  }
+  memset(x->cur, 0, sizeof(sx_scur *) * n);
+  memset(x->delta, 0, sizeof(int64_t) * n);
+  memset(x->dsum, 0, sizeof x->dsum[0] * n);
+  x->ncur = n;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out) {
+  int rc;
+  if ((rc = sx_txn_tables(x))) return rc;
+  if (!x->cur[tid] &&
+      (rc = sx_cur_open(x->env->st, x->t, x->env->tdbi[tid], &x->cur[tid])))
+    return rc;
+  *out = x->cur[tid];
+  return 0;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Site table
+ * ------------------------------------------------------------------- */
+
+/* The 16-byte id of site index idx of this replica. */
+/* Load the site table into the transaction (sites are few: one per
+ * replica that ever wrote). */
+SYNC_PRIVATE int sx_sites_load(sync_txn *x) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  uint32_t n = 0, cap = 0;
+  int rc, op = SX_FIRST;
+  if (x->sites_ok) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->sites, &c))) return rc;
+  for (;;) {
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != 4 || v.n != SX_SITE_LEN || sx_get_be32(k.p) != n) {
+      rc = sx_fail(env, SYNC_ECORRUPT, "site table damaged");
+      break;
+    }
+    if (n == cap) {
+      uint32_t ncap = cap ? cap * 2 : 16;
+      void *p = sx_realloc(&env->al, x->sites, (size_t)ncap * SX_SITE_LEN);
+      if (!p) {
+        rc = SYNC_ENOMEM;
+        break;
+      }
+      x->sites = (uint8_t(*)[SX_SITE_LEN])p;
+      cap = ncap;
+    }
+    memcpy(x->sites[n++], v.p, SX_SITE_LEN);
+  }
+  sx_cur_close(c);
+  if (rc) return rc;
+  if (n == 0) return sx_fail(env, SYNC_ECORRUPT, "site table empty");
+  x->nsites = n;
+  x->sites_cap = cap;
+  x->sites_ok = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
+  int rc;
+  if (idx == 0) {
+    memcpy(out, x->env->site, SX_SITE_LEN);
+    return 0;
+  }
+  if ((rc = sx_sites_load(x))) return rc;
+  if (idx >= x->nsites) return SYNC_ECORRUPT;
+  memcpy(out, x->sites[idx], SX_SITE_LEN);
+  return 0;
+}
+
+SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
+                               uint32_t *out) {
+  unsigned char k[4];
+  uint32_t i;
+  int rc;
+  if ((rc = sx_sites_load(x))) return rc;
+  for (i = 0; i < x->nsites; i++)
+    if (!memcmp(x->sites[i], id, SX_SITE_LEN)) {
+      *out = i;
+      return 0;
+    }
+  if (!add) return SYNC_NOTFOUND;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->nsites == x->sites_cap) {
+    uint32_t ncap = x->sites_cap * 2;
+    void *p = sx_realloc(&x->env->al, x->sites, (size_t)ncap * SX_SITE_LEN);
+    if (!p) return SYNC_ENOMEM;
+    x->sites = (uint8_t(*)[SX_SITE_LEN])p;
+    x->sites_cap = ncap;
+  }
+  sx_put_be32(k, x->nsites);
+  if ((rc = sx_put(x->env->st, x->t, x->env->sites, k, 4, id, SX_SITE_LEN,
+                   0))) {
+    x->failed = 1;
+    return rc;
+  }
+  memcpy(x->sites[x->nsites], id, SX_SITE_LEN);
+  *out = x->nsites++;
+  return 0;
+}
+
+SYNC_PRIVATE void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
+                               uint64_t schema_version) {
+  sx_put_le64(b, hlc);
+  sx_put_le64(b + 8, version);
+  sx_put_le64(b + 16, schema_version);
+}
+/* ---- src/log.c ---- */
+/*
+ * log.c - the change log: log keys, checking an entry is its row's current
+ * one, compaction at commit, and the sync_changes_* iterator.
+ */
+/* ---- src/log.h ---- */
+/*
+ * log.h - the change log: log keys, checking an entry is its row's current
+ * one, compaction at commit, and the sync_changes_* iterator.
+ */
+#ifndef SX_LOG_H
+#define SX_LOG_H
+
+
+SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
+/* Check that log entry (lk, value) is its row's current one: 0 with the
+ * row decoded into r and *tid / *key set; SYNC_NOTFOUND for an entry a
+ * later change left behind (or whose row was collected); SYNC_ECORRUPT
+ * for a malformed one. */
+SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
+                                const unsigned char *lk, size_t lkn,
+                                const unsigned char *v, size_t vn,
+                                unsigned *tid, sx_slice *key);
+SYNC_PRIVATE int sx_log_finish(sync_txn *x);
+
+#endif
 
 SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
                                 const unsigned char *lk, size_t lkn,
@@ -3865,7 +3185,7 @@ static int sx_log_compact(sync_txn *x, uint64_t *n, uint64_t *stale,
   return rc;
 }
 
-static int sx_log_finish(sync_txn *x) {
+SYNC_PRIVATE int sx_log_finish(sync_txn *x) {
   sync_env *env = x->env;
   unsigned char b[SX_LOGST];
   sx_slice v;
@@ -3898,102 +3218,390 @@ static int sx_log_finish(sync_txn *x) {
   return sx_put(env->st, x->t, env->meta, "logst", 5, b, SX_LOGST, 0);
 }
 
-/* Write the state record and the row counts and fingerprint sums this
- * transaction changed. */
-static int sx_txn_finish(sync_txn *x) {
-  sync_env *env = x->env;
-  unsigned char state[24];
-  unsigned i;
+SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq) {
+  sx_put_be64(k, version);
+  sx_put_be32(k + 8, seq);
+}
+
+static int sx_stamp_out(sync_txn *x, const sx_row *r, unsigned idx,
+                        sync_stamp *out) {
+  if (idx == SX_NOSTAMP) {
+    memset(out, 0, sizeof *out);
+    return 0;
+  }
+  out->hlc = r->stamps[idx].hlc;
+  return sx_site_id(x, r->stamps[idx].site, out->site);
+}
+
+SYNC_API int sync_changes_open(sync_txn *x, uint64_t since,
+                               sync_changes **out) {
+  sync_changes *it;
   int rc;
-  uint64_t hlc = x->hlc_last;
-  if (x->stamped && x->hlc > hlc) hlc = x->hlc;
-  if (x->hlc_seen > hlc) hlc = x->hlc_seen; /* the clock follows what it saw */
-  sx_state_put(state, hlc, x->wrote ? x->version : x->base_version,
-               x->schema_version);
-  if ((rc = sx_put(env->st, x->t, env->meta, "state", 5, state, 24, 0)))
-    return rc;
-  if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
-  for (i = 0; x->delta && i < env->schema->ntables; i++) {
-    sx_tsum s;
-    if (!x->delta[i] && !x->dsum[i][0] && !x->dsum[i][1] && !x->dsum[i][2])
-      continue;
-    if ((rc = sx_tsum_get(env, x->t, i, &s))) return rc;
-    s.live += (uint64_t)x->delta[i];
-    s.content += x->dsum[i][0];
-    s.meta += x->dsum[i][1];
-    s.rows += x->dsum[i][2];
-    if ((rc = sx_tsum_put(env, x->t, i, &s))) return rc;
-  }
-  return 0;
-}
-
-/* After a commit: tell the application which rows changed and which
- * conflicts were recorded. */
-static void sx_txn_notify(sync_txn *x) {
-  sync_env *env = x->env;
-  const unsigned char *p = x->changed.p, *end;
-  if (!env->on_change || !p) p = NULL;
-  end = p ? p + x->changed.len : NULL;
-  while (p && p < end) {
-    uint64_t tid, klen;
-    size_t a = sx_get_varint(p, end, &tid), b;
-    if (!a || !(b = sx_get_varint(p + a, end, &klen))) break;
-    env->on_change(env->on_change_ctx, (unsigned)tid, p + a + b, (size_t)klen);
-    p += a + b + klen;
-  }
-  if (env->on_conflict && x->conflicts.len) sx_notify_conflicts(x);
-}
-
-SYNC_API int sync_txn_commit(sync_txn *x) {
-  sync_env *env;
-  int rc = 0, counted;
-  uint64_t t0 = 0, rows;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
   if (!x) return SYNC_EINVAL;
-  env = x->env;
-  counted = !x->rdonly && (x->wrote || x->dirty);
-  rows = x->rows_written;
-  if (counted) t0 = sx_now_ns();
-  if (x->failed) {
-    sync_txn_abort(x);
-    return sx_fail(env, SYNC_ETXN, "transaction failed earlier: %s",
-                   env->errmsg);
+  it = (sync_changes *)sx_malloc(&x->env->al, sizeof *it);
+  if (!it) return SYNC_ENOMEM;
+  memset(it, 0, sizeof *it);
+  it->al = x->env->al;
+  if ((rc = sx_row_init(&it->al, &it->row, SYNC_MAX_COLUMNS))) {
+    sx_free(&it->al, it);
+    return rc;
   }
-  if (x->wrote || x->dirty) rc = sx_txn_finish(x);
-  if (rc) {
-    sync_txn_abort(x);
-  } else {
-    sx_txn_close_cursors(x);
-    rc = sx_txn_commit(env->st, x->t);
-    if (!rc && counted) {
-      uint64_t t1 = sx_now_ns();
-      sx_stats_add(&env->stats, SX_ST_COMMITS, 1);
-      sx_stats_add(&env->stats, SX_ST_ROWS_WRITTEN, rows);
-      sx_stats_time(&env->stats, SX_H_COMMIT, t1 > t0 ? t1 - t0 : 0);
-    }
-    if (!rc) sx_txn_notify(x);
-    sx_txn_free(x);
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->log, &it->c))) {
+    sx_row_free(&it->al, &it->row);
+    sx_free(&it->al, it);
+    return rc;
   }
-  if (rc) return sx_fail(env, rc, "commit failed: %s", sync_strerror(rc));
+  it->x = x;
+  it->since = since;
+  it->next = x->changes;
+  x->changes = it;
+  *out = it;
   return 0;
 }
 
-SYNC_API uint64_t sync_txn_version(sync_txn *x) {
-  return x ? x->base_version : 0;
+SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
+  sync_txn *x;
+  sx_slice k, v, key;
+  unsigned char start[SX_LOGKEY];
+  unsigned tid;
+  int rc, op;
+  if (!it || it->dead || !out) return SYNC_EINVAL;
+  x = it->x;
+  if (!it->started) {
+    if (it->since == UINT64_MAX) return SYNC_NOTFOUND;
+    sx_logkey(start, it->since + 1, 0);
+    k.p = start;
+    k.n = SX_LOGKEY;
+    op = SX_SET_RANGE;
+  } else if (it->gen != x->gen) {
+    k.p = it->last;
+    k.n = SX_LOGKEY;
+    op = SX_SET_RANGE;
+  } else {
+    k.p = NULL;
+    k.n = 0;
+    op = SX_NEXT;
+  }
+  for (;;) {
+    if ((rc = sx_cur_get(x->env->st, it->c, op, &k, &v))) return rc;
+    op = SX_NEXT;
+    if (k.n != SX_LOGKEY) return SYNC_ECORRUPT;
+    if (it->started && memcmp(k.p, it->last, SX_LOGKEY) <= 0) continue;
+    it->started = 1;
+    memcpy(it->last, k.p, SX_LOGKEY);
+    rc = sx_log_current(x, &it->row, k.p, k.n, v.p, v.n, &tid, &key);
+    if (rc == SYNC_NOTFOUND) continue; /* left behind by a later change */
+    if (rc) return rc;
+    break;
+  }
+  it->gen = x->gen;
+  /* sx_log_current set tid: it returned 0. */
+  it->tid = tid; /* NOLINT(clang-analyzer-core.uninitialized.Assign) */
+  out->table = tid;
+  out->key.data = key.p;
+  out->key.len = key.n;
+  out->version = it->row.version;
+  out->causal_length = it->row.cl;
+  out->ncolumns = (it->row.cl & 1) ? it->row.ncols : 0;
+  return sx_stamp_out(x, &it->row, it->row.cl_stamp, &out->row_stamp);
+}
+
+SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
+                                 sync_value *val, sync_stamp *stamp,
+                                 sync_stamp *base) {
+  const sx_row *r;
+  int rc;
+  if (!it || it->dead || !it->started) return SYNC_EINVAL;
+  r = &it->row;
+  if (!(r->cl & 1) || col >= r->ncols || r->cols[col].st == SX_NOSTAMP)
+    return SYNC_NOTFOUND;
+  if (val) *val = r->cols[col].v;
+  if (stamp && (rc = sx_stamp_out(it->x, r, r->cols[col].st, stamp)))
+    return rc;
+  if (base && (rc = sx_stamp_out(it->x, r, r->cols[col].base, base)))
+    return rc;
+  return 0;
+}
+
+SYNC_API void sync_changes_close(sync_changes *it) {
+  sync_changes **pp;
+  sx_alloc al;
+  if (!it) return;
+  if (it->x) {
+    for (pp = &it->x->changes; *pp; pp = &(*pp)->next)
+      if (*pp == it) {
+        *pp = it->next;
+        break;
+      }
+    sx_cur_close(it->c);
+  }
+  al = it->al;
+  sx_row_free(&al, &it->row);
+  sx_free(&al, it);
+}
+/* ---- src/fp.c ---- */
+/*
+ * fp.c - row fingerprints and the per-table records (live count and
+ * fingerprint sums) kept at every commit.
+ */
+/* ---- src/fp.h ---- */
+/*
+ * fp.h - row fingerprints and the per-table records (live count and
+ * fingerprint sums) kept at every commit.
+ */
+#ifndef SX_FP_H
+#define SX_FP_H
+
+
+/* Fingerprints of one stored row (docs/FORMAT.md, "Fingerprints").
+ * *content hashes what sync_digest covers (key and the values of the
+ * replicated columns); *meta hashes that plus the causal length and every
+ * stamp (as site ids, so equal rows hash equal on every replica), for
+ * range repair.  A tombstone has neither: both are 0 and the call
+ * returns 0 (a live row returns 1).  Needs the site table (loaded on
+ * demand), so it can fail with a storage error. */
+SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
+                           size_t klen, const sx_row *r, uint64_t *content,
+                           uint64_t *meta);
+SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
+/* The same sums by a scan of every row of the table: for the format
+ * upgrade and schema changes, which rebuild the stored record. */
+SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
+SYNC_PRIVATE int sx_tsum_get(sync_env *env, sx_stxn *t, unsigned tid, sx_tsum *out);
+SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
+                             const sx_tsum *s);
+
+#endif
+
+/* A table's stored record: count and fingerprint sums ("n" + u16 BE id).
+ * Absent means an empty table; any other size than SX_TSUM_LEN is
+ * damage (records of formats 1 and 2 never reach this: open upgrades
+ * them). */
+static void sx_tsum_key(unsigned char *k, unsigned tid) {
+  k[0] = 'n';
+  k[1] = (unsigned char)(tid >> 8);
+  k[2] = (unsigned char)tid;
+}
+
+SYNC_PRIVATE int sx_tsum_get(sync_env *env, sx_stxn *t, unsigned tid, sx_tsum *out) {
+  unsigned char k[3];
+  sx_slice v;
+  int rc;
+  memset(out, 0, sizeof *out);
+  sx_tsum_key(k, tid);
+  rc = sx_get(env->st, t, env->meta, k, 3, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n != SX_TSUM_LEN)
+    return sx_fail(env, SYNC_ECORRUPT, "table '%s': row count record damaged",
+                   env->schema->tables[tid].name);
+  out->live = sx_get_le64(v.p);
+  out->content = sx_get_le64(v.p + 8);
+  out->meta = sx_get_le64(v.p + 16);
+  out->rows = sx_get_le64(v.p + 24);
+  return 0;
+}
+
+SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
+                             const sx_tsum *s) {
+  unsigned char k[3], v[SX_TSUM_LEN];
+  sx_tsum_key(k, tid);
+  sx_put_le64(v, s->live);
+  sx_put_le64(v + 8, s->content);
+  sx_put_le64(v + 16, s->meta);
+  sx_put_le64(v + 24, s->rows);
+  return sx_put(env->st, t, env->meta, k, 3, v, SX_TSUM_LEN, 0);
 }
 
 /* ---------------------------------------------------------------------
- * Rows
+ * Fingerprints.  Both hashes run over a small buffer built per row:
+ * content: var klen, key, then per replicated column j of the schema
+ *          holding a non-NULL value: var j, u8 tag, payload;
+ * meta:    var klen, key, var causal length, var hlc + 16-byte site of
+ *          its stamp, then per replicated column j written: var j, var
+ *          hlc + 16-byte site of its stamp, u8 tag, payload; for a
+ *          tombstone (no content): var klen, key, var causal length,
+ *          var hlc + 16-byte site of its stamp, under its own seed.
+ * Base stamps and local versions are left out: they differ between
+ * replicas that hold the same row.
  * ------------------------------------------------------------------- */
-SYNC_PRIVATE int sx_scratch(sync_txn *x) {
-  if (x->scratch_ok) return 0;
-  if (sx_row_init(&x->env->al, &x->old, SYNC_MAX_COLUMNS)) return SYNC_ENOMEM;
-  if (sx_row_init(&x->env->al, &x->nw, SYNC_MAX_COLUMNS)) {
-    sx_row_free(&x->env->al, &x->old);
-    return SYNC_ENOMEM;
+#define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
+#define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
+#define SX_FP_SEED_TOMB UINT64_C(0x73796e632d743031)    /* "sync-t01" */
+
+
+SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
+                           size_t klen, const sx_row *r, uint64_t *content,
+                           uint64_t *meta) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned char *p, *m;
+  size_t need;
+  unsigned j;
+  int rc;
+  *content = *meta = 0;
+  if (!(r->cl & 1)) {
+#ifndef SYNC_OMIT_REPAIR
+    /* A tombstone: key, causal length and its stamp. */
+    unsigned char b[3 * SX_VARINT_MAX + SYNC_MAX_KEY + SX_SITE_LEN];
+    if ((rc = sx_sites_load(x))) return rc;
+    if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
+    p = sx_wv(b, klen);
+    memcpy(p, key, klen);
+    p += klen;
+    p = sx_wv(p, r->cl);
+    p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
+    memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *meta = sx_hash64(b, (size_t)(p - b), SX_FP_SEED_TOMB);
+#endif
+    return 0;
   }
-  x->scratch_ok = 1;
+  if ((rc = sx_sites_load(x))) return rc;
+  /* Our own buffer: the caller may hold the row being stored in x->enc.
+   * A column's value goes in twice, once per encoding. */
+  need = 2 * (SX_VARINT_MAX + klen) + 2 * SX_VARINT_MAX + SX_SITE_LEN;
+  for (j = 0; j < r->ncols; j++)
+    if (r->cols[j].st != SX_NOSTAMP)
+      need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 2 +
+              2 * sx_payload_size(&r->cols[j].v);
+  if ((rc = sx_buf_reserve(&x->fpbuf, need))) return rc;
+  p = x->fpbuf.p;
+  p = sx_wv(p, klen);
+  memcpy(p, key, klen);
+  p += klen;
+  for (j = 0; j < tb->ncols && j < r->ncols; j++) {
+    const sx_rcol *c = &r->cols[j];
+    if (c->st == SX_NOSTAMP || c->v.type == SYNC_NULL) continue;
+    if (tb->cols[j].flags & SYNC_COL_LOCAL) continue;
+    p = sx_wv(p, j);
+    *p++ = (unsigned char)c->v.type;
+    p += sx_payload_put(p, &c->v);
+  }
+  *content = sx_hash64(x->fpbuf.p, (size_t)(p - x->fpbuf.p), SX_FP_SEED_CONTENT);
+#ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
+  m = p;
+  p = sx_wv(p, klen);
+  memcpy(p, key, klen);
+  p += klen;
+  p = sx_wv(p, r->cl);
+  p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
+  if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
+  memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  for (j = 0; j < r->ncols; j++) {
+    const sx_rcol *c = &r->cols[j];
+    const sx_stamp *s;
+    if (c->st == SX_NOSTAMP) continue;
+    if (j < tb->ncols && (tb->cols[j].flags & SYNC_COL_LOCAL)) continue;
+    s = &r->stamps[c->st];
+    if (s->site >= x->nsites) return SYNC_ECORRUPT;
+    p = sx_wv(p, j);
+    p = sx_wv(p, s->hlc);
+    memcpy(p, x->sites[s->site], SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *p++ = (unsigned char)c->v.type;
+    p += sx_payload_put(p, &c->v);
+  }
+  *meta = sx_hash64(m, (size_t)(p - m), SX_FP_SEED_META);
+#else
+  m = p;
+  (void)m;
+#endif
+  return 1;
+}
+
+SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out) {
+  int rc;
+  if ((rc = sx_tsum_get(x->env, x->t, tid, out))) return rc;
+  if (x->delta) {
+    out->live += (uint64_t)x->delta[tid];
+    out->content += x->dsum[tid][0];
+    out->meta += x->dsum[tid][1];
+    out->rows += x->dsum[tid][2];
+  }
   return 0;
 }
+
+SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  int rc, op = SX_FIRST;
+  memset(out, 0, sizeof *out);
+  if ((rc = sx_scratch(x))) return rc;
+  if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
+  for (;;) {
+    uint64_t hc, hm;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
+    if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
+    rc = 0;
+    out->meta += hm;
+    out->rows++;
+    if (!(x->old.cl & 1)) continue;
+    out->content += hc;
+    out->live++;
+  }
+  sx_cur_close(c);
+  return rc;
+}
+/* ---- src/ops.c ---- */
+/*
+ * ops.c - the public row API: tracked writes (the only place rows are
+ * stored), reads, and cursors.
+ *
+ * A write transaction takes its stamp (HLC) and local version at its first
+ * change and uses them for every row it touches; a transaction that
+ * changes nothing consumes neither.
+ */
+/* ---- src/ops.h ---- */
+/*
+ * ops.h - the public row API: tracked writes (the only place rows are
+ * stored), reads, and cursors.
+ */
+#ifndef SX_OPS_H
+#define SX_OPS_H
+
+
+/* Take the transaction's stamp (at its first change). */
+SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
+/* Store x->nw at key (replacing x->old when found, which must have been
+ * decoded from the same key), with its log entry; keeps counts and the
+ * change list.  The only place rows are written.  append: the key sorts
+ * after every key of the table. */
+SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                              const void *key, size_t klen, int found,
+                              int append);
+/* Remove the row at cur (x->old, decoded from key) without a trace: no
+ * tombstone, no log entry; keeps counts, sums and the change list.  For
+ * rows that left this replica's scope (exit markers). */
+SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                               const void *key, size_t klen);
+/* Row r of table tid (key) is about to be deleted from the store: the
+ * table's counts and fingerprint sums lose it (before the delete: r's
+ * values may point into the stored bytes). */
+SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
+                              size_t klen, const sx_row *r);
+/* Causal length for a new row of table tid: above every tombstone this
+ * replica ever collected, so that a re-insert after gc still wins over
+ * peers that kept the tombstone. */
+SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
+
+#endif
+
+#define SX_OP_PUT 0
+#define SX_OP_UPDATE 1
+#define SX_OP_DELETE 2
 
 static int sx_check_key(sync_txn *x, unsigned tid, const void *key,
                         size_t klen) {
@@ -4016,44 +3624,6 @@ static int sx_check_value(const sx_column *c, const sync_value *v) {
   }
   return 0;
 }
-
-/* Per-table cursor, count and sum arrays, made at the first write or
- * read. */
-SYNC_PRIVATE int sx_txn_tables(sync_txn *x) {
-  unsigned n = x->env->schema->ntables;
-  if (x->cur || n == 0) return 0;
-  x->cur = (sx_scur **)sx_malloc(&x->env->al, sizeof(sx_scur *) * n);
-  x->delta = (int64_t *)sx_malloc(&x->env->al, sizeof(int64_t) * n);
-  x->dsum = (uint64_t(*)[3])sx_malloc(&x->env->al, sizeof x->dsum[0] * n);
-  if (!x->cur || !x->delta || !x->dsum) {
-    sx_free(&x->env->al, x->cur);
-    sx_free(&x->env->al, x->delta);
-    sx_free(&x->env->al, x->dsum);
-    x->cur = NULL;
-    x->delta = NULL;
-    x->dsum = NULL;
-    return SYNC_ENOMEM;
-  }
-  memset(x->cur, 0, sizeof(sx_scur *) * n);
-  memset(x->delta, 0, sizeof(int64_t) * n);
-  memset(x->dsum, 0, sizeof x->dsum[0] * n);
-  x->ncur = n;
-  return 0;
-}
-
-SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out) {
-  int rc;
-  if ((rc = sx_txn_tables(x))) return rc;
-  if (!x->cur[tid] &&
-      (rc = sx_cur_open(x->env->st, x->t, x->env->tdbi[tid], &x->cur[tid])))
-    return rc;
-  *out = x->cur[tid];
-  return 0;
-}
-
-#define SX_OP_PUT 0
-#define SX_OP_UPDATE 1
-#define SX_OP_DELETE 2
 
 static sx_stamp sx_mkstamp(uint64_t hlc, uint32_t site) {
   sx_stamp s;
@@ -4124,11 +3694,6 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
     changed = 1;
   }
   return changed;
-}
-
-SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq) {
-  sx_put_be64(k, version);
-  sx_put_be32(k + 8, seq);
 }
 
 /* The one write path: put, update and delete of one row. */
@@ -4561,364 +4126,939 @@ SYNC_API void sync_cursor_close(sync_cursor *c) {
   sx_row_free(&al, &c->row);
   sx_free(&al, c);
 }
+/* ---- src/commit.c ---- */
+/*
+ * commit.c - committing a transaction: state, change log, table records,
+ * then the callbacks.
+ */
+/* ---- src/commit.h ---- */
+/*
+ * commit.h - committing a transaction: state, change log, table records,
+ * then the callbacks.
+ */
+#ifndef SX_COMMIT_H
+#define SX_COMMIT_H
 
-/* ---------------------------------------------------------------------
- * Change log
- * ------------------------------------------------------------------- */
 
-/* The 16-byte id of site index idx of this replica. */
-/* Load the site table into the transaction (sites are few: one per
- * replica that ever wrote). */
-SYNC_PRIVATE int sx_sites_load(sync_txn *x) {
+#endif
+
+/* Write the state record and the row counts and fingerprint sums this
+ * transaction changed. */
+static int sx_txn_finish(sync_txn *x) {
   sync_env *env = x->env;
-  sx_scur *c;
-  sx_slice k, v;
-  uint32_t n = 0, cap = 0;
-  int rc, op = SX_FIRST;
-  if (x->sites_ok) return 0;
-  if ((rc = sx_cur_open(env->st, x->t, env->sites, &c))) return rc;
-  for (;;) {
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
+  unsigned char state[24];
+  unsigned i;
+  int rc;
+  uint64_t hlc = x->hlc_last;
+  if (x->stamped && x->hlc > hlc) hlc = x->hlc;
+  if (x->hlc_seen > hlc) hlc = x->hlc_seen; /* the clock follows what it saw */
+  sx_state_put(state, hlc, x->wrote ? x->version : x->base_version,
+               x->schema_version);
+  if ((rc = sx_put(env->st, x->t, env->meta, "state", 5, state, 24, 0)))
+    return rc;
+  if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
+  for (i = 0; x->delta && i < env->schema->ntables; i++) {
+    sx_tsum s;
+    if (!x->delta[i] && !x->dsum[i][0] && !x->dsum[i][1] && !x->dsum[i][2])
+      continue;
+    if ((rc = sx_tsum_get(env, x->t, i, &s))) return rc;
+    s.live += (uint64_t)x->delta[i];
+    s.content += x->dsum[i][0];
+    s.meta += x->dsum[i][1];
+    s.rows += x->dsum[i][2];
+    if ((rc = sx_tsum_put(env, x->t, i, &s))) return rc;
+  }
+  return 0;
+}
+
+/* After a commit: tell the application which rows changed and which
+ * conflicts were recorded. */
+static void sx_txn_notify(sync_txn *x) {
+  sync_env *env = x->env;
+  const unsigned char *p = x->changed.p, *end;
+  if (!env->on_change || !p) p = NULL;
+  end = p ? p + x->changed.len : NULL;
+  while (p && p < end) {
+    uint64_t tid, klen;
+    size_t a = sx_get_varint(p, end, &tid), b;
+    if (!a || !(b = sx_get_varint(p + a, end, &klen))) break;
+    env->on_change(env->on_change_ctx, (unsigned)tid, p + a + b, (size_t)klen);
+    p += a + b + klen;
+  }
+  if (env->notify_conflicts && x->conflicts.len) env->notify_conflicts(x);
+}
+
+SYNC_API int sync_txn_commit(sync_txn *x) {
+  sync_env *env;
+  int rc = 0, counted;
+  uint64_t t0 = 0, rows;
+  if (!x) return SYNC_EINVAL;
+  env = x->env;
+  counted = !x->rdonly && (x->wrote || x->dirty);
+  rows = x->rows_written;
+  if (counted) t0 = sx_now_ns();
+  if (x->failed) {
+    sync_txn_abort(x);
+    return sx_fail(env, SYNC_ETXN, "transaction failed earlier: %s",
+                   env->errmsg);
+  }
+  if (x->wrote || x->dirty) rc = sx_txn_finish(x);
+  if (rc) {
+    sync_txn_abort(x);
+  } else {
+    sx_txn_close_cursors(x);
+    rc = sx_txn_commit(env->st, x->t);
+    if (!rc && counted) {
+      uint64_t t1 = sx_now_ns();
+      sx_stats_add(&env->stats, SX_ST_COMMITS, 1);
+      sx_stats_add(&env->stats, SX_ST_ROWS_WRITTEN, rows);
+      sx_stats_time(&env->stats, SX_H_COMMIT, t1 > t0 ? t1 - t0 : 0);
     }
-    if (rc) break;
-    if (k.n != 4 || v.n != SX_SITE_LEN || sx_get_be32(k.p) != n) {
-      rc = sx_fail(env, SYNC_ECORRUPT, "site table damaged");
-      break;
-    }
-    if (n == cap) {
-      uint32_t ncap = cap ? cap * 2 : 16;
-      void *p = sx_realloc(&env->al, x->sites, (size_t)ncap * SX_SITE_LEN);
-      if (!p) {
-        rc = SYNC_ENOMEM;
+    if (!rc) sx_txn_notify(x);
+    sx_txn_free(x);
+  }
+  if (rc) return sx_fail(env, rc, "commit failed: %s", sync_strerror(rc));
+  return 0;
+}
+/* ---- src/site.c ---- */
+/*
+ * site.c - taking a new site id: this replica's stamps after a point in
+ * its history move to the new id, the old one becomes an ordinary site.
+ * Used when a file turns out to be a copy (a restore or a clone); the
+ * renewal records that tell peers about it are in renew.c.
+ */
+/* ---- src/site.h ---- */
+/*
+ * site.h - taking a new site id (site.c).
+ */
+#ifndef SX_SITE_H
+#define SX_SITE_H
+
+
+/* Take a new site id: this replica's stamps up to hlc t keep the old id,
+ * later ones move to the new one; the old id becomes an ordinary site
+ * held up to hlc held (0: nothing claimed). */
+SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
+
+#endif
+
+/* Rewrite the stamps of this replica's own site in every row: those up
+ * to hlc t go to site index k (the old id), later ones stay at 0 (the new
+ * id).  Neither the versions nor the log change. */
+static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
+  sync_env *env = x->env;
+  unsigned tid;
+  int rc = 0;
+  for (tid = 0; tid < env->schema->ntables && !rc; tid++) {
+    sx_scur *c;
+    sx_slice kk, v;
+    int op = SX_FIRST;
+    if ((rc = sx_table_cursor(x, tid, &c))) break;
+    for (;;) {
+      unsigned char key[SYNC_MAX_KEY];
+      size_t klen, size;
+      unsigned i;
+      int any = 0;
+      kk.p = NULL;
+      kk.n = 0;
+      rc = sx_cur_get(env->st, c, op, &kk, &v);
+      op = SX_NEXT;
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
         break;
       }
-      x->sites = (uint8_t(*)[SX_SITE_LEN])p;
-      cap = ncap;
+      if (rc) break;
+      if ((rc = sx_row_decode(v.p, v.n, kk.p, kk.n, &x->old))) break;
+      for (i = 0; i < x->old.nstamps; i++)
+        if (x->old.stamps[i].site == 0 && x->old.stamps[i].hlc <= t) {
+          x->old.stamps[i].site = k;
+          any = 1;
+        }
+      if (!any) continue;
+      klen = kk.n;
+      memcpy(key, kk.p, klen);
+      size = sx_row_size(&x->old);
+      if ((rc = sx_buf_reserve(&x->enc, size))) break;
+      sx_row_encode(&x->old, key, klen, x->enc.p, size);
+      if ((rc = sx_cur_put(env->st, c, key, klen, x->enc.p, size,
+                           SX_CUR_CURRENT))) {
+        x->failed = 1;
+        break;
+      }
+      kk.p = key;
+      kk.n = klen;
     }
-    memcpy(x->sites[n++], v.p, SX_SITE_LEN);
   }
-  sx_cur_close(c);
+  return rc;
+}
+
+/* Take a new site id.  This replica's writes with stamps up to hlc t keep
+ * the old id, later ones move to the new id; the old id becomes an
+ * ordinary site, held up to hlc held (0: nothing claimed, so peers send
+ * back every change of it they hold). */
+SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
+  sync_env *env = x->env;
+  uint8_t old[SX_SITE_LEN], nid[SX_SITE_LEN];
+  unsigned char kb[4], vb[8];
+  uint32_t k, i;
+  int rc, tries;
+  if ((rc = sx_scratch(x)) || (rc = sx_sites_load(x))) return rc;
+  memcpy(old, env->site, SX_SITE_LEN);
+  for (tries = 0;; tries++) {
+    int clash = 0;
+    if (tries == 8 || env->random(env->random_ctx, nid, SX_SITE_LEN) != 0)
+      return sx_fail(env, SYNC_EIO,
+                     "the random source failed to give a new site id");
+    for (i = 0; i < x->nsites; i++)
+      if (!memcmp(x->sites[i], nid, SX_SITE_LEN)) clash = 1;
+    if (!clash) break;
+  }
+  /* The old id gets the next index, the new one index 0. */
+  if ((rc = sx_site_index(x, old, 0, &k)) || k != 0)
+    return rc ? rc : SYNC_ECORRUPT;
+  sx_put_be32(kb, 0);
+  if ((rc = sx_put(env->st, x->t, env->sites, kb, 4, nid, SX_SITE_LEN, 0)))
+    goto fail;
+  memcpy(x->sites[0], nid, SX_SITE_LEN);
+  memcpy(env->site, nid, SX_SITE_LEN);
+  if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
+  if ((rc = sx_relabel_rows(x, k, t))) goto fail;
+  {
+    /* xfloor capped what we claimed of our own writes, some of which
+     * left our scope: they keep the old id, and the new one has lost
+     * none.  (The old id is held no further than held, and a held above
+     * xfloor would claim them: no caller passes one.) */
+    sx_slice f;
+    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &f);
+    if (rc && rc != SYNC_NOTFOUND) goto fail;
+    if (rc == 0) {
+      if (f.n == 8 && held > sx_get_le64(f.p)) held = sx_get_le64(f.p);
+      if ((rc = sx_del(env->st, x->t, env->meta, "xfloor", 6))) goto fail;
+    }
+    rc = 0;
+  }
+  sx_put_be32(kb, k);
+  sx_put_le64(vb, held);
+  if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
+  if ((rc = sx_put(env->st, x->t, env->meta, "site", 4, nid, SX_SITE_LEN, 0)))
+    goto fail;
+  x->dirty = 1;
+  return 0;
+fail:
+  x->failed = 1;
+  memcpy(env->site, old, SX_SITE_LEN);
+  return rc;
+}
+/* ---- src/open.c ---- */
+/*
+ * open.c - opening a file: creating or loading it, format upgrades, epochs
+ * and history marks, peers' schemas and schema changes.
+ *
+ * Layout in the LMDB file (named databases):
+ *   sx.meta   "format" -> magic and format version
+ *             "site"   -> this replica's 16-byte id
+ *             "state"  -> last HLC, last local version, schema version
+ *             "schema" -> canonical schema (schema.c)
+ *             "n" + table id (2 bytes BE) -> live row count, sum of the
+ *                      content fingerprints of the live rows, sum of the
+ *                      meta fingerprints of all rows, count of all rows
+ *                      (u64 LE each; format 1: the live count only;
+ *                      format 2: the first three, meta over live rows)
+ *             "xfloor" -> u64 cap on this replica's own vector entry once
+ *                      rows with its stamps left its scope (format 4)
+ *             "renewed" -> site ids given up by restored replicas, each
+ *                      with the HLC its claims are void above (renew.c,
+ *                      "Renewal records"; format 5)
+ *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
+ *   sx.rejects  the rejection log (reject.c; format 4)
+ *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
+ *             + key.  Appended in order; a row's older entry is deleted
+ *             when it changes again, so the log is as large as the data.
+ *   sx.t<id>  one per table: primary key -> row (row.h)
+ */
+/* ---- src/open.h ---- */
+/*
+ * open.h - opening a file: creating or loading it, format upgrades, epochs
+ * and history marks, peers' schemas and schema changes.
+ */
+#ifndef SX_OPEN_H
+#define SX_OPEN_H
+
+
+/* The mark of version v of this replica's log (id 0 when none). */
+SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
+/* Does a peer's view of this replica's log, "held up to version v, with
+ * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
+ * message set) if not, or a storage error. */
+SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
+/* The HLC this replica's clock stood at when the epoch after epoch m
+ * began (the state of the file at that open): 0, or SYNC_NOTFOUND when
+ * the file has no epoch m, or none after it. */
+SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
+                                   uint64_t *hlc);
+/* May a delta or request made under schema hash h be taken?  Ours, or a
+ * peer's found compatible by sx_compat_check. */
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
+/* The peer schema with hash h that sx_compat_check kept (NULL when none,
+ * or when h is ours); valid until our schema changes or the env closes. */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h);
+SYNC_PRIVATE void sx_compat_clear(sync_env *env);
+/* Check peer schema p against ours: 0 (and a copy of p kept), or
+ * SYNC_ESCHEMA with env's message naming the table and the column as
+ * each side declares it (ours and theirs say where each is; peer_first:
+ * the peer's is named first), SYNC_ELIMIT (SX_COMPAT_MAX other schemas
+ * met since the open), SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs,
+                                 int peer_first);
+
+#endif
+
+#include <stdio.h>
+
+static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid);
+
+static void sx_tname(char *buf, unsigned id) {
+  snprintf(buf, 16, "sx.t%u", id);
+}
+
+static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
+  sx_buf b;
+  int rc;
+  sx_buf_init(&b, &env->al);
+  rc = sx_schema_encode(s, &b);
+  if (!rc) rc = sx_put(env->st, t, env->meta, "schema", 6, b.p, b.len, 0);
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* A new file: make the site id, the stores and the schema. */
+static int sx_env_init(sync_env *env, sx_stxn *t) {
+  unsigned char state[24], fmt[12], sk[4] = {0, 0, 0, 0};
+  unsigned i;
+  int rc;
+  if (env->random(env->random_ctx, env->site, SX_SITE_LEN) != 0)
+    return sx_fail(env, SYNC_EIO, "the random source failed to give a site id");
+  if (!env->decl) {
+    rc = sx_schema_from_defs(&env->al, NULL, 0, &env->decl, env->errmsg,
+                             sizeof env->errmsg);
+    if (rc) return rc;
+  }
+  if ((rc = sx_dbi_open(env->st, t, "sx.meta", 1, &env->meta)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.sites", 1, &env->sites)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.log", 1, &env->log)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.vv", 1, &env->vv)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)))
+    return rc;
+  env->epochs_ok = 1;
+  env->rejects_ok = 1;
+  /* Eight bytes of a binary record, its NUL included: not a C string. */
+  memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
+  sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
+  sx_state_put(state, 0, 0, env->decl->version);
+  if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)) ||
+      (rc = sx_put(env->st, t, env->meta, "site", 4, env->site, SX_SITE_LEN,
+                   0)) ||
+      (rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
+      (rc = sx_put(env->st, t, env->sites, sk, 4, env->site, SX_SITE_LEN, 0)) ||
+      (rc = sx_put_schema(env, t, env->decl)))
+    return rc;
+  for (i = 0; i < env->decl->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 1, &env->tdbi[i]))) return rc;
+  }
+  env->schema = env->decl;
+  env->decl = NULL;
+  return 0;
+}
+
+/* In the open's transaction t, make schema up (the file's schema in
+ * force plus appended tables and columns) the file's: its record and
+ * version, a store per new table, and the sums of each table that gained
+ * columns rebuilt under up (rows written by newer peers may hold values
+ * in them already: they count from now on).  On success env->schema is
+ * up; on failure it is unchanged and nothing is committed. */
+static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
+  sx_schema *was = env->schema;
+  unsigned char state[24];
+  sx_slice v;
+  unsigned i;
+  int rc;
+  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
+  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
   if (rc) return rc;
-  if (n == 0) return sx_fail(env, SYNC_ECORRUPT, "site table empty");
-  x->nsites = n;
-  x->sites_cap = cap;
-  x->sites_ok = 1;
-  return 0;
-}
-
-SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
-  int rc;
-  if (idx == 0) {
-    memcpy(out, x->env->site, SX_SITE_LEN);
-    return 0;
+  memcpy(state, v.p, 24);
+  sx_put_le64(state + 16, up->version);
+  if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
+      (rc = sx_put_schema(env, t, up)))
+    return rc;
+  /* A failure fails the open, which closes the store: the handles of
+   * the new tables need no undoing. */
+  for (i = was->ntables; i < up->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 1, &env->tdbi[i]))) return rc;
   }
-  if ((rc = sx_sites_load(x))) return rc;
-  if (idx >= x->nsites) return SYNC_ECORRUPT;
-  memcpy(out, x->sites[idx], SX_SITE_LEN);
-  return 0;
-}
-
-SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
-                               uint32_t *out) {
-  unsigned char k[4];
-  uint32_t i;
-  int rc;
-  if ((rc = sx_sites_load(x))) return rc;
-  for (i = 0; i < x->nsites; i++)
-    if (!memcmp(x->sites[i], id, SX_SITE_LEN)) {
-      *out = i;
-      return 0;
-    }
-  if (!add) return SYNC_NOTFOUND;
-  if (x->rdonly) return SYNC_EREADONLY;
-  if (x->nsites == x->sites_cap) {
-    uint32_t ncap = x->sites_cap * 2;
-    void *p = sx_realloc(&x->env->al, x->sites, (size_t)ncap * SX_SITE_LEN);
-    if (!p) return SYNC_ENOMEM;
-    x->sites = (uint8_t(*)[SX_SITE_LEN])p;
-    x->sites_cap = ncap;
-  }
-  sx_put_be32(k, x->nsites);
-  if ((rc = sx_put(x->env->st, x->t, x->env->sites, k, 4, id, SX_SITE_LEN,
-                   0))) {
-    x->failed = 1;
+  env->schema = up;
+  for (i = 0; i < was->ntables && !rc; i++)
+    if (up->tables[i].ncols > was->tables[i].ncols)
+      rc = sx_tsum_rebuild(env, t, i);
+  if (rc) {
+    env->schema = was;
     return rc;
   }
-  memcpy(x->sites[x->nsites], id, SX_SITE_LEN);
-  *out = x->nsites++;
+  sx_schema_free(&env->al, was);
+  return 0;
+}
+
+/* An existing file: check what it is and that it holds our schema. */
+static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
+  sx_slice v;
+  sx_schema *s, *up = NULL;
+  int grow = 0;
+  unsigned i;
+  uint32_t format;
+  int rc;
+  rc = sx_dbi_open(env->st, t, "sx.meta", 0, &env->meta);
+  if (rc == SYNC_NOTFOUND)
+    return sx_fail(env, SYNC_ENOTDB, "%s: an LMDB file, but not a sync database",
+                   path);
+  if (rc) return rc;
+  rc = sx_get(env->st, t, env->meta, "format", 6, &v);
+  if (rc == SYNC_NOTFOUND || (!rc && (v.n != 12 || memcmp(v.p, SX_MAGIC, 8))))
+    return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
+  if (rc) return rc;
+  format = sx_get_le32(v.p + 8);
+  /* Format 4 lacks only the renewal records (meta "renewed"), which read
+   * as none: a read-only open takes it as it is. */
+  if (format >= 1 && format < 4 && env->rdonly)
+    return sx_fail(env, SYNC_EVERSION,
+                   "%s: storage format %u needs an upgrade to format %u "
+                   "(%s); open it writable once",
+                   path, (unsigned)format, SX_FORMAT_VERSION,
+                   format == 3
+                       ? "the scope in peer records and the rejection log"
+                       : "the stored fingerprint sums");
+  if (format < 1 || format > SX_FORMAT_VERSION)
+    return sx_fail(env, SYNC_EVERSION,
+                   "%s: storage format %u, this library reads %u", path,
+                   (unsigned)format, SX_FORMAT_VERSION);
+  if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
+    return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
+                   "%s: site id missing", path);
+  memcpy(env->site, v.p, SX_SITE_LEN);
+  if ((rc = sx_get(env->st, t, env->meta, "schema", 6, &v)))
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "%s: schema missing", path);
+  if ((rc = sx_schema_decode(&env->al, v.p, v.n, &s)))
+    return sx_fail(env, rc, "%s: stored schema unreadable", path);
+  if (env->decl && sx_schema_diff(s, env->decl, env->errmsg,
+                                  sizeof env->errmsg)) {
+    /* The program declares more than the file holds: tables and columns
+     * appended (a rolling upgrade) are added by this open, below. */
+    char why[sizeof env->errmsg];
+    memcpy(why, env->errmsg, sizeof why);
+    rc = sx_schema_extends(s, env->decl, env->errmsg, sizeof env->errmsg);
+    if (rc == SYNC_ESCHEMA) memcpy(env->errmsg, why, sizeof why);
+    if (!rc && env->rdonly) {
+      snprintf(env->errmsg, sizeof env->errmsg,
+               "%s: %s; the declared schema adds to the file's: open it "
+               "writable once to upgrade it", path, why);
+      rc = SYNC_ESCHEMA;
+    }
+    grow = !rc;
+    if (rc) {
+      sx_schema_free(&env->al, s);
+      return rc;
+    }
+  }
+  env->schema = s;
+  if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "%s: internal store missing", path);
+  /* Files of storage format 1 have no epochs until opened for writing. */
+  rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->epochs_ok = rc == 0;
+  /* Files of storage format 3 and older gain the rejection log now. */
+  rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->rejects_ok = rc == 0;
+  for (i = 0; i < s->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 0, &env->tdbi[i])))
+      return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                     "%s: store of table '%s' missing", path,
+                     s->tables[i].name);
+  }
+  if (format < SX_FORMAT_VERSION && !env->rdonly) {
+    /* Format 1 kept only the live count per table, format 2 the meta sum
+     * of live rows only: one scan per table gives the sums, committed
+     * with the new format record by the open's transaction (all or
+     * nothing).  Format 3 lacks only the scope of peer records, which
+     * reads as unknown, and the rejection log (made above); format 4
+     * lacks the renewal records, which read as none: the format record
+     * alone changes (older code would refuse the longer records, and
+     * would take vectors the renewal records cap). */
+    unsigned char fmt[12];
+    for (i = 0; format < 3 && i < s->ntables; i++)
+      if ((rc = sx_tsum_rebuild(env, t, i)))
+        return sx_fail(env, rc, "%s: upgrade to format %u failed at table "
+                       "'%s': %s", path, SX_FORMAT_VERSION, s->tables[i].name,
+                       sync_strerror(rc));
+    memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
+    sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
+    if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)))
+      return rc;
+  }
+  if (grow) {
+    if ((rc = sx_schema_dup(&env->al, env->decl, s->version + 1, &up)))
+      return rc;
+    rc = sx_schema_upgrade(env, t, up);
+    if (rc) {
+      sx_schema_free(&env->al, up);
+      return sx_fail(env, rc, "%s: adding the declared tables and columns "
+                     "failed: %s", path, sync_strerror(rc));
+    }
+  }
   return 0;
 }
 
 /* ---------------------------------------------------------------------
- * Fingerprints.  Both hashes run over a small buffer built per row:
- * content: var klen, key, then per replicated column j of the schema
- *          holding a non-NULL value: var j, u8 tag, payload;
- * meta:    var klen, key, var causal length, var hlc + 16-byte site of
- *          its stamp, then per replicated column j written: var j, var
- *          hlc + 16-byte site of its stamp, u8 tag, payload; for a
- *          tombstone (no content): var klen, key, var causal length,
- *          var hlc + 16-byte site of its stamp, under its own seed.
- * Base stamps and local versions are left out: they differ between
- * replicas that hold the same row.
+ * Epochs and site renewal.  sx.epochs: key u64 BE (2^64 - 1 - start
+ * version), so that a range search from a version finds the epoch holding
+ * it; value u64 LE id, u64 LE the state HLC when it began.  meta "ident":
+ * u64 LE device, u64 LE inode of the file when it was last opened for
+ * writing.
  * ------------------------------------------------------------------- */
-#define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
-#define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
-#define SX_FP_SEED_TOMB UINT64_C(0x73796e632d743031)    /* "sync-t01" */
-
-
-SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
-                           size_t klen, const sx_row *r, uint64_t *content,
-                           uint64_t *meta) {
-  const sx_table *tb = &x->env->schema->tables[tid];
-  unsigned char *p, *m;
-  size_t need;
-  unsigned j;
-  int rc;
-  *content = *meta = 0;
-  if (!(r->cl & 1)) {
-#ifndef SYNC_OMIT_REPAIR
-    /* A tombstone: key, causal length and its stamp. */
-    unsigned char b[3 * SX_VARINT_MAX + SYNC_MAX_KEY + SX_SITE_LEN];
-    if ((rc = sx_sites_load(x))) return rc;
-    if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
-    p = sx_wv(b, klen);
-    memcpy(p, key, klen);
-    p += klen;
-    p = sx_wv(p, r->cl);
-    p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
-    memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
-    p += SX_SITE_LEN;
-    *meta = sx_hash64(b, (size_t)(p - b), SX_FP_SEED_TOMB);
-#endif
-    return 0;
-  }
-  if ((rc = sx_sites_load(x))) return rc;
-  /* Our own buffer: the caller may hold the row being stored in x->enc.
-   * A column's value goes in twice, once per encoding. */
-  need = 2 * (SX_VARINT_MAX + klen) + 2 * SX_VARINT_MAX + SX_SITE_LEN;
-  for (j = 0; j < r->ncols; j++)
-    if (r->cols[j].st != SX_NOSTAMP)
-      need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 2 +
-              2 * sx_payload_size(&r->cols[j].v);
-  if ((rc = sx_buf_reserve(&x->fpbuf, need))) return rc;
-  p = x->fpbuf.p;
-  p = sx_wv(p, klen);
-  memcpy(p, key, klen);
-  p += klen;
-  for (j = 0; j < tb->ncols && j < r->ncols; j++) {
-    const sx_rcol *c = &r->cols[j];
-    if (c->st == SX_NOSTAMP || c->v.type == SYNC_NULL) continue;
-    if (tb->cols[j].flags & SYNC_COL_LOCAL) continue;
-    p = sx_wv(p, j);
-    *p++ = (unsigned char)c->v.type;
-    p += sx_payload_put(p, &c->v);
-  }
-  *content = sx_hash64(x->fpbuf.p, (size_t)(p - x->fpbuf.p), SX_FP_SEED_CONTENT);
-#ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
-  m = p;
-  p = sx_wv(p, klen);
-  memcpy(p, key, klen);
-  p += klen;
-  p = sx_wv(p, r->cl);
-  p = sx_wv(p, r->stamps[r->cl_stamp].hlc);
-  if (r->stamps[r->cl_stamp].site >= x->nsites) return SYNC_ECORRUPT;
-  memcpy(p, x->sites[r->stamps[r->cl_stamp].site], SX_SITE_LEN);
-  p += SX_SITE_LEN;
-  for (j = 0; j < r->ncols; j++) {
-    const sx_rcol *c = &r->cols[j];
-    const sx_stamp *s;
-    if (c->st == SX_NOSTAMP) continue;
-    if (j < tb->ncols && (tb->cols[j].flags & SYNC_COL_LOCAL)) continue;
-    s = &r->stamps[c->st];
-    if (s->site >= x->nsites) return SYNC_ECORRUPT;
-    p = sx_wv(p, j);
-    p = sx_wv(p, s->hlc);
-    memcpy(p, x->sites[s->site], SX_SITE_LEN);
-    p += SX_SITE_LEN;
-    *p++ = (unsigned char)c->v.type;
-    p += sx_payload_put(p, &c->v);
-  }
-  *meta = sx_hash64(m, (size_t)(p - m), SX_FP_SEED_META);
-#else
-  m = p;
-  (void)m;
-#endif
-  return 1;
+static void sx_epoch_key(unsigned char *k, uint64_t start) {
+  sx_put_be64(k, UINT64_MAX - start);
 }
 
-SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out) {
-  int rc;
-  if ((rc = sx_tsum_get(x->env, x->t, tid, out))) return rc;
-  if (x->delta) {
-    out->live += (uint64_t)x->delta[tid];
-    out->content += x->dsum[tid][0];
-    out->meta += x->dsum[tid][1];
-    out->rows += x->dsum[tid][2];
-  }
-  return 0;
-}
-
-SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
-  sync_env *env = x->env;
+/* The epoch holding version v: 0 with *start, *id, *hlc set, or
+ * SYNC_NOTFOUND. */
+static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, uint64_t *start,
+                       uint64_t *id, uint64_t *hlc) {
   sx_scur *c;
-  sx_slice k, v;
-  int rc, op = SX_FIRST;
-  memset(out, 0, sizeof *out);
-  if ((rc = sx_scratch(x))) return rc;
-  if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
-  for (;;) {
-    uint64_t hc, hm;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
-    if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
-    rc = 0;
-    out->meta += hm;
-    out->rows++;
-    if (!(x->old.cl & 1)) continue;
-    out->content += hc;
-    out->live++;
+  sx_slice k, val;
+  unsigned char key[8];
+  int rc;
+  if (!env->epochs_ok) return SYNC_NOTFOUND;
+  if ((rc = sx_cur_open(env->st, t, env->epochs, &c))) return rc;
+  sx_epoch_key(key, v);
+  k.p = key;
+  k.n = 8;
+  rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &val);
+  if (rc == 0 && (k.n != 8 || val.n != 16)) rc = SYNC_ECORRUPT;
+  if (rc == 0) {
+    *start = UINT64_MAX - sx_get_be64(k.p);
+    *id = sx_get_le64(val.p);
+    *hlc = sx_get_le64(val.p + 8);
   }
   sx_cur_close(c);
   return rc;
 }
 
-static int sx_stamp_out(sync_txn *x, const sx_row *r, unsigned idx,
-                        sync_stamp *out) {
-  if (idx == SX_NOSTAMP) {
+SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out) {
+  uint64_t hlc;
+  int rc;
+  memset(out, 0, sizeof *out);
+  if (!v) return 0;
+  rc = sx_epoch_at(x->env, x->t, v, &out->start, &out->id, &hlc);
+  if (rc == SYNC_NOTFOUND) {
     memset(out, 0, sizeof *out);
     return 0;
   }
-  out->hlc = r->stamps[idx].hlc;
-  return sx_site_id(x, r->stamps[idx].site, out->site);
+  return rc;
 }
 
-SYNC_API int sync_changes_open(sync_txn *x, uint64_t since,
-                               sync_changes **out) {
-  sync_changes *it;
-  int rc;
-  if (!out) return SYNC_EINVAL;
-  *out = NULL;
-  if (!x) return SYNC_EINVAL;
-  it = (sync_changes *)sx_malloc(&x->env->al, sizeof *it);
-  if (!it) return SYNC_ENOMEM;
-  memset(it, 0, sizeof *it);
-  it->al = x->env->al;
-  if ((rc = sx_row_init(&it->al, &it->row, SYNC_MAX_COLUMNS))) {
-    sx_free(&it->al, it);
-    return rc;
-  }
-  if ((rc = sx_cur_open(x->env->st, x->t, x->env->log, &it->c))) {
-    sx_row_free(&it->al, &it->row);
-    sx_free(&it->al, it);
-    return rc;
-  }
-  it->x = x;
-  it->since = since;
-  it->next = x->changes;
-  x->changes = it;
-  *out = it;
-  return 0;
-}
-
-SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
-  sync_txn *x;
-  sx_slice k, v, key;
-  unsigned char start[SX_LOGKEY];
-  unsigned tid;
-  int rc, op;
-  if (!it || it->dead || !out) return SYNC_EINVAL;
-  x = it->x;
-  if (!it->started) {
-    if (it->since == UINT64_MAX) return SYNC_NOTFOUND;
-    sx_logkey(start, it->since + 1, 0);
-    k.p = start;
-    k.n = SX_LOGKEY;
-    op = SX_SET_RANGE;
-  } else if (it->gen != x->gen) {
-    k.p = it->last;
-    k.n = SX_LOGKEY;
-    op = SX_SET_RANGE;
-  } else {
+SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
+                                   uint64_t *hlc) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, val;
+  uint64_t next = 0;
+  int rc, op = SX_FIRST, have = 0;
+  if (!env->epochs_ok || !m->id) return SYNC_NOTFOUND;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  /* Keys run from the latest epoch to the first. */
+  for (;;) {
+    uint64_t start;
     k.p = NULL;
     k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &val);
     op = SX_NEXT;
+    if (rc) break;
+    if (k.n != 8 || val.n != 16) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    start = UINT64_MAX - sx_get_be64(k.p);
+    if (start < m->start) {
+      rc = SYNC_NOTFOUND;
+      break;
+    }
+    if (start == m->start) {
+      if (sx_get_le64(val.p) != m->id || !have) rc = SYNC_NOTFOUND;
+      break;
+    }
+    next = sx_get_le64(val.p + 8);
+    have = 1;
   }
-  for (;;) {
-    if ((rc = sx_cur_get(x->env->st, it->c, op, &k, &v))) return rc;
-    op = SX_NEXT;
-    if (k.n != SX_LOGKEY) return SYNC_ECORRUPT;
-    if (it->started && memcmp(k.p, it->last, SX_LOGKEY) <= 0) continue;
-    it->started = 1;
-    memcpy(it->last, k.p, SX_LOGKEY);
-    rc = sx_log_current(x, &it->row, k.p, k.n, v.p, v.n, &tid, &key);
-    if (rc == SYNC_NOTFOUND) continue; /* left behind by a later change */
-    if (rc) return rc;
-    break;
-  }
-  it->gen = x->gen;
-  /* sx_log_current set tid: it returned 0. */
-  it->tid = tid; /* NOLINT(clang-analyzer-core.uninitialized.Assign) */
-  out->table = tid;
-  out->key.data = key.p;
-  out->key.len = key.n;
-  out->version = it->row.version;
-  out->causal_length = it->row.cl;
-  out->ncolumns = (it->row.cl & 1) ? it->row.ncols : 0;
-  return sx_stamp_out(x, &it->row, it->row.cl_stamp, &out->row_stamp);
+  sx_cur_close(c);
+  if (rc == 0) *hlc = next;
+  return rc;
 }
 
-SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
-                                 sync_value *val, sync_stamp *stamp,
-                                 sync_stamp *base) {
-  const sx_row *r;
+SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
+  sx_mark here;
   int rc;
-  if (!it || it->dead || !it->started) return SYNC_EINVAL;
-  r = &it->row;
-  if (!(r->cl & 1) || col >= r->ncols || r->cols[col].st == SX_NOSTAMP)
-    return SYNC_NOTFOUND;
-  if (val) *val = r->cols[col].v;
-  if (stamp && (rc = sx_stamp_out(it->x, r, r->cols[col].st, stamp)))
-    return rc;
-  if (base && (rc = sx_stamp_out(it->x, r, r->cols[col].base, base)))
-    return rc;
+  if (v > x->base_version)
+    return sx_fail(x->env, SYNC_EHISTORY,
+                   "a peer holds this replica's log up to version %llu, but "
+                   "it ends at %llu: it was restored from a backup or copied",
+                   (unsigned long long)v, (unsigned long long)x->base_version);
+  if (!m->id) return 0; /* a view from before epochs: nothing to compare */
+  if ((rc = sx_mark_of(x, v, &here))) return rc;
+  if (here.id != m->id || here.start != m->start)
+    return sx_fail(x->env, SYNC_EHISTORY,
+                   "a peer holds this replica's log up to version %llu in "
+                   "another history (epoch %016llx from version %llu, here "
+                   "%016llx): this file was restored from a backup or copied",
+                   (unsigned long long)v, (unsigned long long)m->id,
+                   (unsigned long long)m->start, (unsigned long long)here.id);
   return 0;
 }
 
-SYNC_API void sync_changes_close(sync_changes *it) {
-  sync_changes **pp;
-  sx_alloc al;
-  if (!it) return;
-  if (it->x) {
-    for (pp = &it->x->changes; *pp; pp = &(*pp)->next)
-      if (*pp == it) {
-        *pp = it->next;
-        break;
-      }
-    sx_cur_close(it->c);
-  }
-  al = it->al;
-  sx_row_free(&al, &it->row);
-  sx_free(&al, it);
+/* A writable open: a new epoch from the next version on.  Returns 1 when
+ * the file is not the one last opened here (a copy, or a backup put back
+ * as a new file): it must take a new site id before it writes. */
+static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
+  unsigned char key[8], val[16], idb[16];
+  uint64_t id = 0, dev = 0, ino = 0;
+  sx_slice v;
+  int rc, moved = 0;
+  if (!env->epochs_ok) return 0;
+  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
+  if (rc || v.n != 24) return rc ? rc : SYNC_ECORRUPT;
+  sx_epoch_key(key, sx_get_le64(v.p + 8) + 1);
+  sx_put_le64(val + 8, sx_get_le64(v.p));
+  while (!id)
+    if (env->random(env->random_ctx, &id, sizeof id) != 0)
+      return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
+  sx_put_le64(val, id);
+  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 16, 0))) return rc;
+  rc = sx_store_ident(env->st, &dev, &ino);
+  if (rc == SYNC_ENOTSUP) return 0;
+  if (rc) return rc;
+  rc = sx_get(env->st, t, env->meta, "ident", 5, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  moved = rc == 0 && v.n == 16 &&
+          (sx_get_le64(v.p) != dev || sx_get_le64(v.p + 8) != ino);
+  sx_put_le64(idb, dev);
+  sx_put_le64(idb + 8, ino);
+  if ((rc = sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0))) return rc;
+  return moved;
 }
-/* ---- src/merge.c ---- */
+
+SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
+  sx_store_opts o;
+  sx_stxn *t = NULL;
+  size_t entries = 0;
+  int rc, moved = 0;
+  if (!env || !path || env->st ||
+      (flags & ~(SYNC_OPEN_RDONLY | SYNC_OPEN_NOCREATE)))
+    return SYNC_EINVAL;
+  env->errmsg[0] = 0;
+  env->native = 0;
+  memset(&o, 0, sizeof o);
+  o.durability = env->durability;
+  o.mapsize = env->mapsize;
+  o.mapmax = env->mapmax;
+  o.maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
+  o.rdonly = (flags & SYNC_OPEN_RDONLY) != 0;
+  o.nocreate = (flags & SYNC_OPEN_NOCREATE) != 0;
+  rc = sx_store_open(&env->al, path, &o, &env->st, env->errmsg,
+                     sizeof env->errmsg);
+  if (rc) {
+    env->native = 0;
+    return rc;
+  }
+  env->rdonly = o.rdonly;
+  if ((rc = sx_txn_begin(env->st, o.rdonly, &t))) goto fail;
+  if ((rc = sx_main_entries(env->st, t, &entries))) goto fail;
+  if (entries == 0) {
+    if (o.rdonly) {
+      rc = sx_fail(env, SYNC_ENOTDB, "%s: empty file, not a sync database",
+                   path);
+      goto fail;
+    }
+    rc = sx_env_init(env, t);
+  } else {
+    rc = sx_env_load(env, t, path);
+  }
+  if (rc) goto fail;
+  if (!o.rdonly && (rc = moved = sx_open_history(env, t, path)) < 0) goto fail;
+  rc = sx_txn_commit(env->st, t);
+  t = NULL;
+  if (rc) goto fail;
+  if (moved == 1) {
+    /* A copy: every write it holds is one the original holds too, so
+     * they keep the old id.  It claims none of them: the file copied may
+     * itself be a restore nobody found out yet, whose clock claims writes
+     * it lost; peers send back what they hold of the old id, once. */
+    sync_txn *x;
+    if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
+    rc = sx_site_renew(x, x->hlc_last, 0);
+    if (rc) sync_txn_abort(x);
+    else rc = sync_txn_commit(x);
+    if (rc) goto fail;
+  }
+  return 0;
+fail:
+  if (t) sx_txn_abort(env->st, t);
+  if (!env->errmsg[0])
+    sx_fail(env, rc, "%s: open failed: %s", path, sync_strerror(rc));
+  env->native = sx_store_native(env->st);
+  sx_store_close(env->st);
+  env->st = NULL;
+  if (env->schema != env->decl) sx_schema_free(&env->al, env->schema);
+  env->schema = NULL;
+  return rc;
+}
+
+SYNC_API void sync_env_close(sync_env *env) {
+  sx_alloc al;
+  if (!env) return;
+  sx_store_close(env->st);
+  al = env->al;
+  sx_compat_clear(env);
+  sx_schema_free(&al, env->schema);
+  sx_schema_free(&al, env->decl);
+  sx_free(&al, env);
+}
+
+/* ---------------------------------------------------------------------
+ * Peers' schemas.  Replicas whose schemas differ by appended tables and
+ * columns sync (docs/PROTOCOL.md, "Schemas"); the hashes of those found
+ * compatible are kept in memory, a few per env, so that the apply of a
+ * delta cut under one of them needs only the hash the delta carries.
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h) {
+  unsigned i;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+    const sx_schema *p = SX_PLOAD(&env->compat[i]);
+    if (!p) break; /* slots fill in order */
+    if (p->hash == h) return p;
+  }
+  return NULL;
+}
+
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h) {
+  return h == env->schema->hash || sx_compat_find(env, h) != NULL;
+}
+
+/* Keep p (owned by the caller) in the first free slot. */
+static int sx_compat_add(sync_env *env, const sx_schema *p) {
+  sx_schema *c;
+  unsigned i;
+  int rc;
+  if (sx_compat_find(env, p->hash)) return 0;
+  if ((rc = sx_schema_dup(&env->al, p, 0, &c))) return rc;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+#if defined(__STDC_NO_ATOMICS__)
+    if (!env->compat[i]) {
+      env->compat[i] = c;
+      return 0;
+    }
+#else
+    sx_schema *none = NULL;
+    if (atomic_compare_exchange_strong(&env->compat[i], &none, c)) return 0;
+#endif
+    if (SX_PLOAD(&env->compat[i])->hash == c->hash) break; /* a race */
+  }
+  sx_schema_free(&env->al, c);
+  if (i < SX_COMPAT_MAX) return 0;
+  return sx_fail(env, SYNC_ELIMIT,
+                 "this replica met %d other schemas since it was opened: "
+                 "reopen it",
+                 SX_COMPAT_MAX);
+}
+
+SYNC_PRIVATE void sx_compat_clear(sync_env *env) {
+  unsigned i;
+  for (i = 0; i < SX_COMPAT_MAX; i++) {
+    sx_schema *p = SX_PLOAD(&env->compat[i]);
+    env->compat[i] = NULL;
+    sx_schema_free(&env->al, p);
+  }
+}
+
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs,
+                                 int peer_first) {
+  int rc;
+  if (p->hash == env->schema->hash) return 0;
+  rc = peer_first ? sx_schema_compat(p, env->schema, theirs, ours, env->errmsg,
+                                     sizeof env->errmsg)
+                  : sx_schema_compat(env->schema, p, ours, theirs, env->errmsg,
+                                     sizeof env->errmsg);
+  if (rc) return rc;
+  return sx_compat_add(env, p);
+}
+
+SYNC_API int64_t sync_env_schema_export(sync_env *env, void *buf, size_t cap) {
+  sx_buf b;
+  int64_t n;
+  if (!env || !env->schema || (cap && !buf)) return SYNC_EINVAL;
+  sx_buf_init(&b, &env->al);
+  if (sx_schema_encode_peer(env->schema, &b)) {
+    sx_buf_free(&b);
+    return SYNC_ENOMEM;
+  }
+  n = (int64_t)b.len;
+  if (b.len <= cap) memcpy(buf, b.p, b.len);
+  sx_buf_free(&b);
+  return n;
+}
+
+SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
+                                    size_t len) {
+  sx_schema *p;
+  int rc;
+  if (!env || !env->schema || (len && !schema)) return SYNC_EINVAL;
+  rc = sx_schema_decode_peer(&env->al, (const unsigned char *)schema, len, &p);
+  if (rc == SYNC_ECORRUPT)
+    return sx_fail(env, SYNC_EFORMAT, "the schema given is malformed");
+  if (rc) return rc;
+  rc = sx_compat_check(env, p, "here", "in the schema given", 0);
+  sx_schema_free(&env->al, p);
+  return rc;
+}
+
+/* Commit schema s (already validated) in its own transaction; with a new
+ * table, create its store too.  rescan: a table whose fingerprint sums
+ * the change may alter, rebuilt under s (or -1).  A new column alters
+ * them for rows that already hold values in it, written by peers with the
+ * newer schema and kept unread until now. */
+static int sx_schema_commit(sync_env *env, sx_schema *s, int new_table,
+                            int rescan) {
+  sx_stxn *t;
+  sx_slice v;
+  unsigned char state[24];
+  sx_dbi d = 0;
+  int rc;
+  if ((rc = sx_txn_begin(env->st, 0, &t))) return rc;
+  rc = sx_get(env->st, t, env->meta, "state", 5, &v);
+  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
+  if (!rc && sx_get_le64(v.p + 16) != env->schema->version)
+    rc = sx_fail(env, SYNC_ESCHEMA, "the schema was changed by another process");
+  if (!rc) {
+    memcpy(state, v.p, 24);
+    sx_put_le64(state + 16, s->version);
+    rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0);
+  }
+  if (!rc) rc = sx_put_schema(env, t, s);
+  if (!rc && new_table) {
+    char name[16];
+    sx_tname(name, s->ntables - 1);
+    rc = sx_dbi_open(env->st, t, name, 1, &d);
+  }
+  if (!rc && rescan >= 0) {
+    /* Fingerprints follow the schema in force: hash under s.  No other
+     * transaction is active (sx_schema_change_ok). */
+    sx_schema *was = env->schema;
+    env->schema = s;
+    rc = sx_tsum_rebuild(env, t, (unsigned)rescan);
+    env->schema = was;
+  }
+  if (rc) {
+    sx_txn_abort(env->st, t);
+    return rc;
+  }
+  if ((rc = sx_txn_commit(env->st, t))) return rc;
+  if (new_table) env->tdbi[s->ntables - 1] = d;
+  sx_schema_free(&env->al, env->schema);
+  env->schema = s;
+  sx_compat_clear(env); /* found compatible with the schema before */
+  return 0;
+}
+
+static int sx_schema_change_ok(sync_env *env) {
+  if (!env || !env->st) return SYNC_EINVAL;
+  if (env->rdonly) return SYNC_EREADONLY;
+  if (sx_store_active(env->st))
+    return sx_fail(env, SYNC_EBUSY,
+                   "a schema change needs every transaction ended first");
+  return 0;
+}
+
+SYNC_API int sync_env_add_column(sync_env *env, unsigned table,
+                                 const sync_column_def *col) {
+  sx_schema *s;
+  int rc;
+  if ((rc = sx_schema_change_ok(env))) return rc;
+  if (table >= env->schema->ntables || !col) return SYNC_EINVAL;
+  if ((rc = sx_schema_with_column(&env->al, env->schema, table, col, &s,
+                                  env->errmsg, sizeof env->errmsg)))
+    return rc;
+  if ((rc = sx_schema_commit(env, s, 0, (int)table)))
+    sx_schema_free(&env->al, s);
+  return rc;
+}
+
+SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
+                                unsigned *out) {
+  sx_schema *s;
+  int rc;
+  if ((rc = sx_schema_change_ok(env))) return rc;
+  if ((rc = sx_schema_with_table(&env->al, env->schema, def, &s, env->errmsg,
+                                 sizeof env->errmsg)))
+    return rc;
+  if ((rc = sx_schema_commit(env, s, 1, -1))) {
+    sx_schema_free(&env->al, s);
+    return rc;
+  }
+  if (out) *out = env->schema->ntables - 1;
+  return 0;
+}
+
+/* Rebuild table tid's stored record by a scan, inside t (the open's or a
+ * schema change's transaction), through a transaction object borrowed
+ * around t for the row decoding and the site table. */
+static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
+  sync_txn *x;
+  sx_tsum sum;
+  int rc;
+  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
+  if (!x) return SYNC_ENOMEM;
+  memset(x, 0, sizeof *x);
+  x->env = env;
+  x->t = t;
+  sx_buf_init(&x->enc, &env->al);
+  sx_buf_init(&x->changed, &env->al);
+  sx_buf_init(&x->conflicts, &env->al);
+  sx_buf_init(&x->cpend, &env->al);
+  sx_buf_init(&x->fpbuf, &env->al);
+  rc = sx_table_scan(x, tid, &sum);
+  if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
+  sx_txn_close_cursors(x);
+  sx_txn_free(x); /* t stays: its owner ends it */
+  return rc;
+}
+/* ---- src/peer.c ---- */
 /*
- * merge.c - replication between replicas: requests, delta chunks, the
- * CRDT merge with conflict classes, the conflict log, version vectors,
- * peers, tombstone collection and the content digest.
+ * peer.c - what a replica keeps of its peers: log positions and cursors,
+ * peer records, the version vector, and requests.
  *
  * A receiver's position in a sender's log is a cursor (peer record,
  * stored by the receiver):
@@ -4938,14 +5078,13 @@ SYNC_API void sync_changes_close(sync_changes *it) {
  * that site; this replica's own entry is the state HLC), sx.peers (site id
  * -> peer record), sx.conflicts (id u64 BE -> conflict record).
  */
-/* ---- src/merge.h ---- */
+/* ---- src/peer.h ---- */
 /*
- * merge.h - the in-memory form of requests and delta chunks, shared by
- * the merge engine (merge.c), which makes and applies them, and the wire
- * codec (codec.c), which turns chunks into frames and back.
+ * peer.h - what a replica keeps of its peers: log positions and cursors,
+ * peer records, the version vector, and requests.
  */
-#ifndef SX_MERGE_H
-#define SX_MERGE_H
+#ifndef SX_PEER_H
+#define SX_PEER_H
 
 /* ---- src/delta.h ---- */
 /*
@@ -5068,11 +5207,37 @@ struct sync_delta {
   size_t nxc, capxc;
   /* Renewal records (frame minor 3): site ids that a restored replica
    * gave up, by delta site index (>= 1, increasing), each with the HLC
-   * its claims are void above (merge.c, "Renewal records"). */
+   * its claims are void above (renew.c, "Renewal records"). */
   sx_renew *renew;
   size_t nrenew;
   sx_buf arena;
 };
+
+#endif
+/* ---- src/codec.h ---- */
+/*
+ * codec.h - the wire codec's helpers shared with the session: scopes and
+ * cursors as frames and messages carry them.
+ */
+#ifndef SX_CODEC_H
+#define SX_CODEC_H
+
+
+/* codec.c: a scope as frames and session messages carry it: u8 flags,
+ * then with SX_SCOPE_ON u64 filter version, var n + n bytes of served
+ * tables, var n + n bytes of held tables (n <= SX_TBYTES, trailing zero
+ * bytes left out).  sx_wscope needs SX_SCOPE_MAX bytes. */
+#define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
+SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
+SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
+/* codec.c: a cursor as frames and session messages carry it (u8 mode,
+ * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
+ * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
+SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
+SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
+/* codec.c: body bytes of the last frame dec decoded. */
+SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
+#define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
 
 #endif
 
@@ -5086,7 +5251,7 @@ typedef struct sx_peer {
                        it completes */
   uint64_t acked_version; /* what the peer holds of this replica */
   uint32_t acked_seq;
-  sx_mark mark;     /* the peer's history mark at the cursor (db.h) */
+  sx_mark mark;     /* the peer's history mark at the cursor (clock.h) */
   sx_scope scope;   /* the scope the peer served the cursor with */
 } sx_peer;
 
@@ -5103,107 +5268,37 @@ SYNC_PRIVATE int sx_peers_each(sync_txn *x,
                                int (*fn)(void *ctx, const uint8_t *site,
                                          const sx_peer *p),
                                void *ctx);
-/* Raise meta "gccl" (per table id: the largest causal length collected)
- * to maxcl (ntables entries), entry by entry. */
-SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
-/* sync_site_renew after a peer showed a view of this replica's log (mark
- * m) that is not this file's history: the renewal record keeps what the
- * file's epochs show it holds of the old id (merge.c, "Renewal
- * records"). */
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m);
 /* Record that peer site answered SYNC_ESTALE (session, receiving side). */
 SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
 /* The peer record of site written back (write transactions). */
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
-/* What row filter says of stored row r (table tid, key) for peer: 1 to
- * send it, 0 not; a tombstone is asked with no values.  vals: room for
- * the table's column count, filled with the row's values. */
-SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
-                               void *ctx, const uint8_t *peer, unsigned tid,
-                               const unsigned char *key, size_t klen,
-                               const sx_row *r, sync_value *vals);
-/* Add stored row r of table tid to d, leaving out columns and rows whose
- * stamps rvv (per local site index) covers (a row is still named when
- * keyed is set: complete initial streams); o (may be NULL) says whether
- * to send whole rows.  The caller has decided the row is in scope.
- * *bytes grows by the value bytes added. */
-SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
-                              const unsigned char *key, size_t klen,
-                              const sx_row *r, const uint64_t *rvv,
-                              const sync_delta_opts *o, int keyed,
-                              size_t *bytes);
-/* codec.c: a scope as frames and session messages carry it: u8 flags,
- * then with SX_SCOPE_ON u64 filter version, var n + n bytes of served
- * tables, var n + n bytes of held tables (n <= SX_TBYTES, trailing zero
- * bytes left out).  sx_wscope needs SX_SCOPE_MAX bytes. */
-#define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
-SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
-SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
-/* A new empty delta on allocator al (NULL when out of memory). */
-SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
-
-/* The session's apply (server side): as sync_delta_apply_opts, but a
- * chunk with refused rows leaves the sender's cursor where it was, for
- * sx_peer_advance once the writer has answered. */
-SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
-                                     const sync_apply_opts *ao,
-                                     sync_apply_report *rep);
 /* Move the cursor for site from start to end (and mark) after a chunk
  * with refused rows was answered; the run can no longer raise the
  * vector.  Nothing when the cursor is not at start any more. */
 SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
                                  const sx_cursor *start, const sx_cursor *end,
                                  const sx_mark *mark, int last);
-/* The writer's side of a refusal (merge.c, "Rejections"): in write
- * transaction x, row (tid, key) returns to the peer's version srow of
- * delta sd (NULL: the peer holds no row, the row is removed without a
- * tombstone), if this replica has not changed it after version snap;
- * the refusal goes to the rejection log either way.  Vector entries of
- * other sites whose changes the row drops are lowered below them.
- * Returns 1 when the row was taken back, 0 when not, or an error. */
-SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
-                                 unsigned tid, const unsigned char *key,
-                                 size_t klen, int reason, const char *text,
-                                 size_t tlen, const sync_delta *sd,
-                                 const sx_drow *srow, uint64_t snap);
-
-/* The structural checks an apply makes (tables, columns, sites, value
- * lengths): 0 or an error. */
-SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s);
-
-/* codec.c: a cursor as frames and session messages carry it (u8 mode,
- * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
- * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
-SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
-SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
-/* codec.c: body bytes of the last frame dec decoded. */
-SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
-#define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
-
-#endif
-
-
-#include <stdio.h>
-#include <stdlib.h>
-
-struct sync_conflicts {
-  sx_alloc al;
-  sync_txn *x;
-  sx_scur *c;
-  unsigned flags;
-  int started;
-  unsigned char last[8];
-};
-
+/* The version vector of this replica, per local site index (own entry:
+ * the state HLC).  *out has x->nsites entries, allocated. */
+SYNC_PRIVATE int sx_vv_load(sync_txn *x, uint64_t **out);
 /* ---------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------- */
-static int sx_bit(const unsigned char *set, unsigned i) {
+SYNC_PRIVATE int sx_bit(const unsigned char *set, unsigned i);
+SYNC_PRIVATE int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
+                             const uint8_t *sb);
+SYNC_PRIVATE int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b);
+/* Does cursor cur (where a receiver stands) already include position p? */
+SYNC_PRIVATE int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p);
+
+#endif
+
+SYNC_PRIVATE int sx_bit(const unsigned char *set, unsigned i) {
   return (set[i >> 3] >> (i & 7)) & 1;
 }
 
-static int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
-                       const uint8_t *sb) {
+SYNC_PRIVATE int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
+                             const uint8_t *sb) {
   if (ha != hb) return ha < hb ? -1 : 1;
   return memcmp(sa, sb, SX_SITE_LEN);
 }
@@ -5213,15 +5308,14 @@ SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb) {
   return sa < sb ? -1 : sa > sb;
 }
 
-static int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b) {
+SYNC_PRIVATE int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b) {
   if (a->mode != b->mode) return 0;
   if (a->mode == SX_MODE_LOG) return a->version == b->version && a->seq == b->seq;
   return a->v0 == b->v0 && a->tid == b->tid && a->klen == b->klen &&
          !memcmp(a->key, b->key, a->klen);
 }
 
-/* Does cursor cur (where a receiver stands) already include position p? */
-static int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p) {
+SYNC_PRIVATE int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p) {
   if (cur->mode == SX_MODE_LOG && p->mode == SX_MODE_LOG)
     return (cur->version || cur->seq) &&
            sx_poscmp(p->version, p->seq, cur->version, cur->seq) <= 0;
@@ -5340,9 +5434,7 @@ SYNC_PRIVATE int sx_peers_each(sync_txn *x,
   return rc;
 }
 
-/* The version vector of this replica, per local site index (own entry:
- * the state HLC).  *out has x->nsites entries, allocated. */
-static int sx_vv_load(sync_txn *x, uint64_t **out) {
+SYNC_PRIVATE int sx_vv_load(sync_txn *x, uint64_t **out) {
   sync_env *env = x->env;
   uint64_t *vv;
   sx_scur *c;
@@ -5477,6 +5569,1149 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
   }
   return sx_peer_put(x, r->requester, &p);
 }
+
+SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
+                                 const sx_cursor *start, const sx_cursor *end,
+                                 const sx_mark *mark, int last) {
+  sx_peer peer;
+  int rc = sx_peer_get(x, site, &peer);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (rc == SYNC_NOTFOUND) memset(&peer, 0, sizeof peer);
+  if (!sx_cursor_eq(&peer.cur, start)) return 0; /* another run moved it */
+  peer.tainted = 1; /* rows were refused: the vector stays */
+  peer.cur = *end;
+  peer.mark = *mark;
+  if (last) peer.stale = 0;
+  return sx_peer_put(x, site, &peer);
+}
+
+SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
+  sx_peer p;
+  int rc;
+  if (!x || !peer || !memcmp(peer, x->env->site, SX_SITE_LEN))
+    return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  rc = sx_peer_get(x, peer, &p);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  memset(&p.cur, 0, sizeof p.cur);
+  memset(&p.mark, 0, sizeof p.mark);
+  return sx_peer_put(x, peer, &p);
+}
+
+SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site) {
+  sx_peer p;
+  int rc = sx_peer_get(x, site, &p);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  p.stale = 1;
+  return sx_peer_put(x, site, &p);
+}
+
+/* ---------------------------------------------------------------------
+ * Version vector
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_vv_get(sync_txn *x, sync_stamp *out, size_t cap,
+                         size_t *n) {
+  uint64_t *vv;
+  uint32_t i;
+  size_t k = 0;
+  int rc;
+  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
+  if ((rc = sx_vv_load(x, &vv))) return rc;
+  for (i = 0; i < x->nsites; i++) {
+    if (!vv[i]) continue;
+    if (k < cap) {
+      out[k].hlc = vv[i];
+      memcpy(out[k].site, x->sites[i], SX_SITE_LEN);
+    }
+    k++;
+  }
+  sx_free(&x->env->al, vv);
+  *n = k;
+  return 0;
+}
+
+SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
+                            size_t *n) {
+  sync_env *env;
+  sx_scur *c;
+  sx_slice k, v;
+  size_t cnt = 0, i;
+  int rc, op = SX_FIRST;
+  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
+  *n = 0;
+  env = x->env;
+  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
+  for (;; op = SX_NEXT) {
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != SX_SITE_LEN) {
+      rc = sx_fail(env, SYNC_ECORRUPT, "peer record damaged");
+      break;
+    }
+    if (cnt < cap) {
+      sync_peer_info *p = &out[cnt];
+      sx_peer pr;
+      if ((rc = sx_peer_get(x, k.p, &pr))) {
+        rc = sx_fail(env, rc, "peer record damaged");
+        break;
+      }
+      memset(p, 0, sizeof *p);
+      memcpy(p->site, k.p, SX_SITE_LEN);
+      p->initial = pr.cur.mode == SX_MODE_INITIAL;
+      p->partial = pr.tainted;
+      p->version = pr.cur.version;
+      p->seq = pr.cur.seq;
+      p->v0 = pr.cur.v0;
+      p->table = pr.cur.tid;
+      p->acked_version = pr.acked_version;
+      p->acked_seq = pr.acked_seq;
+      p->scoped = (pr.scope.flags & SX_SCOPE_ON) != 0;
+      p->filter_version = pr.scope.fver;
+      memcpy(p->tables, pr.scope.tables,
+             SX_TBYTES < SYNC_RIGHTS_BYTES ? SX_TBYTES : SYNC_RIGHTS_BYTES);
+    }
+    cnt++;
+  }
+  sx_cur_close(c);
+  if (rc) return rc;
+  /* Tombstones each listed peer has not acknowledged: one walk of the
+   * log, current entries of deleted rows only. */
+  if (cap && cnt) {
+    size_t m = cnt < cap ? cnt : cap;
+    unsigned char lk[SX_LOGKEY];
+    if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+    if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+    for (op = SX_FIRST;; op = SX_NEXT) {
+      unsigned tid;
+      sx_slice key;
+      uint64_t ver;
+      uint32_t seq;
+      k.p = lk;
+      k.n = SX_LOGKEY;
+      rc = sx_cur_get(env->st, c, op, &k, &v);
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
+        break;
+      }
+      if (rc) break;
+      rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+      if (rc == SYNC_NOTFOUND) continue;
+      if (rc) break;
+      if (x->old.cl & 1) continue; /* live */
+      ver = sx_get_be64(k.p);
+      seq = sx_get_be32(k.p + 8);
+      for (i = 0; i < m; i++)
+        if (sx_poscmp(ver, seq, out[i].acked_version, out[i].acked_seq) > 0)
+          out[i].tombstones_pending++;
+    }
+    sx_cur_close(c);
+    if (rc) return rc;
+  }
+  *n = cnt;
+  return 0;
+}
+/* ---- src/conflict.c ---- */
+/*
+ * conflict.c - the conflict log: recording conflicts, reading and resolving
+ * them, the resolver and the commit-time callback.
+ */
+/* ---- src/conflict.h ---- */
+/*
+ * conflict.h - the conflict log: recording conflicts, reading and resolving
+ * them, the resolver and the commit-time callback.
+ */
+#ifndef SX_CONFLICT_H
+#define SX_CONFLICT_H
+
+
+/* ---------------------------------------------------------------------
+ * Conflict log.  Record: u8 kind, u8 flags (1 resolved, 2 remote won),
+ * var table, var column + 1 (0 = row), var key length, key, then local
+ * and remote: var hlc, 16-byte site, u8 tag (7 = none) + payload.
+ * ------------------------------------------------------------------- */
+typedef struct sx_cfl {
+  int kind;
+  unsigned tid, col;
+  const unsigned char *key;
+  size_t klen;
+  uint64_t lhlc, rhlc;
+  const uint8_t *lsite, *rsite;
+  const sync_value *lv, *rv; /* NULL: none */
+  int remote_won;
+} sx_cfl;
+
+/* Encode a conflict record into x->cpend (u32 length + record).  Nothing
+ * is written to LMDB here: the values may point into the map, which a
+ * write could move.  sx_conflicts_flush stores them once the row is. */
+SYNC_PRIVATE int sx_conflict_record(sync_txn *x, const sx_cfl *c);
+/* Store the pending conflict records under the next ids. */
+SYNC_PRIVATE int sx_conflicts_flush(sync_txn *x);
+/* The next entry of a log keyed by u64 BE id (conflicts, rejections)
+ * after last (the first when not started), sought again by key: clearing
+ * or resolving entries in between may have moved pages.  On success last
+ * is the entry's key. */
+SYNC_PRIVATE int sx_id_log_next(sx_store *st, sx_scur *c, int *started,
+                                unsigned char last[8], sx_slice *k, sx_slice *v);
+
+#endif
+
+struct sync_conflicts {
+  sx_alloc al;
+  sync_txn *x;
+  sx_scur *c;
+  unsigned flags;
+  int started;
+  unsigned char last[8];
+};
+
+SYNC_PRIVATE int sx_conflict_record(sync_txn *x, const sx_cfl *c) {
+  sx_buf *b = &x->cpend;
+  size_t need, start;
+  int rc;
+  need = 4 + 2 + 3 * SX_VARINT_MAX + c->klen + 2 * (SX_VARINT_MAX + 16 + 1) +
+         (c->lv ? SX_VARINT_MAX + 8 + sx_payload_size(c->lv) : 0) +
+         (c->rv ? SX_VARINT_MAX + 8 + sx_payload_size(c->rv) : 0);
+  if ((rc = sx_buf_reserve(b, need))) return rc;
+  start = b->len;
+  {
+    unsigned char *p = b->p + start + 4;
+    p[0] = (unsigned char)c->kind;
+    p[1] = c->remote_won ? 2 : 0;
+    p += 2;
+    p += sx_put_varint(p, c->tid);
+    p += sx_put_varint(p, c->col == SYNC_ROW ? 0 : (uint64_t)c->col + 1);
+    p += sx_put_varint(p, c->klen);
+    memcpy(p, c->key, c->klen);
+    p += c->klen;
+    p += sx_put_varint(p, c->lhlc);
+    memcpy(p, c->lsite, SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *p++ = c->lv ? (unsigned char)c->lv->type : SX_TAG_NONE;
+    if (c->lv) p += sx_payload_put(p, c->lv);
+    p += sx_put_varint(p, c->rhlc);
+    memcpy(p, c->rsite, SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    *p++ = c->rv ? (unsigned char)c->rv->type : SX_TAG_NONE;
+    if (c->rv) p += sx_payload_put(p, c->rv);
+    sx_put_le32(b->p + start, (uint32_t)(p - (b->p + start + 4)));
+    b->len = (size_t)(p - b->p);
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_conflicts_flush(sync_txn *x) {
+  sync_env *env = x->env;
+  size_t off = 0;
+  uint64_t id;
+  int rc;
+  if (!x->cpend.len) return 0;
+  {
+    sx_scur *cur;
+    sx_slice kk, vv;
+    if ((rc = sx_cur_open(env->st, x->t, env->conflicts, &cur))) return rc;
+    kk.p = NULL;
+    kk.n = 0;
+    rc = sx_cur_get(env->st, cur, SX_LAST, &kk, &vv);
+    id = rc == 0 && kk.n == 8 ? sx_get_be64(kk.p) + 1 : 1;
+    sx_cur_close(cur);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+  }
+  while (off < x->cpend.len) {
+    unsigned char k[8];
+    uint32_t n = sx_get_le32(x->cpend.p + off);
+    if ((rc = sx_buf_reserve(&x->conflicts, 8))) return rc;
+    sx_put_be64(k, id);
+    if ((rc = sx_put(env->st, x->t, env->conflicts, k, 8, x->cpend.p + off + 4,
+                     n, SX_PUT_APPEND))) {
+      x->failed = 1;
+      return rc;
+    }
+    memcpy(x->conflicts.p + x->conflicts.len, k, 8);
+    x->conflicts.len += 8;
+    off += 4 + (size_t)n;
+    id++;
+  }
+  x->cpend.len = 0;
+  return 0;
+}
+
+static int sx_conflict_decode(const unsigned char *p, size_t n, uint64_t id,
+                              sync_conflict *out) {
+  const unsigned char *end = p + n;
+  uint64_t v, klen;
+  size_t k;
+  int side;
+  memset(out, 0, sizeof *out);
+  out->id = id;
+  if (n < 2 || p[0] < SYNC_BOTH_MODIFIED || p[0] > SYNC_DELETED_TARGET)
+    return SYNC_ECORRUPT;
+  out->kind = p[0];
+  out->resolved = (p[1] & 1) != 0;
+  out->remote_won = (p[1] & 2) != 0;
+  p += 2;
+  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_MAX_TABLES) return SYNC_ECORRUPT;
+  out->table = (unsigned)v;
+  p += k;
+  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_MAX_COLUMNS) return SYNC_ECORRUPT;
+  out->column = v ? (unsigned)(v - 1) : SYNC_ROW;
+  p += k;
+  if (!(k = sx_get_varint(p, end, &klen)) || klen > SYNC_MAX_KEY ||
+      klen > (uint64_t)(end - p) - k)
+    return SYNC_ECORRUPT;
+  out->key.data = p + k;
+  out->key.len = (size_t)klen;
+  p += k + klen;
+  for (side = 0; side < 2; side++) {
+    sync_stamp *st = side ? &out->remote_stamp : &out->local_stamp;
+    sync_value *val = side ? &out->remote : &out->local;
+    int tag;
+    if (!(k = sx_get_varint(p, end, &st->hlc))) return SYNC_ECORRUPT;
+    p += k;
+    if (end - p < SX_SITE_LEN + 1) return SYNC_ECORRUPT;
+    memcpy(st->site, p, SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    tag = *p++;
+    if (tag == SX_TAG_NONE) {
+      *val = sync_null();
+      continue;
+    }
+    if (tag > SYNC_BLOB) return SYNC_ECORRUPT;
+    k = sx_payload_get(tag, p, end, val);
+    if (!k && tag != SYNC_NULL) return SYNC_ECORRUPT;
+    p += k;
+  }
+  return p == end ? 0 : SYNC_ECORRUPT;
+}
+
+/* The commit's hook (sync_env.notify_conflicts): hand the conflicts a
+ * committed transaction recorded to the on_conflict callback. */
+static void sx_notify_conflicts(sync_txn *x) {
+  sync_env *env = x->env;
+  sync_txn *r;
+  size_t i;
+  if (sync_txn_begin(env, SYNC_TXN_RDONLY, &r)) return;
+  for (i = 0; i + 8 <= x->conflicts.len; i += 8) {
+    sx_slice v;
+    sync_conflict c;
+    if (sx_get(env->st, r->t, env->conflicts, x->conflicts.p + i, 8, &v))
+      continue;
+    if (sx_conflict_decode(v.p, v.n, sx_get_be64(x->conflicts.p + i), &c))
+      continue;
+    env->on_conflict(env->on_conflict_ctx, &c);
+  }
+  sync_txn_abort(r);
+}
+
+SYNC_API int sync_conflicts_open(sync_txn *x, unsigned flags,
+                                 sync_conflicts **out) {
+  sync_conflicts *it;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || (flags & ~SYNC_CONFLICTS_UNRESOLVED)) return SYNC_EINVAL;
+  it = (sync_conflicts *)sx_malloc(&x->env->al, sizeof *it);
+  if (!it) return SYNC_ENOMEM;
+  memset(it, 0, sizeof *it);
+  it->al = x->env->al;
+  it->x = x;
+  it->flags = flags;
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->conflicts, &it->c))) {
+    sx_free(&it->al, it);
+    return rc;
+  }
+  *out = it;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_id_log_next(sx_store *st, sx_scur *c, int *started,
+                                unsigned char last[8], sx_slice *k, sx_slice *v) {
+  int rc;
+  if (!*started) {
+    k->p = NULL;
+    k->n = 0;
+    rc = sx_cur_get(st, c, SX_FIRST, k, v);
+  } else {
+    k->p = last;
+    k->n = 8;
+    rc = sx_cur_get(st, c, SX_SET_RANGE, k, v);
+    if (!rc && k->n == 8 && !memcmp(k->p, last, 8))
+      rc = sx_cur_get(st, c, SX_NEXT, k, v);
+  }
+  if (rc) return rc;
+  *started = 1;
+  if (k->n != 8) return SYNC_ECORRUPT;
+  memcpy(last, k->p, 8);
+  return 0;
+}
+
+SYNC_API int sync_conflicts_next(sync_conflicts *it, sync_conflict *out) {
+  sx_slice k, v;
+  int rc;
+  if (!it || !out) return SYNC_EINVAL;
+  for (;;) {
+    if ((rc = sx_id_log_next(it->x->env->st, it->c, &it->started, it->last,
+                             &k, &v)))
+      return rc;
+    if ((rc = sx_conflict_decode(v.p, v.n, sx_get_be64(k.p), out)))
+      return sx_fail(it->x->env, rc, "conflict log entry malformed");
+    if ((it->flags & SYNC_CONFLICTS_UNRESOLVED) && out->resolved) continue;
+    return 0;
+  }
+}
+
+SYNC_API void sync_conflicts_close(sync_conflicts *it) {
+  sx_alloc al;
+  if (!it) return;
+  al = it->al;
+  /* A write transaction's cursors die with it; ours closes only while
+   * the transaction is still open, which the API requires. */
+  sx_cur_close(it->c);
+  sx_free(&al, it);
+}
+
+static int sx_resolve_one(sync_txn *x, const unsigned char *k) {
+  sx_slice v;
+  int rc;
+  rc = sx_get(x->env->st, x->t, x->env->conflicts, k, 8, &v);
+  if (rc) return rc;
+  if (v.n < 2) return SYNC_ECORRUPT;
+  if (v.p[1] & 1) return 0;
+  if ((rc = sx_buf_reserve(&x->enc, v.n))) return rc;
+  memcpy(x->enc.p, v.p, v.n);
+  x->enc.p[1] |= 1;
+  if ((rc = sx_put(x->env->st, x->t, x->env->conflicts, k, 8, x->enc.p, v.n,
+                   0)))
+    x->failed = 1;
+  return rc ? rc : 1;
+}
+
+SYNC_API int sync_conflict_resolve(sync_txn *x, uint64_t id) {
+  unsigned char k[8];
+  int rc;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  sx_put_be64(k, id);
+  rc = sx_resolve_one(x, k);
+  return rc < 0 ? rc : 0;
+}
+
+SYNC_API int sync_conflicts_resolve_all(sync_txn *x, uint64_t *n) {
+  sx_scur *c;
+  sx_slice k, v;
+  uint64_t count = 0;
+  unsigned char key[8];
+  int rc, op = SX_FIRST;
+  if (n) *n = 0;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->conflicts, &c))) return rc;
+  for (;;) {
+    k.p = key;
+    k.n = 8;
+    rc = sx_cur_get(x->env->st, c, op, &k, &v);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != 8) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    memcpy(key, k.p, 8);
+    if (v.n >= 2 && !(v.p[1] & 1)) {
+      if ((rc = sx_resolve_one(x, key)) < 0) break;
+      count++;
+      /* The put may have moved the cursor's page: find our place. */
+      k.p = key;
+      k.n = 8;
+      if ((rc = sx_cur_get(x->env->st, c, SX_SET_KEY, &k, &v))) break;
+    }
+    op = SX_NEXT;
+  }
+  sx_cur_close(c);
+  if (n) *n = count;
+  return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Callbacks
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_env_set_resolver(sync_env *env, sync_resolver_fn fn,
+                                   void *ctx) {
+  if (!env) return SYNC_EINVAL;
+  env->resolver = fn;
+  env->resolver_ctx = ctx;
+  return 0;
+}
+
+SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
+                                      void *ctx) {
+  if (!env) return SYNC_EINVAL;
+  env->on_conflict = fn;
+  env->on_conflict_ctx = ctx;
+  env->notify_conflicts = fn ? sx_notify_conflicts : NULL;
+  return 0;
+}
+/* ---- src/renew.c ---- */
+/*
+ * renew.c - site renewal: taking a new site id after a restore, and the
+ * renewal records that void a restored file's old claims.
+ */
+/* ---- src/renew.h ---- */
+/*
+ * renew.h - site renewal: taking a new site id after a restore, and the
+ * renewal records that void a restored file's old claims.
+ */
+#ifndef SX_RENEW_H
+#define SX_RENEW_H
+
+
+/* sync_site_renew after a peer showed a view of this replica's log (mark
+ * m) that is not this file's history: the renewal record keeps what the
+ * file's epochs show it holds of the old id (renew.c, "Renewal
+ * records"). */
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m);
+/* The records a chunk carries, taken; runs start again when one of them
+ * lowered this replica's vector. */
+SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d);
+/* The sender's vector of d per delta site index, capped by the renewal
+ * records this replica keeps and those d carries. */
+SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out);
+/* h, capped by the record of site in b if there is one. */
+SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h);
+/* The renewal records this replica keeps, by the site indexes of d (the
+ * last chunk of a run carries them). */
+SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d);
+/* The renewal records, copied into b (24 bytes each). */
+SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b);
+
+#endif
+
+#include <stdlib.h>
+
+/* The sites of the peer records, collected first: they are rewritten
+ * once the walk over them is done. */
+static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_buf *b = (sx_buf *)ctx;
+  int rc;
+  (void)p;
+  if ((rc = sx_buf_reserve(b, SX_SITE_LEN))) return rc;
+  memcpy(b->p + b->len, site, SX_SITE_LEN);
+  b->len += SX_SITE_LEN;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Renewal records
+ *
+ * A replica restored from a backup claims, until a peer shows it the
+ * restore, the writes of its own site that it lost: its own vector entry
+ * is its clock.  Peers that take its vector in that time leave those
+ * writes out of what they ask for, past cursors that move on.  When it
+ * finds out it gives the site id up and records the HLC up to which its
+ * file holds that id's writes: the id's claims above it are void.  The
+ * record (meta "renewed": 16-byte site id, u64 LE HLC, per id) goes with
+ * the last chunk of every run, so it reaches every replica the way
+ * changes do.  A replica that learns it lowers its vector entry (and its
+ * gcvv entry) for the id to that HLC and, when the entry was higher,
+ * starts its runs again, so that its peers send it what it left out; a
+ * vector it takes later is capped there too, whoever sends it.
+ * ------------------------------------------------------------------- */
+
+SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b) {
+  sx_slice v;
+  int rc = sx_get(x->env->st, x->t, x->env->meta, "renewed", 7, &v);
+  b->len = 0;
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n % 24 || v.n / 24 > SX_RENEW_MAX) return SYNC_ECORRUPT;
+  if ((rc = sx_buf_reserve(b, v.n))) return rc;
+  memcpy(b->p, v.p, v.n);
+  b->len = v.n;
+  return 0;
+}
+
+SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {
+  size_t j;
+  for (j = 0; j + 24 <= b->len; j += 24)
+    if (!memcmp(b->p + j, site, SX_SITE_LEN) && h > sx_get_le64(b->p + j + 16))
+      return sx_get_le64(b->p + j + 16);
+  return h;
+}
+
+/* Start every run again: peers stream all this replica's vector does not
+ * cover.  (The sites are collected first: records are rewritten once the
+ * walk over them is done.) */
+static int sx_runs_restart(sync_txn *x) {
+  sx_buf sites;
+  size_t i;
+  int rc;
+  sx_buf_init(&sites, &x->env->al);
+  rc = sx_peers_each(x, sx_site_collect, &sites);
+  for (i = 0; !rc && i + SX_SITE_LEN <= sites.len; i += SX_SITE_LEN) {
+    sx_peer p;
+    if ((rc = sx_peer_get(x, sites.p + i, &p))) break;
+    memset(&p.cur, 0, sizeof p.cur);
+    memset(&p.mark, 0, sizeof p.mark);
+    p.tainted = 0;
+    rc = sx_peer_put(x, sites.p + i, &p);
+  }
+  sx_buf_free(&sites);
+  return rc;
+}
+
+/* Lower the gcvv entry of site to held (0: drop it). */
+static int sx_gcvv_cap(sync_txn *x, const uint8_t *site, uint64_t held) {
+  sync_env *env = x->env;
+  sx_slice g;
+  sx_buf b;
+  size_t j;
+  int rc, changed = 0;
+  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  sx_buf_init(&b, &env->al);
+  if ((rc = sx_buf_reserve(&b, g.n))) return rc;
+  for (j = 0; j + 24 <= g.n; j += 24) {
+    uint64_t h = sx_get_le64(g.p + j + 16);
+    if (!memcmp(g.p + j, site, SX_SITE_LEN) && h > held) {
+      changed = 1;
+      if (!held) continue;
+      h = held;
+    }
+    memcpy(b.p + b.len, g.p + j, SX_SITE_LEN);
+    sx_put_le64(b.p + b.len + 16, h);
+    b.len += 24;
+  }
+  if (changed &&
+      (rc = sx_put(env->st, x->t, env->meta, "gcvv", 4, b.p, b.len, 0)))
+    x->failed = 1;
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* Take the renewal record (site, held): keep it (the lower HLC wins), and
+ * lower this replica's vector and gcvv entries for site to held; *lowered
+ * is set when the vector entry fell.  A record naming this replica's own
+ * id is not taken (it never claims less than it holds of itself). */
+static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
+                          int *lowered) {
+  sync_env *env = x->env;
+  unsigned char kk[4], vb[8];
+  sx_slice old;
+  sx_buf b;
+  size_t j;
+  uint32_t idx;
+  int rc, found = 0;
+  if (!memcmp(site, env->site, SX_SITE_LEN)) return 0;
+  sx_buf_init(&b, &env->al);
+  if ((rc = sx_renew_load(x, &b))) goto done;
+  for (j = 0; j + 24 <= b.len; j += 24)
+    if (!memcmp(b.p + j, site, SX_SITE_LEN)) {
+      found = 1;
+      if (sx_get_le64(b.p + j + 16) <= held) goto done; /* known */
+      sx_put_le64(b.p + j + 16, held);
+    }
+  if (!found) {
+    if (b.len / 24 >= SX_RENEW_MAX) {
+      rc = sx_fail(env, SYNC_ELIMIT,
+                   "this replica keeps %d renewal records, the most it can",
+                   SX_RENEW_MAX);
+      goto done;
+    }
+    if ((rc = sx_buf_reserve(&b, 24))) goto done;
+    memcpy(b.p + b.len, site, SX_SITE_LEN);
+    sx_put_le64(b.p + b.len + 16, held);
+    b.len += 24;
+  }
+  if ((rc = sx_put(env->st, x->t, env->meta, "renewed", 7, b.p, b.len, 0))) {
+    x->failed = 1;
+    goto done;
+  }
+  x->dirty = 1;
+  if ((rc = sx_gcvv_cap(x, site, held))) goto done;
+  if ((rc = sx_sites_load(x))) goto done;
+  rc = sx_site_index(x, site, 0, &idx);
+  if (rc == SYNC_NOTFOUND || (rc == 0 && idx == 0)) {
+    rc = 0;
+    goto done;
+  }
+  if (rc) goto done;
+  sx_put_be32(kk, idx);
+  rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+  if (rc == SYNC_NOTFOUND) {
+    rc = 0;
+    goto done;
+  }
+  if (rc || old.n != 8 || sx_get_le64(old.p) <= held) goto done;
+  sx_put_le64(vb, held);
+  rc = held ? sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0)
+            : sx_del(env->st, x->t, env->vv, kk, 4);
+  if (rc) {
+    x->failed = 1;
+    goto done;
+  }
+  *lowered = 1;
+done:
+  sx_buf_free(&b);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d) {
+  size_t i;
+  int rc = 0, lowered = 0;
+  for (i = 0; i < d->nrenew && !rc; i++)
+    rc = sx_renew_learn(x, d->sites[d->renew[i].site], d->renew[i].held,
+                        &lowered);
+  if (!rc && lowered) rc = sx_runs_restart(x);
+  return rc;
+}
+
+static int sx_renew_site_cmp(const void *a, const void *b) {
+  uint32_t x = ((const sx_renew *)a)->site, y = ((const sx_renew *)b)->site;
+  return x < y ? -1 : x > y;
+}
+
+SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d) {
+  sx_buf b;
+  size_t j;
+  int rc;
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_renew_load(x, &b)) || !b.len) goto done;
+  d->renew = (sx_renew *)sx_malloc(&d->al, b.len / 24 * sizeof(sx_renew));
+  if (!d->renew) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  for (j = 0; j + 24 <= b.len; j += 24) {
+    uint32_t idx;
+    rc = sx_site_index(x, b.p + j, 0, &idx);
+    if (rc == SYNC_NOTFOUND) continue;
+    if (rc) goto done;
+    if (idx == 0 || idx >= d->nsites) continue;
+    d->renew[d->nrenew].site = idx;
+    d->renew[d->nrenew].held = sx_get_le64(b.p + j + 16);
+    d->nrenew++;
+  }
+  rc = 0;
+  qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
+done:
+  sx_buf_free(&b);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) {
+  sx_buf b;
+  uint64_t *v;
+  size_t i;
+  int rc;
+  *out = NULL;
+  v = (uint64_t *)sx_malloc(&x->env->al,
+                            sizeof(uint64_t) * (d->nsites ? d->nsites : 1));
+  if (!v) return SYNC_ENOMEM;
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_renew_load(x, &b))) {
+    sx_free(&x->env->al, v);
+    return rc;
+  }
+  for (i = 0; i < d->nsites; i++)
+    v[i] = i < d->nvv ? sx_renew_cap(&b, d->sites[i], d->vv[i]) : 0;
+  for (i = 0; i < d->nrenew; i++)
+    if (v[d->renew[i].site] > d->renew[i].held)
+      v[d->renew[i].site] = d->renew[i].held;
+  sx_buf_free(&b);
+  *out = v;
+  return 0;
+}
+
+/* Give up this replica's site id after a peer showed it holds a log of
+ * it that is not this file's (view: version v with mark m, or none).
+ * The renewal record says up to which HLC the file holds the old id's
+ * writes: when the file has the peer's epoch, what the file held when the
+ * epoch after it began (the backup's state, as the first open after the
+ * restore found it); otherwise nothing. */
+static int sx_site_renew_view(sync_txn *x, const sx_mark *m) {
+  uint8_t old[SX_SITE_LEN];
+  uint64_t held = 0;
+  int rc, lowered = 0;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if (m && m->id) {
+    rc = sx_epoch_next_hlc(x, m, &held);
+    if (rc == SYNC_NOTFOUND) held = 0;
+    else if (rc) return rc;
+  }
+  memcpy(old, x->env->site, SX_SITE_LEN);
+  /* A file restored from a backup lost old-id writes the fleet holds,
+   * and while it claimed them (its own vector entry), peers left them
+   * out of what they sent, past cursors that have moved on since.  So
+   * claim none of the old id, and start every run again: peers send
+   * back all they hold of it.  The rows keep their stamps: the fleet may
+   * hold those writes too. */
+  if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
+  if ((rc = sx_renew_learn(x, old, held, &lowered))) return rc;
+  return sx_runs_restart(x);
+}
+
+SYNC_API int sync_site_renew(sync_txn *x) {
+  if (!x) return SYNC_EINVAL;
+  return sx_site_renew_view(x, NULL);
+}
+
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m) {
+  if (!x || !m) return SYNC_EINVAL;
+  return sx_site_renew_view(x, m);
+}
+/* ---- src/gc.c ---- */
+/*
+ * gc.c - tombstone collection, the collection horizon, and the health
+ * report.
+ */
+/* ---- src/gc.h ---- */
+/*
+ * gc.h - tombstone collection, the collection horizon, and the health
+ * report.
+ */
+#ifndef SX_GC_H
+#define SX_GC_H
+
+
+/* Raise meta "gccl" (per table id: the largest causal length collected)
+ * to maxcl (ntables entries), entry by entry. */
+SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl);
+/* meta "gcvv": what this replica held when it last collected
+ * tombstones, or took a collector's horizon (the collector's vector), as
+ * (16-byte site id, u64 LE hlc) pairs; every delete it collected, or
+ * applied as the horizon's, is below it.  A requester whose vector covers
+ * it got those deletes; one whose vector does not may hold rows they
+ * removed.  Raised entry by entry to this replica's vector, or to from
+ * (per local site index) when given. */
+SYNC_PRIVATE int sx_gcvv_raise(sync_txn *x, const uint64_t *from);
+/* Must an initial stream to a requester holding rvv (per local site
+ * index) name every row?  Only after a collection whose deletes the
+ * requester may lack. */
+SYNC_PRIVATE int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
+
+#endif
+
+typedef struct sx_hctx {
+  sync_health *h;
+  int have_hz;
+  uint64_t hv;
+  uint32_t hs;
+} sx_hctx;
+
+static int sx_health_peer(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_hctx *c = (sx_hctx *)ctx;
+  (void)site;
+  c->h->peers++;
+  if (p->stale) c->h->peers_stale++;
+  if (c->have_hz && sx_poscmp(p->acked_version, p->acked_seq, c->hv, c->hs) < 0)
+    c->h->peers_behind_horizon++;
+  return 0;
+}
+
+SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
+  sx_slice hz;
+  sx_hctx c;
+  int rc;
+  if (!x || !out) return SYNC_EINVAL;
+  memset(out, 0, sizeof *out);
+  memset(&c, 0, sizeof c);
+  c.h = out;
+  rc = sx_get(x->env->st, x->t, x->env->meta, "gcpos", 5, &hz);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  c.have_hz = rc == 0 && hz.n == 12;
+  if (c.have_hz) {
+    c.hv = sx_get_le64(hz.p);
+    c.hs = sx_get_le32(hz.p + 8);
+  }
+  if ((rc = sx_peers_each(x, sx_health_peer, &c))) return rc;
+  out->may_miss_deletes = out->peers_stale > 0;
+  out->collected = c.have_hz;
+  return sync_tombstones(x, &out->tombstones);
+}
+
+/* Walk the log up to (hv, hs), calling fn on tombstones. */
+static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
+                        uint64_t *count, uint64_t *maxcl) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  unsigned char key[SX_LOGKEY];
+  int rc, op = SX_FIRST;
+  *count = 0;
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  for (;;) {
+    sx_slice rkey;
+    unsigned tid;
+    k.p = key;
+    k.n = SX_LOGKEY;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != SX_LOGKEY) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    if (sx_poscmp(sx_get_be64(k.p), sx_get_be32(k.p + 8), hv, hs) > 0) break;
+    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &rkey);
+    if (rc == SYNC_NOTFOUND) continue;
+    if (rc) break;
+    if (x->old.cl & 1) continue;
+    (*count)++;
+    if (!collect) continue;
+    if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
+    {
+      unsigned char rk[SYNC_MAX_KEY];
+      size_t rkn = rkey.n;
+      memcpy(key, k.p, SX_LOGKEY);
+      memcpy(rk, rkey.p, rkn);
+      /* The table's sums lose the tombstone (repair counts them). */
+      if ((rc = sx_sums_drop(x, tid, rk, rkn, &x->old))) break;
+      if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
+          (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
+        x->failed = 1;
+        break;
+      }
+      x->log_added--;
+      /* Our cursor sat on the deleted entry: find the next one. */
+      k.p = key;
+      k.n = SX_LOGKEY;
+      rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &v);
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
+        break;
+      }
+      if (rc) break;
+      op = SX_GET_CURRENT;
+      x->gen++;
+    }
+  }
+  sx_cur_close(c);
+  return rc;
+}
+
+/* Raise meta "gccl" (u64 LE per table: the largest causal length of a
+ * collected tombstone) to maxcl, entry by entry; fresh rows start above
+ * it (sx_fresh_cl).  A run that raises our vector past deletes a sender
+ * collected raises it too, so that a key written here again beats the
+ * tombstones other replicas still keep. */
+SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
+  sync_env *env = x->env;
+  unsigned nt = env->schema->ntables, i;
+  unsigned char *b;
+  uint64_t dummy;
+  int rc, any = 0;
+  if (!nt) return 0;
+  x->gccl_ok = 0; /* reload what is stored, then raise it */
+  sx_free(&env->al, x->gccl);
+  x->gccl = NULL;
+  if ((rc = sx_fresh_cl(x, 0, &dummy))) return rc;
+  b = (unsigned char *)sx_malloc(&env->al, 8 * (size_t)nt);
+  if (!b) return SYNC_ENOMEM;
+  for (i = 0; i < nt; i++) {
+    uint64_t old = x->gccl ? x->gccl[i] : 0;
+    if (maxcl[i] > old) any = 1;
+    sx_put_le64(b + 8 * i, maxcl[i] > old ? maxcl[i] : old);
+  }
+  if (any && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
+    x->failed = 1;
+  sx_free(&env->al, b);
+  /* The next fresh row reads the new values. */
+  x->gccl_ok = 0;
+  sx_free(&env->al, x->gccl);
+  x->gccl = NULL;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_gcvv_raise(sync_txn *x, const uint64_t *from) {
+  sync_env *env = x->env;
+  uint64_t *vv;
+  unsigned char *b;
+  sx_slice old;
+  uint32_t i;
+  size_t n = 0, j;
+  int rc;
+  if ((rc = sx_vv_load(x, &vv))) return rc;
+  if (from)
+    for (i = 0; i < x->nsites; i++) vv[i] = from[i];
+  b = (unsigned char *)sx_malloc(&env->al, (size_t)x->nsites * 24);
+  if (!b) {
+    sx_free(&env->al, vv);
+    return SYNC_ENOMEM;
+  }
+  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &old);
+  if (rc && rc != SYNC_NOTFOUND) goto done;
+  for (i = 0; i < x->nsites; i++) {
+    uint64_t h = vv[i];
+    /* Keep what an earlier collection held, if more. */
+    for (j = 0; rc == 0 && j + 24 <= old.n; j += 24)
+      if (!memcmp(old.p + j, x->sites[i], SX_SITE_LEN) &&
+          sx_get_le64(old.p + j + 16) > h)
+        h = sx_get_le64(old.p + j + 16);
+    if (!h) continue;
+    memcpy(b + n, x->sites[i], SX_SITE_LEN);
+    sx_put_le64(b + n + 16, h);
+    n += 24;
+  }
+  rc = sx_put(env->st, x->t, env->meta, "gcvv", 4, b, n, 0);
+  if (rc) x->failed = 1;
+done:
+  sx_free(&env->al, b);
+  sx_free(&env->al, vv);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out) {
+  sync_env *env = x->env;
+  sx_slice hz, g;
+  size_t j;
+  int rc;
+  *out = 0;
+  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
+  if (rc == SYNC_NOTFOUND) {
+    /* A collection made before the vector was kept: complete. */
+    rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
+    if (rc == SYNC_NOTFOUND) return 0;
+    if (rc) return rc;
+    *out = 1;
+    return 0;
+  }
+  if (rc) return rc;
+  for (j = 0; j + 24 <= g.n; j += 24) {
+    uint32_t idx;
+    rc = sx_site_index(x, g.p + j, 0, &idx);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc || rvv[idx] < sx_get_le64(g.p + j + 16)) {
+      *out = 1;
+      return 0;
+    }
+  }
+  return 0;
+}
+
+SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
+  if (!x || !out) return SYNC_EINVAL;
+  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
+}
+
+typedef struct sx_least {
+  uint64_t v, n;
+  uint32_t s;
+} sx_least;
+
+static int sx_gc_least(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_least *l = (sx_least *)ctx;
+  (void)site;
+  l->n++;
+  if (sx_poscmp(p->acked_version, p->acked_seq, l->v, l->s) < 0) {
+    l->v = p->acked_version;
+    l->s = p->acked_seq;
+  }
+  return 0;
+}
+
+SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
+  sync_env *env;
+  sx_least hz;
+  uint64_t hv, n = 0, peers;
+  uint32_t hs;
+  int rc;
+  if (collected) *collected = 0;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  env = x->env;
+  /* The horizon: the least any known peer has acknowledged. */
+  memset(&hz, 0, sizeof hz);
+  hz.v = UINT64_MAX;
+  hz.s = UINT32_MAX;
+  if ((rc = sx_peers_each(x, sx_gc_least, &hz))) return rc;
+  hv = hz.v;
+  hs = hz.s;
+  peers = hz.n;
+  /* With no known peer nobody can have acknowledged anything: a replica
+   * that has never synchronised keeps its tombstones. */
+  if (!peers) return 0;
+  {
+    /* Remember, per table, the largest causal length collected: new rows
+     * start above it (sx_fresh_cl). */
+    unsigned nt = env->schema->ntables;
+    uint64_t *maxcl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (nt ? nt : 1));
+    if (!maxcl) return SYNC_ENOMEM;
+    memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
+    rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
+    if (!rc && n) {
+      rc = sx_gccl_raise(x, maxcl);
+      if (!rc) rc = sx_gcvv_raise(x, NULL);
+      if (!rc) {
+        /* The horizon, for telling peers that come back from behind it
+         * that tombstones they needed are gone (SYNC_ESTALE). */
+        unsigned char hz[12];
+        sx_put_le64(hz, hv);
+        sx_put_le32(hz + 8, hs);
+        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, hz, 12, 0)))
+          x->failed = 1;
+      }
+    }
+    sx_free(&env->al, maxcl);
+  }
+  if (collected) *collected = n;
+  if (!rc) sx_stats_add(&env->stats, SX_ST_TOMBSTONES_COLLECTED, n);
+  return rc;
+}
+/* ---- src/cut.c ---- */
+/*
+ * cut.c - producing deltas: cutting chunks from the log or the initial
+ * stream under a scope and a row filter.
+ */
+/* ---- src/cut.h ---- */
+/*
+ * cut.h - producing deltas: cutting chunks from the log or the initial
+ * stream under a scope and a row filter.
+ */
+#ifndef SX_CUT_H
+#define SX_CUT_H
+
+
+/* What row filter says of stored row r (table tid, key) for peer: 1 to
+ * send it, 0 not; a tombstone is asked with no values.  vals: room for
+ * the table's column count, filled with the row's values. */
+SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
+                               void *ctx, const uint8_t *peer, unsigned tid,
+                               const unsigned char *key, size_t klen,
+                               const sx_row *r, sync_value *vals);
+/* Add stored row r of table tid to d, leaving out columns and rows whose
+ * stamps rvv (per local site index) covers (a row is still named when
+ * keyed is set: complete initial streams); o (may be NULL) says whether
+ * to send whole rows.  The caller has decided the row is in scope.
+ * *bytes grows by the value bytes added. */
+SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
+                              const unsigned char *key, size_t klen,
+                              const sx_row *r, const uint64_t *rvv,
+                              const sync_delta_opts *o, int keyed,
+                              size_t *bytes);
+/* A new empty delta on allocator al (NULL when out of memory). */
+SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
+
+#endif
 
 /* ---------------------------------------------------------------------
  * Making deltas
@@ -5839,11 +7074,6 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
   if (*restart || zero) sc->flags |= SX_SCOPE_RESTART;
 }
 
-static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out);
-static int sx_gcvv_raise(sync_txn *x, const uint64_t *from);
-static int sx_renew_load(sync_txn *x, sx_buf *b);
-static uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h);
-static int sx_renew_attach(sync_txn *x, sync_delta *d);
 
 SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
                              const sync_delta_opts *opts, sync_delta **out) {
@@ -5993,300 +7223,19 @@ done:
   *out = d;
   return 0;
 }
+/* ---- src/merge.c ---- */
+/*
+ * merge.c - the merge of one row: compare stamps column by column, choose,
+ * ask the resolver, record the conflict.
+ */
+/* ---- src/merge.h ---- */
+/*
+ * merge.h - the merge of one row: compare stamps column by column, choose,
+ * ask the resolver, record the conflict.
+ */
+#ifndef SX_MERGE_H
+#define SX_MERGE_H
 
-/* ---------------------------------------------------------------------
- * Conflict log.  Record: u8 kind, u8 flags (1 resolved, 2 remote won),
- * var table, var column + 1 (0 = row), var key length, key, then local
- * and remote: var hlc, 16-byte site, u8 tag (7 = none) + payload.
- * ------------------------------------------------------------------- */
-typedef struct sx_cfl {
-  int kind;
-  unsigned tid, col;
-  const unsigned char *key;
-  size_t klen;
-  uint64_t lhlc, rhlc;
-  const uint8_t *lsite, *rsite;
-  const sync_value *lv, *rv; /* NULL: none */
-  int remote_won;
-} sx_cfl;
-
-/* Encode a conflict record into x->cpend (u32 length + record).  Nothing
- * is written to LMDB here: the values may point into the map, which a
- * write could move.  sx_conflicts_flush stores them once the row is. */
-static int sx_conflict_record(sync_txn *x, const sx_cfl *c) {
-  sx_buf *b = &x->cpend;
-  size_t need, start;
-  int rc;
-  need = 4 + 2 + 3 * SX_VARINT_MAX + c->klen + 2 * (SX_VARINT_MAX + 16 + 1) +
-         (c->lv ? SX_VARINT_MAX + 8 + sx_payload_size(c->lv) : 0) +
-         (c->rv ? SX_VARINT_MAX + 8 + sx_payload_size(c->rv) : 0);
-  if ((rc = sx_buf_reserve(b, need))) return rc;
-  start = b->len;
-  {
-    unsigned char *p = b->p + start + 4;
-    p[0] = (unsigned char)c->kind;
-    p[1] = c->remote_won ? 2 : 0;
-    p += 2;
-    p += sx_put_varint(p, c->tid);
-    p += sx_put_varint(p, c->col == SYNC_ROW ? 0 : (uint64_t)c->col + 1);
-    p += sx_put_varint(p, c->klen);
-    memcpy(p, c->key, c->klen);
-    p += c->klen;
-    p += sx_put_varint(p, c->lhlc);
-    memcpy(p, c->lsite, SX_SITE_LEN);
-    p += SX_SITE_LEN;
-    *p++ = c->lv ? (unsigned char)c->lv->type : SX_TAG_NONE;
-    if (c->lv) p += sx_payload_put(p, c->lv);
-    p += sx_put_varint(p, c->rhlc);
-    memcpy(p, c->rsite, SX_SITE_LEN);
-    p += SX_SITE_LEN;
-    *p++ = c->rv ? (unsigned char)c->rv->type : SX_TAG_NONE;
-    if (c->rv) p += sx_payload_put(p, c->rv);
-    sx_put_le32(b->p + start, (uint32_t)(p - (b->p + start + 4)));
-    b->len = (size_t)(p - b->p);
-  }
-  return 0;
-}
-
-/* Store the pending conflict records under the next ids. */
-static int sx_conflicts_flush(sync_txn *x) {
-  sync_env *env = x->env;
-  size_t off = 0;
-  uint64_t id;
-  int rc;
-  if (!x->cpend.len) return 0;
-  {
-    sx_scur *cur;
-    sx_slice kk, vv;
-    if ((rc = sx_cur_open(env->st, x->t, env->conflicts, &cur))) return rc;
-    kk.p = NULL;
-    kk.n = 0;
-    rc = sx_cur_get(env->st, cur, SX_LAST, &kk, &vv);
-    id = rc == 0 && kk.n == 8 ? sx_get_be64(kk.p) + 1 : 1;
-    sx_cur_close(cur);
-    if (rc && rc != SYNC_NOTFOUND) return rc;
-  }
-  while (off < x->cpend.len) {
-    unsigned char k[8];
-    uint32_t n = sx_get_le32(x->cpend.p + off);
-    if ((rc = sx_buf_reserve(&x->conflicts, 8))) return rc;
-    sx_put_be64(k, id);
-    if ((rc = sx_put(env->st, x->t, env->conflicts, k, 8, x->cpend.p + off + 4,
-                     n, SX_PUT_APPEND))) {
-      x->failed = 1;
-      return rc;
-    }
-    memcpy(x->conflicts.p + x->conflicts.len, k, 8);
-    x->conflicts.len += 8;
-    off += 4 + (size_t)n;
-    id++;
-  }
-  x->cpend.len = 0;
-  return 0;
-}
-
-static int sx_conflict_decode(const unsigned char *p, size_t n, uint64_t id,
-                              sync_conflict *out) {
-  const unsigned char *end = p + n;
-  uint64_t v, klen;
-  size_t k;
-  int side;
-  memset(out, 0, sizeof *out);
-  out->id = id;
-  if (n < 2 || p[0] < SYNC_BOTH_MODIFIED || p[0] > SYNC_DELETED_TARGET)
-    return SYNC_ECORRUPT;
-  out->kind = p[0];
-  out->resolved = (p[1] & 1) != 0;
-  out->remote_won = (p[1] & 2) != 0;
-  p += 2;
-  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_MAX_TABLES) return SYNC_ECORRUPT;
-  out->table = (unsigned)v;
-  p += k;
-  if (!(k = sx_get_varint(p, end, &v)) || v > SYNC_MAX_COLUMNS) return SYNC_ECORRUPT;
-  out->column = v ? (unsigned)(v - 1) : SYNC_ROW;
-  p += k;
-  if (!(k = sx_get_varint(p, end, &klen)) || klen > SYNC_MAX_KEY ||
-      klen > (uint64_t)(end - p) - k)
-    return SYNC_ECORRUPT;
-  out->key.data = p + k;
-  out->key.len = (size_t)klen;
-  p += k + klen;
-  for (side = 0; side < 2; side++) {
-    sync_stamp *st = side ? &out->remote_stamp : &out->local_stamp;
-    sync_value *val = side ? &out->remote : &out->local;
-    int tag;
-    if (!(k = sx_get_varint(p, end, &st->hlc))) return SYNC_ECORRUPT;
-    p += k;
-    if (end - p < SX_SITE_LEN + 1) return SYNC_ECORRUPT;
-    memcpy(st->site, p, SX_SITE_LEN);
-    p += SX_SITE_LEN;
-    tag = *p++;
-    if (tag == SX_TAG_NONE) {
-      *val = sync_null();
-      continue;
-    }
-    if (tag > SYNC_BLOB) return SYNC_ECORRUPT;
-    k = sx_payload_get(tag, p, end, val);
-    if (!k && tag != SYNC_NULL) return SYNC_ECORRUPT;
-    p += k;
-  }
-  return p == end ? 0 : SYNC_ECORRUPT;
-}
-
-SYNC_PRIVATE void sx_notify_conflicts(sync_txn *x) {
-  sync_env *env = x->env;
-  sync_txn *r;
-  size_t i;
-  if (sync_txn_begin(env, SYNC_TXN_RDONLY, &r)) return;
-  for (i = 0; i + 8 <= x->conflicts.len; i += 8) {
-    sx_slice v;
-    sync_conflict c;
-    if (sx_get(env->st, r->t, env->conflicts, x->conflicts.p + i, 8, &v))
-      continue;
-    if (sx_conflict_decode(v.p, v.n, sx_get_be64(x->conflicts.p + i), &c))
-      continue;
-    env->on_conflict(env->on_conflict_ctx, &c);
-  }
-  sync_txn_abort(r);
-}
-
-SYNC_API int sync_conflicts_open(sync_txn *x, unsigned flags,
-                                 sync_conflicts **out) {
-  sync_conflicts *it;
-  int rc;
-  if (!out) return SYNC_EINVAL;
-  *out = NULL;
-  if (!x || (flags & ~SYNC_CONFLICTS_UNRESOLVED)) return SYNC_EINVAL;
-  it = (sync_conflicts *)sx_malloc(&x->env->al, sizeof *it);
-  if (!it) return SYNC_ENOMEM;
-  memset(it, 0, sizeof *it);
-  it->al = x->env->al;
-  it->x = x;
-  it->flags = flags;
-  if ((rc = sx_cur_open(x->env->st, x->t, x->env->conflicts, &it->c))) {
-    sx_free(&it->al, it);
-    return rc;
-  }
-  *out = it;
-  return 0;
-}
-
-/* The next entry of a log keyed by u64 BE id (conflicts, rejections)
- * after last (the first when not started), sought again by key: clearing
- * or resolving entries in between may have moved pages.  On success last
- * is the entry's key. */
-static int sx_id_log_next(sx_store *st, sx_scur *c, int *started,
-                          unsigned char last[8], sx_slice *k, sx_slice *v) {
-  int rc;
-  if (!*started) {
-    k->p = NULL;
-    k->n = 0;
-    rc = sx_cur_get(st, c, SX_FIRST, k, v);
-  } else {
-    k->p = last;
-    k->n = 8;
-    rc = sx_cur_get(st, c, SX_SET_RANGE, k, v);
-    if (!rc && k->n == 8 && !memcmp(k->p, last, 8))
-      rc = sx_cur_get(st, c, SX_NEXT, k, v);
-  }
-  if (rc) return rc;
-  *started = 1;
-  if (k->n != 8) return SYNC_ECORRUPT;
-  memcpy(last, k->p, 8);
-  return 0;
-}
-
-SYNC_API int sync_conflicts_next(sync_conflicts *it, sync_conflict *out) {
-  sx_slice k, v;
-  int rc;
-  if (!it || !out) return SYNC_EINVAL;
-  for (;;) {
-    if ((rc = sx_id_log_next(it->x->env->st, it->c, &it->started, it->last,
-                             &k, &v)))
-      return rc;
-    if ((rc = sx_conflict_decode(v.p, v.n, sx_get_be64(k.p), out)))
-      return sx_fail(it->x->env, rc, "conflict log entry malformed");
-    if ((it->flags & SYNC_CONFLICTS_UNRESOLVED) && out->resolved) continue;
-    return 0;
-  }
-}
-
-SYNC_API void sync_conflicts_close(sync_conflicts *it) {
-  sx_alloc al;
-  if (!it) return;
-  al = it->al;
-  /* A write transaction's cursors die with it; ours closes only while
-   * the transaction is still open, which the API requires. */
-  sx_cur_close(it->c);
-  sx_free(&al, it);
-}
-
-static int sx_resolve_one(sync_txn *x, const unsigned char *k) {
-  sx_slice v;
-  int rc;
-  rc = sx_get(x->env->st, x->t, x->env->conflicts, k, 8, &v);
-  if (rc) return rc;
-  if (v.n < 2) return SYNC_ECORRUPT;
-  if (v.p[1] & 1) return 0;
-  if ((rc = sx_buf_reserve(&x->enc, v.n))) return rc;
-  memcpy(x->enc.p, v.p, v.n);
-  x->enc.p[1] |= 1;
-  if ((rc = sx_put(x->env->st, x->t, x->env->conflicts, k, 8, x->enc.p, v.n,
-                   0)))
-    x->failed = 1;
-  return rc ? rc : 1;
-}
-
-SYNC_API int sync_conflict_resolve(sync_txn *x, uint64_t id) {
-  unsigned char k[8];
-  int rc;
-  if (!x) return SYNC_EINVAL;
-  if (x->rdonly) return SYNC_EREADONLY;
-  if (x->failed) return SYNC_ETXN;
-  sx_put_be64(k, id);
-  rc = sx_resolve_one(x, k);
-  return rc < 0 ? rc : 0;
-}
-
-SYNC_API int sync_conflicts_resolve_all(sync_txn *x, uint64_t *n) {
-  sx_scur *c;
-  sx_slice k, v;
-  uint64_t count = 0;
-  unsigned char key[8];
-  int rc, op = SX_FIRST;
-  if (n) *n = 0;
-  if (!x) return SYNC_EINVAL;
-  if (x->rdonly) return SYNC_EREADONLY;
-  if (x->failed) return SYNC_ETXN;
-  if ((rc = sx_cur_open(x->env->st, x->t, x->env->conflicts, &c))) return rc;
-  for (;;) {
-    k.p = key;
-    k.n = 8;
-    rc = sx_cur_get(x->env->st, c, op, &k, &v);
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != 8) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    memcpy(key, k.p, 8);
-    if (v.n >= 2 && !(v.p[1] & 1)) {
-      if ((rc = sx_resolve_one(x, key)) < 0) break;
-      count++;
-      /* The put may have moved the cursor's page: find our place. */
-      k.p = key;
-      k.n = 8;
-      if ((rc = sx_cur_get(x->env->st, c, SX_SET_KEY, &k, &v))) break;
-    }
-    op = SX_NEXT;
-  }
-  sx_cur_close(c);
-  if (n) *n = count;
-  return rc;
-}
 
 /* ---------------------------------------------------------------------
  * Applying deltas
@@ -6300,24 +7249,32 @@ typedef struct sx_apply {
                      the renewal records (sx_sender_vv) */
   sync_apply_report *rep;
 } sx_apply;
+SYNC_PRIVATE sx_stamp sx_mkstamp_local(sync_txn *x);
+SYNC_PRIVATE sync_value sx_dval(const sync_delta *d, const sx_dcol *c);
+/* Merge delta row dr into x->nw given the local row (x->old when found).
+ * Returns 1 if the row changes, 0 if not, or an error. */
+SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
+                              int *cls);
+/* Compare local stamp (row r, index i) with remote column stamp. */
+SYNC_PRIVATE int sx_cmp_lr(sync_txn *x, const sx_row *r, unsigned i,
+                           const sync_delta *d, uint64_t hlc, uint32_t dsite);
 
-static int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out);
-static int sx_apply_renewals(sync_txn *x, const sync_delta *d);
+#endif
+
 
 static const uint8_t *sx_lsite(sync_txn *x, uint32_t idx) {
   return idx == 0 ? x->env->site : x->sites[idx];
 }
 
-static sync_value sx_dval(const sync_delta *d, const sx_dcol *c) {
+SYNC_PRIVATE sync_value sx_dval(const sync_delta *d, const sx_dcol *c) {
   sync_value v = c->v;
   if (v.type == SYNC_TEXT || v.type == SYNC_BLOB)
     v.data = d->arena.p + (uintptr_t)c->v.data;
   return v;
 }
 
-/* Compare local stamp (row r, index i) with remote column stamp. */
-static int sx_cmp_lr(sync_txn *x, const sx_row *r, unsigned i,
-                     const sync_delta *d, uint64_t hlc, uint32_t dsite) {
+SYNC_PRIVATE int sx_cmp_lr(sync_txn *x, const sx_row *r, unsigned i,
+                           const sync_delta *d, uint64_t hlc, uint32_t dsite) {
   return sx_stampcmp(r->stamps[i].hlc, sx_lsite(x, r->stamps[i].site), hlc,
                      d->sites[dsite]);
 }
@@ -6329,7 +7286,7 @@ static sx_stamp sx_rstamp(const sx_apply *a, uint64_t hlc, uint32_t dsite) {
   return s;
 }
 
-static sx_stamp sx_mkstamp_local(sync_txn *x) {
+SYNC_PRIVATE sx_stamp sx_mkstamp_local(sync_txn *x) {
   sx_stamp s;
   s.hlc = x->hlc;
   s.site = 0;
@@ -6394,10 +7351,8 @@ static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
   return 0;
 }
 
-/* Merge delta row dr into x->nw given the local row (x->old when found).
- * Returns 1 if the row changes, 0 if not, or an error. */
-static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
-                        int *cls) {
+SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
+                              int *cls) {
   sync_txn *x = a->x;
   const sync_delta *d = a->d;
   sx_row *o = &x->old, *w = &x->nw;
@@ -6647,6 +7602,36 @@ static int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
   if (rcmp < 0) changed = 1; /* only the row stamp moves */
   return changed;
 }
+/* ---- src/apply.c ---- */
+/*
+ * apply.c - applying a delta: checks, policies, the collection horizon,
+ * exit markers and the cursor and vector moves that follow.
+ */
+/* ---- src/apply.h ---- */
+/*
+ * apply.h - applying a delta: checks, policies, the collection horizon,
+ * exit markers and the cursor and vector moves that follow.
+ */
+#ifndef SX_APPLY_H
+#define SX_APPLY_H
+
+
+/* The session's apply (server side): as sync_delta_apply_opts, but a
+ * chunk with refused rows leaves the sender's cursor where it was, for
+ * sx_peer_advance once the writer has answered. */
+SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
+                                     const sync_apply_opts *ao,
+                                     sync_apply_report *rep);
+/* The structural checks an apply makes (tables, columns, sites, value
+ * lengths): 0 or an error. */
+SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s);
+/* Lower this replica's vector entry of local site idx (another site's)
+ * below hlc. */
+SYNC_PRIVATE int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc);
+
+#endif
+
+#include <stdio.h>
 
 /* Check a delta's structure before anything is applied: tables, columns,
  * key lengths, site and stamp references, value types and lengths.
@@ -6747,9 +7732,7 @@ static int sx_exit_covers(sync_txn *x, const sync_delta *d, const sx_drow *e,
  * Without this a row coming back into scope would look like one we had
  * deleted and collected, and a complete run from us would make a peer
  * claim it too. */
-/* Lower this replica's vector entry of local site idx (another site's)
- * below hlc. */
-static int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc) {
+SYNC_PRIVATE int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc) {
   sync_env *env = x->env;
   unsigned char kk[4], vb[8];
   sx_slice old;
@@ -7750,633 +8733,19 @@ SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
   }
   return rc;
 }
+/* ---- src/digest.c ---- */
+/*
+ * digest.c - the content digest of a table.
+ */
+/* ---- src/digest.h ---- */
+/*
+ * digest.h - the content digest of a table.
+ */
+#ifndef SX_DIGEST_H
+#define SX_DIGEST_H
 
-SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
-                                 const sx_cursor *start, const sx_cursor *end,
-                                 const sx_mark *mark, int last) {
-  sx_peer peer;
-  int rc = sx_peer_get(x, site, &peer);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  if (rc == SYNC_NOTFOUND) memset(&peer, 0, sizeof peer);
-  if (!sx_cursor_eq(&peer.cur, start)) return 0; /* another run moved it */
-  peer.tainted = 1; /* rows were refused: the vector stays */
-  peer.cur = *end;
-  peer.mark = *mark;
-  if (last) peer.stale = 0;
-  return sx_peer_put(x, site, &peer);
-}
 
-SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
-  sx_peer p;
-  int rc;
-  if (!x || !peer || !memcmp(peer, x->env->site, SX_SITE_LEN))
-    return SYNC_EINVAL;
-  if (x->rdonly) return SYNC_EREADONLY;
-  if (x->failed) return SYNC_ETXN;
-  rc = sx_peer_get(x, peer, &p);
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  memset(&p.cur, 0, sizeof p.cur);
-  memset(&p.mark, 0, sizeof p.mark);
-  return sx_peer_put(x, peer, &p);
-}
-
-SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site) {
-  sx_peer p;
-  int rc = sx_peer_get(x, site, &p);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  p.stale = 1;
-  return sx_peer_put(x, site, &p);
-}
-
-typedef struct sx_hctx {
-  sync_health *h;
-  int have_hz;
-  uint64_t hv;
-  uint32_t hs;
-} sx_hctx;
-
-static int sx_health_peer(void *ctx, const uint8_t *site, const sx_peer *p) {
-  sx_hctx *c = (sx_hctx *)ctx;
-  (void)site;
-  c->h->peers++;
-  if (p->stale) c->h->peers_stale++;
-  if (c->have_hz && sx_poscmp(p->acked_version, p->acked_seq, c->hv, c->hs) < 0)
-    c->h->peers_behind_horizon++;
-  return 0;
-}
-
-SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
-  sx_slice hz;
-  sx_hctx c;
-  int rc;
-  if (!x || !out) return SYNC_EINVAL;
-  memset(out, 0, sizeof *out);
-  memset(&c, 0, sizeof c);
-  c.h = out;
-  rc = sx_get(x->env->st, x->t, x->env->meta, "gcpos", 5, &hz);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  c.have_hz = rc == 0 && hz.n == 12;
-  if (c.have_hz) {
-    c.hv = sx_get_le64(hz.p);
-    c.hs = sx_get_le32(hz.p + 8);
-  }
-  if ((rc = sx_peers_each(x, sx_health_peer, &c))) return rc;
-  out->may_miss_deletes = out->peers_stale > 0;
-  out->collected = c.have_hz;
-  return sync_tombstones(x, &out->tombstones);
-}
-
-/* The sites of the peer records, collected first: they are rewritten
- * once the walk over them is done. */
-static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
-  sx_buf *b = (sx_buf *)ctx;
-  int rc;
-  (void)p;
-  if ((rc = sx_buf_reserve(b, SX_SITE_LEN))) return rc;
-  memcpy(b->p + b->len, site, SX_SITE_LEN);
-  b->len += SX_SITE_LEN;
-  return 0;
-}
-
-/* ---------------------------------------------------------------------
- * Renewal records
- *
- * A replica restored from a backup claims, until a peer shows it the
- * restore, the writes of its own site that it lost: its own vector entry
- * is its clock.  Peers that take its vector in that time leave those
- * writes out of what they ask for, past cursors that move on.  When it
- * finds out it gives the site id up and records the HLC up to which its
- * file holds that id's writes: the id's claims above it are void.  The
- * record (meta "renewed": 16-byte site id, u64 LE HLC, per id) goes with
- * the last chunk of every run, so it reaches every replica the way
- * changes do.  A replica that learns it lowers its vector entry (and its
- * gcvv entry) for the id to that HLC and, when the entry was higher,
- * starts its runs again, so that its peers send it what it left out; a
- * vector it takes later is capped there too, whoever sends it.
- * ------------------------------------------------------------------- */
-
-/* The renewal records, copied into b (24 bytes each). */
-static int sx_renew_load(sync_txn *x, sx_buf *b) {
-  sx_slice v;
-  int rc = sx_get(x->env->st, x->t, x->env->meta, "renewed", 7, &v);
-  b->len = 0;
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.n % 24 || v.n / 24 > SX_RENEW_MAX) return SYNC_ECORRUPT;
-  if ((rc = sx_buf_reserve(b, v.n))) return rc;
-  memcpy(b->p, v.p, v.n);
-  b->len = v.n;
-  return 0;
-}
-
-/* h, capped by the record of site in b if there is one. */
-static uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {
-  size_t j;
-  for (j = 0; j + 24 <= b->len; j += 24)
-    if (!memcmp(b->p + j, site, SX_SITE_LEN) && h > sx_get_le64(b->p + j + 16))
-      return sx_get_le64(b->p + j + 16);
-  return h;
-}
-
-/* Start every run again: peers stream all this replica's vector does not
- * cover.  (The sites are collected first: records are rewritten once the
- * walk over them is done.) */
-static int sx_runs_restart(sync_txn *x) {
-  sx_buf sites;
-  size_t i;
-  int rc;
-  sx_buf_init(&sites, &x->env->al);
-  rc = sx_peers_each(x, sx_site_collect, &sites);
-  for (i = 0; !rc && i + SX_SITE_LEN <= sites.len; i += SX_SITE_LEN) {
-    sx_peer p;
-    if ((rc = sx_peer_get(x, sites.p + i, &p))) break;
-    memset(&p.cur, 0, sizeof p.cur);
-    memset(&p.mark, 0, sizeof p.mark);
-    p.tainted = 0;
-    rc = sx_peer_put(x, sites.p + i, &p);
-  }
-  sx_buf_free(&sites);
-  return rc;
-}
-
-/* Lower the gcvv entry of site to held (0: drop it). */
-static int sx_gcvv_cap(sync_txn *x, const uint8_t *site, uint64_t held) {
-  sync_env *env = x->env;
-  sx_slice g;
-  sx_buf b;
-  size_t j;
-  int rc, changed = 0;
-  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  sx_buf_init(&b, &env->al);
-  if ((rc = sx_buf_reserve(&b, g.n))) return rc;
-  for (j = 0; j + 24 <= g.n; j += 24) {
-    uint64_t h = sx_get_le64(g.p + j + 16);
-    if (!memcmp(g.p + j, site, SX_SITE_LEN) && h > held) {
-      changed = 1;
-      if (!held) continue;
-      h = held;
-    }
-    memcpy(b.p + b.len, g.p + j, SX_SITE_LEN);
-    sx_put_le64(b.p + b.len + 16, h);
-    b.len += 24;
-  }
-  if (changed &&
-      (rc = sx_put(env->st, x->t, env->meta, "gcvv", 4, b.p, b.len, 0)))
-    x->failed = 1;
-  sx_buf_free(&b);
-  return rc;
-}
-
-/* Take the renewal record (site, held): keep it (the lower HLC wins), and
- * lower this replica's vector and gcvv entries for site to held; *lowered
- * is set when the vector entry fell.  A record naming this replica's own
- * id is not taken (it never claims less than it holds of itself). */
-static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
-                          int *lowered) {
-  sync_env *env = x->env;
-  unsigned char kk[4], vb[8];
-  sx_slice old;
-  sx_buf b;
-  size_t j;
-  uint32_t idx;
-  int rc, found = 0;
-  if (!memcmp(site, env->site, SX_SITE_LEN)) return 0;
-  sx_buf_init(&b, &env->al);
-  if ((rc = sx_renew_load(x, &b))) goto done;
-  for (j = 0; j + 24 <= b.len; j += 24)
-    if (!memcmp(b.p + j, site, SX_SITE_LEN)) {
-      found = 1;
-      if (sx_get_le64(b.p + j + 16) <= held) goto done; /* known */
-      sx_put_le64(b.p + j + 16, held);
-    }
-  if (!found) {
-    if (b.len / 24 >= SX_RENEW_MAX) {
-      rc = sx_fail(env, SYNC_ELIMIT,
-                   "this replica keeps %d renewal records, the most it can",
-                   SX_RENEW_MAX);
-      goto done;
-    }
-    if ((rc = sx_buf_reserve(&b, 24))) goto done;
-    memcpy(b.p + b.len, site, SX_SITE_LEN);
-    sx_put_le64(b.p + b.len + 16, held);
-    b.len += 24;
-  }
-  if ((rc = sx_put(env->st, x->t, env->meta, "renewed", 7, b.p, b.len, 0))) {
-    x->failed = 1;
-    goto done;
-  }
-  x->dirty = 1;
-  if ((rc = sx_gcvv_cap(x, site, held))) goto done;
-  if ((rc = sx_sites_load(x))) goto done;
-  rc = sx_site_index(x, site, 0, &idx);
-  if (rc == SYNC_NOTFOUND || (rc == 0 && idx == 0)) {
-    rc = 0;
-    goto done;
-  }
-  if (rc) goto done;
-  sx_put_be32(kk, idx);
-  rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
-  if (rc == SYNC_NOTFOUND) {
-    rc = 0;
-    goto done;
-  }
-  if (rc || old.n != 8 || sx_get_le64(old.p) <= held) goto done;
-  sx_put_le64(vb, held);
-  rc = held ? sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0)
-            : sx_del(env->st, x->t, env->vv, kk, 4);
-  if (rc) {
-    x->failed = 1;
-    goto done;
-  }
-  *lowered = 1;
-done:
-  sx_buf_free(&b);
-  return rc;
-}
-
-/* The records a chunk carries, taken; runs start again when one of them
- * lowered this replica's vector. */
-static int sx_apply_renewals(sync_txn *x, const sync_delta *d) {
-  size_t i;
-  int rc = 0, lowered = 0;
-  for (i = 0; i < d->nrenew && !rc; i++)
-    rc = sx_renew_learn(x, d->sites[d->renew[i].site], d->renew[i].held,
-                        &lowered);
-  if (!rc && lowered) rc = sx_runs_restart(x);
-  return rc;
-}
-
-static int sx_renew_site_cmp(const void *a, const void *b) {
-  uint32_t x = ((const sx_renew *)a)->site, y = ((const sx_renew *)b)->site;
-  return x < y ? -1 : x > y;
-}
-
-/* The renewal records this replica keeps, by the site indexes of d (the
- * last chunk of a run carries them). */
-static int sx_renew_attach(sync_txn *x, sync_delta *d) {
-  sx_buf b;
-  size_t j;
-  int rc;
-  sx_buf_init(&b, &x->env->al);
-  if ((rc = sx_renew_load(x, &b)) || !b.len) goto done;
-  d->renew = (sx_renew *)sx_malloc(&d->al, b.len / 24 * sizeof(sx_renew));
-  if (!d->renew) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
-  for (j = 0; j + 24 <= b.len; j += 24) {
-    uint32_t idx;
-    rc = sx_site_index(x, b.p + j, 0, &idx);
-    if (rc == SYNC_NOTFOUND) continue;
-    if (rc) goto done;
-    if (idx == 0 || idx >= d->nsites) continue;
-    d->renew[d->nrenew].site = idx;
-    d->renew[d->nrenew].held = sx_get_le64(b.p + j + 16);
-    d->nrenew++;
-  }
-  rc = 0;
-  qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
-done:
-  sx_buf_free(&b);
-  return rc;
-}
-
-/* The sender's vector of d per delta site index, capped by the renewal
- * records this replica keeps and those d carries. */
-static int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) {
-  sx_buf b;
-  uint64_t *v;
-  size_t i;
-  int rc;
-  *out = NULL;
-  v = (uint64_t *)sx_malloc(&x->env->al,
-                            sizeof(uint64_t) * (d->nsites ? d->nsites : 1));
-  if (!v) return SYNC_ENOMEM;
-  sx_buf_init(&b, &x->env->al);
-  if ((rc = sx_renew_load(x, &b))) {
-    sx_free(&x->env->al, v);
-    return rc;
-  }
-  for (i = 0; i < d->nsites; i++)
-    v[i] = i < d->nvv ? sx_renew_cap(&b, d->sites[i], d->vv[i]) : 0;
-  for (i = 0; i < d->nrenew; i++)
-    if (v[d->renew[i].site] > d->renew[i].held)
-      v[d->renew[i].site] = d->renew[i].held;
-  sx_buf_free(&b);
-  *out = v;
-  return 0;
-}
-
-/* Give up this replica's site id after a peer showed it holds a log of
- * it that is not this file's (view: version v with mark m, or none).
- * The renewal record says up to which HLC the file holds the old id's
- * writes: when the file has the peer's epoch, what the file held when the
- * epoch after it began (the backup's state, as the first open after the
- * restore found it); otherwise nothing. */
-static int sx_site_renew_view(sync_txn *x, const sx_mark *m) {
-  uint8_t old[SX_SITE_LEN];
-  uint64_t held = 0;
-  int rc, lowered = 0;
-  if (x->rdonly) return SYNC_EREADONLY;
-  if (x->failed) return SYNC_ETXN;
-  if (m && m->id) {
-    rc = sx_epoch_next_hlc(x, m, &held);
-    if (rc == SYNC_NOTFOUND) held = 0;
-    else if (rc) return rc;
-  }
-  memcpy(old, x->env->site, SX_SITE_LEN);
-  /* A file restored from a backup lost old-id writes the fleet holds,
-   * and while it claimed them (its own vector entry), peers left them
-   * out of what they sent, past cursors that have moved on since.  So
-   * claim none of the old id, and start every run again: peers send
-   * back all they hold of it.  The rows keep their stamps: the fleet may
-   * hold those writes too. */
-  if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
-  if ((rc = sx_renew_learn(x, old, held, &lowered))) return rc;
-  return sx_runs_restart(x);
-}
-
-SYNC_API int sync_site_renew(sync_txn *x) {
-  if (!x) return SYNC_EINVAL;
-  return sx_site_renew_view(x, NULL);
-}
-
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m) {
-  if (!x || !m) return SYNC_EINVAL;
-  return sx_site_renew_view(x, m);
-}
-
-/* ---------------------------------------------------------------------
- * Version vector, tombstones, digest
- * ------------------------------------------------------------------- */
-SYNC_API int sync_vv_get(sync_txn *x, sync_stamp *out, size_t cap,
-                         size_t *n) {
-  uint64_t *vv;
-  uint32_t i;
-  size_t k = 0;
-  int rc;
-  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
-  if ((rc = sx_vv_load(x, &vv))) return rc;
-  for (i = 0; i < x->nsites; i++) {
-    if (!vv[i]) continue;
-    if (k < cap) {
-      out[k].hlc = vv[i];
-      memcpy(out[k].site, x->sites[i], SX_SITE_LEN);
-    }
-    k++;
-  }
-  sx_free(&x->env->al, vv);
-  *n = k;
-  return 0;
-}
-
-/* Walk the log up to (hv, hs), calling fn on tombstones. */
-static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
-                        uint64_t *count, uint64_t *maxcl) {
-  sync_env *env = x->env;
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char key[SX_LOGKEY];
-  int rc, op = SX_FIRST;
-  *count = 0;
-  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
-  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-  for (;;) {
-    sx_slice rkey;
-    unsigned tid;
-    k.p = key;
-    k.n = SX_LOGKEY;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != SX_LOGKEY) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    if (sx_poscmp(sx_get_be64(k.p), sx_get_be32(k.p + 8), hv, hs) > 0) break;
-    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &rkey);
-    if (rc == SYNC_NOTFOUND) continue;
-    if (rc) break;
-    if (x->old.cl & 1) continue;
-    (*count)++;
-    if (!collect) continue;
-    if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
-    {
-      unsigned char rk[SYNC_MAX_KEY];
-      size_t rkn = rkey.n;
-      memcpy(key, k.p, SX_LOGKEY);
-      memcpy(rk, rkey.p, rkn);
-      /* The table's sums lose the tombstone (repair counts them). */
-      if ((rc = sx_sums_drop(x, tid, rk, rkn, &x->old))) break;
-      if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
-          (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
-        x->failed = 1;
-        break;
-      }
-      x->log_added--;
-      /* Our cursor sat on the deleted entry: find the next one. */
-      k.p = key;
-      k.n = SX_LOGKEY;
-      rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &v);
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
-      }
-      if (rc) break;
-      op = SX_GET_CURRENT;
-      x->gen++;
-    }
-  }
-  sx_cur_close(c);
-  return rc;
-}
-
-/* Raise meta "gccl" (u64 LE per table: the largest causal length of a
- * collected tombstone) to maxcl, entry by entry; fresh rows start above
- * it (sx_fresh_cl).  A run that raises our vector past deletes a sender
- * collected raises it too, so that a key written here again beats the
- * tombstones other replicas still keep. */
-SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
-  sync_env *env = x->env;
-  unsigned nt = env->schema->ntables, i;
-  unsigned char *b;
-  uint64_t dummy;
-  int rc, any = 0;
-  if (!nt) return 0;
-  x->gccl_ok = 0; /* reload what is stored, then raise it */
-  sx_free(&env->al, x->gccl);
-  x->gccl = NULL;
-  if ((rc = sx_fresh_cl(x, 0, &dummy))) return rc;
-  b = (unsigned char *)sx_malloc(&env->al, 8 * (size_t)nt);
-  if (!b) return SYNC_ENOMEM;
-  for (i = 0; i < nt; i++) {
-    uint64_t old = x->gccl ? x->gccl[i] : 0;
-    if (maxcl[i] > old) any = 1;
-    sx_put_le64(b + 8 * i, maxcl[i] > old ? maxcl[i] : old);
-  }
-  if (any && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
-    x->failed = 1;
-  sx_free(&env->al, b);
-  /* The next fresh row reads the new values. */
-  x->gccl_ok = 0;
-  sx_free(&env->al, x->gccl);
-  x->gccl = NULL;
-  return rc;
-}
-
-/* meta "gcvv": what this replica held when it last collected
- * tombstones, or took a collector's horizon (the collector's vector), as
- * (16-byte site id, u64 LE hlc) pairs; every delete it collected, or
- * applied as the horizon's, is below it.  A requester whose vector covers
- * it got those deletes; one whose vector does not may hold rows they
- * removed.  Raised entry by entry to this replica's vector, or to from
- * (per local site index) when given. */
-static int sx_gcvv_raise(sync_txn *x, const uint64_t *from) {
-  sync_env *env = x->env;
-  uint64_t *vv;
-  unsigned char *b;
-  sx_slice old;
-  uint32_t i;
-  size_t n = 0, j;
-  int rc;
-  if ((rc = sx_vv_load(x, &vv))) return rc;
-  if (from)
-    for (i = 0; i < x->nsites; i++) vv[i] = from[i];
-  b = (unsigned char *)sx_malloc(&env->al, (size_t)x->nsites * 24);
-  if (!b) {
-    sx_free(&env->al, vv);
-    return SYNC_ENOMEM;
-  }
-  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &old);
-  if (rc && rc != SYNC_NOTFOUND) goto done;
-  for (i = 0; i < x->nsites; i++) {
-    uint64_t h = vv[i];
-    /* Keep what an earlier collection held, if more. */
-    for (j = 0; rc == 0 && j + 24 <= old.n; j += 24)
-      if (!memcmp(old.p + j, x->sites[i], SX_SITE_LEN) &&
-          sx_get_le64(old.p + j + 16) > h)
-        h = sx_get_le64(old.p + j + 16);
-    if (!h) continue;
-    memcpy(b + n, x->sites[i], SX_SITE_LEN);
-    sx_put_le64(b + n + 16, h);
-    n += 24;
-  }
-  rc = sx_put(env->st, x->t, env->meta, "gcvv", 4, b, n, 0);
-  if (rc) x->failed = 1;
-done:
-  sx_free(&env->al, b);
-  sx_free(&env->al, vv);
-  return rc;
-}
-
-/* Must an initial stream to a requester holding rvv (per local site
- * index) name every row?  Only after a collection whose deletes the
- * requester may lack. */
-static int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out) {
-  sync_env *env = x->env;
-  sx_slice hz, g;
-  size_t j;
-  int rc;
-  *out = 0;
-  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
-  if (rc == SYNC_NOTFOUND) {
-    /* A collection made before the vector was kept: complete. */
-    rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
-    if (rc == SYNC_NOTFOUND) return 0;
-    if (rc) return rc;
-    *out = 1;
-    return 0;
-  }
-  if (rc) return rc;
-  for (j = 0; j + 24 <= g.n; j += 24) {
-    uint32_t idx;
-    rc = sx_site_index(x, g.p + j, 0, &idx);
-    if (rc && rc != SYNC_NOTFOUND) return rc;
-    if (rc || rvv[idx] < sx_get_le64(g.p + j + 16)) {
-      *out = 1;
-      return 0;
-    }
-  }
-  return 0;
-}
-
-SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
-  if (!x || !out) return SYNC_EINVAL;
-  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
-}
-
-typedef struct sx_least {
-  uint64_t v, n;
-  uint32_t s;
-} sx_least;
-
-static int sx_gc_least(void *ctx, const uint8_t *site, const sx_peer *p) {
-  sx_least *l = (sx_least *)ctx;
-  (void)site;
-  l->n++;
-  if (sx_poscmp(p->acked_version, p->acked_seq, l->v, l->s) < 0) {
-    l->v = p->acked_version;
-    l->s = p->acked_seq;
-  }
-  return 0;
-}
-
-SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
-  sync_env *env;
-  sx_least hz;
-  uint64_t hv, n = 0, peers;
-  uint32_t hs;
-  int rc;
-  if (collected) *collected = 0;
-  if (!x) return SYNC_EINVAL;
-  if (x->rdonly) return SYNC_EREADONLY;
-  if (x->failed) return SYNC_ETXN;
-  env = x->env;
-  /* The horizon: the least any known peer has acknowledged. */
-  memset(&hz, 0, sizeof hz);
-  hz.v = UINT64_MAX;
-  hz.s = UINT32_MAX;
-  if ((rc = sx_peers_each(x, sx_gc_least, &hz))) return rc;
-  hv = hz.v;
-  hs = hz.s;
-  peers = hz.n;
-  /* With no known peer nobody can have acknowledged anything: a replica
-   * that has never synchronised keeps its tombstones. */
-  if (!peers) return 0;
-  {
-    /* Remember, per table, the largest causal length collected: new rows
-     * start above it (sx_fresh_cl). */
-    unsigned nt = env->schema->ntables;
-    uint64_t *maxcl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (nt ? nt : 1));
-    if (!maxcl) return SYNC_ENOMEM;
-    memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
-    rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
-    if (!rc && n) {
-      rc = sx_gccl_raise(x, maxcl);
-      if (!rc) rc = sx_gcvv_raise(x, NULL);
-      if (!rc) {
-        /* The horizon, for telling peers that come back from behind it
-         * that tombstones they needed are gone (SYNC_ESTALE). */
-        unsigned char hz[12];
-        sx_put_le64(hz, hv);
-        sx_put_le32(hz + 8, hs);
-        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, hz, 12, 0)))
-          x->failed = 1;
-      }
-    }
-    sx_free(&env->al, maxcl);
-  }
-  if (collected) *collected = n;
-  if (!rc) sx_stats_add(&env->stats, SX_ST_TOMBSTONES_COLLECTED, n);
-  return rc;
-}
+#endif
 
 /* Digest of one table: XXH3 of (content fingerprint sum, live count),
  * u64 LE each (docs/FORMAT.md, "Digest").  O(1): both are kept at commit
@@ -8409,33 +8778,32 @@ SYNC_API int sync_digest(sync_txn *x, unsigned table, uint64_t *out) {
   *out = sx_hash64(all, 8 * (size_t)x->env->schema->ntables, 0);
   return 0;
 }
+/* ---- src/reject.c ---- */
+/*
+ * reject.c - the writer's side of a refused write and the rejection log.
+ */
+/* ---- src/reject.h ---- */
+/*
+ * reject.h - the writer's side of a refused write and the rejection log.
+ */
+#ifndef SX_REJECT_H
+#define SX_REJECT_H
 
-/* ---------------------------------------------------------------------
- * Callbacks
- * ------------------------------------------------------------------- */
-SYNC_API int sync_env_set_resolver(sync_env *env, sync_resolver_fn fn,
-                                   void *ctx) {
-  if (!env) return SYNC_EINVAL;
-  env->resolver = fn;
-  env->resolver_ctx = ctx;
-  return 0;
-}
 
-SYNC_API int sync_env_set_on_change(sync_env *env, sync_change_fn fn,
-                                    void *ctx) {
-  if (!env) return SYNC_EINVAL;
-  env->on_change = fn;
-  env->on_change_ctx = ctx;
-  return 0;
-}
+/* The writer's side of a refusal (reject.c, "Rejections"): in write
+ * transaction x, row (tid, key) returns to the peer's version srow of
+ * delta sd (NULL: the peer holds no row, the row is removed without a
+ * tombstone), if this replica has not changed it after version snap;
+ * the refusal goes to the rejection log either way.  Vector entries of
+ * other sites whose changes the row drops are lowered below them.
+ * Returns 1 when the row was taken back, 0 when not, or an error. */
+SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
+                                 unsigned tid, const unsigned char *key,
+                                 size_t klen, int reason, const char *text,
+                                 size_t tlen, const sync_delta *sd,
+                                 const sx_drow *srow, uint64_t snap);
 
-SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
-                                      void *ctx) {
-  if (!env) return SYNC_EINVAL;
-  env->on_conflict = fn;
-  env->on_conflict_ctx = ctx;
-  return 0;
-}
+#endif
 
 /* ---------------------------------------------------------------------
  * Rejections (the writer's side of a refused write).  sx.rejects: key
@@ -10620,7 +10988,7 @@ static uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
 #define SX_RT_KNOWN 0x3fu
 
 #define SX_RP_SEED_TOMB UINT64_C(0x73796e632d743031) /* "sync-t01" */
-#define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as db.c's meta */
+#define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as fp.c's meta */
 #define SX_RP_GOLD UINT64_C(0x9E3779B97F4A7C15)
 #define SX_RP_MIX UINT64_C(0xD6E8FEB86659FD93)
 #define SX_RP_FPB 3       /* bytes of a node fingerprint below the root */
@@ -13902,102 +14270,4 @@ SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
     r->fails = 0;
   }
   return rc;
-}
-/* ---- src/ops.c ---- */
-/*
- * ops.c - calls for operating a replica: the env's stats and the list of
- * peers with what each holds and what it still keeps from collection.
- */
-
-SYNC_API int sync_env_stats(sync_env *env, sync_stats *out) {
-  if (!env || !out) return SYNC_EINVAL;
-  sx_stats_copy(&env->stats, out);
-  return 0;
-}
-
-SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
-                            size_t *n) {
-  sync_env *env;
-  sx_scur *c;
-  sx_slice k, v;
-  size_t cnt = 0, i;
-  int rc, op = SX_FIRST;
-  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
-  *n = 0;
-  env = x->env;
-  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
-  for (;; op = SX_NEXT) {
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != SX_SITE_LEN) {
-      rc = sx_fail(env, SYNC_ECORRUPT, "peer record damaged");
-      break;
-    }
-    if (cnt < cap) {
-      sync_peer_info *p = &out[cnt];
-      sx_peer pr;
-      if ((rc = sx_peer_get(x, k.p, &pr))) {
-        rc = sx_fail(env, rc, "peer record damaged");
-        break;
-      }
-      memset(p, 0, sizeof *p);
-      memcpy(p->site, k.p, SX_SITE_LEN);
-      p->initial = pr.cur.mode == SX_MODE_INITIAL;
-      p->partial = pr.tainted;
-      p->version = pr.cur.version;
-      p->seq = pr.cur.seq;
-      p->v0 = pr.cur.v0;
-      p->table = pr.cur.tid;
-      p->acked_version = pr.acked_version;
-      p->acked_seq = pr.acked_seq;
-      p->scoped = (pr.scope.flags & SX_SCOPE_ON) != 0;
-      p->filter_version = pr.scope.fver;
-      memcpy(p->tables, pr.scope.tables,
-             SX_TBYTES < SYNC_RIGHTS_BYTES ? SX_TBYTES : SYNC_RIGHTS_BYTES);
-    }
-    cnt++;
-  }
-  sx_cur_close(c);
-  if (rc) return rc;
-  /* Tombstones each listed peer has not acknowledged: one walk of the
-   * log, current entries of deleted rows only. */
-  if (cap && cnt) {
-    size_t m = cnt < cap ? cnt : cap;
-    unsigned char lk[SX_LOGKEY];
-    if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
-    if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-    for (op = SX_FIRST;; op = SX_NEXT) {
-      unsigned tid;
-      sx_slice key;
-      uint64_t ver;
-      uint32_t seq;
-      k.p = lk;
-      k.n = SX_LOGKEY;
-      rc = sx_cur_get(env->st, c, op, &k, &v);
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
-      }
-      if (rc) break;
-      rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
-      if (rc == SYNC_NOTFOUND) continue;
-      if (rc) break;
-      if (x->old.cl & 1) continue; /* live */
-      ver = sx_get_be64(k.p);
-      seq = sx_get_be32(k.p + 8);
-      for (i = 0; i < m; i++)
-        if (sx_poscmp(ver, seq, out[i].acked_version, out[i].acked_seq) > 0)
-          out[i].tombstones_pending++;
-    }
-    sx_cur_close(c);
-    if (rc) return rc;
-  }
-  *n = cnt;
-  return 0;
 }

@@ -10,7 +10,8 @@
  * sizes anything, every reference is checked, and a frame is verified
  * whole (checksum, then structure) before a delta is handed out.
  */
-#include "merge.h"
+#include "reject.h"
+#include "codec.h"
 
 #include "hash.h"
 

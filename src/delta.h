@@ -121,7 +121,7 @@ struct sync_delta {
   size_t nxc, capxc;
   /* Renewal records (frame minor 3): site ids that a restored replica
    * gave up, by delta site index (>= 1, increasing), each with the HLC
-   * its claims are void above (merge.c, "Renewal records"). */
+   * its claims are void above (renew.c, "Renewal records"). */
   sx_renew *renew;
   size_t nrenew;
   sx_buf arena;

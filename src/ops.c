@@ -1,98 +1,537 @@
 /*
- * ops.c - calls for operating a replica: the env's stats and the list of
- * peers with what each holds and what it still keeps from collection.
+ * ops.c - the public row API: tracked writes (the only place rows are
+ * stored), reads, and cursors.
+ *
+ * A write transaction takes its stamp (HLC) and local version at its first
+ * change and uses them for every row it touches; a transaction that
+ * changes nothing consumes neither.
  */
-#include "merge.h"
+#include "ops.h"
 
-SYNC_API int sync_env_stats(sync_env *env, sync_stats *out) {
-  if (!env || !out) return SYNC_EINVAL;
-  sx_stats_copy(&env->stats, out);
+#define SX_OP_PUT 0
+#define SX_OP_UPDATE 1
+#define SX_OP_DELETE 2
+
+static int sx_check_key(sync_txn *x, unsigned tid, const void *key,
+                        size_t klen) {
+  if (!x || !key) return SYNC_EINVAL;
+  if (tid >= x->env->schema->ntables) return SYNC_EINVAL;
+  if (klen == 0) return SYNC_EINVAL;
+  if (klen > SYNC_MAX_KEY) return SYNC_ETOOBIG;
+  if (x->env->schema->tables[tid].key_type == SYNC_INTEGER && klen != 8)
+    return SYNC_EINVAL;
   return 0;
 }
 
-SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
-                            size_t *n) {
+static int sx_check_value(const sx_column *c, const sync_value *v) {
+  if (v->type == SYNC_NULL)
+    return (c->flags & SYNC_COL_NOTNULL) ? SYNC_ECONSTRAINT : 0;
+  if (v->type != c->type) return SYNC_ETYPE;
+  if (v->type == SYNC_TEXT || v->type == SYNC_BLOB) {
+    if (v->len > SYNC_MAX_VALUE) return SYNC_ETOOBIG;
+    if (v->len && !v->data) return SYNC_EINVAL;
+  }
+  return 0;
+}
+
+static sx_stamp sx_mkstamp(uint64_t hlc, uint32_t site) {
+  sx_stamp s;
+  s.hlc = hlc;
+  s.site = site;
+  return s;
+}
+
+/* Build x->nw from the old row (if any) and the operation.  Returns 1
+ * when something changes, 0 when nothing does, or an error. */
+static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
+                    const unsigned *cols, const sync_value *vals, unsigned n,
+                    uint64_t fresh_cl) {
+  sx_row *o = &x->old, *w = &x->nw;
+  sx_stamp now = sx_mkstamp(x->hlc, 0);
+  unsigned i;
+  int live = found && (o->cl & 1);
+  int changed = 0;
+  w->nstamps = 0;
+  if (!live) {
+    if (op != SX_OP_PUT) return SYNC_NOTFOUND;
+    /* A new row, or one written again over its tombstone, starts above
+     * every causal length collected in the table (fresh_cl): the
+     * tombstone here may be a horizon's or a repair's, below a delete
+     * that others keep. */
+    w->cl = found && o->cl + 1 > fresh_cl ? o->cl + 1 : fresh_cl;
+    w->cl_stamp = sx_row_stamp(w, now);
+    w->ncols = tb->ncols;
+    for (i = 0; i < tb->ncols; i++) {
+      w->cols[i].st = w->cl_stamp;
+      w->cols[i].base = SX_NOSTAMP;
+      w->cols[i].v = vals[i];
+    }
+    return 1;
+  }
+  if (op == SX_OP_DELETE) {
+    w->cl = o->cl + 1;
+    w->cl_stamp = sx_row_stamp(w, now);
+    w->ncols = 0;
+    return 1;
+  }
+  w->cl = o->cl;
+  w->cl_stamp = sx_row_stamp(w, o->stamps[o->cl_stamp]);
+  /* Keep columns a newer schema wrote, beyond what we know. */
+  w->ncols = o->ncols > tb->ncols ? o->ncols : tb->ncols;
+  for (i = 0; i < w->ncols; i++) {
+    sx_rcol *c = &w->cols[i];
+    if (i < o->ncols && o->cols[i].st != SX_NOSTAMP) {
+      c->st = sx_row_stamp(w, o->stamps[o->cols[i].st]);
+      c->base = o->cols[i].base == SX_NOSTAMP
+                    ? SX_NOSTAMP
+                    : sx_row_stamp(w, o->stamps[o->cols[i].base]);
+      c->v = o->cols[i].v;
+    } else {
+      c->st = c->base = SX_NOSTAMP;
+      c->v = sync_null();
+    }
+  }
+  for (i = 0; i < n; i++) {
+    unsigned j = cols ? cols[i] : i;
+    sx_rcol *c = &w->cols[j];
+    int had = j < o->ncols && o->cols[j].st != SX_NOSTAMP;
+    if (had ? sx_value_eq(&c->v, &vals[i]) : vals[i].type == SYNC_NULL)
+      continue;
+    c->base = had ? c->st : SX_NOSTAMP;
+    c->st = sx_row_stamp(w, now);
+    c->v = vals[i];
+    changed = 1;
+  }
+  return changed;
+}
+
+/* The one write path: put, update and delete of one row. */
+static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
+                    int op, const unsigned *cols, const sync_value *vals,
+                    unsigned n) {
   sync_env *env;
-  sx_scur *c;
+  const sx_table *tb;
+  sx_scur *cur;
   sx_slice k, v;
-  size_t cnt = 0, i;
-  int rc, op = SX_FIRST;
-  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
-  *n = 0;
+  uint64_t fresh = 1;
+  unsigned i;
+  int rc, found;
+  if ((rc = sx_check_key(x, tid, key, klen))) return rc;
   env = x->env;
-  if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
-  for (;; op = SX_NEXT) {
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  tb = &env->schema->tables[tid];
+  if (op == SX_OP_PUT && (n != tb->ncols || !vals)) return SYNC_EINVAL;
+  if (op == SX_OP_UPDATE) {
+    if (n == 0 || n > tb->ncols || !cols || !vals) return SYNC_EINVAL;
+    for (i = 0; i < n; i++)
+      if (cols[i] >= tb->ncols) return SYNC_EINVAL;
+  }
+  for (i = 0; i < n; i++)
+    if ((rc = sx_check_value(&tb->cols[cols ? cols[i] : i], &vals[i])))
+      return rc;
+  if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
+  sx_stamp_txn(x);
+  k.p = (const unsigned char *)key;
+  k.n = klen;
+  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  found = rc == 0;
+  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   tb->name);
+  if ((!found || !(x->old.cl & 1)) && (rc = sx_fresh_cl(x, tid, &fresh)))
+    return rc;
+  rc = sx_build(x, tb, found, op, cols, vals, n, fresh);
+  if (rc <= 0) return rc;
+  return sx_store_row(x, tid, cur, key, klen, found, 0);
+}
+
+SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl) {
+  sync_env *env = x->env;
+  *cl = 1;
+  if (!x->gccl_ok) {
+    sx_slice v;
+    unsigned i, n = env->schema->ntables;
+    int rc = sx_get(env->st, x->t, env->meta, "gccl", 4, &v);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc == 0) {
+      x->gccl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (n ? n : 1));
+      if (!x->gccl) return SYNC_ENOMEM;
+      for (i = 0; i < n; i++)
+        x->gccl[i] = 8 * (size_t)i + 8 <= v.n ? sx_get_le64(v.p + 8 * i) : 0;
+    }
+    x->gccl_ok = 1;
+  }
+  if (x->gccl && tid < env->schema->ntables && x->gccl[tid])
+    *cl = x->gccl[tid] | 1; /* an even causal length + 1 */
+  return 0;
+}
+
+SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {
+  uint64_t last;
+  if (x->stamped) return;
+  last = x->hlc_last > x->hlc_seen ? x->hlc_last : x->hlc_seen;
+  x->hlc = sx_hlc_next(last, x->env->clock(x->env->clock_ctx));
+  x->stamped = 1;
+}
+
+static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
+                           size_t klen);
+
+SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                              const void *key, size_t klen, int found,
+                              int append) {
+  sync_env *env = x->env;
+  unsigned char lk[SX_LOGKEY], lv[SX_VARINT_MAX + SYNC_MAX_KEY];
+  uint64_t oc = 0, om = 0, nc, nm;
+  size_t size, lvn;
+  int rc, reuse, was_live = found && (x->old.cl & 1);
+  if ((rc = sx_txn_tables(x))) return rc;
+  /* Something changes: this transaction now takes its version. */
+  if (!x->wrote) {
+    x->wrote = 1;
+    x->version = x->base_version + 1;
+  }
+  reuse = found && x->old.version == x->version;
+  x->nw.version = x->version;
+  x->nw.seq = reuse ? x->old.seq : x->seq;
+  sx_row_compact(&x->nw);
+  /* The table's fingerprint sums trade the old row for the new one.  Now,
+   * while x->old's values still point at its unmodified stored bytes. */
+  if (found &&
+      (rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->old, &oc,
+                      &om)) < 0)
+    return rc;
+  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, &x->nw, &nc,
+                      &nm)) < 0)
+    return rc;
+  size = sx_row_size(&x->nw);
+  if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
+  sx_row_encode(&x->nw, key, klen, x->enc.p, size);
+  /* Remember the row for on_change (once per transaction). */
+  if (!reuse && (rc = sx_note_changed(x, tid, key, klen))) return rc;
+  /* From here on LMDB is modified: a failure leaves the txn unusable. */
+  /* The row's older log entry stays where it is, stale: deleting it would
+   * dirty a random log page per row.  Compaction (sx_log_compact) removes
+   * stale entries in log order, many per page. */
+  if (found && !reuse) x->log_stale++;
+  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size,
+                       found ? SX_CUR_CURRENT
+                             : (append ? SX_PUT_APPEND : 0u))))
+    goto fail;
+  if (!reuse) {
+    sx_logkey(lk, x->version, x->seq);
+    lvn = sx_put_varint(lv, tid);
+    memcpy(lv + lvn, key, klen);
+    if ((rc = sx_put(env->st, x->t, env->log, lk, SX_LOGKEY, lv, lvn + klen,
+                     SX_PUT_APPEND)))
+      goto fail;
+    x->seq++;
+    x->log_added++;
+    x->rows_written++;
+  }
+  x->delta[tid] += (int)(x->nw.cl & 1) - was_live;
+  x->dsum[tid][0] += nc - oc;
+  x->dsum[tid][1] += nm - om;
+  x->dsum[tid][2] += (uint64_t)!found;
+  x->gen++;
+  return 0;
+fail:
+  x->failed = 1;
+  return sx_fail(env, rc, "write to table '%s' failed: %s",
+                 env->schema->tables[tid].name, sync_strerror(rc));
+}
+
+/* Table tid's key for on_change (var table id, var length, key). */
+static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
+                           size_t klen) {
+  unsigned char lv[2 * SX_VARINT_MAX];
+  size_t hn;
+  int rc;
+  if (!x->env->on_change) return 0;
+  hn = sx_put_varint(lv, tid);
+  hn += sx_put_varint(lv + hn, klen);
+  if ((rc = sx_buf_reserve(&x->changed, hn + klen))) return rc;
+  memcpy(x->changed.p + x->changed.len, lv, hn);
+  memcpy(x->changed.p + x->changed.len + hn, key, klen);
+  x->changed.len += hn + klen;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
+                              size_t klen, const sx_row *r) {
+  uint64_t content, meta;
+  int rc;
+  if ((rc = sx_txn_tables(x))) return rc;
+  if ((rc = sx_row_fp(x, tid, (const unsigned char *)key, klen, r, &content,
+                      &meta)) < 0)
+    return rc;
+  x->delta[tid] -= (int64_t)(r->cl & 1);
+  x->dsum[tid][0] -= content;
+  x->dsum[tid][1] -= meta;
+  x->dsum[tid][2]--;
+  x->dirty = 1; /* the commit writes the sums */
+  x->gen++;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                               const void *key, size_t klen) {
+  sync_env *env = x->env;
+  int rc;
+  if ((rc = sx_sums_drop(x, tid, key, klen, &x->old)) ||
+      (rc = sx_note_changed(x, tid, key, klen)))
+    return rc;
+  if ((rc = sx_cur_del(env->st, cur))) {
+    x->failed = 1;
+    return sx_fail(env, rc, "removing a row of table '%s' failed: %s",
+                   env->schema->tables[tid].name, sync_strerror(rc));
+  }
+  /* Its log entry now names a row that is gone: readers skip it, and
+   * compaction deletes it. */
+  x->log_stale++;
+  x->rows_written++;
+  return 0;
+}
+
+SYNC_API int sync_put(sync_txn *x, unsigned table, const void *key,
+                      size_t klen, const sync_value *vals, unsigned nvals) {
+  return sx_write(x, table, key, klen, SX_OP_PUT, NULL, vals, nvals);
+}
+
+SYNC_API int sync_update(sync_txn *x, unsigned table, const void *key,
+                         size_t klen, const unsigned *cols,
+                         const sync_value *vals, unsigned n) {
+  return sx_write(x, table, key, klen, SX_OP_UPDATE, cols, vals, n);
+}
+
+SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
+                         size_t klen) {
+  return sx_write(x, table, key, klen, SX_OP_DELETE, NULL, NULL, 0);
+}
+
+/* Read and decode the row at key into r; SYNC_NOTFOUND when absent or a
+ * tombstone (with *tomb set for the latter, if given). */
+static int sx_read(sync_txn *x, unsigned tid, const void *key, size_t klen,
+                   sx_row *r) {
+  sx_slice v;
+  int rc;
+  rc = sx_get(x->env->st, x->t, x->env->tdbi[tid], key, klen, &v);
+  if (rc) return rc;
+  if ((rc = sx_row_decode(v.p, v.n, key, klen, r)))
+    return sx_fail(x->env, rc, "table '%s': stored row fails its checksum",
+                   x->env->schema->tables[tid].name);
+  return (r->cl & 1) ? 0 : SYNC_NOTFOUND;
+}
+
+static void sx_fill(const sx_row *r, sync_value *vals, unsigned nvals) {
+  unsigned i;
+  for (i = 0; i < nvals; i++)
+    vals[i] = (i < r->ncols && r->cols[i].st != SX_NOSTAMP) ? r->cols[i].v
+                                                            : sync_null();
+}
+
+SYNC_API int sync_get(sync_txn *x, unsigned table, const void *key,
+                      size_t klen, sync_value *vals, unsigned nvals) {
+  int rc;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  if (nvals > x->env->schema->tables[table].ncols || (nvals && !vals))
+    return SYNC_EINVAL;
+  if ((rc = sx_scratch(x))) return rc;
+  if ((rc = sx_read(x, table, key, klen, &x->old))) return rc;
+  sx_fill(&x->old, vals, nvals);
+  return 0;
+}
+
+SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
+                           size_t klen) {
+  int rc;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  if ((rc = sx_scratch(x))) return rc;
+  rc = sx_read(x, table, key, klen, &x->old);
+  if (rc == SYNC_NOTFOUND) return 0;
+  return rc ? rc : 1;
+}
+
+SYNC_API int sync_count(sync_txn *x, unsigned table, uint64_t *out) {
+  sx_tsum s;
+  int rc;
+  if (!x || !out || table >= x->env->schema->ntables) return SYNC_EINVAL;
+  if ((rc = sx_table_sum(x, table, &s))) return rc;
+  *out = s.live;
+  return 0;
+}
+
+SYNC_API int sync_put_many(sync_txn *x, unsigned table, const sync_key *keys,
+                           const sync_value *vals, size_t nrows,
+                           size_t *done) {
+  size_t i, nc;
+  int rc = 0;
+  if (done) *done = 0;
+  if (!x || !keys || (nrows && !vals) || table >= x->env->schema->ntables)
+    return SYNC_EINVAL;
+  nc = x->env->schema->tables[table].ncols;
+  for (i = 0; i < nrows; i++) {
+    rc = sx_write(x, table, keys[i].data, keys[i].len, SX_OP_PUT, NULL,
+                  vals + i * nc, (unsigned)nc);
+    if (rc) break;
+    if (done) *done = i + 1;
+  }
+  return rc;
+}
+
+SYNC_API int sync_delete_many(sync_txn *x, unsigned table,
+                              const sync_key *keys, size_t n,
+                              size_t *ndeleted) {
+  size_t i, d = 0;
+  int rc = 0;
+  if (ndeleted) *ndeleted = 0;
+  if (!x || (n && !keys)) return SYNC_EINVAL;
+  for (i = 0; i < n; i++) {
+    rc = sx_write(x, table, keys[i].data, keys[i].len, SX_OP_DELETE, NULL,
+                  NULL, 0);
     if (rc == SYNC_NOTFOUND) {
       rc = 0;
-      break;
+      continue;
     }
     if (rc) break;
-    if (k.n != SX_SITE_LEN) {
-      rc = sx_fail(env, SYNC_ECORRUPT, "peer record damaged");
-      break;
-    }
-    if (cnt < cap) {
-      sync_peer_info *p = &out[cnt];
-      sx_peer pr;
-      if ((rc = sx_peer_get(x, k.p, &pr))) {
-        rc = sx_fail(env, rc, "peer record damaged");
-        break;
-      }
-      memset(p, 0, sizeof *p);
-      memcpy(p->site, k.p, SX_SITE_LEN);
-      p->initial = pr.cur.mode == SX_MODE_INITIAL;
-      p->partial = pr.tainted;
-      p->version = pr.cur.version;
-      p->seq = pr.cur.seq;
-      p->v0 = pr.cur.v0;
-      p->table = pr.cur.tid;
-      p->acked_version = pr.acked_version;
-      p->acked_seq = pr.acked_seq;
-      p->scoped = (pr.scope.flags & SX_SCOPE_ON) != 0;
-      p->filter_version = pr.scope.fver;
-      memcpy(p->tables, pr.scope.tables,
-             SX_TBYTES < SYNC_RIGHTS_BYTES ? SX_TBYTES : SYNC_RIGHTS_BYTES);
-    }
-    cnt++;
+    d++;
   }
-  sx_cur_close(c);
-  if (rc) return rc;
-  /* Tombstones each listed peer has not acknowledged: one walk of the
-   * log, current entries of deleted rows only. */
-  if (cap && cnt) {
-    size_t m = cnt < cap ? cnt : cap;
-    unsigned char lk[SX_LOGKEY];
-    if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
-    if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-    for (op = SX_FIRST;; op = SX_NEXT) {
-      unsigned tid;
-      sx_slice key;
-      uint64_t ver;
-      uint32_t seq;
-      k.p = lk;
-      k.n = SX_LOGKEY;
-      rc = sx_cur_get(env->st, c, op, &k, &v);
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
-      }
-      if (rc) break;
-      rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
-      if (rc == SYNC_NOTFOUND) continue;
-      if (rc) break;
-      if (x->old.cl & 1) continue; /* live */
-      ver = sx_get_be64(k.p);
-      seq = sx_get_be32(k.p + 8);
-      for (i = 0; i < m; i++)
-        if (sx_poscmp(ver, seq, out[i].acked_version, out[i].acked_seq) > 0)
-          out[i].tombstones_pending++;
+  if (ndeleted) *ndeleted = d;
+  return rc;
+}
+
+SYNC_API int sync_get_many(sync_txn *x, unsigned table, const sync_key *keys,
+                           size_t n, sync_value *vals, unsigned nvals,
+                           int *found) {
+  size_t i;
+  unsigned j;
+  int rc;
+  if (!x || (n && (!keys || !found || (nvals && !vals))) ||
+      table >= x->env->schema->ntables)
+    return SYNC_EINVAL;
+  for (i = 0; i < n; i++) {
+    rc = sync_get(x, table, keys[i].data, keys[i].len,
+                  nvals ? vals + i * nvals : NULL, nvals);
+    found[i] = rc == 0;
+    if (rc == SYNC_NOTFOUND) {
+      for (j = 0; j < nvals; j++) vals[i * nvals + j] = sync_null();
+      continue;
     }
-    sx_cur_close(c);
     if (rc) return rc;
   }
-  *n = cnt;
   return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Cursors
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_cursor_open(sync_txn *x, unsigned table, sync_cursor **out) {
+  sync_cursor *c;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || table >= x->env->schema->ntables) return SYNC_EINVAL;
+  c = (sync_cursor *)sx_malloc(&x->env->al, sizeof *c);
+  if (!c) return SYNC_ENOMEM;
+  memset(c, 0, sizeof *c);
+  c->al = x->env->al;
+  if ((rc = sx_row_init(&c->al, &c->row, SYNC_MAX_COLUMNS))) {
+    sx_free(&c->al, c);
+    return rc;
+  }
+  if ((rc = sx_cur_open(x->env->st, x->t, x->env->tdbi[table], &c->c))) {
+    sx_row_free(&c->al, &c->row);
+    sx_free(&c->al, c);
+    return rc;
+  }
+  c->x = x;
+  c->tid = table;
+  c->next = x->cursors;
+  x->cursors = c;
+  *out = c;
+  return 0;
+}
+
+SYNC_API int sync_cursor_range(sync_cursor *c, const void *lo, size_t lolen,
+                               const void *hi, size_t hilen) {
+  if (!c || c->dead) return SYNC_EINVAL;
+  if ((lo && lolen > SYNC_MAX_KEY) || (hi && hilen > SYNC_MAX_KEY))
+    return SYNC_ETOOBIG;
+  c->has_lo = lo != NULL;
+  c->has_hi = hi != NULL;
+  c->lolen = lo ? lolen : 0;
+  c->hilen = hi ? hilen : 0;
+  if (lo && lolen) memcpy(c->lo, lo, lolen);
+  if (hi && hilen) memcpy(c->hi, hi, hilen);
+  c->started = c->done = 0;
+  return 0;
+}
+
+SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
+                              unsigned nvals) {
+  sync_txn *x;
+  sx_slice k, v;
+  int rc, op;
+  if (!c || c->dead) return SYNC_EINVAL;
+  x = c->x;
+  if (nvals > x->env->schema->tables[c->tid].ncols || (nvals && !vals))
+    return SYNC_EINVAL;
+  if (c->done) return SYNC_NOTFOUND;
+  if (!c->started) {
+    k.p = c->lo;
+    k.n = c->lolen;
+    op = c->has_lo && c->lolen ? SX_SET_RANGE : SX_FIRST;
+  } else if (c->gen != x->gen) {
+    /* The transaction wrote since: find our place again by key. */
+    k.p = c->last;
+    k.n = c->lastlen;
+    op = SX_SET_RANGE;
+  } else {
+    k.p = NULL;
+    k.n = 0;
+    op = SX_NEXT;
+  }
+  for (;;) {
+    rc = sx_cur_get(x->env->st, c->c, op, &k, &v);
+    if (rc == SYNC_NOTFOUND) break;
+    if (rc) return rc;
+    op = SX_NEXT;
+    if (c->started && sx_keycmp(k.p, k.n, c->last, c->lastlen) <= 0) continue;
+    if (c->has_hi && sx_keycmp(k.p, k.n, c->hi, c->hilen) >= 0) break;
+    if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &c->row)))
+      return sx_fail(x->env, rc, "table '%s': stored row fails its checksum",
+                     x->env->schema->tables[c->tid].name);
+    c->started = 1;
+    c->gen = x->gen;
+    memcpy(c->last, k.p, k.n);
+    c->lastlen = k.n;
+    if (!(c->row.cl & 1)) continue;
+    if (key) {
+      key->data = k.p;
+      key->len = k.n;
+    }
+    sx_fill(&c->row, vals, nvals);
+    return 0;
+  }
+  c->done = 1;
+  return SYNC_NOTFOUND;
+}
+
+SYNC_API void sync_cursor_close(sync_cursor *c) {
+  sync_cursor **pp;
+  sx_alloc al;
+  if (!c) return;
+  if (c->x) {
+    for (pp = &c->x->cursors; *pp; pp = &(*pp)->next)
+      if (*pp == c) {
+        *pp = c->next;
+        break;
+      }
+    sx_cur_close(c->c);
+  }
+  al = c->al;
+  sx_row_free(&al, &c->row);
+  sx_free(&al, c);
 }

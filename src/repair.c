@@ -40,7 +40,7 @@ static uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
 #define SX_RT_KNOWN 0x3fu
 
 #define SX_RP_SEED_TOMB UINT64_C(0x73796e632d743031) /* "sync-t01" */
-#define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as db.c's meta */
+#define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as fp.c's meta */
 #define SX_RP_GOLD UINT64_C(0x9E3779B97F4A7C15)
 #define SX_RP_MIX UINT64_C(0xD6E8FEB86659FD93)
 #define SX_RP_FPB 3       /* bytes of a node fingerprint below the root */

@@ -9,7 +9,8 @@
 #ifndef SX_REPAIR_H
 #define SX_REPAIR_H
 
-#include "merge.h"
+#include "reject.h"
+#include "codec.h"
 
 #define SX_RP_DEPTH 16 /* 64-bit key hashes, 4 bits per level */
 #define SX_RP_LEAF                                                             \

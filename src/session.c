@@ -12,7 +12,8 @@
  * (it answers each REQUEST with the next chunk).  The client pulls, then
  * pushes; the server mirrors it.
  */
-#include "merge.h"
+#include "reject.h"
+#include "codec.h"
 #include "repair.h"
 
 #include "hash.h"

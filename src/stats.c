@@ -134,7 +134,7 @@ static void sx_hist_copy(const sx_hist *h, sync_histogram *o) {
   for (i = 0; i < SYNC_HIST_BUCKETS; i++) o->buckets[i] = SX_ALOAD(&h->b[i]);
 }
 
-/* sync_env_stats lives in db.c's neighbourhood: it needs the env; this
+/* sync_env_stats (env.c) needs the env; this
  * copies the part that is ours. */
 SYNC_PRIVATE void sx_stats_copy(const sx_stats *s, sync_stats *out) {
   uint64_t c[SX_ST_NCOUNTERS];

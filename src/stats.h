@@ -1,6 +1,6 @@
 /*
  * stats.h - per-env operating counters and latency histograms in fixed
- * memory (docs/API.md, "Stats").  The env owns one sx_stats; db.c, merge.c
+ * memory (docs/API.md, "Stats").  The env owns one sx_stats; the engine
  * and session.c add to it at their hook points and sync_env_stats() copies
  * it out.
  *

@@ -14,7 +14,7 @@
 
 #include <lmdb.h>
 
-#include "db.h"
+#include "reject.h"
 
 /* ---------------------------------------------------------------------
  * The reference: scan every stored row of a table.

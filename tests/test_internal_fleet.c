@@ -16,7 +16,7 @@
  */
 #include "sess_util.h"
 
-#include "merge.h"
+#include "codec.h"
 
 #include <inttypes.h>
 

@@ -1,0 +1,1108 @@
+/*
+ * apply.c - applying a delta: checks, policies, the collection horizon,
+ * exit markers and the cursor and vector moves that follow.
+ */
+#include "apply.h"
+
+#include <stdio.h>
+
+/* Check a delta's structure before anything is applied: tables, columns,
+ * key lengths, site and stamp references, value types and lengths.
+ * Tables and columns beyond ours (a newer sender's) are checked against
+ * the sender's schema ps (sx_compat_find; NULL: the sender's is ours, or
+ * one that relays them: it checked them when it took them), so that a
+ * value stored unread here is one the newer schema allows. */
+static int sx_delta_check(const sync_delta *d, const sx_schema *s,
+                          const sx_schema *ps) {
+  size_t i, j;
+  if (d->nsites == 0 || d->nvv != d->nsites) return SYNC_EINVAL;
+  for (i = 0; i < d->nrows; i++) {
+    const sx_drow *r = &d->rows[i];
+    const sx_table *tb = r->tid < s->ntables ? &s->tables[r->tid] : NULL;
+    const sx_table *pt = ps && r->tid < ps->ntables ? &ps->tables[r->tid] : NULL;
+    if (!tb && ps && !pt) return SYNC_EINVAL; /* not even the sender's */
+    if (pt && (!tb || pt->ncols > tb->ncols)) tb = pt;
+    if (r->tid >= SYNC_MAX_TABLES || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
+        r->koff > d->arena.len || r->klen > d->arena.len - r->koff ||
+        r->cl == 0 || r->clsite >= d->nsites || r->col0 > d->ncols ||
+        r->ncols > d->ncols - r->col0 || r->ncols > SYNC_MAX_COLUMNS)
+      return SYNC_EINVAL;
+    if (!(r->cl & 1) && r->ncols) return SYNC_EINVAL;
+    /* No history reaches 2^62 deletes and re-inserts; a larger causal
+     * length would let one row win forever and wrap at the next local
+     * delete. */
+    if (r->cl > (UINT64_C(1) << 62)) return SYNC_EINVAL;
+    /* What sync_put refuses (sx_check_key), apply refuses too. */
+    if (tb && tb->key_type == SYNC_INTEGER && r->klen != 8)
+      return SYNC_EINVAL;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *c = &d->cols[r->col0 + j];
+      if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
+          c->bsite >= d->nsites || c->hlc == 0 || c->v.type < SYNC_NULL ||
+          c->v.type > SYNC_BLOB)
+        return SYNC_EINVAL;
+      if (tb && c->col < tb->ncols && c->v.type != SYNC_NULL &&
+          c->v.type != tb->cols[c->col].type)
+        return SYNC_ETYPE;
+      /* NOT NULL is part of the schema hash: only a forged chunk breaks it. */
+      if (tb && c->col < tb->ncols && c->v.type == SYNC_NULL &&
+          (tb->cols[c->col].flags & SYNC_COL_NOTNULL))
+        return SYNC_ECONSTRAINT;
+      if ((c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) &&
+          ((uintptr_t)c->v.data > d->arena.len ||
+           c->v.len > d->arena.len - (uintptr_t)c->v.data))
+        return SYNC_EINVAL;
+      if (j && c->col <= d->cols[r->col0 + j - 1].col) return SYNC_EINVAL;
+    }
+  }
+  for (i = 0; i < d->nx; i++) {
+    const sx_drow *r = &d->xrows[i];
+    if (r->tid >= s->ntables || r->klen == 0 || r->klen > SYNC_MAX_KEY ||
+        r->koff > d->arena.len || r->klen > d->arena.len - r->koff ||
+        r->cl == 0 || r->cl > (UINT64_C(1) << 62) || r->clsite >= d->nsites ||
+        r->col0 > d->nxc || r->ncols > d->nxc - r->col0 ||
+        (!(r->cl & 1) && r->ncols))
+      return SYNC_EINVAL;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *c = &d->xcols[r->col0 + j];
+      if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
+          (j && c->col <= d->xcols[r->col0 + j - 1].col))
+        return SYNC_EINVAL;
+    }
+  }
+  return 0;
+}
+
+/* Does exit marker e (the sender's causal length and stamps of the row)
+ * cover local row o: o holds no write the sender's row does not hold or
+ * supersede?  Then o may go; else it holds changes of its own (edits
+ * not yet sent) and stays, to leave with a later exit once the sender
+ * has them. */
+static int sx_exit_covers(sync_txn *x, const sync_delta *d, const sx_drow *e,
+                          const sx_row *o) {
+  const sx_table *tb = &x->env->schema->tables[e->tid];
+  unsigned j;
+  size_t i = 0;
+  if (o->cl != e->cl) return o->cl < e->cl;
+  if (sx_cmp_lr(x, o, o->cl_stamp, d, e->clhlc, e->clsite) > 0) return 0;
+  if (!(o->cl & 1)) return 1;
+  for (j = 0; j < o->ncols; j++) {
+    const sx_dcol *c;
+    if (o->cols[j].st == SX_NOSTAMP) continue;
+    if (j < tb->ncols && (tb->cols[j].flags & SYNC_COL_LOCAL)) continue;
+    while (i < e->ncols && d->xcols[e->col0 + i].col < j) i++;
+    if (i == e->ncols) return 0;
+    c = &d->xcols[e->col0 + i];
+    if (c->col != j || sx_cmp_lr(x, o, o->cols[j].st, d, c->hlc, c->site) > 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* Row o leaves this replica: its stamps are no longer held, so the
+ * vector stops claiming them (another site's entry drops below the
+ * stamp; our own entry, which is our clock, is capped by meta "xfloor").
+ * Without this a row coming back into scope would look like one we had
+ * deleted and collected, and a complete run from us would make a peer
+ * claim it too. */
+SYNC_PRIVATE int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc) {
+  sync_env *env = x->env;
+  unsigned char kk[4], vb[8];
+  sx_slice old;
+  int rc;
+  if (idx == 0 || !hlc) return 0; /* our own writes: the HLC says those */
+  sx_put_be32(kk, idx);
+  rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (old.n != 8 || sx_get_le64(old.p) < hlc) return 0;
+  sx_put_le64(vb, hlc - 1);
+  if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
+    x->failed = 1;
+    return rc;
+  }
+  x->dirty = 1;
+  return 0;
+}
+
+static int sx_vv_lower(sync_txn *x, const sx_row *o) {
+  sync_env *env = x->env;
+  unsigned j;
+  for (j = 0; j <= o->ncols; j++) {
+    unsigned si = j == o->ncols ? o->cl_stamp : o->cols[j].st;
+    unsigned char vb[8];
+    sx_slice old;
+    uint64_t h;
+    int rc;
+    if (si == SX_NOSTAMP || si >= o->nstamps || !o->stamps[si].hlc) continue;
+    if (o->stamps[si].site != 0) {
+      if ((rc = sx_vv_lower_site(x, o->stamps[si].site, o->stamps[si].hlc)))
+        return rc;
+      continue;
+    }
+    h = o->stamps[si].hlc - 1;
+    rc = sx_get(env->st, x->t, env->meta, "xfloor", 6, &old);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc == 0 && old.n == 8 && sx_get_le64(old.p) <= h) continue;
+    sx_put_le64(vb, h);
+    if ((rc = sx_put(env->st, x->t, env->meta, "xfloor", 6, vb, 8, 0))) {
+      x->failed = 1;
+      return rc;
+    }
+    x->dirty = 1;
+  }
+  return 0;
+}
+
+/* The chunk's exit markers: each local row they cover leaves, with no
+ * tombstone and no log entry (nothing of it replicates). */
+static int sx_apply_exits(sx_apply *a) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  const sync_delta *d = a->d;
+  size_t i;
+  int rc;
+  for (i = 0; i < d->nx; i++) {
+    const sx_drow *e = &d->xrows[i];
+    const unsigned char *key = d->arena.p + e->koff;
+    sx_scur *cur;
+    sx_slice k, v;
+    if ((rc = sx_table_cursor(x, e->tid, &cur))) return rc;
+    k.p = key;
+    k.n = e->klen;
+    rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+    if (rc == SYNC_NOTFOUND) continue;
+    if (rc) return rc;
+    if ((rc = sx_row_decode(v.p, v.n, key, e->klen, &x->old)))
+      return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                     env->schema->tables[e->tid].name);
+    if (!sx_exit_covers(x, d, e, &x->old)) continue;
+    a->rep->exited++;
+    if (a->dry) continue;
+    if ((rc = sx_vv_lower(x, &x->old)) ||
+        (rc = sx_remove_row(x, e->tid, cur, key, e->klen)))
+      return rc;
+  }
+  return 0;
+}
+
+SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s) {
+  return sx_delta_check(d, s, NULL);
+}
+
+/* May row dr be applied under ao?  lvv: this replica's vector per local
+ * site index (NULL when relay is allowed); sender: the delta's site index
+ * of its sender (SX_NONE if absent); ahead: the largest HLC accepted. */
+static int sx_row_ok(const sx_apply *a, const sync_apply_opts *ao,
+                     const sx_drow *dr, const uint64_t *lvv, uint32_t sender,
+                     uint64_t ahead) {
+  const sync_delta *d = a->d;
+  size_t j;
+  if (ao->writable && !sx_bit(ao->writable, dr->tid)) return 0;
+  for (j = 0; j <= dr->ncols; j++) {
+    uint64_t hlc = j ? d->cols[dr->col0 + j - 1].hlc : dr->clhlc;
+    uint32_t site = j ? d->cols[dr->col0 + j - 1].site : dr->clsite;
+    if (ao->max_ahead_ms && hlc > ahead) return 0;
+    /* A change of another site is news only if our vector lacks it. */
+    if (lvv && site != sender &&
+        (a->smap[site] == SX_NONE || hlc > lvv[a->smap[site]]))
+      return 0;
+  }
+  return 1;
+}
+
+/* Would row dr change the stored row o (found, decoded)?  Under the
+ * merge rule a row at a lower causal length, or one whose every stamp
+ * the stored row already has or beats, changes nothing: it is no change
+ * to authorize (a peer sending back the receiver's own version, after a
+ * refusal, is not refused again).  Other policies: always a change.
+ * With a resolver, which may take the losing side of a conflict, only a
+ * row that carries exactly the stored stamps is no change. */
+static int sx_row_news(const sx_apply *a, const sx_drow *dr, const sx_row *o) {
+  sync_txn *x = a->x;
+  const sync_delta *d = a->d;
+  int exact = x->env->resolver != NULL;
+  size_t j;
+  if (a->policy != SYNC_APPLY_MERGE) return 1;
+  if (dr->cl != o->cl) return exact || dr->cl > o->cl;
+  if (sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) return 1;
+  for (j = 0; j < dr->ncols; j++) {
+    const sx_dcol *c = &d->cols[dr->col0 + j];
+    int cmp;
+    if (c->col >= o->ncols || o->cols[c->col].st == SX_NOSTAMP) return 1;
+    cmp = sx_cmp_lr(x, o, o->cols[c->col].st, d, c->hlc, c->site);
+    if (cmp < 0 || (exact && cmp)) return 1;
+  }
+  return 0;
+}
+
+/* Scratch of the authorization callback: the incoming and stored rows
+ * as sync_write shows them. */
+typedef struct sx_wscratch {
+  unsigned cap;
+  unsigned *cols;
+  sync_value *vals, *svals;
+  sync_stamp *stamps, *sstamps;
+} sx_wscratch;
+
+static void sx_wscratch_free(const sx_alloc *al, sx_wscratch *w) {
+  sx_free(al, w->cols);
+  sx_free(al, w->vals);
+  sx_free(al, w->svals);
+  sx_free(al, w->stamps);
+  sx_free(al, w->sstamps);
+  memset(w, 0, sizeof *w);
+}
+
+static int sx_wscratch_make(const sx_alloc *al, const sync_delta *d,
+                            const sx_schema *s, sx_wscratch *w) {
+  size_t i, cap = 1;
+  for (i = 0; i < s->ntables; i++)
+    if (s->tables[i].ncols > cap) cap = s->tables[i].ncols;
+  for (i = 0; i < d->nrows; i++)
+    if (d->rows[i].ncols > cap) cap = d->rows[i].ncols;
+  memset(w, 0, sizeof *w);
+  w->cap = (unsigned)cap;
+  w->cols = (unsigned *)sx_malloc(al, cap * sizeof(unsigned));
+  w->vals = (sync_value *)sx_malloc(al, cap * sizeof(sync_value));
+  w->svals = (sync_value *)sx_malloc(al, cap * sizeof(sync_value));
+  w->stamps = (sync_stamp *)sx_malloc(al, cap * sizeof(sync_stamp));
+  w->sstamps = (sync_stamp *)sx_malloc(al, cap * sizeof(sync_stamp));
+  if (!w->cols || !w->vals || !w->svals || !w->stamps || !w->sstamps) {
+    sx_wscratch_free(al, w);
+    return SYNC_ENOMEM;
+  }
+  return 0;
+}
+
+/* The newest stamp row dr carries. */
+static uint64_t sx_drow_newest(const sync_delta *d, const sx_drow *dr) {
+  uint64_t h = dr->clhlc;
+  size_t j;
+  for (j = 0; j < dr->ncols; j++)
+    if (d->cols[dr->col0 + j].hlc > h) h = d->cols[dr->col0 + j].hlc;
+  return h;
+}
+
+/* Judge row dr (the stored row in x->old when found): 0 allowed, 1
+ * refused (*reason and text set), or an error.  The table, clock and
+ * relay checks first, then the application's callback; a row that
+ * changes nothing is allowed (it is counted unchanged). */
+static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
+                    int found, const uint64_t *lvv, uint32_t sender,
+                    uint64_t ahead, sx_wscratch *ws, int *reason, char *text) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  const sync_delta *d = a->d;
+  const sx_row *o = &x->old;
+  size_t j;
+  *reason = 0;
+  text[0] = 0;
+  if (found && !sx_row_news(a, dr, o)) return 0;
+  if (ao->writable && !sx_bit(ao->writable, dr->tid)) {
+    *reason = SYNC_REFUSE_TABLE;
+    snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,
+             "table '%s' is not writable by this peer",
+             env->schema->tables[dr->tid].name);
+    return 1;
+  }
+  for (j = 0; j <= dr->ncols; j++) {
+    const sx_dcol *c = j ? &d->cols[dr->col0 + j - 1] : NULL;
+    uint64_t hlc = c ? c->hlc : dr->clhlc;
+    uint32_t site = c ? c->site : dr->clsite;
+    if (ao->max_ahead_ms && hlc > ahead) {
+      *reason = SYNC_REFUSE_FUTURE;
+      snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,
+               "a stamp more than %llu ms ahead of this replica's clock",
+               (unsigned long long)ao->max_ahead_ms);
+      return 1;
+    }
+    if (lvv && site != sender &&
+        (a->smap[site] == SX_NONE || hlc > lvv[a->smap[site]])) {
+      /* Another site's change this replica lacks; unless the stored row
+       * holds it already (or better), which is no news. */
+      int held = 0;
+      if (found && o->cl == dr->cl) {
+        if (!c)
+          held = sx_cmp_lr(x, o, o->cl_stamp, d, hlc, site) >= 0;
+        else if (c->col < o->ncols && o->cols[c->col].st != SX_NOSTAMP)
+          held = sx_cmp_lr(x, o, o->cols[c->col].st, d, hlc, site) >= 0;
+      }
+      if (!held) {
+        *reason = SYNC_REFUSE_RELAY;
+        snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,
+                 "a change of another site, and this peer may not relay");
+        return 1;
+      }
+    }
+  }
+  if (ao->check) {
+    sync_write w;
+    int rc;
+    unsigned i;
+    memset(&w, 0, sizeof w);
+    w.table = dr->tid;
+    w.key.data = d->arena.p + dr->koff;
+    w.key.len = dr->klen;
+    w.sender = d->sender;
+    w.causal_length = dr->cl;
+    w.row_stamp.hlc = dr->clhlc;
+    memcpy(w.row_stamp.site, d->sites[dr->clsite], SX_SITE_LEN);
+    w.ncolumns = (unsigned)dr->ncols;
+    /* A chunk without a column array has no row with columns. */
+    if (SX_NEVER(!d->cols && dr->ncols)) return SYNC_ECORRUPT;
+    for (j = 0; j < dr->ncols; j++) {
+      const sx_dcol *c = &d->cols[dr->col0 + j];
+      ws->cols[j] = c->col;
+      ws->vals[j] = sx_dval(d, c);
+      ws->stamps[j].hlc = c->hlc;
+      memcpy(ws->stamps[j].site, d->sites[c->site], SX_SITE_LEN);
+    }
+    w.columns = ws->cols;
+    w.values = ws->vals;
+    w.stamps = ws->stamps;
+    if (found) {
+      const sx_table *tb = &env->schema->tables[dr->tid];
+      w.stored = (o->cl & 1) ? 1 : 2;
+      w.stored_causal_length = o->cl;
+      w.stored_ncolumns = tb->ncols;
+      for (i = 0; i < tb->ncols && i < ws->cap; i++) {
+        int set = i < o->ncols && o->cols[i].st != SX_NOSTAMP && (o->cl & 1);
+        ws->svals[i] = set ? o->cols[i].v : sync_null();
+        memset(&ws->sstamps[i], 0, sizeof ws->sstamps[i]);
+        if (set) {
+          const sx_stamp *st = &o->stamps[o->cols[i].st];
+          ws->sstamps[i].hlc = st->hlc;
+          if ((rc = sx_site_id(x, st->site, ws->sstamps[i].site))) return rc;
+        }
+      }
+      w.stored_values = (o->cl & 1) ? ws->svals : NULL;
+      w.stored_stamps = (o->cl & 1) ? ws->sstamps : NULL;
+    }
+    rc = ao->check(ao->check_ctx, &w, reason, text, SYNC_REFUSE_TEXT_MAX + 1);
+    if (rc < 0) return sx_fail(env, rc, "the write check failed: %s",
+                               sync_strerror(rc));
+    if (rc) {
+      text[SYNC_REFUSE_TEXT_MAX] = 0;
+      if (*reason < SYNC_REFUSE_APP || *reason > 65535)
+        *reason = SYNC_REFUSE_APP;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Tell ao->on_refused of a refusal. */
+static int sx_report_refusal(const sx_apply *a, const sync_apply_opts *ao,
+                             const sx_drow *dr, int reason, const char *text) {
+  sync_refused r;
+  if (!ao->on_refused) return 0;
+  memset(&r, 0, sizeof r);
+  r.table = dr->tid;
+  r.key.data = a->d->arena.p + dr->koff;
+  r.key.len = dr->klen;
+  r.reason = reason;
+  r.text = text;
+  r.hlc = sx_drow_newest(a->d, dr);
+  return ao->on_refused(ao->on_refused_ctx, &r);
+}
+
+static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                               const sync_apply_opts *ao,
+                               sync_apply_report *rep, int hold);
+
+/* Columns this replica keeps local (SYNC_COL_LOCAL, not part of the
+ * schema hash, so a peer may see them as replicated) never take a
+ * remote value: *out becomes a copy of d without them, or stays NULL
+ * when d carries none (or is malformed: the apply reports that).  The
+ * copy shares d's arena, sites and vector: free only its rows, columns
+ * and itself. */
+static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
+                          const sync_delta *d, sync_delta **out) {
+  sync_delta *c;
+  size_t i, j, k = 0;
+  int any = 0;
+  *out = NULL;
+  for (i = 0; i < s->ntables && !any; i++)
+    for (j = 0; j < s->tables[i].ncols; j++)
+      if (s->tables[i].cols[j].flags & SYNC_COL_LOCAL) any = 1;
+  if (!any) return 0; /* the common case: the apply checks d itself */
+  any = 0;
+  if (sx_delta_check(d, s, NULL)) return 0;
+  for (i = 0; i < d->nrows && !any; i++) {
+    const sx_table *tb;
+    if (d->rows[i].tid >= s->ntables) continue; /* a table we lack */
+    tb = &s->tables[d->rows[i].tid];
+    for (j = 0; j < d->rows[i].ncols; j++) {
+      unsigned col = d->cols[d->rows[i].col0 + j].col;
+      if (col < tb->ncols && (tb->cols[col].flags & SYNC_COL_LOCAL)) any = 1;
+    }
+  }
+  if (!any) return 0;
+  c = (sync_delta *)sx_malloc(al, sizeof *c);
+  if (!c) return SYNC_ENOMEM;
+  *c = *d;
+  c->rows = (sx_drow *)sx_malloc(al, d->nrows * sizeof(sx_drow));
+  c->cols = (sx_dcol *)sx_malloc(al, (d->ncols ? d->ncols : 1) * sizeof(sx_dcol));
+  if (!c->rows || !c->cols) {
+    sx_free(al, c->rows);
+    sx_free(al, c->cols);
+    sx_free(al, c);
+    return SYNC_ENOMEM;
+  }
+  c->caprows = d->nrows;
+  c->capcols = d->ncols;
+  for (i = 0; i < d->nrows; i++) {
+    const sx_table *tb =
+        d->rows[i].tid < s->ntables ? &s->tables[d->rows[i].tid] : NULL;
+    c->rows[i] = d->rows[i];
+    c->rows[i].col0 = k;
+    for (j = 0; j < d->rows[i].ncols; j++) {
+      const sx_dcol *dc = &d->cols[d->rows[i].col0 + j];
+      if (tb && dc->col < tb->ncols &&
+          (tb->cols[dc->col].flags & SYNC_COL_LOCAL))
+        continue;
+      c->cols[k++] = *dc;
+    }
+    c->rows[i].ncols = k - c->rows[i].col0;
+  }
+  c->ncols = k;
+  *out = c;
+  return 0;
+}
+
+/* The apply, timed and counted for the stats (not dry runs). */
+SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                                   const sync_apply_opts *ao,
+                                   sync_apply_report *rep) {
+  sync_apply_report dummy;
+  uint64_t t0 = sx_now_ns(), t1;
+  sync_delta *strip = NULL;
+  int rc;
+  if (!rep) rep = &dummy;
+  if (x && d && x->env->schema &&
+      (rc = sx_strip_local(&x->env->al, x->env->schema, d, &strip))) {
+    memset(rep, 0, sizeof *rep);
+    return rc;
+  }
+  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, 0);
+  if (strip) {
+    sx_free(&x->env->al, strip->rows);
+    sx_free(&x->env->al, strip->cols);
+    sx_free(&x->env->al, strip);
+  }
+  t1 = sx_now_ns();
+  if (!rc && x && !(ao && (ao->policy & SYNC_APPLY_DRY_RUN))) {
+    sx_stats *st = &x->env->stats;
+    sx_stats_add(st, SX_ST_APPLIES, 1);
+    sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);
+    sx_stats_add(st, SX_ST_CONFLICTS, rep->conflicts);
+    sx_stats_add(st, SX_ST_REFUSED, rep->refused);
+    sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
+  }
+  return rc;
+}
+
+SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
+                              sync_apply_report *rep) {
+  sync_apply_opts o;
+  memset(&o, 0, sizeof o);
+  o.policy = policy;
+  o.relay = 1;
+  return sync_delta_apply_opts(x, d, &o, rep);
+}
+
+/* Keys of an initial-stream chunk in strictly increasing (table, key)
+ * order, as sx_delta_keys makes them: only then can what the chunk leaves
+ * out be read as absent at the sender. */
+static int sx_rows_sorted(const sync_delta *d) {
+  size_t i;
+  for (i = 1; i < d->nrows; i++) {
+    const sx_drow *a = &d->rows[i - 1], *b = &d->rows[i];
+    if (a->tid != b->tid ? a->tid > b->tid
+                         : sx_keycmp(d->arena.p + a->koff, a->klen,
+                                     d->arena.p + b->koff, b->klen) >= 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* After an initial-stream chunk: the chunk names every row the sender
+ * held in the key range it covers (start exclusive, end inclusive).  A
+ * live row of ours in that range that the chunk leaves out, and whose
+ * insert the sender's vector covers, is one the sender held, deleted and
+ * collected: it goes here too, as a delete of ours (causal length + 1,
+ * our stamp), so that it reaches replicas still holding the row.  Without
+ * this, the vector this run raises would claim deletes we never got. */
+static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
+  sync_txn *x = a->x;
+  sync_env *env = x->env;
+  const sync_delta *d = a->d;
+  uint64_t *svv;
+  unsigned tid, last_tid;
+  size_t j = 0, i;
+  int rc = 0;
+  if (!sx_rows_sorted(d)) return 0;
+  svv = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (x->nsites + 1));
+  if (!svv) return SYNC_ENOMEM;
+  memset(svv, 0, sizeof(uint64_t) * (x->nsites + 1));
+  for (i = 0; i < d->nsites; i++)
+    if (a->smap[i] != SX_NONE && a->smap[i] < x->nsites)
+      svv[a->smap[i]] = a->svv[i];
+  tid = d->start.mode == SX_MODE_INITIAL ? d->start.tid : 0;
+  last_tid = d->end.mode == SX_MODE_INITIAL ? d->end.tid : env->schema->ntables;
+  for (; tid < env->schema->ntables && tid <= last_tid && !rc; tid++) {
+    const unsigned char *lo = NULL, *hi = NULL;
+    size_t lon = 0, hin = 0;
+    sx_scur *cur;
+    sx_slice k, v;
+    int op;
+    if (d->end.mode == SX_MODE_INITIAL && tid == d->end.tid) {
+      if (!d->end.klen) break; /* this table's stream has not started */
+      hi = d->end.key;
+      hin = d->end.klen;
+    }
+    if (d->start.mode == SX_MODE_INITIAL && tid == d->start.tid &&
+        d->start.klen) {
+      lo = d->start.key;
+      lon = d->start.klen;
+    }
+    if (ao && ao->writable && !sx_bit(ao->writable, tid)) continue;
+    if ((rc = sx_table_cursor(x, tid, &cur))) break;
+    k.p = lo;
+    k.n = lon;
+    op = lo ? SX_SET_RANGE : SX_FIRST;
+    for (;;) {
+      unsigned char key[SYNC_MAX_KEY];
+      size_t klen;
+      const sx_stamp *cs;
+      int cmp = 1;
+      rc = sx_cur_get(env->st, cur, op, &k, &v);
+      op = SX_NEXT;
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
+        break;
+      }
+      if (rc) break;
+      if (lo && sx_keycmp(k.p, k.n, lo, lon) <= 0) continue;
+      if (hi && sx_keycmp(k.p, k.n, hi, hin) > 0) break;
+      /* Step the chunk's rows up to this key. */
+      while (j < d->nrows &&
+             (d->rows[j].tid < tid ||
+              (d->rows[j].tid == tid &&
+               (cmp = sx_keycmp(d->arena.p + d->rows[j].koff,
+                                d->rows[j].klen, k.p, k.n)) < 0)))
+        j++;
+      if (j < d->nrows && d->rows[j].tid == tid && cmp == 0) continue;
+      if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) {
+        rc = sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                     env->schema->tables[tid].name);
+        break;
+      }
+      if (!(x->old.cl & 1)) continue;
+      cs = &x->old.stamps[x->old.cl_stamp];
+      if (cs->site >= x->nsites || cs->hlc > svv[cs->site]) continue;
+      a->rep->collected++;
+      if (a->dry) continue;
+      klen = k.n;
+      memcpy(key, k.p, klen);
+      sx_stamp_txn(x);
+      x->nw.nstamps = 0;
+      x->nw.cl = x->old.cl + 1;
+      x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp_local(x));
+      x->nw.ncols = 0;
+      if ((rc = sx_store_row(x, tid, cur, key, klen, 1, 0))) break;
+      /* The cursor still stands on the row it rewrote. */
+      k.p = key;
+      k.n = klen;
+    }
+  }
+  sx_free(&env->al, svv);
+  return rc;
+}
+
+/* Is stored row r in the scope ao gives the sender (ao->scope_filter)?
+ * *vals: the filter's values, allocated at the first call. */
+static int sx_scope_of(sync_txn *x, const sync_apply_opts *ao,
+                       const uint8_t *sender, unsigned tid,
+                       const unsigned char *key, size_t klen, const sx_row *r,
+                       sync_value **vals, int *in) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!(r->cl & 1)) {
+    *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, NULL,
+                           0) != 0;
+    return 0;
+  }
+  if (!*vals) {
+    *vals = (sync_value *)sx_malloc(&x->env->al,
+                                    sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
+    if (!*vals) return SYNC_ENOMEM;
+  }
+  for (j = 0; j < tb->ncols; j++)
+    (*vals)[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                              : sync_null();
+  *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, *vals,
+                         tb->ncols) != 0;
+  return 0;
+}
+
+/* Log stored row x->old (table tid, at cur) again, unchanged. */
+static int sx_relog(sync_txn *x, unsigned tid, sx_scur *cur,
+                    const unsigned char *key, size_t klen) {
+  sx_row *o = &x->old, *w = &x->nw;
+  if (SX_NEVER(o->nstamps > SX_ROW_STAMP_CAP(w->cap_cols) ||
+               o->ncols > w->cap_cols))
+    return SYNC_ECORRUPT;
+  w->cl = o->cl;
+  w->cl_stamp = o->cl_stamp;
+  w->nstamps = o->nstamps;
+  memcpy(w->stamps, o->stamps, sizeof(sx_stamp) * o->nstamps);
+  w->ncols = o->ncols;
+  memcpy(w->cols, o->cols, sizeof(sx_rcol) * o->ncols);
+  return sx_store_row(x, tid, cur, key, klen, 1, 0);
+}
+
+/* Could this replica have collected the tombstone of a row of table tid
+ * at causal length cl?  Only if it ever collected one above cl in that
+ * table (sx_fresh_cl keeps the largest).  1 yes, 0 no, or an error.  A
+ * row our vector covers that we do not hold, and could not have
+ * collected, is one this file lost (a restore not yet found out): it is
+ * merged as any other. */
+static int sx_collected_above(sync_txn *x, unsigned tid, uint64_t cl) {
+  uint64_t fresh;
+  int rc = sx_fresh_cl(x, tid, &fresh); /* loads x->gccl */
+  if (rc) return rc;
+  return x->gccl && x->gccl[tid] > cl;
+}
+
+/* Did this replica hold every write of row dr (its row stamp and every
+ * column's) when it last collected tombstones (gcvv, or a collector's
+ * vector taken with its horizon)?  Only then can a row it lacks be one
+ * it deleted and collected.  Its vector is no proof: a peer restored
+ * from a backup claims the writes it lost (its own entry is its last
+ * HLC, which new writes raise past them), and a row that comes back
+ * with such a write, or with changes made since the collection, is one
+ * the fleet still holds.  1 yes, 0 no, or an error. */
+static int sx_gc_covers(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
+  sync_env *env = x->env;
+  sx_slice g;
+  size_t i;
+  int rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  for (i = 0; i <= dr->ncols; i++) {
+    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
+    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held = 0;
+    size_t j;
+    for (j = 0; j + 24 <= g.n; j += 24)
+      if (!memcmp(g.p + j, d->sites[site], SX_SITE_LEN))
+        held = sx_get_le64(g.p + j + 16);
+    if (hlc > held) return 0;
+  }
+  return 1;
+}
+
+/* Look up and decode the stored row of dr into x->old: 1 found, 0 not,
+ * or an error. */
+static int sx_stored_row(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
+  sync_env *env = x->env;
+  sx_slice v;
+  int rc = sx_get(env->st, x->t, env->tdbi[dr->tid], d->arena.p + dr->koff,
+                  dr->klen, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if ((rc = sx_row_decode(v.p, v.n, d->arena.p + dr->koff, dr->klen,
+                          &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   env->schema->tables[dr->tid].name);
+  return 1;
+}
+
+static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                               const sync_apply_opts *ao,
+                               sync_apply_report *rep, int hold) {
+  sync_env *env;
+  sx_wscratch ws;
+  char text[SYNC_REFUSE_TEXT_MAX + 1];
+  int reason;
+  uint64_t *lvv = NULL, *rvv = NULL, ahead = UINT64_MAX;
+  uint32_t sender = SX_NONE;
+  int checks, policy = ao ? ao->policy : SYNC_APPLY_MERGE;
+  sync_apply_report dummy;
+  sx_apply a;
+  sx_peer peer;
+  uint64_t maxhlc = 0;
+  size_t i, app_len = 0;
+  unsigned char app_last[SYNC_MAX_KEY];
+  unsigned app_tid = SX_NONE;
+  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed,
+      scoped = ao && ao->scope_filter && ao->scope_tables;
+  sync_value *svals = NULL;
+  if (!rep) rep = &dummy;
+  memset(rep, 0, sizeof *rep);
+  memset(&ws, 0, sizeof ws);
+  if (!x || !d) return SYNC_EINVAL;
+  env = x->env;
+  if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
+  if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
+  if (!sx_compat_ok(env, d->schema_hash))
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the delta was cut under another schema (hash %016llx), "
+                   "not known to be compatible with this one",
+                   (unsigned long long)d->schema_hash);
+  /* A chunk leaves out what its receiver holds: applied elsewhere it
+   * would move a cursor past rows that replica never got. */
+  if (memcmp(d->receiver, env->site, SX_SITE_LEN))
+    return sx_fail(env, SYNC_EINVAL, "the delta was cut for another replica");
+  if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if ((rc = sx_delta_check(d, env->schema,
+                            sx_compat_find(env, d->schema_hash))))
+    return sx_fail(env, rc, "the delta is malformed");
+  if (d->repair && d->nx)
+    return sx_fail(env, SYNC_EPROTO, "a repair frame holds exit markers");
+  if (ao && ao->refuse_exits && d->nx)
+    return sx_fail(env, SYNC_EPERM,
+                   "the chunk holds exit markers (%zu), which this replica "
+                   "does not take from its sender",
+                   d->nx);
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+  memset(&a, 0, sizeof a);
+  a.x = x;
+  a.d = d;
+  a.policy = base;
+  a.dry = (policy & SYNC_APPLY_DRY_RUN) != 0;
+  a.rep = rep;
+  rc = sx_peer_get(x, d->sender, &peer);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  contiguous = !d->repair && sx_cursor_eq(&peer.cur, &d->start);
+  if (!contiguous && !d->repair && sx_cursor_covers(&peer.cur, &d->end)) {
+    /* Every row of this chunk sits at or before our cursor: the run
+     * already brought it (or a later state of its rows).  Applying it
+     * again would change nothing but re-log its conflicts. */
+    rep->rows = rep->unchanged = d->nrows;
+    return 0;
+  }
+  keyed = !d->repair && (d->start.mode == SX_MODE_INITIAL ||
+          d->end.mode == SX_MODE_INITIAL ||
+          (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
+           d->start.seq == 0));
+  /* Map the delta's sites to ours (added as they come; a dry run maps
+   * unknown ones past the end, which only comparisons by id use). */
+  a.smap = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * d->nsites);
+  if (!a.smap) return SYNC_ENOMEM;
+  for (i = 0; i < d->nsites; i++) {
+    rc = sx_site_index(x, d->sites[i], !a.dry, &a.smap[i]);
+    if (rc == SYNC_NOTFOUND && a.dry) {
+      a.smap[i] = SX_NONE;
+      rc = 0;
+    }
+    if (rc) goto done;
+  }
+  if ((rc = sx_sender_vv(x, d, &a.svv))) goto done;
+  checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms ||
+                  ao->check);
+  /* Our vector tells a row we never had from one we deleted and
+   * collected (its insert is covered, yet no row or tombstone is left). */
+  if ((rc = sx_vv_load(x, &lvv))) goto done;
+  if (checks) {
+    for (i = 0; i < d->nsites; i++)
+      if (!memcmp(d->sites[i], d->sender, SX_SITE_LEN)) sender = (uint32_t)i;
+    rvv = ao->relay ? NULL : lvv; /* the relay check needs our vector */
+    if (ao->max_ahead_ms) {
+      uint64_t now = env->clock(env->clock_ctx);
+      ahead = ((now + ao->max_ahead_ms) << 16) | 0xffff;
+    }
+    if (ao->check &&
+        (rc = sx_wscratch_make(&env->al, d, env->schema, &ws)))
+      goto done;
+    if (ao->refuse_whole) {
+      /* Every row judged against the stored one before anything is
+       * written; every refusal reported, then the chunk refused. */
+      size_t nref = 0;
+      char first[SYNC_REFUSE_TEXT_MAX + 1];
+      for (i = 0; i < d->nrows; i++) {
+        int found;
+        if (d->rows[i].tid >= env->schema->ntables) continue; /* held */
+        found = sx_stored_row(x, d, &d->rows[i]);
+        if (found < 0) {
+          rc = found;
+          goto done;
+        }
+        rc = sx_judge(&a, ao, &d->rows[i], found, rvv, sender, ahead, &ws,
+                      &reason, text);
+        if (rc < 0) goto done;
+        if (rc) {
+          if (!nref++) memcpy(first, text, sizeof first);
+          rep->refused++;
+          if ((rc = sx_report_refusal(&a, ao, &d->rows[i], reason, text)))
+            goto done;
+        }
+      }
+      rc = 0;
+      if (nref) {
+        rc = sx_fail(env, SYNC_EPERM,
+                     "the chunk holds %zu rows the sender may not write "
+                     "(the first: %s)", nref, first);
+        goto done;
+      }
+    }
+  }
+  /* The clock follows everything in the delta before any local stamp
+   * (a resolver's) is taken, so ours come after all of them; stamps of
+   * refused rows must not move it. */
+  for (i = 0; i < d->nrows; i++) {
+    size_t j;
+    if (d->rows[i].tid >= env->schema->ntables) continue; /* not applied */
+    if (checks && !sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) continue;
+    if (d->rows[i].clhlc > maxhlc) maxhlc = d->rows[i].clhlc;
+    for (j = 0; j < d->rows[i].ncols; j++)
+      if (d->cols[d->rows[i].col0 + j].hlc > maxhlc)
+        maxhlc = d->cols[d->rows[i].col0 + j].hlc;
+  }
+  if (maxhlc > x->hlc_seen) x->hlc_seen = maxhlc;
+  for (i = 0; i < d->nrows; i++) {
+    const sx_drow *dr = &d->rows[i];
+    const unsigned char *key = d->arena.p + dr->koff;
+    sx_scur *cur;
+    sx_slice k, v;
+    int found, cls, was_live, now_live, append = 0;
+    rep->rows++;
+    if (dr->tid >= env->schema->ntables) {
+      /* A table of a newer schema: nowhere to keep it yet.  The cursor
+       * stays before the chunk, so that the run brings it again once an
+       * upgrade added the table (docs/PROTOCOL.md, "Schemas"). */
+      rep->unknown++;
+      continue;
+    }
+    if ((rc = sx_table_cursor(x, dr->tid, &cur))) goto done;
+    if (keyed && !a.dry) {
+      /* Rows of an initial stream come in key order: past the table's
+       * last key they are new and go on the end, without a search. */
+      if (dr->tid != app_tid) {
+        app_tid = dr->tid;
+        k.p = NULL;
+        k.n = 0;
+        rc = sx_cur_get(env->st, cur, SX_LAST, &k, &v);
+        if (rc && rc != SYNC_NOTFOUND) goto done;
+        app_len = rc ? 0 : k.n;
+        if (!rc) memcpy(app_last, k.p, k.n);
+        app_any = rc == 0;
+      }
+      append = !app_any || sx_keycmp(key, dr->klen, app_last, app_len) > 0;
+    }
+    if (append) {
+      rc = SYNC_NOTFOUND;
+    } else {
+      k.p = key;
+      k.n = dr->klen;
+      rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+    }
+    if (rc && rc != SYNC_NOTFOUND) goto done;
+    found = rc == 0;
+    if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
+      sx_fail(env, rc, "table '%s': stored row fails its checksum",
+              env->schema->tables[dr->tid].name);
+      goto done;
+    }
+    if (checks && !ao->refuse_whole) { /* whole: judged above */
+      rc = sx_judge(&a, ao, dr, found, rvv, sender, ahead, &ws, &reason,
+                    text);
+      if (rc < 0) goto done;
+      if (rc) {
+        rep->refused++; /* never applied; the run still moves past it */
+        if ((rc = sx_report_refusal(&a, ao, dr, reason, text))) goto done;
+        continue;
+      }
+    }
+    rc = 0;
+    if (!found && (dr->cl & 1) && a.smap[dr->clsite] != SX_NONE &&
+        a.smap[dr->clsite] < x->nsites &&
+        dr->clhlc <= lvv[a.smap[dr->clsite]]) {
+      rc = sx_gc_covers(x, d, dr);
+      if (rc > 0) rc = sx_collected_above(x, dr->tid, dr->cl);
+      if (rc < 0) goto done;
+    }
+    if (rc) {
+      /* We held this row and collected its tombstone: the sender kept
+       * an old copy.  Bringing it back would invent data; leaving it
+       * would leave the sender with it for good.  A delete of ours
+       * (causal length + 1) says again what we knew, and goes back to
+       * the sender with everything else (a repair frame's answer). */
+      if (d->repair)
+        rep->deleted++;
+      else
+        rep->unchanged++;
+      if (!a.dry) {
+        sx_stamp_txn(x);
+        x->nw.nstamps = 0;
+        x->nw.cl = dr->cl + 1;
+        x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp_local(x));
+        x->nw.ncols = 0;
+        if ((rc = sx_store_row(x, dr->tid, cur, key, dr->klen, 0, append)))
+          goto done;
+        if (append) {
+          memcpy(app_last, key, dr->klen);
+          app_len = dr->klen;
+          app_any = 1;
+        }
+      }
+      rc = 0;
+      continue;
+    }
+    x->cpend.len = 0;
+    if ((rc = sx_merge_row(&a, dr, found, &cls)) < 0) goto done;
+    was_live = found && (x->old.cl & 1);
+    now_live = (x->nw.cl & 1) != 0;
+    if (rc == 0) {
+      rep->unchanged++;
+      if (scoped && !a.dry) {
+        /* Ours stays; if it is out of the sender's scope, the sender's
+         * copy must exit: log the row again so its next chunk says so. */
+        int in = 1;
+        if (sx_bit(ao->scope_tables, dr->tid)) {
+          if ((rc = sx_scope_of(x, ao, d->sender, dr->tid, key, dr->klen,
+                                &x->old, &svals, &in)))
+            goto done;
+        }
+        if (!in && (rc = sx_relog(x, dr->tid, cur, key, dr->klen))) goto done;
+      }
+    } else {
+      if (now_live && !was_live) rep->inserted++;
+      else if (!now_live && was_live) rep->deleted++;
+      else if (now_live) rep->updated++;
+      else rep->unchanged++;
+      if (!a.dry &&
+          (rc = sx_store_row(x, dr->tid, cur, key, dr->klen, found, append)))
+        goto done;
+      if (append) {
+        memcpy(app_last, key, dr->klen);
+        app_len = dr->klen;
+        app_any = 1;
+      }
+    }
+    if (!a.dry && (rc = sx_conflicts_flush(x))) goto done;
+    x->cpend.len = 0;
+    rc = 0;
+  }
+  /* Rows that left this replica's scope. */
+  if (d->nx && (rc = sx_apply_exits(&a))) goto done;
+  /* What an initial stream leaves out of the range it covers, the
+   * sender no longer holds. */
+  if (keyed && d->complete && !d->partial && !d->nx &&
+      (rc = sx_apply_horizon(&a, ao)))
+    goto done;
+  if (!a.dry && contiguous && hold && rep->refused) {
+    /* The session moves the cursor once the writer has taken back what
+     * was refused (sx_peer_advance): a cut before that sends the chunk
+     * again, and the refusals with it. */
+    x->dirty = 1;
+  } else if (!a.dry && contiguous && !rep->unknown) {
+    /* A run that starts from nothing starts clean; one that left rows
+     * out stays unable to raise the vector until it starts again. */
+    if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
+        (d->scope.flags & SX_SCOPE_RESTART))
+      peer.tainted = 0;
+    if (d->partial || rep->refused || d->nx) peer.tainted = 1;
+    peer.cur = d->end;
+    peer.mark = d->mark;
+    peer.scope = d->scope; /* served with it (none: the sender tracks none) */
+    if (d->last) peer.stale = 0; /* a run from the peer completed */
+    if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
+    rep->cursor_moved = 1;
+    if (d->last && !peer.tainted) {
+      /* The run is complete: we hold all the sender held. */
+      for (i = 0; i < d->nvv; i++) {
+        unsigned char kk[4], vb[8];
+        sx_slice old;
+        uint32_t li = a.smap[i];
+        if (!a.svv[i] || li == 0) continue;
+        sx_put_be32(kk, li);
+        rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+        if (rc && rc != SYNC_NOTFOUND) goto done;
+        if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= a.svv[i]) continue;
+        sx_put_le64(vb, a.svv[i]);
+        if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
+          x->failed = 1;
+          goto done;
+        }
+      }
+      rc = 0;
+      if (d->ngccl) {
+        uint64_t *maxcl = (uint64_t *)sx_malloc(
+            &env->al, sizeof(uint64_t) * (env->schema->ntables + 1));
+        if (!maxcl) {
+          rc = SYNC_ENOMEM;
+          goto done;
+        }
+        memset(maxcl, 0, sizeof(uint64_t) * (env->schema->ntables + 1));
+        for (i = 0; i < d->ngccl; i++)
+          if (d->gccl[i].tid < env->schema->ntables)
+            maxcl[d->gccl[i].tid] = d->gccl[i].cl;
+        rc = sx_gccl_raise(x, maxcl);
+        sx_free(&env->al, maxcl);
+        if (rc) goto done;
+        if (d->complete) {
+          /* We hold what the collector held (its horizon removed the
+           * rest): its vector bounds the deletes we now claim without
+           * tombstones, as our own collection's would. */
+          uint64_t *from = (uint64_t *)sx_malloc(
+              &env->al, sizeof(uint64_t) * (x->nsites + 1));
+          if (!from) {
+            rc = SYNC_ENOMEM;
+            goto done;
+          }
+          memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
+          for (i = 0; i < d->nvv; i++)
+            if (a.smap[i] != SX_NONE && a.smap[i] < x->nsites)
+              from[a.smap[i]] = a.svv[i];
+          rc = sx_gcvv_raise(x, from);
+          sx_free(&env->al, from);
+          if (rc) goto done;
+        }
+      }
+      rep->vector_raised = 1;
+    }
+    x->dirty = 1; /* the clock may have moved with what we saw */
+  }
+  /* Renewal records: taken whatever the cursor did (they only lower). */
+  if (!a.dry && d->nrenew) rc = sx_apply_renewals(x, d);
+done:
+  sx_free(&env->al, a.svv);
+  sx_free(&env->al, a.smap);
+  sx_free(&env->al, lvv);
+  sx_free(&env->al, svals);
+  sx_wscratch_free(&env->al, &ws);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
+                                     const sync_apply_opts *ao,
+                                     sync_apply_report *rep) {
+  sync_apply_report dummy;
+  sync_delta *strip = NULL;
+  uint64_t t0 = sx_now_ns(), t1;
+  int rc;
+  if (!rep) rep = &dummy;
+  if ((rc = sx_strip_local(&x->env->al, x->env->schema, d, &strip))) {
+    memset(rep, 0, sizeof *rep);
+    return rc;
+  }
+  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, 1);
+  if (strip) {
+    sx_free(&x->env->al, strip->rows);
+    sx_free(&x->env->al, strip->cols);
+    sx_free(&x->env->al, strip);
+  }
+  t1 = sx_now_ns();
+  if (!rc && !(ao->policy & SYNC_APPLY_DRY_RUN)) {
+    sx_stats *st = &x->env->stats;
+    sx_stats_add(st, SX_ST_APPLIES, 1);
+    sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);
+    sx_stats_add(st, SX_ST_CONFLICTS, rep->conflicts);
+    sx_stats_add(st, SX_ST_REFUSED, rep->refused);
+    sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
+  }
+  return rc;
+}

@@ -1,0 +1,516 @@
+/*
+ * cut.c - producing deltas: cutting chunks from the log or the initial
+ * stream under a scope and a row filter.
+ */
+#include "cut.h"
+
+/* ---------------------------------------------------------------------
+ * Making deltas
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al) {
+  sync_delta *d = (sync_delta *)sx_malloc(al, sizeof *d);
+  if (!d) return NULL;
+  memset(d, 0, sizeof *d);
+  d->al = *al;
+  sx_buf_init(&d->arena, &d->al);
+  return d;
+}
+
+SYNC_API void sync_delta_free(sync_delta *d) {
+  sx_alloc al;
+  if (!d) return;
+  al = d->al;
+  sx_free(&al, d->sites);
+  sx_free(&al, d->vv);
+  sx_free(&al, d->rows);
+  sx_free(&al, d->cols);
+  sx_free(&al, d->xrows);
+  sx_free(&al, d->xcols);
+  sx_free(&al, d->renew);
+  sx_buf_free(&d->arena);
+  sx_free(&al, d);
+}
+
+SYNC_API size_t sync_delta_rows(const sync_delta *d) {
+  return d ? d->nrows : 0;
+}
+
+SYNC_API int sync_delta_last(const sync_delta *d) { return d ? d->last : 0; }
+
+/* Add row r (decoded, local stamps) to d, leaving out what the requester
+ * already holds (rvv, per local site index) and local-only columns.
+ * *bytes grows by the value bytes added. */
+SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
+                              const unsigned char *key, size_t klen,
+                              const sx_row *r, const uint64_t *rvv,
+                              const sync_delta_opts *o, int keyed,
+                              size_t *bytes) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  const sx_stamp *cs = &r->stamps[r->cl_stamp];
+  sx_drow *row;
+  size_t i, n0 = d->ncols;
+  int rc, need = cs->hlc > rvv[cs->site];
+  if ((rc = sx_grow(&d->al, (void **)&d->cols, &d->capcols,
+                    d->ncols + r->ncols, sizeof(sx_dcol))))
+    return rc;
+  for (i = 0; i < r->ncols && (r->cl & 1); i++) {
+    const sx_rcol *c = &r->cols[i];
+    sx_dcol *dc;
+    if (c->st == SX_NOSTAMP) continue;
+    if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
+    if (r->stamps[c->st].hlc <= rvv[r->stamps[c->st].site] &&
+        !(o && o->whole_rows))
+      continue;
+    dc = &d->cols[d->ncols++];
+    dc->col = (unsigned)i;
+    dc->hlc = r->stamps[c->st].hlc;
+    dc->site = r->stamps[c->st].site;
+    dc->bhlc = c->base == SX_NOSTAMP ? 0 : r->stamps[c->base].hlc;
+    dc->bsite = c->base == SX_NOSTAMP ? 0 : r->stamps[c->base].site;
+    dc->v = c->v;
+    if (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) {
+      size_t off = d->arena.len;
+      if ((rc = sx_buf_reserve(&d->arena, c->v.len))) return rc;
+      if (c->v.len) memcpy(d->arena.p + off, c->v.data, c->v.len);
+      d->arena.len += c->v.len;
+      /* The arena moves as it grows: keep the offset, sx_dval adds the base. */
+      dc->v.data = (const void *)(uintptr_t)off; /* NOLINT(performance-no-int-to-ptr) */
+      *bytes += c->v.len;
+    }
+    *bytes += 10;
+  }
+  /* The requester has it all.  An initial stream still names the row
+   * (key, causal length, stamp): there, a row the receiver holds that the
+   * stream leaves out is one this replica deleted and collected. */
+  if (!need && !keyed) {
+    /* Whole rows: a row is still left out when all of it is held. */
+    size_t j, news = 0;
+    for (j = n0; j < d->ncols; j++)
+      if (d->cols[j].hlc > rvv[d->cols[j].site]) news++;
+    if (!news) {
+      d->ncols = n0;
+      return 0;
+    }
+  }
+  if ((rc = sx_grow(&d->al, (void **)&d->rows, &d->caprows, d->nrows + 1,
+                    sizeof(sx_drow))))
+    return rc;
+  row = &d->rows[d->nrows];
+  row->tid = tid;
+  row->koff = d->arena.len;
+  row->klen = klen;
+  if ((rc = sx_buf_reserve(&d->arena, klen))) return rc;
+  memcpy(d->arena.p + d->arena.len, key, klen);
+  d->arena.len += klen;
+  row->cl = r->cl;
+  row->clhlc = cs->hlc;
+  row->clsite = cs->site;
+  row->col0 = n0;
+  row->ncols = d->ncols - n0;
+  d->nrows++;
+  *bytes += klen + 20;
+  return 0;
+}
+
+/* What a chunk is cut under: the sender's options, the requester, and
+ * whether rows out of its scope go as exit markers. */
+typedef struct sx_cut {
+  const sync_delta_opts *o; /* may be NULL */
+  const uint8_t *peer;      /* the requester */
+  int track;                /* o->scope: d->scope says the tables */
+  int exits;                /* the requester may hold rows out of scope */
+  sync_value *vals;         /* the filter's values, one per column */
+} sx_cut;
+
+/* Is stored row r (table tid) in the requester's scope: a selected table
+ * and a filter that says yes? */
+SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
+                               void *ctx, const uint8_t *peer, unsigned tid,
+                               const unsigned char *key, size_t klen,
+                               const sx_row *r, sync_value *vals) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned j;
+  if (!(r->cl & 1)) return filter(ctx, peer, tid, key, klen, NULL, 0) != 0;
+  for (j = 0; j < tb->ncols; j++)
+    vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
+                                                          : sync_null();
+  return filter(ctx, peer, tid, key, klen, vals, tb->ncols) != 0;
+}
+
+static int sx_in_scope(sx_cut *c, sync_txn *x, unsigned tid,
+                       const unsigned char *key, size_t klen,
+                       const sx_row *r) {
+  const sync_delta_opts *o = c->o;
+  if (!o) return 1;
+  if (o->tables && !sx_bit(o->tables, tid)) return 0;
+  if (!o->filter) return 1;
+  return sx_filter_row(x, o->filter, o->filter_ctx, c->peer, tid, key, klen,
+                       r, c->vals);
+}
+
+/* Add an exit marker for stored row r: its key, causal length and
+ * stamps (no values), so the receiver can tell whether its copy holds
+ * anything this replica lacks. */
+static int sx_delta_exit(sync_delta *d, sync_txn *x, unsigned tid,
+                         const unsigned char *key, size_t klen,
+                         const sx_row *r, size_t *bytes) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  sx_drow *e;
+  size_t i;
+  int rc;
+  if ((rc = sx_grow(&d->al, (void **)&d->xrows, &d->capx, d->nx + 1,
+                    sizeof(sx_drow))) ||
+      (rc = sx_grow(&d->al, (void **)&d->xcols, &d->capxc,
+                    d->nxc + r->ncols + 1, sizeof(sx_dcol))) ||
+      (rc = sx_buf_reserve(&d->arena, klen)))
+    return rc;
+  e = &d->xrows[d->nx];
+  memset(e, 0, sizeof *e);
+  e->tid = tid;
+  e->koff = d->arena.len;
+  e->klen = klen;
+  memcpy(d->arena.p + d->arena.len, key, klen);
+  d->arena.len += klen;
+  e->cl = r->cl;
+  e->clhlc = r->stamps[r->cl_stamp].hlc;
+  e->clsite = r->stamps[r->cl_stamp].site;
+  e->col0 = d->nxc;
+  for (i = 0; i < r->ncols && (r->cl & 1); i++) {
+    const sx_rcol *c = &r->cols[i];
+    sx_dcol *dc;
+    if (c->st == SX_NOSTAMP) continue;
+    if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
+    dc = &d->xcols[d->nxc++];
+    memset(dc, 0, sizeof *dc);
+    dc->col = (unsigned)i;
+    dc->hlc = r->stamps[c->st].hlc;
+    dc->site = r->stamps[c->st].site;
+    dc->v = sync_null();
+  }
+  e->ncols = d->nxc - e->col0;
+  d->nx++;
+  *bytes += klen + 20 + 10 * e->ncols;
+  return 0;
+}
+
+/* One stored row met by a pass: sent, sent as an exit, or left out. */
+static int sx_cut_row(sx_cut *c, sync_delta *d, sync_txn *x, unsigned tid,
+                      const unsigned char *key, size_t klen, const sx_row *r,
+                      const uint64_t *rvv, int keyed, int selected,
+                      size_t *bytes) {
+  if (selected && sx_in_scope(c, x, tid, key, klen, r))
+    return sx_delta_add(d, x, tid, key, klen, r, rvv, c->o, keyed, bytes);
+  d->partial = 1; /* left out: the receiver must not raise its vector */
+  return c->exits ? sx_delta_exit(d, x, tid, key, klen, r, bytes) : 0;
+}
+
+/* Log pass: rows whose log entry follows d->start. */
+static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
+                        sx_cut *cut, size_t max_rows, size_t max_bytes) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  unsigned char start[SX_LOGKEY];
+  size_t bytes = 0;
+  int rc, op = SX_SET_RANGE;
+  if (d->start.seq == UINT32_MAX) sx_logkey(start, d->start.version + 1, 0);
+  else sx_logkey(start, d->start.version, d->start.seq + 1);
+  d->end = d->start;
+  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  k.p = start;
+  k.n = SX_LOGKEY;
+  for (;;) {
+    sx_slice key;
+    unsigned tid;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      d->last = 1;
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    /* Full: this entry opens the next chunk.  Looking first means a
+     * chunk that takes the log's last entries says it is the last. */
+    if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) break;
+    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    if (rc == 0) {
+      /* Exits only from the tables served: a row of another table never
+       * reached the requester from us, or left with its table. */
+      int selected = !cut->o || !cut->o->tables || sx_bit(cut->o->tables, tid);
+      if (selected || !cut->exits)
+        rc = sx_cut_row(cut, d, x, tid, key.p, key.n, &x->old, rvv, 0,
+                        selected, &bytes);
+      else
+        d->partial = 1;
+    } else if (rc == SYNC_NOTFOUND) {
+      rc = 0; /* a stale entry: the row's current one comes later */
+    }
+    if (rc) break;
+    d->end.version = sx_get_be64(k.p);
+    d->end.seq = sx_get_be32(k.p + 8);
+  }
+  sx_cur_close(c);
+  return rc;
+}
+
+/* Initial pass: the tables in key order, from the cursor on (from the
+ * start when fresh: a stream restarted for a new scope). */
+static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
+                         sx_cut *cut, int all, int fresh, size_t max_rows,
+                         size_t max_bytes) {
+  sync_env *env = x->env;
+  const sync_delta_opts *o = cut->o;
+  size_t bytes = 0;
+  int rc;
+  d->end = d->start;
+  if (d->end.mode != SX_MODE_INITIAL || fresh) {
+    memset(&d->end, 0, sizeof d->end);
+    d->end.mode = SX_MODE_INITIAL;
+    d->end.v0 = x->base_version;
+  }
+  while (d->end.tid < env->schema->ntables) {
+    sx_scur *c;
+    sx_slice k, v;
+    int op, selected = !o || !o->tables || sx_bit(o->tables, d->end.tid);
+    /* A table not selected is skipped whole, unless the requester may
+     * still hold rows of it from the scope before: they exit. */
+    if (!selected &&
+        !(cut->exits && cut->track && sx_bit(d->scope.held, d->end.tid))) {
+      d->partial = 1;
+      d->end.tid++;
+      d->end.klen = 0;
+      continue;
+    }
+    if ((rc = sx_table_cursor(x, d->end.tid, &c))) return rc;
+    k.p = d->end.key;
+    k.n = d->end.klen;
+    op = d->end.klen ? SX_SET_RANGE : SX_FIRST;
+    for (;;) {
+      rc = sx_cur_get(env->st, c, op, &k, &v);
+      op = SX_NEXT;
+      if (rc == SYNC_NOTFOUND) break;
+      if (rc) return rc;
+      if (d->end.klen && sx_keycmp(k.p, k.n, d->end.key, d->end.klen) <= 0)
+        continue;
+      /* Full: this row opens the next chunk (so a chunk that takes the
+       * last rows ends the stream itself). */
+      if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) return 0;
+      if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
+        return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                       env->schema->tables[d->end.tid].name);
+      if ((rc = sx_cut_row(cut, d, x, d->end.tid, k.p, k.n, &x->old, rvv,
+                           all, selected, &bytes)))
+        return rc;
+      memcpy(d->end.key, k.p, k.n);
+      d->end.klen = k.n;
+    }
+    d->end.tid++;
+    d->end.klen = 0;
+  }
+  /* Stream done: continue from the log where it stood at the start. */
+  {
+    uint64_t v0 = d->end.v0;
+    memset(&d->end, 0, sizeof d->end);
+    d->end.mode = SX_MODE_LOG;
+    d->end.version = v0;
+    d->end.seq = UINT32_MAX;
+    if (x->base_version == v0) d->last = 1; /* nothing changed meanwhile */
+  }
+  return 0;
+}
+
+/* The scope a chunk for req is cut under (sync_delta_opts.scope), and
+ * how: *restart when the requester was served another scope (its stream
+ * starts again from its cursor), *exits when it may hold rows out of
+ * the scope (it was served before: rows out of scope go as exits). */
+static void sx_scope_plan(sync_txn *x, const sync_request *req,
+                          const sync_delta_opts *o, sx_scope *sc,
+                          int *restart, int *exits) {
+  const sx_scope *rs = &req->scope;
+  unsigned t, nt = x->env->schema->ntables;
+  int zero = req->cur.mode == SX_MODE_LOG && !req->cur.version &&
+             !req->cur.seq,
+      same, served = rs->flags != 0;
+  memset(sc, 0, sizeof *sc);
+  sc->flags = SX_SCOPE_ON | (o->filter ? SX_SCOPE_FILTER : 0);
+  sc->fver = o->filter ? o->filter_version : 0;
+  for (t = 0; t < nt; t++)
+    if (!o->tables || sx_bit(o->tables, t))
+      sc->tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+  same = served &&
+         (rs->flags & (SX_SCOPE_ON | SX_SCOPE_FILTER)) == sc->flags &&
+         rs->fver == sc->fver && !memcmp(rs->tables, sc->tables, SX_TBYTES);
+  *restart = 0;
+  memcpy(sc->held, sc->tables, SX_TBYTES);
+  if (zero) {
+    *exits = served; /* a reset: it may still hold rows of before */
+  } else if (!same) {
+    *restart = 1; /* log mode, or a stream of another scope */
+    *exits = 1;
+  } else if (req->cur.mode == SX_MODE_INITIAL) {
+    *exits = (rs->flags & SX_SCOPE_EXITS) != 0;
+  } else {
+    *exits = 1;
+  }
+  if (served && *exits)
+    for (t = 0; t < nt; t++) {
+      /* Only tables the requester may see: its word is not proof.  (The
+       * caller's sets are read up to this schema's tables only.) */
+      if (!sx_bit(rs->held, t) && !sx_bit(rs->tables, t)) continue;
+      if (o->visible && !sx_bit(o->visible, t)) continue;
+      sc->held[t >> 3] |= (unsigned char)(1u << (t & 7));
+    }
+  if (*exits) sc->flags |= SX_SCOPE_EXITS;
+  if (*restart || zero) sc->flags |= SX_SCOPE_RESTART;
+}
+
+
+SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
+                             const sync_delta_opts *opts, sync_delta **out) {
+  sync_env *env;
+  sync_delta *d;
+  uint64_t *vv = NULL, *rvv = NULL;
+  size_t max_rows = 1000, max_bytes = (size_t)1 << 20, i;
+  sx_cut cut;
+  int rc, restart = 0;
+  memset(&cut, 0, sizeof cut);
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || !req) return SYNC_EINVAL;
+  env = x->env;
+  if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
+      !memcmp(req->requester, env->site, SX_SITE_LEN))
+    return SYNC_EINVAL;
+  if (!sx_compat_ok(env, req->schema_hash))
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the requester has another schema (hash %016llx), not "
+                   "known to be compatible with this one",
+                   (unsigned long long)req->schema_hash);
+  if (req->cur.mode == SX_MODE_LOG && (req->cur.version || req->cur.seq)) {
+    /* A requester that stands before our last collection may miss
+     * deletes whose tombstones are gone: it must start again. */
+    sx_slice hz;
+    rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc == 0 && hz.n == 12 &&
+        sx_poscmp(req->cur.version, req->cur.seq, sx_get_le64(hz.p),
+                  sx_get_le32(hz.p + 8)) < 0)
+      return sx_fail(env, SYNC_ESTALE,
+                     "the requester stands at version %llu, before tombstones "
+                     "collected up to version %llu: it must sync again from "
+                     "the start (sync_peer_reset)",
+                     (unsigned long long)req->cur.version,
+                     (unsigned long long)sx_get_le64(hz.p));
+  }
+  /* The requester's view of our log must be our history: a cursor past
+   * our log's end, or in an epoch we do not have there, was made by
+   * another copy of this file. */
+  if ((rc = sx_history_check(x, sx_cursor_version(&req->cur), &req->mark)))
+    return rc;
+  if (opts && opts->max_rows) max_rows = opts->max_rows;
+  if (opts && opts->max_bytes) max_bytes = opts->max_bytes;
+  if ((rc = sx_scratch(x)) || (rc = sx_vv_load(x, &vv))) return rc;
+  rvv = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * x->nsites);
+  d = sx_delta_new(&env->al);
+  if (!rvv || !d) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  /* What the requester holds, per local site index. */
+  memset(rvv, 0, sizeof(uint64_t) * x->nsites);
+  for (i = 0; i < req->nvv; i++) {
+    uint32_t idx;
+    if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
+      rvv[idx] = req->vv[i].hlc;
+  }
+  {
+    /* Claims that a renewal record voids, the requester may still make
+     * (it has not heard of the record): leave them out. */
+    sx_buf b;
+    sx_buf_init(&b, &env->al);
+    rc = sx_renew_load(x, &b);
+    for (i = 0; !rc && i < x->nsites; i++)
+      rvv[i] = sx_renew_cap(&b, x->sites[i], rvv[i]);
+    sx_buf_free(&b);
+    if (rc) goto done;
+  }
+  memcpy(d->sender, env->site, SX_SITE_LEN);
+  memcpy(d->receiver, req->requester, SX_SITE_LEN);
+  d->schema_hash = env->schema->hash;
+  d->start = req->cur;
+  memset(&cut, 0, sizeof cut);
+  cut.o = opts;
+  cut.peer = req->requester;
+  if (opts && opts->scope) {
+    cut.track = 1;
+    sx_scope_plan(x, req, opts, &d->scope, &restart, &cut.exits);
+  }
+  if (opts && opts->filter) {
+    cut.vals = (sync_value *)sx_malloc(
+        &env->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
+    if (!cut.vals) {
+      rc = SYNC_ENOMEM;
+      goto done;
+    }
+  }
+  if (restart || d->start.mode == SX_MODE_INITIAL ||
+      (d->start.version == 0 && d->start.seq == 0)) {
+    /* After a collection whose deletes the requester may lack, a stream
+     * names every row: what it leaves out of its range, the receiver
+     * drops (sx_apply_horizon). */
+    if ((rc = sx_need_complete(x, rvv, &d->complete))) goto done;
+    rc = sx_delta_keys(d, x, rvv, &cut, d->complete, restart, max_rows,
+                       max_bytes);
+  } else {
+    rc = sx_delta_log(d, x, rvv, &cut, max_rows, max_bytes);
+  }
+  if (cut.track && d->end.mode == SX_MODE_LOG) {
+    /* Past the stream: the requester holds rows of the served tables
+     * only, and what follows is the log. */
+    memcpy(d->scope.held, d->scope.tables, SX_TBYTES);
+    d->scope.flags &= ~SX_SCOPE_EXITS;
+  }
+  if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
+  if (!rc) {
+    /* What this replica collected: a receiver whose vector this run
+     * raises past those deletes starts new rows above them. */
+    uint64_t fresh;
+    unsigned t;
+    x->gccl_ok = 0;
+    sx_free(&env->al, x->gccl);
+    x->gccl = NULL;
+    rc = sx_fresh_cl(x, 0, &fresh);
+    for (t = 0; !rc && x->gccl && t < env->schema->ntables; t++)
+      if (x->gccl[t]) {
+        d->gccl[d->ngccl].tid = t;
+        d->gccl[d->ngccl].cl = x->gccl[t];
+        d->ngccl++;
+      }
+  }
+  if (rc) goto done;
+  /* The site table and this replica's vector go with every chunk. */
+  d->nsites = x->nsites;
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&env->al,
+                                                 (size_t)x->nsites * SX_SITE_LEN);
+  if (!d->sites) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
+  memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
+  d->vv = vv;
+  d->nvv = x->nsites;
+  vv = NULL;
+  /* The renewal records go with the run's last chunk. */
+  if (d->last) rc = sx_renew_attach(x, d);
+done:
+  sx_free(&env->al, vv);
+  sx_free(&env->al, rvv);
+  sx_free(&env->al, cut.vals);
+  if (rc) {
+    sync_delta_free(d);
+    return rc;
+  }
+  *out = d;
+  return 0;
+}

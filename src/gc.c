@@ -1,0 +1,278 @@
+/*
+ * gc.c - tombstone collection, the collection horizon, and the health
+ * report.
+ */
+#include "gc.h"
+
+typedef struct sx_hctx {
+  sync_health *h;
+  int have_hz;
+  uint64_t hv;
+  uint32_t hs;
+} sx_hctx;
+
+static int sx_health_peer(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_hctx *c = (sx_hctx *)ctx;
+  (void)site;
+  c->h->peers++;
+  if (p->stale) c->h->peers_stale++;
+  if (c->have_hz && sx_poscmp(p->acked_version, p->acked_seq, c->hv, c->hs) < 0)
+    c->h->peers_behind_horizon++;
+  return 0;
+}
+
+SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
+  sx_slice hz;
+  sx_hctx c;
+  int rc;
+  if (!x || !out) return SYNC_EINVAL;
+  memset(out, 0, sizeof *out);
+  memset(&c, 0, sizeof c);
+  c.h = out;
+  rc = sx_get(x->env->st, x->t, x->env->meta, "gcpos", 5, &hz);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  c.have_hz = rc == 0 && hz.n == 12;
+  if (c.have_hz) {
+    c.hv = sx_get_le64(hz.p);
+    c.hs = sx_get_le32(hz.p + 8);
+  }
+  if ((rc = sx_peers_each(x, sx_health_peer, &c))) return rc;
+  out->may_miss_deletes = out->peers_stale > 0;
+  out->collected = c.have_hz;
+  return sync_tombstones(x, &out->tombstones);
+}
+
+/* Walk the log up to (hv, hs), calling fn on tombstones. */
+static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
+                        uint64_t *count, uint64_t *maxcl) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  unsigned char key[SX_LOGKEY];
+  int rc, op = SX_FIRST;
+  *count = 0;
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  for (;;) {
+    sx_slice rkey;
+    unsigned tid;
+    k.p = key;
+    k.n = SX_LOGKEY;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != SX_LOGKEY) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    if (sx_poscmp(sx_get_be64(k.p), sx_get_be32(k.p + 8), hv, hs) > 0) break;
+    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &rkey);
+    if (rc == SYNC_NOTFOUND) continue;
+    if (rc) break;
+    if (x->old.cl & 1) continue;
+    (*count)++;
+    if (!collect) continue;
+    if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
+    {
+      unsigned char rk[SYNC_MAX_KEY];
+      size_t rkn = rkey.n;
+      memcpy(key, k.p, SX_LOGKEY);
+      memcpy(rk, rkey.p, rkn);
+      /* The table's sums lose the tombstone (repair counts them). */
+      if ((rc = sx_sums_drop(x, tid, rk, rkn, &x->old))) break;
+      if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
+          (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
+        x->failed = 1;
+        break;
+      }
+      x->log_added--;
+      /* Our cursor sat on the deleted entry: find the next one. */
+      k.p = key;
+      k.n = SX_LOGKEY;
+      rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &v);
+      if (rc == SYNC_NOTFOUND) {
+        rc = 0;
+        break;
+      }
+      if (rc) break;
+      op = SX_GET_CURRENT;
+      x->gen++;
+    }
+  }
+  sx_cur_close(c);
+  return rc;
+}
+
+/* Raise meta "gccl" (u64 LE per table: the largest causal length of a
+ * collected tombstone) to maxcl, entry by entry; fresh rows start above
+ * it (sx_fresh_cl).  A run that raises our vector past deletes a sender
+ * collected raises it too, so that a key written here again beats the
+ * tombstones other replicas still keep. */
+SYNC_PRIVATE int sx_gccl_raise(sync_txn *x, const uint64_t *maxcl) {
+  sync_env *env = x->env;
+  unsigned nt = env->schema->ntables, i;
+  unsigned char *b;
+  uint64_t dummy;
+  int rc, any = 0;
+  if (!nt) return 0;
+  x->gccl_ok = 0; /* reload what is stored, then raise it */
+  sx_free(&env->al, x->gccl);
+  x->gccl = NULL;
+  if ((rc = sx_fresh_cl(x, 0, &dummy))) return rc;
+  b = (unsigned char *)sx_malloc(&env->al, 8 * (size_t)nt);
+  if (!b) return SYNC_ENOMEM;
+  for (i = 0; i < nt; i++) {
+    uint64_t old = x->gccl ? x->gccl[i] : 0;
+    if (maxcl[i] > old) any = 1;
+    sx_put_le64(b + 8 * i, maxcl[i] > old ? maxcl[i] : old);
+  }
+  if (any && (rc = sx_put(env->st, x->t, env->meta, "gccl", 4, b, 8 * (size_t)nt, 0)))
+    x->failed = 1;
+  sx_free(&env->al, b);
+  /* The next fresh row reads the new values. */
+  x->gccl_ok = 0;
+  sx_free(&env->al, x->gccl);
+  x->gccl = NULL;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_gcvv_raise(sync_txn *x, const uint64_t *from) {
+  sync_env *env = x->env;
+  uint64_t *vv;
+  unsigned char *b;
+  sx_slice old;
+  uint32_t i;
+  size_t n = 0, j;
+  int rc;
+  if ((rc = sx_vv_load(x, &vv))) return rc;
+  if (from)
+    for (i = 0; i < x->nsites; i++) vv[i] = from[i];
+  b = (unsigned char *)sx_malloc(&env->al, (size_t)x->nsites * 24);
+  if (!b) {
+    sx_free(&env->al, vv);
+    return SYNC_ENOMEM;
+  }
+  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &old);
+  if (rc && rc != SYNC_NOTFOUND) goto done;
+  for (i = 0; i < x->nsites; i++) {
+    uint64_t h = vv[i];
+    /* Keep what an earlier collection held, if more. */
+    for (j = 0; rc == 0 && j + 24 <= old.n; j += 24)
+      if (!memcmp(old.p + j, x->sites[i], SX_SITE_LEN) &&
+          sx_get_le64(old.p + j + 16) > h)
+        h = sx_get_le64(old.p + j + 16);
+    if (!h) continue;
+    memcpy(b + n, x->sites[i], SX_SITE_LEN);
+    sx_put_le64(b + n + 16, h);
+    n += 24;
+  }
+  rc = sx_put(env->st, x->t, env->meta, "gcvv", 4, b, n, 0);
+  if (rc) x->failed = 1;
+done:
+  sx_free(&env->al, b);
+  sx_free(&env->al, vv);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out) {
+  sync_env *env = x->env;
+  sx_slice hz, g;
+  size_t j;
+  int rc;
+  *out = 0;
+  rc = sx_get(env->st, x->t, env->meta, "gcvv", 4, &g);
+  if (rc == SYNC_NOTFOUND) {
+    /* A collection made before the vector was kept: complete. */
+    rc = sx_get(env->st, x->t, env->meta, "gcpos", 5, &hz);
+    if (rc == SYNC_NOTFOUND) return 0;
+    if (rc) return rc;
+    *out = 1;
+    return 0;
+  }
+  if (rc) return rc;
+  for (j = 0; j + 24 <= g.n; j += 24) {
+    uint32_t idx;
+    rc = sx_site_index(x, g.p + j, 0, &idx);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc || rvv[idx] < sx_get_le64(g.p + j + 16)) {
+      *out = 1;
+      return 0;
+    }
+  }
+  return 0;
+}
+
+SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
+  if (!x || !out) return SYNC_EINVAL;
+  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
+}
+
+typedef struct sx_least {
+  uint64_t v, n;
+  uint32_t s;
+} sx_least;
+
+static int sx_gc_least(void *ctx, const uint8_t *site, const sx_peer *p) {
+  sx_least *l = (sx_least *)ctx;
+  (void)site;
+  l->n++;
+  if (sx_poscmp(p->acked_version, p->acked_seq, l->v, l->s) < 0) {
+    l->v = p->acked_version;
+    l->s = p->acked_seq;
+  }
+  return 0;
+}
+
+SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
+  sync_env *env;
+  sx_least hz;
+  uint64_t hv, n = 0, peers;
+  uint32_t hs;
+  int rc;
+  if (collected) *collected = 0;
+  if (!x) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  env = x->env;
+  /* The horizon: the least any known peer has acknowledged. */
+  memset(&hz, 0, sizeof hz);
+  hz.v = UINT64_MAX;
+  hz.s = UINT32_MAX;
+  if ((rc = sx_peers_each(x, sx_gc_least, &hz))) return rc;
+  hv = hz.v;
+  hs = hz.s;
+  peers = hz.n;
+  /* With no known peer nobody can have acknowledged anything: a replica
+   * that has never synchronised keeps its tombstones. */
+  if (!peers) return 0;
+  {
+    /* Remember, per table, the largest causal length collected: new rows
+     * start above it (sx_fresh_cl). */
+    unsigned nt = env->schema->ntables;
+    uint64_t *maxcl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (nt ? nt : 1));
+    if (!maxcl) return SYNC_ENOMEM;
+    memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
+    rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
+    if (!rc && n) {
+      rc = sx_gccl_raise(x, maxcl);
+      if (!rc) rc = sx_gcvv_raise(x, NULL);
+      if (!rc) {
+        /* The horizon, for telling peers that come back from behind it
+         * that tombstones they needed are gone (SYNC_ESTALE). */
+        unsigned char hz[12];
+        sx_put_le64(hz, hv);
+        sx_put_le32(hz + 8, hs);
+        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, hz, 12, 0)))
+          x->failed = 1;
+      }
+    }
+    sx_free(&env->al, maxcl);
+  }
+  if (collected) *collected = n;
+  if (!rc) sx_stats_add(&env->stats, SX_ST_TOMBSTONES_COLLECTED, n);
+  return rc;
+}

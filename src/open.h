@@ -1,0 +1,37 @@
+/*
+ * open.h - opening a file: creating or loading it, format upgrades, epochs
+ * and history marks, peers' schemas and schema changes.
+ */
+#ifndef SX_OPEN_H
+#define SX_OPEN_H
+
+#include "site.h"
+
+/* The mark of version v of this replica's log (id 0 when none). */
+SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
+/* Does a peer's view of this replica's log, "held up to version v, with
+ * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
+ * message set) if not, or a storage error. */
+SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
+/* The HLC this replica's clock stood at when the epoch after epoch m
+ * began (the state of the file at that open): 0, or SYNC_NOTFOUND when
+ * the file has no epoch m, or none after it. */
+SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
+                                   uint64_t *hlc);
+/* May a delta or request made under schema hash h be taken?  Ours, or a
+ * peer's found compatible by sx_compat_check. */
+SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
+/* The peer schema with hash h that sx_compat_check kept (NULL when none,
+ * or when h is ours); valid until our schema changes or the env closes. */
+SYNC_PRIVATE const sx_schema *sx_compat_find(sync_env *env, uint64_t h);
+SYNC_PRIVATE void sx_compat_clear(sync_env *env);
+/* Check peer schema p against ours: 0 (and a copy of p kept), or
+ * SYNC_ESCHEMA with env's message naming the table and the column as
+ * each side declares it (ours and theirs say where each is; peer_first:
+ * the peer's is named first), SYNC_ELIMIT (SX_COMPAT_MAX other schemas
+ * met since the open), SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
+                                 const char *ours, const char *theirs,
+                                 int peer_first);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * ops.h - the public row API: tracked writes (the only place rows are
+ * stored), reads, and cursors.
+ */
+#ifndef SX_OPS_H
+#define SX_OPS_H
+
+#include "fp.h"
+
+/* Take the transaction's stamp (at its first change). */
+SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
+/* Store x->nw at key (replacing x->old when found, which must have been
+ * decoded from the same key), with its log entry; keeps counts and the
+ * change list.  The only place rows are written.  append: the key sorts
+ * after every key of the table. */
+SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                              const void *key, size_t klen, int found,
+                              int append);
+/* Remove the row at cur (x->old, decoded from key) without a trace: no
+ * tombstone, no log entry; keeps counts, sums and the change list.  For
+ * rows that left this replica's scope (exit markers). */
+SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                               const void *key, size_t klen);
+/* Row r of table tid (key) is about to be deleted from the store: the
+ * table's counts and fingerprint sums lose it (before the delete: r's
+ * values may point into the stored bytes). */
+SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
+                              size_t klen, const sx_row *r);
+/* Causal length for a new row of table tid: above every tombstone this
+ * replica ever collected, so that a re-insert after gc still wins over
+ * peers that kept the tombstone. */
+SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * txn.c - the transaction object: begin, abort, its per-table cursors and
+ * row scratch, and the site table it loads.
+ */
+#include "txn.h"
+
+/* ---------------------------------------------------------------------
+ * Transactions
+ * ------------------------------------------------------------------- */
+SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
+  sync_txn *x;
+  sx_slice v;
+  int rc;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!env || !env->st || (flags & ~SYNC_TXN_RDONLY)) return SYNC_EINVAL;
+  if (!(flags & SYNC_TXN_RDONLY) && env->rdonly) return SYNC_EREADONLY;
+  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
+  if (!x) return SYNC_ENOMEM;
+  memset(x, 0, sizeof *x);
+  x->env = env;
+  x->rdonly = (flags & SYNC_TXN_RDONLY) != 0;
+  sx_buf_init(&x->enc, &env->al);
+  sx_buf_init(&x->changed, &env->al);
+  sx_buf_init(&x->conflicts, &env->al);
+  sx_buf_init(&x->cpend, &env->al);
+  sx_buf_init(&x->fpbuf, &env->al);
+  if ((rc = sx_txn_begin(env->st, x->rdonly, &x->t))) {
+    sx_free(&env->al, x);
+    return sx_fail(env, rc, "cannot begin a transaction: %s",
+                   sync_strerror(rc));
+  }
+  rc = sx_get(env->st, x->t, env->meta, "state", 5, &v);
+  if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
+  if (rc) {
+    sx_txn_abort(env->st, x->t);
+    sx_free(&env->al, x);
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "database state record unreadable");
+  }
+  x->hlc_last = sx_get_le64(v.p);
+  x->base_version = sx_get_le64(v.p + 8);
+  x->schema_version = sx_get_le64(v.p + 16);
+  if (x->schema_version != env->schema->version) {
+    sx_txn_abort(env->st, x->t);
+    sx_free(&env->al, x);
+    return sx_fail(env, SYNC_ESCHEMA,
+                   "the schema was changed by another process; reopen");
+  }
+  *out = x;
+  return 0;
+}
+
+SYNC_PRIVATE void sx_txn_close_cursors(sync_txn *x) {
+  sync_cursor *c;
+  sync_changes *ch;
+  unsigned i;
+  for (c = x->cursors; c; c = c->next) {
+    sx_cur_close(c->c);
+    c->c = NULL;
+    c->dead = 1;
+    c->x = NULL;
+  }
+  x->cursors = NULL;
+  for (ch = x->changes; ch; ch = ch->next) {
+    sx_cur_close(ch->c);
+    ch->c = NULL;
+    ch->dead = 1;
+    ch->x = NULL;
+  }
+  x->changes = NULL;
+  for (i = 0; i < x->ncur; i++) {
+    sx_cur_close(x->cur[i]);
+    x->cur[i] = NULL;
+  }
+}
+
+SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
+  const sx_alloc *al = &x->env->al;
+  sx_free(al, x->cur);
+  sx_free(al, x->delta);
+  sx_free(al, x->dsum);
+  if (x->scratch_ok) {
+    sx_row_free(al, &x->old);
+    sx_row_free(al, &x->nw);
+  }
+  sx_buf_free(&x->enc);
+  sx_buf_free(&x->changed);
+  sx_buf_free(&x->conflicts);
+  sx_buf_free(&x->cpend);
+  sx_buf_free(&x->fpbuf);
+  sx_free(al, x->sites);
+  sx_free(al, x->gccl);
+  sx_free(al, x);
+}
+
+SYNC_API void sync_txn_abort(sync_txn *x) {
+  sync_env *env;
+  if (!x) return;
+  env = x->env;
+  sx_txn_close_cursors(x);
+  sx_txn_abort(env->st, x->t);
+  sx_txn_free(x);
+}
+
+SYNC_API uint64_t sync_txn_version(sync_txn *x) {
+  return x ? x->base_version : 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Per-table cursors and row scratch
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE int sx_scratch(sync_txn *x) {
+  if (x->scratch_ok) return 0;
+  if (sx_row_init(&x->env->al, &x->old, SYNC_MAX_COLUMNS)) return SYNC_ENOMEM;
+  if (sx_row_init(&x->env->al, &x->nw, SYNC_MAX_COLUMNS)) {
+    sx_row_free(&x->env->al, &x->old);
+    return SYNC_ENOMEM;
+  }
+  x->scratch_ok = 1;
+  return 0;
+}
+
+/* Per-table cursor, count and sum arrays, made at the first write or
+ * read. */
+SYNC_PRIVATE int sx_txn_tables(sync_txn *x) {
+  unsigned n = x->env->schema->ntables;
+  if (x->cur || n == 0) return 0;
+  x->cur = (sx_scur **)sx_malloc(&x->env->al, sizeof(sx_scur *) * n);
+  x->delta = (int64_t *)sx_malloc(&x->env->al, sizeof(int64_t) * n);
+  x->dsum = (uint64_t(*)[3])sx_malloc(&x->env->al, sizeof x->dsum[0] * n);
+  if (!x->cur || !x->delta || !x->dsum) {
+    sx_free(&x->env->al, x->cur);
+    sx_free(&x->env->al, x->delta);
+    sx_free(&x->env->al, x->dsum);
+    x->cur = NULL;
+    x->delta = NULL;
+    x->dsum = NULL;
+    return SYNC_ENOMEM;
+  }
+  memset(x->cur, 0, sizeof(sx_scur *) * n);
+  memset(x->delta, 0, sizeof(int64_t) * n);
+  memset(x->dsum, 0, sizeof x->dsum[0] * n);
+  x->ncur = n;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out) {
+  int rc;
+  if ((rc = sx_txn_tables(x))) return rc;
+  if (!x->cur[tid] &&
+      (rc = sx_cur_open(x->env->st, x->t, x->env->tdbi[tid], &x->cur[tid])))
+    return rc;
+  *out = x->cur[tid];
+  return 0;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Site table
+ * ------------------------------------------------------------------- */
+
+/* The 16-byte id of site index idx of this replica. */
+/* Load the site table into the transaction (sites are few: one per
+ * replica that ever wrote). */
+SYNC_PRIVATE int sx_sites_load(sync_txn *x) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, v;
+  uint32_t n = 0, cap = 0;
+  int rc, op = SX_FIRST;
+  if (x->sites_ok) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->sites, &c))) return rc;
+  for (;;) {
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != 4 || v.n != SX_SITE_LEN || sx_get_be32(k.p) != n) {
+      rc = sx_fail(env, SYNC_ECORRUPT, "site table damaged");
+      break;
+    }
+    if (n == cap) {
+      uint32_t ncap = cap ? cap * 2 : 16;
+      void *p = sx_realloc(&env->al, x->sites, (size_t)ncap * SX_SITE_LEN);
+      if (!p) {
+        rc = SYNC_ENOMEM;
+        break;
+      }
+      x->sites = (uint8_t(*)[SX_SITE_LEN])p;
+      cap = ncap;
+    }
+    memcpy(x->sites[n++], v.p, SX_SITE_LEN);
+  }
+  sx_cur_close(c);
+  if (rc) return rc;
+  if (n == 0) return sx_fail(env, SYNC_ECORRUPT, "site table empty");
+  x->nsites = n;
+  x->sites_cap = cap;
+  x->sites_ok = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
+  int rc;
+  if (idx == 0) {
+    memcpy(out, x->env->site, SX_SITE_LEN);
+    return 0;
+  }
+  if ((rc = sx_sites_load(x))) return rc;
+  if (idx >= x->nsites) return SYNC_ECORRUPT;
+  memcpy(out, x->sites[idx], SX_SITE_LEN);
+  return 0;
+}
+
+SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
+                               uint32_t *out) {
+  unsigned char k[4];
+  uint32_t i;
+  int rc;
+  if ((rc = sx_sites_load(x))) return rc;
+  for (i = 0; i < x->nsites; i++)
+    if (!memcmp(x->sites[i], id, SX_SITE_LEN)) {
+      *out = i;
+      return 0;
+    }
+  if (!add) return SYNC_NOTFOUND;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->nsites == x->sites_cap) {
+    uint32_t ncap = x->sites_cap * 2;
+    void *p = sx_realloc(&x->env->al, x->sites, (size_t)ncap * SX_SITE_LEN);
+    if (!p) return SYNC_ENOMEM;
+    x->sites = (uint8_t(*)[SX_SITE_LEN])p;
+    x->sites_cap = ncap;
+  }
+  sx_put_be32(k, x->nsites);
+  if ((rc = sx_put(x->env->st, x->t, x->env->sites, k, 4, id, SX_SITE_LEN,
+                   0))) {
+    x->failed = 1;
+    return rc;
+  }
+  memcpy(x->sites[x->nsites], id, SX_SITE_LEN);
+  *out = x->nsites++;
+  return 0;
+}
+
+SYNC_PRIVATE void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
+                               uint64_t schema_version) {
+  sx_put_le64(b, hlc);
+  sx_put_le64(b + 8, version);
+  sx_put_le64(b + 16, schema_version);
+}

@@ -1,0 +1,158 @@
+/*
+ * types.h - the objects every engine module shares: the environment, the
+ * transaction, cursors and change iterators, at the foot of the engine so
+ * that each module after it can use them.
+ */
+#ifndef SX_TYPES_H
+#define SX_TYPES_H
+
+#include "internal.h"
+
+#include "clock.h"
+#include "hash.h"
+#include "row.h"
+#include "schema.h"
+#include "stats.h"
+#include "store.h"
+#include "util.h"
+
+/* Taken by the thread writing errmsg (a failing call), so that threads
+ * failing at once do not write the message together. */
+#if defined(__STDC_NO_ATOMICS__)
+typedef int sx_errlock;
+#else
+#include <stdatomic.h>
+typedef atomic_int sx_errlock;
+#endif
+/* A slot of the peers' schemas (sync_env.compat), filled once. */
+#if defined(__STDC_NO_ATOMICS__)
+typedef sx_schema *sx_aschema;
+#define SX_PLOAD(p) (*(p))
+#else
+typedef sx_schema *_Atomic sx_aschema;
+#define SX_PLOAD(p) atomic_load_explicit((p), memory_order_acquire)
+#endif
+#define SX_MAGIC "sync-db\0"
+/* 2: the per-table record ("n" + id) holds the live count and the sums of
+ * the row fingerprints.  A writable open upgrades a format-1 file. */
+#define SX_FORMAT_VERSION 5
+#define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
+#define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
+#define SX_LOGKEY 12
+#define SX_COMPAT_MAX 16
+struct sync_env {
+  sx_alloc al;
+  int durability;
+  size_t mapsize, mapmax;
+  sync_clock_fn clock;
+  void *clock_ctx;
+  sync_random_fn random;
+  void *random_ctx;
+  sx_schema *decl;   /* declared by the program, compared at open */
+  sx_schema *schema; /* in force */
+  sx_store *st;
+  int rdonly;
+  sx_dbi meta, sites, log;
+  sx_dbi tdbi[SYNC_MAX_TABLES];
+  sx_dbi vv, peers, conflicts;
+  sx_dbi rejects;  /* the rejection log (reject.c, "Rejections") */
+  int rejects_ok;  /* the store exists (older files gain it when opened
+                      for writing) */
+  sx_dbi epochs;   /* history marks (open.c, "Epochs") */
+  int epochs_ok;   /* the store exists (files of older versions may lack
+                      it until opened for writing) */
+  uint8_t site[SX_SITE_LEN];
+  char errmsg[256];
+  int native;
+  sx_errlock errlock;
+  sync_change_fn on_change;
+  void *on_change_ctx;
+  sync_conflict_fn on_conflict;
+  void *on_conflict_ctx;
+  /* Installed by the conflict module with on_conflict (conflict.c): hands
+   * a committed transaction's conflicts to it, so the commit needs no
+   * call up to that module. */
+  void (*notify_conflicts)(sync_txn *x);
+  sync_resolver_fn resolver;
+  void *resolver_ctx;
+  sx_stats stats; /* operating counters (stats.h) */
+  /* Peers' schemas found compatible with ours (a handshake, or
+   * sync_env_schema_accept): deltas and requests made under their hashes
+   * are accepted, and the values a delta brings for tables and columns
+   * beyond ours are checked against the sender's.  Slots fill in order
+   * and are never replaced while the env is open, so readers need no
+   * lock; emptied when our schema changes (no transaction is active
+   * then) and at close. */
+  sx_aschema compat[SX_COMPAT_MAX];
+};
+struct sync_txn {
+  sync_env *env;
+  sx_stxn *t;
+  int rdonly;
+  int failed; /* an LMDB write failed: only abort remains */
+  int wrote;   /* took a version: rows changed */
+  int dirty;   /* state to write at commit (cursors, tombstones) */
+  int stamped;
+  uint64_t base_version, hlc_last, schema_version;
+  uint64_t version, hlc;
+  uint32_t seq;
+  unsigned long gen; /* bumped by every write, for open iterators */
+  int64_t *delta;    /* live-row count change per table */
+  uint64_t (*dsum)[3]; /* per table: content sum, meta sum and row count
+                          change, mod 2^64 */
+  sx_scur **cur;     /* cached cursor per table */
+  unsigned ncur;
+  int scratch_ok;
+  sx_row old, nw;
+  sx_buf enc;
+  sync_cursor *cursors; /* user cursors, invalidated at the end */
+  sync_changes *changes;
+  uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
+  int64_t log_added; /* log entries added (or removed, negative) */
+  uint64_t rows_written; /* rows stored, for the stats */
+  int64_t log_stale; /* entries left behind by rows that changed again */
+  uint64_t *gccl;    /* per table: largest causal length collected (gc) */
+  int gccl_ok;       /* gccl loaded (NULL then means all zero) */
+  sx_buf changed;    /* (table, key) of changed rows, for on_change */
+  sx_buf fpbuf;      /* scratch of sx_row_fp */
+  sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
+  sx_buf cpend;      /* conflict records waiting for their row's write */
+  uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
+  uint32_t nsites, sites_cap;
+  int sites_ok;
+};
+struct sync_cursor {
+  sx_alloc al;
+  sync_txn *x;
+  unsigned tid;
+  sx_scur *c;
+  int started, done, dead;
+  unsigned long gen;
+  size_t lolen, hilen, lastlen;
+  int has_lo, has_hi;
+  unsigned char lo[SYNC_MAX_KEY], hi[SYNC_MAX_KEY], last[SYNC_MAX_KEY];
+  sx_row row;
+  sync_cursor *next;
+};
+struct sync_changes {
+  sx_alloc al;
+  sync_txn *x;
+  sx_scur *c;
+  uint64_t since;
+  int started, dead;
+  unsigned long gen;
+  unsigned char last[SX_LOGKEY];
+  unsigned tid;
+  sx_row row;
+  sync_changes *next;
+};
+/* A table's sums, mod 2^64, of the content fingerprints of its live rows
+ * and of the meta fingerprints of all its rows (tombstones too), the
+ * number of live rows and of all rows.  O(1): read from the table's stored record
+ * (kept at every commit by sx_store_row) plus the open transaction's
+ * changes; always equal to what a scan computes (sx_table_scan). */
+typedef struct sx_tsum {
+  uint64_t content, meta, live, rows;
+} sx_tsum;
+
+#endif
