@@ -719,31 +719,38 @@ static int sx_stored_row(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
   return 1;
 }
 
-static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
-                               const sync_apply_opts *ao,
-                               sync_apply_report *rep, int hold) {
-  sync_env *env;
-  sx_wscratch ws;
-  char text[SYNC_REFUSE_TEXT_MAX + 1];
-  int reason;
-  uint64_t *lvv = NULL, *rvv = NULL, ahead = UINT64_MAX;
-  uint32_t sender = SX_NONE;
-  int checks, policy = ao ? ao->policy : SYNC_APPLY_MERGE;
-  sync_apply_report dummy;
+/* One apply of a chunk: what its stages share. */
+typedef struct sx_run {
   sx_apply a;
+  const sync_apply_opts *ao;
+  int hold;       /* the session's apply (sx_delta_apply_held) */
+  int checks;     /* rows are judged (rights, relay, clock, check) */
+  int keyed;      /* an initial stream (rows in key order) */
+  int scoped;     /* the sender has a scope: kept rows may have to exit */
+  int contiguous; /* the chunk starts at the sender's cursor */
   sx_peer peer;
-  uint64_t maxhlc = 0;
-  size_t i, app_len = 0;
+  uint64_t *lvv;  /* our vector */
+  uint64_t *rvv;  /* the vector judged against (NULL: relay) */
+  uint64_t ahead; /* the newest stamp taken (max_ahead_ms) */
+  uint32_t sender; /* the sender's delta site index */
+  sx_wscratch ws;
+  sync_value *svals; /* scratch of sx_scope_of */
+  int reason;
+  char text[SYNC_REFUSE_TEXT_MAX + 1];
+  /* Rows of an initial stream past the table's last key go on the end,
+   * without a search: the table whose last key is known, and the key. */
+  unsigned app_tid;
+  int app_any;
+  size_t app_len;
   unsigned char app_last[SYNC_MAX_KEY];
-  unsigned app_tid = SX_NONE;
-  int rc, contiguous, base = policy & ~SYNC_APPLY_DRY_RUN, app_any = 0, keyed,
-      scoped = ao && ao->scope_filter && ao->scope_tables;
-  sync_value *svals = NULL;
-  if (!rep) rep = &dummy;
-  memset(rep, 0, sizeof *rep);
-  memset(&ws, 0, sizeof ws);
-  if (!x || !d) return SYNC_EINVAL;
-  env = x->env;
+} sx_run;
+
+/* May this chunk be applied here at all?  0, or an error with the
+ * message set. */
+static int sx_apply_admit(sync_txn *x, const sync_delta *d,
+                          const sync_apply_opts *ao, int policy) {
+  sync_env *env = x->env;
+  int rc, base = policy & ~SYNC_APPLY_DRY_RUN;
   if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
   if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
   if (!sx_compat_ok(env, d->schema_hash))
@@ -767,313 +774,431 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
                    "the chunk holds exit markers (%zu), which this replica "
                    "does not take from its sender",
                    d->nx);
-  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
-  memset(&a, 0, sizeof a);
-  a.x = x;
-  a.d = d;
-  a.policy = base;
-  a.dry = (policy & SYNC_APPLY_DRY_RUN) != 0;
-  a.rep = rep;
-  rc = sx_peer_get(x, d->sender, &peer);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  contiguous = !d->repair && sx_cursor_eq(&peer.cur, &d->start);
-  if (!contiguous && !d->repair && sx_cursor_covers(&peer.cur, &d->end)) {
-    /* Every row of this chunk sits at or before our cursor: the run
-     * already brought it (or a later state of its rows).  Applying it
-     * again would change nothing but re-log its conflicts. */
-    rep->rows = rep->unchanged = d->nrows;
-    return 0;
-  }
-  keyed = !d->repair && (d->start.mode == SX_MODE_INITIAL ||
-          d->end.mode == SX_MODE_INITIAL ||
-          (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
-           d->start.seq == 0));
-  /* Map the delta's sites to ours (added as they come; a dry run maps
-   * unknown ones past the end, which only comparisons by id use). */
-  a.smap = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * d->nsites);
-  if (!a.smap) return SYNC_ENOMEM;
+  return 0;
+}
+
+/* Map the delta's sites to ours (added as they come; a dry run maps
+ * unknown ones past the end, which only comparisons by id use), and take
+ * the sender's vector and ours. */
+static int sx_apply_sites(sx_run *r) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  size_t i;
+  int rc;
+  r->a.smap = (uint32_t *)sx_malloc(&x->env->al, sizeof(uint32_t) * d->nsites);
+  if (!r->a.smap) return SYNC_ENOMEM;
   for (i = 0; i < d->nsites; i++) {
-    rc = sx_site_index(x, d->sites[i], !a.dry, &a.smap[i]);
-    if (rc == SYNC_NOTFOUND && a.dry) {
-      a.smap[i] = SX_NONE;
+    rc = sx_site_index(x, d->sites[i], !r->a.dry, &r->a.smap[i]);
+    if (rc == SYNC_NOTFOUND && r->a.dry) {
+      r->a.smap[i] = SX_NONE;
       rc = 0;
     }
-    if (rc) goto done;
+    if (rc) return rc;
   }
-  if ((rc = sx_sender_vv(x, d, &a.svv))) goto done;
-  checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms ||
-                  ao->check);
+  if ((rc = sx_sender_vv(x, d, &r->a.svv))) return rc;
   /* Our vector tells a row we never had from one we deleted and
    * collected (its insert is covered, yet no row or tombstone is left). */
-  if ((rc = sx_vv_load(x, &lvv))) goto done;
-  if (checks) {
-    for (i = 0; i < d->nsites; i++)
-      if (!memcmp(d->sites[i], d->sender, SX_SITE_LEN)) sender = (uint32_t)i;
-    rvv = ao->relay ? NULL : lvv; /* the relay check needs our vector */
-    if (ao->max_ahead_ms) {
-      uint64_t now = env->clock(env->clock_ctx);
-      ahead = ((now + ao->max_ahead_ms) << 16) | 0xffff;
-    }
-    if (ao->check &&
-        (rc = sx_wscratch_make(&env->al, d, env->schema, &ws)))
-      goto done;
-    if (ao->refuse_whole) {
-      /* Every row judged against the stored one before anything is
-       * written; every refusal reported, then the chunk refused. */
-      size_t nref = 0;
-      char first[SYNC_REFUSE_TEXT_MAX + 1];
-      for (i = 0; i < d->nrows; i++) {
-        int found;
-        if (d->rows[i].tid >= env->schema->ntables) continue; /* held */
-        found = sx_stored_row(x, d, &d->rows[i]);
-        if (found < 0) {
-          rc = found;
-          goto done;
-        }
-        rc = sx_judge(&a, ao, &d->rows[i], found, rvv, sender, ahead, &ws,
-                      &reason, text);
-        if (rc < 0) goto done;
-        if (rc) {
-          if (!nref++) memcpy(first, text, sizeof first);
-          rep->refused++;
-          if ((rc = sx_report_refusal(&a, ao, &d->rows[i], reason, text)))
-            goto done;
-        }
-      }
-      rc = 0;
-      if (nref) {
-        rc = sx_fail(env, SYNC_EPERM,
-                     "the chunk holds %zu rows the sender may not write "
-                     "(the first: %s)", nref, first);
-        goto done;
-      }
-    }
-  }
-  /* The clock follows everything in the delta before any local stamp
-   * (a resolver's) is taken, so ours come after all of them; stamps of
-   * refused rows must not move it. */
+  return sx_vv_load(x, &r->lvv);
+}
+
+/* refuse_whole: every row judged against the stored one before anything
+ * is written; every refusal reported, then the chunk refused. */
+static int sx_apply_judge_all(sx_run *r) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  sync_env *env = x->env;
+  size_t i, nref = 0;
+  char first[SYNC_REFUSE_TEXT_MAX + 1];
+  int rc;
   for (i = 0; i < d->nrows; i++) {
-    size_t j;
-    if (d->rows[i].tid >= env->schema->ntables) continue; /* not applied */
-    if (checks && !sx_row_ok(&a, ao, &d->rows[i], rvv, sender, ahead)) continue;
-    if (d->rows[i].clhlc > maxhlc) maxhlc = d->rows[i].clhlc;
-    for (j = 0; j < d->rows[i].ncols; j++)
-      if (d->cols[d->rows[i].col0 + j].hlc > maxhlc)
-        maxhlc = d->cols[d->rows[i].col0 + j].hlc;
+    int found;
+    if (d->rows[i].tid >= env->schema->ntables) continue; /* held */
+    found = sx_stored_row(x, d, &d->rows[i]);
+    if (found < 0) return found;
+    rc = sx_judge(&r->a, r->ao, &d->rows[i], found, r->rvv, r->sender,
+                  r->ahead, &r->ws, &r->reason, r->text);
+    if (rc < 0) return rc;
+    if (rc) {
+      if (!nref++) memcpy(first, r->text, sizeof first);
+      r->a.rep->refused++;
+      if ((rc = sx_report_refusal(&r->a, r->ao, &d->rows[i], r->reason,
+                                  r->text)))
+        return rc;
+    }
   }
-  if (maxhlc > x->hlc_seen) x->hlc_seen = maxhlc;
+  if (nref)
+    return sx_fail(env, SYNC_EPERM,
+                   "the chunk holds %zu rows the sender may not write "
+                   "(the first: %s)", nref, first);
+  return 0;
+}
+
+/* The checks of sync_apply_opts: what judging rows needs. */
+static int sx_apply_checks(sx_run *r) {
+  const sync_apply_opts *ao = r->ao;
+  const sync_delta *d = r->a.d;
+  sync_env *env = r->a.x->env;
+  size_t i;
+  int rc;
+  for (i = 0; i < d->nsites; i++)
+    if (!memcmp(d->sites[i], d->sender, SX_SITE_LEN)) r->sender = (uint32_t)i;
+  r->rvv = ao->relay ? NULL : r->lvv; /* the relay check needs our vector */
+  if (ao->max_ahead_ms) {
+    uint64_t now = env->clock(env->clock_ctx);
+    r->ahead = ((now + ao->max_ahead_ms) << 16) | 0xffff;
+  }
+  if (ao->check && (rc = sx_wscratch_make(&env->al, d, env->schema, &r->ws)))
+    return rc;
+  return ao->refuse_whole ? sx_apply_judge_all(r) : 0;
+}
+
+/* The clock follows everything in the delta before any local stamp (a
+ * resolver's) is taken, so ours come after all of them; stamps of
+ * refused rows must not move it. */
+static void sx_apply_clock(sx_run *r) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  uint64_t maxhlc = 0;
+  size_t i, j;
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *dr = &d->rows[i];
-    const unsigned char *key = d->arena.p + dr->koff;
-    sx_scur *cur;
-    sx_slice k, v;
-    int found, cls, was_live, now_live, append = 0;
-    rep->rows++;
-    if (dr->tid >= env->schema->ntables) {
-      /* A table of a newer schema: nowhere to keep it yet.  The cursor
-       * stays before the chunk, so that the run brings it again once an
-       * upgrade added the table (docs/PROTOCOL.md, "Schemas"). */
-      rep->unknown++;
+    if (dr->tid >= x->env->schema->ntables) continue; /* not applied */
+    if (r->checks &&
+        !sx_row_ok(&r->a, r->ao, dr, r->rvv, r->sender, r->ahead))
       continue;
-    }
-    if ((rc = sx_table_cursor(x, dr->tid, &cur))) goto done;
-    if (keyed && !a.dry) {
-      /* Rows of an initial stream come in key order: past the table's
-       * last key they are new and go on the end, without a search. */
-      if (dr->tid != app_tid) {
-        app_tid = dr->tid;
-        k.p = NULL;
-        k.n = 0;
-        rc = sx_cur_get(env->st, cur, SX_LAST, &k, &v);
-        if (rc && rc != SYNC_NOTFOUND) goto done;
-        app_len = rc ? 0 : k.n;
-        if (!rc) memcpy(app_last, k.p, k.n);
-        app_any = rc == 0;
-      }
-      append = !app_any || sx_keycmp(key, dr->klen, app_last, app_len) > 0;
-    }
-    if (append) {
-      rc = SYNC_NOTFOUND;
-    } else {
-      k.p = key;
-      k.n = dr->klen;
-      rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-    }
-    if (rc && rc != SYNC_NOTFOUND) goto done;
-    found = rc == 0;
-    if (found && (rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old))) {
-      sx_fail(env, rc, "table '%s': stored row fails its checksum",
-              env->schema->tables[dr->tid].name);
-      goto done;
-    }
-    if (checks && !ao->refuse_whole) { /* whole: judged above */
-      rc = sx_judge(&a, ao, dr, found, rvv, sender, ahead, &ws, &reason,
-                    text);
-      if (rc < 0) goto done;
-      if (rc) {
-        rep->refused++; /* never applied; the run still moves past it */
-        if ((rc = sx_report_refusal(&a, ao, dr, reason, text))) goto done;
-        continue;
-      }
-    }
-    rc = 0;
-    if (!found && (dr->cl & 1) && a.smap[dr->clsite] != SX_NONE &&
-        a.smap[dr->clsite] < x->nsites &&
-        dr->clhlc <= lvv[a.smap[dr->clsite]]) {
-      rc = sx_gc_covers(x, d, dr);
-      if (rc > 0) rc = sx_collected_above(x, dr->tid, dr->cl);
-      if (rc < 0) goto done;
-    }
-    if (rc) {
-      /* We held this row and collected its tombstone: the sender kept
-       * an old copy.  Bringing it back would invent data; leaving it
-       * would leave the sender with it for good.  A delete of ours
-       * (causal length + 1) says again what we knew, and goes back to
-       * the sender with everything else (a repair frame's answer). */
-      if (d->repair)
-        rep->deleted++;
-      else
-        rep->unchanged++;
-      if (!a.dry) {
-        sx_stamp_txn(x);
-        x->nw.nstamps = 0;
-        x->nw.cl = dr->cl + 1;
-        x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp_local(x));
-        x->nw.ncols = 0;
-        if ((rc = sx_store_row(x, dr->tid, cur, key, dr->klen, 0, append)))
-          goto done;
-        if (append) {
-          memcpy(app_last, key, dr->klen);
-          app_len = dr->klen;
-          app_any = 1;
-        }
-      }
-      rc = 0;
-      continue;
-    }
-    x->cpend.len = 0;
-    if ((rc = sx_merge_row(&a, dr, found, &cls)) < 0) goto done;
-    was_live = found && (x->old.cl & 1);
-    now_live = (x->nw.cl & 1) != 0;
-    if (rc == 0) {
-      rep->unchanged++;
-      if (scoped && !a.dry) {
-        /* Ours stays; if it is out of the sender's scope, the sender's
-         * copy must exit: log the row again so its next chunk says so. */
-        int in = 1;
-        if (sx_bit(ao->scope_tables, dr->tid)) {
-          if ((rc = sx_scope_of(x, ao, d->sender, dr->tid, key, dr->klen,
-                                &x->old, &svals, &in)))
-            goto done;
-        }
-        if (!in && (rc = sx_relog(x, dr->tid, cur, key, dr->klen))) goto done;
-      }
-    } else {
-      if (now_live && !was_live) rep->inserted++;
-      else if (!now_live && was_live) rep->deleted++;
-      else if (now_live) rep->updated++;
-      else rep->unchanged++;
-      if (!a.dry &&
-          (rc = sx_store_row(x, dr->tid, cur, key, dr->klen, found, append)))
-        goto done;
-      if (append) {
-        memcpy(app_last, key, dr->klen);
-        app_len = dr->klen;
-        app_any = 1;
-      }
-    }
-    if (!a.dry && (rc = sx_conflicts_flush(x))) goto done;
-    x->cpend.len = 0;
-    rc = 0;
+    if (dr->clhlc > maxhlc) maxhlc = dr->clhlc;
+    for (j = 0; j < dr->ncols; j++)
+      if (d->cols[dr->col0 + j].hlc > maxhlc)
+        maxhlc = d->cols[dr->col0 + j].hlc;
   }
+  if (maxhlc > x->hlc_seen) x->hlc_seen = maxhlc;
+}
+
+/* Find the stored row of dr with cursor cur: 1 found (decoded into
+ * x->old), 0 not, or an error.  *append: the row goes on the table's
+ * end (an initial stream past the last key), so no search was made. */
+static int sx_apply_find(sx_run *r, const sx_drow *dr, sx_scur *cur,
+                         int *append) {
+  sync_txn *x = r->a.x;
+  sync_env *env = x->env;
+  const unsigned char *key = r->a.d->arena.p + dr->koff;
+  sx_slice k, v;
+  int rc;
+  *append = 0;
+  if (r->keyed && !r->a.dry) {
+    if (dr->tid != r->app_tid) {
+      r->app_tid = dr->tid;
+      k.p = NULL;
+      k.n = 0;
+      rc = sx_cur_get(env->st, cur, SX_LAST, &k, &v);
+      if (rc && rc != SYNC_NOTFOUND) return rc;
+      r->app_len = rc ? 0 : k.n;
+      if (!rc) memcpy(r->app_last, k.p, k.n);
+      r->app_any = rc == 0;
+    }
+    *append = !r->app_any ||
+              sx_keycmp(key, dr->klen, r->app_last, r->app_len) > 0;
+  }
+  if (*append) return 0;
+  k.p = key;
+  k.n = dr->klen;
+  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if ((rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   env->schema->tables[dr->tid].name);
+  return 1;
+}
+
+/* A row went on the table's end: it is the last key now. */
+static void sx_apply_appended(sx_run *r, const sx_drow *dr) {
+  memcpy(r->app_last, r->a.d->arena.p + dr->koff, dr->klen);
+  r->app_len = dr->klen;
+  r->app_any = 1;
+}
+
+/* Has this replica deleted dr's row and collected the tombstone?  1, 0,
+ * or an error. */
+static int sx_apply_was_collected(sx_run *r, const sx_drow *dr) {
+  sync_txn *x = r->a.x;
+  uint32_t li = r->a.smap[dr->clsite];
+  int rc;
+  if (!(dr->cl & 1) || li == SX_NONE || li >= x->nsites ||
+      dr->clhlc > r->lvv[li])
+    return 0;
+  rc = sx_gc_covers(x, r->a.d, dr);
+  if (rc > 0) rc = sx_collected_above(x, dr->tid, dr->cl);
+  return rc;
+}
+
+/* We held this row and collected its tombstone: the sender kept an old
+ * copy.  Bringing it back would invent data; leaving it would leave the
+ * sender with it for good.  A delete of ours (causal length + 1) says
+ * again what we knew, and goes back to the sender with everything else
+ * (a repair frame's answer). */
+static int sx_apply_redelete(sx_run *r, const sx_drow *dr, sx_scur *cur,
+                             int append) {
+  sync_txn *x = r->a.x;
+  int rc;
+  if (r->a.d->repair)
+    r->a.rep->deleted++;
+  else
+    r->a.rep->unchanged++;
+  if (r->a.dry) return 0;
+  sx_stamp_txn(x);
+  x->nw.nstamps = 0;
+  x->nw.cl = dr->cl + 1;
+  x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp_local(x));
+  x->nw.ncols = 0;
+  if ((rc = sx_store_row(x, dr->tid, cur, r->a.d->arena.p + dr->koff,
+                         dr->klen, 0, append)))
+    return rc;
+  if (append) sx_apply_appended(r, dr);
+  return 0;
+}
+
+/* Ours stays; if it is out of the sender's scope, the sender's copy must
+ * exit: log the row again so its next chunk says so. */
+static int sx_apply_kept(sx_run *r, const sx_drow *dr, sx_scur *cur) {
+  sync_txn *x = r->a.x;
+  const unsigned char *key = r->a.d->arena.p + dr->koff;
+  int rc, in = 1;
+  if (sx_bit(r->ao->scope_tables, dr->tid) &&
+      (rc = sx_scope_of(x, r->ao, r->a.d->sender, dr->tid, key, dr->klen,
+                        &x->old, &r->svals, &in)))
+    return rc;
+  return in ? 0 : sx_relog(x, dr->tid, cur, key, dr->klen);
+}
+
+/* Merge one row of the chunk: judge it, merge it, store it, count it. */
+static int sx_apply_row(sx_run *r, const sx_drow *dr) {
+  sync_txn *x = r->a.x;
+  sync_apply_report *rep = r->a.rep;
+  sx_scur *cur;
+  int rc, found, cls, was_live, now_live, append;
+  rep->rows++;
+  if (dr->tid >= x->env->schema->ntables) {
+    /* A table of a newer schema: nowhere to keep it yet.  The cursor
+     * stays before the chunk, so that the run brings it again once an
+     * upgrade added the table (docs/PROTOCOL.md, "Schemas"). */
+    rep->unknown++;
+    return 0;
+  }
+  if ((rc = sx_table_cursor(x, dr->tid, &cur))) return rc;
+  if ((found = sx_apply_find(r, dr, cur, &append)) < 0) return found;
+  if (r->checks && !r->ao->refuse_whole) { /* whole: judged above */
+    rc = sx_judge(&r->a, r->ao, dr, found, r->rvv, r->sender, r->ahead,
+                  &r->ws, &r->reason, r->text);
+    if (rc < 0) return rc;
+    if (rc) {
+      rep->refused++; /* never applied; the run still moves past it */
+      return sx_report_refusal(&r->a, r->ao, dr, r->reason, r->text);
+    }
+  }
+  if (!found && (rc = sx_apply_was_collected(r, dr)) != 0)
+    return rc < 0 ? rc : sx_apply_redelete(r, dr, cur, append);
+  x->cpend.len = 0;
+  if ((rc = sx_merge_row(&r->a, dr, found, &cls)) < 0) return rc;
+  was_live = found && (x->old.cl & 1);
+  now_live = (x->nw.cl & 1) != 0;
+  if (rc == 0) {
+    rep->unchanged++;
+    if (r->scoped && !r->a.dry && (rc = sx_apply_kept(r, dr, cur))) return rc;
+  } else {
+    if (now_live && !was_live) rep->inserted++;
+    else if (!now_live && was_live) rep->deleted++;
+    else if (now_live) rep->updated++;
+    else rep->unchanged++;
+    if (!r->a.dry &&
+        (rc = sx_store_row(x, dr->tid, cur, r->a.d->arena.p + dr->koff,
+                           dr->klen, found, append)))
+      return rc;
+    if (append) sx_apply_appended(r, dr);
+  }
+  if (!r->a.dry && (rc = sx_conflicts_flush(x))) return rc;
+  x->cpend.len = 0;
+  return 0;
+}
+
+/* The sender's collection bounds: its largest collected causal length
+ * per table and, after a complete stream, its vector as the bound of the
+ * deletes we now claim without tombstones. */
+static int sx_apply_gccl(sx_run *r) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  sync_env *env = x->env;
+  uint64_t *maxcl, *from;
+  size_t i;
+  int rc;
+  maxcl = (uint64_t *)sx_malloc(&env->al,
+                                sizeof(uint64_t) * (env->schema->ntables + 1));
+  if (!maxcl) return SYNC_ENOMEM;
+  memset(maxcl, 0, sizeof(uint64_t) * (env->schema->ntables + 1));
+  for (i = 0; i < d->ngccl; i++)
+    if (d->gccl[i].tid < env->schema->ntables)
+      maxcl[d->gccl[i].tid] = d->gccl[i].cl;
+  rc = sx_gccl_raise(x, maxcl);
+  sx_free(&env->al, maxcl);
+  if (rc || !d->complete) return rc;
+  /* We hold what the collector held (its horizon removed the rest): its
+   * vector bounds the deletes we now claim without tombstones, as our own
+   * collection's would. */
+  from = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (x->nsites + 1));
+  if (!from) return SYNC_ENOMEM;
+  memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
+  for (i = 0; i < d->nvv; i++)
+    if (r->a.smap[i] != SX_NONE && r->a.smap[i] < x->nsites)
+      from[r->a.smap[i]] = r->a.svv[i];
+  rc = sx_gcvv_raise(x, from);
+  sx_free(&env->al, from);
+  return rc;
+}
+
+/* The run is complete: we hold all the sender held.  Raise our vector
+ * to the sender's, and take its collection's bounds. */
+static int sx_apply_raise(sx_run *r) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  sync_env *env = x->env;
+  size_t i;
+  int rc;
+  for (i = 0; i < d->nvv; i++) {
+    unsigned char kk[4], vb[8];
+    sx_slice old;
+    uint32_t li = r->a.smap[i];
+    if (!r->a.svv[i] || li == 0) continue;
+    sx_put_be32(kk, li);
+    rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= r->a.svv[i]) continue;
+    sx_put_le64(vb, r->a.svv[i]);
+    if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
+      x->failed = 1;
+      return rc;
+    }
+  }
+  return d->ngccl ? sx_apply_gccl(r) : 0;
+}
+
+/* Move the sender's cursor past the chunk, and with the last chunk of a
+ * clean run raise the vector. */
+static int sx_apply_advance(sx_run *r) {
+  const sync_delta *d = r->a.d;
+  sx_peer *peer = &r->peer;
+  int rc;
+  /* A run that starts from nothing starts clean; one that left rows out
+   * stays unable to raise the vector until it starts again. */
+  if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
+      (d->scope.flags & SX_SCOPE_RESTART))
+    peer->tainted = 0;
+  if (d->partial || r->a.rep->refused || d->nx) peer->tainted = 1;
+  peer->cur = d->end;
+  peer->mark = d->mark;
+  peer->scope = d->scope; /* served with it (none: the sender tracks none) */
+  if (d->last) peer->stale = 0; /* a run from the peer completed */
+  if ((rc = sx_peer_put(r->a.x, d->sender, peer))) return rc;
+  r->a.rep->cursor_moved = 1;
+  if (d->last && !peer->tainted) {
+    if ((rc = sx_apply_raise(r))) return rc;
+    r->a.rep->vector_raised = 1;
+  }
+  r->a.x->dirty = 1; /* the clock may have moved with what we saw */
+  return 0;
+}
+
+/* After the rows: exits, the stream's horizon, the cursor and vector,
+ * renewal records. */
+static int sx_apply_finish(sx_run *r) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  int rc;
   /* Rows that left this replica's scope. */
-  if (d->nx && (rc = sx_apply_exits(&a))) goto done;
-  /* What an initial stream leaves out of the range it covers, the
-   * sender no longer holds. */
-  if (keyed && d->complete && !d->partial && !d->nx &&
-      (rc = sx_apply_horizon(&a, ao)))
-    goto done;
-  if (!a.dry && contiguous && hold && rep->refused) {
+  if (d->nx && (rc = sx_apply_exits(&r->a))) return rc;
+  /* What an initial stream leaves out of the range it covers, the sender
+   * no longer holds. */
+  if (r->keyed && d->complete && !d->partial && !d->nx &&
+      (rc = sx_apply_horizon(&r->a, r->ao)))
+    return rc;
+  if (!r->a.dry && r->contiguous && r->hold && r->a.rep->refused) {
     /* The session moves the cursor once the writer has taken back what
      * was refused (sx_peer_advance): a cut before that sends the chunk
      * again, and the refusals with it. */
     x->dirty = 1;
-  } else if (!a.dry && contiguous && !rep->unknown) {
-    /* A run that starts from nothing starts clean; one that left rows
-     * out stays unable to raise the vector until it starts again. */
-    if ((d->start.mode == SX_MODE_LOG && !d->start.version && !d->start.seq) ||
-        (d->scope.flags & SX_SCOPE_RESTART))
-      peer.tainted = 0;
-    if (d->partial || rep->refused || d->nx) peer.tainted = 1;
-    peer.cur = d->end;
-    peer.mark = d->mark;
-    peer.scope = d->scope; /* served with it (none: the sender tracks none) */
-    if (d->last) peer.stale = 0; /* a run from the peer completed */
-    if ((rc = sx_peer_put(x, d->sender, &peer))) goto done;
-    rep->cursor_moved = 1;
-    if (d->last && !peer.tainted) {
-      /* The run is complete: we hold all the sender held. */
-      for (i = 0; i < d->nvv; i++) {
-        unsigned char kk[4], vb[8];
-        sx_slice old;
-        uint32_t li = a.smap[i];
-        if (!a.svv[i] || li == 0) continue;
-        sx_put_be32(kk, li);
-        rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
-        if (rc && rc != SYNC_NOTFOUND) goto done;
-        if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= a.svv[i]) continue;
-        sx_put_le64(vb, a.svv[i]);
-        if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
-          x->failed = 1;
-          goto done;
-        }
-      }
-      rc = 0;
-      if (d->ngccl) {
-        uint64_t *maxcl = (uint64_t *)sx_malloc(
-            &env->al, sizeof(uint64_t) * (env->schema->ntables + 1));
-        if (!maxcl) {
-          rc = SYNC_ENOMEM;
-          goto done;
-        }
-        memset(maxcl, 0, sizeof(uint64_t) * (env->schema->ntables + 1));
-        for (i = 0; i < d->ngccl; i++)
-          if (d->gccl[i].tid < env->schema->ntables)
-            maxcl[d->gccl[i].tid] = d->gccl[i].cl;
-        rc = sx_gccl_raise(x, maxcl);
-        sx_free(&env->al, maxcl);
-        if (rc) goto done;
-        if (d->complete) {
-          /* We hold what the collector held (its horizon removed the
-           * rest): its vector bounds the deletes we now claim without
-           * tombstones, as our own collection's would. */
-          uint64_t *from = (uint64_t *)sx_malloc(
-              &env->al, sizeof(uint64_t) * (x->nsites + 1));
-          if (!from) {
-            rc = SYNC_ENOMEM;
-            goto done;
-          }
-          memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
-          for (i = 0; i < d->nvv; i++)
-            if (a.smap[i] != SX_NONE && a.smap[i] < x->nsites)
-              from[a.smap[i]] = a.svv[i];
-          rc = sx_gcvv_raise(x, from);
-          sx_free(&env->al, from);
-          if (rc) goto done;
-        }
-      }
-      rep->vector_raised = 1;
-    }
-    x->dirty = 1; /* the clock may have moved with what we saw */
+  } else if (!r->a.dry && r->contiguous && !r->a.rep->unknown) {
+    if ((rc = sx_apply_advance(r))) return rc;
   }
   /* Renewal records: taken whatever the cursor did (they only lower). */
-  if (!a.dry && d->nrenew) rc = sx_apply_renewals(x, d);
-done:
-  sx_free(&env->al, a.svv);
-  sx_free(&env->al, a.smap);
-  sx_free(&env->al, lvv);
-  sx_free(&env->al, svals);
-  sx_wscratch_free(&env->al, &ws);
+  if (!r->a.dry && d->nrenew) return sx_apply_renewals(x, d);
+  return 0;
+}
+
+/* Set up the run: the sender's cursor, the site map and vectors, the
+ * checks.  1 when the chunk is already held (nothing to do), 0, or an
+ * error. */
+static int sx_apply_setup(sx_run *r) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  const sync_apply_opts *ao = r->ao;
+  int rc = sx_peer_get(x, d->sender, &r->peer);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  r->contiguous = !d->repair && sx_cursor_eq(&r->peer.cur, &d->start);
+  if (!r->contiguous && !d->repair &&
+      sx_cursor_covers(&r->peer.cur, &d->end)) {
+    /* Every row of this chunk sits at or before our cursor: the run
+     * already brought it (or a later state of its rows).  Applying it
+     * again would change nothing but re-log its conflicts. */
+    r->a.rep->rows = r->a.rep->unchanged = d->nrows;
+    return 1;
+  }
+  r->keyed = !d->repair && (d->start.mode == SX_MODE_INITIAL ||
+             d->end.mode == SX_MODE_INITIAL ||
+             (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
+              d->start.seq == 0));
+  if ((rc = sx_apply_sites(r))) return rc;
+  r->checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms ||
+                     ao->check);
+  return r->checks ? sx_apply_checks(r) : 0;
+}
+
+static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                               const sync_apply_opts *ao,
+                               sync_apply_report *rep, int hold) {
+  sync_apply_report dummy;
+  sx_run r;
+  size_t i;
+  int rc, policy = ao ? ao->policy : SYNC_APPLY_MERGE;
+  if (!rep) rep = &dummy;
+  memset(rep, 0, sizeof *rep);
+  if (!x || !d) return SYNC_EINVAL;
+  if ((rc = sx_apply_admit(x, d, ao, policy))) return rc;
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+  memset(&r, 0, offsetof(sx_run, text));
+  r.a.x = x;
+  r.a.d = d;
+  r.a.policy = policy & ~SYNC_APPLY_DRY_RUN;
+  r.a.dry = (policy & SYNC_APPLY_DRY_RUN) != 0;
+  r.a.rep = rep;
+  r.ao = ao;
+  r.hold = hold;
+  r.scoped = ao && ao->scope_filter && ao->scope_tables;
+  r.ahead = UINT64_MAX;
+  r.sender = SX_NONE;
+  r.app_tid = SX_NONE;
+  r.app_any = 0;
+  r.app_len = 0;
+  rc = sx_apply_setup(&r);
+  if (rc == 1) rc = 0;
+  else if (!rc) {
+    sx_apply_clock(&r);
+    for (i = 0; i < d->nrows && !rc; i++) rc = sx_apply_row(&r, &d->rows[i]);
+    if (!rc) rc = sx_apply_finish(&r);
+  }
+  sx_free(&x->env->al, r.a.svv);
+  sx_free(&x->env->al, r.a.smap);
+  sx_free(&x->env->al, r.lvv);
+  sx_free(&x->env->al, r.svals);
+  sx_wscratch_free(&x->env->al, &r.ws);
   return rc;
 }
 

@@ -16,7 +16,7 @@
  */
 #include "sess_util.h"
 
-#include "codec.h"
+#include "reject.h"
 
 #include <inttypes.h>
 
