@@ -7075,19 +7075,10 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
 }
 
 
-SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
-                             const sync_delta_opts *opts, sync_delta **out) {
-  sync_env *env;
-  sync_delta *d;
-  uint64_t *vv = NULL, *rvv = NULL;
-  size_t max_rows = 1000, max_bytes = (size_t)1 << 20, i;
-  sx_cut cut;
-  int rc, restart = 0;
-  memset(&cut, 0, sizeof cut);
-  if (!out) return SYNC_EINVAL;
-  *out = NULL;
-  if (!x || !req) return SYNC_EINVAL;
-  env = x->env;
+/* May this replica cut for req?  0, or an error with the message set. */
+static int sx_cut_admit(sync_txn *x, const sync_request *req) {
+  sync_env *env = x->env;
+  int rc;
   if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
       !memcmp(req->requester, env->site, SX_SITE_LEN))
     return SYNC_EINVAL;
@@ -7115,8 +7106,103 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   /* The requester's view of our log must be our history: a cursor past
    * our log's end, or in an epoch we do not have there, was made by
    * another copy of this file. */
-  if ((rc = sx_history_check(x, sx_cursor_version(&req->cur), &req->mark)))
-    return rc;
+  return sx_history_check(x, sx_cursor_version(&req->cur), &req->mark);
+}
+
+/* What the requester holds, per local site index (rvv: x->nsites
+ * entries), less the claims that a renewal record voids: the requester
+ * may still make them (it has not heard of the record). */
+static int sx_cut_rvv(sync_txn *x, const sync_request *req, uint64_t *rvv) {
+  sx_buf b;
+  size_t i;
+  int rc;
+  memset(rvv, 0, sizeof(uint64_t) * x->nsites);
+  for (i = 0; i < req->nvv; i++) {
+    uint32_t idx;
+    if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
+      rvv[idx] = req->vv[i].hlc;
+  }
+  sx_buf_init(&b, &x->env->al);
+  rc = sx_renew_load(x, &b);
+  for (i = 0; !rc && i < x->nsites; i++)
+    rvv[i] = sx_renew_cap(&b, x->sites[i], rvv[i]);
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* What this replica collected: a receiver whose vector this run raises
+ * past those deletes starts new rows above them. */
+static int sx_cut_gccl(sync_txn *x, sync_delta *d) {
+  uint64_t fresh;
+  unsigned t;
+  int rc;
+  x->gccl_ok = 0;
+  sx_free(&x->env->al, x->gccl);
+  x->gccl = NULL;
+  rc = sx_fresh_cl(x, 0, &fresh);
+  for (t = 0; !rc && x->gccl && t < x->env->schema->ntables; t++)
+    if (x->gccl[t]) {
+      d->gccl[d->ngccl].tid = t;
+      d->gccl[d->ngccl].cl = x->gccl[t];
+      d->ngccl++;
+    }
+  return rc;
+}
+
+/* The site table and this replica's vector go with every chunk (vv is
+ * taken), the renewal records with the run's last. */
+static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv) {
+  size_t n = (size_t)x->nsites * SX_SITE_LEN;
+  d->nsites = x->nsites;
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&x->env->al, n);
+  if (!d->sites) return SYNC_ENOMEM;
+  memcpy(d->sites, x->sites, n);
+  d->vv = *vv;
+  d->nvv = x->nsites;
+  *vv = NULL;
+  return d->last ? sx_renew_attach(x, d) : 0;
+}
+
+/* Cut the rows of the chunk: a stream of the tables in key order (from
+ * nothing, or restarted under a new scope) or the log after the cursor. */
+static int sx_cut_rows(sync_txn *x, sync_delta *d, const uint64_t *rvv,
+                       sx_cut *cut, int restart, size_t max_rows,
+                       size_t max_bytes) {
+  int rc;
+  if (restart || d->start.mode == SX_MODE_INITIAL ||
+      (d->start.version == 0 && d->start.seq == 0)) {
+    /* After a collection whose deletes the requester may lack, a stream
+     * names every row: what it leaves out of its range, the receiver
+     * drops (sx_apply_horizon). */
+    if ((rc = sx_need_complete(x, rvv, &d->complete))) return rc;
+    rc = sx_delta_keys(d, x, rvv, cut, d->complete, restart, max_rows,
+                       max_bytes);
+  } else {
+    rc = sx_delta_log(d, x, rvv, cut, max_rows, max_bytes);
+  }
+  if (cut->track && d->end.mode == SX_MODE_LOG) {
+    /* Past the stream: the requester holds rows of the served tables
+     * only, and what follows is the log. */
+    memcpy(d->scope.held, d->scope.tables, SX_TBYTES);
+    d->scope.flags &= ~SX_SCOPE_EXITS;
+  }
+  return rc;
+}
+
+SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
+                             const sync_delta_opts *opts, sync_delta **out) {
+  sync_env *env;
+  sync_delta *d;
+  uint64_t *vv = NULL, *rvv = NULL;
+  size_t max_rows = 1000, max_bytes = (size_t)1 << 20;
+  sx_cut cut;
+  int rc, restart = 0;
+  memset(&cut, 0, sizeof cut);
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || !req) return SYNC_EINVAL;
+  env = x->env;
+  if ((rc = sx_cut_admit(x, req))) return rc;
   if (opts && opts->max_rows) max_rows = opts->max_rows;
   if (opts && opts->max_bytes) max_bytes = opts->max_bytes;
   if ((rc = sx_scratch(x)) || (rc = sx_vv_load(x, &vv))) return rc;
@@ -7126,29 +7212,11 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     rc = SYNC_ENOMEM;
     goto done;
   }
-  /* What the requester holds, per local site index. */
-  memset(rvv, 0, sizeof(uint64_t) * x->nsites);
-  for (i = 0; i < req->nvv; i++) {
-    uint32_t idx;
-    if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
-      rvv[idx] = req->vv[i].hlc;
-  }
-  {
-    /* Claims that a renewal record voids, the requester may still make
-     * (it has not heard of the record): leave them out. */
-    sx_buf b;
-    sx_buf_init(&b, &env->al);
-    rc = sx_renew_load(x, &b);
-    for (i = 0; !rc && i < x->nsites; i++)
-      rvv[i] = sx_renew_cap(&b, x->sites[i], rvv[i]);
-    sx_buf_free(&b);
-    if (rc) goto done;
-  }
+  if ((rc = sx_cut_rvv(x, req, rvv))) goto done;
   memcpy(d->sender, env->site, SX_SITE_LEN);
   memcpy(d->receiver, req->requester, SX_SITE_LEN);
   d->schema_hash = env->schema->hash;
   d->start = req->cur;
-  memset(&cut, 0, sizeof cut);
   cut.o = opts;
   cut.peer = req->requester;
   if (opts && opts->scope) {
@@ -7163,55 +7231,10 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
       goto done;
     }
   }
-  if (restart || d->start.mode == SX_MODE_INITIAL ||
-      (d->start.version == 0 && d->start.seq == 0)) {
-    /* After a collection whose deletes the requester may lack, a stream
-     * names every row: what it leaves out of its range, the receiver
-     * drops (sx_apply_horizon). */
-    if ((rc = sx_need_complete(x, rvv, &d->complete))) goto done;
-    rc = sx_delta_keys(d, x, rvv, &cut, d->complete, restart, max_rows,
-                       max_bytes);
-  } else {
-    rc = sx_delta_log(d, x, rvv, &cut, max_rows, max_bytes);
-  }
-  if (cut.track && d->end.mode == SX_MODE_LOG) {
-    /* Past the stream: the requester holds rows of the served tables
-     * only, and what follows is the log. */
-    memcpy(d->scope.held, d->scope.tables, SX_TBYTES);
-    d->scope.flags &= ~SX_SCOPE_EXITS;
-  }
+  rc = sx_cut_rows(x, d, rvv, &cut, restart, max_rows, max_bytes);
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
-  if (!rc) {
-    /* What this replica collected: a receiver whose vector this run
-     * raises past those deletes starts new rows above them. */
-    uint64_t fresh;
-    unsigned t;
-    x->gccl_ok = 0;
-    sx_free(&env->al, x->gccl);
-    x->gccl = NULL;
-    rc = sx_fresh_cl(x, 0, &fresh);
-    for (t = 0; !rc && x->gccl && t < env->schema->ntables; t++)
-      if (x->gccl[t]) {
-        d->gccl[d->ngccl].tid = t;
-        d->gccl[d->ngccl].cl = x->gccl[t];
-        d->ngccl++;
-      }
-  }
-  if (rc) goto done;
-  /* The site table and this replica's vector go with every chunk. */
-  d->nsites = x->nsites;
-  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&env->al,
-                                                 (size_t)x->nsites * SX_SITE_LEN);
-  if (!d->sites) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
-  memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
-  d->vv = vv;
-  d->nvv = x->nsites;
-  vv = NULL;
-  /* The renewal records go with the run's last chunk. */
-  if (d->last) rc = sx_renew_attach(x, d);
+  if (!rc) rc = sx_cut_gccl(x, d);
+  if (!rc) rc = sx_cut_close(x, d, &vv);
 done:
   sx_free(&env->al, vv);
   sx_free(&env->al, rvv);
@@ -7351,162 +7374,248 @@ static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
   return 0;
 }
 
-SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
-                              int *cls) {
+/* w's columns sized for dr's and emptied. */
+static void sx_merge_clear(sx_row *w, const sx_drow *dr, const sx_dcol *rc0) {
+  size_t i;
+  unsigned j;
+  w->ncols = 0;
+  for (i = 0; i < dr->ncols; i++)
+    if (rc0[i].col + 1 > w->ncols) w->ncols = rc0[i].col + 1;
+  for (j = 0; j < w->ncols; j++) {
+    w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
+    w->cols[j].v = sync_null();
+  }
+}
+
+/* A conflict about the whole row of dr (kind, col SYNC_ROW), stamps and
+ * sites set by the caller. */
+static void sx_merge_rowcfl(sx_cfl *c, const sx_apply *a, const sx_drow *dr,
+                            int kind) {
+  memset(c, 0, sizeof *c);
+  c->kind = kind;
+  c->tid = dr->tid;
+  c->col = SYNC_ROW;
+  c->key = a->d->arena.p + dr->koff;
+  c->klen = dr->klen;
+}
+
+/* Record conflict c and count it. */
+static int sx_merge_log(sx_apply *a, const sx_cfl *c) {
+  int err = sx_conflict_record(a->x, c);
+  if (!err) a->rep->conflicts++;
+  return err;
+}
+
+/* The sender deleted the row we hold live: was ours changed after the
+ * delete?  Then it is a conflict, and the resolver may keep our row (1:
+ * x->nw holds it, re-inserted above the delete with a new stamp). */
+static int sx_merge_deleted_source(sx_apply *a, const sx_drow *dr, int *cls) {
+  sync_txn *x = a->x;
+  sx_row *o = &x->old, *w = &x->nw;
+  unsigned j;
+  int err;
+  for (j = 0; j < o->ncols; j++) {
+    sx_cfl c;
+    sync_value none;
+    if (o->cols[j].st == SX_NOSTAMP ||
+        o->stamps[o->cols[j].st].hlc <= dr->clhlc)
+      continue;
+    sx_merge_rowcfl(&c, a, dr, SYNC_DELETED_SOURCE);
+    c.lhlc = o->stamps[o->cols[j].st].hlc;
+    c.lsite = sx_lsite(x, o->stamps[o->cols[j].st].site);
+    c.rhlc = dr->clhlc;
+    c.rsite = a->d->sites[dr->clsite];
+    c.remote_won = 1;
+    *cls = SYNC_DELETED_SOURCE;
+    if (!(dr->cl & 1) && sx_ask(a, &c, &none) == SYNC_RESOLVE_LOCAL) {
+      /* Keep our row: re-insert it above the sender's delete, with a new
+       * stamp, so that the choice wins everywhere. */
+      c.remote_won = 0;
+      if ((err = sx_merge_log(a, &c))) return err;
+      sx_stamp_txn(x);
+      w->cl = dr->cl + 1;
+      w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
+      w->ncols = o->ncols;
+      for (j = 0; j < o->ncols; j++) {
+        w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
+        w->cols[j].v = sync_null();
+        if (o->cols[j].st != SX_NOSTAMP) sx_force(x, j, &o->cols[j].v);
+      }
+      return 1;
+    }
+    return sx_merge_log(a, &c);
+  }
+  return 0;
+}
+
+/* The sender's causal length wins: its columns replace ours.  Returns 1
+ * (the row changes) or an error. */
+static int sx_merge_theirs(sx_apply *a, const sx_drow *dr, int found,
+                           int *cls) {
+  const sync_delta *d = a->d;
+  sx_row *o = &a->x->old, *w = &a->x->nw;
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
+  size_t i;
+  int err;
+  if (found && (o->cl & 1)) {
+    if ((err = sx_merge_deleted_source(a, dr, cls))) return err;
+    if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_SOURCE_MODIFIED;
+  }
+  w->cl = dr->cl;
+  w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
+  w->ncols = 0;
+  if (!(dr->cl & 1)) return 1;
+  sx_merge_clear(w, dr, rc0);
+  for (i = 0; i < dr->ncols; i++) {
+    sx_rcol *c = &w->cols[rc0[i].col];
+    c->st = sx_row_stamp(w, sx_rstamp(a, rc0[i].hlc, rc0[i].site));
+    c->base = rc0[i].bhlc
+                  ? sx_row_stamp(w, sx_rstamp(a, rc0[i].bhlc, rc0[i].bsite))
+                  : SX_NOSTAMP;
+    c->v = sx_dval(d, &rc0[i]);
+  }
+  return 1;
+}
+
+/* Ours wins by causal length (or both are deleted at the same one).  An
+ * update we never saw, to a row we deleted, is a conflict, and the
+ * resolver may bring the row back (1), else 0. */
+static int sx_merge_ours(sx_apply *a, const sx_drow *dr, int *cls) {
   sync_txn *x = a->x;
   const sync_delta *d = a->d;
   sx_row *o = &x->old, *w = &x->nw;
   const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
-  const unsigned char *key = d->arena.p + dr->koff;
-  uint64_t lcl = found ? o->cl : 0;
-  size_t i;
-  unsigned j;
-  int changed = 0, rcmp, err;
-  *cls = SYNC_NO_CONFLICT;
-  w->nstamps = 0;
-  /* A chunk without a column array has no row with columns. */
-  if (SX_NEVER(!rc0 && dr->ncols)) return SYNC_ECORRUPT;
-  if (a->policy == SYNC_APPLY_APPEND && found) return 0;
-  if (a->policy == SYNC_APPLY_NEWER && found) {
-    /* The remote row as a whole must be newer than the local one. */
-    uint64_t rmax = dr->clhlc, lmax = 0;
-    for (i = 0; i < dr->ncols; i++)
-      if (rc0[i].hlc > rmax) rmax = rc0[i].hlc;
-    for (j = 0; j < o->nstamps; j++)
-      if (o->stamps[j].hlc > lmax) lmax = o->stamps[j].hlc;
-    if (rmax <= lmax) {
-      *cls = SYNC_TARGET_MODIFIED;
-      return 0;
-    }
-  }
-  if (!found || dr->cl > lcl) {
-    /* The sender's causal length wins: its columns replace ours. */
-    if (found && (o->cl & 1)) {
-      /* We had a live row: was it changed after the sender's delete? */
-      for (j = 0; j < o->ncols; j++)
-        if (o->cols[j].st != SX_NOSTAMP && o->stamps[o->cols[j].st].hlc > dr->clhlc) {
-          sx_cfl c;
-          sync_value none;
-          memset(&c, 0, sizeof c);
-          c.kind = SYNC_DELETED_SOURCE;
-          c.tid = dr->tid;
-          c.col = SYNC_ROW;
-          c.key = key;
-          c.klen = dr->klen;
-          c.lhlc = o->stamps[o->cols[j].st].hlc;
-          c.lsite = sx_lsite(x, o->stamps[o->cols[j].st].site);
-          c.rhlc = dr->clhlc;
-          c.rsite = d->sites[dr->clsite];
-          c.remote_won = 1;
-          *cls = SYNC_DELETED_SOURCE;
-          if (!(dr->cl & 1) && sx_ask(a, &c, &none) == SYNC_RESOLVE_LOCAL) {
-            /* Keep our row: re-insert it above the sender's delete, with
-             * a new stamp, so that the choice wins everywhere. */
-            c.remote_won = 0;
-            if ((err = sx_conflict_record(x, &c))) return err;
-            a->rep->conflicts++;
-            sx_stamp_txn(x);
-            w->cl = dr->cl + 1;
-            w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
-            w->ncols = o->ncols;
-            for (j = 0; j < o->ncols; j++) {
-              w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
-              w->cols[j].v = sync_null();
-              if (o->cols[j].st != SX_NOSTAMP) sx_force(x, j, &o->cols[j].v);
-            }
-            return 1;
-          }
-          if ((err = sx_conflict_record(x, &c))) return err;
-          a->rep->conflicts++;
-          break;
-        }
-      if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_SOURCE_MODIFIED;
-    }
-    w->cl = dr->cl;
-    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
-    w->ncols = 0;
-    if (dr->cl & 1) {
-      for (i = 0; i < dr->ncols; i++)
-        if (rc0[i].col + 1 > w->ncols) w->ncols = rc0[i].col + 1;
-      for (j = 0; j < w->ncols; j++) {
-        w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
-        w->cols[j].v = sync_null();
-      }
-      for (i = 0; i < dr->ncols; i++) {
-        sx_rcol *c = &w->cols[rc0[i].col];
-        c->st = sx_row_stamp(w, sx_rstamp(a, rc0[i].hlc, rc0[i].site));
-        c->base = rc0[i].bhlc
-                      ? sx_row_stamp(w, sx_rstamp(a, rc0[i].bhlc, rc0[i].bsite))
-                      : SX_NOSTAMP;
-        c->v = sx_dval(d, &rc0[i]);
-      }
-    }
-    return 1;
-  }
-  if (dr->cl == lcl && !(lcl & 1) && !dr->ncols &&
-      sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) {
-    /* Both deleted at the same causal length: the later delete's stamp
-     * stays, as for a live row's, so that replicas hold equal tombstones
-     * (range repair compares them). */
-    w->cl = lcl;
-    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
-    w->ncols = 0;
-    *cls = SYNC_TARGET_MODIFIED;
-    return 1;
-  }
-  if (dr->cl < lcl || !(lcl & 1)) {
-    /* Ours wins by causal length (or both are deleted at the same one).
-     * An update we never saw, to a row we deleted, is a conflict. */
-    if (!(lcl & 1)) {
-      uint64_t del = o->stamps[o->cl_stamp].hlc;
-      for (i = 0; i < dr->ncols; i++)
-        if (rc0[i].hlc > del) {
-          sx_cfl c;
-          sync_value rv = sx_dval(d, &rc0[i]), scratch;
-          memset(&c, 0, sizeof c);
-          c.kind = SYNC_DELETED_TARGET;
-          c.tid = dr->tid;
-          c.col = SYNC_ROW;
-          c.key = key;
-          c.klen = dr->klen;
-          c.lhlc = del;
-          c.lsite = sx_lsite(x, o->stamps[o->cl_stamp].site);
-          c.rhlc = rc0[i].hlc;
-          c.rsite = d->sites[rc0[i].site];
-          c.rv = &rv;
-          *cls = SYNC_DELETED_TARGET;
-          if (sx_ask(a, &c, &scratch) == SYNC_RESOLVE_REMOTE) {
-            /* Bring the row back with the sender's columns, above our
-             * delete, with a new stamp. */
-            size_t q;
-            c.remote_won = 1;
-            if ((err = sx_conflict_record(x, &c))) return err;
-            a->rep->conflicts++;
-            sx_stamp_txn(x);
-            w->cl = lcl + 1;
-            w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
-            w->ncols = 0;
-            for (q = 0; q < dr->ncols; q++)
-              if (rc0[q].col + 1 > w->ncols) w->ncols = rc0[q].col + 1;
-            for (j = 0; j < w->ncols; j++) {
-              w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
-              w->cols[j].v = sync_null();
-            }
-            for (q = 0; q < dr->ncols; q++) {
-              sync_value qv = sx_dval(d, &rc0[q]);
-              sx_force(x, rc0[q].col, &qv);
-            }
-            return 1;
-          }
-          if ((err = sx_conflict_record(x, &c))) return err;
-          a->rep->conflicts++;
-          break;
-        }
-    }
+  uint64_t del;
+  size_t i, q;
+  int err;
+  if (o->cl & 1) {
     if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_TARGET_MODIFIED;
     return 0;
   }
-  /* Same causal length, both live: column by column. */
+  del = o->stamps[o->cl_stamp].hlc;
+  for (i = 0; i < dr->ncols; i++) {
+    sx_cfl c;
+    sync_value rv, scratch;
+    if (rc0[i].hlc <= del) continue;
+    rv = sx_dval(d, &rc0[i]);
+    sx_merge_rowcfl(&c, a, dr, SYNC_DELETED_TARGET);
+    c.lhlc = del;
+    c.lsite = sx_lsite(x, o->stamps[o->cl_stamp].site);
+    c.rhlc = rc0[i].hlc;
+    c.rsite = d->sites[rc0[i].site];
+    c.rv = &rv;
+    *cls = SYNC_DELETED_TARGET;
+    if (sx_ask(a, &c, &scratch) != SYNC_RESOLVE_REMOTE)
+      return sx_merge_log(a, &c);
+    /* Bring the row back with the sender's columns, above our delete,
+     * with a new stamp. */
+    c.remote_won = 1;
+    if ((err = sx_merge_log(a, &c))) return err;
+    sx_stamp_txn(x);
+    w->cl = o->cl + 1;
+    w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
+    sx_merge_clear(w, dr, rc0);
+    for (q = 0; q < dr->ncols; q++) {
+      sync_value qv = sx_dval(d, &rc0[q]);
+      sx_force(x, rc0[q].col, &qv);
+    }
+    return 1;
+  }
+  if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_TARGET_MODIFIED;
+  return 0;
+}
+
+/* Both sides wrote column r->col and neither write knew of the other: a
+ * conflict.  The later stamp wins (under NEWER the sender's: the row as a
+ * whole was found newer), then the resolver may choose. */
+static int sx_merge_both(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
+                         const sync_value *rv, int cmp, int *changed) {
+  sync_txn *x = a->x;
+  const sx_row *o = &x->old;
+  sx_row *w = &x->nw;
+  const sx_rcol *l = &o->cols[r->col];
+  sync_value lv = l->v;
+  sx_cfl c;
+  int err;
+  memset(&c, 0, sizeof c);
+  c.kind = SYNC_BOTH_MODIFIED;
+  c.tid = dr->tid;
+  c.col = r->col;
+  c.key = a->d->arena.p + dr->koff;
+  c.klen = dr->klen;
+  c.lhlc = o->stamps[l->st].hlc;
+  c.lsite = sx_lsite(x, o->stamps[l->st].site);
+  c.rhlc = r->hlc;
+  c.rsite = a->d->sites[r->site];
+  c.lv = &lv;
+  c.rv = rv;
+  c.remote_won = cmp < 0 || a->policy == SYNC_APPLY_NEWER;
+  if (c.remote_won) {
+    sx_rcol *wc = &w->cols[r->col];
+    wc->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+    wc->base = r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite))
+                       : SX_NOSTAMP;
+    wc->v = *rv;
+    *changed = 1;
+  }
+  /* The record says what was applied, so it follows the resolver; under
+   * NEWER the policy has decided and no resolver is asked. */
+  if (a->policy != SYNC_APPLY_NEWER &&
+      (err = sx_call_resolver(a, &c, changed)))
+    return err;
+  return sx_merge_log(a, &c);
+}
+
+/* One column of the sender's row at the same causal length, both live:
+ * *take says whether the sender's write replaces ours; *ccls its class.
+ * 1 when the column is settled already (the same write, or a conflict
+ * handled by sx_merge_both), 0, or an error. */
+static int sx_merge_col(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
+                        const sync_value *rv, int *take, int *ccls,
+                        int *changed) {
+  sync_txn *x = a->x;
+  const sx_row *o = &x->old;
+  const sx_rcol *l = r->col < o->ncols ? &o->cols[r->col] : NULL;
+  const uint8_t *lsite;
+  int cmp, err;
+  *take = 1;
+  *ccls = SYNC_SOURCE_MODIFIED;
+  if (!l || l->st == SX_NOSTAMP) return 0;
+  cmp = sx_cmp_lr(x, o, l->st, a->d, r->hlc, r->site);
+  lsite = sx_lsite(x, o->stamps[l->st].site);
+  if (cmp == 0) {
+    *ccls = SYNC_NO_CONFLICT; /* the same write */
+    return 1;
+  }
+  if (r->bhlc && o->stamps[l->st].hlc == r->bhlc &&
+      !memcmp(lsite, a->d->sites[r->bsite], SX_SITE_LEN))
+    return 0; /* the sender wrote over our value */
+  if (l->base != SX_NOSTAMP &&
+      sx_cmp_lr(x, o, l->base, a->d, r->hlc, r->site) == 0) {
+    *take = 0; /* we wrote over theirs */
+    *ccls = SYNC_TARGET_MODIFIED;
+    return 0;
+  }
+  if (!memcmp(lsite, a->d->sites[r->site], SX_SITE_LEN)) {
+    *take = cmp < 0; /* one writer's writes are ordered */
+    *ccls = *take ? SYNC_SOURCE_MODIFIED : SYNC_TARGET_MODIFIED;
+    return 0;
+  }
+  *ccls = SYNC_BOTH_MODIFIED;
+  if ((err = sx_merge_both(a, dr, r, rv, cmp, changed))) return err;
+  return 1;
+}
+
+/* Same causal length, both live: column by column.  1 if the row
+ * changes, 0 if not, or an error. */
+static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
+  sync_txn *x = a->x;
+  const sync_delta *d = a->d;
+  sx_row *o = &x->old, *w = &x->nw;
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
+  size_t i;
+  unsigned j;
+  int changed = 0, rcmp, err;
   w->cl = o->cl;
   rcmp = sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite);
   w->cl_stamp = rcmp >= 0 ? sx_row_stamp(w, o->stamps[o->cl_stamp])
@@ -7529,78 +7638,64 @@ SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
   }
   for (i = 0; i < dr->ncols; i++) {
     const sx_dcol *r = &rc0[i];
-    unsigned col = r->col;
-    const sx_rcol *l = col < o->ncols ? &o->cols[col] : NULL;
     sync_value rv = sx_dval(d, r);
     int take, ccls;
-    if (!l || l->st == SX_NOSTAMP) {
-      take = 1;
-      ccls = SYNC_SOURCE_MODIFIED;
-    } else {
-      int cmp = sx_cmp_lr(x, o, l->st, d, r->hlc, r->site);
-      const uint8_t *lsite = sx_lsite(x, o->stamps[l->st].site);
-      if (cmp == 0) continue; /* the same write */
-      if (r->bhlc && o->stamps[l->st].hlc == r->bhlc &&
-          !memcmp(lsite, d->sites[r->bsite], SX_SITE_LEN)) {
-        take = 1; /* the sender wrote over our value */
-        ccls = SYNC_SOURCE_MODIFIED;
-      } else if (l->base != SX_NOSTAMP &&
-                 sx_cmp_lr(x, o, l->base, d, r->hlc, r->site) == 0) {
-        take = 0; /* we wrote over theirs */
-        ccls = SYNC_TARGET_MODIFIED;
-      } else if (!memcmp(lsite, d->sites[r->site], SX_SITE_LEN)) {
-        take = cmp < 0; /* one writer's writes are ordered */
-        ccls = take ? SYNC_SOURCE_MODIFIED : SYNC_TARGET_MODIFIED;
-      } else {
-        sx_cfl c;
-        sync_value lv = l->v;
-        /* Under NEWER the row as a whole was found newer: its column
-         * replaces ours whatever the column stamps say. */
-        take = cmp < 0 || a->policy == SYNC_APPLY_NEWER;
-        ccls = SYNC_BOTH_MODIFIED;
-        memset(&c, 0, sizeof c);
-        c.kind = SYNC_BOTH_MODIFIED;
-        c.tid = dr->tid;
-        c.col = col;
-        c.key = key;
-        c.klen = dr->klen;
-        c.lhlc = o->stamps[l->st].hlc;
-        c.lsite = lsite;
-        c.rhlc = r->hlc;
-        c.rsite = d->sites[r->site];
-        c.lv = &lv;
-        c.rv = &rv;
-        c.remote_won = take;
-        if (take) {
-          sx_rcol *wc = &w->cols[col];
-          wc->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
-          wc->base = r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite))
-                             : SX_NOSTAMP;
-          wc->v = rv;
-          changed = 1;
-        }
-        /* The record says what was applied, so it follows the resolver;
-         * under NEWER the policy has decided and no resolver is asked. */
-        if (a->policy != SYNC_APPLY_NEWER &&
-            (err = sx_call_resolver(a, &c, &changed)))
-          return err;
-        if ((err = sx_conflict_record(x, &c))) return err;
-        a->rep->conflicts++;
-        if (ccls > *cls) *cls = ccls;
-        continue;
-      }
-    }
+    if ((err = sx_merge_col(a, dr, r, &rv, &take, &ccls, &changed)) < 0)
+      return err;
     if (ccls > *cls) *cls = ccls;
+    if (err) continue; /* settled */
     if (a->policy == SYNC_APPLY_NEWER) take = 1;
     if (!take) continue;
-    w->cols[col].st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
-    w->cols[col].base =
+    w->cols[r->col].st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+    w->cols[r->col].base =
         r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite)) : SX_NOSTAMP;
-    w->cols[col].v = rv;
+    w->cols[r->col].v = rv;
     changed = 1;
   }
   if (rcmp < 0) changed = 1; /* only the row stamp moves */
   return changed;
+}
+
+SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
+                              int *cls) {
+  sync_txn *x = a->x;
+  const sync_delta *d = a->d;
+  sx_row *o = &x->old, *w = &x->nw;
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
+  uint64_t lcl = found ? o->cl : 0;
+  size_t i;
+  unsigned j;
+  *cls = SYNC_NO_CONFLICT;
+  w->nstamps = 0;
+  /* A chunk without a column array has no row with columns. */
+  if (SX_NEVER(!rc0 && dr->ncols)) return SYNC_ECORRUPT;
+  if (a->policy == SYNC_APPLY_APPEND && found) return 0;
+  if (a->policy == SYNC_APPLY_NEWER && found) {
+    /* The remote row as a whole must be newer than the local one. */
+    uint64_t rmax = dr->clhlc, lmax = 0;
+    for (i = 0; i < dr->ncols; i++)
+      if (rc0[i].hlc > rmax) rmax = rc0[i].hlc;
+    for (j = 0; j < o->nstamps; j++)
+      if (o->stamps[j].hlc > lmax) lmax = o->stamps[j].hlc;
+    if (rmax <= lmax) {
+      *cls = SYNC_TARGET_MODIFIED;
+      return 0;
+    }
+  }
+  if (!found || dr->cl > lcl) return sx_merge_theirs(a, dr, found, cls);
+  if (dr->cl == lcl && !(lcl & 1) && !dr->ncols &&
+      sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) {
+    /* Both deleted at the same causal length: the later delete's stamp
+     * stays, as for a live row's, so that replicas hold equal tombstones
+     * (range repair compares them). */
+    w->cl = lcl;
+    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
+    w->ncols = 0;
+    *cls = SYNC_TARGET_MODIFIED;
+    return 1;
+  }
+  if (dr->cl < lcl || !(lcl & 1)) return sx_merge_ours(a, dr, cls);
+  return sx_merge_columns(a, dr, cls);
 }
 /* ---- src/apply.c ---- */
 /*

@@ -366,19 +366,10 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
 }
 
 
-SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
-                             const sync_delta_opts *opts, sync_delta **out) {
-  sync_env *env;
-  sync_delta *d;
-  uint64_t *vv = NULL, *rvv = NULL;
-  size_t max_rows = 1000, max_bytes = (size_t)1 << 20, i;
-  sx_cut cut;
-  int rc, restart = 0;
-  memset(&cut, 0, sizeof cut);
-  if (!out) return SYNC_EINVAL;
-  *out = NULL;
-  if (!x || !req) return SYNC_EINVAL;
-  env = x->env;
+/* May this replica cut for req?  0, or an error with the message set. */
+static int sx_cut_admit(sync_txn *x, const sync_request *req) {
+  sync_env *env = x->env;
+  int rc;
   if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
       !memcmp(req->requester, env->site, SX_SITE_LEN))
     return SYNC_EINVAL;
@@ -406,8 +397,103 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   /* The requester's view of our log must be our history: a cursor past
    * our log's end, or in an epoch we do not have there, was made by
    * another copy of this file. */
-  if ((rc = sx_history_check(x, sx_cursor_version(&req->cur), &req->mark)))
-    return rc;
+  return sx_history_check(x, sx_cursor_version(&req->cur), &req->mark);
+}
+
+/* What the requester holds, per local site index (rvv: x->nsites
+ * entries), less the claims that a renewal record voids: the requester
+ * may still make them (it has not heard of the record). */
+static int sx_cut_rvv(sync_txn *x, const sync_request *req, uint64_t *rvv) {
+  sx_buf b;
+  size_t i;
+  int rc;
+  memset(rvv, 0, sizeof(uint64_t) * x->nsites);
+  for (i = 0; i < req->nvv; i++) {
+    uint32_t idx;
+    if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
+      rvv[idx] = req->vv[i].hlc;
+  }
+  sx_buf_init(&b, &x->env->al);
+  rc = sx_renew_load(x, &b);
+  for (i = 0; !rc && i < x->nsites; i++)
+    rvv[i] = sx_renew_cap(&b, x->sites[i], rvv[i]);
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* What this replica collected: a receiver whose vector this run raises
+ * past those deletes starts new rows above them. */
+static int sx_cut_gccl(sync_txn *x, sync_delta *d) {
+  uint64_t fresh;
+  unsigned t;
+  int rc;
+  x->gccl_ok = 0;
+  sx_free(&x->env->al, x->gccl);
+  x->gccl = NULL;
+  rc = sx_fresh_cl(x, 0, &fresh);
+  for (t = 0; !rc && x->gccl && t < x->env->schema->ntables; t++)
+    if (x->gccl[t]) {
+      d->gccl[d->ngccl].tid = t;
+      d->gccl[d->ngccl].cl = x->gccl[t];
+      d->ngccl++;
+    }
+  return rc;
+}
+
+/* The site table and this replica's vector go with every chunk (vv is
+ * taken), the renewal records with the run's last. */
+static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv) {
+  size_t n = (size_t)x->nsites * SX_SITE_LEN;
+  d->nsites = x->nsites;
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&x->env->al, n);
+  if (!d->sites) return SYNC_ENOMEM;
+  memcpy(d->sites, x->sites, n);
+  d->vv = *vv;
+  d->nvv = x->nsites;
+  *vv = NULL;
+  return d->last ? sx_renew_attach(x, d) : 0;
+}
+
+/* Cut the rows of the chunk: a stream of the tables in key order (from
+ * nothing, or restarted under a new scope) or the log after the cursor. */
+static int sx_cut_rows(sync_txn *x, sync_delta *d, const uint64_t *rvv,
+                       sx_cut *cut, int restart, size_t max_rows,
+                       size_t max_bytes) {
+  int rc;
+  if (restart || d->start.mode == SX_MODE_INITIAL ||
+      (d->start.version == 0 && d->start.seq == 0)) {
+    /* After a collection whose deletes the requester may lack, a stream
+     * names every row: what it leaves out of its range, the receiver
+     * drops (sx_apply_horizon). */
+    if ((rc = sx_need_complete(x, rvv, &d->complete))) return rc;
+    rc = sx_delta_keys(d, x, rvv, cut, d->complete, restart, max_rows,
+                       max_bytes);
+  } else {
+    rc = sx_delta_log(d, x, rvv, cut, max_rows, max_bytes);
+  }
+  if (cut->track && d->end.mode == SX_MODE_LOG) {
+    /* Past the stream: the requester holds rows of the served tables
+     * only, and what follows is the log. */
+    memcpy(d->scope.held, d->scope.tables, SX_TBYTES);
+    d->scope.flags &= ~SX_SCOPE_EXITS;
+  }
+  return rc;
+}
+
+SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
+                             const sync_delta_opts *opts, sync_delta **out) {
+  sync_env *env;
+  sync_delta *d;
+  uint64_t *vv = NULL, *rvv = NULL;
+  size_t max_rows = 1000, max_bytes = (size_t)1 << 20;
+  sx_cut cut;
+  int rc, restart = 0;
+  memset(&cut, 0, sizeof cut);
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  if (!x || !req) return SYNC_EINVAL;
+  env = x->env;
+  if ((rc = sx_cut_admit(x, req))) return rc;
   if (opts && opts->max_rows) max_rows = opts->max_rows;
   if (opts && opts->max_bytes) max_bytes = opts->max_bytes;
   if ((rc = sx_scratch(x)) || (rc = sx_vv_load(x, &vv))) return rc;
@@ -417,29 +503,11 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     rc = SYNC_ENOMEM;
     goto done;
   }
-  /* What the requester holds, per local site index. */
-  memset(rvv, 0, sizeof(uint64_t) * x->nsites);
-  for (i = 0; i < req->nvv; i++) {
-    uint32_t idx;
-    if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
-      rvv[idx] = req->vv[i].hlc;
-  }
-  {
-    /* Claims that a renewal record voids, the requester may still make
-     * (it has not heard of the record): leave them out. */
-    sx_buf b;
-    sx_buf_init(&b, &env->al);
-    rc = sx_renew_load(x, &b);
-    for (i = 0; !rc && i < x->nsites; i++)
-      rvv[i] = sx_renew_cap(&b, x->sites[i], rvv[i]);
-    sx_buf_free(&b);
-    if (rc) goto done;
-  }
+  if ((rc = sx_cut_rvv(x, req, rvv))) goto done;
   memcpy(d->sender, env->site, SX_SITE_LEN);
   memcpy(d->receiver, req->requester, SX_SITE_LEN);
   d->schema_hash = env->schema->hash;
   d->start = req->cur;
-  memset(&cut, 0, sizeof cut);
   cut.o = opts;
   cut.peer = req->requester;
   if (opts && opts->scope) {
@@ -454,55 +522,10 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
       goto done;
     }
   }
-  if (restart || d->start.mode == SX_MODE_INITIAL ||
-      (d->start.version == 0 && d->start.seq == 0)) {
-    /* After a collection whose deletes the requester may lack, a stream
-     * names every row: what it leaves out of its range, the receiver
-     * drops (sx_apply_horizon). */
-    if ((rc = sx_need_complete(x, rvv, &d->complete))) goto done;
-    rc = sx_delta_keys(d, x, rvv, &cut, d->complete, restart, max_rows,
-                       max_bytes);
-  } else {
-    rc = sx_delta_log(d, x, rvv, &cut, max_rows, max_bytes);
-  }
-  if (cut.track && d->end.mode == SX_MODE_LOG) {
-    /* Past the stream: the requester holds rows of the served tables
-     * only, and what follows is the log. */
-    memcpy(d->scope.held, d->scope.tables, SX_TBYTES);
-    d->scope.flags &= ~SX_SCOPE_EXITS;
-  }
+  rc = sx_cut_rows(x, d, rvv, &cut, restart, max_rows, max_bytes);
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
-  if (!rc) {
-    /* What this replica collected: a receiver whose vector this run
-     * raises past those deletes starts new rows above them. */
-    uint64_t fresh;
-    unsigned t;
-    x->gccl_ok = 0;
-    sx_free(&env->al, x->gccl);
-    x->gccl = NULL;
-    rc = sx_fresh_cl(x, 0, &fresh);
-    for (t = 0; !rc && x->gccl && t < env->schema->ntables; t++)
-      if (x->gccl[t]) {
-        d->gccl[d->ngccl].tid = t;
-        d->gccl[d->ngccl].cl = x->gccl[t];
-        d->ngccl++;
-      }
-  }
-  if (rc) goto done;
-  /* The site table and this replica's vector go with every chunk. */
-  d->nsites = x->nsites;
-  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&env->al,
-                                                 (size_t)x->nsites * SX_SITE_LEN);
-  if (!d->sites) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
-  memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
-  d->vv = vv;
-  d->nvv = x->nsites;
-  vv = NULL;
-  /* The renewal records go with the run's last chunk. */
-  if (d->last) rc = sx_renew_attach(x, d);
+  if (!rc) rc = sx_cut_gccl(x, d);
+  if (!rc) rc = sx_cut_close(x, d, &vv);
 done:
   sx_free(&env->al, vv);
   sx_free(&env->al, rvv);

@@ -94,162 +94,248 @@ static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
   return 0;
 }
 
-SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
-                              int *cls) {
+/* w's columns sized for dr's and emptied. */
+static void sx_merge_clear(sx_row *w, const sx_drow *dr, const sx_dcol *rc0) {
+  size_t i;
+  unsigned j;
+  w->ncols = 0;
+  for (i = 0; i < dr->ncols; i++)
+    if (rc0[i].col + 1 > w->ncols) w->ncols = rc0[i].col + 1;
+  for (j = 0; j < w->ncols; j++) {
+    w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
+    w->cols[j].v = sync_null();
+  }
+}
+
+/* A conflict about the whole row of dr (kind, col SYNC_ROW), stamps and
+ * sites set by the caller. */
+static void sx_merge_rowcfl(sx_cfl *c, const sx_apply *a, const sx_drow *dr,
+                            int kind) {
+  memset(c, 0, sizeof *c);
+  c->kind = kind;
+  c->tid = dr->tid;
+  c->col = SYNC_ROW;
+  c->key = a->d->arena.p + dr->koff;
+  c->klen = dr->klen;
+}
+
+/* Record conflict c and count it. */
+static int sx_merge_log(sx_apply *a, const sx_cfl *c) {
+  int err = sx_conflict_record(a->x, c);
+  if (!err) a->rep->conflicts++;
+  return err;
+}
+
+/* The sender deleted the row we hold live: was ours changed after the
+ * delete?  Then it is a conflict, and the resolver may keep our row (1:
+ * x->nw holds it, re-inserted above the delete with a new stamp). */
+static int sx_merge_deleted_source(sx_apply *a, const sx_drow *dr, int *cls) {
+  sync_txn *x = a->x;
+  sx_row *o = &x->old, *w = &x->nw;
+  unsigned j;
+  int err;
+  for (j = 0; j < o->ncols; j++) {
+    sx_cfl c;
+    sync_value none;
+    if (o->cols[j].st == SX_NOSTAMP ||
+        o->stamps[o->cols[j].st].hlc <= dr->clhlc)
+      continue;
+    sx_merge_rowcfl(&c, a, dr, SYNC_DELETED_SOURCE);
+    c.lhlc = o->stamps[o->cols[j].st].hlc;
+    c.lsite = sx_lsite(x, o->stamps[o->cols[j].st].site);
+    c.rhlc = dr->clhlc;
+    c.rsite = a->d->sites[dr->clsite];
+    c.remote_won = 1;
+    *cls = SYNC_DELETED_SOURCE;
+    if (!(dr->cl & 1) && sx_ask(a, &c, &none) == SYNC_RESOLVE_LOCAL) {
+      /* Keep our row: re-insert it above the sender's delete, with a new
+       * stamp, so that the choice wins everywhere. */
+      c.remote_won = 0;
+      if ((err = sx_merge_log(a, &c))) return err;
+      sx_stamp_txn(x);
+      w->cl = dr->cl + 1;
+      w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
+      w->ncols = o->ncols;
+      for (j = 0; j < o->ncols; j++) {
+        w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
+        w->cols[j].v = sync_null();
+        if (o->cols[j].st != SX_NOSTAMP) sx_force(x, j, &o->cols[j].v);
+      }
+      return 1;
+    }
+    return sx_merge_log(a, &c);
+  }
+  return 0;
+}
+
+/* The sender's causal length wins: its columns replace ours.  Returns 1
+ * (the row changes) or an error. */
+static int sx_merge_theirs(sx_apply *a, const sx_drow *dr, int found,
+                           int *cls) {
+  const sync_delta *d = a->d;
+  sx_row *o = &a->x->old, *w = &a->x->nw;
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
+  size_t i;
+  int err;
+  if (found && (o->cl & 1)) {
+    if ((err = sx_merge_deleted_source(a, dr, cls))) return err;
+    if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_SOURCE_MODIFIED;
+  }
+  w->cl = dr->cl;
+  w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
+  w->ncols = 0;
+  if (!(dr->cl & 1)) return 1;
+  sx_merge_clear(w, dr, rc0);
+  for (i = 0; i < dr->ncols; i++) {
+    sx_rcol *c = &w->cols[rc0[i].col];
+    c->st = sx_row_stamp(w, sx_rstamp(a, rc0[i].hlc, rc0[i].site));
+    c->base = rc0[i].bhlc
+                  ? sx_row_stamp(w, sx_rstamp(a, rc0[i].bhlc, rc0[i].bsite))
+                  : SX_NOSTAMP;
+    c->v = sx_dval(d, &rc0[i]);
+  }
+  return 1;
+}
+
+/* Ours wins by causal length (or both are deleted at the same one).  An
+ * update we never saw, to a row we deleted, is a conflict, and the
+ * resolver may bring the row back (1), else 0. */
+static int sx_merge_ours(sx_apply *a, const sx_drow *dr, int *cls) {
   sync_txn *x = a->x;
   const sync_delta *d = a->d;
   sx_row *o = &x->old, *w = &x->nw;
   const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
-  const unsigned char *key = d->arena.p + dr->koff;
-  uint64_t lcl = found ? o->cl : 0;
-  size_t i;
-  unsigned j;
-  int changed = 0, rcmp, err;
-  *cls = SYNC_NO_CONFLICT;
-  w->nstamps = 0;
-  /* A chunk without a column array has no row with columns. */
-  if (SX_NEVER(!rc0 && dr->ncols)) return SYNC_ECORRUPT;
-  if (a->policy == SYNC_APPLY_APPEND && found) return 0;
-  if (a->policy == SYNC_APPLY_NEWER && found) {
-    /* The remote row as a whole must be newer than the local one. */
-    uint64_t rmax = dr->clhlc, lmax = 0;
-    for (i = 0; i < dr->ncols; i++)
-      if (rc0[i].hlc > rmax) rmax = rc0[i].hlc;
-    for (j = 0; j < o->nstamps; j++)
-      if (o->stamps[j].hlc > lmax) lmax = o->stamps[j].hlc;
-    if (rmax <= lmax) {
-      *cls = SYNC_TARGET_MODIFIED;
-      return 0;
-    }
-  }
-  if (!found || dr->cl > lcl) {
-    /* The sender's causal length wins: its columns replace ours. */
-    if (found && (o->cl & 1)) {
-      /* We had a live row: was it changed after the sender's delete? */
-      for (j = 0; j < o->ncols; j++)
-        if (o->cols[j].st != SX_NOSTAMP && o->stamps[o->cols[j].st].hlc > dr->clhlc) {
-          sx_cfl c;
-          sync_value none;
-          memset(&c, 0, sizeof c);
-          c.kind = SYNC_DELETED_SOURCE;
-          c.tid = dr->tid;
-          c.col = SYNC_ROW;
-          c.key = key;
-          c.klen = dr->klen;
-          c.lhlc = o->stamps[o->cols[j].st].hlc;
-          c.lsite = sx_lsite(x, o->stamps[o->cols[j].st].site);
-          c.rhlc = dr->clhlc;
-          c.rsite = d->sites[dr->clsite];
-          c.remote_won = 1;
-          *cls = SYNC_DELETED_SOURCE;
-          if (!(dr->cl & 1) && sx_ask(a, &c, &none) == SYNC_RESOLVE_LOCAL) {
-            /* Keep our row: re-insert it above the sender's delete, with
-             * a new stamp, so that the choice wins everywhere. */
-            c.remote_won = 0;
-            if ((err = sx_conflict_record(x, &c))) return err;
-            a->rep->conflicts++;
-            sx_stamp_txn(x);
-            w->cl = dr->cl + 1;
-            w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
-            w->ncols = o->ncols;
-            for (j = 0; j < o->ncols; j++) {
-              w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
-              w->cols[j].v = sync_null();
-              if (o->cols[j].st != SX_NOSTAMP) sx_force(x, j, &o->cols[j].v);
-            }
-            return 1;
-          }
-          if ((err = sx_conflict_record(x, &c))) return err;
-          a->rep->conflicts++;
-          break;
-        }
-      if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_SOURCE_MODIFIED;
-    }
-    w->cl = dr->cl;
-    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
-    w->ncols = 0;
-    if (dr->cl & 1) {
-      for (i = 0; i < dr->ncols; i++)
-        if (rc0[i].col + 1 > w->ncols) w->ncols = rc0[i].col + 1;
-      for (j = 0; j < w->ncols; j++) {
-        w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
-        w->cols[j].v = sync_null();
-      }
-      for (i = 0; i < dr->ncols; i++) {
-        sx_rcol *c = &w->cols[rc0[i].col];
-        c->st = sx_row_stamp(w, sx_rstamp(a, rc0[i].hlc, rc0[i].site));
-        c->base = rc0[i].bhlc
-                      ? sx_row_stamp(w, sx_rstamp(a, rc0[i].bhlc, rc0[i].bsite))
-                      : SX_NOSTAMP;
-        c->v = sx_dval(d, &rc0[i]);
-      }
-    }
-    return 1;
-  }
-  if (dr->cl == lcl && !(lcl & 1) && !dr->ncols &&
-      sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) {
-    /* Both deleted at the same causal length: the later delete's stamp
-     * stays, as for a live row's, so that replicas hold equal tombstones
-     * (range repair compares them). */
-    w->cl = lcl;
-    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
-    w->ncols = 0;
-    *cls = SYNC_TARGET_MODIFIED;
-    return 1;
-  }
-  if (dr->cl < lcl || !(lcl & 1)) {
-    /* Ours wins by causal length (or both are deleted at the same one).
-     * An update we never saw, to a row we deleted, is a conflict. */
-    if (!(lcl & 1)) {
-      uint64_t del = o->stamps[o->cl_stamp].hlc;
-      for (i = 0; i < dr->ncols; i++)
-        if (rc0[i].hlc > del) {
-          sx_cfl c;
-          sync_value rv = sx_dval(d, &rc0[i]), scratch;
-          memset(&c, 0, sizeof c);
-          c.kind = SYNC_DELETED_TARGET;
-          c.tid = dr->tid;
-          c.col = SYNC_ROW;
-          c.key = key;
-          c.klen = dr->klen;
-          c.lhlc = del;
-          c.lsite = sx_lsite(x, o->stamps[o->cl_stamp].site);
-          c.rhlc = rc0[i].hlc;
-          c.rsite = d->sites[rc0[i].site];
-          c.rv = &rv;
-          *cls = SYNC_DELETED_TARGET;
-          if (sx_ask(a, &c, &scratch) == SYNC_RESOLVE_REMOTE) {
-            /* Bring the row back with the sender's columns, above our
-             * delete, with a new stamp. */
-            size_t q;
-            c.remote_won = 1;
-            if ((err = sx_conflict_record(x, &c))) return err;
-            a->rep->conflicts++;
-            sx_stamp_txn(x);
-            w->cl = lcl + 1;
-            w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
-            w->ncols = 0;
-            for (q = 0; q < dr->ncols; q++)
-              if (rc0[q].col + 1 > w->ncols) w->ncols = rc0[q].col + 1;
-            for (j = 0; j < w->ncols; j++) {
-              w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
-              w->cols[j].v = sync_null();
-            }
-            for (q = 0; q < dr->ncols; q++) {
-              sync_value qv = sx_dval(d, &rc0[q]);
-              sx_force(x, rc0[q].col, &qv);
-            }
-            return 1;
-          }
-          if ((err = sx_conflict_record(x, &c))) return err;
-          a->rep->conflicts++;
-          break;
-        }
-    }
+  uint64_t del;
+  size_t i, q;
+  int err;
+  if (o->cl & 1) {
     if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_TARGET_MODIFIED;
     return 0;
   }
-  /* Same causal length, both live: column by column. */
+  del = o->stamps[o->cl_stamp].hlc;
+  for (i = 0; i < dr->ncols; i++) {
+    sx_cfl c;
+    sync_value rv, scratch;
+    if (rc0[i].hlc <= del) continue;
+    rv = sx_dval(d, &rc0[i]);
+    sx_merge_rowcfl(&c, a, dr, SYNC_DELETED_TARGET);
+    c.lhlc = del;
+    c.lsite = sx_lsite(x, o->stamps[o->cl_stamp].site);
+    c.rhlc = rc0[i].hlc;
+    c.rsite = d->sites[rc0[i].site];
+    c.rv = &rv;
+    *cls = SYNC_DELETED_TARGET;
+    if (sx_ask(a, &c, &scratch) != SYNC_RESOLVE_REMOTE)
+      return sx_merge_log(a, &c);
+    /* Bring the row back with the sender's columns, above our delete,
+     * with a new stamp. */
+    c.remote_won = 1;
+    if ((err = sx_merge_log(a, &c))) return err;
+    sx_stamp_txn(x);
+    w->cl = o->cl + 1;
+    w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
+    sx_merge_clear(w, dr, rc0);
+    for (q = 0; q < dr->ncols; q++) {
+      sync_value qv = sx_dval(d, &rc0[q]);
+      sx_force(x, rc0[q].col, &qv);
+    }
+    return 1;
+  }
+  if (*cls == SYNC_NO_CONFLICT) *cls = SYNC_TARGET_MODIFIED;
+  return 0;
+}
+
+/* Both sides wrote column r->col and neither write knew of the other: a
+ * conflict.  The later stamp wins (under NEWER the sender's: the row as a
+ * whole was found newer), then the resolver may choose. */
+static int sx_merge_both(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
+                         const sync_value *rv, int cmp, int *changed) {
+  sync_txn *x = a->x;
+  const sx_row *o = &x->old;
+  sx_row *w = &x->nw;
+  const sx_rcol *l = &o->cols[r->col];
+  sync_value lv = l->v;
+  sx_cfl c;
+  int err;
+  memset(&c, 0, sizeof c);
+  c.kind = SYNC_BOTH_MODIFIED;
+  c.tid = dr->tid;
+  c.col = r->col;
+  c.key = a->d->arena.p + dr->koff;
+  c.klen = dr->klen;
+  c.lhlc = o->stamps[l->st].hlc;
+  c.lsite = sx_lsite(x, o->stamps[l->st].site);
+  c.rhlc = r->hlc;
+  c.rsite = a->d->sites[r->site];
+  c.lv = &lv;
+  c.rv = rv;
+  c.remote_won = cmp < 0 || a->policy == SYNC_APPLY_NEWER;
+  if (c.remote_won) {
+    sx_rcol *wc = &w->cols[r->col];
+    wc->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+    wc->base = r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite))
+                       : SX_NOSTAMP;
+    wc->v = *rv;
+    *changed = 1;
+  }
+  /* The record says what was applied, so it follows the resolver; under
+   * NEWER the policy has decided and no resolver is asked. */
+  if (a->policy != SYNC_APPLY_NEWER &&
+      (err = sx_call_resolver(a, &c, changed)))
+    return err;
+  return sx_merge_log(a, &c);
+}
+
+/* One column of the sender's row at the same causal length, both live:
+ * *take says whether the sender's write replaces ours; *ccls its class.
+ * 1 when the column is settled already (the same write, or a conflict
+ * handled by sx_merge_both), 0, or an error. */
+static int sx_merge_col(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
+                        const sync_value *rv, int *take, int *ccls,
+                        int *changed) {
+  sync_txn *x = a->x;
+  const sx_row *o = &x->old;
+  const sx_rcol *l = r->col < o->ncols ? &o->cols[r->col] : NULL;
+  const uint8_t *lsite;
+  int cmp, err;
+  *take = 1;
+  *ccls = SYNC_SOURCE_MODIFIED;
+  if (!l || l->st == SX_NOSTAMP) return 0;
+  cmp = sx_cmp_lr(x, o, l->st, a->d, r->hlc, r->site);
+  lsite = sx_lsite(x, o->stamps[l->st].site);
+  if (cmp == 0) {
+    *ccls = SYNC_NO_CONFLICT; /* the same write */
+    return 1;
+  }
+  if (r->bhlc && o->stamps[l->st].hlc == r->bhlc &&
+      !memcmp(lsite, a->d->sites[r->bsite], SX_SITE_LEN))
+    return 0; /* the sender wrote over our value */
+  if (l->base != SX_NOSTAMP &&
+      sx_cmp_lr(x, o, l->base, a->d, r->hlc, r->site) == 0) {
+    *take = 0; /* we wrote over theirs */
+    *ccls = SYNC_TARGET_MODIFIED;
+    return 0;
+  }
+  if (!memcmp(lsite, a->d->sites[r->site], SX_SITE_LEN)) {
+    *take = cmp < 0; /* one writer's writes are ordered */
+    *ccls = *take ? SYNC_SOURCE_MODIFIED : SYNC_TARGET_MODIFIED;
+    return 0;
+  }
+  *ccls = SYNC_BOTH_MODIFIED;
+  if ((err = sx_merge_both(a, dr, r, rv, cmp, changed))) return err;
+  return 1;
+}
+
+/* Same causal length, both live: column by column.  1 if the row
+ * changes, 0 if not, or an error. */
+static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
+  sync_txn *x = a->x;
+  const sync_delta *d = a->d;
+  sx_row *o = &x->old, *w = &x->nw;
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
+  size_t i;
+  unsigned j;
+  int changed = 0, rcmp, err;
   w->cl = o->cl;
   rcmp = sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite);
   w->cl_stamp = rcmp >= 0 ? sx_row_stamp(w, o->stamps[o->cl_stamp])
@@ -272,76 +358,62 @@ SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
   }
   for (i = 0; i < dr->ncols; i++) {
     const sx_dcol *r = &rc0[i];
-    unsigned col = r->col;
-    const sx_rcol *l = col < o->ncols ? &o->cols[col] : NULL;
     sync_value rv = sx_dval(d, r);
     int take, ccls;
-    if (!l || l->st == SX_NOSTAMP) {
-      take = 1;
-      ccls = SYNC_SOURCE_MODIFIED;
-    } else {
-      int cmp = sx_cmp_lr(x, o, l->st, d, r->hlc, r->site);
-      const uint8_t *lsite = sx_lsite(x, o->stamps[l->st].site);
-      if (cmp == 0) continue; /* the same write */
-      if (r->bhlc && o->stamps[l->st].hlc == r->bhlc &&
-          !memcmp(lsite, d->sites[r->bsite], SX_SITE_LEN)) {
-        take = 1; /* the sender wrote over our value */
-        ccls = SYNC_SOURCE_MODIFIED;
-      } else if (l->base != SX_NOSTAMP &&
-                 sx_cmp_lr(x, o, l->base, d, r->hlc, r->site) == 0) {
-        take = 0; /* we wrote over theirs */
-        ccls = SYNC_TARGET_MODIFIED;
-      } else if (!memcmp(lsite, d->sites[r->site], SX_SITE_LEN)) {
-        take = cmp < 0; /* one writer's writes are ordered */
-        ccls = take ? SYNC_SOURCE_MODIFIED : SYNC_TARGET_MODIFIED;
-      } else {
-        sx_cfl c;
-        sync_value lv = l->v;
-        /* Under NEWER the row as a whole was found newer: its column
-         * replaces ours whatever the column stamps say. */
-        take = cmp < 0 || a->policy == SYNC_APPLY_NEWER;
-        ccls = SYNC_BOTH_MODIFIED;
-        memset(&c, 0, sizeof c);
-        c.kind = SYNC_BOTH_MODIFIED;
-        c.tid = dr->tid;
-        c.col = col;
-        c.key = key;
-        c.klen = dr->klen;
-        c.lhlc = o->stamps[l->st].hlc;
-        c.lsite = lsite;
-        c.rhlc = r->hlc;
-        c.rsite = d->sites[r->site];
-        c.lv = &lv;
-        c.rv = &rv;
-        c.remote_won = take;
-        if (take) {
-          sx_rcol *wc = &w->cols[col];
-          wc->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
-          wc->base = r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite))
-                             : SX_NOSTAMP;
-          wc->v = rv;
-          changed = 1;
-        }
-        /* The record says what was applied, so it follows the resolver;
-         * under NEWER the policy has decided and no resolver is asked. */
-        if (a->policy != SYNC_APPLY_NEWER &&
-            (err = sx_call_resolver(a, &c, &changed)))
-          return err;
-        if ((err = sx_conflict_record(x, &c))) return err;
-        a->rep->conflicts++;
-        if (ccls > *cls) *cls = ccls;
-        continue;
-      }
-    }
+    if ((err = sx_merge_col(a, dr, r, &rv, &take, &ccls, &changed)) < 0)
+      return err;
     if (ccls > *cls) *cls = ccls;
+    if (err) continue; /* settled */
     if (a->policy == SYNC_APPLY_NEWER) take = 1;
     if (!take) continue;
-    w->cols[col].st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
-    w->cols[col].base =
+    w->cols[r->col].st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+    w->cols[r->col].base =
         r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite)) : SX_NOSTAMP;
-    w->cols[col].v = rv;
+    w->cols[r->col].v = rv;
     changed = 1;
   }
   if (rcmp < 0) changed = 1; /* only the row stamp moves */
   return changed;
+}
+
+SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
+                              int *cls) {
+  sync_txn *x = a->x;
+  const sync_delta *d = a->d;
+  sx_row *o = &x->old, *w = &x->nw;
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
+  uint64_t lcl = found ? o->cl : 0;
+  size_t i;
+  unsigned j;
+  *cls = SYNC_NO_CONFLICT;
+  w->nstamps = 0;
+  /* A chunk without a column array has no row with columns. */
+  if (SX_NEVER(!rc0 && dr->ncols)) return SYNC_ECORRUPT;
+  if (a->policy == SYNC_APPLY_APPEND && found) return 0;
+  if (a->policy == SYNC_APPLY_NEWER && found) {
+    /* The remote row as a whole must be newer than the local one. */
+    uint64_t rmax = dr->clhlc, lmax = 0;
+    for (i = 0; i < dr->ncols; i++)
+      if (rc0[i].hlc > rmax) rmax = rc0[i].hlc;
+    for (j = 0; j < o->nstamps; j++)
+      if (o->stamps[j].hlc > lmax) lmax = o->stamps[j].hlc;
+    if (rmax <= lmax) {
+      *cls = SYNC_TARGET_MODIFIED;
+      return 0;
+    }
+  }
+  if (!found || dr->cl > lcl) return sx_merge_theirs(a, dr, found, cls);
+  if (dr->cl == lcl && !(lcl & 1) && !dr->ncols &&
+      sx_cmp_lr(x, o, o->cl_stamp, d, dr->clhlc, dr->clsite) < 0) {
+    /* Both deleted at the same causal length: the later delete's stamp
+     * stays, as for a live row's, so that replicas hold equal tombstones
+     * (range repair compares them). */
+    w->cl = lcl;
+    w->cl_stamp = sx_row_stamp(w, sx_rstamp(a, dr->clhlc, dr->clsite));
+    w->ncols = 0;
+    *cls = SYNC_TARGET_MODIFIED;
+    return 1;
+  }
+  if (dr->cl < lcl || !(lcl & 1)) return sx_merge_ours(a, dr, cls);
+  return sx_merge_columns(a, dr, cls);
 }
