@@ -96,6 +96,7 @@ SYNC_PRIVATE void sx_free(const sx_alloc *al, void *p);
 SYNC_PRIVATE void sx_alloc_default(sx_alloc *al);
 
 #endif
+/* Below the engine: bytes, hashes, clocks, counters, schemas, LMDB, rows. */
 /* ---- src/util.c ---- */
 /*
  * util.c - varints, the growable buffer, the default allocator and the
@@ -2420,6 +2421,7 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
   if (p != end) return SYNC_ECORRUPT;
   return 0;
 }
+/* The engine (types.h): the objects, the change log and the row API. */
 /* ---- src/env.c ---- */
 /*
  * env.c - the environment object before it is opened: errors, key helpers,
@@ -5055,6 +5057,7 @@ static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
   sx_txn_free(x); /* t stays: its owner ends it */
   return rc;
 }
+/* Replication: peers, conflicts, collection, cutting and applying. */
 /* ---- src/peer.c ---- */
 /*
  * peer.c - what a replica keeps of its peers: log positions and cursors,
@@ -8193,10 +8196,11 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
   return 0;
 }
 
-/* The apply, timed and counted for the stats (not dry runs). */
-SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
-                                   const sync_apply_opts *ao,
-                                   sync_apply_report *rep) {
+/* The apply, timed and counted for the stats (not dry runs); local-only
+ * columns a sender should not have sent are left out first. */
+static int sx_apply_timed(sync_txn *x, const sync_delta *d,
+                          const sync_apply_opts *ao, sync_apply_report *rep,
+                          int hold) {
   sync_apply_report dummy;
   uint64_t t0 = sx_now_ns(), t1;
   sync_delta *strip = NULL;
@@ -8207,7 +8211,7 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     memset(rep, 0, sizeof *rep);
     return rc;
   }
-  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, 0);
+  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, hold);
   if (strip) {
     sx_free(&x->env->al, strip->rows);
     sx_free(&x->env->al, strip->cols);
@@ -8223,6 +8227,18 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
   }
   return rc;
+}
+
+SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                                   const sync_apply_opts *ao,
+                                   sync_apply_report *rep) {
+  return sx_apply_timed(x, d, ao, rep, 0);
+}
+
+SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
+                                     const sync_apply_opts *ao,
+                                     sync_apply_report *rep) {
+  return sx_apply_timed(x, d, ao, rep, 1);
 }
 
 SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
@@ -8923,36 +8939,6 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   sx_wscratch_free(&x->env->al, &r.ws);
   return rc;
 }
-
-SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
-                                     const sync_apply_opts *ao,
-                                     sync_apply_report *rep) {
-  sync_apply_report dummy;
-  sync_delta *strip = NULL;
-  uint64_t t0 = sx_now_ns(), t1;
-  int rc;
-  if (!rep) rep = &dummy;
-  if ((rc = sx_strip_local(&x->env->al, x->env->schema, d, &strip))) {
-    memset(rep, 0, sizeof *rep);
-    return rc;
-  }
-  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, 1);
-  if (strip) {
-    sx_free(&x->env->al, strip->rows);
-    sx_free(&x->env->al, strip->cols);
-    sx_free(&x->env->al, strip);
-  }
-  t1 = sx_now_ns();
-  if (!rc && !(ao->policy & SYNC_APPLY_DRY_RUN)) {
-    sx_stats *st = &x->env->stats;
-    sx_stats_add(st, SX_ST_APPLIES, 1);
-    sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);
-    sx_stats_add(st, SX_ST_CONFLICTS, rep->conflicts);
-    sx_stats_add(st, SX_ST_REFUSED, rep->refused);
-    sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
-  }
-  return rc;
-}
 /* ---- src/digest.c ---- */
 /*
  * digest.c - the content digest of a table.
@@ -9402,6 +9388,7 @@ SYNC_API int sync_rejects_clear(sync_txn *x, uint64_t *n) {
   if (n) *n = count;
   return rc;
 }
+/* The wire and the sessions over it. */
 /* ---- src/codec.c ---- */
 /*
  * codec.c - delta chunks as wire frames, and back (docs/FORMAT.md,

@@ -6,6 +6,7 @@
  */
 #define SYNC_AMALGAMATION 1
 #include "internal.h"
+/* Below the engine: bytes, hashes, clocks, counters, schemas, LMDB, rows. */
 #include "util.c"
 #include "hash.c"
 #include "clock.c"
@@ -13,6 +14,7 @@
 #include "schema.c"
 #include "store.c"
 #include "row.c"
+/* The engine (types.h): the objects, the change log and the row API. */
 #include "env.c"
 #include "txn.c"
 #include "log.c"
@@ -21,6 +23,7 @@
 #include "commit.c"
 #include "site.c"
 #include "open.c"
+/* Replication: peers, conflicts, collection, cutting and applying. */
 #include "peer.c"
 #include "conflict.c"
 #include "renew.c"
@@ -30,6 +33,7 @@
 #include "apply.c"
 #include "digest.c"
 #include "reject.c"
+/* The wire and the sessions over it. */
 #include "codec.c"
 #include "repair.c"
 #include "session.c"

@@ -471,10 +471,11 @@ static int sx_strip_local(const sx_alloc *al, const sx_schema *s,
   return 0;
 }
 
-/* The apply, timed and counted for the stats (not dry runs). */
-SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
-                                   const sync_apply_opts *ao,
-                                   sync_apply_report *rep) {
+/* The apply, timed and counted for the stats (not dry runs); local-only
+ * columns a sender should not have sent are left out first. */
+static int sx_apply_timed(sync_txn *x, const sync_delta *d,
+                          const sync_apply_opts *ao, sync_apply_report *rep,
+                          int hold) {
   sync_apply_report dummy;
   uint64_t t0 = sx_now_ns(), t1;
   sync_delta *strip = NULL;
@@ -485,7 +486,7 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     memset(rep, 0, sizeof *rep);
     return rc;
   }
-  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, 0);
+  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, hold);
   if (strip) {
     sx_free(&x->env->al, strip->rows);
     sx_free(&x->env->al, strip->cols);
@@ -501,6 +502,18 @@ SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
   }
   return rc;
+}
+
+SYNC_API int sync_delta_apply_opts(sync_txn *x, const sync_delta *d,
+                                   const sync_apply_opts *ao,
+                                   sync_apply_report *rep) {
+  return sx_apply_timed(x, d, ao, rep, 0);
+}
+
+SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
+                                     const sync_apply_opts *ao,
+                                     sync_apply_report *rep) {
+  return sx_apply_timed(x, d, ao, rep, 1);
 }
 
 SYNC_API int sync_delta_apply(sync_txn *x, const sync_delta *d, int policy,
@@ -1199,35 +1212,5 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   sx_free(&x->env->al, r.lvv);
   sx_free(&x->env->al, r.svals);
   sx_wscratch_free(&x->env->al, &r.ws);
-  return rc;
-}
-
-SYNC_PRIVATE int sx_delta_apply_held(sync_txn *x, const sync_delta *d,
-                                     const sync_apply_opts *ao,
-                                     sync_apply_report *rep) {
-  sync_apply_report dummy;
-  sync_delta *strip = NULL;
-  uint64_t t0 = sx_now_ns(), t1;
-  int rc;
-  if (!rep) rep = &dummy;
-  if ((rc = sx_strip_local(&x->env->al, x->env->schema, d, &strip))) {
-    memset(rep, 0, sizeof *rep);
-    return rc;
-  }
-  rc = sx_delta_apply_opts(x, strip ? strip : d, ao, rep, 1);
-  if (strip) {
-    sx_free(&x->env->al, strip->rows);
-    sx_free(&x->env->al, strip->cols);
-    sx_free(&x->env->al, strip);
-  }
-  t1 = sx_now_ns();
-  if (!rc && !(ao->policy & SYNC_APPLY_DRY_RUN)) {
-    sx_stats *st = &x->env->stats;
-    sx_stats_add(st, SX_ST_APPLIES, 1);
-    sx_stats_add(st, SX_ST_ROWS_APPLIED, rep->rows);
-    sx_stats_add(st, SX_ST_CONFLICTS, rep->conflicts);
-    sx_stats_add(st, SX_ST_REFUSED, rep->refused);
-    sx_stats_time(st, SX_H_APPLY, t1 > t0 ? t1 - t0 : 0);
-  }
   return rc;
 }
