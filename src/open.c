@@ -177,10 +177,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     rc = sx_schema_extends(s, env->decl, env->errmsg, sizeof env->errmsg);
     if (rc == SYNC_ESCHEMA) memcpy(env->errmsg, why, sizeof why);
     if (!rc && env->rdonly) {
-      snprintf(env->errmsg, sizeof env->errmsg,
-               "%s: %s; the declared schema adds to the file's: open it "
-               "writable once to upgrade it", path, why);
-      rc = SYNC_ESCHEMA;
+      rc = sx_fail(env, SYNC_ESCHEMA,
+                   "%s: %s; the declared schema adds to the file's: open it "
+                   "writable once to upgrade it", path, why);
     }
     grow = !rc;
     if (rc) {
