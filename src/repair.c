@@ -370,148 +370,199 @@ static unsigned sx_rd16(sx_rd *r) {
   return q ? (unsigned)q[0] | ((unsigned)q[1] << 8) : 0;
 }
 
-SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
-                               int *frame) {
-  sx_rd r;
-  unsigned flags, i;
-  size_t j;
-  uint64_t cl;
-  const unsigned char *q;
-  *frame = 0;
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
-  q = sx_rbytes(&r, 1);
+/* The head of the peer's turn: its flags, and with the opening turn the
+ * peer's log version. */
+static int sx_rp_read_head(sx_repair *rp, sx_rd *r, unsigned *flags) {
+  const unsigned char *q = sx_rbytes(r, 1);
   if (!q || (q[0] & ~SX_RT_KNOWN)) return sx_rp_proto(rp, "flags");
-  flags = q[0];
+  *flags = q[0];
   rp->st.turns++;
   rp->npleaf = rp->nanswered = rp->nopen = rp->nnsplit = 0;
   rp->vopen = 0;
-  if (!rp->got_first != !!(flags & SX_RT_FIRST))
+  if (!rp->got_first != !!(*flags & SX_RT_FIRST))
     return sx_rp_proto(rp, "opening turn");
-  if (flags & SX_RT_FIRST) {
+  if (*flags & SX_RT_FIRST) {
     rp->got_first = 1;
-    rp->st.v0 = sx_rv(&r);
-    rp->st.have_v0 = !r.bad;
-    if (!(flags & SX_RT_ROOTS)) return sx_rp_proto(rp, "opening turn");
+    rp->st.v0 = sx_rv(r);
+    rp->st.have_v0 = !r->bad;
+    if (!(*flags & SX_RT_ROOTS)) return sx_rp_proto(rp, "opening turn");
   }
-  if (flags & SX_RT_PROGRESS) rp->peer_progress = 1;
-  if (flags & SX_RT_DONE) {
-    if (!rp->sent_roots || (flags & (SX_RT_FRAME | SX_RT_ROOTS)) || r.bad ||
-        r.p != r.end)
-      return sx_rp_proto(rp, "DONE");
-    rp->st.done = 1;
-    rp->st.equal = (flags & SX_RT_EQUAL) != 0;
-    return 0;
+  if (*flags & SX_RT_PROGRESS) rp->peer_progress = 1;
+  return 0;
+}
+
+/* The peer ends the repair: only after this side's roots, and nothing
+ * may follow. */
+static int sx_rp_read_done(sx_repair *rp, const sx_rd *r, unsigned flags) {
+  if (!rp->sent_roots || (flags & (SX_RT_FRAME | SX_RT_ROOTS)) || r->bad ||
+      r->p != r->end)
+    return sx_rp_proto(rp, "DONE");
+  rp->st.done = 1;
+  rp->st.equal = (flags & SX_RT_EQUAL) != 0;
+  return 0;
+}
+
+/* The peer compared our roots: a leaf and a split mask over the tables,
+ * which opens a pass on this side too. */
+static int sx_rp_read_root_masks(sx_repair *rp, sx_rd *r, unsigned flags) {
+  size_t mb = (rp->nt + 7) / 8;
+  const unsigned char *lm = sx_rbytes(r, mb), *sm = sx_rbytes(r, mb);
+  unsigned i;
+  rp->st.passes++;
+  rp->progress = 0;
+  rp->peer_progress = (flags & SX_RT_PROGRESS) != 0;
+  if (!lm || !sm) return sx_rp_proto(rp, "root masks");
+  for (i = 0; i < rp->nt; i++) {
+    sx_rnode root;
+    int l = sx_rp_bit(lm, i), s = sx_rp_bit(sm, i);
+    root.tid = rp->tids[i];
+    root.depth = 0;
+    root.pre = 0;
+    if (l && s) return sx_rp_proto(rp, "a root both leaf and split");
+    if ((l && SX_PUSH(rp, pleaf, root)) || (s && SX_PUSH(rp, nsplit, root)))
+      return SYNC_ENOMEM;
   }
-  if (rp->sent_roots) {
-    /* The peer compared our roots: a leaf and a split mask over the
-     * tables. */
-    size_t mb = (rp->nt + 7) / 8;
-    const unsigned char *lm = sx_rbytes(&r, mb), *sm = sx_rbytes(&r, mb);
-    /* ...which opens a pass on this side too */
-    rp->st.passes++;
-    rp->progress = 0;
-    rp->peer_progress = (flags & SX_RT_PROGRESS) != 0;
-    if (!lm || !sm) return sx_rp_proto(rp, "root masks");
-    for (i = 0; i < rp->nt; i++) {
-      sx_rnode root;
-      int l = sx_rp_bit(lm, i), s = sx_rp_bit(sm, i);
-      root.tid = rp->tids[i];
-      root.depth = 0;
-      root.pre = 0;
-      if (l && s) return sx_rp_proto(rp, "a root both leaf and split");
-      if ((l && SX_PUSH(rp, pleaf, root)) || (s && SX_PUSH(rp, nsplit, root)))
-        return SYNC_ENOMEM;
+  for (i = rp->nt; i < 8 * mb; i++)
+    if (sx_rp_bit(lm, i) || sx_rp_bit(sm, i))
+      return sx_rp_proto(rp, "root mask bits");
+  return 0;
+}
+
+/* The peer's answer mask over the leaves this side listed: a set bit
+ * splits the leaf, a clear one says the peer answered it. */
+static int sx_rp_read_answers(sx_repair *rp, sx_rd *r) {
+  size_t mb = (rp->nmyleaf + 7) / 8, j;
+  const unsigned char *am = sx_rbytes(r, mb);
+  if (!am && mb) return sx_rp_proto(rp, "answer mask");
+  for (j = 0; j < rp->nmyleaf; j++) {
+    if (sx_rp_bit(am, (unsigned)j)) {
+      if (rp->myleaf[j].depth >= SX_RP_DEPTH)
+        return sx_rp_proto(rp, "a split below the last level");
+      if (SX_PUSH(rp, nsplit, rp->myleaf[j])) return SYNC_ENOMEM;
+    } else if (SX_PUSH(rp, answered, rp->myleaf[j])) {
+      return SYNC_ENOMEM;
     }
-    for (i = rp->nt; i < 8 * mb; i++)
-      if (sx_rp_bit(lm, i) || sx_rp_bit(sm, i))
-        return sx_rp_proto(rp, "root mask bits");
+  }
+  for (j = mb * 8; j-- > rp->nmyleaf;)
+    if (sx_rp_bit(am, (unsigned)j)) return sx_rp_proto(rp, "answer bits");
+  return 0;
+}
+
+/* The peer's verdict on the children of one node this side split: the
+ * leaves (*lm) and splits (*sm), as two masks or as a short list. */
+static int sx_rp_read_kids(sx_repair *rp, sx_rd *r, unsigned *lm,
+                           unsigned *sm) {
+  const unsigned char *h = sx_rbytes(r, 1);
+  *lm = *sm = 0;
+  if (h && *h == SX_RP_MASKS) {
+    *lm = sx_rd16(r);
+    *sm = sx_rd16(r);
+  } else if (h && *h <= 16) {
+    /* a short list: one byte per child, index | kind << 4 */
+    unsigned e, ne = *h;
+    for (e = 0; e < ne; e++) {
+      const unsigned char *b1 = sx_rbytes(r, 1);
+      unsigned bit;
+      if (!b1 || (*b1 >> 4) < 1 || (*b1 >> 4) > 2)
+        return sx_rp_proto(rp, "node list");
+      bit = 1u << (*b1 & 15);
+      if ((*lm | *sm) & bit) return sx_rp_proto(rp, "a child listed twice");
+      if ((*b1 >> 4) == 1)
+        *lm |= bit;
+      else
+        *sm |= bit;
+    }
   } else {
-    size_t mb = (rp->nmyleaf + 7) / 8;
-    const unsigned char *am = sx_rbytes(&r, mb);
-    if (!am && mb) return sx_rp_proto(rp, "answer mask");
-    for (j = 0; j < rp->nmyleaf; j++) {
-      if (sx_rp_bit(am, (unsigned)j)) {
-        if (rp->myleaf[j].depth >= SX_RP_DEPTH)
-          return sx_rp_proto(rp, "a split below the last level");
-        if (SX_PUSH(rp, nsplit, rp->myleaf[j])) return SYNC_ENOMEM;
-      } else if (SX_PUSH(rp, answered, rp->myleaf[j])) {
-        return SYNC_ENOMEM;
-      }
-    }
-    for (j = mb * 8; j-- > rp->nmyleaf;)
-      if (sx_rp_bit(am, (unsigned)j)) return sx_rp_proto(rp, "answer bits");
-    for (j = 0; j < rp->nmysplit; j++) {
-      unsigned lm = 0, sm = 0, c;
-      const unsigned char *h = sx_rbytes(&r, 1);
-      if (h && *h == SX_RP_MASKS) {
-        lm = sx_rd16(&r);
-        sm = sx_rd16(&r);
-      } else if (h && *h <= 16) {
-        /* a short list: one byte per child, index | kind << 4 */
-        unsigned e, ne = *h;
-        for (e = 0; e < ne; e++) {
-          const unsigned char *b1 = sx_rbytes(&r, 1);
-          unsigned bit;
-          if (!b1 || (*b1 >> 4) < 1 || (*b1 >> 4) > 2)
-            return sx_rp_proto(rp, "node list");
-          bit = 1u << (*b1 & 15);
-          if ((lm | sm) & bit) return sx_rp_proto(rp, "a child listed twice");
-          if ((*b1 >> 4) == 1)
-            lm |= bit;
-          else
-            sm |= bit;
-        }
-      } else {
-        return sx_rp_proto(rp, "node masks");
-      }
-      if (r.bad) return sx_rp_proto(rp, "node masks");
-      if (lm & sm) return sx_rp_proto(rp, "a node both leaf and split");
-      for (c = 0; c < 16; c++) {
-        sx_rnode ch = sx_rp_child(&rp->mysplit[j], c);
-        if ((lm >> c) & 1) {
-          if (SX_PUSH(rp, pleaf, ch)) return SYNC_ENOMEM;
-        } else if ((sm >> c) & 1) {
-          if (ch.depth >= SX_RP_DEPTH)
-            return sx_rp_proto(rp, "a split below the last level");
-          if (SX_PUSH(rp, nsplit, ch)) return SYNC_ENOMEM;
-        }
-      }
-      if (rp->nnsplit > SX_RP_MAXOPEN || rp->npleaf > SX_RP_MAXLEAF)
-        return sx_rp_proto(rp, "too many nodes");
-    }
+    return sx_rp_proto(rp, "node masks");
   }
-  if (rp->nnsplit > SX_RP_MAXOPEN || rp->npleaf > SX_RP_MAXLEAF)
-    return sx_rp_proto(rp, "too many nodes");
-  /* Children fingerprints of the nodes the peer split. */
+  if (r->bad) return sx_rp_proto(rp, "node masks");
+  if (*lm & *sm) return sx_rp_proto(rp, "a node both leaf and split");
+  return 0;
+}
+
+/* The children of the nodes this side split: the peer's leaves, and the
+ * nodes it split in turn. */
+static int sx_rp_read_splits(sx_repair *rp, sx_rd *r) {
+  size_t j;
+  int rc;
+  for (j = 0; j < rp->nmysplit; j++) {
+    unsigned lm, sm, c;
+    if ((rc = sx_rp_read_kids(rp, r, &lm, &sm))) return rc;
+    for (c = 0; c < 16; c++) {
+      sx_rnode ch = sx_rp_child(&rp->mysplit[j], c);
+      if ((lm >> c) & 1) {
+        if (SX_PUSH(rp, pleaf, ch)) return SYNC_ENOMEM;
+      } else if ((sm >> c) & 1) {
+        if (ch.depth >= SX_RP_DEPTH)
+          return sx_rp_proto(rp, "a split below the last level");
+        if (SX_PUSH(rp, nsplit, ch)) return SYNC_ENOMEM;
+      }
+    }
+    if (rp->nnsplit > SX_RP_MAXOPEN || rp->npleaf > SX_RP_MAXLEAF)
+      return sx_rp_proto(rp, "too many nodes");
+  }
+  return 0;
+}
+
+/* Children fingerprints of the nodes the peer split. */
+static int sx_rp_read_open(sx_repair *rp, sx_rd *r) {
+  size_t j;
   for (j = 0; j < rp->nnsplit; j++) {
     sx_ropen o;
     unsigned c;
     memset(&o, 0, sizeof o);
     o.n = rp->nsplit[j];
-    o.mask = sx_rd16(&r);
+    o.mask = sx_rd16(r);
     for (c = 0; c < 16; c++)
       if ((o.mask >> c) & 1) {
-        q = sx_rbytes(&r, SX_RP_FPB);
+        const unsigned char *q = sx_rbytes(r, SX_RP_FPB);
         if (q)
           o.fp[c] =
               (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16);
       }
-    if (r.bad) return sx_rp_proto(rp, "fingerprints");
+    if (r->bad) return sx_rp_proto(rp, "fingerprints");
     if (SX_PUSH(rp, open, o)) return SYNC_ENOMEM;
   }
   rp->nnsplit = 0;
+  return 0;
+}
+
+/* The peer's roots: per table its sum, its count and the largest causal
+ * length it collected. */
+static void sx_rp_read_roots(sx_repair *rp, sx_rd *r) {
+  unsigned i;
+  for (i = 0; i < rp->nt; i++) {
+    const unsigned char *q = sx_rbytes(r, 8);
+    uint64_t cl;
+    if (q) rp->psum[i] = sx_get_le64(q);
+    rp->pcnt[i] = sx_rv(r);
+    cl = sx_rv(r);
+    if (cl > rp->st.gccl[i]) rp->st.gccl[i] = cl;
+  }
+}
+
+SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
+                               int *frame) {
+  sx_rd r;
+  unsigned flags;
+  int rc;
+  *frame = 0;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  if ((rc = sx_rp_read_head(rp, &r, &flags))) return rc;
+  if (flags & SX_RT_DONE) return sx_rp_read_done(rp, &r, flags);
+  if (rp->sent_roots)
+    rc = sx_rp_read_root_masks(rp, &r, flags);
+  else if (!(rc = sx_rp_read_answers(rp, &r)))
+    rc = sx_rp_read_splits(rp, &r);
+  if (rc) return rc;
+  if (rp->nnsplit > SX_RP_MAXOPEN || rp->npleaf > SX_RP_MAXLEAF)
+    return sx_rp_proto(rp, "too many nodes");
+  if ((rc = sx_rp_read_open(rp, &r))) return rc;
   /* The roots come last: the sender knows only at the end of its turn
    * that it asks nothing more. */
-  if (flags & SX_RT_ROOTS)
-    for (i = 0; i < rp->nt; i++) {
-      q = sx_rbytes(&r, 8);
-      if (q) rp->psum[i] = sx_get_le64(q);
-      rp->pcnt[i] = sx_rv(&r);
-      cl = sx_rv(&r);
-      if (cl > rp->st.gccl[i]) rp->st.gccl[i] = cl;
-    }
+  if (flags & SX_RT_ROOTS) sx_rp_read_roots(rp, &r);
   if (r.bad || r.p != r.end) return sx_rp_proto(rp, "length");
   if (flags & SX_RT_ROOTS) {
     if (rp->nopen || rp->npleaf) return sx_rp_proto(rp, "roots with nodes");
