@@ -79,9 +79,9 @@ static void chunks_free(wire_chunks *c) {
   memset(c, 0, sizeof *c);
 }
 
-/* recv pulls from send, chunk by chunk (request, delta, apply + commit,
- * as a session does), until the last chunk or max_chunks chunks (0: no
- * limit); every chunk is kept in out. */
+/* recv pulls from send, chunk by chunk (bench_pull_chunk, as a session
+ * does), until the last chunk or max_chunks chunks (0: no limit); every
+ * chunk is kept in out. */
 static void wire_pull(peer_sync *recv, peer_sync *send, size_t max_rows,
                       size_t max_chunks, wire_chunks *out) {
   sync_delta_opts opts = {max_rows, 0};
@@ -90,33 +90,13 @@ static void wire_pull(peer_sync *recv, peer_sync *send, size_t max_rows,
   peer_sync_check(send->env, sync_env_site_id(send->env, site),
                   "sync_env_site_id");
   for (;;) {
-    sync_txn *txn;
-    sync_request *req = NULL;
-    sync_delta *d = NULL;
-    sync_apply_report rep;
-    int last;
-    peer_sync_check(recv->env, sync_txn_begin(recv->env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env, sync_request_make(txn, site, &req),
-                    "sync_request_make");
-    sync_txn_abort(txn);
-    peer_sync_check(send->env, sync_txn_begin(send->env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (sender)");
-    peer_sync_check(send->env, sync_delta_make(txn, req, &opts, &d),
-                    "sync_delta_make");
-    sync_txn_abort(txn);
-    sync_request_free(req);
-    peer_sync_check(recv->env, sync_txn_begin(recv->env, 0, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env, sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep),
-                    "sync_delta_apply");
-    peer_sync_check(recv->env, sync_txn_commit(txn), "sync_txn_commit");
-    if (!rep.cursor_moved)
+    bench_chunk c;
+    bench_pull_chunk(recv->env, send->env, site, &opts, &c);
+    if (!c.rep.cursor_moved)
       bench_die("wire: chunk %zu of a pull did not move the cursor", got);
-    last = sync_delta_last(d);
-    chunks_push(out, d);
+    chunks_push(out, c.d);
     got++;
-    if (last || (max_chunks && got >= max_chunks)) break;
+    if (c.last || (max_chunks && got >= max_chunks)) break;
   }
 }
 
