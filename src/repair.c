@@ -543,13 +543,10 @@ static void sx_rp_read_roots(sx_repair *rp, sx_rd *r) {
 
 SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
                                int *frame) {
-  sx_rd r;
+  sx_rd r = {b, b + n, 0};
   unsigned flags;
   int rc;
   *frame = 0;
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
   if ((rc = sx_rp_read_head(rp, &r, &flags))) return rc;
   if (flags & SX_RT_DONE) return sx_rp_read_done(rp, &r, flags);
   if (rp->sent_roots)
