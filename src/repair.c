@@ -11,6 +11,12 @@
  * its own.  Nothing here holds a table's rows or hashes: every turn is
  * one or two cursor passes over the tables involved, computing only the
  * sums of the nodes asked for (and, when they are few, their rows).
+ *
+ * In file order: row fingerprints, node sets and the repair's life; the
+ * peer's turn, read one section per sx_rp_read_* step (sx_rp_on_turn),
+ * and its frame (sx_rp_on_frame); the scans; and this side's turn,
+ * written in steps (sx_rp_turn: open a pass or answer the peer, fill the
+ * frame, close the turn).
  */
 #include "repair.h"
 
