@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sync.h"
+
 /* The SQLite + session peer is built in unless the build says otherwise
  * with -DBENCH_NO_SQLITE (`make bench NO_SQLITE=1`, and cross builds for a
  * target without libsqlite3-dev).  Code tests BENCH_HAVE_SQLITE; without
@@ -87,5 +89,20 @@ typedef struct bench_side {
   double best; /* out: highest rate of all rounds */
 } bench_side;
 void bench_rounds(const char *what, bench_side *sides, int nsides, int reps);
+
+/* One chunk of a pull, as a session moves it: a request made in a
+ * receiver read transaction, the chunk cut in a sender read transaction
+ * and its apply and commit in a receiver write transaction.  site is the
+ * sender's site id.  make_s times the sender's begin .. sync_delta_make,
+ * apply_s the receiver's begin .. commit; the caller checks the report
+ * and frees d.  Dies on any error. */
+typedef struct bench_chunk {
+  sync_delta *d;
+  sync_apply_report rep;
+  int last; /* sync_delta_last(d) */
+  double make_s, apply_s;
+} bench_chunk;
+void bench_pull_chunk(sync_env *recv, sync_env *send, const uint8_t site[16],
+                      const sync_delta_opts *opts, bench_chunk *c);
 
 #endif /* BENCH_H */

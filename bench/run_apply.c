@@ -147,10 +147,9 @@ typedef struct pull_stats {
   uint64_t rows, chunks, conflicts;
 } pull_stats;
 
-/* recv pulls everything from send: per chunk, a request from a receiver
- * read transaction, the chunk cut in a sender read transaction, and the
- * apply in a receiver write transaction with its commit.  Only the last
- * two steps are timed, each on its own. */
+/* recv pulls everything from send, chunk by chunk (bench_pull_chunk):
+ * only the sender's cut and the receiver's apply + commit are timed, each
+ * on its own. */
 static void pull_all(peer_sync *recv, peer_sync *send,
                      const sync_delta_opts *opts, pull_stats *st) {
   uint8_t site[16];
@@ -158,48 +157,18 @@ static void pull_all(peer_sync *recv, peer_sync *send,
   peer_sync_check(send->env, sync_env_site_id(send->env, site),
                   "sync_env_site_id");
   for (;;) {
-    sync_txn *txn;
-    sync_request *req = NULL;
-    sync_delta *d = NULL;
-    sync_apply_report rep;
-    double t0, t1, t2, t3;
-    int last;
-
-    peer_sync_check(recv->env, sync_txn_begin(recv->env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env, sync_request_make(txn, site, &req),
-                    "sync_request_make");
-    sync_txn_abort(txn);
-
-    t0 = bench_now();
-    peer_sync_check(send->env, sync_txn_begin(send->env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (sender)");
-    peer_sync_check(send->env, sync_delta_make(txn, req, opts, &d),
-                    "sync_delta_make");
-    t1 = bench_now();
-    sync_txn_abort(txn);
-    sync_request_free(req);
-    last = sync_delta_last(d);
-
-    t2 = bench_now();
-    peer_sync_check(recv->env, sync_txn_begin(recv->env, 0, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env,
-                    sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep),
-                    "sync_delta_apply");
-    peer_sync_check(recv->env, sync_txn_commit(txn), "sync_txn_commit");
-    t3 = bench_now();
-
-    sync_delta_free(d);
-    st->make_s += t1 - t0;
-    st->apply_s += t3 - t2;
-    st->rows += rep.rows;
-    st->conflicts += rep.conflicts;
+    bench_chunk c;
+    bench_pull_chunk(recv->env, send->env, site, opts, &c);
+    sync_delta_free(c.d);
+    st->make_s += c.make_s;
+    st->apply_s += c.apply_s;
+    st->rows += c.rep.rows;
+    st->conflicts += c.rep.conflicts;
     st->chunks++;
-    if (!rep.cursor_moved)
+    if (!c.rep.cursor_moved)
       bench_die("apply: chunk %" PRIu64 " of a pull did not move the cursor",
                 st->chunks);
-    if (last)
+    if (c.last)
       break;
   }
 }

@@ -88,37 +88,13 @@ static double pull_all(peer_sync *recv, peer_sync *send, int time_make,
   peer_sync_check(send->env, sync_env_site_id(send->env, site),
                   "sync_env_site_id");
   for (;;) {
-    sync_txn *txn;
-    sync_request *req = NULL;
-    sync_delta *d = NULL;
-    sync_apply_report rep;
-    double t0, t1, t2;
-    int last;
-    peer_sync_check(recv->env, sync_txn_begin(recv->env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env, sync_request_make(txn, site, &req),
-                    "sync_request_make");
-    sync_txn_abort(txn);
-    t0 = bench_now();
-    peer_sync_check(send->env, sync_txn_begin(send->env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (sender)");
-    peer_sync_check(send->env, sync_delta_make(txn, req, &o, &d),
-                    "sync_delta_make");
-    sync_txn_abort(txn);
-    t1 = bench_now();
-    sync_request_free(req);
-    last = sync_delta_last(d);
-    peer_sync_check(recv->env, sync_txn_begin(recv->env, 0, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env, sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep),
-                    "sync_delta_apply");
-    peer_sync_check(recv->env, sync_txn_commit(txn), "sync_txn_commit");
-    t2 = bench_now();
-    sync_delta_free(d);
-    if (!rep.cursor_moved) bench_die("relay: a chunk did not move the cursor");
-    dt += (time_make ? t1 - t0 : 0) + (t2 - t1);
-    *rows += rep.rows;
-    if (last) break;
+    bench_chunk c;
+    bench_pull_chunk(recv->env, send->env, site, &o, &c);
+    sync_delta_free(c.d);
+    if (!c.rep.cursor_moved) bench_die("relay: a chunk did not move the cursor");
+    dt += (time_make ? c.make_s : 0) + c.apply_s;
+    *rows += c.rep.rows;
+    if (c.last) break;
   }
   return dt;
 }

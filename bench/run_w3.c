@@ -115,44 +115,23 @@ typedef struct w3_pull {
   uint64_t rows, conflicts, chunks;
 } w3_pull;
 
-/* recv pulls from send until the last chunk: request in a receiver read
- * transaction, chunk cut in a sender read transaction, apply + commit in a
- * receiver write transaction. */
+/* recv pulls from send until the last chunk (bench_pull_chunk: request in
+ * a receiver read transaction, chunk cut in a sender read transaction,
+ * apply + commit in a receiver write transaction). */
 static void w3_pull_all(w3_replica *recv, w3_replica *send, w3_pull *st) {
   sync_delta_opts opts = {W3_CHUNK, 0};
   memset(st, 0, sizeof *st);
   for (;;) {
-    sync_env *re = recv->p.env, *se = send->p.env;
-    sync_txn *txn;
-    sync_request *req = NULL;
-    sync_delta *d = NULL;
-    sync_apply_report rep;
-    int last;
-    peer_sync_check(re, sync_txn_begin(re, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(re, sync_request_make(txn, send->site, &req),
-                    "sync_request_make");
-    sync_txn_abort(txn);
-    peer_sync_check(se, sync_txn_begin(se, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (sender)");
-    peer_sync_check(se, sync_delta_make(txn, req, &opts, &d),
-                    "sync_delta_make");
-    sync_txn_abort(txn);
-    sync_request_free(req);
-    last = sync_delta_last(d);
-    peer_sync_check(re, sync_txn_begin(re, 0, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(re, sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep),
-                    "sync_delta_apply");
-    peer_sync_check(re, sync_txn_commit(txn), "sync_txn_commit");
-    sync_delta_free(d);
-    st->rows += rep.rows;
-    st->conflicts += rep.conflicts;
+    bench_chunk c;
+    bench_pull_chunk(recv->p.env, send->p.env, send->site, &opts, &c);
+    sync_delta_free(c.d);
+    st->rows += c.rep.rows;
+    st->conflicts += c.rep.conflicts;
     st->chunks++;
-    if (!rep.cursor_moved)
+    if (!c.rep.cursor_moved)
       bench_die("w3: chunk %" PRIu64 " of a pull did not move the cursor",
                 st->chunks);
-    if (last)
+    if (c.last)
       break;
   }
 }

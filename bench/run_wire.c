@@ -79,9 +79,9 @@ static void chunks_free(wire_chunks *c) {
   memset(c, 0, sizeof *c);
 }
 
-/* recv pulls from send, chunk by chunk (request, delta, apply + commit,
- * as a session does), until the last chunk or max_chunks chunks (0: no
- * limit); every chunk is kept in out. */
+/* recv pulls from send, chunk by chunk (bench_pull_chunk, as a session
+ * does), until the last chunk or max_chunks chunks (0: no limit); every
+ * chunk is kept in out. */
 static void wire_pull(peer_sync *recv, peer_sync *send, size_t max_rows,
                       size_t max_chunks, wire_chunks *out) {
   sync_delta_opts opts = {max_rows, 0};
@@ -90,33 +90,13 @@ static void wire_pull(peer_sync *recv, peer_sync *send, size_t max_rows,
   peer_sync_check(send->env, sync_env_site_id(send->env, site),
                   "sync_env_site_id");
   for (;;) {
-    sync_txn *txn;
-    sync_request *req = NULL;
-    sync_delta *d = NULL;
-    sync_apply_report rep;
-    int last;
-    peer_sync_check(recv->env, sync_txn_begin(recv->env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env, sync_request_make(txn, site, &req),
-                    "sync_request_make");
-    sync_txn_abort(txn);
-    peer_sync_check(send->env, sync_txn_begin(send->env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin (sender)");
-    peer_sync_check(send->env, sync_delta_make(txn, req, &opts, &d),
-                    "sync_delta_make");
-    sync_txn_abort(txn);
-    sync_request_free(req);
-    peer_sync_check(recv->env, sync_txn_begin(recv->env, 0, &txn),
-                    "sync_txn_begin (receiver)");
-    peer_sync_check(recv->env, sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep),
-                    "sync_delta_apply");
-    peer_sync_check(recv->env, sync_txn_commit(txn), "sync_txn_commit");
-    if (!rep.cursor_moved)
+    bench_chunk c;
+    bench_pull_chunk(recv->env, send->env, site, &opts, &c);
+    if (!c.rep.cursor_moved)
       bench_die("wire: chunk %zu of a pull did not move the cursor", got);
-    last = sync_delta_last(d);
-    chunks_push(out, d);
+    chunks_push(out, c.d);
     got++;
-    if (last || (max_chunks && got >= max_chunks)) break;
+    if (c.last || (max_chunks && got >= max_chunks)) break;
   }
 }
 
@@ -698,99 +678,106 @@ static void w1_incremental(const char *name, peer_sync *send, peer_sync *recv,
   chunks_free(&ch);
 }
 
-static void wire_w1(const bench_opts *o) {
-  size_t n = o->rows, nupd = o->rows / 10 ? o->rows / 10 : 1;
-  double t0 = bench_now(), t1;
-  w1_row *rows = w1_generate(n);
-  const char *send_path = bench_path("wire-w1-send.db");
-  const char *recv_path = bench_path("wire-w1-recv.db");
-  peer_sync send, recv;
-  wire_chunks ch;
-  wire_frames fr;
-  uint64_t b0, b1, b3;
-  rate_ctx rc;
-  bench_side s[3];
-  int ns = 2;
+/* The W1 figures of the initial pull: our frames' bytes, SQLite's
+ * changesets of the same chunks and their bytes. */
+typedef struct w1_sizes {
+  uint64_t b0, b1, b3; /* our frames: stored, zstd 1, zstd 3 */
 #ifndef BENCH_NO_SQLITE
-  peer_sqlite lite;
-  lite_chunks lc;
-  uint64_t l1, l3, lw3;
+  lite_chunks lc;       /* one changeset per chunk */
+  uint64_t l1, l3, lw3; /* each at zstd 1, zstd 3; all in one at zstd 3 */
 #endif
+} w1_sizes;
 
-  memset(&ch, 0, sizeof ch);
-  memset(&rc, 0, sizeof rc);
-  bench_note("wire w1: %zu W1 rows written on a sender in W1 order, pulled "
-             "by an empty receiver in chunks of %d rows (sync_delta_make "
-             "max_rows, default max_bytes); each chunk one frame",
-             n, WIRE_CHUNK);
-  bench_value("w1.wire.rows", (double)n, "rows");
-  peer_sync_open(&send, send_path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
-  peer_sync_open(&recv, recv_path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
-  w1_write(&send, rows, n);
+/* The W1 rows written on send, and recv's initial pull of them into
+ * ch. */
+static double w1_initial_pull(peer_sync *send, peer_sync *recv, size_t n,
+                              wire_chunks *ch, double t0) {
+  w1_row *rows = w1_generate(n);
+  double t1;
+  w1_write(send, rows, n);
   free(rows);
   t1 = lap("w1 sender written", t0);
-  wire_pull(&recv, &send, WIRE_CHUNK, 0, &ch);
+  wire_pull(recv, send, WIRE_CHUNK, 0, ch);
   t1 = lap("w1 initial pull", t1);
-  if (ch.total != n)
-    bench_die("wire: the initial pull sent %zu rows, not %zu", ch.total, n);
-  chunk_note("wire w1 initial", &ch);
-  b0 = wire_bytes(&ch, 0, NULL, 0, &fr);
-  b1 = wire_bytes(&ch, 1, NULL, 0, NULL);
-  b3 = wire_bytes(&ch, 3, NULL, 0, NULL);
+  if (ch->total != n)
+    bench_die("wire: the initial pull sent %zu rows, not %zu", ch->total, n);
+  chunk_note("wire w1 initial", ch);
+  return t1;
+}
+
+#ifndef BENCH_NO_SQLITE
+/* SQLite: the same rows, chunk for chunk, each chunk's changeset by a
+ * session of its own. */
+static void w1_lite_initial(const wire_chunks *ch, w1_sizes *z) {
+  w1_row scratch;
+  peer_sqlite lite;
+  sqlite3_stmt *st;
+  lite_open(&lite, w1_sqlite_create);
+  st = peer_sqlite_prepare(&lite, w1_sqlite_insert);
+  lite_record(&lite, "t", st, bind_w1_insert, NULL, &scratch, ch->rows, ch->n,
+              &z->lc);
+  sqlite3_finalize(st);
+  peer_sqlite_close(&lite);
+  z->l1 = zstd_bytes(z->lc.cs, z->lc.len, z->lc.n, 1);
+  z->l3 = zstd_bytes(z->lc.cs, z->lc.len, z->lc.n, 3);
+  z->lw3 = lite_whole_zstd(&z->lc, 3);
+}
+#endif
+
+/* Bytes of the initial pull's frames (the stored ones kept in fr for the
+ * decode rounds), and of SQLite's changesets. */
+static double w1_sizes_of(const wire_chunks *ch, wire_frames *fr, w1_sizes *z,
+                          double t1) {
+  z->b0 = wire_bytes(ch, 0, NULL, 0, fr);
+  z->b1 = wire_bytes(ch, 1, NULL, 0, NULL);
+  z->b3 = wire_bytes(ch, 3, NULL, 0, NULL);
   t1 = lap("w1 frames encoded and checked", t1);
   /* What a frame costs before any row: header, sites, cursors, checksum. */
-  for (size_t i = 0; i < ch.n; i++)
-    if (!ch.rows[i]) {
+  for (size_t i = 0; i < ch->n; i++)
+    if (!ch->rows[i]) {
       bench_note("wire w1: an empty chunk (the end of the pull) is a frame of "
                  "%zu bytes",
-                 fr.off[i + 1] - fr.off[i]);
+                 fr->off[i + 1] - fr->off[i]);
       break;
     }
 #ifndef BENCH_NO_SQLITE
-  {
-    w1_row scratch;
-    sqlite3_stmt *st;
-    lite_open(&lite, w1_sqlite_create);
-    st = peer_sqlite_prepare(&lite, w1_sqlite_insert);
-    lite_record(&lite, "t", st, bind_w1_insert, NULL, &scratch, ch.rows, ch.n,
-                &lc);
-    sqlite3_finalize(st);
-    peer_sqlite_close(&lite);
-    l1 = zstd_bytes(lc.cs, lc.len, lc.n, 1);
-    l3 = zstd_bytes(lc.cs, lc.len, lc.n, 3);
-    lw3 = lite_whole_zstd(&lc, 3);
-  }
+  w1_lite_initial(ch, z);
   t1 = lap("w1 sqlite changesets", t1);
 #endif
-  bench_note("wire w1: data, pulls and changesets made in %.2f s (untimed)",
-             bench_now() - t0);
+  return t1;
+}
 
-  per_row("w1.wire.bytes_per_row", b0, n);
-  per_row("w1.wire_zstd1.bytes_per_row", b1, n);
-  per_row("w1.wire_zstd3.bytes_per_row", b3, n);
+static void w1_print_sizes(const w1_sizes *z, size_t n) {
+  per_row("w1.wire.bytes_per_row", z->b0, n);
+  per_row("w1.wire_zstd1.bytes_per_row", z->b1, n);
+  per_row("w1.wire_zstd3.bytes_per_row", z->b3, n);
 #ifndef BENCH_NO_SQLITE
-  per_row("w1.sqlite.changeset_chunked_bytes_per_row", lc.bytes, n);
-  per_row("w1.sqlite.changeset_zstd1_bytes_per_row", l1, n);
-  per_row("w1.sqlite.changeset_zstd3_bytes_per_row", l3, n);
-  per_row("w1.sqlite.changeset_whole_zstd3_bytes_per_row", lw3, n);
-  bench_ratio("w1.wire.ratio_vs_sqlite", ratio((double)b0, (double)lc.bytes));
+  per_row("w1.sqlite.changeset_chunked_bytes_per_row", z->lc.bytes, n);
+  per_row("w1.sqlite.changeset_zstd1_bytes_per_row", z->l1, n);
+  per_row("w1.sqlite.changeset_zstd3_bytes_per_row", z->l3, n);
+  per_row("w1.sqlite.changeset_whole_zstd3_bytes_per_row", z->lw3, n);
+  bench_ratio("w1.wire.ratio_vs_sqlite",
+              ratio((double)z->b0, (double)z->lc.bytes));
   bench_ratio("w1.wire_zstd1.ratio_vs_sqlite_zstd1",
-              ratio((double)b1, (double)l1));
+              ratio((double)z->b1, (double)z->l1));
   bench_ratio("w1.wire_zstd3.ratio_vs_sqlite_zstd3",
-              ratio((double)b3, (double)l3));
+              ratio((double)z->b3, (double)z->l3));
 #else
   printf("bench: sqlite skipped (not built)\n");
 #endif
+}
 
-  /* Rates: encode and decode of the stored frames, SQLite iterating its
-   * chunk changesets, alternating. */
-  rc.chunks = &ch;
-  rc.frames = &fr;
-  rc.frame_bytes = b0;
+/* Rates: encode and decode of the stored frames, SQLite iterating its
+ * chunk changesets, alternating. */
+static void w1_rates(const bench_opts *o, const wire_chunks *ch,
+                     const wire_frames *fr, const w1_sizes *z) {
+  rate_ctx rc = {.chunks = ch, .frames = fr, .frame_bytes = z->b0};
+  bench_side s[3];
+  int ns = 2;
   s[0] = (bench_side){"encode", side_encode, &rc, 0};
   s[1] = (bench_side){"decode", side_decode, &rc, 0};
 #ifndef BENCH_NO_SQLITE
-  rc.lite = &lc;
+  rc.lite = &z->lc;
   s[2] = (bench_side){"sqlite_iter", side_lite_iter, &rc, 0};
   ns = 3;
 #endif
@@ -802,30 +789,60 @@ static void wire_w1(const bench_opts *o) {
 #ifndef BENCH_NO_SQLITE
   bench_rate("decode.sqlite_iter_rows_per_s", s[2].best);
   bench_ratio("decode.ratio_vs_sqlite_iter", ratio(s[1].best, s[2].best));
-  lite_free(&lc);
+#endif
+}
+
+/* Incremental: N/10 random keys with a new a, then N/10 other keys with
+ * new values in all four columns; SQLite updates the same keys in the
+ * file that recorded the initial changesets. */
+static void w1_updates(peer_sync *send, peer_sync *recv, size_t n) {
+  size_t nupd = n / 10 ? n / 10 : 1;
+  uint32_t *perm = bench_permutation(n, WIRE_SEED_UPDATES);
+  size_t nu = 2 * nupd <= n ? nupd : n / 2 ? n / 2 : 1;
+  w1_row *u1 = make_updates(perm, 0, n, nu);
+  w1_row *u4 = make_updates(perm, n - nu, n, nu);
+  bench_note("wire w1 incremental: %zu random keys get a new a "
+             "(sync_update), %zu others new values in all columns "
+             "(sync_put); each pulled in chunks of %d",
+             nu, nu, WIRE_CHUNK);
+  w1_incremental("w1.update1", send, recv, u1, perm, nu, 0);
+  w1_incremental("w1.update4", send, recv, u4, perm + (n - nu), nu, 1);
+  free(perm);
+  free(u1);
+  free(u4);
+}
+
+static void wire_w1(const bench_opts *o) {
+  size_t n = o->rows;
+  double t0 = bench_now(), t1;
+  const char *send_path = bench_path("wire-w1-send.db");
+  const char *recv_path = bench_path("wire-w1-recv.db");
+  peer_sync send, recv;
+  wire_chunks ch;
+  wire_frames fr;
+  w1_sizes z;
+
+  memset(&ch, 0, sizeof ch);
+  bench_note("wire w1: %zu W1 rows written on a sender in W1 order, pulled "
+             "by an empty receiver in chunks of %d rows (sync_delta_make "
+             "max_rows, default max_bytes); each chunk one frame",
+             n, WIRE_CHUNK);
+  bench_value("w1.wire.rows", (double)n, "rows");
+  peer_sync_open(&send, send_path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
+  peer_sync_open(&recv, recv_path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
+  t1 = w1_initial_pull(&send, &recv, n, &ch, t0);
+  w1_sizes_of(&ch, &fr, &z, t1);
+  bench_note("wire w1: data, pulls and changesets made in %.2f s (untimed)",
+             bench_now() - t0);
+  w1_print_sizes(&z, n);
+  w1_rates(o, &ch, &fr, &z);
+#ifndef BENCH_NO_SQLITE
+  lite_free(&z.lc);
 #endif
   free(fr.buf);
   free(fr.off);
   chunks_free(&ch);
-
-  /* Incremental: N/10 random keys with a new a, then N/10 other keys with
-   * new values in all four columns; SQLite updates the same keys in the
-   * file that recorded the initial changesets. */
-  {
-    uint32_t *perm = bench_permutation(n, WIRE_SEED_UPDATES);
-    size_t nu = 2 * nupd <= n ? nupd : n / 2 ? n / 2 : 1;
-    w1_row *u1 = make_updates(perm, 0, n, nu);
-    w1_row *u4 = make_updates(perm, n - nu, n, nu);
-    bench_note("wire w1 incremental: %zu random keys get a new a "
-               "(sync_update), %zu others new values in all columns "
-               "(sync_put); each pulled in chunks of %d",
-               nu, nu, WIRE_CHUNK);
-    w1_incremental("w1.update1", &send, &recv, u1, perm, nu, 0);
-    w1_incremental("w1.update4", &send, &recv, u4, perm + (n - nu), nu, 1);
-    free(perm);
-    free(u1);
-    free(u4);
-  }
+  w1_updates(&send, &recv, n);
   peer_sync_close(&recv);
   peer_sync_close(&send);
   bench_unlink_db(send_path);
@@ -907,160 +924,201 @@ static size_t frame_dict(peer_sync *src, const char *path, void *dict,
   return got;
 }
 
+/* The W2 pulls: initial (an empty receiver at the end, key order), live
+ * (after every transaction of the sender) and small (WIRE_SMALL-row
+ * chunks); and the two dictionaries for the small frames. */
+typedef struct w2_pulls {
+  wire_chunks ci, cl, cs;
+  unsigned char *dict, *fdict;
+  size_t dlen, fdlen;
+} w2_pulls;
+
+/* Bytes of each pull's frames (i, l, s: initial, live, small; 0 stored,
+ * 3 zstd 3, d3 and f3 zstd 3 with either dictionary) and, q*, of SQLite's
+ * changesets of the same chunks (n: their rows). */
+typedef struct w2_sizes {
+  uint64_t i0, i3, l0, l3, s0, s3, sd3, sf3;
+#ifndef BENCH_NO_SQLITE
+  uint64_t qi0, qi3, qin, ql0, ql3, qln, qs0, qs3, qsn;
+#endif
+} w2_sizes;
+
+/* The live receiver pulls after every transaction of the sender; the
+ * initial one pulls everything at the end. */
+static double w2_pull_live(peer_sync *send, uint64_t *clock, const w2_row *rows,
+                           size_t n, w2_pulls *pl, double t0) {
+  const char *init_path = bench_path("wire-w2-recv.db");
+  const char *live_path = bench_path("wire-w2-live.db");
+  peer_sync init, live;
+  double t1;
+  peer_sync_open(&live, live_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
+  t1 = lap("w2 generated", t0);
+  w2_write(send, rows, n, clock, &live, &pl->cl);
+  peer_sync_close(&live);
+  bench_unlink_db(live_path);
+  t1 = lap("w2 sender written with live pulls", t1);
+  peer_sync_open(&init, init_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
+  wire_pull(&init, send, WIRE_CHUNK, 0, &pl->ci);
+  peer_sync_close(&init);
+  bench_unlink_db(init_path);
+  t1 = lap("w2 initial pull", t1);
+  if (pl->ci.total != n || pl->cl.total != n)
+    bench_die("wire w2: pulls sent %zu (initial) and %zu (live) rows, not %zu",
+              pl->ci.total, pl->cl.total, n);
+  chunk_note("wire w2 initial", &pl->ci);
+  chunk_note("wire w2 live", &pl->cl);
+  return t1;
+}
+
+/* The dictionaries of the small frames: trained (sync_dict_train,
+ * default 10,000 rows, and frame_dict) on other data, WIRE_TRAIN_DEVS
+ * devices' readings of the day before, with another seed. */
+static void w2_train(w2_pulls *pl) {
+  const char *train_path = bench_path("wire-w2-train.db");
+  const char *ftrain_path = bench_path("wire-w2-ftrain.db");
+  w2_row *tr = w2_generate(WIRE_TRAIN_DEVS, WIRE_TRAIN_READS, WIRE_SEED_TRAIN,
+                           W2_EPOCH_MS - WIRE_DAY_MS);
+  peer_sync train;
+  uint64_t tclock = 0;
+  sync_txn *txn;
+  pl->dict = bench_xmalloc(WIRE_DICT_CAP);
+  pl->fdict = bench_xmalloc(WIRE_DICT_CAP);
+  w2_open(&train, train_path, &tclock);
+  w2_write(&train, tr, WIRE_TRAIN_DEVS * WIRE_TRAIN_READS, &tclock, NULL, NULL);
+  peer_sync_check(train.env, sync_txn_begin(train.env, SYNC_TXN_RDONLY, &txn),
+                  "sync_txn_begin");
+  peer_sync_check(
+      train.env,
+      sync_dict_train(txn, train.table, 0, pl->dict, WIRE_DICT_CAP, &pl->dlen),
+      "sync_dict_train");
+  sync_txn_abort(txn);
+  pl->fdlen = frame_dict(&train, ftrain_path, pl->fdict, WIRE_DICT_CAP);
+  peer_sync_close(&train);
+  bench_unlink_db(train_path);
+  free(tr);
+  bench_note("wire w2: dictionaries of %zu bytes (sync_dict_train) and "
+             "%zu bytes (ZDICT on %d-row frames), cap %zu, trained on %d "
+             "rows of other readings",
+             pl->dlen, pl->fdlen, WIRE_SMALL, WIRE_DICT_CAP,
+             WIRE_TRAIN_DEVS * WIRE_TRAIN_READS);
+}
+
+/* Every pull of W2 (rows, in arrival order), and the dictionaries. */
+static double w2_pull_all(const w2_row *rows, size_t n, w2_pulls *pl,
+                          double t0) {
+  const char *send_path = bench_path("wire-w2-send.db");
+  const char *small_path = bench_path("wire-w2-small.db");
+  size_t nsmall = n / 50 / WIRE_SMALL ? n / 50 : WIRE_SMALL;
+  peer_sync send, small;
+  uint64_t clock = 0;
+  double t1;
+  w2_open(&send, send_path, &clock);
+  t1 = w2_pull_live(&send, &clock, rows, n, pl, t0);
+  /* Small frames: the first nsmall rows of an initial pull in chunks of
+   * WIRE_SMALL rows. */
+  peer_sync_open(&small, small_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
+  wire_pull(&small, &send, WIRE_SMALL, nsmall / WIRE_SMALL, &pl->cs);
+  peer_sync_close(&small);
+  bench_unlink_db(small_path);
+  chunk_note("wire w2 small", &pl->cs);
+  t1 = lap("w2 small pull", t1);
+  w2_train(pl);
+  peer_sync_close(&send);
+  bench_unlink_db(send_path);
+  return lap("w2 dictionary", t1);
+}
+
+static double w2_sizes_of(const w2_pulls *pl, w2_sizes *z, double t1) {
+  z->i0 = wire_bytes(&pl->ci, 0, NULL, 0, NULL);
+  z->i3 = wire_bytes(&pl->ci, 3, NULL, 0, NULL);
+  z->l0 = wire_bytes(&pl->cl, 0, NULL, 0, NULL);
+  z->l3 = wire_bytes(&pl->cl, 3, NULL, 0, NULL);
+  z->s0 = wire_bytes(&pl->cs, 0, NULL, 0, NULL);
+  z->s3 = wire_bytes(&pl->cs, 3, NULL, 0, NULL);
+  z->sd3 = wire_bytes(&pl->cs, 3, pl->dict, pl->dlen, NULL);
+  z->sf3 = wire_bytes(&pl->cs, 3, pl->fdict, pl->fdlen, NULL);
+  return lap("w2 frames encoded and checked", t1);
+}
+
+#ifndef BENCH_NO_SQLITE
+/* SQLite: the initial chunks hold the rows in key order, the live ones
+ * in arrival order; each a session's changeset of its own. */
+static double w2_lite_sizes(const w2_row *rows, size_t n, const w2_pulls *pl,
+                            w2_sizes *z, double t1) {
+  w2_row *bykey = bench_xmalloc(n * sizeof *bykey);
+  memcpy(bykey, rows, n * sizeof *bykey);
+  qsort(bykey, n, sizeof *bykey, w2_key_cmp);
+  w2_lite(bykey, pl->ci.rows, pl->ci.n, &z->qi0, &z->qi3, &z->qin);
+  w2_lite(rows, pl->cl.rows, pl->cl.n, &z->ql0, &z->ql3, &z->qln);
+  /* The small pull took the first rows in key order. */
+  w2_lite(bykey, pl->cs.rows, pl->cs.n, &z->qs0, &z->qs3, &z->qsn);
+  free(bykey);
+  return lap("w2 sqlite changesets", t1);
+}
+#endif
+
+static void w2_print_sizes(const w2_sizes *z, size_t n, size_t nsmall) {
+  per_row("w2.wire.bytes_per_row", z->i0, n);
+  per_row("w2.wire_zstd3.bytes_per_row", z->i3, n);
+#ifndef BENCH_NO_SQLITE
+  per_row("w2.sqlite.changeset_bytes_per_row", z->qi0, z->qin);
+  per_row("w2.sqlite.changeset_zstd3_bytes_per_row", z->qi3, z->qin);
+  bench_ratio("w2.wire.ratio_vs_sqlite",
+              ratio(bpr(z->i0, n), bpr(z->qi0, z->qin)));
+  bench_ratio("w2.wire_zstd3.ratio_vs_sqlite_zstd3",
+              ratio(bpr(z->i3, n), bpr(z->qi3, z->qin)));
+#endif
+  per_row("w2.live.wire.bytes_per_row", z->l0, n);
+  per_row("w2.live.wire_zstd3.bytes_per_row", z->l3, n);
+#ifndef BENCH_NO_SQLITE
+  per_row("w2.live.sqlite.changeset_bytes_per_row", z->ql0, z->qln);
+  per_row("w2.live.sqlite.changeset_zstd3_bytes_per_row", z->ql3, z->qln);
+  bench_ratio("w2.live.wire.ratio_vs_sqlite",
+              ratio(bpr(z->l0, n), bpr(z->ql0, z->qln)));
+  bench_ratio("w2.live.wire_zstd3.ratio_vs_sqlite_zstd3",
+              ratio(bpr(z->l3, n), bpr(z->ql3, z->qln)));
+#else
+  printf("bench: sqlite skipped (not built)\n");
+#endif
+  per_row("w2.wire_10.bytes_per_row", z->s0, nsmall);
+  per_row("w2.wire_zstd3_10.bytes_per_row", z->s3, nsmall);
+  per_row("w2.wire_zstd3_dict10.bytes_per_row", z->sd3, nsmall);
+  per_row("w2.wire_zstd3_framedict10.bytes_per_row", z->sf3, nsmall);
+#ifndef BENCH_NO_SQLITE
+  per_row("w2.sqlite.changeset_10_bytes_per_row", z->qs0, z->qsn);
+  per_row("w2.sqlite.changeset_zstd3_10_bytes_per_row", z->qs3, z->qsn);
+#endif
+}
+
 static void wire_w2(const bench_opts *o) {
   size_t ndev = o->rows >= 1000 ? 1000 : o->rows;
   size_t nread = o->rows / ndev, n = ndev * nread;
-  size_t nsmall = n / 50 / WIRE_SMALL ? n / 50 : WIRE_SMALL;
   double t0 = bench_now(), t1;
   w2_row *rows = w2_generate(ndev, nread, W2_SEED, W2_EPOCH_MS);
-  w2_row *bykey;
-  const char *send_path = bench_path("wire-w2-send.db");
-  const char *init_path = bench_path("wire-w2-recv.db");
-  const char *live_path = bench_path("wire-w2-live.db");
-  const char *small_path = bench_path("wire-w2-small.db");
-  const char *train_path = bench_path("wire-w2-train.db");
-  const char *ftrain_path = bench_path("wire-w2-ftrain.db");
-  peer_sync send, init, live, small, train;
-  uint64_t clock = 0, tclock = 0;
-  wire_chunks ci, cl, cs;
-  uint64_t i0, i3, l0, l3, s0, s3, sd3, sf3;
-  unsigned char *dict = bench_xmalloc(WIRE_DICT_CAP);
-  unsigned char *fdict = bench_xmalloc(WIRE_DICT_CAP);
-  size_t dlen = 0, fdlen = 0;
-#ifndef BENCH_NO_SQLITE
-  uint64_t qs0, qs3, qsn;
-  uint64_t qi0, qi3, qin, ql0, ql3, qln;
-#endif
+  w2_pulls pl;
+  w2_sizes z;
 
-  memset(&ci, 0, sizeof ci);
-  memset(&cl, 0, sizeof cl);
-  memset(&cs, 0, sizeof cs);
+  memset(&pl, 0, sizeof pl);
   bench_note("wire w2: %zu devices x %zu readings = %zu rows, written in "
              "arrival order %d per transaction (sender clock = arrival "
              "time); key dev-%%04d + 8-byte big-endian ms (16 bytes, BLOB)",
              ndev, nread, n, W2_TXN_ROWS);
   bench_value("w2.rows", (double)n, "rows");
-
-  /* The live receiver pulls after every transaction of the sender; the
-   * initial one pulls everything at the end. */
-  w2_open(&send, send_path, &clock);
-  peer_sync_open(&live, live_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
-  t1 = lap("w2 generated", t0);
-  w2_write(&send, rows, n, &clock, &live, &cl);
-  peer_sync_close(&live);
-  bench_unlink_db(live_path);
-  t1 = lap("w2 sender written with live pulls", t1);
-  peer_sync_open(&init, init_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
-  wire_pull(&init, &send, WIRE_CHUNK, 0, &ci);
-  peer_sync_close(&init);
-  bench_unlink_db(init_path);
-  t1 = lap("w2 initial pull", t1);
-  if (ci.total != n || cl.total != n)
-    bench_die("wire w2: pulls sent %zu (initial) and %zu (live) rows, not %zu",
-              ci.total, cl.total, n);
-  chunk_note("wire w2 initial", &ci);
-  chunk_note("wire w2 live", &cl);
-
-  /* Small frames: the first nsmall rows of an initial pull in chunks of
-   * WIRE_SMALL rows.  The dictionary is trained (sync_dict_train, default
-   * 10,000 rows) on other data: WIRE_TRAIN_DEVS devices' readings of the
-   * day before, with another seed. */
-  peer_sync_open(&small, small_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
-  wire_pull(&small, &send, WIRE_SMALL, nsmall / WIRE_SMALL, &cs);
-  peer_sync_close(&small);
-  bench_unlink_db(small_path);
-  chunk_note("wire w2 small", &cs);
-  t1 = lap("w2 small pull", t1);
-  {
-    w2_row *tr = w2_generate(WIRE_TRAIN_DEVS, WIRE_TRAIN_READS, WIRE_SEED_TRAIN,
-                             W2_EPOCH_MS - WIRE_DAY_MS);
-    sync_txn *txn;
-    w2_open(&train, train_path, &tclock);
-    w2_write(&train, tr, WIRE_TRAIN_DEVS * WIRE_TRAIN_READS, &tclock, NULL,
-             NULL);
-    peer_sync_check(train.env, sync_txn_begin(train.env, SYNC_TXN_RDONLY, &txn),
-                    "sync_txn_begin");
-    peer_sync_check(
-        train.env,
-        sync_dict_train(txn, train.table, 0, dict, WIRE_DICT_CAP, &dlen),
-        "sync_dict_train");
-    sync_txn_abort(txn);
-    fdlen = frame_dict(&train, ftrain_path, fdict, WIRE_DICT_CAP);
-    peer_sync_close(&train);
-    bench_unlink_db(train_path);
-    free(tr);
-    bench_note("wire w2: dictionaries of %zu bytes (sync_dict_train) and "
-               "%zu bytes (ZDICT on %d-row frames), cap %zu, trained on %d "
-               "rows of other readings",
-               dlen, fdlen, WIRE_SMALL, WIRE_DICT_CAP,
-               WIRE_TRAIN_DEVS * WIRE_TRAIN_READS);
-  }
-  peer_sync_close(&send);
-  bench_unlink_db(send_path);
-  t1 = lap("w2 dictionary", t1);
-
-  i0 = wire_bytes(&ci, 0, NULL, 0, NULL);
-  i3 = wire_bytes(&ci, 3, NULL, 0, NULL);
-  l0 = wire_bytes(&cl, 0, NULL, 0, NULL);
-  l3 = wire_bytes(&cl, 3, NULL, 0, NULL);
-  s0 = wire_bytes(&cs, 0, NULL, 0, NULL);
-  s3 = wire_bytes(&cs, 3, NULL, 0, NULL);
-  sd3 = wire_bytes(&cs, 3, dict, dlen, NULL);
-  sf3 = wire_bytes(&cs, 3, fdict, fdlen, NULL);
-  t1 = lap("w2 frames encoded and checked", t1);
-
+  t1 = w2_pull_all(rows, n, &pl, t0);
+  t1 = w2_sizes_of(&pl, &z, t1);
 #ifndef BENCH_NO_SQLITE
-  /* SQLite: the initial chunks hold the rows in key order, the live ones
-   * in arrival order; each a session's changeset of its own. */
-  bykey = bench_xmalloc(n * sizeof *bykey);
-  memcpy(bykey, rows, n * sizeof *bykey);
-  qsort(bykey, n, sizeof *bykey, w2_key_cmp);
-  w2_lite(bykey, ci.rows, ci.n, &qi0, &qi3, &qin);
-  w2_lite(rows, cl.rows, cl.n, &ql0, &ql3, &qln);
-  /* The small pull took the first rows in key order. */
-  w2_lite(bykey, cs.rows, cs.n, &qs0, &qs3, &qsn);
-  free(bykey);
-  t1 = lap("w2 sqlite changesets", t1);
+  w2_lite_sizes(rows, n, &pl, &z, t1);
 #else
-  (void)bykey;
+  (void)t1;
 #endif
   bench_note("wire w2: data, pulls and changesets made in %.2f s (untimed)",
              bench_now() - t0);
-
-  per_row("w2.wire.bytes_per_row", i0, n);
-  per_row("w2.wire_zstd3.bytes_per_row", i3, n);
-#ifndef BENCH_NO_SQLITE
-  per_row("w2.sqlite.changeset_bytes_per_row", qi0, qin);
-  per_row("w2.sqlite.changeset_zstd3_bytes_per_row", qi3, qin);
-  bench_ratio("w2.wire.ratio_vs_sqlite", ratio(bpr(i0, n), bpr(qi0, qin)));
-  bench_ratio("w2.wire_zstd3.ratio_vs_sqlite_zstd3",
-              ratio(bpr(i3, n), bpr(qi3, qin)));
-#endif
-  per_row("w2.live.wire.bytes_per_row", l0, n);
-  per_row("w2.live.wire_zstd3.bytes_per_row", l3, n);
-#ifndef BENCH_NO_SQLITE
-  per_row("w2.live.sqlite.changeset_bytes_per_row", ql0, qln);
-  per_row("w2.live.sqlite.changeset_zstd3_bytes_per_row", ql3, qln);
-  bench_ratio("w2.live.wire.ratio_vs_sqlite", ratio(bpr(l0, n), bpr(ql0, qln)));
-  bench_ratio("w2.live.wire_zstd3.ratio_vs_sqlite_zstd3",
-              ratio(bpr(l3, n), bpr(ql3, qln)));
-#else
-  printf("bench: sqlite skipped (not built)\n");
-#endif
-  per_row("w2.wire_10.bytes_per_row", s0, cs.total);
-  per_row("w2.wire_zstd3_10.bytes_per_row", s3, cs.total);
-  per_row("w2.wire_zstd3_dict10.bytes_per_row", sd3, cs.total);
-  per_row("w2.wire_zstd3_framedict10.bytes_per_row", sf3, cs.total);
-#ifndef BENCH_NO_SQLITE
-  per_row("w2.sqlite.changeset_10_bytes_per_row", qs0, qsn);
-  per_row("w2.sqlite.changeset_zstd3_10_bytes_per_row", qs3, qsn);
-#endif
-
-  chunks_free(&ci);
-  chunks_free(&cl);
-  chunks_free(&cs);
-  free(dict);
-  free(fdict);
+  w2_print_sizes(&z, n, pl.cs.total);
+  chunks_free(&pl.ci);
+  chunks_free(&pl.cl);
+  chunks_free(&pl.cs);
+  free(pl.dict);
+  free(pl.fdict);
   free(rows);
 }
 

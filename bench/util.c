@@ -1,8 +1,9 @@
 /*
- * util.c - the harness: output lines, errors, clock, PRNG, scratch files
- * and alternating rounds.  Shared by every workload.
+ * util.c - the harness: output lines, errors, clock, PRNG, scratch files,
+ * alternating rounds and one chunk of a pull.  Shared by every workload.
  */
 #include "bench.h"
+#include "peers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -213,4 +214,38 @@ void bench_rounds(const char *what, bench_side *sides, int nsides, int reps) {
     }
     bench_note("%s round %d/%d (rows/s): %s", what, r + 1, reps, line);
   }
+}
+
+/* ---- one chunk of a pull --------------------------------------------- */
+
+void bench_pull_chunk(sync_env *recv, sync_env *send, const uint8_t site[16],
+                      const sync_delta_opts *opts, bench_chunk *c) {
+  sync_txn *txn;
+  sync_request *req = NULL;
+  double t0, t1, t2;
+  memset(c, 0, sizeof *c);
+  peer_sync_check(recv, sync_txn_begin(recv, SYNC_TXN_RDONLY, &txn),
+                  "sync_txn_begin (receiver)");
+  peer_sync_check(recv, sync_request_make(txn, site, &req),
+                  "sync_request_make");
+  sync_txn_abort(txn);
+
+  t0 = bench_now();
+  peer_sync_check(send, sync_txn_begin(send, SYNC_TXN_RDONLY, &txn),
+                  "sync_txn_begin (sender)");
+  peer_sync_check(send, sync_delta_make(txn, req, opts, &c->d),
+                  "sync_delta_make");
+  t1 = bench_now();
+  sync_txn_abort(txn);
+  sync_request_free(req);
+  c->last = sync_delta_last(c->d);
+
+  t2 = bench_now();
+  peer_sync_check(recv, sync_txn_begin(recv, 0, &txn),
+                  "sync_txn_begin (receiver)");
+  peer_sync_check(recv, sync_delta_apply(txn, c->d, SYNC_APPLY_MERGE, &c->rep),
+                  "sync_delta_apply");
+  peer_sync_check(recv, sync_txn_commit(txn), "sync_txn_commit");
+  c->make_s = t1 - t0;
+  c->apply_s = bench_now() - t2;
 }

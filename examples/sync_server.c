@@ -22,8 +22,8 @@
  * value, so a reading an operator retires leaves the device (an exit
  * marker) and stays on the server.  The server keeps its own schema:
  * devices with a newer one (appended columns) sync with it, and it
- * stores and forwards their new columns unread.  synctl serve has the
- * full version of this server.
+ * stores and forwards their new columns unread.  `synctl serve`
+ * (tools/synctl/) has the full version of this server.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -66,6 +66,7 @@ typedef struct server {
   sync_env *env;
   cred creds[MAX_CRED];
   int ncreds, quiet;
+  int checked; /* devices are checked against a credentials file */
   site_cred binds[MAX_BIND];
   int nbinds;
 } server;
@@ -215,6 +216,11 @@ static int share(void *ctx, const uint8_t peer[16], unsigned table,
   return owns(c, key, klen);
 }
 
+/* The network code: a listening socket, and a poll() loop (serve, below)
+ * that moves bytes between each non-blocking socket and its session.
+ * `synctl` (tools/synctl/) has the full version (TLS-free TCP, poll loop,
+ * credentials file, retries); this example keeps only what serving the
+ * demo's devices needs. */
 static int listen_on(const char *addr, int *port_out) {
   char host[256], port[32];
   struct addrinfo hints, *ai, *p;
@@ -286,168 +292,228 @@ static void finish(server *sv, conn *c) {
   c->fd = -1;
 }
 
-int main(int argc, char **argv) {
-  server sv;
-  conn conns[MAX_CONN];
-  const char *db = NULL, *addr = NULL, *credfile = NULL, *portfile = NULL;
-  long max_sessions = -1, ended = 0;
-  int lfd, port, i, rc;
-  memset(&sv, 0, sizeof sv);
-  for (i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--credentials") && i + 1 < argc) credfile = argv[++i];
-    else if (!strcmp(argv[i], "--sessions") && i + 1 < argc) max_sessions = atol(argv[++i]);
-    else if (!strcmp(argv[i], "--port-file") && i + 1 < argc) portfile = argv[++i];
-    else if (!strcmp(argv[i], "--quiet")) sv.quiet = 1;
-    else if (!db) db = argv[i];
-    else if (!addr) addr = argv[i];
-    else db = NULL, i = argc;
+/* The poll set: the listening socket first, then every connection with
+ * what its session wants; idx[k] is the connection of entry k. */
+static int poll_set(const conn *conns, int lfd, struct pollfd *pf, int *idx) {
+  int n = 0, i;
+  pf[n].fd = lfd;
+  pf[n].events = POLLIN;
+  idx[n++] = -1;
+  for (i = 0; i < MAX_CONN; i++) {
+    if (conns[i].fd < 0) continue;
+    pf[n].fd = conns[i].fd;
+    pf[n].events = (short)((sync_session_want_read(conns[i].s) ? POLLIN : 0) |
+                           (conns[i].olen > conns[i].ooff ||
+                                    sync_session_want_write(conns[i].s)
+                                ? POLLOUT
+                                : 0));
+    idx[n++] = i;
   }
-  if (!db || !addr) {
-    fprintf(stderr, "usage: sync_server DB HOST:PORT [--credentials FILE] "
-                    "[--sessions N] [--port-file FILE] [--quiet]\n");
-    return 2;
+  return n;
+}
+
+/* A device connects: a session of its own, or the door shut when every
+ * slot is taken (the device retries later). */
+static void accept_one(server *sv, int lfd, conn *conns) {
+  sync_session_opts so;
+  int fd = accept(lfd, NULL, NULL), i, one = 1;
+  if (fd < 0) return;
+  for (i = 0; i < MAX_CONN && conns[i].fd >= 0; i++) {
   }
-  signal(SIGPIPE, SIG_IGN);
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  if ((rc = sync_env_create(NULL, &sv.env)) ||
-      (rc = sync_env_set_schema(sv.env, demo_tables, 2)) ||
-      (rc = sync_env_open(sv.env, db, 0))) {
-    fprintf(stderr, "sync_server: cannot open %s: %s %s\n", db,
-            sync_strerror(rc), sv.env ? sync_env_errmsg(sv.env) : "");
-    sync_env_close(sv.env);
+  memset(&so, 0, sizeof so);
+  so.server = 1;
+  so.authorize = sv->checked ? authorize : NULL;
+  so.authorize_ctx = sv;
+  if (sv->checked) {
+    so.check_write = check_write;
+    so.check_write_ctx = sv;
+    so.filter = share;
+    so.filter_ctx = sv;
+    so.filter_version = 1; /* the rules of share() */
+  }
+  so.level = 3;
+  if (i == MAX_CONN || sync_session_create(sv->env, &so, &conns[i].s)) {
+    close(fd);
+    return;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  conns[i].fd = fd;
+  conns[i].olen = conns[i].ooff = 0;
+  conns[i].last = time(NULL);
+}
+
+/* Write what the socket takes; a device that stops reading only stalls
+ * its own session. */
+static void flush_out(conn *c) {
+  for (;;) {
+    ssize_t k;
+    if (c->ooff == c->olen) {
+      sync_outbuf out = {c->out, sizeof c->out, 0};
+      if (sync_session_status(c->s) != 0 || !sync_session_want_write(c->s))
+        break;
+      sync_session_send(c->s, &out);
+      c->olen = out.pos;
+      c->ooff = 0;
+      if (!c->olen) break;
+    }
+    k = write(c->fd, c->out + c->ooff, c->olen - c->ooff);
+    if (k > 0) {
+      c->ooff += (size_t)k;
+      continue;
+    }
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+      break;
+    sync_session_abort(c->s, SYNC_ECLOSED);
+    c->ooff = c->olen; /* nobody left to take it */
+    break;
+  }
+}
+
+/* One connection after poll(): what arrived into its session, what the
+ * session has to say out, and a watch for silence.  Returns 1 when its
+ * session ended (and was freed). */
+static int step(server *sv, conn *c, short revents) {
+  unsigned char buf[16384];
+  if (revents & (POLLIN | POLLHUP | POLLERR)) {
+    ssize_t k = read(c->fd, buf, sizeof buf);
+    if (k > 0) {
+      sync_inbuf in = {buf, (size_t)k, 0};
+      sync_session_recv(c->s, &in);
+    } else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+      sync_session_abort(c->s, SYNC_ECLOSED); /* it vanished */
+    }
+  }
+  flush_out(c);
+  if (revents)
+    c->last = time(NULL);
+  else if (time(NULL) - c->last > IDLE_SECONDS) {
+    sync_session_abort(c->s, SYNC_ETIMEOUT); /* silent for too long */
+    c->ooff = c->olen;
+  }
+  if (sync_session_status(c->s) != 0 && c->ooff == c->olen) {
+    finish(sv, c);
     return 1;
   }
-  if (credfile && load_creds(&sv, credfile)) return 1;
-  if ((lfd = listen_on(addr, &port)) < 0) return 1;
-  if (portfile) {
-    FILE *f = fopen(portfile, "w");
-    if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
-      fprintf(stderr, "sync_server: cannot write %s\n", portfile);
-      return 1;
-    }
-  }
-  if (!sv.quiet) {
-    printf("server: serving %s on port %d%s\n", db, port,
-           credfile ? ", devices checked against the credentials file"
-                    : ", every device may read and write");
-    fflush(stdout);
-  }
-  for (i = 0; i < MAX_CONN; i++) conns[i].fd = -1, conns[i].s = NULL;
+  return 0;
+}
+
+/* The poll loop: until SIGINT or SIGTERM, or until max_sessions sessions
+ * have ended (max_sessions < 0: no limit). */
+static void serve(server *sv, int lfd, conn *conns, long max_sessions) {
+  long ended = 0;
   while (!stop && (max_sessions < 0 || ended < max_sessions)) {
     struct pollfd pf[MAX_CONN + 1];
-    int idx[MAX_CONN + 1], n = 0;
-    pf[n].fd = lfd;
-    pf[n].events = POLLIN;
-    idx[n++] = -1;
-    for (i = 0; i < MAX_CONN; i++) {
-      if (conns[i].fd < 0) continue;
-      pf[n].fd = conns[i].fd;
-      pf[n].events = (short)((sync_session_want_read(conns[i].s) ? POLLIN : 0) |
-                             (conns[i].olen > conns[i].ooff ||
-                                      sync_session_want_write(conns[i].s)
-                                  ? POLLOUT
-                                  : 0));
-      idx[n++] = i;
-    }
+    int idx[MAX_CONN + 1], n = poll_set(conns, lfd, pf, idx), i;
     if (poll(pf, (nfds_t)n, 1000) < 0) {
       if (errno == EINTR) continue;
       perror("sync_server: poll");
       break;
     }
-    if (pf[0].revents & POLLIN) {
-      int fd = accept(lfd, NULL, NULL);
-      if (fd >= 0) {
-        sync_session_opts so;
-        for (i = 0; i < MAX_CONN && conns[i].fd >= 0; i++) {
-        }
-        memset(&so, 0, sizeof so);
-        so.server = 1;
-        so.authorize = credfile ? authorize : NULL;
-        so.authorize_ctx = &sv;
-        if (credfile) {
-          so.check_write = check_write;
-          so.check_write_ctx = &sv;
-          so.filter = share;
-          so.filter_ctx = &sv;
-          so.filter_version = 1; /* the rules of share() */
-        }
-        so.level = 3;
-        if (i == MAX_CONN || sync_session_create(sv.env, &so, &conns[i].s)) {
-          close(fd); /* full: the device retries later */
-        } else {
-          int one = 1;
-          fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          conns[i].fd = fd;
-          conns[i].olen = conns[i].ooff = 0;
-          conns[i].last = time(NULL);
-        }
-      }
-    }
-    for (i = 1; i < n; i++) {
-      conn *c = &conns[idx[i]];
-      unsigned char buf[16384];
-      if (pf[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-        ssize_t k = read(c->fd, buf, sizeof buf);
-        if (k > 0) {
-          sync_inbuf in = {buf, (size_t)k, 0};
-          sync_session_recv(c->s, &in);
-        } else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
-          sync_session_abort(c->s, SYNC_ECLOSED); /* it vanished */
-        }
-      }
-      /* Write what the socket takes; a device that stops reading only
-       * stalls its own session. */
-      for (;;) {
-        ssize_t k;
-        if (c->ooff == c->olen) {
-          sync_outbuf out = {c->out, sizeof c->out, 0};
-          if (sync_session_status(c->s) != 0 || !sync_session_want_write(c->s))
-            break;
-          sync_session_send(c->s, &out);
-          c->olen = out.pos;
-          c->ooff = 0;
-          if (!c->olen) break;
-        }
-        k = write(c->fd, c->out + c->ooff, c->olen - c->ooff);
-        if (k > 0) {
-          c->ooff += (size_t)k;
-          continue;
-        }
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-          break;
-        sync_session_abort(c->s, SYNC_ECLOSED);
-        c->ooff = c->olen; /* nobody left to take it */
-        break;
-      }
-      if (pf[i].revents)
-        c->last = time(NULL);
-      else if (time(NULL) - c->last > IDLE_SECONDS) {
-        sync_session_abort(c->s, SYNC_ETIMEOUT); /* silent for too long */
-        c->ooff = c->olen;
-      }
-      if (sync_session_status(c->s) != 0 && c->ooff == c->olen) {
-        finish(&sv, c);
-        ended++;
-      }
+    if (pf[0].revents & POLLIN) accept_one(sv, lfd, conns);
+    for (i = 1; i < n; i++) ended += step(sv, &conns[idx[i]], pf[i].revents);
+  }
+}
+
+/* The command line. */
+typedef struct server_opts {
+  const char *db, *addr, *credfile, *portfile;
+  long max_sessions; /* -1: serve until a signal */
+  int quiet;
+} server_opts;
+
+/* Returns 0, or -1 for a command line it cannot read. */
+static int parse_args(int argc, char **argv, server_opts *o) {
+  int i;
+  memset(o, 0, sizeof *o);
+  o->max_sessions = -1;
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--credentials") && i + 1 < argc)
+      o->credfile = argv[++i];
+    else if (!strcmp(argv[i], "--sessions") && i + 1 < argc)
+      o->max_sessions = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--port-file") && i + 1 < argc)
+      o->portfile = argv[++i];
+    else if (!strcmp(argv[i], "--quiet"))
+      o->quiet = 1;
+    else if (!o->db)
+      o->db = argv[i];
+    else if (!o->addr)
+      o->addr = argv[i];
+    else
+      return -1;
+  }
+  return o->db && o->addr ? 0 : -1;
+}
+
+/* The database, the credentials and the listening socket (its port in
+ * --port-file).  Returns the socket, or -1 once stderr says why. */
+static int server_open(server *sv, const server_opts *o) {
+  int lfd, port, rc;
+  if ((rc = sync_env_create(NULL, &sv->env)) ||
+      (rc = sync_env_set_schema(sv->env, demo_tables, 2)) ||
+      (rc = sync_env_open(sv->env, o->db, 0))) {
+    fprintf(stderr, "sync_server: cannot open %s: %s %s\n", o->db,
+            sync_strerror(rc), sv->env ? sync_env_errmsg(sv->env) : "");
+    sync_env_close(sv->env);
+    return -1;
+  }
+  if (o->credfile && load_creds(sv, o->credfile)) return -1;
+  if ((lfd = listen_on(o->addr, &port)) < 0) return -1;
+  if (o->portfile) {
+    FILE *f = fopen(o->portfile, "w");
+    if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
+      fprintf(stderr, "sync_server: cannot write %s\n", o->portfile);
+      return -1;
     }
   }
+  if (!sv->quiet) {
+    printf("server: serving %s on port %d%s\n", o->db, port,
+           o->credfile ? ", devices checked against the credentials file"
+                       : ", every device may read and write");
+    fflush(stdout);
+  }
+  return lfd;
+}
+
+/* Every session still open ends; the digest says what the server holds. */
+static void server_close(server *sv, int lfd, conn *conns) {
+  sync_txn *x;
+  uint64_t dg = 0;
+  int i;
   for (i = 0; i < MAX_CONN; i++)
     if (conns[i].fd >= 0) {
       sync_session_abort(conns[i].s, SYNC_ECLOSED);
-      finish(&sv, &conns[i]);
+      finish(sv, &conns[i]);
     }
   close(lfd);
-  {
-    sync_txn *x;
-    uint64_t dg = 0;
-    if (sync_txn_begin(sv.env, SYNC_TXN_RDONLY, &x) == 0) {
-      sync_digest(x, SYNC_ALL_TABLES, &dg);
-      sync_txn_abort(x);
-    }
-    printf("server: stopped; digest %016llx\n", (unsigned long long)dg);
+  if (sync_txn_begin(sv->env, SYNC_TXN_RDONLY, &x) == 0) {
+    sync_digest(x, SYNC_ALL_TABLES, &dg);
+    sync_txn_abort(x);
   }
-  sync_env_close(sv.env);
+  printf("server: stopped; digest %016llx\n", (unsigned long long)dg);
+  sync_env_close(sv->env);
+}
+
+int main(int argc, char **argv) {
+  server sv;
+  server_opts o;
+  conn conns[MAX_CONN];
+  int lfd, i;
+  if (parse_args(argc, argv, &o)) {
+    fprintf(stderr, "usage: sync_server DB HOST:PORT [--credentials FILE] "
+                    "[--sessions N] [--port-file FILE] [--quiet]\n");
+    return 2;
+  }
+  memset(&sv, 0, sizeof sv);
+  sv.quiet = o.quiet;
+  sv.checked = o.credfile != NULL;
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  if ((lfd = server_open(&sv, &o)) < 0) return 1;
+  for (i = 0; i < MAX_CONN; i++) conns[i].fd = -1, conns[i].s = NULL;
+  serve(&sv, lfd, conns, o.max_sessions);
+  server_close(&sv, lfd, conns);
   return 0;
 }
