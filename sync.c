@@ -11094,6 +11094,12 @@ done:
  * its own.  Nothing here holds a table's rows or hashes: every turn is
  * one or two cursor passes over the tables involved, computing only the
  * sums of the nodes asked for (and, when they are few, their rows).
+ *
+ * In file order: row fingerprints, node sets and the repair's life; the
+ * peer's turn, read one section per sx_rp_read_* step (sx_rp_on_turn),
+ * and its frame (sx_rp_on_frame); the scans; and this side's turn,
+ * written in steps (sx_rp_turn: open a pass or answer the peer, fill the
+ * frame, close the turn).
  */
 /* ---- src/repair.h ---- */
 /*
@@ -11524,148 +11530,196 @@ static unsigned sx_rd16(sx_rd *r) {
   return q ? (unsigned)q[0] | ((unsigned)q[1] << 8) : 0;
 }
 
-SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
-                               int *frame) {
-  sx_rd r;
-  unsigned flags, i;
-  size_t j;
-  uint64_t cl;
-  const unsigned char *q;
-  *frame = 0;
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
-  q = sx_rbytes(&r, 1);
+/* The head of the peer's turn: its flags, and with the opening turn the
+ * peer's log version. */
+static int sx_rp_read_head(sx_repair *rp, sx_rd *r, unsigned *flags) {
+  const unsigned char *q = sx_rbytes(r, 1);
   if (!q || (q[0] & ~SX_RT_KNOWN)) return sx_rp_proto(rp, "flags");
-  flags = q[0];
+  *flags = q[0];
   rp->st.turns++;
   rp->npleaf = rp->nanswered = rp->nopen = rp->nnsplit = 0;
   rp->vopen = 0;
-  if (!rp->got_first != !!(flags & SX_RT_FIRST))
+  if (!rp->got_first != !!(*flags & SX_RT_FIRST))
     return sx_rp_proto(rp, "opening turn");
-  if (flags & SX_RT_FIRST) {
+  if (*flags & SX_RT_FIRST) {
     rp->got_first = 1;
-    rp->st.v0 = sx_rv(&r);
-    rp->st.have_v0 = !r.bad;
-    if (!(flags & SX_RT_ROOTS)) return sx_rp_proto(rp, "opening turn");
+    rp->st.v0 = sx_rv(r);
+    rp->st.have_v0 = !r->bad;
+    if (!(*flags & SX_RT_ROOTS)) return sx_rp_proto(rp, "opening turn");
   }
-  if (flags & SX_RT_PROGRESS) rp->peer_progress = 1;
-  if (flags & SX_RT_DONE) {
-    if (!rp->sent_roots || (flags & (SX_RT_FRAME | SX_RT_ROOTS)) || r.bad ||
-        r.p != r.end)
-      return sx_rp_proto(rp, "DONE");
-    rp->st.done = 1;
-    rp->st.equal = (flags & SX_RT_EQUAL) != 0;
-    return 0;
+  if (*flags & SX_RT_PROGRESS) rp->peer_progress = 1;
+  return 0;
+}
+
+/* The peer ends the repair: only after this side's roots, and nothing
+ * may follow. */
+static int sx_rp_read_done(sx_repair *rp, const sx_rd *r, unsigned flags) {
+  if (!rp->sent_roots || (flags & (SX_RT_FRAME | SX_RT_ROOTS)) || r->bad ||
+      r->p != r->end)
+    return sx_rp_proto(rp, "DONE");
+  rp->st.done = 1;
+  rp->st.equal = (flags & SX_RT_EQUAL) != 0;
+  return 0;
+}
+
+/* The peer compared our roots: a leaf and a split mask over the tables,
+ * which opens a pass on this side too. */
+static int sx_rp_read_root_masks(sx_repair *rp, sx_rd *r, unsigned flags) {
+  size_t mb = (rp->nt + 7) / 8;
+  const unsigned char *lm = sx_rbytes(r, mb), *sm = sx_rbytes(r, mb);
+  unsigned i;
+  rp->st.passes++;
+  rp->progress = 0;
+  rp->peer_progress = (flags & SX_RT_PROGRESS) != 0;
+  if (!lm || !sm) return sx_rp_proto(rp, "root masks");
+  for (i = 0; i < rp->nt; i++) {
+    sx_rnode root;
+    int l = sx_rp_bit(lm, i), s = sx_rp_bit(sm, i);
+    root.tid = rp->tids[i];
+    root.depth = 0;
+    root.pre = 0;
+    if (l && s) return sx_rp_proto(rp, "a root both leaf and split");
+    if ((l && SX_PUSH(rp, pleaf, root)) || (s && SX_PUSH(rp, nsplit, root)))
+      return SYNC_ENOMEM;
   }
-  if (rp->sent_roots) {
-    /* The peer compared our roots: a leaf and a split mask over the
-     * tables. */
-    size_t mb = (rp->nt + 7) / 8;
-    const unsigned char *lm = sx_rbytes(&r, mb), *sm = sx_rbytes(&r, mb);
-    /* ...which opens a pass on this side too */
-    rp->st.passes++;
-    rp->progress = 0;
-    rp->peer_progress = (flags & SX_RT_PROGRESS) != 0;
-    if (!lm || !sm) return sx_rp_proto(rp, "root masks");
-    for (i = 0; i < rp->nt; i++) {
-      sx_rnode root;
-      int l = sx_rp_bit(lm, i), s = sx_rp_bit(sm, i);
-      root.tid = rp->tids[i];
-      root.depth = 0;
-      root.pre = 0;
-      if (l && s) return sx_rp_proto(rp, "a root both leaf and split");
-      if ((l && SX_PUSH(rp, pleaf, root)) || (s && SX_PUSH(rp, nsplit, root)))
-        return SYNC_ENOMEM;
+  for (i = rp->nt; i < 8 * mb; i++)
+    if (sx_rp_bit(lm, i) || sx_rp_bit(sm, i))
+      return sx_rp_proto(rp, "root mask bits");
+  return 0;
+}
+
+/* The peer's answer mask over the leaves this side listed: a set bit
+ * splits the leaf, a clear one says the peer answered it. */
+static int sx_rp_read_answers(sx_repair *rp, sx_rd *r) {
+  size_t mb = (rp->nmyleaf + 7) / 8, j;
+  const unsigned char *am = sx_rbytes(r, mb);
+  if (!am && mb) return sx_rp_proto(rp, "answer mask");
+  for (j = 0; j < rp->nmyleaf; j++) {
+    if (sx_rp_bit(am, (unsigned)j)) {
+      if (rp->myleaf[j].depth >= SX_RP_DEPTH)
+        return sx_rp_proto(rp, "a split below the last level");
+      if (SX_PUSH(rp, nsplit, rp->myleaf[j])) return SYNC_ENOMEM;
+    } else if (SX_PUSH(rp, answered, rp->myleaf[j])) {
+      return SYNC_ENOMEM;
     }
-    for (i = rp->nt; i < 8 * mb; i++)
-      if (sx_rp_bit(lm, i) || sx_rp_bit(sm, i))
-        return sx_rp_proto(rp, "root mask bits");
+  }
+  for (j = mb * 8; j-- > rp->nmyleaf;)
+    if (sx_rp_bit(am, (unsigned)j)) return sx_rp_proto(rp, "answer bits");
+  return 0;
+}
+
+/* The peer's verdict on the children of one node this side split: the
+ * leaves (*lm) and splits (*sm), as two masks or as a short list. */
+static int sx_rp_read_kids(sx_repair *rp, sx_rd *r, unsigned *lm,
+                           unsigned *sm) {
+  const unsigned char *h = sx_rbytes(r, 1);
+  *lm = *sm = 0;
+  if (h && *h == SX_RP_MASKS) {
+    *lm = sx_rd16(r);
+    *sm = sx_rd16(r);
+  } else if (h && *h <= 16) {
+    /* a short list: one byte per child, index | kind << 4 */
+    unsigned e, ne = *h;
+    for (e = 0; e < ne; e++) {
+      const unsigned char *b1 = sx_rbytes(r, 1);
+      unsigned bit;
+      if (!b1 || (*b1 >> 4) < 1 || (*b1 >> 4) > 2)
+        return sx_rp_proto(rp, "node list");
+      bit = 1u << (*b1 & 15);
+      if ((*lm | *sm) & bit) return sx_rp_proto(rp, "a child listed twice");
+      if ((*b1 >> 4) == 1)
+        *lm |= bit;
+      else
+        *sm |= bit;
+    }
   } else {
-    size_t mb = (rp->nmyleaf + 7) / 8;
-    const unsigned char *am = sx_rbytes(&r, mb);
-    if (!am && mb) return sx_rp_proto(rp, "answer mask");
-    for (j = 0; j < rp->nmyleaf; j++) {
-      if (sx_rp_bit(am, (unsigned)j)) {
-        if (rp->myleaf[j].depth >= SX_RP_DEPTH)
-          return sx_rp_proto(rp, "a split below the last level");
-        if (SX_PUSH(rp, nsplit, rp->myleaf[j])) return SYNC_ENOMEM;
-      } else if (SX_PUSH(rp, answered, rp->myleaf[j])) {
-        return SYNC_ENOMEM;
-      }
-    }
-    for (j = mb * 8; j-- > rp->nmyleaf;)
-      if (sx_rp_bit(am, (unsigned)j)) return sx_rp_proto(rp, "answer bits");
-    for (j = 0; j < rp->nmysplit; j++) {
-      unsigned lm = 0, sm = 0, c;
-      const unsigned char *h = sx_rbytes(&r, 1);
-      if (h && *h == SX_RP_MASKS) {
-        lm = sx_rd16(&r);
-        sm = sx_rd16(&r);
-      } else if (h && *h <= 16) {
-        /* a short list: one byte per child, index | kind << 4 */
-        unsigned e, ne = *h;
-        for (e = 0; e < ne; e++) {
-          const unsigned char *b1 = sx_rbytes(&r, 1);
-          unsigned bit;
-          if (!b1 || (*b1 >> 4) < 1 || (*b1 >> 4) > 2)
-            return sx_rp_proto(rp, "node list");
-          bit = 1u << (*b1 & 15);
-          if ((lm | sm) & bit) return sx_rp_proto(rp, "a child listed twice");
-          if ((*b1 >> 4) == 1)
-            lm |= bit;
-          else
-            sm |= bit;
-        }
-      } else {
-        return sx_rp_proto(rp, "node masks");
-      }
-      if (r.bad) return sx_rp_proto(rp, "node masks");
-      if (lm & sm) return sx_rp_proto(rp, "a node both leaf and split");
-      for (c = 0; c < 16; c++) {
-        sx_rnode ch = sx_rp_child(&rp->mysplit[j], c);
-        if ((lm >> c) & 1) {
-          if (SX_PUSH(rp, pleaf, ch)) return SYNC_ENOMEM;
-        } else if ((sm >> c) & 1) {
-          if (ch.depth >= SX_RP_DEPTH)
-            return sx_rp_proto(rp, "a split below the last level");
-          if (SX_PUSH(rp, nsplit, ch)) return SYNC_ENOMEM;
-        }
-      }
-      if (rp->nnsplit > SX_RP_MAXOPEN || rp->npleaf > SX_RP_MAXLEAF)
-        return sx_rp_proto(rp, "too many nodes");
-    }
+    return sx_rp_proto(rp, "node masks");
   }
-  if (rp->nnsplit > SX_RP_MAXOPEN || rp->npleaf > SX_RP_MAXLEAF)
-    return sx_rp_proto(rp, "too many nodes");
-  /* Children fingerprints of the nodes the peer split. */
+  if (r->bad) return sx_rp_proto(rp, "node masks");
+  if (*lm & *sm) return sx_rp_proto(rp, "a node both leaf and split");
+  return 0;
+}
+
+/* The children of the nodes this side split: the peer's leaves, and the
+ * nodes it split in turn. */
+static int sx_rp_read_splits(sx_repair *rp, sx_rd *r) {
+  size_t j;
+  int rc;
+  for (j = 0; j < rp->nmysplit; j++) {
+    unsigned lm, sm, c;
+    if ((rc = sx_rp_read_kids(rp, r, &lm, &sm))) return rc;
+    for (c = 0; c < 16; c++) {
+      sx_rnode ch = sx_rp_child(&rp->mysplit[j], c);
+      if ((lm >> c) & 1) {
+        if (SX_PUSH(rp, pleaf, ch)) return SYNC_ENOMEM;
+      } else if ((sm >> c) & 1) {
+        if (ch.depth >= SX_RP_DEPTH)
+          return sx_rp_proto(rp, "a split below the last level");
+        if (SX_PUSH(rp, nsplit, ch)) return SYNC_ENOMEM;
+      }
+    }
+    if (rp->nnsplit > SX_RP_MAXOPEN || rp->npleaf > SX_RP_MAXLEAF)
+      return sx_rp_proto(rp, "too many nodes");
+  }
+  return 0;
+}
+
+/* Children fingerprints of the nodes the peer split. */
+static int sx_rp_read_open(sx_repair *rp, sx_rd *r) {
+  size_t j;
   for (j = 0; j < rp->nnsplit; j++) {
     sx_ropen o;
     unsigned c;
     memset(&o, 0, sizeof o);
     o.n = rp->nsplit[j];
-    o.mask = sx_rd16(&r);
+    o.mask = sx_rd16(r);
     for (c = 0; c < 16; c++)
       if ((o.mask >> c) & 1) {
-        q = sx_rbytes(&r, SX_RP_FPB);
+        const unsigned char *q = sx_rbytes(r, SX_RP_FPB);
         if (q)
           o.fp[c] =
               (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16);
       }
-    if (r.bad) return sx_rp_proto(rp, "fingerprints");
+    if (r->bad) return sx_rp_proto(rp, "fingerprints");
     if (SX_PUSH(rp, open, o)) return SYNC_ENOMEM;
   }
   rp->nnsplit = 0;
+  return 0;
+}
+
+/* The peer's roots: per table its sum, its count and the largest causal
+ * length it collected. */
+static void sx_rp_read_roots(sx_repair *rp, sx_rd *r) {
+  unsigned i;
+  for (i = 0; i < rp->nt; i++) {
+    const unsigned char *q = sx_rbytes(r, 8);
+    uint64_t cl;
+    if (q) rp->psum[i] = sx_get_le64(q);
+    rp->pcnt[i] = sx_rv(r);
+    cl = sx_rv(r);
+    if (cl > rp->st.gccl[i]) rp->st.gccl[i] = cl;
+  }
+}
+
+SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
+                               int *frame) {
+  sx_rd r = {b, b + n, 0};
+  unsigned flags;
+  int rc;
+  *frame = 0;
+  if ((rc = sx_rp_read_head(rp, &r, &flags))) return rc;
+  if (flags & SX_RT_DONE) return sx_rp_read_done(rp, &r, flags);
+  if (rp->sent_roots)
+    rc = sx_rp_read_root_masks(rp, &r, flags);
+  else if (!(rc = sx_rp_read_answers(rp, &r)))
+    rc = sx_rp_read_splits(rp, &r);
+  if (rc) return rc;
+  if (rp->nnsplit > SX_RP_MAXOPEN || rp->npleaf > SX_RP_MAXLEAF)
+    return sx_rp_proto(rp, "too many nodes");
+  if ((rc = sx_rp_read_open(rp, &r))) return rc;
   /* The roots come last: the sender knows only at the end of its turn
    * that it asks nothing more. */
-  if (flags & SX_RT_ROOTS)
-    for (i = 0; i < rp->nt; i++) {
-      q = sx_rbytes(&r, 8);
-      if (q) rp->psum[i] = sx_get_le64(q);
-      rp->pcnt[i] = sx_rv(&r);
-      cl = sx_rv(&r);
-      if (cl > rp->st.gccl[i]) rp->st.gccl[i] = cl;
-    }
+  if (flags & SX_RT_ROOTS) sx_rp_read_roots(rp, &r);
   if (r.bad || r.p != r.end) return sx_rp_proto(rp, "length");
   if (flags & SX_RT_ROOTS) {
     if (rp->nopen || rp->npleaf) return sx_rp_proto(rp, "roots with nodes");
@@ -12104,239 +12158,314 @@ static int sx_rp_seal(sx_repair *rp, sync_txn *x, sync_delta *d) {
   return 0;
 }
 
-static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
-                        sync_delta **dout) {
-  unsigned char *p;
-  unsigned flags = 0, i;
-  int dodiff = rp->o.dry && rp->o.on_diff && rp->frame;
-  size_t j, rows = 0, bytes = 0, qa;
-  sync_delta *d = NULL;
-  uint64_t sum[SYNC_MAX_TABLES], cnt[SYNC_MAX_TABLES];
+/* This side's turn being written. */
+typedef struct sx_rturn {
+  unsigned char *p; /* the message, written up to here */
+  unsigned flags;
+  int dodiff;         /* a dry run with on_diff, and a received frame */
+  size_t rows, bytes; /* what the frame will carry */
+  sync_delta *d;      /* the frame being cut */
+  sync_delta *out;    /* the frame to send, once sealed */
+  uint64_t sum[SYNC_MAX_TABLES], cnt[SYNC_MAX_TABLES]; /* our roots */
+} sx_rturn;
+
+/* Diff: the peer's answers to our leaves, against our rows there. */
+static int sx_rp_diff_answered(sx_repair *rp, sync_txn *x, sx_rturn *t) {
+  size_t j;
   int rc;
-  memset(sum, 0, sizeof sum);
-  memset(cnt, 0, sizeof cnt);
-  rp->msg.len = 0;
-  rp->nq = rp->nacc = rp->nnsplit = rp->nnleaf = 0;
-  if ((rc = sx_buf_reserve(&rp->msg, 1 + SX_VARINT_MAX))) return rc;
-  p = rp->msg.p + 1; /* flags go in front once known */
-  if (first) {
-    flags = SX_RT_FIRST | SX_RT_ROOTS;
-    p = sx_wv(p, x->base_version);
-    if ((rc = sx_rp_put_roots(rp, x, &p, sum, cnt))) return rc;
-    goto out;
+  for (j = 0; j < rp->nanswered; j++)
+    if ((rc = sx_rp_q(rp, &rp->answered[j], SX_Q_DIFF, 0, 1))) return rc;
+  if ((rc = sx_rp_scan(rp, x, t->d)) || (rc = sx_rp_unmatched(rp, 0)))
+    return rc;
+  rp->nq = rp->nacc = 0;
+  return 0;
+}
+
+/* Another pass only when the last one changed rows or deferred nodes, or
+ * once more (not in a diff) in case fingerprints collided: rows refused
+ * by the rights, or written meanwhile, end it so.  nd: the tables whose
+ * roots differ. */
+static int sx_rp_pass_ends(const sx_repair *rp, unsigned nd) {
+  return !nd || rp->st.passes >= SX_RP_MAXPASS ||
+         (rp->st.passes && !rp->progress && !rp->peer_progress &&
+          (rp->o.dry || rp->st.passes >= 2));
+}
+
+/* The peer's roots against ours: equal ends the repair, else a pass
+ * opens with a leaf and a split mask over the tables that differ. */
+static int sx_rp_open_pass(sx_repair *rp, sync_txn *x, sx_rturn *t) {
+  size_t mb = (rp->nt + 7) / 8, qa;
+  unsigned char lm[(SYNC_MAX_TABLES + 7) / 8], sm[(SYNC_MAX_TABLES + 7) / 8];
+  sx_rnode roots[SYNC_MAX_TABLES];
+  unsigned nd = 0, dt[SYNC_MAX_TABLES], i;
+  int rc;
+  if ((rc = sx_rp_roots(rp, x, t->sum, t->cnt))) return rc;
+  rp->st.nodes += rp->nt;
+  for (i = 0; i < rp->nt; i++)
+    if (t->sum[i] != rp->psum[i] || t->cnt[i] != rp->pcnt[i]) dt[nd++] = i;
+  if (sx_rp_pass_ends(rp, nd)) {
+    t->flags = SX_RT_DONE | (nd ? 0 : SX_RT_EQUAL);
+    rp->st.done = 1;
+    rp->st.equal = !nd;
+    return 0;
   }
-  if ((rc = sx_rp_newdelta(rp, x, &d))) return rc;
-  if (dodiff && rp->nanswered) {
-    /* The peer's answers to our leaves, against our rows there. */
-    for (j = 0; j < rp->nanswered; j++)
-      if ((rc = sx_rp_q(rp, &rp->answered[j], SX_Q_DIFF, 0, 1))) goto fail;
-    if ((rc = sx_rp_scan(rp, x, d)) || (rc = sx_rp_unmatched(rp, 0))) goto fail;
-    rp->nq = rp->nacc = 0;
+  rp->st.passes++;
+  rp->progress = rp->peer_progress = 0;
+  memset(lm, 0, sizeof lm);
+  memset(sm, 0, sizeof sm);
+  for (i = 0; i < nd; i++) {
+    roots[i].tid = rp->tids[dt[i]];
+    roots[i].depth = 0;
+    roots[i].pre = 0;
+    /* A root with many live rows splits: no need to count its rows. */
+    if (t->cnt[dt[i]] <= SX_RP_LEAF &&
+        (rc = sx_rp_q(rp, &roots[i], SX_Q_SELF, 0, 0)))
+      return rc;
   }
-  if (rp->vopen) {
-    /* The peer's roots against ours: equal ends it, else a pass. */
-    size_t mb = (rp->nt + 7) / 8;
-    unsigned char lm[(SYNC_MAX_TABLES + 7) / 8], sm[(SYNC_MAX_TABLES + 7) / 8];
-    sx_rnode roots[SYNC_MAX_TABLES];
-    unsigned nd = 0, dt[SYNC_MAX_TABLES];
-    if ((rc = sx_rp_roots(rp, x, sum, cnt))) goto fail;
-    rp->st.nodes += rp->nt;
-    for (i = 0; i < rp->nt; i++)
-      if (sum[i] != rp->psum[i] || cnt[i] != rp->pcnt[i]) dt[nd++] = i;
-    /* Another pass only when the last one changed rows or deferred
-     * nodes, or once more (not in a diff) in case fingerprints collided:
-     * rows refused by the rights, or written meanwhile, end it so. */
-    if (!nd || rp->st.passes >= SX_RP_MAXPASS ||
-        (rp->st.passes && !rp->progress && !rp->peer_progress &&
-         (rp->o.dry || rp->st.passes >= 2))) {
-      flags = SX_RT_DONE | (nd ? 0 : SX_RT_EQUAL);
-      rp->st.done = 1;
-      rp->st.equal = !nd;
-      goto out;
-    }
-    rp->st.passes++;
-    rp->progress = rp->peer_progress = 0;
-    memset(lm, 0, sizeof lm);
-    memset(sm, 0, sizeof sm);
-    for (i = 0; i < nd; i++) {
-      roots[i].tid = rp->tids[dt[i]];
-      roots[i].depth = 0;
-      roots[i].pre = 0;
-      /* A root with many live rows splits: no need to count its rows. */
-      if (cnt[dt[i]] <= SX_RP_LEAF &&
-          (rc = sx_rp_q(rp, &roots[i], SX_Q_SELF, 0, 0)))
-        goto fail;
-    }
-    if (rp->nq && (rc = sx_rp_scan(rp, x, d))) goto fail;
-    qa = 0;
-    for (i = 0; i < nd; i++) {
-      sx_racc big;
-      int dec;
-      memset(&big, 0, sizeof big);
-      big.live = big.total = cnt[dt[i]];
-      big.bytes = SIZE_MAX;
-      dec = sx_rp_decide(rp, &roots[i],
-                         cnt[dt[i]] <= SX_RP_LEAF ? &rp->acc[rp->q[qa++].acc]
-                                                  : &big,
-                         &rows, &bytes);
-      if (dec == SX_DEC_LEAF) {
-        lm[dt[i] >> 3] |= (unsigned char)(1u << (dt[i] & 7));
-        if ((rc = SX_PUSH(rp, nleaf, roots[i]))) goto fail;
-      } else if (dec == SX_DEC_SPLIT) {
-        sm[dt[i] >> 3] |= (unsigned char)(1u << (dt[i] & 7));
-        if ((rc = SX_PUSH(rp, nsplit, roots[i]))) goto fail;
-      }
-    }
-    if ((rc = sx_rp_room(rp, &p, 2 * mb))) goto fail;
-    memcpy(p, lm, mb);
-    memcpy(p + mb, sm, mb);
-    p += 2 * mb;
-  } else {
-    /* Answers to the peer's leaves, and its splits compared with ours. */
-    size_t qleaf, qopen;
-    unsigned char *am;
-    size_t mb = (rp->npleaf + 7) / 8;
-    if ((rc = sx_rp_grow(rp, (void **)&rp->pskip, &rp->cappskip, rp->npleaf + 1,
-                         1)))
-      goto fail;
-    memset(rp->pskip, 0, rp->npleaf + 1);
-    for (j = 0; j < rp->npleaf; j++)
-      if ((rc = sx_rp_q(rp, &rp->pleaf[j], SX_Q_SELF, 0, 0))) goto fail;
-    for (j = 0; j < rp->nopen; j++)
-      if ((rc = sx_rp_q(rp, &rp->open[j].n, SX_Q_KIDS, 0, 0))) goto fail;
-    if ((rc = sx_rp_scan(rp, x, d))) goto fail;
-    if ((rc = sx_rp_room(rp, &p, mb + 5 * rp->nopen))) goto fail;
-    am = p;
-    memset(am, 0, mb);
-    p += mb;
-    qleaf = 0;
-    qopen = rp->npleaf;
-    /* pleaf answers: rows into the frame, or a split */
-    for (j = 0; j < rp->npleaf; j++) {
-      const sx_racc *a = &rp->acc[rp->q[qleaf + j].acc];
-      int fits = sx_rp_fits(rp, a, rows, bytes);
-      rp->st.nodes++;
-      if (!fits && rp->pleaf[j].depth < SX_RP_DEPTH &&
-          rp->nnsplit < SX_RP_MAXOPEN) {
-        am[j >> 3] |= (unsigned char)(1u << (j & 7));
-        if ((rc = SX_PUSH(rp, nsplit, rp->pleaf[j]))) goto fail;
-        rp->pskip[j] = 1;
-      } else if (!fits) {
-        rp->progress = 1; /* answered empty: the next pass finds it */
-        rp->pskip[j] = 1;
-      } else {
-        rows += (size_t)a->total;
-        bytes += (size_t)a->bytes;
-      }
-    }
-    for (j = 0; j < rp->nopen; j++) {
-      const sx_ropen *o = &rp->open[j];
-      const sx_racc *a = &rp->acc[rp->q[qopen + j].acc];
-      unsigned lmask = 0, smask = 0, c;
-      for (c = 0; c < 16; c++) {
-        int mine = a[c].total != 0, theirs = (int)((o->mask >> c) & 1u);
-        sx_rnode ch = sx_rp_child(&o->n, c);
-        int dec;
-        rp->st.nodes++;
-        if (mine == theirs &&
-            (!mine || sx_rp_fpw(&a[c], rp->st.passes) == o->fp[c]))
-          continue;
-        dec = sx_rp_decide(rp, &ch, &a[c], &rows, &bytes);
-        if (dec == SX_DEC_LEAF) {
-          lmask |= 1u << c;
-          if ((rc = SX_PUSH(rp, nleaf, ch))) goto fail;
-        } else if (dec == SX_DEC_SPLIT) {
-          smask |= 1u << c;
-          if ((rc = SX_PUSH(rp, nsplit, ch))) goto fail;
-        }
-      }
-      {
-        /* whichever is shorter: a list of the children answered, or two
-         * masks */
-        unsigned m = lmask | smask, ne = 0;
-        for (c = 0; c < 16; c++) ne += (m >> c) & 1;
-        if (ne + 1 < 5) {
-          *p++ = (unsigned char)ne;
-          for (c = 0; c < 16; c++)
-            if ((m >> c) & 1)
-              *p++ = (unsigned char)(c | ((lmask >> c) & 1 ? 0x10u : 0x20u));
-        } else {
-          *p++ = SX_RP_MASKS;
-          p = sx_w16(sx_w16(p, lmask), smask);
-        }
-      }
+  if (rp->nq && (rc = sx_rp_scan(rp, x, t->d))) return rc;
+  qa = 0;
+  for (i = 0; i < nd; i++) {
+    sx_racc big;
+    int dec;
+    memset(&big, 0, sizeof big);
+    big.live = big.total = t->cnt[dt[i]];
+    big.bytes = SIZE_MAX;
+    dec = sx_rp_decide(rp, &roots[i],
+                       t->cnt[dt[i]] <= SX_RP_LEAF ? &rp->acc[rp->q[qa++].acc]
+                                                   : &big,
+                       &t->rows, &t->bytes);
+    if (dec == SX_DEC_LEAF) {
+      lm[dt[i] >> 3] |= (unsigned char)(1u << (dt[i] & 7));
+      if ((rc = SX_PUSH(rp, nleaf, roots[i]))) return rc;
+    } else if (dec == SX_DEC_SPLIT) {
+      sm[dt[i] >> 3] |= (unsigned char)(1u << (dt[i] & 7));
+      if ((rc = SX_PUSH(rp, nsplit, roots[i]))) return rc;
     }
   }
-  /* Second pass: the frame's rows and the fingerprints of the splits. */
+  if ((rc = sx_rp_room(rp, &t->p, 2 * mb))) return rc;
+  memcpy(t->p, lm, mb);
+  memcpy(t->p + mb, sm, mb);
+  t->p += 2 * mb;
+  return 0;
+}
+
+/* The peer's leaves, from this side's sums: answered with rows into the
+ * frame, split (bit set in am), or left for the next pass. */
+static int sx_rp_answer_leaves(sx_repair *rp, sx_rturn *t, unsigned char *am) {
+  size_t j;
+  int rc;
+  for (j = 0; j < rp->npleaf; j++) {
+    const sx_racc *a = &rp->acc[rp->q[j].acc];
+    int fits = sx_rp_fits(rp, a, t->rows, t->bytes);
+    rp->st.nodes++;
+    if (!fits && rp->pleaf[j].depth < SX_RP_DEPTH &&
+        rp->nnsplit < SX_RP_MAXOPEN) {
+      am[j >> 3] |= (unsigned char)(1u << (j & 7));
+      if ((rc = SX_PUSH(rp, nsplit, rp->pleaf[j]))) return rc;
+      rp->pskip[j] = 1;
+    } else if (!fits) {
+      rp->progress = 1; /* answered empty: the next pass finds it */
+      rp->pskip[j] = 1;
+    } else {
+      t->rows += (size_t)a->total;
+      t->bytes += (size_t)a->bytes;
+    }
+  }
+  return 0;
+}
+
+/* The verdict on a node's children: whichever is shorter, a list of the
+ * children answered, or two masks. */
+static unsigned char *sx_rp_put_kids(unsigned char *p, unsigned lmask,
+                                     unsigned smask) {
+  unsigned m = lmask | smask, ne = 0, c;
+  for (c = 0; c < 16; c++) ne += (m >> c) & 1;
+  if (ne + 1 < 5) {
+    *p++ = (unsigned char)ne;
+    for (c = 0; c < 16; c++)
+      if ((m >> c) & 1)
+        *p++ = (unsigned char)(c | ((lmask >> c) & 1 ? 0x10u : 0x20u));
+    return p;
+  }
+  *p++ = SX_RP_MASKS;
+  return sx_w16(sx_w16(p, lmask), smask);
+}
+
+/* A node the peer split, compared child by child with this side's sums
+ * (a: its 16 accumulators): each child that differs becomes a leaf, a
+ * split or is deferred. */
+static int sx_rp_compare_open(sx_repair *rp, sx_rturn *t, const sx_ropen *o,
+                              const sx_racc *a) {
+  unsigned lmask = 0, smask = 0, c;
+  int rc;
+  for (c = 0; c < 16; c++) {
+    int mine = a[c].total != 0, theirs = (int)((o->mask >> c) & 1u);
+    sx_rnode ch = sx_rp_child(&o->n, c);
+    int dec;
+    rp->st.nodes++;
+    if (mine == theirs &&
+        (!mine || sx_rp_fpw(&a[c], rp->st.passes) == o->fp[c]))
+      continue;
+    dec = sx_rp_decide(rp, &ch, &a[c], &t->rows, &t->bytes);
+    if (dec == SX_DEC_LEAF) {
+      lmask |= 1u << c;
+      if ((rc = SX_PUSH(rp, nleaf, ch))) return rc;
+    } else if (dec == SX_DEC_SPLIT) {
+      smask |= 1u << c;
+      if ((rc = SX_PUSH(rp, nsplit, ch))) return rc;
+    }
+  }
+  t->p = sx_rp_put_kids(t->p, lmask, smask);
+  return 0;
+}
+
+/* Answers to the peer's leaves, and its splits compared with ours. */
+static int sx_rp_answer(sx_repair *rp, sync_txn *x, sx_rturn *t) {
+  size_t mb = (rp->npleaf + 7) / 8, j;
+  unsigned char *am;
+  int rc;
+  if ((rc = sx_rp_grow(rp, (void **)&rp->pskip, &rp->cappskip, rp->npleaf + 1,
+                       1)))
+    return rc;
+  memset(rp->pskip, 0, rp->npleaf + 1);
+  for (j = 0; j < rp->npleaf; j++)
+    if ((rc = sx_rp_q(rp, &rp->pleaf[j], SX_Q_SELF, 0, 0))) return rc;
+  for (j = 0; j < rp->nopen; j++)
+    if ((rc = sx_rp_q(rp, &rp->open[j].n, SX_Q_KIDS, 0, 0))) return rc;
+  if ((rc = sx_rp_scan(rp, x, t->d))) return rc;
+  if ((rc = sx_rp_room(rp, &t->p, mb + 5 * rp->nopen))) return rc;
+  am = t->p;
+  memset(am, 0, mb);
+  t->p += mb;
+  /* the queries: the peer's leaves first, then its open nodes */
+  if ((rc = sx_rp_answer_leaves(rp, t, am))) return rc;
+  for (j = 0; j < rp->nopen; j++)
+    if ((rc = sx_rp_compare_open(rp, t, &rp->open[j],
+                                 &rp->acc[rp->q[rp->npleaf + j].acc])))
+      return rc;
+  return 0;
+}
+
+/* Second pass: the frame's rows and the fingerprints of the splits. */
+static int sx_rp_fill(sx_repair *rp, sync_txn *x, sx_rturn *t) {
+  size_t j, qa;
+  int rc;
   rp->nq = rp->nacc = 0;
   for (j = 0; j < rp->npleaf; j++)
     if (!rp->pskip[j] &&
-        (rc = sx_rp_q(rp, &rp->pleaf[j], SX_Q_ROWS, !rp->o.dry, dodiff)))
-      goto fail;
+        (rc = sx_rp_q(rp, &rp->pleaf[j], SX_Q_ROWS, !rp->o.dry, t->dodiff)))
+      return rc;
   for (j = 0; j < rp->nnleaf; j++)
-    if ((rc = sx_rp_q(rp, &rp->nleaf[j], SX_Q_ROWS, 0, 0))) goto fail;
+    if ((rc = sx_rp_q(rp, &rp->nleaf[j], SX_Q_ROWS, 0, 0))) return rc;
   qa = rp->nq;
   for (j = 0; j < rp->nnsplit; j++)
-    if ((rc = sx_rp_q(rp, &rp->nsplit[j], SX_Q_KIDS, 0, 0))) goto fail;
-  if (rp->nq && (rc = sx_rp_scan(rp, x, d))) goto fail;
-  if ((rc = sx_rp_room(rp, &p, rp->nnsplit * (2 + 16 * SX_RP_FPB)))) goto fail;
+    if ((rc = sx_rp_q(rp, &rp->nsplit[j], SX_Q_KIDS, 0, 0))) return rc;
+  if (rp->nq && (rc = sx_rp_scan(rp, x, t->d))) return rc;
+  if ((rc = sx_rp_room(rp, &t->p, rp->nnsplit * (2 + 16 * SX_RP_FPB))))
+    return rc;
   for (j = 0; j < rp->nnsplit; j++) {
     const sx_racc *a = &rp->acc[rp->q[qa + j].acc];
     unsigned mask = 0, c;
     for (c = 0; c < 16; c++)
       if (a[c].total) mask |= 1u << c;
-    p = sx_w16(p, mask);
+    t->p = sx_w16(t->p, mask);
     for (c = 0; c < 16; c++)
       if (a[c].total) {
         uint32_t f = sx_rp_fpw(&a[c], rp->st.passes);
-        p[0] = (unsigned char)f;
-        p[1] = (unsigned char)(f >> 8);
-        p[2] = (unsigned char)(f >> 16);
-        p += SX_RP_FPB;
+        t->p[0] = (unsigned char)f;
+        t->p[1] = (unsigned char)(f >> 8);
+        t->p[2] = (unsigned char)(f >> 16);
+        t->p += SX_RP_FPB;
       }
   }
-  if (dodiff && (rc = sx_rp_unmatched(rp, 1))) goto fail;
+  return 0;
+}
+
+/* The end of the turn: the diff of the peer's leaves, our roots when
+ * nothing more is asked of the peer, and the frame sealed. */
+static int sx_rp_close(sx_repair *rp, sync_txn *x, sx_rturn *t) {
+  int rc;
+  if (t->dodiff && (rc = sx_rp_unmatched(rp, 1))) return rc;
   if (!rp->nnsplit && !rp->nnleaf) {
     /* Nothing more asked of the peer: our roots close the pass. */
-    if ((rc = sx_rp_put_roots(rp, x, &p, sum, cnt))) goto fail;
-    flags |= SX_RT_ROOTS;
+    if ((rc = sx_rp_put_roots(rp, x, &t->p, t->sum, t->cnt))) return rc;
+    t->flags |= SX_RT_ROOTS;
   }
-  if (d->nrows) {
-    flags |= SX_RT_FRAME;
-    rp->st.rows += d->nrows;
-    if ((rc = sx_rp_seal(rp, x, d))) goto fail;
-    *dout = d;
-    d = NULL;
+  if (t->d->nrows) {
+    t->flags |= SX_RT_FRAME;
+    rp->st.rows += t->d->nrows;
+    if ((rc = sx_rp_seal(rp, x, t->d))) return rc;
+    t->out = t->d;
+    t->d = NULL;
   }
-out:
-  sync_delta_free(d);
-  if (rp->progress) flags |= SX_RT_PROGRESS;
-  rp->msg.p[0] = (unsigned char)flags;
-  rp->msg.len = (size_t)(p - rp->msg.p);
-  rp->sent_roots = (flags & SX_RT_ROOTS) != 0;
-  /* What we listed is what the peer's next turn refers to. */
-  {
-    sx_rnode *t;
-    size_t tc;
-    t = rp->mysplit, rp->mysplit = rp->nsplit, rp->nsplit = t;
-    tc = rp->capmysplit, rp->capmysplit = rp->capnsplit, rp->capnsplit = tc;
-    rp->nmysplit = rp->nnsplit;
-    t = rp->myleaf, rp->myleaf = rp->nleaf, rp->nleaf = t;
-    tc = rp->capmyleaf, rp->capmyleaf = rp->capnleaf, rp->capnleaf = tc;
-    rp->nmyleaf = rp->nnleaf;
-    rp->nnsplit = rp->nnleaf = 0;
+  return 0;
+}
+
+/* A turn after the opening one: the nodes asked of this side answered,
+ * and the nodes it asks of the peer listed. */
+static int sx_rp_turn_nodes(sx_repair *rp, sync_txn *x, sx_rturn *t) {
+  int rc;
+  if ((rc = sx_rp_newdelta(rp, x, &t->d))) return rc;
+  if (t->dodiff && rp->nanswered && (rc = sx_rp_diff_answered(rp, x, t)))
+    return rc;
+  if (rp->vopen) {
+    if ((rc = sx_rp_open_pass(rp, x, t))) return rc;
+    if (t->flags & SX_RT_DONE) return 0;
+  } else if ((rc = sx_rp_answer(rp, x, t))) {
+    return rc;
   }
+  if ((rc = sx_rp_fill(rp, x, t))) return rc;
+  return sx_rp_close(rp, x, t);
+}
+
+/* The turn is written: the flags in front, and what we listed becomes
+ * what the peer's next turn refers to. */
+static void sx_rp_turn_end(sx_repair *rp, sx_rturn *t) {
+  sx_rnode *n;
+  size_t tc;
+  if (rp->progress) t->flags |= SX_RT_PROGRESS;
+  rp->msg.p[0] = (unsigned char)t->flags;
+  rp->msg.len = (size_t)(t->p - rp->msg.p);
+  rp->sent_roots = (t->flags & SX_RT_ROOTS) != 0;
+  n = rp->mysplit, rp->mysplit = rp->nsplit, rp->nsplit = n;
+  tc = rp->capmysplit, rp->capmysplit = rp->capnsplit, rp->capnsplit = tc;
+  rp->nmysplit = rp->nnsplit;
+  n = rp->myleaf, rp->myleaf = rp->nleaf, rp->nleaf = n;
+  tc = rp->capmyleaf, rp->capmyleaf = rp->capnleaf, rp->capnleaf = tc;
+  rp->nmyleaf = rp->nnleaf;
+  rp->nnsplit = rp->nnleaf = 0;
   rp->npleaf = rp->nopen = rp->nanswered = 0;
   rp->vopen = 0;
   rp->st.turns++;
   sync_delta_free(rp->frame);
   rp->frame = NULL;
+}
+
+static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
+                        sync_delta **dout) {
+  sx_rturn t;
+  int rc;
+  memset(&t, 0, sizeof t);
+  t.dodiff = rp->o.dry && rp->o.on_diff && rp->frame;
+  rp->msg.len = 0;
+  rp->nq = rp->nacc = rp->nnsplit = rp->nnleaf = 0;
+  if ((rc = sx_buf_reserve(&rp->msg, 1 + SX_VARINT_MAX))) return rc;
+  t.p = rp->msg.p + 1; /* flags go in front once known */
+  if (first) {
+    t.flags = SX_RT_FIRST | SX_RT_ROOTS;
+    t.p = sx_wv(t.p, x->base_version);
+    rc = sx_rp_put_roots(rp, x, &t.p, t.sum, t.cnt);
+  } else {
+    rc = sx_rp_turn_nodes(rp, x, &t);
+  }
+  sync_delta_free(t.d);
+  if (rc) {
+    sync_delta_free(t.out);
+    return rc;
+  }
+  sx_rp_turn_end(rp, &t);
+  *dout = t.out;
   return 0;
-fail:
-  sync_delta_free(d);
-  sync_delta_free(*dout);
-  *dout = NULL;
-  return rc;
 }
 
 SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
