@@ -36,4 +36,10 @@
 /* The wire and the sessions over it. */
 #include "codec.c"
 #include "repair.c"
+#include "session_msg.c"
+#include "session_refused.c"
+#include "session_repair.c"
+#include "session_hello.c"
 #include "session.c"
+#include "session_drive.c"
+#include "retry.c"

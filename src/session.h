@@ -1,0 +1,171 @@
+/*
+ * session.h - what the files of the session share: the protocol's
+ * constants (docs/PROTOCOL.md), the session's struct and states, and the
+ * functions one part of it calls in another.  In amalgamation order:
+ * session_msg.c (failure, framing, requests and phases),
+ * session_refused.c, session_repair.c, session_hello.c, session.c (the
+ * state machine and the public calls), session_drive.c and retry.c; each
+ * uses only the files before it.
+ */
+#ifndef SX_SESSION_H
+#define SX_SESSION_H
+
+#include "codec.h"
+#include "reject.h"
+#include "repair.h"
+
+#define SX_PROTO 4
+/* Every side accepts this much, before and after the handshake. */
+#define SX_MSG_FLOOR 256
+#define SX_MSG_DEFAULT ((size_t)64 << 10)
+#define SX_MSG_MAX ((size_t)16 << 20)
+#define SX_MSG_OVERHEAD (1 + SX_VARINT_MAX + 4)
+#define SX_CTL_MAX ((size_t)4 << 20) /* a reassembled control message */
+#define SX_CRED_MAX 1024
+#define SX_MORE 0x80u
+
+#define SX_M_HELLO 1
+#define SX_M_WELCOME 2
+#define SX_M_REQUEST 3
+#define SX_M_DATA 4
+#define SX_M_ERROR 5
+#define SX_M_PLAN 6
+#define SX_M_REPAIR 7
+#define SX_M_REFUSED 8  /* server -> client: rows of its chunk refused */
+#define SX_M_REVERTED 9 /* client -> server: those rows taken back */
+
+#define SX_RF_MAX 4096  /* refusals kept from one chunk */
+#define SX_RF_PART 256  /* refusals per REFUSED message */
+#define SX_RF_ROUNDS 16 /* chunks refused whole in a row */
+#define SX_RF_ENTRY_MAX                                                        \
+  (3 * SX_VARINT_MAX + SYNC_MAX_KEY + 2 + SYNC_REFUSE_TEXT_MAX)
+#define SX_M_SCHEMA 10 /* client -> server: its schema, when they differ */
+
+#define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
+#define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
+#define SX_RQ_WHOLE 0x4u /* whole rows (the requester applies NEWER) */
+
+#define SX_HF_DRY 0x1u /* HELLO flags */
+#define SX_HF_REPAIR 0x2u
+
+enum { SX_ROLE_RECV, SX_ROLE_SEND };
+enum {
+  SX_ST_HELLO,   /* server: waiting for HELLO */
+  SX_ST_WELCOME, /* client: waiting for WELCOME */
+  SX_ST_SCHEMA,  /* server: the schemas differ, waiting for the client's */
+  SX_ST_RECV,    /* receiving phase: waiting for a chunk */
+  SX_ST_SEND,    /* sending phase: waiting for a request */
+  SX_ST_REPAIR,  /* repair: waiting for the peer's turn (or its frame) */
+  SX_ST_ANSWER,  /* server: refusals sent, waiting for REVERTED */
+  SX_ST_END,     /* every phase done: ends once the output is flushed */
+  SX_ST_FAILING, /* an ERROR is queued: fails once it is flushed */
+  SX_ST_OVER     /* status is final */
+};
+
+struct sync_session {
+  sync_env *env;
+  sx_alloc al;
+  sync_session_opts o;
+  int state, status;
+  int roles[2], nphase, phase;
+  int mode, dry;
+  uint8_t peer[SX_SITE_LEN];
+  int have_peer;
+  size_t peer_max; /* largest message the peer accepts */
+  size_t own_max;
+  unsigned char send_mask[SYNC_RIGHTS_BYTES]; /* tables we may send */
+  unsigned char recv_mask[SYNC_RIGHTS_BYTES]; /* tables we may apply */
+  unsigned char read_mask[SYNC_RIGHTS_BYTES]; /* server: the client's read
+                                                 rights */
+  int relay;
+  sync_encoder *enc;
+  sync_decoder *dec;
+  int frame_out; /* encoder holds a frame still to send */
+  /* input: the message being read */
+  unsigned char hdr[1 + SX_VARINT_MAX];
+  size_t hdr_len, need; /* need: payload + checksum once the header is known */
+  sx_buf msg;
+  sx_buf ctl;   /* control message being reassembled */
+  int ctl_type; /* its type while fragments are coming, else 0 */
+  /* output */
+  sx_buf out;
+  size_t out_pos;
+  /* receiving phase */
+  sx_cursor vcur;  /* dry run: where the next request starts */
+  sx_mark vmark;   /* and the sender's mark there */
+  sx_scope vscope; /* and the scope it was served with */
+  int vcur_ok;
+  uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
+  int held;           /* a chunk held rows of tables we lack: the cursor
+                         stays, the phase goes on from vcur */
+  sync_apply_report phase_rep;
+  sync_session_stats st;
+  int failed_code;    /* code to send in the queued ERROR */
+  int state_was_recv; /* the peer's ERROR came in a receiving phase */
+  char errmsg[256];
+  uint64_t t0; /* made at, for the stats */
+  int repair;  /* a repair session (repair.c) */
+  sx_repair *rp;
+  int rp_frame; /* the peer's turn announced a frame: DATA is due */
+  /* refusals (docs/PROTOCOL.md, "Refusals") */
+  sx_buf rf; /* server: entries of the chunk's refused rows; client:
+                the REFUSED message being answered */
+  size_t rf_n, rf_pos, rf_part; /* entries, next to send, in flight */
+  int rf_over;                  /* server: more refusals than SX_RF_MAX */
+  int rf_whole;                 /* server: the chunk was not applied */
+  unsigned rf_rounds;           /* server: chunks refused whole in a row */
+  sx_cursor rf_start, rf_end;   /* server: the answered chunk's range */
+  sx_mark rf_mark;
+  int rf_last;
+  int rf_frame;       /* client: REFUSED announced the server's rows */
+  uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
+};
+
+/* session_msg.c */
+/* End the session with rc: tell the peer (code and the words of fmt) and
+ * fail once that is sent.  Returns rc. */
+SYNC_PRIVATE int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...);
+/* Queue a control message of type, cut to the peer's size. */
+SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
+                            const unsigned char *p, size_t n);
+SYNC_PRIVATE void sx_report_add(sync_apply_report *a,
+                                const sync_apply_report *b);
+/* REQUEST (final: FINAL, with this phase's report). */
+SYNC_PRIVATE int sx_send_request(sync_session *s, int final);
+/* Start phase s->phase (or end the session after the last). */
+SYNC_PRIVATE int sx_phase_start(sync_session *s);
+SYNC_PRIVATE void sx_progress(sync_session *s);
+
+/* session_refused.c */
+/* on_refused of the server's apply (ctx: the session). */
+SYNC_PRIVATE int sx_rf_collect(void *ctx, const sync_refused *r);
+/* Server: the next REFUSED message, with its rows. */
+SYNC_PRIVATE int sx_rf_send(sync_session *s);
+SYNC_PRIVATE int sx_on_reverted(sync_session *s, const unsigned char *b,
+                                size_t n);
+/* Client: take back the refused rows (the server's versions in d, or
+ * none); d is freed. */
+SYNC_PRIVATE int sx_rf_apply(sync_session *s, sync_delta *d);
+SYNC_PRIVATE int sx_on_refused(sync_session *s, const unsigned char *b,
+                               size_t n);
+
+/* session_repair.c */
+SYNC_PRIVATE int sx_repair_start(sync_session *s);
+SYNC_PRIVATE int sx_on_repair(sync_session *s, const unsigned char *b,
+                              size_t n);
+/* The frame a peer's turn announced; d is freed. */
+SYNC_PRIVATE int sx_on_repair_delta(sync_session *s, sync_delta *d);
+
+/* session_hello.c */
+SYNC_PRIVATE int sx_send_hello(sync_session *s);
+/* The peer holds this replica's log up to version v with mark m: 0 when
+ * that is this file's history, else the session fails (SYNC_EHISTORY
+ * after taking a new site id). */
+SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m);
+SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b, size_t n);
+SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
+                               size_t n);
+SYNC_PRIVATE int sx_on_schema(sync_session *s, const unsigned char *b,
+                              size_t n);
+
+#endif
