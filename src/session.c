@@ -30,203 +30,225 @@ static uint64_t sx_rows_expected(sync_session *s, sync_txn *x) {
   return total;
 }
 
-/* A request arrived in a sending phase: acknowledge it, then answer with
- * the next chunk (or, for FINAL, move to the next phase). */
-static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
+/* FINAL's report (r at it). */
+static void sx_read_report(sx_rd *r, sync_apply_report *rep) {
+  memset(rep, 0, sizeof *rep);
+  rep->rows = sx_rv(r);
+  rep->inserted = sx_rv(r);
+  rep->updated = sx_rv(r);
+  rep->deleted = sx_rv(r);
+  rep->unchanged = sx_rv(r);
+  rep->conflicts = sx_rv(r);
+  rep->refused = sx_rv(r);
+  rep->exited = sx_rv(r);
+}
+
+/* REQUEST's fields into req and *flags; FINAL's report is added to what
+ * the peer applied.  0 with req->vv allocated (the caller frees it), or
+ * the session fails. */
+static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
+                           sync_request *req, unsigned *flags) {
   sx_rd r;
   const unsigned char *q;
-  sync_request req;
-  unsigned flags;
   uint64_t nvv, i;
-  sync_txn *x;
-  int rc;
-  memset(&req, 0, sizeof req);
+  memset(req, 0, sizeof *req);
   r.p = b;
   r.end = b + n;
   r.bad = 0;
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
   if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
-  flags = q[0];
-  req.al = s->al;
-  memcpy(req.requester, q + 1, SX_SITE_LEN);
-  memcpy(req.sender, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
-  req.schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
-  if (sx_rcursor(&r, &req.cur) || !(q = sx_rbytes(&r, 8)))
+  *flags = q[0];
+  req->al = s->al;
+  memcpy(req->requester, q + 1, SX_SITE_LEN);
+  memcpy(req->sender, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
+  req->schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
+  if (sx_rcursor(&r, &req->cur) || !(q = sx_rbytes(&r, 8)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
-  req.mark.id = sx_get_le64(q);
-  req.mark.start = sx_rv(&r);
-  if (sx_rscope(&r, &req.scope))
+  req->mark.id = sx_get_le64(q);
+  req->mark.start = sx_rv(&r);
+  if (sx_rscope(&r, &req->scope))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST scope");
   nvv = sx_rv(&r);
   if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
-  if (memcmp(req.requester, s->peer, SX_SITE_LEN) ||
-      memcmp(req.sender, s->env->site, SX_SITE_LEN))
+  if (memcmp(req->requester, s->peer, SX_SITE_LEN) ||
+      memcmp(req->sender, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "REQUEST names other replicas");
-  req.vv = (sync_stamp *)sx_malloc(&s->al, (size_t)(nvv ? nvv : 1) *
-                                               sizeof(sync_stamp));
-  if (!req.vv) return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
-  req.nvv = (size_t)nvv;
+  req->vv = (sync_stamp *)sx_malloc(&s->al, (size_t)(nvv ? nvv : 1) *
+                                                sizeof(sync_stamp));
+  if (!req->vv) return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
+  req->nvv = (size_t)nvv;
   for (i = 0; i < nvv; i++) {
     q = sx_rbytes(&r, SX_SITE_LEN);
-    if (q) memcpy(req.vv[i].site, q, SX_SITE_LEN);
-    req.vv[i].hlc = sx_rv(&r);
+    if (q) memcpy(req->vv[i].site, q, SX_SITE_LEN);
+    req->vv[i].hlc = sx_rv(&r);
   }
-  if (flags & SX_RQ_FINAL) {
+  if (*flags & SX_RQ_FINAL) {
     sync_apply_report rep;
-    memset(&rep, 0, sizeof rep);
-    rep.rows = sx_rv(&r);
-    rep.inserted = sx_rv(&r);
-    rep.updated = sx_rv(&r);
-    rep.deleted = sx_rv(&r);
-    rep.unchanged = sx_rv(&r);
-    rep.conflicts = sx_rv(&r);
-    rep.refused = sx_rv(&r);
-    rep.exited = sx_rv(&r);
+    sx_read_report(&r, &rep);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
   }
   if (r.bad || r.p != r.end) {
-    sx_free(&s->al, req.vv);
+    sx_free(&s->al, req->vv);
+    req->vv = NULL;
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
   }
+  return 0;
+}
+
+/* What the requester holds of us lets tombstones go. */
+static int sx_ack_request(sync_session *s, const sync_request *req) {
+  sync_txn *x;
+  int rc = sync_txn_begin(s->env, 0, &x);
+  if (!rc) {
+    rc = sync_request_ack(x, req);
+    if (rc)
+      sync_txn_abort(x);
+    else
+      rc = sync_txn_commit(x);
+  }
+  if (rc)
+    return sx_sess_fail(s, rc, "recording the peer's position: %s",
+                        sync_strerror(rc));
+  return 0;
+}
+
+/* Answer req with the next chunk (PLAN first, when it starts an initial
+ * stream). */
+static int sx_send_chunk(sync_session *s, const sync_request *req,
+                         unsigned flags) {
+  sync_delta *d = NULL;
+  sync_delta_opts o;
+  sync_txn *x;
+  int rc;
+  memset(&o, 0, sizeof o);
+  o.max_rows = s->o.chunk_rows;
+  o.max_bytes = s->o.chunk_bytes;
+  o.tables = s->send_mask;
+  o.filter = s->o.filter;
+  o.filter_ctx = s->o.filter_ctx;
+  o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
+  /* The server follows the client's scope: rows leave it as exit
+   * markers, and a new scope restarts its stream. */
+  o.scope = s->o.server;
+  o.filter_version = s->o.filter_version;
+  o.visible = s->o.server ? s->read_mask : NULL;
+  rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
+  if (!rc) {
+    int initial = req->cur.mode == SX_MODE_LOG && req->cur.version == 0 &&
+                  req->cur.seq == 0;
+    rc = sync_delta_make(x, req, &o, &d);
+    s->sent_snap = sync_txn_version(x);
+    if (!rc && initial) {
+      unsigned char pb[SX_VARINT_MAX];
+      uint64_t total = sx_rows_expected(s, x);
+      rc = sx_msg_put(s, SX_M_PLAN, pb, (size_t)(sx_wv(pb, total) - pb));
+    }
+    sync_txn_abort(x);
+  }
+  if (!rc) rc = sx_frame_start(s, d);
+  sync_delta_free(d);
+  if (rc)
+    return sx_sess_fail(s, rc, "cutting a chunk: %s (%s)", sync_strerror(rc),
+                        sync_env_errmsg(s->env));
+  sx_progress(s);
+  return 0;
+}
+
+/* A request arrived in a sending phase: acknowledge it (a dry run holds
+ * nothing new), then answer with the next chunk (or, for FINAL, move to
+ * the next phase). */
+static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
+  sync_request req;
+  unsigned flags = 0;
+  int rc;
+  if ((rc = sx_read_request(s, b, n, &req, &flags))) return rc;
   /* The requester's view of our log must be this file's history. */
-  if ((rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark))) {
-    sx_free(&s->al, req.vv);
+  rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark);
+  if (!rc && !(flags & SX_RQ_DRY) && !s->dry) rc = sx_ack_request(s, &req);
+  if (!rc && !(flags & SX_RQ_FINAL)) rc = sx_send_chunk(s, &req, flags);
+  sx_free(&s->al, req.vv);
+  if (rc || !(flags & SX_RQ_FINAL)) return rc;
+  sx_progress(s);
+  s->phase++;
+  return sx_phase_start(s);
+}
+
+/* The options a chunk is applied with (answer: refusals are collected
+ * to be answered). */
+static void sx_apply_opts_of(sync_session *s, int answer, sync_apply_opts *ao) {
+  memset(ao, 0, sizeof *ao);
+  ao->policy = s->o.policy | (s->dry ? SYNC_APPLY_DRY_RUN : 0);
+  ao->writable = s->recv_mask;
+  ao->relay = s->relay;
+  ao->max_ahead_ms = s->o.max_ahead_ms;
+  ao->refuse_whole = s->o.refuse_whole;
+  ao->refuse_exits = s->o.server; /* a client never removes server rows */
+  if (s->o.server) {
+    /* A row the client holds outside its scope that we keep as it is
+     * would never reach it again: log it, so it exits. */
+    ao->scope_tables = s->send_mask;
+    ao->scope_filter = s->o.filter;
+    ao->scope_filter_ctx = s->o.filter_ctx;
+    ao->check = s->o.check_write;
+    ao->check_ctx = s->o.check_write_ctx;
+  }
+  if (answer) {
+    ao->on_refused = sx_rf_collect;
+    ao->on_refused_ctx = s;
+    s->rf.len = 0;
+    s->rf_n = s->rf_pos = 0;
+    s->rf_over = 0;
+  }
+}
+
+/* Apply d in a transaction of its own (answer: collecting refusals), and
+ * commit it unless this is a dry run or the chunk is refused whole. */
+static int sx_apply_chunk(sync_session *s, const sync_delta *d, int answer,
+                          sync_apply_report *rep) {
+  sync_apply_opts ao;
+  sync_txn *x;
+  int rc;
+  sx_apply_opts_of(s, answer, &ao);
+  if ((rc = sync_txn_begin(s->env, 0, &x))) return rc;
+  rc = answer ? sx_delta_apply_held(x, d, &ao, rep)
+              : sync_delta_apply_opts(x, d, &ao, rep);
+  if (answer && s->rf_n &&
+      (s->rf_over || (rc == SYNC_EPERM && s->o.refuse_whole))) {
+    /* Nothing of the chunk applies: the refused rows are answered and
+     * the same range is asked for again once they are taken back. */
+    sync_txn_abort(x);
+    s->rf_whole = 1;
+    return 0;
+  }
+  if (rc || s->dry) {
+    sync_txn_abort(x);
     return rc;
   }
-  /* What the requester holds of us lets tombstones go; a dry run holds
-   * nothing new. */
-  if (!(flags & SX_RQ_DRY) && !s->dry) {
-    rc = sync_txn_begin(s->env, 0, &x);
-    if (!rc) {
-      rc = sync_request_ack(x, &req);
-      if (rc)
-        sync_txn_abort(x);
-      else
-        rc = sync_txn_commit(x);
-    }
-    if (rc) {
-      sx_free(&s->al, req.vv);
-      return sx_sess_fail(s, rc, "recording the peer's position: %s",
-                          sync_strerror(rc));
-    }
-  }
-  if (flags & SX_RQ_FINAL) {
-    sx_free(&s->al, req.vv);
-    sx_progress(s);
-    s->phase++;
-    return sx_phase_start(s);
-  }
-  {
-    sync_delta *d = NULL;
-    sync_delta_opts o;
-    size_t flen = 0, raw = 0;
-    memset(&o, 0, sizeof o);
-    o.max_rows = s->o.chunk_rows;
-    o.max_bytes = s->o.chunk_bytes;
-    o.tables = s->send_mask;
-    o.filter = s->o.filter;
-    o.filter_ctx = s->o.filter_ctx;
-    o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
-    /* The server follows the client's scope: rows leave it as exit
-     * markers, and a new scope restarts its stream. */
-    o.scope = s->o.server;
-    o.filter_version = s->o.filter_version;
-    o.visible = s->o.server ? s->read_mask : NULL;
-    rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
-    if (!rc) {
-      int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&
-                    req.cur.seq == 0;
-      rc = sync_delta_make(x, &req, &o, &d);
-      s->sent_snap = sync_txn_version(x);
-      if (!rc && initial) {
-        unsigned char pb[SX_VARINT_MAX];
-        uint64_t total = sx_rows_expected(s, x);
-        rc = sx_msg_put(s, SX_M_PLAN, pb, (size_t)(sx_wv(pb, total) - pb));
-      }
-      sync_txn_abort(x);
-    }
-    sx_free(&s->al, req.vv);
-    if (!rc) rc = sync_encoder_begin(s->enc, d, &flen, &raw);
-    if (rc) {
-      sync_delta_free(d);
-      return sx_sess_fail(s, rc, "cutting a chunk: %s (%s)", sync_strerror(rc),
-                          sync_env_errmsg(s->env));
-    }
-    s->frame_out = 1;
-    s->st.frames_sent++;
-    s->st.rows_sent += sync_delta_rows(d);
-    s->st.frame_bytes_sent += flen;
-    s->st.raw_bytes_sent += raw;
-    sync_delta_free(d);
-    sx_progress(s);
-  }
-  return 0;
+  s->rf_whole = 0;
+  return sync_txn_commit(x);
 }
 
 /* A chunk arrived in a receiving phase: apply it with its cursor (the
  * server: answer the rows it refused first), then ask for the next one,
  * or end the phase. */
 static int sx_on_delta(sync_session *s, sync_delta *d) {
-  sync_apply_opts ao;
   sync_apply_report rep;
-  sync_txn *x;
   int rc, last = d->last, answer;
   if (memcmp(d->sender, s->peer, SX_SITE_LEN)) {
     sync_delta_free(d);
     return sx_sess_fail(s, SYNC_EPROTO, "a chunk from another sender");
   }
-  memset(&ao, 0, sizeof ao);
-  ao.policy = s->o.policy | (s->dry ? SYNC_APPLY_DRY_RUN : 0);
-  ao.writable = s->recv_mask;
-  ao.relay = s->relay;
-  ao.max_ahead_ms = s->o.max_ahead_ms;
-  ao.refuse_whole = s->o.refuse_whole;
-  ao.refuse_exits = s->o.server; /* a client never removes server rows */
   /* A server answers the rows it refuses (not in a dry run: nothing is
    * written on either side). */
   answer = s->o.server && !s->dry;
-  if (s->o.server) {
-    /* A row the client holds outside its scope that we keep as it is
-     * would never reach it again: log it, so it exits. */
-    ao.scope_tables = s->send_mask;
-    ao.scope_filter = s->o.filter;
-    ao.scope_filter_ctx = s->o.filter_ctx;
-    ao.check = s->o.check_write;
-    ao.check_ctx = s->o.check_write_ctx;
-  }
-  if (answer) {
-    ao.on_refused = sx_rf_collect;
-    ao.on_refused_ctx = s;
-    s->rf.len = 0;
-    s->rf_n = s->rf_pos = 0;
-    s->rf_over = 0;
-  }
-  rc = sync_txn_begin(s->env, 0, &x);
-  if (!rc) {
-    rc = answer ? sx_delta_apply_held(x, d, &ao, &rep)
-                : sync_delta_apply_opts(x, d, &ao, &rep);
-    if (answer && s->rf_n &&
-        (s->rf_over || (rc == SYNC_EPERM && s->o.refuse_whole))) {
-      /* Nothing of the chunk applies: the refused rows are answered and
-       * the same range is asked for again once they are taken back. */
-      sync_txn_abort(x);
-      s->rf_whole = 1;
-      rc = 0;
-    } else if (rc || s->dry) {
-      sync_txn_abort(x);
-    } else {
-      s->rf_whole = 0;
-      rc = sync_txn_commit(x);
-    }
-  }
+  rc = sx_apply_chunk(s, d, answer, &rep);
   s->st.frames_received++;
   s->st.rows_received += sync_delta_rows(d);
   if (rc) {
-    int err = rc;
     sync_delta_free(d);
-    return sx_sess_fail(s, err, "applying a chunk: %s (%s)", sync_strerror(err),
+    return sx_sess_fail(s, rc, "applying a chunk: %s (%s)", sync_strerror(rc),
                         sync_env_errmsg(s->env));
   }
   if (rep.unknown) s->held = 1;
@@ -236,30 +258,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
     s->vscope = d->scope;
     s->vcur_ok = 1;
   }
-  if (answer && s->rf_n) {
-    s->rf_start = d->start;
-    s->rf_end = d->end;
-    s->rf_mark = d->mark;
-    s->rf_last = last;
-    sync_delta_free(d);
-    if (s->rf_whole) {
-      /* Only the refusals count: the rows are sent again. */
-      memset(&rep, 0, sizeof rep);
-      rep.refused = s->rf_n;
-      if (++s->rf_rounds > SX_RF_ROUNDS)
-        return sx_sess_fail(s, SYNC_EPERM,
-                            "%u chunks in a row refused whole: the peer "
-                            "keeps sending refused rows",
-                            (unsigned)s->rf_rounds - 1);
-    } else {
-      s->rf_rounds = 0;
-    }
-    sx_report_add(&s->phase_rep, &rep);
-    sx_report_add(&s->st.applied, &rep);
-    sx_progress(s);
-    s->state = SX_ST_ANSWER;
-    return sx_rf_send(s);
-  }
+  if (answer && s->rf_n) return sx_rf_answer(s, d, last, &rep);
   s->rf_rounds = 0;
   sync_delta_free(d);
   sx_report_add(&s->phase_rep, &rep);

@@ -134,6 +134,8 @@ SYNC_PRIVATE void sx_report_add(sync_apply_report *a,
 SYNC_PRIVATE int sx_send_request(sync_session *s, int final);
 /* Start phase s->phase (or end the session after the last). */
 SYNC_PRIVATE int sx_phase_start(sync_session *s);
+/* Start sending d as the next frame, and count it. */
+SYNC_PRIVATE int sx_frame_start(sync_session *s, const sync_delta *d);
 SYNC_PRIVATE void sx_progress(sync_session *s);
 
 /* session_refused.c */
@@ -141,6 +143,10 @@ SYNC_PRIVATE void sx_progress(sync_session *s);
 SYNC_PRIVATE int sx_rf_collect(void *ctx, const sync_refused *r);
 /* Server: the next REFUSED message, with its rows. */
 SYNC_PRIVATE int sx_rf_send(sync_session *s);
+/* Server: chunk d (applied or not) had refused rows: answer them.  d is
+ * freed. */
+SYNC_PRIVATE int sx_rf_answer(sync_session *s, sync_delta *d, int last,
+                              sync_apply_report *rep);
 SYNC_PRIVATE int sx_on_reverted(sync_session *s, const unsigned char *b,
                                 size_t n);
 /* Client: take back the refused rows (the server's versions in d, or

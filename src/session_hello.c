@@ -235,17 +235,45 @@ SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
   }
 }
 
-SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
-                             size_t n) {
+/* HELLO as read by sx_read_hello. */
+typedef struct sx_hello {
+  uint64_t hash, ver, maxm; /* the client's schema; its largest message */
+  unsigned mode, flags;
+  unsigned char sel[SYNC_RIGHTS_BYTES]; /* the tables it selected */
+  const unsigned char *cred;
+  size_t clen;
+  int view; /* it holds this replica's log up to vver with vmark */
+  uint64_t vver;
+  sx_mark vmark;
+} sx_hello;
+
+/* The client's views of its peers' logs (r at them): ours, if it has
+ * one, into h, to be checked once the client is authorized. */
+static void sx_read_views(sync_session *s, sx_rd *r, sx_hello *h) {
+  uint64_t nv = sx_rvb(r, SX_VIEWS_MAX + 1), i;
+  for (i = 0; i < nv && !r->bad; i++) {
+    const unsigned char *site = sx_rbytes(r, SX_SITE_LEN), *m;
+    uint64_t ver = sx_rv(r);
+    sx_mark mk;
+    m = sx_rbytes(r, 8);
+    mk.start = sx_rv(r);
+    if (!site || !m) break;
+    mk.id = sx_get_le64(m);
+    if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
+      h->view = 1;
+      h->vver = ver;
+      h->vmark = mk;
+    }
+  }
+}
+
+/* HELLO's fields into h (the client's site into s->peer).  0, or the
+ * session fails. */
+static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
+                         sx_hello *h) {
   sx_rd r;
   const unsigned char *q;
-  uint64_t hash, ver, maxm, clen, vver = 0;
-  unsigned mode, flags;
-  unsigned char sel[SYNC_RIGHTS_BYTES];
-  sync_rights rights;
-  sx_mark vmark;
-  int rc, view = 0;
-  memset(&vmark, 0, sizeof vmark);
+  memset(h, 0, sizeof *h);
   r.p = b;
   r.end = b + n;
   r.bad = 0;
@@ -259,57 +287,97 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
     return sx_sess_fail(s, SYNC_EVERSION,
                         "frame format 1 here, %u from the peer", q[1]);
   memcpy(s->peer, q + 2, SX_SITE_LEN);
-  hash = sx_get_le64(q + 2 + SX_SITE_LEN);
-  ver = sx_rv(&r);
+  h->hash = sx_get_le64(q + 2 + SX_SITE_LEN);
+  h->ver = sx_rv(&r);
   q = sx_rbytes(&r, 2);
-  maxm = sx_rv(&r);
-  if (!q || r.bad || sx_get_mask(&r, sel))
+  h->maxm = sx_rv(&r);
+  if (!q || r.bad || sx_get_mask(&r, h->sel))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
-  mode = q[0];
-  flags = q[1];
-  clen = sx_rvb(&r, SX_CRED_MAX + 1);
-  q = sx_rbytes(&r, (size_t)clen);
-  {
-    /* The client's views: ours, if it has one, is checked below. */
-    uint64_t nv = sx_rvb(&r, SX_VIEWS_MAX + 1), i;
-    for (i = 0; i < nv && !r.bad; i++) {
-      const unsigned char *site = sx_rbytes(&r, SX_SITE_LEN), *m;
-      uint64_t ver = sx_rv(&r);
-      sx_mark mk;
-      m = sx_rbytes(&r, 8);
-      mk.start = sx_rv(&r);
-      if (!site || !m) break;
-      mk.id = sx_get_le64(m);
-      if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
-        view = 1;
-        vver = ver;
-        vmark = mk;
-      }
-    }
+  h->mode = q[0];
+  h->flags = q[1];
+  h->clen = (size_t)sx_rvb(&r, SX_CRED_MAX + 1);
+  h->cred = sx_rbytes(&r, h->clen);
+  sx_read_views(s, &r, h);
+  if (r.bad || r.p != r.end || h->mode < SYNC_PULL || h->mode > SYNC_BOTH ||
+      (h->flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || h->maxm < SX_MSG_FLOOR)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  return 0;
+}
+
+/* The rights the server's authorize callback grants the client (every
+ * right without one).  0, or the session fails. */
+static int sx_authorize(sync_session *s, const sx_hello *h,
+                        sync_rights *rights) {
+  int rc;
+  memset(rights, 0, sizeof *rights);
+  if (!s->o.authorize) {
+    sx_mask_all(rights->read);
+    sx_mask_all(rights->write);
+    rights->relay = 1;
+    return 0;
   }
-  if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
-      (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  rc = s->o.authorize(s->o.authorize_ctx, s->peer, h->cred, h->clen, rights);
+  if (rc)
+    return sx_sess_fail(s, rc < 0 ? rc : SYNC_EPERM,
+                        "the credential was refused");
+  return 0;
+}
+
+/* The client's choices, bounded by its rights, and its phases. */
+static void sx_hello_apply(sync_session *s, const sx_hello *h,
+                           const sync_rights *rights) {
+  s->mode = (int)h->mode;
+  s->dry = (h->flags & SX_HF_DRY) != 0;
+  s->repair = (h->flags & SX_HF_REPAIR) != 0;
+  s->peer_max = h->maxm < SX_MSG_MAX ? (size_t)h->maxm : SX_MSG_MAX;
+  memcpy(s->read_mask, rights->read, SYNC_RIGHTS_BYTES);
+  memcpy(s->send_mask, rights->read, SYNC_RIGHTS_BYTES);
+  sx_mask_and(s->send_mask, h->sel);
+  memcpy(s->recv_mask, rights->write, SYNC_RIGHTS_BYTES);
+  sx_mask_and(s->recv_mask, h->sel);
+  s->relay = rights->relay;
+  s->nphase = 0;
+  if (h->mode & SYNC_PULL) s->roles[s->nphase++] = SX_ROLE_SEND;
+  if (h->mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_RECV;
+}
+
+/* WELCOME: who we are, and what the client may send and get (and our
+ * schema when the client's hash is not ours). */
+static int sx_send_welcome(sync_session *s, uint64_t client_hash) {
+  unsigned char b[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8], *p = b;
+  int rc;
+  *p++ = SX_PROTO;
+  memcpy(p, s->env->site, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  sx_put_le64(p, s->env->schema->hash);
+  p += 8;
+  p = sx_wv(p, s->own_max);
+  p = sx_put_mask(p, s->recv_mask);
+  p = sx_put_mask(p, s->send_mask);
+  if ((rc = sx_put_view(s, p, &p))) return rc;
+  rc = client_hash == s->env->schema->hash
+           ? sx_msg_put(s, SX_M_WELCOME, b, (size_t)(p - b))
+           : sx_put_with_schema(s, SX_M_WELCOME, b, (size_t)(p - b));
+  if (rc) return sx_sess_fail(s, rc, "out of memory");
+  return 0;
+}
+
+SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
+                             size_t n) {
+  sx_hello h;
+  sync_rights rights;
+  int rc;
+  if ((rc = sx_read_hello(s, b, n, &h))) return rc;
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
-  s->repair = (flags & SX_HF_REPAIR) != 0;
-  memset(&rights, 0, sizeof rights);
-  if (s->o.authorize) {
-    rc = s->o.authorize(s->o.authorize_ctx, s->peer, q, (size_t)clen, &rights);
-    if (rc)
-      return sx_sess_fail(s, rc < 0 ? rc : SYNC_EPERM,
-                          "the credential was refused");
-  } else {
-    sx_mask_all(rights.read);
-    sx_mask_all(rights.write);
-    rights.relay = 1;
-  }
+  s->repair = (h.flags & SX_HF_REPAIR) != 0;
+  if ((rc = sx_authorize(s, &h, &rights))) return rc;
   /* Schemas differ: a repair compares fingerprints table by table, so
    * it needs equal ones; a sync goes on once the client's schema, which
    * it sends after this WELCOME with ours, is found compatible (only an
    * authorized client's: the env keeps a few). */
-  if (hash != s->env->schema->hash && s->repair)
+  if (h.hash != s->env->schema->hash && s->repair)
     return sx_sess_fail(s, SYNC_ESCHEMA,
                         "range repair needs equal schemas: this side has "
                         "schema version %llu (hash %016llx), the peer "
@@ -317,43 +385,14 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
                         "schema first",
                         (unsigned long long)s->env->schema->version,
                         (unsigned long long)s->env->schema->hash,
-                        (unsigned long long)ver, (unsigned long long)hash);
-  s->peer_hash = hash;
+                        (unsigned long long)h.ver, (unsigned long long)h.hash);
+  s->peer_hash = h.hash;
   /* Only an authorized client's view may make this replica renew. */
-  if (view && (rc = sx_check_view(s, vver, &vmark))) return rc;
-  s->mode = (int)mode;
-  s->dry = (flags & SX_HF_DRY) != 0;
-  s->repair = (flags & SX_HF_REPAIR) != 0;
-  s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
-  memcpy(s->read_mask, rights.read, SYNC_RIGHTS_BYTES);
-  memcpy(s->send_mask, rights.read, SYNC_RIGHTS_BYTES);
-  sx_mask_and(s->send_mask, sel);
-  memcpy(s->recv_mask, rights.write, SYNC_RIGHTS_BYTES);
-  sx_mask_and(s->recv_mask, sel);
-  s->relay = rights.relay;
-  s->nphase = 0;
-  if (mode & SYNC_PULL) s->roles[s->nphase++] = SX_ROLE_SEND;
-  if (mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_RECV;
-  {
-    /* WELCOME: who we are, and what the client may send and get. */
-    unsigned char b2[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8],
-        *p = b2;
-    *p++ = SX_PROTO;
-    memcpy(p, s->env->site, SX_SITE_LEN);
-    p += SX_SITE_LEN;
-    sx_put_le64(p, s->env->schema->hash);
-    p += 8;
-    p = sx_wv(p, s->own_max);
-    p = sx_put_mask(p, s->recv_mask);
-    p = sx_put_mask(p, s->send_mask);
-    if ((rc = sx_put_view(s, p, &p))) return rc;
-    rc = hash == s->env->schema->hash
-             ? sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))
-             : sx_put_with_schema(s, SX_M_WELCOME, b2, (size_t)(p - b2));
-    if (rc) return sx_sess_fail(s, rc, "out of memory");
-  }
+  if (h.view && (rc = sx_check_view(s, h.vver, &h.vmark))) return rc;
+  sx_hello_apply(s, &h, &rights);
+  if ((rc = sx_send_welcome(s, h.hash))) return rc;
   s->phase = 0;
-  if (hash != s->env->schema->hash) {
+  if (h.hash != s->env->schema->hash) {
     s->state = SX_ST_SCHEMA;
     return 0;
   }

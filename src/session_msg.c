@@ -182,6 +182,20 @@ SYNC_PRIVATE int sx_phase_start(sync_session *s) {
   return sx_send_request(s, 0);
 }
 
+/* Start sending d as the next frame (sync_session_send reads it from the
+ * encoder in DATA messages), and count it. */
+SYNC_PRIVATE int sx_frame_start(sync_session *s, const sync_delta *d) {
+  size_t flen = 0, raw = 0;
+  int rc = sync_encoder_begin(s->enc, d, &flen, &raw);
+  if (rc) return rc;
+  s->frame_out = 1;
+  s->st.frames_sent++;
+  s->st.rows_sent += sync_delta_rows(d);
+  s->st.frame_bytes_sent += flen;
+  s->st.raw_bytes_sent += raw;
+  return 0;
+}
+
 SYNC_PRIVATE void sx_progress(sync_session *s) {
   if (s->o.progress) s->o.progress(s->o.progress_ctx, &s->st);
 }

@@ -71,32 +71,23 @@ static int sx_rf_in_share(sync_session *s, sync_txn *x, unsigned tid,
                        &x->old, *vals);
 }
 
-/* Server: the next REFUSED message, with its rows. */
-SYNC_PRIVATE int sx_rf_send(sync_session *s) {
+/* Server: the entries of the next REFUSED message (at most SX_RF_PART,
+ * and about a frame of rows), from s->rf_pos on; the server's versions of
+ * their rows into d.  *k: how many entries. */
+static int sx_rf_rows(sync_session *s, sync_txn *x, sync_delta *d, size_t *k) {
   sx_rd r;
-  sync_txn *x;
-  sync_delta *d = NULL;
   sync_value *fvals = NULL;
-  uint64_t *zero = NULL;
-  unsigned char *b = NULL, *p;
-  size_t start = s->rf_pos, k = 0, bytes = 0, maxb, flen = 0, raw = 0;
-  int rc;
+  uint64_t *zero;
+  size_t bytes = 0, maxb;
+  int rc = 0;
   maxb = s->o.chunk_bytes ? s->o.chunk_bytes : ((size_t)1 << 20);
-  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
-    return sx_sess_fail(s, rc, "cannot read this replica: %s",
-                        sync_strerror(rc));
-  if ((rc = sx_scratch(x)) || (rc = sx_sites_load(x))) goto done;
-  d = sx_delta_new(&s->al);
   zero = (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * (x->nsites + 1));
-  if (!d || !zero) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
+  if (!zero) return SYNC_ENOMEM;
   memset(zero, 0, sizeof(uint64_t) * (x->nsites + 1));
   r.p = s->rf.p + s->rf_pos;
   r.end = s->rf.p + s->rf.len;
   r.bad = 0;
-  while (k < SX_RF_PART && s->rf_pos < s->rf.len && (!k || bytes < maxb)) {
+  while (*k < SX_RF_PART && s->rf_pos < s->rf.len && (!*k || bytes < maxb)) {
     unsigned tid;
     const unsigned char *key;
     const char *text;
@@ -105,74 +96,120 @@ SYNC_PRIVATE int sx_rf_send(sync_session *s) {
     sx_slice v;
     if ((rc = sx_rf_read(&r, s->env->schema->ntables, &tid, &key, &klen,
                          &reason, &text, &tlen)))
-      goto done;
+      break;
     /* The server's row goes back only in a table the client may read:
      * in another, a refused row is dropped there. */
     rc = (s->send_mask[tid >> 3] >> (tid & 7)) & 1
              ? sx_get(s->env->st, x->t, s->env->tdbi[tid], key, klen, &v)
              : SYNC_NOTFOUND;
     if (rc == 0) {
-      if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old))) goto done;
+      if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old))) break;
       /* Nor a row outside the client's share (the row filter): the
        * client drops its copy, as it leaves a row that exits. */
-      if ((rc = sx_rf_in_share(s, x, tid, key, klen, &fvals)) < 0) goto done;
+      if ((rc = sx_rf_in_share(s, x, tid, key, klen, &fvals)) < 0) break;
       if (rc && (rc = sx_delta_add(d, x, tid, key, klen, &x->old, zero, NULL, 1,
                                    &bytes)))
-        goto done;
+        break;
       rc = 0;
     } else if (rc != SYNC_NOTFOUND) {
-      goto done;
+      break;
     }
     s->rf_pos = (size_t)(r.p - s->rf.p);
-    k++;
+    (*k)++;
   }
+  sx_free(&s->al, zero);
+  sx_free(&s->al, fvals);
+  return rc == SYNC_NOTFOUND ? 0 : rc;
+}
+
+/* The frame of the server's rows: from this replica to the peer, every
+ * site this replica knows, an empty vector. */
+static int sx_rf_frame_head(sync_session *s, sync_txn *x, sync_delta *d) {
+  size_t ns = x->nsites ? x->nsites : 1;
   memcpy(d->sender, s->env->site, SX_SITE_LEN);
   memcpy(d->receiver, s->peer, SX_SITE_LEN);
   d->schema_hash = s->env->schema->hash;
   d->last = 1;
   d->nsites = x->nsites;
-  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(
-      &s->al, (size_t)(x->nsites ? x->nsites : 1) * SX_SITE_LEN);
-  d->vv = (uint64_t *)sx_malloc(&s->al,
-                                sizeof(uint64_t) * (x->nsites ? x->nsites : 1));
-  if (!d->sites || !d->vv) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&s->al, ns * SX_SITE_LEN);
+  d->vv = (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * ns);
+  if (!d->sites || !d->vv) return SYNC_ENOMEM;
   memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
-  memset(d->vv, 0, sizeof(uint64_t) * (x->nsites ? x->nsites : 1));
+  memset(d->vv, 0, sizeof(uint64_t) * ns);
   d->nvv = x->nsites;
+  return 0;
+}
+
+/* REFUSED with the k entries from start to s->rf_pos (rows: a frame of
+ * the server's rows follows). */
+static int sx_rf_put(sync_session *s, size_t start, size_t k, int rows) {
+  unsigned char *b, *p;
+  int rc;
   b = (unsigned char *)sx_malloc(&s->al,
                                  1 + SX_VARINT_MAX + (s->rf_pos - start));
-  if (!b) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
+  if (!b) return SYNC_ENOMEM;
   p = b;
-  *p++ = (unsigned char)(d->nrows ? 1 : 0);
+  *p++ = (unsigned char)(rows ? 1 : 0);
   p = sx_wv(p, k);
   memcpy(p, s->rf.p + start, s->rf_pos - start);
   p += s->rf_pos - start;
   s->rf_part = k;
-  if ((rc = sx_msg_put(s, SX_M_REFUSED, b, (size_t)(p - b)))) goto done;
-  s->st.refusals += k;
-  if (d->nrows) {
-    if ((rc = sync_encoder_begin(s->enc, d, &flen, &raw))) goto done;
-    s->frame_out = 1;
-    s->st.frames_sent++;
-    s->st.rows_sent += d->nrows;
-    s->st.frame_bytes_sent += flen;
-    s->st.raw_bytes_sent += raw;
+  rc = sx_msg_put(s, SX_M_REFUSED, b, (size_t)(p - b));
+  sx_free(&s->al, b);
+  if (!rc) s->st.refusals += k;
+  return rc;
+}
+
+/* Server: the next REFUSED message, with its rows. */
+SYNC_PRIVATE int sx_rf_send(sync_session *s) {
+  sync_txn *x;
+  sync_delta *d = NULL;
+  size_t start = s->rf_pos, k = 0;
+  int rc;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  if (!(rc = sx_scratch(x)) && !(rc = sx_sites_load(x))) {
+    d = sx_delta_new(&s->al);
+    rc = d ? 0 : SYNC_ENOMEM;
   }
-done:
+  if (!rc) rc = sx_rf_rows(s, x, d, &k);
+  if (!rc) rc = sx_rf_frame_head(s, x, d);
+  if (!rc) rc = sx_rf_put(s, start, k, d->nrows != 0);
+  if (!rc && d->nrows) rc = sx_frame_start(s, d);
   sync_txn_abort(x);
   sync_delta_free(d);
-  sx_free(&s->al, zero);
-  sx_free(&s->al, fvals);
-  sx_free(&s->al, b);
   if (rc)
     return sx_sess_fail(s, rc, "answering refused rows: %s", sync_strerror(rc));
   return 0;
+}
+
+/* Server: chunk d had refused rows: keep its range for when they are
+ * taken back, count what it did (only the refusals when it was refused
+ * whole: its rows come again), and send the first REFUSED.  d is freed. */
+SYNC_PRIVATE int sx_rf_answer(sync_session *s, sync_delta *d, int last,
+                              sync_apply_report *rep) {
+  s->rf_start = d->start;
+  s->rf_end = d->end;
+  s->rf_mark = d->mark;
+  s->rf_last = last;
+  sync_delta_free(d);
+  if (s->rf_whole) {
+    memset(rep, 0, sizeof *rep);
+    rep->refused = s->rf_n;
+    if (++s->rf_rounds > SX_RF_ROUNDS)
+      return sx_sess_fail(s, SYNC_EPERM,
+                          "%u chunks in a row refused whole: the peer "
+                          "keeps sending refused rows",
+                          (unsigned)s->rf_rounds - 1);
+  } else {
+    s->rf_rounds = 0;
+  }
+  sx_report_add(&s->phase_rep, rep);
+  sx_report_add(&s->st.applied, rep);
+  sx_progress(s);
+  s->state = SX_ST_ANSWER;
+  return sx_rf_send(s);
 }
 
 /* Server: the client took back the last REFUSED message's rows. */

@@ -103,7 +103,7 @@ static void sx_repair_stats(sync_session *s) {
 /* This side's turn. */
 static int sx_repair_turn(sync_session *s, int first) {
   const unsigned char *m;
-  size_t n, flen = 0, raw = 0;
+  size_t n;
   sync_delta *d = NULL;
   int rc = sx_rp_turn(s->rp, first, &m, &n, &d);
   if (rc)
@@ -114,17 +114,9 @@ static int sx_repair_turn(sync_session *s, int first) {
     return sx_sess_fail(s, rc, "out of memory");
   }
   if (d) {
-    rc = sync_encoder_begin(s->enc, d, &flen, &raw);
-    if (rc) {
-      sync_delta_free(d);
-      return sx_sess_fail(s, rc, "a repair frame: %s", sync_strerror(rc));
-    }
-    s->frame_out = 1;
-    s->st.frames_sent++;
-    s->st.rows_sent += sync_delta_rows(d);
-    s->st.frame_bytes_sent += flen;
-    s->st.raw_bytes_sent += raw;
+    rc = sx_frame_start(s, d);
     sync_delta_free(d);
+    if (rc) return sx_sess_fail(s, rc, "a repair frame: %s", sync_strerror(rc));
   }
   sx_repair_stats(s);
   sx_progress(s);
