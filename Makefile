@@ -41,7 +41,11 @@ TESTS    := $(wildcard tests/test_*.c)
 PUB_TESTS := $(filter-out tests/test_internal_%,$(TESTS))
 INT_TESTS := $(filter tests/test_internal_%,$(TESTS))
 TEST_H   := $(wildcard tests/*.h)
-BENCH_C  := $(wildcard bench/*.c)
+# The network helper (tools/net/: TCP, the poll loop, credentials) that
+# synctl, the bench and the socket tests share; the bench needs only TCP.
+NET_C    := $(sort $(wildcard tools/net/*.c))
+NET_H    := tools/net/net.h
+BENCH_C  := $(wildcard bench/*.c) tools/net/tcp.c
 
 T_SRC  := $(patsubst tests/%.c,$(B)/t-src/%,$(TESTS))
 T_AMAL := $(patsubst tests/%.c,$(B)/t-amal/%,$(PUB_TESTS))
@@ -119,7 +123,7 @@ endif
 $(B)/bench.cfg: FORCE | $(B)
 	@echo '$(BENCH_SQLITE)' | cmp -s - $@ || echo '$(BENCH_SQLITE)' > $@
 
-$(B)/bench: $(BENCH_C) bench/*.h sync.h $(B)/libsync.a $(B)/bench.cfg
+$(B)/bench: $(BENCH_C) bench/*.h $(NET_H) sync.h $(B)/libsync.a $(B)/bench.cfg
 	$(CC) -std=c11 -O2 -DNDEBUG $(CPPFLAGS_ALL) $(BENCH_C) $(B)/libsync.a \
 	  $(BENCH_SQLITE) $(LIBS) -lm -o $@
 
@@ -145,6 +149,10 @@ $(B)/san/src/%.o: src/%.c $(SRC_H) sync.h
 $(B)/san/sync.o: sync.c sync.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(WARN) $(SANFLAGS) -c sync.c -o $@
+
+# test_session runs sessions over sockets with the helper's transport,
+# compiled into it (#include "tools/net/tcp.c").
+$(foreach d,t-src t-amal t-san,$(B)/$(d)/test_session): tools/net/tcp.c $(NET_H)
 
 $(B)/t-src/%: tests/%.c $(TEST_H) $(SRC_OBJ)
 	@mkdir -p $(dir $@)

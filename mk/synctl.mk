@@ -1,14 +1,19 @@
 # synctl: the command-line tool (tools/synctl/: main.c holds the command
-# table, cmd_*.c the commands, the rest shared helpers), its install rule
-# and its end-to-end test.
+# table, cmd_*.c the commands, the rest shared helpers; with the network
+# helper of tools/net/), its install rule and its end-to-end test.
 
 SYNCTL_C := $(sort $(wildcard tools/synctl/*.c))
 SYNCTL_H := $(wildcard tools/synctl/*.h)
-SYNCTL_OBJ := $(patsubst tools/synctl/%.c,$(B)/synctl-obj/%.o,$(SYNCTL_C))
+SYNCTL_OBJ := $(patsubst tools/synctl/%.c,$(B)/synctl-obj/%.o,$(SYNCTL_C)) \
+              $(patsubst tools/net/%.c,$(B)/net-obj/%.o,$(NET_C))
 
 all: $(B)/synctl
 
-$(B)/synctl-obj/%.o: tools/synctl/%.c $(SYNCTL_H) sync.h
+$(B)/synctl-obj/%.o: tools/synctl/%.c $(SYNCTL_H) $(NET_H) sync.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
+
+$(B)/net-obj/%.o: tools/net/%.c $(NET_H) sync.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 

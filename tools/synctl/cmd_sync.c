@@ -5,6 +5,8 @@
  */
 #include "synctl.h"
 
+#include "tools/net/net.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -251,7 +253,7 @@ static int sync_remote(sync_env *env, sync_session_opts *so, const char *addr,
                        sync_session_stats *st, char *errmsg, size_t cap) {
   sync_retry_opts ro;
   sync_retry *r;
-  ctl_tcp_link l;
+  net_link l;
   int rc;
   so->level = 3;
   memset(&ro, 0, sizeof ro);
@@ -259,9 +261,10 @@ static int sync_remote(sync_env *env, sync_session_opts *so, const char *addr,
   ro.base_delay_ms = 200;
   ro.max_delay_ms = 2000;
   l.addr = addr;
+  l.timeout_s = 30;
   l.fd = -1;
   if ((rc = sync_retry_create(NULL, &ro, &r))) return SAID;
-  rc = sync_retry_run(r, env, so, ctl_tcp_connect, ctl_tcp_close, &l, st);
+  rc = sync_retry_run(r, env, so, net_connect, net_disconnect, &l, st);
   sync_retry_free(r);
   if (rc == SYNC_ECLOSED && !st->bytes_received)
     snprintf(errmsg, cap, "cannot reach the server");
@@ -440,14 +443,15 @@ static void on_diff(void *ctx, unsigned table, const void *key, size_t klen,
  * a repair cut short is simply run again. */
 static int repair_remote(sync_env *env, sync_session_opts *so, const char *addr,
                          sync_session_stats *st, char *errmsg, size_t cap) {
-  ctl_tcp_link l;
+  net_link l;
   sync_transport t;
   sync_session *c = NULL;
   int rc;
   so->level = 3;
   l.addr = addr;
+  l.timeout_s = 30;
   l.fd = -1;
-  if ((rc = ctl_tcp_connect(&l, &t))) {
+  if ((rc = net_connect(&l, &t))) {
     snprintf(errmsg, cap, "cannot reach the server");
     return rc;
   }
@@ -457,7 +461,7 @@ static int repair_remote(sync_env *env, sync_session_opts *so, const char *addr,
     if (rc) snprintf(errmsg, cap, "%s", sync_session_errmsg(c));
     sync_session_free(c);
   }
-  ctl_tcp_close(&l, &t);
+  net_disconnect(&l, &t);
   return rc;
 }
 

@@ -6,8 +6,9 @@
  * Where things are: main.c holds the command table and dispatch; each
  * cmd_*.c file holds a group of commands, each with its manual page
  * (ctl_help_NAME) beside its function (ctl_cmd_NAME); output.c, db.c,
- * values.c, json.c and schema.c are the shared helpers; net.c is TCP and
- * server.c is the loop behind 'synctl serve'.
+ * values.c, json.c and schema.c are the shared helpers; net.c holds the
+ * address words and server.c what 'synctl serve' adds to the network
+ * helper of tools/net/ (its poll loop, TCP and credentials file).
  */
 #ifndef SYNCTL_H
 #define SYNCTL_H
@@ -223,28 +224,15 @@ int ctl_schema_file(ctl_schema_in *s, const char *path);
 void ctl_schema_free(ctl_schema_in *s);
 
 /* ---------------------------------------------------------------------
- * TCP (net.c) and serve (server.c)
+ * Addresses (net.c) and serve (server.c); TCP itself is tools/net/'s
  * ------------------------------------------------------------------- */
 /* HOST:PORT and no file of that name. */
 int ctl_is_address(const char *s);
-/* A connected socket with a receive timeout, or -1 (errno says why). */
-int ctl_tcp_dial(const char *addr, int timeout_s);
-/* A non-blocking listening socket and its port, or -1 (said). */
-int ctl_tcp_listen(const char *addr, int *port_out);
 /* The port into file (nothing when file is NULL); -1 when not (said). */
 int ctl_write_port(const char *file, int port);
 /* GET /metrics from a 'synctl serve --metrics' address, onto stdout.
  * Returns the exit status. */
 int ctl_stats_remote(const char *addr);
-
-/* A transport over a TCP connection to addr, for sync_retry_run (connect
- * and close) or one sync_session_run. */
-typedef struct ctl_tcp_link {
-  const char *addr;
-  int fd;
-} ctl_tcp_link;
-int ctl_tcp_connect(void *ctx, sync_transport *t);
-void ctl_tcp_close(void *ctx, sync_transport *t);
 
 /* What 'synctl serve' was given. */
 typedef struct ctl_serve_opts {
