@@ -18,19 +18,16 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "peers.h"
+#include "tools/net/net.h"
 #include "w1.h"
 #include "workloads.h"
 
@@ -98,28 +95,6 @@ static sync_env *open_counted(const char *path, heap *h, int fresh) {
   return env;
 }
 
-/* ---- transport over a socket ----------------------------------------- */
-static int64_t fd_send(void *ctx, const void *b, size_t n) {
-  for (;;) {
-    ssize_t k = send(*(int *)ctx, b, n, MSG_NOSIGNAL);
-    if (k > 0)
-      return k;
-    if (k < 0 && errno == EINTR)
-      continue;
-    return SYNC_ECLOSED;
-  }
-}
-static int64_t fd_recv(void *ctx, void *b, size_t n) {
-  for (;;) {
-    ssize_t k = recv(*(int *)ctx, b, n, 0);
-    if (k >= 0)
-      return k;
-    if (errno == EINTR)
-      continue;
-    return SYNC_EIO;
-  }
-}
-
 typedef struct served {
   int status;
   uint64_t heap_peak;
@@ -153,10 +128,10 @@ static void serve_once(const char *path, int lfd, int out) {
   sync_session_opts so;
   sync_session *s;
   served r;
-  int fd = accept(lfd, NULL, NULL), one = 1;
-  sync_transport t = {&fd, fd_send, fd_recv};
   /* Requests are small and each waits for its answer: no Nagle delay. */
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int fd = net_accept(lfd);
+  sync_transport t;
+  net_transport(&fd, &t);
   memset(&so, 0, sizeof so);
   so.server = 1;
   if (serve_mode == 2) {
@@ -188,24 +163,22 @@ typedef struct tcp_result {
  * server replica at recv_path instead. */
 static void tcp_session(const char *send_path, const char *recv_path,
                         int fresh, int push, tcp_result *res) {
-  struct sockaddr_in a;
-  socklen_t al = sizeof a;
-  int lfd, fd, p[2], status, rc;
+  char addr[64], err[256];
+  int lfd, fd, p[2], status, rc, port;
   pid_t pid;
   served r;
   heap h = {0, 0};
   sync_env *env;
   sync_session_opts co;
   sync_session *s;
+  sync_transport t;
   double t0, t1;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  lfd = socket(AF_INET, SOCK_STREAM, 0);
-  if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) ||
-      listen(lfd, 1) || getsockname(lfd, (struct sockaddr *)&a, &al) ||
-      pipe(p))
-    bench_die("sync: loopback socket: %s", strerror(errno));
+  lfd = net_listen("127.0.0.1:0", &port, err, sizeof err);
+  if (lfd < 0)
+    bench_die("sync: loopback socket: %s", err);
+  if (pipe(p))
+    bench_die("sync: pipe: %s", strerror(errno));
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
   fflush(stdout);
   pid = fork();
   if (pid < 0)
@@ -221,18 +194,11 @@ static void tcp_session(const char *send_path, const char *recv_path,
   memset(&co, 0, sizeof co);
   co.mode = push ? SYNC_PUSH : SYNC_PULL;
   t0 = bench_now();
-  fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a))
+  if ((fd = net_dial(addr, 0)) < 0)
     bench_die("sync: connect: %s", strerror(errno));
-  {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  {
-    sync_transport t = {&fd, fd_send, fd_recv};
-    peer_sync_check(env, sync_session_create(env, &co, &s), "sync_session_create");
-    rc = sync_session_run(s, &t);
-  }
+  net_transport(&fd, &t);
+  peer_sync_check(env, sync_session_create(env, &co, &s), "sync_session_create");
+  rc = sync_session_run(s, &t);
   t1 = bench_now();
   if (rc)
     bench_die("sync: session failed: %s (%s)", sync_strerror(rc),
@@ -403,6 +369,68 @@ static uint64_t heap_of_sync(sync_ctx *c, size_t n) {
   return peak;
 }
 
+/* The write check on the server: W1 pushed with a check that allows
+ * every row, against the same push without one. */
+static void bench_push(sync_ctx *c, const bench_opts *o) {
+  bench_side ps[2];
+  ps[0] = (bench_side){"push", push_plain, c, 0};
+  ps[1] = (bench_side){"push_authorized", push_checked, c, 0};
+  bench_rounds("w1.sync_tcp_push", ps, 2, o->reps);
+  bench_rate("w1.sync_tcp_push.rows_per_s", ps[0].best);
+  bench_rate("w1.sync_tcp_authorized.rows_per_s", ps[1].best);
+  bench_ratio("w1.sync_tcp_authorized.ratio_vs_unauthorized",
+              ps[1].best / ps[0].best);
+}
+
+/* Incremental: 1,000 random rows changed on the server, then a session.
+ * The session's wall time beside the time to commit the same rows
+ * locally, and its bytes on the wire beside the bytes of its frames. */
+static void bench_incremental(sync_ctx *c, const bench_opts *o) {
+  peer_sync p;
+  bench_rng g = {SYNC_SEED_INCR};
+  size_t n = c->nrows < SYNC_INCR_ROWS ? c->nrows : SYNC_INCR_ROWS;
+  double t0, t1, commit_s = 0, sync_s = 0, wire = 0, frames = 0;
+  int round;
+  for (round = 0; round < o->reps; round++) {
+    tcp_result r;
+    sync_txn *txn;
+    peer_sync_open(&p, c->send_path, SYNC_DURABLE_NOSYNC, &w1_table, 0);
+    t0 = bench_now();
+    peer_sync_check(p.env, sync_txn_begin(p.env, 0, &txn), "sync_txn_begin");
+    for (size_t i = 0; i < n; i++) {
+      w1_row row = c->rows[bench_rng_below(&g, c->nrows)];
+      sync_value v[W1_NCOLUMNS];
+      row.a = (int64_t)bench_rng_next(&g);
+      row.b = bench_rng_unit(&g);
+      w1_values(&row, v);
+      peer_sync_check(p.env,
+                      sync_put(txn, p.table, row.key, W1_KEY_LEN, v,
+                               W1_NCOLUMNS),
+                      "sync_put");
+    }
+    peer_sync_check(p.env, sync_txn_commit(txn), "sync_txn_commit");
+    t1 = bench_now();
+    peer_sync_close(&p);
+    tcp_pull(c->send_path, c->recv_path, 0, &r);
+    if (digest_at(c->recv_path) != digest_at(c->send_path))
+      bench_die("sync: digests differ after the incremental session");
+    if (round == 0 || t1 - t0 < commit_s)
+      commit_s = t1 - t0;
+    if (round == 0 || r.seconds < sync_s) {
+      sync_s = r.seconds;
+      wire = (double)(r.st.bytes_sent + r.st.bytes_received);
+      frames = (double)r.st.frame_bytes_received;
+    }
+  }
+  bench_note("incremental: %zu rows; session %.2f ms, local commit %.2f ms; "
+             "%.0f bytes on the wire, %.0f in frames",
+             n, sync_s * 1e3, commit_s * 1e3, wire, frames);
+  bench_value("incremental_sync.ms", sync_s * 1e3, "ms");
+  bench_value("incremental_sync.local_commit_ms", commit_s * 1e3, "ms");
+  bench_ratio("incremental_sync.ratio_vs_local_commit", sync_s / commit_s);
+  bench_ratio("incremental_sync.wire_ratio", wire / frames);
+}
+
 void bench_sync(const bench_opts *o) {
   sync_ctx c;
   bench_side sides[2];
@@ -449,65 +477,8 @@ void bench_sync(const bench_opts *o) {
   bench_ratio("w1.sync_tcp.ratio_vs_sqlite", sides[0].best / sides[1].best);
 #endif
 
-  /* The write check on the server: W1 pushed with a check that allows
-   * every row, against the same push without one. */
-  {
-    bench_side ps[2];
-    ps[0] = (bench_side){"push", push_plain, &c, 0};
-    ps[1] = (bench_side){"push_authorized", push_checked, &c, 0};
-    bench_rounds("w1.sync_tcp_push", ps, 2, o->reps);
-    bench_rate("w1.sync_tcp_push.rows_per_s", ps[0].best);
-    bench_rate("w1.sync_tcp_authorized.rows_per_s", ps[1].best);
-    bench_ratio("w1.sync_tcp_authorized.ratio_vs_unauthorized",
-                ps[1].best / ps[0].best);
-  }
-
-  /* Incremental: 1,000 random rows changed on the server. */
-  {
-    peer_sync p;
-    bench_rng g = {SYNC_SEED_INCR};
-    size_t n = c.nrows < SYNC_INCR_ROWS ? c.nrows : SYNC_INCR_ROWS;
-    double t0, t1, commit_s = 0, sync_s = 0, wire = 0, frames = 0;
-    int round;
-    for (round = 0; round < o->reps; round++) {
-      tcp_result r;
-      sync_txn *txn;
-      peer_sync_open(&p, c.send_path, SYNC_DURABLE_NOSYNC, &w1_table, 0);
-      t0 = bench_now();
-      peer_sync_check(p.env, sync_txn_begin(p.env, 0, &txn), "sync_txn_begin");
-      for (size_t i = 0; i < n; i++) {
-        w1_row row = c.rows[bench_rng_below(&g, c.nrows)];
-        sync_value v[W1_NCOLUMNS];
-        row.a = (int64_t)bench_rng_next(&g);
-        row.b = bench_rng_unit(&g);
-        w1_values(&row, v);
-        peer_sync_check(p.env,
-                        sync_put(txn, p.table, row.key, W1_KEY_LEN, v,
-                                 W1_NCOLUMNS),
-                        "sync_put");
-      }
-      peer_sync_check(p.env, sync_txn_commit(txn), "sync_txn_commit");
-      t1 = bench_now();
-      peer_sync_close(&p);
-      tcp_pull(c.send_path, c.recv_path, 0, &r);
-      if (digest_at(c.recv_path) != digest_at(c.send_path))
-        bench_die("sync: digests differ after the incremental session");
-      if (round == 0 || t1 - t0 < commit_s)
-        commit_s = t1 - t0;
-      if (round == 0 || r.seconds < sync_s) {
-        sync_s = r.seconds;
-        wire = (double)(r.st.bytes_sent + r.st.bytes_received);
-        frames = (double)r.st.frame_bytes_received;
-      }
-    }
-    bench_note("incremental: %zu rows; session %.2f ms, local commit %.2f ms; "
-               "%.0f bytes on the wire, %.0f in frames",
-               n, sync_s * 1e3, commit_s * 1e3, wire, frames);
-    bench_value("incremental_sync.ms", sync_s * 1e3, "ms");
-    bench_value("incremental_sync.local_commit_ms", commit_s * 1e3, "ms");
-    bench_ratio("incremental_sync.ratio_vs_local_commit", sync_s / commit_s);
-    bench_ratio("incremental_sync.wire_ratio", wire / frames);
-  }
+  bench_push(&c, o);
+  bench_incremental(&c, o);
   bench_unlink_db(c.send_path);
   bench_unlink_db(c.recv_path);
   bench_unlink_db(c.push_path);
