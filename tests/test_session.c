@@ -654,22 +654,15 @@ static void test_progress_and_tiny_messages(void **state) {
   mu_close(&dev);
 }
 
-/* sync_session_run over a socketpair, the server driven by a thread. */
+/* sync_session_run over a socketpair, the server driven by a thread; the
+ * transport is the network helper's that synctl and the bench use
+ * (compiled in here, as the tests link only the library). */
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-typedef struct ss_fd {
-  int fd;
-} ss_fd;
-static int64_t ss_send(void *ctx, const void *b, size_t n) {
-  ssize_t k = write(((ss_fd *)ctx)->fd, b, n);
-  return k > 0 ? (int64_t)k : SYNC_EIO;
-}
-static int64_t ss_recv(void *ctx, void *b, size_t n) {
-  ssize_t k = read(((ss_fd *)ctx)->fd, b, n);
-  return k >= 0 ? (int64_t)k : SYNC_EIO;
-}
+#include "tools/net/tcp.c"
+
 typedef struct ss_thr {
   mu_rep *srv;
   int fd, rc;
@@ -678,8 +671,8 @@ static void *ss_server_thread(void *arg) {
   ss_thr *t = (ss_thr *)arg;
   sync_session_opts so;
   sync_session *s;
-  ss_fd f = {t->fd};
-  sync_transport tr = {&f, ss_send, ss_recv};
+  sync_transport tr;
+  net_transport(&t->fd, &tr);
   memset(&so, 0, sizeof so);
   so.server = 1;
   t->rc = sync_session_create(t->srv->env, &so, &s);
@@ -711,8 +704,8 @@ static void test_driver(void **state) {
   co.chunk_rows = 25;
   TU_OK(sync_session_create(dev.env, &co, &c));
   {
-    ss_fd f = {sv[0]};
-    sync_transport tr = {&f, ss_send, ss_recv};
+    sync_transport tr;
+    net_transport(&sv[0], &tr);
     TU_OK(sync_session_run(c, &tr));
   }
   sync_session_free(c);
@@ -742,7 +735,6 @@ typedef struct ss_net {
 static int ss_connect(void *ctx, sync_transport *tr) {
   ss_net *n = (ss_net *)ctx;
   int sv[2];
-  static ss_fd f;
   n->connects++;
   if (n->fail_next > 0) {
     n->fail_next--;
@@ -752,11 +744,8 @@ static int ss_connect(void *ctx, sync_transport *tr) {
   n->t.srv = n->srv;
   n->t.fd = sv[1];
   pthread_create(&n->th, NULL, ss_server_thread, &n->t);
-  f.fd = sv[0];
   n->fd = sv[0];
-  tr->ctx = &f;
-  tr->send = ss_send;
-  tr->recv = ss_recv;
+  net_transport(&n->fd, tr);
   return 0;
 }
 static void ss_disconnect(void *ctx, sync_transport *tr) {
