@@ -12489,30 +12489,32 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 }
 
 #endif /* SYNC_OMIT_REPAIR */
-/* ---- src/session.c ---- */
+/* ---- src/session_msg.c ---- */
 /*
- * session.c - the sync protocol (docs/PROTOCOL.md) as a sans-IO state
- * machine, its driver over caller callbacks, and the retry helper.
- *
- * Bytes come in through sync_session_recv() and go out through
- * sync_session_send().  Messages are framed (type, length, payload,
- * checksum) and never larger than the peer accepts; control messages
- * larger than that travel in fragments, delta frames in DATA messages
- * that the frame decoder reassembles.  A session is a list of phases, in
- * each of which this side either receives (it asks with REQUEST, applies
- * each chunk and asks again, then sends FINAL with its report) or sends
- * (it answers each REQUEST with the next chunk).  The client pulls, then
- * pushes; the server mirrors it.
+ * session_msg.c - what every part of a session sends with: the failure
+ * that ends it with an ERROR, the framing of control messages (cut to the
+ * peer's size), and the requests and phases of a sync (docs/PROTOCOL.md,
+ * "Messages" and "Phases").  The handlers that read messages come after
+ * it, in session_refused.c, session_repair.c, session_hello.c and
+ * session.c.
  */
+/* ---- src/session.h ---- */
+/*
+ * session.h - what the files of the session share: the protocol's
+ * constants (docs/PROTOCOL.md), the session's struct and states, and the
+ * functions one part of it calls in another.  In amalgamation order:
+ * session_msg.c (failure, framing, requests and phases),
+ * session_refused.c, session_repair.c, session_hello.c, session.c (the
+ * state machine and the public calls), session_drive.c and retry.c; each
+ * uses only the files before it.
+ */
+#ifndef SX_SESSION_H
+#define SX_SESSION_H
 
-
-#include <stdarg.h>
-#include <stdio.h>
-#include <time.h>
 
 #define SX_PROTO 4
-#define SX_MSG_FLOOR 256 /* every side accepts this much, before and after
-                            the handshake */
+/* Every side accepts this much, before and after the handshake. */
+#define SX_MSG_FLOOR 256
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
 #define SX_MSG_MAX ((size_t)16 << 20)
 #define SX_MSG_OVERHEAD (1 + SX_VARINT_MAX + 4)
@@ -12530,11 +12532,11 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_M_REFUSED 8  /* server -> client: rows of its chunk refused */
 #define SX_M_REVERTED 9 /* client -> server: those rows taken back */
 
-#define SX_RF_MAX 4096        /* refusals kept from one chunk */
-#define SX_RF_PART 256        /* refusals per REFUSED message */
-#define SX_RF_ROUNDS 16       /* chunks refused whole in a row */
-#define SX_RF_ENTRY_MAX (3 * SX_VARINT_MAX + SYNC_MAX_KEY + 2 + \
-                         SYNC_REFUSE_TEXT_MAX)
+#define SX_RF_MAX 4096  /* refusals kept from one chunk */
+#define SX_RF_PART 256  /* refusals per REFUSED message */
+#define SX_RF_ROUNDS 16 /* chunks refused whole in a row */
+#define SX_RF_ENTRY_MAX                                                        \
+  (3 * SX_VARINT_MAX + SYNC_MAX_KEY + 2 + SYNC_REFUSE_TEXT_MAX)
 #define SX_M_SCHEMA 10 /* client -> server: its schema, when they differ */
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
@@ -12581,55 +12583,112 @@ struct sync_session {
   unsigned char hdr[1 + SX_VARINT_MAX];
   size_t hdr_len, need; /* need: payload + checksum once the header is known */
   sx_buf msg;
-  sx_buf ctl;      /* control message being reassembled */
-  int ctl_type;    /* its type while fragments are coming, else 0 */
+  sx_buf ctl;   /* control message being reassembled */
+  int ctl_type; /* its type while fragments are coming, else 0 */
   /* output */
   sx_buf out;
   size_t out_pos;
   /* receiving phase */
-  sx_cursor vcur; /* dry run: where the next request starts */
-  sx_mark vmark;  /* and the sender's mark there */
+  sx_cursor vcur;  /* dry run: where the next request starts */
+  sx_mark vmark;   /* and the sender's mark there */
   sx_scope vscope; /* and the scope it was served with */
   int vcur_ok;
   uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
-  int held;       /* a chunk held rows of tables we lack: the cursor
-                     stays, the phase goes on from vcur */
+  int held;           /* a chunk held rows of tables we lack: the cursor
+                         stays, the phase goes on from vcur */
   sync_apply_report phase_rep;
   sync_session_stats st;
-  int failed_code; /* code to send in the queued ERROR */
+  int failed_code;    /* code to send in the queued ERROR */
   int state_was_recv; /* the peer's ERROR came in a receiving phase */
   char errmsg[256];
   uint64_t t0; /* made at, for the stats */
-  int repair;      /* a repair session (repair.c) */
+  int repair;  /* a repair session (repair.c) */
   sx_repair *rp;
-  int rp_frame;    /* the peer's turn announced a frame: DATA is due */
+  int rp_frame; /* the peer's turn announced a frame: DATA is due */
   /* refusals (docs/PROTOCOL.md, "Refusals") */
-  sx_buf rf;       /* server: entries of the chunk's refused rows; client:
-                      the REFUSED message being answered */
+  sx_buf rf; /* server: entries of the chunk's refused rows; client:
+                the REFUSED message being answered */
   size_t rf_n, rf_pos, rf_part; /* entries, next to send, in flight */
-  int rf_over;     /* server: more refusals than SX_RF_MAX */
-  int rf_whole;    /* server: the chunk was not applied */
-  unsigned rf_rounds; /* server: chunks refused whole in a row */
-  sx_cursor rf_start, rf_end; /* server: the answered chunk's range */
+  int rf_over;                  /* server: more refusals than SX_RF_MAX */
+  int rf_whole;                 /* server: the chunk was not applied */
+  unsigned rf_rounds;           /* server: chunks refused whole in a row */
+  sx_cursor rf_start, rf_end;   /* server: the answered chunk's range */
   sx_mark rf_mark;
   int rf_last;
-  int rf_frame;    /* client: REFUSED announced the server's rows */
+  int rf_frame;       /* client: REFUSED announced the server's rows */
   uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
 };
+
+/* session_msg.c */
+/* End the session with rc: tell the peer (code and the words of fmt) and
+ * fail once that is sent.  Returns rc. */
+SYNC_PRIVATE int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...);
+/* Queue a control message of type, cut to the peer's size. */
+SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
+                            const unsigned char *p, size_t n);
+SYNC_PRIVATE void sx_report_add(sync_apply_report *a,
+                                const sync_apply_report *b);
+/* REQUEST (final: FINAL, with this phase's report). */
+SYNC_PRIVATE int sx_send_request(sync_session *s, int final);
+/* Start phase s->phase (or end the session after the last). */
+SYNC_PRIVATE int sx_phase_start(sync_session *s);
+/* Start sending d as the next frame, and count it. */
+SYNC_PRIVATE int sx_frame_start(sync_session *s, const sync_delta *d);
+SYNC_PRIVATE void sx_progress(sync_session *s);
+
+/* session_refused.c */
+/* on_refused of the server's apply (ctx: the session). */
+SYNC_PRIVATE int sx_rf_collect(void *ctx, const sync_refused *r);
+/* Server: the next REFUSED message, with its rows. */
+SYNC_PRIVATE int sx_rf_send(sync_session *s);
+/* Server: chunk d (applied or not) had refused rows: answer them.  d is
+ * freed. */
+SYNC_PRIVATE int sx_rf_answer(sync_session *s, sync_delta *d, int last,
+                              sync_apply_report *rep);
+SYNC_PRIVATE int sx_on_reverted(sync_session *s, const unsigned char *b,
+                                size_t n);
+/* Client: take back the refused rows (the server's versions in d, or
+ * none); d is freed. */
+SYNC_PRIVATE int sx_rf_apply(sync_session *s, sync_delta *d);
+SYNC_PRIVATE int sx_on_refused(sync_session *s, const unsigned char *b,
+                               size_t n);
+
+/* session_repair.c */
+SYNC_PRIVATE int sx_repair_start(sync_session *s);
+SYNC_PRIVATE int sx_on_repair(sync_session *s, const unsigned char *b,
+                              size_t n);
+/* The frame a peer's turn announced; d is freed. */
+SYNC_PRIVATE int sx_on_repair_delta(sync_session *s, sync_delta *d);
+
+/* session_hello.c */
+SYNC_PRIVATE int sx_send_hello(sync_session *s);
+/* The peer holds this replica's log up to version v with mark m: 0 when
+ * that is this file's history, else the session fails (SYNC_EHISTORY
+ * after taking a new site id). */
+SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m);
+SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b, size_t n);
+SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
+                               size_t n);
+SYNC_PRIVATE int sx_on_schema(sync_session *s, const unsigned char *b,
+                              size_t n);
+
+#endif
+
+
+#include <stdarg.h>
+#include <stdio.h>
 
 /* ---------------------------------------------------------------------
  * Failure
  * ------------------------------------------------------------------- */
 static void sx_sess_msg(sync_session *s, const char *fmt, va_list ap) {
-  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
+  /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
+  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
 }
-
-static int sx_msg_put(sync_session *s, unsigned type, const unsigned char *p,
-                      size_t n);
 
 /* End the session with rc: tell the peer (code and words) and fail once
  * that is sent. */
-static int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...) {
+SYNC_PRIVATE int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...) {
   va_list ap;
   unsigned char b[2 * SX_VARINT_MAX + sizeof s->errmsg], *p = b;
   size_t n;
@@ -12675,8 +12734,8 @@ static int sx_frag_put(sync_session *s, unsigned type, const unsigned char *p,
 }
 
 /* Queue a control message, cut to the peer's size. */
-static int sx_msg_put(sync_session *s, unsigned type, const unsigned char *p,
-                      size_t n) {
+SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
+                            const unsigned char *p, size_t n) {
   size_t room = s->peer_max - SX_MSG_OVERHEAD, off = 0;
   int rc;
   do {
@@ -12686,445 +12745,6 @@ static int sx_msg_put(sync_session *s, unsigned type, const unsigned char *p,
     off += k;
   } while (off < n);
   return 0;
-}
-
-/* ---------------------------------------------------------------------
- * Handshake
- * ------------------------------------------------------------------- */
-static void sx_mask_all(unsigned char *m) { memset(m, 0xff, SYNC_RIGHTS_BYTES); }
-
-static void sx_mask_and(unsigned char *m, const unsigned char *other) {
-  size_t i;
-  if (!other) return;
-  for (i = 0; i < SYNC_RIGHTS_BYTES; i++) m[i] &= other[i];
-}
-
-static unsigned char *sx_put_mask(unsigned char *p, const unsigned char *m) {
-  /* Only as many bytes as the schema has tables. */
-  size_t n = (SYNC_MAX_TABLES + 7) / 8;
-  p = sx_wv(p, n);
-  memcpy(p, m, n);
-  return p + n;
-}
-
-static int sx_get_mask(sx_rd *r, unsigned char *m) {
-  size_t n = (size_t)sx_rvb(r, SYNC_RIGHTS_BYTES + 1);
-  const unsigned char *q = sx_rbytes(r, n);
-  memset(m, 0, SYNC_RIGHTS_BYTES);
-  if (!q) return SYNC_EPROTO;
-  memcpy(m, q, n);
-  return 0;
-}
-
-/* HELLO carries at most this many views of peers' logs. */
-#define SX_VIEWS_MAX 16
-#define SX_VIEW_SIZE (SX_SITE_LEN + 2 * SX_VARINT_MAX + 8)
-
-typedef struct sx_views {
-  unsigned char *p;
-  unsigned n;
-} sx_views;
-
-static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
-  sx_views *v = (sx_views *)ctx;
-  if (v->n == SX_VIEWS_MAX) return 0;
-  if (!peer->mark.id && !sx_cursor_version(&peer->cur)) return 0;
-  memcpy(v->p, site, SX_SITE_LEN);
-  v->p += SX_SITE_LEN;
-  v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
-  sx_put_le64(v->p, peer->mark.id);
-  v->p = sx_wv(v->p + 8, peer->mark.start);
-  v->n++;
-  return 0;
-}
-
-/* var n, n x (16 site, var version, u64 mark id, var mark start).  p
- * needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes. */
-static int sx_put_views(sync_session *s, unsigned char *p, unsigned char **end) {
-  unsigned char tmp[SX_VIEWS_MAX * SX_VIEW_SIZE];
-  sx_views v;
-  sync_txn *x;
-  int rc;
-  v.p = tmp;
-  v.n = 0;
-  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x))) return rc;
-  rc = sx_peers_each(x, sx_view_put, &v);
-  sync_txn_abort(x);
-  if (rc) return rc;
-  *p++ = (unsigned char)v.n;
-  memcpy(p, tmp, (size_t)(v.p - tmp));
-  *end = p + (v.p - tmp);
-  return 0;
-}
-
-/* Send message type whose first n bytes are at b, followed by this
- * replica's schema (var length, the peer form of sx_schema_encode_peer):
- * WELCOME when the client's schema hash is not ours, and SCHEMA. */
-static int sx_put_with_schema(sync_session *s, unsigned type,
-                              const unsigned char *b, size_t n) {
-  sx_buf m;
-  int rc;
-  sx_buf_init(&m, &s->al);
-  rc = sx_buf_reserve(&m, n + SX_VARINT_MAX);
-  if (!rc) {
-    if (n) memcpy(m.p, b, n);
-    m.len = n + SX_VARINT_MAX; /* the length goes here, once known */
-    rc = sx_schema_encode_peer(s->env->schema, &m);
-  }
-  if (!rc) {
-    size_t len = m.len - n - SX_VARINT_MAX;
-    unsigned char lb[SX_VARINT_MAX];
-    size_t k = (size_t)(sx_wv(lb, len) - lb);
-    memmove(m.p + n + k, m.p + n + SX_VARINT_MAX, len);
-    memcpy(m.p + n, lb, k);
-    m.len = n + k + len;
-    rc = sx_msg_put(s, type, m.p, m.len);
-  }
-  sx_buf_free(&m);
-  return rc;
-}
-
-static int sx_send_hello(sync_session *s) {
-  unsigned char b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES + 1 +
-                  SX_VIEWS_MAX * SX_VIEW_SIZE],
-      *p = b;
-  unsigned char sel[SYNC_RIGHTS_BYTES];
-  sx_mask_all(sel);
-  sx_mask_and(sel, s->o.tables);
-  *p++ = SX_PROTO;
-  *p++ = 1; /* frame format major version */
-  memcpy(p, s->env->site, SX_SITE_LEN);
-  p += SX_SITE_LEN;
-  sx_put_le64(p, s->env->schema->hash);
-  p += 8;
-  p = sx_wv(p, s->env->schema->version);
-  *p++ = (unsigned char)s->mode;
-  *p++ = (unsigned char)((s->dry ? SX_HF_DRY : 0) |
-                         (s->repair ? SX_HF_REPAIR : 0));
-  p = sx_wv(p, s->own_max);
-  p = sx_put_mask(p, sel);
-  p = sx_wv(p, s->o.credential_len);
-  if (s->o.credential_len) memcpy(p, s->o.credential, s->o.credential_len);
-  p += s->o.credential_len;
-  {
-    /* What this client holds of its peers' logs: the server, whichever
-     * it is, checks its own history against its entry (any kind of
-     * session, also those in which it never gets a REQUEST). */
-    int rc = sx_put_views(s, p, &p);
-    if (rc) return rc;
-  }
-  return sx_msg_put(s, SX_M_HELLO, b, (size_t)(p - b));
-}
-
-static int sx_phase_start(sync_session *s);
-static int sx_repair_start(sync_session *s);
-static int sx_on_repair_delta(sync_session *s, sync_delta *d);
-
-/* The peer's schema, the last field of HELLO and WELCOME (var length,
- * then the peer form; r at it): *q and *n, the message's end checked. */
-static int sx_get_peer_schema(sync_session *s, sx_rd *r,
-                              const unsigned char **q, size_t *n) {
-  uint64_t len = sx_rvb(r, SX_CTL_MAX);
-  *n = (size_t)len;
-  *q = sx_rbytes(r, *n);
-  if (!*q || r->bad || r->p != r->end)
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed schema in the handshake");
-  return 0;
-}
-
-/* The peer's schema (q, n): equal to ours (hash), or compatible
- * (sx_schema_compat: tables and columns appended on either side); then
- * the env accepts deltas cut under it.  A repair session compares
- * fingerprints table by table, so it needs equal ones. */
-static int sx_check_peer_schema(sync_session *s, const unsigned char *q,
-                                size_t n, uint64_t hash) {
-  sx_schema *p;
-  int rc;
-  if (hash == s->env->schema->hash) return 0;
-  rc = sx_schema_decode_peer(&s->al, q, n, &p);
-  if (rc == SYNC_ENOMEM) return sx_sess_fail(s, rc, "out of memory");
-  if (rc || p->hash != hash) {
-    sx_schema_free(&s->al, p);
-    return sx_sess_fail(s, SYNC_EPROTO,
-                        "the peer's schema is malformed or not the one its "
-                        "hash names");
-  }
-  /* Said as "the server" and "the client", the server's first, so that
-   * the words are the same on the side that gets them in the ERROR. */
-  rc = sx_compat_check(s->env, p, s->o.server ? "on the server" : "on the client",
-                       s->o.server ? "on the client" : "on the server",
-                       !s->o.server);
-  sx_schema_free(&s->al, p);
-  if (rc) return sx_sess_fail(s, rc, "incompatible schemas: %s",
-                              sync_env_errmsg(s->env));
-  return 0;
-}
-
-/* What this side holds of the peer's log (its version and the peer's
- * history mark there), for the peer to check against its own history:
- * var version, u64 mark id, var mark start.  p needs 2 * SX_VARINT_MAX
- * + 8 bytes. */
-static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
-  sync_txn *x;
-  sx_peer peer;
-  int rc;
-  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
-    return sx_sess_fail(s, rc, "cannot read this replica: %s",
-                        sync_strerror(rc));
-  rc = sx_peer_get(x, s->peer, &peer);
-  sync_txn_abort(x);
-  if (rc && rc != SYNC_NOTFOUND)
-    return sx_sess_fail(s, rc, "peer record: %s", sync_strerror(rc));
-  p = sx_wv(p, sx_cursor_version(&peer.cur));
-  sx_put_le64(p, peer.mark.id);
-  p = sx_wv(p + 8, peer.mark.start);
-  *end = p;
-  return 0;
-}
-
-/* The peer holds this replica's log up to version v with mark m: if that
- * is not this file's history (restored from a backup, or copied), take a
- * new site id and end the session with SYNC_EHISTORY; the next one syncs
- * as the new site. */
-static int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
-  sync_txn *x;
-  int rc;
-  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
-    return sx_sess_fail(s, rc, "cannot read this replica: %s",
-                        sync_strerror(rc));
-  rc = sx_history_check(x, v, m);
-  sync_txn_abort(x);
-  if (rc == 0) return 0;
-  if (rc != SYNC_EHISTORY)
-    return sx_sess_fail(s, rc, "%s", sync_strerror(rc));
-  {
-    char why[sizeof s->errmsg];
-    snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
-    if (s->dry) /* a dry run writes nothing: say it, change nothing */
-      return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
-    rc = sync_txn_begin(s->env, 0, &x);
-    if (!rc) {
-      rc = sx_site_renew_after(x, m);
-      if (rc) sync_txn_abort(x);
-      else rc = sync_txn_commit(x);
-    }
-    if (rc)
-      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
-                          sync_strerror(rc));
-    return sx_sess_fail(s, SYNC_EHISTORY,
-                        "%s: it took a new site id; sync again", why);
-  }
-}
-
-static int sx_on_hello(sync_session *s, const unsigned char *b, size_t n) {
-  sx_rd r;
-  const unsigned char *q;
-  uint64_t hash, ver, maxm, clen, vver = 0;
-  unsigned mode, flags;
-  unsigned char sel[SYNC_RIGHTS_BYTES];
-  sync_rights rights;
-  sx_mark vmark;
-  int rc, view = 0;
-  memset(&vmark, 0, sizeof vmark);
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
-  q = sx_rbytes(&r, 2 + SX_SITE_LEN + 8);
-  if (!q) return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
-  if (q[0] != SX_PROTO)
-    return sx_sess_fail(s, SYNC_EVERSION,
-                        "protocol version %u here, %u from the peer",
-                        SX_PROTO, q[0]);
-  if (q[1] != 1)
-    return sx_sess_fail(s, SYNC_EVERSION,
-                        "frame format 1 here, %u from the peer", q[1]);
-  memcpy(s->peer, q + 2, SX_SITE_LEN);
-  hash = sx_get_le64(q + 2 + SX_SITE_LEN);
-  ver = sx_rv(&r);
-  q = sx_rbytes(&r, 2);
-  maxm = sx_rv(&r);
-  if (!q || r.bad || sx_get_mask(&r, sel))
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
-  mode = q[0];
-  flags = q[1];
-  clen = sx_rvb(&r, SX_CRED_MAX + 1);
-  q = sx_rbytes(&r, (size_t)clen);
-  {
-    /* The client's views: ours, if it has one, is checked below. */
-    uint64_t nv = sx_rvb(&r, SX_VIEWS_MAX + 1), i;
-    for (i = 0; i < nv && !r.bad; i++) {
-      const unsigned char *site = sx_rbytes(&r, SX_SITE_LEN), *m;
-      uint64_t ver = sx_rv(&r);
-      sx_mark mk;
-      m = sx_rbytes(&r, 8);
-      mk.start = sx_rv(&r);
-      if (!site || !m) break;
-      mk.id = sx_get_le64(m);
-      if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
-        view = 1;
-        vver = ver;
-        vmark = mk;
-      }
-    }
-  }
-  if (r.bad || r.p != r.end || mode < SYNC_PULL || mode > SYNC_BOTH ||
-      (flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || maxm < SX_MSG_FLOOR)
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
-  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
-    return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
-  s->have_peer = 1;
-  s->repair = (flags & SX_HF_REPAIR) != 0;
-  memset(&rights, 0, sizeof rights);
-  if (s->o.authorize) {
-    rc = s->o.authorize(s->o.authorize_ctx, s->peer, q, (size_t)clen, &rights);
-    if (rc)
-      return sx_sess_fail(s, rc < 0 ? rc : SYNC_EPERM,
-                          "the credential was refused");
-  } else {
-    sx_mask_all(rights.read);
-    sx_mask_all(rights.write);
-    rights.relay = 1;
-  }
-  /* Schemas differ: a repair compares fingerprints table by table, so
-   * it needs equal ones; a sync goes on once the client's schema, which
-   * it sends after this WELCOME with ours, is found compatible (only an
-   * authorized client's: the env keeps a few). */
-  if (hash != s->env->schema->hash && s->repair)
-    return sx_sess_fail(s, SYNC_ESCHEMA,
-                        "range repair needs equal schemas: this side has "
-                        "schema version %llu (hash %016llx), the peer "
-                        "version %llu (hash %016llx); sync both to the same "
-                        "schema first",
-                        (unsigned long long)s->env->schema->version,
-                        (unsigned long long)s->env->schema->hash,
-                        (unsigned long long)ver, (unsigned long long)hash);
-  s->peer_hash = hash;
-  /* Only an authorized client's view may make this replica renew. */
-  if (view && (rc = sx_check_view(s, vver, &vmark))) return rc;
-  s->mode = (int)mode;
-  s->dry = (flags & SX_HF_DRY) != 0;
-  s->repair = (flags & SX_HF_REPAIR) != 0;
-  s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
-  memcpy(s->read_mask, rights.read, SYNC_RIGHTS_BYTES);
-  memcpy(s->send_mask, rights.read, SYNC_RIGHTS_BYTES);
-  sx_mask_and(s->send_mask, sel);
-  memcpy(s->recv_mask, rights.write, SYNC_RIGHTS_BYTES);
-  sx_mask_and(s->recv_mask, sel);
-  s->relay = rights.relay;
-  s->nphase = 0;
-  if (mode & SYNC_PULL) s->roles[s->nphase++] = SX_ROLE_SEND;
-  if (mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_RECV;
-  {
-    /* WELCOME: who we are, and what the client may send and get. */
-    unsigned char b2[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8],
-        *p = b2;
-    *p++ = SX_PROTO;
-    memcpy(p, s->env->site, SX_SITE_LEN);
-    p += SX_SITE_LEN;
-    sx_put_le64(p, s->env->schema->hash);
-    p += 8;
-    p = sx_wv(p, s->own_max);
-    p = sx_put_mask(p, s->recv_mask);
-    p = sx_put_mask(p, s->send_mask);
-    if ((rc = sx_put_view(s, p, &p))) return rc;
-    rc = hash == s->env->schema->hash
-             ? sx_msg_put(s, SX_M_WELCOME, b2, (size_t)(p - b2))
-             : sx_put_with_schema(s, SX_M_WELCOME, b2, (size_t)(p - b2));
-    if (rc) return sx_sess_fail(s, rc, "out of memory");
-  }
-  s->phase = 0;
-  if (hash != s->env->schema->hash) {
-    s->state = SX_ST_SCHEMA;
-    return 0;
-  }
-  if (s->repair) return sx_repair_start(s);
-  return sx_phase_start(s);
-}
-
-static int sx_on_welcome(sync_session *s, const unsigned char *b, size_t n) {
-  sx_rd r;
-  const unsigned char *q;
-  uint64_t hash, maxm, vver;
-  sx_mark vmark;
-  unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
-  const unsigned char *sq;
-  size_t sn;
-  int rc;
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
-  q = sx_rbytes(&r, 1 + SX_SITE_LEN + 8);
-  if (!q) return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
-  if (q[0] != SX_PROTO)
-    return sx_sess_fail(s, SYNC_EVERSION,
-                        "protocol version %u here, %u from the peer",
-                        SX_PROTO, q[0]);
-  memcpy(s->peer, q + 1, SX_SITE_LEN);
-  hash = sx_get_le64(q + 1 + SX_SITE_LEN);
-  maxm = sx_rv(&r);
-  if (r.bad || sx_get_mask(&r, wr) || sx_get_mask(&r, rd))
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
-  vver = sx_rv(&r);
-  q = sx_rbytes(&r, 8);
-  vmark.start = sx_rv(&r);
-  if (!q || r.bad || maxm < SX_MSG_FLOOR)
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
-  vmark.id = sx_get_le64(q);
-  sq = NULL;
-  sn = 0;
-  if (hash != s->env->schema->hash) {
-    if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
-  } else if (r.p != r.end) {
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
-  }
-  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
-    return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
-  s->have_peer = 1;
-  if (sq) {
-    /* The server waits for ours before the first phase. */
-    if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
-    if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
-      return sx_sess_fail(s, rc, "out of memory");
-  }
-  if ((rc = sx_check_view(s, vver, &vmark))) return rc;
-  s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
-  /* Send what the server lets us write, and what it lets us read (a
-   * write there is refused and answered with the server's row, which
-   * this replica takes back); apply what we selected. */
-  {
-    unsigned char wrd[SYNC_RIGHTS_BYTES];
-    size_t i;
-    for (i = 0; i < SYNC_RIGHTS_BYTES; i++) wrd[i] = wr[i] | rd[i];
-    sx_mask_all(s->send_mask);
-    sx_mask_and(s->send_mask, s->o.tables);
-    sx_mask_and(s->send_mask, wrd);
-  }
-  sx_mask_all(s->recv_mask);
-  sx_mask_and(s->recv_mask, s->o.tables);
-  s->relay = 1;
-  s->phase = 0;
-  if (s->repair) {
-    /* Repair what both may read: what the server lets us read. */
-    sx_mask_and(s->recv_mask, rd);
-    return sx_repair_start(s);
-  }
-  return sx_phase_start(s);
-}
-
-/* SCHEMA (server, the schemas differ): the client's, as WELCOME's hash
- * check left it to the client to send; then the first phase. */
-static int sx_on_schema(sync_session *s, const unsigned char *b, size_t n) {
-  const unsigned char *sq;
-  size_t sn;
-  sx_rd r;
-  int rc;
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
-  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
-  if ((rc = sx_check_peer_schema(s, sq, sn, s->peer_hash))) return rc;
-  if (s->repair) return sx_repair_start(s);
-  return sx_phase_start(s);
 }
 
 /* ---------------------------------------------------------------------
@@ -13143,7 +12763,8 @@ static unsigned char *sx_put_report(unsigned char *p,
   return sx_wv(p, r->exited);
 }
 
-static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
+SYNC_PRIVATE void sx_report_add(sync_apply_report *a,
+                                const sync_apply_report *b) {
   a->rows += b->rows;
   a->inserted += b->inserted;
   a->updated += b->updated;
@@ -13155,7 +12776,7 @@ static void sx_report_add(sync_apply_report *a, const sync_apply_report *b) {
   a->unknown += b->unknown;
 }
 
-static int sx_send_request(sync_session *s, int final) {
+SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   sync_txn *x;
   sync_request *req = NULL;
   unsigned char *b, *p;
@@ -13210,7 +12831,7 @@ static int sx_send_request(sync_session *s, int final) {
   return rc ? sx_sess_fail(s, rc, "out of memory") : 0;
 }
 
-static int sx_phase_start(sync_session *s) {
+SYNC_PRIVATE int sx_phase_start(sync_session *s) {
   memset(&s->phase_rep, 0, sizeof s->phase_rep);
   s->vcur_ok = 0;
   s->held = 0;
@@ -13226,155 +12847,34 @@ static int sx_phase_start(sync_session *s) {
   return sx_send_request(s, 0);
 }
 
-static void sx_progress(sync_session *s) {
-  if (s->o.progress) s->o.progress(s->o.progress_ctx, &s->st);
-}
-
-/* Rows of the tables we send, for the progress of an initial stream. */
-static uint64_t sx_rows_expected(sync_session *s, sync_txn *x) {
-  uint64_t total = 0, n;
-  unsigned t;
-  for (t = 0; t < s->env->schema->ntables; t++)
-    if ((s->send_mask[t >> 3] >> (t & 7)) & 1)
-      if (sync_count(x, t, &n) == 0) total += n;
-  return total;
-}
-
-/* A request arrived in a sending phase: acknowledge it, then answer with
- * the next chunk (or, for FINAL, move to the next phase). */
-static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
-  sx_rd r;
-  const unsigned char *q;
-  sync_request req;
-  unsigned flags;
-  uint64_t nvv, i;
-  sync_txn *x;
-  int rc;
-  memset(&req, 0, sizeof req);
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
-  q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
-  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE)))
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
-  flags = q[0];
-  req.al = s->al;
-  memcpy(req.requester, q + 1, SX_SITE_LEN);
-  memcpy(req.sender, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
-  req.schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
-  if (sx_rcursor(&r, &req.cur) || !(q = sx_rbytes(&r, 8)))
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
-  req.mark.id = sx_get_le64(q);
-  req.mark.start = sx_rv(&r);
-  if (sx_rscope(&r, &req.scope))
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST scope");
-  nvv = sx_rv(&r);
-  if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
-  if (memcmp(req.requester, s->peer, SX_SITE_LEN) ||
-      memcmp(req.sender, s->env->site, SX_SITE_LEN))
-    return sx_sess_fail(s, SYNC_EPROTO, "REQUEST names other replicas");
-  req.vv = (sync_stamp *)sx_malloc(&s->al, (size_t)(nvv ? nvv : 1) *
-                                               sizeof(sync_stamp));
-  if (!req.vv) return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
-  req.nvv = (size_t)nvv;
-  for (i = 0; i < nvv; i++) {
-    q = sx_rbytes(&r, SX_SITE_LEN);
-    if (q) memcpy(req.vv[i].site, q, SX_SITE_LEN);
-    req.vv[i].hlc = sx_rv(&r);
-  }
-  if (flags & SX_RQ_FINAL) {
-    sync_apply_report rep;
-    memset(&rep, 0, sizeof rep);
-    rep.rows = sx_rv(&r);
-    rep.inserted = sx_rv(&r);
-    rep.updated = sx_rv(&r);
-    rep.deleted = sx_rv(&r);
-    rep.unchanged = sx_rv(&r);
-    rep.conflicts = sx_rv(&r);
-    rep.refused = sx_rv(&r);
-    rep.exited = sx_rv(&r);
-    if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
-  }
-  if (r.bad || r.p != r.end) {
-    sx_free(&s->al, req.vv);
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
-  }
-  /* The requester's view of our log must be this file's history. */
-  if ((rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark))) {
-    sx_free(&s->al, req.vv);
-    return rc;
-  }
-  /* What the requester holds of us lets tombstones go; a dry run holds
-   * nothing new. */
-  if (!(flags & SX_RQ_DRY) && !s->dry) {
-    rc = sync_txn_begin(s->env, 0, &x);
-    if (!rc) {
-      rc = sync_request_ack(x, &req);
-      if (rc) sync_txn_abort(x);
-      else rc = sync_txn_commit(x);
-    }
-    if (rc) {
-      sx_free(&s->al, req.vv);
-      return sx_sess_fail(s, rc, "recording the peer's position: %s",
-                          sync_strerror(rc));
-    }
-  }
-  if (flags & SX_RQ_FINAL) {
-    sx_free(&s->al, req.vv);
-    sx_progress(s);
-    s->phase++;
-    return sx_phase_start(s);
-  }
-  {
-    sync_delta *d = NULL;
-    sync_delta_opts o;
-    size_t flen = 0, raw = 0;
-    memset(&o, 0, sizeof o);
-    o.max_rows = s->o.chunk_rows;
-    o.max_bytes = s->o.chunk_bytes;
-    o.tables = s->send_mask;
-    o.filter = s->o.filter;
-    o.filter_ctx = s->o.filter_ctx;
-    o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
-    /* The server follows the client's scope: rows leave it as exit
-     * markers, and a new scope restarts its stream. */
-    o.scope = s->o.server;
-    o.filter_version = s->o.filter_version;
-    o.visible = s->o.server ? s->read_mask : NULL;
-    rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
-    if (!rc) {
-      int initial = req.cur.mode == SX_MODE_LOG && req.cur.version == 0 &&
-                    req.cur.seq == 0;
-      rc = sync_delta_make(x, &req, &o, &d);
-      s->sent_snap = sync_txn_version(x);
-      if (!rc && initial) {
-        unsigned char pb[SX_VARINT_MAX];
-        uint64_t total = sx_rows_expected(s, x);
-        rc = sx_msg_put(s, SX_M_PLAN, pb, (size_t)(sx_wv(pb, total) - pb));
-      }
-      sync_txn_abort(x);
-    }
-    sx_free(&s->al, req.vv);
-    if (!rc) rc = sync_encoder_begin(s->enc, d, &flen, &raw);
-    if (rc) {
-      sync_delta_free(d);
-      return sx_sess_fail(s, rc, "cutting a chunk: %s (%s)", sync_strerror(rc),
-                          sync_env_errmsg(s->env));
-    }
-    s->frame_out = 1;
-    s->st.frames_sent++;
-    s->st.rows_sent += sync_delta_rows(d);
-    s->st.frame_bytes_sent += flen;
-    s->st.raw_bytes_sent += raw;
-    sync_delta_free(d);
-    sx_progress(s);
-  }
+/* Start sending d as the next frame (sync_session_send reads it from the
+ * encoder in DATA messages), and count it. */
+SYNC_PRIVATE int sx_frame_start(sync_session *s, const sync_delta *d) {
+  size_t flen = 0, raw = 0;
+  int rc = sync_encoder_begin(s->enc, d, &flen, &raw);
+  if (rc) return rc;
+  s->frame_out = 1;
+  s->st.frames_sent++;
+  s->st.rows_sent += sync_delta_rows(d);
+  s->st.frame_bytes_sent += flen;
+  s->st.raw_bytes_sent += raw;
   return 0;
 }
 
+SYNC_PRIVATE void sx_progress(sync_session *s) {
+  if (s->o.progress) s->o.progress(s->o.progress_ctx, &s->st);
+}
+/* ---- src/session_refused.c ---- */
+/*
+ * session_refused.c - the refusal exchange (docs/PROTOCOL.md,
+ * "Refusals"): the server keeps the rows of a client's chunk that its
+ * write check refused, answers them in REFUSED messages with its own
+ * versions of the rows, and waits for REVERTED; the client takes the rows
+ * back (reject.c) and says so.
+ */
+
 /* on_refused of the server's apply: keep the refusal for the answer. */
-static int sx_rf_collect(void *ctx, const sync_refused *r) {
+SYNC_PRIVATE int sx_rf_collect(void *ctx, const sync_refused *r) {
   sync_session *s = (sync_session *)ctx;
   size_t tl = strlen(r->text);
   unsigned char *p;
@@ -13396,114 +12896,6 @@ static int sx_rf_collect(void *ctx, const sync_refused *r) {
   s->rf.len = (size_t)(p - s->rf.p);
   s->rf_n++;
   return 0;
-}
-
-static int sx_rf_send(sync_session *s);
-
-/* A chunk arrived in a receiving phase: apply it with its cursor (the
- * server: answer the rows it refused first), then ask for the next one,
- * or end the phase. */
-static int sx_on_delta(sync_session *s, sync_delta *d) {
-  sync_apply_opts ao;
-  sync_apply_report rep;
-  sync_txn *x;
-  int rc, last = d->last, answer;
-  if (memcmp(d->sender, s->peer, SX_SITE_LEN)) {
-    sync_delta_free(d);
-    return sx_sess_fail(s, SYNC_EPROTO, "a chunk from another sender");
-  }
-  memset(&ao, 0, sizeof ao);
-  ao.policy = s->o.policy | (s->dry ? SYNC_APPLY_DRY_RUN : 0);
-  ao.writable = s->recv_mask;
-  ao.relay = s->relay;
-  ao.max_ahead_ms = s->o.max_ahead_ms;
-  ao.refuse_whole = s->o.refuse_whole;
-  ao.refuse_exits = s->o.server; /* a client never removes server rows */
-  /* A server answers the rows it refuses (not in a dry run: nothing is
-   * written on either side). */
-  answer = s->o.server && !s->dry;
-  if (s->o.server) {
-    /* A row the client holds outside its scope that we keep as it is
-     * would never reach it again: log it, so it exits. */
-    ao.scope_tables = s->send_mask;
-    ao.scope_filter = s->o.filter;
-    ao.scope_filter_ctx = s->o.filter_ctx;
-    ao.check = s->o.check_write;
-    ao.check_ctx = s->o.check_write_ctx;
-  }
-  if (answer) {
-    ao.on_refused = sx_rf_collect;
-    ao.on_refused_ctx = s;
-    s->rf.len = 0;
-    s->rf_n = s->rf_pos = 0;
-    s->rf_over = 0;
-  }
-  rc = sync_txn_begin(s->env, 0, &x);
-  if (!rc) {
-    rc = answer ? sx_delta_apply_held(x, d, &ao, &rep)
-                : sync_delta_apply_opts(x, d, &ao, &rep);
-    if (answer && s->rf_n &&
-        (s->rf_over || (rc == SYNC_EPERM && s->o.refuse_whole))) {
-      /* Nothing of the chunk applies: the refused rows are answered and
-       * the same range is asked for again once they are taken back. */
-      sync_txn_abort(x);
-      s->rf_whole = 1;
-      rc = 0;
-    } else if (rc || s->dry) {
-      sync_txn_abort(x);
-    } else {
-      s->rf_whole = 0;
-      rc = sync_txn_commit(x);
-    }
-  }
-  s->st.frames_received++;
-  s->st.rows_received += sync_delta_rows(d);
-  if (rc) {
-    int err = rc;
-    sync_delta_free(d);
-    return sx_sess_fail(s, err, "applying a chunk: %s (%s)",
-                        sync_strerror(err), sync_env_errmsg(s->env));
-  }
-  if (rep.unknown) s->held = 1;
-  if (s->dry || s->held) {
-    s->vcur = d->end;
-    s->vmark = d->mark;
-    s->vscope = d->scope;
-    s->vcur_ok = 1;
-  }
-  if (answer && s->rf_n) {
-    s->rf_start = d->start;
-    s->rf_end = d->end;
-    s->rf_mark = d->mark;
-    s->rf_last = last;
-    sync_delta_free(d);
-    if (s->rf_whole) {
-      /* Only the refusals count: the rows are sent again. */
-      memset(&rep, 0, sizeof rep);
-      rep.refused = s->rf_n;
-      if (++s->rf_rounds > SX_RF_ROUNDS)
-        return sx_sess_fail(s, SYNC_EPERM,
-                            "%u chunks in a row refused whole: the peer "
-                            "keeps sending refused rows",
-                            (unsigned)s->rf_rounds - 1);
-    } else {
-      s->rf_rounds = 0;
-    }
-    sx_report_add(&s->phase_rep, &rep);
-    sx_report_add(&s->st.applied, &rep);
-    sx_progress(s);
-    s->state = SX_ST_ANSWER;
-    return sx_rf_send(s);
-  }
-  s->rf_rounds = 0;
-  sync_delta_free(d);
-  sx_report_add(&s->phase_rep, &rep);
-  sx_report_add(&s->st.applied, &rep);
-  sx_progress(s);
-  if (!last) return sx_send_request(s, 0);
-  if ((rc = sx_send_request(s, 1))) return rc;
-  s->phase++;
-  return sx_phase_start(s);
 }
 
 /* ---------------------------------------------------------------------
@@ -13538,40 +12930,30 @@ static int sx_rf_in_share(sync_session *s, sync_txn *x, unsigned tid,
                           const unsigned char *key, size_t klen,
                           sync_value **vals) {
   if (!s->o.filter) return 1;
-  if (!*vals &&
-      !(*vals = (sync_value *)sx_malloc(
-            &s->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1))))
+  if (!*vals && !(*vals = (sync_value *)sx_malloc(
+                      &s->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1))))
     return SYNC_ENOMEM;
-  return sx_filter_row(x, s->o.filter, s->o.filter_ctx, s->peer, tid, key,
-                       klen, &x->old, *vals);
+  return sx_filter_row(x, s->o.filter, s->o.filter_ctx, s->peer, tid, key, klen,
+                       &x->old, *vals);
 }
 
-/* Server: the next REFUSED message, with its rows. */
-static int sx_rf_send(sync_session *s) {
+/* Server: the entries of the next REFUSED message (at most SX_RF_PART,
+ * and about a frame of rows), from s->rf_pos on; the server's versions of
+ * their rows into d.  *k: how many entries. */
+static int sx_rf_rows(sync_session *s, sync_txn *x, sync_delta *d, size_t *k) {
   sx_rd r;
-  sync_txn *x;
-  sync_delta *d = NULL;
   sync_value *fvals = NULL;
-  uint64_t *zero = NULL;
-  unsigned char *b = NULL, *p;
-  size_t start = s->rf_pos, k = 0, bytes = 0, maxb, flen = 0, raw = 0;
-  int rc;
+  uint64_t *zero;
+  size_t bytes = 0, maxb;
+  int rc = 0;
   maxb = s->o.chunk_bytes ? s->o.chunk_bytes : ((size_t)1 << 20);
-  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
-    return sx_sess_fail(s, rc, "cannot read this replica: %s",
-                        sync_strerror(rc));
-  if ((rc = sx_scratch(x)) || (rc = sx_sites_load(x))) goto done;
-  d = sx_delta_new(&s->al);
   zero = (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * (x->nsites + 1));
-  if (!d || !zero) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
+  if (!zero) return SYNC_ENOMEM;
   memset(zero, 0, sizeof(uint64_t) * (x->nsites + 1));
   r.p = s->rf.p + s->rf_pos;
   r.end = s->rf.p + s->rf.len;
   r.bad = 0;
-  while (k < SX_RF_PART && s->rf_pos < s->rf.len && (!k || bytes < maxb)) {
+  while (*k < SX_RF_PART && s->rf_pos < s->rf.len && (!*k || bytes < maxb)) {
     unsigned tid;
     const unsigned char *key;
     const char *text;
@@ -13580,80 +12962,125 @@ static int sx_rf_send(sync_session *s) {
     sx_slice v;
     if ((rc = sx_rf_read(&r, s->env->schema->ntables, &tid, &key, &klen,
                          &reason, &text, &tlen)))
-      goto done;
+      break;
     /* The server's row goes back only in a table the client may read:
      * in another, a refused row is dropped there. */
     rc = (s->send_mask[tid >> 3] >> (tid & 7)) & 1
              ? sx_get(s->env->st, x->t, s->env->tdbi[tid], key, klen, &v)
              : SYNC_NOTFOUND;
     if (rc == 0) {
-      if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old))) goto done;
+      if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old))) break;
       /* Nor a row outside the client's share (the row filter): the
        * client drops its copy, as it leaves a row that exits. */
-      if ((rc = sx_rf_in_share(s, x, tid, key, klen, &fvals)) < 0) goto done;
-      if (rc &&
-          (rc = sx_delta_add(d, x, tid, key, klen, &x->old, zero, NULL, 1,
-                             &bytes)))
-        goto done;
+      if ((rc = sx_rf_in_share(s, x, tid, key, klen, &fvals)) < 0) break;
+      if (rc && (rc = sx_delta_add(d, x, tid, key, klen, &x->old, zero, NULL, 1,
+                                   &bytes)))
+        break;
       rc = 0;
     } else if (rc != SYNC_NOTFOUND) {
-      goto done;
+      break;
     }
     s->rf_pos = (size_t)(r.p - s->rf.p);
-    k++;
+    (*k)++;
   }
+  sx_free(&s->al, zero);
+  sx_free(&s->al, fvals);
+  return rc == SYNC_NOTFOUND ? 0 : rc;
+}
+
+/* The frame of the server's rows: from this replica to the peer, every
+ * site this replica knows, an empty vector. */
+static int sx_rf_frame_head(sync_session *s, sync_txn *x, sync_delta *d) {
+  size_t ns = x->nsites ? x->nsites : 1;
   memcpy(d->sender, s->env->site, SX_SITE_LEN);
   memcpy(d->receiver, s->peer, SX_SITE_LEN);
   d->schema_hash = s->env->schema->hash;
   d->last = 1;
   d->nsites = x->nsites;
-  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(
-      &s->al, (size_t)(x->nsites ? x->nsites : 1) * SX_SITE_LEN);
-  d->vv = (uint64_t *)sx_malloc(&s->al,
-                                sizeof(uint64_t) * (x->nsites ? x->nsites : 1));
-  if (!d->sites || !d->vv) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&s->al, ns * SX_SITE_LEN);
+  d->vv = (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * ns);
+  if (!d->sites || !d->vv) return SYNC_ENOMEM;
   memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
-  memset(d->vv, 0, sizeof(uint64_t) * (x->nsites ? x->nsites : 1));
+  memset(d->vv, 0, sizeof(uint64_t) * ns);
   d->nvv = x->nsites;
-  b = (unsigned char *)sx_malloc(&s->al, 1 + SX_VARINT_MAX +
-                                             (s->rf_pos - start));
-  if (!b) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
+  return 0;
+}
+
+/* REFUSED with the k entries from start to s->rf_pos (rows: a frame of
+ * the server's rows follows). */
+static int sx_rf_put(sync_session *s, size_t start, size_t k, int rows) {
+  unsigned char *b, *p;
+  int rc;
+  b = (unsigned char *)sx_malloc(&s->al,
+                                 1 + SX_VARINT_MAX + (s->rf_pos - start));
+  if (!b) return SYNC_ENOMEM;
   p = b;
-  *p++ = (unsigned char)(d->nrows ? 1 : 0);
+  *p++ = (unsigned char)(rows ? 1 : 0);
   p = sx_wv(p, k);
   memcpy(p, s->rf.p + start, s->rf_pos - start);
   p += s->rf_pos - start;
   s->rf_part = k;
-  if ((rc = sx_msg_put(s, SX_M_REFUSED, b, (size_t)(p - b)))) goto done;
-  s->st.refusals += k;
-  if (d->nrows) {
-    if ((rc = sync_encoder_begin(s->enc, d, &flen, &raw))) goto done;
-    s->frame_out = 1;
-    s->st.frames_sent++;
-    s->st.rows_sent += d->nrows;
-    s->st.frame_bytes_sent += flen;
-    s->st.raw_bytes_sent += raw;
+  rc = sx_msg_put(s, SX_M_REFUSED, b, (size_t)(p - b));
+  sx_free(&s->al, b);
+  if (!rc) s->st.refusals += k;
+  return rc;
+}
+
+/* Server: the next REFUSED message, with its rows. */
+SYNC_PRIVATE int sx_rf_send(sync_session *s) {
+  sync_txn *x;
+  sync_delta *d = NULL;
+  size_t start = s->rf_pos, k = 0;
+  int rc;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  if (!(rc = sx_scratch(x)) && !(rc = sx_sites_load(x))) {
+    d = sx_delta_new(&s->al);
+    rc = d ? 0 : SYNC_ENOMEM;
   }
-done:
+  if (!rc) rc = sx_rf_rows(s, x, d, &k);
+  if (!rc) rc = sx_rf_frame_head(s, x, d);
+  if (!rc) rc = sx_rf_put(s, start, k, d->nrows != 0);
+  if (!rc && d->nrows) rc = sx_frame_start(s, d);
   sync_txn_abort(x);
   sync_delta_free(d);
-  sx_free(&s->al, zero);
-  sx_free(&s->al, fvals);
-  sx_free(&s->al, b);
   if (rc)
-    return sx_sess_fail(s, rc, "answering refused rows: %s",
-                        sync_strerror(rc));
+    return sx_sess_fail(s, rc, "answering refused rows: %s", sync_strerror(rc));
   return 0;
 }
 
+/* Server: chunk d had refused rows: keep its range for when they are
+ * taken back, count what it did (only the refusals when it was refused
+ * whole: its rows come again), and send the first REFUSED.  d is freed. */
+SYNC_PRIVATE int sx_rf_answer(sync_session *s, sync_delta *d, int last,
+                              sync_apply_report *rep) {
+  s->rf_start = d->start;
+  s->rf_end = d->end;
+  s->rf_mark = d->mark;
+  s->rf_last = last;
+  sync_delta_free(d);
+  if (s->rf_whole) {
+    memset(rep, 0, sizeof *rep);
+    rep->refused = s->rf_n;
+    if (++s->rf_rounds > SX_RF_ROUNDS)
+      return sx_sess_fail(s, SYNC_EPERM,
+                          "%u chunks in a row refused whole: the peer "
+                          "keeps sending refused rows",
+                          (unsigned)s->rf_rounds - 1);
+  } else {
+    s->rf_rounds = 0;
+  }
+  sx_report_add(&s->phase_rep, rep);
+  sx_report_add(&s->st.applied, rep);
+  sx_progress(s);
+  s->state = SX_ST_ANSWER;
+  return sx_rf_send(s);
+}
+
 /* Server: the client took back the last REFUSED message's rows. */
-static int sx_on_reverted(sync_session *s, const unsigned char *b, size_t n) {
+SYNC_PRIVATE int sx_on_reverted(sync_session *s, const unsigned char *b,
+                                size_t n) {
   sx_rd r;
   uint64_t k;
   sync_txn *x;
@@ -13674,8 +13101,10 @@ static int sx_on_reverted(sync_session *s, const unsigned char *b, size_t n) {
   if (!rc) {
     rc = sx_peer_advance(x, s->peer, &s->rf_start, &s->rf_end, &s->rf_mark,
                          s->rf_last);
-    if (rc) sync_txn_abort(x);
-    else rc = sync_txn_commit(x);
+    if (rc)
+      sync_txn_abort(x);
+    else
+      rc = sync_txn_commit(x);
   }
   if (rc)
     return sx_sess_fail(s, rc, "recording the peer's cursor: %s",
@@ -13688,7 +13117,7 @@ static int sx_on_reverted(sync_session *s, const unsigned char *b, size_t n) {
 
 /* Client: take back the refused rows (the server's versions in d, or
  * none), log them, and say so. */
-static int sx_rf_apply(sync_session *s, sync_delta *d) {
+SYNC_PRIVATE int sx_rf_apply(sync_session *s, sync_delta *d) {
   sx_rd r;
   sync_txn *x;
   uint64_t n, i;
@@ -13721,8 +13150,7 @@ static int sx_rf_apply(sync_session *s, sync_delta *d) {
     if ((rc = sx_rf_read(&r, s->env->schema->ntables, &tid, &key, &klen,
                          &reason, &text, &tlen)))
       break;
-    if (d && j < d->nrows && d->rows[j].tid == tid &&
-        d->rows[j].klen == klen &&
+    if (d && j < d->nrows && d->rows[j].tid == tid && d->rows[j].klen == klen &&
         !memcmp(d->arena.p + d->rows[j].koff, key, klen))
       srow = &d->rows[j++];
     rc = sx_reject_apply(x, s->peer, tid, key, klen, reason, text, tlen, d,
@@ -13732,10 +13160,11 @@ static int sx_rf_apply(sync_session *s, sync_delta *d) {
       rc = 0;
     }
   }
-  if (!rc && (r.bad || r.p != r.end || (d && j != d->nrows)))
-    rc = SYNC_EPROTO;
-  if (rc) sync_txn_abort(x);
-  else rc = sync_txn_commit(x);
+  if (!rc && (r.bad || r.p != r.end || (d && j != d->nrows))) rc = SYNC_EPROTO;
+  if (rc)
+    sync_txn_abort(x);
+  else
+    rc = sync_txn_commit(x);
   sync_delta_free(d);
   s->rf_frame = 0;
   s->rf.len = 0;
@@ -13749,7 +13178,8 @@ static int sx_rf_apply(sync_session *s, sync_delta *d) {
 }
 
 /* Client: REFUSED arrived in a sending phase. */
-static int sx_on_refused(sync_session *s, const unsigned char *b, size_t n) {
+SYNC_PRIVATE int sx_on_refused(sync_session *s, const unsigned char *b,
+                               size_t n) {
   sx_rd r;
   uint64_t k, i;
   int rc;
@@ -13783,6 +13213,961 @@ static int sx_on_refused(sync_session *s, const unsigned char *b, size_t n) {
     return 0;
   }
   return sx_rf_apply(s, NULL);
+}
+/* ---- src/session_repair.c ---- */
+/*
+ * session_repair.c - range repair inside a session: the two sides
+ * alternate turns (repair.c computes them), each a REPAIR message and,
+ * when it carries rows, one DATA frame after it; at the end, what the
+ * peer collected and where its log continues are recorded.
+ */
+
+#ifndef SYNC_OMIT_REPAIR
+static int sx_repair_done(sync_session *s) {
+  const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
+  s->st.repair_equal = rs->equal;
+  if (!s->dry && rs->nt) {
+    /* New rows start above what the peer collected: a key written here
+     * again beats the tombstones other replicas still keep of it. */
+    unsigned nt = s->env->schema->ntables, i;
+    uint64_t *maxcl =
+        (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * (nt ? nt : 1));
+    sync_txn *x;
+    int rc = maxcl ? 0 : SYNC_ENOMEM, any = 0;
+    if (maxcl) memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
+    for (i = 0; !rc && i < rs->nt; i++)
+      if (rs->tid[i] < nt && rs->gccl[i]) {
+        maxcl[rs->tid[i]] = rs->gccl[i];
+        any = 1;
+      }
+    if (!rc && any && !(rc = sync_txn_begin(s->env, 0, &x))) {
+      rc = sx_gccl_raise(x, maxcl);
+      if (rc)
+        sync_txn_abort(x);
+      else
+        rc = sync_txn_commit(x);
+    }
+    sx_free(&s->al, maxcl);
+    if (rc)
+      return sx_sess_fail(s, rc, "recording what the peer collected: %s",
+                          sync_strerror(rc));
+  }
+  if (!s->o.server && !s->dry && rs->equal && rs->have_v0) {
+    /* Everything the server held at the start is here now: its log
+     * continues from there (the vector stays as it is). */
+    sync_txn *x;
+    sx_peer p;
+    int rc = sync_txn_begin(s->env, 0, &x);
+    if (!rc) {
+      rc = sx_peer_get(x, s->peer, &p);
+      if (rc == SYNC_NOTFOUND) {
+        memset(&p, 0, sizeof p);
+        rc = 0;
+      }
+      if (!rc &&
+          (p.cur.mode != SX_MODE_LOG ||
+           sx_poscmp(p.cur.version, p.cur.seq, rs->v0, UINT32_MAX) < 0)) {
+        memset(&p.cur, 0, sizeof p.cur);
+        p.cur.mode = SX_MODE_LOG;
+        p.cur.version = rs->v0;
+        p.cur.seq = UINT32_MAX;
+        /* The server's mark there is not known: none, until the next
+         * chunk brings one. */
+        memset(&p.mark, 0, sizeof p.mark);
+        /* It holds the repaired tables as an unfiltered stream would
+         * have left them: that scope (and, as held, whatever it may
+         * still hold of the scope before, for a server that filters). */
+        {
+          sx_scope sc;
+          unsigned t, i;
+          memset(&sc, 0, sizeof sc);
+          sc.flags = SX_SCOPE_ON;
+          for (t = 0; t < s->env->schema->ntables && t < 8 * SX_TBYTES; t++)
+            if ((s->recv_mask[t >> 3] >> (t & 7)) & 1)
+              sc.tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+          for (i = 0; i < SX_TBYTES; i++)
+            sc.held[i] = (unsigned char)(sc.tables[i] |
+                                         (p.scope.flags ? p.scope.held[i] |
+                                                              p.scope.tables[i]
+                                                        : 0));
+          p.scope = sc;
+        }
+        rc = sx_peer_put(x, s->peer, &p);
+      }
+      if (rc)
+        sync_txn_abort(x);
+      else
+        rc = sync_txn_commit(x);
+    }
+    if (rc)
+      return sx_sess_fail(s, rc, "recording the repair's position: %s",
+                          sync_strerror(rc));
+  }
+  s->state = SX_ST_END;
+  return 0;
+}
+
+static void sx_repair_stats(sync_session *s) {
+  const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
+  s->st.repair_turns = rs->turns;
+  s->st.repair_nodes = rs->nodes;
+  s->st.repair_rows = rs->rows;
+  s->st.repair_passes = rs->passes;
+  s->st.applied = rs->applied;
+}
+
+/* This side's turn. */
+static int sx_repair_turn(sync_session *s, int first) {
+  const unsigned char *m;
+  size_t n;
+  sync_delta *d = NULL;
+  int rc = sx_rp_turn(s->rp, first, &m, &n, &d);
+  if (rc)
+    return sx_sess_fail(s, rc, "%s (%s)", sx_rp_errmsg(s->rp),
+                        sync_env_errmsg(s->env));
+  if ((rc = sx_msg_put(s, SX_M_REPAIR, m, n))) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, rc, "out of memory");
+  }
+  if (d) {
+    rc = sx_frame_start(s, d);
+    sync_delta_free(d);
+    if (rc) return sx_sess_fail(s, rc, "a repair frame: %s", sync_strerror(rc));
+  }
+  sx_repair_stats(s);
+  sx_progress(s);
+  if (sx_rp_stats_of(s->rp)->done) return sx_repair_done(s);
+  s->state = SX_ST_REPAIR;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_repair_start(sync_session *s) {
+  sx_rp_opts ro;
+  int rc;
+  memset(&ro, 0, sizeof ro);
+  ro.tables = s->o.server ? s->send_mask : s->recv_mask;
+  ro.writable = s->recv_mask;
+  ro.relay = s->relay;
+  ro.max_ahead_ms = s->o.max_ahead_ms;
+  if (s->o.server) {
+    ro.check = s->o.check_write;
+    ro.check_ctx = s->o.check_write_ctx;
+  }
+  ro.dry = s->dry;
+  ro.budget = s->o.chunk_rows;
+  ro.max_bytes = s->o.chunk_bytes;
+  ro.peer = s->peer;
+  ro.server = s->o.server;
+  ro.on_diff = s->o.server ? NULL : s->o.on_diff;
+  ro.on_diff_ctx = s->o.on_diff_ctx;
+  if ((rc = sx_rp_new(s->env, &ro, &s->rp)))
+    return sx_sess_fail(s, rc, "out of memory");
+  s->state = SX_ST_REPAIR;
+  if (s->o.server) return sx_repair_turn(s, 1);
+  return 0;
+}
+
+SYNC_PRIVATE int sx_on_repair(sync_session *s, const unsigned char *b,
+                              size_t n) {
+  int frame = 0, rc = sx_rp_on_turn(s->rp, b, n, &frame);
+  if (rc) return sx_sess_fail(s, rc, "%s", sx_rp_errmsg(s->rp));
+  sx_repair_stats(s);
+  if (sx_rp_stats_of(s->rp)->done) return sx_repair_done(s);
+  if (frame) {
+    s->rp_frame = 1;
+    return 0;
+  }
+  return sx_repair_turn(s, 0);
+}
+
+SYNC_PRIVATE int sx_on_repair_delta(sync_session *s, sync_delta *d) {
+  int rc;
+  s->rp_frame = 0;
+  if (memcmp(d->sender, s->peer, SX_SITE_LEN)) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, SYNC_EPROTO, "a chunk from another sender");
+  }
+  s->st.frames_received++;
+  s->st.rows_received += sync_delta_rows(d);
+  if ((rc = sx_rp_on_frame(s->rp, d)))
+    return sx_sess_fail(s, rc, "%s", sx_rp_errmsg(s->rp));
+  return sx_repair_turn(s, 0);
+}
+#else
+SYNC_PRIVATE int sx_repair_start(sync_session *s) {
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+
+SYNC_PRIVATE int sx_on_repair(sync_session *s, const unsigned char *b,
+                              size_t n) {
+  (void)b;
+  (void)n;
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+
+SYNC_PRIVATE int sx_on_repair_delta(sync_session *s, sync_delta *d) {
+  sync_delta_free(d);
+  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
+}
+#endif
+/* ---- src/session_hello.c ---- */
+/*
+ * session_hello.c - the handshake: HELLO (the client's site, schema,
+ * mode, message size, tables, credential and views of peers' logs),
+ * WELCOME (the server's answer with the rights it grants) and SCHEMA
+ * (the client's schema when the two differ), and the check that what the
+ * peer holds of this replica's log is this file's history.
+ */
+
+#include <stdio.h>
+
+static void sx_mask_all(unsigned char *m) {
+  memset(m, 0xff, SYNC_RIGHTS_BYTES);
+}
+
+static void sx_mask_and(unsigned char *m, const unsigned char *other) {
+  size_t i;
+  if (!other) return;
+  for (i = 0; i < SYNC_RIGHTS_BYTES; i++) m[i] &= other[i];
+}
+
+static unsigned char *sx_put_mask(unsigned char *p, const unsigned char *m) {
+  /* Only as many bytes as the schema has tables. */
+  size_t n = (SYNC_MAX_TABLES + 7) / 8;
+  p = sx_wv(p, n);
+  memcpy(p, m, n);
+  return p + n;
+}
+
+static int sx_get_mask(sx_rd *r, unsigned char *m) {
+  size_t n = (size_t)sx_rvb(r, SYNC_RIGHTS_BYTES + 1);
+  const unsigned char *q = sx_rbytes(r, n);
+  memset(m, 0, SYNC_RIGHTS_BYTES);
+  if (!q) return SYNC_EPROTO;
+  memcpy(m, q, n);
+  return 0;
+}
+
+/* HELLO carries at most this many views of peers' logs. */
+#define SX_VIEWS_MAX 16
+#define SX_VIEW_SIZE (SX_SITE_LEN + 2 * SX_VARINT_MAX + 8)
+
+typedef struct sx_views {
+  unsigned char *p;
+  unsigned n;
+} sx_views;
+
+static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
+  sx_views *v = (sx_views *)ctx;
+  if (v->n == SX_VIEWS_MAX) return 0;
+  if (!peer->mark.id && !sx_cursor_version(&peer->cur)) return 0;
+  memcpy(v->p, site, SX_SITE_LEN);
+  v->p += SX_SITE_LEN;
+  v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
+  sx_put_le64(v->p, peer->mark.id);
+  v->p = sx_wv(v->p + 8, peer->mark.start);
+  v->n++;
+  return 0;
+}
+
+/* var n, n x (16 site, var version, u64 mark id, var mark start).  p
+ * needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes. */
+static int sx_put_views(sync_session *s, unsigned char *p,
+                        unsigned char **end) {
+  unsigned char tmp[SX_VIEWS_MAX * SX_VIEW_SIZE];
+  sx_views v;
+  sync_txn *x;
+  int rc;
+  v.p = tmp;
+  v.n = 0;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x))) return rc;
+  rc = sx_peers_each(x, sx_view_put, &v);
+  sync_txn_abort(x);
+  if (rc) return rc;
+  *p++ = (unsigned char)v.n;
+  memcpy(p, tmp, (size_t)(v.p - tmp));
+  *end = p + (v.p - tmp);
+  return 0;
+}
+
+/* Send message type whose first n bytes are at b, followed by this
+ * replica's schema (var length, the peer form of sx_schema_encode_peer):
+ * WELCOME when the client's schema hash is not ours, and SCHEMA. */
+static int sx_put_with_schema(sync_session *s, unsigned type,
+                              const unsigned char *b, size_t n) {
+  sx_buf m;
+  int rc;
+  sx_buf_init(&m, &s->al);
+  rc = sx_buf_reserve(&m, n + SX_VARINT_MAX);
+  if (!rc) {
+    if (n) memcpy(m.p, b, n);
+    m.len = n + SX_VARINT_MAX; /* the length goes here, once known */
+    rc = sx_schema_encode_peer(s->env->schema, &m);
+  }
+  if (!rc) {
+    size_t len = m.len - n - SX_VARINT_MAX;
+    unsigned char lb[SX_VARINT_MAX];
+    size_t k = (size_t)(sx_wv(lb, len) - lb);
+    memmove(m.p + n + k, m.p + n + SX_VARINT_MAX, len);
+    memcpy(m.p + n, lb, k);
+    m.len = n + k + len;
+    rc = sx_msg_put(s, type, m.p, m.len);
+  }
+  sx_buf_free(&m);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_send_hello(sync_session *s) {
+  unsigned char
+      b[64 + SX_CRED_MAX + SYNC_RIGHTS_BYTES + 1 + SX_VIEWS_MAX * SX_VIEW_SIZE],
+      *p = b;
+  unsigned char sel[SYNC_RIGHTS_BYTES];
+  sx_mask_all(sel);
+  sx_mask_and(sel, s->o.tables);
+  *p++ = SX_PROTO;
+  *p++ = 1; /* frame format major version */
+  memcpy(p, s->env->site, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  sx_put_le64(p, s->env->schema->hash);
+  p += 8;
+  p = sx_wv(p, s->env->schema->version);
+  *p++ = (unsigned char)s->mode;
+  *p++ = (unsigned char)((s->dry ? SX_HF_DRY : 0) |
+                         (s->repair ? SX_HF_REPAIR : 0));
+  p = sx_wv(p, s->own_max);
+  p = sx_put_mask(p, sel);
+  p = sx_wv(p, s->o.credential_len);
+  if (s->o.credential_len) memcpy(p, s->o.credential, s->o.credential_len);
+  p += s->o.credential_len;
+  {
+    /* What this client holds of its peers' logs: the server, whichever
+     * it is, checks its own history against its entry (any kind of
+     * session, also those in which it never gets a REQUEST). */
+    int rc = sx_put_views(s, p, &p);
+    if (rc) return rc;
+  }
+  return sx_msg_put(s, SX_M_HELLO, b, (size_t)(p - b));
+}
+
+/* The peer's schema, the last field of HELLO and WELCOME (var length,
+ * then the peer form; r at it): *q and *n, the message's end checked. */
+static int sx_get_peer_schema(sync_session *s, sx_rd *r,
+                              const unsigned char **q, size_t *n) {
+  uint64_t len = sx_rvb(r, SX_CTL_MAX);
+  *n = (size_t)len;
+  *q = sx_rbytes(r, *n);
+  if (!*q || r->bad || r->p != r->end)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed schema in the handshake");
+  return 0;
+}
+
+/* The peer's schema (q, n): equal to ours (hash), or compatible
+ * (sx_schema_compat: tables and columns appended on either side); then
+ * the env accepts deltas cut under it.  A repair session compares
+ * fingerprints table by table, so it needs equal ones. */
+static int sx_check_peer_schema(sync_session *s, const unsigned char *q,
+                                size_t n, uint64_t hash) {
+  sx_schema *p;
+  int rc;
+  if (hash == s->env->schema->hash) return 0;
+  rc = sx_schema_decode_peer(&s->al, q, n, &p);
+  if (rc == SYNC_ENOMEM) return sx_sess_fail(s, rc, "out of memory");
+  if (rc || p->hash != hash) {
+    sx_schema_free(&s->al, p);
+    return sx_sess_fail(s, SYNC_EPROTO,
+                        "the peer's schema is malformed or not the one its "
+                        "hash names");
+  }
+  /* Said as "the server" and "the client", the server's first, so that
+   * the words are the same on the side that gets them in the ERROR. */
+  rc = sx_compat_check(
+      s->env, p, s->o.server ? "on the server" : "on the client",
+      s->o.server ? "on the client" : "on the server", !s->o.server);
+  sx_schema_free(&s->al, p);
+  if (rc)
+    return sx_sess_fail(s, rc, "incompatible schemas: %s",
+                        sync_env_errmsg(s->env));
+  return 0;
+}
+
+/* What this side holds of the peer's log (its version and the peer's
+ * history mark there), for the peer to check against its own history:
+ * var version, u64 mark id, var mark start.  p needs 2 * SX_VARINT_MAX
+ * + 8 bytes. */
+static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
+  sync_txn *x;
+  sx_peer peer;
+  int rc;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  rc = sx_peer_get(x, s->peer, &peer);
+  sync_txn_abort(x);
+  if (rc && rc != SYNC_NOTFOUND)
+    return sx_sess_fail(s, rc, "peer record: %s", sync_strerror(rc));
+  p = sx_wv(p, sx_cursor_version(&peer.cur));
+  sx_put_le64(p, peer.mark.id);
+  p = sx_wv(p + 8, peer.mark.start);
+  *end = p;
+  return 0;
+}
+
+/* The peer holds this replica's log up to version v with mark m: if that
+ * is not this file's history (restored from a backup, or copied), take a
+ * new site id and end the session with SYNC_EHISTORY; the next one syncs
+ * as the new site. */
+SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
+  sync_txn *x;
+  int rc;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  rc = sx_history_check(x, v, m);
+  sync_txn_abort(x);
+  if (rc == 0) return 0;
+  if (rc != SYNC_EHISTORY) return sx_sess_fail(s, rc, "%s", sync_strerror(rc));
+  {
+    char why[sizeof s->errmsg];
+    snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
+    if (s->dry) /* a dry run writes nothing: say it, change nothing */
+      return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
+    rc = sync_txn_begin(s->env, 0, &x);
+    if (!rc) {
+      rc = sx_site_renew_after(x, m);
+      if (rc)
+        sync_txn_abort(x);
+      else
+        rc = sync_txn_commit(x);
+    }
+    if (rc)
+      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
+                          sync_strerror(rc));
+    return sx_sess_fail(s, SYNC_EHISTORY,
+                        "%s: it took a new site id; sync again", why);
+  }
+}
+
+/* HELLO as read by sx_read_hello. */
+typedef struct sx_hello {
+  uint64_t hash, ver, maxm; /* the client's schema; its largest message */
+  unsigned mode, flags;
+  unsigned char sel[SYNC_RIGHTS_BYTES]; /* the tables it selected */
+  const unsigned char *cred;
+  size_t clen;
+  int view; /* it holds this replica's log up to vver with vmark */
+  uint64_t vver;
+  sx_mark vmark;
+} sx_hello;
+
+/* The client's views of its peers' logs (r at them): ours, if it has
+ * one, into h, to be checked once the client is authorized. */
+static void sx_read_views(sync_session *s, sx_rd *r, sx_hello *h) {
+  uint64_t nv = sx_rvb(r, SX_VIEWS_MAX + 1), i;
+  for (i = 0; i < nv && !r->bad; i++) {
+    const unsigned char *site = sx_rbytes(r, SX_SITE_LEN), *m;
+    uint64_t ver = sx_rv(r);
+    sx_mark mk;
+    m = sx_rbytes(r, 8);
+    mk.start = sx_rv(r);
+    if (!site || !m) break;
+    mk.id = sx_get_le64(m);
+    if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
+      h->view = 1;
+      h->vver = ver;
+      h->vmark = mk;
+    }
+  }
+}
+
+/* HELLO's fields into h (the client's site into s->peer).  0, or the
+ * session fails. */
+static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
+                         sx_hello *h) {
+  sx_rd r;
+  const unsigned char *q;
+  memset(h, 0, sizeof *h);
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  q = sx_rbytes(&r, 2 + SX_SITE_LEN + 8);
+  if (!q) return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  if (q[0] != SX_PROTO)
+    return sx_sess_fail(s, SYNC_EVERSION,
+                        "protocol version %u here, %u from the peer", SX_PROTO,
+                        q[0]);
+  if (q[1] != 1)
+    return sx_sess_fail(s, SYNC_EVERSION,
+                        "frame format 1 here, %u from the peer", q[1]);
+  memcpy(s->peer, q + 2, SX_SITE_LEN);
+  h->hash = sx_get_le64(q + 2 + SX_SITE_LEN);
+  h->ver = sx_rv(&r);
+  q = sx_rbytes(&r, 2);
+  h->maxm = sx_rv(&r);
+  if (!q || r.bad || sx_get_mask(&r, h->sel))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  h->mode = q[0];
+  h->flags = q[1];
+  h->clen = (size_t)sx_rvb(&r, SX_CRED_MAX + 1);
+  h->cred = sx_rbytes(&r, h->clen);
+  sx_read_views(s, &r, h);
+  if (r.bad || r.p != r.end || h->mode < SYNC_PULL || h->mode > SYNC_BOTH ||
+      (h->flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || h->maxm < SX_MSG_FLOOR)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
+  return 0;
+}
+
+/* The rights the server's authorize callback grants the client (every
+ * right without one).  0, or the session fails. */
+static int sx_authorize(sync_session *s, const sx_hello *h,
+                        sync_rights *rights) {
+  int rc;
+  memset(rights, 0, sizeof *rights);
+  if (!s->o.authorize) {
+    sx_mask_all(rights->read);
+    sx_mask_all(rights->write);
+    rights->relay = 1;
+    return 0;
+  }
+  rc = s->o.authorize(s->o.authorize_ctx, s->peer, h->cred, h->clen, rights);
+  if (rc)
+    return sx_sess_fail(s, rc < 0 ? rc : SYNC_EPERM,
+                        "the credential was refused");
+  return 0;
+}
+
+/* The client's choices, bounded by its rights, and its phases. */
+static void sx_hello_apply(sync_session *s, const sx_hello *h,
+                           const sync_rights *rights) {
+  s->mode = (int)h->mode;
+  s->dry = (h->flags & SX_HF_DRY) != 0;
+  s->repair = (h->flags & SX_HF_REPAIR) != 0;
+  s->peer_max = h->maxm < SX_MSG_MAX ? (size_t)h->maxm : SX_MSG_MAX;
+  memcpy(s->read_mask, rights->read, SYNC_RIGHTS_BYTES);
+  memcpy(s->send_mask, rights->read, SYNC_RIGHTS_BYTES);
+  sx_mask_and(s->send_mask, h->sel);
+  memcpy(s->recv_mask, rights->write, SYNC_RIGHTS_BYTES);
+  sx_mask_and(s->recv_mask, h->sel);
+  s->relay = rights->relay;
+  s->nphase = 0;
+  if (h->mode & SYNC_PULL) s->roles[s->nphase++] = SX_ROLE_SEND;
+  if (h->mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_RECV;
+}
+
+/* WELCOME: who we are, and what the client may send and get (and our
+ * schema when the client's hash is not ours). */
+static int sx_send_welcome(sync_session *s, uint64_t client_hash) {
+  unsigned char b[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8], *p = b;
+  int rc;
+  *p++ = SX_PROTO;
+  memcpy(p, s->env->site, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  sx_put_le64(p, s->env->schema->hash);
+  p += 8;
+  p = sx_wv(p, s->own_max);
+  p = sx_put_mask(p, s->recv_mask);
+  p = sx_put_mask(p, s->send_mask);
+  if ((rc = sx_put_view(s, p, &p))) return rc;
+  rc = client_hash == s->env->schema->hash
+           ? sx_msg_put(s, SX_M_WELCOME, b, (size_t)(p - b))
+           : sx_put_with_schema(s, SX_M_WELCOME, b, (size_t)(p - b));
+  if (rc) return sx_sess_fail(s, rc, "out of memory");
+  return 0;
+}
+
+SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
+                             size_t n) {
+  sx_hello h;
+  sync_rights rights;
+  int rc;
+  if ((rc = sx_read_hello(s, b, n, &h))) return rc;
+  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+    return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
+  s->have_peer = 1;
+  s->repair = (h.flags & SX_HF_REPAIR) != 0;
+  if ((rc = sx_authorize(s, &h, &rights))) return rc;
+  /* Schemas differ: a repair compares fingerprints table by table, so
+   * it needs equal ones; a sync goes on once the client's schema, which
+   * it sends after this WELCOME with ours, is found compatible (only an
+   * authorized client's: the env keeps a few). */
+  if (h.hash != s->env->schema->hash && s->repair)
+    return sx_sess_fail(s, SYNC_ESCHEMA,
+                        "range repair needs equal schemas: this side has "
+                        "schema version %llu (hash %016llx), the peer "
+                        "version %llu (hash %016llx); sync both to the same "
+                        "schema first",
+                        (unsigned long long)s->env->schema->version,
+                        (unsigned long long)s->env->schema->hash,
+                        (unsigned long long)h.ver, (unsigned long long)h.hash);
+  s->peer_hash = h.hash;
+  /* Only an authorized client's view may make this replica renew. */
+  if (h.view && (rc = sx_check_view(s, h.vver, &h.vmark))) return rc;
+  sx_hello_apply(s, &h, &rights);
+  if ((rc = sx_send_welcome(s, h.hash))) return rc;
+  s->phase = 0;
+  if (h.hash != s->env->schema->hash) {
+    s->state = SX_ST_SCHEMA;
+    return 0;
+  }
+  if (s->repair) return sx_repair_start(s);
+  return sx_phase_start(s);
+}
+
+SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
+                               size_t n) {
+  sx_rd r;
+  const unsigned char *q;
+  uint64_t hash, maxm, vver;
+  sx_mark vmark;
+  unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
+  const unsigned char *sq;
+  size_t sn;
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  q = sx_rbytes(&r, 1 + SX_SITE_LEN + 8);
+  if (!q) return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  if (q[0] != SX_PROTO)
+    return sx_sess_fail(s, SYNC_EVERSION,
+                        "protocol version %u here, %u from the peer", SX_PROTO,
+                        q[0]);
+  memcpy(s->peer, q + 1, SX_SITE_LEN);
+  hash = sx_get_le64(q + 1 + SX_SITE_LEN);
+  maxm = sx_rv(&r);
+  if (r.bad || sx_get_mask(&r, wr) || sx_get_mask(&r, rd))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  vver = sx_rv(&r);
+  q = sx_rbytes(&r, 8);
+  vmark.start = sx_rv(&r);
+  if (!q || r.bad || maxm < SX_MSG_FLOOR)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  vmark.id = sx_get_le64(q);
+  sq = NULL;
+  sn = 0;
+  if (hash != s->env->schema->hash) {
+    if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  } else if (r.p != r.end) {
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
+  }
+  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+    return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
+  s->have_peer = 1;
+  if (sq) {
+    /* The server waits for ours before the first phase. */
+    if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
+    if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
+      return sx_sess_fail(s, rc, "out of memory");
+  }
+  if ((rc = sx_check_view(s, vver, &vmark))) return rc;
+  s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
+  /* Send what the server lets us write, and what it lets us read (a
+   * write there is refused and answered with the server's row, which
+   * this replica takes back); apply what we selected. */
+  {
+    unsigned char wrd[SYNC_RIGHTS_BYTES];
+    size_t i;
+    for (i = 0; i < SYNC_RIGHTS_BYTES; i++) wrd[i] = wr[i] | rd[i];
+    sx_mask_all(s->send_mask);
+    sx_mask_and(s->send_mask, s->o.tables);
+    sx_mask_and(s->send_mask, wrd);
+  }
+  sx_mask_all(s->recv_mask);
+  sx_mask_and(s->recv_mask, s->o.tables);
+  s->relay = 1;
+  s->phase = 0;
+  if (s->repair) {
+    /* Repair what both may read: what the server lets us read. */
+    sx_mask_and(s->recv_mask, rd);
+    return sx_repair_start(s);
+  }
+  return sx_phase_start(s);
+}
+
+/* SCHEMA (server, the schemas differ): the client's, as WELCOME's hash
+ * check left it to the client to send; then the first phase. */
+SYNC_PRIVATE int sx_on_schema(sync_session *s, const unsigned char *b,
+                              size_t n) {
+  const unsigned char *sq;
+  size_t sn;
+  sx_rd r;
+  int rc;
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  if ((rc = sx_get_peer_schema(s, &r, &sq, &sn))) return rc;
+  if ((rc = sx_check_peer_schema(s, sq, sn, s->peer_hash))) return rc;
+  if (s->repair) return sx_repair_start(s);
+  return sx_phase_start(s);
+}
+/* ---- src/session.c ---- */
+/*
+ * session.c - the sync protocol (docs/PROTOCOL.md) as a sans-IO state
+ * machine: bytes come in through sync_session_recv() and go out through
+ * sync_session_send().
+ *
+ * Messages are framed (type, length, payload, checksum) and never larger
+ * than the peer accepts; control messages larger than that travel in
+ * fragments, delta frames in DATA messages that the frame decoder
+ * reassembles.  A session is a list of phases, in each of which this side
+ * either receives (it asks with REQUEST, applies each chunk and asks
+ * again, then sends FINAL with its report) or sends (it answers each
+ * REQUEST with the next chunk).  The client pulls, then pushes; the
+ * server mirrors it.  This file holds those handlers, the dispatch of
+ * messages by state, and the public calls; the handshake, refusals and
+ * repair are in the session_*.c files before it.
+ */
+
+
+#include <stdio.h>
+
+/* Rows of the tables we send, for the progress of an initial stream. */
+static uint64_t sx_rows_expected(sync_session *s, sync_txn *x) {
+  uint64_t total = 0, n;
+  unsigned t;
+  for (t = 0; t < s->env->schema->ntables; t++)
+    if ((s->send_mask[t >> 3] >> (t & 7)) & 1)
+      if (sync_count(x, t, &n) == 0) total += n;
+  return total;
+}
+
+/* FINAL's report (r at it). */
+static void sx_read_report(sx_rd *r, sync_apply_report *rep) {
+  memset(rep, 0, sizeof *rep);
+  rep->rows = sx_rv(r);
+  rep->inserted = sx_rv(r);
+  rep->updated = sx_rv(r);
+  rep->deleted = sx_rv(r);
+  rep->unchanged = sx_rv(r);
+  rep->conflicts = sx_rv(r);
+  rep->refused = sx_rv(r);
+  rep->exited = sx_rv(r);
+}
+
+/* REQUEST's fields into req and *flags; FINAL's report is added to what
+ * the peer applied.  0 with req->vv allocated (the caller frees it), or
+ * the session fails. */
+static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
+                           sync_request *req, unsigned *flags) {
+  sx_rd r;
+  const unsigned char *q;
+  uint64_t nvv, i;
+  memset(req, 0, sizeof *req);
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
+  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE)))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
+  *flags = q[0];
+  req->al = s->al;
+  memcpy(req->requester, q + 1, SX_SITE_LEN);
+  memcpy(req->sender, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
+  req->schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
+  if (sx_rcursor(&r, &req->cur) || !(q = sx_rbytes(&r, 8)))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
+  req->mark.id = sx_get_le64(q);
+  req->mark.start = sx_rv(&r);
+  if (sx_rscope(&r, &req->scope))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST scope");
+  nvv = sx_rv(&r);
+  if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
+  if (memcmp(req->requester, s->peer, SX_SITE_LEN) ||
+      memcmp(req->sender, s->env->site, SX_SITE_LEN))
+    return sx_sess_fail(s, SYNC_EPROTO, "REQUEST names other replicas");
+  req->vv = (sync_stamp *)sx_malloc(&s->al, (size_t)(nvv ? nvv : 1) *
+                                                sizeof(sync_stamp));
+  if (!req->vv) return sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
+  req->nvv = (size_t)nvv;
+  for (i = 0; i < nvv; i++) {
+    q = sx_rbytes(&r, SX_SITE_LEN);
+    if (q) memcpy(req->vv[i].site, q, SX_SITE_LEN);
+    req->vv[i].hlc = sx_rv(&r);
+  }
+  if (*flags & SX_RQ_FINAL) {
+    sync_apply_report rep;
+    sx_read_report(&r, &rep);
+    if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
+  }
+  if (r.bad || r.p != r.end) {
+    sx_free(&s->al, req->vv);
+    req->vv = NULL;
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
+  }
+  return 0;
+}
+
+/* What the requester holds of us lets tombstones go. */
+static int sx_ack_request(sync_session *s, const sync_request *req) {
+  sync_txn *x;
+  int rc = sync_txn_begin(s->env, 0, &x);
+  if (!rc) {
+    rc = sync_request_ack(x, req);
+    if (rc)
+      sync_txn_abort(x);
+    else
+      rc = sync_txn_commit(x);
+  }
+  if (rc)
+    return sx_sess_fail(s, rc, "recording the peer's position: %s",
+                        sync_strerror(rc));
+  return 0;
+}
+
+/* Answer req with the next chunk (PLAN first, when it starts an initial
+ * stream). */
+static int sx_send_chunk(sync_session *s, const sync_request *req,
+                         unsigned flags) {
+  sync_delta *d = NULL;
+  sync_delta_opts o;
+  sync_txn *x;
+  int rc;
+  memset(&o, 0, sizeof o);
+  o.max_rows = s->o.chunk_rows;
+  o.max_bytes = s->o.chunk_bytes;
+  o.tables = s->send_mask;
+  o.filter = s->o.filter;
+  o.filter_ctx = s->o.filter_ctx;
+  o.whole_rows = (flags & SX_RQ_WHOLE) != 0;
+  /* The server follows the client's scope: rows leave it as exit
+   * markers, and a new scope restarts its stream. */
+  o.scope = s->o.server;
+  o.filter_version = s->o.filter_version;
+  o.visible = s->o.server ? s->read_mask : NULL;
+  rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
+  if (!rc) {
+    int initial = req->cur.mode == SX_MODE_LOG && req->cur.version == 0 &&
+                  req->cur.seq == 0;
+    rc = sync_delta_make(x, req, &o, &d);
+    s->sent_snap = sync_txn_version(x);
+    if (!rc && initial) {
+      unsigned char pb[SX_VARINT_MAX];
+      uint64_t total = sx_rows_expected(s, x);
+      rc = sx_msg_put(s, SX_M_PLAN, pb, (size_t)(sx_wv(pb, total) - pb));
+    }
+    sync_txn_abort(x);
+  }
+  if (!rc) rc = sx_frame_start(s, d);
+  sync_delta_free(d);
+  if (rc)
+    return sx_sess_fail(s, rc, "cutting a chunk: %s (%s)", sync_strerror(rc),
+                        sync_env_errmsg(s->env));
+  sx_progress(s);
+  return 0;
+}
+
+/* A request arrived in a sending phase: acknowledge it (a dry run holds
+ * nothing new), then answer with the next chunk (or, for FINAL, move to
+ * the next phase). */
+static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
+  sync_request req;
+  unsigned flags = 0;
+  int rc;
+  if ((rc = sx_read_request(s, b, n, &req, &flags))) return rc;
+  /* The requester's view of our log must be this file's history. */
+  rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark);
+  if (!rc && !(flags & SX_RQ_DRY) && !s->dry) rc = sx_ack_request(s, &req);
+  if (!rc && !(flags & SX_RQ_FINAL)) rc = sx_send_chunk(s, &req, flags);
+  sx_free(&s->al, req.vv);
+  if (rc || !(flags & SX_RQ_FINAL)) return rc;
+  sx_progress(s);
+  s->phase++;
+  return sx_phase_start(s);
+}
+
+/* The options a chunk is applied with (answer: refusals are collected
+ * to be answered). */
+static void sx_apply_opts_of(sync_session *s, int answer, sync_apply_opts *ao) {
+  memset(ao, 0, sizeof *ao);
+  ao->policy = s->o.policy | (s->dry ? SYNC_APPLY_DRY_RUN : 0);
+  ao->writable = s->recv_mask;
+  ao->relay = s->relay;
+  ao->max_ahead_ms = s->o.max_ahead_ms;
+  ao->refuse_whole = s->o.refuse_whole;
+  ao->refuse_exits = s->o.server; /* a client never removes server rows */
+  if (s->o.server) {
+    /* A row the client holds outside its scope that we keep as it is
+     * would never reach it again: log it, so it exits. */
+    ao->scope_tables = s->send_mask;
+    ao->scope_filter = s->o.filter;
+    ao->scope_filter_ctx = s->o.filter_ctx;
+    ao->check = s->o.check_write;
+    ao->check_ctx = s->o.check_write_ctx;
+  }
+  if (answer) {
+    ao->on_refused = sx_rf_collect;
+    ao->on_refused_ctx = s;
+    s->rf.len = 0;
+    s->rf_n = s->rf_pos = 0;
+    s->rf_over = 0;
+  }
+}
+
+/* Apply d in a transaction of its own (answer: collecting refusals), and
+ * commit it unless this is a dry run or the chunk is refused whole. */
+static int sx_apply_chunk(sync_session *s, const sync_delta *d, int answer,
+                          sync_apply_report *rep) {
+  sync_apply_opts ao;
+  sync_txn *x;
+  int rc;
+  sx_apply_opts_of(s, answer, &ao);
+  if ((rc = sync_txn_begin(s->env, 0, &x))) return rc;
+  rc = answer ? sx_delta_apply_held(x, d, &ao, rep)
+              : sync_delta_apply_opts(x, d, &ao, rep);
+  if (answer && s->rf_n &&
+      (s->rf_over || (rc == SYNC_EPERM && s->o.refuse_whole))) {
+    /* Nothing of the chunk applies: the refused rows are answered and
+     * the same range is asked for again once they are taken back. */
+    sync_txn_abort(x);
+    s->rf_whole = 1;
+    return 0;
+  }
+  if (rc || s->dry) {
+    sync_txn_abort(x);
+    return rc;
+  }
+  s->rf_whole = 0;
+  return sync_txn_commit(x);
+}
+
+/* A chunk arrived in a receiving phase: apply it with its cursor (the
+ * server: answer the rows it refused first), then ask for the next one,
+ * or end the phase. */
+static int sx_on_delta(sync_session *s, sync_delta *d) {
+  sync_apply_report rep;
+  int rc, last = d->last, answer;
+  if (memcmp(d->sender, s->peer, SX_SITE_LEN)) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, SYNC_EPROTO, "a chunk from another sender");
+  }
+  /* A server answers the rows it refuses (not in a dry run: nothing is
+   * written on either side). */
+  answer = s->o.server && !s->dry;
+  rc = sx_apply_chunk(s, d, answer, &rep);
+  s->st.frames_received++;
+  s->st.rows_received += sync_delta_rows(d);
+  if (rc) {
+    sync_delta_free(d);
+    return sx_sess_fail(s, rc, "applying a chunk: %s (%s)", sync_strerror(rc),
+                        sync_env_errmsg(s->env));
+  }
+  if (rep.unknown) s->held = 1;
+  if (s->dry || s->held) {
+    s->vcur = d->end;
+    s->vmark = d->mark;
+    s->vscope = d->scope;
+    s->vcur_ok = 1;
+  }
+  if (answer && s->rf_n) return sx_rf_answer(s, d, last, &rep);
+  s->rf_rounds = 0;
+  sync_delta_free(d);
+  sx_report_add(&s->phase_rep, &rep);
+  sx_report_add(&s->st.applied, &rep);
+  sx_progress(s);
+  if (!last) return sx_send_request(s, 0);
+  if ((rc = sx_send_request(s, 1))) return rc;
+  s->phase++;
+  return sx_phase_start(s);
 }
 
 static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
@@ -13830,7 +14215,8 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
   s->status = SYNC_EPEER;
   if (q) {
     int c = (int)sx_unzigzag(code);
-    snprintf(s->errmsg, sizeof s->errmsg, "the peer ended the session: %.*s (%s)",
+    snprintf(s->errmsg, sizeof s->errmsg,
+             "the peer ended the session: %.*s (%s)",
              (int)(len < 200 ? len : 200), (const char *)q, sync_strerror(c));
     /* What no retry can mend keeps its own code. */
     if (c == SYNC_ESCHEMA || c == SYNC_EVERSION || c == SYNC_EPERM ||
@@ -13840,8 +14226,10 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
       /* We may lack deletes of this sender: say so (sync_health_get). */
       sync_txn *x;
       if (sync_txn_begin(s->env, 0, &x) == 0) {
-        if (sx_peer_set_stale(x, s->peer)) sync_txn_abort(x);
-        else (void)sync_txn_commit(x);
+        if (sx_peer_set_stale(x, s->peer))
+          sync_txn_abort(x);
+        else
+          (void)sync_txn_commit(x);
       }
     }
   } else {
@@ -13849,201 +14237,6 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
   }
   return s->status;
 }
-
-/* ---------------------------------------------------------------------
- * Repair (repair.c): the two sides alternate turns, each a REPAIR
- * message and, when it carries rows, one DATA frame after it.
- * ------------------------------------------------------------------- */
-#ifndef SYNC_OMIT_REPAIR
-static int sx_repair_done(sync_session *s) {
-  const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
-  s->st.repair_equal = rs->equal;
-  if (!s->dry && rs->nt) {
-    /* New rows start above what the peer collected: a key written here
-     * again beats the tombstones other replicas still keep of it. */
-    unsigned nt = s->env->schema->ntables, i;
-    uint64_t *maxcl =
-        (uint64_t *)sx_malloc(&s->al, sizeof(uint64_t) * (nt ? nt : 1));
-    sync_txn *x;
-    int rc = maxcl ? 0 : SYNC_ENOMEM, any = 0;
-    if (maxcl) memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
-    for (i = 0; !rc && i < rs->nt; i++)
-      if (rs->tid[i] < nt && rs->gccl[i]) {
-        maxcl[rs->tid[i]] = rs->gccl[i];
-        any = 1;
-      }
-    if (!rc && any && !(rc = sync_txn_begin(s->env, 0, &x))) {
-      rc = sx_gccl_raise(x, maxcl);
-      if (rc) sync_txn_abort(x);
-      else rc = sync_txn_commit(x);
-    }
-    sx_free(&s->al, maxcl);
-    if (rc)
-      return sx_sess_fail(s, rc, "recording what the peer collected: %s",
-                          sync_strerror(rc));
-  }
-  if (!s->o.server && !s->dry && rs->equal && rs->have_v0) {
-    /* Everything the server held at the start is here now: its log
-     * continues from there (the vector stays as it is). */
-    sync_txn *x;
-    sx_peer p;
-    int rc = sync_txn_begin(s->env, 0, &x);
-    if (!rc) {
-      rc = sx_peer_get(x, s->peer, &p);
-      if (rc == SYNC_NOTFOUND) {
-        memset(&p, 0, sizeof p);
-        rc = 0;
-      }
-      if (!rc && (p.cur.mode != SX_MODE_LOG ||
-                  sx_poscmp(p.cur.version, p.cur.seq, rs->v0, UINT32_MAX) <
-                      0)) {
-        memset(&p.cur, 0, sizeof p.cur);
-        p.cur.mode = SX_MODE_LOG;
-        p.cur.version = rs->v0;
-        p.cur.seq = UINT32_MAX;
-        /* The server's mark there is not known: none, until the next
-         * chunk brings one. */
-        memset(&p.mark, 0, sizeof p.mark);
-        /* It holds the repaired tables as an unfiltered stream would
-         * have left them: that scope (and, as held, whatever it may
-         * still hold of the scope before, for a server that filters). */
-        {
-          sx_scope sc;
-          unsigned t, i;
-          memset(&sc, 0, sizeof sc);
-          sc.flags = SX_SCOPE_ON;
-          for (t = 0; t < s->env->schema->ntables && t < 8 * SX_TBYTES; t++)
-            if ((s->recv_mask[t >> 3] >> (t & 7)) & 1)
-              sc.tables[t >> 3] |= (unsigned char)(1u << (t & 7));
-          for (i = 0; i < SX_TBYTES; i++)
-            sc.held[i] = (unsigned char)(sc.tables[i] |
-                                         (p.scope.flags ? p.scope.held[i] |
-                                                              p.scope.tables[i]
-                                                        : 0));
-          p.scope = sc;
-        }
-        rc = sx_peer_put(x, s->peer, &p);
-      }
-      if (rc) sync_txn_abort(x);
-      else rc = sync_txn_commit(x);
-    }
-    if (rc)
-      return sx_sess_fail(s, rc, "recording the repair's position: %s",
-                          sync_strerror(rc));
-  }
-  s->state = SX_ST_END;
-  return 0;
-}
-
-static void sx_repair_stats(sync_session *s) {
-  const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
-  s->st.repair_turns = rs->turns;
-  s->st.repair_nodes = rs->nodes;
-  s->st.repair_rows = rs->rows;
-  s->st.repair_passes = rs->passes;
-  s->st.applied = rs->applied;
-}
-
-/* This side's turn. */
-static int sx_repair_turn(sync_session *s, int first) {
-  const unsigned char *m;
-  size_t n, flen = 0, raw = 0;
-  sync_delta *d = NULL;
-  int rc = sx_rp_turn(s->rp, first, &m, &n, &d);
-  if (rc)
-    return sx_sess_fail(s, rc, "%s (%s)", sx_rp_errmsg(s->rp),
-                        sync_env_errmsg(s->env));
-  if ((rc = sx_msg_put(s, SX_M_REPAIR, m, n))) {
-    sync_delta_free(d);
-    return sx_sess_fail(s, rc, "out of memory");
-  }
-  if (d) {
-    rc = sync_encoder_begin(s->enc, d, &flen, &raw);
-    if (rc) {
-      sync_delta_free(d);
-      return sx_sess_fail(s, rc, "a repair frame: %s", sync_strerror(rc));
-    }
-    s->frame_out = 1;
-    s->st.frames_sent++;
-    s->st.rows_sent += sync_delta_rows(d);
-    s->st.frame_bytes_sent += flen;
-    s->st.raw_bytes_sent += raw;
-    sync_delta_free(d);
-  }
-  sx_repair_stats(s);
-  sx_progress(s);
-  if (sx_rp_stats_of(s->rp)->done) return sx_repair_done(s);
-  s->state = SX_ST_REPAIR;
-  return 0;
-}
-
-static int sx_repair_start(sync_session *s) {
-  sx_rp_opts ro;
-  int rc;
-  memset(&ro, 0, sizeof ro);
-  ro.tables = s->o.server ? s->send_mask : s->recv_mask;
-  ro.writable = s->recv_mask;
-  ro.relay = s->relay;
-  ro.max_ahead_ms = s->o.max_ahead_ms;
-  if (s->o.server) {
-    ro.check = s->o.check_write;
-    ro.check_ctx = s->o.check_write_ctx;
-  }
-  ro.dry = s->dry;
-  ro.budget = s->o.chunk_rows;
-  ro.max_bytes = s->o.chunk_bytes;
-  ro.peer = s->peer;
-  ro.server = s->o.server;
-  ro.on_diff = s->o.server ? NULL : s->o.on_diff;
-  ro.on_diff_ctx = s->o.on_diff_ctx;
-  if ((rc = sx_rp_new(s->env, &ro, &s->rp)))
-    return sx_sess_fail(s, rc, "out of memory");
-  s->state = SX_ST_REPAIR;
-  if (s->o.server) return sx_repair_turn(s, 1);
-  return 0;
-}
-
-static int sx_on_repair(sync_session *s, const unsigned char *b, size_t n) {
-  int frame = 0, rc = sx_rp_on_turn(s->rp, b, n, &frame);
-  if (rc) return sx_sess_fail(s, rc, "%s", sx_rp_errmsg(s->rp));
-  sx_repair_stats(s);
-  if (sx_rp_stats_of(s->rp)->done) return sx_repair_done(s);
-  if (frame) {
-    s->rp_frame = 1;
-    return 0;
-  }
-  return sx_repair_turn(s, 0);
-}
-
-static int sx_on_repair_delta(sync_session *s, sync_delta *d) {
-  int rc;
-  s->rp_frame = 0;
-  if (memcmp(d->sender, s->peer, SX_SITE_LEN)) {
-    sync_delta_free(d);
-    return sx_sess_fail(s, SYNC_EPROTO, "a chunk from another sender");
-  }
-  s->st.frames_received++;
-  s->st.rows_received += sync_delta_rows(d);
-  if ((rc = sx_rp_on_frame(s->rp, d)))
-    return sx_sess_fail(s, rc, "%s", sx_rp_errmsg(s->rp));
-  return sx_repair_turn(s, 0);
-}
-#else
-static int sx_repair_start(sync_session *s) {
-  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
-}
-
-static int sx_on_repair(sync_session *s, const unsigned char *b, size_t n) {
-  (void)b;
-  (void)n;
-  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
-}
-
-static int sx_on_repair_delta(sync_session *s, sync_delta *d) {
-  sync_delta_free(d);
-  return sx_sess_fail(s, SYNC_ENOTSUP, "this build has no repair");
-}
-#endif
 
 /* A whole control message (reassembled) or DATA payload. */
 static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
@@ -14082,19 +14275,17 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
     if (type == SX_M_REFUSED && !s->o.server) return sx_on_refused(s, b, n);
     break;
   case SX_ST_ANSWER:
-    if (type == SX_M_REVERTED && !s->frame_out)
-      return sx_on_reverted(s, b, n);
+    if (type == SX_M_REVERTED && !s->frame_out) return sx_on_reverted(s, b, n);
     break;
   case SX_ST_REPAIR:
     if (s->frame_out) break; /* the peer speaks only after our frame */
     if (type == SX_M_DATA && s->rp_frame) return sx_on_data(s, b, n);
     if (type == SX_M_REPAIR && !s->rp_frame) return sx_on_repair(s, b, n);
     break;
-  default:
-    break;
+  default: break;
   }
-  return sx_sess_fail(s, SYNC_EPROTO, "unexpected message %u in state %d",
-                      type, s->state);
+  return sx_sess_fail(s, SYNC_EPROTO, "unexpected message %u in state %d", type,
+                      s->state);
 }
 
 /* One verified message (or fragment). */
@@ -14146,8 +14337,8 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   if (!env || !o || !env->schema || !env->st) return SYNC_EINVAL;
   if (o->mode < 0 || o->mode > SYNC_BOTH || o->credential_len > SX_CRED_MAX ||
       (o->credential_len && !o->credential) ||
-      (o->max_message && (o->max_message < SX_MSG_FLOOR ||
-                          o->max_message > SX_MSG_MAX)) ||
+      (o->max_message &&
+       (o->max_message < SX_MSG_FLOOR || o->max_message > SX_MSG_MAX)) ||
       o->policy < SYNC_APPLY_MERGE || o->policy > SYNC_APPLY_APPEND)
     return SYNC_EINVAL;
   s = (sync_session *)sx_malloc(&env->al, sizeof *s);
@@ -14369,8 +14560,7 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
 
 SYNC_API int sync_session_want_read(const sync_session *s) {
   return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
-               s->state == SX_ST_SCHEMA ||
-               s->state == SX_ST_RECV ||
+               s->state == SX_ST_SCHEMA || s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
                (s->state == SX_ST_ANSWER && !s->frame_out) ||
                (s->state == SX_ST_SEND && !s->frame_out));
@@ -14416,6 +14606,13 @@ SYNC_API void sync_session_abort(sync_session *s, int err) {
   s->status = err < 0 ? err : SYNC_ECLOSED;
   s->frame_out = 0;
 }
+/* ---- src/session_drive.c ---- */
+/*
+ * session_drive.c - sync_session_run(): the blocking driver, a thin loop
+ * that moves bytes between a session and the caller's send and recv
+ * callbacks until the session is over.  It uses only the public calls,
+ * as any other driver would.
+ */
 
 SYNC_API int sync_session_run(sync_session *s, const sync_transport *t) {
   unsigned char buf[16384];
@@ -14459,10 +14656,16 @@ SYNC_API int sync_session_run(sync_session *s, const sync_transport *t) {
   st = sync_session_status(s);
   return st == 1 ? 0 : st ? st : SYNC_EPROTO;
 }
+/* ---- src/retry.c ---- */
+/*
+ * retry.c - sync_retry_run(): runs a session over a connection the
+ * caller makes, again with jittered exponential backoff when it fails in
+ * a way another attempt may mend, behind a circuit breaker that stops
+ * trying for a while after runs that failed.
+ */
 
-/* ---------------------------------------------------------------------
- * Retries
- * ------------------------------------------------------------------- */
+#include <time.h>
+
 struct sync_retry {
   sx_alloc al;
   sync_retry_opts o;
@@ -14533,9 +14736,8 @@ static void sx_sleep_ms(void *ctx, uint64_t ms) {
 /* Errors another attempt cannot mend. */
 static int sx_retry_final(int rc) {
   return rc == SYNC_ESCHEMA || rc == SYNC_EVERSION || rc == SYNC_EPERM ||
-         rc == SYNC_ESTALE ||
-         rc == SYNC_EINVAL || rc == SYNC_ENOTSUP || rc == SYNC_ECORRUPT ||
-         rc == SYNC_EPANIC || rc == SYNC_EREADONLY;
+         rc == SYNC_ESTALE || rc == SYNC_EINVAL || rc == SYNC_ENOTSUP ||
+         rc == SYNC_ECORRUPT || rc == SYNC_EPANIC || rc == SYNC_EREADONLY;
 }
 
 SYNC_API int sync_retry_run(sync_retry *r, sync_env *env,
