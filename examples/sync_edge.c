@@ -40,8 +40,8 @@
 #include "demo_schema.h"
 
 /* The network code: one blocking TCP connection per attempt, with a
- * receive timeout, under sync_retry_run.  `synctl` (tools/synctl/) has
- * the full version (TLS-free TCP, poll loop, credentials file, retries);
+ * receive timeout, under sync_retry_run.  `synctl` has the full version
+ * in tools/net/ (TCP, poll loop, credentials file, retries);
  * this example keeps only what a device needs. */
 typedef struct tcp_link {
   const char *addr;

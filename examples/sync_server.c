@@ -218,7 +218,7 @@ static int share(void *ctx, const uint8_t peer[16], unsigned table,
 
 /* The network code: a listening socket, and a poll() loop (serve, below)
  * that moves bytes between each non-blocking socket and its session.
- * `synctl` (tools/synctl/) has the full version (TLS-free TCP, poll loop,
+ * `synctl serve` has the full version in tools/net/ (TCP, poll loop,
  * credentials file, retries); this example keeps only what serving the
  * demo's devices needs. */
 static int listen_on(const char *addr, int *port_out) {
