@@ -9,6 +9,7 @@
 #include "util.c"
 #include "hash.c"
 #include "clock.c"
+#include "delta.c"
 #include "stats.c"
 #include "schema.c"
 #include "store.c"
