@@ -32,5 +32,6 @@
 #include "digest.c"
 #include "reject.c"
 #include "codec.c"
+#include "dict.c"
 #include "repair.c"
 #include "session.c"

@@ -9,11 +9,17 @@
  * The decoder trusts nothing: every length and count is bounded before it
  * sizes anything, every reference is checked, and a frame is verified
  * whole (checksum, then structure) before a delta is handed out.
+ *
+ * Pure bytes: the codec stands on util, hash and the delta types alone
+ * (no storage), so the decoder of untrusted input can be read, tested and
+ * fuzzed as a closed unit.
  */
-#include "reject.h"
-#include "codec.h"
+#include "internal.h"
 
+#include "codec.h"
+#include "delta.h"
 #include "hash.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -1518,98 +1524,16 @@ SYNC_API int sync_decoder_decode(sync_decoder *dec, const void *frame,
 }
 
 /* ---------------------------------------------------------------------
- * Dictionary training
+ * Dictionary training (the samples come from dict.c)
  * ------------------------------------------------------------------- */
-SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
-                             void *dict, size_t cap, size_t *len) {
-#ifdef SYNC_OMIT_ZSTD
-  (void)x;
-  (void)table;
-  (void)max_rows;
-  (void)dict;
-  (void)cap;
-  if (len) *len = 0;
-  return SYNC_ENOTSUP;
-#else
-  sync_env *env;
-  sync_cursor *cur = NULL;
-  sx_buf samples;
-  sync_value *v;
-  size_t *sizes = NULL, nsamp = 0, capsz = 0, got;
-  unsigned ncols;
-  int rc;
-  if (len) *len = 0;
-  if (!x || !dict || !len || cap < 256) return SYNC_EINVAL;
-  env = x->env;
-  if (table >= env->schema->ntables) return SYNC_NOTFOUND;
-  if (!max_rows) max_rows = 10000;
-  ncols = env->schema->tables[table].ncols;
-  sx_buf_init(&samples, &env->al);
-  v = (sync_value *)sx_malloc(&env->al, ncols * sizeof *v);
-  if (!v) return SYNC_ENOMEM;
-  if ((rc = sync_cursor_open(x, table, &cur))) {
-    sx_free(&env->al, v);
-    return rc;
-  }
-  /* One sample per row: its key and its values laid out as in a frame
-   * (plain encodings), which is what the frames' bodies repeat. */
-  while (nsamp < max_rows) {
-    sync_key k;
-    unsigned i;
-    size_t start = samples.len;
-    rc = sync_cursor_next(cur, &k, v, ncols);
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) goto done;
-    if ((rc = sx_buf_reserve(&samples, k.len + SX_VARINT_MAX))) goto done;
-    samples.len += sx_put_varint(samples.p + samples.len, k.len);
-    memcpy(samples.p + samples.len, k.data, k.len);
-    samples.len += k.len;
-    for (i = 0; i < ncols; i++) {
-      size_t need = 1 + 2 * SX_VARINT_MAX + 8 +
-                    (v[i].type == SYNC_TEXT || v[i].type == SYNC_BLOB
-                         ? v[i].len
-                         : 0);
-      unsigned char *p;
-      if (env->schema->tables[table].cols[i].flags & SYNC_COL_LOCAL) continue;
-      if ((rc = sx_buf_reserve(&samples, need))) goto done;
-      p = samples.p + samples.len;
-      if (v[i].type == SYNC_INTEGER) {
-        p = sx_wv(p, sx_zigzag(v[i].i));
-      } else if (v[i].type == SYNC_REAL) {
-        sx_put_le64(p, sx_double_bits(v[i].r));
-        p += 8;
-      } else if (v[i].type == SYNC_TEXT || v[i].type == SYNC_BLOB) {
-        p = sx_wv(p, v[i].len);
-        memcpy(p, v[i].data, v[i].len);
-        p += v[i].len;
-      } else {
-        *p++ = 0;
-      }
-      samples.len = (size_t)(p - samples.p);
-    }
-    if ((rc = sx_grow(&env->al, (void **)&sizes, &capsz, nsamp + 1,
-                      sizeof(size_t))))
-      goto done;
-    sizes[nsamp++] = samples.len - start;
-  }
-  if (nsamp < 8) {
-    rc = SYNC_ELIMIT;
-    goto done;
-  }
-  got = ZDICT_trainFromBuffer(dict, cap, samples.p, sizes, (unsigned)nsamp);
-  if (ZDICT_isError(got)) {
-    rc = SYNC_ELIMIT; /* too little material for zstd to find patterns */
-    goto done;
-  }
+#ifndef SYNC_OMIT_ZSTD
+SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
+                                      const void *samples, const size_t *sizes,
+                                      unsigned n, size_t *len) {
+  size_t got = ZDICT_trainFromBuffer(dict, cap, samples, sizes, n);
+  if (ZDICT_isError(got))
+    return SYNC_ELIMIT; /* too little material for zstd to find patterns */
   *len = got;
-done:
-  sync_cursor_close(cur);
-  sx_free(&env->al, v);
-  sx_free(&env->al, sizes);
-  sx_buf_free(&samples);
-  return rc;
-#endif
+  return 0;
 }
+#endif

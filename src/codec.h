@@ -11,5 +11,13 @@
 
 /* codec.c: body bytes of the last frame dec decoded. */
 SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
+#ifndef SYNC_OMIT_ZSTD
+/* codec.c: train a zstd dictionary of at most cap bytes into dict from n
+ * samples laid end to end in samples (sizes[i] bytes each).  0 with *len
+ * set, or SYNC_ELIMIT when zstd finds too little to build on. */
+SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
+                                      const void *samples, const size_t *sizes,
+                                      unsigned n, size_t *len);
+#endif
 
 #endif
