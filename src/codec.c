@@ -407,76 +407,127 @@ static size_t sx_row_bound(const sync_delta *d, const sx_drow *r) {
   return n;
 }
 
-/* Write the body of chunk d into e->body. */
-static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
-  sx_sortrow *sr = NULL;
-  sx_stampv *st = NULL;
-  size_t nst = 0, nec = 0, bound, i, j, ntab = 0;
-  unsigned char *p;
-  int rc = 0;
+/* A body being written: the chunk, what the stages before writing found
+ * (order, stamp table, columns), where the writing stands, and what the
+ * row before the current one leaves for it. */
+typedef struct sx_ebody {
+  sync_encoder *e;
+  const sync_delta *d;
+  sx_sortrow *sr;   /* rows (then exits) by (table, key) */
+  sx_stampv *st;    /* the stamp table, sorted, each stamp once */
+  size_t nst, nec, ntab;
+  size_t bound;     /* the most bytes of the body up to its rows */
+  unsigned char *p; /* the next byte to write in e->body */
+  /* the previous row */
+  unsigned ptid;
+  size_t pk, pklen, pstamp;
+  sx_encol *tcols, *tend; /* its table's entries in e->ec */
+} sx_ebody;
 
-  /* Sort the rows by (table, key). */
-  if (d->nrows) {
-    sr = (sx_sortrow *)sx_malloc(&e->al, d->nrows * sizeof *sr);
-    if (!sr) return SYNC_ENOMEM;
-    for (i = 0; i < d->nrows; i++) {
-      sr[i].tid = d->rows[i].tid;
-      sr[i].key = d->arena.p + d->rows[i].koff;
-      sr[i].klen = d->rows[i].klen;
-      sr[i].idx = i;
-    }
-    qsort(sr, d->nrows, sizeof *sr, sx_sortrow_cmp);
+/* One row's head bits and stamp indexes (SIZE_MAX: no base). */
+typedef struct sx_erow {
+  unsigned head;
+  size_t rst, cst, bst;
+  int ctl;
+} sx_erow;
+
+/* Make room for need more bytes at b->p: the buffer grows with what is
+ * written, not with a bound for the whole chunk. */
+static int sx_enc_room(sx_ebody *b, size_t need) {
+  size_t at = (size_t)(b->p - b->e->body.p);
+  int rc;
+  b->e->body.len = at;
+  rc = sx_buf_reserve(&b->e->body, need);
+  b->p = b->e->body.p + at;
+  return rc;
+}
+
+/* n rows of d (rows or exits) sorted by (table, key) into *out (NULL
+ * when n is 0). */
+static int sx_enc_sortrows(const sx_alloc *al, const sync_delta *d,
+                           const sx_drow *rows, size_t n, sx_sortrow **out) {
+  sx_sortrow *sr;
+  size_t i;
+  *out = NULL;
+  if (!n) return 0;
+  sr = (sx_sortrow *)sx_malloc(al, n * sizeof *sr);
+  if (!sr) return SYNC_ENOMEM;
+  for (i = 0; i < n; i++) {
+    sr[i].tid = rows[i].tid;
+    sr[i].key = d->arena.p + rows[i].koff;
+    sr[i].klen = rows[i].klen;
+    sr[i].idx = i;
   }
+  qsort(sr, n, sizeof *sr, sx_sortrow_cmp);
+  *out = sr;
+  return 0;
+}
+
+/* Stage 1: the order of the rows, by (table, key), in e->order. */
+static int sx_enc_order(sx_ebody *b) {
+  sync_encoder *e = b->e;
+  size_t i;
+  int rc;
+  if ((rc = sx_enc_sortrows(&e->al, b->d, b->d->rows, b->d->nrows, &b->sr)))
+    return rc;
   /* Both arrays exist even for a chunk with no row or no column, so that
-   * the pointer arithmetic below never starts from NULL. */
-  if ((rc = sx_grow(&e->al, (void **)&e->order, &e->cap_order, d->nrows + 1,
-                    sizeof(size_t))) ||
+   * the pointer arithmetic of the later stages never starts from NULL. */
+  if ((rc = sx_grow(&e->al, (void **)&e->order, &e->cap_order,
+                    b->d->nrows + 1, sizeof(size_t))) ||
       (rc = sx_grow(&e->al, (void **)&e->ec, &e->cap_ec, 1, sizeof(sx_encol))))
-    goto done;
-  for (i = 0; i < d->nrows; i++) {
-    if (i && sx_sortrow_cmp(&sr[i - 1], &sr[i]) == 0) {
-      rc = SYNC_EINVAL; /* a key twice: a chunk never has that */
-      goto done;
-    }
-    e->order[i] = sr[i].idx;
+    return rc;
+  for (i = 0; i < b->d->nrows; i++) {
+    if (i && sx_sortrow_cmp(&b->sr[i - 1], &b->sr[i]) == 0)
+      return SYNC_EINVAL; /* a key twice: a chunk never has that */
+    e->order[i] = b->sr[i].idx;
   }
+  return 0;
+}
 
-  /* The stamp table and the (table, column) list, with the bound on
-   * the body's size. */
-  st = (sx_stampv *)sx_malloc(&e->al,
-                              (d->nrows + 2 * d->ncols + 1) * sizeof *st);
-  if (!st) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
-  bound = 64 + 2 * SX_SITE_LEN + 2 * (SYNC_MAX_KEY + 4 * SX_VARINT_MAX) +
-          (size_t)d->nsites * (SX_SITE_LEN + SX_VARINT_MAX);
+/* Stage 2: the stamp table, the (table, column) list and the tables,
+ * with the bound on the body's size up to its rows. */
+static int sx_enc_tally(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  sync_encoder *e = b->e;
+  size_t i, j, nst = 0;
+  int rc;
+  b->st = (sx_stampv *)sx_malloc(&e->al,
+                                 (d->nrows + 2 * d->ncols + 1) * sizeof *b->st);
+  if (!b->st) return SYNC_ENOMEM;
+  b->bound = 64 + 2 * SX_SITE_LEN + 2 * (SYNC_MAX_KEY + 4 * SX_VARINT_MAX) +
+             (size_t)d->nsites * (SX_SITE_LEN + SX_VARINT_MAX);
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *r = &d->rows[i];
     /* Columns mostly share their row's stamp: listing a stamp once per
      * run keeps the sort short. */
-    nst = sx_stamp_push(st, nst, r->clsite, r->clhlc);
+    nst = sx_stamp_push(b->st, nst, r->clsite, r->clhlc);
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
-      nst = sx_stamp_push(st, nst, c->site, c->hlc);
-      if (c->bhlc) nst = sx_stamp_push(st, nst, c->bsite, c->bhlc);
-      if ((rc = sx_encol_add(e, &nec, r->tid, c->col, c->v.type))) goto done;
+      nst = sx_stamp_push(b->st, nst, c->site, c->hlc);
+      if (c->bhlc) nst = sx_stamp_push(b->st, nst, c->bsite, c->bhlc);
+      if ((rc = sx_encol_add(e, &b->nec, r->tid, c->col, c->v.type)))
+        return rc;
     }
   }
-  qsort(st, nst, sizeof *st, sx_stampv_cmp);
+  qsort(b->st, nst, sizeof *b->st, sx_stampv_cmp);
   for (i = j = 0; i < nst; i++)
-    if (!j || sx_stampv_cmp(&st[j - 1], &st[i])) st[j++] = st[i];
-  nst = j;
-  bound += nst * SX_VARINT_MAX + ((size_t)d->nsites + 1) * 3 * SX_VARINT_MAX;
+    if (!j || sx_stampv_cmp(&b->st[j - 1], &b->st[i])) b->st[j++] = b->st[i];
+  b->nst = j;
+  b->bound +=
+      b->nst * SX_VARINT_MAX + ((size_t)d->nsites + 1) * 3 * SX_VARINT_MAX;
   /* Every table of the chunk is listed, also one with only tombstones. */
   for (i = 0; i < d->nrows; i++)
-    if (!i || d->rows[e->order[i]].tid != d->rows[e->order[i - 1]].tid) ntab++;
-  bound += ntab * (3 * SX_VARINT_MAX + SYNC_MAX_COLUMNS);
-  if ((rc = sx_choose(e, d, nec))) goto done;
+    if (!i || d->rows[e->order[i]].tid != d->rows[e->order[i - 1]].tid)
+      b->ntab++;
+  b->bound += b->ntab * (3 * SX_VARINT_MAX + SYNC_MAX_COLUMNS);
+  return 0;
+}
 
-  e->body.len = 0;
-  if ((rc = sx_buf_reserve(&e->body, bound))) goto done;
-  p = e->body.p;
+/* Stage 3: the frame's fixed fields, cursors and site table. */
+static void sx_enc_head(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  unsigned char *p = b->p;
+  size_t i;
   *p++ = (unsigned char)((d->last ? 1 : 0) | (d->partial ? 2 : 0));
   memcpy(p, d->sender, SX_SITE_LEN);
   p += SX_SITE_LEN;
@@ -492,256 +543,312 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     p += SX_SITE_LEN;
   }
   for (i = 0; i < d->nsites; i++) p = sx_wv(p, i < d->nvv ? d->vv[i] : 0);
-  /* Stamps, in groups of one site. */
-  {
-    size_t ng = 0;
-    for (i = 0; i < nst; i++)
-      if (!i || st[i].site != st[i - 1].site) ng++;
-    p = sx_wv(p, ng);
-    for (i = 0; i < nst;) {
-      size_t n = 1;
-      while (i + n < nst && st[i + n].site == st[i].site) n++;
-      p = sx_wv(p, st[i].site);
-      p = sx_wv(p, n);
-      p = sx_wv(p, st[i].hlc);
-      for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
-      i += n;
+  b->p = p;
+}
+
+/* Stage 4: the stamp table, in groups of one site. */
+static void sx_enc_stamps(sx_ebody *b) {
+  const sx_stampv *st = b->st;
+  unsigned char *p = b->p;
+  size_t i, j, ng = 0;
+  for (i = 0; i < b->nst; i++)
+    if (!i || st[i].site != st[i - 1].site) ng++;
+  p = sx_wv(p, ng);
+  for (i = 0; i < b->nst;) {
+    size_t n = 1;
+    while (i + n < b->nst && st[i + n].site == st[i].site) n++;
+    p = sx_wv(p, st[i].site);
+    p = sx_wv(p, n);
+    p = sx_wv(p, st[i].hlc);
+    for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
+    i += n;
+  }
+  b->p = p;
+}
+
+/* Stage 5: the tables: id, column count, one encoding byte per column. */
+static void sx_enc_tables(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  sx_encol *ec = b->e->ec;
+  unsigned char *p = sx_wv(b->p, b->ntab);
+  size_t i, j, k = 0;
+  for (i = 0; i < d->nrows; i++) {
+    unsigned tid = d->rows[b->e->order[i]].tid, ncols = 0, col;
+    if (i && tid == d->rows[b->e->order[i - 1]].tid) continue;
+    while (k < b->nec && ec[k].tid < tid) k++;
+    for (j = k; j < b->nec && ec[j].tid == tid; j++) ncols = ec[j].col + 1;
+    p = sx_wv(p, tid);
+    p = sx_wv(p, ncols);
+    for (col = 0, j = k; col < ncols; col++) {
+      if (j < b->nec && ec[j].tid == tid && ec[j].col == col) {
+        *p++ = (unsigned char)(ec[j].type | (ec[j].enc << 3));
+        ec[j].prev = 0;
+        j++;
+      } else {
+        *p++ = 0; /* a column no row of the chunk carries */
+      }
     }
   }
-  /* Tables: id, column count, one encoding byte per column. */
-  p = sx_wv(p, ntab);
-  {
-    size_t k = 0;
-    for (i = 0; i < d->nrows; i++) {
-      unsigned tid = d->rows[e->order[i]].tid, ncols = 0, col;
-      if (i && tid == d->rows[e->order[i - 1]].tid) continue;
-      while (k < nec && e->ec[k].tid < tid) k++;
-      for (j = k; j < nec && e->ec[j].tid == tid; j++) ncols = e->ec[j].col + 1;
-      p = sx_wv(p, tid);
-      p = sx_wv(p, ncols);
-      for (col = 0, j = k; col < ncols; col++) {
-        if (j < nec && e->ec[j].tid == tid && e->ec[j].col == col) {
-          *p++ = (unsigned char)(e->ec[j].type | (e->ec[j].enc << 3));
-          e->ec[j].prev = 0;
-          j++;
-        } else {
-          *p++ = 0; /* a column no row of the chunk carries */
-        }
-      }
+  b->p = p;
+}
+
+/* The head bits of row r and its stamp indexes. */
+static void sx_enc_row_plan(sx_ebody *b, const sx_drow *r, sx_erow *w) {
+  const sync_delta *d = b->d;
+  const sx_dcol *c0 = d->cols ? d->cols + r->col0 : NULL;
+  size_t j, tcount;
+  int all = 1;
+  memset(w, 0, sizeof *w);
+  w->rst = w->cst = sx_stamp_find(b->st, b->nst, r->clsite, r->clhlc);
+  w->bst = SIZE_MAX;
+  if (r->tid != b->ptid) {
+    sx_encol *ec = b->e->ec;
+    w->head |= SX_RH_TABLE;
+    b->pklen = 0;
+    b->tcols = ec + sx_encol_lb(ec, b->nec, r->tid);
+    b->tend = b->tcols;
+    while (b->tend < ec + b->nec && b->tend->tid == r->tid) b->tend++;
+  }
+  tcount = b->tend > b->tcols ? b->tend[-1].col + 1 : 0;
+  if (r->klen != b->pklen) w->head |= SX_RH_KLEN;
+  if (w->rst != b->pstamp) w->head |= SX_RH_STAMP;
+  if (r->cl != 1) w->head |= SX_RH_CL;
+  if (r->ncols && (r->cl & 1)) {
+    w->cst = sx_stamp_find(b->st, b->nst, c0[0].site, c0[0].hlc);
+    if (c0[0].bhlc)
+      w->bst = sx_stamp_find(b->st, b->nst, c0[0].bsite, c0[0].bhlc);
+    if (r->ncols != tcount) all = 0;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *c = &c0[j];
+      if (c->col != j) all = 0;
+      if (c->v.type == SYNC_NULL || c->hlc != c0[0].hlc ||
+          c->site != c0[0].site || c->bhlc != c0[0].bhlc ||
+          (c->bhlc && c->bsite != c0[0].bsite))
+        w->ctl = 1;
+    }
+    if (w->cst != w->rst) w->head |= SX_RH_CST;
+    if (w->bst != SIZE_MAX) w->head |= SX_RH_BASE;
+    if (!all) w->head |= SX_RH_PART;
+    if (w->ctl) w->head |= SX_RH_CTL;
+  } else if (r->cl & 1) {
+    w->head |= SX_RH_PART; /* a live row with no column to send */
+  }
+}
+
+/* The columns of live row r: the column list, the shared stamps, then
+ * per column its control varint (SX_RH_CTL) and value. */
+static unsigned char *sx_enc_cols(sx_ebody *b, const sx_drow *r,
+                                  const sx_erow *w, unsigned char *p) {
+  const sx_dcol *c0 = b->d->cols ? b->d->cols + r->col0 : NULL;
+  size_t j;
+  if (w->head & SX_RH_PART) {
+    unsigned prev = 0;
+    p = sx_wv(p, r->ncols);
+    for (j = 0; j < r->ncols; j++) {
+      p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0));
+      prev = c0[j].col;
     }
   }
-  /* Rows */
-  p = sx_wv(p, d->nrows);
-  {
-    unsigned ptid = SX_NONE;
-    size_t pk = 0, pklen = 0, pstamp = SIZE_MAX;
-    sx_encol *tcols = NULL, *tend = NULL; /* this table's entries in e->ec */
-    for (i = 0; i < d->nrows; i++) {
-      const sx_drow *r = &d->rows[e->order[i]];
-      const unsigned char *key;
-      {
-        /* Room for this row: the buffer grows with what is written, not
-         * with a bound for the whole chunk. */
-        size_t off = (size_t)(p - e->body.p);
-        e->body.len = off;
-        if ((rc = sx_buf_reserve(&e->body, sx_row_bound(d, r)))) goto done;
-        p = e->body.p + off;
-      }
-      key = d->arena.p + r->koff;
-      const sx_dcol *c0 = d->cols ? d->cols + r->col0 : NULL;
-      size_t rst = sx_stamp_find(st, nst, r->clsite, r->clhlc);
-      size_t cst = rst, bst = SIZE_MAX, shared = 0, tcount = 0;
-      unsigned head = 0;
-      int all = 1, ctl = 0;
-      if (r->tid != ptid) {
-        head |= SX_RH_TABLE;
-        pklen = 0;
-        tcols = e->ec + sx_encol_lb(e->ec, nec, r->tid);
-        tend = tcols;
-        while (tend < e->ec + nec && tend->tid == r->tid) tend++;
-      }
-      tcount = tend > tcols ? tend[-1].col + 1 : 0;
-      if (r->klen != pklen) head |= SX_RH_KLEN;
-      if (rst != pstamp) head |= SX_RH_STAMP;
-      if (r->cl != 1) head |= SX_RH_CL;
-      if (r->ncols && (r->cl & 1)) {
-        cst = sx_stamp_find(st, nst, c0[0].site, c0[0].hlc);
-        if (c0[0].bhlc) bst = sx_stamp_find(st, nst, c0[0].bsite, c0[0].bhlc);
-        if (r->ncols != tcount) all = 0;
-        for (j = 0; j < r->ncols; j++) {
-          const sx_dcol *c = &c0[j];
-          if (c->col != j) all = 0;
-          if (c->v.type == SYNC_NULL || c->hlc != c0[0].hlc ||
-              c->site != c0[0].site || c->bhlc != c0[0].bhlc ||
-              (c->bhlc && c->bsite != c0[0].bsite))
-            ctl = 1;
-        }
-        if (cst != rst) head |= SX_RH_CST;
-        if (bst != SIZE_MAX) head |= SX_RH_BASE;
-        if (!all) head |= SX_RH_PART;
-        if (ctl) head |= SX_RH_CTL;
-      } else if (r->cl & 1) {
-        head |= SX_RH_PART; /* a live row with no column to send */
-      }
-      if (!(head & SX_RH_TABLE)) {
-        const unsigned char *pkey = d->arena.p + pk;
-        size_t lim = r->klen < pklen ? r->klen : pklen;
-        while (shared < lim && key[shared] == pkey[shared]) shared++;
-      }
-      p = sx_wv(p, head);
-      if (head & SX_RH_TABLE) p = sx_wv(p, r->tid);
-      p = sx_wv(p, shared);
-      if (head & SX_RH_KLEN) p = sx_wv(p, r->klen);
-      memcpy(p, key + shared, r->klen - shared);
-      p += r->klen - shared;
-      if (head & SX_RH_STAMP) p = sx_wv(p, rst);
-      if (head & SX_RH_CL) p = sx_wv(p, r->cl);
-      if (r->cl & 1) {
-        if (head & SX_RH_PART) {
-          unsigned prev = 0;
-          p = sx_wv(p, r->ncols);
-          for (j = 0; j < r->ncols; j++) {
-            p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0));
-            prev = c0[j].col;
-          }
-        }
-        if (head & SX_RH_CST) p = sx_wv(p, cst);
-        if (head & SX_RH_BASE) p = sx_wv(p, bst);
-        for (j = 0; j < r->ncols; j++) {
-          const sx_dcol *c = &c0[j];
-          sx_encol *ec =
-              sx_encol_find(tcols, (size_t)(tend - tcols), r->tid, c->col);
-          if (ctl) {
-            size_t s = sx_stamp_find(st, nst, c->site, c->hlc);
-            size_t b = c->bhlc ? sx_stamp_find(st, nst, c->bsite, c->bhlc)
-                               : SIZE_MAX;
-            unsigned cc = 0;
-            if (c->v.type == SYNC_NULL) cc |= SX_CC_NULL;
-            if (s != cst) cc |= SX_CC_STAMP;
-            if (b != bst) cc |= SX_CC_BASE;
-            p = sx_wv(p, cc);
-            if (cc & SX_CC_STAMP) p = sx_wv(p, s);
-            if (cc & SX_CC_BASE) p = sx_wv(p, b == SIZE_MAX ? 0 : b + 1);
-            if (cc & SX_CC_NULL) continue;
-          }
-          p = sx_wvalue(p, ec, d, c);
-        }
-      }
-      ptid = r->tid;
-      pk = r->koff;
-      pklen = r->klen;
-      pstamp = rst;
+  if (w->head & SX_RH_CST) p = sx_wv(p, w->cst);
+  if (w->head & SX_RH_BASE) p = sx_wv(p, w->bst);
+  for (j = 0; j < r->ncols; j++) {
+    const sx_dcol *c = &c0[j];
+    sx_encol *ec =
+        sx_encol_find(b->tcols, (size_t)(b->tend - b->tcols), r->tid, c->col);
+    if (w->ctl) {
+      size_t s = sx_stamp_find(b->st, b->nst, c->site, c->hlc);
+      size_t bs = c->bhlc ? sx_stamp_find(b->st, b->nst, c->bsite, c->bhlc)
+                          : SIZE_MAX;
+      unsigned cc = 0;
+      if (c->v.type == SYNC_NULL) cc |= SX_CC_NULL;
+      if (s != w->cst) cc |= SX_CC_STAMP;
+      if (bs != w->bst) cc |= SX_CC_BASE;
+      p = sx_wv(p, cc);
+      if (cc & SX_CC_STAMP) p = sx_wv(p, s);
+      if (cc & SX_CC_BASE) p = sx_wv(p, bs == SIZE_MAX ? 0 : bs + 1);
+      if (cc & SX_CC_NULL) continue;
     }
+    p = sx_wvalue(p, ec, b->d, c);
   }
-  /* Minor 1: the chunk's history section. */
-  {
-    size_t at = (size_t)(p - e->body.p);
-    e->body.len = at;
-    if ((rc = sx_buf_reserve(&e->body, 1 + 8 + 2 * SX_VARINT_MAX +
-                                           (size_t)d->ngccl * 2 * SX_VARINT_MAX)))
-      goto done;
-    p = e->body.p + at;
-    *p++ = d->complete ? 1 : 0;
-    sx_put_le64(p, d->mark.id);
-    p += 8;
-    p = sx_wv(p, d->mark.start);
-    p = sx_wv(p, d->ngccl);
-    for (i = 0; i < d->ngccl; i++) {
-      p = sx_wv(p, d->gccl[i].tid);
-      p = sx_wv(p, d->gccl[i].cl);
-    }
+  return p;
+}
+
+/* One row: head, table, key as a suffix of the previous key, stamp,
+ * causal length, columns. */
+static void sx_enc_row(sx_ebody *b, const sx_drow *r) {
+  const unsigned char *key = b->d->arena.p + r->koff;
+  unsigned char *p = b->p;
+  size_t shared = 0;
+  sx_erow w;
+  sx_enc_row_plan(b, r, &w);
+  if (!(w.head & SX_RH_TABLE)) {
+    const unsigned char *pkey = b->d->arena.p + b->pk;
+    size_t lim = r->klen < b->pklen ? r->klen : b->pklen;
+    while (shared < lim && key[shared] == pkey[shared]) shared++;
   }
-  /* Minor 2: the scope section and the exit markers. */
-  {
-    size_t at = (size_t)(p - e->body.p), need = SX_SCOPE_MAX + SX_VARINT_MAX;
-    unsigned ptid = 0;
-    const unsigned char *pkey = NULL;
-    size_t pklen = 0;
-    for (i = 0; i < d->nx; i++)
-      need += 6 * SX_VARINT_MAX + d->xrows[i].klen +
-              d->xrows[i].ncols * 3 * SX_VARINT_MAX;
-    e->body.len = at;
-    if ((rc = sx_buf_reserve(&e->body, need))) goto done;
-    /* Exits are cut in log order, like rows: sorted here. */
-    sx_free(&e->al, sr);
-    sr = NULL;
-    if (d->nx) {
-      sr = (sx_sortrow *)sx_malloc(&e->al, d->nx * sizeof *sr);
-      if (!sr) {
-        rc = SYNC_ENOMEM;
-        goto done;
-      }
-      for (i = 0; i < d->nx; i++) {
-        sr[i].tid = d->xrows[i].tid;
-        sr[i].key = d->arena.p + d->xrows[i].koff;
-        sr[i].klen = d->xrows[i].klen;
-        sr[i].idx = i;
-      }
-      qsort(sr, d->nx, sizeof *sr, sx_sortrow_cmp);
-    }
-    p = e->body.p + at;
-    p = sx_wscope(p, &d->scope);
-    p = sx_wv(p, d->nx);
-    for (i = 0; i < d->nx; i++) {
-      const sx_drow *x = &d->xrows[sr[i].idx];
-      const unsigned char *key = d->arena.p + x->koff;
-      size_t shared = 0, j;
-      unsigned prev = 0;
-      if (i && (x->tid < ptid ||
-                (x->tid == ptid &&
-                 sx_keycmp(key, x->klen, pkey, pklen) <= 0))) {
-        rc = SYNC_EINVAL; /* exits out of order */
-        goto done;
-      }
-      if (i && x->tid == ptid) {
-        size_t lim = x->klen < pklen ? x->klen : pklen;
-        while (shared < lim && key[shared] == pkey[shared]) shared++;
-      }
-      p = sx_wv(p, x->tid);
-      p = sx_wv(p, shared);
-      p = sx_wv(p, x->klen - shared);
-      memcpy(p, key + shared, x->klen - shared);
-      p += x->klen - shared;
-      p = sx_wv(p, x->cl);
-      p = sx_wv(p, x->clsite);
-      p = sx_wv(p, x->clhlc);
-      p = sx_wv(p, x->ncols);
-      for (j = 0; j < x->ncols; j++) {
-        const sx_dcol *c = &d->xcols[x->col0 + j];
-        p = sx_wv(p, c->col - (j ? prev + 1 : 0));
-        prev = c->col;
-        p = sx_wv(p, c->site);
-        p = sx_wv(p, c->hlc);
-      }
-      ptid = x->tid;
-      pkey = key;
-      pklen = x->klen;
-    }
+  p = sx_wv(p, w.head);
+  if (w.head & SX_RH_TABLE) p = sx_wv(p, r->tid);
+  p = sx_wv(p, shared);
+  if (w.head & SX_RH_KLEN) p = sx_wv(p, r->klen);
+  memcpy(p, key + shared, r->klen - shared);
+  p += r->klen - shared;
+  if (w.head & SX_RH_STAMP) p = sx_wv(p, w.rst);
+  if (w.head & SX_RH_CL) p = sx_wv(p, r->cl);
+  if (r->cl & 1) p = sx_enc_cols(b, r, &w, p);
+  b->p = p;
+  b->ptid = r->tid;
+  b->pk = r->koff;
+  b->pklen = r->klen;
+  b->pstamp = w.rst;
+}
+
+/* Stage 6: the rows, in (table, key) order. */
+static int sx_enc_rows(sx_ebody *b) {
+  size_t i;
+  int rc;
+  b->p = sx_wv(b->p, b->d->nrows);
+  b->ptid = SX_NONE;
+  b->pstamp = SIZE_MAX;
+  for (i = 0; i < b->d->nrows; i++) {
+    const sx_drow *r = &b->d->rows[b->e->order[i]];
+    if ((rc = sx_enc_room(b, sx_row_bound(b->d, r)))) return rc;
+    sx_enc_row(b, r);
   }
-  /* Minor 3: the renewal records. */
-  {
-    size_t at = (size_t)(p - e->body.p);
-    e->body.len = at;
-    if ((rc = sx_buf_reserve(&e->body,
-                             (1 + 2 * d->nrenew) * SX_VARINT_MAX)))
-      goto done;
-    p = e->body.p + at;
-    p = sx_wv(p, d->nrenew);
-    for (i = 0; i < d->nrenew; i++) {
-      if (d->renew[i].site == 0 || d->renew[i].site >= d->nsites ||
-          (i && d->renew[i].site <= d->renew[i - 1].site)) {
-        rc = SYNC_EINVAL;
-        goto done;
-      }
-      p = sx_wv(p, d->renew[i].site);
-      p = sx_wv(p, d->renew[i].held);
-    }
+  return 0;
+}
+
+/* Stage 7 (minor 1): the chunk's history section. */
+static int sx_enc_history(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  unsigned char *p;
+  size_t i;
+  int rc;
+  if ((rc = sx_enc_room(b, 1 + 8 + 2 * SX_VARINT_MAX +
+                               (size_t)d->ngccl * 2 * SX_VARINT_MAX)))
+    return rc;
+  p = b->p;
+  *p++ = d->complete ? 1 : 0;
+  sx_put_le64(p, d->mark.id);
+  p += 8;
+  p = sx_wv(p, d->mark.start);
+  p = sx_wv(p, d->ngccl);
+  for (i = 0; i < d->ngccl; i++) {
+    p = sx_wv(p, d->gccl[i].tid);
+    p = sx_wv(p, d->gccl[i].cl);
   }
-  e->body.len = (size_t)(p - e->body.p);
-  if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
-done:
-  sx_free(&e->al, sr);
-  sx_free(&e->al, st);
+  b->p = p;
+  return 0;
+}
+
+/* One exit marker whose key shares its first shared bytes with the
+ * previous exit's. */
+static unsigned char *sx_enc_exit(unsigned char *p, const sync_delta *d,
+                                  const sx_drow *x, size_t shared) {
+  size_t j;
+  unsigned prev = 0;
+  p = sx_wv(p, x->tid);
+  p = sx_wv(p, shared);
+  p = sx_wv(p, x->klen - shared);
+  memcpy(p, d->arena.p + x->koff + shared, x->klen - shared);
+  p += x->klen - shared;
+  p = sx_wv(p, x->cl);
+  p = sx_wv(p, x->clsite);
+  p = sx_wv(p, x->clhlc);
+  p = sx_wv(p, x->ncols);
+  for (j = 0; j < x->ncols; j++) {
+    const sx_dcol *c = &d->xcols[x->col0 + j];
+    p = sx_wv(p, c->col - (j ? prev + 1 : 0));
+    prev = c->col;
+    p = sx_wv(p, c->site);
+    p = sx_wv(p, c->hlc);
+  }
+  return p;
+}
+
+/* Stage 8 (minor 2): the scope section and the exit markers. */
+static int sx_enc_exits(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  size_t need = SX_SCOPE_MAX + SX_VARINT_MAX, pklen = 0, i;
+  const unsigned char *pkey = NULL;
+  unsigned ptid = 0;
+  int rc;
+  for (i = 0; i < d->nx; i++)
+    need += 6 * SX_VARINT_MAX + d->xrows[i].klen +
+            d->xrows[i].ncols * 3 * SX_VARINT_MAX;
+  if ((rc = sx_enc_room(b, need))) return rc;
+  /* Exits are cut in log order, like rows: sorted here. */
+  sx_free(&b->e->al, b->sr);
+  if ((rc = sx_enc_sortrows(&b->e->al, d, d->xrows, d->nx, &b->sr)))
+    return rc;
+  b->p = sx_wscope(b->p, &d->scope);
+  b->p = sx_wv(b->p, d->nx);
+  for (i = 0; i < d->nx; i++) {
+    const sx_drow *x = &d->xrows[b->sr[i].idx];
+    const unsigned char *key = d->arena.p + x->koff;
+    size_t shared = 0;
+    if (i && (x->tid < ptid ||
+              (x->tid == ptid && sx_keycmp(key, x->klen, pkey, pklen) <= 0)))
+      return SYNC_EINVAL; /* exits out of order */
+    if (i && x->tid == ptid) {
+      size_t lim = x->klen < pklen ? x->klen : pklen;
+      while (shared < lim && key[shared] == pkey[shared]) shared++;
+    }
+    b->p = sx_enc_exit(b->p, d, x, shared);
+    ptid = x->tid;
+    pkey = key;
+    pklen = x->klen;
+  }
+  return 0;
+}
+
+/* Stage 9 (minor 3): the renewal records. */
+static int sx_enc_renewals(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  size_t i;
+  int rc;
+  if ((rc = sx_enc_room(b, (1 + 2 * d->nrenew) * SX_VARINT_MAX))) return rc;
+  b->p = sx_wv(b->p, d->nrenew);
+  for (i = 0; i < d->nrenew; i++) {
+    if (d->renew[i].site == 0 || d->renew[i].site >= d->nsites ||
+        (i && d->renew[i].site <= d->renew[i - 1].site))
+      return SYNC_EINVAL;
+    b->p = sx_wv(b->p, d->renew[i].site);
+    b->p = sx_wv(b->p, d->renew[i].held);
+  }
+  return 0;
+}
+
+/* Write the body of chunk d into e->body: the stages in frame order. */
+static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
+  sx_ebody b;
+  int rc;
+  memset(&b, 0, sizeof b);
+  b.e = e;
+  b.d = d;
+  rc = sx_enc_order(&b);
+  if (!rc) rc = sx_enc_tally(&b);
+  if (!rc) rc = sx_choose(e, d, b.nec);
+  if (!rc) {
+    e->body.len = 0;
+    rc = sx_buf_reserve(&e->body, b.bound);
+  }
+  if (!rc) {
+    /* Up to the rows, the body fits the bound just reserved. */
+    b.p = e->body.p;
+    sx_enc_head(&b);
+    sx_enc_stamps(&b);
+    sx_enc_tables(&b);
+    rc = sx_enc_rows(&b);
+  }
+  if (!rc) rc = sx_enc_history(&b);
+  if (!rc) rc = sx_enc_exits(&b);
+  if (!rc) rc = sx_enc_renewals(&b);
+  if (!rc) {
+    e->body.len = (size_t)(b.p - e->body.p);
+    if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
+  }
+  sx_free(&e->al, b.sr);
+  sx_free(&e->al, b.st);
   return rc;
 }
 
