@@ -413,8 +413,8 @@ static size_t sx_row_bound(const sync_delta *d, const sx_drow *r) {
 typedef struct sx_ebody {
   sync_encoder *e;
   const sync_delta *d;
-  sx_sortrow *sr;   /* rows (then exits) by (table, key) */
-  sx_stampv *st;    /* the stamp table, sorted, each stamp once */
+  sx_sortrow *sr; /* rows (then exits) by (table, key) */
+  sx_stampv *st;  /* the stamp table, sorted, each stamp once */
   size_t nst, nec, ntab;
   size_t bound;     /* the most bytes of the body up to its rows */
   unsigned char *p; /* the next byte to write in e->body */
@@ -472,8 +472,8 @@ static int sx_enc_order(sx_ebody *b) {
     return rc;
   /* Both arrays exist even for a chunk with no row or no column, so that
    * the pointer arithmetic of the later stages never starts from NULL. */
-  if ((rc = sx_grow(&e->al, (void **)&e->order, &e->cap_order,
-                    b->d->nrows + 1, sizeof(size_t))) ||
+  if ((rc = sx_grow(&e->al, (void **)&e->order, &e->cap_order, b->d->nrows + 1,
+                    sizeof(size_t))) ||
       (rc = sx_grow(&e->al, (void **)&e->ec, &e->cap_ec, 1, sizeof(sx_encol))))
     return rc;
   for (i = 0; i < b->d->nrows; i++) {
@@ -505,8 +505,7 @@ static int sx_enc_tally(sx_ebody *b) {
       const sx_dcol *c = &d->cols[r->col0 + j];
       nst = sx_stamp_push(b->st, nst, c->site, c->hlc);
       if (c->bhlc) nst = sx_stamp_push(b->st, nst, c->bsite, c->bhlc);
-      if ((rc = sx_encol_add(e, &b->nec, r->tid, c->col, c->v.type)))
-        return rc;
+      if ((rc = sx_encol_add(e, &b->nec, r->tid, c->col, c->v.type))) return rc;
     }
   }
   qsort(b->st, nst, sizeof *b->st, sx_stampv_cmp);
@@ -657,8 +656,8 @@ static unsigned char *sx_enc_cols(sx_ebody *b, const sx_drow *r,
         sx_encol_find(b->tcols, (size_t)(b->tend - b->tcols), r->tid, c->col);
     if (w->ctl) {
       size_t s = sx_stamp_find(b->st, b->nst, c->site, c->hlc);
-      size_t bs = c->bhlc ? sx_stamp_find(b->st, b->nst, c->bsite, c->bhlc)
-                          : SIZE_MAX;
+      size_t bs =
+          c->bhlc ? sx_stamp_find(b->st, b->nst, c->bsite, c->bhlc) : SIZE_MAX;
       unsigned cc = 0;
       if (c->v.type == SYNC_NULL) cc |= SX_CC_NULL;
       if (s != w->cst) cc |= SX_CC_STAMP;
@@ -778,8 +777,7 @@ static int sx_enc_exits(sx_ebody *b) {
   if ((rc = sx_enc_room(b, need))) return rc;
   /* Exits are cut in log order, like rows: sorted here. */
   sx_free(&b->e->al, b->sr);
-  if ((rc = sx_enc_sortrows(&b->e->al, d, d->xrows, d->nx, &b->sr)))
-    return rc;
+  if ((rc = sx_enc_sortrows(&b->e->al, d, d->xrows, d->nx, &b->sr))) return rc;
   b->p = sx_wscope(b->p, &d->scope);
   b->p = sx_wv(b->p, d->nx);
   for (i = 0; i < d->nx; i++) {
@@ -942,6 +940,7 @@ struct sync_decoder {
   sx_buf raw;        /* decompressed body */
   uint32_t dict_id;
   size_t last_raw;   /* body bytes of the last frame decoded */
+  const char *reason; /* why the last decode failed ("" when it did not) */
 #ifndef SYNC_OMIT_ZSTD
   ZSTD_DCtx *dctx;
   ZSTD_DDict *ddict;
@@ -969,6 +968,7 @@ SYNC_API int sync_decoder_create(const sync_allocator *alloc,
   dec = (sync_decoder *)sx_malloc(&al, sizeof *dec);
   if (!dec) return SYNC_ENOMEM;
   memset(dec, 0, sizeof *dec);
+  dec->reason = "";
   dec->al = al;
   dec->max_frame = o && o->max_frame ? o->max_frame : SX_DEF_MAX_FRAME;
   dec->max_body = o && o->max_body ? o->max_body : SX_DEF_MAX_BODY;
@@ -1009,446 +1009,577 @@ SYNC_API void sync_decoder_free(sync_decoder *dec) {
   sx_free(&al, dec);
 }
 
-/* Decode the body [b, b + n) into a new delta. */
-static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
-                          unsigned minor, sync_delta **out) {
+/* A body being decoded: the reader, the delta it fills, and what the
+ * stages before the rows found (the stamp table in dec->stamps and
+ * dec->ssite, the tables' slots).  Each stage returns 0 or an error; a
+ * fault of the bytes is SYNC_EFORMAT with its reason in dec->reason. */
+typedef struct sx_dbody {
+  sync_decoder *dec;
   sx_rd r;
   sync_delta *d;
-  const unsigned char *q;
-  uint64_t nst = 0, ng, ntab, i, j;
-  size_t nrows, slot_of[SYNC_MAX_TABLES];
-  int rc = SYNC_EFORMAT;
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
-  d = sx_delta_new(&dec->al);
-  if (!d) return SYNC_ENOMEM;
-  /* The arena: the body itself (values are offsets into it), then the
-   * keys as rebuilt. */
-  if ((rc = sx_buf_reserve(&d->arena, n + 64))) goto fail;
-  memcpy(d->arena.p, b, n);
-  d->arena.len = n;
-  rc = SYNC_EFORMAT;
-  q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
-  if (!q) goto fail;
-  if (q[0] & ~3u) goto fail;
+  const unsigned char *b;          /* the body: values are offsets from here */
+  uint64_t nst;                    /* stamps in the table */
+  size_t slot_of[SYNC_MAX_TABLES]; /* table id -> slot in dec->ncols */
+} sx_dbody;
+
+/* What a row (or exit) leaves for the next one. */
+typedef struct sx_dprev {
+  uint64_t tid, stamp; /* UINT64_MAX: no row yet */
+  size_t k, klen, slot;
+} sx_dprev;
+
+/* Record why the frame failed (a static string) and return rc. */
+static int sx_dec_fail(sync_decoder *dec, int rc, const char *why) {
+  dec->reason = why;
+  return rc;
+}
+#define SX_BAD(s, why) sx_dec_fail((s)->dec, SYNC_EFORMAT, why)
+
+/* Stage 1: flags, sender, receiver, schema hash, the two cursors. */
+static int sx_dec_head(sx_dbody *s) {
+  sync_delta *d = s->d;
+  const unsigned char *q = sx_rbytes(&s->r, 1 + 2 * SX_SITE_LEN + 8);
+  if (!q) return SX_BAD(s, "truncated chunk head");
+  if (q[0] & ~3u) return SX_BAD(s, "unknown chunk flags");
   d->last = q[0] & 1;
   d->partial = (q[0] & 2) != 0;
   memcpy(d->sender, q + 1, SX_SITE_LEN);
   memcpy(d->receiver, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
   d->schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
-  if (sx_rcursor(&r, &d->start) || sx_rcursor(&r, &d->end)) goto fail;
-  d->nsites = (uint32_t)sx_rvb(&r, SX_MAX_SITES + 1);
-  if (r.bad || d->nsites == 0 ||
-      d->nsites > (size_t)(r.end - r.p) / (SX_SITE_LEN + 1))
-    goto fail;
-  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&dec->al,
-                                                (size_t)d->nsites * SX_SITE_LEN);
-  d->vv = (uint64_t *)sx_malloc(&dec->al, (size_t)d->nsites * sizeof(uint64_t));
-  if (!d->sites || !d->vv) {
-    rc = SYNC_ENOMEM;
-    goto fail;
-  }
-  d->nvv = d->nsites;
-  q = sx_rbytes(&r, (size_t)d->nsites * SX_SITE_LEN);
-  if (!q) goto fail;
-  memcpy(d->sites, q, (size_t)d->nsites * SX_SITE_LEN);
-  for (i = 0; i < d->nsites; i++) d->vv[i] = sx_rv(&r);
-  /* Stamp table: each stamp costs at least one byte, which bounds it. */
-  ng = sx_rvb(&r, (uint64_t)d->nsites + 1);
-  if (r.bad) goto fail;
-  {
-    uint64_t psite = 0;
-    for (i = 0; i < ng; i++) {
-      uint64_t site = sx_rvb(&r, d->nsites), cnt = sx_rv(&r), h;
-      /* Every stamp after a group's first costs a byte at least. */
-      if (r.bad || cnt == 0 || cnt - 1 > (uint64_t)(r.end - r.p) ||
-          (i && site <= psite))
-        goto fail;
-      if ((rc = sx_grow(&dec->al, (void **)&dec->stamps, &dec->cap_stamps,
-                        (size_t)(nst + cnt), sizeof(uint64_t))) ||
-          (rc = sx_grow(&dec->al, (void **)&dec->ssite, &dec->cap_ssite,
-                        (size_t)(nst + cnt), sizeof(uint32_t))))
-        goto fail;
-      rc = SYNC_EFORMAT;
-      {
-        psite = site;
-        h = sx_rv(&r);
-        if (h == 0) goto fail;
-        for (j = 0; j < cnt; j++) {
-          if (j) {
-            uint64_t gap = sx_rv(&r);
-            if (gap >= UINT64_MAX - h) goto fail;
-            h += gap + 1;
-          }
-          dec->stamps[nst] = h;
-          dec->ssite[nst++] = (uint32_t)site;
-        }
-        if (r.bad) goto fail;
-      }
-    }
-  }
-  /* Tables */
-  ntab = sx_rvb(&r, SYNC_MAX_TABLES + 1);
-  if (r.bad) goto fail;
-  for (i = 0; i < SYNC_MAX_TABLES; i++) slot_of[i] = SIZE_MAX;
-  {
-    size_t total = 0;
-    uint64_t ptid = 0;
-    const unsigned char *save = r.p;
-    /* First pass: sizes, to allocate the encoding arrays once. */
-    for (i = 0; i < ntab; i++) {
-      uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES), nc;
-      if (r.bad || (i && tid <= ptid)) goto fail;
-      ptid = tid;
-      nc = sx_rvb(&r, SYNC_MAX_COLUMNS + 1);
-      if (!sx_rbytes(&r, (size_t)nc)) goto fail;
-      total += (size_t)nc;
-    }
-    r.p = save;
-    if (dec->cap_enc < total + 1) {
-      sx_free(&dec->al, dec->enc);
-      sx_free(&dec->al, dec->prev);
-      dec->enc = (unsigned char *)sx_malloc(&dec->al, total + 1);
-      dec->prev = (int64_t *)sx_malloc(&dec->al, (total + 1) * sizeof(int64_t));
-      dec->cap_enc = dec->enc && dec->prev ? total + 1 : 0;
-      if (!dec->cap_enc) {
-        rc = SYNC_ENOMEM;
-        goto fail;
-      }
-    }
-    if (!dec->ncols) {
-      dec->ncols = (unsigned *)sx_malloc(&dec->al,
-                                         2 * SYNC_MAX_TABLES * sizeof(unsigned));
-      if (!dec->ncols) {
-        rc = SYNC_ENOMEM;
-        goto fail;
-      }
-    }
-    total = 0;
-    for (i = 0; i < ntab; i++) {
-      uint64_t tid = sx_rv(&r), nc = sx_rv(&r);
-      const unsigned char *e = sx_rbytes(&r, (size_t)nc);
-      slot_of[tid] = (size_t)i;
-      dec->ncols[2 * i] = (unsigned)nc;
-      dec->ncols[2 * i + 1] = (unsigned)total; /* first encoding */
-      for (j = 0; j < nc; j++) {
-        unsigned t = e[j] & 7u, m = e[j] >> 3;
-        if (t > SYNC_BLOB || (t == SYNC_NULL && m) ||
-            (t == SYNC_INTEGER && m > SX_ENC_DELTA) ||
-            (t == SYNC_REAL && m > SX_DEC_SCALES) ||
-            ((t == SYNC_TEXT || t == SYNC_BLOB) && m))
-          goto fail;
-        dec->enc[total + j] = e[j];
-        dec->prev[total + j] = 0;
-      }
-      total += (size_t)nc;
-    }
-  }
-  /* Rows: each takes at least two bytes. */
-  {
-    uint64_t nr = sx_rv(&r);
-    if (r.bad) goto fail;
-    if (nr > dec->max_rows) {
-      rc = SYNC_ELIMIT;
-      goto fail;
-    }
-    if (nr > (uint64_t)(r.end - r.p) / 2) goto fail;
-    nrows = (size_t)nr;
-  }
-  if (nrows) {
-    d->rows = (sx_drow *)sx_malloc(&dec->al, nrows * sizeof(sx_drow));
-    if (!d->rows) {
-      rc = SYNC_ENOMEM;
-      goto fail;
-    }
-    d->caprows = nrows;
-  }
-  {
-    uint64_t ptid = UINT64_MAX, pstamp = UINT64_MAX;
-    size_t pk = 0, pklen = 0, slot = 0;
-    for (i = 0; i < nrows; i++) {
-      sx_drow *row = &d->rows[i];
-      uint64_t head = sx_rv(&r), shared, klen, cst, bst = UINT64_MAX;
-      const unsigned char *suffix;
-      unsigned ncols, first;
-      size_t ncol_row, k;
-      if (r.bad || head > 0xff) goto fail;
-      if (head & SX_RH_TABLE) {
-        uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES);
-        if (r.bad || slot_of[tid] == SIZE_MAX ||
-            (ptid != UINT64_MAX && tid <= ptid))
-          goto fail;
-        ptid = tid;
-        slot = slot_of[tid];
-        pklen = 0;
-      } else if (ptid == UINT64_MAX) {
-        goto fail;
-      }
-      ncols = dec->ncols[2 * slot];
-      first = dec->ncols[2 * slot + 1];
-      shared = sx_rvb(&r, (uint64_t)pklen + 1);
-      klen = (head & SX_RH_KLEN) ? sx_rvb(&r, SYNC_MAX_KEY + 1) : pklen;
-      if (r.bad || klen == 0 || shared > klen) goto fail;
-      suffix = sx_rbytes(&r, (size_t)(klen - shared));
-      if (!suffix) goto fail;
-      if ((rc = sx_buf_reserve(&d->arena, (size_t)klen))) goto fail;
-      rc = SYNC_EFORMAT;
-      row->koff = d->arena.len;
-      row->klen = (size_t)klen;
-      if (shared) memcpy(d->arena.p + row->koff, d->arena.p + pk, (size_t)shared);
-      memcpy(d->arena.p + row->koff + shared, suffix, (size_t)(klen - shared));
-      d->arena.len += (size_t)klen;
-      /* Keys strictly increase within a table. */
-      if (!(head & SX_RH_TABLE) &&
-          sx_keycmp(d->arena.p + pk, pklen, d->arena.p + row->koff,
-                    row->klen) >= 0)
-        goto fail;
-      row->tid = (unsigned)ptid;
-      if (head & SX_RH_STAMP) pstamp = sx_rvb(&r, nst);
-      else if (pstamp == UINT64_MAX) goto fail;
-      row->cl = (head & SX_RH_CL) ? sx_rv(&r) : 1;
-      if (r.bad || row->cl == 0) goto fail;
-      row->clhlc = dec->stamps[pstamp];
-      row->clsite = dec->ssite[pstamp];
-      row->col0 = d->ncols;
-      row->ncols = 0;
-      if (!(row->cl & 1)) {
-        if (head & (SX_RH_PART | SX_RH_CST | SX_RH_BASE | SX_RH_CTL)) goto fail;
-        goto next;
-      }
-      ncol_row = ncols;
-      if (head & SX_RH_PART) ncol_row = (size_t)sx_rvb(&r, (uint64_t)ncols + 1);
-      if (r.bad) goto fail;
-      if ((rc = sx_grow(&dec->al, (void **)&d->cols, &d->capcols,
-                        d->ncols + ncol_row, sizeof(sx_dcol))))
-        goto fail;
-      rc = SYNC_EFORMAT;
-      if (head & SX_RH_PART) {
-        uint64_t col = 0;
-        for (k = 0; k < ncol_row; k++) {
-          uint64_t gap = sx_rvb(&r, ncols);
-          col = k ? col + 1 + gap : gap;
-          if (r.bad || col >= ncols) goto fail;
-          d->cols[d->ncols + k].col = (unsigned)col;
-        }
-      } else {
-        for (k = 0; k < ncol_row; k++) d->cols[d->ncols + k].col = (unsigned)k;
-      }
-      cst = (head & SX_RH_CST) ? sx_rvb(&r, nst) : pstamp;
-      if (head & SX_RH_BASE) bst = sx_rvb(&r, nst);
-      if (r.bad) goto fail;
-      for (k = 0; k < ncol_row; k++) {
-        sx_dcol *c = &d->cols[d->ncols + k];
-        uint64_t s = cst, bs = bst;
-        unsigned e = dec->enc[first + c->col], t = e & 7u, m = e >> 3;
-        int64_t *prev = &dec->prev[first + c->col];
-        int isnull = 0;
-        if (head & SX_RH_CTL) {
-          uint64_t cc = sx_rv(&r);
-          if (cc & ~(uint64_t)(SX_CC_NULL | SX_CC_STAMP | SX_CC_BASE)) goto fail;
-          if (cc & SX_CC_STAMP) s = sx_rvb(&r, nst);
-          if (cc & SX_CC_BASE) {
-            bs = sx_rvb(&r, nst + 1);
-            bs = bs ? bs - 1 : UINT64_MAX;
-          }
-          isnull = (cc & SX_CC_NULL) != 0;
-          if (r.bad) goto fail;
-        }
-        c->hlc = dec->stamps[s];
-        c->site = dec->ssite[s];
-        c->bhlc = bs == UINT64_MAX ? 0 : dec->stamps[bs];
-        c->bsite = bs == UINT64_MAX ? 0 : dec->ssite[bs];
-        if (isnull) {
-          c->v = sync_null();
-          continue;
-        }
-        c->v = sync_null();
-        c->v.type = (int)t;
-        switch (t) {
-        case SYNC_INTEGER:
-          if (m == SX_ENC_FIXED) {
-            const unsigned char *x = sx_rbytes(&r, 8);
-            if (!x) goto fail;
-            c->v.i = (int64_t)sx_get_le64(x);
-          } else if (m == SX_ENC_DELTA) {
-            *prev = (int64_t)((uint64_t)*prev +
-                              (uint64_t)sx_unzigzag(sx_rv(&r)));
-            c->v.i = *prev;
-          } else {
-            c->v.i = sx_unzigzag(sx_rv(&r));
-          }
-          break;
-        case SYNC_REAL:
-          if (m >= SX_ENC_DEC) {
-            uint64_t u = sx_rv(&r);
-            if (u) {
-              int64_t dm = sx_unzigzag(u - 1), mm;
-              if (dm > SX_MANT_MAX || dm < -SX_MANT_MAX) goto fail;
-              mm = *prev + dm;
-              if (mm > SX_MANT_MAX || mm < -SX_MANT_MAX) goto fail;
-              *prev = mm;
-              {
-                volatile double v = (double)mm / sx_p10[m - SX_ENC_DEC];
-                c->v.r = v;
-              }
-              break;
-            }
-          }
-          {
-            const unsigned char *x = sx_rbytes(&r, 8);
-            if (!x) goto fail;
-            c->v.r = sx_bits_double(sx_get_le64(x));
-          }
-          break;
-        case SYNC_TEXT:
-        case SYNC_BLOB: {
-          uint64_t len = sx_rvb(&r, (uint64_t)SYNC_MAX_VALUE + 1);
-          const unsigned char *x = sx_rbytes(&r, (size_t)len);
-          if (!x) goto fail;
-          c->v.len = (size_t)len;
-          /* An offset into the arena, as chunks keep their values. */
-          c->v.data = (const void *)(uintptr_t)(size_t)(x - b); /* NOLINT(performance-no-int-to-ptr) */
-          break;
-        }
-        default: /* a column the table section says no row carries */
-          goto fail;
-        }
-        if (r.bad) goto fail;
-      }
-      d->ncols += ncol_row;
-      row->ncols = ncol_row;
-    next:
-      pk = row->koff;
-      pklen = row->klen;
-      d->nrows++;
-    }
-  }
-  if (minor >= 1) {
-    /* The history section: u8 flags (1 complete), u64 mark id, var mark
-     * start. */
-    q = sx_rbytes(&r, 9);
-    if (!q || (q[0] & ~1u)) goto fail;
-    d->complete = q[0] & 1;
-    d->mark.id = sx_get_le64(q + 1);
-    d->mark.start = sx_rv(&r);
-    d->ngccl = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES + 1);
-    for (i = 0; i < d->ngccl && !r.bad; i++) {
-      d->gccl[i].tid = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES);
-      d->gccl[i].cl = sx_rvb(&r, (UINT64_C(1) << 62) + 1);
-      if (i && d->gccl[i].tid <= d->gccl[i - 1].tid) r.bad = 1;
-    }
-  }
-  if (minor >= 2 && !r.bad) {
-    /* The scope section and the exit markers. */
-    uint64_t nx;
-    unsigned ptid = 0;
-    size_t pk = 0, pklen = 0;
-    if (sx_rscope(&r, &d->scope)) goto fail;
-    nx = sx_rv(&r);
-    /* An exit takes at least 6 bytes; rows and exits share max_rows. */
-    if (r.bad || nx > (uint64_t)(r.end - r.p) / 6 ||
-        nx > dec->max_rows - (d->nrows < dec->max_rows ? d->nrows : dec->max_rows)) {
-      rc = nx > (uint64_t)(r.end - r.p) / 6 ? SYNC_EFORMAT : SYNC_ELIMIT;
-      goto fail;
-    }
-    if (nx) {
-      d->xrows = (sx_drow *)sx_malloc(&dec->al, (size_t)nx * sizeof(sx_drow));
-      if (!d->xrows) {
-        rc = SYNC_ENOMEM;
-        goto fail;
-      }
-      d->capx = (size_t)nx;
-    }
-    for (i = 0; i < nx; i++) {
-      sx_drow *x = &d->xrows[i];
-      uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES), shared, rest, nc, prev = 0;
-      const unsigned char *kb;
-      shared = sx_rv(&r);
-      rest = sx_rv(&r);
-      /* Keys share bytes only with the previous exit of their table. */
-      if (r.bad || (i && tid < ptid) || ((!i || tid != ptid) && shared) ||
-          shared > pklen || shared + rest < 1 || shared + rest > SYNC_MAX_KEY ||
-          !(kb = sx_rbytes(&r, (size_t)rest)))
-        goto fail;
-      if ((rc = sx_buf_reserve(&d->arena, (size_t)(shared + rest)))) goto fail;
-      rc = SYNC_EFORMAT;
-      x->tid = (unsigned)tid;
-      x->koff = d->arena.len;
-      x->klen = (size_t)(shared + rest);
-      if (shared) memcpy(d->arena.p + x->koff, d->arena.p + pk, (size_t)shared);
-      memcpy(d->arena.p + x->koff + shared, kb, (size_t)rest);
-      d->arena.len += x->klen;
-      if (i && tid == ptid &&
-          sx_keycmp(d->arena.p + x->koff, x->klen, d->arena.p + pk, pklen) <= 0)
-        goto fail;
-      x->cl = sx_rv(&r);
-      x->clsite = (uint32_t)sx_rvb(&r, d->nsites);
-      x->clhlc = sx_rv(&r);
-      nc = sx_rvb(&r, SYNC_MAX_COLUMNS + 1);
-      if (r.bad || !x->cl || x->cl >= (UINT64_C(1) << 62) ||
-          ((x->cl & 1) == 0 && nc) || nc > (uint64_t)(r.end - r.p) / 3)
-        goto fail;
-      x->col0 = d->nxc;
-      x->ncols = (size_t)nc;
-      if (nc && (rc = sx_grow(&dec->al, (void **)&d->xcols, &d->capxc,
-                              d->nxc + (size_t)nc, sizeof(sx_dcol))))
-        goto fail;
-      rc = SYNC_EFORMAT;
-      for (j = 0; j < nc; j++) {
-        sx_dcol *c = &d->xcols[d->nxc + j];
-        uint64_t gap = sx_rv(&r);
-        uint64_t col = j ? prev + 1 + gap : gap;
-        memset(c, 0, sizeof *c);
-        if (r.bad || gap >= SYNC_MAX_COLUMNS || col >= SYNC_MAX_COLUMNS) goto fail;
-        c->col = (unsigned)col;
-        c->site = (uint32_t)sx_rvb(&r, d->nsites);
-        c->hlc = sx_rv(&r);
-        c->v = sync_null();
-        prev = col;
-      }
-      if (r.bad) goto fail;
-      d->nxc += (size_t)nc;
-      d->nx++;
-      ptid = (unsigned)tid;
-      pk = x->koff;
-      pklen = x->klen;
-    }
-  }
-  if (minor >= 3 && !r.bad) {
-    /* The renewal records: site indexes increasing from 1, each with the
-     * HLC that site's claims are void above. */
-    uint64_t nr = sx_rv(&r), prev = 0;
-    rc = SYNC_EFORMAT;
-    if (r.bad || nr > (uint64_t)(r.end - r.p) / 2 || nr >= d->nsites) goto fail;
-    if (nr > SX_RENEW_MAX) {
-      rc = SYNC_ELIMIT;
-      goto fail;
-    }
-    if (nr) {
-      d->renew = (sx_renew *)sx_malloc(&dec->al, (size_t)nr * sizeof(sx_renew));
-      if (!d->renew) {
-        rc = SYNC_ENOMEM;
-        goto fail;
-      }
-    }
-    for (i = 0; i < nr; i++) {
-      uint64_t site = sx_rvb(&r, d->nsites);
-      if (r.bad || site <= prev) goto fail;
-      d->renew[i].site = (uint32_t)site;
-      d->renew[i].held = sx_rv(&r);
-      prev = site;
-    }
-    if (r.bad) goto fail;
-    d->nrenew = (size_t)nr;
-  }
-  /* A newer minor version may append sections a reader skips. */
-  if (r.bad || (r.p != r.end && minor <= SX_FMINOR)) goto fail;
-  *out = d;
+  if (sx_rcursor(&s->r, &d->start)) return SX_BAD(s, "bad start cursor");
+  if (sx_rcursor(&s->r, &d->end)) return SX_BAD(s, "bad end cursor");
   return 0;
-fail:
-  sync_delta_free(d);
-  return rc;
+}
+
+/* Stage 2: the site table and the sender's vector over it. */
+static int sx_dec_sites(sx_dbody *s) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  const unsigned char *q;
+  uint32_t i;
+  d->nsites = (uint32_t)sx_rvb(r, SX_MAX_SITES + 1);
+  if (r->bad || d->nsites == 0 ||
+      d->nsites > (size_t)(r->end - r->p) / (SX_SITE_LEN + 1))
+    return SX_BAD(s, "bad site count");
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&s->dec->al, (size_t)d->nsites *
+                                                                 SX_SITE_LEN);
+  d->vv =
+      (uint64_t *)sx_malloc(&s->dec->al, (size_t)d->nsites * sizeof(uint64_t));
+  if (!d->sites || !d->vv) return SYNC_ENOMEM;
+  d->nvv = d->nsites;
+  q = sx_rbytes(r, (size_t)d->nsites * SX_SITE_LEN);
+  if (!q) return SX_BAD(s, "truncated site table");
+  memcpy(d->sites, q, (size_t)d->nsites * SX_SITE_LEN);
+  for (i = 0; i < d->nsites; i++) d->vv[i] = sx_rv(r);
+  return r->bad ? SX_BAD(s, "truncated vector") : 0;
+}
+
+/* Stage 3: the stamp table, in groups of one site, increasing. */
+static int sx_dec_stamps(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sx_rd *r = &s->r;
+  uint64_t ng = sx_rvb(r, (uint64_t)s->d->nsites + 1), psite = 0, i, j;
+  int rc;
+  if (r->bad) return SX_BAD(s, "bad stamp group count");
+  for (i = 0; i < ng; i++) {
+    uint64_t site = sx_rv(r), cnt = sx_rv(r), h;
+    if (r->bad) return SX_BAD(s, "truncated stamp table");
+    if (site >= s->d->nsites)
+      return SX_BAD(s, "site index past the site table");
+    /* Every stamp after a group's first costs a byte at least. */
+    if (cnt == 0 || cnt - 1 > (uint64_t)(r->end - r->p))
+      return SX_BAD(s, "bad stamp count");
+    if (i && site <= psite) return SX_BAD(s, "stamp groups out of order");
+    if ((rc = sx_grow(&dec->al, (void **)&dec->stamps, &dec->cap_stamps,
+                      (size_t)(s->nst + cnt), sizeof(uint64_t))) ||
+        (rc = sx_grow(&dec->al, (void **)&dec->ssite, &dec->cap_ssite,
+                      (size_t)(s->nst + cnt), sizeof(uint32_t))))
+      return rc;
+    psite = site;
+    h = sx_rv(r);
+    if (h == 0) return SX_BAD(s, "stamp with HLC 0");
+    for (j = 0; j < cnt; j++) {
+      if (j) {
+        uint64_t gap = sx_rv(r);
+        if (gap >= UINT64_MAX - h) return SX_BAD(s, "stamp HLC overflows");
+        h += gap + 1;
+      }
+      dec->stamps[s->nst] = h;
+      dec->ssite[s->nst++] = (uint32_t)site;
+    }
+    if (r->bad) return SX_BAD(s, "truncated stamp table");
+  }
+  return 0;
+}
+
+/* The tables' first pass: ids increasing, and the count of their column
+ * encodings in *total, to allocate the arrays once. */
+static int sx_dec_tables_size(sx_dbody *s, uint64_t ntab, size_t *total) {
+  sx_rd *r = &s->r;
+  uint64_t ptid = 0, i;
+  for (i = 0; i < ntab; i++) {
+    uint64_t tid = sx_rvb(r, SYNC_MAX_TABLES), nc;
+    if (r->bad || (i && tid <= ptid))
+      return SX_BAD(s, "bad table id in the table section");
+    ptid = tid;
+    nc = sx_rvb(r, SYNC_MAX_COLUMNS + 1);
+    if (!sx_rbytes(r, (size_t)nc)) return SX_BAD(s, "truncated table section");
+    *total += (size_t)nc;
+  }
+  return 0;
+}
+
+/* Room in dec for total column encodings and the tables' slots. */
+static int sx_dec_tables_room(sync_decoder *dec, size_t total) {
+  if (dec->cap_enc < total + 1) {
+    sx_free(&dec->al, dec->enc);
+    sx_free(&dec->al, dec->prev);
+    dec->enc = (unsigned char *)sx_malloc(&dec->al, total + 1);
+    dec->prev = (int64_t *)sx_malloc(&dec->al, (total + 1) * sizeof(int64_t));
+    dec->cap_enc = dec->enc && dec->prev ? total + 1 : 0;
+    if (!dec->cap_enc) return SYNC_ENOMEM;
+  }
+  if (!dec->ncols) {
+    dec->ncols =
+        (unsigned *)sx_malloc(&dec->al, 2 * SYNC_MAX_TABLES * sizeof(unsigned));
+    if (!dec->ncols) return SYNC_ENOMEM;
+  }
+  return 0;
+}
+
+/* Stage 4: the tables, each with one encoding byte per column. */
+static int sx_dec_tables(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sx_rd *r = &s->r;
+  uint64_t ntab = sx_rvb(r, SYNC_MAX_TABLES + 1), i, j;
+  const unsigned char *save;
+  size_t total = 0;
+  int rc;
+  if (r->bad) return SX_BAD(s, "bad table count");
+  save = r->p;
+  for (i = 0; i < SYNC_MAX_TABLES; i++) s->slot_of[i] = SIZE_MAX;
+  if ((rc = sx_dec_tables_size(s, ntab, &total)) ||
+      (rc = sx_dec_tables_room(dec, total)))
+    return rc;
+  r->p = save;
+  total = 0;
+  for (i = 0; i < ntab; i++) {
+    uint64_t tid = sx_rv(r), nc = sx_rv(r);
+    const unsigned char *e = sx_rbytes(r, (size_t)nc);
+    s->slot_of[tid] = (size_t)i;
+    dec->ncols[2 * i] = (unsigned)nc;
+    dec->ncols[2 * i + 1] = (unsigned)total; /* first encoding */
+    for (j = 0; j < nc; j++) {
+      unsigned t = e[j] & 7u, m = e[j] >> 3;
+      if (t > SYNC_BLOB || (t == SYNC_NULL && m) ||
+          (t == SYNC_INTEGER && m > SX_ENC_DELTA) ||
+          (t == SYNC_REAL && m > SX_DEC_SCALES) ||
+          ((t == SYNC_TEXT || t == SYNC_BLOB) && m))
+        return SX_BAD(s, "unknown column encoding");
+      dec->enc[total + j] = e[j];
+      dec->prev[total + j] = 0;
+    }
+    total += (size_t)nc;
+  }
+  return 0;
+}
+
+/* A row's key: shared bytes of the previous key, then its own suffix,
+ * rebuilt in the arena; keys strictly increase within a table. */
+static int sx_dec_key(sx_dbody *s, const sx_dprev *pv, uint64_t head,
+                      sx_drow *row) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t shared = sx_rvb(r, (uint64_t)pv->klen + 1), klen;
+  const unsigned char *suffix;
+  int rc;
+  klen = (head & SX_RH_KLEN) ? sx_rvb(r, SYNC_MAX_KEY + 1) : pv->klen;
+  if (r->bad || klen == 0 || shared > klen) return SX_BAD(s, "bad row key");
+  suffix = sx_rbytes(r, (size_t)(klen - shared));
+  if (!suffix) return SX_BAD(s, "truncated row key");
+  if ((rc = sx_buf_reserve(&d->arena, (size_t)klen))) return rc;
+  row->koff = d->arena.len;
+  row->klen = (size_t)klen;
+  if (shared)
+    memcpy(d->arena.p + row->koff, d->arena.p + pv->k, (size_t)shared);
+  memcpy(d->arena.p + row->koff + shared, suffix, (size_t)(klen - shared));
+  d->arena.len += (size_t)klen;
+  if (!(head & SX_RH_TABLE) &&
+      sx_keycmp(d->arena.p + pv->k, pv->klen, d->arena.p + row->koff,
+                row->klen) >= 0)
+    return SX_BAD(s, "row keys out of order");
+  return 0;
+}
+
+/* One value of column encoding e (type | mode << 3) into c. */
+static int sx_dec_value(sx_dbody *s, sx_dcol *c, unsigned e, int64_t *prev) {
+  sx_rd *r = &s->r;
+  unsigned t = e & 7u, m = e >> 3;
+  const unsigned char *x;
+  c->v = sync_null();
+  c->v.type = (int)t;
+  switch (t) {
+  case SYNC_INTEGER:
+    if (m == SX_ENC_FIXED) {
+      if (!(x = sx_rbytes(r, 8))) return SX_BAD(s, "truncated value");
+      c->v.i = (int64_t)sx_get_le64(x);
+    } else if (m == SX_ENC_DELTA) {
+      *prev = (int64_t)((uint64_t)*prev + (uint64_t)sx_unzigzag(sx_rv(r)));
+      c->v.i = *prev;
+    } else {
+      c->v.i = sx_unzigzag(sx_rv(r));
+    }
+    break;
+  case SYNC_REAL:
+    if (m >= SX_ENC_DEC) {
+      uint64_t u = sx_rv(r);
+      if (u) {
+        int64_t dm = sx_unzigzag(u - 1), mm;
+        if (dm > SX_MANT_MAX || dm < -SX_MANT_MAX)
+          return SX_BAD(s, "decimal mantissa out of range");
+        mm = *prev + dm;
+        if (mm > SX_MANT_MAX || mm < -SX_MANT_MAX)
+          return SX_BAD(s, "decimal mantissa out of range");
+        *prev = mm;
+        {
+          volatile double v = (double)mm / sx_p10[m - SX_ENC_DEC];
+          c->v.r = v;
+        }
+        break;
+      }
+    }
+    if (!(x = sx_rbytes(r, 8))) return SX_BAD(s, "truncated value");
+    c->v.r = sx_bits_double(sx_get_le64(x));
+    break;
+  case SYNC_TEXT:
+  case SYNC_BLOB: {
+    uint64_t len = sx_rvb(r, (uint64_t)SYNC_MAX_VALUE + 1);
+    if (!(x = sx_rbytes(r, (size_t)len))) return SX_BAD(s, "bad value length");
+    c->v.len = (size_t)len;
+    /* An offset into the arena, as chunks keep their values. */
+    c->v.data = (const void *)(uintptr_t)(size_t)(x - s->b); /* NOLINT(performance-no-int-to-ptr) */
+    break;
+  }
+  default: /* a column the table section says no row carries */
+    return SX_BAD(s, "value in a column the table section leaves out");
+  }
+  return r->bad ? SX_BAD(s, "truncated value") : 0;
+}
+
+/* One column of a row: its control varint (SX_RH_CTL), stamps, value. */
+static int sx_dec_col(sx_dbody *s, uint64_t head, sx_dcol *c, unsigned first,
+                      uint64_t cst, uint64_t bst) {
+  sync_decoder *dec = s->dec;
+  sx_rd *r = &s->r;
+  uint64_t st = cst, bs = bst;
+  int isnull = 0;
+  if (head & SX_RH_CTL) {
+    uint64_t cc = sx_rv(r);
+    if (cc & ~(uint64_t)(SX_CC_NULL | SX_CC_STAMP | SX_CC_BASE))
+      return SX_BAD(s, "unknown column control bits");
+    if (cc & SX_CC_STAMP) st = sx_rvb(r, s->nst);
+    if (cc & SX_CC_BASE) {
+      bs = sx_rvb(r, s->nst + 1);
+      bs = bs ? bs - 1 : UINT64_MAX;
+    }
+    isnull = (cc & SX_CC_NULL) != 0;
+    if (r->bad) return SX_BAD(s, "bad column stamps");
+  }
+  c->hlc = dec->stamps[st];
+  c->site = dec->ssite[st];
+  c->bhlc = bs == UINT64_MAX ? 0 : dec->stamps[bs];
+  c->bsite = bs == UINT64_MAX ? 0 : dec->ssite[bs];
+  if (isnull) {
+    c->v = sync_null();
+    return 0;
+  }
+  return sx_dec_value(s, c, dec->enc[first + c->col],
+                      &dec->prev[first + c->col]);
+}
+
+/* The columns of a live row: which ones (all of its table's, or a list),
+ * their shared stamps, then each column. */
+static int sx_dec_cols(sx_dbody *s, const sx_dprev *pv, uint64_t head,
+                       sx_drow *row) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  unsigned ncols = s->dec->ncols[2 * pv->slot];
+  unsigned first = s->dec->ncols[2 * pv->slot + 1];
+  size_t ncol_row = ncols, k;
+  uint64_t cst, bst = UINT64_MAX;
+  int rc;
+  if (head & SX_RH_PART) ncol_row = (size_t)sx_rvb(r, (uint64_t)ncols + 1);
+  if (r->bad) return SX_BAD(s, "bad column count");
+  if ((rc = sx_grow(&s->dec->al, (void **)&d->cols, &d->capcols,
+                    d->ncols + ncol_row, sizeof(sx_dcol))))
+    return rc;
+  if (head & SX_RH_PART) {
+    uint64_t col = 0;
+    for (k = 0; k < ncol_row; k++) {
+      uint64_t gap = sx_rvb(r, ncols);
+      col = k ? col + 1 + gap : gap;
+      if (r->bad || col >= ncols) return SX_BAD(s, "column past the table's");
+      d->cols[d->ncols + k].col = (unsigned)col;
+    }
+  } else {
+    for (k = 0; k < ncol_row; k++) d->cols[d->ncols + k].col = (unsigned)k;
+  }
+  cst = (head & SX_RH_CST) ? sx_rvb(r, s->nst) : pv->stamp;
+  if (head & SX_RH_BASE) bst = sx_rvb(r, s->nst);
+  if (r->bad) return SX_BAD(s, "bad column stamps");
+  for (k = 0; k < ncol_row; k++)
+    if ((rc = sx_dec_col(s, head, &d->cols[d->ncols + k], first, cst, bst)))
+      return rc;
+  d->ncols += ncol_row;
+  row->ncols = ncol_row;
+  return 0;
+}
+
+/* One row: head bits, table, key, stamp, causal length, columns. */
+static int sx_dec_row(sx_dbody *s, sx_dprev *pv, sx_drow *row) {
+  sx_rd *r = &s->r;
+  uint64_t head = sx_rv(r);
+  int rc;
+  if (r->bad || head > 0xff) return SX_BAD(s, "bad row head");
+  if (head & SX_RH_TABLE) {
+    uint64_t tid = sx_rvb(r, SYNC_MAX_TABLES);
+    if (r->bad || s->slot_of[tid] == SIZE_MAX)
+      return SX_BAD(s, "row of a table the table section leaves out");
+    if (pv->tid != UINT64_MAX && tid <= pv->tid)
+      return SX_BAD(s, "row tables out of order");
+    pv->tid = tid;
+    pv->slot = s->slot_of[tid];
+    pv->klen = 0;
+  } else if (pv->tid == UINT64_MAX) {
+    return SX_BAD(s, "first row names no table");
+  }
+  if ((rc = sx_dec_key(s, pv, head, row))) return rc;
+  row->tid = (unsigned)pv->tid;
+  if (head & SX_RH_STAMP) {
+    uint64_t st = sx_rv(r);
+    if (r->bad) return SX_BAD(s, "truncated row");
+    if (st >= s->nst) return SX_BAD(s, "stamp index past the stamp table");
+    pv->stamp = st;
+  } else if (pv->stamp == UINT64_MAX) {
+    return SX_BAD(s, "first row has no stamp");
+  }
+  row->cl = (head & SX_RH_CL) ? sx_rv(r) : 1;
+  if (r->bad || row->cl == 0) return SX_BAD(s, "bad causal length");
+  row->clhlc = s->dec->stamps[pv->stamp];
+  row->clsite = s->dec->ssite[pv->stamp];
+  row->col0 = s->d->ncols;
+  row->ncols = 0;
+  if (!(row->cl & 1)) {
+    if (head & (SX_RH_PART | SX_RH_CST | SX_RH_BASE | SX_RH_CTL))
+      return SX_BAD(s, "column bits on a tombstone");
+  } else if ((rc = sx_dec_cols(s, pv, head, row))) {
+    return rc;
+  }
+  pv->k = row->koff;
+  pv->klen = row->klen;
+  s->d->nrows++;
+  return 0;
+}
+
+/* Stage 5: the rows, each taking two bytes at least. */
+static int sx_dec_rows(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sx_rd *r = &s->r;
+  uint64_t nr = sx_rv(r);
+  sx_dprev pv;
+  size_t i;
+  int rc;
+  if (r->bad) return SX_BAD(s, "truncated row count");
+  if (nr > dec->max_rows)
+    return sx_dec_fail(dec, SYNC_ELIMIT, "more rows than max_rows");
+  if (nr > (uint64_t)(r->end - r->p) / 2)
+    return SX_BAD(s, "more rows than the body holds");
+  if (nr) {
+    s->d->rows = (sx_drow *)sx_malloc(&dec->al, (size_t)nr * sizeof(sx_drow));
+    if (!s->d->rows) return SYNC_ENOMEM;
+    s->d->caprows = (size_t)nr;
+  }
+  memset(&pv, 0, sizeof pv);
+  pv.tid = pv.stamp = UINT64_MAX;
+  for (i = 0; i < (size_t)nr; i++)
+    if ((rc = sx_dec_row(s, &pv, &s->d->rows[i]))) return rc;
+  return 0;
+}
+
+/* Stage 6 (minor 1): the history section: u8 flags (1 complete), u64
+ * mark id, var mark start, then the collected causal lengths. */
+static int sx_dec_history(sx_dbody *s) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  const unsigned char *q = sx_rbytes(r, 9);
+  unsigned i;
+  if (!q || (q[0] & ~1u)) return SX_BAD(s, "bad history section");
+  d->complete = q[0] & 1;
+  d->mark.id = sx_get_le64(q + 1);
+  d->mark.start = sx_rv(r);
+  d->ngccl = (unsigned)sx_rvb(r, SYNC_MAX_TABLES + 1);
+  for (i = 0; i < d->ngccl && !r->bad; i++) {
+    d->gccl[i].tid = (unsigned)sx_rvb(r, SYNC_MAX_TABLES);
+    d->gccl[i].cl = sx_rvb(r, (UINT64_C(1) << 62) + 1);
+    if (i && d->gccl[i].tid <= d->gccl[i - 1].tid) r->bad = 1;
+  }
+  return r->bad ? SX_BAD(s, "bad collected causal lengths") : 0;
+}
+
+/* One exit marker: table, key (sharing bytes only with the previous
+ * exit of its table), causal length and stamp, column stamps. */
+static int sx_dec_exit(sx_dbody *s, int first, sx_dprev *pv, sx_drow *x) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t tid = sx_rvb(r, SYNC_MAX_TABLES), shared, rest, nc, prev = 0, j;
+  const unsigned char *kb;
+  int rc;
+  shared = sx_rv(r);
+  rest = sx_rv(r);
+  if (r->bad || (!first && tid < pv->tid) ||
+      ((first || tid != pv->tid) && shared) || shared > pv->klen ||
+      shared + rest < 1 || shared + rest > SYNC_MAX_KEY ||
+      !(kb = sx_rbytes(r, (size_t)rest)))
+    return SX_BAD(s, "bad exit key");
+  if ((rc = sx_buf_reserve(&d->arena, (size_t)(shared + rest)))) return rc;
+  x->tid = (unsigned)tid;
+  x->koff = d->arena.len;
+  x->klen = (size_t)(shared + rest);
+  if (shared) memcpy(d->arena.p + x->koff, d->arena.p + pv->k, (size_t)shared);
+  memcpy(d->arena.p + x->koff + shared, kb, (size_t)rest);
+  d->arena.len += x->klen;
+  if (!first && tid == pv->tid &&
+      sx_keycmp(d->arena.p + x->koff, x->klen, d->arena.p + pv->k, pv->klen) <=
+          0)
+    return SX_BAD(s, "exit keys out of order");
+  x->cl = sx_rv(r);
+  x->clsite = (uint32_t)sx_rvb(r, d->nsites);
+  x->clhlc = sx_rv(r);
+  nc = sx_rvb(r, SYNC_MAX_COLUMNS + 1);
+  if (r->bad || !x->cl || x->cl >= (UINT64_C(1) << 62) ||
+      ((x->cl & 1) == 0 && nc) || nc > (uint64_t)(r->end - r->p) / 3)
+    return SX_BAD(s, "bad exit marker");
+  x->col0 = d->nxc;
+  x->ncols = (size_t)nc;
+  if (nc && (rc = sx_grow(&s->dec->al, (void **)&d->xcols, &d->capxc,
+                          d->nxc + (size_t)nc, sizeof(sx_dcol))))
+    return rc;
+  for (j = 0; j < nc; j++) {
+    sx_dcol *c = &d->xcols[d->nxc + j];
+    uint64_t gap = sx_rv(r);
+    uint64_t col = j ? prev + 1 + gap : gap;
+    memset(c, 0, sizeof *c);
+    if (r->bad || gap >= SYNC_MAX_COLUMNS || col >= SYNC_MAX_COLUMNS)
+      return SX_BAD(s, "bad exit column");
+    c->col = (unsigned)col;
+    c->site = (uint32_t)sx_rvb(r, d->nsites);
+    c->hlc = sx_rv(r);
+    c->v = sync_null();
+    prev = col;
+  }
+  if (r->bad) return SX_BAD(s, "site index past the site table");
+  d->nxc += (size_t)nc;
+  pv->tid = tid;
+  pv->k = x->koff;
+  pv->klen = x->klen;
+  return 0;
+}
+
+/* Stage 7 (minor 2): the scope section and the exit markers. */
+static int sx_dec_exits(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t nx, i;
+  sx_dprev pv;
+  int rc;
+  if (sx_rscope(r, &d->scope)) return SX_BAD(s, "bad scope section");
+  nx = sx_rv(r);
+  /* An exit takes at least 6 bytes; rows and exits share max_rows. */
+  if (nx > (uint64_t)(r->end - r->p) / 6)
+    return SX_BAD(s, "more exits than the body holds");
+  /* (A truncated count reads as 0 and is refused as SYNC_ELIMIT.) */
+  if (r->bad || nx > dec->max_rows -
+                         (d->nrows < dec->max_rows ? d->nrows : dec->max_rows))
+    return sx_dec_fail(dec, SYNC_ELIMIT, "more rows and exits than max_rows");
+  if (nx) {
+    d->xrows = (sx_drow *)sx_malloc(&dec->al, (size_t)nx * sizeof(sx_drow));
+    if (!d->xrows) return SYNC_ENOMEM;
+    d->capx = (size_t)nx;
+  }
+  memset(&pv, 0, sizeof pv);
+  for (i = 0; i < nx; i++) {
+    if ((rc = sx_dec_exit(s, i == 0, &pv, &d->xrows[i]))) return rc;
+    d->nx++;
+  }
+  return 0;
+}
+
+/* Stage 8 (minor 3): the renewal records: site indexes increasing from
+ * 1, each with the HLC that site's claims are void above. */
+static int sx_dec_renewals(sx_dbody *s) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t nr = sx_rv(r), prev = 0, i;
+  if (r->bad || nr > (uint64_t)(r->end - r->p) / 2 || nr >= d->nsites)
+    return SX_BAD(s, "bad renewal count");
+  if (nr > SX_RENEW_MAX)
+    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more renewal records than kept");
+  if (nr) {
+    d->renew =
+        (sx_renew *)sx_malloc(&s->dec->al, (size_t)nr * sizeof(sx_renew));
+    if (!d->renew) return SYNC_ENOMEM;
+  }
+  for (i = 0; i < nr; i++) {
+    uint64_t site = sx_rvb(r, d->nsites);
+    if (r->bad) return SX_BAD(s, "renewal site past the site table");
+    if (site <= prev) return SX_BAD(s, "renewal sites out of order");
+    d->renew[i].site = (uint32_t)site;
+    d->renew[i].held = sx_rv(r);
+    prev = site;
+  }
+  if (r->bad) return SX_BAD(s, "truncated renewal section");
+  d->nrenew = (size_t)nr;
+  return 0;
+}
+
+/* Decode the body [b, b + n) into a new delta: the stages in frame
+ * order, the sections of later minors as the frame's minor has them. */
+static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
+                          unsigned minor, sync_delta **out) {
+  sx_dbody s;
+  int rc;
+  memset(&s, 0, sizeof s);
+  s.dec = dec;
+  s.b = b;
+  s.r.p = b;
+  s.r.end = b + n;
+  s.d = sx_delta_new(&dec->al);
+  if (!s.d) return SYNC_ENOMEM;
+  /* The arena: the body itself (values are offsets into it), then the
+   * keys as rebuilt. */
+  if (!(rc = sx_buf_reserve(&s.d->arena, n + 64))) {
+    memcpy(s.d->arena.p, b, n);
+    s.d->arena.len = n;
+    rc = sx_dec_head(&s);
+  }
+  if (!rc) rc = sx_dec_sites(&s);
+  if (!rc) rc = sx_dec_stamps(&s);
+  if (!rc) rc = sx_dec_tables(&s);
+  if (!rc) rc = sx_dec_rows(&s);
+  if (!rc && minor >= 1) rc = sx_dec_history(&s);
+  if (!rc && minor >= 2) rc = sx_dec_exits(&s);
+  if (!rc && minor >= 3) rc = sx_dec_renewals(&s);
+  /* A newer minor version may append sections a reader skips. */
+  if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
+  if (!rc && s.r.p != s.r.end && minor <= SX_FMINOR)
+    rc = SX_BAD(&s, "bytes after the last section");
+  if (rc) {
+    sync_delta_free(s.d);
+    return rc;
+  }
+  *out = s.d;
+  return 0;
 }
 
 /* Parse the header in [p, p + n): SYNC_NOTFOUND when more bytes are
