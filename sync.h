@@ -1052,6 +1052,15 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
  * Drops any partial frame fed before.  Errors as sync_decoder_feed. */
 SYNC_API int sync_decoder_decode(sync_decoder *dec, const void *frame,
                                  size_t len, sync_delta **out);
+/* Why the last sync_decoder_feed or sync_decoder_decode on dec failed:
+ * a short static string naming the fault ("checksum mismatch", "site
+ * index past the site table", "truncated stamp table", ...; "out of
+ * memory" for SYNC_ENOMEM), for logs and error messages, not for
+ * programs to parse (the wording may change; the error code is the
+ * contract).  "" when that call succeeded (also while it waits for more
+ * bytes), failed with SYNC_EINVAL, or dec is NULL.  Never NULL; the
+ * string is constant and never freed. */
+SYNC_API const char *sync_decoder_reason(const sync_decoder *dec);
 SYNC_API void sync_decoder_free(sync_decoder *dec);
 
 /* Train a zstd dictionary for the frames of table from its live rows

@@ -1533,7 +1533,9 @@ static int sx_dec_renewals(sx_dbody *s) {
   for (i = 0; i < nr; i++) {
     uint64_t site = sx_rvb(r, d->nsites);
     if (r->bad) return SX_BAD(s, "renewal site past the site table");
-    if (site <= prev) return SX_BAD(s, "renewal sites out of order");
+    if (site <= prev)
+      return SX_BAD(s, i ? "renewal sites out of order"
+                         : "renewal of the sender's own site");
     d->renew[i].site = (uint32_t)site;
     d->renew[i].held = sx_rv(r);
     prev = site;
@@ -1584,37 +1586,45 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
 
 /* Parse the header in [p, p + n): SYNC_NOTFOUND when more bytes are
  * needed.  Sets *hlen, *stored, *raw, *flags, *minor, *dict. */
-static int sx_frame_head(const sync_decoder *dec, const unsigned char *p,
-                         size_t n, size_t *hlen, size_t *stored, size_t *raw,
+static int sx_frame_head(sync_decoder *dec, const unsigned char *p, size_t n,
+                         size_t *hlen, size_t *stored, size_t *raw,
                          unsigned *flags, unsigned *minor, uint32_t *dict) {
   const unsigned char *q = p + 7, *end = p + n;
   uint64_t v;
   size_t k;
-  if (n >= 1 && p[0] != SX_FMAGIC0) return SYNC_EFORMAT;
-  if (n >= 2 && p[1] != 'S') return SYNC_EFORMAT;
-  if (n >= 3 && p[2] != 'Y') return SYNC_EFORMAT;
-  if (n >= 4 && p[3] != 'N') return SYNC_EFORMAT;
-  if (n >= 5 && p[4] != SX_FMAJOR) return SYNC_EVERSION;
-  if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT))) return SYNC_EFORMAT;
+  if ((n >= 1 && p[0] != SX_FMAGIC0) || (n >= 2 && p[1] != 'S') ||
+      (n >= 3 && p[2] != 'Y') || (n >= 4 && p[3] != 'N'))
+    return sx_dec_fail(dec, SYNC_EFORMAT, "bad magic");
+  if (n >= 5 && p[4] != SX_FMAJOR)
+    return sx_dec_fail(dec, SYNC_EVERSION, "another major version");
+  if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT)))
+    return sx_dec_fail(dec, SYNC_EFORMAT, "unknown frame flags");
   if (n >= 7 && (p[6] & SX_FF_DICT) && !(p[6] & SX_FF_ZSTD))
-    return SYNC_EFORMAT;
+    return sx_dec_fail(dec, SYNC_EFORMAT, "dictionary flag without zstd");
   if (n < 7) return SYNC_NOTFOUND;
   *minor = p[5];
   *flags = p[6];
   k = sx_get_varint(q, end, &v);
-  if (!k) return (size_t)(end - q) >= SX_VARINT_MAX ? SYNC_EFORMAT : SYNC_NOTFOUND;
+  if (!k)
+    return (size_t)(end - q) >= SX_VARINT_MAX
+               ? sx_dec_fail(dec, SYNC_EFORMAT, "bad stored length")
+               : SYNC_NOTFOUND;
   q += k;
-  if (v > dec->max_frame) return SYNC_ELIMIT;
+  if (v > dec->max_frame)
+    return sx_dec_fail(dec, SYNC_ELIMIT, "frame over max_frame");
   *stored = (size_t)v;
   *raw = *stored;
   if (*flags & SX_FF_ZSTD) {
     k = sx_get_varint(q, end, &v);
     if (!k)
-      return (size_t)(end - q) >= SX_VARINT_MAX ? SYNC_EFORMAT : SYNC_NOTFOUND;
+      return (size_t)(end - q) >= SX_VARINT_MAX
+                 ? sx_dec_fail(dec, SYNC_EFORMAT, "bad body length")
+                 : SYNC_NOTFOUND;
     q += k;
     *raw = (size_t)(v > dec->max_body ? dec->max_body + 1 : v);
   }
-  if (*raw > dec->max_body) return SYNC_ELIMIT;
+  if (*raw > dec->max_body)
+    return sx_dec_fail(dec, SYNC_ELIMIT, "body over max_body");
   *dict = 0;
   if (*flags & SX_FF_DICT) {
     if ((size_t)(end - q) < 4) return SYNC_NOTFOUND;
@@ -1624,36 +1634,39 @@ static int sx_frame_head(const sync_decoder *dec, const unsigned char *p,
   *hlen = (size_t)(q - p);
   if (dec->max_frame < *hlen + SX_FSUM ||
       *stored > dec->max_frame - *hlen - SX_FSUM)
-    return SYNC_ELIMIT;
+    return sx_dec_fail(dec, SYNC_ELIMIT, "frame over max_frame");
   return 0;
 }
 
 /* Check and decode the complete frame in [p, p + n). */
-static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
-                           size_t n, sync_delta **out) {
+static int sx_frame_decode(sync_decoder *dec, const unsigned char *p, size_t n,
+                           sync_delta **out) {
   size_t hlen, stored, raw;
   unsigned flags, minor;
   uint32_t dict;
   const unsigned char *body;
-  int rc = sx_frame_head(dec, p, n, &hlen, &stored, &raw, &flags, &minor,
-                         &dict);
-  if (rc == SYNC_NOTFOUND) return SYNC_EFORMAT;
+  int rc =
+      sx_frame_head(dec, p, n, &hlen, &stored, &raw, &flags, &minor, &dict);
+  if (rc == SYNC_NOTFOUND)
+    return sx_dec_fail(dec, SYNC_EFORMAT, "truncated frame header");
   if (rc) return rc;
-  if (n != hlen + stored + SX_FSUM) return SYNC_EFORMAT;
+  if (n != hlen + stored + SX_FSUM)
+    return sx_dec_fail(dec, SYNC_EFORMAT, "frame length differs from header");
   if (sx_get_le64(p + hlen + stored) != sx_hash64(p, hlen + stored, 0))
-    return SYNC_ECHECKSUM;
+    return sx_dec_fail(dec, SYNC_ECHECKSUM, "checksum mismatch");
   body = p + hlen;
   if (flags & SX_FF_ZSTD) {
 #ifdef SYNC_OMIT_ZSTD
     (void)dict;
-    return SYNC_ENOTSUP;
+    return sx_dec_fail(dec, SYNC_ENOTSUP,
+                       "compressed frame, built without zstd");
 #else
     size_t got;
     if ((flags & SX_FF_DICT) && (!dec->ddict || dict != dec->dict_id))
-      return SYNC_EDICT;
+      return sx_dec_fail(dec, SYNC_EDICT, "dictionary not loaded");
     /* One zstd frame, exactly: no trailing or skippable frames. */
     if (ZSTD_findFrameCompressedSize(body, stored) != stored)
-      return SYNC_EFORMAT;
+      return sx_dec_fail(dec, SYNC_EFORMAT, "not one zstd frame");
     if (!dec->dctx) {
       dec->dctx = ZSTD_createDCtx();
       if (!dec->dctx) return SYNC_ENOMEM;
@@ -1664,7 +1677,7 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
       return SYNC_ENOMEM;
     if ((flags & SX_FF_DICT) &&
         ZSTD_isError(ZSTD_DCtx_refDDict(dec->dctx, dec->ddict)))
-      return SYNC_EDICT;
+      return sx_dec_fail(dec, SYNC_EDICT, "dictionary refused by zstd");
     dec->raw.len = 0;
     if ((rc = sx_buf_reserve(&dec->raw, raw + 1))) return rc;
     /* The output buffer is the size the header promised: a body that
@@ -1672,12 +1685,14 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
     got = ZSTD_decompressDCtx(dec->dctx, dec->raw.p, raw, body, stored);
     if (ZSTD_isError(got)) {
       if (ZSTD_getErrorCode(got) == ZSTD_error_dictionary_wrong)
-        return SYNC_EDICT;
+        return sx_dec_fail(dec, SYNC_EDICT, "wrong dictionary");
       if (ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation)
         return SYNC_ENOMEM;
-      return SYNC_EFORMAT;
+      return sx_dec_fail(dec, SYNC_EFORMAT, "corrupt zstd body");
     }
-    if (got != raw) return SYNC_EFORMAT;
+    if (got != raw)
+      return sx_dec_fail(dec, SYNC_EFORMAT,
+                         "body shorter than its header says");
     body = dec->raw.p;
 #endif
   }
@@ -1689,6 +1704,18 @@ SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec) {
   return dec->last_raw;
 }
 
+/* After a failed call: a reason for every failure (the bytes' faults
+ * name theirs where they are found). */
+static int sx_decoder_failed(sync_decoder *dec, int rc) {
+  if (rc && !dec->reason[0]) {
+    if (rc == SYNC_ENOMEM || rc == SYNC_ETOOBIG)
+      dec->reason = "out of memory";
+    else if (SX_NEVER(rc != SYNC_EINVAL))
+      dec->reason = "malformed frame";
+  }
+  return rc;
+}
+
 static void sx_decoder_restart(sync_decoder *dec) {
   dec->in.len = 0;
   dec->need = 0;
@@ -1697,6 +1724,7 @@ static void sx_decoder_restart(sync_decoder *dec) {
 SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
                                sync_delta **out) {
   int rc;
+  if (dec) dec->reason = "";
   if (!out) return SYNC_EINVAL;
   *out = NULL;
   if (!dec || !in || in->pos > in->size || (!in->ptr && in->size))
@@ -1712,7 +1740,8 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
       uint32_t dict;
       take = SX_FHEAD_MAX - dec->in.len;
       if (take > avail) take = avail;
-      if ((rc = sx_buf_reserve(&dec->in, SX_FHEAD_MAX))) return rc;
+      if ((rc = sx_buf_reserve(&dec->in, SX_FHEAD_MAX)))
+        return sx_decoder_failed(dec, rc);
       memcpy(dec->in.p + dec->in.len, src, take);
       rc = sx_frame_head(dec, dec->in.p, dec->in.len + take, &hlen, &stored,
                          &raw, &flags, &minor, &dict);
@@ -1725,7 +1754,7 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
         /* Only the bytes up to the fault are consumed. */
         in->pos += take;
         sx_decoder_restart(dec);
-        return rc;
+        return sx_decoder_failed(dec, rc);
       }
       dec->need = hlen + stored + SX_FSUM;
       /* Of what was copied, keep only the frame's own bytes. */
@@ -1734,7 +1763,7 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
       in->pos += take;
       if ((rc = sx_buf_reserve(&dec->in, dec->need - dec->in.len))) {
         sx_decoder_restart(dec);
-        return rc;
+        return sx_decoder_failed(dec, rc);
       }
     } else {
       take = dec->need - dec->in.len;
@@ -1746,7 +1775,7 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
     if (dec->need && dec->in.len == dec->need) {
       rc = sx_frame_decode(dec, dec->in.p, dec->in.len, out);
       sx_decoder_restart(dec);
-      return rc;
+      return sx_decoder_failed(dec, rc);
     }
   }
   return 0;
@@ -1754,11 +1783,17 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
 
 SYNC_API int sync_decoder_decode(sync_decoder *dec, const void *frame,
                                  size_t len, sync_delta **out) {
+  if (dec) dec->reason = "";
   if (!out) return SYNC_EINVAL;
   *out = NULL;
   if (!dec || (!frame && len)) return SYNC_EINVAL;
   sx_decoder_restart(dec);
-  return sx_frame_decode(dec, (const unsigned char *)frame, len, out);
+  return sx_decoder_failed(
+      dec, sx_frame_decode(dec, (const unsigned char *)frame, len, out));
+}
+
+SYNC_API const char *sync_decoder_reason(const sync_decoder *dec) {
+  return dec ? dec->reason : "";
 }
 
 /* ---------------------------------------------------------------------
