@@ -25,7 +25,9 @@
 #include <stdlib.h>
 
 #ifndef SYNC_OMIT_ZSTD
+#ifndef SYNC_OMIT_ENCODER
 #include <zdict.h>
+#endif
 #include <zstd.h>
 #include <zstd_errors.h>
 #endif
@@ -72,8 +74,9 @@ static const double sx_p10[SX_DEC_SCALES] = {
     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
 
 /* ---------------------------------------------------------------------
- * Encoder
+ * Encoder (left out under SYNC_OMIT_ENCODER: a decoder-only build)
  * ------------------------------------------------------------------- */
+#ifndef SYNC_OMIT_ENCODER
 struct sync_encoder {
   sx_alloc al;
   int level;
@@ -928,6 +931,44 @@ SYNC_API int sync_encoder_frame(const sync_encoder *e, const void **frame,
   *len = e->frame.len;
   return 0;
 }
+
+#else
+/* The calls stay (options never change the ABI) and refuse. */
+SYNC_API int sync_encoder_create(const sync_allocator *alloc,
+                                 const sync_codec_opts *o,
+                                 sync_encoder **out) {
+  (void)alloc;
+  (void)o;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  return SYNC_ENOTSUP;
+}
+
+SYNC_API void sync_encoder_free(sync_encoder *e) { (void)e; }
+
+SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
+                                size_t *frame_len, size_t *raw_len) {
+  (void)e;
+  (void)d;
+  (void)frame_len;
+  (void)raw_len;
+  return SYNC_ENOTSUP;
+}
+
+SYNC_API int64_t sync_encoder_read(sync_encoder *e, sync_outbuf *out) {
+  (void)e;
+  (void)out;
+  return SYNC_ENOTSUP;
+}
+
+SYNC_API int sync_encoder_frame(const sync_encoder *e, const void **frame,
+                                size_t *len) {
+  (void)e;
+  (void)frame;
+  (void)len;
+  return SYNC_ENOTSUP;
+}
+#endif /* SYNC_OMIT_ENCODER */
 
 /* ---------------------------------------------------------------------
  * Decoder
@@ -1799,7 +1840,7 @@ SYNC_API const char *sync_decoder_reason(const sync_decoder *dec) {
 /* ---------------------------------------------------------------------
  * Dictionary training (the samples come from dict.c)
  * ------------------------------------------------------------------- */
-#ifndef SYNC_OMIT_ZSTD
+#if !defined(SYNC_OMIT_ZSTD) && !defined(SYNC_OMIT_ENCODER)
 SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
                                       const void *samples, const size_t *sizes,
                                       unsigned n, size_t *len) {

@@ -11,7 +11,7 @@
 
 /* codec.c: body bytes of the last frame dec decoded. */
 SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
-#ifndef SYNC_OMIT_ZSTD
+#if !defined(SYNC_OMIT_ZSTD) && !defined(SYNC_OMIT_ENCODER)
 /* codec.c: train a zstd dictionary of at most cap bytes into dict from n
  * samples laid end to end in samples (sizes[i] bytes each).  0 with *len
  * set, or SYNC_ELIMIT when zstd finds too little to build on. */

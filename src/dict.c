@@ -1,12 +1,13 @@
 /*
  * dict.c - sync_dict_train: a zstd dictionary from the stored rows of a
  * table.  A client of the storage (it reads rows through a cursor) and of
- * the codec (which holds the zstd calls), so it stands after both.
+ * the codec (which holds the zstd calls), so it stands after both.  Left
+ * out, like the encoder, under SYNC_OMIT_ENCODER.
  */
 #include "types.h"
 #include "codec.h"
 
-#ifndef SYNC_OMIT_ZSTD
+#if !defined(SYNC_OMIT_ZSTD) && !defined(SYNC_OMIT_ENCODER)
 /* Append to b the sample of one row of table t: its key and its values
  * laid out as in a frame (plain encodings), which is what the frames'
  * bodies repeat; local columns are left out, as frames leave them. */
@@ -47,7 +48,7 @@ static int sx_dict_sample(sx_buf *b, const sx_table *t, const sync_key *k,
 
 SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
                              void *dict, size_t cap, size_t *len) {
-#ifdef SYNC_OMIT_ZSTD
+#if defined(SYNC_OMIT_ZSTD) || defined(SYNC_OMIT_ENCODER)
   (void)x;
   (void)table;
   (void)max_rows;
