@@ -478,6 +478,20 @@ static unsigned char *cx_retail(const unsigned char *f, size_t n,
   return cx_rebuild(f, n, f[5], f[4], 1, tail, tn, out);
 }
 
+/* Replicas a, o and b, and in *f a frame from a to b whose site table
+ * holds two sites (a, o), uncompressed, minor 3, with no renewal record. */
+static void cx_two_sites(mu_rep *a, mu_rep *o, mu_rep *b, uint64_t *now,
+                         unsigned char **f, size_t *n) {
+  cx_open(a, "codec-a.db", 0xa1, now);
+  cx_open(o, "codec-o.db", 0xb2, now);
+  cx_open(b, "codec-b.db", 0xc3, now);
+  mu_put(o, "delta", 9, 9.75, "relayed");
+  *now += 5;
+  mu_pull(a, o, 0, 1, NULL); /* a's site table: a, o */
+  mu_put(a, "alpha", 1, 21.5, "ok");
+  cx_frame_of(a, b, 0, f, n);
+}
+
 /* The renewal section (minor 3) of a hostile sender: a site index of 0
  * (the sender itself), indexes not increasing, one past the site table,
  * more records than sites, or a count no bytes back: SYNC_EFORMAT.  A
@@ -503,14 +517,7 @@ static void test_renewal_section(void **state) {
       {{1, 1}, 2, SYNC_EFORMAT},           /* the HLC cut off */
   };
   (void)state;
-  cx_open(&a, "codec-a.db", 0xa1, &now);
-  cx_open(&o, "codec-o.db", 0xb2, &now);
-  cx_open(&b, "codec-b.db", 0xc3, &now);
-  mu_put(&o, "delta", 9, 9.75, "relayed");
-  now += 5;
-  mu_pull(&a, &o, 0, 1, NULL); /* a's site table: a, o */
-  mu_put(&a, "alpha", 1, 21.5, "ok");
-  cx_frame_of(&a, &b, 0, &f, &n);
+  cx_two_sites(&a, &o, &b, &now, &f, &n);
   TU_OK(sync_decoder_create(NULL, NULL, &dec));
   for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     g = cx_retail(f, n, bad[i].t, bad[i].n, &m);
@@ -595,14 +602,7 @@ static void test_decode_reasons(void **state) {
   sync_inbuf in;
   static const unsigned char past[] = {1, 2, 5}, own[] = {1, 0, 5};
   (void)state;
-  cx_open(&a, "codec-a.db", 0xa1, &now);
-  cx_open(&o, "codec-o.db", 0xb2, &now);
-  cx_open(&b, "codec-b.db", 0xc3, &now);
-  mu_put(&o, "delta", 9, 9.75, "relayed");
-  now += 5;
-  mu_pull(&a, &o, 0, 1, NULL); /* a's site table: a, o */
-  mu_put(&a, "alpha", 1, 21.5, "ok");
-  cx_frame_of(&a, &b, 0, &f, &n);
+  cx_two_sites(&a, &o, &b, &now, &f, &n);
   TU_OK(sync_decoder_create(NULL, NULL, &dec));
   assert_string_equal(sync_decoder_reason(dec), "");
   assert_string_equal(sync_decoder_reason(NULL), "");
