@@ -177,6 +177,26 @@ $(B)/single/sync_single.h: sync.h $(SRC_C) $(SRC_H) src/all.c amalgamate.py
 $(B)/single/single_header: tests/single_header.c $(B)/single/sync_single.h
 	$(CC) $(WARN) $(CFLAGS) -I$(B)/single $< $(LIBS) -o $@
 
+# The decoder-only build: src/all.c with -DSYNC_OMIT_ENCODER (and once
+# more without zstd as well), -Werror, linked to a program that decodes
+# the golden frames and checks the encoder is refused.
+OMIT_ENC := $(B)/omit/encoder $(B)/omit/encoder-nozstd
+OMIT_ENC_FLAGS_encoder := -DSYNC_OMIT_ENCODER
+OMIT_ENC_FLAGS_encoder-nozstd := -DSYNC_OMIT_ENCODER -DSYNC_OMIT_ZSTD
+OMIT_ENC_LIBS_encoder := $(LIBS)
+OMIT_ENC_LIBS_encoder-nozstd := -llmdb -lxxhash
+
+$(B)/omit/%: tests/omit_encoder.c src/all.c $(SRC_C) $(SRC_H) sync.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) $(OMIT_ENC_FLAGS_$*) \
+	  tests/omit_encoder.c src/all.c $(OMIT_ENC_LIBS_$*) -lm -o $@
+
+TEST_EXTRA += $(OMIT_ENC)
+
+.PHONY: omit-encoder
+omit-encoder: $(OMIT_ENC)
+	@for t in $(OMIT_ENC); do (cd $(B) && ../$$t) || exit 1; done
+
 test-build: $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header $(TEST_EXTRA)
 
 # Test programs run in two queues at once (the sanitizer builds, the

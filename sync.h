@@ -32,6 +32,12 @@
  *   SYNC_OMIT_REPAIR       no range repair: a repair session (either
  *                          side) ends with SYNC_ENOTSUP (firmware that
  *                          syncs only; about 11 KiB less on armhf)
+ *   SYNC_OMIT_ENCODER      decoder only: sync_encoder_create and
+ *                          sync_dict_train return SYNC_ENOTSUP, and so
+ *                          does sync_session_create (a session sends
+ *                          frames); frames still decode, to be applied
+ *                          with sync_delta_apply (firmware that only
+ *                          receives)
  *   SYNC_OMIT_DEFAULT_SLEEP no nanosleep default for the retry helper:
  *                          sync_retry_opts.sleep is required
  *   SYNC_OMIT_DEFAULT_RANDOM  no /dev/urandom default for site ids; the
@@ -1011,7 +1017,7 @@ typedef struct sync_decoder sync_decoder;
 /* Make an encoder.  alloc may be NULL (libc); opts may be NULL (stored
  * frames, no dictionary).  Errors: SYNC_EINVAL (bad level, partial
  * allocator, dictionary zstd rejects), SYNC_ENOTSUP (level > 0 under
- * SYNC_OMIT_ZSTD), SYNC_ENOMEM. */
+ * SYNC_OMIT_ZSTD; always under SYNC_OMIT_ENCODER), SYNC_ENOMEM. */
 SYNC_API int sync_encoder_create(const sync_allocator *alloc,
                                  const sync_codec_opts *opts,
                                  sync_encoder **out);
@@ -1052,6 +1058,15 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
  * Drops any partial frame fed before.  Errors as sync_decoder_feed. */
 SYNC_API int sync_decoder_decode(sync_decoder *dec, const void *frame,
                                  size_t len, sync_delta **out);
+/* Why the last sync_decoder_feed or sync_decoder_decode on dec failed:
+ * a short static string naming the fault ("checksum mismatch", "site
+ * index past the site table", "truncated stamp table", ...; "out of
+ * memory" for SYNC_ENOMEM), for logs and error messages, not for
+ * programs to parse (the wording may change; the error code is the
+ * contract).  "" when that call succeeded (also while it waits for more
+ * bytes), failed with SYNC_EINVAL, or dec is NULL.  Never NULL; the
+ * string is constant and never freed. */
+SYNC_API const char *sync_decoder_reason(const sync_decoder *dec);
 SYNC_API void sync_decoder_free(sync_decoder *dec);
 
 /* Train a zstd dictionary for the frames of table from its live rows
@@ -1059,8 +1074,8 @@ SYNC_API void sync_decoder_free(sync_decoder *dec);
  * compress poorly alone.  Writes at most cap bytes to dict and the size
  * to *len.  Give the same dictionary to the encoders and decoders of
  * every replica.  Errors: SYNC_NOTFOUND (no such table),
- * SYNC_ELIMIT (too few rows to train on), SYNC_ENOTSUP (SYNC_OMIT_ZSTD),
- * SYNC_EINVAL, SYNC_ENOMEM, storage errors. */
+ * SYNC_ELIMIT (too few rows to train on), SYNC_ENOTSUP (SYNC_OMIT_ZSTD
+ * or SYNC_OMIT_ENCODER), SYNC_EINVAL, SYNC_ENOMEM, storage errors. */
 SYNC_API int sync_dict_train(sync_txn *txn, unsigned table, size_t max_rows,
                              void *dict, size_t cap, size_t *len);
 

@@ -10,6 +10,7 @@
 #include "util.c"
 #include "hash.c"
 #include "clock.c"
+#include "delta.c"
 #include "stats.c"
 #include "schema.c"
 #include "store.c"
@@ -35,6 +36,7 @@
 #include "reject.c"
 /* The wire and the sessions over it. */
 #include "codec.c"
+#include "dict.c"
 #include "repair.c"
 #include "session_msg.c"
 #include "session_refused.c"

@@ -7,36 +7,6 @@
 /* ---------------------------------------------------------------------
  * Making deltas
  * ------------------------------------------------------------------- */
-SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al) {
-  sync_delta *d = (sync_delta *)sx_malloc(al, sizeof *d);
-  if (!d) return NULL;
-  memset(d, 0, sizeof *d);
-  d->al = *al;
-  sx_buf_init(&d->arena, &d->al);
-  return d;
-}
-
-SYNC_API void sync_delta_free(sync_delta *d) {
-  sx_alloc al;
-  if (!d) return;
-  al = d->al;
-  sx_free(&al, d->sites);
-  sx_free(&al, d->vv);
-  sx_free(&al, d->rows);
-  sx_free(&al, d->cols);
-  sx_free(&al, d->xrows);
-  sx_free(&al, d->xcols);
-  sx_free(&al, d->renew);
-  sx_buf_free(&d->arena);
-  sx_free(&al, d);
-}
-
-SYNC_API size_t sync_delta_rows(const sync_delta *d) {
-  return d ? d->nrows : 0;
-}
-
-SYNC_API int sync_delta_last(const sync_delta *d) { return d ? d->last : 0; }
-
 /* Add row r (decoded, local stamps) to d, leaving out what the requester
  * already holds (rvv, per local site index) and local-only columns.
  * *bytes grows by the value bytes added. */

@@ -24,7 +24,5 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
                               const sx_row *r, const uint64_t *rvv,
                               const sync_delta_opts *o, int keyed,
                               size_t *bytes);
-/* A new empty delta on allocator al (NULL when out of memory). */
-SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 
 #endif

@@ -127,4 +127,20 @@ struct sync_delta {
   sx_buf arena;
 };
 
+/* delta.c: a new empty delta on allocator al (NULL when out of memory). */
+SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
+/* delta.c: a scope as frames and session messages carry it: u8 flags,
+ * then with SX_SCOPE_ON u64 filter version, var n + n bytes of served
+ * tables, var n + n bytes of held tables (n <= SX_TBYTES, trailing zero
+ * bytes left out).  sx_wscope needs SX_SCOPE_MAX bytes. */
+#define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
+SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
+SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
+/* delta.c: a cursor as frames and session messages carry it (u8 mode,
+ * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
+ * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
+SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
+SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
+#define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
+
 #endif

@@ -7,7 +7,6 @@
 
 #include "open.h"
 #include "delta.h"
-#include "codec.h"
 
 typedef struct sx_peer {
   sx_cursor cur;    /* what this replica holds of the peer */

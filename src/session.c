@@ -280,8 +280,8 @@ static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
     sync_delta *d = NULL;
     int rc = sync_decoder_feed(s->dec, &in, &d);
     if (rc)
-      return sx_sess_fail(s, rc, "a chunk from the peer: %s",
-                          sync_strerror(rc));
+      return sx_sess_fail(s, rc, "a chunk from the peer: %s (%s)",
+                          sync_strerror(rc), sync_decoder_reason(s->dec));
     if (d) {
       s->st.raw_bytes_received += sx_decoder_last_raw(s->dec);
       if (in.pos != in.size) {

@@ -478,6 +478,20 @@ static unsigned char *cx_retail(const unsigned char *f, size_t n,
   return cx_rebuild(f, n, f[5], f[4], 1, tail, tn, out);
 }
 
+/* Replicas a, o and b, and in *f a frame from a to b whose site table
+ * holds two sites (a, o), uncompressed, minor 3, with no renewal record. */
+static void cx_two_sites(mu_rep *a, mu_rep *o, mu_rep *b, uint64_t *now,
+                         unsigned char **f, size_t *n) {
+  cx_open(a, "codec-a.db", 0xa1, now);
+  cx_open(o, "codec-o.db", 0xb2, now);
+  cx_open(b, "codec-b.db", 0xc3, now);
+  mu_put(o, "delta", 9, 9.75, "relayed");
+  *now += 5;
+  mu_pull(a, o, 0, 1, NULL); /* a's site table: a, o */
+  mu_put(a, "alpha", 1, 21.5, "ok");
+  cx_frame_of(a, b, 0, f, n);
+}
+
 /* The renewal section (minor 3) of a hostile sender: a site index of 0
  * (the sender itself), indexes not increasing, one past the site table,
  * more records than sites, or a count no bytes back: SYNC_EFORMAT.  A
@@ -503,14 +517,7 @@ static void test_renewal_section(void **state) {
       {{1, 1}, 2, SYNC_EFORMAT},           /* the HLC cut off */
   };
   (void)state;
-  cx_open(&a, "codec-a.db", 0xa1, &now);
-  cx_open(&o, "codec-o.db", 0xb2, &now);
-  cx_open(&b, "codec-b.db", 0xc3, &now);
-  mu_put(&o, "delta", 9, 9.75, "relayed");
-  now += 5;
-  mu_pull(&a, &o, 0, 1, NULL); /* a's site table: a, o */
-  mu_put(&a, "alpha", 1, 21.5, "ok");
-  cx_frame_of(&a, &b, 0, &f, &n);
+  cx_two_sites(&a, &o, &b, &now, &f, &n);
   TU_OK(sync_decoder_create(NULL, NULL, &dec));
   for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     g = cx_retail(f, n, bad[i].t, bad[i].n, &m);
@@ -539,6 +546,132 @@ static void test_renewal_section(void **state) {
     assert_true(mu_digest(&a) == mu_digest(&b));
   }
   sync_decoder_free(dec);
+  free(f);
+  mu_close(&a);
+  mu_close(&o);
+  mu_close(&b);
+}
+
+/* The varint at f[*k], and *k past it. */
+static uint64_t cx_varint(const unsigned char *f, size_t *k) {
+  uint64_t v = 0;
+  unsigned shift = 0;
+  while (f[*k] & 0x80) v |= (uint64_t)(f[(*k)++] & 0x7f) << shift, shift += 7;
+  return v | (uint64_t)f[(*k)++] << shift;
+}
+
+/* Offset in uncompressed frame f of the first stamp group's site index,
+ * and the size of the site table in *nsites. */
+static size_t cx_stamp_site_at(const unsigned char *f, uint64_t *nsites) {
+  size_t k = 7, i, c;
+  cx_varint(f, &k);         /* stored length: the body follows */
+  k += 1 + 2 * 16 + 8;      /* flags, sender, receiver, schema hash */
+  for (c = 0; c < 2; c++) { /* start and end cursors */
+    if (f[k++] == 0) {
+      cx_varint(f, &k);
+      cx_varint(f, &k);
+    } else {
+      cx_varint(f, &k);
+      cx_varint(f, &k);
+      k += cx_varint(f, &k);
+    }
+  }
+  *nsites = cx_varint(f, &k);
+  k += *nsites * 16;
+  for (i = 0; i < *nsites; i++) cx_varint(f, &k);
+  assert_true(cx_varint(f, &k) > 0); /* stamp groups */
+  return k;
+}
+
+/* Frame f of n bytes with the checksum written again. */
+static void cx_resum(unsigned char *f, size_t n) {
+  uint64_t h = XXH3_64bits(f, n - 8);
+  int i;
+  for (i = 0; i < 8; i++) f[n - 8 + i] = (unsigned char)(h >> (8 * i));
+}
+
+/* Each refused frame says why, through the decoder, whole or fed; a
+ * frame that decodes clears the reason. */
+static void test_decode_reasons(void **state) {
+  uint64_t now = 1700000000000ull, nsites;
+  mu_rep a, o, b;
+  unsigned char *f, *g;
+  size_t n, m, at;
+  sync_decoder *dec;
+  sync_delta *d = NULL;
+  sync_inbuf in;
+  static const unsigned char past[] = {1, 2, 5}, own[] = {1, 0, 5};
+  (void)state;
+  cx_two_sites(&a, &o, &b, &now, &f, &n);
+  TU_OK(sync_decoder_create(NULL, NULL, &dec));
+  assert_string_equal(sync_decoder_reason(dec), "");
+  assert_string_equal(sync_decoder_reason(NULL), "");
+
+  /* A truncated frame, whole and fed. */
+  TU_RC(sync_decoder_decode(dec, f, n - 1, &d), SYNC_EFORMAT);
+  assert_string_equal(sync_decoder_reason(dec),
+                      "frame length differs from header");
+  TU_RC(sync_decoder_decode(dec, f, 5, &d), SYNC_EFORMAT);
+  assert_string_equal(sync_decoder_reason(dec), "truncated frame header");
+  g = cx_rebuild(f, n, f[5], f[4], 1, NULL, 0, &m); /* body less R */
+  TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);
+  assert_string_equal(sync_decoder_reason(dec), "bad renewal count");
+  free(g);
+
+  /* A flipped byte; then a good frame fed clears the reason. */
+  g = (unsigned char *)malloc(n);
+  memcpy(g, f, n);
+  g[n / 2] ^= 0x10;
+  TU_RC(sync_decoder_decode(dec, g, n, &d), SYNC_ECHECKSUM);
+  assert_string_equal(sync_decoder_reason(dec), "checksum mismatch");
+  in.ptr = f;
+  in.size = n;
+  in.pos = 0;
+  TU_OK(sync_decoder_feed(dec, &in, &d));
+  assert_non_null(d);
+  sync_delta_free(d);
+  assert_string_equal(sync_decoder_reason(dec), "");
+
+  /* A stamp group of a site past the site table (a, o). */
+  at = cx_stamp_site_at(g, &nsites);
+  TU_U64(nsites, 2);
+  memcpy(g, f, n);
+  g[at] = (unsigned char)nsites;
+  cx_resum(g, n);
+  in.ptr = g;
+  in.pos = 0;
+  TU_RC(sync_decoder_feed(dec, &in, &d), SYNC_EFORMAT);
+  assert_string_equal(sync_decoder_reason(dec),
+                      "site index past the site table");
+  free(g);
+
+  /* Bad renewal sections. */
+  g = cx_retail(f, n, past, sizeof past, &m);
+  TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);
+  assert_string_equal(sync_decoder_reason(dec),
+                      "renewal site past the site table");
+  free(g);
+  g = cx_retail(f, n, own, sizeof own, &m);
+  TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);
+  assert_string_equal(sync_decoder_reason(dec),
+                      "renewal of the sender's own site");
+  free(g);
+
+  /* Over a limit, and another major version. */
+  g = cx_reframe(f, n, 3, 2, 0, &m);
+  TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EVERSION);
+  assert_string_equal(sync_decoder_reason(dec), "another major version");
+  free(g);
+  sync_decoder_free(dec);
+  {
+    sync_codec_opts lo;
+    memset(&lo, 0, sizeof lo);
+    lo.max_frame = 16;
+    TU_OK(sync_decoder_create(NULL, &lo, &dec));
+    TU_RC(sync_decoder_decode(dec, f, n, &d), SYNC_ELIMIT);
+    assert_string_equal(sync_decoder_reason(dec), "frame over max_frame");
+    sync_decoder_free(dec);
+  }
   free(f);
   mu_close(&a);
   mu_close(&o);
@@ -966,6 +1099,7 @@ int main(void) {
       cmocka_unit_test(test_corrupt_every_byte),
       cmocka_unit_test(test_versions),
       cmocka_unit_test(test_renewal_section),
+      cmocka_unit_test(test_decode_reasons),
       cmocka_unit_test(test_limits_and_bombs),
       cmocka_unit_test(test_dictionary),
       cmocka_unit_test(test_alloc_failure),
