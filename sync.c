@@ -508,6 +508,266 @@ SYNC_PRIVATE int sx_default_random(void *ctx, void *buf, size_t n) {
   return got == n ? 0 : -1;
 #endif
 }
+/* ---- src/delta.c ---- */
+/*
+ * delta.c - the delta object's life (new, free, the two public getters)
+ * and the byte form of cursors and scopes, which frames, session messages
+ * and peer records share.  Pure memory and bytes, below the storage, so
+ * that the codec and the peer records build on it alone.
+ */
+/* ---- src/delta.h ---- */
+/*
+ * delta.h - the in-memory form of requests and delta chunks: cursors,
+ * scopes, rows and column stamps as the engine makes and applies them and
+ * the codec (codec.c) turns them into frames and back.  Types only, on
+ * util, clock and the public header, so that the codec needs nothing of
+ * the storage.
+ */
+#ifndef SX_DELTA_H
+#define SX_DELTA_H
+
+
+
+#define SX_MODE_LOG 0
+#define SX_MODE_INITIAL 1
+#define SX_NONE UINT32_MAX
+#define SX_TAG_NONE 7
+
+typedef struct sx_cursor {
+  int mode;
+  uint64_t version; /* log mode: position held */
+  uint32_t seq;
+  uint64_t v0;      /* initial mode */
+  uint32_t tid;
+  size_t klen;      /* 0: the table's stream has not started */
+  unsigned char key[SYNC_MAX_KEY];
+} sx_cursor;
+
+/* The scope a receiver's cursor was served with (docs/PROTOCOL.md,
+ * "Scope"): kept by the receiver with its cursor, sent back in its
+ * requests, and carried by the chunks of a sender that tracks it. */
+#define SX_TBYTES ((SYNC_MAX_TABLES + 7) / 8)
+#define SX_SCOPE_ON 0x1u     /* served under a scope */
+#define SX_SCOPE_FILTER 0x2u /* with a row filter */
+#define SX_SCOPE_EXITS 0x4u  /* the initial stream in progress restarted a
+                                served receiver: rows out of scope exit */
+#define SX_SCOPE_RESTART 0x8u /* chunks only: this chunk starts its stream
+                                 from the beginning, as from a zero cursor */
+typedef struct sx_scope {
+  unsigned flags;        /* SX_SCOPE_*; 0: none (unknown) */
+  uint64_t fver;         /* the filter version */
+  unsigned char tables[SX_TBYTES]; /* tables served */
+  unsigned char held[SX_TBYTES];   /* tables the receiver may hold rows
+                                      of: the served ones, and during a
+                                      restarted stream those of the scope
+                                      before, until their rows exit */
+} sx_scope;
+
+struct sync_request {
+  sx_alloc al;
+  uint8_t requester[SX_SITE_LEN], sender[SX_SITE_LEN];
+  uint64_t schema_hash;
+  sx_cursor cur;
+  sx_mark mark; /* the sender's history mark at cur, as the requester
+                   holds it */
+  sx_scope scope; /* the scope the requester was last served with */
+  size_t nvv;
+  sync_stamp *vv;
+};
+
+typedef struct sx_dcol {
+  unsigned col;
+  uint64_t hlc, bhlc; /* bhlc 0: no base */
+  uint32_t site, bsite; /* indexes into the delta's site table */
+  sync_value v;       /* TEXT/BLOB: data is an offset into the arena */
+} sx_dcol;
+
+typedef struct sx_drow {
+  unsigned tid;
+  size_t koff, klen;
+  uint64_t cl, clhlc;
+  uint32_t clsite;
+  size_t col0, ncols;
+} sx_drow;
+
+/* The most renewal records a replica keeps, and a frame carries. */
+#define SX_RENEW_MAX 1024
+typedef struct sx_renew {
+  uint32_t site;
+  uint64_t held;
+} sx_renew;
+
+struct sync_delta {
+  sx_alloc al;
+  uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
+  uint64_t schema_hash;
+  sx_cursor start, end;
+  int last;
+  int partial; /* rows were left out (tables, filter): vector not raised */
+  int complete; /* an initial-stream chunk naming every row the sender
+                   held in its key range (sent by a sender that collected
+                   tombstones: what it leaves out, the sender deleted) */
+  sx_mark mark; /* the sender's history mark at the end position */
+  unsigned ngccl;   /* tables listed in gccl */
+  struct {
+    unsigned tid;
+    uint64_t cl;
+  } gccl[SYNC_MAX_TABLES]; /* the sender's largest collected causal
+                              length per table (those above 0) */
+  int repair;  /* a repair frame (repair.c), set by its receiver: merged by
+                  the usual rules, but it never moves the cursor or raises
+                  the vector, and a live row whose tombstone this replica
+                  collected is answered with a new tombstone */
+  uint32_t nsites;
+  uint8_t (*sites)[SX_SITE_LEN];
+  size_t nvv;
+  uint64_t *vv; /* per delta site: the sender's vector (0 = nothing) */
+  sx_drow *rows;
+  size_t nrows, caprows;
+  sx_dcol *cols;
+  size_t ncols, capcols;
+  /* Exit markers (frame minor 2): rows that left the receiver's scope,
+   * with the sender's causal length and stamps (xcols: column stamps,
+   * no values), sorted by (table, key) like rows. */
+  sx_scope scope; /* the scope the chunk was cut under (flags 0: none) */
+  sx_drow *xrows;
+  size_t nx, capx;
+  sx_dcol *xcols;
+  size_t nxc, capxc;
+  /* Renewal records (frame minor 3): site ids that a restored replica
+   * gave up, by delta site index (>= 1, increasing), each with the HLC
+   * its claims are void above (renew.c, "Renewal records"). */
+  sx_renew *renew;
+  size_t nrenew;
+  sx_buf arena;
+};
+
+/* delta.c: a new empty delta on allocator al (NULL when out of memory). */
+SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
+/* delta.c: a scope as frames and session messages carry it: u8 flags,
+ * then with SX_SCOPE_ON u64 filter version, var n + n bytes of served
+ * tables, var n + n bytes of held tables (n <= SX_TBYTES, trailing zero
+ * bytes left out).  sx_wscope needs SX_SCOPE_MAX bytes. */
+#define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
+SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
+SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
+/* delta.c: a cursor as frames and session messages carry it (u8 mode,
+ * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
+ * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
+SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
+SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
+#define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
+
+#endif
+
+SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al) {
+  sync_delta *d = (sync_delta *)sx_malloc(al, sizeof *d);
+  if (!d) return NULL;
+  memset(d, 0, sizeof *d);
+  d->al = *al;
+  sx_buf_init(&d->arena, &d->al);
+  return d;
+}
+
+SYNC_API void sync_delta_free(sync_delta *d) {
+  sx_alloc al;
+  if (!d) return;
+  al = d->al;
+  sx_free(&al, d->sites);
+  sx_free(&al, d->vv);
+  sx_free(&al, d->rows);
+  sx_free(&al, d->cols);
+  sx_free(&al, d->xrows);
+  sx_free(&al, d->xcols);
+  sx_free(&al, d->renew);
+  sx_buf_free(&d->arena);
+  sx_free(&al, d);
+}
+
+SYNC_API size_t sync_delta_rows(const sync_delta *d) {
+  return d ? d->nrows : 0;
+}
+
+SYNC_API int sync_delta_last(const sync_delta *d) { return d ? d->last : 0; }
+
+SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
+  *p++ = (unsigned char)c->mode;
+  if (c->mode == SX_MODE_LOG) {
+    p = sx_wv(p, c->version);
+    return sx_wv(p, c->seq);
+  }
+  p = sx_wv(p, c->v0);
+  p = sx_wv(p, c->tid);
+  p = sx_wv(p, c->klen);
+  memcpy(p, c->key, c->klen);
+  return p + c->klen;
+}
+
+/* Bytes of a table set worth writing: trailing zero bytes left out. */
+static size_t sx_tset_len(const unsigned char *t) {
+  size_t n = SX_TBYTES;
+  while (n && !t[n - 1]) n--;
+  return n;
+}
+
+SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s) {
+  size_t n;
+  *p++ = (unsigned char)s->flags;
+  if (!(s->flags & SX_SCOPE_ON)) return p;
+  sx_put_le64(p, s->fver);
+  p += 8;
+  n = sx_tset_len(s->tables);
+  p = sx_wv(p, n);
+  memcpy(p, s->tables, n);
+  p += n;
+  n = sx_tset_len(s->held);
+  p = sx_wv(p, n);
+  memcpy(p, s->held, n);
+  return p + n;
+}
+
+SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s) {
+  const unsigned char *q = sx_rbytes(r, 1);
+  uint64_t n;
+  memset(s, 0, sizeof *s);
+  if (!q ||
+      (q[0] & ~(SX_SCOPE_ON | SX_SCOPE_FILTER | SX_SCOPE_EXITS |
+                SX_SCOPE_RESTART)) ||
+      (q[0] && !(q[0] & SX_SCOPE_ON)))
+    return SYNC_EFORMAT;
+  s->flags = q[0];
+  if (!s->flags) return 0;
+  if (!(q = sx_rbytes(r, 8))) return SYNC_EFORMAT;
+  s->fver = sx_get_le64(q);
+  n = sx_rvb(r, SX_TBYTES + 1);
+  if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
+  memcpy(s->tables, q, (size_t)n);
+  n = sx_rvb(r, SX_TBYTES + 1);
+  if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
+  memcpy(s->held, q, (size_t)n);
+  return 0;
+}
+
+SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c) {
+  const unsigned char *m = sx_rbytes(r, 1);
+  memset(c, 0, sizeof *c);
+  if (!m) return SYNC_EFORMAT;
+  c->mode = m[0];
+  if (c->mode == SX_MODE_LOG) {
+    c->version = sx_rv(r);
+    c->seq = (uint32_t)sx_rvb(r, (uint64_t)UINT32_MAX + 1);
+  } else if (c->mode == SX_MODE_INITIAL) {
+    const unsigned char *k;
+    c->v0 = sx_rv(r);
+    c->tid = (uint32_t)sx_rvb(r, SYNC_MAX_TABLES + 1);
+    c->klen = (size_t)sx_rvb(r, SYNC_MAX_KEY + 1);
+    k = sx_rbytes(r, c->klen);
+    if (k && c->klen) memcpy(c->key, k, c->klen);
+  } else {
+    return SYNC_EFORMAT;
+  }
+  return r->bad ? SYNC_EFORMAT : 0;
+}
 /* ---- src/stats.c ---- */
 /*
  * stats.c - operating counters and latency histograms of an env, and
@@ -5088,160 +5348,6 @@ static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
 #ifndef SX_PEER_H
 #define SX_PEER_H
 
-/* ---- src/delta.h ---- */
-/*
- * delta.h - the in-memory form of requests and delta chunks: cursors,
- * scopes, rows and column stamps as the engine makes and applies them and
- * the codec (codec.c) turns them into frames and back.  Types only, on
- * util, clock and the public header, so that the codec needs nothing of
- * the storage.
- */
-#ifndef SX_DELTA_H
-#define SX_DELTA_H
-
-
-
-#define SX_MODE_LOG 0
-#define SX_MODE_INITIAL 1
-#define SX_NONE UINT32_MAX
-#define SX_TAG_NONE 7
-
-typedef struct sx_cursor {
-  int mode;
-  uint64_t version; /* log mode: position held */
-  uint32_t seq;
-  uint64_t v0;      /* initial mode */
-  uint32_t tid;
-  size_t klen;      /* 0: the table's stream has not started */
-  unsigned char key[SYNC_MAX_KEY];
-} sx_cursor;
-
-/* The scope a receiver's cursor was served with (docs/PROTOCOL.md,
- * "Scope"): kept by the receiver with its cursor, sent back in its
- * requests, and carried by the chunks of a sender that tracks it. */
-#define SX_TBYTES ((SYNC_MAX_TABLES + 7) / 8)
-#define SX_SCOPE_ON 0x1u     /* served under a scope */
-#define SX_SCOPE_FILTER 0x2u /* with a row filter */
-#define SX_SCOPE_EXITS 0x4u  /* the initial stream in progress restarted a
-                                served receiver: rows out of scope exit */
-#define SX_SCOPE_RESTART 0x8u /* chunks only: this chunk starts its stream
-                                 from the beginning, as from a zero cursor */
-typedef struct sx_scope {
-  unsigned flags;        /* SX_SCOPE_*; 0: none (unknown) */
-  uint64_t fver;         /* the filter version */
-  unsigned char tables[SX_TBYTES]; /* tables served */
-  unsigned char held[SX_TBYTES];   /* tables the receiver may hold rows
-                                      of: the served ones, and during a
-                                      restarted stream those of the scope
-                                      before, until their rows exit */
-} sx_scope;
-
-struct sync_request {
-  sx_alloc al;
-  uint8_t requester[SX_SITE_LEN], sender[SX_SITE_LEN];
-  uint64_t schema_hash;
-  sx_cursor cur;
-  sx_mark mark; /* the sender's history mark at cur, as the requester
-                   holds it */
-  sx_scope scope; /* the scope the requester was last served with */
-  size_t nvv;
-  sync_stamp *vv;
-};
-
-typedef struct sx_dcol {
-  unsigned col;
-  uint64_t hlc, bhlc; /* bhlc 0: no base */
-  uint32_t site, bsite; /* indexes into the delta's site table */
-  sync_value v;       /* TEXT/BLOB: data is an offset into the arena */
-} sx_dcol;
-
-typedef struct sx_drow {
-  unsigned tid;
-  size_t koff, klen;
-  uint64_t cl, clhlc;
-  uint32_t clsite;
-  size_t col0, ncols;
-} sx_drow;
-
-/* The most renewal records a replica keeps, and a frame carries. */
-#define SX_RENEW_MAX 1024
-typedef struct sx_renew {
-  uint32_t site;
-  uint64_t held;
-} sx_renew;
-
-struct sync_delta {
-  sx_alloc al;
-  uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
-  uint64_t schema_hash;
-  sx_cursor start, end;
-  int last;
-  int partial; /* rows were left out (tables, filter): vector not raised */
-  int complete; /* an initial-stream chunk naming every row the sender
-                   held in its key range (sent by a sender that collected
-                   tombstones: what it leaves out, the sender deleted) */
-  sx_mark mark; /* the sender's history mark at the end position */
-  unsigned ngccl;   /* tables listed in gccl */
-  struct {
-    unsigned tid;
-    uint64_t cl;
-  } gccl[SYNC_MAX_TABLES]; /* the sender's largest collected causal
-                              length per table (those above 0) */
-  int repair;  /* a repair frame (repair.c), set by its receiver: merged by
-                  the usual rules, but it never moves the cursor or raises
-                  the vector, and a live row whose tombstone this replica
-                  collected is answered with a new tombstone */
-  uint32_t nsites;
-  uint8_t (*sites)[SX_SITE_LEN];
-  size_t nvv;
-  uint64_t *vv; /* per delta site: the sender's vector (0 = nothing) */
-  sx_drow *rows;
-  size_t nrows, caprows;
-  sx_dcol *cols;
-  size_t ncols, capcols;
-  /* Exit markers (frame minor 2): rows that left the receiver's scope,
-   * with the sender's causal length and stamps (xcols: column stamps,
-   * no values), sorted by (table, key) like rows. */
-  sx_scope scope; /* the scope the chunk was cut under (flags 0: none) */
-  sx_drow *xrows;
-  size_t nx, capx;
-  sx_dcol *xcols;
-  size_t nxc, capxc;
-  /* Renewal records (frame minor 3): site ids that a restored replica
-   * gave up, by delta site index (>= 1, increasing), each with the HLC
-   * its claims are void above (renew.c, "Renewal records"). */
-  sx_renew *renew;
-  size_t nrenew;
-  sx_buf arena;
-};
-
-#endif
-/* ---- src/codec.h ---- */
-/*
- * codec.h - the wire codec's helpers shared with the session: scopes and
- * cursors as frames and messages carry them.
- */
-#ifndef SX_CODEC_H
-#define SX_CODEC_H
-
-
-/* codec.c: a scope as frames and session messages carry it: u8 flags,
- * then with SX_SCOPE_ON u64 filter version, var n + n bytes of served
- * tables, var n + n bytes of held tables (n <= SX_TBYTES, trailing zero
- * bytes left out).  sx_wscope needs SX_SCOPE_MAX bytes. */
-#define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
-SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
-SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
-/* codec.c: a cursor as frames and session messages carry it (u8 mode,
- * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
- * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
-SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c);
-SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c);
-/* codec.c: body bytes of the last frame dec decoded. */
-SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
-#define SX_CURSOR_MAX (1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY)
-
-#endif
 
 typedef struct sx_peer {
   sx_cursor cur;    /* what this replica holds of the peer */
@@ -6710,44 +6816,12 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
                               const sx_row *r, const uint64_t *rvv,
                               const sync_delta_opts *o, int keyed,
                               size_t *bytes);
-/* A new empty delta on allocator al (NULL when out of memory). */
-SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 
 #endif
 
 /* ---------------------------------------------------------------------
  * Making deltas
  * ------------------------------------------------------------------- */
-SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al) {
-  sync_delta *d = (sync_delta *)sx_malloc(al, sizeof *d);
-  if (!d) return NULL;
-  memset(d, 0, sizeof *d);
-  d->al = *al;
-  sx_buf_init(&d->arena, &d->al);
-  return d;
-}
-
-SYNC_API void sync_delta_free(sync_delta *d) {
-  sx_alloc al;
-  if (!d) return;
-  al = d->al;
-  sx_free(&al, d->sites);
-  sx_free(&al, d->vv);
-  sx_free(&al, d->rows);
-  sx_free(&al, d->cols);
-  sx_free(&al, d->xrows);
-  sx_free(&al, d->xcols);
-  sx_free(&al, d->renew);
-  sx_buf_free(&d->arena);
-  sx_free(&al, d);
-}
-
-SYNC_API size_t sync_delta_rows(const sync_delta *d) {
-  return d ? d->nrows : 0;
-}
-
-SYNC_API int sync_delta_last(const sync_delta *d) { return d ? d->last : 0; }
-
 /* Add row r (decoded, local stamps) to d, leaving out what the requester
  * already holds (rvv, per local site index) and local-only columns.
  * *bytes grows by the value bytes added. */
@@ -9400,14 +9474,43 @@ SYNC_API int sync_rejects_clear(sync_txn *x, uint64_t *n) {
  * The decoder trusts nothing: every length and count is bounded before it
  * sizes anything, every reference is checked, and a frame is verified
  * whole (checksum, then structure) before a delta is handed out.
+ *
+ * Pure bytes: the codec stands on util, hash and the delta types alone
+ * (no storage), so the decoder of untrusted input can be read, tested and
+ * fuzzed as a closed unit.
  */
 
+/* ---- src/codec.h ---- */
+/*
+ * codec.h - the wire codec's private calls (the encoder and decoder
+ * themselves are API, in sync.h).  The codec stands on util, hash and the
+ * delta types alone: scopes and cursors, which frames share with session
+ * messages and peer records, are written and read by delta.c.
+ */
+#ifndef SX_CODEC_H
+#define SX_CODEC_H
+
+
+/* codec.c: body bytes of the last frame dec decoded. */
+SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec);
+#if !defined(SYNC_OMIT_ZSTD) && !defined(SYNC_OMIT_ENCODER)
+/* codec.c: train a zstd dictionary of at most cap bytes into dict from n
+ * samples laid end to end in samples (sizes[i] bytes each).  0 with *len
+ * set, or SYNC_ELIMIT when zstd finds too little to build on. */
+SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
+                                      const void *samples, const size_t *sizes,
+                                      unsigned n, size_t *len);
+#endif
+
+#endif
 
 #include <math.h>
 #include <stdlib.h>
 
 #ifndef SYNC_OMIT_ZSTD
+#ifndef SYNC_OMIT_ENCODER
 #include <zdict.h>
+#endif
 #include <zstd.h>
 #include <zstd_errors.h>
 #endif
@@ -9454,8 +9557,9 @@ static const double sx_p10[SX_DEC_SCALES] = {
     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
 
 /* ---------------------------------------------------------------------
- * Encoder
+ * Encoder (left out under SYNC_OMIT_ENCODER: a decoder-only build)
  * ------------------------------------------------------------------- */
+#ifndef SYNC_OMIT_ENCODER
 struct sync_encoder {
   sx_alloc al;
   int level;
@@ -9711,64 +9815,6 @@ static int sx_choose(sync_encoder *e, const sync_delta *d, size_t nec) {
   return 0;
 }
 
-SYNC_PRIVATE unsigned char *sx_wcursor(unsigned char *p, const sx_cursor *c) {
-  *p++ = (unsigned char)c->mode;
-  if (c->mode == SX_MODE_LOG) {
-    p = sx_wv(p, c->version);
-    return sx_wv(p, c->seq);
-  }
-  p = sx_wv(p, c->v0);
-  p = sx_wv(p, c->tid);
-  p = sx_wv(p, c->klen);
-  memcpy(p, c->key, c->klen);
-  return p + c->klen;
-}
-
-/* Bytes of a table set worth writing: trailing zero bytes left out. */
-static size_t sx_tset_len(const unsigned char *t) {
-  size_t n = SX_TBYTES;
-  while (n && !t[n - 1]) n--;
-  return n;
-}
-
-SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s) {
-  size_t n;
-  *p++ = (unsigned char)s->flags;
-  if (!(s->flags & SX_SCOPE_ON)) return p;
-  sx_put_le64(p, s->fver);
-  p += 8;
-  n = sx_tset_len(s->tables);
-  p = sx_wv(p, n);
-  memcpy(p, s->tables, n);
-  p += n;
-  n = sx_tset_len(s->held);
-  p = sx_wv(p, n);
-  memcpy(p, s->held, n);
-  return p + n;
-}
-
-SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s) {
-  const unsigned char *q = sx_rbytes(r, 1);
-  uint64_t n;
-  memset(s, 0, sizeof *s);
-  if (!q ||
-      (q[0] & ~(SX_SCOPE_ON | SX_SCOPE_FILTER | SX_SCOPE_EXITS |
-                SX_SCOPE_RESTART)) ||
-      (q[0] && !(q[0] & SX_SCOPE_ON)))
-    return SYNC_EFORMAT;
-  s->flags = q[0];
-  if (!s->flags) return 0;
-  if (!(q = sx_rbytes(r, 8))) return SYNC_EFORMAT;
-  s->fver = sx_get_le64(q);
-  n = sx_rvb(r, SX_TBYTES + 1);
-  if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
-  memcpy(s->tables, q, (size_t)n);
-  n = sx_rvb(r, SX_TBYTES + 1);
-  if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
-  memcpy(s->held, q, (size_t)n);
-  return 0;
-}
-
 static unsigned char *sx_wvalue(unsigned char *p, sx_encol *c,
                                 const sync_delta *d, const sx_dcol *dc) {
   switch (c->type) {
@@ -9847,76 +9893,126 @@ static size_t sx_row_bound(const sync_delta *d, const sx_drow *r) {
   return n;
 }
 
-/* Write the body of chunk d into e->body. */
-static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
-  sx_sortrow *sr = NULL;
-  sx_stampv *st = NULL;
-  size_t nst = 0, nec = 0, bound, i, j, ntab = 0;
-  unsigned char *p;
-  int rc = 0;
+/* A body being written: the chunk, what the stages before writing found
+ * (order, stamp table, columns), where the writing stands, and what the
+ * row before the current one leaves for it. */
+typedef struct sx_ebody {
+  sync_encoder *e;
+  const sync_delta *d;
+  sx_sortrow *sr; /* rows (then exits) by (table, key) */
+  sx_stampv *st;  /* the stamp table, sorted, each stamp once */
+  size_t nst, nec, ntab;
+  size_t bound;     /* the most bytes of the body up to its rows */
+  unsigned char *p; /* the next byte to write in e->body */
+  /* the previous row */
+  unsigned ptid;
+  size_t pk, pklen, pstamp;
+  sx_encol *tcols, *tend; /* its table's entries in e->ec */
+} sx_ebody;
 
-  /* Sort the rows by (table, key). */
-  if (d->nrows) {
-    sr = (sx_sortrow *)sx_malloc(&e->al, d->nrows * sizeof *sr);
-    if (!sr) return SYNC_ENOMEM;
-    for (i = 0; i < d->nrows; i++) {
-      sr[i].tid = d->rows[i].tid;
-      sr[i].key = d->arena.p + d->rows[i].koff;
-      sr[i].klen = d->rows[i].klen;
-      sr[i].idx = i;
-    }
-    qsort(sr, d->nrows, sizeof *sr, sx_sortrow_cmp);
+/* One row's head bits and stamp indexes (SIZE_MAX: no base). */
+typedef struct sx_erow {
+  unsigned head;
+  size_t rst, cst, bst;
+  int ctl;
+} sx_erow;
+
+/* Make room for need more bytes at b->p: the buffer grows with what is
+ * written, not with a bound for the whole chunk. */
+static int sx_enc_room(sx_ebody *b, size_t need) {
+  size_t at = (size_t)(b->p - b->e->body.p);
+  int rc;
+  b->e->body.len = at;
+  rc = sx_buf_reserve(&b->e->body, need);
+  b->p = b->e->body.p + at;
+  return rc;
+}
+
+/* n rows of d (rows or exits) sorted by (table, key) into *out (NULL
+ * when n is 0). */
+static int sx_enc_sortrows(const sx_alloc *al, const sync_delta *d,
+                           const sx_drow *rows, size_t n, sx_sortrow **out) {
+  sx_sortrow *sr;
+  size_t i;
+  *out = NULL;
+  if (!n) return 0;
+  sr = (sx_sortrow *)sx_malloc(al, n * sizeof *sr);
+  if (!sr) return SYNC_ENOMEM;
+  for (i = 0; i < n; i++) {
+    sr[i].tid = rows[i].tid;
+    sr[i].key = d->arena.p + rows[i].koff;
+    sr[i].klen = rows[i].klen;
+    sr[i].idx = i;
   }
+  qsort(sr, n, sizeof *sr, sx_sortrow_cmp);
+  *out = sr;
+  return 0;
+}
+
+/* Stage 1: the order of the rows, by (table, key), in e->order. */
+static int sx_enc_order(sx_ebody *b) {
+  sync_encoder *e = b->e;
+  size_t i;
+  int rc;
+  if ((rc = sx_enc_sortrows(&e->al, b->d, b->d->rows, b->d->nrows, &b->sr)))
+    return rc;
   /* Both arrays exist even for a chunk with no row or no column, so that
-   * the pointer arithmetic below never starts from NULL. */
-  if ((rc = sx_grow(&e->al, (void **)&e->order, &e->cap_order, d->nrows + 1,
+   * the pointer arithmetic of the later stages never starts from NULL. */
+  if ((rc = sx_grow(&e->al, (void **)&e->order, &e->cap_order, b->d->nrows + 1,
                     sizeof(size_t))) ||
       (rc = sx_grow(&e->al, (void **)&e->ec, &e->cap_ec, 1, sizeof(sx_encol))))
-    goto done;
-  for (i = 0; i < d->nrows; i++) {
-    if (i && sx_sortrow_cmp(&sr[i - 1], &sr[i]) == 0) {
-      rc = SYNC_EINVAL; /* a key twice: a chunk never has that */
-      goto done;
-    }
-    e->order[i] = sr[i].idx;
+    return rc;
+  for (i = 0; i < b->d->nrows; i++) {
+    if (i && sx_sortrow_cmp(&b->sr[i - 1], &b->sr[i]) == 0)
+      return SYNC_EINVAL; /* a key twice: a chunk never has that */
+    e->order[i] = b->sr[i].idx;
   }
+  return 0;
+}
 
-  /* The stamp table and the (table, column) list, with the bound on
-   * the body's size. */
-  st = (sx_stampv *)sx_malloc(&e->al,
-                              (d->nrows + 2 * d->ncols + 1) * sizeof *st);
-  if (!st) {
-    rc = SYNC_ENOMEM;
-    goto done;
-  }
-  bound = 64 + 2 * SX_SITE_LEN + 2 * (SYNC_MAX_KEY + 4 * SX_VARINT_MAX) +
-          (size_t)d->nsites * (SX_SITE_LEN + SX_VARINT_MAX);
+/* Stage 2: the stamp table, the (table, column) list and the tables,
+ * with the bound on the body's size up to its rows. */
+static int sx_enc_tally(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  sync_encoder *e = b->e;
+  size_t i, j, nst = 0;
+  int rc;
+  b->st = (sx_stampv *)sx_malloc(&e->al,
+                                 (d->nrows + 2 * d->ncols + 1) * sizeof *b->st);
+  if (!b->st) return SYNC_ENOMEM;
+  b->bound = 64 + 2 * SX_SITE_LEN + 2 * (SYNC_MAX_KEY + 4 * SX_VARINT_MAX) +
+             (size_t)d->nsites * (SX_SITE_LEN + SX_VARINT_MAX);
   for (i = 0; i < d->nrows; i++) {
     const sx_drow *r = &d->rows[i];
     /* Columns mostly share their row's stamp: listing a stamp once per
      * run keeps the sort short. */
-    nst = sx_stamp_push(st, nst, r->clsite, r->clhlc);
+    nst = sx_stamp_push(b->st, nst, r->clsite, r->clhlc);
     for (j = 0; j < r->ncols; j++) {
       const sx_dcol *c = &d->cols[r->col0 + j];
-      nst = sx_stamp_push(st, nst, c->site, c->hlc);
-      if (c->bhlc) nst = sx_stamp_push(st, nst, c->bsite, c->bhlc);
-      if ((rc = sx_encol_add(e, &nec, r->tid, c->col, c->v.type))) goto done;
+      nst = sx_stamp_push(b->st, nst, c->site, c->hlc);
+      if (c->bhlc) nst = sx_stamp_push(b->st, nst, c->bsite, c->bhlc);
+      if ((rc = sx_encol_add(e, &b->nec, r->tid, c->col, c->v.type))) return rc;
     }
   }
-  qsort(st, nst, sizeof *st, sx_stampv_cmp);
+  qsort(b->st, nst, sizeof *b->st, sx_stampv_cmp);
   for (i = j = 0; i < nst; i++)
-    if (!j || sx_stampv_cmp(&st[j - 1], &st[i])) st[j++] = st[i];
-  nst = j;
-  bound += nst * SX_VARINT_MAX + ((size_t)d->nsites + 1) * 3 * SX_VARINT_MAX;
+    if (!j || sx_stampv_cmp(&b->st[j - 1], &b->st[i])) b->st[j++] = b->st[i];
+  b->nst = j;
+  b->bound +=
+      b->nst * SX_VARINT_MAX + ((size_t)d->nsites + 1) * 3 * SX_VARINT_MAX;
   /* Every table of the chunk is listed, also one with only tombstones. */
   for (i = 0; i < d->nrows; i++)
-    if (!i || d->rows[e->order[i]].tid != d->rows[e->order[i - 1]].tid) ntab++;
-  bound += ntab * (3 * SX_VARINT_MAX + SYNC_MAX_COLUMNS);
-  if ((rc = sx_choose(e, d, nec))) goto done;
+    if (!i || d->rows[e->order[i]].tid != d->rows[e->order[i - 1]].tid)
+      b->ntab++;
+  b->bound += b->ntab * (3 * SX_VARINT_MAX + SYNC_MAX_COLUMNS);
+  return 0;
+}
 
-  e->body.len = 0;
-  if ((rc = sx_buf_reserve(&e->body, bound))) goto done;
-  p = e->body.p;
+/* Stage 3: the frame's fixed fields, cursors and site table. */
+static void sx_enc_head(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  unsigned char *p = b->p;
+  size_t i;
   *p++ = (unsigned char)((d->last ? 1 : 0) | (d->partial ? 2 : 0));
   memcpy(p, d->sender, SX_SITE_LEN);
   p += SX_SITE_LEN;
@@ -9932,256 +10028,311 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     p += SX_SITE_LEN;
   }
   for (i = 0; i < d->nsites; i++) p = sx_wv(p, i < d->nvv ? d->vv[i] : 0);
-  /* Stamps, in groups of one site. */
-  {
-    size_t ng = 0;
-    for (i = 0; i < nst; i++)
-      if (!i || st[i].site != st[i - 1].site) ng++;
-    p = sx_wv(p, ng);
-    for (i = 0; i < nst;) {
-      size_t n = 1;
-      while (i + n < nst && st[i + n].site == st[i].site) n++;
-      p = sx_wv(p, st[i].site);
-      p = sx_wv(p, n);
-      p = sx_wv(p, st[i].hlc);
-      for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
-      i += n;
+  b->p = p;
+}
+
+/* Stage 4: the stamp table, in groups of one site. */
+static void sx_enc_stamps(sx_ebody *b) {
+  const sx_stampv *st = b->st;
+  unsigned char *p = b->p;
+  size_t i, j, ng = 0;
+  for (i = 0; i < b->nst; i++)
+    if (!i || st[i].site != st[i - 1].site) ng++;
+  p = sx_wv(p, ng);
+  for (i = 0; i < b->nst;) {
+    size_t n = 1;
+    while (i + n < b->nst && st[i + n].site == st[i].site) n++;
+    p = sx_wv(p, st[i].site);
+    p = sx_wv(p, n);
+    p = sx_wv(p, st[i].hlc);
+    for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
+    i += n;
+  }
+  b->p = p;
+}
+
+/* Stage 5: the tables: id, column count, one encoding byte per column. */
+static void sx_enc_tables(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  sx_encol *ec = b->e->ec;
+  unsigned char *p = sx_wv(b->p, b->ntab);
+  size_t i, j, k = 0;
+  for (i = 0; i < d->nrows; i++) {
+    unsigned tid = d->rows[b->e->order[i]].tid, ncols = 0, col;
+    if (i && tid == d->rows[b->e->order[i - 1]].tid) continue;
+    while (k < b->nec && ec[k].tid < tid) k++;
+    for (j = k; j < b->nec && ec[j].tid == tid; j++) ncols = ec[j].col + 1;
+    p = sx_wv(p, tid);
+    p = sx_wv(p, ncols);
+    for (col = 0, j = k; col < ncols; col++) {
+      if (j < b->nec && ec[j].tid == tid && ec[j].col == col) {
+        *p++ = (unsigned char)(ec[j].type | (ec[j].enc << 3));
+        ec[j].prev = 0;
+        j++;
+      } else {
+        *p++ = 0; /* a column no row of the chunk carries */
+      }
     }
   }
-  /* Tables: id, column count, one encoding byte per column. */
-  p = sx_wv(p, ntab);
-  {
-    size_t k = 0;
-    for (i = 0; i < d->nrows; i++) {
-      unsigned tid = d->rows[e->order[i]].tid, ncols = 0, col;
-      if (i && tid == d->rows[e->order[i - 1]].tid) continue;
-      while (k < nec && e->ec[k].tid < tid) k++;
-      for (j = k; j < nec && e->ec[j].tid == tid; j++) ncols = e->ec[j].col + 1;
-      p = sx_wv(p, tid);
-      p = sx_wv(p, ncols);
-      for (col = 0, j = k; col < ncols; col++) {
-        if (j < nec && e->ec[j].tid == tid && e->ec[j].col == col) {
-          *p++ = (unsigned char)(e->ec[j].type | (e->ec[j].enc << 3));
-          e->ec[j].prev = 0;
-          j++;
-        } else {
-          *p++ = 0; /* a column no row of the chunk carries */
-        }
-      }
+  b->p = p;
+}
+
+/* The head bits of row r and its stamp indexes. */
+static void sx_enc_row_plan(sx_ebody *b, const sx_drow *r, sx_erow *w) {
+  const sync_delta *d = b->d;
+  const sx_dcol *c0 = d->cols ? d->cols + r->col0 : NULL;
+  size_t j, tcount;
+  int all = 1;
+  memset(w, 0, sizeof *w);
+  w->rst = w->cst = sx_stamp_find(b->st, b->nst, r->clsite, r->clhlc);
+  w->bst = SIZE_MAX;
+  if (r->tid != b->ptid) {
+    sx_encol *ec = b->e->ec;
+    w->head |= SX_RH_TABLE;
+    b->pklen = 0;
+    b->tcols = ec + sx_encol_lb(ec, b->nec, r->tid);
+    b->tend = b->tcols;
+    while (b->tend < ec + b->nec && b->tend->tid == r->tid) b->tend++;
+  }
+  tcount = b->tend > b->tcols ? b->tend[-1].col + 1 : 0;
+  if (r->klen != b->pklen) w->head |= SX_RH_KLEN;
+  if (w->rst != b->pstamp) w->head |= SX_RH_STAMP;
+  if (r->cl != 1) w->head |= SX_RH_CL;
+  if (r->ncols && (r->cl & 1)) {
+    w->cst = sx_stamp_find(b->st, b->nst, c0[0].site, c0[0].hlc);
+    if (c0[0].bhlc)
+      w->bst = sx_stamp_find(b->st, b->nst, c0[0].bsite, c0[0].bhlc);
+    if (r->ncols != tcount) all = 0;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *c = &c0[j];
+      if (c->col != j) all = 0;
+      if (c->v.type == SYNC_NULL || c->hlc != c0[0].hlc ||
+          c->site != c0[0].site || c->bhlc != c0[0].bhlc ||
+          (c->bhlc && c->bsite != c0[0].bsite))
+        w->ctl = 1;
+    }
+    if (w->cst != w->rst) w->head |= SX_RH_CST;
+    if (w->bst != SIZE_MAX) w->head |= SX_RH_BASE;
+    if (!all) w->head |= SX_RH_PART;
+    if (w->ctl) w->head |= SX_RH_CTL;
+  } else if (r->cl & 1) {
+    w->head |= SX_RH_PART; /* a live row with no column to send */
+  }
+}
+
+/* The columns of live row r: the column list, the shared stamps, then
+ * per column its control varint (SX_RH_CTL) and value. */
+static unsigned char *sx_enc_cols(sx_ebody *b, const sx_drow *r,
+                                  const sx_erow *w, unsigned char *p) {
+  const sx_dcol *c0 = b->d->cols ? b->d->cols + r->col0 : NULL;
+  size_t j;
+  if (w->head & SX_RH_PART) {
+    unsigned prev = 0;
+    p = sx_wv(p, r->ncols);
+    for (j = 0; j < r->ncols; j++) {
+      p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0));
+      prev = c0[j].col;
     }
   }
-  /* Rows */
-  p = sx_wv(p, d->nrows);
-  {
-    unsigned ptid = SX_NONE;
-    size_t pk = 0, pklen = 0, pstamp = SIZE_MAX;
-    sx_encol *tcols = NULL, *tend = NULL; /* this table's entries in e->ec */
-    for (i = 0; i < d->nrows; i++) {
-      const sx_drow *r = &d->rows[e->order[i]];
-      const unsigned char *key;
-      {
-        /* Room for this row: the buffer grows with what is written, not
-         * with a bound for the whole chunk. */
-        size_t off = (size_t)(p - e->body.p);
-        e->body.len = off;
-        if ((rc = sx_buf_reserve(&e->body, sx_row_bound(d, r)))) goto done;
-        p = e->body.p + off;
-      }
-      key = d->arena.p + r->koff;
-      const sx_dcol *c0 = d->cols ? d->cols + r->col0 : NULL;
-      size_t rst = sx_stamp_find(st, nst, r->clsite, r->clhlc);
-      size_t cst = rst, bst = SIZE_MAX, shared = 0, tcount = 0;
-      unsigned head = 0;
-      int all = 1, ctl = 0;
-      if (r->tid != ptid) {
-        head |= SX_RH_TABLE;
-        pklen = 0;
-        tcols = e->ec + sx_encol_lb(e->ec, nec, r->tid);
-        tend = tcols;
-        while (tend < e->ec + nec && tend->tid == r->tid) tend++;
-      }
-      tcount = tend > tcols ? tend[-1].col + 1 : 0;
-      if (r->klen != pklen) head |= SX_RH_KLEN;
-      if (rst != pstamp) head |= SX_RH_STAMP;
-      if (r->cl != 1) head |= SX_RH_CL;
-      if (r->ncols && (r->cl & 1)) {
-        cst = sx_stamp_find(st, nst, c0[0].site, c0[0].hlc);
-        if (c0[0].bhlc) bst = sx_stamp_find(st, nst, c0[0].bsite, c0[0].bhlc);
-        if (r->ncols != tcount) all = 0;
-        for (j = 0; j < r->ncols; j++) {
-          const sx_dcol *c = &c0[j];
-          if (c->col != j) all = 0;
-          if (c->v.type == SYNC_NULL || c->hlc != c0[0].hlc ||
-              c->site != c0[0].site || c->bhlc != c0[0].bhlc ||
-              (c->bhlc && c->bsite != c0[0].bsite))
-            ctl = 1;
-        }
-        if (cst != rst) head |= SX_RH_CST;
-        if (bst != SIZE_MAX) head |= SX_RH_BASE;
-        if (!all) head |= SX_RH_PART;
-        if (ctl) head |= SX_RH_CTL;
-      } else if (r->cl & 1) {
-        head |= SX_RH_PART; /* a live row with no column to send */
-      }
-      if (!(head & SX_RH_TABLE)) {
-        const unsigned char *pkey = d->arena.p + pk;
-        size_t lim = r->klen < pklen ? r->klen : pklen;
-        while (shared < lim && key[shared] == pkey[shared]) shared++;
-      }
-      p = sx_wv(p, head);
-      if (head & SX_RH_TABLE) p = sx_wv(p, r->tid);
-      p = sx_wv(p, shared);
-      if (head & SX_RH_KLEN) p = sx_wv(p, r->klen);
-      memcpy(p, key + shared, r->klen - shared);
-      p += r->klen - shared;
-      if (head & SX_RH_STAMP) p = sx_wv(p, rst);
-      if (head & SX_RH_CL) p = sx_wv(p, r->cl);
-      if (r->cl & 1) {
-        if (head & SX_RH_PART) {
-          unsigned prev = 0;
-          p = sx_wv(p, r->ncols);
-          for (j = 0; j < r->ncols; j++) {
-            p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0));
-            prev = c0[j].col;
-          }
-        }
-        if (head & SX_RH_CST) p = sx_wv(p, cst);
-        if (head & SX_RH_BASE) p = sx_wv(p, bst);
-        for (j = 0; j < r->ncols; j++) {
-          const sx_dcol *c = &c0[j];
-          sx_encol *ec =
-              sx_encol_find(tcols, (size_t)(tend - tcols), r->tid, c->col);
-          if (ctl) {
-            size_t s = sx_stamp_find(st, nst, c->site, c->hlc);
-            size_t b = c->bhlc ? sx_stamp_find(st, nst, c->bsite, c->bhlc)
-                               : SIZE_MAX;
-            unsigned cc = 0;
-            if (c->v.type == SYNC_NULL) cc |= SX_CC_NULL;
-            if (s != cst) cc |= SX_CC_STAMP;
-            if (b != bst) cc |= SX_CC_BASE;
-            p = sx_wv(p, cc);
-            if (cc & SX_CC_STAMP) p = sx_wv(p, s);
-            if (cc & SX_CC_BASE) p = sx_wv(p, b == SIZE_MAX ? 0 : b + 1);
-            if (cc & SX_CC_NULL) continue;
-          }
-          p = sx_wvalue(p, ec, d, c);
-        }
-      }
-      ptid = r->tid;
-      pk = r->koff;
-      pklen = r->klen;
-      pstamp = rst;
+  if (w->head & SX_RH_CST) p = sx_wv(p, w->cst);
+  if (w->head & SX_RH_BASE) p = sx_wv(p, w->bst);
+  for (j = 0; j < r->ncols; j++) {
+    const sx_dcol *c = &c0[j];
+    sx_encol *ec =
+        sx_encol_find(b->tcols, (size_t)(b->tend - b->tcols), r->tid, c->col);
+    if (w->ctl) {
+      size_t s = sx_stamp_find(b->st, b->nst, c->site, c->hlc);
+      size_t bs =
+          c->bhlc ? sx_stamp_find(b->st, b->nst, c->bsite, c->bhlc) : SIZE_MAX;
+      unsigned cc = 0;
+      if (c->v.type == SYNC_NULL) cc |= SX_CC_NULL;
+      if (s != w->cst) cc |= SX_CC_STAMP;
+      if (bs != w->bst) cc |= SX_CC_BASE;
+      p = sx_wv(p, cc);
+      if (cc & SX_CC_STAMP) p = sx_wv(p, s);
+      if (cc & SX_CC_BASE) p = sx_wv(p, bs == SIZE_MAX ? 0 : bs + 1);
+      if (cc & SX_CC_NULL) continue;
     }
+    p = sx_wvalue(p, ec, b->d, c);
   }
-  /* Minor 1: the chunk's history section. */
-  {
-    size_t at = (size_t)(p - e->body.p);
-    e->body.len = at;
-    if ((rc = sx_buf_reserve(&e->body, 1 + 8 + 2 * SX_VARINT_MAX +
-                                           (size_t)d->ngccl * 2 * SX_VARINT_MAX)))
-      goto done;
-    p = e->body.p + at;
-    *p++ = d->complete ? 1 : 0;
-    sx_put_le64(p, d->mark.id);
-    p += 8;
-    p = sx_wv(p, d->mark.start);
-    p = sx_wv(p, d->ngccl);
-    for (i = 0; i < d->ngccl; i++) {
-      p = sx_wv(p, d->gccl[i].tid);
-      p = sx_wv(p, d->gccl[i].cl);
-    }
+  return p;
+}
+
+/* One row: head, table, key as a suffix of the previous key, stamp,
+ * causal length, columns. */
+static void sx_enc_row(sx_ebody *b, const sx_drow *r) {
+  const unsigned char *key = b->d->arena.p + r->koff;
+  unsigned char *p = b->p;
+  size_t shared = 0;
+  sx_erow w;
+  sx_enc_row_plan(b, r, &w);
+  if (!(w.head & SX_RH_TABLE)) {
+    const unsigned char *pkey = b->d->arena.p + b->pk;
+    size_t lim = r->klen < b->pklen ? r->klen : b->pklen;
+    while (shared < lim && key[shared] == pkey[shared]) shared++;
   }
-  /* Minor 2: the scope section and the exit markers. */
-  {
-    size_t at = (size_t)(p - e->body.p), need = SX_SCOPE_MAX + SX_VARINT_MAX;
-    unsigned ptid = 0;
-    const unsigned char *pkey = NULL;
-    size_t pklen = 0;
-    for (i = 0; i < d->nx; i++)
-      need += 6 * SX_VARINT_MAX + d->xrows[i].klen +
-              d->xrows[i].ncols * 3 * SX_VARINT_MAX;
-    e->body.len = at;
-    if ((rc = sx_buf_reserve(&e->body, need))) goto done;
-    /* Exits are cut in log order, like rows: sorted here. */
-    sx_free(&e->al, sr);
-    sr = NULL;
-    if (d->nx) {
-      sr = (sx_sortrow *)sx_malloc(&e->al, d->nx * sizeof *sr);
-      if (!sr) {
-        rc = SYNC_ENOMEM;
-        goto done;
-      }
-      for (i = 0; i < d->nx; i++) {
-        sr[i].tid = d->xrows[i].tid;
-        sr[i].key = d->arena.p + d->xrows[i].koff;
-        sr[i].klen = d->xrows[i].klen;
-        sr[i].idx = i;
-      }
-      qsort(sr, d->nx, sizeof *sr, sx_sortrow_cmp);
-    }
-    p = e->body.p + at;
-    p = sx_wscope(p, &d->scope);
-    p = sx_wv(p, d->nx);
-    for (i = 0; i < d->nx; i++) {
-      const sx_drow *x = &d->xrows[sr[i].idx];
-      const unsigned char *key = d->arena.p + x->koff;
-      size_t shared = 0, j;
-      unsigned prev = 0;
-      if (i && (x->tid < ptid ||
-                (x->tid == ptid &&
-                 sx_keycmp(key, x->klen, pkey, pklen) <= 0))) {
-        rc = SYNC_EINVAL; /* exits out of order */
-        goto done;
-      }
-      if (i && x->tid == ptid) {
-        size_t lim = x->klen < pklen ? x->klen : pklen;
-        while (shared < lim && key[shared] == pkey[shared]) shared++;
-      }
-      p = sx_wv(p, x->tid);
-      p = sx_wv(p, shared);
-      p = sx_wv(p, x->klen - shared);
-      memcpy(p, key + shared, x->klen - shared);
-      p += x->klen - shared;
-      p = sx_wv(p, x->cl);
-      p = sx_wv(p, x->clsite);
-      p = sx_wv(p, x->clhlc);
-      p = sx_wv(p, x->ncols);
-      for (j = 0; j < x->ncols; j++) {
-        const sx_dcol *c = &d->xcols[x->col0 + j];
-        p = sx_wv(p, c->col - (j ? prev + 1 : 0));
-        prev = c->col;
-        p = sx_wv(p, c->site);
-        p = sx_wv(p, c->hlc);
-      }
-      ptid = x->tid;
-      pkey = key;
-      pklen = x->klen;
-    }
+  p = sx_wv(p, w.head);
+  if (w.head & SX_RH_TABLE) p = sx_wv(p, r->tid);
+  p = sx_wv(p, shared);
+  if (w.head & SX_RH_KLEN) p = sx_wv(p, r->klen);
+  memcpy(p, key + shared, r->klen - shared);
+  p += r->klen - shared;
+  if (w.head & SX_RH_STAMP) p = sx_wv(p, w.rst);
+  if (w.head & SX_RH_CL) p = sx_wv(p, r->cl);
+  if (r->cl & 1) p = sx_enc_cols(b, r, &w, p);
+  b->p = p;
+  b->ptid = r->tid;
+  b->pk = r->koff;
+  b->pklen = r->klen;
+  b->pstamp = w.rst;
+}
+
+/* Stage 6: the rows, in (table, key) order. */
+static int sx_enc_rows(sx_ebody *b) {
+  size_t i;
+  int rc;
+  b->p = sx_wv(b->p, b->d->nrows);
+  b->ptid = SX_NONE;
+  b->pstamp = SIZE_MAX;
+  for (i = 0; i < b->d->nrows; i++) {
+    const sx_drow *r = &b->d->rows[b->e->order[i]];
+    if ((rc = sx_enc_room(b, sx_row_bound(b->d, r)))) return rc;
+    sx_enc_row(b, r);
   }
-  /* Minor 3: the renewal records. */
-  {
-    size_t at = (size_t)(p - e->body.p);
-    e->body.len = at;
-    if ((rc = sx_buf_reserve(&e->body,
-                             (1 + 2 * d->nrenew) * SX_VARINT_MAX)))
-      goto done;
-    p = e->body.p + at;
-    p = sx_wv(p, d->nrenew);
-    for (i = 0; i < d->nrenew; i++) {
-      if (d->renew[i].site == 0 || d->renew[i].site >= d->nsites ||
-          (i && d->renew[i].site <= d->renew[i - 1].site)) {
-        rc = SYNC_EINVAL;
-        goto done;
-      }
-      p = sx_wv(p, d->renew[i].site);
-      p = sx_wv(p, d->renew[i].held);
-    }
+  return 0;
+}
+
+/* Stage 7 (minor 1): the chunk's history section. */
+static int sx_enc_history(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  unsigned char *p;
+  size_t i;
+  int rc;
+  if ((rc = sx_enc_room(b, 1 + 8 + 2 * SX_VARINT_MAX +
+                               (size_t)d->ngccl * 2 * SX_VARINT_MAX)))
+    return rc;
+  p = b->p;
+  *p++ = d->complete ? 1 : 0;
+  sx_put_le64(p, d->mark.id);
+  p += 8;
+  p = sx_wv(p, d->mark.start);
+  p = sx_wv(p, d->ngccl);
+  for (i = 0; i < d->ngccl; i++) {
+    p = sx_wv(p, d->gccl[i].tid);
+    p = sx_wv(p, d->gccl[i].cl);
   }
-  e->body.len = (size_t)(p - e->body.p);
-  if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
-done:
-  sx_free(&e->al, sr);
-  sx_free(&e->al, st);
+  b->p = p;
+  return 0;
+}
+
+/* One exit marker whose key shares its first shared bytes with the
+ * previous exit's. */
+static unsigned char *sx_enc_exit(unsigned char *p, const sync_delta *d,
+                                  const sx_drow *x, size_t shared) {
+  size_t j;
+  unsigned prev = 0;
+  p = sx_wv(p, x->tid);
+  p = sx_wv(p, shared);
+  p = sx_wv(p, x->klen - shared);
+  memcpy(p, d->arena.p + x->koff + shared, x->klen - shared);
+  p += x->klen - shared;
+  p = sx_wv(p, x->cl);
+  p = sx_wv(p, x->clsite);
+  p = sx_wv(p, x->clhlc);
+  p = sx_wv(p, x->ncols);
+  for (j = 0; j < x->ncols; j++) {
+    const sx_dcol *c = &d->xcols[x->col0 + j];
+    p = sx_wv(p, c->col - (j ? prev + 1 : 0));
+    prev = c->col;
+    p = sx_wv(p, c->site);
+    p = sx_wv(p, c->hlc);
+  }
+  return p;
+}
+
+/* Stage 8 (minor 2): the scope section and the exit markers. */
+static int sx_enc_exits(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  size_t need = SX_SCOPE_MAX + SX_VARINT_MAX, pklen = 0, i;
+  const unsigned char *pkey = NULL;
+  unsigned ptid = 0;
+  int rc;
+  for (i = 0; i < d->nx; i++)
+    need += 6 * SX_VARINT_MAX + d->xrows[i].klen +
+            d->xrows[i].ncols * 3 * SX_VARINT_MAX;
+  if ((rc = sx_enc_room(b, need))) return rc;
+  /* Exits are cut in log order, like rows: sorted here. */
+  sx_free(&b->e->al, b->sr);
+  if ((rc = sx_enc_sortrows(&b->e->al, d, d->xrows, d->nx, &b->sr))) return rc;
+  b->p = sx_wscope(b->p, &d->scope);
+  b->p = sx_wv(b->p, d->nx);
+  for (i = 0; i < d->nx; i++) {
+    const sx_drow *x = &d->xrows[b->sr[i].idx];
+    const unsigned char *key = d->arena.p + x->koff;
+    size_t shared = 0;
+    if (i && (x->tid < ptid ||
+              (x->tid == ptid && sx_keycmp(key, x->klen, pkey, pklen) <= 0)))
+      return SYNC_EINVAL; /* exits out of order */
+    if (i && x->tid == ptid) {
+      size_t lim = x->klen < pklen ? x->klen : pklen;
+      while (shared < lim && key[shared] == pkey[shared]) shared++;
+    }
+    b->p = sx_enc_exit(b->p, d, x, shared);
+    ptid = x->tid;
+    pkey = key;
+    pklen = x->klen;
+  }
+  return 0;
+}
+
+/* Stage 9 (minor 3): the renewal records. */
+static int sx_enc_renewals(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  size_t i;
+  int rc;
+  if ((rc = sx_enc_room(b, (1 + 2 * d->nrenew) * SX_VARINT_MAX))) return rc;
+  b->p = sx_wv(b->p, d->nrenew);
+  for (i = 0; i < d->nrenew; i++) {
+    if (d->renew[i].site == 0 || d->renew[i].site >= d->nsites ||
+        (i && d->renew[i].site <= d->renew[i - 1].site))
+      return SYNC_EINVAL;
+    b->p = sx_wv(b->p, d->renew[i].site);
+    b->p = sx_wv(b->p, d->renew[i].held);
+  }
+  return 0;
+}
+
+/* Write the body of chunk d into e->body: the stages in frame order. */
+static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
+  sx_ebody b;
+  int rc;
+  memset(&b, 0, sizeof b);
+  b.e = e;
+  b.d = d;
+  rc = sx_enc_order(&b);
+  if (!rc) rc = sx_enc_tally(&b);
+  if (!rc) rc = sx_choose(e, d, b.nec);
+  if (!rc) {
+    e->body.len = 0;
+    rc = sx_buf_reserve(&e->body, b.bound);
+  }
+  if (!rc) {
+    /* Up to the rows, the body fits the bound just reserved. */
+    b.p = e->body.p;
+    sx_enc_head(&b);
+    sx_enc_stamps(&b);
+    sx_enc_tables(&b);
+    rc = sx_enc_rows(&b);
+  }
+  if (!rc) rc = sx_enc_history(&b);
+  if (!rc) rc = sx_enc_exits(&b);
+  if (!rc) rc = sx_enc_renewals(&b);
+  if (!rc) {
+    e->body.len = (size_t)(b.p - e->body.p);
+    if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
+  }
+  sx_free(&e->al, b.sr);
+  sx_free(&e->al, b.st);
   return rc;
 }
 
@@ -10264,6 +10415,44 @@ SYNC_API int sync_encoder_frame(const sync_encoder *e, const void **frame,
   return 0;
 }
 
+#else
+/* The calls stay (options never change the ABI) and refuse. */
+SYNC_API int sync_encoder_create(const sync_allocator *alloc,
+                                 const sync_codec_opts *o,
+                                 sync_encoder **out) {
+  (void)alloc;
+  (void)o;
+  if (!out) return SYNC_EINVAL;
+  *out = NULL;
+  return SYNC_ENOTSUP;
+}
+
+SYNC_API void sync_encoder_free(sync_encoder *e) { (void)e; }
+
+SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
+                                size_t *frame_len, size_t *raw_len) {
+  (void)e;
+  (void)d;
+  (void)frame_len;
+  (void)raw_len;
+  return SYNC_ENOTSUP;
+}
+
+SYNC_API int64_t sync_encoder_read(sync_encoder *e, sync_outbuf *out) {
+  (void)e;
+  (void)out;
+  return SYNC_ENOTSUP;
+}
+
+SYNC_API int sync_encoder_frame(const sync_encoder *e, const void **frame,
+                                size_t *len) {
+  (void)e;
+  (void)frame;
+  (void)len;
+  return SYNC_ENOTSUP;
+}
+#endif /* SYNC_OMIT_ENCODER */
+
 /* ---------------------------------------------------------------------
  * Decoder
  * ------------------------------------------------------------------- */
@@ -10275,6 +10464,7 @@ struct sync_decoder {
   sx_buf raw;        /* decompressed body */
   uint32_t dict_id;
   size_t last_raw;   /* body bytes of the last frame decoded */
+  const char *reason; /* why the last decode failed ("" when it did not) */
 #ifndef SYNC_OMIT_ZSTD
   ZSTD_DCtx *dctx;
   ZSTD_DDict *ddict;
@@ -10302,6 +10492,7 @@ SYNC_API int sync_decoder_create(const sync_allocator *alloc,
   dec = (sync_decoder *)sx_malloc(&al, sizeof *dec);
   if (!dec) return SYNC_ENOMEM;
   memset(dec, 0, sizeof *dec);
+  dec->reason = "";
   dec->al = al;
   dec->max_frame = o && o->max_frame ? o->max_frame : SX_DEF_MAX_FRAME;
   dec->max_body = o && o->max_body ? o->max_body : SX_DEF_MAX_BODY;
@@ -10342,502 +10533,622 @@ SYNC_API void sync_decoder_free(sync_decoder *dec) {
   sx_free(&al, dec);
 }
 
-SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c) {
-  const unsigned char *m = sx_rbytes(r, 1);
-  memset(c, 0, sizeof *c);
-  if (!m) return SYNC_EFORMAT;
-  c->mode = m[0];
-  if (c->mode == SX_MODE_LOG) {
-    c->version = sx_rv(r);
-    c->seq = (uint32_t)sx_rvb(r, (uint64_t)UINT32_MAX + 1);
-  } else if (c->mode == SX_MODE_INITIAL) {
-    const unsigned char *k;
-    c->v0 = sx_rv(r);
-    c->tid = (uint32_t)sx_rvb(r, SYNC_MAX_TABLES + 1);
-    c->klen = (size_t)sx_rvb(r, SYNC_MAX_KEY + 1);
-    k = sx_rbytes(r, c->klen);
-    if (k && c->klen) memcpy(c->key, k, c->klen);
-  } else {
-    return SYNC_EFORMAT;
-  }
-  return r->bad ? SYNC_EFORMAT : 0;
-}
-
-/* Decode the body [b, b + n) into a new delta. */
-static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
-                          unsigned minor, sync_delta **out) {
+/* A body being decoded: the reader, the delta it fills, and what the
+ * stages before the rows found (the stamp table in dec->stamps and
+ * dec->ssite, the tables' slots).  Each stage returns 0 or an error; a
+ * fault of the bytes is SYNC_EFORMAT with its reason in dec->reason. */
+typedef struct sx_dbody {
+  sync_decoder *dec;
   sx_rd r;
   sync_delta *d;
-  const unsigned char *q;
-  uint64_t nst = 0, ng, ntab, i, j;
-  size_t nrows, slot_of[SYNC_MAX_TABLES];
-  int rc = SYNC_EFORMAT;
-  r.p = b;
-  r.end = b + n;
-  r.bad = 0;
-  d = sx_delta_new(&dec->al);
-  if (!d) return SYNC_ENOMEM;
-  /* The arena: the body itself (values are offsets into it), then the
-   * keys as rebuilt. */
-  if ((rc = sx_buf_reserve(&d->arena, n + 64))) goto fail;
-  memcpy(d->arena.p, b, n);
-  d->arena.len = n;
-  rc = SYNC_EFORMAT;
-  q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
-  if (!q) goto fail;
-  if (q[0] & ~3u) goto fail;
+  const unsigned char *b;          /* the body: values are offsets from here */
+  uint64_t nst;                    /* stamps in the table */
+  size_t slot_of[SYNC_MAX_TABLES]; /* table id -> slot in dec->ncols */
+} sx_dbody;
+
+/* What a row (or exit) leaves for the next one. */
+typedef struct sx_dprev {
+  uint64_t tid, stamp; /* UINT64_MAX: no row yet */
+  size_t k, klen, slot;
+} sx_dprev;
+
+/* Record why the frame failed (a static string) and return rc. */
+static int sx_dec_fail(sync_decoder *dec, int rc, const char *why) {
+  dec->reason = why;
+  return rc;
+}
+#define SX_BAD(s, why) sx_dec_fail((s)->dec, SYNC_EFORMAT, why)
+
+/* Stage 1: flags, sender, receiver, schema hash, the two cursors. */
+static int sx_dec_head(sx_dbody *s) {
+  sync_delta *d = s->d;
+  const unsigned char *q = sx_rbytes(&s->r, 1 + 2 * SX_SITE_LEN + 8);
+  if (!q) return SX_BAD(s, "truncated chunk head");
+  if (q[0] & ~3u) return SX_BAD(s, "unknown chunk flags");
   d->last = q[0] & 1;
   d->partial = (q[0] & 2) != 0;
   memcpy(d->sender, q + 1, SX_SITE_LEN);
   memcpy(d->receiver, q + 1 + SX_SITE_LEN, SX_SITE_LEN);
   d->schema_hash = sx_get_le64(q + 1 + 2 * SX_SITE_LEN);
-  if (sx_rcursor(&r, &d->start) || sx_rcursor(&r, &d->end)) goto fail;
-  d->nsites = (uint32_t)sx_rvb(&r, SX_MAX_SITES + 1);
-  if (r.bad || d->nsites == 0 ||
-      d->nsites > (size_t)(r.end - r.p) / (SX_SITE_LEN + 1))
-    goto fail;
-  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&dec->al,
-                                                (size_t)d->nsites * SX_SITE_LEN);
-  d->vv = (uint64_t *)sx_malloc(&dec->al, (size_t)d->nsites * sizeof(uint64_t));
-  if (!d->sites || !d->vv) {
-    rc = SYNC_ENOMEM;
-    goto fail;
-  }
-  d->nvv = d->nsites;
-  q = sx_rbytes(&r, (size_t)d->nsites * SX_SITE_LEN);
-  if (!q) goto fail;
-  memcpy(d->sites, q, (size_t)d->nsites * SX_SITE_LEN);
-  for (i = 0; i < d->nsites; i++) d->vv[i] = sx_rv(&r);
-  /* Stamp table: each stamp costs at least one byte, which bounds it. */
-  ng = sx_rvb(&r, (uint64_t)d->nsites + 1);
-  if (r.bad) goto fail;
-  {
-    uint64_t psite = 0;
-    for (i = 0; i < ng; i++) {
-      uint64_t site = sx_rvb(&r, d->nsites), cnt = sx_rv(&r), h;
-      /* Every stamp after a group's first costs a byte at least. */
-      if (r.bad || cnt == 0 || cnt - 1 > (uint64_t)(r.end - r.p) ||
-          (i && site <= psite))
-        goto fail;
-      if ((rc = sx_grow(&dec->al, (void **)&dec->stamps, &dec->cap_stamps,
-                        (size_t)(nst + cnt), sizeof(uint64_t))) ||
-          (rc = sx_grow(&dec->al, (void **)&dec->ssite, &dec->cap_ssite,
-                        (size_t)(nst + cnt), sizeof(uint32_t))))
-        goto fail;
-      rc = SYNC_EFORMAT;
-      {
-        psite = site;
-        h = sx_rv(&r);
-        if (h == 0) goto fail;
-        for (j = 0; j < cnt; j++) {
-          if (j) {
-            uint64_t gap = sx_rv(&r);
-            if (gap >= UINT64_MAX - h) goto fail;
-            h += gap + 1;
-          }
-          dec->stamps[nst] = h;
-          dec->ssite[nst++] = (uint32_t)site;
-        }
-        if (r.bad) goto fail;
-      }
-    }
-  }
-  /* Tables */
-  ntab = sx_rvb(&r, SYNC_MAX_TABLES + 1);
-  if (r.bad) goto fail;
-  for (i = 0; i < SYNC_MAX_TABLES; i++) slot_of[i] = SIZE_MAX;
-  {
-    size_t total = 0;
-    uint64_t ptid = 0;
-    const unsigned char *save = r.p;
-    /* First pass: sizes, to allocate the encoding arrays once. */
-    for (i = 0; i < ntab; i++) {
-      uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES), nc;
-      if (r.bad || (i && tid <= ptid)) goto fail;
-      ptid = tid;
-      nc = sx_rvb(&r, SYNC_MAX_COLUMNS + 1);
-      if (!sx_rbytes(&r, (size_t)nc)) goto fail;
-      total += (size_t)nc;
-    }
-    r.p = save;
-    if (dec->cap_enc < total + 1) {
-      sx_free(&dec->al, dec->enc);
-      sx_free(&dec->al, dec->prev);
-      dec->enc = (unsigned char *)sx_malloc(&dec->al, total + 1);
-      dec->prev = (int64_t *)sx_malloc(&dec->al, (total + 1) * sizeof(int64_t));
-      dec->cap_enc = dec->enc && dec->prev ? total + 1 : 0;
-      if (!dec->cap_enc) {
-        rc = SYNC_ENOMEM;
-        goto fail;
-      }
-    }
-    if (!dec->ncols) {
-      dec->ncols = (unsigned *)sx_malloc(&dec->al,
-                                         2 * SYNC_MAX_TABLES * sizeof(unsigned));
-      if (!dec->ncols) {
-        rc = SYNC_ENOMEM;
-        goto fail;
-      }
-    }
-    total = 0;
-    for (i = 0; i < ntab; i++) {
-      uint64_t tid = sx_rv(&r), nc = sx_rv(&r);
-      const unsigned char *e = sx_rbytes(&r, (size_t)nc);
-      slot_of[tid] = (size_t)i;
-      dec->ncols[2 * i] = (unsigned)nc;
-      dec->ncols[2 * i + 1] = (unsigned)total; /* first encoding */
-      for (j = 0; j < nc; j++) {
-        unsigned t = e[j] & 7u, m = e[j] >> 3;
-        if (t > SYNC_BLOB || (t == SYNC_NULL && m) ||
-            (t == SYNC_INTEGER && m > SX_ENC_DELTA) ||
-            (t == SYNC_REAL && m > SX_DEC_SCALES) ||
-            ((t == SYNC_TEXT || t == SYNC_BLOB) && m))
-          goto fail;
-        dec->enc[total + j] = e[j];
-        dec->prev[total + j] = 0;
-      }
-      total += (size_t)nc;
-    }
-  }
-  /* Rows: each takes at least two bytes. */
-  {
-    uint64_t nr = sx_rv(&r);
-    if (r.bad) goto fail;
-    if (nr > dec->max_rows) {
-      rc = SYNC_ELIMIT;
-      goto fail;
-    }
-    if (nr > (uint64_t)(r.end - r.p) / 2) goto fail;
-    nrows = (size_t)nr;
-  }
-  if (nrows) {
-    d->rows = (sx_drow *)sx_malloc(&dec->al, nrows * sizeof(sx_drow));
-    if (!d->rows) {
-      rc = SYNC_ENOMEM;
-      goto fail;
-    }
-    d->caprows = nrows;
-  }
-  {
-    uint64_t ptid = UINT64_MAX, pstamp = UINT64_MAX;
-    size_t pk = 0, pklen = 0, slot = 0;
-    for (i = 0; i < nrows; i++) {
-      sx_drow *row = &d->rows[i];
-      uint64_t head = sx_rv(&r), shared, klen, cst, bst = UINT64_MAX;
-      const unsigned char *suffix;
-      unsigned ncols, first;
-      size_t ncol_row, k;
-      if (r.bad || head > 0xff) goto fail;
-      if (head & SX_RH_TABLE) {
-        uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES);
-        if (r.bad || slot_of[tid] == SIZE_MAX ||
-            (ptid != UINT64_MAX && tid <= ptid))
-          goto fail;
-        ptid = tid;
-        slot = slot_of[tid];
-        pklen = 0;
-      } else if (ptid == UINT64_MAX) {
-        goto fail;
-      }
-      ncols = dec->ncols[2 * slot];
-      first = dec->ncols[2 * slot + 1];
-      shared = sx_rvb(&r, (uint64_t)pklen + 1);
-      klen = (head & SX_RH_KLEN) ? sx_rvb(&r, SYNC_MAX_KEY + 1) : pklen;
-      if (r.bad || klen == 0 || shared > klen) goto fail;
-      suffix = sx_rbytes(&r, (size_t)(klen - shared));
-      if (!suffix) goto fail;
-      if ((rc = sx_buf_reserve(&d->arena, (size_t)klen))) goto fail;
-      rc = SYNC_EFORMAT;
-      row->koff = d->arena.len;
-      row->klen = (size_t)klen;
-      if (shared) memcpy(d->arena.p + row->koff, d->arena.p + pk, (size_t)shared);
-      memcpy(d->arena.p + row->koff + shared, suffix, (size_t)(klen - shared));
-      d->arena.len += (size_t)klen;
-      /* Keys strictly increase within a table. */
-      if (!(head & SX_RH_TABLE) &&
-          sx_keycmp(d->arena.p + pk, pklen, d->arena.p + row->koff,
-                    row->klen) >= 0)
-        goto fail;
-      row->tid = (unsigned)ptid;
-      if (head & SX_RH_STAMP) pstamp = sx_rvb(&r, nst);
-      else if (pstamp == UINT64_MAX) goto fail;
-      row->cl = (head & SX_RH_CL) ? sx_rv(&r) : 1;
-      if (r.bad || row->cl == 0) goto fail;
-      row->clhlc = dec->stamps[pstamp];
-      row->clsite = dec->ssite[pstamp];
-      row->col0 = d->ncols;
-      row->ncols = 0;
-      if (!(row->cl & 1)) {
-        if (head & (SX_RH_PART | SX_RH_CST | SX_RH_BASE | SX_RH_CTL)) goto fail;
-        goto next;
-      }
-      ncol_row = ncols;
-      if (head & SX_RH_PART) ncol_row = (size_t)sx_rvb(&r, (uint64_t)ncols + 1);
-      if (r.bad) goto fail;
-      if ((rc = sx_grow(&dec->al, (void **)&d->cols, &d->capcols,
-                        d->ncols + ncol_row, sizeof(sx_dcol))))
-        goto fail;
-      rc = SYNC_EFORMAT;
-      if (head & SX_RH_PART) {
-        uint64_t col = 0;
-        for (k = 0; k < ncol_row; k++) {
-          uint64_t gap = sx_rvb(&r, ncols);
-          col = k ? col + 1 + gap : gap;
-          if (r.bad || col >= ncols) goto fail;
-          d->cols[d->ncols + k].col = (unsigned)col;
-        }
-      } else {
-        for (k = 0; k < ncol_row; k++) d->cols[d->ncols + k].col = (unsigned)k;
-      }
-      cst = (head & SX_RH_CST) ? sx_rvb(&r, nst) : pstamp;
-      if (head & SX_RH_BASE) bst = sx_rvb(&r, nst);
-      if (r.bad) goto fail;
-      for (k = 0; k < ncol_row; k++) {
-        sx_dcol *c = &d->cols[d->ncols + k];
-        uint64_t s = cst, bs = bst;
-        unsigned e = dec->enc[first + c->col], t = e & 7u, m = e >> 3;
-        int64_t *prev = &dec->prev[first + c->col];
-        int isnull = 0;
-        if (head & SX_RH_CTL) {
-          uint64_t cc = sx_rv(&r);
-          if (cc & ~(uint64_t)(SX_CC_NULL | SX_CC_STAMP | SX_CC_BASE)) goto fail;
-          if (cc & SX_CC_STAMP) s = sx_rvb(&r, nst);
-          if (cc & SX_CC_BASE) {
-            bs = sx_rvb(&r, nst + 1);
-            bs = bs ? bs - 1 : UINT64_MAX;
-          }
-          isnull = (cc & SX_CC_NULL) != 0;
-          if (r.bad) goto fail;
-        }
-        c->hlc = dec->stamps[s];
-        c->site = dec->ssite[s];
-        c->bhlc = bs == UINT64_MAX ? 0 : dec->stamps[bs];
-        c->bsite = bs == UINT64_MAX ? 0 : dec->ssite[bs];
-        if (isnull) {
-          c->v = sync_null();
-          continue;
-        }
-        c->v = sync_null();
-        c->v.type = (int)t;
-        switch (t) {
-        case SYNC_INTEGER:
-          if (m == SX_ENC_FIXED) {
-            const unsigned char *x = sx_rbytes(&r, 8);
-            if (!x) goto fail;
-            c->v.i = (int64_t)sx_get_le64(x);
-          } else if (m == SX_ENC_DELTA) {
-            *prev = (int64_t)((uint64_t)*prev +
-                              (uint64_t)sx_unzigzag(sx_rv(&r)));
-            c->v.i = *prev;
-          } else {
-            c->v.i = sx_unzigzag(sx_rv(&r));
-          }
-          break;
-        case SYNC_REAL:
-          if (m >= SX_ENC_DEC) {
-            uint64_t u = sx_rv(&r);
-            if (u) {
-              int64_t dm = sx_unzigzag(u - 1), mm;
-              if (dm > SX_MANT_MAX || dm < -SX_MANT_MAX) goto fail;
-              mm = *prev + dm;
-              if (mm > SX_MANT_MAX || mm < -SX_MANT_MAX) goto fail;
-              *prev = mm;
-              {
-                volatile double v = (double)mm / sx_p10[m - SX_ENC_DEC];
-                c->v.r = v;
-              }
-              break;
-            }
-          }
-          {
-            const unsigned char *x = sx_rbytes(&r, 8);
-            if (!x) goto fail;
-            c->v.r = sx_bits_double(sx_get_le64(x));
-          }
-          break;
-        case SYNC_TEXT:
-        case SYNC_BLOB: {
-          uint64_t len = sx_rvb(&r, (uint64_t)SYNC_MAX_VALUE + 1);
-          const unsigned char *x = sx_rbytes(&r, (size_t)len);
-          if (!x) goto fail;
-          c->v.len = (size_t)len;
-          /* An offset into the arena, as chunks keep their values. */
-          c->v.data = (const void *)(uintptr_t)(size_t)(x - b); /* NOLINT(performance-no-int-to-ptr) */
-          break;
-        }
-        default: /* a column the table section says no row carries */
-          goto fail;
-        }
-        if (r.bad) goto fail;
-      }
-      d->ncols += ncol_row;
-      row->ncols = ncol_row;
-    next:
-      pk = row->koff;
-      pklen = row->klen;
-      d->nrows++;
-    }
-  }
-  if (minor >= 1) {
-    /* The history section: u8 flags (1 complete), u64 mark id, var mark
-     * start. */
-    q = sx_rbytes(&r, 9);
-    if (!q || (q[0] & ~1u)) goto fail;
-    d->complete = q[0] & 1;
-    d->mark.id = sx_get_le64(q + 1);
-    d->mark.start = sx_rv(&r);
-    d->ngccl = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES + 1);
-    for (i = 0; i < d->ngccl && !r.bad; i++) {
-      d->gccl[i].tid = (unsigned)sx_rvb(&r, SYNC_MAX_TABLES);
-      d->gccl[i].cl = sx_rvb(&r, (UINT64_C(1) << 62) + 1);
-      if (i && d->gccl[i].tid <= d->gccl[i - 1].tid) r.bad = 1;
-    }
-  }
-  if (minor >= 2 && !r.bad) {
-    /* The scope section and the exit markers. */
-    uint64_t nx;
-    unsigned ptid = 0;
-    size_t pk = 0, pklen = 0;
-    if (sx_rscope(&r, &d->scope)) goto fail;
-    nx = sx_rv(&r);
-    /* An exit takes at least 6 bytes; rows and exits share max_rows. */
-    if (r.bad || nx > (uint64_t)(r.end - r.p) / 6 ||
-        nx > dec->max_rows - (d->nrows < dec->max_rows ? d->nrows : dec->max_rows)) {
-      rc = nx > (uint64_t)(r.end - r.p) / 6 ? SYNC_EFORMAT : SYNC_ELIMIT;
-      goto fail;
-    }
-    if (nx) {
-      d->xrows = (sx_drow *)sx_malloc(&dec->al, (size_t)nx * sizeof(sx_drow));
-      if (!d->xrows) {
-        rc = SYNC_ENOMEM;
-        goto fail;
-      }
-      d->capx = (size_t)nx;
-    }
-    for (i = 0; i < nx; i++) {
-      sx_drow *x = &d->xrows[i];
-      uint64_t tid = sx_rvb(&r, SYNC_MAX_TABLES), shared, rest, nc, prev = 0;
-      const unsigned char *kb;
-      shared = sx_rv(&r);
-      rest = sx_rv(&r);
-      /* Keys share bytes only with the previous exit of their table. */
-      if (r.bad || (i && tid < ptid) || ((!i || tid != ptid) && shared) ||
-          shared > pklen || shared + rest < 1 || shared + rest > SYNC_MAX_KEY ||
-          !(kb = sx_rbytes(&r, (size_t)rest)))
-        goto fail;
-      if ((rc = sx_buf_reserve(&d->arena, (size_t)(shared + rest)))) goto fail;
-      rc = SYNC_EFORMAT;
-      x->tid = (unsigned)tid;
-      x->koff = d->arena.len;
-      x->klen = (size_t)(shared + rest);
-      if (shared) memcpy(d->arena.p + x->koff, d->arena.p + pk, (size_t)shared);
-      memcpy(d->arena.p + x->koff + shared, kb, (size_t)rest);
-      d->arena.len += x->klen;
-      if (i && tid == ptid &&
-          sx_keycmp(d->arena.p + x->koff, x->klen, d->arena.p + pk, pklen) <= 0)
-        goto fail;
-      x->cl = sx_rv(&r);
-      x->clsite = (uint32_t)sx_rvb(&r, d->nsites);
-      x->clhlc = sx_rv(&r);
-      nc = sx_rvb(&r, SYNC_MAX_COLUMNS + 1);
-      if (r.bad || !x->cl || x->cl >= (UINT64_C(1) << 62) ||
-          ((x->cl & 1) == 0 && nc) || nc > (uint64_t)(r.end - r.p) / 3)
-        goto fail;
-      x->col0 = d->nxc;
-      x->ncols = (size_t)nc;
-      if (nc && (rc = sx_grow(&dec->al, (void **)&d->xcols, &d->capxc,
-                              d->nxc + (size_t)nc, sizeof(sx_dcol))))
-        goto fail;
-      rc = SYNC_EFORMAT;
-      for (j = 0; j < nc; j++) {
-        sx_dcol *c = &d->xcols[d->nxc + j];
-        uint64_t gap = sx_rv(&r);
-        uint64_t col = j ? prev + 1 + gap : gap;
-        memset(c, 0, sizeof *c);
-        if (r.bad || gap >= SYNC_MAX_COLUMNS || col >= SYNC_MAX_COLUMNS) goto fail;
-        c->col = (unsigned)col;
-        c->site = (uint32_t)sx_rvb(&r, d->nsites);
-        c->hlc = sx_rv(&r);
-        c->v = sync_null();
-        prev = col;
-      }
-      if (r.bad) goto fail;
-      d->nxc += (size_t)nc;
-      d->nx++;
-      ptid = (unsigned)tid;
-      pk = x->koff;
-      pklen = x->klen;
-    }
-  }
-  if (minor >= 3 && !r.bad) {
-    /* The renewal records: site indexes increasing from 1, each with the
-     * HLC that site's claims are void above. */
-    uint64_t nr = sx_rv(&r), prev = 0;
-    rc = SYNC_EFORMAT;
-    if (r.bad || nr > (uint64_t)(r.end - r.p) / 2 || nr >= d->nsites) goto fail;
-    if (nr > SX_RENEW_MAX) {
-      rc = SYNC_ELIMIT;
-      goto fail;
-    }
-    if (nr) {
-      d->renew = (sx_renew *)sx_malloc(&dec->al, (size_t)nr * sizeof(sx_renew));
-      if (!d->renew) {
-        rc = SYNC_ENOMEM;
-        goto fail;
-      }
-    }
-    for (i = 0; i < nr; i++) {
-      uint64_t site = sx_rvb(&r, d->nsites);
-      if (r.bad || site <= prev) goto fail;
-      d->renew[i].site = (uint32_t)site;
-      d->renew[i].held = sx_rv(&r);
-      prev = site;
-    }
-    if (r.bad) goto fail;
-    d->nrenew = (size_t)nr;
-  }
-  /* A newer minor version may append sections a reader skips. */
-  if (r.bad || (r.p != r.end && minor <= SX_FMINOR)) goto fail;
-  *out = d;
+  if (sx_rcursor(&s->r, &d->start)) return SX_BAD(s, "bad start cursor");
+  if (sx_rcursor(&s->r, &d->end)) return SX_BAD(s, "bad end cursor");
   return 0;
-fail:
-  sync_delta_free(d);
-  return rc;
+}
+
+/* Stage 2: the site table and the sender's vector over it. */
+static int sx_dec_sites(sx_dbody *s) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  const unsigned char *q;
+  uint32_t i;
+  d->nsites = (uint32_t)sx_rvb(r, SX_MAX_SITES + 1);
+  if (r->bad || d->nsites == 0 ||
+      d->nsites > (size_t)(r->end - r->p) / (SX_SITE_LEN + 1))
+    return SX_BAD(s, "bad site count");
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&s->dec->al, (size_t)d->nsites *
+                                                                 SX_SITE_LEN);
+  d->vv =
+      (uint64_t *)sx_malloc(&s->dec->al, (size_t)d->nsites * sizeof(uint64_t));
+  if (!d->sites || !d->vv) return SYNC_ENOMEM;
+  d->nvv = d->nsites;
+  q = sx_rbytes(r, (size_t)d->nsites * SX_SITE_LEN);
+  if (!q) return SX_BAD(s, "truncated site table");
+  memcpy(d->sites, q, (size_t)d->nsites * SX_SITE_LEN);
+  for (i = 0; i < d->nsites; i++) d->vv[i] = sx_rv(r);
+  return r->bad ? SX_BAD(s, "truncated vector") : 0;
+}
+
+/* Stage 3: the stamp table, in groups of one site, increasing. */
+static int sx_dec_stamps(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sx_rd *r = &s->r;
+  uint64_t ng = sx_rvb(r, (uint64_t)s->d->nsites + 1), psite = 0, i, j;
+  int rc;
+  if (r->bad) return SX_BAD(s, "bad stamp group count");
+  for (i = 0; i < ng; i++) {
+    uint64_t site = sx_rv(r), cnt = sx_rv(r), h;
+    if (r->bad) return SX_BAD(s, "truncated stamp table");
+    if (site >= s->d->nsites)
+      return SX_BAD(s, "site index past the site table");
+    /* Every stamp after a group's first costs a byte at least. */
+    if (cnt == 0 || cnt - 1 > (uint64_t)(r->end - r->p))
+      return SX_BAD(s, "bad stamp count");
+    if (i && site <= psite) return SX_BAD(s, "stamp groups out of order");
+    if ((rc = sx_grow(&dec->al, (void **)&dec->stamps, &dec->cap_stamps,
+                      (size_t)(s->nst + cnt), sizeof(uint64_t))) ||
+        (rc = sx_grow(&dec->al, (void **)&dec->ssite, &dec->cap_ssite,
+                      (size_t)(s->nst + cnt), sizeof(uint32_t))))
+      return rc;
+    psite = site;
+    h = sx_rv(r);
+    if (h == 0) return SX_BAD(s, "stamp with HLC 0");
+    for (j = 0; j < cnt; j++) {
+      if (j) {
+        uint64_t gap = sx_rv(r);
+        if (gap >= UINT64_MAX - h) return SX_BAD(s, "stamp HLC overflows");
+        h += gap + 1;
+      }
+      dec->stamps[s->nst] = h;
+      dec->ssite[s->nst++] = (uint32_t)site;
+    }
+    if (r->bad) return SX_BAD(s, "truncated stamp table");
+  }
+  return 0;
+}
+
+/* The tables' first pass: ids increasing, and the count of their column
+ * encodings in *total, to allocate the arrays once. */
+static int sx_dec_tables_size(sx_dbody *s, uint64_t ntab, size_t *total) {
+  sx_rd *r = &s->r;
+  uint64_t ptid = 0, i;
+  for (i = 0; i < ntab; i++) {
+    uint64_t tid = sx_rvb(r, SYNC_MAX_TABLES), nc;
+    if (r->bad || (i && tid <= ptid))
+      return SX_BAD(s, "bad table id in the table section");
+    ptid = tid;
+    nc = sx_rvb(r, SYNC_MAX_COLUMNS + 1);
+    if (!sx_rbytes(r, (size_t)nc)) return SX_BAD(s, "truncated table section");
+    *total += (size_t)nc;
+  }
+  return 0;
+}
+
+/* Room in dec for total column encodings and the tables' slots. */
+static int sx_dec_tables_room(sync_decoder *dec, size_t total) {
+  if (dec->cap_enc < total + 1) {
+    sx_free(&dec->al, dec->enc);
+    sx_free(&dec->al, dec->prev);
+    dec->enc = (unsigned char *)sx_malloc(&dec->al, total + 1);
+    dec->prev = (int64_t *)sx_malloc(&dec->al, (total + 1) * sizeof(int64_t));
+    dec->cap_enc = dec->enc && dec->prev ? total + 1 : 0;
+    if (!dec->cap_enc) return SYNC_ENOMEM;
+  }
+  if (!dec->ncols) {
+    dec->ncols =
+        (unsigned *)sx_malloc(&dec->al, 2 * SYNC_MAX_TABLES * sizeof(unsigned));
+    if (!dec->ncols) return SYNC_ENOMEM;
+  }
+  return 0;
+}
+
+/* Stage 4: the tables, each with one encoding byte per column. */
+static int sx_dec_tables(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sx_rd *r = &s->r;
+  uint64_t ntab = sx_rvb(r, SYNC_MAX_TABLES + 1), i, j;
+  const unsigned char *save;
+  size_t total = 0;
+  int rc;
+  if (r->bad) return SX_BAD(s, "bad table count");
+  save = r->p;
+  for (i = 0; i < SYNC_MAX_TABLES; i++) s->slot_of[i] = SIZE_MAX;
+  if ((rc = sx_dec_tables_size(s, ntab, &total)) ||
+      (rc = sx_dec_tables_room(dec, total)))
+    return rc;
+  r->p = save;
+  total = 0;
+  for (i = 0; i < ntab; i++) {
+    uint64_t tid = sx_rv(r), nc = sx_rv(r);
+    const unsigned char *e = sx_rbytes(r, (size_t)nc);
+    s->slot_of[tid] = (size_t)i;
+    dec->ncols[2 * i] = (unsigned)nc;
+    dec->ncols[2 * i + 1] = (unsigned)total; /* first encoding */
+    for (j = 0; j < nc; j++) {
+      unsigned t = e[j] & 7u, m = e[j] >> 3;
+      if (t > SYNC_BLOB || (t == SYNC_NULL && m) ||
+          (t == SYNC_INTEGER && m > SX_ENC_DELTA) ||
+          (t == SYNC_REAL && m > SX_DEC_SCALES) ||
+          ((t == SYNC_TEXT || t == SYNC_BLOB) && m))
+        return SX_BAD(s, "unknown column encoding");
+      dec->enc[total + j] = e[j];
+      dec->prev[total + j] = 0;
+    }
+    total += (size_t)nc;
+  }
+  return 0;
+}
+
+/* A row's key: shared bytes of the previous key, then its own suffix,
+ * rebuilt in the arena; keys strictly increase within a table. */
+static int sx_dec_key(sx_dbody *s, const sx_dprev *pv, uint64_t head,
+                      sx_drow *row) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t shared = sx_rvb(r, (uint64_t)pv->klen + 1), klen;
+  const unsigned char *suffix;
+  int rc;
+  klen = (head & SX_RH_KLEN) ? sx_rvb(r, SYNC_MAX_KEY + 1) : pv->klen;
+  if (r->bad || klen == 0 || shared > klen) return SX_BAD(s, "bad row key");
+  suffix = sx_rbytes(r, (size_t)(klen - shared));
+  if (!suffix) return SX_BAD(s, "truncated row key");
+  if ((rc = sx_buf_reserve(&d->arena, (size_t)klen))) return rc;
+  row->koff = d->arena.len;
+  row->klen = (size_t)klen;
+  if (shared)
+    memcpy(d->arena.p + row->koff, d->arena.p + pv->k, (size_t)shared);
+  memcpy(d->arena.p + row->koff + shared, suffix, (size_t)(klen - shared));
+  d->arena.len += (size_t)klen;
+  if (!(head & SX_RH_TABLE) &&
+      sx_keycmp(d->arena.p + pv->k, pv->klen, d->arena.p + row->koff,
+                row->klen) >= 0)
+    return SX_BAD(s, "row keys out of order");
+  return 0;
+}
+
+/* One value of column encoding e (type | mode << 3) into c. */
+static int sx_dec_value(sx_dbody *s, sx_dcol *c, unsigned e, int64_t *prev) {
+  sx_rd *r = &s->r;
+  unsigned t = e & 7u, m = e >> 3;
+  const unsigned char *x;
+  c->v = sync_null();
+  c->v.type = (int)t;
+  switch (t) {
+  case SYNC_INTEGER:
+    if (m == SX_ENC_FIXED) {
+      if (!(x = sx_rbytes(r, 8))) return SX_BAD(s, "truncated value");
+      c->v.i = (int64_t)sx_get_le64(x);
+    } else if (m == SX_ENC_DELTA) {
+      *prev = (int64_t)((uint64_t)*prev + (uint64_t)sx_unzigzag(sx_rv(r)));
+      c->v.i = *prev;
+    } else {
+      c->v.i = sx_unzigzag(sx_rv(r));
+    }
+    break;
+  case SYNC_REAL:
+    if (m >= SX_ENC_DEC) {
+      uint64_t u = sx_rv(r);
+      if (u) {
+        int64_t dm = sx_unzigzag(u - 1), mm;
+        if (dm > SX_MANT_MAX || dm < -SX_MANT_MAX)
+          return SX_BAD(s, "decimal mantissa out of range");
+        mm = *prev + dm;
+        if (mm > SX_MANT_MAX || mm < -SX_MANT_MAX)
+          return SX_BAD(s, "decimal mantissa out of range");
+        *prev = mm;
+        {
+          volatile double v = (double)mm / sx_p10[m - SX_ENC_DEC];
+          c->v.r = v;
+        }
+        break;
+      }
+    }
+    if (!(x = sx_rbytes(r, 8))) return SX_BAD(s, "truncated value");
+    c->v.r = sx_bits_double(sx_get_le64(x));
+    break;
+  case SYNC_TEXT:
+  case SYNC_BLOB: {
+    uint64_t len = sx_rvb(r, (uint64_t)SYNC_MAX_VALUE + 1);
+    if (!(x = sx_rbytes(r, (size_t)len))) return SX_BAD(s, "bad value length");
+    c->v.len = (size_t)len;
+    /* An offset into the arena, as chunks keep their values. */
+    c->v.data = (const void *)(uintptr_t)(size_t)(x - s->b); /* NOLINT(performance-no-int-to-ptr) */
+    break;
+  }
+  default: /* a column the table section says no row carries */
+    return SX_BAD(s, "value in a column the table section leaves out");
+  }
+  return r->bad ? SX_BAD(s, "truncated value") : 0;
+}
+
+/* One column of a row: its control varint (SX_RH_CTL), stamps, value. */
+static int sx_dec_col(sx_dbody *s, uint64_t head, sx_dcol *c, unsigned first,
+                      uint64_t cst, uint64_t bst) {
+  sync_decoder *dec = s->dec;
+  sx_rd *r = &s->r;
+  uint64_t st = cst, bs = bst;
+  int isnull = 0;
+  if (head & SX_RH_CTL) {
+    uint64_t cc = sx_rv(r);
+    if (cc & ~(uint64_t)(SX_CC_NULL | SX_CC_STAMP | SX_CC_BASE))
+      return SX_BAD(s, "unknown column control bits");
+    if (cc & SX_CC_STAMP) st = sx_rvb(r, s->nst);
+    if (cc & SX_CC_BASE) {
+      bs = sx_rvb(r, s->nst + 1);
+      bs = bs ? bs - 1 : UINT64_MAX;
+    }
+    isnull = (cc & SX_CC_NULL) != 0;
+    if (r->bad) return SX_BAD(s, "bad column stamps");
+  }
+  c->hlc = dec->stamps[st];
+  c->site = dec->ssite[st];
+  c->bhlc = bs == UINT64_MAX ? 0 : dec->stamps[bs];
+  c->bsite = bs == UINT64_MAX ? 0 : dec->ssite[bs];
+  if (isnull) {
+    c->v = sync_null();
+    return 0;
+  }
+  return sx_dec_value(s, c, dec->enc[first + c->col],
+                      &dec->prev[first + c->col]);
+}
+
+/* The columns of a live row: which ones (all of its table's, or a list),
+ * their shared stamps, then each column. */
+static int sx_dec_cols(sx_dbody *s, const sx_dprev *pv, uint64_t head,
+                       sx_drow *row) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  unsigned ncols = s->dec->ncols[2 * pv->slot];
+  unsigned first = s->dec->ncols[2 * pv->slot + 1];
+  size_t ncol_row = ncols, k;
+  uint64_t cst, bst = UINT64_MAX;
+  int rc;
+  if (head & SX_RH_PART) ncol_row = (size_t)sx_rvb(r, (uint64_t)ncols + 1);
+  if (r->bad) return SX_BAD(s, "bad column count");
+  if ((rc = sx_grow(&s->dec->al, (void **)&d->cols, &d->capcols,
+                    d->ncols + ncol_row, sizeof(sx_dcol))))
+    return rc;
+  if (head & SX_RH_PART) {
+    uint64_t col = 0;
+    for (k = 0; k < ncol_row; k++) {
+      uint64_t gap = sx_rvb(r, ncols);
+      col = k ? col + 1 + gap : gap;
+      if (r->bad || col >= ncols) return SX_BAD(s, "column past the table's");
+      d->cols[d->ncols + k].col = (unsigned)col;
+    }
+  } else {
+    for (k = 0; k < ncol_row; k++) d->cols[d->ncols + k].col = (unsigned)k;
+  }
+  cst = (head & SX_RH_CST) ? sx_rvb(r, s->nst) : pv->stamp;
+  if (head & SX_RH_BASE) bst = sx_rvb(r, s->nst);
+  if (r->bad) return SX_BAD(s, "bad column stamps");
+  for (k = 0; k < ncol_row; k++)
+    if ((rc = sx_dec_col(s, head, &d->cols[d->ncols + k], first, cst, bst)))
+      return rc;
+  d->ncols += ncol_row;
+  row->ncols = ncol_row;
+  return 0;
+}
+
+/* One row: head bits, table, key, stamp, causal length, columns. */
+static int sx_dec_row(sx_dbody *s, sx_dprev *pv, sx_drow *row) {
+  sx_rd *r = &s->r;
+  uint64_t head = sx_rv(r);
+  int rc;
+  if (r->bad || head > 0xff) return SX_BAD(s, "bad row head");
+  if (head & SX_RH_TABLE) {
+    uint64_t tid = sx_rvb(r, SYNC_MAX_TABLES);
+    if (r->bad || s->slot_of[tid] == SIZE_MAX)
+      return SX_BAD(s, "row of a table the table section leaves out");
+    if (pv->tid != UINT64_MAX && tid <= pv->tid)
+      return SX_BAD(s, "row tables out of order");
+    pv->tid = tid;
+    pv->slot = s->slot_of[tid];
+    pv->klen = 0;
+  } else if (pv->tid == UINT64_MAX) {
+    return SX_BAD(s, "first row names no table");
+  }
+  if ((rc = sx_dec_key(s, pv, head, row))) return rc;
+  row->tid = (unsigned)pv->tid;
+  if (head & SX_RH_STAMP) {
+    uint64_t st = sx_rv(r);
+    if (r->bad) return SX_BAD(s, "truncated row");
+    if (st >= s->nst) return SX_BAD(s, "stamp index past the stamp table");
+    pv->stamp = st;
+  } else if (pv->stamp == UINT64_MAX) {
+    return SX_BAD(s, "first row has no stamp");
+  }
+  row->cl = (head & SX_RH_CL) ? sx_rv(r) : 1;
+  if (r->bad || row->cl == 0) return SX_BAD(s, "bad causal length");
+  row->clhlc = s->dec->stamps[pv->stamp];
+  row->clsite = s->dec->ssite[pv->stamp];
+  row->col0 = s->d->ncols;
+  row->ncols = 0;
+  if (!(row->cl & 1)) {
+    if (head & (SX_RH_PART | SX_RH_CST | SX_RH_BASE | SX_RH_CTL))
+      return SX_BAD(s, "column bits on a tombstone");
+  } else if ((rc = sx_dec_cols(s, pv, head, row))) {
+    return rc;
+  }
+  pv->k = row->koff;
+  pv->klen = row->klen;
+  s->d->nrows++;
+  return 0;
+}
+
+/* Stage 5: the rows, each taking two bytes at least. */
+static int sx_dec_rows(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sx_rd *r = &s->r;
+  uint64_t nr = sx_rv(r);
+  sx_dprev pv;
+  size_t i;
+  int rc;
+  if (r->bad) return SX_BAD(s, "truncated row count");
+  if (nr > dec->max_rows)
+    return sx_dec_fail(dec, SYNC_ELIMIT, "more rows than max_rows");
+  if (nr > (uint64_t)(r->end - r->p) / 2)
+    return SX_BAD(s, "more rows than the body holds");
+  if (nr) {
+    s->d->rows = (sx_drow *)sx_malloc(&dec->al, (size_t)nr * sizeof(sx_drow));
+    if (!s->d->rows) return SYNC_ENOMEM;
+    s->d->caprows = (size_t)nr;
+  }
+  memset(&pv, 0, sizeof pv);
+  pv.tid = pv.stamp = UINT64_MAX;
+  for (i = 0; i < (size_t)nr; i++)
+    if ((rc = sx_dec_row(s, &pv, &s->d->rows[i]))) return rc;
+  return 0;
+}
+
+/* Stage 6 (minor 1): the history section: u8 flags (1 complete), u64
+ * mark id, var mark start, then the collected causal lengths. */
+static int sx_dec_history(sx_dbody *s) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  const unsigned char *q = sx_rbytes(r, 9);
+  unsigned i;
+  if (!q || (q[0] & ~1u)) return SX_BAD(s, "bad history section");
+  d->complete = q[0] & 1;
+  d->mark.id = sx_get_le64(q + 1);
+  d->mark.start = sx_rv(r);
+  d->ngccl = (unsigned)sx_rvb(r, SYNC_MAX_TABLES + 1);
+  for (i = 0; i < d->ngccl && !r->bad; i++) {
+    d->gccl[i].tid = (unsigned)sx_rvb(r, SYNC_MAX_TABLES);
+    d->gccl[i].cl = sx_rvb(r, (UINT64_C(1) << 62) + 1);
+    if (i && d->gccl[i].tid <= d->gccl[i - 1].tid) r->bad = 1;
+  }
+  return r->bad ? SX_BAD(s, "bad collected causal lengths") : 0;
+}
+
+/* One exit marker: table, key (sharing bytes only with the previous
+ * exit of its table), causal length and stamp, column stamps. */
+static int sx_dec_exit(sx_dbody *s, int first, sx_dprev *pv, sx_drow *x) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t tid = sx_rvb(r, SYNC_MAX_TABLES), shared, rest, nc, prev = 0, j;
+  const unsigned char *kb;
+  int rc;
+  shared = sx_rv(r);
+  rest = sx_rv(r);
+  if (r->bad || (!first && tid < pv->tid) ||
+      ((first || tid != pv->tid) && shared) || shared > pv->klen ||
+      shared + rest < 1 || shared + rest > SYNC_MAX_KEY ||
+      !(kb = sx_rbytes(r, (size_t)rest)))
+    return SX_BAD(s, "bad exit key");
+  if ((rc = sx_buf_reserve(&d->arena, (size_t)(shared + rest)))) return rc;
+  x->tid = (unsigned)tid;
+  x->koff = d->arena.len;
+  x->klen = (size_t)(shared + rest);
+  if (shared) memcpy(d->arena.p + x->koff, d->arena.p + pv->k, (size_t)shared);
+  memcpy(d->arena.p + x->koff + shared, kb, (size_t)rest);
+  d->arena.len += x->klen;
+  if (!first && tid == pv->tid &&
+      sx_keycmp(d->arena.p + x->koff, x->klen, d->arena.p + pv->k, pv->klen) <=
+          0)
+    return SX_BAD(s, "exit keys out of order");
+  x->cl = sx_rv(r);
+  x->clsite = (uint32_t)sx_rvb(r, d->nsites);
+  x->clhlc = sx_rv(r);
+  nc = sx_rvb(r, SYNC_MAX_COLUMNS + 1);
+  if (r->bad || !x->cl || x->cl >= (UINT64_C(1) << 62) ||
+      ((x->cl & 1) == 0 && nc) || nc > (uint64_t)(r->end - r->p) / 3)
+    return SX_BAD(s, "bad exit marker");
+  x->col0 = d->nxc;
+  x->ncols = (size_t)nc;
+  if (nc && (rc = sx_grow(&s->dec->al, (void **)&d->xcols, &d->capxc,
+                          d->nxc + (size_t)nc, sizeof(sx_dcol))))
+    return rc;
+  for (j = 0; j < nc; j++) {
+    sx_dcol *c = &d->xcols[d->nxc + j];
+    uint64_t gap = sx_rv(r);
+    uint64_t col = j ? prev + 1 + gap : gap;
+    memset(c, 0, sizeof *c);
+    if (r->bad || gap >= SYNC_MAX_COLUMNS || col >= SYNC_MAX_COLUMNS)
+      return SX_BAD(s, "bad exit column");
+    c->col = (unsigned)col;
+    c->site = (uint32_t)sx_rvb(r, d->nsites);
+    c->hlc = sx_rv(r);
+    c->v = sync_null();
+    prev = col;
+  }
+  if (r->bad) return SX_BAD(s, "site index past the site table");
+  d->nxc += (size_t)nc;
+  pv->tid = tid;
+  pv->k = x->koff;
+  pv->klen = x->klen;
+  return 0;
+}
+
+/* Stage 7 (minor 2): the scope section and the exit markers. */
+static int sx_dec_exits(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t nx, i;
+  sx_dprev pv;
+  int rc;
+  if (sx_rscope(r, &d->scope)) return SX_BAD(s, "bad scope section");
+  nx = sx_rv(r);
+  /* An exit takes at least 6 bytes; rows and exits share max_rows. */
+  if (nx > (uint64_t)(r->end - r->p) / 6)
+    return SX_BAD(s, "more exits than the body holds");
+  /* (A truncated count reads as 0 and is refused as SYNC_ELIMIT.) */
+  if (r->bad || nx > dec->max_rows -
+                         (d->nrows < dec->max_rows ? d->nrows : dec->max_rows))
+    return sx_dec_fail(dec, SYNC_ELIMIT, "more rows and exits than max_rows");
+  if (nx) {
+    d->xrows = (sx_drow *)sx_malloc(&dec->al, (size_t)nx * sizeof(sx_drow));
+    if (!d->xrows) return SYNC_ENOMEM;
+    d->capx = (size_t)nx;
+  }
+  memset(&pv, 0, sizeof pv);
+  for (i = 0; i < nx; i++) {
+    if ((rc = sx_dec_exit(s, i == 0, &pv, &d->xrows[i]))) return rc;
+    d->nx++;
+  }
+  return 0;
+}
+
+/* Stage 8 (minor 3): the renewal records: site indexes increasing from
+ * 1, each with the HLC that site's claims are void above. */
+static int sx_dec_renewals(sx_dbody *s) {
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t nr = sx_rv(r), prev = 0, i;
+  if (r->bad || nr > (uint64_t)(r->end - r->p) / 2 || nr >= d->nsites)
+    return SX_BAD(s, "bad renewal count");
+  if (nr > SX_RENEW_MAX)
+    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more renewal records than kept");
+  if (nr) {
+    d->renew =
+        (sx_renew *)sx_malloc(&s->dec->al, (size_t)nr * sizeof(sx_renew));
+    if (!d->renew) return SYNC_ENOMEM;
+  }
+  for (i = 0; i < nr; i++) {
+    uint64_t site = sx_rvb(r, d->nsites);
+    if (r->bad) return SX_BAD(s, "renewal site past the site table");
+    if (site <= prev)
+      return SX_BAD(s, i ? "renewal sites out of order"
+                         : "renewal of the sender's own site");
+    d->renew[i].site = (uint32_t)site;
+    d->renew[i].held = sx_rv(r);
+    prev = site;
+  }
+  if (r->bad) return SX_BAD(s, "truncated renewal section");
+  d->nrenew = (size_t)nr;
+  return 0;
+}
+
+/* Decode the body [b, b + n) into a new delta: the stages in frame
+ * order, the sections of later minors as the frame's minor has them. */
+static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
+                          unsigned minor, sync_delta **out) {
+  sx_dbody s;
+  int rc;
+  memset(&s, 0, sizeof s);
+  s.dec = dec;
+  s.b = b;
+  s.r.p = b;
+  s.r.end = b + n;
+  s.d = sx_delta_new(&dec->al);
+  if (!s.d) return SYNC_ENOMEM;
+  /* The arena: the body itself (values are offsets into it), then the
+   * keys as rebuilt. */
+  if (!(rc = sx_buf_reserve(&s.d->arena, n + 64))) {
+    memcpy(s.d->arena.p, b, n);
+    s.d->arena.len = n;
+    rc = sx_dec_head(&s);
+  }
+  if (!rc) rc = sx_dec_sites(&s);
+  if (!rc) rc = sx_dec_stamps(&s);
+  if (!rc) rc = sx_dec_tables(&s);
+  if (!rc) rc = sx_dec_rows(&s);
+  if (!rc && minor >= 1) rc = sx_dec_history(&s);
+  if (!rc && minor >= 2) rc = sx_dec_exits(&s);
+  if (!rc && minor >= 3) rc = sx_dec_renewals(&s);
+  /* A newer minor version may append sections a reader skips. */
+  if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
+  if (!rc && s.r.p != s.r.end && minor <= SX_FMINOR)
+    rc = SX_BAD(&s, "bytes after the last section");
+  if (rc) {
+    sync_delta_free(s.d);
+    return rc;
+  }
+  *out = s.d;
+  return 0;
 }
 
 /* Parse the header in [p, p + n): SYNC_NOTFOUND when more bytes are
  * needed.  Sets *hlen, *stored, *raw, *flags, *minor, *dict. */
-static int sx_frame_head(const sync_decoder *dec, const unsigned char *p,
-                         size_t n, size_t *hlen, size_t *stored, size_t *raw,
+static int sx_frame_head(sync_decoder *dec, const unsigned char *p, size_t n,
+                         size_t *hlen, size_t *stored, size_t *raw,
                          unsigned *flags, unsigned *minor, uint32_t *dict) {
   const unsigned char *q = p + 7, *end = p + n;
   uint64_t v;
   size_t k;
-  if (n >= 1 && p[0] != SX_FMAGIC0) return SYNC_EFORMAT;
-  if (n >= 2 && p[1] != 'S') return SYNC_EFORMAT;
-  if (n >= 3 && p[2] != 'Y') return SYNC_EFORMAT;
-  if (n >= 4 && p[3] != 'N') return SYNC_EFORMAT;
-  if (n >= 5 && p[4] != SX_FMAJOR) return SYNC_EVERSION;
-  if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT))) return SYNC_EFORMAT;
+  if ((n >= 1 && p[0] != SX_FMAGIC0) || (n >= 2 && p[1] != 'S') ||
+      (n >= 3 && p[2] != 'Y') || (n >= 4 && p[3] != 'N'))
+    return sx_dec_fail(dec, SYNC_EFORMAT, "bad magic");
+  if (n >= 5 && p[4] != SX_FMAJOR)
+    return sx_dec_fail(dec, SYNC_EVERSION, "another major version");
+  if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT)))
+    return sx_dec_fail(dec, SYNC_EFORMAT, "unknown frame flags");
   if (n >= 7 && (p[6] & SX_FF_DICT) && !(p[6] & SX_FF_ZSTD))
-    return SYNC_EFORMAT;
+    return sx_dec_fail(dec, SYNC_EFORMAT, "dictionary flag without zstd");
   if (n < 7) return SYNC_NOTFOUND;
   *minor = p[5];
   *flags = p[6];
   k = sx_get_varint(q, end, &v);
-  if (!k) return (size_t)(end - q) >= SX_VARINT_MAX ? SYNC_EFORMAT : SYNC_NOTFOUND;
+  if (!k)
+    return (size_t)(end - q) >= SX_VARINT_MAX
+               ? sx_dec_fail(dec, SYNC_EFORMAT, "bad stored length")
+               : SYNC_NOTFOUND;
   q += k;
-  if (v > dec->max_frame) return SYNC_ELIMIT;
+  if (v > dec->max_frame)
+    return sx_dec_fail(dec, SYNC_ELIMIT, "frame over max_frame");
   *stored = (size_t)v;
   *raw = *stored;
   if (*flags & SX_FF_ZSTD) {
     k = sx_get_varint(q, end, &v);
     if (!k)
-      return (size_t)(end - q) >= SX_VARINT_MAX ? SYNC_EFORMAT : SYNC_NOTFOUND;
+      return (size_t)(end - q) >= SX_VARINT_MAX
+                 ? sx_dec_fail(dec, SYNC_EFORMAT, "bad body length")
+                 : SYNC_NOTFOUND;
     q += k;
     *raw = (size_t)(v > dec->max_body ? dec->max_body + 1 : v);
   }
-  if (*raw > dec->max_body) return SYNC_ELIMIT;
+  if (*raw > dec->max_body)
+    return sx_dec_fail(dec, SYNC_ELIMIT, "body over max_body");
   *dict = 0;
   if (*flags & SX_FF_DICT) {
     if ((size_t)(end - q) < 4) return SYNC_NOTFOUND;
@@ -10847,36 +11158,39 @@ static int sx_frame_head(const sync_decoder *dec, const unsigned char *p,
   *hlen = (size_t)(q - p);
   if (dec->max_frame < *hlen + SX_FSUM ||
       *stored > dec->max_frame - *hlen - SX_FSUM)
-    return SYNC_ELIMIT;
+    return sx_dec_fail(dec, SYNC_ELIMIT, "frame over max_frame");
   return 0;
 }
 
 /* Check and decode the complete frame in [p, p + n). */
-static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
-                           size_t n, sync_delta **out) {
+static int sx_frame_decode(sync_decoder *dec, const unsigned char *p, size_t n,
+                           sync_delta **out) {
   size_t hlen, stored, raw;
   unsigned flags, minor;
   uint32_t dict;
   const unsigned char *body;
-  int rc = sx_frame_head(dec, p, n, &hlen, &stored, &raw, &flags, &minor,
-                         &dict);
-  if (rc == SYNC_NOTFOUND) return SYNC_EFORMAT;
+  int rc =
+      sx_frame_head(dec, p, n, &hlen, &stored, &raw, &flags, &minor, &dict);
+  if (rc == SYNC_NOTFOUND)
+    return sx_dec_fail(dec, SYNC_EFORMAT, "truncated frame header");
   if (rc) return rc;
-  if (n != hlen + stored + SX_FSUM) return SYNC_EFORMAT;
+  if (n != hlen + stored + SX_FSUM)
+    return sx_dec_fail(dec, SYNC_EFORMAT, "frame length differs from header");
   if (sx_get_le64(p + hlen + stored) != sx_hash64(p, hlen + stored, 0))
-    return SYNC_ECHECKSUM;
+    return sx_dec_fail(dec, SYNC_ECHECKSUM, "checksum mismatch");
   body = p + hlen;
   if (flags & SX_FF_ZSTD) {
 #ifdef SYNC_OMIT_ZSTD
     (void)dict;
-    return SYNC_ENOTSUP;
+    return sx_dec_fail(dec, SYNC_ENOTSUP,
+                       "compressed frame, built without zstd");
 #else
     size_t got;
     if ((flags & SX_FF_DICT) && (!dec->ddict || dict != dec->dict_id))
-      return SYNC_EDICT;
+      return sx_dec_fail(dec, SYNC_EDICT, "dictionary not loaded");
     /* One zstd frame, exactly: no trailing or skippable frames. */
     if (ZSTD_findFrameCompressedSize(body, stored) != stored)
-      return SYNC_EFORMAT;
+      return sx_dec_fail(dec, SYNC_EFORMAT, "not one zstd frame");
     if (!dec->dctx) {
       dec->dctx = ZSTD_createDCtx();
       if (!dec->dctx) return SYNC_ENOMEM;
@@ -10887,7 +11201,7 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
       return SYNC_ENOMEM;
     if ((flags & SX_FF_DICT) &&
         ZSTD_isError(ZSTD_DCtx_refDDict(dec->dctx, dec->ddict)))
-      return SYNC_EDICT;
+      return sx_dec_fail(dec, SYNC_EDICT, "dictionary refused by zstd");
     dec->raw.len = 0;
     if ((rc = sx_buf_reserve(&dec->raw, raw + 1))) return rc;
     /* The output buffer is the size the header promised: a body that
@@ -10895,12 +11209,14 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p,
     got = ZSTD_decompressDCtx(dec->dctx, dec->raw.p, raw, body, stored);
     if (ZSTD_isError(got)) {
       if (ZSTD_getErrorCode(got) == ZSTD_error_dictionary_wrong)
-        return SYNC_EDICT;
+        return sx_dec_fail(dec, SYNC_EDICT, "wrong dictionary");
       if (ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation)
         return SYNC_ENOMEM;
-      return SYNC_EFORMAT;
+      return sx_dec_fail(dec, SYNC_EFORMAT, "corrupt zstd body");
     }
-    if (got != raw) return SYNC_EFORMAT;
+    if (got != raw)
+      return sx_dec_fail(dec, SYNC_EFORMAT,
+                         "body shorter than its header says");
     body = dec->raw.p;
 #endif
   }
@@ -10912,6 +11228,18 @@ SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec) {
   return dec->last_raw;
 }
 
+/* After a failed call: a reason for every failure (the bytes' faults
+ * name theirs where they are found). */
+static int sx_decoder_failed(sync_decoder *dec, int rc) {
+  if (rc && !dec->reason[0]) {
+    if (rc == SYNC_ENOMEM || rc == SYNC_ETOOBIG)
+      dec->reason = "out of memory";
+    else if (SX_NEVER(rc != SYNC_EINVAL))
+      dec->reason = "malformed frame";
+  }
+  return rc;
+}
+
 static void sx_decoder_restart(sync_decoder *dec) {
   dec->in.len = 0;
   dec->need = 0;
@@ -10920,6 +11248,7 @@ static void sx_decoder_restart(sync_decoder *dec) {
 SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
                                sync_delta **out) {
   int rc;
+  if (dec) dec->reason = "";
   if (!out) return SYNC_EINVAL;
   *out = NULL;
   if (!dec || !in || in->pos > in->size || (!in->ptr && in->size))
@@ -10935,7 +11264,8 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
       uint32_t dict;
       take = SX_FHEAD_MAX - dec->in.len;
       if (take > avail) take = avail;
-      if ((rc = sx_buf_reserve(&dec->in, SX_FHEAD_MAX))) return rc;
+      if ((rc = sx_buf_reserve(&dec->in, SX_FHEAD_MAX)))
+        return sx_decoder_failed(dec, rc);
       memcpy(dec->in.p + dec->in.len, src, take);
       rc = sx_frame_head(dec, dec->in.p, dec->in.len + take, &hlen, &stored,
                          &raw, &flags, &minor, &dict);
@@ -10948,7 +11278,7 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
         /* Only the bytes up to the fault are consumed. */
         in->pos += take;
         sx_decoder_restart(dec);
-        return rc;
+        return sx_decoder_failed(dec, rc);
       }
       dec->need = hlen + stored + SX_FSUM;
       /* Of what was copied, keep only the frame's own bytes. */
@@ -10957,7 +11287,7 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
       in->pos += take;
       if ((rc = sx_buf_reserve(&dec->in, dec->need - dec->in.len))) {
         sx_decoder_restart(dec);
-        return rc;
+        return sx_decoder_failed(dec, rc);
       }
     } else {
       take = dec->need - dec->in.len;
@@ -10969,7 +11299,7 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
     if (dec->need && dec->in.len == dec->need) {
       rc = sx_frame_decode(dec, dec->in.p, dec->in.len, out);
       sx_decoder_restart(dec);
-      return rc;
+      return sx_decoder_failed(dec, rc);
     }
   }
   return 0;
@@ -10977,19 +11307,83 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
 
 SYNC_API int sync_decoder_decode(sync_decoder *dec, const void *frame,
                                  size_t len, sync_delta **out) {
+  if (dec) dec->reason = "";
   if (!out) return SYNC_EINVAL;
   *out = NULL;
   if (!dec || (!frame && len)) return SYNC_EINVAL;
   sx_decoder_restart(dec);
-  return sx_frame_decode(dec, (const unsigned char *)frame, len, out);
+  return sx_decoder_failed(
+      dec, sx_frame_decode(dec, (const unsigned char *)frame, len, out));
+}
+
+SYNC_API const char *sync_decoder_reason(const sync_decoder *dec) {
+  return dec ? dec->reason : "";
 }
 
 /* ---------------------------------------------------------------------
- * Dictionary training
+ * Dictionary training (the samples come from dict.c)
  * ------------------------------------------------------------------- */
+#if !defined(SYNC_OMIT_ZSTD) && !defined(SYNC_OMIT_ENCODER)
+SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
+                                      const void *samples, const size_t *sizes,
+                                      unsigned n, size_t *len) {
+  size_t got = ZDICT_trainFromBuffer(dict, cap, samples, sizes, n);
+  if (ZDICT_isError(got))
+    return SYNC_ELIMIT; /* too little material for zstd to find patterns */
+  *len = got;
+  return 0;
+}
+#endif
+/* ---- src/dict.c ---- */
+/*
+ * dict.c - sync_dict_train: a zstd dictionary from the stored rows of a
+ * table.  A client of the storage (it reads rows through a cursor) and of
+ * the codec (which holds the zstd calls), so it stands after both.  Left
+ * out, like the encoder, under SYNC_OMIT_ENCODER.
+ */
+
+#if !defined(SYNC_OMIT_ZSTD) && !defined(SYNC_OMIT_ENCODER)
+/* Append to b the sample of one row of table t: its key and its values
+ * laid out as in a frame (plain encodings), which is what the frames'
+ * bodies repeat; local columns are left out, as frames leave them. */
+static int sx_dict_sample(sx_buf *b, const sx_table *t, const sync_key *k,
+                          const sync_value *v) {
+  unsigned i;
+  int rc;
+  if ((rc = sx_buf_reserve(b, k->len + SX_VARINT_MAX))) return rc;
+  b->len += sx_put_varint(b->p + b->len, k->len);
+  memcpy(b->p + b->len, k->data, k->len);
+  b->len += k->len;
+  for (i = 0; i < t->ncols; i++) {
+    size_t need = 1 + 2 * SX_VARINT_MAX + 8 +
+                  (v[i].type == SYNC_TEXT || v[i].type == SYNC_BLOB
+                       ? v[i].len
+                       : 0);
+    unsigned char *p;
+    if (t->cols[i].flags & SYNC_COL_LOCAL) continue;
+    if ((rc = sx_buf_reserve(b, need))) return rc;
+    p = b->p + b->len;
+    if (v[i].type == SYNC_INTEGER) {
+      p = sx_wv(p, sx_zigzag(v[i].i));
+    } else if (v[i].type == SYNC_REAL) {
+      sx_put_le64(p, sx_double_bits(v[i].r));
+      p += 8;
+    } else if (v[i].type == SYNC_TEXT || v[i].type == SYNC_BLOB) {
+      p = sx_wv(p, v[i].len);
+      memcpy(p, v[i].data, v[i].len);
+      p += v[i].len;
+    } else {
+      *p++ = 0;
+    }
+    b->len = (size_t)(p - b->p);
+  }
+  return 0;
+}
+#endif
+
 SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
                              void *dict, size_t cap, size_t *len) {
-#ifdef SYNC_OMIT_ZSTD
+#if defined(SYNC_OMIT_ZSTD) || defined(SYNC_OMIT_ENCODER)
   (void)x;
   (void)table;
   (void)max_rows;
@@ -11002,7 +11396,7 @@ SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
   sync_cursor *cur = NULL;
   sx_buf samples;
   sync_value *v;
-  size_t *sizes = NULL, nsamp = 0, capsz = 0, got;
+  size_t *sizes = NULL, nsamp = 0, capsz = 0;
   unsigned ncols;
   int rc;
   if (len) *len = 0;
@@ -11018,11 +11412,9 @@ SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
     sx_free(&env->al, v);
     return rc;
   }
-  /* One sample per row: its key and its values laid out as in a frame
-   * (plain encodings), which is what the frames' bodies repeat. */
+  /* One sample per row, up to max_rows. */
   while (nsamp < max_rows) {
     sync_key k;
-    unsigned i;
     size_t start = samples.len;
     rc = sync_cursor_next(cur, &k, v, ncols);
     if (rc == SYNC_NOTFOUND) {
@@ -11030,33 +11422,8 @@ SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
       break;
     }
     if (rc) goto done;
-    if ((rc = sx_buf_reserve(&samples, k.len + SX_VARINT_MAX))) goto done;
-    samples.len += sx_put_varint(samples.p + samples.len, k.len);
-    memcpy(samples.p + samples.len, k.data, k.len);
-    samples.len += k.len;
-    for (i = 0; i < ncols; i++) {
-      size_t need = 1 + 2 * SX_VARINT_MAX + 8 +
-                    (v[i].type == SYNC_TEXT || v[i].type == SYNC_BLOB
-                         ? v[i].len
-                         : 0);
-      unsigned char *p;
-      if (env->schema->tables[table].cols[i].flags & SYNC_COL_LOCAL) continue;
-      if ((rc = sx_buf_reserve(&samples, need))) goto done;
-      p = samples.p + samples.len;
-      if (v[i].type == SYNC_INTEGER) {
-        p = sx_wv(p, sx_zigzag(v[i].i));
-      } else if (v[i].type == SYNC_REAL) {
-        sx_put_le64(p, sx_double_bits(v[i].r));
-        p += 8;
-      } else if (v[i].type == SYNC_TEXT || v[i].type == SYNC_BLOB) {
-        p = sx_wv(p, v[i].len);
-        memcpy(p, v[i].data, v[i].len);
-        p += v[i].len;
-      } else {
-        *p++ = 0;
-      }
-      samples.len = (size_t)(p - samples.p);
-    }
+    if ((rc = sx_dict_sample(&samples, &env->schema->tables[table], &k, v)))
+      goto done;
     if ((rc = sx_grow(&env->al, (void **)&sizes, &capsz, nsamp + 1,
                       sizeof(size_t))))
       goto done;
@@ -11066,12 +11433,7 @@ SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
     rc = SYNC_ELIMIT;
     goto done;
   }
-  got = ZDICT_trainFromBuffer(dict, cap, samples.p, sizes, (unsigned)nsamp);
-  if (ZDICT_isError(got)) {
-    rc = SYNC_ELIMIT; /* too little material for zstd to find patterns */
-    goto done;
-  }
-  *len = got;
+  rc = sx_dict_from_samples(dict, cap, samples.p, sizes, (unsigned)nsamp, len);
 done:
   sync_cursor_close(cur);
   sx_free(&env->al, v);
@@ -11704,7 +12066,7 @@ static void sx_rp_read_roots(sx_repair *rp, sx_rd *r) {
 SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
                                int *frame) {
   sx_rd r = {b, b + n, 0};
-  unsigned flags;
+  unsigned flags = 0;
   int rc;
   *frame = 0;
   if ((rc = sx_rp_read_head(rp, &r, &flags))) return rc;
@@ -14180,8 +14542,8 @@ static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
     sync_delta *d = NULL;
     int rc = sync_decoder_feed(s->dec, &in, &d);
     if (rc)
-      return sx_sess_fail(s, rc, "a chunk from the peer: %s",
-                          sync_strerror(rc));
+      return sx_sess_fail(s, rc, "a chunk from the peer: %s (%s)",
+                          sync_strerror(rc), sync_decoder_reason(s->dec));
     if (d) {
       s->st.raw_bytes_received += sx_decoder_last_raw(s->dec);
       if (in.pos != in.size) {

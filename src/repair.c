@@ -550,7 +550,7 @@ static void sx_rp_read_roots(sx_repair *rp, sx_rd *r) {
 SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
                                int *frame) {
   sx_rd r = {b, b + n, 0};
-  unsigned flags;
+  unsigned flags = 0;
   int rc;
   *frame = 0;
   if ((rc = sx_rp_read_head(rp, &r, &flags))) return rc;
