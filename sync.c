@@ -7450,6 +7450,17 @@ static int sx_call_resolver(sx_apply *a, sx_cfl *c, int *changed) {
   return 0;
 }
 
+/* The sender's write r of its column, with its stamps, into x->nw. */
+static void sx_merge_take(sx_apply *a, const sx_dcol *r,
+                          const sync_value *v) {
+  sx_row *w = &a->x->nw;
+  sx_rcol *c = &w->cols[r->col];
+  c->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+  c->base =
+      r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite)) : SX_NOSTAMP;
+  c->v = *v;
+}
+
 /* w's columns sized for dr's and emptied. */
 static void sx_merge_clear(sx_row *w, const sx_drow *dr, const sx_dcol *rc0) {
   size_t i;
@@ -7543,12 +7554,8 @@ static int sx_merge_theirs(sx_apply *a, const sx_drow *dr, int found,
   if (!(dr->cl & 1)) return 1;
   sx_merge_clear(w, dr, rc0);
   for (i = 0; i < dr->ncols; i++) {
-    sx_rcol *c = &w->cols[rc0[i].col];
-    c->st = sx_row_stamp(w, sx_rstamp(a, rc0[i].hlc, rc0[i].site));
-    c->base = rc0[i].bhlc
-                  ? sx_row_stamp(w, sx_rstamp(a, rc0[i].bhlc, rc0[i].bsite))
-                  : SX_NOSTAMP;
-    c->v = sx_dval(d, &rc0[i]);
+    sync_value v = sx_dval(d, &rc0[i]);
+    sx_merge_take(a, &rc0[i], &v);
   }
   return 1;
 }
@@ -7608,7 +7615,6 @@ static int sx_merge_both(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
                          const sync_value *rv, int cmp, int *changed) {
   sync_txn *x = a->x;
   const sx_row *o = &x->old;
-  sx_row *w = &x->nw;
   const sx_rcol *l = &o->cols[r->col];
   sync_value lv = l->v;
   sx_cfl c;
@@ -7627,11 +7633,7 @@ static int sx_merge_both(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
   c.rv = rv;
   c.remote_won = cmp < 0 || a->policy == SYNC_APPLY_NEWER;
   if (c.remote_won) {
-    sx_rcol *wc = &w->cols[r->col];
-    wc->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
-    wc->base = r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite))
-                       : SX_NOSTAMP;
-    wc->v = *rv;
+    sx_merge_take(a, r, rv);
     *changed = 1;
   }
   /* The record says what was applied, so it follows the resolver; under
@@ -7722,10 +7724,7 @@ static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
     if (err) continue; /* settled */
     if (a->policy == SYNC_APPLY_NEWER) take = 1;
     if (!take) continue;
-    w->cols[r->col].st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
-    w->cols[r->col].base =
-        r->bhlc ? sx_row_stamp(w, sx_rstamp(a, r->bhlc, r->bsite)) : SX_NOSTAMP;
-    w->cols[r->col].v = rv;
+    sx_merge_take(a, r, &rv);
     changed = 1;
   }
   if (rcmp < 0) changed = 1; /* only the row stamp moves */
