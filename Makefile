@@ -15,7 +15,8 @@
 #   make lint            cppcheck and clang-tidy on src/
 #   make fuzz            libFuzzer targets, FUZZ_SECONDS each (mk/fuzz.mk)
 #   make amalgamation    regenerate sync.c from src/
-#   make install         PREFIX=/usr/local DESTDIR=
+#   make install         PREFIX=/usr/local DESTDIR= (LIBDIR=, ...);
+#   make uninstall       the same variables: mk/install.mk
 #   make cross-deps / cross / cross-test ARCH=aarch64|armhf|s390x, and
 #   make size            cross builds, qemu runs, footprint: mk/cross.mk
 #   make clean
@@ -53,7 +54,7 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
           $(patsubst tests/%.c,$(B)/t-san-src/%,$(INT_TESTS))
 
 .PHONY: all deps example test test-build bench amalgamation \
-        check-amalgamation install clean soak soak-lifecycle plot FORCE
+        check-amalgamation install uninstall clean soak soak-lifecycle plot FORCE
 
 .DEFAULT_GOAL := all
 
@@ -223,11 +224,8 @@ test: check-amalgamation
 	[ $$fail -eq 0 ]
 
 # ---- install ---------------------------------------------------------
-install: $(B)/libsync.a
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 sync.h $(DESTDIR)$(PREFIX)/include/sync.h
-	install -m 644 $(B)/libsync.a $(DESTDIR)$(PREFIX)/lib/libsync.a
-	sed -e 's|@PREFIX@|$(PREFIX)|g' sync.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sync.pc
+# install and uninstall: mk/install.mk (library, shared library, sync.pc)
+# and mk/synctl.mk (synctl).
 
 # ---- dependencies (Debian) -------------------------------------------
 DEB_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
