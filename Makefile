@@ -15,7 +15,7 @@
 #   make lint            cppcheck and clang-tidy on src/
 #   make fuzz            libFuzzer targets, FUZZ_SECONDS each (mk/fuzz.mk)
 #   make amalgamation    regenerate sync.c from src/
-#   make install         PREFIX=/usr/local DESTDIR= (LIBDIR=, ...);
+#   make install         PREFIX=/usr/local DESTDIR= (LIBDIR=, MANDIR=, ...);
 #   make uninstall       the same variables: mk/install.mk
 #   make cross-deps / cross / cross-test ARCH=aarch64|armhf|s390x, and
 #   make size            cross builds, qemu runs, footprint: mk/cross.mk
@@ -224,13 +224,14 @@ test: check-amalgamation
 	[ $$fail -eq 0 ]
 
 # ---- install ---------------------------------------------------------
-# install and uninstall: mk/install.mk (library, shared library, sync.pc)
-# and mk/synctl.mk (synctl).
+# install and uninstall: mk/install.mk (library, shared library, sync.pc,
+# manual pages, bash completion) and mk/synctl.mk (synctl).
 
 # ---- dependencies (Debian) -------------------------------------------
+# man-db: tests/install.sh reads the installed manual pages with man.
 DEB_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
             libxxhash-dev libcmocka-dev libsqlite3-dev clang-14 \
-            libclang-rt-14-dev valgrind cppcheck clang-tidy
+            libclang-rt-14-dev valgrind cppcheck clang-tidy man-db
 deps:
 	@SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	$$SUDO apt-get update && \

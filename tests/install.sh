@@ -3,7 +3,9 @@
 # scratch PREFIX, the files and symlinks land, the shared library has its
 # soname and exports only sync_* symbols, sync.pc keeps the dependencies
 # private, a program builds through pkg-config against the installed tree
-# both shared (run with LD_LIBRARY_PATH) and static; then DESTDIR and LIBDIR are honoured and `make uninstall`
+# both shared (run with LD_LIBRARY_PATH) and static, `man synctl` and
+# `man 3 sync` render, the bash completion loads and completes from
+# synctl; then DESTDIR and LIBDIR are honoured and `make uninstall`
 # removes every file.  One line per check; the last line counts them.
 # Run from the build directory (make test does), or `sh tests/install.sh`
 # from the top (it then runs in build/).
@@ -31,7 +33,8 @@ L=$P/lib
 
 check "make install PREFIX=$P" make -s -C "$TOP" install PREFIX="$P"
 for f in include/sync.h lib/libsync.a lib/libsync.so.$V lib/pkgconfig/sync.pc \
-         bin/synctl; do
+         bin/synctl share/man/man1/synctl.1 share/man/man3/sync.3 \
+         share/bash-completion/completions/synctl; do
   check "installed $f" test -f "$P/$f"
 done
 check "libsync.so.$M -> libsync.so.$V" test "$(readlink "$L/libsync.so.$M")" = "libsync.so.$V"
@@ -92,6 +95,24 @@ check "a program builds statically through pkg-config --static" sh -c \
   "$CC -std=c11 -Wall -Werror -static '$D/prog.c' \$(pkg-config --static --cflags --libs sync) -o '$D/prog-static'"
 check "it needs no shared library" sh -c "! readelf -d '$D/prog-static' | grep -q NEEDED"
 check "it runs" sh -c "'$D/prog-static' '$D/static.db' | grep -qx 'sync $V: 7'"
+
+# The manual pages, through man as a user calls it.
+export MANPATH="$P/share/man"
+check "man synctl renders" sh -c "man -P cat synctl > '$D/synctl.txt' 2>&1 && grep -q 'synctl - operate sync databases' '$D/synctl.txt'"
+missing=
+for c in $("$P/bin/synctl" help | sed -n 's/^  \([a-z][a-z0-9-]*\)  *[^ ].*$/\1/p'); do
+  grep -q "^   $c\$" "$D/synctl.txt" || missing="$missing $c"
+done
+check "man synctl has a section per command of synctl help${missing:+ (missing:$missing)}" test -z "$missing"
+check "man synctl has synctl help sync's text" sh -c "grep -q -- '--max-message' '$D/synctl.txt'"
+check "man 3 sync renders" sh -c "man -P cat 3 sync > '$D/sync3.txt' 2>&1 && grep -q 'int sync_env_open(sync_env \*env' '$D/sync3.txt'"
+unset MANPATH
+
+# Bash completion: loads in a bare bash and completes from synctl.
+BC=$P/share/bash-completion/completions/synctl
+check "the completion file loads" sh -c "bash -c 'source \"$BC\" && complete -p synctl' | grep -q _synctl"
+check "it completes commands" sh -c "PATH='$P/bin':\$PATH bash -c 'source \"$BC\"; COMP_WORDS=(synctl sy); COMP_CWORD=1; _synctl; echo \"\${COMPREPLY[*]}\"' | grep -qx sync"
+check "it completes a command's options" sh -c "PATH='$P/bin':\$PATH bash -c 'source \"$BC\"; COMP_WORDS=(synctl sync db --p); COMP_CWORD=3; _synctl; echo \"\${COMPREPLY[*]}\"' | grep -qx -- '--pull --push'"
 
 check "make uninstall" make -s -C "$TOP" uninstall PREFIX="$P"
 check "uninstall left no file" sh -c "test -z \"\$(find '$P' ! -type d)\""
