@@ -1,7 +1,8 @@
 # sync - build, test, bench, install.  GNU make.
 #
 #   make                 library (build/libsync.a) + examples + bench binary
-#   make deps            install the Debian packages everything needs
+#   make deps            install the Debian packages: for users and for the
+#                        tests (DEPS=user: users' alone)
 #   make example         build and run examples/quickstart
 #   make test            amalgamation check + every test, three ways:
 #                        against src/ objects, against sync.c, and under
@@ -228,11 +229,21 @@ test: check-amalgamation
 # manual pages, bash completion) and mk/synctl.mk (synctl).
 
 # ---- dependencies (Debian) -------------------------------------------
-# man-db: tests/install.sh reads the installed manual pages with man.
-DEB_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
-            libxxhash-dev libcmocka-dev libsqlite3-dev clang-14 \
-            libclang-rt-14-dev valgrind cppcheck clang-tidy man-db
+# Two groups: what a user needs to build the library and synctl, and
+# what the tests, the bench and lint need on top (man-db: tests/install.sh
+# reads the installed manual pages with man).  DEPS=user installs the
+# first group alone; users then build with `make NO_SQLITE=1` (the bench
+# links SQLite by default) or `make build/libsync.a build/synctl`.
+DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
+                 libxxhash-dev
+DEB_TEST_PKGS := libcmocka-dev libsqlite3-dev clang-14 libclang-rt-14-dev \
+                 valgrind cppcheck clang-tidy man-db
+DEPS ?= all
+DEB_PKGS := $(DEB_USER_PKGS) $(if $(filter user,$(DEPS)),,$(DEB_TEST_PKGS))
 deps:
+	@echo "deps: to build the library and synctl (users): $(DEB_USER_PKGS)"
+	@echo "deps: for the tests, the bench and lint (developers): $(DEB_TEST_PKGS)"
+	@echo "deps: installing $(if $(filter user,$(DEPS)),the first group (DEPS=user),both groups (DEPS=user: the first alone))"
 	@SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	$$SUDO apt-get update && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $(DEB_PKGS)
