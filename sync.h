@@ -6,9 +6,11 @@
  * Use: copy sync.h and sync.c into the project, compile sync.c as C11 and
  * link -llmdb -lzstd -lxxhash.  Or, with the single-header build
  * (amalgamate.py --single-header), #define SYNC_IMPLEMENTATION in exactly
- * one translation unit before including it, ahead of any other #include
- * there (the implementation uses POSIX calls and defines _POSIX_C_SOURCE
- * when the program did not).
+ * one translation unit before including it, best ahead of any other
+ * #include there: the implementation uses POSIX calls and defines
+ * _POSIX_C_SOURCE when the program did not.  After other includes it
+ * still compiles, but a strict ISO C build then hides CLOCK_MONOTONIC
+ * and the stats fall back to timespec_get (README.md, "Embedding").
  *
  * Conventions (after LMDB): objects are env -> txn -> cursor; every call
  * returns int, 0 on success or a negative SYNC_E* code; new objects come

@@ -2,9 +2,15 @@
  * single_header.c - the single-header build in use: this translation
  * unit defines SYNC_IMPLEMENTATION and includes sync_single.h (made by
  * amalgamate.py --single-header), then opens a database, writes a row,
- * reads it back and checks its change record.  Plain C without cmocka:
- * exit status 0 on success, 1 with a message on failure.
+ * reads it back and checks its change record; built once more with
+ * SYNC_TEST_INCLUDE_LATE, which includes <stdio.h> before it.  Plain C
+ * without cmocka: exit status 0 on success, 1 with a message on failure.
  */
+#ifdef SYNC_TEST_INCLUDE_LATE
+/* Built a second time with another header first: the order of includes
+ * must not matter (a strict -std=c11 libc then hides POSIX's calls). */
+#include <stdio.h>
+#endif
 #define SYNC_IMPLEMENTATION
 #include "sync_single.h"
 
