@@ -233,6 +233,9 @@ install: $(B)/libsync.a
 DEB_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
             libxxhash-dev libcmocka-dev libsqlite3-dev clang-14 \
             libclang-rt-14-dev valgrind cppcheck clang-tidy
+# For the tests only: tests/server_ops.sh reads the server's metrics with
+# a real Prometheus parser (systemd-analyze, for the unit, is optional).
+DEB_PKGS += python3-prometheus-client
 deps:
 	@SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	$$SUDO apt-get update && \

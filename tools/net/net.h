@@ -82,6 +82,7 @@ typedef struct net_conn {
   size_t olen, ooff;
   void *user;
   time_t last; /* when it last moved */
+  double opened; /* when it was accepted (net_mono_seconds) */
 } net_conn;
 
 /* Move what can move between c->s and its non-blocking socket: read what
@@ -126,6 +127,8 @@ int net_loop_run(net_loop *l, volatile sig_atomic_t *stop, long max_sessions);
 /* End every connection (a running session as closed, told to ended) and
  * close the listeners. */
 void net_loop_stop(net_loop *l);
+/* Seconds on a monotonic clock, for durations and ages. */
+double net_mono_seconds(void);
 
 /* ---------------------------------------------------------------------
  * Credentials (creds.c)

@@ -2,7 +2,8 @@
  * What 'synctl serve' adds to the network helper (tools/net/: the poll
  * loop, TCP and the credentials file): the database it serves, the
  * sessions it opens for peers, the line it prints as each ends, and the
- * HTTP connections that scrape the metrics.
+ * HTTP connections that scrape the metrics (the library's, and the
+ * server's own gauges).
  */
 #include "synctl.h"
 
@@ -11,20 +12,31 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define IDLE_SECONDS 60
 #define L_SYNC 0 /* the listeners, in the order serve adds them */
 #define L_METRICS 1
+#define MAX_SEEN 1024 /* peers whose last sync the server remembers */
+
+/* When a peer last ended a session well (net_mono_seconds). */
+typedef struct peer_seen {
+  uint8_t site[16];
+  double when;
+} peer_seen;
 
 typedef struct server {
   sync_env *env;
   const char *db;
   int quiet, checked; /* checked: a credentials file was given */
   net_creds creds;
+  peer_seen seen[MAX_SEEN];
+  unsigned nseen;
 } server;
 
 /* An HTTP connection: the request, then the response. */
@@ -40,6 +52,56 @@ static void on_signal(int sig) {
   g_stop = 1;
 }
 
+/* A text that grows: printf onto its end.  oom: a malloc failed (the
+ * text is then cut). */
+typedef struct text {
+  char *p;
+  size_t len, cap;
+  int oom;
+} text;
+
+static int text_room(text *t, size_t more) {
+  char *n;
+  size_t cap = t->cap ? t->cap : 1024;
+  if (t->len + more < t->cap) return 0;
+  while (cap <= t->len + more) cap *= 2;
+  if (!(n = (char *)realloc(t->p, cap))) {
+    t->oom = 1;
+    return -1;
+  }
+  t->p = n;
+  t->cap = cap;
+  return 0;
+}
+
+static void text_add(text *t, const char *fmt, ...) {
+  va_list ap;
+  int n;
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || text_room(t, (size_t)n)) return;
+  va_start(ap, fmt);
+  vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+  va_end(ap);
+  t->len += (size_t)n;
+}
+
+/* s as a quoted value ("..." with \" and \\; control bytes as spaces), for
+ * a Prometheus label. */
+static void text_quoted(text *t, const char *s) {
+  text_add(t, "\"");
+  for (; s && *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      text_add(t, "\\%c", ch);
+    else
+      text_add(t, "%c", ch < 0x20 || ch == 0x7f ? ' ' : ch);
+  }
+  text_add(t, "\"");
+}
+
+
 static void bound_refused(void *ctx, const uint8_t site[16],
                           const uint8_t bound[16]) {
   server *sv = (server *)ctx;
@@ -53,15 +115,33 @@ static void bound_refused(void *ctx, const uint8_t site[16],
   }
 }
 
+/* Remember that site ended a session well, now. */
+static void peer_synced(server *sv, const uint8_t site[16]) {
+  unsigned i;
+  for (i = 0; i < sv->nseen && memcmp(sv->seen[i].site, site, 16); i++) {
+  }
+  if (i == MAX_SEEN) { /* full: the one synced longest ago goes */
+    unsigned j;
+    for (i = 0, j = 1; j < MAX_SEEN; j++)
+      if (sv->seen[j].when < sv->seen[i].when) i = j;
+  } else if (i == sv->nseen) {
+    sv->nseen++;
+  }
+  memcpy(sv->seen[i].site, site, 16);
+  sv->seen[i].when = net_mono_seconds();
+}
+
 /* A session is over: say how it went. */
 static void session_done(void *ctx, net_conn *c) {
   server *sv = (server *)ctx;
-  int st = sync_session_status(c->s);
+  int st = sync_session_status(c->s), known;
   sync_session_stats x;
   uint8_t site[16];
   char hex[33] = "unknown";
   sync_session_stats_get(c->s, &x);
-  if (sync_session_peer(c->s, site) == 0) ctl_hex_str(site, 8, hex);
+  known = sync_session_peer(c->s, site) == 0;
+  if (known) ctl_hex_str(site, 8, hex);
+  if (known && st == 1) peer_synced(sv, site);
   if (!sv->quiet) {
     if (st == 1)
       printf("serve: peer %s: received %llu rows, sent %llu rows (%llu bytes "
@@ -85,23 +165,78 @@ static void session_done(void *ctx, net_conn *c) {
   }
 }
 
+static net_loop loop;
+
+/* The server's own gauges, after the library's text: rows per table,
+ * the file's size, open connections, and the age of each peer's last
+ * good session (since this server started: it keeps them in memory). */
+static void server_gauges(server *sv, text *t) {
+  sync_txn *x;
+  struct stat sb;
+  unsigned nt = sync_env_table_count(sv->env), i;
+  int nconn[2] = {0, 0};
+  double now = net_mono_seconds();
+  text_add(t, "# HELP sync_rows Live rows per table.\n"
+              "# TYPE sync_rows gauge\n");
+  if (sync_txn_begin(sv->env, SYNC_TXN_RDONLY, &x) == 0) {
+    for (i = 0; i < nt; i++) {
+      sync_table_def d;
+      uint64_t n = 0;
+      if (sync_env_table_def(sv->env, i, &d) || sync_count(x, i, &n)) continue;
+      text_add(t, "sync_rows{table=");
+      text_quoted(t, d.name);
+      text_add(t, "} %llu\n", (unsigned long long)n);
+    }
+    sync_txn_abort(x);
+  }
+  if (stat(sv->db, &sb) == 0)
+    text_add(t,
+             "# HELP sync_file_bytes Size of the database file.\n"
+             "# TYPE sync_file_bytes gauge\nsync_file_bytes %lld\n",
+             (long long)sb.st_size);
+  for (i = 0; i < NET_MAX_CONN; i++)
+    if (loop.conns[i].fd >= 0 && loop.conns[i].listener <= L_METRICS)
+      nconn[loop.conns[i].listener]++;
+  text_add(t,
+           "# HELP sync_server_connections Open connections of the server.\n"
+           "# TYPE sync_server_connections gauge\n"
+           "sync_server_connections{listener=\"sync\"} %d\n"
+           "sync_server_connections{listener=\"metrics\"} %d\n",
+           nconn[L_SYNC], nconn[L_METRICS]);
+  text_add(t, "# HELP sync_peer_last_sync_age_seconds Seconds since the "
+              "peer last ended a session well (peers seen since the server "
+              "started).\n"
+              "# TYPE sync_peer_last_sync_age_seconds gauge\n");
+  for (i = 0; i < sv->nseen; i++) {
+    char hex[33];
+    ctl_hex_str(sv->seen[i].site, 16, hex);
+    text_add(t, "sync_peer_last_sync_age_seconds{site=\"%s\"} %.3f\n", hex,
+             now - sv->seen[i].when);
+  }
+}
+
 /* An HTTP request has arrived whole: answer it. */
 static void http_answer(server *sv, http_conn *h) {
   static sync_stats st;
-  char head[256], *body = NULL;
+  char head[256];
+  text body = {0};
   const char *status = "200 OK";
-  int64_t n = 0;
   size_t hl;
   int ok =
       !strncmp(h->buf, "GET /metrics ", 13) || !strncmp(h->buf, "GET / ", 6);
   if (ok) {
+    int64_t n;
     sync_env_stats(sv->env, &st);
     n = sync_stats_prometheus(&st, NULL, 0);
-    body = (char *)malloc((size_t)n + 1);
-    if (!body)
-      n = 0, status = "500 Internal Server Error";
-    else
-      sync_stats_prometheus(&st, body, (size_t)n + 1);
+    if (n > 0 && !text_room(&body, (size_t)n)) {
+      sync_stats_prometheus(&st, body.p, (size_t)n + 1);
+      body.len = (size_t)n;
+    }
+    server_gauges(sv, &body);
+    if (body.oom) {
+      body.len = 0;
+      status = "500 Internal Server Error";
+    }
   } else if (!strncmp(h->buf, "GET ", 4)) {
     status = "404 Not Found";
   } else {
@@ -110,19 +245,19 @@ static void http_answer(server *sv, http_conn *h) {
   hl = (size_t)snprintf(
       head, sizeof head,
       "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; "
-      "charset=utf-8\r\nContent-Length: %lld\r\nConnection: close\r\n\r\n",
-      status, (long long)n);
+      "charset=utf-8\r\nContent-Length: %llu\r\nConnection: close\r\n\r\n",
+      status, (unsigned long long)body.len);
   free(h->buf);
-  h->buf = (char *)malloc(hl + (size_t)n);
+  h->buf = (char *)malloc(hl + body.len);
   if (!h->buf) {
-    free(body);
+    free(body.p);
     h->len = 0;
     return;
   }
   memcpy(h->buf, head, hl);
-  if (n) memcpy(h->buf + hl, body, (size_t)n);
-  free(body);
-  h->len = hl + (size_t)n;
+  if (body.len) memcpy(h->buf + hl, body.p, body.len);
+  free(body.p);
+  h->len = hl + body.len;
   h->off = 0;
   h->done = 1;
 }
@@ -202,7 +337,6 @@ static int serve_open(void *ctx, net_conn *c) {
 }
 
 static server sv;
-static net_loop loop;
 static const net_loop_ops serve_ops = {&sv,       serve_open,   http_events,
                                        http_step, session_done, http_close};
 

@@ -1,0 +1,119 @@
+#!/bin/sh
+# server_ops.sh - `synctl serve` as a fleet operator runs it: the metrics
+# read by a real Prometheus parser (python3-prometheus-client).  Loopback only; every server is stopped at the end.
+# One line per check; the last line counts them.  Run from the build
+# directory (make test does).
+set -u
+B=$(pwd)
+S="$B/synctl"
+TOP=$(cd "$B/.." && pwd)
+D=$(mktemp -d "${TMPDIR:-/tmp}/server-ops.XXXXXX")
+SRV=
+trap '[ -n "$SRV" ] && kill $SRV 2>/dev/null; rm -rf "$D"' EXIT INT TERM
+cd "$D"
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok: $1"; }
+bad() { fail=$((fail + 1)); echo "FAILED: $1"; [ -f out ] && sed 's/^/  | /' out | head -20; }
+skip() { echo "skipped: $1"; }
+check() {
+  name=$1; shift
+  if "$@" > out 2>&1; then ok "$name"; else bad "$name"; fi
+}
+# wait_for FILE TEXT: until FILE holds TEXT (5 s at most)
+wait_for() {
+  i=0
+  while ! grep -q -- "$2" "$1" 2>/dev/null && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
+  grep -q -- "$2" "$1"
+}
+# The Prometheus parser is Debian's python3-prometheus-client, installed
+# for the system python (make deps).
+PY=
+for p in /usr/bin/python3 python3; do
+  if "$p" -c 'import prometheus_client' 2>/dev/null; then PY=$p; break; fi
+done
+
+# --- a server with named credentials ----------------------------------
+"$S" init srv.db --table notes:text title:text > /dev/null
+"$S" put srv.db notes s1 title=one > /dev/null
+"$S" put srv.db notes s2 title=two > /dev/null
+"$S" schema srv.db > schema.txt
+"$S" init laptop.db --schema schema.txt > /dev/null
+"$S" init phone.db --schema schema.txt > /dev/null
+"$S" put laptop.db notes l1 title=from-laptop > /dev/null
+"$S" put phone.db notes p1 title=from-phone > /dev/null
+cat > creds <<CREDS
+# token   rights
+lap-tok   read=* write=*
+CREDS
+"$S" serve srv.db 127.0.0.1:0 --credentials creds --port-file port \
+  --metrics 127.0.0.1:0 --metrics-port-file mport > serve.out 2> serve.err &
+SRV=$!
+i=0
+while { [ ! -s port ] || [ ! -s mport ]; } && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+A=127.0.0.1:$(cat port)
+MP=$(cat mport)
+LSITE=$("$S" vv laptop.db | grep '(this replica)' | cut -c1-32)
+PSITE=$("$S" vv phone.db | grep '(this replica)' | cut -c1-32)
+
+check "the laptop syncs" "$S" sync laptop.db "$A" --token lap-tok
+
+"$S" sync phone.db "$A" --token wrong > /dev/null 2>&1
+
+# --- metrics, read by a real parser -----------------------------------
+curl_metrics() {
+  python3 -c "
+import socket, sys
+s = socket.create_connection(('127.0.0.1', $MP))
+s.sendall(b'GET /metrics HTTP/1.0\r\n\r\n')
+d = b''
+while True:
+    b = s.recv(65536)
+    if not b: break
+    d += b
+head, body = d.split(b'\r\n\r\n', 1)
+assert head.startswith(b'HTTP/1.0 200'), head
+sys.stdout.write(body.decode())
+" > metrics.txt
+}
+check "GET /metrics answers" curl_metrics
+check "the server's gauges: rows, file size, connections, last sync per peer" sh -c "
+grep -q '^sync_build_info{version=\"[0-9.]*\"} 1\$' metrics.txt &&
+grep -q '^sync_rows{table=\"notes\"} 3\$' metrics.txt &&
+grep -q '^sync_file_bytes [1-9][0-9]*\$' metrics.txt &&
+grep -q '^sync_server_connections{listener=\"sync\"} 0\$' metrics.txt &&
+grep -q '^sync_server_connections{listener=\"metrics\"} 1\$' metrics.txt &&
+grep -q '^sync_peer_last_sync_age_seconds{site=\"$LSITE\"} [0-9.]*\$' metrics.txt &&
+! grep -q 'site=\"$PSITE\"' metrics.txt"
+if [ -n "$PY" ]; then
+  check "python3-prometheus-client parses the exposition: histograms, counters, gauges" "$PY" -c "
+from prometheus_client.parser import text_string_to_metric_families
+fam = {f.name: f for f in text_string_to_metric_families(open('metrics.txt').read())}
+for h in ('sync_commit_seconds', 'sync_apply_seconds', 'sync_session_seconds'):
+    f = fam[h]
+    assert f.type == 'histogram', (h, f.type)
+    b = [s for s in f.samples if s.name == h + '_bucket']
+    les = [s.labels['le'] for s in b]
+    assert les[-1] == '+Inf', les
+    vals = [s.value for s in b]
+    assert vals == sorted(vals), (h, vals)
+    fl = [float(x) for x in les]
+    assert fl == sorted(fl) and len(set(fl)) == len(fl), les
+    count = [s.value for s in f.samples if s.name == h + '_count'][0]
+    assert vals[-1] == count, (h, vals[-1], count)
+    assert any(s.name == h + '_sum' for s in f.samples), h
+assert fam['sync_session_seconds'].samples[-1].value >= 2
+assert fam['sync_sessions'].type == 'counter'
+assert [s.value for s in fam['sync_sessions'].samples if s.name == 'sync_sessions_total'] == [2.0]
+for g in ('sync_build_info', 'sync_rows', 'sync_file_bytes', 'sync_server_connections', 'sync_peer_last_sync_age_seconds'):
+    assert fam[g].type == 'gauge', g
+"
+else
+  skip "python3-prometheus-client is not installed (make deps): the exposition is not parsed"
+fi
+
+kill $SRV; wait $SRV; SRV=
+check "the server stops cleanly" grep -q 'stopped; digest' serve.out
+
+echo "server_ops: $pass passed, $fail failed"
+[ "$fail" = 0 ]
