@@ -1,6 +1,7 @@
 #!/bin/sh
 # server_ops.sh - `synctl serve` as a fleet operator runs it: the metrics
-# read by a real Prometheus parser (python3-prometheus-client).  Loopback only; every server is stopped at the end.
+# read by a real Prometheus parser (python3-prometheus-client), one
+# key=value log line per session on stderr.  Loopback only; every server is stopped at the end.
 # One line per check; the last line counts them.  Run from the build
 # directory (make test does).
 set -u
@@ -43,8 +44,8 @@ done
 "$S" put laptop.db notes l1 title=from-laptop > /dev/null
 "$S" put phone.db notes p1 title=from-phone > /dev/null
 cat > creds <<CREDS
-# token   rights
-lap-tok   read=* write=*
+# token   rights               device
+lap-tok   read=* write=*       name=laptop
 CREDS
 "$S" serve srv.db 127.0.0.1:0 --credentials creds --port-file port \
   --metrics 127.0.0.1:0 --metrics-port-file mport > serve.out 2> serve.err &
@@ -58,7 +59,34 @@ PSITE=$("$S" vv phone.db | grep '(this replica)' | cut -c1-32)
 
 check "the laptop syncs" "$S" sync laptop.db "$A" --token lap-tok
 
+# --- the session log line ---------------------------------------------
+# logfmt: key=value, values with spaces quoted; one line per session.
+cat > logline.py <<'PY'
+import re, sys
+# logline.py FILE KEY=VALUE...: the last event=session line of FILE that
+# has every KEY=VALUE given; prints its fields.
+want = dict(a.split('=', 1) for a in sys.argv[2:])
+pat = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+hit = None
+for line in open(sys.argv[1]):
+    f = {k: (v[1:-1].replace('\\"', '"').replace('\\\\', '\\') if v.startswith('"') else v)
+         for k, v in pat.findall(line)}
+    if f.get('event') == 'session' and all(f.get(k) == v for k, v in want.items()):
+        hit = f
+if not hit:
+    sys.exit('no session line with %r in %s' % (want, open(sys.argv[1]).read()))
+for k in ('ts', 'device', 'site', 'result', 'code', 'rows_in', 'rows_out',
+          'bytes_in', 'bytes_out', 'duration_ms'):
+    assert k in hit, k
+assert re.match(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$', hit['ts']), hit['ts']
+print(hit)
+PY
+check "a session ends with one key=value line: device, site, rows and bytes each way, result" \
+  sh -c "sleep 0.2; python3 logline.py serve.err event=session device=laptop site=$LSITE result=ok code=0 rows_in=1 rows_out=2 > out && grep -q \"'bytes_in': '[1-9]\" out && grep -q \"'bytes_out': '[1-9]\" out && grep -q \"'duration_ms': '[0-9]\" out"
+check "the log line is on stderr, not on stdout" sh -c "! grep -q 'event=session' serve.out && grep -q 'received 1 rows' serve.out"
 "$S" sync phone.db "$A" --token wrong > /dev/null 2>&1
+check "a refused session logs result=error with the code, its name and the message" \
+  sh -c "sleep 0.2; python3 logline.py serve.err event=session device=- site=$PSITE result=error > out && grep -q \"'code': '-[0-9]\" out && grep -q \"'error': '[a-z]\" out && grep -q \"'msg': \" out"
 
 # --- metrics, read by a real parser -----------------------------------
 curl_metrics() {

@@ -136,7 +136,7 @@ double net_mono_seconds(void);
 #define NET_MAX_CRED 64
 
 /* One line of the file: TOKEN [read=TABLES] [write=TABLES] [relay]
- * [site=HEX32] [where=COLUMN=VALUE]. */
+ * [site=HEX32] [where=COLUMN=VALUE] [name=NAME]. */
 typedef struct net_cred {
   char token[128];
   sync_rights rights;
@@ -147,6 +147,7 @@ typedef struct net_cred {
    * without such a column pass whole */
   char wcol[64], wval[128];
   int where;
+  char name[64]; /* name=: the device, for logs ("" when not given) */
 } net_cred;
 
 typedef struct net_creds {
@@ -173,6 +174,9 @@ typedef struct net_creds {
  * starts its messages.  0 (a credential, a comment or a blank line), or
  * -1 (said).  Fits a line reader's callback. */
 int net_creds_line(void *cr, char *line, const char *where);
+/* The name= of the credential site last showed, or NULL (none shown, or
+ * none named). */
+const char *net_creds_name(const net_creds *cr, const uint8_t site[16]);
 /* A sync_authorize_fn (ctx: the net_creds): the rights of the token,
  * SYNC_EPERM for an unknown one or one bound to another site. */
 int net_creds_authorize(void *cr, const uint8_t site[16], const void *token,

@@ -1,9 +1,10 @@
 /*
  * What 'synctl serve' adds to the network helper (tools/net/: the poll
  * loop, TCP and the credentials file): the database it serves, the
- * sessions it opens for peers, the line it prints as each ends, and the
- * HTTP connections that scrape the metrics (the library's, and the
- * server's own gauges).
+ * sessions it opens for peers, the lines it prints as each ends (one for
+ * a person on stdout, one key=value line for a log search on stderr),
+ * and the HTTP connections that scrape the metrics (the library's, and
+ * the server's own gauges).
  */
 #include "synctl.h"
 
@@ -88,7 +89,7 @@ static void text_add(text *t, const char *fmt, ...) {
 }
 
 /* s as a quoted value ("..." with \" and \\; control bytes as spaces), for
- * a Prometheus label. */
+ * a key=value line or a Prometheus label. */
 static void text_quoted(text *t, const char *s) {
   text_add(t, "\"");
   for (; s && *s; s++) {
@@ -101,6 +102,18 @@ static void text_quoted(text *t, const char *s) {
   text_add(t, "\"");
 }
 
+/* One key=value line on stderr (logfmt, for a log search): the time in
+ * UTC, then what t holds. */
+static void log_line(text *t) {
+  char ts[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  if (!gmtime_r(&now, &tm) || !strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm))
+    snprintf(ts, sizeof ts, "-");
+  if (!t->oom && t->p) fprintf(stderr, "ts=%s %s\n", ts, t->p);
+  fflush(stderr);
+  free(t->p);
+}
 
 static void bound_refused(void *ctx, const uint8_t site[16],
                           const uint8_t bound[16]) {
@@ -131,6 +144,34 @@ static void peer_synced(server *sv, const uint8_t site[16]) {
   sv->seen[i].when = net_mono_seconds();
 }
 
+/* The session's key=value line: who (the credential's name= and the site
+ * id), what moved each way, how long, and how it ended. */
+static void session_log(server *sv, net_conn *c, int st,
+                        const sync_session_stats *x, const uint8_t *site) {
+  text t = {0};
+  char hex[33] = "-";
+  const char *dev = site && sv->checked ? net_creds_name(&sv->creds, site) : NULL;
+  if (site) ctl_hex_str(site, 16, hex);
+  text_add(&t,
+           "event=session device=%s site=%s result=%s code=%d rows_in=%llu "
+           "rows_out=%llu bytes_in=%llu bytes_out=%llu refused_rows=%llu "
+           "duration_ms=%.0f",
+           dev ? dev : "-", hex, st == 1 ? "ok" : "error", st == 1 ? 0 : st,
+           (unsigned long long)x->rows_received,
+           (unsigned long long)x->rows_sent,
+           (unsigned long long)x->bytes_received,
+           (unsigned long long)x->bytes_sent,
+           (unsigned long long)x->applied.refused,
+           (net_mono_seconds() - c->opened) * 1000);
+  if (st != 1) {
+    text_add(&t, " error=");
+    text_quoted(&t, sync_strerror(st ? st : SYNC_ECLOSED));
+    text_add(&t, " msg=");
+    text_quoted(&t, sync_session_errmsg(c->s));
+  }
+  log_line(&t);
+}
+
 /* A session is over: say how it went. */
 static void session_done(void *ctx, net_conn *c) {
   server *sv = (server *)ctx;
@@ -142,6 +183,7 @@ static void session_done(void *ctx, net_conn *c) {
   known = sync_session_peer(c->s, site) == 0;
   if (known) ctl_hex_str(site, 8, hex);
   if (known && st == 1) peer_synced(sv, site);
+  session_log(sv, c, st, &x, known ? site : NULL);
   if (!sv->quiet) {
     if (st == 1)
       printf("serve: peer %s: received %llu rows, sent %llu rows (%llu bytes "
