@@ -1,7 +1,8 @@
 #!/bin/sh
 # server_ops.sh - `synctl serve` as a fleet operator runs it: the metrics
 # read by a real Prometheus parser (python3-prometheus-client), one
-# key=value log line per session on stderr.  Loopback only; every server is stopped at the end.
+# key=value log line per session on stderr, and SIGHUP reloading the
+# credentials file.  Loopback only; every server is stopped at the end.
 # One line per check; the last line counts them.  Run from the build
 # directory (make test does).
 set -u
@@ -140,6 +141,33 @@ else
   skip "python3-prometheus-client is not installed (make deps): the exposition is not parsed"
 fi
 
+# --- SIGHUP reloads the credentials file ------------------------------
+check "a token not in the file is refused" sh -c "! $S sync phone.db $A --token phone-tok"
+cat > creds <<CREDS
+lap-tok   read=* write=*       name=laptop
+phone-tok read=*               name=phone
+CREDS
+kill -HUP $SRV
+check "SIGHUP reloads the file and logs it" wait_for serve.err 'event=reload .*result=ok tokens=2'
+check "a device added to the file can then connect, without a restart" "$S" sync phone.db "$A" --token phone-tok
+check "and its session is logged under its name" sh -c "sleep 0.2; python3 logline.py serve.err device=phone site=$PSITE result=ok > out"
+cat > creds <<CREDS
+phone-tok read=*               name=phone
+CREDS
+kill -HUP $SRV
+check "the reload that removes the laptop is logged" wait_for serve.err 'event=reload .*result=ok tokens=1'
+check "a removed device is refused" sh -c "! $S sync laptop.db $A --token lap-tok"
+printf 'phone-tok read=nosuchtable\n' > creds
+kill -HUP $SRV
+check "a file that fails to parse is logged with the reason and the old one kept" \
+  wait_for serve.err 'event=reload .*result=error msg=".*creds:1.*nosuchtable.*" kept=old'
+check "the old credentials still hold" "$S" sync phone.db "$A" --token phone-tok
+check "and the removed device is still refused" sh -c "! $S sync laptop.db $A --token lap-tok"
+rm creds
+kill -HUP $SRV
+check "a missing file is logged and the old credentials kept" \
+  wait_for serve.err 'event=reload .*result=error msg=".*No such file.*" kept=old'
+check "the server still serves after every reload" "$S" sync phone.db "$A" --token phone-tok
 kill $SRV; wait $SRV; SRV=
 check "the server stops cleanly" grep -q 'stopped; digest' serve.out
 

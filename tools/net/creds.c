@@ -144,7 +144,22 @@ static void cred_seen(net_creds *cr, const uint8_t site[16], int i) {
   cr->peers[j].cred = i;
 }
 
-/* The credential site last showed: its index, or -2 (none). */
+void net_creds_replace(net_creds *cr, const net_creds *from) {
+  unsigned j;
+  for (j = 0; j < cr->npeers; j++) {
+    int i = cr->peers[j].cred, k;
+    const char *tok = i >= 0 && i < cr->n ? cr->c[i].token : NULL;
+    for (k = 0; tok && k < from->n && strcmp(from->c[k].token, tok); k++) {
+    }
+    cr->peers[j].cred = tok && k < from->n ? k : -1;
+  }
+  memcpy(cr->c, from->c, sizeof cr->c);
+  cr->n = from->n;
+  cr->fver = from->fver;
+}
+
+/* The credential site last showed: its index, -1 (removed by a reload)
+ * or -2 (none). */
 static int cred_of(const net_creds *cr, const uint8_t site[16]) {
   unsigned i;
   for (i = 0; i < cr->npeers; i++)
@@ -186,6 +201,7 @@ int net_creds_filter(void *ctx, const uint8_t peer[16], unsigned table,
   int i = cred_of(cr, peer);
   (void)key;
   (void)klen;
+  if (i == -1) return 0; /* its token was removed: nothing more */
   c = i >= 0 ? &cr->c[i] : NULL;
   if (!c || !c->where) return 1;
   if (!vals) return 1; /* a delete: the peer may hold the row */

@@ -156,6 +156,7 @@ int net_loop_run(net_loop *l, volatile sig_atomic_t *stop, long max_sessions) {
   while (!*stop && (max_sessions < 0 || ended < max_sessions)) {
     struct pollfd pf[NET_MAX_CONN + NET_MAX_LISTEN];
     int idx[NET_MAX_CONN + NET_MAX_LISTEN], n, k;
+    if (l->ops->tick) l->ops->tick(l->ops->ctx);
     n = loop_pollset(l, pf, idx);
     if (poll(pf, (nfds_t)n, 1000) < 0) {
       if (errno == EINTR) continue;

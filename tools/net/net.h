@@ -108,6 +108,9 @@ typedef struct net_loop_ops {
   void (*ended)(void *ctx, net_conn *c);
   /* c closes: free c->user (may be NULL). */
   void (*close)(void *ctx, net_conn *c);
+  /* Called before each poll, at least once a second (may be NULL): the
+   * place to act on what a signal handler flagged. */
+  void (*tick)(void *ctx);
 } net_loop_ops;
 
 typedef struct net_loop {
@@ -165,7 +168,7 @@ typedef struct net_creds {
   uint64_t fver; /* the filter version: a hash of every where= */
   struct {
     uint8_t site[16];
-    int cred;
+    int cred; /* -1: one a reload removed */
   } peers[NET_MAX_CONN]; /* which credential each peer last showed */
   unsigned npeers, next_peer;
 } net_creds;
@@ -174,8 +177,12 @@ typedef struct net_creds {
  * starts its messages.  0 (a credential, a comment or a blank line), or
  * -1 (said).  Fits a line reader's callback. */
 int net_creds_line(void *cr, char *line, const char *where);
-/* The name= of the credential site last showed, or NULL (none shown, or
- * none named). */
+/* Take the credentials of from (a file read again) into cr, keeping the
+ * peers cr has seen: a peer whose token is gone is filtered to nothing
+ * from now on (its running session keeps the rights HELLO gave it). */
+void net_creds_replace(net_creds *cr, const net_creds *from);
+/* The name= of the credential site last showed, or NULL (none shown,
+ * none named, or removed). */
 const char *net_creds_name(const net_creds *cr, const uint8_t site[16]);
 /* A sync_authorize_fn (ctx: the net_creds): the rights of the token,
  * SYNC_EPERM for an unknown one or one bound to another site. */

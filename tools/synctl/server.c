@@ -3,8 +3,8 @@
  * loop, TCP and the credentials file): the database it serves, the
  * sessions it opens for peers, the lines it prints as each ends (one for
  * a person on stdout, one key=value line for a log search on stderr),
- * and the HTTP connections that scrape the metrics (the library's, and
- * the server's own gauges).
+ * the HTTP connections that scrape the metrics (the library's, and the
+ * server's own gauges), and SIGHUP, which reads the credentials again.
  */
 #include "synctl.h"
 
@@ -33,7 +33,7 @@ typedef struct peer_seen {
 
 typedef struct server {
   sync_env *env;
-  const char *db;
+  const char *db, *credfile;
   int quiet, checked; /* checked: a credentials file was given */
   net_creds creds;
   peer_seen seen[MAX_SEEN];
@@ -47,10 +47,14 @@ typedef struct http_conn {
   int done;
 } http_conn;
 
-static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop, g_reload;
 static void on_signal(int sig) {
   (void)sig;
   g_stop = 1;
+}
+static void on_hup(int sig) {
+  (void)sig;
+  g_reload = 1;
 }
 
 /* A text that grows: printf onto its end.  oom: a malloc failed (the
@@ -378,9 +382,70 @@ static int serve_open(void *ctx, net_conn *c) {
   return 0;
 }
 
+/* SIGHUP: read the credentials file again.  A file that fails to parse
+ * keeps the credentials in force, and the log says why. */
+static net_creds fresh;
+static char reload_why[512];
+static void reload_say(const char *fmt, ...) {
+  va_list ap;
+  if (reload_why[0]) return; /* the first reason is the one to fix */
+  va_start(ap, fmt);
+  vsnprintf(reload_why, sizeof reload_why, fmt, ap);
+  va_end(ap);
+}
+
+/* ctl_find_table says its message itself; a reload wants it in the log. */
+static int reload_table(sync_env *env, const char *where, const char *name,
+                        unsigned *id) {
+  if (sync_env_table(env, name, id) == 0) return 0;
+  reload_say("%s: no table '%s'", where, name);
+  return -1;
+}
+
+static void creds_reload(server *sv) {
+  text t = {0};
+  FILE *f;
+  text_add(&t, "event=reload credentials=");
+  text_quoted(&t, sv->credfile ? sv->credfile : "");
+  reload_why[0] = 0;
+  if (!sv->checked) {
+    snprintf(reload_why, sizeof reload_why,
+             "no credentials file (--credentials): nothing to reload");
+  } else if (!(f = fopen(sv->credfile, "r"))) {
+    snprintf(reload_why, sizeof reload_why, "%s: %s", sv->credfile,
+             strerror(errno));
+  } else {
+    fclose(f);
+    memset(&fresh, 0, sizeof fresh);
+    fresh.env = sv->env;
+    fresh.say = reload_say;
+    fresh.table = reload_table;
+    fresh.refused = sv->creds.refused;
+    fresh.refused_ctx = sv->creds.refused_ctx;
+    if (ctl_each_line(sv->credfile, net_creds_line, &fresh) == 0) {
+      net_creds_replace(&sv->creds, &fresh);
+      text_add(&t, " result=ok tokens=%d", sv->creds.n);
+      log_line(&t);
+      return;
+    }
+    if (!reload_why[0]) snprintf(reload_why, sizeof reload_why, "unreadable");
+  }
+  text_add(&t, " result=error msg=");
+  text_quoted(&t, reload_why);
+  text_add(&t, " kept=old");
+  log_line(&t);
+}
+
+static void serve_tick(void *ctx) {
+  if (!g_reload) return;
+  g_reload = 0;
+  creds_reload((server *)ctx);
+}
+
 static server sv;
-static const net_loop_ops serve_ops = {&sv,       serve_open,   http_events,
-                                       http_step, session_done, http_close};
+static const net_loop_ops serve_ops = {
+    &sv, serve_open, http_events, http_step, session_done, http_close,
+    serve_tick};
 
 /* Listen on addr, as the loop's next listener.  -1 when not (said). */
 static int serve_listen(const char *addr, int *port) {
@@ -406,6 +471,7 @@ static int serve_start(const ctl_serve_opts *o) {
   sv.creds.refused = bound_refused;
   sv.creds.refused_ctx = &sv;
   sv.checked = o->credfile != NULL;
+  sv.credfile = o->credfile;
   if (o->credfile && ctl_each_line(o->credfile, net_creds_line, &sv.creds))
     return -1;
   if (serve_listen(o->addr, &port) ||
@@ -417,6 +483,15 @@ static int serve_start(const ctl_serve_opts *o) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
+  {
+    /* sigaction, not signal: in strict C11 builds glibc's signal() resets
+     * the handler after one delivery, and a second SIGHUP would kill. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+  }
   if (!sv.quiet) {
     printf("serve: %s on port %d%s", o->db, port,
            o->credfile ? ", peers checked against the credentials file"
