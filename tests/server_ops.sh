@@ -1,8 +1,9 @@
 #!/bin/sh
 # server_ops.sh - `synctl serve` as a fleet operator runs it: the metrics
 # read by a real Prometheus parser (python3-prometheus-client), one
-# key=value log line per session on stderr, and SIGHUP reloading the
-# credentials file.  Loopback only; every server is stopped at the end.
+# key=value log line per session on stderr, SIGHUP reloading the
+# credentials file, and the systemd unit in examples/ checked by
+# systemd-analyze.  Loopback only; every server is stopped at the end.
 # One line per check; the last line counts them.  Run from the build
 # directory (make test does).
 set -u
@@ -170,6 +171,23 @@ check "a missing file is logged and the old credentials kept" \
 check "the server still serves after every reload" "$S" sync phone.db "$A" --token phone-tok
 kill $SRV; wait $SRV; SRV=
 check "the server stops cleanly" grep -q 'stopped; digest' serve.out
+
+# --- the systemd unit -------------------------------------------------
+UNIT="$TOP/examples/sync-server.service"
+check "the unit has the hardening options" sh -c "
+for o in User=sync-server ProtectSystem=strict StateDirectory= NoNewPrivileges=yes PrivateTmp=yes RestrictAddressFamilies= ExecReload= ProtectHome= CapabilityBoundingSet= SystemCallFilter=; do
+  grep -q \"^\$o\" '$UNIT' || { echo \"missing \$o\"; exit 1; }
+done"
+if command -v systemd-analyze > /dev/null 2>&1; then
+  # verify wants the ExecStart binary to exist: point it at this build.
+  mkdir -p unit
+  sed "s|/usr/local/bin/synctl|$S|g" "$UNIT" > unit/sync-server.service
+  check "systemd-analyze verify accepts the unit" sh -c "
+    systemd-analyze verify --man=no unit/sync-server.service > out 2>&1 || { cat out; exit 1; }
+    ! grep -i 'sync-server.service.*\\(unknown\\|invalid\\|fail\\|ignoring\\)' out || { cat out; exit 1; }"
+else
+  skip "systemd-analyze is not installed: the unit is not verified"
+fi
 
 echo "server_ops: $pass passed, $fail failed"
 [ "$fail" = 0 ]
