@@ -4,31 +4,10 @@
 # key=value log line per session on stderr, SIGHUP reloading the
 # credentials file, and the systemd unit in examples/ checked by
 # systemd-analyze.  Loopback only; every server is stopped at the end.
-# One line per check; the last line counts them.  Run from the build
-# directory (make test does).
-set -u
-B=$(pwd)
-S="$B/synctl"
-TOP=$(cd "$B/.." && pwd)
-D=$(mktemp -d "${TMPDIR:-/tmp}/server-ops.XXXXXX")
-SRV=
-trap '[ -n "$SRV" ] && kill $SRV 2>/dev/null; rm -rf "$D"' EXIT INT TERM
-cd "$D"
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAILED: $1"; [ -f out ] && sed 's/^/  | /' out | head -20; }
-skip() { echo "skipped: $1"; }
-check() {
-  name=$1; shift
-  if "$@" > out 2>&1; then ok "$name"; else bad "$name"; fi
-}
-# wait_for FILE TEXT: until FILE holds TEXT (5 s at most)
-wait_for() {
-  i=0
-  while ! grep -q -- "$2" "$1" 2>/dev/null && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
-  grep -q -- "$2" "$1"
-}
+# One line per check (tests/check.sh); the last line counts them.  Run
+# from the build directory (make test does).
+CHECK_NAME=server_ops
+. "$(dirname "$0")/check.sh"
 # The Prometheus parser is Debian's python3-prometheus-client, installed
 # for the system python (make deps).
 PY=
@@ -91,22 +70,7 @@ check "a refused session logs result=error with the code, its name and the messa
   sh -c "sleep 0.2; python3 logline.py serve.err event=session device=- site=$PSITE result=error > out && grep -q \"'code': '-[0-9]\" out && grep -q \"'error': '[a-z]\" out && grep -q \"'msg': \" out"
 
 # --- metrics, read by a real parser -----------------------------------
-curl_metrics() {
-  python3 -c "
-import socket, sys
-s = socket.create_connection(('127.0.0.1', $MP))
-s.sendall(b'GET /metrics HTTP/1.0\r\n\r\n')
-d = b''
-while True:
-    b = s.recv(65536)
-    if not b: break
-    d += b
-head, body = d.split(b'\r\n\r\n', 1)
-assert head.startswith(b'HTTP/1.0 200'), head
-sys.stdout.write(body.decode())
-" > metrics.txt
-}
-check "GET /metrics answers" curl_metrics
+check "GET /metrics answers (synctl stats HOST:PORT)" sh -c "$S stats 127.0.0.1:$MP > metrics.txt"
 check "the server's gauges: rows, file size, connections, last sync per peer" sh -c "
 grep -q '^sync_build_info{version=\"[0-9.]*\"} 1\$' metrics.txt &&
 grep -q '^sync_rows{table=\"notes\"} 3\$' metrics.txt &&
@@ -189,5 +153,4 @@ else
   skip "systemd-analyze is not installed: the unit is not verified"
 fi
 
-echo "server_ops: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -163,17 +163,16 @@ static void prometheus_format(void **state) {
     /* Cumulative buckets at powers of two nanoseconds: the samples are
      * 1000, 2000 .. 100000 ns, so le=2^10 ns holds 1 of them, le=2^16 ns
      * 65, le=2^17 ns all 100; +Inf holds the count. */
+    static const char *const want[] = {
+        "sync_commit_seconds_bucket{le=\"0.000001024\"} 1\n",
+        "sync_commit_seconds_bucket{le=\"0.000065536\"} 65\n",
+        "sync_commit_seconds_bucket{le=\"0.000131072\"} 100\n",
+        "sync_commit_seconds_bucket{le=\"+Inf\"} 100\n"};
     uint64_t prev = 0;
-    unsigned nb = 0;
+    unsigned nb = 0, w;
     const char *p = buf;
-    assert_non_null(
-        strstr(buf, "sync_commit_seconds_bucket{le=\"0.000001024\"} 1\n"));
-    assert_non_null(
-        strstr(buf, "sync_commit_seconds_bucket{le=\"0.000065536\"} 65\n"));
-    assert_non_null(
-        strstr(buf, "sync_commit_seconds_bucket{le=\"0.000131072\"} 100\n"));
-    assert_non_null(
-        strstr(buf, "sync_commit_seconds_bucket{le=\"+Inf\"} 100\n"));
+    for (w = 0; w < sizeof want / sizeof *want; w++)
+      assert_non_null(strstr(buf, want[w]));
     assert_null(strstr(buf, "quantile="));
     /* The buckets of one histogram never decrease. */
     while ((p = strstr(p, "sync_commit_seconds_bucket{le=\""))) {
