@@ -1063,9 +1063,9 @@ static void sx_pdir(sx_pw *w, const char *name, const char *help, uint64_t sent,
  * matched as text by whoever aggregates the series, so it must not
  * depend on how a double rounds. */
 static void sx_psec(char *out, size_t cap, uint64_t ns) {
-  int n = snprintf(out, cap, "%llu.%09llu",
-                   (unsigned long long)(ns / 1000000000u),
-                   (unsigned long long)(ns % 1000000000u));
+  int n =
+      snprintf(out, cap, "%llu.%09llu", (unsigned long long)(ns / 1000000000u),
+               (unsigned long long)(ns % 1000000000u));
   while (n > 2 && out[n - 1] == '0' && out[n - 2] != '.') out[--n] = 0;
 }
 
@@ -1144,9 +1144,8 @@ SYNC_API int64_t sync_stats_prometheus(const sync_stats *st, char *buf,
   sx_pcounter(&w, "tombstones_collected", "Tombstones collected by gc.",
               st->tombstones_collected);
   sx_phist(&w, "commit", "Latency of write transaction commits.",
-              &st->commit_ns);
-  sx_phist(&w, "apply", "Latency of applying one delta chunk.",
-              &st->apply_ns);
+           &st->commit_ns);
+  sx_phist(&w, "apply", "Latency of applying one delta chunk.", &st->apply_ns);
   sx_phist(&w, "session", "Duration of whole sessions.", &st->session_ns);
   return (int64_t)w.len;
 }

@@ -81,7 +81,7 @@ typedef struct net_conn {
                                not taken yet */
   size_t olen, ooff;
   void *user;
-  time_t last; /* when it last moved */
+  time_t last;   /* when it last moved */
   double opened; /* when it was accepted (net_mono_seconds) */
 } net_conn;
 
@@ -168,7 +168,7 @@ typedef struct net_creds {
   uint64_t fver; /* the filter version: a hash of every where= */
   struct {
     uint8_t site[16];
-    int cred; /* -1: one a reload removed */
+    int cred;            /* -1: one a reload removed */
   } peers[NET_MAX_CONN]; /* which credential each peer last showed */
   unsigned npeers, next_peer;
 } net_creds;

@@ -112,7 +112,8 @@ static void log_line(text *t) {
   char ts[32];
   time_t now = time(NULL);
   struct tm tm;
-  if (!gmtime_r(&now, &tm) || !strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm))
+  if (!gmtime_r(&now, &tm) ||
+      !strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm))
     snprintf(ts, sizeof ts, "-");
   if (!t->oom && t->p) fprintf(stderr, "ts=%s %s\n", ts, t->p);
   fflush(stderr);
@@ -154,19 +155,19 @@ static void session_log(server *sv, net_conn *c, int st,
                         const sync_session_stats *x, const uint8_t *site) {
   text t = {0};
   char hex[33] = "-";
-  const char *dev = site && sv->checked ? net_creds_name(&sv->creds, site) : NULL;
+  const char *dev =
+      site && sv->checked ? net_creds_name(&sv->creds, site) : NULL;
   if (site) ctl_hex_str(site, 16, hex);
-  text_add(&t,
-           "event=session device=%s site=%s result=%s code=%d rows_in=%llu "
-           "rows_out=%llu bytes_in=%llu bytes_out=%llu refused_rows=%llu "
-           "duration_ms=%.0f",
-           dev ? dev : "-", hex, st == 1 ? "ok" : "error", st == 1 ? 0 : st,
-           (unsigned long long)x->rows_received,
-           (unsigned long long)x->rows_sent,
-           (unsigned long long)x->bytes_received,
-           (unsigned long long)x->bytes_sent,
-           (unsigned long long)x->applied.refused,
-           (net_mono_seconds() - c->opened) * 1000);
+  text_add(
+      &t,
+      "event=session device=%s site=%s result=%s code=%d rows_in=%llu "
+      "rows_out=%llu bytes_in=%llu bytes_out=%llu refused_rows=%llu "
+      "duration_ms=%.0f",
+      dev ? dev : "-", hex, st == 1 ? "ok" : "error", st == 1 ? 0 : st,
+      (unsigned long long)x->rows_received, (unsigned long long)x->rows_sent,
+      (unsigned long long)x->bytes_received, (unsigned long long)x->bytes_sent,
+      (unsigned long long)x->applied.refused,
+      (net_mono_seconds() - c->opened) * 1000);
   if (st != 1) {
     text_add(&t, " error=");
     text_quoted(&t, sync_strerror(st ? st : SYNC_ECLOSED));
@@ -443,9 +444,9 @@ static void serve_tick(void *ctx) {
 }
 
 static server sv;
-static const net_loop_ops serve_ops = {
-    &sv, serve_open, http_events, http_step, session_done, http_close,
-    serve_tick};
+static const net_loop_ops serve_ops = {&sv,       serve_open,   http_events,
+                                       http_step, session_done, http_close,
+                                       serve_tick};
 
 /* Listen on addr, as the loop's next listener.  -1 when not (said). */
 static int serve_listen(const char *addr, int *port) {
