@@ -231,13 +231,15 @@ test: check-amalgamation
 # ---- dependencies (Debian) -------------------------------------------
 # Two groups: what a user needs to build the library and synctl, and
 # what the tests, the bench and lint need on top (man-db: tests/install.sh
-# reads the installed manual pages with man).  DEPS=user installs the
-# first group alone; users then build with `make NO_SQLITE=1` (the bench
-# links SQLite by default) or `make build/libsync.a build/synctl`.
+# reads the installed manual pages with man; python3-prometheus-client:
+# tests/server_ops.sh reads the server's metrics with a real Prometheus
+# parser).  DEPS=user installs the first group alone; users then build
+# with `make NO_SQLITE=1` (the bench links SQLite by default) or
+# `make build/libsync.a build/synctl`.
 DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
                  libxxhash-dev
 DEB_TEST_PKGS := libcmocka-dev libsqlite3-dev clang-14 libclang-rt-14-dev \
-                 valgrind cppcheck clang-tidy man-db
+                 valgrind cppcheck clang-tidy man-db python3-prometheus-client
 DEPS ?= all
 DEB_PKGS := $(DEB_USER_PKGS) $(if $(filter user,$(DEPS)),,$(DEB_TEST_PKGS))
 deps:

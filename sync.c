@@ -1059,18 +1059,45 @@ static void sx_pdir(sx_pw *w, const char *name, const char *help, uint64_t sent,
         (unsigned long long)received);
 }
 
-static void sx_psummary(sx_pw *w, const char *name, const char *help,
-                        const sync_histogram *h) {
-  static const double qs[3] = {0.5, 0.9, 0.99};
-  static const char *qn[3] = {"0.5", "0.9", "0.99"};
-  int i;
-  sx_pf(w, "# HELP sync_%s_seconds %s\n# TYPE sync_%s_seconds summary\n", name,
-        help, name);
-  for (i = 0; i < 3; i++)
-    sx_pf(w, "sync_%s_seconds{quantile=\"%s\"} %.9f\n", name, qn[i],
-          (double)sync_histogram_quantile(h, qs[i]) / 1e9);
+/* Nanoseconds as exact decimal seconds ("0.000001024"): an le label is
+ * matched as text by whoever aggregates the series, so it must not
+ * depend on how a double rounds. */
+static void sx_psec(char *out, size_t cap, uint64_t ns) {
+  int n =
+      snprintf(out, cap, "%llu.%09llu", (unsigned long long)(ns / 1000000000u),
+               (unsigned long long)(ns % 1000000000u));
+  while (n > 2 && out[n - 1] == '0' && out[n - 2] != '.') out[--n] = 0;
+}
+
+/* A histogram in seconds.  The buckets are the library's own, merged at
+ * each power of two from 2^SX_LE_LO ns (about 1 us) to 2^SX_LE_HI ns
+ * (about 18 minutes): a power of two is an edge of the log-linear
+ * buckets, so each le counts exactly the samples below it, and every
+ * server of a fleet has the same edges (histogram_quantile sums them). */
+#define SX_LE_LO 10
+#define SX_LE_HI 40
+static void sx_phist(sx_pw *w, const char *name, const char *help,
+                     const sync_histogram *h) {
+  uint64_t cum = 0;
+  unsigned i = 0, e;
+  char le[32];
+  sx_pf(w, "# HELP sync_%s_seconds %s\n# TYPE sync_%s_seconds histogram\n",
+        name, help, name);
+  for (e = SX_LE_LO; e <= SX_LE_HI; e++) {
+    uint64_t edge = UINT64_C(1) << e;
+    for (; i < SYNC_HIST_BUCKETS && sync_histogram_bucket_low(i) < edge; i++)
+      cum += h->buckets[i];
+    sx_psec(le, sizeof le, edge);
+    sx_pf(w, "sync_%s_seconds_bucket{le=\"%s\"} %llu\n", name, le,
+          (unsigned long long)cum);
+  }
+  /* +Inf from the buckets too, so it is never below the last le even in
+   * a copy taken while samples arrive; _count is the same number. */
+  for (; i < SYNC_HIST_BUCKETS; i++) cum += h->buckets[i];
+  sx_pf(w, "sync_%s_seconds_bucket{le=\"+Inf\"} %llu\n", name,
+        (unsigned long long)cum);
   sx_pf(w, "sync_%s_seconds_sum %.9f\nsync_%s_seconds_count %llu\n", name,
-        (double)h->sum / 1e9, name, (unsigned long long)h->count);
+        (double)h->sum / 1e9, name, (unsigned long long)cum);
   sx_pf(w,
         "# HELP sync_%s_seconds_max Largest sample of sync_%s_seconds.\n"
         "# TYPE sync_%s_seconds_max gauge\nsync_%s_seconds_max %.9f\n",
@@ -1085,6 +1112,10 @@ SYNC_API int64_t sync_stats_prometheus(const sync_stats *st, char *buf,
   w.cap = cap;
   w.len = 0;
   if (cap) buf[0] = 0;
+  sx_pf(&w,
+        "# HELP sync_build_info The library's version (the value is 1).\n"
+        "# TYPE sync_build_info gauge\nsync_build_info{version=\"%s\"} 1\n",
+        SYNC_VERSION_STRING);
   sx_pcounter(&w, "commits", "Write transactions committed.", st->commits);
   sx_pcounter(&w, "rows_written", "Rows written by committed transactions.",
               st->rows_written);
@@ -1112,11 +1143,10 @@ SYNC_API int64_t sync_stats_prometheus(const sync_stats *st, char *buf,
               st->corrupt);
   sx_pcounter(&w, "tombstones_collected", "Tombstones collected by gc.",
               st->tombstones_collected);
-  sx_psummary(&w, "commit", "Latency of write transaction commits.",
-              &st->commit_ns);
-  sx_psummary(&w, "apply", "Latency of applying one delta chunk.",
-              &st->apply_ns);
-  sx_psummary(&w, "session", "Duration of whole sessions.", &st->session_ns);
+  sx_phist(&w, "commit", "Latency of write transaction commits.",
+           &st->commit_ns);
+  sx_phist(&w, "apply", "Latency of applying one delta chunk.", &st->apply_ns);
+  sx_phist(&w, "session", "Duration of whole sessions.", &st->session_ns);
   return (int64_t)w.len;
 }
 /* ---- src/schema.c ---- */

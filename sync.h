@@ -1406,9 +1406,11 @@ typedef struct sync_stats {
 SYNC_API int sync_env_stats(sync_env *env, sync_stats *out);
 
 /* Write st as Prometheus text exposition format (version 0.0.4) into buf:
- * "# HELP" and "# TYPE" lines, counters named sync_*_total (directions
- * as a label), and each histogram as a summary in seconds (quantiles 0.5,
- * 0.9, 0.99, _sum, _count) plus a _max gauge.  Writes at most cap bytes,
+ * "# HELP" and "# TYPE" lines, a sync_build_info gauge (the version as
+ * a label), counters named sync_*_total (directions as a label), and each
+ * histogram as a Prometheus histogram in seconds (cumulative _bucket
+ * series at le = 2^10 .. 2^40 ns and +Inf, _sum, _count) plus a _max
+ * gauge.  Writes at most cap bytes,
  * NUL-terminated when cap > 0, like snprintf.  Returns the length of the
  * whole text (a return >= cap means it was cut: call again with more
  * room), or SYNC_EINVAL (st NULL, or buf NULL with cap > 0). */

@@ -29,3 +29,6 @@ install-synctl: $(B)/synctl
 	install -m 755 $(B)/synctl $(DESTDIR)$(PREFIX)/bin/synctl
 
 .PHONY: install-synctl
+
+# The server as operators run it (tests/server_ops.sh).
+TEST_EXTRA += tests/server_ops.sh

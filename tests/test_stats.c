@@ -156,18 +156,34 @@ static void prometheus_format(void **state) {
       strstr(buf, "# TYPE sync_commits_total counter\nsync_commits_total 7\n"));
   assert_non_null(strstr(buf, "sync_rows_total{direction=\"sent\"} 11\n"));
   assert_non_null(strstr(buf, "sync_rows_total{direction=\"received\"} 13\n"));
-  assert_non_null(strstr(buf, "# TYPE sync_commit_seconds summary\n"));
+  assert_non_null(strstr(buf, "# TYPE sync_commit_seconds histogram\n"));
+  assert_non_null(strstr(buf, "# TYPE sync_build_info gauge\nsync_build_info{"
+                              "version=\"" SYNC_VERSION_STRING "\"} 1\n"));
   {
-    /* The quantiles as seconds, within the bound of the exact samples. */
-    const char *p50 = strstr(buf, "sync_commit_seconds{quantile=\"0.5\"} ");
-    const char *p99 = strstr(buf, "sync_commit_seconds{quantile=\"0.99\"} ");
-    double a50, a99;
-    assert_non_null(p50);
-    assert_non_null(p99);
-    a50 = strtod(strchr(p50, ' ') + 1, NULL);
-    a99 = strtod(strchr(p99, ' ') + 1, NULL);
-    assert_true(fabs(a50 - 50e-6) <= 50e-6 / 32);
-    assert_true(fabs(a99 - 99e-6) <= 99e-6 / 32);
+    /* Cumulative buckets at powers of two nanoseconds: the samples are
+     * 1000, 2000 .. 100000 ns, so le=2^10 ns holds 1 of them, le=2^16 ns
+     * 65, le=2^17 ns all 100; +Inf holds the count. */
+    static const char *const want[] = {
+        "sync_commit_seconds_bucket{le=\"0.000001024\"} 1\n",
+        "sync_commit_seconds_bucket{le=\"0.000065536\"} 65\n",
+        "sync_commit_seconds_bucket{le=\"0.000131072\"} 100\n",
+        "sync_commit_seconds_bucket{le=\"+Inf\"} 100\n"};
+    uint64_t prev = 0;
+    unsigned nb = 0, w;
+    const char *p = buf;
+    for (w = 0; w < sizeof want / sizeof *want; w++)
+      assert_non_null(strstr(buf, want[w]));
+    assert_null(strstr(buf, "quantile="));
+    /* The buckets of one histogram never decrease. */
+    while ((p = strstr(p, "sync_commit_seconds_bucket{le=\""))) {
+      uint64_t v;
+      p = strchr(p, '}') + 2;
+      v = strtoull(p, NULL, 10);
+      assert_true(v >= prev);
+      prev = v;
+      nb++;
+    }
+    assert_true(nb >= 20);
   }
   assert_non_null(strstr(buf, "sync_commit_seconds_count 100\n"));
   assert_non_null(strstr(buf, "sync_commit_seconds_sum 0.005050000\n"));
@@ -181,7 +197,7 @@ static void prometheus_format(void **state) {
       assert_true(ntyped < 64);
       assert_int_equal(sscanf(line + 7, "%63s", typed[ntyped]), 1);
       end = line + 7 + strlen(typed[ntyped]) + 1;
-      assert_true(!strcmp(end, "counter") || !strcmp(end, "summary") ||
+      assert_true(!strcmp(end, "counter") || !strcmp(end, "histogram") ||
                   !strcmp(end, "gauge"));
       ntyped++;
       continue;
@@ -193,6 +209,14 @@ static void prometheus_format(void **state) {
     name[k] = 0;
     for (i = 0; i < (int)k; i++)
       assert_true((name[i] >= 'a' && name[i] <= 'z') || name[i] == '_');
+    /* A histogram's le is a number or +Inf. */
+    if (strstr(line, "{le=\"")) {
+      char *le = strstr(line, "{le=\"") + 5;
+      if (strncmp(le, "+Inf\"", 5)) {
+        strtod(le, &end);
+        assert_int_equal(*end, '"');
+      }
+    }
     /* The sample belongs to the metric typed last (or its _sum/_count). */
     assert_true(ntyped > 0);
     assert_true(!strncmp(name, typed[ntyped - 1], strlen(typed[ntyped - 1])));

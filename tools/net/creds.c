@@ -77,6 +77,22 @@ static int cred_site(net_creds *cr, net_cred *c, const char *w,
   return 0;
 }
 
+/* name=NAME (w is what follows name=): letters, digits, '.', '_', '-',
+ * so that a log line never needs to quote it. */
+static int cred_name(net_creds *cr, net_cred *c, const char *w,
+                     const char *where) {
+  size_t n = strspn(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                       "0123456789._-");
+  if (!n || w[n] || n >= sizeof c->name) {
+    cr->say("%s: name= wants up to 63 letters, digits, '.', '_' or '-', "
+            "not '%s'",
+            where, w);
+    return -1;
+  }
+  memcpy(c->name, w, n + 1);
+  return 0;
+}
+
 /* One word after the token. */
 static int cred_word(net_creds *cr, net_cred *c, char *w, const char *where) {
   if (!strncmp(w, "read=", 5))
@@ -89,8 +105,9 @@ static int cred_word(net_creds *cr, net_cred *c, char *w, const char *where) {
   }
   if (!strncmp(w, "where=", 6)) return cred_where(cr, c, w, where);
   if (!strncmp(w, "site=", 5)) return cred_site(cr, c, w + 5, where);
+  if (!strncmp(w, "name=", 5)) return cred_name(cr, c, w + 5, where);
   cr->say("%s: cannot read '%s' (read=TABLES, write=TABLES, relay, "
-          "site=HEX32 or where=COLUMN=VALUE)",
+          "site=HEX32, where=COLUMN=VALUE or name=NAME)",
           where, w);
   return -1;
 }
@@ -127,6 +144,34 @@ static void cred_seen(net_creds *cr, const uint8_t site[16], int i) {
   cr->peers[j].cred = i;
 }
 
+void net_creds_replace(net_creds *cr, const net_creds *from) {
+  unsigned j;
+  for (j = 0; j < cr->npeers; j++) {
+    int i = cr->peers[j].cred, k;
+    const char *tok = i >= 0 && i < cr->n ? cr->c[i].token : NULL;
+    for (k = 0; tok && k < from->n && strcmp(from->c[k].token, tok); k++) {
+    }
+    cr->peers[j].cred = tok && k < from->n ? k : -1;
+  }
+  memcpy(cr->c, from->c, sizeof cr->c);
+  cr->n = from->n;
+  cr->fver = from->fver;
+}
+
+/* The credential site last showed: its index, -1 (removed by a reload)
+ * or -2 (none). */
+static int cred_of(const net_creds *cr, const uint8_t site[16]) {
+  unsigned i;
+  for (i = 0; i < cr->npeers; i++)
+    if (!memcmp(cr->peers[i].site, site, 16)) return cr->peers[i].cred;
+  return -2;
+}
+
+const char *net_creds_name(const net_creds *cr, const uint8_t site[16]) {
+  int i = cred_of(cr, site);
+  return i >= 0 && cr->c[i].name[0] ? cr->c[i].name : NULL;
+}
+
 int net_creds_authorize(void *ctx, const uint8_t site[16], const void *token,
                         size_t len, sync_rights *rights) {
   net_creds *cr = (net_creds *)ctx;
@@ -149,14 +194,15 @@ int net_creds_filter(void *ctx, const uint8_t peer[16], unsigned table,
                      const void *key, size_t klen, const sync_value *vals,
                      unsigned nvals) {
   net_creds *cr = (net_creds *)ctx;
-  const net_cred *c = NULL;
-  unsigned i, col;
+  const net_cred *c;
+  unsigned col;
   char *end;
   long long iv;
+  int i = cred_of(cr, peer);
   (void)key;
   (void)klen;
-  for (i = 0; i < cr->npeers; i++)
-    if (!memcmp(cr->peers[i].site, peer, 16)) c = &cr->c[cr->peers[i].cred];
+  if (i == -1) return 0; /* its token was removed: nothing more */
+  c = i >= 0 ? &cr->c[i] : NULL;
   if (!c || !c->where) return 1;
   if (!vals) return 1; /* a delete: the peer may hold the row */
   if (sync_env_column(cr->env, table, c->wcol, &col) || col >= nvals) return 1;

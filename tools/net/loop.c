@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 void net_conn_step(net_conn *c, short revents) {
@@ -110,12 +111,19 @@ static void loop_accept(net_loop *l, int li) {
   memset(c, 0, sizeof *c);
   c->fd = fd;
   c->listener = li;
+  c->opened = net_mono_seconds();
   if (l->ops->open(l->ops->ctx, c)) {
     conn_close(l, c);
     return;
   }
   net_nonblock(fd);
   c->last = time(NULL);
+}
+
+double net_mono_seconds(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts)) return 0;
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* One connection's turn after poll.  Returns 1 when a session ended. */
@@ -147,7 +155,9 @@ int net_loop_run(net_loop *l, volatile sig_atomic_t *stop, long max_sessions) {
   long ended = 0;
   while (!*stop && (max_sessions < 0 || ended < max_sessions)) {
     struct pollfd pf[NET_MAX_CONN + NET_MAX_LISTEN];
-    int idx[NET_MAX_CONN + NET_MAX_LISTEN], n = loop_pollset(l, pf, idx), k;
+    int idx[NET_MAX_CONN + NET_MAX_LISTEN], n, k;
+    if (l->ops->tick) l->ops->tick(l->ops->ctx);
+    n = loop_pollset(l, pf, idx);
     if (poll(pf, (nfds_t)n, 1000) < 0) {
       if (errno == EINTR) continue;
       return -1;

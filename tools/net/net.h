@@ -81,7 +81,8 @@ typedef struct net_conn {
                                not taken yet */
   size_t olen, ooff;
   void *user;
-  time_t last; /* when it last moved */
+  time_t last;   /* when it last moved */
+  double opened; /* when it was accepted (net_mono_seconds) */
 } net_conn;
 
 /* Move what can move between c->s and its non-blocking socket: read what
@@ -107,6 +108,9 @@ typedef struct net_loop_ops {
   void (*ended)(void *ctx, net_conn *c);
   /* c closes: free c->user (may be NULL). */
   void (*close)(void *ctx, net_conn *c);
+  /* Called before each poll, at least once a second (may be NULL): the
+   * place to act on what a signal handler flagged. */
+  void (*tick)(void *ctx);
 } net_loop_ops;
 
 typedef struct net_loop {
@@ -126,6 +130,8 @@ int net_loop_run(net_loop *l, volatile sig_atomic_t *stop, long max_sessions);
 /* End every connection (a running session as closed, told to ended) and
  * close the listeners. */
 void net_loop_stop(net_loop *l);
+/* Seconds on a monotonic clock, for durations and ages. */
+double net_mono_seconds(void);
 
 /* ---------------------------------------------------------------------
  * Credentials (creds.c)
@@ -133,7 +139,7 @@ void net_loop_stop(net_loop *l);
 #define NET_MAX_CRED 64
 
 /* One line of the file: TOKEN [read=TABLES] [write=TABLES] [relay]
- * [site=HEX32] [where=COLUMN=VALUE]. */
+ * [site=HEX32] [where=COLUMN=VALUE] [name=NAME]. */
 typedef struct net_cred {
   char token[128];
   sync_rights rights;
@@ -144,6 +150,7 @@ typedef struct net_cred {
    * without such a column pass whole */
   char wcol[64], wval[128];
   int where;
+  char name[64]; /* name=: the device, for logs ("" when not given) */
 } net_cred;
 
 typedef struct net_creds {
@@ -161,7 +168,7 @@ typedef struct net_creds {
   uint64_t fver; /* the filter version: a hash of every where= */
   struct {
     uint8_t site[16];
-    int cred;
+    int cred;            /* -1: one a reload removed */
   } peers[NET_MAX_CONN]; /* which credential each peer last showed */
   unsigned npeers, next_peer;
 } net_creds;
@@ -170,6 +177,13 @@ typedef struct net_creds {
  * starts its messages.  0 (a credential, a comment or a blank line), or
  * -1 (said).  Fits a line reader's callback. */
 int net_creds_line(void *cr, char *line, const char *where);
+/* Take the credentials of from (a file read again) into cr, keeping the
+ * peers cr has seen: a peer whose token is gone is filtered to nothing
+ * from now on (its running session keeps the rights HELLO gave it). */
+void net_creds_replace(net_creds *cr, const net_creds *from);
+/* The name= of the credential site last showed, or NULL (none shown,
+ * none named, or removed). */
+const char *net_creds_name(const net_creds *cr, const uint8_t site[16]);
 /* A sync_authorize_fn (ctx: the net_creds): the rights of the token,
  * SYNC_EPERM for an unknown one or one bound to another site. */
 int net_creds_authorize(void *cr, const uint8_t site[16], const void *token,
