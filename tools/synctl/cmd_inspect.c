@@ -508,7 +508,8 @@ int ctl_cmd_stats(int argc, char **argv) {
   struct stat sb;
   int rc;
   if (argc != 1) return ctl_usage("give DB or HOST:PORT");
-  if (ctl_is_address(argv[0])) return ctl_stats_remote(argv[0]);
+  if ((rc = ctl_peer_kind(argv[0])) < 0) return EX_USAGE;
+  if (rc) return ctl_stats_remote(argv[0]);
   if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
   if (ctl_begin_ro(env, argv[0], &x)) {
     sync_env_close(env);

@@ -69,6 +69,8 @@ int ctl_cmd_serve(int argc, char **argv) {
       return ctl_usage("too many arguments");
   }
   if (!o.db || !o.addr) return ctl_usage("give DB and HOST:PORT");
+  if (ctl_check_address(o.addr) || (o.maddr && ctl_check_address(o.maddr)))
+    return EX_USAGE;
   return ctl_serve(&o);
 }
 
@@ -204,6 +206,12 @@ static void session_fail(const peer_args *pa, int rc, const char *errmsg,
   if (rc == SYNC_ESCHEMA)
     ctl_say("%s: with %s: the schemas differ (%s)", pa->db, pa->other,
             errmsg[0] ? errmsg : "compare 'synctl schema' of both");
+  else if (rights && rc == SYNC_EPERM && !errmsg[0])
+    /* Refused at the hello, before a reason could come: the token. */
+    ctl_say("%s: with %s: the server refused the credentials (%s)", pa->db,
+            pa->other,
+            pa->token ? "the token given with --token"
+                      : "it wants a token: give one with --token");
   else if (rights && rc == SYNC_EPERM)
     ctl_say("%s: with %s: refused by the rights the server grants (%s)", pa->db,
             pa->other, errmsg);
@@ -248,9 +256,11 @@ static void on_progress(void *ctx, const sync_session_stats *st) {
   p->shown = 1;
 }
 
-/* With a server: whole sessions, retried with backoff. */
-static int sync_remote(sync_env *env, sync_session_opts *so, const char *addr,
-                       sync_session_stats *st, char *errmsg, size_t cap) {
+/* With a server: whole sessions, retried with backoff.  SAID when no
+ * connection could be made. */
+static int sync_remote(sync_env *env, sync_session_opts *so,
+                       const peer_args *pa, sync_session_stats *st,
+                       char *errmsg, size_t cap) {
   sync_retry_opts ro;
   sync_retry *r;
   net_link l;
@@ -260,12 +270,17 @@ static int sync_remote(sync_env *env, sync_session_opts *so, const char *addr,
   ro.attempts = 3;
   ro.base_delay_ms = 200;
   ro.max_delay_ms = 2000;
-  l.addr = addr;
+  memset(&l, 0, sizeof l);
+  l.addr = pa->other;
   l.timeout_s = 30;
   l.fd = -1;
   if ((rc = sync_retry_create(NULL, &ro, &r))) return SAID;
   rc = sync_retry_run(r, env, so, net_connect, net_disconnect, &l, st);
   sync_retry_free(r);
+  if (rc == SYNC_ECLOSED && !st->bytes_received && l.err[0]) {
+    ctl_say("%s: %s", pa->db, l.err);
+    return SAID;
+  }
   if (rc == SYNC_ECLOSED && !st->bytes_received)
     snprintf(errmsg, cap, "cannot reach the server");
   return rc;
@@ -375,7 +390,7 @@ int ctl_cmd_sync(int argc, char **argv) {
   }
   if (!pa.db || !pa.other)
     return ctl_usage("give DB and HOST:PORT or OTHER_DB");
-  remote = ctl_is_address(pa.other);
+  if ((remote = ctl_peer_kind(pa.other)) < 0) return EX_USAGE;
   if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
   memset(&so, 0, sizeof so);
   so.mode = mode;
@@ -389,7 +404,7 @@ int ctl_cmd_sync(int argc, char **argv) {
   so.progress_ctx = &pr;
   memset(&st, 0, sizeof st);
   if (remote) {
-    rc = sync_remote(env, &so, pa.other, &st, errmsg, sizeof errmsg);
+    rc = sync_remote(env, &so, &pa, &st, errmsg, sizeof errmsg);
   } else if (!strcmp(pa.db, pa.other)) {
     ret = ctl_usage("a database cannot sync with itself");
     goto out;
@@ -441,19 +456,21 @@ static void on_diff(void *ctx, unsigned table, const void *key, size_t klen,
 
 /* With a server: one attempt, for a diff printed twice would mislead, and
  * a repair cut short is simply run again. */
-static int repair_remote(sync_env *env, sync_session_opts *so, const char *addr,
-                         sync_session_stats *st, char *errmsg, size_t cap) {
+static int repair_remote(sync_env *env, sync_session_opts *so,
+                         const peer_args *pa, sync_session_stats *st,
+                         char *errmsg, size_t cap) {
   net_link l;
   sync_transport t;
   sync_session *c = NULL;
   int rc;
   so->level = 3;
-  l.addr = addr;
+  memset(&l, 0, sizeof l);
+  l.addr = pa->other;
   l.timeout_s = 30;
   l.fd = -1;
-  if ((rc = net_connect(&l, &t))) {
-    snprintf(errmsg, cap, "cannot reach the server");
-    return rc;
+  if (net_connect(&l, &t)) {
+    ctl_say("%s: %s", pa->db, l.err);
+    return SAID;
   }
   if ((rc = sync_session_create(env, so, &c)) == 0) {
     rc = sync_session_run(c, &t);
@@ -526,7 +543,7 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
     if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK) return ret;
   if (!pa.db || !pa.other)
     return ctl_usage("give DB and HOST:PORT or OTHER_DB");
-  remote = ctl_is_address(pa.other);
+  if ((remote = ctl_peer_kind(pa.other)) < 0) return EX_USAGE;
   if (!remote && !strcmp(pa.db, pa.other))
     return ctl_usage("a database cannot repair with itself");
   if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
@@ -541,7 +558,7 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
   ret = EX_FAIL;
   memset(&st, 0, sizeof st);
   if (remote)
-    rc = repair_remote(env, &so, pa.other, &st, errmsg, sizeof errmsg);
+    rc = repair_remote(env, &so, &pa, &st, errmsg, sizeof errmsg);
   else if (ctl_open_db(pa.other, 0, &oenv))
     goto out;
   else

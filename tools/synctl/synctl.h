@@ -226,8 +226,14 @@ void ctl_schema_free(ctl_schema_in *s);
 /* ---------------------------------------------------------------------
  * Addresses (net.c) and serve (server.c); TCP itself is tools/net/'s
  * ------------------------------------------------------------------- */
-/* HOST:PORT and no file of that name. */
-int ctl_is_address(const char *s);
+/* What the other side named on the command line is: 1 an address
+ * (HOST:PORT, no file of that name), 0 a database file, -1 neither: a
+ * malformed address or a missing file without a port (said as a usage
+ * error). */
+int ctl_peer_kind(const char *s);
+/* EX_OK when s is HOST:PORT with a port of 0 to 65535, else EX_USAGE
+ * (said). */
+int ctl_check_address(const char *s);
 /* The port into file (nothing when file is NULL); -1 when not (said). */
 int ctl_write_port(const char *file, int port);
 /* GET /metrics from a 'synctl serve --metrics' address, onto stdout.
