@@ -112,6 +112,21 @@ status "a bad JSON line stops the load" 1 "$S" load b.db notes badrows.jsonl --b
 has "badrows.jsonl:2: column 'n' is integer" && ok "and names the line and the column" || bad "load error message"
 check "rows before the bad line's batch stay loaded" sh -c "$S get b.db notes j1 --json > out && grep -q 'esc \\\\\"q\\\\\" é \\\\n' out"
 check "load from stdin" sh -c "echo '{\"key\":\"s1\",\"title\":\"from stdin\",\"score\":2}' | $S load b.db notes - && $S get b.db notes s1 > out && grep -q '^score  2.0\$' out"
+# Every real the library stores comes back from dump --json | load exactly.
+"$S" init jr1.db --table t:text r:real i:integer > /dev/null
+"$S" init jr2.db --table t:text r:real i:integer > /dev/null
+printf '%s\n' '{"key":"a","r":"inf","i":9223372036854775807}' '{"key":"b","r":"-inf","i":-9223372036854775808}' \
+  '{"key":"c","r":"nan","i":0}' '{"key":"d","r":-0.0,"i":-1}' '{"key":"e","r":5e-324,"i":null}' \
+  '{"key":"f","r":1.7976931348623157e+308,"i":null}' '{"key":"g","r":0.1,"i":null}' '{"key":"h","r":-2.5e-300,"i":null}' > reals.jsonl
+check "load non-finite reals and 64-bit integers" "$S" load jr1.db t reals.jsonl
+check "dump --json writes them as load reads them" sh -c "$S dump jr1.db t --json > out && cmp out reals.jsonl"
+check "and they load back exactly (same digest, same dump)" sh -c "$S load jr2.db t reals.jsonl > /dev/null && [ \"\$($S digest jr1.db)\" = \"\$($S digest jr2.db)\" ] && $S dump jr2.db t --json | cmp - reals.jsonl"
+check "inf and nan are not NULL after a round trip" sh -c "$S get jr2.db t a > out && grep -q '^r  inf\$' out && $S get jr2.db t c > out && grep -q '^r  nan\$' out"
+for bad in '"r":1e999' '"r":+1' '"i":01' '"r":.5' '"r":1.' '"i":9223372036854775808'; do
+  printf '{"key":"ok","r":1.5}\n{"key":"x",%s}\n' "$bad" > badnum.jsonl
+  status "load refuses $bad (1)" 1 "$S" load jr2.db t badnum.jsonl
+  has "badnum.jsonl:2: " && ok "and names the line" || bad "line of $bad"
+done
 check "add-column" sh -c "$S add-column b.db notes tag:text > out && $S schema b.db | grep -q '^  tag text\$'"
 status "a notnull column cannot be added" 1 "$S" add-column b.db notes must:text:notnull
 

@@ -721,8 +721,13 @@ static int load_member(loader *l, load_row *w) {
   }
   w->sp += nl + 1;
   ctl_jws(r);
+  r->err[0] = 0;
   if (r->p >= r->end || *r->p++ != ':' || ctl_jvalue(r, w->sp, &jv)) {
-    snprintf(r->err, sizeof r->err, "malformed value of '%.*s'", (int)nl, name);
+    char why[128];
+    snprintf(why, sizeof why, "%s", r->err);
+    snprintf(r->err, sizeof r->err, "malformed value of '%.*s'%s%s%s",
+             (int)(nl > 40 ? 40 : nl), name, why[0] ? " (" : "", why,
+             why[0] ? ")" : "");
     return 1;
   }
   if (jv.kind == 2) w->sp += jv.n + 1;

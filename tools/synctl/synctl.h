@@ -181,7 +181,7 @@ void ctl_json_row(const sync_table_def *d, const void *key, size_t klen,
 /* The reader: p moves on through [p, end); err says what is wrong. */
 typedef struct ctl_jrd {
   const char *p, *end;
-  char err[128];
+  char err[256];
 } ctl_jrd;
 
 typedef struct ctl_jval {
