@@ -75,6 +75,15 @@ has "connection refused by 127.0.0.1:$CLOSED" && ok "and says refused too" || ba
 status "a name that does not resolve fails (1)" 1 "$S" sync addr.db nosuchhost.invalid:7000
 has "cannot resolve nosuchhost.invalid: " && ! has "refused" && ok "and says it cannot resolve" || bad "resolve message"
 
+# --- an empty file is not a database, and nothing writes into it -------
+for c in "get empty.db t k" "dump empty.db t" "log empty.db" "vv empty.db" "stats empty.db" "put empty.db t k v=1" "sync empty.db addr.db"; do
+  rm -f empty.db empty.db-lock; : > empty.db
+  status "$c on an empty file fails (1)" 1 "$S" $c
+  has "empty.db: not a sync database (an empty file)" && [ ! -s empty.db ] && [ ! -e empty.db-lock ] \
+    && ok "and says so, writing nothing" || bad "$c on an empty file wrote or said otherwise"
+done
+rm -f empty.db
+
 # --- create, write, read --------------------------------------------
 check "init with --table" "$S" init a.db --table notes:text title:text:notnull body:text n:integer score:real blob:blob
 status "init refuses an existing file" 1 "$S" init a.db --table x:text y:text
