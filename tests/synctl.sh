@@ -112,6 +112,15 @@ check "log --since skips older versions" sh -c "$S log a.db --since 3 > out && !
 check "vv names this replica" sh -c "$S vv a.db > out && grep -q '(this replica)' out"
 check "schema prints a schema file" sh -c "$S schema a.db > schema.txt && grep -q '^table notes text\$' schema.txt && grep -q '^  title text notnull\$' schema.txt"
 
+# --- a full disk (a file size limit stands in for it) ----------------
+BIG=$(python3 -c "print('ab' * 60000)")
+for lim in 70 100; do
+  "$S" init full$lim.db --table t:text b:blob > /dev/null
+  status "a write past the file size limit ($lim blocks) fails (1)" 1 sh -c "trap '' XFSZ; ulimit -f $lim; exec $S put full$lim.db t k b=$BIG"
+  has "I/O error" && ! has "failed: [a-z ]*failed" && ! has "full$lim.db: [a-z ]*: full$lim.db" \
+    && ok "and says what failed once" || bad "full disk message says it twice"
+done
+
 # --- dump and load round trip ----------------------------------------
 check "init from a schema file" "$S" init b.db --schema schema.txt
 check "dump --json | load" sh -c "$S dump a.db notes --json > rows.jsonl && $S load b.db notes rows.jsonl > out && grep -q 'loaded 2 rows' out"
