@@ -297,12 +297,24 @@ for i in range(5000):
 "$S" init big.db --schema schema.txt > /dev/null
 "$S" init big2.db --schema schema.txt > /dev/null
 check "load 5000 rows in batches" sh -c "$S load big.db notes big.jsonl --batch 700 > out && grep -q 'loaded 5000 rows' out"
+# onatty.py progress|none ENV... -- COMMAND...: stderr on a terminal,
+# stdout a pipe; asserts a progress line on stderr and the summary alone
+# on stdout.  With none both are on the terminal, and it asserts that no
+# escape code came on either.
 cat > onatty.py <<'PY'
 import os, pty, subprocess, sys
+want = sys.argv[1]
+i = sys.argv.index('--')
+env = dict(os.environ)
+for kv in sys.argv[2:i]:
+    k, v = kv.split('=', 1)
+    if v: env[k] = v
+    else: env.pop(k, None)
 m, s = pty.openpty()
-p = subprocess.Popen(sys.argv[1:], stdout=s, stderr=s)
+p = subprocess.Popen(sys.argv[i + 1:], stderr=s, env=env,
+                     stdout=subprocess.PIPE if want == 'progress' else s)
 os.close(s)
-out = b''
+err = b''
 while True:
     try:
         b = os.read(m, 65536)
@@ -310,13 +322,24 @@ while True:
         break
     if not b:
         break
-    out += b
-sys.stdout.buffer.write(out)
+    err += b
+out = p.stdout.read() if p.stdout else b''
+print('stdout:', repr(out))
+print('stderr (and stdout with none):', repr(err))
 assert p.wait() == 0
-assert b'\r\x1b[K' in out and b'/5000 rows (' in out and b'rows/s' in out
-assert b'synced with big.db: received 5000 rows' in out.split(b'\r\x1b[K')[-1]
+if want == 'progress':
+    assert out.startswith(b'synced with big.db: received 5000 rows') and out.count(b'\n') == 1 and b'\r' not in out
+    assert b'\r\x1b[K' in err and b'/5000 rows (' in err and b'rows/s' in err
+    assert err.endswith(b'\r\x1b[K')
+else:
+    assert err.startswith(b'synced with big.db: received 5000 rows') and b'\x1b' not in err and b'\r\n' == err[-2:] and err.count(b'\n') == 1
 PY
-check "a progress line on a terminal, then the summary" python3 onatty.py "$S" sync big2.db big.db
+check "a progress line on a terminal's stderr, the summary alone on stdout" python3 onatty.py progress TERM=xterm NO_COLOR= -- "$S" sync big2.db big.db
+for off in "TERM=dumb NO_COLOR= -- $S sync" "TERM=xterm NO_COLOR=1 -- $S sync" "TERM=xterm NO_COLOR= -- $S sync --quiet" "TERM=xterm NO_COLOR= -- $S sync -q"; do
+  "$S" init big3.db --schema schema.txt > /dev/null
+  check "no progress line with $off" python3 onatty.py none $off big3.db big.db
+  rm -f big3.db big3.db-lock
+done
 check "no progress line into a pipe" sh -c "$S put big.db notes row-00001 title=changed && $S sync big2.db big.db > out && ! tr '\r' '@' < out | grep -q @ && [ \$(wc -l < out) = 1 ]"
 
 # --- fleet events: a device restored from a backup, a copied file ------

@@ -229,6 +229,15 @@ typedef struct progress {
   int shown;
 } progress;
 
+/* A progress line is for a person watching a terminal that understands
+ * "\r\033[K": not for a pipe or a log, nor under TERM=dumb or NO_COLOR
+ * (no-color.org: set and not empty). */
+static int show_progress(void) {
+  const char *term = getenv("TERM"), *nc = getenv("NO_COLOR");
+  if (!isatty(2) || (nc && nc[0])) return 0;
+  return term && term[0] && strcmp(term, "dumb") != 0;
+}
+
 static void on_progress(void *ctx, const sync_session_stats *st) {
   progress *p = (progress *)ctx;
   double t = now_s(), el;
@@ -245,14 +254,14 @@ static void on_progress(void *ctx, const sync_session_stats *st) {
     snprintf(eta, sizeof eta, "  ETA %d:%02d", (int)left / 60, (int)left % 60);
   }
   if (st->rows_expected)
-    printf("\r\033[K%llu/%llu rows (%d%%)  %s  %.0f rows/s%s",
+    fprintf(stderr, "\r\033[K%llu/%llu rows (%d%%)  %s  %.0f rows/s%s",
            (unsigned long long)rows, (unsigned long long)st->rows_expected,
            (int)(100.0 * (double)st->rows_received / (double)st->rows_expected),
            b, el > 0 ? (double)rows / el : 0.0, eta);
   else
-    printf("\r\033[K%llu rows  %s  %.0f rows/s", (unsigned long long)rows, b,
-           el > 0 ? (double)rows / el : 0.0);
-  fflush(stdout);
+    fprintf(stderr, "\r\033[K%llu rows  %s  %.0f rows/s",
+            (unsigned long long)rows, b, el > 0 ? (double)rows / el : 0.0);
+  fflush(stderr);
   p->shown = 1;
 }
 
@@ -348,7 +357,7 @@ static void sync_report(sync_env *env, const char *other, int dry,
 
 const ctl_help ctl_help_sync = {
     "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
-    "       [--tables A,B] [--token T] [--max-message BYTES]",
+    "       [--tables A,B] [--token T] [--max-message BYTES] [--quiet]",
     "sync with a server or another database file",
     "Runs one session: DB is the client, the other side serves.  With\n"
     "HOST:PORT the other side is a server ('synctl serve'); with a path it\n"
@@ -358,12 +367,14 @@ const ctl_help ctl_help_sync = {
     "either side and says what would change.  --tables limits the tables;\n"
     "changing it later removes the rows of tables no longer listed and\n"
     "brings those of new ones, with no reset.\n"
-    "--token is the credential the server checks.  On a terminal a\n"
-    "progress line shows rows, bytes, rate and, when the sender said how\n"
-    "many rows come, the time left.  The last line sums up what moved and\n"
-    "the digest of DB afterwards.  When one side turns out to be a copy\n"
-    "(a file restored from a backup, or copied), it takes a new site id,\n"
-    "a line says so, and the session runs once more.\n"};
+    "--token is the credential the server checks.  When standard error is\n"
+    "a terminal, a progress line there shows rows, bytes, rate and, when\n"
+    "the sender said how many rows come, the time left; --quiet (-q),\n"
+    "NO_COLOR (set, not empty) or TERM=dumb turn it off.  The last line\n"
+    "sums up what moved and the digest of DB afterwards.  When one side\n"
+    "turns out to be a copy (a file restored from a backup, or copied),\n"
+    "it takes a new site id, a line says so, and the session runs once\n"
+    "more.\n"};
 
 int ctl_cmd_sync(int argc, char **argv) {
   peer_args pa;
@@ -372,7 +383,7 @@ int ctl_cmd_sync(int argc, char **argv) {
   sync_session_stats st;
   unsigned char mask[SYNC_RIGHTS_BYTES];
   progress pr;
-  int i, rc, mode = SYNC_BOTH, dry = 0, remote, ret = EX_FAIL;
+  int i, rc, mode = SYNC_BOTH, dry = 0, quiet = 0, remote, ret = EX_FAIL;
   char errmsg[300] = "";
   memset(&pa, 0, sizeof pa);
   for (i = 0; i < argc; i++) {
@@ -385,6 +396,8 @@ int ctl_cmd_sync(int argc, char **argv) {
       mode = SYNC_BOTH;
     else if (!strcmp(a, "--dry-run"))
       dry = 1;
+    else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
+      quiet = 1;
     else if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK)
       return ret;
   }
@@ -398,7 +411,7 @@ int ctl_cmd_sync(int argc, char **argv) {
   if ((ret = session_common(env, &pa, mask, &so)) != EX_OK) goto out;
   ret = EX_FAIL;
   memset(&pr, 0, sizeof pr);
-  pr.tty = isatty(1);
+  pr.tty = !quiet && show_progress();
   pr.t0 = now_s(); /* pr.last 0: the first chunk shows a line at once */
   so.progress = on_progress;
   so.progress_ctx = &pr;
@@ -414,7 +427,7 @@ int ctl_cmd_sync(int argc, char **argv) {
     rc = sync_local(env, oenv, &so, &pa, &st, errmsg, sizeof errmsg);
   }
   if (rc == SAID) goto out;
-  if (pr.shown) printf("\r\033[K");
+  if (pr.shown) fputs("\r\033[K", stderr);
   if (rc) {
     session_fail(&pa, rc, errmsg, 1);
     goto out;
