@@ -84,6 +84,21 @@ for c in "get empty.db t k" "dump empty.db t" "log empty.db" "vv empty.db" "stat
 done
 rm -f empty.db
 
+# --- options --------------------------------------------------------
+check "-V prints the version" sh -c "$S -V > out && grep -q '^synctl [0-9]' out"
+check "--version prints the version" sh -c "$S --version > out && grep -q '^synctl [0-9]' out"
+status "a misspelt command is a usage error (2)" 2 "$S" synk
+has "unknown command 'synk'; did you mean 'sync'?" && ! has "^commands:" && ok "and names the nearest command, not the whole usage" || bad "did you mean"
+status "a swapped pair of letters" 2 "$S" dupm
+has "did you mean 'dump'?" && ok "is one edit from the command" || bad "did you mean dump"
+status "help of a misspelt command" 2 "$S" help conflict
+has "did you mean 'conflicts'?" && ok "names the nearest too" || bad "help did you mean"
+check "init ints.db" "$S" init ints.db --table=t:integer v:text
+check "-- ends the options: a negative key" sh -c "$S put ints.db t -- -5 v=minus && $S get ints.db t -- -5 > out && grep -q '^v  minus\$' out"
+status "after --, --help is an argument, not a request for help" 1 "$S" get ints.db t -- --help
+check "--opt=value: log --since=1" sh -c "$S put ints.db t 7 v=seven && $S log ints.db --since=1 > out && grep -q ' 7 ' out && ! grep -q ' -5 ' out"
+check "--opt=value: load --batch=1" sh -c "echo '{\"key\":8,\"v\":\"x\"}' | $S load ints.db t - --batch=1 > out && grep -q 'loaded 1 row' out"
+
 # --- create, write, read --------------------------------------------
 check "init with --table" "$S" init a.db --table notes:text title:text:notnull body:text n:integer score:real blob:blob
 status "init refuses an existing file" 1 "$S" init a.db --table x:text y:text

@@ -54,10 +54,10 @@ int ctl_cmd_log(int argc, char **argv) {
   const char *db = NULL;
   int i;
   for (i = 0; i < argc; i++) {
-    if (!strcmp(argv[i], "--since")) {
+    if (ctl_opt(i, argv[i], "--since")) {
       if (i + 1 == argc || ctl_parse_u64(argv[++i], &since))
         return ctl_usage("--since needs a local version (a number)");
-    } else if (argv[i][0] == '-' && argv[i][1]) {
+    } else if (ctl_is_opt(i, argv[i])) {
       return ctl_usage("unknown option '%s'", argv[i]);
     } else if (!db) {
       db = argv[i];

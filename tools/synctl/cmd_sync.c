@@ -44,22 +44,22 @@ int ctl_cmd_serve(int argc, char **argv) {
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
-    if (!strcmp(a, "--credentials") && more)
+    if (ctl_opt(i, a, "--credentials") && more)
       o.credfile = argv[++i];
-    else if (!strcmp(a, "--metrics") && more)
+    else if (ctl_opt(i, a, "--metrics") && more)
       o.maddr = argv[++i];
-    else if (!strcmp(a, "--port-file") && more)
+    else if (ctl_opt(i, a, "--port-file") && more)
       o.portfile = argv[++i];
-    else if (!strcmp(a, "--metrics-port-file") && more)
+    else if (ctl_opt(i, a, "--metrics-port-file") && more)
       o.mportfile = argv[++i];
-    else if (!strcmp(a, "--sessions") && more) {
+    else if (ctl_opt(i, a, "--sessions") && more) {
       uint64_t n;
       if (ctl_parse_u64(argv[++i], &n))
         return ctl_usage("--sessions needs a number");
       o.max_sessions = (long)n;
-    } else if (!strcmp(a, "--quiet"))
+    } else if (ctl_opt(i, a, "--quiet"))
       o.quiet = 1;
-    else if (a[0] == '-' && a[1])
+    else if (ctl_is_opt(i, a))
       return ctl_usage("unknown option '%s' (or it needs a value)", a);
     else if (!o.db)
       o.db = a;
@@ -98,15 +98,15 @@ typedef struct peer_args {
 static int peer_arg(int argc, char **argv, int *i, peer_args *pa) {
   const char *a = argv[*i];
   int more = *i + 1 < argc;
-  if (!strcmp(a, "--tables") && more)
+  if (ctl_opt(*i, a, "--tables") && more)
     pa->tables = argv[++*i];
-  else if (!strcmp(a, "--token") && more)
+  else if (ctl_opt(*i, a, "--token") && more)
     pa->token = argv[++*i];
-  else if (!strcmp(a, "--max-message") && more) {
+  else if (ctl_opt(*i, a, "--max-message") && more) {
     if (ctl_parse_u64(argv[++*i], &pa->maxmsg) || pa->maxmsg < 256 ||
         pa->maxmsg > (16u << 20))
       return ctl_usage("--max-message takes 256 to 16777216 bytes");
-  } else if (a[0] == '-' && a[1])
+  } else if (ctl_is_opt(*i, a))
     return ctl_usage("unknown option '%s' (or it needs a value)", a);
   else if (!pa->db)
     pa->db = a;
@@ -388,15 +388,15 @@ int ctl_cmd_sync(int argc, char **argv) {
   memset(&pa, 0, sizeof pa);
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "--pull"))
+    if (ctl_opt(i, a, "--pull"))
       mode = SYNC_PULL;
-    else if (!strcmp(a, "--push"))
+    else if (ctl_opt(i, a, "--push"))
       mode = SYNC_PUSH;
-    else if (!strcmp(a, "--both"))
+    else if (ctl_opt(i, a, "--both"))
       mode = SYNC_BOTH;
-    else if (!strcmp(a, "--dry-run"))
+    else if (ctl_opt(i, a, "--dry-run"))
       dry = 1;
-    else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
+    else if (ctl_opt(i, a, "--quiet") || ctl_opt(i, a, "-q"))
       quiet = 1;
     else if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK)
       return ret;

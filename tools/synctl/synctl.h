@@ -75,6 +75,15 @@ CTL_COMMAND(sync);
 CTL_COMMAND(repair);
 CTL_COMMAND(diff);
 
+/* Options (main.c): main splits --NAME=VALUE into --NAME VALUE and drops
+ * a '--'; the arguments of a command from index ctl_nopt on came after
+ * it and are never options. */
+extern int ctl_nopt;
+/* argv[i] is the option name (i before any '--'). */
+int ctl_opt(long i, const char *a, const char *name);
+/* argv[i] looks like an option (-x or --x) and comes before any '--'. */
+int ctl_is_opt(long i, const char *a);
+
 /* ---------------------------------------------------------------------
  * Messages and output (output.c)
  * ------------------------------------------------------------------- */
