@@ -209,7 +209,15 @@ $S get t1.db settings 7 > /dev/null && $S get t2.db readings r1 > /dev/null"
 # --- conflicts --------------------------------------------------------
 $S put a.db notes k1 title=from-a > /dev/null
 $S put c.db notes k1 title=from-c > /dev/null
-check "concurrent writes sync with a conflict" sh -c "$S sync c.db a.db > out && grep -q '1 here' out"
+check "concurrent writes sync with a conflict" sh -c "$S sync c.db a.db > out && cp out sync-conflict.out && grep -q '1 here' out"
+check "the breakdown of the rows received adds up when a row loses to a local write" python3 -c "
+import re
+line = open('sync-conflict.out').read()
+m = re.search(r'received (\d+) rows? \((\d+) new, (\d+) updated, (\d+) deleted, (\d+) unchanged\)', line)
+assert m, line
+n, *parts = map(int, m.groups())
+assert n == 1 and sum(parts) == n and parts[3] == 1, line
+"
 check "both hold the later write" sh -c "$S get a.db notes k1 | grep -q '^title  from-c\$' && [ \"\$($S digest a.db)\" = \"\$($S digest c.db)\" ]"
 check "conflicts lists it" sh -c "$S conflicts c.db > out && grep -q 'both-modified .*notes .*k1 .*title .*local .*open' out && grep -q '^1 unresolved conflict' out"
 check "conflicts show prints both values" sh -c "$S conflicts c.db show 1 > out && grep -q 'local:  from-c' out && grep -q 'remote: from-a' out"

@@ -309,11 +309,41 @@ static int sync_local(sync_env *env, sync_env *oenv,
   return rc;
 }
 
+/* What became of the rows received, as "(1 new, 2 updated, 0 deleted,
+ * 1 unchanged)": every row counted once, so that the parts add up to
+ * the rows received (a row that loses to a local write is unchanged;
+ * refused and unknown rows are named when there are any). */
+static void fmt_received(const sync_session_stats *st, char *out, size_t cap) {
+  const sync_apply_report *a = &st->applied;
+  uint64_t parts = a->inserted + a->updated + a->deleted + a->unchanged +
+                   a->refused + a->unknown;
+  size_t n;
+  n = (size_t)snprintf(out, cap, "(%llu new, %llu updated, %llu deleted, %llu "
+                                 "unchanged",
+                       (unsigned long long)a->inserted,
+                       (unsigned long long)a->updated,
+                       (unsigned long long)a->deleted,
+                       (unsigned long long)a->unchanged);
+  if (a->refused && n < cap)
+    n += (size_t)snprintf(out + n, cap - n, ", %llu refused",
+                          (unsigned long long)a->refused);
+  if (a->unknown && n < cap)
+    n += (size_t)snprintf(out + n, cap - n, ", %llu of tables not here yet",
+                          (unsigned long long)a->unknown);
+  /* Rows the session counted but no report saw (none today): say so
+   * rather than print parts that do not add up. */
+  if (st->rows_received > parts && n < cap)
+    n += (size_t)snprintf(out + n, cap - n, ", %llu not applied",
+                          (unsigned long long)(st->rows_received - parts));
+  if (n < cap) snprintf(out + n, cap - n, ")");
+}
+
 /* The summing-up line(s) of a sync that ran; el its seconds. */
 static void sync_report(sync_env *env, const char *other, int dry,
                         const sync_session_stats *st, double el) {
   uint64_t dg = ctl_digest_all(env);
-  char bi[32], bo[32];
+  char bi[32], bo[32], parts[256];
+  fmt_received(st, parts, sizeof parts);
   ctl_fmt_bytes(st->bytes_received, bi, sizeof bi);
   ctl_fmt_bytes(st->bytes_sent, bo, sizeof bo);
   if (dry)
@@ -327,16 +357,12 @@ static void sync_report(sync_env *env, const char *other, int dry,
            (unsigned long long)st->peer_applied.updated,
            (unsigned long long)st->peer_applied.deleted);
   else
-    printf("synced with %s: received %llu row%s (%llu new, %llu updated, "
-           "%llu deleted), sent "
+    printf("synced with %s: received %llu row%s %s, sent "
            "%llu row%s; %s in, %s out; %llu conflict%s (%llu here, %llu "
            "there); %.2f s; digest "
            "%016llx\n",
            other, (unsigned long long)st->rows_received,
-           st->rows_received == 1 ? "" : "s",
-           (unsigned long long)st->applied.inserted,
-           (unsigned long long)st->applied.updated,
-           (unsigned long long)st->applied.deleted,
+           st->rows_received == 1 ? "" : "s", parts,
            (unsigned long long)st->rows_sent, st->rows_sent == 1 ? "" : "s", bi,
            bo,
            (unsigned long long)(st->applied.conflicts +
@@ -500,7 +526,7 @@ static int repair_remote(sync_env *env, sync_session_opts *so,
 static int repair_report(sync_env *env, const peer_args *pa, int diff,
                          const sync_session_stats *st, const diff_out *dout,
                          double t0) {
-  char bi[32], bo[32];
+  char bi[32], bo[32], parts[256];
   uint64_t dg;
   ctl_fmt_bytes(st->bytes_received, bi, sizeof bi);
   ctl_fmt_bytes(st->bytes_sent, bo, sizeof bo);
@@ -518,17 +544,15 @@ static int repair_report(sync_env *env, const peer_args *pa, int diff,
     return st->repair_equal ? EX_OK : EX_NOTFOUND;
   }
   dg = ctl_digest_all(env);
+  fmt_received(st, parts, sizeof parts);
   printf(
-      "repaired with %s: %s; received %llu row%s (%llu new, %llu "
-      "updated, %llu deleted), sent %llu row%s; %llu pass%s, %llu "
+      "repaired with %s: %s; received %llu row%s %s, sent %llu row%s; %llu "
+      "pass%s, %llu "
       "round trips, %llu nodes compared; %s in, %s out; %.2f s; digest "
       "%016llx\n",
       pa->other, st->repair_equal ? "equal" : "STILL DIFFERENT",
       (unsigned long long)st->rows_received, st->rows_received == 1 ? "" : "s",
-      (unsigned long long)st->applied.inserted,
-      (unsigned long long)st->applied.updated,
-      (unsigned long long)st->applied.deleted,
-      (unsigned long long)st->rows_sent, st->rows_sent == 1 ? "" : "s",
+      parts, (unsigned long long)st->rows_sent, st->rows_sent == 1 ? "" : "s",
       (unsigned long long)st->repair_passes, st->repair_passes == 1 ? "" : "es",
       (unsigned long long)((st->repair_turns + 1) / 2),
       (unsigned long long)st->repair_nodes, bi, bo, now_s() - t0,
