@@ -181,6 +181,22 @@ status "schema --diff of incompatible files exits 1" 1 "$S" schema rs1.db --diff
 has "^differs: notes column 0 is 'title' text in rs1.db, 'title' integer in rs3.db\$" && has "^incompatible" && ok "and names the column on both sides" || bad "schema --diff message"
 status "files with incompatible schemas do not sync" 1 "$S" sync rs3.db rs1.db
 has "table 'notes' column 0 is 'title' TEXT on the server but 'title' INTEGER on the client" && ok "and the message names the table and the column" || bad "schema mismatch message"
+check "sync --json is one JSON object that adds up" sh -c "$S put a.db notes j9 title=json > /dev/null && $S sync c.db a.db --json > out && python3 -c \"
+import json
+d = json.loads(open('out').read())
+assert d['with'] == 'a.db' and d['received'] == 1 and d['new'] + d['updated'] + d['deleted'] + d['unchanged'] + d['refused'] + d['unknown'] == d['received'], d
+assert len(d['digest']) == 16 and d['dry_run'] is False
+\""
+check "vv --json" sh -c "$S vv c.db --json > out && python3 -c \"
+import json
+rows = [json.loads(l) for l in open('out')]
+assert sum(r['self'] for r in rows) == 1 and all(len(r['site']) == 32 and r['hlc'] > 0 for r in rows), rows
+\""
+check "peers --json" sh -c "$S peers c.db --json > out && python3 -c \"
+import json
+rows = [json.loads(l) for l in open('out')]
+assert len(rows) == 1 and set(rows[0]) == {'peer', 'cursor', 'acknowledged', 'tombstones'}, rows
+\""
 check "peers lists the other file" sh -c "$S peers a.db > out && grep -q '^1 peer' out"
 check "a dry run writes nothing" sh -c "$S put a.db notes d1 title=dry && $S sync c.db a.db --dry-run > out && grep -q 'would insert 1' out && $S sync c.db a.db --dry-run > out && grep -q 'would insert 1' out && ! $S get c.db notes d1 > /dev/null 2>&1"
 check "--pull only receives" sh -c "$S put c.db notes p1 title=push-me && $S sync c.db a.db --pull > out && grep -q 'sent 0 rows' out && ! $S get a.db notes p1 > /dev/null 2>&1"

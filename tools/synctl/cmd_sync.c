@@ -381,9 +381,36 @@ static void sync_report(sync_env *env, const char *other, int dry,
            (unsigned long long)st->reverted, st->reverted == 1 ? "" : "s");
 }
 
+/* The summary of a sync as one JSON object, for scripts. */
+static void sync_report_json(sync_env *env, const char *other, int dry,
+                             const sync_session_stats *st, double el) {
+  const sync_apply_report *a = &st->applied, *b = &st->peer_applied;
+  printf("{\"with\":");
+  ctl_json_str(stdout, (const unsigned char *)other, strlen(other));
+  printf(",\"dry_run\":%s,\"received\":%llu,\"new\":%llu,\"updated\":%llu,"
+         "\"deleted\":%llu,\"unchanged\":%llu,\"refused\":%llu,"
+         "\"unknown\":%llu,\"sent\":%llu,\"there_new\":%llu,"
+         "\"there_updated\":%llu,\"there_deleted\":%llu,"
+         "\"there_refused\":%llu,\"reverted\":%llu,\"bytes_in\":%llu,"
+         "\"bytes_out\":%llu,\"conflicts_here\":%llu,"
+         "\"conflicts_there\":%llu,\"seconds\":%.3f,\"digest\":\"%016llx\"}\n",
+         dry ? "true" : "false", (unsigned long long)st->rows_received,
+         (unsigned long long)a->inserted, (unsigned long long)a->updated,
+         (unsigned long long)a->deleted, (unsigned long long)a->unchanged,
+         (unsigned long long)a->refused, (unsigned long long)a->unknown,
+         (unsigned long long)st->rows_sent, (unsigned long long)b->inserted,
+         (unsigned long long)b->updated, (unsigned long long)b->deleted,
+         (unsigned long long)b->refused, (unsigned long long)st->reverted,
+         (unsigned long long)st->bytes_received,
+         (unsigned long long)st->bytes_sent, (unsigned long long)a->conflicts,
+         (unsigned long long)b->conflicts, el,
+         (unsigned long long)ctl_digest_all(env));
+}
+
 const ctl_help ctl_help_sync = {
     "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
-    "       [--tables A,B] [--token T] [--max-message BYTES] [--quiet]",
+    "       [--tables A,B] [--token T] [--max-message BYTES] [--quiet]\n"
+    "       [--json]",
     "sync with a server or another database file",
     "Runs one session: DB is the client, the other side serves.  With\n"
     "HOST:PORT the other side is a server ('synctl serve'); with a path it\n"
@@ -400,7 +427,12 @@ const ctl_help ctl_help_sync = {
     "sums up what moved and the digest of DB afterwards.  When one side\n"
     "turns out to be a copy (a file restored from a backup, or copied),\n"
     "it takes a new site id, a line says so, and the session runs once\n"
-    "more.\n"};
+    "more.\n"
+    "With --json the summary is one JSON object instead: received, new,\n"
+    "updated, deleted, unchanged, refused, unknown, sent, there_new,\n"
+    "there_updated, there_deleted, there_refused, reverted, bytes_in,\n"
+    "bytes_out, conflicts_here, conflicts_there, seconds, digest (16 hex\n"
+    "digits), with and dry_run.\n"};
 
 int ctl_cmd_sync(int argc, char **argv) {
   peer_args pa;
@@ -409,7 +441,8 @@ int ctl_cmd_sync(int argc, char **argv) {
   sync_session_stats st;
   unsigned char mask[SYNC_RIGHTS_BYTES];
   progress pr;
-  int i, rc, mode = SYNC_BOTH, dry = 0, quiet = 0, remote, ret = EX_FAIL;
+  int i, rc, mode = SYNC_BOTH, dry = 0, quiet = 0, json = 0, remote;
+  int ret = EX_FAIL;
   char errmsg[300] = "";
   memset(&pa, 0, sizeof pa);
   for (i = 0; i < argc; i++) {
@@ -424,6 +457,8 @@ int ctl_cmd_sync(int argc, char **argv) {
       dry = 1;
     else if (ctl_opt(i, a, "--quiet") || ctl_opt(i, a, "-q"))
       quiet = 1;
+    else if (ctl_opt(i, a, "--json"))
+      json = 1;
     else if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK)
       return ret;
   }
@@ -458,7 +493,10 @@ int ctl_cmd_sync(int argc, char **argv) {
     session_fail(&pa, rc, errmsg, 1);
     goto out;
   }
-  sync_report(env, pa.other, dry, &st, now_s() - pr.t0);
+  if (json)
+    sync_report_json(env, pa.other, dry, &st, now_s() - pr.t0);
+  else
+    sync_report(env, pa.other, dry, &st, now_s() - pr.t0);
   ret = EX_OK;
 out:
   sync_env_close(oenv);
