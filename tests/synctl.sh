@@ -124,6 +124,11 @@ status "del of a missing row exits 3" 3 "$S" del a.db notes k3
 check "dump is aligned with a header" sh -c "$S dump a.db notes > out && head -1 out | grep -q '^key  title  body       n     score  blob\$' && grep -q '^k2   world  NULL       NULL  NULL   NULL\$' out && [ \$(wc -l < out) = 3 ]"
 check "log shows the delete" sh -c "$S log a.db > out && grep -q 'k3 .* deleted' out && grep -q 'k1 .* live' out"
 check "log --since skips older versions" sh -c "$S log a.db --since 3 > out && ! grep -q ' k2 ' out && grep -q ' k3 ' out"
+check "log --json: one object per row, the key typed" sh -c "$S log a.db --json > out && python3 -c \"
+import json
+rows = [json.loads(l) for l in open('out')]
+assert [r['key'] for r in rows if r['state'] == 'deleted'] == ['k3'] and all(r['table'] == 'notes' and r['hlc'] > 0 for r in rows), rows
+\""
 check "vv names this replica" sh -c "$S vv a.db > out && grep -q '(this replica)' out"
 check "schema prints a schema file" sh -c "$S schema a.db > schema.txt && grep -q '^table notes text\$' schema.txt && grep -q '^  title text notnull\$' schema.txt"
 

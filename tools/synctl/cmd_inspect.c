@@ -10,19 +10,28 @@
 #include <sys/stat.h>
 
 const ctl_help ctl_help_log = {
-    "synctl log DB [--since VERSION]", "print the change log",
+    "synctl log DB [--since VERSION] [--json]", "print the change log",
     "Lists the rows changed after local version VERSION (default 0: all),\n"
     "in version order, each once in its latest state: local version,\n"
     "table, key, live or deleted, causal length, the newest stamp in the\n"
-    "row (time, HLC counter) and the site that wrote it.\n"};
+    "row (time, HLC counter) and the site that wrote it.  With --json,\n"
+    "one object per row: version, table, key, state, cl, hlc, time,\n"
+    "site.\n"};
+
+typedef struct log_args {
+  uint64_t since;
+  int json;
+} log_args;
 
 static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
+  const log_args *la = (const log_args *)ctx;
   sync_changes *it;
   sync_change ch;
   int rc;
-  if ((rc = sync_changes_open(x, *(const uint64_t *)ctx, &it)))
+  if ((rc = sync_changes_open(x, la->since, &it)))
     return ctl_lib_fail(env, db, rc, "cannot read the change log");
-  printf("%-8s %-12s %-20s %-7s %4s  %-31s %s\n", "version", "table", "key",
+  if (!la->json)
+    printf("%-8s %-12s %-20s %-7s %4s  %-31s %s\n", "version", "table", "key",
          "state", "cl", "stamp", "site");
   while ((rc = sync_changes_next(it, &ch)) == 0) {
     sync_table_def d;
@@ -36,6 +45,19 @@ static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
         best = st;
     ctl_fmt_hlc(best.hlc, hb, sizeof hb);
     ctl_hex_str(best.site, 8, site);
+    if (la->json) {
+      printf("{\"version\":%llu,\"table\":", (unsigned long long)ch.version);
+      ctl_json_str(stdout, (const unsigned char *)d.name, strlen(d.name));
+      printf(",\"key\":");
+      ctl_json_key(stdout, d.key_type, (const unsigned char *)ch.key.data,
+                   ch.key.len);
+      printf(",\"state\":\"%s\",\"cl\":%llu,\"hlc\":%llu,\"time\":\"%s\","
+             "\"site\":\"%s\"}\n",
+             ch.causal_length & 1 ? "live" : "deleted",
+             (unsigned long long)ch.causal_length,
+             (unsigned long long)best.hlc, hb, site);
+      continue;
+    }
     printf("%-8llu %-12s ", (unsigned long long)ch.version, d.name);
     kw = ctl_put_key(stdout, d.key_type, (const unsigned char *)ch.key.data,
                      ch.key.len);
@@ -50,13 +72,15 @@ static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
 }
 
 int ctl_cmd_log(int argc, char **argv) {
-  uint64_t since = 0;
+  log_args la = {0, 0};
   const char *db = NULL;
   int i;
   for (i = 0; i < argc; i++) {
     if (ctl_opt(i, argv[i], "--since")) {
-      if (i + 1 == argc || ctl_parse_u64(argv[++i], &since))
+      if (i + 1 == argc || ctl_parse_u64(argv[++i], &la.since))
         return ctl_usage("--since needs a local version (a number)");
+    } else if (ctl_opt(i, argv[i], "--json")) {
+      la.json = 1;
     } else if (ctl_is_opt(i, argv[i])) {
       return ctl_usage("unknown option '%s'", argv[i]);
     } else if (!db) {
@@ -66,7 +90,7 @@ int ctl_cmd_log(int argc, char **argv) {
     }
   }
   if (!db) return ctl_usage("give DB");
-  return ctl_read_db(db, log_read, &since);
+  return ctl_read_db(db, log_read, &la);
 }
 
 const ctl_help ctl_help_vv = {
