@@ -316,7 +316,10 @@ SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
 
 /* Open (or create) the database in the single file at path, plus LMDB's
  * lock file path-lock.  Errors: SYNC_EINVAL, SYNC_NOTFOUND (absent with
- * NOCREATE/RDONLY), SYNC_ENOTDB, SYNC_EVERSION, SYNC_ESCHEMA, SYNC_EACCES,
+ * NOCREATE/RDONLY), SYNC_ENOTDB (not a sync database; with NOCREATE or
+ * RDONLY an empty file, too, which is left as it is and gets no lock
+ * file: a plain open makes an empty file a database), SYNC_EVERSION,
+ * SYNC_ESCHEMA, SYNC_EACCES,
  * SYNC_EIO, SYNC_ENOSPC, SYNC_ECORRUPT (file shorter than its header
  * says, or a damaged row met by the upgrade below), SYNC_ENOMEM.  On
  * failure the env may be configured and opened again.

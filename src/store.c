@@ -190,6 +190,13 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
       snprintf(msg, msgsz, "%s: no such database file", path);
       return errno == ENOENT ? SYNC_NOTFOUND : sx_map_err(NULL, errno);
     }
+    /* An empty file holds no database, and LMDB would write one into it
+     * (and a lock file beside it) before anything could say so: a read
+     * must not write, and NOCREATE must not create. */
+    if (S_ISREG(sb.st_mode) && sb.st_size == 0) {
+      snprintf(msg, msgsz, "%s: empty file, not a sync database", path);
+      return SYNC_ENOTDB;
+    }
   }
 #endif
   st = (sx_store *)sx_malloc(al, sizeof *st);

@@ -53,6 +53,52 @@ status "an unknown command is a usage error (2)" 2 "$S" frobnicate
 status "a missing database fails (1)" 1 "$S" dump nosuch.db t
 has "nosuch.db: no such database" && ok "and says so" || bad "missing database message"
 
+# --- addresses --------------------------------------------------------
+"$S" init addr.db --table t:text v:text > /dev/null
+for a in 127.0.0.1:99999 127.0.0.1:108405 127.0.0.1:-1; do
+  status "sync with port out of range $a is a usage error (2)" 2 "$S" sync addr.db $a
+  has "malformed address '$a'" && ok "and says the address is malformed" || bad "port range message for $a"
+done
+status "serve on port 99999 is a usage error (2)" 2 timeout 5 "$S" serve addr.db 127.0.0.1:99999
+has "port 99999 is not in 0 to 65535" && ok "and names the range" || bad "serve port range message"
+status "serve --metrics with port 65536 is a usage error (2)" 2 timeout 5 "$S" serve addr.db 127.0.0.1:0 --metrics 127.0.0.1:65536
+status "HOST:abc is a usage error (2)" 2 "$S" sync addr.db 127.0.0.1:abc
+has "malformed address '127.0.0.1:abc': the port must be a number" && ok "and is not taken for a database" || bad "HOST:abc message"
+status "a bare HOST is a usage error (2)" 2 "$S" sync addr.db localhost
+has "'localhost' is neither a database file nor an address (HOST:PORT)" && ok "and says it is neither" || bad "bare HOST message"
+status "stats of HOST:abc is a usage error (2)" 2 "$S" stats 127.0.0.1:abc
+CLOSED=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+status "a refused connection fails (1)" 1 "$S" sync addr.db 127.0.0.1:$CLOSED
+has "connection refused by 127.0.0.1:$CLOSED" && ok "and says refused" || bad "refused message"
+status "repair with a refused connection fails (1)" 1 "$S" repair addr.db 127.0.0.1:$CLOSED
+has "connection refused by 127.0.0.1:$CLOSED" && ok "and says refused too" || bad "repair refused message"
+status "a name that does not resolve fails (1)" 1 "$S" sync addr.db nosuchhost.invalid:7000
+has "cannot resolve nosuchhost.invalid: " && ! has "refused" && ok "and says it cannot resolve" || bad "resolve message"
+
+# --- an empty file is not a database, and nothing writes into it -------
+for c in "get empty.db t k" "dump empty.db t" "log empty.db" "vv empty.db" "stats empty.db" "put empty.db t k v=1" "sync empty.db addr.db"; do
+  rm -f empty.db empty.db-lock; : > empty.db
+  status "$c on an empty file fails (1)" 1 "$S" $c
+  has "empty.db: not a sync database (an empty file)" && [ ! -s empty.db ] && [ ! -e empty.db-lock ] \
+    && ok "and says so, writing nothing" || bad "$c on an empty file wrote or said otherwise"
+done
+rm -f empty.db
+
+# --- options --------------------------------------------------------
+check "-V prints the version" sh -c "$S -V > out && grep -q '^synctl [0-9]' out"
+check "--version prints the version" sh -c "$S --version > out && grep -q '^synctl [0-9]' out"
+status "a misspelt command is a usage error (2)" 2 "$S" synk
+has "unknown command 'synk'; did you mean 'sync'?" && ! has "^commands:" && ok "and names the nearest command, not the whole usage" || bad "did you mean"
+status "a swapped pair of letters" 2 "$S" dupm
+has "did you mean 'dump'?" && ok "is one edit from the command" || bad "did you mean dump"
+status "help of a misspelt command" 2 "$S" help conflict
+has "did you mean 'conflicts'?" && ok "names the nearest too" || bad "help did you mean"
+check "init ints.db" "$S" init ints.db --table=t:integer v:text
+check "-- ends the options: a negative key" sh -c "$S put ints.db t -- -5 v=minus && $S get ints.db t -- -5 > out && grep -q '^v  minus\$' out"
+status "after --, --help is an argument, not a request for help" 1 "$S" get ints.db t -- --help
+check "--opt=value: log --since=1" sh -c "$S put ints.db t 7 v=seven && $S log ints.db --since=1 > out && grep -q ' 7 ' out && ! grep -q ' -5 ' out"
+check "--opt=value: load --batch=1" sh -c "echo '{\"key\":8,\"v\":\"x\"}' | $S load ints.db t - --batch=1 > out && grep -q 'loaded 1 row' out"
+
 # --- create, write, read --------------------------------------------
 check "init with --table" "$S" init a.db --table notes:text title:text:notnull body:text n:integer score:real blob:blob
 status "init refuses an existing file" 1 "$S" init a.db --table x:text y:text
@@ -78,8 +124,22 @@ status "del of a missing row exits 3" 3 "$S" del a.db notes k3
 check "dump is aligned with a header" sh -c "$S dump a.db notes > out && head -1 out | grep -q '^key  title  body       n     score  blob\$' && grep -q '^k2   world  NULL       NULL  NULL   NULL\$' out && [ \$(wc -l < out) = 3 ]"
 check "log shows the delete" sh -c "$S log a.db > out && grep -q 'k3 .* deleted' out && grep -q 'k1 .* live' out"
 check "log --since skips older versions" sh -c "$S log a.db --since 3 > out && ! grep -q ' k2 ' out && grep -q ' k3 ' out"
+check "log --json: one object per row, the key typed" sh -c "$S log a.db --json > out && python3 -c \"
+import json
+rows = [json.loads(l) for l in open('out')]
+assert [r['key'] for r in rows if r['state'] == 'deleted'] == ['k3'] and all(r['table'] == 'notes' and r['hlc'] > 0 for r in rows), rows
+\""
 check "vv names this replica" sh -c "$S vv a.db > out && grep -q '(this replica)' out"
 check "schema prints a schema file" sh -c "$S schema a.db > schema.txt && grep -q '^table notes text\$' schema.txt && grep -q '^  title text notnull\$' schema.txt"
+
+# --- a full disk (a file size limit stands in for it) ----------------
+BIG=$(python3 -c "print('ab' * 60000)")
+for lim in 70 100; do
+  "$S" init full$lim.db --table t:text b:blob > /dev/null
+  status "a write past the file size limit ($lim blocks) fails (1)" 1 sh -c "trap '' XFSZ; ulimit -f $lim; exec $S put full$lim.db t k b=$BIG"
+  has "I/O error" && ! has "failed: [a-z ]*failed" && ! has "full$lim.db: [a-z ]*: full$lim.db" \
+    && ok "and says what failed once" || bad "full disk message says it twice"
+done
 
 # --- dump and load round trip ----------------------------------------
 check "init from a schema file" "$S" init b.db --schema schema.txt
@@ -90,6 +150,21 @@ status "a bad JSON line stops the load" 1 "$S" load b.db notes badrows.jsonl --b
 has "badrows.jsonl:2: column 'n' is integer" && ok "and names the line and the column" || bad "load error message"
 check "rows before the bad line's batch stay loaded" sh -c "$S get b.db notes j1 --json > out && grep -q 'esc \\\\\"q\\\\\" é \\\\n' out"
 check "load from stdin" sh -c "echo '{\"key\":\"s1\",\"title\":\"from stdin\",\"score\":2}' | $S load b.db notes - && $S get b.db notes s1 > out && grep -q '^score  2.0\$' out"
+# Every real the library stores comes back from dump --json | load exactly.
+"$S" init jr1.db --table t:text r:real i:integer > /dev/null
+"$S" init jr2.db --table t:text r:real i:integer > /dev/null
+printf '%s\n' '{"key":"a","r":"inf","i":9223372036854775807}' '{"key":"b","r":"-inf","i":-9223372036854775808}' \
+  '{"key":"c","r":"nan","i":0}' '{"key":"d","r":-0.0,"i":-1}' '{"key":"e","r":5e-324,"i":null}' \
+  '{"key":"f","r":1.7976931348623157e+308,"i":null}' '{"key":"g","r":0.1,"i":null}' '{"key":"h","r":-2.5e-300,"i":null}' > reals.jsonl
+check "load non-finite reals and 64-bit integers" "$S" load jr1.db t reals.jsonl
+check "dump --json writes them as load reads them" sh -c "$S dump jr1.db t --json > out && cmp out reals.jsonl"
+check "and they load back exactly (same digest, same dump)" sh -c "$S load jr2.db t reals.jsonl > /dev/null && [ \"\$($S digest jr1.db)\" = \"\$($S digest jr2.db)\" ] && $S dump jr2.db t --json | cmp - reals.jsonl"
+check "inf and nan are not NULL after a round trip" sh -c "$S get jr2.db t a > out && grep -q '^r  inf\$' out && $S get jr2.db t c > out && grep -q '^r  nan\$' out"
+for bad in '"r":1e999' '"r":+1' '"i":01' '"r":.5' '"r":1.' '"i":9223372036854775808'; do
+  printf '{"key":"ok","r":1.5}\n{"key":"x",%s}\n' "$bad" > badnum.jsonl
+  status "load refuses $bad (1)" 1 "$S" load jr2.db t badnum.jsonl
+  has "badnum.jsonl:2: " && ok "and names the line" || bad "line of $bad"
+done
 check "add-column" sh -c "$S add-column b.db notes tag:text > out && $S schema b.db | grep -q '^  tag text\$'"
 status "a notnull column cannot be added" 1 "$S" add-column b.db notes must:text:notnull
 
@@ -111,6 +186,22 @@ status "schema --diff of incompatible files exits 1" 1 "$S" schema rs1.db --diff
 has "^differs: notes column 0 is 'title' text in rs1.db, 'title' integer in rs3.db\$" && has "^incompatible" && ok "and names the column on both sides" || bad "schema --diff message"
 status "files with incompatible schemas do not sync" 1 "$S" sync rs3.db rs1.db
 has "table 'notes' column 0 is 'title' TEXT on the server but 'title' INTEGER on the client" && ok "and the message names the table and the column" || bad "schema mismatch message"
+check "sync --json is one JSON object that adds up" sh -c "$S put a.db notes j9 title=json > /dev/null && $S sync c.db a.db --json > out && python3 -c \"
+import json
+d = json.loads(open('out').read())
+assert d['with'] == 'a.db' and d['received'] == 1 and d['new'] + d['updated'] + d['deleted'] + d['unchanged'] + d['refused'] + d['unknown'] == d['received'], d
+assert len(d['digest']) == 16 and d['dry_run'] is False
+\""
+check "vv --json" sh -c "$S vv c.db --json > out && python3 -c \"
+import json
+rows = [json.loads(l) for l in open('out')]
+assert sum(r['self'] for r in rows) == 1 and all(len(r['site']) == 32 and r['hlc'] > 0 for r in rows), rows
+\""
+check "peers --json" sh -c "$S peers c.db --json > out && python3 -c \"
+import json
+rows = [json.loads(l) for l in open('out')]
+assert len(rows) == 1 and set(rows[0]) == {'peer', 'cursor', 'acknowledged', 'tombstones'}, rows
+\""
 check "peers lists the other file" sh -c "$S peers a.db > out && grep -q '^1 peer' out"
 check "a dry run writes nothing" sh -c "$S put a.db notes d1 title=dry && $S sync c.db a.db --dry-run > out && grep -q 'would insert 1' out && $S sync c.db a.db --dry-run > out && grep -q 'would insert 1' out && ! $S get c.db notes d1 > /dev/null 2>&1"
 check "--pull only receives" sh -c "$S put c.db notes p1 title=push-me && $S sync c.db a.db --pull > out && grep -q 'sent 0 rows' out && ! $S get a.db notes p1 > /dev/null 2>&1"
@@ -139,7 +230,15 @@ $S get t1.db settings 7 > /dev/null && $S get t2.db readings r1 > /dev/null"
 # --- conflicts --------------------------------------------------------
 $S put a.db notes k1 title=from-a > /dev/null
 $S put c.db notes k1 title=from-c > /dev/null
-check "concurrent writes sync with a conflict" sh -c "$S sync c.db a.db > out && grep -q '1 here' out"
+check "concurrent writes sync with a conflict" sh -c "$S sync c.db a.db > out && cp out sync-conflict.out && grep -q '1 here' out"
+check "the breakdown of the rows received adds up when a row loses to a local write" python3 -c "
+import re
+line = open('sync-conflict.out').read()
+m = re.search(r'received (\d+) rows? \((\d+) new, (\d+) updated, (\d+) deleted, (\d+) unchanged\)', line)
+assert m, line
+n, *parts = map(int, m.groups())
+assert n == 1 and sum(parts) == n and parts[3] == 1, line
+"
 check "both hold the later write" sh -c "$S get a.db notes k1 | grep -q '^title  from-c\$' && [ \"\$($S digest a.db)\" = \"\$($S digest c.db)\" ]"
 check "conflicts lists it" sh -c "$S conflicts c.db > out && grep -q 'both-modified .*notes .*k1 .*title .*local .*open' out && grep -q '^1 unresolved conflict' out"
 check "conflicts show prints both values" sh -c "$S conflicts c.db show 1 > out && grep -q 'local:  from-c' out && grep -q 'remote: from-a' out"
@@ -167,7 +266,7 @@ check "init e.db" "$S" init e.db --schema schema.txt
 check "sync over TCP" sh -c "$S sync e.db $A --token good > out && grep -q \"^synced with $A\" out"
 check "the server's file and the client have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"
 status "a bad token is refused (1)" 1 "$S" sync e.db "$A" --token wrong
-has "refused" && ok "and says it was refused" || bad "refused message"
+has "the server refused the credentials" && ! has "()" && ok "and says the server refused the credentials" || bad "refused credentials message"
 check "a read-only token's write is refused and taken back" sh -c "$S put e.db notes r1 title=x && $S sync e.db $A --token reader > out && grep -q '1 refused row went back' out && ! $S get a.db notes r1 > /dev/null 2>&1 && ! $S get e.db notes r1 > /dev/null 2>&1"
 check "rejected lists the refused write with its reason" sh -c "$S rejected e.db > out && grep -q '^1 .*notes .*r1 .*table .*reverted' out && grep -q '^1 rejected write' out"
 check "the device and the server hold the same again" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"
@@ -242,12 +341,24 @@ for i in range(5000):
 "$S" init big.db --schema schema.txt > /dev/null
 "$S" init big2.db --schema schema.txt > /dev/null
 check "load 5000 rows in batches" sh -c "$S load big.db notes big.jsonl --batch 700 > out && grep -q 'loaded 5000 rows' out"
+# onatty.py progress|none ENV... -- COMMAND...: stderr on a terminal,
+# stdout a pipe; asserts a progress line on stderr and the summary alone
+# on stdout.  With none both are on the terminal, and it asserts that no
+# escape code came on either.
 cat > onatty.py <<'PY'
 import os, pty, subprocess, sys
+want = sys.argv[1]
+i = sys.argv.index('--')
+env = dict(os.environ)
+for kv in sys.argv[2:i]:
+    k, v = kv.split('=', 1)
+    if v: env[k] = v
+    else: env.pop(k, None)
 m, s = pty.openpty()
-p = subprocess.Popen(sys.argv[1:], stdout=s, stderr=s)
+p = subprocess.Popen(sys.argv[i + 1:], stderr=s, env=env,
+                     stdout=subprocess.PIPE if want == 'progress' else s)
 os.close(s)
-out = b''
+err = b''
 while True:
     try:
         b = os.read(m, 65536)
@@ -255,13 +366,24 @@ while True:
         break
     if not b:
         break
-    out += b
-sys.stdout.buffer.write(out)
+    err += b
+out = p.stdout.read() if p.stdout else b''
+print('stdout:', repr(out))
+print('stderr (and stdout with none):', repr(err))
 assert p.wait() == 0
-assert b'\r\x1b[K' in out and b'/5000 rows (' in out and b'rows/s' in out
-assert b'synced with big.db: received 5000 rows' in out.split(b'\r\x1b[K')[-1]
+if want == 'progress':
+    assert out.startswith(b'synced with big.db: received 5000 rows') and out.count(b'\n') == 1 and b'\r' not in out
+    assert b'\r\x1b[K' in err and b'/5000 rows (' in err and b'rows/s' in err
+    assert err.endswith(b'\r\x1b[K')
+else:
+    assert err.startswith(b'synced with big.db: received 5000 rows') and b'\x1b' not in err and b'\r\n' == err[-2:] and err.count(b'\n') == 1
 PY
-check "a progress line on a terminal, then the summary" python3 onatty.py "$S" sync big2.db big.db
+check "a progress line on a terminal's stderr, the summary alone on stdout" python3 onatty.py progress TERM=xterm NO_COLOR= -- "$S" sync big2.db big.db
+for off in "TERM=dumb NO_COLOR= -- $S sync" "TERM=xterm NO_COLOR=1 -- $S sync" "TERM=xterm NO_COLOR= -- $S sync --quiet" "TERM=xterm NO_COLOR= -- $S sync -q"; do
+  "$S" init big3.db --schema schema.txt > /dev/null
+  check "no progress line with $off" python3 onatty.py none $off big3.db big.db
+  rm -f big3.db big3.db-lock
+done
 check "no progress line into a pipe" sh -c "$S put big.db notes row-00001 title=changed && $S sync big2.db big.db > out && ! tr '\r' '@' < out | grep -q @ && [ \$(wc -l < out) = 1 ]"
 
 # --- fleet events: a device restored from a backup, a copied file ------

@@ -6,6 +6,8 @@
 #include "testutil.h"
 
 #include <lmdb.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #define DB "t_env.db"
 #define DB2 "t_env2.db"
@@ -226,6 +228,51 @@ static void test_rdonly_on_missing_file_is_notfound(void **state) {
   TU_OK(sync_env_create(NULL, &env));
   TU_RC(sync_env_open(env, DB, SYNC_OPEN_RDONLY), SYNC_NOTFOUND);
   assert_false(tu_file_exists(DB));
+  sync_env_close(env);
+}
+
+/* An empty file: for a read-only or NOCREATE open it is not a database,
+ * and nothing is written to it or beside it (no lock file). */
+static void empty_file_is_enotdb(unsigned flags) {
+  sync_env *env;
+  FILE *f = fopen(DB, "w");
+  struct stat sb;
+  char lock[1024];
+  assert_non_null(f);
+  fclose(f);
+  tu_lock_path(DB, lock, sizeof lock);
+  TU_OK(sync_env_create(NULL, &env));
+  TU_RC(sync_env_open(env, DB, flags), SYNC_ENOTDB);
+  assert_non_null(strstr(sync_env_errmsg(env), "empty file"));
+  sync_env_close(env);
+  assert_int_equal(stat(DB, &sb), 0);
+  assert_int_equal(sb.st_size, 0);
+  assert_false(tu_file_exists(lock));
+}
+
+static void test_rdonly_on_empty_file_is_enotdb_and_writes_nothing(
+    void **state) {
+  (void)state;
+  empty_file_is_enotdb(SYNC_OPEN_RDONLY);
+}
+
+static void test_nocreate_on_empty_file_is_enotdb_and_writes_nothing(
+    void **state) {
+  (void)state;
+  empty_file_is_enotdb(SYNC_OPEN_NOCREATE);
+}
+
+static void test_open_makes_an_empty_file_a_database(void **state) {
+  sync_env *env;
+  FILE *f = fopen(DB, "w");
+  (void)state;
+  assert_non_null(f);
+  fclose(f);
+  TU_OK(sync_env_create(NULL, &env));
+  TU_OK(sync_env_set_schema(env, tables, 1));
+  TU_OK(sync_env_open(env, DB, 0));
+  put_row(env, "k", 5, 1);
+  expect_row(env, "k", 5);
   sync_env_close(env);
 }
 
@@ -667,6 +714,9 @@ int main(void) {
       T(test_site_id_of_unopened_env_is_einval),
       T(test_nocreate_on_missing_file_is_notfound),
       T(test_rdonly_on_missing_file_is_notfound),
+      T(test_rdonly_on_empty_file_is_enotdb_and_writes_nothing),
+      T(test_nocreate_on_empty_file_is_enotdb_and_writes_nothing),
+      T(test_open_makes_an_empty_file_a_database),
       T(test_env_can_open_again_after_failed_open),
       T(test_open_twice_is_einval),
       T(test_open_garbage_file_is_enotdb_and_left_intact),

@@ -31,13 +31,20 @@
 /* ---------------------------------------------------------------------
  * TCP (tcp.c)
  * ------------------------------------------------------------------- */
+/* Whether addr is HOST:PORT (or [V6]:PORT) with a decimal port of 0 to
+ * 65535.  0, or -1 with the reason in err ("malformed address 'x': ..."). */
+int net_addr_check(const char *addr, char *err, size_t errcap);
 /* HOST:PORT (or [V6]:PORT) into host and port.  0, or -1 when addr is not
- * one or does not fit. */
+ * one (net_addr_check says why) or does not fit. */
 int net_split_addr(const char *addr, char *host, size_t hcap, char *port,
                    size_t pcap);
 /* A socket connected to addr, with TCP_NODELAY and a receive timeout of
  * timeout_s seconds (0: none). */
 int net_dial(const char *addr, int timeout_s);
+/* net_dial, and when it fails the reason in err (err may be NULL):
+ * "malformed address 'x': ...", "cannot resolve HOST: ...", "connection
+ * refused by HOST:PORT" or "cannot connect to HOST:PORT: ...". */
+int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap);
 /* A blocking socket listening on addr (port 0: any free one), and the
  * port it got.  -1 with the reason in err (as "address must be
  * HOST:PORT, not 'x'", "x: Name or service not known" or "cannot listen
@@ -60,6 +67,7 @@ typedef struct net_link {
   const char *addr;
   int timeout_s; /* the receive timeout; 0: none */
   int fd;
+  char err[256]; /* why the last dial failed (net_dial_err's words) */
 } net_link;
 /* Dial l->addr and set t over it: 0, or SYNC_ECLOSED. */
 int net_connect(void *l, sync_transport *t);

@@ -17,11 +17,55 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* The port text of an address: decimal digits, 0 to 65535.  Checked here
+ * because getaddrinfo takes the number modulo 65536 (99999 listened on
+ * 34463) and would take a service name as well. */
+static int port_ok(const char *p) {
+  unsigned long v = 0;
+  if (!*p) return 0;
+  for (; *p; p++) {
+    if (*p < '0' || *p > '9') return 0;
+    v = v * 10 + (unsigned long)(*p - '0');
+    if (v > 65535) return 0;
+  }
+  return 1;
+}
+
+int net_addr_check(const char *addr, char *err, size_t errcap) {
+  const char *colon = addr ? strrchr(addr, ':') : NULL;
+  const char *p;
+  if (!colon || colon == addr || !colon[1]) {
+    snprintf(err, errcap, "malformed address '%s': it must be HOST:PORT",
+             addr ? addr : "");
+    return -1;
+  }
+  for (p = colon + 1; *p; p++)
+    if (*p < '0' || *p > '9') {
+      snprintf(err, errcap,
+               "malformed address '%s': the port must be a number (0 to "
+               "65535)",
+               addr);
+      return -1;
+    }
+  if (!port_ok(colon + 1)) {
+    snprintf(err, errcap,
+             "malformed address '%s': port %s is not in 0 to 65535", addr,
+             colon + 1);
+    return -1;
+  }
+  if (addr[0] == '[' && colon[-1] != ']') {
+    snprintf(err, errcap, "malformed address '%s': it must be [V6]:PORT",
+             addr);
+    return -1;
+  }
+  return 0;
+}
+
 int net_split_addr(const char *addr, char *host, size_t hcap, char *port,
                    size_t pcap) {
   const char *colon = addr ? strrchr(addr, ':') : NULL;
   size_t hl;
-  if (!colon || colon == addr || !colon[1]) return -1;
+  if (!colon || colon == addr || !port_ok(colon + 1)) return -1;
   hl = (size_t)(colon - addr);
   if (addr[0] == '[' && hl > 2 && addr[hl - 1] == ']')
     addr++, hl -= 2; /* [::1]:port */
@@ -41,31 +85,49 @@ void net_nonblock(int fd) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-int net_dial(const char *addr, int timeout_s) {
-  char host[256], port[32];
+int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap) {
+  char host[256], port[32], dummy[8];
   struct addrinfo hints, *ai, *p;
   struct timeval tv;
-  int fd = -1;
-  if (net_split_addr(addr, host, sizeof host, port, sizeof port)) {
+  int fd = -1, rc, refused = 1, e = 0;
+  if (!err) err = dummy, errcap = sizeof dummy;
+  err[0] = 0;
+  if (net_addr_check(addr, err, errcap) ||
+      net_split_addr(addr, host, sizeof host, port, sizeof port)) {
+    if (!err[0]) snprintf(err, errcap, "malformed address '%s'", addr);
     errno = EINVAL;
     return -1;
   }
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  if (getaddrinfo(host, port, &hints, &ai)) {
+  if ((rc = getaddrinfo(host, port, &hints, &ai))) {
+    snprintf(err, errcap, "cannot resolve %s: %s", host,
+             rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
     errno = EHOSTUNREACH;
     return -1;
   }
   for (p = ai; p; p = p->ai_next) {
     fd = socket(p->ai_family, p->ai_socktype, p->ai_protocol);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      e = errno, refused = 0;
+      continue;
+    }
     if (connect(fd, p->ai_addr, p->ai_addrlen) == 0) break;
+    e = errno;
+    if (e != ECONNREFUSED) refused = 0;
     close(fd);
     fd = -1;
   }
   freeaddrinfo(ai);
-  if (fd < 0) return -1;
+  if (fd < 0) {
+    if (refused && e)
+      snprintf(err, errcap, "connection refused by %s", addr);
+    else
+      snprintf(err, errcap, "cannot connect to %s: %s", addr, strerror(e));
+    errno = e;
+    return -1;
+  }
   if (timeout_s > 0) {
     tv.tv_sec = timeout_s;
     tv.tv_usec = 0;
@@ -73,6 +135,10 @@ int net_dial(const char *addr, int timeout_s) {
   }
   net_nodelay(fd);
   return fd;
+}
+
+int net_dial(const char *addr, int timeout_s) {
+  return net_dial_err(addr, timeout_s, NULL, 0);
 }
 
 /* The port fd is bound to. */
@@ -90,8 +156,10 @@ int net_listen(const char *addr, int *port_out, char *err, size_t errcap) {
   char host[256], port[32];
   struct addrinfo hints, *ai, *p;
   int fd = -1, one = 1, rc;
+  if (net_addr_check(addr, err, errcap)) return -1;
   if (net_split_addr(addr, host, sizeof host, port, sizeof port)) {
-    snprintf(err, errcap, "address must be HOST:PORT, not '%s'", addr);
+    snprintf(err, errcap, "malformed address '%s': the host is too long",
+             addr);
     return -1;
   }
   memset(&hints, 0, sizeof hints);
@@ -154,7 +222,9 @@ void net_transport(int *fd, sync_transport *t) {
 
 int net_connect(void *ctx, sync_transport *t) {
   net_link *l = (net_link *)ctx;
-  if ((l->fd = net_dial(l->addr, l->timeout_s)) < 0) return SYNC_ECLOSED;
+  if ((l->fd = net_dial_err(l->addr, l->timeout_s, l->err, sizeof l->err)) <
+      0)
+    return SYNC_ECLOSED;
   net_transport(&l->fd, t);
   return 0;
 }

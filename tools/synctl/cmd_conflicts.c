@@ -109,7 +109,7 @@ static int log_args(int argc, char **argv, const log_cmd *lc, uint64_t *id,
   if (!strcmp(sub, "list")) {
     if (!lc->list_all && argc > 2) return ctl_usage("list takes no arguments");
     for (i = 2; lc->list_all && i < argc; i++)
-      if (strcmp(argv[i], "--all"))
+      if (!ctl_opt(i, argv[i], "--all"))
         return ctl_usage("list takes only --all");
       else
         *every = 1;

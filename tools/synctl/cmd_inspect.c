@@ -10,19 +10,28 @@
 #include <sys/stat.h>
 
 const ctl_help ctl_help_log = {
-    "synctl log DB [--since VERSION]", "print the change log",
+    "synctl log DB [--since VERSION] [--json]", "print the change log",
     "Lists the rows changed after local version VERSION (default 0: all),\n"
     "in version order, each once in its latest state: local version,\n"
     "table, key, live or deleted, causal length, the newest stamp in the\n"
-    "row (time, HLC counter) and the site that wrote it.\n"};
+    "row (time, HLC counter) and the site that wrote it.  With --json,\n"
+    "one object per row: version, table, key, state, cl, hlc, time,\n"
+    "site.\n"};
+
+typedef struct log_args {
+  uint64_t since;
+  int json;
+} log_args;
 
 static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
+  const log_args *la = (const log_args *)ctx;
   sync_changes *it;
   sync_change ch;
   int rc;
-  if ((rc = sync_changes_open(x, *(const uint64_t *)ctx, &it)))
+  if ((rc = sync_changes_open(x, la->since, &it)))
     return ctl_lib_fail(env, db, rc, "cannot read the change log");
-  printf("%-8s %-12s %-20s %-7s %4s  %-31s %s\n", "version", "table", "key",
+  if (!la->json)
+    printf("%-8s %-12s %-20s %-7s %4s  %-31s %s\n", "version", "table", "key",
          "state", "cl", "stamp", "site");
   while ((rc = sync_changes_next(it, &ch)) == 0) {
     sync_table_def d;
@@ -36,6 +45,19 @@ static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
         best = st;
     ctl_fmt_hlc(best.hlc, hb, sizeof hb);
     ctl_hex_str(best.site, 8, site);
+    if (la->json) {
+      printf("{\"version\":%llu,\"table\":", (unsigned long long)ch.version);
+      ctl_json_str(stdout, (const unsigned char *)d.name, strlen(d.name));
+      printf(",\"key\":");
+      ctl_json_key(stdout, d.key_type, (const unsigned char *)ch.key.data,
+                   ch.key.len);
+      printf(",\"state\":\"%s\",\"cl\":%llu,\"hlc\":%llu,\"time\":\"%s\","
+             "\"site\":\"%s\"}\n",
+             ch.causal_length & 1 ? "live" : "deleted",
+             (unsigned long long)ch.causal_length,
+             (unsigned long long)best.hlc, hb, site);
+      continue;
+    }
     printf("%-8llu %-12s ", (unsigned long long)ch.version, d.name);
     kw = ctl_put_key(stdout, d.key_type, (const unsigned char *)ch.key.data,
                      ch.key.len);
@@ -50,14 +72,16 @@ static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
 }
 
 int ctl_cmd_log(int argc, char **argv) {
-  uint64_t since = 0;
+  log_args la = {0, 0};
   const char *db = NULL;
   int i;
   for (i = 0; i < argc; i++) {
-    if (!strcmp(argv[i], "--since")) {
-      if (i + 1 == argc || ctl_parse_u64(argv[++i], &since))
+    if (ctl_opt(i, argv[i], "--since")) {
+      if (i + 1 == argc || ctl_parse_u64(argv[++i], &la.since))
         return ctl_usage("--since needs a local version (a number)");
-    } else if (argv[i][0] == '-' && argv[i][1]) {
+    } else if (ctl_opt(i, argv[i], "--json")) {
+      la.json = 1;
+    } else if (ctl_is_opt(i, argv[i])) {
       return ctl_usage("unknown option '%s'", argv[i]);
     } else if (!db) {
       db = argv[i];
@@ -66,48 +90,75 @@ int ctl_cmd_log(int argc, char **argv) {
     }
   }
   if (!db) return ctl_usage("give DB");
-  return ctl_read_db(db, log_read, &since);
+  return ctl_read_db(db, log_read, &la);
 }
 
 const ctl_help ctl_help_vv = {
-    "synctl vv DB", "print the version vector",
+    "synctl vv DB [--json]", "print the version vector",
     "Lists the sites this replica holds every change of, up to which\n"
     "hybrid logical clock value (and its time); this replica's own site\n"
-    "is marked.\n"};
+    "is marked.  With --json, one object per site: site, hlc, time,\n"
+    "self.\n"};
 
 static int vv_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
   sync_stamp vv[256];
   size_t n = 0, i;
   uint8_t me[16];
-  int rc;
-  (void)ctx;
+  int rc, json = ctx != NULL;
   sync_env_site_id(env, me);
   if ((rc = sync_vv_get(x, vv, 256, &n)))
     return ctl_lib_fail(env, db, rc, "cannot read the version vector");
-  printf("%-32s  %-20s  %s\n", "site", "hlc", "time");
+  if (!json) printf("%-32s  %-20s  %s\n", "site", "hlc", "time");
   for (i = 0; i < n && i < 256; i++) {
     char site[33], hb[48];
     ctl_hex_str(vv[i].site, 16, site);
     ctl_fmt_hlc(vv[i].hlc, hb, sizeof hb);
-    printf("%s  %-20llu  %s%s\n", site, (unsigned long long)vv[i].hlc, hb,
+    if (json)
+      printf("{\"site\":\"%s\",\"hlc\":%llu,\"time\":\"%s\",\"self\":%s}\n",
+             site, (unsigned long long)vv[i].hlc, hb,
+             memcmp(vv[i].site, me, 16) ? "false" : "true");
+    else
+      printf("%s  %-20llu  %s%s\n", site, (unsigned long long)vv[i].hlc, hb,
            memcmp(vv[i].site, me, 16) ? "" : "  (this replica)");
   }
-  if (n > 256) printf("... and %zu more\n", n - 256);
+  if (n > 256 && !json) printf("... and %zu more\n", n - 256);
+  return EX_OK;
+}
+
+/* DB and --json: the database into *db, whether --json came into *json.
+ * EX_OK, or EX_USAGE (said). */
+static int db_json_args(int argc, char **argv, const char **db, int *json) {
+  int i;
+  *db = NULL;
+  *json = 0;
+  for (i = 0; i < argc; i++)
+    if (ctl_opt(i, argv[i], "--json"))
+      *json = 1;
+    else if (ctl_is_opt(i, argv[i]))
+      return ctl_usage("unknown option '%s'", argv[i]);
+    else if (!*db)
+      *db = argv[i];
+    else
+      return ctl_usage("too many arguments");
+  if (!*db) return ctl_usage("give DB");
   return EX_OK;
 }
 
 int ctl_cmd_vv(int argc, char **argv) {
-  if (argc != 1) return ctl_usage("give DB");
-  return ctl_read_db(argv[0], vv_read, NULL);
+  const char *db;
+  int json, rc = db_json_args(argc, argv, &db, &json);
+  if (rc) return rc;
+  return ctl_read_db(db, vv_read, json ? &json : NULL);
 }
 
 const ctl_help ctl_help_peers = {
-    "synctl peers DB", "print the peers and what they hold",
+    "synctl peers DB [--json]", "print the peers and what they hold",
     "Lists the peers this replica has exchanged deltas with: the cursor\n"
     "this replica holds in the peer's log (or the table of an initial\n"
     "stream in progress), the position of this replica's log the peer has\n"
     "acknowledged, and the tombstones still kept for that peer; then the\n"
-    "tombstones kept in all.\n"};
+    "tombstones kept in all.  With --json, one object per peer: peer,\n"
+    "cursor, acknowledged, tombstones.\n"};
 
 /* Where a peer's cursor in its log stands, for the table. */
 static void peer_cursor(const sync_peer_info *p, char *cur, size_t cap) {
@@ -125,8 +176,7 @@ static int peers_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
   sync_peer_info *p = NULL;
   size_t n = 0, i;
   uint64_t tombs = 0;
-  int rc;
-  (void)ctx;
+  int rc, json = ctx != NULL;
   if ((rc = sync_peers_get(x, NULL, 0, &n)) ||
       (n && !(p = (sync_peer_info *)calloc(n, sizeof *p))) ||
       (n && (rc = sync_peers_get(x, p, n, &n))) ||
@@ -135,8 +185,9 @@ static int peers_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
     return ctl_lib_fail(env, db, rc ? rc : SYNC_ENOMEM,
                         "cannot read the peers");
   }
-  printf("%-32s  %-24s  %-16s  %s\n", "peer", "we hold of its log",
-         "it acknowledged", "tombstones kept for it");
+  if (!json)
+    printf("%-32s  %-24s  %-16s  %s\n", "peer", "we hold of its log",
+           "it acknowledged", "tombstones kept for it");
   for (i = 0; i < n; i++) {
     char site[33], cur[64], ack[40];
     ctl_hex_str(p[i].site, 16, site);
@@ -147,18 +198,26 @@ static int peers_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
     else
       snprintf(ack, sizeof ack, "v%llu.%u",
                (unsigned long long)p[i].acked_version, p[i].acked_seq);
-    printf("%s  %-24s  %-16s  %llu\n", site, cur, ack,
-           (unsigned long long)p[i].tombstones_pending);
+    if (json)
+      printf("{\"peer\":\"%s\",\"cursor\":\"%s\",\"acknowledged\":\"%s\","
+             "\"tombstones\":%llu}\n",
+             site, cur, ack, (unsigned long long)p[i].tombstones_pending);
+    else
+      printf("%s  %-24s  %-16s  %llu\n", site, cur, ack,
+             (unsigned long long)p[i].tombstones_pending);
   }
-  printf("%zu peer%s; %llu tombstone%s kept\n", n, n == 1 ? "" : "s",
-         (unsigned long long)tombs, tombs == 1 ? "" : "s");
+  if (!json)
+    printf("%zu peer%s; %llu tombstone%s kept\n", n, n == 1 ? "" : "s",
+           (unsigned long long)tombs, tombs == 1 ? "" : "s");
   free(p);
   return EX_OK;
 }
 
 int ctl_cmd_peers(int argc, char **argv) {
-  if (argc != 1) return ctl_usage("give DB");
-  return ctl_read_db(argv[0], peers_read, NULL);
+  const char *db;
+  int json, rc = db_json_args(argc, argv, &db, &json);
+  if (rc) return rc;
+  return ctl_read_db(db, peers_read, json ? &json : NULL);
 }
 
 const ctl_help ctl_help_gc = {
@@ -508,7 +567,8 @@ int ctl_cmd_stats(int argc, char **argv) {
   struct stat sb;
   int rc;
   if (argc != 1) return ctl_usage("give DB or HOST:PORT");
-  if (ctl_is_address(argv[0])) return ctl_stats_remote(argv[0]);
+  if ((rc = ctl_peer_kind(argv[0])) < 0) return EX_USAGE;
+  if (rc) return ctl_stats_remote(argv[0]);
   if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
   if (ctl_begin_ro(env, argv[0], &x)) {
     sync_env_close(env);

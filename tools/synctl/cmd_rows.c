@@ -43,13 +43,13 @@ int ctl_cmd_init(int argc, char **argv) {
   if (!s) return EX_FAIL;
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "--schema")) {
+    if (ctl_opt(i, a, "--schema")) {
       if (++i == argc) {
         ctl_usage("--schema needs a FILE");
         goto out2;
       }
       file = argv[i];
-    } else if (!strcmp(a, "--table")) {
+    } else if (ctl_opt(i, a, "--table")) {
       const char *c;
       if (++i == argc) {
         ctl_usage("--table needs NAME:KEYTYPE");
@@ -63,7 +63,7 @@ int ctl_cmd_init(int argc, char **argv) {
       if (ctl_add_table(s, argv[i], (size_t)(c - argv[i]), c + 1, strlen(c + 1),
                         ""))
         goto out2;
-    } else if (a[0] == '-' && a[1]) {
+    } else if (ctl_is_opt(i, a)) {
       ctl_usage("unknown option '%s'", a);
       goto out2;
     } else if (!db) {
@@ -422,7 +422,7 @@ int ctl_cmd_get(int argc, char **argv) {
   int rc, ret = EX_FAIL, json = 0, n = 0;
   char *pos[3];
   for (i = 0; i < (unsigned)argc; i++) {
-    if (!strcmp(argv[i], "--json"))
+    if (ctl_opt(i, argv[i], "--json"))
       json = 1;
     else if (n < 3)
       pos[n++] = argv[i];
@@ -530,9 +530,9 @@ int ctl_cmd_dump(int argc, char **argv) {
   char *pos[2];
   uint64_t rows = 0;
   for (i = 0; i < (unsigned)argc; i++) {
-    if (!strcmp(argv[i], "--json"))
+    if (ctl_opt(i, argv[i], "--json"))
       json = 1;
-    else if (argv[i][0] == '-' && argv[i][1])
+    else if (ctl_is_opt(i, argv[i]))
       return ctl_usage("unknown option '%s'", argv[i]);
     else if (n < 2)
       pos[n++] = argv[i];
@@ -630,12 +630,12 @@ static int load_parse_args(int argc, char **argv, load_args *la) {
   char *pos[3];
   la->batch = 1000;
   for (i = 0; i < (unsigned)argc; i++) {
-    if (!strcmp(argv[i], "--batch")) {
+    if (ctl_opt(i, argv[i], "--batch")) {
       uint64_t b;
       if (i + 1 == (unsigned)argc || ctl_parse_u64(argv[++i], &b) || !b)
         return ctl_usage("--batch needs a number of rows");
       la->batch = (size_t)b;
-    } else if (argv[i][0] == '-' && argv[i][1]) {
+    } else if (ctl_is_opt(i, argv[i])) {
       return ctl_usage("unknown option '%s'", argv[i]);
     } else if (n < 3) {
       pos[n++] = argv[i];
@@ -721,8 +721,13 @@ static int load_member(loader *l, load_row *w) {
   }
   w->sp += nl + 1;
   ctl_jws(r);
+  r->err[0] = 0;
   if (r->p >= r->end || *r->p++ != ':' || ctl_jvalue(r, w->sp, &jv)) {
-    snprintf(r->err, sizeof r->err, "malformed value of '%.*s'", (int)nl, name);
+    char why[128];
+    snprintf(why, sizeof why, "%s", r->err);
+    snprintf(r->err, sizeof r->err, "malformed value of '%.*s'%s%s%s",
+             (int)(nl > 40 ? 40 : nl), name, why[0] ? " (" : "", why,
+             why[0] ? ")" : "");
     return 1;
   }
   if (jv.kind == 2) w->sp += jv.n + 1;

@@ -44,22 +44,22 @@ int ctl_cmd_serve(int argc, char **argv) {
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
-    if (!strcmp(a, "--credentials") && more)
+    if (ctl_opt(i, a, "--credentials") && more)
       o.credfile = argv[++i];
-    else if (!strcmp(a, "--metrics") && more)
+    else if (ctl_opt(i, a, "--metrics") && more)
       o.maddr = argv[++i];
-    else if (!strcmp(a, "--port-file") && more)
+    else if (ctl_opt(i, a, "--port-file") && more)
       o.portfile = argv[++i];
-    else if (!strcmp(a, "--metrics-port-file") && more)
+    else if (ctl_opt(i, a, "--metrics-port-file") && more)
       o.mportfile = argv[++i];
-    else if (!strcmp(a, "--sessions") && more) {
+    else if (ctl_opt(i, a, "--sessions") && more) {
       uint64_t n;
       if (ctl_parse_u64(argv[++i], &n))
         return ctl_usage("--sessions needs a number");
       o.max_sessions = (long)n;
-    } else if (!strcmp(a, "--quiet"))
+    } else if (ctl_opt(i, a, "--quiet"))
       o.quiet = 1;
-    else if (a[0] == '-' && a[1])
+    else if (ctl_is_opt(i, a))
       return ctl_usage("unknown option '%s' (or it needs a value)", a);
     else if (!o.db)
       o.db = a;
@@ -69,6 +69,8 @@ int ctl_cmd_serve(int argc, char **argv) {
       return ctl_usage("too many arguments");
   }
   if (!o.db || !o.addr) return ctl_usage("give DB and HOST:PORT");
+  if (ctl_check_address(o.addr) || (o.maddr && ctl_check_address(o.maddr)))
+    return EX_USAGE;
   return ctl_serve(&o);
 }
 
@@ -96,15 +98,15 @@ typedef struct peer_args {
 static int peer_arg(int argc, char **argv, int *i, peer_args *pa) {
   const char *a = argv[*i];
   int more = *i + 1 < argc;
-  if (!strcmp(a, "--tables") && more)
+  if (ctl_opt(*i, a, "--tables") && more)
     pa->tables = argv[++*i];
-  else if (!strcmp(a, "--token") && more)
+  else if (ctl_opt(*i, a, "--token") && more)
     pa->token = argv[++*i];
-  else if (!strcmp(a, "--max-message") && more) {
+  else if (ctl_opt(*i, a, "--max-message") && more) {
     if (ctl_parse_u64(argv[++*i], &pa->maxmsg) || pa->maxmsg < 256 ||
         pa->maxmsg > (16u << 20))
       return ctl_usage("--max-message takes 256 to 16777216 bytes");
-  } else if (a[0] == '-' && a[1])
+  } else if (ctl_is_opt(*i, a))
     return ctl_usage("unknown option '%s' (or it needs a value)", a);
   else if (!pa->db)
     pa->db = a;
@@ -204,6 +206,12 @@ static void session_fail(const peer_args *pa, int rc, const char *errmsg,
   if (rc == SYNC_ESCHEMA)
     ctl_say("%s: with %s: the schemas differ (%s)", pa->db, pa->other,
             errmsg[0] ? errmsg : "compare 'synctl schema' of both");
+  else if (rights && rc == SYNC_EPERM && !errmsg[0])
+    /* Refused at the hello, before a reason could come: the token. */
+    ctl_say("%s: with %s: the server refused the credentials (%s)", pa->db,
+            pa->other,
+            pa->token ? "the token given with --token"
+                      : "it wants a token: give one with --token");
   else if (rights && rc == SYNC_EPERM)
     ctl_say("%s: with %s: refused by the rights the server grants (%s)", pa->db,
             pa->other, errmsg);
@@ -221,6 +229,15 @@ typedef struct progress {
   int shown;
 } progress;
 
+/* A progress line is for a person watching a terminal that understands
+ * "\r\033[K": not for a pipe or a log, nor under TERM=dumb or NO_COLOR
+ * (no-color.org: set and not empty). */
+static int show_progress(void) {
+  const char *term = getenv("TERM"), *nc = getenv("NO_COLOR");
+  if (!isatty(2) || (nc && nc[0])) return 0;
+  return term && term[0] && strcmp(term, "dumb") != 0;
+}
+
 static void on_progress(void *ctx, const sync_session_stats *st) {
   progress *p = (progress *)ctx;
   double t = now_s(), el;
@@ -237,20 +254,22 @@ static void on_progress(void *ctx, const sync_session_stats *st) {
     snprintf(eta, sizeof eta, "  ETA %d:%02d", (int)left / 60, (int)left % 60);
   }
   if (st->rows_expected)
-    printf("\r\033[K%llu/%llu rows (%d%%)  %s  %.0f rows/s%s",
+    fprintf(stderr, "\r\033[K%llu/%llu rows (%d%%)  %s  %.0f rows/s%s",
            (unsigned long long)rows, (unsigned long long)st->rows_expected,
            (int)(100.0 * (double)st->rows_received / (double)st->rows_expected),
            b, el > 0 ? (double)rows / el : 0.0, eta);
   else
-    printf("\r\033[K%llu rows  %s  %.0f rows/s", (unsigned long long)rows, b,
-           el > 0 ? (double)rows / el : 0.0);
-  fflush(stdout);
+    fprintf(stderr, "\r\033[K%llu rows  %s  %.0f rows/s",
+            (unsigned long long)rows, b, el > 0 ? (double)rows / el : 0.0);
+  fflush(stderr);
   p->shown = 1;
 }
 
-/* With a server: whole sessions, retried with backoff. */
-static int sync_remote(sync_env *env, sync_session_opts *so, const char *addr,
-                       sync_session_stats *st, char *errmsg, size_t cap) {
+/* With a server: whole sessions, retried with backoff.  SAID when no
+ * connection could be made. */
+static int sync_remote(sync_env *env, sync_session_opts *so,
+                       const peer_args *pa, sync_session_stats *st,
+                       char *errmsg, size_t cap) {
   sync_retry_opts ro;
   sync_retry *r;
   net_link l;
@@ -260,12 +279,17 @@ static int sync_remote(sync_env *env, sync_session_opts *so, const char *addr,
   ro.attempts = 3;
   ro.base_delay_ms = 200;
   ro.max_delay_ms = 2000;
-  l.addr = addr;
+  memset(&l, 0, sizeof l);
+  l.addr = pa->other;
   l.timeout_s = 30;
   l.fd = -1;
   if ((rc = sync_retry_create(NULL, &ro, &r))) return SAID;
   rc = sync_retry_run(r, env, so, net_connect, net_disconnect, &l, st);
   sync_retry_free(r);
+  if (rc == SYNC_ECLOSED && !st->bytes_received && l.err[0]) {
+    ctl_say("%s: %s", pa->db, l.err);
+    return SAID;
+  }
   if (rc == SYNC_ECLOSED && !st->bytes_received)
     snprintf(errmsg, cap, "cannot reach the server");
   return rc;
@@ -285,11 +309,41 @@ static int sync_local(sync_env *env, sync_env *oenv,
   return rc;
 }
 
+/* What became of the rows received, as "(1 new, 2 updated, 0 deleted,
+ * 1 unchanged)": every row counted once, so that the parts add up to
+ * the rows received (a row that loses to a local write is unchanged;
+ * refused and unknown rows are named when there are any). */
+static void fmt_received(const sync_session_stats *st, char *out, size_t cap) {
+  const sync_apply_report *a = &st->applied;
+  uint64_t parts = a->inserted + a->updated + a->deleted + a->unchanged +
+                   a->refused + a->unknown;
+  size_t n;
+  n = (size_t)snprintf(out, cap, "(%llu new, %llu updated, %llu deleted, %llu "
+                                 "unchanged",
+                       (unsigned long long)a->inserted,
+                       (unsigned long long)a->updated,
+                       (unsigned long long)a->deleted,
+                       (unsigned long long)a->unchanged);
+  if (a->refused && n < cap)
+    n += (size_t)snprintf(out + n, cap - n, ", %llu refused",
+                          (unsigned long long)a->refused);
+  if (a->unknown && n < cap)
+    n += (size_t)snprintf(out + n, cap - n, ", %llu of tables not here yet",
+                          (unsigned long long)a->unknown);
+  /* Rows the session counted but no report saw (none today): say so
+   * rather than print parts that do not add up. */
+  if (st->rows_received > parts && n < cap)
+    n += (size_t)snprintf(out + n, cap - n, ", %llu not applied",
+                          (unsigned long long)(st->rows_received - parts));
+  if (n < cap) snprintf(out + n, cap - n, ")");
+}
+
 /* The summing-up line(s) of a sync that ran; el its seconds. */
 static void sync_report(sync_env *env, const char *other, int dry,
                         const sync_session_stats *st, double el) {
   uint64_t dg = ctl_digest_all(env);
-  char bi[32], bo[32];
+  char bi[32], bo[32], parts[256];
+  fmt_received(st, parts, sizeof parts);
   ctl_fmt_bytes(st->bytes_received, bi, sizeof bi);
   ctl_fmt_bytes(st->bytes_sent, bo, sizeof bo);
   if (dry)
@@ -303,16 +357,12 @@ static void sync_report(sync_env *env, const char *other, int dry,
            (unsigned long long)st->peer_applied.updated,
            (unsigned long long)st->peer_applied.deleted);
   else
-    printf("synced with %s: received %llu row%s (%llu new, %llu updated, "
-           "%llu deleted), sent "
+    printf("synced with %s: received %llu row%s %s, sent "
            "%llu row%s; %s in, %s out; %llu conflict%s (%llu here, %llu "
            "there); %.2f s; digest "
            "%016llx\n",
            other, (unsigned long long)st->rows_received,
-           st->rows_received == 1 ? "" : "s",
-           (unsigned long long)st->applied.inserted,
-           (unsigned long long)st->applied.updated,
-           (unsigned long long)st->applied.deleted,
+           st->rows_received == 1 ? "" : "s", parts,
            (unsigned long long)st->rows_sent, st->rows_sent == 1 ? "" : "s", bi,
            bo,
            (unsigned long long)(st->applied.conflicts +
@@ -331,9 +381,36 @@ static void sync_report(sync_env *env, const char *other, int dry,
            (unsigned long long)st->reverted, st->reverted == 1 ? "" : "s");
 }
 
+/* The summary of a sync as one JSON object, for scripts. */
+static void sync_report_json(sync_env *env, const char *other, int dry,
+                             const sync_session_stats *st, double el) {
+  const sync_apply_report *a = &st->applied, *b = &st->peer_applied;
+  printf("{\"with\":");
+  ctl_json_str(stdout, (const unsigned char *)other, strlen(other));
+  printf(",\"dry_run\":%s,\"received\":%llu,\"new\":%llu,\"updated\":%llu,"
+         "\"deleted\":%llu,\"unchanged\":%llu,\"refused\":%llu,"
+         "\"unknown\":%llu,\"sent\":%llu,\"there_new\":%llu,"
+         "\"there_updated\":%llu,\"there_deleted\":%llu,"
+         "\"there_refused\":%llu,\"reverted\":%llu,\"bytes_in\":%llu,"
+         "\"bytes_out\":%llu,\"conflicts_here\":%llu,"
+         "\"conflicts_there\":%llu,\"seconds\":%.3f,\"digest\":\"%016llx\"}\n",
+         dry ? "true" : "false", (unsigned long long)st->rows_received,
+         (unsigned long long)a->inserted, (unsigned long long)a->updated,
+         (unsigned long long)a->deleted, (unsigned long long)a->unchanged,
+         (unsigned long long)a->refused, (unsigned long long)a->unknown,
+         (unsigned long long)st->rows_sent, (unsigned long long)b->inserted,
+         (unsigned long long)b->updated, (unsigned long long)b->deleted,
+         (unsigned long long)b->refused, (unsigned long long)st->reverted,
+         (unsigned long long)st->bytes_received,
+         (unsigned long long)st->bytes_sent, (unsigned long long)a->conflicts,
+         (unsigned long long)b->conflicts, el,
+         (unsigned long long)ctl_digest_all(env));
+}
+
 const ctl_help ctl_help_sync = {
     "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
-    "       [--tables A,B] [--token T] [--max-message BYTES]",
+    "       [--tables A,B] [--token T] [--max-message BYTES] [--quiet]\n"
+    "       [--json]",
     "sync with a server or another database file",
     "Runs one session: DB is the client, the other side serves.  With\n"
     "HOST:PORT the other side is a server ('synctl serve'); with a path it\n"
@@ -343,12 +420,19 @@ const ctl_help ctl_help_sync = {
     "either side and says what would change.  --tables limits the tables;\n"
     "changing it later removes the rows of tables no longer listed and\n"
     "brings those of new ones, with no reset.\n"
-    "--token is the credential the server checks.  On a terminal a\n"
-    "progress line shows rows, bytes, rate and, when the sender said how\n"
-    "many rows come, the time left.  The last line sums up what moved and\n"
-    "the digest of DB afterwards.  When one side turns out to be a copy\n"
-    "(a file restored from a backup, or copied), it takes a new site id,\n"
-    "a line says so, and the session runs once more.\n"};
+    "--token is the credential the server checks.  When standard error is\n"
+    "a terminal, a progress line there shows rows, bytes, rate and, when\n"
+    "the sender said how many rows come, the time left; --quiet (-q),\n"
+    "NO_COLOR (set, not empty) or TERM=dumb turn it off.  The last line\n"
+    "sums up what moved and the digest of DB afterwards.  When one side\n"
+    "turns out to be a copy (a file restored from a backup, or copied),\n"
+    "it takes a new site id, a line says so, and the session runs once\n"
+    "more.\n"
+    "With --json the summary is one JSON object instead: received, new,\n"
+    "updated, deleted, unchanged, refused, unknown, sent, there_new,\n"
+    "there_updated, there_deleted, there_refused, reverted, bytes_in,\n"
+    "bytes_out, conflicts_here, conflicts_there, seconds, digest (16 hex\n"
+    "digits), with and dry_run.\n"};
 
 int ctl_cmd_sync(int argc, char **argv) {
   peer_args pa;
@@ -357,25 +441,30 @@ int ctl_cmd_sync(int argc, char **argv) {
   sync_session_stats st;
   unsigned char mask[SYNC_RIGHTS_BYTES];
   progress pr;
-  int i, rc, mode = SYNC_BOTH, dry = 0, remote, ret = EX_FAIL;
+  int i, rc, mode = SYNC_BOTH, dry = 0, quiet = 0, json = 0, remote;
+  int ret = EX_FAIL;
   char errmsg[300] = "";
   memset(&pa, 0, sizeof pa);
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "--pull"))
+    if (ctl_opt(i, a, "--pull"))
       mode = SYNC_PULL;
-    else if (!strcmp(a, "--push"))
+    else if (ctl_opt(i, a, "--push"))
       mode = SYNC_PUSH;
-    else if (!strcmp(a, "--both"))
+    else if (ctl_opt(i, a, "--both"))
       mode = SYNC_BOTH;
-    else if (!strcmp(a, "--dry-run"))
+    else if (ctl_opt(i, a, "--dry-run"))
       dry = 1;
+    else if (ctl_opt(i, a, "--quiet") || ctl_opt(i, a, "-q"))
+      quiet = 1;
+    else if (ctl_opt(i, a, "--json"))
+      json = 1;
     else if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK)
       return ret;
   }
   if (!pa.db || !pa.other)
     return ctl_usage("give DB and HOST:PORT or OTHER_DB");
-  remote = ctl_is_address(pa.other);
+  if ((remote = ctl_peer_kind(pa.other)) < 0) return EX_USAGE;
   if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
   memset(&so, 0, sizeof so);
   so.mode = mode;
@@ -383,13 +472,13 @@ int ctl_cmd_sync(int argc, char **argv) {
   if ((ret = session_common(env, &pa, mask, &so)) != EX_OK) goto out;
   ret = EX_FAIL;
   memset(&pr, 0, sizeof pr);
-  pr.tty = isatty(1);
+  pr.tty = !quiet && show_progress();
   pr.t0 = now_s(); /* pr.last 0: the first chunk shows a line at once */
   so.progress = on_progress;
   so.progress_ctx = &pr;
   memset(&st, 0, sizeof st);
   if (remote) {
-    rc = sync_remote(env, &so, pa.other, &st, errmsg, sizeof errmsg);
+    rc = sync_remote(env, &so, &pa, &st, errmsg, sizeof errmsg);
   } else if (!strcmp(pa.db, pa.other)) {
     ret = ctl_usage("a database cannot sync with itself");
     goto out;
@@ -399,12 +488,15 @@ int ctl_cmd_sync(int argc, char **argv) {
     rc = sync_local(env, oenv, &so, &pa, &st, errmsg, sizeof errmsg);
   }
   if (rc == SAID) goto out;
-  if (pr.shown) printf("\r\033[K");
+  if (pr.shown) fputs("\r\033[K", stderr);
   if (rc) {
     session_fail(&pa, rc, errmsg, 1);
     goto out;
   }
-  sync_report(env, pa.other, dry, &st, now_s() - pr.t0);
+  if (json)
+    sync_report_json(env, pa.other, dry, &st, now_s() - pr.t0);
+  else
+    sync_report(env, pa.other, dry, &st, now_s() - pr.t0);
   ret = EX_OK;
 out:
   sync_env_close(oenv);
@@ -441,19 +533,21 @@ static void on_diff(void *ctx, unsigned table, const void *key, size_t klen,
 
 /* With a server: one attempt, for a diff printed twice would mislead, and
  * a repair cut short is simply run again. */
-static int repair_remote(sync_env *env, sync_session_opts *so, const char *addr,
-                         sync_session_stats *st, char *errmsg, size_t cap) {
+static int repair_remote(sync_env *env, sync_session_opts *so,
+                         const peer_args *pa, sync_session_stats *st,
+                         char *errmsg, size_t cap) {
   net_link l;
   sync_transport t;
   sync_session *c = NULL;
   int rc;
   so->level = 3;
-  l.addr = addr;
+  memset(&l, 0, sizeof l);
+  l.addr = pa->other;
   l.timeout_s = 30;
   l.fd = -1;
-  if ((rc = net_connect(&l, &t))) {
-    snprintf(errmsg, cap, "cannot reach the server");
-    return rc;
+  if (net_connect(&l, &t)) {
+    ctl_say("%s: %s", pa->db, l.err);
+    return SAID;
   }
   if ((rc = sync_session_create(env, so, &c)) == 0) {
     rc = sync_session_run(c, &t);
@@ -470,7 +564,7 @@ static int repair_remote(sync_env *env, sync_session_opts *so, const char *addr,
 static int repair_report(sync_env *env, const peer_args *pa, int diff,
                          const sync_session_stats *st, const diff_out *dout,
                          double t0) {
-  char bi[32], bo[32];
+  char bi[32], bo[32], parts[256];
   uint64_t dg;
   ctl_fmt_bytes(st->bytes_received, bi, sizeof bi);
   ctl_fmt_bytes(st->bytes_sent, bo, sizeof bo);
@@ -488,17 +582,15 @@ static int repair_report(sync_env *env, const peer_args *pa, int diff,
     return st->repair_equal ? EX_OK : EX_NOTFOUND;
   }
   dg = ctl_digest_all(env);
+  fmt_received(st, parts, sizeof parts);
   printf(
-      "repaired with %s: %s; received %llu row%s (%llu new, %llu "
-      "updated, %llu deleted), sent %llu row%s; %llu pass%s, %llu "
+      "repaired with %s: %s; received %llu row%s %s, sent %llu row%s; %llu "
+      "pass%s, %llu "
       "round trips, %llu nodes compared; %s in, %s out; %.2f s; digest "
       "%016llx\n",
       pa->other, st->repair_equal ? "equal" : "STILL DIFFERENT",
       (unsigned long long)st->rows_received, st->rows_received == 1 ? "" : "s",
-      (unsigned long long)st->applied.inserted,
-      (unsigned long long)st->applied.updated,
-      (unsigned long long)st->applied.deleted,
-      (unsigned long long)st->rows_sent, st->rows_sent == 1 ? "" : "s",
+      parts, (unsigned long long)st->rows_sent, st->rows_sent == 1 ? "" : "s",
       (unsigned long long)st->repair_passes, st->repair_passes == 1 ? "" : "es",
       (unsigned long long)((st->repair_turns + 1) / 2),
       (unsigned long long)st->repair_nodes, bi, bo, now_s() - t0,
@@ -526,7 +618,7 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
     if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK) return ret;
   if (!pa.db || !pa.other)
     return ctl_usage("give DB and HOST:PORT or OTHER_DB");
-  remote = ctl_is_address(pa.other);
+  if ((remote = ctl_peer_kind(pa.other)) < 0) return EX_USAGE;
   if (!remote && !strcmp(pa.db, pa.other))
     return ctl_usage("a database cannot repair with itself");
   if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
@@ -541,7 +633,7 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
   ret = EX_FAIL;
   memset(&st, 0, sizeof st);
   if (remote)
-    rc = repair_remote(env, &so, pa.other, &st, errmsg, sizeof errmsg);
+    rc = repair_remote(env, &so, &pa, &st, errmsg, sizeof errmsg);
   else if (ctl_open_db(pa.other, 0, &oenv))
     goto out;
   else

@@ -22,10 +22,17 @@ int ctl_open_db(const char *path, int rdonly, sync_env **out) {
     return EX_FAIL;
   }
   if ((rc = sync_env_create(NULL, &env)))
-    return ctl_lib_fail(NULL, path, rc, "cannot open");
+    return ctl_lib_fail(NULL, path, rc, "open failed");
   rc = sync_env_open(env, path, rdonly ? SYNC_OPEN_RDONLY : SYNC_OPEN_NOCREATE);
+  if (rc == SYNC_ENOTDB) {
+    struct stat sb;
+    ctl_say("%s: not a sync database%s", path,
+            stat(path, &sb) == 0 && sb.st_size == 0 ? " (an empty file)" : "");
+    sync_env_close(env);
+    return EX_FAIL;
+  }
   if (rc) {
-    ctl_lib_fail(env, path, rc, "cannot open");
+    ctl_lib_fail(env, path, rc, "open failed");
     sync_env_close(env);
     return EX_FAIL;
   }

@@ -36,12 +36,17 @@ void ctl_json_value(FILE *f, const sync_value *v) {
   switch (v->type) {
   case SYNC_INTEGER: fprintf(f, "%lld", (long long)v->i); break;
   case SYNC_REAL:
-    if (!isfinite(v->r)) {
-      fputs("null", f); /* JSON has no NaN or infinity */
-      break;
+    /* JSON has no NaN or infinity: they go as the strings "nan", "-nan",
+     * "inf" and "-inf", which a real column reads back (null would come
+     * back as NULL). */
+    if (isnan(v->r))
+      fputs(signbit(v->r) ? "\"-nan\"" : "\"nan\"", f);
+    else if (isinf(v->r))
+      fputs(v->r > 0 ? "\"inf\"" : "\"-inf\"", f);
+    else {
+      ctl_fmt_real(v->r, b, sizeof b);
+      fputs(b, f);
     }
-    ctl_fmt_real(v->r, b, sizeof b);
-    fputs(b, f);
     break;
   case SYNC_TEXT:
     ctl_json_str(f, (const unsigned char *)v->data, v->len);
@@ -187,19 +192,41 @@ int ctl_jvalue(ctl_jrd *r, char *scratch, ctl_jval *v) {
   if (r->end - r->p >= 5 && !strncmp(r->p, "false", 5))
     return r->p += 5, v->kind = 4, 0;
   {
-    const char *q = r->p;
+    /* RFC 8259's number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+     * and nothing else ('+1' and '01' are not numbers). */
+    const char *q = r->p, *e = r->end;
     int is_int = 1;
-    while (q < r->end && strchr("+-0123456789.eE", *q)) {
-      if (*q == '.' || *q == 'e' || *q == 'E') is_int = 0;
+    if (q < e && *q == '-') q++;
+    if (q < e && *q == '0')
       q++;
+    else if (q < e && *q >= '1' && *q <= '9')
+      while (q < e && *q >= '0' && *q <= '9') q++;
+    else
+      goto bad_number;
+    if (q < e && *q == '.') {
+      is_int = 0;
+      if (++q >= e || *q < '0' || *q > '9') goto bad_number;
+      while (q < e && *q >= '0' && *q <= '9') q++;
     }
-    if (q == r->p) return -1;
+    if (q < e && (*q == 'e' || *q == 'E')) {
+      is_int = 0;
+      if (++q < e && (*q == '+' || *q == '-')) q++;
+      if (q >= e || *q < '0' || *q > '9') goto bad_number;
+      while (q < e && *q >= '0' && *q <= '9') q++;
+    }
+    if (q < e && strchr("+-.eE0123456789", *q)) goto bad_number;
     v->kind = 1;
     v->s = r->p;
     v->n = (size_t)(q - r->p);
     v->is_int = is_int;
     r->p = q;
     return 0;
+  bad_number:
+    while (q < e && strchr("+-.eE0123456789", *q)) q++;
+    if (q > r->p)
+      snprintf(r->err, sizeof r->err, "'%.*s' is not a JSON number",
+               (int)(q - r->p > 40 ? 40 : q - r->p), r->p);
+    return -1;
   }
 }
 
@@ -231,9 +258,28 @@ int ctl_jto_value(const sync_column_def *c, const ctl_jval *jv, sync_value *out,
   case SYNC_REAL: {
     char *end;
     double r;
+    if (jv->kind == 2) { /* the non-finite values, as the writer puts them */
+      static const struct {
+        const char *s;
+        int sign, nan;
+      } nf[] = {{"inf", 1, 0}, {"-inf", -1, 0}, {"nan", 1, 1}, {"-nan", -1, 1}};
+      size_t k;
+      for (k = 0; k < sizeof nf / sizeof nf[0]; k++)
+        if (jv->n == strlen(nf[k].s) && !memcmp(jv->s, nf[k].s, jv->n)) {
+          r = nf[k].nan ? NAN : INFINITY;
+          *out = sync_real(nf[k].sign < 0 ? -r : r);
+          return 0;
+        }
+      goto bad;
+    }
     if (jv->kind != 1) goto bad;
     r = strtod(num, &end);
     if (*end) goto bad;
+    if (isinf(r)) { /* 1e999 is not infinity: it is out of range */
+      snprintf(err, errcap, "column '%s': %s is out of the range of a real",
+               c->name, num);
+      return -1;
+    }
     *out = sync_real(r);
     return 0;
   }
@@ -250,6 +296,11 @@ int ctl_jto_value(const sync_column_def *c, const ctl_jval *jv, sync_value *out,
   }
 bad:
   snprintf(err, errcap, "column '%s' is %s%s", c->name, ctl_type_name(c->type),
-           c->type == SYNC_BLOB ? " (a string of hex digits)" : "");
+           c->type == SYNC_BLOB   ? " (a string of hex digits)"
+           : c->type == SYNC_REAL ? " (a number, or \"inf\", \"-inf\", "
+                                    "\"nan\")"
+           : c->type == SYNC_INTEGER
+               ? " (a whole number from -2^63 to 2^63-1)"
+               : "");
   return -1;
 }

@@ -11,6 +11,7 @@
  */
 #include "synctl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const ctl_help ctl_help_help = {
@@ -98,17 +99,108 @@ static void print_overview(FILE *f) {
           "or conflict\n");
 }
 
-/* --help anywhere in a command's arguments prints its page. */
+/* ---------------------------------------------------------------------
+ * Options: the getopt_long conventions each command's loop does not
+ * know by itself
+ * ------------------------------------------------------------------- */
+int ctl_nopt = 0;
+
+int ctl_opt(long i, const char *a, const char *name) {
+  return i < ctl_nopt && !strcmp(a, name);
+}
+
+int ctl_is_opt(long i, const char *a) {
+  return i < ctl_nopt && a[0] == '-' && a[1];
+}
+
+/* The arguments of a command as its loop reads them: --NAME=VALUE as
+ * --NAME VALUE, and '--' dropped, the arguments after it counted out of
+ * ctl_nopt.  NULL when out of memory.  Lives until exit. */
+static char **normalize(int argc, char **argv, int *nout) {
+  char **out = (char **)calloc((size_t)argc * 2 + 1, sizeof *out);
+  int i, n = 0, ended = 0;
+  if (!out) return NULL;
+  ctl_nopt = -1;
+  for (i = 0; i < argc; i++) {
+    const char *a = argv[i], *eq;
+    if (ended) {
+      out[n++] = argv[i];
+    } else if (!strcmp(a, "--")) {
+      ended = 1;
+      ctl_nopt = n;
+    } else if (a[0] == '-' && a[1] == '-' && a[2] && (eq = strchr(a, '='))) {
+      char *name = (char *)malloc((size_t)(eq - a) + 1);
+      if (!name) return NULL;
+      memcpy(name, a, (size_t)(eq - a));
+      name[eq - a] = 0;
+      out[n++] = name;
+      out[n++] = (char *)(eq + 1);
+    } else {
+      out[n++] = argv[i];
+    }
+  }
+  if (ctl_nopt < 0) ctl_nopt = n;
+  *nout = n;
+  return out;
+}
+
+/* --help among a command's options prints its page. */
 static int wants_help(int argc, char **argv) {
   int i;
   for (i = 0; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if (ctl_opt(i, argv[i], "--help") || ctl_opt(i, argv[i], "-h")) return 1;
   return 0;
+}
+
+/* The edit distance of a and b, with a swap of two neighbours as one
+ * edit (typing 'dupm' for 'dump'); names are short. */
+static size_t distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b), i, j, d[33][33];
+  if (la > 32 || lb > 32) return (size_t)-1;
+  for (i = 0; i <= la; i++) d[i][0] = i;
+  for (j = 0; j <= lb; j++) d[0][j] = j;
+  for (i = 1; i <= la; i++)
+    for (j = 1; j <= lb; j++) {
+      size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < c)
+        c = d[i - 2][j - 2] + 1;
+      d[i][j] = c;
+    }
+  return d[la][lb];
+}
+
+/* An unknown command: the nearest name, if one is near (at most two
+ * edits, fewer than the name's length) or the name starts it alone. */
+static int unknown_command(const char *name) {
+  const char *best = NULL, *prefix = NULL;
+  size_t i, bd = 3, nl = strlen(name);
+  int nprefix = 0;
+  for (i = 0; i < NCOMMANDS; i++) {
+    size_t d = distance(name, COMMANDS[i].name);
+    if (d < bd && d < nl) bd = d, best = COMMANDS[i].name;
+    if (nl && !strncmp(COMMANDS[i].name, name, nl))
+      prefix = COMMANDS[i].name, nprefix++;
+  }
+  if (!best && nprefix == 1) best = prefix;
+  if (best)
+    fprintf(stderr, "synctl: unknown command '%s'; did you mean '%s'?\n", name,
+            best);
+  else
+    fprintf(stderr,
+            "synctl: unknown command '%s'; 'synctl help' lists the "
+            "commands\n",
+            name);
+  return EX_USAGE;
 }
 
 int main(int argc, char **argv) {
   const command *c;
   const char *name;
+  char **args;
+  int nargs;
   if (argc < 2) {
     print_overview(stderr);
     return EX_USAGE;
@@ -118,9 +210,15 @@ int main(int argc, char **argv) {
     print_overview(stdout);
     return EX_OK;
   }
-  if (!strcmp(name, "--version")) {
+  if (!strcmp(name, "--version") || !strcmp(name, "-V")) {
     printf("synctl %s\n", SYNC_VERSION_STRING);
     return EX_OK;
+  }
+  if (name[0] == '-') {
+    fprintf(stderr, "synctl: unknown option '%s' (options follow the command: "
+                    "synctl COMMAND [ARGS])\n",
+            name);
+    return EX_USAGE;
   }
   if (!strcmp(name, "help")) {
     ctl_cmd = "help";
@@ -128,20 +226,19 @@ int main(int argc, char **argv) {
       print_overview(stdout);
       return EX_OK;
     }
-    if (!(c = find_command(argv[2])))
-      return ctl_usage("no command '%s'", argv[2]);
+    if (!(c = find_command(argv[2]))) return unknown_command(argv[2]);
     print_page(c);
     return EX_OK;
   }
-  if ((c = find_command(name)) && c->run) {
-    ctl_cmd = name;
-    if (wants_help(argc - 2, argv + 2)) {
-      print_page(c);
-      return EX_OK;
-    }
-    return c->run(argc - 2, argv + 2);
+  if (!(c = find_command(name)) || !c->run) return unknown_command(name);
+  ctl_cmd = name;
+  if (!(args = normalize(argc - 2, argv + 2, &nargs))) {
+    fprintf(stderr, "synctl: out of memory\n");
+    return EX_FAIL;
   }
-  fprintf(stderr, "synctl: no command '%s'\n", name);
-  print_overview(stderr);
-  return EX_USAGE;
+  if (wants_help(nargs, args)) {
+    print_page(c);
+    return EX_OK;
+  }
+  return c->run(nargs, args);
 }

@@ -13,12 +13,26 @@
 #include <string.h>
 #include <unistd.h>
 
-int ctl_is_address(const char *s) {
-  const char *c = strrchr(s, ':');
-  if (!c || c == s || !c[1] || ctl_file_exists(s)) return 0;
-  for (c++; *c; c++)
-    if (*c < '0' || *c > '9') return 0;
+int ctl_peer_kind(const char *s) {
+  char err[400];
+  /* A file wins: 'a:1' may be a database in the working directory. */
+  if (ctl_file_exists(s)) return 0;
+  if (!strchr(s, ':')) {
+    ctl_usage("'%s' is neither a database file nor an address (HOST:PORT)",
+              s);
+    return -1;
+  }
+  if (net_addr_check(s, err, sizeof err)) {
+    ctl_usage("%s", err);
+    return -1;
+  }
   return 1;
+}
+
+int ctl_check_address(const char *s) {
+  char err[400];
+  if (net_addr_check(s, err, sizeof err)) return ctl_usage("%s", err);
+  return EX_OK;
 }
 
 int ctl_write_port(const char *file, int port) {
@@ -39,13 +53,14 @@ int ctl_write_port(const char *file, int port) {
  * Metrics of a running server (synctl stats HOST:PORT)
  * ------------------------------------------------------------------- */
 int ctl_stats_remote(const char *addr) {
-  int fd = net_dial(addr, 10);
+  char why[256];
+  int fd = net_dial_err(addr, 10, why, sizeof why);
   char req[] = "GET /metrics HTTP/1.0\r\nAccept: text/plain\r\n\r\n";
   char buf[8192], *all = NULL, *body;
   size_t len = 0;
   ssize_t k;
   if (fd < 0) {
-    ctl_say("%s: cannot connect: %s", addr, strerror(errno));
+    ctl_say("%s", why);
     return EX_FAIL;
   }
   if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) {

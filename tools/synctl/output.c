@@ -43,9 +43,15 @@ int ctl_usage(const char *fmt, ...) {
 /* A library failure on env: its own words when it has them. */
 int ctl_lib_fail(sync_env *env, const char *db, int rc, const char *what) {
   const char *m = env ? sync_env_errmsg(env) : "";
-  if (m && m[0] && strstr(m, sync_strerror(rc)) == NULL)
+  size_t dl = strlen(db), wl = strlen(what);
+  if (!m) m = "";
+  /* The library's message may start with the path or with the words of
+   * what failed ("commit failed: I/O error"): say each once. */
+  if (!strncmp(m, db, dl) && m[dl] == ':' && m[dl + 1] == ' ') m += dl + 2;
+  if (!strncmp(m, what, wl) && m[wl] == ':' && m[wl + 1] == ' ') m += wl + 2;
+  if (m[0] && strstr(m, sync_strerror(rc)) == NULL)
     ctl_say("%s: %s: %s (%s)", db, what, sync_strerror(rc), m);
-  else if (m && m[0])
+  else if (m[0])
     ctl_say("%s: %s: %s", db, what, m);
   else
     ctl_say("%s: %s: %s", db, what, sync_strerror(rc));

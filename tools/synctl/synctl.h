@@ -75,6 +75,15 @@ CTL_COMMAND(sync);
 CTL_COMMAND(repair);
 CTL_COMMAND(diff);
 
+/* Options (main.c): main splits --NAME=VALUE into --NAME VALUE and drops
+ * a '--'; the arguments of a command from index ctl_nopt on came after
+ * it and are never options. */
+extern int ctl_nopt;
+/* argv[i] is the option name (i before any '--'). */
+int ctl_opt(long i, const char *a, const char *name);
+/* argv[i] looks like an option (-x or --x) and comes before any '--'. */
+int ctl_is_opt(long i, const char *a);
+
 /* ---------------------------------------------------------------------
  * Messages and output (output.c)
  * ------------------------------------------------------------------- */
@@ -181,7 +190,7 @@ void ctl_json_row(const sync_table_def *d, const void *key, size_t klen,
 /* The reader: p moves on through [p, end); err says what is wrong. */
 typedef struct ctl_jrd {
   const char *p, *end;
-  char err[128];
+  char err[256];
 } ctl_jrd;
 
 typedef struct ctl_jval {
@@ -226,8 +235,14 @@ void ctl_schema_free(ctl_schema_in *s);
 /* ---------------------------------------------------------------------
  * Addresses (net.c) and serve (server.c); TCP itself is tools/net/'s
  * ------------------------------------------------------------------- */
-/* HOST:PORT and no file of that name. */
-int ctl_is_address(const char *s);
+/* What the other side named on the command line is: 1 an address
+ * (HOST:PORT, no file of that name), 0 a database file, -1 neither: a
+ * malformed address or a missing file without a port (said as a usage
+ * error). */
+int ctl_peer_kind(const char *s);
+/* EX_OK when s is HOST:PORT with a port of 0 to 65535, else EX_USAGE
+ * (said). */
+int ctl_check_address(const char *s);
 /* The port into file (nothing when file is NULL); -1 when not (said). */
 int ctl_write_port(const char *file, int port);
 /* GET /metrics from a 'synctl serve --metrics' address, onto stdout.
