@@ -6,31 +6,8 @@
 # walkthrough, extracted from README.md and run as written.  One line per
 # check; the last line counts them.  Run from the build directory (make
 # test does).
-set -u
-B=$(pwd)
-S="$B/synctl"
-TOP=$(cd "$B/.." && pwd)
-D=$(mktemp -d "${TMPDIR:-/tmp}/synctl-test.XXXXXX")
-SRV=
-trap '[ -n "$SRV" ] && kill $SRV 2>/dev/null; rm -rf "$D"' EXIT INT TERM
-cd "$D"
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAILED: $1"; [ -f out ] && sed 's/^/  | /' out | head -20; }
-# check NAME COMMAND...: the command succeeds (output in ./out)
-check() {
-  name=$1; shift
-  if "$@" > out 2>&1; then ok "$name"; else bad "$name"; fi
-}
-# status NAME WANT COMMAND...: the command exits with WANT
-status() {
-  name=$1; want=$2; shift 2
-  "$@" > out 2>&1
-  got=$?
-  if [ "$got" = "$want" ]; then ok "$name"; else echo "  exit $got, wanted $want" >> out; bad "$name"; fi
-}
-has() { grep -q -- "$1" out; } # has TEXT: ./out contains it
+CHECK_NAME=synctl
+. "$(dirname "$0")/check.sh"
 
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"

@@ -556,7 +556,7 @@ const ctl_help ctl_help_stats = {
     "unresolved conflicts, whether it may miss deletes, peers behind its\n"
     "tombstone collection and the file size.  For HOST:PORT, the metrics\n"
     "address of a running 'synctl serve --metrics', fetches and prints its\n"
-    "Prometheus text (counters, latency quantiles).\n"};
+    "Prometheus text (counters, latency histograms).\n"};
 
 int ctl_cmd_stats(int argc, char **argv) {
   sync_env *env;
