@@ -7511,8 +7511,8 @@ static void sx_merge_clear(sx_row *w, const sx_drow *dr, const sx_dcol *rc0) {
   }
 }
 
-/* A conflict about the whole row of dr (kind, col SYNC_ROW), stamps and
- * sites set by the caller. */
+/* A conflict of kind on dr's row (col SYNC_ROW: the whole row; a column
+ * conflict sets col after), stamps and sites set by the caller. */
 static void sx_merge_rowcfl(sx_cfl *c, const sx_apply *a, const sx_drow *dr,
                             int kind) {
   memset(c, 0, sizeof *c);
@@ -7656,12 +7656,8 @@ static int sx_merge_both(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
   sync_value lv = l->v;
   sx_cfl c;
   int err;
-  memset(&c, 0, sizeof c);
-  c.kind = SYNC_BOTH_MODIFIED;
-  c.tid = dr->tid;
+  sx_merge_rowcfl(&c, a, dr, SYNC_BOTH_MODIFIED);
   c.col = r->col;
-  c.key = a->d->arena.p + dr->koff;
-  c.klen = dr->klen;
   c.lhlc = o->stamps[l->st].hlc;
   c.lsite = sx_lsite(x, o->stamps[l->st].site);
   c.rhlc = r->hlc;
