@@ -12906,7 +12906,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_SESSION_H
 
 
-#define SX_PROTO 4
+#define SX_PROTO 5
 /* Every side accepts this much, before and after the handshake. */
 #define SX_MSG_FLOOR 256
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
@@ -12936,6 +12936,11 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
 #define SX_RQ_WHOLE 0x4u /* whole rows (the requester applies NEWER) */
+#define SX_RQ_WINDOW 0x8u /* opens a window: var size after the vector */
+#define SX_RQ_ACK 0x10u   /* acknowledges the oldest chunk in flight */
+
+#define SX_WIN_DEFAULT 128 /* chunks in flight when the client says 0 */
+#define SX_WIN_MAX 4096
 
 #define SX_HF_DRY 0x1u /* HELLO flags */
 #define SX_HF_REPAIR 0x2u
@@ -13011,6 +13016,15 @@ struct sync_session {
   int rf_last;
   int rf_frame;       /* client: REFUSED announced the server's rows */
   uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
+  /* the window of a pulling phase (docs/PROTOCOL.md, "Window") */
+  int rwin;             /* receiver: the window is open, requests ack */
+  size_t win;           /* sender: chunks allowed in flight; 0 = none */
+  size_t win_out;       /* sender: chunks sent and not acknowledged */
+  int win_last;         /* sender: the last chunk of the run is cut */
+  int win_waiting;      /* sender: counted as a wait already */
+  unsigned win_flags;   /* sender: the opening request's flags */
+  sync_request win_req; /* sender: where the next chunk starts, with the
+                           opening request's vector */
 };
 
 /* session_msg.c */
@@ -13143,7 +13157,8 @@ SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
 
 /* ---------------------------------------------------------------------
  * Requests on the wire: u8 flags, 16 requester, 16 sender, u64 schema
- * hash, cursor, var n, n x (16 site, var hlc); FINAL adds the report.
+ * hash, cursor, mark, scope, var n, n x (16 site, var hlc); FINAL adds
+ * the report, WINDOW the window's size.
  * ------------------------------------------------------------------- */
 static unsigned char *sx_put_report(unsigned char *p,
                                     const sync_apply_report *r) {
@@ -13175,7 +13190,7 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   sync_request *req = NULL;
   unsigned char *b, *p;
   size_t cap, i;
-  int rc;
+  int rc, opens;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
     return sx_sess_fail(s, rc, "cannot read this replica: %s",
                         sync_strerror(rc));
@@ -13187,9 +13202,14 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
     req->mark = s->vmark;
     req->scope = s->vscope;
   }
+  /* In a window, only the opening request carries the vector: the
+   * sender cuts the whole run against it, and the acknowledgements that
+   * follow stay small. */
+  opens = !final && !s->rwin && !s->o.server && s->o.window != 1;
+  if (s->rwin) req->nvv = 0;
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
         SX_SCOPE_MAX + req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
-        8 * SX_VARINT_MAX; /* FINAL's counts */
+        8 * SX_VARINT_MAX; /* FINAL's counts, or the window */
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
@@ -13201,7 +13221,9 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
    * the rows we could not take). */
   *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) |
                          (s->dry || (s->held && s->vcur_ok) ? SX_RQ_DRY : 0) |
-                         (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0));
+                         (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0) |
+                         (opens ? SX_RQ_WINDOW : 0) |
+                         (s->rwin && !final ? SX_RQ_ACK : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
   memcpy(p, req->sender, SX_SITE_LEN);
@@ -13219,6 +13241,10 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
     p = sx_wv(p, req->vv[i].hlc);
   }
   if (final) p = sx_put_report(p, &s->phase_rep);
+  if (opens) {
+    p = sx_wv(p, s->o.window ? s->o.window : SX_WIN_DEFAULT);
+    s->rwin = 1;
+  }
   sync_request_free(req);
   rc = sx_msg_put(s, SX_M_REQUEST, b, (size_t)(p - b));
   sx_free(&s->al, b);
@@ -13229,6 +13255,7 @@ SYNC_PRIVATE int sx_phase_start(sync_session *s) {
   memset(&s->phase_rep, 0, sizeof s->phase_rep);
   s->vcur_ok = 0;
   s->held = 0;
+  s->rwin = 0;
   if (s->phase >= s->nphase) {
     s->state = SX_ST_END;
     return 0;
@@ -14337,11 +14364,12 @@ static void sx_read_report(sx_rd *r, sync_apply_report *rep) {
   rep->exited = sx_rv(r);
 }
 
-/* REQUEST's fields into req and *flags; FINAL's report is added to what
- * the peer applied.  0 with req->vv allocated (the caller frees it), or
+/* REQUEST's fields into req, *flags and *window (when it opens one);
+ * FINAL's report is added to what the peer applied.  0 with req->vv allocated (the caller frees it), or
  * the session fails. */
 static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
-                           sync_request *req, unsigned *flags) {
+                           sync_request *req, unsigned *flags,
+                           size_t *window) {
   sx_rd r;
   const unsigned char *q;
   uint64_t nvv, i;
@@ -14350,7 +14378,11 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
   r.end = b + n;
   r.bad = 0;
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
-  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE)))
+  if (!q ||
+      (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE | SX_RQ_WINDOW |
+                SX_RQ_ACK)) ||
+      ((q[0] & SX_RQ_WINDOW) && (q[0] & (SX_RQ_FINAL | SX_RQ_ACK))) ||
+      ((q[0] & SX_RQ_FINAL) && (q[0] & SX_RQ_ACK)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
   *flags = q[0];
   req->al = s->al;
@@ -14382,6 +14414,11 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
     sync_apply_report rep;
     sx_read_report(&r, &rep);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
+  }
+  if (*flags & SX_RQ_WINDOW) {
+    uint64_t w = sx_rv(&r);
+    if (w < 1 || w > SX_WIN_MAX) r.bad = 1;
+    *window = (size_t)w;
   }
   if (r.bad || r.p != r.end) {
     sx_free(&s->al, req->vv);
@@ -14442,11 +14479,60 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
     sync_txn_abort(x);
   }
   if (!rc) rc = sx_frame_start(s, d);
+  if (!rc && s->win) {
+    /* The next chunk of the window starts where this one ends. */
+    s->win_req.cur = d->end;
+    s->win_req.mark = d->mark;
+    s->win_req.scope = d->scope;
+    s->win_last = d->last;
+    s->win_out++;
+    s->win_waiting = 0;
+  }
   sync_delta_free(d);
   if (rc)
     return sx_sess_fail(s, rc, "cutting a chunk: %s (%s)", sync_strerror(rc),
                         sync_env_errmsg(s->env));
   sx_progress(s);
+  return 0;
+}
+
+/* In a window, cut the next chunk once the last one is on its way, while
+ * fewer than the window's chunks wait for their acknowledgement. */
+static int sx_win_pump(sync_session *s) {
+  if (!s->win || s->win_last || s->frame_out || s->state != SX_ST_SEND)
+    return 0;
+  if (s->win_out >= s->win) {
+    if (!s->win_waiting) s->st.window_waits++;
+    s->win_waiting = 1;
+    return 0;
+  }
+  return sx_send_chunk(s, &s->win_req, s->win_flags);
+}
+
+static void sx_win_close(sync_session *s) {
+  sx_free(&s->al, s->win_req.vv);
+  memset(&s->win_req, 0, sizeof s->win_req);
+  s->win = s->win_out = 0;
+  s->win_last = s->win_waiting = 0;
+}
+
+/* Where a request stands in the window: an acknowledgement takes one
+ * chunk out of flight; a request that opens a window, or asks for one
+ * chunk, needs none in flight; FINAL comes after the last chunk only. */
+static int sx_win_check(sync_session *s, unsigned flags) {
+  if (flags & SX_RQ_ACK) {
+    if (!s->win || s->win_out == 0)
+      return sx_sess_fail(s, SYNC_EPROTO,
+                          "an acknowledgement with no chunk in flight");
+    s->win_out--;
+    return 0;
+  }
+  if (!s->win) return 0;
+  if (!(flags & SX_RQ_FINAL) || !s->win_last || s->win_out != 1)
+    return sx_sess_fail(s, SYNC_EPROTO,
+                        "a request while %zu chunks are in flight",
+                        s->win_out);
+  s->win_out = 0;
   return 0;
 }
 
@@ -14456,14 +14542,28 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
 static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   sync_request req;
   unsigned flags = 0;
+  size_t window = 0;
   int rc;
-  if ((rc = sx_read_request(s, b, n, &req, &flags))) return rc;
+  if ((rc = sx_read_request(s, b, n, &req, &flags, &window))) return rc;
+  rc = sx_win_check(s, flags);
   /* The requester's view of our log must be this file's history. */
-  rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark);
+  if (!rc) rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark);
   if (!rc && !(flags & SX_RQ_DRY) && !s->dry) rc = sx_ack_request(s, &req);
-  if (!rc && !(flags & SX_RQ_FINAL)) rc = sx_send_chunk(s, &req, flags);
+  if (!rc && (flags & SX_RQ_WINDOW)) {
+    /* The run is cut against this request's vector; it stays. */
+    s->win_req = req;
+    s->win = window;
+    s->win_flags = flags;
+    req.vv = NULL;
+    rc = sx_send_chunk(s, &s->win_req, flags);
+  } else if (!rc && (flags & SX_RQ_ACK)) {
+    rc = sx_win_pump(s);
+  } else if (!rc && !(flags & SX_RQ_FINAL)) {
+    rc = sx_send_chunk(s, &req, flags);
+  }
   sx_free(&s->al, req.vv);
   if (rc || !(flags & SX_RQ_FINAL)) return rc;
+  sx_win_close(s);
   sx_progress(s);
   s->phase++;
   return sx_phase_start(s);
@@ -14660,7 +14760,9 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
     }
     break;
   case SX_ST_SEND:
-    if (s->frame_out) break; /* the peer answers only a whole frame */
+    /* The peer answers only a whole frame; in a window it acknowledges
+     * earlier chunks while this one is still going out. */
+    if (s->frame_out && !(s->win && type == SX_M_REQUEST)) break;
     if (s->rf_frame) {
       if (type == SX_M_DATA) return sx_on_data(s, b, n);
       break;
@@ -14818,6 +14920,7 @@ SYNC_API void sync_session_free(sync_session *s) {
   sx_buf_free(&s->ctl);
   sx_buf_free(&s->out);
   sx_buf_free(&s->rf);
+  sx_free(&al, s->win_req.vv);
   sx_free(&al, s);
 }
 
@@ -14914,6 +15017,10 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
       if (s->out_pos < s->out.len) break; /* out is full */
     }
     s->out.len = s->out_pos = 0;
+    if (!s->frame_out && s->win) {
+      sx_win_pump(s); /* the next chunk of the window, or an ERROR */
+      if (s->out.len) continue;
+    }
     if (!s->frame_out || s->state == SX_ST_OVER) break;
     {
       /* The next DATA message, straight from the encoder. */

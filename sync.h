@@ -1153,6 +1153,9 @@ typedef struct sync_session_stats {
   uint64_t reverted;      /* client: of those, rows that went back to
                              the server's version or were removed */
   int repair_equal;       /* the repair ended with equal roots */
+  uint64_t window_waits;  /* sender: times a chunk was ready to cut but
+                             the window was full, so the stream waited
+                             for an acknowledgement */
 } sync_session_stats;
 
 /* Diff (a repair session with dry_run): called on the client for each
@@ -1241,6 +1244,13 @@ typedef struct sync_session_opts {
   int repair;
   sync_diff_fn on_diff; /* client, repair with dry_run; NULL: none */
   void *on_diff_ctx;
+  /* client: chunks the server may send ahead of this side's
+   * acknowledgements when pulling (docs/PROTOCOL.md, "Window"), so that a
+   * long stream waits for the link's round trip once per window, not once
+   * per chunk.  Each chunk is still applied and committed on its own, in
+   * order; memory does not grow with the window.  0 = 128; 1 = one chunk
+   * per request; at most 4,096. */
+  size_t window;
 } sync_session_opts;
 
 /* Make a session on an open env.  opts is copied (tables, credential and

@@ -43,11 +43,12 @@ static void sx_read_report(sx_rd *r, sync_apply_report *rep) {
   rep->exited = sx_rv(r);
 }
 
-/* REQUEST's fields into req and *flags; FINAL's report is added to what
- * the peer applied.  0 with req->vv allocated (the caller frees it), or
+/* REQUEST's fields into req, *flags and *window (when it opens one);
+ * FINAL's report is added to what the peer applied.  0 with req->vv allocated (the caller frees it), or
  * the session fails. */
 static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
-                           sync_request *req, unsigned *flags) {
+                           sync_request *req, unsigned *flags,
+                           size_t *window) {
   sx_rd r;
   const unsigned char *q;
   uint64_t nvv, i;
@@ -56,7 +57,11 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
   r.end = b + n;
   r.bad = 0;
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
-  if (!q || (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE)))
+  if (!q ||
+      (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE | SX_RQ_WINDOW |
+                SX_RQ_ACK)) ||
+      ((q[0] & SX_RQ_WINDOW) && (q[0] & (SX_RQ_FINAL | SX_RQ_ACK))) ||
+      ((q[0] & SX_RQ_FINAL) && (q[0] & SX_RQ_ACK)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
   *flags = q[0];
   req->al = s->al;
@@ -88,6 +93,11 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
     sync_apply_report rep;
     sx_read_report(&r, &rep);
     if (!r.bad) sx_report_add(&s->st.peer_applied, &rep);
+  }
+  if (*flags & SX_RQ_WINDOW) {
+    uint64_t w = sx_rv(&r);
+    if (w < 1 || w > SX_WIN_MAX) r.bad = 1;
+    *window = (size_t)w;
   }
   if (r.bad || r.p != r.end) {
     sx_free(&s->al, req->vv);
@@ -148,11 +158,60 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
     sync_txn_abort(x);
   }
   if (!rc) rc = sx_frame_start(s, d);
+  if (!rc && s->win) {
+    /* The next chunk of the window starts where this one ends. */
+    s->win_req.cur = d->end;
+    s->win_req.mark = d->mark;
+    s->win_req.scope = d->scope;
+    s->win_last = d->last;
+    s->win_out++;
+    s->win_waiting = 0;
+  }
   sync_delta_free(d);
   if (rc)
     return sx_sess_fail(s, rc, "cutting a chunk: %s (%s)", sync_strerror(rc),
                         sync_env_errmsg(s->env));
   sx_progress(s);
+  return 0;
+}
+
+/* In a window, cut the next chunk once the last one is on its way, while
+ * fewer than the window's chunks wait for their acknowledgement. */
+static int sx_win_pump(sync_session *s) {
+  if (!s->win || s->win_last || s->frame_out || s->state != SX_ST_SEND)
+    return 0;
+  if (s->win_out >= s->win) {
+    if (!s->win_waiting) s->st.window_waits++;
+    s->win_waiting = 1;
+    return 0;
+  }
+  return sx_send_chunk(s, &s->win_req, s->win_flags);
+}
+
+static void sx_win_close(sync_session *s) {
+  sx_free(&s->al, s->win_req.vv);
+  memset(&s->win_req, 0, sizeof s->win_req);
+  s->win = s->win_out = 0;
+  s->win_last = s->win_waiting = 0;
+}
+
+/* Where a request stands in the window: an acknowledgement takes one
+ * chunk out of flight; a request that opens a window, or asks for one
+ * chunk, needs none in flight; FINAL comes after the last chunk only. */
+static int sx_win_check(sync_session *s, unsigned flags) {
+  if (flags & SX_RQ_ACK) {
+    if (!s->win || s->win_out == 0)
+      return sx_sess_fail(s, SYNC_EPROTO,
+                          "an acknowledgement with no chunk in flight");
+    s->win_out--;
+    return 0;
+  }
+  if (!s->win) return 0;
+  if (!(flags & SX_RQ_FINAL) || !s->win_last || s->win_out != 1)
+    return sx_sess_fail(s, SYNC_EPROTO,
+                        "a request while %zu chunks are in flight",
+                        s->win_out);
+  s->win_out = 0;
   return 0;
 }
 
@@ -162,14 +221,28 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
 static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   sync_request req;
   unsigned flags = 0;
+  size_t window = 0;
   int rc;
-  if ((rc = sx_read_request(s, b, n, &req, &flags))) return rc;
+  if ((rc = sx_read_request(s, b, n, &req, &flags, &window))) return rc;
+  rc = sx_win_check(s, flags);
   /* The requester's view of our log must be this file's history. */
-  rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark);
+  if (!rc) rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark);
   if (!rc && !(flags & SX_RQ_DRY) && !s->dry) rc = sx_ack_request(s, &req);
-  if (!rc && !(flags & SX_RQ_FINAL)) rc = sx_send_chunk(s, &req, flags);
+  if (!rc && (flags & SX_RQ_WINDOW)) {
+    /* The run is cut against this request's vector; it stays. */
+    s->win_req = req;
+    s->win = window;
+    s->win_flags = flags;
+    req.vv = NULL;
+    rc = sx_send_chunk(s, &s->win_req, flags);
+  } else if (!rc && (flags & SX_RQ_ACK)) {
+    rc = sx_win_pump(s);
+  } else if (!rc && !(flags & SX_RQ_FINAL)) {
+    rc = sx_send_chunk(s, &req, flags);
+  }
   sx_free(&s->al, req.vv);
   if (rc || !(flags & SX_RQ_FINAL)) return rc;
+  sx_win_close(s);
   sx_progress(s);
   s->phase++;
   return sx_phase_start(s);
@@ -366,7 +439,9 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
     }
     break;
   case SX_ST_SEND:
-    if (s->frame_out) break; /* the peer answers only a whole frame */
+    /* The peer answers only a whole frame; in a window it acknowledges
+     * earlier chunks while this one is still going out. */
+    if (s->frame_out && !(s->win && type == SX_M_REQUEST)) break;
     if (s->rf_frame) {
       if (type == SX_M_DATA) return sx_on_data(s, b, n);
       break;
@@ -524,6 +599,7 @@ SYNC_API void sync_session_free(sync_session *s) {
   sx_buf_free(&s->ctl);
   sx_buf_free(&s->out);
   sx_buf_free(&s->rf);
+  sx_free(&al, s->win_req.vv);
   sx_free(&al, s);
 }
 
@@ -620,6 +696,10 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
       if (s->out_pos < s->out.len) break; /* out is full */
     }
     s->out.len = s->out_pos = 0;
+    if (!s->frame_out && s->win) {
+      sx_win_pump(s); /* the next chunk of the window, or an ERROR */
+      if (s->out.len) continue;
+    }
     if (!s->frame_out || s->state == SX_ST_OVER) break;
     {
       /* The next DATA message, straight from the encoder. */

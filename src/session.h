@@ -14,7 +14,7 @@
 #include "reject.h"
 #include "repair.h"
 
-#define SX_PROTO 4
+#define SX_PROTO 5
 /* Every side accepts this much, before and after the handshake. */
 #define SX_MSG_FLOOR 256
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
@@ -44,6 +44,11 @@
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
 #define SX_RQ_WHOLE 0x4u /* whole rows (the requester applies NEWER) */
+#define SX_RQ_WINDOW 0x8u /* opens a window: var size after the vector */
+#define SX_RQ_ACK 0x10u   /* acknowledges the oldest chunk in flight */
+
+#define SX_WIN_DEFAULT 128 /* chunks in flight when the client says 0 */
+#define SX_WIN_MAX 4096
 
 #define SX_HF_DRY 0x1u /* HELLO flags */
 #define SX_HF_REPAIR 0x2u
@@ -119,6 +124,15 @@ struct sync_session {
   int rf_last;
   int rf_frame;       /* client: REFUSED announced the server's rows */
   uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
+  /* the window of a pulling phase (docs/PROTOCOL.md, "Window") */
+  int rwin;             /* receiver: the window is open, requests ack */
+  size_t win;           /* sender: chunks allowed in flight; 0 = none */
+  size_t win_out;       /* sender: chunks sent and not acknowledged */
+  int win_last;         /* sender: the last chunk of the run is cut */
+  int win_waiting;      /* sender: counted as a wait already */
+  unsigned win_flags;   /* sender: the opening request's flags */
+  sync_request win_req; /* sender: where the next chunk starts, with the
+                           opening request's vector */
 };
 
 /* session_msg.c */

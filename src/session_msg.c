@@ -84,7 +84,8 @@ SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
 
 /* ---------------------------------------------------------------------
  * Requests on the wire: u8 flags, 16 requester, 16 sender, u64 schema
- * hash, cursor, var n, n x (16 site, var hlc); FINAL adds the report.
+ * hash, cursor, mark, scope, var n, n x (16 site, var hlc); FINAL adds
+ * the report, WINDOW the window's size.
  * ------------------------------------------------------------------- */
 static unsigned char *sx_put_report(unsigned char *p,
                                     const sync_apply_report *r) {
@@ -116,7 +117,7 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   sync_request *req = NULL;
   unsigned char *b, *p;
   size_t cap, i;
-  int rc;
+  int rc, opens;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
     return sx_sess_fail(s, rc, "cannot read this replica: %s",
                         sync_strerror(rc));
@@ -128,9 +129,14 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
     req->mark = s->vmark;
     req->scope = s->vscope;
   }
+  /* In a window, only the opening request carries the vector: the
+   * sender cuts the whole run against it, and the acknowledgements that
+   * follow stay small. */
+  opens = !final && !s->rwin && !s->o.server && s->o.window != 1;
+  if (s->rwin) req->nvv = 0;
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
         SX_SCOPE_MAX + req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
-        8 * SX_VARINT_MAX; /* FINAL's counts */
+        8 * SX_VARINT_MAX; /* FINAL's counts, or the window */
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
@@ -142,7 +148,9 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
    * the rows we could not take). */
   *p++ = (unsigned char)((final ? SX_RQ_FINAL : 0) |
                          (s->dry || (s->held && s->vcur_ok) ? SX_RQ_DRY : 0) |
-                         (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0));
+                         (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0) |
+                         (opens ? SX_RQ_WINDOW : 0) |
+                         (s->rwin && !final ? SX_RQ_ACK : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
   memcpy(p, req->sender, SX_SITE_LEN);
@@ -160,6 +168,10 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
     p = sx_wv(p, req->vv[i].hlc);
   }
   if (final) p = sx_put_report(p, &s->phase_rep);
+  if (opens) {
+    p = sx_wv(p, s->o.window ? s->o.window : SX_WIN_DEFAULT);
+    s->rwin = 1;
+  }
   sync_request_free(req);
   rc = sx_msg_put(s, SX_M_REQUEST, b, (size_t)(p - b));
   sx_free(&s->al, b);
@@ -170,6 +182,7 @@ SYNC_PRIVATE int sx_phase_start(sync_session *s) {
   memset(&s->phase_rep, 0, sizeof s->phase_rep);
   s->vcur_ok = 0;
   s->held = 0;
+  s->rwin = 0;
   if (s->phase >= s->nphase) {
     s->state = SX_ST_END;
     return 0;

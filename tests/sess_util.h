@@ -20,6 +20,8 @@ typedef struct su_pump {
   const su_faults *faults;
   size_t moved;
   int cut;            /* the budget ran out, or a fault cut the link */
+  unsigned long rounds; /* su_run: turns of the conversation, each both
+                           ways: the round trips it took */
 } su_pump;
 
 /* Move what a has to send to b, in pieces; returns bytes moved. */
@@ -95,6 +97,7 @@ static inline int su_run(su_pump *p, sync_session *c, sync_session *s) {
   unsigned long rounds;
   for (rounds = 0; rounds < 1000000; rounds++) {
     size_t n = su_move(p, c, s) + su_move(p, s, c);
+    p->rounds = rounds + 1;
     if (p->cut) {
       /* The link is gone: each side sees its transport end. */
       sync_session_abort(c, SYNC_ECLOSED);

@@ -10,6 +10,9 @@
 
 #include "sess_util.h"
 
+#include <inttypes.h>
+#include <xxhash.h>
+
 static const sync_column_def ss_c2[2] = {
     {"n", SYNC_INTEGER, 0},
     {"note", SYNC_TEXT, 0},
@@ -114,6 +117,7 @@ static void test_both_ways_converge(void **state) {
     co.level = (int)tu_below(&g, 4);
     so.level = (int)tu_below(&g, 4);
     co.max_message = so.max_message = 256 + tu_below(&g, 2000);
+    co.window = tu_below(&g, 3) ? 1 + tu_below(&g, 8) : 0; /* 1: none */
     TU_OK(sync_session_create(dev.env, &co, &c));
     TU_OK(sync_session_create(srv.env, &so, &s));
     memset(&p, 0, sizeof p);
@@ -126,6 +130,140 @@ static void test_both_ways_converge(void **state) {
     sync_session_free(s);
     if (mu_digest(&srv) != mu_digest(&dev)) fail_msg("seed %u: digests", seed);
     ss_check_values(&dev);
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+}
+
+/* A pull of 300 chunks.  With a window of 16 the server sends ahead and
+ * the conversation takes a round trip per window, not one per chunk, and
+ * the server counts the times it waited; with 1 (no window) it takes one
+ * per chunk.  Both end with the server's rows. */
+static void test_window_round_trips(void **state) {
+  static const size_t windows[3] = {16, 1, 0};
+  uint64_t now = 1700000000000ull;
+  size_t w;
+  (void)state;
+  for (w = 0; w < 3; w++) {
+    mu_rep srv, dev;
+    sync_session_opts co, so;
+    sync_session_stats cst, sst;
+    sync_session *c, *s;
+    su_pump p;
+    unsigned i;
+    ss_open(&srv, "sess-srv.db", 0x51, &now);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    for (i = 0; i < 3000; i++) {
+      char key[16];
+      snprintf(key, sizeof key, "k%05u", i);
+      mu_put(&srv, key, i, 0.5, "v");
+    }
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    co.mode = SYNC_PULL;
+    co.window = windows[w];
+    so.server = 1;
+    so.chunk_rows = 10;
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    assert_true(su_run(&p, c, s));
+    sync_session_stats_get(c, &cst);
+    sync_session_stats_get(s, &sst);
+    sync_session_free(c);
+    sync_session_free(s);
+    assert_int_equal(sst.frames_sent, 300);
+    assert_int_equal(cst.rows_received, 3000);
+    assert_int_equal(mu_digest(&srv), mu_digest(&dev));
+    printf("window %zu: %lu round trips, %" PRIu64 " waits\n", windows[w],
+           p.rounds, sst.window_waits);
+    if (windows[w] == 1) {
+      assert_true(p.rounds >= 300);
+      assert_int_equal(sst.window_waits, 0);
+    } else {
+      size_t win = windows[w] ? windows[w] : 128;
+      /* handshake, one per window, FINAL */
+      assert_true(p.rounds <= 2 + (300 + win - 1) / win + 2);
+      assert_true(sst.window_waits >= 300 / win - 1);
+    }
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+}
+
+/* Move what a has to send into buf (at most cap bytes). */
+static size_t ss_take(sync_session *a, unsigned char *buf, size_t cap) {
+  sync_outbuf out = {buf, cap, 0};
+  while (sync_session_want_write(a) && out.pos < out.size)
+    if (sync_session_send(a, &out) <= 0) break;
+  return out.pos;
+}
+
+/* A window the server must refuse: the opening request twice (the
+ * second arrives with chunks in flight, as a duplicating link would
+ * deliver it), or a window of 0.  The server ends with SYNC_EPROTO and
+ * the client keeps what it applied. */
+static void test_window_hostile(void **state) {
+  uint64_t now = 1700000000000ull;
+  int v;
+  (void)state;
+  for (v = 0; v < 2; v++) {
+    mu_rep srv, dev;
+    sync_session_opts co, so;
+    sync_session *c, *s;
+    unsigned char buf[4096];
+    size_t n;
+    unsigned i;
+    sync_inbuf in;
+    ss_open(&srv, "sess-srv.db", 0x51, &now);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    for (i = 0; i < 100; i++) {
+      char key[16];
+      snprintf(key, sizeof key, "k%03u", i);
+      mu_put(&srv, key, i, 0.5, "v");
+    }
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    co.mode = SYNC_PULL;
+    co.window = 16;
+    so.server = 1;
+    so.chunk_rows = 10;
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    n = ss_take(c, buf, sizeof buf); /* HELLO */
+    in = (sync_inbuf){buf, n, 0};
+    sync_session_recv(s, &in);
+    n = ss_take(s, buf, sizeof buf); /* WELCOME */
+    in = (sync_inbuf){buf, n, 0};
+    sync_session_recv(c, &in);
+    n = ss_take(c, buf, sizeof buf); /* the opening REQUEST */
+    assert_true(n > 6 && buf[0] == 3 && buf[n - 5] == 16);
+    if (v == 1) { /* window 0, checksum made anew */
+      uint32_t h;
+      buf[n - 5] = 0;
+      h = (uint32_t)XXH3_64bits(buf, n - 4);
+      buf[n - 4] = (unsigned char)h;
+      buf[n - 3] = (unsigned char)(h >> 8);
+      buf[n - 2] = (unsigned char)(h >> 16);
+      buf[n - 1] = (unsigned char)(h >> 24);
+    }
+    in = (sync_inbuf){buf, n, 0};
+    sync_session_recv(s, &in);
+    if (v == 0) {
+      assert_int_equal(sync_session_status(s), 0);
+      in = (sync_inbuf){buf, n, 0};
+      sync_session_recv(s, &in);
+    }
+    while (sync_session_want_write(s)) {
+      unsigned char sink[4096];
+      sync_outbuf out = {sink, sizeof sink, 0};
+      if (sync_session_send(s, &out) <= 0) break;
+    }
+    assert_int_equal(sync_session_status(s), SYNC_EPROTO);
+    assert_non_null(strstr(sync_session_errmsg(s),
+                           v == 0 ? "in flight" : "malformed REQUEST"));
+    sync_session_free(c);
+    sync_session_free(s);
     mu_close(&srv);
     mu_close(&dev);
   }
@@ -1034,6 +1172,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_both_ways_converge),
       cmocka_unit_test(test_modes),
+      cmocka_unit_test(test_window_round_trips),
+      cmocka_unit_test(test_window_hostile),
       cmocka_unit_test(test_relay_no_echo),
       cmocka_unit_test(test_rights),
       cmocka_unit_test(test_relay_refused),
