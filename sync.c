@@ -12939,7 +12939,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_RQ_WINDOW 0x8u /* opens a window: var size after the vector */
 #define SX_RQ_ACK 0x10u   /* acknowledges the oldest chunk in flight */
 
-#define SX_WIN_DEFAULT 128 /* chunks in flight when the client says 0 */
+#define SX_WIN_DEFAULT 256 /* chunks in flight when the client says 0 */
 #define SX_WIN_MAX 4096
 
 #define SX_HF_DRY 0x1u /* HELLO flags */

@@ -1248,7 +1248,7 @@ typedef struct sync_session_opts {
    * acknowledgements when pulling (docs/PROTOCOL.md, "Window"), so that a
    * long stream waits for the link's round trip once per window, not once
    * per chunk.  Each chunk is still applied and committed on its own, in
-   * order; memory does not grow with the window.  0 = 128; 1 = one chunk
+   * order; memory does not grow with the window.  0 = 256; 1 = one chunk
    * per request; at most 4,096. */
   size_t window;
 } sync_session_opts;

@@ -105,4 +105,12 @@ typedef struct bench_chunk {
 void bench_pull_chunk(sync_env *recv, sync_env *send, const uint8_t site[16],
                       const sync_delta_opts *opts, bench_chunk *c);
 
+/* A slow link (link.c): a loopback TCP proxy to target that holds the
+ * bytes one_way_ms in each direction.  Its address goes to addr; it
+ * serves one connection and stop waits for both sides to close. */
+typedef struct bench_link bench_link;
+bench_link *bench_link_start(const char *target, int one_way_ms, char *addr,
+                             size_t cap);
+void bench_link_stop(bench_link *l);
+
 #endif /* BENCH_H */

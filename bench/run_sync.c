@@ -119,6 +119,9 @@ static int allow_all(void *ctx, const sync_write *w, int *reason, char *text,
 /* How the server process serves: 0 as a plain sender (pull), 1 as a
  * receiver of a push, 2 the same with the write check. */
 static int serve_mode;
+/* The client's link: 0 straight to the server, else through a proxy that
+ * holds the bytes this many milliseconds each way (link.c). */
+static int link_delay_ms;
 
 /* Child: serve one session from path, then report and exit. */
 static void serve_once(const char *path, int lfd, int out) {
@@ -172,6 +175,7 @@ static void tcp_session(const char *send_path, const char *recv_path,
   sync_session_opts co;
   sync_session *s;
   sync_transport t;
+  bench_link *link = NULL;
   double t0, t1;
   lfd = net_listen("127.0.0.1:0", &port, err, sizeof err);
   if (lfd < 0)
@@ -193,6 +197,8 @@ static void tcp_session(const char *send_path, const char *recv_path,
   env = open_counted(push ? send_path : recv_path, &h, push ? 0 : fresh);
   memset(&co, 0, sizeof co);
   co.mode = push ? SYNC_PUSH : SYNC_PULL;
+  if (link_delay_ms)
+    link = bench_link_start(addr, link_delay_ms, addr, sizeof addr);
   t0 = bench_now();
   if ((fd = net_dial(addr, 0)) < 0)
     bench_die("sync: connect: %s", strerror(errno));
@@ -206,6 +212,7 @@ static void tcp_session(const char *send_path, const char *recv_path,
   sync_session_stats_get(s, &res->st);
   sync_session_free(s);
   close(fd);
+  if (link) bench_link_stop(link);
   if (read(p[0], &r, sizeof r) != (ssize_t)sizeof r)
     bench_die("sync: the server process reported nothing");
   close(p[0]);
@@ -272,6 +279,16 @@ static double ours_initial(void *arg) {
   if (digest_at(c->recv_path) != c->digest)
     bench_die("sync: the receiver's digest differs from the sender's");
   return (double)c->nrows / c->last.seconds;
+}
+
+/* The initial pull over a link with 100 ms of round trip (50 ms each
+ * way through link.c's proxy). */
+static double ours_rtt100(void *arg) {
+  double r;
+  link_delay_ms = 50;
+  r = ours_initial(arg);
+  link_delay_ms = 0;
+  return r;
 }
 
 /* W1 pushed by the client into a fresh server, with and without the
@@ -431,6 +448,83 @@ static void bench_incremental(sync_ctx *c, const bench_opts *o) {
   bench_ratio("incremental_sync.wire_ratio", wire / frames);
 }
 
+/* Move all a has to send into b; returns the bytes moved. */
+static size_t move_all(sync_session *a, sync_session *b) {
+  unsigned char buf[65536];
+  size_t total = 0;
+  while (sync_session_want_write(a)) {
+    sync_outbuf out = {buf, sizeof buf, 0};
+    sync_inbuf in;
+    if (sync_session_send(a, &out) <= 0) break;
+    in.ptr = buf;
+    in.size = out.pos;
+    in.pos = 0;
+    sync_session_recv(b, &in);
+    total += out.pos;
+  }
+  return total;
+}
+
+/* The initial pull in process, each side sending all it can before the
+ * other answers: the turns the conversation takes are its round trips
+ * (the handshake is the first). */
+static uint64_t pull_turns(sync_ctx *c, size_t window) {
+  heap hs = {0, 0}, hc = {0, 0};
+  sync_env *srv = open_counted(c->send_path, &hs, 0);
+  sync_env *cli = open_counted(c->recv_path, &hc, 1);
+  sync_session_opts so, co;
+  sync_session *ss, *cs;
+  uint64_t turns = 0;
+  memset(&so, 0, sizeof so);
+  memset(&co, 0, sizeof co);
+  so.server = 1;
+  co.mode = SYNC_PULL;
+  co.window = window;
+  peer_sync_check(srv, sync_session_create(srv, &so, &ss), "session");
+  peer_sync_check(cli, sync_session_create(cli, &co, &cs), "session");
+  while (!sync_session_status(cs) || !sync_session_status(ss)) {
+    size_t n = move_all(cs, ss);
+    n += move_all(ss, cs);
+    turns++;
+    if (!n) break;
+  }
+  if (sync_session_status(cs) != 1 || sync_session_status(ss) != 1)
+    bench_die("sync: the in-process pull failed: %s / %s",
+              sync_session_errmsg(cs), sync_session_errmsg(ss));
+  sync_session_free(cs);
+  sync_session_free(ss);
+  sync_env_close(cli);
+  sync_env_close(srv);
+  return turns;
+}
+
+/* The initial pull straight and over a 100 ms link, rounds interleaved.
+ * The extra time over the slow link, in round trips, is how often the
+ * stream waited for the other side: the handshake, the window's waits
+ * and FINAL. */
+static void bench_rtt(sync_ctx *c, const bench_opts *o) {
+  bench_side sides[2];
+  double direct_s, slow_s;
+  sides[0] = (bench_side){"direct", ours_initial, c, 0};
+  sides[1] = (bench_side){"rtt100", ours_rtt100, c, 0};
+  bench_note("sync over a link with 100 ms of round trip: a proxy holds "
+             "the bytes 50 ms each way; the client's window is the "
+             "default (256 chunks)");
+  bench_rounds("w1.sync_rtt100", sides, 2, o->reps);
+  direct_s = (double)c->nrows / sides[0].best;
+  slow_s = (double)c->nrows / sides[1].best;
+  bench_rate("w1.sync_rtt100.rows_per_s", sides[1].best);
+  bench_rate("w1.sync_rtt100.direct_rows_per_s", sides[0].best);
+  bench_ratio("w1.sync_rtt100.ratio_vs_direct", sides[1].best / sides[0].best);
+  bench_value("w1.sync_rtt100.added_s", slow_s - direct_s, "s");
+  bench_value("w1.sync.round_trips", (double)pull_turns(c, 0), "round_trips");
+  bench_value("w1.sync.round_trips_window1", (double)pull_turns(c, 1),
+              "round_trips");
+  bench_note("w1.sync.round_trips: turns of an in-process pull of %zu rows "
+             "in chunks of 1,000, the handshake included, with the default "
+             "window and with none (window 1)", c->nrows);
+}
+
 void bench_sync(const bench_opts *o) {
   sync_ctx c;
   bench_side sides[2];
@@ -477,6 +571,7 @@ void bench_sync(const bench_opts *o) {
   bench_ratio("w1.sync_tcp.ratio_vs_sqlite", sides[0].best / sides[1].best);
 #endif
 
+  bench_rtt(&c, o);
   bench_push(&c, o);
   bench_incremental(&c, o);
   bench_unlink_db(c.send_path);

@@ -181,7 +181,7 @@ static void test_window_round_trips(void **state) {
       assert_true(p.rounds >= 300);
       assert_int_equal(sst.window_waits, 0);
     } else {
-      size_t win = windows[w] ? windows[w] : 128;
+      size_t win = windows[w] ? windows[w] : 256;
       /* handshake, one per window, FINAL */
       assert_true(p.rounds <= 2 + (300 + win - 1) / win + 2);
       assert_true(sst.window_waits >= 300 / win - 1);
