@@ -7026,6 +7026,12 @@ static int sx_cut_row(sx_cut *c, sync_delta *d, sync_txn *x, unsigned tid,
   return c->exits ? sx_delta_exit(d, x, tid, key, klen, r, bytes) : 0;
 }
 
+/* The log key right after log position at. */
+static void sx_log_after(unsigned char key[SX_LOGKEY], const sx_cursor *at) {
+  if (at->seq == UINT32_MAX) sx_logkey(key, at->version + 1, 0);
+  else sx_logkey(key, at->version, at->seq + 1);
+}
+
 /* Log pass: rows whose log entry follows d->start. */
 static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                         sx_cut *cut, size_t max_rows, size_t max_bytes) {
@@ -7035,8 +7041,7 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   unsigned char start[SX_LOGKEY];
   size_t bytes = 0;
   int rc, op = SX_SET_RANGE;
-  if (d->start.seq == UINT32_MAX) sx_logkey(start, d->start.version + 1, 0);
-  else sx_logkey(start, d->start.version, d->start.seq + 1);
+  sx_log_after(start, &d->start);
   d->end = d->start;
   if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
   k.p = start;
@@ -7071,6 +7076,54 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     if (rc) break;
     d->end.version = sx_get_be64(k.p);
     d->end.seq = sx_get_be32(k.p + 8);
+  }
+  sx_cur_close(c);
+  return rc;
+}
+
+/* Priority pass (sync_delta_opts.priority): rows of the priority tables
+ * whose log entry follows the chunk's end join it, up to max_rows of
+ * them, so that they reach the receiver now rather than behind the
+ * backlog.  The walk reads only each entry's table id; the rows it takes
+ * come again when the log pass reaches them, and the receiver finds them
+ * unchanged.  Rows out of scope are left to the log pass. */
+static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
+                          sx_cut *cut, size_t max_rows, size_t max_bytes) {
+  sync_env *env = x->env;
+  const unsigned char *prio = cut->o->priority;
+  sx_scur *c;
+  sx_slice k, v;
+  unsigned char start[SX_LOGKEY];
+  size_t bytes = 0, n0 = d->nrows;
+  int rc, op = SX_SET_RANGE;
+  sx_log_after(start, &d->end);
+  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  k.p = start;
+  k.n = SX_LOGKEY;
+  while (d->nrows - n0 < max_rows && bytes < max_bytes) {
+    sx_slice key;
+    uint64_t t;
+    unsigned tid;
+    rc = sx_cur_get(env->st, c, op, &k, &v);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables ||
+        !sx_bit(prio, (unsigned)t))
+      continue; /* sx_log_current reports a malformed entry */
+    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0; /* a stale entry */
+      continue;
+    }
+    if (rc) break;
+    if (sx_in_scope(cut, x, tid, key.p, key.n, &x->old) &&
+        (rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, cut->o, 0,
+                           &bytes)))
+      break;
   }
   sx_cur_close(c);
   return rc;
@@ -7292,6 +7345,10 @@ static int sx_cut_rows(sync_txn *x, sync_delta *d, const uint64_t *rvv,
                        max_bytes);
   } else {
     rc = sx_delta_log(d, x, rvv, cut, max_rows, max_bytes);
+    /* An initial stream comes in key order (the receiver appends and
+     * drops what a complete one leaves out): priority is for the log. */
+    if (!rc && !d->last && cut->o && cut->o->priority)
+      rc = sx_delta_ahead(d, x, rvv, cut, max_rows, max_bytes);
   }
   if (cut->track && d->end.mode == SX_MODE_LOG) {
     /* Past the stream: the requester holds rows of the served tables
@@ -13017,6 +13074,7 @@ struct sync_session {
   int rf_frame;       /* client: REFUSED announced the server's rows */
   uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
   /* the window of a pulling phase (docs/PROTOCOL.md, "Window") */
+  uint64_t phase_chunks; /* chunks this side cut in the phase */
   int rwin;             /* receiver: the window is open, requests ack */
   size_t win;           /* sender: chunks allowed in flight; 0 = none */
   size_t win_out;       /* sender: chunks sent and not acknowledged */
@@ -13256,6 +13314,7 @@ SYNC_PRIVATE int sx_phase_start(sync_session *s) {
   s->vcur_ok = 0;
   s->held = 0;
   s->rwin = 0;
+  s->phase_chunks = 0;
   if (s->phase >= s->nphase) {
     s->state = SX_ST_END;
     return 0;
@@ -14465,6 +14524,10 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
   o.scope = s->o.server;
   o.filter_version = s->o.filter_version;
   o.visible = s->o.server ? s->read_mask : NULL;
+  /* Priority rows jump the backlog once a phase: later chunks of the
+   * phase take them in log order (a long run would else send them in
+   * every chunk). */
+  o.priority = s->phase_chunks ? NULL : s->o.priority;
   rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
   if (!rc) {
     int initial = req->cur.mode == SX_MODE_LOG && req->cur.version == 0 &&
@@ -14479,6 +14542,7 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
     sync_txn_abort(x);
   }
   if (!rc) rc = sx_frame_start(s, d);
+  if (!rc) s->phase_chunks++;
   if (!rc && s->win) {
     /* The next chunk of the window starts where this one ends. */
     s->win_req.cur = d->end;

@@ -647,6 +647,15 @@ typedef struct sync_delta_opts {
    * only trusted within these, so no marker names a key of a table it
    * may not read. */
   const unsigned char *visible;
+  /* Tables whose changes go first (bit t & 7 of priority[t >> 3]; NULL:
+   * none).  Besides the rows in log order, the chunk takes up to
+   * max_rows changed rows of these tables from anywhere after its end,
+   * so that they reach the receiver in this chunk however long the
+   * backlog before them.  Each comes again when the log reaches it (the
+   * receiver finds it unchanged).  An initial stream (a requester that
+   * holds nothing yet) goes in key order without it.  Sessions set it
+   * on the first chunk of each phase (sync_session_opts.priority). */
+  const unsigned char *priority;
 } sync_delta_opts;
 
 /* Sender side: the next chunk for the requester, cut from txn's snapshot
@@ -1251,6 +1260,11 @@ typedef struct sync_session_opts {
    * order; memory does not grow with the window.  0 = 256; 1 = one chunk
    * per request; at most 4,096. */
   size_t window;
+  /* Tables whose changes this side sends first, as in sync_rights (e.g.
+   * alarms behind a backlog of readings): the first chunk of each phase
+   * carries them, wherever they stand in the log
+   * (sync_delta_opts.priority).  NULL: log order only. */
+  const unsigned char *priority;
 } sync_session_opts;
 
 /* Make a session on an open env.  opts is copied (tables, credential and

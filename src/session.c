@@ -144,6 +144,10 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
   o.scope = s->o.server;
   o.filter_version = s->o.filter_version;
   o.visible = s->o.server ? s->read_mask : NULL;
+  /* Priority rows jump the backlog once a phase: later chunks of the
+   * phase take them in log order (a long run would else send them in
+   * every chunk). */
+  o.priority = s->phase_chunks ? NULL : s->o.priority;
   rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
   if (!rc) {
     int initial = req->cur.mode == SX_MODE_LOG && req->cur.version == 0 &&
@@ -158,6 +162,7 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
     sync_txn_abort(x);
   }
   if (!rc) rc = sx_frame_start(s, d);
+  if (!rc) s->phase_chunks++;
   if (!rc && s->win) {
     /* The next chunk of the window starts where this one ends. */
     s->win_req.cur = d->end;

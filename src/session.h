@@ -125,6 +125,7 @@ struct sync_session {
   int rf_frame;       /* client: REFUSED announced the server's rows */
   uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
   /* the window of a pulling phase (docs/PROTOCOL.md, "Window") */
+  uint64_t phase_chunks; /* chunks this side cut in the phase */
   int rwin;             /* receiver: the window is open, requests ack */
   size_t win;           /* sender: chunks allowed in flight; 0 = none */
   size_t win_out;       /* sender: chunks sent and not acknowledged */

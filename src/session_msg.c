@@ -183,6 +183,7 @@ SYNC_PRIVATE int sx_phase_start(sync_session *s) {
   s->vcur_ok = 0;
   s->held = 0;
   s->rwin = 0;
+  s->phase_chunks = 0;
   if (s->phase >= s->nphase) {
     s->state = SX_ST_END;
     return 0;

@@ -216,6 +216,7 @@ static int lc_session_x(lc_rep *c, lc_rep *s, int mode, int repair,
   sync_session *a, *b;
   sync_session_stats cst, sst;
   su_pump p;
+  unsigned char cprio[SYNC_RIGHTS_BYTES] = {0}, sprio[SYNC_RIGHTS_BYTES] = {0};
   int rc, cs, ss;
   memset(&co, 0, sizeof co);
   memset(&so, 0, sizeof so);
@@ -231,6 +232,12 @@ static int lc_session_x(lc_rep *c, lc_rep *s, int mode, int repair,
   if (g) {
     co.chunk_rows = 1 + (size_t)tu_below(g, 4);
     so.chunk_rows = 1 + (size_t)tu_below(g, 4);
+    /* Windows of every size, and tables sent first, on either side. */
+    co.window = tu_below(g, 2) ? 0 : 1 + (size_t)tu_below(g, 4);
+    cprio[0] = (unsigned char)tu_below(g, 256);
+    sprio[0] = (unsigned char)tu_below(g, 256);
+    co.priority = tu_below(g, 2) ? cprio : NULL;
+    so.priority = tu_below(g, 2) ? sprio : NULL;
     if (tu_below(g, 4) == 0) {
       p.g = g;
       p.max_piece = 64 + (size_t)tu_below(g, 2048);

@@ -106,6 +106,7 @@ static void test_both_ways_converge(void **state) {
     sync_session_opts co, so;
     sync_session *c, *s;
     su_pump p;
+    unsigned char prio[SYNC_RIGHTS_BYTES] = {0};
     ss_open(&srv, "sess-srv.db", 0x51, &now);
     ss_open(&dev, "sess-dev.db", 0xd1, &now);
     ss_write(&srv, &g, 50, 1 + (unsigned)tu_below(&g, 20));
@@ -118,6 +119,9 @@ static void test_both_ways_converge(void **state) {
     so.level = (int)tu_below(&g, 4);
     co.max_message = so.max_message = 256 + tu_below(&g, 2000);
     co.window = tu_below(&g, 3) ? 1 + tu_below(&g, 8) : 0; /* 1: none */
+    prio[0] = (unsigned char)(1 + tu_below(&g, 3)); /* table 0, 1 or both */
+    co.priority = tu_below(&g, 2) ? prio : NULL;
+    so.priority = tu_below(&g, 2) ? prio : NULL;
     TU_OK(sync_session_create(dev.env, &co, &c));
     TU_OK(sync_session_create(srv.env, &so, &s));
     memset(&p, 0, sizeof p);
@@ -186,6 +190,74 @@ static void test_window_round_trips(void **state) {
       assert_true(p.rounds <= 2 + (300 + win - 1) / win + 2);
       assert_true(sst.window_waits >= 300 / win - 1);
     }
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+}
+
+/* The server's write check, recording at which place of the push the
+ * first row of table 1 was judged. */
+typedef struct ss_order {
+  unsigned seen, alarm_at;
+} ss_order;
+
+static int ss_note_order(void *ctx, const sync_write *w, int *reason,
+                         char *text, size_t cap) {
+  ss_order *o = ctx;
+  (void)reason, (void)text, (void)cap;
+  o->seen++;
+  if (w->table == 1 && !o->alarm_at) o->alarm_at = o->seen;
+  return 0;
+}
+
+/* A device that synced before writes a backlog of 2,000 readings (table
+ * 0), then one alarm (table 1), and pushes in chunks of 50.  With table 1
+ * as its priority the alarm reaches the server in the first chunk; without
+ * it, after the backlog.  Both end with the same rows. */
+static void test_priority_jumps_backlog(void **state) {
+  uint64_t now = 1700000000000ull;
+  int with;
+  (void)state;
+  for (with = 0; with < 2; with++) {
+    mu_rep srv, dev;
+    sync_session_opts co, so;
+    unsigned char prio[SYNC_RIGHTS_BYTES];
+    ss_order ord = {0, 0};
+    sync_txn *x;
+    sync_value v[2];
+    unsigned i;
+    ss_open(&srv, "sess-srv.db", 0x51, &now);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    mu_put(&dev, "first", 1, 0.5, "v");
+    assert_int_equal(su_sync(&dev, &srv, NULL, NULL, NULL, NULL), 1);
+    for (i = 0; i < 2000; i++) {
+      char key[16];
+      snprintf(key, sizeof key, "r%05u", i);
+      mu_put(&dev, key, i, 0.5, "reading");
+    }
+    v[0] = sync_int(7);
+    v[1] = sync_text("door open", 9);
+    TU_OK(sync_txn_begin(dev.env, 0, &x));
+    TU_OK(sync_put(x, 1, "alarm", 5, v, 2));
+    TU_OK(sync_txn_commit(x));
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    memset(prio, 0, sizeof prio);
+    prio[0] = 2; /* table 1 */
+    co.mode = SYNC_PUSH;
+    co.chunk_rows = 50;
+    co.priority = with ? prio : NULL;
+    so.check_write = ss_note_order;
+    so.check_write_ctx = &ord;
+    assert_int_equal(su_sync(&dev, &srv, &co, &so, NULL, NULL), 1);
+    printf("priority %s: the alarm judged %u of %u\n", with ? "on" : "off",
+           ord.alarm_at, ord.seen);
+    assert_true(ord.alarm_at > 0);
+    if (with)
+      assert_true(ord.alarm_at <= 51);
+    else
+      assert_int_equal(ord.alarm_at, 2001);
+    assert_int_equal(mu_digest(&srv), mu_digest(&dev));
     mu_close(&srv);
     mu_close(&dev);
   }
@@ -1174,6 +1246,7 @@ int main(void) {
       cmocka_unit_test(test_modes),
       cmocka_unit_test(test_window_round_trips),
       cmocka_unit_test(test_window_hostile),
+      cmocka_unit_test(test_priority_jumps_backlog),
       cmocka_unit_test(test_relay_no_echo),
       cmocka_unit_test(test_rights),
       cmocka_unit_test(test_relay_refused),
