@@ -12964,11 +12964,13 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 
 
 #define SX_PROTO 5
-/* Every side accepts this much, before and after the handshake. */
+/* Every side accepts this much before the handshake, and announces at
+ * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
+#define SX_MSG_MIN 64
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
 #define SX_MSG_MAX ((size_t)16 << 20)
-#define SX_MSG_OVERHEAD (1 + SX_VARINT_MAX + 4)
+#define SX_MSG_OVERHEAD (1 + SX_VARINT_MAX + 4) /* at most */
 #define SX_CTL_MAX ((size_t)4 << 20) /* a reassembled control message */
 #define SX_CRED_MAX 1024
 #define SX_MORE 0x80u
@@ -13089,6 +13091,9 @@ struct sync_session {
 /* End the session with rc: tell the peer (code and the words of fmt) and
  * fail once that is sent.  Returns rc. */
 SYNC_PRIVATE int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...);
+/* Payload bytes a message to the peer may carry: its size less the
+ * type, the length and the checksum. */
+SYNC_PRIVATE size_t sx_msg_room(const sync_session *s);
 /* Queue a control message of type, cut to the peer's size. */
 SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
                             const unsigned char *p, size_t n);
@@ -13199,10 +13204,14 @@ static int sx_frag_put(sync_session *s, unsigned type, const unsigned char *p,
   return 0;
 }
 
+SYNC_PRIVATE size_t sx_msg_room(const sync_session *s) {
+  return s->peer_max - 1 - sx_varint_len(s->peer_max) - 4;
+}
+
 /* Queue a control message, cut to the peer's size. */
 SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
                             const unsigned char *p, size_t n) {
-  size_t room = s->peer_max - SX_MSG_OVERHEAD, off = 0;
+  size_t room = sx_msg_room(s), off = 0;
   int rc;
   do {
     size_t k = n - off > room ? room : n - off;
@@ -14191,7 +14200,7 @@ static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
   h->cred = sx_rbytes(&r, h->clen);
   sx_read_views(s, &r, h);
   if (r.bad || r.p != r.end || h->mode < SYNC_PULL || h->mode > SYNC_BOTH ||
-      (h->flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || h->maxm < SX_MSG_FLOOR)
+      (h->flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || h->maxm < SX_MSG_MIN)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
   return 0;
 }
@@ -14319,7 +14328,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   vver = sx_rv(&r);
   q = sx_rbytes(&r, 8);
   vmark.start = sx_rv(&r);
-  if (!q || r.bad || maxm < SX_MSG_FLOOR)
+  if (!q || r.bad || maxm < SX_MSG_MIN)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
   sq = NULL;
@@ -14898,7 +14907,7 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   if (o->mode < 0 || o->mode > SYNC_BOTH || o->credential_len > SX_CRED_MAX ||
       (o->credential_len && !o->credential) ||
       (o->max_message &&
-       (o->max_message < SX_MSG_FLOOR || o->max_message > SX_MSG_MAX)) ||
+       (o->max_message < SX_MSG_MIN || o->max_message > SX_MSG_MAX)) ||
       o->policy < SYNC_APPLY_MERGE || o->policy > SYNC_APPLY_APPEND)
     return SYNC_EINVAL;
   s = (sync_session *)sx_malloc(&env->al, sizeof *s);
@@ -14909,7 +14918,9 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   s->o = *o;
   if (!s->o.max_ahead_ms) s->o.max_ahead_ms = 3600u * 1000u;
   s->own_max = o->max_message ? o->max_message : SX_MSG_DEFAULT;
-  s->peer_max = SX_MSG_FLOOR;
+  /* Before the handshake the peer accepts SX_MSG_FLOOR; a client on a
+   * link of smaller messages sends its HELLO in pieces of its own size. */
+  s->peer_max = s->own_max < SX_MSG_FLOOR ? s->own_max : SX_MSG_FLOOR;
   s->mode = o->mode ? o->mode : SYNC_BOTH;
   s->dry = o->dry_run != 0;
 #ifdef SYNC_OMIT_REPAIR
@@ -14988,6 +14999,13 @@ SYNC_API void sync_session_free(sync_session *s) {
   sx_free(&al, s);
 }
 
+/* The largest message this side takes now: its own size, and before the
+ * handshake at least what every side accepts then. */
+static size_t sx_own_limit(const sync_session *s) {
+  int early = s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME;
+  return early && s->own_max < SX_MSG_FLOOR ? SX_MSG_FLOOR : s->own_max;
+}
+
 /* After output drained: END and FAILING become final. */
 static void sx_settle(sync_session *s) {
   if (s->out_pos < s->out.len || s->frame_out) return;
@@ -15025,10 +15043,11 @@ SYNC_API int sync_session_recv(sync_session *s, sync_inbuf *in) {
           sx_sess_fail(s, SYNC_EPROTO, "malformed message length");
         continue;
       }
-      if (len + SX_MSG_OVERHEAD > s->own_max) {
+      if (len + s->hdr_len + 4 > sx_own_limit(s)) {
         sx_sess_fail(s, SYNC_ELIMIT,
                      "a message of %llu bytes; this side accepts %zu",
-                     (unsigned long long)len, s->own_max);
+                     (unsigned long long)(len + s->hdr_len + 4),
+                     sx_own_limit(s));
         continue;
       }
       /* The header goes first in msg: the checksum covers it too. */
@@ -15088,11 +15107,10 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
     if (!s->frame_out || s->state == SX_ST_OVER) break;
     {
       /* The next DATA message, straight from the encoder. */
-      size_t cap = s->peer_max - SX_MSG_OVERHEAD;
       unsigned char *q;
       int64_t left;
       sync_outbuf ob;
-      int rc = sx_buf_reserve(&s->out, s->peer_max);
+      int rc = sx_buf_reserve(&s->out, s->peer_max + SX_VARINT_MAX);
       if (rc) {
         sx_sess_fail(s, rc, "out of memory");
         continue;
@@ -15100,7 +15118,7 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
       /* Type and length are written once the payload size is known. */
       q = s->out.p + 1 + SX_VARINT_MAX;
       ob.ptr = q;
-      ob.size = cap - SX_VARINT_MAX;
+      ob.size = sx_msg_room(s);
       ob.pos = 0;
       left = sync_encoder_read(s->enc, &ob);
       if (left == 0) s->frame_out = 0;

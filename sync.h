@@ -1223,9 +1223,13 @@ typedef struct sync_session_opts {
    * client's rejection log (sync_rejects_open). */
   sync_write_check_fn check_write;
   void *check_write_ctx;
-  size_t max_message;   /* largest message this side accepts, 256 bytes
+  size_t max_message;   /* largest message this side accepts, 64 bytes
                            to 16 MiB; 0 = 64 KiB.  Each side sends
-                           messages no larger than the other accepts. */
+                           messages no larger than the other accepts
+                           (before the handshake, at most 256 bytes and
+                           the client's own size: a client on a link of
+                           64-byte messages sets 64 and sends nothing
+                           larger) */
   size_t chunk_rows;    /* rows per chunk this side sends; 0 = 1,000 */
   size_t chunk_bytes;   /* value bytes per chunk; 0 = 1 MiB */
   int level;            /* zstd level of the chunks this side sends (0 =

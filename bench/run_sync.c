@@ -242,23 +242,28 @@ static uint64_t digest_at(const char *path) {
   return d;
 }
 
-static void write_rows(const char *path, const w1_row *rows, size_t n) {
-  peer_sync p;
-  peer_sync_open(&p, path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
+/* Rows into an open replica, a transaction per W1_TXN_ROWS. */
+static void write_rows_env(sync_env *env, unsigned table, const w1_row *rows,
+                           size_t n) {
   for (size_t i = 0; i < n; i += W1_TXN_ROWS) {
     size_t end = i + W1_TXN_ROWS < n ? i + W1_TXN_ROWS : n;
     sync_txn *txn;
-    peer_sync_check(p.env, sync_txn_begin(p.env, 0, &txn), "sync_txn_begin");
+    peer_sync_check(env, sync_txn_begin(env, 0, &txn), "sync_txn_begin");
     for (size_t j = i; j < end; j++) {
       sync_value v[W1_NCOLUMNS];
       w1_values(&rows[j], v);
-      peer_sync_check(p.env,
-                      sync_put(txn, p.table, rows[j].key, W1_KEY_LEN, v,
-                               W1_NCOLUMNS),
+      peer_sync_check(env, sync_put(txn, table, rows[j].key, W1_KEY_LEN, v,
+                                    W1_NCOLUMNS),
                       "sync_put");
     }
-    peer_sync_check(p.env, sync_txn_commit(txn), "sync_txn_commit");
+    peer_sync_check(env, sync_txn_commit(txn), "sync_txn_commit");
   }
+}
+
+static void write_rows(const char *path, const w1_row *rows, size_t n) {
+  peer_sync p;
+  peer_sync_open(&p, path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
+  write_rows_env(p.env, p.table, rows, n);
   peer_sync_close(&p);
 }
 
@@ -498,6 +503,73 @@ static uint64_t pull_turns(sync_ctx *c, size_t window) {
   return turns;
 }
 
+/* One session between client cli and server srv in process (mode both,
+ * uncompressed, max_message bytes); its client's stats into st. */
+static void small_session(sync_env *cli, sync_env *srv, size_t max_message,
+                          sync_session_stats *st) {
+  sync_session_opts so, co;
+  sync_session *ss, *cs;
+  memset(&so, 0, sizeof so);
+  memset(&co, 0, sizeof co);
+  so.server = 1;
+  so.max_message = co.max_message = max_message;
+  peer_sync_check(srv, sync_session_create(srv, &so, &ss), "session");
+  peer_sync_check(cli, sync_session_create(cli, &co, &cs), "session");
+  while (!sync_session_status(cs) || !sync_session_status(ss)) {
+    size_t n = move_all(cs, ss);
+    n += move_all(ss, cs);
+    if (!n) break;
+  }
+  if (sync_session_status(cs) != 1 || sync_session_status(ss) != 1)
+    bench_die("sync: small session failed: %s / %s", sync_session_errmsg(cs),
+              sync_session_errmsg(ss));
+  sync_session_stats_get(cs, st);
+  sync_session_free(cs);
+  sync_session_free(ss);
+}
+
+/* What a session costs on a tiny link once two replicas know each other:
+ * with nothing to send, and with one W1 row (16-byte key, 80 bytes of
+ * values) written on the server. */
+static void bench_small(sync_ctx *c) {
+  heap hs = {0, 0}, hc = {0, 0};
+  const char *sp = bench_path("small-srv.db"), *cp = bench_path("small-cli.db");
+  sync_env *srv = open_counted(sp, &hs, 1), *cli = open_counted(cp, &hc, 1);
+  sync_session_stats st;
+  uint64_t noop;
+  size_t m;
+  write_rows_env(srv, 0, c->rows, 1);
+  small_session(cli, srv, 0, &st); /* they meet */
+  small_session(cli, srv, 0, &st);
+  noop = st.bytes_sent + st.bytes_received;
+  bench_value("session.noop.bytes", (double)noop, "bytes");
+  write_rows_env(srv, 0, c->rows + 1, 1);
+  small_session(cli, srv, 0, &st);
+  if (st.rows_received != 1)
+    bench_die("sync: the one-row session moved %" PRIu64 " rows",
+              st.rows_received);
+  bench_value("session.one_row.bytes",
+              (double)(st.bytes_sent + st.bytes_received), "bytes");
+  bench_value("session.one_row.overhead_bytes",
+              (double)st.frame_bytes_received - (W1_KEY_LEN + W1_VAL_LEN),
+              "bytes");
+  for (m = 64; m <= 256; m *= 4) {
+    char name[64];
+    write_rows_env(srv, 0, c->rows + 2, 1);
+    small_session(cli, srv, m, &st);
+    snprintf(name, sizeof name, "session.one_row_msg%zu.bytes", m);
+    bench_value(name, (double)(st.bytes_sent + st.bytes_received), "bytes");
+  }
+  bench_note("session.*: both directions of a whole session (mode both, "
+             "uncompressed) between replicas that synced before; overhead: "
+             "the frame's bytes beyond the row's 96 (key and values); "
+             "_msgN: with N-byte messages");
+  sync_env_close(cli);
+  sync_env_close(srv);
+  bench_unlink_db(sp);
+  bench_unlink_db(cp);
+}
+
 /* The initial pull straight and over a 100 ms link, rounds interleaved.
  * The extra time over the slow link, in round trips, is how often the
  * stream waited for the other side: the handshake, the window's waits
@@ -571,6 +643,7 @@ void bench_sync(const bench_opts *o) {
   bench_ratio("w1.sync_tcp.ratio_vs_sqlite", sides[0].best / sides[1].best);
 #endif
 
+  bench_small(&c);
   bench_rtt(&c, o);
   bench_push(&c, o);
   bench_incremental(&c, o);

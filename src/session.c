@@ -518,7 +518,7 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   if (o->mode < 0 || o->mode > SYNC_BOTH || o->credential_len > SX_CRED_MAX ||
       (o->credential_len && !o->credential) ||
       (o->max_message &&
-       (o->max_message < SX_MSG_FLOOR || o->max_message > SX_MSG_MAX)) ||
+       (o->max_message < SX_MSG_MIN || o->max_message > SX_MSG_MAX)) ||
       o->policy < SYNC_APPLY_MERGE || o->policy > SYNC_APPLY_APPEND)
     return SYNC_EINVAL;
   s = (sync_session *)sx_malloc(&env->al, sizeof *s);
@@ -529,7 +529,9 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   s->o = *o;
   if (!s->o.max_ahead_ms) s->o.max_ahead_ms = 3600u * 1000u;
   s->own_max = o->max_message ? o->max_message : SX_MSG_DEFAULT;
-  s->peer_max = SX_MSG_FLOOR;
+  /* Before the handshake the peer accepts SX_MSG_FLOOR; a client on a
+   * link of smaller messages sends its HELLO in pieces of its own size. */
+  s->peer_max = s->own_max < SX_MSG_FLOOR ? s->own_max : SX_MSG_FLOOR;
   s->mode = o->mode ? o->mode : SYNC_BOTH;
   s->dry = o->dry_run != 0;
 #ifdef SYNC_OMIT_REPAIR
@@ -608,6 +610,13 @@ SYNC_API void sync_session_free(sync_session *s) {
   sx_free(&al, s);
 }
 
+/* The largest message this side takes now: its own size, and before the
+ * handshake at least what every side accepts then. */
+static size_t sx_own_limit(const sync_session *s) {
+  int early = s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME;
+  return early && s->own_max < SX_MSG_FLOOR ? SX_MSG_FLOOR : s->own_max;
+}
+
 /* After output drained: END and FAILING become final. */
 static void sx_settle(sync_session *s) {
   if (s->out_pos < s->out.len || s->frame_out) return;
@@ -645,10 +654,11 @@ SYNC_API int sync_session_recv(sync_session *s, sync_inbuf *in) {
           sx_sess_fail(s, SYNC_EPROTO, "malformed message length");
         continue;
       }
-      if (len + SX_MSG_OVERHEAD > s->own_max) {
+      if (len + s->hdr_len + 4 > sx_own_limit(s)) {
         sx_sess_fail(s, SYNC_ELIMIT,
                      "a message of %llu bytes; this side accepts %zu",
-                     (unsigned long long)len, s->own_max);
+                     (unsigned long long)(len + s->hdr_len + 4),
+                     sx_own_limit(s));
         continue;
       }
       /* The header goes first in msg: the checksum covers it too. */
@@ -708,11 +718,10 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
     if (!s->frame_out || s->state == SX_ST_OVER) break;
     {
       /* The next DATA message, straight from the encoder. */
-      size_t cap = s->peer_max - SX_MSG_OVERHEAD;
       unsigned char *q;
       int64_t left;
       sync_outbuf ob;
-      int rc = sx_buf_reserve(&s->out, s->peer_max);
+      int rc = sx_buf_reserve(&s->out, s->peer_max + SX_VARINT_MAX);
       if (rc) {
         sx_sess_fail(s, rc, "out of memory");
         continue;
@@ -720,7 +729,7 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
       /* Type and length are written once the payload size is known. */
       q = s->out.p + 1 + SX_VARINT_MAX;
       ob.ptr = q;
-      ob.size = cap - SX_VARINT_MAX;
+      ob.size = sx_msg_room(s);
       ob.pos = 0;
       left = sync_encoder_read(s->enc, &ob);
       if (left == 0) s->frame_out = 0;

@@ -15,11 +15,13 @@
 #include "repair.h"
 
 #define SX_PROTO 5
-/* Every side accepts this much, before and after the handshake. */
+/* Every side accepts this much before the handshake, and announces at
+ * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
+#define SX_MSG_MIN 64
 #define SX_MSG_DEFAULT ((size_t)64 << 10)
 #define SX_MSG_MAX ((size_t)16 << 20)
-#define SX_MSG_OVERHEAD (1 + SX_VARINT_MAX + 4)
+#define SX_MSG_OVERHEAD (1 + SX_VARINT_MAX + 4) /* at most */
 #define SX_CTL_MAX ((size_t)4 << 20) /* a reassembled control message */
 #define SX_CRED_MAX 1024
 #define SX_MORE 0x80u
@@ -140,6 +142,9 @@ struct sync_session {
 /* End the session with rc: tell the peer (code and the words of fmt) and
  * fail once that is sent.  Returns rc. */
 SYNC_PRIVATE int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...);
+/* Payload bytes a message to the peer may carry: its size less the
+ * type, the length and the checksum. */
+SYNC_PRIVATE size_t sx_msg_room(const sync_session *s);
 /* Queue a control message of type, cut to the peer's size. */
 SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
                             const unsigned char *p, size_t n);

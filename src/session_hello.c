@@ -299,7 +299,7 @@ static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
   h->cred = sx_rbytes(&r, h->clen);
   sx_read_views(s, &r, h);
   if (r.bad || r.p != r.end || h->mode < SYNC_PULL || h->mode > SYNC_BOTH ||
-      (h->flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || h->maxm < SX_MSG_FLOOR)
+      (h->flags & ~(SX_HF_DRY | SX_HF_REPAIR)) || h->maxm < SX_MSG_MIN)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed HELLO");
   return 0;
 }
@@ -427,7 +427,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   vver = sx_rv(&r);
   q = sx_rbytes(&r, 8);
   vmark.start = sx_rv(&r);
-  if (!q || r.bad || maxm < SX_MSG_FLOOR)
+  if (!q || r.bad || maxm < SX_MSG_MIN)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
   sq = NULL;

@@ -68,10 +68,14 @@ static int sx_frag_put(sync_session *s, unsigned type, const unsigned char *p,
   return 0;
 }
 
+SYNC_PRIVATE size_t sx_msg_room(const sync_session *s) {
+  return s->peer_max - 1 - sx_varint_len(s->peer_max) - 4;
+}
+
 /* Queue a control message, cut to the peer's size. */
 SYNC_PRIVATE int sx_msg_put(sync_session *s, unsigned type,
                             const unsigned char *p, size_t n) {
-  size_t room = s->peer_max - SX_MSG_OVERHEAD, off = 0;
+  size_t room = sx_msg_room(s), off = 0;
   int rc;
   do {
     size_t k = n - off > room ? room : n - off;

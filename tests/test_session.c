@@ -117,7 +117,7 @@ static void test_both_ways_converge(void **state) {
     co.chunk_rows = so.chunk_rows = 1 + tu_below(&g, 30);
     co.level = (int)tu_below(&g, 4);
     so.level = (int)tu_below(&g, 4);
-    co.max_message = so.max_message = 256 + tu_below(&g, 2000);
+    co.max_message = so.max_message = 64 + tu_below(&g, 2000);
     co.window = tu_below(&g, 3) ? 1 + tu_below(&g, 8) : 0; /* 1: none */
     prio[0] = (unsigned char)(1 + tu_below(&g, 3)); /* table 0, 1 or both */
     co.priority = tu_below(&g, 2) ? prio : NULL;
@@ -747,6 +747,135 @@ static void test_resume_after_cut(void **state) {
   mu_close(&srv);
 }
 
+/* Where messages end in one direction of a conversation (type, length
+ * varint, payload, checksum), fed as the bytes go by. */
+typedef struct ss_scan {
+  int st;
+  unsigned shift;
+  uint64_t len;
+  size_t cur, max; /* bytes of the message going by, of the largest */
+} ss_scan;
+
+static void ss_scan_feed(ss_scan *sc, const unsigned char *p, size_t n,
+                         size_t base, size_t *ends, size_t *nends,
+                         size_t cap) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    sc->cur++;
+    if (sc->st == 0) { /* type */
+      sc->st = 1;
+      sc->len = 0;
+      sc->shift = 0;
+    } else if (sc->st == 1) { /* length */
+      sc->len |= (uint64_t)(p[i] & 0x7f) << sc->shift;
+      sc->shift += 7;
+      if (!(p[i] & 0x80)) {
+        sc->len += 4; /* and the checksum */
+        sc->st = 2;
+      }
+    } else if (--sc->len == 0) {
+      sc->st = 0;
+      if (sc->cur > sc->max) sc->max = sc->cur;
+      sc->cur = 0;
+      if (*nends < cap) ends[(*nends)++] = base + i + 1;
+    }
+  }
+}
+
+/* Move a's output to b whole, noting where its messages end. */
+static size_t ss_move_scan(sync_session *a, sync_session *b, ss_scan *sc,
+                           size_t *moved, size_t *ends, size_t *nends,
+                           size_t cap) {
+  unsigned char buf[4096];
+  size_t total = 0;
+  while (sync_session_want_write(a)) {
+    sync_outbuf out = {buf, sizeof buf, 0};
+    sync_inbuf in;
+    if (sync_session_send(a, &out) <= 0) break;
+    ss_scan_feed(sc, buf, out.pos, *moved, ends, nends, cap);
+    *moved += out.pos;
+    total += out.pos;
+    in = (sync_inbuf){buf, out.pos, 0};
+    sync_session_recv(b, &in);
+  }
+  return total;
+}
+
+/* Both replicas of the tiny-link test, made the same way each time. */
+static void ss_tiny_pair(mu_rep *srv, mu_rep *dev, uint64_t *now) {
+  unsigned i;
+  ss_open(srv, "sess-srv.db", 0x51, now);
+  ss_open(dev, "sess-dev.db", 0xd1, now);
+  for (i = 0; i < 24; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "%s%02u", i & 1 ? "dev" : "srv", i);
+    mu_put(i & 1 ? dev : srv, key, i, 0.25 * i, "a value of some length");
+  }
+}
+
+/* A link of 64-byte messages (the smallest a side may ask for): a sync
+ * both ways where no message on the wire is larger, then the same sync
+ * cut at every message boundary and run again, which always ends with
+ * equal digests. */
+static void test_tiny_link_resume(void **state) {
+  uint64_t now = 1700000000000ull;
+  size_t ends[4096], nends = 0, moved = 0, e;
+  mu_rep srv, dev;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  ss_scan up = {0, 0, 0, 0, 0}, down = {0, 0, 0, 0, 0};
+  (void)state;
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.max_message = so.max_message = 64;
+  co.chunk_rows = so.chunk_rows = 5;
+  so.server = 1;
+  ss_tiny_pair(&srv, &dev, &now);
+  TU_OK(sync_session_create(dev.env, &co, &c));
+  TU_OK(sync_session_create(srv.env, &so, &s));
+  while (!sync_session_status(c) || !sync_session_status(s)) {
+    size_t n = ss_move_scan(c, s, &up, &moved, ends, &nends, 4096);
+    n += ss_move_scan(s, c, &down, &moved, ends, &nends, 4096);
+    if (!n) break;
+  }
+  assert_int_equal(sync_session_status(c), 1);
+  assert_int_equal(sync_session_status(s), 1);
+  sync_session_free(c);
+  sync_session_free(s);
+  assert_int_equal(mu_digest(&srv), mu_digest(&dev));
+  mu_close(&srv);
+  mu_close(&dev);
+  printf("tiny link: %zu messages, %zu bytes, the largest %zu and %zu\n",
+         nends, moved, up.max, down.max);
+  assert_true(nends > 40);
+  assert_true(up.max <= 64 && down.max <= 64);
+  assert_true(up.max >= 60 && down.max >= 60); /* and they are filled */
+  for (e = 0; e + 1 < nends; e++) {
+    su_pump p;
+    ss_tiny_pair(&srv, &dev, &now);
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    p.budget = ends[e];
+    p.max_piece = 64;
+    assert_false(su_run(&p, c, s));
+    sync_session_free(c);
+    sync_session_free(s);
+    TU_OK(sync_session_create(dev.env, &co, &c));
+    TU_OK(sync_session_create(srv.env, &so, &s));
+    memset(&p, 0, sizeof p);
+    if (!su_run(&p, c, s))
+      fail_msg("cut after message %zu (byte %zu): resume failed: %s / %s", e,
+               ends[e], sync_session_errmsg(c), sync_session_errmsg(s));
+    sync_session_free(c);
+    sync_session_free(s);
+    if (mu_digest(&srv) != mu_digest(&dev))
+      fail_msg("cut after message %zu (byte %zu): digests differ", e, ends[e]);
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+}
+
 /* A link that drops, duplicates, reorders, corrupts and cuts: each
  * session completes with equal digests or fails with a clear error, no
  * replica ever holds a value nobody wrote, and a clean session then
@@ -1247,6 +1376,7 @@ int main(void) {
       cmocka_unit_test(test_window_round_trips),
       cmocka_unit_test(test_window_hostile),
       cmocka_unit_test(test_priority_jumps_backlog),
+      cmocka_unit_test(test_tiny_link_resume),
       cmocka_unit_test(test_relay_no_echo),
       cmocka_unit_test(test_rights),
       cmocka_unit_test(test_relay_refused),
