@@ -149,6 +149,8 @@ status "a notnull column cannot be added" 1 "$S" add-column b.db notes must:text
 check "init c.db" "$S" init c.db --schema schema.txt
 check "sync two files" sh -c "$S sync c.db a.db > out && grep -q '^synced with a.db: received 3 rows' out"
 check "both files have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest c.db)\" ] && [ \"\$($S digest a.db notes)\" = \"\$($S digest c.db notes)\" ]"
+status "--max-message below 64 bytes is a usage error (2)" 2 "$S" sync c.db a.db --max-message 63
+check "a sync in 64-byte messages" sh -c "cp a.db tiny-src.db && $S init tiny.db --schema schema.txt > /dev/null && $S sync tiny.db tiny-src.db --max-message 64 > out && [ \"\$($S digest tiny-src.db)\" = \"\$($S digest tiny.db)\" ]"
 
 # --- a rolling schema change: files whose schemas differ ---------------
 $S init rs1.db --table notes:text title:text > /dev/null

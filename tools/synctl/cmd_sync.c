@@ -103,9 +103,9 @@ static int peer_arg(int argc, char **argv, int *i, peer_args *pa) {
   else if (ctl_opt(*i, a, "--token") && more)
     pa->token = argv[++*i];
   else if (ctl_opt(*i, a, "--max-message") && more) {
-    if (ctl_parse_u64(argv[++*i], &pa->maxmsg) || pa->maxmsg < 256 ||
+    if (ctl_parse_u64(argv[++*i], &pa->maxmsg) || pa->maxmsg < 64 ||
         pa->maxmsg > (16u << 20))
-      return ctl_usage("--max-message takes 256 to 16777216 bytes");
+      return ctl_usage("--max-message takes 64 to 16777216 bytes");
   } else if (ctl_is_opt(*i, a))
     return ctl_usage("unknown option '%s' (or it needs a value)", a);
   else if (!pa->db)
