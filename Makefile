@@ -132,8 +132,9 @@ $(B)/bench: $(BENCH_C) bench/*.h $(NET_H) sync.h $(B)/libsync.a $(B)/bench.cfg
 bench: $(B)/bench
 	$(B)/bench $(BENCH_ARGS)
 
-# A PNG of a bench run's ratios against their targets (needs Debian's
-# python3-matplotlib): make plot BENCH_OUT=bench.out PLOT=bench/plot.png
+# A PNG of bench runs' ratios against their targets, speed and bytes on
+# separate panels, the spread over the runs drawn (needs Debian's
+# python3-matplotlib): make plot BENCH_OUT="run1.out run2.out" PLOT=out.png
 BENCH_OUT ?= $(B)/bench.out
 PLOT ?= $(B)/bench.png
 plot:

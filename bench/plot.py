@@ -1,33 +1,51 @@
 #!/usr/bin/env python3
-"""Turn a bench output into a PNG comparing our figures with the peers.
+"""Draw bench runs as a PNG: where the library wins and loses against its peers.
 
-  python3 bench/plot.py BENCH_OUTPUT OUT.png
+  python3 bench/plot.py RUN.out [RUN.out ...] OUT.png
 
-Reads the `bench: NAME VALUE UNIT` lines, takes every ratio (unit `x`)
-whose peer is named in the line (ratio_vs_lmdb, ratio_vs_sqlite, ...),
-and draws them as horizontal bars on a log scale with 1.0 (the peer) and
-the target of each figure from DESIGN.md marked.  Needs matplotlib
-(Debian: python3-matplotlib).
+Reads the `bench: NAME VALUE UNIT` lines of one or more runs of the bench
+and takes every ratio (unit `x`) whose peer the line names (ratio_vs_lmdb,
+ratio_vs_sqlite, ...).  Two panels, so that a reader sees at once which
+way is better: speed (ours / peer, higher is better) and bytes or time
+(ours / peer, lower is better).  Each figure is a dot at the median of
+the runs with a line from the lowest to the highest run (the spread of
+this shared machine), the peer at 1.0, and the target from DESIGN.md and
+the issues as a black tick; green when the median meets it, red when not,
+grey when there is none.  Needs matplotlib (Debian: python3-matplotlib).
 """
+import statistics
 import sys
 
-# Figure -> (target, True when higher is better).  From DESIGN.md
+# Figure -> (target, True when higher is better, label).  From DESIGN.md
 # section 7 and the issues' targets.
 TARGETS = {
-    "w1.write.ratio_vs_lmdb": (0.7, True),
-    "w1.write.durable.ratio_vs_lmdb": (0.7, True),
-    "w1.get.ratio_vs_lmdb": (0.8, True),
-    "w1.write.ratio_vs_sqlite": (1.0, True),
-    "w1.initial_apply.ratio_vs_sqlite": (2.0, True),
-    "w1.incremental_apply.ratio_vs_lmdb": (0.7, True),
-    "w1.wire.ratio_vs_sqlite": (0.85, False),
-    "w1.wire_zstd3.ratio_vs_sqlite_zstd3": (1.0, False),
-    "w2.wire_zstd3.ratio_vs_sqlite_zstd3": (0.5, False),
-    "decode.ratio_vs_sqlite_iter": (2.0, True),
-    "w1.sync_tcp.ratio_vs_sqlite": (1.5, True),
-    "incremental_sync.ratio_vs_local_commit": (3.0, False),
-    "incremental_sync.wire_ratio": (1.2, False),
+    "w1.write.ratio_vs_lmdb": (0.7, True, "W1 writes vs raw LMDB"),
+    "w1.write.durable.ratio_vs_lmdb": (0.7, True, "W1 durable writes vs raw LMDB"),
+    "w1.get.ratio_vs_lmdb": (0.8, True, "W1 point gets vs raw LMDB"),
+    "w1.incremental_apply.ratio_vs_lmdb": (0.7, True, "incremental apply vs LMDB puts"),
+    "w1.write.ratio_vs_sqlite": (1.0, True, "W1 writes vs SQLite"),
+    "w1.write.durable.ratio_vs_sqlite": (None, True, "W1 durable writes vs SQLite"),
+    "w1.initial_apply.ratio_vs_sqlite": (2.0, True, "initial apply vs SQLite changeset"),
+    "decode.ratio_vs_sqlite_iter": (2.0, True, "decode vs SQLite changeset iterator"),
+    "w1.sync_tcp.ratio_vs_sqlite": (1.5, True, "initial sync over TCP vs SQLite"),
+    "w1.sync_rtt100.ratio_vs_direct": (0.5, True, "sync over a 100 ms link vs straight"),
+    "w1.sync_tcp_authorized.ratio_vs_unauthorized": (0.9, True, "push with a write check vs without"),
+    "w1.wire.ratio_vs_sqlite": (0.85, False, "W1 bytes vs SQLite changeset"),
+    "w1.wire_zstd1.ratio_vs_sqlite_zstd1": (None, False, "W1 bytes, zstd 1, vs SQLite"),
+    "w1.wire_zstd3.ratio_vs_sqlite_zstd3": (1.0, False, "W1 bytes, zstd 3, vs SQLite"),
+    "w1.update1.wire.ratio_vs_sqlite": (None, False, "1-column updates, bytes vs SQLite"),
+    "w1.update1.wire_zstd3.ratio_vs_sqlite_zstd3": (None, False, "1-column updates, zstd 3, vs SQLite"),
+    "w1.update4.wire.ratio_vs_sqlite": (None, False, "4-column updates, bytes vs SQLite"),
+    "w1.update4.wire_zstd3.ratio_vs_sqlite_zstd3": (None, False, "4-column updates, zstd 3, vs SQLite"),
+    "w2.wire.ratio_vs_sqlite": (None, False, "W2 bytes vs SQLite"),
+    "w2.wire_zstd3.ratio_vs_sqlite_zstd3": (0.5, False, "W2 bytes, zstd 3, vs SQLite"),
+    "w2.live.wire.ratio_vs_sqlite": (None, False, "W2 live bytes vs SQLite"),
+    "w2.live.wire_zstd3.ratio_vs_sqlite_zstd3": (None, False, "W2 live bytes, zstd 3, vs SQLite"),
+    "incremental_sync.ratio_vs_local_commit": (3.0, False, "incremental sync time vs local commit"),
+    "incremental_sync.wire_ratio": (1.2, False, "incremental sync bytes vs its frames"),
 }
+
+LOWER_WORDS = ("wire", "bytes", "file", "size", "local_commit")
 
 
 def read(path):
@@ -47,53 +65,86 @@ def read(path):
     return figs, machine
 
 
+def describe(name):
+    """(target or None, higher is better, label) of a ratio line."""
+    if name in TARGETS:
+        return TARGETS[name]
+    lower = any(w in name for w in LOWER_WORDS)
+    return (None, not lower, name)
+
+
+def panel(ax, rows, title, plt):
+    """One panel: rows of (label, values, target, higher)."""
+    import matplotlib.ticker
+    for i, (label, vals, target, higher) in enumerate(rows):
+        med = statistics.median(vals)
+        if target is None:
+            color = "#8d99a6"
+        else:
+            color = "#2a9d8f" if (med >= target if higher else med <= target) else "#d1495b"
+        ax.plot([min(vals), max(vals)], [i, i], color=color, lw=2.5, alpha=0.55,
+                solid_capstyle="round")
+        ax.plot([med], [i], "o", color=color, ms=7)
+        if target is not None:
+            ax.plot([target, target], [i - 0.32, i + 0.32], color="black", lw=2)
+        spread = "" if len(vals) == 1 else "  (%.2f-%.2f)" % (min(vals), max(vals))
+        ax.annotate("%.2fx%s" % (med, spread), (max(vals), i), xytext=(6, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(list(range(len(rows))))
+    ax.set_yticklabels([r[0] for r in rows], fontsize=9)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    lo = min(min(r[1]) for r in rows)
+    hi = max(max(r[1]) for r in rows)
+    tg = [r[2] for r in rows if r[2] is not None]
+    lo = min([lo] + tg + [1.0]) / 1.4
+    hi = max([hi] + tg + [1.0]) * 2.2
+    ax.set_xlim(lo, hi)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(axis="x", which="major", color="#e5e5e5")
+
+
 def main(argv):
-    if len(argv) != 3:
+    if len(argv) < 3:
         sys.stderr.write(__doc__)
         return 2
-    figs, machine = read(argv[1])
-    names = [n for n in TARGETS if n in figs]
-    names += sorted(n for n, (v, u) in figs.items()
-                    if u == "x" and n not in TARGETS and "ratio_vs" in n)
+    runs, machine = [], ""
+    for path in argv[1:-1]:
+        figs, m = read(path)
+        runs.append(figs)
+        machine = machine or m
+    names = [n for n in TARGETS if any(n in r for r in runs)]
+    names += sorted({n for r in runs for n, (v, u) in r.items()
+                     if u == "x" and n not in TARGETS and "ratio_vs" in n})
     if not names:
-        sys.stderr.write("plot.py: no ratio lines in %s\n" % argv[1])
+        sys.stderr.write("plot.py: no ratio lines in %s\n" % " ".join(argv[1:-1]))
         return 1
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
-    values = [figs[n][0] for n in names]
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(names) + 1.6))
-    colors = []
-    for n, v in zip(names, values):
-        t = TARGETS.get(n)
-        if t is None:
-            colors.append("#9aa5b1")  # no target: shown for reference
-            continue
-        ok = v >= t[0] if t[1] else v <= t[0]
-        colors.append("#2a9d8f" if ok else "#e76f51")
-    y = range(len(names))
-    ax.barh(list(y), values, color=colors)
-    for i, n in enumerate(names):
-        t = TARGETS.get(n)
-        if t:
-            ax.plot([t[0], t[0]], [i - 0.4, i + 0.4], color="black", lw=2)
-        ax.text(values[i] * 1.03, i, "%.2fx" % values[i], va="center", fontsize=8)
-    ax.axvline(1.0, color="grey", ls="--", lw=1)
-    ax.set_xscale("log")
-    ax.set_yticks(list(y))
-    ax.set_yticklabels(names, fontsize=8)
-    ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("ours / peer in the same run; black tick: target "
-                  "(green met, red not; grey: none); bytes and times: lower is better",
-                  fontsize=8)
-    ax.set_title("sync against raw LMDB and SQLite + session - %s" % machine,
+    speed, size = [], []
+    for n in names:
+        target, higher, label = describe(n)
+        vals = [r[n][0] for r in runs if n in r]
+        (speed if higher else size).append((label, vals, target, higher))
+    panels = [(rows, t) for rows, t in (
+        (speed, "speed: ours / peer, higher is better"),
+        (size, "bytes and time: ours / peer, lower is better")) if rows]
+    heights = [len(rows) + 1.5 for rows, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 0.36 * sum(heights) + 1.2),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (rows, title) in zip(axes[:, 0], panels):
+        panel(ax, rows, title, plt)
+    fig.suptitle("sync against raw LMDB and SQLite + session, %d run%s: dot = median, "
+                 "line = lowest to highest run, black tick = target\n%s"
+                 % (len(runs), "" if len(runs) == 1 else "s", machine),
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(argv[2], dpi=110)
+    fig.savefig(argv[-1], dpi=110)
     return 0
 
 
