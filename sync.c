@@ -1948,6 +1948,11 @@ SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
 #define SX_LAST 4
 #define SX_GET_CURRENT 5
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d, sx_scur **out);
+/* One step of a walk: the entry op finds (SX_FIRST, SX_SET_RANGE at k),
+ * then each next one (*op becomes SX_NEXT).  1: an entry in k and v;
+ * 0: the walk is over; else the error (negative). */
+SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
+                             sx_slice *v);
 SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
                             sx_slice *v);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
@@ -2359,6 +2364,14 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
     v->n = val.mv_size;
   }
   return 0;
+}
+
+SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
+                             sx_slice *v) {
+  int rc = sx_cur_get(st, c, *op, k, v);
+  *op = SX_NEXT;
+  if (rc == SYNC_NOTFOUND) return 0;
+  return rc ? rc : 1;
 }
 
 SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
@@ -3299,16 +3312,9 @@ SYNC_PRIVATE int sx_sites_load(sync_txn *x) {
   int rc, op = SX_FIRST;
   if (x->sites_ok) return 0;
   if ((rc = sx_cur_open(env->st, x->t, env->sites, &c))) return rc;
-  for (;;) {
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
+  k.p = NULL;
+  k.n = 0;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     if (k.n != 4 || v.n != SX_SITE_LEN || sx_get_be32(k.p) != n) {
       rc = sx_fail(env, SYNC_ECORRUPT, "site table damaged");
       break;
@@ -3831,20 +3837,12 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
   memset(out, 0, sizeof *out);
   if ((rc = sx_scratch(x))) return rc;
   if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
-  for (;;) {
+  k.p = NULL;
+  k.n = 0;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     uint64_t hc, hm;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
     if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
     if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
-    rc = 0;
     out->meta += hm;
     out->rows++;
     if (!(x->old.cl & 1)) continue;
@@ -3852,7 +3850,7 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
     out->live++;
   }
   sx_cur_close(c);
-  return rc;
+  return rc < 0 ? rc : 0;
 }
 /* ---- src/ops.c ---- */
 /*
@@ -5556,27 +5554,19 @@ SYNC_PRIVATE int sx_peers_each(sync_txn *x,
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
-  int rc, op = SX_FIRST;
+  int rc, ret = 0, op = SX_FIRST;
   if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
-  for (;;) {
+  k.p = NULL;
+  k.n = 0;
+  while (!ret && (rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     sx_peer p;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != SX_SITE_LEN) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    if ((rc = sx_peer_get(x, k.p, &p)) || (rc = fn(ctx, k.p, &p))) break;
+    if (k.n != SX_SITE_LEN)
+      ret = SYNC_ECORRUPT;
+    else if (!(ret = sx_peer_get(x, k.p, &p)))
+      ret = fn(ctx, k.p, &p);
   }
   sx_cur_close(c);
-  return rc;
+  return ret ? ret : rc < 0 ? rc : 0;
 }
 
 SYNC_PRIVATE int sx_vv_load(sync_txn *x, uint64_t **out) {
@@ -7100,17 +7090,12 @@ static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
   k.p = start;
   k.n = SX_LOGKEY;
-  while (d->nrows - n0 < max_rows && bytes < max_bytes) {
+  while (d->nrows - n0 < max_rows && bytes < max_bytes &&
+         (rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     sx_slice key;
     uint64_t t;
     unsigned tid;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
+    rc = 0;
     if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables ||
         !sx_bit(prio, (unsigned)t))
       continue; /* sx_log_current reports a malformed entry */
@@ -7126,7 +7111,7 @@ static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       break;
   }
   sx_cur_close(c);
-  return rc;
+  return rc < 0 ? rc : 0;
 }
 
 /* Initial pass: the tables in key order, from the cursor on (from the

@@ -248,17 +248,12 @@ static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
   k.p = start;
   k.n = SX_LOGKEY;
-  while (d->nrows - n0 < max_rows && bytes < max_bytes) {
+  while (d->nrows - n0 < max_rows && bytes < max_bytes &&
+         (rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     sx_slice key;
     uint64_t t;
     unsigned tid;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
+    rc = 0;
     if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables ||
         !sx_bit(prio, (unsigned)t))
       continue; /* sx_log_current reports a malformed entry */
@@ -274,7 +269,7 @@ static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       break;
   }
   sx_cur_close(c);
-  return rc;
+  return rc < 0 ? rc : 0;
 }
 
 /* Initial pass: the tables in key order, from the cursor on (from the

@@ -161,20 +161,12 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
   memset(out, 0, sizeof *out);
   if ((rc = sx_scratch(x))) return rc;
   if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) return rc;
-  for (;;) {
+  k.p = NULL;
+  k.n = 0;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     uint64_t hc, hm;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
     if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
     if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
-    rc = 0;
     out->meta += hm;
     out->rows++;
     if (!(x->old.cl & 1)) continue;
@@ -182,5 +174,5 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
     out->live++;
   }
   sx_cur_close(c);
-  return rc;
+  return rc < 0 ? rc : 0;
 }

@@ -140,27 +140,19 @@ SYNC_PRIVATE int sx_peers_each(sync_txn *x,
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
-  int rc, op = SX_FIRST;
+  int rc, ret = 0, op = SX_FIRST;
   if ((rc = sx_cur_open(env->st, x->t, env->peers, &c))) return rc;
-  for (;;) {
+  k.p = NULL;
+  k.n = 0;
+  while (!ret && (rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     sx_peer p;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != SX_SITE_LEN) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    if ((rc = sx_peer_get(x, k.p, &p)) || (rc = fn(ctx, k.p, &p))) break;
+    if (k.n != SX_SITE_LEN)
+      ret = SYNC_ECORRUPT;
+    else if (!(ret = sx_peer_get(x, k.p, &p)))
+      ret = fn(ctx, k.p, &p);
   }
   sx_cur_close(c);
-  return rc;
+  return ret ? ret : rc < 0 ? rc : 0;
 }
 
 SYNC_PRIVATE int sx_vv_load(sync_txn *x, uint64_t **out) {

@@ -410,6 +410,14 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
   return 0;
 }
 
+SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
+                             sx_slice *v) {
+  int rc = sx_cur_get(st, c, *op, k, v);
+  *op = SX_NEXT;
+  if (rc == SYNC_NOTFOUND) return 0;
+  return rc ? rc : 1;
+}
+
 SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
                             size_t kn, const void *v, size_t vn,
                             unsigned flags) {

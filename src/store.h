@@ -66,6 +66,11 @@ SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
 #define SX_LAST 4
 #define SX_GET_CURRENT 5
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d, sx_scur **out);
+/* One step of a walk: the entry op finds (SX_FIRST, SX_SET_RANGE at k),
+ * then each next one (*op becomes SX_NEXT).  1: an entry in k and v;
+ * 0: the walk is over; else the error (negative). */
+SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
+                             sx_slice *v);
 SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
                             sx_slice *v);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor

@@ -171,16 +171,9 @@ SYNC_PRIVATE int sx_sites_load(sync_txn *x) {
   int rc, op = SX_FIRST;
   if (x->sites_ok) return 0;
   if ((rc = sx_cur_open(env->st, x->t, env->sites, &c))) return rc;
-  for (;;) {
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
+  k.p = NULL;
+  k.n = 0;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     if (k.n != 4 || v.n != SX_SITE_LEN || sx_get_be32(k.p) != n) {
       rc = sx_fail(env, SYNC_ECORRUPT, "site table damaged");
       break;
