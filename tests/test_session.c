@@ -139,6 +139,27 @@ static void test_both_ways_converge(void **state) {
   }
 }
 
+/* A server holding n rows, a fresh device, and the options of a pull
+ * in chunks of 10 rows with the given window. */
+static void ss_window_pair(mu_rep *srv, mu_rep *dev, uint64_t *now,
+                           unsigned n, size_t window, sync_session_opts *co,
+                           sync_session_opts *so) {
+  unsigned i;
+  ss_open(srv, "sess-srv.db", 0x51, now);
+  ss_open(dev, "sess-dev.db", 0xd1, now);
+  for (i = 0; i < n; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "k%05u", i);
+    mu_put(srv, key, i, 0.5, "v");
+  }
+  memset(co, 0, sizeof *co);
+  memset(so, 0, sizeof *so);
+  co->mode = SYNC_PULL;
+  co->window = window;
+  so->server = 1;
+  so->chunk_rows = 10;
+}
+
 /* A pull of 300 chunks.  With a window of 16 the server sends ahead and
  * the conversation takes a round trip per window, not one per chunk, and
  * the server counts the times it waited; with 1 (no window) it takes one
@@ -154,20 +175,7 @@ static void test_window_round_trips(void **state) {
     sync_session_stats cst, sst;
     sync_session *c, *s;
     su_pump p;
-    unsigned i;
-    ss_open(&srv, "sess-srv.db", 0x51, &now);
-    ss_open(&dev, "sess-dev.db", 0xd1, &now);
-    for (i = 0; i < 3000; i++) {
-      char key[16];
-      snprintf(key, sizeof key, "k%05u", i);
-      mu_put(&srv, key, i, 0.5, "v");
-    }
-    memset(&co, 0, sizeof co);
-    memset(&so, 0, sizeof so);
-    co.mode = SYNC_PULL;
-    co.window = windows[w];
-    so.server = 1;
-    so.chunk_rows = 10;
+    ss_window_pair(&srv, &dev, &now, 3000, windows[w], &co, &so);
     TU_OK(sync_session_create(dev.env, &co, &c));
     TU_OK(sync_session_create(srv.env, &so, &s));
     memset(&p, 0, sizeof p);
@@ -285,21 +293,8 @@ static void test_window_hostile(void **state) {
     sync_session *c, *s;
     unsigned char buf[4096];
     size_t n;
-    unsigned i;
     sync_inbuf in;
-    ss_open(&srv, "sess-srv.db", 0x51, &now);
-    ss_open(&dev, "sess-dev.db", 0xd1, &now);
-    for (i = 0; i < 100; i++) {
-      char key[16];
-      snprintf(key, sizeof key, "k%03u", i);
-      mu_put(&srv, key, i, 0.5, "v");
-    }
-    memset(&co, 0, sizeof co);
-    memset(&so, 0, sizeof so);
-    co.mode = SYNC_PULL;
-    co.window = 16;
-    so.server = 1;
-    so.chunk_rows = 10;
+    ss_window_pair(&srv, &dev, &now, 100, 16, &co, &so);
     TU_OK(sync_session_create(dev.env, &co, &c));
     TU_OK(sync_session_create(srv.env, &so, &s));
     n = ss_take(c, buf, sizeof buf); /* HELLO */
