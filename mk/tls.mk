@@ -3,3 +3,12 @@
 
 TLS_LIBS := -lssl -lcrypto
 MBEDTLS_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto
+
+# The mbedTLS device (examples/, beside sync_edge): built with the
+# examples and by make example; tests/tls.sh runs it against synctl serve.
+all: $(B)/tls_edge
+example: $(B)/tls_edge
+test-build: $(B)/tls_edge
+$(B)/tls_edge: examples/tls_edge.c examples/demo_schema.h sync.h $(B)/libsync.a
+	$(CC) $(WARN) $(CFLAGS) -I. -Iexamples $< $(B)/libsync.a $(LIBS) \
+	  $(MBEDTLS_LIBS) -o $@
