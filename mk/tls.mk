@@ -12,3 +12,7 @@ test-build: $(B)/tls_edge
 $(B)/tls_edge: examples/tls_edge.c examples/demo_schema.h sync.h $(B)/libsync.a
 	$(CC) $(WARN) $(CFLAGS) -I. -Iexamples $< $(B)/libsync.a $(LIBS) \
 	  $(MBEDTLS_LIBS) -o $@
+
+# The TLS tests (openssl makes their throwaway certificates).
+TEST_EXTRA += tests/tls.sh
+test-build: $(B)/synctl

@@ -22,6 +22,7 @@
 struct net_tls {
   SSL_CTX *ctx;
   int server;
+  int has_cert; /* a certificate of its own to show */
 };
 
 /* The reason OpenSSL queued last, or fallback; the queue is emptied. */
@@ -106,6 +107,7 @@ int net_tls_create(const net_tls_opts *o, int server, net_tls **out,
     goto fail;
   }
   if (o->cert && load_pair(ctx, o->cert, o->key, err, errcap)) goto fail;
+  t->has_cert = o->cert != NULL;
   if (!server) {
     if (load_ca(ctx, o->ca, err, errcap)) goto fail;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -259,13 +261,28 @@ const char *net_tls_conn_subject(const net_conn *c) {
 /* ---------------------------------------------------------------------
  * A blocking link for sync_retry_run
  * ------------------------------------------------------------------- */
+/* Cut before the server said a word: with TLS 1.3 a server that refuses
+ * the client's certificate (or its lack of one) may reset the connection
+ * before its alert is read, so that is the likely cause. */
+static int cut_early(net_tls_link *l) {
+  if (l->got || l->err[0]) return 0;
+  snprintf(l->err, sizeof l->err,
+           "the server closed the connection before the session began (%s): "
+           "%s (see its log)",
+           errno ? strerror(errno) : "end of file",
+           l->tls->has_cert ? "it may not accept this client's certificate"
+                            : "it may require a client certificate");
+  return 1;
+}
+
 static int64_t link_send(void *ctx, const void *b, size_t n) {
   net_tls_link *l = (net_tls_link *)ctx;
   int rc;
   ERR_clear_error();
   rc = SSL_write((SSL *)l->ssl, b, (int)(n > 1 << 30 ? 1 << 30 : n));
   if (rc > 0) return rc;
-  if (!l->err[0]) tls_fail((SSL *)l->ssl, rc, l->err, sizeof l->err);
+  if (SSL_get_error((SSL *)l->ssl, rc) != SSL_ERROR_SYSCALL || !cut_early(l))
+    if (!l->err[0]) tls_fail((SSL *)l->ssl, rc, l->err, sizeof l->err);
   return SYNC_ECLOSED;
 }
 
@@ -274,14 +291,20 @@ static int64_t link_recv(void *ctx, void *b, size_t n) {
   int rc, e;
   ERR_clear_error();
   rc = SSL_read((SSL *)l->ssl, b, (int)(n > 1 << 30 ? 1 << 30 : n));
-  if (rc > 0) return rc;
+  if (rc > 0) {
+    l->got = 1;
+    return rc;
+  }
   e = SSL_get_error((SSL *)l->ssl, rc);
   if (e == SSL_ERROR_ZERO_RETURN) return 0;
   /* SO_RCVTIMEO ran out */
   if (e == SSL_ERROR_WANT_READ ||
       (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)))
     return SYNC_ETIMEOUT;
-  if (e == SSL_ERROR_SYSCALL && !ERR_peek_error()) return 0; /* closed */
+  if (e == SSL_ERROR_SYSCALL && !ERR_peek_error()) {
+    cut_early(l);
+    return 0; /* closed */
+  }
   /* An alert from the server: with TLS 1.3 a refused client certificate
    * is only heard of here, after the client's side of the handshake. */
   if (!l->err[0]) {
@@ -300,6 +323,7 @@ int net_tls_connect(void *ctx, sync_transport *t) {
   SSL *ssl;
   int rc;
   l->err[0] = 0;
+  l->got = 0;
   if (net_connect(&l->tcp, t)) {
     snprintf(l->err, sizeof l->err, "%s", l->tcp.err);
     return SYNC_ECLOSED;

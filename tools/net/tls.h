@@ -57,6 +57,7 @@ typedef struct net_tls_link {
   net_tls *tls;
   const char *name;
   void *ssl;
+  int got; /* the server has sent something */
   char err[300];
 } net_tls_link;
 int net_tls_connect(void *l, sync_transport *t);
