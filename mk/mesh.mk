@@ -9,3 +9,6 @@ MESH_SOAK_ROUNDS ?= 30
 soak: soak-mesh
 soak-mesh: $(B)/synctl
 	cd $(B) && MESH_ROUNDS=$(MESH_SOAK_ROUNDS) sh ../tests/mesh.sh
+
+# bench/run_mesh.c runs synctl serve processes: make bench builds it.
+bench: $(B)/synctl

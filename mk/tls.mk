@@ -16,3 +16,10 @@ $(B)/tls_edge: examples/tls_edge.c examples/demo_schema.h sync.h $(B)/libsync.a
 # The TLS tests (openssl makes their throwaway certificates).
 TEST_EXTRA += tests/tls.sh
 test-build: $(B)/synctl
+
+# The bench's TLS workload (bench/run_tls.c) runs the TLS layer and the
+# poll loop: the native bench links them with OpenSSL; cross builds,
+# which have no OpenSSL for the target, print a note in its place.
+$(B)/bench: BENCH_SQLITE += -DBENCH_HAVE_TLS tools/net/tls.c tools/net/loop.c \
+  $(TLS_LIBS)
+$(B)/bench: tools/net/tls.c tools/net/tls.h tools/net/loop.c
