@@ -7,7 +7,7 @@
 # side; a server that requires client certificates refuses a client
 # without one (or with one from another CA) and takes one with; the
 # mbedTLS device (examples/tls_edge.c) syncs with the OpenSSL server; two
-# servers peer over TLS.  Loopback only; every server is stopped at the
+# servers peer over TLS, one checking the other's certificate and token.  Loopback only; every server is stopped at the
 # end.  One line per check (tests/check.sh); run from the build directory.
 CHECK_NAME=tls
 . "$(dirname "$0")/check.sh"
@@ -135,16 +135,20 @@ check "... and nothing it wrote reached the server" \
 "$S" init m1.db --schema schema.txt > /dev/null
 "$S" init m2.db --schema schema.txt > /dev/null
 "$S" put m1.db notes m title="from server 1" > /dev/null
-serve m2 m2.db --tls-cert srv.crt --tls-key srv.key --tls-client-ca ca.crt
+echo "peer-tok read=* write=* relay name=server-1" > peer.creds
+serve m2 m2.db --tls-cert srv.crt --tls-key srv.key --tls-client-ca ca.crt \
+  --credentials peer.creds
 M2=$A
 serve m1 m1.db --tls-cert srv.crt --tls-key srv.key --tls-ca ca.crt \
-  --peer $M2 --peer-interval 1
+  --peer $M2 --peer-interval 1 --peer-token peer-tok
 i=0
 while [ "$("$S" digest m1.db)" != "$("$S" digest m2.db)" ] && [ $i -lt 50 ]; do
   i=$((i + 1)); sleep 0.1
 done
-check "two servers peer over TLS (client certificates required)" \
+check "two servers peer over TLS (client certificates and a token required)" \
   test "$("$S" digest m1.db)" = "$("$S" digest m2.db)"
+check "... the peer's session is logged with its token's name and certificate" \
+  grep -q 'device=server-1 .*result=ok .*tls_subject="/CN=localhost"' m2.err
 
 for p in $PIDS; do kill $p 2> /dev/null; done
 PIDS=

@@ -46,6 +46,12 @@ int net_dial(const char *addr, int timeout_s);
  * "malformed address 'x': ...", "cannot resolve HOST: ...", "connection
  * refused by HOST:PORT" or "cannot connect to HOST:PORT: ...". */
 int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap);
+/* A non-blocking socket whose connection to addr is under way (for a
+ * poll loop that must not wait on a far host): POLLOUT says when it is
+ * made, a read or write error that it failed.  -1 with the reason in
+ * err when no attempt could start (a malformed address, a name that
+ * does not resolve). */
+int net_dial_start(const char *addr, char *err, size_t errcap);
 /* A blocking socket listening on addr (port 0: any free one), and the
  * port it got.  -1 with the reason in err (as "address must be
  * HOST:PORT, not 'x'", "x: Name or service not known" or "cannot listen

@@ -81,13 +81,14 @@ static void mesh_say(ctl_mesh *m, const mesh_peer *p, const char *fmt,
   fflush(stdout);
 }
 
-/* Open a session to p in the loop.  A peer that cannot be reached is
- * tried again after RETRY_SECONDS. */
+/* Open a session to p in the loop, the connection made while the loop
+ * runs (a far host that does not answer must not stall the devices).
+ * A peer that cannot be reached is tried again after RETRY_SECONDS. */
 static void mesh_open(ctl_mesh *m, mesh_peer *p, double now) {
   char err[300];
   sync_session_opts so;
   sync_session *s = NULL;
-  int fd = net_dial_err(p->addr, 0, err, sizeof err);
+  int fd = net_dial_start(p->addr, err, sizeof err);
   if (fd < 0) {
     if (!p->down) mesh_say(m, p, "unreachable: %s (retrying)", err);
     p->down = 1;
@@ -128,7 +129,8 @@ void ctl_mesh_tick(ctl_mesh *m) {
 }
 
 /* Why the session with p failed, once per kind of failure. */
-static void mesh_failed(ctl_mesh *m, mesh_peer *p, net_conn *c, int st) {
+static void mesh_failed(ctl_mesh *m, mesh_peer *p, net_conn *c, int st,
+                        const sync_session_stats *x) {
   const char *tls = net_tls_conn_err(c), *msg = sync_session_errmsg(c->s);
   char why[600];
   if (st == p->last_rc) return;
@@ -139,6 +141,8 @@ static void mesh_failed(ctl_mesh *m, mesh_peer *p, net_conn *c, int st) {
              msg && msg[0] ? msg : "compare 'synctl schema' of both");
   else if (tls[0])
     snprintf(why, sizeof why, "TLS failed: %s", tls);
+  else if (st == SYNC_ECLOSED && !x->bytes_received)
+    snprintf(why, sizeof why, "unreachable (no answer; retrying)");
   else if (st == SYNC_EPERM)
     snprintf(why, sizeof why,
              "refused by its credentials (give --peer-token a token with "
@@ -162,7 +166,7 @@ int ctl_mesh_ended(ctl_mesh *m, net_conn *c) {
   st = sync_session_status(c->s);
   sync_session_stats_get(c->s, &x);
   if (st != 1) {
-    mesh_failed(m, p, c, st);
+    mesh_failed(m, p, c, st, &x);
     p->last_rc = st;
     p->down = 1;
     p->next = net_mono_seconds() +
