@@ -25,6 +25,8 @@ static const struct {
     {"sync", bench_sync},
     {"repair", bench_repair},
     {"relay", bench_relay},
+    {"tls", bench_tls},
+    {"mesh", bench_mesh},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -15,5 +15,7 @@ void bench_wire(const bench_opts *o);  /* run_wire.c */
 void bench_sync(const bench_opts *o);  /* run_sync.c */
 void bench_repair(const bench_opts *o); /* run_repair.c */
 void bench_relay(const bench_opts *o);  /* run_relay.c */
+void bench_tls(const bench_opts *o);    /* run_tls.c */
+void bench_mesh(const bench_opts *o);   /* run_mesh.c */
 
 #endif /* BENCH_WORKLOADS_H */

@@ -9,16 +9,16 @@ SYNCTL_OBJ := $(patsubst tools/synctl/%.c,$(B)/synctl-obj/%.o,$(SYNCTL_C)) \
 
 all: $(B)/synctl
 
-$(B)/synctl-obj/%.o: tools/synctl/%.c $(SYNCTL_H) $(NET_H) sync.h
+$(B)/synctl-obj/%.o: tools/synctl/%.c $(SYNCTL_H) $(NET_H) tools/net/tls.h sync.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 
-$(B)/net-obj/%.o: tools/net/%.c $(NET_H) sync.h
+$(B)/net-obj/%.o: tools/net/%.c $(NET_H) tools/net/tls.h sync.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 
 $(B)/synctl: $(SYNCTL_OBJ) $(B)/libsync.a
-	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) -o $@
+	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) $(TLS_LIBS) -o $@
 
 TEST_EXTRA += tests/synctl.sh
 test-build: $(B)/synctl

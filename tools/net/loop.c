@@ -15,16 +15,28 @@
 #include <time.h>
 #include <unistd.h>
 
+static ssize_t conn_read(net_conn *c, void *buf, size_t n) {
+  return c->io_read ? c->io_read(c, buf, n) : read(c->fd, buf, n);
+}
+
+static ssize_t conn_write(net_conn *c, const void *buf, size_t n) {
+  return c->io_write ? c->io_write(c, buf, n) : write(c->fd, buf, n);
+}
+
 void net_conn_step(net_conn *c, short revents) {
-  if (revents & (POLLIN | POLLHUP | POLLERR)) {
+  /* A layer (TLS) may hold bytes the socket no longer signals, or wait
+   * on the other direction: it is read until it has nothing more. */
+  while (c->io_read || (revents & (POLLIN | POLLHUP | POLLERR))) {
     unsigned char buf[16384];
-    ssize_t k = read(c->fd, buf, sizeof buf);
+    ssize_t k = conn_read(c, buf, sizeof buf);
     if (k > 0) {
       sync_inbuf in = {buf, (size_t)k, 0};
       sync_session_recv(c->s, &in);
+      if (c->io_read && sync_session_status(c->s) == 0) continue;
     } else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
       sync_session_abort(c->s, SYNC_ECLOSED);
     }
+    break;
   }
   for (;;) {
     ssize_t k;
@@ -37,7 +49,7 @@ void net_conn_step(net_conn *c, short revents) {
       c->ooff = 0;
       if (!c->olen) break;
     }
-    k = write(c->fd, c->out + c->ooff, c->olen - c->ooff);
+    k = conn_write(c, c->out + c->ooff, c->olen - c->ooff);
     if (k > 0) {
       c->ooff += (size_t)k;
       continue;
@@ -51,7 +63,7 @@ void net_conn_step(net_conn *c, short revents) {
 }
 
 short net_conn_events(const net_conn *c) {
-  return (short)((sync_session_want_read(c->s) ? POLLIN : 0) |
+  return (short)(c->io_wants | (sync_session_want_read(c->s) ? POLLIN : 0) |
                  (c->olen > c->ooff || sync_session_want_write(c->s) ? POLLOUT
                                                                      : 0));
 }
@@ -72,6 +84,7 @@ int net_loop_listen(net_loop *l, int lfd) {
 }
 
 static void conn_close(net_loop *l, net_conn *c) {
+  if (c->io_free) c->io_free(c);
   if (c->s) sync_session_free(c->s);
   if (l->ops->close) l->ops->close(l->ops->ctx, c);
   close(c->fd);
@@ -118,6 +131,23 @@ static void loop_accept(net_loop *l, int li) {
   }
   net_nonblock(fd);
   c->last = time(NULL);
+}
+
+net_conn *net_loop_add(net_loop *l, int fd, sync_session *s) {
+  int i;
+  net_conn *c;
+  for (i = 0; i < NET_MAX_CONN && l->conns[i].fd >= 0; i++) {
+  }
+  if (i == NET_MAX_CONN) return NULL;
+  c = &l->conns[i];
+  memset(c, 0, sizeof *c);
+  c->fd = fd;
+  c->listener = NET_OUTGOING;
+  c->s = s;
+  c->opened = net_mono_seconds();
+  c->last = time(NULL);
+  net_nonblock(fd);
+  return c;
 }
 
 double net_mono_seconds(void) {

@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "sync.h"
@@ -45,6 +46,12 @@ int net_dial(const char *addr, int timeout_s);
  * "malformed address 'x': ...", "cannot resolve HOST: ...", "connection
  * refused by HOST:PORT" or "cannot connect to HOST:PORT: ...". */
 int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap);
+/* A non-blocking socket whose connection to addr is under way (for a
+ * poll loop that must not wait on a far host): POLLOUT says when it is
+ * made, a read or write error that it failed.  -1 with the reason in
+ * err when no attempt could start (a malformed address, a name that
+ * does not resolve). */
+int net_dial_start(const char *addr, char *err, size_t errcap);
 /* A blocking socket listening on addr (port 0: any free one), and the
  * port it got.  -1 with the reason in err (as "address must be
  * HOST:PORT, not 'x'", "x: Name or service not known" or "cannot listen
@@ -91,6 +98,16 @@ typedef struct net_conn {
   void *user;
   time_t last;   /* when it last moved */
   double opened; /* when it was accepted (net_mono_seconds) */
+  /* A layer between the session and the socket (TLS, tls.c): read and
+   * write as on the non-blocking socket (-1 with errno EAGAIN when they
+   * must wait; io_wants then holds the poll events they wait for, which
+   * may be the other direction's), and io_free when c closes.  NULL: the
+   * socket itself. */
+  ssize_t (*io_read)(struct net_conn *c, void *buf, size_t n);
+  ssize_t (*io_write)(struct net_conn *c, const void *buf, size_t n);
+  void (*io_free)(struct net_conn *c);
+  void *io;
+  short io_wants;
 } net_conn;
 
 /* Move what can move between c->s and its non-blocking socket: read what
@@ -100,6 +117,13 @@ typedef struct net_conn {
 void net_conn_step(net_conn *c, short revents);
 /* The poll events c's session waits for. */
 short net_conn_events(const net_conn *c);
+/* Take fd, a socket connected to a server, into a free slot of l with
+ * the client session s (l owns both from now on; listener
+ * NET_OUTGOING).  The slot, or NULL when the loop is full (fd and s are
+ * then the caller's). */
+#define NET_OUTGOING NET_MAX_LISTEN
+struct net_loop;
+net_conn *net_loop_add(struct net_loop *l, int fd, sync_session *s);
 
 /* What the owner of a loop does with its connections.  ctx is theirs. */
 typedef struct net_loop_ops {

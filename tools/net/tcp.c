@@ -137,6 +137,48 @@ int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap) {
   return fd;
 }
 
+int net_dial_start(const char *addr, char *err, size_t errcap) {
+  char host[256], port[32];
+  struct addrinfo hints, *ai, *p;
+  int fd = -1, rc, e = 0;
+  if (net_addr_check(addr, err, errcap) ||
+      net_split_addr(addr, host, sizeof host, port, sizeof port)) {
+    errno = EINVAL;
+    return -1;
+  }
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  if ((rc = getaddrinfo(host, port, &hints, &ai))) {
+    snprintf(err, errcap, "cannot resolve %s: %s", host,
+             rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    errno = EHOSTUNREACH;
+    return -1;
+  }
+  /* The first address only: trying the next needs the outcome of this
+   * one, which a caller that must not wait learns later. */
+  for (p = ai; p && fd < 0; p = p->ai_next) {
+    if ((fd = socket(p->ai_family, p->ai_socktype, p->ai_protocol)) < 0) {
+      e = errno;
+      continue;
+    }
+    net_nonblock(fd);
+    if (connect(fd, p->ai_addr, p->ai_addrlen) && errno != EINPROGRESS) {
+      e = errno;
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(ai);
+  if (fd < 0) {
+    snprintf(err, errcap, "cannot connect to %s: %s", addr, strerror(e));
+    errno = e;
+    return -1;
+  }
+  net_nodelay(fd);
+  return fd;
+}
+
 int net_dial(const char *addr, int timeout_s) {
   return net_dial_err(addr, timeout_s, NULL, 0);
 }

@@ -6,6 +6,7 @@
 #include "synctl.h"
 
 #include "tools/net/net.h"
+#include "tools/net/tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,10 @@
 const ctl_help ctl_help_serve = {
     "synctl serve DB ADDRESS [--credentials FILE] [--metrics ADDRESS]\n"
     "       [--port-file FILE] [--metrics-port-file FILE] [--sessions N] "
-    "[--quiet]",
+    "[--quiet]\n"
+    "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
+    "       [--peer ADDRESS]... [--peers FILE] [--peer-interval SECONDS]\n"
+    "       [--peer-token T] [--tls-ca FILE]",
     "serve the database to peers over TCP",
     "Listens on ADDRESS (HOST:PORT; port 0 picks a free one, written to\n"
     "--port-file) and answers sync sessions from any number of clients at\n"
@@ -34,7 +38,35 @@ const ctl_help ctl_help_serve = {
     "every client may read and write everything.  --metrics ADDRESS serves the "
     "server's stats as\n"
     "Prometheus text on plain HTTP (GET /metrics).  --sessions N stops\n"
-    "after N sessions; otherwise it runs until SIGINT or SIGTERM.\n"};
+    "after N sessions; otherwise it runs until SIGINT or SIGTERM.\n"
+    "--tls-cert and --tls-key (PEM) make every session TLS; with\n"
+    "--tls-client-ca a client must also show a certificate signed by one\n"
+    "of that file's CAs, or is refused before its session starts.  The\n"
+    "token stays what --credentials judges.\n"
+    "--peer ADDRESS (repeated, or --peers FILE with one address a line)\n"
+    "names other servers, each a full replica of the same schema: this\n"
+    "server syncs with each of them every --peer-interval seconds (10)\n"
+    "and at once after a session brought rows, so that a device may sync\n"
+    "with any of them (docs/SYNCTL.md, \"A mesh of servers\").\n"
+    "--peer-token is the token shown to peers that check credentials (it\n"
+    "needs relay there).  With TLS, peers are dialled over TLS too, their\n"
+    "certificates checked against --tls-ca.\n"};
+
+/* --peers FILE: one address a line ('#' comments). */
+static int peers_line(void *ctx, char *line, const char *where) {
+  ctl_serve_opts *o = (ctl_serve_opts *)ctx;
+  char *a = line + strspn(line, " \t");
+  a[strcspn(a, " \t\r\n#")] = 0;
+  if (!*a) return 0;
+  if (o->npeers == 32) {
+    ctl_say("%s: more than 32 peers", where);
+    return -1;
+  }
+  if (ctl_check_address(a) != EX_OK) return -1;
+  if (!(o->peers[o->npeers] = strdup(a))) return -1;
+  o->npeers++;
+  return 0;
+}
 
 int ctl_cmd_serve(int argc, char **argv) {
   ctl_serve_opts o;
@@ -57,7 +89,28 @@ int ctl_cmd_serve(int argc, char **argv) {
       if (ctl_parse_u64(argv[++i], &n))
         return ctl_usage("--sessions needs a number");
       o.max_sessions = (long)n;
-    } else if (ctl_opt(i, a, "--quiet"))
+    } else if (ctl_opt(i, a, "--tls-cert") && more)
+      o.tls_cert = argv[++i];
+    else if (ctl_opt(i, a, "--tls-key") && more)
+      o.tls_key = argv[++i];
+    else if (ctl_opt(i, a, "--tls-ca") && more)
+      o.tls_ca = argv[++i];
+    else if (ctl_opt(i, a, "--tls-client-ca") && more)
+      o.tls_client_ca = argv[++i];
+    else if (ctl_opt(i, a, "--peer") && more) {
+      if (o.npeers == 32) return ctl_usage("at most 32 peers");
+      if (ctl_check_address(argv[i + 1]) != EX_OK) return EX_USAGE;
+      o.peers[o.npeers++] = argv[++i];
+    } else if (ctl_opt(i, a, "--peers") && more) {
+      if (ctl_each_line(argv[++i], peers_line, &o)) return EX_USAGE;
+    } else if (ctl_opt(i, a, "--peer-interval") && more) {
+      uint64_t n;
+      if (ctl_parse_u64(argv[++i], &n) || n < 1 || n > 86400)
+        return ctl_usage("--peer-interval takes 1 to 86400 seconds");
+      o.peer_interval = (unsigned)n;
+    } else if (ctl_opt(i, a, "--peer-token") && more)
+      o.peer_token = argv[++i];
+    else if (ctl_opt(i, a, "--quiet"))
       o.quiet = 1;
     else if (ctl_is_opt(i, a))
       return ctl_usage("unknown option '%s' (or it needs a value)", a);
@@ -71,6 +124,11 @@ int ctl_cmd_serve(int argc, char **argv) {
   if (!o.db || !o.addr) return ctl_usage("give DB and HOST:PORT");
   if (ctl_check_address(o.addr) || (o.maddr && ctl_check_address(o.maddr)))
     return EX_USAGE;
+  if (o.tls_client_ca && !o.tls_cert)
+    return ctl_usage("--tls-client-ca needs --tls-cert and --tls-key");
+  if (o.npeers && o.tls_cert && !o.tls_ca)
+    return ctl_usage("--peer over TLS needs --tls-ca (the CAs of the peers' "
+                     "certificates)");
   return ctl_serve(&o);
 }
 
@@ -265,6 +323,55 @@ static void on_progress(void *ctx, const sync_session_stats *st) {
   p->shown = 1;
 }
 
+/* sync's TLS options: --tls-ca turns TLS on. */
+typedef struct tls_args {
+  net_tls_opts o;
+  const char *name; /* --tls-name: the name the certificate must carry */
+} tls_args;
+static tls_args g_tls;
+
+/* With a server over TLS: as sync_remote, through net_tls_link.  A
+ * failed handshake (the server's certificate refused, or this client's
+ * by the server) is said in TLS's words. */
+static int sync_remote_tls(sync_env *env, sync_session_opts *so,
+                           const peer_args *pa, sync_session_stats *st,
+                           char *errmsg, size_t cap) {
+  sync_retry_opts ro;
+  sync_retry *r;
+  net_tls_link l;
+  char err[512];
+  int rc;
+  memset(&l, 0, sizeof l);
+  if (net_tls_create(&g_tls.o, 0, &l.tls, err, sizeof err)) {
+    ctl_say("%s: %s", pa->db, err);
+    return SAID;
+  }
+  so->level = 3;
+  memset(&ro, 0, sizeof ro);
+  ro.attempts = 3;
+  ro.base_delay_ms = 200;
+  ro.max_delay_ms = 2000;
+  l.tcp.addr = pa->other;
+  l.tcp.timeout_s = 30;
+  l.tcp.fd = -1;
+  l.name = g_tls.name;
+  if ((rc = sync_retry_create(NULL, &ro, &r))) {
+    net_tls_free(l.tls);
+    return SAID;
+  }
+  rc = sync_retry_run(r, env, so, net_tls_connect, net_tls_disconnect, &l, st);
+  sync_retry_free(r);
+  net_tls_free(l.tls);
+  if (rc && l.err[0]) {
+    ctl_say("%s: %s%s", pa->db, l.err,
+            st->rows_received || st->rows_sent ? "" : "; nothing was exchanged");
+    return SAID;
+  }
+  if (rc == SYNC_ECLOSED && !st->bytes_received)
+    snprintf(errmsg, cap, "cannot reach the server");
+  return rc;
+}
+
 /* With a server: whole sessions, retried with backoff.  SAID when no
  * connection could be made. */
 static int sync_remote(sync_env *env, sync_session_opts *so,
@@ -274,6 +381,8 @@ static int sync_remote(sync_env *env, sync_session_opts *so,
   sync_retry *r;
   net_link l;
   int rc;
+  if (g_tls.o.ca)
+    return sync_remote_tls(env, so, pa, st, errmsg, cap);
   so->level = 3;
   memset(&ro, 0, sizeof ro);
   ro.attempts = 3;
@@ -410,7 +519,8 @@ static void sync_report_json(sync_env *env, const char *other, int dry,
 const ctl_help ctl_help_sync = {
     "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
     "       [--tables A,B] [--token T] [--max-message BYTES] [--quiet]\n"
-    "       [--json]",
+    "       [--json] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]\n"
+    "       [--tls-name NAME]]",
     "sync with a server or another database file",
     "Runs one session: DB is the client, the other side serves.  With\n"
     "HOST:PORT the other side is a server ('synctl serve'); with a path it\n"
@@ -432,7 +542,11 @@ const ctl_help ctl_help_sync = {
     "updated, deleted, unchanged, refused, unknown, sent, there_new,\n"
     "there_updated, there_deleted, there_refused, reverted, bytes_in,\n"
     "bytes_out, conflicts_here, conflicts_there, seconds, digest (16 hex\n"
-    "digits), with and dry_run.\n"};
+    "digits), with and dry_run.\n"
+    "--tls-ca FILE syncs over TLS: the server's certificate must be signed\n"
+    "by a CA of FILE and name the host of ADDRESS (or --tls-name); if not,\n"
+    "nothing is sent and the reason is said.  --tls-cert and --tls-key\n"
+    "give a client certificate, for a server that requires one.\n"};
 
 int ctl_cmd_sync(int argc, char **argv) {
   peer_args pa;
@@ -459,12 +573,25 @@ int ctl_cmd_sync(int argc, char **argv) {
       quiet = 1;
     else if (ctl_opt(i, a, "--json"))
       json = 1;
+    else if (ctl_opt(i, a, "--tls-ca") && i + 1 < argc)
+      g_tls.o.ca = argv[++i];
+    else if (ctl_opt(i, a, "--tls-cert") && i + 1 < argc)
+      g_tls.o.cert = argv[++i];
+    else if (ctl_opt(i, a, "--tls-key") && i + 1 < argc)
+      g_tls.o.key = argv[++i];
+    else if (ctl_opt(i, a, "--tls-name") && i + 1 < argc)
+      g_tls.name = argv[++i];
     else if ((ret = peer_arg(argc, argv, &i, &pa)) != EX_OK)
       return ret;
   }
   if (!pa.db || !pa.other)
     return ctl_usage("give DB and HOST:PORT or OTHER_DB");
   if ((remote = ctl_peer_kind(pa.other)) < 0) return EX_USAGE;
+  if ((g_tls.o.cert || g_tls.o.key || g_tls.name) && !g_tls.o.ca)
+    return ctl_usage("TLS needs --tls-ca (the CAs of the server's "
+                     "certificate)");
+  if (g_tls.o.ca && !remote)
+    return ctl_usage("--tls-ca is for a server (HOST:PORT), not a file");
   if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
   memset(&so, 0, sizeof so);
   so.mode = mode;

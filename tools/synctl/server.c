@@ -9,6 +9,9 @@
 #include "synctl.h"
 
 #include "tools/net/net.h"
+#include "tools/net/tls.h"
+
+#include "serve_mesh.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -38,6 +41,9 @@ typedef struct server {
   net_creds creds;
   peer_seen seen[MAX_SEEN];
   unsigned nseen;
+  net_tls *tls;      /* --tls-cert: sessions speak TLS */
+  net_tls *peer_tls; /* the client side, for the mesh peers */
+  ctl_mesh *mesh;    /* --peer: the other servers */
 } server;
 
 /* An HTTP connection: the request, then the response. */
@@ -168,11 +174,16 @@ static void session_log(server *sv, net_conn *c, int st,
       (unsigned long long)x->bytes_received, (unsigned long long)x->bytes_sent,
       (unsigned long long)x->applied.refused,
       (net_mono_seconds() - c->opened) * 1000);
+  if (sv->tls) {
+    text_add(&t, " tls_subject=");
+    text_quoted(&t, net_tls_conn_subject(c));
+  }
   if (st != 1) {
     text_add(&t, " error=");
     text_quoted(&t, sync_strerror(st ? st : SYNC_ECLOSED));
     text_add(&t, " msg=");
-    text_quoted(&t, sync_session_errmsg(c->s));
+    text_quoted(&t, net_tls_conn_err(c)[0] ? net_tls_conn_err(c)
+                                           : sync_session_errmsg(c->s));
   }
   log_line(&t);
 }
@@ -184,10 +195,13 @@ static void session_done(void *ctx, net_conn *c) {
   sync_session_stats x;
   uint8_t site[16];
   char hex[33] = "unknown";
+  if (ctl_mesh_ended(sv->mesh, c)) return;
   sync_session_stats_get(c->s, &x);
   known = sync_session_peer(c->s, site) == 0;
   if (known) ctl_hex_str(site, 8, hex);
   if (known && st == 1) peer_synced(sv, site);
+  if (st == 1 && x.applied.inserted + x.applied.updated + x.applied.deleted)
+    ctl_mesh_changed(sv->mesh); /* the other servers lack these rows */
   session_log(sv, c, st, &x, known ? site : NULL);
   if (!sv->quiet) {
     if (st == 1)
@@ -197,6 +211,8 @@ static void session_done(void *ctx, net_conn *c) {
              (unsigned long long)x.rows_sent,
              (unsigned long long)x.bytes_received,
              (unsigned long long)x.bytes_sent);
+    else if (net_tls_conn_err(c)[0])
+      printf("serve: peer %s: TLS failed: %s\n", hex, net_tls_conn_err(c));
     else if (st == SYNC_ESTALE)
       printf("serve: peer %s: behind this replica's tombstone collection: "
              "refused as stale; it must reset and sync again, or repair "
@@ -380,6 +396,7 @@ static int serve_open(void *ctx, net_conn *c) {
   so.level = 3;
   if (sync_session_create(sv->env, &so, &c->s)) return -1;
   net_nodelay(c->fd);
+  if (sv->tls && net_tls_conn(sv->tls, c, NULL)) return -1;
   return 0;
 }
 
@@ -438,6 +455,7 @@ static void creds_reload(server *sv) {
 }
 
 static void serve_tick(void *ctx) {
+  ctl_mesh_tick(((server *)ctx)->mesh);
   if (!g_reload) return;
   g_reload = 0;
   creds_reload((server *)ctx);
@@ -460,11 +478,52 @@ static int serve_listen(const char *addr, int *port) {
   return 0;
 }
 
+/* The TLS contexts and the mesh of o.  -1 when one fails (said). */
+static int serve_tls_mesh(const ctl_serve_opts *o) {
+  char err[512];
+  net_tls_opts to;
+  ctl_mesh_opts mo;
+  int i;
+  memset(&to, 0, sizeof to);
+  to.cert = o->tls_cert;
+  to.key = o->tls_key;
+  to.client_ca = o->tls_client_ca;
+  if ((o->tls_cert || o->tls_key) &&
+      net_tls_create(&to, 1, &sv.tls, err, sizeof err)) {
+    ctl_say("%s", err);
+    return -1;
+  }
+  if (!o->npeers) return 0;
+  /* Peers speak what this server speaks: with TLS, their certificates
+   * checked against --tls-ca, this server's own shown to them. */
+  if (sv.tls) {
+    to.ca = o->tls_ca;
+    to.client_ca = NULL;
+    if (net_tls_create(&to, 0, &sv.peer_tls, err, sizeof err)) {
+      ctl_say("--peer over TLS: %s", err);
+      return -1;
+    }
+  }
+  memset(&mo, 0, sizeof mo);
+  for (i = 0; i < o->npeers; i++) mo.peers[i] = o->peers[i];
+  mo.npeers = o->npeers;
+  mo.interval_s = o->peer_interval ? o->peer_interval : 10;
+  mo.token = o->peer_token;
+  mo.tls = sv.peer_tls;
+  mo.quiet = o->quiet;
+  if (ctl_mesh_create(&mo, sv.env, &loop, &sv.mesh)) {
+    ctl_say("out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 /* Open the database, read the credentials, listen, write the port files
  * and say so.  -1 when one of them fails (said already). */
 static int serve_start(const ctl_serve_opts *o) {
   int port, mport = 0;
   if (ctl_open_db(o->db, 0, &sv.env)) return -1;
+  if (serve_tls_mesh(o)) return -1;
   sv.db = o->db;
   sv.creds.env = sv.env;
   sv.creds.say = ctl_say;
@@ -498,6 +557,13 @@ static int serve_start(const ctl_serve_opts *o) {
            o->credfile ? ", peers checked against the credentials file"
                        : ", every peer may read and write");
     if (o->maddr) printf("; metrics on port %d", mport);
+    if (sv.tls)
+      printf("; TLS%s", o->tls_client_ca ? ", client certificates required"
+                                         : "");
+    if (o->npeers)
+      printf("; in step with %d mesh peer%s every %u s and on change",
+             o->npeers, o->npeers == 1 ? "" : "s",
+             o->peer_interval ? o->peer_interval : 10);
     printf("\n");
     fflush(stdout);
   }
@@ -511,6 +577,9 @@ int ctl_serve(const ctl_serve_opts *o) {
   net_loop_init(&loop, &serve_ops, IDLE_SECONDS);
   if (serve_start(o)) {
     net_loop_stop(&loop);
+    ctl_mesh_free(sv.mesh);
+    net_tls_free(sv.tls);
+    net_tls_free(sv.peer_tls);
     sync_env_close(sv.env);
     return EX_FAIL;
   }
@@ -519,6 +588,9 @@ int ctl_serve(const ctl_serve_opts *o) {
   /* Every connection ends (a running session as closed), then the
    * digest. */
   net_loop_stop(&loop);
+  ctl_mesh_free(sv.mesh);
+  net_tls_free(sv.tls);
+  net_tls_free(sv.peer_tls);
   dg = ctl_digest_all(sv.env);
   if (!sv.quiet)
     printf("serve: stopped; digest %016llx\n", (unsigned long long)dg);

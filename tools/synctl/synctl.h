@@ -254,6 +254,15 @@ typedef struct ctl_serve_opts {
   const char *db, *addr, *credfile, *portfile, *maddr, *mportfile;
   long max_sessions; /* -1: until SIGINT or SIGTERM */
   int quiet;
+  /* TLS (--tls-cert, --tls-key; --tls-client-ca: clients must show a
+   * certificate; --tls-ca: the CAs of the mesh peers' certificates) */
+  const char *tls_cert, *tls_key, *tls_ca, *tls_client_ca;
+  /* The mesh (serve_mesh.c): --peer (up to 32), --peers FILE,
+   * --peer-interval, --peer-token */
+  const char *peers[32];
+  int npeers;
+  unsigned peer_interval;
+  const char *peer_token;
 } ctl_serve_opts;
 /* Serve o->db until told to stop.  Returns the exit status. */
 int ctl_serve(const ctl_serve_opts *o);
