@@ -132,12 +132,25 @@ check "load from stdin" sh -c "echo '{\"key\":\"s1\",\"title\":\"from stdin\",\"
 "$S" init jr2.db --table t:text r:real i:integer > /dev/null
 printf '%s\n' '{"key":"a","r":"inf","i":9223372036854775807}' '{"key":"b","r":"-inf","i":-9223372036854775808}' \
   '{"key":"c","r":"nan","i":0}' '{"key":"d","r":-0.0,"i":-1}' '{"key":"e","r":5e-324,"i":null}' \
-  '{"key":"f","r":1.7976931348623157e+308,"i":null}' '{"key":"g","r":0.1,"i":null}' '{"key":"h","r":-2.5e-300,"i":null}' > reals.jsonl
+  '{"key":"f","r":1.7976931348623157e308,"i":null}' '{"key":"g","r":0.1,"i":null}' '{"key":"h","r":-2.5e-300,"i":null}' \
+  '{"key":"j","r":0.30000000000000004,"i":null}' '{"key":"k","r":2.2250738585072014e-308,"i":null}' '{"key":"l","r":180.0,"i":null}' > reals.jsonl
 check "load non-finite reals and 64-bit integers" "$S" load jr1.db t reals.jsonl
 check "dump --json writes them as load reads them" sh -c "$S dump jr1.db t --json > out && cmp out reals.jsonl"
 check "and they load back exactly (same digest, same dump)" sh -c "$S load jr2.db t reals.jsonl > /dev/null && [ \"\$($S digest jr1.db)\" = \"\$($S digest jr2.db)\" ] && $S dump jr2.db t --json | cmp - reals.jsonl"
+"$S" dump jr2.db t --json > reals.out
+check "the reals are the same doubles as written (python reads them)" python3 -c "
+import json, math
+a = [json.loads(l) for l in open('reals.jsonl')]
+b = [json.loads(l) for l in open('reals.out')]
+assert len(a) == len(b) == 11
+for x, y in zip(a, b):
+    assert x == y or (x['r'] == y['r'] == 'nan'), (x, y)
+    if isinstance(x['r'], float): assert math.copysign(1, x['r']) == math.copysign(1, y['r']), (x, y)
+"
+printf '%s\n' '{"key":"f","r":1.7976931348623157e+308}' > eplus.jsonl
+check "a real written 1.7976931348623157e+308 loads as DBL_MAX" sh -c "$S load jr2.db t eplus.jsonl > /dev/null && $S dump jr2.db t --json | grep -qx '{\"key\":\"f\",\"r\":1.7976931348623157e308,\"i\":null}'"
 check "inf and nan are not NULL after a round trip" sh -c "$S get jr2.db t a > out && grep -q '^r  inf\$' out && $S get jr2.db t c > out && grep -q '^r  nan\$' out"
-for bad in '"r":1e999' '"r":+1' '"i":01' '"r":.5' '"r":1.' '"i":9223372036854775808'; do
+for bad in '"r":1e999' '"r":+1' '"i":01' '"r":.5' '"r":1.' '"i":9223372036854775808' '"r":1.5} x' '"r":1.5,"r":2' '"r":"1.5"'; do
   printf '{"key":"ok","r":1.5}\n{"key":"x",%s}\n' "$bad" > badnum.jsonl
   status "load refuses $bad (1)" 1 "$S" load jr2.db t badnum.jsonl
   has "badnum.jsonl:2: " && ok "and names the line" || bad "line of $bad"
