@@ -8,6 +8,20 @@
 # test does).
 CHECK_NAME=synctl
 . "$(dirname "$0")/check.sh"
+# jcheck NAME COMMAND PYTHON: COMMAND's standard output is JSON that
+# python3's json module reads (rows: its lines; d: the only one) and
+# PYTHON's assertions hold.
+jcheck() {
+  name=$1; cmd=$2; py=$3
+  if sh -c "$cmd" > json.out 2> out && python3 -c "
+import json, subprocess
+rows = [json.loads(l) for l in open('json.out').read().splitlines()]
+d = rows[0] if len(rows) == 1 else None
+def text(*a): return subprocess.run(['$S'] + list(a), capture_output=True, text=True).stdout
+$py
+" >> out 2>&1; then ok "$name"; else bad "$name"; fi
+}
+ALL="init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats"
 
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
@@ -75,6 +89,26 @@ check "-- ends the options: a negative key" sh -c "$S put ints.db t -- -5 v=minu
 status "after --, --help is an argument, not a request for help" 1 "$S" get ints.db t -- --help
 check "--opt=value: log --since=1" sh -c "$S put ints.db t 7 v=seven && $S log ints.db --since=1 > out && grep -q ' 7 ' out && ! grep -q ' -5 ' out"
 check "--opt=value: load --batch=1" sh -c "echo '{\"key\":8,\"v\":\"x\"}' | $S load ints.db t - --batch=1 > out && grep -q 'loaded 1 row' out"
+# getopt_long's conventions, command by command.
+unk=0; hlp=0
+for c in $ALL; do
+  "$S" $c x --bogus > out 2>&1; [ $? = 2 ] && has "^synctl: $c: unrecognized option '--bogus'\$" || unk=1
+  "$S" $c x -h > out 2>&1 && grep -q "^    synctl $c - " out || hlp=1
+done
+[ $unk = 0 ] && ok "every command refuses an unknown option: exit 2, 'unrecognized option'" || bad "unknown option on some command"
+[ $hlp = 0 ] && ok "every command prints its page for -h after its arguments" || bad "-h on some command"
+for o in "log ints.db --since" "load ints.db t - --batch" "sync ints.db addr.db --token" "serve ints.db 127.0.0.1:0 --credentials" "schema ints.db --diff"; do
+  status "a missing value is a usage error (2): $o" 2 $S $o
+  has "option '--${o##*--}' requires an argument" && ok "and says which option needs it" || bad "missing value message for $o"
+done
+status "a flag given a value is a usage error (2)" 2 "$S" get ints.db t 7 --json=yes
+has "option '--json' doesn't allow an argument" && ok "and says so" || bad "flag with a value"
+status "an unknown short option is a usage error (2)" 2 "$S" sync ints.db addr.db -x
+has "invalid option -- 'x'" && ok "in getopt's words" || bad "unknown short option"
+check "short flags bundle: -qh" sh -c "$S sync ints.db addr.db -qh > out && grep -q '^    synctl sync - ' out"
+check "options before the arguments: get --json DB TABLE KEY" sh -c "$S get --json ints.db t 7 > out && grep -qx '{\"key\":7,\"v\":\"seven\"}' out"
+check "--opt VALUE and --opt=VALUE read alike" sh -c "[ \"\$($S log ints.db --since 1)\" = \"\$($S log ints.db --since=1)\" ]"
+check "a negative number is an argument, not an option" sh -c "$S get ints.db t -5 > out && grep -q '^v  minus\$' out"
 
 # --- create, write, read --------------------------------------------
 check "init with --table" "$S" init a.db --table notes:text title:text:notnull body:text n:integer score:real blob:blob
@@ -107,6 +141,14 @@ rows = [json.loads(l) for l in open('out')]
 assert [r['key'] for r in rows if r['state'] == 'deleted'] == ['k3'] and all(r['table'] == 'notes' and r['hlc'] > 0 for r in rows), rows
 \""
 check "vv names this replica" sh -c "$S vv a.db > out && grep -q '(this replica)' out"
+jcheck "init --json: db, tables, site" "$S init j.db --table t:text v:text --table u:integer w:real --json && $S put j.db t k v=x" "
+assert d['db'] == 'j.db' and d['tables'] == 2 and len(d['site']) == 32, d
+assert [r['site'] for r in map(json.loads, text('vv', 'j.db', '--json').splitlines()) if r['self']] == [d['site']]"
+jcheck "schema --json: the tables and columns of the schema file" "$S schema a.db --json" "
+assert d['db'] == 'a.db' and len(d['hash']) == 16 and d['version'] >= 1, d
+lines = ['table %s %s' % (t['name'], t['key']) if i < 0 else '  %s %s%s%s' % (c['name'], c['type'], ' notnull' if c['notnull'] else '', ' local' if c['local'] else '')
+         for t in d['tables'] for i, c in [(-1, None)] + list(enumerate(t['columns']))]
+assert lines == text('schema', 'a.db').splitlines()[1:], lines"
 check "schema prints a schema file" sh -c "$S schema a.db > schema.txt && grep -q '^table notes text\$' schema.txt && grep -q '^  title text notnull\$' schema.txt"
 
 # --- a full disk (a file size limit stands in for it) ----------------
@@ -156,6 +198,21 @@ for bad in '"r":1e999' '"r":+1' '"i":01' '"r":.5' '"r":1.' '"i":9223372036854775
   has "badnum.jsonl:2: " && ok "and names the line" || bad "line of $bad"
 done
 check "add-column" sh -c "$S add-column b.db notes tag:text > out && $S schema b.db | grep -q '^  tag text\$'"
+jcheck "add-column --json" "$S add-column b.db notes tag2:integer --json" "
+assert d == {'table': 'notes', 'column': 'tag2', 'type': 'integer', 'schema_version': 3}, d"
+jcheck "load --json: table and rows" "$S dump a.db notes --json | $S load b.db notes - --json" "
+assert d == {'table': 'notes', 'rows': 2}, d"
+# Text is kept byte for byte: NUL in a string, bytes that are not UTF-8
+# as {\"hex\": ...}.
+"$S" init tx1.db --table t:text s:text > /dev/null
+"$S" init tx2.db --table t:text s:text > /dev/null
+"$S" put tx1.db t bad "s=$(printf 'a\377b')"
+"$S" put tx1.db t "$(printf 'k\376')" s=key-not-utf8
+printf '%s\n' '{"key":"nul","s":"x\u0000y"}' '{"key":"hex","s":{"hex":"ff00fe"}}' | "$S" load tx1.db t - > /dev/null
+jcheck "dump --json writes text that is not UTF-8 as hex, NUL as \\u0000" "$S dump tx1.db t --json" "
+r = {json.dumps(x['key']): x['s'] for x in rows}
+assert r == {'\"bad\"': {'hex': '61ff62'}, '\"hex\"': {'hex': 'ff00fe'}, '{\"hex\": \"6bfe\"}': 'key-not-utf8', '\"nul\"': 'x\\x00y'}, r"
+check "and load reads it back byte for byte (same digest, same dump)" sh -c "$S dump tx1.db t --json | $S load tx2.db t - > /dev/null && [ \"\$($S digest tx1.db)\" = \"\$($S digest tx2.db)\" ] && [ \"\$($S dump tx1.db t --json)\" = \"\$($S dump tx2.db t --json)\" ]"
 status "a notnull column cannot be added" 1 "$S" add-column b.db notes must:text:notnull
 
 # --- sync between two files -------------------------------------------
@@ -169,6 +226,9 @@ $S init rs2.db --table notes:text title:text > /dev/null
 $S add-column rs2.db notes tag:text > /dev/null
 check "schema --diff shows an appended column" sh -c "$S schema rs1.db --diff rs2.db > out && grep -q '^only in rs2.db: notes.tag text\$' out && grep -q '^compatible: they sync' out"
 check "schema --diff of a file with itself says equal" sh -c "$S schema rs1.db --diff rs1.db > out && grep -q '^equal' out"
+jcheck "schema --diff --json: the same lines and the verdict" "$S schema rs1.db --diff=rs2.db --json" "
+assert d['verdict'] == 'compatible' and d['a']['db'] == 'rs1.db' and d['b']['version'] == 2, d
+assert d['differences'] == [l for l in text('schema', 'rs1.db', '--diff', 'rs2.db').splitlines() if l[:1] != '#' and not l.startswith('compatible')], d"
 check "files whose schemas differ by a column sync" sh -c "$S put rs2.db notes k1 title=t tag=red > /dev/null && $S sync rs1.db rs2.db > out && grep -q 'received 1 row' out"
 check "the file without the column keeps its values" sh -c "$S add-column rs1.db notes tag:text > /dev/null && $S get rs1.db notes k1 > out && grep -q '^tag *red\$' out"
 $S init rs3.db --table notes:text title:integer > /dev/null
@@ -234,7 +294,14 @@ check "conflicts lists it" sh -c "$S conflicts c.db > out && grep -q 'both-modif
 check "conflicts show prints both values" sh -c "$S conflicts c.db show 1 > out && grep -q 'local:  from-c' out && grep -q 'remote: from-a' out"
 check "conflicts resolve" sh -c "$S conflicts c.db resolve 1 > out && $S conflicts c.db > out && grep -q '^0 unresolved conflicts' out && $S conflicts c.db list --all | grep -q resolved"
 status "resolving a missing conflict exits 3" 3 "$S" conflicts c.db resolve 99
-check "resolve-all" sh -c "$S conflicts a.db resolve-all > out && grep -q 'marked 1 conflict resolved' out"
+jcheck "conflicts --json list --all: one line per conflict" "$S conflicts c.db list --all --json" "
+assert len(rows) == 1 and rows[0]['id'] == 1 and rows[0]['kind'] == 'both-modified' and rows[0]['table'] == 'notes', rows
+assert rows[0]['key'] == 'k1' and rows[0]['column'] == 'title' and rows[0]['won'] == 'local' and rows[0]['resolved'] is True, rows"
+jcheck "conflicts --json show: both values and stamps" "$S conflicts c.db --json show 1" "
+assert d['local'] == 'from-c' and d['remote'] == 'from-a' and len(d['local_stamp']['site']) == 32 and d['remote_stamp']['hlc'] > 0, d"
+jcheck "conflicts --json resolve-all" "$S conflicts a.db resolve-all --json" "
+assert d == {'resolved': 1}, d"
+check "resolve-all" sh -c "$S conflicts a.db resolve-all > out && grep -q 'marked 0 conflicts resolved' out"
 
 # --- gc ---------------------------------------------------------------
 check "a delete replicates and gc collects it" sh -c "$S del a.db notes k2 && $S sync c.db a.db > /dev/null && $S sync c.db a.db > /dev/null && $S gc c.db > out && grep -q 'collected [1-9][0-9]* tombstones*; 0 kept' out && ! $S get c.db notes k2 >/dev/null 2>&1"
@@ -261,6 +328,10 @@ check "a read-only token's write is refused and taken back" sh -c "$S put e.db n
 check "rejected lists the refused write with its reason" sh -c "$S rejected e.db > out && grep -q '^1 .*notes .*r1 .*table .*reverted' out && grep -q '^1 rejected write' out"
 check "the device and the server hold the same again" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"
 check "rejected show prints what was written" sh -c "$S rejected e.db show 1 > out && grep -q 'title = x' out"
+jcheck "rejected --json: one line per entry" "$S rejected e.db --json" "
+assert len(rows) == 1 and rows[0]['key'] == 'r1' and rows[0]['reason'] == 'table' and rows[0]['state'] == 'reverted' and rows[0]['table'] == 'notes', rows"
+jcheck "rejected --json show: the refused values" "$S rejected e.db show 1 --json" "
+assert d['id'] == 1 and d['values']['title'] == 'x', d"
 status "showing a missing rejection exits 3" 3 "$S" rejected e.db show 99
 status "clearing a missing rejection exits 3" 3 "$S" rejected e.db clear 99
 check "rejected clear-all empties the log" sh -c "$S rejected e.db clear-all > out && grep -q 'cleared 1 rejection' out && $S rejected e.db > out && grep -q '^0 rejected writes' out"
@@ -282,6 +353,9 @@ check "the server logs the bound site" grep -q "refused: its credential is bound
 status "site= with a bad id is refused at start (1)" 1 sh -c "printf 'x read=* site=12\n' > creds3 && $S serve b2.db 127.0.0.1:0 --credentials creds3"
 kill $SRV2 2>/dev/null; wait $SRV2 2>/dev/null
 check "metrics over HTTP" sh -c "$S stats $M > out && grep -q '^# TYPE sync_sessions_total counter' out && grep -q '^sync_sessions_total 3' out && grep -q '^sync_session_seconds_bucket{le=\"+Inf\"} 3$' out && grep -q '^sync_sessions_failed_total 1' out"
+jcheck "stats HOST:PORT --json: one line per sample" "$S stats $M --json" "
+s = {(r['name'], tuple(sorted(r['labels'].items()))): r['value'] for r in rows}
+assert s[('sync_sessions_total', ())] == 3 and s[('sync_session_seconds_bucket', (('le', '+Inf'),))] == 3 and s[('sync_sessions_failed_total', ())] == 1, s"
 check "metrics with curl-like GET /metrics" python3 -c "
 import socket
 s = socket.create_connection(('127.0.0.1', $(cat mport)))
@@ -310,6 +384,17 @@ check "serve logged sessions and stopped with its digest" sh -c "grep -q 'receiv
 # --- stats and verify -------------------------------------------------
 check "stats of a file" sh -c "$S stats a.db > out && grep -q '^notes ' out && grep -q '^peers  *2' out"
 check "verify a healthy database" sh -c "$S verify a.db > out && grep -q ': sound\$' out"
+jcheck "stats --json: the figures of the text" "$S stats a.db --json" "
+t = text('stats', 'a.db').splitlines()
+assert [(x['name'], x['rows'], x['tombstones']) for x in d['tables']] == [(l.split()[0], int(l.split()[1]), int(l.split()[2])) for l in t[1:1 + len(d['tables'])]], d
+assert 'local version      %d' % d['local_version'] in t and 'peers              %d' % d['peers'] in t and 'file size          %d bytes' % d['file_size'] in t, d
+assert d['open_conflicts'] == 0 and d['may_miss_deletes'] is False and len(d['schema_hash']) == 16, d"
+jcheck "verify --json: sound, with the counts" "$S verify a.db --json" "
+assert d['sound'] is True and d['problems'] == [] and d['rows'] == sum(x['rows'] for x in json.loads(text('stats', 'a.db', '--json'))['tables']), d"
+jcheck "digest --json: the digest of the text" "$S digest a.db notes --json" "
+assert d == {'table': 'notes', 'digest': text('digest', 'a.db', 'notes').strip()}, d"
+jcheck "gc --json: collected and kept" "$S gc a.db --json" "
+assert text('gc', 'a.db').strip() == 'collected 0 tombstones; %d kept' % d['kept'], d"
 check "make a damaged copy" python3 -c "
 d = bytearray(open('a.db', 'rb').read())
 m = b'push-me'
@@ -321,6 +406,8 @@ open('bad.db', 'wb').write(d)
 "
 status "verify a damaged copy exits 1" 1 "$S" verify bad.db
 has "fails its checksum" && has "^damaged: " && ok "and names the damaged row" || bad "damage message"
+jcheck "verify --json of the damaged copy lists its problems" "$S verify bad.db --json; [ \$? = 1 ]" "
+assert d['sound'] is False and any('fails its checksum' in p for p in d['problems']), d"
 check "the original still verifies" "$S" verify a.db
 
 # --- progress on a terminal only -------------------------------------
@@ -398,8 +485,14 @@ status "diff of equal files exits 0" 0 "$S" diff r2.db r1.db
 has "^equal to r1.db" && ok "and says they are equal" || bad "diff equal message"
 check "drift on both sides" sh -c "$S put r2.db notes k3 title=changed && $S put r1.db notes new1 title=n && $S put r2.db notes new2 title=m && $S del r1.db notes k5"
 status "diff of differing files exits 3" 3 "$S" diff r2.db r1.db
+jcheck "diff --json: the rows, their sides and the counts" "$S diff r2.db r1.db --json; [ \$? = 3 ]" "
+assert d['equal'] is False and d['differ'] == 4 and d['here'] == 1 and d['there'] == 1 and d['both'] == 2, d
+assert sorted((r['table'], r['key'], r['side']) for r in d['rows']) == [('notes', 'k3', 'both'), ('notes', 'k5', 'both'), ('notes', 'new1', 'there'), ('notes', 'new2', 'here')], d"
 check "diff names every differing row and its side" sh -c "$S diff r2.db r1.db > out; grep -qx 'notes k3 both' out && grep -qx 'notes new1 there' out && grep -qx 'notes new2 here' out && grep -qx 'notes k5 both' out && grep -q '^4 rows differ from r1.db' out"
 check "diff writes nothing" sh -c "d1=\$($S digest r1.db); d2=\$($S digest r2.db); $S diff r2.db r1.db > /dev/null; [ \"\$d1\" = \"\$($S digest r1.db)\" ] && [ \"\$d2\" = \"\$($S digest r2.db)\" ]"
+jcheck "repair --json: equal, what moved, the digest" "cp r2.db r2j.db && $S repair r2j.db r1.db --json" "
+assert d['equal'] is True and d['with'] == 'r1.db' and d['received'] == d['new'] + d['updated'] + d['deleted'] + d['unchanged'] + d['refused'] + d['unknown'], d
+assert d['digest'] == text('digest', 'r1.db').strip(), d"
 check "repair between files" sh -c "$S repair r2.db r1.db > out && grep -q '^repaired with r1.db: equal' out"
 check "after the repair both have one digest" sh -c "[ \"\$($S digest r1.db)\" = \"\$($S digest r2.db)\" ]"
 status "and diff finds nothing (0)" 0 "$S" diff r2.db r1.db

@@ -83,8 +83,6 @@ int ctl_cmd_log(int argc, char **argv) {
         return ctl_usage("--since needs a local version (a number)");
     } else if (ctl_opt(i, argv[i], "--json")) {
       la.json = 1;
-    } else if (ctl_is_opt(i, argv[i])) {
-      continue;
     } else if (!db) {
       db = argv[i];
     } else {
