@@ -160,6 +160,20 @@ for lim in 70 100; do
     && ok "and says what failed once" || bad "full disk message says it twice"
 done
 
+# A copied file whose open gets one or two pages more before the disk is
+# "full" (a file size limit again): its first write (the new path) fits,
+# the site id of its own a copy takes does not.  "open failed: commit
+# failed: I/O error" named two failures where there is one.
+for pages in 1 2; do
+  rm -f cp$pages.db cp$pages.db-lock cpo$pages.db cpo$pages.db-lock
+  "$S" init cpo$pages.db --table t:text v:text > /dev/null && "$S" put cpo$pages.db t k v=1 &&
+    cp cpo$pages.db cp$pages.db && "$S" get cp$pages.db t k > /dev/null
+  blocks=$(( $(wc -c < cp$pages.db) / 512 + 8 * pages ))
+  status "a copy opened for a write with $pages page(s) of room left fails (1)" 1 sh -c "trap '' XFSZ; ulimit -f $blocks; exec $S put cp$pages.db t k v=2"
+  has "cp$pages.db: cannot open: .* (the file is a copy of a replica, and taking a site id of its own needs a write)" && ! has "failed: [a-z ]*failed" \
+    && ok "and says so once, with the cause" || bad "copy open message says it twice"
+done
+
 # A copied file opened on a full disk: the open's own write (the copy
 # takes a site id of its own) fails, and the message says so once.  A
 # 1 MiB tmpfs is the full disk; mounting one needs root.
