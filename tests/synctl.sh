@@ -8,18 +8,38 @@
 # test does).
 CHECK_NAME=synctl
 . "$(dirname "$0")/check.sh"
-# jcheck NAME COMMAND PYTHON: COMMAND's standard output is JSON that
-# python3's json module reads (rows: its lines; d: the only one) and
-# PYTHON's assertions hold.
+# jcheck NAME COMMAND PYTHON [TEXT_COMMAND]: COMMAND succeeds and its
+# standard output is JSON that python3's json module reads (rows: its
+# lines; d: the only one, else None), and PYTHON's assertions hold on it
+# and on txt, what TEXT_COMMAND printed right after.  Python starts
+# slowly on a busy machine: the outputs are kept, and jflush checks them
+# all in one python at the end.
+nj=0
 jcheck() {
-  name=$1; cmd=$2; py=$3
-  if sh -c "$cmd" > json.out 2> out && python3 -c "
-import json, subprocess
-rows = [json.loads(l) for l in open('json.out').read().splitlines()]
-d = rows[0] if len(rows) == 1 else None
-def text(*a): return subprocess.run(['$S'] + list(a), capture_output=True, text=True).stdout
-$py
-" >> out 2>&1; then ok "$name"; else bad "$name"; fi
+  nj=$((nj + 1))
+  printf '%s' "$1" > j$nj.name
+  sh -c "$2" > j$nj.json 2> j$nj.err
+  echo $? > j$nj.rc
+  printf '%s\n' "$3" > j$nj.py
+  if [ $# -ge 4 ]; then sh -c "$4" > j$nj.txt 2>&1; else : > j$nj.txt; fi
+}
+jflush() {
+  python3 -c "
+import json
+for i in range(1, $nj + 1):
+    f = lambda ext: open('j%d.%s' % (i, ext)).read()
+    try:
+        assert f('rc').strip() == '0', 'exit status %s: %s' % (f('rc').strip(), f('err'))
+        rows = [json.loads(l) for l in f('json').splitlines()]
+        exec(f('py'), {'json': json, 'rows': rows, 'd': rows[0] if len(rows) == 1 else None, 'txt': f('txt')})
+        print('ok\t' + f('name'))
+    except Exception as e:
+        print('bad\t%s\t%r' % (f('name'), e))
+" > jflush.out 2>&1
+  [ "$(grep -c '^ok	\|^bad	' jflush.out)" = $nj ] || { cp jflush.out out; bad "the $nj JSON checks ran"; }
+  while IFS='	' read -r res name why; do
+    if [ "$res" = ok ]; then ok "$name"; elif [ "$res" = bad ]; then echo "$why" | cut -c1-600 > out; bad "$name"; fi
+  done < jflush.out
 }
 ALL="init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats"
 
@@ -143,12 +163,12 @@ assert [r['key'] for r in rows if r['state'] == 'deleted'] == ['k3'] and all(r['
 check "vv names this replica" sh -c "$S vv a.db > out && grep -q '(this replica)' out"
 jcheck "init --json: db, tables, site" "$S init j.db --table t:text v:text --table u:integer w:real --json && $S put j.db t k v=x" "
 assert d['db'] == 'j.db' and d['tables'] == 2 and len(d['site']) == 32, d
-assert [r['site'] for r in map(json.loads, text('vv', 'j.db', '--json').splitlines()) if r['self']] == [d['site']]"
+assert [r['site'] for r in map(json.loads, txt.splitlines()) if r['self']] == [d['site']]" "$S vv j.db --json"
 jcheck "schema --json: the tables and columns of the schema file" "$S schema a.db --json" "
 assert d['db'] == 'a.db' and len(d['hash']) == 16 and d['version'] >= 1, d
 lines = ['table %s %s' % (t['name'], t['key']) if i < 0 else '  %s %s%s%s' % (c['name'], c['type'], ' notnull' if c['notnull'] else '', ' local' if c['local'] else '')
          for t in d['tables'] for i, c in [(-1, None)] + list(enumerate(t['columns']))]
-assert lines == text('schema', 'a.db').splitlines()[1:], lines"
+assert lines == txt.splitlines()[1:], lines" "$S schema a.db"
 check "schema prints a schema file" sh -c "$S schema a.db > schema.txt && grep -q '^table notes text\$' schema.txt && grep -q '^  title text notnull\$' schema.txt"
 
 # --- a full disk (a file size limit stands in for it) ----------------
@@ -261,7 +281,7 @@ check "schema --diff shows an appended column" sh -c "$S schema rs1.db --diff rs
 check "schema --diff of a file with itself says equal" sh -c "$S schema rs1.db --diff rs1.db > out && grep -q '^equal' out"
 jcheck "schema --diff --json: the same lines and the verdict" "$S schema rs1.db --diff=rs2.db --json" "
 assert d['verdict'] == 'compatible' and d['a']['db'] == 'rs1.db' and d['b']['version'] == 2, d
-assert d['differences'] == [l for l in text('schema', 'rs1.db', '--diff', 'rs2.db').splitlines() if l[:1] != '#' and not l.startswith('compatible')], d"
+assert d['differences'] == [l for l in txt.splitlines() if l[:1] != '#' and not l.startswith('compatible')], d" "$S schema rs1.db --diff rs2.db"
 check "files whose schemas differ by a column sync" sh -c "$S put rs2.db notes k1 title=t tag=red > /dev/null && $S sync rs1.db rs2.db > out && grep -q 'received 1 row' out"
 check "the file without the column keeps its values" sh -c "$S add-column rs1.db notes tag:text > /dev/null && $S get rs1.db notes k1 > out && grep -q '^tag *red\$' out"
 $S init rs3.db --table notes:text title:integer > /dev/null
@@ -418,16 +438,16 @@ check "serve logged sessions and stopped with its digest" sh -c "grep -q 'receiv
 check "stats of a file" sh -c "$S stats a.db > out && grep -q '^notes ' out && grep -q '^peers  *2' out"
 check "verify a healthy database" sh -c "$S verify a.db > out && grep -q ': sound\$' out"
 jcheck "stats --json: the figures of the text" "$S stats a.db --json" "
-t = text('stats', 'a.db').splitlines()
+t = txt.splitlines()
 assert [(x['name'], x['rows'], x['tombstones']) for x in d['tables']] == [(l.split()[0], int(l.split()[1]), int(l.split()[2])) for l in t[1:1 + len(d['tables'])]], d
 assert 'local version      %d' % d['local_version'] in t and 'peers              %d' % d['peers'] in t and 'file size          %d bytes' % d['file_size'] in t, d
-assert d['open_conflicts'] == 0 and d['may_miss_deletes'] is False and len(d['schema_hash']) == 16, d"
+assert d['open_conflicts'] == 0 and d['may_miss_deletes'] is False and len(d['schema_hash']) == 16, d" "$S stats a.db"
 jcheck "verify --json: sound, with the counts" "$S verify a.db --json" "
-assert d['sound'] is True and d['problems'] == [] and d['rows'] == sum(x['rows'] for x in json.loads(text('stats', 'a.db', '--json'))['tables']), d"
+assert d['sound'] is True and d['problems'] == [] and d['rows'] == sum(x['rows'] for x in json.loads(txt)['tables']), d" "$S stats a.db --json"
 jcheck "digest --json: the digest of the text" "$S digest a.db notes --json" "
-assert d == {'table': 'notes', 'digest': text('digest', 'a.db', 'notes').strip()}, d"
+assert d == {'table': 'notes', 'digest': txt.strip()}, d" "$S digest a.db notes"
 jcheck "gc --json: collected and kept" "$S gc a.db --json" "
-assert text('gc', 'a.db').strip() == 'collected 0 tombstones; %d kept' % d['kept'], d"
+assert txt.strip() == 'collected 0 tombstones; %d kept' % d['kept'], d" "$S gc a.db"
 check "make a damaged copy" python3 -c "
 d = bytearray(open('a.db', 'rb').read())
 m = b'push-me'
@@ -525,7 +545,7 @@ check "diff names every differing row and its side" sh -c "$S diff r2.db r1.db >
 check "diff writes nothing" sh -c "d1=\$($S digest r1.db); d2=\$($S digest r2.db); $S diff r2.db r1.db > /dev/null; [ \"\$d1\" = \"\$($S digest r1.db)\" ] && [ \"\$d2\" = \"\$($S digest r2.db)\" ]"
 jcheck "repair --json: equal, what moved, the digest" "cp r2.db r2j.db && $S repair r2j.db r1.db --json" "
 assert d['equal'] is True and d['with'] == 'r1.db' and d['received'] == d['new'] + d['updated'] + d['deleted'] + d['unchanged'] + d['refused'] + d['unknown'], d
-assert d['digest'] == text('digest', 'r1.db').strip(), d"
+assert d['digest'] == txt.strip(), d" "$S digest r1.db"
 check "repair between files" sh -c "$S repair r2.db r1.db > out && grep -q '^repaired with r1.db: equal' out"
 check "after the repair both have one digest" sh -c "[ \"\$($S digest r1.db)\" = \"\$($S digest r2.db)\" ]"
 status "and diff finds nothing (0)" 0 "$S" diff r2.db r1.db
@@ -591,5 +611,6 @@ sed -n '/<!-- synctl-walkthrough begin -->/,/<!-- synctl-walkthrough end -->/p' 
   sed -e '1,2d' -e '$d' | sed '$d' > walk/walk.sh
 check "README walkthrough runs as written" sh -c "cd walk && [ -s walk.sh ] && PATH=\"$B:\$PATH\" sh -e walk.sh > ../out 2>&1 && grep -q '^sync_sessions_total 1\$' ../out && grep -q 'sound\$' ../out"
 
+jflush
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
