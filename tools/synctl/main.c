@@ -212,30 +212,42 @@ static int norm_opt(const char *spec, int argc, char **argv, int *i, char **out,
   return ARGS_OK;
 }
 
+/* What normalize made: the option names are its own copies. */
+static void free_args(char **args, int n) {
+  int i;
+  for (i = 0; args && i < n; i++)
+    if (arg_kind[i] == 1) free(args[i]);
+  free(args);
+  free((char *)arg_kind);
+  arg_kind = NULL;
+  nkinds = 0;
+}
+
 /* A command's arguments checked against its options and written out as
  * its loop reads them: each option by its long name, its value as the
  * next word, in the order given ('init' pairs each --table with the
- * columns after it); '--' dropped.  Lives until exit. */
+ * columns after it); '--' dropped.  *outp and the kinds until free_args;
+ * on failure they are freed here. */
 static int normalize(const command *c, int argc, char **argv, char ***outp,
                      int *nout) {
   char **out = (char **)calloc((size_t)argc * 2 + 1, sizeof *out);
   char *kind = (char *)calloc((size_t)argc * 2 + 1, 1);
-  int i, n = 0, ended = 0, r;
-  if (!out || !kind) return ARGS_NOMEM;
-  for (i = 0; i < argc; i++) {
+  int i, n = 0, ended = 0, r = ARGS_OK;
+  arg_kind = kind;
+  if (!out || !kind) r = ARGS_NOMEM;
+  for (i = 0; r == ARGS_OK && i < argc; i++) {
     const char *a = argv[i];
     if (ended || a[0] != '-' || !a[1] || (a[1] >= '0' && a[1] <= '9'))
       out[n++] = argv[i];
     else if (!strcmp(a, "--"))
       ended = 1;
-    else if ((r = norm_opt(c->opts, argc, argv, &i, out, kind, &n)) != ARGS_OK)
-      return r;
+    else
+      r = norm_opt(c->opts, argc, argv, &i, out, kind, &n);
   }
-  arg_kind = kind;
   nkinds = n;
   *outp = out;
   *nout = n;
-  return ARGS_OK;
+  return r;
 }
 
 /* The edit distance of a and b, with a swap of two neighbours as one
@@ -285,8 +297,8 @@ static int unknown_command(const char *name) {
 int main(int argc, char **argv) {
   const command *c;
   const char *name;
-  char **args;
-  int nargs;
+  char **args = NULL;
+  int nargs = 0, rc;
   if (argc < 2) {
     print_overview(stderr);
     return EX_USAGE;
@@ -319,9 +331,11 @@ int main(int argc, char **argv) {
   if (!(c = find_command(name)) || !c->run) return unknown_command(name);
   ctl_cmd = name;
   switch (normalize(c, argc - 2, argv + 2, &args, &nargs)) {
-  case ARGS_OK: return c->run(nargs, args);
-  case ARGS_HELP: print_page(c); return EX_OK;
-  case ARGS_USAGE: return EX_USAGE;
-  default: fprintf(stderr, "synctl: out of memory\n"); return EX_FAIL;
+  case ARGS_OK: rc = c->run(nargs, args); break;
+  case ARGS_HELP: print_page(c); rc = EX_OK; break;
+  case ARGS_USAGE: rc = EX_USAGE; break;
+  default: fprintf(stderr, "synctl: out of memory\n"); rc = EX_FAIL;
   }
+  free_args(args, nargs);
+  return rc;
 }
