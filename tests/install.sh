@@ -114,6 +114,8 @@ check "the completion file loads" sh -c "bash -c 'source \"$BC\" && complete -p 
 check "it completes commands" sh -c "PATH='$P/bin':\$PATH bash -c 'source \"$BC\"; COMP_WORDS=(synctl sy); COMP_CWORD=1; _synctl; echo \"\${COMPREPLY[*]}\"' | grep -qx sync"
 check "it completes a command's options" sh -c "PATH='$P/bin':\$PATH bash -c 'source \"$BC\"; COMP_WORDS=(synctl sync db --p); COMP_CWORD=3; _synctl; echo \"\${COMPREPLY[*]}\"' | grep -qx -- '--pull --push'"
 
+check "it completes --json, which every command that prints takes" sh -c "[ \"\$(PATH='$P/bin':\$PATH bash -c 'source \"$BC\"; for c in stats gc verify conflicts; do COMP_WORDS=(synctl \$c db --j); COMP_CWORD=3; _synctl; echo \"\${COMPREPLY[*]}\"; done' | uniq)\" = --json ]"
+
 check "make uninstall" make -s -C "$TOP" uninstall PREFIX="$P"
 check "uninstall left no file" sh -c "test -z \"\$(find '$P' ! -type d)\""
 
