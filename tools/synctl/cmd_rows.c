@@ -795,7 +795,7 @@ static int load_object(loader *l, load_row *w, const char *line, size_t len) {
   int bad = 0;
   o = json_loadb(line, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
   if (!o) {
-    snprintf(w->err, sizeof w->err, "%s (at byte %d)", je.text, je.column);
+    snprintf(w->err, sizeof w->err, "%s (column %d)", je.text, je.column);
     return 1;
   }
   if (!json_is_object(o)) {
@@ -853,7 +853,9 @@ static int load_line(loader *l, const char *line, size_t len) {
   unsigned i;
   size_t b = 0;
   int bad;
-  while (b < len && strchr(" \t\r\n", line[b])) b++;
+  while (b < len && (line[b] == ' ' || line[b] == '\t' || line[b] == '\r' ||
+                     line[b] == '\n'))
+    b++;
   if (b == len) return -1; /* blank line */
   w.nhold = w.have_key = 0;
   w.err[0] = 0;
