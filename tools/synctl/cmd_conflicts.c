@@ -45,9 +45,8 @@ static int log_write_run(sync_env *env, const char *db, const log_write *w,
   if ((rc = sync_txn_commit(x)))
     return ctl_lib_fail(env, db, rc, "commit failed");
   if (json_out && all)
-    return ctl_json_print(json_pack("{sI}", w->one_name[0] == 'r' ? "resolved"
-                                                                  : "cleared",
-                                    (json_int_t)n));
+    return ctl_json_print(json_pack(
+        "{sI}", w->one_name[0] == 'r' ? "resolved" : "cleared", (json_int_t)n));
   if (json_out)
     return ctl_json_print(json_pack("{sIsb}", "id", (json_int_t)id, w->did, 1));
   if (all)
@@ -96,16 +95,15 @@ static json_t *conflict_json(sync_env *env, const sync_conflict *c, int show) {
   sync_table_def d;
   json_t *o;
   sync_env_table_def(env, c->table, &d);
-  o = json_pack("{sIsssosososssb}", "id", (json_int_t)c->id, "kind",
-                kind_name(c->kind), "table", ctl_json_str(d.name), "key",
-                ctl_json_key(d.key_type, (const unsigned char *)c->key.data,
-                             c->key.len),
-                "column",
-                c->column != SYNC_ROW && c->column < d.ncolumns
-                    ? ctl_json_str(d.columns[c->column].name)
-                    : json_null(),
-                "won", c->remote_won ? "remote" : "local", "resolved",
-                c->resolved != 0);
+  o = json_pack(
+      "{sIsssosososssb}", "id", (json_int_t)c->id, "kind", kind_name(c->kind),
+      "table", ctl_json_str(d.name), "key",
+      ctl_json_key(d.key_type, (const unsigned char *)c->key.data, c->key.len),
+      "column",
+      c->column != SYNC_ROW && c->column < d.ncolumns
+          ? ctl_json_str(d.columns[c->column].name)
+          : json_null(),
+      "won", c->remote_won ? "remote" : "local", "resolved", c->resolved != 0);
   if (o && show) {
     json_object_set_new(o, "local", ctl_json_of(&c->local));
     json_object_set_new(o, "local_stamp", stamp_json(&c->local_stamp));

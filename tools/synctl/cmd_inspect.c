@@ -53,8 +53,8 @@ static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
               ctl_json_key(d.key_type, (const unsigned char *)ch.key.data,
                            ch.key.len),
               "state", ch.causal_length & 1 ? "live" : "deleted", "cl",
-              (json_int_t)ch.causal_length, "hlc", (json_int_t)best.hlc,
-              "time", hb, "site", site))) {
+              (json_int_t)ch.causal_length, "hlc", (json_int_t)best.hlc, "time",
+              hb, "site", site))) {
         sync_changes_close(it);
         return EX_FAIL;
       }
@@ -236,8 +236,8 @@ int ctl_cmd_gc(int argc, char **argv) {
   } else if ((rc = sync_txn_commit(x))) {
     ctl_lib_fail(env, argv[0], rc, "commit failed");
   } else if (json) {
-    ret = ctl_json_print(json_pack("{sIsI}", "collected", (json_int_t)n,
-                                   "kept", (json_int_t)left));
+    ret = ctl_json_print(json_pack("{sIsI}", "collected", (json_int_t)n, "kept",
+                                   (json_int_t)left));
   } else {
     printf("collected %llu tombstone%s; %llu kept\n", (unsigned long long)n,
            n == 1 ? "" : "s", (unsigned long long)left);
@@ -272,10 +272,9 @@ int ctl_cmd_digest(int argc, char **argv) {
   else if (json) {
     char hx[17];
     snprintf(hx, sizeof hx, "%016llx", (unsigned long long)dg);
-    ret = ctl_json_print(json_pack("{soss}", "table",
-                                   argc == 2 ? ctl_json_str(argv[1])
-                                             : json_null(),
-                                   "digest", hx));
+    ret = ctl_json_print(json_pack(
+        "{soss}", "table", argc == 2 ? ctl_json_str(argv[1]) : json_null(),
+        "digest", hx));
   } else
     printf("%016llx\n", (unsigned long long)dg), ret = EX_OK;
   sync_txn_abort(x);
@@ -664,15 +663,14 @@ static int stats_json(sync_env *env, const char *db, const stats_fig *f) {
   for (t = 0; t < f->nt; t++) {
     sync_table_def d;
     sync_env_table_def(env, t, &d);
-    json_array_append_new(tables, json_pack("{sosIsI}", "name",
-                                            ctl_json_str(d.name), "rows",
-                                            (json_int_t)f->rows[t],
-                                            "tombstones",
-                                            (json_int_t)f->tomb[t]));
+    json_array_append_new(tables,
+                          json_pack("{sosIsI}", "name", ctl_json_str(d.name),
+                                    "rows", (json_int_t)f->rows[t],
+                                    "tombstones", (json_int_t)f->tomb[t]));
   }
   snprintf(hx, sizeof hx, "%016llx", (unsigned long long)f->sh);
-  o = json_pack("{sososIsIsssIsIsI}", "db", ctl_json_str(db), "tables",
-                tables, "local_version", (json_int_t)f->ver, "schema_version",
+  o = json_pack("{sososIsIsssIsIsI}", "db", ctl_json_str(db), "tables", tables,
+                "local_version", (json_int_t)f->ver, "schema_version",
                 (json_int_t)f->sv, "schema_hash", hx, "sites",
                 (json_int_t)f->nvv, "peers", (json_int_t)f->npeers,
                 "open_conflicts", (json_int_t)f->nconf);

@@ -254,11 +254,11 @@ static int schema_diff(const char *an, const char *bn, int json) {
   }
 out:
   if (json && (rc == EX_OK || why[0])) {
-    int r2 = ctl_json_print(json_pack(
-        "{s{sosIss}s{sosIss}sOssss}", "a", "db", ctl_json_str(an), "version",
-        (json_int_t)va, "hash", hxa, "b", "db", ctl_json_str(bn), "version",
-        (json_int_t)vb, "hash", hxb, "differences", arr, "verdict", verdict,
-        "reason", why));
+    int r2 = ctl_json_print(
+        json_pack("{s{sosIss}s{sosIss}sOssss}", "a", "db", ctl_json_str(an),
+                  "version", (json_int_t)va, "hash", hxa, "b", "db",
+                  ctl_json_str(bn), "version", (json_int_t)vb, "hash", hxb,
+                  "differences", arr, "verdict", verdict, "reason", why));
     if (r2) rc = r2;
   }
   json_decref(arr);
@@ -394,12 +394,11 @@ int ctl_cmd_add_column(int argc, char **argv) {
     if (json)
       rc = ctl_json_print(json_pack(
           "{sososssI}", "table", ctl_json_str(argv[1]), "column",
-          ctl_json_str(s->c[0][0].name), "type",
-          ctl_type_name(s->c[0][0].type), "schema_version", (json_int_t)ver));
+          ctl_json_str(s->c[0][0].name), "type", ctl_type_name(s->c[0][0].type),
+          "schema_version", (json_int_t)ver));
     else
-      printf("added %s.%s %s; schema version %llu\n", argv[1],
-             s->c[0][0].name, ctl_type_name(s->c[0][0].type),
-             (unsigned long long)ver);
+      printf("added %s.%s %s; schema version %llu\n", argv[1], s->c[0][0].name,
+             ctl_type_name(s->c[0][0].type), (unsigned long long)ver);
   }
   sync_env_close(env);
   ctl_schema_free(s);
@@ -802,8 +801,7 @@ static int load_object(loader *l, load_row *w, const char *line, size_t len) {
     snprintf(w->err, sizeof w->err, "not a JSON object");
     bad = 1;
   }
-  if (!bad)
-    json_object_foreach(o, name, v) {
+  if (!bad) json_object_foreach(o, name, v) {
       if (!strcmp(name, "key"))
         bad = load_key(l, w, v);
       else
@@ -919,8 +917,8 @@ int ctl_cmd_load(int argc, char **argv) {
     ret = ctl_json_print(json_pack("{sosI}", "table", ctl_json_str(l.d.name),
                                    "rows", (json_int_t)total));
   else
-    printf("loaded %llu rows into %s\n", (unsigned long long)total,
-           l.d.name), ret = EX_OK;
+    printf("loaded %llu rows into %s\n", (unsigned long long)total, l.d.name),
+        ret = EX_OK;
 out:
   sync_txn_abort(l.x);
   free(line);

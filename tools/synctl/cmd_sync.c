@@ -391,26 +391,25 @@ static int sync_report_json(sync_env *env, const char *other, int dry,
   char dg[17];
   json_t *o;
   snprintf(dg, sizeof dg, "%016llx", (unsigned long long)ctl_digest_all(env));
-  o = json_pack("{sosbsIsIsIsIsIsIsIsI}", "with", ctl_json_str(other),
-                "dry_run", dry, "received", (json_int_t)st->rows_received,
-                "new", (json_int_t)a->inserted, "updated",
-                (json_int_t)a->updated, "deleted", (json_int_t)a->deleted,
-                "unchanged", (json_int_t)a->unchanged, "refused",
-                (json_int_t)a->refused, "unknown", (json_int_t)a->unknown,
-                "sent", (json_int_t)st->rows_sent);
-  if (o &&
-      json_object_update_new(
-          o, json_pack("{sIsIsIsIsIsIsIsIsIsfss}", "there_new",
-                       (json_int_t)b->inserted, "there_updated",
-                       (json_int_t)b->updated, "there_deleted",
-                       (json_int_t)b->deleted, "there_refused",
-                       (json_int_t)b->refused, "reverted",
-                       (json_int_t)st->reverted, "bytes_in",
-                       (json_int_t)st->bytes_received, "bytes_out",
-                       (json_int_t)st->bytes_sent, "conflicts_here",
-                       (json_int_t)a->conflicts, "conflicts_there",
-                       (json_int_t)b->conflicts, "seconds",
-                       (double)(long long)(el * 1000 + 0.5) / 1000, "digest", dg))) {
+  o = json_pack(
+      "{sosbsIsIsIsIsIsIsIsI}", "with", ctl_json_str(other), "dry_run", dry,
+      "received", (json_int_t)st->rows_received, "new", (json_int_t)a->inserted,
+      "updated", (json_int_t)a->updated, "deleted", (json_int_t)a->deleted,
+      "unchanged", (json_int_t)a->unchanged, "refused", (json_int_t)a->refused,
+      "unknown", (json_int_t)a->unknown, "sent", (json_int_t)st->rows_sent);
+  if (o && json_object_update_new(
+               o, json_pack("{sIsIsIsIsIsIsIsIsIsfss}", "there_new",
+                            (json_int_t)b->inserted, "there_updated",
+                            (json_int_t)b->updated, "there_deleted",
+                            (json_int_t)b->deleted, "there_refused",
+                            (json_int_t)b->refused, "reverted",
+                            (json_int_t)st->reverted, "bytes_in",
+                            (json_int_t)st->bytes_received, "bytes_out",
+                            (json_int_t)st->bytes_sent, "conflicts_here",
+                            (json_int_t)a->conflicts, "conflicts_there",
+                            (json_int_t)b->conflicts, "seconds",
+                            (double)(long long)(el * 1000 + 0.5) / 1000,
+                            "digest", dg))) {
     json_decref(o);
     o = NULL;
   }
@@ -592,27 +591,26 @@ static int repair_json(sync_env *env, const peer_args *pa, int diff,
                 (json_int_t)st->bytes_sent);
   if (o && diff &&
       json_object_update_new(
-          o, json_pack("{sIsIsIsIsO}", "differ", (json_int_t)dout->n, "here",
-                       (json_int_t)dout->local, "there",
-                       (json_int_t)dout->remote, "both",
-                       (json_int_t)dout->both, "rows", dout->rows)))
+          o,
+          json_pack("{sIsIsIsIsO}", "differ", (json_int_t)dout->n, "here",
+                    (json_int_t)dout->local, "there", (json_int_t)dout->remote,
+                    "both", (json_int_t)dout->both, "rows", dout->rows)))
     json_decref(o), o = NULL;
   snprintf(dg, sizeof dg, "%016llx", (unsigned long long)ctl_digest_all(env));
   if (o && !diff &&
       json_object_update_new(
-          o, json_pack("{sIsIsIsIsIsIsIsIsIsIsIsfss}", "received",
-                       (json_int_t)st->rows_received, "new",
-                       (json_int_t)a->inserted, "updated",
-                       (json_int_t)a->updated, "deleted",
-                       (json_int_t)a->deleted, "unchanged",
-                       (json_int_t)a->unchanged, "refused",
-                       (json_int_t)a->refused, "unknown",
-                       (json_int_t)a->unknown, "sent", (json_int_t)st->rows_sent,
-                       "passes", (json_int_t)st->repair_passes, "nodes",
-                       (json_int_t)st->repair_nodes, "conflicts_here",
-                       (json_int_t)a->conflicts, "seconds",
-                       (double)(long long)((now_s() - t0) * 1000 + 0.5) / 1000,
-                       "digest", dg)))
+          o, json_pack(
+                 "{sIsIsIsIsIsIsIsIsIsIsIsfss}", "received",
+                 (json_int_t)st->rows_received, "new", (json_int_t)a->inserted,
+                 "updated", (json_int_t)a->updated, "deleted",
+                 (json_int_t)a->deleted, "unchanged", (json_int_t)a->unchanged,
+                 "refused", (json_int_t)a->refused, "unknown",
+                 (json_int_t)a->unknown, "sent", (json_int_t)st->rows_sent,
+                 "passes", (json_int_t)st->repair_passes, "nodes",
+                 (json_int_t)st->repair_nodes, "conflicts_here",
+                 (json_int_t)a->conflicts, "seconds",
+                 (double)(long long)((now_s() - t0) * 1000 + 0.5) / 1000,
+                 "digest", dg)))
     json_decref(o), o = NULL;
   if ((rc = ctl_json_print(o))) return rc;
   if (diff) return st->repair_equal ? EX_OK : EX_NOTFOUND;
@@ -626,8 +624,7 @@ static int repair_report(sync_env *env, const peer_args *pa, int diff,
                          double t0) {
   char bi[32], bo[32], parts[256];
   uint64_t dg;
-  if (dout->json)
-    return repair_json(env, pa, diff, st, dout, t0);
+  if (dout->json) return repair_json(env, pa, diff, st, dout, t0);
   ctl_fmt_bytes(st->bytes_received, bi, sizeof bi);
   ctl_fmt_bytes(st->bytes_sent, bo, sizeof bo);
   if (diff) {

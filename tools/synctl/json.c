@@ -69,8 +69,9 @@ json_t *ctl_json_key(int key_type, const unsigned char *k, size_t n) {
 
 json_t *ctl_json_str(const char *s) {
   json_t *j = json_stringn(s, strlen(s));
-  return j ? j : json_pack("{so}", "hex",
-                           hex_string((const unsigned char *)s, strlen(s)));
+  return j ? j
+           : json_pack("{so}", "hex",
+                       hex_string((const unsigned char *)s, strlen(s)));
 }
 
 /* The digits r needs to read back as itself; at least those of its
@@ -205,8 +206,8 @@ int ctl_json_to_value(const sync_column_def *c, json_t *j, sync_value *out,
   default: {
     size_t n = 0;
     if (!json_is_string(j) ||
-        !(*hold = ctl_from_hex(json_string_value(j), json_string_length(j),
-                               &n)))
+        !(*hold =
+              ctl_from_hex(json_string_value(j), json_string_length(j), &n)))
       goto bad;
     *out = sync_blob(*hold, n);
     return 0;
@@ -214,12 +215,11 @@ int ctl_json_to_value(const sync_column_def *c, json_t *j, sync_value *out,
   }
 bad:
   snprintf(err, errcap, "column '%s' is %s%s", c->name, ctl_type_name(c->type),
-           c->type == SYNC_BLOB   ? " (a string of hex digits)"
-           : c->type == SYNC_REAL ? " (a number, or \"inf\", \"-inf\", "
-                                    "\"nan\")"
-           : c->type == SYNC_INTEGER
-               ? " (a whole number from -2^63 to 2^63-1)"
-           : c->type == SYNC_TEXT ? " (a string, or {\"hex\": HEX})"
-                                  : "");
+           c->type == SYNC_BLOB      ? " (a string of hex digits)"
+           : c->type == SYNC_REAL    ? " (a number, or \"inf\", \"-inf\", "
+                                       "\"nan\")"
+           : c->type == SYNC_INTEGER ? " (a whole number from -2^63 to 2^63-1)"
+           : c->type == SYNC_TEXT    ? " (a string, or {\"hex\": HEX})"
+                                     : "");
   return -1;
 }

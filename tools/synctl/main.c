@@ -332,7 +332,10 @@ int main(int argc, char **argv) {
   ctl_cmd = name;
   switch (normalize(c, argc - 2, argv + 2, &args, &nargs)) {
   case ARGS_OK: rc = c->run(nargs, args); break;
-  case ARGS_HELP: print_page(c); rc = EX_OK; break;
+  case ARGS_HELP:
+    print_page(c);
+    rc = EX_OK;
+    break;
   case ARGS_USAGE: rc = EX_USAGE; break;
   default: fprintf(stderr, "synctl: out of memory\n"); rc = EX_FAIL;
   }

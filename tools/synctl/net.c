@@ -90,8 +90,10 @@ static json_t *sample_json(const char *p) {
       memcpy(lname, p, ln);
       lname[ln] = 0;
       for (p += ln + 2; *p && *p != '"' && vn + 1 < sizeof val; p++) {
-        if (*p == '\\' && p[1]) p++, val[vn++] = *p == 'n' ? '\n' : *p;
-        else val[vn++] = *p;
+        if (*p == '\\' && p[1])
+          p++, val[vn++] = *p == 'n' ? '\n' : *p;
+        else
+          val[vn++] = *p;
       }
       if (*p++ != '"') goto bad;
       val[vn] = 0;
