@@ -246,7 +246,7 @@ test: check-amalgamation
 # with `make NO_SQLITE=1` (the bench links SQLite by default) or
 # `make build/libsync.a build/synctl`.
 DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
-                 libxxhash-dev libssl-dev libmbedtls-dev
+                 libxxhash-dev libssl-dev libmbedtls-dev libjansson-dev
 DEB_TEST_PKGS := libcmocka-dev libsqlite3-dev clang-14 libclang-rt-14-dev \
                  valgrind cppcheck clang-tidy man-db python3-prometheus-client \
                  openssl

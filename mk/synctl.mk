@@ -3,6 +3,10 @@
 # helper of tools/net/), its install rule and its end-to-end test.
 
 SYNCTL_C := $(sort $(wildcard tools/synctl/*.c))
+# JSON (get, dump, load and every --json) goes through Debian's jansson
+# (libjansson-dev): pkg-config's words for it when it has them.
+JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JANSSON_LIBS := $(or $(shell pkg-config --libs jansson 2>/dev/null),-ljansson)
 SYNCTL_H := $(wildcard tools/synctl/*.h)
 SYNCTL_OBJ := $(patsubst tools/synctl/%.c,$(B)/synctl-obj/%.o,$(SYNCTL_C)) \
               $(patsubst tools/net/%.c,$(B)/net-obj/%.o,$(NET_C))
@@ -11,22 +15,24 @@ all: $(B)/synctl
 
 $(B)/synctl-obj/%.o: tools/synctl/%.c $(SYNCTL_H) $(NET_H) tools/net/tls.h sync.h
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
+	$(CC) $(WARN) $(CFLAGS) $(JANSSON_CFLAGS) -I. -c $< -o $@
 
 $(B)/net-obj/%.o: tools/net/%.c $(NET_H) tools/net/tls.h sync.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 
 $(B)/synctl: $(SYNCTL_OBJ) $(B)/libsync.a
-	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) $(TLS_LIBS) -o $@
+	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) $(TLS_LIBS) $(JANSSON_LIBS) -o $@
 
 TEST_EXTRA += tests/synctl.sh
 test-build: $(B)/synctl
 
 install: install-synctl
+# BINDIR (default $(PREFIX)/bin) is mk/install.mk's, like the other
+# directories; make expands it when the rule runs.
 install-synctl: $(B)/synctl
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(B)/synctl $(DESTDIR)$(PREFIX)/bin/synctl
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(B)/synctl $(DESTDIR)$(BINDIR)/synctl
 
 .PHONY: install-synctl
 

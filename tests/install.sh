@@ -5,7 +5,7 @@
 # private, a program builds through pkg-config against the installed tree
 # both shared (run with LD_LIBRARY_PATH) and static, `man synctl` and
 # `man 3 sync` render, the bash completion loads and completes from
-# synctl; then DESTDIR and LIBDIR are honoured and `make uninstall`
+# synctl; then DESTDIR, LIBDIR and BINDIR are honoured and `make uninstall`
 # removes every file.  One line per check; the last line counts them.
 # Run from the build directory (make test does), or `sh tests/install.sh`
 # from the top (it then runs in build/).
@@ -114,6 +114,8 @@ check "the completion file loads" sh -c "bash -c 'source \"$BC\" && complete -p 
 check "it completes commands" sh -c "PATH='$P/bin':\$PATH bash -c 'source \"$BC\"; COMP_WORDS=(synctl sy); COMP_CWORD=1; _synctl; echo \"\${COMPREPLY[*]}\"' | grep -qx sync"
 check "it completes a command's options" sh -c "PATH='$P/bin':\$PATH bash -c 'source \"$BC\"; COMP_WORDS=(synctl sync db --p); COMP_CWORD=3; _synctl; echo \"\${COMPREPLY[*]}\"' | grep -qx -- '--pull --push'"
 
+check "it completes --json, which every command that prints takes" sh -c "[ \"\$(PATH='$P/bin':\$PATH bash -c 'source \"$BC\"; for c in stats gc verify conflicts; do COMP_WORDS=(synctl \$c db --j); COMP_CWORD=3; _synctl; echo \"\${COMPREPLY[*]}\"; done' | uniq)\" = --json ]"
+
 check "make uninstall" make -s -C "$TOP" uninstall PREFIX="$P"
 check "uninstall left no file" sh -c "test -z \"\$(find '$P' ! -type d)\""
 
@@ -126,6 +128,14 @@ check "sync.pc: prefix=/opt/sync, libdir=\${prefix}/lib64" sh -c \
   "grep -qx 'prefix=/opt/sync' '$R/opt/sync/lib64/pkgconfig/sync.pc' && grep -qx 'libdir=\${prefix}/lib64' '$R/opt/sync/lib64/pkgconfig/sync.pc'"
 check "make uninstall DESTDIR= leaves no file" sh -c \
   "make -s -C '$TOP' uninstall DESTDIR='$R' PREFIX=/opt/sync LIBDIR=/opt/sync/lib64 && test -z \"\$(find '$R' ! -type d)\""
+
+# BINDIR: synctl goes where it says (under DESTDIR), not to PREFIX/bin.
+check "make install DESTDIR= PREFIX=/opt/sync BINDIR=/opt/sync/sbin" \
+  make -s -C "$TOP" install DESTDIR="$R" PREFIX=/opt/sync BINDIR=/opt/sync/sbin
+check "BINDIR: synctl in DESTDIR/BINDIR" sh -c "'$R/opt/sync/sbin/synctl' --version | grep -q '^synctl $V'"
+check "and not in PREFIX/bin" test ! -e "$R/opt/sync/bin/synctl"
+check "make uninstall BINDIR= removes it" sh -c \
+  "make -s -C '$TOP' uninstall DESTDIR='$R' PREFIX=/opt/sync BINDIR=/opt/sync/sbin && test -z \"\$(find '$R' ! -type d)\""
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

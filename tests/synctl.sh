@@ -8,6 +8,40 @@
 # test does).
 CHECK_NAME=synctl
 . "$(dirname "$0")/check.sh"
+# jcheck NAME COMMAND PYTHON [TEXT_COMMAND]: COMMAND succeeds and its
+# standard output is JSON that python3's json module reads (rows: its
+# lines; d: the only one, else None), and PYTHON's assertions hold on it
+# and on txt, what TEXT_COMMAND printed right after.  Python starts
+# slowly on a busy machine: the outputs are kept, and jflush checks them
+# all in one python at the end.
+nj=0
+jcheck() {
+  nj=$((nj + 1))
+  printf '%s' "$1" > j$nj.name
+  sh -c "$2" > j$nj.json 2> j$nj.err
+  echo $? > j$nj.rc
+  printf '%s\n' "$3" > j$nj.py
+  if [ $# -ge 4 ]; then sh -c "$4" > j$nj.txt 2>&1; else : > j$nj.txt; fi
+}
+jflush() {
+  python3 -c "
+import json
+for i in range(1, $nj + 1):
+    f = lambda ext: open('j%d.%s' % (i, ext)).read()
+    try:
+        assert f('rc').strip() == '0', 'exit status %s: %s' % (f('rc').strip(), f('err'))
+        rows = [json.loads(l) for l in f('json').splitlines()]
+        exec(f('py'), {'json': json, 'rows': rows, 'd': rows[0] if len(rows) == 1 else None, 'txt': f('txt')})
+        print('ok\t' + f('name'))
+    except Exception as e:
+        print('bad\t%s\t%r' % (f('name'), e))
+" > jflush.out 2>&1
+  [ "$(grep -c '^ok	\|^bad	' jflush.out)" = $nj ] || { cp jflush.out out; bad "the $nj JSON checks ran"; }
+  while IFS='	' read -r res name why; do
+    if [ "$res" = ok ]; then ok "$name"; elif [ "$res" = bad ]; then echo "$why" | cut -c1-600 > out; bad "$name"; fi
+  done < jflush.out
+}
+ALL="init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats"
 
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
@@ -75,6 +109,26 @@ check "-- ends the options: a negative key" sh -c "$S put ints.db t -- -5 v=minu
 status "after --, --help is an argument, not a request for help" 1 "$S" get ints.db t -- --help
 check "--opt=value: log --since=1" sh -c "$S put ints.db t 7 v=seven && $S log ints.db --since=1 > out && grep -q ' 7 ' out && ! grep -q ' -5 ' out"
 check "--opt=value: load --batch=1" sh -c "echo '{\"key\":8,\"v\":\"x\"}' | $S load ints.db t - --batch=1 > out && grep -q 'loaded 1 row' out"
+# getopt_long's conventions, command by command.
+unk=0; hlp=0
+for c in $ALL; do
+  "$S" $c x --bogus > out 2>&1; [ $? = 2 ] && has "^synctl: $c: unrecognized option '--bogus'\$" || unk=1
+  "$S" $c x -h > out 2>&1 && grep -q "^    synctl $c - " out || hlp=1
+done
+[ $unk = 0 ] && ok "every command refuses an unknown option: exit 2, 'unrecognized option'" || bad "unknown option on some command"
+[ $hlp = 0 ] && ok "every command prints its page for -h after its arguments" || bad "-h on some command"
+for o in "log ints.db --since" "load ints.db t - --batch" "sync ints.db addr.db --token" "serve ints.db 127.0.0.1:0 --credentials" "schema ints.db --diff"; do
+  status "a missing value is a usage error (2): $o" 2 $S $o
+  has "option '--${o##*--}' requires an argument" && ok "and says which option needs it" || bad "missing value message for $o"
+done
+status "a flag given a value is a usage error (2)" 2 "$S" get ints.db t 7 --json=yes
+has "option '--json' doesn't allow an argument" && ok "and says so" || bad "flag with a value"
+status "an unknown short option is a usage error (2)" 2 "$S" sync ints.db addr.db -x
+has "invalid option -- 'x'" && ok "in getopt's words" || bad "unknown short option"
+check "short flags bundle: -qh" sh -c "$S sync ints.db addr.db -qh > out && grep -q '^    synctl sync - ' out"
+check "options before the arguments: get --json DB TABLE KEY" sh -c "$S get --json ints.db t 7 > out && grep -qx '{\"key\":7,\"v\":\"seven\"}' out"
+check "--opt VALUE and --opt=VALUE read alike" sh -c "[ \"\$($S log ints.db --since 1)\" = \"\$($S log ints.db --since=1)\" ]"
+check "a negative number is an argument, not an option" sh -c "$S get ints.db t -5 > out && grep -q '^v  minus\$' out"
 
 # --- create, write, read --------------------------------------------
 check "init with --table" "$S" init a.db --table notes:text title:text:notnull body:text n:integer score:real blob:blob
@@ -107,6 +161,14 @@ rows = [json.loads(l) for l in open('out')]
 assert [r['key'] for r in rows if r['state'] == 'deleted'] == ['k3'] and all(r['table'] == 'notes' and r['hlc'] > 0 for r in rows), rows
 \""
 check "vv names this replica" sh -c "$S vv a.db > out && grep -q '(this replica)' out"
+jcheck "init --json: db, tables, site" "$S init j.db --table t:text v:text --table u:integer w:real --json && $S put j.db t k v=x" "
+assert d['db'] == 'j.db' and d['tables'] == 2 and len(d['site']) == 32, d
+assert [r['site'] for r in map(json.loads, txt.splitlines()) if r['self']] == [d['site']]" "$S vv j.db --json"
+jcheck "schema --json: the tables and columns of the schema file" "$S schema a.db --json" "
+assert d['db'] == 'a.db' and len(d['hash']) == 16 and d['version'] >= 1, d
+lines = ['table %s %s' % (t['name'], t['key']) if i < 0 else '  %s %s%s%s' % (c['name'], c['type'], ' notnull' if c['notnull'] else '', ' local' if c['local'] else '')
+         for t in d['tables'] for i, c in [(-1, None)] + list(enumerate(t['columns']))]
+assert lines == txt.splitlines()[1:], lines" "$S schema a.db"
 check "schema prints a schema file" sh -c "$S schema a.db > schema.txt && grep -q '^table notes text\$' schema.txt && grep -q '^  title text notnull\$' schema.txt"
 
 # --- a full disk (a file size limit stands in for it) ----------------
@@ -117,6 +179,39 @@ for lim in 70 100; do
   has "I/O error" && ! has "failed: [a-z ]*failed" && ! has "full$lim.db: [a-z ]*: full$lim.db" \
     && ok "and says what failed once" || bad "full disk message says it twice"
 done
+
+# A copied file whose open gets one or two pages more before the disk is
+# "full" (a file size limit again): its first write (the new path) fits,
+# the site id of its own a copy takes does not.  "open failed: commit
+# failed: I/O error" named two failures where there is one.
+for pages in 1 2; do
+  rm -f cp$pages.db cp$pages.db-lock cpo$pages.db cpo$pages.db-lock
+  "$S" init cpo$pages.db --table t:text v:text > /dev/null && "$S" put cpo$pages.db t k v=1 &&
+    cp cpo$pages.db cp$pages.db && "$S" get cp$pages.db t k > /dev/null
+  blocks=$(( $(wc -c < cp$pages.db) / 512 + 8 * pages ))
+  status "a copy opened for a write with $pages page(s) of room left fails (1)" 1 sh -c "trap '' XFSZ; ulimit -f $blocks; exec $S put cp$pages.db t k v=2"
+  has "cp$pages.db: cannot open: .* (the file is a copy of a replica, and taking a site id of its own needs a write)" && ! has "failed: [a-z ]*failed" \
+    && ok "and says so once, with the cause" || bad "copy open message says it twice"
+done
+
+# A copied file opened on a full disk: the open's own write (the copy
+# takes a site id of its own) fails, and the message says so once.  A
+# 1 MiB tmpfs is the full disk; mounting one needs root.
+if [ "$(id -u)" = 0 ] && mkdir fulldisk && mount -t tmpfs -o size=1m tmpfs fulldisk 2>/dev/null; then
+  "$S" init fulldisk/orig.db --table t:text v:text > /dev/null && "$S" put fulldisk/orig.db t k v=1 &&
+    cp fulldisk/orig.db fulldisk/copy.db && "$S" get fulldisk/copy.db t k > /dev/null # makes its lock file
+  dd if=/dev/zero of=fulldisk/fill bs=1k 2>/dev/null
+  status "opening a copy on a full disk to write fails (1)" 1 "$S" put fulldisk/copy.db t k v=2
+  # Which of the open's writes meets the full disk depends on the pages
+  # free: the file's new path or the copy's site id; either is said once.
+  has "copy.db: [a-z ]*: no space left on the file system" && ! has "failed: [a-z ]*failed" \
+    && ok "and says what failed once" || bad "full disk open message"
+  rm -f fulldisk/fill
+  check "with room again the copy opens and takes the write" sh -c "$S put fulldisk/copy.db t k v=2 && $S get fulldisk/copy.db t k | grep -q '^v  2\$'"
+  umount fulldisk
+else
+  skip "a copy opened on a full disk (mounting a tmpfs needs root)"
+fi
 
 # --- dump and load round trip ----------------------------------------
 check "init from a schema file" "$S" init b.db --schema schema.txt
@@ -132,17 +227,45 @@ check "load from stdin" sh -c "echo '{\"key\":\"s1\",\"title\":\"from stdin\",\"
 "$S" init jr2.db --table t:text r:real i:integer > /dev/null
 printf '%s\n' '{"key":"a","r":"inf","i":9223372036854775807}' '{"key":"b","r":"-inf","i":-9223372036854775808}' \
   '{"key":"c","r":"nan","i":0}' '{"key":"d","r":-0.0,"i":-1}' '{"key":"e","r":5e-324,"i":null}' \
-  '{"key":"f","r":1.7976931348623157e+308,"i":null}' '{"key":"g","r":0.1,"i":null}' '{"key":"h","r":-2.5e-300,"i":null}' > reals.jsonl
+  '{"key":"f","r":1.7976931348623157e308,"i":null}' '{"key":"g","r":0.1,"i":null}' '{"key":"h","r":-2.5e-300,"i":null}' \
+  '{"key":"j","r":0.30000000000000004,"i":null}' '{"key":"k","r":2.2250738585072014e-308,"i":null}' '{"key":"l","r":180.0,"i":null}' > reals.jsonl
 check "load non-finite reals and 64-bit integers" "$S" load jr1.db t reals.jsonl
 check "dump --json writes them as load reads them" sh -c "$S dump jr1.db t --json > out && cmp out reals.jsonl"
 check "and they load back exactly (same digest, same dump)" sh -c "$S load jr2.db t reals.jsonl > /dev/null && [ \"\$($S digest jr1.db)\" = \"\$($S digest jr2.db)\" ] && $S dump jr2.db t --json | cmp - reals.jsonl"
+"$S" dump jr2.db t --json > reals.out
+check "the reals are the same doubles as written (python reads them)" python3 -c "
+import json, math
+a = [json.loads(l) for l in open('reals.jsonl')]
+b = [json.loads(l) for l in open('reals.out')]
+assert len(a) == len(b) == 11
+for x, y in zip(a, b):
+    assert x == y or (x['r'] == y['r'] == 'nan'), (x, y)
+    if isinstance(x['r'], float): assert math.copysign(1, x['r']) == math.copysign(1, y['r']), (x, y)
+"
+printf '%s\n' '{"key":"f","r":1.7976931348623157e+308}' > eplus.jsonl
+check "a real written 1.7976931348623157e+308 loads as DBL_MAX" sh -c "$S load jr2.db t eplus.jsonl > /dev/null && $S dump jr2.db t --json | grep -qx '{\"key\":\"f\",\"r\":1.7976931348623157e308,\"i\":null}'"
 check "inf and nan are not NULL after a round trip" sh -c "$S get jr2.db t a > out && grep -q '^r  inf\$' out && $S get jr2.db t c > out && grep -q '^r  nan\$' out"
-for bad in '"r":1e999' '"r":+1' '"i":01' '"r":.5' '"r":1.' '"i":9223372036854775808'; do
+for bad in '"r":1e999' '"r":+1' '"i":01' '"r":.5' '"r":1.' '"i":9223372036854775808' '"r":1.5} x' '"r":1.5,"r":2' '"r":"1.5"'; do
   printf '{"key":"ok","r":1.5}\n{"key":"x",%s}\n' "$bad" > badnum.jsonl
   status "load refuses $bad (1)" 1 "$S" load jr2.db t badnum.jsonl
   has "badnum.jsonl:2: " && ok "and names the line" || bad "line of $bad"
 done
 check "add-column" sh -c "$S add-column b.db notes tag:text > out && $S schema b.db | grep -q '^  tag text\$'"
+jcheck "add-column --json" "$S add-column b.db notes tag2:integer --json" "
+assert d == {'table': 'notes', 'column': 'tag2', 'type': 'integer', 'schema_version': 3}, d"
+jcheck "load --json: table and rows" "$S dump a.db notes --json | $S load b.db notes - --json" "
+assert d == {'table': 'notes', 'rows': 2}, d"
+# Text is kept byte for byte: NUL in a string, bytes that are not UTF-8
+# as {\"hex\": ...}.
+"$S" init tx1.db --table t:text s:text > /dev/null
+"$S" init tx2.db --table t:text s:text > /dev/null
+"$S" put tx1.db t bad "s=$(printf 'a\377b')"
+"$S" put tx1.db t "$(printf 'k\376')" s=key-not-utf8
+printf '%s\n' '{"key":"nul","s":"x\u0000y"}' '{"key":"hex","s":{"hex":"ff00fe"}}' | "$S" load tx1.db t - > /dev/null
+jcheck "dump --json writes text that is not UTF-8 as hex, NUL as \\u0000" "$S dump tx1.db t --json" "
+r = {json.dumps(x['key']): x['s'] for x in rows}
+assert r == {'\"bad\"': {'hex': '61ff62'}, '\"hex\"': {'hex': 'ff00fe'}, '{\"hex\": \"6bfe\"}': 'key-not-utf8', '\"nul\"': 'x\\x00y'}, r"
+check "and load reads it back byte for byte (same digest, same dump)" sh -c "$S dump tx1.db t --json | $S load tx2.db t - > /dev/null && [ \"\$($S digest tx1.db)\" = \"\$($S digest tx2.db)\" ] && [ \"\$($S dump tx1.db t --json)\" = \"\$($S dump tx2.db t --json)\" ]"
 status "a notnull column cannot be added" 1 "$S" add-column b.db notes must:text:notnull
 
 # --- sync between two files -------------------------------------------
@@ -158,6 +281,9 @@ $S init rs2.db --table notes:text title:text > /dev/null
 $S add-column rs2.db notes tag:text > /dev/null
 check "schema --diff shows an appended column" sh -c "$S schema rs1.db --diff rs2.db > out && grep -q '^only in rs2.db: notes.tag text\$' out && grep -q '^compatible: they sync' out"
 check "schema --diff of a file with itself says equal" sh -c "$S schema rs1.db --diff rs1.db > out && grep -q '^equal' out"
+jcheck "schema --diff --json: the same lines and the verdict" "$S schema rs1.db --diff=rs2.db --json" "
+assert d['verdict'] == 'compatible' and d['a']['db'] == 'rs1.db' and d['b']['version'] == 2, d
+assert d['differences'] == [l for l in txt.splitlines() if l[:1] != '#' and not l.startswith('compatible')], d" "$S schema rs1.db --diff rs2.db"
 check "files whose schemas differ by a column sync" sh -c "$S put rs2.db notes k1 title=t tag=red > /dev/null && $S sync rs1.db rs2.db > out && grep -q 'received 1 row' out"
 check "the file without the column keeps its values" sh -c "$S add-column rs1.db notes tag:text > /dev/null && $S get rs1.db notes k1 > out && grep -q '^tag *red\$' out"
 $S init rs3.db --table notes:text title:integer > /dev/null
@@ -223,7 +349,14 @@ check "conflicts lists it" sh -c "$S conflicts c.db > out && grep -q 'both-modif
 check "conflicts show prints both values" sh -c "$S conflicts c.db show 1 > out && grep -q 'local:  from-c' out && grep -q 'remote: from-a' out"
 check "conflicts resolve" sh -c "$S conflicts c.db resolve 1 > out && $S conflicts c.db > out && grep -q '^0 unresolved conflicts' out && $S conflicts c.db list --all | grep -q resolved"
 status "resolving a missing conflict exits 3" 3 "$S" conflicts c.db resolve 99
-check "resolve-all" sh -c "$S conflicts a.db resolve-all > out && grep -q 'marked 1 conflict resolved' out"
+jcheck "conflicts --json list --all: one line per conflict" "$S conflicts c.db list --all --json" "
+assert len(rows) == 1 and rows[0]['id'] == 1 and rows[0]['kind'] == 'both-modified' and rows[0]['table'] == 'notes', rows
+assert rows[0]['key'] == 'k1' and rows[0]['column'] == 'title' and rows[0]['won'] == 'local' and rows[0]['resolved'] is True, rows"
+jcheck "conflicts --json show: both values and stamps" "$S conflicts c.db --json show 1" "
+assert d['local'] == 'from-c' and d['remote'] == 'from-a' and len(d['local_stamp']['site']) == 32 and d['remote_stamp']['hlc'] > 0, d"
+jcheck "conflicts --json resolve-all" "$S conflicts a.db resolve-all --json" "
+assert d == {'resolved': 1}, d"
+check "resolve-all" sh -c "$S conflicts a.db resolve-all > out && grep -q 'marked 0 conflicts resolved' out"
 
 # --- gc ---------------------------------------------------------------
 check "a delete replicates and gc collects it" sh -c "$S del a.db notes k2 && $S sync c.db a.db > /dev/null && $S sync c.db a.db > /dev/null && $S gc c.db > out && grep -q 'collected [1-9][0-9]* tombstones*; 0 kept' out && ! $S get c.db notes k2 >/dev/null 2>&1"
@@ -250,6 +383,10 @@ check "a read-only token's write is refused and taken back" sh -c "$S put e.db n
 check "rejected lists the refused write with its reason" sh -c "$S rejected e.db > out && grep -q '^1 .*notes .*r1 .*table .*reverted' out && grep -q '^1 rejected write' out"
 check "the device and the server hold the same again" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"
 check "rejected show prints what was written" sh -c "$S rejected e.db show 1 > out && grep -q 'title = x' out"
+jcheck "rejected --json: one line per entry" "$S rejected e.db --json" "
+assert len(rows) == 1 and rows[0]['key'] == 'r1' and rows[0]['reason'] == 'table' and rows[0]['state'] == 'reverted' and rows[0]['table'] == 'notes', rows"
+jcheck "rejected --json show: the refused values" "$S rejected e.db show 1 --json" "
+assert d['id'] == 1 and d['values']['title'] == 'x', d"
 status "showing a missing rejection exits 3" 3 "$S" rejected e.db show 99
 status "clearing a missing rejection exits 3" 3 "$S" rejected e.db clear 99
 check "rejected clear-all empties the log" sh -c "$S rejected e.db clear-all > out && grep -q 'cleared 1 rejection' out && $S rejected e.db > out && grep -q '^0 rejected writes' out"
@@ -271,6 +408,9 @@ check "the server logs the bound site" grep -q "refused: its credential is bound
 status "site= with a bad id is refused at start (1)" 1 sh -c "printf 'x read=* site=12\n' > creds3 && $S serve b2.db 127.0.0.1:0 --credentials creds3"
 kill $SRV2 2>/dev/null; wait $SRV2 2>/dev/null
 check "metrics over HTTP" sh -c "$S stats $M > out && grep -q '^# TYPE sync_sessions_total counter' out && grep -q '^sync_sessions_total 3' out && grep -q '^sync_session_seconds_bucket{le=\"+Inf\"} 3$' out && grep -q '^sync_sessions_failed_total 1' out"
+jcheck "stats HOST:PORT --json: one line per sample" "$S stats $M --json" "
+s = {(r['name'], tuple(sorted(r['labels'].items()))): r['value'] for r in rows}
+assert s[('sync_sessions_total', ())] == 3 and s[('sync_session_seconds_bucket', (('le', '+Inf'),))] == 3 and s[('sync_sessions_failed_total', ())] == 1, s"
 check "metrics with curl-like GET /metrics" python3 -c "
 import socket
 s = socket.create_connection(('127.0.0.1', $(cat mport)))
@@ -299,6 +439,17 @@ check "serve logged sessions and stopped with its digest" sh -c "grep -q 'receiv
 # --- stats and verify -------------------------------------------------
 check "stats of a file" sh -c "$S stats a.db > out && grep -q '^notes ' out && grep -q '^peers  *2' out"
 check "verify a healthy database" sh -c "$S verify a.db > out && grep -q ': sound\$' out"
+jcheck "stats --json: the figures of the text" "$S stats a.db --json" "
+t = txt.splitlines()
+assert [(x['name'], x['rows'], x['tombstones']) for x in d['tables']] == [(l.split()[0], int(l.split()[1]), int(l.split()[2])) for l in t[1:1 + len(d['tables'])]], d
+assert 'local version      %d' % d['local_version'] in t and 'peers              %d' % d['peers'] in t and 'file size          %d bytes' % d['file_size'] in t, d
+assert d['open_conflicts'] == 0 and d['may_miss_deletes'] is False and len(d['schema_hash']) == 16, d" "$S stats a.db"
+jcheck "verify --json: sound, with the counts" "$S verify a.db --json" "
+assert d['sound'] is True and d['problems'] == [] and d['rows'] == sum(x['rows'] for x in json.loads(txt)['tables']), d" "$S stats a.db --json"
+jcheck "digest --json: the digest of the text" "$S digest a.db notes --json" "
+assert d == {'table': 'notes', 'digest': txt.strip()}, d" "$S digest a.db notes"
+jcheck "gc --json: collected and kept" "$S gc a.db --json" "
+assert txt.strip() == 'collected 0 tombstones; %d kept' % d['kept'], d" "$S gc a.db"
 check "make a damaged copy" python3 -c "
 d = bytearray(open('a.db', 'rb').read())
 m = b'push-me'
@@ -310,6 +461,8 @@ open('bad.db', 'wb').write(d)
 "
 status "verify a damaged copy exits 1" 1 "$S" verify bad.db
 has "fails its checksum" && has "^damaged: " && ok "and names the damaged row" || bad "damage message"
+jcheck "verify --json of the damaged copy lists its problems" "$S verify bad.db --json; [ \$? = 1 ]" "
+assert d['sound'] is False and any('fails its checksum' in p for p in d['problems']), d"
 check "the original still verifies" "$S" verify a.db
 
 # --- progress on a terminal only -------------------------------------
@@ -387,8 +540,14 @@ status "diff of equal files exits 0" 0 "$S" diff r2.db r1.db
 has "^equal to r1.db" && ok "and says they are equal" || bad "diff equal message"
 check "drift on both sides" sh -c "$S put r2.db notes k3 title=changed && $S put r1.db notes new1 title=n && $S put r2.db notes new2 title=m && $S del r1.db notes k5"
 status "diff of differing files exits 3" 3 "$S" diff r2.db r1.db
+jcheck "diff --json: the rows, their sides and the counts" "$S diff r2.db r1.db --json; [ \$? = 3 ]" "
+assert d['equal'] is False and d['differ'] == 4 and d['here'] == 1 and d['there'] == 1 and d['both'] == 2, d
+assert sorted((r['table'], r['key'], r['side']) for r in d['rows']) == [('notes', 'k3', 'both'), ('notes', 'k5', 'both'), ('notes', 'new1', 'there'), ('notes', 'new2', 'here')], d"
 check "diff names every differing row and its side" sh -c "$S diff r2.db r1.db > out; grep -qx 'notes k3 both' out && grep -qx 'notes new1 there' out && grep -qx 'notes new2 here' out && grep -qx 'notes k5 both' out && grep -q '^4 rows differ from r1.db' out"
 check "diff writes nothing" sh -c "d1=\$($S digest r1.db); d2=\$($S digest r2.db); $S diff r2.db r1.db > /dev/null; [ \"\$d1\" = \"\$($S digest r1.db)\" ] && [ \"\$d2\" = \"\$($S digest r2.db)\" ]"
+jcheck "repair --json: equal, what moved, the digest" "cp r2.db r2j.db && $S repair r2j.db r1.db --json" "
+assert d['equal'] is True and d['with'] == 'r1.db' and d['received'] == d['new'] + d['updated'] + d['deleted'] + d['unchanged'] + d['refused'] + d['unknown'], d
+assert d['digest'] == txt.strip(), d" "$S digest r1.db"
 check "repair between files" sh -c "$S repair r2.db r1.db > out && grep -q '^repaired with r1.db: equal' out"
 check "after the repair both have one digest" sh -c "[ \"\$($S digest r1.db)\" = \"\$($S digest r2.db)\" ]"
 status "and diff finds nothing (0)" 0 "$S" diff r2.db r1.db
@@ -454,5 +613,6 @@ sed -n '/<!-- synctl-walkthrough begin -->/,/<!-- synctl-walkthrough end -->/p' 
   sed -e '1,2d' -e '$d' | sed '$d' > walk/walk.sh
 check "README walkthrough runs as written" sh -c "cd walk && [ -s walk.sh ] && PATH=\"$B:\$PATH\" sh -e walk.sh > ../out 2>&1 && grep -q '^sync_sessions_total 1\$' ../out && grep -q 'sound\$' ../out"
 
+jflush
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -46,16 +46,18 @@ static int log_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
     ctl_fmt_hlc(best.hlc, hb, sizeof hb);
     ctl_hex_str(best.site, 8, site);
     if (la->json) {
-      printf("{\"version\":%llu,\"table\":", (unsigned long long)ch.version);
-      ctl_json_str(stdout, (const unsigned char *)d.name, strlen(d.name));
-      printf(",\"key\":");
-      ctl_json_key(stdout, d.key_type, (const unsigned char *)ch.key.data,
-                   ch.key.len);
-      printf(",\"state\":\"%s\",\"cl\":%llu,\"hlc\":%llu,\"time\":\"%s\","
-             "\"site\":\"%s\"}\n",
-             ch.causal_length & 1 ? "live" : "deleted",
-             (unsigned long long)ch.causal_length,
-             (unsigned long long)best.hlc, hb, site);
+      /* HLCs and versions are below 2^63: json_int_t holds them. */
+      if (ctl_json_print(json_pack(
+              "{sIsososssIsIssss}", "version", (json_int_t)ch.version, "table",
+              ctl_json_str(d.name), "key",
+              ctl_json_key(d.key_type, (const unsigned char *)ch.key.data,
+                           ch.key.len),
+              "state", ch.causal_length & 1 ? "live" : "deleted", "cl",
+              (json_int_t)ch.causal_length, "hlc", (json_int_t)best.hlc, "time",
+              hb, "site", site))) {
+        sync_changes_close(it);
+        return EX_FAIL;
+      }
       continue;
     }
     printf("%-8llu %-12s ", (unsigned long long)ch.version, d.name);
@@ -81,8 +83,6 @@ int ctl_cmd_log(int argc, char **argv) {
         return ctl_usage("--since needs a local version (a number)");
     } else if (ctl_opt(i, argv[i], "--json")) {
       la.json = 1;
-    } else if (ctl_is_opt(i, argv[i])) {
-      return ctl_usage("unknown option '%s'", argv[i]);
     } else if (!db) {
       db = argv[i];
     } else {
@@ -113,11 +113,12 @@ static int vv_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
     char site[33], hb[48];
     ctl_hex_str(vv[i].site, 16, site);
     ctl_fmt_hlc(vv[i].hlc, hb, sizeof hb);
-    if (json)
-      printf("{\"site\":\"%s\",\"hlc\":%llu,\"time\":\"%s\",\"self\":%s}\n",
-             site, (unsigned long long)vv[i].hlc, hb,
-             memcmp(vv[i].site, me, 16) ? "false" : "true");
-    else
+    if (json) {
+      if (ctl_json_print(json_pack("{sssIsssb}", "site", site, "hlc",
+                                   (json_int_t)vv[i].hlc, "time", hb, "self",
+                                   !memcmp(vv[i].site, me, 16))))
+        return EX_FAIL;
+    } else
       printf("%s  %-20llu  %s%s\n", site, (unsigned long long)vv[i].hlc, hb,
            memcmp(vv[i].site, me, 16) ? "" : "  (this replica)");
   }
@@ -128,24 +129,15 @@ static int vv_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
 /* DB and --json: the database into *db, whether --json came into *json.
  * EX_OK, or EX_USAGE (said). */
 static int db_json_args(int argc, char **argv, const char **db, int *json) {
-  int i;
-  *db = NULL;
-  *json = 0;
-  for (i = 0; i < argc; i++)
-    if (ctl_opt(i, argv[i], "--json"))
-      *json = 1;
-    else if (ctl_is_opt(i, argv[i]))
-      return ctl_usage("unknown option '%s'", argv[i]);
-    else if (!*db)
-      *db = argv[i];
-    else
-      return ctl_usage("too many arguments");
-  if (!*db) return ctl_usage("give DB");
+  char *pos = NULL;
+  *json = ctl_has(argc, argv, "--json");
+  if (ctl_args(argc, argv, &pos, 1) != 1) return ctl_usage("give DB");
+  *db = pos;
   return EX_OK;
 }
 
 int ctl_cmd_vv(int argc, char **argv) {
-  const char *db;
+  const char *db = NULL;
   int json, rc = db_json_args(argc, argv, &db, &json);
   if (rc) return rc;
   return ctl_read_db(db, vv_read, json ? &json : NULL);
@@ -198,11 +190,12 @@ static int peers_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
     else
       snprintf(ack, sizeof ack, "v%llu.%u",
                (unsigned long long)p[i].acked_version, p[i].acked_seq);
-    if (json)
-      printf("{\"peer\":\"%s\",\"cursor\":\"%s\",\"acknowledged\":\"%s\","
-             "\"tombstones\":%llu}\n",
-             site, cur, ack, (unsigned long long)p[i].tombstones_pending);
-    else
+    if (json) {
+      if (ctl_json_print(json_pack("{sssssssI}", "peer", site, "cursor", cur,
+                                   "acknowledged", ack, "tombstones",
+                                   (json_int_t)p[i].tombstones_pending)))
+        break;
+    } else
       printf("%s  %-24s  %-16s  %llu\n", site, cur, ack,
              (unsigned long long)p[i].tombstones_pending);
   }
@@ -214,24 +207,26 @@ static int peers_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
 }
 
 int ctl_cmd_peers(int argc, char **argv) {
-  const char *db;
+  const char *db = NULL;
   int json, rc = db_json_args(argc, argv, &db, &json);
   if (rc) return rc;
   return ctl_read_db(db, peers_read, json ? &json : NULL);
 }
 
 const ctl_help ctl_help_gc = {
-    "synctl gc DB", "collect tombstones every peer has acknowledged",
+    "synctl gc DB [--json]", "collect tombstones every peer has acknowledged",
     "Deletes the tombstones that every known peer has acknowledged and\n"
-    "prints how many went and how many are still kept.  A replica that\n"
-    "knows no peer keeps them all.\n"};
+    "prints how many went and how many are still kept ({collected, kept}\n"
+    "with --json).  A replica that knows no peer keeps them all.\n"};
 
 int ctl_cmd_gc(int argc, char **argv) {
   sync_env *env;
   sync_txn *x;
   uint64_t n = 0, left = 0;
-  int rc, ret = EX_FAIL;
-  if (argc != 1) return ctl_usage("give DB");
+  int rc, ret = EX_FAIL, json = ctl_has(argc, argv, "--json");
+  char *db;
+  if (ctl_args(argc, argv, &db, 1) != 1) return ctl_usage("give DB");
+  argv = &db;
   if (ctl_open_db(argv[0], 0, &env)) return EX_FAIL;
   if ((rc = sync_txn_begin(env, 0, &x))) {
     ctl_lib_fail(env, argv[0], rc, "cannot begin");
@@ -240,6 +235,9 @@ int ctl_cmd_gc(int argc, char **argv) {
     sync_txn_abort(x);
   } else if ((rc = sync_txn_commit(x))) {
     ctl_lib_fail(env, argv[0], rc, "commit failed");
+  } else if (json) {
+    ret = ctl_json_print(json_pack("{sIsI}", "collected", (json_int_t)n, "kept",
+                                   (json_int_t)left));
   } else {
     printf("collected %llu tombstone%s; %llu kept\n", (unsigned long long)n,
            n == 1 ? "" : "s", (unsigned long long)left);
@@ -250,24 +248,34 @@ int ctl_cmd_gc(int argc, char **argv) {
 }
 
 const ctl_help ctl_help_digest = {
-    "synctl digest DB [TABLE]", "print the content digest",
+    "synctl digest DB [TABLE] [--json]", "print the content digest",
     "Prints the XXH3-64 digest of the live rows (keys and replicated\n"
-    "columns) of TABLE, or of every table.  Replicas that hold the same\n"
-    "data print the same digest.\n"};
+    "columns) of TABLE, or of every table, as 16 hex digits.  Replicas\n"
+    "that hold the same data print the same digest.  With --json,\n"
+    "{table (null for every table), digest}.\n"};
 
 int ctl_cmd_digest(int argc, char **argv) {
   sync_env *env;
   sync_txn *x;
   unsigned t = SYNC_ALL_TABLES;
   uint64_t dg = 0;
-  int rc, ret = EX_FAIL;
-  if (argc != 1 && argc != 2) return ctl_usage("give DB [TABLE]");
+  int rc, ret = EX_FAIL, json = ctl_has(argc, argv, "--json");
+  char *pos[2];
+  if ((argc = ctl_args(argc, argv, pos, 2)) != 1 && argc != 2)
+    return ctl_usage("give DB [TABLE]");
+  argv = pos;
   if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
   if (argc == 2 && ctl_find_table(env, argv[0], argv[1], &t)) goto out;
   if (ctl_begin_ro(env, argv[0], &x)) goto out;
   if ((rc = sync_digest(x, t, &dg)))
     ctl_lib_fail(env, argv[0], rc, "cannot compute the digest");
-  else
+  else if (json) {
+    char hx[17];
+    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)dg);
+    ret = ctl_json_print(json_pack(
+        "{soss}", "table", argc == 2 ? ctl_json_str(argv[1]) : json_null(),
+        "digest", hx));
+  } else
     printf("%016llx\n", (unsigned long long)dg), ret = EX_OK;
   sync_txn_abort(x);
 out:
@@ -279,13 +287,17 @@ out:
  * verify
  * ------------------------------------------------------------------- */
 static int problems;
+static json_t *problem_list; /* with --json, the problems go here */
 static void problem(const char *db, const char *fmt, ...) {
+  char b[1024];
   va_list ap;
-  printf("%s: ", db);
   va_start(ap, fmt);
-  vprintf(fmt, ap);
+  vsnprintf(b, sizeof b, fmt, ap);
   va_end(ap);
-  printf("\n");
+  if (problem_list)
+    json_array_append_new(problem_list, ctl_json_str(b));
+  else
+    printf("%s: %s\n", db, b);
   problems++;
 }
 
@@ -466,8 +478,24 @@ static void verify_conflicts(verify *v) {
     problem(v->db, "conflict log: %s", sync_strerror(rc));
 }
 
+/* The verdict as one JSON object. */
+static int verify_json(const verify *v, const sync_health *h) {
+  int rc = ctl_json_print(json_pack(
+      "{sosbsOs{sbsIsI}sIsisIsIsI}", "db", ctl_json_str(v->db), "sound",
+      !problems, "problems", problem_list, "health", "may_miss_deletes",
+      h->may_miss_deletes != 0, "peers_stale", (json_int_t)h->peers_stale,
+      "peers_behind_horizon", (json_int_t)h->peers_behind_horizon, "rows",
+      (json_int_t)v->rows, "tables", (int)v->nt, "tombstones",
+      (json_int_t)v->tombs, "logged", (json_int_t)v->logged, "conflicts",
+      (json_int_t)v->nconf));
+  json_decref(problem_list);
+  problem_list = NULL;
+  return rc ? rc : problems ? EX_FAIL : EX_OK;
+}
+
 /* The last lines: damaged, or health notes and sound. */
 static int verify_verdict(const verify *v, const sync_health *health) {
+  if (problem_list) return verify_json(v, health);
   if (problems) {
     printf("damaged: %d problem%s\n", problems, problems == 1 ? "" : "s");
     return EX_FAIL;
@@ -494,8 +522,20 @@ static int verify_verdict(const verify *v, const sync_health *health) {
   return EX_OK;
 }
 
+/* The verdict on a file that could not be opened or read. */
+static int verify_unread(const verify *v, int json, const char *what) {
+  char b[64];
+  snprintf(b, sizeof b, "cannot %s it", what);
+  if (json)
+    ctl_json_print(json_pack("{sosbs[s]}", "db", ctl_json_str(v->db), "sound",
+                             0, "problems", b));
+  else
+    printf("damaged: cannot %s %s\n", what, v->db);
+  return EX_FAIL;
+}
+
 const ctl_help ctl_help_verify = {
-    "synctl verify DB", "check a database for damage",
+    "synctl verify DB [--json]", "check a database for damage",
     "Reads every row and checks its checksum, walks the change log and\n"
     "checks that it names every row once and agrees with the row counts,\n"
     "checks the tombstone count, that the version vector covers this\n"
@@ -506,26 +546,27 @@ const ctl_help ctl_help_verify = {
     "lines say what is not damage but needs an operator: deletes this\n"
     "replica may lack (a peer answered that it is behind that peer's\n"
     "tombstone collection: reset that peer and sync, or repair), and\n"
-    "peers behind this replica's own collection.\n"};
+    "peers behind this replica's own collection.  With --json, one\n"
+    "object: db, sound (true or false), problems (the lines), health\n"
+    "{may_miss_deletes, peers_stale, peers_behind_horizon}, rows,\n"
+    "tables, tombstones, logged (rows in the change log), conflicts.\n"};
 
 int ctl_cmd_verify(int argc, char **argv) {
   sync_health health = {0, 0, 0, 0, 0, 0};
   verify v;
   unsigned t;
-  int rc;
-  if (argc != 1) return ctl_usage("give DB");
+  int rc, json = ctl_has(argc, argv, "--json");
+  char *db;
+  if (ctl_args(argc, argv, &db, 1) != 1) return ctl_usage("give DB");
   memset(&v, 0, sizeof v);
-  v.db = argv[0];
+  v.db = db;
   problems = 0;
-  if (ctl_open_db(v.db, 1, &v.env)) {
-    printf("damaged: cannot open %s\n", v.db);
-    return EX_FAIL;
-  }
+  if (ctl_open_db(v.db, 1, &v.env)) return verify_unread(&v, json, "open");
   if (ctl_begin_ro(v.env, v.db, &v.x)) {
     sync_env_close(v.env);
-    printf("damaged: cannot read %s\n", v.db);
-    return EX_FAIL;
+    return verify_unread(&v, json, "read");
   }
+  if (json && !(problem_list = json_array())) return EX_FAIL;
   sync_env_site_id(v.env, v.me);
   v.ver = sync_txn_version(v.x);
   v.nt = sync_env_table_count(v.env);
@@ -549,91 +590,153 @@ int ctl_cmd_verify(int argc, char **argv) {
  * stats
  * ------------------------------------------------------------------- */
 const ctl_help ctl_help_stats = {
-    "synctl stats DB | synctl stats HOST:PORT",
+    "synctl stats DB [--json] | synctl stats HOST:PORT [--json]",
     "print figures of a database or a running server",
     "For a database file: rows and tombstones per table, the local\n"
     "version, schema version, sites in the version vector, peers,\n"
     "unresolved conflicts, whether it may miss deletes, peers behind its\n"
     "tombstone collection and the file size.  For HOST:PORT, the metrics\n"
     "address of a running 'synctl serve --metrics', fetches and prints its\n"
-    "Prometheus text (counters, latency histograms).\n"};
+    "Prometheus text (counters, latency histograms).\n\n"
+    "With --json, for a file one object: db, tables [{name, rows,\n"
+    "tombstones}], local_version, schema_version, schema_hash, sites,\n"
+    "peers, open_conflicts, may_miss_deletes, peers_behind_gc,\n"
+    "file_size; for a server one JSON line per sample: name, labels\n"
+    "{NAME: VALUE}, value (a number, or \"inf\", \"-inf\", \"nan\").\n"};
 
-int ctl_cmd_stats(int argc, char **argv) {
-  sync_env *env;
-  sync_txn *x;
-  unsigned nt, t;
-  uint64_t *tomb, ver, sv = 0, sh = 0, nconf = 0;
-  size_t nvv = 0, npeers = 0;
-  struct stat sb;
+/* The figures stats prints of a database file. */
+typedef struct stats_fig {
+  unsigned nt;
+  uint64_t *rows, *tomb, ver, sv, sh, nconf, size;
+  size_t nvv, npeers;
+  sync_health h;
+  int have_h, have_size;
+} stats_fig;
+
+/* Tombstones per table, from the change log. */
+static int stats_tombs(sync_txn *x, uint64_t *tomb) {
+  sync_changes *it;
+  sync_change ch;
   int rc;
-  if (argc != 1) return ctl_usage("give DB or HOST:PORT");
-  if ((rc = ctl_peer_kind(argv[0])) < 0) return EX_USAGE;
-  if (rc) return ctl_stats_remote(argv[0]);
-  if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
-  if (ctl_begin_ro(env, argv[0], &x)) {
-    sync_env_close(env);
-    return EX_FAIL;
+  if ((rc = sync_changes_open(x, 0, &it)) == 0) {
+    while ((rc = sync_changes_next(it, &ch)) == 0)
+      if (!(ch.causal_length & 1)) tomb[ch.table]++;
+    sync_changes_close(it);
   }
-  nt = sync_env_table_count(env);
-  tomb = (uint64_t *)calloc(nt + 1, sizeof *tomb);
-  {
-    sync_changes *it;
-    sync_change ch;
-    if ((rc = sync_changes_open(x, 0, &it)) == 0) {
-      while ((rc = sync_changes_next(it, &ch)) == 0)
-        if (!(ch.causal_length & 1)) tomb[ch.table]++;
-      sync_changes_close(it);
-    }
-    if (rc != SYNC_NOTFOUND) {
-      ctl_lib_fail(env, argv[0], rc, "cannot read the change log");
-      free(tomb);
-      sync_txn_abort(x);
-      sync_env_close(env);
-      return EX_FAIL;
-    }
-  }
-  ver = sync_txn_version(x);
-  sync_env_schema_info(env, &sv, &sh);
-  sync_vv_get(x, NULL, 0, &nvv);
-  sync_peers_get(x, NULL, 0, &npeers);
+  return rc == SYNC_NOTFOUND ? 0 : rc;
+}
+
+static int stats_read(sync_env *env, sync_txn *x, const char *db,
+                      stats_fig *f) {
+  struct stat sb;
+  unsigned t;
+  int rc;
+  f->nt = sync_env_table_count(env);
+  f->tomb = (uint64_t *)calloc(f->nt + 1, sizeof *f->tomb);
+  f->rows = (uint64_t *)calloc(f->nt + 1, sizeof *f->rows);
+  if (!f->tomb || !f->rows)
+    return ctl_lib_fail(env, db, SYNC_ENOMEM, "cannot count");
+  if ((rc = stats_tombs(x, f->tomb)))
+    return ctl_lib_fail(env, db, rc, "cannot read the change log");
+  for (t = 0; t < f->nt; t++) sync_count(x, t, &f->rows[t]);
+  f->ver = sync_txn_version(x);
+  sync_env_schema_info(env, &f->sv, &f->sh);
+  sync_vv_get(x, NULL, 0, &f->nvv);
+  sync_peers_get(x, NULL, 0, &f->npeers);
   {
     sync_conflicts *it;
     sync_conflict c;
     if (sync_conflicts_open(x, SYNC_CONFLICTS_UNRESOLVED, &it) == 0) {
-      while (sync_conflicts_next(it, &c) == 0) nconf++;
+      while (sync_conflicts_next(it, &c) == 0) f->nconf++;
       sync_conflicts_close(it);
     }
   }
-  printf("%-12s %12s %12s\n", "table", "rows", "tombstones");
-  for (t = 0; t < nt; t++) {
+  f->have_h = sync_health_get(x, &f->h) == 0;
+  if ((f->have_size = stat(db, &sb) == 0)) f->size = (uint64_t)sb.st_size;
+  return EX_OK;
+}
+
+static int stats_json(sync_env *env, const char *db, const stats_fig *f) {
+  json_t *tables = json_array(), *o;
+  char hx[17];
+  unsigned t;
+  for (t = 0; t < f->nt; t++) {
     sync_table_def d;
-    uint64_t n = 0;
     sync_env_table_def(env, t, &d);
-    sync_count(x, t, &n);
-    printf("%-12s %12llu %12llu\n", d.name, (unsigned long long)n,
-           (unsigned long long)tomb[t]);
+    json_array_append_new(tables,
+                          json_pack("{sosIsI}", "name", ctl_json_str(d.name),
+                                    "rows", (json_int_t)f->rows[t],
+                                    "tombstones", (json_int_t)f->tomb[t]));
   }
-  printf("local version      %llu\n", (unsigned long long)ver);
+  snprintf(hx, sizeof hx, "%016llx", (unsigned long long)f->sh);
+  o = json_pack("{sososIsIsssIsIsI}", "db", ctl_json_str(db), "tables", tables,
+                "local_version", (json_int_t)f->ver, "schema_version",
+                (json_int_t)f->sv, "schema_hash", hx, "sites",
+                (json_int_t)f->nvv, "peers", (json_int_t)f->npeers,
+                "open_conflicts", (json_int_t)f->nconf);
+  if (o && f->have_h) {
+    json_object_set_new(o, "may_miss_deletes",
+                        json_boolean(f->h.may_miss_deletes));
+    json_object_set_new(o, "peers_behind_gc",
+                        json_integer((json_int_t)f->h.peers_behind_horizon));
+  }
+  if (o && f->have_size)
+    json_object_set_new(o, "file_size", json_integer((json_int_t)f->size));
+  return ctl_json_print(o);
+}
+
+static void stats_text(sync_env *env, const stats_fig *f) {
+  unsigned t;
+  printf("%-12s %12s %12s\n", "table", "rows", "tombstones");
+  for (t = 0; t < f->nt; t++) {
+    sync_table_def d;
+    sync_env_table_def(env, t, &d);
+    printf("%-12s %12llu %12llu\n", d.name, (unsigned long long)f->rows[t],
+           (unsigned long long)f->tomb[t]);
+  }
+  printf("local version      %llu\n", (unsigned long long)f->ver);
   printf("schema             version %llu, hash %016llx\n",
-         (unsigned long long)sv, (unsigned long long)sh);
-  printf("version vector     %zu site%s\n", nvv, nvv == 1 ? "" : "s");
-  printf("peers              %zu\n", npeers);
-  printf("open conflicts     %llu\n", (unsigned long long)nconf);
-  {
-    sync_health h;
-    if (sync_health_get(x, &h) == 0) {
-      printf("missing deletes    %s\n",
-             h.may_miss_deletes ? "maybe (a peer said this replica is behind "
-                                  "its tombstone collection)"
-                                : "no");
-      printf("peers behind gc    %llu\n",
-             (unsigned long long)h.peers_behind_horizon);
-    }
+         (unsigned long long)f->sv, (unsigned long long)f->sh);
+  printf("version vector     %zu site%s\n", f->nvv, f->nvv == 1 ? "" : "s");
+  printf("peers              %zu\n", f->npeers);
+  printf("open conflicts     %llu\n", (unsigned long long)f->nconf);
+  if (f->have_h) {
+    printf("missing deletes    %s\n",
+           f->h.may_miss_deletes ? "maybe (a peer said this replica is behind "
+                                   "its tombstone collection)"
+                                 : "no");
+    printf("peers behind gc    %llu\n",
+           (unsigned long long)f->h.peers_behind_horizon);
   }
-  if (stat(argv[0], &sb) == 0)
-    printf("file size          %lld bytes\n", (long long)sb.st_size);
-  free(tomb);
+  if (f->have_size)
+    printf("file size          %llu bytes\n", (unsigned long long)f->size);
+}
+
+int ctl_cmd_stats(int argc, char **argv) {
+  sync_env *env;
+  sync_txn *x;
+  stats_fig f;
+  char *db;
+  int rc, json = ctl_has(argc, argv, "--json");
+  if (ctl_args(argc, argv, &db, 1) != 1)
+    return ctl_usage("give DB or HOST:PORT");
+  if ((rc = ctl_peer_kind(db)) < 0) return EX_USAGE;
+  if (rc) return ctl_stats_remote(db, json);
+  if (ctl_open_db(db, 1, &env)) return EX_FAIL;
+  if (ctl_begin_ro(env, db, &x)) {
+    sync_env_close(env);
+    return EX_FAIL;
+  }
+  memset(&f, 0, sizeof f);
+  if ((rc = stats_read(env, x, db, &f)) == EX_OK) {
+    if (json)
+      rc = stats_json(env, db, &f);
+    else
+      stats_text(env, &f);
+  }
+  free(f.tomb);
+  free(f.rows);
   sync_txn_abort(x);
   sync_env_close(env);
-  return EX_OK;
+  return rc;
 }

@@ -5,6 +5,7 @@
 #include "synctl.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -12,7 +13,7 @@
 const ctl_help ctl_help_init = {
     "synctl init DB --table NAME:KEYTYPE COL:TYPE[:notnull][:local]... "
     "[--table ...]\n"
-    "       synctl init DB --schema FILE",
+    "       synctl init DB --schema FILE [--json]",
     "create a database with a schema",
     "Creates DB (one file, plus DB-lock) with the tables given.  Each\n"
     "--table NAME:KEYTYPE starts a table; the COL:TYPE words after it are\n"
@@ -28,7 +29,8 @@ const ctl_help ctl_help_init = {
     "one 'table NAME KEYTYPE' line per table, then one 'COLUMN TYPE\n"
     "[notnull] [local]' line per column; blank lines and # comments are\n"
     "ignored.  'synctl schema DB' prints a database's schema in this form.\n"
-    "Fails if DB exists already.\n\n"
+    "Fails if DB exists already.  With --json it prints {\"db\", \"tables\",\n"
+    "\"site\"} instead of the line.\n\n"
     "Example:\n"
     "    synctl init sensors.db --table readings:text temp:real "
     "status:text:notnull\n"};
@@ -37,13 +39,15 @@ int ctl_cmd_init(int argc, char **argv) {
   ctl_schema_in *s;
   const char *db = NULL, *file = NULL;
   sync_env *env = NULL;
-  int i, rc, ret = EX_FAIL;
+  int i, rc, ret = EX_FAIL, json = 0;
   unsigned t;
   s = (ctl_schema_in *)calloc(1, sizeof *s);
   if (!s) return EX_FAIL;
   for (i = 0; i < argc; i++) {
     const char *a = argv[i];
-    if (ctl_opt(i, a, "--schema")) {
+    if (ctl_opt(i, a, "--json")) {
+      json = 1;
+    } else if (ctl_opt(i, a, "--schema")) {
       if (++i == argc) {
         ctl_usage("--schema needs a FILE");
         goto out2;
@@ -63,9 +67,6 @@ int ctl_cmd_init(int argc, char **argv) {
       if (ctl_add_table(s, argv[i], (size_t)(c - argv[i]), c + 1, strlen(c + 1),
                         ""))
         goto out2;
-    } else if (ctl_is_opt(i, a)) {
-      ctl_usage("unknown option '%s'", a);
-      goto out2;
     } else if (!db) {
       db = a;
     } else if (ctl_col_word(s, a, "")) {
@@ -106,10 +107,14 @@ int ctl_cmd_init(int argc, char **argv) {
     char hex[33];
     sync_env_site_id(env, site);
     ctl_hex_str(site, 16, hex);
-    printf("created %s: %u table%s, site %s\n", db, s->nt,
-           s->nt == 1 ? "" : "s", hex);
+    if (json)
+      ret = ctl_json_print(json_pack("{sosiss}", "db", ctl_json_str(db),
+                                     "tables", (int)s->nt, "site", hex));
+    else
+      printf("created %s: %u table%s, site %s\n", db, s->nt,
+             s->nt == 1 ? "" : "s", hex);
   }
-  ret = EX_OK;
+  if (!json) ret = EX_OK;
 out:
   sync_env_close(env);
   ctl_schema_free(s);
@@ -128,10 +133,24 @@ static const char *col_desc(const sync_column_def *c, char *buf, size_t cap) {
   return buf;
 }
 
+/* Where schema --diff puts its lines: stdout, or the strings of a JSON
+ * array. */
+static void diff_line(json_t *arr, const char *fmt, ...) {
+  char b[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b, sizeof b, fmt, ap);
+  va_end(ap);
+  if (arr)
+    json_array_append_new(arr, ctl_json_str(b));
+  else
+    printf("%s\n", b);
+}
+
 /* The difference between the schemas of a (at path an) and b, one line
- * each; returns how many. */
+ * each onto arr (NULL: stdout); returns how many. */
 static unsigned schema_lines(sync_env *a, const char *an, sync_env *b,
-                             const char *bn) {
+                             const char *bn, json_t *arr) {
   unsigned na = sync_env_table_count(a), nb = sync_env_table_count(b);
   unsigned t, c, lines = 0;
   char x[32], y[32];
@@ -140,14 +159,14 @@ static unsigned schema_lines(sync_env *a, const char *an, sync_env *b,
     sync_env_table_def(a, t, &da);
     sync_env_table_def(b, t, &db);
     if (strcmp(da.name, db.name)) {
-      printf("differs: table %u is '%s' in %s, '%s' in %s\n", t, da.name, an,
-             db.name, bn);
+      diff_line(arr, "differs: table %u is '%s' in %s, '%s' in %s", t, da.name,
+                an, db.name, bn);
       lines++;
       continue;
     }
     if (da.key_type != db.key_type) {
-      printf("differs: %s key is %s in %s, %s in %s\n", da.name,
-             ctl_type_name(da.key_type), an, ctl_type_name(db.key_type), bn);
+      diff_line(arr, "differs: %s key is %s in %s, %s in %s", da.name,
+                ctl_type_name(da.key_type), an, ctl_type_name(db.key_type), bn);
       lines++;
     }
     for (c = 0; c < da.ncolumns && c < db.ncolumns; c++) {
@@ -155,51 +174,62 @@ static unsigned schema_lines(sync_env *a, const char *an, sync_env *b,
       if (!strcmp(p->name, q->name) && p->type == q->type &&
           (p->flags & SYNC_COL_NOTNULL) == (q->flags & SYNC_COL_NOTNULL))
         continue;
-      printf("differs: %s column %u is '%s' %s in %s, '%s' %s in %s\n", da.name,
-             c, p->name, col_desc(p, x, sizeof x), an, q->name,
-             col_desc(q, y, sizeof y), bn);
+      diff_line(arr, "differs: %s column %u is '%s' %s in %s, '%s' %s in %s",
+                da.name, c, p->name, col_desc(p, x, sizeof x), an, q->name,
+                col_desc(q, y, sizeof y), bn);
       lines++;
     }
     for (; c < da.ncolumns; c++, lines++)
-      printf("only in %s: %s.%s %s\n", an, da.name, da.columns[c].name,
-             col_desc(&da.columns[c], x, sizeof x));
+      diff_line(arr, "only in %s: %s.%s %s", an, da.name, da.columns[c].name,
+                col_desc(&da.columns[c], x, sizeof x));
     for (; c < db.ncolumns; c++, lines++)
-      printf("only in %s: %s.%s %s\n", bn, db.name, db.columns[c].name,
-             col_desc(&db.columns[c], x, sizeof x));
+      diff_line(arr, "only in %s: %s.%s %s", bn, db.name, db.columns[c].name,
+                col_desc(&db.columns[c], x, sizeof x));
   }
   for (; t < na || t < nb; t++, lines++) {
     sync_env *e = t < na ? a : b;
     sync_table_def d;
+    char cols[800];
+    size_t len = 0;
     sync_env_table_def(e, t, &d);
-    printf("only in %s: table %s %s (", t < na ? an : bn, d.name,
-           ctl_type_name(d.key_type));
-    for (c = 0; c < d.ncolumns; c++)
-      printf("%s%s %s", c ? ", " : "", d.columns[c].name,
-             col_desc(&d.columns[c], x, sizeof x));
-    printf(")\n");
+    cols[0] = 0;
+    for (c = 0; c < d.ncolumns && len < sizeof cols; c++)
+      len += (size_t)snprintf(cols + len, sizeof cols - len, "%s%s %s",
+                              c ? ", " : "", d.columns[c].name,
+                              col_desc(&d.columns[c], x, sizeof x));
+    diff_line(arr, "only in %s: table %s %s (%s)", t < na ? an : bn, d.name,
+              ctl_type_name(d.key_type), cols);
   }
   return lines;
 }
 
-static int schema_diff(const char *an, const char *bn) {
+static int schema_diff(const char *an, const char *bn, int json) {
   sync_env *a, *b;
   uint64_t va = 0, ha = 0, vb = 0, hb = 0;
   unsigned char *buf = NULL;
   int64_t len;
   int rc = EX_OK;
-  if (ctl_open_db(an, 1, &a)) return EX_FAIL;
+  json_t *arr = json ? json_array() : NULL;
+  const char *verdict = "equal";
+  char why[512] = "", hxa[17], hxb[17];
+  if (ctl_open_db(an, 1, &a)) return json_decref(arr), EX_FAIL;
   if (ctl_open_db(bn, 1, &b)) {
     sync_env_close(a);
+    json_decref(arr);
     return EX_FAIL;
   }
   sync_env_schema_info(a, &va, &ha);
   sync_env_schema_info(b, &vb, &hb);
-  printf("# %s: schema version %llu, hash %016llx\n", an,
-         (unsigned long long)va, (unsigned long long)ha);
-  printf("# %s: schema version %llu, hash %016llx\n", bn,
-         (unsigned long long)vb, (unsigned long long)hb);
-  if (!schema_lines(a, an, b, bn)) {
-    printf("equal: the same tables and columns\n");
+  snprintf(hxa, sizeof hxa, "%016llx", (unsigned long long)ha);
+  snprintf(hxb, sizeof hxb, "%016llx", (unsigned long long)hb);
+  if (!json) {
+    printf("# %s: schema version %llu, hash %s\n", an, (unsigned long long)va,
+           hxa);
+    printf("# %s: schema version %llu, hash %s\n", bn, (unsigned long long)vb,
+           hxb);
+  }
+  if (!schema_lines(a, an, b, bn, arr)) {
+    if (!json) printf("equal: the same tables and columns\n");
     goto out;
   }
   /* The verdict is the library's, as a session would find it. */
@@ -211,15 +241,27 @@ static int schema_diff(const char *an, const char *bn) {
     goto out;
   }
   if (sync_env_schema_accept(a, buf, (size_t)len) == 0) {
-    printf("compatible: they sync; each keeps the columns it does not know "
-           "and sends them on, and rows of a table it lacks wait until it "
-           "adds the table\n");
+    verdict = "compatible";
+    if (!json)
+      printf("compatible: they sync; each keeps the columns it does not know "
+             "and sends them on, and rows of a table it lacks wait until it "
+             "adds the table\n");
   } else {
-    printf("incompatible: sessions between them fail (%s)\n",
-           sync_env_errmsg(a));
+    verdict = "incompatible";
+    snprintf(why, sizeof why, "%s", sync_env_errmsg(a));
+    if (!json) printf("incompatible: sessions between them fail (%s)\n", why);
     rc = EX_FAIL;
   }
 out:
+  if (json && (rc == EX_OK || why[0])) {
+    int r2 = ctl_json_print(
+        json_pack("{s{sosIss}s{sosIss}sOssss}", "a", "db", ctl_json_str(an),
+                  "version", (json_int_t)va, "hash", hxa, "b", "db",
+                  ctl_json_str(bn), "version", (json_int_t)vb, "hash", hxb,
+                  "differences", arr, "verdict", verdict, "reason", why));
+    if (r2) rc = r2;
+  }
+  json_decref(arr);
   free(buf);
   sync_env_close(a);
   sync_env_close(b);
@@ -227,7 +269,7 @@ out:
 }
 
 const ctl_help ctl_help_schema = {
-    "synctl schema DB [--diff OTHER]", "print or compare the schema",
+    "synctl schema DB [--diff OTHER] [--json]", "print or compare the schema",
     "Prints DB's tables and columns as a schema file (see 'synctl help\n"
     "init'), preceded by comments with the schema version and hash.  The\n"
     "output can be given to 'synctl init --schema' to make an empty\n"
@@ -241,26 +283,55 @@ const ctl_help ctl_help_schema = {
     "name, a key type or notnull differs at a shared position: sessions\n"
     "between them fail, exit status 1).  The local flag is each file's\n"
     "own and is not compared.\n\n"
+    "With --json, one object: db, version, hash (16 hex digits) and\n"
+    "tables, each {name, key, columns: [{name, type, notnull, local}]};\n"
+    "with --diff, {a, b} (each db, version, hash), differences (the lines\n"
+    "above), verdict (equal, compatible, incompatible) and reason.\n\n"
     "Example:\n"
     "    synctl schema device.db --diff server.db\n"};
+
+/* One table of the schema as JSON. */
+static json_t *table_json(const sync_table_def *d) {
+  json_t *cols = json_array();
+  unsigned c;
+  for (c = 0; c < d->ncolumns; c++)
+    json_array_append_new(
+        cols, json_pack("{sosssbsb}", "name", ctl_json_str(d->columns[c].name),
+                        "type", ctl_type_name(d->columns[c].type), "notnull",
+                        (d->columns[c].flags & SYNC_COL_NOTNULL) != 0, "local",
+                        (d->columns[c].flags & SYNC_COL_LOCAL) != 0));
+  return json_pack("{sossso}", "name", ctl_json_str(d->name), "key",
+                   ctl_type_name(d->key_type), "columns", cols);
+}
 
 int ctl_cmd_schema(int argc, char **argv) {
   sync_env *env;
   uint64_t ver = 0, hash = 0;
   unsigned t, c, n;
-  if (argc == 3 && !strcmp(argv[1], "--diff"))
-    return schema_diff(argv[0], argv[2]);
-  if (argc == 2 && !strcmp(argv[1], "--diff"))
-    return ctl_usage("--diff needs OTHER");
-  if (argc != 1) return ctl_usage("give one DB, or DB --diff OTHER");
-  if (ctl_open_db(argv[0], 1, &env)) return EX_FAIL;
+  char *db, *other = NULL, hx[17];
+  int i, json = ctl_has(argc, argv, "--json"), ret = EX_OK;
+  json_t *tables = NULL;
+  for (i = 0; i < argc; i++)
+    if (ctl_opt(i, argv[i], "--diff")) other = argv[++i];
+  if (ctl_args(argc, argv, &db, 1) != 1)
+    return ctl_usage("give one DB, or DB --diff OTHER");
+  if (other) return schema_diff(db, other, json);
+  if (ctl_open_db(db, 1, &env)) return EX_FAIL;
   sync_env_schema_info(env, &ver, &hash);
-  printf("# schema of %s: version %llu, hash %016llx\n", argv[0],
-         (unsigned long long)ver, (unsigned long long)hash);
+  snprintf(hx, sizeof hx, "%016llx", (unsigned long long)hash);
+  if (json)
+    tables = json_array();
+  else
+    printf("# schema of %s: version %llu, hash %s\n", db,
+           (unsigned long long)ver, hx);
   n = sync_env_table_count(env);
   for (t = 0; t < n; t++) {
     sync_table_def d;
     sync_env_table_def(env, t, &d);
+    if (json) {
+      json_array_append_new(tables, table_json(&d));
+      continue;
+    }
     printf("table %s %s\n", d.name, ctl_type_name(d.key_type));
     for (c = 0; c < d.ncolumns; c++)
       printf("  %s %s%s%s\n", d.columns[c].name,
@@ -268,23 +339,32 @@ int ctl_cmd_schema(int argc, char **argv) {
              d.columns[c].flags & SYNC_COL_NOTNULL ? " notnull" : "",
              d.columns[c].flags & SYNC_COL_LOCAL ? " local" : "");
   }
+  if (json)
+    ret = ctl_json_print(json_pack("{sosIssso}", "db", ctl_json_str(db),
+                                   "version", (json_int_t)ver, "hash", hx,
+                                   "tables", tables));
   sync_env_close(env);
-  return EX_OK;
+  return ret;
 }
 
 const ctl_help ctl_help_add_column = {
-    "synctl add-column DB TABLE COL:TYPE[:local]", "add a column to a table",
+    "synctl add-column DB TABLE COL:TYPE[:local] [--json]",
+    "add a column to a table",
     "Appends a column to TABLE.  Existing rows read it as NULL, so it\n"
     "cannot be notnull.  Replicas with and without the column keep\n"
     "syncing (a rolling schema change): the ones without it store its\n"
-    "values unread and send them on, and show them once they add it.\n"};
+    "values unread and send them on, and show them once they add it.\n"
+    "With --json it prints {table, column, type, schema_version}.\n"};
 
 int ctl_cmd_add_column(int argc, char **argv) {
   sync_env *env;
   unsigned t;
   ctl_schema_in *s;
-  int rc;
-  if (argc != 3) return ctl_usage("give DB TABLE COL:TYPE");
+  char *pos[3];
+  int rc, json = ctl_has(argc, argv, "--json");
+  if (ctl_args(argc, argv, pos, 3) != 3)
+    return ctl_usage("give DB TABLE COL:TYPE");
+  argv = pos;
   s = (ctl_schema_in *)calloc(1, sizeof *s);
   if (!s) return EX_FAIL;
   ctl_add_table(s, "x", 1, "text", 4, "");
@@ -311,8 +391,14 @@ int ctl_cmd_add_column(int argc, char **argv) {
   } else {
     uint64_t ver = 0, hash = 0;
     sync_env_schema_info(env, &ver, &hash);
-    printf("added %s.%s %s; schema version %llu\n", argv[1], s->c[0][0].name,
-           ctl_type_name(s->c[0][0].type), (unsigned long long)ver);
+    if (json)
+      rc = ctl_json_print(json_pack(
+          "{sososssI}", "table", ctl_json_str(argv[1]), "column",
+          ctl_json_str(s->c[0][0].name), "type", ctl_type_name(s->c[0][0].type),
+          "schema_version", (json_int_t)ver));
+    else
+      printf("added %s.%s %s; schema version %llu\n", argv[1], s->c[0][0].name,
+             ctl_type_name(s->c[0][0].type), (unsigned long long)ver);
   }
   sync_env_close(env);
   ctl_schema_free(s);
@@ -342,6 +428,7 @@ int ctl_cmd_put(int argc, char **argv) {
   sync_txn *x = NULL;
   int rc, ret = EX_FAIL, a, nhold = 0;
   if (argc < 4) return ctl_usage("give DB TABLE KEY COL=VALUE...");
+  /* put has no options: main refused any, so all of argv are arguments. */
   for (a = 3; a < argc; a++)
     if (!strchr(argv[a], '=') || argv[a][0] == '=')
       return ctl_usage("'%s': give COL=VALUE", argv[a]);
@@ -409,8 +496,9 @@ out:
 const ctl_help ctl_help_get = {
     "synctl get DB TABLE KEY [--json]", "print one row",
     "Prints the columns of row KEY, one 'column  value' line each (NULL\n"
-    "for NULL, blobs in hex), or one JSON object with --json.  Exit\n"
-    "status 3 when there is no such row.\n"};
+    "for NULL, blobs in hex), or with --json one JSON object as 'synctl\n"
+    "dump --json' writes a row.  Exit status 3 when there is no such\n"
+    "row.\n"};
 
 int ctl_cmd_get(int argc, char **argv) {
   sync_env *env;
@@ -419,17 +507,9 @@ int ctl_cmd_get(int argc, char **argv) {
   unsigned t, i;
   ctl_keybuf k;
   sync_txn *x;
-  int rc, ret = EX_FAIL, json = 0, n = 0;
+  int rc, ret = EX_FAIL, json = ctl_has(argc, argv, "--json");
   char *pos[3];
-  for (i = 0; i < (unsigned)argc; i++) {
-    if (ctl_opt(i, argv[i], "--json"))
-      json = 1;
-    else if (n < 3)
-      pos[n++] = argv[i];
-    else
-      return ctl_usage("too many arguments");
-  }
-  if (n != 3) return ctl_usage("give DB TABLE KEY");
+  if (ctl_args(argc, argv, pos, 3) != 3) return ctl_usage("give DB TABLE KEY");
   if (ctl_open_db(pos[0], 1, &env)) return EX_FAIL;
   if (ctl_find_table(env, pos[0], pos[1], &t) ||
       ctl_parse_key(env, pos[0], t, pos[2], &k))
@@ -446,8 +526,7 @@ int ctl_cmd_get(int argc, char **argv) {
   } else if (rc) {
     ctl_lib_fail(env, pos[0], rc, "cannot read");
   } else if (json) {
-    ctl_json_row(&d, k.b, k.n, vals);
-    ret = EX_OK;
+    ret = ctl_json_print(ctl_json_row(&d, k.b, k.n, vals));
   } else {
     size_t w = 0;
     for (i = 0; i < d.ncolumns; i++)
@@ -476,7 +555,7 @@ int ctl_cmd_del(int argc, char **argv) {
   ctl_keybuf k;
   sync_txn *x;
   int rc, ret = EX_FAIL;
-  if (argc != 3) return ctl_usage("give DB TABLE KEY");
+  if (argc != 3) return ctl_usage("give DB TABLE KEY"); /* no options */
   if (ctl_open_db(argv[0], 0, &env)) return EX_FAIL;
   if (ctl_find_table(env, argv[0], argv[1], &t) ||
       ctl_parse_key(env, argv[0], t, argv[2], &k))
@@ -509,8 +588,12 @@ const ctl_help ctl_help_dump = {
     "a header line (the key column is headed 'key'), or with --json as\n"
     "JSON lines: one object per row, the key under \"key\", integers and\n"
     "reals as numbers, text as strings, blobs as strings of hex digits,\n"
-    "NULL as null.  A table with a column named 'key' cannot be dumped as\n"
-    "JSON.  'synctl load' reads the JSON form back.\n"};
+    "NULL as null.  Reals that are not finite are the strings \"inf\",\n"
+    "\"-inf\", \"nan\" and \"-nan\"; text that is not UTF-8 is {\"hex\":\n"
+    "\"HEX\"}, its bytes in hex.  Integers keep all 64 bits, and reals\n"
+    "print with the digits that read back to the same double.  A table\n"
+    "with a column named 'key' cannot be dumped as JSON.  'synctl load'\n"
+    "reads the JSON form back, every value exactly.\n"};
 
 /* ---------------------------------------------------------------------
  * dump and load
@@ -526,20 +609,9 @@ int ctl_cmd_dump(int argc, char **argv) {
   sync_txn *x;
   sync_cursor *c = NULL;
   sync_key key;
-  int rc = 0, ret = EX_FAIL, json = 0, n = 0, pass;
+  int rc = 0, ret = EX_FAIL, json = ctl_has(argc, argv, "--json"), pass;
   char *pos[2];
-  uint64_t rows = 0;
-  for (i = 0; i < (unsigned)argc; i++) {
-    if (ctl_opt(i, argv[i], "--json"))
-      json = 1;
-    else if (ctl_is_opt(i, argv[i]))
-      return ctl_usage("unknown option '%s'", argv[i]);
-    else if (n < 2)
-      pos[n++] = argv[i];
-    else
-      return ctl_usage("too many arguments");
-  }
-  if (n != 2) return ctl_usage("give DB TABLE");
+  if (ctl_args(argc, argv, pos, 2) != 2) return ctl_usage("give DB TABLE");
   if (ctl_open_db(pos[0], 1, &env)) return EX_FAIL;
   if (ctl_find_table(env, pos[0], pos[1], &t)) goto out0;
   sync_env_table_def(env, t, &d);
@@ -577,9 +649,11 @@ int ctl_cmd_dump(int argc, char **argv) {
         }
         continue;
       }
-      rows++;
       if (json) {
-        ctl_json_row(&d, key.data, key.len, vals);
+        if (ctl_json_print(ctl_json_row(&d, key.data, key.len, vals))) {
+          rc = SYNC_ENOMEM;
+          break;
+        }
       } else {
         size_t kw = ctl_put_key(stdout, d.key_type,
                                 (const unsigned char *)key.data, key.len);
@@ -606,22 +680,25 @@ int ctl_cmd_dump(int argc, char **argv) {
   sync_txn_abort(x);
 out0:
   sync_env_close(env);
-  (void)rows;
   return ret;
 }
 
 const ctl_help ctl_help_load = {
-    "synctl load DB TABLE FILE|- [--batch N]", "write JSON lines into a table",
+    "synctl load DB TABLE FILE|- [--batch N] [--json]",
+    "write JSON lines into a table",
     "Reads JSON lines (as 'synctl dump --json' writes them) from FILE, or\n"
     "standard input for -, and puts each row, N rows (default 1000) per\n"
     "transaction.  Columns missing from an object are NULL.  A bad line\n"
     "stops the load with its line number; the batches before it stay\n"
-    "committed, the batch holding it is not.\n"};
+    "committed, the batch holding it is not.  Numbers are read as RFC\n"
+    "8259 has them: +1, 01, .5 and a real out of range (1e999) are bad\n"
+    "lines.  With --json the last line is {table, rows} instead.\n"};
 
 /* What load reads of its arguments. */
 typedef struct load_args {
   const char *db, *table, *file;
   size_t batch;
+  int json;
 } load_args;
 
 static int load_parse_args(int argc, char **argv, load_args *la) {
@@ -635,8 +712,8 @@ static int load_parse_args(int argc, char **argv, load_args *la) {
       if (i + 1 == (unsigned)argc || ctl_parse_u64(argv[++i], &b) || !b)
         return ctl_usage("--batch needs a number of rows");
       la->batch = (size_t)b;
-    } else if (ctl_is_opt(i, argv[i])) {
-      return ctl_usage("unknown option '%s'", argv[i]);
+    } else if (ctl_opt(i, argv[i], "--json")) {
+      la->json = 1;
     } else if (n < 3) {
       pos[n++] = argv[i];
     } else {
@@ -657,31 +734,37 @@ typedef struct loader {
   unsigned t;
   sync_table_def d;
   sync_txn *x;    /* the batch; NULL until a row needs it */
+  json_t *obj;    /* the line's object, which its text values point into */
   char where[64]; /* FILE:LINE, for messages */
 } loader;
 
 /* One line's row as it is read.  The steps below return 0 when all is
- * well, 1 when r.err says what is wrong with the line, and 2 when the
+ * well, 1 when err says what is wrong with the line, and 2 when the
  * load stops with its words said already. */
 typedef struct load_row {
-  ctl_jrd r;
   sync_value vals[MAXC];
   unsigned char *hold[MAXC]; /* blob bytes of vals, freed after the put */
   int nhold, have_key;
   ctl_keybuf k;
-  char *sp; /* where the next unescaped string goes in the scratch */
+  char err[256];
 } load_row;
 
-static int load_key(loader *l, load_row *w, const ctl_jval *jv) {
-  char kb[2 * SYNC_MAX_KEY + 3];
-  int ints = l->d.key_type == SYNC_INTEGER;
-  if ((jv->kind == 1 && ints && jv->n < sizeof kb) ||
-      (jv->kind == 2 && !ints && jv->n < sizeof kb &&
-       !memchr(jv->s, 0, jv->n))) {
-    memcpy(kb, jv->s, jv->n);
-    kb[jv->n] = 0;
-  } else {
-    snprintf(w->r.err, sizeof w->r.err, "\"key\" must be a %s",
+static int load_key(loader *l, load_row *w, json_t *j) {
+  char kb[2 * SYNC_MAX_KEY + 3], *s = NULL;
+  unsigned char *hold = NULL;
+  size_t n = 0;
+  int ints = l->d.key_type == SYNC_INTEGER, bad = 0;
+  if (ints && json_is_integer(j))
+    snprintf(kb, sizeof kb, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+  else if (!ints && (json_is_string(j) || l->d.key_type == SYNC_TEXT) &&
+           !ctl_json_text(j, &s, &n, &hold) && n < sizeof kb &&
+           !memchr(s, 0, n))
+    memcpy(kb, s, n), kb[n] = 0;
+  else
+    bad = 1;
+  free(hold);
+  if (bad) {
+    snprintf(w->err, sizeof w->err, "\"key\" must be a %s",
              ints ? "number" : "string");
     return 1;
   }
@@ -690,88 +773,50 @@ static int load_key(loader *l, load_row *w, const ctl_jval *jv) {
   return 0;
 }
 
-static int load_column(loader *l, load_row *w, const char *name, size_t nl,
-                       const ctl_jval *jv) {
-  unsigned j, col;
-  for (j = 0; j < l->d.ncolumns; j++)
-    if (strlen(l->d.columns[j].name) == nl &&
-        !memcmp(l->d.columns[j].name, name, nl))
-      break;
-  if (j == l->d.ncolumns) {
-    ctl_find_column(l->env, l->where, l->t, name, nl, &col);
+static int load_column(loader *l, load_row *w, const char *name, json_t *j) {
+  unsigned col;
+  if (ctl_find_column(l->env, l->where, l->t, name, strlen(name), &col))
     return 2;
-  }
-  if (ctl_jto_value(&l->d.columns[j], jv, &w->vals[j], &w->hold[w->nhold],
-                    w->r.err, sizeof w->r.err))
+  if (ctl_json_to_value(&l->d.columns[col], j, &w->vals[col],
+                        &w->hold[w->nhold], w->err, sizeof w->err))
     return 1;
   if (w->hold[w->nhold]) w->nhold++;
   return 0;
 }
 
-/* One "name": value member of the object. */
-static int load_member(loader *l, load_row *w) {
-  ctl_jrd *r = &w->r;
-  char *name = w->sp;
-  long nl;
-  ctl_jval jv;
-  ctl_jws(r);
-  if ((nl = ctl_jstr(r, name)) < 0) {
-    snprintf(r->err, sizeof r->err, "expected a quoted name");
-    return 1;
-  }
-  w->sp += nl + 1;
-  ctl_jws(r);
-  r->err[0] = 0;
-  if (r->p >= r->end || *r->p++ != ':' || ctl_jvalue(r, w->sp, &jv)) {
-    char why[128];
-    snprintf(why, sizeof why, "%s", r->err);
-    snprintf(r->err, sizeof r->err, "malformed value of '%.*s'%s%s%s",
-             (int)(nl > 40 ? 40 : nl), name, why[0] ? " (" : "", why,
-             why[0] ? ")" : "");
-    return 1;
-  }
-  if (jv.kind == 2) w->sp += jv.n + 1;
-  if (nl == 3 && !memcmp(name, "key", 3)) return load_key(l, w, &jv);
-  return load_column(l, w, name, (size_t)nl, &jv);
-}
-
-/* The object on the line: its members, then nothing but blanks. */
-static int load_object(loader *l, load_row *w) {
-  ctl_jrd *r = &w->r;
+/* The object on the line (jansson refuses anything after it, numbers
+ * RFC 8259 does not allow, such as +1, 01 and .5, and reals out of
+ * range, such as 1e999), then its members. */
+static int load_object(loader *l, load_row *w, const char *line, size_t len) {
+  json_error_t je;
+  json_t *o, *v;
+  const char *name;
   int bad = 0;
-  if (*r->p != '{') {
-    snprintf(r->err, sizeof r->err, "not a JSON object");
+  o = json_loadb(line, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+  if (!o) {
+    snprintf(w->err, sizeof w->err, "%s (column %d)", je.text, je.column);
     return 1;
   }
-  r->p++;
-  ctl_jws(r);
-  if (r->p < r->end && *r->p == '}')
-    r->p++;
-  else
-    for (;;) {
-      if ((bad = load_member(l, w))) break;
-      ctl_jws(r);
-      if (r->p < r->end && *r->p == ',') {
-        r->p++;
-        continue;
-      }
-      if (r->p < r->end && *r->p == '}') {
-        r->p++;
-        break;
-      }
-      snprintf(r->err, sizeof r->err, "expected ',' or '}'");
-      bad = 1;
-      break;
+  if (!json_is_object(o)) {
+    snprintf(w->err, sizeof w->err, "not a JSON object");
+    bad = 1;
+  }
+  if (!bad) json_object_foreach(o, name, v) {
+      if (!strcmp(name, "key"))
+        bad = load_key(l, w, v);
+      else
+        bad = load_column(l, w, name, v);
+      if (bad) break;
     }
-  ctl_jws(r);
-  if (!bad && r->p != r->end) {
-    snprintf(r->err, sizeof r->err, "text after the object");
-    bad = 1;
-  }
+  /* Text values point into o until the put. */
   if (!bad && !w->have_key) {
-    snprintf(r->err, sizeof r->err, "no \"key\"");
+    snprintf(w->err, sizeof w->err, "no \"key\"");
     bad = 1;
   }
+  if (bad)
+    json_decref(o);
+  else
+    l->obj = o;
   return bad;
 }
 
@@ -786,39 +831,39 @@ static int load_put(loader *l, load_row *w) {
   rc = sync_put(l->x, l->t, w->k.b, w->k.n, w->vals, l->d.ncolumns);
   if (!rc) return 0;
   if (rc == SYNC_ECONSTRAINT) {
-    snprintf(w->r.err, sizeof w->r.err, "a notnull column would be NULL");
+    snprintf(w->err, sizeof w->err, "a notnull column would be NULL");
     for (j = 0; j < l->d.ncolumns; j++)
       if ((l->d.columns[j].flags & SYNC_COL_NOTNULL) &&
           w->vals[j].type == SYNC_NULL) {
-        snprintf(w->r.err, sizeof w->r.err, "column '%s' is notnull",
+        snprintf(w->err, sizeof w->err, "column '%s' is notnull",
                  l->d.columns[j].name);
         break;
       }
   } else
-    snprintf(w->r.err, sizeof w->r.err, "%s", sync_strerror(rc));
+    snprintf(w->err, sizeof w->err, "%s", sync_strerror(rc));
   return 1;
 }
 
 /* One line read and put.  -1 for a blank line, else as the steps above
- * (a bad line said here).  *scratch holds the line's unescaped strings. */
-static int load_line(loader *l, char *line, size_t len, char **scratch) {
+ * (a bad line said here). */
+static int load_line(loader *l, const char *line, size_t len) {
   load_row w;
   unsigned i;
+  size_t b = 0;
   int bad;
-  w.r.p = line;
-  w.r.end = line + len;
-  w.r.err[0] = 0;
-  ctl_jws(&w.r);
-  if (w.r.p == w.r.end) return -1; /* blank line */
-  free(*scratch);
-  if (!(*scratch = (char *)malloc(len + 8))) return 2;
-  w.sp = *scratch;
+  while (b < len && (line[b] == ' ' || line[b] == '\t' || line[b] == '\r' ||
+                     line[b] == '\n'))
+    b++;
+  if (b == len) return -1; /* blank line */
   w.nhold = w.have_key = 0;
+  w.err[0] = 0;
   for (i = 0; i < l->d.ncolumns; i++) w.vals[i] = sync_null();
-  bad = load_object(l, &w);
+  bad = load_object(l, &w, line, len);
   if (!bad) bad = load_put(l, &w);
+  json_decref(l->obj);
+  l->obj = NULL;
   while (w.nhold) free(w.hold[--w.nhold]);
-  if (bad == 1) ctl_say("%s: %s", l->where, w.r.err);
+  if (bad == 1) ctl_say("%s: %s", l->where, w.err);
   return bad;
 }
 
@@ -833,7 +878,7 @@ int ctl_cmd_load(int argc, char **argv) {
   load_args la;
   loader l;
   FILE *f;
-  char *line = NULL, *scratch = NULL;
+  char *line = NULL;
   size_t cap = 0, inbatch = 0;
   ssize_t len;
   long lineno = 0;
@@ -859,7 +904,7 @@ int ctl_cmd_load(int argc, char **argv) {
     lineno++;
     snprintf(l.where, sizeof l.where, "%s:%ld",
              !strcmp(la.file, "-") ? "stdin" : la.file, lineno);
-    if ((rc = load_line(&l, line, (size_t)len, &scratch)) < 0) continue;
+    if ((rc = load_line(&l, line, (size_t)len)) < 0) continue;
     if (rc) goto out;
     total++;
     if (++inbatch == la.batch) {
@@ -868,12 +913,15 @@ int ctl_cmd_load(int argc, char **argv) {
     }
   }
   if (l.x && load_commit(&l)) goto out;
-  printf("loaded %llu rows into %s\n", (unsigned long long)total, l.d.name);
-  ret = EX_OK;
+  if (la.json)
+    ret = ctl_json_print(json_pack("{sosI}", "table", ctl_json_str(l.d.name),
+                                   "rows", (json_int_t)total));
+  else
+    printf("loaded %llu rows into %s\n", (unsigned long long)total, l.d.name),
+        ret = EX_OK;
 out:
   sync_txn_abort(l.x);
   free(line);
-  free(scratch);
   if (f != stdin) fclose(f);
   sync_env_close(l.env);
   return ret;

@@ -149,6 +149,7 @@ static double now_s(void) {
 typedef struct peer_args {
   const char *db, *other, *tables, *token;
   uint64_t maxmsg;
+  int json;
 } peer_args;
 
 /* argv[*i] (and its value, moving *i past it) into pa.  EX_OK, or the
@@ -160,6 +161,8 @@ static int peer_arg(int argc, char **argv, int *i, peer_args *pa) {
     pa->tables = argv[++*i];
   else if (ctl_opt(*i, a, "--token") && more)
     pa->token = argv[++*i];
+  else if (ctl_opt(*i, a, "--json"))
+    pa->json = 1;
   else if (ctl_opt(*i, a, "--max-message") && more) {
     if (ctl_parse_u64(argv[++*i], &pa->maxmsg) || pa->maxmsg < 64 ||
         pa->maxmsg > (16u << 20))
@@ -491,29 +494,35 @@ static void sync_report(sync_env *env, const char *other, int dry,
 }
 
 /* The summary of a sync as one JSON object, for scripts. */
-static void sync_report_json(sync_env *env, const char *other, int dry,
-                             const sync_session_stats *st, double el) {
+static int sync_report_json(sync_env *env, const char *other, int dry,
+                            const sync_session_stats *st, double el) {
   const sync_apply_report *a = &st->applied, *b = &st->peer_applied;
-  printf("{\"with\":");
-  ctl_json_str(stdout, (const unsigned char *)other, strlen(other));
-  printf(",\"dry_run\":%s,\"received\":%llu,\"new\":%llu,\"updated\":%llu,"
-         "\"deleted\":%llu,\"unchanged\":%llu,\"refused\":%llu,"
-         "\"unknown\":%llu,\"sent\":%llu,\"there_new\":%llu,"
-         "\"there_updated\":%llu,\"there_deleted\":%llu,"
-         "\"there_refused\":%llu,\"reverted\":%llu,\"bytes_in\":%llu,"
-         "\"bytes_out\":%llu,\"conflicts_here\":%llu,"
-         "\"conflicts_there\":%llu,\"seconds\":%.3f,\"digest\":\"%016llx\"}\n",
-         dry ? "true" : "false", (unsigned long long)st->rows_received,
-         (unsigned long long)a->inserted, (unsigned long long)a->updated,
-         (unsigned long long)a->deleted, (unsigned long long)a->unchanged,
-         (unsigned long long)a->refused, (unsigned long long)a->unknown,
-         (unsigned long long)st->rows_sent, (unsigned long long)b->inserted,
-         (unsigned long long)b->updated, (unsigned long long)b->deleted,
-         (unsigned long long)b->refused, (unsigned long long)st->reverted,
-         (unsigned long long)st->bytes_received,
-         (unsigned long long)st->bytes_sent, (unsigned long long)a->conflicts,
-         (unsigned long long)b->conflicts, el,
-         (unsigned long long)ctl_digest_all(env));
+  char dg[17];
+  json_t *o;
+  snprintf(dg, sizeof dg, "%016llx", (unsigned long long)ctl_digest_all(env));
+  o = json_pack(
+      "{sosbsIsIsIsIsIsIsIsI}", "with", ctl_json_str(other), "dry_run", dry,
+      "received", (json_int_t)st->rows_received, "new", (json_int_t)a->inserted,
+      "updated", (json_int_t)a->updated, "deleted", (json_int_t)a->deleted,
+      "unchanged", (json_int_t)a->unchanged, "refused", (json_int_t)a->refused,
+      "unknown", (json_int_t)a->unknown, "sent", (json_int_t)st->rows_sent);
+  if (o && json_object_update_new(
+               o, json_pack("{sIsIsIsIsIsIsIsIsIsfss}", "there_new",
+                            (json_int_t)b->inserted, "there_updated",
+                            (json_int_t)b->updated, "there_deleted",
+                            (json_int_t)b->deleted, "there_refused",
+                            (json_int_t)b->refused, "reverted",
+                            (json_int_t)st->reverted, "bytes_in",
+                            (json_int_t)st->bytes_received, "bytes_out",
+                            (json_int_t)st->bytes_sent, "conflicts_here",
+                            (json_int_t)a->conflicts, "conflicts_there",
+                            (json_int_t)b->conflicts, "seconds",
+                            (double)(long long)(el * 1000 + 0.5) / 1000,
+                            "digest", dg))) {
+    json_decref(o);
+    o = NULL;
+  }
+  return ctl_json_print(o);
 }
 
 const ctl_help ctl_help_sync = {
@@ -555,7 +564,7 @@ int ctl_cmd_sync(int argc, char **argv) {
   sync_session_stats st;
   unsigned char mask[SYNC_RIGHTS_BYTES];
   progress pr;
-  int i, rc, mode = SYNC_BOTH, dry = 0, quiet = 0, json = 0, remote;
+  int i, rc, mode = SYNC_BOTH, dry = 0, quiet = 0, remote;
   int ret = EX_FAIL;
   char errmsg[300] = "";
   memset(&pa, 0, sizeof pa);
@@ -571,8 +580,6 @@ int ctl_cmd_sync(int argc, char **argv) {
       dry = 1;
     else if (ctl_opt(i, a, "--quiet") || ctl_opt(i, a, "-q"))
       quiet = 1;
-    else if (ctl_opt(i, a, "--json"))
-      json = 1;
     else if (ctl_opt(i, a, "--tls-ca") && i + 1 < argc)
       g_tls.o.ca = argv[++i];
     else if (ctl_opt(i, a, "--tls-cert") && i + 1 < argc)
@@ -620,11 +627,10 @@ int ctl_cmd_sync(int argc, char **argv) {
     session_fail(&pa, rc, errmsg, 1);
     goto out;
   }
-  if (json)
-    sync_report_json(env, pa.other, dry, &st, now_s() - pr.t0);
+  if (pa.json)
+    ret = sync_report_json(env, pa.other, dry, &st, now_s() - pr.t0);
   else
-    sync_report(env, pa.other, dry, &st, now_s() - pr.t0);
-  ret = EX_OK;
+    sync_report(env, pa.other, dry, &st, now_s() - pr.t0), ret = EX_OK;
 out:
   sync_env_close(oenv);
   sync_env_close(env);
@@ -637,18 +643,29 @@ out:
 typedef struct diff_out {
   sync_env *env;
   uint64_t n, local, remote, both;
+  int json;
+  json_t *rows; /* diff --json: the rows go here */
 } diff_out;
 
 static void on_diff(void *ctx, unsigned table, const void *key, size_t klen,
                     int side) {
   diff_out *o = (diff_out *)ctx;
   sync_table_def d;
+  const char *where = side == SYNC_DIFF_LOCAL    ? "here"
+                      : side == SYNC_DIFF_REMOTE ? "there"
+                                                 : "both";
   sync_env_table_def(o->env, table, &d);
-  printf("%s ", d.name);
-  ctl_put_key(stdout, d.key_type, (const unsigned char *)key, klen);
-  printf(" %s\n", side == SYNC_DIFF_LOCAL    ? "here"
-                  : side == SYNC_DIFF_REMOTE ? "there"
-                                             : "both");
+  if (o->rows) {
+    json_array_append_new(
+        o->rows,
+        json_pack("{sososs}", "table", ctl_json_str(d.name), "key",
+                  ctl_json_key(d.key_type, (const unsigned char *)key, klen),
+                  "side", where));
+  } else {
+    printf("%s ", d.name);
+    ctl_put_key(stdout, d.key_type, (const unsigned char *)key, klen);
+    printf(" %s\n", where);
+  }
   o->n++;
   if (side == SYNC_DIFF_LOCAL)
     o->local++;
@@ -686,6 +703,47 @@ static int repair_remote(sync_env *env, sync_session_opts *so,
   return rc;
 }
 
+/* What repair_report says, as one JSON object. */
+static int repair_json(sync_env *env, const peer_args *pa, int diff,
+                       const sync_session_stats *st, const diff_out *dout,
+                       double t0) {
+  const sync_apply_report *a = &st->applied;
+  json_t *o;
+  char dg[17];
+  int rc;
+  o = json_pack("{sosbsIsIsI}", "with", ctl_json_str(pa->other), "equal",
+                st->repair_equal != 0, "round_trips",
+                (json_int_t)((st->repair_turns + 1) / 2), "bytes_in",
+                (json_int_t)st->bytes_received, "bytes_out",
+                (json_int_t)st->bytes_sent);
+  if (o && diff &&
+      json_object_update_new(
+          o,
+          json_pack("{sIsIsIsIsO}", "differ", (json_int_t)dout->n, "here",
+                    (json_int_t)dout->local, "there", (json_int_t)dout->remote,
+                    "both", (json_int_t)dout->both, "rows", dout->rows)))
+    json_decref(o), o = NULL;
+  snprintf(dg, sizeof dg, "%016llx", (unsigned long long)ctl_digest_all(env));
+  if (o && !diff &&
+      json_object_update_new(
+          o, json_pack(
+                 "{sIsIsIsIsIsIsIsIsIsIsIsfss}", "received",
+                 (json_int_t)st->rows_received, "new", (json_int_t)a->inserted,
+                 "updated", (json_int_t)a->updated, "deleted",
+                 (json_int_t)a->deleted, "unchanged", (json_int_t)a->unchanged,
+                 "refused", (json_int_t)a->refused, "unknown",
+                 (json_int_t)a->unknown, "sent", (json_int_t)st->rows_sent,
+                 "passes", (json_int_t)st->repair_passes, "nodes",
+                 (json_int_t)st->repair_nodes, "conflicts_here",
+                 (json_int_t)a->conflicts, "seconds",
+                 (double)(long long)((now_s() - t0) * 1000 + 0.5) / 1000,
+                 "digest", dg)))
+    json_decref(o), o = NULL;
+  if ((rc = ctl_json_print(o))) return rc;
+  if (diff) return st->repair_equal ? EX_OK : EX_NOTFOUND;
+  return st->repair_equal ? EX_OK : EX_FAIL;
+}
+
 /* The summing-up line of a repair or a diff that ran, and its exit
  * status. */
 static int repair_report(sync_env *env, const peer_args *pa, int diff,
@@ -693,6 +751,7 @@ static int repair_report(sync_env *env, const peer_args *pa, int diff,
                          double t0) {
   char bi[32], bo[32], parts[256];
   uint64_t dg;
+  if (dout->json) return repair_json(env, pa, diff, st, dout, t0);
   ctl_fmt_bytes(st->bytes_received, bi, sizeof bi);
   ctl_fmt_bytes(st->bytes_sent, bo, sizeof bo);
   if (diff) {
@@ -756,6 +815,8 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
   so.dry_run = diff;
   so.on_diff = diff ? on_diff : NULL;
   so.on_diff_ctx = &dout;
+  dout.json = pa.json;
+  if (diff && pa.json && !(dout.rows = json_array())) goto out;
   if ((ret = session_common(env, &pa, mask, &so)) != EX_OK) goto out;
   ret = EX_FAIL;
   memset(&st, 0, sizeof st);
@@ -772,6 +833,7 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
   }
   ret = repair_report(env, &pa, diff, &st, &dout, t0);
 out:
+  json_decref(dout.rows);
   sync_env_close(oenv);
   sync_env_close(env);
   return ret;
@@ -779,7 +841,7 @@ out:
 
 const ctl_help ctl_help_repair = {
     "synctl repair DB ADDRESS|OTHER_DB [--tables A,B] [--token T]\n"
-    "       [--max-message BYTES]",
+    "       [--max-message BYTES] [--json]",
     "find where two replicas differ and exchange only that",
     "Runs one repair session (docs/PROTOCOL.md, \"Repair\"): DB is the\n"
     "client; the other side is a server ('synctl serve') at HOST:PORT or\n"
@@ -796,11 +858,14 @@ const ctl_help ctl_help_repair = {
     "that side's log was when the repair began, and 'synctl sync' works\n"
     "again.  The last line sums up what moved.  Exit status 0 when both\n"
     "ended equal, 1 when they still differ (rows refused by the rights,\n"
-    "or written meanwhile) or the session failed.\n"};
+    "or written meanwhile) or the session failed.  With --json the last\n"
+    "line is one object: with, equal, round_trips, bytes_in, bytes_out,\n"
+    "received, new, updated, deleted, unchanged, refused, unknown, sent,\n"
+    "passes, nodes, conflicts_here, seconds, digest.\n"};
 
 const ctl_help ctl_help_diff = {
     "synctl diff DB ADDRESS|OTHER_DB [--tables A,B] [--token T]\n"
-    "       [--max-message BYTES]",
+    "       [--max-message BYTES] [--json]",
     "list the rows two replicas hold differently, writing nothing",
     "A repair session that writes nothing on either side ('synctl\n"
     "repair' with a dry run).  Prints one line per differing row:\n\n"
@@ -809,7 +874,9 @@ const ctl_help ctl_help_diff = {
     "side; both: both do, in different states: values, stamps or\n"
     "deletes).  A row may be listed twice when the difference is larger\n"
     "than one turn of the repair carries.  Exit status 0 when the\n"
-    "replicas are equal, 3 when they differ, 1 on failure.\n"};
+    "replicas are equal, 3 when they differ, 1 on failure.  With --json,\n"
+    "one object instead: with, equal, round_trips, bytes_in, bytes_out,\n"
+    "differ, here, there, both, and rows [{table, key, side}].\n"};
 
 int ctl_cmd_repair(int argc, char **argv) {
   return cmd_repair_diff(argc, argv, 0);

@@ -12,6 +12,21 @@ int ctl_file_exists(const char *path) {
   return stat(path, &sb) == 0;
 }
 
+/* Why sync_env_open failed, said once.  The one commit an open runs
+ * through the public commit, whose words are "commit failed: WHY", is
+ * the new site id a copied file takes (src/open.c): "open failed:
+ * commit failed: I/O error" would name two failures where there is
+ * one. */
+static void open_fail(sync_env *env, const char *path, int rc) {
+  const char *m = sync_env_errmsg(env), *pre = "commit failed: ";
+  if (m && !strncmp(m, pre, strlen(pre)))
+    ctl_say("%s: cannot open: %s (the file is a copy of a replica, and "
+            "taking a site id of its own needs a write)",
+            path, m + strlen(pre));
+  else
+    ctl_lib_fail(env, path, rc, "open failed");
+}
+
 /* Open an existing database with the schema it holds.  Prints why not. */
 int ctl_open_db(const char *path, int rdonly, sync_env **out) {
   sync_env *env = NULL;
@@ -32,7 +47,7 @@ int ctl_open_db(const char *path, int rdonly, sync_env **out) {
     return EX_FAIL;
   }
   if (rc) {
-    ctl_lib_fail(env, path, rc, "open failed");
+    open_fail(env, path, rc);
     sync_env_close(env);
     return EX_FAIL;
   }

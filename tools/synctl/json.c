@@ -1,6 +1,20 @@
 /*
- * JSON lines: the writer behind get --json and dump --json, and the
- * minimal reader load uses (one flat object per line).
+ * JSON through jansson: values, keys and rows as JSON values (get, dump
+ * and every --json output), one document per line on stdout, and the
+ * values of a row read back for load.
+ *
+ * What JSON cannot say directly keeps a string or object form, the same
+ * both ways:
+ *   - a real that is not finite: the strings "inf", "-inf", "nan" and
+ *     "-nan" (jansson, like JSON, has no such numbers; null would come
+ *     back as NULL);
+ *   - a blob: a string of hex digits;
+ *   - a text that is not UTF-8: {"hex": "HEX"}, its bytes in hex (a JSON
+ *     string holds Unicode, and jansson refuses anything else).  Text
+ *     with NUL bytes is a string with \u0000 in it.
+ * Integers are json_int_t (64 bits) and come back exact.  A real prints
+ * with as many digits as the row's reals need to read back to the same
+ * double, and no more (0.1, not 0.10000000000000001).
  */
 #include "synctl.h"
 
@@ -8,59 +22,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ctl_json_str(FILE *f, const unsigned char *p, size_t n) {
-  size_t i;
-  fputc('"', f);
-  for (i = 0; i < n; i++) {
-    unsigned char c = p[i];
-    if (c == '"')
-      fputs("\\\"", f);
-    else if (c == '\\')
-      fputs("\\\\", f);
-    else if (c == '\n')
-      fputs("\\n", f);
-    else if (c == '\r')
-      fputs("\\r", f);
-    else if (c == '\t')
-      fputs("\\t", f);
-    else if (c < 0x20)
-      fprintf(f, "\\u%04x", c);
-    else
-      fputc(c, f);
-  }
-  fputc('"', f);
+/* ---------------------------------------------------------------------
+ * The writer
+ * ------------------------------------------------------------------- */
+/* n bytes as a JSON string of hex digits. */
+static json_t *hex_string(const unsigned char *p, size_t n) {
+  char *h = (char *)malloc(2 * n + 1);
+  json_t *j;
+  if (!h) return NULL;
+  ctl_hex_str(p, n, h);
+  j = json_stringn(h, 2 * n);
+  free(h);
+  return j;
 }
 
-void ctl_json_value(FILE *f, const sync_value *v) {
-  char b[64];
+json_t *ctl_json_of(const sync_value *v) {
   switch (v->type) {
-  case SYNC_INTEGER: fprintf(f, "%lld", (long long)v->i); break;
+  case SYNC_INTEGER: return json_integer((json_int_t)v->i);
   case SYNC_REAL:
-    /* JSON has no NaN or infinity: they go as the strings "nan", "-nan",
-     * "inf" and "-inf", which a real column reads back (null would come
-     * back as NULL). */
-    if (isnan(v->r))
-      fputs(signbit(v->r) ? "\"-nan\"" : "\"nan\"", f);
-    else if (isinf(v->r))
-      fputs(v->r > 0 ? "\"inf\"" : "\"-inf\"", f);
-    else {
-      ctl_fmt_real(v->r, b, sizeof b);
-      fputs(b, f);
-    }
-    break;
-  case SYNC_TEXT:
-    ctl_json_str(f, (const unsigned char *)v->data, v->len);
-    break;
-  case SYNC_BLOB:
-    fputc('"', f);
-    ctl_put_hex(f, (const unsigned char *)v->data, v->len);
-    fputc('"', f);
-    break;
-  default: fputs("null", f);
+    if (isnan(v->r)) return json_string(signbit(v->r) ? "-nan" : "nan");
+    if (isinf(v->r)) return json_string(v->r > 0 ? "inf" : "-inf");
+    return json_real(v->r);
+  case SYNC_TEXT: {
+    /* json_stringn checks UTF-8 (NUL bytes are fine) and says no
+     * otherwise. */
+    json_t *j = json_stringn((const char *)v->data, v->len);
+    if (j) return j;
+    return json_pack("{so}", "hex",
+                     hex_string((const unsigned char *)v->data, v->len));
+  }
+  case SYNC_BLOB: return hex_string((const unsigned char *)v->data, v->len);
+  default: return json_null();
   }
 }
 
-void ctl_json_key(FILE *f, int key_type, const unsigned char *k, size_t n) {
+json_t *ctl_json_key(int key_type, const unsigned char *k, size_t n) {
   sync_value v;
   if (key_type == SYNC_INTEGER && n == 8)
     v = sync_int(sync_key_int_decode(k));
@@ -68,239 +64,162 @@ void ctl_json_key(FILE *f, int key_type, const unsigned char *k, size_t n) {
     v = sync_blob(k, n);
   else
     v = sync_text((const char *)k, n);
-  ctl_json_value(f, &v);
+  return ctl_json_of(&v);
 }
 
-/* One row as a JSON object on a line of its own: the key under "key",
- * then the columns by name. */
-void ctl_json_row(const sync_table_def *d, const void *key, size_t klen,
-                  const sync_value *vals) {
-  unsigned i;
-  printf("{\"key\":");
-  ctl_json_key(stdout, d->key_type, (const unsigned char *)key, klen);
-  for (i = 0; i < d->ncolumns; i++) {
-    printf(",");
-    ctl_json_str(stdout, (const unsigned char *)d->columns[i].name,
-                 strlen(d->columns[i].name));
-    printf(":");
-    ctl_json_value(stdout, &vals[i]);
+json_t *ctl_json_str(const char *s) {
+  json_t *j = json_stringn(s, strlen(s));
+  return j ? j
+           : json_pack("{so}", "hex",
+                       hex_string((const unsigned char *)s, strlen(s)));
+}
+
+/* The digits r needs to read back as itself; at least those of its
+ * integer part, so that 180 prints as 180.0 and not 1.8e2. */
+static int real_digits(double r) {
+  char b[40];
+  int p;
+  for (p = 1; p < 17; p++) {
+    snprintf(b, sizeof b, "%.*g", p, r);
+    if (strtod(b, NULL) == r) break;
   }
-  printf("}\n");
+  if (fabs(r) < 1e17) {
+    int ip = 1;
+    double x;
+    for (x = fabs(r); x >= 10; x /= 10) ip++;
+    if (ip > p) p = ip;
+  }
+  return p;
+}
+
+/* The most digits a real in j needs. */
+static int digits_needed(json_t *j) {
+  int p = 1, q;
+  if (json_is_real(j)) return real_digits(json_real_value(j));
+  if (json_is_object(j)) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) if ((q = digits_needed(v)) > p) p = q;
+  } else if (json_is_array(j)) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v) if ((q = digits_needed(v)) > p) p = q;
+  }
+  return p;
+}
+
+int ctl_json_print(json_t *j) {
+  int rc = -1;
+  if (j)
+    rc = json_dumpf(j, stdout,
+                    JSON_COMPACT | JSON_ENCODE_ANY |
+                        JSON_REAL_PRECISION(digits_needed(j)));
+  if (rc == 0) putchar('\n');
+  json_decref(j);
+  if (rc) ctl_say("cannot write JSON (out of memory)");
+  return rc ? EX_FAIL : EX_OK;
+}
+
+/* One row: the key under "key", then the columns by name. */
+json_t *ctl_json_row(const sync_table_def *d, const void *key, size_t klen,
+                     const sync_value *vals) {
+  json_t *o = json_object();
+  unsigned i;
+  int bad;
+  if (!o) return NULL;
+  bad = json_object_set_new(
+      o, "key", ctl_json_key(d->key_type, (const unsigned char *)key, klen));
+  for (i = 0; !bad && i < d->ncolumns; i++)
+    bad = json_object_set_new(o, d->columns[i].name, ctl_json_of(&vals[i]));
+  if (bad) json_decref(o); /* out of memory */
+  return bad ? NULL : o;
 }
 
 /* ---------------------------------------------------------------------
  * The reader
  * ------------------------------------------------------------------- */
-void ctl_jws(ctl_jrd *r) {
-  while (r->p < r->end &&
-         (*r->p == ' ' || *r->p == '\t' || *r->p == '\r' || *r->p == '\n'))
-    r->p++;
+/* The bytes of a {"hex": "..."} text, malloc'd into *hold; NULL when j
+ * is not one. */
+static unsigned char *hex_text(json_t *j, size_t *n) {
+  json_t *h;
+  if (!json_is_object(j) || json_object_size(j) != 1 ||
+      !json_is_string(h = json_object_get(j, "hex")))
+    return NULL;
+  return ctl_from_hex(json_string_value(h), json_string_length(h), n);
 }
 
-static void put_utf8(char **o, unsigned long cp) {
-  unsigned char *q = (unsigned char *)*o;
-  if (cp < 0x80)
-    *q++ = (unsigned char)cp;
-  else if (cp < 0x800)
-    *q++ = (unsigned char)(0xc0 | (cp >> 6)),
-    *q++ = (unsigned char)(0x80 | (cp & 63));
-  else if (cp < 0x10000)
-    *q++ = (unsigned char)(0xe0 | (cp >> 12)),
-    *q++ = (unsigned char)(0x80 | ((cp >> 6) & 63)),
-    *q++ = (unsigned char)(0x80 | (cp & 63));
-  else
-    *q++ = (unsigned char)(0xf0 | (cp >> 18)),
-    *q++ = (unsigned char)(0x80 | ((cp >> 12) & 63)),
-    *q++ = (unsigned char)(0x80 | ((cp >> 6) & 63)),
-    *q++ = (unsigned char)(0x80 | (cp & 63));
-  *o = (char *)q;
-}
-
-static int hex4(const char *p, unsigned long *out) {
-  int i;
-  *out = 0;
-  for (i = 0; i < 4; i++) {
-    int h = ctl_hexval(p[i]);
-    if (h < 0) return -1;
-    *out = *out * 16 + (unsigned long)h;
+int ctl_json_text(json_t *j, char **out, size_t *n, unsigned char **hold) {
+  *hold = NULL;
+  if (json_is_string(j)) {
+    *out = (char *)json_string_value(j);
+    *n = json_string_length(j);
+    return 0;
   }
+  if (!(*hold = hex_text(j, n))) return -1;
+  *out = (char *)*hold;
   return 0;
 }
 
-/* A string at r->p ('"' first), unescaped in place into out (room for
- * the same length); returns its length, or -1. */
-long ctl_jstr(ctl_jrd *r, char *out) {
-  char *o = out;
-  if (r->p >= r->end || *r->p != '"') return -1;
-  r->p++;
-  while (r->p < r->end && *r->p != '"') {
-    char c = *r->p++;
-    if ((unsigned char)c < 0x20) return -1;
-    if (c != '\\') {
-      *o++ = c;
-      continue;
-    }
-    if (r->p >= r->end) return -1;
-    c = *r->p++;
-    switch (c) {
-    case '"':
-    case '\\':
-    case '/': *o++ = c; break;
-    case 'b': *o++ = '\b'; break;
-    case 'f': *o++ = '\f'; break;
-    case 'n': *o++ = '\n'; break;
-    case 'r': *o++ = '\r'; break;
-    case 't': *o++ = '\t'; break;
-    case 'u': {
-      unsigned long cp, lo;
-      if (r->end - r->p < 4 || hex4(r->p, &cp)) return -1;
-      r->p += 4;
-      if (cp >= 0xd800 && cp < 0xdc00) {
-        if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u' ||
-            hex4(r->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
-          return -1;
-        r->p += 6;
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-      }
-      put_utf8(&o, cp);
-      break;
-    }
-    default: return -1;
-    }
-  }
-  if (r->p >= r->end) return -1;
-  r->p++;
-  return (long)(o - out);
-}
-
-int ctl_jvalue(ctl_jrd *r, char *scratch, ctl_jval *v) {
-  ctl_jws(r);
-  memset(v, 0, sizeof *v);
-  if (r->p >= r->end) return -1;
-  if (*r->p == '"') {
-    long n = ctl_jstr(r, scratch);
-    if (n < 0) return -1;
-    v->kind = 2;
-    v->s = scratch;
-    v->n = (size_t)n;
-    return 0;
-  }
-  if (r->end - r->p >= 4 && !strncmp(r->p, "null", 4))
-    return r->p += 4, v->kind = 0, 0;
-  if (r->end - r->p >= 4 && !strncmp(r->p, "true", 4))
-    return r->p += 4, v->kind = 3, 0;
-  if (r->end - r->p >= 5 && !strncmp(r->p, "false", 5))
-    return r->p += 5, v->kind = 4, 0;
-  {
-    /* RFC 8259's number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-     * and nothing else ('+1' and '01' are not numbers). */
-    const char *q = r->p, *e = r->end;
-    int is_int = 1;
-    if (q < e && *q == '-') q++;
-    if (q < e && *q == '0')
-      q++;
-    else if (q < e && *q >= '1' && *q <= '9')
-      while (q < e && *q >= '0' && *q <= '9') q++;
-    else
-      goto bad_number;
-    if (q < e && *q == '.') {
-      is_int = 0;
-      if (++q >= e || *q < '0' || *q > '9') goto bad_number;
-      while (q < e && *q >= '0' && *q <= '9') q++;
-    }
-    if (q < e && (*q == 'e' || *q == 'E')) {
-      is_int = 0;
-      if (++q < e && (*q == '+' || *q == '-')) q++;
-      if (q >= e || *q < '0' || *q > '9') goto bad_number;
-      while (q < e && *q >= '0' && *q <= '9') q++;
-    }
-    if (q < e && strchr("+-.eE0123456789", *q)) goto bad_number;
-    v->kind = 1;
-    v->s = r->p;
-    v->n = (size_t)(q - r->p);
-    v->is_int = is_int;
-    r->p = q;
-    return 0;
-  bad_number:
-    while (q < e && strchr("+-.eE0123456789", *q)) q++;
-    if (q > r->p)
-      snprintf(r->err, sizeof r->err, "'%.*s' is not a JSON number",
-               (int)(q - r->p > 40 ? 40 : q - r->p), r->p);
-    return -1;
-  }
-}
-
 /* The value of column c from JSON; blob bytes into hold (caller frees). */
-int ctl_jto_value(const sync_column_def *c, const ctl_jval *jv, sync_value *out,
-                  unsigned char **hold, char *err, size_t errcap) {
-  char num[64];
+int ctl_json_to_value(const sync_column_def *c, json_t *j, sync_value *out,
+                      unsigned char **hold, char *err, size_t errcap) {
   *hold = NULL;
-  if (jv->kind == 0) {
+  if (json_is_null(j)) {
     *out = sync_null();
     return 0;
   }
-  if (jv->kind == 1) {
-    if (jv->n >= sizeof num) goto bad;
-    memcpy(num, jv->s, jv->n);
-    num[jv->n] = 0;
-  }
   switch (c->type) {
-  case SYNC_INTEGER: {
-    int64_t i;
-    if (jv->kind == 3 || jv->kind == 4) {
-      *out = sync_int(jv->kind == 3);
+  case SYNC_INTEGER:
+    if (json_is_boolean(j)) {
+      *out = sync_int(json_is_true(j));
       return 0;
     }
-    if (jv->kind != 1 || !jv->is_int || ctl_parse_i64(num, &i)) goto bad;
-    *out = sync_int(i);
+    if (!json_is_integer(j)) goto bad;
+    *out = sync_int((int64_t)json_integer_value(j));
     return 0;
-  }
-  case SYNC_REAL: {
-    char *end;
-    double r;
-    if (jv->kind == 2) { /* the non-finite values, as the writer puts them */
+  case SYNC_REAL:
+    if (json_is_string(j)) { /* the non-finite values, as written */
       static const struct {
         const char *s;
         int sign, nan;
       } nf[] = {{"inf", 1, 0}, {"-inf", -1, 0}, {"nan", 1, 1}, {"-nan", -1, 1}};
       size_t k;
       for (k = 0; k < sizeof nf / sizeof nf[0]; k++)
-        if (jv->n == strlen(nf[k].s) && !memcmp(jv->s, nf[k].s, jv->n)) {
-          r = nf[k].nan ? NAN : INFINITY;
+        if (!strcmp(json_string_value(j), nf[k].s) &&
+            json_string_length(j) == strlen(nf[k].s)) {
+          double r = nf[k].nan ? NAN : INFINITY;
           *out = sync_real(nf[k].sign < 0 ? -r : r);
           return 0;
         }
       goto bad;
     }
-    if (jv->kind != 1) goto bad;
-    r = strtod(num, &end);
-    if (*end) goto bad;
-    if (isinf(r)) { /* 1e999 is not infinity: it is out of range */
-      snprintf(err, errcap, "column '%s': %s is out of the range of a real",
-               c->name, num);
-      return -1;
-    }
-    *out = sync_real(r);
+    if (!json_is_number(j)) goto bad;
+    *out = sync_real(json_number_value(j));
+    return 0;
+  case SYNC_TEXT: {
+    char *s;
+    size_t n;
+    if (ctl_json_text(j, &s, &n, hold)) goto bad;
+    *out = sync_text(s, n);
     return 0;
   }
-  case SYNC_TEXT:
-    if (jv->kind != 2) goto bad;
-    *out = sync_text(jv->s, jv->n);
-    return 0;
   default: {
     size_t n = 0;
-    if (jv->kind != 2 || !(*hold = ctl_from_hex(jv->s, jv->n, &n))) goto bad;
+    if (!json_is_string(j) ||
+        !(*hold =
+              ctl_from_hex(json_string_value(j), json_string_length(j), &n)))
+      goto bad;
     *out = sync_blob(*hold, n);
     return 0;
   }
   }
 bad:
   snprintf(err, errcap, "column '%s' is %s%s", c->name, ctl_type_name(c->type),
-           c->type == SYNC_BLOB   ? " (a string of hex digits)"
-           : c->type == SYNC_REAL ? " (a number, or \"inf\", \"-inf\", "
-                                    "\"nan\")"
-           : c->type == SYNC_INTEGER
-               ? " (a whole number from -2^63 to 2^63-1)"
-               : "");
+           c->type == SYNC_BLOB      ? " (a string of hex digits)"
+           : c->type == SYNC_REAL    ? " (a number, or \"inf\", \"-inf\", "
+                                       "\"nan\")"
+           : c->type == SYNC_INTEGER ? " (a whole number from -2^63 to 2^63-1)"
+           : c->type == SYNC_TEXT    ? " (a string, or {\"hex\": HEX})"
+                                     : "");
   return -1;
 }

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "sync.h"
 
 #define EX_OK 0
@@ -75,14 +77,19 @@ CTL_COMMAND(sync);
 CTL_COMMAND(repair);
 CTL_COMMAND(diff);
 
-/* Options (main.c): main splits --NAME=VALUE into --NAME VALUE and drops
- * a '--'; the arguments of a command from index ctl_nopt on came after
- * it and are never options. */
-extern int ctl_nopt;
-/* argv[i] is the option name (i before any '--'). */
+/* Options (main.c): main checks a command's words against the options
+ * the command table gives it (an unknown option, a missing value: usage
+ * error) and hands it --NAME VALUE for --NAME=VALUE and -x, with '--'
+ * dropped; what came after '--' is never an option. */
+/* argv[i] is the option name. */
 int ctl_opt(long i, const char *a, const char *name);
-/* argv[i] looks like an option (-x or --x) and comes before any '--'. */
+/* argv[i] is an option. */
 int ctl_is_opt(long i, const char *a);
+/* The arguments that are neither options nor their values: the first
+ * max into pos; returns how many there are. */
+int ctl_args(int argc, char **argv, char **pos, int max);
+/* The option name (a flag) is among argv. */
+int ctl_has(int argc, char **argv, const char *name);
 
 /* ---------------------------------------------------------------------
  * Messages and output (output.c)
@@ -178,39 +185,27 @@ int ctl_each_line(const char *path,
                   void *ctx);
 
 /* ---------------------------------------------------------------------
- * JSON lines (json.c)
+ * JSON (json.c, through jansson)
  * ------------------------------------------------------------------- */
-void ctl_json_str(FILE *f, const unsigned char *p, size_t n);
-void ctl_json_value(FILE *f, const sync_value *v);
-void ctl_json_key(FILE *f, int key_type, const unsigned char *k, size_t n);
-/* A row of d as one JSON object and a newline on stdout. */
-void ctl_json_row(const sync_table_def *d, const void *key, size_t klen,
-                  const sync_value *vals);
-
-/* The reader: p moves on through [p, end); err says what is wrong. */
-typedef struct ctl_jrd {
-  const char *p, *end;
-  char err[256];
-} ctl_jrd;
-
-typedef struct ctl_jval {
-  int kind;      /* 0 null, 1 number, 2 string, 3 true, 4 false */
-  const char *s; /* string bytes or number text */
-  size_t n;
-  int is_int;
-} ctl_jval;
-
-/* Past blanks. */
-void ctl_jws(ctl_jrd *r);
-/* A string at r->p ('"' first), unescaped into out (room for the same
- * length); its length, or -1. */
-long ctl_jstr(ctl_jrd *r, char *out);
-/* Any value; a string is unescaped into scratch.  0, or -1. */
-int ctl_jvalue(ctl_jrd *r, char *scratch, ctl_jval *v);
+/* A value, a key, a row (the key under "key", then the columns by name)
+ * and a string (as text is: {"hex": ...} when not UTF-8) as new JSON
+ * values; NULL when out of memory. */
+json_t *ctl_json_of(const sync_value *v);
+json_t *ctl_json_key(int key_type, const unsigned char *k, size_t n);
+json_t *ctl_json_row(const sync_table_def *d, const void *key, size_t klen,
+                     const sync_value *vals);
+json_t *ctl_json_str(const char *s);
+/* j (NULL: out of memory) as one compact line on stdout, then freed.
+ * EX_OK, or EX_FAIL (said). */
+int ctl_json_print(json_t *j);
+/* The text a JSON value stands for (a string, or {"hex": ...}): *out
+ * and *n, the bytes malloc'd into *hold for the hex form (caller
+ * frees).  -1 when j is neither. */
+int ctl_json_text(json_t *j, char **out, size_t *n, unsigned char **hold);
 /* The value of column c from JSON; blob bytes into *hold (caller frees).
  * -1 with the words in err when the JSON type does not fit. */
-int ctl_jto_value(const sync_column_def *c, const ctl_jval *jv, sync_value *out,
-                  unsigned char **hold, char *err, size_t errcap);
+int ctl_json_to_value(const sync_column_def *c, json_t *j, sync_value *out,
+                      unsigned char **hold, char *err, size_t errcap);
 
 /* ---------------------------------------------------------------------
  * Schemas given to init and add-column (schema.c)
@@ -245,9 +240,10 @@ int ctl_peer_kind(const char *s);
 int ctl_check_address(const char *s);
 /* The port into file (nothing when file is NULL); -1 when not (said). */
 int ctl_write_port(const char *file, int port);
-/* GET /metrics from a 'synctl serve --metrics' address, onto stdout.
- * Returns the exit status. */
-int ctl_stats_remote(const char *addr);
+/* GET /metrics from a 'synctl serve --metrics' address, onto stdout: as
+ * it comes, or with json one JSON line per sample.  Returns the exit
+ * status. */
+int ctl_stats_remote(const char *addr, int json);
 
 /* What 'synctl serve' was given. */
 typedef struct ctl_serve_opts {
