@@ -233,13 +233,15 @@ test: check-amalgamation
 # what the tests, the bench and lint need on top (man-db: tests/install.sh
 # reads the installed manual pages with man; python3-prometheus-client:
 # tests/server_ops.sh reads the server's metrics with a real Prometheus
-# parser).  DEPS=user installs the first group alone; users then build
+# parser; mosquitto: tests/test_mqtt.c and the bench start their own
+# broker).  libmosquitto-dev: synctl and examples/mqtt_edge speak MQTT.  DEPS=user installs the first group alone; users then build
 # with `make NO_SQLITE=1` (the bench links SQLite by default) or
 # `make build/libsync.a build/synctl`.
 DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
-                 libxxhash-dev
+                 libxxhash-dev libmosquitto-dev
 DEB_TEST_PKGS := libcmocka-dev libsqlite3-dev clang-14 libclang-rt-14-dev \
-                 valgrind cppcheck clang-tidy man-db python3-prometheus-client
+                 valgrind cppcheck clang-tidy man-db python3-prometheus-client \
+                 mosquitto
 DEPS ?= all
 DEB_PKGS := $(DEB_USER_PKGS) $(if $(filter user,$(DEPS)),,$(DEB_TEST_PKGS))
 deps:

@@ -18,7 +18,7 @@ $(B)/net-obj/%.o: tools/net/%.c $(NET_H) sync.h
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 
 $(B)/synctl: $(SYNCTL_OBJ) $(B)/libsync.a
-	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) -o $@
+	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) $(SYNCTL_LIBS) -o $@
 
 TEST_EXTRA += tests/synctl.sh
 test-build: $(B)/synctl

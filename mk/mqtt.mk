@@ -1,0 +1,23 @@
+# MQTT: sessions through a broker (tools/net/mqtt.c, libmosquitto), for
+# synctl (serve --mqtt, sync mqtt://...), the device example, the bench
+# and tests/test_mqtt.c, which starts its own mosquitto on loopback.
+
+MQTT_LIBS := -lmosquitto
+SYNCTL_LIBS += $(MQTT_LIBS)
+
+# The test compiles the adapter in (#include "tools/net/mqtt.c"), in the
+# three builds every public test gets.
+MQTT_T := $(foreach d,t-src t-amal t-san,$(B)/$(d)/test_mqtt)
+$(MQTT_T): tools/net/mqtt.c tools/net/mqtt.h $(NET_H)
+$(MQTT_T): TESTLIBS += $(MQTT_LIBS)
+
+# The bench's MQTT run (bench/run_mqtt.c).
+BENCH_C += tools/net/mqtt.c
+$(B)/bench: tools/net/mqtt.h
+$(B)/bench: LIBS += $(MQTT_LIBS)
+
+# A device that writes a reading, syncs over MQTT and sleeps.
+$(B)/mqtt_edge: examples/mqtt_edge.c examples/demo_schema.h tools/net/mqtt.c \
+                tools/net/mqtt.h $(NET_H) sync.h $(B)/libsync.a
+	$(CC) $(WARN) $(CFLAGS) -I. -Iexamples examples/mqtt_edge.c \
+	  tools/net/mqtt.c $(B)/libsync.a $(LIBS) $(MQTT_LIBS) -o $@
