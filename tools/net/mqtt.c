@@ -31,6 +31,7 @@
 #define RECENT 8 /* ended session ids a server remembers per device */
 
 void net_mqtt_init(void) { mosquitto_lib_init(); }
+void net_mqtt_cleanup(void) { mosquitto_lib_cleanup(); }
 
 /* Seconds on a monotonic clock (loop.c has one too; this file stands
  * alone so that a device links it without the server's loop). */

@@ -53,8 +53,10 @@ typedef struct net_mqtt_stats {
   uint64_t sessions;   /* sessions started (server: ended too) */
 } net_mqtt_stats;
 
-/* Once per process, before threads: mosquitto_lib_init. */
+/* Once per process, before threads: mosquitto_lib_init; and its
+ * undoing, after the last link or server is freed. */
 void net_mqtt_init(void);
+void net_mqtt_cleanup(void);
 
 /* "HOST[:PORT]" (or "[V6][:PORT]"; port 1883 when none) into a->host and
  * a->port.  0, or -1 with the reason in err. */

@@ -18,7 +18,10 @@
 const ctl_help ctl_help_serve = {
     "synctl serve DB ADDRESS [--credentials FILE] [--metrics ADDRESS]\n"
     "       [--port-file FILE] [--metrics-port-file FILE] [--sessions N] "
-    "[--quiet]",
+    "[--quiet]\n"
+    "       synctl serve DB --mqtt BROKER[:PORT] [--topic PREFIX] "
+    "[--share GROUP]\n"
+    "       [--credentials FILE] [--sessions N] [--quiet]",
     "serve the database to peers over TCP",
     "Listens on ADDRESS (HOST:PORT; port 0 picks a free one, written to\n"
     "--port-file) and answers sync sessions from any number of clients at\n"
@@ -34,7 +37,12 @@ const ctl_help ctl_help_serve = {
     "every client may read and write everything.  --metrics ADDRESS serves the "
     "server's stats as\n"
     "Prometheus text on plain HTTP (GET /metrics).  --sessions N stops\n"
-    "after N sessions; otherwise it runs until SIGINT or SIGTERM.\n"};
+    "after N sessions; otherwise it runs until SIGINT or SIGTERM.\n"
+    "With --mqtt it serves devices through an MQTT broker instead (port\n"
+    "1883 by default): it subscribes to PREFIX/+/up (--topic, default\n"
+    "'sync') and answers each device on PREFIX/DEVICE/down, a session per\n"
+    "device; --share GROUP subscribes as $share/GROUP/... so that several\n"
+    "servers split the devices (docs/MQTT.md says what the broker must do).\n"};
 
 int ctl_cmd_serve(int argc, char **argv) {
   ctl_serve_opts o;
@@ -59,6 +67,12 @@ int ctl_cmd_serve(int argc, char **argv) {
       o.max_sessions = (long)n;
     } else if (ctl_opt(i, a, "--quiet"))
       o.quiet = 1;
+    else if (ctl_opt(i, a, "--mqtt") && more)
+      o.mqtt = argv[++i];
+    else if (ctl_opt(i, a, "--topic") && more)
+      o.topic = argv[++i];
+    else if (ctl_opt(i, a, "--share") && more)
+      o.share = argv[++i];
     else if (ctl_is_opt(i, a))
       return ctl_usage("unknown option '%s' (or it needs a value)", a);
     else if (!o.db)
@@ -68,6 +82,8 @@ int ctl_cmd_serve(int argc, char **argv) {
     else
       return ctl_usage("too many arguments");
   }
+  if (o.mqtt && o.db && !o.addr) return ctl_serve_mqtt(&o);
+  if (o.mqtt) return ctl_usage("give DB and --mqtt BROKER, or DB and HOST:PORT");
   if (!o.db || !o.addr) return ctl_usage("give DB and HOST:PORT");
   if (ctl_check_address(o.addr) || (o.maddr && ctl_check_address(o.maddr)))
     return EX_USAGE;
@@ -408,14 +424,17 @@ static void sync_report_json(sync_env *env, const char *other, int dry,
 }
 
 const ctl_help ctl_help_sync = {
-    "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
+    "synctl sync DB ADDRESS|OTHER_DB|mqtt://BROKER[:PORT]/PREFIX/DEVICE\n"
+    "       [--pull|--push|--both] [--dry-run]\n"
     "       [--tables A,B] [--token T] [--max-message BYTES] [--quiet]\n"
     "       [--json]",
     "sync with a server or another database file",
     "Runs one session: DB is the client, the other side serves.  With\n"
     "HOST:PORT the other side is a server ('synctl serve'); with a path it\n"
     "is another database file, synced in this process through two\n"
-    "sessions that pass bytes to each other.  --pull receives, --push\n"
+    "sessions that pass bytes to each other; with an mqtt:// URL the\n"
+    "session goes through an MQTT broker to 'synctl serve --mqtt', as\n"
+    "device DEVICE under the topic PREFIX.  --pull receives, --push\n"
     "sends, --both (default) does both.  --dry-run writes nothing on\n"
     "either side and says what would change.  --tables limits the tables;\n"
     "changing it later removes the rows of tables no longer listed and\n"
@@ -477,7 +496,9 @@ int ctl_cmd_sync(int argc, char **argv) {
   so.progress = on_progress;
   so.progress_ctx = &pr;
   memset(&st, 0, sizeof st);
-  if (remote) {
+  if (remote == 2) {
+    rc = ctl_sync_mqtt(env, &so, pa.db, pa.other, &st, errmsg, sizeof errmsg);
+  } else if (remote) {
     rc = sync_remote(env, &so, &pa, &st, errmsg, sizeof errmsg);
   } else if (!strcmp(pa.db, pa.other)) {
     ret = ctl_usage("a database cannot sync with itself");
@@ -619,6 +640,9 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
   if (!pa.db || !pa.other)
     return ctl_usage("give DB and HOST:PORT or OTHER_DB");
   if ((remote = ctl_peer_kind(pa.other)) < 0) return EX_USAGE;
+  if (remote == 2)
+    return ctl_usage("%s runs over TCP or with a file, not over MQTT",
+                     diff ? "diff" : "repair");
   if (!remote && !strcmp(pa.db, pa.other))
     return ctl_usage("a database cannot repair with itself");
   if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
