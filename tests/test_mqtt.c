@@ -91,7 +91,7 @@ static int broker_start(void) {
   fprintf(f,
           "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
           "log_dest none\nmax_queued_messages 100000\n"
-          "max_inflight_messages 0\n",
+          "max_inflight_messages 0\nset_tcp_nodelay true\n",
           g_port);
   fclose(f);
   if ((g_broker = fork()) < 0) return -1;

@@ -191,6 +191,15 @@ static uint64_t new_sid(uint64_t *state) {
   return z;
 }
 
+/* A session waits for each answer: Nagle's algorithm would hold every
+ * small message back until the last one is acknowledged (40 ms with a
+ * delayed ACK).  And no cap on messages in flight: the session's own
+ * window bounds them. */
+static void mqtt_tune(struct mosquitto *m) {
+  mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
+  mosquitto_max_inflight_messages_set(m, 0);
+}
+
 /* Publish one message: header then body (QoS 1).  0, or -1 when the
  * client is not connected or out of memory. */
 static int publish(struct mosquitto *m, const char *topic, int type,
@@ -339,8 +348,7 @@ net_mqtt_link *net_mqtt_link_new(const net_mqtt_addr *a, int timeout_s) {
   mosquitto_disconnect_callback_set(l->m, link_on_disconnect);
   mosquitto_subscribe_callback_set(l->m, link_on_subscribe);
   mosquitto_message_callback_set(l->m, link_on_message);
-  /* No cap on messages in flight: the session's own window bounds them. */
-  mosquitto_max_inflight_messages_set(l->m, 0);
+  mqtt_tune(l->m);
   return l;
 }
 
@@ -733,7 +741,7 @@ int net_mqtt_server_open(const net_mqtt_addr *a, const char *share,
   mosquitto_disconnect_callback_set(sv->m, srv_on_disconnect);
   mosquitto_subscribe_callback_set(sv->m, srv_on_subscribe);
   mosquitto_message_callback_set(sv->m, srv_on_message);
-  mosquitto_max_inflight_messages_set(sv->m, 0);
+  mqtt_tune(sv->m);
   until = mono() + 10;
   if (srv_connect(sv) == 0)
     while (!sv->ready && !sv->err[0] && mono() < until)
