@@ -65,7 +65,7 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
 TEST_EXTRA :=
 -include $(sort $(wildcard mk/*.mk))
 
-EXAMPLES := $(B)/quickstart $(B)/sync_server $(B)/sync_edge
+EXAMPLES := $(B)/quickstart $(B)/sync_server $(B)/sync_edge $(B)/mqtt_edge
 
 all: $(B)/libsync.a $(EXAMPLES) $(B)/bench
 
