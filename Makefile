@@ -234,8 +234,9 @@ test: check-amalgamation
 # reads the installed manual pages with man; python3-prometheus-client:
 # tests/server_ops.sh reads the server's metrics with a real Prometheus
 # parser; mosquitto: tests/test_mqtt.c and the bench start their own
-# broker).  libmosquitto-dev: synctl and examples/mqtt_edge speak MQTT.  DEPS=user installs the first group alone; users then build
-# with `make NO_SQLITE=1` (the bench links SQLite by default) or
+# broker; libmosquitto-dev, for users: synctl and examples/mqtt_edge
+# speak MQTT).  DEPS=user installs the first group alone; users then
+# build with `make NO_SQLITE=1` (the bench links SQLite by default) or
 # `make build/libsync.a build/synctl`.
 DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
                  libxxhash-dev libmosquitto-dev

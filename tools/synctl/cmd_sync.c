@@ -19,10 +19,9 @@ const ctl_help ctl_help_serve = {
     "synctl serve DB ADDRESS [--credentials FILE] [--metrics ADDRESS]\n"
     "       [--port-file FILE] [--metrics-port-file FILE] [--sessions N] "
     "[--quiet]\n"
-    "       synctl serve DB --mqtt BROKER[:PORT] [--topic PREFIX] "
-    "[--share GROUP]\n"
+    "synctl serve DB --mqtt BROKER[:PORT] [--topic PREFIX] [--share GROUP]\n"
     "       [--credentials FILE] [--sessions N] [--quiet]",
-    "serve the database to peers over TCP",
+    "serve the database to peers over TCP or MQTT",
     "Listens on ADDRESS (HOST:PORT; port 0 picks a free one, written to\n"
     "--port-file) and answers sync sessions from any number of clients at\n"
     "once ('synctl sync', devices).  --credentials FILE maps tokens to\n"
