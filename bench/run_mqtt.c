@@ -25,6 +25,14 @@
 #include "w1.h"
 #include "workloads.h"
 
+#ifdef BENCH_NO_MQTT
+/* Built without libmosquitto (cross builds: there is no static one). */
+void bench_mqtt(const bench_opts *o) {
+  (void)o;
+  bench_note("mqtt: not built in (no libmosquitto), its figures are skipped");
+}
+#else
+
 #define MQTT_MAX_ROWS 200000 /* a broker run is for a ratio, not a soak */
 
 typedef struct mqtt_ctx {
@@ -318,3 +326,4 @@ void bench_mqtt(const bench_opts *o) {
   bench_unlink_db(c.recv_path);
   free((void *)c.rows);
 }
+#endif /* BENCH_NO_MQTT */

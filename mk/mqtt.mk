@@ -21,3 +21,13 @@ $(B)/mqtt_edge: examples/mqtt_edge.c examples/demo_schema.h tools/net/mqtt.c \
                 tools/net/mqtt.h $(NET_H) sync.h $(B)/libsync.a
 	$(CC) $(WARN) $(CFLAGS) -I. -Iexamples examples/mqtt_edge.c \
 	  tools/net/mqtt.c $(B)/libsync.a $(LIBS) $(MQTT_LIBS) -o $@
+
+# Cross builds (mk/cross.mk) link statically, and Debian has no static
+# libmosquitto: they leave MQTT out (the test, the example, and the
+# bench's workload, which then says it was not built in).
+CROSS_TESTS := $(filter-out %/test_mqtt,$(CROSS_TESTS))
+CROSS_EXAMPLES := $(filter-out %/mqtt_edge,$(CROSS_EXAMPLES))
+ifneq ($(CB),)
+$(CB)/bench: BENCH_C := $(filter-out tools/net/mqtt.c,$(BENCH_C))
+$(CB)/bench: CROSS_BENCH_SQLITE += -DBENCH_NO_MQTT
+endif

@@ -29,6 +29,9 @@
 #define KEEPALIVE 30
 #define MAX_PAYLOAD (256u << 10) /* stream bytes in one message at most */
 #define RECENT 8 /* ended session ids a server remembers per device */
+/* Devices one server keeps (found by a linear search: thousands, not
+ * millions; beyond that, split them over prefixes or servers). */
+#define MAX_DEVICES 65536
 
 void net_mqtt_init(void) { mosquitto_lib_init(); }
 void net_mqtt_cleanup(void) { mosquitto_lib_cleanup(); }
@@ -523,6 +526,7 @@ static mdev *dev_of(net_mqtt_server *sv, const char *topic) {
   for (i = 0; i < sv->ndev; i++)
     if (!strncmp(sv->dev[i].name, d, n) && !sv->dev[i].name[n])
       return &sv->dev[i];
+  if (sv->ndev == MAX_DEVICES) return NULL; /* a flood of names: drop */
   if (sv->ndev == sv->cap) {
     unsigned cap = sv->cap ? sv->cap * 2 : 16;
     mdev *nd = (mdev *)realloc(sv->dev, cap * sizeof *nd);

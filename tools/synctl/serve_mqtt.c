@@ -58,11 +58,10 @@ static void mserve_ended(void *ctx, const char *dev, sync_session *s) {
            (unsigned long long)x.rows_sent,
            (unsigned long long)x.bytes_received,
            (unsigned long long)x.bytes_sent);
-  else
-    printf("serve: device %s: session ended: %s%s%s%s\n", dev,
-           sync_strerror(st ? st : SYNC_ECLOSED),
-           sync_session_errmsg(s)[0] ? " (" : "", sync_session_errmsg(s),
-           sync_session_errmsg(s)[0] ? ")" : "");
+  else /* the session's words when it has some: they name the error */
+    printf("serve: device %s: session ended: %s\n", dev,
+           sync_session_errmsg(s)[0] ? sync_session_errmsg(s)
+                                     : sync_strerror(st ? st : SYNC_ECLOSED));
   fflush(stdout);
 }
 
