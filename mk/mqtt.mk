@@ -1,6 +1,7 @@
 # MQTT: sessions through a broker (tools/net/mqtt.c, libmosquitto), for
 # synctl (serve --mqtt, sync mqtt://...), the device example, the bench
-# and tests/test_mqtt.c, which starts its own mosquitto on loopback.
+# and the tests (tests/test_mqtt.c, tests/mqtt.sh), which start their own
+# mosquitto on loopback.
 
 MQTT_LIBS := -lmosquitto
 SYNCTL_LIBS += $(MQTT_LIBS)
@@ -10,6 +11,9 @@ SYNCTL_LIBS += $(MQTT_LIBS)
 MQTT_T := $(foreach d,t-src t-amal t-san,$(B)/$(d)/test_mqtt)
 $(MQTT_T): tools/net/mqtt.c tools/net/mqtt.h $(NET_H)
 $(MQTT_T): TESTLIBS += $(MQTT_LIBS)
+
+# synctl over MQTT (serve --mqtt, sync mqtt://...), with its own broker.
+TEST_EXTRA += tests/mqtt.sh
 
 # The bench's MQTT run (bench/run_mqtt.c).
 BENCH_C += tools/net/mqtt.c
