@@ -398,6 +398,11 @@ static int64_t link_recv(void *ctx, void *buf, size_t cap) {
 static int link_up(net_mqtt_link *l) {
   double until = mono() + l->timeout_s;
   int rc;
+  /* Nothing turned the loop since the last session: find out now whether
+   * the connection died meanwhile (a broker restart), and take in what
+   * came (late messages of the last session, dropped as foreign). */
+  if (l->connected && mosquitto_loop(l->m, 0, 1) != MOSQ_ERR_SUCCESS)
+    l->connected = 0;
   if (!l->connected) {
     l->ready = 0;
     l->err[0] = 0;
