@@ -65,7 +65,7 @@ T_SAN  := $(patsubst tests/%.c,$(B)/t-san/%,$(PUB_TESTS)) \
 TEST_EXTRA :=
 -include $(sort $(wildcard mk/*.mk))
 
-EXAMPLES := $(B)/quickstart $(B)/sync_server $(B)/sync_edge
+EXAMPLES := $(B)/quickstart $(B)/sync_server $(B)/sync_edge $(B)/mqtt_edge
 
 all: $(B)/libsync.a $(EXAMPLES) $(B)/bench
 
@@ -242,14 +242,17 @@ test: check-amalgamation
 # what the tests, the bench and lint need on top (man-db: tests/install.sh
 # reads the installed manual pages with man; python3-prometheus-client:
 # tests/server_ops.sh reads the server's metrics with a real Prometheus
-# parser).  DEPS=user installs the first group alone; users then build
-# with `make NO_SQLITE=1` (the bench links SQLite by default) or
+# parser; mosquitto: tests/test_mqtt.c and the bench start their own
+# broker; libmosquitto-dev, for users: synctl and examples/mqtt_edge
+# speak MQTT).  DEPS=user installs the first group alone; users then
+# build with `make NO_SQLITE=1` (the bench links SQLite by default) or
 # `make build/libsync.a build/synctl`.
 DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
-                 libxxhash-dev libssl-dev libmbedtls-dev libjansson-dev
+                 libxxhash-dev libssl-dev libmbedtls-dev libjansson-dev \
+                 libmosquitto-dev
 DEB_TEST_PKGS := libcmocka-dev libsqlite3-dev clang-14 libclang-rt-14-dev \
                  valgrind cppcheck clang-tidy man-db python3-prometheus-client \
-                 openssl
+                 openssl mosquitto
 DEPS ?= all
 DEB_PKGS := $(DEB_USER_PKGS) $(if $(filter user,$(DEPS)),,$(DEB_TEST_PKGS))
 deps:

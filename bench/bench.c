@@ -27,6 +27,7 @@ static const struct {
     {"relay", bench_relay},
     {"tls", bench_tls},
     {"mesh", bench_mesh},
+    {"mqtt", bench_mqtt},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

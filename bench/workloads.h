@@ -17,5 +17,6 @@ void bench_repair(const bench_opts *o); /* run_repair.c */
 void bench_relay(const bench_opts *o);  /* run_relay.c */
 void bench_tls(const bench_opts *o);    /* run_tls.c */
 void bench_mesh(const bench_opts *o);   /* run_mesh.c */
+void bench_mqtt(const bench_opts *o);   /* run_mqtt.c */
 
 #endif /* BENCH_WORKLOADS_H */

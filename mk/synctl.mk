@@ -22,7 +22,7 @@ $(B)/net-obj/%.o: tools/net/%.c $(NET_H) tools/net/tls.h sync.h
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 
 $(B)/synctl: $(SYNCTL_OBJ) $(B)/libsync.a
-	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) $(TLS_LIBS) $(JANSSON_LIBS) -o $@
+	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) $(TLS_LIBS) $(JANSSON_LIBS) $(SYNCTL_LIBS) -o $@
 
 TEST_EXTRA += tests/synctl.sh
 test-build: $(B)/synctl

@@ -22,8 +22,10 @@ const ctl_help ctl_help_serve = {
     "[--quiet]\n"
     "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
     "       [--peer ADDRESS]... [--peers FILE] [--peer-interval SECONDS]\n"
-    "       [--peer-token T] [--tls-ca FILE]",
-    "serve the database to peers over TCP",
+    "       [--peer-token T] [--tls-ca FILE]\n"
+    "synctl serve DB --mqtt BROKER[:PORT] [--topic PREFIX] [--share GROUP]\n"
+    "       [--credentials FILE] [--sessions N] [--quiet]",
+    "serve the database to peers over TCP, TLS or MQTT",
     "Listens on ADDRESS (HOST:PORT; port 0 picks a free one, written to\n"
     "--port-file) and answers sync sessions from any number of clients at\n"
     "once ('synctl sync', devices).  --credentials FILE maps tokens to\n"
@@ -50,7 +52,12 @@ const ctl_help ctl_help_serve = {
     "with any of them (docs/SYNCTL.md, \"A mesh of servers\").\n"
     "--peer-token is the token shown to peers that check credentials (it\n"
     "needs relay there).  With TLS, peers are dialled over TLS too, their\n"
-    "certificates checked against --tls-ca.\n"};
+    "certificates checked against --tls-ca.\n"
+    "With --mqtt it serves devices through an MQTT broker instead (port\n"
+    "1883 by default): it subscribes to PREFIX/+/up (--topic, default\n"
+    "'sync') and answers each device on PREFIX/DEVICE/down, a session per\n"
+    "device; --share GROUP subscribes as $share/GROUP/... so that several\n"
+    "servers split the devices (docs/MQTT.md says what the broker must do).\n"};
 
 /* --peers FILE: one address a line ('#' comments). */
 static int peers_line(void *ctx, char *line, const char *where) {
@@ -112,6 +119,12 @@ int ctl_cmd_serve(int argc, char **argv) {
       o.peer_token = argv[++i];
     else if (ctl_opt(i, a, "--quiet"))
       o.quiet = 1;
+    else if (ctl_opt(i, a, "--mqtt") && more)
+      o.mqtt = argv[++i];
+    else if (ctl_opt(i, a, "--topic") && more)
+      o.topic = argv[++i];
+    else if (ctl_opt(i, a, "--share") && more)
+      o.share = argv[++i];
     else if (ctl_is_opt(i, a))
       return ctl_usage("unknown option '%s' (or it needs a value)", a);
     else if (!o.db)
@@ -121,6 +134,8 @@ int ctl_cmd_serve(int argc, char **argv) {
     else
       return ctl_usage("too many arguments");
   }
+  if (o.mqtt && o.db && !o.addr) return ctl_serve_mqtt(&o);
+  if (o.mqtt) return ctl_usage("give DB and --mqtt BROKER, or DB and HOST:PORT");
   if (!o.db || !o.addr) return ctl_usage("give DB and HOST:PORT");
   if (ctl_check_address(o.addr) || (o.maddr && ctl_check_address(o.maddr)))
     return EX_USAGE;
@@ -526,7 +541,8 @@ static int sync_report_json(sync_env *env, const char *other, int dry,
 }
 
 const ctl_help ctl_help_sync = {
-    "synctl sync DB ADDRESS|OTHER_DB [--pull|--push|--both] [--dry-run]\n"
+    "synctl sync DB ADDRESS|OTHER_DB|mqtt://BROKER[:PORT]/PREFIX/DEVICE\n"
+    "       [--pull|--push|--both] [--dry-run]\n"
     "       [--tables A,B] [--token T] [--max-message BYTES] [--quiet]\n"
     "       [--json] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]\n"
     "       [--tls-name NAME]]",
@@ -534,7 +550,9 @@ const ctl_help ctl_help_sync = {
     "Runs one session: DB is the client, the other side serves.  With\n"
     "HOST:PORT the other side is a server ('synctl serve'); with a path it\n"
     "is another database file, synced in this process through two\n"
-    "sessions that pass bytes to each other.  --pull receives, --push\n"
+    "sessions that pass bytes to each other; with an mqtt:// URL the\n"
+    "session goes through an MQTT broker to 'synctl serve --mqtt', as\n"
+    "device DEVICE under the topic PREFIX.  --pull receives, --push\n"
     "sends, --both (default) does both.  --dry-run writes nothing on\n"
     "either side and says what would change.  --tables limits the tables;\n"
     "changing it later removes the rows of tables no longer listed and\n"
@@ -611,7 +629,9 @@ int ctl_cmd_sync(int argc, char **argv) {
   so.progress = on_progress;
   so.progress_ctx = &pr;
   memset(&st, 0, sizeof st);
-  if (remote) {
+  if (remote == 2) {
+    rc = ctl_sync_mqtt(env, &so, pa.db, pa.other, &st, errmsg, sizeof errmsg);
+  } else if (remote) {
     rc = sync_remote(env, &so, &pa, &st, errmsg, sizeof errmsg);
   } else if (!strcmp(pa.db, pa.other)) {
     ret = ctl_usage("a database cannot sync with itself");
@@ -805,6 +825,9 @@ static int cmd_repair_diff(int argc, char **argv, int diff) {
   if (!pa.db || !pa.other)
     return ctl_usage("give DB and HOST:PORT or OTHER_DB");
   if ((remote = ctl_peer_kind(pa.other)) < 0) return EX_USAGE;
+  if (remote == 2)
+    return ctl_usage("%s runs over TCP or with a file, not over MQTT",
+                     diff ? "diff" : "repair");
   if (!remote && !strcmp(pa.db, pa.other))
     return ctl_usage("a database cannot repair with itself");
   if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;

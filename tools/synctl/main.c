@@ -54,7 +54,7 @@ static const command COMMANDS[] = {
     {"serve", ctl_cmd_serve, &ctl_help_serve,
      "credentials=,metrics=,port-file=,metrics-port-file=,sessions=,quiet/q,"
      "tls-cert=,tls-key=,tls-ca=,tls-client-ca=,peer=,peers=,peer-interval=,"
-     "peer-token="},
+     "peer-token=,mqtt=,topic=,share="},
     {"sync", ctl_cmd_sync, &ctl_help_sync,
      "pull,push,both,dry-run,quiet/q,tls-ca=,tls-cert=,tls-key=,tls-name=,"
      PEER_OPTS},

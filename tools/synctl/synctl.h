@@ -259,8 +259,19 @@ typedef struct ctl_serve_opts {
   int npeers;
   unsigned peer_interval;
   const char *peer_token;
+  const char *mqtt, *topic, *share; /* --mqtt BROKER: serve over MQTT */
 } ctl_serve_opts;
 /* Serve o->db until told to stop.  Returns the exit status. */
 int ctl_serve(const ctl_serve_opts *o);
+
+/* serve_mqtt.c: serve o->db through the broker o->mqtt (exit status);
+ * whether url is mqtt://BROKER[:PORT]/PREFIX/DEVICE (EX_OK, or EX_USAGE
+ * said); and a sync with retries through it: 0, a library code, or 1
+ * when no session could start (said). */
+int ctl_serve_mqtt(const ctl_serve_opts *o);
+int ctl_check_mqtt_url(const char *url);
+int ctl_sync_mqtt(sync_env *env, sync_session_opts *so, const char *db,
+                  const char *url, sync_session_stats *st, char *errmsg,
+                  size_t cap);
 
 #endif
