@@ -16,7 +16,9 @@
 #include <stdio.h>
 
 #ifndef _WIN32
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #endif
 
 /* Without C11 atomics the library is for one thread per env. */
@@ -176,6 +178,44 @@ SYNC_PRIVATE int sx_store_ident(sx_store *st, uint64_t *dev, uint64_t *ino) {
 #endif
 }
 
+#ifndef _WIN32
+/* The lock file LMDB makes beside a database is a memory map: on a full
+ * disk, the first touch of a page the file system has no room for kills
+ * the process (SIGBUS) rather than failing a call.  So a missing lock
+ * file is made here first, its pages written (LMDB keeps a lock file at
+ * least the size it needs: 126 readers of 64 bytes and a header), under
+ * a name of its own and then linked into place, so that a process that
+ * opens the database meanwhile never sees it half written.  0, or
+ * SYNC_ENOSPC (or another error) with nothing left behind. */
+#define SX_LOCK_ROOM 16384
+static int sx_lock_room(const char *path, char *msg, size_t msgsz) {
+  char lock[4096], tmp[4096 + 32];
+  static const unsigned char zero[4096];
+  struct stat sb;
+  size_t done = 0;
+  int fd, err = 0;
+  if (snprintf(lock, sizeof lock, "%s-lock", path) >= (int)sizeof lock)
+    return 0; /* LMDB will say */
+  if (stat(lock, &sb) == 0 || errno != ENOENT) return 0;
+  snprintf(tmp, sizeof tmp, "%s.%ld", lock, (long)getpid());
+  if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0)
+    return 0; /* a read-only directory: LMDB decides */
+  while (done < SX_LOCK_ROOM && !err) {
+    ssize_t n = write(fd, zero, sizeof zero);
+    if (n > 0) done += (size_t)n;
+    else if (errno != EINTR) err = errno ? errno : EIO;
+  }
+  if (close(fd) && !err) err = errno;
+  if (!err && link(tmp, lock) && errno != EEXIST) err = errno;
+  unlink(tmp);
+  if (!err) return 0;
+  err = sx_map_err(NULL, err);
+  snprintf(msg, msgsz, "%.180s: %s (making the lock file)", lock,
+           sync_strerror(err));
+  return err;
+}
+#endif
+
 SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
                                const sx_store_opts *o, sx_store **out,
                                char *msg, size_t msgsz) {
@@ -219,6 +259,9 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
     rc = sx_map_err(st, rc);
     goto fail;
   }
+#ifndef _WIN32
+  if ((rc = sx_lock_room(path, msg, msgsz))) goto fail;
+#endif
   if ((rc = mdb_env_open(st->env, path, flags, 0644))) {
     int native = rc;
     rc = sx_map_err(st, rc);

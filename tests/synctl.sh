@@ -208,6 +208,16 @@ if [ "$(id -u)" = 0 ] && mkdir fulldisk && mount -t tmpfs -o size=1m tmpfs fulld
     && ok "and says what failed once" || bad "full disk open message"
   rm -f fulldisk/fill
   check "with room again the copy opens and takes the write" sh -c "$S put fulldisk/copy.db t k v=2 && $S get fulldisk/copy.db t k | grep -q '^v  2\$'"
+  # A file whose lock file does not exist yet, on a full disk: LMDB maps
+  # the lock file, and a page of it the disk has no room for would kill
+  # the process (SIGBUS) at the first touch.
+  cp fulldisk/orig.db fulldisk/nolock.db
+  dd if=/dev/zero of=fulldisk/fill bs=1k 2>/dev/null
+  status "reading a file with no lock file on a full disk fails (1), no crash" 1 "$S" get fulldisk/nolock.db t k
+  has "nolock.db-lock: no space left" && ok "and says the lock file found no room" || bad "lock file message"
+  [ ! -e fulldisk/nolock.db-lock ] && ok "and leaves no lock file behind" || bad "a lock file was left"
+  rm -f fulldisk/fill
+  check "with room again it reads" sh -c "$S get fulldisk/nolock.db t k | grep -q '^v  1\$'"
   umount fulldisk
 else
   skip "a copy opened on a full disk (mounting a tmpfs needs root)"
