@@ -125,9 +125,10 @@ endif
 $(B)/bench.cfg: FORCE | $(B)
 	@echo '$(BENCH_SQLITE)' | cmp -s - $@ || echo '$(BENCH_SQLITE)' > $@
 
-$(B)/bench: $(BENCH_C) bench/*.h $(NET_H) sync.h $(B)/libsync.a $(B)/bench.cfg
+$(B)/bench: $(BENCH_C) bench/*.h $(NET_H) sync.h $(B)/libsync.a $(B)/bench.cfg \
+           $(wildcard tools/pgbridge/*)
 	$(CC) -std=c11 -O2 -DNDEBUG $(CPPFLAGS_ALL) $(BENCH_C) $(B)/libsync.a \
-	  $(BENCH_SQLITE) $(LIBS) -lm -o $@
+	  $(BENCH_SQLITE) $(BENCH_PG) $(LIBS) -lm -o $@
 
 bench: $(B)/bench
 	$(B)/bench $(BENCH_ARGS)
@@ -237,9 +238,10 @@ test: check-amalgamation
 # with `make NO_SQLITE=1` (the bench links SQLite by default) or
 # `make build/libsync.a build/synctl`.
 DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
-                 libxxhash-dev
+                 libxxhash-dev libpq-dev
 DEB_TEST_PKGS := libcmocka-dev libsqlite3-dev clang-14 libclang-rt-14-dev \
-                 valgrind cppcheck clang-tidy man-db python3-prometheus-client
+                 valgrind cppcheck clang-tidy man-db python3-prometheus-client \
+                 postgresql libpq-dev
 DEPS ?= all
 DEB_PKGS := $(DEB_USER_PKGS) $(if $(filter user,$(DEPS)),,$(DEB_TEST_PKGS))
 deps:

@@ -17,8 +17,9 @@ $(B)/net-obj/%.o: tools/net/%.c $(NET_H) sync.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 
-$(B)/synctl: $(SYNCTL_OBJ) $(B)/libsync.a
-	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) -o $@
+# pg-bridge links libpq (mk/pg.mk: PG_OBJ, PG_LIBS).
+$(B)/synctl: $(SYNCTL_OBJ) $(PG_OBJ) $(B)/libsync.a
+	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(PG_OBJ) $(B)/libsync.a $(LIBS) $(PG_LIBS) -o $@
 
 TEST_EXTRA += tests/synctl.sh
 test-build: $(B)/synctl

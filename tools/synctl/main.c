@@ -50,6 +50,7 @@ static const command COMMANDS[] = {
     {"repair", ctl_cmd_repair, &ctl_help_repair},
     {"diff", ctl_cmd_diff, &ctl_help_diff},
     {"stats", ctl_cmd_stats, &ctl_help_stats},
+    {"pg-bridge", ctl_cmd_pg_bridge, &ctl_help_pg_bridge},
     {"help", NULL, &ctl_help_help},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

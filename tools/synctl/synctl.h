@@ -74,6 +74,8 @@ CTL_COMMAND(serve);
 CTL_COMMAND(sync);
 CTL_COMMAND(repair);
 CTL_COMMAND(diff);
+/* cmd_pg.c */
+CTL_COMMAND(pg_bridge);
 
 /* Options (main.c): main splits --NAME=VALUE into --NAME VALUE and drops
  * a '--'; the arguments of a command from index ctl_nopt on came after
