@@ -25,6 +25,7 @@ static const struct {
     {"sync", bench_sync},
     {"repair", bench_repair},
     {"relay", bench_relay},
+    {"pg", bench_pg},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -15,5 +15,6 @@ void bench_wire(const bench_opts *o);  /* run_wire.c */
 void bench_sync(const bench_opts *o);  /* run_sync.c */
 void bench_repair(const bench_opts *o); /* run_repair.c */
 void bench_relay(const bench_opts *o);  /* run_relay.c */
+void bench_pg(const bench_opts *o);     /* run_pg.c */
 
 #endif /* BENCH_WORKLOADS_H */

@@ -51,11 +51,15 @@ typedef struct pgb_table {
   char *qname;   /* "name", quoted for SQL */
   char *lit;     /* 'name', a literal */
   char *lit2;    /* '"name"', the quoted name as a literal */
-  char *stage;   /* the temp staging table */
+  char *stage;   /* the temp staging table of live rows */
+  char *dead;    /* the temp staging table of deleted keys */
+  char *copy_cols; /* (key, columns[, audit]): the COPY column list */
   char *sel_out; /* this table's outbox entries, oldest first */
   char *del_sql, *ups_sql;
-  pgb_buf copy; /* binary COPY rows staged for this batch */
-  size_t nstaged;
+  pgb_buf copy;  /* binary COPY of the live rows staged for this batch */
+  pgb_buf dcopy; /* and of the deleted keys */
+  size_t nlive, ndead;
+  int fresh; /* every live row staged is new: never replaced anything */
 } pgb_table;
 
 struct pgb_bridge {
@@ -69,6 +73,9 @@ struct pgb_bridge {
   pgb_table *t;
   unsigned nt;
   uint64_t clock_ms; /* nonzero: the stamp time of the writes being made */
+  uint64_t pulled_v; /* the server replica's version at the last pull */
+  uint64_t pushed_v; /* the state replica's after the last push (or after
+                        a pull that brought only the server's rows) */
   pgb_stats st;
   char err[PGB_ERRMAX];
 };
@@ -255,10 +262,13 @@ static int col_list(pgb_buf *s, const pgb_table *t, const char *pre,
 
 static void table_sql_free(pgb_table *t) {
   free(t->stage);
+  free(t->dead);
+  free(t->copy_cols);
   free(t->sel_out);
   free(t->del_sql);
   free(t->ups_sql);
-  t->stage = t->sel_out = t->del_sql = t->ups_sql = NULL;
+  t->stage = t->dead = t->copy_cols = t->sel_out = t->del_sql = t->ups_sql =
+      NULL;
 }
 
 /* The SQL of table t: its trigger and staging table into trig and stage,
@@ -272,6 +282,16 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
   table_sql_free(t);
   snprintf(name, sizeof name, "\"_sync_stage_%u\"", t->id);
   if (!(t->stage = strdup(name))) return SYNC_ENOMEM;
+  snprintf(name, sizeof name, "\"_sync_dead_%u\"", t->id);
+  if (!(t->dead = strdup(name))) return SYNC_ENOMEM;
+  rc |= buf_printf(&s, "(");
+  rc |= col_list(&s, t, "", b->o.audit);
+  rc |= buf_printf(&s, ")");
+  if (rc || !(t->copy_cols = strdup(s.p))) {
+    free(s.p);
+    return SYNC_ENOMEM;
+  }
+  s.len = 0;
   /* trigger function */
   rc |= buf_printf(trig,
                    "CREATE OR REPLACE FUNCTION \"_sync_cap_%s\"() RETURNS "
@@ -304,20 +324,25 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
   }
   /* The trigger is made only when missing: CREATE TRIGGER locks the
    * table against writers, who must not wait for a bridge that
-   * reconnects. */
+   * reconnects.  Its WHEN clause keeps the bridge's own writes from
+   * even queueing a trigger event (the function checks again). */
   rc |= buf_printf(trig,
                    "]);\n  RETURN NULL;\nEND\n$sync$;\n"
                    "DO $sync$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger "
                    "WHERE tgrelid = to_regclass(%s) AND tgname = "
                    "'_sync_capture') THEN CREATE TRIGGER _sync_capture AFTER "
-                   "INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE "
-                   "FUNCTION \"_sync_cap_%s\"(); END IF; END $sync$;\n",
+                   "INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW WHEN "
+                   "(current_setting('sync.bridge', true) IS DISTINCT FROM "
+                   "'on') EXECUTE FUNCTION \"_sync_cap_%s\"(); END IF; END "
+                   "$sync$;\n",
                    t->lit2, t->qname, t->def.name);
-  /* the staging table: live flag, key, columns, stamp, site */
+  /* the staging tables: live rows as the table holds them, and keys */
   rc |= buf_printf(stage,
-                   "CREATE TEMP TABLE IF NOT EXISTS %s (live boolean, "
-                   "\"key\" %s",
-                   t->stage, pg_type(t->def.key_type));
+                   "CREATE TEMP TABLE IF NOT EXISTS %s (\"key\" %s) ON "
+                   "COMMIT DELETE ROWS;\n"
+                   "CREATE TEMP TABLE IF NOT EXISTS %s (\"key\" %s",
+                   t->dead, pg_type(t->def.key_type), t->stage,
+                   pg_type(t->def.key_type));
   for (c = 0; c < t->def.ncolumns && !rc; c++) {
     char *q = quote(t->def.columns[c].name, '"');
     if (!q) return SYNC_ENOMEM;
@@ -339,9 +364,9 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
   s.len = 0;
   /* deletes, then upserts that write only rows whose values differ */
   rc |= buf_printf(&s,
-                   "DELETE FROM %s AS t USING %s s WHERE NOT s.live AND "
-                   "t.\"key\" = s.\"key\"",
-                   t->qname, t->stage);
+                   "DELETE FROM %s AS t USING %s s WHERE t.\"key\" = "
+                   "s.\"key\"",
+                   t->qname, t->dead);
   if (rc) goto out;
   t->del_sql = strdup(s.p);
   s.len = 0;
@@ -349,8 +374,7 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
   rc |= col_list(&s, t, "", b->o.audit);
   rc |= buf_printf(&s, ") SELECT ");
   rc |= col_list(&s, t, "", b->o.audit);
-  rc |= buf_printf(&s, " FROM %s WHERE live ON CONFLICT (\"key\") DO ",
-                   t->stage);
+  rc |= buf_printf(&s, " FROM %s ON CONFLICT (\"key\") DO ", t->stage);
   if (!t->def.ncolumns) {
     rc |= buf_printf(&s, "NOTHING");
   } else {
@@ -585,41 +609,54 @@ static void hex_str(const uint8_t *p, size_t n, char *out) {
   out[2 * n] = 0;
 }
 
-/* One changed row of the state replica as a row of t's staging table:
- * live, key, the columns (NULL for a tombstone), its newest stamp and
- * that stamp's site.  *hlc is set to the newest stamp. */
-static int stage_row(pgb_table *t, sync_changes *it, const sync_change *ch,
-                     uint64_t *hlc) {
-  pgb_buf *bf = &t->copy;
+/* One changed row of the state replica into t's COPY streams: a
+ * tombstone's key into dcopy, a live row (key, columns, and with --audit
+ * its newest stamp and that stamp's site) into copy.  *hlc is set to the
+ * newest stamp.  A live row is fresh when it was inserted once and never
+ * replaced anything (causal length 1, no column with a base) and not
+ * written by the bridge from Postgres: Postgres cannot hold it yet. */
+static int stage_row(pgb_bridge *b, pgb_table *t, sync_changes *it,
+                     const sync_change *ch, uint64_t *hlc) {
+  pgb_buf *bf = ch->causal_length & 1 ? &t->copy : &t->dcopy;
   sync_stamp newest = ch->row_stamp;
   unsigned c;
-  int live = (int)(ch->causal_length & 1), rc = 0;
-  unsigned char one = (unsigned char)live;
+  int rc = 0, fresh = ch->causal_length == 1;
   char site[33];
   if (!bf->len && buf_put(bf, COPY_HEAD, sizeof COPY_HEAD)) return SYNC_ENOMEM;
-  rc |= buf_be(bf, 2u + t->def.ncolumns + 2u, 2);
-  rc |= put_field(bf, &one, 1);
+  if (bf == &t->dcopy) {
+    rc |= buf_be(bf, 1, 2);
+    t->ndead++;
+  } else {
+    rc |= buf_be(bf, 1u + t->def.ncolumns + (b->o.audit ? 2u : 0u), 2);
+    t->nlive++;
+  }
   if (t->def.key_type == SYNC_INTEGER && ch->key.len == 8)
     rc |= put_value(bf, &(sync_value){.type = SYNC_INTEGER,
                                       .i = sync_key_int_decode(ch->key.data)});
   else
     rc |= put_field(bf, ch->key.data, ch->key.len);
-  for (c = 0; c < t->def.ncolumns && !rc; c++) {
+  for (c = 0; bf == &t->copy && c < t->def.ncolumns && !rc; c++) {
     sync_value v;
-    sync_stamp s;
-    int r = live ? sync_changes_column(it, c, &v, &s, NULL) : SYNC_NOTFOUND;
+    sync_stamp s, base;
+    int r = sync_changes_column(it, c, &v, &s, &base);
     if (r == SYNC_NOTFOUND) {
       rc |= put_null(bf);
       continue;
     }
     if (r) return r;
     if (s.hlc > newest.hlc) newest = s;
+    if (base.hlc) fresh = 0;
     rc |= put_value(bf, &v);
   }
-  hex_str(newest.site, 16, site);
-  rc |= buf_be(bf, 8, 4) || buf_be(bf, newest.hlc, 8);
-  rc |= put_field(bf, site, 32);
-  t->nstaged++;
+  if (bf == &t->copy) {
+    if (!memcmp(newest.site, b->rep_site, 16)) fresh = 0;
+    if (!fresh) t->fresh = 0;
+    if (b->o.audit) {
+      hex_str(newest.site, 16, site);
+      rc |= buf_be(bf, 8, 4) || buf_be(bf, newest.hlc, 8);
+      rc |= put_field(bf, site, 32);
+    }
+  }
   *hlc = newest.hlc;
   return rc ? SYNC_ENOMEM : 0;
 }
@@ -627,37 +664,73 @@ static int stage_row(pgb_table *t, sync_changes *it, const sync_change *ch,
 static void unstage(pgb_bridge *b) {
   unsigned i;
   for (i = 0; i < b->nt; i++) {
-    b->t[i].copy.len = 0;
-    b->t[i].nstaged = 0;
+    b->t[i].copy.len = b->t[i].dcopy.len = 0;
+    b->t[i].nlive = b->t[i].ndead = 0;
+    b->t[i].fresh = 1;
   }
 }
 
-/* COPY t's staged rows into its staging table, then delete and upsert;
- * *written counts the Postgres rows that changed. */
-static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
-  char sql[96];
+/* COPY bf (a whole stream, trailer added here) into table `into`.
+ * *state is set to the SQLSTATE of a failure. */
+static int copy_in(pgb_bridge *b, const char *into, const char *cols,
+                   pgb_buf *bf, char state[6]) {
+  pgb_buf sql = {0};
   PGresult *r;
   int rc;
-  snprintf(sql, sizeof sql, "COPY %s FROM STDIN (FORMAT binary)", t->stage);
-  r = PQexec(b->pg, sql);
+  state[0] = 0;
+  if (buf_printf(&sql, "COPY %s %s FROM STDIN (FORMAT binary)", into, cols))
+    return SYNC_ENOMEM;
+  r = PQexec(b->pg, sql.p);
+  free(sql.p);
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     rc = pg_fail(b, "copy", r);
     PQclear(r);
     return rc;
   }
   PQclear(r);
-  if (buf_be(&t->copy, 0xffff, 2)) return SYNC_ENOMEM;
-  if (PQputCopyData(b->pg, t->copy.p, (int)t->copy.len) != 1 ||
+  if (PQputCopyData(b->pg, bf->p, (int)bf->len) != 1 ||
+      PQputCopyData(b->pg, "\377\377", 2) != 1 ||
       PQputCopyEnd(b->pg, NULL) != 1)
     return pg_fail(b, "copy", NULL);
   r = PQgetResult(b->pg);
   rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail(b, "copy", r);
+  if (rc && PQresultErrorField(r, PG_DIAG_SQLSTATE))
+    snprintf(state, 6, "%s", PQresultErrorField(r, PG_DIAG_SQLSTATE));
   PQclear(r);
   while ((r = PQgetResult(b->pg))) PQclear(r);
-  if (rc) return rc;
-  if (!(r = exec(b, t->del_sql, PGRES_COMMAND_OK, "delete", &rc))) return rc;
-  *written += strtoull(PQcmdTuples(r), NULL, 10);
-  PQclear(r);
+  return rc;
+}
+
+/* Write t's staged rows: deleted keys through their staging table; live
+ * rows that are all fresh straight into the table with COPY (under a
+ * savepoint: should a key be there after all, the unique violation sends
+ * them the general way), else through the staging table with an upsert
+ * that writes only rows whose values differ.  *written counts the
+ * Postgres rows that changed. */
+static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
+  char state[6];
+  PGresult *r;
+  int rc;
+  if (t->ndead) {
+    if ((rc = copy_in(b, t->dead, "", &t->dcopy, state))) return rc;
+    if (!(r = exec(b, t->del_sql, PGRES_COMMAND_OK, "delete", &rc))) return rc;
+    *written += strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+  }
+  if (!t->nlive) return 0;
+  if (t->fresh) {
+    if ((rc = run(b, "SAVEPOINT pgb_fresh", "savepoint"))) return rc;
+    rc = copy_in(b, t->qname, t->copy_cols, &t->copy, state);
+    if (!rc) {
+      *written += t->nlive;
+      return run(b, "RELEASE SAVEPOINT pgb_fresh", "savepoint");
+    }
+    if (strcmp(state, "23505")) return rc; /* not a unique violation */
+    if ((rc = run(b, "ROLLBACK TO SAVEPOINT pgb_fresh", "savepoint")))
+      return rc;
+    b->err[0] = 0;
+  }
+  if ((rc = copy_in(b, t->stage, t->copy_cols, &t->copy, state))) return rc;
   if (!(r = exec(b, t->ups_sql, PGRES_COMMAND_OK, "upsert", &rc))) return rc;
   *written += strtoull(PQcmdTuples(r), NULL, 10);
   PQclear(r);
@@ -679,6 +752,7 @@ static int to_pg(pgb_bridge *b, uint64_t *moved) {
   unsigned i;
   int rc, stopped = 0;
   b->st.lag_s = 0;
+  unstage(b);
   if ((rc = run(b, "BEGIN", "begin")) ||
       (rc = run(b, "SET LOCAL sync.bridge = 'on'", "settings")) ||
       (rc = check_all(b)))
@@ -722,7 +796,7 @@ static int to_pg(pgb_bridge *b, uint64_t *moved) {
       continue;
     }
     if (ch.table >= b->nt) continue; /* a newer schema's table: not ours */
-    if ((rc = stage_row(&b->t[ch.table], it, &ch, &hlc))) {
+    if ((rc = stage_row(b, &b->t[ch.table], it, &ch, &hlc))) {
       lib_fail(b, b->rep, rc, "reading a changed row");
       goto out;
     }
@@ -743,7 +817,8 @@ static int to_pg(pgb_bridge *b, uint64_t *moved) {
   sync_txn_abort(rx);
   rx = NULL;
   for (i = 0; i < b->nt && !rc; i++)
-    if (b->t[i].nstaged) rc = flush_table(b, &b->t[i], &written);
+    if (b->t[i].nlive || b->t[i].ndead)
+      rc = flush_table(b, &b->t[i], &written);
   if (rc) goto out;
   snprintf(vbuf, sizeof vbuf, "%llu",
            (unsigned long long)(stopped ? last : vend));
@@ -1026,6 +1101,40 @@ static void outbox_lag(pgb_bridge *b) {
   PQclear(r);
 }
 
+static uint64_t version_of(sync_env *env) {
+  sync_txn *x;
+  uint64_t v = 0;
+  if (!sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) {
+    v = sync_txn_version(x);
+    sync_txn_abort(x);
+  }
+  return v;
+}
+
+/* Postgres' writes into the state replica, the server replica's into it,
+ * the state replica's into Postgres and into the server replica.  A pull
+ * is skipped while the server replica has not changed since the last
+ * one, a push while the state replica holds nothing the server replica
+ * lacks (nothing came from Postgres since the last push): each costs a
+ * scan and a commit even when it moves nothing. */
+static int sync_step(pgb_bridge *b, uint64_t *m) {
+  uint64_t v0 = version_of(b->rep), sv;
+  int rc, ours;
+  if ((rc = from_pg(b, m))) return rc;
+  ours = version_of(b->rep) != v0 || b->pushed_v != v0;
+  sv = version_of(b->srv);
+  if (sv != b->pulled_v) {
+    if ((rc = xfer(b, b->rep, b->srv, b->srv_site, m))) return rc;
+    b->pulled_v = sv;
+  }
+  if ((rc = to_pg(b, m))) return rc;
+  if (ours) {
+    if ((rc = xfer(b, b->srv, b->rep, b->rep_site, m))) return rc;
+  }
+  b->pushed_v = version_of(b->rep);
+  return 0;
+}
+
 int pgb_step(pgb_bridge *b, uint64_t *moved) {
   uint64_t m = 0;
   int rc;
@@ -1033,10 +1142,7 @@ int pgb_step(pgb_bridge *b, uint64_t *moved) {
   b->st.steps++;
   if (!b->pg || PQstatus(b->pg) != CONNECTION_OK) rc = pg_connect(b);
   else rc = 0;
-  if (!rc) rc = from_pg(b, &m);
-  if (!rc) rc = xfer(b, b->rep, b->srv, b->srv_site, &m);
-  if (!rc) rc = to_pg(b, &m);
-  if (!rc) rc = xfer(b, b->srv, b->rep, b->rep_site, &m);
+  if (!rc) rc = sync_step(b, &m);
   if (!rc) outbox_lag(b);
   if (rc) {
     b->st.errors++;
@@ -1149,6 +1255,7 @@ void pgb_close(pgb_bridge *b) {
     free(b->t[i].lit);
     free(b->t[i].lit2);
     free(b->t[i].copy.p);
+    free(b->t[i].dcopy.p);
   }
   free(b->t);
   sync_env_close(b->rep);
