@@ -230,11 +230,12 @@ test: check-amalgamation
 # manual pages, bash completion) and mk/synctl.mk (synctl).
 
 # ---- dependencies (Debian) -------------------------------------------
-# Two groups: what a user needs to build the library and synctl, and
-# what the tests, the bench and lint need on top (man-db: tests/install.sh
-# reads the installed manual pages with man; python3-prometheus-client:
-# tests/server_ops.sh reads the server's metrics with a real Prometheus
-# parser).  DEPS=user installs the first group alone; users then build
+# Two groups: what a user needs to build the library and synctl (libpq-dev:
+# synctl pg-bridge), and what the tests, the bench and lint need on top
+# (man-db: tests/install.sh reads the installed manual pages with man;
+# python3-prometheus-client: tests/server_ops.sh reads the server's
+# metrics with a real Prometheus parser; postgresql: tests/pgbridge.c and
+# the bench's pg workload start a server of their own).  DEPS=user installs the first group alone; users then build
 # with `make NO_SQLITE=1` (the bench links SQLite by default) or
 # `make build/libsync.a build/synctl`.
 DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
