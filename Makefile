@@ -125,9 +125,10 @@ endif
 $(B)/bench.cfg: FORCE | $(B)
 	@echo '$(BENCH_SQLITE)' | cmp -s - $@ || echo '$(BENCH_SQLITE)' > $@
 
-$(B)/bench: $(BENCH_C) bench/*.h $(NET_H) sync.h $(B)/libsync.a $(B)/bench.cfg
+$(B)/bench: $(BENCH_C) bench/*.h $(NET_H) sync.h $(B)/libsync.a $(B)/bench.cfg \
+           $(wildcard tools/pgbridge/*)
 	$(CC) -std=c11 -O2 -DNDEBUG $(CPPFLAGS_ALL) $(BENCH_C) $(B)/libsync.a \
-	  $(BENCH_SQLITE) $(LIBS) -lm -o $@
+	  $(BENCH_SQLITE) $(BENCH_PG) $(LIBS) -lm -o $@
 
 bench: $(B)/bench
 	$(B)/bench $(BENCH_ARGS)
@@ -243,16 +244,20 @@ test: check-amalgamation
 # reads the installed manual pages with man; python3-prometheus-client:
 # tests/server_ops.sh reads the server's metrics with a real Prometheus
 # parser; mosquitto: tests/test_mqtt.c and the bench start their own
-# broker; libmosquitto-dev, for users: synctl and examples/mqtt_edge
-# speak MQTT).  DEPS=user installs the first group alone; users then
-# build with `make NO_SQLITE=1` (the bench links SQLite by default) or
-# `make build/libsync.a build/synctl`.
+# broker; postgresql: tests/pgbridge.c and the bench's pg workload start
+# a server of their own; openssl: the TLS tests make throwaway
+# certificates).  For users: libssl-dev and libmbedtls-dev for TLS
+# (synctl, examples/tls_edge), libjansson-dev for synctl's JSON,
+# libmosquitto-dev for MQTT (synctl, examples/mqtt_edge), libpq-dev for
+# synctl pg-bridge.  DEPS=user installs the first group alone; users
+# then build with `make NO_SQLITE=1` (the bench links SQLite by default)
+# or `make build/libsync.a build/synctl`.
 DEB_USER_PKGS := build-essential python3 pkg-config liblmdb-dev libzstd-dev \
                  libxxhash-dev libssl-dev libmbedtls-dev libjansson-dev \
-                 libmosquitto-dev
+                 libmosquitto-dev libpq-dev
 DEB_TEST_PKGS := libcmocka-dev libsqlite3-dev clang-14 libclang-rt-14-dev \
                  valgrind cppcheck clang-tidy man-db python3-prometheus-client \
-                 openssl mosquitto
+                 openssl mosquitto postgresql
 DEPS ?= all
 DEB_PKGS := $(DEB_USER_PKGS) $(if $(filter user,$(DEPS)),,$(DEB_TEST_PKGS))
 deps:

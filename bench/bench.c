@@ -28,6 +28,7 @@ static const struct {
     {"tls", bench_tls},
     {"mesh", bench_mesh},
     {"mqtt", bench_mqtt},
+    {"pg", bench_pg},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

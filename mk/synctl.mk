@@ -21,8 +21,9 @@ $(B)/net-obj/%.o: tools/net/%.c $(NET_H) tools/net/tls.h sync.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 
-$(B)/synctl: $(SYNCTL_OBJ) $(B)/libsync.a
-	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(B)/libsync.a $(LIBS) $(TLS_LIBS) $(JANSSON_LIBS) $(SYNCTL_LIBS) -o $@
+# pg-bridge links libpq (mk/pg.mk: PG_OBJ, PG_LIBS).
+$(B)/synctl: $(SYNCTL_OBJ) $(PG_OBJ) $(B)/libsync.a
+	$(CC) $(CFLAGS) $(SYNCTL_OBJ) $(PG_OBJ) $(B)/libsync.a $(LIBS) $(TLS_LIBS) $(JANSSON_LIBS) $(SYNCTL_LIBS) $(PG_LIBS) -o $@
 
 TEST_EXTRA += tests/synctl.sh
 test-build: $(B)/synctl

@@ -41,12 +41,12 @@ for i in range(1, $nj + 1):
     if [ "$res" = ok ]; then ok "$name"; elif [ "$res" = bad ]; then echo "$why" | cut -c1-600 > out; bad "$name"; fi
   done < jflush.out
 }
-ALL="init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats"
+ALL="init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats pg-bridge"
 
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
 all_help=0
-for c in init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats; do
+for c in init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats pg-bridge; do
   "$S" $c --help > h.out 2>&1 && grep -q "^SYNOPSIS" h.out && grep -q "^EXIT STATUS" h.out || all_help=1
   "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
 done
@@ -54,7 +54,7 @@ if [ $all_help = 0 ]; then ok "every command has --help and the same help page";
 check "docs/SYNCTL.md holds every help page as printed" python3 -c "
 import subprocess
 doc = open('$TOP/docs/SYNCTL.md').read()
-for c in 'init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats help'.split():
+for c in 'init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats pg-bridge help'.split():
     page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
     assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
 "

@@ -61,6 +61,9 @@ static const command COMMANDS[] = {
     {"repair", ctl_cmd_repair, &ctl_help_repair, PEER_OPTS},
     {"diff", ctl_cmd_diff, &ctl_help_diff, PEER_OPTS},
     {"stats", ctl_cmd_stats, &ctl_help_stats, "json"},
+    {"pg-bridge", ctl_cmd_pg_bridge, &ctl_help_pg_bridge,
+     "state=,metrics=,metrics-port-file=,batch=,interval=,once,audit,"
+     "quiet/q"},
     {"help", NULL, &ctl_help_help, ""},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

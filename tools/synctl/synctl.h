@@ -76,6 +76,8 @@ CTL_COMMAND(serve);
 CTL_COMMAND(sync);
 CTL_COMMAND(repair);
 CTL_COMMAND(diff);
+/* cmd_pg.c */
+CTL_COMMAND(pg_bridge);
 
 /* Options (main.c): main checks a command's words against the options
  * the command table gives it (an unknown option, a missing value: usage

@@ -1,0 +1,943 @@
+/*
+ * pgbridge.c - the PostgreSQL bridge (tools/pgbridge/) against a real
+ * PostgreSQL 15 that this program starts in a temporary directory (as
+ * nobody when run as root: initdb refuses root), on a Unix socket there,
+ * and stops at the end.  Without PostgreSQL it fails: `make deps`
+ * installs it.
+ *
+ *  - types: every type both ways, NULLs, a 1 MiB blob, doubles at their
+ *    extremes (+-inf, NaN, -0.0, the smallest subnormal), INT64_MIN/MAX,
+ *    non-ASCII text; rows from Postgres carry the bridge's site; no echo.
+ *  - kill9: the bridge in a child process, killed with SIGKILL at random
+ *    moments while both sides write, restarted; in the end the replica,
+ *    Postgres and the model of what was written hold the same rows.
+ *  - pg_restart: Postgres stopped (immediate) under the bridge: a clear
+ *    error, then it reconnects and catches up.
+ *  - altered: a table altered by hand: a clear error naming the column
+ *    and both types; altered back, nothing was lost.
+ *  - concurrent: the replica and Postgres write the same keys at once
+ *    while the bridge runs; they converge.
+ * Digests: every row of a table encoded the same way on both sides
+ * (key, then per column a type tag and its bytes; doubles as their 8
+ * bytes), sorted, compared row by row and hashed for the log.
+ * SYNC_PG_SEED sets the seed of the random tests (printed).
+ */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "testutil.h"
+#include "tools/pgbridge/pgbridge.h"
+
+#ifndef PGBIN
+#define PGBIN "/usr/lib/postgresql/15/bin"
+#endif
+#define NCOL 4
+
+static char tmpdir[256], conn_base[512];
+static uint64_t seed;
+
+static const sync_column_def item_cols[NCOL] = {
+    {"i", SYNC_INTEGER, 0},
+    {"r", SYNC_REAL, 0},
+    {"s", SYNC_TEXT, 0},
+    {"b", SYNC_BLOB, 0},
+};
+static const sync_column_def tag_cols[2] = {
+    {"v", SYNC_REAL, 0},
+    {"d", SYNC_BLOB, 0},
+};
+static const sync_table_def tables[2] = {
+    {"items", SYNC_INTEGER, item_cols, NCOL},
+    {"tags", SYNC_TEXT, tag_cols, 2},
+};
+
+/* ---- PostgreSQL ------------------------------------------------------- */
+
+/* Run a shell command, as nobody when we are root. */
+static int sh(const char *cmd) {
+  char full[2048];
+  if (getuid() == 0)
+    snprintf(full, sizeof full,
+             "setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c "
+             "'%s' >>%s/pg.out 2>&1",
+             cmd, tmpdir);
+  else
+    snprintf(full, sizeof full, "sh -c '%s' >>%s/pg.out 2>&1", cmd, tmpdir);
+  return system(full);
+}
+
+static int pg_start(void) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           PGBIN "/pg_ctl -D %s/data -l %s/pg.log -w -t 30 -o \"-k %s -c "
+                 "listen_addresses= -p 5432 -c fsync=off -c "
+                 "synchronous_commit=off -c full_page_writes=off\" start",
+           tmpdir, tmpdir, tmpdir);
+  return sh(cmd);
+}
+
+static int pg_stop(const char *mode) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, PGBIN "/pg_ctl -D %s/data -m %s -w stop", tmpdir,
+           mode);
+  return sh(cmd);
+}
+
+static void conninfo(const char *db, char *out, size_t cap) {
+  snprintf(out, cap, "%s dbname=%s", conn_base, db);
+}
+
+static PGconn *pg_connect(const char *db) {
+  char ci[600];
+  PGconn *c;
+  conninfo(db, ci, sizeof ci);
+  c = PQconnectdb(ci);
+  if (PQstatus(c) != CONNECTION_OK) {
+    print_error("connect %s: %s", ci, PQerrorMessage(c));
+    fail();
+  }
+  return c;
+}
+
+static void pg_exec(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+      PQresultStatus(r) != PGRES_TUPLES_OK) {
+    print_error("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    fail();
+  }
+  PQclear(r);
+}
+
+static int group_setup(void **state) {
+  char cmd[1024];
+  struct stat sb;
+  const char *s = getenv("SYNC_PG_SEED");
+  (void)state;
+  seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+  printf("pgbridge: seed 0x%llx (SYNC_PG_SEED to repeat)\n",
+         (unsigned long long)seed);
+  if (stat(PGBIN "/initdb", &sb)) {
+    fprintf(stderr, "pgbridge: PostgreSQL 15 is not installed (" PGBIN
+                    "/initdb): run make deps\n");
+    return -1;
+  }
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/sync-pg-XXXXXX");
+  if (!mkdtemp(tmpdir)) return -1;
+  if (getuid() == 0 && chown(tmpdir, 65534, 65534)) return -1;
+  snprintf(cmd, sizeof cmd,
+           PGBIN "/initdb -D %s/data -U postgres -A trust -E UTF8 "
+                 "--locale=C -N",
+           tmpdir);
+  if (sh(cmd) || pg_start()) {
+    fprintf(stderr, "pgbridge: PostgreSQL did not start; see %s/pg.out\n",
+            tmpdir);
+    return -1;
+  }
+  snprintf(conn_base, sizeof conn_base,
+           "host=%s port=5432 user=postgres options='-c "
+           "client_min_messages=warning'",
+           tmpdir);
+  return 0;
+}
+
+static int group_teardown(void **state) {
+  char cmd[300];
+  (void)state;
+  pg_stop("fast");
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  return system(cmd) ? -1 : 0;
+}
+
+/* A fresh Postgres database and replica for one test. */
+static void fresh(const char *name, char *db, size_t cap) {
+  char sql[200], path[300];
+  sync_env *env;
+  PGconn *c = pg_connect("postgres");
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+  pg_exec(c, sql);
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+  pg_exec(c, sql);
+  PQfinish(c);
+  snprintf(db, cap, "pg-%s.db", name);
+  tu_remove_db(db);
+  snprintf(path, sizeof path, "%s.pgbridge", db);
+  tu_remove_db(path);
+  TU_OK(sync_env_create(NULL, &env));
+  TU_OK(sync_env_set_schema(env, tables, 2));
+  TU_OK(sync_env_open(env, db, 0));
+  sync_env_close(env);
+}
+
+static pgb_bridge *bridge_open(const char *db, const char *name) {
+  char ci[600];
+  pgb_opts o;
+  pgb_bridge *b = NULL;
+  int rc;
+  memset(&o, 0, sizeof o);
+  conninfo(name, ci, sizeof ci);
+  o.db = db;
+  o.conninfo = ci;
+  o.batch_rows = 500;
+  rc = pgb_open(&o, &b);
+  if (rc) {
+    print_error("pgb_open: %d %s\n", rc, pgb_errmsg(b));
+    fail();
+  }
+  return b;
+}
+
+static void catch_up(pgb_bridge *b) {
+  int rc = pgb_catch_up(b);
+  if (rc) {
+    print_error("pgb_catch_up: %d %s\n", rc, pgb_errmsg(b));
+    fail();
+  }
+}
+
+/* ---- digests ----------------------------------------------------------- */
+
+typedef struct rowset {
+  unsigned char **row;
+  size_t *len;
+  size_t n, cap;
+} rowset;
+
+typedef struct enc {
+  unsigned char *p;
+  size_t len, cap;
+} enc;
+
+static void enc_put(enc *e, const void *p, size_t n) {
+  if (e->len + n > e->cap) {
+    e->cap = (e->len + n) * 2 + 64;
+    e->p = realloc(e->p, e->cap);
+    assert_non_null(e->p);
+  }
+  if (n) memcpy(e->p + e->len, p, n);
+  e->len += n;
+}
+
+static void enc_u64(enc *e, uint64_t v) {
+  unsigned char x[8];
+  int i;
+  for (i = 0; i < 8; i++) x[i] = (unsigned char)(v >> (56 - 8 * i));
+  enc_put(e, x, 8);
+}
+
+/* The canonical form: table, key length and bytes (INTEGER keys in their
+ * 8-byte sortable form), then per column a tag and the value's bytes. */
+static void enc_row(rowset *rs, unsigned table, const void *key, size_t klen,
+                    const sync_value *v, unsigned n) {
+  enc e = {0};
+  unsigned c;
+  unsigned char tag;
+  uint64_t u;
+  tag = (unsigned char)table;
+  enc_put(&e, &tag, 1);
+  enc_u64(&e, klen);
+  enc_put(&e, key, klen);
+  for (c = 0; c < n; c++) {
+    tag = (unsigned char)v[c].type;
+    enc_put(&e, &tag, 1);
+    switch (v[c].type) {
+    case SYNC_INTEGER: enc_u64(&e, (uint64_t)v[c].i); break;
+    case SYNC_REAL:
+      memcpy(&u, &v[c].r, 8);
+      enc_u64(&e, u);
+      break;
+    case SYNC_TEXT:
+    case SYNC_BLOB:
+      enc_u64(&e, v[c].len);
+      enc_put(&e, v[c].data, v[c].len);
+      break;
+    default: break;
+    }
+  }
+  if (rs->n == rs->cap) {
+    rs->cap = rs->cap * 2 + 64;
+    rs->row = realloc(rs->row, rs->cap * sizeof *rs->row);
+    rs->len = realloc(rs->len, rs->cap * sizeof *rs->len);
+  }
+  rs->row[rs->n] = e.p;
+  rs->len[rs->n++] = e.len;
+}
+
+static void rowset_free(rowset *rs) {
+  size_t i;
+  for (i = 0; i < rs->n; i++) free(rs->row[i]);
+  free(rs->row);
+  free(rs->len);
+  memset(rs, 0, sizeof *rs);
+}
+
+static const rowset *sort_rs;
+static int idx_cmp(const void *x, const void *y) {
+  size_t a = *(const size_t *)x, b = *(const size_t *)y;
+  size_t la = sort_rs->len[a], lb = sort_rs->len[b];
+  int c = memcmp(sort_rs->row[a], sort_rs->row[b], la < lb ? la : lb);
+  return c ? c : (la > lb) - (la < lb);
+}
+
+static void rowset_sort(rowset *rs) {
+  size_t *ix = malloc((rs->n + 1) * sizeof *ix), i;
+  unsigned char **r = malloc((rs->n + 1) * sizeof *r);
+  size_t *l = malloc((rs->n + 1) * sizeof *l);
+  for (i = 0; i < rs->n; i++) ix[i] = i;
+  sort_rs = rs;
+  qsort(ix, rs->n, sizeof *ix, idx_cmp);
+  for (i = 0; i < rs->n; i++) {
+    r[i] = rs->row[ix[i]];
+    l[i] = rs->len[ix[i]];
+  }
+  free(rs->row);
+  free(rs->len);
+  free(ix);
+  rs->row = r;
+  rs->len = l;
+}
+
+static uint64_t rowset_hash(const rowset *rs) {
+  uint64_t h = 1469598103934665603ull;
+  size_t i, k;
+  for (i = 0; i < rs->n; i++)
+    for (k = 0; k < rs->len[i]; k++) h = (h ^ rs->row[i][k]) * 1099511628211ull;
+  return h;
+}
+
+static void replica_rows(sync_env *env, rowset *rs) {
+  sync_txn *x;
+  unsigned t;
+  TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &x));
+  for (t = 0; t < 2; t++) {
+    sync_cursor *cur;
+    sync_key k;
+    sync_value v[NCOL];
+    int rc;
+    TU_OK(sync_cursor_open(x, t, &cur));
+    while ((rc = sync_cursor_next(cur, &k, v, tables[t].ncolumns)) == 0)
+      enc_row(rs, t, k.data, k.len, v, tables[t].ncolumns);
+    TU_RC(rc, SYNC_NOTFOUND);
+    sync_cursor_close(cur);
+  }
+  sync_txn_abort(x);
+  rowset_sort(rs);
+}
+
+static uint64_t be64(const char *p) {
+  uint64_t u = 0;
+  int i;
+  for (i = 0; i < 8; i++) u = u << 8 | (unsigned char)p[i];
+  return u;
+}
+
+/* The same rows read from Postgres in binary (the wire form of bigint and
+ * double precision is their 8 bytes). */
+static void pg_rows(PGconn *c, rowset *rs) {
+  unsigned t;
+  for (t = 0; t < 2; t++) {
+    char sql[200];
+    PGresult *r;
+    int i, n;
+    unsigned col;
+    snprintf(sql, sizeof sql, "SELECT key%s FROM %s",
+             t ? ", v, d" : ", i, r, s, b", tables[t].name);
+    r = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+      print_error("%s: %s", sql, PQresultErrorMessage(r));
+      fail();
+    }
+    n = PQntuples(r);
+    for (i = 0; i < n; i++) {
+      sync_value v[NCOL];
+      unsigned char kb[8];
+      const void *key;
+      size_t klen;
+      if (t == 0) {
+        sync_key_int((int64_t)be64(PQgetvalue(r, i, 0)), kb);
+        key = kb;
+        klen = 8;
+      } else {
+        key = PQgetvalue(r, i, 0);
+        klen = (size_t)PQgetlength(r, i, 0);
+      }
+      for (col = 0; col < tables[t].ncolumns; col++) {
+        int f = (int)col + 1;
+        const char *p = PQgetvalue(r, i, f);
+        uint64_t u;
+        if (PQgetisnull(r, i, f)) {
+          v[col] = sync_null();
+          continue;
+        }
+        switch (tables[t].columns[col].type) {
+        case SYNC_INTEGER: v[col] = sync_int((int64_t)be64(p)); break;
+        case SYNC_REAL:
+          u = be64(p);
+          v[col] = sync_real(0);
+          memcpy(&v[col].r, &u, 8);
+          break;
+        case SYNC_TEXT:
+          v[col] = sync_text(p, (size_t)PQgetlength(r, i, f));
+          break;
+        default: v[col] = sync_blob(p, (size_t)PQgetlength(r, i, f));
+        }
+      }
+      enc_row(rs, t, key, klen, v, tables[t].ncolumns);
+    }
+    PQclear(r);
+  }
+  rowset_sort(rs);
+}
+
+/* 1 when the two sets hold the same rows; prints where they part. */
+static int rowset_same(const char *what, const rowset *a, const rowset *b) {
+  size_t i;
+  printf("pgbridge: %s: %zu rows, digest %016llx / %zu rows, digest %016llx\n",
+         what, a->n, (unsigned long long)rowset_hash(a), b->n,
+         (unsigned long long)rowset_hash(b));
+  if (a->n != b->n) return 0;
+  for (i = 0; i < a->n; i++)
+    if (a->len[i] != b->len[i] || memcmp(a->row[i], b->row[i], a->len[i])) {
+      printf("pgbridge: %s: row %zu differs\n", what, i);
+      return 0;
+    }
+  return 1;
+}
+
+static void assert_same(const char *what, sync_env *env, PGconn *c) {
+  rowset a = {0}, b = {0};
+  replica_rows(env, &a);
+  pg_rows(c, &b);
+  assert_true(rowset_same(what, &a, &b));
+  rowset_free(&a);
+  rowset_free(&b);
+}
+
+/* ---- writing both sides ------------------------------------------------ */
+
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static const char *const TEXTS[] = {
+    "", "plain", "h\xc3\xa9llo w\xc3\xb6rld", "\xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac",
+    "quote ' and \" and \\", "\xf0\x9f\x98\x80 emoji",
+};
+static const double REALS[] = {0.0, -0.0, 1.5, -2.25, DBL_MAX, -DBL_MAX,
+                               DBL_MIN, 4.9406564584124654e-324, 1e-300,
+                               3.141592653589793};
+
+/* A row of items in the model: owned copies. */
+typedef struct mrow {
+  int live;
+  sync_value v[NCOL];
+  unsigned char blob[64];
+} mrow;
+
+static void random_row(uint64_t *s, mrow *m) {
+  uint64_t x = rng_next(s);
+  unsigned k;
+  m->live = 1;
+  m->v[0] = x % 5 == 0 ? sync_null()
+            : x % 5 == 1 ? sync_int(x % 2 ? INT64_MIN : INT64_MAX)
+                         : sync_int((int64_t)rng_next(s));
+  x = rng_next(s);
+  if (x % 8 == 0) m->v[1] = sync_null();
+  else if (x % 8 == 1) m->v[1] = sync_real(x % 16 < 8 ? INFINITY : -INFINITY);
+  else if (x % 8 == 2) m->v[1] = sync_real(NAN);
+  else m->v[1] = sync_real(REALS[(x >> 8) % (sizeof REALS / sizeof REALS[0])]);
+  x = rng_next(s);
+  m->v[2] = x % 6 == 0 ? sync_null()
+                       : sync_text(TEXTS[(x >> 8) % 6], strlen(TEXTS[(x >> 8) % 6]));
+  x = rng_next(s);
+  for (k = 0; k < sizeof m->blob; k++) m->blob[k] = (unsigned char)rng_next(s);
+  m->v[3] = x % 5 == 0 ? sync_null() : sync_blob(m->blob, (x >> 8) % sizeof m->blob);
+}
+
+static void replica_put(sync_env *env, int64_t key, const sync_value *v) {
+  unsigned char kb[8];
+  sync_txn *x;
+  sync_key_int(key, kb);
+  TU_OK(sync_txn_begin(env, 0, &x));
+  TU_OK(sync_put(x, 0, kb, 8, v, NCOL));
+  TU_OK(sync_txn_commit(x));
+}
+
+static void replica_del(sync_env *env, int64_t key) {
+  unsigned char kb[8];
+  sync_txn *x;
+  int rc;
+  sync_key_int(key, kb);
+  TU_OK(sync_txn_begin(env, 0, &x));
+  rc = sync_delete(x, 0, kb, 8);
+  if (rc != SYNC_NOTFOUND) TU_OK(rc);
+  TU_OK(sync_txn_commit(x));
+}
+
+static void real_text(double r, char *out, size_t cap) {
+  if (isnan(r)) snprintf(out, cap, "NaN");
+  else if (isinf(r)) snprintf(out, cap, r > 0 ? "Infinity" : "-Infinity");
+  else snprintf(out, cap, "%.17g", r);
+}
+
+static void pg_put(PGconn *c, int64_t key, const sync_value *v) {
+  char kb[24], ib[24], rb[40], *hex = NULL;
+  const char *pv[5];
+  PGresult *r;
+  size_t k;
+  snprintf(kb, sizeof kb, "%lld", (long long)key);
+  pv[0] = kb;
+  pv[1] = pv[2] = pv[3] = pv[4] = NULL;
+  if (v[0].type) {
+    snprintf(ib, sizeof ib, "%lld", (long long)v[0].i);
+    pv[1] = ib;
+  }
+  if (v[1].type) {
+    real_text(v[1].r, rb, sizeof rb);
+    pv[2] = rb;
+  }
+  if (v[2].type) {
+    hex = malloc(v[2].len + 1);
+    memcpy(hex, v[2].data, v[2].len);
+    hex[v[2].len] = 0;
+    pv[3] = hex;
+  }
+  if (v[3].type) {
+    char *h = malloc(2 * v[3].len + 3);
+    h[0] = '\\';
+    h[1] = 'x';
+    for (k = 0; k < v[3].len; k++)
+      sprintf(h + 2 + 2 * k, "%02x", ((const unsigned char *)v[3].data)[k]);
+    h[2 + 2 * v[3].len] = 0;
+    pv[4] = h;
+  }
+  r = PQexecParams(c,
+                   "INSERT INTO items (key, i, r, s, b) VALUES ($1, $2, $3, "
+                   "$4, $5) ON CONFLICT (key) DO UPDATE SET i = EXCLUDED.i, "
+                   "r = EXCLUDED.r, s = EXCLUDED.s, b = EXCLUDED.b",
+                   5, NULL, pv, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    print_error("pg_put: %s", PQresultErrorMessage(r));
+    fail();
+  }
+  PQclear(r);
+  free(hex);
+  free((char *)pv[4]);
+}
+
+static void pg_del(PGconn *c, int64_t key) {
+  char sql[80];
+  snprintf(sql, sizeof sql, "DELETE FROM items WHERE key = %lld",
+           (long long)key);
+  pg_exec(c, sql);
+}
+
+static void model_rows(const mrow *m, const int64_t *keys, size_t n,
+                       rowset *rs) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    unsigned char kb[8];
+    if (!m[i].live) continue;
+    sync_key_int(keys[i], kb);
+    enc_row(rs, 0, kb, 8, m[i].v, NCOL);
+  }
+  rowset_sort(rs);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The bridge in a child process, stepping until killed. */
+static pid_t bridge_child(const char *db, const char *name) {
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char ci[600];
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+    pgb_opts o;
+    pgb_bridge *b = NULL;
+    memset(&o, 0, sizeof o);
+    conninfo(name, ci, sizeof ci);
+    o.db = db;
+    o.conninfo = ci;
+    o.batch_rows = 50;
+    if (pgb_open(&o, &b)) {
+      fprintf(stderr, "child: %s\n", pgb_errmsg(b));
+      _exit(1);
+    }
+    for (;;) {
+      uint64_t moved = 0;
+      if (pgb_step(b, &moved) || !moved) sleep_ms(2);
+    }
+  }
+  return pid;
+}
+
+static void kill_child(pid_t pid) {
+  int st;
+  kill(pid, SIGKILL);
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFSIGNALED(st)); /* it did not die of its own */
+}
+
+static sync_env *open_replica(const char *db) {
+  sync_env *env;
+  TU_OK(sync_env_create(NULL, &env));
+  TU_OK(sync_env_open(env, db, SYNC_OPEN_NOCREATE));
+  return env;
+}
+
+/* ---- the tests --------------------------------------------------------- */
+
+static void test_types(void **state) {
+  char db[64];
+  pgb_bridge *b;
+  sync_env *S;
+  PGconn *c;
+  sync_txn *x;
+  unsigned char kb[8], *big;
+  size_t k;
+  pgb_stats s0, s1;
+  (void)state;
+  fresh("types", db, sizeof db);
+  b = bridge_open(db, "types");
+  S = pgb_server_env(b);
+  c = pg_connect("types");
+  big = malloc(1 << 20);
+  for (k = 0; k < (1u << 20); k++) big[k] = (unsigned char)(k * 131 + (k >> 9));
+  {
+    const struct {
+      int64_t key;
+      sync_value v[NCOL];
+    } rows[] = {
+        {INT64_MIN,
+         {sync_int(INT64_MAX), sync_real(INFINITY), sync_text(TEXTS[3], strlen(TEXTS[3])),
+          sync_blob(big, 1u << 20)}},
+        {INT64_MAX,
+         {sync_int(INT64_MIN), sync_real(-INFINITY), sync_text("", 0),
+          sync_blob("", 0)}},
+        {0, {sync_null(), sync_real(NAN), sync_null(), sync_null()}},
+        {-1, {sync_int(0), sync_real(-0.0), sync_text(TEXTS[2], strlen(TEXTS[2])),
+              sync_blob("\0\0\1", 3)}},
+        {1, {sync_int(1), sync_real(DBL_MAX), sync_text(TEXTS[4], strlen(TEXTS[4])),
+             sync_null()}},
+        {2, {sync_int(2), sync_real(-DBL_MAX), sync_null(), sync_null()}},
+        {3, {sync_int(3), sync_real(4.9406564584124654e-324), sync_null(), sync_null()}},
+        {4, {sync_int(4), sync_real(DBL_MIN), sync_null(), sync_null()}},
+    };
+    sync_value tv[2] = {sync_real(1e308), sync_blob("a\0b", 3)};
+    TU_OK(sync_txn_begin(S, 0, &x));
+    for (k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+      sync_key_int(rows[k].key, kb);
+      TU_OK(sync_put(x, 0, kb, 8, rows[k].v, NCOL));
+    }
+    TU_OK(sync_put(x, 1, TEXTS[2], strlen(TEXTS[2]), tv, 2));
+    TU_OK(sync_put(x, 1, TEXTS[4], strlen(TEXTS[4]), tv, 2));
+    TU_OK(sync_txn_commit(x));
+  }
+  catch_up(b);
+  assert_same("types: replica -> postgres", S, c);
+  /* a delete and an update on the replica */
+  replica_del(S, 4);
+  {
+    sync_value v[NCOL] = {sync_int(-7), sync_real(-0.0), sync_text("x", 1),
+                          sync_blob(big, 1000)};
+    replica_put(S, 3, v);
+  }
+  catch_up(b);
+  assert_same("types: delete and update -> postgres", S, c);
+  /* Postgres writes every type, updates, deletes and moves a key */
+  {
+    sync_value v[NCOL] = {sync_int(INT64_MIN), sync_real(-0.0),
+                          sync_text(TEXTS[5], strlen(TEXTS[5])),
+                          sync_blob(big + 5, 300000)};
+    sync_value w[NCOL] = {sync_null(), sync_real(NAN), sync_null(), sync_null()};
+    sync_value u[NCOL] = {sync_int(INT64_MAX), sync_real(-INFINITY),
+                          sync_text("", 0), sync_blob("", 0)};
+    pg_put(c, 100, v);
+    pg_put(c, 101, w);
+    pg_put(c, 102, u);
+    pg_put(c, 1, u); /* an update of a replica row */
+  }
+  pg_exec(c, "DELETE FROM items WHERE key = 2");
+  pg_exec(c, "UPDATE items SET key = 200 WHERE key = -1");
+  pg_exec(c, "UPDATE items SET s = 'from postgres \xe2\x9c\x93' WHERE key = 0");
+  pg_exec(c, "INSERT INTO tags VALUES ('pg \xe2\x9c\x93', 'NaN', '\\x00ff')");
+  catch_up(b);
+  assert_same("types: postgres -> replica", S, c);
+  {
+    PGresult *r = PQexec(c, "SELECT count(*) FROM _sync_outbox");
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    PQclear(r);
+  }
+  /* the Postgres rows carry the bridge's site in the server replica */
+  {
+    uint8_t site[16];
+    sync_changes *it;
+    sync_change ch;
+    int found = 0;
+    TU_OK(sync_env_site_id(pgb_state_env(b), site));
+    TU_OK(sync_txn_begin(S, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_changes_open(x, 0, &it));
+    while (sync_changes_next(it, &ch) == 0)
+      if (ch.table == 0 && sync_key_int_decode(ch.key.data) == 100) {
+        assert_memory_equal(ch.row_stamp.site, site, 16);
+        found = 1;
+      }
+    sync_changes_close(it);
+    sync_txn_abort(x);
+    assert_true(found);
+  }
+  /* no echo: another round moves nothing either way */
+  pgb_stats_get(b, &s0);
+  catch_up(b);
+  pgb_stats_get(b, &s1);
+  assert_true(s1.to_pg_rows == s0.to_pg_rows);
+  assert_true(s1.to_replica_rows == s0.to_replica_rows);
+  free(big);
+  PQfinish(c);
+  pgb_close(b);
+}
+
+#define KEYS 60
+
+static void test_kill9(void **state) {
+  char db[64];
+  uint64_t rs = seed ^ 0x6b696c6c;
+  mrow m[2 * KEYS];
+  int64_t keys[2 * KEYS];
+  int round, kills = 0;
+  size_t i;
+  pgb_bridge *b;
+  PGconn *c;
+  rowset want = {0}, got = {0};
+  (void)state;
+  fresh("kill", db, sizeof db);
+  memset(m, 0, sizeof m);
+  for (i = 0; i < 2 * KEYS; i++) keys[i] = i < KEYS ? (int64_t)i : 1000 + (int64_t)i;
+  /* the tables and triggers exist before Postgres writes */
+  b = bridge_open(db, "kill");
+  pgb_close(b);
+  c = pg_connect("kill");
+  for (round = 0; round < 8; round++) {
+    pid_t pid = bridge_child(db, "kill");
+    sync_env *S = open_replica(db);
+    double until = now_s() + 0.05 + (double)(rng_next(&rs) % 300) / 1000.0;
+    while (now_s() < until) {
+      size_t j = rng_next(&rs) % KEYS;
+      int del = rng_next(&rs) % 4 == 0;
+      /* the replica's keys */
+      if (del) {
+        replica_del(S, keys[j]);
+        m[j].live = 0;
+      } else {
+        random_row(&rs, &m[j]);
+        replica_put(S, keys[j], m[j].v);
+      }
+      /* Postgres' keys */
+      j = KEYS + rng_next(&rs) % KEYS;
+      if (del) {
+        pg_del(c, keys[j]);
+        m[j].live = 0;
+      } else {
+        random_row(&rs, &m[j]);
+        pg_put(c, keys[j], m[j].v);
+      }
+    }
+    sync_env_close(S);
+    kill_child(pid);
+    kills++;
+  }
+  b = bridge_open(db, "kill");
+  catch_up(b);
+  model_rows(m, keys, 2 * KEYS, &want);
+  replica_rows(pgb_server_env(b), &got);
+  printf("pgbridge: kill9: %d kills\n", kills);
+  assert_true(rowset_same("kill9: model / replica", &want, &got));
+  rowset_free(&got);
+  pg_rows(c, &got);
+  assert_true(rowset_same("kill9: model / postgres", &want, &got));
+  rowset_free(&got);
+  rowset_free(&want);
+  PQfinish(c);
+  pgb_close(b);
+}
+
+static void test_pg_restart(void **state) {
+  char db[64];
+  pgb_bridge *b;
+  sync_env *S;
+  PGconn *c;
+  uint64_t rs = seed ^ 0x72737472;
+  pgb_stats st;
+  int i, rc;
+  mrow m;
+  (void)state;
+  fresh("restart", db, sizeof db);
+  b = bridge_open(db, "restart");
+  S = pgb_server_env(b);
+  for (i = 0; i < 50; i++) {
+    random_row(&rs, &m);
+    replica_put(S, i, m.v);
+  }
+  catch_up(b);
+  assert_int_equal(pg_stop("immediate"), 0);
+  for (i = 50; i < 100; i++) {
+    random_row(&rs, &m);
+    replica_put(S, i, m.v);
+  }
+  rc = pgb_step(b, NULL);
+  printf("pgbridge: with postgres down: %s\n", pgb_errmsg(b));
+  assert_int_equal(rc, PGB_EPG);
+  assert_non_null(strstr(pgb_errmsg(b), "postgres"));
+  rc = pgb_step(b, NULL); /* still down: it tries to connect, fails */
+  assert_int_equal(rc, PGB_EPG);
+  pgb_stats_get(b, &st);
+  assert_int_equal(st.connected, 0);
+  assert_int_equal(pg_start(), 0);
+  catch_up(b);
+  pgb_stats_get(b, &st);
+  assert_int_equal(st.connected, 1);
+  assert_true(st.errors >= 2);
+  c = pg_connect("restart");
+  assert_same("pg_restart", S, c);
+  PQfinish(c);
+  pgb_close(b);
+}
+
+static void test_altered(void **state) {
+  char db[64];
+  pgb_bridge *b;
+  sync_env *S;
+  PGconn *c;
+  uint64_t rs = seed ^ 0x616c74;
+  int i, rc;
+  mrow m;
+  (void)state;
+  fresh("altered", db, sizeof db);
+  b = bridge_open(db, "altered");
+  S = pgb_server_env(b);
+  c = pg_connect("altered");
+  for (i = 0; i < 30; i++) {
+    random_row(&rs, &m);
+    replica_put(S, i, m.v);
+  }
+  catch_up(b);
+  pg_exec(c, "ALTER TABLE items ALTER COLUMN r TYPE text USING r::text");
+  for (i = 20; i < 60; i++) {
+    random_row(&rs, &m);
+    replica_put(S, i, m.v);
+  }
+  replica_del(S, 3);
+  rc = pgb_step(b, NULL);
+  printf("pgbridge: altered: %s\n", pgb_errmsg(b));
+  assert_int_equal(rc, PGB_EPG);
+  assert_non_null(strstr(pgb_errmsg(b), "table items: column \"r\" is text in "
+                                        "PostgreSQL, double precision expected"));
+  assert_int_equal(pgb_step(b, NULL), PGB_EPG); /* and again, nothing moves */
+  pg_exec(c, "ALTER TABLE items ALTER COLUMN r TYPE double precision USING "
+             "r::double precision");
+  pg_exec(c, "ALTER TABLE items DROP COLUMN s");
+  assert_int_equal(pgb_step(b, NULL), PGB_EPG);
+  printf("pgbridge: altered: %s\n", pgb_errmsg(b));
+  assert_non_null(strstr(pgb_errmsg(b), "has no column \"s\""));
+  pg_exec(c, "ALTER TABLE items ADD COLUMN s text");
+  pg_exec(c, "UPDATE _sync_bridge SET version = 0"); /* s was emptied: resend */
+  catch_up(b);
+  assert_same("altered, then altered back", S, c);
+  PQfinish(c);
+  pgb_close(b);
+}
+
+static void test_concurrent(void **state) {
+  char db[64];
+  uint64_t rs = seed ^ 0x636f6e63;
+  pgb_bridge *b;
+  PGconn *c;
+  pid_t pid;
+  sync_env *S;
+  double until;
+  mrow m;
+  uint64_t nconf = 0;
+  (void)state;
+  fresh("conc", db, sizeof db);
+  b = bridge_open(db, "conc");
+  pgb_close(b);
+  c = pg_connect("conc");
+  pid = bridge_child(db, "conc");
+  S = open_replica(db);
+  until = now_s() + 1.5;
+  while (now_s() < until) {
+    int64_t key = (int64_t)(rng_next(&rs) % 20);
+    uint64_t x = rng_next(&rs);
+    if (x % 2) {
+      if (x % 10 == 1) replica_del(S, key);
+      else {
+        random_row(&rs, &m);
+        replica_put(S, key, m.v);
+      }
+    } else {
+      if (x % 10 == 0) pg_del(c, key);
+      else {
+        random_row(&rs, &m);
+        pg_put(c, key, m.v);
+      }
+    }
+  }
+  sync_env_close(S);
+  sleep_ms(200);
+  kill_child(pid);
+  b = bridge_open(db, "conc");
+  catch_up(b);
+  assert_same("concurrent: replica / postgres", pgb_server_env(b), c);
+  {
+    rowset x1 = {0}, x2 = {0};
+    sync_txn *x;
+    sync_conflicts *it;
+    sync_conflict cf;
+    replica_rows(pgb_server_env(b), &x1);
+    replica_rows(pgb_state_env(b), &x2);
+    assert_true(rowset_same("concurrent: replica / bridge state", &x1, &x2));
+    rowset_free(&x1);
+    rowset_free(&x2);
+    TU_OK(sync_txn_begin(pgb_server_env(b), SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_conflicts_open(x, 0, &it));
+    while (sync_conflicts_next(it, &cf) == 0) nconf++;
+    sync_conflicts_close(it);
+    sync_txn_abort(x);
+    printf("pgbridge: concurrent: %llu conflicts in the replica's log\n",
+           (unsigned long long)nconf);
+  }
+  PQfinish(c);
+  pgb_close(b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_types),      cmocka_unit_test(test_kill9),
+      cmocka_unit_test(test_pg_restart), cmocka_unit_test(test_altered),
+      cmocka_unit_test(test_concurrent),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,1267 @@
+/*
+ * pgbridge.c - the PostgreSQL bridge (pgbridge.h, docs/PGBRIDGE.md).
+ *
+ * Why a state replica of its own: rows that Postgres services write must
+ * reach the devices as writes of some site.  Written straight into the
+ * server replica they would carry the server's site and be
+ * indistinguishable from its other writes; written into a replica of
+ * their own they are ordinary local writes of the "Postgres side", merged
+ * into the server replica by the library's own rules, which also log the
+ * conflicts with devices.  LMDB lets several processes open one file, so
+ * `synctl serve DB` and the bridge share DB.
+ *
+ * Why nothing is lost or applied twice:
+ *  - replica -> Postgres: the rows of a batch and the cursor (the state
+ *    replica's version read up to) commit in one Postgres transaction;
+ *    a crash before it leaves the old cursor, and the batch is written
+ *    again (upserts and deletes are idempotent).
+ *  - Postgres -> replica: outbox entries are applied to the state replica
+ *    and then deleted from the outbox.  A crash in between applies them
+ *    again at the next start, first thing, before anything else wrote to
+ *    the state replica: each key takes the values it already holds, which
+ *    changes nothing (a put stamps only the columns whose value changes).
+ * Echoes: the trigger skips rows written by the bridge's own session
+ * (SET LOCAL sync.bridge = 'on'), and the upsert writes a Postgres row
+ * only when its values differ, so a row that came from Postgres and goes
+ * back finds its own values there and writes nothing.
+ */
+#define _GNU_SOURCE
+#include "pgbridge.h"
+
+#include <libpq-fe.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PGB_BATCH 5000
+#define PGB_ERRMAX 600
+
+/* A growable byte buffer (the COPY stream, SQL text). */
+typedef struct pgb_buf {
+  char *p;
+  size_t len, cap;
+} pgb_buf;
+
+typedef struct pgb_table {
+  unsigned id;
+  sync_table_def def;
+  char *qname;   /* "name", quoted for SQL */
+  char *lit;     /* 'name', a literal */
+  char *lit2;    /* '"name"', the quoted name as a literal */
+  char *stage;   /* the temp staging table of live rows */
+  char *dead;    /* the temp staging table of deleted keys */
+  char *copy_cols; /* (key, columns[, audit]): the COPY column list */
+  char *sel_out; /* this table's outbox entries, oldest first */
+  char *del_sql, *ups_sql;
+  pgb_buf copy;  /* binary COPY of the live rows staged for this batch */
+  pgb_buf dcopy; /* and of the deleted keys */
+  size_t nlive, ndead;
+  int fresh; /* every live row staged is new: never replaced anything */
+} pgb_table;
+
+struct pgb_bridge {
+  pgb_opts o;
+  char *db_copy, *conninfo_copy;
+  char *state_path;
+  sync_env *srv, *rep;
+  uint8_t srv_site[16], rep_site[16];
+  char site_hex[33];
+  PGconn *pg;
+  pgb_table *t;
+  unsigned nt;
+  uint64_t clock_ms; /* nonzero: the stamp time of the writes being made */
+  uint64_t pulled_v; /* the server replica's version at the last pull */
+  uint64_t pushed_v; /* the state replica's after the last push (or after
+                        a pull that brought only the server's rows) */
+  pgb_stats st;
+  char err[PGB_ERRMAX];
+};
+
+/* ---- small helpers -------------------------------------------------- */
+
+static int fail(pgb_bridge *b, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b->err, sizeof b->err, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+static int lib_fail(pgb_bridge *b, sync_env *env, int rc, const char *what) {
+  const char *m = env ? sync_env_errmsg(env) : "";
+  return fail(b, rc, "%s: %s%s%s", what, sync_strerror(rc), *m ? ": " : "",
+              m);
+}
+
+/* Postgres' own words, without the trailing newline. */
+static int pg_fail(pgb_bridge *b, const char *what, const PGresult *r) {
+  const char *m = r ? PQresultErrorMessage(r) : "";
+  size_t n;
+  if (!m || !*m) m = PQerrorMessage(b->pg);
+  n = strlen(m);
+  while (n && (m[n - 1] == '\n' || m[n - 1] == ' ')) n--;
+  return fail(b, PGB_EPG, "postgres: %s: %.*s", what, (int)n, m);
+}
+
+static int buf_grow(pgb_buf *bf, size_t more) {
+  char *p;
+  size_t cap = bf->cap ? bf->cap : 256;
+  if (bf->len + more <= bf->cap) return 0;
+  while (cap < bf->len + more) cap *= 2;
+  if (!(p = realloc(bf->p, cap))) return SYNC_ENOMEM;
+  bf->p = p;
+  bf->cap = cap;
+  return 0;
+}
+
+static int buf_put(pgb_buf *bf, const void *p, size_t n) {
+  if (buf_grow(bf, n)) return SYNC_ENOMEM;
+  if (n) memcpy(bf->p + bf->len, p, n);
+  bf->len += n;
+  return 0;
+}
+
+static int buf_be(pgb_buf *bf, uint64_t v, int bytes) {
+  unsigned char x[8];
+  int i;
+  for (i = 0; i < bytes; i++) x[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+  return buf_put(bf, x, (size_t)bytes);
+}
+
+static int buf_printf(pgb_buf *bf, const char *fmt, ...) {
+  va_list ap;
+  int n;
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || buf_grow(bf, (size_t)n + 1)) return SYNC_ENOMEM;
+  va_start(ap, fmt);
+  vsnprintf(bf->p + bf->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  bf->len += (size_t)n;
+  return 0;
+}
+
+/* A quoted identifier or literal: q doubled inside q. */
+static char *quote(const char *s, char q) {
+  size_t n = strlen(s), i, j = 0;
+  char *o = malloc(2 * n + 3);
+  if (!o) return NULL;
+  o[j++] = q;
+  for (i = 0; i < n; i++) {
+    if (s[i] == q) o[j++] = q;
+    o[j++] = s[i];
+  }
+  o[j++] = q;
+  o[j] = 0;
+  return o;
+}
+
+static const char *pg_type(int t) {
+  switch (t) {
+  case SYNC_INTEGER: return "bigint";
+  case SYNC_REAL: return "double precision";
+  case SYNC_TEXT: return "text";
+  default: return "bytea";
+  }
+}
+
+static const char *sync_type(int t) {
+  switch (t) {
+  case SYNC_INTEGER: return "INTEGER";
+  case SYNC_REAL: return "REAL";
+  case SYNC_TEXT: return "TEXT";
+  default: return "BLOB";
+  }
+}
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  timespec_get(&ts, TIME_UTC);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The state replica's clock: the capture time of the Postgres writes
+ * being applied, so that they are stamped when they happened (the HLC
+ * still moves past every stamp the replica has seen). */
+static uint64_t state_clock(void *ctx) {
+  pgb_bridge *b = (pgb_bridge *)ctx;
+  return b->clock_ms ? b->clock_ms : wall_ms();
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Decode n hex digits at s into out (n / 2 bytes); -1 if not hex. */
+static int unhex(const char *s, size_t n, unsigned char *out) {
+  size_t i;
+  if (n % 2) return -1;
+  for (i = 0; i < n; i += 2) {
+    int h = hexval(s[i]), l = hexval(s[i + 1]);
+    if (h < 0 || l < 0) return -1;
+    out[i / 2] = (unsigned char)(h << 4 | l);
+  }
+  return 0;
+}
+
+static PGresult *exec(pgb_bridge *b, const char *sql, ExecStatusType want,
+                      const char *what, int *rc) {
+  PGresult *r = PQexec(b->pg, sql);
+  ExecStatusType got = PQresultStatus(r);
+  if (got != want && !(want == PGRES_COMMAND_OK && got == PGRES_TUPLES_OK)) {
+    *rc = pg_fail(b, what, r);
+    PQclear(r);
+    return NULL;
+  }
+  *rc = 0;
+  return r;
+}
+
+static int run(pgb_bridge *b, const char *sql, const char *what) {
+  int rc;
+  PGresult *r = exec(b, sql, PGRES_COMMAND_OK, what, &rc);
+  PQclear(r);
+  return rc;
+}
+
+/* ---- tables, outbox and triggers -------------------------------------- */
+
+/* The text the trigger stores for column c of record rec: exact for
+ * every type (doubles as their 8 bytes, blobs in hex). */
+static int capture_expr(pgb_buf *s, const char *rec, const char *qcol,
+                        int type) {
+  switch (type) {
+  case SYNC_INTEGER: return buf_printf(s, "%s.%s::text", rec, qcol);
+  case SYNC_REAL:
+    return buf_printf(s, "encode(float8send(%s.%s), 'hex')", rec, qcol);
+  case SYNC_BLOB: return buf_printf(s, "encode(%s.%s, 'hex')", rec, qcol);
+  default: return buf_printf(s, "%s.%s", rec, qcol);
+  }
+}
+
+static int col_list(pgb_buf *s, const pgb_table *t, const char *pre,
+                    int audit) {
+  unsigned c;
+  char *q;
+  int rc = buf_printf(s, "%s\"key\"", pre);
+  for (c = 0; c < t->def.ncolumns && !rc; c++) {
+    if (!(q = quote(t->def.columns[c].name, '"'))) return SYNC_ENOMEM;
+    rc = buf_printf(s, ", %s%s", pre, q);
+    free(q);
+  }
+  if (!rc && audit) rc = buf_printf(s, ", %s_sync_stamp, %s_sync_site", pre, pre);
+  return rc;
+}
+
+static void table_sql_free(pgb_table *t) {
+  free(t->stage);
+  free(t->dead);
+  free(t->copy_cols);
+  free(t->sel_out);
+  free(t->del_sql);
+  free(t->ups_sql);
+  t->stage = t->dead = t->copy_cols = t->sel_out = t->del_sql = t->ups_sql =
+      NULL;
+}
+
+/* The SQL of table t: its trigger and staging table into trig and stage,
+ * its outbox query, upsert and delete into t.  Made at every connect. */
+static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
+                     pgb_buf *stage) {
+  pgb_buf s = {0};
+  unsigned c;
+  int rc = 0;
+  char name[32];
+  table_sql_free(t);
+  snprintf(name, sizeof name, "\"_sync_stage_%u\"", t->id);
+  if (!(t->stage = strdup(name))) return SYNC_ENOMEM;
+  snprintf(name, sizeof name, "\"_sync_dead_%u\"", t->id);
+  if (!(t->dead = strdup(name))) return SYNC_ENOMEM;
+  rc |= buf_printf(&s, "(");
+  rc |= col_list(&s, t, "", b->o.audit);
+  rc |= buf_printf(&s, ")");
+  if (rc || !(t->copy_cols = strdup(s.p))) {
+    free(s.p);
+    return SYNC_ENOMEM;
+  }
+  s.len = 0;
+  /* trigger function */
+  rc |= buf_printf(trig,
+                   "CREATE OR REPLACE FUNCTION \"_sync_cap_%s\"() RETURNS "
+                   "trigger LANGUAGE plpgsql AS $sync$\nBEGIN\n"
+                   "  IF current_setting('sync.bridge', true) = 'on' THEN "
+                   "RETURN NULL; END IF;\n"
+                   "  IF TG_OP = 'DELETE' THEN\n"
+                   "    INSERT INTO _sync_outbox(tbl, op, r) VALUES (%s, 'd', "
+                   "ARRAY[",
+                   t->def.name, t->lit);
+  rc |= capture_expr(trig, "OLD", "\"key\"", t->def.key_type);
+  rc |= buf_printf(trig, "]);\n    RETURN NULL;\n  END IF;\n"
+                         "  IF TG_OP = 'UPDATE' THEN\n"
+                         "    IF OLD.\"key\" IS DISTINCT FROM NEW.\"key\" THEN\n"
+                         "      INSERT INTO _sync_outbox(tbl, op, r) VALUES "
+                         "(%s, 'd', ARRAY[",
+                   t->lit);
+  rc |= capture_expr(trig, "OLD", "\"key\"", t->def.key_type);
+  rc |= buf_printf(trig, "]);\n    END IF;\n  END IF;\n"
+                         "  INSERT INTO _sync_outbox(tbl, op, r) VALUES (%s, "
+                         "'u', ARRAY[",
+                   t->lit);
+  rc |= capture_expr(trig, "NEW", "\"key\"", t->def.key_type);
+  for (c = 0; c < t->def.ncolumns && !rc; c++) {
+    char *q = quote(t->def.columns[c].name, '"');
+    if (!q) return SYNC_ENOMEM;
+    rc |= buf_printf(trig, ", ");
+    rc |= capture_expr(trig, "NEW", q, t->def.columns[c].type);
+    free(q);
+  }
+  /* The trigger is made only when missing: CREATE TRIGGER locks the
+   * table against writers, who must not wait for a bridge that
+   * reconnects.  Its WHEN clause keeps the bridge's own writes from
+   * even queueing a trigger event (the function checks again). */
+  rc |= buf_printf(trig,
+                   "]);\n  RETURN NULL;\nEND\n$sync$;\n"
+                   "DO $sync$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger "
+                   "WHERE tgrelid = to_regclass(%s) AND tgname = "
+                   "'_sync_capture') THEN CREATE TRIGGER _sync_capture AFTER "
+                   "INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW WHEN "
+                   "(current_setting('sync.bridge', true) IS DISTINCT FROM "
+                   "'on') EXECUTE FUNCTION \"_sync_cap_%s\"(); END IF; END "
+                   "$sync$;\n",
+                   t->lit2, t->qname, t->def.name);
+  /* the staging tables: live rows as the table holds them, and keys */
+  rc |= buf_printf(stage,
+                   "CREATE TEMP TABLE IF NOT EXISTS %s (\"key\" %s) ON "
+                   "COMMIT DELETE ROWS;\n"
+                   "CREATE TEMP TABLE IF NOT EXISTS %s (\"key\" %s",
+                   t->dead, pg_type(t->def.key_type), t->stage,
+                   pg_type(t->def.key_type));
+  for (c = 0; c < t->def.ncolumns && !rc; c++) {
+    char *q = quote(t->def.columns[c].name, '"');
+    if (!q) return SYNC_ENOMEM;
+    rc |= buf_printf(stage, ", %s %s", q, pg_type(t->def.columns[c].type));
+    free(q);
+  }
+  rc |= buf_printf(stage,
+                   ", _sync_stamp bigint, _sync_site text) ON COMMIT "
+                   "DELETE ROWS;\n");
+  /* outbox entries, oldest first */
+  rc |= buf_printf(&s,
+                   "SELECT id, op, (extract(epoch FROM at) * 1000)::bigint");
+  for (c = 0; c <= t->def.ncolumns && !rc; c++)
+    rc |= buf_printf(&s, ", r[%u]", c + 1);
+  rc |= buf_printf(&s, " FROM _sync_outbox WHERE tbl = %s ORDER BY id LIMIT %zu",
+                   t->lit, b->o.batch_rows);
+  if (rc) goto out;
+  t->sel_out = strdup(s.p);
+  s.len = 0;
+  /* deletes, then upserts that write only rows whose values differ */
+  rc |= buf_printf(&s,
+                   "DELETE FROM %s AS t USING %s s WHERE t.\"key\" = "
+                   "s.\"key\"",
+                   t->qname, t->dead);
+  if (rc) goto out;
+  t->del_sql = strdup(s.p);
+  s.len = 0;
+  rc |= buf_printf(&s, "INSERT INTO %s AS t (", t->qname);
+  rc |= col_list(&s, t, "", b->o.audit);
+  rc |= buf_printf(&s, ") SELECT ");
+  rc |= col_list(&s, t, "", b->o.audit);
+  rc |= buf_printf(&s, " FROM %s ON CONFLICT (\"key\") DO ", t->stage);
+  if (!t->def.ncolumns) {
+    rc |= buf_printf(&s, "NOTHING");
+  } else {
+    rc |= buf_printf(&s, "UPDATE SET ");
+    for (c = 0; c < t->def.ncolumns && !rc; c++) {
+      char *q = quote(t->def.columns[c].name, '"');
+      if (!q) return SYNC_ENOMEM;
+      rc |= buf_printf(&s, "%s%s = EXCLUDED.%s", c ? ", " : "", q, q);
+      free(q);
+    }
+    if (b->o.audit)
+      rc |= buf_printf(&s, ", _sync_stamp = EXCLUDED._sync_stamp, "
+                           "_sync_site = EXCLUDED._sync_site");
+    /* doubles compare by their bytes: -0.0 and 0.0 differ, NaN = NaN */
+    rc |= buf_printf(&s, " WHERE ROW(");
+    for (c = 0; c < 2 && !rc; c++) {
+      unsigned k;
+      const char *rec = c ? "EXCLUDED" : "t";
+      if (c) rc |= buf_printf(&s, ") IS DISTINCT FROM ROW(");
+      for (k = 0; k < t->def.ncolumns && !rc; k++) {
+        char *q = quote(t->def.columns[k].name, '"');
+        if (!q) return SYNC_ENOMEM;
+        if (t->def.columns[k].type == SYNC_REAL)
+          rc |= buf_printf(&s, "%sfloat8send(%s.%s)", k ? ", " : "", rec, q);
+        else
+          rc |= buf_printf(&s, "%s%s.%s", k ? ", " : "", rec, q);
+        free(q);
+      }
+    }
+    rc |= buf_printf(&s, ")");
+  }
+  if (rc) goto out;
+  t->ups_sql = strdup(s.p);
+  if (!t->sel_out || !t->del_sql || !t->ups_sql) rc = SYNC_ENOMEM;
+out:
+  free(s.p);
+  return rc ? SYNC_ENOMEM : 0;
+}
+
+/* Check that table t exists in Postgres with the columns and types the
+ * replica's table maps to, and the key as its primary key.  *absent is
+ * set when there is no such table (then nothing else is checked). */
+static int table_check(pgb_bridge *b, pgb_table *t, int *absent) {
+  const char *pv[1] = {t->qname};
+  PGresult *r;
+  unsigned c;
+  int rc = 0, n, i;
+  *absent = 0;
+  r = PQexecParams(b->pg,
+                   "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+                   "coalesce((SELECT true FROM pg_index i WHERE i.indrelid = "
+                   "a.attrelid AND i.indisprimary AND i.indnatts = 1 AND "
+                   "i.indkey[0] = a.attnum), false) FROM pg_attribute a "
+                   "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND "
+                   "NOT a.attisdropped ORDER BY a.attnum",
+                   1, NULL, pv, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = pg_fail(b, "reading the columns of a table", r);
+    PQclear(r);
+    return rc;
+  }
+  n = PQntuples(r);
+  if (!n) {
+    *absent = 1;
+    PQclear(r);
+    return 0;
+  }
+  for (c = 0; c <= t->def.ncolumns + (b->o.audit ? 2u : 0u) && !rc; c++) {
+    const char *name, *want;
+    const char *ours;
+    if (c == 0) {
+      name = "key";
+      want = pg_type(t->def.key_type);
+      ours = sync_type(t->def.key_type);
+    } else if (c <= t->def.ncolumns) {
+      name = t->def.columns[c - 1].name;
+      want = pg_type(t->def.columns[c - 1].type);
+      ours = sync_type(t->def.columns[c - 1].type);
+    } else {
+      name = c == t->def.ncolumns + 1 ? "_sync_stamp" : "_sync_site";
+      want = c == t->def.ncolumns + 1 ? "bigint" : "text";
+      ours = "audit";
+    }
+    for (i = 0; i < n; i++)
+      if (!strcmp(PQgetvalue(r, i, 0), name)) break;
+    if (i == n)
+      rc = fail(b, PGB_EPG,
+                "postgres: table %s has no column \"%s\" (%s expected for "
+                "the replica's %s)",
+                t->def.name, name, want, ours);
+    else if (strcmp(PQgetvalue(r, i, 1), want))
+      rc = fail(b, PGB_EPG,
+                "postgres: table %s: column \"%s\" is %s in PostgreSQL, %s "
+                "expected (%s in the replica)",
+                t->def.name, name, PQgetvalue(r, i, 1), want, ours);
+    else if (c == 0 && strcmp(PQgetvalue(r, i, 2), "t"))
+      rc = fail(b, PGB_EPG,
+                "postgres: table %s: column \"key\" is not its primary key "
+                "(alone)",
+                t->def.name);
+  }
+  PQclear(r);
+  return rc;
+}
+
+static int table_create(pgb_bridge *b, pgb_table *t) {
+  pgb_buf s = {0};
+  unsigned c;
+  int rc;
+  rc = buf_printf(&s, "CREATE TABLE %s (\"key\" %s PRIMARY KEY", t->qname,
+                  pg_type(t->def.key_type));
+  for (c = 0; c < t->def.ncolumns && !rc; c++) {
+    char *q = quote(t->def.columns[c].name, '"');
+    if (!q) {
+      free(s.p);
+      return SYNC_ENOMEM;
+    }
+    rc = buf_printf(&s, ", %s %s%s", q, pg_type(t->def.columns[c].type),
+                    t->def.columns[c].flags & SYNC_COL_NOTNULL ? " NOT NULL"
+                                                               : "");
+    free(q);
+  }
+  if (!rc && b->o.audit)
+    rc = buf_printf(&s, ", _sync_stamp bigint, _sync_site text");
+  if (!rc) rc = buf_printf(&s, ")");
+  if (!rc) rc = run(b, s.p, "creating a table");
+  free(s.p);
+  return rc;
+}
+
+static int check_all(pgb_bridge *b) {
+  unsigned i;
+  int rc, absent;
+  for (i = 0; i < b->nt; i++) {
+    if ((rc = table_check(b, &b->t[i], &absent))) return rc;
+    if (absent)
+      return fail(b, PGB_EPG, "postgres: table %s is gone", b->t[i].def.name);
+  }
+  return 0;
+}
+
+/* Connect, and create or check everything the bridge needs there, under
+ * an advisory lock so that two bridges starting at once do not race. */
+static int pg_connect(pgb_bridge *b) {
+  pgb_buf trig = {0}, stage = {0};
+  const char *pv[1] = {b->site_hex};
+  PGresult *r;
+  unsigned i;
+  int rc, absent;
+  if (b->pg) PQfinish(b->pg);
+  b->st.connected = 0;
+  b->pg = PQconnectdb(b->o.conninfo);
+  if (PQstatus(b->pg) != CONNECTION_OK) return pg_fail(b, "connect", NULL);
+  PQsetNoticeProcessor(b->pg, NULL, NULL);
+  if ((rc = run(b, "SET client_min_messages = warning", "settings")) ||
+      (rc = run(b, "BEGIN", "begin")) ||
+      (rc = run(b, "SELECT 1 FROM pg_advisory_xact_lock(7975617712)",
+                "lock")) ||
+      (rc = run(b,
+                "CREATE TABLE IF NOT EXISTS _sync_bridge (site text PRIMARY "
+                "KEY, version bigint NOT NULL, updated timestamptz NOT NULL "
+                "DEFAULT now());\n"
+                "CREATE TABLE IF NOT EXISTS _sync_outbox (id bigserial "
+                "PRIMARY KEY, tbl text NOT NULL, op text NOT NULL, at "
+                "timestamptz NOT NULL DEFAULT clock_timestamp(), r text[] "
+                "NOT NULL);\n"
+                "CREATE INDEX IF NOT EXISTS _sync_outbox_tbl ON "
+                "_sync_outbox (tbl, id)",
+                "creating the outbox")))
+    goto out;
+  r = PQexecParams(b->pg,
+                   "INSERT INTO _sync_bridge (site, version) VALUES ($1, 0) "
+                   "ON CONFLICT DO NOTHING",
+                   1, NULL, pv, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) rc = pg_fail(b, "cursor row", r);
+  PQclear(r);
+  for (i = 0; i < b->nt && !rc; i++) {
+    pgb_table *t = &b->t[i];
+    if (!(rc = table_check(b, t, &absent)) && absent) rc = table_create(b, t);
+  }
+  for (i = 0; i < b->nt && !rc; i++) {
+    trig.len = stage.len = 0;
+    if ((rc = table_sql(b, &b->t[i], &trig, &stage))) break;
+    rc = run(b, trig.p, "installing the capture trigger");
+    if (!rc) rc = run(b, stage.p, "creating the staging table");
+  }
+  if (!rc) rc = run(b, "COMMIT", "commit");
+out:
+  free(trig.p);
+  free(stage.p);
+  if (rc) {
+    PQfinish(b->pg);
+    b->pg = NULL;
+    return rc;
+  }
+  b->st.connected = 1;
+  return 0;
+}
+
+/* ---- replica -> Postgres ---------------------------------------------- */
+
+static const char COPY_HEAD[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+
+static int put_field(pgb_buf *bf, const void *p, size_t n) {
+  if (buf_be(bf, (uint64_t)n, 4)) return SYNC_ENOMEM;
+  return buf_put(bf, p, n);
+}
+
+static int put_null(pgb_buf *bf) { return buf_be(bf, 0xffffffffu, 4); }
+
+static int put_value(pgb_buf *bf, const sync_value *v) {
+  uint64_t u;
+  switch (v->type) {
+  case SYNC_INTEGER:
+    return buf_be(bf, 8, 4) || buf_be(bf, (uint64_t)v->i, 8) ? SYNC_ENOMEM : 0;
+  case SYNC_REAL:
+    memcpy(&u, &v->r, 8);
+    return buf_be(bf, 8, 4) || buf_be(bf, u, 8) ? SYNC_ENOMEM : 0;
+  case SYNC_TEXT:
+  case SYNC_BLOB: return put_field(bf, v->data, v->len);
+  default: return put_null(bf);
+  }
+}
+
+static void hex_str(const uint8_t *p, size_t n, char *out) {
+  static const char hx[] = "0123456789abcdef";
+  size_t i;
+  for (i = 0; i < n; i++) {
+    out[2 * i] = hx[p[i] >> 4];
+    out[2 * i + 1] = hx[p[i] & 15];
+  }
+  out[2 * n] = 0;
+}
+
+/* One changed row of the state replica into t's COPY streams: a
+ * tombstone's key into dcopy, a live row (key, columns, and with --audit
+ * its newest stamp and that stamp's site) into copy.  *hlc is set to the
+ * newest stamp.  A live row is fresh when it was inserted once and never
+ * replaced anything (causal length 1, no column with a base) and not
+ * written by the bridge from Postgres: Postgres cannot hold it yet. */
+static int stage_row(pgb_bridge *b, pgb_table *t, sync_changes *it,
+                     const sync_change *ch, uint64_t *hlc) {
+  pgb_buf *bf = ch->causal_length & 1 ? &t->copy : &t->dcopy;
+  sync_stamp newest = ch->row_stamp;
+  unsigned c;
+  int rc = 0, fresh = ch->causal_length == 1;
+  char site[33];
+  if (!bf->len && buf_put(bf, COPY_HEAD, sizeof COPY_HEAD)) return SYNC_ENOMEM;
+  if (bf == &t->dcopy) {
+    rc |= buf_be(bf, 1, 2);
+    t->ndead++;
+  } else {
+    rc |= buf_be(bf, 1u + t->def.ncolumns + (b->o.audit ? 2u : 0u), 2);
+    t->nlive++;
+  }
+  if (t->def.key_type == SYNC_INTEGER && ch->key.len == 8)
+    rc |= put_value(bf, &(sync_value){.type = SYNC_INTEGER,
+                                      .i = sync_key_int_decode(ch->key.data)});
+  else
+    rc |= put_field(bf, ch->key.data, ch->key.len);
+  for (c = 0; bf == &t->copy && c < t->def.ncolumns && !rc; c++) {
+    sync_value v;
+    sync_stamp s, base;
+    int r = sync_changes_column(it, c, &v, &s, &base);
+    if (r == SYNC_NOTFOUND) {
+      rc |= put_null(bf);
+      continue;
+    }
+    if (r) return r;
+    if (s.hlc > newest.hlc) newest = s;
+    if (base.hlc) fresh = 0;
+    rc |= put_value(bf, &v);
+  }
+  if (bf == &t->copy) {
+    if (!memcmp(newest.site, b->rep_site, 16)) fresh = 0;
+    if (!fresh) t->fresh = 0;
+    if (b->o.audit) {
+      hex_str(newest.site, 16, site);
+      rc |= buf_be(bf, 8, 4) || buf_be(bf, newest.hlc, 8);
+      rc |= put_field(bf, site, 32);
+    }
+  }
+  *hlc = newest.hlc;
+  return rc ? SYNC_ENOMEM : 0;
+}
+
+static void unstage(pgb_bridge *b) {
+  unsigned i;
+  for (i = 0; i < b->nt; i++) {
+    b->t[i].copy.len = b->t[i].dcopy.len = 0;
+    b->t[i].nlive = b->t[i].ndead = 0;
+    b->t[i].fresh = 1;
+  }
+}
+
+/* COPY bf (a whole stream, trailer added here) into table `into`.
+ * *state is set to the SQLSTATE of a failure. */
+static int copy_in(pgb_bridge *b, const char *into, const char *cols,
+                   pgb_buf *bf, char state[6]) {
+  pgb_buf sql = {0};
+  PGresult *r;
+  int rc;
+  state[0] = 0;
+  if (buf_printf(&sql, "COPY %s %s FROM STDIN (FORMAT binary)", into, cols))
+    return SYNC_ENOMEM;
+  r = PQexec(b->pg, sql.p);
+  free(sql.p);
+  if (PQresultStatus(r) != PGRES_COPY_IN) {
+    rc = pg_fail(b, "copy", r);
+    PQclear(r);
+    return rc;
+  }
+  PQclear(r);
+  if (PQputCopyData(b->pg, bf->p, (int)bf->len) != 1 ||
+      PQputCopyData(b->pg, "\377\377", 2) != 1 ||
+      PQputCopyEnd(b->pg, NULL) != 1)
+    return pg_fail(b, "copy", NULL);
+  r = PQgetResult(b->pg);
+  rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail(b, "copy", r);
+  if (rc && PQresultErrorField(r, PG_DIAG_SQLSTATE))
+    snprintf(state, 6, "%s", PQresultErrorField(r, PG_DIAG_SQLSTATE));
+  PQclear(r);
+  while ((r = PQgetResult(b->pg))) PQclear(r);
+  return rc;
+}
+
+/* Write t's staged rows: deleted keys through their staging table; live
+ * rows that are all fresh straight into the table with COPY (under a
+ * savepoint: should a key be there after all, the unique violation sends
+ * them the general way), else through the staging table with an upsert
+ * that writes only rows whose values differ.  *written counts the
+ * Postgres rows that changed. */
+static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
+  char state[6];
+  PGresult *r;
+  int rc;
+  if (t->ndead) {
+    if ((rc = copy_in(b, t->dead, "", &t->dcopy, state))) return rc;
+    if (!(r = exec(b, t->del_sql, PGRES_COMMAND_OK, "delete", &rc))) return rc;
+    *written += strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+  }
+  if (!t->nlive) return 0;
+  if (t->fresh) {
+    if ((rc = run(b, "SAVEPOINT pgb_fresh", "savepoint"))) return rc;
+    rc = copy_in(b, t->qname, t->copy_cols, &t->copy, state);
+    if (!rc) {
+      *written += t->nlive;
+      return run(b, "RELEASE SAVEPOINT pgb_fresh", "savepoint");
+    }
+    if (strcmp(state, "23505")) return rc; /* not a unique violation */
+    if ((rc = run(b, "ROLLBACK TO SAVEPOINT pgb_fresh", "savepoint")))
+      return rc;
+    b->err[0] = 0;
+  }
+  if ((rc = copy_in(b, t->stage, t->copy_cols, &t->copy, state))) return rc;
+  if (!(r = exec(b, t->ups_sql, PGRES_COMMAND_OK, "upsert", &rc))) return rc;
+  *written += strtoull(PQcmdTuples(r), NULL, 10);
+  PQclear(r);
+  return 0;
+}
+
+/* Read the cursor (locked: a second bridge on the same state waits),
+ * stage the state replica's changes after it, up to batch_rows rows
+ * (whole versions: a version is never split across batches), write them
+ * and the new cursor in one Postgres transaction. */
+static int to_pg(pgb_bridge *b, uint64_t *moved) {
+  const char *pv[2];
+  char vbuf[24];
+  PGresult *r;
+  sync_txn *rx = NULL;
+  sync_changes *it = NULL;
+  sync_change ch;
+  uint64_t cur, vend, last = 0, count = 0, rest = 0, written = 0, hlc;
+  unsigned i;
+  int rc, stopped = 0;
+  b->st.lag_s = 0;
+  unstage(b);
+  if ((rc = run(b, "BEGIN", "begin")) ||
+      (rc = run(b, "SET LOCAL sync.bridge = 'on'", "settings")) ||
+      (rc = check_all(b)))
+    return rc;
+  pv[0] = b->site_hex;
+  r = PQexecParams(b->pg,
+                   "SELECT version FROM _sync_bridge WHERE site = $1 FOR "
+                   "UPDATE",
+                   1, NULL, pv, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    rc = PQresultStatus(r) == PGRES_TUPLES_OK
+             ? fail(b, PGB_EPG, "postgres: the cursor row of this bridge "
+                                "(_sync_bridge) is gone")
+             : pg_fail(b, "reading the cursor", r);
+    PQclear(r);
+    return rc;
+  }
+  cur = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  b->st.cursor = cur;
+  if ((rc = sync_txn_begin(b->rep, SYNC_TXN_RDONLY, &rx)))
+    return lib_fail(b, b->rep, rc, "state replica");
+  vend = sync_txn_version(rx);
+  if (vend <= cur) {
+    sync_txn_abort(rx);
+    b->st.lag_rows = 0;
+    return run(b, "ROLLBACK", "rollback");
+  }
+  if ((rc = sync_changes_open(rx, cur, &it))) {
+    lib_fail(b, b->rep, rc, "reading the changes");
+    goto out;
+  }
+  while ((rc = sync_changes_next(it, &ch)) == 0) {
+    if (stopped) {
+      rest++;
+      continue;
+    }
+    if (count >= b->o.batch_rows && ch.version != last) {
+      stopped = 1;
+      rest++;
+      continue;
+    }
+    if (ch.table >= b->nt) continue; /* a newer schema's table: not ours */
+    if ((rc = stage_row(b, &b->t[ch.table], it, &ch, &hlc))) {
+      lib_fail(b, b->rep, rc, "reading a changed row");
+      goto out;
+    }
+    if (!count) {
+      uint64_t ms = hlc >> 16, now = wall_ms();
+      b->st.lag_s = now > ms ? (double)(now - ms) / 1000.0 : 0;
+    }
+    count++;
+    last = ch.version;
+  }
+  if (rc != SYNC_NOTFOUND) {
+    lib_fail(b, b->rep, rc, "reading the changes");
+    goto out;
+  }
+  rc = 0;
+  sync_changes_close(it);
+  it = NULL;
+  sync_txn_abort(rx);
+  rx = NULL;
+  for (i = 0; i < b->nt && !rc; i++)
+    if (b->t[i].nlive || b->t[i].ndead)
+      rc = flush_table(b, &b->t[i], &written);
+  if (rc) goto out;
+  snprintf(vbuf, sizeof vbuf, "%llu",
+           (unsigned long long)(stopped ? last : vend));
+  pv[1] = vbuf;
+  r = PQexecParams(b->pg,
+                   "UPDATE _sync_bridge SET version = $2, updated = now() "
+                   "WHERE site = $1",
+                   2, NULL, pv, NULL, NULL, 0);
+  rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail(b, "cursor", r);
+  PQclear(r);
+  if (!rc) rc = run(b, "COMMIT", "commit");
+  if (rc) goto out;
+  b->st.cursor = stopped ? last : vend;
+  b->st.batches++;
+  b->st.to_pg_rows += written;
+  b->st.lag_rows = rest;
+  *moved += count;
+out:
+  sync_changes_close(it);
+  sync_txn_abort(rx);
+  unstage(b);
+  return rc;
+}
+
+/* ---- Postgres -> replica ---------------------------------------------- */
+
+typedef struct pgb_entry {
+  int row;
+  const char *key;
+  long long id;
+} pgb_entry;
+
+static int entry_cmp(const void *x, const void *y) {
+  const pgb_entry *a = x, *b = y;
+  int c = strcmp(a->key, b->key);
+  if (c) return c;
+  return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* Field f of outbox row i as a value of a column of type `type`; blobs
+ * and texts point into scratch or the result. */
+static int parse_value(PGresult *r, int i, int f, int type, sync_value *v,
+                       unsigned char *scratch) {
+  const char *s = PQgetvalue(r, i, f);
+  size_t n = (size_t)PQgetlength(r, i, f);
+  char *end;
+  uint64_t u = 0;
+  unsigned char x[8];
+  int k;
+  if (PQgetisnull(r, i, f)) {
+    *v = sync_null();
+    return 0;
+  }
+  switch (type) {
+  case SYNC_INTEGER:
+    *v = sync_int(strtoll(s, &end, 10));
+    return *end ? -1 : 0;
+  case SYNC_REAL:
+    if (n != 16 || unhex(s, 16, x)) return -1;
+    for (k = 0; k < 8; k++) u = u << 8 | x[k];
+    v->type = SYNC_REAL;
+    memcpy(&v->r, &u, 8);
+    return 0;
+  case SYNC_TEXT: *v = sync_text(s, n); return 0;
+  default:
+    if (unhex(s, n, scratch)) return -1;
+    *v = sync_blob(scratch, n / 2);
+    return 0;
+  }
+}
+
+/* Apply entry e (the newest of its key in this batch) to the state
+ * replica: a delete, or the row as Postgres holds it. */
+static int apply_entry(pgb_bridge *b, sync_txn *w, pgb_table *t, PGresult *r,
+                       const pgb_entry *e, sync_value *vals,
+                       unsigned char *scratch) {
+  unsigned char kb[8];
+  sync_value kv;
+  const void *key;
+  size_t klen;
+  unsigned c;
+  size_t off;
+  int rc;
+  off = (size_t)PQgetlength(r, e->row, 3) / 2 + 1;
+  if (parse_value(r, e->row, 3, t->def.key_type, &kv, scratch))
+    return fail(b, PGB_EPG, "outbox entry %lld: a key that does not parse",
+                e->id);
+  if (kv.type == SYNC_INTEGER) {
+    sync_key_int(kv.i, kb);
+    key = kb;
+    klen = 8;
+  } else {
+    key = kv.data;
+    klen = kv.len;
+  }
+  if (!klen) return fail(b, PGB_EPG, "outbox entry %lld: an empty key", e->id);
+  if (!strcmp(PQgetvalue(r, e->row, 1), "d")) {
+    rc = sync_delete(w, t->id, key, klen);
+    return rc == SYNC_NOTFOUND ? 0 : rc;
+  }
+  for (c = 0; c < t->def.ncolumns; c++) {
+    if (parse_value(r, e->row, 4 + (int)c, t->def.columns[c].type, &vals[c],
+                    scratch + off))
+      return fail(b, PGB_EPG, "outbox entry %lld: column %s does not parse",
+                  e->id, t->def.columns[c].name);
+    off += (size_t)PQgetlength(r, e->row, 4 + (int)c) / 2 + 1;
+  }
+  return sync_put(w, t->id, key, klen, vals, t->def.ncolumns);
+}
+
+static int outbox_delete(pgb_bridge *b, PGresult *r, int n) {
+  pgb_buf ids = {0};
+  const char *pv[1];
+  PGresult *d;
+  int i, rc = buf_printf(&ids, "{");
+  for (i = 0; i < n && !rc; i++)
+    rc = buf_printf(&ids, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
+  if (!rc) rc = buf_printf(&ids, "}");
+  if (rc) {
+    free(ids.p);
+    return SYNC_ENOMEM;
+  }
+  pv[0] = ids.p;
+  d = PQexecParams(b->pg, "DELETE FROM _sync_outbox WHERE id = ANY($1::bigint[])",
+                   1, NULL, pv, NULL, NULL, 0);
+  rc = PQresultStatus(d) == PGRES_COMMAND_OK ? 0 : pg_fail(b, "outbox", d);
+  PQclear(d);
+  free(ids.p);
+  return rc;
+}
+
+/* One batch of t's outbox entries into the state replica, the newest
+ * entry of each key only, in one write transaction stamped at the newest
+ * capture time; then the entries leave the outbox. */
+static int from_pg_table(pgb_bridge *b, pgb_table *t, uint64_t *moved) {
+  PGresult *r;
+  pgb_entry *e = NULL;
+  sync_value *vals = NULL;
+  unsigned char *scratch = NULL;
+  sync_txn *w = NULL;
+  size_t maxlen = 0;
+  uint64_t at = 0;
+  int n, i, rc;
+  if (!(r = exec(b, t->sel_out, PGRES_TUPLES_OK, "reading the outbox", &rc)))
+    return rc;
+  if (!(n = PQntuples(r))) {
+    PQclear(r);
+    return 0;
+  }
+  e = calloc((size_t)n, sizeof *e);
+  vals = calloc(t->def.ncolumns + 1u, sizeof *vals);
+  for (i = 0; i < n; i++) {
+    size_t len = 0;
+    int f;
+    uint64_t a = strtoull(PQgetvalue(r, i, 2), NULL, 10);
+    for (f = 3; f < PQnfields(r); f++) len += (size_t)PQgetlength(r, i, f) + 1;
+    if (len > maxlen) maxlen = len;
+    if (a > at) at = a;
+    if (e) {
+      e[i].row = i;
+      e[i].key = PQgetvalue(r, i, 3);
+      e[i].id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+    }
+  }
+  if (!e || !vals || !(scratch = malloc(maxlen + 1))) {
+    rc = fail(b, SYNC_ENOMEM, "out of memory");
+    goto out;
+  }
+  qsort(e, (size_t)n, sizeof *e, entry_cmp);
+  b->clock_ms = at;
+  if ((rc = sync_txn_begin(b->rep, 0, &w))) {
+    lib_fail(b, b->rep, rc, "state replica");
+    goto out;
+  }
+  for (i = 0; i < n && !rc; i++) {
+    if (i + 1 < n && !strcmp(e[i].key, e[i + 1].key)) continue; /* older */
+    if ((rc = apply_entry(b, w, t, r, &e[i], vals, scratch)) && rc != PGB_EPG)
+      lib_fail(b, b->rep, rc, "writing a Postgres row to the state replica");
+  }
+  if (!rc) {
+    rc = sync_txn_commit(w);
+    w = NULL;
+    if (rc) lib_fail(b, b->rep, rc, "state replica commit");
+  }
+  if (!rc) rc = outbox_delete(b, r, n);
+  if (!rc) {
+    b->st.to_replica_rows += (uint64_t)n;
+    *moved += (uint64_t)n;
+  }
+out:
+  sync_txn_abort(w);
+  b->clock_ms = 0;
+  free(scratch);
+  free(vals);
+  free(e);
+  PQclear(r);
+  return rc;
+}
+
+static int from_pg(pgb_bridge *b, uint64_t *moved) {
+  unsigned i;
+  int rc;
+  if ((rc = check_all(b))) return rc;
+  for (i = 0; i < b->nt; i++)
+    if ((rc = from_pg_table(b, &b->t[i], moved))) return rc;
+  return 0;
+}
+
+/* ---- state replica <-> server replica --------------------------------- */
+
+/* Pull everything recv lacks of send, chunk by chunk, each chunk applied
+ * with its cursor (the library's own crash safety). */
+static int xfer(pgb_bridge *b, sync_env *recv, sync_env *send,
+                const uint8_t send_site[16], uint64_t *moved) {
+  sync_delta_opts o;
+  int rc, reset = 0, last = 0;
+  memset(&o, 0, sizeof o);
+  o.max_rows = b->o.batch_rows;
+  while (!last) {
+    sync_txn *rt = NULL, *st = NULL;
+    sync_request *req = NULL;
+    sync_delta *d = NULL;
+    sync_apply_report rep;
+    if ((rc = sync_txn_begin(recv, SYNC_TXN_RDONLY, &rt)))
+      return lib_fail(b, recv, rc, "replica");
+    rc = sync_request_make(rt, send_site, &req);
+    sync_txn_abort(rt);
+    if (rc) return lib_fail(b, recv, rc, "request");
+    if (!(rc = sync_txn_begin(send, 0, &st))) {
+      rc = sync_request_ack(st, req);
+      if (!rc || rc == SYNC_EHISTORY) rc = sync_delta_make(st, req, &o, &d);
+      if (!rc)
+        rc = sync_txn_commit(st);
+      else
+        sync_txn_abort(st);
+    }
+    sync_request_free(req);
+    if (rc == SYNC_ESTALE && !reset) {
+      /* the sender collected tombstones we may lack: start again */
+      reset = 1;
+      sync_delta_free(d);
+      if ((rc = sync_txn_begin(recv, 0, &rt)) ||
+          (rc = sync_peer_reset(rt, send_site)) ||
+          (rc = sync_txn_commit(rt)))
+        return lib_fail(b, recv, rc, "peer reset");
+      continue;
+    }
+    if (rc) {
+      sync_delta_free(d);
+      return lib_fail(b, send, rc, "cutting a chunk");
+    }
+    if ((rc = sync_txn_begin(recv, 0, &rt))) {
+      sync_delta_free(d);
+      return lib_fail(b, recv, rc, "replica");
+    }
+    rc = sync_delta_apply(rt, d, SYNC_APPLY_MERGE, &rep);
+    if (!rc)
+      rc = sync_txn_commit(rt);
+    else
+      sync_txn_abort(rt);
+    last = sync_delta_last(d);
+    sync_delta_free(d);
+    if (rc) return lib_fail(b, recv, rc, "applying a chunk");
+    *moved += rep.inserted + rep.updated + rep.deleted;
+  }
+  return 0;
+}
+
+/* ---- the bridge ------------------------------------------------------- */
+
+static void outbox_lag(pgb_bridge *b) {
+  PGresult *r = PQexec(b->pg,
+                       "SELECT count(*), coalesce(extract(epoch FROM "
+                       "clock_timestamp() - min(at)), 0) FROM _sync_outbox");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    double s = strtod(PQgetvalue(r, 0, 1), NULL);
+    b->st.lag_rows += strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    if (s > b->st.lag_s) b->st.lag_s = s;
+  }
+  PQclear(r);
+}
+
+static uint64_t version_of(sync_env *env) {
+  sync_txn *x;
+  uint64_t v = 0;
+  if (!sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) {
+    v = sync_txn_version(x);
+    sync_txn_abort(x);
+  }
+  return v;
+}
+
+/* Postgres' writes into the state replica, the server replica's into it,
+ * the state replica's into Postgres and into the server replica.  A pull
+ * is skipped while the server replica has not changed since the last
+ * one, a push while the state replica holds nothing the server replica
+ * lacks (nothing came from Postgres since the last push): each costs a
+ * scan and a commit even when it moves nothing. */
+static int sync_step(pgb_bridge *b, uint64_t *m) {
+  uint64_t v0 = version_of(b->rep), sv;
+  int rc, ours;
+  if ((rc = from_pg(b, m))) return rc;
+  ours = version_of(b->rep) != v0 || b->pushed_v != v0;
+  sv = version_of(b->srv);
+  if (sv != b->pulled_v) {
+    if ((rc = xfer(b, b->rep, b->srv, b->srv_site, m))) return rc;
+    b->pulled_v = sv;
+  }
+  if ((rc = to_pg(b, m))) return rc;
+  if (ours) {
+    if ((rc = xfer(b, b->srv, b->rep, b->rep_site, m))) return rc;
+  }
+  b->pushed_v = version_of(b->rep);
+  return 0;
+}
+
+int pgb_step(pgb_bridge *b, uint64_t *moved) {
+  uint64_t m = 0;
+  int rc;
+  b->err[0] = 0;
+  b->st.steps++;
+  if (!b->pg || PQstatus(b->pg) != CONNECTION_OK) rc = pg_connect(b);
+  else rc = 0;
+  if (!rc) rc = sync_step(b, &m);
+  if (!rc) outbox_lag(b);
+  if (rc) {
+    b->st.errors++;
+    if (b->pg && PQstatus(b->pg) != CONNECTION_OK) {
+      PQfinish(b->pg);
+      b->pg = NULL;
+      b->st.connected = 0;
+    } else if (b->pg && PQtransactionStatus(b->pg) != PQTRANS_IDLE) {
+      PQclear(PQexec(b->pg, "ROLLBACK"));
+    }
+  }
+  if (moved) *moved = m;
+  return rc;
+}
+
+int pgb_catch_up(pgb_bridge *b) {
+  uint64_t m;
+  int rc;
+  do {
+    if ((rc = pgb_step(b, &m))) return rc;
+  } while (m);
+  return 0;
+}
+
+int pgb_open(const pgb_opts *o, pgb_bridge **out) {
+  pgb_bridge *b;
+  const sync_table_def *defs = NULL;
+  sync_table_def *d = NULL;
+  unsigned i, c;
+  int rc;
+  *out = NULL;
+  if (!o || !o->db || !o->conninfo) return SYNC_EINVAL;
+  if (!(b = calloc(1, sizeof *b))) return SYNC_ENOMEM;
+  *out = b;
+  b->o = *o;
+  if (!b->o.batch_rows) b->o.batch_rows = PGB_BATCH;
+  /* the caller's strings need not outlive this call */
+  b->o.db = b->db_copy = strdup(o->db);
+  b->o.conninfo = b->conninfo_copy = strdup(o->conninfo);
+  b->o.state = NULL;
+  if (!b->db_copy || !b->conninfo_copy)
+    return fail(b, SYNC_ENOMEM, "out of memory");
+  if (o->state) b->state_path = strdup(o->state);
+  else if ((b->state_path = malloc(strlen(o->db) + 10)))
+    sprintf(b->state_path, "%s.pgbridge", o->db);
+  if (!b->state_path) return fail(b, SYNC_ENOMEM, "out of memory");
+  if ((rc = sync_env_create(NULL, &b->srv)) ||
+      (rc = sync_env_open(b->srv, o->db, SYNC_OPEN_NOCREATE)))
+    return fail(b, rc, "%s: %s%s%s", o->db, sync_strerror(rc),
+                b->srv && *sync_env_errmsg(b->srv) ? ": " : "",
+                b->srv ? sync_env_errmsg(b->srv) : "");
+  b->nt = sync_env_table_count(b->srv);
+  if (!b->nt) return fail(b, SYNC_EINVAL, "%s has no tables", o->db);
+  b->t = calloc(b->nt, sizeof *b->t);
+  d = calloc(b->nt, sizeof *d);
+  if (!b->t || !d) {
+    free(d);
+    return fail(b, SYNC_ENOMEM, "out of memory");
+  }
+  for (i = 0; i < b->nt; i++) {
+    pgb_table *t = &b->t[i];
+    sync_env_table_def(b->srv, i, &d[i]);
+    t->id = i;
+    t->def = d[i];
+    t->qname = quote(t->def.name, '"');
+    t->lit = quote(t->def.name, '\'');
+    t->lit2 = t->qname ? quote(t->qname, '\'') : NULL;
+    if (!t->qname || !t->lit || !t->lit2) rc = fail(b, SYNC_ENOMEM, "out of memory");
+    for (c = 0; c < t->def.ncolumns && !rc; c++)
+      if (!strcmp(t->def.columns[c].name, "key") ||
+          !strncmp(t->def.columns[c].name, "_sync_", 6) ||
+          !strcmp(t->def.columns[c].name, "live"))
+        rc = fail(b, SYNC_EINVAL,
+                  "table %s: a column named \"%s\" clashes with the "
+                  "bridge's own (key, live, _sync_*)",
+                  t->def.name, t->def.columns[c].name);
+  }
+  defs = d;
+  if (!rc && !(rc = sync_env_create(NULL, &b->rep)) &&
+      !(rc = sync_env_set_schema(b->rep, defs, b->nt)) &&
+      !(rc = sync_env_set_clock(b->rep, state_clock, b)))
+    rc = sync_env_open(b->rep, b->state_path, 0);
+  free(d);
+  if (rc && !b->err[0])
+    return fail(b, rc, "%s: %s%s%s", b->state_path, sync_strerror(rc),
+                b->rep && *sync_env_errmsg(b->rep) ? ": " : "",
+                b->rep ? sync_env_errmsg(b->rep) : "");
+  if (rc) return rc;
+  /* the table definitions now point into the server env (valid while it
+   * is open: the copies above were shallow) */
+  for (i = 0; i < b->nt; i++) sync_env_table_def(b->srv, i, &b->t[i].def);
+  sync_env_site_id(b->srv, b->srv_site);
+  sync_env_site_id(b->rep, b->rep_site);
+  hex_str(b->rep_site, 16, b->site_hex);
+  return pg_connect(b);
+}
+
+void pgb_stats_get(pgb_bridge *b, pgb_stats *out) { *out = b->st; }
+const char *pgb_errmsg(pgb_bridge *b) { return b ? b->err : ""; }
+sync_env *pgb_server_env(pgb_bridge *b) { return b->srv; }
+sync_env *pgb_state_env(pgb_bridge *b) { return b->rep; }
+
+void pgb_close(pgb_bridge *b) {
+  unsigned i;
+  if (!b) return;
+  if (b->pg) PQfinish(b->pg);
+  for (i = 0; b->t && i < b->nt; i++) {
+    table_sql_free(&b->t[i]);
+    free(b->t[i].qname);
+    free(b->t[i].lit);
+    free(b->t[i].lit2);
+    free(b->t[i].copy.p);
+    free(b->t[i].dcopy.p);
+  }
+  free(b->t);
+  sync_env_close(b->rep);
+  sync_env_close(b->srv);
+  free(b->state_path);
+  free(b->db_copy);
+  free(b->conninfo_copy);
+  free(b);
+}
