@@ -203,24 +203,26 @@ omit-encoder: $(OMIT_ENC)
 
 test-build: $(T_SRC) $(T_AMAL) $(T_SAN) $(B)/single/single_header $(TEST_EXTRA)
 
-# Test programs run in two queues at once (the sanitizer builds, the
-# slowest, in $(B)-san-run beside build/; everything else in build/,
-# where scratch databases land), each program after the other within its
-# queue; the sanitizer queue's output follows the other's.  The last line
-# counts programs in the form CI reads.  Under the sanitizers (several
-# times slower) the property suites run fewer scenarios, from seeds of
-# their own: together with the plain run they cover more, and the queue
-# stays as long as the other.
-SAN_TEST_ENV := SYNC_FLEET_SCENARIOS=400 SYNC_FLEET_SEED=0x5a4e0001 \
-                SYNC_LIFECYCLE_SCENARIOS=400 SYNC_LIFECYCLE_SEED=0x5a4e0002 \
-                SYNC_TEST_SCENARIOS=500 SYNC_TEST_RELAY_SCENARIOS=150 \
-                SYNC_TEST_GC_SCENARIOS=100 SYNC_TEST_SEED=0x5a4e0003
+# Test programs run in two queues at once, each program after the other
+# within its queue: the sanitizer builds (the slowest) and the public
+# tests built from the amalgamation in $(B)-san-run beside build/;
+# everything else in build/, where scratch databases land.  The second
+# queue's output follows the first's, and the last line counts programs
+# in the form CI reads.  In the second queue the property suites run
+# fewer scenarios, from seeds of their own: the sanitizers are several
+# times slower, and the amalgamation is the same code as src/ (make
+# check-amalgamation); together with the plain run they cover more, and
+# the two queues take about as long.
+SAN_TEST_ENV := SYNC_FLEET_SCENARIOS=250 SYNC_FLEET_SEED=0x5a4e0001 \
+                SYNC_LIFECYCLE_SCENARIOS=250 SYNC_LIFECYCLE_SEED=0x5a4e0002 \
+                SYNC_TEST_SCENARIOS=350 SYNC_TEST_RELAY_SCENARIOS=100 \
+                SYNC_TEST_GC_SCENARIOS=70 SYNC_TEST_SEED=0x5a4e0003
 test: check-amalgamation
 	@$(MAKE) --no-print-directory test-build
 	@rm -rf $(B)-san-run; \
-	env $(SAN_TEST_ENV) sh tests/run.sh $(B)-san-run $(T_SAN) \
+	env $(SAN_TEST_ENV) sh tests/run.sh $(B)-san-run $(T_SAN) $(T_AMAL) \
 	  > $(B)/test-san.log 2>&1 & san=$$!; \
-	sh tests/run.sh $(B) $(T_SRC) $(T_AMAL) $(B)/single/single_header \
+	sh tests/run.sh $(B) $(T_SRC) $(B)/single/single_header \
 	  $(TEST_EXTRA) | tee $(B)/test-main.log; \
 	wait $$san; cat $(B)/test-san.log; rm -rf $(B)-san-run; \
 	pass=0; fail=0; failed=""; \
