@@ -20,6 +20,9 @@
  *    again at the next start, first thing, before anything else wrote to
  *    the state replica: each key takes the values it already holds, which
  *    changes nothing (a put stamps only the columns whose value changes).
+ *  - a key with entries still in the outbox is not written to Postgres
+ *    (Postgres holds a newer write of it than the state replica has
+ *    applied; the entries come first, at the next step).
  * Echoes: the trigger skips rows written by the bridge's own session
  * (SET LOCAL sync.bridge = 'on'), and the upsert writes a Postgres row
  * only when its values differ, so a row that came from Postgres and goes
@@ -56,6 +59,7 @@ typedef struct pgb_table {
   char *copy_cols; /* (key, columns[, audit]): the COPY column list */
   char *sel_out; /* this table's outbox entries, oldest first */
   char *del_sql, *ups_sql;
+  char *lock_dead, *lock_stage; /* lock the rows about to be written */
   pgb_buf copy;  /* binary COPY of the live rows staged for this batch */
   pgb_buf dcopy; /* and of the deleted keys */
   size_t nlive, ndead;
@@ -267,15 +271,17 @@ static void table_sql_free(pgb_table *t) {
   free(t->sel_out);
   free(t->del_sql);
   free(t->ups_sql);
+  free(t->lock_dead);
+  free(t->lock_stage);
   t->stage = t->dead = t->copy_cols = t->sel_out = t->del_sql = t->ups_sql =
-      NULL;
+      t->lock_dead = t->lock_stage = NULL;
 }
 
 /* The SQL of table t: its trigger and staging table into trig and stage,
  * its outbox query, upsert and delete into t.  Made at every connect. */
 static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
                      pgb_buf *stage) {
-  pgb_buf s = {0};
+  pgb_buf s = {0}, pend = {0};
   unsigned c;
   int rc = 0;
   char name[32];
@@ -362,19 +368,48 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
   if (rc) goto out;
   t->sel_out = strdup(s.p);
   s.len = 0;
+  /* The rows about to be written, locked first (key order), so that a
+   * client's write of one of them is committed, with its outbox entry,
+   * before the next statement takes its snapshot. */
+  for (c = 0; c < 2 && !rc; c++) {
+    rc |= buf_printf(&s,
+                     "SELECT 1 FROM %s AS t JOIN %s s ON t.\"key\" = "
+                     "s.\"key\" ORDER BY t.\"key\" FOR UPDATE OF t",
+                     t->qname, c ? t->stage : t->dead);
+    if (!rc && !(*(c ? &t->lock_stage : &t->lock_dead) = strdup(s.p)))
+      rc = SYNC_ENOMEM;
+    s.len = 0;
+  }
+  /* A key with entries still in the outbox is skipped: Postgres holds a
+   * newer write of it than the state replica, which has not applied
+   * those entries yet.  Written, the stale row would undo the client's
+   * write until the entries come back (and a client's DELETE of a row
+   * the bridge had deleted would find nothing, never be captured, and
+   * the row come back for good).  The entries are applied at the next
+   * step, and the key then sent again if the state replica's row is not
+   * what Postgres holds. */
+  pend.len = 0;
+  rc |= buf_printf(&pend,
+                   " AND NOT EXISTS (SELECT 1 FROM _sync_outbox o WHERE "
+                   "o.tbl = %s AND o.r[1] = ",
+                   t->lit);
+  rc |= capture_expr(&pend, "s", "\"key\"", t->def.key_type);
+  rc |= buf_printf(&pend, ")");
+  if (rc) goto out;
   /* deletes, then upserts that write only rows whose values differ */
   rc |= buf_printf(&s,
                    "DELETE FROM %s AS t USING %s s WHERE t.\"key\" = "
-                   "s.\"key\"",
-                   t->qname, t->dead);
+                   "s.\"key\"%s",
+                   t->qname, t->dead, pend.p);
   if (rc) goto out;
   t->del_sql = strdup(s.p);
   s.len = 0;
   rc |= buf_printf(&s, "INSERT INTO %s AS t (", t->qname);
   rc |= col_list(&s, t, "", b->o.audit);
   rc |= buf_printf(&s, ") SELECT ");
-  rc |= col_list(&s, t, "", b->o.audit);
-  rc |= buf_printf(&s, " FROM %s ON CONFLICT (\"key\") DO ", t->stage);
+  rc |= col_list(&s, t, "s.", b->o.audit);
+  rc |= buf_printf(&s, " FROM %s AS s WHERE true%s ON CONFLICT (\"key\") DO ",
+                   t->stage, pend.p);
   if (!t->def.ncolumns) {
     rc |= buf_printf(&s, "NOTHING");
   } else {
@@ -411,6 +446,7 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
   if (!t->sel_out || !t->del_sql || !t->ups_sql) rc = SYNC_ENOMEM;
 out:
   free(s.p);
+  free(pend.p);
   return rc ? SYNC_ENOMEM : 0;
 }
 
@@ -712,7 +748,9 @@ static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
   PGresult *r;
   int rc;
   if (t->ndead) {
-    if ((rc = copy_in(b, t->dead, "", &t->dcopy, state))) return rc;
+    if ((rc = copy_in(b, t->dead, "", &t->dcopy, state)) ||
+        (rc = run(b, t->lock_dead, "locking rows")))
+      return rc;
     if (!(r = exec(b, t->del_sql, PGRES_COMMAND_OK, "delete", &rc))) return rc;
     *written += strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
@@ -730,7 +768,9 @@ static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
       return rc;
     b->err[0] = 0;
   }
-  if ((rc = copy_in(b, t->stage, t->copy_cols, &t->copy, state))) return rc;
+  if ((rc = copy_in(b, t->stage, t->copy_cols, &t->copy, state)) ||
+      (rc = run(b, t->lock_stage, "locking rows")))
+    return rc;
   if (!(r = exec(b, t->ups_sql, PGRES_COMMAND_OK, "upsert", &rc))) return rc;
   *written += strtoull(PQcmdTuples(r), NULL, 10);
   PQclear(r);
