@@ -172,6 +172,18 @@ const char *net_creds_name(const net_creds *cr, const uint8_t site[16]) {
   return i >= 0 && cr->c[i].name[0] ? cr->c[i].name : NULL;
 }
 
+void net_creds_server_opts(net_creds *cr, sync_session_opts *so) {
+  memset(so, 0, sizeof *so);
+  so->server = 1;
+  so->level = 3;
+  if (!cr) return;
+  so->authorize = net_creds_authorize;
+  so->authorize_ctx = cr;
+  so->filter = net_creds_filter;
+  so->filter_ctx = cr;
+  so->filter_version = cr->fver;
+}
+
 int net_creds_authorize(void *ctx, const uint8_t site[16], const void *token,
                         size_t len, sync_rights *rights) {
   net_creds *cr = (net_creds *)ctx;

@@ -216,6 +216,9 @@ void net_creds_replace(net_creds *cr, const net_creds *from);
 /* The name= of the credential site last showed, or NULL (none shown,
  * none named, or removed). */
 const char *net_creds_name(const net_creds *cr, const uint8_t site[16]);
+/* A server's session options as synctl serves: zstd level 3 and, with
+ * cr, the rights and rows of its credentials (NULL: every right). */
+void net_creds_server_opts(net_creds *cr, sync_session_opts *so);
 /* A sync_authorize_fn (ctx: the net_creds): the rights of the token,
  * SYNC_EPERM for an unknown one or one bound to another site. */
 int net_creds_authorize(void *cr, const uint8_t site[16], const void *token,

@@ -85,12 +85,13 @@ void net_nonblock(int fd) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap) {
-  char host[256], port[32], dummy[8];
-  struct addrinfo hints, *ai, *p;
-  struct timeval tv;
-  int fd = -1, rc, refused = 1, e = 0;
-  if (!err) err = dummy, errcap = sizeof dummy;
+/* The addresses HOST:PORT names, for a connection, into *ai (the caller
+ * frees them).  0, or -1 with errno and the words in err. */
+static int net_resolve(const char *addr, struct addrinfo **ai, char *err,
+                       size_t errcap) {
+  char host[256], port[32];
+  struct addrinfo hints;
+  int rc;
   err[0] = 0;
   if (net_addr_check(addr, err, errcap) ||
       net_split_addr(addr, host, sizeof host, port, sizeof port)) {
@@ -101,12 +102,22 @@ int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  if ((rc = getaddrinfo(host, port, &hints, &ai))) {
+  if ((rc = getaddrinfo(host, port, &hints, ai))) {
     snprintf(err, errcap, "cannot resolve %s: %s", host,
              rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
     errno = EHOSTUNREACH;
     return -1;
   }
+  return 0;
+}
+
+int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap) {
+  char dummy[8];
+  struct addrinfo *ai, *p;
+  struct timeval tv;
+  int fd = -1, refused = 1, e = 0;
+  if (!err) err = dummy, errcap = sizeof dummy;
+  if (net_resolve(addr, &ai, err, errcap)) return -1;
   for (p = ai; p; p = p->ai_next) {
     fd = socket(p->ai_family, p->ai_socktype, p->ai_protocol);
     if (fd < 0) {
@@ -138,23 +149,9 @@ int net_dial_err(const char *addr, int timeout_s, char *err, size_t errcap) {
 }
 
 int net_dial_start(const char *addr, char *err, size_t errcap) {
-  char host[256], port[32];
-  struct addrinfo hints, *ai, *p;
-  int fd = -1, rc, e = 0;
-  if (net_addr_check(addr, err, errcap) ||
-      net_split_addr(addr, host, sizeof host, port, sizeof port)) {
-    errno = EINVAL;
-    return -1;
-  }
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  if ((rc = getaddrinfo(host, port, &hints, &ai))) {
-    snprintf(err, errcap, "cannot resolve %s: %s", host,
-             rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-    errno = EHOSTUNREACH;
-    return -1;
-  }
+  struct addrinfo *ai, *p;
+  int fd = -1, e = 0;
+  if (net_resolve(addr, &ai, err, errcap)) return -1;
   /* The first address only: trying the next needs the outcome of this
    * one, which a caller that must not wait learns later. */
   for (p = ai; p && fd < 0; p = p->ai_next) {

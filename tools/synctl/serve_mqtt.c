@@ -32,16 +32,7 @@ static int mserve_open(void *ctx, const char *dev, sync_session **s) {
   mserver *sv = (mserver *)ctx;
   sync_session_opts so;
   (void)dev;
-  memset(&so, 0, sizeof so);
-  so.server = 1;
-  if (sv->checked) {
-    so.authorize = net_creds_authorize;
-    so.authorize_ctx = &sv->creds;
-    so.filter = net_creds_filter;
-    so.filter_ctx = &sv->creds;
-    so.filter_version = sv->creds.fver;
-  }
-  so.level = 3;
+  net_creds_server_opts(sv->checked ? &sv->creds : NULL, &so);
   return sync_session_create(sv->env, &so, s);
 }
 

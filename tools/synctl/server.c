@@ -384,16 +384,7 @@ static int serve_open(void *ctx, net_conn *c) {
     c->user = calloc(1, sizeof(http_conn));
     return c->user ? 0 : -1;
   }
-  memset(&so, 0, sizeof so);
-  so.server = 1;
-  if (sv->checked) {
-    so.authorize = net_creds_authorize;
-    so.authorize_ctx = &sv->creds;
-    so.filter = net_creds_filter;
-    so.filter_ctx = &sv->creds;
-    so.filter_version = sv->creds.fver;
-  }
-  so.level = 3;
+  net_creds_server_opts(sv->checked ? &sv->creds : NULL, &so);
   if (sync_session_create(sv->env, &so, &c->s)) return -1;
   net_nodelay(c->fd);
   if (sv->tls && net_tls_conn(sv->tls, c, NULL)) return -1;
