@@ -470,23 +470,18 @@ static size_t move_all(sync_session *a, sync_session *b) {
   return total;
 }
 
-/* The initial pull in process, each side sending all it can before the
- * other answers: the turns the conversation takes are its round trips
- * (the handshake is the first). */
-static uint64_t pull_turns(sync_ctx *c, size_t window) {
-  heap hs = {0, 0}, hc = {0, 0};
-  sync_env *srv = open_counted(c->send_path, &hs, 0);
-  sync_env *cli = open_counted(c->recv_path, &hc, 1);
-  sync_session_opts so, co;
+/* One session in process between client cli (options co) and server srv
+ * (so; server is set here), each side sending all it can before the
+ * other answers.  The client's stats into st; returns the turns the
+ * conversation took, its round trips (the handshake is the first). */
+static uint64_t run_in_process(sync_env *cli, sync_env *srv,
+                               const sync_session_opts *co,
+                               sync_session_opts so, sync_session_stats *st) {
   sync_session *ss, *cs;
   uint64_t turns = 0;
-  memset(&so, 0, sizeof so);
-  memset(&co, 0, sizeof co);
   so.server = 1;
-  co.mode = SYNC_PULL;
-  co.window = window;
   peer_sync_check(srv, sync_session_create(srv, &so, &ss), "session");
-  peer_sync_check(cli, sync_session_create(cli, &co, &cs), "session");
+  peer_sync_check(cli, sync_session_create(cli, co, &cs), "session");
   while (!sync_session_status(cs) || !sync_session_status(ss)) {
     size_t n = move_all(cs, ss);
     n += move_all(ss, cs);
@@ -494,38 +489,39 @@ static uint64_t pull_turns(sync_ctx *c, size_t window) {
     if (!n) break;
   }
   if (sync_session_status(cs) != 1 || sync_session_status(ss) != 1)
-    bench_die("sync: the in-process pull failed: %s / %s",
+    bench_die("sync: an in-process session failed: %s / %s",
               sync_session_errmsg(cs), sync_session_errmsg(ss));
+  if (st) sync_session_stats_get(cs, st);
   sync_session_free(cs);
   sync_session_free(ss);
+  return turns;
+}
+
+/* The initial pull with the given window, in process. */
+static uint64_t pull_turns(sync_ctx *c, size_t window) {
+  heap hs = {0, 0}, hc = {0, 0};
+  sync_env *srv = open_counted(c->send_path, &hs, 0);
+  sync_env *cli = open_counted(c->recv_path, &hc, 1);
+  sync_session_opts so, co;
+  uint64_t turns;
+  memset(&so, 0, sizeof so);
+  memset(&co, 0, sizeof co);
+  co.mode = SYNC_PULL;
+  co.window = window;
+  turns = run_in_process(cli, srv, &co, so, NULL);
   sync_env_close(cli);
   sync_env_close(srv);
   return turns;
 }
 
-/* One session between client cli and server srv in process (mode both,
- * uncompressed, max_message bytes); its client's stats into st. */
+/* A session in mode both, uncompressed, in max_message bytes. */
 static void small_session(sync_env *cli, sync_env *srv, size_t max_message,
                           sync_session_stats *st) {
   sync_session_opts so, co;
-  sync_session *ss, *cs;
   memset(&so, 0, sizeof so);
   memset(&co, 0, sizeof co);
-  so.server = 1;
   so.max_message = co.max_message = max_message;
-  peer_sync_check(srv, sync_session_create(srv, &so, &ss), "session");
-  peer_sync_check(cli, sync_session_create(cli, &co, &cs), "session");
-  while (!sync_session_status(cs) || !sync_session_status(ss)) {
-    size_t n = move_all(cs, ss);
-    n += move_all(ss, cs);
-    if (!n) break;
-  }
-  if (sync_session_status(cs) != 1 || sync_session_status(ss) != 1)
-    bench_die("sync: small session failed: %s / %s", sync_session_errmsg(cs),
-              sync_session_errmsg(ss));
-  sync_session_stats_get(cs, st);
-  sync_session_free(cs);
-  sync_session_free(ss);
+  run_in_process(cli, srv, &co, so, st);
 }
 
 /* What a session costs on a tiny link once two replicas know each other:
