@@ -7114,16 +7114,19 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   return rc;
 }
 
-/* Priority pass (sync_delta_opts.priority): rows of the priority tables
- * whose log entry follows the chunk's end join it, up to max_rows of
- * them, so that they reach the receiver now rather than behind the
- * backlog.  The walk reads only each entry's table id; the rows it takes
- * come again when the log pass reaches them, and the receiver finds them
- * unchanged.  Rows out of scope are left to the log pass. */
+/* Priority pass (sync_delta_opts.priority and priority_row): rows of the
+ * priority tables, and rows the callback names, whose log entry follows
+ * the chunk's end join it, up to max_rows of them, so that they reach
+ * the receiver now rather than behind the backlog.  With tables only,
+ * the walk reads just each entry's table id; the callback needs each
+ * row read.  The rows it takes come again when the log pass reaches
+ * them, and the receiver finds them unchanged.  Rows out of scope are
+ * left to the log pass. */
 static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                           sx_cut *cut, size_t max_rows, size_t max_bytes) {
   sync_env *env = x->env;
   const unsigned char *prio = cut->o->priority;
+  sync_row_filter_fn pf = cut->o->priority_row;
   sx_scur *c;
   sx_slice k, v;
   unsigned char start[SX_LOGKEY];
@@ -7138,16 +7141,22 @@ static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     sx_slice key;
     uint64_t t;
     unsigned tid;
+    int table_first;
     rc = 0;
-    if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables ||
-        !sx_bit(prio, (unsigned)t))
+    if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables)
       continue; /* sx_log_current reports a malformed entry */
+    table_first = prio && sx_bit(prio, (unsigned)t);
+    if (!table_first && !pf) continue;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
     if (rc == SYNC_NOTFOUND) {
       rc = 0; /* a stale entry */
       continue;
     }
     if (rc) break;
+    if (!table_first &&
+        !sx_filter_row(x, pf, cut->o->priority_row_ctx, cut->peer, tid, key.p,
+                       key.n, &x->old, cut->vals))
+      continue;
     if (sx_in_scope(cut, x, tid, key.p, key.n, &x->old) &&
         (rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, cut->o, 0,
                            &bytes)))
@@ -7343,18 +7352,75 @@ static int sx_cut_gccl(sync_txn *x, sync_delta *d) {
   return rc;
 }
 
-/* The site table and this replica's vector go with every chunk (vv is
- * taken), the renewal records with the run's last. */
-static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv) {
-  size_t n = (size_t)x->nsites * SX_SITE_LEN;
+/* Renumber the chunk's site indexes by map (local index -> index in the
+ * chunk's table). */
+static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
+  size_t i;
+  for (i = 0; i < d->nrows; i++) d->rows[i].clsite = map[d->rows[i].clsite];
+  for (i = 0; i < d->ncols; i++) {
+    d->cols[i].site = map[d->cols[i].site];
+    d->cols[i].bsite = map[d->cols[i].bsite];
+  }
+  for (i = 0; i < d->nx; i++) d->xrows[i].clsite = map[d->xrows[i].clsite];
+  for (i = 0; i < d->nxc; i++) {
+    d->xcols[i].site = map[d->xcols[i].site];
+    d->xcols[i].bsite = map[d->xcols[i].bsite];
+  }
+  for (i = 0; i < d->nrenew; i++) d->renew[i].site = map[d->renew[i].site];
+}
+
+/* The site table a chunk carries, with this replica's vector (vv is
+ * taken), and the renewal records with a run's last chunk.  A chunk of
+ * the log names only the sites it needs: this replica (index 0), the
+ * sites its stamps name, and on a run's last chunk those whose entry
+ * here is above the requester's (rvv; what the run raises), and those
+ * with renewal records.  A run of a table selection or a row filter
+ * leaves rows out, so its receiver does not raise its vector with it
+ * (or, if nothing was left out after all, raises less: a lower vector
+ * only ever costs rows sent again): such chunks leave the vector out.  A site left out is one whose entry the requester
+ * already holds at least as high, and a receiver raises its vector
+ * entry by entry to the larger, so leaving it out changes nothing; a
+ * server that knows ten thousand devices so does not send ten thousand
+ * site ids in every chunk.  An initial stream carries the whole table:
+ * a complete one bounds the receiver's deletes with this vector. */
+static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
+                        const uint64_t *rvv, int keyed,
+                        const sync_delta_opts *o) {
+  uint32_t *map, n = 0, i;
+  size_t j;
+  int rc = 0, all = keyed || d->end.mode != SX_MODE_LOG || d->complete,
+      raise = d->last && !d->partial && !(o && o->filter);
+  for (i = 0; raise && o && o->tables && i < x->env->schema->ntables; i++)
+    if (!sx_bit(o->tables, i)) raise = 0;
   d->nsites = x->nsites;
-  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&x->env->al, n);
-  if (!d->sites) return SYNC_ENOMEM;
-  memcpy(d->sites, x->sites, n);
-  d->vv = *vv;
-  d->nvv = x->nsites;
-  *vv = NULL;
-  return d->last ? sx_renew_attach(x, d) : 0;
+  if (d->last && (rc = sx_renew_attach(x, d))) return rc;
+  map = (uint32_t *)sx_malloc(&x->env->al, sizeof(uint32_t) * x->nsites);
+  if (!map) return SYNC_ENOMEM;
+  for (i = 0; i < x->nsites; i++)
+    map[i] = all || i == 0 || (raise && (*vv)[i] > rvv[i]) ? 0 : SX_NONE;
+  for (j = 0; j < d->nrows; j++) map[d->rows[j].clsite] = 0;
+  for (j = 0; j < d->ncols; j++) map[d->cols[j].site] = map[d->cols[j].bsite] = 0;
+  for (j = 0; j < d->nx; j++) map[d->xrows[j].clsite] = 0;
+  for (j = 0; j < d->nxc; j++) map[d->xcols[j].site] = map[d->xcols[j].bsite] = 0;
+  for (j = 0; j < d->nrenew; j++) map[d->renew[j].site] = 0;
+  for (i = 0; i < x->nsites; i++)
+    if (map[i] == 0) map[i] = n++;
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&d->al, (size_t)n * SX_SITE_LEN);
+  d->vv = (uint64_t *)sx_malloc(&d->al, sizeof(uint64_t) * n);
+  if (!d->sites || !d->vv) {
+    sx_free(&x->env->al, map);
+    return SYNC_ENOMEM;
+  }
+  for (i = 0; i < x->nsites; i++)
+    if (map[i] != SX_NONE) {
+      memcpy(d->sites[map[i]], x->sites[i], SX_SITE_LEN);
+      d->vv[map[i]] = (*vv)[i];
+    }
+  d->nsites = n;
+  d->nvv = n;
+  sx_cut_renumber(d, map);
+  sx_free(&x->env->al, map);
+  return 0;
 }
 
 /* Cut the rows of the chunk: a stream of the tables in key order (from
@@ -7375,7 +7441,8 @@ static int sx_cut_rows(sync_txn *x, sync_delta *d, const uint64_t *rvv,
     rc = sx_delta_log(d, x, rvv, cut, max_rows, max_bytes);
     /* An initial stream comes in key order (the receiver appends and
      * drops what a complete one leaves out): priority is for the log. */
-    if (!rc && !d->last && cut->o && cut->o->priority)
+    if (!rc && !d->last && cut->o &&
+        (cut->o->priority || cut->o->priority_row))
       rc = sx_delta_ahead(d, x, rvv, cut, max_rows, max_bytes);
   }
   if (cut->track && d->end.mode == SX_MODE_LOG) {
@@ -7394,7 +7461,7 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   uint64_t *vv = NULL, *rvv = NULL;
   size_t max_rows = 1000, max_bytes = (size_t)1 << 20;
   sx_cut cut;
-  int rc, restart = 0;
+  int rc, restart = 0, keyed;
   memset(&cut, 0, sizeof cut);
   if (!out) return SYNC_EINVAL;
   *out = NULL;
@@ -7421,7 +7488,7 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     cut.track = 1;
     sx_scope_plan(x, req, opts, &d->scope, &restart, &cut.exits);
   }
-  if (opts && opts->filter) {
+  if (opts && (opts->filter || opts->priority_row)) {
     cut.vals = (sync_value *)sx_malloc(
         &env->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
     if (!cut.vals) {
@@ -7429,10 +7496,12 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
       goto done;
     }
   }
+  keyed = restart || d->start.mode == SX_MODE_INITIAL ||
+          (d->start.version == 0 && d->start.seq == 0);
   rc = sx_cut_rows(x, d, rvv, &cut, restart, max_rows, max_bytes);
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
   if (!rc) rc = sx_cut_gccl(x, d);
-  if (!rc) rc = sx_cut_close(x, d, &vv);
+  if (!rc) rc = sx_cut_close(x, d, &vv, rvv, keyed, opts);
 done:
   sx_free(&env->al, vv);
   sx_free(&env->al, rvv);
@@ -12983,7 +13052,8 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
  * constants (docs/PROTOCOL.md), the session's struct and states, and the
  * functions one part of it calls in another.  In amalgamation order:
  * session_msg.c (failure, framing, requests and phases),
- * session_refused.c, session_repair.c, session_hello.c, session.c (the
+ * session_refused.c, session_repair.c, session_hello.c, session_check.c,
+ * session.c (the
  * state machine and the public calls), session_drive.c and retry.c; each
  * uses only the files before it.
  */
@@ -12991,7 +13061,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_SESSION_H
 
 
-#define SX_PROTO 5
+#define SX_PROTO 6
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -13019,6 +13089,8 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_RF_ENTRY_MAX                                                        \
   (3 * SX_VARINT_MAX + SYNC_MAX_KEY + 2 + SYNC_REFUSE_TEXT_MAX)
 #define SX_M_SCHEMA 10 /* client -> server: its schema, when they differ */
+#define SX_M_CHECK 11   /* client -> server: did anything change? */
+#define SX_M_CHECKED 12 /* server -> client: 0 no, 1 yes: HELLO follows */
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
@@ -13035,6 +13107,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 enum { SX_ROLE_RECV, SX_ROLE_SEND };
 enum {
   SX_ST_HELLO,   /* server: waiting for HELLO */
+  SX_ST_CHECK,   /* client: waiting for CHECKED */
   SX_ST_WELCOME, /* client: waiting for WELCOME */
   SX_ST_SCHEMA,  /* server: the schemas differ, waiting for the client's */
   SX_ST_RECV,    /* receiving phase: waiting for a chunk */
@@ -13086,6 +13159,7 @@ struct sync_session {
   sync_session_stats st;
   int failed_code;    /* code to send in the queued ERROR */
   int state_was_recv; /* the peer's ERROR came in a receiving phase */
+  int state_was_check; /* or while a CHECK waited for its answer */
   char errmsg[256];
   uint64_t t0; /* made at, for the stats */
   int repair;  /* a repair session (repair.c) */
@@ -13113,6 +13187,8 @@ struct sync_session {
   unsigned win_flags;   /* sender: the opening request's flags */
   sync_request win_req; /* sender: where the next chunk starts, with the
                            opening request's vector */
+  int checked; /* server: a CHECK came */
+  int noted;   /* client: meta "server" names this session's peer */
 };
 
 /* session_msg.c */
@@ -13170,6 +13246,21 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                                size_t n);
 SYNC_PRIVATE int sx_on_schema(sync_session *s, const unsigned char *b,
                               size_t n);
+/* The rights the server's authorize callback grants the client (every
+ * right without one).  0, or the session fails. */
+SYNC_PRIVATE int sx_grant(sync_session *s, const void *cred, size_t clen,
+                          sync_rights *rights);
+
+/* session_check.c */
+/* Client: the first message, CHECK when the last server may have
+ * nothing new for a client with nothing to send, else HELLO. */
+SYNC_PRIVATE int sx_client_start(sync_session *s);
+SYNC_PRIVATE int sx_on_check(sync_session *s, const unsigned char *b,
+                             size_t n);
+SYNC_PRIVATE int sx_on_checked(sync_session *s, const unsigned char *b,
+                               size_t n);
+/* Client: name the peer in meta "server" within write transaction x. */
+SYNC_PRIVATE int sx_note_server(sync_session *s, sync_txn *x);
 
 #endif
 
@@ -14233,10 +14324,8 @@ static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
   return 0;
 }
 
-/* The rights the server's authorize callback grants the client (every
- * right without one).  0, or the session fails. */
-static int sx_authorize(sync_session *s, const sx_hello *h,
-                        sync_rights *rights) {
+SYNC_PRIVATE int sx_grant(sync_session *s, const void *cred, size_t clen,
+                          sync_rights *rights) {
   int rc;
   memset(rights, 0, sizeof *rights);
   if (!s->o.authorize) {
@@ -14245,7 +14334,7 @@ static int sx_authorize(sync_session *s, const sx_hello *h,
     rights->relay = 1;
     return 0;
   }
-  rc = s->o.authorize(s->o.authorize_ctx, s->peer, h->cred, h->clen, rights);
+  rc = s->o.authorize(s->o.authorize_ctx, s->peer, cred, clen, rights);
   if (rc)
     return sx_sess_fail(s, rc < 0 ? rc : SYNC_EPERM,
                         "the credential was refused");
@@ -14301,7 +14390,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
   s->repair = (h.flags & SX_HF_REPAIR) != 0;
-  if ((rc = sx_authorize(s, &h, &rights))) return rc;
+  if ((rc = sx_grant(s, h.cred, h.clen, &rights))) return rc;
   /* Schemas differ: a repair compares fingerprints table by table, so
    * it needs equal ones; a sync goes on once the client's schema, which
    * it sends after this WELCOME with ours, is found compatible (only an
@@ -14415,6 +14504,403 @@ SYNC_PRIVATE int sx_on_schema(sync_session *s, const unsigned char *b,
   if ((rc = sx_check_peer_schema(s, sq, sn, s->peer_hash))) return rc;
   if (s->repair) return sx_repair_start(s);
   return sx_phase_start(s);
+}
+/* ---- src/session_check.c ---- */
+/*
+ * session_check.c - the quick check (docs/PROTOCOL.md, "Quick check").
+ * A client that synced with a server before, and has nothing of its own
+ * to send it, asks in one short message (CHECK) whether anything changed
+ * since; the server answers in one byte (CHECKED), and only when
+ * something did does the full handshake follow.  Each side hashes what
+ * it holds of the other (cursors, history marks, the scope, the schema,
+ * the renewal records) in the same layout, so that equal hashes mean
+ * that the two agree on where they stand; the server then cuts the chunk
+ * the client would ask for, crediting the client with its own writes
+ * only, and answers "unchanged" when that chunk is empty.  Every doubt
+ * answers "changed": the check can cost a round trip, never a row.
+ */
+
+
+#define SX_CK_MODE 0x3u /* CHECK flags: the session's mode */
+#define SX_CK_ALL 0x4u  /* the client selects every table */
+
+/* What one side holds of the other, as both hash it. */
+typedef struct sx_ck {
+  uint8_t client[SX_SITE_LEN], server[SX_SITE_LEN];
+  uint64_t schema_hash;
+  unsigned mode;
+  uint64_t pv, pmark, pstart; /* pull: the client's cursor in the */
+  uint32_t ps;                /* server's log and the server's mark there */
+  sx_scope scope;             /* pull: the scope it was served with */
+  uint64_t av, amark, astart; /* push: the server's cursor in the */
+  uint32_t as;                /* client's log and the client's mark there */
+  uint64_t renewed;           /* the renewal records, as a set */
+} sx_ck;
+
+static uint64_t sx_ck_tag(const sx_ck *k) {
+  unsigned char b[2 * SX_SITE_LEN + 8 + 1 + 2 * (8 + 4 + 16) + 1 + 8 +
+                  2 * SX_TBYTES + 8],
+      *p = b;
+  memcpy(p, k->client, SX_SITE_LEN);
+  memcpy(p + SX_SITE_LEN, k->server, SX_SITE_LEN);
+  p += 2 * SX_SITE_LEN;
+  sx_put_le64(p, k->schema_hash);
+  p[8] = (unsigned char)k->mode;
+  p += 9;
+  if (k->mode & SYNC_PULL) {
+    sx_put_le64(p, k->pv);
+    sx_put_le32(p + 8, k->ps);
+    sx_put_le64(p + 12, k->pmark);
+    sx_put_le64(p + 20, k->pstart);
+    p[28] = (unsigned char)(k->scope.flags & (SX_SCOPE_ON | SX_SCOPE_FILTER));
+    sx_put_le64(p + 29, k->scope.fver);
+    memcpy(p + 37, k->scope.tables, SX_TBYTES);
+    memcpy(p + 37 + SX_TBYTES, k->scope.held, SX_TBYTES);
+    p += 37 + 2 * SX_TBYTES;
+  }
+  if (k->mode & SYNC_PUSH) {
+    sx_put_le64(p, k->av);
+    sx_put_le32(p + 8, k->as);
+    sx_put_le64(p + 12, k->amark);
+    sx_put_le64(p + 20, k->astart);
+    p += 28;
+  }
+  sx_put_le64(p, k->renewed);
+  p += 8;
+  return sx_hash64(b, (size_t)(p - b), 0);
+}
+
+/* The renewal records as a set: the sum of each record's hash, so that
+ * the order they were learned in does not count. */
+static int sx_ck_renewed(sync_txn *x, uint64_t *out) {
+  sx_buf b;
+  size_t j;
+  int rc;
+  sx_buf_init(&b, &x->env->al);
+  rc = sx_renew_load(x, &b);
+  *out = 0;
+  for (j = 0; !rc && j + 24 <= b.len; j += 24) *out += sx_hash64(b.p + j, 24, 0);
+  sx_buf_free(&b);
+  return rc;
+}
+
+/* Would a chunk cut for requester from position (v, s) of this replica's
+ * log, crediting the requester with every write of its own and nothing
+ * else, be empty?  *quiet 1 when it would hold no row and no exit and
+ * end the run; anything the cut refuses (a stale position, another
+ * history) is not quiet either, and the full session says why. */
+static int sx_ck_quiet(sync_txn *x, const uint8_t *requester, uint64_t v,
+                       uint32_t s, const sx_scope *scope,
+                       const sync_delta_opts *o, int *quiet) {
+  sync_request req;
+  sync_stamp own;
+  sync_delta *d = NULL;
+  int rc;
+  *quiet = 0;
+  memset(&req, 0, sizeof req);
+  req.al = x->env->al;
+  memcpy(req.requester, requester, SX_SITE_LEN);
+  memcpy(req.sender, x->env->site, SX_SITE_LEN);
+  req.schema_hash = x->env->schema->hash;
+  req.cur.mode = SX_MODE_LOG;
+  req.cur.version = v;
+  req.cur.seq = s;
+  if ((rc = sx_mark_of(x, v, &req.mark))) return rc;
+  if (scope) req.scope = *scope;
+  memcpy(own.site, requester, SX_SITE_LEN);
+  own.hlc = UINT64_MAX;
+  req.vv = &own;
+  req.nvv = 1;
+  rc = sync_delta_make(x, &req, o, &d);
+  if (rc == 0) {
+    *quiet = d->last && d->nrows == 0 && d->nx == 0;
+    sync_delta_free(d);
+  } else if (rc != SYNC_ENOMEM && rc != SYNC_EIO && rc != SYNC_ECORRUPT) {
+    rc = 0;
+  }
+  return rc;
+}
+
+/* The selected tables as CHECK carries them: n + n bytes, trailing zero
+ * bytes left out. */
+static size_t sx_ck_sel_len(const unsigned char *sel) {
+  size_t n = SX_TBYTES;
+  while (n && !sel[n - 1]) n--;
+  return n;
+}
+
+/* ---------------------------------------------------------------------
+ * Client
+ * ------------------------------------------------------------------- */
+
+/* Fill k from this client's records of the server it last synced with;
+ * *ok 0 when there is nothing to check against, or this side has
+ * changes to send. */
+static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
+  sx_peer p;
+  sx_slice v;
+  sx_mark m;
+  int rc;
+  *ok = 0;
+  memset(k, 0, sizeof *k);
+  rc = sx_get(s->env->st, x->t, s->env->meta, "server", 6, &v);
+  if (rc == SYNC_NOTFOUND || (rc == 0 && v.n != SX_SITE_LEN)) return 0;
+  if (rc) return rc;
+  memcpy(k->server, v.p, SX_SITE_LEN);
+  rc = sx_peer_get(x, k->server, &p);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  memcpy(k->client, s->env->site, SX_SITE_LEN);
+  k->schema_hash = s->env->schema->hash;
+  k->mode = (unsigned)s->mode;
+  if (s->mode & SYNC_PULL) {
+    if (p.cur.mode != SX_MODE_LOG || (!p.cur.version && !p.cur.seq) ||
+        p.stale)
+      return 0;
+    k->pv = p.cur.version;
+    k->ps = p.cur.seq;
+    k->pmark = p.mark.id;
+    k->pstart = p.mark.start;
+    k->scope = p.scope;
+  }
+  if (s->mode & SYNC_PUSH) {
+    sync_delta_opts o;
+    int quiet;
+    if (!p.acked_version && !p.acked_seq) return 0;
+    memset(&o, 0, sizeof o);
+    o.tables = s->o.tables;
+    o.filter = s->o.filter;
+    o.filter_ctx = s->o.filter_ctx;
+    rc = sx_ck_quiet(x, k->server, p.acked_version, p.acked_seq, NULL, &o,
+                     &quiet);
+    if (rc || !quiet) return rc;
+    if ((rc = sx_mark_of(x, p.acked_version, &m))) return rc;
+    k->av = p.acked_version;
+    k->as = p.acked_seq;
+    k->amark = m.id;
+    k->astart = m.start;
+  }
+  if ((rc = sx_ck_renewed(x, &k->renewed))) return rc;
+  *ok = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_client_start(sync_session *s) {
+  unsigned char b[2 + SX_SITE_LEN + 1 + SX_VARINT_MAX + SX_TBYTES +
+                  SX_VARINT_MAX + SX_CRED_MAX + 8],
+      *p = b;
+  unsigned char sel[SYNC_RIGHTS_BYTES];
+  sync_txn *x;
+  sx_ck k;
+  int rc, ok = 0;
+  s->state = SX_ST_WELCOME;
+  if (s->o.no_check || s->dry || s->repair) return sx_send_hello(s);
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x))) return rc;
+  rc = sx_ck_client(s, x, &k, &ok);
+  sync_txn_abort(x);
+  if (rc) return rc;
+  if (!ok) return sx_send_hello(s);
+  memset(sel, 0xff, sizeof sel);
+  if (s->o.tables) {
+    size_t i;
+    for (i = 0; i < SYNC_RIGHTS_BYTES; i++) sel[i] &= s->o.tables[i];
+  }
+  *p++ = SX_PROTO;
+  memcpy(p, s->env->site, SX_SITE_LEN);
+  p += SX_SITE_LEN;
+  if (!s->o.tables) {
+    *p++ = (unsigned char)(s->mode | SX_CK_ALL);
+  } else {
+    size_t n = sx_ck_sel_len(sel);
+    *p++ = (unsigned char)s->mode;
+    p = sx_wv(p, n);
+    memcpy(p, sel, n);
+    p += n;
+  }
+  p = sx_wv(p, s->o.credential_len);
+  if (s->o.credential_len) memcpy(p, s->o.credential, s->o.credential_len);
+  p += s->o.credential_len;
+  sx_put_le64(p, sx_ck_tag(&k));
+  p += 8;
+  memcpy(s->peer, k.server, SX_SITE_LEN);
+  s->state = SX_ST_CHECK;
+  return sx_msg_put(s, SX_M_CHECK, b, (size_t)(p - b));
+}
+
+SYNC_PRIVATE int sx_on_checked(sync_session *s, const unsigned char *b,
+                               size_t n) {
+  if (n != 1 || b[0] > 1)
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed CHECKED");
+  if (b[0] == 0) {
+    /* Nothing changed on either side: the session is done. */
+    s->have_peer = 1;
+    s->st.unchanged = 1;
+    s->state = SX_ST_END;
+    return 0;
+  }
+  s->state = SX_ST_WELCOME;
+  return sx_send_hello(s);
+}
+
+/* Record the server a client syncs with (meta "server"), in one of the
+ * client's write transactions of the session, when it is another. */
+SYNC_PRIVATE int sx_note_server(sync_session *s, sync_txn *x) {
+  sx_slice v;
+  int rc;
+  if (s->o.server || s->noted || !s->have_peer) return 0;
+  rc = sx_get(s->env->st, x->t, s->env->meta, "server", 6, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (rc || v.n != SX_SITE_LEN || memcmp(v.p, s->peer, SX_SITE_LEN)) {
+    rc = sx_put(s->env->st, x->t, s->env->meta, "server", 6, s->peer,
+                SX_SITE_LEN, 0);
+    if (rc) {
+      x->failed = 1;
+      return rc;
+    }
+    x->dirty = 1;
+  }
+  s->noted = 1;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Server
+ * ------------------------------------------------------------------- */
+
+/* CHECK's fields: the client's site into s->peer. */
+typedef struct sx_check {
+  unsigned mode;
+  unsigned char sel[SYNC_RIGHTS_BYTES];
+  const unsigned char *cred;
+  size_t clen;
+  uint64_t tag;
+} sx_check;
+
+static int sx_read_check(sync_session *s, const unsigned char *b, size_t n,
+                         sx_check *c) {
+  sx_rd r;
+  const unsigned char *q;
+  unsigned f;
+  memset(c, 0, sizeof *c);
+  r.p = b;
+  r.end = b + n;
+  r.bad = 0;
+  q = sx_rbytes(&r, 1 + SX_SITE_LEN + 1);
+  if (!q) return sx_sess_fail(s, SYNC_EPROTO, "malformed CHECK");
+  if (q[0] != SX_PROTO)
+    return sx_sess_fail(s, SYNC_EVERSION,
+                        "protocol version %u here, %u from the peer", SX_PROTO,
+                        q[0]);
+  memcpy(s->peer, q + 1, SX_SITE_LEN);
+  f = q[1 + SX_SITE_LEN];
+  c->mode = f & SX_CK_MODE;
+  if (f & SX_CK_ALL) {
+    memset(c->sel, 0xff, sizeof c->sel);
+  } else {
+    size_t k = (size_t)sx_rvb(&r, SX_TBYTES + 1);
+    const unsigned char *m = sx_rbytes(&r, k);
+    if (m) memcpy(c->sel, m, k);
+  }
+  c->clen = (size_t)sx_rvb(&r, SX_CRED_MAX + 1);
+  c->cred = sx_rbytes(&r, c->clen);
+  q = sx_rbytes(&r, 8);
+  if (!q || r.bad || r.p != r.end || !c->mode ||
+      (f & ~(SX_CK_MODE | SX_CK_ALL)))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed CHECK");
+  c->tag = sx_get_le64(q);
+  return 0;
+}
+
+/* Fill k from the server's records of the client and its rights; then
+ * *same 1 when the tags agree and the client would get nothing. */
+static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
+                        const sync_rights *rights, int *same) {
+  unsigned char send[SYNC_RIGHTS_BYTES];
+  sx_peer p;
+  sx_ck k;
+  sx_mark m;
+  unsigned t;
+  size_t i;
+  int rc;
+  *same = 0;
+  rc = sx_peer_get(x, s->peer, &p);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  memset(&k, 0, sizeof k);
+  memcpy(k.client, s->peer, SX_SITE_LEN);
+  memcpy(k.server, s->env->site, SX_SITE_LEN);
+  k.schema_hash = s->env->schema->hash;
+  k.mode = c->mode;
+  for (i = 0; i < SYNC_RIGHTS_BYTES; i++) send[i] = rights->read[i] & c->sel[i];
+  if (c->mode & SYNC_PULL) {
+    if (!p.acked_version && !p.acked_seq) return 0;
+    rc = sx_mark_of(x, p.acked_version, &m);
+    if (rc) return rc == SYNC_ENOMEM || rc == SYNC_EIO ? rc : 0;
+    k.pv = p.acked_version;
+    k.ps = p.acked_seq;
+    k.pmark = m.id;
+    k.pstart = m.start;
+    k.scope.flags = SX_SCOPE_ON | (s->o.filter ? SX_SCOPE_FILTER : 0);
+    k.scope.fver = s->o.filter ? s->o.filter_version : 0;
+    for (t = 0; t < s->env->schema->ntables; t++)
+      if (sx_bit(send, t)) k.scope.tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+    memcpy(k.scope.held, k.scope.tables, SX_TBYTES);
+  }
+  if (c->mode & SYNC_PUSH) {
+    if (p.cur.mode != SX_MODE_LOG || (!p.cur.version && !p.cur.seq)) return 0;
+    k.av = p.cur.version;
+    k.as = p.cur.seq;
+    k.amark = p.mark.id;
+    k.astart = p.mark.start;
+  }
+  if ((rc = sx_ck_renewed(x, &k.renewed))) return rc;
+  if (sx_ck_tag(&k) != c->tag) return 0;
+  if (c->mode & SYNC_PULL) {
+    sync_delta_opts o;
+    memset(&o, 0, sizeof o);
+    o.tables = send;
+    o.filter = s->o.filter;
+    o.filter_ctx = s->o.filter_ctx;
+    o.filter_version = s->o.filter_version;
+    o.scope = 1;
+    o.visible = rights->read;
+    return sx_ck_quiet(x, s->peer, p.acked_version, p.acked_seq, &k.scope, &o,
+                       same);
+  }
+  *same = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_on_check(sync_session *s, const unsigned char *b,
+                             size_t n) {
+  sx_check c;
+  sync_rights rights;
+  sync_txn *x;
+  unsigned char answer;
+  int rc, same = 0;
+  if (s->checked)
+    return sx_sess_fail(s, SYNC_EPROTO, "a second CHECK in one session");
+  s->checked = 1;
+  if ((rc = sx_read_check(s, b, n, &c))) return rc;
+  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+    return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
+  if ((rc = sx_grant(s, c.cred, c.clen, &rights))) return rc;
+  if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
+    return sx_sess_fail(s, rc, "cannot read this replica: %s",
+                        sync_strerror(rc));
+  rc = sx_ck_server(s, x, &c, &rights, &same);
+  sync_txn_abort(x);
+  if (rc)
+    return sx_sess_fail(s, rc, "the quick check: %s", sync_strerror(rc));
+  answer = same ? 0 : 1;
+  if ((rc = sx_msg_put(s, SX_M_CHECKED, &answer, 1)))
+    return sx_sess_fail(s, rc, "out of memory");
+  if (same) {
+    s->have_peer = 1;
+    s->st.unchanged = 1;
+    s->state = SX_ST_END;
+  }
+  return 0; /* else the client's HELLO follows */
 }
 /* ---- src/session.c ---- */
 /*
@@ -14530,6 +15016,7 @@ static int sx_ack_request(sync_session *s, const sync_request *req) {
   int rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
     rc = sync_request_ack(x, req);
+    if (!rc) rc = sx_note_server(s, x);
     if (rc)
       sync_txn_abort(x);
     else
@@ -14565,6 +15052,8 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
    * phase take them in log order (a long run would else send them in
    * every chunk). */
   o.priority = s->phase_chunks ? NULL : s->o.priority;
+  o.priority_row = s->phase_chunks ? NULL : s->o.priority_row;
+  o.priority_row_ctx = s->o.priority_row_ctx;
   rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
   if (!rc) {
     int initial = req->cur.mode == SX_MODE_LOG && req->cur.version == 0 &&
@@ -14709,6 +15198,7 @@ static int sx_apply_chunk(sync_session *s, const sync_delta *d, int answer,
   if ((rc = sync_txn_begin(s->env, 0, &x))) return rc;
   rc = answer ? sx_delta_apply_held(x, d, &ao, rep)
               : sync_delta_apply_opts(x, d, &ao, rep);
+  if (!rc && !s->dry) rc = sx_note_server(s, x);
   if (answer && s->rf_n &&
       (s->rf_over || (rc == SYNC_EPERM && s->o.refuse_whole))) {
     /* Nothing of the chunk applies: the refused rows are answered and
@@ -14806,6 +15296,7 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
   len = sx_rv(&r);
   q = sx_rbytes(&r, (size_t)len);
   s->state_was_recv = s->state == SX_ST_RECV;
+  s->state_was_check = s->state == SX_ST_CHECK;
   s->state = SX_ST_OVER;
   s->status = SYNC_EPEER;
   if (q) {
@@ -14813,6 +15304,14 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
     snprintf(s->errmsg, sizeof s->errmsg,
              "the peer ended the session: %.*s (%s)",
              (int)(len < 200 ? len : 200), (const char *)q, sync_strerror(c));
+    /* A server before protocol 6 knows no CHECK. */
+    if (c == SYNC_EPROTO && s->state_was_check) {
+      c = SYNC_EVERSION;
+      snprintf(s->errmsg, sizeof s->errmsg,
+               "the server does not know the quick check (a protocol before "
+               "%d): %.*s",
+               SX_PROTO, (int)(len < 160 ? len : 160), (const char *)q);
+    }
     /* What no retry can mend keeps its own code. */
     if (c == SYNC_ESCHEMA || c == SYNC_EVERSION || c == SYNC_EPERM ||
         c == SYNC_ESTALE || c == SYNC_EHISTORY)
@@ -14840,6 +15339,10 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
   switch (s->state) {
   case SX_ST_HELLO:
     if (type == SX_M_HELLO) return sx_on_hello(s, b, n);
+    if (type == SX_M_CHECK) return sx_on_check(s, b, n);
+    break;
+  case SX_ST_CHECK:
+    if (type == SX_M_CHECKED) return sx_on_checked(s, b, n);
     break;
   case SX_ST_WELCOME:
     if (type == SX_M_WELCOME) return sx_on_welcome(s, b, n);
@@ -14897,7 +15400,7 @@ static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
     if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
     return sx_dispatch(s, base, b, n);
   }
-  if (base < SX_M_HELLO || base > SX_M_SCHEMA)
+  if (base < SX_M_HELLO || base > SX_M_CHECKED)
     return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
   if (!(type & SX_MORE) && !s->ctl_type) return sx_dispatch(s, base, b, n);
   if (n > SX_CTL_MAX - s->ctl.len)
@@ -14979,8 +15482,7 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
     s->nphase = 0;
     if (s->mode & SYNC_PULL) s->roles[s->nphase++] = SX_ROLE_RECV;
     if (s->mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_SEND;
-    s->state = SX_ST_WELCOME;
-    if ((rc = sx_send_hello(s))) {
+    if ((rc = sx_client_start(s))) {
       sync_session_free(s);
       return rc;
     }
@@ -15030,7 +15532,8 @@ SYNC_API void sync_session_free(sync_session *s) {
 /* The largest message this side takes now: its own size, and before the
  * handshake at least what every side accepts then. */
 static size_t sx_own_limit(const sync_session *s) {
-  int early = s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME;
+  int early = s->state == SX_ST_HELLO || s->state == SX_ST_CHECK ||
+              s->state == SX_ST_WELCOME;
   return early && s->own_max < SX_MSG_FLOOR ? SX_MSG_FLOOR : s->own_max;
 }
 
@@ -15170,7 +15673,8 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
 }
 
 SYNC_API int sync_session_want_read(const sync_session *s) {
-  return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
+  return s && (s->state == SX_ST_HELLO || s->state == SX_ST_CHECK ||
+               s->state == SX_ST_WELCOME ||
                s->state == SX_ST_SCHEMA || s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
                (s->state == SX_ST_ANSWER && !s->frame_out) ||

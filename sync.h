@@ -656,6 +656,14 @@ typedef struct sync_delta_opts {
    * holds nothing yet) goes in key order without it.  Sessions set it
    * on the first chunk of each phase (sync_session_opts.priority). */
   const unsigned char *priority;
+  /* Rows that go first, as a callback (e.g. an alarm among readings of
+   * one table): called with each row changed after the chunk's end (its
+   * values; NULL and 0 for a delete) unless its table is in priority
+   * already; nonzero sends it first, as for priority tables.  It reads
+   * every such row once, so it costs a pass over the backlog; NULL:
+   * none. */
+  sync_row_filter_fn priority_row;
+  void *priority_row_ctx;
 } sync_delta_opts;
 
 /* Sender side: the next chunk for the requester, cut from txn's snapshot
@@ -1165,6 +1173,8 @@ typedef struct sync_session_stats {
   uint64_t window_waits;  /* sender: times a chunk was ready to cut but
                              the window was full, so the stream waited
                              for an acknowledgement */
+  int unchanged;          /* the quick check found nothing to do: the
+                             session ended after it */
 } sync_session_stats;
 
 /* Diff (a repair session with dry_run): called on the client for each
@@ -1269,6 +1279,16 @@ typedef struct sync_session_opts {
    * carries them, wherever they stand in the log
    * (sync_delta_opts.priority).  NULL: log order only. */
   const unsigned char *priority;
+  /* Rows whose changes this side sends first, as a callback
+   * (sync_delta_opts.priority_row); NULL: none. */
+  sync_row_filter_fn priority_row;
+  void *priority_row_ctx;
+  /* client: always start with the full handshake.  By default a client
+   * that synced with a server before and has nothing to send it first
+   * asks, in about 40 bytes both ways, whether anything changed since
+   * (docs/PROTOCOL.md, "Quick check"); when something did, the full
+   * handshake follows, one round trip later. */
+  int no_check;
 } sync_session_opts;
 
 /* Make a session on an open env.  opts is copied (tables, credential and

@@ -514,13 +514,15 @@ static uint64_t pull_turns(sync_ctx *c, size_t window) {
   return turns;
 }
 
-/* A session in mode both, uncompressed, in max_message bytes. */
+/* A session in mode both, uncompressed, in max_message bytes (full:
+ * with the full handshake, no quick check). */
 static void small_session(sync_env *cli, sync_env *srv, size_t max_message,
-                          sync_session_stats *st) {
+                          int full, sync_session_stats *st) {
   sync_session_opts so, co;
   memset(&so, 0, sizeof so);
   memset(&co, 0, sizeof co);
   so.max_message = co.max_message = max_message;
+  co.no_check = full;
   run_in_process(cli, srv, &co, so, st);
 }
 
@@ -535,12 +537,16 @@ static void bench_small(sync_ctx *c) {
   uint64_t noop;
   size_t m;
   write_rows_env(srv, 0, c->rows, 1);
-  small_session(cli, srv, 0, &st); /* they meet */
-  small_session(cli, srv, 0, &st);
+  small_session(cli, srv, 0, 0, &st); /* they meet */
+  small_session(cli, srv, 0, 0, &st);
+  if (!st.unchanged) bench_die("sync: the quick check did not end the session");
   noop = st.bytes_sent + st.bytes_received;
   bench_value("session.noop.bytes", (double)noop, "bytes");
+  small_session(cli, srv, 0, 1, &st);
+  bench_value("session.noop_full.bytes",
+              (double)(st.bytes_sent + st.bytes_received), "bytes");
   write_rows_env(srv, 0, c->rows + 1, 1);
-  small_session(cli, srv, 0, &st);
+  small_session(cli, srv, 0, 0, &st);
   if (st.rows_received != 1)
     bench_die("sync: the one-row session moved %" PRIu64 " rows",
               st.rows_received);
@@ -552,12 +558,13 @@ static void bench_small(sync_ctx *c) {
   for (m = 64; m <= 256; m *= 4) {
     char name[64];
     write_rows_env(srv, 0, c->rows + 2, 1);
-    small_session(cli, srv, m, &st);
+    small_session(cli, srv, m, 0, &st);
     snprintf(name, sizeof name, "session.one_row_msg%zu.bytes", m);
     bench_value(name, (double)(st.bytes_sent + st.bytes_received), "bytes");
   }
   bench_note("session.*: both directions of a whole session (mode both, "
-             "uncompressed) between replicas that synced before; overhead: "
+             "uncompressed) between replicas that synced before; noop: the "
+             "quick check, noop_full: the full handshake; overhead: "
              "the frame's bytes beyond the row's 96 (key and values); "
              "_msgN: with N-byte messages");
   sync_env_close(cli);

@@ -42,6 +42,7 @@
 #include "session_refused.c"
 #include "session_repair.c"
 #include "session_hello.c"
+#include "session_check.c"
 #include "session.c"
 #include "session_drive.c"
 #include "retry.c"

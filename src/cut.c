@@ -229,16 +229,19 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   return rc;
 }
 
-/* Priority pass (sync_delta_opts.priority): rows of the priority tables
- * whose log entry follows the chunk's end join it, up to max_rows of
- * them, so that they reach the receiver now rather than behind the
- * backlog.  The walk reads only each entry's table id; the rows it takes
- * come again when the log pass reaches them, and the receiver finds them
- * unchanged.  Rows out of scope are left to the log pass. */
+/* Priority pass (sync_delta_opts.priority and priority_row): rows of the
+ * priority tables, and rows the callback names, whose log entry follows
+ * the chunk's end join it, up to max_rows of them, so that they reach
+ * the receiver now rather than behind the backlog.  With tables only,
+ * the walk reads just each entry's table id; the callback needs each
+ * row read.  The rows it takes come again when the log pass reaches
+ * them, and the receiver finds them unchanged.  Rows out of scope are
+ * left to the log pass. */
 static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                           sx_cut *cut, size_t max_rows, size_t max_bytes) {
   sync_env *env = x->env;
   const unsigned char *prio = cut->o->priority;
+  sync_row_filter_fn pf = cut->o->priority_row;
   sx_scur *c;
   sx_slice k, v;
   unsigned char start[SX_LOGKEY];
@@ -253,16 +256,22 @@ static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     sx_slice key;
     uint64_t t;
     unsigned tid;
+    int table_first;
     rc = 0;
-    if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables ||
-        !sx_bit(prio, (unsigned)t))
+    if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables)
       continue; /* sx_log_current reports a malformed entry */
+    table_first = prio && sx_bit(prio, (unsigned)t);
+    if (!table_first && !pf) continue;
     rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
     if (rc == SYNC_NOTFOUND) {
       rc = 0; /* a stale entry */
       continue;
     }
     if (rc) break;
+    if (!table_first &&
+        !sx_filter_row(x, pf, cut->o->priority_row_ctx, cut->peer, tid, key.p,
+                       key.n, &x->old, cut->vals))
+      continue;
     if (sx_in_scope(cut, x, tid, key.p, key.n, &x->old) &&
         (rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, cut->o, 0,
                            &bytes)))
@@ -458,18 +467,75 @@ static int sx_cut_gccl(sync_txn *x, sync_delta *d) {
   return rc;
 }
 
-/* The site table and this replica's vector go with every chunk (vv is
- * taken), the renewal records with the run's last. */
-static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv) {
-  size_t n = (size_t)x->nsites * SX_SITE_LEN;
+/* Renumber the chunk's site indexes by map (local index -> index in the
+ * chunk's table). */
+static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
+  size_t i;
+  for (i = 0; i < d->nrows; i++) d->rows[i].clsite = map[d->rows[i].clsite];
+  for (i = 0; i < d->ncols; i++) {
+    d->cols[i].site = map[d->cols[i].site];
+    d->cols[i].bsite = map[d->cols[i].bsite];
+  }
+  for (i = 0; i < d->nx; i++) d->xrows[i].clsite = map[d->xrows[i].clsite];
+  for (i = 0; i < d->nxc; i++) {
+    d->xcols[i].site = map[d->xcols[i].site];
+    d->xcols[i].bsite = map[d->xcols[i].bsite];
+  }
+  for (i = 0; i < d->nrenew; i++) d->renew[i].site = map[d->renew[i].site];
+}
+
+/* The site table a chunk carries, with this replica's vector (vv is
+ * taken), and the renewal records with a run's last chunk.  A chunk of
+ * the log names only the sites it needs: this replica (index 0), the
+ * sites its stamps name, and on a run's last chunk those whose entry
+ * here is above the requester's (rvv; what the run raises), and those
+ * with renewal records.  A run of a table selection or a row filter
+ * leaves rows out, so its receiver does not raise its vector with it
+ * (or, if nothing was left out after all, raises less: a lower vector
+ * only ever costs rows sent again): such chunks leave the vector out.  A site left out is one whose entry the requester
+ * already holds at least as high, and a receiver raises its vector
+ * entry by entry to the larger, so leaving it out changes nothing; a
+ * server that knows ten thousand devices so does not send ten thousand
+ * site ids in every chunk.  An initial stream carries the whole table:
+ * a complete one bounds the receiver's deletes with this vector. */
+static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
+                        const uint64_t *rvv, int keyed,
+                        const sync_delta_opts *o) {
+  uint32_t *map, n = 0, i;
+  size_t j;
+  int rc = 0, all = keyed || d->end.mode != SX_MODE_LOG || d->complete,
+      raise = d->last && !d->partial && !(o && o->filter);
+  for (i = 0; raise && o && o->tables && i < x->env->schema->ntables; i++)
+    if (!sx_bit(o->tables, i)) raise = 0;
   d->nsites = x->nsites;
-  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&x->env->al, n);
-  if (!d->sites) return SYNC_ENOMEM;
-  memcpy(d->sites, x->sites, n);
-  d->vv = *vv;
-  d->nvv = x->nsites;
-  *vv = NULL;
-  return d->last ? sx_renew_attach(x, d) : 0;
+  if (d->last && (rc = sx_renew_attach(x, d))) return rc;
+  map = (uint32_t *)sx_malloc(&x->env->al, sizeof(uint32_t) * x->nsites);
+  if (!map) return SYNC_ENOMEM;
+  for (i = 0; i < x->nsites; i++)
+    map[i] = all || i == 0 || (raise && (*vv)[i] > rvv[i]) ? 0 : SX_NONE;
+  for (j = 0; j < d->nrows; j++) map[d->rows[j].clsite] = 0;
+  for (j = 0; j < d->ncols; j++) map[d->cols[j].site] = map[d->cols[j].bsite] = 0;
+  for (j = 0; j < d->nx; j++) map[d->xrows[j].clsite] = 0;
+  for (j = 0; j < d->nxc; j++) map[d->xcols[j].site] = map[d->xcols[j].bsite] = 0;
+  for (j = 0; j < d->nrenew; j++) map[d->renew[j].site] = 0;
+  for (i = 0; i < x->nsites; i++)
+    if (map[i] == 0) map[i] = n++;
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&d->al, (size_t)n * SX_SITE_LEN);
+  d->vv = (uint64_t *)sx_malloc(&d->al, sizeof(uint64_t) * n);
+  if (!d->sites || !d->vv) {
+    sx_free(&x->env->al, map);
+    return SYNC_ENOMEM;
+  }
+  for (i = 0; i < x->nsites; i++)
+    if (map[i] != SX_NONE) {
+      memcpy(d->sites[map[i]], x->sites[i], SX_SITE_LEN);
+      d->vv[map[i]] = (*vv)[i];
+    }
+  d->nsites = n;
+  d->nvv = n;
+  sx_cut_renumber(d, map);
+  sx_free(&x->env->al, map);
+  return 0;
 }
 
 /* Cut the rows of the chunk: a stream of the tables in key order (from
@@ -490,7 +556,8 @@ static int sx_cut_rows(sync_txn *x, sync_delta *d, const uint64_t *rvv,
     rc = sx_delta_log(d, x, rvv, cut, max_rows, max_bytes);
     /* An initial stream comes in key order (the receiver appends and
      * drops what a complete one leaves out): priority is for the log. */
-    if (!rc && !d->last && cut->o && cut->o->priority)
+    if (!rc && !d->last && cut->o &&
+        (cut->o->priority || cut->o->priority_row))
       rc = sx_delta_ahead(d, x, rvv, cut, max_rows, max_bytes);
   }
   if (cut->track && d->end.mode == SX_MODE_LOG) {
@@ -509,7 +576,7 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
   uint64_t *vv = NULL, *rvv = NULL;
   size_t max_rows = 1000, max_bytes = (size_t)1 << 20;
   sx_cut cut;
-  int rc, restart = 0;
+  int rc, restart = 0, keyed;
   memset(&cut, 0, sizeof cut);
   if (!out) return SYNC_EINVAL;
   *out = NULL;
@@ -536,7 +603,7 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     cut.track = 1;
     sx_scope_plan(x, req, opts, &d->scope, &restart, &cut.exits);
   }
-  if (opts && opts->filter) {
+  if (opts && (opts->filter || opts->priority_row)) {
     cut.vals = (sync_value *)sx_malloc(
         &env->al, sizeof(sync_value) * (SYNC_MAX_COLUMNS + 1));
     if (!cut.vals) {
@@ -544,10 +611,12 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
       goto done;
     }
   }
+  keyed = restart || d->start.mode == SX_MODE_INITIAL ||
+          (d->start.version == 0 && d->start.seq == 0);
   rc = sx_cut_rows(x, d, rvv, &cut, restart, max_rows, max_bytes);
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
   if (!rc) rc = sx_cut_gccl(x, d);
-  if (!rc) rc = sx_cut_close(x, d, &vv);
+  if (!rc) rc = sx_cut_close(x, d, &vv, rvv, keyed, opts);
 done:
   sx_free(&env->al, vv);
   sx_free(&env->al, rvv);

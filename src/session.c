@@ -113,6 +113,7 @@ static int sx_ack_request(sync_session *s, const sync_request *req) {
   int rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
     rc = sync_request_ack(x, req);
+    if (!rc) rc = sx_note_server(s, x);
     if (rc)
       sync_txn_abort(x);
     else
@@ -148,6 +149,8 @@ static int sx_send_chunk(sync_session *s, const sync_request *req,
    * phase take them in log order (a long run would else send them in
    * every chunk). */
   o.priority = s->phase_chunks ? NULL : s->o.priority;
+  o.priority_row = s->phase_chunks ? NULL : s->o.priority_row;
+  o.priority_row_ctx = s->o.priority_row_ctx;
   rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x);
   if (!rc) {
     int initial = req->cur.mode == SX_MODE_LOG && req->cur.version == 0 &&
@@ -292,6 +295,7 @@ static int sx_apply_chunk(sync_session *s, const sync_delta *d, int answer,
   if ((rc = sync_txn_begin(s->env, 0, &x))) return rc;
   rc = answer ? sx_delta_apply_held(x, d, &ao, rep)
               : sync_delta_apply_opts(x, d, &ao, rep);
+  if (!rc && !s->dry) rc = sx_note_server(s, x);
   if (answer && s->rf_n &&
       (s->rf_over || (rc == SYNC_EPERM && s->o.refuse_whole))) {
     /* Nothing of the chunk applies: the refused rows are answered and
@@ -389,6 +393,7 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
   len = sx_rv(&r);
   q = sx_rbytes(&r, (size_t)len);
   s->state_was_recv = s->state == SX_ST_RECV;
+  s->state_was_check = s->state == SX_ST_CHECK;
   s->state = SX_ST_OVER;
   s->status = SYNC_EPEER;
   if (q) {
@@ -396,6 +401,14 @@ static int sx_on_error(sync_session *s, const unsigned char *b, size_t n) {
     snprintf(s->errmsg, sizeof s->errmsg,
              "the peer ended the session: %.*s (%s)",
              (int)(len < 200 ? len : 200), (const char *)q, sync_strerror(c));
+    /* A server before protocol 6 knows no CHECK. */
+    if (c == SYNC_EPROTO && s->state_was_check) {
+      c = SYNC_EVERSION;
+      snprintf(s->errmsg, sizeof s->errmsg,
+               "the server does not know the quick check (a protocol before "
+               "%d): %.*s",
+               SX_PROTO, (int)(len < 160 ? len : 160), (const char *)q);
+    }
     /* What no retry can mend keeps its own code. */
     if (c == SYNC_ESCHEMA || c == SYNC_EVERSION || c == SYNC_EPERM ||
         c == SYNC_ESTALE || c == SYNC_EHISTORY)
@@ -423,6 +436,10 @@ static int sx_dispatch(sync_session *s, unsigned type, const unsigned char *b,
   switch (s->state) {
   case SX_ST_HELLO:
     if (type == SX_M_HELLO) return sx_on_hello(s, b, n);
+    if (type == SX_M_CHECK) return sx_on_check(s, b, n);
+    break;
+  case SX_ST_CHECK:
+    if (type == SX_M_CHECKED) return sx_on_checked(s, b, n);
     break;
   case SX_ST_WELCOME:
     if (type == SX_M_WELCOME) return sx_on_welcome(s, b, n);
@@ -480,7 +497,7 @@ static int sx_on_message(sync_session *s, unsigned type, const unsigned char *b,
     if (type & SX_MORE) return sx_sess_fail(s, SYNC_EPROTO, "fragmented DATA");
     return sx_dispatch(s, base, b, n);
   }
-  if (base < SX_M_HELLO || base > SX_M_SCHEMA)
+  if (base < SX_M_HELLO || base > SX_M_CHECKED)
     return sx_sess_fail(s, SYNC_EPROTO, "unknown message type %u", base);
   if (!(type & SX_MORE) && !s->ctl_type) return sx_dispatch(s, base, b, n);
   if (n > SX_CTL_MAX - s->ctl.len)
@@ -562,8 +579,7 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
     s->nphase = 0;
     if (s->mode & SYNC_PULL) s->roles[s->nphase++] = SX_ROLE_RECV;
     if (s->mode & SYNC_PUSH) s->roles[s->nphase++] = SX_ROLE_SEND;
-    s->state = SX_ST_WELCOME;
-    if ((rc = sx_send_hello(s))) {
+    if ((rc = sx_client_start(s))) {
       sync_session_free(s);
       return rc;
     }
@@ -613,7 +629,8 @@ SYNC_API void sync_session_free(sync_session *s) {
 /* The largest message this side takes now: its own size, and before the
  * handshake at least what every side accepts then. */
 static size_t sx_own_limit(const sync_session *s) {
-  int early = s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME;
+  int early = s->state == SX_ST_HELLO || s->state == SX_ST_CHECK ||
+              s->state == SX_ST_WELCOME;
   return early && s->own_max < SX_MSG_FLOOR ? SX_MSG_FLOOR : s->own_max;
 }
 
@@ -753,7 +770,8 @@ SYNC_API int64_t sync_session_send(sync_session *s, sync_outbuf *out) {
 }
 
 SYNC_API int sync_session_want_read(const sync_session *s) {
-  return s && (s->state == SX_ST_HELLO || s->state == SX_ST_WELCOME ||
+  return s && (s->state == SX_ST_HELLO || s->state == SX_ST_CHECK ||
+               s->state == SX_ST_WELCOME ||
                s->state == SX_ST_SCHEMA || s->state == SX_ST_RECV ||
                (s->state == SX_ST_REPAIR && !s->frame_out) ||
                (s->state == SX_ST_ANSWER && !s->frame_out) ||

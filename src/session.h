@@ -3,7 +3,8 @@
  * constants (docs/PROTOCOL.md), the session's struct and states, and the
  * functions one part of it calls in another.  In amalgamation order:
  * session_msg.c (failure, framing, requests and phases),
- * session_refused.c, session_repair.c, session_hello.c, session.c (the
+ * session_refused.c, session_repair.c, session_hello.c, session_check.c,
+ * session.c (the
  * state machine and the public calls), session_drive.c and retry.c; each
  * uses only the files before it.
  */
@@ -14,7 +15,7 @@
 #include "reject.h"
 #include "repair.h"
 
-#define SX_PROTO 5
+#define SX_PROTO 6
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -42,6 +43,8 @@
 #define SX_RF_ENTRY_MAX                                                        \
   (3 * SX_VARINT_MAX + SYNC_MAX_KEY + 2 + SYNC_REFUSE_TEXT_MAX)
 #define SX_M_SCHEMA 10 /* client -> server: its schema, when they differ */
+#define SX_M_CHECK 11   /* client -> server: did anything change? */
+#define SX_M_CHECKED 12 /* server -> client: 0 no, 1 yes: HELLO follows */
 
 #define SX_RQ_FINAL 0x1u /* no chunk wanted: the phase is complete */
 #define SX_RQ_DRY 0x2u   /* a dry run: do not record an acknowledgement */
@@ -58,6 +61,7 @@
 enum { SX_ROLE_RECV, SX_ROLE_SEND };
 enum {
   SX_ST_HELLO,   /* server: waiting for HELLO */
+  SX_ST_CHECK,   /* client: waiting for CHECKED */
   SX_ST_WELCOME, /* client: waiting for WELCOME */
   SX_ST_SCHEMA,  /* server: the schemas differ, waiting for the client's */
   SX_ST_RECV,    /* receiving phase: waiting for a chunk */
@@ -109,6 +113,7 @@ struct sync_session {
   sync_session_stats st;
   int failed_code;    /* code to send in the queued ERROR */
   int state_was_recv; /* the peer's ERROR came in a receiving phase */
+  int state_was_check; /* or while a CHECK waited for its answer */
   char errmsg[256];
   uint64_t t0; /* made at, for the stats */
   int repair;  /* a repair session (repair.c) */
@@ -136,6 +141,8 @@ struct sync_session {
   unsigned win_flags;   /* sender: the opening request's flags */
   sync_request win_req; /* sender: where the next chunk starts, with the
                            opening request's vector */
+  int checked; /* server: a CHECK came */
+  int noted;   /* client: meta "server" names this session's peer */
 };
 
 /* session_msg.c */
@@ -193,5 +200,20 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                                size_t n);
 SYNC_PRIVATE int sx_on_schema(sync_session *s, const unsigned char *b,
                               size_t n);
+/* The rights the server's authorize callback grants the client (every
+ * right without one).  0, or the session fails. */
+SYNC_PRIVATE int sx_grant(sync_session *s, const void *cred, size_t clen,
+                          sync_rights *rights);
+
+/* session_check.c */
+/* Client: the first message, CHECK when the last server may have
+ * nothing new for a client with nothing to send, else HELLO. */
+SYNC_PRIVATE int sx_client_start(sync_session *s);
+SYNC_PRIVATE int sx_on_check(sync_session *s, const unsigned char *b,
+                             size_t n);
+SYNC_PRIVATE int sx_on_checked(sync_session *s, const unsigned char *b,
+                               size_t n);
+/* Client: name the peer in meta "server" within write transaction x. */
+SYNC_PRIVATE int sx_note_server(sync_session *s, sync_txn *x);
 
 #endif

@@ -304,10 +304,8 @@ static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
   return 0;
 }
 
-/* The rights the server's authorize callback grants the client (every
- * right without one).  0, or the session fails. */
-static int sx_authorize(sync_session *s, const sx_hello *h,
-                        sync_rights *rights) {
+SYNC_PRIVATE int sx_grant(sync_session *s, const void *cred, size_t clen,
+                          sync_rights *rights) {
   int rc;
   memset(rights, 0, sizeof *rights);
   if (!s->o.authorize) {
@@ -316,7 +314,7 @@ static int sx_authorize(sync_session *s, const sx_hello *h,
     rights->relay = 1;
     return 0;
   }
-  rc = s->o.authorize(s->o.authorize_ctx, s->peer, h->cred, h->clen, rights);
+  rc = s->o.authorize(s->o.authorize_ctx, s->peer, cred, clen, rights);
   if (rc)
     return sx_sess_fail(s, rc < 0 ? rc : SYNC_EPERM,
                         "the credential was refused");
@@ -372,7 +370,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
   s->repair = (h.flags & SX_HF_REPAIR) != 0;
-  if ((rc = sx_authorize(s, &h, &rights))) return rc;
+  if ((rc = sx_grant(s, h.cred, h.clen, &rights))) return rc;
   /* Schemas differ: a repair compares fingerprints table by table, so
    * it needs equal ones; a sync goes on once the client's schema, which
    * it sends after this WELCOME with ours, is found compatible (only an

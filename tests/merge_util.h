@@ -106,15 +106,18 @@ static inline void mu_open(mu_rep *r, const char *path, const uint8_t site[16],
 /* Open r's file again as it is (after a close, a copy or a restore),
  * with the test table, and read its site id back into r->site (it
  * changes when the file renews it). */
-static inline void mu_reopen(mu_rep *r) {
+static inline void mu_reopen_schema(mu_rep *r, const sync_table_def *tables,
+                                    unsigned ntables) {
   TU_OK(sync_env_create(NULL, &r->env));
   TU_OK(sync_env_set_random(r->env, mu_random_fn, r));
   TU_OK(sync_env_set_clock(r->env, mu_clock_fn, r));
   TU_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
-  TU_OK(sync_env_set_schema(r->env, mu_tables, 1));
+  TU_OK(sync_env_set_schema(r->env, tables, ntables));
   TU_OK(sync_env_open(r->env, r->path, 0));
   TU_OK(sync_env_site_id(r->env, r->site));
 }
+
+static inline void mu_reopen(mu_rep *r) { mu_reopen_schema(r, mu_tables, 1); }
 
 /* A site id whose bytes are all b. */
 static inline void mu_site(uint8_t out[16], uint8_t b) { memset(out, b, 16); }

@@ -795,8 +795,10 @@ static void test_flipping_filter_is_bounded(void **state) {
     assert_int_equal(sc_sync(&dev, &srv, SYNC_BOTH, NULL, &f, s / 2, 16, &st),
                      1);
     /* Each chunk holds at most 16 rows and exits; each session judges
-     * each row at most once. */
-    assert_true(st.frames_received >= 1);
+     * each row at most once.  (A session with nothing in the log and
+     * the same filter version may end at the quick check: a filter
+     * that changes its answers needs a new version, as for sessions.) */
+    assert_true(st.unchanged || st.frames_received >= 1);
     assert_true(st.rows_received <= 16 * st.frames_received);
     assert_true(f.calls - before <= 300);
     assert_true(st.frame_bytes_received <= st.frames_received * 4096);

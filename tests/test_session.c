@@ -222,15 +222,31 @@ static int ss_note_order(void *ctx, const sync_write *w, int *reason,
  * 0), then one alarm (table 1), and pushes in chunks of 50.  With table 1
  * as its priority the alarm reaches the server in the first chunk; without
  * it, after the backlog.  Both end with the same rows. */
+/* priority_row: the row whose note says the door is open goes first. */
+static int ss_door_first(void *ctx, const uint8_t peer[16], unsigned table,
+                         const void *key, size_t klen, const sync_value *vals,
+                         unsigned nvals) {
+  unsigned *calls = (unsigned *)ctx;
+  (void)peer;
+  (void)key;
+  (void)klen;
+  (*calls)++;
+  return table == 1 && nvals == 2 && vals[1].type == SYNC_TEXT &&
+         vals[1].len == 9 && !memcmp(vals[1].data, "door open", 9);
+}
+
+/* with 0: log order; 1: table 1 first; 2: the row the callback names
+ * first (its table is not a priority table). */
 static void test_priority_jumps_backlog(void **state) {
   uint64_t now = 1700000000000ull;
   int with;
   (void)state;
-  for (with = 0; with < 2; with++) {
+  for (with = 0; with < 3; with++) {
     mu_rep srv, dev;
     sync_session_opts co, so;
     unsigned char prio[SYNC_RIGHTS_BYTES];
     ss_order ord = {0, 0};
+    unsigned calls = 0;
     sync_txn *x;
     sync_value v[2];
     unsigned i;
@@ -254,13 +270,18 @@ static void test_priority_jumps_backlog(void **state) {
     prio[0] = 2; /* table 1 */
     co.mode = SYNC_PUSH;
     co.chunk_rows = 50;
-    co.priority = with ? prio : NULL;
+    co.priority = with == 1 ? prio : NULL;
+    if (with == 2) {
+      co.priority_row = ss_door_first;
+      co.priority_row_ctx = &calls;
+    }
     so.check_write = ss_note_order;
     so.check_write_ctx = &ord;
     assert_int_equal(su_sync(&dev, &srv, &co, &so, NULL, NULL), 1);
-    printf("priority %s: the alarm judged %u of %u\n", with ? "on" : "off",
-           ord.alarm_at, ord.seen);
+    printf("priority %s: the alarm judged %u of %u\n",
+           with == 2 ? "row" : with ? "table" : "off", ord.alarm_at, ord.seen);
     assert_true(ord.alarm_at > 0);
+    if (with == 2) assert_true(calls >= 1951); /* the rows after chunk 1 */
     if (with)
       assert_true(ord.alarm_at <= 51);
     else
@@ -1286,6 +1307,61 @@ static void ss_reopen(mu_rep *r) {
   TU_OK(sync_env_open(r->env, r->path, 0));
 }
 
+/* A server that 60 devices pushed to knows 61 sites.  A chunk of its
+ * log names only the sites it needs (the sender, its stamps' sites, and
+ * on a run's last chunk those whose entry the requester lacks), so a
+ * one-row session to a device that synced before stays small, where it
+ * carried every site id (16 bytes and a vector entry each) before: for
+ * a device that selected one table (its runs leave rows out, so its
+ * vector never rises) and for one that holds everything. */
+static void test_log_chunk_sites(void **state) {
+  static unsigned char t1[SYNC_RIGHTS_BYTES] = {2}; /* table 1 only */
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  sync_session_stats cst;
+  sync_session_opts co;
+  unsigned i, d;
+  (void)state;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  for (i = 0; i < 60; i++) {
+    mu_rep other;
+    char key[16];
+    ss_open(&other, "sess-oth.db", (uint8_t)(0x52 + i), &now);
+    snprintf(key, sizeof key, "o%03u", i);
+    mu_put(&other, key, i, 0.5, "o");
+    assert_int_equal(su_sync(&other, &srv, NULL, NULL, NULL, NULL), 1);
+    mu_close(&other);
+  }
+  for (d = 0; d < 2; d++) {
+    sync_txn *x;
+    sync_value v[2];
+    ss_open(&dev, "sess-dev.db", (uint8_t)(0xd1 + d), &now);
+    memset(&co, 0, sizeof co);
+    co.tables = d ? NULL : t1;
+    co.no_check = 1;
+    assert_int_equal(su_sync(&dev, &srv, &co, NULL, &cst, NULL), 1);
+    now += 10;
+    v[0] = sync_int(7 + d);
+    v[1] = sync_text("note", 4);
+    TU_OK(sync_txn_begin(srv.env, 0, &x));
+    TU_OK(sync_put(x, 1, "k", 1, v, 2));
+    TU_OK(sync_txn_commit(x));
+    assert_int_equal(su_sync(&dev, &srv, &co, NULL, &cst, NULL), 1);
+    assert_int_equal(cst.rows_received, 1);
+    printf("one row from a server of 61 sites (%s): %" PRIu64
+           " frame bytes\n", d ? "all tables" : "one table",
+           cst.frame_bytes_received);
+    assert_true(cst.frame_bytes_received < 300);
+    TU_OK(sync_txn_begin(dev.env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_get(x, 1, "k", 1, v, 2));
+    assert_int_equal(v[0].i, 7 + d);
+    sync_txn_abort(x);
+    if (d) assert_int_equal(mu_digest(&srv), mu_digest(&dev));
+    mu_close(&dev);
+  }
+  mu_close(&srv);
+}
+
 /* A device restored from an old copy still holds a row the server
  * deleted and collected: pushing cannot bring it back, pulling says
  * SYNC_ESTALE, and after sync_peer_reset the device ends with exactly the
@@ -1385,6 +1461,7 @@ int main(void) {
       cmocka_unit_test(test_retry_and_breaker),
       cmocka_unit_test(test_filter_local_policy),
       cmocka_unit_test(test_stale_peer),
+      cmocka_unit_test(test_log_chunk_sites),
       cmocka_unit_test(test_local_column_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -159,6 +159,8 @@ static void gs_run(fz_rep *dev, fz_rep *srv, int mode, const char *cred,
  * its stream for (docs/PROTOCOL.md, "Scope"). */
 #define GS_RESCOPE 1 /* the client was served another scope before */
 #define GS_REFUSE 2  /* it pushes rows the server's write check refuses */
+#define GS_CHECK 4   /* it synced with the server before: CHECK comes first,
+                        and since the server changed since, HELLO after */
 
 static void gs_session(const char *dir, const char *name, int mode, int dry,
                        const char *cred, int level, int extra) {
@@ -178,6 +180,10 @@ static void gs_session(const char *dir, const char *name, int mode, int dry,
     gs_run(&dev, &srv, SYNC_PULL, cred, first);
   }
   if (extra & GS_REFUSE) gs_rows(&dev, "x", 9); /* refused by fz_check_write */
+  if (extra & GS_CHECK) {
+    gs_run(&dev, &srv, SYNC_BOTH, cred, NULL);
+    gs_rows(&srv, "n", 4);
+  }
   memset(&co, 0, sizeof co);
   memset(&so, 0, sizeof so);
   if (extra & GS_REFUSE) so.check_write = fz_check_write;
@@ -319,6 +325,7 @@ int main(int argc, char **argv) {
   gs_session(argv[1], "refused", SYNC_BOTH, 0, "bad", 0, 0);
   gs_session(argv[1], "rescope", SYNC_BOTH, 0, "token", 0, GS_RESCOPE);
   gs_session(argv[1], "rejects", SYNC_PUSH, 0, "token", 0, GS_REFUSE);
+  gs_session(argv[1], "check", SYNC_PULL, 0, "token", 0, GS_CHECK);
   gs_dev_newer = 1;
   gs_session(argv[1], "newer", SYNC_BOTH, 0, "token", 0, 0);
   gs_dev_newer = 0;
