@@ -5,7 +5,7 @@
 # when its header is there; otherwise the workload prints a skip line).
 
 PG_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
-PG_LIBS   := -lpq
+PG_LIBS   := -lpq -lpthread
 PG_OBJ    := $(B)/pg-obj/pgbridge.o
 PG_H      := tools/pgbridge/pgbridge.h
 

@@ -33,6 +33,7 @@
 
 #include <libpq-fe.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,10 @@
 
 #define PGB_BATCH 5000
 #define PGB_ERRMAX 600
+/* A step starts no new batch towards Postgres after this long. */
+#define PGB_STEP_MS 1000
+/* Rows a step leaves are counted for lag_rows up to this many batches. */
+#define PGB_LAG_COUNT_BATCHES 8
 
 /* A growable byte buffer (the COPY stream, SQL text). */
 typedef struct pgb_buf {
@@ -94,10 +99,15 @@ static int fail(pgb_bridge *b, int rc, const char *fmt, ...) {
   return rc;
 }
 
-static int lib_fail(pgb_bridge *b, sync_env *env, int rc, const char *what) {
+static int lib_fail_in(char *err, sync_env *env, int rc, const char *what) {
   const char *m = env ? sync_env_errmsg(env) : "";
-  return fail(b, rc, "%s: %s%s%s", what, sync_strerror(rc), *m ? ": " : "",
-              m);
+  snprintf(err, PGB_ERRMAX, "%s: %s%s%s", what, sync_strerror(rc),
+           *m ? ": " : "", m);
+  return rc;
+}
+
+static int lib_fail(pgb_bridge *b, sync_env *env, int rc, const char *what) {
+  return lib_fail_in(b->err, env, rc, what);
 }
 
 /* Postgres' own words, without the trailing newline. */
@@ -610,6 +620,187 @@ out:
   return 0;
 }
 
+/* ---- the pull: server replica -> state replica ------------------- */
+
+static uint64_t version_of(sync_env *env) {
+  sync_txn *x;
+  uint64_t v = 0;
+  if (!sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) {
+    v = sync_txn_version(x);
+    sync_txn_abort(x);
+  }
+  return v;
+}
+
+/* A pull of the server replica into the state replica, run on a thread
+ * of its own while to_pg writes what it has already committed: the pull
+ * (the library's apply) and Postgres' work on the batches overlap.
+ * to_pg reads no version the pull has not published in `durable`, the
+ * state replica's version after a commit that returned (durable, in the
+ * default mode), so the cursor stored in Postgres never names a version
+ * that a power cut could take back. */
+typedef struct pgb_pull {
+  pgb_bridge *b;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uint64_t durable; /* the state replica's version after the last commit */
+  uint64_t moved;
+  int done, stop, rc;
+  char err[PGB_ERRMAX];
+} pgb_pull;
+
+/* Pull everything recv lacks of send, chunk by chunk, each chunk applied
+ * with its cursor (the library's own crash safety).  The sender records
+ * the requester's progress (sync_request_ack, for its tombstone
+ * collection) once, with the first chunk: acknowledging each chunk would
+ * cost a durable write transaction on the sender per chunk, and an older
+ * acknowledgement only delays a collection.  With p, each commit is
+ * published to to_pg, and p->stop ends the pull between chunks.  Errors
+ * go to err. */
+static int xfer(pgb_bridge *b, char *err, sync_env *recv, sync_env *send,
+                const uint8_t send_site[16], uint64_t *moved, pgb_pull *p) {
+  sync_delta_opts o;
+  int rc, reset = 0, last = 0, acked = 0;
+  memset(&o, 0, sizeof o);
+  o.max_rows = b->o.batch_rows;
+  while (!last) {
+    sync_txn *rt = NULL, *st = NULL;
+    sync_request *req = NULL;
+    sync_delta *d = NULL;
+    sync_apply_report rep;
+    if (p) {
+      pthread_mutex_lock(&p->mu);
+      rc = p->stop;
+      pthread_mutex_unlock(&p->mu);
+      if (rc) return 0;
+    }
+    if ((rc = sync_txn_begin(recv, SYNC_TXN_RDONLY, &rt)))
+      return lib_fail_in(err, recv, rc, "replica");
+    rc = sync_request_make(rt, send_site, &req);
+    sync_txn_abort(rt);
+    if (rc) return lib_fail_in(err, recv, rc, "request");
+    if (acked) {
+      if (!(rc = sync_txn_begin(send, SYNC_TXN_RDONLY, &st))) {
+        rc = sync_delta_make(st, req, &o, &d);
+        sync_txn_abort(st);
+      }
+    } else if (!(rc = sync_txn_begin(send, 0, &st))) {
+      rc = sync_request_ack(st, req);
+      if (!rc || rc == SYNC_EHISTORY) rc = sync_delta_make(st, req, &o, &d);
+      if (!rc)
+        rc = sync_txn_commit(st);
+      else
+        sync_txn_abort(st);
+      acked = !rc;
+    }
+    sync_request_free(req);
+    if (rc == SYNC_ESTALE && !reset) {
+      /* the sender collected tombstones we may lack: start again */
+      reset = 1;
+      sync_delta_free(d);
+      if ((rc = sync_txn_begin(recv, 0, &rt)) ||
+          (rc = sync_peer_reset(rt, send_site)) ||
+          (rc = sync_txn_commit(rt)))
+        return lib_fail_in(err, recv, rc, "peer reset");
+      continue;
+    }
+    if (rc) {
+      sync_delta_free(d);
+      return lib_fail_in(err, send, rc, "cutting a chunk");
+    }
+    if ((rc = sync_txn_begin(recv, 0, &rt))) {
+      sync_delta_free(d);
+      return lib_fail_in(err, recv, rc, "replica");
+    }
+    rc = sync_delta_apply(rt, d, SYNC_APPLY_MERGE, &rep);
+    if (!rc)
+      rc = sync_txn_commit(rt);
+    else
+      sync_txn_abort(rt);
+    last = sync_delta_last(d);
+    sync_delta_free(d);
+    if (rc) return lib_fail_in(err, recv, rc, "applying a chunk");
+    *moved += rep.inserted + rep.updated + rep.deleted;
+    if (p) {
+      uint64_t v = version_of(recv);
+      pthread_mutex_lock(&p->mu);
+      p->durable = v;
+      pthread_cond_signal(&p->cv);
+      pthread_mutex_unlock(&p->mu);
+    }
+  }
+  return 0;
+}
+
+static void *pull_main(void *arg) {
+  pgb_pull *p = (pgb_pull *)arg;
+  pgb_bridge *b = p->b;
+  uint64_t moved = 0;
+  int rc = xfer(b, p->err, b->rep, b->srv, b->srv_site, &moved, p);
+  pthread_mutex_lock(&p->mu);
+  p->rc = rc;
+  p->moved = moved;
+  p->done = 1;
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+/* Start the pull; the state replica's version now is durable. */
+static int pull_start(pgb_bridge *b, pgb_pull *p) {
+  memset(p, 0, sizeof *p);
+  p->b = b;
+  p->durable = version_of(b->rep);
+  if (pthread_mutex_init(&p->mu, NULL)) return fail(b, SYNC_ENOMEM, "mutex");
+  if (pthread_cond_init(&p->cv, NULL)) {
+    pthread_mutex_destroy(&p->mu);
+    return fail(b, SYNC_ENOMEM, "condition variable");
+  }
+  if (pthread_create(&p->th, NULL, pull_main, p)) {
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    return fail(b, SYNC_ENOMEM, "cannot start the pull's thread");
+  }
+  return 0;
+}
+
+/* The newest version to_pg may read, and whether the pull is over (p
+ * NULL: no pull, every version is there). */
+static int pull_bound(pgb_pull *p, uint64_t *bound) {
+  int done;
+  if (!p) {
+    *bound = UINT64_MAX;
+    return 1;
+  }
+  pthread_mutex_lock(&p->mu);
+  *bound = p->durable;
+  done = p->done;
+  pthread_mutex_unlock(&p->mu);
+  return done;
+}
+
+/* Wait until the pull publishes a version after v, or ends. */
+static void pull_wait(pgb_pull *p, uint64_t v) {
+  pthread_mutex_lock(&p->mu);
+  while (!p->done && p->durable <= v) pthread_cond_wait(&p->cv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Stop (when stop) and join the pull; its error, if any, becomes b's. */
+static int pull_end(pgb_bridge *b, pgb_pull *p, int stop, uint64_t *moved) {
+  int rc;
+  pthread_mutex_lock(&p->mu);
+  p->stop = stop;
+  pthread_mutex_unlock(&p->mu);
+  pthread_join(p->th, NULL);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  *moved += p->moved;
+  if ((rc = p->rc)) memcpy(b->err, p->err, sizeof b->err);
+  return rc;
+}
+
 /* ---- replica -> Postgres ---------------------------------------------- */
 
 static const char COPY_HEAD[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
@@ -777,27 +968,18 @@ static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
   return 0;
 }
 
-/* Read the cursor (locked: a second bridge on the same state waits),
- * stage the state replica's changes after it, up to batch_rows rows
- * (whole versions: a version is never split across batches), write them
- * and the new cursor in one Postgres transaction. */
-static int to_pg(pgb_bridge *b, uint64_t *moved) {
-  const char *pv[2];
-  char vbuf[24];
+/* Open a batch: a Postgres transaction that skips the capture trigger,
+ * the tables checked, and the cursor read and locked (a second bridge on
+ * the same state waits) into *cur. */
+static int batch_begin(pgb_bridge *b, uint64_t *cur) {
+  const char *pv[1] = {b->site_hex};
   PGresult *r;
-  sync_txn *rx = NULL;
-  sync_changes *it = NULL;
-  sync_change ch;
-  uint64_t cur, vend, last = 0, count = 0, rest = 0, written = 0, hlc;
-  unsigned i;
-  int rc, stopped = 0;
-  b->st.lag_s = 0;
+  int rc;
   unstage(b);
   if ((rc = run(b, "BEGIN", "begin")) ||
       (rc = run(b, "SET LOCAL sync.bridge = 'on'", "settings")) ||
       (rc = check_all(b)))
     return rc;
-  pv[0] = b->site_hex;
   r = PQexecParams(b->pg,
                    "SELECT version FROM _sync_bridge WHERE site = $1 FOR "
                    "UPDATE",
@@ -810,58 +992,26 @@ static int to_pg(pgb_bridge *b, uint64_t *moved) {
     PQclear(r);
     return rc;
   }
-  cur = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  *cur = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  b->st.cursor = cur;
-  if ((rc = sync_txn_begin(b->rep, SYNC_TXN_RDONLY, &rx)))
-    return lib_fail(b, b->rep, rc, "state replica");
-  vend = sync_txn_version(rx);
-  if (vend <= cur) {
-    sync_txn_abort(rx);
-    b->st.lag_rows = 0;
-    return run(b, "ROLLBACK", "rollback");
-  }
-  if ((rc = sync_changes_open(rx, cur, &it))) {
-    lib_fail(b, b->rep, rc, "reading the changes");
-    goto out;
-  }
-  while ((rc = sync_changes_next(it, &ch)) == 0) {
-    if (stopped) {
-      rest++;
-      continue;
-    }
-    if (count >= b->o.batch_rows && ch.version != last) {
-      stopped = 1;
-      rest++;
-      continue;
-    }
-    if (ch.table >= b->nt) continue; /* a newer schema's table: not ours */
-    if ((rc = stage_row(b, &b->t[ch.table], it, &ch, &hlc))) {
-      lib_fail(b, b->rep, rc, "reading a changed row");
-      goto out;
-    }
-    if (!count) {
-      uint64_t ms = hlc >> 16, now = wall_ms();
-      b->st.lag_s = now > ms ? (double)(now - ms) / 1000.0 : 0;
-    }
-    count++;
-    last = ch.version;
-  }
-  if (rc != SYNC_NOTFOUND) {
-    lib_fail(b, b->rep, rc, "reading the changes");
-    goto out;
-  }
-  rc = 0;
-  sync_changes_close(it);
-  it = NULL;
-  sync_txn_abort(rx);
-  rx = NULL;
+  return 0;
+}
+
+/* Close a batch: the staged rows written, the cursor set to version,
+ * both committed at once. */
+static int batch_end(pgb_bridge *b, uint64_t version) {
+  const char *pv[2];
+  char vbuf[24];
+  PGresult *r;
+  uint64_t written = 0;
+  unsigned i;
+  int rc = 0;
   for (i = 0; i < b->nt && !rc; i++)
     if (b->t[i].nlive || b->t[i].ndead)
       rc = flush_table(b, &b->t[i], &written);
-  if (rc) goto out;
-  snprintf(vbuf, sizeof vbuf, "%llu",
-           (unsigned long long)(stopped ? last : vend));
+  if (rc) return rc;
+  snprintf(vbuf, sizeof vbuf, "%llu", (unsigned long long)version);
+  pv[0] = b->site_hex;
   pv[1] = vbuf;
   r = PQexecParams(b->pg,
                    "UPDATE _sync_bridge SET version = $2, updated = now() "
@@ -870,12 +1020,114 @@ static int to_pg(pgb_bridge *b, uint64_t *moved) {
   rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail(b, "cursor", r);
   PQclear(r);
   if (!rc) rc = run(b, "COMMIT", "commit");
-  if (rc) goto out;
-  b->st.cursor = stopped ? last : vend;
+  if (rc) return rc;
+  b->st.cursor = version;
   b->st.batches++;
   b->st.to_pg_rows += written;
+  return 0;
+}
+
+/* Write the state replica's changes after the cursor to Postgres in
+ * batches of batch_rows rows (whole versions: a version is never split
+ * across batches), each batch and its new cursor in one Postgres
+ * transaction.  A snapshot is read once, whatever the number of batches
+ * it makes (opened again for each batch, the iterator would decode the
+ * rows up to the cursor again and again); a new one is taken when it is
+ * used up and the pull p (NULL: none) has committed more.  Versions the
+ * pull has not published are not read.  Once the pull is over, a step
+ * starts no new batch after PGB_STEP_MS, so that a long backlog holds
+ * back neither the outbox nor the metrics; the rows it leaves are
+ * counted for lag_rows, up to PGB_LAG_COUNT_BATCHES batches' worth. */
+static int to_pg(pgb_bridge *b, pgb_pull *p, uint64_t *moved) {
+  sync_txn *rx = NULL;
+  sync_changes *it = NULL;
+  sync_change ch;
+  uint64_t cur, vend = 0, bound, last, count, rest = 0, hlc, again;
+  uint64_t t0 = wall_ms();
+  int rc, done, first = 1;
+  b->st.lag_s = 0;
+  b->st.lag_rows = 0;
+  if ((rc = batch_begin(b, &cur))) return rc;
+  b->st.cursor = cur;
+  for (;;) {
+    if (!rx || cur >= vend) {
+      /* a snapshot with versions after the cursor */
+      sync_changes_close(it);
+      it = NULL;
+      sync_txn_abort(rx);
+      rx = NULL;
+      for (;;) {
+        done = pull_bound(p, &bound);
+        if ((rc = sync_txn_begin(b->rep, SYNC_TXN_RDONLY, &rx))) {
+          lib_fail(b, b->rep, rc, "state replica");
+          goto out;
+        }
+        vend = sync_txn_version(rx);
+        if (vend > bound) vend = bound;
+        if (vend > cur) break;
+        sync_txn_abort(rx);
+        rx = NULL;
+        if (done) {
+          rc = run(b, "ROLLBACK", "rollback");
+          goto out;
+        }
+        pull_wait(p, cur);
+      }
+      if ((rc = sync_changes_open(rx, cur, &it))) {
+        lib_fail(b, b->rep, rc, "reading the changes");
+        goto out;
+      }
+      rc = sync_changes_next(it, &ch);
+    }
+    /* one batch; ch is the first change not yet staged (rc 0) */
+    count = 0;
+    last = cur;
+    for (; rc == 0 && ch.version <= vend; rc = sync_changes_next(it, &ch)) {
+      if (count >= b->o.batch_rows && ch.version != last) break;
+      last = ch.version;
+      if (ch.table >= b->nt) continue; /* a newer schema's table: not ours */
+      if ((rc = stage_row(b, &b->t[ch.table], it, &ch, &hlc))) {
+        lib_fail(b, b->rep, rc, "reading a changed row");
+        goto out;
+      }
+      if (first) {
+        uint64_t ms = hlc >> 16, now = wall_ms();
+        b->st.lag_s = now > ms ? (double)(now - ms) / 1000.0 : 0;
+        first = 0;
+      }
+      count++;
+    }
+    if (rc && rc != SYNC_NOTFOUND) {
+      lib_fail(b, b->rep, rc, "reading the changes");
+      goto out;
+    }
+    /* stopped inside the snapshot: at a version boundary */
+    if ((rc = batch_end(b, rc == 0 && ch.version <= vend ? last : vend)))
+      goto out;
+    *moved += count;
+    cur = b->st.cursor;
+    rc = cur < vend ? 0 : SYNC_NOTFOUND; /* 0: ch is the next change */
+    done = pull_bound(p, &bound);
+    if (done && cur >= vend && (!p || bound <= vend)) break;
+    if (done && cur < vend && wall_ms() - t0 >= PGB_STEP_MS) {
+      for (rest = 1; rest < PGB_LAG_COUNT_BATCHES * b->o.batch_rows &&
+                     !(rc = sync_changes_next(it, &ch)) && ch.version <= vend;
+           rest++)
+        ;
+      if (rc && rc != SYNC_NOTFOUND) {
+        lib_fail(b, b->rep, rc, "reading the changes");
+        goto out;
+      }
+      break;
+    }
+    if ((rc = batch_begin(b, &again))) goto out;
+    if (again != cur) { /* not ours any more: start again at the next step */
+      rc = run(b, "ROLLBACK", "rollback");
+      goto out;
+    }
+  }
+  rc = 0;
   b->st.lag_rows = rest;
-  *moved += count;
 out:
   sync_changes_close(it);
   sync_txn_abort(rx);
@@ -1067,66 +1319,6 @@ static int from_pg(pgb_bridge *b, uint64_t *moved) {
   return 0;
 }
 
-/* ---- state replica <-> server replica --------------------------------- */
-
-/* Pull everything recv lacks of send, chunk by chunk, each chunk applied
- * with its cursor (the library's own crash safety). */
-static int xfer(pgb_bridge *b, sync_env *recv, sync_env *send,
-                const uint8_t send_site[16], uint64_t *moved) {
-  sync_delta_opts o;
-  int rc, reset = 0, last = 0;
-  memset(&o, 0, sizeof o);
-  o.max_rows = b->o.batch_rows;
-  while (!last) {
-    sync_txn *rt = NULL, *st = NULL;
-    sync_request *req = NULL;
-    sync_delta *d = NULL;
-    sync_apply_report rep;
-    if ((rc = sync_txn_begin(recv, SYNC_TXN_RDONLY, &rt)))
-      return lib_fail(b, recv, rc, "replica");
-    rc = sync_request_make(rt, send_site, &req);
-    sync_txn_abort(rt);
-    if (rc) return lib_fail(b, recv, rc, "request");
-    if (!(rc = sync_txn_begin(send, 0, &st))) {
-      rc = sync_request_ack(st, req);
-      if (!rc || rc == SYNC_EHISTORY) rc = sync_delta_make(st, req, &o, &d);
-      if (!rc)
-        rc = sync_txn_commit(st);
-      else
-        sync_txn_abort(st);
-    }
-    sync_request_free(req);
-    if (rc == SYNC_ESTALE && !reset) {
-      /* the sender collected tombstones we may lack: start again */
-      reset = 1;
-      sync_delta_free(d);
-      if ((rc = sync_txn_begin(recv, 0, &rt)) ||
-          (rc = sync_peer_reset(rt, send_site)) ||
-          (rc = sync_txn_commit(rt)))
-        return lib_fail(b, recv, rc, "peer reset");
-      continue;
-    }
-    if (rc) {
-      sync_delta_free(d);
-      return lib_fail(b, send, rc, "cutting a chunk");
-    }
-    if ((rc = sync_txn_begin(recv, 0, &rt))) {
-      sync_delta_free(d);
-      return lib_fail(b, recv, rc, "replica");
-    }
-    rc = sync_delta_apply(rt, d, SYNC_APPLY_MERGE, &rep);
-    if (!rc)
-      rc = sync_txn_commit(rt);
-    else
-      sync_txn_abort(rt);
-    last = sync_delta_last(d);
-    sync_delta_free(d);
-    if (rc) return lib_fail(b, recv, rc, "applying a chunk");
-    *moved += rep.inserted + rep.updated + rep.deleted;
-  }
-  return 0;
-}
-
 /* ---- the bridge ------------------------------------------------------- */
 
 static void outbox_lag(pgb_bridge *b) {
@@ -1141,35 +1333,37 @@ static void outbox_lag(pgb_bridge *b) {
   PQclear(r);
 }
 
-static uint64_t version_of(sync_env *env) {
-  sync_txn *x;
-  uint64_t v = 0;
-  if (!sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) {
-    v = sync_txn_version(x);
-    sync_txn_abort(x);
-  }
-  return v;
-}
 
-/* Postgres' writes into the state replica, the server replica's into it,
- * the state replica's into Postgres and into the server replica.  A pull
+/* Postgres' writes into the state replica; the server replica's into
+ * it (the pull, on its own thread) while the state replica's go to
+ * Postgres; then the state replica's into the server replica.  A pull
  * is skipped while the server replica has not changed since the last
  * one, a push while the state replica holds nothing the server replica
  * lacks (nothing came from Postgres since the last push): each costs a
  * scan and a commit even when it moves nothing. */
 static int sync_step(pgb_bridge *b, uint64_t *m) {
   uint64_t v0 = version_of(b->rep), sv;
-  int rc, ours;
+  pgb_pull pull, *p = NULL;
+  int rc, rc2, ours;
   if ((rc = from_pg(b, m))) return rc;
   ours = version_of(b->rep) != v0 || b->pushed_v != v0;
   sv = version_of(b->srv);
   if (sv != b->pulled_v) {
-    if ((rc = xfer(b, b->rep, b->srv, b->srv_site, m))) return rc;
+    if ((rc = pull_start(b, &pull))) return rc;
+    p = &pull;
+  }
+  rc = to_pg(b, p, m);
+  if (p) {
+    /* on a failure the pull stops after its chunk; its own error wins */
+    rc2 = pull_end(b, p, rc != 0, m);
+    if (rc2) return rc2;
+    if (rc) return rc;
     b->pulled_v = sv;
   }
-  if ((rc = to_pg(b, m))) return rc;
+  if (rc) return rc;
   if (ours) {
-    if ((rc = xfer(b, b->srv, b->rep, b->rep_site, m))) return rc;
+    if ((rc = xfer(b, b->err, b->srv, b->rep, b->rep_site, m, NULL)))
+      return rc;
   }
   b->pushed_v = version_of(b->rep);
   return 0;
