@@ -941,6 +941,45 @@ static void test_outbox_pending(void **state) {
   pgb_close(b);
 }
 
+/* Rows never written before stream straight into the table while the
+ * bridge reads them; one that Postgres holds after all (here written
+ * uncaptured, as a client's insert racing the batch would be) fails the
+ * COPY well after its first pieces were sent, and the batch goes the
+ * general way, the replica's row replacing Postgres'. */
+static void test_fresh_there(void **state) {
+  char db[64];
+  pgb_bridge *b;
+  sync_env *S;
+  sync_txn *x;
+  PGconn *c;
+  uint64_t rs = seed ^ 0x66726573;
+  pgb_stats st;
+  mrow m;
+  int64_t i;
+  (void)state;
+  fresh("fresh", db, sizeof db);
+  b = bridge_open_batch(db, "fresh", 20000);
+  S = pgb_server_env(b);
+  c = pg_connect("fresh");
+  pg_exec(c, "SET sync.bridge = 'on'"); /* this session is not captured */
+  random_row(&rs, &m);
+  pg_put(c, 7000, m.v);
+  TU_OK(sync_txn_begin(S, 0, &x));
+  for (i = 0; i < 8000; i++) { /* about 800 KiB of COPY */
+    unsigned char kb[8];
+    random_row(&rs, &m);
+    sync_key_int(i, kb);
+    TU_OK(sync_put(x, 0, kb, 8, m.v, NCOL));
+  }
+  TU_OK(sync_txn_commit(x));
+  catch_up(b);
+  pgb_stats_get(b, &st);
+  assert_int_equal(st.batches, 1);
+  assert_same("fresh rows, one already there", S, c);
+  PQfinish(c);
+  pgb_close(b);
+}
+
 static void test_pg_restart(void **state) {
   char db[64];
   pgb_bridge *b;
@@ -1093,7 +1132,7 @@ static void test_concurrent(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_types),      cmocka_unit_test(test_kill9),
-      cmocka_unit_test(test_outbox_pending),
+      cmocka_unit_test(test_outbox_pending), cmocka_unit_test(test_fresh_there),
       cmocka_unit_test(test_pg_restart), cmocka_unit_test(test_altered),
       cmocka_unit_test(test_concurrent),
   };

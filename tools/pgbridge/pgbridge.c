@@ -46,6 +46,8 @@
 #define PGB_STEP_MS 1000
 /* Rows a step leaves are counted for lag_rows up to this many batches. */
 #define PGB_LAG_COUNT_BATCHES 8
+/* A streaming COPY sends what it has staged in pieces of this size. */
+#define PGB_STREAM_CHUNK (256u * 1024u)
 
 /* A growable byte buffer (the COPY stream, SQL text). */
 typedef struct pgb_buf {
@@ -65,10 +67,12 @@ typedef struct pgb_table {
   char *sel_out; /* this table's outbox entries, oldest first */
   char *del_sql, *ups_sql;
   char *lock_dead, *lock_stage; /* lock the rows about to be written */
-  pgb_buf copy;  /* binary COPY of the live rows staged for this batch */
-  pgb_buf dcopy; /* and of the deleted keys */
-  size_t nlive, ndead;
-  int fresh; /* every live row staged is new: never replaced anything */
+  /* This batch's rows as binary COPY streams: live rows never written
+   * before (fresh: straight into the table), other live rows (through
+   * the staging table and the upsert), deleted keys. */
+  pgb_buf copy, scopy, dcopy;
+  size_t nfresh, nlive, ndead;
+  size_t sent; /* bytes of copy already streamed to Postgres */
 } pgb_table;
 
 struct pgb_bridge {
@@ -85,6 +89,9 @@ struct pgb_bridge {
   uint64_t pulled_v; /* the server replica's version at the last pull */
   uint64_t pushed_v; /* the state replica's after the last push (or after
                         a pull that brought only the server's rows) */
+  pgb_buf row;        /* the row being staged */
+  pgb_table *stream;  /* the table whose fresh rows stream as they come */
+  int stream_used;    /* a stream was opened in this batch */
   pgb_stats st;
   char err[PGB_ERRMAX];
 };
@@ -836,87 +843,38 @@ static void hex_str(const uint8_t *p, size_t n, char *out) {
   out[2 * n] = 0;
 }
 
-/* One changed row of the state replica into t's COPY streams: a
- * tombstone's key into dcopy, a live row (key, columns, and with --audit
- * its newest stamp and that stamp's site) into copy.  *hlc is set to the
- * newest stamp.  A live row is fresh when it was inserted once and never
- * replaced anything (causal length 1, no column with a base) and not
- * written by the bridge from Postgres: Postgres cannot hold it yet. */
-static int stage_row(pgb_bridge *b, pgb_table *t, sync_changes *it,
-                     const sync_change *ch, uint64_t *hlc) {
-  pgb_buf *bf = ch->causal_length & 1 ? &t->copy : &t->dcopy;
-  sync_stamp newest = ch->row_stamp;
-  unsigned c;
-  int rc = 0, fresh = ch->causal_length == 1;
-  char site[33];
-  if (!bf->len && buf_put(bf, COPY_HEAD, sizeof COPY_HEAD)) return SYNC_ENOMEM;
-  if (bf == &t->dcopy) {
-    rc |= buf_be(bf, 1, 2);
-    t->ndead++;
-  } else {
-    rc |= buf_be(bf, 1u + t->def.ncolumns + (b->o.audit ? 2u : 0u), 2);
-    t->nlive++;
-  }
-  if (t->def.key_type == SYNC_INTEGER && ch->key.len == 8)
-    rc |= put_value(bf, &(sync_value){.type = SYNC_INTEGER,
-                                      .i = sync_key_int_decode(ch->key.data)});
-  else
-    rc |= put_field(bf, ch->key.data, ch->key.len);
-  for (c = 0; bf == &t->copy && c < t->def.ncolumns && !rc; c++) {
-    sync_value v;
-    sync_stamp s, base;
-    int r = sync_changes_column(it, c, &v, &s, &base);
-    if (r == SYNC_NOTFOUND) {
-      rc |= put_null(bf);
-      continue;
-    }
-    if (r) return r;
-    if (s.hlc > newest.hlc) newest = s;
-    if (base.hlc) fresh = 0;
-    rc |= put_value(bf, &v);
-  }
-  if (bf == &t->copy) {
-    if (!memcmp(newest.site, b->rep_site, 16)) fresh = 0;
-    if (!fresh) t->fresh = 0;
-    if (b->o.audit) {
-      hex_str(newest.site, 16, site);
-      rc |= buf_be(bf, 8, 4) || buf_be(bf, newest.hlc, 8);
-      rc |= put_field(bf, site, 32);
-    }
-  }
-  *hlc = newest.hlc;
-  return rc ? SYNC_ENOMEM : 0;
-}
-
-static void unstage(pgb_bridge *b) {
-  unsigned i;
-  for (i = 0; i < b->nt; i++) {
-    b->t[i].copy.len = b->t[i].dcopy.len = 0;
-    b->t[i].nlive = b->t[i].ndead = 0;
-    b->t[i].fresh = 1;
-  }
-}
-
-/* COPY bf (a whole stream, trailer added here) into table `into`.
- * *state is set to the SQLSTATE of a failure. */
-static int copy_in(pgb_bridge *b, const char *into, const char *cols,
-                   pgb_buf *bf, char state[6]) {
+/* Start COPY into table `into` (columns cols).  *state is set to the
+ * SQLSTATE of a failure. */
+static int copy_start(pgb_bridge *b, const char *into, const char *cols) {
   pgb_buf sql = {0};
   PGresult *r;
   int rc;
-  state[0] = 0;
   if (buf_printf(&sql, "COPY %s %s FROM STDIN (FORMAT binary)", into, cols))
     return SYNC_ENOMEM;
   r = PQexec(b->pg, sql.p);
   free(sql.p);
-  if (PQresultStatus(r) != PGRES_COPY_IN) {
-    rc = pg_fail(b, "copy", r);
-    PQclear(r);
-    return rc;
-  }
+  rc = PQresultStatus(r) == PGRES_COPY_IN ? 0 : pg_fail(b, "copy", r);
   PQclear(r);
-  if (PQputCopyData(b->pg, bf->p, (int)bf->len) != 1 ||
-      PQputCopyData(b->pg, "\377\377", 2) != 1 ||
+  return rc;
+}
+
+static int copy_put(pgb_bridge *b, const char *p, size_t n) {
+  while (n) {
+    int k = n > INT32_MAX ? INT32_MAX : (int)n;
+    if (PQputCopyData(b->pg, p, k) != 1) return pg_fail(b, "copy", NULL);
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+/* End the COPY in progress (the trailer sent here) and read its result;
+ * *state is set to the SQLSTATE of a failure. */
+static int copy_end(pgb_bridge *b, char state[6]) {
+  PGresult *r;
+  int rc;
+  state[0] = 0;
+  if (PQputCopyData(b->pg, "\377\377", 2) != 1 ||
       PQputCopyEnd(b->pg, NULL) != 1)
     return pg_fail(b, "copy", NULL);
   r = PQgetResult(b->pg);
@@ -928,16 +886,140 @@ static int copy_in(pgb_bridge *b, const char *into, const char *cols,
   return rc;
 }
 
-/* Write t's staged rows: deleted keys through their staging table; live
- * rows that are all fresh straight into the table with COPY (under a
- * savepoint: should a key be there after all, the unique violation sends
- * them the general way), else through the staging table with an upsert
- * that writes only rows whose values differ.  *written counts the
- * Postgres rows that changed. */
+/* COPY bf (a whole stream, trailer added here) into table `into`. */
+static int copy_in(pgb_bridge *b, const char *into, const char *cols,
+                   pgb_buf *bf, char state[6]) {
+  int rc;
+  state[0] = 0;
+  if ((rc = copy_start(b, into, cols)) || (rc = copy_put(b, bf->p, bf->len)))
+    return rc;
+  return copy_end(b, state);
+}
+
+/* Give up the stream of this batch, if any: Postgres fails the COPY,
+ * and the transaction is rolled back after. */
+static void stream_abort(pgb_bridge *b) {
+  PGresult *r;
+  if (!b->stream) return;
+  b->stream = NULL;
+  if (b->pg && PQputCopyEnd(b->pg, "the bridge gave up the batch") == 1)
+    while ((r = PQgetResult(b->pg))) PQclear(r);
+}
+
+/* One changed row of the state replica into t's COPY streams: a
+ * tombstone's key into dcopy; a live row (key, columns, and with --audit
+ * its newest stamp and that stamp's site) into copy when it is fresh,
+ * into scopy otherwise.  A live row is fresh when it was inserted once
+ * and never replaced anything (causal length 1, no column with a base)
+ * and not written by the bridge from Postgres: Postgres cannot hold it
+ * yet.  The first fresh row of the batch opens a COPY straight into its
+ * table (under a savepoint: should a key be there after all, the unique
+ * violation sends the rows the general way), and that table's fresh rows
+ * are sent as they are staged, so that Postgres works on them while the
+ * next are read.  *hlc is set to the newest stamp. */
+static int stage_row(pgb_bridge *b, pgb_table *t, sync_changes *it,
+                     const sync_change *ch, uint64_t *hlc) {
+  pgb_buf *row = &b->row, *bf;
+  sync_stamp newest = ch->row_stamp;
+  unsigned c;
+  int rc = 0, live = ch->causal_length & 1, fresh = ch->causal_length == 1;
+  char site[33];
+  row->len = 0;
+  rc |= buf_be(row, live ? 1u + t->def.ncolumns + (b->o.audit ? 2u : 0u) : 1u,
+               2);
+  if (t->def.key_type == SYNC_INTEGER && ch->key.len == 8)
+    rc |= put_value(row, &(sync_value){.type = SYNC_INTEGER,
+                                       .i = sync_key_int_decode(ch->key.data)});
+  else
+    rc |= put_field(row, ch->key.data, ch->key.len);
+  for (c = 0; live && c < t->def.ncolumns && !rc; c++) {
+    sync_value v;
+    sync_stamp s, base;
+    int r = sync_changes_column(it, c, &v, &s, &base);
+    if (r == SYNC_NOTFOUND) {
+      rc |= put_null(row);
+      continue;
+    }
+    if (r) return r;
+    if (s.hlc > newest.hlc) newest = s;
+    if (base.hlc) fresh = 0;
+    rc |= put_value(row, &v);
+  }
+  if (live && !memcmp(newest.site, b->rep_site, 16)) fresh = 0;
+  if (live && b->o.audit) {
+    hex_str(newest.site, 16, site);
+    rc |= buf_be(row, 8, 4) || buf_be(row, newest.hlc, 8);
+    rc |= put_field(row, site, 32);
+  }
+  *hlc = newest.hlc;
+  if (rc) return SYNC_ENOMEM;
+  bf = !live ? &t->dcopy : fresh ? &t->copy : &t->scopy;
+  if (!bf->len && buf_put(bf, COPY_HEAD, sizeof COPY_HEAD)) return SYNC_ENOMEM;
+  if (buf_put(bf, row->p, row->len)) return SYNC_ENOMEM;
+  if (bf == &t->dcopy) t->ndead++;
+  else if (bf == &t->scopy) t->nlive++;
+  else if (t->nfresh++ == 0 && !b->stream_used) {
+    b->stream_used = 1;
+    if ((rc = run(b, "SAVEPOINT pgb_fresh", "savepoint")) ||
+        (rc = copy_start(b, t->qname, t->copy_cols)))
+      return rc;
+    b->stream = t;
+    t->sent = 0;
+  }
+  if (b->stream == t && t->copy.len - t->sent >= PGB_STREAM_CHUNK) {
+    if ((rc = copy_put(b, t->copy.p + t->sent, t->copy.len - t->sent)))
+      return rc;
+    t->sent = t->copy.len;
+  }
+  return 0;
+}
+
+static void unstage(pgb_bridge *b) {
+  unsigned i;
+  stream_abort(b);
+  b->stream_used = 0;
+  for (i = 0; i < b->nt; i++) {
+    b->t[i].copy.len = b->t[i].scopy.len = b->t[i].dcopy.len = 0;
+    b->t[i].nfresh = b->t[i].nlive = b->t[i].ndead = 0;
+    b->t[i].sent = 0;
+  }
+}
+
+/* Write t's staged rows (keys differ, so their order does not matter):
+ * fresh rows straight into the table with COPY under a savepoint (the
+ * stream's rest when t is the batch's stream), falling back on a unique
+ * violation to the staging table with the other live rows; deleted keys
+ * through their staging table; live rows through the upsert that writes
+ * only rows whose values differ.  *written counts the Postgres rows that
+ * changed. */
 static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
   char state[6];
   PGresult *r;
-  int rc;
+  int rc, fallback = 0;
+  if (t->nfresh) {
+    if (b->stream == t) {
+      b->stream = NULL;
+      if (!(rc = copy_put(b, t->copy.p + t->sent, t->copy.len - t->sent)))
+        rc = copy_end(b, state);
+    } else if (!(rc = run(b, "SAVEPOINT pgb_fresh", "savepoint"))) {
+      rc = copy_in(b, t->qname, t->copy_cols, &t->copy, state);
+    } else {
+      return rc;
+    }
+    if (!rc) {
+      *written += t->nfresh;
+      if ((rc = run(b, "RELEASE SAVEPOINT pgb_fresh", "savepoint")))
+        return rc;
+    } else {
+      if (strcmp(state, "23505")) return rc; /* not a unique violation */
+      if ((rc = run(b, "ROLLBACK TO SAVEPOINT pgb_fresh", "savepoint")))
+        return rc;
+      b->err[0] = 0;
+      if ((rc = copy_in(b, t->stage, t->copy_cols, &t->copy, state)))
+        return rc;
+      fallback = 1;
+    }
+  }
   if (t->ndead) {
     if ((rc = copy_in(b, t->dead, "", &t->dcopy, state)) ||
         (rc = run(b, t->lock_dead, "locking rows")))
@@ -946,25 +1028,17 @@ static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
     *written += strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
   }
-  if (!t->nlive) return 0;
-  if (t->fresh) {
-    if ((rc = run(b, "SAVEPOINT pgb_fresh", "savepoint"))) return rc;
-    rc = copy_in(b, t->qname, t->copy_cols, &t->copy, state);
-    if (!rc) {
-      *written += t->nlive;
-      return run(b, "RELEASE SAVEPOINT pgb_fresh", "savepoint");
-    }
-    if (strcmp(state, "23505")) return rc; /* not a unique violation */
-    if ((rc = run(b, "ROLLBACK TO SAVEPOINT pgb_fresh", "savepoint")))
-      return rc;
-    b->err[0] = 0;
-  }
-  if ((rc = copy_in(b, t->stage, t->copy_cols, &t->copy, state)) ||
-      (rc = run(b, t->lock_stage, "locking rows")))
+  if (t->nlive &&
+      (rc = copy_in(b, t->stage, t->copy_cols, &t->scopy, state)))
     return rc;
-  if (!(r = exec(b, t->ups_sql, PGRES_COMMAND_OK, "upsert", &rc))) return rc;
-  *written += strtoull(PQcmdTuples(r), NULL, 10);
-  PQclear(r);
+  if (t->nlive || fallback) {
+    if ((rc = run(b, t->lock_stage, "locking rows"))) return rc;
+    if (!(r = exec(b, t->ups_sql, PGRES_COMMAND_OK, "upsert", &rc)))
+      return rc;
+    *written += strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+  }
+  t->nfresh = t->nlive = t->ndead = 0; /* written */
   return 0;
 }
 
@@ -1006,8 +1080,9 @@ static int batch_end(pgb_bridge *b, uint64_t version) {
   uint64_t written = 0;
   unsigned i;
   int rc = 0;
+  if (b->stream) rc = flush_table(b, b->stream, &written);
   for (i = 0; i < b->nt && !rc; i++)
-    if (b->t[i].nlive || b->t[i].ndead)
+    if (b->t[i].nfresh || b->t[i].nlive || b->t[i].ndead)
       rc = flush_table(b, &b->t[i], &written);
   if (rc) return rc;
   snprintf(vbuf, sizeof vbuf, "%llu", (unsigned long long)version);
@@ -1087,7 +1162,7 @@ static int to_pg(pgb_bridge *b, pgb_pull *p, uint64_t *moved) {
       last = ch.version;
       if (ch.table >= b->nt) continue; /* a newer schema's table: not ours */
       if ((rc = stage_row(b, &b->t[ch.table], it, &ch, &hlc))) {
-        lib_fail(b, b->rep, rc, "reading a changed row");
+        if (rc != PGB_EPG) lib_fail(b, b->rep, rc, "reading a changed row");
         goto out;
       }
       if (first) {
@@ -1489,9 +1564,11 @@ void pgb_close(pgb_bridge *b) {
     free(b->t[i].lit);
     free(b->t[i].lit2);
     free(b->t[i].copy.p);
+    free(b->t[i].scopy.p);
     free(b->t[i].dcopy.p);
   }
   free(b->t);
+  free(b->row.p);
   sync_env_close(b->rep);
   sync_env_close(b->srv);
   free(b->state_path);
