@@ -980,6 +980,84 @@ static void test_fresh_there(void **state) {
   pgb_close(b);
 }
 
+/* TRUNCATE in Postgres deletes, everywhere, the rows Postgres held at
+ * that moment, like a DELETE of each: a row a device changed after it
+ * reached Postgres goes too (the delete wins, as a DELETE's would), a
+ * row that had not reached Postgres yet stays and arrives after, and a
+ * row Postgres held that the replica had not got yet is deleted as it
+ * arrives.  A TRUNCATE rolled back captures nothing; one in a REPEATABLE
+ * READ transaction is refused (its snapshot may miss rows that TRUNCATE
+ * removes).  Before the capture
+ * trigger for TRUNCATE the replica kept every row and sent them no more. */
+static void test_truncate(void **state) {
+  char db[64];
+  pgb_bridge *b;
+  sync_env *S;
+  PGconn *c;
+  mrow m[8];
+  uint64_t rs = seed ^ 0x7472756e;
+  rowset want = {0}, got = {0};
+  const int64_t keys[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  int64_t i;
+  (void)state;
+  fresh("trunc", db, sizeof db);
+  b = bridge_open(db, "trunc");
+  S = pgb_server_env(b);
+  c = pg_connect("trunc");
+  for (i = 0; i < 4; i++) { /* 0-3 from the replica */
+    random_row(&rs, &m[i]);
+    replica_put(S, i, m[i].v);
+  }
+  for (i = 4; i < 6; i++) { /* 4-5 from Postgres */
+    random_row(&rs, &m[i]);
+    pg_put(c, i, m[i].v);
+  }
+  catch_up(b);
+  assert_same("truncate: before", S, c);
+  pg_exec(c, "BEGIN");
+  pg_exec(c, "TRUNCATE items");
+  pg_exec(c, "ROLLBACK");
+  catch_up(b);
+  assert_same("truncate: rolled back", S, c);
+  /* an older snapshot than the truncation's cannot list what it removes */
+  pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+  {
+    PGresult *r = PQexec(c, "TRUNCATE items");
+    printf("pgbridge: truncate in repeatable read: %s",
+           PQresultErrorMessage(r));
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_non_null(strstr(PQresultErrorMessage(r), "needs READ COMMITTED"));
+    PQclear(r);
+  }
+  pg_exec(c, "ROLLBACK");
+  random_row(&rs, &m[1]); /* a device changes 1 after it reached Postgres */
+  replica_put(S, 1, m[1].v);
+  random_row(&rs, &m[6]); /* 6 has not reached Postgres */
+  replica_put(S, 6, m[6].v);
+  random_row(&rs, &m[7]); /* 7 is in Postgres, not yet in the replica */
+  pg_put(c, 7, m[7].v);
+  pg_exec(c, "TRUNCATE items");
+  for (i = 0; i < 8; i++) m[i].live = i == 6;
+  catch_up(b);
+  model_rows(m, keys, 8, &want);
+  replica_rows(S, &got);
+  assert_true(rowset_same("truncate: model / replica", &want, &got));
+  rowset_free(&got);
+  pg_rows(c, &got);
+  assert_true(rowset_same("truncate: model / postgres", &want, &got));
+  rowset_free(&got);
+  rowset_free(&want);
+  /* the table lives on: rows written after it cross both ways */
+  random_row(&rs, &m[2]);
+  replica_put(S, 2, m[2].v);
+  random_row(&rs, &m[3]);
+  pg_put(c, 3, m[3].v);
+  catch_up(b);
+  assert_same("truncate: after", S, c);
+  PQfinish(c);
+  pgb_close(b);
+}
+
 static void test_pg_restart(void **state) {
   char db[64];
   pgb_bridge *b;
@@ -1133,6 +1211,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_types),      cmocka_unit_test(test_kill9),
       cmocka_unit_test(test_outbox_pending), cmocka_unit_test(test_fresh_there),
+      cmocka_unit_test(test_truncate),
       cmocka_unit_test(test_pg_restart), cmocka_unit_test(test_altered),
       cmocka_unit_test(test_concurrent),
   };

@@ -321,10 +321,24 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
                    "trigger LANGUAGE plpgsql AS $sync$\nBEGIN\n"
                    "  IF current_setting('sync.bridge', true) = 'on' THEN "
                    "RETURN NULL; END IF;\n"
-                   "  IF TG_OP = 'DELETE' THEN\n"
-                   "    INSERT INTO _sync_outbox(tbl, op, r) VALUES (%s, 'd', "
+                   "  IF TG_OP = 'TRUNCATE' THEN\n"
+                   "    IF current_setting('transaction_isolation') <> "
+                   "'read committed' THEN\n"
+                   "      RAISE EXCEPTION 'TRUNCATE of %%, a table the sync "
+                   "bridge keeps, needs READ COMMITTED', TG_TABLE_NAME USING "
+                   "HINT = 'the rows it removes are captured as deletes, and "
+                   "an older snapshot does not see them all: use READ "
+                   "COMMITTED, or DELETE';\n"
+                   "    END IF;\n"
+                   "    INSERT INTO _sync_outbox(tbl, op, r) SELECT %s, 'd', "
                    "ARRAY[",
                    t->def.name, t->lit);
+  rc |= capture_expr(trig, "t", "\"key\"", t->def.key_type);
+  rc |= buf_printf(trig, "] FROM %s AS t;\n    RETURN NULL;\n  END IF;\n"
+                         "  IF TG_OP = 'DELETE' THEN\n"
+                         "    INSERT INTO _sync_outbox(tbl, op, r) VALUES (%s, "
+                         "'d', ARRAY[",
+                   t->qname, t->lit);
   rc |= capture_expr(trig, "OLD", "\"key\"", t->def.key_type);
   rc |= buf_printf(trig, "]);\n    RETURN NULL;\n  END IF;\n"
                          "  IF TG_OP = 'UPDATE' THEN\n"
@@ -345,10 +359,13 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
     rc |= capture_expr(trig, "NEW", q, t->def.columns[c].type);
     free(q);
   }
-  /* The trigger is made only when missing: CREATE TRIGGER locks the
+  /* The triggers are made only when missing: CREATE TRIGGER locks the
    * table against writers, who must not wait for a bridge that
-   * reconnects.  Its WHEN clause keeps the bridge's own writes from
-   * even queueing a trigger event (the function checks again). */
+   * reconnects.  The WHEN clause keeps the bridge's own writes from even
+   * queueing a trigger event (the function checks again).  TRUNCATE
+   * fires no row triggers: a statement trigger before it captures a
+   * delete of each row the table holds (it runs once TRUNCATE holds its
+   * lock, so no writer can add or remove a row in between). */
   rc |= buf_printf(trig,
                    "]);\n  RETURN NULL;\nEND\n$sync$;\n"
                    "DO $sync$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger "
@@ -356,9 +373,15 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
                    "'_sync_capture') THEN CREATE TRIGGER _sync_capture AFTER "
                    "INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW WHEN "
                    "(current_setting('sync.bridge', true) IS DISTINCT FROM "
-                   "'on') EXECUTE FUNCTION \"_sync_cap_%s\"(); END IF; END "
-                   "$sync$;\n",
-                   t->lit2, t->qname, t->def.name);
+                   "'on') EXECUTE FUNCTION \"_sync_cap_%s\"(); END IF;\n"
+                   "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = "
+                   "to_regclass(%s) AND tgname = '_sync_truncate') THEN "
+                   "CREATE TRIGGER _sync_truncate BEFORE TRUNCATE ON %s FOR "
+                   "EACH STATEMENT WHEN (current_setting('sync.bridge', true) "
+                   "IS DISTINCT FROM 'on') EXECUTE FUNCTION "
+                   "\"_sync_cap_%s\"(); END IF; END $sync$;\n",
+                   t->lit2, t->qname, t->def.name, t->lit2, t->qname,
+                   t->def.name);
   /* the staging tables: live rows as the table holds them, and keys */
   rc |= buf_printf(stage,
                    "CREATE TEMP TABLE IF NOT EXISTS %s (\"key\" %s) ON "
