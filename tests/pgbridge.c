@@ -1203,6 +1203,24 @@ static void test_altered(void **state) {
   pg_exec(c, "UPDATE _sync_bridge SET version = 0"); /* s was emptied: resend */
   catch_up(b);
   assert_same("altered, then altered back", S, c);
+  /* A constraint the replica's rows break fails the COPY of new rows as
+   * they stream: the batch rolls back whole, the connection stays
+   * usable, and once the constraint goes the rows arrive. */
+  pg_exec(c, "ALTER TABLE items ADD CONSTRAINT i_set CHECK (i IS NOT NULL) "
+             "NOT VALID");
+  for (i = 100; i < 3100; i++) { /* new rows: they stream */
+    random_row(&rs, &m);
+    if (i == 3000) m.v[0] = sync_null();
+    replica_put(S, i, m.v);
+  }
+  rc = pgb_step(b, NULL);
+  printf("pgbridge: altered: %s\n", pgb_errmsg(b));
+  assert_int_equal(rc, PGB_EPG);
+  assert_non_null(strstr(pgb_errmsg(b), "violates check constraint"));
+  assert_int_equal(pgb_step(b, NULL), PGB_EPG);
+  pg_exec(c, "ALTER TABLE items DROP CONSTRAINT i_set");
+  catch_up(b);
+  assert_same("a constraint broken, then dropped", S, c);
   PQfinish(c);
   pgb_close(b);
 }

@@ -893,15 +893,20 @@ static int copy_put(pgb_bridge *b, const char *p, size_t n) {
   return 0;
 }
 
-/* End the COPY in progress (the trailer sent here) and read its result;
- * *state is set to the SQLSTATE of a failure. */
-static int copy_end(pgb_bridge *b, char state[6]) {
+/* End the COPY in progress (the trailer sent here; with fail, fail it)
+ * and read its result; *state is set to the SQLSTATE of a failure.  The
+ * COPY is over when this returns, whatever it returns. */
+static int copy_end(pgb_bridge *b, const char *fail_msg, char state[6]) {
   PGresult *r;
-  int rc;
+  int rc, sent;
   state[0] = 0;
-  if (PQputCopyData(b->pg, "\377\377", 2) != 1 ||
-      PQputCopyEnd(b->pg, NULL) != 1)
-    return pg_fail(b, "copy", NULL);
+  sent = !fail_msg && PQputCopyData(b->pg, "\377\377", 2) == 1;
+  if (PQputCopyEnd(b->pg, sent ? NULL : fail_msg ? fail_msg : "no trailer") !=
+      1) {
+    rc = pg_fail(b, "copy", NULL);
+    while ((r = PQgetResult(b->pg))) PQclear(r);
+    return rc;
+  }
   r = PQgetResult(b->pg);
   rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail(b, "copy", r);
   if (rc && PQresultErrorField(r, PG_DIAG_SQLSTATE))
@@ -911,24 +916,33 @@ static int copy_end(pgb_bridge *b, char state[6]) {
   return rc;
 }
 
+/* End the COPY in progress as failed, keeping b's message (the reason). */
+static void copy_abort(pgb_bridge *b, const char *why) {
+  char state[6], keep[PGB_ERRMAX];
+  memcpy(keep, b->err, sizeof keep);
+  copy_end(b, why, state);
+  memcpy(b->err, keep, sizeof keep);
+}
+
 /* COPY bf (a whole stream, trailer added here) into table `into`. */
 static int copy_in(pgb_bridge *b, const char *into, const char *cols,
                    pgb_buf *bf, char state[6]) {
   int rc;
   state[0] = 0;
-  if ((rc = copy_start(b, into, cols)) || (rc = copy_put(b, bf->p, bf->len)))
+  if ((rc = copy_start(b, into, cols))) return rc;
+  if ((rc = copy_put(b, bf->p, bf->len))) {
+    copy_abort(b, "the bridge could not send it all");
     return rc;
-  return copy_end(b, state);
+  }
+  return copy_end(b, NULL, state);
 }
 
 /* Give up the stream of this batch, if any: Postgres fails the COPY,
  * and the transaction is rolled back after. */
 static void stream_abort(pgb_bridge *b) {
-  PGresult *r;
   if (!b->stream) return;
   b->stream = NULL;
-  if (b->pg && PQputCopyEnd(b->pg, "the bridge gave up the batch") == 1)
-    while ((r = PQgetResult(b->pg))) PQclear(r);
+  if (b->pg) copy_abort(b, "the bridge gave up the batch");
 }
 
 /* One changed row of the state replica into t's COPY streams: a
@@ -1023,9 +1037,11 @@ static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
   int rc, fallback = 0;
   if (t->nfresh) {
     if (b->stream == t) {
+      /* on a failure to send, unstage() ends the COPY */
+      if ((rc = copy_put(b, t->copy.p + t->sent, t->copy.len - t->sent)))
+        return rc;
       b->stream = NULL;
-      if (!(rc = copy_put(b, t->copy.p + t->sent, t->copy.len - t->sent)))
-        rc = copy_end(b, state);
+      rc = copy_end(b, NULL, state);
     } else if (!(rc = run(b, "SAVEPOINT pgb_fresh", "savepoint"))) {
       rc = copy_in(b, t->qname, t->copy_cols, &t->copy, state);
     } else {
