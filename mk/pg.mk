@@ -5,7 +5,7 @@
 # when its header is there; otherwise the workload prints a skip line).
 
 PG_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
-PG_LIBS   := -lpq
+PG_LIBS   := -lpq -lpthread
 PG_OBJ    := $(B)/pg-obj/pgbridge.o
 PG_H      := tools/pgbridge/pgbridge.h
 
@@ -26,3 +26,7 @@ TEST_EXTRA += $(B)/pg/test_pgbridge
 # The bench's pg workload, when libpq's header is installed.
 BENCH_PG := $(if $(wildcard /usr/include/postgresql/libpq-fe.h),\
   -DBENCH_HAVE_PG $(PG_CFLAGS) tools/pgbridge/pgbridge.c $(PG_LIBS))
+
+# The README's PostgreSQL walkthrough, extracted and run as written
+# (tests/readme_pg.sh; it starts a PostgreSQL of its own, like the test).
+TEST_EXTRA += tests/readme_pg.sh

@@ -941,6 +941,186 @@ static void test_outbox_pending(void **state) {
   pgb_close(b);
 }
 
+/* Rows never written before stream straight into the table while the
+ * bridge reads them; one that Postgres holds after all (here written
+ * uncaptured, as a client's insert racing the batch would be) fails the
+ * COPY well after its first pieces were sent, and the batch goes the
+ * general way, the replica's row replacing Postgres'. */
+static void test_fresh_there(void **state) {
+  char db[64];
+  pgb_bridge *b;
+  sync_env *S;
+  sync_txn *x;
+  PGconn *c;
+  uint64_t rs = seed ^ 0x66726573;
+  pgb_stats st;
+  mrow m;
+  int64_t i;
+  (void)state;
+  fresh("fresh", db, sizeof db);
+  b = bridge_open_batch(db, "fresh", 20000);
+  S = pgb_server_env(b);
+  c = pg_connect("fresh");
+  pg_exec(c, "SET sync.bridge = 'on'"); /* this session is not captured */
+  random_row(&rs, &m);
+  pg_put(c, 7000, m.v);
+  TU_OK(sync_txn_begin(S, 0, &x));
+  for (i = 0; i < 8000; i++) { /* about 800 KiB of COPY */
+    unsigned char kb[8];
+    random_row(&rs, &m);
+    sync_key_int(i, kb);
+    TU_OK(sync_put(x, 0, kb, 8, m.v, NCOL));
+  }
+  TU_OK(sync_txn_commit(x));
+  catch_up(b);
+  pgb_stats_get(b, &st);
+  assert_int_equal(st.batches, 1);
+  assert_same("fresh rows, one already there", S, c);
+  PQfinish(c);
+  pgb_close(b);
+}
+
+/* TRUNCATE in Postgres deletes, everywhere, the rows Postgres held at
+ * that moment, like a DELETE of each: a row a device changed after it
+ * reached Postgres goes too (the delete wins, as a DELETE's would), a
+ * row that had not reached Postgres yet stays and arrives after, and a
+ * row Postgres held that the replica had not got yet is deleted as it
+ * arrives.  A TRUNCATE rolled back captures nothing; one in a REPEATABLE
+ * READ transaction is refused (its snapshot may miss rows that TRUNCATE
+ * removes).  Before the capture
+ * trigger for TRUNCATE the replica kept every row and sent them no more. */
+static void test_truncate(void **state) {
+  char db[64];
+  pgb_bridge *b;
+  sync_env *S;
+  PGconn *c;
+  mrow m[8];
+  uint64_t rs = seed ^ 0x7472756e;
+  rowset want = {0}, got = {0};
+  const int64_t keys[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  int64_t i;
+  (void)state;
+  fresh("trunc", db, sizeof db);
+  b = bridge_open(db, "trunc");
+  S = pgb_server_env(b);
+  c = pg_connect("trunc");
+  for (i = 0; i < 4; i++) { /* 0-3 from the replica */
+    random_row(&rs, &m[i]);
+    replica_put(S, i, m[i].v);
+  }
+  for (i = 4; i < 6; i++) { /* 4-5 from Postgres */
+    random_row(&rs, &m[i]);
+    pg_put(c, i, m[i].v);
+  }
+  catch_up(b);
+  assert_same("truncate: before", S, c);
+  pg_exec(c, "BEGIN");
+  pg_exec(c, "TRUNCATE items");
+  pg_exec(c, "ROLLBACK");
+  catch_up(b);
+  assert_same("truncate: rolled back", S, c);
+  /* an older snapshot than the truncation's cannot list what it removes */
+  pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+  {
+    PGresult *r = PQexec(c, "TRUNCATE items");
+    printf("pgbridge: truncate in repeatable read: %s",
+           PQresultErrorMessage(r));
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_non_null(strstr(PQresultErrorMessage(r), "needs READ COMMITTED"));
+    PQclear(r);
+  }
+  pg_exec(c, "ROLLBACK");
+  random_row(&rs, &m[1]); /* a device changes 1 after it reached Postgres */
+  replica_put(S, 1, m[1].v);
+  random_row(&rs, &m[6]); /* 6 has not reached Postgres */
+  replica_put(S, 6, m[6].v);
+  random_row(&rs, &m[7]); /* 7 is in Postgres, not yet in the replica */
+  pg_put(c, 7, m[7].v);
+  pg_exec(c, "TRUNCATE items");
+  for (i = 0; i < 8; i++) m[i].live = i == 6;
+  catch_up(b);
+  model_rows(m, keys, 8, &want);
+  replica_rows(S, &got);
+  assert_true(rowset_same("truncate: model / replica", &want, &got));
+  rowset_free(&got);
+  pg_rows(c, &got);
+  assert_true(rowset_same("truncate: model / postgres", &want, &got));
+  rowset_free(&got);
+  rowset_free(&want);
+  /* the table lives on: rows written after it cross both ways */
+  random_row(&rs, &m[2]);
+  replica_put(S, 2, m[2].v);
+  random_row(&rs, &m[3]);
+  pg_put(c, 3, m[3].v);
+  catch_up(b);
+  assert_same("truncate: after", S, c);
+  PQfinish(c);
+  pgb_close(b);
+}
+
+/* The plan of a query, one line per row. */
+static void explain(PGconn *c, const char *sql, char *out, size_t cap) {
+  char q[1024];
+  PGresult *r;
+  int i;
+  size_t n = 0;
+  snprintf(q, sizeof q, "EXPLAIN %s", sql);
+  r = PQexec(c, q);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    print_error("%s: %s", q, PQresultErrorMessage(r));
+    fail();
+  }
+  out[0] = 0;
+  for (i = 0; i < PQntuples(r) && n + 1 < cap; i++)
+    n += (size_t)snprintf(out + n, cap - n, "%s\n", PQgetvalue(r, i, 0));
+  PQclear(r);
+}
+
+/* What the bridge asks of the outbox goes through an index, however
+ * large the outbox grows (a backend's bulk import, a bridge that was
+ * down): the entries of a table in order, the entries of a key (asked
+ * for each row written to Postgres: a key with entries waiting is left
+ * alone), and the oldest entries (the lag).  The same predicates as the
+ * bridge's statements, over 20,000 entries (400 of tags).  Without the index on
+ * (tbl, r[1]) every row written looked at every entry of its table. */
+static void test_outbox_index(void **state) {
+  char db[64], plan[4096];
+  pgb_bridge *b;
+  PGconn *c;
+  (void)state;
+  fresh("oindex", db, sizeof db);
+  b = bridge_open(db, "oindex");
+  c = pg_connect("oindex");
+  pg_exec(c, "INSERT INTO _sync_outbox (tbl, op, r) SELECT "
+             "CASE WHEN g % 50 = 0 THEN 'tags' ELSE 'items' END, 'u', "
+             "ARRAY[g::text, '1', NULL, NULL, NULL] FROM "
+             "generate_series(1, 20000) g");
+  pg_exec(c, "INSERT INTO items (key) SELECT g FROM generate_series(1, 50) g");
+  pg_exec(c, "ANALYZE _sync_outbox");
+  pg_exec(c, "ANALYZE items");
+  explain(c,
+          "SELECT 1 FROM items s WHERE NOT EXISTS (SELECT 1 FROM "
+          "_sync_outbox o WHERE o.tbl = 'items' AND o.r[1] = s.key::text)",
+          plan, sizeof plan);
+  printf("pgbridge: outbox index: a key's entries:\n%s", plan);
+  assert_non_null(strstr(plan, "_sync_outbox_key"));
+  explain(c,
+          "SELECT id FROM _sync_outbox WHERE tbl = 'tags' ORDER BY id "
+          "LIMIT 50",
+          plan, sizeof plan);
+  printf("pgbridge: outbox index: a table's entries:\n%s", plan);
+  assert_non_null(strstr(plan, "_sync_outbox_tbl"));
+  assert_null(strstr(plan, "Seq Scan"));
+  explain(c, "SELECT at FROM _sync_outbox ORDER BY id LIMIT 100", plan,
+          sizeof plan);
+  printf("pgbridge: outbox index: the oldest entries:\n%s", plan);
+  assert_non_null(strstr(plan, "_sync_outbox_pkey"));
+  assert_null(strstr(plan, "Seq Scan"));
+  pg_exec(c, "DELETE FROM _sync_outbox");
+  PQfinish(c);
+  pgb_close(b);
+}
+
 static void test_pg_restart(void **state) {
   char db[64];
   pgb_bridge *b;
@@ -1023,6 +1203,24 @@ static void test_altered(void **state) {
   pg_exec(c, "UPDATE _sync_bridge SET version = 0"); /* s was emptied: resend */
   catch_up(b);
   assert_same("altered, then altered back", S, c);
+  /* A constraint the replica's rows break fails the COPY of new rows as
+   * they stream: the batch rolls back whole, the connection stays
+   * usable, and once the constraint goes the rows arrive. */
+  pg_exec(c, "ALTER TABLE items ADD CONSTRAINT i_set CHECK (i IS NOT NULL) "
+             "NOT VALID");
+  for (i = 100; i < 3100; i++) { /* new rows: they stream */
+    random_row(&rs, &m);
+    if (i == 3000) m.v[0] = sync_null();
+    replica_put(S, i, m.v);
+  }
+  rc = pgb_step(b, NULL);
+  printf("pgbridge: altered: %s\n", pgb_errmsg(b));
+  assert_int_equal(rc, PGB_EPG);
+  assert_non_null(strstr(pgb_errmsg(b), "violates check constraint"));
+  assert_int_equal(pgb_step(b, NULL), PGB_EPG);
+  pg_exec(c, "ALTER TABLE items DROP CONSTRAINT i_set");
+  catch_up(b);
+  assert_same("a constraint broken, then dropped", S, c);
   PQfinish(c);
   pgb_close(b);
 }
@@ -1093,7 +1291,8 @@ static void test_concurrent(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_types),      cmocka_unit_test(test_kill9),
-      cmocka_unit_test(test_outbox_pending),
+      cmocka_unit_test(test_outbox_pending), cmocka_unit_test(test_fresh_there),
+      cmocka_unit_test(test_truncate), cmocka_unit_test(test_outbox_index),
       cmocka_unit_test(test_pg_restart), cmocka_unit_test(test_altered),
       cmocka_unit_test(test_concurrent),
   };

@@ -33,6 +33,7 @@
 
 #include <libpq-fe.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,12 @@
 
 #define PGB_BATCH 5000
 #define PGB_ERRMAX 600
+/* A step starts no new batch towards Postgres after this long. */
+#define PGB_STEP_MS 1000
+/* Rows a step leaves are counted for lag_rows up to this many batches. */
+#define PGB_LAG_COUNT_BATCHES 8
+/* A streaming COPY sends what it has staged in pieces of this size. */
+#define PGB_STREAM_CHUNK (256u * 1024u)
 
 /* A growable byte buffer (the COPY stream, SQL text). */
 typedef struct pgb_buf {
@@ -60,10 +67,12 @@ typedef struct pgb_table {
   char *sel_out; /* this table's outbox entries, oldest first */
   char *del_sql, *ups_sql;
   char *lock_dead, *lock_stage; /* lock the rows about to be written */
-  pgb_buf copy;  /* binary COPY of the live rows staged for this batch */
-  pgb_buf dcopy; /* and of the deleted keys */
-  size_t nlive, ndead;
-  int fresh; /* every live row staged is new: never replaced anything */
+  /* This batch's rows as binary COPY streams: live rows never written
+   * before (fresh: straight into the table), other live rows (through
+   * the staging table and the upsert), deleted keys. */
+  pgb_buf copy, scopy, dcopy;
+  size_t nfresh, nlive, ndead;
+  size_t sent; /* bytes of copy already streamed to Postgres */
 } pgb_table;
 
 struct pgb_bridge {
@@ -80,6 +89,9 @@ struct pgb_bridge {
   uint64_t pulled_v; /* the server replica's version at the last pull */
   uint64_t pushed_v; /* the state replica's after the last push (or after
                         a pull that brought only the server's rows) */
+  pgb_buf row;        /* the row being staged */
+  pgb_table *stream;  /* the table whose fresh rows stream as they come */
+  int stream_used;    /* a stream was opened in this batch */
   pgb_stats st;
   char err[PGB_ERRMAX];
 };
@@ -94,10 +106,15 @@ static int fail(pgb_bridge *b, int rc, const char *fmt, ...) {
   return rc;
 }
 
-static int lib_fail(pgb_bridge *b, sync_env *env, int rc, const char *what) {
+static int lib_fail_in(char *err, sync_env *env, int rc, const char *what) {
   const char *m = env ? sync_env_errmsg(env) : "";
-  return fail(b, rc, "%s: %s%s%s", what, sync_strerror(rc), *m ? ": " : "",
-              m);
+  snprintf(err, PGB_ERRMAX, "%s: %s%s%s", what, sync_strerror(rc),
+           *m ? ": " : "", m);
+  return rc;
+}
+
+static int lib_fail(pgb_bridge *b, sync_env *env, int rc, const char *what) {
+  return lib_fail_in(b->err, env, rc, what);
 }
 
 /* Postgres' own words, without the trailing newline. */
@@ -304,10 +321,24 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
                    "trigger LANGUAGE plpgsql AS $sync$\nBEGIN\n"
                    "  IF current_setting('sync.bridge', true) = 'on' THEN "
                    "RETURN NULL; END IF;\n"
-                   "  IF TG_OP = 'DELETE' THEN\n"
-                   "    INSERT INTO _sync_outbox(tbl, op, r) VALUES (%s, 'd', "
+                   "  IF TG_OP = 'TRUNCATE' THEN\n"
+                   "    IF current_setting('transaction_isolation') <> "
+                   "'read committed' THEN\n"
+                   "      RAISE EXCEPTION 'TRUNCATE of %%, a table the sync "
+                   "bridge keeps, needs READ COMMITTED', TG_TABLE_NAME USING "
+                   "HINT = 'the rows it removes are captured as deletes, and "
+                   "an older snapshot does not see them all: use READ "
+                   "COMMITTED, or DELETE';\n"
+                   "    END IF;\n"
+                   "    INSERT INTO _sync_outbox(tbl, op, r) SELECT %s, 'd', "
                    "ARRAY[",
                    t->def.name, t->lit);
+  rc |= capture_expr(trig, "t", "\"key\"", t->def.key_type);
+  rc |= buf_printf(trig, "] FROM %s AS t;\n    RETURN NULL;\n  END IF;\n"
+                         "  IF TG_OP = 'DELETE' THEN\n"
+                         "    INSERT INTO _sync_outbox(tbl, op, r) VALUES (%s, "
+                         "'d', ARRAY[",
+                   t->qname, t->lit);
   rc |= capture_expr(trig, "OLD", "\"key\"", t->def.key_type);
   rc |= buf_printf(trig, "]);\n    RETURN NULL;\n  END IF;\n"
                          "  IF TG_OP = 'UPDATE' THEN\n"
@@ -328,10 +359,13 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
     rc |= capture_expr(trig, "NEW", q, t->def.columns[c].type);
     free(q);
   }
-  /* The trigger is made only when missing: CREATE TRIGGER locks the
+  /* The triggers are made only when missing: CREATE TRIGGER locks the
    * table against writers, who must not wait for a bridge that
-   * reconnects.  Its WHEN clause keeps the bridge's own writes from
-   * even queueing a trigger event (the function checks again). */
+   * reconnects.  The WHEN clause keeps the bridge's own writes from even
+   * queueing a trigger event (the function checks again).  TRUNCATE
+   * fires no row triggers: a statement trigger before it captures a
+   * delete of each row the table holds (it runs once TRUNCATE holds its
+   * lock, so no writer can add or remove a row in between). */
   rc |= buf_printf(trig,
                    "]);\n  RETURN NULL;\nEND\n$sync$;\n"
                    "DO $sync$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger "
@@ -339,9 +373,15 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
                    "'_sync_capture') THEN CREATE TRIGGER _sync_capture AFTER "
                    "INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW WHEN "
                    "(current_setting('sync.bridge', true) IS DISTINCT FROM "
-                   "'on') EXECUTE FUNCTION \"_sync_cap_%s\"(); END IF; END "
-                   "$sync$;\n",
-                   t->lit2, t->qname, t->def.name);
+                   "'on') EXECUTE FUNCTION \"_sync_cap_%s\"(); END IF;\n"
+                   "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = "
+                   "to_regclass(%s) AND tgname = '_sync_truncate') THEN "
+                   "CREATE TRIGGER _sync_truncate BEFORE TRUNCATE ON %s FOR "
+                   "EACH STATEMENT WHEN (current_setting('sync.bridge', true) "
+                   "IS DISTINCT FROM 'on') EXECUTE FUNCTION "
+                   "\"_sync_cap_%s\"(); END IF; END $sync$;\n",
+                   t->lit2, t->qname, t->def.name, t->lit2, t->qname,
+                   t->def.name);
   /* the staging tables: live rows as the table holds them, and keys */
   rc |= buf_printf(stage,
                    "CREATE TEMP TABLE IF NOT EXISTS %s (\"key\" %s) ON "
@@ -578,7 +618,9 @@ static int pg_connect(pgb_bridge *b) {
                 "timestamptz NOT NULL DEFAULT clock_timestamp(), r text[] "
                 "NOT NULL);\n"
                 "CREATE INDEX IF NOT EXISTS _sync_outbox_tbl ON "
-                "_sync_outbox (tbl, id)",
+                "_sync_outbox (tbl, id);\n"
+                "CREATE INDEX IF NOT EXISTS _sync_outbox_key ON "
+                "_sync_outbox (tbl, (r[1]))",
                 "creating the outbox")))
     goto out;
   r = PQexecParams(b->pg,
@@ -608,6 +650,187 @@ out:
   }
   b->st.connected = 1;
   return 0;
+}
+
+/* ---- the pull: server replica -> state replica ------------------- */
+
+static uint64_t version_of(sync_env *env) {
+  sync_txn *x;
+  uint64_t v = 0;
+  if (!sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) {
+    v = sync_txn_version(x);
+    sync_txn_abort(x);
+  }
+  return v;
+}
+
+/* A pull of the server replica into the state replica, run on a thread
+ * of its own while to_pg writes what it has already committed: the pull
+ * (the library's apply) and Postgres' work on the batches overlap.
+ * to_pg reads no version the pull has not published in `durable`, the
+ * state replica's version after a commit that returned (durable, in the
+ * default mode), so the cursor stored in Postgres never names a version
+ * that a power cut could take back. */
+typedef struct pgb_pull {
+  pgb_bridge *b;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uint64_t durable; /* the state replica's version after the last commit */
+  uint64_t moved;
+  int done, stop, rc;
+  char err[PGB_ERRMAX];
+} pgb_pull;
+
+/* Pull everything recv lacks of send, chunk by chunk, each chunk applied
+ * with its cursor (the library's own crash safety).  The sender records
+ * the requester's progress (sync_request_ack, for its tombstone
+ * collection) once, with the first chunk: acknowledging each chunk would
+ * cost a durable write transaction on the sender per chunk, and an older
+ * acknowledgement only delays a collection.  With p, each commit is
+ * published to to_pg, and p->stop ends the pull between chunks.  Errors
+ * go to err. */
+static int xfer(pgb_bridge *b, char *err, sync_env *recv, sync_env *send,
+                const uint8_t send_site[16], uint64_t *moved, pgb_pull *p) {
+  sync_delta_opts o;
+  int rc, reset = 0, last = 0, acked = 0;
+  memset(&o, 0, sizeof o);
+  o.max_rows = b->o.batch_rows;
+  while (!last) {
+    sync_txn *rt = NULL, *st = NULL;
+    sync_request *req = NULL;
+    sync_delta *d = NULL;
+    sync_apply_report rep;
+    if (p) {
+      pthread_mutex_lock(&p->mu);
+      rc = p->stop;
+      pthread_mutex_unlock(&p->mu);
+      if (rc) return 0;
+    }
+    if ((rc = sync_txn_begin(recv, SYNC_TXN_RDONLY, &rt)))
+      return lib_fail_in(err, recv, rc, "replica");
+    rc = sync_request_make(rt, send_site, &req);
+    sync_txn_abort(rt);
+    if (rc) return lib_fail_in(err, recv, rc, "request");
+    if (acked) {
+      if (!(rc = sync_txn_begin(send, SYNC_TXN_RDONLY, &st))) {
+        rc = sync_delta_make(st, req, &o, &d);
+        sync_txn_abort(st);
+      }
+    } else if (!(rc = sync_txn_begin(send, 0, &st))) {
+      rc = sync_request_ack(st, req);
+      if (!rc || rc == SYNC_EHISTORY) rc = sync_delta_make(st, req, &o, &d);
+      if (!rc)
+        rc = sync_txn_commit(st);
+      else
+        sync_txn_abort(st);
+      acked = !rc;
+    }
+    sync_request_free(req);
+    if (rc == SYNC_ESTALE && !reset) {
+      /* the sender collected tombstones we may lack: start again */
+      reset = 1;
+      sync_delta_free(d);
+      if ((rc = sync_txn_begin(recv, 0, &rt)) ||
+          (rc = sync_peer_reset(rt, send_site)) ||
+          (rc = sync_txn_commit(rt)))
+        return lib_fail_in(err, recv, rc, "peer reset");
+      continue;
+    }
+    if (rc) {
+      sync_delta_free(d);
+      return lib_fail_in(err, send, rc, "cutting a chunk");
+    }
+    if ((rc = sync_txn_begin(recv, 0, &rt))) {
+      sync_delta_free(d);
+      return lib_fail_in(err, recv, rc, "replica");
+    }
+    rc = sync_delta_apply(rt, d, SYNC_APPLY_MERGE, &rep);
+    if (!rc)
+      rc = sync_txn_commit(rt);
+    else
+      sync_txn_abort(rt);
+    last = sync_delta_last(d);
+    sync_delta_free(d);
+    if (rc) return lib_fail_in(err, recv, rc, "applying a chunk");
+    *moved += rep.inserted + rep.updated + rep.deleted;
+    if (p) {
+      uint64_t v = version_of(recv);
+      pthread_mutex_lock(&p->mu);
+      p->durable = v;
+      pthread_cond_signal(&p->cv);
+      pthread_mutex_unlock(&p->mu);
+    }
+  }
+  return 0;
+}
+
+static void *pull_main(void *arg) {
+  pgb_pull *p = (pgb_pull *)arg;
+  pgb_bridge *b = p->b;
+  uint64_t moved = 0;
+  int rc = xfer(b, p->err, b->rep, b->srv, b->srv_site, &moved, p);
+  pthread_mutex_lock(&p->mu);
+  p->rc = rc;
+  p->moved = moved;
+  p->done = 1;
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+/* Start the pull; the state replica's version now is durable. */
+static int pull_start(pgb_bridge *b, pgb_pull *p) {
+  memset(p, 0, sizeof *p);
+  p->b = b;
+  p->durable = version_of(b->rep);
+  if (pthread_mutex_init(&p->mu, NULL)) return fail(b, SYNC_ENOMEM, "mutex");
+  if (pthread_cond_init(&p->cv, NULL)) {
+    pthread_mutex_destroy(&p->mu);
+    return fail(b, SYNC_ENOMEM, "condition variable");
+  }
+  if (pthread_create(&p->th, NULL, pull_main, p)) {
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    return fail(b, SYNC_ENOMEM, "cannot start the pull's thread");
+  }
+  return 0;
+}
+
+/* The newest version to_pg may read, and whether the pull is over (p
+ * NULL: no pull, every version is there). */
+static int pull_bound(pgb_pull *p, uint64_t *bound) {
+  int done;
+  if (!p) {
+    *bound = UINT64_MAX;
+    return 1;
+  }
+  pthread_mutex_lock(&p->mu);
+  *bound = p->durable;
+  done = p->done;
+  pthread_mutex_unlock(&p->mu);
+  return done;
+}
+
+/* Wait until the pull publishes a version after v, or ends. */
+static void pull_wait(pgb_pull *p, uint64_t v) {
+  pthread_mutex_lock(&p->mu);
+  while (!p->done && p->durable <= v) pthread_cond_wait(&p->cv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Stop (when stop) and join the pull; its error, if any, becomes b's. */
+static int pull_end(pgb_bridge *b, pgb_pull *p, int stop, uint64_t *moved) {
+  int rc;
+  pthread_mutex_lock(&p->mu);
+  p->stop = stop;
+  pthread_mutex_unlock(&p->mu);
+  pthread_join(p->th, NULL);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  *moved += p->moved;
+  if ((rc = p->rc)) memcpy(b->err, p->err, sizeof b->err);
+  return rc;
 }
 
 /* ---- replica -> Postgres ---------------------------------------------- */
@@ -645,89 +868,45 @@ static void hex_str(const uint8_t *p, size_t n, char *out) {
   out[2 * n] = 0;
 }
 
-/* One changed row of the state replica into t's COPY streams: a
- * tombstone's key into dcopy, a live row (key, columns, and with --audit
- * its newest stamp and that stamp's site) into copy.  *hlc is set to the
- * newest stamp.  A live row is fresh when it was inserted once and never
- * replaced anything (causal length 1, no column with a base) and not
- * written by the bridge from Postgres: Postgres cannot hold it yet. */
-static int stage_row(pgb_bridge *b, pgb_table *t, sync_changes *it,
-                     const sync_change *ch, uint64_t *hlc) {
-  pgb_buf *bf = ch->causal_length & 1 ? &t->copy : &t->dcopy;
-  sync_stamp newest = ch->row_stamp;
-  unsigned c;
-  int rc = 0, fresh = ch->causal_length == 1;
-  char site[33];
-  if (!bf->len && buf_put(bf, COPY_HEAD, sizeof COPY_HEAD)) return SYNC_ENOMEM;
-  if (bf == &t->dcopy) {
-    rc |= buf_be(bf, 1, 2);
-    t->ndead++;
-  } else {
-    rc |= buf_be(bf, 1u + t->def.ncolumns + (b->o.audit ? 2u : 0u), 2);
-    t->nlive++;
-  }
-  if (t->def.key_type == SYNC_INTEGER && ch->key.len == 8)
-    rc |= put_value(bf, &(sync_value){.type = SYNC_INTEGER,
-                                      .i = sync_key_int_decode(ch->key.data)});
-  else
-    rc |= put_field(bf, ch->key.data, ch->key.len);
-  for (c = 0; bf == &t->copy && c < t->def.ncolumns && !rc; c++) {
-    sync_value v;
-    sync_stamp s, base;
-    int r = sync_changes_column(it, c, &v, &s, &base);
-    if (r == SYNC_NOTFOUND) {
-      rc |= put_null(bf);
-      continue;
-    }
-    if (r) return r;
-    if (s.hlc > newest.hlc) newest = s;
-    if (base.hlc) fresh = 0;
-    rc |= put_value(bf, &v);
-  }
-  if (bf == &t->copy) {
-    if (!memcmp(newest.site, b->rep_site, 16)) fresh = 0;
-    if (!fresh) t->fresh = 0;
-    if (b->o.audit) {
-      hex_str(newest.site, 16, site);
-      rc |= buf_be(bf, 8, 4) || buf_be(bf, newest.hlc, 8);
-      rc |= put_field(bf, site, 32);
-    }
-  }
-  *hlc = newest.hlc;
-  return rc ? SYNC_ENOMEM : 0;
-}
-
-static void unstage(pgb_bridge *b) {
-  unsigned i;
-  for (i = 0; i < b->nt; i++) {
-    b->t[i].copy.len = b->t[i].dcopy.len = 0;
-    b->t[i].nlive = b->t[i].ndead = 0;
-    b->t[i].fresh = 1;
-  }
-}
-
-/* COPY bf (a whole stream, trailer added here) into table `into`.
- * *state is set to the SQLSTATE of a failure. */
-static int copy_in(pgb_bridge *b, const char *into, const char *cols,
-                   pgb_buf *bf, char state[6]) {
+/* Start COPY into table `into` (columns cols).  *state is set to the
+ * SQLSTATE of a failure. */
+static int copy_start(pgb_bridge *b, const char *into, const char *cols) {
   pgb_buf sql = {0};
   PGresult *r;
   int rc;
-  state[0] = 0;
   if (buf_printf(&sql, "COPY %s %s FROM STDIN (FORMAT binary)", into, cols))
     return SYNC_ENOMEM;
   r = PQexec(b->pg, sql.p);
   free(sql.p);
-  if (PQresultStatus(r) != PGRES_COPY_IN) {
-    rc = pg_fail(b, "copy", r);
-    PQclear(r);
+  rc = PQresultStatus(r) == PGRES_COPY_IN ? 0 : pg_fail(b, "copy", r);
+  PQclear(r);
+  return rc;
+}
+
+static int copy_put(pgb_bridge *b, const char *p, size_t n) {
+  while (n) {
+    int k = n > INT32_MAX ? INT32_MAX : (int)n;
+    if (PQputCopyData(b->pg, p, k) != 1) return pg_fail(b, "copy", NULL);
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+/* End the COPY in progress (the trailer sent here; with fail, fail it)
+ * and read its result; *state is set to the SQLSTATE of a failure.  The
+ * COPY is over when this returns, whatever it returns. */
+static int copy_end(pgb_bridge *b, const char *fail_msg, char state[6]) {
+  PGresult *r;
+  int rc, sent;
+  state[0] = 0;
+  sent = !fail_msg && PQputCopyData(b->pg, "\377\377", 2) == 1;
+  if (PQputCopyEnd(b->pg, sent ? NULL : fail_msg ? fail_msg : "no trailer") !=
+      1) {
+    rc = pg_fail(b, "copy", NULL);
+    while ((r = PQgetResult(b->pg))) PQclear(r);
     return rc;
   }
-  PQclear(r);
-  if (PQputCopyData(b->pg, bf->p, (int)bf->len) != 1 ||
-      PQputCopyData(b->pg, "\377\377", 2) != 1 ||
-      PQputCopyEnd(b->pg, NULL) != 1)
-    return pg_fail(b, "copy", NULL);
   r = PQgetResult(b->pg);
   rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail(b, "copy", r);
   if (rc && PQresultErrorField(r, PG_DIAG_SQLSTATE))
@@ -737,16 +916,151 @@ static int copy_in(pgb_bridge *b, const char *into, const char *cols,
   return rc;
 }
 
-/* Write t's staged rows: deleted keys through their staging table; live
- * rows that are all fresh straight into the table with COPY (under a
- * savepoint: should a key be there after all, the unique violation sends
- * them the general way), else through the staging table with an upsert
- * that writes only rows whose values differ.  *written counts the
- * Postgres rows that changed. */
+/* End the COPY in progress as failed, keeping b's message (the reason). */
+static void copy_abort(pgb_bridge *b, const char *why) {
+  char state[6], keep[PGB_ERRMAX];
+  memcpy(keep, b->err, sizeof keep);
+  copy_end(b, why, state);
+  memcpy(b->err, keep, sizeof keep);
+}
+
+/* COPY bf (a whole stream, trailer added here) into table `into`. */
+static int copy_in(pgb_bridge *b, const char *into, const char *cols,
+                   pgb_buf *bf, char state[6]) {
+  int rc;
+  state[0] = 0;
+  if ((rc = copy_start(b, into, cols))) return rc;
+  if ((rc = copy_put(b, bf->p, bf->len))) {
+    copy_abort(b, "the bridge could not send it all");
+    return rc;
+  }
+  return copy_end(b, NULL, state);
+}
+
+/* Give up the stream of this batch, if any: Postgres fails the COPY,
+ * and the transaction is rolled back after. */
+static void stream_abort(pgb_bridge *b) {
+  if (!b->stream) return;
+  b->stream = NULL;
+  if (b->pg) copy_abort(b, "the bridge gave up the batch");
+}
+
+/* One changed row of the state replica into t's COPY streams: a
+ * tombstone's key into dcopy; a live row (key, columns, and with --audit
+ * its newest stamp and that stamp's site) into copy when it is fresh,
+ * into scopy otherwise.  A live row is fresh when it was inserted once
+ * and never replaced anything (causal length 1, no column with a base)
+ * and not written by the bridge from Postgres: Postgres cannot hold it
+ * yet.  The first fresh row of the batch opens a COPY straight into its
+ * table (under a savepoint: should a key be there after all, the unique
+ * violation sends the rows the general way), and that table's fresh rows
+ * are sent as they are staged, so that Postgres works on them while the
+ * next are read.  *hlc is set to the newest stamp. */
+static int stage_row(pgb_bridge *b, pgb_table *t, sync_changes *it,
+                     const sync_change *ch, uint64_t *hlc) {
+  pgb_buf *row = &b->row, *bf;
+  sync_stamp newest = ch->row_stamp;
+  unsigned c;
+  int rc = 0, live = ch->causal_length & 1, fresh = ch->causal_length == 1;
+  char site[33];
+  row->len = 0;
+  rc |= buf_be(row, live ? 1u + t->def.ncolumns + (b->o.audit ? 2u : 0u) : 1u,
+               2);
+  if (t->def.key_type == SYNC_INTEGER && ch->key.len == 8)
+    rc |= put_value(row, &(sync_value){.type = SYNC_INTEGER,
+                                       .i = sync_key_int_decode(ch->key.data)});
+  else
+    rc |= put_field(row, ch->key.data, ch->key.len);
+  for (c = 0; live && c < t->def.ncolumns && !rc; c++) {
+    sync_value v;
+    sync_stamp s, base;
+    int r = sync_changes_column(it, c, &v, &s, &base);
+    if (r == SYNC_NOTFOUND) {
+      rc |= put_null(row);
+      continue;
+    }
+    if (r) return r;
+    if (s.hlc > newest.hlc) newest = s;
+    if (base.hlc) fresh = 0;
+    rc |= put_value(row, &v);
+  }
+  if (live && !memcmp(newest.site, b->rep_site, 16)) fresh = 0;
+  if (live && b->o.audit) {
+    hex_str(newest.site, 16, site);
+    rc |= buf_be(row, 8, 4) || buf_be(row, newest.hlc, 8);
+    rc |= put_field(row, site, 32);
+  }
+  *hlc = newest.hlc;
+  if (rc) return SYNC_ENOMEM;
+  bf = !live ? &t->dcopy : fresh ? &t->copy : &t->scopy;
+  if (!bf->len && buf_put(bf, COPY_HEAD, sizeof COPY_HEAD)) return SYNC_ENOMEM;
+  if (buf_put(bf, row->p, row->len)) return SYNC_ENOMEM;
+  if (bf == &t->dcopy) t->ndead++;
+  else if (bf == &t->scopy) t->nlive++;
+  else if (t->nfresh++ == 0 && !b->stream_used) {
+    b->stream_used = 1;
+    if ((rc = run(b, "SAVEPOINT pgb_fresh", "savepoint")) ||
+        (rc = copy_start(b, t->qname, t->copy_cols)))
+      return rc;
+    b->stream = t;
+    t->sent = 0;
+  }
+  if (b->stream == t && t->copy.len - t->sent >= PGB_STREAM_CHUNK) {
+    if ((rc = copy_put(b, t->copy.p + t->sent, t->copy.len - t->sent)))
+      return rc;
+    t->sent = t->copy.len;
+  }
+  return 0;
+}
+
+static void unstage(pgb_bridge *b) {
+  unsigned i;
+  stream_abort(b);
+  b->stream_used = 0;
+  for (i = 0; i < b->nt; i++) {
+    b->t[i].copy.len = b->t[i].scopy.len = b->t[i].dcopy.len = 0;
+    b->t[i].nfresh = b->t[i].nlive = b->t[i].ndead = 0;
+    b->t[i].sent = 0;
+  }
+}
+
+/* Write t's staged rows (keys differ, so their order does not matter):
+ * fresh rows straight into the table with COPY under a savepoint (the
+ * stream's rest when t is the batch's stream), falling back on a unique
+ * violation to the staging table with the other live rows; deleted keys
+ * through their staging table; live rows through the upsert that writes
+ * only rows whose values differ.  *written counts the Postgres rows that
+ * changed. */
 static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
   char state[6];
   PGresult *r;
-  int rc;
+  int rc, fallback = 0;
+  if (t->nfresh) {
+    if (b->stream == t) {
+      /* on a failure to send, unstage() ends the COPY */
+      if ((rc = copy_put(b, t->copy.p + t->sent, t->copy.len - t->sent)))
+        return rc;
+      b->stream = NULL;
+      rc = copy_end(b, NULL, state);
+    } else if (!(rc = run(b, "SAVEPOINT pgb_fresh", "savepoint"))) {
+      rc = copy_in(b, t->qname, t->copy_cols, &t->copy, state);
+    } else {
+      return rc;
+    }
+    if (!rc) {
+      *written += t->nfresh;
+      if ((rc = run(b, "RELEASE SAVEPOINT pgb_fresh", "savepoint")))
+        return rc;
+    } else {
+      if (strcmp(state, "23505")) return rc; /* not a unique violation */
+      if ((rc = run(b, "ROLLBACK TO SAVEPOINT pgb_fresh", "savepoint")))
+        return rc;
+      b->err[0] = 0;
+      if ((rc = copy_in(b, t->stage, t->copy_cols, &t->copy, state)))
+        return rc;
+      fallback = 1;
+    }
+  }
   if (t->ndead) {
     if ((rc = copy_in(b, t->dead, "", &t->dcopy, state)) ||
         (rc = run(b, t->lock_dead, "locking rows")))
@@ -755,49 +1069,32 @@ static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
     *written += strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
   }
-  if (!t->nlive) return 0;
-  if (t->fresh) {
-    if ((rc = run(b, "SAVEPOINT pgb_fresh", "savepoint"))) return rc;
-    rc = copy_in(b, t->qname, t->copy_cols, &t->copy, state);
-    if (!rc) {
-      *written += t->nlive;
-      return run(b, "RELEASE SAVEPOINT pgb_fresh", "savepoint");
-    }
-    if (strcmp(state, "23505")) return rc; /* not a unique violation */
-    if ((rc = run(b, "ROLLBACK TO SAVEPOINT pgb_fresh", "savepoint")))
-      return rc;
-    b->err[0] = 0;
-  }
-  if ((rc = copy_in(b, t->stage, t->copy_cols, &t->copy, state)) ||
-      (rc = run(b, t->lock_stage, "locking rows")))
+  if (t->nlive &&
+      (rc = copy_in(b, t->stage, t->copy_cols, &t->scopy, state)))
     return rc;
-  if (!(r = exec(b, t->ups_sql, PGRES_COMMAND_OK, "upsert", &rc))) return rc;
-  *written += strtoull(PQcmdTuples(r), NULL, 10);
-  PQclear(r);
+  if (t->nlive || fallback) {
+    if ((rc = run(b, t->lock_stage, "locking rows"))) return rc;
+    if (!(r = exec(b, t->ups_sql, PGRES_COMMAND_OK, "upsert", &rc)))
+      return rc;
+    *written += strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+  }
+  t->nfresh = t->nlive = t->ndead = 0; /* written */
   return 0;
 }
 
-/* Read the cursor (locked: a second bridge on the same state waits),
- * stage the state replica's changes after it, up to batch_rows rows
- * (whole versions: a version is never split across batches), write them
- * and the new cursor in one Postgres transaction. */
-static int to_pg(pgb_bridge *b, uint64_t *moved) {
-  const char *pv[2];
-  char vbuf[24];
+/* Open a batch: a Postgres transaction that skips the capture trigger,
+ * the tables checked, and the cursor read and locked (a second bridge on
+ * the same state waits) into *cur. */
+static int batch_begin(pgb_bridge *b, uint64_t *cur) {
+  const char *pv[1] = {b->site_hex};
   PGresult *r;
-  sync_txn *rx = NULL;
-  sync_changes *it = NULL;
-  sync_change ch;
-  uint64_t cur, vend, last = 0, count = 0, rest = 0, written = 0, hlc;
-  unsigned i;
-  int rc, stopped = 0;
-  b->st.lag_s = 0;
+  int rc;
   unstage(b);
   if ((rc = run(b, "BEGIN", "begin")) ||
       (rc = run(b, "SET LOCAL sync.bridge = 'on'", "settings")) ||
       (rc = check_all(b)))
     return rc;
-  pv[0] = b->site_hex;
   r = PQexecParams(b->pg,
                    "SELECT version FROM _sync_bridge WHERE site = $1 FOR "
                    "UPDATE",
@@ -810,58 +1107,27 @@ static int to_pg(pgb_bridge *b, uint64_t *moved) {
     PQclear(r);
     return rc;
   }
-  cur = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  *cur = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  b->st.cursor = cur;
-  if ((rc = sync_txn_begin(b->rep, SYNC_TXN_RDONLY, &rx)))
-    return lib_fail(b, b->rep, rc, "state replica");
-  vend = sync_txn_version(rx);
-  if (vend <= cur) {
-    sync_txn_abort(rx);
-    b->st.lag_rows = 0;
-    return run(b, "ROLLBACK", "rollback");
-  }
-  if ((rc = sync_changes_open(rx, cur, &it))) {
-    lib_fail(b, b->rep, rc, "reading the changes");
-    goto out;
-  }
-  while ((rc = sync_changes_next(it, &ch)) == 0) {
-    if (stopped) {
-      rest++;
-      continue;
-    }
-    if (count >= b->o.batch_rows && ch.version != last) {
-      stopped = 1;
-      rest++;
-      continue;
-    }
-    if (ch.table >= b->nt) continue; /* a newer schema's table: not ours */
-    if ((rc = stage_row(b, &b->t[ch.table], it, &ch, &hlc))) {
-      lib_fail(b, b->rep, rc, "reading a changed row");
-      goto out;
-    }
-    if (!count) {
-      uint64_t ms = hlc >> 16, now = wall_ms();
-      b->st.lag_s = now > ms ? (double)(now - ms) / 1000.0 : 0;
-    }
-    count++;
-    last = ch.version;
-  }
-  if (rc != SYNC_NOTFOUND) {
-    lib_fail(b, b->rep, rc, "reading the changes");
-    goto out;
-  }
-  rc = 0;
-  sync_changes_close(it);
-  it = NULL;
-  sync_txn_abort(rx);
-  rx = NULL;
+  return 0;
+}
+
+/* Close a batch: the staged rows written, the cursor set to version,
+ * both committed at once. */
+static int batch_end(pgb_bridge *b, uint64_t version) {
+  const char *pv[2];
+  char vbuf[24];
+  PGresult *r;
+  uint64_t written = 0;
+  unsigned i;
+  int rc = 0;
+  if (b->stream) rc = flush_table(b, b->stream, &written);
   for (i = 0; i < b->nt && !rc; i++)
-    if (b->t[i].nlive || b->t[i].ndead)
+    if (b->t[i].nfresh || b->t[i].nlive || b->t[i].ndead)
       rc = flush_table(b, &b->t[i], &written);
-  if (rc) goto out;
-  snprintf(vbuf, sizeof vbuf, "%llu",
-           (unsigned long long)(stopped ? last : vend));
+  if (rc) return rc;
+  snprintf(vbuf, sizeof vbuf, "%llu", (unsigned long long)version);
+  pv[0] = b->site_hex;
   pv[1] = vbuf;
   r = PQexecParams(b->pg,
                    "UPDATE _sync_bridge SET version = $2, updated = now() "
@@ -870,12 +1136,114 @@ static int to_pg(pgb_bridge *b, uint64_t *moved) {
   rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_fail(b, "cursor", r);
   PQclear(r);
   if (!rc) rc = run(b, "COMMIT", "commit");
-  if (rc) goto out;
-  b->st.cursor = stopped ? last : vend;
+  if (rc) return rc;
+  b->st.cursor = version;
   b->st.batches++;
   b->st.to_pg_rows += written;
+  return 0;
+}
+
+/* Write the state replica's changes after the cursor to Postgres in
+ * batches of batch_rows rows (whole versions: a version is never split
+ * across batches), each batch and its new cursor in one Postgres
+ * transaction.  A snapshot is read once, whatever the number of batches
+ * it makes (opened again for each batch, the iterator would decode the
+ * rows up to the cursor again and again); a new one is taken when it is
+ * used up and the pull p (NULL: none) has committed more.  Versions the
+ * pull has not published are not read.  Once the pull is over, a step
+ * starts no new batch after PGB_STEP_MS, so that a long backlog holds
+ * back neither the outbox nor the metrics; the rows it leaves are
+ * counted for lag_rows, up to PGB_LAG_COUNT_BATCHES batches' worth. */
+static int to_pg(pgb_bridge *b, pgb_pull *p, uint64_t *moved) {
+  sync_txn *rx = NULL;
+  sync_changes *it = NULL;
+  sync_change ch;
+  uint64_t cur, vend = 0, bound, last, count, rest = 0, hlc, again;
+  uint64_t t0 = wall_ms();
+  int rc, done, first = 1;
+  b->st.lag_s = 0;
+  b->st.lag_rows = 0;
+  if ((rc = batch_begin(b, &cur))) return rc;
+  b->st.cursor = cur;
+  for (;;) {
+    if (!rx || cur >= vend) {
+      /* a snapshot with versions after the cursor */
+      sync_changes_close(it);
+      it = NULL;
+      sync_txn_abort(rx);
+      rx = NULL;
+      for (;;) {
+        done = pull_bound(p, &bound);
+        if ((rc = sync_txn_begin(b->rep, SYNC_TXN_RDONLY, &rx))) {
+          lib_fail(b, b->rep, rc, "state replica");
+          goto out;
+        }
+        vend = sync_txn_version(rx);
+        if (vend > bound) vend = bound;
+        if (vend > cur) break;
+        sync_txn_abort(rx);
+        rx = NULL;
+        if (done) {
+          rc = run(b, "ROLLBACK", "rollback");
+          goto out;
+        }
+        pull_wait(p, cur);
+      }
+      if ((rc = sync_changes_open(rx, cur, &it))) {
+        lib_fail(b, b->rep, rc, "reading the changes");
+        goto out;
+      }
+      rc = sync_changes_next(it, &ch);
+    }
+    /* one batch; ch is the first change not yet staged (rc 0) */
+    count = 0;
+    last = cur;
+    for (; rc == 0 && ch.version <= vend; rc = sync_changes_next(it, &ch)) {
+      if (count >= b->o.batch_rows && ch.version != last) break;
+      last = ch.version;
+      if (ch.table >= b->nt) continue; /* a newer schema's table: not ours */
+      if ((rc = stage_row(b, &b->t[ch.table], it, &ch, &hlc))) {
+        if (rc != PGB_EPG) lib_fail(b, b->rep, rc, "reading a changed row");
+        goto out;
+      }
+      if (first) {
+        uint64_t ms = hlc >> 16, now = wall_ms();
+        b->st.lag_s = now > ms ? (double)(now - ms) / 1000.0 : 0;
+        first = 0;
+      }
+      count++;
+    }
+    if (rc && rc != SYNC_NOTFOUND) {
+      lib_fail(b, b->rep, rc, "reading the changes");
+      goto out;
+    }
+    /* stopped inside the snapshot: at a version boundary */
+    if ((rc = batch_end(b, rc == 0 && ch.version <= vend ? last : vend)))
+      goto out;
+    *moved += count;
+    cur = b->st.cursor;
+    rc = cur < vend ? 0 : SYNC_NOTFOUND; /* 0: ch is the next change */
+    done = pull_bound(p, &bound);
+    if (done && cur >= vend && (!p || bound <= vend)) break;
+    if (done && cur < vend && wall_ms() - t0 >= PGB_STEP_MS) {
+      for (rest = 1; rest < PGB_LAG_COUNT_BATCHES * b->o.batch_rows &&
+                     !(rc = sync_changes_next(it, &ch)) && ch.version <= vend;
+           rest++)
+        ;
+      if (rc && rc != SYNC_NOTFOUND) {
+        lib_fail(b, b->rep, rc, "reading the changes");
+        goto out;
+      }
+      break;
+    }
+    if ((rc = batch_begin(b, &again))) goto out;
+    if (again != cur) { /* not ours any more: start again at the next step */
+      rc = run(b, "ROLLBACK", "rollback");
+      goto out;
+    }
+  }
+  rc = 0;
   b->st.lag_rows = rest;
-  *moved += count;
 out:
   sync_changes_close(it);
   sync_txn_abort(rx);
@@ -1067,72 +1435,24 @@ static int from_pg(pgb_bridge *b, uint64_t *moved) {
   return 0;
 }
 
-/* ---- state replica <-> server replica --------------------------------- */
-
-/* Pull everything recv lacks of send, chunk by chunk, each chunk applied
- * with its cursor (the library's own crash safety). */
-static int xfer(pgb_bridge *b, sync_env *recv, sync_env *send,
-                const uint8_t send_site[16], uint64_t *moved) {
-  sync_delta_opts o;
-  int rc, reset = 0, last = 0;
-  memset(&o, 0, sizeof o);
-  o.max_rows = b->o.batch_rows;
-  while (!last) {
-    sync_txn *rt = NULL, *st = NULL;
-    sync_request *req = NULL;
-    sync_delta *d = NULL;
-    sync_apply_report rep;
-    if ((rc = sync_txn_begin(recv, SYNC_TXN_RDONLY, &rt)))
-      return lib_fail(b, recv, rc, "replica");
-    rc = sync_request_make(rt, send_site, &req);
-    sync_txn_abort(rt);
-    if (rc) return lib_fail(b, recv, rc, "request");
-    if (!(rc = sync_txn_begin(send, 0, &st))) {
-      rc = sync_request_ack(st, req);
-      if (!rc || rc == SYNC_EHISTORY) rc = sync_delta_make(st, req, &o, &d);
-      if (!rc)
-        rc = sync_txn_commit(st);
-      else
-        sync_txn_abort(st);
-    }
-    sync_request_free(req);
-    if (rc == SYNC_ESTALE && !reset) {
-      /* the sender collected tombstones we may lack: start again */
-      reset = 1;
-      sync_delta_free(d);
-      if ((rc = sync_txn_begin(recv, 0, &rt)) ||
-          (rc = sync_peer_reset(rt, send_site)) ||
-          (rc = sync_txn_commit(rt)))
-        return lib_fail(b, recv, rc, "peer reset");
-      continue;
-    }
-    if (rc) {
-      sync_delta_free(d);
-      return lib_fail(b, send, rc, "cutting a chunk");
-    }
-    if ((rc = sync_txn_begin(recv, 0, &rt))) {
-      sync_delta_free(d);
-      return lib_fail(b, recv, rc, "replica");
-    }
-    rc = sync_delta_apply(rt, d, SYNC_APPLY_MERGE, &rep);
-    if (!rc)
-      rc = sync_txn_commit(rt);
-    else
-      sync_txn_abort(rt);
-    last = sync_delta_last(d);
-    sync_delta_free(d);
-    if (rc) return lib_fail(b, recv, rc, "applying a chunk");
-    *moved += rep.inserted + rep.updated + rep.deleted;
-  }
-  return 0;
-}
-
 /* ---- the bridge ------------------------------------------------------- */
 
+/* The outbox's share of the lag, at a cost that does not grow with the
+ * outbox: entries counted up to PGB_LAG_COUNT_BATCHES batches' worth per
+ * table, like the rows waiting the other way, and the age of the oldest
+ * found among the first by id (an entry takes its id and its time at
+ * the same insert). */
 static void outbox_lag(pgb_bridge *b) {
-  PGresult *r = PQexec(b->pg,
-                       "SELECT count(*), coalesce(extract(epoch FROM "
-                       "clock_timestamp() - min(at)), 0) FROM _sync_outbox");
+  char sql[400];
+  PGresult *r;
+  snprintf(sql, sizeof sql,
+           "SELECT (SELECT count(*) FROM (SELECT 1 FROM _sync_outbox LIMIT "
+           "%llu) n), coalesce(extract(epoch FROM clock_timestamp() - "
+           "(SELECT min(at) FROM (SELECT at FROM _sync_outbox ORDER BY id "
+           "LIMIT 100) a)), 0)",
+           (unsigned long long)(PGB_LAG_COUNT_BATCHES * b->o.batch_rows *
+                                b->nt));
+  r = PQexec(b->pg, sql);
   if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
     double s = strtod(PQgetvalue(r, 0, 1), NULL);
     b->st.lag_rows += strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -1141,35 +1461,37 @@ static void outbox_lag(pgb_bridge *b) {
   PQclear(r);
 }
 
-static uint64_t version_of(sync_env *env) {
-  sync_txn *x;
-  uint64_t v = 0;
-  if (!sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) {
-    v = sync_txn_version(x);
-    sync_txn_abort(x);
-  }
-  return v;
-}
 
-/* Postgres' writes into the state replica, the server replica's into it,
- * the state replica's into Postgres and into the server replica.  A pull
+/* Postgres' writes into the state replica; the server replica's into
+ * it (the pull, on its own thread) while the state replica's go to
+ * Postgres; then the state replica's into the server replica.  A pull
  * is skipped while the server replica has not changed since the last
  * one, a push while the state replica holds nothing the server replica
  * lacks (nothing came from Postgres since the last push): each costs a
  * scan and a commit even when it moves nothing. */
 static int sync_step(pgb_bridge *b, uint64_t *m) {
   uint64_t v0 = version_of(b->rep), sv;
-  int rc, ours;
+  pgb_pull pull, *p = NULL;
+  int rc, rc2, ours;
   if ((rc = from_pg(b, m))) return rc;
   ours = version_of(b->rep) != v0 || b->pushed_v != v0;
   sv = version_of(b->srv);
   if (sv != b->pulled_v) {
-    if ((rc = xfer(b, b->rep, b->srv, b->srv_site, m))) return rc;
+    if ((rc = pull_start(b, &pull))) return rc;
+    p = &pull;
+  }
+  rc = to_pg(b, p, m);
+  if (p) {
+    /* on a failure the pull stops after its chunk; its own error wins */
+    rc2 = pull_end(b, p, rc != 0, m);
+    if (rc2) return rc2;
+    if (rc) return rc;
     b->pulled_v = sv;
   }
-  if ((rc = to_pg(b, m))) return rc;
+  if (rc) return rc;
   if (ours) {
-    if ((rc = xfer(b, b->srv, b->rep, b->rep_site, m))) return rc;
+    if ((rc = xfer(b, b->err, b->srv, b->rep, b->rep_site, m, NULL)))
+      return rc;
   }
   b->pushed_v = version_of(b->rep);
   return 0;
@@ -1295,9 +1617,11 @@ void pgb_close(pgb_bridge *b) {
     free(b->t[i].lit);
     free(b->t[i].lit2);
     free(b->t[i].copy.p);
+    free(b->t[i].scopy.p);
     free(b->t[i].dcopy.p);
   }
   free(b->t);
+  free(b->row.p);
   sync_env_close(b->rep);
   sync_env_close(b->srv);
   free(b->state_path);

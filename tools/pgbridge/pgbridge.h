@@ -8,10 +8,11 @@
  *   1. applies the rows that Postgres triggers captured in the outbox
  *      (_sync_outbox) to the state replica as local writes of its site,
  *   2. pulls the server replica DB into the state replica (in process,
- *      sync_request_make / sync_delta_make / sync_delta_apply),
+ *      sync_request_make / sync_delta_make / sync_delta_apply), on a
+ *      thread of its own while 3 writes what the pull has committed,
  *   3. writes every row the state replica changed since the cursor kept
- *      in Postgres (_sync_bridge) to the Postgres tables, in one Postgres
- *      transaction with the new cursor,
+ *      in Postgres (_sync_bridge) to the Postgres tables, in batches,
+ *      each in one Postgres transaction with its new cursor,
  *   4. pushes the state replica into DB, where devices pick it up.
  * Conflicts between a Postgres write and a device write are found by the
  * library when the two replicas merge, and logged in its conflict log.
@@ -62,7 +63,8 @@ typedef struct pgb_bridge pgb_bridge;
  * column and both types). */
 int pgb_open(const pgb_opts *o, pgb_bridge **out);
 
-/* One step (above).  *moved (may be NULL) counts the rows that moved in
+/* One step (above; it starts and joins the pull's thread: b is used by
+ * one thread at a time).  *moved (may be NULL) counts the rows that moved in
  * any direction; 0 means caught up.  A lost Postgres connection is
  * re-established at the next step.  Errors: PGB_EPG, library errors; the
  * bridge stays usable: call again. */
