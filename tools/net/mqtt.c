@@ -512,6 +512,24 @@ static void link_fail(net_mqtt_link *l, const char *fallback) {
     snprintf(l->err, sizeof l->err, "%s", fallback);
 }
 
+/* The broker closed the connection before CONNACK, in words.  Over
+ * TLS, a broker that ends the handshake is no TLS listener; one that
+ * takes the handshake and then drops the connection most likely refused
+ * the client's certificate (or its lack of one), with an alert that a
+ * reset overtook. */
+static void closed_why(const net_mqtt_link *l, int handshook, char *why,
+                       size_t cap) {
+  snprintf(why, cap, "broker %s:%d closed the connection%s", l->a.host,
+           l->a.port,
+           !l->tls      ? ""
+           : !handshook ? " during the TLS handshake (is it a TLS port?)"
+           : l->a.tls_opts.cert
+               ? " after the TLS handshake: it may not accept this "
+                 "client's certificate (see its log)"
+               : " after the TLS handshake: it may require a client "
+                 "certificate (see its log)");
+}
+
 /* Connect (when not connected) and wait for the subscription.  0, or -1
  * with l->err set. */
 static int link_up(net_mqtt_link *l) {
@@ -529,10 +547,15 @@ static int link_up(net_mqtt_link *l) {
     net_tls_verify_err(l->tls, why, sizeof why); /* an old one: forget */
     rc = l->made ? mosquitto_reconnect(l->m)
                  : mosquitto_connect(l->m, l->a.host, l->a.port, KEEPALIVE);
-    if (rc != MOSQ_ERR_SUCCESS) {
+    if (rc == MOSQ_ERR_ERRNO && l->tls && errno == EPROTO)
+      /* Writing CONNECT failed: the handshake was through (libmosquitto
+       * writes nothing before), and the broker had closed. */
+      closed_why(l, 1, why, sizeof why);
+    else if (rc != MOSQ_ERR_SUCCESS)
       snprintf(why, sizeof why, "cannot connect to broker %s:%d: %s", l->a.host,
                l->a.port,
                rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    if (rc != MOSQ_ERR_SUCCESS) {
       link_fail(l, why);
       return -1;
     }
@@ -548,19 +571,7 @@ static int link_up(net_mqtt_link *l) {
       return -1;
     }
     if (mosquitto_loop(l->m, 100, 1) != MOSQ_ERR_SUCCESS) {
-      /* Over TLS, a broker that ends the handshake is no plain listener;
-       * one that takes it and drops the connection before CONNACK most
-       * likely refused the client's certificate (or its lack of one),
-       * with an alert that a reset overtook. */
-      snprintf(why, sizeof why, "broker %s:%d closed the connection%s",
-               l->a.host, l->a.port,
-               !l->tls      ? ""
-               : !handshook ? " during the TLS handshake (is it a TLS port?)"
-               : l->a.tls_opts.cert
-                   ? " after the TLS handshake: it may not accept this "
-                     "client's certificate (see its log)"
-                   : " after the TLS handshake: it may require a client "
-                     "certificate (see its log)");
+      closed_why(l, handshook, why, sizeof why);
       link_fail(l, why);
       l->connected = 0;
       return -1;
