@@ -182,6 +182,25 @@ check "the good certificates still sync" \
   bad "digests after the refusals"
 kill $SRV; wait $SRV 2>/dev/null; SRV=
 
+# The device example over TLS (examples/mqtt_edge.c), against a server of
+# its schema: a refused CA first (which leaves a database to take the
+# schema from), then two rounds with a client certificate.
+E="$B/mqtt_edge"
+status "the example device refuses a broker certificate from another CA (1)" 1 \
+  "$E" e0.db $TURL/e0 --ca otherca.crt --count 1
+has "certificate verify failed" && ok "... saying why" || bad "example's refusal"
+"$S" schema e0.db > demo.txt
+"$S" init esrv.db --schema demo.txt > /dev/null
+"$S" serve esrv.db --mqtt mqtts://127.0.0.1:$TPORT/edge --tls-ca ca.crt > eserve.out 2>&1 &
+SRV=$!
+wait_for eserve.out "topics edge/+/up" || { cp eserve.out out; bad "serve for the example"; }
+check "the example device syncs over TLS with a client certificate" \
+  "$E" e1.db mqtts://127.0.0.1:$CPORT/edge/e1 --ca ca.crt --cert cli.crt \
+  --key cli.key --count 2 --interval-ms 0
+has "digest $("$S" digest esrv.db)" && ok "... and ends with the server's digest" ||
+  bad "example's digest"
+kill $SRV; wait $SRV 2>/dev/null; SRV=
+
 kill $BROKER; wait $BROKER 2>/dev/null
 status "with the broker gone, sync fails (1)" 1 "$S" sync a.db $URL/pump-a -q
 has "cannot connect to broker 127.0.0.1:$PORT" && ok "and names the broker" ||
