@@ -13,11 +13,13 @@ SYNCTL_OBJ := $(patsubst tools/synctl/%.c,$(B)/synctl-obj/%.o,$(SYNCTL_C)) \
 
 all: $(B)/synctl
 
-$(B)/synctl-obj/%.o: tools/synctl/%.c $(SYNCTL_H) $(NET_H) tools/net/tls.h sync.h
+$(B)/synctl-obj/%.o: tools/synctl/%.c $(SYNCTL_H) $(NET_H) tools/net/tls.h \
+                     tools/net/mqtt.h sync.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) $(JANSSON_CFLAGS) -I. -c $< -o $@
 
-$(B)/net-obj/%.o: tools/net/%.c $(NET_H) tools/net/tls.h sync.h
+$(B)/net-obj/%.o: tools/net/%.c $(NET_H) tools/net/tls.h tools/net/mqtt.h \
+                  sync.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 

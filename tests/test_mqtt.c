@@ -9,6 +9,15 @@
  *            publishes every message it sees once more (duplicates,
  *            late and out of order); at the end every device's digest
  *            equals the server's and the server holds every row.
+ *   fleet_tls  the same over TLS (mqtts): the broker has a TLS listener
+ *            and one that requires a client certificate, with throwaway
+ *            certificates made by openssl; the server and half of the
+ *            devices show client certificates there, the other half use
+ *            the plain TLS listener; the broker restarts mid-run too.
+ *   tls_refused  a broker certificate from another CA, or for another
+ *            name, and a missing or foreign client certificate: the
+ *            connect fails at once (SYNC_EPERM, no retries) with the
+ *            reason, and nothing is applied on either side.
  *   gaps     messages with a bad header and of a foreign session are
  *            dropped and counted; a forged message that skips numbers
  *            ends the session at the gap, once at the server (device g1)
@@ -24,6 +33,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -35,8 +45,13 @@
 
 static uint64_t g_seed;
 static char g_dir[256];
-static int g_port;
+/* The broker's listeners: plain, TLS, and TLS that requires a client
+ * certificate signed by the test's CA. */
+static int g_port, g_tport, g_cport;
 static pid_t g_broker = -1;
+
+/* How an endpoint reaches the broker. */
+enum { PLAIN, TLS, TLS_CERT };
 
 /* ---------------------------------------------------------------------
  * The broker
@@ -72,7 +87,47 @@ static void sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
-/* Start mosquitto on g_port with the config in g_dir.  0, or -1. */
+/* A file in g_dir (one of eight static buffers: several may be in use
+ * at once). */
+static const char *in_dir(const char *name) {
+  static char buf[8][400];
+  static unsigned next;
+  char *b = buf[next++ % 8];
+  snprintf(b, sizeof buf[0], "%s/%s", g_dir, name);
+  return b;
+}
+
+/* Throwaway certificates, by openssl as tests/tls.sh makes them: ca and
+ * otherca (self-signed CAs), broker (signed by ca, for 127.0.0.1 and
+ * localhost), client (signed by ca) and rogue (a client certificate
+ * signed by otherca).  0, or -1. */
+static int make_certs(void) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && { "
+           "ca() { openssl req -x509 -newkey ec -pkeyopt "
+           "ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.crt "
+           "-days 2 -subj /CN=$1 -addext basicConstraints=critical,CA:TRUE; }; "
+           "cert() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+           "-nodes -keyout $1.key -out $1.csr -subj /CN=$3 && "
+           "echo \"subjectAltName=$4\" > $1.ext && "
+           "openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key "
+           "-CAcreateserial -days 2 -out $1.crt -extfile $1.ext; }; "
+           "ca ca && ca otherca && "
+           "cert broker ca broker DNS:localhost,IP:127.0.0.1 && "
+           "cert client ca device DNS:device && "
+           "cert rogue otherca device DNS:device; } > certs.log 2>&1",
+           g_dir);
+  if (system(cmd) != 0) {
+    print_error("openssl could not make the certificates (see %s)\n",
+                in_dir("certs.log"));
+    return -1;
+  }
+  return 0;
+}
+
+/* Start mosquitto on g_port, g_tport and g_cport with the config in
+ * g_dir.  0, or -1. */
 static int broker_start(void) {
   char conf[300], *paths[] = {"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto",
                               "/usr/bin/mosquitto"};
@@ -85,27 +140,42 @@ static int broker_start(void) {
     print_error("mosquitto is not installed (Debian: mosquitto; make deps)\n");
     return -1;
   }
+  struct passwd *pw = getpwuid(getuid());
   snprintf(conf, sizeof conf, "%s/mosquitto.conf", g_dir);
   if (!(f = fopen(conf, "w"))) return -1;
   /* Queues deep enough for a burst of 20 devices: a queue that overflows
-   * drops messages, which the sessions survive, but slowly. */
+   * drops messages, which the sessions survive, but slowly.  user: run
+   * as root, mosquitto would become 'mosquitto', who cannot read the
+   * keys in the test's directory. */
   fprintf(f,
-          "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
-          "log_dest none\nmax_queued_messages 100000\n"
-          "max_inflight_messages 0\nset_tcp_nodelay true\n",
-          g_port);
+          "user %s\nper_listener_settings false\nallow_anonymous true\n"
+          "persistence false\nlog_dest none\nmax_queued_messages 100000\n"
+          "max_inflight_messages 0\nset_tcp_nodelay true\n"
+          "listener %d 127.0.0.1\n",
+          pw ? pw->pw_name : "root", g_port);
+  fprintf(f, "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n",
+          g_tport, in_dir("ca.crt"), in_dir("broker.crt"),
+          in_dir("broker.key"));
+  fprintf(f,
+          "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
+          "require_certificate true\n",
+          g_cport, in_dir("ca.crt"), in_dir("broker.crt"),
+          in_dir("broker.key"));
   fclose(f);
   if ((g_broker = fork()) < 0) return -1;
   if (g_broker == 0) {
     /* A test that dies (a failed assertion, a timeout) takes its broker
      * along. */
+    int null = open("/dev/null", O_WRONLY);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Its warning about running as root is not the test's output. */
+    if (null >= 0) dup2(null, 2);
     execl(bin, "mosquitto", "-c", conf, (char *)NULL);
     _exit(127);
   }
   for (i = 0; i < 100; i++) {
     int st;
-    if (port_open(g_port)) return 0;
+    if (port_open(g_port) && port_open(g_tport) && port_open(g_cport)) return 0;
     if (waitpid(g_broker, &st, WNOHANG) == g_broker) break;
     sleep_ms(50);
   }
@@ -130,7 +200,9 @@ static int group_setup(void **state) {
   if (!mkdtemp(g_dir)) return -1;
   net_mqtt_init();
   signal(SIGPIPE, SIG_IGN);
-  if ((g_port = free_port()) < 0) return -1;
+  if ((g_port = free_port()) < 0 || (g_tport = free_port()) < 0 ||
+      (g_cport = free_port()) < 0 || make_certs())
+    return -1;
   return broker_start();
 }
 
@@ -210,6 +282,24 @@ static uint64_t count(sync_env *env) {
   return n;
 }
 
+/* The address of the broker for prefix (and device, may be NULL),
+ * reached as how says (PLAIN, TLS, TLS_CERT). */
+static void addr_for(net_mqtt_addr *a, int how, const char *prefix,
+                     const char *device) {
+  memset(a, 0, sizeof *a);
+  snprintf(a->host, sizeof a->host, "127.0.0.1");
+  snprintf(a->prefix, sizeof a->prefix, "%s", prefix);
+  if (device) snprintf(a->device, sizeof a->device, "%s", device);
+  a->port = how == PLAIN ? g_port : how == TLS ? g_tport : g_cport;
+  if (how == PLAIN) return;
+  a->tls = 1;
+  a->tls_opts.ca = in_dir("ca.crt");
+  if (how == TLS_CERT) {
+    a->tls_opts.cert = in_dir("client.crt");
+    a->tls_opts.key = in_dir("client.key");
+  }
+}
+
 /* ---------------------------------------------------------------------
  * The server peer, in a thread of its own
  * ------------------------------------------------------------------- */
@@ -243,13 +333,12 @@ static void *server_main(void *arg) {
   return NULL;
 }
 
-static int server_start(server *x, const char *prefix, const char *db) {
+static int server_start(server *x, int how, const char *prefix,
+                        const char *db) {
   net_mqtt_server_ops ops = {x, server_open, NULL};
   char err[512];
   if (!(x->env = db_open(db))) return -1;
-  snprintf(x->a.host, sizeof x->a.host, "127.0.0.1");
-  x->a.port = g_port;
-  snprintf(x->a.prefix, sizeof x->a.prefix, "%s", prefix);
+  addr_for(&x->a, how, prefix, NULL);
   if (net_mqtt_server_open(&x->a, NULL, &ops, 10, &x->sv, err, sizeof err)) {
     print_error("server: %s\n", err);
     return -1;
@@ -280,23 +369,19 @@ typedef struct device {
   pthread_t th;
 } device;
 
-static int device_init(device *d, const char *prefix, const char *name,
-                       uint64_t seed, size_t max_message) {
-  net_mqtt_addr a;
+/* d, named name, over a (copied by the link), its retries up to
+ * attempts. */
+static int device_open(device *d, const net_mqtt_addr *a, const char *name,
+                       uint64_t seed, size_t max_message, unsigned attempts) {
   sync_retry_opts ro;
   char db[64];
-  memset(&a, 0, sizeof a);
   snprintf(d->name, sizeof d->name, "%s", name);
   snprintf(db, sizeof db, "%s.db", name);
-  snprintf(a.host, sizeof a.host, "127.0.0.1");
-  a.port = g_port;
-  snprintf(a.prefix, sizeof a.prefix, "%s", prefix);
-  snprintf(a.device, sizeof a.device, "%s", name);
   d->rs = seed;
   memset(&ro, 0, sizeof ro);
   /* The broker may be down for a while: many quick attempts, and a
    * breaker that never opens for long. */
-  ro.attempts = 40;
+  ro.attempts = attempts;
   ro.base_delay_ms = 20;
   ro.max_delay_ms = 200;
   ro.breaker_failures = 1000;
@@ -304,10 +389,17 @@ static int device_init(device *d, const char *prefix, const char *name,
   memset(&d->so, 0, sizeof d->so);
   d->so.mode = SYNC_BOTH;
   d->so.max_message = max_message;
-  if (!(d->env = db_open(db)) || !(d->link = net_mqtt_link_new(&a, 2)) ||
+  if (!(d->env = db_open(db)) || !(d->link = net_mqtt_link_new(a, 2)) ||
       sync_retry_create(NULL, &ro, &d->retry))
     return -1;
   return 0;
+}
+
+static int device_init(device *d, int how, const char *prefix, const char *name,
+                       uint64_t seed, size_t max_message) {
+  net_mqtt_addr a;
+  addr_for(&a, how, prefix, name);
+  return device_open(d, &a, name, seed, max_message, 40);
 }
 
 static int device_sync(device *d) {
@@ -419,26 +511,30 @@ static void dupper_stop(dupper *x) {
 /* ---------------------------------------------------------------------
  * fleet
  * ------------------------------------------------------------------- */
-static void test_fleet(void **state) {
+/* The fleet under prefix: the server and the devices reach the broker
+ * plainly, or over TLS (the server and the even devices with client
+ * certificates); the duplicating client always plainly. */
+static void fleet(const char *prefix, int tls) {
   static device dev[NDEV];
   static server srv;
   static dupper dup;
+  char sdb[64];
   uint64_t sdg, rows = 0, sdups = 0, ddups = 0;
   unsigned long copies;
   int i, failed_final = 0;
-  (void)state;
   memset(dev, 0, sizeof dev);
   memset(&srv, 0, sizeof srv);
   memset(&dup, 0, sizeof dup);
-  assert_int_equal(server_start(&srv, "fleet", "fleet-server.db"), 0);
-  assert_int_equal(dupper_start(&dup, "fleet"), 0);
+  snprintf(sdb, sizeof sdb, "%s-server.db", prefix);
+  assert_int_equal(server_start(&srv, tls ? TLS_CERT : PLAIN, prefix, sdb), 0);
+  assert_int_equal(dupper_start(&dup, prefix), 0);
   assert_int_equal(pthread_barrier_init(&g_bar, NULL, NDEV + 1), 0);
   for (i = 0; i < NDEV; i++) {
     char name[32];
-    snprintf(name, sizeof name, "dev%02d", i);
-    assert_int_equal(device_init(&dev[i], "fleet", name, g_seed + (uint64_t)i,
-                                 0),
-                     0);
+    int how = !tls ? PLAIN : i % 2 ? TLS : TLS_CERT;
+    snprintf(name, sizeof name, "%s%02d", prefix, i);
+    assert_int_equal(
+        device_init(&dev[i], how, prefix, name, g_seed + (uint64_t)i, 0), 0);
   }
   for (i = 0; i < NDEV; i++)
     assert_int_equal(pthread_create(&dev[i].th, NULL, device_main, &dev[i]), 0);
@@ -471,10 +567,10 @@ static void test_fleet(void **state) {
     ddups += dev[i].st.duplicates;
   }
   sdups = srv.st.duplicates;
-  printf("fleet: %llu rows from %d devices; %u server sessions, %llu "
+  printf("%s: %llu rows from %d devices; %u server sessions, %llu "
          "reconnects; copies published %lu, duplicates dropped: server "
          "%llu, devices %llu; foreign %llu, gaps %llu\n",
-         (unsigned long long)rows, NDEV, srv.opened,
+         prefix, (unsigned long long)rows, NDEV, srv.opened,
          (unsigned long long)srv.st.reconnects, copies,
          (unsigned long long)sdups, (unsigned long long)ddups,
          (unsigned long long)srv.st.foreign, (unsigned long long)srv.st.gaps);
@@ -484,6 +580,123 @@ static void test_fleet(void **state) {
   assert_true(srv.st.reconnects >= 1);
   assert_true(sdups > 0);
   assert_true(ddups > 0);
+  sync_env_close(srv.env);
+}
+
+static void test_fleet(void **state) {
+  (void)state;
+  fleet("fleet", 0);
+}
+
+static void test_fleet_tls(void **state) {
+  (void)state;
+  fleet("fleets", 1);
+}
+
+/* ---------------------------------------------------------------------
+ * tls_refused: certificates that do not check out
+ * ------------------------------------------------------------------- */
+/* The cases: a broker certificate from another CA, one that does not
+ * name the host (the name asked for is another), and at the listener
+ * that requires client certificates, none or one from another CA.
+ * want: what the link's error must say.  The broker's refusal of a
+ * client certificate is an alert, or a reset that overtook it (as in
+ * tests/tls.sh): either words will do, the alert's with SYNC_EPERM. */
+static const struct refusal {
+  const char *name;
+  int how;
+  const char *ca, *tls_name, *cert;
+  const char *want, *or_want;
+} refusals[] = {
+    {"otherca", TLS, "otherca", NULL, NULL,
+     "TLS with broker 127.0.0.1:%d failed: certificate verify failed: ", NULL},
+    {"badname", TLS, "ca", "other.example", NULL,
+     "TLS with broker 127.0.0.1:%d failed: certificate verify failed: "
+     "hostname mismatch",
+     NULL},
+    {"nocert", TLS_CERT, "ca", NULL, "",
+     "TLS with broker 127.0.0.1:%d failed: the broker refused the "
+     "connection: tlsv13 alert certificate required",
+     "it may require a client certificate"},
+    {"rogue", TLS_CERT, "ca", NULL, "rogue",
+     "TLS with broker 127.0.0.1:%d failed: the broker refused the "
+     "connection: tlsv1 alert unknown ca",
+     "it may not accept this client's certificate"},
+};
+
+static void test_tls_refused(void **state) {
+  static server srv;
+  static device dv[4];
+  net_mqtt_server *sv = NULL;
+  net_mqtt_server_ops ops = {&srv, server_open, NULL};
+  net_mqtt_addr a;
+  char err[512], ca[400], crt[400], key[400], want[300];
+  uint64_t before;
+  unsigned i;
+  (void)state;
+  memset(&srv, 0, sizeof srv);
+  memset(dv, 0, sizeof dv);
+  assert_int_equal(server_start(&srv, TLS_CERT, "tlsr", "tlsr-server.db"), 0);
+  assert_int_equal(write_rows(srv.env, "srv", 0, 50, &g_seed), 0);
+  before = digest(srv.env);
+  for (i = 0; i < 4; i++) {
+    const struct refusal *r = &refusals[i];
+    sync_retry_stats rs;
+    const char *got;
+    addr_for(&a, r->how, "tlsr", r->name);
+    snprintf(ca, sizeof ca, "%s", in_dir(r->ca ? r->ca : "ca"));
+    strcat(ca, ".crt");
+    a.tls_opts.ca = ca;
+    a.tls_name = r->tls_name;
+    if (r->cert) {
+      snprintf(crt, sizeof crt, "%s.crt", in_dir(r->cert));
+      snprintf(key, sizeof key, "%s.key", in_dir(r->cert));
+      a.tls_opts.cert = r->cert[0] ? crt : NULL;
+      a.tls_opts.key = r->cert[0] ? key : NULL;
+    }
+    assert_int_equal(device_open(&dv[i], &a, r->name, g_seed + i, 0, 3), 0);
+    assert_int_equal(write_rows(dv[i].env, r->name, 0, 10, &dv[i].rs), 0);
+    assert_int_not_equal(device_sync(&dv[i]), 0);
+    sync_retry_stats_get(dv[i].retry, &rs);
+    got = net_mqtt_link_error(dv[i].link);
+    snprintf(want, sizeof want, r->want, a.port);
+    printf("tls_refused: %s: %s (%s, %llu attempts)\n", r->name, got,
+           sync_strerror(dv[i].last), (unsigned long long)rs.attempts);
+    if (strstr(got, want)) {
+      /* Refused for good: no retry after it (the broker's certificate is
+       * checked at once; an alert may follow attempts that a reset cut). */
+      assert_int_equal(dv[i].last, SYNC_EPERM);
+      if (!r->or_want) TU_U64(rs.attempts, 1);
+    } else {
+      assert_non_null(r->or_want);
+      assert_non_null(strstr(got, r->or_want));
+    }
+    /* Nothing was applied on either side. */
+    TU_U64(count(dv[i].env), 10);
+    TU_U64(digest(srv.env), before);
+    device_done(&dv[i]);
+  }
+  /* The server side: a broker certificate from another CA. */
+  addr_for(&a, TLS, "tlsr2", NULL);
+  snprintf(ca, sizeof ca, "%s", in_dir("otherca.crt"));
+  a.tls_opts.ca = ca;
+  assert_int_equal(
+      net_mqtt_server_open(&a, NULL, &ops, 10, &sv, err, sizeof err), -1);
+  printf("tls_refused: server: %s\n", err);
+  assert_non_null(strstr(err, "certificate verify failed"));
+  assert_null(sv);
+  /* And the good certificates still work: a device syncs. */
+  {
+    static device good;
+    memset(&good, 0, sizeof good);
+    assert_int_equal(device_init(&good, TLS_CERT, "tlsr", "good", 7, 0), 0);
+    assert_int_equal(write_rows(good.env, "good", 0, 10, &good.rs), 0);
+    assert_int_equal(device_sync(&good), 0);
+    TU_U64(count(good.env), 60);
+    device_done(&good);
+  }
+  server_stop(&srv);
+  TU_U64(count(srv.env), 60);
   sync_env_close(srv.env);
 }
 
@@ -543,9 +756,11 @@ static void test_gaps(void **state) {
   memset(&g2, 0, sizeof g2);
   memset(&fg, 0, sizeof fg);
   srv.max_message = 1024; /* many messages each way */
-  assert_int_equal(server_start(&srv, "gaps", "gaps-server.db"), 0);
-  assert_int_equal(device_init(&g1, "gaps", "g1", g_seed ^ 0x9a95, 1024), 0);
-  assert_int_equal(device_init(&g2, "gaps", "g2", g_seed ^ 0x9a96, 1024), 0);
+  assert_int_equal(server_start(&srv, PLAIN, "gaps", "gaps-server.db"), 0);
+  assert_int_equal(device_init(&g1, PLAIN, "gaps", "g1", g_seed ^ 0x9a95, 1024),
+                   0);
+  assert_int_equal(device_init(&g2, PLAIN, "gaps", "g2", g_seed ^ 0x9a96, 1024),
+                   0);
   assert_int_equal(write_rows(g1.env, "g1", 0, 1500, &g1.rs), 0);
   assert_int_equal(write_rows(g2.env, "g2", 0, 1500, &g2.rs), 0);
   assert_int_equal(write_rows(srv.env, "srv", 0, 1500, &g1.rs), 0);
@@ -605,6 +820,8 @@ static void test_gaps(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fleet),
+      cmocka_unit_test(test_fleet_tls),
+      cmocka_unit_test(test_tls_refused),
       cmocka_unit_test(test_gaps),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -114,6 +114,12 @@ static void loop_accept(net_loop *l, int li) {
   int fd = accept(l->lfd[li], NULL, NULL), i;
   net_conn *c;
   if (fd < 0) return;
+  /* Sessions wait for answers, and TLS can use no byte of a record
+   * before all of it came: Nagle's algorithm would hold back the tail
+   * of each burst until the peer acknowledged what went before (on
+   * loopback, whose MSS is 64 KiB, every 16 KiB TLS record is a small
+   * segment). */
+  net_nodelay(fd);
   for (i = 0; i < NET_MAX_CONN && l->conns[i].fd >= 0; i++) {
   }
   if (i == NET_MAX_CONN) {

@@ -18,6 +18,7 @@
 #include "tools/net/mqtt.h"
 
 #include <mosquitto.h>
+#include <openssl/ssl.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,11 +53,21 @@ static int say(char *err, size_t cap, const char *fmt, const char *arg) {
   return -1;
 }
 
-int net_mqtt_parse_broker(const char *s, net_mqtt_addr *a, char *err,
-                          size_t errcap) {
+/* The length of the scheme s starts with ("mqtt://" or "mqtts://",
+ * which sets *tls), or 0 for none. */
+static size_t scheme(const char *s, int *tls) {
+  if (!strncmp(s, "mqtt://", 7)) return *tls = 0, 7;
+  if (!strncmp(s, "mqtts://", 8)) return *tls = 1, 8;
+  return 0;
+}
+
+/* "HOST[:PORT]" or "[V6][:PORT]" (port defport when none) into a->host
+ * and a->port; messages name the broker as s. */
+static int parse_hostport(const char *s, int defport, net_mqtt_addr *a,
+                          char *err, size_t errcap) {
   const char *colon, *host = s, *end;
   char *e;
-  long port = NET_MQTT_PORT;
+  long port = defport;
   size_t hl;
   if (s[0] == '[') {
     host = s + 1;
@@ -85,6 +96,28 @@ int net_mqtt_parse_broker(const char *s, net_mqtt_addr *a, char *err,
   return 0;
 }
 
+int net_mqtt_parse_broker(const char *s, net_mqtt_addr *a, char *err,
+                          size_t errcap) {
+  char hp[300];
+  int tls = 0;
+  const char *rest = s + scheme(s, &tls), *slash = strchr(rest, '/');
+  size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+  if (n >= sizeof hp)
+    return say(err, errcap, "malformed broker '%s': too long", s);
+  memcpy(hp, rest, n);
+  hp[n] = 0;
+  if (parse_hostport(hp, tls ? NET_MQTTS_PORT : NET_MQTT_PORT, a, err, errcap))
+    return -1;
+  a->tls = tls;
+  if (slash) {
+    if (strlen(slash + 1) >= sizeof a->prefix)
+      return say(err, errcap, "'%s': topic too long", s);
+    if (net_mqtt_check_topic(slash + 1, 0, err, errcap)) return -1;
+    strcpy(a->prefix, slash + 1);
+  }
+  return 0;
+}
+
 int net_mqtt_check_topic(const char *s, int level, char *err, size_t errcap) {
   const char *p;
   if (!s[0]) return say(err, errcap, "empty topic%s", level ? " level" : "");
@@ -106,18 +139,23 @@ int net_mqtt_parse_url(const char *url, net_mqtt_addr *a, char *err,
                        size_t errcap) {
   char broker[300];
   const char *rest, *slash, *last;
-  size_t n;
+  size_t n, skip;
+  int tls = 0;
   memset(a, 0, sizeof *a);
-  if (strncmp(url, "mqtt://", 7))
-    return say(err, errcap, "'%s' is not mqtt://BROKER[:PORT]/PREFIX/DEVICE",
+  if (!(skip = scheme(url, &tls)))
+    return say(err, errcap,
+               "'%s' is not mqtt://BROKER[:PORT]/PREFIX/DEVICE (or mqtts://)",
                url);
-  rest = url + 7;
+  rest = url + skip;
   if (!(slash = strchr(rest, '/')) || (size_t)(slash - rest) >= sizeof broker)
     return say(err, errcap, "'%s': give mqtt://BROKER[:PORT]/PREFIX/DEVICE",
                url);
   memcpy(broker, rest, (size_t)(slash - rest));
   broker[slash - rest] = 0;
-  if (net_mqtt_parse_broker(broker, a, err, errcap)) return -1;
+  if (parse_hostport(broker, tls ? NET_MQTTS_PORT : NET_MQTT_PORT, a, err,
+                     errcap))
+    return -1;
+  a->tls = tls;
   if (!(last = strrchr(slash + 1, '/')))
     return say(err, errcap, "'%s': give both PREFIX and DEVICE", url);
   n = (size_t)(last - (slash + 1));
@@ -203,6 +241,63 @@ static void mqtt_tune(struct mosquitto *m) {
   mosquitto_max_inflight_messages_set(m, 0);
 }
 
+/* TLS to the broker when a->tls: a client context of a->tls_opts that
+ * checks the broker's certificate against the CAs and a->tls_name (or
+ * the host dialled), handed to libmosquitto for every connection of m
+ * (it takes a reference of its own).  *out stays NULL without TLS.  0,
+ * or -1 with the reason in err. */
+static int tls_setup(struct mosquitto *m, const net_mqtt_addr *a, net_tls **out,
+                     char *err, size_t cap) {
+  net_tls_opts o = a->tls_opts;
+  *out = NULL;
+  if (!a->tls) return 0;
+  o.client_ca = NULL;
+  if (net_tls_create(&o, 0, out, err, cap)) return -1;
+  if (mosquitto_int_option(m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) !=
+          MOSQ_ERR_SUCCESS ||
+      mosquitto_void_option(
+          m, MOSQ_OPT_SSL_CTX,
+          net_tls_ssl_ctx(*out, a->tls_name ? a->tls_name : a->host)) !=
+          MOSQ_ERR_SUCCESS) {
+    net_tls_free(*out);
+    *out = NULL;
+    return say(err, cap, "%s", "this libmosquitto has no TLS");
+  }
+  return 0;
+}
+
+/* libmosquitto only logs why TLS failed: keep the reason of the last
+ * OpenSSL error it reports ("error:0A00045C:SSL routines::tlsv13 alert
+ * certificate required" keeps the words after the last colon). */
+static void keep_ssl_error(char *dst, size_t cap, int level, const char *str) {
+  const char *p;
+  if (level != MOSQ_LOG_ERR || strncmp(str, "OpenSSL Error", 13)) return;
+  p = strrchr(str, ':');
+  snprintf(dst, cap, "%s", p && p[1] ? p + 1 : str);
+}
+
+/* After a connection to the broker failed: why, when TLS was the cause,
+ * into err as "TLS with broker HOST:PORT failed: ...".  2 when no retry
+ * mends it (the broker's certificate did not check out, or the broker
+ * sent an alert: it refused this client's certificate or its lack of
+ * one), 1 for another TLS error, 0 when TLS said nothing.  Both reasons
+ * are forgotten. */
+static int tls_why(net_tls *t, char *logged, const net_mqtt_addr *a, char *err,
+                   size_t cap) {
+  char why[256];
+  int got = net_tls_verify_err(t, why, sizeof why) ? 2 : 0;
+  if (!got && logged[0]) {
+    got = strstr(logged, "alert") ? 2 : 1;
+    snprintf(why, sizeof why, "%s%s",
+             got == 2 ? "the broker refused the connection: " : "", logged);
+  }
+  logged[0] = 0;
+  if (got)
+    snprintf(err, cap, "TLS with broker %s:%d failed: %s", a->host, a->port,
+             why);
+  return got;
+}
+
 /* Publish one message: header then body (QoS 1).  0, or -1 when the
  * client is not connected or out of memory. */
 static int publish(struct mosquitto *m, const char *topic, int type,
@@ -243,6 +338,9 @@ struct net_mqtt_link {
   uint32_t rx_next, tx_next;
   int broken; /* this attempt's stream is over: gap, END, disconnect */
   chunk *head, *tail;
+  net_tls *tls;     /* mqtts: the context libmosquitto connects with */
+  char tlserr[200]; /* the last OpenSSL error libmosquitto logged */
+  int perm;         /* TLS failed in a way no retry mends */
   net_mqtt_stats st;
   char err[512];
 };
@@ -282,6 +380,13 @@ static void link_on_disconnect(struct mosquitto *m, void *obj, int rc) {
   (void)rc;
   l->connected = l->ready = 0;
   l->broken = 1; /* what was in flight may be lost */
+}
+
+static void link_on_log(struct mosquitto *m, void *obj, int level,
+                        const char *str) {
+  net_mqtt_link *l = (net_mqtt_link *)obj;
+  (void)m;
+  keep_ssl_error(l->tlserr, sizeof l->tlserr, level, str);
 }
 
 static void link_on_message(struct mosquitto *m, void *obj,
@@ -351,7 +456,10 @@ net_mqtt_link *net_mqtt_link_new(const net_mqtt_addr *a, int timeout_s) {
   mosquitto_disconnect_callback_set(l->m, link_on_disconnect);
   mosquitto_subscribe_callback_set(l->m, link_on_subscribe);
   mosquitto_message_callback_set(l->m, link_on_message);
+  mosquitto_log_callback_set(l->m, link_on_log);
   mqtt_tune(l->m);
+  /* Unreadable TLS files fail every connect, in their own words. */
+  if (tls_setup(l->m, a, &l->tls, l->err, sizeof l->err)) l->perm = 1;
   return l;
 }
 
@@ -393,11 +501,41 @@ static int64_t link_recv(void *ctx, void *buf, size_t cap) {
   }
 }
 
+/* A connection attempt failed: TLS's reason when it has one (l->perm
+ * when no retry mends it), else fallback. */
+static void link_fail(net_mqtt_link *l, const char *fallback) {
+  int why =
+      l->tls ? tls_why(l->tls, l->tlserr, &l->a, l->err, sizeof l->err) : 0;
+  if (why == 2)
+    l->perm = 1;
+  else if (!why && !l->err[0])
+    snprintf(l->err, sizeof l->err, "%s", fallback);
+}
+
+/* The broker closed the connection before CONNACK, in words.  Over
+ * TLS, a broker that ends the handshake is no TLS listener; one that
+ * takes the handshake and then drops the connection most likely refused
+ * the client's certificate (or its lack of one), with an alert that a
+ * reset overtook. */
+static void closed_why(const net_mqtt_link *l, int handshook, char *why,
+                       size_t cap) {
+  snprintf(why, cap, "broker %s:%d closed the connection%s", l->a.host,
+           l->a.port,
+           !l->tls      ? ""
+           : !handshook ? " during the TLS handshake (is it a TLS port?)"
+           : l->a.tls_opts.cert
+               ? " after the TLS handshake: it may not accept this "
+                 "client's certificate (see its log)"
+               : " after the TLS handshake: it may require a client "
+                 "certificate (see its log)");
+}
+
 /* Connect (when not connected) and wait for the subscription.  0, or -1
  * with l->err set. */
 static int link_up(net_mqtt_link *l) {
   double until = mono() + l->timeout_s;
-  int rc;
+  char why[512];
+  int rc, handshook = 0;
   /* Nothing turned the loop since the last session: find out now whether
    * the connection died meanwhile (a broker restart), and take in what
    * came (late messages of the last session, dropped as foreign). */
@@ -405,31 +543,42 @@ static int link_up(net_mqtt_link *l) {
     l->connected = 0;
   if (!l->connected) {
     l->ready = 0;
-    l->err[0] = 0;
+    l->err[0] = l->tlserr[0] = 0;
+    net_tls_verify_err(l->tls, why, sizeof why); /* an old one: forget */
     rc = l->made ? mosquitto_reconnect(l->m)
                  : mosquitto_connect(l->m, l->a.host, l->a.port, KEEPALIVE);
-    if (rc != MOSQ_ERR_SUCCESS) {
-      snprintf(l->err, sizeof l->err, "cannot connect to broker %s:%d: %s",
-               l->a.host, l->a.port,
+    if (rc == MOSQ_ERR_ERRNO && l->tls && errno == EPROTO)
+      /* Writing CONNECT failed: the handshake was through (libmosquitto
+       * writes nothing before), and the broker had closed. */
+      closed_why(l, 1, why, sizeof why);
+    else if (rc != MOSQ_ERR_SUCCESS)
+      snprintf(why, sizeof why, "cannot connect to broker %s:%d: %s", l->a.host,
+               l->a.port,
                rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    if (rc != MOSQ_ERR_SUCCESS) {
+      link_fail(l, why);
       return -1;
     }
     l->made = 1;
   }
   while (!l->ready) {
     if (mono() > until || l->err[0]) {
-      if (!l->err[0])
-        snprintf(l->err, sizeof l->err, "broker %s:%d did not answer",
-                 l->a.host, l->a.port);
+      snprintf(why, sizeof why, "broker %s:%d did not answer", l->a.host,
+               l->a.port);
+      link_fail(l, why);
       mosquitto_disconnect(l->m);
       l->connected = 0;
       return -1;
     }
     if (mosquitto_loop(l->m, 100, 1) != MOSQ_ERR_SUCCESS) {
-      snprintf(l->err, sizeof l->err, "broker %s:%d closed the connection",
-               l->a.host, l->a.port);
+      closed_why(l, handshook, why, sizeof why);
+      link_fail(l, why);
       l->connected = 0;
       return -1;
+    }
+    if (l->tls && !handshook) {
+      SSL *ssl = (SSL *)mosquitto_ssl_get(l->m);
+      handshook = ssl && SSL_is_init_finished(ssl);
     }
   }
   return 0;
@@ -437,7 +586,9 @@ static int link_up(net_mqtt_link *l) {
 
 int net_mqtt_connect(void *link, sync_transport *t) {
   net_mqtt_link *l = (net_mqtt_link *)link;
-  if (link_up(l)) return SYNC_ECLOSED;
+  if (l->perm) return SYNC_EPERM; /* l->err says why */
+  if (link_up(l)) return l->perm ? SYNC_EPERM : SYNC_ECLOSED;
+  l->err[0] = 0; /* an earlier attempt's words no longer hold */
   queue_clear(l);
   l->sid = new_sid(&l->rng);
   l->rx_next = l->tx_next = 0;
@@ -474,6 +625,7 @@ void net_mqtt_link_free(net_mqtt_link *l) {
     mosquitto_loop(l->m, 0, 1);
   }
   mosquitto_destroy(l->m);
+  net_tls_free(l->tls);
   queue_clear(l);
   free(l);
 }
@@ -513,6 +665,8 @@ struct net_mqtt_server {
   unsigned ndev, cap;
   int ended; /* sessions that ended in this step */
   unsigned char out[64 << 10];
+  net_tls *tls;     /* mqtts: the context libmosquitto connects with */
+  char tlserr[200]; /* the last OpenSSL error libmosquitto logged */
   net_mqtt_stats st;
   char err[512];
 };
@@ -662,6 +816,13 @@ static void srv_on_disconnect(struct mosquitto *m, void *obj, int rc) {
   sv->connected = sv->ready = sv->dialled = 0;
 }
 
+static void srv_on_log(struct mosquitto *m, void *obj, int level,
+                       const char *str) {
+  net_mqtt_server *sv = (net_mqtt_server *)obj;
+  (void)m;
+  keep_ssl_error(sv->tlserr, sizeof sv->tlserr, level, str);
+}
+
 /* Publish what d's session gives; end it when it is over. */
 static void dev_flush(net_mqtt_server *sv, mdev *d) {
   if (d->owe_end && sv->ready &&
@@ -750,14 +911,28 @@ int net_mqtt_server_open(const net_mqtt_addr *a, const char *share,
   mosquitto_disconnect_callback_set(sv->m, srv_on_disconnect);
   mosquitto_subscribe_callback_set(sv->m, srv_on_subscribe);
   mosquitto_message_callback_set(sv->m, srv_on_message);
+  mosquitto_log_callback_set(sv->m, srv_on_log);
   mqtt_tune(sv->m);
+  if (tls_setup(sv->m, a, &sv->tls, err, errcap)) {
+    net_mqtt_server_free(sv);
+    return -1;
+  }
   until = mono() + 10;
   if (srv_connect(sv) == 0)
     while (!sv->ready && !sv->err[0] && mono() < until)
-      if (mosquitto_loop(sv->m, 100, 1) != MOSQ_ERR_SUCCESS) break;
+      if (mosquitto_loop(sv->m, 100, 1) != MOSQ_ERR_SUCCESS) {
+        snprintf(sv->err, sizeof sv->err,
+                 "broker %s:%d closed the connection%s", a->host, a->port,
+                 sv->tls ? " (over TLS: it may require a client certificate "
+                           "or refuse this one; see its log)"
+                         : "");
+        break;
+      }
   if (!sv->ready) {
-    say(err, errcap, "%s",
-        sv->err[0] ? sv->err : "the broker did not take the subscription");
+    /* TLS's reason first: it is why the broker closed or never answered. */
+    if (!sv->tls || !tls_why(sv->tls, sv->tlserr, a, err, errcap))
+      say(err, errcap, "%s",
+          sv->err[0] ? sv->err : "the broker did not take the subscription");
     net_mqtt_server_free(sv);
     return -1;
   }
@@ -791,6 +966,7 @@ void net_mqtt_server_free(net_mqtt_server *sv) {
     mosquitto_disconnect(sv->m);
   }
   mosquitto_destroy(sv->m);
+  net_tls_free(sv->tls);
   free(sv->dev);
   free(sv);
 }

@@ -15,6 +15,13 @@
  * duplicates, drops messages of other sessions, and ends the session on
  * a gap; the next session resumes after the last acknowledged chunk.
  *
+ * With mqtts:// the connection to the broker is TLS (tools/net/tls.c's
+ * OpenSSL context, handed to libmosquitto): the broker's certificate is
+ * checked against a CA file and the host name, and a client certificate
+ * is shown when the broker requires one.  The session runs unchanged
+ * inside; TLS protects the hops to and from the broker, which sees the
+ * stream bytes (docs/MQTT.md, "TLS").
+ *
  * Functions that fail return -1 (or a SYNC_E* code where they say so);
  * none prints.  Call mosquitto_lib_init() once before any of them
  * (net_mqtt_init does) and before starting threads.
@@ -23,20 +30,30 @@
 #define SYNC_NET_MQTT_H
 
 #include "tools/net/net.h"
+#include "tools/net/tls.h"
 
 #define NET_MQTT_PORT 1883
+#define NET_MQTTS_PORT 8883 /* mqtts:// (TLS) */
 #define NET_MQTT_HEADER 14  /* bytes before the stream bytes of a message */
 #define NET_MQTT_MAGIC 0x53 /* 'S' */
 #define NET_MQTT_DATA 1     /* message types */
 #define NET_MQTT_END 2
 
 /* Where to meet: the broker, the topic prefix (one or more levels) and
- * the device (one level: no '/', '+' or '#'). */
+ * the device (one level: no '/', '+' or '#').  With tls (mqtts://), the
+ * broker's certificate is checked against tls_opts.ca (required) and
+ * must name tls_name (NULL: host); tls_opts.cert and .key are the
+ * client certificate for a broker that requires one (.client_ca is not
+ * used).  The parsers set tls; the caller sets the files, whose names
+ * must outlive the links and servers made from the address. */
 typedef struct net_mqtt_addr {
   char host[256];
   int port;
   char prefix[256];
   char device[128];
+  int tls;
+  net_tls_opts tls_opts;
+  const char *tls_name;
 } net_mqtt_addr;
 
 /* What an endpoint saw.  Messages are MQTT messages; bytes are stream
@@ -58,12 +75,15 @@ typedef struct net_mqtt_stats {
 void net_mqtt_init(void);
 void net_mqtt_cleanup(void);
 
-/* "HOST[:PORT]" (or "[V6][:PORT]"; port 1883 when none) into a->host and
- * a->port.  0, or -1 with the reason in err. */
+/* "[mqtt://|mqtts://]HOST[:PORT][/PREFIX]" (or "[V6]" for HOST) into
+ * a->host, a->port (1883, or 8883 with mqtts://, when none), a->tls and,
+ * when given, a->prefix (untouched otherwise).  0, or -1 with the reason
+ * in err. */
 int net_mqtt_parse_broker(const char *s, net_mqtt_addr *a, char *err,
                           size_t errcap);
-/* "mqtt://HOST[:PORT]/PREFIX/DEVICE" into a: the last level is the
- * device, the levels before it the prefix.  0, or -1 with the reason. */
+/* "mqtt://HOST[:PORT]/PREFIX/DEVICE" (or mqtts://) into a, cleared
+ * first: the last level is the device, the levels before it the prefix.
+ * 0, or -1 with the reason. */
 int net_mqtt_parse_url(const char *url, net_mqtt_addr *a, char *err,
                        size_t errcap);
 /* Whether s is a topic prefix (levels without '+' or '#', none empty) or,
@@ -83,11 +103,17 @@ typedef struct net_mqtt_link net_mqtt_link;
 /* A link to a->host for device a->device, not connected yet (the first
  * net_mqtt_connect connects).  timeout_s: how long a session waits for
  * the server's next message (and for the broker to connect) before it
- * fails with SYNC_ETIMEOUT.  NULL when out of memory. */
+ * fails with SYNC_ETIMEOUT.  NULL when out of memory.  With a->tls, TLS
+ * files that cannot be read make every net_mqtt_connect fail (SYNC_EPERM,
+ * net_mqtt_link_error says why). */
 net_mqtt_link *net_mqtt_link_new(const net_mqtt_addr *a, int timeout_s);
 /* Connect to the broker when not connected (subscribed to the down topic
- * before it returns), start a new session id and set t over it: 0, or
- * SYNC_ECLOSED (net_mqtt_link_error says why).  A sync_connect_fn. */
+ * before it returns), start a new session id and set t over it: 0,
+ * SYNC_ECLOSED (net_mqtt_link_error says why), or SYNC_EPERM when TLS
+ * failed in a way another try cannot mend: the broker's certificate did
+ * not check out ("TLS with broker HOST:PORT failed: certificate verify
+ * failed: ..."), the broker refused this client's certificate or its
+ * lack of one (a TLS alert), or the TLS files.  A sync_connect_fn. */
 int net_mqtt_connect(void *link, sync_transport *t);
 /* The attempt is over: publish END for its session id, so that the
  * server frees its side at once.  A sync_disconnect_fn. */
@@ -113,11 +139,12 @@ typedef struct net_mqtt_server_ops {
   void (*ended)(void *ctx, const char *dev, sync_session *s);
 } net_mqtt_server_ops;
 
-/* A server of a->prefix on a->host (a->device unused).  share, when not
- * NULL, subscribes through the shared subscription $share/SHARE/..., for
- * several server processes (docs/MQTT.md says what the broker must do
- * then).  idle_s: a session silent this long is aborted.  0 and *out, or
- * -1 with the reason in err (cannot connect, not subscribed). */
+/* A server of a->prefix on a->host (a->device unused; with a->tls over
+ * TLS, as a link).  share, when not NULL, subscribes through the shared
+ * subscription $share/SHARE/..., for several server processes
+ * (docs/MQTT.md says what the broker must do then).  idle_s: a session
+ * silent this long is aborted.  0 and *out, or -1 with the reason in err
+ * (cannot connect, TLS failed, not subscribed). */
 int net_mqtt_server_open(const net_mqtt_addr *a, const char *share,
                          const net_mqtt_server_ops *ops, int idle_s,
                          net_mqtt_server **out, char *err, size_t errcap);

@@ -156,8 +156,9 @@ void net_loop_init(net_loop *l, const net_loop_ops *ops, int idle_seconds);
 /* Add listening socket lfd (made non-blocking); its index, or -1 when the
  * loop has NET_MAX_LISTEN. */
 int net_loop_listen(net_loop *l, int lfd);
-/* Accept and serve until *stop is set, or until max_sessions sessions
- * (< 0: any number) have ended.  0, or -1 when poll failed (errno). */
+/* Accept (each connection with TCP_NODELAY) and serve until *stop is
+ * set, or until max_sessions sessions (< 0: any number) have ended.  0,
+ * or -1 when poll failed (errno). */
 int net_loop_run(net_loop *l, volatile sig_atomic_t *stop, long max_sessions);
 /* End every connection (a running session as closed, told to ended) and
  * close the listeners. */

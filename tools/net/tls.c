@@ -1,8 +1,9 @@
 /*
- * tls.c - TLS for sync's programs, through OpenSSL: contexts, the layer
- * a loop connection reads and writes through (non-blocking; the
- * handshake runs inside the first reads and writes), and a blocking link
- * for sync_retry_run.  See tls.h for what TLS adds and what it does not.
+ * tls.c - TLS for sync's programs, through OpenSSL: contexts (also
+ * handed to libmosquitto, for MQTT over TLS), the layer a loop
+ * connection reads and writes through (non-blocking; the handshake runs
+ * inside the first reads and writes), and a blocking link for
+ * sync_retry_run.  See tls.h for what TLS adds and what it does not.
  */
 #include "tools/net/tls.h"
 
@@ -22,7 +23,8 @@
 struct net_tls {
   SSL_CTX *ctx;
   int server;
-  int has_cert; /* a certificate of its own to show */
+  int has_cert;   /* a certificate of its own to show */
+  char verr[200]; /* net_tls_ssl_ctx: why a certificate check failed */
 };
 
 /* The reason OpenSSL queued last, or fallback; the queue is emptied. */
@@ -152,16 +154,58 @@ static void tls_fail(SSL *ssl, int rc, char *err, size_t cap) {
   snprintf(err, cap, "%s", why);
 }
 
-/* The name the peer's certificate must carry: a DNS name (sent as SNI
- * too), or an IP address, which certificates list apart. */
-static void set_peer_name(SSL *ssl, const char *name) {
+/* Whether name is an IP address, which certificates list apart from DNS
+ * names. */
+static int is_ip(const char *name) {
   unsigned char a[16];
-  if (inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1) {
+  return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+}
+
+/* The name the peer's certificate must carry: a DNS name (sent as SNI
+ * too), or an IP address. */
+static void set_peer_name(SSL *ssl, const char *name) {
+  if (is_ip(name)) {
     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
     return;
   }
   SSL_set_tlsext_host_name(ssl, name);
   SSL_set1_host(ssl, name);
+}
+
+/* ---------------------------------------------------------------------
+ * A context for a library that makes its own connections
+ * ------------------------------------------------------------------- */
+/* OpenSSL's verify callback: ok as OpenSSL judged, and when it failed
+ * the reason kept in the context's net_tls, since the library that
+ * runs the handshake says only "certificate verify failed". */
+static int verify_note(int ok, X509_STORE_CTX *x) {
+  SSL *ssl = (SSL *)X509_STORE_CTX_get_ex_data(
+      x, SSL_get_ex_data_X509_STORE_CTX_idx());
+  net_tls *t =
+      ssl ? (net_tls *)SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+  if (!ok && t)
+    snprintf(t->verr, sizeof t->verr, "certificate verify failed: %s",
+             X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
+  return ok;
+}
+
+void *net_tls_ssl_ctx(net_tls *t, const char *name) {
+  X509_VERIFY_PARAM *p = SSL_CTX_get0_param(t->ctx);
+  if (is_ip(name))
+    X509_VERIFY_PARAM_set1_ip_asc(p, name);
+  else
+    X509_VERIFY_PARAM_set1_host(p, name, 0);
+  SSL_CTX_set_app_data(t->ctx, t);
+  SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, verify_note);
+  t->verr[0] = 0;
+  return t->ctx;
+}
+
+int net_tls_verify_err(net_tls *t, char *err, size_t errcap) {
+  if (!t || !t->verr[0]) return 0;
+  snprintf(err, errcap, "%s", t->verr);
+  t->verr[0] = 0;
+  return 1;
 }
 
 /* ---------------------------------------------------------------------

@@ -36,6 +36,19 @@ int net_tls_create(const net_tls_opts *o, int server, net_tls **out,
                    char *err, size_t errcap);
 void net_tls_free(net_tls *t); /* NULL is fine */
 
+/* The OpenSSL SSL_CTX of client context t, for a library that makes
+ * its own TLS connections with it (libmosquitto's MOSQ_OPT_SSL_CTX):
+ * from now on a peer's certificate must also name name (a DNS name or
+ * an IP address), and why a check failed is kept for
+ * net_tls_verify_err.  t keeps owning the SSL_CTX (a library that holds
+ * on to it takes a reference of its own).  One connection at a time:
+ * the reason is the context's. */
+void *net_tls_ssl_ctx(net_tls *t, const char *name);
+/* Why the last certificate check on net_tls_ssl_ctx's context failed:
+ * 1 with "certificate verify failed: REASON" in err (and forgotten), or
+ * 0 when none failed since the last call. */
+int net_tls_verify_err(net_tls *t, char *err, size_t errcap);
+
 /* TLS on the loop's connection c (its socket connected): the server side
  * of the handshake (host NULL), or the client side verifying that the
  * peer's certificate names host.  The handshake runs within c's first

@@ -23,8 +23,9 @@ const ctl_help ctl_help_serve = {
     "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
     "       [--peer ADDRESS]... [--peers FILE] [--peer-interval SECONDS]\n"
     "       [--peer-token T] [--tls-ca FILE]\n"
-    "synctl serve DB --mqtt BROKER[:PORT] [--topic PREFIX] [--share GROUP]\n"
-    "       [--credentials FILE] [--sessions N] [--quiet]",
+    "synctl serve DB --mqtt [mqtt[s]://]BROKER[:PORT][/PREFIX] [--topic PREFIX]\n"
+    "       [--share GROUP] [--credentials FILE] [--sessions N] [--quiet]\n"
+    "       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]",
     "serve the database to peers over TCP, TLS or MQTT",
     "Listens on ADDRESS (HOST:PORT; port 0 picks a free one, written to\n"
     "--port-file) and answers sync sessions from any number of clients at\n"
@@ -54,10 +55,15 @@ const ctl_help ctl_help_serve = {
     "needs relay there).  With TLS, peers are dialled over TLS too, their\n"
     "certificates checked against --tls-ca.\n"
     "With --mqtt it serves devices through an MQTT broker instead (port\n"
-    "1883 by default): it subscribes to PREFIX/+/up (--topic, default\n"
-    "'sync') and answers each device on PREFIX/DEVICE/down, a session per\n"
-    "device; --share GROUP subscribes as $share/GROUP/... so that several\n"
-    "servers split the devices (docs/MQTT.md says what the broker must do).\n"};
+    "1883 by default): it subscribes to PREFIX/+/up (--topic or the path\n"
+    "of --mqtt, default 'sync') and answers each device on\n"
+    "PREFIX/DEVICE/down, a session per device; --share GROUP subscribes\n"
+    "as $share/GROUP/... so that several servers split the devices\n"
+    "(docs/MQTT.md says what the broker must do).\n"
+    "With mqtts://BROKER (port 8883 by default) it reaches the broker over\n"
+    "TLS: --tls-ca FILE (required) checks the broker's certificate, and\n"
+    "--tls-cert and --tls-key give the certificate it shows to a broker\n"
+    "that requires one.\n"};
 
 /* --peers FILE: one address a line ('#' comments). */
 static int peers_line(void *ctx, char *line, const char *where) {
@@ -541,7 +547,7 @@ static int sync_report_json(sync_env *env, const char *other, int dry,
 }
 
 const ctl_help ctl_help_sync = {
-    "synctl sync DB ADDRESS|OTHER_DB|mqtt://BROKER[:PORT]/PREFIX/DEVICE\n"
+    "synctl sync DB ADDRESS|OTHER_DB|mqtt[s]://BROKER[:PORT]/PREFIX/DEVICE\n"
     "       [--pull|--push|--both] [--dry-run]\n"
     "       [--tables A,B] [--token T] [--max-message BYTES] [--quiet]\n"
     "       [--json] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]\n"
@@ -573,7 +579,11 @@ const ctl_help ctl_help_sync = {
     "--tls-ca FILE syncs over TLS: the server's certificate must be signed\n"
     "by a CA of FILE and name the host of ADDRESS (or --tls-name); if not,\n"
     "nothing is sent and the reason is said.  --tls-cert and --tls-key\n"
-    "give a client certificate, for a server that requires one.\n"};
+    "give a client certificate, for a server that requires one.\n"
+    "An mqtts:// URL (port 8883 by default) reaches the broker over TLS\n"
+    "with the same options: --tls-ca (required) checks the broker's\n"
+    "certificate, --tls-cert and --tls-key answer a broker that requires\n"
+    "a client certificate.\n"};
 
 int ctl_cmd_sync(int argc, char **argv) {
   peer_args pa;
@@ -617,6 +627,11 @@ int ctl_cmd_sync(int argc, char **argv) {
                      "certificate)");
   if (g_tls.o.ca && !remote)
     return ctl_usage("--tls-ca is for a server (HOST:PORT), not a file");
+  if (remote == 2 && !strncmp(pa.other, "mqtts://", 8) && !g_tls.o.ca)
+    return ctl_usage("mqtts:// needs --tls-ca (the CAs of the broker's "
+                     "certificate)");
+  if (remote == 2 && !strncmp(pa.other, "mqtt://", 7) && g_tls.o.ca)
+    return ctl_usage("--tls-ca goes with mqtts://, not mqtt://");
   if (ctl_open_db(pa.db, 0, &env)) return EX_FAIL;
   memset(&so, 0, sizeof so);
   so.mode = mode;
@@ -630,7 +645,9 @@ int ctl_cmd_sync(int argc, char **argv) {
   so.progress_ctx = &pr;
   memset(&st, 0, sizeof st);
   if (remote == 2) {
-    rc = ctl_sync_mqtt(env, &so, pa.db, pa.other, &st, errmsg, sizeof errmsg);
+    ctl_tls_files tf = {g_tls.o.ca, g_tls.o.cert, g_tls.o.key, g_tls.name};
+    rc = ctl_sync_mqtt(env, &so, pa.db, pa.other, &tf, &st, errmsg,
+                       sizeof errmsg);
   } else if (remote) {
     rc = sync_remote(env, &so, &pa, &st, errmsg, sizeof errmsg);
   } else if (!strcmp(pa.db, pa.other)) {

@@ -18,7 +18,8 @@ int ctl_peer_kind(const char *s) {
   char err[400];
   /* A file wins: 'a:1' may be a database in the working directory. */
   if (ctl_file_exists(s)) return 0;
-  if (!strncmp(s, "mqtt://", 7)) return ctl_check_mqtt_url(s) ? -1 : 2;
+  if (!strncmp(s, "mqtt://", 7) || !strncmp(s, "mqtts://", 8))
+    return ctl_check_mqtt_url(s) ? -1 : 2;
   if (!strchr(s, ':')) {
     ctl_usage("'%s' is neither a database file nor an address (HOST:PORT)",
               s);

@@ -1,8 +1,9 @@
 /*
  * MQTT for synctl: 'synctl serve DB --mqtt BROKER' (one connection to a
  * broker, a session per device under the topic prefix) and the client
- * side of 'synctl sync DB mqtt://BROKER/PREFIX/DEVICE'.  The adapter is
- * tools/net/mqtt.c; docs/MQTT.md has the topics and the header.
+ * side of 'synctl sync DB mqtt://BROKER/PREFIX/DEVICE', both over TLS
+ * with mqtts://.  The adapter is tools/net/mqtt.c; docs/MQTT.md has the
+ * topics and the header.
  */
 #include "synctl.h"
 
@@ -70,7 +71,24 @@ int ctl_serve_mqtt(const ctl_serve_opts *o) {
       net_mqtt_check_topic(o->topic ? o->topic : "sync", 0, err, sizeof err) ||
       (o->share && net_mqtt_check_topic(o->share, 1, err, sizeof err)))
     return ctl_usage("%s", err);
-  snprintf(a.prefix, sizeof a.prefix, "%s", o->topic ? o->topic : "sync");
+  if (a.prefix[0] && o->topic)
+    return ctl_usage("give the topic prefix once: in --mqtt or in --topic");
+  if (!a.prefix[0])
+    snprintf(a.prefix, sizeof a.prefix, "%s", o->topic ? o->topic : "sync");
+  /* The server is a client of the broker: --tls-ca checks the broker's
+   * certificate, --tls-cert and --tls-key are shown to it. */
+  if (o->tls_client_ca)
+    return ctl_usage("--tls-client-ca is for serving over TLS; the broker "
+                     "checks the devices' certificates");
+  if (a.tls && !o->tls_ca)
+    return ctl_usage("mqtts:// needs --tls-ca (the CAs of the broker's "
+                     "certificate)");
+  if (!a.tls && (o->tls_ca || o->tls_cert || o->tls_key))
+    return ctl_usage("--tls-ca, --tls-cert and --tls-key go with --mqtt "
+                     "mqtts://BROKER");
+  a.tls_opts.ca = o->tls_ca;
+  a.tls_opts.cert = o->tls_cert;
+  a.tls_opts.key = o->tls_key;
   if (ctl_open_db(o->db, 0, &sv.env)) return EX_FAIL;
   sv.creds.env = sv.env;
   sv.creds.say = ctl_say;
@@ -91,8 +109,9 @@ int ctl_serve_mqtt(const ctl_serve_opts *o) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   if (!sv.quiet) {
-    printf("serve: %s over MQTT at %s:%d, topics %s/+/up and %s/DEVICE/down%s\n",
-           o->db, a.host, a.port, a.prefix, a.prefix,
+    printf("serve: %s over MQTT%s at %s:%d, topics %s/+/up and "
+           "%s/DEVICE/down%s\n",
+           o->db, a.tls ? " over TLS" : "", a.host, a.port, a.prefix, a.prefix,
            o->credfile ? ", devices checked against the credentials file"
                        : ", every device may read and write");
     fflush(stdout);
@@ -119,8 +138,8 @@ int ctl_check_mqtt_url(const char *url) {
 }
 
 int ctl_sync_mqtt(sync_env *env, sync_session_opts *so, const char *db,
-                  const char *url, sync_session_stats *st, char *errmsg,
-                  size_t cap) {
+                  const char *url, const ctl_tls_files *tls,
+                  sync_session_stats *st, char *errmsg, size_t cap) {
   net_mqtt_addr a;
   net_mqtt_link *l;
   sync_retry_opts ro;
@@ -131,6 +150,10 @@ int ctl_sync_mqtt(sync_env *env, sync_session_opts *so, const char *db,
     ctl_say("%s: %s", db, err);
     return 1;
   }
+  a.tls_opts.ca = tls->ca;
+  a.tls_opts.cert = tls->cert;
+  a.tls_opts.key = tls->key;
+  a.tls_name = tls->name;
   net_mqtt_init();
   so->level = 3;
   memset(&ro, 0, sizeof ro);
@@ -145,9 +168,13 @@ int ctl_sync_mqtt(sync_env *env, sync_session_opts *so, const char *db,
   rc = sync_retry_run(r, env, so, net_mqtt_connect, net_mqtt_disconnect, l,
                       st);
   sync_retry_free(r);
-  if (rc == SYNC_ECLOSED && !st->bytes_received &&
+  /* The link's words: it could not reach the broker, or TLS failed (the
+   * broker's certificate, or this client's refused: then before any
+   * session began, so nothing was exchanged). */
+  if ((rc == SYNC_ECLOSED || rc == SYNC_EPERM) && !st->bytes_received &&
       net_mqtt_link_error(l)[0]) {
-    ctl_say("%s: %s", db, net_mqtt_link_error(l));
+    ctl_say("%s: %s%s", db, net_mqtt_link_error(l),
+            rc == SYNC_EPERM ? "; nothing was exchanged" : "");
     rc = 1;
   } else if (rc == SYNC_ETIMEOUT && !st->bytes_received) {
     snprintf(errmsg, cap, "no server answered on %s/%s/up", a.prefix,

@@ -386,7 +386,6 @@ static int serve_open(void *ctx, net_conn *c) {
   }
   net_creds_server_opts(sv->checked ? &sv->creds : NULL, &so);
   if (sync_session_create(sv->env, &so, &c->s)) return -1;
-  net_nodelay(c->fd);
   if (sv->tls && net_tls_conn(sv->tls, c, NULL)) return -1;
   return 0;
 }

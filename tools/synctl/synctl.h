@@ -253,7 +253,9 @@ typedef struct ctl_serve_opts {
   long max_sessions; /* -1: until SIGINT or SIGTERM */
   int quiet;
   /* TLS (--tls-cert, --tls-key; --tls-client-ca: clients must show a
-   * certificate; --tls-ca: the CAs of the mesh peers' certificates) */
+   * certificate; --tls-ca: the CAs of the mesh peers' certificates).
+   * With --mqtt mqtts://: --tls-ca checks the broker's certificate, and
+   * --tls-cert and --tls-key are the certificate shown to it. */
   const char *tls_cert, *tls_key, *tls_ca, *tls_client_ca;
   /* The mesh (serve_mesh.c): --peer (up to 32), --peers FILE,
    * --peer-interval, --peer-token */
@@ -267,13 +269,18 @@ typedef struct ctl_serve_opts {
 int ctl_serve(const ctl_serve_opts *o);
 
 /* serve_mqtt.c: serve o->db through the broker o->mqtt (exit status);
- * whether url is mqtt://BROKER[:PORT]/PREFIX/DEVICE (EX_OK, or EX_USAGE
- * said); and a sync with retries through it: 0, a library code, or 1
- * when no session could start (said). */
+ * whether url is mqtt://BROKER[:PORT]/PREFIX/DEVICE or mqtts://...
+ * (EX_OK, or EX_USAGE said); and a sync with retries through it, over
+ * TLS with mqtts:// (tls: the CA file, the client certificate and key,
+ * the name the broker's certificate must carry; NULL when not given):
+ * 0, a library code, or 1 when no session could start (said). */
+typedef struct ctl_tls_files {
+  const char *ca, *cert, *key, *name;
+} ctl_tls_files;
 int ctl_serve_mqtt(const ctl_serve_opts *o);
 int ctl_check_mqtt_url(const char *url);
 int ctl_sync_mqtt(sync_env *env, sync_session_opts *so, const char *db,
-                  const char *url, sync_session_stats *st, char *errmsg,
-                  size_t cap);
+                  const char *url, const ctl_tls_files *tls,
+                  sync_session_stats *st, char *errmsg, size_t cap);
 
 #endif
