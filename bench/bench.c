@@ -20,6 +20,7 @@ static const struct {
 } workloads[] = {
     {"w1", bench_w1},
     {"apply", bench_apply},
+    {"group", bench_group},
     {"w3", bench_w3},
     {"wire", bench_wire},
     {"sync", bench_sync},
