@@ -15,8 +15,12 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DB "t_group.db"
 
@@ -262,6 +266,74 @@ static void test_batch_invisible_until_committed(void **state) {
   tu_remove_db(DB);
 }
 
+/* The batch's commit fails (the file may not grow: RLIMIT_FSIZE, in a
+ * child process with SIGXFSZ ignored, as test_full.c does): both the
+ * leader and the member queued behind it get the error, and neither's
+ * row is there afterwards.  The child exits 0 when all of that held. */
+static int batch_failure_child(void) {
+  pair p;
+  pthread_t th;
+  sync_txn *lead, *rd;
+  sync_value v = sync_int(1);
+  struct rlimit rl, lim;
+  int i, rc, ra, rb;
+  signal(SIGXFSZ, SIG_IGN);
+  memset(&p, 0, sizeof p);
+  p.env = tu_open_env(DB, schema, 1, 0);
+  for (i = 0; i < 50; i++) { /* a file well past its meta pages */
+    char key[16];
+    sync_txn *txn;
+    snprintf(key, sizeof key, "pre%02d", i);
+    if (sync_txn_begin(p.env, 0, &txn) ||
+        sync_put(txn, 0, key, strlen(key), &v, 1) || sync_txn_commit(txn))
+      return 10;
+  }
+  if (getrlimit(RLIMIT_FSIZE, &rl)) return 11;
+  lim = rl;
+  lim.rlim_cur = 8192; /* every write but LMDB's two meta pages fails */
+  if (setrlimit(RLIMIT_FSIZE, &lim)) return 11;
+  if (sync_txn_begin(p.env, SYNC_TXN_GROUP, &lead) ||
+      sync_put(lead, 0, "a", 1, &v, 1))
+    return 12;
+  if (pthread_create(&th, NULL, member_main, &p)) return 13;
+  while (atomic_load(&p.step) < 1) sleep_ms(1);
+  sleep_ms(100);
+  rc = sync_txn_commit(lead);
+  pthread_join(th, NULL);
+  if (setrlimit(RLIMIT_FSIZE, &rl)) return 11;
+  if (p.rc_begin) return 14;
+  if (rc != SYNC_ENOSPC) return 15;
+  if (p.rc_member != SYNC_ENOSPC) return 16;
+  if (sync_txn_begin(p.env, SYNC_TXN_RDONLY, &rd)) return 17;
+  ra = sync_get(rd, 0, "a", 1, &v, 1);
+  rb = sync_get(rd, 0, "b", 1, &v, 1);
+  sync_txn_abort(rd);
+  if (ra != SYNC_NOTFOUND || rb != SYNC_NOTFOUND) return 18;
+  /* The next batch commits. */
+  if (sync_txn_begin(p.env, SYNC_TXN_GROUP, &lead) ||
+      sync_put(lead, 0, "c", 1, &v, 1) || sync_txn_commit(lead))
+    return 19;
+  sync_env_close(p.env);
+  return 0;
+}
+
+static void test_batch_failure_fails_every_member(void **state) {
+  pid_t pid;
+  int status = 0;
+  (void)state;
+  tu_remove_db(DB);
+  fflush(stdout);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) _exit(batch_failure_child());
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  /* 15: the leader's commit did not fail; 16: the member's did not; 18:
+   * a row of the failed batch is there. */
+  assert_int_equal(WEXITSTATUS(status), 0);
+  tu_remove_db(DB);
+}
+
 static void test_flags(void **state) {
   sync_env *env;
   sync_txn *txn = (sync_txn *)1;
@@ -299,6 +371,7 @@ int main(void) {
       cmocka_unit_test(test_leader_waits_for_member),
       cmocka_unit_test(test_leader_abort_commits_member),
       cmocka_unit_test(test_batch_invisible_until_committed),
+      cmocka_unit_test(test_batch_failure_fails_every_member),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
