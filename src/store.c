@@ -498,11 +498,11 @@ SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
                                      sx_stxn *t) {
   sx_group *g = &st->g;
   /* Merges the child into top: no I/O, and no other thread touches top
-   * while the slot is ours. */
-  int rc = sx_map_err(st, mdb_txn_commit((MDB_txn *)t));
+   * while the slot is ours.  (Mapped to SYNC_E* at the end.) */
+  int native = mdb_txn_commit((MDB_txn *)t), rc = 0;
   pthread_mutex_lock(&g->mu);
   g->busy = 0;
-  if (!rc) {
+  if (!native) {
     m->done = 0;
     m->next = g->members;
     g->members = m;
@@ -511,10 +511,10 @@ SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
   pthread_cond_broadcast(&g->cv);
   if (m->leader) sx_group_finish(st);
   else
-    while (!rc && !m->done) pthread_cond_wait(&g->cv, &g->mu);
-  if (!rc) rc = m->rc;
+    while (!native && !m->done) pthread_cond_wait(&g->cv, &g->mu);
+  if (!native) rc = m->rc;
   pthread_mutex_unlock(&g->mu);
-  return rc;
+  return native ? sx_map_err(st, native) : rc;
 }
 
 SYNC_PRIVATE void sx_txn_abort_group(sx_store *st, sx_gmember *m,
