@@ -45,6 +45,9 @@
  *   SYNC_OMIT_DEFAULT_RANDOM  no /dev/urandom default for site ids; the
  *                          application must call sync_env_set_random()
  *                          before creating a database (firmware builds)
+ *   SYNC_OMIT_GROUP_COMMIT no group commit: SYNC_TXN_GROUP begins a plain
+ *                          write transaction (builds without pthreads;
+ *                          implied on Windows)
  *   SYNC_OMIT_ATOMICS      stats counters as plain integers instead of
  *                          C11 atomics (targets without them; the stats
  *                          are then exact only with one thread per env)
@@ -431,8 +434,41 @@ SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
  * another thread between calls.
  * ------------------------------------------------------------------- */
 #define SYNC_TXN_RDONLY 0x1u
+/* Group commit: a write transaction that may share its commit, and the
+ * sync of it, with the SYNC_TXN_GROUP transactions other threads of this
+ * env commit at the same time.  The first of them begins one LMDB write
+ * transaction (the batch) and leads it; each member's work is a nested
+ * transaction inside it, one member after another, each seeing the
+ * batch's earlier members as committed transactions before it; when the
+ * leader commits and no other thread is waiting to join, it commits the
+ * batch with the env's durability (under SYNC_DURABLE_FULL: one sync of
+ * data and one of the meta page for the whole batch) and every member's
+ * sync_txn_commit returns then, with the batch's result.  So the promise
+ * is a plain commit's: 0 only once the transaction is as durable as the
+ * mode says, and a power cut loses no commit that returned 0.  What
+ * differs:
+ *  - a member's commit may fail because the batch's commit failed
+ *    (SYNC_ENOSPC, SYNC_EIO, SYNC_EMAPFULL ...): then none of the batch
+ *    is committed, as if each had failed alone;
+ *  - the leader's sync_txn_commit waits for the members queued behind
+ *    it, and its sync_txn_abort commits what they did (it may wait for a
+ *    sync); a member's abort ends only its own work;
+ *  - a group transaction must end on the thread that began it (the
+ *    leader holds LMDB's writer lock), and a thread must not begin a
+ *    second write transaction of this env while one of its own is open
+ *    (it would wait for itself, as with two plain ones);
+ *  - many large transactions in one batch can reach LMDB's limit of
+ *    dirty pages per transaction (SYNC_ELIMIT): batch small ones.
+ * Use it for many threads making small durable commits: with 4 threads
+ * of one-row commits the batch takes the place of 4 syncs.  A single
+ * thread gains nothing (its batch holds itself).  Plain and group write
+ * transactions may be mixed; they queue for LMDB's writer lock.  Builds
+ * without POSIX threads (or with SYNC_OMIT_GROUP_COMMIT) make it a plain
+ * write transaction.  docs/API.md, "Group commit". */
+#define SYNC_TXN_GROUP 0x2u
 
-/* Errors: SYNC_EINVAL, SYNC_EREADONLY (write txn on a read-only env),
+/* Errors: SYNC_EINVAL (unknown flags, or RDONLY with GROUP),
+ * SYNC_EREADONLY (write txn on a read-only env),
  * SYNC_EBUSY (too many readers), SYNC_ESCHEMA (another process changed
  * the schema: reopen), SYNC_ENOMEM, SYNC_EIO, SYNC_ECORRUPT. */
 SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out);

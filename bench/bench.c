@@ -20,6 +20,7 @@ static const struct {
 } workloads[] = {
     {"w1", bench_w1},
     {"apply", bench_apply},
+    {"group", bench_group},
     {"w3", bench_w3},
     {"wire", bench_wire},
     {"sync", bench_sync},
@@ -50,7 +51,7 @@ static void usage(FILE *f) {
              "             [--dir DIR] [--only NAME]\n"
              "  --quick           100000 rows (for slow boards; --rows wins)\n"
              "  --rows N          rows of W1 (default 1000000)\n"
-             "  --durable-rows N  rows of the synced runs (default 20000)\n"
+             "  --durable-rows N  rows of the synced runs (default 100000)\n"
              "  --reps N          alternating rounds, best kept (default 3)\n"
              "  --dir DIR         scratch directory (default: mkdtemp in "
              "$TMPDIR or /tmp)\n"
@@ -91,7 +92,7 @@ static void machine_line(void) {
 }
 
 int main(int argc, char **argv) {
-  bench_opts o = {1000000, 20000, 3, NULL};
+  bench_opts o = {1000000, 100000, 3, NULL};
   const char *dir = NULL, *only = NULL;
   int quick = 0, rows_given = 0, known = 0;
 

@@ -23,6 +23,7 @@ TARGETS = {
     "w1.write.durable.ratio_vs_lmdb": (0.7, True, "W1 durable writes vs raw LMDB"),
     "w1.get.ratio_vs_lmdb": (0.8, True, "W1 point gets vs raw LMDB"),
     "w1.incremental_apply.ratio_vs_lmdb": (0.7, True, "incremental apply vs LMDB puts"),
+    "durable.group4.ratio_vs_lmdb": (2.5, True, "4 threads' durable commits, group commit vs LMDB"),
     "w1.write.ratio_vs_sqlite": (1.0, True, "W1 writes vs SQLite"),
     "w1.write.durable.ratio_vs_sqlite": (None, True, "W1 durable writes vs SQLite"),
     "w1.initial_apply.ratio_vs_sqlite": (2.0, True, "initial apply vs SQLite changeset"),

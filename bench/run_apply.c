@@ -49,6 +49,9 @@ typedef struct apply_ctx {
   /* incremental updates, in the order they were made */
   const w1_row *upd;
   size_t nupd;
+  /* reading the change log: the sender's changes after this version */
+  uint64_t changes_since;
+  uint64_t changes_sum; /* of column a, every round must agree */
   /* raw LMDB */
   const char *lmdb_base; /* W1 rows in key order, made once */
   const char *lmdb_path; /* a copy of it, per round */
@@ -371,6 +374,87 @@ static double incr_lmdb(void *arg) {
   return rate((double)c->nupd, t1 - t0);
 }
 
+/* ---- reading the change log ----------------------------------------- */
+
+/* The sender's changes since the updates began (the N/10 updated rows of
+ * N), through sync_changes_*, every column read, in one read
+ * transaction; rows/s. */
+static double changes_sync(void *arg) {
+  apply_ctx *c = arg;
+  sync_txn *txn;
+  sync_changes *it;
+  sync_change ch;
+  uint64_t n = 0, sum = 0;
+  double t0, t1;
+  int rc;
+  peer_sync_check(c->send->env,
+                  sync_txn_begin(c->send->env, SYNC_TXN_RDONLY, &txn),
+                  "sync_txn_begin");
+  t0 = bench_now();
+  peer_sync_check(c->send->env, sync_changes_open(txn, c->changes_since, &it),
+                  "sync_changes_open");
+  while ((rc = sync_changes_next(it, &ch)) == 0) {
+    for (unsigned j = 0; j < ch.ncolumns; j++) {
+      sync_value v;
+      sync_stamp st;
+      peer_sync_check(c->send->env, sync_changes_column(it, j, &v, &st, NULL),
+                      "sync_changes_column");
+      if (j == 0)
+        sum += (uint64_t)v.i;
+    }
+    n++;
+  }
+  t1 = bench_now();
+  if (rc != SYNC_NOTFOUND)
+    peer_sync_check(c->send->env, rc, "sync_changes_next");
+  sync_changes_close(it);
+  sync_txn_abort(txn);
+  if (n != c->nupd)
+    bench_die("changes: %" PRIu64 " rows read, %zu changed", n, c->nupd);
+  if (c->changes_sum && sum != c->changes_sum)
+    bench_die("changes: two rounds read different values");
+  c->changes_sum = sum;
+  return rate((double)n, t1 - t0);
+}
+
+/* Where the scan puts what it read, so that no compiler skips it. */
+static volatile uint64_t changes_sink;
+
+/* Raw LMDB: a cursor walk of all N rows of the base file, each value
+ * touched; rows/s. */
+static double changes_lmdb_scan(void *arg) {
+  apply_ctx *c = arg;
+  peer_lmdb p;
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  MDB_val k, v;
+  uint64_t n = 0, sum = 0;
+  double t0, t1;
+  int rc;
+  peer_lmdb_open(&p, c->lmdb_base, 0, 0);
+  peer_lmdb_check(mdb_txn_begin(p.env, NULL, MDB_RDONLY, &txn),
+                  "mdb_txn_begin");
+  t0 = bench_now();
+  peer_lmdb_check(mdb_cursor_open(txn, p.dbi, &cur), "mdb_cursor_open");
+  while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+    int64_t a;
+    memcpy(&a, v.mv_data, sizeof a);
+    sum += (uint64_t)a;
+    n++;
+  }
+  t1 = bench_now();
+  if (rc != MDB_NOTFOUND)
+    peer_lmdb_check(rc, "mdb_cursor_get");
+  mdb_cursor_close(cur);
+  mdb_txn_abort(txn);
+  peer_lmdb_close(&p);
+  if (n != c->nrows)
+    bench_die("changes lmdb: %" PRIu64 " rows scanned, %zu held", n,
+              c->nrows);
+  changes_sink = sum;
+  return rate((double)n, t1 - t0);
+}
+
 /* nupd distinct keys (the first nupd of a fixed-seed permutation of the
  * row numbers), each with new values in all four columns. */
 static w1_row *make_updates(size_t nrows, size_t nupd) {
@@ -460,6 +544,13 @@ void bench_apply(const bench_opts *o) {
    * round starts from a copy of the last initial round's receiver, and
    * raw LMDB from a copy of a file holding the same rows. */
   t0 = bench_now();
+  {
+    sync_txn *txn;
+    peer_sync_check(send.env, sync_txn_begin(send.env, SYNC_TXN_RDONLY, &txn),
+                    "sync_txn_begin");
+    c.changes_since = sync_txn_version(txn);
+    sync_txn_abort(txn);
+  }
   sync_write_rows(&send, upd, nupd);
   peer_sync_check(send.env, sync_env_sync(send.env), "sync_env_sync");
   c.send_digest = sync_digest_of(&send);
@@ -474,6 +565,16 @@ void bench_apply(const bench_opts *o) {
   bench_rate("w1.incremental_apply.lmdb_rows_per_s", s[1].best);
   bench_ratio("w1.incremental_apply.ratio_vs_lmdb",
               ratio(s[0].best, s[1].best));
+
+  /* Reading the change log (issue 16): the N/10 changes of N rows on the
+   * sender, against a raw LMDB scan of all N rows. */
+  s[0] = (bench_side){"sync", changes_sync, &c, 0};
+  s[1] = (bench_side){"lmdb_scan", changes_lmdb_scan, &c, 0};
+  bench_rounds("changes", s, 2, o->reps);
+  bench_value("changes.rows", (double)nupd, "rows");
+  bench_rate("changes.rows_per_s", s[0].best);
+  bench_rate("changes.lmdb_scan_rows_per_s", s[1].best);
+  bench_ratio("changes.ratio_vs_lmdb_scan", ratio(s[0].best, s[1].best));
 
   peer_sync_close(&send);
   bench_unlink_db(send_path);

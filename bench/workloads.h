@@ -10,6 +10,7 @@
 
 void bench_w1(const bench_opts *o);    /* run_w1.c */
 void bench_apply(const bench_opts *o); /* run_apply.c */
+void bench_group(const bench_opts *o); /* run_group.c */
 void bench_w3(const bench_opts *o);    /* run_w3.c */
 void bench_wire(const bench_opts *o);  /* run_wire.c */
 void bench_sync(const bench_opts *o);  /* run_sync.c */

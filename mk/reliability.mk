@@ -42,7 +42,7 @@ $(B)/t-src/test_mvcc $(B)/t-amal/test_mvcc $(B)/t-san/test_mvcc: \
 # -fsanitize=thread.  LMDB is not instrumented; TSan still sees its
 # pthread locks.
 TSANFLAGS := -fsanitize=thread -fno-omit-frame-pointer -O1 -g
-TSAN_TESTS := test_mvcc test_threads # also named in tests/tsan_run.sh
+TSAN_TESTS := test_mvcc test_threads test_group # also named in tests/tsan_run.sh
 T_TSAN := $(patsubst %,$(B)/tsan/%,$(TSAN_TESTS))
 
 $(B)/tsan/sync.o: sync.c sync.h

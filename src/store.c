@@ -21,6 +21,16 @@
 #include <unistd.h>
 #endif
 
+/* Group commit needs a mutex and a condition variable: POSIX threads
+ * (LMDB itself uses them there).  Elsewhere, or with
+ * SYNC_OMIT_GROUP_COMMIT, a group transaction is a plain one. */
+#if !defined(_WIN32) && !defined(SYNC_OMIT_GROUP_COMMIT)
+#define SX_GROUP_COMMIT 1
+#include <pthread.h>
+#else
+#define SX_GROUP_COMMIT 0
+#endif
+
 /* Without C11 atomics the library is for one thread per env. */
 #if defined(__STDC_NO_ATOMICS__)
 typedef int sx_counter;
@@ -53,6 +63,25 @@ static int sx_cas(sx_counter *c, int *expect, int want) {
  * the map is never remapped under a transaction of another thread. */
 #define SX_GROWING (-(1 << 28))
 
+#if SX_GROUP_COMMIT
+/* The open batch of group commit (store.h).  Members take turns in the
+ * one child slot; the leader waits for every thread queued to join, then
+ * commits.  A batch holds at most SX_GROUP_MAX members, so that a steady
+ * stream of new threads cannot keep it open. */
+#define SX_GROUP_MAX 64
+typedef struct sx_group {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  MDB_txn *top;        /* the batch's transaction, or NULL */
+  int opening;         /* a leader is beginning top */
+  int closing;         /* the leader is committing top */
+  int busy;            /* a member's child transaction is open */
+  unsigned waiting;    /* threads waiting for the child slot */
+  unsigned n;          /* members merged into top */
+  sx_gmember *members; /* ... waiting for top's result */
+} sx_group;
+#endif
+
 struct sx_store {
   const sx_alloc *al;
   MDB_env *env;
@@ -61,6 +90,10 @@ struct sx_store {
   sx_counter want_grow; /* a transaction ran out of map */
   sx_counter native;
   sx_counter active;
+#if SX_GROUP_COMMIT
+  int group_ok; /* g's mutex and condition were made */
+  sx_group g;
+#endif
 };
 
 /* LMDB or errno -> SYNC_E*.  Every failure passes through here, which
@@ -129,6 +162,12 @@ SYNC_PRIVATE int sx_store_active(const sx_store *st) {
 SYNC_PRIVATE void sx_store_close(sx_store *st) {
   if (!st) return;
   if (st->env) mdb_env_close(st->env);
+#if SX_GROUP_COMMIT
+  if (st->group_ok) {
+    pthread_cond_destroy(&st->g.cv);
+    pthread_mutex_destroy(&st->g.mu);
+  }
+#endif
   sx_free(st->al, st);
 }
 
@@ -246,6 +285,18 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
   st->mapsize = o->mapsize;
   st->mapmax = o->mapmax;
   st->rdonly = o->rdonly;
+#if SX_GROUP_COMMIT
+  if (pthread_mutex_init(&st->g.mu, NULL)) {
+    sx_free(al, st);
+    return SYNC_ENOMEM;
+  }
+  if (pthread_cond_init(&st->g.cv, NULL)) {
+    pthread_mutex_destroy(&st->g.mu);
+    sx_free(al, st);
+    return SYNC_ENOMEM;
+  }
+  st->group_ok = 1;
+#endif
   if (o->rdonly) flags |= MDB_RDONLY;
   if (o->durability == SYNC_DURABLE_NOMETASYNC) flags |= MDB_NOMETASYNC;
   if (o->durability == SYNC_DURABLE_NOSYNC) flags |= MDB_NOSYNC;
@@ -364,6 +415,136 @@ SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t) {
   mdb_txn_abort((MDB_txn *)t);
   SX_DEC(st->active);
 }
+
+#if SX_GROUP_COMMIT
+/* The leader ends the batch (g->mu held, its own child ended): wait
+ * until no child is open and no thread waits to join (or the batch is
+ * full), commit top with the env's durability (abort it when no member
+ * is left), and hand every member the result. */
+static void sx_group_finish(sx_store *st) {
+  sx_group *g = &st->g;
+  sx_gmember *m, *next;
+  MDB_txn *top;
+  unsigned n;
+  int rc = 0;
+  while (g->busy || (g->waiting && g->n < SX_GROUP_MAX))
+    pthread_cond_wait(&g->cv, &g->mu);
+  g->closing = 1; /* from here on nobody joins: top and n stay */
+  top = g->top;
+  n = g->n;
+  pthread_mutex_unlock(&g->mu);
+  if (n) rc = sx_txn_commit(st, (sx_stxn *)top);
+  else sx_txn_abort(st, (sx_stxn *)top);
+  pthread_mutex_lock(&g->mu);
+  for (m = g->members; m; m = next) {
+    next = m->next; /* m may be gone once done is seen */
+    m->rc = rc;
+    m->done = 1;
+  }
+  g->members = NULL;
+  g->n = 0;
+  g->top = NULL;
+  g->closing = 0;
+  pthread_cond_broadcast(&g->cv);
+}
+
+SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
+                                    sx_stxn **out) {
+  sx_group *g = &st->g;
+  MDB_txn *child = NULL;
+  int rc;
+  *out = NULL;
+  memset(m, 0, sizeof *m);
+  if (st->rdonly) return SYNC_EREADONLY;
+  pthread_mutex_lock(&g->mu);
+  for (;;) {
+    if (!g->top && !g->opening) {
+      sx_stxn *top;
+      /* Lead a new batch.  Beginning may wait for LMDB's writer lock
+       * (another process, or a plain writer): not under our mutex. */
+      g->opening = 1;
+      pthread_mutex_unlock(&g->mu);
+      rc = sx_txn_begin(st, 0, &top);
+      pthread_mutex_lock(&g->mu);
+      g->opening = 0;
+      if (rc) {
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+        return rc;
+      }
+      g->top = (MDB_txn *)top;
+      m->leader = 1;
+    }
+    /* The leader takes the slot first: it never let go of the mutex. */
+    if (g->top && !g->closing && !g->busy) break;
+    g->waiting++;
+    pthread_cond_wait(&g->cv, &g->mu);
+    g->waiting--;
+  }
+  rc = mdb_txn_begin(st->env, g->top, 0, &child);
+  if (rc) {
+    rc = sx_map_err(st, rc);
+    if (m->leader) sx_group_finish(st);
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+  }
+  g->busy = 1;
+  pthread_mutex_unlock(&g->mu);
+  *out = (sx_stxn *)child;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t) {
+  sx_group *g = &st->g;
+  /* Merges the child into top: no I/O, and no other thread touches top
+   * while the slot is ours.  (Mapped to SYNC_E* at the end.) */
+  int native = mdb_txn_commit((MDB_txn *)t), rc = 0;
+  pthread_mutex_lock(&g->mu);
+  g->busy = 0;
+  if (!native) {
+    m->done = 0;
+    m->next = g->members;
+    g->members = m;
+    g->n++;
+  }
+  pthread_cond_broadcast(&g->cv);
+  if (m->leader) sx_group_finish(st);
+  else
+    while (!native && !m->done) pthread_cond_wait(&g->cv, &g->mu);
+  if (!native) rc = m->rc;
+  pthread_mutex_unlock(&g->mu);
+  return native ? sx_map_err(st, native) : rc;
+}
+
+SYNC_PRIVATE void sx_txn_abort_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t) {
+  sx_group *g = &st->g;
+  if (!t) return;
+  mdb_txn_abort((MDB_txn *)t);
+  pthread_mutex_lock(&g->mu);
+  g->busy = 0;
+  pthread_cond_broadcast(&g->cv);
+  if (m->leader) sx_group_finish(st); /* the others' work still commits */
+  pthread_mutex_unlock(&g->mu);
+}
+#else
+SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
+                                    sx_stxn **out) {
+  memset(m, 0, sizeof *m);
+  return sx_txn_begin(st, 0, out);
+}
+SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t) {
+  (void)m;
+  return sx_txn_commit(st, t);
+}
+SYNC_PRIVATE void sx_txn_abort_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t) {
+  (void)m;
+  sx_txn_abort(st, t);
+}
+#endif
 
 SYNC_PRIVATE int sx_dbi_open(sx_store *st, sx_stxn *t, const char *name,
                              int create, sx_dbi *out) {

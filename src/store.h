@@ -44,6 +44,27 @@ SYNC_PRIVATE int sx_store_active(const sx_store *st);
 SYNC_PRIVATE int sx_txn_begin(sx_store *st, int rdonly, sx_stxn **out);
 SYNC_PRIVATE int sx_txn_commit(sx_store *st, sx_stxn *t);
 SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t);
+
+/* Group commit (docs/API.md, "Group commit").  A member's transaction is
+ * a nested LMDB transaction inside one write transaction that the first
+ * member (the leader) began; the others' children follow one another in
+ * it, and the leader commits it, with the env's durability, once no
+ * member is left waiting to join: one sync for the batch.  Each member's
+ * commit returns the batch's result, so it returns 0 only once durable.
+ * The leader must end its own transaction on the thread that began it
+ * (it holds LMDB's writer lock); sx_txn_abort_group may then wait for
+ * the batch.  Without threads (SX_GROUP_COMMIT 0) a member's transaction
+ * is a plain write transaction. */
+typedef struct sx_gmember {
+  struct sx_gmember *next; /* the batch's members */
+  int leader;              /* began the batch's transaction */
+  int done, rc;            /* the batch's result, set by the leader */
+} sx_gmember;
+SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
+                                    sx_stxn **out);
+SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t);
+SYNC_PRIVATE void sx_txn_abort_group(sx_store *st, sx_gmember *m, sx_stxn *t);
 /* Open (create) a named database within a transaction. */
 SYNC_PRIVATE int sx_dbi_open(sx_store *st, sx_stxn *t, const char *name,
                              int create, sx_dbi *out);

@@ -7,25 +7,36 @@
 /* ---------------------------------------------------------------------
  * Transactions
  * ------------------------------------------------------------------- */
+/* Abort the LMDB side of x, a batch member's too. */
+static void sx_txn_end(sync_txn *x) {
+  if (x->group) sx_txn_abort_group(x->env->st, &x->gm, x->t);
+  else sx_txn_abort(x->env->st, x->t);
+}
+
 SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sync_txn *x;
   sx_slice v;
   int rc;
   if (!out) return SYNC_EINVAL;
   *out = NULL;
-  if (!env || !env->st || (flags & ~SYNC_TXN_RDONLY)) return SYNC_EINVAL;
+  if (!env || !env->st || (flags & ~(SYNC_TXN_RDONLY | SYNC_TXN_GROUP)) ||
+      (flags & SYNC_TXN_RDONLY && flags & SYNC_TXN_GROUP))
+    return SYNC_EINVAL;
   if (!(flags & SYNC_TXN_RDONLY) && env->rdonly) return SYNC_EREADONLY;
   x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
   if (!x) return SYNC_ENOMEM;
   memset(x, 0, sizeof *x);
   x->env = env;
   x->rdonly = (flags & SYNC_TXN_RDONLY) != 0;
+  x->group = (flags & SYNC_TXN_GROUP) != 0;
   sx_buf_init(&x->enc, &env->al);
   sx_buf_init(&x->changed, &env->al);
   sx_buf_init(&x->conflicts, &env->al);
   sx_buf_init(&x->cpend, &env->al);
   sx_buf_init(&x->fpbuf, &env->al);
-  if ((rc = sx_txn_begin(env->st, x->rdonly, &x->t))) {
+  rc = x->group ? sx_txn_begin_group(env->st, &x->gm, &x->t)
+                : sx_txn_begin(env->st, x->rdonly, &x->t);
+  if (rc) {
     sx_free(&env->al, x);
     return sx_fail(env, rc, "cannot begin a transaction: %s",
                    sync_strerror(rc));
@@ -33,7 +44,7 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   rc = sx_get(env->st, x->t, env->meta, "state", 5, &v);
   if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
   if (rc) {
-    sx_txn_abort(env->st, x->t);
+    sx_txn_end(x);
     sx_free(&env->al, x);
     return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
                    "database state record unreadable");
@@ -42,7 +53,7 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   x->base_version = sx_get_le64(v.p + 8);
   x->schema_version = sx_get_le64(v.p + 16);
   if (x->schema_version != env->schema->version) {
-    sx_txn_abort(env->st, x->t);
+    sx_txn_end(x);
     sx_free(&env->al, x);
     return sx_fail(env, SYNC_ESCHEMA,
                    "the schema was changed by another process; reopen");
@@ -95,11 +106,9 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
 }
 
 SYNC_API void sync_txn_abort(sync_txn *x) {
-  sync_env *env;
   if (!x) return;
-  env = x->env;
   sx_txn_close_cursors(x);
-  sx_txn_abort(env->st, x->t);
+  sx_txn_end(x);
   sx_txn_free(x);
 }
 

@@ -89,6 +89,8 @@ struct sync_txn {
   sync_env *env;
   sx_stxn *t;
   int rdonly;
+  int group;      /* SYNC_TXN_GROUP: t is a member of a batch (store.h) */
+  sx_gmember gm;
   int failed; /* an LMDB write failed: only abort remains */
   int wrote;   /* took a version: rows changed */
   int dirty;   /* state to write at commit (cursors, tombstones) */

@@ -10,6 +10,8 @@
 
 #include "sess_util.h"
 
+#include <pthread.h>
+
 #ifndef SYNC_MAX_TABLES
 #define CFG_MAX_TABLES 64
 #else
@@ -154,6 +156,59 @@ static void test_omitted_defaults(void **state) {
 #endif
 }
 
+/* Group commit: batches where threads are (default), a plain write
+ * transaction under SYNC_OMIT_GROUP_COMMIT; in both, every commit of
+ * two threads is there. */
+typedef struct cfg_writer {
+  sync_env *env;
+  const char *name; /* key prefix */
+} cfg_writer;
+
+static void *cfg_group_writer(void *arg) {
+  const cfg_writer *wr = (const cfg_writer *)arg;
+  int i, rc = 0;
+  for (i = 0; i < 20 && !rc; i++) {
+    sync_txn *txn;
+    sync_value v[MU_NCOLS];
+    char key[32];
+    snprintf(key, sizeof key, "%s%02d", wr->name, i);
+    v[0] = sync_int(i);
+    v[1] = sync_real(i);
+    v[2] = sync_null();
+    v[3] = sync_null();
+    if ((rc = sync_txn_begin(wr->env, SYNC_TXN_GROUP, &txn))) break;
+    if ((rc = sync_put(txn, 0, key, strlen(key), v, MU_NCOLS))) {
+      sync_txn_abort(txn);
+      break;
+    }
+    rc = sync_txn_commit(txn);
+  }
+  return (void *)(intptr_t)rc;
+}
+
+static void test_group_commit(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep a;
+  cfg_writer w[2];
+  uint8_t id[16];
+  pthread_t th[2];
+  void *rc[2];
+  (void)state;
+  mu_site(id, 0xc3);
+  mu_open(&a, "cfg-g.db", id, &now, 0);
+  w[0].env = w[1].env = a.env;
+  w[0].name = "ga";
+  w[1].name = "gb";
+  assert_int_equal(pthread_create(&th[0], NULL, cfg_group_writer, &w[0]), 0);
+  assert_int_equal(pthread_create(&th[1], NULL, cfg_group_writer, &w[1]), 0);
+  pthread_join(th[0], &rc[0]);
+  pthread_join(th[1], &rc[1]);
+  TU_OK((int)(intptr_t)rc[0]);
+  TU_OK((int)(intptr_t)rc[1]);
+  TU_U64(mu_count(&a), 40);
+  mu_close(&a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sync_works),
@@ -161,6 +216,7 @@ int main(void) {
       cmocka_unit_test(test_repair),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_omitted_defaults),
+      cmocka_unit_test(test_group_commit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
 # the program is run again with address randomisation off (setarch -R),
 # which changes nothing the test checks.  Any other failure is a failure.
 fail=0
-for t in tsan/test_mvcc tsan/test_threads; do
+for t in tsan/test_mvcc tsan/test_threads tsan/test_group; do
   echo "=== $t"
   out=$(TSAN_OPTIONS="halt_on_error=1 exitcode=66" "./$t" 2>&1)
   rc=$?

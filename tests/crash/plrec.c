@@ -29,6 +29,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -98,6 +99,11 @@ static void pl_put(const void *p, size_t n) {
   }
 }
 
+/* A record's header and data go out together: the group-commit workload
+ * marks its acknowledgements from several threads while the batch's
+ * leader writes. */
+static pthread_mutex_t pl_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void pl_rec(uint32_t type, uint64_t off, const void *data,
                    uint64_t len) {
   pl_hdr h;
@@ -107,8 +113,10 @@ static void pl_rec(uint32_t type, uint64_t off, const void *data,
   h.flags = 0;
   h.off = off;
   h.len = data ? len : 0;
+  pthread_mutex_lock(&pl_mu);
   pl_put(&h, sizeof h);
   if (data && len) pl_put(data, (size_t)len);
+  pthread_mutex_unlock(&pl_mu);
   errno = saved;
 }
 

@@ -30,8 +30,17 @@
  * writing a sector atomically), and metadata such as the file size is
  * taken from the pages present.
  *
+ * Group commit (SYNC_TXN_GROUP) under SYNC_DURABLE_FULL: PL_THREADS
+ * threads (default 4) commit the same workload's transactions, each its
+ * turn in a batch; the promise is FULL's (every acknowledged commit
+ * holds, and with it every commit before it: batches commit in order).
+ * Acknowledgements come in any order, so the newest counts, and an image
+ * may hold up to one commit per thread beyond it (a batch on disk whose
+ * members were not yet told).  The test also checks that batches did
+ * form: fewer data syncs than commits.
+ *
  * Environment: PL_COMMITS (commits per workload, default 40), PL_TRIALS
- * (images per crash point, default 4), CRASH_SEED.
+ * (images per crash point, default 4), PL_THREADS, CRASH_SEED.
  */
 #define _GNU_SOURCE
 #include "../testutil.h"
@@ -40,6 +49,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -57,7 +67,7 @@ typedef struct pl_hdr {
 } pl_hdr;
 
 static uint64_t g_seed;
-static unsigned long g_commits, g_trials;
+static unsigned long g_commits, g_trials, g_threads;
 static char g_self[1024], g_preload[1100];
 
 /* ---------------------------------------------------------------------
@@ -87,6 +97,70 @@ static int work(int mode, unsigned long n, uint64_t seed) {
   return 0;
 }
 
+/* The group-commit workload: threads take the model's steps in turn.  A
+ * step is taken inside the member's transaction, where the batch lets
+ * one thread at a time, so steps follow the commit order; a thread marks
+ * its step once its commit returned. */
+typedef struct gwork {
+  sync_env *env;
+  cu_model *m;
+  unsigned long n; /* commits of this thread */
+  void (*mark)(int, uint64_t);
+  int rc;
+} gwork;
+
+static void *gwork_main(void *arg) {
+  gwork *g = (gwork *)arg;
+  unsigned long i;
+  for (i = 0; i < g->n; i++) {
+    sync_txn *txn;
+    uint32_t step;
+    if (sync_txn_begin(g->env, SYNC_TXN_GROUP, &txn)) {
+      g->rc = 92;
+      break;
+    }
+    if (cu_step(g->m, txn, CU_T_G, 1)) {
+      sync_txn_abort(txn);
+      g->rc = 93;
+      break;
+    }
+    step = g->m->last;
+    if (sync_txn_commit(txn)) {
+      g->rc = 94;
+      break;
+    }
+    g->mark('M', step);
+  }
+  return NULL;
+}
+
+static int work_group(unsigned long n, unsigned long threads, uint64_t seed) {
+  static cu_model m;
+  gwork g[16];
+  pthread_t th[16];
+  sync_env *env;
+  unsigned long i;
+  void (*mark)(int, uint64_t);
+  *(void **)&mark = dlsym(RTLD_DEFAULT, "pl_mark");
+  if (!mark) return 90;
+  if (threads < 1 || threads > 16) return 96;
+  cu_model_init(&m, seed);
+  if (cu_open(DB_W, SYNC_DURABLE_FULL, 0, &env)) return 91;
+  for (i = 0; i < threads; i++) {
+    g[i].env = env;
+    g[i].m = &m;
+    g[i].n = n / threads + (i < n % threads);
+    g[i].mark = mark;
+    g[i].rc = 0;
+    if (pthread_create(&th[i], NULL, gwork_main, &g[i])) return 97;
+  }
+  for (i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  for (i = 0; i < threads; i++)
+    if (g[i].rc) return g[i].rc;
+  sync_env_close(env);
+  return 0;
+}
+
 /* ---------------------------------------------------------------------
  * Replay
  * ------------------------------------------------------------------- */
@@ -109,13 +183,14 @@ typedef struct img {
 
 typedef struct tally {
   unsigned long points, images, ok, lost_last, lost_more, open_fail,
-      verify_fail, crashed, beyond, sync_lost, create_cut;
+      verify_fail, crashed, beyond, sync_lost, create_cut, syncs;
   unsigned long failures;
   char first[600];
 } tally;
 
 typedef struct replay {
   int mode;
+  uint32_t inflight; /* commits that may be on disk before their ack */
   img durable;
   pgpend *pend;
   size_t npend, cappend;
@@ -303,10 +378,10 @@ static void check_image(replay *r, const size_t *choice, int all_latest,
       note_failure(r, "%s: image fails verification: %s", where, v.msg);
     return;
   }
-  if (v.c > r->acked + 1) {
+  if (v.c > r->acked + r->inflight) {
     r->t.beyond++;
     note_failure(r, "%s: image holds commit %u, only %u were begun", where,
-                 (unsigned)v.c, (unsigned)r->acked + 1);
+                 (unsigned)v.c, (unsigned)(r->acked + r->inflight));
     return;
   }
   if (v.c < r->synced) r->t.sync_lost++;
@@ -381,11 +456,12 @@ static void replay_log(replay *r, const unsigned char *log, size_t n) {
       break;
     }
     case 'S':
+      r->t.syncs++;
       crash_point(r, "before fdatasync", rec);
       while (r->npend) pend_fold(r, r->npend - 1);
       break;
-    case 'M':
-      r->acked = (uint32_t)h.off;
+    case 'M': /* the newest: group members are told in any order */
+      if ((uint32_t)h.off > r->acked) r->acked = (uint32_t)h.off;
       crash_point(r, "after an acknowledged commit", rec);
       break;
     case 'Y':
@@ -412,9 +488,10 @@ static void replay_log(replay *r, const unsigned char *log, size_t n) {
 }
 
 /* Run the workload under the recorder, then replay its log. */
-static void run_mode(int mode, tally *out) {
+static void run_mode(int mode, int group, tally *out) {
   static const char *names[] = {"FULL", "NOMETASYNC", "NOSYNC"};
-  char arg_mode[8], arg_n[24], arg_seed[24];
+  const char *name = group ? "FULL+GROUP" : names[mode];
+  char arg_mode[8], arg_n[24], arg_seed[24], arg_threads[24];
   int status = 0;
   pid_t pid;
   size_t n = 0;
@@ -425,11 +502,13 @@ static void run_mode(int mode, tally *out) {
   snprintf(arg_mode, sizeof arg_mode, "%d", mode);
   snprintf(arg_n, sizeof arg_n, "%lu", g_commits);
   snprintf(arg_seed, sizeof arg_seed, "%llu", (unsigned long long)g_seed);
+  snprintf(arg_threads, sizeof arg_threads, "%lu", g_threads);
   fflush(stdout);
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
-    char *argv[] = {g_self, "--work", arg_mode, arg_n, arg_seed, NULL};
+    char *argv[] = {g_self, group ? "--work-group" : "--work",
+                    group ? arg_threads : arg_mode, arg_n, arg_seed, NULL};
     setenv("LD_PRELOAD", g_preload, 1);
     setenv("PL_TARGET", DB_W, 1);
     setenv("PL_LOG", LOG_W, 1);
@@ -445,21 +524,23 @@ static void run_mode(int mode, tally *out) {
   assert_non_null(log);
   memset(&r, 0, sizeof r);
   r.mode = mode;
-  r.rng.s = cu_mix(g_seed ^ (uint64_t)(mode + 1));
+  r.inflight = group ? (uint32_t)g_threads : 1;
+  r.rng.s = cu_mix(g_seed ^ (uint64_t)(mode + 1 + 8 * group));
   replay_log(&r, log, n);
   free(log);
   *out = r.t;
-  printf("powerloss: %s: %lu commits, %lu crash points, %lu images: %lu "
+  printf("powerloss: %s: %lu commits, %lu data syncs, %lu crash points, "
+         "%lu images: %lu "
          "complete, %lu lost the last ack, %lu lost more, %lu did not open, "
          "%lu failed verification, %lu crashed the reader; %lu lost a "
          "commit that sync_env_sync had made durable; %lu cut while the file "
          "was created (SYNC_ENOTDB); %lu violations\n",
-         names[mode], g_commits, r.t.points, r.t.images, r.t.ok,
+         name, g_commits, r.t.syncs, r.t.points, r.t.images, r.t.ok,
          r.t.lost_last, r.t.lost_more, r.t.open_fail, r.t.verify_fail,
          r.t.crashed, r.t.sync_lost, r.t.create_cut, r.t.failures);
   if (r.t.failures)
     printf("powerloss: FAIL seed=0x%llx %s: first violation: %s\n",
-           (unsigned long long)g_seed, names[mode], r.t.first);
+           (unsigned long long)g_seed, name, r.t.first);
   cu_remove_db(DB_W);
   cu_remove_db(DB_IMG);
   remove(LOG_W);
@@ -468,7 +549,7 @@ static void run_mode(int mode, tally *out) {
 static void test_full(void **state) {
   tally t;
   (void)state;
-  run_mode(SYNC_DURABLE_FULL, &t);
+  run_mode(SYNC_DURABLE_FULL, 0, &t);
   assert_true(t.images > 0);
   assert_int_equal(t.failures, 0);
 }
@@ -476,7 +557,7 @@ static void test_full(void **state) {
 static void test_nometasync(void **state) {
   tally t;
   (void)state;
-  run_mode(SYNC_DURABLE_NOMETASYNC, &t);
+  run_mode(SYNC_DURABLE_NOMETASYNC, 0, &t);
   assert_true(t.images > 0);
   assert_int_equal(t.failures, 0);
 }
@@ -486,14 +567,26 @@ static void test_nometasync(void **state) {
 static void test_nosync(void **state) {
   tally t;
   (void)state;
-  run_mode(SYNC_DURABLE_NOSYNC, &t);
+  run_mode(SYNC_DURABLE_NOSYNC, 0, &t);
   assert_true(t.images > 0);
   assert_int_equal(t.failures, 0);
+}
+
+/* Group commit: FULL's promise, and batches that formed (fewer data
+ * syncs than commits: each batch is one commit of LMDB's). */
+static void test_full_group(void **state) {
+  tally t;
+  (void)state;
+  run_mode(SYNC_DURABLE_FULL, 1, &t);
+  assert_true(t.images > 0);
+  assert_int_equal(t.failures, 0);
+  if (g_threads > 1) assert_true(t.syncs < g_commits);
 }
 
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full),
+      cmocka_unit_test(test_full_group),
       cmocka_unit_test(test_nometasync),
       cmocka_unit_test(test_nosync),
   };
@@ -502,6 +595,9 @@ int main(int argc, char **argv) {
   if (argc == 5 && strcmp(argv[1], "--work") == 0)
     return work(atoi(argv[2]), strtoul(argv[3], NULL, 10),
                 strtoull(argv[4], NULL, 10));
+  if (argc == 5 && strcmp(argv[1], "--work-group") == 0)
+    return work_group(strtoul(argv[3], NULL, 10), strtoul(argv[2], NULL, 10),
+                      strtoull(argv[4], NULL, 10));
   len = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
   if (len <= 0) {
     fprintf(stderr, "powerloss: cannot find /proc/self/exe\n");
@@ -515,6 +611,7 @@ int main(int argc, char **argv) {
   g_seed = cu_seed();
   g_commits = cu_env_num("PL_COMMITS", 40);
   g_trials = cu_env_num("PL_TRIALS", 4);
+  g_threads = cu_env_num("PL_THREADS", 4);
   if (g_trials < 2) g_trials = 2;
   printf("powerloss: seed=0x%llx commits=%lu trials=%lu (rerun: "
          "CRASH_SEED=0x%llx)\n",
