@@ -1926,6 +1926,27 @@ SYNC_PRIVATE int sx_store_active(const sx_store *st);
 SYNC_PRIVATE int sx_txn_begin(sx_store *st, int rdonly, sx_stxn **out);
 SYNC_PRIVATE int sx_txn_commit(sx_store *st, sx_stxn *t);
 SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t);
+
+/* Group commit (docs/API.md, "Group commit").  A member's transaction is
+ * a nested LMDB transaction inside one write transaction that the first
+ * member (the leader) began; the others' children follow one another in
+ * it, and the leader commits it, with the env's durability, once no
+ * member is left waiting to join: one sync for the batch.  Each member's
+ * commit returns the batch's result, so it returns 0 only once durable.
+ * The leader must end its own transaction on the thread that began it
+ * (it holds LMDB's writer lock); sx_txn_abort_group may then wait for
+ * the batch.  Without threads (SX_GROUP_COMMIT 0) a member's transaction
+ * is a plain write transaction. */
+typedef struct sx_gmember {
+  struct sx_gmember *next; /* the batch's members */
+  int leader;              /* began the batch's transaction */
+  int done, rc;            /* the batch's result, set by the leader */
+} sx_gmember;
+SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
+                                    sx_stxn **out);
+SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t);
+SYNC_PRIVATE void sx_txn_abort_group(sx_store *st, sx_gmember *m, sx_stxn *t);
 /* Open (create) a named database within a transaction. */
 SYNC_PRIVATE int sx_dbi_open(sx_store *st, sx_stxn *t, const char *name,
                              int create, sx_dbi *out);
@@ -1977,6 +1998,16 @@ SYNC_PRIVATE void sx_cur_close(sx_scur *c);
 #include <unistd.h>
 #endif
 
+/* Group commit needs a mutex and a condition variable: POSIX threads
+ * (LMDB itself uses them there).  Elsewhere, or with
+ * SYNC_OMIT_GROUP_COMMIT, a group transaction is a plain one. */
+#if !defined(_WIN32) && !defined(SYNC_OMIT_GROUP_COMMIT)
+#define SX_GROUP_COMMIT 1
+#include <pthread.h>
+#else
+#define SX_GROUP_COMMIT 0
+#endif
+
 /* Without C11 atomics the library is for one thread per env. */
 #if defined(__STDC_NO_ATOMICS__)
 typedef int sx_counter;
@@ -2009,6 +2040,25 @@ static int sx_cas(sx_counter *c, int *expect, int want) {
  * the map is never remapped under a transaction of another thread. */
 #define SX_GROWING (-(1 << 28))
 
+#if SX_GROUP_COMMIT
+/* The open batch of group commit (store.h).  Members take turns in the
+ * one child slot; the leader waits for every thread queued to join, then
+ * commits.  A batch holds at most SX_GROUP_MAX members, so that a steady
+ * stream of new threads cannot keep it open. */
+#define SX_GROUP_MAX 64
+typedef struct sx_group {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  MDB_txn *top;        /* the batch's transaction, or NULL */
+  int opening;         /* a leader is beginning top */
+  int closing;         /* the leader is committing top */
+  int busy;            /* a member's child transaction is open */
+  unsigned waiting;    /* threads waiting for the child slot */
+  unsigned n;          /* members merged into top */
+  sx_gmember *members; /* ... waiting for top's result */
+} sx_group;
+#endif
+
 struct sx_store {
   const sx_alloc *al;
   MDB_env *env;
@@ -2017,6 +2067,10 @@ struct sx_store {
   sx_counter want_grow; /* a transaction ran out of map */
   sx_counter native;
   sx_counter active;
+#if SX_GROUP_COMMIT
+  int group_ok; /* g's mutex and condition were made */
+  sx_group g;
+#endif
 };
 
 /* LMDB or errno -> SYNC_E*.  Every failure passes through here, which
@@ -2085,6 +2139,12 @@ SYNC_PRIVATE int sx_store_active(const sx_store *st) {
 SYNC_PRIVATE void sx_store_close(sx_store *st) {
   if (!st) return;
   if (st->env) mdb_env_close(st->env);
+#if SX_GROUP_COMMIT
+  if (st->group_ok) {
+    pthread_cond_destroy(&st->g.cv);
+    pthread_mutex_destroy(&st->g.mu);
+  }
+#endif
   sx_free(st->al, st);
 }
 
@@ -2202,6 +2262,18 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
   st->mapsize = o->mapsize;
   st->mapmax = o->mapmax;
   st->rdonly = o->rdonly;
+#if SX_GROUP_COMMIT
+  if (pthread_mutex_init(&st->g.mu, NULL)) {
+    sx_free(al, st);
+    return SYNC_ENOMEM;
+  }
+  if (pthread_cond_init(&st->g.cv, NULL)) {
+    pthread_mutex_destroy(&st->g.mu);
+    sx_free(al, st);
+    return SYNC_ENOMEM;
+  }
+  st->group_ok = 1;
+#endif
   if (o->rdonly) flags |= MDB_RDONLY;
   if (o->durability == SYNC_DURABLE_NOMETASYNC) flags |= MDB_NOMETASYNC;
   if (o->durability == SYNC_DURABLE_NOSYNC) flags |= MDB_NOSYNC;
@@ -2320,6 +2392,136 @@ SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t) {
   mdb_txn_abort((MDB_txn *)t);
   SX_DEC(st->active);
 }
+
+#if SX_GROUP_COMMIT
+/* The leader ends the batch (g->mu held, its own child ended): wait
+ * until no child is open and no thread waits to join (or the batch is
+ * full), commit top with the env's durability (abort it when no member
+ * is left), and hand every member the result. */
+static void sx_group_finish(sx_store *st) {
+  sx_group *g = &st->g;
+  sx_gmember *m, *next;
+  MDB_txn *top;
+  unsigned n;
+  int rc = 0;
+  while (g->busy || (g->waiting && g->n < SX_GROUP_MAX))
+    pthread_cond_wait(&g->cv, &g->mu);
+  g->closing = 1; /* from here on nobody joins: top and n stay */
+  top = g->top;
+  n = g->n;
+  pthread_mutex_unlock(&g->mu);
+  if (n) rc = sx_txn_commit(st, (sx_stxn *)top);
+  else sx_txn_abort(st, (sx_stxn *)top);
+  pthread_mutex_lock(&g->mu);
+  for (m = g->members; m; m = next) {
+    next = m->next; /* m may be gone once done is seen */
+    m->rc = rc;
+    m->done = 1;
+  }
+  g->members = NULL;
+  g->n = 0;
+  g->top = NULL;
+  g->closing = 0;
+  pthread_cond_broadcast(&g->cv);
+}
+
+SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
+                                    sx_stxn **out) {
+  sx_group *g = &st->g;
+  MDB_txn *child = NULL;
+  int rc;
+  *out = NULL;
+  memset(m, 0, sizeof *m);
+  if (st->rdonly) return SYNC_EREADONLY;
+  pthread_mutex_lock(&g->mu);
+  for (;;) {
+    if (!g->top && !g->opening) {
+      sx_stxn *top;
+      /* Lead a new batch.  Beginning may wait for LMDB's writer lock
+       * (another process, or a plain writer): not under our mutex. */
+      g->opening = 1;
+      pthread_mutex_unlock(&g->mu);
+      rc = sx_txn_begin(st, 0, &top);
+      pthread_mutex_lock(&g->mu);
+      g->opening = 0;
+      if (rc) {
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+        return rc;
+      }
+      g->top = (MDB_txn *)top;
+      m->leader = 1;
+    }
+    /* The leader takes the slot first: it never let go of the mutex. */
+    if (g->top && !g->closing && !g->busy) break;
+    g->waiting++;
+    pthread_cond_wait(&g->cv, &g->mu);
+    g->waiting--;
+  }
+  rc = mdb_txn_begin(st->env, g->top, 0, &child);
+  if (rc) {
+    rc = sx_map_err(st, rc);
+    if (m->leader) sx_group_finish(st);
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+  }
+  g->busy = 1;
+  pthread_mutex_unlock(&g->mu);
+  *out = (sx_stxn *)child;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t) {
+  sx_group *g = &st->g;
+  /* Merges the child into top: no I/O, and no other thread touches top
+   * while the slot is ours.  (Mapped to SYNC_E* at the end.) */
+  int native = mdb_txn_commit((MDB_txn *)t), rc = 0;
+  pthread_mutex_lock(&g->mu);
+  g->busy = 0;
+  if (!native) {
+    m->done = 0;
+    m->next = g->members;
+    g->members = m;
+    g->n++;
+  }
+  pthread_cond_broadcast(&g->cv);
+  if (m->leader) sx_group_finish(st);
+  else
+    while (!native && !m->done) pthread_cond_wait(&g->cv, &g->mu);
+  if (!native) rc = m->rc;
+  pthread_mutex_unlock(&g->mu);
+  return native ? sx_map_err(st, native) : rc;
+}
+
+SYNC_PRIVATE void sx_txn_abort_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t) {
+  sx_group *g = &st->g;
+  if (!t) return;
+  mdb_txn_abort((MDB_txn *)t);
+  pthread_mutex_lock(&g->mu);
+  g->busy = 0;
+  pthread_cond_broadcast(&g->cv);
+  if (m->leader) sx_group_finish(st); /* the others' work still commits */
+  pthread_mutex_unlock(&g->mu);
+}
+#else
+SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
+                                    sx_stxn **out) {
+  memset(m, 0, sizeof *m);
+  return sx_txn_begin(st, 0, out);
+}
+SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t) {
+  (void)m;
+  return sx_txn_commit(st, t);
+}
+SYNC_PRIVATE void sx_txn_abort_group(sx_store *st, sx_gmember *m,
+                                     sx_stxn *t) {
+  (void)m;
+  sx_txn_abort(st, t);
+}
+#endif
 
 SYNC_PRIVATE int sx_dbi_open(sx_store *st, sx_stxn *t, const char *name,
                              int create, sx_dbi *out) {
@@ -2872,6 +3074,8 @@ struct sync_txn {
   sync_env *env;
   sx_stxn *t;
   int rdonly;
+  int group;      /* SYNC_TXN_GROUP: t is a member of a batch (store.h) */
+  sx_gmember gm;
   int failed; /* an LMDB write failed: only abort remains */
   int wrote;   /* took a version: rows changed */
   int dirty;   /* state to write at commit (cursors, tombstones) */
@@ -3191,25 +3395,36 @@ SYNC_PRIVATE void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
 /* ---------------------------------------------------------------------
  * Transactions
  * ------------------------------------------------------------------- */
+/* Abort the LMDB side of x, a batch member's too. */
+static void sx_txn_end(sync_txn *x) {
+  if (x->group) sx_txn_abort_group(x->env->st, &x->gm, x->t);
+  else sx_txn_abort(x->env->st, x->t);
+}
+
 SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sync_txn *x;
   sx_slice v;
   int rc;
   if (!out) return SYNC_EINVAL;
   *out = NULL;
-  if (!env || !env->st || (flags & ~SYNC_TXN_RDONLY)) return SYNC_EINVAL;
+  if (!env || !env->st || (flags & ~(SYNC_TXN_RDONLY | SYNC_TXN_GROUP)) ||
+      (flags & SYNC_TXN_RDONLY && flags & SYNC_TXN_GROUP))
+    return SYNC_EINVAL;
   if (!(flags & SYNC_TXN_RDONLY) && env->rdonly) return SYNC_EREADONLY;
   x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
   if (!x) return SYNC_ENOMEM;
   memset(x, 0, sizeof *x);
   x->env = env;
   x->rdonly = (flags & SYNC_TXN_RDONLY) != 0;
+  x->group = (flags & SYNC_TXN_GROUP) != 0;
   sx_buf_init(&x->enc, &env->al);
   sx_buf_init(&x->changed, &env->al);
   sx_buf_init(&x->conflicts, &env->al);
   sx_buf_init(&x->cpend, &env->al);
   sx_buf_init(&x->fpbuf, &env->al);
-  if ((rc = sx_txn_begin(env->st, x->rdonly, &x->t))) {
+  rc = x->group ? sx_txn_begin_group(env->st, &x->gm, &x->t)
+                : sx_txn_begin(env->st, x->rdonly, &x->t);
+  if (rc) {
     sx_free(&env->al, x);
     return sx_fail(env, rc, "cannot begin a transaction: %s",
                    sync_strerror(rc));
@@ -3217,7 +3432,7 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   rc = sx_get(env->st, x->t, env->meta, "state", 5, &v);
   if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
   if (rc) {
-    sx_txn_abort(env->st, x->t);
+    sx_txn_end(x);
     sx_free(&env->al, x);
     return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
                    "database state record unreadable");
@@ -3226,7 +3441,7 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   x->base_version = sx_get_le64(v.p + 8);
   x->schema_version = sx_get_le64(v.p + 16);
   if (x->schema_version != env->schema->version) {
-    sx_txn_abort(env->st, x->t);
+    sx_txn_end(x);
     sx_free(&env->al, x);
     return sx_fail(env, SYNC_ESCHEMA,
                    "the schema was changed by another process; reopen");
@@ -3279,11 +3494,9 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
 }
 
 SYNC_API void sync_txn_abort(sync_txn *x) {
-  sync_env *env;
   if (!x) return;
-  env = x->env;
   sx_txn_close_cursors(x);
-  sx_txn_abort(env->st, x->t);
+  sx_txn_end(x);
   sx_txn_free(x);
 }
 
@@ -4547,7 +4760,8 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
     sync_txn_abort(x);
   } else {
     sx_txn_close_cursors(x);
-    rc = sx_txn_commit(env->st, x->t);
+    rc = x->group ? sx_txn_commit_group(env->st, &x->gm, x->t)
+                  : sx_txn_commit(env->st, x->t);
     if (!rc && counted) {
       uint64_t t1 = sx_now_ns();
       sx_stats_add(&env->stats, SX_ST_COMMITS, 1);
