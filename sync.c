@@ -14825,6 +14825,7 @@ static int sx_ck_quiet(sync_txn *x, const uint8_t *requester, uint64_t v,
   own.hlc = UINT64_MAX;
   req.vv = &own;
   req.nvv = 1;
+  /* One row is enough to say no (o is the caller's, made for this). */
   rc = sync_delta_make(x, &req, o, &d);
   if (rc == 0) {
     *quiet = d->last && d->nrows == 0 && d->nx == 0;
@@ -14882,6 +14883,7 @@ static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
     int quiet;
     if (!p.acked_version && !p.acked_seq) return 0;
     memset(&o, 0, sizeof o);
+    o.max_rows = 1;
     o.tables = s->o.tables;
     o.filter = s->o.filter;
     o.filter_ctx = s->o.filter_ctx;
@@ -15072,6 +15074,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
   if (c->mode & SYNC_PULL) {
     sync_delta_opts o;
     memset(&o, 0, sizeof o);
+    o.max_rows = 1;
     o.tables = send;
     o.filter = s->o.filter;
     o.filter_ctx = s->o.filter_ctx;
