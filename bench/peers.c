@@ -48,6 +48,29 @@ void peer_sync_open(peer_sync *p, const char *path, int durability,
                   "sync_env_table");
 }
 
+sync_env *peer_sync_env(const char *path, const sync_allocator *a,
+                        const sync_table_def *def, int fresh) {
+  sync_env *env;
+  if (fresh) bench_unlink_db(path);
+  peer_sync_check(NULL, sync_env_create(a, &env), "sync_env_create");
+  peer_sync_check(env, sync_env_set_durability(env, SYNC_DURABLE_NOSYNC),
+                  "sync_env_set_durability");
+  peer_sync_check(env, sync_env_set_mapsize(env, peer_mapsize(), 0),
+                  "sync_env_set_mapsize");
+  peer_sync_check(env, sync_env_set_schema(env, def, 1), "sync_env_set_schema");
+  peer_sync_check(env, sync_env_open(env, path, 0), "sync_env_open");
+  return env;
+}
+
+uint64_t peer_sync_digest(sync_env *env) {
+  sync_txn *x;
+  uint64_t d = 0;
+  peer_sync_check(env, sync_txn_begin(env, SYNC_TXN_RDONLY, &x), "begin");
+  peer_sync_check(env, sync_digest(x, SYNC_ALL_TABLES, &d), "sync_digest");
+  sync_txn_abort(x);
+  return d;
+}
+
 void peer_sync_close(peer_sync *p) {
   sync_env_close(p->env);
   p->env = NULL;

@@ -41,6 +41,13 @@ void peer_sync_open(peer_sync *p, const char *path, int durability,
 void peer_sync_close(peer_sync *p);
 /* rc != 0: die with sync_strerror(rc) and what env says. */
 void peer_sync_check(sync_env *env, int rc, const char *what);
+/* A replica of the one-table schema def at path for the sync workloads:
+ * no syncs, the bench's map size (the file may grow past it), memory
+ * from a (NULL: the library's).  fresh: remove the file first. */
+sync_env *peer_sync_env(const char *path, const sync_allocator *a,
+                        const sync_table_def *def, int fresh);
+/* sync_digest of every table, in a read transaction of its own. */
+uint64_t peer_sync_digest(sync_env *env);
 
 /* ---- raw LMDB ---- */
 typedef struct peer_lmdb {

@@ -124,24 +124,6 @@ static uint64_t sync_count_of(peer_sync *p) {
   return n;
 }
 
-/* Write rows[0..n) on p through sync_put, 1,000 per transaction. */
-static void sync_write_rows(peer_sync *p, const w1_row *rows, size_t n) {
-  for (size_t i = 0; i < n; i += W1_TXN_ROWS) {
-    size_t end = i + W1_TXN_ROWS < n ? i + W1_TXN_ROWS : n;
-    sync_txn *txn;
-    peer_sync_check(p->env, sync_txn_begin(p->env, 0, &txn), "sync_txn_begin");
-    for (size_t j = i; j < end; j++) {
-      sync_value v[W1_NCOLUMNS];
-      w1_values(&rows[j], v);
-      peer_sync_check(p->env,
-                      sync_put(txn, p->table, rows[j].key, W1_KEY_LEN, v,
-                               W1_NCOLUMNS),
-                      "sync_put");
-    }
-    peer_sync_check(p->env, sync_txn_commit(txn), "sync_txn_commit");
-  }
-}
-
 /* ---- the pull -------------------------------------------------------- */
 
 typedef struct pull_stats {
@@ -511,7 +493,7 @@ void bench_apply(const bench_opts *o) {
   /* Untimed: the sender with the W1 rows, SQLite's changeset of them. */
   peer_sync_open(&send, send_path, SYNC_DURABLE_NOSYNC,
                  &w1_table, 1);
-  sync_write_rows(&send, rows, n);
+  w1_put_rows(send.env, send.table, rows, n);
   peer_sync_check(send.env, sync_env_sync(send.env), "sync_env_sync");
   c.send_digest = sync_digest_of(&send);
 #if BENCH_HAVE_SQLITE
@@ -551,7 +533,7 @@ void bench_apply(const bench_opts *o) {
     c.changes_since = sync_txn_version(txn);
     sync_txn_abort(txn);
   }
-  sync_write_rows(&send, upd, nupd);
+  w1_put_rows(send.env, send.table, upd, nupd);
   peer_sync_check(send.env, sync_env_sync(send.env), "sync_env_sync");
   c.send_digest = sync_digest_of(&send);
   lmdb_make_base(&c);

@@ -45,43 +45,12 @@ typedef struct mqtt_ctx {
 } mqtt_ctx;
 
 static sync_env *open_w1(const char *path, int fresh) {
-  sync_env *env;
-  if (fresh) bench_unlink_db(path);
-  peer_sync_check(NULL, sync_env_create(NULL, &env), "sync_env_create");
-  peer_sync_check(env, sync_env_set_durability(env, SYNC_DURABLE_NOSYNC),
-                  "sync_env_set_durability");
-  peer_sync_check(env, sync_env_set_mapsize(env, peer_mapsize(), 0),
-                  "sync_env_set_mapsize");
-  peer_sync_check(env, sync_env_set_schema(env, &w1_table, 1),
-                  "sync_env_set_schema");
-  peer_sync_check(env, sync_env_open(env, path, 0), "sync_env_open");
-  return env;
-}
-
-static uint64_t digest_of(sync_env *env) {
-  sync_txn *x;
-  uint64_t d = 0;
-  peer_sync_check(env, sync_txn_begin(env, SYNC_TXN_RDONLY, &x), "begin");
-  peer_sync_check(env, sync_digest(x, SYNC_ALL_TABLES, &d), "sync_digest");
-  sync_txn_abort(x);
-  return d;
+  return peer_sync_env(path, NULL, &w1_table, fresh);
 }
 
 static void write_rows(const char *path, const w1_row *rows, size_t n) {
   sync_env *env = open_w1(path, 1);
-  for (size_t i = 0; i < n; i += W1_TXN_ROWS) {
-    size_t end = i + W1_TXN_ROWS < n ? i + W1_TXN_ROWS : n;
-    sync_txn *txn;
-    peer_sync_check(env, sync_txn_begin(env, 0, &txn), "sync_txn_begin");
-    for (size_t j = i; j < end; j++) {
-      sync_value v[W1_NCOLUMNS];
-      w1_values(&rows[j], v);
-      peer_sync_check(env, sync_put(txn, 0, rows[j].key, W1_KEY_LEN, v,
-                                    W1_NCOLUMNS),
-                      "sync_put");
-    }
-    peer_sync_check(env, sync_txn_commit(txn), "sync_txn_commit");
-  }
+  w1_put_rows(env, 0, rows, n);
   sync_env_close(env);
 }
 
@@ -204,7 +173,7 @@ static double pulled(mqtt_ctx *c, sync_env *env, sync_session *s, double secs,
   if (st.rows_received != c->nrows)
     bench_die("mqtt: %s: %" PRIu64 " rows received of %zu", what,
               st.rows_received, c->nrows);
-  if (digest_of(env) != c->digest)
+  if (peer_sync_digest(env) != c->digest)
     bench_die("mqtt: %s: the receiver's digest differs", what);
   sync_env_close(env);
   return (double)c->nrows / secs;
@@ -310,7 +279,7 @@ void bench_mqtt(const bench_opts *o) {
   write_rows(c.send_path, c.rows, c.nrows);
   {
     sync_env *env = open_w1(c.send_path, 0);
-    c.digest = digest_of(env);
+    c.digest = peer_sync_digest(env);
     sync_env_close(env);
   }
   broker_start(&c, bin);

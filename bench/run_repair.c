@@ -109,20 +109,7 @@ void bench_repair(const bench_opts *o) {
   bench_note("repair: %zu W1 rows, replicas in memory sessions", o->rows);
   peer_sync_open(&a, pa, SYNC_DURABLE_NOSYNC, &w1_table, 1);
   peer_sync_open(&b, pb, SYNC_DURABLE_NOSYNC, &w1_table, 1);
-  for (i = 0; i < o->rows; i += W1_TXN_ROWS) {
-    size_t end = i + W1_TXN_ROWS < o->rows ? i + W1_TXN_ROWS : o->rows;
-    sync_txn *x;
-    peer_sync_check(a.env, sync_txn_begin(a.env, 0, &x), "sync_txn_begin");
-    for (size_t j = i; j < end; j++) {
-      sync_value v[W1_NCOLUMNS];
-      w1_values(&rows[j], v);
-      peer_sync_check(a.env,
-                      sync_put(x, a.table, rows[j].key, W1_KEY_LEN, v,
-                               W1_NCOLUMNS),
-                      "sync_put");
-    }
-    peer_sync_check(a.env, sync_txn_commit(x), "sync_txn_commit");
-  }
+  w1_put_rows(a.env, a.table, rows, o->rows);
   memset(&co, 0, sizeof co);
   co.mode = SYNC_PULL;
   co.chunk_rows = 10000;

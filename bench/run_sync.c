@@ -81,18 +81,7 @@ static void *heap_realloc(void *ctx, void *q, size_t n) {
 
 static sync_env *open_counted(const char *path, heap *h, int fresh) {
   sync_allocator a = {h, heap_malloc, heap_realloc, heap_free};
-  sync_env *env;
-  if (fresh)
-    bench_unlink_db(path);
-  peer_sync_check(NULL, sync_env_create(&a, &env), "sync_env_create");
-  peer_sync_check(env, sync_env_set_durability(env, SYNC_DURABLE_NOSYNC),
-                  "sync_env_set_durability");
-  peer_sync_check(env, sync_env_set_mapsize(env, peer_mapsize(), 0),
-                  "sync_env_set_mapsize");
-  peer_sync_check(env, sync_env_set_schema(env, &w1_table, 1),
-                  "sync_env_set_schema");
-  peer_sync_check(env, sync_env_open(env, path, 0), "sync_env_open");
-  return env;
+  return peer_sync_env(path, &a, &w1_table, fresh);
 }
 
 typedef struct served {
@@ -233,37 +222,15 @@ static void tcp_pull(const char *send_path, const char *recv_path, int fresh,
 static uint64_t digest_at(const char *path) {
   heap h = {0, 0};
   sync_env *env = open_counted(path, &h, 0);
-  sync_txn *x;
-  uint64_t d = 0;
-  peer_sync_check(env, sync_txn_begin(env, SYNC_TXN_RDONLY, &x), "begin");
-  peer_sync_check(env, sync_digest(x, SYNC_ALL_TABLES, &d), "sync_digest");
-  sync_txn_abort(x);
+  uint64_t d = peer_sync_digest(env);
   sync_env_close(env);
   return d;
-}
-
-/* Rows into an open replica, a transaction per W1_TXN_ROWS. */
-static void write_rows_env(sync_env *env, unsigned table, const w1_row *rows,
-                           size_t n) {
-  for (size_t i = 0; i < n; i += W1_TXN_ROWS) {
-    size_t end = i + W1_TXN_ROWS < n ? i + W1_TXN_ROWS : n;
-    sync_txn *txn;
-    peer_sync_check(env, sync_txn_begin(env, 0, &txn), "sync_txn_begin");
-    for (size_t j = i; j < end; j++) {
-      sync_value v[W1_NCOLUMNS];
-      w1_values(&rows[j], v);
-      peer_sync_check(env, sync_put(txn, table, rows[j].key, W1_KEY_LEN, v,
-                                    W1_NCOLUMNS),
-                      "sync_put");
-    }
-    peer_sync_check(env, sync_txn_commit(txn), "sync_txn_commit");
-  }
 }
 
 static void write_rows(const char *path, const w1_row *rows, size_t n) {
   peer_sync p;
   peer_sync_open(&p, path, SYNC_DURABLE_NOSYNC, &w1_table, 1);
-  write_rows_env(p.env, p.table, rows, n);
+  w1_put_rows(p.env, p.table, rows, n);
   peer_sync_close(&p);
 }
 
@@ -536,7 +503,7 @@ static void bench_small(sync_ctx *c) {
   sync_session_stats st;
   uint64_t noop;
   size_t m;
-  write_rows_env(srv, 0, c->rows, 1);
+  w1_put_rows(srv, 0, c->rows, 1);
   small_session(cli, srv, 0, 0, &st); /* they meet */
   small_session(cli, srv, 0, 0, &st);
   if (!st.unchanged) bench_die("sync: the quick check did not end the session");
@@ -545,7 +512,7 @@ static void bench_small(sync_ctx *c) {
   small_session(cli, srv, 0, 1, &st);
   bench_value("session.noop_full.bytes",
               (double)(st.bytes_sent + st.bytes_received), "bytes");
-  write_rows_env(srv, 0, c->rows + 1, 1);
+  w1_put_rows(srv, 0, c->rows + 1, 1);
   small_session(cli, srv, 0, 0, &st);
   if (st.rows_received != 1)
     bench_die("sync: the one-row session moved %" PRIu64 " rows",
@@ -558,7 +525,7 @@ static void bench_small(sync_ctx *c) {
   for (m = 64; m <= 256; m *= 4) {
     char name[64];
     /* A row of its own each time: the same row again changes nothing. */
-    write_rows_env(srv, 0, c->rows + (m == 64 ? 2 : 3), 1);
+    w1_put_rows(srv, 0, c->rows + (m == 64 ? 2 : 3), 1);
     small_session(cli, srv, m, 0, &st);
     if (st.rows_received != 1)
       bench_die("sync: the one-row session at %zu-byte messages moved %" PRIu64

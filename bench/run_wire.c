@@ -182,25 +182,6 @@ static uint64_t wire_bytes(const wire_chunks *c, int level, const void *dict,
   return sum;
 }
 
-/* ---- writing the senders (untimed) ------------------------------------ */
-
-static void w1_write(peer_sync *p, const w1_row *rows, size_t n) {
-  for (size_t i = 0; i < n; i += W1_TXN_ROWS) {
-    size_t end = i + W1_TXN_ROWS < n ? i + W1_TXN_ROWS : n;
-    sync_txn *txn;
-    peer_sync_check(p->env, sync_txn_begin(p->env, 0, &txn), "sync_txn_begin");
-    for (size_t j = i; j < end; j++) {
-      sync_value v[W1_NCOLUMNS];
-      w1_values(&rows[j], v);
-      peer_sync_check(
-          p->env,
-          sync_put(txn, p->table, rows[j].key, W1_KEY_LEN, v, W1_NCOLUMNS),
-          "sync_put");
-    }
-    peer_sync_check(p->env, sync_txn_commit(txn), "sync_txn_commit");
-  }
-}
-
 /* Column a of rows[0..n) set to new values, by sync_update. */
 static void w1_update_a(peer_sync *p, const w1_row *rows, size_t n) {
   static const unsigned col_a = 0;
@@ -631,7 +612,7 @@ static void w1_incremental(const char *name, peer_sync *send, peer_sync *recv,
   char n[128];
   memset(&ch, 0, sizeof ch);
   if (all)
-    w1_write(send, upd, nupd);
+    w1_put_rows(send->env, send->table, upd, nupd);
   else
     w1_update_a(send, upd, nupd);
   wire_pull(recv, send, WIRE_CHUNK, 0, &ch);
@@ -694,7 +675,7 @@ static double w1_initial_pull(peer_sync *send, peer_sync *recv, size_t n,
                               wire_chunks *ch, double t0) {
   w1_row *rows = w1_generate(n);
   double t1;
-  w1_write(send, rows, n);
+  w1_put_rows(send->env, send->table, rows, n);
   free(rows);
   t1 = lap("w1 sender written", t0);
   wire_pull(recv, send, WIRE_CHUNK, 0, ch);

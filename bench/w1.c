@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "peers.h"
 
 _Static_assert(offsetof(w1_row, a) == W1_KEY_LEN, "w1_row: key, then a");
 _Static_assert(offsetof(w1_row, b) == offsetof(w1_row, a) + 8, "a, b");
@@ -91,4 +92,20 @@ int w1_same(const w1_row *row, const sync_value v[W1_NCOLUMNS]) {
          memcmp(v[2].data, row->c, W1_TEXT_LEN) == 0 &&
          v[3].type == SYNC_BLOB && v[3].len == W1_BLOB_LEN &&
          memcmp(v[3].data, row->d, W1_BLOB_LEN) == 0;
+}
+
+void w1_put_rows(sync_env *env, unsigned table, const w1_row *rows, size_t n) {
+  for (size_t i = 0; i < n; i += W1_TXN_ROWS) {
+    size_t end = i + W1_TXN_ROWS < n ? i + W1_TXN_ROWS : n;
+    sync_txn *txn;
+    peer_sync_check(env, sync_txn_begin(env, 0, &txn), "sync_txn_begin");
+    for (size_t j = i; j < end; j++) {
+      sync_value v[W1_NCOLUMNS];
+      w1_values(&rows[j], v);
+      peer_sync_check(env, sync_put(txn, table, rows[j].key, W1_KEY_LEN, v,
+                                    W1_NCOLUMNS),
+                      "sync_put");
+    }
+    peer_sync_check(env, sync_txn_commit(txn), "sync_txn_commit");
+  }
 }

@@ -60,4 +60,7 @@ void w1_values(const w1_row *row, sync_value out[W1_NCOLUMNS]);
 /* 1 if vals (as read back) equal row's, else 0. */
 int w1_same(const w1_row *row, const sync_value vals[W1_NCOLUMNS]);
 
+/* rows[0..n) put into table of env, a transaction per W1_TXN_ROWS. */
+void w1_put_rows(sync_env *env, unsigned table, const w1_row *rows, size_t n);
+
 #endif /* BENCH_W1_H */
