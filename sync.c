@@ -7090,6 +7090,11 @@ SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
                                void *ctx, const uint8_t *peer, unsigned tid,
                                const unsigned char *key, size_t klen,
                                const sx_row *r, sync_value *vals);
+/* The scope a chunk cut under o (o->scope set) serves: o's tables
+ * (NULL: all of the schema's), its filter and filter version; held =
+ * served, as after a run in log mode. */
+SYNC_PRIVATE void sx_scope_served(const sync_env *env,
+                                  const sync_delta_opts *o, sx_scope *sc);
 /* Add stored row r of table tid to d, leaving out columns and rows whose
  * stamps rvv (per local site index) covers (a row is still named when
  * keyed is set: complete initial streams); o (may be NULL) says whether
@@ -7446,6 +7451,18 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   return 0;
 }
 
+SYNC_PRIVATE void sx_scope_served(const sync_env *env,
+                                  const sync_delta_opts *o, sx_scope *sc) {
+  unsigned t, nt = env->schema->ntables;
+  memset(sc, 0, sizeof *sc);
+  sc->flags = SX_SCOPE_ON | (o->filter ? SX_SCOPE_FILTER : 0);
+  sc->fver = o->filter ? o->filter_version : 0;
+  for (t = 0; t < nt; t++)
+    if (!o->tables || sx_bit(o->tables, t))
+      sc->tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+  memcpy(sc->held, sc->tables, SX_TBYTES);
+}
+
 /* The scope a chunk for req is cut under (sync_delta_opts.scope), and
  * how: *restart when the requester was served another scope (its stream
  * starts again from its cursor), *exits when it may hold rows out of
@@ -7458,17 +7475,11 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
   int zero = req->cur.mode == SX_MODE_LOG && !req->cur.version &&
              !req->cur.seq,
       same, served = rs->flags != 0;
-  memset(sc, 0, sizeof *sc);
-  sc->flags = SX_SCOPE_ON | (o->filter ? SX_SCOPE_FILTER : 0);
-  sc->fver = o->filter ? o->filter_version : 0;
-  for (t = 0; t < nt; t++)
-    if (!o->tables || sx_bit(o->tables, t))
-      sc->tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+  sx_scope_served(x->env, o, sc);
   same = served &&
          (rs->flags & (SX_SCOPE_ON | SX_SCOPE_FILTER)) == sc->flags &&
          rs->fver == sc->fver && !memcmp(rs->tables, sc->tables, SX_TBYTES);
   *restart = 0;
-  memcpy(sc->held, sc->tables, SX_TBYTES);
   if (zero) {
     *exits = served; /* a reset: it may still hold rows of before */
   } else if (!same) {
@@ -14799,12 +14810,12 @@ static int sx_ck_renewed(sync_txn *x, uint64_t *out) {
 }
 
 /* Would a chunk cut for requester from position (v, s) of this replica's
- * log, crediting the requester with every write of its own and nothing
+ * log (mark m there), crediting the requester with every write of its own and nothing
  * else, be empty?  *quiet 1 when it would hold no row and no exit and
  * end the run; anything the cut refuses (a stale position, another
  * history) is not quiet either, and the full session says why. */
 static int sx_ck_quiet(sync_txn *x, const uint8_t *requester, uint64_t v,
-                       uint32_t s, const sx_scope *scope,
+                       uint32_t s, const sx_mark *m, const sx_scope *scope,
                        const sync_delta_opts *o, int *quiet) {
   sync_request req;
   sync_stamp own;
@@ -14819,13 +14830,12 @@ static int sx_ck_quiet(sync_txn *x, const uint8_t *requester, uint64_t v,
   req.cur.mode = SX_MODE_LOG;
   req.cur.version = v;
   req.cur.seq = s;
-  if ((rc = sx_mark_of(x, v, &req.mark))) return rc;
+  req.mark = *m;
   if (scope) req.scope = *scope;
   memcpy(own.site, requester, SX_SITE_LEN);
   own.hlc = UINT64_MAX;
   req.vv = &own;
   req.nvv = 1;
-  /* One row is enough to say no (o is the caller's, made for this). */
   rc = sync_delta_make(x, &req, o, &d);
   if (rc == 0) {
     *quiet = d->last && d->nrows == 0 && d->nx == 0;
@@ -14882,15 +14892,15 @@ static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
     sync_delta_opts o;
     int quiet;
     if (!p.acked_version && !p.acked_seq) return 0;
+    if ((rc = sx_mark_of(x, p.acked_version, &m))) return rc;
     memset(&o, 0, sizeof o);
-    o.max_rows = 1;
+    o.max_rows = 1; /* one row is enough to say no */
     o.tables = s->o.tables;
     o.filter = s->o.filter;
     o.filter_ctx = s->o.filter_ctx;
-    rc = sx_ck_quiet(x, k->server, p.acked_version, p.acked_seq, NULL, &o,
+    rc = sx_ck_quiet(x, k->server, p.acked_version, p.acked_seq, &m, NULL, &o,
                      &quiet);
     if (rc || !quiet) return rc;
-    if ((rc = sx_mark_of(x, p.acked_version, &m))) return rc;
     k->av = p.acked_version;
     k->as = p.acked_seq;
     k->amark = m.id;
@@ -15035,7 +15045,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
   sx_peer p;
   sx_ck k;
   sx_mark m;
-  unsigned t;
+  sync_delta_opts o;
   size_t i;
   int rc;
   *same = 0;
@@ -15048,6 +15058,15 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
   k.schema_hash = s->env->schema->hash;
   k.mode = c->mode;
   for (i = 0; i < SYNC_RIGHTS_BYTES; i++) send[i] = rights->read[i] & c->sel[i];
+  /* The chunk the client would ask for, as sx_send_chunk cuts it. */
+  memset(&o, 0, sizeof o);
+  o.max_rows = 1; /* one row is enough to say no */
+  o.tables = send;
+  o.filter = s->o.filter;
+  o.filter_ctx = s->o.filter_ctx;
+  o.filter_version = s->o.filter_version;
+  o.scope = 1;
+  o.visible = rights->read;
   if (c->mode & SYNC_PULL) {
     if (!p.acked_version && !p.acked_seq) return 0;
     rc = sx_mark_of(x, p.acked_version, &m);
@@ -15056,11 +15075,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
     k.ps = p.acked_seq;
     k.pmark = m.id;
     k.pstart = m.start;
-    k.scope.flags = SX_SCOPE_ON | (s->o.filter ? SX_SCOPE_FILTER : 0);
-    k.scope.fver = s->o.filter ? s->o.filter_version : 0;
-    for (t = 0; t < s->env->schema->ntables; t++)
-      if (sx_bit(send, t)) k.scope.tables[t >> 3] |= (unsigned char)(1u << (t & 7));
-    memcpy(k.scope.held, k.scope.tables, SX_TBYTES);
+    sx_scope_served(s->env, &o, &k.scope);
   }
   if (c->mode & SYNC_PUSH) {
     if (p.cur.mode != SX_MODE_LOG || (!p.cur.version && !p.cur.seq)) return 0;
@@ -15071,19 +15086,9 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
   }
   if ((rc = sx_ck_renewed(x, &k.renewed))) return rc;
   if (sx_ck_tag(&k) != c->tag) return 0;
-  if (c->mode & SYNC_PULL) {
-    sync_delta_opts o;
-    memset(&o, 0, sizeof o);
-    o.max_rows = 1;
-    o.tables = send;
-    o.filter = s->o.filter;
-    o.filter_ctx = s->o.filter_ctx;
-    o.filter_version = s->o.filter_version;
-    o.scope = 1;
-    o.visible = rights->read;
-    return sx_ck_quiet(x, s->peer, p.acked_version, p.acked_seq, &k.scope, &o,
-                       same);
-  }
+  if (c->mode & SYNC_PULL)
+    return sx_ck_quiet(x, s->peer, p.acked_version, p.acked_seq, &m, &k.scope,
+                       &o, same);
   *same = 1;
   return 0;
 }

@@ -347,6 +347,18 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   return 0;
 }
 
+SYNC_PRIVATE void sx_scope_served(const sync_env *env,
+                                  const sync_delta_opts *o, sx_scope *sc) {
+  unsigned t, nt = env->schema->ntables;
+  memset(sc, 0, sizeof *sc);
+  sc->flags = SX_SCOPE_ON | (o->filter ? SX_SCOPE_FILTER : 0);
+  sc->fver = o->filter ? o->filter_version : 0;
+  for (t = 0; t < nt; t++)
+    if (!o->tables || sx_bit(o->tables, t))
+      sc->tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+  memcpy(sc->held, sc->tables, SX_TBYTES);
+}
+
 /* The scope a chunk for req is cut under (sync_delta_opts.scope), and
  * how: *restart when the requester was served another scope (its stream
  * starts again from its cursor), *exits when it may hold rows out of
@@ -359,17 +371,11 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
   int zero = req->cur.mode == SX_MODE_LOG && !req->cur.version &&
              !req->cur.seq,
       same, served = rs->flags != 0;
-  memset(sc, 0, sizeof *sc);
-  sc->flags = SX_SCOPE_ON | (o->filter ? SX_SCOPE_FILTER : 0);
-  sc->fver = o->filter ? o->filter_version : 0;
-  for (t = 0; t < nt; t++)
-    if (!o->tables || sx_bit(o->tables, t))
-      sc->tables[t >> 3] |= (unsigned char)(1u << (t & 7));
+  sx_scope_served(x->env, o, sc);
   same = served &&
          (rs->flags & (SX_SCOPE_ON | SX_SCOPE_FILTER)) == sc->flags &&
          rs->fver == sc->fver && !memcmp(rs->tables, sc->tables, SX_TBYTES);
   *restart = 0;
-  memcpy(sc->held, sc->tables, SX_TBYTES);
   if (zero) {
     *exits = served; /* a reset: it may still hold rows of before */
   } else if (!same) {

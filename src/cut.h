@@ -14,6 +14,11 @@ SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
                                void *ctx, const uint8_t *peer, unsigned tid,
                                const unsigned char *key, size_t klen,
                                const sx_row *r, sync_value *vals);
+/* The scope a chunk cut under o (o->scope set) serves: o's tables
+ * (NULL: all of the schema's), its filter and filter version; held =
+ * served, as after a run in log mode. */
+SYNC_PRIVATE void sx_scope_served(const sync_env *env,
+                                  const sync_delta_opts *o, sx_scope *sc);
 /* Add stored row r of table tid to d, leaving out columns and rows whose
  * stamps rvv (per local site index) covers (a row is still named when
  * keyed is set: complete initial streams); o (may be NULL) says whether
