@@ -35,6 +35,21 @@ wait_for() {
   while ! grep -q -- "$2" "$1" 2>/dev/null && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
   grep -q -- "$2" "$1"
 }
+# Throwaway certificates (tls.sh, mqtt.sh), in the current directory.
+# ca NAME: a self-signed CA.  cert NAME CA CN [SAN]: a key and a
+# certificate for CN signed by CA, with subjectAltName SAN if given.
+ca() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout $1.key -out $1.crt -days 2 -subj "/CN=$1" \
+    -addext basicConstraints=critical,CA:TRUE 2> /dev/null
+}
+cert() {
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout $1.key -out $1.csr -subj "/CN=$3" 2> /dev/null &&
+    { [ -z "${4:-}" ] || echo "subjectAltName=$4" > $1.ext; } &&
+    openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -CAcreateserial \
+      -days 2 -out $1.crt ${4:+-extfile $1.ext} 2> /dev/null
+}
 # finish: the count line; the exit status says whether all passed
 finish() {
   echo "$CHECK_NAME: $pass passed, $fail failed"

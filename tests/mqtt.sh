@@ -22,20 +22,8 @@ if [ -z "$BIN" ]; then
   exit 1
 fi
 
-# Certificates (as tests/tls.sh makes them): ca and otherca, the
+# Certificates (ca and cert: tests/check.sh): ca and otherca, the
 # broker's for 127.0.0.1, a client's from ca and a rogue one from otherca.
-ca() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout $1.key -out $1.crt -days 2 -subj "/CN=$1" \
-    -addext basicConstraints=critical,CA:TRUE 2> /dev/null
-}
-cert() {
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout $1.key -out $1.csr -subj "/CN=$3" 2> /dev/null &&
-    echo "subjectAltName=$4" > $1.ext &&
-    openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -CAcreateserial \
-      -days 2 -out $1.crt -extfile $1.ext 2> /dev/null
-}
 { ca ca && ca otherca && cert broker ca broker "DNS:localhost,IP:127.0.0.1" &&
   cert cli ca device "DNS:device" && cert rogue otherca device "DNS:device"; } > out 2>&1 ||
   bad "openssl made the certificates"

@@ -14,21 +14,7 @@ CHECK_NAME=tls
 PIDS=
 trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$D"' EXIT INT TERM
 
-# --- certificates -----------------------------------------------------
-# ca NAME: a self-signed CA.  cert NAME CA CN [SAN]: a key and a
-# certificate for CN signed by CA.
-ca() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout $1.key -out $1.crt -days 2 -subj "/CN=$1" \
-    -addext basicConstraints=critical,CA:TRUE 2> /dev/null
-}
-cert() {
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout $1.key -out $1.csr -subj "/CN=$3" 2> /dev/null &&
-    { [ -z "${4:-}" ] || echo "subjectAltName=$4" > $1.ext; } &&
-    openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -CAcreateserial \
-      -days 2 -out $1.crt ${4:+-extfile $1.ext} 2> /dev/null
-}
+# --- certificates (ca and cert: tests/check.sh) -----------------------
 { ca ca && ca otherca && cert srv ca localhost "DNS:localhost,IP:127.0.0.1" &&
   cert cli ca device-7 && cert rogue otherca device-7; } > out 2>&1 ||
   bad "openssl made the certificates"
