@@ -1047,15 +1047,14 @@ static int lc_zombie(const lc_scn *s, int k, uint64_t del, uint64_t cl) {
   return 0;
 }
 
-/* A version of key k at causal length cl or below, that a restore put
- * back under a delete at causal length del that some replica collected
+/* A version of key k at causal length cl that a restore put back under
+ * a delete at causal length del that some replica collected
  * (lc_write.revive). */
 static int lc_revived(const lc_scn *s, int k, uint64_t del, uint64_t cl) {
   int i;
   if (del < 2 || !((s->coll[k] >> (del / 2 - 1)) & 1)) return 0;
   for (i = 0; i < s->nw; i++)
-    if (s->w[i].key == k && s->w[i].revive >= del && s->w[i].cl <= cl &&
-        s->w[i].cl == cl)
+    if (s->w[i].key == k && s->w[i].revive >= del && s->w[i].cl == cl)
       return 1;
   return 0;
 }
