@@ -465,6 +465,16 @@ typedef struct sx_mark {
   uint64_t id, start; /* id 0: no mark (unknown) */
 } sx_mark;
 
+/* A mark's lineage: the epochs of the log before the mark's, newest
+ * first, as many as SX_LINEAGE_MAX.  A replica restored from a backup
+ * finds in it the last epoch it shares with the peer's view of its log,
+ * and so where its history left the fleet's (renew.c). */
+#define SX_LINEAGE_MAX 8
+typedef struct sx_lineage {
+  unsigned n;
+  sx_mark e[SX_LINEAGE_MAX];
+} sx_lineage;
+
 /* Next local stamp after last, given the wall clock now_ms. */
 SYNC_PRIVATE uint64_t sx_hlc_next(uint64_t last, uint64_t now_ms);
 
@@ -570,6 +580,7 @@ struct sync_request {
   sx_cursor cur;
   sx_mark mark; /* the sender's history mark at cur, as the requester
                    holds it */
+  sx_lineage lineage; /* and the epochs before it */
   sx_scope scope; /* the scope the requester was last served with */
   size_t nvv;
   sync_stamp *vv;
@@ -608,6 +619,9 @@ struct sync_delta {
                    held in its key range (sent by a sender that collected
                    tombstones: what it leaves out, the sender deleted) */
   sx_mark mark; /* the sender's history mark at the end position */
+  sx_lineage lineage; /* the epochs of the sender's log before the
+                         mark's (frame minor 4), when the chunk moves
+                         the requester to another epoch than it held */
   unsigned ngccl;   /* tables listed in gccl */
   struct {
     unsigned tid;
@@ -651,6 +665,16 @@ SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 #define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
 SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
 SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
+/* delta.c: a mark's lineage as frames, session messages and peer
+ * records carry it: var n (<= SX_LINEAGE_MAX), then n x (u64 epoch id,
+ * var start version), newest first.  sx_rlineage refuses (SYNC_EFORMAT)
+ * ids of 0, starts that do not fall strictly from mark m's, and a
+ * lineage without a mark.  sx_wlineage needs SX_LINEAGE_WMAX bytes. */
+#define SX_LINEAGE_WMAX \
+  (SX_VARINT_MAX + SX_LINEAGE_MAX * (8 + SX_VARINT_MAX))
+SYNC_PRIVATE unsigned char *sx_wlineage(unsigned char *p,
+                                        const sx_lineage *l);
+SYNC_PRIVATE int sx_rlineage(sx_rd *r, const sx_mark *m, sx_lineage *l);
 /* delta.c: a cursor as frames and session messages carry it (u8 mode,
  * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
  * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */
@@ -745,6 +769,34 @@ SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s) {
   n = sx_rvb(r, SX_TBYTES + 1);
   if (r->bad || !(q = sx_rbytes(r, (size_t)n))) return SYNC_EFORMAT;
   memcpy(s->held, q, (size_t)n);
+  return 0;
+}
+
+SYNC_PRIVATE unsigned char *sx_wlineage(unsigned char *p,
+                                        const sx_lineage *l) {
+  unsigned i;
+  p = sx_wv(p, l->n);
+  for (i = 0; i < l->n; i++) {
+    sx_put_le64(p, l->e[i].id);
+    p = sx_wv(p + 8, l->e[i].start);
+  }
+  return p;
+}
+
+SYNC_PRIVATE int sx_rlineage(sx_rd *r, const sx_mark *m, sx_lineage *l) {
+  uint64_t n = sx_rvb(r, SX_LINEAGE_MAX + 1), below = m->start;
+  unsigned i;
+  memset(l, 0, sizeof *l);
+  if (r->bad || (n && !m->id)) return SYNC_EFORMAT;
+  for (i = 0; i < n; i++) {
+    const unsigned char *q = sx_rbytes(r, 8);
+    uint64_t start = sx_rv(r);
+    if (!q || r->bad || !sx_get_le64(q) || start >= below)
+      return SYNC_EFORMAT;
+    l->e[i].id = sx_get_le64(q);
+    l->e[i].start = below = start;
+  }
+  l->n = (unsigned)n;
   return 0;
 }
 
@@ -3020,7 +3072,7 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 5
+#define SX_FORMAT_VERSION 6
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -4945,6 +4997,10 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
 SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
+/* The lineage of mark m of this replica's log: the epochs before m's,
+ * newest first, as many as SX_LINEAGE_MAX (none for no mark). */
+SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
+                               sx_lineage *out);
 /* The HLC this replica's clock stood at when the epoch after epoch m
  * began (the state of the file at that open): 0, or SYNC_NOTFOUND when
  * the file has no epoch m, or none after it. */
@@ -5088,7 +5144,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
   /* Format 4 lacks only the renewal records (meta "renewed"), which read
-   * as none: a read-only open takes it as it is. */
+   * as none, and format 5 the lineage in peer records, which reads as
+   * none: a read-only open takes them as they are. */
   if (format >= 1 && format < 4 && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
@@ -5159,9 +5216,10 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * with the new format record by the open's transaction (all or
      * nothing).  Format 3 lacks only the scope of peer records, which
      * reads as unknown, and the rejection log (made above); format 4
-     * lacks the renewal records, which read as none: the format record
-     * alone changes (older code would refuse the longer records, and
-     * would take vectors the renewal records cap). */
+     * lacks the renewal records, which read as none, format 5 the
+     * lineage of peer records' marks, which reads as none: the format
+     * record alone changes (older code would refuse the longer records,
+     * and would take vectors the renewal records cap). */
     unsigned char fmt[12];
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -5269,6 +5327,44 @@ SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
   }
   sx_cur_close(c);
   if (rc == 0) *hlc = next;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
+                               sx_lineage *out) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, val;
+  unsigned char key[8];
+  int rc, op = SX_SET_RANGE;
+  memset(out, 0, sizeof *out);
+  if (!env->epochs_ok || !m->id || m->start < 2) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  /* Keys run from the latest epoch to the first: the one holding the
+   * version before the mark's start, then older ones. */
+  sx_epoch_key(key, m->start - 1);
+  k.p = key;
+  k.n = 8;
+  while (out->n < SX_LINEAGE_MAX) {
+    rc = sx_cur_get(env->st, c, op, &k, &val);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != 8 || val.n != 16) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    out->e[out->n].start = UINT64_MAX - sx_get_be64(k.p);
+    out->e[out->n].id = sx_get_le64(val.p);
+    out->n++;
+    k.p = NULL;
+    k.n = 0;
+  }
+  sx_cur_close(c);
+  if (rc) memset(out, 0, sizeof *out);
   return rc;
 }
 
@@ -5652,6 +5748,7 @@ typedef struct sx_peer {
   uint64_t acked_version; /* what the peer holds of this replica */
   uint32_t acked_seq;
   sx_mark mark;     /* the peer's history mark at the cursor (clock.h) */
+  sx_lineage lineage; /* the epochs of the peer's log before the mark's */
   sx_scope scope;   /* the scope the peer served the cursor with */
 } sx_peer;
 
@@ -5677,7 +5774,15 @@ SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p)
  * vector.  Nothing when the cursor is not at start any more. */
 SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
                                  const sx_cursor *start, const sx_cursor *end,
-                                 const sx_mark *mark, int last);
+                                 const sx_mark *mark,
+                                 const sx_lineage *lin, int last);
+/* A chunk moved the cursor to a position marked m, with lineage l (n 0:
+ * the chunk carried none): set *pm and *pl.  A sender sends the lineage
+ * whenever the mark is not the one the requester held, so a chunk
+ * without one keeps the lineage held with the same mark, and leaves
+ * none with another (the mark of a log's first epoch). */
+SYNC_PRIVATE void sx_mark_move(sx_mark *pm, sx_lineage *pl, const sx_mark *m,
+                               const sx_lineage *l);
 /* The version vector of this replica, per local site index (own entry:
  * the state HLC).  *out has x->nsites entries, allocated. */
 SYNC_PRIVATE int sx_vv_load(sync_txn *x, uint64_t **out);
@@ -5762,12 +5867,15 @@ SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
     p->mark.start = sx_get_le64(v.p + SX_PEER_FIXED + p->cur.klen + 8);
   }
   if (v.n > SX_PEER_FIXED + p->cur.klen + 16) {
-    /* The scope the cursor was served with, since storage format 4. */
+    /* The scope the cursor was served with, since storage format 4, and
+     * the mark's lineage, since format 6. */
     sx_rd r;
     r.p = v.p + SX_PEER_FIXED + p->cur.klen + 16;
     r.end = v.p + v.n;
     r.bad = 0;
-    if (sx_rscope(&r, &p->scope) || r.bad || r.p != r.end)
+    if (sx_rscope(&r, &p->scope) || r.bad ||
+        (r.p != r.end && sx_rlineage(&r, &p->mark, &p->lineage)) ||
+        r.bad || r.p != r.end)
       return SYNC_ECORRUPT;
   }
   return 0;
@@ -5779,7 +5887,8 @@ SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c) {
 
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
                              const sx_peer *p) {
-  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16 + SX_SCOPE_MAX], *e;
+  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16 + SX_SCOPE_MAX +
+                  SX_LINEAGE_WMAX], *e;
   int rc;
   b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0) |
                          (p->stale ? 0x40 : 0));
@@ -5795,7 +5904,8 @@ SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
   sx_put_le64(b + SX_PEER_FIXED + p->cur.klen, p->mark.id);
   sx_put_le64(b + SX_PEER_FIXED + p->cur.klen + 8, p->mark.start);
   e = b + SX_PEER_FIXED + p->cur.klen + 16;
-  if (p->scope.flags) e = sx_wscope(e, &p->scope);
+  if (p->scope.flags || p->lineage.n) e = sx_wscope(e, &p->scope);
+  if (p->lineage.n) e = sx_wlineage(e, &p->lineage);
   rc = sx_put(x->env->st, x->t, x->env->peers, site, SX_SITE_LEN, b,
               (size_t)(e - b), 0);
   if (rc) x->failed = 1;
@@ -5925,6 +6035,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
   r->schema_hash = env->schema->hash;
   r->cur = p.cur;
   r->mark = p.mark;
+  r->lineage = p.lineage;
   r->scope = p.scope;
   *out = r;
   return 0;
@@ -5964,7 +6075,8 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
 
 SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
                                  const sx_cursor *start, const sx_cursor *end,
-                                 const sx_mark *mark, int last) {
+                                 const sx_mark *mark,
+                                 const sx_lineage *lin, int last) {
   sx_peer peer;
   int rc = sx_peer_get(x, site, &peer);
   if (rc && rc != SYNC_NOTFOUND) return rc;
@@ -5972,9 +6084,15 @@ SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
   if (!sx_cursor_eq(&peer.cur, start)) return 0; /* another run moved it */
   peer.tainted = 1; /* rows were refused: the vector stays */
   peer.cur = *end;
-  peer.mark = *mark;
+  sx_mark_move(&peer.mark, &peer.lineage, mark, lin);
   if (last) peer.stale = 0;
   return sx_peer_put(x, site, &peer);
+}
+
+SYNC_PRIVATE void sx_mark_move(sx_mark *pm, sx_lineage *pl, const sx_mark *m,
+                               const sx_lineage *l) {
+  if (l->n || pm->id != m->id || pm->start != m->start) *pl = *l;
+  *pm = *m;
 }
 
 SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
@@ -5989,6 +6107,7 @@ SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
   if (rc) return rc;
   memset(&p.cur, 0, sizeof p.cur);
   memset(&p.mark, 0, sizeof p.mark);
+  memset(&p.lineage, 0, sizeof p.lineage);
   return sx_peer_put(x, peer, &p);
 }
 
@@ -6473,7 +6592,8 @@ SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
  * m) that is not this file's history: the renewal record keeps what the
  * file's epochs show it holds of the old id (renew.c, "Renewal
  * records"). */
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m);
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
+                                     const sx_lineage *lin);
 /* The records a chunk carries, taken; runs start again when one of them
  * lowered this replica's vector. */
 SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d);
@@ -6556,6 +6676,7 @@ static int sx_runs_restart(sync_txn *x) {
     if ((rc = sx_peer_get(x, sites.p + i, &p))) break;
     memset(&p.cur, 0, sizeof p.cur);
     memset(&p.mark, 0, sizeof p.mark);
+    memset(&p.lineage, 0, sizeof p.lineage);
     p.tainted = 0;
     rc = sx_peer_put(x, sites.p + i, &p);
   }
@@ -6728,22 +6849,27 @@ SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) 
 }
 
 /* Give up this replica's site id after a peer showed it holds a log of
- * it that is not this file's (view: version v with mark m, or none).
+ * it that is not this file's (view: mark m with lineage lin, or none).
  * The renewal record says up to which HLC the file holds the old id's
- * writes: when the file has the peer's epoch, what the file held when the
- * epoch after it began (the backup's state, as the first open after the
- * restore found it); otherwise nothing. */
-static int sx_site_renew_view(sync_txn *x, const sx_mark *m) {
+ * writes.  The newest epoch of the view (the mark's, then its lineage,
+ * newest first) that the file has is the last one both histories share:
+ * the file's next epoch began where they parted (the backup's state, as
+ * the first open after the restore found it), and what the file held
+ * then is the fleet's too.  With none of them here, nothing is known to
+ * be shared. */
+static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
+                              const sx_lineage *lin) {
   uint8_t old[SX_SITE_LEN];
   uint64_t held = 0;
-  int rc, lowered = 0;
+  unsigned i;
+  int rc = SYNC_NOTFOUND, lowered = 0;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  if (m && m->id) {
-    rc = sx_epoch_next_hlc(x, m, &held);
-    if (rc == SYNC_NOTFOUND) held = 0;
-    else if (rc) return rc;
-  }
+  if (m && m->id) rc = sx_epoch_next_hlc(x, m, &held);
+  for (i = 0; rc == SYNC_NOTFOUND && lin && i < lin->n; i++)
+    rc = sx_epoch_next_hlc(x, &lin->e[i], &held);
+  if (rc == SYNC_NOTFOUND) held = 0;
+  else if (rc) return rc;
   memcpy(old, x->env->site, SX_SITE_LEN);
   /* A file restored from a backup lost old-id writes the fleet holds,
    * and while it claimed them (its own vector entry), peers left them
@@ -6758,12 +6884,13 @@ static int sx_site_renew_view(sync_txn *x, const sx_mark *m) {
 
 SYNC_API int sync_site_renew(sync_txn *x) {
   if (!x) return SYNC_EINVAL;
-  return sx_site_renew_view(x, NULL);
+  return sx_site_renew_view(x, NULL, NULL);
 }
 
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m) {
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
+                                     const sx_lineage *lin) {
   if (!x || !m) return SYNC_EINVAL;
-  return sx_site_renew_view(x, m);
+  return sx_site_renew_view(x, m, lin);
 }
 /* ---- src/gc.c ---- */
 /*
@@ -7725,6 +7852,10 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
           (d->start.version == 0 && d->start.seq == 0);
   rc = sx_cut_rows(x, d, rvv, &cut, restart, max_rows, max_bytes);
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
+  /* A requester moved to another epoch than it held learns the epochs
+   * before it (what a restored copy of this file looks for there). */
+  if (!rc && (d->mark.id != req->mark.id || d->mark.start != req->mark.start))
+    rc = sx_lineage_of(x, &d->mark, &d->lineage);
   if (!rc) rc = sx_cut_gccl(x, d);
   if (!rc) rc = sx_cut_close(x, d, &vv, rvv, keyed, opts);
 done:
@@ -9316,7 +9447,7 @@ static int sx_apply_advance(sx_run *r) {
     peer->tainted = 0;
   if (d->partial || r->a.rep->refused || d->nx) peer->tainted = 1;
   peer->cur = d->end;
-  peer->mark = d->mark;
+  sx_mark_move(&peer->mark, &peer->lineage, &d->mark, &d->lineage);
   peer->scope = d->scope; /* served with it (none: the sender tracks none) */
   if (d->last) peer->stale = 0; /* a run from the peer completed */
   if ((rc = sx_peer_put(r->a.x, d->sender, peer))) return rc;
@@ -9928,7 +10059,7 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
 
 #define SX_FMAGIC0 0xd5
 #define SX_FMAJOR 1
-#define SX_FMINOR 3
+#define SX_FMINOR 4
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
@@ -10713,6 +10844,16 @@ static int sx_enc_renewals(sx_ebody *b) {
   return 0;
 }
 
+/* Stage 10 (minor 4): the mark's lineage.  Written only when the chunk
+ * has one (the frame is minor 3 otherwise). */
+static int sx_enc_lineage(sx_ebody *b) {
+  int rc;
+  if (!b->d->lineage.n) return 0;
+  if ((rc = sx_enc_room(b, SX_LINEAGE_WMAX))) return rc;
+  b->p = sx_wlineage(b->p, &b->d->lineage);
+  return 0;
+}
+
 /* Write the body of chunk d into e->body: the stages in frame order. */
 static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   sx_ebody b;
@@ -10738,6 +10879,7 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   if (!rc) rc = sx_enc_history(&b);
   if (!rc) rc = sx_enc_exits(&b);
   if (!rc) rc = sx_enc_renewals(&b);
+  if (!rc) rc = sx_enc_lineage(&b);
   if (!rc) {
     e->body.len = (size_t)(b.p - e->body.p);
     if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
@@ -10782,7 +10924,7 @@ SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
   *p++ = 'Y';
   *p++ = 'N';
   *p++ = SX_FMAJOR;
-  *p++ = SX_FMINOR;
+  *p++ = d->lineage.n ? SX_FMINOR : SX_FMINOR - 1;
   *p++ = (unsigned char)flags;
   p = sx_wv(p, nstored);
   if (flags & SX_FF_ZSTD) p = sx_wv(p, e->raw_len);
@@ -11480,6 +11622,13 @@ static int sx_dec_renewals(sx_dbody *s) {
   return 0;
 }
 
+/* Stage 9 (minor 4): the lineage of the history section's mark. */
+static int sx_dec_lineage(sx_dbody *s) {
+  if (sx_rlineage(&s->r, &s->d->mark, &s->d->lineage))
+    return SX_BAD(s, "bad lineage section");
+  return 0;
+}
+
 /* Decode the body [b, b + n) into a new delta: the stages in frame
  * order, the sections of later minors as the frame's minor has them. */
 static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
@@ -11507,6 +11656,7 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
   if (!rc && minor >= 1) rc = sx_dec_history(&s);
   if (!rc && minor >= 2) rc = sx_dec_exits(&s);
   if (!rc && minor >= 3) rc = sx_dec_renewals(&s);
+  if (!rc && minor >= 4) rc = sx_dec_lineage(&s);
   /* A newer minor version may append sections a reader skips. */
   if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
   if (!rc && s.r.p != s.r.end && minor <= SX_FMINOR)
@@ -13286,7 +13436,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_SESSION_H
 
 
-#define SX_PROTO 6
+#define SX_PROTO 7
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -13399,6 +13549,7 @@ struct sync_session {
   unsigned rf_rounds;           /* server: chunks refused whole in a row */
   sx_cursor rf_start, rf_end;   /* server: the answered chunk's range */
   sx_mark rf_mark;
+  sx_lineage rf_lin;
   int rf_last;
   int rf_frame;       /* client: REFUSED announced the server's rows */
   uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
@@ -13465,7 +13616,8 @@ SYNC_PRIVATE int sx_send_hello(sync_session *s);
 /* The peer holds this replica's log up to version v with mark m: 0 when
  * that is this file's history, else the session fails (SYNC_EHISTORY
  * after taking a new site id). */
-SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m);
+SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
+                              const sx_lineage *lin);
 SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b, size_t n);
 SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                                size_t n);
@@ -13891,6 +14043,7 @@ SYNC_PRIVATE int sx_rf_answer(sync_session *s, sync_delta *d, int last,
   s->rf_start = d->start;
   s->rf_end = d->end;
   s->rf_mark = d->mark;
+  s->rf_lin = d->lineage;
   s->rf_last = last;
   sync_delta_free(d);
   if (s->rf_whole) {
@@ -13933,7 +14086,7 @@ SYNC_PRIVATE int sx_on_reverted(sync_session *s, const unsigned char *b,
   rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
     rc = sx_peer_advance(x, s->peer, &s->rf_start, &s->rf_end, &s->rf_mark,
-                         s->rf_last);
+                         &s->rf_lin, s->rf_last);
     if (rc)
       sync_txn_abort(x);
     else
@@ -14107,6 +14260,7 @@ static int sx_repair_done(sync_session *s) {
         /* The server's mark there is not known: none, until the next
          * chunk brings one. */
         memset(&p.mark, 0, sizeof p.mark);
+        memset(&p.lineage, 0, sizeof p.lineage);
         /* It holds the repaired tables as an unfiltered stream would
          * have left them: that scope (and, as held, whatever it may
          * still hold of the scope before, for a server that filters). */
@@ -14283,7 +14437,7 @@ static int sx_get_mask(sx_rd *r, unsigned char *m) {
 
 /* HELLO carries at most this many views of peers' logs. */
 #define SX_VIEWS_MAX 16
-#define SX_VIEW_SIZE (SX_SITE_LEN + 2 * SX_VARINT_MAX + 8)
+#define SX_VIEW_SIZE (SX_SITE_LEN + 2 * SX_VARINT_MAX + 8 + SX_LINEAGE_WMAX)
 
 typedef struct sx_views {
   unsigned char *p;
@@ -14299,11 +14453,13 @@ static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
   v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
   sx_put_le64(v->p, peer->mark.id);
   v->p = sx_wv(v->p + 8, peer->mark.start);
+  v->p = sx_wlineage(v->p, &peer->lineage);
   v->n++;
   return 0;
 }
 
-/* var n, n x (16 site, var version, u64 mark id, var mark start).  p
+/* var n, n x (16 site, var version, u64 mark id, var mark start, the
+ * mark's lineage).  p
  * needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes. */
 static int sx_put_views(sync_session *s, unsigned char *p,
                         unsigned char **end) {
@@ -14425,8 +14581,8 @@ static int sx_check_peer_schema(sync_session *s, const unsigned char *q,
 
 /* What this side holds of the peer's log (its version and the peer's
  * history mark there), for the peer to check against its own history:
- * var version, u64 mark id, var mark start.  p needs 2 * SX_VARINT_MAX
- * + 8 bytes. */
+ * var version, u64 mark id, var mark start, the mark's lineage.  p needs
+ * 2 * SX_VARINT_MAX + 8 + SX_LINEAGE_WMAX bytes. */
 static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
   sync_txn *x;
   sx_peer peer;
@@ -14441,7 +14597,7 @@ static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
   p = sx_wv(p, sx_cursor_version(&peer.cur));
   sx_put_le64(p, peer.mark.id);
   p = sx_wv(p + 8, peer.mark.start);
-  *end = p;
+  *end = sx_wlineage(p, &peer.lineage);
   return 0;
 }
 
@@ -14449,7 +14605,8 @@ static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
  * is not this file's history (restored from a backup, or copied), take a
  * new site id and end the session with SYNC_EHISTORY; the next one syncs
  * as the new site. */
-SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
+SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
+                              const sx_lineage *lin) {
   sync_txn *x;
   int rc;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
@@ -14466,7 +14623,7 @@ SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
       return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
     rc = sync_txn_begin(s->env, 0, &x);
     if (!rc) {
-      rc = sx_site_renew_after(x, m);
+      rc = sx_site_renew_after(x, m, lin);
       if (rc)
         sync_txn_abort(x);
       else
@@ -14490,6 +14647,7 @@ typedef struct sx_hello {
   int view; /* it holds this replica's log up to vver with vmark */
   uint64_t vver;
   sx_mark vmark;
+  sx_lineage vlin;
 } sx_hello;
 
 /* The client's views of its peers' logs (r at them): ours, if it has
@@ -14500,14 +14658,20 @@ static void sx_read_views(sync_session *s, sx_rd *r, sx_hello *h) {
     const unsigned char *site = sx_rbytes(r, SX_SITE_LEN), *m;
     uint64_t ver = sx_rv(r);
     sx_mark mk;
+    sx_lineage lin;
     m = sx_rbytes(r, 8);
     mk.start = sx_rv(r);
     if (!site || !m) break;
     mk.id = sx_get_le64(m);
+    if (sx_rlineage(r, &mk, &lin)) {
+      r->bad = 1;
+      break;
+    }
     if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
       h->view = 1;
       h->vver = ver;
       h->vmark = mk;
+      h->vlin = lin;
     }
   }
 }
@@ -14587,7 +14751,9 @@ static void sx_hello_apply(sync_session *s, const sx_hello *h,
 /* WELCOME: who we are, and what the client may send and get (and our
  * schema when the client's hash is not ours). */
 static int sx_send_welcome(sync_session *s, uint64_t client_hash) {
-  unsigned char b[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8], *p = b;
+  unsigned char
+      b[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8 + SX_LINEAGE_WMAX],
+      *p = b;
   int rc;
   *p++ = SX_PROTO;
   memcpy(p, s->env->site, SX_SITE_LEN);
@@ -14631,7 +14797,8 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
                         (unsigned long long)h.ver, (unsigned long long)h.hash);
   s->peer_hash = h.hash;
   /* Only an authorized client's view may make this replica renew. */
-  if (h.view && (rc = sx_check_view(s, h.vver, &h.vmark))) return rc;
+  if (h.view && (rc = sx_check_view(s, h.vver, &h.vmark, &h.vlin)))
+    return rc;
   sx_hello_apply(s, &h, &rights);
   if ((rc = sx_send_welcome(s, h.hash))) return rc;
   s->phase = 0;
@@ -14649,6 +14816,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   const unsigned char *q;
   uint64_t hash, maxm, vver;
   sx_mark vmark;
+  sx_lineage vlin;
   unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
   const unsigned char *sq;
   size_t sn;
@@ -14673,6 +14841,8 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   if (!q || r.bad || maxm < SX_MSG_MIN)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
+  if (sx_rlineage(&r, &vmark, &vlin))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   sq = NULL;
   sn = 0;
   if (hash != s->env->schema->hash) {
@@ -14689,7 +14859,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
     if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
       return sx_sess_fail(s, rc, "out of memory");
   }
-  if ((rc = sx_check_view(s, vver, &vmark))) return rc;
+  if ((rc = sx_check_view(s, vver, &vmark, &vlin))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send what the server lets us write, and what it lets us read (a
    * write there is refused and answered with the server's row, which
@@ -15359,7 +15529,8 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   if ((rc = sx_read_request(s, b, n, &req, &flags, &window))) return rc;
   rc = sx_win_check(s, flags);
   /* The requester's view of our log must be this file's history. */
-  if (!rc) rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark);
+  if (!rc)
+    rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark, &req.lineage);
   if (!rc && !(flags & SX_RQ_DRY) && !s->dry) rc = sx_ack_request(s, &req);
   if (!rc && (flags & SX_RQ_WINDOW)) {
     /* The run is cut against this request's vector; it stays. */

@@ -1107,7 +1107,7 @@ static int sx_apply_advance(sx_run *r) {
     peer->tainted = 0;
   if (d->partial || r->a.rep->refused || d->nx) peer->tainted = 1;
   peer->cur = d->end;
-  peer->mark = d->mark;
+  sx_mark_move(&peer->mark, &peer->lineage, &d->mark, &d->lineage);
   peer->scope = d->scope; /* served with it (none: the sender tracks none) */
   if (d->last) peer->stale = 0; /* a run from the peer completed */
   if ((rc = sx_peer_put(r->a.x, d->sender, peer))) return rc;

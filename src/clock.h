@@ -25,6 +25,16 @@ typedef struct sx_mark {
   uint64_t id, start; /* id 0: no mark (unknown) */
 } sx_mark;
 
+/* A mark's lineage: the epochs of the log before the mark's, newest
+ * first, as many as SX_LINEAGE_MAX.  A replica restored from a backup
+ * finds in it the last epoch it shares with the peer's view of its log,
+ * and so where its history left the fleet's (renew.c). */
+#define SX_LINEAGE_MAX 8
+typedef struct sx_lineage {
+  unsigned n;
+  sx_mark e[SX_LINEAGE_MAX];
+} sx_lineage;
+
 /* Next local stamp after last, given the wall clock now_ms. */
 SYNC_PRIVATE uint64_t sx_hlc_next(uint64_t last, uint64_t now_ms);
 

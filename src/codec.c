@@ -34,7 +34,7 @@
 
 #define SX_FMAGIC0 0xd5
 #define SX_FMAJOR 1
-#define SX_FMINOR 3
+#define SX_FMINOR 4
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
@@ -819,6 +819,16 @@ static int sx_enc_renewals(sx_ebody *b) {
   return 0;
 }
 
+/* Stage 10 (minor 4): the mark's lineage.  Written only when the chunk
+ * has one (the frame is minor 3 otherwise). */
+static int sx_enc_lineage(sx_ebody *b) {
+  int rc;
+  if (!b->d->lineage.n) return 0;
+  if ((rc = sx_enc_room(b, SX_LINEAGE_WMAX))) return rc;
+  b->p = sx_wlineage(b->p, &b->d->lineage);
+  return 0;
+}
+
 /* Write the body of chunk d into e->body: the stages in frame order. */
 static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   sx_ebody b;
@@ -844,6 +854,7 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
   if (!rc) rc = sx_enc_history(&b);
   if (!rc) rc = sx_enc_exits(&b);
   if (!rc) rc = sx_enc_renewals(&b);
+  if (!rc) rc = sx_enc_lineage(&b);
   if (!rc) {
     e->body.len = (size_t)(b.p - e->body.p);
     if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
@@ -888,7 +899,7 @@ SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
   *p++ = 'Y';
   *p++ = 'N';
   *p++ = SX_FMAJOR;
-  *p++ = SX_FMINOR;
+  *p++ = d->lineage.n ? SX_FMINOR : SX_FMINOR - 1;
   *p++ = (unsigned char)flags;
   p = sx_wv(p, nstored);
   if (flags & SX_FF_ZSTD) p = sx_wv(p, e->raw_len);
@@ -1586,6 +1597,13 @@ static int sx_dec_renewals(sx_dbody *s) {
   return 0;
 }
 
+/* Stage 9 (minor 4): the lineage of the history section's mark. */
+static int sx_dec_lineage(sx_dbody *s) {
+  if (sx_rlineage(&s->r, &s->d->mark, &s->d->lineage))
+    return SX_BAD(s, "bad lineage section");
+  return 0;
+}
+
 /* Decode the body [b, b + n) into a new delta: the stages in frame
  * order, the sections of later minors as the frame's minor has them. */
 static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
@@ -1613,6 +1631,7 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
   if (!rc && minor >= 1) rc = sx_dec_history(&s);
   if (!rc && minor >= 2) rc = sx_dec_exits(&s);
   if (!rc && minor >= 3) rc = sx_dec_renewals(&s);
+  if (!rc && minor >= 4) rc = sx_dec_lineage(&s);
   /* A newer minor version may append sections a reader skips. */
   if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
   if (!rc && s.r.p != s.r.end && minor <= SX_FMINOR)

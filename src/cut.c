@@ -621,6 +621,10 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
           (d->start.version == 0 && d->start.seq == 0);
   rc = sx_cut_rows(x, d, rvv, &cut, restart, max_rows, max_bytes);
   if (!rc) rc = sx_mark_of(x, sx_cursor_version(&d->end), &d->mark);
+  /* A requester moved to another epoch than it held learns the epochs
+   * before it (what a restored copy of this file looks for there). */
+  if (!rc && (d->mark.id != req->mark.id || d->mark.start != req->mark.start))
+    rc = sx_lineage_of(x, &d->mark, &d->lineage);
   if (!rc) rc = sx_cut_gccl(x, d);
   if (!rc) rc = sx_cut_close(x, d, &vv, rvv, keyed, opts);
 done:

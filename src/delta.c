@@ -94,6 +94,34 @@ SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s) {
   return 0;
 }
 
+SYNC_PRIVATE unsigned char *sx_wlineage(unsigned char *p,
+                                        const sx_lineage *l) {
+  unsigned i;
+  p = sx_wv(p, l->n);
+  for (i = 0; i < l->n; i++) {
+    sx_put_le64(p, l->e[i].id);
+    p = sx_wv(p + 8, l->e[i].start);
+  }
+  return p;
+}
+
+SYNC_PRIVATE int sx_rlineage(sx_rd *r, const sx_mark *m, sx_lineage *l) {
+  uint64_t n = sx_rvb(r, SX_LINEAGE_MAX + 1), below = m->start;
+  unsigned i;
+  memset(l, 0, sizeof *l);
+  if (r->bad || (n && !m->id)) return SYNC_EFORMAT;
+  for (i = 0; i < n; i++) {
+    const unsigned char *q = sx_rbytes(r, 8);
+    uint64_t start = sx_rv(r);
+    if (!q || r->bad || !sx_get_le64(q) || start >= below)
+      return SYNC_EFORMAT;
+    l->e[i].id = sx_get_le64(q);
+    l->e[i].start = below = start;
+  }
+  l->n = (unsigned)n;
+  return 0;
+}
+
 SYNC_PRIVATE int sx_rcursor(sx_rd *r, sx_cursor *c) {
   const unsigned char *m = sx_rbytes(r, 1);
   memset(c, 0, sizeof *c);

@@ -55,6 +55,7 @@ struct sync_request {
   sx_cursor cur;
   sx_mark mark; /* the sender's history mark at cur, as the requester
                    holds it */
+  sx_lineage lineage; /* and the epochs before it */
   sx_scope scope; /* the scope the requester was last served with */
   size_t nvv;
   sync_stamp *vv;
@@ -93,6 +94,9 @@ struct sync_delta {
                    held in its key range (sent by a sender that collected
                    tombstones: what it leaves out, the sender deleted) */
   sx_mark mark; /* the sender's history mark at the end position */
+  sx_lineage lineage; /* the epochs of the sender's log before the
+                         mark's (frame minor 4), when the chunk moves
+                         the requester to another epoch than it held */
   unsigned ngccl;   /* tables listed in gccl */
   struct {
     unsigned tid;
@@ -136,6 +140,16 @@ SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
 #define SX_SCOPE_MAX (1 + 8 + 2 * (SX_VARINT_MAX + SX_TBYTES))
 SYNC_PRIVATE unsigned char *sx_wscope(unsigned char *p, const sx_scope *s);
 SYNC_PRIVATE int sx_rscope(sx_rd *r, sx_scope *s);
+/* delta.c: a mark's lineage as frames, session messages and peer
+ * records carry it: var n (<= SX_LINEAGE_MAX), then n x (u64 epoch id,
+ * var start version), newest first.  sx_rlineage refuses (SYNC_EFORMAT)
+ * ids of 0, starts that do not fall strictly from mark m's, and a
+ * lineage without a mark.  sx_wlineage needs SX_LINEAGE_WMAX bytes. */
+#define SX_LINEAGE_WMAX \
+  (SX_VARINT_MAX + SX_LINEAGE_MAX * (8 + SX_VARINT_MAX))
+SYNC_PRIVATE unsigned char *sx_wlineage(unsigned char *p,
+                                        const sx_lineage *l);
+SYNC_PRIVATE int sx_rlineage(sx_rd *r, const sx_mark *m, sx_lineage *l);
 /* delta.c: a cursor as frames and session messages carry it (u8 mode,
  * then var fields; see docs/FORMAT.md).  sx_wcursor needs room for
  * 1 + 3 * SX_VARINT_MAX + SYNC_MAX_KEY bytes. */

@@ -146,7 +146,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
   /* Format 4 lacks only the renewal records (meta "renewed"), which read
-   * as none: a read-only open takes it as it is. */
+   * as none, and format 5 the lineage in peer records, which reads as
+   * none: a read-only open takes them as they are. */
   if (format >= 1 && format < 4 && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
@@ -217,9 +218,10 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * with the new format record by the open's transaction (all or
      * nothing).  Format 3 lacks only the scope of peer records, which
      * reads as unknown, and the rejection log (made above); format 4
-     * lacks the renewal records, which read as none: the format record
-     * alone changes (older code would refuse the longer records, and
-     * would take vectors the renewal records cap). */
+     * lacks the renewal records, which read as none, format 5 the
+     * lineage of peer records' marks, which reads as none: the format
+     * record alone changes (older code would refuse the longer records,
+     * and would take vectors the renewal records cap). */
     unsigned char fmt[12];
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -327,6 +329,44 @@ SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
   }
   sx_cur_close(c);
   if (rc == 0) *hlc = next;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
+                               sx_lineage *out) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k, val;
+  unsigned char key[8];
+  int rc, op = SX_SET_RANGE;
+  memset(out, 0, sizeof *out);
+  if (!env->epochs_ok || !m->id || m->start < 2) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  /* Keys run from the latest epoch to the first: the one holding the
+   * version before the mark's start, then older ones. */
+  sx_epoch_key(key, m->start - 1);
+  k.p = key;
+  k.n = 8;
+  while (out->n < SX_LINEAGE_MAX) {
+    rc = sx_cur_get(env->st, c, op, &k, &val);
+    op = SX_NEXT;
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    if (k.n != 8 || val.n != 16) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    out->e[out->n].start = UINT64_MAX - sx_get_be64(k.p);
+    out->e[out->n].id = sx_get_le64(val.p);
+    out->n++;
+    k.p = NULL;
+    k.n = 0;
+  }
+  sx_cur_close(c);
+  if (rc) memset(out, 0, sizeof *out);
   return rc;
 }
 

@@ -13,6 +13,10 @@ SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
 SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m);
+/* The lineage of mark m of this replica's log: the epochs before m's,
+ * newest first, as many as SX_LINEAGE_MAX (none for no mark). */
+SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
+                               sx_lineage *out);
 /* The HLC this replica's clock stood at when the epoch after epoch m
  * began (the state of the file at that open): 0, or SYNC_NOTFOUND when
  * the file has no epoch m, or none after it. */

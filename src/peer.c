@@ -91,12 +91,15 @@ SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p) {
     p->mark.start = sx_get_le64(v.p + SX_PEER_FIXED + p->cur.klen + 8);
   }
   if (v.n > SX_PEER_FIXED + p->cur.klen + 16) {
-    /* The scope the cursor was served with, since storage format 4. */
+    /* The scope the cursor was served with, since storage format 4, and
+     * the mark's lineage, since format 6. */
     sx_rd r;
     r.p = v.p + SX_PEER_FIXED + p->cur.klen + 16;
     r.end = v.p + v.n;
     r.bad = 0;
-    if (sx_rscope(&r, &p->scope) || r.bad || r.p != r.end)
+    if (sx_rscope(&r, &p->scope) || r.bad ||
+        (r.p != r.end && sx_rlineage(&r, &p->mark, &p->lineage)) ||
+        r.bad || r.p != r.end)
       return SYNC_ECORRUPT;
   }
   return 0;
@@ -108,7 +111,8 @@ SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c) {
 
 SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
                              const sx_peer *p) {
-  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16 + SX_SCOPE_MAX], *e;
+  unsigned char b[SX_PEER_FIXED + SYNC_MAX_KEY + 16 + SX_SCOPE_MAX +
+                  SX_LINEAGE_WMAX], *e;
   int rc;
   b[0] = (unsigned char)(p->cur.mode | (p->tainted ? 0x80 : 0) |
                          (p->stale ? 0x40 : 0));
@@ -124,7 +128,8 @@ SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site,
   sx_put_le64(b + SX_PEER_FIXED + p->cur.klen, p->mark.id);
   sx_put_le64(b + SX_PEER_FIXED + p->cur.klen + 8, p->mark.start);
   e = b + SX_PEER_FIXED + p->cur.klen + 16;
-  if (p->scope.flags) e = sx_wscope(e, &p->scope);
+  if (p->scope.flags || p->lineage.n) e = sx_wscope(e, &p->scope);
+  if (p->lineage.n) e = sx_wlineage(e, &p->lineage);
   rc = sx_put(x->env->st, x->t, x->env->peers, site, SX_SITE_LEN, b,
               (size_t)(e - b), 0);
   if (rc) x->failed = 1;
@@ -254,6 +259,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
   r->schema_hash = env->schema->hash;
   r->cur = p.cur;
   r->mark = p.mark;
+  r->lineage = p.lineage;
   r->scope = p.scope;
   *out = r;
   return 0;
@@ -293,7 +299,8 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
 
 SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
                                  const sx_cursor *start, const sx_cursor *end,
-                                 const sx_mark *mark, int last) {
+                                 const sx_mark *mark,
+                                 const sx_lineage *lin, int last) {
   sx_peer peer;
   int rc = sx_peer_get(x, site, &peer);
   if (rc && rc != SYNC_NOTFOUND) return rc;
@@ -301,9 +308,15 @@ SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
   if (!sx_cursor_eq(&peer.cur, start)) return 0; /* another run moved it */
   peer.tainted = 1; /* rows were refused: the vector stays */
   peer.cur = *end;
-  peer.mark = *mark;
+  sx_mark_move(&peer.mark, &peer.lineage, mark, lin);
   if (last) peer.stale = 0;
   return sx_peer_put(x, site, &peer);
+}
+
+SYNC_PRIVATE void sx_mark_move(sx_mark *pm, sx_lineage *pl, const sx_mark *m,
+                               const sx_lineage *l) {
+  if (l->n || pm->id != m->id || pm->start != m->start) *pl = *l;
+  *pm = *m;
 }
 
 SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
@@ -318,6 +331,7 @@ SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
   if (rc) return rc;
   memset(&p.cur, 0, sizeof p.cur);
   memset(&p.mark, 0, sizeof p.mark);
+  memset(&p.lineage, 0, sizeof p.lineage);
   return sx_peer_put(x, peer, &p);
 }
 

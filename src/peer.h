@@ -19,6 +19,7 @@ typedef struct sx_peer {
   uint64_t acked_version; /* what the peer holds of this replica */
   uint32_t acked_seq;
   sx_mark mark;     /* the peer's history mark at the cursor (clock.h) */
+  sx_lineage lineage; /* the epochs of the peer's log before the mark's */
   sx_scope scope;   /* the scope the peer served the cursor with */
 } sx_peer;
 
@@ -44,7 +45,15 @@ SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p)
  * vector.  Nothing when the cursor is not at start any more. */
 SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
                                  const sx_cursor *start, const sx_cursor *end,
-                                 const sx_mark *mark, int last);
+                                 const sx_mark *mark,
+                                 const sx_lineage *lin, int last);
+/* A chunk moved the cursor to a position marked m, with lineage l (n 0:
+ * the chunk carried none): set *pm and *pl.  A sender sends the lineage
+ * whenever the mark is not the one the requester held, so a chunk
+ * without one keeps the lineage held with the same mark, and leaves
+ * none with another (the mark of a log's first epoch). */
+SYNC_PRIVATE void sx_mark_move(sx_mark *pm, sx_lineage *pl, const sx_mark *m,
+                               const sx_lineage *l);
 /* The version vector of this replica, per local site index (own entry:
  * the state HLC).  *out has x->nsites entries, allocated. */
 SYNC_PRIVATE int sx_vv_load(sync_txn *x, uint64_t **out);

@@ -70,6 +70,7 @@ static int sx_runs_restart(sync_txn *x) {
     if ((rc = sx_peer_get(x, sites.p + i, &p))) break;
     memset(&p.cur, 0, sizeof p.cur);
     memset(&p.mark, 0, sizeof p.mark);
+    memset(&p.lineage, 0, sizeof p.lineage);
     p.tainted = 0;
     rc = sx_peer_put(x, sites.p + i, &p);
   }
@@ -242,22 +243,27 @@ SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) 
 }
 
 /* Give up this replica's site id after a peer showed it holds a log of
- * it that is not this file's (view: version v with mark m, or none).
+ * it that is not this file's (view: mark m with lineage lin, or none).
  * The renewal record says up to which HLC the file holds the old id's
- * writes: when the file has the peer's epoch, what the file held when the
- * epoch after it began (the backup's state, as the first open after the
- * restore found it); otherwise nothing. */
-static int sx_site_renew_view(sync_txn *x, const sx_mark *m) {
+ * writes.  The newest epoch of the view (the mark's, then its lineage,
+ * newest first) that the file has is the last one both histories share:
+ * the file's next epoch began where they parted (the backup's state, as
+ * the first open after the restore found it), and what the file held
+ * then is the fleet's too.  With none of them here, nothing is known to
+ * be shared. */
+static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
+                              const sx_lineage *lin) {
   uint8_t old[SX_SITE_LEN];
   uint64_t held = 0;
-  int rc, lowered = 0;
+  unsigned i;
+  int rc = SYNC_NOTFOUND, lowered = 0;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  if (m && m->id) {
-    rc = sx_epoch_next_hlc(x, m, &held);
-    if (rc == SYNC_NOTFOUND) held = 0;
-    else if (rc) return rc;
-  }
+  if (m && m->id) rc = sx_epoch_next_hlc(x, m, &held);
+  for (i = 0; rc == SYNC_NOTFOUND && lin && i < lin->n; i++)
+    rc = sx_epoch_next_hlc(x, &lin->e[i], &held);
+  if (rc == SYNC_NOTFOUND) held = 0;
+  else if (rc) return rc;
   memcpy(old, x->env->site, SX_SITE_LEN);
   /* A file restored from a backup lost old-id writes the fleet holds,
    * and while it claimed them (its own vector entry), peers left them
@@ -272,10 +278,11 @@ static int sx_site_renew_view(sync_txn *x, const sx_mark *m) {
 
 SYNC_API int sync_site_renew(sync_txn *x) {
   if (!x) return SYNC_EINVAL;
-  return sx_site_renew_view(x, NULL);
+  return sx_site_renew_view(x, NULL, NULL);
 }
 
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m) {
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
+                                     const sx_lineage *lin) {
   if (!x || !m) return SYNC_EINVAL;
-  return sx_site_renew_view(x, m);
+  return sx_site_renew_view(x, m, lin);
 }

@@ -11,7 +11,8 @@
  * m) that is not this file's history: the renewal record keeps what the
  * file's epochs show it holds of the old id (renew.c, "Renewal
  * records"). */
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m);
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
+                                     const sx_lineage *lin);
 /* The records a chunk carries, taken; runs start again when one of them
  * lowered this replica's vector. */
 SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d);

@@ -15,7 +15,7 @@
 #include "reject.h"
 #include "repair.h"
 
-#define SX_PROTO 6
+#define SX_PROTO 7
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -128,6 +128,7 @@ struct sync_session {
   unsigned rf_rounds;           /* server: chunks refused whole in a row */
   sx_cursor rf_start, rf_end;   /* server: the answered chunk's range */
   sx_mark rf_mark;
+  sx_lineage rf_lin;
   int rf_last;
   int rf_frame;       /* client: REFUSED announced the server's rows */
   uint64_t sent_snap; /* client: snapshot version of the last chunk cut */
@@ -194,7 +195,8 @@ SYNC_PRIVATE int sx_send_hello(sync_session *s);
 /* The peer holds this replica's log up to version v with mark m: 0 when
  * that is this file's history, else the session fails (SYNC_EHISTORY
  * after taking a new site id). */
-SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m);
+SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
+                              const sx_lineage *lin);
 SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b, size_t n);
 SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                                size_t n);

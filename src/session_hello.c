@@ -38,7 +38,7 @@ static int sx_get_mask(sx_rd *r, unsigned char *m) {
 
 /* HELLO carries at most this many views of peers' logs. */
 #define SX_VIEWS_MAX 16
-#define SX_VIEW_SIZE (SX_SITE_LEN + 2 * SX_VARINT_MAX + 8)
+#define SX_VIEW_SIZE (SX_SITE_LEN + 2 * SX_VARINT_MAX + 8 + SX_LINEAGE_WMAX)
 
 typedef struct sx_views {
   unsigned char *p;
@@ -54,11 +54,13 @@ static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
   v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
   sx_put_le64(v->p, peer->mark.id);
   v->p = sx_wv(v->p + 8, peer->mark.start);
+  v->p = sx_wlineage(v->p, &peer->lineage);
   v->n++;
   return 0;
 }
 
-/* var n, n x (16 site, var version, u64 mark id, var mark start).  p
+/* var n, n x (16 site, var version, u64 mark id, var mark start, the
+ * mark's lineage).  p
  * needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes. */
 static int sx_put_views(sync_session *s, unsigned char *p,
                         unsigned char **end) {
@@ -180,8 +182,8 @@ static int sx_check_peer_schema(sync_session *s, const unsigned char *q,
 
 /* What this side holds of the peer's log (its version and the peer's
  * history mark there), for the peer to check against its own history:
- * var version, u64 mark id, var mark start.  p needs 2 * SX_VARINT_MAX
- * + 8 bytes. */
+ * var version, u64 mark id, var mark start, the mark's lineage.  p needs
+ * 2 * SX_VARINT_MAX + 8 + SX_LINEAGE_WMAX bytes. */
 static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
   sync_txn *x;
   sx_peer peer;
@@ -196,7 +198,7 @@ static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
   p = sx_wv(p, sx_cursor_version(&peer.cur));
   sx_put_le64(p, peer.mark.id);
   p = sx_wv(p + 8, peer.mark.start);
-  *end = p;
+  *end = sx_wlineage(p, &peer.lineage);
   return 0;
 }
 
@@ -204,7 +206,8 @@ static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
  * is not this file's history (restored from a backup, or copied), take a
  * new site id and end the session with SYNC_EHISTORY; the next one syncs
  * as the new site. */
-SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
+SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
+                              const sx_lineage *lin) {
   sync_txn *x;
   int rc;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
@@ -221,7 +224,7 @@ SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m) {
       return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
     rc = sync_txn_begin(s->env, 0, &x);
     if (!rc) {
-      rc = sx_site_renew_after(x, m);
+      rc = sx_site_renew_after(x, m, lin);
       if (rc)
         sync_txn_abort(x);
       else
@@ -245,6 +248,7 @@ typedef struct sx_hello {
   int view; /* it holds this replica's log up to vver with vmark */
   uint64_t vver;
   sx_mark vmark;
+  sx_lineage vlin;
 } sx_hello;
 
 /* The client's views of its peers' logs (r at them): ours, if it has
@@ -255,14 +259,20 @@ static void sx_read_views(sync_session *s, sx_rd *r, sx_hello *h) {
     const unsigned char *site = sx_rbytes(r, SX_SITE_LEN), *m;
     uint64_t ver = sx_rv(r);
     sx_mark mk;
+    sx_lineage lin;
     m = sx_rbytes(r, 8);
     mk.start = sx_rv(r);
     if (!site || !m) break;
     mk.id = sx_get_le64(m);
+    if (sx_rlineage(r, &mk, &lin)) {
+      r->bad = 1;
+      break;
+    }
     if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
       h->view = 1;
       h->vver = ver;
       h->vmark = mk;
+      h->vlin = lin;
     }
   }
 }
@@ -342,7 +352,9 @@ static void sx_hello_apply(sync_session *s, const sx_hello *h,
 /* WELCOME: who we are, and what the client may send and get (and our
  * schema when the client's hash is not ours). */
 static int sx_send_welcome(sync_session *s, uint64_t client_hash) {
-  unsigned char b[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8], *p = b;
+  unsigned char
+      b[64 + 2 * SYNC_RIGHTS_BYTES + 3 * SX_VARINT_MAX + 8 + SX_LINEAGE_WMAX],
+      *p = b;
   int rc;
   *p++ = SX_PROTO;
   memcpy(p, s->env->site, SX_SITE_LEN);
@@ -386,7 +398,8 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
                         (unsigned long long)h.ver, (unsigned long long)h.hash);
   s->peer_hash = h.hash;
   /* Only an authorized client's view may make this replica renew. */
-  if (h.view && (rc = sx_check_view(s, h.vver, &h.vmark))) return rc;
+  if (h.view && (rc = sx_check_view(s, h.vver, &h.vmark, &h.vlin)))
+    return rc;
   sx_hello_apply(s, &h, &rights);
   if ((rc = sx_send_welcome(s, h.hash))) return rc;
   s->phase = 0;
@@ -404,6 +417,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   const unsigned char *q;
   uint64_t hash, maxm, vver;
   sx_mark vmark;
+  sx_lineage vlin;
   unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
   const unsigned char *sq;
   size_t sn;
@@ -428,6 +442,8 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   if (!q || r.bad || maxm < SX_MSG_MIN)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   vmark.id = sx_get_le64(q);
+  if (sx_rlineage(&r, &vmark, &vlin))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   sq = NULL;
   sn = 0;
   if (hash != s->env->schema->hash) {
@@ -444,7 +460,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
     if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
       return sx_sess_fail(s, rc, "out of memory");
   }
-  if ((rc = sx_check_view(s, vver, &vmark))) return rc;
+  if ((rc = sx_check_view(s, vver, &vmark, &vlin))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send what the server lets us write, and what it lets us read (a
    * write there is refused and answered with the server's row, which

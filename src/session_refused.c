@@ -192,6 +192,7 @@ SYNC_PRIVATE int sx_rf_answer(sync_session *s, sync_delta *d, int last,
   s->rf_start = d->start;
   s->rf_end = d->end;
   s->rf_mark = d->mark;
+  s->rf_lin = d->lineage;
   s->rf_last = last;
   sync_delta_free(d);
   if (s->rf_whole) {
@@ -234,7 +235,7 @@ SYNC_PRIVATE int sx_on_reverted(sync_session *s, const unsigned char *b,
   rc = sync_txn_begin(s->env, 0, &x);
   if (!rc) {
     rc = sx_peer_advance(x, s->peer, &s->rf_start, &s->rf_end, &s->rf_mark,
-                         s->rf_last);
+                         &s->rf_lin, s->rf_last);
     if (rc)
       sync_txn_abort(x);
     else

@@ -58,6 +58,7 @@ static int sx_repair_done(sync_session *s) {
         /* The server's mark there is not known: none, until the next
          * chunk brings one. */
         memset(&p.mark, 0, sizeof p.mark);
+        memset(&p.lineage, 0, sizeof p.lineage);
         /* It holds the repaired tables as an unfiltered stream would
          * have left them: that scope (and, as held, whatever it may
          * still hold of the scope before, for a server that filters). */

@@ -678,10 +678,11 @@ static void test_decode_reasons(void **state) {
   mu_close(&b);
 }
 
-/* A newer minor version (4) may append what this reader skips; the same
- * bytes under this minor version (3) or an older one, or another major
+/* A newer minor version (5) may append what this reader skips; the same
+ * bytes under this minor version (4) or an older one, or another major
  * version, are refused. */
 static void test_versions(void **state) {
+  static const unsigned char t5[] = {0, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a};
   uint64_t now = 1700000000000ull;
   mu_rep a, b;
   unsigned char *f, *g;
@@ -694,12 +695,22 @@ static void test_versions(void **state) {
   cx_fill(&a, 10, &now);
   cx_frame_of(&a, &b, 0, &f, &n);
   TU_OK(sync_decoder_create(NULL, NULL, &dec));
-  g = cx_reframe(f, n, 4, 1, 5, &m);
+  /* Minor 5: an empty lineage (minor 4's section), then what this reader
+   * skips. */
+  g = cx_rebuild(f, n, 5, 1, 0, t5, sizeof t5, &m);
   TU_OK(sync_decoder_decode(dec, g, m, &d));
   assert_int_equal(sync_delta_rows(d), 10);
   mu_apply(&b, d, SYNC_APPLY_MERGE, NULL);
   sync_delta_free(d);
   assert_true(mu_digest(&a) == mu_digest(&b));
+  free(g);
+  g = cx_rebuild(f, n, 4, 1, 0, t5, sizeof t5, &m);
+  TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);
+  free(g);
+  g = cx_rebuild(f, n, 4, 1, 0, t5, 1, &m); /* minor 4, no lineage */
+  TU_OK(sync_decoder_decode(dec, g, m, &d));
+  assert_int_equal(sync_delta_rows(d), 10);
+  sync_delta_free(d);
   free(g);
   g = cx_reframe(f, n, 3, 1, 5, &m);
   TU_RC(sync_decoder_decode(dec, g, m, &d), SYNC_EFORMAT);

@@ -1,7 +1,8 @@
 /*
  * Unit tests of the byte-level modules: varints and zig-zag (util), the
  * stored row codec and its checksum (row), the hybrid logical clock
- * (clock).  Built against the src/ objects, where internals are visible.
+ * (clock), a mark's lineage as frames and peer records carry it
+ * (delta).  Built against the src/ objects, where internals are visible.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include "clock.h"
+#include "delta.h"
 #include "row.h"
 #include "util.h"
 
@@ -213,6 +215,75 @@ static void test_row_tombstone_has_no_columns(void **state) {
   sx_row_free(&al, &d);
 }
 
+/* A mark's lineage round-trips, and every malformed one is refused. */
+static void test_lineage_round_trips_and_refuses_malformed(void **state) {
+  unsigned char b[SX_LINEAGE_WMAX + 16], *e;
+  sx_mark m = {UINT64_C(0x1111), 900};
+  sx_lineage l, out;
+  sx_rd r;
+  unsigned i;
+  (void)state;
+  memset(&l, 0, sizeof l);
+  for (i = 0; i < SX_LINEAGE_MAX; i++) {
+    l.e[i].id = UINT64_C(0xa000) + i;
+    l.e[i].start = 800 - 100 * (uint64_t)i; /* 800 .. 100: below 900 */
+  }
+  l.n = SX_LINEAGE_MAX;
+  e = sx_wlineage(b, &l);
+  assert_true((size_t)(e - b) <= SX_LINEAGE_WMAX);
+  r.p = b;
+  r.end = e;
+  r.bad = 0;
+  assert_int_equal(sx_rlineage(&r, &m, &out), 0);
+  assert_true(r.p == e);
+  assert_int_equal(out.n, SX_LINEAGE_MAX);
+  assert_memory_equal(out.e, l.e, sizeof l.e);
+  /* Truncated anywhere. */
+  for (i = 0; i < (unsigned)(e - b); i++) {
+    r.p = b;
+    r.end = b + i;
+    r.bad = 0;
+    assert_int_equal(sx_rlineage(&r, &m, &out), SYNC_EFORMAT);
+  }
+  {
+    /* An epoch not below the mark's start; starts that do not fall; an
+     * id of 0; a lineage without a mark; one entry too many. */
+    sx_lineage bad[5];
+    sx_mark none = {0, 0};
+    const sx_mark *marks[5];
+    for (i = 0; i < 5; i++) {
+      bad[i] = l;
+      marks[i] = &m;
+    }
+    bad[0].e[0].start = 900;
+    bad[1].e[3].start = bad[1].e[2].start;
+    bad[2].e[5].id = 0;
+    bad[3].n = 1;
+    marks[3] = &none;
+    for (i = 0; i < 4; i++) {
+      e = sx_wlineage(b, &bad[i]);
+      r.p = b;
+      r.end = e;
+      r.bad = 0;
+      assert_int_equal(sx_rlineage(&r, marks[i], &out), SYNC_EFORMAT);
+    }
+    b[0] = SX_LINEAGE_MAX + 1;
+    r.p = b;
+    r.end = b + sizeof b;
+    r.bad = 0;
+    assert_int_equal(sx_rlineage(&r, &m, &out), SYNC_EFORMAT);
+  }
+  /* None. */
+  memset(&l, 0, sizeof l);
+  e = sx_wlineage(b, &l);
+  assert_int_equal(e - b, 1);
+  r.p = b;
+  r.end = e;
+  r.bad = 0;
+  assert_int_equal(sx_rlineage(&r, &m, &out), 0);
+  assert_int_equal(out.n, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_varint_round_trips_edges),
@@ -223,6 +294,7 @@ int main(void) {
       cmocka_unit_test(test_row_round_trips_every_field),
       cmocka_unit_test(test_row_checksum_catches_every_flipped_byte),
       cmocka_unit_test(test_row_tombstone_has_no_columns),
+      cmocka_unit_test(test_lineage_round_trips_and_refuses_malformed),
   };
   return cmocka_run_group_tests_name("internal_codec", tests, NULL, NULL);
 }

@@ -664,22 +664,30 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
     sync_env_close(env);
   }
 
-  /* Format 4 (before the renewal records, which read as none): a
-   * read-only open takes it as it is, a writable one sets format 5. */
-  set_format(4);
-  env = up_env(SYNC_OPEN_RDONLY, 0, NULL);
-  all_sums(env, s1, &d1);
-  TU_U64(d1, d0);
-  sync_env_close(env);
-  TU_U64(format_of(), 4);
-  env = up_env(0, 0, NULL);
-  sync_env_close(env);
-  TU_U64(format_of(), 5);
+  /* Format 4 (before the renewal records, which read as none) and 5
+   * (before the lineage in peer records, which reads as none): a
+   * read-only open takes them as they are, a writable one sets the
+   * current format. */
+  {
+    unsigned f;
+    for (f = 4; f <= 5; f++) {
+      set_format(f);
+      env = up_env(SYNC_OPEN_RDONLY, 0, NULL);
+      all_sums(env, s1, &d1);
+      TU_U64(d1, d0);
+      sync_env_close(env);
+      TU_U64(format_of(), f);
+      env = up_env(0, 0, NULL);
+      sync_env_close(env);
+      TU_U64(format_of(), SX_FORMAT_VERSION);
+    }
+  }
+  TU_U64(SX_FORMAT_VERSION, 6);
 
   /* Unknown versions, older or newer, fail both ways. */
   set_format(SX_FORMAT_VERSION + 1);
-  up_env(0, SYNC_EVERSION, "storage format 6");
-  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 6");
+  up_env(0, SYNC_EVERSION, "storage format 7");
+  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 7");
   set_format(0);
   up_env(0, SYNC_EVERSION, "storage format 0");
   tu_remove_db(UPG);
