@@ -13472,6 +13472,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_RQ_WHOLE 0x4u /* whole rows (the requester applies NEWER) */
 #define SX_RQ_WINDOW 0x8u /* opens a window: var size after the vector */
 #define SX_RQ_ACK 0x10u   /* acknowledges the oldest chunk in flight */
+#define SX_RQ_LINEAGE 0x20u /* the mark's lineage follows the mark */
 
 #define SX_WIN_DEFAULT 256 /* chunks in flight when the client says 0 */
 #define SX_WIN_MAX 4096
@@ -13525,8 +13526,11 @@ struct sync_session {
   /* receiving phase */
   sx_cursor vcur;  /* dry run: where the next request starts */
   sx_mark vmark;   /* and the sender's mark there */
+  sx_lineage vlin; /* and the mark's lineage */
   sx_scope vscope; /* and the scope it was served with */
   int vcur_ok;
+  int lin_req; /* client: HELLO left views out, REQUESTs carry the
+                  lineage (SX_RQ_LINEAGE) */
   uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
   int held;           /* a chunk held rows of tables we lack: the cursor
                          stays, the phase goes on from vcur */
@@ -13762,7 +13766,10 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
   if ((s->dry || s->held) && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
-    req->mark = s->vmark;
+    if (s->vmark.id != req->mark.id || s->vmark.start != req->mark.start) {
+      req->mark = s->vmark;
+      req->lineage = s->vlin;
+    }
     req->scope = s->vscope;
   }
   /* In a window, only the opening request carries the vector: the
@@ -13771,7 +13778,8 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   opens = !final && !s->rwin && !s->o.server && s->o.window != 1;
   if (s->rwin) req->nvv = 0;
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
-        SX_SCOPE_MAX + req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
+        SX_LINEAGE_WMAX + SX_SCOPE_MAX +
+        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
         8 * SX_VARINT_MAX; /* FINAL's counts, or the window */
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
@@ -13786,7 +13794,8 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
                          (s->dry || (s->held && s->vcur_ok) ? SX_RQ_DRY : 0) |
                          (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0) |
                          (opens ? SX_RQ_WINDOW : 0) |
-                         (s->rwin && !final ? SX_RQ_ACK : 0));
+                         (s->rwin && !final ? SX_RQ_ACK : 0) |
+                         (s->lin_req ? SX_RQ_LINEAGE : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
   memcpy(p, req->sender, SX_SITE_LEN);
@@ -13796,6 +13805,7 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   p = sx_wcursor(p, &req->cur);
   sx_put_le64(p, req->mark.id);
   p = sx_wv(p + 8, req->mark.start);
+  if (s->lin_req) p = sx_wlineage(p, &req->lineage);
   p = sx_wscope(p, &req->scope);
   p = sx_wv(p, req->nvv);
   for (i = 0; i < req->nvv; i++) {
@@ -14441,13 +14451,16 @@ static int sx_get_mask(sx_rd *r, unsigned char *m) {
 
 typedef struct sx_views {
   unsigned char *p;
-  unsigned n;
+  unsigned n, left; /* views written, and left out (over SX_VIEWS_MAX) */
 } sx_views;
 
 static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
   sx_views *v = (sx_views *)ctx;
-  if (v->n == SX_VIEWS_MAX) return 0;
   if (!peer->mark.id && !sx_cursor_version(&peer->cur)) return 0;
+  if (v->n == SX_VIEWS_MAX) {
+    v->left++;
+    return 0;
+  }
   memcpy(v->p, site, SX_SITE_LEN);
   v->p += SX_SITE_LEN;
   v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
@@ -14459,8 +14472,9 @@ static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
 }
 
 /* var n, n x (16 site, var version, u64 mark id, var mark start, the
- * mark's lineage).  p
- * needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes. */
+ * mark's lineage).  p needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes.  When
+ * views were left out, the server's may be one of them: the REQUESTs of
+ * this session then carry the lineage (s->lin_req). */
 static int sx_put_views(sync_session *s, unsigned char *p,
                         unsigned char **end) {
   unsigned char tmp[SX_VIEWS_MAX * SX_VIEW_SIZE];
@@ -14468,11 +14482,12 @@ static int sx_put_views(sync_session *s, unsigned char *p,
   sync_txn *x;
   int rc;
   v.p = tmp;
-  v.n = 0;
+  v.n = v.left = 0;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x))) return rc;
   rc = sx_peers_each(x, sx_view_put, &v);
   sync_txn_abort(x);
   if (rc) return rc;
+  s->lin_req = v.left > 0;
   *p++ = (unsigned char)v.n;
   memcpy(p, tmp, (size_t)(v.p - tmp));
   *end = p + (v.p - tmp);
@@ -15354,7 +15369,7 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
   if (!q ||
       (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE | SX_RQ_WINDOW |
-                SX_RQ_ACK)) ||
+                SX_RQ_ACK | SX_RQ_LINEAGE)) ||
       ((q[0] & SX_RQ_WINDOW) && (q[0] & (SX_RQ_FINAL | SX_RQ_ACK))) ||
       ((q[0] & SX_RQ_FINAL) && (q[0] & SX_RQ_ACK)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
@@ -15367,6 +15382,8 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
   req->mark.id = sx_get_le64(q);
   req->mark.start = sx_rv(&r);
+  if ((*flags & SX_RQ_LINEAGE) && sx_rlineage(&r, &req->mark, &req->lineage))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST lineage");
   if (sx_rscope(&r, &req->scope))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST scope");
   nvv = sx_rv(&r);
@@ -15632,7 +15649,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   if (rep.unknown) s->held = 1;
   if (s->dry || s->held) {
     s->vcur = d->end;
-    s->vmark = d->mark;
+    sx_mark_move(&s->vmark, &s->vlin, &d->mark, &d->lineage);
     s->vscope = d->scope;
     s->vcur_ok = 1;
   }

@@ -59,7 +59,7 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
   q = sx_rbytes(&r, 1 + 2 * SX_SITE_LEN + 8);
   if (!q ||
       (q[0] & ~(SX_RQ_FINAL | SX_RQ_DRY | SX_RQ_WHOLE | SX_RQ_WINDOW |
-                SX_RQ_ACK)) ||
+                SX_RQ_ACK | SX_RQ_LINEAGE)) ||
       ((q[0] & SX_RQ_WINDOW) && (q[0] & (SX_RQ_FINAL | SX_RQ_ACK))) ||
       ((q[0] & SX_RQ_FINAL) && (q[0] & SX_RQ_ACK)))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST");
@@ -72,6 +72,8 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST cursor");
   req->mark.id = sx_get_le64(q);
   req->mark.start = sx_rv(&r);
+  if ((*flags & SX_RQ_LINEAGE) && sx_rlineage(&r, &req->mark, &req->lineage))
+    return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST lineage");
   if (sx_rscope(&r, &req->scope))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST scope");
   nvv = sx_rv(&r);
@@ -337,7 +339,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   if (rep.unknown) s->held = 1;
   if (s->dry || s->held) {
     s->vcur = d->end;
-    s->vmark = d->mark;
+    sx_mark_move(&s->vmark, &s->vlin, &d->mark, &d->lineage);
     s->vscope = d->scope;
     s->vcur_ok = 1;
   }

@@ -51,6 +51,7 @@
 #define SX_RQ_WHOLE 0x4u /* whole rows (the requester applies NEWER) */
 #define SX_RQ_WINDOW 0x8u /* opens a window: var size after the vector */
 #define SX_RQ_ACK 0x10u   /* acknowledges the oldest chunk in flight */
+#define SX_RQ_LINEAGE 0x20u /* the mark's lineage follows the mark */
 
 #define SX_WIN_DEFAULT 256 /* chunks in flight when the client says 0 */
 #define SX_WIN_MAX 4096
@@ -104,8 +105,11 @@ struct sync_session {
   /* receiving phase */
   sx_cursor vcur;  /* dry run: where the next request starts */
   sx_mark vmark;   /* and the sender's mark there */
+  sx_lineage vlin; /* and the mark's lineage */
   sx_scope vscope; /* and the scope it was served with */
   int vcur_ok;
+  int lin_req; /* client: HELLO left views out, REQUESTs carry the
+                  lineage (SX_RQ_LINEAGE) */
   uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
   int held;           /* a chunk held rows of tables we lack: the cursor
                          stays, the phase goes on from vcur */

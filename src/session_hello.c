@@ -42,13 +42,16 @@ static int sx_get_mask(sx_rd *r, unsigned char *m) {
 
 typedef struct sx_views {
   unsigned char *p;
-  unsigned n;
+  unsigned n, left; /* views written, and left out (over SX_VIEWS_MAX) */
 } sx_views;
 
 static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
   sx_views *v = (sx_views *)ctx;
-  if (v->n == SX_VIEWS_MAX) return 0;
   if (!peer->mark.id && !sx_cursor_version(&peer->cur)) return 0;
+  if (v->n == SX_VIEWS_MAX) {
+    v->left++;
+    return 0;
+  }
   memcpy(v->p, site, SX_SITE_LEN);
   v->p += SX_SITE_LEN;
   v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
@@ -60,8 +63,9 @@ static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
 }
 
 /* var n, n x (16 site, var version, u64 mark id, var mark start, the
- * mark's lineage).  p
- * needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes. */
+ * mark's lineage).  p needs 1 + SX_VIEWS_MAX * SX_VIEW_SIZE bytes.  When
+ * views were left out, the server's may be one of them: the REQUESTs of
+ * this session then carry the lineage (s->lin_req). */
 static int sx_put_views(sync_session *s, unsigned char *p,
                         unsigned char **end) {
   unsigned char tmp[SX_VIEWS_MAX * SX_VIEW_SIZE];
@@ -69,11 +73,12 @@ static int sx_put_views(sync_session *s, unsigned char *p,
   sync_txn *x;
   int rc;
   v.p = tmp;
-  v.n = 0;
+  v.n = v.left = 0;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x))) return rc;
   rc = sx_peers_each(x, sx_view_put, &v);
   sync_txn_abort(x);
   if (rc) return rc;
+  s->lin_req = v.left > 0;
   *p++ = (unsigned char)v.n;
   memcpy(p, tmp, (size_t)(v.p - tmp));
   *end = p + (v.p - tmp);

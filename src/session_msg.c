@@ -130,7 +130,10 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   if (rc) return sx_sess_fail(s, rc, "request: %s", sync_strerror(rc));
   if ((s->dry || s->held) && s->vcur_ok) { /* nothing was committed */
     req->cur = s->vcur;
-    req->mark = s->vmark;
+    if (s->vmark.id != req->mark.id || s->vmark.start != req->mark.start) {
+      req->mark = s->vmark;
+      req->lineage = s->vlin;
+    }
     req->scope = s->vscope;
   }
   /* In a window, only the opening request carries the vector: the
@@ -139,7 +142,8 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   opens = !final && !s->rwin && !s->o.server && s->o.window != 1;
   if (s->rwin) req->nvv = 0;
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
-        SX_SCOPE_MAX + req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
+        SX_LINEAGE_WMAX + SX_SCOPE_MAX +
+        req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
         8 * SX_VARINT_MAX; /* FINAL's counts, or the window */
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
@@ -154,7 +158,8 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
                          (s->dry || (s->held && s->vcur_ok) ? SX_RQ_DRY : 0) |
                          (s->o.policy == SYNC_APPLY_NEWER ? SX_RQ_WHOLE : 0) |
                          (opens ? SX_RQ_WINDOW : 0) |
-                         (s->rwin && !final ? SX_RQ_ACK : 0));
+                         (s->rwin && !final ? SX_RQ_ACK : 0) |
+                         (s->lin_req ? SX_RQ_LINEAGE : 0));
   memcpy(p, req->requester, SX_SITE_LEN);
   p += SX_SITE_LEN;
   memcpy(p, req->sender, SX_SITE_LEN);
@@ -164,6 +169,7 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   p = sx_wcursor(p, &req->cur);
   sx_put_le64(p, req->mark.id);
   p = sx_wv(p + 8, req->mark.start);
+  if (s->lin_req) p = sx_wlineage(p, &req->lineage);
   p = sx_wscope(p, &req->scope);
   p = sx_wv(p, req->nvv);
   for (i = 0; i < req->nvv; i++) {

@@ -727,6 +727,58 @@ static void test_restore_keeps_collected_deletes(void **state) {
   lc_close(&Q);
 }
 
+/* As test_restore_keeps_collected_deletes, for a restored server found
+ * out by a client that holds more views than HELLO carries (16): S's
+ * view is left out of HELLO, so the client's REQUEST names it, with its
+ * lineage.  S's renewal record keeps its claim on the old id up to the
+ * backup's state, and the client learns it. */
+static void test_restored_server_found_by_request(void **state) {
+  uint64_t now = LC_T0;
+  static lc_rep S, C, F[16];
+  unsigned char *backup;
+  uint8_t old[16];
+  uint64_t before;
+  size_t n = 0;
+  int k;
+  (void)state;
+  lc_create_b(&S, "t_lc_s3.db", 0xf0, &now);
+  lc_create_b(&C, "t_lc_c3.db", 0x30, &now);
+  for (k = 0; k < 16; k++) {
+    char path[32];
+    snprintf(path, sizeof path, "t_lc_f3_%d.db", k);
+    lc_create_b(&F[k], path, (uint8_t)(k + 1), &now);
+    now++;
+    lc_put(&F[k], "f", 100 + (uint64_t)k);
+    now++;
+    lc_sync_ok(&C, &F[k], SYNC_PULL);
+    lc_close(&F[k]); /* 16 views sort before S's */
+  }
+  now++;
+  lc_put(&S, "a", 1);
+  now++;
+  lc_sync_ok(&C, &S, SYNC_PULL);
+  memcpy(old, S.m.site, 16);
+  before = lc_vv_of(&C, old);
+  assert_true(before > 0);
+  backup = lc_copy_file(&S, &n);
+  now++;
+  lc_put(&S, "p", 2);
+  now++;
+  lc_sync_ok(&C, &S, SYNC_PULL); /* C's view of S: an epoch after the backup */
+  now += 10;
+  lc_restore(&S, backup, n);
+  free(backup);
+  now++;
+  TU_RC(lc_session(&C, &S, SYNC_PULL, 0, NULL, NULL), SYNC_EHISTORY);
+  now++;
+  lc_sync_ok(&C, &S, SYNC_PULL); /* C learns S's renewal record */
+  assert_true(lc_vv_of(&C, old) >= before);
+  lc_expect_put(&C, "a", 1);
+  lc_expect_put(&C, "p", 2);
+  lc_close(&S);
+  lc_close(&C);
+}
+
 /* R's write x reached B; R comes back from a backup made before it and
  * writes on, before any peer holding its log finds out (its vector's own
  * entry, its last HLC, now covers x).  N joins through R, then collects a
@@ -1949,6 +2001,8 @@ int main(void) {
                                 lc_close_all),
       cmocka_unit_test_teardown(test_restore_from_backup, lc_close_all),
       cmocka_unit_test_teardown(test_restore_keeps_collected_deletes,
+                                lc_close_all),
+      cmocka_unit_test_teardown(test_restored_server_found_by_request,
                                 lc_close_all),
       cmocka_unit_test_teardown(test_cloned_site_id, lc_close_all),
       cmocka_unit_test_teardown(
