@@ -6882,6 +6882,24 @@ static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
   return sx_runs_restart(x);
 }
 
+SYNC_API int sync_renewals_get(sync_txn *x, sync_stamp *out, size_t cap,
+                               size_t *n) {
+  sx_buf b;
+  size_t j, k = 0;
+  int rc;
+  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_renew_load(x, &b))) return rc;
+  for (j = 0; j + 24 <= b.len; j += 24, k++)
+    if (k < cap) {
+      memcpy(out[k].site, b.p + j, SX_SITE_LEN);
+      out[k].hlc = sx_get_le64(b.p + j + 16);
+    }
+  sx_buf_free(&b);
+  *n = k;
+  return 0;
+}
+
 SYNC_API int sync_site_renew(sync_txn *x) {
   if (!x) return SYNC_EINVAL;
   return sx_site_renew_view(x, NULL, NULL);

@@ -1001,6 +1001,14 @@ SYNC_API int sync_rejects_clear(sync_txn *txn, uint64_t *n);
 SYNC_API int sync_vv_get(sync_txn *txn, sync_stamp *out, size_t cap,
                          size_t *n);
 
+/* Renewal records: site ids that a replica restored from a backup gave
+ * up (this one, or one it heard of), each with the HLC up to which that
+ * id's claims stand (0: none do; docs/FORMAT.md, "Version vector").
+ * Writes up to cap entries and the total count to *n.  Errors:
+ * SYNC_EINVAL, SYNC_ECORRUPT (a malformed record). */
+SYNC_API int sync_renewals_get(sync_txn *txn, sync_stamp *out, size_t cap,
+                               size_t *n);
+
 /* Tombstones: delete those every known peer has acknowledged (received in
  * a completed delta).  *collected (may be NULL) counts them.  New rows of
  * a table (and rows written again over a tombstone) then start above the

@@ -540,6 +540,13 @@ cp dev-backup.db dev.db   # in place: the same file, its old contents
 $S put dev.db notes r6 title=after > /dev/null
 check "a restored device notices at its first sync and syncs as a new site" sh -c "$S sync dev.db srv.db > out 2> err && grep -q 'took a new site id' err && $S sync dev.db srv.db > out && $S sync dev.db srv.db > out && grep -q 'received 0 rows' out && grep -q 'sent 0 rows' out"
 check "the server got the new row, the device its five rows back" sh -c "$S get srv.db notes r6 > /dev/null && $S get dev.db notes r5 > /dev/null && [ \"\$($S digest dev.db)\" = \"\$($S digest srv.db)\" ]"
+check "vv lists the renewal record on both sides" sh -c "$S vv dev.db > out && grep -q '^renewed site ids' out && $S vv srv.db > out && grep -q '^renewed site ids' out"
+check "vv --json: the record keeps the old id's claims up to the backup (not 0)" sh -c "$S vv dev.db --json > out && $S vv srv.db --json > out2 && python3 -c \"
+import json
+a = [r for r in map(json.loads, open('out')) if r['renewed']]
+b = [r for r in map(json.loads, open('out2')) if r['renewed']]
+assert len(a) == 1 and a[0]['hlc'] > 0 and not a[0]['self'], a
+assert [(r['site'], r['hlc']) for r in b] == [(a[0]['site'], a[0]['hlc'])], (a, b)\""
 cp dev.db clone.db
 check "a copied file takes its own site id at open" sh -c "$S put clone.db notes c1 title=clone > /dev/null && [ \"\$($S vv clone.db | grep 'this replica')\" != \"\$($S vv dev.db | grep 'this replica')\" ] && $S sync clone.db srv.db > /dev/null && $S sync dev.db srv.db > /dev/null && $S get dev.db notes c1 > /dev/null"
 

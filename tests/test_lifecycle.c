@@ -704,6 +704,18 @@ static void test_restore_keeps_collected_deletes(void **state) {
   lc_sync_ok(&D, &S, SYNC_PUSH); /* S learns the renewal */
   /* which keeps S's claim on D's old id up to what the backup held. */
   assert_true(lc_vv_of(&S, old) >= before);
+  {
+    sync_txn *x;
+    sync_stamp rec[2];
+    size_t nr = 0;
+    TU_OK(sync_txn_begin(S.m.env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_renewals_get(x, rec, 2, &nr));
+    assert_int_equal(sync_renewals_get(x, rec, 1, NULL), SYNC_EINVAL);
+    sync_txn_abort(x);
+    assert_int_equal(nr, 1);
+    assert_memory_equal(rec[0].site, old, 16);
+    assert_true(rec[0].hlc >= before);
+  }
   now++;
   lc_sync_ok(&Q, &S, SYNC_BOTH); /* and Q from S */
   now++;

@@ -97,33 +97,50 @@ const ctl_help ctl_help_vv = {
     "synctl vv DB [--json]", "print the version vector",
     "Lists the sites this replica holds every change of, up to which\n"
     "hybrid logical clock value (and its time); this replica's own site\n"
-    "is marked.  With --json, one object per site: site, hlc, time,\n"
-    "self.\n"};
+    "is marked.  Then the renewal records it keeps, if any: site ids that\n"
+    "a replica restored from a backup gave up, and up to which value\n"
+    "their claims stand.  With --json, one object per site: site, hlc,\n"
+    "time, self, renewed (true for a renewal record).\n"};
+
+/* Print up to 256 of the n stamps of vv: the version vector, or
+ * (renewed) the renewal records. */
+static int vv_print(const sync_stamp *vv, size_t n, const uint8_t *me,
+                    int json, int renewed) {
+  size_t i;
+  for (i = 0; i < n && i < 256; i++) {
+    char site[33], hb[48];
+    int self = !renewed && !memcmp(vv[i].site, me, 16);
+    ctl_hex_str(vv[i].site, 16, site);
+    ctl_fmt_hlc(vv[i].hlc, hb, sizeof hb);
+    if (json) {
+      if (ctl_json_print(json_pack("{sssIsssbsb}", "site", site, "hlc",
+                                   (json_int_t)vv[i].hlc, "time", hb, "self",
+                                   self, "renewed", renewed)))
+        return EX_FAIL;
+    } else
+      printf("%s  %-20llu  %s%s\n", site, (unsigned long long)vv[i].hlc, hb,
+             self ? "  (this replica)" : "");
+  }
+  if (n > 256 && !json) printf("... and %zu more\n", n - 256);
+  return EX_OK;
+}
 
 static int vv_read(sync_env *env, sync_txn *x, const char *db, void *ctx) {
   sync_stamp vv[256];
-  size_t n = 0, i;
+  size_t n = 0;
   uint8_t me[16];
   int rc, json = ctx != NULL;
   sync_env_site_id(env, me);
   if ((rc = sync_vv_get(x, vv, 256, &n)))
     return ctl_lib_fail(env, db, rc, "cannot read the version vector");
   if (!json) printf("%-32s  %-20s  %s\n", "site", "hlc", "time");
-  for (i = 0; i < n && i < 256; i++) {
-    char site[33], hb[48];
-    ctl_hex_str(vv[i].site, 16, site);
-    ctl_fmt_hlc(vv[i].hlc, hb, sizeof hb);
-    if (json) {
-      if (ctl_json_print(json_pack("{sssIsssb}", "site", site, "hlc",
-                                   (json_int_t)vv[i].hlc, "time", hb, "self",
-                                   !memcmp(vv[i].site, me, 16))))
-        return EX_FAIL;
-    } else
-      printf("%s  %-20llu  %s%s\n", site, (unsigned long long)vv[i].hlc, hb,
-           memcmp(vv[i].site, me, 16) ? "" : "  (this replica)");
-  }
-  if (n > 256 && !json) printf("... and %zu more\n", n - 256);
-  return EX_OK;
+  if ((rc = vv_print(vv, n, me, json, 0))) return rc;
+  if ((rc = sync_renewals_get(x, vv, 256, &n)))
+    return ctl_lib_fail(env, db, rc, "cannot read the renewal records");
+  if (n && !json)
+    printf("\nrenewed site ids (a restored replica gave them up; their "
+           "claims stand up to hlc)\n");
+  return vv_print(vv, n, me, json, 1);
 }
 
 /* DB and --json: the database into *db, whether --json came into *json.
