@@ -547,6 +547,14 @@ static int sx_rows_sorted(const sync_delta *d) {
  * collected: it goes here too, as a delete of ours (causal length + 1,
  * our stamp), so that it reaches replicas still holding the row.  Without
  * this, the vector this run raises would claim deletes we never got. */
+/* The sender's largest collected causal length in table tid (0: none). */
+static uint64_t sx_delta_gccl(const sync_delta *d, unsigned tid) {
+  unsigned i;
+  for (i = 0; i < d->ngccl; i++)
+    if (d->gccl[i].tid == tid) return d->gccl[i].cl;
+  return 0;
+}
+
 static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
   sync_txn *x = a->x;
   sync_env *env = x->env;
@@ -615,6 +623,11 @@ static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
       if (!(x->old.cl & 1)) continue;
       cs = &x->old.stamps[x->old.cl_stamp];
       if (cs->site >= x->nsites || cs->hlc > svv[cs->site]) continue;
+      /* The sender deleted the row and collected the delete only if a
+       * collection of the table went above its causal length.  Its
+       * vector alone proves nothing: a sender restored from a backup
+       * claims the writes it lost (its own entry is its clock). */
+      if (sx_delta_gccl(d, tid) <= x->old.cl) continue;
       a->rep->collected++;
       if (a->dry) continue;
       klen = k.n;
