@@ -1002,15 +1002,44 @@ SYNC_API int sync_vv_get(sync_txn *txn, sync_stamp *out, size_t cap,
                          size_t *n);
 
 /* Tombstones: delete those every known peer has acknowledged (received in
- * a completed delta).  *collected (may be NULL) counts them.  New rows of
- * a table (and rows written again over a tombstone) then start above the
+ * a completed delta), at most SYNC_GC_BATCH of them per call, oldest
+ * first.  *collected (may be NULL) counts them; when it equals
+ * SYNC_GC_BATCH, more may be left: commit and call again in a new
+ * transaction (or use sync_env_gc, which does that).  The bound is what
+ * keeps the file from growing: LMDB reuses the pages a transaction frees
+ * only in later transactions, and each tombstone dirties a page of its
+ * own, so collecting 500,000 tombstones at once copied about every page
+ * of the table and grew the file by two thirds.  New rows of a table (and rows written again over a tombstone) then start above the
  * largest causal length collected, so a key re-inserted after collection
  * still wins over peers that kept the tombstone.  A replica that knows no peer collects nothing.  A version
  * of a collected row written concurrently with its delete, on a replica
  * this one never heard of, cannot be told from a new row when it arrives
  * later and comes back (docs/FORMAT.md, "Tombstones": in a star topology
- * collect on the server). */
+ * collect on the server).  Errors: SYNC_EINVAL (txn NULL), SYNC_EREADONLY,
+ * SYNC_ETXN, SYNC_ENOMEM, storage errors (SYNC_ECORRUPT, SYNC_EIO,
+ * SYNC_EMAPFULL). */
+#define SYNC_GC_BATCH 256
 SYNC_API int sync_gc(sync_txn *txn, uint64_t *collected);
+/* Collect every tombstone sync_gc would, in batches of SYNC_GC_BATCH,
+ * each in a write transaction of its own that this call begins and
+ * commits: the way to collect many, and what `synctl gc` does.  Each
+ * batch takes the horizon afresh and starts where the last stopped, so
+ * the whole run reads the log once.  A batch reuses the pages the
+ * batches two or more before it freed, so the file grows by a few
+ * batches' worth of pages at most (about 1 MiB with 4 KiB pages), however
+ * many tombstones go, and usually not at all: the writes and deletes
+ * before left free pages enough (500,000 of 1,000,000 W1 rows collected:
+ * no growth).  That holds while no read transaction of any process stays
+ * open across the run: pages freed after a reader's snapshot cannot be
+ * reused while it lives.  The file does not shrink: sync_env_compact
+ * gives the space back.  Must not be called while this thread has a write
+ * transaction of env open (it would wait for itself); other writers
+ * interleave between batches.  *collected (may be NULL) counts what all
+ * batches collected, also when a later batch fails (the earlier ones stay
+ * committed).  Errors: SYNC_EINVAL (env NULL or not open),
+ * SYNC_EREADONLY, and those of sync_txn_begin, sync_gc and
+ * sync_txn_commit (SYNC_ENOSPC, SYNC_EMAPFULL, SYNC_EIO ...). */
+SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected);
 /* Tombstones still kept. */
 SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
 
