@@ -341,6 +341,50 @@ SYNC_API void sync_env_close(sync_env *env);
  * SYNC_EIO, SYNC_EINVAL. */
 SYNC_API int sync_env_sync(sync_env *env);
 
+/* Compaction, like SQLite's VACUUM: a copy of the database in which every
+ * tree is written again in key order, its pages full, with no free pages
+ * (LMDB's own compacting copy leaves the free pages out too, but keeps
+ * each page as empty as deletes left it).  LMDB never shrinks a file:
+ * pages freed by deletes, tombstone collection or rewrites are reused by
+ * later writes, but the file keeps its largest size, and rows written in
+ * random order fill pages about two thirds.  Compact after removing much
+ * for good (a large sync_env_gc, a table emptied) when the disk space
+ * matters; a file that grows back soon gains little, as its next writes
+ * split the full pages again.  It reads the whole file and needs room
+ * for the copy.
+ *
+ * out not NULL: write the compacted copy to the new file out (SYNC_EEXIST
+ * if it exists; no lock file is made), from one read snapshot, synced
+ * before the call returns; env stays as it was and other transactions,
+ * also writes, may run meanwhile.  env may be read-only.  The copy is a
+ * copy: opened writable, it takes a new site id (sync_site_renew), as
+ * any copied file does, so that two live files never share one.  Use it
+ * for backups, or to move a replica's data to another machine.
+ *
+ * out NULL: compact env's own file in place.  The replica stays itself:
+ * same site id, rows, log, version vector and peer cursors, nothing
+ * renewed, so its peers continue incrementally.  This needs the file
+ * alone: no other process may have it open (SYNC_EBUSY; checked through
+ * LMDB's lock file, whose lock is then held so that a process opening
+ * the file meanwhile waits until the new file is in place), and no
+ * transaction of env may be open (SYNC_EBUSY) nor begin on another
+ * thread during the call.  The copy goes to path.compact beside the file
+ * (removed on failure, and when left by a crash, by the next compaction)
+ * and is renamed over it, with the writer lock held from the snapshot to
+ * the rename; a crash leaves either the old file or the new one, whole.
+ * Afterwards env works on the new file.  If that reopening fails (the
+ * error says so) env holds no file: close it and open the file again.
+ * Opening the same file twice in one process is not allowed by LMDB, and
+ * cannot be detected here.
+ *
+ * Errors: SYNC_EINVAL (env NULL or not open, out ""), SYNC_EEXIST,
+ * SYNC_EBUSY, SYNC_EREADONLY (in place on a read-only env), SYNC_ENOSPC
+ * (no room for the copy: the original is untouched), SYNC_EMAPFULL,
+ * SYNC_EACCES, SYNC_ENOTSUP (in place, on a platform without POSIX file
+ * locks), SYNC_EIO, SYNC_ENOMEM.  sync_env_errmsg() names the file and
+ * the cause. */
+SYNC_API int sync_env_compact(sync_env *env, const char *out);
+
 /* This replica's 16-byte site id.  It changes when the replica finds it
  * is a copy (sync_site_renew).  Errors: SYNC_EINVAL (not open). */
 SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
