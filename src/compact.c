@@ -9,9 +9,10 @@
  * copy written elsewhere keeps the source's ident, so it opens as the
  * copy it is.  A compaction in place is the same replica: no other
  * process may have the file open (checked through LMDB's lock file, and
- * kept so until the new file is in place), the writer lock is held from
- * the snapshot to the rename so that no commit falls between them, and
- * the new file's ident is written into it before it takes the name.
+ * kept so until the new file is in place: store.c, "In place"), the
+ * writer lock is held from the snapshot to the rename so that no commit
+ * falls between them, and the new file's ident is written into it before
+ * it takes the name.
  * In the copy to another file, the writer lock is not needed: the copy
  * reads one snapshot, and other transactions may run meanwhile.
  */
@@ -104,22 +105,22 @@ static int sx_compact_in_place(sync_env *env) {
                              sizeof env->errmsg)))
     goto unlock;
   if ((rc = sx_file_replace(tmp, path))) {
-    sx_fail(env, rc, "%s: writing the compacted file failed: %s", tmp,
-              sync_strerror(rc));
+    sx_fail(env, rc, "%s: putting the compacted file in place failed: %s",
+            tmp, sync_strerror(rc));
     sx_file_remove(tmp);
     goto unlock;
   }
   replaced = 1;
 unlock:
   if (t) sx_txn_abort(env->st, t);
+  /* Before the store closes: store.c, "In place". */
+  sx_store_excl_end(env->st);
   if (!replaced) {
     env->native = sx_store_native(env->st);
-    sx_store_excl_end(env->st);
     goto done;
   }
   /* The env maps the old file, which is gone: open the new one in its
-   * place.  Closing the store drops the lock; a process that waited in
-   * its open now opens the new file. */
+   * place. */
   sx_store_close(env->st);
   env->st = NULL;
   sx_store_opts_of(env, &o);

@@ -413,8 +413,9 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
   MDB_stat ms;
   MDB_val k, v;
   unsigned char idb[16];
-  size_t n = 0, map;
-  int fd, rc, made = 0, op = MDB_FIRST;
+  size_t n = 0, map, src_txnid = 0;
+  MDB_dbi idd = 0;
+  int fd, rc, made = 0, op = MDB_FIRST, have_idd = 0;
   /* A new file: never one that exists. */
   fd = open(out, O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (fd < 0) {
@@ -462,6 +463,7 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
              sync_strerror(rc));
     return rc;
   }
+  src_txnid = mdb_txn_id((MDB_txn *)rt);
   if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
       (rc = mdb_cursor_open((MDB_txn *)rt, 1 /* the main database */,
                             &names)))
@@ -492,6 +494,8 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
       ik.mv_size = ident_kn;
       iv.mv_data = idb;
       iv.mv_size = sizeof idb;
+      idd = dd;
+      have_idd = 1;
       rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, &ik, &iv, &n);
     } else {
       rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, NULL, NULL, &n);
@@ -505,7 +509,42 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
   rt = NULL;
   rc = mdb_txn_commit(wt);
   wt = NULL;
-  if (rc || (rc = mdb_env_sync(d, 1))) goto fail;
+  if (rc) goto fail;
+  if (ident_db) {
+    /* The copy takes the source's place, and a process that waited to
+     * open the file may find LMDB's lock file as the source left it,
+     * naming the source's last transaction: it picks the meta page by
+     * that number's parity.  So the copy's last transaction gets the
+     * same parity, and that page is the copy's newest.  (A commit that
+     * rewrites the ident dirties a page, so it takes a number.) */
+    MDB_envinfo di;
+    int i;
+    if (!have_idd) {
+      rc = MDB_INCOMPATIBLE;
+      goto fail;
+    }
+    for (i = 0; i < 2; i++) {
+      MDB_val ik, iv;
+      if ((rc = mdb_env_info(d, &di))) goto fail;
+      if ((di.me_last_txnid & 1) == (src_txnid & 1)) break;
+      ik.mv_data = (void *)ident_key;
+      ik.mv_size = ident_kn;
+      iv.mv_data = idb;
+      iv.mv_size = sizeof idb;
+      if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
+          (rc = mdb_del(wt, idd, &ik, NULL)) ||
+          (rc = mdb_put(wt, idd, &ik, &iv, 0)))
+        goto fail;
+      rc = mdb_txn_commit(wt);
+      wt = NULL;
+      if (rc) goto fail;
+    }
+    if ((di.me_last_txnid & 1) != (src_txnid & 1)) {
+      rc = EIO; /* LMDB numbered the commits otherwise than it does */
+      goto fail;
+    }
+  }
+  if ((rc = mdb_env_sync(d, 1))) goto fail;
   mdb_env_close(d);
   return 0;
 fail:
@@ -527,6 +566,26 @@ fail:
 #endif
 }
 
+/* In place.  Putting a compacted copy in the place of the file while
+ * this process has it open, with LMDB's lock file kept (other processes
+ * share it, and may be waiting on it):
+ *  1. sx_store_excl: the exclusive lock on the lock file's first byte.
+ *     No other process has the file open; one that opens it now waits
+ *     in its open (LMDB takes the shared lock there first, before the
+ *     data file: read-only opens excepted, which open the data file
+ *     first and so may read the old file until they reopen).
+ *  2. The copy (sx_store_compact with ident_db), then its rename over
+ *     the file, with the writer lock held throughout.
+ *  3. sx_store_excl_end: back to shared.  The waiters go on, open the
+ *     new file and find the lock file as this process's env left it:
+ *     its mutexes whole, and the number of the old file's last
+ *     transaction, whose parity picks their meta page; the copy's last
+ *     transaction has the same parity, so that page is its newest.
+ *  4. Close the old store: with a waiter holding the shared lock, LMDB
+ *     leaves the mutexes alone; without one it destroys them, and the
+ *     next open (ours, or another process's) makes them afresh.
+ * What must not happen is a waiter going on after the lock file was
+ * left with destroyed mutexes, which 3 before 4 rules out. */
 SYNC_PRIVATE int sx_store_excl(sx_store *st) {
 #ifndef _WIN32
   char path[4096];

@@ -46,9 +46,11 @@ SYNC_PRIVATE const char *sx_store_path(sx_store *st);
  * order by appending, so that its pages are full and free pages are left
  * out.  (LMDB's own compacting copy, MDB_CP_COMPACT, leaves out the free
  * pages but copies the others as they are: after deleting half of the
- * rows at random the copy was 93% of the file.)  With ident_db, the item
- * at ident_key of that database holds the new file's device and inode
- * (u64 LE each) in the copy.  On failure out is removed.  Errors:
+ * rows at random the copy was 93% of the file.)  ident_db: the copy is to
+ * take the source's place (store.c, "In place"): the item at ident_key
+ * of that database holds the new file's device and inode (u64 LE each),
+ * and its last transaction number has the parity of the source's.  On
+ * failure out is removed.  Errors:
  * SYNC_EEXIST, SYNC_ENOSPC, SYNC_EMAPFULL, SYNC_EACCES, SYNC_EIO,
  * SYNC_ENOTDB (a database this layer did not make), SYNC_ENOMEM. */
 SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
@@ -57,15 +59,16 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
 /* Make sure no other process has the file open, and keep it so: an
  * exclusive lock on the lock file's first byte, where every process with
  * the environment open holds a shared one (LMDB's own protocol: a process
- * opening it meanwhile waits in its open until the lock goes).  The lock
- * goes when the store closes: POSIX drops a process's locks on a file
- * when any descriptor of it closes, so the descriptor taken here stays
- * open, held by st, until LMDB has closed its own.  SYNC_EBUSY when
- * another process has the file open; SYNC_ENOTSUP where there are no
- * such locks.  Other envs of this process cannot be seen (LMDB forbids
- * opening one file twice in a process). */
+ * opening it meanwhile waits in its open until the lock goes back to
+ * shared).  POSIX drops a process's locks on a file when any descriptor
+ * of it closes, so the descriptor taken here stays open, held by st,
+ * until LMDB has closed its own.  SYNC_EBUSY when another process has
+ * the file open; SYNC_ENOTSUP where there are no such locks.  Other envs
+ * of this process cannot be seen (LMDB forbids opening one file twice in
+ * a process).  See store.c, "In place", for what this allows. */
 SYNC_PRIVATE int sx_store_excl(sx_store *st);
-/* Give the exclusive lock back: the shared one LMDB held before. */
+/* Back to the shared lock LMDB holds: processes waiting in their open go
+ * on. */
 SYNC_PRIVATE void sx_store_excl_end(sx_store *st);
 /* Put file tmp in the place of path (rename, then sync the directory so
  * that the new name survives a power cut). */

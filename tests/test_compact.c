@@ -8,6 +8,7 @@
  */
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sess_util.h"
@@ -302,6 +303,88 @@ static void compact_in_place_needs_the_file_alone(void **state) {
   mu_close(&a);
 }
 
+/* Another process opens the file, writes a row and closes it, again
+ * and again, while this one compacts it in place until that succeeds:
+ * some of its opens meet the exclusive lock and wait in LMDB's open,
+ * then go on with the new file.  Every open and commit of the other
+ * process must succeed, each row it committed must be in the file at the
+ * end (none went to the old file), and nobody took a new site id. */
+static void compact_in_place_with_a_process_waiting(void **state) {
+  uint64_t now = 1700000000000ull, before;
+  uint8_t sa[16], site[16];
+  int res[2], ready[2], status, compacted = 0, tries = 0;
+  char c;
+  unsigned got = 0;
+  pid_t pid;
+  mu_rep a;
+  (void)state;
+  mu_site(sa, 0xa1);
+  mu_open(&a, "compact-wait.db", sa, &now, 0);
+  cp_put_rows(&a, 0, CP_ROWS);
+  TU_OK(sync_env_site_id(a.env, site));
+  before = mu_count(&a);
+  assert_int_equal(pipe(res), 0);
+  assert_int_equal(pipe(ready), 0);
+  fflush(stdout);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    unsigned i, ok = 0;
+    for (i = 0; i < 150; i++) {
+      sync_env *e = NULL;
+      sync_txn *x = NULL;
+      uint8_t s2[16];
+      char key[16];
+      sync_value v[MU_NCOLS];
+      struct timespec ts = {0, 2000000};
+      snprintf(key, sizeof key, "child%04u", i);
+      v[0] = sync_int(i);
+      v[1] = sync_real(i);
+      v[2] = sync_text(key, strlen(key));
+      v[3] = sync_blob(key, strlen(key));
+      if (sync_env_create(NULL, &e) || sync_env_set_schema(e, mu_tables, 1) ||
+          sync_env_open(e, "compact-wait.db", 0) || sync_env_site_id(e, s2) ||
+          memcmp(s2, site, 16) || sync_txn_begin(e, 0, &x) ||
+          sync_put(x, 0, key, strlen(key), v, MU_NCOLS) ||
+          sync_txn_commit(x))
+        _exit(10);
+      sync_env_close(e);
+      if (ok++ == 2 && write(ready[1], "r", 1) != 1) _exit(12);
+      nanosleep(&ts, NULL);
+    }
+    if (write(res[1], &ok, sizeof ok) != (ssize_t)sizeof ok) _exit(11);
+    _exit(0);
+  }
+  /* Compact while the other process is at it. */
+  assert_int_equal(read(ready[0], &c, 1), 1);
+  while (!compacted && tries < 2000) {
+    struct timespec ts = {0, 500000};
+    int rc = sync_env_compact(a.env, NULL);
+    tries++;
+    if (rc == 0) compacted = 1;
+    else assert_int_equal(rc, SYNC_EBUSY);
+    nanosleep(&ts, NULL);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  assert_int_equal(read(res[0], &got, sizeof got), (ssize_t)sizeof got);
+  close(res[0]);
+  close(res[1]);
+  close(ready[0]);
+  close(ready[1]);
+  printf("compacted after %d tries; the other process committed %u rows\n",
+         tries, got);
+  assert_true(compacted);
+  assert_int_equal(got, 150);
+  TU_U64(mu_count(&a), before + got);
+  sync_env_close(a.env);
+  mu_reopen(&a);
+  assert_memory_equal(a.site, site, 16);
+  TU_U64(mu_count(&a), before + got);
+  mu_close(&a);
+}
+
 static sync_env *cp_open_alloc(sync_allocator *al) {
   sync_env *e = NULL;
   TU_OK(sync_env_create(al, &e));
@@ -380,6 +463,7 @@ int main(void) {
       cmocka_unit_test(compact_in_place_keeps_identity),
       cmocka_unit_test(compact_copy_is_a_copy),
       cmocka_unit_test(compact_in_place_needs_the_file_alone),
+      cmocka_unit_test(compact_in_place_with_a_process_waiting),
       cmocka_unit_test(compact_allocation_failures),
   };
   return cmocka_run_group_tests(tests, 0, 0);
