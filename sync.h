@@ -366,7 +366,8 @@ SYNC_API int sync_env_sync(sync_env *env);
  * renewed, so its peers continue incrementally.  This needs the file
  * alone: no other process may have it open (SYNC_EBUSY; checked through
  * LMDB's lock file, whose lock is then held so that a process opening
- * the file meanwhile waits until the new file is in place), and no
+ * the file meanwhile waits until the new file is in place; one opening
+ * it read-only may go on reading the old file until it reopens), and no
  * transaction of env may be open (SYNC_EBUSY) nor begin on another
  * thread during the call.  The copy goes to path.compact beside the file
  * (removed on failure, and when left by a crash, by the next compaction)
