@@ -381,6 +381,12 @@ assert d['file'] == 'c.db' and d['out'] == 'cj.db' and 0 < d['bytes_after'] and 
 assert txt.startswith('c.db: ') and 'compacted into cj2.db' in txt, txt" "$S compact c.db cj2.db"
 jcheck "compact --json in place: out is null" "$S compact c.db --json" "
 assert d['file'] == 'c.db' and d['out'] is None and d['bytes_after'] > 0, d"
+"$S" init cbig.db --table t:text b:blob > /dev/null
+for k in k1 k2 k3; do "$S" put cbig.db t $k b=$BIG; done
+"$S" digest cbig.db > cbigd1
+status "a compacted copy past the file size limit fails (1)" 1 sh -c "trap '' XFSZ; ulimit -f 100; exec $S compact cbig.db cbigc.db"
+has "cbigc.db: compacting failed" && [ ! -e cbigc.db ] && "$S" digest cbig.db | cmp -s - cbigd1 \
+  && ok "and says so, leaves no copy and the file as it was" || bad "compact on a full disk"
 
 # --- serve and sync over loopback -------------------------------------
 cat > creds <<CREDS
