@@ -284,10 +284,10 @@ static int sx_gc_batch(sync_txn *x, uint64_t limit, unsigned char *from,
       if (!rc) {
         /* The horizon, for telling peers that come back from behind it
          * that tombstones they needed are gone (SYNC_ESTALE). */
-        unsigned char hz[12];
-        sx_put_le64(hz, hv);
-        sx_put_le32(hz + 8, hs);
-        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, hz, 12, 0)))
+        unsigned char pos[12];
+        sx_put_le64(pos, hv);
+        sx_put_le32(pos + 8, hs);
+        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, pos, 12, 0)))
           x->failed = 1;
       }
     }
