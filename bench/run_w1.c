@@ -378,8 +378,7 @@ static void w1_lmdb_repack(const char *src, const char *dst) {
   int rc, op = MDB_FIRST;
   peer_lmdb_open(&s, src, 0, 0);
   peer_lmdb_open(&d, dst, 0, 1);
-  peer_lmdb_check(mdb_txn_begin(s.env, NULL, MDB_RDONLY, &rt),
-                  "mdb_txn_begin");
+  peer_lmdb_check(mdb_txn_begin(s.env, NULL, MDB_RDONLY, &rt), "mdb_txn_begin");
   peer_lmdb_check(mdb_cursor_open(rt, s.dbi, &c), "mdb_cursor_open");
   peer_lmdb_check(mdb_txn_begin(d.env, NULL, 0, &wt), "mdb_txn_begin");
   while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {

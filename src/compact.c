@@ -70,7 +70,8 @@ static int sx_compact_in_place(sync_env *env) {
     return sx_fail(env, SYNC_EREADONLY,
                    "compacting in place needs a writable env");
   if (sx_store_active(env->st))
-    return sx_fail(env, SYNC_EBUSY, "compacting in place needs every "
+    return sx_fail(env, SYNC_EBUSY,
+                   "compacting in place needs every "
                    "transaction of this env ended first");
   if (!p) return SYNC_EINVAL;
   /* p belongs to the store, which goes before the new one opens. */
@@ -83,12 +84,16 @@ static int sx_compact_in_place(sync_env *env) {
   memcpy(tmp + n, ".compact", 9);
   if ((rc = sx_store_excl(env->st))) {
     if (rc == SYNC_EBUSY)
-      sx_fail(env, rc, "%s: another process has it open; compacting in "
+      sx_fail(env, rc,
+              "%s: another process has it open; compacting in "
               "place needs it alone (close the others, or write a "
-              "compacted copy to another file)", path);
+              "compacted copy to another file)",
+              path);
     else if (rc == SYNC_ENOTSUP)
-      sx_fail(env, rc, "%s: compacting in place is not supported on this "
-              "platform; write a compacted copy to another file", path);
+      sx_fail(env, rc,
+              "%s: compacting in place is not supported on this "
+              "platform; write a compacted copy to another file",
+              path);
     else
       sx_fail(env, rc, "%s: cannot lock it: %s", path, sync_strerror(rc));
     sx_store_excl_end(env->st);
@@ -105,8 +110,8 @@ static int sx_compact_in_place(sync_env *env) {
                              sizeof env->errmsg)))
     goto unlock;
   if ((rc = sx_file_replace(tmp, path))) {
-    sx_fail(env, rc, "%s: putting the compacted file in place failed: %s",
-            tmp, sync_strerror(rc));
+    sx_fail(env, rc, "%s: putting the compacted file in place failed: %s", tmp,
+            sync_strerror(rc));
     sx_file_remove(tmp);
     goto unlock;
   }
@@ -132,8 +137,10 @@ unlock:
     env->st = NULL;
   }
   if (rc)
-    sx_fail(env, rc, "%s: compacted, but opening it again failed (%s): "
-            "close the env and open the file again", path, sync_strerror(rc));
+    sx_fail(env, rc,
+            "%s: compacted, but opening it again failed (%s): "
+            "close the env and open the file again",
+            path, sync_strerror(rc));
 done:
   sx_free(&env->al, path);
   return rc;

@@ -224,8 +224,7 @@ SYNC_PRIVATE int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out) {
 
 SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
   if (!x || !out) return SYNC_EINVAL;
-  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, 0, NULL, NULL, out,
-                      NULL);
+  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, 0, NULL, NULL, out, NULL);
 }
 
 typedef struct sx_least {

@@ -442,8 +442,7 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
    * end instead of one per commit. */
   if ((rc = mdb_env_set_maxdbs(d, st->maxdbs)) ||
       (rc = mdb_env_set_mapsize(d, map)) ||
-      (rc = mdb_env_open(d, out, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC,
-                         0644)))
+      (rc = mdb_env_open(d, out, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC, 0644)))
     goto fail;
   if (ident_db) {
     mdb_filehandle_t dfd;
@@ -465,8 +464,7 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
   }
   src_txnid = mdb_txn_id((MDB_txn *)rt);
   if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
-      (rc = mdb_cursor_open((MDB_txn *)rt, 1 /* the main database */,
-                            &names)))
+      (rc = mdb_cursor_open((MDB_txn *)rt, 1 /* the main database */, &names)))
     goto fail;
   /* The main database names the others: copy each, in name order. */
   while ((rc = mdb_cursor_get(names, &k, &v, op)) == 0) {
@@ -637,11 +635,14 @@ SYNC_PRIVATE int sx_file_replace(const char *tmp, const char *path) {
   const char *slash = strrchr(path, '/');
   int fd;
   if (rename(tmp, path) != 0) return sx_map_err(NULL, errno);
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else if (slash == path) snprintf(dir, sizeof dir, "/");
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == path)
+    snprintf(dir, sizeof dir, "/");
   else if ((size_t)(slash - path) < sizeof dir)
     snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  else return 0;
+  else
+    return 0;
   /* Some file systems refuse to sync a directory: the rename stands. */
   if ((fd = open(dir, O_RDONLY)) >= 0) {
     (void)fsync(fd);

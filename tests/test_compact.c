@@ -345,8 +345,7 @@ static void compact_in_place_with_a_process_waiting(void **state) {
       if (sync_env_create(NULL, &e) || sync_env_set_schema(e, mu_tables, 1) ||
           sync_env_open(e, "compact-wait.db", 0) || sync_env_site_id(e, s2) ||
           memcmp(s2, site, 16) || sync_txn_begin(e, 0, &x) ||
-          sync_put(x, 0, key, strlen(key), v, MU_NCOLS) ||
-          sync_txn_commit(x))
+          sync_put(x, 0, key, strlen(key), v, MU_NCOLS) || sync_txn_commit(x))
         _exit(10);
       sync_env_close(e);
       if (ok++ == 2 && write(ready[1], "r", 1) != 1) _exit(12);
@@ -361,8 +360,10 @@ static void compact_in_place_with_a_process_waiting(void **state) {
     struct timespec ts = {0, 500000};
     int rc = sync_env_compact(a.env, NULL);
     tries++;
-    if (rc == 0) compacted = 1;
-    else assert_int_equal(rc, SYNC_EBUSY);
+    if (rc == 0)
+      compacted = 1;
+    else
+      assert_int_equal(rc, SYNC_EBUSY);
     nanosleep(&ts, NULL);
   }
   assert_int_equal(waitpid(pid, &status, 0), pid);

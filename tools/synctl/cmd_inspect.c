@@ -297,10 +297,10 @@ int ctl_cmd_compact(int argc, char **argv) {
   if (rc) return EX_FAIL;
   if (stat(n == 2 ? pos[1] : pos[0], &sb) == 0) after = (long long)sb.st_size;
   if (json) {
-    ret = ctl_json_print(json_pack("{sososIsI}", "file", ctl_json_str(pos[0]), "out",
-                                   n == 2 ? ctl_json_str(pos[1]) : json_null(),
-                                   "bytes_before", (json_int_t)before,
-                                   "bytes_after", (json_int_t)after));
+    ret = ctl_json_print(
+        json_pack("{sososIsI}", "file", ctl_json_str(pos[0]), "out",
+                  n == 2 ? ctl_json_str(pos[1]) : json_null(), "bytes_before",
+                  (json_int_t)before, "bytes_after", (json_int_t)after));
   } else {
     printf("%s: %lld bytes; compacted%s%s: %lld bytes\n", pos[0], before,
            n == 2 ? " into " : " in place", n == 2 ? pos[1] : "", after);

@@ -3,8 +3,8 @@
  * them, read and write rows, dump and load JSON lines, look at the change
  * log, version vector, peers and conflicts, collect tombstones, compact
  * the file, verify a file, serve it to devices over TCP (with Prometheus
- * metrics over HTTP) and sync it with another file or a server.  docs/SYNCTL.md is the
- * manual; `synctl help COMMAND` prints each page.
+ * metrics over HTTP) and sync it with another file or a server.
+ * docs/SYNCTL.md is the manual; `synctl help COMMAND` prints each page.
  *
  * Exit status: 0 success, 1 failure (including a damaged database found
  * by verify and a failed sync), 2 usage error, 3 no such row or conflict.
