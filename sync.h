@@ -341,6 +341,51 @@ SYNC_API void sync_env_close(sync_env *env);
  * SYNC_EIO, SYNC_EINVAL. */
 SYNC_API int sync_env_sync(sync_env *env);
 
+/* Compaction, like SQLite's VACUUM: a copy of the database in which every
+ * tree is written again in key order, its pages full, with no free pages
+ * (LMDB's own compacting copy leaves the free pages out too, but keeps
+ * each page as empty as deletes left it).  LMDB never shrinks a file:
+ * pages freed by deletes, tombstone collection or rewrites are reused by
+ * later writes, but the file keeps its largest size, and rows written in
+ * random order fill pages about two thirds.  Compact after removing much
+ * for good (a large sync_env_gc, a table emptied) when the disk space
+ * matters; a file that grows back soon gains little, as its next writes
+ * split the full pages again.  It reads the whole file and needs room
+ * for the copy.
+ *
+ * out not NULL: write the compacted copy to the new file out (SYNC_EEXIST
+ * if it exists; no lock file is made), from one read snapshot, synced
+ * before the call returns; env stays as it was and other transactions,
+ * also writes, may run meanwhile.  env may be read-only.  The copy is a
+ * copy: opened writable, it takes a new site id (sync_site_renew), as
+ * any copied file does, so that two live files never share one.  Use it
+ * for backups, or to move a replica's data to another machine.
+ *
+ * out NULL: compact env's own file in place.  The replica stays itself:
+ * same site id, rows, log, version vector and peer cursors, nothing
+ * renewed, so its peers continue incrementally.  This needs the file
+ * alone: no other process may have it open (SYNC_EBUSY; checked through
+ * LMDB's lock file, whose lock is then held so that a process opening
+ * the file meanwhile waits until the new file is in place; one opening
+ * it read-only may go on reading the old file until it reopens), and no
+ * transaction of env may be open (SYNC_EBUSY) nor begin on another
+ * thread during the call.  The copy goes to path.compact beside the file
+ * (removed on failure, and when left by a crash, by the next compaction)
+ * and is renamed over it, with the writer lock held from the snapshot to
+ * the rename; a crash leaves either the old file or the new one, whole.
+ * Afterwards env works on the new file.  If that reopening fails (the
+ * error says so) env holds no file: close it and open the file again.
+ * Opening the same file twice in one process is not allowed by LMDB, and
+ * cannot be detected here.
+ *
+ * Errors: SYNC_EINVAL (env NULL or not open, out ""), SYNC_EEXIST,
+ * SYNC_EBUSY, SYNC_EREADONLY (in place on a read-only env), SYNC_ENOSPC
+ * (no room for the copy: the original is untouched), SYNC_EMAPFULL,
+ * SYNC_EACCES, SYNC_ENOTSUP (in place, on a platform without POSIX file
+ * locks), SYNC_EIO, SYNC_ENOMEM.  sync_env_errmsg() names the file and
+ * the cause. */
+SYNC_API int sync_env_compact(sync_env *env, const char *out);
+
 /* This replica's 16-byte site id.  It changes when the replica finds it
  * is a copy (sync_site_renew).  Errors: SYNC_EINVAL (not open). */
 SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
@@ -1010,15 +1055,44 @@ SYNC_API int sync_renewals_get(sync_txn *txn, sync_stamp *out, size_t cap,
                                size_t *n);
 
 /* Tombstones: delete those every known peer has acknowledged (received in
- * a completed delta).  *collected (may be NULL) counts them.  New rows of
- * a table (and rows written again over a tombstone) then start above the
+ * a completed delta), at most SYNC_GC_BATCH of them per call, oldest
+ * first.  *collected (may be NULL) counts them; when it equals
+ * SYNC_GC_BATCH, more may be left: commit and call again in a new
+ * transaction (or use sync_env_gc, which does that).  The bound is what
+ * keeps the file from growing: LMDB reuses the pages a transaction frees
+ * only in later transactions, and each tombstone dirties a page of its
+ * own, so collecting 500,000 tombstones at once copied about every page
+ * of the table and grew the file by two thirds.  New rows of a table (and rows written again over a tombstone) then start above the
  * largest causal length collected, so a key re-inserted after collection
  * still wins over peers that kept the tombstone.  A replica that knows no peer collects nothing.  A version
  * of a collected row written concurrently with its delete, on a replica
  * this one never heard of, cannot be told from a new row when it arrives
  * later and comes back (docs/FORMAT.md, "Tombstones": in a star topology
- * collect on the server). */
+ * collect on the server).  Errors: SYNC_EINVAL (txn NULL), SYNC_EREADONLY,
+ * SYNC_ETXN, SYNC_ENOMEM, storage errors (SYNC_ECORRUPT, SYNC_EIO,
+ * SYNC_EMAPFULL). */
+#define SYNC_GC_BATCH 256
 SYNC_API int sync_gc(sync_txn *txn, uint64_t *collected);
+/* Collect every tombstone sync_gc would, in batches of SYNC_GC_BATCH,
+ * each in a write transaction of its own that this call begins and
+ * commits: the way to collect many, and what `synctl gc` does.  Each
+ * batch takes the horizon afresh and starts where the last stopped, so
+ * the whole run reads the log once.  A batch reuses the pages the
+ * batches two or more before it freed, so the file grows by a few
+ * batches' worth of pages at most (about 1 MiB with 4 KiB pages), however
+ * many tombstones go, and usually not at all: the writes and deletes
+ * before left free pages enough (500,000 of 1,000,000 W1 rows collected:
+ * no growth).  That holds while no read transaction of any process stays
+ * open across the run: pages freed after a reader's snapshot cannot be
+ * reused while it lives.  The file does not shrink: sync_env_compact
+ * gives the space back.  Must not be called while this thread has a write
+ * transaction of env open (it would wait for itself); other writers
+ * interleave between batches.  *collected (may be NULL) counts what all
+ * batches collected, also when a later batch fails (the earlier ones stay
+ * committed).  Errors: SYNC_EINVAL (env NULL or not open),
+ * SYNC_EREADONLY, and those of sync_txn_begin, sync_gc and
+ * sync_txn_commit (SYNC_ENOSPC, SYNC_EMAPFULL, SYNC_EIO ...). */
+SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected);
 /* Tombstones still kept. */
 SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
 

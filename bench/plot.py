@@ -34,6 +34,8 @@ TARGETS = {
     "w1.sync_tls.ratio_vs_tcp": (0.8, True, "sync over TLS vs plain TCP"),
     "w1.sync_mqtt.ratio_vs_tcp": (0.5, True, "sync through MQTT vs TCP"),
     "pg.replica_to_pg.ratio_vs_copy": (0.5, True, "PostgreSQL bridge vs COPY"),
+    "w1.file_after_gc.ratio_vs_lmdb": (1.3, False, "W1 file, half deleted and collected, vs raw LMDB"),
+    "w1.file_after_compact.ratio_vs_lmdb": (1.2, False, "W1 file after compaction vs raw LMDB"),
     "w1.wire.ratio_vs_sqlite": (0.85, False, "W1 bytes vs SQLite changeset"),
     "w1.wire_zstd1.ratio_vs_sqlite_zstd1": (None, False, "W1 bytes, zstd 1, vs SQLite"),
     "w1.wire_zstd3.ratio_vs_sqlite_zstd3": (1.0, False, "W1 bytes, zstd 3, vs SQLite"),

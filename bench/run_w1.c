@@ -3,7 +3,10 @@
  * per transaction, through ours with change tracking, raw LMDB and SQLite
  * with a session attached, then read random keys back through ours and raw
  * LMDB.  Plain runs sync nothing at commit; the .durable runs sync every
- * commit.  See bench/README.md for what each figure means.
+ * commit.  Then half of the rows are deleted on both sides, our
+ * tombstones collected (sync_env_gc) and both files compacted, each step
+ * measured by file size against raw LMDB's.  See bench/README.md for
+ * what each figure means.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -287,6 +290,189 @@ static double w1_digest_ms(const w1_ctx *c, double *worst, double *first) {
   return med;
 }
 
+/* ---- collection and compaction --------------------------------------- */
+
+/* Every second row of the write order deleted, W1_TXN_ROWS deletes per
+ * transaction, on both sides; a peer of ours pulls all and acknowledges
+ * it, so that every tombstone may be collected; sync_env_gc collects
+ * them; then each file is compacted.  Both files went through the same
+ * writes and deletes, so raw LMDB's is the floor at each step: it holds
+ * the same remaining rows with no tombstones to collect. */
+static void w1_delete_half(const w1_ctx *ours, const w1_ctx *lmdb,
+                           size_t *deleted) {
+  peer_sync p;
+  peer_lmdb l;
+  sync_txn *txn = NULL;
+  MDB_txn *lt = NULL;
+  size_t i, in_txn = 0;
+  *deleted = 0;
+  peer_sync_open(&p, ours->path, SYNC_DURABLE_NOSYNC, &w1_table, 0);
+  peer_lmdb_open(&l, lmdb->path, 0, 0);
+  for (i = 0; i < ours->nrows; i += 2) {
+    const w1_row *r = &ours->rows[i];
+    MDB_val k = {W1_KEY_LEN, (void *)r->key};
+    if (!txn) {
+      peer_sync_check(p.env, sync_txn_begin(p.env, 0, &txn), "sync_txn_begin");
+      peer_lmdb_check(mdb_txn_begin(l.env, NULL, 0, &lt), "mdb_txn_begin");
+    }
+    peer_sync_check(p.env, sync_delete(txn, p.table, r->key, W1_KEY_LEN),
+                    "sync_delete");
+    peer_lmdb_check(mdb_del(lt, l.dbi, &k, NULL), "mdb_del");
+    (*deleted)++;
+    if (++in_txn == W1_TXN_ROWS || i + 2 >= ours->nrows) {
+      peer_sync_check(p.env, sync_txn_commit(txn), "sync_txn_commit");
+      peer_lmdb_check(mdb_txn_commit(lt), "mdb_txn_commit");
+      txn = NULL;
+      in_txn = 0;
+    }
+  }
+  peer_sync_close(&p);
+  peer_lmdb_close(&l);
+}
+
+/* peer pulls everything from env, every request acknowledged, and one
+ * more request after the last chunk: env knows the peer holds it all. */
+static void w1_pull_acked(sync_env *peer, sync_env *env) {
+  uint8_t site[16];
+  int last = 0;
+  peer_sync_check(env, sync_env_site_id(env, site), "sync_env_site_id");
+  while (!last) {
+    sync_txn *txn;
+    sync_request *req = NULL;
+    sync_delta *d = NULL;
+    sync_delta_opts o;
+    sync_apply_report rep;
+    memset(&o, 0, sizeof o);
+    peer_sync_check(peer, sync_txn_begin(peer, SYNC_TXN_RDONLY, &txn),
+                    "sync_txn_begin (peer)");
+    peer_sync_check(peer, sync_request_make(txn, site, &req),
+                    "sync_request_make");
+    sync_txn_abort(txn);
+    peer_sync_check(env, sync_txn_begin(env, 0, &txn), "sync_txn_begin");
+    peer_sync_check(env, sync_request_ack(txn, req), "sync_request_ack");
+    peer_sync_check(env, sync_delta_make(txn, req, &o, &d), "sync_delta_make");
+    peer_sync_check(env, sync_txn_commit(txn), "sync_txn_commit");
+    sync_request_free(req);
+    last = sync_delta_last(d) && sync_delta_rows(d) == 0;
+    peer_sync_check(peer, sync_txn_begin(peer, 0, &txn),
+                    "sync_txn_begin (peer)");
+    peer_sync_check(peer, sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep),
+                    "sync_delta_apply");
+    peer_sync_check(peer, sync_txn_commit(txn), "sync_txn_commit (peer)");
+    sync_delta_free(d);
+  }
+}
+
+static double ratio(double a, double b);
+static double file_bytes(const char *path);
+
+/* Raw LMDB's floor after compaction: a new file holding the rows of
+ * src, appended in key order, so that its pages are full, as
+ * sync_env_compact writes ours. */
+static void w1_lmdb_repack(const char *src, const char *dst) {
+  peer_lmdb s, d;
+  MDB_txn *rt, *wt;
+  MDB_cursor *c;
+  MDB_val k, v;
+  size_t n = 0;
+  int rc, op = MDB_FIRST;
+  peer_lmdb_open(&s, src, 0, 0);
+  peer_lmdb_open(&d, dst, 0, 1);
+  peer_lmdb_check(mdb_txn_begin(s.env, NULL, MDB_RDONLY, &rt), "mdb_txn_begin");
+  peer_lmdb_check(mdb_cursor_open(rt, s.dbi, &c), "mdb_cursor_open");
+  peer_lmdb_check(mdb_txn_begin(d.env, NULL, 0, &wt), "mdb_txn_begin");
+  while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+    op = MDB_NEXT;
+    peer_lmdb_check(mdb_put(wt, d.dbi, &k, &v, MDB_APPEND), "mdb_put");
+    if (++n % 65536 == 0) {
+      peer_lmdb_check(mdb_txn_commit(wt), "mdb_txn_commit");
+      peer_lmdb_check(mdb_txn_begin(d.env, NULL, 0, &wt), "mdb_txn_begin");
+    }
+  }
+  if (rc != MDB_NOTFOUND) peer_lmdb_check(rc, "mdb_cursor_get");
+  peer_lmdb_check(mdb_txn_commit(wt), "mdb_txn_commit");
+  mdb_cursor_close(c);
+  mdb_txn_abort(rt);
+  peer_lmdb_close(&s);
+  peer_lmdb_close(&d);
+}
+
+static void w1_gc_compact(const w1_ctx *ours, const w1_ctx *lmdb) {
+  char *peer_path = bench_path("w1-peer.db");
+  char *lmdb_cpath = bench_path("w1-lmdb-compact.db");
+  char *lmdb_rpath = bench_path("w1-lmdb-repacked.db");
+  size_t deleted = 0;
+  uint64_t collected = 0, left = 0, count = 0, dg;
+  double t0, t1, before, after_gc, lmdb_after, ours_c, lmdb_c, lmdb_r;
+  peer_sync p;
+  peer_lmdb l;
+  sync_env *peer;
+  sync_txn *txn;
+
+  w1_delete_half(ours, lmdb, &deleted);
+  peer_sync_open(&p, ours->path, SYNC_DURABLE_NOSYNC, &w1_table, 0);
+  peer = peer_sync_env(peer_path, NULL, &w1_table, 1);
+  w1_pull_acked(peer, p.env);
+  sync_env_close(peer);
+  bench_unlink_db(peer_path);
+  before = file_bytes(ours->path);
+  t0 = bench_now();
+  peer_sync_check(p.env, sync_env_gc(p.env, &collected), "sync_env_gc");
+  t1 = bench_now();
+  peer_sync_check(p.env, sync_txn_begin(p.env, SYNC_TXN_RDONLY, &txn),
+                  "sync_txn_begin");
+  peer_sync_check(p.env, sync_tombstones(txn, &left), "sync_tombstones");
+  peer_sync_check(p.env, sync_count(txn, p.table, &count), "sync_count");
+  peer_sync_check(p.env, sync_digest(txn, SYNC_ALL_TABLES, &dg), "sync_digest");
+  sync_txn_abort(txn);
+  if (collected != deleted || left || count != ours->nrows - deleted)
+    bench_die("w1 gc: %" PRIu64 " of %zu tombstones collected, %" PRIu64
+              " left, %" PRIu64 " rows",
+              collected, deleted, left, count);
+  after_gc = file_bytes(ours->path);
+  lmdb_after = file_bytes(lmdb->path);
+  bench_note("gc: %zu of %zu rows deleted (%d per txn), %" PRIu64
+             " tombstones collected in %.2f s in batches of %d; file %.1f MB "
+             "before, %.1f MB after; raw LMDB after the same deletes "
+             "%.1f MB",
+             deleted, ours->nrows, W1_TXN_ROWS, collected, t1 - t0,
+             SYNC_GC_BATCH, before / 1e6, after_gc / 1e6, lmdb_after / 1e6);
+  bench_value("w1.file_after_gc.bytes_per_row",
+              after_gc / (double)(ours->nrows - deleted), "bytes/row");
+  bench_value("w1.file_after_gc.lmdb_bytes_per_row",
+              lmdb_after / (double)(ours->nrows - deleted), "bytes/row");
+  bench_ratio("w1.file_after_gc.ratio_vs_lmdb", ratio(after_gc, lmdb_after));
+
+  /* Compaction: ours in place; raw LMDB's rows appended in key order to
+   * a new file (the floor), and for reference LMDB's compacting copy,
+   * which leaves out free pages but keeps the others as they are. */
+  t0 = bench_now();
+  peer_sync_check(p.env, sync_env_compact(p.env, NULL), "sync_env_compact");
+  t1 = bench_now();
+  if (peer_sync_digest(p.env) != dg) bench_die("w1 compact: digest changed");
+  peer_sync_close(&p);
+  peer_lmdb_open(&l, lmdb->path, 0, 0);
+  bench_unlink_db(lmdb_cpath);
+  peer_lmdb_check(mdb_env_copy2(l.env, lmdb_cpath, MDB_CP_COMPACT),
+                  "mdb_env_copy2");
+  peer_lmdb_close(&l);
+  bench_unlink_db(lmdb_rpath);
+  w1_lmdb_repack(lmdb->path, lmdb_rpath);
+  ours_c = file_bytes(ours->path);
+  lmdb_c = file_bytes(lmdb_cpath);
+  lmdb_r = file_bytes(lmdb_rpath);
+  bench_note("compact: %.1f MB in %.2f s; raw LMDB's rows in key order "
+             "%.1f MB (its MDB_CP_COMPACT copy %.1f MB)",
+             ours_c / 1e6, t1 - t0, lmdb_r / 1e6, lmdb_c / 1e6);
+  bench_value("w1.file_after_compact.bytes_per_row",
+              ours_c / (double)(ours->nrows - deleted), "bytes/row");
+  bench_value("w1.file_after_compact.lmdb_bytes_per_row",
+              lmdb_r / (double)(ours->nrows - deleted), "bytes/row");
+  bench_ratio("w1.file_after_compact.ratio_vs_lmdb", ratio(ours_c, lmdb_r));
+  bench_unlink_db(lmdb_cpath);
+  bench_unlink_db(lmdb_rpath);
+}
+
 /* ---- the workload ---------------------------------------------------- */
 
 static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
@@ -360,6 +546,10 @@ void bench_w1(const bench_opts *o) {
                W1_DIGEST_CALLS, med, first, worst);
     bench_ms("digest.1m.ms", med);
   }
+
+  /* Half of the rows deleted, the tombstones collected, the files
+   * compacted: the files of the same write round. */
+  w1_gc_compact(&ours, &lmdb);
   bench_unlink_db(ours.path);
   bench_unlink_db(lmdb.path);
 

@@ -29,6 +29,7 @@
 #include "conflict.c"
 #include "renew.c"
 #include "gc.c"
+#include "compact.c"
 #include "cut.c"
 #include "merge.c"
 #include "apply.c"

@@ -42,8 +42,14 @@ SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
   return sync_tombstones(x, &out->tombstones);
 }
 
-/* Walk the log up to (hv, hs), calling fn on tombstones. */
+/* Walk the log from position *from (a log key: u64 BE version, u32 BE
+ * seq; NULL: its start) up to (hv, hs), counting tombstones; with
+ * collect, delete them, at most limit of them.  When the walk stops at
+ * the limit, *more is set and *from becomes the position of the last one
+ * deleted: every entry before it was live or is gone, so a later batch
+ * may start there (an entry whose row changes moves to the log's end). */
 static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
+                        uint64_t limit, unsigned char *from, int *more,
                         uint64_t *count, uint64_t *maxcl) {
   sync_env *env = x->env;
   sx_scur *c;
@@ -51,8 +57,13 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
   unsigned char key[SX_LOGKEY];
   int rc, op = SX_FIRST;
   *count = 0;
+  if (more) *more = 0;
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
   if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  if (from) {
+    memcpy(key, from, SX_LOGKEY);
+    op = SX_SET_RANGE;
+  }
   for (;;) {
     sx_slice rkey;
     unsigned tid;
@@ -74,6 +85,10 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     if (rc == SYNC_NOTFOUND) continue;
     if (rc) break;
     if (x->old.cl & 1) continue;
+    if (collect && *count == limit) {
+      if (more) *more = 1;
+      break;
+    }
     (*count)++;
     if (!collect) continue;
     if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
@@ -90,6 +105,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
         break;
       }
       x->log_added--;
+      if (from) memcpy(from, key, SX_LOGKEY);
       /* Our cursor sat on the deleted entry: find the next one. */
       k.p = key;
       k.n = SX_LOGKEY;
@@ -208,7 +224,7 @@ SYNC_PRIVATE int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out) {
 
 SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
   if (!x || !out) return SYNC_EINVAL;
-  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
+  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, 0, NULL, NULL, out, NULL);
 }
 
 typedef struct sx_least {
@@ -227,13 +243,17 @@ static int sx_gc_least(void *ctx, const uint8_t *site, const sx_peer *p) {
   return 0;
 }
 
-SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
+/* One batch of sync_gc: at most limit tombstones, from log position
+ * from (NULL: the start; see sx_tomb_walk), in x. */
+static int sx_gc_batch(sync_txn *x, uint64_t limit, unsigned char *from,
+                       int *more, uint64_t *collected) {
   sync_env *env;
   sx_least hz;
   uint64_t hv, n = 0, peers;
   uint32_t hs;
   int rc;
-  if (collected) *collected = 0;
+  *collected = 0;
+  *more = 0;
   if (!x) return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
@@ -256,23 +276,59 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
     uint64_t *maxcl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (nt ? nt : 1));
     if (!maxcl) return SYNC_ENOMEM;
     memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
-    rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
+    rc = sx_tomb_walk(x, hv, hs, 1, limit, from, more, &n, maxcl);
     if (!rc && n) {
       rc = sx_gccl_raise(x, maxcl);
       if (!rc) rc = sx_gcvv_raise(x, NULL);
       if (!rc) {
         /* The horizon, for telling peers that come back from behind it
          * that tombstones they needed are gone (SYNC_ESTALE). */
-        unsigned char hz[12];
-        sx_put_le64(hz, hv);
-        sx_put_le32(hz + 8, hs);
-        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, hz, 12, 0)))
+        unsigned char pos[12];
+        sx_put_le64(pos, hv);
+        sx_put_le32(pos + 8, hs);
+        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, pos, 12, 0)))
           x->failed = 1;
       }
     }
     sx_free(&env->al, maxcl);
   }
-  if (collected) *collected = n;
+  *collected = n;
   if (!rc) sx_stats_add(&env->stats, SX_ST_TOMBSTONES_COLLECTED, n);
+  return rc;
+}
+
+SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
+  uint64_t n = 0;
+  int more, rc = sx_gc_batch(x, SYNC_GC_BATCH, NULL, &more, &n);
+  if (collected) *collected = n;
+  return rc;
+}
+
+SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected) {
+  unsigned char from[SX_LOGKEY];
+  uint64_t total = 0;
+  int rc = 0, more = 1;
+  if (collected) *collected = 0;
+  if (!env || !env->st) return SYNC_EINVAL;
+  if (env->rdonly) return SYNC_EREADONLY;
+  memset(from, 0, sizeof from); /* below every log key: the start */
+  /* One transaction per batch: LMDB reuses the pages a transaction frees
+   * only in later ones, so a single large one would grow the file by
+   * about every page it touches.  Each batch starts where the last one
+   * stopped and takes the horizon afresh (a peer met meanwhile lowers
+   * it). */
+  while (more) {
+    sync_txn *x;
+    uint64_t n = 0;
+    if ((rc = sync_txn_begin(env, 0, &x))) break;
+    rc = sx_gc_batch(x, SYNC_GC_BATCH, from, &more, &n);
+    if (rc) {
+      sync_txn_abort(x);
+      break;
+    }
+    if ((rc = sync_txn_commit(x))) break;
+    total += n;
+  }
+  if (collected) *collected = total;
   return rc;
 }

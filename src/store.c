@@ -90,6 +90,8 @@ struct sx_store {
   sx_counter want_grow; /* a transaction ran out of map */
   sx_counter native;
   sx_counter active;
+  int xfd; /* the lock file, opened by sx_store_excl, or -1 */
+  unsigned maxdbs;
 #if SX_GROUP_COMMIT
   int group_ok; /* g's mutex and condition were made */
   sx_group g;
@@ -162,6 +164,11 @@ SYNC_PRIVATE int sx_store_active(const sx_store *st) {
 SYNC_PRIVATE void sx_store_close(sx_store *st) {
   if (!st) return;
   if (st->env) mdb_env_close(st->env);
+#ifndef _WIN32
+  /* Only now: closing it drops every lock of this process on the lock
+   * file, LMDB's shared one too. */
+  if (st->xfd >= 0) close(st->xfd);
+#endif
 #if SX_GROUP_COMMIT
   if (st->group_ok) {
     pthread_cond_destroy(&st->g.cv);
@@ -285,6 +292,8 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
   st->mapsize = o->mapsize;
   st->mapmax = o->mapmax;
   st->rdonly = o->rdonly;
+  st->xfd = -1;
+  st->maxdbs = o->maxdbs;
 #if SX_GROUP_COMMIT
   if (pthread_mutex_init(&st->g.mu, NULL)) {
     sx_free(al, st);
@@ -332,6 +341,330 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
 fail:
   sx_store_close(st);
   return rc;
+}
+
+SYNC_PRIVATE const char *sx_store_path(sx_store *st) {
+  const char *p = NULL;
+  if (mdb_env_get_path(st->env, &p)) return NULL;
+  return p;
+}
+
+/* Items appended per write transaction of a repack: few commits, each
+ * far from LMDB's limit of dirty pages. */
+#define SX_REPACK_TXN 65536
+
+/* Append every item of the source database sd, in order, to database dd
+ * of the new file, committing every SX_REPACK_TXN items (*wt is then a
+ * new transaction).  With ik, the item at key ik takes the value iv
+ * (inserted in its place when the source lacks it). */
+static int sx_repack_db(MDB_txn *rt, MDB_dbi sd, MDB_env *d, MDB_txn **wt,
+                        MDB_dbi dd, const MDB_val *ik, const MDB_val *iv,
+                        size_t *n) {
+  MDB_cursor *sc = NULL, *dc = NULL;
+  MDB_val k, v;
+  int rc, op = MDB_FIRST, ident = ik != NULL;
+  if ((rc = mdb_cursor_open(rt, sd, &sc))) return rc;
+  if ((rc = mdb_cursor_open(*wt, dd, &dc))) goto done;
+  while ((rc = mdb_cursor_get(sc, &k, &v, op)) == 0) {
+    op = MDB_NEXT;
+    if (ident) {
+      /* LMDB's default order, as sx_keycmp's. */
+      int c = sx_keycmp((const unsigned char *)ik->mv_data, ik->mv_size,
+                        (const unsigned char *)k.mv_data, k.mv_size);
+      if (c <= 0) {
+        MDB_val ck = *ik, cv = *iv;
+        ident = 0;
+        if ((rc = mdb_cursor_put(dc, &ck, &cv, MDB_APPEND))) goto done;
+        if (c == 0) continue;
+      }
+    }
+    if ((rc = mdb_cursor_put(dc, &k, &v, MDB_APPEND))) goto done;
+    if (++*n % SX_REPACK_TXN == 0) {
+      mdb_cursor_close(dc);
+      dc = NULL;
+      rc = mdb_txn_commit(*wt);
+      *wt = NULL;
+      if (rc || (rc = mdb_txn_begin(d, NULL, 0, wt)) ||
+          (rc = mdb_cursor_open(*wt, dd, &dc)))
+        goto done;
+    }
+  }
+  if (rc != MDB_NOTFOUND) goto done;
+  rc = 0;
+  if (ident) {
+    MDB_val ck = *ik, cv = *iv;
+    rc = mdb_cursor_put(dc, &ck, &cv, MDB_APPEND);
+  }
+done:
+  if (dc) mdb_cursor_close(dc);
+  mdb_cursor_close(sc);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
+                                  const char *ident_db, const void *ident_key,
+                                  size_t ident_kn, char *msg, size_t msgsz) {
+#ifndef _WIN32
+  MDB_env *d = NULL;
+  MDB_txn *wt = NULL;
+  MDB_cursor *names = NULL;
+  sx_stxn *rt = NULL;
+  MDB_envinfo info;
+  MDB_stat ms;
+  MDB_val k, v;
+  unsigned char idb[16];
+  size_t n = 0, map, src_txnid = 0;
+  MDB_dbi idd = 0;
+  int fd, rc, made = 0, op = MDB_FIRST, have_idd = 0;
+  /* A new file: never one that exists. */
+  fd = open(out, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    int err = errno;
+    snprintf(msg, msgsz, "%s: %s", out, strerror(err));
+    SX_STORE(st->native, err);
+    return err == EEXIST ? SYNC_EEXIST : sx_map_err(st, err);
+  }
+  made = 1;
+  close(fd);
+  if ((rc = mdb_env_info(st->env, &info)) || (rc = mdb_env_stat(st->env, &ms)))
+    goto fail;
+  /* Room for what the source holds, and for the pages that the commits
+   * between batches leave behind. */
+  map = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
+  if (map + map / 4 + ((size_t)1 << 20) > map)
+    map += map / 4 + ((size_t)1 << 20);
+  if (map < info.me_mapsize) map = info.me_mapsize;
+  if ((rc = mdb_env_create(&d))) {
+    d = NULL;
+    goto fail;
+  }
+  /* Nobody else knows the file yet: no lock file, and one sync at the
+   * end instead of one per commit. */
+  if ((rc = mdb_env_set_maxdbs(d, st->maxdbs)) ||
+      (rc = mdb_env_set_mapsize(d, map)) ||
+      (rc = mdb_env_open(d, out, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC, 0644)))
+    goto fail;
+  if (ident_db) {
+    mdb_filehandle_t dfd;
+    struct stat sb;
+    if ((rc = mdb_env_get_fd(d, &dfd))) goto fail;
+    if (fstat(dfd, &sb) != 0) {
+      rc = errno;
+      goto fail;
+    }
+    sx_put_le64(idb, (uint64_t)sb.st_dev);
+    sx_put_le64(idb + 8, (uint64_t)sb.st_ino);
+  }
+  if ((rc = sx_txn_begin(st, 1, &rt))) {
+    mdb_env_close(d);
+    unlink(out);
+    snprintf(msg, msgsz, "%s: cannot begin reading the source: %s", out,
+             sync_strerror(rc));
+    return rc;
+  }
+  src_txnid = mdb_txn_id((MDB_txn *)rt);
+  if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
+      (rc = mdb_cursor_open((MDB_txn *)rt, 1 /* the main database */, &names)))
+    goto fail;
+  /* The main database names the others: copy each, in name order. */
+  while ((rc = mdb_cursor_get(names, &k, &v, op)) == 0) {
+    char name[256];
+    MDB_dbi sd, dd;
+    unsigned fl = 0;
+    op = MDB_NEXT;
+    if (k.mv_size >= sizeof name || memchr(k.mv_data, 0, k.mv_size)) {
+      rc = MDB_INCOMPATIBLE; /* not a name of ours */
+      break;
+    }
+    memcpy(name, k.mv_data, k.mv_size);
+    name[k.mv_size] = 0;
+    if ((rc = mdb_dbi_open((MDB_txn *)rt, name, 0, &sd)) ||
+        (rc = mdb_dbi_flags((MDB_txn *)rt, sd, &fl)))
+      break;
+    if (fl & ~(unsigned)MDB_REVERSEKEY) {
+      rc = MDB_INCOMPATIBLE; /* no store of ours has other flags */
+      break;
+    }
+    if ((rc = mdb_dbi_open(wt, name, MDB_CREATE | fl, &dd))) break;
+    if (ident_db && !strcmp(name, ident_db)) {
+      MDB_val ik, iv;
+      ik.mv_data = (void *)ident_key;
+      ik.mv_size = ident_kn;
+      iv.mv_data = idb;
+      iv.mv_size = sizeof idb;
+      idd = dd;
+      have_idd = 1;
+      rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, &ik, &iv, &n);
+    } else {
+      rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, NULL, NULL, &n);
+    }
+    if (rc) break;
+  }
+  if (rc != MDB_NOTFOUND) goto fail;
+  mdb_cursor_close(names);
+  names = NULL;
+  sx_txn_abort(st, rt);
+  rt = NULL;
+  rc = mdb_txn_commit(wt);
+  wt = NULL;
+  if (rc) goto fail;
+  if (ident_db) {
+    /* The copy takes the source's place, and a process that waited to
+     * open the file may find LMDB's lock file as the source left it,
+     * naming the source's last transaction: it picks the meta page by
+     * that number's parity.  So the copy's last transaction gets the
+     * same parity, and that page is the copy's newest.  (A commit that
+     * rewrites the ident dirties a page, so it takes a number.) */
+    MDB_envinfo di;
+    int i;
+    if (!have_idd) {
+      rc = MDB_INCOMPATIBLE;
+      goto fail;
+    }
+    for (i = 0; i < 2; i++) {
+      MDB_val ik, iv;
+      if ((rc = mdb_env_info(d, &di))) goto fail;
+      if ((di.me_last_txnid & 1) == (src_txnid & 1)) break;
+      ik.mv_data = (void *)ident_key;
+      ik.mv_size = ident_kn;
+      iv.mv_data = idb;
+      iv.mv_size = sizeof idb;
+      if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
+          (rc = mdb_del(wt, idd, &ik, NULL)) ||
+          (rc = mdb_put(wt, idd, &ik, &iv, 0)))
+        goto fail;
+      rc = mdb_txn_commit(wt);
+      wt = NULL;
+      if (rc) goto fail;
+    }
+    if ((di.me_last_txnid & 1) != (src_txnid & 1)) {
+      rc = EIO; /* LMDB numbered the commits otherwise than it does */
+      goto fail;
+    }
+  }
+  if ((rc = mdb_env_sync(d, 1))) goto fail;
+  mdb_env_close(d);
+  return 0;
+fail:
+  if (names) mdb_cursor_close(names);
+  if (rt) sx_txn_abort(st, rt);
+  if (wt) mdb_txn_abort(wt);
+  if (d) mdb_env_close(d);
+  if (made) unlink(out);
+  snprintf(msg, msgsz, "%s: compacting failed: %s", out, mdb_strerror(rc));
+  return sx_map_err(st, rc);
+#else
+  (void)st;
+  (void)out;
+  (void)ident_db;
+  (void)ident_key;
+  (void)ident_kn;
+  snprintf(msg, msgsz, "compacting is not built for this platform");
+  return SYNC_ENOTSUP;
+#endif
+}
+
+/* In place.  Putting a compacted copy in the place of the file while
+ * this process has it open, with LMDB's lock file kept (other processes
+ * share it, and may be waiting on it):
+ *  1. sx_store_excl: the exclusive lock on the lock file's first byte.
+ *     No other process has the file open; one that opens it now waits
+ *     in its open (LMDB takes the shared lock there first, before the
+ *     data file: read-only opens excepted, which open the data file
+ *     first and so may read the old file until they reopen).
+ *  2. The copy (sx_store_compact with ident_db), then its rename over
+ *     the file, with the writer lock held throughout.
+ *  3. sx_store_excl_end: back to shared.  The waiters go on, open the
+ *     new file and find the lock file as this process's env left it:
+ *     its mutexes whole, and the number of the old file's last
+ *     transaction, whose parity picks their meta page; the copy's last
+ *     transaction has the same parity, so that page is its newest.
+ *  4. Close the old store: with a waiter holding the shared lock, LMDB
+ *     leaves the mutexes alone; without one it destroys them, and the
+ *     next open (ours, or another process's) makes them afresh.
+ * What must not happen is a waiter going on after the lock file was
+ * left with destroyed mutexes, which 3 before 4 rules out. */
+SYNC_PRIVATE int sx_store_excl(sx_store *st) {
+#ifndef _WIN32
+  char path[4096];
+  const char *p = sx_store_path(st);
+  struct flock fl;
+  int rc;
+  if (!p || snprintf(path, sizeof path, "%s-lock", p) >= (int)sizeof path)
+    return SYNC_EINVAL;
+  if (st->xfd < 0 && (st->xfd = open(path, O_RDWR)) < 0)
+    return sx_map_err(st, errno);
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  while ((rc = fcntl(st->xfd, F_SETLK, &fl)) != 0 && errno == EINTR) {
+  }
+  if (rc != 0) {
+    int err = errno;
+    SX_STORE(st->native, err);
+    return err == EAGAIN || err == EACCES ? SYNC_EBUSY : sx_map_err(st, err);
+  }
+  return 0;
+#else
+  (void)st;
+  return SYNC_ENOTSUP;
+#endif
+}
+
+SYNC_PRIVATE void sx_store_excl_end(sx_store *st) {
+#ifndef _WIN32
+  struct flock fl;
+  if (st->xfd < 0) return;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  while (fcntl(st->xfd, F_SETLK, &fl) != 0 && errno == EINTR) {
+  }
+#else
+  (void)st;
+#endif
+}
+
+SYNC_PRIVATE int sx_file_replace(const char *tmp, const char *path) {
+#ifndef _WIN32
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  int fd;
+  if (rename(tmp, path) != 0) return sx_map_err(NULL, errno);
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == path)
+    snprintf(dir, sizeof dir, "/");
+  else if ((size_t)(slash - path) < sizeof dir)
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  else
+    return 0;
+  /* Some file systems refuse to sync a directory: the rename stands. */
+  if ((fd = open(dir, O_RDONLY)) >= 0) {
+    (void)fsync(fd);
+    close(fd);
+  }
+  return 0;
+#else
+  (void)tmp;
+  (void)path;
+  return SYNC_ENOTSUP;
+#endif
+}
+
+SYNC_PRIVATE void sx_file_remove(const char *path) {
+#ifndef _WIN32
+  char lock[4096];
+  unlink(path);
+  if (snprintf(lock, sizeof lock, "%s-lock", path) < (int)sizeof lock)
+    unlink(lock);
+#else
+  (void)path;
+#endif
 }
 
 SYNC_PRIVATE int sx_store_sync(sx_store *st) {

@@ -7,7 +7,7 @@
 #ifndef SX_STORE_H
 #define SX_STORE_H
 
-#include "internal.h"
+#include "util.h"
 
 typedef struct sx_store sx_store;
 typedef struct sx_stxn sx_stxn; /* an LMDB transaction */
@@ -38,6 +38,43 @@ SYNC_PRIVATE int sx_store_native(const sx_store *st);
  * none): a copy of the file, or one restored from a backup as a new
  * file, has others. */
 SYNC_PRIVATE int sx_store_ident(sx_store *st, uint64_t *dev, uint64_t *ino);
+/* The path the store was opened at; owned by st, valid until it closes. */
+SYNC_PRIVATE const char *sx_store_path(sx_store *st);
+/* Write a compacted copy of the store's last committed state to the new
+ * file out (SYNC_EEXIST if it exists), from one read transaction, synced
+ * to disk before it returns.  Every named database is rewritten in key
+ * order by appending, so that its pages are full and free pages are left
+ * out.  (LMDB's own compacting copy, MDB_CP_COMPACT, leaves out the free
+ * pages but copies the others as they are: after deleting half of the
+ * rows at random the copy was 93% of the file.)  ident_db: the copy is to
+ * take the source's place (store.c, "In place"): the item at ident_key
+ * of that database holds the new file's device and inode (u64 LE each),
+ * and its last transaction number has the parity of the source's.  On
+ * failure out is removed.  Errors:
+ * SYNC_EEXIST, SYNC_ENOSPC, SYNC_EMAPFULL, SYNC_EACCES, SYNC_EIO,
+ * SYNC_ENOTDB (a database this layer did not make), SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
+                                  const char *ident_db, const void *ident_key,
+                                  size_t ident_kn, char *msg, size_t msgsz);
+/* Make sure no other process has the file open, and keep it so: an
+ * exclusive lock on the lock file's first byte, where every process with
+ * the environment open holds a shared one (LMDB's own protocol: a process
+ * opening it meanwhile waits in its open until the lock goes back to
+ * shared).  POSIX drops a process's locks on a file when any descriptor
+ * of it closes, so the descriptor taken here stays open, held by st,
+ * until LMDB has closed its own.  SYNC_EBUSY when another process has
+ * the file open; SYNC_ENOTSUP where there are no such locks.  Other envs
+ * of this process cannot be seen (LMDB forbids opening one file twice in
+ * a process).  See store.c, "In place", for what this allows. */
+SYNC_PRIVATE int sx_store_excl(sx_store *st);
+/* Back to the shared lock LMDB holds: processes waiting in their open go
+ * on. */
+SYNC_PRIVATE void sx_store_excl_end(sx_store *st);
+/* Put file tmp in the place of path (rename, then sync the directory so
+ * that the new name survives a power cut). */
+SYNC_PRIVATE int sx_file_replace(const char *tmp, const char *path);
+/* Remove a file and its lock file, if they exist. */
+SYNC_PRIVATE void sx_file_remove(const char *path);
 /* Transactions of this store still open (schema changes need none). */
 SYNC_PRIVATE int sx_store_active(const sx_store *st);
 

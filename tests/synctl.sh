@@ -1,7 +1,7 @@
 #!/bin/sh
 # synctl.sh - synctl driven the way a person would: create, write, read,
 # dump and load, sync two files, sync over loopback with `synctl serve`,
-# conflicts listed and resolved, refused writes listed and cleared, gc, verify on a healthy and on a damaged
+# conflicts listed and resolved, refused writes listed and cleared, gc, compact, verify on a healthy and on a damaged
 # copy, metrics over HTTP, usage errors and exit codes; then the README
 # walkthrough, extracted from README.md and run as written.  One line per
 # check; the last line counts them.  Run from the build directory (make
@@ -41,12 +41,12 @@ for i in range(1, $nj + 1):
     if [ "$res" = ok ]; then ok "$name"; elif [ "$res" = bad ]; then echo "$why" | cut -c1-600 > out; bad "$name"; fi
   done < jflush.out
 }
-ALL="init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats pg-bridge"
+ALL="init schema add-column put get del dump load log vv peers conflicts rejected gc compact digest verify serve sync repair diff stats pg-bridge"
 
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
 all_help=0
-for c in init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats pg-bridge; do
+for c in init schema add-column put get del dump load log vv peers conflicts rejected gc compact digest verify serve sync repair diff stats pg-bridge; do
   "$S" $c --help > h.out 2>&1 && grep -q "^SYNOPSIS" h.out && grep -q "^EXIT STATUS" h.out || all_help=1
   "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
 done
@@ -54,7 +54,7 @@ if [ $all_help = 0 ]; then ok "every command has --help and the same help page";
 check "docs/SYNCTL.md holds every help page as printed" python3 -c "
 import subprocess
 doc = open('$TOP/docs/SYNCTL.md').read()
-for c in 'init schema add-column put get del dump load log vv peers conflicts rejected gc digest verify serve sync repair diff stats pg-bridge help'.split():
+for c in 'init schema add-column put get del dump load log vv peers conflicts rejected gc compact digest verify serve sync repair diff stats pg-bridge help'.split():
     page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
     assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
 "
@@ -371,6 +371,23 @@ check "resolve-all" sh -c "$S conflicts a.db resolve-all > out && grep -q 'marke
 # --- gc ---------------------------------------------------------------
 check "a delete replicates and gc collects it" sh -c "$S del a.db notes k2 && $S sync c.db a.db > /dev/null && $S sync c.db a.db > /dev/null && $S gc c.db > out && grep -q 'collected [1-9][0-9]* tombstones*; 0 kept' out && ! $S get c.db notes k2 >/dev/null 2>&1"
 
+# --- compact ----------------------------------------------------------
+check "compact in place keeps the site id and the rows, and sync goes on" sh -c "$S digest c.db > d1 && $S vv c.db | grep 'this replica' | cut -c1-32 > s1 && $S compact c.db > out && grep -q '^c.db: [0-9]* bytes; compacted in place: [0-9]* bytes\$' out && $S digest c.db > d2 && $S vv c.db | grep 'this replica' | cut -c1-32 > s2 && cmp -s d1 d2 && cmp -s s1 s2 && [ -s s1 ] && [ ! -e c.db.compact ] && $S sync c.db a.db > /dev/null"
+check "a compacted copy holds the rows and opens as a copy (a new site id)" sh -c "$S compact c.db cc.db > out && grep -q 'compacted into cc.db' out && $S digest c.db > d1 && $S digest cc.db > d2 && cmp -s d1 d2 && $S put cc.db notes kc title=x && [ \"\$($S vv cc.db | grep 'this replica' | cut -c1-32)\" != \"\$($S vv c.db | grep 'this replica' | cut -c1-32)\" ]"
+status "compact to an existing file fails (1)" 1 "$S" compact c.db cc.db
+has "already exists" && ok "and says it exists" || bad "compact onto an existing file: message"
+jcheck "compact --json: the file, the copy and the sizes" "$S compact c.db cj.db --json" "
+assert d['file'] == 'c.db' and d['out'] == 'cj.db' and 0 < d['bytes_after'] and d['bytes_before'] > 0, d
+assert txt.startswith('c.db: ') and 'compacted into cj2.db' in txt, txt" "$S compact c.db cj2.db"
+jcheck "compact --json in place: out is null" "$S compact c.db --json" "
+assert d['file'] == 'c.db' and d['out'] is None and d['bytes_after'] > 0, d"
+"$S" init cbig.db --table t:text b:blob > /dev/null
+for k in k1 k2 k3; do "$S" put cbig.db t $k b=$BIG; done
+"$S" digest cbig.db > cbigd1
+status "a compacted copy past the file size limit fails (1)" 1 sh -c "trap '' XFSZ; ulimit -f 100; exec $S compact cbig.db cbigc.db"
+has "cbigc.db: compacting failed" && [ ! -e cbigc.db ] && "$S" digest cbig.db | cmp -s - cbigd1 \
+  && ok "and says so, leaves no copy and the file as it was" || bad "compact on a full disk"
+
 # --- serve and sync over loopback -------------------------------------
 cat > creds <<CREDS
 # token   rights
@@ -384,6 +401,9 @@ i=0
 while { [ ! -s port ] || [ ! -s mport ]; } && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
 A=127.0.0.1:$(cat port)
 M=127.0.0.1:$(cat mport)
+status "compact in place while served fails (1)" 1 "$S" compact a.db
+has "another process has it open" && ok "and says another process has it open" || bad "compact of a served file: message"
+check "compact of a served file to another file works" sh -c "$S compact a.db served-copy.db > out && [ \"\$($S digest a.db)\" = \"\$($S digest served-copy.db)\" ]"
 check "init e.db" "$S" init e.db --schema schema.txt
 check "sync over TCP" sh -c "$S sync e.db $A --token good > out && grep -q \"^synced with $A\" out"
 check "the server's file and the client have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest e.db)\" ]"

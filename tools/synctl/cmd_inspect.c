@@ -234,7 +234,10 @@ const ctl_help ctl_help_gc = {
     "synctl gc DB [--json]", "collect tombstones every peer has acknowledged",
     "Deletes the tombstones that every known peer has acknowledged and\n"
     "prints how many went and how many are still kept ({collected, kept}\n"
-    "with --json).  A replica that knows no peer keeps them all.\n"};
+    "with --json).  A replica that knows no peer keeps them all.  They go\n"
+    "in batches, a transaction each (sync_env_gc), so that the file does\n"
+    "not grow; it does not shrink either: 'synctl compact' gives the\n"
+    "space back to the file system.\n"};
 
 int ctl_cmd_gc(int argc, char **argv) {
   sync_env *env;
@@ -245,22 +248,81 @@ int ctl_cmd_gc(int argc, char **argv) {
   if (ctl_args(argc, argv, &db, 1) != 1) return ctl_usage("give DB");
   argv = &db;
   if (ctl_open_db(argv[0], 0, &env)) return EX_FAIL;
-  if ((rc = sync_txn_begin(env, 0, &x))) {
-    ctl_lib_fail(env, argv[0], rc, "cannot begin");
-  } else if ((rc = sync_gc(x, &n)) || (rc = sync_tombstones(x, &left))) {
+  if ((rc = sync_env_gc(env, &n))) {
     ctl_lib_fail(env, argv[0], rc, "gc failed");
+    if (n)
+      ctl_say("%llu tombstone%s collected before the failure",
+              (unsigned long long)n, n == 1 ? " was" : "s were");
+  } else if (ctl_begin_ro(env, argv[0], &x)) {
+  } else if ((rc = sync_tombstones(x, &left))) {
+    ctl_lib_fail(env, argv[0], rc, "cannot count the tombstones");
     sync_txn_abort(x);
-  } else if ((rc = sync_txn_commit(x))) {
-    ctl_lib_fail(env, argv[0], rc, "commit failed");
-  } else if (json) {
-    ret = ctl_json_print(json_pack("{sIsI}", "collected", (json_int_t)n, "kept",
-                                   (json_int_t)left));
   } else {
-    printf("collected %llu tombstone%s; %llu kept\n", (unsigned long long)n,
-           n == 1 ? "" : "s", (unsigned long long)left);
-    ret = EX_OK;
+    sync_txn_abort(x);
+    if (json) {
+      ret = ctl_json_print(json_pack("{sIsI}", "collected", (json_int_t)n,
+                                     "kept", (json_int_t)left));
+    } else {
+      printf("collected %llu tombstone%s; %llu kept\n", (unsigned long long)n,
+             n == 1 ? "" : "s", (unsigned long long)left);
+      ret = EX_OK;
+    }
   }
   sync_env_close(env);
+  return ret;
+}
+
+const ctl_help ctl_help_compact = {
+    "synctl compact DB [OUT] [--json]",
+    "repack the file, giving free pages back",
+    "LMDB reuses the pages that deletes and 'synctl gc' free, but never\n"
+    "shrinks the file.  compact rewrites it without its free pages\n"
+    "(sync_env_compact; LMDB's compacting copy), like SQLite's VACUUM.\n"
+    "It reads the whole file and needs room for a second copy.\n"
+    "\n"
+    "Without OUT it compacts DB in place: the compacted copy is written\n"
+    "beside it (DB.compact) and renamed over it.  The replica stays\n"
+    "itself: same site id, rows and log, so its peers continue where\n"
+    "they were.  No other process may have DB open meanwhile (a server\n"
+    "serving it, say): compact then fails, and says so, without touching\n"
+    "it; processes that open DB while it runs wait for it.\n"
+    "\n"
+    "With OUT it writes a compacted copy to the new file OUT, and DB may\n"
+    "be in use.  OUT is a copy: opened for writing, it takes a new site\n"
+    "id, as any copied file does.  Use it for backups.\n"
+    "\n"
+    "Prints the sizes before and after ({file, out, bytes_before,\n"
+    "bytes_after} with --json; out is null in place).\n"};
+
+int ctl_cmd_compact(int argc, char **argv) {
+  sync_env *env;
+  struct stat sb;
+  long long before = -1, after = -1;
+  int rc, ret = EX_FAIL, json = ctl_has(argc, argv, "--json"), n;
+  char *pos[2];
+  if ((n = ctl_args(argc, argv, pos, 2)) != 1 && n != 2)
+    return ctl_usage("give DB [OUT]");
+  if (stat(pos[0], &sb) == 0) before = (long long)sb.st_size;
+  /* In place needs a writable env; a copy reads. */
+  if (ctl_open_db(pos[0], n == 2, &env)) return EX_FAIL;
+  rc = sync_env_compact(env, n == 2 ? pos[1] : NULL);
+  if (rc == SYNC_EBUSY && n == 1)
+    ctl_lib_fail(env, pos[0], rc, "cannot compact it in place");
+  else if (rc)
+    ctl_lib_fail(env, pos[0], rc, "compact failed");
+  sync_env_close(env);
+  if (rc) return EX_FAIL;
+  if (stat(n == 2 ? pos[1] : pos[0], &sb) == 0) after = (long long)sb.st_size;
+  if (json) {
+    ret = ctl_json_print(
+        json_pack("{sososIsI}", "file", ctl_json_str(pos[0]), "out",
+                  n == 2 ? ctl_json_str(pos[1]) : json_null(), "bytes_before",
+                  (json_int_t)before, "bytes_after", (json_int_t)after));
+  } else {
+    printf("%s: %lld bytes; compacted%s%s: %lld bytes\n", pos[0], before,
+           n == 2 ? " into " : " in place", n == 2 ? pos[1] : "", after);
+    ret = EX_OK;
+  }
   return ret;
 }
 

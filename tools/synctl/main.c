@@ -1,10 +1,10 @@
 /*
  * synctl - operate sync databases from the shell: create and inspect
  * them, read and write rows, dump and load JSON lines, look at the change
- * log, version vector, peers and conflicts, collect tombstones, verify a
- * file, serve it to devices over TCP (with Prometheus metrics over HTTP)
- * and sync it with another file or a server.  docs/SYNCTL.md is the
- * manual; `synctl help COMMAND` prints each page.
+ * log, version vector, peers and conflicts, collect tombstones, compact
+ * the file, verify a file, serve it to devices over TCP (with Prometheus
+ * metrics over HTTP) and sync it with another file or a server.
+ * docs/SYNCTL.md is the manual; `synctl help COMMAND` prints each page.
  *
  * Exit status: 0 success, 1 failure (including a damaged database found
  * by verify and a failed sync), 2 usage error, 3 no such row or conflict.
@@ -49,6 +49,7 @@ static const command COMMANDS[] = {
     {"conflicts", ctl_cmd_conflicts, &ctl_help_conflicts, "all,json"},
     {"rejected", ctl_cmd_rejected, &ctl_help_rejected, "json"},
     {"gc", ctl_cmd_gc, &ctl_help_gc, "json"},
+    {"compact", ctl_cmd_compact, &ctl_help_compact, "json"},
     {"digest", ctl_cmd_digest, &ctl_help_digest, "json"},
     {"verify", ctl_cmd_verify, &ctl_help_verify, "json"},
     {"serve", ctl_cmd_serve, &ctl_help_serve,

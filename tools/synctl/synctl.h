@@ -65,6 +65,7 @@ CTL_COMMAND(log);
 CTL_COMMAND(vv);
 CTL_COMMAND(peers);
 CTL_COMMAND(gc);
+CTL_COMMAND(compact);
 CTL_COMMAND(digest);
 CTL_COMMAND(verify);
 CTL_COMMAND(stats);
