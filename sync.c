@@ -1972,6 +1972,43 @@ SYNC_PRIVATE int sx_store_native(const sx_store *st);
  * none): a copy of the file, or one restored from a backup as a new
  * file, has others. */
 SYNC_PRIVATE int sx_store_ident(sx_store *st, uint64_t *dev, uint64_t *ino);
+/* The path the store was opened at; owned by st, valid until it closes. */
+SYNC_PRIVATE const char *sx_store_path(sx_store *st);
+/* Write a compacted copy of the store's last committed state to the new
+ * file out (SYNC_EEXIST if it exists), from one read transaction, synced
+ * to disk before it returns.  Every named database is rewritten in key
+ * order by appending, so that its pages are full and free pages are left
+ * out.  (LMDB's own compacting copy, MDB_CP_COMPACT, leaves out the free
+ * pages but copies the others as they are: after deleting half of the
+ * rows at random the copy was 93% of the file.)  ident_db: the copy is to
+ * take the source's place (store.c, "In place"): the item at ident_key
+ * of that database holds the new file's device and inode (u64 LE each),
+ * and its last transaction number has the parity of the source's.  On
+ * failure out is removed.  Errors:
+ * SYNC_EEXIST, SYNC_ENOSPC, SYNC_EMAPFULL, SYNC_EACCES, SYNC_EIO,
+ * SYNC_ENOTDB (a database this layer did not make), SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
+                                  const char *ident_db, const void *ident_key,
+                                  size_t ident_kn, char *msg, size_t msgsz);
+/* Make sure no other process has the file open, and keep it so: an
+ * exclusive lock on the lock file's first byte, where every process with
+ * the environment open holds a shared one (LMDB's own protocol: a process
+ * opening it meanwhile waits in its open until the lock goes back to
+ * shared).  POSIX drops a process's locks on a file when any descriptor
+ * of it closes, so the descriptor taken here stays open, held by st,
+ * until LMDB has closed its own.  SYNC_EBUSY when another process has
+ * the file open; SYNC_ENOTSUP where there are no such locks.  Other envs
+ * of this process cannot be seen (LMDB forbids opening one file twice in
+ * a process).  See store.c, "In place", for what this allows. */
+SYNC_PRIVATE int sx_store_excl(sx_store *st);
+/* Back to the shared lock LMDB holds: processes waiting in their open go
+ * on. */
+SYNC_PRIVATE void sx_store_excl_end(sx_store *st);
+/* Put file tmp in the place of path (rename, then sync the directory so
+ * that the new name survives a power cut). */
+SYNC_PRIVATE int sx_file_replace(const char *tmp, const char *path);
+/* Remove a file and its lock file, if they exist. */
+SYNC_PRIVATE void sx_file_remove(const char *path);
 /* Transactions of this store still open (schema changes need none). */
 SYNC_PRIVATE int sx_store_active(const sx_store *st);
 
@@ -2119,6 +2156,8 @@ struct sx_store {
   sx_counter want_grow; /* a transaction ran out of map */
   sx_counter native;
   sx_counter active;
+  int xfd; /* the lock file, opened by sx_store_excl, or -1 */
+  unsigned maxdbs;
 #if SX_GROUP_COMMIT
   int group_ok; /* g's mutex and condition were made */
   sx_group g;
@@ -2191,6 +2230,11 @@ SYNC_PRIVATE int sx_store_active(const sx_store *st) {
 SYNC_PRIVATE void sx_store_close(sx_store *st) {
   if (!st) return;
   if (st->env) mdb_env_close(st->env);
+#ifndef _WIN32
+  /* Only now: closing it drops every lock of this process on the lock
+   * file, LMDB's shared one too. */
+  if (st->xfd >= 0) close(st->xfd);
+#endif
 #if SX_GROUP_COMMIT
   if (st->group_ok) {
     pthread_cond_destroy(&st->g.cv);
@@ -2314,6 +2358,8 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
   st->mapsize = o->mapsize;
   st->mapmax = o->mapmax;
   st->rdonly = o->rdonly;
+  st->xfd = -1;
+  st->maxdbs = o->maxdbs;
 #if SX_GROUP_COMMIT
   if (pthread_mutex_init(&st->g.mu, NULL)) {
     sx_free(al, st);
@@ -2361,6 +2407,330 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
 fail:
   sx_store_close(st);
   return rc;
+}
+
+SYNC_PRIVATE const char *sx_store_path(sx_store *st) {
+  const char *p = NULL;
+  if (mdb_env_get_path(st->env, &p)) return NULL;
+  return p;
+}
+
+/* Items appended per write transaction of a repack: few commits, each
+ * far from LMDB's limit of dirty pages. */
+#define SX_REPACK_TXN 65536
+
+/* Append every item of the source database sd, in order, to database dd
+ * of the new file, committing every SX_REPACK_TXN items (*wt is then a
+ * new transaction).  With ik, the item at key ik takes the value iv
+ * (inserted in its place when the source lacks it). */
+static int sx_repack_db(MDB_txn *rt, MDB_dbi sd, MDB_env *d, MDB_txn **wt,
+                        MDB_dbi dd, const MDB_val *ik, const MDB_val *iv,
+                        size_t *n) {
+  MDB_cursor *sc = NULL, *dc = NULL;
+  MDB_val k, v;
+  int rc, op = MDB_FIRST, ident = ik != NULL;
+  if ((rc = mdb_cursor_open(rt, sd, &sc))) return rc;
+  if ((rc = mdb_cursor_open(*wt, dd, &dc))) goto done;
+  while ((rc = mdb_cursor_get(sc, &k, &v, op)) == 0) {
+    op = MDB_NEXT;
+    if (ident) {
+      /* LMDB's default order, as sx_keycmp's. */
+      int c = sx_keycmp((const unsigned char *)ik->mv_data, ik->mv_size,
+                        (const unsigned char *)k.mv_data, k.mv_size);
+      if (c <= 0) {
+        MDB_val ck = *ik, cv = *iv;
+        ident = 0;
+        if ((rc = mdb_cursor_put(dc, &ck, &cv, MDB_APPEND))) goto done;
+        if (c == 0) continue;
+      }
+    }
+    if ((rc = mdb_cursor_put(dc, &k, &v, MDB_APPEND))) goto done;
+    if (++*n % SX_REPACK_TXN == 0) {
+      mdb_cursor_close(dc);
+      dc = NULL;
+      rc = mdb_txn_commit(*wt);
+      *wt = NULL;
+      if (rc || (rc = mdb_txn_begin(d, NULL, 0, wt)) ||
+          (rc = mdb_cursor_open(*wt, dd, &dc)))
+        goto done;
+    }
+  }
+  if (rc != MDB_NOTFOUND) goto done;
+  rc = 0;
+  if (ident) {
+    MDB_val ck = *ik, cv = *iv;
+    rc = mdb_cursor_put(dc, &ck, &cv, MDB_APPEND);
+  }
+done:
+  if (dc) mdb_cursor_close(dc);
+  mdb_cursor_close(sc);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
+                                  const char *ident_db, const void *ident_key,
+                                  size_t ident_kn, char *msg, size_t msgsz) {
+#ifndef _WIN32
+  MDB_env *d = NULL;
+  MDB_txn *wt = NULL;
+  MDB_cursor *names = NULL;
+  sx_stxn *rt = NULL;
+  MDB_envinfo info;
+  MDB_stat ms;
+  MDB_val k, v;
+  unsigned char idb[16];
+  size_t n = 0, map, src_txnid = 0;
+  MDB_dbi idd = 0;
+  int fd, rc, made = 0, op = MDB_FIRST, have_idd = 0;
+  /* A new file: never one that exists. */
+  fd = open(out, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    int err = errno;
+    snprintf(msg, msgsz, "%s: %s", out, strerror(err));
+    SX_STORE(st->native, err);
+    return err == EEXIST ? SYNC_EEXIST : sx_map_err(st, err);
+  }
+  made = 1;
+  close(fd);
+  if ((rc = mdb_env_info(st->env, &info)) || (rc = mdb_env_stat(st->env, &ms)))
+    goto fail;
+  /* Room for what the source holds, and for the pages that the commits
+   * between batches leave behind. */
+  map = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
+  if (map + map / 4 + ((size_t)1 << 20) > map)
+    map += map / 4 + ((size_t)1 << 20);
+  if (map < info.me_mapsize) map = info.me_mapsize;
+  if ((rc = mdb_env_create(&d))) {
+    d = NULL;
+    goto fail;
+  }
+  /* Nobody else knows the file yet: no lock file, and one sync at the
+   * end instead of one per commit. */
+  if ((rc = mdb_env_set_maxdbs(d, st->maxdbs)) ||
+      (rc = mdb_env_set_mapsize(d, map)) ||
+      (rc = mdb_env_open(d, out, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC, 0644)))
+    goto fail;
+  if (ident_db) {
+    mdb_filehandle_t dfd;
+    struct stat sb;
+    if ((rc = mdb_env_get_fd(d, &dfd))) goto fail;
+    if (fstat(dfd, &sb) != 0) {
+      rc = errno;
+      goto fail;
+    }
+    sx_put_le64(idb, (uint64_t)sb.st_dev);
+    sx_put_le64(idb + 8, (uint64_t)sb.st_ino);
+  }
+  if ((rc = sx_txn_begin(st, 1, &rt))) {
+    mdb_env_close(d);
+    unlink(out);
+    snprintf(msg, msgsz, "%s: cannot begin reading the source: %s", out,
+             sync_strerror(rc));
+    return rc;
+  }
+  src_txnid = mdb_txn_id((MDB_txn *)rt);
+  if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
+      (rc = mdb_cursor_open((MDB_txn *)rt, 1 /* the main database */, &names)))
+    goto fail;
+  /* The main database names the others: copy each, in name order. */
+  while ((rc = mdb_cursor_get(names, &k, &v, op)) == 0) {
+    char name[256];
+    MDB_dbi sd, dd;
+    unsigned fl = 0;
+    op = MDB_NEXT;
+    if (k.mv_size >= sizeof name || memchr(k.mv_data, 0, k.mv_size)) {
+      rc = MDB_INCOMPATIBLE; /* not a name of ours */
+      break;
+    }
+    memcpy(name, k.mv_data, k.mv_size);
+    name[k.mv_size] = 0;
+    if ((rc = mdb_dbi_open((MDB_txn *)rt, name, 0, &sd)) ||
+        (rc = mdb_dbi_flags((MDB_txn *)rt, sd, &fl)))
+      break;
+    if (fl & ~(unsigned)MDB_REVERSEKEY) {
+      rc = MDB_INCOMPATIBLE; /* no store of ours has other flags */
+      break;
+    }
+    if ((rc = mdb_dbi_open(wt, name, MDB_CREATE | fl, &dd))) break;
+    if (ident_db && !strcmp(name, ident_db)) {
+      MDB_val ik, iv;
+      ik.mv_data = (void *)ident_key;
+      ik.mv_size = ident_kn;
+      iv.mv_data = idb;
+      iv.mv_size = sizeof idb;
+      idd = dd;
+      have_idd = 1;
+      rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, &ik, &iv, &n);
+    } else {
+      rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, NULL, NULL, &n);
+    }
+    if (rc) break;
+  }
+  if (rc != MDB_NOTFOUND) goto fail;
+  mdb_cursor_close(names);
+  names = NULL;
+  sx_txn_abort(st, rt);
+  rt = NULL;
+  rc = mdb_txn_commit(wt);
+  wt = NULL;
+  if (rc) goto fail;
+  if (ident_db) {
+    /* The copy takes the source's place, and a process that waited to
+     * open the file may find LMDB's lock file as the source left it,
+     * naming the source's last transaction: it picks the meta page by
+     * that number's parity.  So the copy's last transaction gets the
+     * same parity, and that page is the copy's newest.  (A commit that
+     * rewrites the ident dirties a page, so it takes a number.) */
+    MDB_envinfo di;
+    int i;
+    if (!have_idd) {
+      rc = MDB_INCOMPATIBLE;
+      goto fail;
+    }
+    for (i = 0; i < 2; i++) {
+      MDB_val ik, iv;
+      if ((rc = mdb_env_info(d, &di))) goto fail;
+      if ((di.me_last_txnid & 1) == (src_txnid & 1)) break;
+      ik.mv_data = (void *)ident_key;
+      ik.mv_size = ident_kn;
+      iv.mv_data = idb;
+      iv.mv_size = sizeof idb;
+      if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
+          (rc = mdb_del(wt, idd, &ik, NULL)) ||
+          (rc = mdb_put(wt, idd, &ik, &iv, 0)))
+        goto fail;
+      rc = mdb_txn_commit(wt);
+      wt = NULL;
+      if (rc) goto fail;
+    }
+    if ((di.me_last_txnid & 1) != (src_txnid & 1)) {
+      rc = EIO; /* LMDB numbered the commits otherwise than it does */
+      goto fail;
+    }
+  }
+  if ((rc = mdb_env_sync(d, 1))) goto fail;
+  mdb_env_close(d);
+  return 0;
+fail:
+  if (names) mdb_cursor_close(names);
+  if (rt) sx_txn_abort(st, rt);
+  if (wt) mdb_txn_abort(wt);
+  if (d) mdb_env_close(d);
+  if (made) unlink(out);
+  snprintf(msg, msgsz, "%s: compacting failed: %s", out, mdb_strerror(rc));
+  return sx_map_err(st, rc);
+#else
+  (void)st;
+  (void)out;
+  (void)ident_db;
+  (void)ident_key;
+  (void)ident_kn;
+  snprintf(msg, msgsz, "compacting is not built for this platform");
+  return SYNC_ENOTSUP;
+#endif
+}
+
+/* In place.  Putting a compacted copy in the place of the file while
+ * this process has it open, with LMDB's lock file kept (other processes
+ * share it, and may be waiting on it):
+ *  1. sx_store_excl: the exclusive lock on the lock file's first byte.
+ *     No other process has the file open; one that opens it now waits
+ *     in its open (LMDB takes the shared lock there first, before the
+ *     data file: read-only opens excepted, which open the data file
+ *     first and so may read the old file until they reopen).
+ *  2. The copy (sx_store_compact with ident_db), then its rename over
+ *     the file, with the writer lock held throughout.
+ *  3. sx_store_excl_end: back to shared.  The waiters go on, open the
+ *     new file and find the lock file as this process's env left it:
+ *     its mutexes whole, and the number of the old file's last
+ *     transaction, whose parity picks their meta page; the copy's last
+ *     transaction has the same parity, so that page is its newest.
+ *  4. Close the old store: with a waiter holding the shared lock, LMDB
+ *     leaves the mutexes alone; without one it destroys them, and the
+ *     next open (ours, or another process's) makes them afresh.
+ * What must not happen is a waiter going on after the lock file was
+ * left with destroyed mutexes, which 3 before 4 rules out. */
+SYNC_PRIVATE int sx_store_excl(sx_store *st) {
+#ifndef _WIN32
+  char path[4096];
+  const char *p = sx_store_path(st);
+  struct flock fl;
+  int rc;
+  if (!p || snprintf(path, sizeof path, "%s-lock", p) >= (int)sizeof path)
+    return SYNC_EINVAL;
+  if (st->xfd < 0 && (st->xfd = open(path, O_RDWR)) < 0)
+    return sx_map_err(st, errno);
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  while ((rc = fcntl(st->xfd, F_SETLK, &fl)) != 0 && errno == EINTR) {
+  }
+  if (rc != 0) {
+    int err = errno;
+    SX_STORE(st->native, err);
+    return err == EAGAIN || err == EACCES ? SYNC_EBUSY : sx_map_err(st, err);
+  }
+  return 0;
+#else
+  (void)st;
+  return SYNC_ENOTSUP;
+#endif
+}
+
+SYNC_PRIVATE void sx_store_excl_end(sx_store *st) {
+#ifndef _WIN32
+  struct flock fl;
+  if (st->xfd < 0) return;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  while (fcntl(st->xfd, F_SETLK, &fl) != 0 && errno == EINTR) {
+  }
+#else
+  (void)st;
+#endif
+}
+
+SYNC_PRIVATE int sx_file_replace(const char *tmp, const char *path) {
+#ifndef _WIN32
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  int fd;
+  if (rename(tmp, path) != 0) return sx_map_err(NULL, errno);
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == path)
+    snprintf(dir, sizeof dir, "/");
+  else if ((size_t)(slash - path) < sizeof dir)
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  else
+    return 0;
+  /* Some file systems refuse to sync a directory: the rename stands. */
+  if ((fd = open(dir, O_RDONLY)) >= 0) {
+    (void)fsync(fd);
+    close(fd);
+  }
+  return 0;
+#else
+  (void)tmp;
+  (void)path;
+  return SYNC_ENOTSUP;
+#endif
+}
+
+SYNC_PRIVATE void sx_file_remove(const char *path) {
+#ifndef _WIN32
+  char lock[4096];
+  unlink(path);
+  if (snprintf(lock, sizeof lock, "%s-lock", path) < (int)sizeof lock)
+    unlink(lock);
+#else
+  (void)path;
+#endif
 }
 
 SYNC_PRIVATE int sx_store_sync(sx_store *st) {
@@ -6980,8 +7350,14 @@ SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
   return sync_tombstones(x, &out->tombstones);
 }
 
-/* Walk the log up to (hv, hs), calling fn on tombstones. */
+/* Walk the log from position *from (a log key: u64 BE version, u32 BE
+ * seq; NULL: its start) up to (hv, hs), counting tombstones; with
+ * collect, delete them, at most limit of them.  When the walk stops at
+ * the limit, *more is set and *from becomes the position of the last one
+ * deleted: every entry before it was live or is gone, so a later batch
+ * may start there (an entry whose row changes moves to the log's end). */
 static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
+                        uint64_t limit, unsigned char *from, int *more,
                         uint64_t *count, uint64_t *maxcl) {
   sync_env *env = x->env;
   sx_scur *c;
@@ -6989,8 +7365,13 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
   unsigned char key[SX_LOGKEY];
   int rc, op = SX_FIRST;
   *count = 0;
+  if (more) *more = 0;
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
   if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+  if (from) {
+    memcpy(key, from, SX_LOGKEY);
+    op = SX_SET_RANGE;
+  }
   for (;;) {
     sx_slice rkey;
     unsigned tid;
@@ -7012,6 +7393,10 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     if (rc == SYNC_NOTFOUND) continue;
     if (rc) break;
     if (x->old.cl & 1) continue;
+    if (collect && *count == limit) {
+      if (more) *more = 1;
+      break;
+    }
     (*count)++;
     if (!collect) continue;
     if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
@@ -7028,6 +7413,7 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
         break;
       }
       x->log_added--;
+      if (from) memcpy(from, key, SX_LOGKEY);
       /* Our cursor sat on the deleted entry: find the next one. */
       k.p = key;
       k.n = SX_LOGKEY;
@@ -7146,7 +7532,7 @@ SYNC_PRIVATE int sx_need_complete(sync_txn *x, const uint64_t *rvv, int *out) {
 
 SYNC_API int sync_tombstones(sync_txn *x, uint64_t *out) {
   if (!x || !out) return SYNC_EINVAL;
-  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, out, NULL);
+  return sx_tomb_walk(x, UINT64_MAX, UINT32_MAX, 0, 0, NULL, NULL, out, NULL);
 }
 
 typedef struct sx_least {
@@ -7165,13 +7551,17 @@ static int sx_gc_least(void *ctx, const uint8_t *site, const sx_peer *p) {
   return 0;
 }
 
-SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
+/* One batch of sync_gc: at most limit tombstones, from log position
+ * from (NULL: the start; see sx_tomb_walk), in x. */
+static int sx_gc_batch(sync_txn *x, uint64_t limit, unsigned char *from,
+                       int *more, uint64_t *collected) {
   sync_env *env;
   sx_least hz;
   uint64_t hv, n = 0, peers;
   uint32_t hs;
   int rc;
-  if (collected) *collected = 0;
+  *collected = 0;
+  *more = 0;
   if (!x) return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
@@ -7194,24 +7584,228 @@ SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
     uint64_t *maxcl = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (nt ? nt : 1));
     if (!maxcl) return SYNC_ENOMEM;
     memset(maxcl, 0, sizeof(uint64_t) * (nt ? nt : 1));
-    rc = sx_tomb_walk(x, hv, hs, 1, &n, maxcl);
+    rc = sx_tomb_walk(x, hv, hs, 1, limit, from, more, &n, maxcl);
     if (!rc && n) {
       rc = sx_gccl_raise(x, maxcl);
       if (!rc) rc = sx_gcvv_raise(x, NULL);
       if (!rc) {
         /* The horizon, for telling peers that come back from behind it
          * that tombstones they needed are gone (SYNC_ESTALE). */
-        unsigned char hz[12];
-        sx_put_le64(hz, hv);
-        sx_put_le32(hz + 8, hs);
-        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, hz, 12, 0)))
+        unsigned char pos[12];
+        sx_put_le64(pos, hv);
+        sx_put_le32(pos + 8, hs);
+        if ((rc = sx_put(env->st, x->t, env->meta, "gcpos", 5, pos, 12, 0)))
           x->failed = 1;
       }
     }
     sx_free(&env->al, maxcl);
   }
-  if (collected) *collected = n;
+  *collected = n;
   if (!rc) sx_stats_add(&env->stats, SX_ST_TOMBSTONES_COLLECTED, n);
+  return rc;
+}
+
+SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
+  uint64_t n = 0;
+  int more, rc = sx_gc_batch(x, SYNC_GC_BATCH, NULL, &more, &n);
+  if (collected) *collected = n;
+  return rc;
+}
+
+SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected) {
+  unsigned char from[SX_LOGKEY];
+  uint64_t total = 0;
+  int rc = 0, more = 1;
+  if (collected) *collected = 0;
+  if (!env || !env->st) return SYNC_EINVAL;
+  if (env->rdonly) return SYNC_EREADONLY;
+  memset(from, 0, sizeof from); /* below every log key: the start */
+  /* One transaction per batch: LMDB reuses the pages a transaction frees
+   * only in later ones, so a single large one would grow the file by
+   * about every page it touches.  Each batch starts where the last one
+   * stopped and takes the horizon afresh (a peer met meanwhile lowers
+   * it). */
+  while (more) {
+    sync_txn *x;
+    uint64_t n = 0;
+    if ((rc = sync_txn_begin(env, 0, &x))) break;
+    rc = sx_gc_batch(x, SYNC_GC_BATCH, from, &more, &n);
+    if (rc) {
+      sync_txn_abort(x);
+      break;
+    }
+    if ((rc = sync_txn_commit(x))) break;
+    total += n;
+  }
+  if (collected) *collected = total;
+  return rc;
+}
+/* ---- src/compact.c ---- */
+/*
+ * compact.c - compaction: a copy of the file with free pages left out and
+ * every tree rewritten full, in key order (sx_store_compact), written to
+ * a new file or put in the place of the env's own.
+ *
+ * Identity.  A writable open compares the file's device and inode with
+ * meta "ident" and renews the site id of a file that moved (open.c,
+ * "Epochs and site renewal"): two live files must never share a site.  A
+ * copy written elsewhere keeps the source's ident, so it opens as the
+ * copy it is.  A compaction in place is the same replica: no other
+ * process may have the file open (checked through LMDB's lock file, and
+ * kept so until the new file is in place: store.c, "In place"), the
+ * writer lock is held from the snapshot to the rename so that no commit
+ * falls between them, and the new file's ident is written into it before
+ * it takes the name.
+ * In the copy to another file, the writer lock is not needed: the copy
+ * reads one snapshot, and other transactions may run meanwhile.
+ */
+/* ---- src/compact.h ---- */
+/*
+ * compact.h - compaction: a copy of the file with its pages repacked,
+ * written to another path or put in the place of the file itself.
+ */
+#ifndef SX_COMPACT_H
+#define SX_COMPACT_H
+
+
+#endif
+
+#include <stdio.h>
+
+static void sx_store_opts_of(const sync_env *env, sx_store_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->durability = env->durability;
+  o->mapsize = env->mapsize;
+  o->mapmax = env->mapmax;
+  o->maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
+}
+
+/* The env's handles of its named databases, in the new store. */
+static int sx_compact_dbis(sync_env *env) {
+  sx_store *st = env->st;
+  sx_stxn *t;
+  unsigned i;
+  int rc;
+  if ((rc = sx_txn_begin(st, 0, &t))) return rc;
+  if ((rc = sx_dbi_open(st, t, "sx.meta", 0, &env->meta)) ||
+      (rc = sx_dbi_open(st, t, "sx.sites", 0, &env->sites)) ||
+      (rc = sx_dbi_open(st, t, "sx.log", 0, &env->log)) ||
+      (rc = sx_dbi_open(st, t, "sx.vv", 0, &env->vv)) ||
+      (rc = sx_dbi_open(st, t, "sx.peers", 0, &env->peers)) ||
+      (rc = sx_dbi_open(st, t, "sx.conflicts", 0, &env->conflicts)) ||
+      (env->epochs_ok &&
+       (rc = sx_dbi_open(st, t, "sx.epochs", 0, &env->epochs))) ||
+      (env->rejects_ok &&
+       (rc = sx_dbi_open(st, t, "sx.rejects", 0, &env->rejects)))) {
+    sx_txn_abort(st, t);
+    return rc;
+  }
+  for (i = 0; i < env->schema->ntables; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "sx.t%u", i);
+    if ((rc = sx_dbi_open(st, t, name, 0, &env->tdbi[i]))) {
+      sx_txn_abort(st, t);
+      return rc;
+    }
+  }
+  return sx_txn_commit(st, t);
+}
+
+static int sx_compact_in_place(sync_env *env) {
+  const char *p = sx_store_path(env->st);
+  sx_store_opts o;
+  sx_stxn *t = NULL;
+  char *path, *tmp;
+  size_t n;
+  int rc, replaced = 0;
+  if (env->rdonly)
+    return sx_fail(env, SYNC_EREADONLY,
+                   "compacting in place needs a writable env");
+  if (sx_store_active(env->st))
+    return sx_fail(env, SYNC_EBUSY,
+                   "compacting in place needs every "
+                   "transaction of this env ended first");
+  if (!p) return SYNC_EINVAL;
+  /* p belongs to the store, which goes before the new one opens. */
+  n = strlen(p);
+  path = (char *)sx_malloc(&env->al, 2 * n + 16);
+  if (!path) return SYNC_ENOMEM;
+  memcpy(path, p, n + 1);
+  tmp = path + n + 1;
+  memcpy(tmp, p, n);
+  memcpy(tmp + n, ".compact", 9);
+  if ((rc = sx_store_excl(env->st))) {
+    if (rc == SYNC_EBUSY)
+      sx_fail(env, rc,
+              "%s: another process has it open; compacting in "
+              "place needs it alone (close the others, or write a "
+              "compacted copy to another file)",
+              path);
+    else if (rc == SYNC_ENOTSUP)
+      sx_fail(env, rc,
+              "%s: compacting in place is not supported on this "
+              "platform; write a compacted copy to another file",
+              path);
+    else
+      sx_fail(env, rc, "%s: cannot lock it: %s", path, sync_strerror(rc));
+    sx_store_excl_end(env->st);
+    goto done;
+  }
+  /* The writer lock, from the snapshot the copy reads to the rename: no
+   * commit of this process can fall between them either. */
+  if ((rc = sx_txn_begin(env->st, 0, &t))) goto unlock;
+  sx_file_remove(tmp); /* what a compaction cut short left */
+  /* The copy records its own device and inode as its ident (open.c,
+   * "Epochs and site renewal"): the rename keeps both, so it opens as
+   * the file it replaces, not as a copy. */
+  if ((rc = sx_store_compact(env->st, tmp, "sx.meta", "ident", 5, env->errmsg,
+                             sizeof env->errmsg)))
+    goto unlock;
+  if ((rc = sx_file_replace(tmp, path))) {
+    sx_fail(env, rc, "%s: putting the compacted file in place failed: %s", tmp,
+            sync_strerror(rc));
+    sx_file_remove(tmp);
+    goto unlock;
+  }
+  replaced = 1;
+unlock:
+  if (t) sx_txn_abort(env->st, t);
+  /* Before the store closes: store.c, "In place". */
+  sx_store_excl_end(env->st);
+  if (!replaced) {
+    env->native = sx_store_native(env->st);
+    goto done;
+  }
+  /* The env maps the old file, which is gone: open the new one in its
+   * place. */
+  sx_store_close(env->st);
+  env->st = NULL;
+  sx_store_opts_of(env, &o);
+  o.nocreate = 1;
+  rc = sx_store_open(&env->al, path, &o, &env->st, env->errmsg,
+                     sizeof env->errmsg);
+  if (!rc && (rc = sx_compact_dbis(env))) {
+    sx_store_close(env->st);
+    env->st = NULL;
+  }
+  if (rc)
+    sx_fail(env, rc,
+            "%s: compacted, but opening it again failed (%s): "
+            "close the env and open the file again",
+            path, sync_strerror(rc));
+done:
+  sx_free(&env->al, path);
+  return rc;
+}
+
+SYNC_API int sync_env_compact(sync_env *env, const char *out) {
+  int rc;
+  if (!env || !env->st || (out && !*out)) return SYNC_EINVAL;
+  env->errmsg[0] = 0;
+  if (!out) return sx_compact_in_place(env);
+  rc = sx_store_compact(env->st, out, NULL, NULL, 0, env->errmsg,
+                        sizeof env->errmsg);
+  if (rc) env->native = sx_store_native(env->st);
   return rc;
 }
 /* ---- src/cut.c ---- */
