@@ -9492,13 +9492,6 @@ static int sx_rows_sorted(const sync_delta *d) {
   return 1;
 }
 
-/* After an initial-stream chunk: the chunk names every row the sender
- * held in the key range it covers (start exclusive, end inclusive).  A
- * live row of ours in that range that the chunk leaves out, and whose
- * insert the sender's vector covers, is one the sender held, deleted and
- * collected: it goes here too, as a delete of ours (causal length + 1,
- * our stamp), so that it reaches replicas still holding the row.  Without
- * this, the vector this run raises would claim deletes we never got. */
 /* The sender's largest collected causal length in table tid (0: none). */
 static uint64_t sx_delta_gccl(const sync_delta *d, unsigned tid) {
   unsigned i;
@@ -9507,6 +9500,14 @@ static uint64_t sx_delta_gccl(const sync_delta *d, unsigned tid) {
   return 0;
 }
 
+/* After an initial-stream chunk: the chunk names every row the sender
+ * held in the key range it covers (start exclusive, end inclusive).  A
+ * live row of ours in that range that the chunk leaves out, whose insert
+ * the sender's vector covers and whose causal length is below one the
+ * sender collected in the table, is one the sender held, deleted and
+ * collected: it goes here too, as a delete of ours (causal length + 1,
+ * our stamp), so that it reaches replicas still holding the row.  Without
+ * this, the vector this run raises would claim deletes we never got. */
 static int sx_apply_horizon(sx_apply *a, const sync_apply_opts *ao) {
   sync_txn *x = a->x;
   sync_env *env = x->env;
