@@ -7275,6 +7275,12 @@ SYNC_API int sync_site_renew(sync_txn *x) {
   return sx_site_renew_view(x, NULL, NULL);
 }
 
+SYNC_API int sync_site_renew_from(sync_txn *x, const sync_request *req) {
+  if (!x || !req || memcmp(req->sender, x->env->site, SX_SITE_LEN))
+    return SYNC_EINVAL;
+  return sx_site_renew_view(x, &req->mark, &req->lineage);
+}
+
 SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
                                      const sx_lineage *lin) {
   if (!x || !m) return SYNC_EINVAL;

@@ -672,6 +672,16 @@ SYNC_API void sync_request_free(sync_request *req);
  * write transaction.  Errors: SYNC_EINVAL, SYNC_EREADONLY, SYNC_EHISTORY
  * (the cursor is not in this file's history: sync_delta_make). */
 SYNC_API int sync_request_ack(sync_txn *txn, const sync_request *req);
+/* sync_site_renew after sync_delta_make or sync_request_ack answered
+ * SYNC_EHISTORY for req: the requester holds a log of this replica that
+ * is not this file's.  The renewal record keeps the old id's claims up to
+ * what this file shares with the requester's view of it (the newest epoch
+ * of its mark and the mark's lineage that the file has: the state a
+ * backup was at), so that deletes the fleet collected since stay proven;
+ * with none of them here, it voids every claim, as sync_site_renew does.
+ * Errors: those of sync_site_renew, and SYNC_EINVAL when req was made for
+ * another sender. */
+SYNC_API int sync_site_renew_from(sync_txn *txn, const sync_request *req);
 
 /* Row filter on the sending side (docs/PROTOCOL.md, "Scope"): return
  * nonzero to send the row, 0 to leave it out.  peer is the replica the

@@ -304,6 +304,67 @@ static void test_site_renew_keeps_rows(void **state) {
   TU_U64(mu_digest(&S), dg);
 }
 
+/* The same fleet event through the in-process calls: D is restored from
+ * a backup after S pulled writes of a later epoch; S's request makes
+ * sync_delta_make answer SYNC_EHISTORY, and sync_site_renew_from keeps
+ * D's claims on its old id up to what the backup held (S held them
+ * before the backup), where sync_site_renew keeps none. */
+static void test_renew_from_request_keeps_shared_claims(void **state) {
+  sync_txn *x, *rt;
+  sync_request *req;
+  sync_delta *d = NULL;
+  sync_stamp vv[8], rec[2];
+  size_t n = 0, i;
+  uint8_t old[16];
+  uint64_t before = 0;
+  (void)state;
+  put_n(&D, "a", 3);
+  mu_pull(&S, &D, 0, 1, NULL);
+  site_of(&D, old);
+  TU_OK(sync_txn_begin(S.env, SYNC_TXN_RDONLY, &rt));
+  TU_OK(sync_vv_get(rt, vv, 8, &n));
+  sync_txn_abort(rt);
+  for (i = 0; i < n; i++)
+    if (!memcmp(vv[i].site, old, 16)) before = vv[i].hlc;
+  assert_true(before > 0);
+  sync_env_close(D.env);
+  D.env = NULL;
+  copy_file(D.path, "t_fleet_backup.db");
+  mu_reopen(&D);
+  put_n(&D, "b", 2);
+  mu_pull(&S, &D, 0, 1, NULL); /* S's view: an epoch the backup lacks */
+  sync_env_close(D.env);
+  D.env = NULL;
+  copy_file("t_fleet_backup.db", D.path); /* in place */
+  mu_reopen(&D);
+  TU_OK(sync_txn_begin(S.env, SYNC_TXN_RDONLY, &rt));
+  TU_OK(sync_request_make(rt, old, &req));
+  sync_txn_abort(rt);
+  TU_OK(sync_txn_begin(D.env, 0, &x));
+  TU_RC(sync_delta_make(x, req, NULL, &d), SYNC_EHISTORY);
+  assert_int_equal(sync_site_renew_from(NULL, req), SYNC_EINVAL);
+  TU_OK(sync_site_renew_from(x, req));
+  TU_OK(sync_renewals_get(x, rec, 2, &n));
+  TU_OK(sync_txn_commit(x));
+  sync_request_free(req);
+  TU_U64(n, 1);
+  assert_memory_equal(rec[0].site, old, 16);
+  assert_true(rec[0].hlc >= before);
+  /* A request for the old id is no longer this replica's. */
+  TU_OK(sync_txn_begin(S.env, SYNC_TXN_RDONLY, &rt));
+  TU_OK(sync_request_make(rt, old, &req));
+  sync_txn_abort(rt);
+  TU_OK(sync_txn_begin(D.env, 0, &x));
+  assert_int_equal(sync_site_renew_from(x, req), SYNC_EINVAL);
+  sync_txn_abort(x);
+  sync_request_free(req);
+  /* Sessions bring everything together. */
+  assert_int_equal(sync_pair(&D, &S), 1);
+  assert_int_equal(sync_pair(&D, &S), 1);
+  assert_true(has_row(&D, "b01"));
+  TU_U64(mu_digest(&D), mu_digest(&S));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -315,6 +376,7 @@ int main(void) {
       T(test_copied_file_takes_new_site_id),
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),
+      T(test_renew_from_request_keeps_shared_claims),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
