@@ -2421,29 +2421,16 @@ SYNC_PRIVATE const char *sx_store_path(sx_store *st) {
 
 /* Append every item of the source database sd, in order, to database dd
  * of the new file, committing every SX_REPACK_TXN items (*wt is then a
- * new transaction).  With ik, the item at key ik takes the value iv
- * (inserted in its place when the source lacks it). */
+ * new transaction). */
 static int sx_repack_db(MDB_txn *rt, MDB_dbi sd, MDB_env *d, MDB_txn **wt,
-                        MDB_dbi dd, const MDB_val *ik, const MDB_val *iv,
-                        size_t *n) {
+                        MDB_dbi dd, size_t *n) {
   MDB_cursor *sc = NULL, *dc = NULL;
   MDB_val k, v;
-  int rc, op = MDB_FIRST, ident = ik != NULL;
+  int rc, op = MDB_FIRST;
   if ((rc = mdb_cursor_open(rt, sd, &sc))) return rc;
   if ((rc = mdb_cursor_open(*wt, dd, &dc))) goto done;
   while ((rc = mdb_cursor_get(sc, &k, &v, op)) == 0) {
     op = MDB_NEXT;
-    if (ident) {
-      /* LMDB's default order, as sx_keycmp's. */
-      int c = sx_keycmp((const unsigned char *)ik->mv_data, ik->mv_size,
-                        (const unsigned char *)k.mv_data, k.mv_size);
-      if (c <= 0) {
-        MDB_val ck = *ik, cv = *iv;
-        ident = 0;
-        if ((rc = mdb_cursor_put(dc, &ck, &cv, MDB_APPEND))) goto done;
-        if (c == 0) continue;
-      }
-    }
     if ((rc = mdb_cursor_put(dc, &k, &v, MDB_APPEND))) goto done;
     if (++*n % SX_REPACK_TXN == 0) {
       mdb_cursor_close(dc);
@@ -2455,12 +2442,7 @@ static int sx_repack_db(MDB_txn *rt, MDB_dbi sd, MDB_env *d, MDB_txn **wt,
         goto done;
     }
   }
-  if (rc != MDB_NOTFOUND) goto done;
-  rc = 0;
-  if (ident) {
-    MDB_val ck = *ik, cv = *iv;
-    rc = mdb_cursor_put(dc, &ck, &cv, MDB_APPEND);
-  }
+  if (rc == MDB_NOTFOUND) rc = 0;
 done:
   if (dc) mdb_cursor_close(dc);
   mdb_cursor_close(sc);
@@ -2553,18 +2535,10 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
     }
     if ((rc = mdb_dbi_open(wt, name, MDB_CREATE | fl, &dd))) break;
     if (ident_db && !strcmp(name, ident_db)) {
-      MDB_val ik, iv;
-      ik.mv_data = (void *)ident_key;
-      ik.mv_size = ident_kn;
-      iv.mv_data = idb;
-      iv.mv_size = sizeof idb;
       idd = dd;
       have_idd = 1;
-      rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, &ik, &iv, &n);
-    } else {
-      rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, NULL, NULL, &n);
     }
-    if (rc) break;
+    if ((rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, &n))) break;
   }
   if (rc != MDB_NOTFOUND) goto fail;
   mdb_cursor_close(names);
@@ -2575,37 +2549,41 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
   wt = NULL;
   if (rc) goto fail;
   if (ident_db) {
-    /* The copy takes the source's place, and a process that waited to
-     * open the file may find LMDB's lock file as the source left it,
-     * naming the source's last transaction: it picks the meta page by
-     * that number's parity.  So the copy's last transaction gets the
-     * same parity, and that page is the copy's newest.  (A commit that
-     * rewrites the ident dirties a page, so it takes a number.) */
+    /* The copy's own ident, written after the repack.  The copy takes the
+     * source's place, and a process that waited to open the file may find
+     * LMDB's lock file as the source left it, naming the source's last
+     * transaction: it picks the meta page by that number's parity.  So
+     * the copy's last transaction gets the same parity, and that page is
+     * the copy's newest: the ident is written again until it has.  (A
+     * commit that rewrites the ident dirties a page, so it takes a
+     * number.) */
     MDB_envinfo di;
+    MDB_val ik, iv;
     int i;
     if (!have_idd) {
       rc = MDB_INCOMPATIBLE;
       goto fail;
     }
-    for (i = 0; i < 2; i++) {
-      MDB_val ik, iv;
-      if ((rc = mdb_env_info(d, &di))) goto fail;
-      if ((di.me_last_txnid & 1) == (src_txnid & 1)) break;
-      ik.mv_data = (void *)ident_key;
-      ik.mv_size = ident_kn;
-      iv.mv_data = idb;
-      iv.mv_size = sizeof idb;
+    ik.mv_data = (void *)ident_key;
+    ik.mv_size = ident_kn;
+    iv.mv_data = idb;
+    iv.mv_size = sizeof idb;
+    for (i = 0;; i++) {
+      if (i) {
+        if ((rc = mdb_env_info(d, &di))) goto fail;
+        if ((di.me_last_txnid & 1) == (src_txnid & 1)) break;
+        if (i == 3) {
+          rc = EIO; /* LMDB numbered the commits otherwise than it does */
+          goto fail;
+        }
+      }
       if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
-          (rc = mdb_del(wt, idd, &ik, NULL)) ||
+          (i && (rc = mdb_del(wt, idd, &ik, NULL))) ||
           (rc = mdb_put(wt, idd, &ik, &iv, 0)))
         goto fail;
       rc = mdb_txn_commit(wt);
       wt = NULL;
       if (rc) goto fail;
-    }
-    if ((di.me_last_txnid & 1) != (src_txnid & 1)) {
-      rc = EIO; /* LMDB numbered the commits otherwise than it does */
-      goto fail;
     }
   }
   if ((rc = mdb_env_sync(d, 1))) goto fail;
@@ -5363,6 +5341,12 @@ fail:
 
 /* The mark of version v of this replica's log (id 0 when none). */
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
+/* The store options of env's file (durability, map size, databases). */
+SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o);
+/* The handles of a loaded file's named databases, sx.meta and the schema
+ * aside (writable: sx.epochs and sx.rejects are made when missing);
+ * path names the file in errors. */
+SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path);
 /* Does a peer's view of this replica's log, "held up to version v, with
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
@@ -5495,6 +5479,44 @@ static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
   return 0;
 }
 
+SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->durability = env->durability;
+  o->mapsize = env->mapsize;
+  o->mapmax = env->mapmax;
+  o->maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
+}
+
+SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path) {
+  const sx_schema *s = env->schema;
+  unsigned i;
+  int rc;
+  if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "%s: internal store missing", path);
+  /* Files of storage format 1 have no epochs until opened for writing. */
+  rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->epochs_ok = rc == 0;
+  /* Files of storage format 3 and older gain the rejection log now. */
+  rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->rejects_ok = rc == 0;
+  for (i = 0; i < s->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 0, &env->tdbi[i])))
+      return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                     "%s: store of table '%s' missing", path,
+                     s->tables[i].name);
+  }
+  return 0;
+}
+
 /* An existing file: check what it is and that it holds our schema. */
 static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   sx_slice v;
@@ -5557,29 +5579,7 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     }
   }
   env->schema = s;
-  if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
-    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                   "%s: internal store missing", path);
-  /* Files of storage format 1 have no epochs until opened for writing. */
-  rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  env->epochs_ok = rc == 0;
-  /* Files of storage format 3 and older gain the rejection log now. */
-  rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  env->rejects_ok = rc == 0;
-  for (i = 0; i < s->ntables; i++) {
-    char name[16];
-    sx_tname(name, i);
-    if ((rc = sx_dbi_open(env->st, t, name, 0, &env->tdbi[i])))
-      return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                     "%s: store of table '%s' missing", path,
-                     s->tables[i].name);
-  }
+  if ((rc = sx_env_dbis(env, t, path))) return rc;
   if (format < SX_FORMAT_VERSION && !env->rdonly) {
     /* Format 1 kept only the live count per table, format 2 the meta sum
      * of live rows only: one scan per table gives the sums, committed
@@ -5799,11 +5799,7 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
     return SYNC_EINVAL;
   env->errmsg[0] = 0;
   env->native = 0;
-  memset(&o, 0, sizeof o);
-  o.durability = env->durability;
-  o.mapsize = env->mapsize;
-  o.mapmax = env->mapmax;
-  o.maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
+  sx_env_store_opts(env, &o);
   o.rdonly = (flags & SYNC_OPEN_RDONLY) != 0;
   o.nocreate = (flags & SYNC_OPEN_NOCREATE) != 0;
   rc = sx_store_open(&env->al, path, &o, &env->st, env->errmsg,
@@ -7676,43 +7672,16 @@ SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected) {
 
 #endif
 
-#include <stdio.h>
-
-static void sx_store_opts_of(const sync_env *env, sx_store_opts *o) {
-  memset(o, 0, sizeof *o);
-  o->durability = env->durability;
-  o->mapsize = env->mapsize;
-  o->mapmax = env->mapmax;
-  o->maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
-}
-
 /* The env's handles of its named databases, in the new store. */
-static int sx_compact_dbis(sync_env *env) {
+static int sx_compact_dbis(sync_env *env, const char *path) {
   sx_store *st = env->st;
   sx_stxn *t;
-  unsigned i;
   int rc;
   if ((rc = sx_txn_begin(st, 0, &t))) return rc;
   if ((rc = sx_dbi_open(st, t, "sx.meta", 0, &env->meta)) ||
-      (rc = sx_dbi_open(st, t, "sx.sites", 0, &env->sites)) ||
-      (rc = sx_dbi_open(st, t, "sx.log", 0, &env->log)) ||
-      (rc = sx_dbi_open(st, t, "sx.vv", 0, &env->vv)) ||
-      (rc = sx_dbi_open(st, t, "sx.peers", 0, &env->peers)) ||
-      (rc = sx_dbi_open(st, t, "sx.conflicts", 0, &env->conflicts)) ||
-      (env->epochs_ok &&
-       (rc = sx_dbi_open(st, t, "sx.epochs", 0, &env->epochs))) ||
-      (env->rejects_ok &&
-       (rc = sx_dbi_open(st, t, "sx.rejects", 0, &env->rejects)))) {
+      (rc = sx_env_dbis(env, t, path))) {
     sx_txn_abort(st, t);
     return rc;
-  }
-  for (i = 0; i < env->schema->ntables; i++) {
-    char name[16];
-    snprintf(name, sizeof name, "sx.t%u", i);
-    if ((rc = sx_dbi_open(st, t, name, 0, &env->tdbi[i]))) {
-      sx_txn_abort(st, t);
-      return rc;
-    }
   }
   return sx_txn_commit(st, t);
 }
@@ -7786,11 +7755,11 @@ unlock:
    * place. */
   sx_store_close(env->st);
   env->st = NULL;
-  sx_store_opts_of(env, &o);
+  sx_env_store_opts(env, &o);
   o.nocreate = 1;
   rc = sx_store_open(&env->al, path, &o, &env->st, env->errmsg,
                      sizeof env->errmsg);
-  if (!rc && (rc = sx_compact_dbis(env))) {
+  if (!rc && (rc = sx_compact_dbis(env, path))) {
     sx_store_close(env->st);
     env->st = NULL;
   }

@@ -18,43 +18,16 @@
  */
 #include "compact.h"
 
-#include <stdio.h>
-
-static void sx_store_opts_of(const sync_env *env, sx_store_opts *o) {
-  memset(o, 0, sizeof *o);
-  o->durability = env->durability;
-  o->mapsize = env->mapsize;
-  o->mapmax = env->mapmax;
-  o->maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
-}
-
 /* The env's handles of its named databases, in the new store. */
-static int sx_compact_dbis(sync_env *env) {
+static int sx_compact_dbis(sync_env *env, const char *path) {
   sx_store *st = env->st;
   sx_stxn *t;
-  unsigned i;
   int rc;
   if ((rc = sx_txn_begin(st, 0, &t))) return rc;
   if ((rc = sx_dbi_open(st, t, "sx.meta", 0, &env->meta)) ||
-      (rc = sx_dbi_open(st, t, "sx.sites", 0, &env->sites)) ||
-      (rc = sx_dbi_open(st, t, "sx.log", 0, &env->log)) ||
-      (rc = sx_dbi_open(st, t, "sx.vv", 0, &env->vv)) ||
-      (rc = sx_dbi_open(st, t, "sx.peers", 0, &env->peers)) ||
-      (rc = sx_dbi_open(st, t, "sx.conflicts", 0, &env->conflicts)) ||
-      (env->epochs_ok &&
-       (rc = sx_dbi_open(st, t, "sx.epochs", 0, &env->epochs))) ||
-      (env->rejects_ok &&
-       (rc = sx_dbi_open(st, t, "sx.rejects", 0, &env->rejects)))) {
+      (rc = sx_env_dbis(env, t, path))) {
     sx_txn_abort(st, t);
     return rc;
-  }
-  for (i = 0; i < env->schema->ntables; i++) {
-    char name[16];
-    snprintf(name, sizeof name, "sx.t%u", i);
-    if ((rc = sx_dbi_open(st, t, name, 0, &env->tdbi[i]))) {
-      sx_txn_abort(st, t);
-      return rc;
-    }
   }
   return sx_txn_commit(st, t);
 }
@@ -128,11 +101,11 @@ unlock:
    * place. */
   sx_store_close(env->st);
   env->st = NULL;
-  sx_store_opts_of(env, &o);
+  sx_env_store_opts(env, &o);
   o.nocreate = 1;
   rc = sx_store_open(&env->al, path, &o, &env->st, env->errmsg,
                      sizeof env->errmsg);
-  if (!rc && (rc = sx_compact_dbis(env))) {
+  if (!rc && (rc = sx_compact_dbis(env, path))) {
     sx_store_close(env->st);
     env->st = NULL;
   }

@@ -127,6 +127,44 @@ static int sx_schema_upgrade(sync_env *env, sx_stxn *t, sx_schema *up) {
   return 0;
 }
 
+SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->durability = env->durability;
+  o->mapsize = env->mapsize;
+  o->mapmax = env->mapmax;
+  o->maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
+}
+
+SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path) {
+  const sx_schema *s = env->schema;
+  unsigned i;
+  int rc;
+  if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "%s: internal store missing", path);
+  /* Files of storage format 1 have no epochs until opened for writing. */
+  rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->epochs_ok = rc == 0;
+  /* Files of storage format 3 and older gain the rejection log now. */
+  rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  env->rejects_ok = rc == 0;
+  for (i = 0; i < s->ntables; i++) {
+    char name[16];
+    sx_tname(name, i);
+    if ((rc = sx_dbi_open(env->st, t, name, 0, &env->tdbi[i])))
+      return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                     "%s: store of table '%s' missing", path,
+                     s->tables[i].name);
+  }
+  return 0;
+}
+
 /* An existing file: check what it is and that it holds our schema. */
 static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   sx_slice v;
@@ -189,29 +227,7 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     }
   }
   env->schema = s;
-  if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
-    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                   "%s: internal store missing", path);
-  /* Files of storage format 1 have no epochs until opened for writing. */
-  rc = sx_dbi_open(env->st, t, "sx.epochs", !env->rdonly, &env->epochs);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  env->epochs_ok = rc == 0;
-  /* Files of storage format 3 and older gain the rejection log now. */
-  rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  env->rejects_ok = rc == 0;
-  for (i = 0; i < s->ntables; i++) {
-    char name[16];
-    sx_tname(name, i);
-    if ((rc = sx_dbi_open(env->st, t, name, 0, &env->tdbi[i])))
-      return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                     "%s: store of table '%s' missing", path,
-                     s->tables[i].name);
-  }
+  if ((rc = sx_env_dbis(env, t, path))) return rc;
   if (format < SX_FORMAT_VERSION && !env->rdonly) {
     /* Format 1 kept only the live count per table, format 2 the meta sum
      * of live rows only: one scan per table gives the sums, committed
@@ -431,11 +447,7 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
     return SYNC_EINVAL;
   env->errmsg[0] = 0;
   env->native = 0;
-  memset(&o, 0, sizeof o);
-  o.durability = env->durability;
-  o.mapsize = env->mapsize;
-  o.mapmax = env->mapmax;
-  o.maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
+  sx_env_store_opts(env, &o);
   o.rdonly = (flags & SYNC_OPEN_RDONLY) != 0;
   o.nocreate = (flags & SYNC_OPEN_NOCREATE) != 0;
   rc = sx_store_open(&env->al, path, &o, &env->st, env->errmsg,

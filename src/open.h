@@ -9,6 +9,12 @@
 
 /* The mark of version v of this replica's log (id 0 when none). */
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
+/* The store options of env's file (durability, map size, databases). */
+SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o);
+/* The handles of a loaded file's named databases, sx.meta and the schema
+ * aside (writable: sx.epochs and sx.rejects are made when missing);
+ * path names the file in errors. */
+SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path);
 /* Does a peer's view of this replica's log, "held up to version v, with
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */

@@ -355,29 +355,16 @@ SYNC_PRIVATE const char *sx_store_path(sx_store *st) {
 
 /* Append every item of the source database sd, in order, to database dd
  * of the new file, committing every SX_REPACK_TXN items (*wt is then a
- * new transaction).  With ik, the item at key ik takes the value iv
- * (inserted in its place when the source lacks it). */
+ * new transaction). */
 static int sx_repack_db(MDB_txn *rt, MDB_dbi sd, MDB_env *d, MDB_txn **wt,
-                        MDB_dbi dd, const MDB_val *ik, const MDB_val *iv,
-                        size_t *n) {
+                        MDB_dbi dd, size_t *n) {
   MDB_cursor *sc = NULL, *dc = NULL;
   MDB_val k, v;
-  int rc, op = MDB_FIRST, ident = ik != NULL;
+  int rc, op = MDB_FIRST;
   if ((rc = mdb_cursor_open(rt, sd, &sc))) return rc;
   if ((rc = mdb_cursor_open(*wt, dd, &dc))) goto done;
   while ((rc = mdb_cursor_get(sc, &k, &v, op)) == 0) {
     op = MDB_NEXT;
-    if (ident) {
-      /* LMDB's default order, as sx_keycmp's. */
-      int c = sx_keycmp((const unsigned char *)ik->mv_data, ik->mv_size,
-                        (const unsigned char *)k.mv_data, k.mv_size);
-      if (c <= 0) {
-        MDB_val ck = *ik, cv = *iv;
-        ident = 0;
-        if ((rc = mdb_cursor_put(dc, &ck, &cv, MDB_APPEND))) goto done;
-        if (c == 0) continue;
-      }
-    }
     if ((rc = mdb_cursor_put(dc, &k, &v, MDB_APPEND))) goto done;
     if (++*n % SX_REPACK_TXN == 0) {
       mdb_cursor_close(dc);
@@ -389,12 +376,7 @@ static int sx_repack_db(MDB_txn *rt, MDB_dbi sd, MDB_env *d, MDB_txn **wt,
         goto done;
     }
   }
-  if (rc != MDB_NOTFOUND) goto done;
-  rc = 0;
-  if (ident) {
-    MDB_val ck = *ik, cv = *iv;
-    rc = mdb_cursor_put(dc, &ck, &cv, MDB_APPEND);
-  }
+  if (rc == MDB_NOTFOUND) rc = 0;
 done:
   if (dc) mdb_cursor_close(dc);
   mdb_cursor_close(sc);
@@ -487,18 +469,10 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
     }
     if ((rc = mdb_dbi_open(wt, name, MDB_CREATE | fl, &dd))) break;
     if (ident_db && !strcmp(name, ident_db)) {
-      MDB_val ik, iv;
-      ik.mv_data = (void *)ident_key;
-      ik.mv_size = ident_kn;
-      iv.mv_data = idb;
-      iv.mv_size = sizeof idb;
       idd = dd;
       have_idd = 1;
-      rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, &ik, &iv, &n);
-    } else {
-      rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, NULL, NULL, &n);
     }
-    if (rc) break;
+    if ((rc = sx_repack_db((MDB_txn *)rt, sd, d, &wt, dd, &n))) break;
   }
   if (rc != MDB_NOTFOUND) goto fail;
   mdb_cursor_close(names);
@@ -509,37 +483,41 @@ SYNC_PRIVATE int sx_store_compact(sx_store *st, const char *out,
   wt = NULL;
   if (rc) goto fail;
   if (ident_db) {
-    /* The copy takes the source's place, and a process that waited to
-     * open the file may find LMDB's lock file as the source left it,
-     * naming the source's last transaction: it picks the meta page by
-     * that number's parity.  So the copy's last transaction gets the
-     * same parity, and that page is the copy's newest.  (A commit that
-     * rewrites the ident dirties a page, so it takes a number.) */
+    /* The copy's own ident, written after the repack.  The copy takes the
+     * source's place, and a process that waited to open the file may find
+     * LMDB's lock file as the source left it, naming the source's last
+     * transaction: it picks the meta page by that number's parity.  So
+     * the copy's last transaction gets the same parity, and that page is
+     * the copy's newest: the ident is written again until it has.  (A
+     * commit that rewrites the ident dirties a page, so it takes a
+     * number.) */
     MDB_envinfo di;
+    MDB_val ik, iv;
     int i;
     if (!have_idd) {
       rc = MDB_INCOMPATIBLE;
       goto fail;
     }
-    for (i = 0; i < 2; i++) {
-      MDB_val ik, iv;
-      if ((rc = mdb_env_info(d, &di))) goto fail;
-      if ((di.me_last_txnid & 1) == (src_txnid & 1)) break;
-      ik.mv_data = (void *)ident_key;
-      ik.mv_size = ident_kn;
-      iv.mv_data = idb;
-      iv.mv_size = sizeof idb;
+    ik.mv_data = (void *)ident_key;
+    ik.mv_size = ident_kn;
+    iv.mv_data = idb;
+    iv.mv_size = sizeof idb;
+    for (i = 0;; i++) {
+      if (i) {
+        if ((rc = mdb_env_info(d, &di))) goto fail;
+        if ((di.me_last_txnid & 1) == (src_txnid & 1)) break;
+        if (i == 3) {
+          rc = EIO; /* LMDB numbered the commits otherwise than it does */
+          goto fail;
+        }
+      }
       if ((rc = mdb_txn_begin(d, NULL, 0, &wt)) ||
-          (rc = mdb_del(wt, idd, &ik, NULL)) ||
+          (i && (rc = mdb_del(wt, idd, &ik, NULL))) ||
           (rc = mdb_put(wt, idd, &ik, &iv, 0)))
         goto fail;
       rc = mdb_txn_commit(wt);
       wt = NULL;
       if (rc) goto fail;
-    }
-    if ((di.me_last_txnid & 1) != (src_txnid & 1)) {
-      rc = EIO; /* LMDB numbered the commits otherwise than it does */
-      goto fail;
     }
   }
   if ((rc = mdb_env_sync(d, 1))) goto fail;
