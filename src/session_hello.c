@@ -45,6 +45,36 @@ typedef struct sx_views {
   unsigned n, left; /* views written, and left out (over SX_VIEWS_MAX) */
 } sx_views;
 
+/* A view of a peer's log, as HELLO and WELCOME carry it: var version,
+ * u64 mark id, var mark start, the mark's lineage (SX_VIEW_SIZE bytes
+ * with the site). */
+typedef struct sx_view {
+  uint64_t ver;
+  sx_mark mark;
+  sx_lineage lin;
+} sx_view;
+
+static unsigned char *sx_wview(unsigned char *p, const sx_peer *peer) {
+  p = sx_wv(p, sx_cursor_version(&peer->cur));
+  sx_put_le64(p, peer->mark.id);
+  p = sx_wv(p + 8, peer->mark.start);
+  return sx_wlineage(p, &peer->lineage);
+}
+
+/* 0, or nonzero for a malformed view (r->bad set). */
+static int sx_rview(sx_rd *r, sx_view *v) {
+  const unsigned char *m;
+  v->ver = sx_rv(r);
+  m = sx_rbytes(r, 8);
+  v->mark.start = sx_rv(r);
+  if (m && !r->bad) {
+    v->mark.id = sx_get_le64(m);
+    if (!sx_rlineage(r, &v->mark, &v->lin)) return 0;
+  }
+  r->bad = 1;
+  return 1;
+}
+
 static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
   sx_views *v = (sx_views *)ctx;
   if (!peer->mark.id && !sx_cursor_version(&peer->cur)) return 0;
@@ -53,11 +83,7 @@ static int sx_view_put(void *ctx, const uint8_t *site, const sx_peer *peer) {
     return 0;
   }
   memcpy(v->p, site, SX_SITE_LEN);
-  v->p += SX_SITE_LEN;
-  v->p = sx_wv(v->p, sx_cursor_version(&peer->cur));
-  sx_put_le64(v->p, peer->mark.id);
-  v->p = sx_wv(v->p + 8, peer->mark.start);
-  v->p = sx_wlineage(v->p, &peer->lineage);
+  v->p = sx_wview(v->p + SX_SITE_LEN, peer);
   v->n++;
   return 0;
 }
@@ -200,10 +226,7 @@ static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
   sync_txn_abort(x);
   if (rc && rc != SYNC_NOTFOUND)
     return sx_sess_fail(s, rc, "peer record: %s", sync_strerror(rc));
-  p = sx_wv(p, sx_cursor_version(&peer.cur));
-  sx_put_le64(p, peer.mark.id);
-  p = sx_wv(p + 8, peer.mark.start);
-  *end = sx_wlineage(p, &peer.lineage);
+  *end = sx_wview(p, &peer);
   return 0;
 }
 
@@ -250,10 +273,8 @@ typedef struct sx_hello {
   unsigned char sel[SYNC_RIGHTS_BYTES]; /* the tables it selected */
   const unsigned char *cred;
   size_t clen;
-  int view; /* it holds this replica's log up to vver with vmark */
-  uint64_t vver;
-  sx_mark vmark;
-  sx_lineage vlin;
+  int view; /* it holds this replica's log: v */
+  sx_view v;
 } sx_hello;
 
 /* The client's views of its peers' logs (r at them): ours, if it has
@@ -261,23 +282,12 @@ typedef struct sx_hello {
 static void sx_read_views(sync_session *s, sx_rd *r, sx_hello *h) {
   uint64_t nv = sx_rvb(r, SX_VIEWS_MAX + 1), i;
   for (i = 0; i < nv && !r->bad; i++) {
-    const unsigned char *site = sx_rbytes(r, SX_SITE_LEN), *m;
-    uint64_t ver = sx_rv(r);
-    sx_mark mk;
-    sx_lineage lin;
-    m = sx_rbytes(r, 8);
-    mk.start = sx_rv(r);
-    if (!site || !m) break;
-    mk.id = sx_get_le64(m);
-    if (sx_rlineage(r, &mk, &lin)) {
-      r->bad = 1;
-      break;
-    }
+    const unsigned char *site = sx_rbytes(r, SX_SITE_LEN);
+    sx_view v;
+    if (sx_rview(r, &v) || !site) break;
     if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
       h->view = 1;
-      h->vver = ver;
-      h->vmark = mk;
-      h->vlin = lin;
+      h->v = v;
     }
   }
 }
@@ -403,7 +413,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
                         (unsigned long long)h.ver, (unsigned long long)h.hash);
   s->peer_hash = h.hash;
   /* Only an authorized client's view may make this replica renew. */
-  if (h.view && (rc = sx_check_view(s, h.vver, &h.vmark, &h.vlin)))
+  if (h.view && (rc = sx_check_view(s, h.v.ver, &h.v.mark, &h.v.lin)))
     return rc;
   sx_hello_apply(s, &h, &rights);
   if ((rc = sx_send_welcome(s, h.hash))) return rc;
@@ -420,9 +430,8 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                                size_t n) {
   sx_rd r;
   const unsigned char *q;
-  uint64_t hash, maxm, vver;
-  sx_mark vmark;
-  sx_lineage vlin;
+  uint64_t hash, maxm;
+  sx_view vw;
   unsigned char wr[SYNC_RIGHTS_BYTES], rd[SYNC_RIGHTS_BYTES];
   const unsigned char *sq;
   size_t sn;
@@ -441,13 +450,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   maxm = sx_rv(&r);
   if (r.bad || sx_get_mask(&r, wr) || sx_get_mask(&r, rd))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
-  vver = sx_rv(&r);
-  q = sx_rbytes(&r, 8);
-  vmark.start = sx_rv(&r);
-  if (!q || r.bad || maxm < SX_MSG_MIN)
-    return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
-  vmark.id = sx_get_le64(q);
-  if (sx_rlineage(&r, &vmark, &vlin))
+  if (sx_rview(&r, &vw) || maxm < SX_MSG_MIN)
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   sq = NULL;
   sn = 0;
@@ -465,7 +468,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
     if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
       return sx_sess_fail(s, rc, "out of memory");
   }
-  if ((rc = sx_check_view(s, vver, &vmark, &vlin))) return rc;
+  if ((rc = sx_check_view(s, vw.ver, &vw.mark, &vw.lin))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send what the server lets us write, and what it lets us read (a
    * write there is refused and answered with the server's row, which
