@@ -216,6 +216,16 @@ static inline uint64_t mu_count(mu_rep *r) {
   return n;
 }
 
+/* The tombstones r keeps (sync_tombstones). */
+static inline uint64_t mu_tombstones(mu_rep *r) {
+  sync_txn *txn;
+  uint64_t n = 0;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &txn));
+  TU_OK(sync_tombstones(txn, &n));
+  sync_txn_abort(txn);
+  return n;
+}
+
 static inline uint64_t mu_version(mu_rep *r) {
   sync_txn *txn;
   uint64_t v;

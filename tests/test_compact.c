@@ -70,15 +70,6 @@ static unsigned cp_delete_rows(mu_rep *r, unsigned n) {
   return done;
 }
 
-static uint64_t cp_tombstones(mu_rep *r) {
-  sync_txn *x;
-  uint64_t n = 0;
-  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
-  TU_OK(sync_tombstones(x, &n));
-  sync_txn_abort(x);
-  return n;
-}
-
 /* b pulls everything from a, and a learns that b holds it (the last
  * request is acknowledged, after the pull). */
 static void cp_pull_acked(mu_rep *b, mu_rep *a) {
@@ -102,7 +93,7 @@ static unsigned cp_setup(mu_rep *a, mu_rep *b, uint64_t *now) {
   *now += 10;
   deleted = cp_delete_rows(a, CP_ROWS);
   cp_pull_acked(b, a);
-  TU_U64(cp_tombstones(a), deleted);
+  TU_U64(mu_tombstones(a), deleted);
   return deleted;
 }
 
@@ -125,7 +116,7 @@ static void gc_in_batches_keeps_the_file(void **state) {
   TU_U64(n, SYNC_GC_BATCH);
   TU_OK(sync_env_gc(a.env, &n));
   TU_U64(n, deleted - SYNC_GC_BATCH);
-  TU_U64(cp_tombstones(&a), 0);
+  TU_U64(mu_tombstones(&a), 0);
   TU_OK(sync_env_gc(a.env, &n));
   TU_U64(n, 0);
   after = cp_file_size(a.path);

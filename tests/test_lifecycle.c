@@ -466,15 +466,6 @@ static uint64_t lc_gc(lc_rep *r) {
   return n;
 }
 
-static uint64_t lc_tombstones(lc_rep *r) {
-  sync_txn *x;
-  uint64_t n = 0;
-  TU_OK(sync_txn_begin(r->m.env, SYNC_TXN_RDONLY, &x));
-  TU_OK(sync_tombstones(x, &n));
-  sync_txn_abort(x);
-  return n;
-}
-
 /* ---------------------------------------------------------------------
  * Named fleet events
  * ------------------------------------------------------------------- */
@@ -523,7 +514,7 @@ static void test_gc_then_join_through_other_peer(void **state) {
   lc_sync_ok(&E, &S, SYNC_BOTH);
   TU_U64(lc_gc(&S), 3); /* the scenario: S's known peers acknowledged */
   TU_U64(lc_gc(&A), 0); /* A keeps them for E3 */
-  TU_U64(lc_tombstones(&A), 3);
+  TU_U64(mu_tombstones(&A.m), 3);
   /* E3 joins S: an initial stream of S's live rows. */
   now++;
   lc_sync_ok(&E3, &S, SYNC_PULL);
@@ -693,7 +684,7 @@ static void test_restore_keeps_collected_deletes(void **state) {
     lc_sync_ok(&Q, &S, SYNC_BOTH);
   }
   assert_int_equal(lc_gc(&Q), 1);
-  assert_int_equal(lc_tombstones(&S), 1);
+  assert_int_equal(mu_tombstones(&S.m), 1);
   now += 10;
   lc_restore(&D, backup, n);
   free(backup);

@@ -260,17 +260,6 @@ static void rp_drift(mu_rep *r, tu_rng *g, unsigned nrows, unsigned n,
   }
 }
 
-/* What differs after a repair that did not end equal: a dry run's
- * report and the tombstones each side keeps. */
-static uint64_t rp_tombstones(mu_rep *r) {
-  sync_txn *x;
-  uint64_t n = 0;
-  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
-  TU_OK(sync_tombstones(x, &n));
-  sync_txn_abort(x);
-  return n;
-}
-
 /* What differs after a repair (client c, server s) that did not end
  * equal: a dry run's report and the tombstones each side keeps. */
 static void rp_why(mu_rep *c, mu_rep *s, const sync_session_stats *got) {
@@ -283,8 +272,8 @@ static void rp_why(mu_rep *c, mu_rep *s, const sync_session_stats *got) {
                 "(local %u, remote %u, both %u); tombstones %llu and %llu:",
                 got->repair_equal, (unsigned)got->repair_passes, d.n,
                 d.local, d.remote, d.both,
-                (unsigned long long)rp_tombstones(c),
-                (unsigned long long)rp_tombstones(s));
+                (unsigned long long)mu_tombstones(c),
+                (unsigned long long)mu_tombstones(s));
   for (i = 0; i < d.n && i < 8; i++)
     print_message(" %s/%d", d.keys[i], d.sides[i]);
   print_message("\n");
@@ -481,7 +470,7 @@ static void test_repair_brings_tombstones(void **state) {
   mu_delete(&b, "gone");
   rp_now += 1000;
   rp_sync(&a, &b);
-  TU_U64(rp_tombstones(&a), 1);
+  TU_U64(mu_tombstones(&a), 1);
   sync_env_close(a.env);
   rp_copy("rp-a-old.db", "rp-a.db");
   a.env = NULL;
@@ -494,7 +483,7 @@ static void test_repair_brings_tombstones(void **state) {
   if (!cs.repair_equal) rp_why(&a, &b, &cs);
   assert_int_equal(cs.repair_equal, 1);
   assert_true(cs.repair_rows >= 1); /* the tombstone came over */
-  TU_U64(rp_tombstones(&a), 1);
+  TU_U64(mu_tombstones(&a), 1);
   rp_check_equal(&a, &b);
   rp_now += 1000;
   rp_sync(&a, &b);
@@ -537,10 +526,10 @@ static void test_repair_carries_collected_lengths(void **state) {
   TU_OK(sync_gc(x, &gc));
   TU_OK(sync_txn_commit(x));
   TU_U64(gc, 1);
-  TU_U64(rp_tombstones(&c), 1); /* c keeps it */
+  TU_U64(mu_tombstones(&c), 1); /* c keeps it */
   assert_int_equal(rp_run(&d, &b, 0, NULL, &cs, NULL), 1);
   assert_int_equal(cs.repair_equal, 1);
-  TU_U64(rp_tombstones(&d), 0);
+  TU_U64(mu_tombstones(&d), 0);
   rp_now += 1000;
   mu_put(&d, "again", 2, 2.0, "second");
   rp_sync(&c, &d);
