@@ -3420,7 +3420,7 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 6
+#define SX_FORMAT_VERSION 7
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -5093,6 +5093,11 @@ SYNC_API void sync_cursor_close(sync_cursor *c) {
 #define SX_COMMIT_H
 
 
+/* A write transaction that made stamps of its own commits: the first in
+ * its epoch records its HLC there (open.c, "Writes of this replica's own
+ * site id"). */
+SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x);
+
 #endif
 
 /* Write the state record and the row counts and fingerprint sums this
@@ -5109,6 +5114,7 @@ static int sx_txn_finish(sync_txn *x) {
                x->schema_version);
   if ((rc = sx_put(env->st, x->t, env->meta, "state", 5, state, 24, 0)))
     return rc;
+  if (x->wrote && x->stamped && (rc = sx_epoch_stamped(x))) return rc;
   if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
     sx_tsum s;
@@ -5360,6 +5366,12 @@ SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
  * the file has no epoch m, or none after it. */
 SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
                                    uint64_t *hlc);
+/* Is h the HLC of a stamp of this replica's own site id that its history
+ * never made (open.c, "Writes of this replica's own site id")?  1 with
+ * *held set to the clock the file stood at when the epoch where h falls
+ * began (all of the id it holds for sure), 0 if not or unknown (epochs of
+ * files before format 7), or an error. */
+SYNC_PRIVATE int sx_own_foreign(sync_txn *x, uint64_t h, uint64_t *held);
 /* May a delta or request made under schema hash h be taken?  Ours, or a
  * peer's found compatible by sx_compat_check. */
 SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
@@ -5536,8 +5548,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
   /* Format 4 lacks only the renewal records (meta "renewed"), which read
-   * as none, and format 5 the lineage in peer records, which reads as
-   * none: a read-only open takes them as they are. */
+   * as none, format 5 the lineage in peer records, which reads as none,
+   * and format 6 the first own stamp of each epoch, which reads as
+   * unknown: a read-only open takes them as they are. */
   if (format >= 1 && format < 4 && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
@@ -5587,7 +5600,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * nothing).  Format 3 lacks only the scope of peer records, which
      * reads as unknown, and the rejection log (made above); format 4
      * lacks the renewal records, which read as none, format 5 the
-     * lineage of peer records' marks, which reads as none: the format
+     * lineage of peer records' marks, which reads as none, format 6 the
+     * first own stamp of each epoch, which reads as unknown: the format
      * record alone changes (older code would refuse the longer records,
      * and would take vectors the renewal records cap). */
     unsigned char fmt[12];
@@ -5617,18 +5631,51 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
 /* ---------------------------------------------------------------------
  * Epochs and site renewal.  sx.epochs: key u64 BE (2^64 - 1 - start
  * version), so that a range search from a version finds the epoch holding
- * it; value u64 LE id, u64 LE the state HLC when it began.  meta "ident":
- * u64 LE device, u64 LE inode of the file when it was last opened for
- * writing.
+ * it; value u64 LE id, u64 LE the state HLC when it began, and (format 7)
+ * u64 LE the HLC of the first transaction that made a stamp of this
+ * replica's own in it (0: none yet).  meta "ident": u64 LE device, u64 LE
+ * inode of the file when it was last opened for writing.
  * ------------------------------------------------------------------- */
 static void sx_epoch_key(unsigned char *k, uint64_t start) {
   sx_put_be64(k, UINT64_MAX - start);
 }
 
-/* The epoch holding version v: 0 with *start, *id, *hlc set, or
- * SYNC_NOTFOUND. */
-static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, uint64_t *start,
-                       uint64_t *id, uint64_t *hlc) {
+/* One record of sx.epochs. */
+typedef struct sx_epoch {
+  uint64_t start, id, hlc; /* start version, id, the clock when it began */
+  uint64_t first;          /* the first own stamp's HLC (0: none yet) */
+  int known;               /* first is recorded (format 7 records) */
+} sx_epoch;
+
+static int sx_epoch_read(const sx_slice *k, const sx_slice *v, sx_epoch *e) {
+  if (k->n != 8 || (v->n != 16 && v->n != 24)) return SYNC_ECORRUPT;
+  e->start = UINT64_MAX - sx_get_be64(k->p);
+  e->id = sx_get_le64(v->p);
+  e->hlc = sx_get_le64(v->p + 8);
+  e->known = v->n == 24;
+  e->first = e->known ? sx_get_le64(v->p + 16) : 0;
+  return 0;
+}
+
+/* The next epoch of cursor c, the latest first (keys run from the latest
+ * epoch to the first): *op is SX_FIRST, or SX_SET_RANGE with k set, on
+ * the first call.  0 with e set, SYNC_NOTFOUND past the first epoch, or
+ * an error. */
+static int sx_epoch_step(sync_env *env, sx_scur *c, int *op, sx_slice *k,
+                         sx_epoch *e) {
+  sx_slice val;
+  int rc;
+  if (*op != SX_SET_RANGE) {
+    k->p = NULL;
+    k->n = 0;
+  }
+  rc = sx_cur_get(env->st, c, *op, k, &val);
+  *op = SX_NEXT;
+  return rc ? rc : sx_epoch_read(k, &val, e);
+}
+
+/* The epoch holding version v: 0 with e set, or SYNC_NOTFOUND. */
+static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, sx_epoch *e) {
   sx_scur *c;
   sx_slice k, val;
   unsigned char key[8];
@@ -5639,60 +5686,44 @@ static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, uint64_t *start,
   k.p = key;
   k.n = 8;
   rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &val);
-  if (rc == 0 && (k.n != 8 || val.n != 16)) rc = SYNC_ECORRUPT;
-  if (rc == 0) {
-    *start = UINT64_MAX - sx_get_be64(k.p);
-    *id = sx_get_le64(val.p);
-    *hlc = sx_get_le64(val.p + 8);
-  }
+  if (rc == 0) rc = sx_epoch_read(&k, &val, e);
   sx_cur_close(c);
   return rc;
 }
 
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out) {
-  uint64_t hlc;
+  sx_epoch e;
   int rc;
   memset(out, 0, sizeof *out);
   if (!v) return 0;
-  rc = sx_epoch_at(x->env, x->t, v, &out->start, &out->id, &hlc);
-  if (rc == SYNC_NOTFOUND) {
-    memset(out, 0, sizeof *out);
-    return 0;
+  rc = sx_epoch_at(x->env, x->t, v, &e);
+  if (rc == 0) {
+    out->id = e.id;
+    out->start = e.start;
   }
-  return rc;
+  return rc == SYNC_NOTFOUND ? 0 : rc;
 }
 
 SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
                                    uint64_t *hlc) {
   sync_env *env = x->env;
   sx_scur *c;
-  sx_slice k, val;
+  sx_slice k;
+  sx_epoch e;
   uint64_t next = 0;
   int rc, op = SX_FIRST, have = 0;
   if (!env->epochs_ok || !m->id) return SYNC_NOTFOUND;
   if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
-  /* Keys run from the latest epoch to the first. */
-  for (;;) {
-    uint64_t start;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &val);
-    op = SX_NEXT;
-    if (rc) break;
-    if (k.n != 8 || val.n != 16) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    start = UINT64_MAX - sx_get_be64(k.p);
-    if (start < m->start) {
+  while (!(rc = sx_epoch_step(env, c, &op, &k, &e))) {
+    if (e.start < m->start) {
       rc = SYNC_NOTFOUND;
       break;
     }
-    if (start == m->start) {
-      if (sx_get_le64(val.p) != m->id || !have) rc = SYNC_NOTFOUND;
+    if (e.start == m->start) {
+      if (e.id != m->id || !have) rc = SYNC_NOTFOUND;
       break;
     }
-    next = sx_get_le64(val.p + 8);
+    next = e.hlc;
     have = 1;
   }
   sx_cur_close(c);
@@ -5704,37 +5735,98 @@ SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
                                sx_lineage *out) {
   sync_env *env = x->env;
   sx_scur *c;
-  sx_slice k, val;
+  sx_slice k;
+  sx_epoch e;
   unsigned char key[8];
-  int rc, op = SX_SET_RANGE;
+  int rc = 0, op = SX_SET_RANGE;
   memset(out, 0, sizeof *out);
   if (!env->epochs_ok || !m->id || m->start < 2) return 0;
   if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
-  /* Keys run from the latest epoch to the first: the one holding the
-   * version before the mark's start, then older ones. */
+  /* The epoch holding the version before the mark's start, then older
+   * ones. */
   sx_epoch_key(key, m->start - 1);
   k.p = key;
   k.n = 8;
-  while (out->n < SX_LINEAGE_MAX) {
-    rc = sx_cur_get(env->st, c, op, &k, &val);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != 8 || val.n != 16) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    out->e[out->n].start = UINT64_MAX - sx_get_be64(k.p);
-    out->e[out->n].id = sx_get_le64(val.p);
+  while (out->n < SX_LINEAGE_MAX &&
+         !(rc = sx_epoch_step(env, c, &op, &k, &e))) {
+    out->e[out->n].start = e.start;
+    out->e[out->n].id = e.id;
     out->n++;
-    k.p = NULL;
-    k.n = 0;
   }
+  if (rc == SYNC_NOTFOUND) rc = 0;
   sx_cur_close(c);
   if (rc) memset(out, 0, sizeof *out);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Writes of this replica's own site id that its history never made.
+ *
+ * Each transaction that makes stamps of its own takes one HLC above
+ * every stamp the file made or saw before (sx_stamp_txn), so the stamps
+ * of the file's own history are exactly the HLCs of those transactions.
+ * An epoch begins with the clock at h (what the file held at that open)
+ * and its first such transaction takes f > h: no stamp of this history
+ * lies strictly between h and f.  A file restored from a backup begins
+ * an epoch at the backup's clock, and the writes it lost were made after
+ * the backup and before the restore: their stamps lie in that gap (as
+ * long as the wall clock did not step back past them), or above the
+ * clock when it did.  A stamp of ours found there is a write of our id
+ * that this file never made: the file was restored or copied.
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x) {
+  sync_env *env = x->env;
+  unsigned char key[8], val[24];
+  sx_epoch e;
+  int rc = sx_epoch_at(env, x->t, x->version, &e);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc || !e.known || e.first) return rc;
+  sx_epoch_key(key, e.start);
+  sx_put_le64(val, e.id);
+  sx_put_le64(val + 8, e.hlc);
+  sx_put_le64(val + 16, x->hlc);
+  return sx_put(env->st, x->t, env->epochs, key, 8, val, 24, 0);
+}
+
+SYNC_PRIVATE int sx_own_foreign(sync_txn *x, uint64_t h, uint64_t *held) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k;
+  sx_epoch e;
+  int rc, op = SX_FIRST, newest = 1, found = 0, above = h > x->hlc_last;
+  *held = 0;
+  if (x->stamped && h == x->hlc) return 0; /* made by this transaction */
+  if (!env->epochs_ok) return above;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  /* Keys run from the latest epoch to the first.  A stamp h of this
+   * history was made in the latest epoch that began below h, at or
+   * after its first own stamp.  Where that epoch (or, above the clock,
+   * the latest) made none, nor did the ones before it back to the last
+   * that did: the history left the fleet's where the oldest of them
+   * began. */
+  for (;;) {
+    uint64_t first;
+    if ((rc = sx_epoch_step(env, c, &op, &k, &e))) {
+      if (rc == SYNC_NOTFOUND) rc = found || above;
+      break;
+    }
+    first = e.first;
+    if (!first && newest && x->stamped) first = x->hlc;
+    newest = 0;
+    if (!found && !above && e.hlc >= h) continue; /* began above h */
+    if (e.known && !first) { /* made no stamp of its own */
+      *held = e.hlc;
+      found = 1;
+      continue;
+    }
+    if (!found) {
+      found = above || (e.known && h < first);
+      if (found) *held = e.hlc;
+    }
+    rc = found;
+    break;
+  }
+  sx_cur_close(c);
   return rc;
 }
 
@@ -5762,7 +5854,7 @@ SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
  * the file is not the one last opened here (a copy, or a backup put back
  * as a new file): it must take a new site id before it writes. */
 static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
-  unsigned char key[8], val[16], idb[16];
+  unsigned char key[8], val[24], idb[16];
   uint64_t id = 0, dev = 0, ino = 0;
   sx_slice v;
   int rc, moved = 0;
@@ -5771,11 +5863,12 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   if (rc || v.n != 24) return rc ? rc : SYNC_ECORRUPT;
   sx_epoch_key(key, sx_get_le64(v.p + 8) + 1);
   sx_put_le64(val + 8, sx_get_le64(v.p));
+  sx_put_le64(val + 16, 0); /* no stamp of its own made yet */
   while (!id)
     if (env->random(env->random_ctx, &id, sizeof id) != 0)
       return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
   sx_put_le64(val, id);
-  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 16, 0))) return rc;
+  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 24, 0))) return rc;
   rc = sx_store_ident(env->st, &dev, &ino);
   if (rc == SYNC_ENOTSUP) return 0;
   if (rc) return rc;
@@ -6960,6 +7053,9 @@ SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
  * records"). */
 SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
                                      const sx_lineage *lin);
+/* sync_site_renew keeping the old id's claims up to held: the clock the
+ * file stood at where its history left the fleet's. */
+SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held);
 /* The records a chunk carries, taken; runs start again when one of them
  * lowered this replica's vector. */
 SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d);
@@ -7225,10 +7321,9 @@ SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) 
  * be shared. */
 static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
                               const sx_lineage *lin) {
-  uint8_t old[SX_SITE_LEN];
   uint64_t held = 0;
   unsigned i;
-  int rc = SYNC_NOTFOUND, lowered = 0;
+  int rc = SYNC_NOTFOUND;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
   if (m && m->id) rc = sx_epoch_next_hlc(x, m, &held);
@@ -7236,14 +7331,26 @@ static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
     rc = sx_epoch_next_hlc(x, &lin->e[i], &held);
   if (rc == SYNC_NOTFOUND) held = 0;
   else if (rc) return rc;
+  return sx_site_renew_held(x, held);
+}
+
+SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
+  uint8_t old[SX_SITE_LEN];
+  int rc, lowered = 0;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
   memcpy(old, x->env->site, SX_SITE_LEN);
   /* A file restored from a backup lost old-id writes the fleet holds,
    * and while it claimed them (its own vector entry), peers left them
    * out of what they sent, past cursors that have moved on since.  So
    * claim none of the old id, and start every run again: peers send
    * back all they hold of it.  The rows keep their stamps: the fleet may
-   * hold those writes too. */
-  if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
+   * hold those writes too.  Stamps of the old id this transaction took
+   * from a peer go with them (at most hlc_seen); those it made itself
+   * are the new id's. */
+  if ((rc = sx_site_renew(x, x->hlc_seen > x->hlc_last ? x->hlc_seen
+                                                        : x->hlc_last, 0)))
+    return rc;
   if ((rc = sx_renew_learn(x, old, held, &lowered))) return rc;
   return sx_runs_restart(x);
 }
@@ -9689,6 +9796,8 @@ typedef struct sx_run {
   uint32_t sender; /* the sender's delta site index */
   sx_wscratch ws;
   sync_value *svals; /* scratch of sx_scope_of */
+  int lost;          /* a stamp of our id our history never made */
+  uint64_t lost_held; /* what the file holds of the id for sure */
   int reason;
   char text[SYNC_REFUSE_TEXT_MAX + 1];
   /* Rows of an initial stream past the table's last key go on the end,
@@ -9886,6 +9995,36 @@ static int sx_apply_was_collected(sx_run *r, const sx_drow *dr) {
   return rc;
 }
 
+/* Does dr carry a stamp of our own site id that this file's history
+ * never made (sx_own_foreign)?  Then the file was restored from a backup
+ * or copied, and the write is one the fleet holds and the file lost: the
+ * row is merged as any other (never taken for one we deleted and
+ * collected, though our vector and gcvv cover it: our own entry is the
+ * clock, past the lost writes), and the apply takes a new site id at
+ * its end.  Stamps the stored row holds (found) are not looked up.  1
+ * (r->lost set), 0, or an error. */
+static int sx_apply_foreign(sx_run *r, const sx_drow *dr, int found) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  size_t i;
+  int any = 0;
+  for (i = 0; i <= dr->ncols; i++) {
+    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
+    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held;
+    unsigned j;
+    int rc, have = 0;
+    if (r->a.smap[site] != 0) continue;
+    for (j = 0; found && j < x->old.nstamps && !have; j++)
+      have = x->old.stamps[j].site == 0 && x->old.stamps[j].hlc == hlc;
+    if (have) continue;
+    if ((rc = sx_own_foreign(x, hlc, &held)) < 0) return rc;
+    if (!rc) continue;
+    if (!r->lost || held < r->lost_held) r->lost_held = held;
+    r->lost = any = 1;
+  }
+  return any;
+}
+
 /* We held this row and collected its tombstone: the sender kept an old
  * copy.  Bringing it back would invent data; leaving it would leave the
  * sender with it for good.  A delete of ours (causal length + 1) says
@@ -9950,7 +10089,8 @@ static int sx_apply_row(sx_run *r, const sx_drow *dr) {
       return sx_report_refusal(&r->a, r->ao, dr, r->reason, r->text);
     }
   }
-  if (!found && (rc = sx_apply_was_collected(r, dr)) != 0)
+  if ((rc = sx_apply_foreign(r, dr, found)) < 0) return rc;
+  if (!rc && !found && (rc = sx_apply_was_collected(r, dr)) != 0)
     return rc < 0 ? rc : sx_apply_redelete(r, dr, cur, append);
   x->cpend.len = 0;
   if ((rc = sx_merge_row(&r->a, dr, found, &cls)) < 0) return rc;
@@ -10147,6 +10287,12 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_apply_clock(&r);
     for (i = 0; i < d->nrows && !rc; i++) rc = sx_apply_row(&r, &d->rows[i]);
     if (!rc) rc = sx_apply_finish(&r);
+    /* A write of our id this file never made: it was restored or
+     * copied.  Give the id up, keeping its claims up to what the file
+     * holds for sure; the next run of every peer brings back the rest. */
+    if (!rc && r.lost && !r.a.dry &&
+        !(rc = sx_site_renew_held(x, r.lost_held)))
+      rep->renewed = 1;
   }
   sx_free(&x->env->al, r.a.svv);
   sx_free(&x->env->al, r.a.smap);
@@ -13354,6 +13500,15 @@ SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d) {
                sync_strerror(rc), sync_env_errmsg(env));
       return rc;
     }
+    if (rep.renewed) {
+      /* Committed with the frame; the peer cuts for the old id. */
+      sync_delta_free(d);
+      snprintf(rp->err, sizeof rp->err,
+               "a repair frame held a write of this replica's site id that "
+               "its file never made (restored from a backup or copied): it "
+               "took a new site id; repair again");
+      return SYNC_EHISTORY;
+    }
     /* kept for this side's turn: answers leave out what it holds */
     sync_delta_free(rp->frame);
     rp->frame = d;
@@ -16249,6 +16404,14 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
     sync_delta_free(d);
     return sx_sess_fail(s, rc, "applying a chunk: %s (%s)", sync_strerror(rc),
                         sync_env_errmsg(s->env));
+  }
+  if (rep.renewed) {
+    /* Committed with the chunk; the peer cut the rest for the old id. */
+    sync_delta_free(d);
+    return sx_sess_fail(s, SYNC_EHISTORY,
+                        "a chunk held a write of this replica's site id that "
+                        "its file never made (restored from a backup or "
+                        "copied): it took a new site id; sync again");
   }
   if (rep.unknown) s->held = 1;
   if (s->dry || s->held) {

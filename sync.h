@@ -812,6 +812,15 @@ typedef struct sync_apply_report {
                          again once this replica has the table (a
                          session counts them on the receiving side; its
                          FINAL report does not carry them) */
+  int renewed;        /* the chunk held a write of this replica's own site
+                         id that its file never made (it was restored
+                         from a backup or copied, and nobody had shown it
+                         yet): the rows were merged as usual, and the
+                         replica took a new site id in txn, keeping a
+                         renewal record (sync_renewals_get).  The run is
+                         over: later chunks were cut for the old id
+                         (SYNC_EINVAL); sync again.  A session ends with
+                         SYNC_EHISTORY after committing the chunk. */
 } sync_apply_report;
 
 /* Apply chunk d in the write transaction txn, together with the sender's

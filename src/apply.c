@@ -762,6 +762,8 @@ typedef struct sx_run {
   uint32_t sender; /* the sender's delta site index */
   sx_wscratch ws;
   sync_value *svals; /* scratch of sx_scope_of */
+  int lost;          /* a stamp of our id our history never made */
+  uint64_t lost_held; /* what the file holds of the id for sure */
   int reason;
   char text[SYNC_REFUSE_TEXT_MAX + 1];
   /* Rows of an initial stream past the table's last key go on the end,
@@ -959,6 +961,36 @@ static int sx_apply_was_collected(sx_run *r, const sx_drow *dr) {
   return rc;
 }
 
+/* Does dr carry a stamp of our own site id that this file's history
+ * never made (sx_own_foreign)?  Then the file was restored from a backup
+ * or copied, and the write is one the fleet holds and the file lost: the
+ * row is merged as any other (never taken for one we deleted and
+ * collected, though our vector and gcvv cover it: our own entry is the
+ * clock, past the lost writes), and the apply takes a new site id at
+ * its end.  Stamps the stored row holds (found) are not looked up.  1
+ * (r->lost set), 0, or an error. */
+static int sx_apply_foreign(sx_run *r, const sx_drow *dr, int found) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  size_t i;
+  int any = 0;
+  for (i = 0; i <= dr->ncols; i++) {
+    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
+    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held;
+    unsigned j;
+    int rc, have = 0;
+    if (r->a.smap[site] != 0) continue;
+    for (j = 0; found && j < x->old.nstamps && !have; j++)
+      have = x->old.stamps[j].site == 0 && x->old.stamps[j].hlc == hlc;
+    if (have) continue;
+    if ((rc = sx_own_foreign(x, hlc, &held)) < 0) return rc;
+    if (!rc) continue;
+    if (!r->lost || held < r->lost_held) r->lost_held = held;
+    r->lost = any = 1;
+  }
+  return any;
+}
+
 /* We held this row and collected its tombstone: the sender kept an old
  * copy.  Bringing it back would invent data; leaving it would leave the
  * sender with it for good.  A delete of ours (causal length + 1) says
@@ -1023,7 +1055,8 @@ static int sx_apply_row(sx_run *r, const sx_drow *dr) {
       return sx_report_refusal(&r->a, r->ao, dr, r->reason, r->text);
     }
   }
-  if (!found && (rc = sx_apply_was_collected(r, dr)) != 0)
+  if ((rc = sx_apply_foreign(r, dr, found)) < 0) return rc;
+  if (!rc && !found && (rc = sx_apply_was_collected(r, dr)) != 0)
     return rc < 0 ? rc : sx_apply_redelete(r, dr, cur, append);
   x->cpend.len = 0;
   if ((rc = sx_merge_row(&r->a, dr, found, &cls)) < 0) return rc;
@@ -1220,6 +1253,12 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
     sx_apply_clock(&r);
     for (i = 0; i < d->nrows && !rc; i++) rc = sx_apply_row(&r, &d->rows[i]);
     if (!rc) rc = sx_apply_finish(&r);
+    /* A write of our id this file never made: it was restored or
+     * copied.  Give the id up, keeping its claims up to what the file
+     * holds for sure; the next run of every peer brings back the rest. */
+    if (!rc && r.lost && !r.a.dry &&
+        !(rc = sx_site_renew_held(x, r.lost_held)))
+      rep->renewed = 1;
   }
   sx_free(&x->env->al, r.a.svv);
   sx_free(&x->env->al, r.a.smap);

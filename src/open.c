@@ -184,8 +184,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
   /* Format 4 lacks only the renewal records (meta "renewed"), which read
-   * as none, and format 5 the lineage in peer records, which reads as
-   * none: a read-only open takes them as they are. */
+   * as none, format 5 the lineage in peer records, which reads as none,
+   * and format 6 the first own stamp of each epoch, which reads as
+   * unknown: a read-only open takes them as they are. */
   if (format >= 1 && format < 4 && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
@@ -235,7 +236,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * nothing).  Format 3 lacks only the scope of peer records, which
      * reads as unknown, and the rejection log (made above); format 4
      * lacks the renewal records, which read as none, format 5 the
-     * lineage of peer records' marks, which reads as none: the format
+     * lineage of peer records' marks, which reads as none, format 6 the
+     * first own stamp of each epoch, which reads as unknown: the format
      * record alone changes (older code would refuse the longer records,
      * and would take vectors the renewal records cap). */
     unsigned char fmt[12];
@@ -265,18 +267,51 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
 /* ---------------------------------------------------------------------
  * Epochs and site renewal.  sx.epochs: key u64 BE (2^64 - 1 - start
  * version), so that a range search from a version finds the epoch holding
- * it; value u64 LE id, u64 LE the state HLC when it began.  meta "ident":
- * u64 LE device, u64 LE inode of the file when it was last opened for
- * writing.
+ * it; value u64 LE id, u64 LE the state HLC when it began, and (format 7)
+ * u64 LE the HLC of the first transaction that made a stamp of this
+ * replica's own in it (0: none yet).  meta "ident": u64 LE device, u64 LE
+ * inode of the file when it was last opened for writing.
  * ------------------------------------------------------------------- */
 static void sx_epoch_key(unsigned char *k, uint64_t start) {
   sx_put_be64(k, UINT64_MAX - start);
 }
 
-/* The epoch holding version v: 0 with *start, *id, *hlc set, or
- * SYNC_NOTFOUND. */
-static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, uint64_t *start,
-                       uint64_t *id, uint64_t *hlc) {
+/* One record of sx.epochs. */
+typedef struct sx_epoch {
+  uint64_t start, id, hlc; /* start version, id, the clock when it began */
+  uint64_t first;          /* the first own stamp's HLC (0: none yet) */
+  int known;               /* first is recorded (format 7 records) */
+} sx_epoch;
+
+static int sx_epoch_read(const sx_slice *k, const sx_slice *v, sx_epoch *e) {
+  if (k->n != 8 || (v->n != 16 && v->n != 24)) return SYNC_ECORRUPT;
+  e->start = UINT64_MAX - sx_get_be64(k->p);
+  e->id = sx_get_le64(v->p);
+  e->hlc = sx_get_le64(v->p + 8);
+  e->known = v->n == 24;
+  e->first = e->known ? sx_get_le64(v->p + 16) : 0;
+  return 0;
+}
+
+/* The next epoch of cursor c, the latest first (keys run from the latest
+ * epoch to the first): *op is SX_FIRST, or SX_SET_RANGE with k set, on
+ * the first call.  0 with e set, SYNC_NOTFOUND past the first epoch, or
+ * an error. */
+static int sx_epoch_step(sync_env *env, sx_scur *c, int *op, sx_slice *k,
+                         sx_epoch *e) {
+  sx_slice val;
+  int rc;
+  if (*op != SX_SET_RANGE) {
+    k->p = NULL;
+    k->n = 0;
+  }
+  rc = sx_cur_get(env->st, c, *op, k, &val);
+  *op = SX_NEXT;
+  return rc ? rc : sx_epoch_read(k, &val, e);
+}
+
+/* The epoch holding version v: 0 with e set, or SYNC_NOTFOUND. */
+static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, sx_epoch *e) {
   sx_scur *c;
   sx_slice k, val;
   unsigned char key[8];
@@ -287,60 +322,44 @@ static int sx_epoch_at(sync_env *env, sx_stxn *t, uint64_t v, uint64_t *start,
   k.p = key;
   k.n = 8;
   rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &val);
-  if (rc == 0 && (k.n != 8 || val.n != 16)) rc = SYNC_ECORRUPT;
-  if (rc == 0) {
-    *start = UINT64_MAX - sx_get_be64(k.p);
-    *id = sx_get_le64(val.p);
-    *hlc = sx_get_le64(val.p + 8);
-  }
+  if (rc == 0) rc = sx_epoch_read(&k, &val, e);
   sx_cur_close(c);
   return rc;
 }
 
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out) {
-  uint64_t hlc;
+  sx_epoch e;
   int rc;
   memset(out, 0, sizeof *out);
   if (!v) return 0;
-  rc = sx_epoch_at(x->env, x->t, v, &out->start, &out->id, &hlc);
-  if (rc == SYNC_NOTFOUND) {
-    memset(out, 0, sizeof *out);
-    return 0;
+  rc = sx_epoch_at(x->env, x->t, v, &e);
+  if (rc == 0) {
+    out->id = e.id;
+    out->start = e.start;
   }
-  return rc;
+  return rc == SYNC_NOTFOUND ? 0 : rc;
 }
 
 SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
                                    uint64_t *hlc) {
   sync_env *env = x->env;
   sx_scur *c;
-  sx_slice k, val;
+  sx_slice k;
+  sx_epoch e;
   uint64_t next = 0;
   int rc, op = SX_FIRST, have = 0;
   if (!env->epochs_ok || !m->id) return SYNC_NOTFOUND;
   if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
-  /* Keys run from the latest epoch to the first. */
-  for (;;) {
-    uint64_t start;
-    k.p = NULL;
-    k.n = 0;
-    rc = sx_cur_get(env->st, c, op, &k, &val);
-    op = SX_NEXT;
-    if (rc) break;
-    if (k.n != 8 || val.n != 16) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    start = UINT64_MAX - sx_get_be64(k.p);
-    if (start < m->start) {
+  while (!(rc = sx_epoch_step(env, c, &op, &k, &e))) {
+    if (e.start < m->start) {
       rc = SYNC_NOTFOUND;
       break;
     }
-    if (start == m->start) {
-      if (sx_get_le64(val.p) != m->id || !have) rc = SYNC_NOTFOUND;
+    if (e.start == m->start) {
+      if (e.id != m->id || !have) rc = SYNC_NOTFOUND;
       break;
     }
-    next = sx_get_le64(val.p + 8);
+    next = e.hlc;
     have = 1;
   }
   sx_cur_close(c);
@@ -352,37 +371,98 @@ SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
                                sx_lineage *out) {
   sync_env *env = x->env;
   sx_scur *c;
-  sx_slice k, val;
+  sx_slice k;
+  sx_epoch e;
   unsigned char key[8];
-  int rc, op = SX_SET_RANGE;
+  int rc = 0, op = SX_SET_RANGE;
   memset(out, 0, sizeof *out);
   if (!env->epochs_ok || !m->id || m->start < 2) return 0;
   if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
-  /* Keys run from the latest epoch to the first: the one holding the
-   * version before the mark's start, then older ones. */
+  /* The epoch holding the version before the mark's start, then older
+   * ones. */
   sx_epoch_key(key, m->start - 1);
   k.p = key;
   k.n = 8;
-  while (out->n < SX_LINEAGE_MAX) {
-    rc = sx_cur_get(env->st, c, op, &k, &val);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (k.n != 8 || val.n != 16) {
-      rc = SYNC_ECORRUPT;
-      break;
-    }
-    out->e[out->n].start = UINT64_MAX - sx_get_be64(k.p);
-    out->e[out->n].id = sx_get_le64(val.p);
+  while (out->n < SX_LINEAGE_MAX &&
+         !(rc = sx_epoch_step(env, c, &op, &k, &e))) {
+    out->e[out->n].start = e.start;
+    out->e[out->n].id = e.id;
     out->n++;
-    k.p = NULL;
-    k.n = 0;
   }
+  if (rc == SYNC_NOTFOUND) rc = 0;
   sx_cur_close(c);
   if (rc) memset(out, 0, sizeof *out);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Writes of this replica's own site id that its history never made.
+ *
+ * Each transaction that makes stamps of its own takes one HLC above
+ * every stamp the file made or saw before (sx_stamp_txn), so the stamps
+ * of the file's own history are exactly the HLCs of those transactions.
+ * An epoch begins with the clock at h (what the file held at that open)
+ * and its first such transaction takes f > h: no stamp of this history
+ * lies strictly between h and f.  A file restored from a backup begins
+ * an epoch at the backup's clock, and the writes it lost were made after
+ * the backup and before the restore: their stamps lie in that gap (as
+ * long as the wall clock did not step back past them), or above the
+ * clock when it did.  A stamp of ours found there is a write of our id
+ * that this file never made: the file was restored or copied.
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x) {
+  sync_env *env = x->env;
+  unsigned char key[8], val[24];
+  sx_epoch e;
+  int rc = sx_epoch_at(env, x->t, x->version, &e);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc || !e.known || e.first) return rc;
+  sx_epoch_key(key, e.start);
+  sx_put_le64(val, e.id);
+  sx_put_le64(val + 8, e.hlc);
+  sx_put_le64(val + 16, x->hlc);
+  return sx_put(env->st, x->t, env->epochs, key, 8, val, 24, 0);
+}
+
+SYNC_PRIVATE int sx_own_foreign(sync_txn *x, uint64_t h, uint64_t *held) {
+  sync_env *env = x->env;
+  sx_scur *c;
+  sx_slice k;
+  sx_epoch e;
+  int rc, op = SX_FIRST, newest = 1, found = 0, above = h > x->hlc_last;
+  *held = 0;
+  if (x->stamped && h == x->hlc) return 0; /* made by this transaction */
+  if (!env->epochs_ok) return above;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  /* Keys run from the latest epoch to the first.  A stamp h of this
+   * history was made in the latest epoch that began below h, at or
+   * after its first own stamp.  Where that epoch (or, above the clock,
+   * the latest) made none, nor did the ones before it back to the last
+   * that did: the history left the fleet's where the oldest of them
+   * began. */
+  for (;;) {
+    uint64_t first;
+    if ((rc = sx_epoch_step(env, c, &op, &k, &e))) {
+      if (rc == SYNC_NOTFOUND) rc = found || above;
+      break;
+    }
+    first = e.first;
+    if (!first && newest && x->stamped) first = x->hlc;
+    newest = 0;
+    if (!found && !above && e.hlc >= h) continue; /* began above h */
+    if (e.known && !first) { /* made no stamp of its own */
+      *held = e.hlc;
+      found = 1;
+      continue;
+    }
+    if (!found) {
+      found = above || (e.known && h < first);
+      if (found) *held = e.hlc;
+    }
+    rc = found;
+    break;
+  }
+  sx_cur_close(c);
   return rc;
 }
 
@@ -410,7 +490,7 @@ SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
  * the file is not the one last opened here (a copy, or a backup put back
  * as a new file): it must take a new site id before it writes. */
 static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
-  unsigned char key[8], val[16], idb[16];
+  unsigned char key[8], val[24], idb[16];
   uint64_t id = 0, dev = 0, ino = 0;
   sx_slice v;
   int rc, moved = 0;
@@ -419,11 +499,12 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   if (rc || v.n != 24) return rc ? rc : SYNC_ECORRUPT;
   sx_epoch_key(key, sx_get_le64(v.p + 8) + 1);
   sx_put_le64(val + 8, sx_get_le64(v.p));
+  sx_put_le64(val + 16, 0); /* no stamp of its own made yet */
   while (!id)
     if (env->random(env->random_ctx, &id, sizeof id) != 0)
       return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
   sx_put_le64(val, id);
-  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 16, 0))) return rc;
+  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 24, 0))) return rc;
   rc = sx_store_ident(env->st, &dev, &ino);
   if (rc == SYNC_ENOTSUP) return 0;
   if (rc) return rc;

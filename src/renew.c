@@ -253,10 +253,9 @@ SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) 
  * be shared. */
 static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
                               const sx_lineage *lin) {
-  uint8_t old[SX_SITE_LEN];
   uint64_t held = 0;
   unsigned i;
-  int rc = SYNC_NOTFOUND, lowered = 0;
+  int rc = SYNC_NOTFOUND;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
   if (m && m->id) rc = sx_epoch_next_hlc(x, m, &held);
@@ -264,14 +263,26 @@ static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
     rc = sx_epoch_next_hlc(x, &lin->e[i], &held);
   if (rc == SYNC_NOTFOUND) held = 0;
   else if (rc) return rc;
+  return sx_site_renew_held(x, held);
+}
+
+SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
+  uint8_t old[SX_SITE_LEN];
+  int rc, lowered = 0;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
   memcpy(old, x->env->site, SX_SITE_LEN);
   /* A file restored from a backup lost old-id writes the fleet holds,
    * and while it claimed them (its own vector entry), peers left them
    * out of what they sent, past cursors that have moved on since.  So
    * claim none of the old id, and start every run again: peers send
    * back all they hold of it.  The rows keep their stamps: the fleet may
-   * hold those writes too. */
-  if ((rc = sx_site_renew(x, x->hlc_last, 0))) return rc;
+   * hold those writes too.  Stamps of the old id this transaction took
+   * from a peer go with them (at most hlc_seen); those it made itself
+   * are the new id's. */
+  if ((rc = sx_site_renew(x, x->hlc_seen > x->hlc_last ? x->hlc_seen
+                                                        : x->hlc_last, 0)))
+    return rc;
   if ((rc = sx_renew_learn(x, old, held, &lowered))) return rc;
   return sx_runs_restart(x);
 }

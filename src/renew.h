@@ -13,6 +13,9 @@
  * records"). */
 SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
                                      const sx_lineage *lin);
+/* sync_site_renew keeping the old id's claims up to held: the clock the
+ * file stood at where its history left the fleet's. */
+SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held);
 /* The records a chunk carries, taken; runs start again when one of them
  * lowered this replica's vector. */
 SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d);

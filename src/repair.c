@@ -676,6 +676,15 @@ SYNC_PRIVATE int sx_rp_on_frame(sx_repair *rp, sync_delta *d) {
                sync_strerror(rc), sync_env_errmsg(env));
       return rc;
     }
+    if (rep.renewed) {
+      /* Committed with the frame; the peer cuts for the old id. */
+      sync_delta_free(d);
+      snprintf(rp->err, sizeof rp->err,
+               "a repair frame held a write of this replica's site id that "
+               "its file never made (restored from a backup or copied): it "
+               "took a new site id; repair again");
+      return SYNC_EHISTORY;
+    }
     /* kept for this side's turn: answers leave out what it holds */
     sync_delta_free(rp->frame);
     rp->frame = d;

@@ -336,6 +336,14 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
     return sx_sess_fail(s, rc, "applying a chunk: %s (%s)", sync_strerror(rc),
                         sync_env_errmsg(s->env));
   }
+  if (rep.renewed) {
+    /* Committed with the chunk; the peer cut the rest for the old id. */
+    sync_delta_free(d);
+    return sx_sess_fail(s, SYNC_EHISTORY,
+                        "a chunk held a write of this replica's site id that "
+                        "its file never made (restored from a backup or "
+                        "copied): it took a new site id; sync again");
+  }
   if (rep.unknown) s->held = 1;
   if (s->dry || s->held) {
     s->vcur = d->end;

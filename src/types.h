@@ -35,7 +35,7 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 6
+#define SX_FORMAT_VERSION 7
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12

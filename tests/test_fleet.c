@@ -52,6 +52,20 @@ static void copy_file(const char *from, const char *to) {
   assert_int_equal(fclose(out), 0);
 }
 
+/* A backup of r's file (closed and opened again around the copy), and
+ * the file put back from it in place. */
+static void backup_file(mu_rep *r) {
+  sync_env_close(r->env);
+  copy_file(r->path, "t_fleet_backup.db");
+  mu_reopen(r);
+}
+
+static void restore_file(mu_rep *r) {
+  sync_env_close(r->env);
+  copy_file("t_fleet_backup.db", r->path);
+  mu_reopen(r);
+}
+
 static void site_of(mu_rep *r, uint8_t out[16]) {
   TU_OK(sync_env_site_id(r->env, out));
 }
@@ -90,16 +104,12 @@ static void test_restore_from_backup_loses_nothing(void **state) {
   (void)state;
   put_n(&D, "base", 3);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
-  sync_env_close(D.env);
-  copy_file(D.path, "t_fleet_backup.db");
-  mu_reopen(&D);
+  backup_file(&D);
   site_of(&D, before);
   put_n(&D, "five", 5);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
   assert_true(has_row(&S, "five04"));
-  sync_env_close(D.env);
-  copy_file("t_fleet_backup.db", D.path);
-  mu_reopen(&D);
+  restore_file(&D);
   assert_false(has_row(&D, "five00")); /* the backup predates them */
   put_n(&D, "one", 1);
   /* The first session finds that S holds a log of D this file does not
@@ -126,14 +136,10 @@ static void test_restore_noticed_by_pull_only_session(void **state) {
   o.mode = SYNC_PULL;
   put_n(&D, "base", 2);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
-  sync_env_close(D.env);
-  copy_file(D.path, "t_fleet_backup.db");
-  mu_reopen(&D);
+  backup_file(&D);
   put_n(&D, "lost", 4);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
-  sync_env_close(D.env);
-  copy_file("t_fleet_backup.db", D.path);
-  mu_reopen(&D);
+  restore_file(&D);
   assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), SYNC_EHISTORY);
   assert_int_equal(su_sync(&D, &S, &o, NULL, NULL, NULL), 1);
   assert_true(has_row(&D, "lost00"));
@@ -155,15 +161,11 @@ static void test_restore_found_late_still_gets_lost_rows(void **state) {
   assert_int_equal(su_sync(&D, &C, NULL, NULL, NULL, NULL), 1);
   assert_int_equal(su_sync(&C, &S, NULL, NULL, NULL, NULL), 1);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
-  sync_env_close(D.env);
-  copy_file(D.path, "t_fleet_backup.db");
-  mu_reopen(&D);
+  backup_file(&D);
   put_n(&D, "lost", 3);
   assert_int_equal(su_sync(&D, &C, NULL, NULL, NULL, NULL), 1);
   assert_int_equal(su_sync(&C, &S, NULL, NULL, NULL, NULL), 1);
-  sync_env_close(D.env);
-  copy_file("t_fleet_backup.db", D.path);
-  mu_reopen(&D);
+  restore_file(&D);
   now_ms += 1000;
   put_n(&D, "new", 1); /* its clock passes the lost rows' stamps */
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
@@ -194,14 +196,10 @@ static void test_restore_claim_taken_by_third_replica(void **state) {
   mu_open(&E, "t_fleet_e.db", E.site, &now_ms, 0);
   put_n(&D, "base", 2);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
-  sync_env_close(D.env);
-  copy_file(D.path, "t_fleet_backup.db");
-  mu_reopen(&D);
+  backup_file(&D);
   put_n(&D, "lost", 5);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
-  sync_env_close(D.env);
-  copy_file("t_fleet_backup.db", D.path);
-  mu_reopen(&D);
+  restore_file(&D);
   now_ms += 1000;
   put_n(&D, "new", 1); /* its clock passes the lost rows' stamps */
   /* E meets D first and takes D's vector: it claims the lost rows. */
@@ -221,6 +219,58 @@ static void test_restore_claim_taken_by_third_replica(void **state) {
   TU_U64(mu_count(&E), 8);
   TU_U64(mu_digest(&E), mu_digest(&S));
   TU_U64(mu_digest(&D), mu_digest(&S));
+  mu_close(&E);
+}
+
+/* A restored device that no peer holding its later log has met finds
+ * the restore by itself.  D syncs with S, a backup is taken; D writes
+ * two rows and only E (which joined after the backup) pulls them; E
+ * changes one and syncs with S.  D is put back in place and syncs with
+ * S: S's view of D's log is from before the backup, so HELLO shows
+ * nothing.  S sends the changed row (E's write is news to D), carrying
+ * D's own write that D's file never made: its stamp lies where D's
+ * epochs show no write of D's (after the backup's clock, before D's
+ * first write since the restore).  D takes a new site id, and the
+ * renewal record makes S send back the other lost row, which D's vector
+ * claimed.  Before the fix D merged the changed row silently, and its
+ * vector kept claiming the other lost row: no session brought it. */
+static void test_restore_found_by_own_lost_write(void **state) {
+  mu_rep E;
+  uint8_t before[16], after[16];
+  mu_row r;
+  int i;
+  (void)state;
+  memset(&E, 0, sizeof E);
+  mu_site(E.site, 0xe4);
+  mu_open(&E, "t_fleet_e.db", E.site, &now_ms, 0);
+  put_n(&D, "base", 2);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  backup_file(&D);
+  site_of(&D, before);
+  now_ms += 1000;
+  put_n(&D, "lost", 2);
+  assert_int_equal(su_sync(&E, &D, NULL, NULL, NULL, NULL), 1);
+  now_ms += 1000;
+  mu_update(&E, "lost00", MU_COL_R, sync_real(9.5));
+  assert_int_equal(su_sync(&E, &S, NULL, NULL, NULL, NULL), 1);
+  restore_file(&D);
+  now_ms += 1000;
+  put_n(&D, "new", 1);
+  assert_false(has_row(&D, "lost01"));
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), SYNC_EHISTORY);
+  site_of(&D, after);
+  assert_memory_not_equal(before, after, 16);
+  for (i = 0; i < 2; i++) {
+    assert_int_equal(sync_pair(&D, &S), 1);
+    assert_int_equal(sync_pair(&E, &S), 1);
+  }
+  assert_true(has_row(&D, "lost01"));
+  mu_read(&D, "lost00", &r);
+  assert_true(r.present);
+  assert_true(r.v[MU_COL_R].r == 9.5);
+  TU_U64(mu_count(&D), 5);
+  TU_U64(mu_digest(&D), mu_digest(&S));
+  TU_U64(mu_digest(&E), mu_digest(&S));
   mu_close(&E);
 }
 
@@ -327,16 +377,10 @@ static void test_renew_from_request_keeps_shared_claims(void **state) {
   for (i = 0; i < n; i++)
     if (!memcmp(vv[i].site, old, 16)) before = vv[i].hlc;
   assert_true(before > 0);
-  sync_env_close(D.env);
-  D.env = NULL;
-  copy_file(D.path, "t_fleet_backup.db");
-  mu_reopen(&D);
+  backup_file(&D);
   put_n(&D, "b", 2);
   mu_pull(&S, &D, 0, 1, NULL); /* S's view: an epoch the backup lacks */
-  sync_env_close(D.env);
-  D.env = NULL;
-  copy_file("t_fleet_backup.db", D.path); /* in place */
-  mu_reopen(&D);
+  restore_file(&D); /* in place */
   TU_OK(sync_txn_begin(S.env, SYNC_TXN_RDONLY, &rt));
   TU_OK(sync_request_make(rt, old, &req));
   sync_txn_abort(rt);
@@ -373,6 +417,7 @@ int main(void) {
       T(test_restore_noticed_by_pull_only_session),
       T(test_restore_found_late_still_gets_lost_rows),
       T(test_restore_claim_taken_by_third_replica),
+      T(test_restore_found_by_own_lost_write),
       T(test_copied_file_takes_new_site_id),
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),

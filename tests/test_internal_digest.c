@@ -513,6 +513,32 @@ static void set_format(uint32_t version) {
   mdb_env_close(e);
 }
 
+/* Cut every epoch record to its first 16 bytes (id and clock), as files
+ * before format 7 have them. */
+static void epochs_16(void) {
+  MDB_txn *t;
+  MDB_dbi m, ep;
+  MDB_cursor *c;
+  MDB_val k, v;
+  MDB_env *e = raw_open(&t, &m, 0);
+  int rc;
+  assert_int_equal(mdb_dbi_open(t, "sx.epochs", 0, &ep), 0);
+  assert_int_equal(mdb_cursor_open(t, ep, &c), 0);
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    unsigned char b[16];
+    assert_true(v.mv_size == 16 || v.mv_size == 24);
+    memcpy(b, v.mv_data, 16);
+    v.mv_size = 16;
+    v.mv_data = b;
+    assert_int_equal(mdb_cursor_put(c, &k, &v, MDB_CURRENT), 0);
+  }
+  assert_int_equal(rc, MDB_NOTFOUND);
+  mdb_cursor_close(c);
+  assert_int_equal(mdb_txn_commit(t), 0);
+  mdb_env_close(e);
+}
+
 /* Rewrite the file as format 1 (8-byte records) or 2 (24) wrote it. */
 static void make_format(unsigned ntables, uint32_t format) {
   MDB_txn *t;
@@ -664,13 +690,18 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
     sync_env_close(env);
   }
 
-  /* Format 4 (before the renewal records, which read as none) and 5
-   * (before the lineage in peer records, which reads as none): a
+  /* Format 4 (before the renewal records, which read as none), 5
+   * (before the lineage in peer records, which reads as none) and 6
+   * (epochs without their first own stamp, which reads as unknown): a
    * read-only open takes them as they are, a writable one sets the
-   * current format. */
+   * current format, and its epochs of 16 bytes stay readable. */
   {
     unsigned f;
-    for (f = 4; f <= 5; f++) {
+    uint64_t prev = 0; /* a stamp the last round made, now in a 16-byte epoch */
+    for (f = 4; f <= 6; f++) {
+      sx_mark m;
+      uint64_t held = 1, b0;
+      epochs_16();
       set_format(f);
       env = up_env(SYNC_OPEN_RDONLY, 0, NULL);
       all_sums(env, s1, &d1);
@@ -678,16 +709,35 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
       sync_env_close(env);
       TU_U64(format_of(), f);
       env = up_env(0, 0, NULL);
+      TU_OK(sync_txn_begin(env, 0, &x));
+      b0 = x->base_version;
+      if (prev) {
+        /* The last round's epoch, cut to 16 bytes, reads; its first own
+         * stamp is unknown, so no stamp in it is taken as foreign. */
+        TU_OK(sx_mark_of(x, b0, &m));
+        assert_true(m.id != 0);
+        TU_RC(sx_own_foreign(x, prev - 1, &held), 0);
+      }
+      v[0] = sync_int(f);
+      TU_OK(sync_put(x, 2, "up", 2, v, 1)); /* a stamp in the new epoch */
+      TU_OK(sync_txn_commit(x));
+      TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &x));
+      prev = x->hlc_last;
+      TU_RC(sx_own_foreign(x, prev - 1, &held), 1); /* recorded now */
+      sync_txn_abort(x);
+      TU_OK(sync_txn_begin(env, 0, &x));
+      TU_OK(sync_delete(x, 2, "up", 2));
+      TU_OK(sync_txn_commit(x));
       sync_env_close(env);
       TU_U64(format_of(), SX_FORMAT_VERSION);
     }
   }
-  TU_U64(SX_FORMAT_VERSION, 6);
+  TU_U64(SX_FORMAT_VERSION, 7);
 
   /* Unknown versions, older or newer, fail both ways. */
   set_format(SX_FORMAT_VERSION + 1);
-  up_env(0, SYNC_EVERSION, "storage format 7");
-  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 7");
+  up_env(0, SYNC_EVERSION, "storage format 8");
+  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 8");
   set_format(0);
   up_env(0, SYNC_EVERSION, "storage format 0");
   tu_remove_db(UPG);

@@ -325,6 +325,15 @@ static void rp_copy(const char *from, const char *to) {
   free(p);
 }
 
+/* Close r, copy file from to file to, and open r's file again (r's own
+ * path is one of them: a backup taken, or the file put back from it). */
+static void rp_copy_reopen(mu_rep *r, const char *from, const char *to) {
+  sync_env_close(r->env);
+  r->env = NULL;
+  rp_copy(from, to);
+  rp_reopen(r);
+}
+
 static void test_restore_and_collected(void **state) {
   mu_rep a, b;
   sync_session_stats cs;
@@ -337,10 +346,7 @@ static void test_restore_and_collected(void **state) {
   rp_fill(&b, 0, 2000, 0);
   rp_sync(&a, &b);
   /* an old copy of a's file */
-  sync_env_close(a.env);
-  rp_copy("rp-a.db", "rp-a-old.db");
-  a.env = NULL;
-  rp_reopen(&a);
+  rp_copy_reopen(&a, "rp-a.db", "rp-a-old.db");
   /* life goes on: b deletes a row, a updates one and adds some; they
    * sync, and both collect their tombstones */
   mu_delete(&b, "row-00000007");
@@ -355,10 +361,7 @@ static void test_restore_and_collected(void **state) {
   assert_true(gc >= 1);
   /* a comes back from its old copy: row 7 live, its own later writes
    * gone (b holds them) */
-  sync_env_close(a.env);
-  rp_copy("rp-a-old.db", "rp-a.db");
-  a.env = NULL;
-  rp_reopen(&a);
+  rp_copy_reopen(&a, "rp-a-old.db", "rp-a.db");
   mu_read(&a, "row-00000007", &r);
   assert_true(r.present);
   /* b holds a log of a that this file does not have: the session says so
@@ -409,10 +412,7 @@ static void test_collected_other_side(void **state) {
   rp_open(&b, "rp-b.db", 0xb1);
   rp_fill(&a, 0, 300, 0);
   rp_sync(&b, &a);
-  sync_env_close(b.env);
-  rp_copy("rp-b.db", "rp-b-old.db");
-  b.env = NULL;
-  rp_reopen(&b);
+  rp_copy_reopen(&b, "rp-b.db", "rp-b-old.db");
   for (i = 0; i < 300; i += 3) {
     char k[32];
     rp_key(k, sizeof k, i);
@@ -424,10 +424,7 @@ static void test_collected_other_side(void **state) {
   TU_OK(sync_gc(x, &gc));
   TU_OK(sync_txn_commit(x));
   assert_int_equal(gc, 100);
-  sync_env_close(b.env);
-  rp_copy("rp-b-old.db", "rp-b.db");
-  b.env = NULL;
-  rp_reopen(&b);
+  rp_copy_reopen(&b, "rp-b-old.db", "rp-b.db");
   /* this time the restored side is the server: a's view of b's log in
    * HELLO shows the restore first (b takes a new site id), then the
    * repair runs */
@@ -446,6 +443,97 @@ static void test_collected_other_side(void **state) {
   tu_remove_db("rp-b-old.db");
 }
 
+/* A restored replica that collects must not take a write it lost for a
+ * row it deleted.  o syncs with q, and a backup of o is taken; o writes
+ * x, and only n (which joins after the backup) pulls it; q gets x from
+ * n.  o is put back from the backup in place, deletes y, q acknowledges
+ * the delete and o collects it.  Nobody that holds o's later log has
+ * told o of the restore, so o's vector claims x (its own entry is its
+ * clock) and sessions leave x out; a repair with q brings it.  o's
+ * epochs show that its file never made a write of its own at x's stamp
+ * (the open after the restore began at the backup's clock, and its first
+ * write came later): x is a write o lost, not a row it deleted.  Before
+ * the fix o answered x with a delete and x was gone everywhere. */
+static void test_restored_collector_keeps_lost_write(void **state) {
+  mu_rep o, q, n;
+  sync_session_stats cs;
+  sync_stamp rec[4];
+  uint8_t before[16], after[16];
+  size_t nrec = 0;
+  uint64_t gc = 0;
+  sync_txn *x;
+  mu_row r;
+  int rc;
+  (void)state;
+  rp_open(&o, "rp-o.db", 0x0a);
+  rp_open(&q, "rp-q.db", 0x0b);
+  rp_open(&n, "rp-n.db", 0x0c);
+  mu_put(&o, "y", 1, 1.0, "y");
+  rp_sync(&o, &q);
+  rp_copy_reopen(&o, "rp-o.db", "rp-o-old.db");
+  TU_OK(sync_env_site_id(o.env, before));
+  rp_now += 1000;
+  mu_put(&o, "x", 2, 2.0, "written after the backup");
+  rp_now += 1000;
+  rp_sync(&n, &o);
+  rp_sync(&n, &q);
+  mu_read(&q, "x", &r);
+  assert_true(r.present);
+  /* o comes back from the backup, in place */
+  rp_copy_reopen(&o, "rp-o-old.db", "rp-o.db");
+  mu_read(&o, "x", &r);
+  assert_false(r.present);
+  rp_now += 1000;
+  mu_delete(&o, "y");
+  rp_sync(&o, &q);
+  rp_sync(&o, &q);
+  mu_read(&o, "x", &r);
+  assert_false(r.present); /* o's vector claims it: sessions left it out */
+  TU_OK(sync_txn_begin(o.env, 0, &x));
+  TU_OK(sync_gc(x, &gc));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(gc, 1);
+  /* The repair brings x; o finds it never made that write, keeps the
+   * row, and takes a new site id (the repair says so: run it again). */
+  rc = rp_run(&o, &q, 0, NULL, &cs, NULL);
+  mu_read(&o, "x", &r);
+  assert_true(r.present);
+  assert_int_equal(r.v[0].i, 2);
+  mu_read(&q, "x", &r);
+  assert_true(r.present);
+  assert_int_equal(rc, SYNC_EHISTORY);
+  TU_OK(sync_env_site_id(o.env, after));
+  assert_memory_not_equal(before, after, 16);
+  /* The renewal record keeps o's claim on the old id up to the backup's
+   * state: y's delete, collected, stays proven. */
+  TU_OK(sync_txn_begin(o.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_renewals_get(x, rec, 4, &nrec));
+  sync_txn_abort(x);
+  TU_U64(nrec, 1);
+  assert_memory_equal(rec[0].site, before, 16);
+  assert_true(rec[0].hlc > 0);
+  assert_int_equal(rp_run(&o, &q, 0, NULL, &cs, NULL), 1);
+  if (!cs.repair_equal) rp_why(&o, &q, &cs);
+  assert_int_equal(cs.repair_equal, 1);
+  rp_sync(&o, &q);
+  rp_sync(&n, &q);
+  rp_sync(&n, &o);
+  mu_read(&q, "x", &r);
+  assert_true(r.present);
+  mu_read(&n, "x", &r);
+  assert_true(r.present);
+  mu_read(&n, "y", &r);
+  assert_false(r.present);
+  mu_read(&q, "y", &r);
+  assert_false(r.present);
+  rp_check_equal(&o, &q);
+  rp_check_equal(&n, &q);
+  mu_close(&o);
+  mu_close(&q);
+  mu_close(&n);
+  tu_remove_db("rp-o-old.db");
+}
+
 /* Tombstones count in the tree.  A replica restored from a copy made
  * before a row was inserted and deleted elsewhere holds the same live
  * rows as its peer; a repair that compared live rows only ended equal
@@ -462,19 +550,13 @@ static void test_repair_brings_tombstones(void **state) {
   rp_open(&b, "rp-b.db", 0xb1);
   rp_fill(&b, 0, 200, 0);
   rp_sync(&a, &b);
-  sync_env_close(a.env);
-  rp_copy("rp-a.db", "rp-a-old.db");
-  a.env = NULL;
-  rp_reopen(&a);
+  rp_copy_reopen(&a, "rp-a.db", "rp-a-old.db");
   mu_put(&b, "gone", 1, 1.0, "short-lived");
   mu_delete(&b, "gone");
   rp_now += 1000;
   rp_sync(&a, &b);
   TU_U64(mu_tombstones(&a), 1);
-  sync_env_close(a.env);
-  rp_copy("rp-a-old.db", "rp-a.db");
-  a.env = NULL;
-  rp_reopen(&a);
+  rp_copy_reopen(&a, "rp-a-old.db", "rp-a.db");
   TU_U64(mu_digest(&a), mu_digest(&b)); /* the same live rows */
   /* b's view of a's log shows the restore (a takes a new site id); then
    * the repair runs */
@@ -1371,6 +1453,7 @@ int main(void) {
       cmocka_unit_test(test_random_drift),
       cmocka_unit_test(test_restore_and_collected),
       cmocka_unit_test(test_collected_other_side),
+      cmocka_unit_test(test_restored_collector_keeps_lost_write),
       cmocka_unit_test(test_repair_brings_tombstones),
       cmocka_unit_test(test_repair_carries_collected_lengths),
       cmocka_unit_test(test_cut_everywhere),
