@@ -5199,6 +5199,14 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
  * later ones move to the new one; the old id becomes an ordinary site
  * held up to hlc held (0: nothing claimed). */
 SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
+/* The most former ids a file keeps (the newest). */
+#define SX_FORMER_MAX 1024
+/* The former ids of this file (site.c, "Former ids"), copied into b (24
+ * bytes each: id, bound). */
+SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b);
+/* Record id as a former id claimed up to bound (0: nothing). */
+SYNC_PRIVATE int sx_former_add(sync_txn *x, const uint8_t *id,
+                               uint64_t bound);
 
 #endif
 
@@ -5252,6 +5260,48 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
   return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * Former ids (meta "former": 16-byte site id, u64 LE bound, per id, the
+ * newest SX_FORMER_MAX kept): ids this file's history wrote under before
+ * it took a new one, each with the HLC up to which it claims that id's
+ * writes.  A stamp of such an id at or below its bound that the file's
+ * epochs show its history never made (sx_hist_foreign) is a write the
+ * claim covers and the file lacks: the file it was copied from was a
+ * restore nobody had found out yet.
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b) {
+  sx_slice v;
+  int rc = sx_get(x->env->st, x->t, x->env->meta, "former", 6, &v);
+  b->len = 0;
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n % 24 || v.n / 24 > SX_FORMER_MAX) return SYNC_ECORRUPT;
+  if ((rc = sx_buf_reserve(b, v.n))) return rc;
+  memcpy(b->p, v.p, v.n);
+  b->len = v.n;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_former_add(sync_txn *x, const uint8_t *id,
+                               uint64_t bound) {
+  sx_buf b;
+  size_t skip = 0;
+  int rc;
+  if (!bound) return 0; /* claims nothing */
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_former_load(x, &b)) || (rc = sx_buf_reserve(&b, 24))) goto done;
+  memcpy(b.p + b.len, id, SX_SITE_LEN);
+  sx_put_le64(b.p + b.len + SX_SITE_LEN, bound);
+  b.len += 24;
+  if (b.len / 24 > SX_FORMER_MAX) skip = 24; /* the oldest goes */
+  if ((rc = sx_put(x->env->st, x->t, x->env->meta, "former", 6, b.p + skip,
+                   b.len - skip, 0)))
+    x->failed = 1;
+done:
+  sx_buf_free(&b);
+  return rc;
+}
+
 /* Take a new site id.  This replica's writes with stamps up to hlc t keep
  * the old id, later ones move to the new id; the old id becomes an
  * ordinary site, held up to hlc held (0: nothing claimed, so peers send
@@ -5299,7 +5349,9 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
   }
   sx_put_be32(kb, k);
   sx_put_le64(vb, held);
-  if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
+  if (held && ((rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0)) ||
+               (rc = sx_former_add(x, old, held))))
+    goto fail;
   if ((rc = sx_put(env->st, x->t, env->meta, "site", 4, nid, SX_SITE_LEN, 0)))
     goto fail;
   x->dirty = 1;
@@ -5366,12 +5418,15 @@ SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
  * the file has no epoch m, or none after it. */
 SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
                                    uint64_t *hlc);
-/* Is h the HLC of a stamp of this replica's own site id that its history
- * never made (open.c, "Writes of this replica's own site id")?  1 with
- * *held set to the clock the file stood at when the epoch where h falls
- * began (all of the id it holds for sure), 0 if not or unknown (epochs of
- * files before format 7), or an error. */
-SYNC_PRIVATE int sx_own_foreign(sync_txn *x, uint64_t h, uint64_t *held);
+/* Is h the HLC of a stamp of an id this file's history wrote under, up
+ * to HLC clock, that the history never made (open.c, "Writes of this
+ * replica's own site id")?  1 with *held set to the clock the file stood
+ * at when the epoch where h falls began (all of the id it holds for
+ * sure), 0 if not or unknown (epochs of files before format 7), or an
+ * error.  For this replica's own id clock is its clock (x->hlc_last); for
+ * an id it gave up (site.c, "Former ids"), the bound it kept. */
+SYNC_PRIVATE int sx_hist_foreign(sync_txn *x, uint64_t h, uint64_t clock,
+                                 uint64_t *held);
 /* May a delta or request made under schema hash h be taken?  Ours, or a
  * peer's found compatible by sx_compat_check. */
 SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
@@ -5788,12 +5843,13 @@ SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x) {
   return sx_put(env->st, x->t, env->epochs, key, 8, val, 24, 0);
 }
 
-SYNC_PRIVATE int sx_own_foreign(sync_txn *x, uint64_t h, uint64_t *held) {
+SYNC_PRIVATE int sx_hist_foreign(sync_txn *x, uint64_t h, uint64_t clock,
+                                 uint64_t *held) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k;
   sx_epoch e;
-  int rc, op = SX_FIRST, newest = 1, found = 0, above = h > x->hlc_last;
+  int rc, op = SX_FIRST, newest = 1, found = 0, above = h > clock;
   *held = 0;
   if (x->stamped && h == x->hlc) return 0; /* made by this transaction */
   if (!env->epochs_ok) return above;
@@ -5921,12 +5977,17 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
   if (rc) goto fail;
   if (moved == 1) {
     /* A copy: every write it holds is one the original holds too, so
-     * they keep the old id.  It claims none of them: the file copied may
-     * itself be a restore nobody found out yet, whose clock claims writes
-     * it lost; peers send back what they hold of the old id, once. */
+     * they keep the old id.  It claims them up to its clock: it holds
+     * every write its history made under the old id (a copy of a backup,
+     * too: the writes made after the backup are above the backup's
+     * clock).  The file copied may itself have been a restore nobody
+     * found out yet, whose clock claimed writes it lost; those lie where
+     * its epochs show no write of the old id, which the collected check
+     * looks up (site.c, "Former ids"), and its renewal record, once it is
+     * found, reaches this copy like any other replica. */
     sync_txn *x;
     if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
-    rc = sx_site_renew(x, x->hlc_last, 0);
+    rc = sx_site_renew(x, x->hlc_last, x->hlc_last);
     if (rc) sync_txn_abort(x);
     else rc = sync_txn_commit(x);
     if (rc) goto fail;
@@ -7351,7 +7412,9 @@ SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
   if ((rc = sx_site_renew(x, x->hlc_seen > x->hlc_last ? x->hlc_seen
                                                         : x->hlc_last, 0)))
     return rc;
-  if ((rc = sx_renew_learn(x, old, held, &lowered))) return rc;
+  if ((rc = sx_renew_learn(x, old, held, &lowered)) ||
+      (rc = sx_former_add(x, old, held)))
+    return rc;
   return sx_runs_restart(x);
 }
 
@@ -9981,6 +10044,33 @@ static void sx_apply_appended(sx_run *r, const sx_drow *dr) {
   r->app_any = 1;
 }
 
+/* Does dr carry a stamp of an id this file gave up, within what the file
+ * claims of it, that the file's history never made (site.c, "Former
+ * ids")?  Then the claim is one the file it was copied from made of
+ * writes it had lost, and the row is not one we deleted.  1, 0, or an
+ * error. */
+static int sx_apply_former_lacks(sx_run *r, const sx_drow *dr) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  sx_buf b;
+  size_t i, j;
+  int rc;
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_former_load(x, &b)) || !b.len) goto done;
+  for (i = 0; i <= dr->ncols && !rc; i++) {
+    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
+    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held;
+    for (j = 0; j + 24 <= b.len && !rc; j += 24)
+      if (!memcmp(b.p + j, d->sites[site], SX_SITE_LEN) &&
+          hlc <= sx_get_le64(b.p + j + SX_SITE_LEN))
+        rc = sx_hist_foreign(x, hlc, sx_get_le64(b.p + j + SX_SITE_LEN),
+                             &held);
+  }
+done:
+  sx_buf_free(&b);
+  return rc;
+}
+
 /* Has this replica deleted dr's row and collected the tombstone?  1, 0,
  * or an error. */
 static int sx_apply_was_collected(sx_run *r, const sx_drow *dr) {
@@ -9992,11 +10082,12 @@ static int sx_apply_was_collected(sx_run *r, const sx_drow *dr) {
     return 0;
   rc = sx_gc_covers(x, r->a.d, dr);
   if (rc > 0) rc = sx_collected_above(x, dr->tid, dr->cl);
+  if (rc > 0 && (rc = sx_apply_former_lacks(r, dr)) >= 0) rc = !rc;
   return rc;
 }
 
 /* Does dr carry a stamp of our own site id that this file's history
- * never made (sx_own_foreign)?  Then the file was restored from a backup
+ * never made (sx_hist_foreign)?  Then the file was restored from a backup
  * or copied, and the write is one the fleet holds and the file lost: the
  * row is merged as any other (never taken for one we deleted and
  * collected, though our vector and gcvv cover it: our own entry is the
@@ -10017,7 +10108,7 @@ static int sx_apply_foreign(sx_run *r, const sx_drow *dr, int found) {
     for (j = 0; found && j < x->old.nstamps && !have; j++)
       have = x->old.stamps[j].site == 0 && x->old.stamps[j].hlc == hlc;
     if (have) continue;
-    if ((rc = sx_own_foreign(x, hlc, &held)) < 0) return rc;
+    if ((rc = sx_hist_foreign(x, hlc, x->hlc_last, &held)) < 0) return rc;
     if (!rc) continue;
     if (!r->lost || held < r->lost_held) r->lost_held = held;
     r->lost = any = 1;

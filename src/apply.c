@@ -947,6 +947,33 @@ static void sx_apply_appended(sx_run *r, const sx_drow *dr) {
   r->app_any = 1;
 }
 
+/* Does dr carry a stamp of an id this file gave up, within what the file
+ * claims of it, that the file's history never made (site.c, "Former
+ * ids")?  Then the claim is one the file it was copied from made of
+ * writes it had lost, and the row is not one we deleted.  1, 0, or an
+ * error. */
+static int sx_apply_former_lacks(sx_run *r, const sx_drow *dr) {
+  sync_txn *x = r->a.x;
+  const sync_delta *d = r->a.d;
+  sx_buf b;
+  size_t i, j;
+  int rc;
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_former_load(x, &b)) || !b.len) goto done;
+  for (i = 0; i <= dr->ncols && !rc; i++) {
+    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
+    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held;
+    for (j = 0; j + 24 <= b.len && !rc; j += 24)
+      if (!memcmp(b.p + j, d->sites[site], SX_SITE_LEN) &&
+          hlc <= sx_get_le64(b.p + j + SX_SITE_LEN))
+        rc = sx_hist_foreign(x, hlc, sx_get_le64(b.p + j + SX_SITE_LEN),
+                             &held);
+  }
+done:
+  sx_buf_free(&b);
+  return rc;
+}
+
 /* Has this replica deleted dr's row and collected the tombstone?  1, 0,
  * or an error. */
 static int sx_apply_was_collected(sx_run *r, const sx_drow *dr) {
@@ -958,11 +985,12 @@ static int sx_apply_was_collected(sx_run *r, const sx_drow *dr) {
     return 0;
   rc = sx_gc_covers(x, r->a.d, dr);
   if (rc > 0) rc = sx_collected_above(x, dr->tid, dr->cl);
+  if (rc > 0 && (rc = sx_apply_former_lacks(r, dr)) >= 0) rc = !rc;
   return rc;
 }
 
 /* Does dr carry a stamp of our own site id that this file's history
- * never made (sx_own_foreign)?  Then the file was restored from a backup
+ * never made (sx_hist_foreign)?  Then the file was restored from a backup
  * or copied, and the write is one the fleet holds and the file lost: the
  * row is merged as any other (never taken for one we deleted and
  * collected, though our vector and gcvv cover it: our own entry is the
@@ -983,7 +1011,7 @@ static int sx_apply_foreign(sx_run *r, const sx_drow *dr, int found) {
     for (j = 0; found && j < x->old.nstamps && !have; j++)
       have = x->old.stamps[j].site == 0 && x->old.stamps[j].hlc == hlc;
     if (have) continue;
-    if ((rc = sx_own_foreign(x, hlc, &held)) < 0) return rc;
+    if ((rc = sx_hist_foreign(x, hlc, x->hlc_last, &held)) < 0) return rc;
     if (!rc) continue;
     if (!r->lost || held < r->lost_held) r->lost_held = held;
     r->lost = any = 1;

@@ -424,12 +424,13 @@ SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x) {
   return sx_put(env->st, x->t, env->epochs, key, 8, val, 24, 0);
 }
 
-SYNC_PRIVATE int sx_own_foreign(sync_txn *x, uint64_t h, uint64_t *held) {
+SYNC_PRIVATE int sx_hist_foreign(sync_txn *x, uint64_t h, uint64_t clock,
+                                 uint64_t *held) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k;
   sx_epoch e;
-  int rc, op = SX_FIRST, newest = 1, found = 0, above = h > x->hlc_last;
+  int rc, op = SX_FIRST, newest = 1, found = 0, above = h > clock;
   *held = 0;
   if (x->stamped && h == x->hlc) return 0; /* made by this transaction */
   if (!env->epochs_ok) return above;
@@ -557,12 +558,17 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
   if (rc) goto fail;
   if (moved == 1) {
     /* A copy: every write it holds is one the original holds too, so
-     * they keep the old id.  It claims none of them: the file copied may
-     * itself be a restore nobody found out yet, whose clock claims writes
-     * it lost; peers send back what they hold of the old id, once. */
+     * they keep the old id.  It claims them up to its clock: it holds
+     * every write its history made under the old id (a copy of a backup,
+     * too: the writes made after the backup are above the backup's
+     * clock).  The file copied may itself have been a restore nobody
+     * found out yet, whose clock claimed writes it lost; those lie where
+     * its epochs show no write of the old id, which the collected check
+     * looks up (site.c, "Former ids"), and its renewal record, once it is
+     * found, reaches this copy like any other replica. */
     sync_txn *x;
     if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
-    rc = sx_site_renew(x, x->hlc_last, 0);
+    rc = sx_site_renew(x, x->hlc_last, x->hlc_last);
     if (rc) sync_txn_abort(x);
     else rc = sync_txn_commit(x);
     if (rc) goto fail;

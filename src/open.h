@@ -28,12 +28,15 @@ SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
  * the file has no epoch m, or none after it. */
 SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
                                    uint64_t *hlc);
-/* Is h the HLC of a stamp of this replica's own site id that its history
- * never made (open.c, "Writes of this replica's own site id")?  1 with
- * *held set to the clock the file stood at when the epoch where h falls
- * began (all of the id it holds for sure), 0 if not or unknown (epochs of
- * files before format 7), or an error. */
-SYNC_PRIVATE int sx_own_foreign(sync_txn *x, uint64_t h, uint64_t *held);
+/* Is h the HLC of a stamp of an id this file's history wrote under, up
+ * to HLC clock, that the history never made (open.c, "Writes of this
+ * replica's own site id")?  1 with *held set to the clock the file stood
+ * at when the epoch where h falls began (all of the id it holds for
+ * sure), 0 if not or unknown (epochs of files before format 7), or an
+ * error.  For this replica's own id clock is its clock (x->hlc_last); for
+ * an id it gave up (site.c, "Former ids"), the bound it kept. */
+SYNC_PRIVATE int sx_hist_foreign(sync_txn *x, uint64_t h, uint64_t clock,
+                                 uint64_t *held);
 /* May a delta or request made under schema hash h be taken?  Ours, or a
  * peer's found compatible by sx_compat_check. */
 SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);

@@ -283,7 +283,9 @@ SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
   if ((rc = sx_site_renew(x, x->hlc_seen > x->hlc_last ? x->hlc_seen
                                                         : x->hlc_last, 0)))
     return rc;
-  if ((rc = sx_renew_learn(x, old, held, &lowered))) return rc;
+  if ((rc = sx_renew_learn(x, old, held, &lowered)) ||
+      (rc = sx_former_add(x, old, held)))
+    return rc;
   return sx_runs_restart(x);
 }
 

@@ -56,6 +56,48 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
   return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * Former ids (meta "former": 16-byte site id, u64 LE bound, per id, the
+ * newest SX_FORMER_MAX kept): ids this file's history wrote under before
+ * it took a new one, each with the HLC up to which it claims that id's
+ * writes.  A stamp of such an id at or below its bound that the file's
+ * epochs show its history never made (sx_hist_foreign) is a write the
+ * claim covers and the file lacks: the file it was copied from was a
+ * restore nobody had found out yet.
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b) {
+  sx_slice v;
+  int rc = sx_get(x->env->st, x->t, x->env->meta, "former", 6, &v);
+  b->len = 0;
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n % 24 || v.n / 24 > SX_FORMER_MAX) return SYNC_ECORRUPT;
+  if ((rc = sx_buf_reserve(b, v.n))) return rc;
+  memcpy(b->p, v.p, v.n);
+  b->len = v.n;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_former_add(sync_txn *x, const uint8_t *id,
+                               uint64_t bound) {
+  sx_buf b;
+  size_t skip = 0;
+  int rc;
+  if (!bound) return 0; /* claims nothing */
+  sx_buf_init(&b, &x->env->al);
+  if ((rc = sx_former_load(x, &b)) || (rc = sx_buf_reserve(&b, 24))) goto done;
+  memcpy(b.p + b.len, id, SX_SITE_LEN);
+  sx_put_le64(b.p + b.len + SX_SITE_LEN, bound);
+  b.len += 24;
+  if (b.len / 24 > SX_FORMER_MAX) skip = 24; /* the oldest goes */
+  if ((rc = sx_put(x->env->st, x->t, x->env->meta, "former", 6, b.p + skip,
+                   b.len - skip, 0)))
+    x->failed = 1;
+done:
+  sx_buf_free(&b);
+  return rc;
+}
+
 /* Take a new site id.  This replica's writes with stamps up to hlc t keep
  * the old id, later ones move to the new id; the old id becomes an
  * ordinary site, held up to hlc held (0: nothing claimed, so peers send
@@ -103,7 +145,9 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
   }
   sx_put_be32(kb, k);
   sx_put_le64(vb, held);
-  if (held && (rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0))) goto fail;
+  if (held && ((rc = sx_put(env->st, x->t, env->vv, kb, 4, vb, 8, 0)) ||
+               (rc = sx_former_add(x, old, held))))
+    goto fail;
   if ((rc = sx_put(env->st, x->t, env->meta, "site", 4, nid, SX_SITE_LEN, 0)))
     goto fail;
   x->dirty = 1;

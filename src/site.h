@@ -10,5 +10,13 @@
  * later ones move to the new one; the old id becomes an ordinary site
  * held up to hlc held (0: nothing claimed). */
 SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
+/* The most former ids a file keeps (the newest). */
+#define SX_FORMER_MAX 1024
+/* The former ids of this file (site.c, "Former ids"), copied into b (24
+ * bytes each: id, bound). */
+SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b);
+/* Record id as a former id claimed up to bound (0: nothing). */
+SYNC_PRIVATE int sx_former_add(sync_txn *x, const uint8_t *id,
+                               uint64_t bound);
 
 #endif

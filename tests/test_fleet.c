@@ -312,6 +312,51 @@ static void test_copied_file_takes_new_site_id(void **state) {
   TU_U64(mu_digest(&C), mu_digest(&S));
 }
 
+/* A copy claims the writes of the old id it holds (up to its clock at
+ * the copy).  C, a copy of D's file, deletes a row it inherited, S
+ * acknowledges and C collects the tombstone; D, which C has never met,
+ * then sends the row.  C's vector covers the row and so does its gcvv:
+ * it answers with a delete, and D's copy goes too.  Before the fix a
+ * copy claimed none of the old id, took the row for a new one, and the
+ * delete was undone (lifecycle seed 0x550013b0).  D's writes made after
+ * the copy still reach C. */
+static void test_copy_keeps_collected_delete_of_inherited_row(void **state) {
+  uint64_t gc = 0;
+  sync_txn *x;
+  (void)state;
+  put_n(&D, "base", 3);
+  sync_env_close(D.env);
+  memset(&C, 0, sizeof C);
+  snprintf(C.path, sizeof C.path, "%s", "t_fleet_c.db");
+  memcpy(C.site, D.site, 16);
+  C.now = &now_ms;
+  C.random_calls = 1; /* not a new file: draws are not its site id */
+  tu_remove_db(C.path);
+  copy_file(D.path, C.path);
+  mu_reopen(&D);
+  mu_reopen(&C);
+  now_ms += 1000;
+  mu_delete(&C, "base01");
+  assert_int_equal(sync_pair(&C, &S), 1);
+  assert_int_equal(sync_pair(&C, &S), 1);
+  TU_OK(sync_txn_begin(C.env, 0, &x));
+  TU_OK(sync_gc(x, &gc));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(gc, 1);
+  put_n(&D, "after", 1);
+  assert_int_equal(sync_pair(&D, &C), 1);
+  assert_false(has_row(&C, "base01"));
+  assert_true(has_row(&C, "after00"));
+  assert_int_equal(sync_pair(&D, &C), 1);
+  assert_false(has_row(&D, "base01"));
+  assert_int_equal(sync_pair(&C, &S), 1);
+  assert_int_equal(sync_pair(&D, &S), 1);
+  assert_false(has_row(&S, "base01"));
+  TU_U64(mu_count(&S), 3);
+  TU_U64(mu_digest(&D), mu_digest(&S));
+  TU_U64(mu_digest(&C), mu_digest(&S));
+}
+
 /* A file moved to another name keeps its identity only if it is the
  * same file: a rename keeps the inode, and the site id stays. */
 static void test_renamed_file_keeps_site_id(void **state) {
@@ -419,6 +464,7 @@ int main(void) {
       T(test_restore_claim_taken_by_third_replica),
       T(test_restore_found_by_own_lost_write),
       T(test_copied_file_takes_new_site_id),
+      T(test_copy_keeps_collected_delete_of_inherited_row),
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),
       T(test_renew_from_request_keeps_shared_claims),

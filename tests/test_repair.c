@@ -534,6 +534,77 @@ static void test_restored_collector_keeps_lost_write(void **state) {
   tu_remove_db("rp-o-old.db");
 }
 
+/* A copy claims the old id's writes up to its clock, also when the file
+ * copied was a restore nobody had found out: its clock is past writes
+ * the restore lost.  o syncs with q, a backup is taken, o writes x and
+ * only n pulls it (q gets it from n); o is put back in place and writes
+ * z, and c is made as a copy of o's file (it takes an id of its own and
+ * claims o's up to its clock, x included).  c deletes y, q acknowledges,
+ * c collects.  A repair brings x to c: its vector and gcvv cover x, but
+ * c's epochs show its history never made x (it lies between the
+ * backup's clock and z), so x is a write c lacks, not one it deleted.
+ * Without that check c answered x with a delete and x was lost. */
+static void test_copy_of_restore_keeps_lost_write(void **state) {
+  mu_rep o, q, n, c;
+  sync_session_stats cs;
+  uint64_t gc = 0;
+  sync_txn *x;
+  mu_row r;
+  uint8_t id[16];
+  (void)state;
+  rp_open(&o, "rp-o.db", 0x0a);
+  rp_open(&q, "rp-q.db", 0x0b);
+  rp_open(&n, "rp-n.db", 0x0c);
+  mu_put(&o, "y", 1, 1.0, "y");
+  rp_sync(&o, &q);
+  rp_copy_reopen(&o, "rp-o.db", "rp-o-old.db");
+  rp_now += 1000;
+  mu_put(&o, "x", 2, 2.0, "written after the backup");
+  rp_now += 1000;
+  rp_sync(&n, &o);
+  rp_sync(&n, &q);
+  rp_copy_reopen(&o, "rp-o-old.db", "rp-o.db");
+  rp_now += 1000;
+  mu_put(&o, "z", 3, 3.0, "written after the restore");
+  /* c: a copy of o's file, as a new replica */
+  sync_env_close(o.env);
+  o.env = NULL;
+  memset(&c, 0, sizeof c);
+  snprintf(c.path, sizeof c.path, "%s", "rp-c.db");
+  memcpy(c.site, o.site, 16);
+  c.now = &rp_now;
+  c.random_calls = 1; /* not a new file: draws are not its site id */
+  tu_remove_db(c.path);
+  rp_copy("rp-o.db", c.path);
+  rp_reopen(&o);
+  rp_reopen(&c);
+  TU_OK(sync_env_site_id(c.env, id));
+  assert_memory_not_equal(id, o.site, 16);
+  rp_now += 1000;
+  mu_delete(&c, "y");
+  rp_sync(&c, &q);
+  rp_sync(&c, &q);
+  mu_read(&c, "x", &r);
+  assert_false(r.present); /* c's vector claims it: sessions left it out */
+  TU_OK(sync_txn_begin(c.env, 0, &x));
+  TU_OK(sync_gc(x, &gc));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(gc, 1);
+  assert_int_equal(rp_run(&c, &q, 0, NULL, &cs, NULL), 1);
+  mu_read(&c, "x", &r);
+  assert_true(r.present);
+  mu_read(&q, "x", &r);
+  assert_true(r.present);
+  mu_read(&q, "y", &r);
+  assert_false(r.present);
+  rp_check_equal(&c, &q);
+  mu_close(&o);
+  mu_close(&q);
+  mu_close(&n);
+  mu_close(&c);
+  tu_remove_db("rp-o-old.db");
+}
+
 /* Tombstones count in the tree.  A replica restored from a copy made
  * before a row was inserted and deleted elsewhere holds the same live
  * rows as its peer; a repair that compared live rows only ended equal
@@ -1454,6 +1525,7 @@ int main(void) {
       cmocka_unit_test(test_restore_and_collected),
       cmocka_unit_test(test_collected_other_side),
       cmocka_unit_test(test_restored_collector_keeps_lost_write),
+      cmocka_unit_test(test_copy_of_restore_keeps_lost_write),
       cmocka_unit_test(test_repair_brings_tombstones),
       cmocka_unit_test(test_repair_carries_collected_lengths),
       cmocka_unit_test(test_cut_everywhere),
