@@ -5199,6 +5199,10 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
  * later ones move to the new one; the old id becomes an ordinary site
  * held up to hlc held (0: nothing claimed). */
 SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
+/* A meta record of (16-byte site id, u64 LE HLC) pairs, at most max,
+ * copied into b (none when absent). */
+SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
+                               sx_buf *b);
 /* The most former ids a file keeps (the newest). */
 #define SX_FORMER_MAX 1024
 /* The former ids of this file (site.c, "Former ids"), copied into b (24
@@ -5269,17 +5273,22 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
  * claim covers and the file lacks: the file it was copied from was a
  * restore nobody had found out yet.
  * ------------------------------------------------------------------- */
-SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b) {
+SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
+                               sx_buf *b) {
   sx_slice v;
-  int rc = sx_get(x->env->st, x->t, x->env->meta, "former", 6, &v);
+  int rc = sx_get(x->env->st, x->t, x->env->meta, key, strlen(key), &v);
   b->len = 0;
   if (rc == SYNC_NOTFOUND) return 0;
   if (rc) return rc;
-  if (v.n % 24 || v.n / 24 > SX_FORMER_MAX) return SYNC_ECORRUPT;
+  if (v.n % 24 || v.n / 24 > max) return SYNC_ECORRUPT;
   if ((rc = sx_buf_reserve(b, v.n))) return rc;
   memcpy(b->p, v.p, v.n);
   b->len = v.n;
   return 0;
+}
+
+SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b) {
+  return sx_meta_pairs(x, "former", SX_FORMER_MAX, b);
 }
 
 SYNC_PRIVATE int sx_former_add(sync_txn *x, const uint8_t *id,
@@ -7165,16 +7174,7 @@ static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
  * ------------------------------------------------------------------- */
 
 SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b) {
-  sx_slice v;
-  int rc = sx_get(x->env->st, x->t, x->env->meta, "renewed", 7, &v);
-  b->len = 0;
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.n % 24 || v.n / 24 > SX_RENEW_MAX) return SYNC_ECORRUPT;
-  if ((rc = sx_buf_reserve(b, v.n))) return rc;
-  memcpy(b->p, v.p, v.n);
-  b->len = v.n;
-  return 0;
+  return sx_meta_pairs(x, "renewed", SX_RENEW_MAX, b);
 }
 
 SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {

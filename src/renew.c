@@ -36,16 +36,7 @@ static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
  * ------------------------------------------------------------------- */
 
 SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b) {
-  sx_slice v;
-  int rc = sx_get(x->env->st, x->t, x->env->meta, "renewed", 7, &v);
-  b->len = 0;
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.n % 24 || v.n / 24 > SX_RENEW_MAX) return SYNC_ECORRUPT;
-  if ((rc = sx_buf_reserve(b, v.n))) return rc;
-  memcpy(b->p, v.p, v.n);
-  b->len = v.n;
-  return 0;
+  return sx_meta_pairs(x, "renewed", SX_RENEW_MAX, b);
 }
 
 SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {

@@ -65,17 +65,22 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
  * claim covers and the file lacks: the file it was copied from was a
  * restore nobody had found out yet.
  * ------------------------------------------------------------------- */
-SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b) {
+SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
+                               sx_buf *b) {
   sx_slice v;
-  int rc = sx_get(x->env->st, x->t, x->env->meta, "former", 6, &v);
+  int rc = sx_get(x->env->st, x->t, x->env->meta, key, strlen(key), &v);
   b->len = 0;
   if (rc == SYNC_NOTFOUND) return 0;
   if (rc) return rc;
-  if (v.n % 24 || v.n / 24 > SX_FORMER_MAX) return SYNC_ECORRUPT;
+  if (v.n % 24 || v.n / 24 > max) return SYNC_ECORRUPT;
   if ((rc = sx_buf_reserve(b, v.n))) return rc;
   memcpy(b->p, v.p, v.n);
   b->len = v.n;
   return 0;
+}
+
+SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b) {
+  return sx_meta_pairs(x, "former", SX_FORMER_MAX, b);
 }
 
 SYNC_PRIVATE int sx_former_add(sync_txn *x, const uint8_t *id,

@@ -10,6 +10,10 @@
  * later ones move to the new one; the old id becomes an ordinary site
  * held up to hlc held (0: nothing claimed). */
 SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
+/* A meta record of (16-byte site id, u64 LE HLC) pairs, at most max,
+ * copied into b (none when absent). */
+SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
+                               sx_buf *b);
 /* The most former ids a file keeps (the newest). */
 #define SX_FORMER_MAX 1024
 /* The former ids of this file (site.c, "Former ids"), copied into b (24

@@ -119,6 +119,23 @@ static inline void mu_reopen_schema(mu_rep *r, const sync_table_def *tables,
 
 static inline void mu_reopen(mu_rep *r) { mu_reopen_schema(r, mu_tables, 1); }
 
+/* Make c a copy of src's file at path (as `cp` makes one: another inode),
+ * not opened yet; src must be closed.  c's first open takes a site id of
+ * its own. */
+static inline void mu_copy_rep(mu_rep *c, const mu_rep *src, const char *path) {
+  size_t n = 0;
+  unsigned char *p = tu_read_file(src->path, &n);
+  assert_non_null(p);
+  memset(c, 0, sizeof *c);
+  snprintf(c->path, sizeof c->path, "%s", path);
+  memcpy(c->site, src->site, 16);
+  c->now = src->now;
+  c->random_calls = 1; /* not a new file: draws are not its site id */
+  tu_remove_db(path);
+  assert_int_equal(tu_write_file(path, p, n), 0);
+  free(p);
+}
+
 /* A site id whose bytes are all b. */
 static inline void mu_site(uint8_t out[16], uint8_t b) { memset(out, b, 16); }
 

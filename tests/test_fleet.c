@@ -284,13 +284,7 @@ static void test_copied_file_takes_new_site_id(void **state) {
   put_n(&D, "base", 3);
   assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
   sync_env_close(D.env);
-  memset(&C, 0, sizeof C);
-  snprintf(C.path, sizeof C.path, "%s", "t_fleet_c.db");
-  memcpy(C.site, D.site, 16);
-  C.now = &now_ms;
-  C.random_calls = 1; /* not a new file: draws are not its site id */
-  tu_remove_db(C.path);
-  copy_file(D.path, C.path);
+  mu_copy_rep(&C, &D, "t_fleet_c.db");
   mu_reopen(&D);
   mu_reopen(&C);
   site_of(&D, sd);
@@ -326,13 +320,7 @@ static void test_copy_keeps_collected_delete_of_inherited_row(void **state) {
   (void)state;
   put_n(&D, "base", 3);
   sync_env_close(D.env);
-  memset(&C, 0, sizeof C);
-  snprintf(C.path, sizeof C.path, "%s", "t_fleet_c.db");
-  memcpy(C.site, D.site, 16);
-  C.now = &now_ms;
-  C.random_calls = 1; /* not a new file: draws are not its site id */
-  tu_remove_db(C.path);
-  copy_file(D.path, C.path);
+  mu_copy_rep(&C, &D, "t_fleet_c.db");
   mu_reopen(&D);
   mu_reopen(&C);
   now_ms += 1000;

@@ -443,6 +443,25 @@ static void test_collected_other_side(void **state) {
   tu_remove_db("rp-b-old.db");
 }
 
+/* o writes y and syncs with q, and a backup of o is taken; o writes x,
+ * only n (which joins after the backup) pulls it, and q gets it from n;
+ * then o is put back from the backup, in place: x is a write o lost and
+ * its vector claims (its own entry is its clock). */
+static void rp_lost_write(mu_rep *o, mu_rep *q, mu_rep *n) {
+  rp_open(o, "rp-o.db", 0x0a);
+  rp_open(q, "rp-q.db", 0x0b);
+  rp_open(n, "rp-n.db", 0x0c);
+  mu_put(o, "y", 1, 1.0, "y");
+  rp_sync(o, q);
+  rp_copy_reopen(o, "rp-o.db", "rp-o-old.db");
+  rp_now += 1000;
+  mu_put(o, "x", 2, 2.0, "written after the backup");
+  rp_now += 1000;
+  rp_sync(n, o);
+  rp_sync(n, q);
+  rp_copy_reopen(o, "rp-o-old.db", "rp-o.db");
+}
+
 /* A restored replica that collects must not take a write it lost for a
  * row it deleted.  o syncs with q, and a backup of o is taken; o writes
  * x, and only n (which joins after the backup) pulls it; q gets x from
@@ -465,22 +484,10 @@ static void test_restored_collector_keeps_lost_write(void **state) {
   mu_row r;
   int rc;
   (void)state;
-  rp_open(&o, "rp-o.db", 0x0a);
-  rp_open(&q, "rp-q.db", 0x0b);
-  rp_open(&n, "rp-n.db", 0x0c);
-  mu_put(&o, "y", 1, 1.0, "y");
-  rp_sync(&o, &q);
-  rp_copy_reopen(&o, "rp-o.db", "rp-o-old.db");
-  TU_OK(sync_env_site_id(o.env, before));
-  rp_now += 1000;
-  mu_put(&o, "x", 2, 2.0, "written after the backup");
-  rp_now += 1000;
-  rp_sync(&n, &o);
-  rp_sync(&n, &q);
+  rp_lost_write(&o, &q, &n);
+  memcpy(before, o.site, 16);
   mu_read(&q, "x", &r);
   assert_true(r.present);
-  /* o comes back from the backup, in place */
-  rp_copy_reopen(&o, "rp-o-old.db", "rp-o.db");
   mu_read(&o, "x", &r);
   assert_false(r.present);
   rp_now += 1000;
@@ -552,30 +559,13 @@ static void test_copy_of_restore_keeps_lost_write(void **state) {
   mu_row r;
   uint8_t id[16];
   (void)state;
-  rp_open(&o, "rp-o.db", 0x0a);
-  rp_open(&q, "rp-q.db", 0x0b);
-  rp_open(&n, "rp-n.db", 0x0c);
-  mu_put(&o, "y", 1, 1.0, "y");
-  rp_sync(&o, &q);
-  rp_copy_reopen(&o, "rp-o.db", "rp-o-old.db");
-  rp_now += 1000;
-  mu_put(&o, "x", 2, 2.0, "written after the backup");
-  rp_now += 1000;
-  rp_sync(&n, &o);
-  rp_sync(&n, &q);
-  rp_copy_reopen(&o, "rp-o-old.db", "rp-o.db");
+  rp_lost_write(&o, &q, &n);
   rp_now += 1000;
   mu_put(&o, "z", 3, 3.0, "written after the restore");
   /* c: a copy of o's file, as a new replica */
   sync_env_close(o.env);
   o.env = NULL;
-  memset(&c, 0, sizeof c);
-  snprintf(c.path, sizeof c.path, "%s", "rp-c.db");
-  memcpy(c.site, o.site, 16);
-  c.now = &rp_now;
-  c.random_calls = 1; /* not a new file: draws are not its site id */
-  tu_remove_db(c.path);
-  rp_copy("rp-o.db", c.path);
+  mu_copy_rep(&c, &o, "rp-c.db");
   rp_reopen(&o);
   rp_reopen(&c);
   TU_OK(sync_env_site_id(c.env, id));
