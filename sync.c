@@ -5354,7 +5354,6 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
       if (f.n == 8 && held > sx_get_le64(f.p)) held = sx_get_le64(f.p);
       if ((rc = sx_del(env->st, x->t, env->meta, "xfloor", 6))) goto fail;
     }
-    rc = 0;
   }
   sx_put_be32(kb, k);
   sx_put_le64(vb, held);
@@ -10666,7 +10665,6 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
       goto done;
     }
     if (!rc) x->log_added--;
-    rc = 0;
   }
   /* Changes of other sites the row dropped may come again: our vector
    * must not claim them.  (x->old's stamps are ours, not the map's.) */
@@ -11509,8 +11507,9 @@ static unsigned char *sx_enc_cols(sx_ebody *b, const sx_drow *r,
   if (w->head & SX_RH_PART) {
     unsigned prev = 0;
     p = sx_wv(p, r->ncols);
+    /* c0 is NULL only for a delta without columns (ncols 0 then). */
     for (j = 0; j < r->ncols; j++) {
-      p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0));
+      p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0)); /* NOLINT */
       prev = c0[j].col;
     }
   }
@@ -11518,8 +11517,8 @@ static unsigned char *sx_enc_cols(sx_ebody *b, const sx_drow *r,
   if (w->head & SX_RH_BASE) p = sx_wv(p, w->bst);
   for (j = 0; j < r->ncols; j++) {
     const sx_dcol *c = &c0[j];
-    sx_encol *ec =
-        sx_encol_find(b->tcols, (size_t)(b->tend - b->tcols), r->tid, c->col);
+    sx_encol *ec = sx_encol_find(b->tcols, (size_t)(b->tend - b->tcols),
+                                 r->tid, c->col); /* NOLINT: as above */
     if (w->ctl) {
       size_t s = sx_stamp_find(b->st, b->nst, c->site, c->hlc);
       size_t bs =
@@ -12816,10 +12815,7 @@ SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
     sync_key k;
     size_t start = samples.len;
     rc = sync_cursor_next(cur, &k, v, ncols);
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
+    if (rc == SYNC_NOTFOUND) break; /* every row sampled */
     if (rc) goto done;
     if ((rc = sx_dict_sample(&samples, &env->schema->tables[table], &k, v)))
       goto done;
@@ -16845,7 +16841,7 @@ SYNC_API int sync_session_recv(sync_session *s, sync_inbuf *in) {
       if (len + s->hdr_len + 4 > sx_own_limit(s)) {
         sx_sess_fail(s, SYNC_ELIMIT,
                      "a message of %llu bytes; this side accepts %zu",
-                     (unsigned long long)(len + s->hdr_len + 4),
+                     (unsigned long long)len + s->hdr_len + 4,
                      sx_own_limit(s));
         continue;
       }

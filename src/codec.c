@@ -646,8 +646,9 @@ static unsigned char *sx_enc_cols(sx_ebody *b, const sx_drow *r,
   if (w->head & SX_RH_PART) {
     unsigned prev = 0;
     p = sx_wv(p, r->ncols);
+    /* c0 is NULL only for a delta without columns (ncols 0 then). */
     for (j = 0; j < r->ncols; j++) {
-      p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0));
+      p = sx_wv(p, c0[j].col - (j ? prev + 1 : 0)); /* NOLINT */
       prev = c0[j].col;
     }
   }
@@ -655,8 +656,8 @@ static unsigned char *sx_enc_cols(sx_ebody *b, const sx_drow *r,
   if (w->head & SX_RH_BASE) p = sx_wv(p, w->bst);
   for (j = 0; j < r->ncols; j++) {
     const sx_dcol *c = &c0[j];
-    sx_encol *ec =
-        sx_encol_find(b->tcols, (size_t)(b->tend - b->tcols), r->tid, c->col);
+    sx_encol *ec = sx_encol_find(b->tcols, (size_t)(b->tend - b->tcols),
+                                 r->tid, c->col); /* NOLINT: as above */
     if (w->ctl) {
       size_t s = sx_stamp_find(b->st, b->nst, c->site, c->hlc);
       size_t bs =

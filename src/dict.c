@@ -82,10 +82,7 @@ SYNC_API int sync_dict_train(sync_txn *x, unsigned table, size_t max_rows,
     sync_key k;
     size_t start = samples.len;
     rc = sync_cursor_next(cur, &k, v, ncols);
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
+    if (rc == SYNC_NOTFOUND) break; /* every row sampled */
     if (rc) goto done;
     if ((rc = sx_dict_sample(&samples, &env->schema->tables[table], &k, v)))
       goto done;

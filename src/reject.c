@@ -205,7 +205,6 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
       goto done;
     }
     if (!rc) x->log_added--;
-    rc = 0;
   }
   /* Changes of other sites the row dropped may come again: our vector
    * must not claim them.  (x->old's stamps are ours, not the map's.) */

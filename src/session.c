@@ -685,7 +685,7 @@ SYNC_API int sync_session_recv(sync_session *s, sync_inbuf *in) {
       if (len + s->hdr_len + 4 > sx_own_limit(s)) {
         sx_sess_fail(s, SYNC_ELIMIT,
                      "a message of %llu bytes; this side accepts %zu",
-                     (unsigned long long)(len + s->hdr_len + 4),
+                     (unsigned long long)len + s->hdr_len + 4,
                      sx_own_limit(s));
         continue;
       }

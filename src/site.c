@@ -146,7 +146,6 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
       if (f.n == 8 && held > sx_get_le64(f.p)) held = sx_get_le64(f.p);
       if ((rc = sx_del(env->st, x->t, env->meta, "xfloor", 6))) goto fail;
     }
-    rc = 0;
   }
   sx_put_be32(kb, k);
   sx_put_le64(vb, held);
