@@ -5093,10 +5093,11 @@ SYNC_API void sync_cursor_close(sync_cursor *c) {
 #define SX_COMMIT_H
 
 
-/* A write transaction that made stamps of its own commits: the first in
- * its epoch records its HLC there (open.c, "Writes of this replica's own
- * site id"). */
-SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x);
+/* A write transaction commits with the state clock at hlc: the first in
+ * its epoch that made stamps of its own, and the first that moved the
+ * clock, are recorded there (open.c, "Writes of this replica's own site
+ * id"). */
+SYNC_PRIVATE int sx_epoch_note(sync_txn *x, uint64_t hlc);
 
 #endif
 
@@ -5114,7 +5115,9 @@ static int sx_txn_finish(sync_txn *x) {
                x->schema_version);
   if ((rc = sx_put(env->st, x->t, env->meta, "state", 5, state, 24, 0)))
     return rc;
-  if (x->wrote && x->stamped && (rc = sx_epoch_stamped(x))) return rc;
+  if ((hlc > x->hlc_last || (x->wrote && x->stamped)) &&
+      (rc = sx_epoch_note(x, hlc)))
+    return rc;
   if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
     sx_tsum s;
@@ -5432,9 +5435,11 @@ SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
  * at when the epoch where h falls began (all of the id it holds for
  * sure), 0 if not or unknown (epochs of files before format 7), or an
  * error.  For this replica's own id clock is its clock (x->hlc_last); for
- * an id it gave up (site.c, "Former ids"), the bound it kept. */
+ * an id it gave up (site.c, "Former ids"), the bound it kept.  claim: h is a vector entry, not a stamp (a clock the
+ * history stood at, or one below a stamp of its own). */
 SYNC_PRIVATE int sx_hist_foreign(sync_txn *x, uint64_t h, uint64_t clock,
-                                 uint64_t *held);
+                                 int claim, uint64_t *held);
+
 /* May a delta or request made under schema hash h be taken?  Ours, or a
  * peer's found compatible by sx_compat_check. */
 SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);
@@ -5696,7 +5701,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
  * version), so that a range search from a version finds the epoch holding
  * it; value u64 LE id, u64 LE the state HLC when it began, and (format 7)
  * u64 LE the HLC of the first transaction that made a stamp of this
- * replica's own in it (0: none yet).  meta "ident": u64 LE device, u64 LE
+ * replica's own in it, u64 LE the first clock above the one it began at
+ * that a commit in it left in the state (0: none yet).  meta "ident": u64 LE device, u64 LE
  * inode of the file when it was last opened for writing.
  * ------------------------------------------------------------------- */
 static void sx_epoch_key(unsigned char *k, uint64_t start) {
@@ -5707,16 +5713,18 @@ static void sx_epoch_key(unsigned char *k, uint64_t start) {
 typedef struct sx_epoch {
   uint64_t start, id, hlc; /* start version, id, the clock when it began */
   uint64_t first;          /* the first own stamp's HLC (0: none yet) */
-  int known;               /* first is recorded (format 7 records) */
+  uint64_t moved;          /* the first clock a commit left (0: none yet) */
+  int known;               /* first and moved are recorded (format 7) */
 } sx_epoch;
 
 static int sx_epoch_read(const sx_slice *k, const sx_slice *v, sx_epoch *e) {
-  if (k->n != 8 || (v->n != 16 && v->n != 24)) return SYNC_ECORRUPT;
+  if (k->n != 8 || (v->n != 16 && v->n != 32)) return SYNC_ECORRUPT;
   e->start = UINT64_MAX - sx_get_be64(k->p);
   e->id = sx_get_le64(v->p);
   e->hlc = sx_get_le64(v->p + 8);
-  e->known = v->n == 24;
+  e->known = v->n == 32;
   e->first = e->known ? sx_get_le64(v->p + 16) : 0;
+  e->moved = e->known ? sx_get_le64(v->p + 24) : 0;
   return 0;
 }
 
@@ -5837,48 +5845,67 @@ SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
  * clock when it did.  A stamp of ours found there is a write of our id
  * that this file never made: the file was restored or copied.
  * ------------------------------------------------------------------- */
-SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x) {
+SYNC_PRIVATE int sx_epoch_note(sync_txn *x, uint64_t hlc) {
   sync_env *env = x->env;
-  unsigned char key[8], val[24];
+  unsigned char key[8], val[32];
+  sx_scur *c;
+  sx_slice k;
   sx_epoch e;
-  int rc = sx_epoch_at(env, x->t, x->version, &e);
+  int rc, op = SX_FIRST, put = 0;
+  if (!env->epochs_ok) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  rc = sx_epoch_step(env, c, &op, &k, &e); /* the latest: this commit's */
+  sx_cur_close(c);
   if (rc == SYNC_NOTFOUND) return 0;
-  if (rc || !e.known || e.first) return rc;
+  if (rc || !e.known) return rc;
+  if (!e.first && x->stamped && x->wrote) {
+    e.first = x->hlc;
+    put = 1;
+  }
+  if (!e.moved && hlc > e.hlc) {
+    e.moved = hlc;
+    put = 1;
+  }
+  if (!put) return 0;
   sx_epoch_key(key, e.start);
   sx_put_le64(val, e.id);
   sx_put_le64(val + 8, e.hlc);
-  sx_put_le64(val + 16, x->hlc);
-  return sx_put(env->st, x->t, env->epochs, key, 8, val, 24, 0);
+  sx_put_le64(val + 16, e.first);
+  sx_put_le64(val + 24, e.moved);
+  return sx_put(env->st, x->t, env->epochs, key, 8, val, 32, 0);
 }
 
 SYNC_PRIVATE int sx_hist_foreign(sync_txn *x, uint64_t h, uint64_t clock,
-                                 uint64_t *held) {
+                                 int claim, uint64_t *held) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k;
   sx_epoch e;
   int rc, op = SX_FIRST, newest = 1, found = 0, above = h > clock;
   *held = 0;
-  if (x->stamped && h == x->hlc) return 0; /* made by this transaction */
+  if (!claim && x->stamped && h == x->hlc) return 0; /* made by this txn */
   if (!env->epochs_ok) return above;
   if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
   /* Keys run from the latest epoch to the first.  A stamp h of this
    * history was made in the latest epoch that began below h, at or
-   * after its first own stamp.  Where that epoch (or, above the clock,
-   * the latest) made none, nor did the ones before it back to the last
-   * that did: the history left the fleet's where the oldest of them
-   * began. */
+   * after its first own stamp; a claim h was this history's clock in it
+   * (at or above the first it moved to), or one below a stamp of its
+   * own.  Where that epoch (or, above the clock, the latest) made none,
+   * nor did the ones before it back to the last that did: the history
+   * left the fleet's where the oldest of them began. */
   for (;;) {
     uint64_t first;
     if ((rc = sx_epoch_step(env, c, &op, &k, &e))) {
       if (rc == SYNC_NOTFOUND) rc = found || above;
       break;
     }
-    first = e.first;
-    if (!first && newest && x->stamped) first = x->hlc;
+    if (claim)
+      first = e.moved ? e.moved - 1 : 0;
+    else
+      first = e.first ? e.first : newest && x->stamped ? x->hlc : 0;
     newest = 0;
     if (!found && !above && e.hlc >= h) continue; /* began above h */
-    if (e.known && !first) { /* made no stamp of its own */
+    if (e.known && !first) { /* made none */
       *held = e.hlc;
       found = 1;
       continue;
@@ -5918,7 +5945,7 @@ SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
  * the file is not the one last opened here (a copy, or a backup put back
  * as a new file): it must take a new site id before it writes. */
 static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
-  unsigned char key[8], val[24], idb[16];
+  unsigned char key[8], val[32], idb[16];
   uint64_t id = 0, dev = 0, ino = 0;
   sx_slice v;
   int rc, moved = 0;
@@ -5928,11 +5955,12 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   sx_epoch_key(key, sx_get_le64(v.p + 8) + 1);
   sx_put_le64(val + 8, sx_get_le64(v.p));
   sx_put_le64(val + 16, 0); /* no stamp of its own made yet */
+  sx_put_le64(val + 24, 0); /* nor a clock moved */
   while (!id)
     if (env->random(env->random_ctx, &id, sizeof id) != 0)
       return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
   sx_put_le64(val, id);
-  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 24, 0))) return rc;
+  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 32, 0))) return rc;
   rc = sx_store_ident(env->st, &dev, &ino);
   if (rc == SYNC_ENOTSUP) return 0;
   if (rc) return rc;
@@ -6323,6 +6351,12 @@ SYNC_PRIVATE int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
 SYNC_PRIVATE int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b);
 /* Does cursor cur (where a receiver stands) already include position p? */
 SYNC_PRIVATE int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p);
+/* Does req claim writes of this replica's own id up to a clock its file
+ * never stood at (a vector entry sx_hist_foreign finds, claim 1)?  0 if
+ * not, or SYNC_EHISTORY with the message set and *held the clock the
+ * file's history left the fleet's at (else UINT64_MAX), or an error. */
+SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
+                                uint64_t *held);
 
 #endif
 
@@ -6577,8 +6611,30 @@ SYNC_API void sync_request_free(sync_request *r) {
   sx_free(&al, r);
 }
 
+SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
+                                uint64_t *held) {
+  size_t i;
+  int rc;
+  *held = UINT64_MAX;
+  for (i = 0; i < req->nvv; i++) {
+    if (memcmp(req->vv[i].site, x->env->site, SX_SITE_LEN)) continue;
+    rc = sx_hist_foreign(x, req->vv[i].hlc, x->hlc_last, 1, held);
+    if (rc <= 0) {
+      *held = UINT64_MAX;
+      return rc;
+    }
+    return sx_fail(x->env, SYNC_EHISTORY,
+                   "a peer claims writes of this replica's site id up to a "
+                   "clock its file never stood at (%016llx): it was "
+                   "restored from a backup or copied",
+                   (unsigned long long)req->vv[i].hlc);
+  }
+  return 0;
+}
+
 SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
   sx_peer p;
+  uint64_t held;
   int rc;
   if (!x || !r || memcmp(r->sender, x->env->site, SX_SITE_LEN) ||
       !memcmp(r->requester, x->env->site, SX_SITE_LEN))
@@ -6587,7 +6643,8 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
   if (x->failed) return SYNC_ETXN;
   /* A position that is not in our history acknowledges nothing of it
    * (tombstone collection would trust it). */
-  if ((rc = sx_history_check(x, sx_cursor_version(&r->cur), &r->mark)))
+  if ((rc = sx_history_check(x, sx_cursor_version(&r->cur), &r->mark)) ||
+      (rc = sx_claim_check(x, r, &held)))
     return rc;
   rc = sx_peer_get(x, r->requester, &p);
   if (rc && rc != SYNC_NOTFOUND) return rc;
@@ -7117,11 +7174,12 @@ SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
 
 
 /* sync_site_renew after a peer showed a view of this replica's log (mark
- * m) that is not this file's history: the renewal record keeps what the
- * file's epochs show it holds of the old id (renew.c, "Renewal
- * records"). */
+ * m) that is not this file's history, or a claim on its id its history
+ * never made (claim: where the history left the fleet's, else
+ * UINT64_MAX): the renewal record keeps what the file's epochs show it
+ * holds of the old id (renew.c, "Renewal records"). */
 SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
-                                     const sx_lineage *lin);
+                                     const sx_lineage *lin, uint64_t claim);
 /* sync_site_renew keeping the old id's claims up to held: the clock the
  * file stood at where its history left the fleet's. */
 SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held);
@@ -7380,7 +7438,7 @@ SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) 
  * then is the fleet's too.  With none of them here, nothing is known to
  * be shared. */
 static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
-                              const sx_lineage *lin) {
+                              const sx_lineage *lin, uint64_t claim) {
   uint64_t held = 0;
   unsigned i;
   int rc = SYNC_NOTFOUND;
@@ -7389,8 +7447,9 @@ static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
   if (m && m->id) rc = sx_epoch_next_hlc(x, m, &held);
   for (i = 0; rc == SYNC_NOTFOUND && lin && i < lin->n; i++)
     rc = sx_epoch_next_hlc(x, &lin->e[i], &held);
-  if (rc == SYNC_NOTFOUND) held = 0;
+  if (rc == SYNC_NOTFOUND) held = claim == UINT64_MAX ? 0 : claim;
   else if (rc) return rc;
+  else if (claim < held) held = claim; /* where a claim showed the split */
   return sx_site_renew_held(x, held);
 }
 
@@ -7437,19 +7496,23 @@ SYNC_API int sync_renewals_get(sync_txn *x, sync_stamp *out, size_t cap,
 
 SYNC_API int sync_site_renew(sync_txn *x) {
   if (!x) return SYNC_EINVAL;
-  return sx_site_renew_view(x, NULL, NULL);
+  return sx_site_renew_view(x, NULL, NULL, UINT64_MAX);
 }
 
 SYNC_API int sync_site_renew_from(sync_txn *x, const sync_request *req) {
+  uint64_t claim;
+  int rc;
   if (!x || !req || memcmp(req->sender, x->env->site, SX_SITE_LEN))
     return SYNC_EINVAL;
-  return sx_site_renew_view(x, &req->mark, &req->lineage);
+  rc = sx_claim_check(x, req, &claim);
+  if (rc && rc != SYNC_EHISTORY) return rc;
+  return sx_site_renew_view(x, &req->mark, &req->lineage, claim);
 }
 
 SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
-                                     const sx_lineage *lin) {
+                                     const sx_lineage *lin, uint64_t claim) {
   if (!x || !m) return SYNC_EINVAL;
-  return sx_site_renew_view(x, m, lin);
+  return sx_site_renew_view(x, m, lin, claim);
 }
 /* ---- src/gc.c ---- */
 /*
@@ -8389,6 +8452,7 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
 /* May this replica cut for req?  0, or an error with the message set. */
 static int sx_cut_admit(sync_txn *x, const sync_request *req) {
   sync_env *env = x->env;
+  uint64_t held;
   int rc;
   if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
       !memcmp(req->requester, env->site, SX_SITE_LEN))
@@ -8417,7 +8481,9 @@ static int sx_cut_admit(sync_txn *x, const sync_request *req) {
   /* The requester's view of our log must be our history: a cursor past
    * our log's end, or in an epoch we do not have there, was made by
    * another copy of this file. */
-  return sx_history_check(x, sx_cursor_version(&req->cur), &req->mark);
+  if ((rc = sx_history_check(x, sx_cursor_version(&req->cur), &req->mark)))
+    return rc;
+  return sx_claim_check(x, req, &held);
 }
 
 /* What the requester holds, per local site index (rvv: x->nsites
@@ -9921,6 +9987,18 @@ static int sx_apply_sites(sx_run *r) {
     if (rc) return rc;
   }
   if ((rc = sx_sender_vv(x, d, &r->a.svv))) return rc;
+  /* The sender's claim on our own id: a clock our history never stood
+   * at is one of a history of our id that is not this file's. */
+  for (i = 0; i < d->nvv; i++) {
+    uint64_t held;
+    if (r->a.smap[i] != 0 || !r->a.svv[i]) continue;
+    if ((rc = sx_hist_foreign(x, r->a.svv[i], x->hlc_last, 1, &held)) < 0)
+      return rc;
+    if (rc) {
+      r->lost = 1;
+      r->lost_held = held;
+    }
+  }
   /* Our vector tells a row we never had from one we deleted and
    * collected (its insert is covered, yet no row or tombstone is left). */
   return sx_vv_load(x, &r->lvv);
@@ -10062,7 +10140,7 @@ static int sx_apply_former_lacks(sx_run *r, const sx_drow *dr) {
     for (j = 0; j + 24 <= b.len && !rc; j += 24)
       if (!memcmp(b.p + j, d->sites[site], SX_SITE_LEN) &&
           hlc <= sx_get_le64(b.p + j + SX_SITE_LEN))
-        rc = sx_hist_foreign(x, hlc, sx_get_le64(b.p + j + SX_SITE_LEN),
+        rc = sx_hist_foreign(x, hlc, sx_get_le64(b.p + j + SX_SITE_LEN), 0,
                              &held);
   }
 done:
@@ -10107,7 +10185,7 @@ static int sx_apply_foreign(sx_run *r, const sx_drow *dr, int found) {
     for (j = 0; found && j < x->old.nstamps && !have; j++)
       have = x->old.stamps[j].site == 0 && x->old.stamps[j].hlc == hlc;
     if (have) continue;
-    if ((rc = sx_hist_foreign(x, hlc, x->hlc_last, &held)) < 0) return rc;
+    if ((rc = sx_hist_foreign(x, hlc, x->hlc_last, 0, &held)) < 0) return rc;
     if (!rc) continue;
     if (!r->lost || held < r->lost_held) r->lost_held = held;
     r->lost = any = 1;
@@ -14460,11 +14538,12 @@ SYNC_PRIVATE int sx_on_repair_delta(sync_session *s, sync_delta *d);
 
 /* session_hello.c */
 SYNC_PRIVATE int sx_send_hello(sync_session *s);
-/* The peer holds this replica's log up to version v with mark m: 0 when
- * that is this file's history, else the session fails (SYNC_EHISTORY
- * after taking a new site id). */
+/* The peer holds this replica's log up to version v with mark m (and,
+ * with req, claims its writes up to req's vector): 0 when that is this
+ * file's history, else the session fails (SYNC_EHISTORY after taking a
+ * new site id). */
 SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
-                              const sx_lineage *lin);
+                              const sx_lineage *lin, const sync_request *req);
 SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b, size_t n);
 SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                                size_t n);
@@ -15487,13 +15566,16 @@ static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
  * new site id and end the session with SYNC_EHISTORY; the next one syncs
  * as the new site. */
 SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
-                              const sx_lineage *lin) {
+                              const sx_lineage *lin,
+                              const sync_request *req) {
   sync_txn *x;
+  uint64_t claim = UINT64_MAX;
   int rc;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
     return sx_sess_fail(s, rc, "cannot read this replica: %s",
                         sync_strerror(rc));
   rc = sx_history_check(x, v, m);
+  if (!rc && req) rc = sx_claim_check(x, req, &claim);
   sync_txn_abort(x);
   if (rc == 0) return 0;
   if (rc != SYNC_EHISTORY) return sx_sess_fail(s, rc, "%s", sync_strerror(rc));
@@ -15504,7 +15586,7 @@ SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
       return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
     rc = sync_txn_begin(s->env, 0, &x);
     if (!rc) {
-      rc = sx_site_renew_after(x, m, lin);
+      rc = sx_site_renew_after(x, m, lin, claim);
       if (rc)
         sync_txn_abort(x);
       else
@@ -15665,7 +15747,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
                         (unsigned long long)h.ver, (unsigned long long)h.hash);
   s->peer_hash = h.hash;
   /* Only an authorized client's view may make this replica renew. */
-  if (h.view && (rc = sx_check_view(s, h.v.ver, &h.v.mark, &h.v.lin)))
+  if (h.view && (rc = sx_check_view(s, h.v.ver, &h.v.mark, &h.v.lin, NULL)))
     return rc;
   sx_hello_apply(s, &h, &rights);
   if ((rc = sx_send_welcome(s, h.hash))) return rc;
@@ -15720,7 +15802,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
     if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
       return sx_sess_fail(s, rc, "out of memory");
   }
-  if ((rc = sx_check_view(s, vw.ver, &vw.mark, &vw.lin))) return rc;
+  if ((rc = sx_check_view(s, vw.ver, &vw.mark, &vw.lin, NULL))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send what the server lets us write, and what it lets us read (a
    * write there is refused and answered with the server's row, which
@@ -16393,7 +16475,8 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   rc = sx_win_check(s, flags);
   /* The requester's view of our log must be this file's history. */
   if (!rc)
-    rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark, &req.lineage);
+    rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark, &req.lineage,
+                       &req);
   if (!rc && !(flags & SX_RQ_DRY) && !s->dry) rc = sx_ack_request(s, &req);
   if (!rc && (flags & SX_RQ_WINDOW)) {
     /* The run is cut against this request's vector; it stays. */

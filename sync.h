@@ -400,8 +400,10 @@ SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
  * when it can tell: sync_env_open when the file is not the one last
  * opened for writing at that path (another device or inode: then every
  * write of the old id the file holds is claimed), a session when the
- * peer holds a log of this replica that is not this file's (it then ends
- * with SYNC_EHISTORY: sync again).  It also keeps a renewal record that
+ * peer holds a log of this replica that is not this file's or claims its
+ * writes up to a clock the file never stood at, and an apply that meets
+ * a write of its id the file never made (sync_apply_report.renewed); a
+ * session then ends with SYNC_EHISTORY: sync again.  It also keeps a renewal record that
  * travels with every run: replicas that took the old id's claims from
  * this file lower them and start their runs again, so that the writes
  * the file lost reach them too (docs/FORMAT.md, "Version vector"; called
@@ -670,7 +672,8 @@ SYNC_API void sync_request_free(sync_request *req);
  * replica up to the cursor in req (what it asks for next).  Tombstones are
  * collected only once every known peer has acknowledged them.  Needs a
  * write transaction.  Errors: SYNC_EINVAL, SYNC_EREADONLY, SYNC_EHISTORY
- * (the cursor is not in this file's history: sync_delta_make). */
+ * (the cursor, or the vector's claim on this replica, is not in this
+ * file's history: sync_delta_make). */
 SYNC_API int sync_request_ack(sync_txn *txn, const sync_request *req);
 /* sync_site_renew after sync_delta_make or sync_request_ack answered
  * SYNC_EHISTORY for req: the requester holds a log of this replica that
@@ -678,7 +681,10 @@ SYNC_API int sync_request_ack(sync_txn *txn, const sync_request *req);
  * what this file shares with the requester's view of it (the newest epoch
  * of its mark and the mark's lineage that the file has: the state a
  * backup was at), so that deletes the fleet collected since stay proven;
- * with none of them here, it voids every claim, as sync_site_renew does.
+ * when the requester's vector claims this replica's writes up to a clock
+ * the file never stood at, no further than the clock the epoch where
+ * that claim falls began at; with neither, it voids every claim, as
+ * sync_site_renew does.
  * Errors: those of sync_site_renew, and SYNC_EINVAL when req was made for
  * another sender. */
 SYNC_API int sync_site_renew_from(sync_txn *txn, const sync_request *req);
@@ -769,8 +775,10 @@ typedef struct sync_delta_opts {
  * this replica), SYNC_ESTALE (the requester's cursor is before tombstones
  * this replica collected: it may lack deletes; it must reset its cursor
  * and sync from the start), SYNC_EHISTORY (the requester's cursor is not
- * in this file's history: this replica was restored or copied and must
- * take a new site id, sync_site_renew), SYNC_ENOMEM, SYNC_ECORRUPT. */
+ * in this file's history, or its vector claims this replica's writes up
+ * to a clock this file never stood at: this replica was restored or
+ * copied and must take a new site id, sync_site_renew_from),
+ * SYNC_ENOMEM, SYNC_ECORRUPT. */
 SYNC_API int sync_delta_make(sync_txn *txn, const sync_request *req,
                              const sync_delta_opts *opts, sync_delta **out);
 /* Rows in the chunk, and whether it is the last one of its delta. */

@@ -825,6 +825,18 @@ static int sx_apply_sites(sx_run *r) {
     if (rc) return rc;
   }
   if ((rc = sx_sender_vv(x, d, &r->a.svv))) return rc;
+  /* The sender's claim on our own id: a clock our history never stood
+   * at is one of a history of our id that is not this file's. */
+  for (i = 0; i < d->nvv; i++) {
+    uint64_t held;
+    if (r->a.smap[i] != 0 || !r->a.svv[i]) continue;
+    if ((rc = sx_hist_foreign(x, r->a.svv[i], x->hlc_last, 1, &held)) < 0)
+      return rc;
+    if (rc) {
+      r->lost = 1;
+      r->lost_held = held;
+    }
+  }
   /* Our vector tells a row we never had from one we deleted and
    * collected (its insert is covered, yet no row or tombstone is left). */
   return sx_vv_load(x, &r->lvv);
@@ -966,7 +978,7 @@ static int sx_apply_former_lacks(sx_run *r, const sx_drow *dr) {
     for (j = 0; j + 24 <= b.len && !rc; j += 24)
       if (!memcmp(b.p + j, d->sites[site], SX_SITE_LEN) &&
           hlc <= sx_get_le64(b.p + j + SX_SITE_LEN))
-        rc = sx_hist_foreign(x, hlc, sx_get_le64(b.p + j + SX_SITE_LEN),
+        rc = sx_hist_foreign(x, hlc, sx_get_le64(b.p + j + SX_SITE_LEN), 0,
                              &held);
   }
 done:
@@ -1011,7 +1023,7 @@ static int sx_apply_foreign(sx_run *r, const sx_drow *dr, int found) {
     for (j = 0; found && j < x->old.nstamps && !have; j++)
       have = x->old.stamps[j].site == 0 && x->old.stamps[j].hlc == hlc;
     if (have) continue;
-    if ((rc = sx_hist_foreign(x, hlc, x->hlc_last, &held)) < 0) return rc;
+    if ((rc = sx_hist_foreign(x, hlc, x->hlc_last, 0, &held)) < 0) return rc;
     if (!rc) continue;
     if (!r->lost || held < r->lost_held) r->lost_held = held;
     r->lost = any = 1;

@@ -18,7 +18,9 @@ static int sx_txn_finish(sync_txn *x) {
                x->schema_version);
   if ((rc = sx_put(env->st, x->t, env->meta, "state", 5, state, 24, 0)))
     return rc;
-  if (x->wrote && x->stamped && (rc = sx_epoch_stamped(x))) return rc;
+  if ((hlc > x->hlc_last || (x->wrote && x->stamped)) &&
+      (rc = sx_epoch_note(x, hlc)))
+    return rc;
   if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
     sx_tsum s;

@@ -7,9 +7,10 @@
 
 #include "ops.h"
 
-/* A write transaction that made stamps of its own commits: the first in
- * its epoch records its HLC there (open.c, "Writes of this replica's own
- * site id"). */
-SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x);
+/* A write transaction commits with the state clock at hlc: the first in
+ * its epoch that made stamps of its own, and the first that moved the
+ * clock, are recorded there (open.c, "Writes of this replica's own site
+ * id"). */
+SYNC_PRIVATE int sx_epoch_note(sync_txn *x, uint64_t hlc);
 
 #endif

@@ -402,6 +402,7 @@ static void sx_scope_plan(sync_txn *x, const sync_request *req,
 /* May this replica cut for req?  0, or an error with the message set. */
 static int sx_cut_admit(sync_txn *x, const sync_request *req) {
   sync_env *env = x->env;
+  uint64_t held;
   int rc;
   if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
       !memcmp(req->requester, env->site, SX_SITE_LEN))
@@ -430,7 +431,9 @@ static int sx_cut_admit(sync_txn *x, const sync_request *req) {
   /* The requester's view of our log must be our history: a cursor past
    * our log's end, or in an epoch we do not have there, was made by
    * another copy of this file. */
-  return sx_history_check(x, sx_cursor_version(&req->cur), &req->mark);
+  if ((rc = sx_history_check(x, sx_cursor_version(&req->cur), &req->mark)))
+    return rc;
+  return sx_claim_check(x, req, &held);
 }
 
 /* What the requester holds, per local site index (rvv: x->nsites

@@ -269,7 +269,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
  * version), so that a range search from a version finds the epoch holding
  * it; value u64 LE id, u64 LE the state HLC when it began, and (format 7)
  * u64 LE the HLC of the first transaction that made a stamp of this
- * replica's own in it (0: none yet).  meta "ident": u64 LE device, u64 LE
+ * replica's own in it, u64 LE the first clock above the one it began at
+ * that a commit in it left in the state (0: none yet).  meta "ident": u64 LE device, u64 LE
  * inode of the file when it was last opened for writing.
  * ------------------------------------------------------------------- */
 static void sx_epoch_key(unsigned char *k, uint64_t start) {
@@ -280,16 +281,18 @@ static void sx_epoch_key(unsigned char *k, uint64_t start) {
 typedef struct sx_epoch {
   uint64_t start, id, hlc; /* start version, id, the clock when it began */
   uint64_t first;          /* the first own stamp's HLC (0: none yet) */
-  int known;               /* first is recorded (format 7 records) */
+  uint64_t moved;          /* the first clock a commit left (0: none yet) */
+  int known;               /* first and moved are recorded (format 7) */
 } sx_epoch;
 
 static int sx_epoch_read(const sx_slice *k, const sx_slice *v, sx_epoch *e) {
-  if (k->n != 8 || (v->n != 16 && v->n != 24)) return SYNC_ECORRUPT;
+  if (k->n != 8 || (v->n != 16 && v->n != 32)) return SYNC_ECORRUPT;
   e->start = UINT64_MAX - sx_get_be64(k->p);
   e->id = sx_get_le64(v->p);
   e->hlc = sx_get_le64(v->p + 8);
-  e->known = v->n == 24;
+  e->known = v->n == 32;
   e->first = e->known ? sx_get_le64(v->p + 16) : 0;
+  e->moved = e->known ? sx_get_le64(v->p + 24) : 0;
   return 0;
 }
 
@@ -410,48 +413,67 @@ SYNC_PRIVATE int sx_lineage_of(sync_txn *x, const sx_mark *m,
  * clock when it did.  A stamp of ours found there is a write of our id
  * that this file never made: the file was restored or copied.
  * ------------------------------------------------------------------- */
-SYNC_PRIVATE int sx_epoch_stamped(sync_txn *x) {
+SYNC_PRIVATE int sx_epoch_note(sync_txn *x, uint64_t hlc) {
   sync_env *env = x->env;
-  unsigned char key[8], val[24];
+  unsigned char key[8], val[32];
+  sx_scur *c;
+  sx_slice k;
   sx_epoch e;
-  int rc = sx_epoch_at(env, x->t, x->version, &e);
+  int rc, op = SX_FIRST, put = 0;
+  if (!env->epochs_ok) return 0;
+  if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
+  rc = sx_epoch_step(env, c, &op, &k, &e); /* the latest: this commit's */
+  sx_cur_close(c);
   if (rc == SYNC_NOTFOUND) return 0;
-  if (rc || !e.known || e.first) return rc;
+  if (rc || !e.known) return rc;
+  if (!e.first && x->stamped && x->wrote) {
+    e.first = x->hlc;
+    put = 1;
+  }
+  if (!e.moved && hlc > e.hlc) {
+    e.moved = hlc;
+    put = 1;
+  }
+  if (!put) return 0;
   sx_epoch_key(key, e.start);
   sx_put_le64(val, e.id);
   sx_put_le64(val + 8, e.hlc);
-  sx_put_le64(val + 16, x->hlc);
-  return sx_put(env->st, x->t, env->epochs, key, 8, val, 24, 0);
+  sx_put_le64(val + 16, e.first);
+  sx_put_le64(val + 24, e.moved);
+  return sx_put(env->st, x->t, env->epochs, key, 8, val, 32, 0);
 }
 
 SYNC_PRIVATE int sx_hist_foreign(sync_txn *x, uint64_t h, uint64_t clock,
-                                 uint64_t *held) {
+                                 int claim, uint64_t *held) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k;
   sx_epoch e;
   int rc, op = SX_FIRST, newest = 1, found = 0, above = h > clock;
   *held = 0;
-  if (x->stamped && h == x->hlc) return 0; /* made by this transaction */
+  if (!claim && x->stamped && h == x->hlc) return 0; /* made by this txn */
   if (!env->epochs_ok) return above;
   if ((rc = sx_cur_open(env->st, x->t, env->epochs, &c))) return rc;
   /* Keys run from the latest epoch to the first.  A stamp h of this
    * history was made in the latest epoch that began below h, at or
-   * after its first own stamp.  Where that epoch (or, above the clock,
-   * the latest) made none, nor did the ones before it back to the last
-   * that did: the history left the fleet's where the oldest of them
-   * began. */
+   * after its first own stamp; a claim h was this history's clock in it
+   * (at or above the first it moved to), or one below a stamp of its
+   * own.  Where that epoch (or, above the clock, the latest) made none,
+   * nor did the ones before it back to the last that did: the history
+   * left the fleet's where the oldest of them began. */
   for (;;) {
     uint64_t first;
     if ((rc = sx_epoch_step(env, c, &op, &k, &e))) {
       if (rc == SYNC_NOTFOUND) rc = found || above;
       break;
     }
-    first = e.first;
-    if (!first && newest && x->stamped) first = x->hlc;
+    if (claim)
+      first = e.moved ? e.moved - 1 : 0;
+    else
+      first = e.first ? e.first : newest && x->stamped ? x->hlc : 0;
     newest = 0;
     if (!found && !above && e.hlc >= h) continue; /* began above h */
-    if (e.known && !first) { /* made no stamp of its own */
+    if (e.known && !first) { /* made none */
       *held = e.hlc;
       found = 1;
       continue;
@@ -491,7 +513,7 @@ SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
  * the file is not the one last opened here (a copy, or a backup put back
  * as a new file): it must take a new site id before it writes. */
 static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
-  unsigned char key[8], val[24], idb[16];
+  unsigned char key[8], val[32], idb[16];
   uint64_t id = 0, dev = 0, ino = 0;
   sx_slice v;
   int rc, moved = 0;
@@ -501,11 +523,12 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   sx_epoch_key(key, sx_get_le64(v.p + 8) + 1);
   sx_put_le64(val + 8, sx_get_le64(v.p));
   sx_put_le64(val + 16, 0); /* no stamp of its own made yet */
+  sx_put_le64(val + 24, 0); /* nor a clock moved */
   while (!id)
     if (env->random(env->random_ctx, &id, sizeof id) != 0)
       return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
   sx_put_le64(val, id);
-  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 24, 0))) return rc;
+  if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 32, 0))) return rc;
   rc = sx_store_ident(env->st, &dev, &ino);
   if (rc == SYNC_ENOTSUP) return 0;
   if (rc) return rc;

@@ -34,9 +34,11 @@ SYNC_PRIVATE int sx_epoch_next_hlc(sync_txn *x, const sx_mark *m,
  * at when the epoch where h falls began (all of the id it holds for
  * sure), 0 if not or unknown (epochs of files before format 7), or an
  * error.  For this replica's own id clock is its clock (x->hlc_last); for
- * an id it gave up (site.c, "Former ids"), the bound it kept. */
+ * an id it gave up (site.c, "Former ids"), the bound it kept.  claim: h is a vector entry, not a stamp (a clock the
+ * history stood at, or one below a stamp of its own). */
 SYNC_PRIVATE int sx_hist_foreign(sync_txn *x, uint64_t h, uint64_t clock,
-                                 uint64_t *held);
+                                 int claim, uint64_t *held);
+
 /* May a delta or request made under schema hash h be taken?  Ours, or a
  * peer's found compatible by sx_compat_check. */
 SYNC_PRIVATE int sx_compat_ok(sync_env *env, uint64_t h);

@@ -273,8 +273,30 @@ SYNC_API void sync_request_free(sync_request *r) {
   sx_free(&al, r);
 }
 
+SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
+                                uint64_t *held) {
+  size_t i;
+  int rc;
+  *held = UINT64_MAX;
+  for (i = 0; i < req->nvv; i++) {
+    if (memcmp(req->vv[i].site, x->env->site, SX_SITE_LEN)) continue;
+    rc = sx_hist_foreign(x, req->vv[i].hlc, x->hlc_last, 1, held);
+    if (rc <= 0) {
+      *held = UINT64_MAX;
+      return rc;
+    }
+    return sx_fail(x->env, SYNC_EHISTORY,
+                   "a peer claims writes of this replica's site id up to a "
+                   "clock its file never stood at (%016llx): it was "
+                   "restored from a backup or copied",
+                   (unsigned long long)req->vv[i].hlc);
+  }
+  return 0;
+}
+
 SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
   sx_peer p;
+  uint64_t held;
   int rc;
   if (!x || !r || memcmp(r->sender, x->env->site, SX_SITE_LEN) ||
       !memcmp(r->requester, x->env->site, SX_SITE_LEN))
@@ -283,7 +305,8 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
   if (x->failed) return SYNC_ETXN;
   /* A position that is not in our history acknowledges nothing of it
    * (tombstone collection would trust it). */
-  if ((rc = sx_history_check(x, sx_cursor_version(&r->cur), &r->mark)))
+  if ((rc = sx_history_check(x, sx_cursor_version(&r->cur), &r->mark)) ||
+      (rc = sx_claim_check(x, r, &held)))
     return rc;
   rc = sx_peer_get(x, r->requester, &p);
   if (rc && rc != SYNC_NOTFOUND) return rc;

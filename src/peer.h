@@ -66,5 +66,11 @@ SYNC_PRIVATE int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
 SYNC_PRIVATE int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b);
 /* Does cursor cur (where a receiver stands) already include position p? */
 SYNC_PRIVATE int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p);
+/* Does req claim writes of this replica's own id up to a clock its file
+ * never stood at (a vector entry sx_hist_foreign finds, claim 1)?  0 if
+ * not, or SYNC_EHISTORY with the message set and *held the clock the
+ * file's history left the fleet's at (else UINT64_MAX), or an error. */
+SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
+                                uint64_t *held);
 
 #endif

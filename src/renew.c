@@ -243,7 +243,7 @@ SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) 
  * then is the fleet's too.  With none of them here, nothing is known to
  * be shared. */
 static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
-                              const sx_lineage *lin) {
+                              const sx_lineage *lin, uint64_t claim) {
   uint64_t held = 0;
   unsigned i;
   int rc = SYNC_NOTFOUND;
@@ -252,8 +252,9 @@ static int sx_site_renew_view(sync_txn *x, const sx_mark *m,
   if (m && m->id) rc = sx_epoch_next_hlc(x, m, &held);
   for (i = 0; rc == SYNC_NOTFOUND && lin && i < lin->n; i++)
     rc = sx_epoch_next_hlc(x, &lin->e[i], &held);
-  if (rc == SYNC_NOTFOUND) held = 0;
+  if (rc == SYNC_NOTFOUND) held = claim == UINT64_MAX ? 0 : claim;
   else if (rc) return rc;
+  else if (claim < held) held = claim; /* where a claim showed the split */
   return sx_site_renew_held(x, held);
 }
 
@@ -300,17 +301,21 @@ SYNC_API int sync_renewals_get(sync_txn *x, sync_stamp *out, size_t cap,
 
 SYNC_API int sync_site_renew(sync_txn *x) {
   if (!x) return SYNC_EINVAL;
-  return sx_site_renew_view(x, NULL, NULL);
+  return sx_site_renew_view(x, NULL, NULL, UINT64_MAX);
 }
 
 SYNC_API int sync_site_renew_from(sync_txn *x, const sync_request *req) {
+  uint64_t claim;
+  int rc;
   if (!x || !req || memcmp(req->sender, x->env->site, SX_SITE_LEN))
     return SYNC_EINVAL;
-  return sx_site_renew_view(x, &req->mark, &req->lineage);
+  rc = sx_claim_check(x, req, &claim);
+  if (rc && rc != SYNC_EHISTORY) return rc;
+  return sx_site_renew_view(x, &req->mark, &req->lineage, claim);
 }
 
 SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
-                                     const sx_lineage *lin) {
+                                     const sx_lineage *lin, uint64_t claim) {
   if (!x || !m) return SYNC_EINVAL;
-  return sx_site_renew_view(x, m, lin);
+  return sx_site_renew_view(x, m, lin, claim);
 }

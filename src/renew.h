@@ -8,11 +8,12 @@
 #include "conflict.h"
 
 /* sync_site_renew after a peer showed a view of this replica's log (mark
- * m) that is not this file's history: the renewal record keeps what the
- * file's epochs show it holds of the old id (renew.c, "Renewal
- * records"). */
+ * m) that is not this file's history, or a claim on its id its history
+ * never made (claim: where the history left the fleet's, else
+ * UINT64_MAX): the renewal record keeps what the file's epochs show it
+ * holds of the old id (renew.c, "Renewal records"). */
 SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
-                                     const sx_lineage *lin);
+                                     const sx_lineage *lin, uint64_t claim);
 /* sync_site_renew keeping the old id's claims up to held: the clock the
  * file stood at where its history left the fleet's. */
 SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held);

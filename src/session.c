@@ -237,7 +237,8 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   rc = sx_win_check(s, flags);
   /* The requester's view of our log must be this file's history. */
   if (!rc)
-    rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark, &req.lineage);
+    rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark, &req.lineage,
+                       &req);
   if (!rc && !(flags & SX_RQ_DRY) && !s->dry) rc = sx_ack_request(s, &req);
   if (!rc && (flags & SX_RQ_WINDOW)) {
     /* The run is cut against this request's vector; it stays. */

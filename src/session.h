@@ -196,11 +196,12 @@ SYNC_PRIVATE int sx_on_repair_delta(sync_session *s, sync_delta *d);
 
 /* session_hello.c */
 SYNC_PRIVATE int sx_send_hello(sync_session *s);
-/* The peer holds this replica's log up to version v with mark m: 0 when
- * that is this file's history, else the session fails (SYNC_EHISTORY
- * after taking a new site id). */
+/* The peer holds this replica's log up to version v with mark m (and,
+ * with req, claims its writes up to req's vector): 0 when that is this
+ * file's history, else the session fails (SYNC_EHISTORY after taking a
+ * new site id). */
 SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
-                              const sx_lineage *lin);
+                              const sx_lineage *lin, const sync_request *req);
 SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b, size_t n);
 SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                                size_t n);

@@ -235,13 +235,16 @@ static int sx_put_view(sync_session *s, unsigned char *p, unsigned char **end) {
  * new site id and end the session with SYNC_EHISTORY; the next one syncs
  * as the new site. */
 SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
-                              const sx_lineage *lin) {
+                              const sx_lineage *lin,
+                              const sync_request *req) {
   sync_txn *x;
+  uint64_t claim = UINT64_MAX;
   int rc;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
     return sx_sess_fail(s, rc, "cannot read this replica: %s",
                         sync_strerror(rc));
   rc = sx_history_check(x, v, m);
+  if (!rc && req) rc = sx_claim_check(x, req, &claim);
   sync_txn_abort(x);
   if (rc == 0) return 0;
   if (rc != SYNC_EHISTORY) return sx_sess_fail(s, rc, "%s", sync_strerror(rc));
@@ -252,7 +255,7 @@ SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
       return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
     rc = sync_txn_begin(s->env, 0, &x);
     if (!rc) {
-      rc = sx_site_renew_after(x, m, lin);
+      rc = sx_site_renew_after(x, m, lin, claim);
       if (rc)
         sync_txn_abort(x);
       else
@@ -413,7 +416,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
                         (unsigned long long)h.ver, (unsigned long long)h.hash);
   s->peer_hash = h.hash;
   /* Only an authorized client's view may make this replica renew. */
-  if (h.view && (rc = sx_check_view(s, h.v.ver, &h.v.mark, &h.v.lin)))
+  if (h.view && (rc = sx_check_view(s, h.v.ver, &h.v.mark, &h.v.lin, NULL)))
     return rc;
   sx_hello_apply(s, &h, &rights);
   if ((rc = sx_send_welcome(s, h.hash))) return rc;
@@ -468,7 +471,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
     if ((rc = sx_put_with_schema(s, SX_M_SCHEMA, NULL, 0)))
       return sx_sess_fail(s, rc, "out of memory");
   }
-  if ((rc = sx_check_view(s, vw.ver, &vw.mark, &vw.lin))) return rc;
+  if ((rc = sx_check_view(s, vw.ver, &vw.mark, &vw.lin, NULL))) return rc;
   s->peer_max = maxm < SX_MSG_MAX ? (size_t)maxm : SX_MSG_MAX;
   /* Send what the server lets us write, and what it lets us read (a
    * write there is refused and answered with the server's row, which

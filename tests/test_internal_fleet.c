@@ -297,19 +297,30 @@ static void test_own_stamps_outside_history(void **state) {
   t2 = x->hlc_last;
   assert_true(t2 > t1 + ((uint64_t)5000 << 16));
   /* Stamps the history made: not foreign. */
-  TU_RC(sx_hist_foreign(x, t1, x->hlc_last, &held), 0);
-  TU_RC(sx_hist_foreign(x, t2, x->hlc_last, &held), 0);
+  TU_RC(sx_hist_foreign(x, t1, x->hlc_last, 0, &held), 0);
+  TU_RC(sx_hist_foreign(x, t2, x->hlc_last, 0, &held), 0);
   /* Between the first epoch's clock (0: a new file) and its first write,
    * then between the second epoch's clock (t1) and its first (t2). */
-  TU_RC(sx_hist_foreign(x, t1 - 1, x->hlc_last, &held), 1);
+  TU_RC(sx_hist_foreign(x, t1 - 1, x->hlc_last, 0, &held), 1);
   TU_U64(held, 0);
-  TU_RC(sx_hist_foreign(x, t1 + 1, x->hlc_last, &held), 1);
+  TU_RC(sx_hist_foreign(x, t1 + 1, x->hlc_last, 0, &held), 1);
   TU_U64(held, t1);
-  TU_RC(sx_hist_foreign(x, t2 - 1, x->hlc_last, &held), 1);
+  TU_RC(sx_hist_foreign(x, t2 - 1, x->hlc_last, 0, &held), 1);
   TU_U64(held, t1);
   /* Above the clock: the latest epoch's. */
-  TU_RC(sx_hist_foreign(x, t2 + 1, x->hlc_last, &held), 1);
+  TU_RC(sx_hist_foreign(x, t2 + 1, x->hlc_last, 0, &held), 1);
   TU_U64(held, t1);
+  /* Claims (vector entries): clocks the history stood at, or one below
+   * a stamp of its own (an exit lowers an entry so), are its own; one
+   * between the clock an epoch began at and one below the first it
+   * moved to is not. */
+  TU_RC(sx_hist_foreign(x, t1, x->hlc_last, 1, &held), 0);
+  TU_RC(sx_hist_foreign(x, t2, x->hlc_last, 1, &held), 0);
+  TU_RC(sx_hist_foreign(x, t2 - 1, x->hlc_last, 1, &held), 0);
+  TU_RC(sx_hist_foreign(x, t1 + 1, x->hlc_last, 1, &held), 1);
+  TU_U64(held, t1);
+  TU_RC(sx_hist_foreign(x, t2 - 2, x->hlc_last, 1, &held), 1);
+  TU_RC(sx_hist_foreign(x, t2 + 1, x->hlc_last, 1, &held), 1);
   sync_txn_abort(x);
   /* An open that makes no stamp of its own: everything above the clock
    * it began at, up to the next one's first stamp, is outside. */
@@ -317,9 +328,9 @@ static void test_own_stamps_outside_history(void **state) {
   now += 5000;
   mu_reopen(&r);
   TU_OK(sync_txn_begin(r.env, SYNC_TXN_RDONLY, &x));
-  TU_RC(sx_hist_foreign(x, t2 + 1, x->hlc_last, &held), 1);
+  TU_RC(sx_hist_foreign(x, t2 + 1, x->hlc_last, 0, &held), 1);
   TU_U64(held, t2);
-  TU_RC(sx_hist_foreign(x, t2, x->hlc_last, &held), 0);
+  TU_RC(sx_hist_foreign(x, t2, x->hlc_last, 0, &held), 0);
   sync_txn_abort(x);
   mu_close(&r);
 }

@@ -444,9 +444,11 @@ static void test_collected_other_side(void **state) {
 }
 
 /* o writes y and syncs with q, and a backup of o is taken; o writes x,
- * only n (which joins after the backup) pulls it, and q gets it from n;
- * then o is put back from the backup, in place: x is a write o lost and
- * its vector claims (its own entry is its clock). */
+ * only n (which joins after the backup) pulls it, and q gets it from n
+ * by a repair; then o is put back from the backup, in place: x is a
+ * write o lost and its vector claims (its own entry is its clock).  q's
+ * vector does not claim x (a repair raises no vector): no session shows
+ * o the restore; n's vector does. */
 static void rp_lost_write(mu_rep *o, mu_rep *q, mu_rep *n) {
   rp_open(o, "rp-o.db", 0x0a);
   rp_open(q, "rp-q.db", 0x0b);
@@ -458,7 +460,7 @@ static void rp_lost_write(mu_rep *o, mu_rep *q, mu_rep *n) {
   mu_put(o, "x", 2, 2.0, "written after the backup");
   rp_now += 1000;
   rp_sync(n, o);
-  rp_sync(n, q);
+  assert_int_equal(rp_run(n, q, 0, NULL, NULL, NULL), 1);
   rp_copy_reopen(o, "rp-o-old.db", "rp-o.db");
 }
 
@@ -592,6 +594,67 @@ static void test_copy_of_restore_keeps_lost_write(void **state) {
   mu_close(&q);
   mu_close(&n);
   mu_close(&c);
+  tu_remove_db("rp-o-old.db");
+}
+
+/* A restored replica nobody has found out yet, which collected a
+ * tombstone since, streams a complete initial stream to a new replica f
+ * that holds a write the restore lost (x, from n).  x is not in the
+ * stream, o's vector covers x (its own entry is its clock) and o
+ * collected above x's causal length in the table: f took x for a row o
+ * deleted, deleted it, and the delete reached every replica.  f's
+ * request shows o the restore first: f's vector claims o's writes up to
+ * a clock o's history never stood at (between the backup's clock and
+ * o's first change since the restore).  o takes a new site id before it
+ * cuts anything; its renewal record keeps f's x. */
+static void test_restored_sender_found_by_request_vector(void **state) {
+  mu_rep o, q, n, f;
+  uint64_t gc = 0;
+  sync_txn *x;
+  mu_row r;
+  uint8_t before[16], after[16];
+  int rc;
+  (void)state;
+  rp_lost_write(&o, &q, &n);
+  memcpy(before, o.site, 16);
+  rp_now += 1000;
+  mu_delete(&o, "y");
+  rp_sync(&o, &q);
+  rp_sync(&o, &q);
+  rp_now += 1000;
+  mu_put(&o, "z", 3, 3.0, "o's clock moves past q's view of it");
+  TU_OK(sync_txn_begin(o.env, 0, &x));
+  TU_OK(sync_gc(x, &gc));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(gc, 1);
+  rp_open(&f, "rp-f.db", 0x0f);
+  rp_sync(&f, &n); /* f's vector: o's writes up to o's clock when n pulled */
+  mu_read(&f, "x", &r);
+  assert_true(r.present);
+  rc = su_sync(&f, &o, NULL, NULL, NULL, NULL);
+  mu_read(&f, "x", &r);
+  assert_true(r.present);
+  assert_int_equal(rc, SYNC_EHISTORY);
+  TU_OK(sync_env_site_id(o.env, after));
+  assert_memory_not_equal(before, after, 16);
+  rp_sync(&f, &o);
+  rp_sync(&f, &q);
+  rp_sync(&o, &q);
+  rp_sync(&n, &q);
+  mu_read(&f, "x", &r);
+  assert_true(r.present);
+  mu_read(&q, "x", &r);
+  assert_true(r.present);
+  mu_read(&o, "x", &r);
+  assert_true(r.present);
+  mu_read(&o, "y", &r);
+  assert_false(r.present);
+  rp_check_equal(&f, &q);
+  rp_check_equal(&o, &q);
+  mu_close(&o);
+  mu_close(&q);
+  mu_close(&n);
+  mu_close(&f);
   tu_remove_db("rp-o-old.db");
 }
 
@@ -1516,6 +1579,7 @@ int main(void) {
       cmocka_unit_test(test_collected_other_side),
       cmocka_unit_test(test_restored_collector_keeps_lost_write),
       cmocka_unit_test(test_copy_of_restore_keeps_lost_write),
+      cmocka_unit_test(test_restored_sender_found_by_request_vector),
       cmocka_unit_test(test_repair_brings_tombstones),
       cmocka_unit_test(test_repair_carries_collected_lengths),
       cmocka_unit_test(test_cut_everywhere),
