@@ -7470,9 +7470,17 @@ SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
   if ((rc = sx_site_renew(x, x->hlc_seen > x->hlc_last ? x->hlc_seen
                                                         : x->hlc_last, 0)))
     return rc;
-  if ((rc = sx_renew_learn(x, old, held, &lowered)) ||
-      (rc = sx_former_add(x, old, held)))
-    return rc;
+  /* The record voids, wherever it goes, the old id's claims above held:
+   * claims this file made past what it holds (its own vector entry, its
+   * clock), which peers took from it.  A file whose clock never passed
+   * held made none, and the claims others hold of the old id are their
+   * own: voiding them would only leave deletes they collected unproven.
+   * It keeps the bound to itself. */
+  if (x->hlc_last > held)
+    rc = sx_renew_learn(x, old, held, &lowered);
+  else
+    rc = sx_gcvv_cap(x, old, held);
+  if (rc || (rc = sx_former_add(x, old, held))) return rc;
   return sx_runs_restart(x);
 }
 

@@ -825,7 +825,8 @@ typedef struct sync_apply_report {
                          from a backup or copied, and nobody had shown it
                          yet): the rows were merged as usual, and the
                          replica took a new site id in txn, keeping a
-                         renewal record (sync_renewals_get).  The run is
+                         renewal record (sync_renewals_get) unless its
+                         clock never passed what it holds of the old id.  The run is
                          over: later chunks were cut for the old id
                          (SYNC_EINVAL); sync again.  A session ends with
                          SYNC_EHISTORY after committing the chunk. */

@@ -421,6 +421,7 @@ static void test_renew_from_request_keeps_shared_claims(void **state) {
   put_n(&D, "b", 2);
   mu_pull(&S, &D, 0, 1, NULL); /* S's view: an epoch the backup lacks */
   restore_file(&D); /* in place */
+  put_n(&D, "c", 1); /* its clock passes what the backup held */
   TU_OK(sync_txn_begin(S.env, SYNC_TXN_RDONLY, &rt));
   TU_OK(sync_request_make(rt, old, &req));
   sync_txn_abort(rt);

@@ -690,6 +690,10 @@ static void test_restore_keeps_collected_deletes(void **state) {
   free(backup);
   lc_expect_put(&D, "a", 1);
   now++;
+  /* D writes: its clock passes what the backup held, and its vector
+   * claims D's writes the restore lost (the renewal record voids that). */
+  lc_put(&D, "r", 4);
+  now++;
   TU_RC(lc_session(&D, &S, SYNC_PUSH, 0, NULL, NULL), SYNC_EHISTORY);
   now++;
   lc_sync_ok(&D, &S, SYNC_PUSH); /* S learns the renewal */
@@ -1982,6 +1986,21 @@ static void test_restored_sender_stream_keeps_lost_write(void **state) {
   lc_cur = NULL;
 }
 
+/* A scenario of the random suite (seed 0xbb001ec3) in which a replica
+ * restored from an empty backup, before it wrote anything, met a write of
+ * its old id that it lost, and renewed.  Its renewal record (the empty
+ * file's clock) voided every replica's claims on the old id, also those
+ * of a replica that had held a lost write, deleted it and collected the
+ * tombstone: a restored backup of a third replica then brought the write
+ * back.  A file whose clock never passed what it holds made no claim it
+ * cannot keep, and now renews without a record for the fleet. */
+static void test_unmoved_restore_keeps_fleet_claims(void **state) {
+  (void)state;
+  lc_cur = &lc_scn_mem;
+  lc_scenario(lc_cur, UINT64_C(0xbb001ec3));
+  lc_cur = NULL;
+}
+
 static void test_random_fleet_lifecycles_converge(void **state) {
   uint64_t base = lc_env_u64("SYNC_LIFECYCLE_SEED", LC_DEFAULT_SEED);
   uint64_t n =
@@ -2035,6 +2054,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_restored_sender_stream_keeps_lost_write, lc_test_setup,
           lc_test_teardown),
+      cmocka_unit_test_setup_teardown(test_unmoved_restore_keeps_fleet_claims,
+                                      lc_test_setup, lc_test_teardown),
       cmocka_unit_test_setup_teardown(test_random_fleet_lifecycles_converge,
                                       lc_test_setup, lc_test_teardown),
   };
