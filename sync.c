@@ -5206,6 +5206,10 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
  * copied into b (none when absent). */
 SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
                                sx_buf *b);
+/* The HLC paired with site in n bytes of (site id, u64 LE HLC) pairs
+ * at p: 1 with *h set, or 0 when site has none (the last pair wins). */
+SYNC_PRIVATE int sx_pair_hlc(const unsigned char *p, size_t n,
+                             const uint8_t *site, uint64_t *h);
 /* The most former ids a file keeps (the newest). */
 #define SX_FORMER_MAX 1024
 /* The former ids of this file (site.c, "Former ids"), copied into b (24
@@ -5288,6 +5292,18 @@ SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
   memcpy(b->p, v.p, v.n);
   b->len = v.n;
   return 0;
+}
+
+SYNC_PRIVATE int sx_pair_hlc(const unsigned char *p, size_t n,
+                             const uint8_t *site, uint64_t *h) {
+  size_t j;
+  int found = 0;
+  for (j = 0; j + 24 <= n; j += 24)
+    if (!memcmp(p + j, site, SX_SITE_LEN)) {
+      *h = sx_get_le64(p + j + SX_SITE_LEN);
+      found = 1;
+    }
+  return found;
 }
 
 SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b) {
@@ -7235,11 +7251,8 @@ SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b) {
 }
 
 SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {
-  size_t j;
-  for (j = 0; j + 24 <= b->len; j += 24)
-    if (!memcmp(b->p + j, site, SX_SITE_LEN) && h > sx_get_le64(b->p + j + 16))
-      return sx_get_le64(b->p + j + 16);
-  return h;
+  uint64_t held;
+  return sx_pair_hlc(b->p, b->len, site, &held) && h > held ? held : h;
 }
 
 /* Start every run again: peers stream all this replica's vector does not
@@ -9873,6 +9886,14 @@ static int sx_collected_above(sync_txn *x, unsigned tid, uint64_t cl) {
   return x->gccl && x->gccl[tid] > cl;
 }
 
+/* Stamp i of row dr of d: 0 the row stamp, then its columns' (1 ..
+ * ncols), as a delta site index and an HLC. */
+static void sx_drow_stamp(const sync_delta *d, const sx_drow *dr, size_t i,
+                          uint32_t *site, uint64_t *hlc) {
+  *site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
+  *hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc;
+}
+
 /* Did this replica hold every write of row dr (its row stamp and every
  * column's) when it last collected tombstones (gcvv, or a collector's
  * vector taken with its horizon)?  Only then can a row it lacks be one
@@ -9889,12 +9910,10 @@ static int sx_gc_covers(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
   if (rc == SYNC_NOTFOUND) return 0;
   if (rc) return rc;
   for (i = 0; i <= dr->ncols; i++) {
-    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
-    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held = 0;
-    size_t j;
-    for (j = 0; j + 24 <= g.n; j += 24)
-      if (!memcmp(g.p + j, d->sites[site], SX_SITE_LEN))
-        held = sx_get_le64(g.p + j + 16);
+    uint32_t site;
+    uint64_t hlc, held = 0;
+    sx_drow_stamp(d, dr, i, &site, &hlc);
+    (void)sx_pair_hlc(g.p, g.n, d->sites[site], &held);
     if (hlc > held) return 0;
   }
   return 1;
@@ -10138,18 +10157,16 @@ static int sx_apply_former_lacks(sx_run *r, const sx_drow *dr) {
   sync_txn *x = r->a.x;
   const sync_delta *d = r->a.d;
   sx_buf b;
-  size_t i, j;
+  size_t i;
   int rc;
   sx_buf_init(&b, &x->env->al);
   if ((rc = sx_former_load(x, &b)) || !b.len) goto done;
   for (i = 0; i <= dr->ncols && !rc; i++) {
-    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
-    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held;
-    for (j = 0; j + 24 <= b.len && !rc; j += 24)
-      if (!memcmp(b.p + j, d->sites[site], SX_SITE_LEN) &&
-          hlc <= sx_get_le64(b.p + j + SX_SITE_LEN))
-        rc = sx_hist_foreign(x, hlc, sx_get_le64(b.p + j + SX_SITE_LEN), 0,
-                             &held);
+    uint32_t site;
+    uint64_t hlc, bound, held;
+    sx_drow_stamp(d, dr, i, &site, &hlc);
+    if (sx_pair_hlc(b.p, b.len, d->sites[site], &bound) && hlc <= bound)
+      rc = sx_hist_foreign(x, hlc, bound, 0, &held);
   }
 done:
   sx_buf_free(&b);
@@ -10185,10 +10202,11 @@ static int sx_apply_foreign(sx_run *r, const sx_drow *dr, int found) {
   size_t i;
   int any = 0;
   for (i = 0; i <= dr->ncols; i++) {
-    uint32_t site = i ? d->cols[dr->col0 + i - 1].site : dr->clsite;
-    uint64_t hlc = i ? d->cols[dr->col0 + i - 1].hlc : dr->clhlc, held;
+    uint32_t site;
+    uint64_t hlc, held;
     unsigned j;
     int rc, have = 0;
+    sx_drow_stamp(d, dr, i, &site, &hlc);
     if (r->a.smap[site] != 0) continue;
     for (j = 0; found && j < x->old.nstamps && !have; j++)
       have = x->old.stamps[j].site == 0 && x->old.stamps[j].hlc == hlc;

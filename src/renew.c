@@ -40,11 +40,8 @@ SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b) {
 }
 
 SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {
-  size_t j;
-  for (j = 0; j + 24 <= b->len; j += 24)
-    if (!memcmp(b->p + j, site, SX_SITE_LEN) && h > sx_get_le64(b->p + j + 16))
-      return sx_get_le64(b->p + j + 16);
-  return h;
+  uint64_t held;
+  return sx_pair_hlc(b->p, b->len, site, &held) && h > held ? held : h;
 }
 
 /* Start every run again: peers stream all this replica's vector does not

@@ -79,6 +79,18 @@ SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
   return 0;
 }
 
+SYNC_PRIVATE int sx_pair_hlc(const unsigned char *p, size_t n,
+                             const uint8_t *site, uint64_t *h) {
+  size_t j;
+  int found = 0;
+  for (j = 0; j + 24 <= n; j += 24)
+    if (!memcmp(p + j, site, SX_SITE_LEN)) {
+      *h = sx_get_le64(p + j + SX_SITE_LEN);
+      found = 1;
+    }
+  return found;
+}
+
 SYNC_PRIVATE int sx_former_load(sync_txn *x, sx_buf *b) {
   return sx_meta_pairs(x, "former", SX_FORMER_MAX, b);
 }

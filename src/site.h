@@ -14,6 +14,10 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
  * copied into b (none when absent). */
 SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
                                sx_buf *b);
+/* The HLC paired with site in n bytes of (site id, u64 LE HLC) pairs
+ * at p: 1 with *h set, or 0 when site has none (the last pair wins). */
+SYNC_PRIVATE int sx_pair_hlc(const unsigned char *p, size_t n,
+                             const uint8_t *site, uint64_t *h);
 /* The most former ids a file keeps (the newest). */
 #define SX_FORMER_MAX 1024
 /* The former ids of this file (site.c, "Former ids"), copied into b (24
