@@ -6373,6 +6373,9 @@ SYNC_PRIVATE int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p);
  * file's history left the fleet's at (else UINT64_MAX), or an error. */
 SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
                                 uint64_t *held);
+/* The same for one claim: a peer's vector entry hlc for this replica's
+ * own id. */
+SYNC_PRIVATE int sx_claim_own(sync_txn *x, uint64_t hlc, uint64_t *held);
 
 #endif
 
@@ -6627,24 +6630,28 @@ SYNC_API void sync_request_free(sync_request *r) {
   sx_free(&al, r);
 }
 
+SYNC_PRIVATE int sx_claim_own(sync_txn *x, uint64_t hlc, uint64_t *held) {
+  int rc;
+  *held = UINT64_MAX;
+  rc = sx_hist_foreign(x, hlc, x->hlc_last, 1, held);
+  if (rc <= 0) {
+    *held = UINT64_MAX;
+    return rc;
+  }
+  return sx_fail(x->env, SYNC_EHISTORY,
+                 "a peer claims writes of this replica's site id up to a "
+                 "clock its file never stood at (%016llx): it was "
+                 "restored from a backup or copied",
+                 (unsigned long long)hlc);
+}
+
 SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
                                 uint64_t *held) {
   size_t i;
-  int rc;
   *held = UINT64_MAX;
-  for (i = 0; i < req->nvv; i++) {
-    if (memcmp(req->vv[i].site, x->env->site, SX_SITE_LEN)) continue;
-    rc = sx_hist_foreign(x, req->vv[i].hlc, x->hlc_last, 1, held);
-    if (rc <= 0) {
-      *held = UINT64_MAX;
-      return rc;
-    }
-    return sx_fail(x->env, SYNC_EHISTORY,
-                   "a peer claims writes of this replica's site id up to a "
-                   "clock its file never stood at (%016llx): it was "
-                   "restored from a backup or copied",
-                   (unsigned long long)req->vv[i].hlc);
-  }
+  for (i = 0; i < req->nvv; i++)
+    if (!memcmp(req->vv[i].site, x->env->site, SX_SITE_LEN))
+      return sx_claim_own(x, req->vv[i].hlc, held);
   return 0;
 }
 
@@ -9184,6 +9191,14 @@ SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s);
 /* Lower this replica's vector entry of local site idx (another site's)
  * below hlc. */
 SYNC_PRIVATE int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc);
+/* A repair found this replica holding exactly a peer's rows: take the
+ * peer's version vector pv (n entries of 16-byte site and u64 LE HLC)
+ * as our claims, capped by our renewal records, and as the bound of the
+ * deletes we claim without tombstones (gcvv).  The peer's entry for our
+ * own id goes through sx_claim_own first: SYNC_EHISTORY with *held set
+ * when it shows a restore. */
+SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
+                            uint64_t *held);
 
 #endif
 
@@ -10343,30 +10358,82 @@ static int sx_apply_gccl(sx_run *r) {
   return rc;
 }
 
+/* Raise our vector entry of local site li (not our own) to h. */
+static int sx_vv_raise_site(sync_txn *x, uint32_t li, uint64_t h) {
+  sync_env *env = x->env;
+  unsigned char kk[4], vb[8];
+  sx_slice old;
+  int rc;
+  if (!h || li == 0) return 0;
+  sx_put_be32(kk, li);
+  rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= h) return 0;
+  sx_put_le64(vb, h);
+  if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) x->failed = 1;
+  return rc;
+}
+
 /* The run is complete: we hold all the sender held.  Raise our vector
  * to the sender's, and take its collection's bounds. */
 static int sx_apply_raise(sx_run *r) {
-  sync_txn *x = r->a.x;
   const sync_delta *d = r->a.d;
-  sync_env *env = x->env;
   size_t i;
   int rc;
-  for (i = 0; i < d->nvv; i++) {
-    unsigned char kk[4], vb[8];
-    sx_slice old;
-    uint32_t li = r->a.smap[i];
-    if (!r->a.svv[i] || li == 0) continue;
-    sx_put_be32(kk, li);
-    rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
-    if (rc && rc != SYNC_NOTFOUND) return rc;
-    if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= r->a.svv[i]) continue;
-    sx_put_le64(vb, r->a.svv[i]);
-    if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
-      x->failed = 1;
+  for (i = 0; i < d->nvv; i++)
+    if ((rc = sx_vv_raise_site(r->a.x, r->a.smap[i], r->a.svv[i]))) return rc;
+  return d->ngccl ? sx_apply_gccl(r) : 0;
+}
+
+SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
+                            uint64_t *held) {
+  sync_env *env = x->env;
+  uint64_t *from = NULL;
+  uint32_t *li;
+  sx_buf rb;
+  size_t i;
+  int rc;
+  *held = UINT64_MAX;
+  if (x->rdonly) return SYNC_EREADONLY;
+  /* Our own entry is our clock: a peer's above what our history made
+   * shows this file is not the one the fleet knows (a restore). */
+  for (i = 0; i < n; i++)
+    if (!memcmp(pv + 24 * i, env->site, SX_SITE_LEN) &&
+        (rc = sx_claim_own(x, sx_get_le64(pv + 24 * i + SX_SITE_LEN), held)))
       return rc;
+  li = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * (n ? n : 1));
+  if (!li) return SYNC_ENOMEM;
+  sx_buf_init(&rb, &env->al);
+  rc = sx_renew_load(x, &rb);
+  for (i = 0; !rc && i < n; i++) {
+    const unsigned char *e = pv + 24 * i;
+    li[i] = 0;
+    if (memcmp(e, env->site, SX_SITE_LEN) &&
+        sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN)))
+      rc = sx_site_index(x, e, 1, &li[i]);
+  }
+  if (!rc) {
+    from = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (x->nsites + 1));
+    if (!from) rc = SYNC_ENOMEM;
+  }
+  if (!rc) {
+    memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
+    for (i = 0; !rc && i < n; i++) {
+      const unsigned char *e = pv + 24 * i;
+      uint64_t h = sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN));
+      if (!li[i] || li[i] >= x->nsites) continue;
+      if (h > from[li[i]]) from[li[i]] = h;
+      rc = sx_vv_raise_site(x, li[i], h);
     }
   }
-  return d->ngccl ? sx_apply_gccl(r) : 0;
+  /* As after a complete stream: the peer's vector bounds the deletes we
+   * now claim without tombstones. */
+  if (!rc) rc = sx_gcvv_raise(x, from);
+  sx_buf_free(&rb);
+  sx_free(&env->al, from);
+  sx_free(&env->al, li);
+  if (rc) x->failed = 1;
+  return rc;
 }
 
 /* Move the sender's cursor past the chunk, and with the last chunk of a
@@ -12999,6 +13066,11 @@ typedef struct sx_rp_opts {
   int server; /* this side answers the session (it opens the repair) */
   sync_diff_fn on_diff;
   void *on_diff_ctx;
+  /* Both sides hold the same schema and the repair covers every table
+   * and writes: roots found equal then mean this side holds exactly the
+   * peer's rows, so it sends its version vector with its roots and takes
+   * the peer's (PROTOCOL.md, "Repair", "The vector at the end"). */
+  int vec;
 } sx_rp_opts;
 
 typedef struct sx_rp_stats {
@@ -13010,6 +13082,12 @@ typedef struct sx_rp_stats {
   unsigned nt, tid[SYNC_MAX_TABLES];
   uint64_t gccl[SYNC_MAX_TABLES];
   int done, equal;
+  /* The roots were found equal, the peer's vector came with them: its
+   * entries (16-byte site, u64 LE HLC; npvv of them) are what this side
+   * now claims (vec only). */
+  int take_vv;
+  const unsigned char *pvv;
+  size_t npvv;
   sync_apply_report applied;
 } sx_rp_stats;
 
@@ -13058,7 +13136,10 @@ static uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
                              in this pass */
 #define SX_RT_EQUAL 0x10u /* with DONE: the roots were equal */
 #define SX_RT_FIRST 0x20u /* the opening turn: the sender's version */
-#define SX_RT_KNOWN 0x3fu
+#define SX_RT_VECTOR                                                           \
+  0x40u /* with ROOTS or DONE | EQUAL: the sender's version vector */
+#define SX_RT_KNOWN 0x7fu
+#define SX_RP_MAXVV 65536u /* vector entries in a turn, as sites in a frame */
 
 #define SX_RP_SEED_TOMB UINT64_C(0x73796e632d743031) /* "sync-t01" */
 #define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as fp.c's meta */
@@ -13144,6 +13225,8 @@ struct sx_repair {
   size_t cappskip;
   sx_row row;
   sx_buf msg, fpb;
+  sx_buf pvb;  /* the peer's vector from its last roots (vec) */
+  int have_pvv;
   sx_rp_stats st;
   char err[160];
 };
@@ -13343,6 +13426,7 @@ SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o,
   rp->st.nt = rp->nt;
   sx_buf_init(&rp->msg, &rp->al);
   sx_buf_init(&rp->fpb, &rp->al);
+  sx_buf_init(&rp->pvb, &rp->al);
   rp->got_first = o->server; /* only a client is opened to */
   if (sx_row_init(&rp->al, &rp->row, SYNC_MAX_COLUMNS)) {
     sx_buf_free(&rp->msg);
@@ -13373,6 +13457,7 @@ SYNC_PRIVATE void sx_rp_free(sx_repair *rp) {
   sx_row_free(&al, &rp->row);
   sx_buf_free(&rp->msg);
   sx_buf_free(&rp->fpb);
+  sx_buf_free(&rp->pvb);
   sx_free(&al, rp->pskip);
   sx_free(&al, rp);
 }
@@ -13412,14 +13497,49 @@ static int sx_rp_read_head(sx_repair *rp, sx_rd *r, unsigned *flags) {
   return 0;
 }
 
+/* The peer's version vector (VECTOR): var n, n x (16-byte site, var
+ * HLC), kept in rp->pvb as 24-byte entries. */
+static int sx_rp_read_vv(sx_repair *rp, sx_rd *r) {
+  uint64_t n = sx_rv(r), i;
+  rp->have_pvv = 0;
+  rp->pvb.len = 0;
+  if (r->bad || n > SX_RP_MAXVV ||
+      n > (uint64_t)(r->end - r->p) / (SX_SITE_LEN + 1))
+    return sx_rp_proto(rp, "vector");
+  if (sx_buf_reserve(&rp->pvb, (size_t)n * 24)) return SYNC_ENOMEM;
+  for (i = 0; i < n; i++) {
+    const unsigned char *q = sx_rbytes(r, SX_SITE_LEN);
+    uint64_t h = sx_rv(r);
+    if (!q || r->bad || !h) return sx_rp_proto(rp, "vector");
+    memcpy(rp->pvb.p + rp->pvb.len, q, SX_SITE_LEN);
+    sx_put_le64(rp->pvb.p + rp->pvb.len + SX_SITE_LEN, h);
+    rp->pvb.len += 24;
+  }
+  rp->have_pvv = 1;
+  return 0;
+}
+
+/* Equal roots with the peer's vector: this side holds what the peer
+ * held, and may claim what it claimed. */
+static void sx_rp_take_vv(sx_repair *rp) {
+  if (!rp->o.vec || !rp->have_pvv) return;
+  rp->st.take_vv = 1;
+  rp->st.pvv = rp->pvb.p;
+  rp->st.npvv = rp->pvb.len / 24;
+}
+
 /* The peer ends the repair: only after this side's roots, and nothing
- * may follow. */
-static int sx_rp_read_done(sx_repair *rp, const sx_rd *r, unsigned flags) {
-  if (!rp->sent_roots || (flags & (SX_RT_FRAME | SX_RT_ROOTS)) || r->bad ||
-      r->p != r->end)
+ * may follow (but its vector, when it found the roots equal). */
+static int sx_rp_read_done(sx_repair *rp, sx_rd *r, unsigned flags) {
+  int rc;
+  if (!rp->sent_roots || (flags & (SX_RT_FRAME | SX_RT_ROOTS)) ||
+      ((flags & SX_RT_VECTOR) && !(flags & SX_RT_EQUAL)))
     return sx_rp_proto(rp, "DONE");
+  if ((flags & SX_RT_VECTOR) && (rc = sx_rp_read_vv(rp, r))) return rc;
+  if (r->bad || r->p != r->end) return sx_rp_proto(rp, "DONE");
   rp->st.done = 1;
   rp->st.equal = (flags & SX_RT_EQUAL) != 0;
+  if (rp->st.equal && (flags & SX_RT_VECTOR)) sx_rp_take_vv(rp);
   return 0;
 }
 
@@ -13580,7 +13700,13 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
   if ((rc = sx_rp_read_open(rp, &r))) return rc;
   /* The roots come last: the sender knows only at the end of its turn
    * that it asks nothing more. */
-  if (flags & SX_RT_ROOTS) sx_rp_read_roots(rp, &r);
+  if (flags & SX_RT_ROOTS) {
+    sx_rp_read_roots(rp, &r);
+    rp->have_pvv = 0;
+    if ((flags & SX_RT_VECTOR) && (rc = sx_rp_read_vv(rp, &r))) return rc;
+  } else if (flags & SX_RT_VECTOR) {
+    return sx_rp_proto(rp, "a vector without roots");
+  }
   if (r.bad || r.p != r.end) return sx_rp_proto(rp, "length");
   if (flags & SX_RT_ROOTS) {
     if (rp->nopen || rp->npleaf) return sx_rp_proto(rp, "roots with nodes");
@@ -13960,6 +14086,35 @@ static int sx_rp_put_roots(sx_repair *rp, sync_txn *x, unsigned char **p,
   return 0;
 }
 
+/* VECTOR: this side's version vector as its requests claim it (vec
+ * only).  Only once a pass ran: replicas found equal at the first
+ * comparison spend no bytes on it (rows that moved come from a pass).  A
+ * vector of more sites than a turn may carry is left out, and the peer
+ * then takes none. */
+static int sx_rp_put_vv(sx_repair *rp, sync_txn *x, unsigned char **p,
+                        unsigned *flags) {
+  uint64_t *vv;
+  uint32_t i, n = 0;
+  int rc;
+  if (!rp->o.vec || !rp->st.passes) return 0;
+  if ((rc = sx_vv_load(x, &vv))) return rc;
+  for (i = 0; i < x->nsites; i++)
+    if (vv[i]) n++;
+  if (n <= SX_RP_MAXVV &&
+      !(rc = sx_rp_room(rp, p, SX_VARINT_MAX +
+                                   (size_t)n * (SX_SITE_LEN + SX_VARINT_MAX)))) {
+    *p = sx_wv(*p, n);
+    for (i = 0; i < x->nsites; i++) {
+      if (!vv[i]) continue;
+      memcpy(*p, x->sites[i], SX_SITE_LEN);
+      *p = sx_wv(*p + SX_SITE_LEN, vv[i]);
+    }
+    *flags |= SX_RT_VECTOR;
+  }
+  sx_free(&rp->al, vv);
+  return rc;
+}
+
 static int sx_rp_fits(const sx_repair *rp, const sx_racc *a, size_t rows,
                       size_t bytes) {
   return a->total <= rp->o.budget - rows &&
@@ -14077,7 +14232,11 @@ static int sx_rp_open_pass(sx_repair *rp, sync_txn *x, sx_rturn *t) {
     t->flags = SX_RT_DONE | (nd ? 0 : SX_RT_EQUAL);
     rp->st.done = 1;
     rp->st.equal = !nd;
-    return 0;
+    if (nd) return 0;
+    /* Equal: we hold the peer's rows as its roots stood; it holds ours
+     * as they stand here. */
+    sx_rp_take_vv(rp);
+    return sx_rp_put_vv(rp, x, &t->p, &t->flags);
   }
   rp->st.passes++;
   rp->progress = rp->peer_progress = 0;
@@ -14258,7 +14417,9 @@ static int sx_rp_close(sx_repair *rp, sync_txn *x, sx_rturn *t) {
   if (t->dodiff && (rc = sx_rp_unmatched(rp, 1))) return rc;
   if (!rp->nnsplit && !rp->nnleaf) {
     /* Nothing more asked of the peer: our roots close the pass. */
-    if ((rc = sx_rp_put_roots(rp, x, &t->p, t->sum, t->cnt))) return rc;
+    if ((rc = sx_rp_put_roots(rp, x, &t->p, t->sum, t->cnt)) ||
+        (rc = sx_rp_put_vv(rp, x, &t->p, &t->flags)))
+      return rc;
     t->flags |= SX_RT_ROOTS;
   }
   if (t->d->nrows) {
@@ -14325,6 +14486,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     t.flags = SX_RT_FIRST | SX_RT_ROOTS;
     t.p = sx_wv(t.p, x->base_version);
     rc = sx_rp_put_roots(rp, x, &t.p, t.sum, t.cnt);
+    if (!rc) rc = sx_rp_put_vv(rp, x, &t.p, &t.flags);
   } else {
     rc = sx_rp_turn_nodes(rp, x, &t);
   }
@@ -14383,7 +14545,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_SESSION_H
 
 
-#define SX_PROTO 7
+#define SX_PROTO 8
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -14478,7 +14640,7 @@ struct sync_session {
   int vcur_ok;
   int lin_req; /* client: HELLO left views out, REQUESTs carry the
                   lineage (SX_RQ_LINEAGE) */
-  uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
+  uint64_t peer_hash; /* the peer's schema hash (HELLO, WELCOME) */
   int held;           /* a chunk held rows of tables we lack: the cursor
                          stays, the phase goes on from vcur */
   sync_apply_report phase_rep;
@@ -15166,7 +15328,46 @@ SYNC_PRIVATE int sx_on_refused(sync_session *s, const unsigned char *b,
  * peer collected and where its log continues are recorded.
  */
 
+#include <stdio.h>
+
 #ifndef SYNC_OMIT_REPAIR
+/* The roots were equal over every table: this replica holds what the
+ * peer held, and now claims what the peer claimed, as at the end of a
+ * complete stream.  A claim on our own id that our history never made
+ * shows a restore: take a new site id instead. */
+static int sx_repair_take_vv(sync_session *s, const sx_rp_stats *rs) {
+  char why[sizeof s->errmsg];
+  uint64_t held;
+  sync_txn *x;
+  int rc = sync_txn_begin(s->env, 0, &x);
+  if (rc)
+    return sx_sess_fail(s, rc, "cannot write this replica: %s",
+                        sync_strerror(rc));
+  rc = sx_vv_take(x, rs->pvv, rs->npvv, &held);
+  if (rc == SYNC_EHISTORY) {
+    snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
+    rc = sx_site_renew_held(x, held == UINT64_MAX ? 0 : held);
+    if (rc)
+      sync_txn_abort(x);
+    else
+      rc = sync_txn_commit(x); /* frees x in any case */
+    if (rc)
+      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
+                          sync_strerror(rc));
+    return sx_sess_fail(s, SYNC_EHISTORY,
+                        "%s: it took a new site id; sync again", why);
+  }
+  if (rc) {
+    sync_txn_abort(x);
+    return sx_sess_fail(s, rc, "taking the peer's version vector: %s",
+                        sync_strerror(rc));
+  }
+  if ((rc = sync_txn_commit(x)))
+    return sx_sess_fail(s, rc, "taking the peer's version vector: %s",
+                        sync_strerror(rc));
+  return 0;
+}
+
 static int sx_repair_done(sync_session *s) {
   const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
   s->st.repair_equal = rs->equal;
@@ -15195,6 +15396,10 @@ static int sx_repair_done(sync_session *s) {
     if (rc)
       return sx_sess_fail(s, rc, "recording what the peer collected: %s",
                           sync_strerror(rc));
+  }
+  if (!s->dry && rs->take_vv) {
+    int rc = sx_repair_take_vv(s, rs);
+    if (rc) return rc;
   }
   if (!s->o.server && !s->dry && rs->equal && rs->have_v0) {
     /* Everything the server held at the start is here now: its log
@@ -15305,6 +15510,14 @@ SYNC_PRIVATE int sx_repair_start(sync_session *s) {
   ro.server = s->o.server;
   ro.on_diff = s->o.server ? NULL : s->o.on_diff;
   ro.on_diff_ctx = s->o.on_diff_ctx;
+  /* Equal roots prove equal rows everywhere only when both hold the same
+   * tables and every one of them is repaired. */
+  ro.vec = !s->dry && s->peer_hash == s->env->schema->hash;
+  {
+    unsigned t;
+    for (t = 0; t < s->env->schema->ntables; t++)
+      if (!((ro.tables[t >> 3] >> (t & 7)) & 1)) ro.vec = 0;
+  }
   if ((rc = sx_rp_new(s->env, &ro, &s->rp)))
     return sx_sess_fail(s, rc, "out of memory");
   s->state = SX_ST_REPAIR;
@@ -15807,6 +16020,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                         q[0]);
   memcpy(s->peer, q + 1, SX_SITE_LEN);
   hash = sx_get_le64(q + 1 + SX_SITE_LEN);
+  s->peer_hash = hash;
   maxm = sx_rv(&r);
   if (r.bad || sx_get_mask(&r, wr) || sx_get_mask(&r, rd))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");

@@ -1160,30 +1160,82 @@ static int sx_apply_gccl(sx_run *r) {
   return rc;
 }
 
+/* Raise our vector entry of local site li (not our own) to h. */
+static int sx_vv_raise_site(sync_txn *x, uint32_t li, uint64_t h) {
+  sync_env *env = x->env;
+  unsigned char kk[4], vb[8];
+  sx_slice old;
+  int rc;
+  if (!h || li == 0) return 0;
+  sx_put_be32(kk, li);
+  rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= h) return 0;
+  sx_put_le64(vb, h);
+  if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) x->failed = 1;
+  return rc;
+}
+
 /* The run is complete: we hold all the sender held.  Raise our vector
  * to the sender's, and take its collection's bounds. */
 static int sx_apply_raise(sx_run *r) {
-  sync_txn *x = r->a.x;
   const sync_delta *d = r->a.d;
-  sync_env *env = x->env;
   size_t i;
   int rc;
-  for (i = 0; i < d->nvv; i++) {
-    unsigned char kk[4], vb[8];
-    sx_slice old;
-    uint32_t li = r->a.smap[i];
-    if (!r->a.svv[i] || li == 0) continue;
-    sx_put_be32(kk, li);
-    rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
-    if (rc && rc != SYNC_NOTFOUND) return rc;
-    if (rc == 0 && old.n == 8 && sx_get_le64(old.p) >= r->a.svv[i]) continue;
-    sx_put_le64(vb, r->a.svv[i]);
-    if ((rc = sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0))) {
-      x->failed = 1;
+  for (i = 0; i < d->nvv; i++)
+    if ((rc = sx_vv_raise_site(r->a.x, r->a.smap[i], r->a.svv[i]))) return rc;
+  return d->ngccl ? sx_apply_gccl(r) : 0;
+}
+
+SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
+                            uint64_t *held) {
+  sync_env *env = x->env;
+  uint64_t *from = NULL;
+  uint32_t *li;
+  sx_buf rb;
+  size_t i;
+  int rc;
+  *held = UINT64_MAX;
+  if (x->rdonly) return SYNC_EREADONLY;
+  /* Our own entry is our clock: a peer's above what our history made
+   * shows this file is not the one the fleet knows (a restore). */
+  for (i = 0; i < n; i++)
+    if (!memcmp(pv + 24 * i, env->site, SX_SITE_LEN) &&
+        (rc = sx_claim_own(x, sx_get_le64(pv + 24 * i + SX_SITE_LEN), held)))
       return rc;
+  li = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * (n ? n : 1));
+  if (!li) return SYNC_ENOMEM;
+  sx_buf_init(&rb, &env->al);
+  rc = sx_renew_load(x, &rb);
+  for (i = 0; !rc && i < n; i++) {
+    const unsigned char *e = pv + 24 * i;
+    li[i] = 0;
+    if (memcmp(e, env->site, SX_SITE_LEN) &&
+        sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN)))
+      rc = sx_site_index(x, e, 1, &li[i]);
+  }
+  if (!rc) {
+    from = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (x->nsites + 1));
+    if (!from) rc = SYNC_ENOMEM;
+  }
+  if (!rc) {
+    memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
+    for (i = 0; !rc && i < n; i++) {
+      const unsigned char *e = pv + 24 * i;
+      uint64_t h = sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN));
+      if (!li[i] || li[i] >= x->nsites) continue;
+      if (h > from[li[i]]) from[li[i]] = h;
+      rc = sx_vv_raise_site(x, li[i], h);
     }
   }
-  return d->ngccl ? sx_apply_gccl(r) : 0;
+  /* As after a complete stream: the peer's vector bounds the deletes we
+   * now claim without tombstones. */
+  if (!rc) rc = sx_gcvv_raise(x, from);
+  sx_buf_free(&rb);
+  sx_free(&env->al, from);
+  sx_free(&env->al, li);
+  if (rc) x->failed = 1;
+  return rc;
 }
 
 /* Move the sender's cursor past the chunk, and with the last chunk of a

@@ -19,5 +19,13 @@ SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s);
 /* Lower this replica's vector entry of local site idx (another site's)
  * below hlc. */
 SYNC_PRIVATE int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc);
+/* A repair found this replica holding exactly a peer's rows: take the
+ * peer's version vector pv (n entries of 16-byte site and u64 LE HLC)
+ * as our claims, capped by our renewal records, and as the bound of the
+ * deletes we claim without tombstones (gcvv).  The peer's entry for our
+ * own id goes through sx_claim_own first: SYNC_EHISTORY with *held set
+ * when it shows a restore. */
+SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
+                            uint64_t *held);
 
 #endif

@@ -273,24 +273,28 @@ SYNC_API void sync_request_free(sync_request *r) {
   sx_free(&al, r);
 }
 
+SYNC_PRIVATE int sx_claim_own(sync_txn *x, uint64_t hlc, uint64_t *held) {
+  int rc;
+  *held = UINT64_MAX;
+  rc = sx_hist_foreign(x, hlc, x->hlc_last, 1, held);
+  if (rc <= 0) {
+    *held = UINT64_MAX;
+    return rc;
+  }
+  return sx_fail(x->env, SYNC_EHISTORY,
+                 "a peer claims writes of this replica's site id up to a "
+                 "clock its file never stood at (%016llx): it was "
+                 "restored from a backup or copied",
+                 (unsigned long long)hlc);
+}
+
 SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
                                 uint64_t *held) {
   size_t i;
-  int rc;
   *held = UINT64_MAX;
-  for (i = 0; i < req->nvv; i++) {
-    if (memcmp(req->vv[i].site, x->env->site, SX_SITE_LEN)) continue;
-    rc = sx_hist_foreign(x, req->vv[i].hlc, x->hlc_last, 1, held);
-    if (rc <= 0) {
-      *held = UINT64_MAX;
-      return rc;
-    }
-    return sx_fail(x->env, SYNC_EHISTORY,
-                   "a peer claims writes of this replica's site id up to a "
-                   "clock its file never stood at (%016llx): it was "
-                   "restored from a backup or copied",
-                   (unsigned long long)req->vv[i].hlc);
-  }
+  for (i = 0; i < req->nvv; i++)
+    if (!memcmp(req->vv[i].site, x->env->site, SX_SITE_LEN))
+      return sx_claim_own(x, req->vv[i].hlc, held);
   return 0;
 }
 

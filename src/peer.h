@@ -72,5 +72,8 @@ SYNC_PRIVATE int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p);
  * file's history left the fleet's at (else UINT64_MAX), or an error. */
 SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
                                 uint64_t *held);
+/* The same for one claim: a peer's vector entry hlc for this replica's
+ * own id. */
+SYNC_PRIVATE int sx_claim_own(sync_txn *x, uint64_t hlc, uint64_t *held);
 
 #endif

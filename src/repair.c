@@ -43,7 +43,10 @@ static uint64_t sx_key_hash(unsigned tid, const unsigned char *key,
                              in this pass */
 #define SX_RT_EQUAL 0x10u /* with DONE: the roots were equal */
 #define SX_RT_FIRST 0x20u /* the opening turn: the sender's version */
-#define SX_RT_KNOWN 0x3fu
+#define SX_RT_VECTOR                                                           \
+  0x40u /* with ROOTS or DONE | EQUAL: the sender's version vector */
+#define SX_RT_KNOWN 0x7fu
+#define SX_RP_MAXVV 65536u /* vector entries in a turn, as sites in a frame */
 
 #define SX_RP_SEED_TOMB UINT64_C(0x73796e632d743031) /* "sync-t01" */
 #define SX_RP_SEED_META UINT64_C(0x73796e632d6d3031) /* as fp.c's meta */
@@ -129,6 +132,8 @@ struct sx_repair {
   size_t cappskip;
   sx_row row;
   sx_buf msg, fpb;
+  sx_buf pvb;  /* the peer's vector from its last roots (vec) */
+  int have_pvv;
   sx_rp_stats st;
   char err[160];
 };
@@ -328,6 +333,7 @@ SYNC_PRIVATE int sx_rp_new(sync_env *env, const sx_rp_opts *o,
   rp->st.nt = rp->nt;
   sx_buf_init(&rp->msg, &rp->al);
   sx_buf_init(&rp->fpb, &rp->al);
+  sx_buf_init(&rp->pvb, &rp->al);
   rp->got_first = o->server; /* only a client is opened to */
   if (sx_row_init(&rp->al, &rp->row, SYNC_MAX_COLUMNS)) {
     sx_buf_free(&rp->msg);
@@ -358,6 +364,7 @@ SYNC_PRIVATE void sx_rp_free(sx_repair *rp) {
   sx_row_free(&al, &rp->row);
   sx_buf_free(&rp->msg);
   sx_buf_free(&rp->fpb);
+  sx_buf_free(&rp->pvb);
   sx_free(&al, rp->pskip);
   sx_free(&al, rp);
 }
@@ -397,14 +404,49 @@ static int sx_rp_read_head(sx_repair *rp, sx_rd *r, unsigned *flags) {
   return 0;
 }
 
+/* The peer's version vector (VECTOR): var n, n x (16-byte site, var
+ * HLC), kept in rp->pvb as 24-byte entries. */
+static int sx_rp_read_vv(sx_repair *rp, sx_rd *r) {
+  uint64_t n = sx_rv(r), i;
+  rp->have_pvv = 0;
+  rp->pvb.len = 0;
+  if (r->bad || n > SX_RP_MAXVV ||
+      n > (uint64_t)(r->end - r->p) / (SX_SITE_LEN + 1))
+    return sx_rp_proto(rp, "vector");
+  if (sx_buf_reserve(&rp->pvb, (size_t)n * 24)) return SYNC_ENOMEM;
+  for (i = 0; i < n; i++) {
+    const unsigned char *q = sx_rbytes(r, SX_SITE_LEN);
+    uint64_t h = sx_rv(r);
+    if (!q || r->bad || !h) return sx_rp_proto(rp, "vector");
+    memcpy(rp->pvb.p + rp->pvb.len, q, SX_SITE_LEN);
+    sx_put_le64(rp->pvb.p + rp->pvb.len + SX_SITE_LEN, h);
+    rp->pvb.len += 24;
+  }
+  rp->have_pvv = 1;
+  return 0;
+}
+
+/* Equal roots with the peer's vector: this side holds what the peer
+ * held, and may claim what it claimed. */
+static void sx_rp_take_vv(sx_repair *rp) {
+  if (!rp->o.vec || !rp->have_pvv) return;
+  rp->st.take_vv = 1;
+  rp->st.pvv = rp->pvb.p;
+  rp->st.npvv = rp->pvb.len / 24;
+}
+
 /* The peer ends the repair: only after this side's roots, and nothing
- * may follow. */
-static int sx_rp_read_done(sx_repair *rp, const sx_rd *r, unsigned flags) {
-  if (!rp->sent_roots || (flags & (SX_RT_FRAME | SX_RT_ROOTS)) || r->bad ||
-      r->p != r->end)
+ * may follow (but its vector, when it found the roots equal). */
+static int sx_rp_read_done(sx_repair *rp, sx_rd *r, unsigned flags) {
+  int rc;
+  if (!rp->sent_roots || (flags & (SX_RT_FRAME | SX_RT_ROOTS)) ||
+      ((flags & SX_RT_VECTOR) && !(flags & SX_RT_EQUAL)))
     return sx_rp_proto(rp, "DONE");
+  if ((flags & SX_RT_VECTOR) && (rc = sx_rp_read_vv(rp, r))) return rc;
+  if (r->bad || r->p != r->end) return sx_rp_proto(rp, "DONE");
   rp->st.done = 1;
   rp->st.equal = (flags & SX_RT_EQUAL) != 0;
+  if (rp->st.equal && (flags & SX_RT_VECTOR)) sx_rp_take_vv(rp);
   return 0;
 }
 
@@ -565,7 +607,13 @@ SYNC_PRIVATE int sx_rp_on_turn(sx_repair *rp, const unsigned char *b, size_t n,
   if ((rc = sx_rp_read_open(rp, &r))) return rc;
   /* The roots come last: the sender knows only at the end of its turn
    * that it asks nothing more. */
-  if (flags & SX_RT_ROOTS) sx_rp_read_roots(rp, &r);
+  if (flags & SX_RT_ROOTS) {
+    sx_rp_read_roots(rp, &r);
+    rp->have_pvv = 0;
+    if ((flags & SX_RT_VECTOR) && (rc = sx_rp_read_vv(rp, &r))) return rc;
+  } else if (flags & SX_RT_VECTOR) {
+    return sx_rp_proto(rp, "a vector without roots");
+  }
   if (r.bad || r.p != r.end) return sx_rp_proto(rp, "length");
   if (flags & SX_RT_ROOTS) {
     if (rp->nopen || rp->npleaf) return sx_rp_proto(rp, "roots with nodes");
@@ -945,6 +993,35 @@ static int sx_rp_put_roots(sx_repair *rp, sync_txn *x, unsigned char **p,
   return 0;
 }
 
+/* VECTOR: this side's version vector as its requests claim it (vec
+ * only).  Only once a pass ran: replicas found equal at the first
+ * comparison spend no bytes on it (rows that moved come from a pass).  A
+ * vector of more sites than a turn may carry is left out, and the peer
+ * then takes none. */
+static int sx_rp_put_vv(sx_repair *rp, sync_txn *x, unsigned char **p,
+                        unsigned *flags) {
+  uint64_t *vv;
+  uint32_t i, n = 0;
+  int rc;
+  if (!rp->o.vec || !rp->st.passes) return 0;
+  if ((rc = sx_vv_load(x, &vv))) return rc;
+  for (i = 0; i < x->nsites; i++)
+    if (vv[i]) n++;
+  if (n <= SX_RP_MAXVV &&
+      !(rc = sx_rp_room(rp, p, SX_VARINT_MAX +
+                                   (size_t)n * (SX_SITE_LEN + SX_VARINT_MAX)))) {
+    *p = sx_wv(*p, n);
+    for (i = 0; i < x->nsites; i++) {
+      if (!vv[i]) continue;
+      memcpy(*p, x->sites[i], SX_SITE_LEN);
+      *p = sx_wv(*p + SX_SITE_LEN, vv[i]);
+    }
+    *flags |= SX_RT_VECTOR;
+  }
+  sx_free(&rp->al, vv);
+  return rc;
+}
+
 static int sx_rp_fits(const sx_repair *rp, const sx_racc *a, size_t rows,
                       size_t bytes) {
   return a->total <= rp->o.budget - rows &&
@@ -1062,7 +1139,11 @@ static int sx_rp_open_pass(sx_repair *rp, sync_txn *x, sx_rturn *t) {
     t->flags = SX_RT_DONE | (nd ? 0 : SX_RT_EQUAL);
     rp->st.done = 1;
     rp->st.equal = !nd;
-    return 0;
+    if (nd) return 0;
+    /* Equal: we hold the peer's rows as its roots stood; it holds ours
+     * as they stand here. */
+    sx_rp_take_vv(rp);
+    return sx_rp_put_vv(rp, x, &t->p, &t->flags);
   }
   rp->st.passes++;
   rp->progress = rp->peer_progress = 0;
@@ -1243,7 +1324,9 @@ static int sx_rp_close(sx_repair *rp, sync_txn *x, sx_rturn *t) {
   if (t->dodiff && (rc = sx_rp_unmatched(rp, 1))) return rc;
   if (!rp->nnsplit && !rp->nnleaf) {
     /* Nothing more asked of the peer: our roots close the pass. */
-    if ((rc = sx_rp_put_roots(rp, x, &t->p, t->sum, t->cnt))) return rc;
+    if ((rc = sx_rp_put_roots(rp, x, &t->p, t->sum, t->cnt)) ||
+        (rc = sx_rp_put_vv(rp, x, &t->p, &t->flags)))
+      return rc;
     t->flags |= SX_RT_ROOTS;
   }
   if (t->d->nrows) {
@@ -1310,6 +1393,7 @@ static int sx_rp_turn_x(sx_repair *rp, sync_txn *x, int first,
     t.flags = SX_RT_FIRST | SX_RT_ROOTS;
     t.p = sx_wv(t.p, x->base_version);
     rc = sx_rp_put_roots(rp, x, &t.p, t.sum, t.cnt);
+    if (!rc) rc = sx_rp_put_vv(rp, x, &t.p, &t.flags);
   } else {
     rc = sx_rp_turn_nodes(rp, x, &t);
   }

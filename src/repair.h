@@ -36,6 +36,11 @@ typedef struct sx_rp_opts {
   int server; /* this side answers the session (it opens the repair) */
   sync_diff_fn on_diff;
   void *on_diff_ctx;
+  /* Both sides hold the same schema and the repair covers every table
+   * and writes: roots found equal then mean this side holds exactly the
+   * peer's rows, so it sends its version vector with its roots and takes
+   * the peer's (PROTOCOL.md, "Repair", "The vector at the end"). */
+  int vec;
 } sx_rp_opts;
 
 typedef struct sx_rp_stats {
@@ -47,6 +52,12 @@ typedef struct sx_rp_stats {
   unsigned nt, tid[SYNC_MAX_TABLES];
   uint64_t gccl[SYNC_MAX_TABLES];
   int done, equal;
+  /* The roots were found equal, the peer's vector came with them: its
+   * entries (16-byte site, u64 LE HLC; npvv of them) are what this side
+   * now claims (vec only). */
+  int take_vv;
+  const unsigned char *pvv;
+  size_t npvv;
   sync_apply_report applied;
 } sx_rp_stats;
 

@@ -15,7 +15,7 @@
 #include "reject.h"
 #include "repair.h"
 
-#define SX_PROTO 7
+#define SX_PROTO 8
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -110,7 +110,7 @@ struct sync_session {
   int vcur_ok;
   int lin_req; /* client: HELLO left views out, REQUESTs carry the
                   lineage (SX_RQ_LINEAGE) */
-  uint64_t peer_hash; /* server: the client's schema hash (HELLO) */
+  uint64_t peer_hash; /* the peer's schema hash (HELLO, WELCOME) */
   int held;           /* a chunk held rows of tables we lack: the cursor
                          stays, the phase goes on from vcur */
   sync_apply_report phase_rep;

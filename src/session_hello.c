@@ -450,6 +450,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
                         q[0]);
   memcpy(s->peer, q + 1, SX_SITE_LEN);
   hash = sx_get_le64(q + 1 + SX_SITE_LEN);
+  s->peer_hash = hash;
   maxm = sx_rv(&r);
   if (r.bad || sx_get_mask(&r, wr) || sx_get_mask(&r, rd))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");

@@ -6,7 +6,46 @@
  */
 #include "session.h"
 
+#include <stdio.h>
+
 #ifndef SYNC_OMIT_REPAIR
+/* The roots were equal over every table: this replica holds what the
+ * peer held, and now claims what the peer claimed, as at the end of a
+ * complete stream.  A claim on our own id that our history never made
+ * shows a restore: take a new site id instead. */
+static int sx_repair_take_vv(sync_session *s, const sx_rp_stats *rs) {
+  char why[sizeof s->errmsg];
+  uint64_t held;
+  sync_txn *x;
+  int rc = sync_txn_begin(s->env, 0, &x);
+  if (rc)
+    return sx_sess_fail(s, rc, "cannot write this replica: %s",
+                        sync_strerror(rc));
+  rc = sx_vv_take(x, rs->pvv, rs->npvv, &held);
+  if (rc == SYNC_EHISTORY) {
+    snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
+    rc = sx_site_renew_held(x, held == UINT64_MAX ? 0 : held);
+    if (rc)
+      sync_txn_abort(x);
+    else
+      rc = sync_txn_commit(x); /* frees x in any case */
+    if (rc)
+      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
+                          sync_strerror(rc));
+    return sx_sess_fail(s, SYNC_EHISTORY,
+                        "%s: it took a new site id; sync again", why);
+  }
+  if (rc) {
+    sync_txn_abort(x);
+    return sx_sess_fail(s, rc, "taking the peer's version vector: %s",
+                        sync_strerror(rc));
+  }
+  if ((rc = sync_txn_commit(x)))
+    return sx_sess_fail(s, rc, "taking the peer's version vector: %s",
+                        sync_strerror(rc));
+  return 0;
+}
+
 static int sx_repair_done(sync_session *s) {
   const sx_rp_stats *rs = sx_rp_stats_of(s->rp);
   s->st.repair_equal = rs->equal;
@@ -35,6 +74,10 @@ static int sx_repair_done(sync_session *s) {
     if (rc)
       return sx_sess_fail(s, rc, "recording what the peer collected: %s",
                           sync_strerror(rc));
+  }
+  if (!s->dry && rs->take_vv) {
+    int rc = sx_repair_take_vv(s, rs);
+    if (rc) return rc;
   }
   if (!s->o.server && !s->dry && rs->equal && rs->have_v0) {
     /* Everything the server held at the start is here now: its log
@@ -145,6 +188,14 @@ SYNC_PRIVATE int sx_repair_start(sync_session *s) {
   ro.server = s->o.server;
   ro.on_diff = s->o.server ? NULL : s->o.on_diff;
   ro.on_diff_ctx = s->o.on_diff_ctx;
+  /* Equal roots prove equal rows everywhere only when both hold the same
+   * tables and every one of them is repaired. */
+  ro.vec = !s->dry && s->peer_hash == s->env->schema->hash;
+  {
+    unsigned t;
+    for (t = 0; t < s->env->schema->ntables; t++)
+      if (!((ro.tables[t >> 3] >> (t & 7)) & 1)) ro.vec = 0;
+  }
   if ((rc = sx_rp_new(s->env, &ro, &s->rp)))
     return sx_sess_fail(s, rc, "out of memory");
   s->state = SX_ST_REPAIR;

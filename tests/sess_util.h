@@ -118,6 +118,17 @@ static inline int su_run(su_pump *p, sync_session *c, sync_session *s) {
 /* One session between client replica c and server replica s with the
  * given options (NULL: defaults), whole pieces, no faults.  Returns the
  * client's status; stats may be NULL. */
+/* A server's write check (check_write) that refuses the row whose key
+ * is the NUL-terminated string ctx. */
+static inline int su_refuse_key(void *ctx, const sync_write *w, int *reason,
+                                char *text, size_t cap) {
+  const char *key = (const char *)ctx;
+  (void)reason;
+  (void)text;
+  (void)cap;
+  return w->key.len == strlen(key) && !memcmp(w->key.data, key, w->key.len);
+}
+
 static inline int su_sync(mu_rep *c, mu_rep *s, const sync_session_opts *co,
                           const sync_session_opts *so, sync_session_stats *cst,
                           sync_session_stats *sst) {

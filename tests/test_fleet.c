@@ -149,18 +149,24 @@ static void test_restore_noticed_by_pull_only_session(void **state) {
 
 /* A restored device may sync first with a server that never held its
  * lost log (the lost rows reached it through a repair with another
- * replica, so no vector of the server claims them): its own clock, ahead
- * of the lost rows, claims them, so the server leaves them out and the
- * device's cursor moves past them.  When another peer shows the restore,
- * the new site id also starts every run again, and the server sends
- * them.  (Had the rows reached the server through a session, its vector
- * would have claimed the device's writes up to a clock the restored file
- * never stood at, and the first session would have shown the restore.) */
+ * replica that ended with the roots unequal, S refusing one of C's rows,
+ * so no vector of the server claims them): its own clock, ahead of the
+ * lost rows, claims them, so the server leaves them out and the device's
+ * cursor moves past them.  When another peer shows the restore, the new
+ * site id also starts every run again, and the server sends them.  (Had
+ * the rows reached the server through a session, or a repair that ended
+ * equal, its vector would have claimed the device's writes up to a clock
+ * the restored file never stood at, and the first session would have
+ * shown the restore.) */
 static void test_restore_found_late_still_gets_lost_rows(void **state) {
-  sync_session_opts repair;
+  sync_session_opts repair, judge;
+  sync_session_stats cs;
   (void)state;
   memset(&repair, 0, sizeof repair);
+  memset(&judge, 0, sizeof judge);
   repair.repair = 1;
+  judge.check_write = su_refuse_key;
+  judge.check_write_ctx = (void *)"held00";
   mu_site(C.site, 0x99);
   mu_open(&C, "t_fleet_q.db", C.site, &now_ms, 0);
   put_n(&D, "base", 2);
@@ -170,7 +176,9 @@ static void test_restore_found_late_still_gets_lost_rows(void **state) {
   backup_file(&D);
   put_n(&D, "lost", 3);
   assert_int_equal(su_sync(&D, &C, NULL, NULL, NULL, NULL), 1);
-  assert_int_equal(su_sync(&C, &S, &repair, NULL, NULL, NULL), 1);
+  put_n(&C, "held", 1);
+  assert_int_equal(su_sync(&C, &S, &repair, &judge, &cs, NULL), 1);
+  assert_int_equal(cs.repair_equal, 0);
   assert_true(has_row(&S, "lost02"));
   restore_file(&D);
   now_ms += 1000;

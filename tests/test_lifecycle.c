@@ -2001,6 +2001,20 @@ static void test_unmoved_restore_keeps_fleet_claims(void **state) {
   lc_cur = NULL;
 }
 
+/* A scenario of the random suite (seed 0x2200080e) in which a version
+ * concurrent with a delete reached the collector only along a path that
+ * began with a repair.  A repair raised no vector, so no vector on the
+ * way covered the version; the collector's gcvv did not either, and the
+ * version came back above the collected delete.  A repair that ends with
+ * equal roots over every table now raises the vector (and gcvv) to the
+ * peer's, as a complete stream does. */
+static void test_equal_repair_raises_vector(void **state) {
+  (void)state;
+  lc_cur = &lc_scn_mem;
+  lc_scenario(lc_cur, UINT64_C(0x2200080e));
+  lc_cur = NULL;
+}
+
 static void test_random_fleet_lifecycles_converge(void **state) {
   uint64_t base = lc_env_u64("SYNC_LIFECYCLE_SEED", LC_DEFAULT_SEED);
   uint64_t n =
@@ -2055,6 +2069,8 @@ int main(void) {
           test_restored_sender_stream_keeps_lost_write, lc_test_setup,
           lc_test_teardown),
       cmocka_unit_test_setup_teardown(test_unmoved_restore_keeps_fleet_claims,
+                                      lc_test_setup, lc_test_teardown),
+      cmocka_unit_test_setup_teardown(test_equal_repair_raises_vector,
                                       lc_test_setup, lc_test_teardown),
       cmocka_unit_test_setup_teardown(test_random_fleet_lifecycles_converge,
                                       lc_test_setup, lc_test_teardown),

@@ -445,11 +445,14 @@ static void test_collected_other_side(void **state) {
 
 /* o writes y and syncs with q, and a backup of o is taken; o writes x,
  * only n (which joins after the backup) pulls it, and q gets it from n
- * by a repair; then o is put back from the backup, in place: x is a
- * write o lost and its vector claims (its own entry is its clock).  q's
- * vector does not claim x (a repair raises no vector): no session shows
- * o the restore; n's vector does. */
+ * by a repair that ends with the roots unequal (q refuses n's row
+ * "held"); then o is put back from the backup, in place: x is a write o
+ * lost and its vector claims (its own entry is its clock).  q's vector
+ * does not claim x (only a repair that ends equal raises it): no session
+ * shows o the restore; n's vector does. */
 static void rp_lost_write(mu_rep *o, mu_rep *q, mu_rep *n) {
+  sync_session_opts co, so;
+  sync_session_stats cs;
   rp_open(o, "rp-o.db", 0x0a);
   rp_open(q, "rp-q.db", 0x0b);
   rp_open(n, "rp-n.db", 0x0c);
@@ -460,7 +463,14 @@ static void rp_lost_write(mu_rep *o, mu_rep *q, mu_rep *n) {
   mu_put(o, "x", 2, 2.0, "written after the backup");
   rp_now += 1000;
   rp_sync(n, o);
-  assert_int_equal(rp_run(n, q, 0, NULL, NULL, NULL), 1);
+  mu_put(n, "held", 4, 4.0, "q refuses it in the repair");
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.repair = 1;
+  so.check_write = su_refuse_key;
+  so.check_write_ctx = (void *)"held";
+  assert_int_equal(rp_pair(n, q, &co, &so, &cs, NULL), 1);
+  assert_int_equal(cs.repair_equal, 0);
   rp_copy_reopen(o, "rp-o-old.db", "rp-o.db");
 }
 
@@ -606,15 +616,16 @@ static void test_copy_of_restore_keeps_lost_write(void **state) {
  * request shows o the restore first: f's vector claims o's writes up to
  * a clock o's history never stood at (between the backup's clock and
  * o's first change since the restore).  o takes a new site id before it
- * cuts anything; its renewal record keeps f's x. */
-static void test_restored_sender_found_by_request_vector(void **state) {
+ * cuts anything; its renewal record keeps f's x.  by_repair: f got x
+ * from n by a repair that ended equal, not by a session. */
+static void rp_restored_sender(int by_repair) {
   mu_rep o, q, n, f;
+  sync_session_stats cs;
   uint64_t gc = 0;
   sync_txn *x;
   mu_row r;
   uint8_t before[16], after[16];
   int rc;
-  (void)state;
   rp_lost_write(&o, &q, &n);
   memcpy(before, o.site, 16);
   rp_now += 1000;
@@ -628,7 +639,12 @@ static void test_restored_sender_found_by_request_vector(void **state) {
   TU_OK(sync_txn_commit(x));
   TU_U64(gc, 1);
   rp_open(&f, "rp-f.db", 0x0f);
-  rp_sync(&f, &n); /* f's vector: o's writes up to o's clock when n pulled */
+  if (by_repair) {
+    assert_int_equal(rp_run(&f, &n, 0, NULL, &cs, NULL), 1);
+    assert_int_equal(cs.repair_equal, 1);
+  } else {
+    rp_sync(&f, &n); /* f's vector: o's writes up to o's clock at n's pull */
+  }
   mu_read(&f, "x", &r);
   assert_true(r.present);
   rc = su_sync(&f, &o, NULL, NULL, NULL, NULL);
@@ -641,6 +657,7 @@ static void test_restored_sender_found_by_request_vector(void **state) {
   rp_sync(&f, &q);
   rp_sync(&o, &q);
   rp_sync(&n, &q);
+  rp_sync(&f, &q);
   mu_read(&f, "x", &r);
   assert_true(r.present);
   mu_read(&q, "x", &r);
@@ -649,6 +666,8 @@ static void test_restored_sender_found_by_request_vector(void **state) {
   assert_true(r.present);
   mu_read(&o, "y", &r);
   assert_false(r.present);
+  mu_read(&f, "y", &r);
+  assert_false(r.present);
   rp_check_equal(&f, &q);
   rp_check_equal(&o, &q);
   mu_close(&o);
@@ -656,6 +675,23 @@ static void test_restored_sender_found_by_request_vector(void **state) {
   mu_close(&n);
   mu_close(&f);
   tu_remove_db("rp-o-old.db");
+}
+
+static void test_restored_sender_found_by_request_vector(void **state) {
+  (void)state;
+  rp_restored_sender(0);
+}
+
+/* The same, f having got x from n by a repair alone.  A repair raised no
+ * vector: f claimed none of o's writes, so its request showed o nothing,
+ * the complete stream from o left x out while o's vector covered it, and
+ * f deleted x (a write lost everywhere once f's delete spread).  A repair
+ * that ends with equal roots over every table now leaves f claiming what
+ * n claims, as a complete stream from n would: f's request then shows o
+ * the restore. */
+static void test_restored_sender_found_by_repaired_vector(void **state) {
+  (void)state;
+  rp_restored_sender(1);
 }
 
 /* Tombstones count in the tree.  A replica restored from a copy made
@@ -1580,6 +1616,7 @@ int main(void) {
       cmocka_unit_test(test_restored_collector_keeps_lost_write),
       cmocka_unit_test(test_copy_of_restore_keeps_lost_write),
       cmocka_unit_test(test_restored_sender_found_by_request_vector),
+      cmocka_unit_test(test_restored_sender_found_by_repaired_vector),
       cmocka_unit_test(test_repair_brings_tombstones),
       cmocka_unit_test(test_repair_carries_collected_lengths),
       cmocka_unit_test(test_cut_everywhere),
