@@ -4620,9 +4620,15 @@ SYNC_PRIVATE int sx_rh_note(sync_txn *x, unsigned tid, sx_scur *cur,
       memcpy(x->enc.p + off, hd, hn);
       if (ov.n) memcpy(x->enc.p + off + hn, ov.p, ov.n);
       sx_rh_key(k, tid, x->version, x->nw.seq);
-      if ((rc = sx_put(env->st, x->t, env->hist, k, SX_RH_KEY, x->enc.p + off,
-                       hn + ov.n, 0)))
-        return rc;
+      /* Keys grow with the version: appending skips the search, unless
+       * a table with a larger id holds records already (LMDB refuses
+       * the append before changing anything). */
+      rc = sx_put(env->st, x->t, env->hist, k, SX_RH_KEY, x->enc.p + off,
+                  hn + ov.n, SX_PUT_APPEND);
+      if (rc == SYNC_EEXIST)
+        rc = sx_put(env->st, x->t, env->hist, k, SX_RH_KEY, x->enc.p + off,
+                    hn + ov.n, 0);
+      if (rc) return rc;
     }
     x->rh->written++;
   }

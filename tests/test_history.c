@@ -865,6 +865,49 @@ static void test_site_renewal_relabels_versions(void **state) {
   mu_close(&m.rep);
 }
 
+/* Two tables with history written in the same transactions: each keeps
+ * its own rows' versions (their records interleave in the store). */
+static void test_two_tables_with_history(void **state) {
+  static hm m;
+  sync_history_opts o = {0, 0};
+  sync_txn *x;
+  sync_value v[MU_NCOLS];
+  hm_state s = {1, 0, 0, 1};
+  int i;
+  unsigned t;
+  (void)state;
+  hm_open(&m, 0xAB, HDB);
+  TU_OK(sync_env_set_history(m.rep.env, 1, &o));
+  TU_OK(sync_env_set_history(m.rep.env, 0, &o));
+  for (i = 0; i < 6; i++) {
+    m.now += 3;
+    TU_OK(sync_txn_begin(m.rep.env, 0, &x));
+    for (t = 2; t-- > 0;) {
+      s.i = 10 * (int)t + i;
+      state_vals(&s, v);
+      TU_OK(sync_put(x, t, "k00", 3, v, MU_NCOLS));
+      TU_OK(sync_put(x, t, "k01", 3, v, MU_NCOLS));
+    }
+    TU_OK(sync_txn_commit(x));
+  }
+  TU_OK(sync_txn_begin(m.rep.env, SYNC_TXN_RDONLY, &x));
+  for (t = 0; t < 2; t++) {
+    sync_versions *it;
+    sync_version ver;
+    TU_OK(sync_versions_open(x, t, "k01", 3, &it));
+    for (i = 5; i >= 0; i--) {
+      TU_OK(sync_versions_next(it, &ver, v, MU_NCOLS));
+      assert_int_equal(v[0].i, 10 * (int)t + i);
+      assert_int_equal(ver.origin, SYNC_ORIGIN_LOCAL);
+      TU_U64(ver.time_ms, 1000 + 3 * (uint64_t)(i + 1));
+    }
+    TU_RC(sync_versions_next(it, &ver, v, MU_NCOLS), SYNC_NOTFOUND);
+    sync_versions_close(it);
+  }
+  sync_txn_abort(x);
+  mu_close(&m.rep);
+}
+
 static void test_bad_arguments(void **state) {
   static hm m;
   sync_txn *x;
@@ -905,6 +948,7 @@ int main(void) {
       cmocka_unit_test(test_table_without_history_keeps_nothing),
       cmocka_unit_test(test_gc_keeps_tombstones_history_needs),
       cmocka_unit_test(test_site_renewal_relabels_versions),
+      cmocka_unit_test(test_two_tables_with_history),
       cmocka_unit_test(test_bad_arguments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
