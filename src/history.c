@@ -757,10 +757,13 @@ static int sx_rhwork_init(sync_env *env, sx_rhwork *w) {
                                   2 * sizeof(sync_value) * SYNC_MAX_COLUMNS);
   if (!w->va) return SYNC_ENOMEM;
   w->vb = w->va + SYNC_MAX_COLUMNS;
-  if (sx_row_init(&env->al, &w->ra, SYNC_MAX_COLUMNS)) return SYNC_ENOMEM;
-  if (sx_row_init(&env->al, &w->rb, SYNC_MAX_COLUMNS)) {
-    sx_row_free(&env->al, &w->ra);
+  /* A failed init leaves freed pointers behind: forget them. */
+  if (sx_row_init(&env->al, &w->ra, SYNC_MAX_COLUMNS)) {
     memset(&w->ra, 0, sizeof w->ra);
+    return SYNC_ENOMEM;
+  }
+  if (sx_row_init(&env->al, &w->rb, SYNC_MAX_COLUMNS)) {
+    memset(&w->rb, 0, sizeof w->rb);
     return SYNC_ENOMEM;
   }
   return 0;
@@ -807,7 +810,7 @@ SYNC_API int sync_history_diff(sync_txn *x, unsigned table, int kind,
 done:
   sx_cur_close(c);
   sx_rhwork_free(env, &w);
-  return rc < 0 || rc > 1 ? rc : 0;
+  return rc; /* 0 at the end, an error, or what fn stopped with */
 }
 
 SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,

@@ -865,6 +865,13 @@ static void test_site_renewal_relabels_versions(void **state) {
   mu_close(&m.rep);
 }
 
+static int stop_cb(void *ctx, const void *key, size_t klen, int kind,
+                   const sync_value *a, const sync_value *b, unsigned n) {
+  (void)key, (void)klen, (void)kind, (void)a, (void)b, (void)n;
+  ++*(int *)ctx;
+  return 7;
+}
+
 /* Two tables with history written in the same transactions: each keeps
  * its own rows' versions (their records interleave in the store). */
 static void test_two_tables_with_history(void **state) {
@@ -904,8 +911,115 @@ static void test_two_tables_with_history(void **state) {
     TU_RC(sync_versions_next(it, &ver, v, MU_NCOLS), SYNC_NOTFOUND);
     sync_versions_close(it);
   }
+  {
+    /* A callback that stops the diff: its value comes back. */
+    int calls = 0;
+    assert_int_equal(sync_history_diff(x, 1, SYNC_ASOF_TIME, 1000, m.now,
+                                       stop_cb, &calls),
+                     7);
+    assert_int_equal(calls, 1);
+  }
   sync_txn_abort(x);
   mu_close(&m.rep);
+}
+
+static int count_cb(void *ctx, const void *key, size_t klen, int kind,
+                    const sync_value *a, const sync_value *b, unsigned n) {
+  (void)key, (void)klen, (void)kind, (void)a, (void)b, (void)n;
+  ++*(int *)ctx;
+  return 0;
+}
+
+/* The history calls with the n-th allocation failing, for every n: each
+ * returns 0 or SYNC_ENOMEM (SYNC_ETXN after a failed write), and every
+ * block is freed (the allocator counts them). */
+static int alloc_round(tu_alloc *a) {
+  static tu_random rnd = {0x33, 0, 0};
+  sync_allocator al = tu_allocator(a);
+  sync_env *env = NULL;
+  sync_txn *x = NULL;
+  sync_history_opts o = {3, 0};
+  sync_value v[MU_NCOLS];
+  hm_state s = {1, 1, 0.5, 2};
+  int rc, i, hit = 0;
+  uint64_t v0 = 0, n = 0;
+#define AR(call)                                                                 do {                                                                             rc = (call);                                                                   if (rc == SYNC_ENOMEM || rc == SYNC_ETXN) {                                      hit = 1;                                                                       goto out;                                                                    }                                                                              TU_OK(rc);                                                                   } while (0)
+  tu_remove_db(HDB);
+  AR(sync_env_create(&al, &env));
+  AR(sync_env_set_random(env, tu_random_fn, &rnd));
+  AR(sync_env_set_durability(env, SYNC_DURABLE_NOSYNC));
+  AR(sync_env_set_schema(env, h_tables, 2));
+  AR(sync_env_open(env, HDB, 0));
+  AR(sync_env_set_history(env, 0, &o));
+  for (i = 0; i < 4; i++) {
+    AR(sync_txn_begin(env, 0, &x));
+    if (i == 1) v0 = sync_txn_version(x);
+    s.i = i;
+    state_vals(&s, v);
+    AR(sync_put(x, 0, "k00", 3, v, MU_NCOLS));
+    AR(sync_put(x, 0, "k01", 3, v, MU_NCOLS));
+    if (i == 3) AR(sync_delete(x, 0, "k01", 3));
+    rc = sync_txn_commit(x); /* frees x, whatever it returns */
+    x = NULL;
+    AR(rc);
+  }
+  AR(sync_txn_begin(env, 0, &x));
+  {
+    sync_versions *it = NULL;
+    sync_version ver;
+    sync_cursor *c = NULL;
+    sync_key k;
+    int calls = 0;
+    rc = sync_versions_open(x, 0, "k00", 3, &it);
+    if (rc == SYNC_ENOMEM) {
+      hit = 1;
+      goto out;
+    }
+    TU_OK(rc);
+    while ((rc = sync_versions_next(it, &ver, v, MU_NCOLS)) == 0) n++;
+    sync_versions_close(it);
+    if (rc == SYNC_ENOMEM) {
+      hit = 1;
+      goto out;
+    }
+    TU_RC(rc, SYNC_NOTFOUND);
+    TU_U64(n, 3);
+    AR(sync_cursor_open_asof(x, 0, SYNC_ASOF_VERSION, v0 + 1, &c));
+    while ((rc = sync_cursor_next(c, &k, v, MU_NCOLS)) == 0) continue;
+    sync_cursor_close(c);
+    TU_RC(rc, SYNC_NOTFOUND);
+    AR(sync_history_diff(x, 0, SYNC_ASOF_VERSION, v0 + 1, v0 + 3, count_cb,
+                         &calls));
+    AR(sync_table_restore(x, 0, SYNC_ASOF_VERSION, v0 + 1, &n));
+    AR(sync_history_prune(x, 0, &n));
+  }
+  rc = sync_txn_commit(x);
+  x = NULL;
+  AR(rc);
+  AR(sync_env_set_history(env, 0, NULL));
+#undef AR
+out:
+  sync_txn_abort(x);
+  sync_env_close(env);
+  tu_remove_db(HDB);
+  return hit;
+}
+
+static void test_allocation_failures(void **state) {
+  unsigned long nth;
+  tu_alloc a;
+  (void)state;
+  memset(&a, 0, sizeof a);
+  assert_int_equal(alloc_round(&a), 0); /* nothing fails: the count */
+  assert_int_equal(a.live_blocks, 0);
+  for (nth = 1; nth <= a.calls; nth++) {
+    tu_alloc f;
+    memset(&f, 0, sizeof f);
+    f.fail_at = nth;
+    alloc_round(&f);
+    if (f.live_blocks != 0)
+      fail_msg("allocation %lu failing leaks %ld blocks", nth, f.live_blocks);
+  }
 }
 
 static void test_bad_arguments(void **state) {
@@ -949,6 +1063,7 @@ int main(void) {
       cmocka_unit_test(test_gc_keeps_tombstones_history_needs),
       cmocka_unit_test(test_site_renewal_relabels_versions),
       cmocka_unit_test(test_two_tables_with_history),
+      cmocka_unit_test(test_allocation_failures),
       cmocka_unit_test(test_bad_arguments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
