@@ -750,7 +750,8 @@ SYNC_API int sync_versions_open(sync_txn *txn, unsigned table,
 /* The next version into *out and its first nvals values into vals
  * (NULL for a delete and for columns it lacks); values point into the
  * map, valid until the next call.  SYNC_NOTFOUND after the last.
- * Errors: SYNC_EINVAL, SYNC_ECORRUPT (a damaged version). */
+ * Errors: SYNC_EINVAL (also once txn wrote after the first call: open
+ * it again), SYNC_ECORRUPT (a damaged version). */
 SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
                                 sync_value *vals, unsigned nvals);
 /* Column col of the current version: value, the stamp that wrote it and
@@ -774,8 +775,9 @@ SYNC_API int sync_cursor_open_asof(sync_txn *txn, unsigned table, int kind,
  * b), in key order: fn gets the key, what changed (SYNC_DIFF_*) and the
  * values at a and at b (nvals each, NULL where the row was absent;
  * valid during the call).  fn returns 0 to go on, anything else stops
- * the walk and is returned.  Errors: SYNC_EPRUNED, SYNC_EINVAL,
- * SYNC_ECORRUPT, SYNC_ENOMEM, storage errors. */
+ * the walk and is returned.  Reads every stored row of the table and
+ * the versions kept after the earlier point.  Errors: SYNC_EPRUNED,
+ * SYNC_EINVAL, SYNC_ECORRUPT, SYNC_ENOMEM, storage errors. */
 #define SYNC_DIFF_ADDED 1   /* absent at a, live at b */
 #define SYNC_DIFF_REMOVED 2 /* live at a, absent at b */
 #define SYNC_DIFF_CHANGED 3 /* live at both, some value differs */
@@ -790,9 +792,12 @@ SYNC_API int sync_history_diff(sync_txn *txn, unsigned table, int kind,
  * row whose values differ is written with them (sync_put), each row
  * live now that was absent then is deleted (sync_delete), so the
  * restore is made of ordinary stamped changes that replicate like any
- * others.  Rows equal then and now are not touched.  *changed (may be
- * NULL) counts the rows written.  Errors: SYNC_EPRUNED, SYNC_EINVAL,
- * SYNC_EREADONLY, those of sync_put and sync_delete. */
+ * others.  Rows equal then and now are not touched.  Reads every
+ * stored row of the table (and the versions kept after the point), in
+ * one transaction: for a large table, mind LMDB's dirty page limit
+ * (SYNC_ELIMIT).  *changed (may be NULL) counts the rows written, also
+ * when it fails.  Errors: SYNC_EPRUNED, SYNC_EINVAL, SYNC_EREADONLY,
+ * SYNC_ETXN, those of sync_put and sync_delete. */
 SYNC_API int sync_table_restore(sync_txn *txn, unsigned table, int kind,
                                 uint64_t at, uint64_t *changed);
 

@@ -576,7 +576,8 @@ struct sync_versions {
   unsigned char key[SYNC_MAX_KEY];
   size_t klen;
   int started, done, have;
-  sx_slice next; /* bytes of the next version to list */
+  unsigned long gen; /* the transaction's writes when it started */
+  sx_slice next;     /* bytes of the next version to list (in the map) */
   sx_row row;    /* the current one */
 };
 
@@ -618,8 +619,11 @@ SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
   env = x->env;
   if (nvals > env->schema->tables[it->tid].ncols) return SYNC_EINVAL;
   if (it->done) return SYNC_NOTFOUND;
+  /* A write may have moved the pages it->next points into. */
+  if (it->started && it->gen != x->gen) return SYNC_EINVAL;
   if (!it->started) {
     it->started = 1;
+    it->gen = x->gen;
     rc = sx_get(env->st, x->t, env->tdbi[it->tid], it->key, it->klen, &b);
     if (rc == SYNC_NOTFOUND) it->done = 1;
     if (rc) return rc;
@@ -1024,5 +1028,6 @@ SYNC_API int sync_history_prune(sync_txn *x, unsigned table,
     sx_cur_close(c);
   }
   if (removed) *removed = got;
+  if (got) x->gen++; /* open version iterators may point at what went */
   return rc < 0 ? rc : 0;
 }

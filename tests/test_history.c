@@ -1043,8 +1043,25 @@ static void test_bad_arguments(void **state) {
   TU_RC(sync_table_restore(x, 0, SYNC_ASOF_VERSION, 0, NULL), SYNC_EREADONLY);
   TU_RC(sync_history_prune(x, 0, NULL), SYNC_EREADONLY);
   sync_txn_abort(x);
+  mu_put(&m.rep, "k00", 0, 0, NULL);
   TU_OK(sync_txn_begin(m.rep.env, 0, &x));
   TU_RC(sync_history_prune(x, 1, NULL), SYNC_NOTFOUND);
+  {
+    /* A write in the middle of a listing ends it: its pages moved. */
+    sync_value v[MU_NCOLS];
+    sync_version ver;
+    hm_state s = {1, 1, 0, 0};
+    state_vals(&s, v);
+    TU_OK(sync_put(x, 0, "k00", 3, v, MU_NCOLS));
+    s.i = 2;
+    state_vals(&s, v);
+    TU_OK(sync_put(x, 0, "k01", 3, v, MU_NCOLS));
+    TU_OK(sync_versions_open(x, 0, "k00", 3, &it));
+    TU_OK(sync_versions_next(it, &ver, v, MU_NCOLS));
+    TU_OK(sync_put(x, 0, "k02", 3, v, MU_NCOLS));
+    TU_RC(sync_versions_next(it, &ver, v, MU_NCOLS), SYNC_EINVAL);
+    sync_versions_close(it);
+  }
   sync_txn_abort(x);
   assert_string_equal(sync_strerror(SYNC_EPRUNED),
                       "point before what the table's history keeps");
