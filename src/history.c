@@ -547,7 +547,7 @@ SYNC_PRIVATE int sx_rh_cursor_at(sync_cursor *c, const sx_slice *key,
 
 SYNC_API int sync_cursor_open_asof(sync_txn *x, unsigned table, int kind,
                                    uint64_t at, sync_cursor **out) {
-  uint64_t floor;
+  uint64_t floor = 0;
   int rc;
   if (!out) return SYNC_EINVAL;
   *out = NULL;
@@ -736,7 +736,7 @@ static int sx_rh_same(const sx_row *a, const sx_row *b, unsigned n,
 static int sx_rh_live_at(sync_txn *x, unsigned tid, int kind, uint64_t at,
                          uint64_t floor, const sx_slice *key,
                          const sx_slice *cur, sx_row *r, sx_row **out) {
-  sx_slice b;
+  sx_slice b = {NULL, 0};
   int rc = sx_rh_state(x, tid, kind, at, floor, cur, &b);
   *out = NULL;
   if (rc <= 0) return rc;
@@ -787,7 +787,7 @@ SYNC_API int sync_history_diff(sync_txn *x, unsigned table, int kind,
   sx_rhwork w;
   sx_scur *c = NULL;
   sx_slice k, v;
-  uint64_t fa, fb;
+  uint64_t fa = 0, fb = 0;
   unsigned n;
   int rc, op = SX_FIRST;
   if (!x || !fn || table >= x->env->schema->ntables) return SYNC_EINVAL;
@@ -825,7 +825,7 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
   sx_slice k, v;
   unsigned char key[SYNC_MAX_KEY];
   size_t klen = 0;
-  uint64_t floor, done = 0;
+  uint64_t floor = 0, done = 0;
   unsigned n;
   int rc, op = SX_FIRST;
   if (changed) *changed = 0;
@@ -841,7 +841,7 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
   k.n = 0;
   for (;;) {
     sx_row *then = NULL, *now;
-    sx_slice b;
+    sx_slice b = {NULL, 0};
     int reseek = op == SX_SET_RANGE;
     rc = sx_cur_get(env->st, c, op, &k, &v);
     op = SX_NEXT;
@@ -856,7 +856,7 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
     memcpy(key, k.p, klen);
     rc = sx_rh_state(x, table, kind, at, floor, &v, &b);
     if (rc < 0) break;
-    if (rc == 1) {
+    if (rc == 1 && SX_ALWAYS(b.p != NULL)) {
       /* Copied: the writes below move pages. */
       w.copy.len = 0;
       if ((rc = sx_buf_reserve(&w.copy, b.n))) break;
@@ -866,7 +866,6 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
     }
     if ((rc = sx_row_decode(v.p, v.n, key, klen, &w.rb))) break;
     now = (w.rb.cl & 1) ? &w.rb : NULL;
-    rc = 0;
     if (sx_rh_same(then, now, n, w.va, w.vb)) continue;
     if (then) {
       sx_rh_fill(then, w.va, n);
