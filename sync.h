@@ -128,6 +128,10 @@ extern "C" {
                                  site id itself (sync_site_renew) and ends
                                  with this code: sync again, nothing is
                                  lost */
+#define SYNC_EPRUNED (-32)    /* an as-of point before what a table's
+                                 history keeps (its retention removed
+                                 the versions it needs), or a table that
+                                 keeps no history (sync_env_set_history) */
 
 /* A static English description of err; never NULL, also for unknown
  * codes. */
@@ -647,6 +651,155 @@ SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
                                  sync_value *val, sync_stamp *stamp,
                                  sync_stamp *base);
 SYNC_API void sync_changes_close(sync_changes *it);
+
+/* ---------------------------------------------------------------------
+ * Row history (docs/API.md, "Row history"; docs/FORMAT.md, "Row
+ * history").  A table may keep the versions of its rows that later
+ * writes replaced: their values and stamps, the local version and time
+ * of the commit that made each, and whether it was a local write or
+ * applied from a peer, deletes included.  History is a local policy of
+ * one replica: it is not replicated, not part of the schema, and costs
+ * tables without it nothing.  A version is recorded by the transaction
+ * that replaces it, in that transaction: an aborted one records nothing.
+ *
+ * Points in the past are local versions (sync_txn_version) or times in
+ * milliseconds of the env's clock (sync_env_set_clock): the time of a
+ * version is its commit's, never below an earlier commit's, so "as of
+ * time T" means after every commit made at or before T.  A point before
+ * what the table keeps (before history was turned on, or before a
+ * version the retention removed: see sync_history_opts) gives
+ * SYNC_EPRUNED, never a partial answer; a point after the newest commit
+ * reads as now.
+ * ------------------------------------------------------------------- */
+#define SYNC_ASOF_VERSION 0 /* the point is a local version */
+#define SYNC_ASOF_TIME 1    /* the point is a time, ms of the env clock */
+
+/* Retention.  A version older than what the rules keep is removed, at
+ * the commit of a transaction that writes the table (a bounded amount
+ * per commit: rows written are trimmed to max_versions, and the oldest
+ * versions past max_age_ms go a few at a time) or by
+ * sync_history_prune (all of it).  As-of reads of the table then start
+ * at the table's floor: the newest commit that replaced a version now
+ * removed (with max_versions, that is recent for a table with a busy
+ * row; with max_age_ms, at most max_age_ms before the last prune). */
+typedef struct sync_history_opts {
+  /* Versions kept per row, its current one included (1 keeps none of
+   * the replaced ones); 0 = no limit.  The oldest kept version may read
+   * with origin SYNC_ORIGIN_UNKNOWN and time 0: what the commit that
+   * made it was is kept with the version it replaced. */
+  uint64_t max_versions;
+  /* Versions replaced more than this many ms ago (env clock) go; 0 = no
+   * limit.  As-of reads within the last max_age_ms always work. */
+  uint64_t max_age_ms;
+} sync_history_opts;
+
+/* Turn history of table on (opts) or off (NULL), or change its
+ * retention, on an open writable env with no transaction open (its own
+ * write transaction, committed).  Kept in the file.  Turning it on
+ * starts at the last committed version: earlier points give
+ * SYNC_EPRUNED.  Changing the limits keeps what is kept (the next
+ * commits and sync_history_prune apply the new ones); turning it off
+ * removes every kept version of the table (O(versions)).  Other
+ * processes with the file open see the change when they reopen it: make
+ * it while they are not writing.  Errors: SYNC_EINVAL (env not open,
+ * bad table), SYNC_EREADONLY, SYNC_EBUSY (a transaction is open),
+ * storage errors. */
+SYNC_API int sync_env_set_history(sync_env *env, unsigned table,
+                                  const sync_history_opts *opts);
+/* The table's retention into *out.  Errors: SYNC_NOTFOUND (the table
+ * keeps no history), SYNC_EINVAL. */
+SYNC_API int sync_env_history(sync_env *env, unsigned table,
+                              sync_history_opts *out);
+
+/* Apply the retention rules to every kept version of table, in write
+ * transaction txn (O(rows + versions) of the table).  *removed (may be
+ * NULL) counts the versions removed.  Errors: SYNC_EINVAL,
+ * SYNC_EREADONLY, SYNC_NOTFOUND (no history), SYNC_ECORRUPT, storage
+ * errors. */
+SYNC_API int sync_history_prune(sync_txn *txn, unsigned table,
+                                uint64_t *removed);
+
+/* The origin of a version */
+#define SYNC_ORIGIN_UNKNOWN 0 /* made before history was on, or its record
+                                 went with retention */
+#define SYNC_ORIGIN_LOCAL 1   /* a write of this replica (also a resolver's
+                                 or a restore's) */
+#define SYNC_ORIGIN_PEER 2    /* applied from a peer's delta */
+
+typedef struct sync_version {
+  uint64_t version;       /* local version that made it */
+  uint64_t time_ms;       /* its commit's time (0: unknown) */
+  int origin;             /* SYNC_ORIGIN_* */
+  int deleted;            /* 1: a delete (a tombstone; no values) */
+  uint64_t causal_length;
+  sync_stamp row_stamp;   /* of the insert or delete that set it */
+  uint8_t site[16];       /* who made it: this replica for a local
+                             write, else the site of its newest stamp */
+  unsigned ncolumns;      /* columns stored (0 for a delete) */
+} sync_version;
+typedef struct sync_versions sync_versions;
+
+/* The versions of one row, newest first: the current one (live or a
+ * tombstone), then each one it replaced that the table keeps.  A table
+ * without history lists the current one only; a key without a stored
+ * row lists nothing.  Errors: SYNC_EINVAL (bad table or key),
+ * SYNC_ETOOBIG, SYNC_ENOMEM. */
+SYNC_API int sync_versions_open(sync_txn *txn, unsigned table,
+                                const void *key, size_t klen,
+                                sync_versions **out);
+/* The next version into *out and its first nvals values into vals
+ * (NULL for a delete and for columns it lacks); values point into the
+ * map, valid until the next call.  SYNC_NOTFOUND after the last.
+ * Errors: SYNC_EINVAL (also once txn wrote after the first call: open
+ * it again), SYNC_ECORRUPT (a damaged version). */
+SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
+                                sync_value *vals, unsigned nvals);
+/* Column col of the current version: value, the stamp that wrote it and
+ * the one it replaced (base->hlc 0: none), as sync_changes_column.  Any
+ * out pointer may be NULL.  SYNC_NOTFOUND for a column never written. */
+SYNC_API int sync_versions_column(sync_versions *it, unsigned col,
+                                  sync_value *val, sync_stamp *stamp,
+                                  sync_stamp *base);
+/* Must precede the end of the transaction.  NULL ok. */
+SYNC_API void sync_versions_close(sync_versions *it);
+
+/* A cursor over table as of a point (kind SYNC_ASOF_*, at): the rows
+ * live then, with the values they had, in key order, through
+ * sync_cursor_next, sync_cursor_range and sync_cursor_close.  Errors:
+ * SYNC_EPRUNED (a point before what the table keeps, or no history),
+ * SYNC_EINVAL, SYNC_ENOMEM, storage errors. */
+SYNC_API int sync_cursor_open_asof(sync_txn *txn, unsigned table, int kind,
+                                   uint64_t at, sync_cursor **out);
+
+/* Rows that differ between two points of table (kind SYNC_ASOF_*, a and
+ * b), in key order: fn gets the key, what changed (SYNC_DIFF_*) and the
+ * values at a and at b (nvals each, NULL where the row was absent;
+ * valid during the call).  fn returns 0 to go on, anything else stops
+ * the walk and is returned.  Reads every stored row of the table and
+ * the versions kept after the earlier point.  Errors: SYNC_EPRUNED,
+ * SYNC_EINVAL, SYNC_ECORRUPT, SYNC_ENOMEM, storage errors. */
+#define SYNC_DIFF_ADDED 1   /* absent at a, live at b */
+#define SYNC_DIFF_REMOVED 2 /* live at a, absent at b */
+#define SYNC_DIFF_CHANGED 3 /* live at both, some value differs */
+typedef int (*sync_history_diff_fn)(void *ctx, const void *key, size_t klen,
+                                    int kind, const sync_value *a,
+                                    const sync_value *b, unsigned nvals);
+SYNC_API int sync_history_diff(sync_txn *txn, unsigned table, int kind,
+                               uint64_t a, uint64_t b, sync_history_diff_fn fn,
+                               void *ctx);
+
+/* Put table back as it was at a point, in write transaction txn: each
+ * row whose values differ is written with them (sync_put), each row
+ * live now that was absent then is deleted (sync_delete), so the
+ * restore is made of ordinary stamped changes that replicate like any
+ * others.  Rows equal then and now are not touched.  Reads every
+ * stored row of the table (and the versions kept after the point), in
+ * one transaction: for a large table, mind LMDB's dirty page limit
+ * (SYNC_ELIMIT).  *changed (may be NULL) counts the rows written, also
+ * when it fails.  Errors: SYNC_EPRUNED, SYNC_EINVAL, SYNC_EREADONLY,
+ * SYNC_ETXN, those of sync_put and sync_delete. */
+SYNC_API int sync_table_restore(sync_txn *txn, unsigned table, int kind,
+                                uint64_t at, uint64_t *changed);
 
 /* ---------------------------------------------------------------------
  * Replication between replicas, in process.  A receiver describes what it

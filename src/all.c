@@ -19,6 +19,7 @@
 #include "env.c"
 #include "txn.c"
 #include "log.c"
+#include "history.c"
 #include "fp.c"
 #include "ops.c"
 #include "commit.c"

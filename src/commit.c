@@ -12,6 +12,7 @@ static int sx_txn_finish(sync_txn *x) {
   unsigned i;
   int rc;
   uint64_t hlc = x->hlc_last;
+  if (x->rh && (rc = sx_rh_finish(x))) return rc;
   if (x->stamped && x->hlc > hlc) hlc = x->hlc;
   if (x->hlc_seen > hlc) hlc = x->hlc_seen; /* the clock follows what it saw */
   sx_state_put(state, hlc, x->wrote ? x->version : x->base_version,

@@ -5,7 +5,7 @@
 #ifndef SX_FP_H
 #define SX_FP_H
 
-#include "log.h"
+#include "history.h"
 
 /* Fingerprints of one stored row (docs/FORMAT.md, "Fingerprints").
  * *content hashes what sync_digest covers (key and the values of the

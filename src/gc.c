@@ -85,6 +85,16 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     if (rc == SYNC_NOTFOUND) continue;
     if (rc) break;
     if (x->old.cl & 1) continue;
+    /* A tombstone whose version record history keeps holds the row's
+     * versions to its key: it goes once retention removes the record. */
+    if (collect && sx_rh_on(env, tid)) {
+      int pin = sx_rh_pinned(x, tid, &x->old);
+      if (pin < 0) {
+        rc = pin;
+        break;
+      }
+      if (pin) continue;
+    }
     if (collect && *count == limit) {
       if (more) *more = 1;
       break;

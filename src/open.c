@@ -23,6 +23,8 @@
  *             + key.  Appended in order; a row's older entry is deleted
  *             when it changes again, so the log is as large as the data.
  *   sx.t<id>  one per table: primary key -> row (row.h)
+ *   sx.hist   row history (history.c; format 8), made by the first table
+ *             that keeps it
  */
 #include "open.h"
 
@@ -67,6 +69,9 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
     return rc;
   env->epochs_ok = 1;
   env->rejects_ok = 1;
+  sx_free(&env->al, env->rh); /* a new file keeps no history */
+  env->rh = NULL;
+  env->hist_ok = 0;
   /* Eight bytes of a binary record, its NUL included: not a C string. */
   memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
   sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
@@ -162,6 +167,9 @@ SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path) {
                      "%s: store of table '%s' missing", path,
                      s->tables[i].name);
   }
+  /* Row history: absent until a table keeps it (format 8). */
+  if ((rc = sx_rh_load(env, t)))
+    return sx_fail(env, rc, "%s: row history settings unreadable", path);
   return 0;
 }
 
@@ -185,8 +193,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   format = sx_get_le32(v.p + 8);
   /* Format 4 lacks only the renewal records (meta "renewed"), which read
    * as none, format 5 the lineage in peer records, which reads as none,
-   * and format 6 the first own stamp of each epoch, which reads as
-   * unknown: a read-only open takes them as they are. */
+   * format 6 the first own stamp of each epoch, which reads as
+   * unknown, and format 7 the row history store, which reads as no
+   * history: a read-only open takes them as they are. */
   if (format >= 1 && format < 4 && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
@@ -237,9 +246,12 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * reads as unknown, and the rejection log (made above); format 4
      * lacks the renewal records, which read as none, format 5 the
      * lineage of peer records' marks, which reads as none, format 6 the
-     * first own stamp of each epoch, which reads as unknown: the format
-     * record alone changes (older code would refuse the longer records,
-     * and would take vectors the renewal records cap). */
+     * first own stamp of each epoch, which reads as unknown, format 7
+     * the row history store, which reads as none: the format record
+     * alone changes (older code would refuse the longer records, would
+     * take vectors the renewal records cap, and would write rows of
+     * tables with history without recording the versions they replace,
+     * which as-of reads would then answer wrongly). */
     unsigned char fmt[12];
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -615,6 +627,7 @@ SYNC_API void sync_env_close(sync_env *env) {
   sx_store_close(env->st);
   al = env->al;
   sx_compat_clear(env);
+  sx_free(&al, env->rh);
   sx_schema_free(&al, env->schema);
   sx_schema_free(&al, env->decl);
   sx_free(&al, env);

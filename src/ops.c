@@ -216,6 +216,8 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
    * dirty a random log page per row.  Compaction (sx_log_compact) removes
    * stale entries in log order, many per page. */
   if (found && !reuse) x->log_stale++;
+  if (sx_rh_on(env, tid) && (rc = sx_rh_note(x, tid, cur, found, reuse)))
+    goto fail;
   if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size,
                        found ? SX_CUR_CURRENT
                              : (append ? SX_PUT_APPEND : 0u))))
@@ -283,7 +285,8 @@ SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
   if ((rc = sx_sums_drop(x, tid, key, klen, &x->old)) ||
       (rc = sx_note_changed(x, tid, key, klen)))
     return rc;
-  if ((rc = sx_cur_del(env->st, cur))) {
+  if ((sx_rh_on(env, tid) && (rc = sx_rh_forget(x, tid))) ||
+      (rc = sx_cur_del(env->st, cur))) {
     x->failed = 1;
     return sx_fail(env, rc, "removing a row of table '%s' failed: %s",
                    env->schema->tables[tid].name, sync_strerror(rc));
@@ -500,6 +503,15 @@ SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
     op = SX_NEXT;
     if (c->started && sx_keycmp(k.p, k.n, c->last, c->lastlen) <= 0) continue;
     if (c->has_hi && sx_keycmp(k.p, k.n, c->hi, c->hilen) >= 0) break;
+    /* An as-of cursor reads the row's version at its point instead. */
+    if (c->asof && (rc = sx_rh_cursor_at(c, &k, &v)) <= 0) {
+      if (rc < 0) return rc;
+      c->started = 1;
+      c->gen = x->gen;
+      memcpy(c->last, k.p, k.n);
+      c->lastlen = k.n;
+      continue;
+    }
     if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &c->row)))
       return sx_fail(x->env, rc, "table '%s': stored row fails its checksum",
                      x->env->schema->tables[c->tid].name);

@@ -195,7 +195,8 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
     unsigned char lk[SX_LOGKEY];
     if ((rc = sx_sums_drop(x, tid, key, klen, &x->old))) goto done;
     sx_logkey(lk, x->old.version, x->old.seq);
-    if ((rc = sx_cur_del(env->st, cur))) {
+    if ((sx_rh_on(env, tid) && (rc = sx_rh_forget(x, tid))) ||
+        (rc = sx_cur_del(env->st, cur))) {
       x->failed = 1;
       goto done;
     }

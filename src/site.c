@@ -53,7 +53,8 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
       kk.n = klen;
     }
   }
-  return rc;
+  /* Versions kept by row history hold stamps of this site too. */
+  return rc ? rc : sx_rh_relabel(x, k, t);
 }
 
 /* ---------------------------------------------------------------------

@@ -102,6 +102,7 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
   sx_buf_free(&x->fpbuf);
   sx_free(al, x->sites);
   sx_free(al, x->gccl);
+  sx_free(al, x->rh);
   sx_free(al, x);
 }
 

@@ -35,11 +35,16 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_MAGIC "sync-db\0"
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 7
+#define SX_FORMAT_VERSION 8
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
 #define SX_COMPAT_MAX 16
+/* A table's history settings as the env holds them (history.c). */
+typedef struct sx_rhopt {
+  uint64_t max_versions, max_age_ms; /* 0: no limit */
+  int on;
+} sx_rhopt;
 struct sync_env {
   sx_alloc al;
   int durability;
@@ -61,6 +66,11 @@ struct sync_env {
   sx_dbi epochs;   /* history marks (open.c, "Epochs") */
   int epochs_ok;   /* the store exists (files of older versions may lack
                       it until opened for writing) */
+  sx_dbi hist;     /* row history (history.c); made by the first table
+                      that keeps history */
+  int hist_ok;
+  sx_rhopt *rh;    /* SYNC_MAX_TABLES settings, NULL when no table keeps
+                      history */
   uint8_t site[SX_SITE_LEN];
   char errmsg[256];
   int native;
@@ -122,6 +132,7 @@ struct sync_txn {
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
   uint32_t nsites, sites_cap;
   int sites_ok;
+  struct sx_rhtx *rh; /* history work of the transaction (history.c) */
 };
 struct sync_cursor {
   sx_alloc al;
@@ -135,6 +146,10 @@ struct sync_cursor {
   unsigned char lo[SYNC_MAX_KEY], hi[SYNC_MAX_KEY], last[SYNC_MAX_KEY];
   sx_row row;
   sync_cursor *next;
+  int asof;           /* rows as of a point (sync_cursor_open_asof) */
+  int asof_kind;      /* SYNC_ASOF_VERSION or SYNC_ASOF_TIME */
+  uint64_t asof_at;
+  uint64_t asof_floor; /* the table's floor version when opened */
 };
 struct sync_changes {
   sx_alloc al;

@@ -133,6 +133,7 @@ SYNC_API const char *sync_strerror(int err) {
   case SYNC_ETIMEOUT: return "timed out waiting for the peer";
   case SYNC_ESTALE: return "peer is behind collected tombstones: sync from the start";
   case SYNC_EHISTORY: return "this replica was restored or copied: it takes a new site id; sync again";
+  case SYNC_EPRUNED: return "point before what the table's history keeps";
   default: return "unknown error";
   }
 }

@@ -41,12 +41,12 @@ for i in range(1, $nj + 1):
     if [ "$res" = ok ]; then ok "$name"; elif [ "$res" = bad ]; then echo "$why" | cut -c1-600 > out; bad "$name"; fi
   done < jflush.out
 }
-ALL="init schema add-column put get del dump load log vv peers conflicts rejected gc compact digest verify serve sync repair diff stats pg-bridge"
+ALL="init schema add-column put get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge"
 
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
 all_help=0
-for c in init schema add-column put get del dump load log vv peers conflicts rejected gc compact digest verify serve sync repair diff stats pg-bridge; do
+for c in init schema add-column put get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge; do
   "$S" $c --help > h.out 2>&1 && grep -q "^SYNOPSIS" h.out && grep -q "^EXIT STATUS" h.out || all_help=1
   "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
 done
@@ -54,7 +54,7 @@ if [ $all_help = 0 ]; then ok "every command has --help and the same help page";
 check "docs/SYNCTL.md holds every help page as printed" python3 -c "
 import subprocess
 doc = open('$TOP/docs/SYNCTL.md').read()
-for c in 'init schema add-column put get del dump load log vv peers conflicts rejected gc compact digest verify serve sync repair diff stats pg-bridge help'.split():
+for c in 'init schema add-column put get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge help'.split():
     page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
     assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
 "
@@ -370,6 +370,22 @@ check "resolve-all" sh -c "$S conflicts a.db resolve-all > out && grep -q 'marke
 
 # --- gc ---------------------------------------------------------------
 check "a delete replicates and gc collects it" sh -c "$S del a.db notes k2 && $S sync c.db a.db > /dev/null && $S sync c.db a.db > /dev/null && $S gc c.db > out && grep -q 'collected [1-9][0-9]* tombstones*; 0 kept' out && ! $S get c.db notes k2 >/dev/null 2>&1"
+
+# --- row history -----------------------------------------------------
+check "init h.db" "$S" init h.db --table t:text v:integer
+status "a table without history says so (3)" 3 "$S" history h.db t
+check "history is turned on with a retention" sh -c "$S put h.db t a v=1 && $S history h.db t --versions 0 --max-age 0 > out && grep -q \"^table 't' keeps history\" out"
+check "a row's versions, newest first" sh -c "$S put h.db t a v=2 && $S put h.db t a v=3 && $S del h.db t a && $S history h.db t a > out && [ \$(wc -l < out) = 4 ] && sed -n 1p out | grep -q ' local   deleted ' && sed -n 2p out | grep -q ' v=3\$' && sed -n 4p out | grep -q ' unknown live .* v=1\$'"
+V2=$("$S" history h.db t a --json | sed -n 3p | sed 's/^{"version":\([0-9]*\),.*/\1/')
+check "history --json names version, time, origin and the row" sh -c "$S history h.db t a --json > out && sed -n 3p out | grep -q '\"origin\":\"local\",\"deleted\":false,\"site\":\"[0-9a-f]\{32\}\",\"row\":{\"key\":\"a\",\"v\":2}'"
+check "dump --as-of a version shows the row as it was" sh -c "$S dump h.db t --as-of $V2 --json > out && grep -qx '{\"key\":\"a\",\"v\":2}' out"
+status "dump --as-of before the history fails (1)" 1 "$S" dump h.db t --as-of 0
+has "before what the table's history keeps" && ok "and says why" || bad "as-of before history message"
+status "dump --as-of a malformed point is a usage error (2)" 2 "$S" dump h.db t --as-of 2026-13-01
+check "dump --as-of a time far ahead reads as now" sh -c "$S dump h.db t --as-of 2100-01-01T00:00:00Z > out && [ \$(wc -l < out) = 1 ]"
+check "restore --as-of puts the table back" sh -c "$S restore h.db t --as-of $V2 > out && grep -q '^restored 1 rows' out && $S get h.db t a > out && grep -q '^v  2\$' out"
+check "the restore replicates" sh -c "$S init h2.db --table t:text v:integer > /dev/null && $S sync h2.db h.db > /dev/null && $S get h2.db t a > out && grep -q '^v  2\$' out && [ \"\$($S digest h.db)\" = \"\$($S digest h2.db)\" ]"
+check "history --off removes it" sh -c "$S history h.db t --off > /dev/null; $S history h.db t > out; [ \$? = 3 ] && grep -q 'keeps no history' out"
 
 # --- compact ----------------------------------------------------------
 check "compact in place keeps the site id and the rows, and sync goes on" sh -c "$S digest c.db > d1 && $S vv c.db | grep 'this replica' | cut -c1-32 > s1 && $S compact c.db > out && grep -q '^c.db: [0-9]* bytes; compacted in place: [0-9]* bytes\$' out && $S digest c.db > d2 && $S vv c.db | grep 'this replica' | cut -c1-32 > s2 && cmp -s d1 d2 && cmp -s s1 s2 && [ -s s1 ] && [ ! -e c.db.compact ] && $S sync c.db a.db > /dev/null"

@@ -691,14 +691,15 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
   }
 
   /* Format 4 (before the renewal records, which read as none), 5
-   * (before the lineage in peer records, which reads as none) and 6
-   * (epochs without their first own stamp, which reads as unknown): a
-   * read-only open takes them as they are, a writable one sets the
-   * current format, and its epochs of 16 bytes stay readable. */
+   * (before the lineage in peer records, which reads as none), 6
+   * (epochs without their first own stamp, which reads as unknown) and
+   * 7 (no row history store, which reads as no history): a read-only
+   * open takes them as they are, a writable one sets the current
+   * format, and its epochs of 16 bytes stay readable. */
   {
     unsigned f;
     uint64_t prev = 0; /* a stamp the last round made, now in a 16-byte epoch */
-    for (f = 4; f <= 6; f++) {
+    for (f = 4; f <= 7; f++) {
       sx_mark m;
       uint64_t held = 1, b0;
       epochs_16();
@@ -732,12 +733,12 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
       TU_U64(format_of(), SX_FORMAT_VERSION);
     }
   }
-  TU_U64(SX_FORMAT_VERSION, 7);
+  TU_U64(SX_FORMAT_VERSION, 8);
 
   /* Unknown versions, older or newer, fail both ways. */
   set_format(SX_FORMAT_VERSION + 1);
-  up_env(0, SYNC_EVERSION, "storage format 8");
-  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 8");
+  up_env(0, SYNC_EVERSION, "storage format 9");
+  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 9");
   set_format(0);
   up_env(0, SYNC_EVERSION, "storage format 0");
   tu_remove_db(UPG);

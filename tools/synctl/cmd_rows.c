@@ -583,7 +583,7 @@ out:
 }
 
 const ctl_help ctl_help_dump = {
-    "synctl dump DB TABLE [--json]", "print a table",
+    "synctl dump DB TABLE [--as-of POINT] [--json]", "print a table",
     "Prints the live rows of TABLE in key order as an aligned table with\n"
     "a header line (the key column is headed 'key'), or with --json as\n"
     "JSON lines: one object per row, the key under \"key\", integers and\n"
@@ -593,7 +593,13 @@ const ctl_help ctl_help_dump = {
     "\"HEX\"}, its bytes in hex.  Integers keep all 64 bits, and reals\n"
     "print with the digits that read back to the same double.  A table\n"
     "with a column named 'key' cannot be dumped as JSON.  'synctl load'\n"
-    "reads the JSON form back, every value exactly.\n"};
+    "reads the JSON form back, every value exactly.\n"
+    "\n"
+    "With --as-of, prints the rows as they were at POINT, from the\n"
+    "table's row history (see 'synctl history'): a local version (a\n"
+    "number), '@MS' (ms since 1970) or a UTC time\n"
+    "('2026-12-06T07:00:00.000Z').  A point before what the history\n"
+    "keeps, or a table without history, fails.\n"};
 
 /* ---------------------------------------------------------------------
  * dump and load
@@ -610,7 +616,16 @@ int ctl_cmd_dump(int argc, char **argv) {
   sync_cursor *c = NULL;
   sync_key key;
   int rc = 0, ret = EX_FAIL, json = ctl_has(argc, argv, "--json"), pass;
+  int kind = 0, asof = 0;
+  uint64_t at = 0;
   char *pos[2];
+  for (i = 0; (int)i + 1 < argc; i++)
+    if (ctl_opt(i, argv[i], "--as-of")) {
+      if (ctl_parse_asof(argv[++i], &kind, &at))
+        return ctl_usage("--as-of needs a local version, @MS or a UTC time "
+                         "(YYYY-MM-DDTHH:MM:SS[.mmm]Z)");
+      asof = 1;
+    }
   if (ctl_args(argc, argv, pos, 2) != 2) return ctl_usage("give DB TABLE");
   if (ctl_open_db(pos[0], 1, &env)) return EX_FAIL;
   if (ctl_find_table(env, pos[0], pos[1], &t)) goto out0;
@@ -630,7 +645,9 @@ int ctl_cmd_dump(int argc, char **argv) {
   for (i = 0; i < d.ncolumns; i++) w[i + 1] = strlen(d.columns[i].name);
   /* Pass 0 measures the columns (aligned form only), pass 1 prints. */
   for (pass = json ? 1 : 0; pass < 2; pass++) {
-    if ((rc = sync_cursor_open(x, t, &c))) break;
+    if ((rc = asof ? sync_cursor_open_asof(x, t, kind, at, &c)
+                   : sync_cursor_open(x, t, &c)))
+      break;
     if (pass == 1 && !json) {
       printf("%-*s", (int)w[0], "key");
       for (i = 0; i < d.ncolumns; i++)

@@ -79,6 +79,13 @@ CTL_COMMAND(repair);
 CTL_COMMAND(diff);
 /* cmd_pg.c */
 CTL_COMMAND(pg_bridge);
+/* cmd_history.c */
+CTL_COMMAND(history);
+CTL_COMMAND(restore);
+/* A point in the past for row history: a local version (digits), '@MS'
+ * (a time in ms) or a UTC time YYYY-MM-DDTHH:MM:SS[.mmm]Z.  0 with *kind
+ * (SYNC_ASOF_*) and *at set, -1 when s is none of these. */
+int ctl_parse_asof(const char *s, int *kind, uint64_t *at);
 
 /* Options (main.c): main checks a command's words against the options
  * the command table gives it (an unknown option, a missing value: usage
