@@ -125,23 +125,19 @@ static int sx_fctx_add(sx_fctx *c, const uint8_t *id) {
   if ((rc = sx_grow(&c->al, (void **)&c->sites, &c->capsites, c->nsites + 1,
                     SX_SITE_LEN)) ||
       (rc = sx_grow(&c->al, (void **)&c->byid, &c->capbyid, c->nsites + 1,
-                    sizeof(uint32_t))))
+                    sizeof(uint32_t))) ||
+      (rc = sx_grow(&c->al, (void **)&c->hl, &c->caphl, c->nsites + 1,
+                    sizeof(uint64_t))) ||
+      (rc = sx_grow(&c->al, (void **)&c->vl, &c->capvl, c->nsites + 1,
+                    sizeof(uint64_t))))
     return rc;
+  c->hl[c->nsites] = c->vl[c->nsites] = 0;
   at = sx_fctx_find(c, id, &found);
   memcpy(c->sites[c->nsites], id, SX_SITE_LEN);
   memmove(c->byid + at + 1, c->byid + at, (c->nsites - at) * sizeof *c->byid);
   c->byid[at] = (uint32_t)c->nsites;
   c->nsites++;
   return 0;
-}
-
-/* Forget the sites added after the first n (a frame that failed). */
-static void sx_fctx_truncate(sx_fctx *c, size_t n) {
-  size_t i, j;
-  if (c->nsites <= n) return;
-  for (i = j = 0; i < c->nsites; i++)
-    if (c->byid[i] < n) c->byid[j++] = c->byid[i];
-  c->nsites = n;
 }
 
 SYNC_PRIVATE int sx_fctx_init(sx_fctx *c, const sx_alloc *al,
@@ -164,10 +160,16 @@ SYNC_PRIVATE void sx_fctx_free(sx_fctx *c) {
   sx_free(&c->al, c->sites);
   sx_free(&c->al, c->byid);
   sx_free(&c->al, c->ref);
+  sx_free(&c->al, c->hl);
+  sx_free(&c->al, c->vl);
+  sx_free(&c->al, c->map);
   c->sites = NULL;
   c->byid = NULL;
   c->ref = NULL;
+  c->hl = c->vl = NULL;
+  c->map = NULL;
   c->nsites = c->capsites = c->capbyid = c->nref = c->capref = 0;
+  c->caphl = c->capvl = c->capmap = 0;
 }
 
 static int sx_stamp_site_cmp(const void *a, const void *b) {
@@ -200,6 +202,42 @@ static uint64_t sx_fctx_ref(const sx_fctx *c, const uint8_t *id) {
     else hi = mid;
   }
   return 0;
+}
+
+/* What the first stamp of chunk site i of d is written against: the
+ * largest stamp of its site in the session's last frame that had one,
+ * else the requester's vector entry. */
+static uint64_t sx_fctx_sref(const sx_fctx *c, const sync_delta *d,
+                             size_t i) {
+  uint32_t x = c->map[i];
+  if (x != UINT32_MAX && c->hl[x]) return c->hl[x];
+  return sx_fctx_ref(c, d->sites[i]);
+}
+
+/* What chunk site i's vector entry is written against: the entry the
+ * session's last frame gave its site (an initial stream repeats the
+ * whole vector in every chunk), else the largest stamp of the site in
+ * this chunk (mx, 0 when none), else the requester's entry. */
+static uint64_t sx_fctx_vref(const sx_fctx *c, const sync_delta *d, size_t i,
+                             uint64_t mx) {
+  uint32_t x = c->map[i];
+  if (x != UINT32_MAX && c->vl[x]) return c->vl[x];
+  return mx ? mx : sx_fctx_ref(c, d->sites[i]);
+}
+
+/* A frame went through (written or read): each of its stamps (chunk
+ * site, HLC) and its vector become what the next frame's are written
+ * against. */
+static void sx_fctx_seen_stamp(sx_fctx *c, const sync_delta *d, uint32_t site,
+                               uint64_t h) {
+  uint32_t x = site < d->nsites ? c->map[site] : UINT32_MAX;
+  if (x != UINT32_MAX && h > c->hl[x]) c->hl[x] = h;
+}
+
+static void sx_fctx_seen_vector(sx_fctx *c, const sync_delta *d) {
+  size_t i;
+  for (i = 0; i < d->nsites && i < d->nvv; i++)
+    if (c->map[i] != UINT32_MAX && d->vv[i]) c->vl[c->map[i]] = d->vv[i];
 }
 
 #ifndef SYNC_OMIT_ENCODER
@@ -815,7 +853,11 @@ static int sx_enc2_head(sx_ebody *b) {
   if (d->nsites == 0 || d->nsites > SX_MAX_SITES ||
       sx_site_cmp(d->sites[0], d->sender))
     return SYNC_EINVAL;
+  if ((rc = sx_grow(&c->al, (void **)&c->map, &c->capmap, d->nsites,
+                    sizeof(uint32_t))))
+    return rc;
   b->cflags = sx_enc2_flags(b);
+  c->map[0] = (b->cflags & SX_CF_IDS) ? UINT32_MAX : 0;
   p = sx_wv(p, b->cflags);
   if (b->cflags & SX_CF_IDS) {
     memcpy(p, d->sender, SX_SITE_LEN);
@@ -839,14 +881,18 @@ static int sx_enc2_head(sx_ebody *b) {
     int found;
     size_t at = sx_fctx_find(c, d->sites[i], &found);
     if (found) {
+      c->map[i] = c->byid[at];
       p = sx_wv(p, c->byid[at]);
       continue;
     }
     *p++ = 0;
     memcpy(p, d->sites[i], SX_SITE_LEN);
     p += SX_SITE_LEN;
-    if (c->nsites < SX_FCTX_SITES && (rc = sx_fctx_add(c, d->sites[i])))
-      return rc;
+    c->map[i] = UINT32_MAX;
+    if (c->nsites < SX_FCTX_SITES) {
+      c->map[i] = (uint32_t)c->nsites;
+      if ((rc = sx_fctx_add(c, d->sites[i]))) return rc;
+    }
   }
   b->p = p;
   return 0;
@@ -869,21 +915,19 @@ static void sx_enc2_stamps(sx_ebody *b) {
     while (i + n < b->nst && st[i + n].site == st[i].site) n++;
     p = sx_wv(p, st[i].site);
     p = sx_wv(p, n);
-    p = sx_whdelta(p, st[i].hlc, sx_fctx_ref(b->cx, d->sites[st[i].site]), 0);
+    p = sx_whdelta(p, st[i].hlc, sx_fctx_sref(b->cx, d, st[i].site), 0);
     for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
     i += n;
   }
   for (i = g = 0; i < d->nsites; i++) {
-    uint64_t v = i < d->nvv ? d->vv[i] : 0, base;
+    uint64_t v = i < d->nvv ? d->vv[i] : 0, mx = 0;
     while (g < b->nst && st[g].site < i) g++;
     if (g < b->nst && st[g].site == i) {
       while (g + 1 < b->nst && st[g + 1].site == i) g++;
-      base = st[g].hlc;
-    } else {
-      base = sx_fctx_ref(b->cx, d->sites[i]);
+      mx = st[g].hlc;
     }
     if (!v) *p++ = 0;
-    else p = sx_whdelta(p, v, base, 1);
+    else p = sx_whdelta(p, v, sx_fctx_vref(b->cx, d, i, mx), 1);
   }
   b->p = p;
 }
@@ -1234,6 +1278,12 @@ static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
     e->body.len = (size_t)(b.p - e->body.p);
     if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
   }
+  if (!rc && cx) {
+    size_t i;
+    for (i = 0; i < b.nst; i++)
+      sx_fctx_seen_stamp(cx, d, b.st[i].site, b.st[i].hlc);
+    sx_fctx_seen_vector(cx, d);
+  }
   sx_free(&e->al, b.sr);
   sx_free(&e->al, b.st);
   return rc;
@@ -1322,14 +1372,11 @@ SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
 SYNC_PRIVATE int sx_encoder_begin_ctx(sync_encoder *e, sx_fctx *c,
                                       const sync_delta *d, size_t *frame_len,
                                       size_t *raw_len) {
-  size_t n0;
   int rc;
-  if (!c) return SYNC_EINVAL;
-  n0 = c->nsites;
-  /* A frame not made leaves the context as it was: its peer never sees
-   * it. */
-  if ((rc = sx_encoder_begin(e, c, d, frame_len, raw_len)))
-    sx_fctx_truncate(c, n0);
+  if (!c || c->broken) return SYNC_EINVAL;
+  /* A frame not made may have moved the context half way: the session
+   * ends there. */
+  if ((rc = sx_encoder_begin(e, c, d, frame_len, raw_len))) c->broken = 1;
   return rc;
 }
 
@@ -1606,7 +1653,11 @@ static int sx_dec2_sites(sx_dbody *s) {
       (uint64_t *)sx_malloc(&s->dec->al, (size_t)d->nsites * sizeof(uint64_t));
   if (!d->sites || !d->vv) return SYNC_ENOMEM;
   d->nvv = d->nsites;
+  if ((rc = sx_grow(&c->al, (void **)&c->map, &c->capmap, d->nsites,
+                    sizeof(uint32_t))))
+    return rc;
   memcpy(d->sites[0], d->sender, SX_SITE_LEN);
+  c->map[0] = (s->cflags & SX_CF_IDS) ? UINT32_MAX : 0;
   for (i = 1; i < d->nsites; i++) {
     uint64_t ref = sx_rv(r);
     if (r->bad) return SX_BAD(s, "truncated site table");
@@ -1614,10 +1665,15 @@ static int sx_dec2_sites(sx_dbody *s) {
       if (!(q = sx_rbytes(r, SX_SITE_LEN)))
         return SX_BAD(s, "truncated site table");
       memcpy(d->sites[i], q, SX_SITE_LEN);
-      if (c->nsites < SX_FCTX_SITES && (rc = sx_fctx_add(c, q))) return rc;
+      c->map[i] = UINT32_MAX;
+      if (c->nsites < SX_FCTX_SITES) {
+        c->map[i] = (uint32_t)c->nsites;
+        if ((rc = sx_fctx_add(c, q))) return rc;
+      }
     } else if (ref >= c->nsites) {
       return SX_BAD(s, "site index past the session's site table");
     } else {
+      c->map[i] = (uint32_t)ref;
       memcpy(d->sites[i], c->sites[ref], SX_SITE_LEN);
     }
   }
@@ -1633,17 +1689,15 @@ static int sx_dec2_vector(sx_dbody *s) {
   uint64_t g = 0;
   uint32_t i;
   for (i = 0; i < d->nsites; i++) {
-    uint64_t u = sx_rv(r), base;
+    uint64_t u = sx_rv(r), mx = 0;
     if (r->bad) return SX_BAD(s, "truncated vector");
     while (g < s->nst && dec->ssite[g] < i) g++;
     if (g < s->nst && dec->ssite[g] == i) {
       while (g + 1 < s->nst && dec->ssite[g + 1] == i) g++;
-      base = dec->stamps[g];
-    } else {
-      base = sx_fctx_ref(dec->cx, d->sites[i]);
+      mx = dec->stamps[g];
     }
     d->vv[i] = 0;
-    if (u && sx_rhdelta(r, u, base, 1, &d->vv[i]))
+    if (u && sx_rhdelta(r, u, sx_fctx_vref(dec->cx, d, i, mx), 1, &d->vv[i]))
       return SX_BAD(s, "vector entry overflows");
   }
   return r->bad ? SX_BAD(s, "truncated vector") : 0;
@@ -1674,7 +1728,7 @@ static int sx_dec_stamps(sx_dbody *s) {
     h = sx_rv(r);
     /* A session frame: the first HLC against the requester's entry. */
     if (dec->cx && !r->bad &&
-        sx_rhdelta(r, h, sx_fctx_ref(dec->cx, s->d->sites[site]), 0, &h))
+        sx_rhdelta(r, h, sx_fctx_sref(dec->cx, s->d, (size_t)site), 0, &h))
       return SX_BAD(s, "stamp HLC overflows");
     if (h == 0) return SX_BAD(s, "stamp with HLC 0");
     for (j = 0; j < cnt; j++) {
@@ -2214,7 +2268,6 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
   if (dec->cx) {
     /* A session frame (major 2, minor 0): every section is there, the
      * optional ones as its chunk flags say. */
-    size_t n0 = dec->cx->nsites;
     if (!rc) rc = sx_dec2_sites(&s);
     if (!rc) rc = sx_dec_stamps(&s);
     if (!rc) rc = sx_dec2_vector(&s);
@@ -2228,8 +2281,12 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
     if (!rc && s.r.p != s.r.end)
       rc = SX_BAD(&s, "bytes after the last section");
     if (rc) {
-      sx_fctx_truncate(dec->cx, n0);
+      dec->cx->broken = 1;
     } else {
+      uint64_t i;
+      for (i = 0; i < s.nst; i++)
+        sx_fctx_seen_stamp(dec->cx, s.d, dec->ssite[i], dec->stamps[i]);
+      sx_fctx_seen_vector(dec->cx, s.d);
       dec->cx->start = s.d->end;
       dec->cx->mark = s.d->mark;
       dec->cx->scope = s.d->scope;
@@ -2473,7 +2530,7 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
 SYNC_PRIVATE int sx_decoder_feed_ctx(sync_decoder *dec, sx_fctx *c,
                                      sync_inbuf *in, sync_delta **out) {
   int rc;
-  if (!dec || !c) return SYNC_EINVAL;
+  if (!dec || !c || c->broken) return SYNC_EINVAL;
   dec->cx = c;
   rc = sync_decoder_feed(dec, in, out);
   dec->cx = NULL;

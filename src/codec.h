@@ -49,7 +49,19 @@ typedef struct sx_fctx {
   sync_stamp *ref;      /* the vector of the last REQUEST (the receiver's),
                            sorted by site id: what HLCs are coded against */
   size_t nref, capref;
+  /* Per session index: the largest stamp of the site in the last frame
+   * that had one, and the last vector entry a frame gave it (0: none
+   * yet), which the next frame's HLCs are written against. */
+  uint64_t *hl, *vl;
+  size_t caphl, capvl;
+  /* The frame being written or read: chunk site index -> session index
+   * (UINT32_MAX: past the table, or a sender the context does not
+   * name). */
+  uint32_t *map;
+  size_t capmap;
   uint64_t frames; /* frames of this direction so far: the checksum seed */
+  int broken;      /* a frame failed half way: the context is no longer
+                      its peer's, and takes no more frames */
   /* The sender's schema: the type of column col of table tid (1..4), 0
    * past its columns, -1 for a table it lacks.  NULL: every table
    * section spells its encodings out. */

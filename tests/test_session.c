@@ -1362,6 +1362,96 @@ static void test_log_chunk_sites(void **state) {
   mu_close(&srv);
 }
 
+/* Session frames (docs/FORMAT.md, "Session frames"): a server that
+ * holds the writes of 40 replicas, each of them also over another's row
+ * (so chunks carry stamps and bases of many sites), streams them to a
+ * new device in chunks of 2 rows, then the two exchange new writes of
+ * both sides and of more replicas.  With the window on and off, zstd on
+ * and off, 64-byte messages and one-byte pieces, every run ends with
+ * equal digests; and since an initial stream names every site the server
+ * knows in each chunk, a frame that repeated the 16-byte ids would take
+ * 41 x 16 bytes at least: the session's site table keeps them below. */
+static void ss_sites_writer(mu_rep *srv, uint64_t *now, uint8_t site,
+                            unsigned i, unsigned nw) {
+  mu_rep w;
+  char key[16];
+  ss_open(&w, "sess-oth.db", site, now);
+  /* What the replica before wrote, so that this one's update has a base
+   * of another site. */
+  assert_int_equal(su_sync(&w, srv, NULL, NULL, NULL, NULL), 1);
+  snprintf(key, sizeof key, "s%03u-%03u", i, nw);
+  mu_put(&w, key, (int64_t)i, 0.25 * i, "w");
+  snprintf(key, sizeof key, "s%03u-%03u", i + 1, nw);
+  mu_put(&w, key, (int64_t)i, 0.5, "x");
+  if (i) {
+    snprintf(key, sizeof key, "s%03u-%03u", i - 1, nw);
+    mu_update(&w, key, MU_COL_I, sync_int((int64_t)(1000 + i)));
+  }
+  *now += 3;
+  assert_int_equal(su_sync(&w, srv, NULL, NULL, NULL, NULL), 1);
+  mu_close(&w);
+}
+
+static void test_session_frames_round_trip(void **state) {
+  static const struct {
+    size_t window, max_message;
+    int level;
+    size_t piece;
+  } cfg[4] = {{0, 0, 0, 700}, {1, 64, 3, 1}, {8, 64, 0, 1}, {16, 300, 1, 97}};
+  unsigned k;
+  (void)state;
+  for (k = 0; k < 4; k++) {
+    uint64_t now = 1700000000000ull;
+    mu_rep srv, dev;
+    sync_session_opts co, so;
+    sync_session *c, *s;
+    sync_session_stats st;
+    tu_rng g = {k + 11};
+    su_pump p;
+    unsigned i, round;
+    ss_open(&srv, "sess-srv.db", 0x51, &now);
+    for (i = 0; i < 40; i++) ss_sites_writer(&srv, &now, (uint8_t)(0x60 + i), i, 0);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    for (round = 0; round < 2; round++) {
+      memset(&co, 0, sizeof co);
+      memset(&so, 0, sizeof so);
+      so.server = 1;
+      co.chunk_rows = so.chunk_rows = 2;
+      co.window = cfg[k].window;
+      co.level = so.level = cfg[k].level;
+      co.max_message = so.max_message = cfg[k].max_message;
+      co.no_check = 1;
+      TU_OK(sync_session_create(dev.env, &co, &c));
+      TU_OK(sync_session_create(srv.env, &so, &s));
+      memset(&p, 0, sizeof p);
+      p.g = cfg[k].piece > 1 ? &g : NULL;
+      p.max_piece = cfg[k].piece;
+      if (!su_run(&p, c, s))
+        fail_msg("config %u round %u: %s / %s", k, round,
+                 sync_session_errmsg(c), sync_session_errmsg(s));
+      sync_session_stats_get(c, &st);
+      sync_session_free(c);
+      sync_session_free(s);
+      assert_int_equal(mu_digest(&srv), mu_digest(&dev));
+      if (round == 0) {
+        assert_true(st.frames_received >= 20);
+        assert_true(st.frame_bytes_received / st.frames_received < 41 * 16);
+        /* New writes on both sides and of 5 more replicas. */
+        for (i = 0; i < 5; i++)
+          ss_sites_writer(&srv, &now, (uint8_t)(0x90 + i), i, 1);
+        mu_put(&dev, "d-1", 1, 1.0, "d");
+        mu_update(&dev, "s000-000", MU_COL_S, sync_text("dd", 2));
+        now += 5;
+      } else {
+        assert_true(st.rows_received >= 6);
+        assert_true(st.rows_sent >= 2);
+      }
+    }
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+}
+
 /* A device restored from an old copy still holds a row the server
  * deleted and collected: pushing cannot bring it back, pulling says
  * SYNC_ESTALE, and after sync_peer_reset the device ends with exactly the
@@ -1462,6 +1552,7 @@ int main(void) {
       cmocka_unit_test(test_filter_local_policy),
       cmocka_unit_test(test_stale_peer),
       cmocka_unit_test(test_log_chunk_sites),
+      cmocka_unit_test(test_session_frames_round_trip),
       cmocka_unit_test(test_local_column_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
