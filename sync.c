@@ -10994,8 +10994,8 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
  * acknowledgement), so it never travels.  A new session starts a new one.
  * ------------------------------------------------------------------- */
 /* Session site table entries per direction: a site past them travels
- * whole every time it is named (16 bytes of id per entry kept, plus an
- * index: 80 KiB at most). */
+ * whole every time it is named (36 bytes kept per entry: the id, its
+ * place in byid, two HLCs; 144 KiB at most). */
 #define SX_FCTX_SITES 4096u
 
 typedef struct sx_fctx {
@@ -11979,7 +11979,10 @@ static int sx_enc2_schema_form(const sx_ebody *b, unsigned tid, size_t k,
   const sx_fctx *c = b->cx;
   const sx_encol *ec = b->e->ec;
   unsigned col;
-  if (!c->coltype || c->coltype(c->coltype_cx, tid, ncols) != 0) return 0;
+  /* The form names the schema of the context's hash, no other. */
+  if (!c->coltype || (b->cflags & SX_CF_HASH) ||
+      c->coltype(c->coltype_cx, tid, ncols) != 0)
+    return 0;
   for (col = 0; col < ncols; col++) {
     int t = c->coltype(c->coltype_cx, tid, col);
     if (t <= 0) return 0;
@@ -12805,7 +12808,9 @@ static uint64_t sx_dec_table_ncols(sx_dbody *s, uint64_t tid, int *schema) {
   if (r->bad) return 0;
   if (nc) return nc - 1;
   *schema = 1;
-  nc = sx_dec2_schema_cols(s->dec->cx, (unsigned)tid);
+  nc = (s->cflags & SX_CF_HASH)
+           ? 0 /* the form names the schema of the context's hash */
+           : sx_dec2_schema_cols(s->dec->cx, (unsigned)tid);
   if (!nc) r->bad = 1;
   return nc;
 }

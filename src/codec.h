@@ -30,8 +30,8 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
  * acknowledgement), so it never travels.  A new session starts a new one.
  * ------------------------------------------------------------------- */
 /* Session site table entries per direction: a site past them travels
- * whole every time it is named (16 bytes of id per entry kept, plus an
- * index: 80 KiB at most). */
+ * whole every time it is named (36 bytes kept per entry: the id, its
+ * place in byid, two HLCs; 144 KiB at most). */
 #define SX_FCTX_SITES 4096u
 
 typedef struct sx_fctx {
