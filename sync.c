@@ -12047,7 +12047,8 @@ static void sx_enc_row_plan(sx_ebody *b, const sx_drow *r, sx_erow *w) {
   if (r->klen != b->pklen) w->head |= SX_RH_KLEN;
   if (w->rst != b->pstamp) w->head |= SX_RH_STAMP;
   if (r->cl != 1) w->head |= SX_RH_CL;
-  if (r->ncols && (r->cl & 1)) {
+  /* (c0 is NULL only for a delta without columns, where ncols is 0.) */
+  if (r->ncols && (r->cl & 1) && c0) {
     w->cst = sx_stamp_find(b->st, b->nst, c0[0].site, c0[0].hlc);
     if (c0[0].bhlc)
       w->bst = sx_stamp_find(b->st, b->nst, c0[0].bsite, c0[0].bhlc);
