@@ -1439,6 +1439,17 @@ SYNC_API int sync_encoder_frame(const sync_encoder *e, const void **frame,
   (void)len;
   return SYNC_ENOTSUP;
 }
+
+SYNC_PRIVATE int sx_encoder_begin_ctx(sync_encoder *e, sx_fctx *c,
+                                      const sync_delta *d, size_t *frame_len,
+                                      size_t *raw_len) {
+  (void)e;
+  (void)c;
+  (void)d;
+  (void)frame_len;
+  (void)raw_len;
+  return SYNC_ENOTSUP;
+}
 #endif /* SYNC_OMIT_ENCODER */
 
 /* ---------------------------------------------------------------------

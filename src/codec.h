@@ -81,13 +81,11 @@ SYNC_PRIVATE void sx_fctx_free(sx_fctx *c);
  * sender: its cursor, mark, scope and vector become the context.  0 or
  * SYNC_ENOMEM. */
 SYNC_PRIVATE int sx_fctx_request(sx_fctx *c, const sync_request *req);
-#ifndef SYNC_OMIT_ENCODER
 /* sync_encoder_begin for a session frame under context c (which it
- * moves on). */
+ * moves on); SYNC_ENOTSUP under SYNC_OMIT_ENCODER, as that call. */
 SYNC_PRIVATE int sx_encoder_begin_ctx(sync_encoder *e, sx_fctx *c,
                                       const sync_delta *d, size_t *frame_len,
                                       size_t *raw_len);
-#endif
 /* sync_decoder_feed for session frames under context c (the same c for
  * every call of a session); c moves on with each frame decoded. */
 SYNC_PRIVATE int sx_decoder_feed_ctx(sync_decoder *dec, sx_fctx *c,
