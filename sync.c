@@ -12190,6 +12190,77 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
                                       unsigned n, size_t *len);
 #endif
 
+/* ---------------------------------------------------------------------
+ * Session frames (frame major 2, docs/FORMAT.md "Session frames"): what
+ * two peers of one session both know, so that a chunk need not repeat
+ * it.  A session holds one context per direction (the frames it sends,
+ * the frames it receives); both ends of a direction make the same
+ * changes to it in the same order (the encoder as it writes a frame, the
+ * decoder as it reads it, and both at each REQUEST that is not an
+ * acknowledgement), so it never travels.  A new session starts a new one.
+ * ------------------------------------------------------------------- */
+/* Session site table entries per direction: a site past them travels
+ * whole every time it is named (36 bytes kept per entry: the id, its
+ * place in byid, two HLCs; 144 KiB at most). */
+#define SX_FCTX_SITES 4096u
+
+typedef struct sx_fctx {
+  sx_alloc al;
+  /* The session's site table: 0 the sender, 1 the receiver, then each
+   * site as a frame first named it; byid: the indexes ordered by id. */
+  uint8_t (*sites)[SX_SITE_LEN];
+  uint32_t *byid;
+  size_t nsites, capsites, capbyid;
+  uint64_t schema_hash; /* the sender's, as the handshake named it */
+  sx_cursor start;      /* where the next chunk starts: the cursor of the
+                           last REQUEST, or the previous chunk's end */
+  sx_mark mark;         /* the mark there */
+  sx_scope scope;       /* and the scope */
+  sync_stamp *ref;      /* the vector of the last REQUEST (the receiver's),
+                           sorted by site id: what HLCs are coded against */
+  size_t nref, capref;
+  /* Per session index: the largest stamp of the site in the last frame
+   * that had one, and the last vector entry a frame gave it (0: none
+   * yet), which the next frame's HLCs are written against. */
+  uint64_t *hl, *vl;
+  size_t caphl, capvl;
+  /* The frame being written or read: chunk site index -> session index
+   * (UINT32_MAX: past the table, or a sender the context does not
+   * name). */
+  uint32_t *map;
+  size_t capmap;
+  uint64_t frames; /* frames of this direction so far: the checksum seed */
+  int broken;      /* a frame failed half way: the context is no longer
+                      its peer's, and takes no more frames */
+  /* The sender's schema: the type of column col of table tid (1..4), 0
+   * past its columns, -1 for a table it lacks.  NULL: every table
+   * section spells its encodings out. */
+  int (*coltype)(const void *cx, unsigned tid, unsigned col);
+  const void *coltype_cx;
+} sx_fctx;
+
+/* A context for frames from sender to receiver under schema hash (the
+ * sender's).  0 or SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_fctx_init(sx_fctx *c, const sx_alloc *al,
+                              const uint8_t *sender, const uint8_t *receiver,
+                              uint64_t hash);
+/* Frees what c holds (c itself is the caller's); NULL-safe, and safe on a
+ * zeroed context. */
+SYNC_PRIVATE void sx_fctx_free(sx_fctx *c);
+/* A REQUEST other than an acknowledgement went from the receiver to the
+ * sender: its cursor, mark, scope and vector become the context.  0 or
+ * SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_fctx_request(sx_fctx *c, const sync_request *req);
+/* sync_encoder_begin for a session frame under context c (which it
+ * moves on); SYNC_ENOTSUP under SYNC_OMIT_ENCODER, as that call. */
+SYNC_PRIVATE int sx_encoder_begin_ctx(sync_encoder *e, sx_fctx *c,
+                                      const sync_delta *d, size_t *frame_len,
+                                      size_t *raw_len);
+/* sync_decoder_feed for session frames under context c (the same c for
+ * every call of a session); c moves on with each frame decoded. */
+SYNC_PRIVATE int sx_decoder_feed_ctx(sync_decoder *dec, sx_fctx *c,
+                                     sync_inbuf *in, sync_delta **out);
+
 #endif
 
 #include <math.h>
@@ -12243,6 +12314,226 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
 static const double sx_p10[SX_DEC_SCALES] = {
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
+/* ---------------------------------------------------------------------
+ * Session frames (major 2): the context both ends of a direction hold
+ * ------------------------------------------------------------------- */
+#define SX_FMAJOR_SESS 2
+/* Chunk flags of a session frame (a varint): what the body holds beyond
+ * the context. */
+#define SX_CF_LAST 0x001u
+#define SX_CF_PARTIAL 0x002u
+#define SX_CF_COMPLETE 0x004u
+#define SX_CF_MARK 0x008u    /* u64 mark id, var mark start */
+#define SX_CF_SCOPE 0x010u   /* the scope */
+#define SX_CF_EXITS 0x020u   /* var E >= 1, exit markers */
+#define SX_CF_END 0x040u     /* the end cursor whole */
+#define SX_CF_START 0x080u   /* the start cursor */
+#define SX_CF_GCCL 0x100u    /* var G >= 1, collected causal lengths */
+#define SX_CF_RENEW 0x200u   /* var R >= 1, renewal records */
+#define SX_CF_LINEAGE 0x400u /* the mark's lineage */
+#define SX_CF_IDS 0x800u     /* sender and receiver ids */
+#define SX_CF_HASH 0x1000u   /* the schema hash */
+#define SX_CF_ALL 0x1fffu
+/* A signed HLC difference is written as (magnitude << 1 | negative),
+ * below this magnitude; larger ones escape to the whole HLC. */
+#define SX_HDELTA_MAX (UINT64_C(1) << 62)
+
+static int sx_site_cmp(const uint8_t *a, const uint8_t *b) {
+  return memcmp(a, b, SX_SITE_LEN);
+}
+
+/* Position of id in c->byid (where it would go when absent); *found. */
+static size_t sx_fctx_find(const sx_fctx *c, const uint8_t *id, int *found) {
+  size_t lo = 0, hi = c->nsites;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int k = sx_site_cmp(c->sites[c->byid[mid]], id);
+    if (k == 0) {
+      *found = 1;
+      return mid;
+    }
+    if (k < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  *found = 0;
+  return lo;
+}
+
+/* Append id as the next session index (the table has room). */
+static int sx_fctx_add(sx_fctx *c, const uint8_t *id) {
+  int found, rc;
+  size_t at;
+  if ((rc = sx_grow(&c->al, (void **)&c->sites, &c->capsites, c->nsites + 1,
+                    SX_SITE_LEN)) ||
+      (rc = sx_grow(&c->al, (void **)&c->byid, &c->capbyid, c->nsites + 1,
+                    sizeof(uint32_t))) ||
+      (rc = sx_grow(&c->al, (void **)&c->hl, &c->caphl, c->nsites + 1,
+                    sizeof(uint64_t))) ||
+      (rc = sx_grow(&c->al, (void **)&c->vl, &c->capvl, c->nsites + 1,
+                    sizeof(uint64_t))))
+    return rc;
+  c->hl[c->nsites] = c->vl[c->nsites] = 0;
+  at = sx_fctx_find(c, id, &found);
+  memcpy(c->sites[c->nsites], id, SX_SITE_LEN);
+  memmove(c->byid + at + 1, c->byid + at, (c->nsites - at) * sizeof *c->byid);
+  c->byid[at] = (uint32_t)c->nsites;
+  c->nsites++;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_fctx_init(sx_fctx *c, const sx_alloc *al,
+                              const uint8_t *sender, const uint8_t *receiver,
+                              uint64_t hash) {
+  int rc;
+  memset(c, 0, sizeof *c);
+  c->al = *al;
+  c->schema_hash = hash;
+  c->start.mode = SX_MODE_LOG;
+  if ((rc = sx_fctx_add(c, sender)) || (rc = sx_fctx_add(c, receiver))) {
+    sx_fctx_free(c);
+    return rc;
+  }
+  return 0;
+}
+
+SYNC_PRIVATE void sx_fctx_free(sx_fctx *c) {
+  if (!c) return;
+  sx_free(&c->al, c->sites);
+  sx_free(&c->al, c->byid);
+  sx_free(&c->al, c->ref);
+  sx_free(&c->al, c->hl);
+  sx_free(&c->al, c->vl);
+  sx_free(&c->al, c->map);
+  c->sites = NULL;
+  c->byid = NULL;
+  c->ref = NULL;
+  c->hl = c->vl = NULL;
+  c->map = NULL;
+  c->nsites = c->capsites = c->capbyid = c->nref = c->capref = 0;
+  c->caphl = c->capvl = c->capmap = 0;
+}
+
+static int sx_stamp_site_cmp(const void *a, const void *b) {
+  return sx_site_cmp(((const sync_stamp *)a)->site,
+                     ((const sync_stamp *)b)->site);
+}
+
+SYNC_PRIVATE int sx_fctx_request(sx_fctx *c, const sync_request *req) {
+  int rc;
+  c->start = req->cur;
+  c->mark = req->mark;
+  c->scope = req->scope;
+  if ((rc = sx_grow(&c->al, (void **)&c->ref, &c->capref, req->nvv + 1,
+                    sizeof(sync_stamp))))
+    return rc;
+  if (req->nvv) memcpy(c->ref, req->vv, req->nvv * sizeof(sync_stamp));
+  c->nref = req->nvv;
+  qsort(c->ref, c->nref, sizeof *c->ref, sx_stamp_site_cmp);
+  return 0;
+}
+
+/* The requester's vector entry for site id (0 when it names none). */
+static uint64_t sx_fctx_ref(const sx_fctx *c, const uint8_t *id) {
+  size_t lo = 0, hi = c->nref;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int k = sx_site_cmp(c->ref[mid].site, id);
+    if (k == 0) return c->ref[mid].hlc;
+    if (k < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return 0;
+}
+
+/* What the first stamp of chunk site i of d is written against: the
+ * largest stamp of its site in the session's last frame that had one,
+ * else the requester's vector entry. */
+static uint64_t sx_fctx_sref(const sx_fctx *c, const sync_delta *d,
+                             size_t i) {
+  uint32_t x = c->map[i];
+  if (x != UINT32_MAX && c->hl[x]) return c->hl[x];
+  return sx_fctx_ref(c, d->sites[i]);
+}
+
+/* What chunk site i's vector entry is written against: the entry the
+ * session's last frame gave its site (an initial stream repeats the
+ * whole vector in every chunk), else the largest stamp of the site in
+ * this chunk (mx, 0 when none), else the requester's entry. */
+static uint64_t sx_fctx_vref(const sx_fctx *c, const sync_delta *d, size_t i,
+                             uint64_t mx) {
+  uint32_t x = c->map[i];
+  if (x != UINT32_MAX && c->vl[x]) return c->vl[x];
+  return mx ? mx : sx_fctx_ref(c, d->sites[i]);
+}
+
+/* A frame went through (written or read): each of its stamps (chunk
+ * site, HLC) and its vector become what the next frame's are written
+ * against. */
+static void sx_fctx_seen_stamp(sx_fctx *c, const sync_delta *d, uint32_t site,
+                               uint64_t h) {
+  uint32_t x = site < d->nsites ? c->map[site] : UINT32_MAX;
+  if (x != UINT32_MAX && h > c->hl[x]) c->hl[x] = h;
+}
+
+static void sx_fctx_seen_vector(sx_fctx *c, const sync_delta *d) {
+  size_t i;
+  for (i = 0; i < d->nsites && i < d->nvv; i++)
+    if (c->map[i] != UINT32_MAX && d->vv[i]) c->vl[c->map[i]] = d->vv[i];
+}
+
+#ifndef SYNC_OMIT_ENCODER
+static int sx_fcur_eq(const sx_cursor *a, const sx_cursor *b) {
+  if (a->mode != b->mode) return 0;
+  if (a->mode == SX_MODE_LOG)
+    return a->version == b->version && a->seq == b->seq;
+  return a->v0 == b->v0 && a->tid == b->tid && a->klen == b->klen &&
+         !memcmp(a->key, b->key, a->klen);
+}
+
+static int sx_fscope_eq(const sx_scope *a, const sx_scope *b) {
+  if (a->flags != b->flags) return 0;
+  if (!(a->flags & SX_SCOPE_ON)) return 1;
+  return a->fver == b->fver && !memcmp(a->tables, b->tables, SX_TBYTES) &&
+         !memcmp(a->held, b->held, SX_TBYTES);
+}
+
+/* The bytes of HLC h against ref: zero escapes to the whole HLC; else
+ * zero + 1 + (|h - ref| << 1 | h < ref).  p needs 2 * SX_VARINT_MAX
+ * bytes. */
+static unsigned char *sx_whdelta(unsigned char *p, uint64_t h, uint64_t ref,
+                                 unsigned zero) {
+  uint64_t mag = h >= ref ? h - ref : ref - h;
+  /* Far from ref (or no ref at all), the HLC itself is shorter. */
+  if (mag >= SX_HDELTA_MAX ||
+      sx_varint_len(zero + 1 + (mag << 1)) > 1 + sx_varint_len(h)) {
+    p = sx_wv(p, zero);
+    return sx_wv(p, h);
+  }
+  return sx_wv(p, zero + 1 + ((mag << 1) | (h < ref ? 1u : 0u)));
+}
+#endif
+
+/* Read what sx_whdelta wrote (u: its first varint, already read, at
+ * least zero); 0, or 1 when the HLC would leave 0..2^64-1. */
+static int sx_rhdelta(sx_rd *r, uint64_t u, uint64_t ref, unsigned zero,
+                      uint64_t *h) {
+  uint64_t v, mag;
+  if (u == zero) {
+    *h = sx_rv(r);
+    return 0;
+  }
+  v = u - zero - 1;
+  mag = v >> 1;
+  if (v & 1) {
+    if (mag > ref) return 1;
+    *h = ref - mag;
+  } else {
+    if (mag > UINT64_MAX - ref) return 1;
+    *h = ref + mag;
+  }
+  return 0;
+}
 
 /* ---------------------------------------------------------------------
  * Encoder (left out under SYNC_OMIT_ENCODER: a decoder-only build)
@@ -12596,6 +12887,9 @@ typedef struct sx_ebody {
   unsigned ptid;
   size_t pk, pklen, pstamp;
   sx_encol *tcols, *tend; /* its table's entries in e->ec */
+  /* a session frame (major 2): its context and chunk flags */
+  sx_fctx *cx;
+  unsigned cflags;
 } sx_ebody;
 
 /* One row's head bits and stamp indexes (SIZE_MAX: no base). */
@@ -12765,6 +13059,177 @@ static void sx_enc_tables(sx_ebody *b) {
   b->p = p;
 }
 
+/* Major 2, stage 3: what the chunk holds beyond the context (its chunk
+ * flags, in b->cflags), the cursors, and the chunk's sites as session
+ * indexes, new ones in full (and into the context). */
+static unsigned sx_enc2_flags(const sx_ebody *b) {
+  const sync_delta *d = b->d;
+  const sx_fctx *c = b->cx;
+  unsigned f = (d->last ? SX_CF_LAST : 0) | (d->partial ? SX_CF_PARTIAL : 0) |
+               (d->complete ? SX_CF_COMPLETE : 0);
+  if (d->mark.id != c->mark.id || d->mark.start != c->mark.start)
+    f |= SX_CF_MARK;
+  if (!sx_fscope_eq(&d->scope, &c->scope)) f |= SX_CF_SCOPE;
+  if (d->nx) f |= SX_CF_EXITS;
+  if (!sx_fcur_eq(&d->start, &c->start)) f |= SX_CF_START;
+  if (d->start.mode != SX_MODE_LOG || d->end.mode != SX_MODE_LOG)
+    f |= SX_CF_END;
+  if (d->ngccl) f |= SX_CF_GCCL;
+  if (d->nrenew) f |= SX_CF_RENEW;
+  if (d->lineage.n) f |= SX_CF_LINEAGE;
+  if (sx_site_cmp(d->sender, c->sites[0]) ||
+      sx_site_cmp(d->receiver, c->sites[1]))
+    f |= SX_CF_IDS;
+  if (d->schema_hash != c->schema_hash) f |= SX_CF_HASH;
+  return f;
+}
+
+static int sx_enc2_head(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  sx_fctx *c = b->cx;
+  unsigned char *p = b->p;
+  size_t i;
+  int rc;
+  /* Chunk index 0 is the sender, as in major 1; a session frame never
+   * spells it out. */
+  if (d->nsites == 0 || d->nsites > SX_MAX_SITES ||
+      sx_site_cmp(d->sites[0], d->sender))
+    return SYNC_EINVAL;
+  if ((rc = sx_grow(&c->al, (void **)&c->map, &c->capmap, d->nsites,
+                    sizeof(uint32_t))))
+    return rc;
+  b->cflags = sx_enc2_flags(b);
+  c->map[0] = (b->cflags & SX_CF_IDS) ? UINT32_MAX : 0;
+  p = sx_wv(p, b->cflags);
+  if (b->cflags & SX_CF_IDS) {
+    memcpy(p, d->sender, SX_SITE_LEN);
+    memcpy(p + SX_SITE_LEN, d->receiver, SX_SITE_LEN);
+    p += 2 * SX_SITE_LEN;
+  }
+  if (b->cflags & SX_CF_HASH) {
+    sx_put_le64(p, d->schema_hash);
+    p += 8;
+  }
+  if (b->cflags & SX_CF_START) p = sx_wcursor(p, &d->start);
+  if (b->cflags & SX_CF_END) {
+    p = sx_wcursor(p, &d->end);
+  } else {
+    /* Mostly a few versions on from the start. */
+    p = sx_whdelta(p, d->end.version, d->start.version, 0);
+    p = sx_wv(p, d->end.seq);
+  }
+  p = sx_wv(p, d->nsites);
+  for (i = 1; i < d->nsites; i++) {
+    int found;
+    size_t at = sx_fctx_find(c, d->sites[i], &found);
+    if (found) {
+      c->map[i] = c->byid[at];
+      p = sx_wv(p, c->byid[at]);
+      continue;
+    }
+    *p++ = 0;
+    memcpy(p, d->sites[i], SX_SITE_LEN);
+    p += SX_SITE_LEN;
+    c->map[i] = UINT32_MAX;
+    if (c->nsites < SX_FCTX_SITES) {
+      c->map[i] = (uint32_t)c->nsites;
+      if ((rc = sx_fctx_add(c, d->sites[i]))) return rc;
+    }
+  }
+  b->p = p;
+  return 0;
+}
+
+/* Major 2, stage 4: the stamp table, each group's first HLC against the
+ * requester's vector entry for its site; then the sender's vector, each
+ * entry against the largest stamp of its site in the chunk (or that
+ * vector entry when the chunk has none). */
+static void sx_enc2_stamps(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  const sx_stampv *st = b->st;
+  unsigned char *p = b->p;
+  size_t i, j, ng = 0, g;
+  for (i = 0; i < b->nst; i++)
+    if (!i || st[i].site != st[i - 1].site) ng++;
+  p = sx_wv(p, ng);
+  for (i = 0; i < b->nst;) {
+    size_t n = 1;
+    while (i + n < b->nst && st[i + n].site == st[i].site) n++;
+    p = sx_wv(p, st[i].site);
+    p = sx_wv(p, n);
+    p = sx_whdelta(p, st[i].hlc, sx_fctx_sref(b->cx, d, st[i].site), 0);
+    for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
+    i += n;
+  }
+  for (i = g = 0; i < d->nsites; i++) {
+    uint64_t v = i < d->nvv ? d->vv[i] : 0, mx = 0;
+    while (g < b->nst && st[g].site < i) g++;
+    if (g < b->nst && st[g].site == i) {
+      while (g + 1 < b->nst && st[g + 1].site == i) g++;
+      mx = st[g].hlc;
+    }
+    if (!v) *p++ = 0;
+    else p = sx_whdelta(p, v, sx_fctx_vref(b->cx, d, i, mx), 1);
+  }
+  b->p = p;
+}
+
+/* Major 2, stage 5: the tables.  A table whose every column is written
+ * plain with the type the sender's schema gives it, and that has as many
+ * columns in the chunk as in the schema (what a chunk of whole rows
+ * usually is), takes one byte instead of one per column. */
+static int sx_enc2_schema_form(const sx_ebody *b, unsigned tid, size_t k,
+                               unsigned ncols) {
+  const sx_fctx *c = b->cx;
+  const sx_encol *ec = b->e->ec;
+  unsigned col;
+  /* The form names the schema of the context's hash, no other. */
+  if (!c->coltype || (b->cflags & SX_CF_HASH) ||
+      c->coltype(c->coltype_cx, tid, ncols) != 0)
+    return 0;
+  for (col = 0; col < ncols; col++) {
+    int t = c->coltype(c->coltype_cx, tid, col);
+    if (t <= 0) return 0;
+    if (k < b->nec && ec[k].tid == tid && ec[k].col == col) {
+      if (ec[k].enc != SX_ENC_PLAIN ||
+          (ec[k].type != SYNC_NULL && ec[k].type != t))
+        return 0;
+      k++;
+    }
+  }
+  return 1;
+}
+
+static void sx_enc2_tables(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  sx_encol *ec = b->e->ec;
+  unsigned char *p = sx_wv(b->p, b->ntab);
+  size_t i, j, k = 0;
+  for (i = 0; i < d->nrows; i++) {
+    unsigned tid = d->rows[b->e->order[i]].tid, ncols = 0, col;
+    if (i && tid == d->rows[b->e->order[i - 1]].tid) continue;
+    while (k < b->nec && ec[k].tid < tid) k++;
+    for (j = k; j < b->nec && ec[j].tid == tid; j++) ncols = ec[j].col + 1;
+    p = sx_wv(p, tid);
+    if (ncols && sx_enc2_schema_form(b, tid, k, ncols)) {
+      *p++ = 0;
+      for (j = k; j < b->nec && ec[j].tid == tid; j++) ec[j].prev = 0;
+      continue;
+    }
+    p = sx_wv(p, (uint64_t)ncols + 1);
+    for (col = 0, j = k; col < ncols; col++) {
+      if (j < b->nec && ec[j].tid == tid && ec[j].col == col) {
+        *p++ = (unsigned char)(ec[j].type | (ec[j].enc << 3));
+        ec[j].prev = 0;
+        j++;
+      } else {
+        *p++ = 0;
+      }
+    }
+  }
+  b->p = p;
+}
+
 /* The head bits of row r and its stamp indexes. */
 static void sx_enc_row_plan(sx_ebody *b, const sx_drow *r, sx_erow *w) {
   const sync_delta *d = b->d;
@@ -12786,7 +13251,8 @@ static void sx_enc_row_plan(sx_ebody *b, const sx_drow *r, sx_erow *w) {
   if (r->klen != b->pklen) w->head |= SX_RH_KLEN;
   if (w->rst != b->pstamp) w->head |= SX_RH_STAMP;
   if (r->cl != 1) w->head |= SX_RH_CL;
-  if (r->ncols && (r->cl & 1)) {
+  /* (c0 is NULL only for a delta without columns, where ncols is 0.) */
+  if (r->ncols && (r->cl & 1) && c0) {
     w->cst = sx_stamp_find(b->st, b->nst, c0[0].site, c0[0].hlc);
     if (c0[0].bhlc)
       w->bst = sx_stamp_find(b->st, b->nst, c0[0].bsite, c0[0].bhlc);
@@ -12901,6 +13367,21 @@ static int sx_enc_history(sx_ebody *b) {
                                (size_t)d->ngccl * 2 * SX_VARINT_MAX)))
     return rc;
   p = b->p;
+  if (b->cx) {
+    /* Major 2: the complete flag is a chunk flag; the mark only when it
+     * is not the context's; the causal lengths only when there are. */
+    if (b->cflags & SX_CF_MARK) {
+      sx_put_le64(p, d->mark.id);
+      p = sx_wv(p + 8, d->mark.start);
+    }
+    if (b->cflags & SX_CF_GCCL) p = sx_wv(p, d->ngccl);
+    for (i = 0; i < d->ngccl; i++) {
+      p = sx_wv(p, d->gccl[i].tid);
+      p = sx_wv(p, d->gccl[i].cl);
+    }
+    b->p = p;
+    return 0;
+  }
   *p++ = d->complete ? 1 : 0;
   sx_put_le64(p, d->mark.id);
   p += 8;
@@ -12953,8 +13434,8 @@ static int sx_enc_exits(sx_ebody *b) {
   /* Exits are cut in log order, like rows: sorted here. */
   sx_free(&b->e->al, b->sr);
   if ((rc = sx_enc_sortrows(&b->e->al, d, d->xrows, d->nx, &b->sr))) return rc;
-  b->p = sx_wscope(b->p, &d->scope);
-  b->p = sx_wv(b->p, d->nx);
+  if (!b->cx || (b->cflags & SX_CF_SCOPE)) b->p = sx_wscope(b->p, &d->scope);
+  if (!b->cx || (b->cflags & SX_CF_EXITS)) b->p = sx_wv(b->p, d->nx);
   for (i = 0; i < d->nx; i++) {
     const sx_drow *x = &d->xrows[b->sr[i].idx];
     const unsigned char *key = d->arena.p + x->koff;
@@ -12980,7 +13461,7 @@ static int sx_enc_renewals(sx_ebody *b) {
   size_t i;
   int rc;
   if ((rc = sx_enc_room(b, (1 + 2 * d->nrenew) * SX_VARINT_MAX))) return rc;
-  b->p = sx_wv(b->p, d->nrenew);
+  if (!b->cx || (b->cflags & SX_CF_RENEW)) b->p = sx_wv(b->p, d->nrenew);
   for (i = 0; i < d->nrenew; i++) {
     if (d->renew[i].site == 0 || d->renew[i].site >= d->nsites ||
         (i && d->renew[i].site <= d->renew[i - 1].site))
@@ -13002,20 +13483,32 @@ static int sx_enc_lineage(sx_ebody *b) {
 }
 
 /* Write the body of chunk d into e->body: the stages in frame order. */
-static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
+static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
   sx_ebody b;
   int rc;
   memset(&b, 0, sizeof b);
   b.e = e;
   b.d = d;
+  b.cx = cx;
   rc = sx_enc_order(&b);
   if (!rc) rc = sx_enc_tally(&b);
   if (!rc) rc = sx_choose(e, d, b.nec);
   if (!rc) {
     e->body.len = 0;
+    /* A session frame may spend a little more per site (a varint of
+     * index, another for its vector entry's escape). */
+    if (cx) b.bound += ((size_t)d->nsites + 1) * 4 * SX_VARINT_MAX;
     rc = sx_buf_reserve(&e->body, b.bound);
   }
-  if (!rc) {
+  if (!rc && cx) {
+    b.p = e->body.p;
+    rc = sx_enc2_head(&b);
+    if (!rc) {
+      sx_enc2_stamps(&b);
+      sx_enc2_tables(&b);
+      rc = sx_enc_rows(&b);
+    }
+  } else if (!rc) {
     /* Up to the rows, the body fits the bound just reserved. */
     b.p = e->body.p;
     sx_enc_head(&b);
@@ -13031,13 +13524,20 @@ static int sx_encode_body(sync_encoder *e, const sync_delta *d) {
     e->body.len = (size_t)(b.p - e->body.p);
     if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
   }
+  if (!rc && cx) {
+    size_t i;
+    for (i = 0; i < b.nst; i++)
+      sx_fctx_seen_stamp(cx, d, b.st[i].site, b.st[i].hlc);
+    sx_fctx_seen_vector(cx, d);
+  }
   sx_free(&e->al, b.sr);
   sx_free(&e->al, b.st);
   return rc;
 }
 
-SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
-                                size_t *frame_len, size_t *raw_len) {
+/* A frame of d: standalone (major 1), or a session frame under cx. */
+static int sx_encoder_begin(sync_encoder *e, sx_fctx *cx, const sync_delta *d,
+                            size_t *frame_len, size_t *raw_len) {
   unsigned char head[SX_FHEAD_MAX], *p = head;
   unsigned flags = 0;
   const unsigned char *stored;
@@ -13046,7 +13546,7 @@ SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
   if (!e || !d) return SYNC_EINVAL;
   e->have = 0;
   e->pos = 0;
-  if ((rc = sx_encode_body(e, d))) return rc;
+  if ((rc = sx_encode_body(e, cx, d))) return rc;
   if (e->body.len > UINT32_MAX) return SYNC_ELIMIT;
   e->raw_len = e->body.len;
   stored = e->body.p;
@@ -13066,13 +13566,18 @@ SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
     nstored = n;
   }
 #endif
-  *p++ = SX_FMAGIC0;
-  *p++ = 'S';
-  *p++ = 'Y';
-  *p++ = 'N';
-  *p++ = SX_FMAJOR;
-  *p++ = d->lineage.n ? SX_FMINOR : SX_FMINOR - 1;
-  *p++ = (unsigned char)flags;
+  if (cx) {
+    /* The session knows what this is: one byte of major and flags. */
+    *p++ = (unsigned char)(SX_FMAJOR_SESS << 4 | flags);
+  } else {
+    *p++ = SX_FMAGIC0;
+    *p++ = 'S';
+    *p++ = 'Y';
+    *p++ = 'N';
+    *p++ = SX_FMAJOR;
+    *p++ = d->lineage.n ? SX_FMINOR : SX_FMINOR - 1;
+    *p++ = (unsigned char)flags;
+  }
   p = sx_wv(p, nstored);
   if (flags & SX_FF_ZSTD) p = sx_wv(p, e->raw_len);
   if (flags & SX_FF_DICT) {
@@ -13087,13 +13592,38 @@ SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
   else
     memcpy(e->frame.p + hlen, stored, nstored);
   memcpy(e->frame.p, head, hlen);
+  /* A session frame's checksum is seeded with its number in the
+   * direction: a frame lost, repeated or out of order (contexts that
+   * went apart) fails it. */
   sx_put_le64(e->frame.p + hlen + nstored,
-              sx_hash64(e->frame.p, hlen + nstored, 0));
+              sx_hash64(e->frame.p, hlen + nstored, cx ? cx->frames : 0));
   e->frame.len = hlen + nstored + SX_FSUM;
   e->have = 1;
+  if (cx) {
+    cx->start = d->end;
+    cx->mark = d->mark;
+    cx->scope = d->scope;
+    cx->frames++;
+  }
   if (frame_len) *frame_len = e->frame.len;
   if (raw_len) *raw_len = e->raw_len;
   return 0;
+}
+
+SYNC_API int sync_encoder_begin(sync_encoder *e, const sync_delta *d,
+                                size_t *frame_len, size_t *raw_len) {
+  return sx_encoder_begin(e, NULL, d, frame_len, raw_len);
+}
+
+SYNC_PRIVATE int sx_encoder_begin_ctx(sync_encoder *e, sx_fctx *c,
+                                      const sync_delta *d, size_t *frame_len,
+                                      size_t *raw_len) {
+  int rc;
+  if (!c || c->broken) return SYNC_EINVAL;
+  /* A frame not made may have moved the context half way: the session
+   * ends there. */
+  if ((rc = sx_encoder_begin(e, c, d, frame_len, raw_len))) c->broken = 1;
+  return rc;
 }
 
 SYNC_API int64_t sync_encoder_read(sync_encoder *e, sync_outbuf *out) {
@@ -13151,6 +13681,17 @@ SYNC_API int sync_encoder_frame(const sync_encoder *e, const void **frame,
   (void)len;
   return SYNC_ENOTSUP;
 }
+
+SYNC_PRIVATE int sx_encoder_begin_ctx(sync_encoder *e, sx_fctx *c,
+                                      const sync_delta *d, size_t *frame_len,
+                                      size_t *raw_len) {
+  (void)e;
+  (void)c;
+  (void)d;
+  (void)frame_len;
+  (void)raw_len;
+  return SYNC_ENOTSUP;
+}
 #endif /* SYNC_OMIT_ENCODER */
 
 /* ---------------------------------------------------------------------
@@ -13176,6 +13717,8 @@ struct sync_decoder {
   unsigned *ncols;
   int64_t *prev;      /* per (table slot, column): delta state */
   size_t cap_enc;
+  sx_fctx *cx;        /* session frames (major 2): their context, for the
+                         time of one sx_decoder_feed_ctx call */
 };
 
 SYNC_API int sync_decoder_create(const sync_allocator *alloc,
@@ -13244,6 +13787,7 @@ typedef struct sx_dbody {
   const unsigned char *b;          /* the body: values are offsets from here */
   uint64_t nst;                    /* stamps in the table */
   size_t slot_of[SYNC_MAX_TABLES]; /* table id -> slot in dec->ncols */
+  unsigned cflags;                 /* a session frame's chunk flags */
 } sx_dbody;
 
 /* What a row (or exit) leaves for the next one. */
@@ -13298,6 +13842,124 @@ static int sx_dec_sites(sx_dbody *s) {
   return r->bad ? SX_BAD(s, "truncated vector") : 0;
 }
 
+/* Major 2, stage 1: the chunk flags, what they say follows (ids, schema
+ * hash, start cursor), the end cursor; the rest from the context. */
+static int sx_dec2_head(sx_dbody *s) {
+  sync_delta *d = s->d;
+  const sx_fctx *c = s->dec->cx;
+  sx_rd *r = &s->r;
+  const unsigned char *q;
+  uint64_t f = sx_rv(r);
+  if (r->bad) return SX_BAD(s, "truncated chunk flags");
+  if (f & ~(uint64_t)SX_CF_ALL) return SX_BAD(s, "unknown chunk flags");
+  s->cflags = (unsigned)f;
+  d->last = (f & SX_CF_LAST) != 0;
+  d->partial = (f & SX_CF_PARTIAL) != 0;
+  d->complete = (f & SX_CF_COMPLETE) != 0;
+  if (f & SX_CF_IDS) {
+    if (!(q = sx_rbytes(r, 2 * SX_SITE_LEN)))
+      return SX_BAD(s, "truncated chunk head");
+    memcpy(d->sender, q, SX_SITE_LEN);
+    memcpy(d->receiver, q + SX_SITE_LEN, SX_SITE_LEN);
+  } else {
+    memcpy(d->sender, c->sites[0], SX_SITE_LEN);
+    memcpy(d->receiver, c->sites[1], SX_SITE_LEN);
+  }
+  d->schema_hash = c->schema_hash;
+  if (f & SX_CF_HASH) {
+    if (!(q = sx_rbytes(r, 8))) return SX_BAD(s, "truncated chunk head");
+    d->schema_hash = sx_get_le64(q);
+  }
+  d->start = c->start;
+  if ((f & SX_CF_START) && sx_rcursor(r, &d->start))
+    return SX_BAD(s, "bad start cursor");
+  if (f & SX_CF_END) {
+    if (sx_rcursor(r, &d->end)) return SX_BAD(s, "bad end cursor");
+  } else {
+    uint64_t u = sx_rv(r);
+    if (d->start.mode != SX_MODE_LOG)
+      return SX_BAD(s, "end cursor as a delta from a start not in log mode");
+    memset(&d->end, 0, sizeof d->end);
+    d->end.mode = SX_MODE_LOG;
+    if (r->bad || sx_rhdelta(r, u, d->start.version, 0, &d->end.version))
+      return SX_BAD(s, "bad end cursor");
+    d->end.seq = (uint32_t)sx_rvb(r, (uint64_t)UINT32_MAX + 1);
+    if (r->bad) return SX_BAD(s, "bad end cursor");
+  }
+  d->mark = c->mark;
+  d->scope = c->scope;
+  return 0;
+}
+
+/* Major 2, stage 2: the chunk's sites, index 0 the sender, the others by
+ * session index or in full (and then into the session's table). */
+static int sx_dec2_sites(sx_dbody *s) {
+  sync_delta *d = s->d;
+  sx_fctx *c = s->dec->cx;
+  sx_rd *r = &s->r;
+  const unsigned char *q;
+  uint32_t i;
+  int rc;
+  d->nsites = (uint32_t)sx_rvb(r, SX_MAX_SITES + 1);
+  if (r->bad || d->nsites == 0 ||
+      d->nsites - 1 > (size_t)(r->end - r->p))
+    return SX_BAD(s, "bad site count");
+  d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&s->dec->al, (size_t)d->nsites *
+                                                                 SX_SITE_LEN);
+  d->vv =
+      (uint64_t *)sx_malloc(&s->dec->al, (size_t)d->nsites * sizeof(uint64_t));
+  if (!d->sites || !d->vv) return SYNC_ENOMEM;
+  d->nvv = d->nsites;
+  if ((rc = sx_grow(&c->al, (void **)&c->map, &c->capmap, d->nsites,
+                    sizeof(uint32_t))))
+    return rc;
+  memcpy(d->sites[0], d->sender, SX_SITE_LEN);
+  c->map[0] = (s->cflags & SX_CF_IDS) ? UINT32_MAX : 0;
+  for (i = 1; i < d->nsites; i++) {
+    uint64_t ref = sx_rv(r);
+    if (r->bad) return SX_BAD(s, "truncated site table");
+    if (ref == 0) {
+      if (!(q = sx_rbytes(r, SX_SITE_LEN)))
+        return SX_BAD(s, "truncated site table");
+      memcpy(d->sites[i], q, SX_SITE_LEN);
+      c->map[i] = UINT32_MAX;
+      if (c->nsites < SX_FCTX_SITES) {
+        c->map[i] = (uint32_t)c->nsites;
+        if ((rc = sx_fctx_add(c, q))) return rc;
+      }
+    } else if (ref >= c->nsites) {
+      return SX_BAD(s, "site index past the session's site table");
+    } else {
+      c->map[i] = (uint32_t)ref;
+      memcpy(d->sites[i], c->sites[ref], SX_SITE_LEN);
+    }
+  }
+  return 0;
+}
+
+/* Major 2, after the stamps: the sender's vector, each entry against the
+ * largest stamp of its site in the chunk, or the requester's entry. */
+static int sx_dec2_vector(sx_dbody *s) {
+  sync_decoder *dec = s->dec;
+  sync_delta *d = s->d;
+  sx_rd *r = &s->r;
+  uint64_t g = 0;
+  uint32_t i;
+  for (i = 0; i < d->nsites; i++) {
+    uint64_t u = sx_rv(r), mx = 0;
+    if (r->bad) return SX_BAD(s, "truncated vector");
+    while (g < s->nst && dec->ssite[g] < i) g++;
+    if (g < s->nst && dec->ssite[g] == i) {
+      while (g + 1 < s->nst && dec->ssite[g + 1] == i) g++;
+      mx = dec->stamps[g];
+    }
+    d->vv[i] = 0;
+    if (u && sx_rhdelta(r, u, sx_fctx_vref(dec->cx, d, i, mx), 1, &d->vv[i]))
+      return SX_BAD(s, "vector entry overflows");
+  }
+  return r->bad ? SX_BAD(s, "truncated vector") : 0;
+}
+
 /* Stage 3: the stamp table, in groups of one site, increasing. */
 static int sx_dec_stamps(sx_dbody *s) {
   sync_decoder *dec = s->dec;
@@ -13321,6 +13983,10 @@ static int sx_dec_stamps(sx_dbody *s) {
       return rc;
     psite = site;
     h = sx_rv(r);
+    /* A session frame: the first HLC against the requester's entry. */
+    if (dec->cx && !r->bad &&
+        sx_rhdelta(r, h, sx_fctx_sref(dec->cx, s->d, (size_t)site), 0, &h))
+      return SX_BAD(s, "stamp HLC overflows");
     if (h == 0) return SX_BAD(s, "stamp with HLC 0");
     for (j = 0; j < cnt; j++) {
       if (j) {
@@ -13338,16 +14004,49 @@ static int sx_dec_stamps(sx_dbody *s) {
 
 /* The tables' first pass: ids increasing, and the count of their column
  * encodings in *total, to allocate the arrays once. */
+/* A session frame's table in the schema form: its column count in the
+ * sender's schema (0 when the schema lacks the table). */
+static unsigned sx_dec2_schema_cols(const sx_fctx *c, unsigned tid) {
+  unsigned n = 0;
+  if (!c->coltype) return 0;
+  while (n < SYNC_MAX_COLUMNS && c->coltype(c->coltype_cx, tid, n) > 0) n++;
+  return n;
+}
+
+/* A table's column count: a varint, in a session frame 0 for the schema
+ * form (*schema set) or the count + 1. */
+static uint64_t sx_dec_table_ncols(sx_dbody *s, uint64_t tid, int *schema) {
+  sx_rd *r = &s->r;
+  uint64_t nc;
+  *schema = 0;
+  if (!s->dec->cx) return sx_rvb(r, SYNC_MAX_COLUMNS + 1);
+  nc = sx_rvb(r, SYNC_MAX_COLUMNS + 2);
+  if (r->bad) return 0;
+  if (nc) return nc - 1;
+  *schema = 1;
+  nc = (s->cflags & SX_CF_HASH)
+           ? 0 /* the form names the schema of the context's hash */
+           : sx_dec2_schema_cols(s->dec->cx, (unsigned)tid);
+  if (!nc) r->bad = 1;
+  return nc;
+}
+
 static int sx_dec_tables_size(sx_dbody *s, uint64_t ntab, size_t *total) {
   sx_rd *r = &s->r;
   uint64_t ptid = 0, i;
   for (i = 0; i < ntab; i++) {
     uint64_t tid = sx_rvb(r, SYNC_MAX_TABLES), nc;
+    int schema;
     if (r->bad || (i && tid <= ptid))
       return SX_BAD(s, "bad table id in the table section");
     ptid = tid;
-    nc = sx_rvb(r, SYNC_MAX_COLUMNS + 1);
-    if (!sx_rbytes(r, (size_t)nc)) return SX_BAD(s, "truncated table section");
+    nc = sx_dec_table_ncols(s, tid, &schema);
+    if (r->bad)
+      return SX_BAD(s, s->dec->cx ? "bad column count or a table the "
+                                    "sender's schema lacks"
+                                  : "truncated table section");
+    if (!schema && !sx_rbytes(r, (size_t)nc))
+      return SX_BAD(s, "truncated table section");
     *total += (size_t)nc;
   }
   return 0;
@@ -13388,11 +14087,25 @@ static int sx_dec_tables(sx_dbody *s) {
   r->p = save;
   total = 0;
   for (i = 0; i < ntab; i++) {
-    uint64_t tid = sx_rv(r), nc = sx_rv(r);
-    const unsigned char *e = sx_rbytes(r, (size_t)nc);
+    uint64_t tid = sx_rv(r), nc;
+    int schema;
+    const unsigned char *e;
+    nc = sx_dec_table_ncols(s, tid, &schema);
+    e = schema ? NULL : sx_rbytes(r, (size_t)nc);
     s->slot_of[tid] = (size_t)i;
     dec->ncols[2 * i] = (unsigned)nc;
     dec->ncols[2 * i + 1] = (unsigned)total; /* first encoding */
+    if (schema) {
+      /* Plain, with the types of the sender's schema. */
+      for (j = 0; j < nc; j++) {
+        int t = dec->cx->coltype(dec->cx->coltype_cx, (unsigned)tid,
+                                 (unsigned)j);
+        dec->enc[total + j] = (unsigned char)(t > 0 && t <= SYNC_BLOB ? t : 0);
+        dec->prev[total + j] = 0;
+      }
+      total += (size_t)nc;
+      continue;
+    }
     for (j = 0; j < nc; j++) {
       unsigned t = e[j] & 7u, m = e[j] >> 3;
       if (t > SYNC_BLOB || (t == SYNC_NULL && m) ||
@@ -13635,13 +14348,26 @@ static int sx_dec_rows(sx_dbody *s) {
 static int sx_dec_history(sx_dbody *s) {
   sync_delta *d = s->d;
   sx_rd *r = &s->r;
-  const unsigned char *q = sx_rbytes(r, 9);
+  const unsigned char *q;
   unsigned i;
-  if (!q || (q[0] & ~1u)) return SX_BAD(s, "bad history section");
-  d->complete = q[0] & 1;
-  d->mark.id = sx_get_le64(q + 1);
-  d->mark.start = sx_rv(r);
-  d->ngccl = (unsigned)sx_rvb(r, SYNC_MAX_TABLES + 1);
+  if (s->dec->cx) {
+    /* Major 2: complete is a chunk flag, the mark and the causal lengths
+     * come only when the flags say so. */
+    if (s->cflags & SX_CF_MARK) {
+      if (!(q = sx_rbytes(r, 8))) return SX_BAD(s, "bad history section");
+      d->mark.id = sx_get_le64(q);
+      d->mark.start = sx_rv(r);
+    }
+    if (s->cflags & SX_CF_GCCL)
+      d->ngccl = (unsigned)sx_rvb(r, SYNC_MAX_TABLES + 1);
+  } else {
+    q = sx_rbytes(r, 9);
+    if (!q || (q[0] & ~1u)) return SX_BAD(s, "bad history section");
+    d->complete = q[0] & 1;
+    d->mark.id = sx_get_le64(q + 1);
+    d->mark.start = sx_rv(r);
+    d->ngccl = (unsigned)sx_rvb(r, SYNC_MAX_TABLES + 1);
+  }
   for (i = 0; i < d->ngccl && !r->bad; i++) {
     d->gccl[i].tid = (unsigned)sx_rvb(r, SYNC_MAX_TABLES);
     d->gccl[i].cl = sx_rvb(r, (UINT64_C(1) << 62) + 1);
@@ -13717,8 +14443,9 @@ static int sx_dec_exits(sx_dbody *s) {
   uint64_t nx, i;
   sx_dprev pv;
   int rc;
-  if (sx_rscope(r, &d->scope)) return SX_BAD(s, "bad scope section");
-  nx = sx_rv(r);
+  if ((!dec->cx || (s->cflags & SX_CF_SCOPE)) && sx_rscope(r, &d->scope))
+    return SX_BAD(s, "bad scope section");
+  nx = !dec->cx || (s->cflags & SX_CF_EXITS) ? sx_rv(r) : 0;
   /* An exit takes at least 6 bytes; rows and exits share max_rows. */
   if (nx > (uint64_t)(r->end - r->p) / 6)
     return SX_BAD(s, "more exits than the body holds");
@@ -13744,7 +14471,8 @@ static int sx_dec_exits(sx_dbody *s) {
 static int sx_dec_renewals(sx_dbody *s) {
   sync_delta *d = s->d;
   sx_rd *r = &s->r;
-  uint64_t nr = sx_rv(r), prev = 0, i;
+  uint64_t nr = !s->dec->cx || (s->cflags & SX_CF_RENEW) ? sx_rv(r) : 0;
+  uint64_t prev = 0, i;
   if (r->bad || nr > (uint64_t)(r->end - r->p) / 2 || nr >= d->nsites)
     return SX_BAD(s, "bad renewal count");
   if (nr > SX_RENEW_MAX)
@@ -13794,20 +14522,49 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
   if (!(rc = sx_buf_reserve(&s.d->arena, n + 64))) {
     memcpy(s.d->arena.p, b, n);
     s.d->arena.len = n;
-    rc = sx_dec_head(&s);
+    rc = dec->cx ? sx_dec2_head(&s) : sx_dec_head(&s);
   }
-  if (!rc) rc = sx_dec_sites(&s);
-  if (!rc) rc = sx_dec_stamps(&s);
-  if (!rc) rc = sx_dec_tables(&s);
-  if (!rc) rc = sx_dec_rows(&s);
-  if (!rc && minor >= 1) rc = sx_dec_history(&s);
-  if (!rc && minor >= 2) rc = sx_dec_exits(&s);
-  if (!rc && minor >= 3) rc = sx_dec_renewals(&s);
-  if (!rc && minor >= 4) rc = sx_dec_lineage(&s);
-  /* A newer minor version may append sections a reader skips. */
-  if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
-  if (!rc && s.r.p != s.r.end && minor <= SX_FMINOR)
-    rc = SX_BAD(&s, "bytes after the last section");
+  if (dec->cx) {
+    /* A session frame (major 2, minor 0): every section is there, the
+     * optional ones as its chunk flags say. */
+    if (!rc) rc = sx_dec2_sites(&s);
+    if (!rc) rc = sx_dec_stamps(&s);
+    if (!rc) rc = sx_dec2_vector(&s);
+    if (!rc) rc = sx_dec_tables(&s);
+    if (!rc) rc = sx_dec_rows(&s);
+    if (!rc) rc = sx_dec_history(&s);
+    if (!rc) rc = sx_dec_exits(&s);
+    if (!rc) rc = sx_dec_renewals(&s);
+    if (!rc && (s.cflags & SX_CF_LINEAGE)) rc = sx_dec_lineage(&s);
+    if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
+    if (!rc && s.r.p != s.r.end)
+      rc = SX_BAD(&s, "bytes after the last section");
+    if (rc) {
+      dec->cx->broken = 1;
+    } else {
+      uint64_t i;
+      for (i = 0; i < s.nst; i++)
+        sx_fctx_seen_stamp(dec->cx, s.d, dec->ssite[i], dec->stamps[i]);
+      sx_fctx_seen_vector(dec->cx, s.d);
+      dec->cx->start = s.d->end;
+      dec->cx->mark = s.d->mark;
+      dec->cx->scope = s.d->scope;
+      dec->cx->frames++;
+    }
+  } else {
+    if (!rc) rc = sx_dec_sites(&s);
+    if (!rc) rc = sx_dec_stamps(&s);
+    if (!rc) rc = sx_dec_tables(&s);
+    if (!rc) rc = sx_dec_rows(&s);
+    if (!rc && minor >= 1) rc = sx_dec_history(&s);
+    if (!rc && minor >= 2) rc = sx_dec_exits(&s);
+    if (!rc && minor >= 3) rc = sx_dec_renewals(&s);
+    if (!rc && minor >= 4) rc = sx_dec_lineage(&s);
+    /* A newer minor version may append sections a reader skips. */
+    if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
+    if (!rc && s.r.p != s.r.end && minor <= SX_FMINOR)
+      rc = SX_BAD(&s, "bytes after the last section");
+  }
   if (rc) {
     sync_delta_free(s.d);
     return rc;
@@ -13824,18 +14581,33 @@ static int sx_frame_head(sync_decoder *dec, const unsigned char *p, size_t n,
   const unsigned char *q = p + 7, *end = p + n;
   uint64_t v;
   size_t k;
-  if ((n >= 1 && p[0] != SX_FMAGIC0) || (n >= 2 && p[1] != 'S') ||
-      (n >= 3 && p[2] != 'Y') || (n >= 4 && p[3] != 'N'))
-    return sx_dec_fail(dec, SYNC_EFORMAT, "bad magic");
-  if (n >= 5 && p[4] != SX_FMAJOR)
-    return sx_dec_fail(dec, SYNC_EVERSION, "another major version");
-  if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT)))
-    return sx_dec_fail(dec, SYNC_EFORMAT, "unknown frame flags");
-  if (n >= 7 && (p[6] & SX_FF_DICT) && !(p[6] & SX_FF_ZSTD))
-    return sx_dec_fail(dec, SYNC_EFORMAT, "dictionary flag without zstd");
-  if (n < 7) return SYNC_NOTFOUND;
-  *minor = p[5];
-  *flags = p[6];
+  if (dec->cx) {
+    /* A session frame: one byte, the major version above the flags. */
+    if (n < 1) return SYNC_NOTFOUND;
+    if (p[0] >> 4 != SX_FMAJOR_SESS)
+      return sx_dec_fail(dec, SYNC_EVERSION,
+                         "another major version (a session frame is 2)");
+    if (p[0] & 0x0cu)
+      return sx_dec_fail(dec, SYNC_EFORMAT, "unknown frame flags");
+    if ((p[0] & SX_FF_DICT) && !(p[0] & SX_FF_ZSTD))
+      return sx_dec_fail(dec, SYNC_EFORMAT, "dictionary flag without zstd");
+    *minor = 0;
+    *flags = p[0] & 3u;
+    q = p + 1;
+  } else {
+    if ((n >= 1 && p[0] != SX_FMAGIC0) || (n >= 2 && p[1] != 'S') ||
+        (n >= 3 && p[2] != 'Y') || (n >= 4 && p[3] != 'N'))
+      return sx_dec_fail(dec, SYNC_EFORMAT, "bad magic");
+    if (n >= 5 && p[4] != SX_FMAJOR)
+      return sx_dec_fail(dec, SYNC_EVERSION, "another major version");
+    if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT)))
+      return sx_dec_fail(dec, SYNC_EFORMAT, "unknown frame flags");
+    if (n >= 7 && (p[6] & SX_FF_DICT) && !(p[6] & SX_FF_ZSTD))
+      return sx_dec_fail(dec, SYNC_EFORMAT, "dictionary flag without zstd");
+    if (n < 7) return SYNC_NOTFOUND;
+    *minor = p[5];
+    *flags = p[6];
+  }
   k = sx_get_varint(q, end, &v);
   if (!k)
     return (size_t)(end - q) >= SX_VARINT_MAX
@@ -13884,7 +14656,8 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p, size_t n,
   if (rc) return rc;
   if (n != hlen + stored + SX_FSUM)
     return sx_dec_fail(dec, SYNC_EFORMAT, "frame length differs from header");
-  if (sx_get_le64(p + hlen + stored) != sx_hash64(p, hlen + stored, 0))
+  if (sx_get_le64(p + hlen + stored) !=
+      sx_hash64(p, hlen + stored, dec->cx ? dec->cx->frames : 0))
     return sx_dec_fail(dec, SYNC_ECHECKSUM, "checksum mismatch");
   body = p + hlen;
   if (flags & SX_FF_ZSTD) {
@@ -14011,6 +14784,16 @@ SYNC_API int sync_decoder_feed(sync_decoder *dec, sync_inbuf *in,
     }
   }
   return 0;
+}
+
+SYNC_PRIVATE int sx_decoder_feed_ctx(sync_decoder *dec, sx_fctx *c,
+                                     sync_inbuf *in, sync_delta **out) {
+  int rc;
+  if (!dec || !c || c->broken) return SYNC_EINVAL;
+  dec->cx = c;
+  rc = sync_decoder_feed(dec, in, out);
+  dec->cx = NULL;
+  return rc;
 }
 
 SYNC_API int sync_decoder_decode(sync_decoder *dec, const void *frame,
@@ -15685,6 +16468,9 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 
 
 #define SX_PROTO 8
+/* The frames of a session: session frames (docs/FORMAT.md, "Session
+ * frames"), named in HELLO. */
+#define SX_SESS_FRAME_MAJOR 2
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -15761,6 +16547,9 @@ struct sync_session {
   int relay;
   sync_encoder *enc;
   sync_decoder *dec;
+  /* What the frames of each direction leave out (codec.h, sx_fctx): set
+   * up once the handshake names the peer (sx_fctx_setup). */
+  sx_fctx tx, rx;
   int frame_out; /* encoder holds a frame still to send */
   /* input: the message being read */
   unsigned char hdr[1 + SX_VARINT_MAX];
@@ -15835,6 +16624,10 @@ SYNC_PRIVATE void sx_report_add(sync_apply_report *a,
 SYNC_PRIVATE int sx_send_request(sync_session *s, int final);
 /* Start phase s->phase (or end the session after the last). */
 SYNC_PRIVATE int sx_phase_start(sync_session *s);
+/* The handshake named the peer (s->peer) and its schema hash: the
+ * contexts of the session's frames, both ways.  0, or the session
+ * fails. */
+SYNC_PRIVATE int sx_fctx_setup(sync_session *s, uint64_t peer_hash);
 /* Start sending d as the next frame, and count it. */
 SYNC_PRIVATE int sx_frame_start(sync_session *s, const sync_delta *d);
 SYNC_PRIVATE void sx_progress(sync_session *s);
@@ -16067,6 +16860,12 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
     p = sx_wv(p, s->o.window ? s->o.window : SX_WIN_DEFAULT);
     s->rwin = 1;
   }
+  /* What the sender reads here, the chunks it answers with leave out. */
+  if (!(b[0] & SX_RQ_ACK) && (rc = sx_fctx_request(&s->rx, req))) {
+    sync_request_free(req);
+    sx_free(&s->al, b);
+    return sx_sess_fail(s, rc, "out of memory");
+  }
   sync_request_free(req);
   rc = sx_msg_put(s, SX_M_REQUEST, b, (size_t)(p - b));
   sx_free(&s->al, b);
@@ -16091,11 +16890,53 @@ SYNC_PRIVATE int sx_phase_start(sync_session *s) {
   return sx_send_request(s, 0);
 }
 
+/* The type of column col of table tid in schema sc, as sx_fctx wants
+ * it. */
+static int sx_coltype_of(const sx_schema *sc, unsigned tid, unsigned col) {
+  if (!sc || tid >= sc->ntables) return -1;
+  if (col >= sc->tables[tid].ncols) return 0;
+  return sc->tables[tid].cols[col].type;
+}
+
+/* Frames we send are cut under our schema... */
+static int sx_coltype_own(const void *cx, unsigned tid, unsigned col) {
+  const sync_session *s = (const sync_session *)cx;
+  return sx_coltype_of(s->env->schema, tid, col);
+}
+
+/* ...and those we receive under the peer's: ours, or the one its
+ * handshake brought (kept by the env as compatible). */
+static int sx_coltype_peer(const void *cx, unsigned tid, unsigned col) {
+  const sync_session *s = (const sync_session *)cx;
+  const sx_schema *sc = s->peer_hash == s->env->schema->hash
+                            ? s->env->schema
+                            : sx_compat_find(s->env, s->peer_hash);
+  return sx_coltype_of(sc, tid, col);
+}
+
+SYNC_PRIVATE int sx_fctx_setup(sync_session *s, uint64_t peer_hash) {
+  int rc;
+  s->peer_hash = peer_hash;
+  sx_fctx_free(&s->tx);
+  sx_fctx_free(&s->rx);
+  if ((rc = sx_fctx_init(&s->tx, &s->al, s->env->site, s->peer,
+                         s->env->schema->hash)) ||
+      (rc = sx_fctx_init(&s->rx, &s->al, s->peer, s->env->site, peer_hash)))
+    return sx_sess_fail(s, rc, "out of memory");
+  s->tx.coltype = sx_coltype_own;
+  s->tx.coltype_cx = s;
+  s->rx.coltype = sx_coltype_peer;
+  s->rx.coltype_cx = s;
+  return 0;
+}
+
 /* Start sending d as the next frame (sync_session_send reads it from the
  * encoder in DATA messages), and count it. */
 SYNC_PRIVATE int sx_frame_start(sync_session *s, const sync_delta *d) {
   size_t flen = 0, raw = 0;
-  int rc = sync_encoder_begin(s->enc, d, &flen, &raw);
+  int rc;
+  if (SX_NEVER(!s->tx.sites)) return SYNC_EINVAL; /* before the handshake */
+  rc = sx_encoder_begin_ctx(s->enc, &s->tx, d, &flen, &raw);
   if (rc) return rc;
   s->frame_out = 1;
   s->st.frames_sent++;
@@ -16855,7 +17696,7 @@ SYNC_PRIVATE int sx_send_hello(sync_session *s) {
   sx_mask_all(sel);
   sx_mask_and(sel, s->o.tables);
   *p++ = SX_PROTO;
-  *p++ = 1; /* frame format major version */
+  *p++ = SX_SESS_FRAME_MAJOR;
   memcpy(p, s->env->site, SX_SITE_LEN);
   p += SX_SITE_LEN;
   sx_put_le64(p, s->env->schema->hash);
@@ -17020,9 +17861,9 @@ static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
     return sx_sess_fail(s, SYNC_EVERSION,
                         "protocol version %u here, %u from the peer", SX_PROTO,
                         q[0]);
-  if (q[1] != 1)
-    return sx_sess_fail(s, SYNC_EVERSION,
-                        "frame format 1 here, %u from the peer", q[1]);
+  if (q[1] != SX_SESS_FRAME_MAJOR)
+    return sx_sess_fail(s, SYNC_EVERSION, "frame format %u here, %u from the peer",
+                        SX_SESS_FRAME_MAJOR, q[1]);
   memcpy(s->peer, q + 2, SX_SITE_LEN);
   h->hash = sx_get_le64(q + 2 + SX_SITE_LEN);
   h->ver = sx_rv(&r);
@@ -17123,7 +17964,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
                         (unsigned long long)s->env->schema->version,
                         (unsigned long long)s->env->schema->hash,
                         (unsigned long long)h.ver, (unsigned long long)h.hash);
-  s->peer_hash = h.hash;
+  if ((rc = sx_fctx_setup(s, h.hash))) return rc;
   /* Only an authorized client's view may make this replica renew. */
   if (h.view && (rc = sx_check_view(s, h.v.ver, &h.v.mark, &h.v.lin, NULL)))
     return rc;
@@ -17175,6 +18016,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
+  if ((rc = sx_fctx_setup(s, hash))) return rc;
   if (sq) {
     /* The server waits for ours before the first phase. */
     if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;
@@ -17852,6 +18694,10 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   int rc;
   if ((rc = sx_read_request(s, b, n, &req, &flags, &window))) return rc;
   rc = sx_win_check(s, flags);
+  /* The chunks that answer it leave out what it says (an
+   * acknowledgement says nothing new). */
+  if (!rc && !(flags & SX_RQ_ACK) && sx_fctx_request(&s->tx, &req))
+    rc = sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
   /* The requester's view of our log must be this file's history. */
   if (!rc)
     rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark, &req.lineage,
@@ -17989,7 +18835,9 @@ static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
   in.pos = 0;
   while (in.pos < in.size) {
     sync_delta *d = NULL;
-    int rc = sync_decoder_feed(s->dec, &in, &d);
+    int rc = SX_NEVER(!s->rx.sites)
+                 ? SYNC_EPROTO /* no DATA is taken before the handshake */
+                 : sx_decoder_feed_ctx(s->dec, &s->rx, &in, &d);
     if (rc)
       return sx_sess_fail(s, rc, "a chunk from the peer: %s (%s)",
                           sync_strerror(rc), sync_decoder_reason(s->dec));
@@ -18244,6 +19092,8 @@ SYNC_API void sync_session_free(sync_session *s) {
   al = s->al;
   sync_encoder_free(s->enc);
   sync_decoder_free(s->dec);
+  sx_fctx_free(&s->tx);
+  sx_fctx_free(&s->rx);
 #ifndef SYNC_OMIT_REPAIR
   sx_rp_free(s->rp);
 #endif

@@ -20,4 +20,75 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
                                       unsigned n, size_t *len);
 #endif
 
+/* ---------------------------------------------------------------------
+ * Session frames (frame major 2, docs/FORMAT.md "Session frames"): what
+ * two peers of one session both know, so that a chunk need not repeat
+ * it.  A session holds one context per direction (the frames it sends,
+ * the frames it receives); both ends of a direction make the same
+ * changes to it in the same order (the encoder as it writes a frame, the
+ * decoder as it reads it, and both at each REQUEST that is not an
+ * acknowledgement), so it never travels.  A new session starts a new one.
+ * ------------------------------------------------------------------- */
+/* Session site table entries per direction: a site past them travels
+ * whole every time it is named (36 bytes kept per entry: the id, its
+ * place in byid, two HLCs; 144 KiB at most). */
+#define SX_FCTX_SITES 4096u
+
+typedef struct sx_fctx {
+  sx_alloc al;
+  /* The session's site table: 0 the sender, 1 the receiver, then each
+   * site as a frame first named it; byid: the indexes ordered by id. */
+  uint8_t (*sites)[SX_SITE_LEN];
+  uint32_t *byid;
+  size_t nsites, capsites, capbyid;
+  uint64_t schema_hash; /* the sender's, as the handshake named it */
+  sx_cursor start;      /* where the next chunk starts: the cursor of the
+                           last REQUEST, or the previous chunk's end */
+  sx_mark mark;         /* the mark there */
+  sx_scope scope;       /* and the scope */
+  sync_stamp *ref;      /* the vector of the last REQUEST (the receiver's),
+                           sorted by site id: what HLCs are coded against */
+  size_t nref, capref;
+  /* Per session index: the largest stamp of the site in the last frame
+   * that had one, and the last vector entry a frame gave it (0: none
+   * yet), which the next frame's HLCs are written against. */
+  uint64_t *hl, *vl;
+  size_t caphl, capvl;
+  /* The frame being written or read: chunk site index -> session index
+   * (UINT32_MAX: past the table, or a sender the context does not
+   * name). */
+  uint32_t *map;
+  size_t capmap;
+  uint64_t frames; /* frames of this direction so far: the checksum seed */
+  int broken;      /* a frame failed half way: the context is no longer
+                      its peer's, and takes no more frames */
+  /* The sender's schema: the type of column col of table tid (1..4), 0
+   * past its columns, -1 for a table it lacks.  NULL: every table
+   * section spells its encodings out. */
+  int (*coltype)(const void *cx, unsigned tid, unsigned col);
+  const void *coltype_cx;
+} sx_fctx;
+
+/* A context for frames from sender to receiver under schema hash (the
+ * sender's).  0 or SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_fctx_init(sx_fctx *c, const sx_alloc *al,
+                              const uint8_t *sender, const uint8_t *receiver,
+                              uint64_t hash);
+/* Frees what c holds (c itself is the caller's); NULL-safe, and safe on a
+ * zeroed context. */
+SYNC_PRIVATE void sx_fctx_free(sx_fctx *c);
+/* A REQUEST other than an acknowledgement went from the receiver to the
+ * sender: its cursor, mark, scope and vector become the context.  0 or
+ * SYNC_ENOMEM. */
+SYNC_PRIVATE int sx_fctx_request(sx_fctx *c, const sync_request *req);
+/* sync_encoder_begin for a session frame under context c (which it
+ * moves on); SYNC_ENOTSUP under SYNC_OMIT_ENCODER, as that call. */
+SYNC_PRIVATE int sx_encoder_begin_ctx(sync_encoder *e, sx_fctx *c,
+                                      const sync_delta *d, size_t *frame_len,
+                                      size_t *raw_len);
+/* sync_decoder_feed for session frames under context c (the same c for
+ * every call of a session); c moves on with each frame decoded. */
+SYNC_PRIVATE int sx_decoder_feed_ctx(sync_decoder *dec, sx_fctx *c,
+                                     sync_inbuf *in, sync_delta **out);
+
 #endif

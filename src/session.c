@@ -235,6 +235,10 @@ static int sx_on_request(sync_session *s, const unsigned char *b, size_t n) {
   int rc;
   if ((rc = sx_read_request(s, b, n, &req, &flags, &window))) return rc;
   rc = sx_win_check(s, flags);
+  /* The chunks that answer it leave out what it says (an
+   * acknowledgement says nothing new). */
+  if (!rc && !(flags & SX_RQ_ACK) && sx_fctx_request(&s->tx, &req))
+    rc = sx_sess_fail(s, SYNC_ENOMEM, "out of memory");
   /* The requester's view of our log must be this file's history. */
   if (!rc)
     rc = sx_check_view(s, sx_cursor_version(&req.cur), &req.mark, &req.lineage,
@@ -372,7 +376,9 @@ static int sx_on_data(sync_session *s, const unsigned char *b, size_t n) {
   in.pos = 0;
   while (in.pos < in.size) {
     sync_delta *d = NULL;
-    int rc = sync_decoder_feed(s->dec, &in, &d);
+    int rc = SX_NEVER(!s->rx.sites)
+                 ? SYNC_EPROTO /* no DATA is taken before the handshake */
+                 : sx_decoder_feed_ctx(s->dec, &s->rx, &in, &d);
     if (rc)
       return sx_sess_fail(s, rc, "a chunk from the peer: %s (%s)",
                           sync_strerror(rc), sync_decoder_reason(s->dec));
@@ -627,6 +633,8 @@ SYNC_API void sync_session_free(sync_session *s) {
   al = s->al;
   sync_encoder_free(s->enc);
   sync_decoder_free(s->dec);
+  sx_fctx_free(&s->tx);
+  sx_fctx_free(&s->rx);
 #ifndef SYNC_OMIT_REPAIR
   sx_rp_free(s->rp);
 #endif

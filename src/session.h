@@ -16,6 +16,9 @@
 #include "repair.h"
 
 #define SX_PROTO 8
+/* The frames of a session: session frames (docs/FORMAT.md, "Session
+ * frames"), named in HELLO. */
+#define SX_SESS_FRAME_MAJOR 2
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -92,6 +95,9 @@ struct sync_session {
   int relay;
   sync_encoder *enc;
   sync_decoder *dec;
+  /* What the frames of each direction leave out (codec.h, sx_fctx): set
+   * up once the handshake names the peer (sx_fctx_setup). */
+  sx_fctx tx, rx;
   int frame_out; /* encoder holds a frame still to send */
   /* input: the message being read */
   unsigned char hdr[1 + SX_VARINT_MAX];
@@ -166,6 +172,10 @@ SYNC_PRIVATE void sx_report_add(sync_apply_report *a,
 SYNC_PRIVATE int sx_send_request(sync_session *s, int final);
 /* Start phase s->phase (or end the session after the last). */
 SYNC_PRIVATE int sx_phase_start(sync_session *s);
+/* The handshake named the peer (s->peer) and its schema hash: the
+ * contexts of the session's frames, both ways.  0, or the session
+ * fails. */
+SYNC_PRIVATE int sx_fctx_setup(sync_session *s, uint64_t peer_hash);
 /* Start sending d as the next frame, and count it. */
 SYNC_PRIVATE int sx_frame_start(sync_session *s, const sync_delta *d);
 SYNC_PRIVATE void sx_progress(sync_session *s);

@@ -146,7 +146,7 @@ SYNC_PRIVATE int sx_send_hello(sync_session *s) {
   sx_mask_all(sel);
   sx_mask_and(sel, s->o.tables);
   *p++ = SX_PROTO;
-  *p++ = 1; /* frame format major version */
+  *p++ = SX_SESS_FRAME_MAJOR;
   memcpy(p, s->env->site, SX_SITE_LEN);
   p += SX_SITE_LEN;
   sx_put_le64(p, s->env->schema->hash);
@@ -311,9 +311,9 @@ static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
     return sx_sess_fail(s, SYNC_EVERSION,
                         "protocol version %u here, %u from the peer", SX_PROTO,
                         q[0]);
-  if (q[1] != 1)
-    return sx_sess_fail(s, SYNC_EVERSION,
-                        "frame format 1 here, %u from the peer", q[1]);
+  if (q[1] != SX_SESS_FRAME_MAJOR)
+    return sx_sess_fail(s, SYNC_EVERSION, "frame format %u here, %u from the peer",
+                        SX_SESS_FRAME_MAJOR, q[1]);
   memcpy(s->peer, q + 2, SX_SITE_LEN);
   h->hash = sx_get_le64(q + 2 + SX_SITE_LEN);
   h->ver = sx_rv(&r);
@@ -414,7 +414,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
                         (unsigned long long)s->env->schema->version,
                         (unsigned long long)s->env->schema->hash,
                         (unsigned long long)h.ver, (unsigned long long)h.hash);
-  s->peer_hash = h.hash;
+  if ((rc = sx_fctx_setup(s, h.hash))) return rc;
   /* Only an authorized client's view may make this replica renew. */
   if (h.view && (rc = sx_check_view(s, h.v.ver, &h.v.mark, &h.v.lin, NULL)))
     return rc;
@@ -466,6 +466,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
+  if ((rc = sx_fctx_setup(s, hash))) return rc;
   if (sq) {
     /* The server waits for ours before the first phase. */
     if ((rc = sx_check_peer_schema(s, sq, sn, hash))) return rc;

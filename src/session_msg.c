@@ -182,6 +182,12 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
     p = sx_wv(p, s->o.window ? s->o.window : SX_WIN_DEFAULT);
     s->rwin = 1;
   }
+  /* What the sender reads here, the chunks it answers with leave out. */
+  if (!(b[0] & SX_RQ_ACK) && (rc = sx_fctx_request(&s->rx, req))) {
+    sync_request_free(req);
+    sx_free(&s->al, b);
+    return sx_sess_fail(s, rc, "out of memory");
+  }
   sync_request_free(req);
   rc = sx_msg_put(s, SX_M_REQUEST, b, (size_t)(p - b));
   sx_free(&s->al, b);
@@ -206,11 +212,53 @@ SYNC_PRIVATE int sx_phase_start(sync_session *s) {
   return sx_send_request(s, 0);
 }
 
+/* The type of column col of table tid in schema sc, as sx_fctx wants
+ * it. */
+static int sx_coltype_of(const sx_schema *sc, unsigned tid, unsigned col) {
+  if (!sc || tid >= sc->ntables) return -1;
+  if (col >= sc->tables[tid].ncols) return 0;
+  return sc->tables[tid].cols[col].type;
+}
+
+/* Frames we send are cut under our schema... */
+static int sx_coltype_own(const void *cx, unsigned tid, unsigned col) {
+  const sync_session *s = (const sync_session *)cx;
+  return sx_coltype_of(s->env->schema, tid, col);
+}
+
+/* ...and those we receive under the peer's: ours, or the one its
+ * handshake brought (kept by the env as compatible). */
+static int sx_coltype_peer(const void *cx, unsigned tid, unsigned col) {
+  const sync_session *s = (const sync_session *)cx;
+  const sx_schema *sc = s->peer_hash == s->env->schema->hash
+                            ? s->env->schema
+                            : sx_compat_find(s->env, s->peer_hash);
+  return sx_coltype_of(sc, tid, col);
+}
+
+SYNC_PRIVATE int sx_fctx_setup(sync_session *s, uint64_t peer_hash) {
+  int rc;
+  s->peer_hash = peer_hash;
+  sx_fctx_free(&s->tx);
+  sx_fctx_free(&s->rx);
+  if ((rc = sx_fctx_init(&s->tx, &s->al, s->env->site, s->peer,
+                         s->env->schema->hash)) ||
+      (rc = sx_fctx_init(&s->rx, &s->al, s->peer, s->env->site, peer_hash)))
+    return sx_sess_fail(s, rc, "out of memory");
+  s->tx.coltype = sx_coltype_own;
+  s->tx.coltype_cx = s;
+  s->rx.coltype = sx_coltype_peer;
+  s->rx.coltype_cx = s;
+  return 0;
+}
+
 /* Start sending d as the next frame (sync_session_send reads it from the
  * encoder in DATA messages), and count it. */
 SYNC_PRIVATE int sx_frame_start(sync_session *s, const sync_delta *d) {
   size_t flen = 0, raw = 0;
-  int rc = sync_encoder_begin(s->enc, d, &flen, &raw);
+  int rc;
+  if (SX_NEVER(!s->tx.sites)) return SYNC_EINVAL; /* before the handshake */
+  rc = sx_encoder_begin_ctx(s->enc, &s->tx, d, &flen, &raw);
   if (rc) return rc;
   s->frame_out = 1;
   s->st.frames_sent++;

@@ -2,15 +2,20 @@
  * Unit tests of the byte-level modules: varints and zig-zag (util), the
  * stored row codec and its checksum (row), the hybrid logical clock
  * (clock), a mark's lineage as frames and peer records carry it
- * (delta).  Built against the src/ objects, where internals are visible.
+ * (delta), session frames and their context (codec).  Built against the
+ * src/ objects, where internals are visible.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+#include <xxhash.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "delta.h"
 #include "row.h"
 #include "util.h"
@@ -284,6 +289,364 @@ static void test_lineage_round_trips_and_refuses_malformed(void **state) {
   assert_int_equal(out.n, 0);
 }
 
+/* ---------------------------------------------------------------------
+ * Session frames (major 2): round trips through a context per side,
+ * and hostile bytes
+ * ------------------------------------------------------------------- */
+#define SF_H0 (UINT64_C(1700000000000) << 16)
+
+static void sf_site(uint8_t out[16], unsigned i) {
+  memset(out, 0xee, 16);
+  sx_put_le32(out, i);
+}
+
+/* Table 0 is (INTEGER, REAL), as the chunks below write it. */
+static int sf_coltype(const void *cx, unsigned tid, unsigned col) {
+  (void)cx;
+  if (tid != 0) return -1;
+  return col == 0 ? SYNC_INTEGER : col == 1 ? SYNC_REAL : 0;
+}
+
+/* A chunk of n rows of table 0 (keys k<off>.. k<off + n - 1>) from
+ * start version v, naming nsites sites: row r's stamp is of site
+ * (off + r) % nsites, every other row has a base of another site, every
+ * fifth a column of its own stamp; vector entries of sites past 0 rise
+ * with the chunk (rows of a later chunk, a later vector). */
+static sync_delta *sf_chunk(unsigned nsites, unsigned n, unsigned off,
+                            uint64_t v, uint64_t later) {
+  sx_alloc al;
+  sync_delta *d;
+  unsigned i;
+  assert_int_equal(sx_alloc_from(NULL, &al), 0);
+  d = sx_delta_new(&al);
+  assert_non_null(d);
+  sf_site(d->sender, 0);
+  memset(d->receiver, 0xd1, 16);
+  d->schema_hash = 0x1234;
+  d->start.mode = d->end.mode = SX_MODE_LOG;
+  d->start.version = v;
+  d->end.version = v + n;
+  d->end.seq = off & 3;
+  d->mark.id = 77;
+  d->mark.start = 1;
+  d->nsites = nsites;
+  d->nvv = nsites;
+  d->sites = (uint8_t(*)[16])sx_malloc(&al, (size_t)nsites * 16);
+  d->vv = (uint64_t *)sx_malloc(&al, (size_t)nsites * sizeof(uint64_t));
+  d->rows = (sx_drow *)sx_malloc(&al, (n + 1) * sizeof(sx_drow));
+  d->cols = (sx_dcol *)sx_malloc(&al, (2 * n + 1) * sizeof(sx_dcol));
+  assert_true(d->sites && d->vv && d->rows && d->cols);
+  for (i = 0; i < nsites; i++) {
+    sf_site(d->sites[i], i);
+    d->vv[i] = i % 7 == 3 ? 0 : SF_H0 + (uint64_t)i * 100000 + later;
+  }
+  assert_int_equal(sx_buf_reserve(&d->arena, 16 * n), 0);
+  for (i = 0; i < n; i++) {
+    sx_drow *r = &d->rows[i];
+    sx_dcol *c = &d->cols[2 * i];
+    unsigned k = off + i, site = k % nsites;
+    char key[16];
+    int kl = snprintf(key, sizeof key, "k%06u", k);
+    memcpy(d->arena.p + d->arena.len, key, (size_t)kl);
+    r->tid = 0;
+    r->koff = d->arena.len;
+    r->klen = (size_t)kl;
+    d->arena.len += (size_t)kl;
+    r->cl = 1;
+    r->clsite = site;
+    r->clhlc = SF_H0 + (uint64_t)site * 100000 + later - 50 + (k & 7);
+    r->col0 = 2 * i;
+    r->ncols = 2;
+    memset(c, 0, 2 * sizeof *c);
+    c[0].col = 0;
+    c[0].v = sync_int((int64_t)k * 7919 - 100000);
+    c[1].col = 1;
+    c[1].v = sync_real((double)k / 8.0);
+    c[0].site = c[1].site = site;
+    c[0].hlc = c[1].hlc = r->clhlc;
+    if (i & 1) {
+      c[0].bsite = c[1].bsite = (site + 1) % nsites;
+      c[0].bhlc = c[1].bhlc = SF_H0 - 1000 + k;
+    }
+    if (i % 5 == 4) {
+      c[1].site = (site + 2) % nsites;
+      c[1].hlc = SF_H0 + 3;
+    }
+  }
+  d->nrows = n;
+  d->ncols = 2 * n;
+  return d;
+}
+
+static void sf_same(const sync_delta *a, const sync_delta *b) {
+  size_t i, j;
+  assert_memory_equal(a->sender, b->sender, 16);
+  assert_memory_equal(a->receiver, b->receiver, 16);
+  assert_true(a->schema_hash == b->schema_hash);
+  assert_int_equal(a->start.mode, b->start.mode);
+  assert_true(a->start.version == b->start.version);
+  assert_int_equal(a->start.seq, b->start.seq);
+  assert_true(a->end.version == b->end.version);
+  assert_int_equal(a->end.seq, b->end.seq);
+  assert_int_equal(a->last, b->last);
+  assert_true(a->mark.id == b->mark.id && a->mark.start == b->mark.start);
+  assert_int_equal(a->nsites, b->nsites);
+  assert_memory_equal(a->sites, b->sites, (size_t)a->nsites * 16);
+  for (i = 0; i < a->nsites; i++) assert_true(a->vv[i] == b->vv[i]);
+  assert_int_equal(a->nrows, b->nrows);
+  for (i = 0; i < a->nrows; i++) {
+    const sx_drow *x = &a->rows[i], *y = &b->rows[i];
+    assert_int_equal(x->klen, y->klen);
+    assert_memory_equal(a->arena.p + x->koff, b->arena.p + y->koff, x->klen);
+    assert_true(x->cl == y->cl && x->clhlc == y->clhlc);
+    assert_int_equal(x->clsite, y->clsite);
+    assert_int_equal(x->ncols, y->ncols);
+    for (j = 0; j < x->ncols; j++) {
+      const sx_dcol *c = &a->cols[x->col0 + j], *e = &b->cols[y->col0 + j];
+      assert_int_equal(c->col, e->col);
+      assert_true(c->hlc == e->hlc && c->site == e->site);
+      assert_true(c->bhlc == e->bhlc);
+      if (c->bhlc) assert_int_equal(c->bsite, e->bsite);
+      assert_int_equal(c->v.type, e->v.type);
+      if (c->v.type == SYNC_INTEGER) assert_true(c->v.i == e->v.i);
+      if (c->v.type == SYNC_REAL) assert_true(c->v.r == e->v.r);
+    }
+  }
+}
+
+/* A pair of contexts, the sender's and the receiver's, after a request
+ * whose vector names sites 0..3 a little behind the chunks. */
+static void sf_pair(sx_fctx *tx, sx_fctx *rx) {
+  sx_alloc al;
+  uint8_t snd[16], rcv[16];
+  sync_request req;
+  sync_stamp vv[4];
+  unsigned i;
+  assert_int_equal(sx_alloc_from(NULL, &al), 0);
+  sf_site(snd, 0);
+  memset(rcv, 0xd1, 16);
+  assert_int_equal(sx_fctx_init(tx, &al, snd, rcv, 0x1234), 0);
+  assert_int_equal(sx_fctx_init(rx, &al, snd, rcv, 0x1234), 0);
+  tx->coltype = rx->coltype = sf_coltype;
+  memset(&req, 0, sizeof req);
+  req.cur.mode = SX_MODE_LOG;
+  req.cur.version = 100;
+  req.mark.id = 77;
+  req.mark.start = 1;
+  for (i = 0; i < 4; i++) {
+    sf_site(vv[i].site, 3 - i); /* not sorted: the context sorts */
+    vv[i].hlc = SF_H0 + (uint64_t)(3 - i) * 100000 - 900;
+  }
+  req.vv = vv;
+  req.nvv = 4;
+  assert_int_equal(sx_fctx_request(tx, &req), 0);
+  assert_int_equal(sx_fctx_request(rx, &req), 0);
+}
+
+/* Encode d under tx, decode it under rx, in pieces of the given size. */
+static sync_delta *sf_through(sync_encoder *enc, sync_decoder *dec,
+                              sx_fctx *tx, sx_fctx *rx, const sync_delta *d,
+                              size_t piece, size_t *flen) {
+  const void *f;
+  sync_delta *out = NULL;
+  size_t off = 0;
+  assert_int_equal(sx_encoder_begin_ctx(enc, tx, d, flen, NULL), 0);
+  assert_int_equal(sync_encoder_frame(enc, &f, flen), 0);
+  assert_int_equal(((const unsigned char *)f)[0] >> 4, 2);
+  while (off < *flen) {
+    sync_inbuf in;
+    in.ptr = (const unsigned char *)f + off;
+    in.size = *flen - off < piece ? *flen - off : piece;
+    in.pos = 0;
+    assert_null(out);
+    assert_int_equal(sx_decoder_feed_ctx(dec, rx, &in, &out), 0);
+    assert_int_equal(in.pos, in.size);
+    off += in.size;
+  }
+  assert_non_null(out);
+  return out;
+}
+
+/* Many chunks of a session, zstd off and on: each comes back as it was
+ * cut; a site travels whole only the first time (a frame of a known
+ * site table is much smaller than the first), also past the table's
+ * cap, where sites travel whole each time; a chunk that starts
+ * elsewhere than the last one ended says so. */
+static void test_session_frames_round_trip(void **state) {
+  int level;
+  (void)state;
+  for (level = 0; level <= 3; level += 3) {
+    sx_fctx tx, rx;
+    sync_encoder *enc;
+    sync_decoder *dec;
+    sync_codec_opts co;
+    size_t first = 0, flen, k;
+    uint64_t v = 100;
+    memset(&co, 0, sizeof co);
+    co.level = level;
+    assert_int_equal(sync_encoder_create(NULL, &co, &enc), 0);
+    assert_int_equal(sync_decoder_create(NULL, &co, &dec), 0);
+    sf_pair(&tx, &rx);
+    for (k = 0; k < 8; k++) {
+      unsigned nsites = k == 5 || k == 6 ? SX_FCTX_SITES + 50 : 300;
+      sync_delta *d = sf_chunk(nsites, 40, (unsigned)k * 40, v, k * 10), *got;
+      if (k == 4) d->start.version = v + 1000; /* not where the last ended */
+      d->last = k == 7;
+      got = sf_through(enc, dec, &tx, &rx, d, k & 1 ? 1 : 4096, &flen);
+      sf_same(d, got);
+      if (k == 0) first = flen;
+      if (!level && (k == 1 || k == 7)) assert_true(flen * 2 < first);
+      /* Past the cap, the sites beyond it are named whole again. */
+      if (k == 6) assert_true(level || flen > 50 * 16);
+      v = d->end.version;
+      sync_delta_free(d);
+      sync_delta_free(got);
+      assert_int_equal(tx.nsites, rx.nsites);
+      assert_true(tx.frames == k + 1 && rx.frames == k + 1);
+    }
+    assert_int_equal(tx.nsites, SX_FCTX_SITES);
+    sx_fctx_free(&tx);
+    sx_fctx_free(&rx);
+    sync_encoder_free(enc);
+    sync_decoder_free(dec);
+  }
+}
+
+/* A frame of body b (n bytes) as the next frame of rx: its header and
+ * its checksum, seeded with the frame's number. */
+static size_t sf_frame(unsigned char *f, const sx_fctx *rx,
+                       const unsigned char *b, size_t n) {
+  uint64_t sum;
+  size_t k = 0;
+  int i;
+  f[k++] = 0x20;
+  f[k++] = (unsigned char)n;
+  memcpy(f + k, b, n);
+  k += n;
+  sum = XXH3_64bits_withSeed(f, k, rx->frames);
+  for (i = 0; i < 8; i++) f[k++] = (unsigned char)(sum >> (8 * i));
+  return k;
+}
+
+static int sf_decode(const unsigned char *b, size_t n, uint64_t ref0,
+                     const char **why) {
+  static char reason[128];
+  sx_fctx tx, rx;
+  sync_decoder *dec;
+  sync_delta *out = NULL;
+  unsigned char f[300];
+  sync_inbuf in;
+  int rc;
+  sf_pair(&tx, &rx);
+  rx.ref[0].hlc = ref0; /* site 0's entry (the ids sort by their first byte) */
+  assert_int_equal(sync_decoder_create(NULL, NULL, &dec), 0);
+  in.ptr = f;
+  in.size = sf_frame(f, &rx, b, n);
+  in.pos = 0;
+  rc = sx_decoder_feed_ctx(dec, &rx, &in, &out);
+  snprintf(reason, sizeof reason, "%s", sync_decoder_reason(dec));
+  *why = reason;
+  assert_true(rc ? out == NULL : out != NULL);
+  sync_delta_free(out);
+  out = NULL;
+  if (rc) {
+    /* The context takes no more frames. */
+    in.pos = 0;
+    assert_int_equal(sx_decoder_feed_ctx(dec, &rx, &in, &out), SYNC_EINVAL);
+  }
+  sync_decoder_free(dec);
+  sx_fctx_free(&tx);
+  sx_fctx_free(&rx);
+  return rc;
+}
+
+/* Hostile session frames, each with a good checksum: a site index past
+ * the session's table, bodies cut short anywhere, stamp and vector
+ * deltas that leave 0..2^64-1, unknown chunk flags, a schema form for a
+ * table the sender's schema lacks, bytes after the end, a frame of major
+ * version 1: SYNC_EFORMAT with a reason (SYNC_EVERSION for the last). */
+static void test_session_frames_hostile(void **state) {
+  /* flags, end (+0, seq 0), 1 site, one group: site 0, 1 stamp, HLC
+   * +100 on the requester's entry, vector: nothing, one table (0,
+   * schema form), one row (T L S: k, stamp 0, two values) */
+  static const unsigned char good[] = {
+      0x00, 0x01, 0x00, 0x01, 0x01, 0x00, 0x01, 0xc9, 0x01, 0x00,
+      0x01, 0x00, 0x00, 0x01, 0x07, 0x00, 0x00, 0x01, 'k', 0x00,
+      0x0e, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f};
+  unsigned char b[64];
+  const char *why;
+  size_t i;
+  (void)state;
+  if (sf_decode(good, sizeof good, SF_H0, &why)) fail_msg("good: %s", why);
+  for (i = 0; i < sizeof good; i++) {
+    int rc = sf_decode(good, i, SF_H0, &why);
+    if (rc != SYNC_EFORMAT)
+      fail_msg("cut at %zu: %d (%s)", i, rc, why);
+  }
+  /* A site the session never named: index 5 of a table of 2. */
+  memcpy(b, good, 3);
+  b[3] = 0x02;
+  b[4] = 0x05;
+  memcpy(b + 5, good + 4, 6); /* the stamps, site 0's vector entry */
+  b[11] = 0x00;               /* site 1's */
+  memcpy(b + 12, good + 10, sizeof good - 10);
+  assert_int_equal(sf_decode(b, sizeof good + 2, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "site index past the session's site table");
+  /* Index 1 (the receiver) is known: the same frame with it decodes. */
+  b[4] = 0x01;
+  if (sf_decode(b, sizeof good + 2, SF_H0, &why)) fail_msg("index 1: %s", why);
+  /* The stamp 100 above an entry 50 below 2^64. */
+  assert_int_equal(sf_decode(good, sizeof good, UINT64_MAX - 50, &why),
+                   SYNC_EFORMAT);
+  assert_string_equal(why, "stamp HLC overflows");
+  /* 100 below an entry of 40. */
+  memcpy(b, good, sizeof good);
+  b[7] = 0xca; /* 1 + (100 << 1 | 1) */
+  assert_int_equal(sf_decode(b, sizeof good, 40, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "stamp HLC overflows");
+  /* Exactly down to 0. */
+  assert_int_equal(sf_decode(b, sizeof good, 100, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "stamp with HLC 0");
+  /* A vector entry 1,000 above the chunk's stamp, 100 below 2^64. */
+  memcpy(b, good, sizeof good);
+  b[9] = 0xd2; /* 2 + (1000 << 1) */
+  b[10] = 0x0f;
+  memcpy(b + 11, good + 10, sizeof good - 10);
+  assert_int_equal(sf_decode(b, sizeof good + 1, UINT64_MAX - 200, &why),
+                   SYNC_EFORMAT);
+  assert_string_equal(why, "vector entry overflows");
+  if (sf_decode(b, sizeof good + 1, SF_H0, &why)) fail_msg("vector: %s", why);
+  /* Unknown chunk flags. */
+  memcpy(b, good, sizeof good);
+  b[0] = 0x80;
+  b[1] = 0x40;
+  assert_int_equal(sf_decode(b, sizeof good, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "unknown chunk flags");
+  /* The schema form for table 1, which the sender's schema lacks. */
+  memcpy(b, good, sizeof good);
+  b[11] = 0x01;
+  assert_int_equal(sf_decode(b, sizeof good, SF_H0, &why), SYNC_EFORMAT);
+  /* A byte after the last section. */
+  memcpy(b, good, sizeof good);
+  b[sizeof good] = 0;
+  assert_int_equal(sf_decode(b, sizeof good + 1, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "bytes after the last section");
+  /* A standalone frame (major 1) where a session frame belongs. */
+  {
+    sx_fctx tx, rx;
+    sync_decoder *dec;
+    sync_delta *out = NULL;
+    static const unsigned char m1[] = {0xd5, 'S', 'Y', 'N', 1, 4, 0, 0};
+    sync_inbuf in = {m1, sizeof m1, 0};
+    sf_pair(&tx, &rx);
+    assert_int_equal(sync_decoder_create(NULL, NULL, &dec), 0);
+    assert_int_equal(sx_decoder_feed_ctx(dec, &rx, &in, &out), SYNC_EVERSION);
+    sync_decoder_free(dec);
+    sx_fctx_free(&tx);
+    sx_fctx_free(&rx);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_varint_round_trips_edges),
@@ -295,6 +658,8 @@ int main(void) {
       cmocka_unit_test(test_row_checksum_catches_every_flipped_byte),
       cmocka_unit_test(test_row_tombstone_has_no_columns),
       cmocka_unit_test(test_lineage_round_trips_and_refuses_malformed),
+      cmocka_unit_test(test_session_frames_round_trip),
+      cmocka_unit_test(test_session_frames_hostile),
   };
   return cmocka_run_group_tests_name("internal_codec", tests, NULL, NULL);
 }

@@ -1362,6 +1362,179 @@ static void test_log_chunk_sites(void **state) {
   mu_close(&srv);
 }
 
+/* Session frames (docs/FORMAT.md, "Session frames"): a server that
+ * holds the writes of 40 replicas, each of them also over another's row
+ * (so chunks carry stamps and bases of many sites), streams them to a
+ * new device in chunks of 2 rows, then the two exchange new writes of
+ * both sides and of more replicas.  With the window on and off, zstd on
+ * and off, 64-byte messages and one-byte pieces, every run ends with
+ * equal digests; and since an initial stream names every site the server
+ * knows in each chunk, a frame that repeated the 16-byte ids would take
+ * 41 x 16 bytes at least: the session's site table keeps them below. */
+static void ss_sites_writer(mu_rep *srv, uint64_t *now, uint8_t site,
+                            unsigned i, unsigned nw) {
+  mu_rep w;
+  char key[16];
+  ss_open(&w, "sess-oth.db", site, now);
+  /* What the replica before wrote, so that this one's update has a base
+   * of another site. */
+  assert_int_equal(su_sync(&w, srv, NULL, NULL, NULL, NULL), 1);
+  snprintf(key, sizeof key, "s%03u-%03u", i, nw);
+  mu_put(&w, key, (int64_t)i, 0.25 * i, "w");
+  snprintf(key, sizeof key, "s%03u-%03u", i + 1, nw);
+  mu_put(&w, key, (int64_t)i, 0.5, "x");
+  if (i) {
+    snprintf(key, sizeof key, "s%03u-%03u", i - 1, nw);
+    mu_update(&w, key, MU_COL_I, sync_int((int64_t)(1000 + i)));
+  }
+  *now += 3;
+  assert_int_equal(su_sync(&w, srv, NULL, NULL, NULL, NULL), 1);
+  mu_close(&w);
+}
+
+static void test_session_frames_round_trip(void **state) {
+  static const struct {
+    size_t window, max_message;
+    int level;
+    size_t piece;
+  } cfg[4] = {{0, 0, 0, 700}, {1, 64, 3, 1}, {8, 64, 0, 1}, {16, 300, 1, 97}};
+  unsigned k;
+  (void)state;
+  for (k = 0; k < 4; k++) {
+    uint64_t now = 1700000000000ull;
+    mu_rep srv, dev;
+    sync_session_opts co, so;
+    sync_session *c, *s;
+    sync_session_stats st;
+    tu_rng g = {k + 11};
+    su_pump p;
+    unsigned i, round;
+    ss_open(&srv, "sess-srv.db", 0x51, &now);
+    for (i = 0; i < 40; i++) ss_sites_writer(&srv, &now, (uint8_t)(0x60 + i), i, 0);
+    ss_open(&dev, "sess-dev.db", 0xd1, &now);
+    for (round = 0; round < 2; round++) {
+      memset(&co, 0, sizeof co);
+      memset(&so, 0, sizeof so);
+      so.server = 1;
+      co.chunk_rows = so.chunk_rows = 2;
+      co.window = cfg[k].window;
+      co.level = so.level = cfg[k].level;
+      co.max_message = so.max_message = cfg[k].max_message;
+      co.no_check = 1;
+      TU_OK(sync_session_create(dev.env, &co, &c));
+      TU_OK(sync_session_create(srv.env, &so, &s));
+      memset(&p, 0, sizeof p);
+      p.g = cfg[k].piece > 1 ? &g : NULL;
+      p.max_piece = cfg[k].piece;
+      if (!su_run(&p, c, s))
+        fail_msg("config %u round %u: %s / %s", k, round,
+                 sync_session_errmsg(c), sync_session_errmsg(s));
+      sync_session_stats_get(c, &st);
+      sync_session_free(c);
+      sync_session_free(s);
+      assert_int_equal(mu_digest(&srv), mu_digest(&dev));
+      if (round == 0) {
+        assert_true(st.frames_received >= 20);
+        assert_true(st.frame_bytes_received / st.frames_received < 41 * 16);
+        /* New writes on both sides and of 5 more replicas. */
+        for (i = 0; i < 5; i++)
+          ss_sites_writer(&srv, &now, (uint8_t)(0x90 + i), i, 1);
+        mu_put(&dev, "d-1", 1, 1.0, "d");
+        mu_update(&dev, "s000-000", MU_COL_S, sync_text("dd", 2));
+        now += 5;
+      } else {
+        assert_true(st.rows_received >= 6);
+        assert_true(st.rows_sent >= 2);
+      }
+    }
+    mu_close(&srv);
+    mu_close(&dev);
+  }
+}
+
+/* A hostile device's first session frame of a push, with good frame and
+ * message checksums: a site index past the session's table, a body cut
+ * short, a stamp below the requester's entry by more than it holds.  The
+ * server ends with SYNC_EFORMAT and the decoder's reason, nothing
+ * applied; the same frame well formed (an empty last chunk) goes
+ * through and ends the push. */
+static int ss_inject_frame(const unsigned char *body, size_t n, char *why,
+                           size_t whylen) {
+  uint64_t now = 1700000000000ull, sum;
+  mu_rep srv, dev;
+  sync_session_opts co, so;
+  sync_session *c, *s;
+  unsigned char buf[4096], m[128];
+  size_t k, f0;
+  sync_inbuf in;
+  uint32_t h;
+  int rc, i;
+  ss_open(&srv, "sess-srv.db", 0x51, &now);
+  ss_open(&dev, "sess-dev.db", 0xd1, &now);
+  mu_put(&dev, "k", 1, 1.0, "w");
+  memset(&co, 0, sizeof co);
+  memset(&so, 0, sizeof so);
+  co.mode = SYNC_PUSH;
+  so.server = 1;
+  TU_OK(sync_session_create(dev.env, &co, &c));
+  TU_OK(sync_session_create(srv.env, &so, &s));
+  k = ss_take(c, buf, sizeof buf); /* HELLO */
+  in = (sync_inbuf){buf, k, 0};
+  sync_session_recv(s, &in);
+  k = ss_take(s, buf, sizeof buf); /* WELCOME, the server's REQUEST */
+  in = (sync_inbuf){buf, k, 0};
+  sync_session_recv(c, &in);
+  assert_int_equal(sync_session_status(s), 0);
+  /* DATA: the frame (major 2, its checksum seeded with 0: the first) */
+  k = 0;
+  m[k++] = 4;
+  m[k++] = (unsigned char)(2 + n + 8);
+  f0 = k;
+  m[k++] = 0x20;
+  m[k++] = (unsigned char)n;
+  memcpy(m + k, body, n);
+  k += n;
+  sum = XXH3_64bits(m + f0, k - f0);
+  for (i = 0; i < 8; i++) m[k++] = (unsigned char)(sum >> (8 * i));
+  h = (uint32_t)XXH3_64bits(m, k);
+  for (i = 0; i < 4; i++) m[k++] = (unsigned char)(h >> (8 * i));
+  in = (sync_inbuf){m, k, 0};
+  sync_session_recv(s, &in);
+  (void)ss_take(s, buf, sizeof buf);
+  rc = sync_session_status(s);
+  snprintf(why, whylen, "%s", sync_session_errmsg(s));
+  assert_int_equal(ss_count(&srv, 0), 0); /* nothing of the device's */
+  sync_session_free(c);
+  sync_session_free(s);
+  mu_close(&srv);
+  mu_close(&dev);
+  return rc;
+}
+
+static void test_session_frames_hostile(void **state) {
+  /* last; end = start; 1 site; no stamp; vector 0; no table; no row */
+  static const unsigned char empty[] = {0x01, 0x01, 0x00, 0x01,
+                                        0x00, 0x00, 0x00, 0x00};
+  /* 2 sites, the second index 9 of a table of 2 */
+  static const unsigned char index[] = {0x01, 0x01, 0x00, 0x02, 0x09,
+                                        0x00, 0x00, 0x00, 0x00, 0x00};
+  /* a stamp 1 below the server's entry for the device (none: 0) */
+  static const unsigned char below[] = {0x01, 0x01, 0x00, 0x01, 0x01, 0x00,
+                                        0x01, 0x04, 0x00, 0x00, 0x00};
+  char why[256];
+  (void)state;
+  /* Well formed, it ends the push: the server's session is done. */
+  assert_int_equal(ss_inject_frame(empty, sizeof empty, why, sizeof why), 1);
+  assert_int_equal(ss_inject_frame(index, sizeof index, why, sizeof why),
+                   SYNC_EFORMAT);
+  assert_non_null(strstr(why, "site index past the session's site table"));
+  assert_int_equal(ss_inject_frame(empty, 2, why, sizeof why), SYNC_EFORMAT);
+  assert_non_null(strstr(why, "bad end cursor"));
+  assert_int_equal(ss_inject_frame(below, sizeof below, why, sizeof why),
+                   SYNC_EFORMAT);
+  assert_non_null(strstr(why, "stamp HLC overflows"));
+}
+
 /* A device restored from an old copy still holds a row the server
  * deleted and collected: pushing cannot bring it back, pulling says
  * SYNC_ESTALE, and after sync_peer_reset the device ends with exactly the
@@ -1462,6 +1635,8 @@ int main(void) {
       cmocka_unit_test(test_filter_local_policy),
       cmocka_unit_test(test_stale_peer),
       cmocka_unit_test(test_log_chunk_sites),
+      cmocka_unit_test(test_session_frames_round_trip),
+      cmocka_unit_test(test_session_frames_hostile),
       cmocka_unit_test(test_local_column_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,7 +8,12 @@
  *   m & 1 == 1  framed: the rest is a list of (u8 type, u8 len, len bytes)
  *               that the target wraps into messages with a valid length
  *               and checksum, so mutations reach the parsers behind the
- *               checksum (HELLO, REQUEST, DATA with frames, ERROR, ...).
+ *               checksum (HELLO, REQUEST, DATA with frames, ERROR, ...);
+ *               type 0x44 is a DATA whose bytes are the body of a session
+ *               frame (docs/FORMAT.md, "Session frames"), which the target
+ *               wraps in its header and checksum (seeded with the frames
+ *               the server took so far), so that mutations reach the
+ *               session frame decoder too.
  * The server replica (fixed site id, a few rows, the fuzz schema) grants
  * table 0 for reading and writing; after each input it must still read
  * back soundly and its digest must be computable.
@@ -121,19 +126,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     size_t off = 1;
     while (off + 2 <= size && sync_session_status(s) == 0) {
-      unsigned char msg[2 + 10 + 255 + 4], *q = msg;
-      unsigned type = data[off], len = data[off + 1];
+      unsigned char msg[2 + 10 + 2 + 255 + 8 + 4], *q = msg;
+      unsigned type = data[off], len = data[off + 1], plen;
       uint64_t h;
       if (off + 2 + len > size) len = (unsigned)(size - off - 2);
-      *q++ = (unsigned char)type;
-      if (len >= 0x80) {
-        *q++ = (unsigned char)(len | 0x80);
-        *q++ = (unsigned char)(len >> 7);
+      plen = type == 0x44 ? 1 + (len >= 0x80 ? 2u : 1u) + len + 8 : len;
+      *q++ = (unsigned char)(type == 0x44 ? 4 : type);
+      if (plen >= 0x80) {
+        *q++ = (unsigned char)(plen | 0x80);
+        *q++ = (unsigned char)(plen >> 7);
       } else {
-        *q++ = (unsigned char)len;
+        *q++ = (unsigned char)plen;
       }
-      memcpy(q, data + off + 2, len);
-      q += len;
+      if (type == 0x44) {
+        sync_session_stats st;
+        unsigned char *f = q;
+        int i;
+        sync_session_stats_get(s, &st);
+        *q++ = 0x20; /* frame major 2, no flags */
+        if (len >= 0x80) {
+          *q++ = (unsigned char)(len | 0x80);
+          *q++ = (unsigned char)(len >> 7);
+        } else {
+          *q++ = (unsigned char)len;
+        }
+        memcpy(q, data + off + 2, len);
+        q += len;
+        h = XXH3_64bits_withSeed(f, (size_t)(q - f), st.frames_received);
+        for (i = 0; i < 8; i++) *q++ = (unsigned char)(h >> (8 * i));
+      } else {
+        memcpy(q, data + off + 2, len);
+        q += len;
+      }
       h = XXH3_64bits(msg, (size_t)(q - msg));
       q[0] = (unsigned char)h;
       q[1] = (unsigned char)(h >> 8);

@@ -106,7 +106,8 @@ static void gs_write(const char *dir, const char *name, const void *p,
   if (!f || fwrite(p, 1, n, f) != n || fclose(f)) FZ_BUG("cannot write %s", path);
 }
 
-/* The framed form: each message of the tape as (type, len, payload);
+/* The framed form: each message of the tape as (type, len, payload),
+ * a DATA holding a whole short session frame as (0x44, len, its body);
  * messages of more than 255 payload bytes end the list. */
 static size_t gs_framed(const gs_tape *t, unsigned char *out) {
   size_t i = 0, o = 0;
@@ -120,6 +121,17 @@ static size_t gs_framed(const gs_tape *t, unsigned char *out) {
     if (j >= t->n) break;
     len |= (uint64_t)t->b[j++] << shift;
     if (len > 255 || j + len + 4 > t->n) break;
+    if (type == 4 && len >= 10 && t->b[j] == 0x20 && t->b[j + 1] < 0x80 &&
+        2 + (uint64_t)t->b[j + 1] + 8 == len) {
+      /* A whole uncompressed session frame in one DATA: its body alone
+       * (the target writes its header and checksum, fuzz_session.c). */
+      out[o++] = 0x44;
+      out[o++] = t->b[j + 1];
+      memcpy(out + o, t->b + j + 2, t->b[j + 1]);
+      o += t->b[j + 1];
+      i = j + (size_t)len + 4;
+      continue;
+    }
     out[o++] = (unsigned char)type;
     out[o++] = (unsigned char)len;
     memcpy(out + o, t->b + j, (size_t)len);
