@@ -36,6 +36,11 @@ typedef sx_schema *_Atomic sx_aschema;
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
 #define SX_FORMAT_VERSION 7
+/* 8: format 7 whose schema has a SYNC_COUNTER column.  Only such files
+ * say 8 (sx_put_schema), so that code without counters, which would
+ * take their stored cells for damage, refuses them with SYNC_EVERSION
+ * and still opens every other file. */
+#define SX_FORMAT_COUNTER 8
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -117,6 +122,8 @@ struct sync_txn {
   int gccl_ok;       /* gccl loaded (NULL then means all zero) */
   sx_buf changed;    /* (table, key) of changed rows, for on_change */
   sx_buf fpbuf;      /* scratch of sx_row_fp */
+  sx_buf ctrs, cpay; /* scratch of counter cells: contributions, and the
+                        payloads of x->nw's counter columns */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */

@@ -735,9 +735,9 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
   TU_U64(SX_FORMAT_VERSION, 7);
 
   /* Unknown versions, older or newer, fail both ways. */
-  set_format(SX_FORMAT_VERSION + 1);
-  up_env(0, SYNC_EVERSION, "storage format 8");
-  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 8");
+  set_format(SX_FORMAT_COUNTER + 1);
+  up_env(0, SYNC_EVERSION, "storage format 9");
+  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 9");
   set_format(0);
   up_env(0, SYNC_EVERSION, "storage format 0");
   tu_remove_db(UPG);

@@ -1,0 +1,619 @@
+/*
+ * test_counter.c - SYNC_COUNTER columns (PN-counters): local adds and
+ * their errors, storage and format version, the frame encoding and a
+ * decoder facing hostile contributions, and a property test: replicas
+ * add concurrently (and write LWW columns, delete and re-insert) while
+ * chunks are duplicated, held back, delivered ahead or dropped and runs
+ * are cut; at the end every replica's counter equals the model's sum of
+ * the adds made in the row's final incarnation, and digests agree.
+ *
+ * SYNC_TEST_SEED and SYNC_TEST_COUNTER_SCENARIOS choose the property
+ * test's scenarios (scenario i uses seed + i); a failure prints its seed.
+ */
+#include "sess_util.h"
+
+#include <inttypes.h>
+#include <xxhash.h>
+
+/* key TEXT; n INTEGER, c COUNTER, s TEXT, d COUNTER */
+#define CT_N 0u
+#define CT_C 1u
+#define CT_S 2u
+#define CT_D 3u
+#define CT_NCOLS 4u
+static const sync_column_def ct_cols[CT_NCOLS] = {
+    {"n", SYNC_INTEGER, 0},
+    {"c", SYNC_COUNTER, 0},
+    {"s", SYNC_TEXT, 0},
+    {"d", SYNC_COUNTER, 0},
+};
+static const sync_table_def ct_tables[1] = {
+    {"t", SYNC_TEXT, ct_cols, CT_NCOLS},
+};
+
+static uint64_t ct_now = UINT64_C(1700000000000);
+
+static void ct_open(mu_rep *r, const char *path, uint8_t site) {
+  uint8_t id[16];
+  mu_site(id, site);
+  mu_open_schema(r, path, id, &ct_now, 0, ct_tables, 1);
+}
+
+static int ct_add(mu_rep *r, const char *key, unsigned col, int64_t delta) {
+  sync_txn *x;
+  int rc;
+  TU_OK(sync_txn_begin(r->env, 0, &x));
+  rc = sync_counter_add(x, 0, key, strlen(key), col, delta);
+  if (rc) {
+    sync_txn_abort(x);
+    return rc;
+  }
+  return sync_txn_commit(x);
+}
+
+/* Value of counter col of key (SYNC_NOTFOUND: no live row). */
+static int ct_get(mu_rep *r, const char *key, unsigned col, int64_t *out) {
+  sync_txn *x;
+  sync_value v[CT_NCOLS];
+  int rc;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  rc = sync_get(x, 0, key, strlen(key), v, col + 1);
+  sync_txn_abort(x);
+  if (rc) return rc;
+  assert_int_equal(v[col].type, SYNC_INTEGER);
+  *out = v[col].i;
+  return 0;
+}
+
+static int64_t ct_val(mu_rep *r, const char *key, unsigned col) {
+  int64_t v = 0;
+  TU_OK(ct_get(r, key, col, &v));
+  return v;
+}
+
+/* Everything r lacks of s, through the frame codec (the wire bytes). */
+static size_t ct_pull_wire(mu_rep *r, mu_rep *s, size_t *frame_bytes) {
+  sync_encoder *e;
+  sync_decoder *dec;
+  size_t rows = 0;
+  int n;
+  TU_OK(sync_encoder_create(NULL, NULL, &e));
+  TU_OK(sync_decoder_create(NULL, NULL, &dec));
+  for (n = 0; n < 100000; n++) {
+    sync_delta *d = mu_cut(r, s, 0, 1), *d2 = NULL;
+    const void *f;
+    size_t flen;
+    int last = sync_delta_last(d);
+    TU_OK(sync_encoder_begin(e, d, &flen, NULL));
+    TU_OK(sync_encoder_frame(e, &f, &flen));
+    if (frame_bytes) *frame_bytes += flen;
+    TU_OK(sync_decoder_decode(dec, f, flen, &d2));
+    rows += sync_delta_rows(d2);
+    mu_apply(r, d2, SYNC_APPLY_MERGE, NULL);
+    sync_delta_free(d);
+    sync_delta_free(d2);
+    if (last) break;
+  }
+  sync_encoder_free(e);
+  sync_decoder_free(dec);
+  return rows;
+}
+
+/* Conflicts r has recorded. */
+static uint64_t ct_conflicts(mu_rep *r) {
+  sync_txn *x;
+  sync_conflicts *it;
+  sync_conflict c;
+  uint64_t n = 0;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_conflicts_open(x, 0, &it));
+  while (sync_conflicts_next(it, &c) == 0) n++;
+  sync_conflicts_close(it);
+  sync_txn_abort(x);
+  return n;
+}
+
+/* ---------------------------------------------------------------------
+ * Local adds
+ * ------------------------------------------------------------------- */
+static void test_add_reads_as_integer(void **state) {
+  mu_rep a;
+  sync_txn *x;
+  sync_value v[CT_NCOLS];
+  sync_cursor *cur;
+  sync_key k;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  /* Adding to a missing row creates it, other columns NULL. */
+  TU_OK(ct_add(&a, "k", CT_C, 5));
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_get(x, 0, "k", 1, v, CT_NCOLS));
+  assert_int_equal(v[CT_N].type, SYNC_NULL);
+  assert_int_equal(v[CT_S].type, SYNC_NULL);
+  assert_int_equal(v[CT_C].type, SYNC_INTEGER);
+  assert_int_equal(v[CT_C].i, 5);
+  assert_int_equal(v[CT_D].type, SYNC_INTEGER); /* never added: 0 */
+  assert_int_equal(v[CT_D].i, 0);
+  sync_txn_abort(x);
+  TU_OK(ct_add(&a, "k", CT_C, -8));
+  TU_OK(ct_add(&a, "k", CT_D, 2));
+  assert_int_equal(ct_val(&a, "k", CT_C), -3);
+  assert_int_equal(ct_val(&a, "k", CT_D), 2);
+  /* Several adds in one transaction. */
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_OK(sync_counter_add(x, 0, "k", 1, CT_C, 10));
+  TU_OK(sync_counter_add(x, 0, "k", 1, CT_C, 1));
+  TU_OK(sync_txn_commit(x));
+  assert_int_equal(ct_val(&a, "k", CT_C), 8);
+  /* A put keeps the count (NULL is its placeholder); cursors see it. */
+  v[CT_N] = sync_int(7);
+  v[CT_C] = sync_null();
+  v[CT_S] = sync_text("x", 1);
+  v[CT_D] = sync_null();
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_OK(sync_put(x, 0, "k", 1, v, CT_NCOLS));
+  TU_OK(sync_txn_commit(x));
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_cursor_open(x, 0, &cur));
+  TU_OK(sync_cursor_next(cur, &k, v, CT_NCOLS));
+  assert_int_equal(v[CT_N].i, 7);
+  assert_int_equal(v[CT_C].type, SYNC_INTEGER);
+  assert_int_equal(v[CT_C].i, 8);
+  assert_int_equal(v[CT_D].i, 2);
+  assert_int_equal(sync_cursor_next(cur, &k, v, CT_NCOLS), SYNC_NOTFOUND);
+  sync_cursor_close(cur);
+  sync_txn_abort(x);
+  /* delta 0 creates nothing. */
+  TU_OK(ct_add(&a, "none", CT_C, 0));
+  assert_int_equal(ct_get(&a, "none", CT_C, &(int64_t){0}), SYNC_NOTFOUND);
+  mu_close(&a);
+}
+
+static void test_delete_resets(void **state) {
+  mu_rep a;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  TU_OK(ct_add(&a, "k", CT_C, 40));
+  mu_delete(&a, "k");
+  assert_int_equal(ct_get(&a, "k", CT_C, &(int64_t){0}), SYNC_NOTFOUND);
+  /* An add re-inserts the row; its counters start from 0. */
+  TU_OK(ct_add(&a, "k", CT_C, 2));
+  assert_int_equal(ct_val(&a, "k", CT_C), 2);
+  mu_delete(&a, "k");
+  {
+    sync_value v[CT_NCOLS] = {sync_int(1), sync_null(), sync_null(),
+                              sync_null()};
+    sync_txn *x;
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    TU_OK(sync_put(x, 0, "k", 1, v, CT_NCOLS));
+    TU_OK(sync_txn_commit(x));
+  }
+  assert_int_equal(ct_val(&a, "k", CT_C), 0);
+  mu_close(&a);
+}
+
+static void test_bad_calls(void **state) {
+  mu_rep a;
+  sync_txn *x;
+  sync_value v[CT_NCOLS] = {sync_int(1), sync_int(3), sync_null(),
+                            sync_null()};
+  unsigned col = CT_C;
+  sync_value one = sync_int(1);
+  static const sync_column_def nn_cols[2] = {{"req", SYNC_INTEGER,
+                                              SYNC_COL_NOTNULL},
+                                             {"c", SYNC_COUNTER, 0}};
+  static const sync_table_def nn[1] = {{"t", SYNC_TEXT, nn_cols, 2}};
+  uint8_t id[16];
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  /* An add on a column that is not a counter. */
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, CT_N, 1), SYNC_ETYPE);
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, CT_S, 1), SYNC_ETYPE);
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, CT_NCOLS, 1), SYNC_EINVAL);
+  assert_int_equal(sync_counter_add(x, 1, "k", 1, CT_C, 1), SYNC_EINVAL);
+  /* A value for a counter in a put, any value in an update. */
+  assert_int_equal(sync_put(x, 0, "k", 1, v, CT_NCOLS), SYNC_ETYPE);
+  v[CT_C] = sync_null();
+  TU_OK(sync_put(x, 0, "k", 1, v, CT_NCOLS));
+  assert_int_equal(sync_update(x, 0, "k", 1, &col, &one, 1), SYNC_ETYPE);
+  one = sync_null();
+  assert_int_equal(sync_update(x, 0, "k", 1, &col, &one, 1), SYNC_ETYPE);
+  TU_OK(sync_txn_commit(x));
+  /* A read-only transaction. */
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, CT_C, 1), SYNC_EREADONLY);
+  sync_txn_abort(x);
+  mu_close(&a);
+  /* Creating a row that would leave a NOT NULL column NULL. */
+  mu_site(id, 0xa2);
+  mu_open_schema(&a, "ct_a.db", id, &ct_now, 0, nn, 1);
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, 1, 1), SYNC_ECONSTRAINT);
+  v[0] = sync_int(1);
+  v[1] = sync_null();
+  TU_OK(sync_put(x, 0, "k", 1, v, 2));
+  TU_OK(sync_counter_add(x, 0, "k", 1, 1, 4)); /* live: fine */
+  TU_OK(sync_txn_commit(x));
+  mu_close(&a);
+}
+
+static void test_overflow_and_saturation(void **state) {
+  mu_rep a, b;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  TU_OK(ct_add(&a, "k", CT_C, INT64_MAX));
+  TU_OK(ct_add(&a, "k", CT_C, INT64_MAX));
+  TU_OK(ct_add(&a, "k", CT_C, 1)); /* P = 2^64 - 1 */
+  /* This replica's positive total would pass 2^64 - 1. */
+  assert_int_equal(ct_add(&a, "k", CT_C, 1), SYNC_ELIMIT);
+  /* The read saturates. */
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MAX);
+  TU_OK(ct_add(&a, "k", CT_C, INT64_MIN)); /* N = 2^63 */
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MAX); /* 2^63 - 1 */
+  TU_OK(ct_add(&a, "k", CT_C, -1));
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MAX - 1);
+  /* The negative side too, and the sum over two sites stays exact. */
+  TU_OK(ct_add(&b, "k", CT_C, INT64_MIN));
+  TU_OK(ct_add(&b, "k", CT_C, INT64_MIN + 1)); /* N = 2^64 - 1 */
+  assert_int_equal(ct_add(&b, "k", CT_C, -1), SYNC_ELIMIT);
+  assert_int_equal(ct_val(&b, "k", CT_C), INT64_MIN);
+  /* a: 2^64 - 1 - (2^63 + 1); b: -(2^64 - 1): the sum is -2^63 - 1,
+   * below INT64_MIN: saturated, on both replicas alike. */
+  ct_pull_wire(&a, &b, NULL);
+  ct_pull_wire(&b, &a, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MIN);
+  assert_int_equal(ct_val(&b, "k", CT_C), INT64_MIN);
+  TU_OK(ct_add(&b, "k", CT_C, 2));
+  ct_pull_wire(&a, &b, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MIN + 1);
+  assert_true(mu_digest(&a) == mu_digest(&b));
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* ---------------------------------------------------------------------
+ * Replication
+ * ------------------------------------------------------------------- */
+static void test_concurrent_adds_all_count(void **state) {
+  mu_rep r[3];
+  int i, j;
+  (void)state;
+  ct_open(&r[0], "ct_a.db", 0xa1);
+  ct_open(&r[1], "ct_b.db", 0xb1);
+  ct_open(&r[2], "ct_c.db", 0xc1);
+  for (i = 0; i < 3; i++) TU_OK(ct_add(&r[i], "k", CT_C, 1 + i));
+  TU_OK(ct_add(&r[2], "k", CT_D, -4));
+  mu_update(&r[1], "k", CT_N, sync_int(9));
+  for (i = 0; i < 3; i++)
+    for (j = 0; j < 3; j++)
+      if (i != j) ct_pull_wire(&r[i], &r[j], NULL);
+  for (i = 0; i < 3; i++) {
+    mu_row row;
+    assert_int_equal(ct_val(&r[i], "k", CT_C), 6);
+    assert_int_equal(ct_val(&r[i], "k", CT_D), -4);
+    (void)row;
+    assert_true(mu_digest(&r[i]) == mu_digest(&r[0]));
+  }
+  /* Applying again, in any order, counts nothing twice. */
+  TU_OK(ct_add(&r[0], "k", CT_C, 10));
+  {
+    sync_delta *d = mu_cut(&r[1], &r[0], 0, 0);
+    mu_apply(&r[1], d, SYNC_APPLY_MERGE, NULL);
+    mu_apply(&r[1], d, SYNC_APPLY_MERGE, NULL);
+    sync_delta_free(d);
+  }
+  assert_int_equal(ct_val(&r[1], "k", CT_C), 16);
+  /* No conflict is ever recorded for a counter, and a relay (r1 -> r2)
+   * carries r0's adds on. */
+  ct_pull_wire(&r[2], &r[1], NULL);
+  assert_int_equal(ct_val(&r[2], "k", CT_C), 16);
+  for (i = 0; i < 3; i++) mu_close(&r[i]);
+}
+
+static void test_policies(void **state) {
+  mu_rep a, b;
+  sync_apply_report rep;
+  sync_delta *d;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  TU_OK(ct_add(&a, "k", CT_C, 3));
+  ct_pull_wire(&b, &a, NULL);
+  TU_OK(ct_add(&a, "k", CT_C, 4));
+  ct_now += 10;
+  TU_OK(ct_add(&b, "k", CT_C, 1)); /* b's row is the newer one */
+  /* Dry run: reports the change, records no conflict, writes nothing. */
+  d = mu_cut_whole(&b, &a, 0, 0, 1);
+  {
+    sync_txn *x;
+    uint64_t v0 = mu_version(&b);
+    TU_OK(sync_txn_begin(b.env, 0, &x));
+    TU_OK(sync_delta_apply(x, d, SYNC_APPLY_DRY_RUN, &rep));
+    TU_OK(sync_txn_commit(x));
+    TU_U64(rep.conflicts, 0);
+    TU_U64(rep.updated, 1);
+    TU_U64(mu_version(&b), v0);
+    assert_int_equal(ct_val(&b, "k", CT_C), 4);
+  }
+  /* NEWER: a's row is older as a whole, yet its add counts. */
+  mu_apply(&b, d, SYNC_APPLY_NEWER, &rep);
+  TU_U64(rep.conflicts, 0);
+  assert_int_equal(ct_val(&b, "k", CT_C), 8);
+  sync_delta_free(d);
+  /* MERGE on a concurrent add: no conflict. */
+  ct_pull_wire(&a, &b, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), 8);
+  TU_U64(ct_conflicts(&a) + ct_conflicts(&b), 0);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* Only the sites that added since the receiver's vector travel: a
+ * counter many devices add to costs each pull what changed. */
+static void test_wire_sends_only_news(void **state) {
+  mu_rep srv, dev[8];
+  size_t bytes0 = 0, bytes1 = 0;
+  int i;
+  char path[32];
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  for (i = 0; i < 8; i++) {
+    snprintf(path, sizeof path, "ct_d%d.db", i);
+    ct_open(&dev[i], path, (uint8_t)(0x60 + i));
+    TU_OK(ct_add(&dev[i], "k", CT_C, 1));
+    ct_pull_wire(&srv, &dev[i], NULL);
+  }
+  assert_int_equal(ct_val(&srv, "k", CT_C), 8);
+  ct_pull_wire(&dev[0], &srv, &bytes0);
+  assert_int_equal(ct_val(&dev[0], "k", CT_C), 8);
+  /* One more add on device 1: device 0 gets one contribution. */
+  TU_OK(ct_add(&dev[1], "k", CT_C, 1));
+  ct_pull_wire(&srv, &dev[1], NULL);
+  ct_pull_wire(&dev[0], &srv, &bytes1);
+  assert_int_equal(ct_val(&dev[0], "k", CT_C), 9);
+  assert_true(bytes1 < bytes0);
+  print_message("counter wire: all 8 sites %zu bytes, 1 news %zu bytes\n",
+                bytes0, bytes1);
+  for (i = 0; i < 8; i++) mu_close(&dev[i]);
+  mu_close(&srv);
+}
+
+/* ---------------------------------------------------------------------
+ * Hostile frames
+ * ------------------------------------------------------------------- */
+
+/* A frame of one row (key "k") whose counter column c carries the
+ * contributions given as raw varint bytes: the real encoder's frame for a
+ * row with one contribution, with that value's bytes replaced. */
+static void ct_frame(mu_rep *a, mu_rep *b, unsigned char *out, size_t *len,
+                     size_t *voff, size_t *vlen) {
+  sync_encoder *e;
+  sync_delta *d;
+  const void *f;
+  size_t flen;
+  TU_OK(ct_add(a, "k", CT_C, 0x55));
+  d = mu_cut(b, a, 0, 0);
+  TU_OK(sync_encoder_create(NULL, NULL, &e));
+  TU_OK(sync_encoder_begin(e, d, &flen, NULL));
+  TU_OK(sync_encoder_frame(e, &f, &flen));
+  assert_true(flen <= 4096);
+  memcpy(out, f, flen);
+  *len = flen;
+  sync_encoder_free(e);
+  sync_delta_free(d);
+  /* The value: var 1 (n), var 0 (site gap), var 0x55 (P), var 0 (N),
+   * then the HLC (found as the bytes before the checksum's 8: the row
+   * ends the body, then the frame's later sections). */
+  {
+    const unsigned char pat[4] = {1, 0, 0x55, 0};
+    size_t at = tu_find(out, flen, pat, 4, 0);
+    assert_true(at < flen);
+    *voff = at;
+    *vlen = 4 + 1;
+    while (out[at + *vlen - 1] & 0x80) (*vlen)++;
+  }
+}
+
+/* Rewrite frame f (a stored body) with the value bytes at voff replaced
+ * by nv, fixing the body length and the checksum. */
+static size_t ct_patch(const unsigned char *f, size_t flen, size_t voff,
+                       size_t vlen, const unsigned char *nv, size_t nvlen,
+                       unsigned char *out);
+
+static void test_hostile_contributions(void **state) {
+  mu_rep a, b;
+  unsigned char f[4096], g[8192];
+  size_t flen, voff, vlen, glen, k;
+  sync_decoder *dec;
+  sync_delta *d = NULL;
+  unsigned char hlc[10];
+  size_t hn;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  ct_frame(&a, &b, f, &flen, &voff, &vlen);
+  hn = vlen - 4;
+  memcpy(hlc, f + voff + 4, hn);
+  TU_OK(sync_decoder_create(NULL, NULL, &dec));
+  /* The untouched frame decodes and applies. */
+  glen = ct_patch(f, flen, voff, vlen, f + voff, vlen, g);
+  TU_OK(sync_decoder_decode(dec, g, glen, &d));
+  mu_apply(&b, d, SYNC_APPLY_MERGE, NULL);
+  sync_delta_free(d);
+  assert_int_equal(ct_val(&b, "k", CT_C), 0x55);
+  {
+    struct {
+      const char *what;
+      unsigned char v[64];
+      size_t n;
+    } bad[6];
+    memset(bad, 0, sizeof bad);
+    /* Two contributions of one site (gap would have to be negative: the
+     * second names site 1, which the frame lacks). */
+    bad[0].what = "site past the frame's table";
+    bad[0].v[0] = 2;
+    bad[0].v[1] = 0, bad[0].v[2] = 1, bad[0].v[3] = 0;
+    memcpy(bad[0].v + 4, hlc, hn);
+    bad[0].v[4 + hn] = 0, bad[0].v[5 + hn] = 1, bad[0].v[6 + hn] = 0;
+    memcpy(bad[0].v + 7 + hn, hlc, hn);
+    bad[0].n = 7 + 2 * hn;
+    /* More contributions than the frame has sites. */
+    bad[1].what = "count over the sites";
+    bad[1].v[0] = 0x80, bad[1].v[1] = 0x80, bad[1].v[2] = 0x04;
+    memcpy(bad[1].v + 3, f + voff + 1, vlen - 1);
+    bad[1].n = 3 + vlen - 1;
+    /* None at all. */
+    bad[2].what = "no contribution";
+    bad[2].v[0] = 0;
+    bad[2].n = 1;
+    /* An HLC of 0. */
+    bad[3].what = "HLC 0";
+    bad[3].v[0] = 1, bad[3].v[1] = 0, bad[3].v[2] = 0x55, bad[3].v[3] = 0;
+    bad[3].v[4] = 0;
+    bad[3].n = 5;
+    /* An HLC above the column's stamp (absurdly far ahead). */
+    bad[4].what = "HLC above the column's";
+    bad[4].v[0] = 1, bad[4].v[1] = 0, bad[4].v[2] = 0x55, bad[4].v[3] = 0;
+    for (k = 0; k < 9; k++) bad[4].v[4 + k] = 0xff;
+    bad[4].v[13] = 0x01;
+    bad[4].n = 14;
+    /* A site gap that wraps. */
+    bad[5].what = "huge site gap";
+    bad[5].v[0] = 1;
+    for (k = 0; k < 9; k++) bad[5].v[1 + k] = 0xff;
+    bad[5].v[10] = 0x01;
+    bad[5].v[11] = 1, bad[5].v[12] = 0;
+    memcpy(bad[5].v + 13, hlc, hn);
+    bad[5].n = 13 + hn;
+    for (k = 0; k < 6; k++) {
+      int rc;
+      d = NULL;
+      glen = ct_patch(f, flen, voff, vlen, bad[k].v, bad[k].n, g);
+      rc = sync_decoder_decode(dec, g, glen, &d);
+      if (rc != SYNC_EFORMAT)
+        fail_msg("%s: got %d (%s)", bad[k].what, rc, sync_decoder_reason(dec));
+      assert_null(d);
+    }
+  }
+  /* Nothing reached b. */
+  assert_int_equal(ct_val(&b, "k", CT_C), 0x55);
+  sync_decoder_free(dec);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* ---------------------------------------------------------------------
+ * Storage format
+ * ------------------------------------------------------------------- */
+
+/* u32 format version of the file at path (the meta "format" record). */
+static uint32_t ct_format_of(const char *path) {
+  size_t n = 0, at;
+  unsigned char *p = tu_read_file(path, &n);
+  const unsigned char magic[8] = {'s', 'y', 'n', 'c', '-', 'd', 'b', 0};
+  uint32_t v;
+  assert_non_null(p);
+  at = tu_find(p, n, magic, 8, 0);
+  assert_true(at + 12 <= n);
+  v = (uint32_t)p[at + 8] | (uint32_t)p[at + 9] << 8 |
+      (uint32_t)p[at + 10] << 16 | (uint32_t)p[at + 11] << 24;
+  free(p);
+  return v;
+}
+
+static void test_format_version(void **state) {
+  mu_rep a;
+  uint8_t id[16];
+  static const sync_column_def plain_cols[1] = {{"n", SYNC_INTEGER, 0}};
+  static const sync_table_def plain[1] = {{"t", SYNC_TEXT, plain_cols, 1}};
+  static const sync_column_def grown_cols[2] = {{"n", SYNC_INTEGER, 0},
+                                                {"hits", SYNC_COUNTER, 0}};
+  static const sync_table_def grown[1] = {{"t", SYNC_TEXT, grown_cols, 2}};
+  sync_column_def more = {"more", SYNC_COUNTER, 0};
+  (void)state;
+  /* A file without counters keeps the format older code reads. */
+  mu_site(id, 0xa3);
+  mu_open_schema(&a, "ct_f.db", id, &ct_now, 0, plain, 1);
+  {
+    sync_txn *x;
+    sync_value v = sync_int(1);
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    TU_OK(sync_put(x, 0, "x", 1, &v, 1));
+    TU_OK(sync_txn_commit(x));
+  }
+  sync_env_close(a.env);
+  assert_int_equal(ct_format_of("ct_f.db"), 7);
+  /* A rolling upgrade that adds a counter column marks the file, and the
+   * row written before reads the new counter as 0. */
+  mu_reopen_schema(&a, grown, 1);
+  assert_int_equal(ct_val(&a, "x", 1), 0);
+  TU_OK(ct_add(&a, "x", 1, 3));
+  assert_int_equal(ct_val(&a, "x", 1), 3);
+  /* And sync_env_add_column takes one too. */
+  TU_OK(sync_env_add_column(a.env, 0, &more));
+  {
+    sync_txn *x;
+    sync_value v[3];
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    TU_OK(sync_counter_add(x, 0, "x", 1, 2, -2));
+    TU_OK(sync_get(x, 0, "x", 1, v, 3));
+    assert_int_equal(v[1].i, 3);
+    assert_int_equal(v[2].i, -2);
+    TU_OK(sync_txn_commit(x));
+  }
+  sync_env_close(a.env);
+  a.env = NULL;
+  assert_int_equal(ct_format_of("ct_f.db"), 8);
+  tu_remove_db("ct_f.db");
+}
+
+static size_t ct_patch(const unsigned char *f, size_t flen, size_t voff,
+                       size_t vlen, const unsigned char *nv, size_t nvlen,
+                       unsigned char *out) {
+  /* Header: magic 4, major, minor, flags 0 (stored), var body length. */
+  uint64_t blen = 0, h;
+  size_t k = 7, shift = 0, o, nb;
+  int i;
+  assert_int_equal(f[6], 0);
+  do {
+    blen |= (uint64_t)(f[k] & 0x7f) << shift;
+    shift += 7;
+  } while (f[k++] & 0x80);
+  assert_true(k + blen + 8 == flen && voff > k && voff + vlen <= k + blen);
+  nb = (size_t)blen - vlen + nvlen;
+  memcpy(out, f, 7);
+  o = 7;
+  {
+    size_t v = nb;
+    do {
+      out[o++] = (unsigned char)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+      v >>= 7;
+    } while (v);
+  }
+  memcpy(out + o, f + k, voff - k);
+  o += voff - k;
+  memcpy(out + o, nv, nvlen);
+  o += nvlen;
+  memcpy(out + o, f + voff + vlen, k + (size_t)blen - voff - vlen);
+  o += k + (size_t)blen - voff - vlen;
+  h = XXH3_64bits(out, o);
+  for (i = 0; i < 8; i++) out[o + (size_t)i] = (unsigned char)(h >> (8 * i));
+  return o + 8;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_add_reads_as_integer),
+      cmocka_unit_test(test_delete_resets),
+      cmocka_unit_test(test_bad_calls),
+      cmocka_unit_test(test_overflow_and_saturation),
+      cmocka_unit_test(test_concurrent_adds_all_count),
+      cmocka_unit_test(test_policies),
+      cmocka_unit_test(test_wire_sends_only_news),
+      cmocka_unit_test(test_hostile_contributions),
+      cmocka_unit_test(test_format_version),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
