@@ -569,6 +569,442 @@ static void test_format_version(void **state) {
   tu_remove_db("ct_f.db");
 }
 
+
+/* ---------------------------------------------------------------------
+ * Property: concurrent adds over a faulty link
+ * ------------------------------------------------------------------- */
+#define PT_MAXREP 5
+#define PT_MAXKEYS 6
+#define PT_MAXHELD 8
+#define PT_MAXADDS 4096
+static const char *const pt_keys[PT_MAXKEYS] = {"a", "bb", "c", "dd", "e",
+                                                "ff"};
+
+typedef struct pt_add {
+  int k;
+  unsigned col;
+  int64_t delta;
+  uint64_t cl; /* the row's causal length right after the add */
+} pt_add;
+
+typedef struct pt_scn {
+  uint64_t seed, now;
+  const char *phase;
+  tu_rng rng;
+  int nrep, nkeys;
+  mu_rep rep[PT_MAXREP];
+  struct {
+    sync_delta *d;
+    int to;
+  } held[PT_MAXHELD];
+  int nheld;
+  pt_add adds[PT_MAXADDS];
+  size_t nadds;
+  sync_encoder *enc;
+  sync_decoder *dec;
+  unsigned long wired, dups, late, dropped, cut, ahead, reinserts;
+} pt_scn;
+
+static pt_scn pt_mem;
+static pt_scn *pt_cur;
+
+static uint64_t pt_below(pt_scn *s, uint64_t n) { return tu_below(&s->rng, n); }
+
+/* Causal length of key's row as txn sees it (0: never written). */
+static uint64_t pt_cl(sync_txn *t, const char *key) {
+  sync_changes *it;
+  sync_change c;
+  uint64_t cl = 0;
+  size_t kl = strlen(key);
+  int rc;
+  TU_OK(sync_changes_open(t, 0, &it));
+  while ((rc = sync_changes_next(it, &c)) == 0)
+    if (c.key.len == kl && !memcmp(c.key.data, key, kl)) cl = c.causal_length;
+  assert_int_equal(rc, SYNC_NOTFOUND);
+  sync_changes_close(it);
+  return cl;
+}
+
+/* One local transaction of 1-3 operations on replica ri: adds (most),
+ * puts and updates of the LWW columns, deletes. */
+static void pt_local_txn(pt_scn *s, int ri) {
+  mu_rep *r = &s->rep[ri];
+  sync_txn *t;
+  size_t n0 = s->nadds;
+  int nops = 1 + (int)pt_below(s, 3), op, abort_it;
+  if (pt_below(s, 100) < 40) s->now += pt_below(s, 3);
+  abort_it = pt_below(s, 100) < 4;
+  TU_OK(sync_txn_begin(r->env, 0, &t));
+  for (op = 0; op < nops; op++) {
+    int k = (int)pt_below(s, (uint64_t)s->nkeys);
+    const char *key = pt_keys[k];
+    size_t kl = strlen(key);
+    unsigned p = (unsigned)pt_below(s, 100);
+    int live = sync_contains(t, 0, key, kl);
+    assert_true(live == 0 || live == 1);
+    if (p < 60 || (!live && p < 80)) {
+      pt_add *a = &s->adds[s->nadds];
+      assert_true(s->nadds < PT_MAXADDS);
+      a->k = k;
+      a->col = pt_below(s, 4) ? CT_C : CT_D;
+      a->delta = (int64_t)pt_below(s, 11) - 5;
+      if (pt_below(s, 20) == 0) a->delta *= INT64_C(1000000007);
+      if (!a->delta) a->delta = 1;
+      if (!live) s->reinserts++;
+      TU_OK(sync_counter_add(t, 0, key, kl, a->col, a->delta));
+      a->cl = pt_cl(t, key);
+      s->nadds++;
+    } else if (p < 85 || !live) {
+      sync_value v[CT_NCOLS];
+      char txt[8];
+      snprintf(txt, sizeof txt, "r%d", ri);
+      v[CT_N] = sync_int((int64_t)pt_below(s, 1000));
+      v[CT_C] = sync_null();
+      v[CT_S] = sync_text(txt, strlen(txt));
+      v[CT_D] = sync_null();
+      if (live && pt_below(s, 2)) {
+        unsigned col = CT_N;
+        TU_OK(sync_update(t, 0, key, kl, &col, &v[CT_N], 1));
+      } else {
+        TU_OK(sync_put(t, 0, key, kl, v, CT_NCOLS));
+      }
+    } else {
+      TU_OK(sync_delete(t, 0, key, kl));
+    }
+  }
+  if (abort_it) {
+    sync_txn_abort(t);
+    s->nadds = n0; /* never happened */
+    return;
+  }
+  TU_OK(sync_txn_commit(t));
+}
+
+/* d as the receiver would have it from the wire: encoded and decoded. */
+static sync_delta *pt_wire(pt_scn *s, sync_delta *d) {
+  const void *f;
+  size_t flen;
+  sync_delta *d2 = NULL;
+  TU_OK(sync_encoder_begin(s->enc, d, &flen, NULL));
+  TU_OK(sync_encoder_frame(s->enc, &f, &flen));
+  TU_OK(sync_decoder_decode(s->dec, f, flen, &d2));
+  sync_delta_free(d);
+  s->wired++;
+  return d2;
+}
+
+static void pt_hold(pt_scn *s, sync_delta *d, int to) {
+  if (s->nheld == PT_MAXHELD) {
+    sync_delta_free(s->held[0].d);
+    memmove(s->held, s->held + 1, sizeof s->held[0] * (PT_MAXHELD - 1));
+    s->nheld--;
+    s->dropped++;
+  }
+  s->held[s->nheld].d = d;
+  s->held[s->nheld].to = to;
+  s->nheld++;
+}
+
+static void pt_deliver(pt_scn *s, int i) {
+  sync_delta *d = s->held[i].d;
+  int to = s->held[i].to;
+  memmove(s->held + i, s->held + i + 1,
+          sizeof s->held[0] * (size_t)(s->nheld - i - 1));
+  s->nheld--;
+  mu_apply(&s->rep[to], d, SYNC_APPLY_MERGE, NULL);
+  sync_delta_free(d);
+  s->late++;
+}
+
+/* Receiver ri pulls from si: chunks go through the codec or not, are
+ * applied twice, held back, delivered ahead of their predecessor, or
+ * lost, and the run may stop anywhere. */
+static void pt_exchange(pt_scn *s, int ri, int si) {
+  mu_rep *r = &s->rep[ri], *snd = &s->rep[si];
+  size_t max_rows = 1 + (size_t)pt_below(s, 3);
+  int ack = pt_below(s, 4) != 0, iter;
+  for (iter = 0; iter < 10000; iter++) {
+    sync_delta *d;
+    unsigned p;
+    int last;
+    if (pt_below(s, 100) < 4) {
+      s->cut++;
+      return;
+    }
+    if (pt_below(s, 100) < 6) pt_local_txn(s, pt_below(s, 2) ? ri : si);
+    d = mu_cut(r, snd, max_rows, ack);
+    if (pt_below(s, 2)) d = pt_wire(s, d);
+    last = sync_delta_last(d);
+    p = (unsigned)pt_below(s, 100);
+    if (p < 60) {
+      mu_apply(r, d, SYNC_APPLY_MERGE, NULL);
+      if (p >= 50) {
+        uint64_t d0 = mu_digest(r);
+        mu_apply(r, d, SYNC_APPLY_MERGE, NULL); /* counts nothing twice */
+        TU_U64(mu_digest(r), d0);
+        s->dups++;
+      }
+      if (p < 6)
+        pt_hold(s, d, ri); /* and again, later */
+      else
+        sync_delta_free(d);
+      if (last) return;
+    } else if (p < 75) {
+      pt_hold(s, d, ri);
+    } else if (p < 85) {
+      /* The next chunk first: apply d in a transaction thrown away, ask
+       * for what follows, deliver that, and d later or never. */
+      sync_txn *t;
+      sync_request *req;
+      sync_delta *d2;
+      sync_txn *st;
+      sync_delta_opts o;
+      sync_apply_report rep;
+      memset(&o, 0, sizeof o);
+      o.max_rows = max_rows;
+      TU_OK(sync_txn_begin(r->env, 0, &t));
+      TU_OK(sync_delta_apply(t, d, SYNC_APPLY_MERGE, &rep));
+      TU_OK(sync_request_make(t, snd->site, &req));
+      sync_txn_abort(t);
+      TU_OK(sync_txn_begin(snd->env, SYNC_TXN_RDONLY, &st));
+      TU_OK(sync_delta_make(st, req, &o, &d2));
+      sync_txn_abort(st);
+      sync_request_free(req);
+      if (pt_below(s, 2)) d2 = pt_wire(s, d2);
+      mu_apply(r, d2, SYNC_APPLY_MERGE, NULL);
+      sync_delta_free(d2);
+      pt_hold(s, d, ri);
+      s->ahead++;
+    } else {
+      sync_delta_free(d);
+      s->dropped++;
+    }
+    if (s->nheld && pt_below(s, 100) < 15)
+      pt_deliver(s, (int)pt_below(s, (uint64_t)s->nheld));
+  }
+  fail_msg("exchange did not end");
+}
+
+/* Every replica holds, per key, the model's row: absent when the final
+ * causal length is even, else each counter the sum of the adds made at
+ * that causal length. */
+static void pt_check(pt_scn *s) {
+  int i, k;
+  for (k = 0; k < s->nkeys; k++) {
+    sync_txn *t;
+    uint64_t cl;
+    int64_t want[2] = {0, 0};
+    size_t j;
+    TU_OK(sync_txn_begin(s->rep[0].env, SYNC_TXN_RDONLY, &t));
+    cl = pt_cl(t, pt_keys[k]);
+    sync_txn_abort(t);
+    for (j = 0; j < s->nadds; j++)
+      if (s->adds[j].k == k && s->adds[j].cl == cl)
+        want[s->adds[j].col == CT_D] += s->adds[j].delta;
+    for (i = 0; i < s->nrep; i++) {
+      int64_t c = 0, d = 0;
+      int rc = ct_get(&s->rep[i], pt_keys[k], CT_C, &c);
+      if (cl == 0 || !(cl & 1)) {
+        if (rc != SYNC_NOTFOUND)
+          fail_msg("key %s: replica %d has a row, model: causal length %" PRIu64,
+                   pt_keys[k], i, cl);
+        continue;
+      }
+      TU_OK(rc);
+      TU_OK(ct_get(&s->rep[i], pt_keys[k], CT_D, &d));
+      if (c != want[0] || d != want[1])
+        fail_msg("key %s (cl %" PRIu64 "): replica %d has c=%" PRId64
+                 " d=%" PRId64 ", model c=%" PRId64 " d=%" PRId64,
+                 pt_keys[k], cl, i, c, d, want[0], want[1]);
+    }
+  }
+  /* Counters are never a conflict. */
+  for (i = 0; i < s->nrep; i++) {
+    sync_txn *t;
+    sync_conflicts *it;
+    sync_conflict c;
+    TU_OK(sync_txn_begin(s->rep[i].env, SYNC_TXN_RDONLY, &t));
+    TU_OK(sync_conflicts_open(t, 0, &it));
+    while (sync_conflicts_next(it, &c) == 0)
+      assert_true(c.column != CT_C && c.column != CT_D);
+    sync_conflicts_close(it);
+    sync_txn_abort(t);
+  }
+}
+
+static void pt_free(pt_scn *s) {
+  int i;
+  for (i = 0; i < s->nheld; i++) sync_delta_free(s->held[i].d);
+  s->nheld = 0;
+  for (i = 0; i < PT_MAXREP; i++)
+    if (s->rep[i].env || s->rep[i].path[0]) mu_close(&s->rep[i]);
+  sync_encoder_free(s->enc);
+  sync_decoder_free(s->dec);
+  s->enc = NULL;
+  s->dec = NULL;
+}
+
+static void pt_scenario(pt_scn *s, uint64_t seed) {
+  int i, j, step, steps, round;
+  memset(s, 0, sizeof *s);
+  pt_cur = s;
+  s->seed = seed;
+  s->rng.s = seed;
+  s->phase = "setup";
+  s->nrep = 3 + (int)pt_below(s, 3);
+  s->nkeys = 1 + (int)pt_below(s, PT_MAXKEYS);
+  s->now = UINT64_C(1700000000000);
+  TU_OK(sync_encoder_create(NULL, NULL, &s->enc));
+  TU_OK(sync_decoder_create(NULL, NULL, &s->dec));
+  for (i = 0; i < s->nrep; i++) {
+    uint8_t site[16];
+    char path[32];
+    tu_fill(&s->rng, site, 16);
+    site[0] = (uint8_t)((site[0] & 0xf0) | (uint8_t)i);
+    snprintf(path, sizeof path, "t_ct%d.db", i);
+    mu_open_schema(&s->rep[i], path, site, &s->now,
+                   (int64_t)pt_below(s, 5) - 2, ct_tables, 1);
+  }
+  s->phase = "random adds, writes and exchanges";
+  steps = 40 + (int)pt_below(s, 40 * (uint64_t)s->nrep);
+  for (step = 0; step < steps; step++) {
+    uint64_t p = pt_below(s, 100);
+    if (p < 55) {
+      pt_local_txn(s, (int)pt_below(s, (uint64_t)s->nrep));
+    } else if (p < 95) {
+      int a = (int)pt_below(s, (uint64_t)s->nrep);
+      int b = (int)pt_below(s, (uint64_t)s->nrep - 1);
+      if (b >= a) b++;
+      pt_exchange(s, a, b);
+    } else if (s->nheld) {
+      pt_deliver(s, (int)pt_below(s, (uint64_t)s->nheld));
+    }
+  }
+  while (s->nheld) {
+    if (pt_below(s, 2)) {
+      pt_deliver(s, (int)pt_below(s, (uint64_t)s->nheld));
+    } else {
+      sync_delta_free(s->held[s->nheld - 1].d);
+      s->nheld--;
+    }
+  }
+  s->phase = "clean pulls";
+  for (round = 1;; round++) {
+    int same = 1;
+    for (i = 0; i < s->nrep; i++)
+      for (j = 0; j < s->nrep; j++)
+        if (i != j) {
+          if (pt_below(s, 2))
+            ct_pull_wire(&s->rep[i], &s->rep[j], NULL);
+          else
+            mu_pull(&s->rep[i], &s->rep[j], 1 + pt_below(s, 3), 1, NULL);
+        }
+    for (i = 1; i < s->nrep; i++)
+      if (mu_digest(&s->rep[i]) != mu_digest(&s->rep[0])) same = 0;
+    if (same) break;
+    if (round == 3) fail_msg("digests differ after %d rounds of pulls", round);
+  }
+  s->phase = "model check";
+  pt_check(s);
+  pt_free(s);
+  pt_cur = NULL;
+}
+
+static int pt_teardown(void **state) {
+  (void)state;
+  if (pt_cur) {
+    fprintf(stderr,
+            "FAILED counter scenario seed 0x%016" PRIx64 " during %s; replay "
+            "with SYNC_TEST_SEED=0x%016" PRIx64
+            " SYNC_TEST_COUNTER_SCENARIOS=1\n",
+            pt_cur->seed, pt_cur->phase, pt_cur->seed);
+    pt_free(pt_cur);
+    pt_cur = NULL;
+  }
+  return 0;
+}
+
+static uint64_t pt_env(const char *name, uint64_t dflt) {
+  const char *v = getenv(name);
+  return v && *v ? (uint64_t)strtoull(v, NULL, 0) : dflt;
+}
+
+static void test_property_concurrent_adds(void **state) {
+  uint64_t seed = pt_env("SYNC_TEST_SEED", UINT64_C(0xc0a7e001));
+  uint64_t n = pt_env("SYNC_TEST_COUNTER_SCENARIOS", 600), i;
+  unsigned long adds = 0, wired = 0, dups = 0, late = 0, ahead = 0, cut = 0,
+                reins = 0;
+  (void)state;
+  for (i = 0; i < n; i++) {
+    pt_scenario(&pt_mem, seed + i);
+    adds += (unsigned long)pt_mem.nadds;
+    wired += pt_mem.wired;
+    dups += pt_mem.dups;
+    late += pt_mem.late;
+    ahead += pt_mem.ahead;
+    cut += pt_mem.cut;
+    reins += pt_mem.reinserts;
+  }
+  print_message("counter property: %" PRIu64 " scenarios, %lu adds (%lu "
+                "re-inserting), %lu chunks through the codec, %lu applied "
+                "twice, %lu late, %lu ahead, %lu runs cut\n",
+                n, adds, reins, wired, dups, late, ahead, cut);
+}
+
+
+/* Sessions over a link that drops, duplicates, reorders and cuts bytes
+ * (sess_util.h), in random fragments, between a server and 3 devices
+ * that all add to one row's counters (each creating it on its own at
+ * first): once the link is clean, every add counts exactly once. */
+static void test_sessions_faulty_link(void **state) {
+  mu_rep srv, dev[3];
+  tu_rng g = {UINT64_C(0xc0a7e5e5)};
+  static const su_faults faults = {20, 20, 20, 0, 8};
+  int64_t want[2] = {0, 0};
+  int i, round;
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  ct_open(&dev[0], "ct_d0.db", 0x61);
+  ct_open(&dev[1], "ct_d1.db", 0x62);
+  ct_open(&dev[2], "ct_d2.db", 0x63);
+  for (round = 0; round < 80; round++) {
+    int who = (int)tu_below(&g, 4); /* 3: the server */
+    int dcol = tu_below(&g, 3) == 0;
+    int64_t delta = (int64_t)tu_below(&g, 9) - 4;
+    sync_session_opts co, so;
+    sync_session *a, *b;
+    su_pump p;
+    if (!delta) delta = 7;
+    TU_OK(ct_add(who == 3 ? &srv : &dev[who], "k", dcol ? CT_D : CT_C, delta));
+    want[dcol] += delta;
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    so.server = 1;
+    TU_OK(sync_session_create(dev[(int)tu_below(&g, 3)].env, &co, &a));
+    TU_OK(sync_session_create(srv.env, &so, &b));
+    memset(&p, 0, sizeof p);
+    p.g = &g;
+    p.max_piece = 1 + (size_t)tu_below(&g, 300);
+    p.faults = &faults;
+    su_run(&p, a, b);
+    sync_session_free(a);
+    sync_session_free(b);
+  }
+  /* Clean sessions: every device to the server, then back. */
+  for (round = 0; round < 2; round++)
+    for (i = 0; i < 3; i++)
+      TU_RC(su_sync(&dev[i], &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(ct_val(&srv, "k", CT_C), want[0]);
+  assert_int_equal(ct_val(&srv, "k", CT_D), want[1]);
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(ct_val(&dev[i], "k", CT_C), want[0]);
+    assert_int_equal(ct_val(&dev[i], "k", CT_D), want[1]);
+    assert_true(mu_digest(&dev[i]) == mu_digest(&srv));
+  }
+  mu_close(&srv);
+  for (i = 0; i < 3; i++) mu_close(&dev[i]);
+}
+
 static size_t ct_patch(const unsigned char *f, size_t flen, size_t voff,
                        size_t vlen, const unsigned char *nv, size_t nvlen,
                        unsigned char *out) {
@@ -614,6 +1050,8 @@ int main(void) {
       cmocka_unit_test(test_wire_sends_only_news),
       cmocka_unit_test(test_hostile_contributions),
       cmocka_unit_test(test_format_version),
+      cmocka_unit_test(test_sessions_faulty_link),
+      cmocka_unit_test_teardown(test_property_concurrent_adds, pt_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
