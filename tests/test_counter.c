@@ -350,6 +350,42 @@ static void test_policies(void **state) {
   mu_close(&b);
 }
 
+/* A copied file takes a new site id at its first open: its own adds so
+ * far stay under the old id (the original's), so that they count once,
+ * and its later adds count under the new one. */
+static void test_copied_file_counts_once(void **state) {
+  mu_rep a, b, c;
+  uint8_t sa[16], sc[16];
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  TU_OK(ct_add(&a, "k", CT_C, 5));
+  TU_OK(ct_add(&a, "k", CT_D, -2));
+  sync_env_close(a.env);
+  mu_copy_rep(&c, &a, "ct_c.db");
+  mu_reopen_schema(&a, ct_tables, 1);
+  mu_reopen_schema(&c, ct_tables, 1);
+  TU_OK(sync_env_site_id(a.env, sa));
+  TU_OK(sync_env_site_id(c.env, sc));
+  assert_memory_not_equal(sa, sc, 16);
+  ct_now += 100;
+  TU_OK(ct_add(&c, "k", CT_C, 1));
+  TU_OK(ct_add(&a, "k", CT_C, 10));
+  ct_pull_wire(&b, &c, NULL);
+  ct_pull_wire(&b, &a, NULL);
+  ct_pull_wire(&a, &b, NULL);
+  ct_pull_wire(&c, &b, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), 16);
+  assert_int_equal(ct_val(&b, "k", CT_C), 16);
+  assert_int_equal(ct_val(&c, "k", CT_C), 16);
+  assert_int_equal(ct_val(&c, "k", CT_D), -2);
+  assert_true(mu_digest(&a) == mu_digest(&b));
+  assert_true(mu_digest(&c) == mu_digest(&b));
+  mu_close(&a);
+  mu_close(&b);
+  mu_close(&c);
+}
+
 /* Only the sites that added since the receiver's vector travel: a
  * counter many devices add to costs each pull what changed. */
 static void test_wire_sends_only_news(void **state) {
@@ -1047,6 +1083,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_and_saturation),
       cmocka_unit_test(test_concurrent_adds_all_count),
       cmocka_unit_test(test_policies),
+      cmocka_unit_test(test_copied_file_counts_once),
       cmocka_unit_test(test_wire_sends_only_news),
       cmocka_unit_test(test_hostile_contributions),
       cmocka_unit_test(test_format_version),
