@@ -470,8 +470,10 @@ SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
 
 /* Schema changes, each in its own committed write transaction.  No other
  * transaction of this env may be active (SYNC_EBUSY).  Existing rows read
- * the new column as NULL until written, so a new column must allow NULL
- * (SYNC_ECONSTRAINT otherwise).  add_column rescans the table (O(rows)):
+ * the new column as NULL until written (a SYNC_COUNTER column as 0), so a
+ * new column must allow NULL (SYNC_ECONSTRAINT otherwise).  A counter
+ * column makes the file one that code without counters refuses
+ * (docs/FORMAT.md, "Schema").  add_column rescans the table (O(rows)):
  * rows written under a newer schema may hold values for the new column,
  * which the digest counts from now on.  Errors: SYNC_EEXIST, SYNC_EINVAL,
  * SYNC_ELIMIT, SYNC_EREADONLY, SYNC_ECONSTRAINT, SYNC_ECORRUPT (a damaged
