@@ -30,6 +30,7 @@ static const struct {
     {"mesh", bench_mesh},
     {"mqtt", bench_mqtt},
     {"pg", bench_pg},
+    {"counter", bench_counter},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
