@@ -1088,6 +1088,166 @@ static void test_sessions_faulty_link(void **state) {
   for (i = 0; i < 3; i++) mu_close(&dev[i]);
 }
 
+
+/* ---------------------------------------------------------------------
+ * Allocation failures
+ * ------------------------------------------------------------------- */
+
+/* The frame a replica gets from s (site 0x5e): s's adds of 10 to k0..k2
+ * and of 5 to k3, with t's (0x7e) of 20 to k0 merged in. */
+static unsigned char al_frame[8192];
+static size_t al_flen;
+
+static void al_make_frame(void) {
+  mu_rep s, t, r;
+  sync_encoder *e;
+  sync_delta *d;
+  const void *f;
+  char key[4];
+  int i;
+  ct_open(&s, "ct_s.db", 0x5e);
+  ct_open(&t, "ct_t.db", 0x7e);
+  ct_open(&r, "ct_al.db", 0x3e); /* the receiver's site, for the request */
+  TU_OK(ct_add(&t, "k0", CT_C, 20));
+  ct_pull_wire(&s, &t, NULL);
+  for (i = 0; i < 3; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    TU_OK(ct_add(&s, key, CT_C, 10));
+  }
+  TU_OK(ct_add(&s, "k3", CT_D, 5));
+  d = mu_cut(&r, &s, 0, 0);
+  assert_true(sync_delta_last(d));
+  TU_OK(sync_encoder_create(NULL, NULL, &e));
+  TU_OK(sync_encoder_begin(e, d, &al_flen, NULL));
+  TU_OK(sync_encoder_frame(e, &f, &al_flen));
+  assert_true(al_flen <= sizeof al_frame);
+  memcpy(al_frame, f, al_flen);
+  sync_encoder_free(e);
+  sync_delta_free(d);
+  mu_close(&s);
+  mu_close(&t);
+  mu_close(&r);
+}
+
+/* Open ct_al.db (site 0x3e) on allocator a, add 1 to k0..k2 in one
+ * transaction, decode the frame and apply it in another, read back.
+ * Returns the first error. */
+static int al_scenario(tu_alloc *a) {
+  sync_allocator al = tu_allocator(a);
+  mu_rep r;
+  sync_env *env = NULL;
+  sync_txn *x = NULL;
+  sync_decoder *dec = NULL;
+  sync_delta *d = NULL;
+  sync_apply_report rep;
+  sync_value v[CT_NCOLS];
+  int rc, i;
+  char key[4];
+  memset(&r, 0, sizeof r);
+  mu_site(r.site, 0x3e);
+  r.now = &ct_now;
+  if ((rc = sync_env_create(&al, &env))) return rc;
+  TU_OK(sync_env_set_random(env, mu_random_fn, &r));
+  TU_OK(sync_env_set_clock(env, mu_clock_fn, &r));
+  TU_OK(sync_env_set_durability(env, SYNC_DURABLE_NOSYNC));
+  if ((rc = sync_env_set_schema(env, ct_tables, 1)) ||
+      (rc = sync_env_open(env, "ct_al.db", 0)))
+    goto out;
+  if ((rc = sync_txn_begin(env, 0, &x))) goto out;
+  for (i = 0; i < 3 && !rc; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    rc = sync_counter_add(x, 0, key, 2, CT_C, 1);
+  }
+  if (rc) goto out;
+  rc = sync_txn_commit(x);
+  x = NULL;
+  if (rc) goto out;
+  if ((rc = sync_decoder_create(&al, NULL, &dec)) ||
+      (rc = sync_decoder_decode(dec, al_frame, al_flen, &d)))
+    goto out;
+  if ((rc = sync_txn_begin(env, 0, &x)) ||
+      (rc = sync_delta_apply(x, d, SYNC_APPLY_MERGE, &rep)))
+    goto out;
+  rc = sync_txn_commit(x);
+  x = NULL;
+  if (rc) goto out;
+  if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) ||
+      (rc = sync_get(x, 0, "k0", 2, v, CT_NCOLS)))
+    goto out;
+  assert_int_equal(v[CT_C].i, 31);
+out:
+  sync_txn_abort(x);
+  sync_delta_free(d);
+  sync_decoder_free(dec);
+  sync_env_close(env);
+  return rc;
+}
+
+/* What the file holds after a run: each transaction whole or not at
+ * all. */
+static void al_verify(void) {
+  mu_rep r;
+  int64_t k0, k1, k3 = 0, d3 = 0;
+  int has3;
+  if (!tu_file_exists("ct_al.db")) return;
+  memset(&r, 0, sizeof r);
+  mu_site(r.site, 0x3e);
+  r.random_calls = 1;
+  r.now = &ct_now;
+  snprintf(r.path, sizeof r.path, "ct_al.db");
+  TU_OK(sync_env_create(NULL, &r.env));
+  TU_OK(sync_env_set_random(r.env, mu_random_fn, &r));
+  TU_OK(sync_env_set_clock(r.env, mu_clock_fn, &r));
+  TU_OK(sync_env_set_schema(r.env, ct_tables, 1));
+  if (sync_env_open(r.env, "ct_al.db", 0)) {
+    /* Failed before the file was a database: nothing in it. */
+    sync_env_close(r.env);
+    return;
+  }
+  has3 = ct_get(&r, "k3", CT_D, &d3) == 0;
+  (void)k3;
+  if (ct_get(&r, "k0", CT_C, &k0)) k0 = 0;
+  if (ct_get(&r, "k1", CT_C, &k1)) k1 = 0;
+  /* nothing, the adds, or the adds and the frame */
+  if (!((k0 == 0 && k1 == 0 && !has3) || (k0 == 1 && k1 == 1 && !has3) ||
+        (k0 == 31 && k1 == 11 && has3 && d3 == 5)))
+    fail_msg("torn state: k0 %" PRId64 ", k1 %" PRId64 ", k3 %s", k0, k1,
+             has3 ? "present" : "absent");
+  sync_env_close(r.env);
+}
+
+static void test_allocation_failures(void **state) {
+  tu_alloc a;
+  unsigned long k, nth, enomem = 0;
+  (void)state;
+  al_make_frame();
+  memset(&a, 0, sizeof a);
+  tu_remove_db("ct_al.db");
+  TU_OK(al_scenario(&a));
+  assert_int_equal(a.live_blocks, 0);
+  al_verify();
+  k = a.calls;
+  for (nth = 1; nth <= k; nth++) {
+    int rc;
+    tu_remove_db("ct_al.db");
+    memset(&a, 0, sizeof a);
+    a.fail_at = nth;
+    rc = al_scenario(&a);
+    if (a.live_blocks != 0)
+      fail_msg("allocation %lu failing: %ld blocks leaked", nth, a.live_blocks);
+    if (rc) {
+      if (rc != SYNC_ENOMEM)
+        fail_msg("allocation %lu failing: %s", nth, sync_strerror(rc));
+      enomem++;
+    }
+    al_verify();
+  }
+  tu_remove_db("ct_al.db");
+  print_message("counter: %lu allocations, %lu failures surfaced\n", k,
+                enomem);
+  assert_true(enomem > 0);
+}
+
 static size_t ct_patch(const unsigned char *f, size_t flen, size_t voff,
                        size_t vlen, const unsigned char *nv, size_t nvlen,
                        unsigned char *out) {
@@ -1136,6 +1296,7 @@ int main(void) {
       cmocka_unit_test(test_hostile_contributions),
       cmocka_unit_test(test_format_version),
       cmocka_unit_test(test_sessions_faulty_link),
+      cmocka_unit_test(test_allocation_failures),
       cmocka_unit_test_teardown(test_property_concurrent_adds, pt_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
