@@ -5130,7 +5130,7 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
   sx_ctr *a;
   uint64_t mag;
   int rc;
-  if (c->st != SX_NOSTAMP)
+  if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
     (void)sx_ctr_check((const unsigned char *)c->v.data,
                        (const unsigned char *)c->v.data + c->v.len, &n);
   if ((rc = sx_buf_reserve(&x->ctrs, (n + 1) * sizeof(sx_ctr)))) return rc;
@@ -5153,6 +5153,7 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
   a[0].hlc = x->hlc;
   for (i = 1; i < n; i++)
     if (SX_NEVER(a[i].hlc >= x->hlc)) return SYNC_ECORRUPT;
+  x->cpay.len = 0;
   if ((rc = sx_buf_reserve(&x->cpay, sx_ctr_size(a, n)))) return rc;
   c->v = sync_null();
   c->v.type = SX_TAG_COUNTER;
@@ -8511,9 +8512,6 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
 /* ---------------------------------------------------------------------
  * Making deltas
  * ------------------------------------------------------------------- */
-/* Add row r (decoded, local stamps) to d, leaving out what the requester
- * already holds (rvv, per local site index) and local-only columns.
- * *bytes grows by the value bytes added. */
 /* Counter cell c (column col of a stored row) into d->cols: the
  * contributions whose HLC is above the requester's entry for their site
  * (all of them with whole), as sx_ctr records in the arena, sites still
@@ -8560,6 +8558,9 @@ static int sx_delta_ctr(sync_delta *d, sync_txn *x, const sx_row *r,
   return 0;
 }
 
+/* Add row r (decoded, local stamps) to d, leaving out what the requester
+ * already holds (rvv, per local site index) and local-only columns.
+ * *bytes grows by the value bytes added. */
 SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
                               const unsigned char *key, size_t klen,
                               const sx_row *r, const uint64_t *rvv,
@@ -9377,7 +9378,8 @@ static int sx_ctr_room(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
     const sx_dcol *r = &rc0[i];
     if (r->v.type != SX_TAG_COUNTER) continue;
     need += SX_VARINT_MAX + r->v.len * 4 * SX_VARINT_MAX;
-    if (r->col < x->old.ncols && x->old.cols[r->col].st != SX_NOSTAMP)
+    if (r->col < x->old.ncols && x->old.cols[r->col].st != SX_NOSTAMP &&
+        x->old.cols[r->col].v.type == SX_TAG_COUNTER)
       need += x->old.cols[r->col].v.len;
   }
   return need ? sx_buf_reserve(&x->cpay, need) : 0;
@@ -10042,22 +10044,26 @@ static const sx_ctr *sx_dcol_ctrs(const sync_delta *d, const sx_dcol *c,
 }
 
 /* Does stored counter cell col of o hold local site ls's contribution
- * at HLC hlc or later? */
-static int sx_ctr_held(sync_txn *x, const sx_row *o, unsigned col,
-                       uint32_t ls, uint64_t hlc) {
+ * at HLC hlc or later?  Read in place: judging allocates nothing. */
+static int sx_ctr_held(const sx_row *o, unsigned col, uint32_t ls,
+                       uint64_t hlc) {
   const sx_rcol *c = col < o->ncols ? &o->cols[col] : NULL;
-  size_t n = 0, i;
-  sx_ctr *a;
+  const unsigned char *p, *end;
+  uint64_t n, i, u, site = 0, h;
   if (!c || c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER ||
       ls == SX_NONE)
     return 0;
-  (void)sx_ctr_check((const unsigned char *)c->v.data,
-                     (const unsigned char *)c->v.data + c->v.len, &n);
-  if (sx_buf_reserve(&x->ctrs, n * sizeof(sx_ctr))) return 0;
-  a = (sx_ctr *)(void *)x->ctrs.p;
-  sx_ctr_read(&c->v, a);
-  for (i = 0; i < n; i++)
-    if (a[i].site == ls) return a[i].hlc >= hlc;
+  p = (const unsigned char *)c->v.data;
+  end = p + c->v.len;
+  p += sx_get_varint(p, end, &n);
+  for (i = 0; i < n; i++) {
+    p += sx_get_varint(p, end, &u);
+    site = (i ? site + 1 : 0) + u;
+    p += sx_get_varint(p, end, &u); /* P */
+    p += sx_get_varint(p, end, &u); /* N */
+    p += sx_get_varint(p, end, &h);
+    if (site == ls) return h >= hlc;
+  }
   return 0;
 }
 
@@ -10227,7 +10233,7 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
                              ct[k].hlc <= lvv[a->smap[cs]]))
           continue;
         if (found && o->cl == dr->cl &&
-            sx_ctr_held(x, o, c->col, a->smap[cs], ct[k].hlc))
+            sx_ctr_held(o, c->col, a->smap[cs], ct[k].hlc))
           continue;
         *reason = SYNC_REFUSE_RELAY;
         snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,

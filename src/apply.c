@@ -222,22 +222,26 @@ static const sx_ctr *sx_dcol_ctrs(const sync_delta *d, const sx_dcol *c,
 }
 
 /* Does stored counter cell col of o hold local site ls's contribution
- * at HLC hlc or later? */
-static int sx_ctr_held(sync_txn *x, const sx_row *o, unsigned col,
-                       uint32_t ls, uint64_t hlc) {
+ * at HLC hlc or later?  Read in place: judging allocates nothing. */
+static int sx_ctr_held(const sx_row *o, unsigned col, uint32_t ls,
+                       uint64_t hlc) {
   const sx_rcol *c = col < o->ncols ? &o->cols[col] : NULL;
-  size_t n = 0, i;
-  sx_ctr *a;
+  const unsigned char *p, *end;
+  uint64_t n, i, u, site = 0, h;
   if (!c || c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER ||
       ls == SX_NONE)
     return 0;
-  (void)sx_ctr_check((const unsigned char *)c->v.data,
-                     (const unsigned char *)c->v.data + c->v.len, &n);
-  if (sx_buf_reserve(&x->ctrs, n * sizeof(sx_ctr))) return 0;
-  a = (sx_ctr *)(void *)x->ctrs.p;
-  sx_ctr_read(&c->v, a);
-  for (i = 0; i < n; i++)
-    if (a[i].site == ls) return a[i].hlc >= hlc;
+  p = (const unsigned char *)c->v.data;
+  end = p + c->v.len;
+  p += sx_get_varint(p, end, &n);
+  for (i = 0; i < n; i++) {
+    p += sx_get_varint(p, end, &u);
+    site = (i ? site + 1 : 0) + u;
+    p += sx_get_varint(p, end, &u); /* P */
+    p += sx_get_varint(p, end, &u); /* N */
+    p += sx_get_varint(p, end, &h);
+    if (site == ls) return h >= hlc;
+  }
   return 0;
 }
 
@@ -407,7 +411,7 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
                              ct[k].hlc <= lvv[a->smap[cs]]))
           continue;
         if (found && o->cl == dr->cl &&
-            sx_ctr_held(x, o, c->col, a->smap[cs], ct[k].hlc))
+            sx_ctr_held(o, c->col, a->smap[cs], ct[k].hlc))
           continue;
         *reason = SYNC_REFUSE_RELAY;
         snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,

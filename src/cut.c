@@ -9,9 +9,6 @@
 /* ---------------------------------------------------------------------
  * Making deltas
  * ------------------------------------------------------------------- */
-/* Add row r (decoded, local stamps) to d, leaving out what the requester
- * already holds (rvv, per local site index) and local-only columns.
- * *bytes grows by the value bytes added. */
 /* Counter cell c (column col of a stored row) into d->cols: the
  * contributions whose HLC is above the requester's entry for their site
  * (all of them with whole), as sx_ctr records in the arena, sites still
@@ -58,6 +55,9 @@ static int sx_delta_ctr(sync_delta *d, sync_txn *x, const sx_row *r,
   return 0;
 }
 
+/* Add row r (decoded, local stamps) to d, leaving out what the requester
+ * already holds (rvv, per local site index) and local-only columns.
+ * *bytes grows by the value bytes added. */
 SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
                               const unsigned char *key, size_t klen,
                               const sx_row *r, const uint64_t *rvv,

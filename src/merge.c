@@ -124,7 +124,8 @@ static int sx_ctr_room(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
     const sx_dcol *r = &rc0[i];
     if (r->v.type != SX_TAG_COUNTER) continue;
     need += SX_VARINT_MAX + r->v.len * 4 * SX_VARINT_MAX;
-    if (r->col < x->old.ncols && x->old.cols[r->col].st != SX_NOSTAMP)
+    if (r->col < x->old.ncols && x->old.cols[r->col].st != SX_NOSTAMP &&
+        x->old.cols[r->col].v.type == SX_TAG_COUNTER)
       need += x->old.cols[r->col].v.len;
   }
   return need ? sx_buf_reserve(&x->cpay, need) : 0;

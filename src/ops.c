@@ -335,7 +335,7 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
   sx_ctr *a;
   uint64_t mag;
   int rc;
-  if (c->st != SX_NOSTAMP)
+  if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
     (void)sx_ctr_check((const unsigned char *)c->v.data,
                        (const unsigned char *)c->v.data + c->v.len, &n);
   if ((rc = sx_buf_reserve(&x->ctrs, (n + 1) * sizeof(sx_ctr)))) return rc;
@@ -358,6 +358,7 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
   a[0].hlc = x->hlc;
   for (i = 1; i < n; i++)
     if (SX_NEVER(a[i].hlc >= x->hlc)) return SYNC_ECORRUPT;
+  x->cpay.len = 0;
   if ((rc = sx_buf_reserve(&x->cpay, sx_ctr_size(a, n)))) return rc;
   c->v = sync_null();
   c->v.type = SX_TAG_COUNTER;

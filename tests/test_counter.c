@@ -433,6 +433,56 @@ static void test_repair_with_counters(void **state) {
   mu_close(&c);
 }
 
+/* A peer without relay rights may send its own adds only: a counter
+ * carrying another site's contribution that this replica lacks is
+ * refused, even when the row's stamps are all the sender's own; once
+ * this replica holds that contribution, the row passes. */
+static void test_relay_rights_per_contribution(void **state) {
+  mu_rep s, dev, t;
+  sync_apply_opts ao;
+  sync_apply_report rep;
+  sync_txn *x;
+  sync_delta *d;
+  (void)state;
+  ct_open(&s, "ct_s.db", 0x51);
+  ct_open(&dev, "ct_d0.db", 0x61);
+  ct_open(&t, "ct_t.db", 0x71);
+  /* dev's row carries t's add, and every stamp it has is dev's: the
+   * insert (later than t's) and the column's (its newest add). */
+  TU_OK(ct_add(&t, "k", CT_C, 7));
+  ct_now += 5;
+  TU_OK(ct_add(&dev, "k", CT_C, 1));
+  ct_pull_wire(&dev, &t, NULL);
+  assert_int_equal(ct_val(&dev, "k", CT_C), 8);
+  memset(&ao, 0, sizeof ao);
+  ao.policy = SYNC_APPLY_MERGE;
+  ao.relay = 0;
+  d = mu_cut(&s, &dev, 0, 0);
+  TU_OK(sync_txn_begin(s.env, 0, &x));
+  TU_OK(sync_delta_apply_opts(x, d, &ao, &rep));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(rep.refused, 1);
+  assert_int_equal(ct_get(&s, "k", CT_C, &(int64_t){0}), SYNC_NOTFOUND);
+  sync_delta_free(d);
+  /* s gets t's add from t itself; dev's row then brings only news of
+   * its own. */
+  ct_pull_wire(&s, &t, NULL);
+  /* The refused row was left behind the cursor: ask from the start. */
+  TU_OK(sync_txn_begin(s.env, 0, &x));
+  TU_OK(sync_peer_reset(x, dev.site));
+  TU_OK(sync_txn_commit(x));
+  d = mu_cut(&s, &dev, 0, 0);
+  TU_OK(sync_txn_begin(s.env, 0, &x));
+  TU_OK(sync_delta_apply_opts(x, d, &ao, &rep));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(rep.refused, 0);
+  sync_delta_free(d);
+  assert_int_equal(ct_val(&s, "k", CT_C), 8);
+  mu_close(&s);
+  mu_close(&dev);
+  mu_close(&t);
+}
+
 /* Only the sites that added since the receiver's vector travel: a
  * counter many devices add to costs each pull what changed. */
 static void test_wire_sends_only_news(void **state) {
@@ -1292,6 +1342,7 @@ int main(void) {
       cmocka_unit_test(test_policies),
       cmocka_unit_test(test_copied_file_counts_once),
       cmocka_unit_test(test_repair_with_counters),
+      cmocka_unit_test(test_relay_rights_per_contribution),
       cmocka_unit_test(test_wire_sends_only_news),
       cmocka_unit_test(test_hostile_contributions),
       cmocka_unit_test(test_format_version),
