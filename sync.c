@@ -4525,10 +4525,12 @@ SYNC_API void sync_changes_close(sync_changes *it) {
  * range repair.  A tombstone has neither: both are 0 and the call
  * returns 0 (a live row returns 1).  Needs the site table (loaded on
  * demand), so it can fail with a storage error. */
+#ifndef SYNC_OMIT_REPAIR
 /* The meta hash of one counter contribution (site id, p, n, HLC); a
  * cell's is the sum of its contributions', mod 2^64. */
 SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
                                   uint64_t n, uint64_t hlc);
+#endif
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
                            uint64_t *meta);
@@ -4602,6 +4604,7 @@ SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
 #define SX_FP_SEED_CTR UINT64_C(0x73796e632d6b3031)     /* "sync-k01" */
 
 
+#ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
 SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
                                   uint64_t n, uint64_t hlc) {
   unsigned char b[SX_SITE_LEN + 3 * SX_VARINT_MAX], *q = b;
@@ -4631,6 +4634,7 @@ static int sx_ctr_meta(sync_txn *x, const sync_value *v, uint64_t *out) {
   }
   return 0;
 }
+#endif
 
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
@@ -4639,7 +4643,6 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
   unsigned char *p, *m;
   size_t need;
   unsigned j;
-  uint64_t h;
   int rc;
   *content = *meta = 0;
   if (!(r->cl & 1)) {
@@ -4709,6 +4712,7 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     if (c->v.type == SX_TAG_COUNTER) {
       /* Site indexes differ between replicas: the contributions count
        * by site id, in any order. */
+      uint64_t h;
       if ((rc = sx_ctr_meta(x, &c->v, &h))) return rc;
       sx_put_le64(p, h);
       p += 8;
