@@ -9825,8 +9825,10 @@ SYNC_PRIVATE int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc);
  * deletes we claim without tombstones (gcvv).  The peer's entry for our
  * own id goes through sx_claim_own first: SYNC_EHISTORY with *held set
  * when it shows a restore. */
+#ifndef SYNC_OMIT_REPAIR
 SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
                             uint64_t *held);
+#endif
 
 #endif
 
@@ -11104,6 +11106,7 @@ static int sx_apply_raise(sx_run *r) {
   return d->ngccl ? sx_apply_gccl(r) : 0;
 }
 
+#ifndef SYNC_OMIT_REPAIR /* only a repair's end takes a vector */
 SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
                             uint64_t *held) {
   sync_env *env = x->env;
@@ -11154,6 +11157,7 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
   if (rc) x->failed = 1;
   return rc;
 }
+#endif
 
 /* Move the sender's cursor past the chunk, and with the last chunk of a
  * clean run raise the vector. */

@@ -1278,6 +1278,7 @@ static int sx_apply_raise(sx_run *r) {
   return d->ngccl ? sx_apply_gccl(r) : 0;
 }
 
+#ifndef SYNC_OMIT_REPAIR /* only a repair's end takes a vector */
 SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
                             uint64_t *held) {
   sync_env *env = x->env;
@@ -1328,6 +1329,7 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
   if (rc) x->failed = 1;
   return rc;
 }
+#endif
 
 /* Move the sender's cursor past the chunk, and with the last chunk of a
  * clean run raise the vector. */

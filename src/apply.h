@@ -25,7 +25,9 @@ SYNC_PRIVATE int sx_vv_lower_site(sync_txn *x, uint32_t idx, uint64_t hlc);
  * deletes we claim without tombstones (gcvv).  The peer's entry for our
  * own id goes through sx_claim_own first: SYNC_EHISTORY with *held set
  * when it shows a restore. */
+#ifndef SYNC_OMIT_REPAIR
 SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
                             uint64_t *held);
+#endif
 
 #endif
