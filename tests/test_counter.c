@@ -1064,7 +1064,7 @@ static uint64_t pt_env(const char *name, uint64_t dflt) {
 
 static void test_property_concurrent_adds(void **state) {
   uint64_t seed = pt_env("SYNC_TEST_SEED", UINT64_C(0xc0a7e001));
-  uint64_t n = pt_env("SYNC_TEST_COUNTER_SCENARIOS", 600), i;
+  uint64_t n = pt_env("SYNC_TEST_COUNTER_SCENARIOS", 300), i;
   unsigned long adds = 0, wired = 0, dups = 0, late = 0, ahead = 0, cut = 0,
                 reins = 0;
   (void)state;
