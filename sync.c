@@ -3696,6 +3696,7 @@ struct sync_txn {
   sx_buf fpbuf;      /* scratch of sx_row_fp */
   sx_buf ctrs, cpay; /* scratch of counter cells: contributions, and the
                         payloads of x->nw's counter columns */
+  int ctr_format;    /* the format record says 8 (sx_format_counters) */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
@@ -5844,6 +5845,11 @@ fail:
 
 /* The mark of version v of this replica's log (id 0 when none). */
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
+/* In write transaction x, make the file's format record 8 (if it is
+ * not): it is about to hold a counter cell of a column beyond its
+ * schema (a relay in a rolling upgrade), which code without counters
+ * must not take for damage.  Once per transaction. */
+SYNC_PRIVATE int sx_format_counters(sync_txn *x);
 /* The store options of env's file (durability, map size, databases). */
 SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o);
 /* The handles of a loaded file's named databases, sx.meta and the schema
@@ -5900,6 +5906,30 @@ static void sx_tname(char *buf, unsigned id) {
   snprintf(buf, 16, "sx.t%u", id);
 }
 
+/* The format record says 8: the file holds, or may hold, counter cells. */
+static int sx_put_format_counter(sync_env *env, sx_stxn *t) {
+  unsigned char fmt[12];
+  memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
+  sx_put_le32(fmt + 8, SX_FORMAT_COUNTER);
+  return sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0);
+}
+
+SYNC_PRIVATE int sx_format_counters(sync_txn *x) {
+  sx_slice v;
+  int rc;
+  if (x->ctr_format) return 0;
+  rc = sx_get(x->env->st, x->t, x->env->meta, "format", 6, &v);
+  if (rc) return rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc;
+  if (v.n != 12) return SYNC_ECORRUPT;
+  if (sx_get_le32(v.p + 8) < SX_FORMAT_COUNTER &&
+      (rc = sx_put_format_counter(x->env, x->t))) {
+    x->failed = 1;
+    return rc;
+  }
+  x->ctr_format = 1;
+  return 0;
+}
+
 static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
   sx_buf b;
   int rc;
@@ -5910,12 +5940,8 @@ static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
   sx_buf_free(&b);
   for (i = 0; !rc && i < s->ntables; i++)
     for (j = 0; j < s->tables[i].ncols; j++)
-      if (s->tables[i].cols[j].type == SYNC_COUNTER) {
-        unsigned char fmt[12];
-        memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
-        sx_put_le32(fmt + 8, SX_FORMAT_COUNTER);
-        return sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0);
-      }
+      if (s->tables[i].cols[j].type == SYNC_COUNTER)
+        return sx_put_format_counter(env, t);
   return rc;
 }
 
@@ -9396,8 +9422,8 @@ static int sx_ctr_room(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
  * the two (each side's is its newest contribution's).  Without keep the
  * cell is the sender's alone (its causal length won).  *changed is set
  * when the cell changes. */
-static int sx_merge_ctr(sx_apply *a, const sx_dcol *r, int keep,
-                        int *changed) {
+static int sx_merge_ctr(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
+                        int keep, int *changed) {
   sync_txn *x = a->x;
   sx_row *w = &x->nw;
   sx_rcol *c = &w->cols[r->col];
@@ -9406,6 +9432,13 @@ static int sx_merge_ctr(sx_apply *a, const sx_dcol *r, int keep,
   sx_ctr *t;
   sync_value nv;
   int rc, have = keep && c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER;
+  const sx_schema *sc = x->env->schema;
+  /* A cell of a column beyond our schema: a file that holds one must
+   * say so to code without counters. */
+  if (!a->dry && (dr->tid >= sc->ntables ||
+                  r->col >= sc->tables[dr->tid].ncols) &&
+      (rc = sx_format_counters(x)))
+    return rc;
   if (have)
     (void)sx_ctr_check((const unsigned char *)c->v.data,
                        (const unsigned char *)c->v.data + c->v.len, &nl);
@@ -9552,7 +9585,7 @@ static int sx_merge_theirs(sx_apply *a, const sx_drow *dr, int found,
     sync_value v = sx_dval(d, &rc0[i]);
     int ch;
     if (v.type == SX_TAG_COUNTER) {
-      if ((err = sx_merge_ctr(a, &rc0[i], 0, &ch))) return err;
+      if ((err = sx_merge_ctr(a, dr, &rc0[i], 0, &ch))) return err;
       continue;
     }
     sx_merge_take(a, &rc0[i], &v);
@@ -9603,7 +9636,7 @@ static int sx_merge_ours(sx_apply *a, const sx_drow *dr, int *cls) {
       sync_value qv = sx_dval(d, &rc0[q]);
       int ch;
       if (qv.type == SX_TAG_COUNTER) {
-        if ((err = sx_merge_ctr(a, &rc0[q], 0, &ch))) return err;
+        if ((err = sx_merge_ctr(a, dr, &rc0[q], 0, &ch))) return err;
         continue;
       }
       sx_force(x, rc0[q].col, &qv);
@@ -9725,7 +9758,7 @@ static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int ctr_only,
     if (rv.type == SX_TAG_COUNTER) {
       /* Never a conflict: both sides' adds count. */
       int ch = 0;
-      if ((err = sx_merge_ctr(a, r, 1, &ch))) return err;
+      if ((err = sx_merge_ctr(a, dr, r, 1, &ch))) return err;
       if (ch) {
         changed = 1;
         if (*cls < SYNC_SOURCE_MODIFIED) *cls = SYNC_SOURCE_MODIFIED;

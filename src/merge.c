@@ -138,8 +138,8 @@ static int sx_ctr_room(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
  * the two (each side's is its newest contribution's).  Without keep the
  * cell is the sender's alone (its causal length won).  *changed is set
  * when the cell changes. */
-static int sx_merge_ctr(sx_apply *a, const sx_dcol *r, int keep,
-                        int *changed) {
+static int sx_merge_ctr(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
+                        int keep, int *changed) {
   sync_txn *x = a->x;
   sx_row *w = &x->nw;
   sx_rcol *c = &w->cols[r->col];
@@ -148,6 +148,13 @@ static int sx_merge_ctr(sx_apply *a, const sx_dcol *r, int keep,
   sx_ctr *t;
   sync_value nv;
   int rc, have = keep && c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER;
+  const sx_schema *sc = x->env->schema;
+  /* A cell of a column beyond our schema: a file that holds one must
+   * say so to code without counters. */
+  if (!a->dry && (dr->tid >= sc->ntables ||
+                  r->col >= sc->tables[dr->tid].ncols) &&
+      (rc = sx_format_counters(x)))
+    return rc;
   if (have)
     (void)sx_ctr_check((const unsigned char *)c->v.data,
                        (const unsigned char *)c->v.data + c->v.len, &nl);
@@ -294,7 +301,7 @@ static int sx_merge_theirs(sx_apply *a, const sx_drow *dr, int found,
     sync_value v = sx_dval(d, &rc0[i]);
     int ch;
     if (v.type == SX_TAG_COUNTER) {
-      if ((err = sx_merge_ctr(a, &rc0[i], 0, &ch))) return err;
+      if ((err = sx_merge_ctr(a, dr, &rc0[i], 0, &ch))) return err;
       continue;
     }
     sx_merge_take(a, &rc0[i], &v);
@@ -345,7 +352,7 @@ static int sx_merge_ours(sx_apply *a, const sx_drow *dr, int *cls) {
       sync_value qv = sx_dval(d, &rc0[q]);
       int ch;
       if (qv.type == SX_TAG_COUNTER) {
-        if ((err = sx_merge_ctr(a, &rc0[q], 0, &ch))) return err;
+        if ((err = sx_merge_ctr(a, dr, &rc0[q], 0, &ch))) return err;
         continue;
       }
       sx_force(x, rc0[q].col, &qv);
@@ -467,7 +474,7 @@ static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int ctr_only,
     if (rv.type == SX_TAG_COUNTER) {
       /* Never a conflict: both sides' adds count. */
       int ch = 0;
-      if ((err = sx_merge_ctr(a, r, 1, &ch))) return err;
+      if ((err = sx_merge_ctr(a, dr, r, 1, &ch))) return err;
       if (ch) {
         changed = 1;
         if (*cls < SYNC_SOURCE_MODIFIED) *cls = SYNC_SOURCE_MODIFIED;

@@ -124,6 +124,7 @@ struct sync_txn {
   sx_buf fpbuf;      /* scratch of sx_row_fp */
   sx_buf ctrs, cpay; /* scratch of counter cells: contributions, and the
                         payloads of x->nw's counter columns */
+  int ctr_format;    /* the format record says 8 (sx_format_counters) */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
