@@ -168,6 +168,20 @@ static void test_add_reads_as_integer(void **state) {
   assert_int_equal(sync_cursor_next(cur, &k, v, CT_NCOLS), SYNC_NOTFOUND);
   sync_cursor_close(cur);
   sync_txn_abort(x);
+  /* The change log shows the sum too. */
+  {
+    sync_changes *it;
+    sync_change ch;
+    sync_value cv;
+    TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_changes_open(x, 0, &it));
+    TU_OK(sync_changes_next(it, &ch));
+    TU_OK(sync_changes_column(it, CT_C, &cv, NULL, NULL));
+    assert_int_equal(cv.type, SYNC_INTEGER);
+    assert_int_equal(cv.i, 8);
+    sync_changes_close(it);
+    sync_txn_abort(x);
+  }
   /* delta 0 creates nothing. */
   TU_OK(ct_add(&a, "none", CT_C, 0));
   assert_int_equal(ct_get(&a, "none", CT_C, &(int64_t){0}), SYNC_NOTFOUND);
