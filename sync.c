@@ -587,6 +587,21 @@ struct sync_request {
   sync_stamp *vv;
 };
 
+/* One contribution to a counter cell: the site's sums of its positive
+ * adds (p) and of its negated negative adds (n), and its last add's HLC.
+ * site is an index: into the replica's site table in a stored row, into
+ * the chunk's in a chunk (after the cut renumbers it). */
+typedef struct sx_ctr {
+  uint64_t p, n, hlc;
+  uint32_t site;
+} sx_ctr;
+
+/* A counter column's value in a chunk: v.type SYNC_COUNTER, v.len
+ * contributions (sx_ctr, sites strictly increasing) at arena offset
+ * v.data, which is a multiple of 8 (SX_CTR_ALIGN). */
+#define SX_CTR_ALIGN(off) (((off) + 7u) & ~(size_t)7u)
+static inline sx_ctr *sx_dctr(const sync_delta *d, const void *data);
+
 typedef struct sx_dcol {
   unsigned col;
   uint64_t hlc, bhlc; /* bhlc 0: no base */
@@ -656,6 +671,10 @@ struct sync_delta {
   size_t nrenew;
   sx_buf arena;
 };
+
+static inline sx_ctr *sx_dctr(const sync_delta *d, const void *data) {
+  return (sx_ctr *)(void *)(d->arena.p + (uintptr_t)data);
+}
 
 /* delta.c: a new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);
@@ -1310,6 +1329,7 @@ SYNC_PRIVATE const char *sx_type_name(int type) {
   case SYNC_REAL: return "REAL";
   case SYNC_TEXT: return "TEXT";
   case SYNC_BLOB: return "BLOB";
+  case SYNC_COUNTER: return "COUNTER";
   default: return "?";
   }
 }
@@ -1377,7 +1397,7 @@ static int sx_column_check(const sync_column_def *c, char *msg, size_t msgsz,
              tname, j, SX_NAME_MAX);
     return SYNC_EINVAL;
   }
-  if (c->type < SYNC_INTEGER || c->type > SYNC_BLOB) {
+  if (c->type < SYNC_INTEGER || c->type > SYNC_COUNTER) {
     snprintf(msg, msgsz, "table '%s' column '%s': bad type %d", tname, c->name,
              c->type);
     return SYNC_EINVAL;
@@ -1604,7 +1624,7 @@ static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
     t->key_type = (int)kt;
     for (j = 0; j < nc; j++) {
       if (!sx_get_name(&p, end, t->cols[j].name) ||
-          !sx_get_small(&p, end, SYNC_BLOB, &v) || v < SYNC_INTEGER)
+          !sx_get_small(&p, end, SYNC_COUNTER, &v) || v < SYNC_INTEGER)
         goto corrupt;
       t->cols[j].type = (int)v;
       if (!sx_get_small(&p, end, SYNC_COL_NOTNULL | SYNC_COL_LOCAL, &v))
@@ -3060,12 +3080,15 @@ SYNC_PRIVATE void sx_cur_close(sx_scur *c) {
  *   var  nstamps, then per stamp: var hlc, var site index
  *   var  index of the stamp of the last insert or delete
  *   var  ncols, then per column one control varint:
- *          bits 0-2  type tag (SYNC_NULL..SYNC_BLOB), or 7: never written
+ *          bits 0-2  type tag (SYNC_NULL..SYNC_BLOB, 5 counter), or 7:
+ *                    never written
  *          bit  3    a base stamp follows
  *          bits 4..  index of the stamp that wrote the value
  *        then (if bit 3) var base stamp index, then the value:
  *        INTEGER zig-zag varint | REAL 8 bytes LE | TEXT/BLOB var length
- *        + bytes | NULL nothing.  One byte of control for most columns.
+ *        + bytes | NULL nothing | counter: var n, then n contributions
+ *        (var site index gap, var P, var N, var HLC), sites increasing.
+ *        One byte of control for most columns.
  *
  * The storage format version is kept once per file, in the meta store.
  * Tombstones keep the header and no columns.
@@ -3075,6 +3098,7 @@ SYNC_PRIVATE void sx_cur_close(sx_scur *c) {
 
 
 #define SX_TAG_UNSET 7
+#define SX_TAG_COUNTER SYNC_COUNTER
 #define SX_NOSTAMP 0xffffu
 
 /* A stored row refers to at most 2 * ncols + 1 stamps (its causal
@@ -3140,6 +3164,35 @@ SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
 /* Equal type and content (REAL by bits, so NaN equals itself). */
 SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b);
 
+/* ---------------------------------------------------------------------
+ * Counter cells.  A counter column's value (tag SX_TAG_COUNTER) holds,
+ * per site that added to it, the sums of its positive adds (p) and of
+ * its negated negative adds (n), and the HLC of its last add; the value
+ * read is the sum of p - n.  In a stored row (and in x->nw) v.data and
+ * v.len are the encoded contributions, sites by increasing local index:
+ *   var count (>= 1), count x (var site gap, var p, var n, var hlc > 0),
+ * a site index being the previous one + 1 + gap (the first: the gap).
+ * (sx_ctr, one contribution, is in delta.h: chunks carry them too.)
+ * ------------------------------------------------------------------- */
+/* Check the contributions at [p, end); returns their bytes (0 when
+ * malformed) and their count in *count. */
+SYNC_PRIVATE size_t sx_ctr_check(const unsigned char *p,
+                                 const unsigned char *end, size_t *count);
+/* Read the contributions of checked payload v into out[0..count). */
+SYNC_PRIVATE void sx_ctr_read(const sync_value *v, sx_ctr *out);
+/* Encoded size of a[0..n) (sites increasing), and the encoding at out. */
+SYNC_PRIVATE size_t sx_ctr_size(const sx_ctr *a, size_t n);
+SYNC_PRIVATE size_t sx_ctr_put(unsigned char *out, const sx_ctr *a, size_t n);
+/* Sum of p - n over a[0..n), saturated at the int64 bounds: exact,
+ * whatever the order. */
+SYNC_PRIVATE int64_t sx_ctr_total(const sx_ctr *a, size_t n);
+/* The value a reader sees of column c: a counter's sum as an INTEGER (0
+ * when never added to), any other value as it is. */
+SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type);
+/* The value a reader sees of column j (of schema type type) of row r,
+ * which may have fewer columns. */
+SYNC_PRIVATE sync_value sx_col_value(const sx_row *r, unsigned j, int type);
+
 #endif
 
 
@@ -3198,6 +3251,7 @@ SYNC_PRIVATE size_t sx_payload_size(const sync_value *v) {
   case SYNC_REAL: return 8;
   case SYNC_TEXT:
   case SYNC_BLOB: return sx_varint_len(v->len) + v->len;
+  case SX_TAG_COUNTER: return v->len;
   default: return 0;
   }
 }
@@ -3212,6 +3266,7 @@ SYNC_PRIVATE size_t sx_payload_put(unsigned char *p, const sync_value *v) {
     n = sx_put_varint(p, v->len);
     if (v->len) memcpy(p + n, v->data, v->len);
     return n + v->len;
+  case SX_TAG_COUNTER: memcpy(p, v->data, v->len); return v->len;
   default: return 0;
   }
 }
@@ -3240,6 +3295,13 @@ SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
     v->data = p + k;
     v->len = (size_t)u;
     return k + (size_t)u;
+  case SX_TAG_COUNTER: {
+    size_t cnt;
+    if (!(k = sx_ctr_check(p, end, &cnt))) return 0;
+    v->data = p;
+    v->len = k;
+    return k;
+  }
   default: return 0;
   }
 }
@@ -3251,6 +3313,7 @@ SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b) {
   case SYNC_REAL: return sx_double_bits(a->r) == sx_double_bits(b->r);
   case SYNC_TEXT:
   case SYNC_BLOB:
+  case SX_TAG_COUNTER:
     return a->len == b->len && (a->len == 0 || !memcmp(a->data, b->data, a->len));
   default: return 1;
   }
@@ -3361,7 +3424,9 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
       c->v = sync_null();
       continue;
     }
-    if (tag > SYNC_BLOB || (v >> 4) >= ns) return SYNC_ECORRUPT;
+    if ((tag > SYNC_BLOB && tag != SX_TAG_COUNTER) || (v >> 4) >= ns)
+      return SYNC_ECORRUPT;
+    if (tag == SX_TAG_COUNTER && (v & 8)) return SYNC_ECORRUPT;
     c->st = (unsigned)(v >> 4);
     c->base = SX_NOSTAMP;
     if (v & 8) {
@@ -3376,6 +3441,128 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
   }
   if (p != end) return SYNC_ECORRUPT;
   return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Counter cells
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE size_t sx_ctr_check(const unsigned char *p,
+                                 const unsigned char *end, size_t *count) {
+  const unsigned char *p0 = p;
+  uint64_t n, i, u, site = 0;
+  size_t k;
+  if (!(k = sx_get_varint(p, end, &n))) return 0;
+  p += k;
+  /* Four bytes at least per contribution, and sites fit 32 bits. */
+  if (n == 0 || n > (uint64_t)(end - p) / 4 || n > UINT32_MAX) return 0;
+  for (i = 0; i < n; i++) {
+    unsigned f;
+    if (!(k = sx_get_varint(p, end, &u))) return 0;
+    p += k;
+    if (u > UINT32_MAX || (site = (i ? site + 1 : 0) + u) > UINT32_MAX)
+      return 0;
+    for (f = 0; f < 3; f++) {
+      if (!(k = sx_get_varint(p, end, &u))) return 0;
+      p += k;
+    }
+    if (u == 0) return 0; /* an add always has a stamp */
+  }
+  *count = (size_t)n;
+  return (size_t)(p - p0);
+}
+
+SYNC_PRIVATE void sx_ctr_read(const sync_value *v, sx_ctr *out) {
+  const unsigned char *p = (const unsigned char *)v->data,
+                      *end = p + v->len;
+  uint64_t n, i, u, site = 0;
+  p += sx_get_varint(p, end, &n);
+  for (i = 0; i < n; i++) {
+    p += sx_get_varint(p, end, &u);
+    site = (i ? site + 1 : 0) + u;
+    out[i].site = (uint32_t)site;
+    p += sx_get_varint(p, end, &out[i].p);
+    p += sx_get_varint(p, end, &out[i].n);
+    p += sx_get_varint(p, end, &out[i].hlc);
+  }
+}
+
+SYNC_PRIVATE size_t sx_ctr_size(const sx_ctr *a, size_t n) {
+  size_t i, k = sx_varint_len(n);
+  for (i = 0; i < n; i++)
+    k += sx_varint_len(a[i].site - (i ? a[i - 1].site + 1 : 0)) +
+         sx_varint_len(a[i].p) + sx_varint_len(a[i].n) +
+         sx_varint_len(a[i].hlc);
+  return k;
+}
+
+SYNC_PRIVATE size_t sx_ctr_put(unsigned char *out, const sx_ctr *a, size_t n) {
+  unsigned char *p = out;
+  size_t i;
+  p += sx_put_varint(p, n);
+  for (i = 0; i < n; i++) {
+    p += sx_put_varint(p, a[i].site - (i ? a[i - 1].site + 1 : 0));
+    p += sx_put_varint(p, a[i].p);
+    p += sx_put_varint(p, a[i].n);
+    p += sx_put_varint(p, a[i].hlc);
+  }
+  return (size_t)(p - out);
+}
+
+/* A 128-bit sum in two words: at most 2^32 terms of 64 bits cannot
+ * reach the high word's bounds, so the sum is exact before the clamp,
+ * and the same on every replica whatever the order of its terms. */
+typedef struct sx_acc {
+  uint64_t lo;
+  int64_t hi;
+} sx_acc;
+
+static void sx_acc_add(sx_acc *a, uint64_t p, uint64_t n) {
+  a->lo += p;
+  if (a->lo < p) a->hi++;
+  if (a->lo < n) a->hi--;
+  a->lo -= n;
+}
+
+static int64_t sx_acc_clamp(const sx_acc *a) {
+  if (a->hi == 0 && a->lo <= (uint64_t)INT64_MAX) return (int64_t)a->lo;
+  if (a->hi == -1 && a->lo > (uint64_t)INT64_MAX)
+    return -(int64_t)(~a->lo) - 1; /* lo - 2^64, without overflow */
+  return a->hi < 0 ? INT64_MIN : INT64_MAX;
+}
+
+SYNC_PRIVATE int64_t sx_ctr_total(const sx_ctr *a, size_t n) {
+  sx_acc acc = {0, 0};
+  size_t i;
+  for (i = 0; i < n; i++) sx_acc_add(&acc, a[i].p, a[i].n);
+  return sx_acc_clamp(&acc);
+}
+
+SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type) {
+  if (c->st == SX_NOSTAMP)
+    return type == SYNC_COUNTER ? sync_int(0) : sync_null();
+  if (c->v.type == SX_TAG_COUNTER) {
+    /* Summed straight from the checked payload: a read allocates
+     * nothing. */
+    const unsigned char *p = (const unsigned char *)c->v.data,
+                        *end = p + c->v.len;
+    uint64_t n, i, u, pp, nn;
+    sx_acc acc = {0, 0};
+    p += sx_get_varint(p, end, &n);
+    for (i = 0; i < n; i++) {
+      p += sx_get_varint(p, end, &u);
+      p += sx_get_varint(p, end, &pp);
+      p += sx_get_varint(p, end, &nn);
+      p += sx_get_varint(p, end, &u);
+      sx_acc_add(&acc, pp, nn);
+    }
+    return sync_int(sx_acc_clamp(&acc));
+  }
+  return c->v;
+}
+
+SYNC_PRIVATE sync_value sx_col_value(const sx_row *r, unsigned j, int type) {
+  if (j < r->ncols) return sx_rcol_value(&r->cols[j], type);
+  return type == SYNC_COUNTER ? sync_int(0) : sync_null();
 }
 /* The engine (types.h): the objects, the change log and the row API. */
 /* ---- src/env.c ---- */
@@ -3422,6 +3609,12 @@ typedef sx_schema *_Atomic sx_aschema;
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
 #define SX_FORMAT_VERSION 8
+/* Format 8 also brings counter cells (row tag 5).  Code before it, which
+ * would take them for damage, refuses every format-8 file with
+ * SYNC_EVERSION; a file whose schema gains a counter column says 8 at
+ * once (sx_format_counters), also where an open left it at 7 (a
+ * read-only open of an older file). */
+#define SX_FORMAT_COUNTER SX_FORMAT_VERSION
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -3513,6 +3706,9 @@ struct sync_txn {
   int gccl_ok;       /* gccl loaded (NULL then means all zero) */
   sx_buf changed;    /* (table, key) of changed rows, for on_change */
   sx_buf fpbuf;      /* scratch of sx_row_fp */
+  sx_buf ctrs, cpay; /* scratch of counter cells: contributions, and the
+                        payloads of x->nw's counter columns */
+  int ctr_format;    /* the format record says 8 (sx_format_counters) */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
@@ -3838,6 +4034,8 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sx_buf_init(&x->conflicts, &env->al);
   sx_buf_init(&x->cpend, &env->al);
   sx_buf_init(&x->fpbuf, &env->al);
+  sx_buf_init(&x->ctrs, &env->al);
+  sx_buf_init(&x->cpay, &env->al);
   rc = x->group ? sx_txn_begin_group(env->st, &x->gm, &x->t)
                 : sx_txn_begin(env->st, x->rdonly, &x->t);
   if (rc) {
@@ -3904,6 +4102,8 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
   sx_buf_free(&x->conflicts);
   sx_buf_free(&x->cpend);
   sx_buf_free(&x->fpbuf);
+  sx_buf_free(&x->ctrs);
+  sx_buf_free(&x->cpay);
   sx_free(al, x->sites);
   sx_free(al, x->gccl);
   sx_free(al, x->rh);
@@ -4295,7 +4495,11 @@ SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
   r = &it->row;
   if (!(r->cl & 1) || col >= r->ncols || r->cols[col].st == SX_NOSTAMP)
     return SYNC_NOTFOUND;
-  if (val) *val = r->cols[col].v;
+  if (val)
+    *val = sx_rcol_value(&r->cols[col],
+                         col < it->x->env->schema->tables[it->tid].ncols
+                             ? it->x->env->schema->tables[it->tid].cols[col].type
+                             : SYNC_NULL);
   if (stamp && (rc = sx_stamp_out(it->x, r, r->cols[col].st, stamp)))
     return rc;
   if (base && (rc = sx_stamp_out(it->x, r, r->cols[col].base, base)))
@@ -5420,6 +5624,12 @@ SYNC_API int sync_history_prune(sync_txn *x, unsigned table,
  * range repair.  A tombstone has neither: both are 0 and the call
  * returns 0 (a live row returns 1).  Needs the site table (loaded on
  * demand), so it can fail with a storage error. */
+#ifndef SYNC_OMIT_REPAIR
+/* The meta hash of one counter contribution (site id, p, n, HLC); a
+ * cell's is the sum of its contributions', mod 2^64. */
+SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
+                                  uint64_t n, uint64_t hlc);
+#endif
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
                            uint64_t *meta);
@@ -5479,7 +5689,9 @@ SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
  *          holding a non-NULL value: var j, u8 tag, payload;
  * meta:    var klen, key, var causal length, var hlc + 16-byte site of
  *          its stamp, then per replicated column j written: var j, var
- *          hlc + 16-byte site of its stamp, u8 tag, payload; for a
+ *          hlc + 16-byte site of its stamp, u8 tag, payload (a
+ *          counter: its sum as a zig-zag varint in content; in meta the
+ *          u64 LE sum of sx_ctr_hash over its contributions); for a
  *          tombstone (no content): var klen, key, var causal length,
  *          var hlc + 16-byte site of its stamp, under its own seed.
  * Base stamps and local versions are left out: they differ between
@@ -5488,7 +5700,40 @@ SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
 #define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
 #define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
 #define SX_FP_SEED_TOMB UINT64_C(0x73796e632d743031)    /* "sync-t01" */
+#define SX_FP_SEED_CTR UINT64_C(0x73796e632d6b3031)     /* "sync-k01" */
 
+
+#ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
+SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
+                                  uint64_t n, uint64_t hlc) {
+  unsigned char b[SX_SITE_LEN + 3 * SX_VARINT_MAX], *q = b;
+  memcpy(q, site, SX_SITE_LEN);
+  q += SX_SITE_LEN;
+  q = sx_wv(q, p);
+  q = sx_wv(q, n);
+  q = sx_wv(q, hlc);
+  return sx_hash64(b, (size_t)(q - b), SX_FP_SEED_CTR);
+}
+
+/* The meta hash of stored counter cell v: the sum of its contributions'
+ * (sx_ctr_hash), so that the order of local site indexes is left out. */
+static int sx_ctr_meta(sync_txn *x, const sync_value *v, uint64_t *out) {
+  const unsigned char *p = (const unsigned char *)v->data, *end = p + v->len;
+  uint64_t n, i, u, site = 0, cp, cn, hlc;
+  *out = 0;
+  p += sx_get_varint(p, end, &n);
+  for (i = 0; i < n; i++) {
+    p += sx_get_varint(p, end, &u);
+    site = (i ? site + 1 : 0) + u;
+    p += sx_get_varint(p, end, &cp);
+    p += sx_get_varint(p, end, &cn);
+    p += sx_get_varint(p, end, &hlc);
+    if (site >= x->nsites) return SYNC_ECORRUPT;
+    *out += sx_ctr_hash(x->sites[site], cp, cn, hlc);
+  }
+  return 0;
+}
+#endif
 
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
@@ -5522,7 +5767,7 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
   need = 2 * (SX_VARINT_MAX + klen) + 2 * SX_VARINT_MAX + SX_SITE_LEN;
   for (j = 0; j < r->ncols; j++)
     if (r->cols[j].st != SX_NOSTAMP)
-      need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 2 +
+      need += 5 * SX_VARINT_MAX + SX_SITE_LEN + 2 +
               2 * sx_payload_size(&r->cols[j].v);
   if ((rc = sx_buf_reserve(&x->fpbuf, need))) return rc;
   p = x->fpbuf.p;
@@ -5535,7 +5780,10 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     if (tb->cols[j].flags & SYNC_COL_LOCAL) continue;
     p = sx_wv(p, j);
     *p++ = (unsigned char)c->v.type;
-    p += sx_payload_put(p, &c->v);
+    if (c->v.type == SX_TAG_COUNTER)
+      p = sx_wv(p, sx_zigzag(sx_rcol_value(c, SYNC_COUNTER).i));
+    else
+      p += sx_payload_put(p, &c->v);
   }
   *content = sx_hash64(x->fpbuf.p, (size_t)(p - x->fpbuf.p), SX_FP_SEED_CONTENT);
 #ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
@@ -5560,7 +5808,16 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     memcpy(p, x->sites[s->site], SX_SITE_LEN);
     p += SX_SITE_LEN;
     *p++ = (unsigned char)c->v.type;
-    p += sx_payload_put(p, &c->v);
+    if (c->v.type == SX_TAG_COUNTER) {
+      /* Site indexes differ between replicas: the contributions count
+       * by site id, in any order. */
+      uint64_t h;
+      if ((rc = sx_ctr_meta(x, &c->v, &h))) return rc;
+      sx_put_le64(p, h);
+      p += 8;
+    } else {
+      p += sx_payload_put(p, &c->v);
+    }
   }
   *meta = sx_hash64(m, (size_t)(p - m), SX_FP_SEED_META);
 #else
@@ -5665,6 +5922,8 @@ static int sx_check_key(sync_txn *x, unsigned tid, const void *key,
 }
 
 static int sx_check_value(const sx_column *c, const sync_value *v) {
+  /* A counter changes by sync_counter_add alone; put passes NULL. */
+  if (c->type == SYNC_COUNTER) return v->type == SYNC_NULL ? 0 : SYNC_ETYPE;
   if (v->type == SYNC_NULL)
     return (c->flags & SYNC_COL_NOTNULL) ? SYNC_ECONSTRAINT : 0;
   if (v->type != c->type) return SYNC_ETYPE;
@@ -5680,6 +5939,29 @@ static sx_stamp sx_mkstamp(uint64_t hlc, uint32_t site) {
   s.hlc = hlc;
   s.site = site;
   return s;
+}
+
+/* x->nw as the live row x->old, with its stamps and values. */
+static void sx_build_keep(sync_txn *x, const sx_table *tb) {
+  sx_row *o = &x->old, *w = &x->nw;
+  unsigned i;
+  w->cl = o->cl;
+  w->cl_stamp = sx_row_stamp(w, o->stamps[o->cl_stamp]);
+  /* Keep columns a newer schema wrote, beyond what we know. */
+  w->ncols = o->ncols > tb->ncols ? o->ncols : tb->ncols;
+  for (i = 0; i < w->ncols; i++) {
+    sx_rcol *c = &w->cols[i];
+    if (i < o->ncols && o->cols[i].st != SX_NOSTAMP) {
+      c->st = sx_row_stamp(w, o->stamps[o->cols[i].st]);
+      c->base = o->cols[i].base == SX_NOSTAMP
+                    ? SX_NOSTAMP
+                    : sx_row_stamp(w, o->stamps[o->cols[i].base]);
+      c->v = o->cols[i].v;
+    } else {
+      c->st = c->base = SX_NOSTAMP;
+      c->v = sync_null();
+    }
+  }
 }
 
 /* Build x->nw from the old row (if any) and the operation.  Returns 1
@@ -5703,9 +5985,11 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
     w->cl_stamp = sx_row_stamp(w, now);
     w->ncols = tb->ncols;
     for (i = 0; i < tb->ncols; i++) {
-      w->cols[i].st = w->cl_stamp;
+      /* A new incarnation's counters start from 0: unset. */
+      int ctr = tb->cols[i].type == SYNC_COUNTER;
+      w->cols[i].st = ctr ? SX_NOSTAMP : w->cl_stamp;
       w->cols[i].base = SX_NOSTAMP;
-      w->cols[i].v = vals[i];
+      w->cols[i].v = ctr ? sync_null() : vals[i];
     }
     return 1;
   }
@@ -5715,27 +5999,12 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
     w->ncols = 0;
     return 1;
   }
-  w->cl = o->cl;
-  w->cl_stamp = sx_row_stamp(w, o->stamps[o->cl_stamp]);
-  /* Keep columns a newer schema wrote, beyond what we know. */
-  w->ncols = o->ncols > tb->ncols ? o->ncols : tb->ncols;
-  for (i = 0; i < w->ncols; i++) {
-    sx_rcol *c = &w->cols[i];
-    if (i < o->ncols && o->cols[i].st != SX_NOSTAMP) {
-      c->st = sx_row_stamp(w, o->stamps[o->cols[i].st]);
-      c->base = o->cols[i].base == SX_NOSTAMP
-                    ? SX_NOSTAMP
-                    : sx_row_stamp(w, o->stamps[o->cols[i].base]);
-      c->v = o->cols[i].v;
-    } else {
-      c->st = c->base = SX_NOSTAMP;
-      c->v = sync_null();
-    }
-  }
+  sx_build_keep(x, tb);
   for (i = 0; i < n; i++) {
     unsigned j = cols ? cols[i] : i;
     sx_rcol *c = &w->cols[j];
     int had = j < o->ncols && o->cols[j].st != SX_NOSTAMP;
+    if (tb->cols[j].type == SYNC_COUNTER) continue; /* put's NULL */
     if (had ? sx_value_eq(&c->v, &vals[i]) : vals[i].type == SYNC_NULL)
       continue;
     c->base = had ? c->st : SX_NOSTAMP;
@@ -5767,6 +6036,8 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
     if (n == 0 || n > tb->ncols || !cols || !vals) return SYNC_EINVAL;
     for (i = 0; i < n; i++)
       if (cols[i] >= tb->ncols) return SYNC_EINVAL;
+    for (i = 0; i < n; i++)
+      if (tb->cols[cols[i]].type == SYNC_COUNTER) return SYNC_ETYPE;
   }
   for (i = 0; i < n; i++)
     if ((rc = sx_check_value(&tb->cols[cols ? cols[i] : i], &vals[i])))
@@ -5955,6 +6226,105 @@ SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
   return sx_write(x, table, key, klen, SX_OP_DELETE, NULL, NULL, 0);
 }
 
+/* Add delta to this replica's contribution in counter cell col of
+ * x->nw (sx_ctr with site 0: index 0, sites being increasing), stamped
+ * with the transaction's HLC, which is above every stamp the cell holds:
+ * so the column's stamp, the newest contribution's, becomes ours. */
+static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
+  sx_rcol *c = &x->nw.cols[col];
+  size_t n = 0, i;
+  sx_ctr *a;
+  uint64_t mag;
+  int rc;
+  if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
+    (void)sx_ctr_check((const unsigned char *)c->v.data,
+                       (const unsigned char *)c->v.data + c->v.len, &n);
+  if ((rc = sx_buf_reserve(&x->ctrs, (n + 1) * sizeof(sx_ctr)))) return rc;
+  a = (sx_ctr *)(void *)x->ctrs.p;
+  if (n) sx_ctr_read(&c->v, a);
+  if (!n || a[0].site != 0) {
+    memmove(a + 1, a, n * sizeof *a);
+    memset(a, 0, sizeof *a);
+    n++;
+  }
+  if (delta > 0) {
+    mag = (uint64_t)delta;
+    if (a[0].p > UINT64_MAX - mag) return SYNC_ELIMIT;
+    a[0].p += mag;
+  } else {
+    mag = (uint64_t)(-(delta + 1)) + 1; /* |INT64_MIN| too */
+    if (a[0].n > UINT64_MAX - mag) return SYNC_ELIMIT;
+    a[0].n += mag;
+  }
+  a[0].hlc = x->hlc;
+  for (i = 1; i < n; i++)
+    if (SX_NEVER(a[i].hlc >= x->hlc)) return SYNC_ECORRUPT;
+  x->cpay.len = 0;
+  if ((rc = sx_buf_reserve(&x->cpay, sx_ctr_size(a, n)))) return rc;
+  c->v = sync_null();
+  c->v.type = SX_TAG_COUNTER;
+  c->v.data = x->cpay.p;
+  c->v.len = sx_ctr_put(x->cpay.p, a, n);
+  c->st = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
+  c->base = SX_NOSTAMP;
+  return 0;
+}
+
+SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
+                              size_t klen, unsigned col, int64_t delta) {
+  sync_env *env;
+  const sx_table *tb;
+  sx_scur *cur;
+  sx_slice k, v;
+  uint64_t fresh = 1;
+  unsigned i;
+  int rc, found, live;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  env = x->env;
+  tb = &env->schema->tables[table];
+  if (col >= tb->ncols) return SYNC_EINVAL;
+  if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if (delta == 0) return 0;
+  if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, table, &cur)))
+    return rc;
+  k.p = (const unsigned char *)key;
+  k.n = klen;
+  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  found = rc == 0;
+  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   tb->name);
+  live = found && (x->old.cl & 1);
+  if (!live) {
+    for (i = 0; i < tb->ncols; i++)
+      if ((tb->cols[i].flags & SYNC_COL_NOTNULL) &&
+          tb->cols[i].type != SYNC_COUNTER)
+        return SYNC_ECONSTRAINT;
+    if ((rc = sx_fresh_cl(x, table, &fresh))) return rc;
+  }
+  sx_stamp_txn(x);
+  x->nw.nstamps = 0;
+  if (live) {
+    sx_build_keep(x, tb);
+  } else {
+    /* Created, or re-inserted above its delete (as sx_build's put),
+     * with every column unset: a put elsewhere at the same causal
+     * length fills them. */
+    x->nw.cl = found && x->old.cl + 1 > fresh ? x->old.cl + 1 : fresh;
+    x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
+    x->nw.ncols = tb->ncols;
+    for (i = 0; i < tb->ncols; i++) {
+      x->nw.cols[i].st = x->nw.cols[i].base = SX_NOSTAMP;
+      x->nw.cols[i].v = sync_null();
+    }
+  }
+  if ((rc = sx_counter_bump(x, col, delta))) return rc;
+  return sx_store_row(x, table, cur, key, klen, found, 0);
+}
+
 /* Read and decode the row at key into r; SYNC_NOTFOUND when absent or a
  * tombstone (with *tomb set for the latter, if given). */
 static int sx_read(sync_txn *x, unsigned tid, const void *key, size_t klen,
@@ -5969,11 +6339,11 @@ static int sx_read(sync_txn *x, unsigned tid, const void *key, size_t klen,
   return (r->cl & 1) ? 0 : SYNC_NOTFOUND;
 }
 
-static void sx_fill(const sx_row *r, sync_value *vals, unsigned nvals) {
+static void sx_fill(const sx_table *tb, const sx_row *r, sync_value *vals,
+                    unsigned nvals) {
   unsigned i;
   for (i = 0; i < nvals; i++)
-    vals[i] = (i < r->ncols && r->cols[i].st != SX_NOSTAMP) ? r->cols[i].v
-                                                            : sync_null();
+    vals[i] = sx_col_value(r, i, tb->cols[i].type);
 }
 
 SYNC_API int sync_get(sync_txn *x, unsigned table, const void *key,
@@ -5984,7 +6354,7 @@ SYNC_API int sync_get(sync_txn *x, unsigned table, const void *key,
     return SYNC_EINVAL;
   if ((rc = sx_scratch(x))) return rc;
   if ((rc = sx_read(x, table, key, klen, &x->old))) return rc;
-  sx_fill(&x->old, vals, nvals);
+  sx_fill(&x->env->schema->tables[table], &x->old, vals, nvals);
   return 0;
 }
 
@@ -6165,7 +6535,7 @@ SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
       key->data = k.p;
       key->len = k.n;
     }
-    sx_fill(&c->row, vals, nvals);
+    sx_fill(&x->env->schema->tables[c->tid], &c->row, vals, nvals);
     return 0;
   }
   c->done = 1;
@@ -6331,6 +6701,55 @@ SYNC_PRIVATE int sx_former_add(sync_txn *x, const uint8_t *id,
 
 #endif
 
+#include <stdlib.h>
+
+static int sx_ctr_sitecmp_s(const void *p, const void *q) {
+  const sx_ctr *a = (const sx_ctr *)p, *b = (const sx_ctr *)q;
+  return a->site < b->site ? -1 : a->site > b->site;
+}
+
+/* The counter cells of x->old: this replica's contribution goes to site
+ * index k (the old id) when its last add is at or below t, as the
+ * stamps do.  One made by adds on both sides of t stays with the new
+ * id (docs/FORMAT.md, "Counter columns": a restore can count the adds
+ * before t twice).  *any is set when a cell changes; the new payloads
+ * are in x->cpay until the row is stored. */
+static int sx_relabel_counters(sync_txn *x, uint32_t k, uint64_t t,
+                               int *any) {
+  sx_row *r = &x->old;
+  size_t room = 0;
+  unsigned j;
+  int rc;
+  for (j = 0; j < r->ncols; j++)
+    if (r->cols[j].st != SX_NOSTAMP && r->cols[j].v.type == SX_TAG_COUNTER)
+      room += r->cols[j].v.len + 2 * SX_VARINT_MAX;
+  if (!room) return 0;
+  x->cpay.len = 0;
+  if ((rc = sx_buf_reserve(&x->cpay, room))) return rc;
+  for (j = 0; j < r->ncols; j++) {
+    sx_rcol *c = &r->cols[j];
+    size_t n = 0;
+    sx_ctr *a;
+    if (c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER) continue;
+    (void)sx_ctr_check((const unsigned char *)c->v.data,
+                       (const unsigned char *)c->v.data + c->v.len, &n);
+    if ((rc = sx_buf_reserve(&x->ctrs, n * sizeof(sx_ctr)))) return rc;
+    a = (sx_ctr *)(void *)x->ctrs.p;
+    sx_ctr_read(&c->v, a);
+    /* Site 0 sorts first. */
+    if (!n || a[0].site != 0 || a[0].hlc > t) continue;
+    a[0].site = k;
+    qsort(a, n, sizeof *a, sx_ctr_sitecmp_s);
+    if (SX_NEVER(x->cpay.len + sx_ctr_size(a, n) > x->cpay.cap))
+      return SYNC_ECORRUPT;
+    c->v.data = x->cpay.p + x->cpay.len;
+    c->v.len = sx_ctr_put(x->cpay.p + x->cpay.len, a, n);
+    x->cpay.len += c->v.len;
+    *any = 1;
+  }
+  return 0;
+}
+
 /* Rewrite the stamps of this replica's own site in every row: those up
  * to hlc t go to site index k (the old id), later ones stay at 0 (the new
  * id).  Neither the versions nor the log change. */
@@ -6363,6 +6782,7 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
           x->old.stamps[i].site = k;
           any = 1;
         }
+      if ((rc = sx_relabel_counters(x, k, t, &any)) < 0) break;
       if (!any) continue;
       klen = kk.n;
       memcpy(key, kk.p, klen);
@@ -6539,6 +6959,11 @@ fail:
 
 /* The mark of version v of this replica's log (id 0 when none). */
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
+/* In write transaction x, make the file's format record 8 (if it is
+ * not): it is about to hold a counter cell of a column beyond its
+ * schema (a relay in a rolling upgrade), which code without counters
+ * must not take for damage.  Once per transaction. */
+SYNC_PRIVATE int sx_format_counters(sync_txn *x);
 /* The store options of env's file (durability, map size, databases). */
 SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o);
 /* The handles of a loaded file's named databases, sx.meta and the schema
@@ -6595,13 +7020,42 @@ static void sx_tname(char *buf, unsigned id) {
   snprintf(buf, 16, "sx.t%u", id);
 }
 
+/* The format record says 8: the file holds, or may hold, counter cells. */
+static int sx_put_format_counter(sync_env *env, sx_stxn *t) {
+  unsigned char fmt[12];
+  memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
+  sx_put_le32(fmt + 8, SX_FORMAT_COUNTER);
+  return sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0);
+}
+
+SYNC_PRIVATE int sx_format_counters(sync_txn *x) {
+  sx_slice v;
+  int rc;
+  if (x->ctr_format) return 0;
+  rc = sx_get(x->env->st, x->t, x->env->meta, "format", 6, &v);
+  if (rc) return rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc;
+  if (v.n != 12) return SYNC_ECORRUPT;
+  if (sx_get_le32(v.p + 8) < SX_FORMAT_COUNTER &&
+      (rc = sx_put_format_counter(x->env, x->t))) {
+    x->failed = 1;
+    return rc;
+  }
+  x->ctr_format = 1;
+  return 0;
+}
+
 static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
   sx_buf b;
   int rc;
   sx_buf_init(&b, &env->al);
+  unsigned i, j;
   rc = sx_schema_encode(s, &b);
   if (!rc) rc = sx_put(env->st, t, env->meta, "schema", 6, b.p, b.len, 0);
   sx_buf_free(&b);
+  for (i = 0; !rc && i < s->ntables; i++)
+    for (j = 0; j < s->tables[i].ncols; j++)
+      if (s->tables[i].cols[j].type == SYNC_COUNTER)
+        return sx_put_format_counter(env, t);
   return rc;
 }
 
@@ -6763,10 +7217,10 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                    format == 3
                        ? "the scope in peer records and the rejection log"
                        : "the stored fingerprint sums");
-  if (format < 1 || format > SX_FORMAT_VERSION)
+  if (format < 1 || format > SX_FORMAT_COUNTER)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
-                   (unsigned)format, SX_FORMAT_VERSION);
+                   (unsigned)format, SX_FORMAT_COUNTER);
   if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
     return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
                    "%s: site id missing", path);
@@ -7394,6 +7848,8 @@ static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
   sx_buf_init(&x->conflicts, &env->al);
   sx_buf_init(&x->cpend, &env->al);
   sx_buf_init(&x->fpbuf, &env->al);
+  sx_buf_init(&x->ctrs, &env->al);
+  sx_buf_init(&x->cpay, &env->al);
   rc = sx_table_scan(x, tid, &sum);
   if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
   sx_txn_close_cursors(x);
@@ -9216,9 +9672,57 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
 
 #endif
 
+#include <stdlib.h>
+
 /* ---------------------------------------------------------------------
  * Making deltas
  * ------------------------------------------------------------------- */
+/* Counter cell c (column col of a stored row) into d->cols: the
+ * contributions whose HLC is above the requester's entry for their site
+ * (all of them with whole), as sx_ctr records in the arena, sites still
+ * local (sx_cut_close renumbers them); none left: no column.  *cnews
+ * counts cells with a contribution the requester lacks. */
+static int sx_delta_ctr(sync_delta *d, sync_txn *x, const sx_row *r,
+                        size_t col, const uint64_t *rvv, int whole,
+                        size_t *cnews, size_t *bytes) {
+  const sx_rcol *c = &r->cols[col];
+  sx_dcol *dc;
+  sx_ctr *a;
+  size_t n = 0, k, keep = 0, fresh = 0, off;
+  int rc;
+  (void)sx_ctr_check((const unsigned char *)c->v.data,
+                     (const unsigned char *)c->v.data + c->v.len, &n);
+  if ((rc = sx_buf_reserve(&x->ctrs, n * sizeof(sx_ctr)))) return rc;
+  a = (sx_ctr *)(void *)x->ctrs.p;
+  sx_ctr_read(&c->v, a);
+  for (k = 0; k < n; k++) {
+    if (a[k].site >= x->nsites) return SYNC_ECORRUPT;
+    if (a[k].hlc > rvv[a[k].site]) fresh++;
+    else if (!whole) continue;
+    a[keep++] = a[k];
+  }
+  if (!keep) return 0;
+  if (fresh) (*cnews)++;
+  off = SX_CTR_ALIGN(d->arena.len);
+  if ((rc = sx_buf_reserve(&d->arena, off - d->arena.len +
+                                          keep * sizeof(sx_ctr))))
+    return rc;
+  memcpy(d->arena.p + off, a, keep * sizeof(sx_ctr));
+  d->arena.len = off + keep * sizeof(sx_ctr);
+  dc = &d->cols[d->ncols++];
+  dc->col = (unsigned)col;
+  dc->hlc = r->stamps[c->st].hlc;
+  dc->site = r->stamps[c->st].site;
+  dc->bhlc = 0;
+  dc->bsite = 0;
+  dc->v = sync_null();
+  dc->v.type = SX_TAG_COUNTER;
+  dc->v.data = (const void *)(uintptr_t)off; /* NOLINT(performance-no-int-to-ptr) */
+  dc->v.len = keep;
+  *bytes += 10 + 12 * keep;
+  return 0;
+}
+
 /* Add row r (decoded, local stamps) to d, leaving out what the requester
  * already holds (rvv, per local site index) and local-only columns.
  * *bytes grows by the value bytes added. */
@@ -9230,7 +9734,7 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
   const sx_table *tb = &x->env->schema->tables[tid];
   const sx_stamp *cs = &r->stamps[r->cl_stamp];
   sx_drow *row;
-  size_t i, n0 = d->ncols;
+  size_t i, n0 = d->ncols, cnews = 0;
   int rc, need = cs->hlc > rvv[cs->site];
   if ((rc = sx_grow(&d->al, (void **)&d->cols, &d->capcols,
                     d->ncols + r->ncols, sizeof(sx_dcol))))
@@ -9240,6 +9744,14 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
     sx_dcol *dc;
     if (c->st == SX_NOSTAMP) continue;
     if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
+    if (c->v.type == SX_TAG_COUNTER) {
+      /* The contributions the requester lacks: their sites' own entries
+       * decide, not the column's stamp (the newest add's). */
+      if ((rc = sx_delta_ctr(d, x, r, i, rvv, o && o->whole_rows, &cnews,
+                             bytes)))
+        return rc;
+      continue;
+    }
     if (r->stamps[c->st].hlc <= rvv[r->stamps[c->st].site] &&
         !(o && o->whole_rows))
       continue;
@@ -9268,8 +9780,10 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
     /* Whole rows: a row is still left out when all of it is held. */
     size_t j, news = 0;
     for (j = n0; j < d->ncols; j++)
-      if (d->cols[j].hlc > rvv[d->cols[j].site]) news++;
-    if (!news) {
+      if (d->cols[j].v.type != SX_TAG_COUNTER &&
+          d->cols[j].hlc > rvv[d->cols[j].site])
+        news++;
+    if (!news && !cnews) {
       d->ncols = n0;
       return 0;
     }
@@ -9314,8 +9828,7 @@ SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
   unsigned j;
   if (!(r->cl & 1)) return filter(ctx, peer, tid, key, klen, NULL, 0) != 0;
   for (j = 0; j < tb->ncols; j++)
-    vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
-                                                          : sync_null();
+    vals[j] = sx_col_value(r, j, tb->cols[j].type);
   return filter(ctx, peer, tid, key, klen, vals, tb->ncols) != 0;
 }
 
@@ -9688,6 +10201,11 @@ static int sx_cut_gccl(sync_txn *x, sync_delta *d) {
   return rc;
 }
 
+static int sx_ctr_sitecmp(const void *p, const void *q) {
+  const sx_ctr *a = (const sx_ctr *)p, *b = (const sx_ctr *)q;
+  return a->site < b->site ? -1 : a->site > b->site;
+}
+
 /* Renumber the chunk's site indexes by map (local index -> index in the
  * chunk's table). */
 static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
@@ -9696,6 +10214,13 @@ static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
   for (i = 0; i < d->ncols; i++) {
     d->cols[i].site = map[d->cols[i].site];
     d->cols[i].bsite = map[d->cols[i].bsite];
+    if (d->cols[i].v.type == SX_TAG_COUNTER) {
+      /* Chunk indexes need not keep local order: sort again. */
+      sx_ctr *a = sx_dctr(d, d->cols[i].v.data);
+      size_t k;
+      for (k = 0; k < d->cols[i].v.len; k++) a[k].site = map[a[k].site];
+      qsort(a, d->cols[i].v.len, sizeof *a, sx_ctr_sitecmp);
+    }
   }
   for (i = 0; i < d->nx; i++) d->xrows[i].clsite = map[d->xrows[i].clsite];
   for (i = 0; i < d->nxc; i++) {
@@ -9735,7 +10260,14 @@ static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
   for (i = 0; i < x->nsites; i++)
     map[i] = all || i == 0 || (raise && (*vv)[i] > rvv[i]) ? 0 : SX_NONE;
   for (j = 0; j < d->nrows; j++) map[d->rows[j].clsite] = 0;
-  for (j = 0; j < d->ncols; j++) map[d->cols[j].site] = map[d->cols[j].bsite] = 0;
+  for (j = 0; j < d->ncols; j++) {
+    map[d->cols[j].site] = map[d->cols[j].bsite] = 0;
+    if (d->cols[j].v.type == SX_TAG_COUNTER) {
+      const sx_ctr *a = sx_dctr(d, d->cols[j].v.data);
+      size_t k;
+      for (k = 0; k < d->cols[j].v.len; k++) map[a[k].site] = 0;
+    }
+  }
   for (j = 0; j < d->nx; j++) map[d->xrows[j].clsite] = 0;
   for (j = 0; j < d->nxc; j++) map[d->xcols[j].site] = map[d->xcols[j].bsite] = 0;
   for (j = 0; j < d->nrenew; j++) map[d->renew[j].site] = 0;
@@ -9891,6 +10423,8 @@ SYNC_PRIVATE int sx_cmp_lr(sync_txn *x, const sx_row *r, unsigned i,
 
 #endif
 
+#include <stdlib.h>
+
 
 static const uint8_t *sx_lsite(sync_txn *x, uint32_t idx) {
   return idx == 0 ? x->env->site : x->sites[idx];
@@ -9992,6 +10526,95 @@ static void sx_merge_take(sx_apply *a, const sx_dcol *r,
   c->v = *v;
 }
 
+static int sx_ctr_sitecmp_m(const void *p, const void *q) {
+  const sx_ctr *a = (const sx_ctr *)p, *b = (const sx_ctr *)q;
+  return a->site < b->site ? -1 : a->site > b->site;
+}
+
+/* Bytes of x->cpay that merging dr's counter cells into x->old's may
+ * take, each cell's payload after the one before (sx_merge_ctr): room
+ * made before the first, so that no payload moves while x->nw points at
+ * it. */
+static int sx_ctr_room(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
+  size_t i, need = 0;
+  x->cpay.len = 0;
+  for (i = 0; i < dr->ncols; i++) {
+    const sx_dcol *r = &rc0[i];
+    if (r->v.type != SX_TAG_COUNTER) continue;
+    need += SX_VARINT_MAX + r->v.len * 4 * SX_VARINT_MAX;
+    if (r->col < x->old.ncols && x->old.cols[r->col].st != SX_NOSTAMP &&
+        x->old.cols[r->col].v.type == SX_TAG_COUNTER)
+      need += x->old.cols[r->col].v.len;
+  }
+  return need ? sx_buf_reserve(&x->cpay, need) : 0;
+}
+
+/* Counter cell r->col of x->nw (as copied from x->old, or unset: keep
+ * set) merged with the sender's contributions r: per site the larger P,
+ * the larger N and the later HLC, so that a contribution delivered twice
+ * or out of order counts once; the column's stamp becomes the later of
+ * the two (each side's is its newest contribution's).  Without keep the
+ * cell is the sender's alone (its causal length won).  *changed is set
+ * when the cell changes. */
+static int sx_merge_ctr(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
+                        int keep, int *changed) {
+  sync_txn *x = a->x;
+  sx_row *w = &x->nw;
+  sx_rcol *c = &w->cols[r->col];
+  const sx_ctr *rr = sx_dctr(a->d, r->v.data);
+  size_t nl = 0, n, i, k;
+  sx_ctr *t;
+  sync_value nv;
+  int rc, have = keep && c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER;
+  const sx_schema *sc = x->env->schema;
+  /* A cell of a column beyond our schema: a file that holds one must
+   * say so to code without counters. */
+  if (!a->dry && (dr->tid >= sc->ntables ||
+                  r->col >= sc->tables[dr->tid].ncols) &&
+      (rc = sx_format_counters(x)))
+    return rc;
+  if (have)
+    (void)sx_ctr_check((const unsigned char *)c->v.data,
+                       (const unsigned char *)c->v.data + c->v.len, &nl);
+  if ((rc = sx_buf_reserve(&x->ctrs, (nl + r->v.len) * sizeof(sx_ctr))))
+    return rc;
+  t = (sx_ctr *)(void *)x->ctrs.p;
+  if (have) sx_ctr_read(&c->v, t);
+  for (i = 0; i < r->v.len; i++) {
+    t[nl + i] = rr[i];
+    t[nl + i].site = a->smap[rr[i].site];
+  }
+  n = nl + r->v.len;
+  qsort(t, n, sizeof *t, sx_ctr_sitecmp_m);
+  for (i = k = 0; i < n; i++) {
+    if (k && t[k - 1].site == t[i].site) {
+      if (t[i].p > t[k - 1].p) t[k - 1].p = t[i].p;
+      if (t[i].n > t[k - 1].n) t[k - 1].n = t[i].n;
+      if (t[i].hlc > t[k - 1].hlc) t[k - 1].hlc = t[i].hlc;
+      continue;
+    }
+    t[k++] = t[i];
+  }
+  if (SX_NEVER(x->cpay.len + sx_ctr_size(t, k) > x->cpay.cap))
+    return SYNC_ECORRUPT;
+  nv = sync_null();
+  nv.type = SX_TAG_COUNTER;
+  nv.data = x->cpay.p + x->cpay.len;
+  nv.len = sx_ctr_put(x->cpay.p + x->cpay.len, t, k);
+  x->cpay.len += nv.len;
+  if (have && sx_value_eq(&nv, &c->v)) return 0;
+  /* c->st, when kept, is the stored row's: a local site index. */
+  if (!have || sx_stampcmp(w->stamps[c->st].hlc,
+                           sx_lsite(x, w->stamps[c->st].site), r->hlc,
+                           a->d->sites[r->site]) < 0)
+    c->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+  c->base = SX_NOSTAMP;
+  c->v = nv;
+  *changed = 1;
+  return 0;
+}
+
 /* w's columns sized for dr's and emptied. */
 static void sx_merge_clear(sx_row *w, const sx_drow *dr, const sx_dcol *rc0) {
   size_t i;
@@ -10035,7 +10658,8 @@ static int sx_merge_deleted_source(sx_apply *a, const sx_drow *dr, int *cls) {
   for (j = 0; j < o->ncols; j++) {
     sx_cfl c;
     sync_value none;
-    if (o->cols[j].st == SX_NOSTAMP ||
+    /* An add to a counter is never a conflict (the delete resets it). */
+    if (o->cols[j].st == SX_NOSTAMP || o->cols[j].v.type == SX_TAG_COUNTER ||
         o->stamps[o->cols[j].st].hlc <= dr->clhlc)
       continue;
     sx_merge_rowcfl(&c, a, dr, SYNC_DELETED_SOURCE);
@@ -10057,7 +10681,14 @@ static int sx_merge_deleted_source(sx_apply *a, const sx_drow *dr, int *cls) {
       for (j = 0; j < o->ncols; j++) {
         w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
         w->cols[j].v = sync_null();
-        if (o->cols[j].st != SX_NOSTAMP) sx_force(x, j, &o->cols[j].v);
+        if (o->cols[j].st == SX_NOSTAMP) continue;
+        if (o->cols[j].v.type == SX_TAG_COUNTER) {
+          /* The count the row had comes back with it, as it was. */
+          w->cols[j].st = sx_row_stamp(w, o->stamps[o->cols[j].st]);
+          w->cols[j].v = o->cols[j].v;
+          continue;
+        }
+        sx_force(x, j, &o->cols[j].v);
       }
       return 1;
     }
@@ -10084,8 +10715,14 @@ static int sx_merge_theirs(sx_apply *a, const sx_drow *dr, int found,
   w->ncols = 0;
   if (!(dr->cl & 1)) return 1;
   sx_merge_clear(w, dr, rc0);
+  if ((err = sx_ctr_room(a->x, d, dr))) return err;
   for (i = 0; i < dr->ncols; i++) {
     sync_value v = sx_dval(d, &rc0[i]);
+    int ch;
+    if (v.type == SX_TAG_COUNTER) {
+      if ((err = sx_merge_ctr(a, dr, &rc0[i], 0, &ch))) return err;
+      continue;
+    }
     sx_merge_take(a, &rc0[i], &v);
   }
   return 1;
@@ -10110,7 +10747,7 @@ static int sx_merge_ours(sx_apply *a, const sx_drow *dr, int *cls) {
   for (i = 0; i < dr->ncols; i++) {
     sx_cfl c;
     sync_value rv, scratch;
-    if (rc0[i].hlc <= del) continue;
+    if (rc0[i].hlc <= del || rc0[i].v.type == SX_TAG_COUNTER) continue;
     rv = sx_dval(d, &rc0[i]);
     sx_merge_rowcfl(&c, a, dr, SYNC_DELETED_TARGET);
     c.lhlc = del;
@@ -10129,8 +10766,14 @@ static int sx_merge_ours(sx_apply *a, const sx_drow *dr, int *cls) {
     w->cl = o->cl + 1;
     w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
     sx_merge_clear(w, dr, rc0);
+    if ((err = sx_ctr_room(x, d, dr))) return err;
     for (q = 0; q < dr->ncols; q++) {
       sync_value qv = sx_dval(d, &rc0[q]);
+      int ch;
+      if (qv.type == SX_TAG_COUNTER) {
+        if ((err = sx_merge_ctr(a, dr, &rc0[q], 0, &ch))) return err;
+        continue;
+      }
       sx_force(x, rc0[q].col, &qv);
     }
     return 1;
@@ -10213,7 +10856,8 @@ static int sx_merge_col(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
 
 /* Same causal length, both live: column by column.  1 if the row
  * changes, 0 if not, or an error. */
-static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
+static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int ctr_only,
+                            int *cls) {
   sync_txn *x = a->x;
   const sync_delta *d = a->d;
   sx_row *o = &x->old, *w = &x->nw;
@@ -10241,10 +10885,22 @@ static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
       c->v = sync_null();
     }
   }
+  if ((err = sx_ctr_room(x, d, dr))) return err;
   for (i = 0; i < dr->ncols; i++) {
     const sx_dcol *r = &rc0[i];
     sync_value rv = sx_dval(d, r);
     int take, ccls;
+    if (rv.type == SX_TAG_COUNTER) {
+      /* Never a conflict: both sides' adds count. */
+      int ch = 0;
+      if ((err = sx_merge_ctr(a, dr, r, 1, &ch))) return err;
+      if (ch) {
+        changed = 1;
+        if (*cls < SYNC_SOURCE_MODIFIED) *cls = SYNC_SOURCE_MODIFIED;
+      }
+      continue;
+    }
+    if (ctr_only) continue;
     if ((err = sx_merge_col(a, dr, r, &rv, &take, &ccls, &changed)) < 0)
       return err;
     if (ccls > *cls) *cls = ccls;
@@ -10254,7 +10910,9 @@ static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
     sx_merge_take(a, r, &rv);
     changed = 1;
   }
-  if (rcmp < 0) changed = 1; /* only the row stamp moves */
+  if (rcmp < 0 && !ctr_only) changed = 1; /* only the row stamp moves */
+  if (ctr_only && rcmp < 0)
+    w->cl_stamp = sx_row_stamp(w, o->stamps[o->cl_stamp]);
   return changed;
 }
 
@@ -10281,6 +10939,10 @@ SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
       if (o->stamps[j].hlc > lmax) lmax = o->stamps[j].hlc;
     if (rmax <= lmax) {
       *cls = SYNC_TARGET_MODIFIED;
+      /* The row is older as a whole, but its adds still count. */
+      for (i = 0; i < dr->ncols; i++)
+        if (rc0[i].v.type == SX_TAG_COUNTER && dr->cl == lcl && (lcl & 1))
+          return sx_merge_columns(a, dr, 1, cls);
       return 0;
     }
   }
@@ -10297,7 +10959,7 @@ SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
     return 1;
   }
   if (dr->cl < lcl || !(lcl & 1)) return sx_merge_ours(a, dr, cls);
-  return sx_merge_columns(a, dr, cls);
+  return sx_merge_columns(a, dr, 0, cls);
 }
 /* ---- src/apply.c ---- */
 /*
@@ -10340,6 +11002,25 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
 
 #include <stdio.h>
 
+/* Is counter value c of chunk d malformed: contributions beyond the
+ * arena, none, more than the chunk has sites, sites not increasing, or
+ * an HLC of 0 or above the column's stamp (its newest add's)?  The
+ * decoder refuses the same; this guards chunks made in memory. */
+static int sx_ctr_bad(const sync_delta *d, const sx_dcol *c) {
+  uintptr_t off = (uintptr_t)c->v.data;
+  const sx_ctr *a;
+  size_t i;
+  if (c->v.len == 0 || c->v.len > d->nsites || (off & 7u) ||
+      off > d->arena.len || c->v.len > (d->arena.len - off) / sizeof(sx_ctr))
+    return 1;
+  a = sx_dctr(d, c->v.data);
+  for (i = 0; i < c->v.len; i++)
+    if (a[i].site >= d->nsites || (i && a[i].site <= a[i - 1].site) ||
+        a[i].hlc == 0 || a[i].hlc > c->hlc)
+      return 1;
+  return 0;
+}
+
 /* Check a delta's structure before anything is applied: tables, columns,
  * key lengths, site and stamp references, value types and lengths.
  * Tables and columns beyond ours (a newer sender's) are checked against
@@ -10373,8 +11054,12 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s,
       const sx_dcol *c = &d->cols[r->col0 + j];
       if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
           c->bsite >= d->nsites || c->hlc == 0 || c->v.type < SYNC_NULL ||
-          c->v.type > SYNC_BLOB)
+          c->v.type > SYNC_COUNTER)
         return SYNC_EINVAL;
+      if (c->v.type == SYNC_COUNTER && sx_ctr_bad(d, c)) return SYNC_EINVAL;
+      if (tb && c->col < tb->ncols && tb->cols[c->col].type == SYNC_COUNTER &&
+          c->v.type == SYNC_NULL)
+        return SYNC_ETYPE; /* a counter is never NULL */
       if (tb && c->col < tb->ncols && c->v.type != SYNC_NULL &&
           c->v.type != tb->cols[c->col].type)
         return SYNC_ETYPE;
@@ -10524,6 +11209,38 @@ SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s) {
   return sx_delta_check(d, s, NULL);
 }
 
+/* The contributions of counter column c of chunk d (none for other
+ * columns): n and the array. */
+static const sx_ctr *sx_dcol_ctrs(const sync_delta *d, const sx_dcol *c,
+                                  size_t *n) {
+  *n = c && c->v.type == SYNC_COUNTER ? c->v.len : 0;
+  return *n ? sx_dctr(d, c->v.data) : NULL;
+}
+
+/* Does stored counter cell col of o hold local site ls's contribution
+ * at HLC hlc or later?  Read in place: judging allocates nothing. */
+static int sx_ctr_held(const sx_row *o, unsigned col, uint32_t ls,
+                       uint64_t hlc) {
+  const sx_rcol *c = col < o->ncols ? &o->cols[col] : NULL;
+  const unsigned char *p, *end;
+  uint64_t n, i, u, site = 0, h;
+  if (!c || c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER ||
+      ls == SX_NONE)
+    return 0;
+  p = (const unsigned char *)c->v.data;
+  end = p + c->v.len;
+  p += sx_get_varint(p, end, &n);
+  for (i = 0; i < n; i++) {
+    p += sx_get_varint(p, end, &u);
+    site = (i ? site + 1 : 0) + u;
+    p += sx_get_varint(p, end, &u); /* P */
+    p += sx_get_varint(p, end, &u); /* N */
+    p += sx_get_varint(p, end, &h);
+    if (site == ls) return h >= hlc;
+  }
+  return 0;
+}
+
 /* May row dr be applied under ao?  lvv: this replica's vector per local
  * site index (NULL when relay is allowed); sender: the delta's site index
  * of its sender (SX_NONE if absent); ahead: the largest HLC accepted. */
@@ -10541,6 +11258,15 @@ static int sx_row_ok(const sx_apply *a, const sync_apply_opts *ao,
     if (lvv && site != sender &&
         (a->smap[site] == SX_NONE || hlc > lvv[a->smap[site]]))
       return 0;
+    if (lvv && j) {
+      /* So is each add a counter carries. */
+      size_t n, k;
+      const sx_ctr *ct = sx_dcol_ctrs(d, &d->cols[dr->col0 + j - 1], &n);
+      for (k = 0; k < n; k++)
+        if (ct[k].site != sender && (a->smap[ct[k].site] == SX_NONE ||
+                                     ct[k].hlc > lvv[a->smap[ct[k].site]]))
+          return 0;
+    }
   }
   return 1;
 }
@@ -10564,6 +11290,8 @@ static int sx_row_news(const sx_apply *a, const sx_drow *dr, const sx_row *o) {
     const sx_dcol *c = &d->cols[dr->col0 + j];
     int cmp;
     if (c->col >= o->ncols || o->cols[c->col].st == SX_NOSTAMP) return 1;
+    /* A counter's stamp is its newest add's: older adds may be news. */
+    if (c->v.type == SYNC_COUNTER) return 1;
     cmp = sx_cmp_lr(x, o, o->cols[c->col].st, d, c->hlc, c->site);
     if (cmp < 0 || (exact && cmp)) return 1;
   }
@@ -10669,6 +11397,25 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
         return 1;
       }
     }
+    if (lvv) {
+      /* A counter's adds are changes of their sites, each one. */
+      size_t n, k;
+      const sx_ctr *ct = sx_dcol_ctrs(d, c, &n);
+      for (k = 0; k < n; k++) {
+        uint32_t cs = ct[k].site;
+        if (cs == sender || (a->smap[cs] != SX_NONE &&
+                             ct[k].hlc <= lvv[a->smap[cs]]))
+          continue;
+        if (found && o->cl == dr->cl &&
+            sx_ctr_held(o, c->col, a->smap[cs], ct[k].hlc))
+          continue;
+        *reason = SYNC_REFUSE_RELAY;
+        snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,
+                 "an add of another site to a counter, and this peer may "
+                 "not relay");
+        return 1;
+      }
+    }
   }
   if (ao->check) {
     sync_write w;
@@ -10689,6 +11436,12 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
       const sx_dcol *c = &d->cols[dr->col0 + j];
       ws->cols[j] = c->col;
       ws->vals[j] = sx_dval(d, c);
+      if (c->v.type == SYNC_COUNTER) {
+        /* Shown as the sum of the adds the row carries. */
+        size_t n;
+        const sx_ctr *ct = sx_dcol_ctrs(d, c, &n);
+        ws->vals[j] = sync_int(sx_ctr_total(ct, n));
+      }
       ws->stamps[j].hlc = c->hlc;
       memcpy(ws->stamps[j].site, d->sites[c->site], SX_SITE_LEN);
     }
@@ -10702,7 +11455,8 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
       w.stored_ncolumns = tb->ncols;
       for (i = 0; i < tb->ncols && i < ws->cap; i++) {
         int set = i < o->ncols && o->cols[i].st != SX_NOSTAMP && (o->cl & 1);
-        ws->svals[i] = set ? o->cols[i].v : sync_null();
+        ws->svals[i] = set ? sx_rcol_value(&o->cols[i], tb->cols[i].type)
+                           : sync_null();
         memset(&ws->sstamps[i], 0, sizeof ws->sstamps[i]);
         if (set) {
           const sx_stamp *st = &o->stamps[o->cols[i].st];
@@ -11001,8 +11755,7 @@ static int sx_scope_of(sync_txn *x, const sync_apply_opts *ao,
     if (!*vals) return SYNC_ENOMEM;
   }
   for (j = 0; j < tb->ncols; j++)
-    (*vals)[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
-                                                              : sync_null();
+    (*vals)[j] = sx_col_value(r, j, tb->cols[j].type);
   *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, *vals,
                          tb->ncols) != 0;
   return 0;
@@ -11772,6 +12525,8 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
 
 #endif
 
+#include <stdlib.h>
+
 /* ---------------------------------------------------------------------
  * Rejections (the writer's side of a refused write).  sx.rejects: key
  * u64 BE id -> u8 flags (1 reverted), var table, var reason, 16-byte
@@ -11819,8 +12574,8 @@ static int sx_reject_encode(sync_txn *x, sx_buf *b, const uint8_t *peer,
     nc = x->env->schema->tables[tid].ncols;
   need = 1 + 6 * SX_VARINT_MAX + SX_SITE_LEN + klen + tlen;
   for (i = 0; i < nc; i++)
-    need += 1 + (r->cols[i].st == SX_NOSTAMP ? 0
-                                             : sx_payload_size(&r->cols[i].v));
+    need += 1 + SX_VARINT_MAX +
+            (r->cols[i].st == SX_NOSTAMP ? 0 : sx_payload_size(&r->cols[i].v));
   b->len = 0;
   if ((rc = sx_buf_reserve(b, need))) return rc;
   p = b->p;
@@ -11843,10 +12598,49 @@ static int sx_reject_encode(sync_txn *x, sx_buf *b, const uint8_t *peer,
       *p++ = SX_TAG_NONE;
       continue;
     }
+    if (c->v.type == SX_TAG_COUNTER) {
+      /* The record keeps what a reader saw: the counter's sum. */
+      sync_value sv = sx_rcol_value(c, SYNC_COUNTER);
+      *p++ = (unsigned char)SYNC_INTEGER;
+      p += sx_payload_put(p, &sv);
+      continue;
+    }
     *p++ = (unsigned char)c->v.type;
     p += sx_payload_put(p, &c->v);
   }
   b->len = (size_t)(p - b->p);
+  return 0;
+}
+
+static int sx_ctr_sitecmp_r(const void *p, const void *q) {
+  const sx_ctr *a = (const sx_ctr *)p, *b = (const sx_ctr *)q;
+  return a->site < b->site ? -1 : a->site > b->site;
+}
+
+/* The peer's counter cell c of chunk sd as a stored cell in *out, its
+ * payload appended to x->cpay, where the caller made room for the row's
+ * cells (so none moves). */
+static int sx_reject_ctr(sync_txn *x, const sync_delta *sd, const sx_dcol *c,
+                         sync_value *out) {
+  const sx_ctr *rr = sx_dctr(sd, c->v.data);
+  sx_ctr *t;
+  size_t i;
+  int rc;
+  if ((rc = sx_buf_reserve(&x->ctrs, c->v.len * sizeof(sx_ctr)))) return rc;
+  t = (sx_ctr *)(void *)x->ctrs.p;
+  for (i = 0; i < c->v.len; i++) {
+    t[i] = rr[i];
+    if ((rc = sx_site_index(x, sd->sites[rr[i].site], 1, &t[i].site)))
+      return rc;
+  }
+  qsort(t, c->v.len, sizeof *t, sx_ctr_sitecmp_r);
+  if (SX_NEVER(x->cpay.len + sx_ctr_size(t, c->v.len) > x->cpay.cap))
+    return SYNC_ECORRUPT;
+  *out = sync_null();
+  out->type = SX_TAG_COUNTER;
+  out->data = x->cpay.p + x->cpay.len;
+  out->len = sx_ctr_put(x->cpay.p + x->cpay.len, t, c->v.len);
+  x->cpay.len += out->len;
   return 0;
 }
 
@@ -11938,6 +12732,13 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
           w->cols[i].v = x->old.cols[i].v;
         }
       }
+      size_t room = 0;
+      for (i = 0; i < srow->ncols; i++)
+        if (sd->cols[srow->col0 + i].v.type == SX_TAG_COUNTER)
+          room += SX_VARINT_MAX +
+                  sd->cols[srow->col0 + i].v.len * 4 * SX_VARINT_MAX;
+      x->cpay.len = 0;
+      if ((rc = sx_buf_reserve(&x->cpay, room))) goto done;
       for (i = 0; i < srow->ncols; i++) {
         const sx_dcol *c = &sd->cols[srow->col0 + i];
         sx_rcol *rcol;
@@ -11955,6 +12756,9 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
           rcol->base = sx_row_stamp(w, st);
         }
         rcol->v = sx_dval(sd, c);
+        if (c->v.type == SX_TAG_COUNTER &&
+            (rc = sx_reject_ctr(x, sd, c, &rcol->v)))
+          goto done;
       }
     }
     if ((rc = sx_store_row(x, tid, cur, key, klen, found, 0))) goto done;
@@ -12820,6 +13624,20 @@ static unsigned char *sx_wvalue(unsigned char *p, sx_encol *c,
     }
     sx_put_le64(p, sx_double_bits(dc->v.r));
     return p + 8;
+  case SYNC_COUNTER: {
+    /* var n, then per contribution var site gap (sites increasing),
+     * var P, var N, var HLC. */
+    const sx_ctr *a = sx_dctr(d, dc->v.data);
+    size_t i;
+    p = sx_wv(p, dc->v.len);
+    for (i = 0; i < dc->v.len; i++) {
+      p = sx_wv(p, a[i].site - (i ? a[i - 1].site + 1 : 0));
+      p = sx_wv(p, a[i].p);
+      p = sx_wv(p, a[i].n);
+      p = sx_wv(p, a[i].hlc);
+    }
+    return p;
+  }
   default: /* TEXT, BLOB */
     p = sx_wv(p, dc->v.len);
     if (dc->v.len)
@@ -12867,7 +13685,8 @@ static size_t sx_row_bound(const sync_delta *d, const sx_drow *r) {
   for (j = 0; j < r->ncols; j++) {
     const sx_dcol *c = &d->cols[r->col0 + j];
     n += 4 * SX_VARINT_MAX + 9 +
-         (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB ? c->v.len : 0);
+         (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB ? c->v.len : 0) +
+         (c->v.type == SYNC_COUNTER ? c->v.len * 4 * SX_VARINT_MAX : 0);
   }
   return n;
 }
@@ -14100,7 +14919,8 @@ static int sx_dec_tables(sx_dbody *s) {
       for (j = 0; j < nc; j++) {
         int t = dec->cx->coltype(dec->cx->coltype_cx, (unsigned)tid,
                                  (unsigned)j);
-        dec->enc[total + j] = (unsigned char)(t > 0 && t <= SYNC_BLOB ? t : 0);
+        dec->enc[total + j] =
+            (unsigned char)(t > 0 && (t <= SYNC_BLOB || t == SYNC_COUNTER) ? t : 0);
         dec->prev[total + j] = 0;
       }
       total += (size_t)nc;
@@ -14108,7 +14928,8 @@ static int sx_dec_tables(sx_dbody *s) {
     }
     for (j = 0; j < nc; j++) {
       unsigned t = e[j] & 7u, m = e[j] >> 3;
-      if (t > SYNC_BLOB || (t == SYNC_NULL && m) ||
+      if ((t > SYNC_BLOB && t != SYNC_COUNTER) || (t == SYNC_NULL && m) ||
+          (t == SYNC_COUNTER && m) ||
           (t == SYNC_INTEGER && m > SX_ENC_DELTA) ||
           (t == SYNC_REAL && m > SX_DEC_SCALES) ||
           ((t == SYNC_TEXT || t == SYNC_BLOB) && m))
@@ -14195,6 +15016,40 @@ static int sx_dec_value(sx_dbody *s, sx_dcol *c, unsigned e, int64_t *prev) {
     c->v.len = (size_t)len;
     /* An offset into the arena, as chunks keep their values. */
     c->v.data = (const void *)(uintptr_t)(size_t)(x - s->b); /* NOLINT(performance-no-int-to-ptr) */
+    break;
+  }
+  case SYNC_COUNTER: {
+    /* At most one contribution per site of the frame, each site once
+     * (increasing), each with an HLC in (0, the column's stamp]: the
+     * column's stamp is its newest add's, so nothing a counter brings
+     * is newer than what the row's stamps show. */
+    uint64_t n = sx_rvb(r, (uint64_t)s->d->nsites + 1), i, site = 0;
+    size_t off;
+    sx_ctr *a;
+    int rc;
+    if (r->bad || n == 0 || n > (uint64_t)(r->end - r->p) / 4)
+      return SX_BAD(s, "bad counter contribution count");
+    off = SX_CTR_ALIGN(s->d->arena.len);
+    if ((rc = sx_buf_reserve(&s->d->arena, off - s->d->arena.len +
+                                               (size_t)n * sizeof(sx_ctr))))
+      return rc;
+    a = (sx_ctr *)(void *)(s->d->arena.p + off);
+    for (i = 0; i < n; i++) {
+      uint64_t gap = sx_rv(r);
+      if (r->bad || gap >= s->d->nsites ||
+          (site = (i ? site + 1 : 0) + gap) >= s->d->nsites)
+        return SX_BAD(s, "bad counter site");
+      a[i].site = (uint32_t)site;
+      a[i].p = sx_rv(r);
+      a[i].n = sx_rv(r);
+      a[i].hlc = sx_rv(r);
+      if (r->bad) return SX_BAD(s, "truncated counter");
+      if (a[i].hlc == 0 || a[i].hlc > c->hlc)
+        return SX_BAD(s, "counter contribution stamp out of range");
+    }
+    s->d->arena.len = off + (size_t)n * sizeof(sx_ctr);
+    c->v.data = (const void *)(uintptr_t)off; /* NOLINT(performance-no-int-to-ptr) */
+    c->v.len = (size_t)n;
     break;
   }
   default: /* a column the table section says no row carries */
@@ -15221,7 +16076,8 @@ static int sx_rp_dfp(sx_repair *rp, const sync_delta *d, size_t i,
   if (dr->clsite >= d->nsites) return SYNC_EPROTO;
   for (j = 0; j < dr->ncols; j++) {
     const sx_dcol *dc = &d->cols[dr->col0 + j];
-    need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 1 + sx_payload_size(&dc->v);
+    need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 1 +
+            (dc->v.type == SX_TAG_COUNTER ? 8 : sx_payload_size(&dc->v));
     if (dc->site >= d->nsites) return SYNC_EPROTO;
   }
   b->len = 0;
@@ -15258,6 +16114,19 @@ static int sx_rp_dfp(sx_repair *rp, const sync_delta *d, size_t i,
     memcpy(p, d->sites[dc->site], SX_SITE_LEN);
     p += SX_SITE_LEN;
     *p++ = (unsigned char)v.type;
+    if (v.type == SX_TAG_COUNTER) {
+      /* As fp.c's: the sum of the contributions' hashes, by site id. */
+      const sx_ctr *a = sx_dctr(d, dc->v.data);
+      uint64_t h = 0;
+      size_t k;
+      for (k = 0; k < dc->v.len; k++) {
+        if (a[k].site >= d->nsites) return SYNC_EPROTO;
+        h += sx_ctr_hash(d->sites[a[k].site], a[k].p, a[k].n, a[k].hlc);
+      }
+      sx_put_le64(p, h);
+      p += 8;
+      continue;
+    }
     p += sx_payload_put(p, &v);
   }
   *fp = sx_hash64(m, (size_t)(p - m), SX_RP_SEED_META);

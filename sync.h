@@ -145,6 +145,13 @@ SYNC_API const char *sync_strerror(int err);
 #define SYNC_REAL 2
 #define SYNC_TEXT 3
 #define SYNC_BLOB 4
+/* Column type only: a counter (a PN-counter CRDT) that replicas add to
+ * concurrently without losing an add.  It reads as SYNC_INTEGER (the sum
+ * of every add of the row's current incarnation; 0 before the first),
+ * changes only through sync_counter_add, and takes no value from
+ * sync_put (pass SYNC_NULL there) or sync_update (SYNC_ETYPE).
+ * docs/FORMAT.md, "Counter columns". */
+#define SYNC_COUNTER 5
 
 /* A typed value.  TEXT and BLOB point at bytes that the caller owns when
  * writing; values read back point into the database map and stay valid
@@ -222,7 +229,8 @@ SYNC_API int64_t sync_key_int_decode(const unsigned char in[8]);
 
 typedef struct sync_column_def {
   const char *name; /* 1..63 bytes, unique in its table */
-  int type;         /* SYNC_INTEGER, SYNC_REAL, SYNC_TEXT or SYNC_BLOB */
+  int type;         /* SYNC_INTEGER, SYNC_REAL, SYNC_TEXT, SYNC_BLOB or
+                       SYNC_COUNTER */
   unsigned flags;   /* SYNC_COL_* */
 } sync_column_def;
 
@@ -466,8 +474,10 @@ SYNC_API int sync_env_schema_accept(sync_env *env, const void *schema,
 
 /* Schema changes, each in its own committed write transaction.  No other
  * transaction of this env may be active (SYNC_EBUSY).  Existing rows read
- * the new column as NULL until written, so a new column must allow NULL
- * (SYNC_ECONSTRAINT otherwise).  add_column rescans the table (O(rows)):
+ * the new column as NULL until written (a SYNC_COUNTER column as 0), so a
+ * new column must allow NULL (SYNC_ECONSTRAINT otherwise).  A counter
+ * column makes the file one that code without counters refuses
+ * (docs/FORMAT.md, "Schema").  add_column rescans the table (O(rows)):
  * rows written under a newer schema may hold values for the new column,
  * which the digest counts from now on.  Errors: SYNC_EEXIST, SYNC_EINVAL,
  * SYNC_ELIMIT, SYNC_EREADONLY, SYNC_ECONSTRAINT, SYNC_ECORRUPT (a damaged
@@ -551,16 +561,37 @@ SYNC_API uint64_t sync_txn_version(sync_txn *txn);
 
 /* Insert or replace the row: vals holds one value per column (nvals must
  * equal the column count, SYNC_EINVAL otherwise).  Only columns whose
- * value changes are stamped and logged.  Errors: SYNC_ETYPE,
- * SYNC_ECONSTRAINT. */
+ * value changes are stamped and logged.  A SYNC_COUNTER column takes
+ * SYNC_NULL and keeps its count (a new row's starts at 0).  Errors:
+ * SYNC_ETYPE (also a non-NULL value for a counter), SYNC_ECONSTRAINT. */
 SYNC_API int sync_put(sync_txn *txn, unsigned table, const void *key,
                       size_t klen, const sync_value *vals, unsigned nvals);
 
 /* Set the columns cols[0..n) of an existing row to vals[0..n).  Errors:
- * SYNC_NOTFOUND (no live row), SYNC_ETYPE, SYNC_ECONSTRAINT. */
+ * SYNC_NOTFOUND (no live row), SYNC_ETYPE (also any value for a
+ * SYNC_COUNTER column: use sync_counter_add), SYNC_ECONSTRAINT. */
 SYNC_API int sync_update(sync_txn *txn, unsigned table, const void *key,
                          size_t klen, const unsigned *cols,
                          const sync_value *vals, unsigned n);
+
+/* Add delta (signed) to counter column col of the row: this replica's
+ * own running sums of positive and of negated negative adds (each an
+ * unsigned 64-bit total that only grows) take it, so adds made on any
+ * number of replicas all count, once each, whatever the order,
+ * duplication or cutting of the sessions that carry them.  A missing row
+ * (or a tombstone) is created (re-inserted above the delete, with every
+ * other column unset: NULL, and counters from 0); deleting the row and
+ * writing it again starts its counters from 0 (the delete wins over the
+ * adds it saw; an add made concurrently with the delete, at the same
+ * causal length, is lost with the row, as a concurrent update is).  A
+ * read sums the contributions and saturates at INT64_MIN / INT64_MAX.
+ * delta 0 changes nothing (no row is created).  Errors: SYNC_EINVAL
+ * (col out of range), SYNC_ETYPE (col is not a SYNC_COUNTER column),
+ * SYNC_ECONSTRAINT (creating the row would leave a NOT NULL column
+ * NULL), SYNC_ELIMIT (this replica's positive or negative total for the
+ * cell would pass 2^64 - 1: the add is refused, nothing changes). */
+SYNC_API int sync_counter_add(sync_txn *txn, unsigned table, const void *key,
+                              size_t klen, unsigned col, int64_t delta);
 
 /* Delete the row, leaving a tombstone that replication needs.  Errors:
  * SYNC_NOTFOUND (no live row). */

@@ -31,6 +31,7 @@ static const struct {
     {"mqtt", bench_mqtt},
     {"pg", bench_pg},
     {"history", bench_history},
+    {"counter", bench_counter},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -21,5 +21,6 @@ void bench_mesh(const bench_opts *o);   /* run_mesh.c */
 void bench_mqtt(const bench_opts *o);   /* run_mqtt.c */
 void bench_pg(const bench_opts *o);     /* run_pg.c */
 void bench_history(const bench_opts *o); /* run_history.c */
+void bench_counter(const bench_opts *o); /* run_counter.c */
 
 #endif /* BENCH_WORKLOADS_H */

@@ -6,6 +6,25 @@
 
 #include <stdio.h>
 
+/* Is counter value c of chunk d malformed: contributions beyond the
+ * arena, none, more than the chunk has sites, sites not increasing, or
+ * an HLC of 0 or above the column's stamp (its newest add's)?  The
+ * decoder refuses the same; this guards chunks made in memory. */
+static int sx_ctr_bad(const sync_delta *d, const sx_dcol *c) {
+  uintptr_t off = (uintptr_t)c->v.data;
+  const sx_ctr *a;
+  size_t i;
+  if (c->v.len == 0 || c->v.len > d->nsites || (off & 7u) ||
+      off > d->arena.len || c->v.len > (d->arena.len - off) / sizeof(sx_ctr))
+    return 1;
+  a = sx_dctr(d, c->v.data);
+  for (i = 0; i < c->v.len; i++)
+    if (a[i].site >= d->nsites || (i && a[i].site <= a[i - 1].site) ||
+        a[i].hlc == 0 || a[i].hlc > c->hlc)
+      return 1;
+  return 0;
+}
+
 /* Check a delta's structure before anything is applied: tables, columns,
  * key lengths, site and stamp references, value types and lengths.
  * Tables and columns beyond ours (a newer sender's) are checked against
@@ -39,8 +58,12 @@ static int sx_delta_check(const sync_delta *d, const sx_schema *s,
       const sx_dcol *c = &d->cols[r->col0 + j];
       if (c->col >= SYNC_MAX_COLUMNS || c->site >= d->nsites ||
           c->bsite >= d->nsites || c->hlc == 0 || c->v.type < SYNC_NULL ||
-          c->v.type > SYNC_BLOB)
+          c->v.type > SYNC_COUNTER)
         return SYNC_EINVAL;
+      if (c->v.type == SYNC_COUNTER && sx_ctr_bad(d, c)) return SYNC_EINVAL;
+      if (tb && c->col < tb->ncols && tb->cols[c->col].type == SYNC_COUNTER &&
+          c->v.type == SYNC_NULL)
+        return SYNC_ETYPE; /* a counter is never NULL */
       if (tb && c->col < tb->ncols && c->v.type != SYNC_NULL &&
           c->v.type != tb->cols[c->col].type)
         return SYNC_ETYPE;
@@ -190,6 +213,38 @@ SYNC_PRIVATE int sx_delta_valid(const sync_delta *d, const sx_schema *s) {
   return sx_delta_check(d, s, NULL);
 }
 
+/* The contributions of counter column c of chunk d (none for other
+ * columns): n and the array. */
+static const sx_ctr *sx_dcol_ctrs(const sync_delta *d, const sx_dcol *c,
+                                  size_t *n) {
+  *n = c && c->v.type == SYNC_COUNTER ? c->v.len : 0;
+  return *n ? sx_dctr(d, c->v.data) : NULL;
+}
+
+/* Does stored counter cell col of o hold local site ls's contribution
+ * at HLC hlc or later?  Read in place: judging allocates nothing. */
+static int sx_ctr_held(const sx_row *o, unsigned col, uint32_t ls,
+                       uint64_t hlc) {
+  const sx_rcol *c = col < o->ncols ? &o->cols[col] : NULL;
+  const unsigned char *p, *end;
+  uint64_t n, i, u, site = 0, h;
+  if (!c || c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER ||
+      ls == SX_NONE)
+    return 0;
+  p = (const unsigned char *)c->v.data;
+  end = p + c->v.len;
+  p += sx_get_varint(p, end, &n);
+  for (i = 0; i < n; i++) {
+    p += sx_get_varint(p, end, &u);
+    site = (i ? site + 1 : 0) + u;
+    p += sx_get_varint(p, end, &u); /* P */
+    p += sx_get_varint(p, end, &u); /* N */
+    p += sx_get_varint(p, end, &h);
+    if (site == ls) return h >= hlc;
+  }
+  return 0;
+}
+
 /* May row dr be applied under ao?  lvv: this replica's vector per local
  * site index (NULL when relay is allowed); sender: the delta's site index
  * of its sender (SX_NONE if absent); ahead: the largest HLC accepted. */
@@ -207,6 +262,15 @@ static int sx_row_ok(const sx_apply *a, const sync_apply_opts *ao,
     if (lvv && site != sender &&
         (a->smap[site] == SX_NONE || hlc > lvv[a->smap[site]]))
       return 0;
+    if (lvv && j) {
+      /* So is each add a counter carries. */
+      size_t n, k;
+      const sx_ctr *ct = sx_dcol_ctrs(d, &d->cols[dr->col0 + j - 1], &n);
+      for (k = 0; k < n; k++)
+        if (ct[k].site != sender && (a->smap[ct[k].site] == SX_NONE ||
+                                     ct[k].hlc > lvv[a->smap[ct[k].site]]))
+          return 0;
+    }
   }
   return 1;
 }
@@ -230,6 +294,8 @@ static int sx_row_news(const sx_apply *a, const sx_drow *dr, const sx_row *o) {
     const sx_dcol *c = &d->cols[dr->col0 + j];
     int cmp;
     if (c->col >= o->ncols || o->cols[c->col].st == SX_NOSTAMP) return 1;
+    /* A counter's stamp is its newest add's: older adds may be news. */
+    if (c->v.type == SYNC_COUNTER) return 1;
     cmp = sx_cmp_lr(x, o, o->cols[c->col].st, d, c->hlc, c->site);
     if (cmp < 0 || (exact && cmp)) return 1;
   }
@@ -335,6 +401,25 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
         return 1;
       }
     }
+    if (lvv) {
+      /* A counter's adds are changes of their sites, each one. */
+      size_t n, k;
+      const sx_ctr *ct = sx_dcol_ctrs(d, c, &n);
+      for (k = 0; k < n; k++) {
+        uint32_t cs = ct[k].site;
+        if (cs == sender || (a->smap[cs] != SX_NONE &&
+                             ct[k].hlc <= lvv[a->smap[cs]]))
+          continue;
+        if (found && o->cl == dr->cl &&
+            sx_ctr_held(o, c->col, a->smap[cs], ct[k].hlc))
+          continue;
+        *reason = SYNC_REFUSE_RELAY;
+        snprintf(text, SYNC_REFUSE_TEXT_MAX + 1,
+                 "an add of another site to a counter, and this peer may "
+                 "not relay");
+        return 1;
+      }
+    }
   }
   if (ao->check) {
     sync_write w;
@@ -355,6 +440,12 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
       const sx_dcol *c = &d->cols[dr->col0 + j];
       ws->cols[j] = c->col;
       ws->vals[j] = sx_dval(d, c);
+      if (c->v.type == SYNC_COUNTER) {
+        /* Shown as the sum of the adds the row carries. */
+        size_t n;
+        const sx_ctr *ct = sx_dcol_ctrs(d, c, &n);
+        ws->vals[j] = sync_int(sx_ctr_total(ct, n));
+      }
       ws->stamps[j].hlc = c->hlc;
       memcpy(ws->stamps[j].site, d->sites[c->site], SX_SITE_LEN);
     }
@@ -368,7 +459,8 @@ static int sx_judge(sx_apply *a, const sync_apply_opts *ao, const sx_drow *dr,
       w.stored_ncolumns = tb->ncols;
       for (i = 0; i < tb->ncols && i < ws->cap; i++) {
         int set = i < o->ncols && o->cols[i].st != SX_NOSTAMP && (o->cl & 1);
-        ws->svals[i] = set ? o->cols[i].v : sync_null();
+        ws->svals[i] = set ? sx_rcol_value(&o->cols[i], tb->cols[i].type)
+                           : sync_null();
         memset(&ws->sstamps[i], 0, sizeof ws->sstamps[i]);
         if (set) {
           const sx_stamp *st = &o->stamps[o->cols[i].st];
@@ -667,8 +759,7 @@ static int sx_scope_of(sync_txn *x, const sync_apply_opts *ao,
     if (!*vals) return SYNC_ENOMEM;
   }
   for (j = 0; j < tb->ncols; j++)
-    (*vals)[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
-                                                              : sync_null();
+    (*vals)[j] = sx_col_value(r, j, tb->cols[j].type);
   *in = ao->scope_filter(ao->scope_filter_ctx, sender, tid, key, klen, *vals,
                          tb->ncols) != 0;
   return 0;

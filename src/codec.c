@@ -578,6 +578,20 @@ static unsigned char *sx_wvalue(unsigned char *p, sx_encol *c,
     }
     sx_put_le64(p, sx_double_bits(dc->v.r));
     return p + 8;
+  case SYNC_COUNTER: {
+    /* var n, then per contribution var site gap (sites increasing),
+     * var P, var N, var HLC. */
+    const sx_ctr *a = sx_dctr(d, dc->v.data);
+    size_t i;
+    p = sx_wv(p, dc->v.len);
+    for (i = 0; i < dc->v.len; i++) {
+      p = sx_wv(p, a[i].site - (i ? a[i - 1].site + 1 : 0));
+      p = sx_wv(p, a[i].p);
+      p = sx_wv(p, a[i].n);
+      p = sx_wv(p, a[i].hlc);
+    }
+    return p;
+  }
   default: /* TEXT, BLOB */
     p = sx_wv(p, dc->v.len);
     if (dc->v.len)
@@ -625,7 +639,8 @@ static size_t sx_row_bound(const sync_delta *d, const sx_drow *r) {
   for (j = 0; j < r->ncols; j++) {
     const sx_dcol *c = &d->cols[r->col0 + j];
     n += 4 * SX_VARINT_MAX + 9 +
-         (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB ? c->v.len : 0);
+         (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB ? c->v.len : 0) +
+         (c->v.type == SYNC_COUNTER ? c->v.len * 4 * SX_VARINT_MAX : 0);
   }
   return n;
 }
@@ -1858,7 +1873,8 @@ static int sx_dec_tables(sx_dbody *s) {
       for (j = 0; j < nc; j++) {
         int t = dec->cx->coltype(dec->cx->coltype_cx, (unsigned)tid,
                                  (unsigned)j);
-        dec->enc[total + j] = (unsigned char)(t > 0 && t <= SYNC_BLOB ? t : 0);
+        dec->enc[total + j] =
+            (unsigned char)(t > 0 && (t <= SYNC_BLOB || t == SYNC_COUNTER) ? t : 0);
         dec->prev[total + j] = 0;
       }
       total += (size_t)nc;
@@ -1866,7 +1882,8 @@ static int sx_dec_tables(sx_dbody *s) {
     }
     for (j = 0; j < nc; j++) {
       unsigned t = e[j] & 7u, m = e[j] >> 3;
-      if (t > SYNC_BLOB || (t == SYNC_NULL && m) ||
+      if ((t > SYNC_BLOB && t != SYNC_COUNTER) || (t == SYNC_NULL && m) ||
+          (t == SYNC_COUNTER && m) ||
           (t == SYNC_INTEGER && m > SX_ENC_DELTA) ||
           (t == SYNC_REAL && m > SX_DEC_SCALES) ||
           ((t == SYNC_TEXT || t == SYNC_BLOB) && m))
@@ -1953,6 +1970,40 @@ static int sx_dec_value(sx_dbody *s, sx_dcol *c, unsigned e, int64_t *prev) {
     c->v.len = (size_t)len;
     /* An offset into the arena, as chunks keep their values. */
     c->v.data = (const void *)(uintptr_t)(size_t)(x - s->b); /* NOLINT(performance-no-int-to-ptr) */
+    break;
+  }
+  case SYNC_COUNTER: {
+    /* At most one contribution per site of the frame, each site once
+     * (increasing), each with an HLC in (0, the column's stamp]: the
+     * column's stamp is its newest add's, so nothing a counter brings
+     * is newer than what the row's stamps show. */
+    uint64_t n = sx_rvb(r, (uint64_t)s->d->nsites + 1), i, site = 0;
+    size_t off;
+    sx_ctr *a;
+    int rc;
+    if (r->bad || n == 0 || n > (uint64_t)(r->end - r->p) / 4)
+      return SX_BAD(s, "bad counter contribution count");
+    off = SX_CTR_ALIGN(s->d->arena.len);
+    if ((rc = sx_buf_reserve(&s->d->arena, off - s->d->arena.len +
+                                               (size_t)n * sizeof(sx_ctr))))
+      return rc;
+    a = (sx_ctr *)(void *)(s->d->arena.p + off);
+    for (i = 0; i < n; i++) {
+      uint64_t gap = sx_rv(r);
+      if (r->bad || gap >= s->d->nsites ||
+          (site = (i ? site + 1 : 0) + gap) >= s->d->nsites)
+        return SX_BAD(s, "bad counter site");
+      a[i].site = (uint32_t)site;
+      a[i].p = sx_rv(r);
+      a[i].n = sx_rv(r);
+      a[i].hlc = sx_rv(r);
+      if (r->bad) return SX_BAD(s, "truncated counter");
+      if (a[i].hlc == 0 || a[i].hlc > c->hlc)
+        return SX_BAD(s, "counter contribution stamp out of range");
+    }
+    s->d->arena.len = off + (size_t)n * sizeof(sx_ctr);
+    c->v.data = (const void *)(uintptr_t)off; /* NOLINT(performance-no-int-to-ptr) */
+    c->v.len = (size_t)n;
     break;
   }
   default: /* a column the table section says no row carries */

@@ -4,9 +4,57 @@
  */
 #include "cut.h"
 
+#include <stdlib.h>
+
 /* ---------------------------------------------------------------------
  * Making deltas
  * ------------------------------------------------------------------- */
+/* Counter cell c (column col of a stored row) into d->cols: the
+ * contributions whose HLC is above the requester's entry for their site
+ * (all of them with whole), as sx_ctr records in the arena, sites still
+ * local (sx_cut_close renumbers them); none left: no column.  *cnews
+ * counts cells with a contribution the requester lacks. */
+static int sx_delta_ctr(sync_delta *d, sync_txn *x, const sx_row *r,
+                        size_t col, const uint64_t *rvv, int whole,
+                        size_t *cnews, size_t *bytes) {
+  const sx_rcol *c = &r->cols[col];
+  sx_dcol *dc;
+  sx_ctr *a;
+  size_t n = 0, k, keep = 0, fresh = 0, off;
+  int rc;
+  (void)sx_ctr_check((const unsigned char *)c->v.data,
+                     (const unsigned char *)c->v.data + c->v.len, &n);
+  if ((rc = sx_buf_reserve(&x->ctrs, n * sizeof(sx_ctr)))) return rc;
+  a = (sx_ctr *)(void *)x->ctrs.p;
+  sx_ctr_read(&c->v, a);
+  for (k = 0; k < n; k++) {
+    if (a[k].site >= x->nsites) return SYNC_ECORRUPT;
+    if (a[k].hlc > rvv[a[k].site]) fresh++;
+    else if (!whole) continue;
+    a[keep++] = a[k];
+  }
+  if (!keep) return 0;
+  if (fresh) (*cnews)++;
+  off = SX_CTR_ALIGN(d->arena.len);
+  if ((rc = sx_buf_reserve(&d->arena, off - d->arena.len +
+                                          keep * sizeof(sx_ctr))))
+    return rc;
+  memcpy(d->arena.p + off, a, keep * sizeof(sx_ctr));
+  d->arena.len = off + keep * sizeof(sx_ctr);
+  dc = &d->cols[d->ncols++];
+  dc->col = (unsigned)col;
+  dc->hlc = r->stamps[c->st].hlc;
+  dc->site = r->stamps[c->st].site;
+  dc->bhlc = 0;
+  dc->bsite = 0;
+  dc->v = sync_null();
+  dc->v.type = SX_TAG_COUNTER;
+  dc->v.data = (const void *)(uintptr_t)off; /* NOLINT(performance-no-int-to-ptr) */
+  dc->v.len = keep;
+  *bytes += 10 + 12 * keep;
+  return 0;
+}
+
 /* Add row r (decoded, local stamps) to d, leaving out what the requester
  * already holds (rvv, per local site index) and local-only columns.
  * *bytes grows by the value bytes added. */
@@ -18,7 +66,7 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
   const sx_table *tb = &x->env->schema->tables[tid];
   const sx_stamp *cs = &r->stamps[r->cl_stamp];
   sx_drow *row;
-  size_t i, n0 = d->ncols;
+  size_t i, n0 = d->ncols, cnews = 0;
   int rc, need = cs->hlc > rvv[cs->site];
   if ((rc = sx_grow(&d->al, (void **)&d->cols, &d->capcols,
                     d->ncols + r->ncols, sizeof(sx_dcol))))
@@ -28,6 +76,14 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
     sx_dcol *dc;
     if (c->st == SX_NOSTAMP) continue;
     if (i < tb->ncols && (tb->cols[i].flags & SYNC_COL_LOCAL)) continue;
+    if (c->v.type == SX_TAG_COUNTER) {
+      /* The contributions the requester lacks: their sites' own entries
+       * decide, not the column's stamp (the newest add's). */
+      if ((rc = sx_delta_ctr(d, x, r, i, rvv, o && o->whole_rows, &cnews,
+                             bytes)))
+        return rc;
+      continue;
+    }
     if (r->stamps[c->st].hlc <= rvv[r->stamps[c->st].site] &&
         !(o && o->whole_rows))
       continue;
@@ -56,8 +112,10 @@ SYNC_PRIVATE int sx_delta_add(sync_delta *d, sync_txn *x, unsigned tid,
     /* Whole rows: a row is still left out when all of it is held. */
     size_t j, news = 0;
     for (j = n0; j < d->ncols; j++)
-      if (d->cols[j].hlc > rvv[d->cols[j].site]) news++;
-    if (!news) {
+      if (d->cols[j].v.type != SX_TAG_COUNTER &&
+          d->cols[j].hlc > rvv[d->cols[j].site])
+        news++;
+    if (!news && !cnews) {
       d->ncols = n0;
       return 0;
     }
@@ -102,8 +160,7 @@ SYNC_PRIVATE int sx_filter_row(sync_txn *x, sync_row_filter_fn filter,
   unsigned j;
   if (!(r->cl & 1)) return filter(ctx, peer, tid, key, klen, NULL, 0) != 0;
   for (j = 0; j < tb->ncols; j++)
-    vals[j] = j < r->ncols && r->cols[j].st != SX_NOSTAMP ? r->cols[j].v
-                                                          : sync_null();
+    vals[j] = sx_col_value(r, j, tb->cols[j].type);
   return filter(ctx, peer, tid, key, klen, vals, tb->ncols) != 0;
 }
 
@@ -476,6 +533,11 @@ static int sx_cut_gccl(sync_txn *x, sync_delta *d) {
   return rc;
 }
 
+static int sx_ctr_sitecmp(const void *p, const void *q) {
+  const sx_ctr *a = (const sx_ctr *)p, *b = (const sx_ctr *)q;
+  return a->site < b->site ? -1 : a->site > b->site;
+}
+
 /* Renumber the chunk's site indexes by map (local index -> index in the
  * chunk's table). */
 static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
@@ -484,6 +546,13 @@ static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
   for (i = 0; i < d->ncols; i++) {
     d->cols[i].site = map[d->cols[i].site];
     d->cols[i].bsite = map[d->cols[i].bsite];
+    if (d->cols[i].v.type == SX_TAG_COUNTER) {
+      /* Chunk indexes need not keep local order: sort again. */
+      sx_ctr *a = sx_dctr(d, d->cols[i].v.data);
+      size_t k;
+      for (k = 0; k < d->cols[i].v.len; k++) a[k].site = map[a[k].site];
+      qsort(a, d->cols[i].v.len, sizeof *a, sx_ctr_sitecmp);
+    }
   }
   for (i = 0; i < d->nx; i++) d->xrows[i].clsite = map[d->xrows[i].clsite];
   for (i = 0; i < d->nxc; i++) {
@@ -523,7 +592,14 @@ static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
   for (i = 0; i < x->nsites; i++)
     map[i] = all || i == 0 || (raise && (*vv)[i] > rvv[i]) ? 0 : SX_NONE;
   for (j = 0; j < d->nrows; j++) map[d->rows[j].clsite] = 0;
-  for (j = 0; j < d->ncols; j++) map[d->cols[j].site] = map[d->cols[j].bsite] = 0;
+  for (j = 0; j < d->ncols; j++) {
+    map[d->cols[j].site] = map[d->cols[j].bsite] = 0;
+    if (d->cols[j].v.type == SX_TAG_COUNTER) {
+      const sx_ctr *a = sx_dctr(d, d->cols[j].v.data);
+      size_t k;
+      for (k = 0; k < d->cols[j].v.len; k++) map[a[k].site] = 0;
+    }
+  }
   for (j = 0; j < d->nx; j++) map[d->xrows[j].clsite] = 0;
   for (j = 0; j < d->nxc; j++) map[d->xcols[j].site] = map[d->xcols[j].bsite] = 0;
   for (j = 0; j < d->nrenew; j++) map[d->renew[j].site] = 0;

@@ -61,6 +61,21 @@ struct sync_request {
   sync_stamp *vv;
 };
 
+/* One contribution to a counter cell: the site's sums of its positive
+ * adds (p) and of its negated negative adds (n), and its last add's HLC.
+ * site is an index: into the replica's site table in a stored row, into
+ * the chunk's in a chunk (after the cut renumbers it). */
+typedef struct sx_ctr {
+  uint64_t p, n, hlc;
+  uint32_t site;
+} sx_ctr;
+
+/* A counter column's value in a chunk: v.type SYNC_COUNTER, v.len
+ * contributions (sx_ctr, sites strictly increasing) at arena offset
+ * v.data, which is a multiple of 8 (SX_CTR_ALIGN). */
+#define SX_CTR_ALIGN(off) (((off) + 7u) & ~(size_t)7u)
+static inline sx_ctr *sx_dctr(const sync_delta *d, const void *data);
+
 typedef struct sx_dcol {
   unsigned col;
   uint64_t hlc, bhlc; /* bhlc 0: no base */
@@ -130,6 +145,10 @@ struct sync_delta {
   size_t nrenew;
   sx_buf arena;
 };
+
+static inline sx_ctr *sx_dctr(const sync_delta *d, const void *data) {
+  return (sx_ctr *)(void *)(d->arena.p + (uintptr_t)data);
+}
 
 /* delta.c: a new empty delta on allocator al (NULL when out of memory). */
 SYNC_PRIVATE sync_delta *sx_delta_new(const sx_alloc *al);

@@ -50,7 +50,9 @@ SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
  *          holding a non-NULL value: var j, u8 tag, payload;
  * meta:    var klen, key, var causal length, var hlc + 16-byte site of
  *          its stamp, then per replicated column j written: var j, var
- *          hlc + 16-byte site of its stamp, u8 tag, payload; for a
+ *          hlc + 16-byte site of its stamp, u8 tag, payload (a
+ *          counter: its sum as a zig-zag varint in content; in meta the
+ *          u64 LE sum of sx_ctr_hash over its contributions); for a
  *          tombstone (no content): var klen, key, var causal length,
  *          var hlc + 16-byte site of its stamp, under its own seed.
  * Base stamps and local versions are left out: they differ between
@@ -59,7 +61,40 @@ SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
 #define SX_FP_SEED_CONTENT UINT64_C(0x73796e632d633031) /* "sync-c01" */
 #define SX_FP_SEED_META UINT64_C(0x73796e632d6d3031)    /* "sync-m01" */
 #define SX_FP_SEED_TOMB UINT64_C(0x73796e632d743031)    /* "sync-t01" */
+#define SX_FP_SEED_CTR UINT64_C(0x73796e632d6b3031)     /* "sync-k01" */
 
+
+#ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
+SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
+                                  uint64_t n, uint64_t hlc) {
+  unsigned char b[SX_SITE_LEN + 3 * SX_VARINT_MAX], *q = b;
+  memcpy(q, site, SX_SITE_LEN);
+  q += SX_SITE_LEN;
+  q = sx_wv(q, p);
+  q = sx_wv(q, n);
+  q = sx_wv(q, hlc);
+  return sx_hash64(b, (size_t)(q - b), SX_FP_SEED_CTR);
+}
+
+/* The meta hash of stored counter cell v: the sum of its contributions'
+ * (sx_ctr_hash), so that the order of local site indexes is left out. */
+static int sx_ctr_meta(sync_txn *x, const sync_value *v, uint64_t *out) {
+  const unsigned char *p = (const unsigned char *)v->data, *end = p + v->len;
+  uint64_t n, i, u, site = 0, cp, cn, hlc;
+  *out = 0;
+  p += sx_get_varint(p, end, &n);
+  for (i = 0; i < n; i++) {
+    p += sx_get_varint(p, end, &u);
+    site = (i ? site + 1 : 0) + u;
+    p += sx_get_varint(p, end, &cp);
+    p += sx_get_varint(p, end, &cn);
+    p += sx_get_varint(p, end, &hlc);
+    if (site >= x->nsites) return SYNC_ECORRUPT;
+    *out += sx_ctr_hash(x->sites[site], cp, cn, hlc);
+  }
+  return 0;
+}
+#endif
 
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
@@ -93,7 +128,7 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
   need = 2 * (SX_VARINT_MAX + klen) + 2 * SX_VARINT_MAX + SX_SITE_LEN;
   for (j = 0; j < r->ncols; j++)
     if (r->cols[j].st != SX_NOSTAMP)
-      need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 2 +
+      need += 5 * SX_VARINT_MAX + SX_SITE_LEN + 2 +
               2 * sx_payload_size(&r->cols[j].v);
   if ((rc = sx_buf_reserve(&x->fpbuf, need))) return rc;
   p = x->fpbuf.p;
@@ -106,7 +141,10 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     if (tb->cols[j].flags & SYNC_COL_LOCAL) continue;
     p = sx_wv(p, j);
     *p++ = (unsigned char)c->v.type;
-    p += sx_payload_put(p, &c->v);
+    if (c->v.type == SX_TAG_COUNTER)
+      p = sx_wv(p, sx_zigzag(sx_rcol_value(c, SYNC_COUNTER).i));
+    else
+      p += sx_payload_put(p, &c->v);
   }
   *content = sx_hash64(x->fpbuf.p, (size_t)(p - x->fpbuf.p), SX_FP_SEED_CONTENT);
 #ifndef SYNC_OMIT_REPAIR /* only range repair reads the meta hash */
@@ -131,7 +169,16 @@ SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
     memcpy(p, x->sites[s->site], SX_SITE_LEN);
     p += SX_SITE_LEN;
     *p++ = (unsigned char)c->v.type;
-    p += sx_payload_put(p, &c->v);
+    if (c->v.type == SX_TAG_COUNTER) {
+      /* Site indexes differ between replicas: the contributions count
+       * by site id, in any order. */
+      uint64_t h;
+      if ((rc = sx_ctr_meta(x, &c->v, &h))) return rc;
+      sx_put_le64(p, h);
+      p += 8;
+    } else {
+      p += sx_payload_put(p, &c->v);
+    }
   }
   *meta = sx_hash64(m, (size_t)(p - m), SX_FP_SEED_META);
 #else

@@ -14,6 +14,12 @@
  * range repair.  A tombstone has neither: both are 0 and the call
  * returns 0 (a live row returns 1).  Needs the site table (loaded on
  * demand), so it can fail with a storage error. */
+#ifndef SYNC_OMIT_REPAIR
+/* The meta hash of one counter contribution (site id, p, n, HLC); a
+ * cell's is the sum of its contributions', mod 2^64. */
+SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
+                                  uint64_t n, uint64_t hlc);
+#endif
 SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
                            size_t klen, const sx_row *r, uint64_t *content,
                            uint64_t *meta);

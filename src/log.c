@@ -210,7 +210,11 @@ SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
   r = &it->row;
   if (!(r->cl & 1) || col >= r->ncols || r->cols[col].st == SX_NOSTAMP)
     return SYNC_NOTFOUND;
-  if (val) *val = r->cols[col].v;
+  if (val)
+    *val = sx_rcol_value(&r->cols[col],
+                         col < it->x->env->schema->tables[it->tid].ncols
+                             ? it->x->env->schema->tables[it->tid].cols[col].type
+                             : SYNC_NULL);
   if (stamp && (rc = sx_stamp_out(it->x, r, r->cols[col].st, stamp)))
     return rc;
   if (base && (rc = sx_stamp_out(it->x, r, r->cols[col].base, base)))

@@ -4,6 +4,8 @@
  */
 #include "merge.h"
 
+#include <stdlib.h>
+
 
 static const uint8_t *sx_lsite(sync_txn *x, uint32_t idx) {
   return idx == 0 ? x->env->site : x->sites[idx];
@@ -105,6 +107,95 @@ static void sx_merge_take(sx_apply *a, const sx_dcol *r,
   c->v = *v;
 }
 
+static int sx_ctr_sitecmp_m(const void *p, const void *q) {
+  const sx_ctr *a = (const sx_ctr *)p, *b = (const sx_ctr *)q;
+  return a->site < b->site ? -1 : a->site > b->site;
+}
+
+/* Bytes of x->cpay that merging dr's counter cells into x->old's may
+ * take, each cell's payload after the one before (sx_merge_ctr): room
+ * made before the first, so that no payload moves while x->nw points at
+ * it. */
+static int sx_ctr_room(sync_txn *x, const sync_delta *d, const sx_drow *dr) {
+  const sx_dcol *rc0 = d->cols ? d->cols + dr->col0 : NULL;
+  size_t i, need = 0;
+  x->cpay.len = 0;
+  for (i = 0; i < dr->ncols; i++) {
+    const sx_dcol *r = &rc0[i];
+    if (r->v.type != SX_TAG_COUNTER) continue;
+    need += SX_VARINT_MAX + r->v.len * 4 * SX_VARINT_MAX;
+    if (r->col < x->old.ncols && x->old.cols[r->col].st != SX_NOSTAMP &&
+        x->old.cols[r->col].v.type == SX_TAG_COUNTER)
+      need += x->old.cols[r->col].v.len;
+  }
+  return need ? sx_buf_reserve(&x->cpay, need) : 0;
+}
+
+/* Counter cell r->col of x->nw (as copied from x->old, or unset: keep
+ * set) merged with the sender's contributions r: per site the larger P,
+ * the larger N and the later HLC, so that a contribution delivered twice
+ * or out of order counts once; the column's stamp becomes the later of
+ * the two (each side's is its newest contribution's).  Without keep the
+ * cell is the sender's alone (its causal length won).  *changed is set
+ * when the cell changes. */
+static int sx_merge_ctr(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
+                        int keep, int *changed) {
+  sync_txn *x = a->x;
+  sx_row *w = &x->nw;
+  sx_rcol *c = &w->cols[r->col];
+  const sx_ctr *rr = sx_dctr(a->d, r->v.data);
+  size_t nl = 0, n, i, k;
+  sx_ctr *t;
+  sync_value nv;
+  int rc, have = keep && c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER;
+  const sx_schema *sc = x->env->schema;
+  /* A cell of a column beyond our schema: a file that holds one must
+   * say so to code without counters. */
+  if (!a->dry && (dr->tid >= sc->ntables ||
+                  r->col >= sc->tables[dr->tid].ncols) &&
+      (rc = sx_format_counters(x)))
+    return rc;
+  if (have)
+    (void)sx_ctr_check((const unsigned char *)c->v.data,
+                       (const unsigned char *)c->v.data + c->v.len, &nl);
+  if ((rc = sx_buf_reserve(&x->ctrs, (nl + r->v.len) * sizeof(sx_ctr))))
+    return rc;
+  t = (sx_ctr *)(void *)x->ctrs.p;
+  if (have) sx_ctr_read(&c->v, t);
+  for (i = 0; i < r->v.len; i++) {
+    t[nl + i] = rr[i];
+    t[nl + i].site = a->smap[rr[i].site];
+  }
+  n = nl + r->v.len;
+  qsort(t, n, sizeof *t, sx_ctr_sitecmp_m);
+  for (i = k = 0; i < n; i++) {
+    if (k && t[k - 1].site == t[i].site) {
+      if (t[i].p > t[k - 1].p) t[k - 1].p = t[i].p;
+      if (t[i].n > t[k - 1].n) t[k - 1].n = t[i].n;
+      if (t[i].hlc > t[k - 1].hlc) t[k - 1].hlc = t[i].hlc;
+      continue;
+    }
+    t[k++] = t[i];
+  }
+  if (SX_NEVER(x->cpay.len + sx_ctr_size(t, k) > x->cpay.cap))
+    return SYNC_ECORRUPT;
+  nv = sync_null();
+  nv.type = SX_TAG_COUNTER;
+  nv.data = x->cpay.p + x->cpay.len;
+  nv.len = sx_ctr_put(x->cpay.p + x->cpay.len, t, k);
+  x->cpay.len += nv.len;
+  if (have && sx_value_eq(&nv, &c->v)) return 0;
+  /* c->st, when kept, is the stored row's: a local site index. */
+  if (!have || sx_stampcmp(w->stamps[c->st].hlc,
+                           sx_lsite(x, w->stamps[c->st].site), r->hlc,
+                           a->d->sites[r->site]) < 0)
+    c->st = sx_row_stamp(w, sx_rstamp(a, r->hlc, r->site));
+  c->base = SX_NOSTAMP;
+  c->v = nv;
+  *changed = 1;
+  return 0;
+}
+
 /* w's columns sized for dr's and emptied. */
 static void sx_merge_clear(sx_row *w, const sx_drow *dr, const sx_dcol *rc0) {
   size_t i;
@@ -148,7 +239,8 @@ static int sx_merge_deleted_source(sx_apply *a, const sx_drow *dr, int *cls) {
   for (j = 0; j < o->ncols; j++) {
     sx_cfl c;
     sync_value none;
-    if (o->cols[j].st == SX_NOSTAMP ||
+    /* An add to a counter is never a conflict (the delete resets it). */
+    if (o->cols[j].st == SX_NOSTAMP || o->cols[j].v.type == SX_TAG_COUNTER ||
         o->stamps[o->cols[j].st].hlc <= dr->clhlc)
       continue;
     sx_merge_rowcfl(&c, a, dr, SYNC_DELETED_SOURCE);
@@ -170,7 +262,14 @@ static int sx_merge_deleted_source(sx_apply *a, const sx_drow *dr, int *cls) {
       for (j = 0; j < o->ncols; j++) {
         w->cols[j].st = w->cols[j].base = SX_NOSTAMP;
         w->cols[j].v = sync_null();
-        if (o->cols[j].st != SX_NOSTAMP) sx_force(x, j, &o->cols[j].v);
+        if (o->cols[j].st == SX_NOSTAMP) continue;
+        if (o->cols[j].v.type == SX_TAG_COUNTER) {
+          /* The count the row had comes back with it, as it was. */
+          w->cols[j].st = sx_row_stamp(w, o->stamps[o->cols[j].st]);
+          w->cols[j].v = o->cols[j].v;
+          continue;
+        }
+        sx_force(x, j, &o->cols[j].v);
       }
       return 1;
     }
@@ -197,8 +296,14 @@ static int sx_merge_theirs(sx_apply *a, const sx_drow *dr, int found,
   w->ncols = 0;
   if (!(dr->cl & 1)) return 1;
   sx_merge_clear(w, dr, rc0);
+  if ((err = sx_ctr_room(a->x, d, dr))) return err;
   for (i = 0; i < dr->ncols; i++) {
     sync_value v = sx_dval(d, &rc0[i]);
+    int ch;
+    if (v.type == SX_TAG_COUNTER) {
+      if ((err = sx_merge_ctr(a, dr, &rc0[i], 0, &ch))) return err;
+      continue;
+    }
     sx_merge_take(a, &rc0[i], &v);
   }
   return 1;
@@ -223,7 +328,7 @@ static int sx_merge_ours(sx_apply *a, const sx_drow *dr, int *cls) {
   for (i = 0; i < dr->ncols; i++) {
     sx_cfl c;
     sync_value rv, scratch;
-    if (rc0[i].hlc <= del) continue;
+    if (rc0[i].hlc <= del || rc0[i].v.type == SX_TAG_COUNTER) continue;
     rv = sx_dval(d, &rc0[i]);
     sx_merge_rowcfl(&c, a, dr, SYNC_DELETED_TARGET);
     c.lhlc = del;
@@ -242,8 +347,14 @@ static int sx_merge_ours(sx_apply *a, const sx_drow *dr, int *cls) {
     w->cl = o->cl + 1;
     w->cl_stamp = sx_row_stamp(w, sx_mkstamp_local(x));
     sx_merge_clear(w, dr, rc0);
+    if ((err = sx_ctr_room(x, d, dr))) return err;
     for (q = 0; q < dr->ncols; q++) {
       sync_value qv = sx_dval(d, &rc0[q]);
+      int ch;
+      if (qv.type == SX_TAG_COUNTER) {
+        if ((err = sx_merge_ctr(a, dr, &rc0[q], 0, &ch))) return err;
+        continue;
+      }
       sx_force(x, rc0[q].col, &qv);
     }
     return 1;
@@ -326,7 +437,8 @@ static int sx_merge_col(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
 
 /* Same causal length, both live: column by column.  1 if the row
  * changes, 0 if not, or an error. */
-static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
+static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int ctr_only,
+                            int *cls) {
   sync_txn *x = a->x;
   const sync_delta *d = a->d;
   sx_row *o = &x->old, *w = &x->nw;
@@ -354,10 +466,22 @@ static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
       c->v = sync_null();
     }
   }
+  if ((err = sx_ctr_room(x, d, dr))) return err;
   for (i = 0; i < dr->ncols; i++) {
     const sx_dcol *r = &rc0[i];
     sync_value rv = sx_dval(d, r);
     int take, ccls;
+    if (rv.type == SX_TAG_COUNTER) {
+      /* Never a conflict: both sides' adds count. */
+      int ch = 0;
+      if ((err = sx_merge_ctr(a, dr, r, 1, &ch))) return err;
+      if (ch) {
+        changed = 1;
+        if (*cls < SYNC_SOURCE_MODIFIED) *cls = SYNC_SOURCE_MODIFIED;
+      }
+      continue;
+    }
+    if (ctr_only) continue;
     if ((err = sx_merge_col(a, dr, r, &rv, &take, &ccls, &changed)) < 0)
       return err;
     if (ccls > *cls) *cls = ccls;
@@ -367,7 +491,9 @@ static int sx_merge_columns(sx_apply *a, const sx_drow *dr, int *cls) {
     sx_merge_take(a, r, &rv);
     changed = 1;
   }
-  if (rcmp < 0) changed = 1; /* only the row stamp moves */
+  if (rcmp < 0 && !ctr_only) changed = 1; /* only the row stamp moves */
+  if (ctr_only && rcmp < 0)
+    w->cl_stamp = sx_row_stamp(w, o->stamps[o->cl_stamp]);
   return changed;
 }
 
@@ -394,6 +520,10 @@ SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
       if (o->stamps[j].hlc > lmax) lmax = o->stamps[j].hlc;
     if (rmax <= lmax) {
       *cls = SYNC_TARGET_MODIFIED;
+      /* The row is older as a whole, but its adds still count. */
+      for (i = 0; i < dr->ncols; i++)
+        if (rc0[i].v.type == SX_TAG_COUNTER && dr->cl == lcl && (lcl & 1))
+          return sx_merge_columns(a, dr, 1, cls);
       return 0;
     }
   }
@@ -410,5 +540,5 @@ SYNC_PRIVATE int sx_merge_row(sx_apply *a, const sx_drow *dr, int found,
     return 1;
   }
   if (dr->cl < lcl || !(lcl & 1)) return sx_merge_ours(a, dr, cls);
-  return sx_merge_columns(a, dr, cls);
+  return sx_merge_columns(a, dr, 0, cls);
 }

@@ -36,13 +36,42 @@ static void sx_tname(char *buf, unsigned id) {
   snprintf(buf, 16, "sx.t%u", id);
 }
 
+/* The format record says 8: the file holds, or may hold, counter cells. */
+static int sx_put_format_counter(sync_env *env, sx_stxn *t) {
+  unsigned char fmt[12];
+  memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
+  sx_put_le32(fmt + 8, SX_FORMAT_COUNTER);
+  return sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0);
+}
+
+SYNC_PRIVATE int sx_format_counters(sync_txn *x) {
+  sx_slice v;
+  int rc;
+  if (x->ctr_format) return 0;
+  rc = sx_get(x->env->st, x->t, x->env->meta, "format", 6, &v);
+  if (rc) return rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc;
+  if (v.n != 12) return SYNC_ECORRUPT;
+  if (sx_get_le32(v.p + 8) < SX_FORMAT_COUNTER &&
+      (rc = sx_put_format_counter(x->env, x->t))) {
+    x->failed = 1;
+    return rc;
+  }
+  x->ctr_format = 1;
+  return 0;
+}
+
 static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
   sx_buf b;
   int rc;
   sx_buf_init(&b, &env->al);
+  unsigned i, j;
   rc = sx_schema_encode(s, &b);
   if (!rc) rc = sx_put(env->st, t, env->meta, "schema", 6, b.p, b.len, 0);
   sx_buf_free(&b);
+  for (i = 0; !rc && i < s->ntables; i++)
+    for (j = 0; j < s->tables[i].ncols; j++)
+      if (s->tables[i].cols[j].type == SYNC_COUNTER)
+        return sx_put_format_counter(env, t);
   return rc;
 }
 
@@ -204,10 +233,10 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                    format == 3
                        ? "the scope in peer records and the rejection log"
                        : "the stored fingerprint sums");
-  if (format < 1 || format > SX_FORMAT_VERSION)
+  if (format < 1 || format > SX_FORMAT_COUNTER)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
-                   (unsigned)format, SX_FORMAT_VERSION);
+                   (unsigned)format, SX_FORMAT_COUNTER);
   if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
     return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
                    "%s: site id missing", path);
@@ -835,6 +864,8 @@ static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
   sx_buf_init(&x->conflicts, &env->al);
   sx_buf_init(&x->cpend, &env->al);
   sx_buf_init(&x->fpbuf, &env->al);
+  sx_buf_init(&x->ctrs, &env->al);
+  sx_buf_init(&x->cpay, &env->al);
   rc = sx_table_scan(x, tid, &sum);
   if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
   sx_txn_close_cursors(x);

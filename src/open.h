@@ -9,6 +9,11 @@
 
 /* The mark of version v of this replica's log (id 0 when none). */
 SYNC_PRIVATE int sx_mark_of(sync_txn *x, uint64_t v, sx_mark *out);
+/* In write transaction x, make the file's format record 8 (if it is
+ * not): it is about to hold a counter cell of a column beyond its
+ * schema (a relay in a rolling upgrade), which code without counters
+ * must not take for damage.  Once per transaction. */
+SYNC_PRIVATE int sx_format_counters(sync_txn *x);
 /* The store options of env's file (durability, map size, databases). */
 SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o);
 /* The handles of a loaded file's named databases, sx.meta and the schema

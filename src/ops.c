@@ -24,6 +24,8 @@ static int sx_check_key(sync_txn *x, unsigned tid, const void *key,
 }
 
 static int sx_check_value(const sx_column *c, const sync_value *v) {
+  /* A counter changes by sync_counter_add alone; put passes NULL. */
+  if (c->type == SYNC_COUNTER) return v->type == SYNC_NULL ? 0 : SYNC_ETYPE;
   if (v->type == SYNC_NULL)
     return (c->flags & SYNC_COL_NOTNULL) ? SYNC_ECONSTRAINT : 0;
   if (v->type != c->type) return SYNC_ETYPE;
@@ -39,6 +41,29 @@ static sx_stamp sx_mkstamp(uint64_t hlc, uint32_t site) {
   s.hlc = hlc;
   s.site = site;
   return s;
+}
+
+/* x->nw as the live row x->old, with its stamps and values. */
+static void sx_build_keep(sync_txn *x, const sx_table *tb) {
+  sx_row *o = &x->old, *w = &x->nw;
+  unsigned i;
+  w->cl = o->cl;
+  w->cl_stamp = sx_row_stamp(w, o->stamps[o->cl_stamp]);
+  /* Keep columns a newer schema wrote, beyond what we know. */
+  w->ncols = o->ncols > tb->ncols ? o->ncols : tb->ncols;
+  for (i = 0; i < w->ncols; i++) {
+    sx_rcol *c = &w->cols[i];
+    if (i < o->ncols && o->cols[i].st != SX_NOSTAMP) {
+      c->st = sx_row_stamp(w, o->stamps[o->cols[i].st]);
+      c->base = o->cols[i].base == SX_NOSTAMP
+                    ? SX_NOSTAMP
+                    : sx_row_stamp(w, o->stamps[o->cols[i].base]);
+      c->v = o->cols[i].v;
+    } else {
+      c->st = c->base = SX_NOSTAMP;
+      c->v = sync_null();
+    }
+  }
 }
 
 /* Build x->nw from the old row (if any) and the operation.  Returns 1
@@ -62,9 +87,11 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
     w->cl_stamp = sx_row_stamp(w, now);
     w->ncols = tb->ncols;
     for (i = 0; i < tb->ncols; i++) {
-      w->cols[i].st = w->cl_stamp;
+      /* A new incarnation's counters start from 0: unset. */
+      int ctr = tb->cols[i].type == SYNC_COUNTER;
+      w->cols[i].st = ctr ? SX_NOSTAMP : w->cl_stamp;
       w->cols[i].base = SX_NOSTAMP;
-      w->cols[i].v = vals[i];
+      w->cols[i].v = ctr ? sync_null() : vals[i];
     }
     return 1;
   }
@@ -74,27 +101,12 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
     w->ncols = 0;
     return 1;
   }
-  w->cl = o->cl;
-  w->cl_stamp = sx_row_stamp(w, o->stamps[o->cl_stamp]);
-  /* Keep columns a newer schema wrote, beyond what we know. */
-  w->ncols = o->ncols > tb->ncols ? o->ncols : tb->ncols;
-  for (i = 0; i < w->ncols; i++) {
-    sx_rcol *c = &w->cols[i];
-    if (i < o->ncols && o->cols[i].st != SX_NOSTAMP) {
-      c->st = sx_row_stamp(w, o->stamps[o->cols[i].st]);
-      c->base = o->cols[i].base == SX_NOSTAMP
-                    ? SX_NOSTAMP
-                    : sx_row_stamp(w, o->stamps[o->cols[i].base]);
-      c->v = o->cols[i].v;
-    } else {
-      c->st = c->base = SX_NOSTAMP;
-      c->v = sync_null();
-    }
-  }
+  sx_build_keep(x, tb);
   for (i = 0; i < n; i++) {
     unsigned j = cols ? cols[i] : i;
     sx_rcol *c = &w->cols[j];
     int had = j < o->ncols && o->cols[j].st != SX_NOSTAMP;
+    if (tb->cols[j].type == SYNC_COUNTER) continue; /* put's NULL */
     if (had ? sx_value_eq(&c->v, &vals[i]) : vals[i].type == SYNC_NULL)
       continue;
     c->base = had ? c->st : SX_NOSTAMP;
@@ -126,6 +138,8 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
     if (n == 0 || n > tb->ncols || !cols || !vals) return SYNC_EINVAL;
     for (i = 0; i < n; i++)
       if (cols[i] >= tb->ncols) return SYNC_EINVAL;
+    for (i = 0; i < n; i++)
+      if (tb->cols[cols[i]].type == SYNC_COUNTER) return SYNC_ETYPE;
   }
   for (i = 0; i < n; i++)
     if ((rc = sx_check_value(&tb->cols[cols ? cols[i] : i], &vals[i])))
@@ -314,6 +328,105 @@ SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
   return sx_write(x, table, key, klen, SX_OP_DELETE, NULL, NULL, 0);
 }
 
+/* Add delta to this replica's contribution in counter cell col of
+ * x->nw (sx_ctr with site 0: index 0, sites being increasing), stamped
+ * with the transaction's HLC, which is above every stamp the cell holds:
+ * so the column's stamp, the newest contribution's, becomes ours. */
+static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
+  sx_rcol *c = &x->nw.cols[col];
+  size_t n = 0, i;
+  sx_ctr *a;
+  uint64_t mag;
+  int rc;
+  if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
+    (void)sx_ctr_check((const unsigned char *)c->v.data,
+                       (const unsigned char *)c->v.data + c->v.len, &n);
+  if ((rc = sx_buf_reserve(&x->ctrs, (n + 1) * sizeof(sx_ctr)))) return rc;
+  a = (sx_ctr *)(void *)x->ctrs.p;
+  if (n) sx_ctr_read(&c->v, a);
+  if (!n || a[0].site != 0) {
+    memmove(a + 1, a, n * sizeof *a);
+    memset(a, 0, sizeof *a);
+    n++;
+  }
+  if (delta > 0) {
+    mag = (uint64_t)delta;
+    if (a[0].p > UINT64_MAX - mag) return SYNC_ELIMIT;
+    a[0].p += mag;
+  } else {
+    mag = (uint64_t)(-(delta + 1)) + 1; /* |INT64_MIN| too */
+    if (a[0].n > UINT64_MAX - mag) return SYNC_ELIMIT;
+    a[0].n += mag;
+  }
+  a[0].hlc = x->hlc;
+  for (i = 1; i < n; i++)
+    if (SX_NEVER(a[i].hlc >= x->hlc)) return SYNC_ECORRUPT;
+  x->cpay.len = 0;
+  if ((rc = sx_buf_reserve(&x->cpay, sx_ctr_size(a, n)))) return rc;
+  c->v = sync_null();
+  c->v.type = SX_TAG_COUNTER;
+  c->v.data = x->cpay.p;
+  c->v.len = sx_ctr_put(x->cpay.p, a, n);
+  c->st = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
+  c->base = SX_NOSTAMP;
+  return 0;
+}
+
+SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
+                              size_t klen, unsigned col, int64_t delta) {
+  sync_env *env;
+  const sx_table *tb;
+  sx_scur *cur;
+  sx_slice k, v;
+  uint64_t fresh = 1;
+  unsigned i;
+  int rc, found, live;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  env = x->env;
+  tb = &env->schema->tables[table];
+  if (col >= tb->ncols) return SYNC_EINVAL;
+  if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  if (delta == 0) return 0;
+  if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, table, &cur)))
+    return rc;
+  k.p = (const unsigned char *)key;
+  k.n = klen;
+  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  found = rc == 0;
+  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   tb->name);
+  live = found && (x->old.cl & 1);
+  if (!live) {
+    for (i = 0; i < tb->ncols; i++)
+      if ((tb->cols[i].flags & SYNC_COL_NOTNULL) &&
+          tb->cols[i].type != SYNC_COUNTER)
+        return SYNC_ECONSTRAINT;
+    if ((rc = sx_fresh_cl(x, table, &fresh))) return rc;
+  }
+  sx_stamp_txn(x);
+  x->nw.nstamps = 0;
+  if (live) {
+    sx_build_keep(x, tb);
+  } else {
+    /* Created, or re-inserted above its delete (as sx_build's put),
+     * with every column unset: a put elsewhere at the same causal
+     * length fills them. */
+    x->nw.cl = found && x->old.cl + 1 > fresh ? x->old.cl + 1 : fresh;
+    x->nw.cl_stamp = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
+    x->nw.ncols = tb->ncols;
+    for (i = 0; i < tb->ncols; i++) {
+      x->nw.cols[i].st = x->nw.cols[i].base = SX_NOSTAMP;
+      x->nw.cols[i].v = sync_null();
+    }
+  }
+  if ((rc = sx_counter_bump(x, col, delta))) return rc;
+  return sx_store_row(x, table, cur, key, klen, found, 0);
+}
+
 /* Read and decode the row at key into r; SYNC_NOTFOUND when absent or a
  * tombstone (with *tomb set for the latter, if given). */
 static int sx_read(sync_txn *x, unsigned tid, const void *key, size_t klen,
@@ -328,11 +441,11 @@ static int sx_read(sync_txn *x, unsigned tid, const void *key, size_t klen,
   return (r->cl & 1) ? 0 : SYNC_NOTFOUND;
 }
 
-static void sx_fill(const sx_row *r, sync_value *vals, unsigned nvals) {
+static void sx_fill(const sx_table *tb, const sx_row *r, sync_value *vals,
+                    unsigned nvals) {
   unsigned i;
   for (i = 0; i < nvals; i++)
-    vals[i] = (i < r->ncols && r->cols[i].st != SX_NOSTAMP) ? r->cols[i].v
-                                                            : sync_null();
+    vals[i] = sx_col_value(r, i, tb->cols[i].type);
 }
 
 SYNC_API int sync_get(sync_txn *x, unsigned table, const void *key,
@@ -343,7 +456,7 @@ SYNC_API int sync_get(sync_txn *x, unsigned table, const void *key,
     return SYNC_EINVAL;
   if ((rc = sx_scratch(x))) return rc;
   if ((rc = sx_read(x, table, key, klen, &x->old))) return rc;
-  sx_fill(&x->old, vals, nvals);
+  sx_fill(&x->env->schema->tables[table], &x->old, vals, nvals);
   return 0;
 }
 
@@ -524,7 +637,7 @@ SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
       key->data = k.p;
       key->len = k.n;
     }
-    sx_fill(&c->row, vals, nvals);
+    sx_fill(&x->env->schema->tables[c->tid], &c->row, vals, nvals);
     return 0;
   }
   c->done = 1;

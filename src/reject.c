@@ -3,6 +3,8 @@
  */
 #include "reject.h"
 
+#include <stdlib.h>
+
 /* ---------------------------------------------------------------------
  * Rejections (the writer's side of a refused write).  sx.rejects: key
  * u64 BE id -> u8 flags (1 reverted), var table, var reason, 16-byte
@@ -50,8 +52,8 @@ static int sx_reject_encode(sync_txn *x, sx_buf *b, const uint8_t *peer,
     nc = x->env->schema->tables[tid].ncols;
   need = 1 + 6 * SX_VARINT_MAX + SX_SITE_LEN + klen + tlen;
   for (i = 0; i < nc; i++)
-    need += 1 + (r->cols[i].st == SX_NOSTAMP ? 0
-                                             : sx_payload_size(&r->cols[i].v));
+    need += 1 + SX_VARINT_MAX +
+            (r->cols[i].st == SX_NOSTAMP ? 0 : sx_payload_size(&r->cols[i].v));
   b->len = 0;
   if ((rc = sx_buf_reserve(b, need))) return rc;
   p = b->p;
@@ -74,10 +76,49 @@ static int sx_reject_encode(sync_txn *x, sx_buf *b, const uint8_t *peer,
       *p++ = SX_TAG_NONE;
       continue;
     }
+    if (c->v.type == SX_TAG_COUNTER) {
+      /* The record keeps what a reader saw: the counter's sum. */
+      sync_value sv = sx_rcol_value(c, SYNC_COUNTER);
+      *p++ = (unsigned char)SYNC_INTEGER;
+      p += sx_payload_put(p, &sv);
+      continue;
+    }
     *p++ = (unsigned char)c->v.type;
     p += sx_payload_put(p, &c->v);
   }
   b->len = (size_t)(p - b->p);
+  return 0;
+}
+
+static int sx_ctr_sitecmp_r(const void *p, const void *q) {
+  const sx_ctr *a = (const sx_ctr *)p, *b = (const sx_ctr *)q;
+  return a->site < b->site ? -1 : a->site > b->site;
+}
+
+/* The peer's counter cell c of chunk sd as a stored cell in *out, its
+ * payload appended to x->cpay, where the caller made room for the row's
+ * cells (so none moves). */
+static int sx_reject_ctr(sync_txn *x, const sync_delta *sd, const sx_dcol *c,
+                         sync_value *out) {
+  const sx_ctr *rr = sx_dctr(sd, c->v.data);
+  sx_ctr *t;
+  size_t i;
+  int rc;
+  if ((rc = sx_buf_reserve(&x->ctrs, c->v.len * sizeof(sx_ctr)))) return rc;
+  t = (sx_ctr *)(void *)x->ctrs.p;
+  for (i = 0; i < c->v.len; i++) {
+    t[i] = rr[i];
+    if ((rc = sx_site_index(x, sd->sites[rr[i].site], 1, &t[i].site)))
+      return rc;
+  }
+  qsort(t, c->v.len, sizeof *t, sx_ctr_sitecmp_r);
+  if (SX_NEVER(x->cpay.len + sx_ctr_size(t, c->v.len) > x->cpay.cap))
+    return SYNC_ECORRUPT;
+  *out = sync_null();
+  out->type = SX_TAG_COUNTER;
+  out->data = x->cpay.p + x->cpay.len;
+  out->len = sx_ctr_put(x->cpay.p + x->cpay.len, t, c->v.len);
+  x->cpay.len += out->len;
   return 0;
 }
 
@@ -169,6 +210,13 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
           w->cols[i].v = x->old.cols[i].v;
         }
       }
+      size_t room = 0;
+      for (i = 0; i < srow->ncols; i++)
+        if (sd->cols[srow->col0 + i].v.type == SX_TAG_COUNTER)
+          room += SX_VARINT_MAX +
+                  sd->cols[srow->col0 + i].v.len * 4 * SX_VARINT_MAX;
+      x->cpay.len = 0;
+      if ((rc = sx_buf_reserve(&x->cpay, room))) goto done;
       for (i = 0; i < srow->ncols; i++) {
         const sx_dcol *c = &sd->cols[srow->col0 + i];
         sx_rcol *rcol;
@@ -186,6 +234,9 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
           rcol->base = sx_row_stamp(w, st);
         }
         rcol->v = sx_dval(sd, c);
+        if (c->v.type == SX_TAG_COUNTER &&
+            (rc = sx_reject_ctr(x, sd, c, &rcol->v)))
+          goto done;
       }
     }
     if ((rc = sx_store_row(x, tid, cur, key, klen, found, 0))) goto done;

@@ -206,7 +206,8 @@ static int sx_rp_dfp(sx_repair *rp, const sync_delta *d, size_t i,
   if (dr->clsite >= d->nsites) return SYNC_EPROTO;
   for (j = 0; j < dr->ncols; j++) {
     const sx_dcol *dc = &d->cols[dr->col0 + j];
-    need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 1 + sx_payload_size(&dc->v);
+    need += 3 * SX_VARINT_MAX + SX_SITE_LEN + 1 +
+            (dc->v.type == SX_TAG_COUNTER ? 8 : sx_payload_size(&dc->v));
     if (dc->site >= d->nsites) return SYNC_EPROTO;
   }
   b->len = 0;
@@ -243,6 +244,19 @@ static int sx_rp_dfp(sx_repair *rp, const sync_delta *d, size_t i,
     memcpy(p, d->sites[dc->site], SX_SITE_LEN);
     p += SX_SITE_LEN;
     *p++ = (unsigned char)v.type;
+    if (v.type == SX_TAG_COUNTER) {
+      /* As fp.c's: the sum of the contributions' hashes, by site id. */
+      const sx_ctr *a = sx_dctr(d, dc->v.data);
+      uint64_t h = 0;
+      size_t k;
+      for (k = 0; k < dc->v.len; k++) {
+        if (a[k].site >= d->nsites) return SYNC_EPROTO;
+        h += sx_ctr_hash(d->sites[a[k].site], a[k].p, a[k].n, a[k].hlc);
+      }
+      sx_put_le64(p, h);
+      p += 8;
+      continue;
+    }
     p += sx_payload_put(p, &v);
   }
   *fp = sx_hash64(m, (size_t)(p - m), SX_RP_SEED_META);

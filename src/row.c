@@ -60,6 +60,7 @@ SYNC_PRIVATE size_t sx_payload_size(const sync_value *v) {
   case SYNC_REAL: return 8;
   case SYNC_TEXT:
   case SYNC_BLOB: return sx_varint_len(v->len) + v->len;
+  case SX_TAG_COUNTER: return v->len;
   default: return 0;
   }
 }
@@ -74,6 +75,7 @@ SYNC_PRIVATE size_t sx_payload_put(unsigned char *p, const sync_value *v) {
     n = sx_put_varint(p, v->len);
     if (v->len) memcpy(p + n, v->data, v->len);
     return n + v->len;
+  case SX_TAG_COUNTER: memcpy(p, v->data, v->len); return v->len;
   default: return 0;
   }
 }
@@ -102,6 +104,13 @@ SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
     v->data = p + k;
     v->len = (size_t)u;
     return k + (size_t)u;
+  case SX_TAG_COUNTER: {
+    size_t cnt;
+    if (!(k = sx_ctr_check(p, end, &cnt))) return 0;
+    v->data = p;
+    v->len = k;
+    return k;
+  }
   default: return 0;
   }
 }
@@ -113,6 +122,7 @@ SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b) {
   case SYNC_REAL: return sx_double_bits(a->r) == sx_double_bits(b->r);
   case SYNC_TEXT:
   case SYNC_BLOB:
+  case SX_TAG_COUNTER:
     return a->len == b->len && (a->len == 0 || !memcmp(a->data, b->data, a->len));
   default: return 1;
   }
@@ -223,7 +233,9 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
       c->v = sync_null();
       continue;
     }
-    if (tag > SYNC_BLOB || (v >> 4) >= ns) return SYNC_ECORRUPT;
+    if ((tag > SYNC_BLOB && tag != SX_TAG_COUNTER) || (v >> 4) >= ns)
+      return SYNC_ECORRUPT;
+    if (tag == SX_TAG_COUNTER && (v & 8)) return SYNC_ECORRUPT;
     c->st = (unsigned)(v >> 4);
     c->base = SX_NOSTAMP;
     if (v & 8) {
@@ -238,4 +250,126 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
   }
   if (p != end) return SYNC_ECORRUPT;
   return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Counter cells
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE size_t sx_ctr_check(const unsigned char *p,
+                                 const unsigned char *end, size_t *count) {
+  const unsigned char *p0 = p;
+  uint64_t n, i, u, site = 0;
+  size_t k;
+  if (!(k = sx_get_varint(p, end, &n))) return 0;
+  p += k;
+  /* Four bytes at least per contribution, and sites fit 32 bits. */
+  if (n == 0 || n > (uint64_t)(end - p) / 4 || n > UINT32_MAX) return 0;
+  for (i = 0; i < n; i++) {
+    unsigned f;
+    if (!(k = sx_get_varint(p, end, &u))) return 0;
+    p += k;
+    if (u > UINT32_MAX || (site = (i ? site + 1 : 0) + u) > UINT32_MAX)
+      return 0;
+    for (f = 0; f < 3; f++) {
+      if (!(k = sx_get_varint(p, end, &u))) return 0;
+      p += k;
+    }
+    if (u == 0) return 0; /* an add always has a stamp */
+  }
+  *count = (size_t)n;
+  return (size_t)(p - p0);
+}
+
+SYNC_PRIVATE void sx_ctr_read(const sync_value *v, sx_ctr *out) {
+  const unsigned char *p = (const unsigned char *)v->data,
+                      *end = p + v->len;
+  uint64_t n, i, u, site = 0;
+  p += sx_get_varint(p, end, &n);
+  for (i = 0; i < n; i++) {
+    p += sx_get_varint(p, end, &u);
+    site = (i ? site + 1 : 0) + u;
+    out[i].site = (uint32_t)site;
+    p += sx_get_varint(p, end, &out[i].p);
+    p += sx_get_varint(p, end, &out[i].n);
+    p += sx_get_varint(p, end, &out[i].hlc);
+  }
+}
+
+SYNC_PRIVATE size_t sx_ctr_size(const sx_ctr *a, size_t n) {
+  size_t i, k = sx_varint_len(n);
+  for (i = 0; i < n; i++)
+    k += sx_varint_len(a[i].site - (i ? a[i - 1].site + 1 : 0)) +
+         sx_varint_len(a[i].p) + sx_varint_len(a[i].n) +
+         sx_varint_len(a[i].hlc);
+  return k;
+}
+
+SYNC_PRIVATE size_t sx_ctr_put(unsigned char *out, const sx_ctr *a, size_t n) {
+  unsigned char *p = out;
+  size_t i;
+  p += sx_put_varint(p, n);
+  for (i = 0; i < n; i++) {
+    p += sx_put_varint(p, a[i].site - (i ? a[i - 1].site + 1 : 0));
+    p += sx_put_varint(p, a[i].p);
+    p += sx_put_varint(p, a[i].n);
+    p += sx_put_varint(p, a[i].hlc);
+  }
+  return (size_t)(p - out);
+}
+
+/* A 128-bit sum in two words: at most 2^32 terms of 64 bits cannot
+ * reach the high word's bounds, so the sum is exact before the clamp,
+ * and the same on every replica whatever the order of its terms. */
+typedef struct sx_acc {
+  uint64_t lo;
+  int64_t hi;
+} sx_acc;
+
+static void sx_acc_add(sx_acc *a, uint64_t p, uint64_t n) {
+  a->lo += p;
+  if (a->lo < p) a->hi++;
+  if (a->lo < n) a->hi--;
+  a->lo -= n;
+}
+
+static int64_t sx_acc_clamp(const sx_acc *a) {
+  if (a->hi == 0 && a->lo <= (uint64_t)INT64_MAX) return (int64_t)a->lo;
+  if (a->hi == -1 && a->lo > (uint64_t)INT64_MAX)
+    return -(int64_t)(~a->lo) - 1; /* lo - 2^64, without overflow */
+  return a->hi < 0 ? INT64_MIN : INT64_MAX;
+}
+
+SYNC_PRIVATE int64_t sx_ctr_total(const sx_ctr *a, size_t n) {
+  sx_acc acc = {0, 0};
+  size_t i;
+  for (i = 0; i < n; i++) sx_acc_add(&acc, a[i].p, a[i].n);
+  return sx_acc_clamp(&acc);
+}
+
+SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type) {
+  if (c->st == SX_NOSTAMP)
+    return type == SYNC_COUNTER ? sync_int(0) : sync_null();
+  if (c->v.type == SX_TAG_COUNTER) {
+    /* Summed straight from the checked payload: a read allocates
+     * nothing. */
+    const unsigned char *p = (const unsigned char *)c->v.data,
+                        *end = p + c->v.len;
+    uint64_t n, i, u, pp, nn;
+    sx_acc acc = {0, 0};
+    p += sx_get_varint(p, end, &n);
+    for (i = 0; i < n; i++) {
+      p += sx_get_varint(p, end, &u);
+      p += sx_get_varint(p, end, &pp);
+      p += sx_get_varint(p, end, &nn);
+      p += sx_get_varint(p, end, &u);
+      sx_acc_add(&acc, pp, nn);
+    }
+    return sync_int(sx_acc_clamp(&acc));
+  }
+  return c->v;
+}
+
+SYNC_PRIVATE sync_value sx_col_value(const sx_row *r, unsigned j, int type) {
+  if (j < r->ncols) return sx_rcol_value(&r->cols[j], type);
+  return type == SYNC_COUNTER ? sync_int(0) : sync_null();
 }

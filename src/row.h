@@ -12,12 +12,15 @@
  *   var  nstamps, then per stamp: var hlc, var site index
  *   var  index of the stamp of the last insert or delete
  *   var  ncols, then per column one control varint:
- *          bits 0-2  type tag (SYNC_NULL..SYNC_BLOB), or 7: never written
+ *          bits 0-2  type tag (SYNC_NULL..SYNC_BLOB, 5 counter), or 7:
+ *                    never written
  *          bit  3    a base stamp follows
  *          bits 4..  index of the stamp that wrote the value
  *        then (if bit 3) var base stamp index, then the value:
  *        INTEGER zig-zag varint | REAL 8 bytes LE | TEXT/BLOB var length
- *        + bytes | NULL nothing.  One byte of control for most columns.
+ *        + bytes | NULL nothing | counter: var n, then n contributions
+ *        (var site index gap, var P, var N, var HLC), sites increasing.
+ *        One byte of control for most columns.
  *
  * The storage format version is kept once per file, in the meta store.
  * Tombstones keep the header and no columns.
@@ -25,9 +28,11 @@
 #ifndef SX_ROW_H
 #define SX_ROW_H
 
+#include "delta.h"
 #include "util.h"
 
 #define SX_TAG_UNSET 7
+#define SX_TAG_COUNTER SYNC_COUNTER
 #define SX_NOSTAMP 0xffffu
 
 /* A stored row refers to at most 2 * ncols + 1 stamps (its causal
@@ -92,5 +97,34 @@ SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
                                    const unsigned char *end, sync_value *v);
 /* Equal type and content (REAL by bits, so NaN equals itself). */
 SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b);
+
+/* ---------------------------------------------------------------------
+ * Counter cells.  A counter column's value (tag SX_TAG_COUNTER) holds,
+ * per site that added to it, the sums of its positive adds (p) and of
+ * its negated negative adds (n), and the HLC of its last add; the value
+ * read is the sum of p - n.  In a stored row (and in x->nw) v.data and
+ * v.len are the encoded contributions, sites by increasing local index:
+ *   var count (>= 1), count x (var site gap, var p, var n, var hlc > 0),
+ * a site index being the previous one + 1 + gap (the first: the gap).
+ * (sx_ctr, one contribution, is in delta.h: chunks carry them too.)
+ * ------------------------------------------------------------------- */
+/* Check the contributions at [p, end); returns their bytes (0 when
+ * malformed) and their count in *count. */
+SYNC_PRIVATE size_t sx_ctr_check(const unsigned char *p,
+                                 const unsigned char *end, size_t *count);
+/* Read the contributions of checked payload v into out[0..count). */
+SYNC_PRIVATE void sx_ctr_read(const sync_value *v, sx_ctr *out);
+/* Encoded size of a[0..n) (sites increasing), and the encoding at out. */
+SYNC_PRIVATE size_t sx_ctr_size(const sx_ctr *a, size_t n);
+SYNC_PRIVATE size_t sx_ctr_put(unsigned char *out, const sx_ctr *a, size_t n);
+/* Sum of p - n over a[0..n), saturated at the int64 bounds: exact,
+ * whatever the order. */
+SYNC_PRIVATE int64_t sx_ctr_total(const sx_ctr *a, size_t n);
+/* The value a reader sees of column c: a counter's sum as an INTEGER (0
+ * when never added to), any other value as it is. */
+SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type);
+/* The value a reader sees of column j (of schema type type) of row r,
+ * which may have fewer columns. */
+SYNC_PRIVATE sync_value sx_col_value(const sx_row *r, unsigned j, int type);
 
 #endif

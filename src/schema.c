@@ -22,6 +22,7 @@ SYNC_PRIVATE const char *sx_type_name(int type) {
   case SYNC_REAL: return "REAL";
   case SYNC_TEXT: return "TEXT";
   case SYNC_BLOB: return "BLOB";
+  case SYNC_COUNTER: return "COUNTER";
   default: return "?";
   }
 }
@@ -89,7 +90,7 @@ static int sx_column_check(const sync_column_def *c, char *msg, size_t msgsz,
              tname, j, SX_NAME_MAX);
     return SYNC_EINVAL;
   }
-  if (c->type < SYNC_INTEGER || c->type > SYNC_BLOB) {
+  if (c->type < SYNC_INTEGER || c->type > SYNC_COUNTER) {
     snprintf(msg, msgsz, "table '%s' column '%s': bad type %d", tname, c->name,
              c->type);
     return SYNC_EINVAL;
@@ -316,7 +317,7 @@ static int sx_schema_decode_mode(const sx_alloc *al, const unsigned char *p,
     t->key_type = (int)kt;
     for (j = 0; j < nc; j++) {
       if (!sx_get_name(&p, end, t->cols[j].name) ||
-          !sx_get_small(&p, end, SYNC_BLOB, &v) || v < SYNC_INTEGER)
+          !sx_get_small(&p, end, SYNC_COUNTER, &v) || v < SYNC_INTEGER)
         goto corrupt;
       t->cols[j].type = (int)v;
       if (!sx_get_small(&p, end, SYNC_COL_NOTNULL | SYNC_COL_LOCAL, &v))

@@ -6,6 +6,55 @@
  */
 #include "site.h"
 
+#include <stdlib.h>
+
+static int sx_ctr_sitecmp_s(const void *p, const void *q) {
+  const sx_ctr *a = (const sx_ctr *)p, *b = (const sx_ctr *)q;
+  return a->site < b->site ? -1 : a->site > b->site;
+}
+
+/* The counter cells of x->old: this replica's contribution goes to site
+ * index k (the old id) when its last add is at or below t, as the
+ * stamps do.  One made by adds on both sides of t stays with the new
+ * id (docs/FORMAT.md, "Counter columns": a restore can count the adds
+ * before t twice).  *any is set when a cell changes; the new payloads
+ * are in x->cpay until the row is stored. */
+static int sx_relabel_counters(sync_txn *x, uint32_t k, uint64_t t,
+                               int *any) {
+  sx_row *r = &x->old;
+  size_t room = 0;
+  unsigned j;
+  int rc;
+  for (j = 0; j < r->ncols; j++)
+    if (r->cols[j].st != SX_NOSTAMP && r->cols[j].v.type == SX_TAG_COUNTER)
+      room += r->cols[j].v.len + 2 * SX_VARINT_MAX;
+  if (!room) return 0;
+  x->cpay.len = 0;
+  if ((rc = sx_buf_reserve(&x->cpay, room))) return rc;
+  for (j = 0; j < r->ncols; j++) {
+    sx_rcol *c = &r->cols[j];
+    size_t n = 0;
+    sx_ctr *a;
+    if (c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER) continue;
+    (void)sx_ctr_check((const unsigned char *)c->v.data,
+                       (const unsigned char *)c->v.data + c->v.len, &n);
+    if ((rc = sx_buf_reserve(&x->ctrs, n * sizeof(sx_ctr)))) return rc;
+    a = (sx_ctr *)(void *)x->ctrs.p;
+    sx_ctr_read(&c->v, a);
+    /* Site 0 sorts first. */
+    if (!n || a[0].site != 0 || a[0].hlc > t) continue;
+    a[0].site = k;
+    qsort(a, n, sizeof *a, sx_ctr_sitecmp_s);
+    if (SX_NEVER(x->cpay.len + sx_ctr_size(a, n) > x->cpay.cap))
+      return SYNC_ECORRUPT;
+    c->v.data = x->cpay.p + x->cpay.len;
+    c->v.len = sx_ctr_put(x->cpay.p + x->cpay.len, a, n);
+    x->cpay.len += c->v.len;
+    *any = 1;
+  }
+  return 0;
+}
+
 /* Rewrite the stamps of this replica's own site in every row: those up
  * to hlc t go to site index k (the old id), later ones stay at 0 (the new
  * id).  Neither the versions nor the log change. */
@@ -38,6 +87,7 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
           x->old.stamps[i].site = k;
           any = 1;
         }
+      if ((rc = sx_relabel_counters(x, k, t, &any)) < 0) break;
       if (!any) continue;
       klen = kk.n;
       memcpy(key, kk.p, klen);

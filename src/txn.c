@@ -34,6 +34,8 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sx_buf_init(&x->conflicts, &env->al);
   sx_buf_init(&x->cpend, &env->al);
   sx_buf_init(&x->fpbuf, &env->al);
+  sx_buf_init(&x->ctrs, &env->al);
+  sx_buf_init(&x->cpay, &env->al);
   rc = x->group ? sx_txn_begin_group(env->st, &x->gm, &x->t)
                 : sx_txn_begin(env->st, x->rdonly, &x->t);
   if (rc) {
@@ -100,6 +102,8 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
   sx_buf_free(&x->conflicts);
   sx_buf_free(&x->cpend);
   sx_buf_free(&x->fpbuf);
+  sx_buf_free(&x->ctrs);
+  sx_buf_free(&x->cpay);
   sx_free(al, x->sites);
   sx_free(al, x->gccl);
   sx_free(al, x->rh);

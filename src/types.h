@@ -36,6 +36,12 @@ typedef sx_schema *_Atomic sx_aschema;
 /* 2: the per-table record ("n" + id) holds the live count and the sums of
  * the row fingerprints.  A writable open upgrades a format-1 file. */
 #define SX_FORMAT_VERSION 8
+/* Format 8 also brings counter cells (row tag 5).  Code before it, which
+ * would take them for damage, refuses every format-8 file with
+ * SYNC_EVERSION; a file whose schema gains a counter column says 8 at
+ * once (sx_format_counters), also where an open left it at 7 (a
+ * read-only open of an older file). */
+#define SX_FORMAT_COUNTER SX_FORMAT_VERSION
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
@@ -127,6 +133,9 @@ struct sync_txn {
   int gccl_ok;       /* gccl loaded (NULL then means all zero) */
   sx_buf changed;    /* (table, key) of changed rows, for on_change */
   sx_buf fpbuf;      /* scratch of sx_row_fp */
+  sx_buf ctrs, cpay; /* scratch of counter cells: contributions, and the
+                        payloads of x->nw's counter columns */
+  int ctr_format;    /* the format record says 8 (sx_format_counters) */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */

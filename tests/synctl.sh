@@ -41,12 +41,12 @@ for i in range(1, $nj + 1):
     if [ "$res" = ok ]; then ok "$name"; elif [ "$res" = bad ]; then echo "$why" | cut -c1-600 > out; bad "$name"; fi
   done < jflush.out
 }
-ALL="init schema add-column put get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge"
+ALL="init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge"
 
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
 all_help=0
-for c in init schema add-column put get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge; do
+for c in init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge; do
   "$S" $c --help > h.out 2>&1 && grep -q "^SYNOPSIS" h.out && grep -q "^EXIT STATUS" h.out || all_help=1
   "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
 done
@@ -54,7 +54,7 @@ if [ $all_help = 0 ]; then ok "every command has --help and the same help page";
 check "docs/SYNCTL.md holds every help page as printed" python3 -c "
 import subprocess
 doc = open('$TOP/docs/SYNCTL.md').read()
-for c in 'init schema add-column put get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge help'.split():
+for c in 'init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge help'.split():
     page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
     assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
 "
@@ -280,6 +280,21 @@ status "a notnull column cannot be added" 1 "$S" add-column b.db notes must:text
 
 # --- sync between two files -------------------------------------------
 check "init c.db" "$S" init c.db --schema schema.txt
+# --- counters ---------------------------------------------------------
+"$S" init cnt1.db --table stock:text qty:counter name:text > /dev/null
+"$S" init cnt2.db --table stock:text qty:counter name:text > /dev/null
+check "add to a counter creates the row" "$S" add cnt1.db stock sku1 qty=+5
+check "add a negative amount" "$S" add cnt1.db stock sku1 qty=-3
+check "get shows the counter's sum" sh -c "$S get cnt1.db stock sku1 > out && grep -q '^qty   2\$' out && grep -q '^name  NULL\$' out"
+check "adds on two files both count after a sync" sh -c "$S add cnt2.db stock sku1 qty=10 && $S sync cnt2.db cnt1.db > /dev/null && $S sync cnt1.db cnt2.db > /dev/null && $S get cnt2.db stock sku1 --json > out && grep -q '\"qty\":12' out && [ \"\$($S digest cnt1.db)\" = \"\$($S digest cnt2.db)\" ]"
+check "dump shows the counter" sh -c "$S dump cnt1.db stock > out && grep -q '^sku1  12 ' out"
+status "put refuses a value for a counter (1)" 1 "$S" put cnt1.db stock sku1 qty=3
+has "is a counter: change it with 'synctl add'" && ok "and says to use add" || bad "put on a counter message"
+status "add on a column that is not a counter (1)" 1 "$S" add cnt1.db stock sku1 name=+1
+status "add with a value that is not a number is refused (1)" 1 "$S" add cnt1.db stock sku1 qty=x
+status "add without COL=N is a usage error (2)" 2 "$S" add cnt1.db stock sku1 qty
+check "schema shows the counter type" sh -c "$S schema cnt1.db > out && grep -q '^  qty counter\$' out"
+
 check "sync two files" sh -c "$S sync c.db a.db > out && grep -q '^synced with a.db: received 3 rows' out"
 check "both files have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest c.db)\" ] && [ \"\$($S digest a.db notes)\" = \"\$($S digest c.db notes)\" ]"
 status "--max-message below 64 bytes is a usage error (2)" 2 "$S" sync c.db a.db --max-message 63

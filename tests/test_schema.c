@@ -155,7 +155,7 @@ static void test_invalid_schemas_are_einval(void **state) {
   sync_column_def c_nullname[] = {{NULL, SYNC_INTEGER, 0}};
   sync_column_def c_dup[] = {{"a", SYNC_INTEGER, 0}, {"a", SYNC_TEXT, 0}};
   sync_column_def c_null_type[] = {{"a", SYNC_NULL, 0}};
-  sync_column_def c_bad_type[] = {{"a", 5, 0}};
+  sync_column_def c_bad_type[] = {{"a", 6, 0}}; /* 5 is SYNC_COUNTER */
   sync_column_def c_neg_type[] = {{"a", -1, 0}};
   sync_column_def c_long[] = {{long_name, SYNC_INTEGER, 0}};
   sync_column_def c_max[] = {{max_name, SYNC_INTEGER, 0}};

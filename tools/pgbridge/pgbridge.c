@@ -1581,6 +1581,13 @@ int pgb_open(const pgb_opts *o, pgb_bridge **out) {
                   "table %s: a column named \"%s\" clashes with the "
                   "bridge's own (key, live, _sync_*)",
                   t->def.name, t->def.columns[c].name);
+      else if (t->def.columns[c].type == SYNC_COUNTER)
+        /* A counter is added to, never set: a PostgreSQL column has no
+         * such write to mirror. */
+        rc = fail(b, SYNC_ENOTSUP,
+                  "table %s: column \"%s\" is a counter, which the bridge "
+                  "does not carry",
+                  t->def.name, t->def.columns[c].name);
   }
   defs = d;
   if (!rc && !(rc = sync_env_create(NULL, &b->rep)) &&

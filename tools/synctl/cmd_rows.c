@@ -493,6 +493,78 @@ out:
   return ret;
 }
 
+const ctl_help ctl_help_add = {
+    "synctl add DB TABLE KEY COL=+N...", "add to counter columns",
+    "Adds N (a signed decimal: +5, -3, 7) to each counter column COL of\n"
+    "row KEY, in one transaction.  A missing or deleted row is created\n"
+    "(its other columns NULL, its counters from 0).  Adds made on any\n"
+    "replica all count once they are synced; deleting the row resets its\n"
+    "counters.\n\n"
+    "Example:\n"
+    "    synctl add shop.db stock sku-42 qty=-1 sold=+1\n"};
+
+int ctl_cmd_add(int argc, char **argv) {
+  sync_env *env;
+  sync_table_def d;
+  unsigned t, col;
+  ctl_keybuf k;
+  sync_txn *x = NULL;
+  int rc, ret = EX_FAIL, a;
+  if (argc < 4) return ctl_usage("give DB TABLE KEY COL=+N...");
+  for (a = 3; a < argc; a++)
+    if (!strchr(argv[a], '=') || argv[a][0] == '=')
+      return ctl_usage("'%s': give COL=+N or COL=-N", argv[a]);
+  if (ctl_open_db(argv[0], 0, &env)) return EX_FAIL;
+  if (ctl_find_table(env, argv[0], argv[1], &t) ||
+      ctl_parse_key(env, argv[0], t, argv[2], &k))
+    goto out;
+  sync_env_table_def(env, t, &d);
+  if ((rc = sync_txn_begin(env, 0, &x))) {
+    ctl_lib_fail(env, argv[0], rc, "cannot begin");
+    goto out;
+  }
+  for (a = 3; a < argc; a++) {
+    const char *eq = strchr(argv[a], '=');
+    const char *num = eq[1] == '+' ? eq + 2 : eq + 1;
+    int64_t delta;
+    if (ctl_find_column(env, argv[0], t, argv[a], (size_t)(eq - argv[a]),
+                        &col))
+      goto fail;
+    if (d.columns[col].type != SYNC_COUNTER) {
+      ctl_say("%s: column '%s' of '%s' is %s, not a counter: use 'synctl put'",
+              argv[0], d.columns[col].name, d.name,
+              ctl_type_name(d.columns[col].type));
+      goto fail;
+    }
+    if ((eq[1] == '+' && (num[0] == '-' || num[0] == '+')) ||
+        ctl_parse_i64(num, &delta)) {
+      ctl_say("%s: '%s': give a whole number from -2^63 to 2^63-1", argv[0],
+              eq + 1);
+      goto fail;
+    }
+    if ((rc = sync_counter_add(x, t, k.b, k.n, col, delta))) {
+      if (rc == SYNC_ELIMIT)
+        ctl_say("%s: column '%s': this replica's adds to it would pass "
+                "2^64 - 1",
+                argv[0], d.columns[col].name);
+      else
+        ctl_write_fail(env, argv[0], &d, rc);
+      goto fail;
+    }
+  }
+  if ((rc = sync_txn_commit(x))) {
+    ctl_lib_fail(env, argv[0], rc, "commit failed");
+    goto out;
+  }
+  ret = EX_OK;
+  goto out;
+fail:
+  sync_txn_abort(x);
+out:
+  sync_env_close(env);
+  return ret;
+}
+
 const ctl_help ctl_help_get = {
     "synctl get DB TABLE KEY [--json]", "print one row",
     "Prints the columns of row KEY, one 'column  value' line each (NULL\n"

@@ -61,6 +61,7 @@ const char *ctl_type_name(int t) {
   case SYNC_REAL: return "real";
   case SYNC_TEXT: return "text";
   case SYNC_BLOB: return "blob";
+  case SYNC_COUNTER: return "counter";
   default: return "null";
   }
 }
@@ -72,7 +73,8 @@ int ctl_parse_type(const char *s, size_t n) {
   } t[] = {
       {"integer", SYNC_INTEGER}, {"int", SYNC_INTEGER}, {"real", SYNC_REAL},
       {"float", SYNC_REAL},      {"double", SYNC_REAL}, {"text", SYNC_TEXT},
-      {"string", SYNC_TEXT},     {"blob", SYNC_BLOB},   {"bytes", SYNC_BLOB}};
+      {"string", SYNC_TEXT},     {"blob", SYNC_BLOB},   {"bytes", SYNC_BLOB},
+      {"counter", SYNC_COUNTER}};
   size_t i;
   for (i = 0; i < sizeof t / sizeof t[0]; i++)
     if (strlen(t[i].name) == n && !strncmp(t[i].name, s, n)) return t[i].type;

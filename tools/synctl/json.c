@@ -164,6 +164,12 @@ int ctl_json_text(json_t *j, char **out, size_t *n, unsigned char **hold) {
 int ctl_json_to_value(const sync_column_def *c, json_t *j, sync_value *out,
                       unsigned char **hold, char *err, size_t errcap) {
   *hold = NULL;
+  if (c->type == SYNC_COUNTER) {
+    /* A counter changes by adds only: a row's value cannot be set. */
+    snprintf(err, errcap, "column '%s' is a counter: load cannot set it "
+             "(leave it out, or use 'synctl add')", c->name);
+    return -1;
+  }
   if (json_is_null(j)) {
     *out = sync_null();
     return 0;

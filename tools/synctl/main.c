@@ -39,6 +39,7 @@ static const command COMMANDS[] = {
     {"schema", ctl_cmd_schema, &ctl_help_schema, "diff=,json"},
     {"add-column", ctl_cmd_add_column, &ctl_help_add_column, "json"},
     {"put", ctl_cmd_put, &ctl_help_put, ""},
+    {"add", ctl_cmd_add, &ctl_help_add, ""},
     {"get", ctl_cmd_get, &ctl_help_get, "json"},
     {"del", ctl_cmd_del, &ctl_help_del, ""},
     {"dump", ctl_cmd_dump, &ctl_help_dump, "as-of=,json"},

@@ -36,9 +36,9 @@ static int add_col(ctl_schema_in *s, const char *name, size_t nlen,
   }
   t = &s->t[s->nt - 1];
   if (!ty) {
-    ctl_usage(
-        "%scolumn '%.*s': unknown type '%.*s' (integer, real, text or blob)",
-        where, (int)nlen, name, (int)tlen, type);
+    ctl_usage("%scolumn '%.*s': unknown type '%.*s' (integer, real, text, "
+              "blob or counter)",
+              where, (int)nlen, name, (int)tlen, type);
     return -1;
   }
   if (t->ncolumns == MAXC) {

@@ -56,6 +56,7 @@ CTL_COMMAND(init);
 CTL_COMMAND(schema);
 CTL_COMMAND(add_column);
 CTL_COMMAND(put);
+CTL_COMMAND(add);
 CTL_COMMAND(get);
 CTL_COMMAND(del);
 CTL_COMMAND(dump);

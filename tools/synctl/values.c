@@ -101,12 +101,17 @@ int ctl_parse_value(const char *db, const sync_table_def *d, unsigned col,
                     const char *s, sync_value *v, unsigned char **hold) {
   const sync_column_def *c = &d->columns[col];
   *hold = NULL;
-  if (!strcmp(s, "NULL")) {
+  if (!strcmp(s, "NULL") && c->type != SYNC_COUNTER) {
     *v = sync_null();
     return 0;
   }
   if (s[0] == '\\') s++;
   switch (c->type) {
+  case SYNC_COUNTER:
+    ctl_say("%s: column '%s' of '%s' is a counter: change it with 'synctl "
+            "add', not put",
+            db, c->name, d->name);
+    return -1;
   case SYNC_INTEGER: {
     int64_t i;
     if (ctl_parse_i64(s, &i)) {

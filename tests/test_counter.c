@@ -1,0 +1,1454 @@
+/*
+ * test_counter.c - SYNC_COUNTER columns (PN-counters): local adds and
+ * their errors, storage and format version, the frame encoding and a
+ * decoder facing hostile contributions, and a property test: replicas
+ * add concurrently (and write LWW columns, delete and re-insert) while
+ * chunks are duplicated, held back, delivered ahead or dropped and runs
+ * are cut, a quarter of the scenarios collecting every tombstone and
+ * writing on; at the end every replica's counter equals the model's sum
+ * of the adds made in the row's final incarnation, and digests agree.
+ * Also: sessions over a faulty link, a copied file, range repair, relay
+ * rights and a relay without the column, allocation failures.
+ *
+ * SYNC_TEST_SEED and SYNC_TEST_COUNTER_SCENARIOS choose the property
+ * test's scenarios (scenario i uses seed + i); a failure prints its seed.
+ */
+#include "sess_util.h"
+
+#include <inttypes.h>
+#include <xxhash.h>
+
+/* key TEXT; n INTEGER, c COUNTER, s TEXT, d COUNTER */
+#define CT_N 0u
+#define CT_C 1u
+#define CT_S 2u
+#define CT_D 3u
+#define CT_NCOLS 4u
+static const sync_column_def ct_cols[CT_NCOLS] = {
+    {"n", SYNC_INTEGER, 0},
+    {"c", SYNC_COUNTER, 0},
+    {"s", SYNC_TEXT, 0},
+    {"d", SYNC_COUNTER, 0},
+};
+static const sync_table_def ct_tables[1] = {
+    {"t", SYNC_TEXT, ct_cols, CT_NCOLS},
+};
+
+static uint64_t ct_now = UINT64_C(1700000000000);
+
+static void ct_open(mu_rep *r, const char *path, uint8_t site) {
+  uint8_t id[16];
+  mu_site(id, site);
+  mu_open_schema(r, path, id, &ct_now, 0, ct_tables, 1);
+}
+
+static int ct_add(mu_rep *r, const char *key, unsigned col, int64_t delta) {
+  sync_txn *x;
+  int rc;
+  TU_OK(sync_txn_begin(r->env, 0, &x));
+  rc = sync_counter_add(x, 0, key, strlen(key), col, delta);
+  if (rc) {
+    sync_txn_abort(x);
+    return rc;
+  }
+  return sync_txn_commit(x);
+}
+
+/* Value of counter col of key (SYNC_NOTFOUND: no live row). */
+static int ct_get(mu_rep *r, const char *key, unsigned col, int64_t *out) {
+  sync_txn *x;
+  sync_value v[CT_NCOLS];
+  int rc;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  rc = sync_get(x, 0, key, strlen(key), v, col + 1);
+  sync_txn_abort(x);
+  if (rc) return rc;
+  assert_int_equal(v[col].type, SYNC_INTEGER);
+  *out = v[col].i;
+  return 0;
+}
+
+static int64_t ct_val(mu_rep *r, const char *key, unsigned col) {
+  int64_t v = 0;
+  TU_OK(ct_get(r, key, col, &v));
+  return v;
+}
+
+/* Everything r lacks of s, through the frame codec (the wire bytes). */
+static size_t ct_pull_wire(mu_rep *r, mu_rep *s, size_t *frame_bytes) {
+  sync_encoder *e;
+  sync_decoder *dec;
+  size_t rows = 0;
+  int n;
+  TU_OK(sync_encoder_create(NULL, NULL, &e));
+  TU_OK(sync_decoder_create(NULL, NULL, &dec));
+  for (n = 0; n < 100000; n++) {
+    sync_delta *d = mu_cut(r, s, 0, 1), *d2 = NULL;
+    const void *f;
+    size_t flen;
+    int last = sync_delta_last(d);
+    TU_OK(sync_encoder_begin(e, d, &flen, NULL));
+    TU_OK(sync_encoder_frame(e, &f, &flen));
+    if (frame_bytes) *frame_bytes += flen;
+    TU_OK(sync_decoder_decode(dec, f, flen, &d2));
+    rows += sync_delta_rows(d2);
+    mu_apply(r, d2, SYNC_APPLY_MERGE, NULL);
+    sync_delta_free(d);
+    sync_delta_free(d2);
+    if (last) break;
+  }
+  sync_encoder_free(e);
+  sync_decoder_free(dec);
+  return rows;
+}
+
+static uint32_t ct_format_of(const char *path);
+
+/* Conflicts r has recorded. */
+static uint64_t ct_conflicts(mu_rep *r) {
+  sync_txn *x;
+  sync_conflicts *it;
+  sync_conflict c;
+  uint64_t n = 0;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_conflicts_open(x, 0, &it));
+  while (sync_conflicts_next(it, &c) == 0) n++;
+  sync_conflicts_close(it);
+  sync_txn_abort(x);
+  return n;
+}
+
+/* ---------------------------------------------------------------------
+ * Local adds
+ * ------------------------------------------------------------------- */
+static void test_add_reads_as_integer(void **state) {
+  mu_rep a;
+  sync_txn *x;
+  sync_value v[CT_NCOLS];
+  sync_cursor *cur;
+  sync_key k;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  /* Adding to a missing row creates it, other columns NULL. */
+  TU_OK(ct_add(&a, "k", CT_C, 5));
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_get(x, 0, "k", 1, v, CT_NCOLS));
+  assert_int_equal(v[CT_N].type, SYNC_NULL);
+  assert_int_equal(v[CT_S].type, SYNC_NULL);
+  assert_int_equal(v[CT_C].type, SYNC_INTEGER);
+  assert_int_equal(v[CT_C].i, 5);
+  assert_int_equal(v[CT_D].type, SYNC_INTEGER); /* never added: 0 */
+  assert_int_equal(v[CT_D].i, 0);
+  sync_txn_abort(x);
+  TU_OK(ct_add(&a, "k", CT_C, -8));
+  TU_OK(ct_add(&a, "k", CT_D, 2));
+  assert_int_equal(ct_val(&a, "k", CT_C), -3);
+  assert_int_equal(ct_val(&a, "k", CT_D), 2);
+  /* Several adds in one transaction. */
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_OK(sync_counter_add(x, 0, "k", 1, CT_C, 10));
+  TU_OK(sync_counter_add(x, 0, "k", 1, CT_C, 1));
+  TU_OK(sync_txn_commit(x));
+  assert_int_equal(ct_val(&a, "k", CT_C), 8);
+  /* A put keeps the count (NULL is its placeholder); cursors see it. */
+  v[CT_N] = sync_int(7);
+  v[CT_C] = sync_null();
+  v[CT_S] = sync_text("x", 1);
+  v[CT_D] = sync_null();
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_OK(sync_put(x, 0, "k", 1, v, CT_NCOLS));
+  TU_OK(sync_txn_commit(x));
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_cursor_open(x, 0, &cur));
+  TU_OK(sync_cursor_next(cur, &k, v, CT_NCOLS));
+  assert_int_equal(v[CT_N].i, 7);
+  assert_int_equal(v[CT_C].type, SYNC_INTEGER);
+  assert_int_equal(v[CT_C].i, 8);
+  assert_int_equal(v[CT_D].i, 2);
+  assert_int_equal(sync_cursor_next(cur, &k, v, CT_NCOLS), SYNC_NOTFOUND);
+  sync_cursor_close(cur);
+  sync_txn_abort(x);
+  /* The change log shows the sum too. */
+  {
+    sync_changes *it;
+    sync_change ch;
+    sync_value cv;
+    TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_changes_open(x, 0, &it));
+    TU_OK(sync_changes_next(it, &ch));
+    TU_OK(sync_changes_column(it, CT_C, &cv, NULL, NULL));
+    assert_int_equal(cv.type, SYNC_INTEGER);
+    assert_int_equal(cv.i, 8);
+    sync_changes_close(it);
+    sync_txn_abort(x);
+  }
+  /* delta 0 creates nothing. */
+  TU_OK(ct_add(&a, "none", CT_C, 0));
+  assert_int_equal(ct_get(&a, "none", CT_C, &(int64_t){0}), SYNC_NOTFOUND);
+  mu_close(&a);
+}
+
+static void test_delete_resets(void **state) {
+  mu_rep a;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  TU_OK(ct_add(&a, "k", CT_C, 40));
+  mu_delete(&a, "k");
+  assert_int_equal(ct_get(&a, "k", CT_C, &(int64_t){0}), SYNC_NOTFOUND);
+  /* An add re-inserts the row; its counters start from 0. */
+  TU_OK(ct_add(&a, "k", CT_C, 2));
+  assert_int_equal(ct_val(&a, "k", CT_C), 2);
+  mu_delete(&a, "k");
+  {
+    sync_value v[CT_NCOLS] = {sync_int(1), sync_null(), sync_null(),
+                              sync_null()};
+    sync_txn *x;
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    TU_OK(sync_put(x, 0, "k", 1, v, CT_NCOLS));
+    TU_OK(sync_txn_commit(x));
+  }
+  assert_int_equal(ct_val(&a, "k", CT_C), 0);
+  mu_close(&a);
+}
+
+static void test_bad_calls(void **state) {
+  mu_rep a;
+  sync_txn *x;
+  sync_value v[CT_NCOLS] = {sync_int(1), sync_int(3), sync_null(),
+                            sync_null()};
+  unsigned col = CT_C;
+  sync_value one = sync_int(1);
+  static const sync_column_def nn_cols[2] = {{"req", SYNC_INTEGER,
+                                              SYNC_COL_NOTNULL},
+                                             {"c", SYNC_COUNTER, 0}};
+  static const sync_table_def nn[1] = {{"t", SYNC_TEXT, nn_cols, 2}};
+  uint8_t id[16];
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  /* An add on a column that is not a counter. */
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, CT_N, 1), SYNC_ETYPE);
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, CT_S, 1), SYNC_ETYPE);
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, CT_NCOLS, 1), SYNC_EINVAL);
+  assert_int_equal(sync_counter_add(x, 1, "k", 1, CT_C, 1), SYNC_EINVAL);
+  /* A value for a counter in a put, any value in an update. */
+  assert_int_equal(sync_put(x, 0, "k", 1, v, CT_NCOLS), SYNC_ETYPE);
+  v[CT_C] = sync_null();
+  TU_OK(sync_put(x, 0, "k", 1, v, CT_NCOLS));
+  assert_int_equal(sync_update(x, 0, "k", 1, &col, &one, 1), SYNC_ETYPE);
+  one = sync_null();
+  assert_int_equal(sync_update(x, 0, "k", 1, &col, &one, 1), SYNC_ETYPE);
+  TU_OK(sync_txn_commit(x));
+  /* A read-only transaction. */
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, CT_C, 1), SYNC_EREADONLY);
+  sync_txn_abort(x);
+  mu_close(&a);
+  /* Creating a row that would leave a NOT NULL column NULL. */
+  mu_site(id, 0xa2);
+  mu_open_schema(&a, "ct_a.db", id, &ct_now, 0, nn, 1);
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  assert_int_equal(sync_counter_add(x, 0, "k", 1, 1, 1), SYNC_ECONSTRAINT);
+  v[0] = sync_int(1);
+  v[1] = sync_null();
+  TU_OK(sync_put(x, 0, "k", 1, v, 2));
+  TU_OK(sync_counter_add(x, 0, "k", 1, 1, 4)); /* live: fine */
+  TU_OK(sync_txn_commit(x));
+  mu_close(&a);
+}
+
+static void test_overflow_and_saturation(void **state) {
+  mu_rep a, b;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  TU_OK(ct_add(&a, "k", CT_C, INT64_MAX));
+  TU_OK(ct_add(&a, "k", CT_C, INT64_MAX));
+  TU_OK(ct_add(&a, "k", CT_C, 1)); /* P = 2^64 - 1 */
+  /* This replica's positive total would pass 2^64 - 1. */
+  assert_int_equal(ct_add(&a, "k", CT_C, 1), SYNC_ELIMIT);
+  /* The read saturates. */
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MAX);
+  TU_OK(ct_add(&a, "k", CT_C, INT64_MIN)); /* N = 2^63 */
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MAX); /* 2^63 - 1 */
+  TU_OK(ct_add(&a, "k", CT_C, -1));
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MAX - 1);
+  /* The negative side too, and the sum over two sites stays exact. */
+  TU_OK(ct_add(&b, "k", CT_C, INT64_MIN));
+  TU_OK(ct_add(&b, "k", CT_C, INT64_MIN + 1)); /* N = 2^64 - 1 */
+  assert_int_equal(ct_add(&b, "k", CT_C, -1), SYNC_ELIMIT);
+  assert_int_equal(ct_val(&b, "k", CT_C), INT64_MIN);
+  /* a: 2^64 - 1 - (2^63 + 1); b: -(2^64 - 1): the sum is -2^63 - 1,
+   * below INT64_MIN: saturated, on both replicas alike. */
+  ct_pull_wire(&a, &b, NULL);
+  ct_pull_wire(&b, &a, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MIN);
+  assert_int_equal(ct_val(&b, "k", CT_C), INT64_MIN);
+  TU_OK(ct_add(&b, "k", CT_C, 2));
+  ct_pull_wire(&a, &b, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MIN + 1);
+  assert_true(mu_digest(&a) == mu_digest(&b));
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* ---------------------------------------------------------------------
+ * Replication
+ * ------------------------------------------------------------------- */
+static void test_concurrent_adds_all_count(void **state) {
+  mu_rep r[3];
+  int i, j;
+  (void)state;
+  ct_open(&r[0], "ct_a.db", 0xa1);
+  ct_open(&r[1], "ct_b.db", 0xb1);
+  ct_open(&r[2], "ct_c.db", 0xc1);
+  for (i = 0; i < 3; i++) TU_OK(ct_add(&r[i], "k", CT_C, 1 + i));
+  TU_OK(ct_add(&r[2], "k", CT_D, -4));
+  mu_update(&r[1], "k", CT_N, sync_int(9));
+  for (i = 0; i < 3; i++)
+    for (j = 0; j < 3; j++)
+      if (i != j) ct_pull_wire(&r[i], &r[j], NULL);
+  for (i = 0; i < 3; i++) {
+    mu_row row;
+    assert_int_equal(ct_val(&r[i], "k", CT_C), 6);
+    assert_int_equal(ct_val(&r[i], "k", CT_D), -4);
+    (void)row;
+    assert_true(mu_digest(&r[i]) == mu_digest(&r[0]));
+  }
+  /* Applying again, in any order, counts nothing twice. */
+  TU_OK(ct_add(&r[0], "k", CT_C, 10));
+  {
+    sync_delta *d = mu_cut(&r[1], &r[0], 0, 0);
+    mu_apply(&r[1], d, SYNC_APPLY_MERGE, NULL);
+    mu_apply(&r[1], d, SYNC_APPLY_MERGE, NULL);
+    sync_delta_free(d);
+  }
+  assert_int_equal(ct_val(&r[1], "k", CT_C), 16);
+  /* No conflict is ever recorded for a counter, and a relay (r1 -> r2)
+   * carries r0's adds on. */
+  ct_pull_wire(&r[2], &r[1], NULL);
+  assert_int_equal(ct_val(&r[2], "k", CT_C), 16);
+  for (i = 0; i < 3; i++) mu_close(&r[i]);
+}
+
+static void test_policies(void **state) {
+  mu_rep a, b;
+  sync_apply_report rep;
+  sync_delta *d;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  TU_OK(ct_add(&a, "k", CT_C, 3));
+  ct_pull_wire(&b, &a, NULL);
+  TU_OK(ct_add(&a, "k", CT_C, 4));
+  ct_now += 10;
+  TU_OK(ct_add(&b, "k", CT_C, 1)); /* b's row is the newer one */
+  /* Dry run: reports the change, records no conflict, writes nothing. */
+  d = mu_cut_whole(&b, &a, 0, 0, 1);
+  {
+    sync_txn *x;
+    uint64_t v0 = mu_version(&b);
+    TU_OK(sync_txn_begin(b.env, 0, &x));
+    TU_OK(sync_delta_apply(x, d, SYNC_APPLY_DRY_RUN, &rep));
+    TU_OK(sync_txn_commit(x));
+    TU_U64(rep.conflicts, 0);
+    TU_U64(rep.updated, 1);
+    TU_U64(mu_version(&b), v0);
+    assert_int_equal(ct_val(&b, "k", CT_C), 4);
+  }
+  /* NEWER: a's row is older as a whole, yet its add counts. */
+  mu_apply(&b, d, SYNC_APPLY_NEWER, &rep);
+  TU_U64(rep.conflicts, 0);
+  assert_int_equal(ct_val(&b, "k", CT_C), 8);
+  sync_delta_free(d);
+  /* MERGE on a concurrent add: no conflict. */
+  ct_pull_wire(&a, &b, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), 8);
+  TU_U64(ct_conflicts(&a) + ct_conflicts(&b), 0);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* A copied file takes a new site id at its first open: its own adds so
+ * far stay under the old id (the original's), so that they count once,
+ * and its later adds count under the new one. */
+static void test_copied_file_counts_once(void **state) {
+  mu_rep a, b, c;
+  uint8_t sa[16], sc[16];
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  TU_OK(ct_add(&a, "k", CT_C, 5));
+  TU_OK(ct_add(&a, "k", CT_D, -2));
+  sync_env_close(a.env);
+  mu_copy_rep(&c, &a, "ct_c.db");
+  mu_reopen_schema(&a, ct_tables, 1);
+  mu_reopen_schema(&c, ct_tables, 1);
+  TU_OK(sync_env_site_id(a.env, sa));
+  TU_OK(sync_env_site_id(c.env, sc));
+  assert_memory_not_equal(sa, sc, 16);
+  ct_now += 100;
+  TU_OK(ct_add(&c, "k", CT_C, 1));
+  TU_OK(ct_add(&a, "k", CT_C, 10));
+  ct_pull_wire(&b, &c, NULL);
+  ct_pull_wire(&b, &a, NULL);
+  ct_pull_wire(&a, &b, NULL);
+  ct_pull_wire(&c, &b, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), 16);
+  assert_int_equal(ct_val(&b, "k", CT_C), 16);
+  assert_int_equal(ct_val(&c, "k", CT_C), 16);
+  assert_int_equal(ct_val(&c, "k", CT_D), -2);
+  assert_true(mu_digest(&a) == mu_digest(&b));
+  assert_true(mu_digest(&c) == mu_digest(&b));
+  mu_close(&a);
+  mu_close(&b);
+  mu_close(&c);
+}
+
+/* Range repair (docs/PROTOCOL.md, "Repair") compares meta fingerprints:
+ * a counter cell's must not depend on the order of each replica's site
+ * indexes.  Two replicas that added to the same rows (in another order
+ * of sites), repaired, end equal, and a dry repair then finds equal
+ * roots at once. */
+static void test_repair_with_counters(void **state) {
+  mu_rep a, b, c;
+  sync_session_opts co;
+  sync_session_stats cs;
+  int i;
+  char key[8];
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  ct_open(&c, "ct_c.db", 0xc1);
+  /* a learns of c before b; b of b's own, then c's: other indexes. */
+  for (i = 0; i < 20; i++) {
+    snprintf(key, sizeof key, "k%02d", i);
+    TU_OK(ct_add(&c, key, CT_C, i + 1));
+  }
+  ct_pull_wire(&a, &c, NULL);
+  for (i = 0; i < 20; i += 2) {
+    snprintf(key, sizeof key, "k%02d", i);
+    TU_OK(ct_add(&a, key, CT_C, 100));
+    TU_OK(ct_add(&b, key, CT_D, -7));
+  }
+  ct_pull_wire(&b, &c, NULL);
+  memset(&co, 0, sizeof co);
+  co.repair = 1;
+  TU_RC(su_sync(&b, &a, &co, NULL, &cs, NULL), 1);
+  for (i = 0; i < 20; i++) {
+    snprintf(key, sizeof key, "k%02d", i);
+    assert_int_equal(ct_val(&a, key, CT_C), i + 1 + (i % 2 ? 0 : 100));
+    assert_int_equal(ct_val(&b, key, CT_C), ct_val(&a, key, CT_C));
+    assert_int_equal(ct_val(&a, key, CT_D), i % 2 ? 0 : -7);
+    assert_int_equal(ct_val(&b, key, CT_D), ct_val(&a, key, CT_D));
+  }
+  assert_true(mu_digest(&a) == mu_digest(&b));
+  co.dry_run = 1;
+  TU_RC(su_sync(&b, &a, &co, NULL, &cs, NULL), 1);
+  assert_int_equal(cs.repair_equal, 1);
+  TU_U64(cs.repair_passes, 0);
+  mu_close(&a);
+  mu_close(&b);
+  mu_close(&c);
+}
+
+/* A peer without relay rights may send its own adds only: a counter
+ * carrying another site's contribution that this replica lacks is
+ * refused, even when the row's stamps are all the sender's own; once
+ * this replica holds that contribution, the row passes. */
+static void test_relay_rights_per_contribution(void **state) {
+  mu_rep s, dev, t;
+  sync_apply_opts ao;
+  sync_apply_report rep;
+  sync_txn *x;
+  sync_delta *d;
+  (void)state;
+  ct_open(&s, "ct_s.db", 0x51);
+  ct_open(&dev, "ct_d0.db", 0x61);
+  ct_open(&t, "ct_t.db", 0x71);
+  /* dev's row carries t's add, and every stamp it has is dev's: the
+   * insert (later than t's) and the column's (its newest add). */
+  TU_OK(ct_add(&t, "k", CT_C, 7));
+  ct_now += 5;
+  TU_OK(ct_add(&dev, "k", CT_C, 1));
+  ct_pull_wire(&dev, &t, NULL);
+  assert_int_equal(ct_val(&dev, "k", CT_C), 8);
+  memset(&ao, 0, sizeof ao);
+  ao.policy = SYNC_APPLY_MERGE;
+  ao.relay = 0;
+  d = mu_cut(&s, &dev, 0, 0);
+  TU_OK(sync_txn_begin(s.env, 0, &x));
+  TU_OK(sync_delta_apply_opts(x, d, &ao, &rep));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(rep.refused, 1);
+  assert_int_equal(ct_get(&s, "k", CT_C, &(int64_t){0}), SYNC_NOTFOUND);
+  sync_delta_free(d);
+  /* s gets t's add from t itself; dev's row then brings only news of
+   * its own. */
+  ct_pull_wire(&s, &t, NULL);
+  /* The refused row was left behind the cursor: ask from the start. */
+  TU_OK(sync_txn_begin(s.env, 0, &x));
+  TU_OK(sync_peer_reset(x, dev.site));
+  TU_OK(sync_txn_commit(x));
+  d = mu_cut(&s, &dev, 0, 0);
+  TU_OK(sync_txn_begin(s.env, 0, &x));
+  TU_OK(sync_delta_apply_opts(x, d, &ao, &rep));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(rep.refused, 0);
+  sync_delta_free(d);
+  assert_int_equal(ct_val(&s, "k", CT_C), 8);
+  mu_close(&s);
+  mu_close(&dev);
+  mu_close(&t);
+}
+
+/* A rolling schema change: a relay whose schema lacks the counter column
+ * keeps the cells it receives (as it keeps any column beyond its schema)
+ * and merges and forwards them; replicas on both sides of it count every
+ * add, and the relay reads the counter once it declares the column. */
+static void test_relay_without_the_column(void **state) {
+  static const sync_column_def old_cols[1] = {{"n", SYNC_INTEGER, 0}};
+  static const sync_table_def old_t[1] = {{"t", SYNC_TEXT, old_cols, 1}};
+  mu_rep a, b, c;
+  uint8_t id[16];
+  int i;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  mu_site(id, 0xb1);
+  mu_open_schema(&b, "ct_b.db", id, &ct_now, 0, old_t, 1);
+  ct_open(&c, "ct_c.db", 0xc1);
+  TU_OK(ct_add(&a, "k", CT_C, 5));
+  TU_OK(ct_add(&c, "k", CT_C, 3));
+  TU_OK(ct_add(&c, "k", CT_D, -1));
+  for (i = 0; i < 2; i++) {
+    TU_RC(su_sync(&b, &a, NULL, NULL, NULL, NULL), 1);
+    TU_RC(su_sync(&b, &c, NULL, NULL, NULL, NULL), 1);
+  }
+  assert_int_equal(ct_val(&a, "k", CT_C), 8);
+  assert_int_equal(ct_val(&c, "k", CT_C), 8);
+  assert_int_equal(ct_val(&a, "k", CT_D), -1);
+  assert_true(mu_digest(&a) == mu_digest(&c));
+  /* Another add on a reaches c through b alone. */
+  TU_OK(ct_add(&a, "k", CT_C, 10));
+  TU_RC(su_sync(&b, &a, NULL, NULL, NULL, NULL), 1);
+  TU_RC(su_sync(&b, &c, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(ct_val(&c, "k", CT_C), 18);
+  /* b's file holds counter cells, though its schema has no counter:
+   * code without counters must refuse it, not call its rows damaged. */
+  sync_env_close(b.env);
+  b.env = NULL;
+  assert_int_equal(ct_format_of("ct_b.db"), 8);
+  assert_int_equal(ct_format_of("ct_a.db"), 8);
+  /* b upgrades: the cells it kept read as counters. */
+  mu_reopen_schema(&b, ct_tables, 1);
+  assert_int_equal(ct_val(&b, "k", CT_C), 18);
+  assert_int_equal(ct_val(&b, "k", CT_D), -1);
+  assert_true(mu_digest(&b) == mu_digest(&c));
+  mu_close(&a);
+  mu_close(&b);
+  mu_close(&c);
+}
+
+/* Only the sites that added since the receiver's vector travel: a
+ * counter many devices add to costs each pull what changed. */
+static void test_wire_sends_only_news(void **state) {
+  mu_rep srv, dev[8];
+  size_t bytes0 = 0, bytes1 = 0;
+  int i;
+  char path[32];
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  for (i = 0; i < 8; i++) {
+    snprintf(path, sizeof path, "ct_d%d.db", i);
+    ct_open(&dev[i], path, (uint8_t)(0x60 + i));
+    TU_OK(ct_add(&dev[i], "k", CT_C, 1));
+    ct_pull_wire(&srv, &dev[i], NULL);
+  }
+  assert_int_equal(ct_val(&srv, "k", CT_C), 8);
+  ct_pull_wire(&dev[0], &srv, &bytes0);
+  assert_int_equal(ct_val(&dev[0], "k", CT_C), 8);
+  /* One more add on device 1: device 0 gets one contribution. */
+  TU_OK(ct_add(&dev[1], "k", CT_C, 1));
+  ct_pull_wire(&srv, &dev[1], NULL);
+  ct_pull_wire(&dev[0], &srv, &bytes1);
+  assert_int_equal(ct_val(&dev[0], "k", CT_C), 9);
+  assert_true(bytes1 < bytes0);
+  print_message("counter wire: all 8 sites %zu bytes, 1 news %zu bytes\n",
+                bytes0, bytes1);
+  for (i = 0; i < 8; i++) mu_close(&dev[i]);
+  mu_close(&srv);
+}
+
+/* ---------------------------------------------------------------------
+ * Hostile frames
+ * ------------------------------------------------------------------- */
+
+/* A frame of one row (key "k") whose counter column c carries the
+ * contributions given as raw varint bytes: the real encoder's frame for a
+ * row with one contribution, with that value's bytes replaced. */
+static void ct_frame(mu_rep *a, mu_rep *b, unsigned char *out, size_t *len,
+                     size_t *voff, size_t *vlen) {
+  sync_encoder *e;
+  sync_delta *d;
+  const void *f;
+  size_t flen;
+  TU_OK(ct_add(a, "k", CT_C, 0x55));
+  d = mu_cut(b, a, 0, 0);
+  TU_OK(sync_encoder_create(NULL, NULL, &e));
+  TU_OK(sync_encoder_begin(e, d, &flen, NULL));
+  TU_OK(sync_encoder_frame(e, &f, &flen));
+  assert_true(flen <= 4096);
+  memcpy(out, f, flen);
+  *len = flen;
+  sync_encoder_free(e);
+  sync_delta_free(d);
+  /* The value: var 1 (n), var 0 (site gap), var 0x55 (P), var 0 (N),
+   * then the HLC (found as the bytes before the checksum's 8: the row
+   * ends the body, then the frame's later sections). */
+  {
+    const unsigned char pat[4] = {1, 0, 0x55, 0};
+    size_t at = tu_find(out, flen, pat, 4, 0);
+    assert_true(at < flen);
+    *voff = at;
+    *vlen = 4 + 1;
+    while (out[at + *vlen - 1] & 0x80) (*vlen)++;
+  }
+}
+
+/* Rewrite frame f (a stored body) with the value bytes at voff replaced
+ * by nv, fixing the body length and the checksum. */
+static size_t ct_patch(const unsigned char *f, size_t flen, size_t voff,
+                       size_t vlen, const unsigned char *nv, size_t nvlen,
+                       unsigned char *out);
+
+static void test_hostile_contributions(void **state) {
+  mu_rep a, b;
+  unsigned char f[4096], g[8192];
+  size_t flen, voff, vlen, glen, k;
+  sync_decoder *dec;
+  sync_delta *d = NULL;
+  unsigned char hlc[10];
+  size_t hn;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  ct_frame(&a, &b, f, &flen, &voff, &vlen);
+  hn = vlen - 4;
+  memcpy(hlc, f + voff + 4, hn);
+  TU_OK(sync_decoder_create(NULL, NULL, &dec));
+  /* The untouched frame decodes and applies. */
+  glen = ct_patch(f, flen, voff, vlen, f + voff, vlen, g);
+  TU_OK(sync_decoder_decode(dec, g, glen, &d));
+  mu_apply(&b, d, SYNC_APPLY_MERGE, NULL);
+  sync_delta_free(d);
+  assert_int_equal(ct_val(&b, "k", CT_C), 0x55);
+  {
+    struct {
+      const char *what;
+      unsigned char v[64];
+      size_t n;
+    } bad[6];
+    memset(bad, 0, sizeof bad);
+    /* Two contributions of one site (gap would have to be negative: the
+     * second names site 1, which the frame lacks). */
+    bad[0].what = "site past the frame's table";
+    bad[0].v[0] = 2;
+    bad[0].v[1] = 0, bad[0].v[2] = 1, bad[0].v[3] = 0;
+    memcpy(bad[0].v + 4, hlc, hn);
+    bad[0].v[4 + hn] = 0, bad[0].v[5 + hn] = 1, bad[0].v[6 + hn] = 0;
+    memcpy(bad[0].v + 7 + hn, hlc, hn);
+    bad[0].n = 7 + 2 * hn;
+    /* More contributions than the frame has sites. */
+    bad[1].what = "count over the sites";
+    bad[1].v[0] = 0x80, bad[1].v[1] = 0x80, bad[1].v[2] = 0x04;
+    memcpy(bad[1].v + 3, f + voff + 1, vlen - 1);
+    bad[1].n = 3 + vlen - 1;
+    /* None at all. */
+    bad[2].what = "no contribution";
+    bad[2].v[0] = 0;
+    bad[2].n = 1;
+    /* An HLC of 0. */
+    bad[3].what = "HLC 0";
+    bad[3].v[0] = 1, bad[3].v[1] = 0, bad[3].v[2] = 0x55, bad[3].v[3] = 0;
+    bad[3].v[4] = 0;
+    bad[3].n = 5;
+    /* An HLC above the column's stamp (absurdly far ahead). */
+    bad[4].what = "HLC above the column's";
+    bad[4].v[0] = 1, bad[4].v[1] = 0, bad[4].v[2] = 0x55, bad[4].v[3] = 0;
+    for (k = 0; k < 9; k++) bad[4].v[4 + k] = 0xff;
+    bad[4].v[13] = 0x01;
+    bad[4].n = 14;
+    /* A site gap that wraps. */
+    bad[5].what = "huge site gap";
+    bad[5].v[0] = 1;
+    for (k = 0; k < 9; k++) bad[5].v[1 + k] = 0xff;
+    bad[5].v[10] = 0x01;
+    bad[5].v[11] = 1, bad[5].v[12] = 0;
+    memcpy(bad[5].v + 13, hlc, hn);
+    bad[5].n = 13 + hn;
+    for (k = 0; k < 6; k++) {
+      int rc;
+      d = NULL;
+      glen = ct_patch(f, flen, voff, vlen, bad[k].v, bad[k].n, g);
+      rc = sync_decoder_decode(dec, g, glen, &d);
+      if (rc != SYNC_EFORMAT)
+        fail_msg("%s: got %d (%s)", bad[k].what, rc, sync_decoder_reason(dec));
+      assert_null(d);
+    }
+  }
+  /* Nothing reached b. */
+  assert_int_equal(ct_val(&b, "k", CT_C), 0x55);
+  sync_decoder_free(dec);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* ---------------------------------------------------------------------
+ * Storage format
+ * ------------------------------------------------------------------- */
+
+/* u32 format version of the file at path (the meta "format" record). */
+static uint32_t ct_format_of(const char *path) {
+  size_t n = 0, at;
+  unsigned char *p = tu_read_file(path, &n);
+  const unsigned char magic[8] = {'s', 'y', 'n', 'c', '-', 'd', 'b', 0};
+  uint32_t v;
+  assert_non_null(p);
+  at = tu_find(p, n, magic, 8, 0);
+  assert_true(at + 12 <= n);
+  v = (uint32_t)p[at + 8] | (uint32_t)p[at + 9] << 8 |
+      (uint32_t)p[at + 10] << 16 | (uint32_t)p[at + 11] << 24;
+  free(p);
+  return v;
+}
+
+static void test_format_version(void **state) {
+  mu_rep a;
+  uint8_t id[16];
+  static const sync_column_def plain_cols[1] = {{"n", SYNC_INTEGER, 0}};
+  static const sync_table_def plain[1] = {{"t", SYNC_TEXT, plain_cols, 1}};
+  static const sync_column_def grown_cols[2] = {{"n", SYNC_INTEGER, 0},
+                                                {"hits", SYNC_COUNTER, 0}};
+  static const sync_table_def grown[1] = {{"t", SYNC_TEXT, grown_cols, 2}};
+  sync_column_def more = {"more", SYNC_COUNTER, 0};
+  (void)state;
+  /* Format 8 brings row history and counter cells together: every
+   * writable open writes it, with counters or without. */
+  mu_site(id, 0xa3);
+  mu_open_schema(&a, "ct_f.db", id, &ct_now, 0, plain, 1);
+  {
+    sync_txn *x;
+    sync_value v = sync_int(1);
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    TU_OK(sync_put(x, 0, "x", 1, &v, 1));
+    TU_OK(sync_txn_commit(x));
+  }
+  sync_env_close(a.env);
+  assert_int_equal(ct_format_of("ct_f.db"), 8);
+  /* A rolling upgrade that adds a counter column marks the file, and the
+   * row written before reads the new counter as 0. */
+  mu_reopen_schema(&a, grown, 1);
+  assert_int_equal(ct_val(&a, "x", 1), 0);
+  TU_OK(ct_add(&a, "x", 1, 3));
+  assert_int_equal(ct_val(&a, "x", 1), 3);
+  /* And sync_env_add_column takes one too. */
+  TU_OK(sync_env_add_column(a.env, 0, &more));
+  {
+    sync_txn *x;
+    sync_value v[3];
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    TU_OK(sync_counter_add(x, 0, "x", 1, 2, -2));
+    TU_OK(sync_get(x, 0, "x", 1, v, 3));
+    assert_int_equal(v[1].i, 3);
+    assert_int_equal(v[2].i, -2);
+    TU_OK(sync_txn_commit(x));
+  }
+  sync_env_close(a.env);
+  a.env = NULL;
+  assert_int_equal(ct_format_of("ct_f.db"), 8);
+  tu_remove_db("ct_f.db");
+}
+
+
+/* ---------------------------------------------------------------------
+ * Property: concurrent adds over a faulty link
+ * ------------------------------------------------------------------- */
+#define PT_MAXREP 5
+#define PT_MAXKEYS 6
+#define PT_MAXHELD 8
+#define PT_MAXADDS 4096
+static const char *const pt_keys[PT_MAXKEYS] = {"a", "bb", "c", "dd", "e",
+                                                "ff"};
+
+typedef struct pt_add {
+  int k;
+  unsigned col;
+  int64_t delta;
+  uint64_t cl; /* the row's causal length right after the add */
+} pt_add;
+
+typedef struct pt_scn {
+  uint64_t seed, now;
+  const char *phase;
+  tu_rng rng;
+  int nrep, nkeys;
+  mu_rep rep[PT_MAXREP];
+  struct {
+    sync_delta *d;
+    int to;
+  } held[PT_MAXHELD];
+  int nheld;
+  pt_add adds[PT_MAXADDS];
+  size_t nadds;
+  sync_encoder *enc;
+  sync_decoder *dec;
+  unsigned long wired, dups, late, dropped, cut, ahead, reinserts;
+  uint64_t collected;
+} pt_scn;
+
+static pt_scn pt_mem;
+static pt_scn *pt_cur;
+
+static uint64_t pt_below(pt_scn *s, uint64_t n) { return tu_below(&s->rng, n); }
+
+/* Causal length of key's row as txn sees it (0: never written). */
+static uint64_t pt_cl(sync_txn *t, const char *key) {
+  sync_changes *it;
+  sync_change c;
+  uint64_t cl = 0;
+  size_t kl = strlen(key);
+  int rc;
+  TU_OK(sync_changes_open(t, 0, &it));
+  while ((rc = sync_changes_next(it, &c)) == 0)
+    if (c.key.len == kl && !memcmp(c.key.data, key, kl)) cl = c.causal_length;
+  assert_int_equal(rc, SYNC_NOTFOUND);
+  sync_changes_close(it);
+  return cl;
+}
+
+/* One local transaction of 1-3 operations on replica ri: adds (most),
+ * puts and updates of the LWW columns, deletes. */
+static void pt_local_txn(pt_scn *s, int ri) {
+  mu_rep *r = &s->rep[ri];
+  sync_txn *t;
+  size_t n0 = s->nadds;
+  int nops = 1 + (int)pt_below(s, 3), op, abort_it;
+  if (pt_below(s, 100) < 40) s->now += pt_below(s, 3);
+  abort_it = pt_below(s, 100) < 4;
+  TU_OK(sync_txn_begin(r->env, 0, &t));
+  for (op = 0; op < nops; op++) {
+    int k = (int)pt_below(s, (uint64_t)s->nkeys);
+    const char *key = pt_keys[k];
+    size_t kl = strlen(key);
+    unsigned p = (unsigned)pt_below(s, 100);
+    int live = sync_contains(t, 0, key, kl);
+    assert_true(live == 0 || live == 1);
+    if (p < 60 || (!live && p < 80)) {
+      pt_add *a = &s->adds[s->nadds];
+      assert_true(s->nadds < PT_MAXADDS);
+      a->k = k;
+      a->col = pt_below(s, 4) ? CT_C : CT_D;
+      a->delta = (int64_t)pt_below(s, 11) - 5;
+      if (pt_below(s, 20) == 0) a->delta *= INT64_C(1000000007);
+      if (!a->delta) a->delta = 1;
+      if (!live) s->reinserts++;
+      TU_OK(sync_counter_add(t, 0, key, kl, a->col, a->delta));
+      a->cl = pt_cl(t, key);
+      s->nadds++;
+    } else if (p < 85 || !live) {
+      sync_value v[CT_NCOLS];
+      char txt[8];
+      snprintf(txt, sizeof txt, "r%d", ri);
+      v[CT_N] = sync_int((int64_t)pt_below(s, 1000));
+      v[CT_C] = sync_null();
+      v[CT_S] = sync_text(txt, strlen(txt));
+      v[CT_D] = sync_null();
+      if (live && pt_below(s, 2)) {
+        unsigned col = CT_N;
+        TU_OK(sync_update(t, 0, key, kl, &col, &v[CT_N], 1));
+      } else {
+        TU_OK(sync_put(t, 0, key, kl, v, CT_NCOLS));
+      }
+    } else {
+      TU_OK(sync_delete(t, 0, key, kl));
+    }
+  }
+  if (abort_it) {
+    sync_txn_abort(t);
+    s->nadds = n0; /* never happened */
+    return;
+  }
+  TU_OK(sync_txn_commit(t));
+}
+
+/* d as the receiver would have it from the wire: encoded and decoded. */
+static sync_delta *pt_wire(pt_scn *s, sync_delta *d) {
+  const void *f;
+  size_t flen;
+  sync_delta *d2 = NULL;
+  TU_OK(sync_encoder_begin(s->enc, d, &flen, NULL));
+  TU_OK(sync_encoder_frame(s->enc, &f, &flen));
+  TU_OK(sync_decoder_decode(s->dec, f, flen, &d2));
+  sync_delta_free(d);
+  s->wired++;
+  return d2;
+}
+
+static void pt_hold(pt_scn *s, sync_delta *d, int to) {
+  if (s->nheld == PT_MAXHELD) {
+    sync_delta_free(s->held[0].d);
+    memmove(s->held, s->held + 1, sizeof s->held[0] * (PT_MAXHELD - 1));
+    s->nheld--;
+    s->dropped++;
+  }
+  s->held[s->nheld].d = d;
+  s->held[s->nheld].to = to;
+  s->nheld++;
+}
+
+static void pt_deliver(pt_scn *s, int i) {
+  sync_delta *d = s->held[i].d;
+  int to = s->held[i].to;
+  memmove(s->held + i, s->held + i + 1,
+          sizeof s->held[0] * (size_t)(s->nheld - i - 1));
+  s->nheld--;
+  mu_apply(&s->rep[to], d, SYNC_APPLY_MERGE, NULL);
+  sync_delta_free(d);
+  s->late++;
+}
+
+/* Receiver ri pulls from si: chunks go through the codec or not, are
+ * applied twice, held back, delivered ahead of their predecessor, or
+ * lost, and the run may stop anywhere. */
+static void pt_exchange(pt_scn *s, int ri, int si) {
+  mu_rep *r = &s->rep[ri], *snd = &s->rep[si];
+  size_t max_rows = 1 + (size_t)pt_below(s, 3);
+  int ack = pt_below(s, 4) != 0, iter;
+  for (iter = 0; iter < 10000; iter++) {
+    sync_delta *d;
+    unsigned p;
+    int last;
+    if (pt_below(s, 100) < 4) {
+      s->cut++;
+      return;
+    }
+    if (pt_below(s, 100) < 6) pt_local_txn(s, pt_below(s, 2) ? ri : si);
+    d = mu_cut(r, snd, max_rows, ack);
+    if (pt_below(s, 2)) d = pt_wire(s, d);
+    last = sync_delta_last(d);
+    p = (unsigned)pt_below(s, 100);
+    if (p < 60) {
+      mu_apply(r, d, SYNC_APPLY_MERGE, NULL);
+      if (p >= 50) {
+        uint64_t d0 = mu_digest(r);
+        mu_apply(r, d, SYNC_APPLY_MERGE, NULL); /* counts nothing twice */
+        TU_U64(mu_digest(r), d0);
+        s->dups++;
+      }
+      if (p < 6)
+        pt_hold(s, d, ri); /* and again, later */
+      else
+        sync_delta_free(d);
+      if (last) return;
+    } else if (p < 75) {
+      pt_hold(s, d, ri);
+    } else if (p < 85) {
+      /* The next chunk first: apply d in a transaction thrown away, ask
+       * for what follows, deliver that, and d later or never. */
+      sync_txn *t;
+      sync_request *req;
+      sync_delta *d2;
+      sync_txn *st;
+      sync_delta_opts o;
+      sync_apply_report rep;
+      memset(&o, 0, sizeof o);
+      o.max_rows = max_rows;
+      TU_OK(sync_txn_begin(r->env, 0, &t));
+      TU_OK(sync_delta_apply(t, d, SYNC_APPLY_MERGE, &rep));
+      TU_OK(sync_request_make(t, snd->site, &req));
+      sync_txn_abort(t);
+      TU_OK(sync_txn_begin(snd->env, SYNC_TXN_RDONLY, &st));
+      TU_OK(sync_delta_make(st, req, &o, &d2));
+      sync_txn_abort(st);
+      sync_request_free(req);
+      if (pt_below(s, 2)) d2 = pt_wire(s, d2);
+      mu_apply(r, d2, SYNC_APPLY_MERGE, NULL);
+      sync_delta_free(d2);
+      pt_hold(s, d, ri);
+      s->ahead++;
+    } else {
+      sync_delta_free(d);
+      s->dropped++;
+    }
+    if (s->nheld && pt_below(s, 100) < 15)
+      pt_deliver(s, (int)pt_below(s, (uint64_t)s->nheld));
+  }
+  fail_msg("exchange did not end");
+}
+
+/* Every replica holds, per key, the model's row: absent when the final
+ * causal length is even, else each counter the sum of the adds made at
+ * that causal length. */
+static void pt_check(pt_scn *s) {
+  int i, k;
+  for (k = 0; k < s->nkeys; k++) {
+    sync_txn *t;
+    uint64_t cl;
+    int64_t want[2] = {0, 0};
+    size_t j;
+    TU_OK(sync_txn_begin(s->rep[0].env, SYNC_TXN_RDONLY, &t));
+    cl = pt_cl(t, pt_keys[k]);
+    sync_txn_abort(t);
+    for (j = 0; j < s->nadds; j++)
+      if (s->adds[j].k == k && s->adds[j].cl == cl)
+        want[s->adds[j].col == CT_D] += s->adds[j].delta;
+    for (i = 0; i < s->nrep; i++) {
+      int64_t c = 0, d = 0;
+      int rc = ct_get(&s->rep[i], pt_keys[k], CT_C, &c);
+      if (cl == 0 || !(cl & 1)) {
+        if (rc != SYNC_NOTFOUND)
+          fail_msg("key %s: replica %d has a row, model: causal length %" PRIu64,
+                   pt_keys[k], i, cl);
+        continue;
+      }
+      TU_OK(rc);
+      TU_OK(ct_get(&s->rep[i], pt_keys[k], CT_D, &d));
+      if (c != want[0] || d != want[1])
+        fail_msg("key %s (cl %" PRIu64 "): replica %d has c=%" PRId64
+                 " d=%" PRId64 ", model c=%" PRId64 " d=%" PRId64,
+                 pt_keys[k], cl, i, c, d, want[0], want[1]);
+    }
+  }
+  /* Counters are never a conflict. */
+  for (i = 0; i < s->nrep; i++) {
+    sync_txn *t;
+    sync_conflicts *it;
+    sync_conflict c;
+    TU_OK(sync_txn_begin(s->rep[i].env, SYNC_TXN_RDONLY, &t));
+    TU_OK(sync_conflicts_open(t, 0, &it));
+    while (sync_conflicts_next(it, &c) == 0)
+      assert_true(c.column != CT_C && c.column != CT_D);
+    sync_conflicts_close(it);
+    sync_txn_abort(t);
+  }
+}
+
+static void pt_free(pt_scn *s) {
+  int i;
+  for (i = 0; i < s->nheld; i++) sync_delta_free(s->held[i].d);
+  s->nheld = 0;
+  for (i = 0; i < PT_MAXREP; i++)
+    if (s->rep[i].env || s->rep[i].path[0]) mu_close(&s->rep[i]);
+  sync_encoder_free(s->enc);
+  sync_decoder_free(s->dec);
+  s->enc = NULL;
+  s->dec = NULL;
+}
+
+/* Every replica has acknowledged every other's log: each collects its
+ * tombstones.  Rows written again start above the collected causal
+ * lengths, which the model reads back like any other. */
+static void pt_gc(pt_scn *s) {
+  int i, k, r;
+  s->phase = "gc";
+  /* Twice: the first round brings every cursor to its log's end (the
+   * last clean pulls logged rows again), the second acknowledges it. */
+  for (r = 0; r < 2; r++)
+    for (i = 0; i < s->nrep; i++)
+      for (k = 0; k < s->nrep; k++)
+        if (i != k) mu_pull(&s->rep[i], &s->rep[k], 0, 1, NULL);
+  for (i = 0; i < s->nrep; i++) {
+    sync_txn *t;
+    uint64_t collected, after;
+    TU_OK(sync_txn_begin(s->rep[i].env, 0, &t));
+    TU_OK(sync_gc(t, &collected));
+    TU_OK(sync_tombstones(t, &after));
+    TU_OK(sync_txn_commit(t));
+    TU_U64(after, 0);
+    s->collected += collected;
+  }
+}
+
+static void pt_scenario(pt_scn *s, uint64_t seed) {
+  int i, j, step, steps, round, e, epochs;
+  memset(s, 0, sizeof *s);
+  pt_cur = s;
+  s->seed = seed;
+  s->rng.s = seed;
+  s->phase = "setup";
+  s->nrep = 3 + (int)pt_below(s, 3);
+  s->nkeys = 1 + (int)pt_below(s, PT_MAXKEYS);
+  s->now = UINT64_C(1700000000000);
+  TU_OK(sync_encoder_create(NULL, NULL, &s->enc));
+  TU_OK(sync_decoder_create(NULL, NULL, &s->dec));
+  for (i = 0; i < s->nrep; i++) {
+    uint8_t site[16];
+    char path[32];
+    tu_fill(&s->rng, site, 16);
+    site[0] = (uint8_t)((site[0] & 0xf0) | (uint8_t)i);
+    snprintf(path, sizeof path, "t_ct%d.db", i);
+    mu_open_schema(&s->rep[i], path, site, &s->now,
+                   (int64_t)pt_below(s, 5) - 2, ct_tables, 1);
+  }
+  epochs = pt_below(s, 4) == 0 ? 2 : 1;
+  for (e = 0; e < epochs; e++) {
+    if (e) pt_gc(s);
+    s->phase = "random adds, writes and exchanges";
+    steps = 40 + (int)pt_below(s, 40 * (uint64_t)s->nrep);
+    for (step = 0; step < steps; step++) {
+      uint64_t p = pt_below(s, 100);
+      if (p < 55) {
+        pt_local_txn(s, (int)pt_below(s, (uint64_t)s->nrep));
+      } else if (p < 95) {
+        int a = (int)pt_below(s, (uint64_t)s->nrep);
+        int b = (int)pt_below(s, (uint64_t)s->nrep - 1);
+        if (b >= a) b++;
+        pt_exchange(s, a, b);
+      } else if (s->nheld) {
+        pt_deliver(s, (int)pt_below(s, (uint64_t)s->nheld));
+      }
+    }
+    while (s->nheld) {
+      if (pt_below(s, 2)) {
+        pt_deliver(s, (int)pt_below(s, (uint64_t)s->nheld));
+      } else {
+        sync_delta_free(s->held[s->nheld - 1].d);
+        s->nheld--;
+      }
+    }
+    s->phase = "clean pulls";
+    for (round = 1;; round++) {
+      int same = 1;
+      for (i = 0; i < s->nrep; i++)
+        for (j = 0; j < s->nrep; j++)
+          if (i != j) {
+            if (pt_below(s, 2))
+              ct_pull_wire(&s->rep[i], &s->rep[j], NULL);
+            else
+              mu_pull(&s->rep[i], &s->rep[j], 1 + pt_below(s, 3), 1, NULL);
+          }
+      for (i = 1; i < s->nrep; i++)
+        if (mu_digest(&s->rep[i]) != mu_digest(&s->rep[0])) same = 0;
+      if (same) break;
+      if (round == 3)
+        fail_msg("digests differ after %d rounds of pulls", round);
+    }
+    s->phase = "model check";
+    pt_check(s);
+  }
+  pt_free(s);
+  pt_cur = NULL;
+}
+
+static int pt_teardown(void **state) {
+  (void)state;
+  if (pt_cur) {
+    fprintf(stderr,
+            "FAILED counter scenario seed 0x%016" PRIx64 " during %s; replay "
+            "with SYNC_TEST_SEED=0x%016" PRIx64
+            " SYNC_TEST_COUNTER_SCENARIOS=1\n",
+            pt_cur->seed, pt_cur->phase, pt_cur->seed);
+    pt_free(pt_cur);
+    pt_cur = NULL;
+  }
+  return 0;
+}
+
+static uint64_t pt_env(const char *name, uint64_t dflt) {
+  const char *v = getenv(name);
+  return v && *v ? (uint64_t)strtoull(v, NULL, 0) : dflt;
+}
+
+static void test_property_concurrent_adds(void **state) {
+  uint64_t seed = pt_env("SYNC_TEST_SEED", UINT64_C(0xc0a7e001));
+  uint64_t n = pt_env("SYNC_TEST_COUNTER_SCENARIOS", 200), i;
+  unsigned long adds = 0, wired = 0, dups = 0, late = 0, ahead = 0, cut = 0,
+                reins = 0, collected = 0;
+  (void)state;
+  for (i = 0; i < n; i++) {
+    pt_scenario(&pt_mem, seed + i);
+    adds += (unsigned long)pt_mem.nadds;
+    wired += pt_mem.wired;
+    dups += pt_mem.dups;
+    late += pt_mem.late;
+    ahead += pt_mem.ahead;
+    cut += pt_mem.cut;
+    reins += pt_mem.reinserts;
+    collected += (unsigned long)pt_mem.collected;
+  }
+  print_message("counter property: %" PRIu64 " scenarios, %lu adds (%lu "
+                "re-inserting), %lu chunks through the codec, %lu applied "
+                "twice, %lu late, %lu ahead, %lu runs cut, %lu tombstones "
+                "collected\n",
+                n, adds, reins, wired, dups, late, ahead, cut, collected);
+}
+
+
+/* Sessions over a link that drops, duplicates, reorders and cuts bytes
+ * (sess_util.h), in random fragments, between a server and 3 devices
+ * that all add to one row's counters (each creating it on its own at
+ * first): once the link is clean, every add counts exactly once. */
+static void test_sessions_faulty_link(void **state) {
+  mu_rep srv, dev[3];
+  tu_rng g = {UINT64_C(0xc0a7e5e5)};
+  static const su_faults faults = {20, 20, 20, 0, 8};
+  int64_t want[2] = {0, 0};
+  int i, round;
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  ct_open(&dev[0], "ct_d0.db", 0x61);
+  ct_open(&dev[1], "ct_d1.db", 0x62);
+  ct_open(&dev[2], "ct_d2.db", 0x63);
+  for (round = 0; round < 80; round++) {
+    int who = (int)tu_below(&g, 4); /* 3: the server */
+    int dcol = tu_below(&g, 3) == 0;
+    int64_t delta = (int64_t)tu_below(&g, 9) - 4;
+    sync_session_opts co, so;
+    sync_session *a, *b;
+    su_pump p;
+    if (!delta) delta = 7;
+    TU_OK(ct_add(who == 3 ? &srv : &dev[who], "k", dcol ? CT_D : CT_C, delta));
+    want[dcol] += delta;
+    memset(&co, 0, sizeof co);
+    memset(&so, 0, sizeof so);
+    so.server = 1;
+    TU_OK(sync_session_create(dev[(int)tu_below(&g, 3)].env, &co, &a));
+    TU_OK(sync_session_create(srv.env, &so, &b));
+    memset(&p, 0, sizeof p);
+    p.g = &g;
+    p.max_piece = 1 + (size_t)tu_below(&g, 300);
+    p.faults = &faults;
+    su_run(&p, a, b);
+    sync_session_free(a);
+    sync_session_free(b);
+  }
+  /* Clean sessions: every device to the server, then back. */
+  for (round = 0; round < 2; round++)
+    for (i = 0; i < 3; i++)
+      TU_RC(su_sync(&dev[i], &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(ct_val(&srv, "k", CT_C), want[0]);
+  assert_int_equal(ct_val(&srv, "k", CT_D), want[1]);
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(ct_val(&dev[i], "k", CT_C), want[0]);
+    assert_int_equal(ct_val(&dev[i], "k", CT_D), want[1]);
+    assert_true(mu_digest(&dev[i]) == mu_digest(&srv));
+  }
+  mu_close(&srv);
+  for (i = 0; i < 3; i++) mu_close(&dev[i]);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Allocation failures
+ * ------------------------------------------------------------------- */
+
+/* The frame a replica gets from s (site 0x5e): s's adds of 10 to k0..k2
+ * and of 5 to k3, with t's (0x7e) of 20 to k0 merged in. */
+static unsigned char al_frame[8192];
+static size_t al_flen;
+
+static void al_make_frame(void) {
+  mu_rep s, t, r;
+  sync_encoder *e;
+  sync_delta *d;
+  const void *f;
+  char key[4];
+  int i;
+  ct_open(&s, "ct_s.db", 0x5e);
+  ct_open(&t, "ct_t.db", 0x7e);
+  ct_open(&r, "ct_al.db", 0x3e); /* the receiver's site, for the request */
+  TU_OK(ct_add(&t, "k0", CT_C, 20));
+  ct_pull_wire(&s, &t, NULL);
+  for (i = 0; i < 3; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    TU_OK(ct_add(&s, key, CT_C, 10));
+  }
+  TU_OK(ct_add(&s, "k3", CT_D, 5));
+  d = mu_cut(&r, &s, 0, 0);
+  assert_true(sync_delta_last(d));
+  TU_OK(sync_encoder_create(NULL, NULL, &e));
+  TU_OK(sync_encoder_begin(e, d, &al_flen, NULL));
+  TU_OK(sync_encoder_frame(e, &f, &al_flen));
+  assert_true(al_flen <= sizeof al_frame);
+  memcpy(al_frame, f, al_flen);
+  sync_encoder_free(e);
+  sync_delta_free(d);
+  mu_close(&s);
+  mu_close(&t);
+  mu_close(&r);
+}
+
+/* Open ct_al.db (site 0x3e) on allocator a, add 1 to k0..k2 in one
+ * transaction, decode the frame and apply it in another, read back.
+ * Returns the first error. */
+static int al_scenario(tu_alloc *a) {
+  sync_allocator al = tu_allocator(a);
+  mu_rep r;
+  sync_env *env = NULL;
+  sync_txn *x = NULL;
+  sync_decoder *dec = NULL;
+  sync_delta *d = NULL;
+  sync_apply_report rep;
+  sync_value v[CT_NCOLS];
+  int rc, i;
+  char key[4];
+  memset(&r, 0, sizeof r);
+  mu_site(r.site, 0x3e);
+  r.now = &ct_now;
+  if ((rc = sync_env_create(&al, &env))) return rc;
+  TU_OK(sync_env_set_random(env, mu_random_fn, &r));
+  TU_OK(sync_env_set_clock(env, mu_clock_fn, &r));
+  TU_OK(sync_env_set_durability(env, SYNC_DURABLE_NOSYNC));
+  if ((rc = sync_env_set_schema(env, ct_tables, 1)) ||
+      (rc = sync_env_open(env, "ct_al.db", 0)))
+    goto out;
+  if ((rc = sync_txn_begin(env, 0, &x))) goto out;
+  for (i = 0; i < 3 && !rc; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    rc = sync_counter_add(x, 0, key, 2, CT_C, 1);
+  }
+  if (rc) goto out;
+  rc = sync_txn_commit(x);
+  x = NULL;
+  if (rc) goto out;
+  if ((rc = sync_decoder_create(&al, NULL, &dec)) ||
+      (rc = sync_decoder_decode(dec, al_frame, al_flen, &d)))
+    goto out;
+  if ((rc = sync_txn_begin(env, 0, &x)) ||
+      (rc = sync_delta_apply(x, d, SYNC_APPLY_MERGE, &rep)))
+    goto out;
+  rc = sync_txn_commit(x);
+  x = NULL;
+  if (rc) goto out;
+  if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &x)) ||
+      (rc = sync_get(x, 0, "k0", 2, v, CT_NCOLS)))
+    goto out;
+  assert_int_equal(v[CT_C].i, 31);
+out:
+  sync_txn_abort(x);
+  sync_delta_free(d);
+  sync_decoder_free(dec);
+  sync_env_close(env);
+  return rc;
+}
+
+/* What the file holds after a run: each transaction whole or not at
+ * all. */
+static void al_verify(void) {
+  mu_rep r;
+  int64_t k0, k1, k3 = 0, d3 = 0;
+  int has3;
+  if (!tu_file_exists("ct_al.db")) return;
+  memset(&r, 0, sizeof r);
+  mu_site(r.site, 0x3e);
+  r.random_calls = 1;
+  r.now = &ct_now;
+  snprintf(r.path, sizeof r.path, "ct_al.db");
+  TU_OK(sync_env_create(NULL, &r.env));
+  TU_OK(sync_env_set_random(r.env, mu_random_fn, &r));
+  TU_OK(sync_env_set_clock(r.env, mu_clock_fn, &r));
+  TU_OK(sync_env_set_schema(r.env, ct_tables, 1));
+  if (sync_env_open(r.env, "ct_al.db", 0)) {
+    /* Failed before the file was a database: nothing in it. */
+    sync_env_close(r.env);
+    return;
+  }
+  has3 = ct_get(&r, "k3", CT_D, &d3) == 0;
+  (void)k3;
+  if (ct_get(&r, "k0", CT_C, &k0)) k0 = 0;
+  if (ct_get(&r, "k1", CT_C, &k1)) k1 = 0;
+  /* nothing, the adds, or the adds and the frame */
+  if (!((k0 == 0 && k1 == 0 && !has3) || (k0 == 1 && k1 == 1 && !has3) ||
+        (k0 == 31 && k1 == 11 && has3 && d3 == 5)))
+    fail_msg("torn state: k0 %" PRId64 ", k1 %" PRId64 ", k3 %s", k0, k1,
+             has3 ? "present" : "absent");
+  sync_env_close(r.env);
+}
+
+static void test_allocation_failures(void **state) {
+  tu_alloc a;
+  unsigned long k, nth, enomem = 0;
+  (void)state;
+  al_make_frame();
+  memset(&a, 0, sizeof a);
+  tu_remove_db("ct_al.db");
+  TU_OK(al_scenario(&a));
+  assert_int_equal(a.live_blocks, 0);
+  al_verify();
+  k = a.calls;
+  for (nth = 1; nth <= k; nth++) {
+    int rc;
+    tu_remove_db("ct_al.db");
+    memset(&a, 0, sizeof a);
+    a.fail_at = nth;
+    rc = al_scenario(&a);
+    if (a.live_blocks != 0)
+      fail_msg("allocation %lu failing: %ld blocks leaked", nth, a.live_blocks);
+    if (rc) {
+      if (rc != SYNC_ENOMEM)
+        fail_msg("allocation %lu failing: %s", nth, sync_strerror(rc));
+      enomem++;
+    }
+    al_verify();
+  }
+  tu_remove_db("ct_al.db");
+  print_message("counter: %lu allocations, %lu failures surfaced\n", k,
+                enomem);
+  assert_true(enomem > 0);
+}
+
+static size_t ct_patch(const unsigned char *f, size_t flen, size_t voff,
+                       size_t vlen, const unsigned char *nv, size_t nvlen,
+                       unsigned char *out) {
+  /* Header: magic 4, major, minor, flags 0 (stored), var body length. */
+  uint64_t blen = 0, h;
+  size_t k = 7, shift = 0, o, nb;
+  int i;
+  assert_int_equal(f[6], 0);
+  do {
+    blen |= (uint64_t)(f[k] & 0x7f) << shift;
+    shift += 7;
+  } while (f[k++] & 0x80);
+  assert_true(k + blen + 8 == flen && voff > k && voff + vlen <= k + blen);
+  nb = (size_t)blen - vlen + nvlen;
+  memcpy(out, f, 7);
+  o = 7;
+  {
+    size_t v = nb;
+    do {
+      out[o++] = (unsigned char)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+      v >>= 7;
+    } while (v);
+  }
+  memcpy(out + o, f + k, voff - k);
+  o += voff - k;
+  memcpy(out + o, nv, nvlen);
+  o += nvlen;
+  memcpy(out + o, f + voff + vlen, k + (size_t)blen - voff - vlen);
+  o += k + (size_t)blen - voff - vlen;
+  h = XXH3_64bits(out, o);
+  for (i = 0; i < 8; i++) out[o + (size_t)i] = (unsigned char)(h >> (8 * i));
+  return o + 8;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_add_reads_as_integer),
+      cmocka_unit_test(test_delete_resets),
+      cmocka_unit_test(test_bad_calls),
+      cmocka_unit_test(test_overflow_and_saturation),
+      cmocka_unit_test(test_concurrent_adds_all_count),
+      cmocka_unit_test(test_policies),
+      cmocka_unit_test(test_copied_file_counts_once),
+      cmocka_unit_test(test_repair_with_counters),
+      cmocka_unit_test(test_relay_rights_per_contribution),
+      cmocka_unit_test(test_relay_without_the_column),
+      cmocka_unit_test(test_wire_sends_only_news),
+      cmocka_unit_test(test_hostile_contributions),
+      cmocka_unit_test(test_format_version),
+      cmocka_unit_test(test_sessions_faulty_link),
+      cmocka_unit_test(test_allocation_failures),
+      cmocka_unit_test_teardown(test_property_concurrent_adds, pt_teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
