@@ -5590,6 +5590,8 @@ SYNC_API int sync_history_prune(sync_txn *x, unsigned table,
     sx_slice k, v;
     int op = SX_FIRST;
     if ((rc = sx_cur_open(env->st, x->t, env->tdbi[table], &c))) return rc;
+    k.p = NULL; /* SX_FIRST reads no key; the analyzers cannot tell */
+    k.n = 0;
     while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
       uint64_t pv;
       uint32_t ps;
