@@ -13834,7 +13834,9 @@ static void sx_enc_head(sx_ebody *b) {
   b->p = p;
 }
 
-/* Stage 4: the stamp table, in groups of one site. */
+/* Stage 4: the stamp table, in groups of one site.  A group's first HLC
+ * is plain in a frame of its own, and in a session frame a delta against
+ * what the session last said of its site (sx_fctx_sref). */
 static void sx_enc_stamps(sx_ebody *b) {
   const sx_stampv *st = b->st;
   unsigned char *p = b->p;
@@ -13847,35 +13849,12 @@ static void sx_enc_stamps(sx_ebody *b) {
     while (i + n < b->nst && st[i + n].site == st[i].site) n++;
     p = sx_wv(p, st[i].site);
     p = sx_wv(p, n);
-    p = sx_wv(p, st[i].hlc);
+    if (b->cx)
+      p = sx_whdelta(p, st[i].hlc, sx_fctx_sref(b->cx, b->d, st[i].site), 0);
+    else
+      p = sx_wv(p, st[i].hlc);
     for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
     i += n;
-  }
-  b->p = p;
-}
-
-/* Stage 5: the tables: id, column count, one encoding byte per column. */
-static void sx_enc_tables(sx_ebody *b) {
-  const sync_delta *d = b->d;
-  sx_encol *ec = b->e->ec;
-  unsigned char *p = sx_wv(b->p, b->ntab);
-  size_t i, j, k = 0;
-  for (i = 0; i < d->nrows; i++) {
-    unsigned tid = d->rows[b->e->order[i]].tid, ncols = 0, col;
-    if (i && tid == d->rows[b->e->order[i - 1]].tid) continue;
-    while (k < b->nec && ec[k].tid < tid) k++;
-    for (j = k; j < b->nec && ec[j].tid == tid; j++) ncols = ec[j].col + 1;
-    p = sx_wv(p, tid);
-    p = sx_wv(p, ncols);
-    for (col = 0, j = k; col < ncols; col++) {
-      if (j < b->nec && ec[j].tid == tid && ec[j].col == col) {
-        *p++ = (unsigned char)(ec[j].type | (ec[j].enc << 3));
-        ec[j].prev = 0;
-        j++;
-      } else {
-        *p++ = 0; /* a column no row of the chunk carries */
-      }
-    }
   }
   b->p = p;
 }
@@ -13961,27 +13940,14 @@ static int sx_enc2_head(sx_ebody *b) {
   return 0;
 }
 
-/* Major 2, stage 4: the stamp table, each group's first HLC against the
- * requester's vector entry for its site; then the sender's vector, each
- * entry against the largest stamp of its site in the chunk (or that
- * vector entry when the chunk has none). */
-static void sx_enc2_stamps(sx_ebody *b) {
+/* Major 2, after the stamp table: the sender's vector, each entry
+ * against the largest stamp of its site in the chunk (or the requester's
+ * entry when the chunk has none). */
+static void sx_enc2_vector(sx_ebody *b) {
   const sync_delta *d = b->d;
   const sx_stampv *st = b->st;
   unsigned char *p = b->p;
-  size_t i, j, ng = 0, g;
-  for (i = 0; i < b->nst; i++)
-    if (!i || st[i].site != st[i - 1].site) ng++;
-  p = sx_wv(p, ng);
-  for (i = 0; i < b->nst;) {
-    size_t n = 1;
-    while (i + n < b->nst && st[i + n].site == st[i].site) n++;
-    p = sx_wv(p, st[i].site);
-    p = sx_wv(p, n);
-    p = sx_whdelta(p, st[i].hlc, sx_fctx_sref(b->cx, d, st[i].site), 0);
-    for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
-    i += n;
-  }
+  size_t i, g;
   for (i = g = 0; i < d->nsites; i++) {
     uint64_t v = i < d->nvv ? d->vv[i] : 0, mx = 0;
     while (g < b->nst && st[g].site < i) g++;
@@ -14021,7 +13987,9 @@ static int sx_enc2_schema_form(const sx_ebody *b, unsigned tid, size_t k,
   return 1;
 }
 
-static void sx_enc2_tables(sx_ebody *b) {
+/* Stage 5: the tables: id, column count, one encoding byte per column.
+ * A session frame writes the count + 1, or 0 for the schema form. */
+static void sx_enc_tables(sx_ebody *b) {
   const sync_delta *d = b->d;
   sx_encol *ec = b->e->ec;
   unsigned char *p = sx_wv(b->p, b->ntab);
@@ -14032,19 +14000,19 @@ static void sx_enc2_tables(sx_ebody *b) {
     while (k < b->nec && ec[k].tid < tid) k++;
     for (j = k; j < b->nec && ec[j].tid == tid; j++) ncols = ec[j].col + 1;
     p = sx_wv(p, tid);
-    if (ncols && sx_enc2_schema_form(b, tid, k, ncols)) {
+    if (b->cx && ncols && sx_enc2_schema_form(b, tid, k, ncols)) {
       *p++ = 0;
       for (j = k; j < b->nec && ec[j].tid == tid; j++) ec[j].prev = 0;
       continue;
     }
-    p = sx_wv(p, (uint64_t)ncols + 1);
+    p = sx_wv(p, (uint64_t)ncols + (b->cx ? 1 : 0));
     for (col = 0, j = k; col < ncols; col++) {
       if (j < b->nec && ec[j].tid == tid && ec[j].col == col) {
         *p++ = (unsigned char)(ec[j].type | (ec[j].enc << 3));
         ec[j].prev = 0;
         j++;
       } else {
-        *p++ = 0;
+        *p++ = 0; /* a column no row of the chunk carries */
       }
     }
   }
@@ -14325,8 +14293,9 @@ static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
     b.p = e->body.p;
     rc = sx_enc2_head(&b);
     if (!rc) {
-      sx_enc2_stamps(&b);
-      sx_enc2_tables(&b);
+      sx_enc_stamps(&b);
+      sx_enc2_vector(&b);
+      sx_enc_tables(&b);
       rc = sx_enc_rows(&b);
     }
   } else if (!rc) {
