@@ -297,6 +297,20 @@ SYNC_PRIVATE int sx_rh_pinned(sync_txn *x, unsigned tid, const sx_row *r) {
   return rc ? rc : 1;
 }
 
+/* Put c on table tid's first record at or after key k: 1 with it in
+ * *kk and *v, 0 past the table's last, or an error. */
+static int sx_rh_seek(sync_env *env, sx_scur *c, unsigned tid,
+                      const unsigned char *k, sx_slice *kk, sx_slice *v) {
+  int rc;
+  kk->p = k;
+  kk->n = SX_RH_KEY;
+  rc = sx_cur_get(env->st, c, SX_SET_RANGE, kk, v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  return kk->n == SX_RH_KEY && kk->p[0] == (unsigned char)(tid >> 8) &&
+         kk->p[1] == (unsigned char)tid;
+}
+
 /* The age rule on table tid: remove records of changes made before
  * cutoff, oldest first, looking at no more than budget of them. */
 static int sx_rh_age(sync_txn *x, unsigned tid, uint64_t cutoff,
@@ -312,17 +326,7 @@ static int sx_rh_age(sync_txn *x, unsigned tid, uint64_t cutoff,
   while (budget--) {
     unsigned flags;
     uint64_t time;
-    kk.p = k;
-    kk.n = SX_RH_KEY;
-    rc = sx_cur_get(env->st, c, SX_SET_RANGE, &kk, &v);
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (kk.n != SX_RH_KEY || kk.p[0] != (unsigned char)(tid >> 8) ||
-        kk.p[1] != (unsigned char)tid)
-      break;
+    if ((rc = sx_rh_seek(env, c, tid, k, &kk, &v)) <= 0) break;
     if ((rc = sx_rh_rec(&v, &flags, &time, &prev))) break;
     if (time >= cutoff) break;
     memcpy(k, kk.p, SX_RH_KEY);
@@ -900,17 +904,7 @@ static int sx_rh_drop(sync_txn *x, unsigned tid) {
   if ((rc = sx_cur_open(env->st, x->t, env->hist, &c))) return rc;
   sx_rh_key(k, tid, 0, 0);
   for (;;) {
-    kk.p = k;
-    kk.n = SX_RH_KEY;
-    rc = sx_cur_get(env->st, c, SX_SET_RANGE, &kk, &v);
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    if (kk.n != SX_RH_KEY || kk.p[0] != (unsigned char)(tid >> 8) ||
-        kk.p[1] != (unsigned char)tid)
-      break;
+    if ((rc = sx_rh_seek(env, c, tid, k, &kk, &v)) <= 0) break;
     if ((rc = sx_cur_del(env->st, c))) break;
   }
   sx_cur_close(c);
