@@ -5899,6 +5899,11 @@ SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
  * replica ever collected, so that a re-insert after gc still wins over
  * peers that kept the tombstone. */
 SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
+/* Put cur (table tid's) on the stored row at key and decode it into
+ * x->old: 1 when there is one (live or a tombstone), 0 when not, or an
+ * error (SYNC_ECORRUPT with the table named for a damaged row). */
+SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                            const void *key, size_t klen);
 
 #endif
 
@@ -6018,7 +6023,6 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   sync_env *env;
   const sx_table *tb;
   sx_scur *cur;
-  sx_slice k, v;
   uint64_t fresh = 1;
   unsigned i;
   int rc, found;
@@ -6040,14 +6044,7 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
       return rc;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
   sx_stamp_txn(x);
-  k.p = (const unsigned char *)key;
-  k.n = klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  found = rc == 0;
-  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   tb->name);
+  if ((found = sx_old_row(x, tid, cur, key, klen)) < 0) return found;
   if ((!found || !(x->old.cl & 1)) && (rc = sx_fresh_cl(x, tid, &fresh)))
     return rc;
   rc = sx_build(x, tb, found, op, cols, vals, n, fresh);
@@ -6271,7 +6268,6 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
   sync_env *env;
   const sx_table *tb;
   sx_scur *cur;
-  sx_slice k, v;
   uint64_t fresh = 1;
   unsigned i;
   int rc, found, live;
@@ -6285,14 +6281,7 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
   if (delta == 0) return 0;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, table, &cur)))
     return rc;
-  k.p = (const unsigned char *)key;
-  k.n = klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  found = rc == 0;
-  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   tb->name);
+  if ((found = sx_old_row(x, table, cur, key, klen)) < 0) return found;
   live = found && (x->old.cl & 1);
   if (!live) {
     for (i = 0; i < tb->ncols; i++)
@@ -6319,6 +6308,21 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
   }
   if ((rc = sx_counter_bump(x, col, delta))) return rc;
   return sx_store_row(x, table, cur, key, klen, found, 0);
+}
+
+SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                            const void *key, size_t klen) {
+  sx_slice k, v;
+  int rc;
+  k.p = (const unsigned char *)key;
+  k.n = klen;
+  rc = sx_cur_get(x->env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(x->env, rc, "table '%s': stored row fails its checksum",
+                   x->env->schema->tables[tid].name);
+  return 1;
 }
 
 /* Read and decode the row at key into r; SYNC_NOTFOUND when absent or a
@@ -12030,15 +12034,7 @@ static int sx_apply_find(sx_run *r, const sx_drow *dr, sx_scur *cur,
               sx_keycmp(key, dr->klen, r->app_last, r->app_len) > 0;
   }
   if (*append) return 0;
-  k.p = key;
-  k.n = dr->klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if ((rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   env->schema->tables[dr->tid].name);
-  return 1;
+  return sx_old_row(x, dr->tid, cur, key, dr->klen);
 }
 
 /* A row went on the table's end: it is the last key now. */
@@ -12672,7 +12668,6 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
   sync_env *env = x->env;
   const sx_table *tb;
   sx_scur *cur;
-  sx_slice k, v;
   sx_buf rec;
   uint64_t newest = 0;
   int rc, found, reverted = 0;
@@ -12683,14 +12678,7 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x)) ||
       (rc = sx_table_cursor(x, tid, &cur)))
     return rc;
-  k.p = key;
-  k.n = klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  found = rc == 0;
-  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   tb->name);
+  if ((found = sx_old_row(x, tid, cur, key, klen)) < 0) return found;
   if (found)
     for (i = 0; i < x->old.nstamps; i++)
       if (x->old.stamps[i].hlc > newest) newest = x->old.stamps[i].hlc;

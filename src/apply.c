@@ -1038,15 +1038,7 @@ static int sx_apply_find(sx_run *r, const sx_drow *dr, sx_scur *cur,
               sx_keycmp(key, dr->klen, r->app_last, r->app_len) > 0;
   }
   if (*append) return 0;
-  k.p = key;
-  k.n = dr->klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if ((rc = sx_row_decode(v.p, v.n, key, dr->klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   env->schema->tables[dr->tid].name);
-  return 1;
+  return sx_old_row(x, dr->tid, cur, key, dr->klen);
 }
 
 /* A row went on the table's end: it is the last key now. */

@@ -124,7 +124,6 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
   sync_env *env;
   const sx_table *tb;
   sx_scur *cur;
-  sx_slice k, v;
   uint64_t fresh = 1;
   unsigned i;
   int rc, found;
@@ -146,14 +145,7 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
       return rc;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
   sx_stamp_txn(x);
-  k.p = (const unsigned char *)key;
-  k.n = klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  found = rc == 0;
-  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   tb->name);
+  if ((found = sx_old_row(x, tid, cur, key, klen)) < 0) return found;
   if ((!found || !(x->old.cl & 1)) && (rc = sx_fresh_cl(x, tid, &fresh)))
     return rc;
   rc = sx_build(x, tb, found, op, cols, vals, n, fresh);
@@ -377,7 +369,6 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
   sync_env *env;
   const sx_table *tb;
   sx_scur *cur;
-  sx_slice k, v;
   uint64_t fresh = 1;
   unsigned i;
   int rc, found, live;
@@ -391,14 +382,7 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
   if (delta == 0) return 0;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, table, &cur)))
     return rc;
-  k.p = (const unsigned char *)key;
-  k.n = klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  found = rc == 0;
-  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   tb->name);
+  if ((found = sx_old_row(x, table, cur, key, klen)) < 0) return found;
   live = found && (x->old.cl & 1);
   if (!live) {
     for (i = 0; i < tb->ncols; i++)
@@ -425,6 +409,21 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
   }
   if ((rc = sx_counter_bump(x, col, delta))) return rc;
   return sx_store_row(x, table, cur, key, klen, found, 0);
+}
+
+SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                            const void *key, size_t klen) {
+  sx_slice k, v;
+  int rc;
+  k.p = (const unsigned char *)key;
+  k.n = klen;
+  rc = sx_cur_get(x->env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(x->env, rc, "table '%s': stored row fails its checksum",
+                   x->env->schema->tables[tid].name);
+  return 1;
 }
 
 /* Read and decode the row at key into r; SYNC_NOTFOUND when absent or a

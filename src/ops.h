@@ -30,5 +30,10 @@ SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
  * replica ever collected, so that a re-insert after gc still wins over
  * peers that kept the tombstone. */
 SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
+/* Put cur (table tid's) on the stored row at key and decode it into
+ * x->old: 1 when there is one (live or a tombstone), 0 when not, or an
+ * error (SYNC_ECORRUPT with the table named for a damaged row). */
+SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                            const void *key, size_t klen);
 
 #endif

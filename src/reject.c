@@ -154,7 +154,6 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
   sync_env *env = x->env;
   const sx_table *tb;
   sx_scur *cur;
-  sx_slice k, v;
   sx_buf rec;
   uint64_t newest = 0;
   int rc, found, reverted = 0;
@@ -165,14 +164,7 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x)) ||
       (rc = sx_table_cursor(x, tid, &cur)))
     return rc;
-  k.p = key;
-  k.n = klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  found = rc == 0;
-  if (found && (rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   tb->name);
+  if ((found = sx_old_row(x, tid, cur, key, klen)) < 0) return found;
   if (found)
     for (i = 0; i < x->old.nstamps; i++)
       if (x->old.stamps[i].hlc > newest) newest = x->old.stamps[i].hlc;
