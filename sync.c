@@ -4286,6 +4286,12 @@ SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
                                 const unsigned char *v, size_t vn,
                                 unsigned *tid, sx_slice *key);
 SYNC_PRIVATE int sx_log_finish(sync_txn *x);
+/* Column col of decoded row r of table tid as sync_changes_column gives
+ * it: the value as reads see it (a counter's sum), stamp and base with
+ * site ids; SYNC_NOTFOUND for a tombstone or a column never written. */
+SYNC_PRIVATE int sx_row_column(sync_txn *x, unsigned tid, const sx_row *r,
+                               unsigned col, sync_value *val,
+                               sync_stamp *stamp, sync_stamp *base);
 
 #endif
 
@@ -4486,25 +4492,26 @@ SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
   return sx_stamp_out(x, &it->row, it->row.cl_stamp, &out->row_stamp);
 }
 
-SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
-                                 sync_value *val, sync_stamp *stamp,
-                                 sync_stamp *base) {
-  const sx_row *r;
+SYNC_PRIVATE int sx_row_column(sync_txn *x, unsigned tid, const sx_row *r,
+                               unsigned col, sync_value *val,
+                               sync_stamp *stamp, sync_stamp *base) {
+  const sx_table *tb = &x->env->schema->tables[tid];
   int rc;
-  if (!it || it->dead || !it->started) return SYNC_EINVAL;
-  r = &it->row;
   if (!(r->cl & 1) || col >= r->ncols || r->cols[col].st == SX_NOSTAMP)
     return SYNC_NOTFOUND;
   if (val)
     *val = sx_rcol_value(&r->cols[col],
-                         col < it->x->env->schema->tables[it->tid].ncols
-                             ? it->x->env->schema->tables[it->tid].cols[col].type
-                             : SYNC_NULL);
-  if (stamp && (rc = sx_stamp_out(it->x, r, r->cols[col].st, stamp)))
-    return rc;
-  if (base && (rc = sx_stamp_out(it->x, r, r->cols[col].base, base)))
-    return rc;
+                         col < tb->ncols ? tb->cols[col].type : SYNC_NULL);
+  if (stamp && (rc = sx_stamp_out(x, r, r->cols[col].st, stamp))) return rc;
+  if (base && (rc = sx_stamp_out(x, r, r->cols[col].base, base))) return rc;
   return 0;
+}
+
+SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
+                                 sync_value *val, sync_stamp *stamp,
+                                 sync_stamp *base) {
+  if (!it || it->dead || !it->started) return SYNC_EINVAL;
+  return sx_row_column(it->x, it->tid, &it->row, col, val, stamp, base);
 }
 
 SYNC_API void sync_changes_close(sync_changes *it) {
@@ -4599,6 +4606,83 @@ SYNC_PRIVATE int sx_rh_load(sync_env *env, sx_stxn *t);
  * 1: *row is that version; 0: the row did not exist then; or an error. */
 SYNC_PRIVATE int sx_rh_cursor_at(sync_cursor *c, const sx_slice *key,
                                  sx_slice *row);
+
+#endif
+/* ---- src/ops.h ---- */
+/*
+ * ops.h - the public row API: tracked writes (the only place rows are
+ * stored), reads, and cursors.
+ */
+#ifndef SX_OPS_H
+#define SX_OPS_H
+
+/* ---- src/fp.h ---- */
+/*
+ * fp.h - row fingerprints and the per-table records (live count and
+ * fingerprint sums) kept at every commit.
+ */
+#ifndef SX_FP_H
+#define SX_FP_H
+
+
+/* Fingerprints of one stored row (docs/FORMAT.md, "Fingerprints").
+ * *content hashes what sync_digest covers (key and the values of the
+ * replicated columns); *meta hashes that plus the causal length and every
+ * stamp (as site ids, so equal rows hash equal on every replica), for
+ * range repair.  A tombstone has neither: both are 0 and the call
+ * returns 0 (a live row returns 1).  Needs the site table (loaded on
+ * demand), so it can fail with a storage error. */
+#ifndef SYNC_OMIT_REPAIR
+/* The meta hash of one counter contribution (site id, p, n, HLC); a
+ * cell's is the sum of its contributions', mod 2^64. */
+SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
+                                  uint64_t n, uint64_t hlc);
+#endif
+SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
+                           size_t klen, const sx_row *r, uint64_t *content,
+                           uint64_t *meta);
+SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
+/* The same sums by a scan of every row of the table: for the format
+ * upgrade and schema changes, which rebuild the stored record. */
+SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
+SYNC_PRIVATE int sx_tsum_get(sync_env *env, sx_stxn *t, unsigned tid, sx_tsum *out);
+SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
+                             const sx_tsum *s);
+
+#endif
+
+/* Take the transaction's stamp (at its first change). */
+SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
+/* Store x->nw at key (replacing x->old when found, which must have been
+ * decoded from the same key), with its log entry; keeps counts and the
+ * change list.  The only place rows are written.  append: the key sorts
+ * after every key of the table. */
+SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                              const void *key, size_t klen, int found,
+                              int append);
+/* Remove the row at cur (x->old, decoded from key) without a trace: no
+ * tombstone, no log entry; keeps counts, sums and the change list.  For
+ * rows that left this replica's scope (exit markers). */
+SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                               const void *key, size_t klen);
+/* Row r of table tid (key) is about to be deleted from the store: the
+ * table's counts and fingerprint sums lose it (before the delete: r's
+ * values may point into the stored bytes). */
+SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
+                              size_t klen, const sx_row *r);
+/* Causal length for a new row of table tid: above every tombstone this
+ * replica ever collected, so that a re-insert after gc still wins over
+ * peers that kept the tombstone. */
+SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
+/* Put cur (table tid's) on the stored row at key and decode it into
+ * x->old: 1 when there is one (live or a tombstone), 0 when not, or an
+ * error (SYNC_ECORRUPT with the table named for a damaged row). */
+/* The first nvals values of decoded row r of table tb, as reads give
+ * them (a counter's sum, NULL or 0 for a column never written). */
+SYNC_PRIVATE void sx_fill(const sx_table *tb, const sx_row *r,
+                          sync_value *vals, unsigned nvals);
+SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                            const void *key, size_t klen);
 
 #endif
 
@@ -5139,12 +5223,6 @@ SYNC_API int sync_cursor_open_asof(sync_txn *x, unsigned table, int kind,
 }
 
 /* Values of row r for a table of n columns (NULL where none). */
-static void sx_rh_fill(const sx_row *r, sync_value *vals, unsigned n) {
-  unsigned i;
-  for (i = 0; i < n; i++)
-    vals[i] = (i < r->ncols && r->cols[i].st != SX_NOSTAMP) ? r->cols[i].v
-                                                            : sync_null();
-}
 
 struct sync_versions {
   sx_alloc al;
@@ -5256,7 +5334,7 @@ SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
   if (out->deleted) {
     for (i = 0; i < nvals; i++) vals[i] = sync_null();
   } else {
-    sx_rh_fill(r, vals, nvals);
+    sx_fill(&env->schema->tables[it->tid], r, vals, nvals);
   }
   return 0;
 }
@@ -5264,27 +5342,8 @@ SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
 SYNC_API int sync_versions_column(sync_versions *it, unsigned col,
                                   sync_value *val, sync_stamp *stamp,
                                   sync_stamp *base) {
-  const sx_row *r;
-  const sx_rcol *c;
-  int rc;
   if (!it || !it->have) return SYNC_EINVAL;
-  r = &it->row;
-  if (col >= r->ncols || r->cols[col].st == SX_NOSTAMP) return SYNC_NOTFOUND;
-  c = &r->cols[col];
-  if (val) *val = c->v;
-  if (stamp) {
-    stamp->hlc = r->stamps[c->st].hlc;
-    if ((rc = sx_site_id(it->x, r->stamps[c->st].site, stamp->site))) return rc;
-  }
-  if (base) {
-    memset(base, 0, sizeof *base);
-    if (c->base != SX_NOSTAMP) {
-      base->hlc = r->stamps[c->base].hlc;
-      if ((rc = sx_site_id(it->x, r->stamps[c->base].site, base->site)))
-        return rc;
-    }
-  }
-  return 0;
+  return sx_row_column(it->x, it->tid, &it->row, col, val, stamp, base);
 }
 
 SYNC_API void sync_versions_close(sync_versions *it) {
@@ -5297,12 +5356,12 @@ SYNC_API void sync_versions_close(sync_versions *it) {
 
 /* Two rows (NULL: absent) hold the same values in the table's n
  * columns. */
-static int sx_rh_same(const sx_row *a, const sx_row *b, unsigned n,
-                      sync_value *va, sync_value *vb) {
+static int sx_rh_same(const sx_table *tb, const sx_row *a, const sx_row *b,
+                      unsigned n, sync_value *va, sync_value *vb) {
   unsigned i;
   if (!a || !b) return !a && !b;
-  sx_rh_fill(a, va, n);
-  sx_rh_fill(b, vb, n);
+  sx_fill(tb, a, va, n);
+  sx_fill(tb, b, vb, n);
   for (i = 0; i < n; i++)
     if (!sx_value_eq(&va[i], &vb[i])) return 0;
   return 1;
@@ -5381,10 +5440,10 @@ SYNC_API int sync_history_diff(sync_txn *x, unsigned table, int kind,
     if ((rc = sx_rh_live_at(x, table, kind, a, fa, &k, &v, &w.ra, &pa)) ||
         (rc = sx_rh_live_at(x, table, kind, b, fb, &k, &v, &w.rb, &pb)))
       break;
-    if (sx_rh_same(pa, pb, n, w.va, w.vb)) continue;
+    if (sx_rh_same(&env->schema->tables[table], pa, pb, n, w.va, w.vb)) continue;
     what = !pa ? SYNC_DIFF_ADDED : !pb ? SYNC_DIFF_REMOVED : SYNC_DIFF_CHANGED;
-    if (pa) sx_rh_fill(pa, w.va, n);
-    if (pb) sx_rh_fill(pb, w.vb, n);
+    if (pa) sx_fill(&env->schema->tables[table], pa, w.va, n);
+    if (pb) sx_fill(&env->schema->tables[table], pb, w.vb, n);
     if ((rc = fn(ctx, k.p, k.n, what, pa ? w.va : NULL, pb ? w.vb : NULL, n)))
       break;
   }
@@ -5443,9 +5502,9 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
     }
     if ((rc = sx_row_decode(v.p, v.n, key, klen, &w.rb))) break;
     now = (w.rb.cl & 1) ? &w.rb : NULL;
-    if (sx_rh_same(then, now, n, w.va, w.vb)) continue;
+    if (sx_rh_same(&env->schema->tables[table], then, now, n, w.va, w.vb)) continue;
     if (then) {
-      sx_rh_fill(then, w.va, n);
+      sx_fill(&env->schema->tables[table], then, w.va, n);
       rc = sync_put(x, table, key, klen, w.va, n);
     } else {
       rc = sync_delete(x, table, key, klen);
@@ -5604,40 +5663,6 @@ SYNC_API int sync_history_prune(sync_txn *x, unsigned table,
  * fp.c - row fingerprints and the per-table records (live count and
  * fingerprint sums) kept at every commit.
  */
-/* ---- src/fp.h ---- */
-/*
- * fp.h - row fingerprints and the per-table records (live count and
- * fingerprint sums) kept at every commit.
- */
-#ifndef SX_FP_H
-#define SX_FP_H
-
-
-/* Fingerprints of one stored row (docs/FORMAT.md, "Fingerprints").
- * *content hashes what sync_digest covers (key and the values of the
- * replicated columns); *meta hashes that plus the causal length and every
- * stamp (as site ids, so equal rows hash equal on every replica), for
- * range repair.  A tombstone has neither: both are 0 and the call
- * returns 0 (a live row returns 1).  Needs the site table (loaded on
- * demand), so it can fail with a storage error. */
-#ifndef SYNC_OMIT_REPAIR
-/* The meta hash of one counter contribution (site id, p, n, HLC); a
- * cell's is the sum of its contributions', mod 2^64. */
-SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
-                                  uint64_t n, uint64_t hlc);
-#endif
-SYNC_PRIVATE int sx_row_fp(sync_txn *x, unsigned tid, const unsigned char *key,
-                           size_t klen, const sx_row *r, uint64_t *content,
-                           uint64_t *meta);
-SYNC_PRIVATE int sx_table_sum(sync_txn *x, unsigned tid, sx_tsum *out);
-/* The same sums by a scan of every row of the table: for the format
- * upgrade and schema changes, which rebuild the stored record. */
-SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out);
-SYNC_PRIVATE int sx_tsum_get(sync_env *env, sx_stxn *t, unsigned tid, sx_tsum *out);
-SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
-                             const sx_tsum *s);
-
-#endif
 
 /* A table's stored record: count and fingerprint sums ("n" + u16 BE id).
  * Absent means an empty table; any other size than SX_TSUM_LEN is
@@ -5867,45 +5892,6 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
  * change and uses them for every row it touches; a transaction that
  * changes nothing consumes neither.
  */
-/* ---- src/ops.h ---- */
-/*
- * ops.h - the public row API: tracked writes (the only place rows are
- * stored), reads, and cursors.
- */
-#ifndef SX_OPS_H
-#define SX_OPS_H
-
-
-/* Take the transaction's stamp (at its first change). */
-SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
-/* Store x->nw at key (replacing x->old when found, which must have been
- * decoded from the same key), with its log entry; keeps counts and the
- * change list.  The only place rows are written.  append: the key sorts
- * after every key of the table. */
-SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                              const void *key, size_t klen, int found,
-                              int append);
-/* Remove the row at cur (x->old, decoded from key) without a trace: no
- * tombstone, no log entry; keeps counts, sums and the change list.  For
- * rows that left this replica's scope (exit markers). */
-SYNC_PRIVATE int sx_remove_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                               const void *key, size_t klen);
-/* Row r of table tid (key) is about to be deleted from the store: the
- * table's counts and fingerprint sums lose it (before the delete: r's
- * values may point into the stored bytes). */
-SYNC_PRIVATE int sx_sums_drop(sync_txn *x, unsigned tid, const void *key,
-                              size_t klen, const sx_row *r);
-/* Causal length for a new row of table tid: above every tombstone this
- * replica ever collected, so that a re-insert after gc still wins over
- * peers that kept the tombstone. */
-SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
-/* Put cur (table tid's) on the stored row at key and decode it into
- * x->old: 1 when there is one (live or a tombstone), 0 when not, or an
- * error (SYNC_ECORRUPT with the table named for a damaged row). */
-SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                            const void *key, size_t klen);
-
-#endif
 
 #define SX_OP_PUT 0
 #define SX_OP_UPDATE 1
@@ -6339,8 +6325,8 @@ static int sx_read(sync_txn *x, unsigned tid, const void *key, size_t klen,
   return (r->cl & 1) ? 0 : SYNC_NOTFOUND;
 }
 
-static void sx_fill(const sx_table *tb, const sx_row *r, sync_value *vals,
-                    unsigned nvals) {
+SYNC_PRIVATE void sx_fill(const sx_table *tb, const sx_row *r,
+                          sync_value *vals, unsigned nvals) {
   unsigned i;
   for (i = 0; i < nvals; i++)
     vals[i] = sx_col_value(r, i, tb->cols[i].type);

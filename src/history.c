@@ -28,6 +28,7 @@
  * tombstone whose record is kept is not collected.
  */
 #include "history.h"
+#include "ops.h"
 
 #define SX_RH_KEY 14     /* u16 BE table, u64 BE version, u32 BE seq */
 #define SX_RH_OPTLEN 40  /* the table record, below */
@@ -566,12 +567,6 @@ SYNC_API int sync_cursor_open_asof(sync_txn *x, unsigned table, int kind,
 }
 
 /* Values of row r for a table of n columns (NULL where none). */
-static void sx_rh_fill(const sx_row *r, sync_value *vals, unsigned n) {
-  unsigned i;
-  for (i = 0; i < n; i++)
-    vals[i] = (i < r->ncols && r->cols[i].st != SX_NOSTAMP) ? r->cols[i].v
-                                                            : sync_null();
-}
 
 struct sync_versions {
   sx_alloc al;
@@ -683,7 +678,7 @@ SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
   if (out->deleted) {
     for (i = 0; i < nvals; i++) vals[i] = sync_null();
   } else {
-    sx_rh_fill(r, vals, nvals);
+    sx_fill(&env->schema->tables[it->tid], r, vals, nvals);
   }
   return 0;
 }
@@ -691,27 +686,8 @@ SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
 SYNC_API int sync_versions_column(sync_versions *it, unsigned col,
                                   sync_value *val, sync_stamp *stamp,
                                   sync_stamp *base) {
-  const sx_row *r;
-  const sx_rcol *c;
-  int rc;
   if (!it || !it->have) return SYNC_EINVAL;
-  r = &it->row;
-  if (col >= r->ncols || r->cols[col].st == SX_NOSTAMP) return SYNC_NOTFOUND;
-  c = &r->cols[col];
-  if (val) *val = c->v;
-  if (stamp) {
-    stamp->hlc = r->stamps[c->st].hlc;
-    if ((rc = sx_site_id(it->x, r->stamps[c->st].site, stamp->site))) return rc;
-  }
-  if (base) {
-    memset(base, 0, sizeof *base);
-    if (c->base != SX_NOSTAMP) {
-      base->hlc = r->stamps[c->base].hlc;
-      if ((rc = sx_site_id(it->x, r->stamps[c->base].site, base->site)))
-        return rc;
-    }
-  }
-  return 0;
+  return sx_row_column(it->x, it->tid, &it->row, col, val, stamp, base);
 }
 
 SYNC_API void sync_versions_close(sync_versions *it) {
@@ -724,12 +700,12 @@ SYNC_API void sync_versions_close(sync_versions *it) {
 
 /* Two rows (NULL: absent) hold the same values in the table's n
  * columns. */
-static int sx_rh_same(const sx_row *a, const sx_row *b, unsigned n,
-                      sync_value *va, sync_value *vb) {
+static int sx_rh_same(const sx_table *tb, const sx_row *a, const sx_row *b,
+                      unsigned n, sync_value *va, sync_value *vb) {
   unsigned i;
   if (!a || !b) return !a && !b;
-  sx_rh_fill(a, va, n);
-  sx_rh_fill(b, vb, n);
+  sx_fill(tb, a, va, n);
+  sx_fill(tb, b, vb, n);
   for (i = 0; i < n; i++)
     if (!sx_value_eq(&va[i], &vb[i])) return 0;
   return 1;
@@ -808,10 +784,10 @@ SYNC_API int sync_history_diff(sync_txn *x, unsigned table, int kind,
     if ((rc = sx_rh_live_at(x, table, kind, a, fa, &k, &v, &w.ra, &pa)) ||
         (rc = sx_rh_live_at(x, table, kind, b, fb, &k, &v, &w.rb, &pb)))
       break;
-    if (sx_rh_same(pa, pb, n, w.va, w.vb)) continue;
+    if (sx_rh_same(&env->schema->tables[table], pa, pb, n, w.va, w.vb)) continue;
     what = !pa ? SYNC_DIFF_ADDED : !pb ? SYNC_DIFF_REMOVED : SYNC_DIFF_CHANGED;
-    if (pa) sx_rh_fill(pa, w.va, n);
-    if (pb) sx_rh_fill(pb, w.vb, n);
+    if (pa) sx_fill(&env->schema->tables[table], pa, w.va, n);
+    if (pb) sx_fill(&env->schema->tables[table], pb, w.vb, n);
     if ((rc = fn(ctx, k.p, k.n, what, pa ? w.va : NULL, pb ? w.vb : NULL, n)))
       break;
   }
@@ -870,9 +846,9 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
     }
     if ((rc = sx_row_decode(v.p, v.n, key, klen, &w.rb))) break;
     now = (w.rb.cl & 1) ? &w.rb : NULL;
-    if (sx_rh_same(then, now, n, w.va, w.vb)) continue;
+    if (sx_rh_same(&env->schema->tables[table], then, now, n, w.va, w.vb)) continue;
     if (then) {
-      sx_rh_fill(then, w.va, n);
+      sx_fill(&env->schema->tables[table], then, w.va, n);
       rc = sync_put(x, table, key, klen, w.va, n);
     } else {
       rc = sync_delete(x, table, key, klen);

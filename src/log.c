@@ -201,25 +201,26 @@ SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
   return sx_stamp_out(x, &it->row, it->row.cl_stamp, &out->row_stamp);
 }
 
-SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
-                                 sync_value *val, sync_stamp *stamp,
-                                 sync_stamp *base) {
-  const sx_row *r;
+SYNC_PRIVATE int sx_row_column(sync_txn *x, unsigned tid, const sx_row *r,
+                               unsigned col, sync_value *val,
+                               sync_stamp *stamp, sync_stamp *base) {
+  const sx_table *tb = &x->env->schema->tables[tid];
   int rc;
-  if (!it || it->dead || !it->started) return SYNC_EINVAL;
-  r = &it->row;
   if (!(r->cl & 1) || col >= r->ncols || r->cols[col].st == SX_NOSTAMP)
     return SYNC_NOTFOUND;
   if (val)
     *val = sx_rcol_value(&r->cols[col],
-                         col < it->x->env->schema->tables[it->tid].ncols
-                             ? it->x->env->schema->tables[it->tid].cols[col].type
-                             : SYNC_NULL);
-  if (stamp && (rc = sx_stamp_out(it->x, r, r->cols[col].st, stamp)))
-    return rc;
-  if (base && (rc = sx_stamp_out(it->x, r, r->cols[col].base, base)))
-    return rc;
+                         col < tb->ncols ? tb->cols[col].type : SYNC_NULL);
+  if (stamp && (rc = sx_stamp_out(x, r, r->cols[col].st, stamp))) return rc;
+  if (base && (rc = sx_stamp_out(x, r, r->cols[col].base, base))) return rc;
   return 0;
+}
+
+SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
+                                 sync_value *val, sync_stamp *stamp,
+                                 sync_stamp *base) {
+  if (!it || it->dead || !it->started) return SYNC_EINVAL;
+  return sx_row_column(it->x, it->tid, &it->row, col, val, stamp, base);
 }
 
 SYNC_API void sync_changes_close(sync_changes *it) {

@@ -17,5 +17,11 @@ SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
                                 const unsigned char *v, size_t vn,
                                 unsigned *tid, sx_slice *key);
 SYNC_PRIVATE int sx_log_finish(sync_txn *x);
+/* Column col of decoded row r of table tid as sync_changes_column gives
+ * it: the value as reads see it (a counter's sum), stamp and base with
+ * site ids; SYNC_NOTFOUND for a tombstone or a column never written. */
+SYNC_PRIVATE int sx_row_column(sync_txn *x, unsigned tid, const sx_row *r,
+                               unsigned col, sync_value *val,
+                               sync_stamp *stamp, sync_stamp *base);
 
 #endif

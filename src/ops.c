@@ -440,8 +440,8 @@ static int sx_read(sync_txn *x, unsigned tid, const void *key, size_t klen,
   return (r->cl & 1) ? 0 : SYNC_NOTFOUND;
 }
 
-static void sx_fill(const sx_table *tb, const sx_row *r, sync_value *vals,
-                    unsigned nvals) {
+SYNC_PRIVATE void sx_fill(const sx_table *tb, const sx_row *r,
+                          sync_value *vals, unsigned nvals) {
   unsigned i;
   for (i = 0; i < nvals; i++)
     vals[i] = sx_col_value(r, i, tb->cols[i].type);

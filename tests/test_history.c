@@ -1068,6 +1068,48 @@ static void test_bad_arguments(void **state) {
   mu_close(&m.rep);
 }
 
+/* A counter column's versions read as its sums, as sync_get reads it,
+ * not as its stored per-site cells. */
+static void test_counter_versions_read_as_sums(void **state) {
+  static const sync_column_def cols[2] = {{"n", SYNC_INTEGER, 0},
+                                          {"hits", SYNC_COUNTER, 0}};
+  static const sync_table_def t[1] = {{"t", SYNC_TEXT, cols, 2}};
+  uint64_t now = 1700000000000ull;
+  sync_history_opts ho;
+  sync_versions *it;
+  sync_version ver;
+  sync_value v[2], cv;
+  sync_txn *x;
+  uint8_t id[16];
+  mu_rep r;
+  int64_t want[2] = {7, 3};
+  int i;
+  (void)state;
+  mu_site(id, 0xc7);
+  mu_open_schema(&r, "hist_ctr.db", id, &now, 0, t, 1);
+  memset(&ho, 0, sizeof ho);
+  TU_OK(sync_env_set_history(r.env, 0, &ho));
+  for (i = 0; i < 2; i++) {
+    now += 10;
+    TU_OK(sync_txn_begin(r.env, 0, &x));
+    TU_OK(sync_counter_add(x, 0, "k", 1, 1, i ? 4 : 3));
+    TU_OK(sync_txn_commit(x));
+  }
+  TU_OK(sync_txn_begin(r.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_versions_open(x, 0, "k", 1, &it));
+  for (i = 0; i < 2; i++) {
+    TU_OK(sync_versions_next(it, &ver, v, 2));
+    assert_int_equal(v[1].type, SYNC_INTEGER);
+    assert_int_equal(v[1].i, want[i]);
+    TU_OK(sync_versions_column(it, 1, &cv, NULL, NULL));
+    assert_int_equal(cv.type, SYNC_INTEGER);
+    assert_int_equal(cv.i, want[i]);
+  }
+  sync_versions_close(it);
+  sync_txn_abort(x);
+  mu_close(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_versions_and_asof_match_a_model),
@@ -1082,6 +1124,7 @@ int main(void) {
       cmocka_unit_test(test_two_tables_with_history),
       cmocka_unit_test(test_allocation_failures),
       cmocka_unit_test(test_bad_arguments),
+      cmocka_unit_test(test_counter_versions_read_as_sums),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
