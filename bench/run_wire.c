@@ -912,6 +912,11 @@ typedef struct w2_pulls {
   wire_chunks ci, cl, cs;
   unsigned char *dict, *fdict;
   size_t dlen, fdlen;
+  /* The small rows pulled again through sessions (frames as a session
+   * sends them, WIRE_SMALL rows each): bytes of their frames at zstd 3
+   * without (ss3) and with (ssd3) the sync_dict_train dictionary, and
+   * all the bytes of those sessions (sst3, sstd3). */
+  uint64_t ss3, ssd3, sst3, sstd3, ssrows;
 } w2_pulls;
 
 /* Bytes of each pull's frames (i, l, s: initial, live, small; 0 stored,
@@ -984,6 +989,64 @@ static void w2_train(w2_pulls *pl) {
              WIRE_TRAIN_DEVS * WIRE_TRAIN_READS);
 }
 
+/* Move what a has to send into b. */
+static size_t w2_pump(sync_session *a, sync_session *b) {
+  static unsigned char buf[1 << 16];
+  size_t total = 0;
+  while (sync_session_want_write(a)) {
+    sync_outbuf out = {buf, sizeof buf, 0};
+    sync_inbuf in;
+    int64_t n = sync_session_send(a, &out);
+    if (n <= 0) break;
+    in.ptr = buf;
+    in.size = (size_t)n;
+    in.pos = 0;
+    sync_session_recv(b, &in);
+    total += (size_t)n;
+  }
+  return total;
+}
+
+/* A new replica pulls every row of from through one session, chunks of
+ * WIRE_SMALL rows at zstd 3 (with dict when not NULL): the bytes of the
+ * server's frames and of the whole session, both directions. */
+static void w2_session_small(peer_sync *from, const void *dict,
+                             size_t dict_len, uint64_t *frame_bytes,
+                             uint64_t *all_bytes, uint64_t *rows) {
+  const char *path = bench_path("wire-w2-sess.db");
+  sync_session_opts co, so;
+  sync_session *a, *b;
+  sync_session_stats sa, sb;
+  peer_sync to;
+  peer_sync_open(&to, path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
+  memset(&co, 0, sizeof co);
+  co.mode = SYNC_PULL;
+  co.dict = dict;
+  co.dict_len = dict_len;
+  so = co;
+  so.server = 1;
+  so.chunk_rows = WIRE_SMALL;
+  so.level = 3;
+  peer_sync_check(to.env, sync_session_create(to.env, &co, &a),
+                  "sync_session_create");
+  peer_sync_check(from->env, sync_session_create(from->env, &so, &b),
+                  "sync_session_create");
+  while (w2_pump(a, b) + w2_pump(b, a))
+    if (sync_session_status(a) && sync_session_status(b)) break;
+  if (sync_session_status(a) != 1 || sync_session_status(b) != 1)
+    bench_die("wire w2 session: %s / %s", sync_session_errmsg(a),
+              sync_session_errmsg(b));
+  sync_session_stats_get(a, &sa);
+  sync_session_stats_get(b, &sb);
+  sync_session_free(a);
+  sync_session_free(b);
+  peer_sync_close(&to);
+  bench_unlink_db(path);
+  *frame_bytes = sb.frame_bytes_sent;
+  *all_bytes = sa.bytes_sent + sa.bytes_received;
+  *rows = sa.rows_received;
+}
+
 /* Every pull of W2 (rows, in arrival order), and the dictionaries. */
 static double w2_pull_all(const w2_row *rows, size_t n, w2_pulls *pl,
                           double t0) {
@@ -999,11 +1062,15 @@ static double w2_pull_all(const w2_row *rows, size_t n, w2_pulls *pl,
    * WIRE_SMALL rows. */
   peer_sync_open(&small, small_path, SYNC_DURABLE_NOSYNC, &w2_table, 1);
   wire_pull(&small, &send, WIRE_SMALL, nsmall / WIRE_SMALL, &pl->cs);
-  peer_sync_close(&small);
-  bench_unlink_db(small_path);
   chunk_note("wire w2 small", &pl->cs);
   t1 = lap("w2 small pull", t1);
   w2_train(pl);
+  w2_session_small(&small, NULL, 0, &pl->ss3, &pl->sst3, &pl->ssrows);
+  w2_session_small(&small, pl->dict, pl->dlen, &pl->ssd3, &pl->sstd3,
+                   &pl->ssrows);
+  peer_sync_close(&small);
+  bench_unlink_db(small_path);
+  t1 = lap("w2 small sessions", t1);
   peer_sync_close(&send);
   bench_unlink_db(send_path);
   return lap("w2 dictionary", t1);
@@ -1038,7 +1105,8 @@ static double w2_lite_sizes(const w2_row *rows, size_t n, const w2_pulls *pl,
 }
 #endif
 
-static void w2_print_sizes(const w2_sizes *z, size_t n, size_t nsmall) {
+static void w2_print_sizes(const w2_sizes *z, const w2_pulls *pl, size_t n,
+                           size_t nsmall) {
   per_row("w2.wire.bytes_per_row", z->i0, n);
   per_row("w2.wire_zstd3.bytes_per_row", z->i3, n);
 #ifndef BENCH_NO_SQLITE
@@ -1068,6 +1136,17 @@ static void w2_print_sizes(const w2_sizes *z, size_t n, size_t nsmall) {
 #ifndef BENCH_NO_SQLITE
   per_row("w2.sqlite.changeset_10_bytes_per_row", z->qs0, z->qsn);
   per_row("w2.sqlite.changeset_zstd3_10_bytes_per_row", z->qs3, z->qsn);
+  bench_ratio("w2.wire_zstd3_10.ratio_vs_sqlite_zstd3",
+              ratio(bpr(z->s3, nsmall), bpr(z->qs3, z->qsn)));
+#endif
+  per_row("w2.session_zstd3_10.bytes_per_row", pl->ss3, pl->ssrows);
+  per_row("w2.session_zstd3_dict10.bytes_per_row", pl->ssd3, pl->ssrows);
+  per_row("w2.session_zstd3_10.session_bytes_per_row", pl->sst3, pl->ssrows);
+#ifndef BENCH_NO_SQLITE
+  bench_ratio("w2.session_zstd3_10.ratio_vs_sqlite_zstd3",
+              ratio(bpr(pl->ss3, pl->ssrows), bpr(z->qs3, z->qsn)));
+  bench_ratio("w2.session_zstd3_dict10.ratio_vs_sqlite_zstd3",
+              ratio(bpr(pl->ssd3, pl->ssrows), bpr(z->qs3, z->qsn)));
 #endif
 }
 
@@ -1094,7 +1173,7 @@ static void wire_w2(const bench_opts *o) {
 #endif
   bench_note("wire w2: data, pulls and changesets made in %.2f s (untimed)",
              bench_now() - t0);
-  w2_print_sizes(&z, n, pl.cs.total);
+  w2_print_sizes(&z, &pl, n, pl.cs.total);
   chunks_free(&pl.ci);
   chunks_free(&pl.cl);
   chunks_free(&pl.cs);
