@@ -12965,7 +12965,7 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
 #endif
 
 /* ---------------------------------------------------------------------
- * Session frames (frame major 2, docs/FORMAT.md "Session frames"): what
+ * Session frames (frame major 3, docs/FORMAT.md "Session frames"): what
  * two peers of one session both know, so that a chunk need not repeat
  * it.  A session holds one context per direction (the frames it sends,
  * the frames it receives); both ends of a direction make the same
@@ -12977,6 +12977,11 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
  * whole every time it is named (36 bytes kept per entry: the id, its
  * place in byid, two HLCs; 144 KiB at most). */
 #define SX_FCTX_SITES 4096u
+/* The longest tables section a context keeps (a frame with the same
+ * one then writes a flag instead). */
+#define SX_FCTX_TABS 64u
+/* The frame major of session frames, named in HELLO. */
+#define SX_FMAJOR_SESS 3
 
 typedef struct sx_fctx {
   sx_alloc al;
@@ -13011,6 +13016,14 @@ typedef struct sx_fctx {
    * section spells its encodings out. */
   int (*coltype)(const void *cx, unsigned tid, unsigned col);
   const void *coltype_cx;
+  /* The previous frame's last row, whose key the next frame's first row
+   * shares bytes of when of the same table (klen 0: none), and the
+   * previous frame's tables section, which the next frame may repeat
+   * by a flag (tlen 0: none kept; a longer one is never kept). */
+  unsigned ktid;
+  size_t klen, tlen;
+  unsigned char key[SYNC_MAX_KEY];
+  unsigned char tabs[SX_FCTX_TABS];
 } sx_fctx;
 
 /* A context for frames from sender to receiver under schema hash (the
@@ -13076,6 +13089,8 @@ SYNC_PRIVATE int sx_decoder_feed_ctx(sync_decoder *dec, sx_fctx *c,
 #define SX_ENC_FIXED 1 /* INTEGER: 8 bytes LE */
 #define SX_ENC_DELTA 2 /* INTEGER: zig-zag delta to the previous value */
 #define SX_ENC_DEC 1   /* REAL: modes 1..16, scaled decimal, scale mode-1 */
+#define SX_ENC_REP 1   /* TEXT, BLOB (session frames): 0 repeats the
+                          previous value, else length + 1 */
 #define SX_DEC_SCALES 16
 #define SX_MANT_MAX (INT64_C(1) << 53)
 
@@ -13090,25 +13105,31 @@ static const double sx_p10[SX_DEC_SCALES] = {
     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
 
 /* ---------------------------------------------------------------------
- * Session frames (major 2): the context both ends of a direction hold
+ * Session frames (major 3): the context both ends of a direction hold
  * ------------------------------------------------------------------- */
-#define SX_FMAJOR_SESS 2
 /* Chunk flags of a session frame (a varint): what the body holds beyond
  * the context. */
+/* The flags a steady stream sets come first, so that they fit the
+ * varint's first byte. */
 #define SX_CF_LAST 0x001u
-#define SX_CF_PARTIAL 0x002u
-#define SX_CF_COMPLETE 0x004u
-#define SX_CF_MARK 0x008u    /* u64 mark id, var mark start */
-#define SX_CF_SCOPE 0x010u   /* the scope */
-#define SX_CF_EXITS 0x020u   /* var E >= 1, exit markers */
-#define SX_CF_END 0x040u     /* the end cursor whole */
-#define SX_CF_START 0x080u   /* the start cursor */
-#define SX_CF_GCCL 0x100u    /* var G >= 1, collected causal lengths */
-#define SX_CF_RENEW 0x200u   /* var R >= 1, renewal records */
-#define SX_CF_LINEAGE 0x400u /* the mark's lineage */
-#define SX_CF_IDS 0x800u     /* sender and receiver ids */
-#define SX_CF_HASH 0x1000u   /* the schema hash */
-#define SX_CF_ALL 0x1fffu
+#define SX_CF_SNEXT 0x002u   /* a row without its stamp index has the one
+                                after the previous row's (else the same) */
+#define SX_CF_TABLES 0x004u  /* the tables section is the previous frame's */
+#define SX_CF_ENDROW 0x008u  /* the end cursor is in the initial stream of
+                                the start, at the last row's table and key */
+#define SX_CF_END 0x010u     /* the end cursor whole */
+#define SX_CF_PARTIAL 0x020u
+#define SX_CF_COMPLETE 0x040u
+#define SX_CF_MARK 0x080u    /* u64 mark id, var mark start */
+#define SX_CF_SCOPE 0x100u   /* the scope */
+#define SX_CF_EXITS 0x200u   /* var E >= 1, exit markers */
+#define SX_CF_START 0x400u   /* the start cursor */
+#define SX_CF_GCCL 0x800u    /* var G >= 1, collected causal lengths */
+#define SX_CF_RENEW 0x1000u  /* var R >= 1, renewal records */
+#define SX_CF_LINEAGE 0x2000u /* the mark's lineage */
+#define SX_CF_IDS 0x4000u    /* sender and receiver ids */
+#define SX_CF_HASH 0x8000u   /* the schema hash */
+#define SX_CF_ALL 0xffffu
 /* A signed HLC difference is written as (magnitude << 1 | negative),
  * below this magnitude; larger ones escape to the whole HLC. */
 #define SX_HDELTA_MAX (UINT64_C(1) << 62)
@@ -13256,6 +13277,23 @@ static void sx_fctx_seen_vector(sx_fctx *c, const sync_delta *d) {
     if (c->map[i] != UINT32_MAX && d->vv[i]) c->vl[c->map[i]] = d->vv[i];
 }
 
+/* A frame went through: its last row (NULL: it had none) and its tables
+ * section (NULL: the one before was repeated) are what the next frame
+ * is written against. */
+static void sx_fctx_seen_frame(sx_fctx *c, const sync_delta *d,
+                               const sx_drow *last, const unsigned char *tabs,
+                               size_t tlen) {
+  if (last) {
+    c->ktid = last->tid;
+    c->klen = last->klen;
+    memcpy(c->key, d->arena.p + last->koff, last->klen);
+  }
+  if (tabs) {
+    c->tlen = tlen <= SX_FCTX_TABS ? tlen : 0;
+    if (c->tlen) memcpy(c->tabs, tabs, tlen);
+  }
+}
+
 #ifndef SYNC_OMIT_ENCODER
 static int sx_fcur_eq(const sx_cursor *a, const sx_cursor *b) {
   if (a->mode != b->mode) return 0;
@@ -13286,7 +13324,59 @@ static unsigned char *sx_whdelta(unsigned char *p, uint64_t h, uint64_t ref,
   }
   return sx_wv(p, zero + 1 + ((mag << 1) | (h < ref ? 1u : 0u)));
 }
+
+/* A session frame's stamp h after the previous stamp prev of its group
+ * (h > prev), as milliseconds and counter apart, the milliseconds
+ * against the group's gap before (*pg, 0 at a group's first), since
+ * stamps of readings come at a steady pace with a zero counter: var a,
+ * where a = 0 is prev + 1; a = 1 the same millisecond, then var
+ * (counter - prev's counter - 2); else g = *pg + unzigzag((a >> 1) - 1)
+ * milliseconds on (g >= 1, and *pg becomes g), with a zero counter
+ * when a is even, else var (counter - 1) follows. */
+static unsigned char *sx_wsgap(unsigned char *p, uint64_t prev, uint64_t h,
+                               uint64_t *pg) {
+  uint64_t g = (h >> 16) - (prev >> 16), c = h & 0xffffu, a;
+  if (h == prev + 1) return sx_wv(p, 0);
+  if (g == 0) {
+    p = sx_wv(p, 1);
+    return sx_wv(p, c - (prev & 0xffffu) - 2);
+  }
+  a = (sx_zigzag((int64_t)g - (int64_t)*pg) + 1) << 1;
+  *pg = g;
+  if (c == 0) return sx_wv(p, a);
+  p = sx_wv(p, a | 1);
+  return sx_wv(p, c - 1);
+}
 #endif
+
+/* Read what sx_wsgap wrote after prev into *h (*pg as there): 0, or 1
+ * when the bytes name no stamp above prev. */
+static int sx_rsgap(sx_rd *r, uint64_t prev, uint64_t *h, uint64_t *pg) {
+  uint64_t a = sx_rv(r), c, ms = prev >> 16;
+  int64_t g;
+  if (a == 0) {
+    if (prev == UINT64_MAX) return 1;
+    *h = prev + 1;
+    return 0;
+  }
+  if (a == 1) {
+    c = sx_rv(r);
+    if ((prev & 0xffffu) > 0xffffu - 2 || c > 0xffffu - 2 - (prev & 0xffffu))
+      return 1;
+    *h = (prev & ~(uint64_t)0xffffu) | ((prev & 0xffffu) + 2 + c);
+    return 0;
+  }
+  /* Both *pg and the milliseconds stay below 2^48. */
+  g = sx_unzigzag((a >> 1) - 1);
+  if (g > (INT64_C(1) << 48) || g < -(INT64_C(1) << 48)) return 1;
+  g += (int64_t)*pg;
+  if (g < 1 || (uint64_t)g > (UINT64_MAX >> 16) - ms) return 1;
+  c = (a & 1) ? sx_rv(r) : 0;
+  if ((a & 1) && c >= 0xffffu) return 1;
+  *pg = (uint64_t)g;
+  *h = (ms + (uint64_t)g) << 16 | (c + ((a & 1) ? 1 : 0));
+  return 0;
+}
 
 /* Read what sx_whdelta wrote (u: its first varint, already read, at
  * least zero); 0, or 1 when the HLC would leave 0..2^64-1. */
@@ -13507,9 +13597,42 @@ static size_t sx_dec_len(double v, unsigned s, int64_t *prev) {
   }
 }
 
+/* Whether TEXT or BLOB values a and b of chunk d are the same bytes. */
+static int sx_same_bytes(const sync_delta *d, const sx_dcol *a,
+                         const sx_dcol *b) {
+  return a->v.len == b->v.len &&
+         (!a->v.len || !memcmp(d->arena.p + (uintptr_t)a->v.data,
+                               d->arena.p + (uintptr_t)b->v.data, a->v.len));
+}
+
+/* A TEXT or BLOB column of a session frame: repeats of the previous
+ * value (a status, a unit, a firmware name) as one byte each, when that
+ * makes the chunk's values smaller. */
+static void sx_choose_rep(sync_encoder *e, const sync_delta *d, sx_encol *c) {
+  const sx_dcol *prev = NULL;
+  uint64_t plain = 0, rep = 0;
+  size_t i, j;
+  for (i = 0; i < d->nrows; i++) {
+    const sx_drow *r = &d->rows[e->order[i]];
+    if (r->tid != c->tid) continue;
+    for (j = 0; j < r->ncols; j++) {
+      const sx_dcol *dc = &d->cols[r->col0 + j];
+      if (dc->col != c->col || dc->v.type == SYNC_NULL) continue;
+      plain += sx_varint_len(dc->v.len) + dc->v.len;
+      rep += prev && sx_same_bytes(d, prev, dc)
+                 ? 1
+                 : sx_varint_len((uint64_t)dc->v.len + 1) + dc->v.len;
+      prev = dc;
+    }
+  }
+  if (rep < plain) c->enc = SX_ENC_REP;
+}
+
 /* Choose the encoding of every (table, column) of the sorted chunk by
- * measuring each candidate on its values. */
-static int sx_choose(sync_encoder *e, const sync_delta *d, size_t nec) {
+ * measuring each candidate on its values; sess: a session frame, which
+ * has encodings of its own. */
+static int sx_choose(sync_encoder *e, const sync_delta *d, size_t nec,
+                     int sess) {
   size_t k;
   for (k = 0; k < nec; k++) {
     sx_encol *c = &e->ec[k];
@@ -13518,6 +13641,8 @@ static int sx_choose(sync_encoder *e, const sync_delta *d, size_t nec) {
     size_t i, j, nsample = 0, nrep = 0;
     unsigned s, scale = 0;
     c->enc = SX_ENC_PLAIN;
+    if (sess && (c->type == SYNC_TEXT || c->type == SYNC_BLOB))
+      sx_choose_rep(e, d, c);
     if (c->type != SYNC_INTEGER && c->type != SYNC_REAL) continue;
     if (c->type == SYNC_REAL) {
       /* The scale: the smallest that covers the first values, which a
@@ -13609,7 +13734,18 @@ static unsigned char *sx_wvalue(unsigned char *p, sx_encol *c,
     return p;
   }
   default: /* TEXT, BLOB */
-    p = sx_wv(p, dc->v.len);
+    if (c->enc == SX_ENC_REP) {
+      /* prev: 1 + the index in d->cols of this column's last value. */
+      const sx_dcol *last = c->prev ? &d->cols[c->prev - 1] : NULL;
+      c->prev = (int64_t)(dc - d->cols) + 1;
+      if (last && sx_same_bytes(d, last, dc)) {
+        *p++ = 0;
+        return p;
+      }
+      p = sx_wv(p, (uint64_t)dc->v.len + 1);
+    } else {
+      p = sx_wv(p, dc->v.len);
+    }
     if (dc->v.len)
       memcpy(p, d->arena.p + (uintptr_t)dc->v.data, dc->v.len);
     return p + dc->v.len;
@@ -13672,11 +13808,13 @@ typedef struct sx_ebody {
   size_t nst, nec, ntab;
   size_t bound;     /* the most bytes of the body up to its rows */
   unsigned char *p; /* the next byte to write in e->body */
-  /* the previous row */
+  /* the previous row (its key: in the chunk's arena, or the session's
+   * context for a session frame's first row) */
   unsigned ptid;
-  size_t pk, pklen, pstamp;
+  const unsigned char *pkey;
+  size_t pklen, pstamp;
   sx_encol *tcols, *tend; /* its table's entries in e->ec */
-  /* a session frame (major 2): its context and chunk flags */
+  /* a session frame (major 3): its context and chunk flags */
   sx_fctx *cx;
   unsigned cflags;
 } sx_ebody;
@@ -13809,6 +13947,7 @@ static void sx_enc_stamps(sx_ebody *b) {
   const sx_stampv *st = b->st;
   unsigned char *p = b->p;
   size_t i, j, ng = 0;
+  uint64_t pg;
   for (i = 0; i < b->nst; i++)
     if (!i || st[i].site != st[i - 1].site) ng++;
   p = sx_wv(p, ng);
@@ -13821,15 +13960,36 @@ static void sx_enc_stamps(sx_ebody *b) {
       p = sx_whdelta(p, st[i].hlc, sx_fctx_sref(b->cx, b->d, st[i].site), 0);
     else
       p = sx_wv(p, st[i].hlc);
-    for (j = 1; j < n; j++) p = sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
+    for (j = 1, pg = 0; j < n; j++)
+      p = b->cx ? sx_wsgap(p, st[i + j - 1].hlc, st[i + j].hlc, &pg)
+                : sx_wv(p, st[i + j].hlc - st[i + j - 1].hlc - 1);
     i += n;
   }
   b->p = p;
 }
 
-/* Major 2, stage 3: what the chunk holds beyond the context (its chunk
+/* Major 3, stage 3: what the chunk holds beyond the context (its chunk
  * flags, in b->cflags), the cursors, and the chunk's sites as session
  * indexes, new ones in full (and into the context). */
+/* Whether the rows' stamps mostly follow each other in the stamp table
+ * (each row written by its own transaction: readings, a log of events)
+ * rather than repeat (rows written together): then a row without a
+ * stamp index has the next one (SX_CF_SNEXT). */
+static int sx_enc_snext(const sx_ebody *b) {
+  const sync_delta *d = b->d;
+  size_t i, prev = SIZE_MAX, same = 0, next = 0;
+  for (i = 0; i < d->nrows; i++) {
+    const sx_drow *r = &d->rows[b->e->order[i]];
+    size_t st = sx_stamp_find(b->st, b->nst, r->clsite, r->clhlc);
+    if (prev != SIZE_MAX) {
+      if (st == prev) same++;
+      else if (st == prev + 1) next++;
+    }
+    prev = st;
+  }
+  return next > same + 1; /* the flag may cost the flags varint a byte */
+}
+
 static unsigned sx_enc2_flags(const sx_ebody *b) {
   const sync_delta *d = b->d;
   const sx_fctx *c = b->cx;
@@ -13840,7 +14000,16 @@ static unsigned sx_enc2_flags(const sx_ebody *b) {
   if (!sx_fscope_eq(&d->scope, &c->scope)) f |= SX_CF_SCOPE;
   if (d->nx) f |= SX_CF_EXITS;
   if (!sx_fcur_eq(&d->start, &c->start)) f |= SX_CF_START;
-  if (d->start.mode != SX_MODE_LOG || d->end.mode != SX_MODE_LOG)
+  if (d->nrows && d->start.mode == SX_MODE_INITIAL &&
+      d->end.mode == SX_MODE_INITIAL && d->end.v0 == d->start.v0) {
+    /* An initial stream mostly ends a chunk at the last row it sends. */
+    const sx_drow *r = &d->rows[b->e->order[d->nrows - 1]];
+    if (r->tid == d->end.tid && r->klen == d->end.klen &&
+        !memcmp(d->arena.p + r->koff, d->end.key, r->klen))
+      f |= SX_CF_ENDROW;
+  }
+  if (!(f & SX_CF_ENDROW) &&
+      (d->start.mode != SX_MODE_LOG || d->end.mode != SX_MODE_LOG))
     f |= SX_CF_END;
   if (d->ngccl) f |= SX_CF_GCCL;
   if (d->nrenew) f |= SX_CF_RENEW;
@@ -13849,8 +14018,11 @@ static unsigned sx_enc2_flags(const sx_ebody *b) {
       sx_site_cmp(d->receiver, c->sites[1]))
     f |= SX_CF_IDS;
   if (d->schema_hash != c->schema_hash) f |= SX_CF_HASH;
+  if (sx_enc_snext(b)) f |= SX_CF_SNEXT;
   return f;
 }
+
+static void sx_enc_tables(sx_ebody *b);
 
 static int sx_enc2_head(sx_ebody *b) {
   const sync_delta *d = b->d;
@@ -13867,6 +14039,16 @@ static int sx_enc2_head(sx_ebody *b) {
                     sizeof(uint32_t))))
     return rc;
   b->cflags = sx_enc2_flags(b);
+  {
+    /* The tables section, on trial where the head goes: the same as the
+     * previous frame's is a flag. */
+    size_t n;
+    sx_enc_tables(b);
+    n = (size_t)(b->p - p);
+    if (c->tlen && n == c->tlen && !memcmp(p, c->tabs, n))
+      b->cflags |= SX_CF_TABLES;
+    b->p = p;
+  }
   c->map[0] = (b->cflags & SX_CF_IDS) ? UINT32_MAX : 0;
   p = sx_wv(p, b->cflags);
   if (b->cflags & SX_CF_IDS) {
@@ -13881,7 +14063,7 @@ static int sx_enc2_head(sx_ebody *b) {
   if (b->cflags & SX_CF_START) p = sx_wcursor(p, &d->start);
   if (b->cflags & SX_CF_END) {
     p = sx_wcursor(p, &d->end);
-  } else {
+  } else if (!(b->cflags & SX_CF_ENDROW)) {
     /* Mostly a few versions on from the start. */
     p = sx_whdelta(p, d->end.version, d->start.version, 0);
     p = sx_wv(p, d->end.seq);
@@ -13908,7 +14090,7 @@ static int sx_enc2_head(sx_ebody *b) {
   return 0;
 }
 
-/* Major 2, after the stamp table: the sender's vector, each entry
+/* Major 3, after the stamp table: the sender's vector, each entry
  * against the largest stamp of its site in the chunk (or the requester's
  * entry when the chunk has none). */
 static void sx_enc2_vector(sx_ebody *b) {
@@ -13929,7 +14111,7 @@ static void sx_enc2_vector(sx_ebody *b) {
   b->p = p;
 }
 
-/* Major 2, stage 5: the tables.  A table whose every column is written
+/* Major 3, stage 5: the tables.  A table whose every column is written
  * plain with the type the sender's schema gives it, and that has as many
  * columns in the chunk as in the schema (what a chunk of whole rows
  * usually is), takes one byte instead of one per column. */
@@ -14000,13 +14182,21 @@ static void sx_enc_row_plan(sx_ebody *b, const sx_drow *r, sx_erow *w) {
     sx_encol *ec = b->e->ec;
     w->head |= SX_RH_TABLE;
     b->pklen = 0;
+    /* A session frame's first row shares bytes of the key the previous
+     * frame ended with, if of the same table. */
+    if (b->ptid == SX_NONE && b->cx && b->cx->klen && b->cx->ktid == r->tid) {
+      b->pkey = b->cx->key;
+      b->pklen = b->cx->klen;
+    }
     b->tcols = ec + sx_encol_lb(ec, b->nec, r->tid);
     b->tend = b->tcols;
     while (b->tend < ec + b->nec && b->tend->tid == r->tid) b->tend++;
   }
   tcount = b->tend > b->tcols ? b->tend[-1].col + 1 : 0;
   if (r->klen != b->pklen) w->head |= SX_RH_KLEN;
-  if (w->rst != b->pstamp) w->head |= SX_RH_STAMP;
+  if (b->pstamp == SIZE_MAX ||
+      w->rst != b->pstamp + ((b->cflags & SX_CF_SNEXT) ? 1 : 0))
+    w->head |= SX_RH_STAMP;
   if (r->cl != 1) w->head |= SX_RH_CL;
   /* (c0 is NULL only for a delta without columns, where ncols is 0.) */
   if (r->ncols && (r->cl & 1) && c0) {
@@ -14078,10 +14268,9 @@ static void sx_enc_row(sx_ebody *b, const sx_drow *r) {
   size_t shared = 0;
   sx_erow w;
   sx_enc_row_plan(b, r, &w);
-  if (!(w.head & SX_RH_TABLE)) {
-    const unsigned char *pkey = b->d->arena.p + b->pk;
+  {
     size_t lim = r->klen < b->pklen ? r->klen : b->pklen;
-    while (shared < lim && key[shared] == pkey[shared]) shared++;
+    while (shared < lim && key[shared] == b->pkey[shared]) shared++;
   }
   p = sx_wv(p, w.head);
   if (w.head & SX_RH_TABLE) p = sx_wv(p, r->tid);
@@ -14094,7 +14283,7 @@ static void sx_enc_row(sx_ebody *b, const sx_drow *r) {
   if (r->cl & 1) p = sx_enc_cols(b, r, &w, p);
   b->p = p;
   b->ptid = r->tid;
-  b->pk = r->koff;
+  b->pkey = key;
   b->pklen = r->klen;
   b->pstamp = w.rst;
 }
@@ -14125,7 +14314,7 @@ static int sx_enc_history(sx_ebody *b) {
     return rc;
   p = b->p;
   if (b->cx) {
-    /* Major 2: the complete flag is a chunk flag; the mark only when it
+    /* Major 3: the complete flag is a chunk flag; the mark only when it
      * is not the context's; the causal lengths only when there are. */
     if (b->cflags & SX_CF_MARK) {
       sx_put_le64(p, d->mark.id);
@@ -14242,6 +14431,7 @@ static int sx_enc_lineage(sx_ebody *b) {
 /* Write the body of chunk d into e->body: the stages in frame order. */
 static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
   sx_ebody b;
+  size_t toff = 0, tlen = 0;
   int rc;
   memset(&b, 0, sizeof b);
   b.e = e;
@@ -14249,7 +14439,7 @@ static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
   b.cx = cx;
   rc = sx_enc_order(&b);
   if (!rc) rc = sx_enc_tally(&b);
-  if (!rc) rc = sx_choose(e, d, b.nec);
+  if (!rc) rc = sx_choose(e, d, b.nec, cx != NULL);
   if (!rc) {
     e->body.len = 0;
     /* A session frame may spend a little more per site (a varint of
@@ -14263,7 +14453,9 @@ static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
     if (!rc) {
       sx_enc_stamps(&b);
       sx_enc2_vector(&b);
-      sx_enc_tables(&b);
+      toff = (size_t)(b.p - e->body.p);
+      if (!(b.cflags & SX_CF_TABLES)) sx_enc_tables(&b);
+      tlen = (size_t)(b.p - e->body.p) - toff;
       rc = sx_enc_rows(&b);
     }
   } else if (!rc) {
@@ -14287,6 +14479,9 @@ static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
     for (i = 0; i < b.nst; i++)
       sx_fctx_seen_stamp(cx, d, b.st[i].site, b.st[i].hlc);
     sx_fctx_seen_vector(cx, d);
+    sx_fctx_seen_frame(cx, d, d->nrows ? &d->rows[e->order[d->nrows - 1]] : NULL,
+                       (b.cflags & SX_CF_TABLES) ? NULL : e->body.p + toff,
+                       tlen);
   }
   sx_free(&e->al, b.sr);
   sx_free(&e->al, b.st);
@@ -14320,8 +14515,13 @@ static int sx_encoder_begin(sync_encoder *e, sx_fctx *cx, const sync_delta *d,
     n = ZSTD_compress2(e->cctx, e->frame.p + SX_FHEAD_MAX, bound, e->body.p,
                        e->body.len);
     if (ZSTD_isError(n)) return SYNC_ENOMEM;
-    stored = e->frame.p + SX_FHEAD_MAX;
-    nstored = n;
+    if (cx && n + sx_varint_len(e->raw_len) >= e->body.len) {
+      /* A small session frame that zstd cannot shrink travels raw. */
+      flags = 0;
+    } else {
+      stored = e->frame.p + SX_FHEAD_MAX;
+      nstored = n;
+    }
   }
 #endif
   if (cx) {
@@ -14475,7 +14675,7 @@ struct sync_decoder {
   unsigned *ncols;
   int64_t *prev;      /* per (table slot, column): delta state */
   size_t cap_enc;
-  sx_fctx *cx;        /* session frames (major 2): their context, for the
+  sx_fctx *cx;        /* session frames (major 3): their context, for the
                          time of one sx_decoder_feed_ctx call */
 };
 
@@ -14600,7 +14800,7 @@ static int sx_dec_sites(sx_dbody *s) {
   return r->bad ? SX_BAD(s, "truncated vector") : 0;
 }
 
-/* Major 2, stage 1: the chunk flags, what they say follows (ids, schema
+/* Major 3, stage 1: the chunk flags, what they say follows (ids, schema
  * hash, start cursor), the end cursor; the rest from the context. */
 static int sx_dec2_head(sx_dbody *s) {
   sync_delta *d = s->d;
@@ -14610,6 +14810,8 @@ static int sx_dec2_head(sx_dbody *s) {
   uint64_t f = sx_rv(r);
   if (r->bad) return SX_BAD(s, "truncated chunk flags");
   if (f & ~(uint64_t)SX_CF_ALL) return SX_BAD(s, "unknown chunk flags");
+  if ((f & SX_CF_END) && (f & SX_CF_ENDROW))
+    return SX_BAD(s, "two end cursors");
   s->cflags = (unsigned)f;
   d->last = (f & SX_CF_LAST) != 0;
   d->partial = (f & SX_CF_PARTIAL) != 0;
@@ -14633,7 +14835,7 @@ static int sx_dec2_head(sx_dbody *s) {
     return SX_BAD(s, "bad start cursor");
   if (f & SX_CF_END) {
     if (sx_rcursor(r, &d->end)) return SX_BAD(s, "bad end cursor");
-  } else {
+  } else if (!(f & SX_CF_ENDROW)) {
     uint64_t u = sx_rv(r);
     if (d->start.mode != SX_MODE_LOG)
       return SX_BAD(s, "end cursor as a delta from a start not in log mode");
@@ -14649,7 +14851,7 @@ static int sx_dec2_head(sx_dbody *s) {
   return 0;
 }
 
-/* Major 2, stage 2: the chunk's sites, index 0 the sender, the others by
+/* Major 3, stage 2: the chunk's sites, index 0 the sender, the others by
  * session index or in full (and then into the session's table). */
 static int sx_dec2_sites(sx_dbody *s) {
   sync_delta *d = s->d;
@@ -14695,7 +14897,7 @@ static int sx_dec2_sites(sx_dbody *s) {
   return 0;
 }
 
-/* Major 2, after the stamps: the sender's vector, each entry against the
+/* Major 3, after the stamps: the sender's vector, each entry against the
  * largest stamp of its site in the chunk, or the requester's entry. */
 static int sx_dec2_vector(sx_dbody *s) {
   sync_decoder *dec = s->dec;
@@ -14722,7 +14924,7 @@ static int sx_dec2_vector(sx_dbody *s) {
 static int sx_dec_stamps(sx_dbody *s) {
   sync_decoder *dec = s->dec;
   sx_rd *r = &s->r;
-  uint64_t ng = sx_rvb(r, (uint64_t)s->d->nsites + 1), psite = 0, i, j;
+  uint64_t ng = sx_rvb(r, (uint64_t)s->d->nsites + 1), psite = 0, i, j, pg;
   int rc;
   if (r->bad) return SX_BAD(s, "bad stamp group count");
   for (i = 0; i < ng; i++) {
@@ -14746,8 +14948,10 @@ static int sx_dec_stamps(sx_dbody *s) {
         sx_rhdelta(r, h, sx_fctx_sref(dec->cx, s->d, (size_t)site), 0, &h))
       return SX_BAD(s, "stamp HLC overflows");
     if (h == 0) return SX_BAD(s, "stamp with HLC 0");
-    for (j = 0; j < cnt; j++) {
-      if (j) {
+    for (j = 0, pg = 0; j < cnt; j++) {
+      if (j && dec->cx) {
+        if (sx_rsgap(r, h, &h, &pg)) return SX_BAD(s, "stamp HLC overflows");
+      } else if (j) {
         uint64_t gap = sx_rv(r);
         if (gap >= UINT64_MAX - h) return SX_BAD(s, "stamp HLC overflows");
         h += gap + 1;
@@ -14871,7 +15075,8 @@ static int sx_dec_tables(sx_dbody *s) {
           (t == SYNC_COUNTER && m) ||
           (t == SYNC_INTEGER && m > SX_ENC_DELTA) ||
           (t == SYNC_REAL && m > SX_DEC_SCALES) ||
-          ((t == SYNC_TEXT || t == SYNC_BLOB) && m))
+          ((t == SYNC_TEXT || t == SYNC_BLOB) &&
+           m > (dec->cx ? SX_ENC_REP : SX_ENC_PLAIN)))
         return SX_BAD(s, "unknown column encoding");
       dec->enc[total + j] = e[j];
       dec->prev[total + j] = 0;
@@ -14950,7 +15155,23 @@ static int sx_dec_value(sx_dbody *s, sx_dcol *c, unsigned e, int64_t *prev) {
     break;
   case SYNC_TEXT:
   case SYNC_BLOB: {
-    uint64_t len = sx_rvb(r, (uint64_t)SYNC_MAX_VALUE + 1);
+    uint64_t len;
+    if (m == SX_ENC_REP) {
+      /* prev: 1 + the index in d->cols of this column's last value. */
+      uint64_t u = sx_rvb(r, (uint64_t)SYNC_MAX_VALUE + 2);
+      size_t last = (size_t)*prev;
+      *prev = (int64_t)(c - s->d->cols) + 1;
+      if (r->bad) return SX_BAD(s, "bad value length");
+      if (u == 0) {
+        if (!last) return SX_BAD(s, "a repeat of no value");
+        c->v.len = s->d->cols[last - 1].v.len;
+        c->v.data = s->d->cols[last - 1].v.data;
+        break;
+      }
+      len = u - 1;
+    } else {
+      len = sx_rvb(r, (uint64_t)SYNC_MAX_VALUE + 1);
+    }
     if (!(x = sx_rbytes(r, (size_t)len))) return SX_BAD(s, "bad value length");
     c->v.len = (size_t)len;
     /* An offset into the arena, as chunks keep their values. */
@@ -15069,8 +15290,9 @@ static int sx_dec_cols(sx_dbody *s, const sx_dprev *pv, uint64_t head,
 /* One row: head bits, table, key, stamp, causal length, columns. */
 static int sx_dec_row(sx_dbody *s, sx_dprev *pv, sx_drow *row) {
   sx_rd *r = &s->r;
+  const sx_fctx *c = s->dec->cx;
   uint64_t head = sx_rv(r);
-  int rc;
+  int rc, first = pv->tid == UINT64_MAX;
   if (r->bad || head > 0xff) return SX_BAD(s, "bad row head");
   if (head & SX_RH_TABLE) {
     uint64_t tid = sx_rvb(r, SYNC_MAX_TABLES);
@@ -15081,6 +15303,15 @@ static int sx_dec_row(sx_dbody *s, sx_dprev *pv, sx_drow *row) {
     pv->tid = tid;
     pv->slot = s->slot_of[tid];
     pv->klen = 0;
+    if (first && c && c->klen && c->ktid == tid) {
+      /* A session frame's first row shares bytes of the key the
+       * previous frame ended with: that key goes into the arena. */
+      if ((rc = sx_buf_reserve(&s->d->arena, c->klen))) return rc;
+      pv->k = s->d->arena.len;
+      pv->klen = c->klen;
+      memcpy(s->d->arena.p + pv->k, c->key, c->klen);
+      s->d->arena.len += c->klen;
+    }
   } else if (pv->tid == UINT64_MAX) {
     return SX_BAD(s, "first row names no table");
   }
@@ -15093,6 +15324,10 @@ static int sx_dec_row(sx_dbody *s, sx_dprev *pv, sx_drow *row) {
     pv->stamp = st;
   } else if (pv->stamp == UINT64_MAX) {
     return SX_BAD(s, "first row has no stamp");
+  } else if (s->cflags & SX_CF_SNEXT) {
+    if (pv->stamp + 1 >= s->nst)
+      return SX_BAD(s, "stamp index past the stamp table");
+    pv->stamp++;
   }
   row->cl = (head & SX_RH_CL) ? sx_rv(r) : 1;
   if (r->bad || row->cl == 0) return SX_BAD(s, "bad causal length");
@@ -15145,7 +15380,7 @@ static int sx_dec_history(sx_dbody *s) {
   const unsigned char *q;
   unsigned i;
   if (s->dec->cx) {
-    /* Major 2: complete is a chunk flag, the mark and the causal lengths
+    /* Major 3: complete is a chunk flag, the mark and the causal lengths
      * come only when the flags say so. */
     if (s->cflags & SX_CF_MARK) {
       if (!(q = sx_rbytes(r, 8))) return SX_BAD(s, "bad history section");
@@ -15298,11 +15533,46 @@ static int sx_dec_lineage(sx_dbody *s) {
   return 0;
 }
 
+/* Major 3, stage 5: the tables section, or with SX_CF_TABLES the one of
+ * the previous frame, read again under this frame's flags. */
+static int sx_dec2_tables(sx_dbody *s) {
+  sx_fctx *c = s->dec->cx;
+  sx_rd body = s->r;
+  int rc;
+  if (!(s->cflags & SX_CF_TABLES)) return sx_dec_tables(s);
+  if (!c->tlen) return SX_BAD(s, "a repeat of no tables section");
+  s->r.p = c->tabs;
+  s->r.end = c->tabs + c->tlen;
+  s->r.bad = 0;
+  rc = sx_dec_tables(s);
+  if (!rc && s->r.p != s->r.end) rc = SX_BAD(s, "bad tables section");
+  s->r = body;
+  return rc;
+}
+
+/* Major 3, after the rows: an end cursor at the last row (SX_CF_ENDROW). */
+static int sx_dec2_endrow(sx_dbody *s) {
+  sync_delta *d = s->d;
+  const sx_drow *r;
+  if (!d->nrows || d->start.mode != SX_MODE_INITIAL)
+    return SX_BAD(s, "an end cursor at no row of an initial stream");
+  r = &d->rows[d->nrows - 1];
+  memset(&d->end, 0, sizeof d->end);
+  d->end.mode = SX_MODE_INITIAL;
+  d->end.v0 = d->start.v0;
+  d->end.tid = r->tid;
+  d->end.klen = r->klen;
+  memcpy(d->end.key, d->arena.p + r->koff, r->klen);
+  return 0;
+}
+
 /* Decode the body [b, b + n) into a new delta: the stages in frame
  * order, the sections of later minors as the frame's minor has them. */
 static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
                           unsigned minor, sync_delta **out) {
   sx_dbody s;
+  const unsigned char *tabs = NULL;
+  size_t tlen = 0;
   int rc;
   memset(&s, 0, sizeof s);
   s.dec = dec;
@@ -15319,13 +15589,16 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
     rc = dec->cx ? sx_dec2_head(&s) : sx_dec_head(&s);
   }
   if (dec->cx) {
-    /* A session frame (major 2, minor 0): every section is there, the
+    /* A session frame (major 3, minor 0): every section is there, the
      * optional ones as its chunk flags say. */
     if (!rc) rc = sx_dec2_sites(&s);
     if (!rc) rc = sx_dec_stamps(&s);
     if (!rc) rc = sx_dec2_vector(&s);
-    if (!rc) rc = sx_dec_tables(&s);
+    tabs = s.r.p;
+    if (!rc) rc = sx_dec2_tables(&s);
+    tlen = (size_t)(s.r.p - tabs);
     if (!rc) rc = sx_dec_rows(&s);
+    if (!rc && (s.cflags & SX_CF_ENDROW)) rc = sx_dec2_endrow(&s);
     if (!rc) rc = sx_dec_history(&s);
     if (!rc) rc = sx_dec_exits(&s);
     if (!rc) rc = sx_dec_renewals(&s);
@@ -15340,6 +15613,9 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
       for (i = 0; i < s.nst; i++)
         sx_fctx_seen_stamp(dec->cx, s.d, dec->ssite[i], dec->stamps[i]);
       sx_fctx_seen_vector(dec->cx, s.d);
+      sx_fctx_seen_frame(dec->cx, s.d,
+                         s.d->nrows ? &s.d->rows[s.d->nrows - 1] : NULL,
+                         (s.cflags & SX_CF_TABLES) ? NULL : tabs, tlen);
       dec->cx->start = s.d->end;
       dec->cx->mark = s.d->mark;
       dec->cx->scope = s.d->scope;
@@ -17275,10 +17551,8 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_SESSION_H
 
 
-#define SX_PROTO 8
-/* The frames of a session: session frames (docs/FORMAT.md, "Session
- * frames"), named in HELLO. */
-#define SX_SESS_FRAME_MAJOR 2
+#define SX_PROTO 9
+/* The frames of a session (SX_FMAJOR_SESS, codec.h) are named in HELLO. */
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256
@@ -18504,7 +18778,7 @@ SYNC_PRIVATE int sx_send_hello(sync_session *s) {
   sx_mask_all(sel);
   sx_mask_and(sel, s->o.tables);
   *p++ = SX_PROTO;
-  *p++ = SX_SESS_FRAME_MAJOR;
+  *p++ = SX_FMAJOR_SESS;
   memcpy(p, s->env->site, SX_SITE_LEN);
   p += SX_SITE_LEN;
   sx_put_le64(p, s->env->schema->hash);
@@ -18669,9 +18943,9 @@ static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
     return sx_sess_fail(s, SYNC_EVERSION,
                         "protocol version %u here, %u from the peer", SX_PROTO,
                         q[0]);
-  if (q[1] != SX_SESS_FRAME_MAJOR)
+  if (q[1] != SX_FMAJOR_SESS)
     return sx_sess_fail(s, SYNC_EVERSION, "frame format %u here, %u from the peer",
-                        SX_SESS_FRAME_MAJOR, q[1]);
+                        SX_FMAJOR_SESS, q[1]);
   memcpy(s->peer, q + 2, SX_SITE_LEN);
   h->hash = sx_get_le64(q + 2 + SX_SITE_LEN);
   h->ver = sx_rv(&r);

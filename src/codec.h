@@ -21,7 +21,7 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
 #endif
 
 /* ---------------------------------------------------------------------
- * Session frames (frame major 2, docs/FORMAT.md "Session frames"): what
+ * Session frames (frame major 3, docs/FORMAT.md "Session frames"): what
  * two peers of one session both know, so that a chunk need not repeat
  * it.  A session holds one context per direction (the frames it sends,
  * the frames it receives); both ends of a direction make the same
@@ -33,6 +33,11 @@ SYNC_PRIVATE int sx_dict_from_samples(void *dict, size_t cap,
  * whole every time it is named (36 bytes kept per entry: the id, its
  * place in byid, two HLCs; 144 KiB at most). */
 #define SX_FCTX_SITES 4096u
+/* The longest tables section a context keeps (a frame with the same
+ * one then writes a flag instead). */
+#define SX_FCTX_TABS 64u
+/* The frame major of session frames, named in HELLO. */
+#define SX_FMAJOR_SESS 3
 
 typedef struct sx_fctx {
   sx_alloc al;
@@ -67,6 +72,14 @@ typedef struct sx_fctx {
    * section spells its encodings out. */
   int (*coltype)(const void *cx, unsigned tid, unsigned col);
   const void *coltype_cx;
+  /* The previous frame's last row, whose key the next frame's first row
+   * shares bytes of when of the same table (klen 0: none), and the
+   * previous frame's tables section, which the next frame may repeat
+   * by a flag (tlen 0: none kept; a longer one is never kept). */
+  unsigned ktid;
+  size_t klen, tlen;
+  unsigned char key[SYNC_MAX_KEY];
+  unsigned char tabs[SX_FCTX_TABS];
 } sx_fctx;
 
 /* A context for frames from sender to receiver under schema hash (the

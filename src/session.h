@@ -15,10 +15,8 @@
 #include "reject.h"
 #include "repair.h"
 
-#define SX_PROTO 8
-/* The frames of a session: session frames (docs/FORMAT.md, "Session
- * frames"), named in HELLO. */
-#define SX_SESS_FRAME_MAJOR 2
+#define SX_PROTO 9
+/* The frames of a session (SX_FMAJOR_SESS, codec.h) are named in HELLO. */
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
 #define SX_MSG_FLOOR 256

@@ -146,7 +146,7 @@ SYNC_PRIVATE int sx_send_hello(sync_session *s) {
   sx_mask_all(sel);
   sx_mask_and(sel, s->o.tables);
   *p++ = SX_PROTO;
-  *p++ = SX_SESS_FRAME_MAJOR;
+  *p++ = SX_FMAJOR_SESS;
   memcpy(p, s->env->site, SX_SITE_LEN);
   p += SX_SITE_LEN;
   sx_put_le64(p, s->env->schema->hash);
@@ -311,9 +311,9 @@ static int sx_read_hello(sync_session *s, const unsigned char *b, size_t n,
     return sx_sess_fail(s, SYNC_EVERSION,
                         "protocol version %u here, %u from the peer", SX_PROTO,
                         q[0]);
-  if (q[1] != SX_SESS_FRAME_MAJOR)
+  if (q[1] != SX_FMAJOR_SESS)
     return sx_sess_fail(s, SYNC_EVERSION, "frame format %u here, %u from the peer",
-                        SX_SESS_FRAME_MAJOR, q[1]);
+                        SX_FMAJOR_SESS, q[1]);
   memcpy(s->peer, q + 2, SX_SITE_LEN);
   h->hash = sx_get_le64(q + 2 + SX_SITE_LEN);
   h->ver = sx_rv(&r);

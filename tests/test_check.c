@@ -348,7 +348,7 @@ static void test_check_hostile(void **state) {
   (void)state;
   ck_open(&srv, "ck-srv.db", 0x55, &now);
   memset(p, 0, sizeof p);
-  p[0] = 8; /* the protocol version */
+  p[0] = 9; /* the protocol version */
   memset(p + 1, 0xab, 16);
   p[17] = 3 | 4; /* both, every table */
   p[18] = 0;     /* no credential */
@@ -357,10 +357,10 @@ static void test_check_hostile(void **state) {
   assert_int_equal(ck_feed(&srv, m, n), 0); /* answered, waits for HELLO */
   n += ck_msg(m + n, 11, p, k);
   assert_int_equal(ck_feed(&srv, m, n), SYNC_EPROTO); /* a second one */
-  p[0] = 7; /* the protocol before session frames */
+  p[0] = 8; /* the protocol before session frames major 3 */
   n = ck_msg(m, 11, p, k);
   assert_int_equal(ck_feed(&srv, m, n), SYNC_EVERSION);
-  p[0] = 8;
+  p[0] = 9;
   p[17] = 0x43;
   n = ck_msg(m, 11, p, k);
   assert_int_equal(ck_feed(&srv, m, n), SYNC_EPROTO);

@@ -290,7 +290,7 @@ static void test_lineage_round_trips_and_refuses_malformed(void **state) {
 }
 
 /* ---------------------------------------------------------------------
- * Session frames (major 2): round trips through a context per side,
+ * Session frames (major 3): round trips through a context per side,
  * and hostile bytes
  * ------------------------------------------------------------------- */
 #define SF_H0 (UINT64_C(1700000000000) << 16)
@@ -388,6 +388,12 @@ static void sf_same(const sync_delta *a, const sync_delta *b) {
   assert_int_equal(a->start.seq, b->start.seq);
   assert_true(a->end.version == b->end.version);
   assert_int_equal(a->end.seq, b->end.seq);
+  assert_int_equal(a->end.mode, b->end.mode);
+  if (a->end.mode == SX_MODE_INITIAL) {
+    assert_true(a->end.v0 == b->end.v0 && a->end.tid == b->end.tid);
+    assert_int_equal(a->end.klen, b->end.klen);
+    assert_memory_equal(a->end.key, b->end.key, a->end.klen);
+  }
   assert_int_equal(a->last, b->last);
   assert_true(a->mark.id == b->mark.id && a->mark.start == b->mark.start);
   assert_int_equal(a->nsites, b->nsites);
@@ -410,6 +416,12 @@ static void sf_same(const sync_delta *a, const sync_delta *b) {
       assert_int_equal(c->v.type, e->v.type);
       if (c->v.type == SYNC_INTEGER) assert_true(c->v.i == e->v.i);
       if (c->v.type == SYNC_REAL) assert_true(c->v.r == e->v.r);
+      if (c->v.type == SYNC_TEXT || c->v.type == SYNC_BLOB) {
+        assert_int_equal(c->v.len, e->v.len);
+        if (c->v.len)
+          assert_memory_equal(a->arena.p + (uintptr_t)c->v.data,
+                              b->arena.p + (uintptr_t)e->v.data, c->v.len);
+      }
     }
   }
 }
@@ -452,7 +464,7 @@ static sync_delta *sf_through(sync_encoder *enc, sync_decoder *dec,
   size_t off = 0;
   assert_int_equal(sx_encoder_begin_ctx(enc, tx, d, flen, NULL), 0);
   assert_int_equal(sync_encoder_frame(enc, &f, flen), 0);
-  assert_int_equal(((const unsigned char *)f)[0] >> 4, 2);
+  assert_int_equal(((const unsigned char *)f)[0] >> 4, 3);
   while (off < *flen) {
     sync_inbuf in;
     in.ptr = (const unsigned char *)f + off;
@@ -512,6 +524,179 @@ static void test_session_frames_round_trip(void **state) {
   }
 }
 
+/* A chunk of table 1 (TEXT, BLOB; not in the session's schema, so its
+ * encodings travel) of n rows, each with its own stamp of site 0 when
+ * own, else all with one: HLCs a millisecond apart, within one
+ * millisecond, across a counter that wraps, far apart; statuses that
+ * repeat, blobs empty, repeated or not, now and then NULL. */
+static sync_delta *sf_lean_chunk(unsigned n, int own, unsigned off,
+                                  int initial) {
+  static const char *const status[] = {"ok", "ok", "ok", "warn", "ok",
+                                       "fault", "fault", "ok"};
+  static const uint64_t step[] = {1, 5, UINT64_C(1000) << 16,
+                                  (UINT64_C(1000) << 16) + 7, 65536 * 3 + 1,
+                                  UINT64_C(1) << 40};
+  sx_alloc al;
+  sync_delta *d;
+  uint64_t h = SF_H0 + 0xfff0 + (uint64_t)off * 3; /* a counter near its top */
+  unsigned i;
+  assert_int_equal(sx_alloc_from(NULL, &al), 0);
+  d = sx_delta_new(&al);
+  assert_non_null(d);
+  sf_site(d->sender, 0);
+  memset(d->receiver, 0xd1, 16);
+  d->schema_hash = 0x1234;
+  d->start.mode = d->end.mode = SX_MODE_LOG;
+  d->start.version = 100 + off;
+  d->end.version = 100 + off + n;
+  if (initial) {
+    /* An initial stream from the key after the previous chunk's last
+     * to this one's last. */
+    d->start.mode = d->end.mode = SX_MODE_INITIAL;
+    d->start.version = d->end.version = 0;
+    d->start.v0 = d->end.v0 = 90;
+    d->start.tid = d->end.tid = 1;
+    if (off)
+      d->start.klen = (size_t)snprintf((char *)d->start.key,
+                                       sizeof d->start.key, "k%06u", off - 1);
+    d->end.klen = (size_t)snprintf((char *)d->end.key, sizeof d->end.key,
+                                   "k%06u", off + n - 1);
+  }
+  d->mark.id = 77;
+  d->mark.start = 1;
+  d->nsites = d->nvv = 1;
+  d->sites = (uint8_t(*)[16])sx_malloc(&al, 16);
+  d->vv = (uint64_t *)sx_malloc(&al, sizeof(uint64_t));
+  d->rows = (sx_drow *)sx_malloc(&al, (n + 1) * sizeof(sx_drow));
+  d->cols = (sx_dcol *)sx_malloc(&al, (2 * n + 1) * sizeof(sx_dcol));
+  assert_true(d->sites && d->vv && d->rows && d->cols);
+  sf_site(d->sites[0], 0);
+  d->vv[0] = 0;
+  assert_int_equal(sx_buf_reserve(&d->arena, 40 * n), 0);
+  for (i = 0; i < n; i++) {
+    sx_drow *r = &d->rows[i];
+    sx_dcol *c = &d->cols[2 * i];
+    const char *st = status[i % 8];
+    unsigned char blob[3] = {(unsigned char)(i / 3), 7, 9};
+    size_t blen = i % 4 == 0 ? 0 : i % 4 == 1 ? 1 : 3;
+    char key[16];
+    int kl = snprintf(key, sizeof key, "k%06u", off + i);
+    if (own && i) h += step[i % 6];
+    r->tid = 1;
+    r->koff = d->arena.len;
+    r->klen = (size_t)kl;
+    memcpy(d->arena.p + d->arena.len, key, (size_t)kl);
+    d->arena.len += (size_t)kl;
+    r->cl = 1;
+    r->clsite = 0;
+    r->clhlc = h;
+    r->col0 = 2 * i;
+    r->ncols = 2;
+    memset(c, 0, 2 * sizeof *c);
+    c[0].col = 0;
+    c[0].v.type = SYNC_TEXT;
+    c[0].v.len = strlen(st);
+    c[0].v.data = (const void *)(uintptr_t)d->arena.len;
+    memcpy(d->arena.p + d->arena.len, st, c[0].v.len);
+    d->arena.len += c[0].v.len;
+    c[1].col = 1;
+    if (i % 9 == 8) {
+      c[1].v = sync_null();
+    } else {
+      c[1].v.type = SYNC_BLOB;
+      c[1].v.len = blen;
+      c[1].v.data = (const void *)(uintptr_t)d->arena.len;
+      memcpy(d->arena.p + d->arena.len, blob, blen);
+      d->arena.len += blen;
+    }
+    c[0].site = c[1].site = 0;
+    c[0].hlc = c[1].hlc = h;
+    if (h > d->vv[0]) d->vv[0] = h;
+  }
+  d->nrows = n;
+  d->ncols = 2 * n;
+  return d;
+}
+
+/* The chunk flags of session frame f. */
+static uint64_t sf_flags(const void *f, size_t len) {
+  const unsigned char *p = (const unsigned char *)f, *e = p + len;
+  uint64_t u;
+  size_t k = 1 + sx_get_varint(p + 1, e, &u); /* header byte, length */
+  assert_true(k > 1);
+  assert_true(sx_get_varint(p + k, e, &u) > 0);
+  return u;
+}
+
+/* What session frames write beyond standalone ones: stamps of one site
+ * as milliseconds and counter apart, rows that take the next stamp
+ * (chunk flag 0x02), TEXT and BLOB values that repeat the previous one
+ * as one byte, the tables section of the frame before as a flag (0x04),
+ * an initial stream's end cursor at the last row as a flag (0x08), and
+ * a first key that shares bytes of the frame before's last: all come
+ * back as they were, and frames are smaller than standalone ones. */
+static void test_session_frames_lean_round_trip(void **state) {
+  int own, initial;
+  (void)state;
+  for (initial = 0; initial < 2; initial++)
+    for (own = 0; own < 2; own++) {
+      sx_fctx tx, rx;
+      sync_encoder *enc, *alone;
+      sync_decoder *dec;
+      unsigned k;
+      assert_int_equal(sync_encoder_create(NULL, NULL, &enc), 0);
+      assert_int_equal(sync_encoder_create(NULL, NULL, &alone), 0);
+      assert_int_equal(sync_decoder_create(NULL, NULL, &dec), 0);
+      sf_pair(&tx, &rx);
+      if (initial) {
+        /* The request's cursor: where the first chunk starts. */
+        sync_delta *d0 = sf_lean_chunk(30, own, 0, 1);
+        tx.start = rx.start = d0->start;
+        sync_delta_free(d0);
+      }
+      for (k = 0; k < 3; k++) {
+        sync_delta *d = sf_lean_chunk(30, own, 30 * k, initial), *back;
+        const void *f;
+        size_t flen, slen;
+        uint64_t flags;
+        back = sf_through(enc, dec, &tx, &rx, d, 7, &flen);
+        sf_same(d, back);
+        sync_delta_free(back);
+        assert_int_equal(sync_encoder_frame(enc, &f, &flen), 0);
+        flags = sf_flags(f, flen);
+        /* Each row its own stamp, in key order: the next one. */
+        assert_int_equal((flags & 0x02) != 0, own);
+        assert_int_equal((flags & 0x04) != 0, k > 0);
+        assert_int_equal((flags & 0x08) != 0, initial);
+        assert_int_equal((flags & 0x10) != 0, 0);
+        assert_int_equal(sync_encoder_begin(alone, d, &slen, NULL), 0);
+        printf("lean: %s, %s stamps, frame %u: %zu bytes in a session, "
+               "%zu alone\n", initial ? "initial" : "log",
+               own ? "own" : "shared", k, flen, slen);
+        assert_true(flen + 60 < slen);
+        if (k) {
+          /* The same chunk as a session's first frame repeats its tables
+           * section and its first key whole. */
+          sx_fctx t2, r2;
+          size_t fresh;
+          sf_pair(&t2, &r2);
+          t2.start = d->start;
+          assert_int_equal(sx_encoder_begin_ctx(alone, &t2, d, &fresh, NULL),
+                           0);
+          assert_true(flen < fresh);
+          sx_fctx_free(&t2);
+          sx_fctx_free(&r2);
+        }
+        sync_delta_free(d);
+      }
+      sx_fctx_free(&tx);
+      sx_fctx_free(&rx);
+      sync_encoder_free(enc);
+      sync_encoder_free(alone);
+      sync_decoder_free(dec);
+    }
+}
+
 /* A frame of body b (n bytes) as the next frame of rx: its header and
  * its checksum, seeded with the frame's number. */
 static size_t sf_frame(unsigned char *f, const sx_fctx *rx,
@@ -519,7 +704,7 @@ static size_t sf_frame(unsigned char *f, const sx_fctx *rx,
   uint64_t sum;
   size_t k = 0;
   int i;
-  f[k++] = 0x20;
+  f[k++] = 0x30;
   f[k++] = (unsigned char)n;
   memcpy(f + k, b, n);
   k += n;
@@ -616,12 +801,83 @@ static void test_session_frames_hostile(void **state) {
                    SYNC_EFORMAT);
   assert_string_equal(why, "vector entry overflows");
   if (sf_decode(b, sizeof good + 1, SF_H0, &why)) fail_msg("vector: %s", why);
-  /* Unknown chunk flags. */
-  memcpy(b, good, sizeof good);
+  /* Unknown chunk flags (0x10000). */
   b[0] = 0x80;
-  b[1] = 0x40;
-  assert_int_equal(sf_decode(b, sizeof good, SF_H0, &why), SYNC_EFORMAT);
+  b[1] = 0x80;
+  b[2] = 0x04;
+  memcpy(b + 3, good + 1, sizeof good - 1);
+  assert_int_equal(sf_decode(b, sizeof good + 2, SF_H0, &why), SYNC_EFORMAT);
   assert_string_equal(why, "unknown chunk flags");
+  /* A second stamp in the same millisecond whose counter passes 0xffff
+   * (100 + 2 + 65535). */
+  memcpy(b, good, 6);
+  b[6] = 0x02; /* two stamps */
+  memcpy(b + 7, good + 7, 2);
+  b[9] = 0x01; /* the same millisecond, a counter delta follows */
+  b[10] = 0xff;
+  b[11] = 0xff;
+  b[12] = 0x03;
+  memcpy(b + 13, good + 9, sizeof good - 9);
+  assert_int_equal(sf_decode(b, sizeof good + 4, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "stamp HLC overflows");
+  /* 65,433 (65535 - 100 - 2) is the last counter that fits. */
+  b[10] = 0x99;
+  b[11] = 0xff;
+  b[12] = 0x03;
+  if (sf_decode(b, sizeof good + 4, SF_H0, &why)) fail_msg("0xffff: %s", why);
+  /* 2^48 milliseconds on: past the HLC's 48 bits of them. */
+  memcpy(b, good, 6);
+  b[6] = 0x02;
+  memcpy(b + 7, good + 7, 2);
+  /* a = (zigzag(2^48) + 1) << 1 */
+  memcpy(b + 9, "\x82\x80\x80\x80\x80\x80\x80\x02", 8);
+  memcpy(b + 17, good + 9, sizeof good - 9);
+  assert_int_equal(sf_decode(b, sizeof good + 8, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "stamp HLC overflows");
+  /* A gap of 0 milliseconds said as a gap (a = 2: the gap before, 0). */
+  b[9] = 0x02;
+  memcpy(b + 10, good + 9, sizeof good - 9);
+  assert_int_equal(sf_decode(b, sizeof good + 1, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "stamp HLC overflows");
+  /* a = 6: one millisecond on ((zigzag(1) + 1) << 1). */
+  b[9] = 0x06;
+  if (sf_decode(b, sizeof good + 1, SF_H0, &why)) fail_msg("1 ms: %s", why);
+  /* Rows that take the next stamp (chunk flag 0x02): the second row
+   * past a table of one stamp. */
+  {
+    static const unsigned char next[] = {
+        0x02, 0x01, 0x00, 0x01, 0x01, 0x00, 0x01, 0xc9, 0x01, 0x00,
+        0x01, 0x00, 0x00, 0x02, 0x07, 0x00, 0x00, 0x01, 'k', 0x00,
+        0x0e, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f,
+        0x00, 0x00, 'l', 0x0e, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f};
+    assert_int_equal(sf_decode(next, sizeof next, SF_H0, &why),
+                     SYNC_EFORMAT);
+    assert_string_equal(why, "stamp index past the stamp table");
+  }
+  /* A TEXT column whose first value repeats a value before it. */
+  {
+    static const unsigned char rep0[] = {
+        0x00, 0x01, 0x00, 0x01, 0x01, 0x00, 0x01, 0xc9, 0x01, 0x00,
+        0x01, 0x01, 0x02, 0x0b, 0x01, 0x07, 0x01, 0x00, 0x01, 'k', 0x00,
+        0x00};
+    assert_int_equal(sf_decode(rep0, sizeof rep0, SF_H0, &why), SYNC_EFORMAT);
+    assert_string_equal(why, "a repeat of no value");
+  }
+  /* The previous frame's tables section (0x04) in a first frame. */
+  memcpy(b, good, sizeof good);
+  b[0] = 0x04;
+  memmove(b + 10, good + 13, sizeof good - 13); /* no tables section */
+  assert_int_equal(sf_decode(b, sizeof good - 3, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "a repeat of no tables section");
+  /* An end cursor at the last row (0x08) of a stream in log mode, and
+   * with a whole end cursor (0x10) too. */
+  b[0] = 0x08;
+  memcpy(b + 1, good + 3, sizeof good - 3); /* no end cursor */
+  assert_int_equal(sf_decode(b, sizeof good - 2, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "an end cursor at no row of an initial stream");
+  b[0] = 0x18;
+  assert_int_equal(sf_decode(b, sizeof good - 2, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "two end cursors");
   /* The schema form for table 1, which the sender's schema lacks. */
   memcpy(b, good, sizeof good);
   b[11] = 0x01;
@@ -659,6 +915,7 @@ int main(void) {
       cmocka_unit_test(test_row_tombstone_has_no_columns),
       cmocka_unit_test(test_lineage_round_trips_and_refuses_malformed),
       cmocka_unit_test(test_session_frames_round_trip),
+      cmocka_unit_test(test_session_frames_lean_round_trip),
       cmocka_unit_test(test_session_frames_hostile),
   };
   return cmocka_run_group_tests_name("internal_codec", tests, NULL, NULL);

@@ -1318,7 +1318,7 @@ static void test_rows_outside_leaves(void **state) {
   }
   /* The client repaired table 0 only (the server's rights); its
    * frames never carry table 1.  Feed the server a turn announcing a
-   * root leaf and a session frame (major 2, written here: the first
+   * root leaf and a session frame (major 3, written here: the first
    * frame of the session from the client) holding a row of table 1, a
    * tombstone of "zz". */
   sync_session_free(c);
@@ -1340,7 +1340,7 @@ static void test_rows_outside_leaves(void **state) {
     size_t mn;
     uint64_t sum;
     int i;
-    frame[flen++] = 0x20; /* major 2, no flags */
+    frame[flen++] = 0x30; /* major 3, no flags */
     frame[flen++] = (unsigned char)sizeof body;
     memcpy(frame + flen, body, sizeof body);
     flen += sizeof body;

@@ -823,9 +823,11 @@ static void ss_tiny_pair(mu_rep *srv, mu_rep *dev, uint64_t *now) {
   ss_open(srv, "sess-srv.db", 0x51, now);
   ss_open(dev, "sess-dev.db", 0xd1, now);
   for (i = 0; i < 24; i++) {
-    char key[16];
+    char key[16], val[40];
     snprintf(key, sizeof key, "%s%02u", i & 1 ? "dev" : "srv", i);
-    mu_put(i & 1 ? dev : srv, key, i, 0.25 * i, "a value of some length");
+    /* Each its own: a value repeated would travel as one byte. */
+    snprintf(val, sizeof val, "a value of some length, %02u", i);
+    mu_put(i & 1 ? dev : srv, key, i, 0.25 * i, val);
   }
 }
 
@@ -1485,12 +1487,12 @@ static int ss_inject_frame(const unsigned char *body, size_t n, char *why,
   in = (sync_inbuf){buf, k, 0};
   sync_session_recv(c, &in);
   assert_int_equal(sync_session_status(s), 0);
-  /* DATA: the frame (major 2, its checksum seeded with 0: the first) */
+  /* DATA: the frame (major 3, its checksum seeded with 0: the first) */
   k = 0;
   m[k++] = 4;
   m[k++] = (unsigned char)(2 + n + 8);
   f0 = k;
-  m[k++] = 0x20;
+  m[k++] = 0x30;
   m[k++] = (unsigned char)n;
   memcpy(m + k, body, n);
   k += n;

@@ -143,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         unsigned char *f = q;
         int i;
         sync_session_stats_get(s, &st);
-        *q++ = 0x20; /* frame major 2, no flags */
+        *q++ = 0x30; /* frame major 3, no flags */
         if (len >= 0x80) {
           *q++ = (unsigned char)(len | 0x80);
           *q++ = (unsigned char)(len >> 7);

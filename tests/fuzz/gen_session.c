@@ -121,7 +121,7 @@ static size_t gs_framed(const gs_tape *t, unsigned char *out) {
     if (j >= t->n) break;
     len |= (uint64_t)t->b[j++] << shift;
     if (len > 255 || j + len + 4 > t->n) break;
-    if (type == 4 && len >= 10 && t->b[j] == 0x20 && t->b[j + 1] < 0x80 &&
+    if (type == 4 && len >= 10 && t->b[j] == 0x30 && t->b[j + 1] < 0x80 &&
         2 + (uint64_t)t->b[j + 1] + 8 == len) {
       /* A whole uncompressed session frame in one DATA: its body alone
        * (the target writes its header and checksum, fuzz_session.c). */
