@@ -401,6 +401,22 @@ check "dump --as-of a time far ahead reads as now" sh -c "$S dump h.db t --as-of
 check "restore --as-of puts the table back" sh -c "$S restore h.db t --as-of $V2 > out && grep -q '^restored 1 rows' out && $S get h.db t a > out && grep -q '^v  2\$' out"
 check "the restore replicates" sh -c "$S init h2.db --table t:text v:integer > /dev/null && $S sync h2.db h.db > /dev/null && $S get h2.db t a > out && grep -q '^v  2\$' out && [ \"\$($S digest h.db)\" = \"\$($S digest h2.db)\" ]"
 check "history --off removes it" sh -c "$S history h.db t --off > /dev/null; $S history h.db t > out; [ \$? = 3 ] && grep -q 'keeps no history' out"
+# A table with a counter: restore adds the difference, and adds made
+# elsewhere meanwhile count on top of the restored value.
+"$S" init hc.db --table t:text v:integer n:counter > /dev/null
+"$S" history hc.db t --versions 0 --max-age 0 > /dev/null
+"$S" put hc.db t a v=1
+"$S" add hc.db t a n=+5
+VC=$("$S" history hc.db t a --json | sed -n 1p | sed 's/^{"version":\([0-9]*\),.*/\1/')
+"$S" add hc.db t a n=+3
+"$S" add hc.db t b n=+9
+"$S" init hc2.db --table t:text v:integer n:counter > /dev/null
+"$S" sync hc2.db hc.db > /dev/null
+"$S" add hc2.db t a n=+2
+check "dump --as-of shows a counter's sum then" sh -c "$S dump hc.db t --as-of $VC --json > out && grep -qx '{\"key\":\"a\",\"v\":1,\"n\":5}' out && [ \$(wc -l < out) = 1 ]"
+check "restore of a table with a counter" sh -c "$S restore hc.db t --as-of $VC > out && grep -q '^restored 2 rows' out && $S dump hc.db t --json > out && grep -qx '{\"key\":\"a\",\"v\":1,\"n\":5}' out && [ \$(wc -l < out) = 1 ]"
+check "adds made concurrently elsewhere count on top of the restored value" sh -c "$S sync hc2.db hc.db > /dev/null && $S sync hc2.db hc.db > /dev/null && $S get hc.db t a > out && grep -q '^n  7\$' out && $S get hc2.db t a > out && grep -q '^n  7\$' out && [ \"\$($S digest hc.db)\" = \"\$($S digest hc2.db)\" ]"
+
 
 # --- compact ----------------------------------------------------------
 check "compact in place keeps the site id and the rows, and sync goes on" sh -c "$S digest c.db > d1 && $S vv c.db | grep 'this replica' | cut -c1-32 > s1 && $S compact c.db > out && grep -q '^c.db: [0-9]* bytes; compacted in place: [0-9]* bytes\$' out && $S digest c.db > d2 && $S vv c.db | grep 'this replica' | cut -c1-32 > s2 && cmp -s d1 d2 && cmp -s s1 s2 && [ -s s1 ] && [ ! -e c.db.compact ] && $S sync c.db a.db > /dev/null"
