@@ -593,6 +593,22 @@ SYNC_API int sync_update(sync_txn *txn, unsigned table, const void *key,
 SYNC_API int sync_counter_add(sync_txn *txn, unsigned table, const void *key,
                               size_t klen, unsigned col, int64_t delta);
 
+/* This replica's own share of counter column col of the row: the
+ * running totals of its positive adds (*pos) and of its negated
+ * negative adds (*neg) in the row's current incarnation; 0 and 0 when
+ * it has not added to it since the row was last inserted (by anyone).
+ * The value read is the sum of every replica's pos - neg, this one's
+ * included.  A program that mirrors a counter elsewhere can set its own
+ * share to a total it keeps (add the total minus pos - neg): doing so
+ * twice adds nothing the second time.  After a site renewal
+ * (sync_site_renew) the adds made before it belong to the old id and
+ * no longer count here.  pos and neg may be NULL.  Errors:
+ * SYNC_NOTFOUND (no live row), SYNC_EINVAL (col out of range),
+ * SYNC_ETYPE (col is not a SYNC_COUNTER column). */
+SYNC_API int sync_counter_own(sync_txn *txn, unsigned table, const void *key,
+                              size_t klen, unsigned col, uint64_t *pos,
+                              uint64_t *neg);
+
 /* Delete the row, leaving a tombstone that replication needs.  Errors:
  * SYNC_NOTFOUND (no live row). */
 SYNC_API int sync_delete(sync_txn *txn, unsigned table, const void *key,

@@ -476,6 +476,27 @@ SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
   return rc ? rc : 1;
 }
 
+SYNC_API int sync_counter_own(sync_txn *x, unsigned table, const void *key,
+                              size_t klen, unsigned col, uint64_t *pos,
+                              uint64_t *neg) {
+  const sx_table *tb;
+  uint64_t p = 0, n = 0, lo;
+  int64_t hi;
+  int rc;
+  if (pos) *pos = 0;
+  if (neg) *neg = 0;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  tb = &x->env->schema->tables[table];
+  if (col >= tb->ncols) return SYNC_EINVAL;
+  if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
+  if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
+    return rc;
+  if (col < x->old.ncols) sx_rcol_ctr(&x->old.cols[col], &hi, &lo, &p, &n);
+  if (pos) *pos = p;
+  if (neg) *neg = n;
+  return 0;
+}
+
 SYNC_API int sync_count(sync_txn *x, unsigned table, uint64_t *out) {
   sx_tsum s;
   int rc;

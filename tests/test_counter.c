@@ -257,6 +257,63 @@ static void test_bad_calls(void **state) {
   mu_close(&a);
 }
 
+/* This replica's own share of a cell: its own adds, not a peer's;
+ * reset by a delete; and setting it to a total kept elsewhere (an add
+ * of the total minus the share) is idempotent. */
+static void test_counter_own(void **state) {
+  mu_rep a, b;
+  sync_txn *x;
+  uint64_t p = 1, n = 1;
+  int i;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_RC(sync_counter_own(x, 0, "k", 1, CT_C, &p, &n), SYNC_NOTFOUND);
+  TU_U64(p, 0);
+  TU_U64(n, 0);
+  sync_txn_abort(x);
+  TU_OK(ct_add(&a, "k", CT_C, 7));
+  TU_OK(ct_add(&a, "k", CT_C, -2));
+  TU_OK(ct_add(&b, "k", CT_C, 100));
+  TU_OK(ct_add(&b, "k", CT_D, 1));
+  ct_pull_wire(&a, &b, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), 105);
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_C, &p, &n));
+  TU_U64(p, 7);
+  TU_U64(n, 2);
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_D, &p, NULL)); /* b's only */
+  TU_U64(p, 0);
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_C, NULL, NULL));
+  TU_RC(sync_counter_own(x, 0, "k", 1, CT_N, &p, &n), SYNC_ETYPE);
+  TU_RC(sync_counter_own(x, 0, "k", 1, CT_NCOLS, &p, &n), SYNC_EINVAL);
+  TU_RC(sync_counter_own(x, 0, "", 0, CT_C, &p, &n), SYNC_EINVAL);
+  sync_txn_abort(x);
+  /* Bringing a's share to 30 twice: the second time adds nothing. */
+  for (i = 0; i < 2; i++) {
+    uint64_t v0 = mu_version(&a);
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    TU_OK(sync_counter_own(x, 0, "k", 1, CT_C, &p, &n));
+    TU_OK(sync_counter_add(x, 0, "k", 1, CT_C, 30 - (int64_t)(p - n)));
+    TU_OK(sync_txn_commit(x));
+    assert_int_equal(ct_val(&a, "k", CT_C), 130);
+    if (i) TU_U64(mu_version(&a), v0);
+  }
+  /* A delete ends the incarnation: its shares go with it. */
+  mu_delete(&a, "k");
+  TU_OK(ct_add(&a, "k", CT_D, 3));
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_C, &p, &n));
+  TU_U64(p, 0);
+  TU_U64(n, 0);
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_D, &p, &n));
+  TU_U64(p, 3);
+  sync_txn_abort(x);
+  mu_close(&a);
+  mu_close(&b);
+}
+
 static void test_overflow_and_saturation(void **state) {
   mu_rep a, b;
   (void)state;
@@ -1798,6 +1855,7 @@ int main(void) {
       cmocka_unit_test(test_delete_resets),
       cmocka_unit_test(test_bad_calls),
       cmocka_unit_test(test_overflow_and_saturation),
+      cmocka_unit_test(test_counter_own),
       cmocka_unit_test(test_concurrent_adds_all_count),
       cmocka_unit_test(test_policies),
       cmocka_unit_test(test_copied_file_counts_once),
