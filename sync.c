@@ -3189,6 +3189,11 @@ SYNC_PRIVATE int64_t sx_ctr_total(const sx_ctr *a, size_t n);
 /* The value a reader sees of column c: a counter's sum as an INTEGER (0
  * when never added to), any other value as it is. */
 SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type);
+/* Counter cell c's exact sum as a 128-bit two's complement number
+ * (*hi, *lo), unclamped, and this replica's own totals in it (site
+ * index 0; 0 and 0 when it never added, or c was never written). */
+SYNC_PRIVATE void sx_rcol_ctr(const sx_rcol *c, int64_t *hi, uint64_t *lo,
+                              uint64_t *own_p, uint64_t *own_n);
 /* The value a reader sees of column j (of schema type type) of row r,
  * which may have fewer columns. */
 SYNC_PRIVATE sync_value sx_col_value(const sx_row *r, unsigned j, int type);
@@ -3558,6 +3563,33 @@ SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type) {
     return sync_int(sx_acc_clamp(&acc));
   }
   return c->v;
+}
+
+SYNC_PRIVATE void sx_rcol_ctr(const sx_rcol *c, int64_t *hi, uint64_t *lo,
+                              uint64_t *own_p, uint64_t *own_n) {
+  const unsigned char *p, *end;
+  uint64_t n, i, u, pp, nn, site = 0;
+  sx_acc acc = {0, 0};
+  *own_p = *own_n = 0;
+  if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER) {
+    p = (const unsigned char *)c->v.data;
+    end = p + c->v.len;
+    p += sx_get_varint(p, end, &n);
+    for (i = 0; i < n; i++) {
+      p += sx_get_varint(p, end, &u);
+      site = (i ? site + 1 : 0) + u;
+      p += sx_get_varint(p, end, &pp);
+      p += sx_get_varint(p, end, &nn);
+      p += sx_get_varint(p, end, &u);
+      sx_acc_add(&acc, pp, nn);
+      if (site == 0) {
+        *own_p = pp;
+        *own_n = nn;
+      }
+    }
+  }
+  *hi = acc.hi;
+  *lo = acc.lo;
 }
 
 SYNC_PRIVATE sync_value sx_col_value(const sx_row *r, unsigned j, int type) {
@@ -4677,12 +4709,18 @@ SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
 /* Put cur (table tid's) on the stored row at key and decode it into
  * x->old: 1 when there is one (live or a tombstone), 0 when not, or an
  * error (SYNC_ECORRUPT with the table named for a damaged row). */
+SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                            const void *key, size_t klen);
 /* The first nvals values of decoded row r of table tb, as reads give
  * them (a counter's sum, NULL or 0 for a column never written). */
 SYNC_PRIVATE void sx_fill(const sx_table *tb, const sx_row *r,
                           sync_value *vals, unsigned nvals);
-SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                            const void *key, size_t klen);
+/* sync_counter_add of a magnitude up to 2^64 - 1 (neg: subtracted), as
+ * one add: a difference that does not fit in an int64_t goes in one
+ * piece, refused whole (SYNC_ELIMIT) or added whole. */
+SYNC_PRIVATE int sx_counter_add(sync_txn *x, unsigned table, const void *key,
+                                size_t klen, unsigned col, int neg,
+                                uint64_t mag);
 
 #endif
 
@@ -5383,10 +5421,18 @@ static int sx_rh_live_at(sync_txn *x, unsigned tid, int kind, uint64_t at,
   return 0;
 }
 
-/* Scratch of a diff or a restore: two rows and their values. */
+/* A counter's add of a restore: mag, subtracted when neg. */
+typedef struct sx_rhadd {
+  uint64_t mag;
+  int neg;
+} sx_rhadd;
+
+/* Scratch of a diff or a restore: two rows and their values, and a
+ * restore's adds. */
 typedef struct sx_rhwork {
   sx_row ra, rb;
   sync_value *va, *vb;
+  sx_rhadd *add;
   sx_buf copy;
 } sx_rhwork;
 
@@ -5397,6 +5443,8 @@ static int sx_rhwork_init(sync_env *env, sx_rhwork *w) {
                                   2 * sizeof(sync_value) * SYNC_MAX_COLUMNS);
   if (!w->va) return SYNC_ENOMEM;
   w->vb = w->va + SYNC_MAX_COLUMNS;
+  w->add = (sx_rhadd *)sx_malloc(&env->al, sizeof(sx_rhadd) * SYNC_MAX_COLUMNS);
+  if (!w->add) return SYNC_ENOMEM;
   /* A failed init leaves freed pointers behind: forget them. */
   if (sx_row_init(&env->al, &w->ra, SYNC_MAX_COLUMNS)) {
     memset(&w->ra, 0, sizeof w->ra);
@@ -5413,6 +5461,7 @@ static void sx_rhwork_free(sync_env *env, sx_rhwork *w) {
   if (w->ra.cols) sx_row_free(&env->al, &w->ra);
   if (w->rb.cols) sx_row_free(&env->al, &w->rb);
   sx_free(&env->al, w->va);
+  sx_free(&env->al, w->add);
   sx_buf_free(&w->copy);
 }
 
@@ -5451,6 +5500,56 @@ done:
   sx_cur_close(c);
   sx_rhwork_free(env, &w);
   return rc; /* 0 at the end, an error, or what fn stopped with */
+}
+
+/* Write row then (live) back over now (NULL: a tombstone) at key.  The
+ * LWW columns by a put, which writes only those that differ (and
+ * inserts the row again over a tombstone, its counters from 0); each
+ * counter by one add of its value then minus its exact sum now (the
+ * whole value after a re-insert), so that the restore replicates as
+ * adds and adds made elsewhere meanwhile still count.  The adds are
+ * checked before anything is written: a difference this replica's own
+ * total cannot take is SYNC_ELIMIT, as for sync_counter_add, and the
+ * row is left as it is.  now's values point into the map: read before
+ * the first write. */
+static int sx_rh_put_back(sync_txn *x, unsigned tid, const void *key,
+                          size_t klen, const sx_row *then, const sx_row *now,
+                          sx_rhwork *w) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned i, n = tb->ncols;
+  int rc;
+  sx_fill(tb, then, w->va, n);
+  for (i = 0; i < n; i++) {
+    sx_rhadd *a = &w->add[i];
+    uint64_t t, lo = 0, dlo, own_p = 0, own_n = 0;
+    int64_t hi = 0, dhi;
+    a->mag = 0;
+    a->neg = 0;
+    if (tb->cols[i].type != SYNC_COUNTER) continue;
+    t = (uint64_t)w->va[i].i;
+    w->va[i] = sync_null(); /* a put keeps the count */
+    if (now && i < now->ncols)
+      sx_rcol_ctr(&now->cols[i], &hi, &lo, &own_p, &own_n);
+    /* then - now in 128 bits (two's complement words) */
+    dlo = t - lo;
+    dhi = (t >> 63 ? -1 : 0) - hi - (t < lo);
+    if (dhi == 0) {
+      a->mag = dlo;
+    } else if (dhi == -1 && dlo != 0) {
+      a->neg = 1;
+      a->mag = 0 - dlo;
+    } else {
+      return SYNC_ELIMIT; /* 2^64 or more: no one total takes it */
+    }
+    if (a->mag && (a->neg ? own_n : own_p) > UINT64_MAX - a->mag)
+      return SYNC_ELIMIT;
+  }
+  if ((rc = sync_put(x, tid, key, klen, w->va, n))) return rc;
+  for (i = 0; i < n; i++)
+    if (w->add[i].mag && (rc = sx_counter_add(x, tid, key, klen, i,
+                                              w->add[i].neg, w->add[i].mag)))
+      return rc;
+  return 0;
 }
 
 SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
@@ -5504,8 +5603,7 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
     now = (w.rb.cl & 1) ? &w.rb : NULL;
     if (sx_rh_same(&env->schema->tables[table], then, now, n, w.va, w.vb)) continue;
     if (then) {
-      sx_fill(&env->schema->tables[table], then, w.va, n);
-      rc = sync_put(x, table, key, klen, w.va, n);
+      rc = sx_rh_put_back(x, table, key, klen, then, now, &w);
     } else {
       rc = sync_delete(x, table, key, klen);
     }
@@ -6205,15 +6303,15 @@ SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
   return sx_write(x, table, key, klen, SX_OP_DELETE, NULL, NULL, 0);
 }
 
-/* Add delta to this replica's contribution in counter cell col of
- * x->nw (sx_ctr with site 0: index 0, sites being increasing), stamped
- * with the transaction's HLC, which is above every stamp the cell holds:
- * so the column's stamp, the newest contribution's, becomes ours. */
-static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
+/* Add mag (neg: subtract it) to this replica's contribution in counter
+ * cell col of x->nw (sx_ctr with site 0: index 0, sites being
+ * increasing), stamped with the transaction's HLC, which is above every
+ * stamp the cell holds: so the column's stamp, the newest
+ * contribution's, becomes ours. */
+static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
   sx_rcol *c = &x->nw.cols[col];
   size_t n = 0, i;
   sx_ctr *a;
-  uint64_t mag;
   int rc;
   if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
     (void)sx_ctr_check((const unsigned char *)c->v.data,
@@ -6226,12 +6324,10 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
     memset(a, 0, sizeof *a);
     n++;
   }
-  if (delta > 0) {
-    mag = (uint64_t)delta;
+  if (!neg) {
     if (a[0].p > UINT64_MAX - mag) return SYNC_ELIMIT;
     a[0].p += mag;
   } else {
-    mag = (uint64_t)(-(delta + 1)) + 1; /* |INT64_MIN| too */
     if (a[0].n > UINT64_MAX - mag) return SYNC_ELIMIT;
     a[0].n += mag;
   }
@@ -6251,6 +6347,15 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
 
 SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
                               size_t klen, unsigned col, int64_t delta) {
+  /* |INT64_MIN| too */
+  return sx_counter_add(x, table, key, klen, col, delta < 0,
+                        delta < 0 ? (uint64_t)(-(delta + 1)) + 1
+                                  : (uint64_t)delta);
+}
+
+SYNC_PRIVATE int sx_counter_add(sync_txn *x, unsigned table, const void *key,
+                                size_t klen, unsigned col, int neg,
+                                uint64_t mag) {
   sync_env *env;
   const sx_table *tb;
   sx_scur *cur;
@@ -6264,7 +6369,7 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
   if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  if (delta == 0) return 0;
+  if (mag == 0) return 0;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, table, &cur)))
     return rc;
   if ((found = sx_old_row(x, table, cur, key, klen)) < 0) return found;
@@ -6292,7 +6397,7 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
       x->nw.cols[i].v = sync_null();
     }
   }
-  if ((rc = sx_counter_bump(x, col, delta))) return rc;
+  if ((rc = sx_counter_bump(x, col, neg, mag))) return rc;
   return sx_store_row(x, table, cur, key, klen, found, 0);
 }
 
@@ -6352,6 +6457,27 @@ SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
   rc = sx_read(x, table, key, klen, &x->old);
   if (rc == SYNC_NOTFOUND) return 0;
   return rc ? rc : 1;
+}
+
+SYNC_API int sync_counter_own(sync_txn *x, unsigned table, const void *key,
+                              size_t klen, unsigned col, uint64_t *pos,
+                              uint64_t *neg) {
+  const sx_table *tb;
+  uint64_t p = 0, n = 0, lo;
+  int64_t hi;
+  int rc;
+  if (pos) *pos = 0;
+  if (neg) *neg = 0;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  tb = &x->env->schema->tables[table];
+  if (col >= tb->ncols) return SYNC_EINVAL;
+  if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
+  if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
+    return rc;
+  if (col < x->old.ncols) sx_rcol_ctr(&x->old.cols[col], &hi, &lo, &p, &n);
+  if (pos) *pos = p;
+  if (neg) *neg = n;
+  return 0;
 }
 
 SYNC_API int sync_count(sync_txn *x, unsigned table, uint64_t *out) {

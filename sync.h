@@ -593,6 +593,22 @@ SYNC_API int sync_update(sync_txn *txn, unsigned table, const void *key,
 SYNC_API int sync_counter_add(sync_txn *txn, unsigned table, const void *key,
                               size_t klen, unsigned col, int64_t delta);
 
+/* This replica's own share of counter column col of the row: the
+ * running totals of its positive adds (*pos) and of its negated
+ * negative adds (*neg) in the row's current incarnation; 0 and 0 when
+ * it has not added to it since the row was last inserted (by anyone).
+ * The value read is the sum of every replica's pos - neg, this one's
+ * included.  A program that mirrors a counter elsewhere can set its own
+ * share to a total it keeps (add the total minus pos - neg): doing so
+ * twice adds nothing the second time.  After a site renewal
+ * (sync_site_renew) the adds made before it belong to the old id and
+ * no longer count here.  pos and neg may be NULL.  Errors:
+ * SYNC_NOTFOUND (no live row), SYNC_EINVAL (col out of range),
+ * SYNC_ETYPE (col is not a SYNC_COUNTER column). */
+SYNC_API int sync_counter_own(sync_txn *txn, unsigned table, const void *key,
+                              size_t klen, unsigned col, uint64_t *pos,
+                              uint64_t *neg);
+
 /* Delete the row, leaving a tombstone that replication needs.  Errors:
  * SYNC_NOTFOUND (no live row). */
 SYNC_API int sync_delete(sync_txn *txn, unsigned table, const void *key,
@@ -820,15 +836,27 @@ SYNC_API int sync_history_diff(sync_txn *txn, unsigned table, int kind,
                                void *ctx);
 
 /* Put table back as it was at a point, in write transaction txn: each
- * row whose values differ is written with them (sync_put), each row
- * live now that was absent then is deleted (sync_delete), so the
- * restore is made of ordinary stamped changes that replicate like any
- * others.  Rows equal then and now are not touched.  Reads every
- * stored row of the table (and the versions kept after the point), in
- * one transaction: for a large table, mind LMDB's dirty page limit
- * (SYNC_ELIMIT).  *changed (may be NULL) counts the rows written, also
- * when it fails.  Errors: SYNC_EPRUNED, SYNC_EINVAL, SYNC_EREADONLY,
- * SYNC_ETXN, those of sync_put and sync_delete. */
+ * row whose values differ is written with them, each row live now that
+ * was absent then is deleted (sync_delete), so the restore is made of
+ * ordinary stamped changes that replicate like any others.  A row's
+ * LWW columns are written by a sync_put of their values then, which
+ * stamps only the columns that differ (and inserts the row again over
+ * a tombstone); a SYNC_COUNTER column is brought back by one add
+ * (sync_counter_add) of its value then minus its exact sum now, or of
+ * its whole value then when the row is inserted again (its counters
+ * start from 0).  So the restore replicates as adds: adds that other
+ * replicas made concurrently still count, once each, on top of the
+ * restored value, except those to a row the restore deletes (lost with
+ * it, as for any add concurrent with a delete).  Rows equal then and
+ * now are not touched.  Reads every stored row of the table (and the
+ * versions kept after the point), in one transaction: for a large
+ * table, mind LMDB's dirty page limit (SYNC_ELIMIT).  *changed (may be
+ * NULL) counts the rows written, also when it fails; after a failure
+ * the transaction holds the rows written before it: abort it.  Errors:
+ * SYNC_EPRUNED, SYNC_EINVAL, SYNC_EREADONLY, SYNC_ETXN, SYNC_ELIMIT
+ * (also: a counter's difference that this replica's own positive or
+ * negative total for the cell cannot take, as for sync_counter_add;
+ * that row is left as it was), those of sync_put and sync_delete. */
 SYNC_API int sync_table_restore(sync_txn *txn, unsigned table, int kind,
                                 uint64_t at, uint64_t *changed);
 

@@ -727,10 +727,18 @@ static int sx_rh_live_at(sync_txn *x, unsigned tid, int kind, uint64_t at,
   return 0;
 }
 
-/* Scratch of a diff or a restore: two rows and their values. */
+/* A counter's add of a restore: mag, subtracted when neg. */
+typedef struct sx_rhadd {
+  uint64_t mag;
+  int neg;
+} sx_rhadd;
+
+/* Scratch of a diff or a restore: two rows and their values, and a
+ * restore's adds. */
 typedef struct sx_rhwork {
   sx_row ra, rb;
   sync_value *va, *vb;
+  sx_rhadd *add;
   sx_buf copy;
 } sx_rhwork;
 
@@ -741,6 +749,8 @@ static int sx_rhwork_init(sync_env *env, sx_rhwork *w) {
                                   2 * sizeof(sync_value) * SYNC_MAX_COLUMNS);
   if (!w->va) return SYNC_ENOMEM;
   w->vb = w->va + SYNC_MAX_COLUMNS;
+  w->add = (sx_rhadd *)sx_malloc(&env->al, sizeof(sx_rhadd) * SYNC_MAX_COLUMNS);
+  if (!w->add) return SYNC_ENOMEM;
   /* A failed init leaves freed pointers behind: forget them. */
   if (sx_row_init(&env->al, &w->ra, SYNC_MAX_COLUMNS)) {
     memset(&w->ra, 0, sizeof w->ra);
@@ -757,6 +767,7 @@ static void sx_rhwork_free(sync_env *env, sx_rhwork *w) {
   if (w->ra.cols) sx_row_free(&env->al, &w->ra);
   if (w->rb.cols) sx_row_free(&env->al, &w->rb);
   sx_free(&env->al, w->va);
+  sx_free(&env->al, w->add);
   sx_buf_free(&w->copy);
 }
 
@@ -795,6 +806,56 @@ done:
   sx_cur_close(c);
   sx_rhwork_free(env, &w);
   return rc; /* 0 at the end, an error, or what fn stopped with */
+}
+
+/* Write row then (live) back over now (NULL: a tombstone) at key.  The
+ * LWW columns by a put, which writes only those that differ (and
+ * inserts the row again over a tombstone, its counters from 0); each
+ * counter by one add of its value then minus its exact sum now (the
+ * whole value after a re-insert), so that the restore replicates as
+ * adds and adds made elsewhere meanwhile still count.  The adds are
+ * checked before anything is written: a difference this replica's own
+ * total cannot take is SYNC_ELIMIT, as for sync_counter_add, and the
+ * row is left as it is.  now's values point into the map: read before
+ * the first write. */
+static int sx_rh_put_back(sync_txn *x, unsigned tid, const void *key,
+                          size_t klen, const sx_row *then, const sx_row *now,
+                          sx_rhwork *w) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  unsigned i, n = tb->ncols;
+  int rc;
+  sx_fill(tb, then, w->va, n);
+  for (i = 0; i < n; i++) {
+    sx_rhadd *a = &w->add[i];
+    uint64_t t, lo = 0, dlo, own_p = 0, own_n = 0;
+    int64_t hi = 0, dhi;
+    a->mag = 0;
+    a->neg = 0;
+    if (tb->cols[i].type != SYNC_COUNTER) continue;
+    t = (uint64_t)w->va[i].i;
+    w->va[i] = sync_null(); /* a put keeps the count */
+    if (now && i < now->ncols)
+      sx_rcol_ctr(&now->cols[i], &hi, &lo, &own_p, &own_n);
+    /* then - now in 128 bits (two's complement words) */
+    dlo = t - lo;
+    dhi = (t >> 63 ? -1 : 0) - hi - (t < lo);
+    if (dhi == 0) {
+      a->mag = dlo;
+    } else if (dhi == -1 && dlo != 0) {
+      a->neg = 1;
+      a->mag = 0 - dlo;
+    } else {
+      return SYNC_ELIMIT; /* 2^64 or more: no one total takes it */
+    }
+    if (a->mag && (a->neg ? own_n : own_p) > UINT64_MAX - a->mag)
+      return SYNC_ELIMIT;
+  }
+  if ((rc = sync_put(x, tid, key, klen, w->va, n))) return rc;
+  for (i = 0; i < n; i++)
+    if (w->add[i].mag && (rc = sx_counter_add(x, tid, key, klen, i,
+                                              w->add[i].neg, w->add[i].mag)))
+      return rc;
+  return 0;
 }
 
 SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
@@ -848,8 +909,7 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
     now = (w.rb.cl & 1) ? &w.rb : NULL;
     if (sx_rh_same(&env->schema->tables[table], then, now, n, w.va, w.vb)) continue;
     if (then) {
-      sx_fill(&env->schema->tables[table], then, w.va, n);
-      rc = sync_put(x, table, key, klen, w.va, n);
+      rc = sx_rh_put_back(x, table, key, klen, then, now, &w);
     } else {
       rc = sync_delete(x, table, key, klen);
     }

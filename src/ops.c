@@ -320,15 +320,15 @@ SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
   return sx_write(x, table, key, klen, SX_OP_DELETE, NULL, NULL, 0);
 }
 
-/* Add delta to this replica's contribution in counter cell col of
- * x->nw (sx_ctr with site 0: index 0, sites being increasing), stamped
- * with the transaction's HLC, which is above every stamp the cell holds:
- * so the column's stamp, the newest contribution's, becomes ours. */
-static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
+/* Add mag (neg: subtract it) to this replica's contribution in counter
+ * cell col of x->nw (sx_ctr with site 0: index 0, sites being
+ * increasing), stamped with the transaction's HLC, which is above every
+ * stamp the cell holds: so the column's stamp, the newest
+ * contribution's, becomes ours. */
+static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
   sx_rcol *c = &x->nw.cols[col];
   size_t n = 0, i;
   sx_ctr *a;
-  uint64_t mag;
   int rc;
   if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
     (void)sx_ctr_check((const unsigned char *)c->v.data,
@@ -341,12 +341,10 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
     memset(a, 0, sizeof *a);
     n++;
   }
-  if (delta > 0) {
-    mag = (uint64_t)delta;
+  if (!neg) {
     if (a[0].p > UINT64_MAX - mag) return SYNC_ELIMIT;
     a[0].p += mag;
   } else {
-    mag = (uint64_t)(-(delta + 1)) + 1; /* |INT64_MIN| too */
     if (a[0].n > UINT64_MAX - mag) return SYNC_ELIMIT;
     a[0].n += mag;
   }
@@ -366,6 +364,15 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int64_t delta) {
 
 SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
                               size_t klen, unsigned col, int64_t delta) {
+  /* |INT64_MIN| too */
+  return sx_counter_add(x, table, key, klen, col, delta < 0,
+                        delta < 0 ? (uint64_t)(-(delta + 1)) + 1
+                                  : (uint64_t)delta);
+}
+
+SYNC_PRIVATE int sx_counter_add(sync_txn *x, unsigned table, const void *key,
+                                size_t klen, unsigned col, int neg,
+                                uint64_t mag) {
   sync_env *env;
   const sx_table *tb;
   sx_scur *cur;
@@ -379,7 +386,7 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
   if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  if (delta == 0) return 0;
+  if (mag == 0) return 0;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, table, &cur)))
     return rc;
   if ((found = sx_old_row(x, table, cur, key, klen)) < 0) return found;
@@ -407,7 +414,7 @@ SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
       x->nw.cols[i].v = sync_null();
     }
   }
-  if ((rc = sx_counter_bump(x, col, delta))) return rc;
+  if ((rc = sx_counter_bump(x, col, neg, mag))) return rc;
   return sx_store_row(x, table, cur, key, klen, found, 0);
 }
 
@@ -467,6 +474,27 @@ SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
   rc = sx_read(x, table, key, klen, &x->old);
   if (rc == SYNC_NOTFOUND) return 0;
   return rc ? rc : 1;
+}
+
+SYNC_API int sync_counter_own(sync_txn *x, unsigned table, const void *key,
+                              size_t klen, unsigned col, uint64_t *pos,
+                              uint64_t *neg) {
+  const sx_table *tb;
+  uint64_t p = 0, n = 0, lo;
+  int64_t hi;
+  int rc;
+  if (pos) *pos = 0;
+  if (neg) *neg = 0;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  tb = &x->env->schema->tables[table];
+  if (col >= tb->ncols) return SYNC_EINVAL;
+  if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
+  if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
+    return rc;
+  if (col < x->old.ncols) sx_rcol_ctr(&x->old.cols[col], &hi, &lo, &p, &n);
+  if (pos) *pos = p;
+  if (neg) *neg = n;
+  return 0;
 }
 
 SYNC_API int sync_count(sync_txn *x, unsigned table, uint64_t *out) {

@@ -33,11 +33,17 @@ SYNC_PRIVATE int sx_fresh_cl(sync_txn *x, unsigned tid, uint64_t *cl);
 /* Put cur (table tid's) on the stored row at key and decode it into
  * x->old: 1 when there is one (live or a tombstone), 0 when not, or an
  * error (SYNC_ECORRUPT with the table named for a damaged row). */
+SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                            const void *key, size_t klen);
 /* The first nvals values of decoded row r of table tb, as reads give
  * them (a counter's sum, NULL or 0 for a column never written). */
 SYNC_PRIVATE void sx_fill(const sx_table *tb, const sx_row *r,
                           sync_value *vals, unsigned nvals);
-SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                            const void *key, size_t klen);
+/* sync_counter_add of a magnitude up to 2^64 - 1 (neg: subtracted), as
+ * one add: a difference that does not fit in an int64_t goes in one
+ * piece, refused whole (SYNC_ELIMIT) or added whole. */
+SYNC_PRIVATE int sx_counter_add(sync_txn *x, unsigned table, const void *key,
+                                size_t klen, unsigned col, int neg,
+                                uint64_t mag);
 
 #endif

@@ -369,6 +369,33 @@ SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type) {
   return c->v;
 }
 
+SYNC_PRIVATE void sx_rcol_ctr(const sx_rcol *c, int64_t *hi, uint64_t *lo,
+                              uint64_t *own_p, uint64_t *own_n) {
+  const unsigned char *p, *end;
+  uint64_t n, i, u, pp, nn, site = 0;
+  sx_acc acc = {0, 0};
+  *own_p = *own_n = 0;
+  if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER) {
+    p = (const unsigned char *)c->v.data;
+    end = p + c->v.len;
+    p += sx_get_varint(p, end, &n);
+    for (i = 0; i < n; i++) {
+      p += sx_get_varint(p, end, &u);
+      site = (i ? site + 1 : 0) + u;
+      p += sx_get_varint(p, end, &pp);
+      p += sx_get_varint(p, end, &nn);
+      p += sx_get_varint(p, end, &u);
+      sx_acc_add(&acc, pp, nn);
+      if (site == 0) {
+        *own_p = pp;
+        *own_n = nn;
+      }
+    }
+  }
+  *hi = acc.hi;
+  *lo = acc.lo;
+}
+
 SYNC_PRIVATE sync_value sx_col_value(const sx_row *r, unsigned j, int type) {
   if (j < r->ncols) return sx_rcol_value(&r->cols[j], type);
   return type == SYNC_COUNTER ? sync_int(0) : sync_null();

@@ -123,6 +123,11 @@ SYNC_PRIVATE int64_t sx_ctr_total(const sx_ctr *a, size_t n);
 /* The value a reader sees of column c: a counter's sum as an INTEGER (0
  * when never added to), any other value as it is. */
 SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type);
+/* Counter cell c's exact sum as a 128-bit two's complement number
+ * (*hi, *lo), unclamped, and this replica's own totals in it (site
+ * index 0; 0 and 0 when it never added, or c was never written). */
+SYNC_PRIVATE void sx_rcol_ctr(const sx_rcol *c, int64_t *hi, uint64_t *lo,
+                              uint64_t *own_p, uint64_t *own_n);
 /* The value a reader sees of column j (of schema type type) of row r,
  * which may have fewer columns. */
 SYNC_PRIVATE sync_value sx_col_value(const sx_row *r, unsigned j, int type);

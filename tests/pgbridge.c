@@ -17,6 +17,16 @@
  *    and both types; altered back, nothing was lost.
  *  - concurrent: the replica and Postgres write the same keys at once
  *    while the bridge runs; they converge.
+ *  - counter: a table with counter columns: device adds reach Postgres
+ *    as the sum, an UPDATE in Postgres reaches the devices as an add,
+ *    both at once sum; inserts, a delete and insert in one batch, a key
+ *    moved; outbox entries applied again add nothing; clients cannot
+ *    change the bridge's companion columns.
+ *  - counter_race: a client's insert of a key the bridge writes at that
+ *    moment: the batch is rolled back, no add is lost.
+ *  - counter_kill9: devices add and Postgres clients add (UPDATE qty =
+ *    qty + d) to the same keys while the bridge is killed with SIGKILL
+ *    at random moments: in the end every add counts once, on both sides.
  * Digests: every row of a table encoded the same way on both sides
  * (key, then per column a type tag and its bytes; doubles as their 8
  * bytes), sorted, compared row by row and hashed for the log.
@@ -26,6 +36,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -160,8 +171,9 @@ static int group_teardown(void **state) {
   return system(cmd) ? -1 : 0;
 }
 
-/* A fresh Postgres database and replica for one test. */
-static void fresh(const char *name, char *db, size_t cap) {
+/* A fresh Postgres database and replica (of schema defs) for one test. */
+static void fresh_schema(const char *name, char *db, size_t cap,
+                         const sync_table_def *defs, unsigned n) {
   char sql[200], path[300];
   sync_env *env;
   PGconn *c = pg_connect("postgres");
@@ -175,13 +187,17 @@ static void fresh(const char *name, char *db, size_t cap) {
   snprintf(path, sizeof path, "%s.pgbridge", db);
   tu_remove_db(path);
   TU_OK(sync_env_create(NULL, &env));
-  TU_OK(sync_env_set_schema(env, tables, 2));
+  TU_OK(sync_env_set_schema(env, defs, n));
   TU_OK(sync_env_open(env, db, 0));
   sync_env_close(env);
 }
 
-static pgb_bridge *bridge_open_batch(const char *db, const char *name,
-                                     size_t batch) {
+static void fresh(const char *name, char *db, size_t cap) {
+  fresh_schema(name, db, cap, tables, 2);
+}
+
+static pgb_bridge *bridge_open_opts(const char *db, const char *name,
+                                    size_t batch, int audit) {
   char ci[600];
   pgb_opts o;
   pgb_bridge *b = NULL;
@@ -191,12 +207,18 @@ static pgb_bridge *bridge_open_batch(const char *db, const char *name,
   o.db = db;
   o.conninfo = ci;
   o.batch_rows = batch;
+  o.audit = audit;
   rc = pgb_open(&o, &b);
   if (rc) {
     print_error("pgb_open: %d %s\n", rc, pgb_errmsg(b));
     fail();
   }
   return b;
+}
+
+static pgb_bridge *bridge_open_batch(const char *db, const char *name,
+                                     size_t batch) {
+  return bridge_open_opts(db, name, batch, 0);
 }
 
 static pgb_bridge *bridge_open(const char *db, const char *name) {
@@ -1288,13 +1310,408 @@ static void test_concurrent(void **state) {
   pgb_close(b);
 }
 
+/* ---- counters ---------------------------------------------------------- */
+
+#define ST_NAME 0u
+#define ST_QTY 1u
+#define ST_HITS 2u
+static const sync_column_def stock_cols[3] = {
+    {"name", SYNC_TEXT, 0},
+    {"qty", SYNC_COUNTER, 0},
+    {"hits", SYNC_COUNTER, 0},
+};
+static const sync_table_def stock_tables[1] = {
+    {"stock", SYNC_TEXT, stock_cols, 3},
+};
+
+/* Counter col of key in env; INT64_MIN when there is no live row. */
+static int64_t ctr_get(sync_env *env, const char *key, unsigned col) {
+  sync_txn *x;
+  sync_value v[3];
+  int rc;
+  TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &x));
+  rc = sync_get(x, 0, key, strlen(key), v, 3);
+  sync_txn_abort(x);
+  if (rc == SYNC_NOTFOUND) return INT64_MIN;
+  TU_OK(rc);
+  return v[col].i;
+}
+
+static void ctr_add(sync_env *env, const char *key, unsigned col, int64_t d) {
+  sync_txn *x;
+  TU_OK(sync_txn_begin(env, 0, &x));
+  TU_OK(sync_counter_add(x, 0, key, strlen(key), col, d));
+  TU_OK(sync_txn_commit(x));
+}
+
+/* The first column of the first row of sql as an integer; INT64_MIN
+ * for no row or NULL. */
+static int64_t pg_int(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  int64_t v = INT64_MIN;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    print_error("%s: %s", sql, PQresultErrorMessage(r));
+    fail();
+  }
+  if (PQntuples(r) && !PQgetisnull(r, 0, 0))
+    v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return v;
+}
+
+static int64_t pg_ctr(PGconn *c, const char *key, const char *col) {
+  char sql[200];
+  snprintf(sql, sizeof sql, "SELECT %s FROM stock WHERE key = '%s'", col, key);
+  return pg_int(c, sql);
+}
+
+/* Everything recv lacks of send, in process (a device's session). */
+static void pull(sync_env *recv, sync_env *send) {
+  uint8_t site[16];
+  int last = 0, n;
+  TU_OK(sync_env_site_id(send, site));
+  for (n = 0; !last; n++) {
+    sync_txn *rt, *st;
+    sync_request *req;
+    sync_delta *d;
+    int rc;
+    assert_true(n < 1000);
+    TU_OK(sync_txn_begin(recv, SYNC_TXN_RDONLY, &rt));
+    TU_OK(sync_request_make(rt, site, &req));
+    sync_txn_abort(rt);
+    TU_OK(sync_txn_begin(send, 0, &st));
+    rc = sync_request_ack(st, req);
+    if (rc != SYNC_EHISTORY) TU_OK(rc);
+    TU_OK(sync_delta_make(st, req, NULL, &d));
+    TU_OK(sync_txn_commit(st));
+    sync_request_free(req);
+    TU_OK(sync_txn_begin(recv, 0, &rt));
+    TU_OK(sync_delta_apply(rt, d, SYNC_APPLY_MERGE, NULL));
+    TU_OK(sync_txn_commit(rt));
+    last = sync_delta_last(d);
+    sync_delta_free(d);
+  }
+}
+
+/* The stock rows as text, key order, from the replica and Postgres. */
+static void stock_text(sync_env *env, PGconn *c, char **rep, char **pg) {
+  size_t cap = 1 << 16, len = 0;
+  sync_txn *x;
+  sync_cursor *cur;
+  sync_key k;
+  sync_value v[3];
+  PGresult *r;
+  int rc;
+  *rep = malloc(cap);
+  **rep = 0;
+  TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_cursor_open(x, 0, &cur));
+  while ((rc = sync_cursor_next(cur, &k, v, 3)) == 0)
+    len += (size_t)snprintf(*rep + len, cap - len, "%.*s|%.*s|%lld|%lld\n",
+                            (int)k.len, (const char *)k.data,
+                            v[0].type ? (int)v[0].len : 4,
+                            v[0].type ? (const char *)v[0].data : "NULL",
+                            (long long)v[1].i, (long long)v[2].i);
+  TU_RC(rc, SYNC_NOTFOUND);
+  sync_cursor_close(cur);
+  sync_txn_abort(x);
+  r = PQexec(c, "SELECT coalesce(string_agg(key || '|' || coalesce(name, "
+                "'NULL') || '|' || qty || '|' || hits || E'\\n', '' ORDER BY "
+                "key), '') FROM stock");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  *pg = strdup(PQgetvalue(r, 0, 0));
+  PQclear(r);
+}
+
+static void stock_same(const char *what, sync_env *env, PGconn *c) {
+  char *a, *b;
+  stock_text(env, c, &a, &b);
+  if (strcmp(a, b)) {
+    printf("pgbridge: %s: the replica holds\n%sand postgres\n%s", what, a, b);
+    fail();
+  }
+  printf("pgbridge: %s: %zu bytes of rows alike\n", what, strlen(a));
+  free(a);
+  free(b);
+}
+
+static void test_counter(void **state) {
+  char db[64], dev_path[80];
+  pgb_bridge *b;
+  sync_env *S, *D;
+  PGconn *c;
+  pgb_stats s0, s1;
+  sync_txn *x;
+  (void)state;
+  fresh_schema("ctr", db, sizeof db, stock_tables, 1);
+  snprintf(dev_path, sizeof dev_path, "%s.dev", db);
+  tu_remove_db(dev_path);
+  TU_OK(sync_env_create(NULL, &D));
+  TU_OK(sync_env_set_schema(D, stock_tables, 1));
+  TU_OK(sync_env_open(D, dev_path, 0));
+  b = bridge_open_opts(db, "ctr", 500, 1); /* with the audit columns */
+  S = pgb_server_env(b);
+  c = pg_connect("ctr");
+  /* the table: the sum as bigint, 0 by default; its companion */
+  assert_int_equal(pg_int(c, "SELECT count(*) FROM information_schema.columns "
+                             "WHERE table_name = 'stock' AND column_name = "
+                             "'qty' AND data_type = 'bigint' AND is_nullable "
+                             "= 'NO' AND column_default = '0'"),
+                   1);
+  assert_int_equal(pg_int(c, "SELECT count(*) FROM information_schema.columns "
+                             "WHERE table_name = 'stock' AND column_name IN "
+                             "('_sync_others_1', '_sync_others_2')"),
+                   2);
+  /* Device adds reach Postgres as the sum. */
+  ctr_add(D, "a", ST_QTY, 5);
+  ctr_add(S, "a", ST_QTY, 3);
+  ctr_add(S, "b", ST_HITS, 1);
+  {
+    sync_value v[3] = {sync_text("bolt", 4), sync_null(), sync_null()};
+    TU_OK(sync_txn_begin(S, 0, &x));
+    TU_OK(sync_put(x, 0, "a", 1, v, 3));
+    TU_OK(sync_txn_commit(x));
+  }
+  pull(S, D);
+  catch_up(b);
+  assert_int_equal(pg_ctr(c, "a", "qty"), 8);
+  assert_int_equal(pg_ctr(c, "a", "hits"), 0);
+  assert_int_equal(pg_ctr(c, "b", "hits"), 1);
+  assert_int_equal(pg_ctr(c, "a", "_sync_others_1"), 8); /* all devices' */
+  stock_same("counter: devices -> postgres", S, c);
+  /* An UPDATE in Postgres reaches the devices as an add. */
+  pg_exec(c, "UPDATE stock SET qty = qty + 10 WHERE key = 'a'");
+  catch_up(b);
+  assert_int_equal(ctr_get(S, "a", ST_QTY), 18);
+  pull(D, S);
+  assert_int_equal(ctr_get(D, "a", ST_QTY), 18);
+  stock_same("counter: postgres -> replica", S, c);
+  /* Both at once: they sum. */
+  pg_exec(c, "UPDATE stock SET qty = qty - 4, name = 'nut' WHERE key = 'a'");
+  ctr_add(D, "a", ST_QTY, 7);
+  ctr_add(S, "a", ST_QTY, 1);
+  pull(S, D);
+  catch_up(b);
+  pull(D, S);
+  assert_int_equal(ctr_get(S, "a", ST_QTY), 22);
+  assert_int_equal(ctr_get(D, "a", ST_QTY), 22);
+  assert_int_equal(pg_ctr(c, "a", "qty"), 22);
+  stock_same("counter: both at once", S, c);
+  /* A value set outright is the difference from what Postgres held; an
+   * add made meanwhile still counts. */
+  pg_exec(c, "UPDATE stock SET qty = 100 WHERE key = 'a'");
+  ctr_add(D, "a", ST_QTY, 2);
+  pull(S, D);
+  catch_up(b);
+  assert_int_equal(ctr_get(S, "a", ST_QTY), 102);
+  assert_int_equal(pg_ctr(c, "a", "qty"), 102);
+  /* Rows inserted in Postgres; a key deleted and inserted again in one
+   * batch starts from 0; a key moved takes its value along. */
+  pg_exec(c, "INSERT INTO stock (key, qty) VALUES ('c', 7)");
+  pg_exec(c, "INSERT INTO stock (key, name) VALUES ('e', 'x')");
+  catch_up(b);
+  assert_int_equal(ctr_get(S, "c", ST_QTY), 7);
+  assert_int_equal(ctr_get(S, "e", ST_QTY), 0);
+  pg_exec(c, "DELETE FROM stock WHERE key = 'c'");
+  pg_exec(c, "INSERT INTO stock (key, qty, hits) VALUES ('c', 3, 1)");
+  catch_up(b);
+  assert_int_equal(ctr_get(S, "c", ST_QTY), 3);
+  assert_int_equal(ctr_get(S, "c", ST_HITS), 1);
+  pg_exec(c, "UPDATE stock SET key = 'd' WHERE key = 'c'");
+  catch_up(b);
+  assert_int_equal(ctr_get(S, "c", ST_QTY), INT64_MIN);
+  assert_int_equal(ctr_get(S, "d", ST_QTY), 3);
+  stock_same("counter: inserts, delete and insert, a key moved", S, c);
+  /* A client cannot move the companion: the value stays the sum. */
+  pg_exec(c, "UPDATE stock SET _sync_others_1 = 1000 WHERE key = 'a'");
+  pg_exec(c, "INSERT INTO stock (key, qty, _sync_others_1) VALUES ('f', 4, "
+             "50)");
+  catch_up(b);
+  assert_int_equal(ctr_get(S, "a", ST_QTY), 102);
+  assert_int_equal(ctr_get(S, "f", ST_QTY), 4);
+  /* Entries applied again (as after a crash between the replica's
+   * commit and the outbox delete) add nothing. */
+  pg_exec(c, "UPDATE stock SET qty = qty + 1 WHERE key = 'a'");
+  pg_exec(c, "UPDATE stock SET hits = hits + 2 WHERE key = 'd'");
+  pg_exec(c, "DELETE FROM stock WHERE key = 'f'");
+  pg_exec(c, "INSERT INTO stock (key, qty) VALUES ('f', 9)");
+  pg_exec(c, "CREATE TABLE saved AS SELECT tbl, op, at, r FROM _sync_outbox");
+  catch_up(b);
+  assert_int_equal(ctr_get(S, "a", ST_QTY), 103);
+  assert_int_equal(ctr_get(S, "d", ST_HITS), 3);
+  assert_int_equal(ctr_get(S, "f", ST_QTY), 9);
+  pg_exec(c, "INSERT INTO _sync_outbox (tbl, op, at, r) SELECT tbl, op, at, "
+             "r FROM saved");
+  ctr_add(D, "a", ST_QTY, 1); /* and a device adds meanwhile */
+  pull(S, D);
+  catch_up(b);
+  assert_int_equal(pg_int(c, "SELECT count(*) FROM _sync_outbox"), 0);
+  assert_int_equal(ctr_get(S, "a", ST_QTY), 104);
+  assert_int_equal(ctr_get(S, "d", ST_HITS), 3);
+  assert_int_equal(ctr_get(S, "f", ST_QTY), 9);
+  stock_same("counter: entries applied again", S, c);
+  pull(D, S);
+  assert_int_equal(ctr_get(D, "a", ST_QTY), 104);
+  /* No echo: another round moves nothing. */
+  pgb_stats_get(b, &s0);
+  catch_up(b);
+  pgb_stats_get(b, &s1);
+  assert_true(s1.to_pg_rows == s0.to_pg_rows);
+  assert_true(s1.to_replica_rows == s0.to_replica_rows);
+  sync_env_close(D);
+  tu_remove_db(dev_path);
+  PQfinish(c);
+  pgb_close(b);
+}
+
+/* One bridge step on a thread of its own. */
+typedef struct step_arg {
+  pgb_bridge *b;
+  int rc;
+} step_arg;
+
+static void *step_main(void *p) {
+  step_arg *a = (step_arg *)p;
+  a->rc = pgb_step(a->b, NULL);
+  return NULL;
+}
+
+/* A client inserts a key that Postgres does not hold while the bridge
+ * writes the replica's row of it (not a fresh row: it was deleted and
+ * inserted again, so it goes through the upsert, whose snapshot sees
+ * neither the client's row nor its outbox entry, and whose ON CONFLICT
+ * waits for the client and then writes over its row).  Had the batch
+ * committed, a second client write of the row would start from the
+ * bridge's values, and the newest entry then undo the first one's add;
+ * the bridge sees the entry after the upsert and rolls the batch back. */
+static void test_counter_race(void **state) {
+  char db[64];
+  pgb_bridge *b;
+  sync_env *S;
+  PGconn *c, *c2;
+  pthread_t th;
+  step_arg a;
+  int i, waiting = 0;
+  (void)state;
+  fresh_schema("ctrrace", db, sizeof db, stock_tables, 1);
+  b = bridge_open(db, "ctrrace");
+  S = pgb_server_env(b);
+  c = pg_connect("ctrrace");
+  c2 = pg_connect("ctrrace");
+  pg_exec(c, "INSERT INTO stock (key, qty) VALUES ('x', 1)");
+  catch_up(b);
+  pg_exec(c, "DELETE FROM stock WHERE key = 'x'");
+  catch_up(b);
+  ctr_add(S, "x", ST_QTY, 5); /* inserted again, on the replica */
+  pg_exec(c2, "BEGIN");
+  pg_exec(c2, "INSERT INTO stock (key, qty) VALUES ('x', 2)");
+  a.b = b;
+  a.rc = -1;
+  assert_int_equal(pthread_create(&th, NULL, step_main, &a), 0);
+  for (i = 0; i < 1000 && !waiting; i++) {
+    waiting = pg_int(c, "SELECT count(*) FROM pg_stat_activity WHERE datname "
+                        "= 'ctrrace' AND wait_event_type = 'Lock'") > 0;
+    if (!waiting) sleep_ms(10);
+  }
+  assert_true(waiting); /* the bridge waits for the client's insert */
+  pg_exec(c2, "COMMIT");
+  pthread_join(th, NULL);
+  assert_int_equal(a.rc, 0);
+  pg_exec(c2, "UPDATE stock SET qty = qty + 1 WHERE key = 'x'");
+  catch_up(b);
+  assert_int_equal(ctr_get(S, "x", ST_QTY), 8);
+  assert_int_equal(pg_ctr(c, "x", "qty"), 8);
+  stock_same("counter race", S, c);
+  PQfinish(c2);
+  PQfinish(c);
+  pgb_close(b);
+}
+
+/* Adds from both sides to the same keys, the bridge killed at random
+ * moments (in the middle of applying the outbox, of writing Postgres, of
+ * the pull or the push): every add counts once, on the replica and in
+ * Postgres.  Postgres' adds are UPDATE qty = qty + d (an upsert for a key
+ * it does not hold yet), so each builds on what the bridge last wrote. */
+static void test_counter_kill9(void **state) {
+  char db[64];
+  uint64_t rs = seed ^ 0x63746b39;
+  int64_t want[10] = {0};
+  int round, kills = 0, k, bad = 0;
+  unsigned long nrep = 0, npg = 0;
+  pgb_bridge *b;
+  PGconn *c;
+  (void)state;
+  fresh_schema("ctrkill", db, sizeof db, stock_tables, 1);
+  b = bridge_open(db, "ctrkill");
+  pgb_close(b);
+  c = pg_connect("ctrkill");
+  for (round = 0; round < 8; round++) {
+    pid_t pid = bridge_child(db, "ctrkill");
+    sync_env *S = open_replica(db);
+    double until = now_s() + 0.05 + (double)(rng_next(&rs) % 300) / 1000.0;
+    while (now_s() < until) {
+      char key[8], dv[24];
+      int64_t d = (int64_t)(rng_next(&rs) % 9) - 3;
+      const char *pv[2];
+      PGresult *r;
+      k = (int)(rng_next(&rs) % 10);
+      snprintf(key, sizeof key, "k%d", k);
+      if (!d) d = 6;
+      if (rng_next(&rs) % 2) {
+        ctr_add(S, key, ST_QTY, d);
+        nrep++;
+      } else {
+        snprintf(dv, sizeof dv, "%lld", (long long)d);
+        pv[0] = key;
+        pv[1] = dv;
+        r = PQexecParams(c,
+                         "INSERT INTO stock (key, qty) VALUES ($1, $2) ON "
+                         "CONFLICT (key) DO UPDATE SET qty = stock.qty + $2",
+                         2, NULL, pv, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        npg++;
+      }
+      want[k] += d;
+    }
+    sync_env_close(S);
+    kill_child(pid);
+    kills++;
+  }
+  b = bridge_open(db, "ctrkill");
+  catch_up(b);
+  printf("pgbridge: counter kill9: %d kills, %lu adds on the replica, %lu in "
+         "postgres\n",
+         kills, nrep, npg);
+  for (k = 0; k < 10; k++) {
+    char key[8];
+    int64_t r, p;
+    snprintf(key, sizeof key, "k%d", k);
+    r = ctr_get(pgb_server_env(b), key, ST_QTY);
+    p = pg_ctr(c, key, "qty");
+    if (r == INT64_MIN) r = 0; /* never written */
+    if (p == INT64_MIN) p = 0;
+    if (r != want[k] || p != want[k]) {
+      printf("pgbridge: counter kill9: %s: want %lld, replica %lld, "
+             "postgres %lld\n",
+             key, (long long)want[k], (long long)r, (long long)p);
+      bad = 1;
+    }
+  }
+  assert_false(bad);
+  stock_same("counter kill9", pgb_server_env(b), c);
+  PQfinish(c);
+  pgb_close(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_types),      cmocka_unit_test(test_kill9),
       cmocka_unit_test(test_outbox_pending), cmocka_unit_test(test_fresh_there),
       cmocka_unit_test(test_truncate), cmocka_unit_test(test_outbox_index),
       cmocka_unit_test(test_pg_restart), cmocka_unit_test(test_altered),
-      cmocka_unit_test(test_concurrent),
+      cmocka_unit_test(test_concurrent), cmocka_unit_test(test_counter),
+      cmocka_unit_test(test_counter_race), cmocka_unit_test(test_counter_kill9),
   };
   if (getenv("SYNC_PG_ONLY")) cmocka_set_test_filter(getenv("SYNC_PG_ONLY"));
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -294,6 +294,33 @@ status "add on a column that is not a counter (1)" 1 "$S" add cnt1.db stock sku1
 status "add with a value that is not a number is refused (1)" 1 "$S" add cnt1.db stock sku1 qty=x
 status "add without COL=N is a usage error (2)" 2 "$S" add cnt1.db stock sku1 qty
 check "schema shows the counter type" sh -c "$S schema cnt1.db > out && grep -q '^  qty counter\$' out"
+# load sets a counter by adding (loaded value - value now) to the row.
+"$S" put cnt1.db stock sku2 name=bolt
+"$S" add cnt1.db stock sku3 qty=-7
+"$S" dump cnt1.db stock --json > cnt.jsonl
+"$S" init cnt3.db --table stock:text qty:counter name:text > /dev/null
+check "dump --json | load of a table with a counter: the same rows" sh -c "$S load cnt3.db stock cnt.jsonl > out && grep -q 'loaded 3 rows' out && $S dump cnt3.db stock --json | cmp - cnt.jsonl && grep -q '\"qty\":-7' cnt.jsonl"
+check "loading it twice changes nothing (no write, same rows)" sh -c "$S log cnt3.db > log1 && $S load cnt3.db stock cnt.jsonl > /dev/null && $S log cnt3.db | cmp - log1 && $S dump cnt3.db stock --json | cmp - cnt.jsonl"
+"$S" init cnt4.db --table stock:text qty:counter name:text > /dev/null
+"$S" add cnt4.db stock sku1 qty=+100
+"$S" add cnt4.db stock sku3 qty=+4
+check "load into a file whose counters have adds brings them to the loaded values" sh -c "$S load cnt4.db stock cnt.jsonl > /dev/null && $S dump cnt4.db stock --json | cmp - cnt.jsonl"
+"$S" init cnt5.db --table stock:text qty:counter name:text > /dev/null
+"$S" sync cnt5.db cnt4.db > /dev/null
+"$S" add cnt5.db stock sku1 qty=+1
+printf '%s\n' '{"key":"sku1","qty":20,"name":null}' > cnt20.jsonl
+check "a load replicates as adds: an add made meanwhile elsewhere counts on top" sh -c "$S load cnt4.db stock cnt20.jsonl > /dev/null && $S get cnt4.db stock sku1 > out && grep -q '^qty   20\$' out && $S sync cnt5.db cnt4.db > /dev/null && $S get cnt4.db stock sku1 > out && grep -q '^qty   21\$' out && $S get cnt5.db stock sku1 > out && grep -q '^qty   21\$' out"
+printf '%s\n' '{"key":"sku1","qty":null}' '{"key":"sku9","name":"new"}' > cntnull.jsonl
+check "load leaves a counter given as null or left out as it is" sh -c "$S load cnt4.db stock cntnull.jsonl > /dev/null && $S get cnt4.db stock sku1 > out && grep -q '^qty   21\$' out && $S get cnt4.db stock sku9 > out && grep -q '^qty   0\$' out"
+printf '%s\n' '{"key":"big","qty":9223372036854775807}' '{"key":"big","qty":-9223372036854775808}' > cntbig.jsonl
+check "load takes a counter from INT64_MAX to INT64_MIN (a difference past 64 bits signed)" sh -c "$S load cnt4.db stock cntbig.jsonl --batch 1 > /dev/null && $S get cnt4.db stock big > out && grep -q '^qty   -9223372036854775808\$' out"
+printf '%s\n' '{"key":"big","qty":0}' '{"key":"big","qty":-1}' > cntlim.jsonl
+status "load refuses an add past this replica's 64-bit total (1)" 1 "$S" load cnt4.db stock cntlim.jsonl --batch 1
+has "cntlim.jsonl:2: column 'qty': .*past 2^64 - 1" && ok "and says why" || bad "load counter limit message"
+check "the batch before it stays" sh -c "$S get cnt4.db stock big > out && grep -q '^qty   0\$' out"
+printf '%s\n' '{"key":"sku1","qty":1.5}' > cntbad.jsonl
+status "load refuses a counter value that is not a whole number (1)" 1 "$S" load cnt4.db stock cntbad.jsonl
+has "cntbad.jsonl:1: column 'qty' is counter" && ok "and names the line and the column" || bad "load counter error message"
 
 check "sync two files" sh -c "$S sync c.db a.db > out && grep -q '^synced with a.db: received 3 rows' out"
 check "both files have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest c.db)\" ] && [ \"\$($S digest a.db notes)\" = \"\$($S digest c.db notes)\" ]"
@@ -401,6 +428,21 @@ check "dump --as-of a time far ahead reads as now" sh -c "$S dump h.db t --as-of
 check "restore --as-of puts the table back" sh -c "$S restore h.db t --as-of $V2 > out && grep -q '^restored 1 rows' out && $S get h.db t a > out && grep -q '^v  2\$' out"
 check "the restore replicates" sh -c "$S init h2.db --table t:text v:integer > /dev/null && $S sync h2.db h.db > /dev/null && $S get h2.db t a > out && grep -q '^v  2\$' out && [ \"\$($S digest h.db)\" = \"\$($S digest h2.db)\" ]"
 check "history --off removes it" sh -c "$S history h.db t --off > /dev/null; $S history h.db t > out; [ \$? = 3 ] && grep -q 'keeps no history' out"
+# A table with a counter: restore adds the difference, and adds made
+# elsewhere meanwhile count on top of the restored value.
+"$S" init hc.db --table t:text v:integer n:counter > /dev/null
+"$S" history hc.db t --versions 0 --max-age 0 > /dev/null
+"$S" put hc.db t a v=1
+"$S" add hc.db t a n=+5
+VC=$("$S" history hc.db t a --json | sed -n 1p | sed 's/^{"version":\([0-9]*\),.*/\1/')
+"$S" add hc.db t a n=+3
+"$S" add hc.db t b n=+9
+"$S" init hc2.db --table t:text v:integer n:counter > /dev/null
+"$S" sync hc2.db hc.db > /dev/null
+"$S" add hc2.db t a n=+2
+check "dump --as-of shows a counter's sum then" sh -c "$S dump hc.db t --as-of $VC --json > out && grep -qx '{\"key\":\"a\",\"v\":1,\"n\":5}' out && [ \$(wc -l < out) = 1 ]"
+check "restore of a table with a counter" sh -c "$S restore hc.db t --as-of $VC > out && grep -q '^restored 2 rows' out && $S dump hc.db t --json > out && grep -qx '{\"key\":\"a\",\"v\":1,\"n\":5}' out && [ \$(wc -l < out) = 1 ]"
+check "adds made concurrently elsewhere count on top of the restored value" sh -c "$S sync hc2.db hc.db > /dev/null && $S sync hc2.db hc.db > /dev/null && $S get hc.db t a > out && grep -q '^n  7\$' out && $S get hc2.db t a > out && grep -q '^n  7\$' out && [ \"\$($S digest hc.db)\" = \"\$($S digest hc2.db)\" ]"
 
 # --- compact ----------------------------------------------------------
 check "compact in place keeps the site id and the rows, and sync goes on" sh -c "$S digest c.db > d1 && $S vv c.db | grep 'this replica' | cut -c1-32 > s1 && $S compact c.db > out && grep -q '^c.db: [0-9]* bytes; compacted in place: [0-9]* bytes\$' out && $S digest c.db > d2 && $S vv c.db | grep 'this replica' | cut -c1-32 > s2 && cmp -s d1 d2 && cmp -s s1 s2 && [ -s s1 ] && [ ! -e c.db.compact ] && $S sync c.db a.db > /dev/null"

@@ -257,6 +257,63 @@ static void test_bad_calls(void **state) {
   mu_close(&a);
 }
 
+/* This replica's own share of a cell: its own adds, not a peer's;
+ * reset by a delete; and setting it to a total kept elsewhere (an add
+ * of the total minus the share) is idempotent. */
+static void test_counter_own(void **state) {
+  mu_rep a, b;
+  sync_txn *x;
+  uint64_t p = 1, n = 1;
+  int i;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_RC(sync_counter_own(x, 0, "k", 1, CT_C, &p, &n), SYNC_NOTFOUND);
+  TU_U64(p, 0);
+  TU_U64(n, 0);
+  sync_txn_abort(x);
+  TU_OK(ct_add(&a, "k", CT_C, 7));
+  TU_OK(ct_add(&a, "k", CT_C, -2));
+  TU_OK(ct_add(&b, "k", CT_C, 100));
+  TU_OK(ct_add(&b, "k", CT_D, 1));
+  ct_pull_wire(&a, &b, NULL);
+  assert_int_equal(ct_val(&a, "k", CT_C), 105);
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_C, &p, &n));
+  TU_U64(p, 7);
+  TU_U64(n, 2);
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_D, &p, NULL)); /* b's only */
+  TU_U64(p, 0);
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_C, NULL, NULL));
+  TU_RC(sync_counter_own(x, 0, "k", 1, CT_N, &p, &n), SYNC_ETYPE);
+  TU_RC(sync_counter_own(x, 0, "k", 1, CT_NCOLS, &p, &n), SYNC_EINVAL);
+  TU_RC(sync_counter_own(x, 0, "", 0, CT_C, &p, &n), SYNC_EINVAL);
+  sync_txn_abort(x);
+  /* Bringing a's share to 30 twice: the second time adds nothing. */
+  for (i = 0; i < 2; i++) {
+    uint64_t v0 = mu_version(&a);
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    TU_OK(sync_counter_own(x, 0, "k", 1, CT_C, &p, &n));
+    TU_OK(sync_counter_add(x, 0, "k", 1, CT_C, 30 - (int64_t)(p - n)));
+    TU_OK(sync_txn_commit(x));
+    assert_int_equal(ct_val(&a, "k", CT_C), 130);
+    if (i) TU_U64(mu_version(&a), v0);
+  }
+  /* A delete ends the incarnation: its shares go with it. */
+  mu_delete(&a, "k");
+  TU_OK(ct_add(&a, "k", CT_D, 3));
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_C, &p, &n));
+  TU_U64(p, 0);
+  TU_U64(n, 0);
+  TU_OK(sync_counter_own(x, 0, "k", 1, CT_D, &p, &n));
+  TU_U64(p, 3);
+  sync_txn_abort(x);
+  mu_close(&a);
+  mu_close(&b);
+}
+
 static void test_overflow_and_saturation(void **state) {
   mu_rep a, b;
   (void)state;
@@ -1365,6 +1422,367 @@ static void al_verify(void) {
   sync_env_close(r.env);
 }
 
+/* ---------------------------------------------------------------------
+ * Row history: restores of a table with counters
+ * ------------------------------------------------------------------- */
+#define RS_NK 6
+#define RS_MAXS 200
+
+/* A row of the model: n and s are LWW (s: an index in rs_strs, -1
+ * NULL; n_null: n is NULL), c and d counters. */
+typedef struct rs_row {
+  int live, n_null, s;
+  int64_t n, c, d;
+} rs_row;
+
+static const char *rs_strs[3] = {"x", "yy", "zzz"};
+
+typedef struct rs_model {
+  rs_row cur[RS_NK];
+  rs_row snap[RS_MAXS][RS_NK];
+  uint64_t snap_ver[RS_MAXS], snap_time[RS_MAXS];
+  size_t nsnap;
+} rs_model;
+
+static void rs_key(int k, char *buf) { snprintf(buf, 4, "r%d", k); }
+
+static int rs_lww_eq(const rs_row *a, const rs_row *b) {
+  return a->n_null == b->n_null && (a->n_null || a->n == b->n) && a->s == b->s;
+}
+
+static int rs_eq(const rs_row *a, const rs_row *b) {
+  if (a->live != b->live) return 0;
+  return !a->live || (rs_lww_eq(a, b) && a->c == b->c && a->d == b->d);
+}
+
+static void rs_vals(const rs_row *r, sync_value *v) {
+  v[CT_N] = r->n_null ? sync_null() : sync_int(r->n);
+  v[CT_C] = sync_null();
+  v[CT_S] =
+      r->s < 0 ? sync_null() : sync_text(rs_strs[r->s], strlen(rs_strs[r->s]));
+  v[CT_D] = sync_null();
+}
+
+/* Values read back (v, NULL: absent) equal the model row r. */
+static int rs_vals_eq(const sync_value *v, const rs_row *r) {
+  sync_value w[CT_NCOLS];
+  if (!v || !r->live) return !v && !r->live;
+  rs_vals(r, w);
+  w[CT_C] = sync_int(r->c);
+  w[CT_D] = sync_int(r->d);
+  return tu_value_equal(&v[CT_N], &w[CT_N]) &&
+         tu_value_equal(&v[CT_S], &w[CT_S]) &&
+         tu_value_equal(&v[CT_C], &w[CT_C]) &&
+         tu_value_equal(&v[CT_D], &w[CT_D]);
+}
+
+static void rs_check(mu_rep *r, const rs_row *want, const char *what) {
+  sync_txn *x;
+  int k;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  for (k = 0; k < RS_NK; k++) {
+    char key[4];
+    sync_value v[CT_NCOLS];
+    int rc;
+    rs_key(k, key);
+    rc = sync_get(x, 0, key, strlen(key), v, CT_NCOLS);
+    if (rc != SYNC_NOTFOUND) TU_OK(rc);
+    if (!rs_vals_eq(rc ? NULL : v, &want[k]))
+      fail_msg("%s: %s: row %s differs from the model (live %d, c %" PRId64
+               ", d %" PRId64 "; read c %" PRId64 ", d %" PRId64 ")",
+               r->path, what, key, want[k].live, want[k].c, want[k].d,
+               rc ? 0 : v[CT_C].i, rc ? 0 : v[CT_D].i);
+  }
+  sync_txn_abort(x);
+}
+
+static void rs_snap(rs_model *m, mu_rep *a) {
+  assert_true(m->nsnap < RS_MAXS);
+  memcpy(m->snap[m->nsnap], m->cur, sizeof m->cur);
+  m->snap_ver[m->nsnap] = mu_version(a);
+  m->snap_time[m->nsnap] = ct_now;
+  m->nsnap++;
+}
+
+/* One random write of key k in x, mirrored on the model row. */
+static void rs_op(sync_txn *x, tu_rng *g, int k, rs_row *r) {
+  char key[4];
+  int kind = (int)tu_below(g, 6);
+  rs_key(k, key);
+  if (kind == 0 && r->live) {
+    TU_OK(sync_delete(x, 0, key, strlen(key)));
+    r->live = 0;
+  } else if (kind <= 1 || (kind == 2 && !r->live)) {
+    sync_value v[CT_NCOLS];
+    rs_row n = *r;
+    n.n_null = tu_below(g, 4) == 0;
+    n.n = (int64_t)tu_below(g, 3);
+    n.s = (int)tu_below(g, 4) - 1;
+    if (!r->live) n.c = n.d = 0; /* a re-insert starts them from 0 */
+    n.live = 1;
+    rs_vals(&n, v);
+    TU_OK(sync_put(x, 0, key, strlen(key), v, CT_NCOLS));
+    *r = n;
+  } else if (kind == 2) {
+    unsigned col = CT_N;
+    sync_value v = sync_int((int64_t)tu_below(g, 3));
+    TU_OK(sync_update(x, 0, key, strlen(key), &col, &v, 1));
+    r->n_null = 0;
+    r->n = v.i;
+  } else {
+    int dcol = kind == 5;
+    int64_t delta = (int64_t)tu_below(g, 11) - 5;
+    if (!delta) delta = 6;
+    TU_OK(sync_counter_add(x, 0, key, strlen(key), dcol ? CT_D : CT_C, delta));
+    if (!r->live) {
+      /* An add re-inserts the row with its columns unset. */
+      memset(r, 0, sizeof *r);
+      r->live = r->n_null = 1;
+      r->s = -1;
+    }
+    *(dcol ? &r->d : &r->c) += delta;
+  }
+}
+
+/* What a diff reports, checked against the model's two states. */
+typedef struct rs_diffck {
+  const rs_row *a, *b;
+  int seen;
+} rs_diffck;
+
+static int rs_diff_fn(void *ctx, const void *key, size_t klen, int kind,
+                      const sync_value *va, const sync_value *vb,
+                      unsigned nvals) {
+  rs_diffck *d = (rs_diffck *)ctx;
+  int k = ((const char *)key)[1] - '0';
+  assert_int_equal(klen, 2);
+  assert_int_equal(nvals, CT_NCOLS);
+  assert_false(rs_eq(&d->a[k], &d->b[k]));
+  assert_int_equal(kind, !d->a[k].live   ? SYNC_DIFF_ADDED
+                         : !d->b[k].live ? SYNC_DIFF_REMOVED
+                                         : SYNC_DIFF_CHANGED);
+  assert_true(rs_vals_eq(va, &d->a[k]));
+  assert_true(rs_vals_eq(vb, &d->b[k]));
+  d->seen++;
+  return 0;
+}
+
+/* The stamp of column col of key's row, or hlc 0. */
+static uint64_t rs_stamp(mu_rep *r, const char *key, unsigned col) {
+  sync_txn *x;
+  sync_versions *it;
+  sync_version ver;
+  sync_stamp s;
+  uint64_t hlc = 0;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_versions_open(x, 0, key, strlen(key), &it));
+  if (sync_versions_next(it, &ver, NULL, 0) == 0 &&
+      sync_versions_column(it, col, NULL, &s, NULL) == 0)
+    hlc = s.hlc;
+  sync_versions_close(it);
+  sync_txn_abort(x);
+  return hlc;
+}
+
+/* A table with LWW and counter columns, history on: puts, updates,
+ * adds and deletes over time; a restore to a random earlier point
+ * brings back every value of the model's state then (counters by
+ * adds of the difference, LWW columns by a put of what differs, rows
+ * deleted or inserted again), diffs report what the model says, and a
+ * second replica that added concurrently converges, over sessions, to
+ * the restored values plus its own adds (lost only where the restore
+ * deleted the row they went to). */
+static void test_restore_with_counters(void **state) {
+  static rs_model m;
+  mu_rep a, b;
+  tu_rng g = {UINT64_C(0x7e5707ec)};
+  sync_history_opts ho;
+  /* cases met: rows changed at both points, only by a counter,
+   * inserted again, deleted; b's adds kept, lost, inserting a row */
+  unsigned long both = 0, ctr_only = 0, reins = 0, dels = 0, kept = 0, lost = 0,
+                b_ins = 0;
+  int round;
+  (void)state;
+  memset(&m, 0, sizeof m);
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  memset(&ho, 0, sizeof ho);
+  TU_OK(sync_env_set_history(a.env, 0, &ho));
+  rs_snap(&m, &a);
+  for (round = 0; round < 8; round++) {
+    int64_t badd[RS_NK][2];
+    rs_row then[RS_NK], before[RS_NK];
+    uint64_t lww_stamp[RS_NK], changed = 0, want_changed = 0;
+    rs_diffck dc;
+    sync_txn *x;
+    size_t j;
+    int i, k;
+    for (i = 0; i < 12; i++) {
+      int nops = 1 + (int)tu_below(&g, 3), o;
+      ct_now += 5;
+      TU_OK(sync_txn_begin(a.env, 0, &x));
+      for (o = 0; o < nops; o++) {
+        k = (int)tu_below(&g, RS_NK);
+        rs_op(x, &g, k, &m.cur[k]);
+      }
+      TU_OK(sync_txn_commit(x));
+      rs_snap(&m, &a);
+    }
+    rs_check(&a, m.cur, "after the writes");
+    ct_now += 5;
+    TU_RC(su_sync(&b, &a, NULL, NULL, NULL, NULL), 1);
+    rs_check(&b, m.cur, "synced");
+    /* b adds, concurrently with the restore below (to live rows, and to
+     * deleted ones, which its adds insert again). */
+    memset(badd, 0, sizeof badd);
+    for (i = 0; i < 4; i++) {
+      int dcol = (int)tu_below(&g, 2);
+      int64_t delta = (int64_t)tu_below(&g, 21) - 10;
+      char key[4];
+      if (!delta) delta = 11;
+      k = (int)tu_below(&g, RS_NK);
+      rs_key(k, key);
+      ct_now += 1;
+      TU_OK(ct_add(&b, key, dcol ? CT_D : CT_C, delta));
+      badd[k][dcol] += delta;
+    }
+    /* The point: a version or a time, any since history began. */
+    j = (size_t)tu_below(&g, m.nsnap);
+    memcpy(then, m.snap[j], sizeof then);
+    memcpy(before, m.cur, sizeof before);
+    for (k = 0; k < RS_NK; k++) {
+      char key[4];
+      rs_key(k, key);
+      lww_stamp[k] = rs_stamp(&a, key, CT_N);
+      if (rs_eq(&then[k], &before[k])) continue;
+      want_changed++;
+      if (then[k].live && before[k].live) {
+        both++;
+        ctr_only += rs_lww_eq(&then[k], &before[k]);
+      }
+      reins += then[k].live && !before[k].live;
+      dels += !then[k].live;
+    }
+    /* The diff from the point to now says what the restore undoes. */
+    dc.a = then;
+    dc.b = before;
+    dc.seen = 0;
+    TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_history_diff(x, 0, SYNC_ASOF_VERSION, m.snap_ver[j],
+                            mu_version(&a), rs_diff_fn, &dc));
+    sync_txn_abort(x);
+    assert_int_equal((uint64_t)dc.seen, want_changed);
+    ct_now += 5;
+    TU_OK(sync_txn_begin(a.env, 0, &x));
+    if (round & 1)
+      TU_OK(sync_table_restore(x, 0, SYNC_ASOF_TIME, m.snap_time[j], &changed));
+    else
+      TU_OK(
+          sync_table_restore(x, 0, SYNC_ASOF_VERSION, m.snap_ver[j], &changed));
+    TU_OK(sync_txn_commit(x));
+    TU_U64(changed, want_changed);
+    rs_check(&a, then, "restored");
+    /* Only what differed was written: a row live at both points whose
+     * LWW columns were equal keeps their stamps. */
+    for (k = 0; k < RS_NK; k++) {
+      char key[4];
+      rs_key(k, key);
+      if (then[k].live && before[k].live && rs_lww_eq(&then[k], &before[k]))
+        TU_U64(rs_stamp(&a, key, CT_N), lww_stamp[k]);
+    }
+    /* The model after both sides met. */
+    for (k = 0; k < RS_NK; k++) {
+      rs_row *r = &m.cur[k];
+      int added = badd[k][0] || badd[k][1];
+      *r = then[k];
+      kept += added && then[k].live;
+      lost += added && !then[k].live && before[k].live;
+      b_ins += added && !then[k].live && !before[k].live;
+      if (then[k].live) {
+        r->c += badd[k][0];
+        r->d += badd[k][1];
+      } else if (added && !before[k].live) {
+        /* b's adds inserted the row again; a wrote nothing to it. */
+        memset(r, 0, sizeof *r);
+        r->live = r->n_null = 1;
+        r->s = -1;
+        r->c = badd[k][0];
+        r->d = badd[k][1];
+      } /* else the restore deleted the row b added to: lost with it */
+    }
+    ct_now += 5;
+    TU_RC(su_sync(&b, &a, NULL, NULL, NULL, NULL), 1);
+    ct_now += 5;
+    TU_RC(su_sync(&b, &a, NULL, NULL, NULL, NULL), 1);
+    rs_check(&a, m.cur, "converged");
+    rs_check(&b, m.cur, "converged");
+    assert_true(mu_digest(&a) == mu_digest(&b));
+    rs_snap(&m, &a);
+  }
+  print_message("counter restore: rows restored: %lu live at both points "
+                "(%lu by counters alone), %lu inserted again, %lu deleted; "
+                "concurrent adds: %lu kept, %lu lost with a deleted row, %lu "
+                "inserting a row\n",
+                both, ctr_only, reins, dels, kept, lost, b_ins);
+  assert_true(both && ctr_only && reins && dels && kept && lost && b_ins);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* Restoring a counter whose difference does not fit in 64 bits signed,
+ * whose value now is past what a read shows (the exact sum counts), and
+ * one whose difference this replica's total cannot take (SYNC_ELIMIT,
+ * as sync_counter_add: the row keeps its value). */
+static void test_restore_counter_limits(void **state) {
+  mu_rep a, b;
+  sync_history_opts ho;
+  sync_txn *x;
+  uint64_t v1, v2, changed;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  memset(&ho, 0, sizeof ho);
+  TU_OK(sync_env_set_history(a.env, 0, &ho));
+  TU_OK(ct_add(&a, "k", CT_C, INT64_MAX)); /* P = 2^63 - 1 */
+  TU_OK(ct_add(&a, "j", CT_C, 5));
+  v1 = mu_version(&a);
+  TU_OK(ct_add(&a, "k", CT_C, INT64_MIN)); /* N = 2^63: -1 */
+  assert_int_equal(ct_val(&a, "k", CT_C), -1);
+  /* j: b adds 2^64 - 1 in all; a reads INT64_MAX, its sum is 2^64 + 4. */
+  TU_OK(ct_add(&b, "j", CT_C, INT64_MAX));
+  TU_OK(ct_add(&b, "j", CT_C, INT64_MAX));
+  TU_OK(ct_add(&b, "j", CT_C, 1));
+  ct_pull_wire(&a, &b, NULL);
+  assert_int_equal(ct_val(&a, "j", CT_C), INT64_MAX);
+  v2 = mu_version(&a);
+  /* k: + 2^63 (P = 2^64 - 1); j: - (2^64 - 1) (N = 2^64 - 1). */
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_OK(sync_table_restore(x, 0, SYNC_ASOF_VERSION, v1, &changed));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(changed, 2);
+  assert_int_equal(ct_val(&a, "k", CT_C), INT64_MAX);
+  assert_int_equal(ct_val(&a, "j", CT_C), 5);
+  ct_pull_wire(&b, &a, NULL);
+  assert_int_equal(ct_val(&b, "k", CT_C), INT64_MAX);
+  assert_int_equal(ct_val(&b, "j", CT_C), 5);
+  /* k back to -1 would take N to 2^64: refused. */
+  TU_OK(ct_add(&a, "k", CT_C, -1)); /* N = 2^63 + 1 */
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_RC(sync_table_restore(x, 0, SYNC_ASOF_VERSION, v2, &changed), SYNC_ELIMIT);
+  sync_txn_abort(x);
+  /* k up by one needs P + 1: refused too, the row as it was. */
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_RC(sync_table_restore(x, 0, SYNC_ASOF_VERSION, v1, &changed), SYNC_ELIMIT);
+  {
+    sync_value v[CT_NCOLS];
+    TU_OK(sync_get(x, 0, "k", 1, v, CT_NCOLS));
+    assert_int_equal(v[CT_C].i, INT64_MAX - 1);
+  }
+  sync_txn_abort(x);
+  mu_close(&a);
+  mu_close(&b);
+}
+
 static void test_allocation_failures(void **state) {
   tu_alloc a;
   unsigned long k, nth, enomem = 0;
@@ -1437,6 +1855,7 @@ int main(void) {
       cmocka_unit_test(test_delete_resets),
       cmocka_unit_test(test_bad_calls),
       cmocka_unit_test(test_overflow_and_saturation),
+      cmocka_unit_test(test_counter_own),
       cmocka_unit_test(test_concurrent_adds_all_count),
       cmocka_unit_test(test_policies),
       cmocka_unit_test(test_copied_file_counts_once),
@@ -1447,6 +1866,8 @@ int main(void) {
       cmocka_unit_test(test_hostile_contributions),
       cmocka_unit_test(test_format_version),
       cmocka_unit_test(test_sessions_faulty_link),
+      cmocka_unit_test(test_restore_with_counters),
+      cmocka_unit_test(test_restore_counter_limits),
       cmocka_unit_test(test_allocation_failures),
       cmocka_unit_test_teardown(test_property_concurrent_adds, pt_teardown),
   };

@@ -27,10 +27,23 @@
  * (SET LOCAL sync.bridge = 'on'), and the upsert writes a Postgres row
  * only when its values differ, so a row that came from Postgres and goes
  * back finds its own values there and writes nothing.
+ *
+ * Counters: Postgres holds a counter's sum, and beside it, in
+ * _sync_others_N, the part of that sum that other replicas had added
+ * when the bridge wrote the row (NULL for a row a client inserted).  A
+ * client's value c therefore means "the bridge's own share is c -
+ * others": the outbox entry carries c and others, and applying it adds
+ * to the state replica what takes its own share (sync_counter_own) to
+ * that.  The target is a state, not a delta: an entry applied twice
+ * (a crash before the outbox delete) adds nothing the second time, and
+ * adds that devices made meanwhile are other replicas' shares, which it
+ * leaves alone.  A BEFORE trigger keeps clients from changing others
+ * (and clears it on an insert or a key change).
  */
 #define _GNU_SOURCE
 #include "pgbridge.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
 #include <math.h>
 #include <pthread.h>
@@ -48,6 +61,12 @@
 #define PGB_LAG_COUNT_BATCHES 8
 /* A streaming COPY sends what it has staged in pieces of this size. */
 #define PGB_STREAM_CHUNK (256u * 1024u)
+/* flush_table: a client wrote a key of the batch meanwhile (counters):
+ * roll the batch back, and write it after the outbox at the next step. */
+#define PGB_RETRY 1
+/* A counter column's companion in Postgres: _sync_others_N, N the
+ * column's index in the replica's table. */
+#define PGB_OTHERS "_sync_others_"
 
 /* A growable byte buffer (the COPY stream, SQL text). */
 typedef struct pgb_buf {
@@ -58,6 +77,7 @@ typedef struct pgb_buf {
 typedef struct pgb_table {
   unsigned id;
   sync_table_def def;
+  unsigned nctr; /* counter columns */
   char *qname;   /* "name", quoted for SQL */
   char *lit;     /* 'name', a literal */
   char *lit2;    /* '"name"', the quoted name as a literal */
@@ -67,6 +87,7 @@ typedef struct pgb_table {
   char *sel_out; /* this table's outbox entries, oldest first */
   char *del_sql, *ups_sql;
   char *lock_dead, *lock_stage; /* lock the rows about to be written */
+  char *raced; /* counters: a key written that a client wrote meanwhile */
   /* This batch's rows as binary COPY streams: live rows never written
    * before (fresh: straight into the table), other live rows (through
    * the staging table and the upsert), deleted keys. */
@@ -183,7 +204,8 @@ static char *quote(const char *s, char q) {
 
 static const char *pg_type(int t) {
   switch (t) {
-  case SYNC_INTEGER: return "bigint";
+  case SYNC_INTEGER:
+  case SYNC_COUNTER: return "bigint";
   case SYNC_REAL: return "double precision";
   case SYNC_TEXT: return "text";
   default: return "bytea";
@@ -195,6 +217,7 @@ static const char *sync_type(int t) {
   case SYNC_INTEGER: return "INTEGER";
   case SYNC_REAL: return "REAL";
   case SYNC_TEXT: return "TEXT";
+  case SYNC_COUNTER: return "COUNTER";
   default: return "BLOB";
   }
 }
@@ -259,7 +282,8 @@ static int run(pgb_bridge *b, const char *sql, const char *what) {
 static int capture_expr(pgb_buf *s, const char *rec, const char *qcol,
                         int type) {
   switch (type) {
-  case SYNC_INTEGER: return buf_printf(s, "%s.%s::text", rec, qcol);
+  case SYNC_INTEGER:
+  case SYNC_COUNTER: return buf_printf(s, "%s.%s::text", rec, qcol);
   case SYNC_REAL:
     return buf_printf(s, "encode(float8send(%s.%s), 'hex')", rec, qcol);
   case SYNC_BLOB: return buf_printf(s, "encode(%s.%s, 'hex')", rec, qcol);
@@ -267,6 +291,8 @@ static int capture_expr(pgb_buf *s, const char *rec, const char *qcol,
   }
 }
 
+/* The key, the columns, each counter's companion, and with audit the
+ * audit columns, each name after pre. */
 static int col_list(pgb_buf *s, const pgb_table *t, const char *pre,
                     int audit) {
   unsigned c;
@@ -277,6 +303,9 @@ static int col_list(pgb_buf *s, const pgb_table *t, const char *pre,
     rc = buf_printf(s, ", %s%s", pre, q);
     free(q);
   }
+  for (c = 0; c < t->def.ncolumns && !rc; c++)
+    if (t->def.columns[c].type == SYNC_COUNTER)
+      rc = buf_printf(s, ", %s" PGB_OTHERS "%u", pre, c);
   if (!rc && audit) rc = buf_printf(s, ", %s_sync_stamp, %s_sync_site", pre, pre);
   return rc;
 }
@@ -290,8 +319,9 @@ static void table_sql_free(pgb_table *t) {
   free(t->ups_sql);
   free(t->lock_dead);
   free(t->lock_stage);
+  free(t->raced);
   t->stage = t->dead = t->copy_cols = t->sel_out = t->del_sql = t->ups_sql =
-      t->lock_dead = t->lock_stage = NULL;
+      t->lock_dead = t->lock_stage = t->raced = NULL;
 }
 
 /* The SQL of table t: its trigger and staging table into trig and stage,
@@ -359,6 +389,9 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
     rc |= capture_expr(trig, "NEW", q, t->def.columns[c].type);
     free(q);
   }
+  for (c = 0; c < t->def.ncolumns && !rc; c++)
+    if (t->def.columns[c].type == SYNC_COUNTER)
+      rc |= buf_printf(trig, ", NEW." PGB_OTHERS "%u::text", c);
   /* The triggers are made only when missing: CREATE TRIGGER locks the
    * table against writers, who must not wait for a bridge that
    * reconnects.  The WHEN clause keeps the bridge's own writes from even
@@ -382,6 +415,38 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
                    "\"_sync_cap_%s\"(); END IF; END $sync$;\n",
                    t->lit2, t->qname, t->def.name, t->lit2, t->qname,
                    t->def.name);
+  if (t->nctr) {
+    /* A counter's companion is the bridge's: a client's insert (or
+     * change of the key) clears it, its update keeps the old one, so
+     * that the value the client wrote is read against what the bridge
+     * last wrote of that row. */
+    rc |= buf_printf(trig,
+                     "CREATE OR REPLACE FUNCTION \"_sync_keep_%s\"() RETURNS "
+                     "trigger LANGUAGE plpgsql AS $sync$\nBEGIN\n"
+                     "  IF current_setting('sync.bridge', true) = 'on' THEN "
+                     "RETURN NEW; END IF;\n"
+                     "  IF TG_OP = 'INSERT' OR OLD.\"key\" IS DISTINCT FROM "
+                     "NEW.\"key\" THEN\n",
+                     t->def.name);
+    for (c = 0; c < t->def.ncolumns && !rc; c++)
+      if (t->def.columns[c].type == SYNC_COUNTER)
+        rc |= buf_printf(trig, "    NEW." PGB_OTHERS "%u := NULL;\n", c);
+    rc |= buf_printf(trig, "  ELSE\n");
+    for (c = 0; c < t->def.ncolumns && !rc; c++)
+      if (t->def.columns[c].type == SYNC_COUNTER)
+        rc |= buf_printf(
+            trig, "    NEW." PGB_OTHERS "%u := OLD." PGB_OTHERS "%u;\n", c, c);
+    rc |= buf_printf(trig,
+                     "  END IF;\n  RETURN NEW;\nEND\n$sync$;\n"
+                     "DO $sync$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger "
+                     "WHERE tgrelid = to_regclass(%s) AND tgname = "
+                     "'_sync_keep') THEN CREATE TRIGGER _sync_keep BEFORE "
+                     "INSERT OR UPDATE ON %s FOR EACH ROW WHEN "
+                     "(current_setting('sync.bridge', true) IS DISTINCT FROM "
+                     "'on') EXECUTE FUNCTION \"_sync_keep_%s\"(); END IF; END "
+                     "$sync$;\n",
+                     t->lit2, t->qname, t->def.name);
+  }
   /* the staging tables: live rows as the table holds them, and keys */
   rc |= buf_printf(stage,
                    "CREATE TEMP TABLE IF NOT EXISTS %s (\"key\" %s) ON "
@@ -395,13 +460,21 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
     rc |= buf_printf(stage, ", %s %s", q, pg_type(t->def.columns[c].type));
     free(q);
   }
+  for (c = 0; c < t->def.ncolumns && !rc; c++)
+    if (t->def.columns[c].type == SYNC_COUNTER)
+      rc |= buf_printf(stage, ", " PGB_OTHERS "%u bigint", c);
   rc |= buf_printf(stage,
                    ", _sync_stamp bigint, _sync_site text) ON COMMIT "
                    "DELETE ROWS;\n");
+  if (t->nctr)
+    rc |= buf_printf(stage,
+                     "CREATE TEMP TABLE IF NOT EXISTS \"_sync_wrote_%u\" "
+                     "(\"key\" %s) ON COMMIT DELETE ROWS;\n",
+                     t->id, pg_type(t->def.key_type));
   /* outbox entries, oldest first */
   rc |= buf_printf(&s,
                    "SELECT id, op, (extract(epoch FROM at) * 1000)::bigint");
-  for (c = 0; c <= t->def.ncolumns && !rc; c++)
+  for (c = 0; c <= t->def.ncolumns + t->nctr && !rc; c++)
     rc |= buf_printf(&s, ", r[%u]", c + 1);
   rc |= buf_printf(&s, " FROM _sync_outbox WHERE tbl = %s ORDER BY id LIMIT %zu",
                    t->lit, b->o.batch_rows);
@@ -444,6 +517,16 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
   if (rc) goto out;
   t->del_sql = strdup(s.p);
   s.len = 0;
+  /* With counters, the keys the upsert wrote are kept: a client's
+   * INSERT of a key Postgres did not hold yet, made while the upsert
+   * ran, is not in its snapshot, nor is that insert's outbox entry, and
+   * the upsert's ON CONFLICT then writes over the client's row.  The
+   * entry still brings the client's value to the replica, but a second
+   * client write of the row before it does would start from the
+   * bridge's values, and the first one's add be lost.  The check after
+   * the upsert (raced) sees those entries, and the batch is rolled
+   * back. */
+  if (t->nctr) rc |= buf_printf(&s, "WITH w AS (");
   rc |= buf_printf(&s, "INSERT INTO %s AS t (", t->qname);
   rc |= col_list(&s, t, "", b->o.audit);
   rc |= buf_printf(&s, ") SELECT ");
@@ -460,6 +543,10 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
       rc |= buf_printf(&s, "%s%s = EXCLUDED.%s", c ? ", " : "", q, q);
       free(q);
     }
+    for (c = 0; c < t->def.ncolumns && !rc; c++)
+      if (t->def.columns[c].type == SYNC_COUNTER)
+        rc |= buf_printf(&s, ", " PGB_OTHERS "%u = EXCLUDED." PGB_OTHERS "%u",
+                         c, c);
     if (b->o.audit)
       rc |= buf_printf(&s, ", _sync_stamp = EXCLUDED._sync_stamp, "
                            "_sync_site = EXCLUDED._sync_site");
@@ -478,12 +565,31 @@ static int table_sql(pgb_bridge *b, pgb_table *t, pgb_buf *trig,
           rc |= buf_printf(&s, "%s%s.%s", k ? ", " : "", rec, q);
         free(q);
       }
+      for (k = 0; k < t->def.ncolumns && !rc; k++)
+        if (t->def.columns[k].type == SYNC_COUNTER)
+          rc |= buf_printf(&s, ", %s." PGB_OTHERS "%u", rec, k);
     }
     rc |= buf_printf(&s, ")");
   }
+  if (t->nctr)
+    rc |= buf_printf(&s,
+                     " RETURNING t.\"key\") INSERT INTO \"_sync_wrote_%u\" "
+                     "SELECT \"key\" FROM w",
+                     t->id);
   if (rc) goto out;
   t->ups_sql = strdup(s.p);
   if (!t->sel_out || !t->del_sql || !t->ups_sql) rc = SYNC_ENOMEM;
+  if (!rc && t->nctr) {
+    s.len = 0;
+    rc |= buf_printf(&s,
+                     "SELECT 1 FROM \"_sync_wrote_%u\" AS s WHERE EXISTS "
+                     "(SELECT 1 FROM _sync_outbox o WHERE o.tbl = %s AND "
+                     "o.r[1] = ",
+                     t->id, t->lit);
+    rc |= capture_expr(&s, "s", "\"key\"", t->def.key_type);
+    rc |= buf_printf(&s, ") LIMIT 1");
+    if (rc || !(t->raced = strdup(s.p))) rc = SYNC_ENOMEM;
+  }
 out:
   free(s.p);
   free(pend.p);
@@ -518,9 +624,13 @@ static int table_check(pgb_bridge *b, pgb_table *t, int *absent) {
     PQclear(r);
     return 0;
   }
-  for (c = 0; c <= t->def.ncolumns + (b->o.audit ? 2u : 0u) && !rc; c++) {
+  /* the key, the columns, the counters' companions, the audit columns
+   * (c - 1 - ncolumns is a column's index among them all: the counters
+   * are found by it) */
+  for (c = 0; c <= 2 * t->def.ncolumns + (b->o.audit ? 2u : 0u) && !rc; c++) {
     const char *name, *want;
     const char *ours;
+    char oname[32];
     if (c == 0) {
       name = "key";
       want = pg_type(t->def.key_type);
@@ -529,9 +639,16 @@ static int table_check(pgb_bridge *b, pgb_table *t, int *absent) {
       name = t->def.columns[c - 1].name;
       want = pg_type(t->def.columns[c - 1].type);
       ours = sync_type(t->def.columns[c - 1].type);
+    } else if (c <= 2 * t->def.ncolumns) {
+      if (t->def.columns[c - 1 - t->def.ncolumns].type != SYNC_COUNTER)
+        continue;
+      snprintf(oname, sizeof oname, PGB_OTHERS "%u", c - 1 - t->def.ncolumns);
+      name = oname;
+      want = "bigint";
+      ours = "COUNTER's companion";
     } else {
-      name = c == t->def.ncolumns + 1 ? "_sync_stamp" : "_sync_site";
-      want = c == t->def.ncolumns + 1 ? "bigint" : "text";
+      name = c == 2 * t->def.ncolumns + 1 ? "_sync_stamp" : "_sync_site";
+      want = c == 2 * t->def.ncolumns + 1 ? "bigint" : "text";
       ours = "audit";
     }
     for (i = 0; i < n; i++)
@@ -558,6 +675,7 @@ static int table_check(pgb_bridge *b, pgb_table *t, int *absent) {
 
 static int table_create(pgb_bridge *b, pgb_table *t) {
   pgb_buf s = {0};
+  const char *nn;
   unsigned c;
   int rc;
   rc = buf_printf(&s, "CREATE TABLE %s (\"key\" %s PRIMARY KEY", t->qname,
@@ -568,11 +686,16 @@ static int table_create(pgb_bridge *b, pgb_table *t) {
       free(s.p);
       return SYNC_ENOMEM;
     }
-    rc = buf_printf(&s, ", %s %s%s", q, pg_type(t->def.columns[c].type),
-                    t->def.columns[c].flags & SYNC_COL_NOTNULL ? " NOT NULL"
-                                                               : "");
+    if (t->def.columns[c].type == SYNC_COUNTER)
+      nn = " NOT NULL DEFAULT 0"; /* never NULL: 0 until added to */
+    else
+      nn = t->def.columns[c].flags & SYNC_COL_NOTNULL ? " NOT NULL" : "";
+    rc = buf_printf(&s, ", %s %s%s", q, pg_type(t->def.columns[c].type), nn);
     free(q);
   }
+  for (c = 0; c < t->def.ncolumns && !rc; c++)
+    if (t->def.columns[c].type == SYNC_COUNTER)
+      rc = buf_printf(&s, ", " PGB_OTHERS "%u bigint", c);
   if (!rc && b->o.audit)
     rc = buf_printf(&s, ", _sync_stamp bigint, _sync_site text");
   if (!rc) rc = buf_printf(&s, ")");
@@ -945,6 +1068,89 @@ static void stream_abort(pgb_bridge *b) {
   if (b->pg) copy_abort(b, "the bridge gave up the batch");
 }
 
+/* ---- counters ------------------------------------------------------- */
+
+/* A signed 128-bit number in two words (two's complement): a counter's
+ * arithmetic mixes int64 values with shares that are differences of two
+ * unsigned 64-bit totals, which int64 cannot hold. */
+typedef struct pgb_i128 {
+  uint64_t lo;
+  int64_t hi;
+} pgb_i128;
+
+static pgb_i128 i128_of(int64_t v) {
+  pgb_i128 r;
+  r.lo = (uint64_t)v;
+  r.hi = v < 0 ? -1 : 0;
+  return r;
+}
+
+static pgb_i128 i128_sub(pgb_i128 a, pgb_i128 b) {
+  pgb_i128 r;
+  r.lo = a.lo - b.lo;
+  r.hi = a.hi - b.hi - (a.lo < b.lo);
+  return r;
+}
+
+/* pos - neg: a replica's share of a cell. */
+static pgb_i128 i128_share(uint64_t pos, uint64_t neg) {
+  pgb_i128 r;
+  r.lo = pos - neg;
+  r.hi = -(int64_t)(pos < neg);
+  return r;
+}
+
+/* a as an int64 into *out: -1 when out of range. */
+static int i128_to_i64(pgb_i128 a, int64_t *out) {
+  if (!(a.hi == 0 && a.lo <= (uint64_t)INT64_MAX) &&
+      !(a.hi == -1 && a.lo > (uint64_t)INT64_MAX))
+    return -1;
+  *out = (int64_t)a.lo;
+  return 0;
+}
+
+/* The bridge's own share of counter col of a live row, and the part of
+ * sum (the value read) that the other replicas added: sum - share. */
+static int counter_others(sync_txn *x, unsigned table, const void *key,
+                          size_t klen, unsigned col, int64_t sum,
+                          int64_t *others) {
+  uint64_t pos, neg;
+  int rc = sync_counter_own(x, table, key, klen, col, &pos, &neg);
+  if (rc) return rc;
+  return i128_to_i64(i128_sub(i128_of(sum), i128_share(pos, neg)), others)
+             ? SYNC_ELIMIT
+             : 0;
+}
+
+/* Bring the state replica's own share of counter col of a live row to
+ * want (c - others, from a Postgres row), by adds of at most 2^63 - 1. */
+static int counter_set_share(sync_txn *x, unsigned table, const void *key,
+                             size_t klen, unsigned col, int64_t c,
+                             int64_t others) {
+  uint64_t pos, neg, mag;
+  pgb_i128 d;
+  int rc, sub;
+  if ((rc = sync_counter_own(x, table, key, klen, col, &pos, &neg))) return rc;
+  d = i128_sub(i128_sub(i128_of(c), i128_of(others)), i128_share(pos, neg));
+  if (d.hi == 0) {
+    sub = 0;
+    mag = d.lo;
+  } else if (d.hi == -1 && d.lo) {
+    sub = 1;
+    mag = 0 - d.lo;
+  } else {
+    return SYNC_ELIMIT; /* 2^64 or more: no one total takes it */
+  }
+  while (mag) {
+    uint64_t step = mag > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : mag;
+    if ((rc = sync_counter_add(x, table, key, klen, col,
+                               sub ? -(int64_t)step : (int64_t)step)))
+      return rc;
+    mag -= step;
+  }
+  return 0;
+}
+
 /* One changed row of the state replica into t's COPY streams: a
  * tombstone's key into dcopy; a live row (key, columns, and with --audit
  * its newest stamp and that stamp's site) into copy when it is fresh,
@@ -956,16 +1162,17 @@ static void stream_abort(pgb_bridge *b) {
  * violation sends the rows the general way), and that table's fresh rows
  * are sent as they are staged, so that Postgres works on them while the
  * next are read.  *hlc is set to the newest stamp. */
-static int stage_row(pgb_bridge *b, pgb_table *t, sync_changes *it,
-                     const sync_change *ch, uint64_t *hlc) {
+static int stage_row(pgb_bridge *b, pgb_table *t, sync_txn *rx,
+                     sync_changes *it, const sync_change *ch, uint64_t *hlc) {
   pgb_buf *row = &b->row, *bf;
   sync_stamp newest = ch->row_stamp;
   unsigned c;
   int rc = 0, live = ch->causal_length & 1, fresh = ch->causal_length == 1;
   char site[33];
   row->len = 0;
-  rc |= buf_be(row, live ? 1u + t->def.ncolumns + (b->o.audit ? 2u : 0u) : 1u,
-               2);
+  rc |= buf_be(
+      row, live ? 1u + t->def.ncolumns + t->nctr + (b->o.audit ? 2u : 0u) : 1u,
+      2);
   if (t->def.key_type == SYNC_INTEGER && ch->key.len == 8)
     rc |= put_value(row, &(sync_value){.type = SYNC_INTEGER,
                                        .i = sync_key_int_decode(ch->key.data)});
@@ -976,15 +1183,40 @@ static int stage_row(pgb_bridge *b, pgb_table *t, sync_changes *it,
     sync_stamp s, base;
     int r = sync_changes_column(it, c, &v, &s, &base);
     if (r == SYNC_NOTFOUND) {
-      rc |= put_null(row);
+      /* a counter never added to reads 0 */
+      rc |= t->def.columns[c].type == SYNC_COUNTER
+                ? put_value(row, &(sync_value){.type = SYNC_INTEGER, .i = 0})
+                : put_null(row);
       continue;
     }
     if (r) return r;
     if (s.hlc > newest.hlc) newest = s;
-    if (base.hlc) fresh = 0;
+    /* A column the bridge wrote (a counter's stamp is its newest add's,
+     * whatever the others): Postgres has had the row. */
+    if (base.hlc || !memcmp(s.site, b->rep_site, 16)) fresh = 0;
     rc |= put_value(row, &v);
   }
   if (live && !memcmp(newest.site, b->rep_site, 16)) fresh = 0;
+  for (c = 0; live && c < t->def.ncolumns && !rc; c++) {
+    sync_value v = {.type = SYNC_INTEGER, .i = 0};
+    int64_t others = 0;
+    int r;
+    if (t->def.columns[c].type != SYNC_COUNTER) continue;
+    r = sync_changes_column(it, c, &v, NULL, NULL);
+    if (r == 0)
+      r = counter_others(rx, ch->table, ch->key.data, ch->key.len, c, v.i,
+                         &others);
+    else if (r == SYNC_NOTFOUND)
+      r = 0;
+    if (r == SYNC_ELIMIT)
+      return fail(b, PGB_EPG,
+                  "table %s: counter %s of a row: the bridge's share of it "
+                  "is past the 64-bit range, which Postgres cannot hold",
+                  t->def.name, t->def.columns[c].name);
+    if (r) return r;
+    if (others != v.i) fresh = 0; /* a share of the bridge's: it has had it */
+    rc |= put_value(row, &(sync_value){.type = SYNC_INTEGER, .i = others});
+  }
   if (live && b->o.audit) {
     hex_str(newest.site, 16, site);
     rc |= buf_be(row, 8, 4) || buf_be(row, newest.hlc, 8);
@@ -1078,6 +1310,14 @@ static int flush_table(pgb_bridge *b, pgb_table *t, uint64_t *written) {
       return rc;
     *written += strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
+    if (t->raced) {
+      int n;
+      if (!(r = exec(b, t->raced, PGRES_TUPLES_OK, "upsert check", &rc)))
+        return rc;
+      n = PQntuples(r);
+      PQclear(r);
+      if (n) return PGB_RETRY;
+    }
   }
   t->nfresh = t->nlive = t->ndead = 0; /* written */
   return 0;
@@ -1113,7 +1353,7 @@ static int batch_begin(pgb_bridge *b, uint64_t *cur) {
 }
 
 /* Close a batch: the staged rows written, the cursor set to version,
- * both committed at once. */
+ * both committed at once.  PGB_RETRY (flush_table) before the commit. */
 static int batch_end(pgb_bridge *b, uint64_t version) {
   const char *pv[2];
   char vbuf[24];
@@ -1158,7 +1398,7 @@ static int to_pg(pgb_bridge *b, pgb_pull *p, uint64_t *moved) {
   sync_txn *rx = NULL;
   sync_changes *it = NULL;
   sync_change ch;
-  uint64_t cur, vend = 0, bound, last, count, rest = 0, hlc, again;
+  uint64_t cur, vend = 0, bound, last, count, rest = 0, hlc = 0, again;
   uint64_t t0 = wall_ms();
   int rc, done, first = 1;
   b->st.lag_s = 0;
@@ -1202,7 +1442,7 @@ static int to_pg(pgb_bridge *b, pgb_pull *p, uint64_t *moved) {
       if (count >= b->o.batch_rows && ch.version != last) break;
       last = ch.version;
       if (ch.table >= b->nt) continue; /* a newer schema's table: not ours */
-      if ((rc = stage_row(b, &b->t[ch.table], it, &ch, &hlc))) {
+      if ((rc = stage_row(b, &b->t[ch.table], rx, it, &ch, &hlc))) {
         if (rc != PGB_EPG) lib_fail(b, b->rep, rc, "reading a changed row");
         goto out;
       }
@@ -1218,8 +1458,11 @@ static int to_pg(pgb_bridge *b, pgb_pull *p, uint64_t *moved) {
       goto out;
     }
     /* stopped inside the snapshot: at a version boundary */
-    if ((rc = batch_end(b, rc == 0 && ch.version <= vend ? last : vend)))
+    if ((rc = batch_end(b, rc == 0 && ch.version <= vend ? last : vend))) {
+      if (rc == PGB_RETRY) /* the outbox first: at the next step */
+        rc = run(b, "ROLLBACK", "rollback");
       goto out;
+    }
     *moved += count;
     cur = b->st.cursor;
     rc = cur < vend ? 0 : SYNC_NOTFOUND; /* 0: ch is the next change */
@@ -1282,8 +1525,10 @@ static int parse_value(PGresult *r, int i, int f, int type, sync_value *v,
   }
   switch (type) {
   case SYNC_INTEGER:
+  case SYNC_COUNTER:
+    errno = 0;
     *v = sync_int(strtoll(s, &end, 10));
-    return *end ? -1 : 0;
+    return *end || errno ? -1 : 0;
   case SYNC_REAL:
     if (n != 16 || unhex(s, 16, x)) return -1;
     for (k = 0; k < 8; k++) u = u << 8 | x[k];
@@ -1299,9 +1544,15 @@ static int parse_value(PGresult *r, int i, int f, int type, sync_value *v,
 }
 
 /* Apply entry e (the newest of its key in this batch) to the state
- * replica: a delete, or the row as Postgres holds it. */
+ * replica: a delete, or the row as Postgres holds it: a put of its
+ * columns (counters NULL: their counts kept), then each counter's
+ * share brought to what Postgres says (counter_set_share).  deleted: an
+ * older entry of the key in this batch was a delete, so that a client's
+ * DELETE and INSERT of a key in one batch start the row's counters from
+ * 0, as they would a batch apart (a put over the live row would keep
+ * them). */
 static int apply_entry(pgb_bridge *b, sync_txn *w, pgb_table *t, PGresult *r,
-                       const pgb_entry *e, sync_value *vals,
+                       const pgb_entry *e, int deleted, sync_value *vals,
                        unsigned char *scratch) {
   unsigned char kb[8];
   sync_value kv;
@@ -1309,7 +1560,7 @@ static int apply_entry(pgb_bridge *b, sync_txn *w, pgb_table *t, PGresult *r,
   size_t klen;
   unsigned c;
   size_t off;
-  int rc;
+  int rc, f, del;
   off = (size_t)PQgetlength(r, e->row, 3) / 2 + 1;
   if (parse_value(r, e->row, 3, t->def.key_type, &kv, scratch))
     return fail(b, PGB_EPG, "outbox entry %lld: a key that does not parse",
@@ -1323,9 +1574,11 @@ static int apply_entry(pgb_bridge *b, sync_txn *w, pgb_table *t, PGresult *r,
     klen = kv.len;
   }
   if (!klen) return fail(b, PGB_EPG, "outbox entry %lld: an empty key", e->id);
-  if (!strcmp(PQgetvalue(r, e->row, 1), "d")) {
+  del = !strcmp(PQgetvalue(r, e->row, 1), "d");
+  if (del || (deleted && t->nctr)) {
     rc = sync_delete(w, t->id, key, klen);
-    return rc == SYNC_NOTFOUND ? 0 : rc;
+    if (rc == SYNC_NOTFOUND) rc = 0;
+    if (rc || del) return rc;
   }
   for (c = 0; c < t->def.ncolumns; c++) {
     if (parse_value(r, e->row, 4 + (int)c, t->def.columns[c].type, &vals[c],
@@ -1334,7 +1587,35 @@ static int apply_entry(pgb_bridge *b, sync_txn *w, pgb_table *t, PGresult *r,
                   e->id, t->def.columns[c].name);
     off += (size_t)PQgetlength(r, e->row, 4 + (int)c) / 2 + 1;
   }
-  return sync_put(w, t->id, key, klen, vals, t->def.ncolumns);
+  for (c = 0; c < t->def.ncolumns; c++)
+    if (t->def.columns[c].type == SYNC_COUNTER) {
+      /* a NULL (a table made by hand) counts as 0 */
+      vals[t->def.ncolumns + c] = vals[c];
+      vals[c] = sync_null();
+    }
+  if ((rc = sync_put(w, t->id, key, klen, vals, t->def.ncolumns)) || !t->nctr)
+    return rc;
+  for (c = 0, f = 4 + (int)t->def.ncolumns; c < t->def.ncolumns; c++) {
+    sync_value others;
+    if (t->def.columns[c].type != SYNC_COUNTER) continue;
+    if (parse_value(r, e->row, f++, SYNC_COUNTER, &others, NULL))
+      return fail(b, PGB_EPG,
+                  "outbox entry %lld: the companion of counter %s "
+                  "does not parse",
+                  e->id, t->def.columns[c].name);
+    rc = counter_set_share(
+        w, t->id, key, klen, c,
+        vals[t->def.ncolumns + c].type ? vals[t->def.ncolumns + c].i : 0,
+        others.type ? others.i : 0);
+    if (rc == SYNC_ELIMIT)
+      return fail(b, SYNC_ELIMIT,
+                  "outbox entry %lld: counter %s: the add that takes it to "
+                  "its value in Postgres would take the bridge's total for "
+                  "it past 2^64 - 1",
+                  e->id, t->def.columns[c].name);
+    if (rc) return rc;
+  }
+  return 0;
 }
 
 static int outbox_delete(pgb_bridge *b, PGresult *r, int n) {
@@ -1369,7 +1650,7 @@ static int from_pg_table(pgb_bridge *b, pgb_table *t, uint64_t *moved) {
   sync_txn *w = NULL;
   size_t maxlen = 0;
   uint64_t at = 0;
-  int n, i, rc;
+  int n, i, rc, deleted;
   if (!(r = exec(b, t->sel_out, PGRES_TUPLES_OK, "reading the outbox", &rc)))
     return rc;
   if (!(n = PQntuples(r))) {
@@ -1377,7 +1658,7 @@ static int from_pg_table(pgb_bridge *b, pgb_table *t, uint64_t *moved) {
     return 0;
   }
   e = calloc((size_t)n, sizeof *e);
-  vals = calloc(t->def.ncolumns + 1u, sizeof *vals);
+  vals = calloc(2u * t->def.ncolumns + 1u, sizeof *vals);
   for (i = 0; i < n; i++) {
     size_t len = 0;
     int f;
@@ -1401,10 +1682,15 @@ static int from_pg_table(pgb_bridge *b, pgb_table *t, uint64_t *moved) {
     lib_fail(b, b->rep, rc, "state replica");
     goto out;
   }
-  for (i = 0; i < n && !rc; i++) {
-    if (i + 1 < n && !strcmp(e[i].key, e[i + 1].key)) continue; /* older */
-    if ((rc = apply_entry(b, w, t, r, &e[i], vals, scratch)) && rc != PGB_EPG)
+  for (i = 0, deleted = 0; i < n && !rc; i++) {
+    if (i + 1 < n && !strcmp(e[i].key, e[i + 1].key)) { /* older */
+      deleted |= !strcmp(PQgetvalue(r, e[i].row, 1), "d");
+      continue;
+    }
+    rc = apply_entry(b, w, t, r, &e[i], deleted, vals, scratch);
+    if (rc && rc != PGB_EPG && !b->err[0])
       lib_fail(b, b->rep, rc, "writing a Postgres row to the state replica");
+    deleted = 0;
   }
   if (!rc) {
     rc = sync_txn_commit(w);
@@ -1582,12 +1868,7 @@ int pgb_open(const pgb_opts *o, pgb_bridge **out) {
                   "bridge's own (key, live, _sync_*)",
                   t->def.name, t->def.columns[c].name);
       else if (t->def.columns[c].type == SYNC_COUNTER)
-        /* A counter is added to, never set: a PostgreSQL column has no
-         * such write to mirror. */
-        rc = fail(b, SYNC_ENOTSUP,
-                  "table %s: column \"%s\" is a counter, which the bridge "
-                  "does not carry",
-                  t->def.name, t->def.columns[c].name);
+        t->nctr++;
   }
   defs = d;
   if (!rc && !(rc = sync_env_create(NULL, &b->rep)) &&

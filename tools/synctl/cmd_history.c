@@ -234,7 +234,9 @@ const ctl_help ctl_help_restore = {
     "UTC time; see 'synctl history'): rows whose values differ are\n"
     "written with their values then, rows that did not exist then are\n"
     "deleted, in one transaction.  These are ordinary writes of this\n"
-    "replica, so the restore reaches its peers with the next sync.\n"
+    "replica, so the restore reaches its peers with the next sync.  A\n"
+    "counter is brought back by adding the difference, so adds made\n"
+    "meanwhile on other replicas count on top of its value then.\n"
     "Prints how many rows were written, or with --json {\"table\",\n"
     "\"rows\"}.  A point before what the table's history keeps fails\n"
     "and writes nothing.\n"};

@@ -5,6 +5,7 @@
 #include "synctl.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -777,11 +778,16 @@ const ctl_help ctl_help_load = {
     "write JSON lines into a table",
     "Reads JSON lines (as 'synctl dump --json' writes them) from FILE, or\n"
     "standard input for -, and puts each row, N rows (default 1000) per\n"
-    "transaction.  Columns missing from an object are NULL.  A bad line\n"
-    "stops the load with its line number; the batches before it stay\n"
-    "committed, the batch holding it is not.  Numbers are read as RFC\n"
-    "8259 has them: +1, 01, .5 and a real out of range (1e999) are bad\n"
-    "lines.  With --json the last line is {table, rows} instead.\n"};
+    "transaction.  Columns missing from an object are NULL.  A counter\n"
+    "is only ever added to: its value V becomes an add of V minus the\n"
+    "counter's value now on that row (none when they are equal), so the\n"
+    "row reads V, a second load of the same lines writes nothing, and\n"
+    "adds made meanwhile on other replicas count on top of V once they\n"
+    "sync.  A counter that is null or missing keeps its value.  A bad\n"
+    "line stops the load with its line number; the batches before it\n"
+    "stay committed, the batch holding it is not.  Numbers are read as\n"
+    "RFC 8259 has them: +1, 01, .5 and a real out of range (1e999) are\n"
+    "bad lines.  With --json the last line is {table, rows} instead.\n"};
 
 /* What load reads of its arguments. */
 typedef struct load_args {
@@ -909,15 +915,65 @@ static int load_object(loader *l, load_row *w, const char *line, size_t len) {
   return bad;
 }
 
-/* The row into the batch (begun here when it is the batch's first). */
+/* Add to counter col of the row what takes it from its value now to
+ * want, in adds of at most 2^63 (a difference of two int64 values may
+ * need two); then check that it reads want (a sum past the int64 range
+ * reads clamped, and the difference from that would miss). */
+static int load_counter(loader *l, load_row *w, unsigned col, int64_t want) {
+  sync_value v[MAXC];
+  uint64_t mag;
+  int rc, neg;
+  if ((rc = sync_get(l->x, l->t, w->k.b, w->k.n, v, col + 1))) return rc;
+  neg = want < v[col].i;
+  mag = neg ? (uint64_t)v[col].i - (uint64_t)want
+            : (uint64_t)want - (uint64_t)v[col].i;
+  while (mag) {
+    uint64_t step = mag > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : mag;
+    if ((rc = sync_counter_add(l->x, l->t, w->k.b, w->k.n, col,
+                               neg ? -(int64_t)step : (int64_t)step)))
+      return rc;
+    mag -= step;
+  }
+  if ((rc = sync_get(l->x, l->t, w->k.b, w->k.n, v, col + 1))) return rc;
+  if (v[col].i != want) {
+    snprintf(w->err, sizeof w->err,
+             "column '%s': its sum is past the 64-bit range, so an add "
+             "cannot be made to bring it to %" PRId64,
+             l->d.columns[col].name, want);
+    return 1;
+  }
+  return 0;
+}
+
+/* The row into the batch (begun here when it is the batch's first): a
+ * put of its other columns (a counter's NULL keeps the count), then
+ * each counter given brought to its value by an add of the difference,
+ * so that a load replicates as adds and writes nothing where the row
+ * holds the values already. */
 static int load_put(loader *l, load_row *w) {
-  int rc;
+  sync_value want[MAXC];
+  int rc = 0;
   unsigned j;
   if (!l->x && (rc = sync_txn_begin(l->env, 0, &l->x))) {
     ctl_lib_fail(l->env, l->db, rc, "cannot begin");
     return 2;
   }
+  for (j = 0; j < l->d.ncolumns; j++) {
+    want[j] = w->vals[j];
+    if (l->d.columns[j].type == SYNC_COUNTER) w->vals[j] = sync_null();
+  }
   rc = sync_put(l->x, l->t, w->k.b, w->k.n, w->vals, l->d.ncolumns);
+  for (j = 0; !rc && j < l->d.ncolumns; j++)
+    if (l->d.columns[j].type == SYNC_COUNTER && want[j].type == SYNC_INTEGER &&
+        (rc = load_counter(l, w, j, want[j].i))) {
+      if (rc == 1) return 1;
+      snprintf(w->err, sizeof w->err, "column '%s': %s%s", l->d.columns[j].name,
+               sync_strerror(rc),
+               rc == SYNC_ELIMIT ? " (the add would take this replica's "
+                                   "total for the counter past 2^64 - 1)"
+                                 : "");
+      return 1;
+    }
   if (!rc) return 0;
   if (rc == SYNC_ECONSTRAINT) {
     snprintf(w->err, sizeof w->err, "a notnull column would be NULL");

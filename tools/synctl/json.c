@@ -160,21 +160,21 @@ int ctl_json_text(json_t *j, char **out, size_t *n, unsigned char **hold) {
   return 0;
 }
 
-/* The value of column c from JSON; blob bytes into hold (caller frees). */
+/* The value of column c from JSON; blob bytes into hold (caller frees).
+ * A counter's is the value to bring it to, an INTEGER (NULL: leave it
+ * as it is); the caller turns it into an add. */
 int ctl_json_to_value(const sync_column_def *c, json_t *j, sync_value *out,
                       unsigned char **hold, char *err, size_t errcap) {
   *hold = NULL;
-  if (c->type == SYNC_COUNTER) {
-    /* A counter changes by adds only: a row's value cannot be set. */
-    snprintf(err, errcap, "column '%s' is a counter: load cannot set it "
-             "(leave it out, or use 'synctl add')", c->name);
-    return -1;
-  }
   if (json_is_null(j)) {
     *out = sync_null();
     return 0;
   }
   switch (c->type) {
+  case SYNC_COUNTER:
+    if (!json_is_integer(j)) goto bad;
+    *out = sync_int((int64_t)json_integer_value(j));
+    return 0;
   case SYNC_INTEGER:
     if (json_is_boolean(j)) {
       *out = sync_int(json_is_true(j));
@@ -221,11 +221,12 @@ int ctl_json_to_value(const sync_column_def *c, json_t *j, sync_value *out,
   }
 bad:
   snprintf(err, errcap, "column '%s' is %s%s", c->name, ctl_type_name(c->type),
-           c->type == SYNC_BLOB      ? " (a string of hex digits)"
-           : c->type == SYNC_REAL    ? " (a number, or \"inf\", \"-inf\", "
-                                       "\"nan\")"
-           : c->type == SYNC_INTEGER ? " (a whole number from -2^63 to 2^63-1)"
-           : c->type == SYNC_TEXT    ? " (a string, or {\"hex\": HEX})"
-                                     : "");
+           c->type == SYNC_BLOB   ? " (a string of hex digits)"
+           : c->type == SYNC_REAL ? " (a number, or \"inf\", \"-inf\", "
+                                    "\"nan\")"
+           : c->type == SYNC_INTEGER || c->type == SYNC_COUNTER
+               ? " (a whole number from -2^63 to 2^63-1)"
+           : c->type == SYNC_TEXT ? " (a string, or {\"hex\": HEX})"
+                                  : "");
   return -1;
 }

@@ -214,7 +214,8 @@ int ctl_json_print(json_t *j);
  * frees).  -1 when j is neither. */
 int ctl_json_text(json_t *j, char **out, size_t *n, unsigned char **hold);
 /* The value of column c from JSON; blob bytes into *hold (caller frees).
- * -1 with the words in err when the JSON type does not fit. */
+ * A counter's is the INTEGER to bring it to (NULL: leave it).  -1 with
+ * the words in err when the JSON type does not fit. */
 int ctl_json_to_value(const sync_column_def *c, json_t *j, sync_value *out,
                       unsigned char **hold, char *err, size_t errcap);
 
