@@ -2071,6 +2071,8 @@ SYNC_PRIVATE int sx_put(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
                         size_t kn, const void *v, size_t vn, unsigned flags);
 SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
                         size_t kn);
+/* Delete named database d with everything in it; its handle is closed. */
+SYNC_PRIVATE int sx_dbi_drop(sx_store *st, sx_stxn *t, sx_dbi d);
 
 #define SX_FIRST 0
 #define SX_NEXT 1
@@ -2078,6 +2080,7 @@ SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
 #define SX_SET_KEY 3   /* exactly k */
 #define SX_LAST 4
 #define SX_GET_CURRENT 5
+#define SX_PREV 6
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d, sx_scur **out);
 /* One step of a walk: the entry op finds (SX_FIRST, SX_SET_RANGE at k),
  * then each next one (*op becomes SX_NEXT).  1: an entry in k and v;
@@ -2997,6 +3000,10 @@ SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
   return sx_map_err(st, mdb_del((MDB_txn *)t, (MDB_dbi)d, &key, NULL));
 }
 
+SYNC_PRIVATE int sx_dbi_drop(sx_store *st, sx_stxn *t, sx_dbi d) {
+  return sx_map_err(st, mdb_drop((MDB_txn *)t, (MDB_dbi)d, 1));
+}
+
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d,
                              sx_scur **out) {
   MDB_cursor *c = NULL;
@@ -3010,7 +3017,8 @@ SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d,
 SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
                             sx_slice *v) {
   static const MDB_cursor_op ops[] = {MDB_FIRST,   MDB_NEXT, MDB_SET_RANGE,
-                                      MDB_SET_KEY, MDB_LAST, MDB_GET_CURRENT};
+                                      MDB_SET_KEY, MDB_LAST, MDB_GET_CURRENT,
+                                      MDB_PREV};
   MDB_val key, val;
   int rc;
   key.mv_data = (void *)k->p;
@@ -3638,18 +3646,54 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_PLOAD(p) atomic_load_explicit((p), memory_order_acquire)
 #endif
 #define SX_MAGIC "sync-db\0"
-/* 2: the per-table record ("n" + id) holds the live count and the sums of
- * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 8
-/* Format 8 also brings counter cells (row tag 5).  Code before it, which
+/* The storage format (FORMAT.md, "File"); a writable open upgrades an
+ * older file.  9: the change log in records (log.c). */
+#define SX_FORMAT_VERSION 9
+/* Format 8 brought counter cells (row tag 5).  Code before it, which
  * would take them for damage, refuses every format-8 file with
- * SYNC_EVERSION; a file whose schema gains a counter column says 8 at
- * once (sx_format_counters), also where an open left it at 7 (a
- * read-only open of an older file). */
-#define SX_FORMAT_COUNTER SX_FORMAT_VERSION
+ * SYNC_EVERSION; a file whose schema gains a counter column says at
+ * least 8 at once (sx_format_counters). */
+#define SX_FORMAT_COUNTER 8
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
+/* Largest value of a change log record (log.c, FORMAT.md "Change log"):
+ * four of them and their LMDB node headers fill a 4 KiB page, and one
+ * stays far below LMDB's limit for a value kept in its page. */
+#define SX_LOGREC_MAX 998
+/* Largest encoded log entry: four varints, a key length and the key. */
+#define SX_LENT_MAX (4 * SX_VARINT_MAX + 2 + SYNC_MAX_KEY)
+/* One change log entry: a position and the row it names. */
+typedef struct sx_lent {
+  uint64_t version;
+  uint32_t seq;
+  unsigned tid;
+  size_t klen;
+  unsigned char key[SYNC_MAX_KEY];
+} sx_lent;
+/* A log record being built: key, value so far and its last entry. */
+typedef struct sx_lrec {
+  unsigned char rk[SX_LOGKEY];
+  unsigned char v[SX_LOGREC_MAX];
+  size_t n; /* 0: no record */
+  sx_lent last;
+} sx_lrec;
+/* Iterator over the change log's entries (log.h). */
+typedef struct sx_logit {
+  sync_txn *x;
+  sx_scur *c;
+  int held;   /* rec holds a record (a copy) */
+  int pend;   /* e is an entry found by a seek, not yet returned */
+  int reseek; /* the cursor no longer stands on rec: search again */
+  int end;    /* past the last record */
+  unsigned char rk[SX_LOGKEY];
+  unsigned char rec[SX_LOGREC_MAX];
+  size_t rn, off; /* rec's length; the next entry's offset */
+  unsigned idx;   /* entries of rec decoded */
+  unsigned ndel;  /* entries of rec deleted (bits in del) */
+  unsigned char del[SX_LOGREC_MAX / 24 + 1];
+  sx_lent e; /* the entry the iterator stands on */
+} sx_logit;
 #define SX_COMPAT_MAX 16
 /* A table's history settings as the env holds them (history.c). */
 typedef struct sx_rhopt {
@@ -3747,6 +3791,8 @@ struct sync_txn {
   uint32_t nsites, sites_cap;
   int sites_ok;
   struct sx_rhtx *rh; /* history work of the transaction (history.c) */
+  int lt_ok;          /* lt is the log's last record (log.c) */
+  sx_lrec lt;
 };
 struct sync_cursor {
   sx_alloc al;
@@ -3768,11 +3814,12 @@ struct sync_cursor {
 struct sync_changes {
   sx_alloc al;
   sync_txn *x;
-  sx_scur *c;
+  sx_logit it;
   uint64_t since;
   int started, dead;
   unsigned long gen;
-  unsigned char last[SX_LOGKEY];
+  uint64_t lastv; /* position of the last entry returned */
+  uint32_t lasts;
   unsigned tid;
   sx_row row;
   sync_changes *next;
@@ -4108,8 +4155,8 @@ SYNC_PRIVATE void sx_txn_close_cursors(sync_txn *x) {
   }
   x->cursors = NULL;
   for (ch = x->changes; ch; ch = ch->next) {
-    sx_cur_close(ch->c);
-    ch->c = NULL;
+    sx_cur_close(ch->it.c); /* read only: nothing to write */
+    ch->it.c = NULL;
     ch->dead = 1;
     ch->x = NULL;
   }
@@ -4296,27 +4343,51 @@ SYNC_PRIVATE void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
 }
 /* ---- src/log.c ---- */
 /*
- * log.c - the change log: log keys, checking an entry is its row's current
- * one, compaction at commit, and the sync_changes_* iterator.
+ * log.c - the change log: its records (the only code that knows their
+ * layout), appending, the entry iterator with deletion, checking an entry
+ * is its row's current one, compaction at commit, the upgrade of a
+ * format-8 log, and the sync_changes_* iterator.
  */
 /* ---- src/log.h ---- */
 /*
- * log.h - the change log: log keys, checking an entry is its row's current
- * one, compaction at commit, and the sync_changes_* iterator.
+ * log.h - the change log: its records, appending, the entry iterator with
+ * deletion, checking an entry is its row's current one, compaction at
+ * commit, the upgrade of a format-8 log, and the sync_changes_* iterator.
  */
 #ifndef SX_LOG_H
 #define SX_LOG_H
 
 
 SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
-/* Check that log entry (lk, value) is its row's current one: 0 with the
- * row decoded into r and *tid / *key set; SYNC_NOTFOUND for an entry a
- * later change left behind (or whose row was collected); SYNC_ECORRUPT
- * for a malformed one. */
-SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
-                                const unsigned char *lk, size_t lkn,
-                                const unsigned char *v, size_t vn,
-                                unsigned *tid, sx_slice *key);
+/* Append the entry (x->version, x->seq, table tid, key) to the log. */
+SYNC_PRIVATE int sx_log_append(sync_txn *x, unsigned tid, const void *key,
+                               size_t klen);
+/* Delete the entry at (version, seq): 0, SYNC_NOTFOUND if there is none,
+ * or an error (x is then failed if the log was being written). */
+SYNC_PRIVATE int sx_log_del(sync_txn *x, uint64_t version, uint32_t seq);
+/* The log's entries in order, from a position.  Open, then
+ * sx_logit_seek (or start at the log's first entry), then
+ * sx_logit_next for each entry: 0 with it->e set, SYNC_NOTFOUND past the
+ * last, SYNC_ECORRUPT for a malformed record.  it->e stays valid until
+ * the next call.  sx_logit_del deletes the entry the iterator stands
+ * on; the record is written again when the iterator leaves it or
+ * closes, so sx_logit_close must be called, and its result checked,
+ * when anything was deleted (then x is failed on an error).  The
+ * iterator reads a copy of each record: after writes to the log by
+ * others in the transaction, seek again. */
+SYNC_PRIVATE int sx_logit_open(sync_txn *x, sx_logit *it);
+SYNC_PRIVATE int sx_logit_seek(sx_logit *it, uint64_t version, uint32_t seq);
+SYNC_PRIVATE int sx_logit_next(sx_logit *it);
+SYNC_PRIVATE void sx_logit_del(sx_logit *it);
+SYNC_PRIVATE int sx_logit_close(sx_logit *it);
+/* Check that log entry e is its row's current one: 0 with the row
+ * decoded into r; SYNC_NOTFOUND for an entry a later change left behind
+ * (or whose row was collected). */
+SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r, const sx_lent *e);
+/* In the open's transaction t: move a log of format 8 or before
+ * (sx.log, one item per entry) into records of env->log and drop it;
+ * nothing to do without it. */
+SYNC_PRIVATE int sx_log_upgrade(sync_env *env, sx_stxn *t);
 SYNC_PRIVATE int sx_log_finish(sync_txn *x);
 /* Column col of decoded row r of table tid as sync_changes_column gives
  * it: the value as reads see it (a counter's sum), stamp and base with
@@ -4327,29 +4398,447 @@ SYNC_PRIVATE int sx_row_column(sync_txn *x, unsigned tid, const sx_row *r,
 
 #endif
 
-SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
-                                const unsigned char *lk, size_t lkn,
-                                const unsigned char *v, size_t vn,
-                                unsigned *tid, sx_slice *key) {
+/* ---------------------------------------------------------------------
+ * Records.  The log is a sequence of entries (version, seq, table, key)
+ * in position order; sx.logrec holds them in records of many entries:
+ * key the position of the record's first entry (u64 BE version, u32 BE
+ * seq), value the entries, each after the one before it:
+ *
+ *   var h: bit 0 the version differs from the previous entry's, bit 1
+ *          a table id follows, bits 2 and up g;
+ *   with bit 0: var dv, the version is the previous one + 1 + dv and
+ *          the seq is g; without: the seq is the previous one + 1 + g;
+ *   with bit 1: var table id (else the previous entry's);
+ *   var bytes of the key shared with the previous entry's key, var
+ *          length of the rest, the rest.
+ *
+ * The first entry of a record has h = 2 (its position is the record's
+ * key) and shares nothing.  A record ends at SX_LOGREC_MAX bytes, so it
+ * stays inside one LMDB page: a write appends its entry to the log's
+ * last record (written back whole, in the page the transaction already
+ * dirtied) or starts a new one, so that readers of the transaction see
+ * it at once and an abort, of a nested transaction too, undoes it with
+ * the rest.  Nothing outside this file knows the layout.
+ * ------------------------------------------------------------------- */
+
+/* Encode e after prev (NULL: the first entry of a record) at o (room
+ * for SX_LENT_MAX bytes); returns its length. */
+static size_t sx_lent_put(unsigned char *o, const sx_lent *prev,
+                          const sx_lent *e) {
+  size_t n, sh = 0;
+  uint64_t h = 2;
+  int nv = 0, nt = 1;
+  if (prev) {
+    nv = e->version != prev->version;
+    nt = e->tid != prev->tid;
+    h = (nv ? (uint64_t)e->seq : (uint64_t)(e->seq - prev->seq - 1)) << 2 |
+        (uint64_t)nt << 1 | (uint64_t)nv;
+    while (sh < prev->klen && sh < e->klen && prev->key[sh] == e->key[sh]) sh++;
+  }
+  n = sx_put_varint(o, h);
+  if (nv) n += sx_put_varint(o + n, e->version - prev->version - 1);
+  if (nt) n += sx_put_varint(o + n, e->tid);
+  n += sx_put_varint(o + n, sh);
+  n += sx_put_varint(o + n, e->klen - sh);
+  memcpy(o + n, e->key + sh, e->klen - sh);
+  return n + e->klen - sh;
+}
+
+/* Decode the entry at *p (up to end) over e, which holds the entry
+ * before it (first: none; rk is the record's key).  0, or
+ * SYNC_ECORRUPT for an entry that breaks the rules. */
+static int sx_lent_get(const unsigned char **p, const unsigned char *end,
+                       const unsigned char *rk, int first, sx_lent *e) {
+  const unsigned char *q = *p;
+  uint64_t h, g, d, sh, rest;
+  size_t n;
+  if (!(n = sx_get_varint(q, end, &h))) return SYNC_ECORRUPT;
+  q += n;
+  g = h >> 2;
+  if (first) {
+    if (h != 2) return SYNC_ECORRUPT;
+    e->version = sx_get_be64(rk);
+    e->seq = sx_get_be32(rk + 8);
+    e->klen = 0; /* shares nothing */
+  } else if (h & 1) {
+    if (!(n = sx_get_varint(q, end, &d))) return SYNC_ECORRUPT;
+    q += n;
+    if (d >= UINT64_MAX - e->version || g > UINT32_MAX) return SYNC_ECORRUPT;
+    e->version += d + 1;
+    e->seq = (uint32_t)g;
+  } else {
+    if (g >= (uint64_t)UINT32_MAX - e->seq) return SYNC_ECORRUPT;
+    e->seq += (uint32_t)g + 1;
+  }
+  if (h & 2) {
+    if (!(n = sx_get_varint(q, end, &d)) || d > UINT32_MAX)
+      return SYNC_ECORRUPT;
+    q += n;
+    e->tid = (unsigned)d;
+  }
+  if (!(n = sx_get_varint(q, end, &sh))) return SYNC_ECORRUPT;
+  q += n;
+  if (!(n = sx_get_varint(q, end, &rest))) return SYNC_ECORRUPT;
+  q += n;
+  if (sh > e->klen || rest > (uint64_t)(end - q) || sh + rest > SYNC_MAX_KEY ||
+      sh + rest == 0)
+    return SYNC_ECORRUPT;
+  memcpy(e->key + sh, q, (size_t)rest);
+  e->klen = (size_t)(sh + rest);
+  *p = q + rest;
+  return 0;
+}
+
+static void sx_lent_copy(sx_lent *to, const sx_lent *e) {
+  to->version = e->version;
+  to->seq = e->seq;
+  to->tid = e->tid;
+  to->klen = e->klen;
+  memcpy(to->key, e->key, e->klen);
+}
+
+/* Add e to record r if it fits: 1 if it did, 0 if r is full (or
+ * empty: then nothing is added). */
+static int sx_lrec_add(sx_lrec *r, const sx_lent *e) {
+  unsigned char b[SX_LENT_MAX];
+  size_t n;
+  if (!r->n) return 0;
+  n = sx_lent_put(b, &r->last, e);
+  if (r->n + n > SX_LOGREC_MAX) return 0;
+  memcpy(r->v + r->n, b, n);
+  r->n += n;
+  sx_lent_copy(&r->last, e);
+  return 1;
+}
+
+/* Make r a new record holding e alone. */
+static void sx_lrec_start(sx_lrec *r, const sx_lent *e) {
+  sx_logkey(r->rk, e->version, e->seq);
+  r->n = sx_lent_put(r->v, NULL, e);
+  sx_lent_copy(&r->last, e);
+}
+
+/* Add e to the records written through r (key order): the record in r
+ * is put once full, with flags. */
+static int sx_lrec_write(sync_env *env, sx_stxn *t, sx_dbi d, sx_lrec *r,
+                         const sx_lent *e, unsigned flags) {
+  int rc;
+  if (sx_lrec_add(r, e)) return 0;
+  if (r->n && (rc = sx_put(env->st, t, d, r->rk, SX_LOGKEY, r->v, r->n, flags)))
+    return rc;
+  sx_lrec_start(r, e);
+  return 0;
+}
+
+static int sx_log_corrupt(sync_env *env) {
+  return sx_fail(env, SYNC_ECORRUPT, "change log record malformed");
+}
+
+/* Whether (v, s) lies after e's position. */
+static int sx_lent_before(const sx_lent *e, uint64_t v, uint32_t s) {
+  return e->version < v || (e->version == v && e->seq < s);
+}
+
+SYNC_PRIVATE int sx_log_append(sync_txn *x, unsigned tid, const void *key,
+                               size_t klen) {
+  sync_env *env = x->env;
+  sx_lrec *r = &x->lt;
+  sx_lent e;
+  int rc;
+  if (!x->lt_ok) {
+    /* The log's last record, and its last entry to encode against. */
+    sx_scur *c;
+    sx_slice k, v;
+    if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
+    k.p = NULL;
+    k.n = 0;
+    rc = sx_cur_get(env->st, c, SX_LAST, &k, &v);
+    r->n = 0;
+    if (rc == 0) {
+      const unsigned char *p, *end;
+      int first = 1;
+      if (k.n != SX_LOGKEY || v.n < 1 || v.n > SX_LOGREC_MAX)
+        rc = SYNC_ECORRUPT;
+      else {
+        memcpy(r->rk, k.p, SX_LOGKEY);
+        memcpy(r->v, v.p, v.n);
+        r->n = v.n;
+      }
+      for (p = r->v, end = r->v + r->n; !rc && p < end; first = 0)
+        if (!(rc = sx_lent_get(&p, end, r->rk, first, &r->last)) &&
+            r->last.tid >= env->schema->ntables)
+          rc = SYNC_ECORRUPT;
+    }
+    sx_cur_close(c);
+    if (rc == SYNC_ECORRUPT) return sx_log_corrupt(env);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    x->lt_ok = 1;
+  }
+  e.version = x->version;
+  e.seq = x->seq;
+  e.tid = tid;
+  e.klen = klen;
+  memcpy(e.key, key, klen);
+  if (r->n && !sx_lent_before(&r->last, e.version, e.seq)) {
+    x->lt_ok = 0;
+    return sx_log_corrupt(env);
+  }
+  if (sx_lrec_add(r, &e)) {
+    rc = sx_put(env->st, x->t, env->log, r->rk, SX_LOGKEY, r->v, r->n, 0);
+  } else {
+    sx_lrec_start(r, &e);
+    rc = sx_put(env->st, x->t, env->log, r->rk, SX_LOGKEY, r->v, r->n,
+                SX_PUT_APPEND);
+  }
+  if (rc) x->lt_ok = 0;
+  return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * The iterator.  It holds a copy of one record and decodes it entry by
+ * entry; deletions mark entries, and the record is written again
+ * without them when the iterator leaves it (sx_logit_flush).
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE int sx_logit_open(sync_txn *x, sx_logit *it) {
+  it->x = x;
+  it->held = it->pend = it->reseek = it->end = 0;
+  it->ndel = 0;
+  it->e.klen = 0;
+  memset(it->del, 0, sizeof it->del);
+  return sx_cur_open(x->env->st, x->t, x->env->log, &it->c);
+}
+
+/* Take the record at (k, v) as the one held. */
+static int sx_logit_hold(sx_logit *it, const sx_slice *k, const sx_slice *v) {
+  if (k->n != SX_LOGKEY || v->n < 1 || v->n > SX_LOGREC_MAX)
+    return sx_log_corrupt(it->x->env);
+  memcpy(it->rk, k->p, SX_LOGKEY);
+  memcpy(it->rec, v->p, v->n);
+  it->rn = v->n;
+  it->off = 0;
+  it->idx = 0;
+  it->held = 1;
+  it->reseek = 0;
+  it->end = 0;
+  return 0;
+}
+
+/* The held record's next entry into it->e: 0, or SYNC_NOTFOUND at its
+ * end. */
+static int sx_logit_step(sx_logit *it) {
+  const unsigned char *p = it->rec + it->off;
+  if (it->off >= it->rn) return SYNC_NOTFOUND;
+  if (sx_lent_get(&p, it->rec + it->rn, it->rk, it->idx == 0, &it->e) ||
+      it->e.tid >= it->x->env->schema->ntables || it->idx >= 8 * sizeof it->del)
+    return sx_log_corrupt(it->x->env);
+  it->off = (size_t)(p - it->rec);
+  it->idx++;
+  return 0;
+}
+
+/* Write the held record again without the entries deleted from it. */
+static int sx_logit_flush(sx_logit *it) {
+  sync_txn *x = it->x;
+  sync_env *env = x->env;
+  const unsigned char *p, *end;
+  sx_lrec w;
+  sx_lent e;
+  unsigned i;
+  int rc;
+  if (!it->ndel) return 0;
+  it->ndel = 0;
+  it->reseek = 1;
+  x->lt_ok = 0;
+  if ((rc = sx_del(env->st, x->t, env->log, it->rk, SX_LOGKEY))) goto fail;
+  w.n = 0;
+  e.klen = 0;
+  for (i = 0, p = it->rec, end = p + it->rn; p < end; i++) {
+    if (sx_lent_get(&p, end, it->rk, i == 0, &e)) {
+      rc = sx_log_corrupt(env);
+      goto fail;
+    }
+    if (it->del[i >> 3] & (1u << (i & 7))) continue;
+    if ((rc = sx_lrec_write(env, x->t, env->log, &w, &e, 0))) goto fail;
+  }
+  memset(it->del, 0, sizeof it->del);
+  if (w.n &&
+      (rc = sx_put(env->st, x->t, env->log, w.rk, SX_LOGKEY, w.v, w.n, 0)))
+    goto fail;
+  return 0;
+fail:
+  x->failed = 1;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_logit_seek(sx_logit *it, uint64_t version, uint32_t seq) {
+  sync_env *env = it->x->env;
+  unsigned char at[SX_LOGKEY];
+  sx_slice k, v;
+  int rc;
+  if ((rc = sx_logit_flush(it))) return rc;
+  it->held = it->pend = it->end = 0;
+  sx_logkey(at, version, seq);
+  k.p = at;
+  k.n = SX_LOGKEY;
+  rc = sx_cur_get(env->st, it->c, SX_SET_RANGE, &k, &v);
+  if (rc == 0 && !memcmp(k.p, at, SX_LOGKEY)) return sx_logit_hold(it, &k, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  /* The entry may be inside the record before. */
+  k.p = NULL;
+  k.n = 0;
+  rc = sx_cur_get(env->st, it->c, rc ? SX_LAST : SX_PREV, &k, &v);
+  if (rc == SYNC_NOTFOUND) {
+    /* None before: from the first record, if any. */
+    rc = sx_cur_get(env->st, it->c, SX_FIRST, &k, &v);
+    if (rc == SYNC_NOTFOUND) {
+      it->end = 1;
+      return 0;
+    }
+    return rc ? rc : sx_logit_hold(it, &k, &v);
+  }
+  if (rc || (rc = sx_logit_hold(it, &k, &v))) return rc;
+  while ((rc = sx_logit_step(it)) == 0)
+    if (!sx_lent_before(&it->e, version, seq)) {
+      it->pend = 1;
+      return 0;
+    }
+  return rc == SYNC_NOTFOUND ? 0 : rc; /* next() goes on to the next one */
+}
+
+SYNC_PRIVATE int sx_logit_next(sx_logit *it) {
+  sync_env *env = it->x->env;
+  unsigned char at[SX_LOGKEY];
+  sx_slice k, v;
+  int rc;
+  if (it->pend) {
+    it->pend = 0;
+    return 0;
+  }
+  for (;;) {
+    if (it->end) return SYNC_NOTFOUND;
+    if (!it->held) {
+      /* Not positioned: from the start. */
+      k.p = NULL;
+      k.n = 0;
+      rc = sx_cur_get(env->st, it->c, SX_FIRST, &k, &v);
+    } else {
+      uint64_t lv;
+      uint32_t ls;
+      if ((rc = sx_logit_step(it)) != SYNC_NOTFOUND) return rc;
+      /* The record is done: on to the next, which must start after
+       * its last entry. */
+      if ((rc = sx_logit_flush(it))) return rc;
+      lv = it->e.version;
+      ls = it->e.seq;
+      if (it->reseek) {
+        if (ls == UINT32_MAX && lv == UINT64_MAX) {
+          it->end = 1;
+          return SYNC_NOTFOUND;
+        }
+        if (ls == UINT32_MAX)
+          sx_logkey(at, lv + 1, 0);
+        else
+          sx_logkey(at, lv, ls + 1);
+        k.p = at;
+        k.n = SX_LOGKEY;
+        rc = sx_cur_get(env->st, it->c, SX_SET_RANGE, &k, &v);
+      } else {
+        k.p = NULL;
+        k.n = 0;
+        rc = sx_cur_get(env->st, it->c, SX_NEXT, &k, &v);
+      }
+      if (rc == 0 && k.n == SX_LOGKEY &&
+          !sx_lent_before(&it->e, sx_get_be64(k.p), sx_get_be32(k.p + 8)))
+        return sx_log_corrupt(env); /* records overlap */
+    }
+    if (rc == SYNC_NOTFOUND) {
+      it->held = 0;
+      it->end = 1;
+      return SYNC_NOTFOUND;
+    }
+    if (rc || (rc = sx_logit_hold(it, &k, &v))) return rc;
+  }
+}
+
+SYNC_PRIVATE void sx_logit_del(sx_logit *it) {
+  unsigned i = it->idx - 1;
+  it->del[i >> 3] |= (unsigned char)(1u << (i & 7));
+  it->ndel++;
+}
+
+SYNC_PRIVATE int sx_logit_close(sx_logit *it) {
+  int rc = it->c ? sx_logit_flush(it) : 0;
+  sx_cur_close(it->c);
+  it->c = NULL;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_log_del(sync_txn *x, uint64_t version, uint32_t seq) {
+  sx_logit it;
+  int rc, rc2;
+  if ((rc = sx_logit_open(x, &it))) return rc;
+  if (!(rc = sx_logit_seek(&it, version, seq)) && !(rc = sx_logit_next(&it))) {
+    if (it.e.version == version && it.e.seq == seq)
+      sx_logit_del(&it);
+    else
+      rc = SYNC_NOTFOUND;
+  }
+  rc2 = sx_logit_close(&it); /* writes the record without the entry */
+  return rc ? rc : rc2;
+}
+
+SYNC_PRIVATE int sx_log_upgrade(sync_env *env, sx_stxn *t) {
+  sx_dbi old = 0;
+  sx_scur *c;
+  sx_slice k, v;
+  sx_lrec *w;
+  sx_lent *e;
+  int rc, op = SX_FIRST;
+  rc = sx_dbi_open(env->st, t, "sx.log", 0, &old);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  w = (sx_lrec *)sx_malloc(&env->al, sizeof *w + sizeof *e);
+  if (!w) return SYNC_ENOMEM;
+  e = (sx_lent *)(void *)(w + 1);
+  w->n = 0;
+  if ((rc = sx_cur_open(env->st, t, old, &c))) goto done;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
+    uint64_t tid;
+    size_t n = sx_get_varint(v.p, v.p + v.n, &tid);
+    if (k.n != SX_LOGKEY || !n || tid >= env->schema->ntables || v.n - n < 1 ||
+        v.n - n > SYNC_MAX_KEY ||
+        (w->n &&
+         !sx_lent_before(&w->last, sx_get_be64(k.p), sx_get_be32(k.p + 8)))) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    e->version = sx_get_be64(k.p);
+    e->seq = sx_get_be32(k.p + 8);
+    e->tid = (unsigned)tid;
+    e->klen = v.n - n;
+    memcpy(e->key, v.p + n, e->klen);
+    if ((rc = sx_lrec_write(env, t, env->log, w, e, SX_PUT_APPEND))) break;
+  }
+  sx_cur_close(c);
+  if (!rc && w->n)
+    rc = sx_put(env->st, t, env->log, w->rk, SX_LOGKEY, w->v, w->n,
+                SX_PUT_APPEND);
+  if (!rc) rc = sx_dbi_drop(env->st, t, old);
+done:
+  sx_free(&env->al, w);
+  return rc;
+}
+
+SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r, const sx_lent *e) {
   sync_env *env = x->env;
   sx_slice rv;
-  uint64_t t;
-  size_t n = sx_get_varint(v, v + vn, &t);
-  int rc;
-  if (lkn != SX_LOGKEY || !n || t >= env->schema->ntables || vn - n < 1 ||
-      vn - n > SYNC_MAX_KEY)
-    return sx_fail(env, SYNC_ECORRUPT, "change log entry malformed");
-  *tid = (unsigned)t;
-  key->p = v + n;
-  key->n = vn - n;
-  rc = sx_get(env->st, x->t, env->tdbi[t], key->p, key->n, &rv);
+  int rc = sx_get(env->st, x->t, env->tdbi[e->tid], e->key, e->klen, &rv);
   if (rc == SYNC_NOTFOUND) return SYNC_NOTFOUND; /* collected since */
   if (rc) return rc;
-  if ((rc = sx_row_decode(rv.p, rv.n, key->p, key->n, r)))
+  if ((rc = sx_row_decode(rv.p, rv.n, e->key, e->klen, r)))
     return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   env->schema->tables[t].name);
-  if (r->version != sx_get_be64(lk) || r->seq != sx_get_be32(lk + 8))
-    return SYNC_NOTFOUND;
+                   env->schema->tables[e->tid].name);
+  if (r->version != e->version || r->seq != e->seq) return SYNC_NOTFOUND;
   return 0;
 }
 
@@ -4357,48 +4846,49 @@ SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r,
  * u32 position where compaction resumes. */
 #define SX_LOGST 28
 
-/* Remove stale log entries, scanning at most budget entries from *pos on
- * (wrapping to the start once); updates the counts. */
+/* Remove stale log entries, scanning at most budget entries from
+ * position (*v, *s) on (wrapping to the start once); updates the counts
+ * and the position. */
 static int sx_log_compact(sync_txn *x, uint64_t *n, uint64_t *stale,
-                          unsigned char *pos, size_t budget) {
-  sync_env *env = x->env;
-  sx_scur *c;
-  sx_slice k, v, key;
-  unsigned char at[SX_LOGKEY];
-  int rc, wrapped = 0;
-  unsigned tid;
-  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-  memcpy(at, pos, SX_LOGKEY);
-  while (budget-- > 0 && *stale > 0) {
-    k.p = at;
-    k.n = SX_LOGKEY;
-    rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &v);
+                          uint64_t *v, uint32_t *s, size_t budget) {
+  sx_logit it;
+  int rc, rc2, wrapped = 0;
+  if ((rc = sx_logit_open(x, &it))) return rc;
+  rc = sx_logit_seek(&it, *v, *s);
+  while (!rc && budget > 0 && *stale > 0) {
+    rc = sx_logit_next(&it);
     if (rc == SYNC_NOTFOUND) {
-      if (wrapped) break;
+      if (wrapped) {
+        rc = 0;
+        break;
+      }
       wrapped = 1;
-      memset(at, 0, SX_LOGKEY);
+      *v = 0;
+      *s = 0;
+      rc = sx_logit_seek(&it, 0, 0);
       continue;
     }
     if (rc) break;
-    memcpy(at, k.p, SX_LOGKEY);
-    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    budget--;
+    rc = sx_log_current(x, &x->old, &it.e);
     if (rc == SYNC_NOTFOUND) {
-      /* The lookup moved nothing: the cursor still sits on the entry. */
-      if ((rc = sx_cur_del(env->st, c))) break;
+      sx_logit_del(&it);
       (*stale)--;
       (*n)--;
-      continue; /* the next entry is found again from at */
+      rc = 0;
     }
     if (rc) break;
-    /* Step past a current entry. */
-    if (sx_get_be32(at + 8) == UINT32_MAX)
-      sx_logkey(at, sx_get_be64(at) + 1, 0);
-    else
-      sx_logkey(at, sx_get_be64(at), sx_get_be32(at + 8) + 1);
+    /* Resume after this entry. */
+    if (it.e.seq == UINT32_MAX) {
+      *v = it.e.version + 1;
+      *s = 0;
+    } else {
+      *v = it.e.version;
+      *s = it.e.seq + 1;
+    }
   }
-  sx_cur_close(c);
-  memcpy(pos, at, SX_LOGKEY);
-  return rc;
+  rc2 = sx_logit_close(&it);
+  return rc ? rc : rc2;
 }
 
 SYNC_PRIVATE int sx_log_finish(sync_txn *x) {
@@ -4419,15 +4909,15 @@ SYNC_PRIVATE int sx_log_finish(sync_txn *x) {
   n += (uint64_t)x->log_added;
   stale += (uint64_t)x->log_stale;
   if (stale > n) stale = n; /* never trust a count past what exists */
-  /* Keep stale entries at most as many as live ones: then each page the
-   * scan dirties gives up many entries. */
+  /* Keep stale entries at most as many as live ones: then each record
+   * the scan rewrites gives up many entries. */
   if (stale >= 1024 && stale * 2 >= n) {
-    unsigned char pos[SX_LOGKEY];
+    uint64_t pv = sx_get_le64(b + 16);
+    uint32_t ps = sx_get_le32(b + 24);
     size_t budget = 8 * (size_t)(x->log_added + x->log_stale) + 256;
-    sx_logkey(pos, sx_get_le64(b + 16), sx_get_le32(b + 24));
-    if ((rc = sx_log_compact(x, &n, &stale, pos, budget))) return rc;
-    sx_put_le64(b + 16, sx_get_be64(pos));
-    sx_put_le32(b + 24, sx_get_be32(pos + 8));
+    if ((rc = sx_log_compact(x, &n, &stale, &pv, &ps, budget))) return rc;
+    sx_put_le64(b + 16, pv);
+    sx_put_le32(b + 24, ps);
   }
   sx_put_le64(b, n);
   sx_put_le64(b + 8, stale);
@@ -4464,7 +4954,7 @@ SYNC_API int sync_changes_open(sync_txn *x, uint64_t since,
     sx_free(&it->al, it);
     return rc;
   }
-  if ((rc = sx_cur_open(x->env->st, x->t, x->env->log, &it->c))) {
+  if ((rc = sx_logit_open(x, &it->it))) {
     sx_row_free(&it->al, &it->row);
     sx_free(&it->al, it);
     return rc;
@@ -4479,45 +4969,38 @@ SYNC_API int sync_changes_open(sync_txn *x, uint64_t since,
 
 SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
   sync_txn *x;
-  sx_slice k, v, key;
-  unsigned char start[SX_LOGKEY];
-  unsigned tid;
-  int rc, op;
+  const sx_lent *e;
+  int rc;
   if (!it || it->dead || !out) return SYNC_EINVAL;
   x = it->x;
+  e = &it->it.e;
   if (!it->started) {
     if (it->since == UINT64_MAX) return SYNC_NOTFOUND;
-    sx_logkey(start, it->since + 1, 0);
-    k.p = start;
-    k.n = SX_LOGKEY;
-    op = SX_SET_RANGE;
+    if ((rc = sx_logit_seek(&it->it, it->since + 1, 0))) return rc;
   } else if (it->gen != x->gen) {
-    k.p = it->last;
-    k.n = SX_LOGKEY;
-    op = SX_SET_RANGE;
-  } else {
-    k.p = NULL;
-    k.n = 0;
-    op = SX_NEXT;
+    /* Written since: the record copy may be old, find the place again. */
+    if (it->lasts == UINT32_MAX && it->lastv == UINT64_MAX)
+      return SYNC_NOTFOUND;
+    rc = it->lasts == UINT32_MAX
+             ? sx_logit_seek(&it->it, it->lastv + 1, 0)
+             : sx_logit_seek(&it->it, it->lastv, it->lasts + 1);
+    if (rc) return rc;
   }
+  it->gen = x->gen;
   for (;;) {
-    if ((rc = sx_cur_get(x->env->st, it->c, op, &k, &v))) return rc;
-    op = SX_NEXT;
-    if (k.n != SX_LOGKEY) return SYNC_ECORRUPT;
-    if (it->started && memcmp(k.p, it->last, SX_LOGKEY) <= 0) continue;
+    if ((rc = sx_logit_next(&it->it))) return rc;
     it->started = 1;
-    memcpy(it->last, k.p, SX_LOGKEY);
-    rc = sx_log_current(x, &it->row, k.p, k.n, v.p, v.n, &tid, &key);
+    it->lastv = e->version;
+    it->lasts = e->seq;
+    rc = sx_log_current(x, &it->row, e);
     if (rc == SYNC_NOTFOUND) continue; /* left behind by a later change */
     if (rc) return rc;
     break;
   }
-  it->gen = x->gen;
-  /* sx_log_current set tid: it returned 0. */
-  it->tid = tid; /* NOLINT(clang-analyzer-core.uninitialized.Assign) */
-  out->table = tid;
-  out->key.data = key.p;
-  out->key.len = key.n;
+  it->tid = e->tid;
+  out->table = e->tid;
+  out->key.data = e->key;
+  out->key.len = e->klen;
   out->version = it->row.version;
   out->causal_length = it->row.cl;
   out->ncolumns = (it->row.cl & 1) ? it->row.ncols : 0;
@@ -4556,7 +5039,7 @@ SYNC_API void sync_changes_close(sync_changes *it) {
         *pp = it->next;
         break;
       }
-    sx_cur_close(it->c);
+    (void)sx_logit_close(&it->it); /* read only: writes nothing */
   }
   al = it->al;
   sx_row_free(&al, &it->row);
@@ -6172,9 +6655,8 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append) {
   sync_env *env = x->env;
-  unsigned char lk[SX_LOGKEY], lv[SX_VARINT_MAX + SYNC_MAX_KEY];
   uint64_t oc = 0, om = 0, nc, nm;
-  size_t size, lvn;
+  size_t size;
   int rc, reuse, was_live = found && (x->old.cl & 1);
   if ((rc = sx_txn_tables(x))) return rc;
   /* Something changes: this transaction now takes its version. */
@@ -6212,12 +6694,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                              : (append ? SX_PUT_APPEND : 0u))))
     goto fail;
   if (!reuse) {
-    sx_logkey(lk, x->version, x->seq);
-    lvn = sx_put_varint(lv, tid);
-    memcpy(lv + lvn, key, klen);
-    if ((rc = sx_put(env->st, x->t, env->log, lk, SX_LOGKEY, lv, lvn + klen,
-                     SX_PUT_APPEND)))
-      goto fail;
+    if ((rc = sx_log_append(x, tid, key, klen))) goto fail;
     x->seq++;
     x->log_added++;
     x->rows_written++;
@@ -7053,9 +7530,12 @@ fail:
  *                      "Renewal records"; format 5)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.rejects  the rejection log (reject.c; format 4)
- *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
- *             + key.  Appended in order; a row's older entry is deleted
- *             when it changes again, so the log is as large as the data.
+ *   sx.logrec the change log in records of many entries (log.c; format
+ *             9, before it sx.log with one item per entry): key the
+ *             position (u64 BE version + u32 BE seq) of the record's
+ *             first entry.  Appended in order; a row's older entry goes
+ *             stale when it changes again and compaction removes it, so
+ *             the log stays about as large as the data.
  *   sx.t<id>  one per table: primary key -> row (row.h)
  *   sx.hist   row history (history.c; format 8), made by the first table
  *             that keeps it
@@ -7079,9 +7559,10 @@ SYNC_PRIVATE int sx_format_counters(sync_txn *x);
 /* The store options of env's file (durability, map size, databases). */
 SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o);
 /* The handles of a loaded file's named databases, sx.meta and the schema
- * aside (writable: sx.epochs and sx.rejects are made when missing);
- * path names the file in errors. */
-SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path);
+ * aside (writable: sx.epochs and sx.rejects are made when missing; with
+ * upgrade, sx.logrec too); path names the file in errors. */
+SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path,
+                             int upgrade);
 /* Does a peer's view of this replica's log, "held up to version v, with
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */
@@ -7132,11 +7613,13 @@ static void sx_tname(char *buf, unsigned id) {
   snprintf(buf, 16, "sx.t%u", id);
 }
 
-/* The format record says 8: the file holds, or may hold, counter cells. */
+/* The format record says at least 8: the file holds, or may hold,
+ * counter cells.  A file this code writes has its log in records, so
+ * the record says 9. */
 static int sx_put_format_counter(sync_env *env, sx_stxn *t) {
   unsigned char fmt[12];
   memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
-  sx_put_le32(fmt + 8, SX_FORMAT_COUNTER);
+  sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
   return sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0);
 }
 
@@ -7185,7 +7668,7 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
   }
   if ((rc = sx_dbi_open(env->st, t, "sx.meta", 1, &env->meta)) ||
       (rc = sx_dbi_open(env->st, t, "sx.sites", 1, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 1, &env->log)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.logrec", 1, &env->log)) ||
       (rc = sx_dbi_open(env->st, t, "sx.vv", 1, &env->vv)) ||
       (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
@@ -7265,12 +7748,14 @@ SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o) {
   o->maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
 }
 
-SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path) {
+SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path,
+                             int upgrade) {
   const sx_schema *s = env->schema;
   unsigned i;
   int rc;
   if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
+      /* Format 8 and before kept the log elsewhere (sx_log_upgrade). */
+      (rc = sx_dbi_open(env->st, t, "sx.logrec", upgrade, &env->log)) ||
       (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
       (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
@@ -7316,23 +7801,23 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  /* Format 4 lacks only the renewal records (meta "renewed"), which read
-   * as none, format 5 the lineage in peer records, which reads as none,
-   * format 6 the first own stamp of each epoch, which reads as
-   * unknown, and format 7 the row history store, which reads as no
-   * history: a read-only open takes them as they are. */
-  if (format >= 1 && format < 4 && env->rdonly)
+  /* Every format before 9 keeps its change log one item per entry,
+   * which only the upgrade of a writable open reads (sx_log_upgrade): a
+   * read-only reader of the old layout would misread the log once a
+   * writable open upgraded the file under it. */
+  if (format >= 1 && format < SX_FORMAT_VERSION && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
                    path, (unsigned)format, SX_FORMAT_VERSION,
-                   format == 3
-                       ? "the scope in peer records and the rejection log"
-                       : "the stored fingerprint sums");
-  if (format < 1 || format > SX_FORMAT_COUNTER)
+                   format == 3  ? "the scope in peer records and the "
+                                  "rejection log"
+                   : format < 3 ? "the stored fingerprint sums"
+                                : "the change log in records");
+  if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
-                   (unsigned)format, SX_FORMAT_COUNTER);
+                   (unsigned)format, SX_FORMAT_VERSION);
   if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
     return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
                    "%s: site id missing", path);
@@ -7362,7 +7847,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     }
   }
   env->schema = s;
-  if ((rc = sx_env_dbis(env, t, path))) return rc;
+  if ((rc = sx_env_dbis(env, t, path,
+                        format < SX_FORMAT_VERSION && !env->rdonly)))
+    return rc;
   if (format < SX_FORMAT_VERSION && !env->rdonly) {
     /* Format 1 kept only the live count per table, format 2 the meta sum
      * of live rows only: one scan per table gives the sums, committed
@@ -7376,8 +7863,15 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * alone changes (older code would refuse the longer records, would
      * take vectors the renewal records cap, and would write rows of
      * tables with history without recording the versions they replace,
-     * which as-of reads would then answer wrongly). */
+     * which as-of reads would then answer wrongly).  Format 8 and
+     * before keep the change log one item per entry: it moves into
+     * records. */
     unsigned char fmt[12];
+    if ((rc = sx_log_upgrade(env, t)))
+      return sx_fail(env, rc,
+                     "%s: upgrade to format %u failed in the "
+                     "change log: %s",
+                     path, SX_FORMAT_VERSION, sync_strerror(rc));
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
         return sx_fail(env, rc, "%s: upgrade to format %u failed at table "
@@ -8497,33 +8991,22 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
    * log, current entries of deleted rows only. */
   if (cap && cnt) {
     size_t m = cnt < cap ? cnt : cap;
-    unsigned char lk[SX_LOGKEY];
+    sx_logit it;
+    const sx_lent *e = &it.e;
     if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
-    if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-    for (op = SX_FIRST;; op = SX_NEXT) {
-      unsigned tid;
-      sx_slice key;
-      uint64_t ver;
-      uint32_t seq;
-      k.p = lk;
-      k.n = SX_LOGKEY;
-      rc = sx_cur_get(env->st, c, op, &k, &v);
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
-      }
-      if (rc) break;
-      rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    if ((rc = sx_logit_open(x, &it))) return rc;
+    while ((rc = sx_logit_next(&it)) == 0) {
+      rc = sx_log_current(x, &x->old, e);
       if (rc == SYNC_NOTFOUND) continue;
       if (rc) break;
       if (x->old.cl & 1) continue; /* live */
-      ver = sx_get_be64(k.p);
-      seq = sx_get_be32(k.p + 8);
       for (i = 0; i < m; i++)
-        if (sx_poscmp(ver, seq, out[i].acked_version, out[i].acked_seq) > 0)
+        if (sx_poscmp(e->version, e->seq, out[i].acked_version,
+                      out[i].acked_seq) > 0)
           out[i].tombstones_pending++;
     }
-    sx_cur_close(c);
+    (void)sx_logit_close(&it); /* read only: writes nothing */
+    if (rc == SYNC_NOTFOUND) rc = 0;
     if (rc) return rc;
   }
   *n = cnt;
@@ -9314,43 +9797,33 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
                         uint64_t limit, unsigned char *from, int *more,
                         uint64_t *count, uint64_t *maxcl) {
   sync_env *env = x->env;
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char key[SX_LOGKEY];
-  int rc, op = SX_FIRST;
+  sx_logit it;
+  const sx_lent *e = &it.e;
+  int rc, rc2;
   *count = 0;
   if (more) *more = 0;
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
-  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-  if (from) {
-    memcpy(key, from, SX_LOGKEY);
-    op = SX_SET_RANGE;
-  }
-  for (;;) {
-    sx_slice rkey;
-    unsigned tid;
-    k.p = key;
-    k.n = SX_LOGKEY;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
+  if ((rc = sx_logit_open(x, &it))) return rc;
+  if (from) rc = sx_logit_seek(&it, sx_get_be64(from), sx_get_be32(from + 8));
+  while (!rc) {
+    rc = sx_logit_next(&it);
     if (rc == SYNC_NOTFOUND) {
       rc = 0;
       break;
     }
     if (rc) break;
-    if (k.n != SX_LOGKEY) {
-      rc = SYNC_ECORRUPT;
-      break;
+    if (sx_poscmp(e->version, e->seq, hv, hs) > 0) break;
+    rc = sx_log_current(x, &x->old, e);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      continue;
     }
-    if (sx_poscmp(sx_get_be64(k.p), sx_get_be32(k.p + 8), hv, hs) > 0) break;
-    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &rkey);
-    if (rc == SYNC_NOTFOUND) continue;
     if (rc) break;
     if (x->old.cl & 1) continue;
     /* A tombstone whose version record history keeps holds the row's
      * versions to its key: it goes once retention removes the record. */
-    if (collect && sx_rh_on(env, tid)) {
-      int pin = sx_rh_pinned(x, tid, &x->old);
+    if (collect && sx_rh_on(env, e->tid)) {
+      int pin = sx_rh_pinned(x, e->tid, &x->old);
       if (pin < 0) {
         rc = pin;
         break;
@@ -9363,36 +9836,20 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     }
     (*count)++;
     if (!collect) continue;
-    if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
-    {
-      unsigned char rk[SYNC_MAX_KEY];
-      size_t rkn = rkey.n;
-      memcpy(key, k.p, SX_LOGKEY);
-      memcpy(rk, rkey.p, rkn);
-      /* The table's sums lose the tombstone (repair counts them). */
-      if ((rc = sx_sums_drop(x, tid, rk, rkn, &x->old))) break;
-      if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
-          (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
-        x->failed = 1;
-        break;
-      }
-      x->log_added--;
-      if (from) memcpy(from, key, SX_LOGKEY);
-      /* Our cursor sat on the deleted entry: find the next one. */
-      k.p = key;
-      k.n = SX_LOGKEY;
-      rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &v);
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
-      }
-      if (rc) break;
-      op = SX_GET_CURRENT;
-      x->gen++;
+    if (x->old.cl > maxcl[e->tid]) maxcl[e->tid] = x->old.cl;
+    /* The table's sums lose the tombstone (repair counts them). */
+    if ((rc = sx_sums_drop(x, e->tid, e->key, e->klen, &x->old))) break;
+    if ((rc = sx_del(env->st, x->t, env->tdbi[e->tid], e->key, e->klen))) {
+      x->failed = 1;
+      break;
     }
+    sx_logit_del(&it);
+    x->log_added--;
+    if (from) sx_logkey(from, e->version, e->seq);
+    x->gen++;
   }
-  sx_cur_close(c);
-  return rc;
+  rc2 = sx_logit_close(&it); /* writes the records it deleted from */
+  return rc ? rc : rc2;
 }
 
 /* Raise meta "gccl" (u64 LE per table: the largest causal length of a
@@ -9641,7 +10098,7 @@ static int sx_compact_dbis(sync_env *env, const char *path) {
   int rc;
   if ((rc = sx_txn_begin(st, 0, &t))) return rc;
   if ((rc = sx_dbi_open(st, t, "sx.meta", 0, &env->meta)) ||
-      (rc = sx_env_dbis(env, t, path))) {
+      (rc = sx_env_dbis(env, t, path, 0))) {
     sx_txn_abort(st, t);
     return rc;
   }
@@ -10011,31 +10468,26 @@ static int sx_cut_row(sx_cut *c, sync_delta *d, sync_txn *x, unsigned tid,
   return c->exits ? sx_delta_exit(d, x, tid, key, klen, r, bytes) : 0;
 }
 
-/* The log key right after log position at. */
-static void sx_log_after(unsigned char key[SX_LOGKEY], const sx_cursor *at) {
-  if (at->seq == UINT32_MAX) sx_logkey(key, at->version + 1, 0);
-  else sx_logkey(key, at->version, at->seq + 1);
+/* Seek it to the log position right after at. */
+static int sx_log_after(sx_logit *it, const sx_cursor *at) {
+  if (at->seq != UINT32_MAX) return sx_logit_seek(it, at->version, at->seq + 1);
+  if (at->version == UINT64_MAX)
+    return sx_logit_seek(it, UINT64_MAX, UINT32_MAX);
+  return sx_logit_seek(it, at->version + 1, 0);
 }
 
 /* Log pass: rows whose log entry follows d->start. */
 static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                         sx_cut *cut, size_t max_rows, size_t max_bytes) {
-  sync_env *env = x->env;
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char start[SX_LOGKEY];
+  sx_logit lit, *it = &lit;
   size_t bytes = 0;
-  int rc, op = SX_SET_RANGE;
-  sx_log_after(start, &d->start);
+  int rc;
   d->end = d->start;
-  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-  k.p = start;
-  k.n = SX_LOGKEY;
-  for (;;) {
-    sx_slice key;
-    unsigned tid;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
+  if ((rc = sx_logit_open(x, it))) return rc;
+  rc = sx_log_after(it, &d->start);
+  while (!rc) {
+    const sx_lent *e = &it->e;
+    rc = sx_logit_next(it);
     if (rc == SYNC_NOTFOUND) {
       d->last = 1;
       rc = 0;
@@ -10045,13 +10497,14 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     /* Full: this entry opens the next chunk.  Looking first means a
      * chunk that takes the log's last entries says it is the last. */
     if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) break;
-    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    rc = sx_log_current(x, &x->old, e);
     if (rc == 0) {
       /* Exits only from the tables served: a row of another table never
        * reached the requester from us, or left with its table. */
-      int selected = !cut->o || !cut->o->tables || sx_bit(cut->o->tables, tid);
+      int selected =
+          !cut->o || !cut->o->tables || sx_bit(cut->o->tables, e->tid);
       if (selected || !cut->exits)
-        rc = sx_cut_row(cut, d, x, tid, key.p, key.n, &x->old, rvv, 0,
+        rc = sx_cut_row(cut, d, x, e->tid, e->key, e->klen, &x->old, rvv, 0,
                         selected, &bytes);
       else
         d->partial = 1;
@@ -10059,10 +10512,10 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       rc = 0; /* a stale entry: the row's current one comes later */
     }
     if (rc) break;
-    d->end.version = sx_get_be64(k.p);
-    d->end.seq = sx_get_be32(k.p + 8);
+    d->end.version = e->version;
+    d->end.seq = e->seq;
   }
-  sx_cur_close(c);
+  (void)sx_logit_close(it); /* read only: writes nothing */
   return rc;
 }
 
@@ -10076,46 +10529,35 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
  * left to the log pass. */
 static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                           sx_cut *cut, size_t max_rows, size_t max_bytes) {
-  sync_env *env = x->env;
   const unsigned char *prio = cut->o->priority;
   sync_row_filter_fn pf = cut->o->priority_row;
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char start[SX_LOGKEY];
+  sx_logit lit, *it = &lit;
   size_t bytes = 0, n0 = d->nrows;
-  int rc, op = SX_SET_RANGE;
-  sx_log_after(start, &d->end);
-  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-  k.p = start;
-  k.n = SX_LOGKEY;
-  while (d->nrows - n0 < max_rows && bytes < max_bytes &&
-         (rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
-    sx_slice key;
-    uint64_t t;
-    unsigned tid;
-    int table_first;
-    rc = 0;
-    if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables)
-      continue; /* sx_log_current reports a malformed entry */
-    table_first = prio && sx_bit(prio, (unsigned)t);
+  int rc;
+  if ((rc = sx_logit_open(x, it))) return rc;
+  rc = sx_log_after(it, &d->end);
+  while (!rc && d->nrows - n0 < max_rows && bytes < max_bytes &&
+         (rc = sx_logit_next(it)) == 0) {
+    const sx_lent *e = &it->e;
+    int table_first = prio && sx_bit(prio, e->tid);
     if (!table_first && !pf) continue;
-    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    rc = sx_log_current(x, &x->old, e);
     if (rc == SYNC_NOTFOUND) {
       rc = 0; /* a stale entry */
       continue;
     }
     if (rc) break;
     if (!table_first &&
-        !sx_filter_row(x, pf, cut->o->priority_row_ctx, cut->peer, tid, key.p,
-                       key.n, &x->old, cut->vals))
+        !sx_filter_row(x, pf, cut->o->priority_row_ctx, cut->peer, e->tid,
+                       e->key, e->klen, &x->old, cut->vals))
       continue;
-    if (sx_in_scope(cut, x, tid, key.p, key.n, &x->old) &&
-        (rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, cut->o, 0,
-                           &bytes)))
+    if (sx_in_scope(cut, x, e->tid, e->key, e->klen, &x->old) &&
+        (rc = sx_delta_add(d, x, e->tid, e->key, e->klen, &x->old, rvv, cut->o,
+                           0, &bytes)))
       break;
   }
-  sx_cur_close(c);
-  return rc < 0 ? rc : 0;
+  (void)sx_logit_close(it); /* read only: writes nothing */
+  return rc == SYNC_NOTFOUND ? 0 : rc;
 }
 
 /* Initial pass: the tables in key order, from the cursor on (from the
@@ -12861,15 +13303,13 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
   } else {
     /* The peer holds no row: the insert goes, without a tombstone
      * (nothing to replicate: the row never was anywhere else's). */
-    unsigned char lk[SX_LOGKEY];
     if ((rc = sx_sums_drop(x, tid, key, klen, &x->old))) goto done;
-    sx_logkey(lk, x->old.version, x->old.seq);
     if ((sx_rh_on(env, tid) && (rc = sx_rh_forget(x, tid))) ||
         (rc = sx_cur_del(env->st, cur))) {
       x->failed = 1;
       goto done;
     }
-    rc = sx_del(env->st, x->t, env->log, lk, SX_LOGKEY);
+    rc = sx_log_del(x, x->old.version, x->old.seq);
     if (rc && rc != SYNC_NOTFOUND) {
       x->failed = 1;
       goto done;

@@ -336,14 +336,15 @@ SYNC_API int sync_env_set_schema(sync_env *env, const sync_table_def *tables,
  * file: a plain open makes an empty file a database), SYNC_EVERSION,
  * SYNC_ESCHEMA, SYNC_EACCES,
  * SYNC_EIO, SYNC_ENOSPC, SYNC_ECORRUPT (file shorter than its header
- * says, or a damaged row met by the upgrade below), SYNC_ENOMEM.  On
- * failure the env may be configured and opened again.
- * A file of an older storage format (1 to 3; docs/FORMAT.md, "File") is
+ * says, or a damaged row or log entry met by the upgrade below),
+ * SYNC_ENOMEM.  On failure the env may be configured and opened again.
+ * A file of an older storage format (1 to 8; docs/FORMAT.md, "File") is
  * upgraded by a writable open, in its transaction: formats 1 and 2 by
- * one scan per table, O(rows), format 3 by its format record alone (the
- * scope in peer records) and an empty rejection log.  A read-only open
- * of such a file fails with SYNC_EVERSION, and sync_env_errmsg() says to
- * open it writable once. */
+ * one scan per table, O(rows), format 3 by its format record (the
+ * scope in peer records) and an empty rejection log, and every one of
+ * them by moving its change log into records, O(log entries).  A
+ * read-only open of such a file fails with SYNC_EVERSION, and
+ * sync_env_errmsg() says to open it writable once. */
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags);
 
 /* Close and free.  All transactions must have ended.  NULL is ignored. */

@@ -25,7 +25,7 @@ static int sx_compact_dbis(sync_env *env, const char *path) {
   int rc;
   if ((rc = sx_txn_begin(st, 0, &t))) return rc;
   if ((rc = sx_dbi_open(st, t, "sx.meta", 0, &env->meta)) ||
-      (rc = sx_env_dbis(env, t, path))) {
+      (rc = sx_env_dbis(env, t, path, 0))) {
     sx_txn_abort(st, t);
     return rc;
   }

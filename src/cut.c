@@ -231,31 +231,26 @@ static int sx_cut_row(sx_cut *c, sync_delta *d, sync_txn *x, unsigned tid,
   return c->exits ? sx_delta_exit(d, x, tid, key, klen, r, bytes) : 0;
 }
 
-/* The log key right after log position at. */
-static void sx_log_after(unsigned char key[SX_LOGKEY], const sx_cursor *at) {
-  if (at->seq == UINT32_MAX) sx_logkey(key, at->version + 1, 0);
-  else sx_logkey(key, at->version, at->seq + 1);
+/* Seek it to the log position right after at. */
+static int sx_log_after(sx_logit *it, const sx_cursor *at) {
+  if (at->seq != UINT32_MAX) return sx_logit_seek(it, at->version, at->seq + 1);
+  if (at->version == UINT64_MAX)
+    return sx_logit_seek(it, UINT64_MAX, UINT32_MAX);
+  return sx_logit_seek(it, at->version + 1, 0);
 }
 
 /* Log pass: rows whose log entry follows d->start. */
 static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                         sx_cut *cut, size_t max_rows, size_t max_bytes) {
-  sync_env *env = x->env;
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char start[SX_LOGKEY];
+  sx_logit lit, *it = &lit;
   size_t bytes = 0;
-  int rc, op = SX_SET_RANGE;
-  sx_log_after(start, &d->start);
+  int rc;
   d->end = d->start;
-  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-  k.p = start;
-  k.n = SX_LOGKEY;
-  for (;;) {
-    sx_slice key;
-    unsigned tid;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
+  if ((rc = sx_logit_open(x, it))) return rc;
+  rc = sx_log_after(it, &d->start);
+  while (!rc) {
+    const sx_lent *e = &it->e;
+    rc = sx_logit_next(it);
     if (rc == SYNC_NOTFOUND) {
       d->last = 1;
       rc = 0;
@@ -265,13 +260,14 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     /* Full: this entry opens the next chunk.  Looking first means a
      * chunk that takes the log's last entries says it is the last. */
     if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) break;
-    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    rc = sx_log_current(x, &x->old, e);
     if (rc == 0) {
       /* Exits only from the tables served: a row of another table never
        * reached the requester from us, or left with its table. */
-      int selected = !cut->o || !cut->o->tables || sx_bit(cut->o->tables, tid);
+      int selected =
+          !cut->o || !cut->o->tables || sx_bit(cut->o->tables, e->tid);
       if (selected || !cut->exits)
-        rc = sx_cut_row(cut, d, x, tid, key.p, key.n, &x->old, rvv, 0,
+        rc = sx_cut_row(cut, d, x, e->tid, e->key, e->klen, &x->old, rvv, 0,
                         selected, &bytes);
       else
         d->partial = 1;
@@ -279,10 +275,10 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       rc = 0; /* a stale entry: the row's current one comes later */
     }
     if (rc) break;
-    d->end.version = sx_get_be64(k.p);
-    d->end.seq = sx_get_be32(k.p + 8);
+    d->end.version = e->version;
+    d->end.seq = e->seq;
   }
-  sx_cur_close(c);
+  (void)sx_logit_close(it); /* read only: writes nothing */
   return rc;
 }
 
@@ -296,46 +292,35 @@ static int sx_delta_log(sync_delta *d, sync_txn *x, const uint64_t *rvv,
  * left to the log pass. */
 static int sx_delta_ahead(sync_delta *d, sync_txn *x, const uint64_t *rvv,
                           sx_cut *cut, size_t max_rows, size_t max_bytes) {
-  sync_env *env = x->env;
   const unsigned char *prio = cut->o->priority;
   sync_row_filter_fn pf = cut->o->priority_row;
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char start[SX_LOGKEY];
+  sx_logit lit, *it = &lit;
   size_t bytes = 0, n0 = d->nrows;
-  int rc, op = SX_SET_RANGE;
-  sx_log_after(start, &d->end);
-  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-  k.p = start;
-  k.n = SX_LOGKEY;
-  while (d->nrows - n0 < max_rows && bytes < max_bytes &&
-         (rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
-    sx_slice key;
-    uint64_t t;
-    unsigned tid;
-    int table_first;
-    rc = 0;
-    if (!sx_get_varint(v.p, v.p + v.n, &t) || t >= env->schema->ntables)
-      continue; /* sx_log_current reports a malformed entry */
-    table_first = prio && sx_bit(prio, (unsigned)t);
+  int rc;
+  if ((rc = sx_logit_open(x, it))) return rc;
+  rc = sx_log_after(it, &d->end);
+  while (!rc && d->nrows - n0 < max_rows && bytes < max_bytes &&
+         (rc = sx_logit_next(it)) == 0) {
+    const sx_lent *e = &it->e;
+    int table_first = prio && sx_bit(prio, e->tid);
     if (!table_first && !pf) continue;
-    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    rc = sx_log_current(x, &x->old, e);
     if (rc == SYNC_NOTFOUND) {
       rc = 0; /* a stale entry */
       continue;
     }
     if (rc) break;
     if (!table_first &&
-        !sx_filter_row(x, pf, cut->o->priority_row_ctx, cut->peer, tid, key.p,
-                       key.n, &x->old, cut->vals))
+        !sx_filter_row(x, pf, cut->o->priority_row_ctx, cut->peer, e->tid,
+                       e->key, e->klen, &x->old, cut->vals))
       continue;
-    if (sx_in_scope(cut, x, tid, key.p, key.n, &x->old) &&
-        (rc = sx_delta_add(d, x, tid, key.p, key.n, &x->old, rvv, cut->o, 0,
-                           &bytes)))
+    if (sx_in_scope(cut, x, e->tid, e->key, e->klen, &x->old) &&
+        (rc = sx_delta_add(d, x, e->tid, e->key, e->klen, &x->old, rvv, cut->o,
+                           0, &bytes)))
       break;
   }
-  sx_cur_close(c);
-  return rc < 0 ? rc : 0;
+  (void)sx_logit_close(it); /* read only: writes nothing */
+  return rc == SYNC_NOTFOUND ? 0 : rc;
 }
 
 /* Initial pass: the tables in key order, from the cursor on (from the

@@ -52,43 +52,33 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
                         uint64_t limit, unsigned char *from, int *more,
                         uint64_t *count, uint64_t *maxcl) {
   sync_env *env = x->env;
-  sx_scur *c;
-  sx_slice k, v;
-  unsigned char key[SX_LOGKEY];
-  int rc, op = SX_FIRST;
+  sx_logit it;
+  const sx_lent *e = &it.e;
+  int rc, rc2;
   *count = 0;
   if (more) *more = 0;
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
-  if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-  if (from) {
-    memcpy(key, from, SX_LOGKEY);
-    op = SX_SET_RANGE;
-  }
-  for (;;) {
-    sx_slice rkey;
-    unsigned tid;
-    k.p = key;
-    k.n = SX_LOGKEY;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
+  if ((rc = sx_logit_open(x, &it))) return rc;
+  if (from) rc = sx_logit_seek(&it, sx_get_be64(from), sx_get_be32(from + 8));
+  while (!rc) {
+    rc = sx_logit_next(&it);
     if (rc == SYNC_NOTFOUND) {
       rc = 0;
       break;
     }
     if (rc) break;
-    if (k.n != SX_LOGKEY) {
-      rc = SYNC_ECORRUPT;
-      break;
+    if (sx_poscmp(e->version, e->seq, hv, hs) > 0) break;
+    rc = sx_log_current(x, &x->old, e);
+    if (rc == SYNC_NOTFOUND) {
+      rc = 0;
+      continue;
     }
-    if (sx_poscmp(sx_get_be64(k.p), sx_get_be32(k.p + 8), hv, hs) > 0) break;
-    rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &rkey);
-    if (rc == SYNC_NOTFOUND) continue;
     if (rc) break;
     if (x->old.cl & 1) continue;
     /* A tombstone whose version record history keeps holds the row's
      * versions to its key: it goes once retention removes the record. */
-    if (collect && sx_rh_on(env, tid)) {
-      int pin = sx_rh_pinned(x, tid, &x->old);
+    if (collect && sx_rh_on(env, e->tid)) {
+      int pin = sx_rh_pinned(x, e->tid, &x->old);
       if (pin < 0) {
         rc = pin;
         break;
@@ -101,36 +91,20 @@ static int sx_tomb_walk(sync_txn *x, uint64_t hv, uint32_t hs, int collect,
     }
     (*count)++;
     if (!collect) continue;
-    if (x->old.cl > maxcl[tid]) maxcl[tid] = x->old.cl;
-    {
-      unsigned char rk[SYNC_MAX_KEY];
-      size_t rkn = rkey.n;
-      memcpy(key, k.p, SX_LOGKEY);
-      memcpy(rk, rkey.p, rkn);
-      /* The table's sums lose the tombstone (repair counts them). */
-      if ((rc = sx_sums_drop(x, tid, rk, rkn, &x->old))) break;
-      if ((rc = sx_del(env->st, x->t, env->tdbi[tid], rk, rkn)) ||
-          (rc = sx_del(env->st, x->t, env->log, key, SX_LOGKEY))) {
-        x->failed = 1;
-        break;
-      }
-      x->log_added--;
-      if (from) memcpy(from, key, SX_LOGKEY);
-      /* Our cursor sat on the deleted entry: find the next one. */
-      k.p = key;
-      k.n = SX_LOGKEY;
-      rc = sx_cur_get(env->st, c, SX_SET_RANGE, &k, &v);
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
-      }
-      if (rc) break;
-      op = SX_GET_CURRENT;
-      x->gen++;
+    if (x->old.cl > maxcl[e->tid]) maxcl[e->tid] = x->old.cl;
+    /* The table's sums lose the tombstone (repair counts them). */
+    if ((rc = sx_sums_drop(x, e->tid, e->key, e->klen, &x->old))) break;
+    if ((rc = sx_del(env->st, x->t, env->tdbi[e->tid], e->key, e->klen))) {
+      x->failed = 1;
+      break;
     }
+    sx_logit_del(&it);
+    x->log_added--;
+    if (from) sx_logkey(from, e->version, e->seq);
+    x->gen++;
   }
-  sx_cur_close(c);
-  return rc;
+  rc2 = sx_logit_close(&it); /* writes the records it deleted from */
+  return rc ? rc : rc2;
 }
 
 /* Raise meta "gccl" (u64 LE per table: the largest causal length of a

@@ -19,9 +19,12 @@
  *                      "Renewal records"; format 5)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.rejects  the rejection log (reject.c; format 4)
- *   sx.log    local version (u64 BE) + seq (u32 BE) -> table id (varint)
- *             + key.  Appended in order; a row's older entry is deleted
- *             when it changes again, so the log is as large as the data.
+ *   sx.logrec the change log in records of many entries (log.c; format
+ *             9, before it sx.log with one item per entry): key the
+ *             position (u64 BE version + u32 BE seq) of the record's
+ *             first entry.  Appended in order; a row's older entry goes
+ *             stale when it changes again and compaction removes it, so
+ *             the log stays about as large as the data.
  *   sx.t<id>  one per table: primary key -> row (row.h)
  *   sx.hist   row history (history.c; format 8), made by the first table
  *             that keeps it
@@ -36,11 +39,13 @@ static void sx_tname(char *buf, unsigned id) {
   snprintf(buf, 16, "sx.t%u", id);
 }
 
-/* The format record says 8: the file holds, or may hold, counter cells. */
+/* The format record says at least 8: the file holds, or may hold,
+ * counter cells.  A file this code writes has its log in records, so
+ * the record says 9. */
 static int sx_put_format_counter(sync_env *env, sx_stxn *t) {
   unsigned char fmt[12];
   memcpy(fmt, SX_MAGIC, 8); /* NOLINT(bugprone-not-null-terminated-result) */
-  sx_put_le32(fmt + 8, SX_FORMAT_COUNTER);
+  sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
   return sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0);
 }
 
@@ -89,7 +94,7 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
   }
   if ((rc = sx_dbi_open(env->st, t, "sx.meta", 1, &env->meta)) ||
       (rc = sx_dbi_open(env->st, t, "sx.sites", 1, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 1, &env->log)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.logrec", 1, &env->log)) ||
       (rc = sx_dbi_open(env->st, t, "sx.vv", 1, &env->vv)) ||
       (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
@@ -169,12 +174,14 @@ SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o) {
   o->maxdbs = SX_EXTRA_DBS + SYNC_MAX_TABLES;
 }
 
-SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path) {
+SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path,
+                             int upgrade) {
   const sx_schema *s = env->schema;
   unsigned i;
   int rc;
   if ((rc = sx_dbi_open(env->st, t, "sx.sites", 0, &env->sites)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.log", 0, &env->log)) ||
+      /* Format 8 and before kept the log elsewhere (sx_log_upgrade). */
+      (rc = sx_dbi_open(env->st, t, "sx.logrec", upgrade, &env->log)) ||
       (rc = sx_dbi_open(env->st, t, "sx.vv", 0, &env->vv)) ||
       (rc = sx_dbi_open(env->st, t, "sx.peers", 0, &env->peers)) ||
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 0, &env->conflicts)))
@@ -220,23 +227,23 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     return sx_fail(env, SYNC_ENOTDB, "%s: not a sync database", path);
   if (rc) return rc;
   format = sx_get_le32(v.p + 8);
-  /* Format 4 lacks only the renewal records (meta "renewed"), which read
-   * as none, format 5 the lineage in peer records, which reads as none,
-   * format 6 the first own stamp of each epoch, which reads as
-   * unknown, and format 7 the row history store, which reads as no
-   * history: a read-only open takes them as they are. */
-  if (format >= 1 && format < 4 && env->rdonly)
+  /* Every format before 9 keeps its change log one item per entry,
+   * which only the upgrade of a writable open reads (sx_log_upgrade): a
+   * read-only reader of the old layout would misread the log once a
+   * writable open upgraded the file under it. */
+  if (format >= 1 && format < SX_FORMAT_VERSION && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
                    path, (unsigned)format, SX_FORMAT_VERSION,
-                   format == 3
-                       ? "the scope in peer records and the rejection log"
-                       : "the stored fingerprint sums");
-  if (format < 1 || format > SX_FORMAT_COUNTER)
+                   format == 3  ? "the scope in peer records and the "
+                                  "rejection log"
+                   : format < 3 ? "the stored fingerprint sums"
+                                : "the change log in records");
+  if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
-                   (unsigned)format, SX_FORMAT_COUNTER);
+                   (unsigned)format, SX_FORMAT_VERSION);
   if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
     return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
                    "%s: site id missing", path);
@@ -266,7 +273,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
     }
   }
   env->schema = s;
-  if ((rc = sx_env_dbis(env, t, path))) return rc;
+  if ((rc = sx_env_dbis(env, t, path,
+                        format < SX_FORMAT_VERSION && !env->rdonly)))
+    return rc;
   if (format < SX_FORMAT_VERSION && !env->rdonly) {
     /* Format 1 kept only the live count per table, format 2 the meta sum
      * of live rows only: one scan per table gives the sums, committed
@@ -280,8 +289,15 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * alone changes (older code would refuse the longer records, would
      * take vectors the renewal records cap, and would write rows of
      * tables with history without recording the versions they replace,
-     * which as-of reads would then answer wrongly). */
+     * which as-of reads would then answer wrongly).  Format 8 and
+     * before keep the change log one item per entry: it moves into
+     * records. */
     unsigned char fmt[12];
+    if ((rc = sx_log_upgrade(env, t)))
+      return sx_fail(env, rc,
+                     "%s: upgrade to format %u failed in the "
+                     "change log: %s",
+                     path, SX_FORMAT_VERSION, sync_strerror(rc));
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
         return sx_fail(env, rc, "%s: upgrade to format %u failed at table "

@@ -17,9 +17,10 @@ SYNC_PRIVATE int sx_format_counters(sync_txn *x);
 /* The store options of env's file (durability, map size, databases). */
 SYNC_PRIVATE void sx_env_store_opts(const sync_env *env, sx_store_opts *o);
 /* The handles of a loaded file's named databases, sx.meta and the schema
- * aside (writable: sx.epochs and sx.rejects are made when missing);
- * path names the file in errors. */
-SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path);
+ * aside (writable: sx.epochs and sx.rejects are made when missing; with
+ * upgrade, sx.logrec too); path names the file in errors. */
+SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path,
+                             int upgrade);
 /* Does a peer's view of this replica's log, "held up to version v, with
  * mark m", fit this replica's history?  0 if so, SYNC_EHISTORY (with the
  * message set) if not, or a storage error. */

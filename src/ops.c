@@ -189,9 +189,8 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append) {
   sync_env *env = x->env;
-  unsigned char lk[SX_LOGKEY], lv[SX_VARINT_MAX + SYNC_MAX_KEY];
   uint64_t oc = 0, om = 0, nc, nm;
-  size_t size, lvn;
+  size_t size;
   int rc, reuse, was_live = found && (x->old.cl & 1);
   if ((rc = sx_txn_tables(x))) return rc;
   /* Something changes: this transaction now takes its version. */
@@ -229,12 +228,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                              : (append ? SX_PUT_APPEND : 0u))))
     goto fail;
   if (!reuse) {
-    sx_logkey(lk, x->version, x->seq);
-    lvn = sx_put_varint(lv, tid);
-    memcpy(lv + lvn, key, klen);
-    if ((rc = sx_put(env->st, x->t, env->log, lk, SX_LOGKEY, lv, lvn + klen,
-                     SX_PUT_APPEND)))
-      goto fail;
+    if ((rc = sx_log_append(x, tid, key, klen))) goto fail;
     x->seq++;
     x->log_added++;
     x->rows_written++;

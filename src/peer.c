@@ -448,33 +448,22 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
    * log, current entries of deleted rows only. */
   if (cap && cnt) {
     size_t m = cnt < cap ? cnt : cap;
-    unsigned char lk[SX_LOGKEY];
+    sx_logit it;
+    const sx_lent *e = &it.e;
     if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
-    if ((rc = sx_cur_open(env->st, x->t, env->log, &c))) return rc;
-    for (op = SX_FIRST;; op = SX_NEXT) {
-      unsigned tid;
-      sx_slice key;
-      uint64_t ver;
-      uint32_t seq;
-      k.p = lk;
-      k.n = SX_LOGKEY;
-      rc = sx_cur_get(env->st, c, op, &k, &v);
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
-      }
-      if (rc) break;
-      rc = sx_log_current(x, &x->old, k.p, k.n, v.p, v.n, &tid, &key);
+    if ((rc = sx_logit_open(x, &it))) return rc;
+    while ((rc = sx_logit_next(&it)) == 0) {
+      rc = sx_log_current(x, &x->old, e);
       if (rc == SYNC_NOTFOUND) continue;
       if (rc) break;
       if (x->old.cl & 1) continue; /* live */
-      ver = sx_get_be64(k.p);
-      seq = sx_get_be32(k.p + 8);
       for (i = 0; i < m; i++)
-        if (sx_poscmp(ver, seq, out[i].acked_version, out[i].acked_seq) > 0)
+        if (sx_poscmp(e->version, e->seq, out[i].acked_version,
+                      out[i].acked_seq) > 0)
           out[i].tombstones_pending++;
     }
-    sx_cur_close(c);
+    (void)sx_logit_close(&it); /* read only: writes nothing */
+    if (rc == SYNC_NOTFOUND) rc = 0;
     if (rc) return rc;
   }
   *n = cnt;

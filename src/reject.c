@@ -235,15 +235,13 @@ SYNC_PRIVATE int sx_reject_apply(sync_txn *x, const uint8_t *peer,
   } else {
     /* The peer holds no row: the insert goes, without a tombstone
      * (nothing to replicate: the row never was anywhere else's). */
-    unsigned char lk[SX_LOGKEY];
     if ((rc = sx_sums_drop(x, tid, key, klen, &x->old))) goto done;
-    sx_logkey(lk, x->old.version, x->old.seq);
     if ((sx_rh_on(env, tid) && (rc = sx_rh_forget(x, tid))) ||
         (rc = sx_cur_del(env->st, cur))) {
       x->failed = 1;
       goto done;
     }
-    rc = sx_del(env->st, x->t, env->log, lk, SX_LOGKEY);
+    rc = sx_log_del(x, x->old.version, x->old.seq);
     if (rc && rc != SYNC_NOTFOUND) {
       x->failed = 1;
       goto done;

@@ -910,6 +910,10 @@ SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
   return sx_map_err(st, mdb_del((MDB_txn *)t, (MDB_dbi)d, &key, NULL));
 }
 
+SYNC_PRIVATE int sx_dbi_drop(sx_store *st, sx_stxn *t, sx_dbi d) {
+  return sx_map_err(st, mdb_drop((MDB_txn *)t, (MDB_dbi)d, 1));
+}
+
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d,
                              sx_scur **out) {
   MDB_cursor *c = NULL;
@@ -923,7 +927,8 @@ SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d,
 SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
                             sx_slice *v) {
   static const MDB_cursor_op ops[] = {MDB_FIRST,   MDB_NEXT, MDB_SET_RANGE,
-                                      MDB_SET_KEY, MDB_LAST, MDB_GET_CURRENT};
+                                      MDB_SET_KEY, MDB_LAST, MDB_GET_CURRENT,
+                                      MDB_PREV};
   MDB_val key, val;
   int rc;
   key.mv_data = (void *)k->p;

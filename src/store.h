@@ -116,6 +116,8 @@ SYNC_PRIVATE int sx_put(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
                         size_t kn, const void *v, size_t vn, unsigned flags);
 SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
                         size_t kn);
+/* Delete named database d with everything in it; its handle is closed. */
+SYNC_PRIVATE int sx_dbi_drop(sx_store *st, sx_stxn *t, sx_dbi d);
 
 #define SX_FIRST 0
 #define SX_NEXT 1
@@ -123,6 +125,7 @@ SYNC_PRIVATE int sx_del(sx_store *st, sx_stxn *t, sx_dbi d, const void *k,
 #define SX_SET_KEY 3   /* exactly k */
 #define SX_LAST 4
 #define SX_GET_CURRENT 5
+#define SX_PREV 6
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d, sx_scur **out);
 /* One step of a walk: the entry op finds (SX_FIRST, SX_SET_RANGE at k),
  * then each next one (*op becomes SX_NEXT).  1: an entry in k and v;

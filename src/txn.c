@@ -76,8 +76,8 @@ SYNC_PRIVATE void sx_txn_close_cursors(sync_txn *x) {
   }
   x->cursors = NULL;
   for (ch = x->changes; ch; ch = ch->next) {
-    sx_cur_close(ch->c);
-    ch->c = NULL;
+    sx_cur_close(ch->it.c); /* read only: nothing to write */
+    ch->it.c = NULL;
     ch->dead = 1;
     ch->x = NULL;
   }

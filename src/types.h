@@ -33,18 +33,54 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_PLOAD(p) atomic_load_explicit((p), memory_order_acquire)
 #endif
 #define SX_MAGIC "sync-db\0"
-/* 2: the per-table record ("n" + id) holds the live count and the sums of
- * the row fingerprints.  A writable open upgrades a format-1 file. */
-#define SX_FORMAT_VERSION 8
-/* Format 8 also brings counter cells (row tag 5).  Code before it, which
+/* The storage format (FORMAT.md, "File"); a writable open upgrades an
+ * older file.  9: the change log in records (log.c). */
+#define SX_FORMAT_VERSION 9
+/* Format 8 brought counter cells (row tag 5).  Code before it, which
  * would take them for damage, refuses every format-8 file with
- * SYNC_EVERSION; a file whose schema gains a counter column says 8 at
- * once (sx_format_counters), also where an open left it at 7 (a
- * read-only open of an older file). */
-#define SX_FORMAT_COUNTER SX_FORMAT_VERSION
+ * SYNC_EVERSION; a file whose schema gains a counter column says at
+ * least 8 at once (sx_format_counters). */
+#define SX_FORMAT_COUNTER 8
 #define SX_TSUM_LEN 32 /* per-table record: u64 live, content, meta, rows (LE) */
 #define SX_EXTRA_DBS 16 /* meta, sites, log and room for later stores */
 #define SX_LOGKEY 12
+/* Largest value of a change log record (log.c, FORMAT.md "Change log"):
+ * four of them and their LMDB node headers fill a 4 KiB page, and one
+ * stays far below LMDB's limit for a value kept in its page. */
+#define SX_LOGREC_MAX 998
+/* Largest encoded log entry: four varints, a key length and the key. */
+#define SX_LENT_MAX (4 * SX_VARINT_MAX + 2 + SYNC_MAX_KEY)
+/* One change log entry: a position and the row it names. */
+typedef struct sx_lent {
+  uint64_t version;
+  uint32_t seq;
+  unsigned tid;
+  size_t klen;
+  unsigned char key[SYNC_MAX_KEY];
+} sx_lent;
+/* A log record being built: key, value so far and its last entry. */
+typedef struct sx_lrec {
+  unsigned char rk[SX_LOGKEY];
+  unsigned char v[SX_LOGREC_MAX];
+  size_t n; /* 0: no record */
+  sx_lent last;
+} sx_lrec;
+/* Iterator over the change log's entries (log.h). */
+typedef struct sx_logit {
+  sync_txn *x;
+  sx_scur *c;
+  int held;   /* rec holds a record (a copy) */
+  int pend;   /* e is an entry found by a seek, not yet returned */
+  int reseek; /* the cursor no longer stands on rec: search again */
+  int end;    /* past the last record */
+  unsigned char rk[SX_LOGKEY];
+  unsigned char rec[SX_LOGREC_MAX];
+  size_t rn, off; /* rec's length; the next entry's offset */
+  unsigned idx;   /* entries of rec decoded */
+  unsigned ndel;  /* entries of rec deleted (bits in del) */
+  unsigned char del[SX_LOGREC_MAX / 24 + 1];
+  sx_lent e; /* the entry the iterator stands on */
+} sx_logit;
 #define SX_COMPAT_MAX 16
 /* A table's history settings as the env holds them (history.c). */
 typedef struct sx_rhopt {
@@ -142,6 +178,8 @@ struct sync_txn {
   uint32_t nsites, sites_cap;
   int sites_ok;
   struct sx_rhtx *rh; /* history work of the transaction (history.c) */
+  int lt_ok;          /* lt is the log's last record (log.c) */
+  sx_lrec lt;
 };
 struct sync_cursor {
   sx_alloc al;
@@ -163,11 +201,12 @@ struct sync_cursor {
 struct sync_changes {
   sx_alloc al;
   sync_txn *x;
-  sx_scur *c;
+  sx_logit it;
   uint64_t since;
   int started, dead;
   unsigned long gen;
-  unsigned char last[SX_LOGKEY];
+  uint64_t lastv; /* position of the last entry returned */
+  uint32_t lasts;
   unsigned tid;
   sx_row row;
   sync_changes *next;

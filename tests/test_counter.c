@@ -594,8 +594,8 @@ static void test_relay_without_the_column(void **state) {
    * code without counters must refuse it, not call its rows damaged. */
   sync_env_close(b.env);
   b.env = NULL;
-  assert_int_equal(ct_format_of("ct_b.db"), 8);
-  assert_int_equal(ct_format_of("ct_a.db"), 8);
+  assert_int_equal(ct_format_of("ct_b.db"), 9);
+  assert_int_equal(ct_format_of("ct_a.db"), 9);
   /* b upgrades: the cells it kept read as counters. */
   mu_reopen_schema(&b, ct_tables, 1);
   assert_int_equal(ct_val(&b, "k", CT_C), 18);
@@ -789,8 +789,9 @@ static void test_format_version(void **state) {
   static const sync_table_def grown[1] = {{"t", SYNC_TEXT, grown_cols, 2}};
   sync_column_def more = {"more", SYNC_COUNTER, 0};
   (void)state;
-  /* Format 8 brings row history and counter cells together: every
-   * writable open writes it, with counters or without. */
+  /* Format 8 brought row history and counter cells together, format 9
+   * the change log in records: every writable open writes 9, with
+   * counters or without, and a counter never sets the record back. */
   mu_site(id, 0xa3);
   mu_open_schema(&a, "ct_f.db", id, &ct_now, 0, plain, 1);
   {
@@ -801,7 +802,7 @@ static void test_format_version(void **state) {
     TU_OK(sync_txn_commit(x));
   }
   sync_env_close(a.env);
-  assert_int_equal(ct_format_of("ct_f.db"), 8);
+  assert_int_equal(ct_format_of("ct_f.db"), 9);
   /* A rolling upgrade that adds a counter column marks the file, and the
    * row written before reads the new counter as 0. */
   mu_reopen_schema(&a, grown, 1);
@@ -822,7 +823,7 @@ static void test_format_version(void **state) {
   }
   sync_env_close(a.env);
   a.env = NULL;
-  assert_int_equal(ct_format_of("ct_f.db"), 8);
+  assert_int_equal(ct_format_of("ct_f.db"), 9);
   tu_remove_db("ct_f.db");
 }
 
