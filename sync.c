@@ -4914,7 +4914,12 @@ SYNC_PRIVATE int sx_log_finish(sync_txn *x) {
   if (stale >= 1024 && stale * 2 >= n) {
     uint64_t pv = sx_get_le64(b + 16);
     uint32_t ps = sx_get_le32(b + 24);
-    size_t budget = 8 * (size_t)(x->log_added + x->log_stale) + 256;
+    /* The entries this transaction touched: added, or removed (a
+     * negative count: tombstone collection, a refused insert). */
+    uint64_t touched = (uint64_t)(x->log_added < 0 ? -x->log_added
+                                                   : x->log_added) +
+                       (uint64_t)x->log_stale;
+    size_t budget = (size_t)(8 * touched + 256);
     if ((rc = sx_log_compact(x, &n, &stale, &pv, &ps, budget))) return rc;
     sx_put_le64(b + 16, pv);
     sx_put_le32(b + 24, ps);

@@ -486,6 +486,70 @@ static void test_compaction_keeps_live_entries(void **state) {
   rm_db();
 }
 
+/* Rows [from, to) of a 4-column test table written (or deleted) in one
+ * transaction of r. */
+static void lg_rows(mu_rep *r, unsigned from, unsigned to, int64_t val,
+                    int del) {
+  sync_txn *x;
+  unsigned i;
+  TU_OK(sync_txn_begin(r->env, 0, &x));
+  for (i = from; i < to; i++) {
+    char k[16];
+    sync_value v[MU_NCOLS];
+    int kn = snprintf(k, sizeof k, "r%05u", i);
+    v[0] = sync_int(val);
+    v[1] = sync_real(0.5);
+    v[2] = sync_null();
+    v[3] = sync_null();
+    if (del) TU_OK(sync_delete(x, 0, k, (size_t)kn));
+    else TU_OK(sync_put(x, 0, k, (size_t)kn, v, MU_NCOLS));
+  }
+  TU_OK(sync_txn_commit(x));
+}
+
+/* A transaction that removes log entries (tombstone collection) and
+ * tips the log over the compaction threshold compacts within the budget
+ * of the entries it touched, like any other: 8 per entry + 256.  (The
+ * budget was computed from the entries added, negative here, and became
+ * the whole log.) */
+static void test_gc_commit_compacts_within_its_budget(void **state) {
+  uint64_t now = 1700000000000ull, n, stale, n2, stale2, got = 0;
+  uint8_t sa[16], sb[16];
+  mu_rep a, b;
+  sync_txn *x;
+  sync_delta *d;
+  (void)state;
+  mu_site(sa, 0xa1);
+  mu_site(sb, 0xb2);
+  mu_open(&a, "lg-gc-a.db", sa, &now, 0);
+  mu_open(&b, "lg-gc-b.db", sb, &now, 0);
+  lg_rows(&a, 0, 3000, 1, 0);
+  lg_rows(&a, 0, 400, 0, 1);       /* 400 tombstones */
+  lg_rows(&a, 400, 2800, 2, 0);    /* 2,400 updates */
+  mu_pull(&b, &a, 0, 1, NULL);
+  d = mu_cut(&b, &a, 1, 1); /* b's holding acknowledged */
+  sync_delta_free(d);
+  lg_logst(a.env, &n, &stale);
+  /* Below the threshold: stale entries fewer than live ones. */
+  assert_true(stale >= 1024 && stale * 2 < n);
+  TU_OK(sync_txn_begin(a.env, 0, &x));
+  TU_OK(sync_gc(x, &got));
+  TU_OK(sync_txn_commit(x));
+  TU_U64(got, SYNC_GC_BATCH);
+  lg_logst(a.env, &n2, &stale2);
+  printf("log: %llu entries, %llu stale; after collecting %llu: %llu, "
+         "%llu stale\n", (unsigned long long)n, (unsigned long long)stale,
+         (unsigned long long)got, (unsigned long long)n2,
+         (unsigned long long)stale2);
+  /* The collection tipped it over; compaction ran, but within budget. */
+  assert_true(stale * 2 >= n - got);
+  assert_true(stale2 < stale);
+  assert_true(stale - stale2 <= 8 * got + 256);
+  TU_U64(lg_stale(a.env), stale2);
+  mu_close(&a);
+  mu_close(&b);
+}
+
 /* ---------------------------------------------------------------------
  * Transactions
  * ------------------------------------------------------------------- */
@@ -908,6 +972,7 @@ int main(void) {
       cmocka_unit_test(test_delete_entries_a_reader_stands_on),
       cmocka_unit_test(test_log_stays_bounded_under_repeated_updates),
       cmocka_unit_test(test_compaction_keeps_live_entries),
+      cmocka_unit_test(test_gc_commit_compacts_within_its_budget),
       cmocka_unit_test(test_aborted_and_group_transactions),
       cmocka_unit_test(test_corrupt_records),
       cmocka_unit_test(test_format8_file_is_upgraded),
