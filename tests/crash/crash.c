@@ -68,12 +68,15 @@ static void msleep_us(unsigned long us) {
 }
 
 static int copy_file(const char *from, const char *to) {
-  size_t n = 0;
-  unsigned char *p = tu_read_file(from, &n);
-  int rc;
-  if (!p) return -1;
-  rc = tu_write_file(to, p, n);
-  free(p);
+  static unsigned char buf[1u << 18];
+  FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+  size_t n;
+  int rc = in && out ? 0 : -1;
+  while (!rc && (n = fread(buf, 1, sizeof buf, in)) > 0)
+    if (fwrite(buf, 1, n, out) != n) rc = -1;
+  if (in && ferror(in)) rc = -1;
+  if (in) fclose(in);
+  if (out && fclose(out) != 0) rc = -1;
   return rc;
 }
 
@@ -246,21 +249,16 @@ static uint64_t vv_entry(sync_env *env, const uint8_t site[16]) {
   return h;
 }
 
-/* Open A and run every check; advance the model of table g to the
+/* Run every check on A (env); advance the model of table g to the
  * committed transaction.  w_lo..w_hi: range the writer's last committed
  * txn must fall in (w_lo > w_hi: no writer ran). */
-static int verify_a(uint32_t w_lo, uint32_t w_hi, cu_why *w) {
-  sync_env *env;
+static int verify_a(sync_env *env, uint32_t w_lo, uint32_t w_hi, cu_why *w) {
   sync_txn *t;
   cu_scan sc;
   uint32_t c = 0;
   int rc;
-  if ((rc = cu_open(DB_A, SYNC_DURABLE_NOSYNC, 0, &env)))
-    return cu_fail(w, "open A after the kill: %s", sync_strerror(rc));
-  if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &t))) {
-    sync_env_close(env);
+  if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &t)))
     return cu_fail(w, "begin on A: %s", sync_strerror(rc));
-  }
   rc = cu_integrity(t, &sc, w);
   if (!rc) rc = cu_read_meta(t, &c, w);
   if (!rc && w_lo <= w_hi && (c < w_lo || c > w_hi))
@@ -277,7 +275,6 @@ static int verify_a(uint32_t w_lo, uint32_t w_hi, cu_why *w) {
   }
   cu_scan_free(&sc);
   sync_txn_abort(t);
-  sync_env_close(env);
   return rc;
 }
 
@@ -289,13 +286,10 @@ static void fresh_dbs(void) {
   cu_model_init(&g_mb, cu_mix(g_seed ^ 0xb));
 }
 
-/* B gets k more writer transactions on table r. */
-static int grow_b(unsigned k, cu_why *w) {
-  sync_env *b;
+/* B (env b) gets k more writer transactions on table r. */
+static int grow_b(sync_env *b, unsigned k, cu_why *w) {
   unsigned i;
-  int rc;
-  if ((rc = cu_open(DB_B, SYNC_DURABLE_NOSYNC, 0, &b)))
-    return cu_fail(w, "open B: %s", sync_strerror(rc));
+  int rc = 0;
   for (i = 0; i < k && g_mb.last < CU_MAXG; i++) {
     sync_txn *t;
     if ((rc = sync_txn_begin(b, 0, &t)) || (rc = cu_step(&g_mb, t, CU_T_R, 0))) {
@@ -304,12 +298,17 @@ static int grow_b(unsigned k, cu_why *w) {
     }
     if ((rc = sync_txn_commit(t))) break;
   }
-  sync_env_close(b);
   return rc ? cu_fail(w, "writing B: %s", sync_strerror(rc)) : 0;
 }
 
-/* One cycle of the given kind (0 writer, 1 applier, 2 both). */
-static int cycle(int kind, cu_why *w) {
+/* One cycle of the given kind (0 writer, 1 applier, 2 both), with what
+ * it opens in e (closed by the caller): A, once after the kill for every
+ * check (each open of an env costs milliseconds). */
+typedef struct envs {
+  sync_env *a;
+} envs;
+
+static int cycle_in(int kind, envs *e, cu_why *w) {
   static uint64_t dig[MAXCHUNKS];
   int durability = (int)cu_below(&g_rng, 3);
   size_t max_rows = 1 + (size_t)cu_below(&g_rng, 12);
@@ -320,16 +319,21 @@ static int cycle(int kind, cu_why *w) {
 
   if (run_a) {
     sync_env *ac, *b;
-    if (grow_b(4 + (unsigned)cu_below(&g_rng, 24), w)) return -1;
+    if ((rc = cu_open(DB_B, SYNC_DURABLE_NOSYNC, 0, &b)))
+      return cu_fail(w, "open B: %s", sync_strerror(rc));
+    if (grow_b(b, 4 + (unsigned)cu_below(&g_rng, 24), w)) {
+      sync_env_close(b);
+      return -1;
+    }
     /* Expected digests: on a copy of A, before and after each chunk. */
     cu_remove_db(DB_AC);
-    if (tu_file_exists(DB_A) && copy_file(DB_A, DB_AC))
+    if (tu_file_exists(DB_A) && copy_file(DB_A, DB_AC)) {
+      sync_env_close(b);
       return cu_fail(w, "copy A");
-    if ((rc = cu_open(DB_AC, SYNC_DURABLE_NOSYNC, 0, &ac)))
+    }
+    if ((rc = cu_open(DB_AC, SYNC_DURABLE_NOSYNC, 0, &ac))) {
+      sync_env_close(b);
       return cu_fail(w, "open copy of A: %s", sync_strerror(rc));
-    if ((rc = cu_open(DB_B, SYNC_DURABLE_NOSYNC, 0, &b))) {
-      sync_env_close(ac);
-      return cu_fail(w, "open B: %s", sync_strerror(rc));
     }
     digest_of(ac, CU_T_R, &dig[0]);
     nchunks = pull_all(ac, b, max_rows, dig, MAXCHUNKS);
@@ -373,34 +377,30 @@ static int cycle(int kind, cu_why *w) {
   {
     uint32_t lo = run_w && cw.reports ? (uint32_t)cw.last : before;
     uint32_t hi = run_w ? lo + 1 : before;
-    if (verify_a(lo, hi, w)) return -1;
+    if ((rc = cu_open(DB_A, SYNC_DURABLE_NOSYNC, 0, &e->a)))
+      return cu_fail(w, "open A after the kill: %s", sync_strerror(rc));
+    if (verify_a(e->a, lo, hi, w)) return -1;
     if (run_w && g_ma.last == hi && hi != before) g_st.unreported++;
   }
 
   if (run_a) {
-    sync_env *a, *b;
+    sync_env *a = e->a, *b;
     uint64_t da = 0, db = 0;
     int j = ca.reports ? (int)ca.last : 0, ok = 0;
     uint8_t bsite[16];
-    if ((rc = cu_open(DB_A, SYNC_DURABLE_NOSYNC, 0, &a)))
-      return cu_fail(w, "open A: %s", sync_strerror(rc));
     digest_of(a, CU_T_R, &da);
     if (da == dig[j]) ok = 1;
     if (j < nchunks && da == dig[j + 1]) {
       ok = 1;
       if (da != dig[j]) g_st.unreported_chunks++;
     }
-    if (!ok) {
-      sync_env_close(a);
+    if (!ok)
       return cu_fail(w, "A's replicated table matches no state between chunk "
                         "%d and %d of %d: a chunk is half applied",
                      j, j + 1, nchunks);
-    }
     /* Finish the interrupted pull and compare with B. */
-    if ((rc = cu_open(DB_B, SYNC_DURABLE_NOSYNC, 0, &b))) {
-      sync_env_close(a);
+    if ((rc = cu_open(DB_B, SYNC_DURABLE_NOSYNC, 0, &b)))
       return cu_fail(w, "open B: %s", sync_strerror(rc));
-    }
     rc = pull_all(a, b, max_rows, NULL, 0) < 0;
     if (!rc) rc = digest_of(a, CU_T_R, &da) || digest_of(b, CU_T_R, &db);
     sync_env_site_id(b, bsite);
@@ -421,10 +421,16 @@ static int cycle(int kind, cu_why *w) {
       }
     }
     sync_env_close(b);
-    sync_env_close(a);
     if (rc) return cu_fail(w, "finishing the pull from B failed");
   }
   return 0;
+}
+
+static int cycle(int kind, cu_why *w) {
+  envs e = {NULL};
+  int rc = cycle_in(kind, &e, w);
+  sync_env_close(e.a);
+  return rc;
 }
 
 static void run_kind(int kind, unsigned long n) {
