@@ -13,6 +13,9 @@
  * exactly the model after C transactions: every group whole and of one
  * generation, every deleted group's rows tombstones.
  *
+ * Where the tables keep history, the versions of every row must be the
+ * changes of the committed transactions (cu_history).
+ *
  * The verifier's checks do not stop at the first difference: they return
  * a sentence saying what differs, which the harness prints with its seed.
  */
@@ -84,11 +87,19 @@ typedef struct cu_group {
   uint32_t gen;
 } cu_group;
 
+/* What transaction s did besides inserting group s: the group it
+ * rewrote, deleted or brought back (0: none), so that every row's
+ * changes can be recomputed (cu_events). */
+typedef struct cu_txop {
+  uint32_t upd, del, back;
+} cu_txop;
+
 typedef struct cu_model {
   uint64_t seed;
   uint32_t last;     /* transactions applied to the model */
   uint32_t live_rows, dead_rows;
   cu_group g[CU_MAXG + 1]; /* index = group = transaction that made it */
+  cu_txop op[CU_MAXG + 1]; /* index = transaction */
 } cu_model;
 
 static inline void cu_key(char *out, uint32_t grp, unsigned idx) {
@@ -184,22 +195,34 @@ static inline int cu_step(cu_model *m, sync_txn *txn, unsigned table,
   return cu_step_undo(m, txn, table, meta, NULL);
 }
 
-static inline int cu_step_undo(cu_model *m, sync_txn *txn, unsigned table,
-                               int meta, cu_undo *u) {
+/* What transaction m->last + 1 will do: the size of its group, and in
+ * *o the group it rewrites, deletes or brings back. */
+static inline unsigned cu_next_op(const cu_model *m, cu_txop *o) {
   uint32_t s = m->last + 1;
   cu_rng r;
   unsigned n;
-  int rc = 0;
-  if (s > CU_MAXG) return SYNC_ELIMIT;
+  uint64_t op;
   r.s = cu_mix(m->seed ^ (UINT64_C(0x5bd1e995) * s));
   n = 2 + (unsigned)cu_below(&r, CU_MAXN - 1);
+  memset(o, 0, sizeof *o);
+  op = cu_below(&r, 12);
+  if (op < 4) o->upd = cu_pick(m, &r, s, CU_LIVE);
+  else if (op < 7) o->del = cu_pick(m, &r, s, CU_LIVE);
+  else if (op < 8) o->back = cu_pick(m, &r, s, CU_DEAD);
+  return n;
+}
+
+static inline int cu_step_undo(cu_model *m, sync_txn *txn, unsigned table,
+                               int meta, cu_undo *u) {
+  uint32_t s = m->last + 1;
+  unsigned n;
+  int rc = 0;
+  cu_txop o;
+  if (s > CU_MAXG) return SYNC_ELIMIT;
+  n = cu_next_op(m, &o);
   {
     /* Decide every operation first, then write them. */
-    uint32_t upd = 0, del = 0, back = 0;
-    uint64_t op = cu_below(&r, 12);
-    if (op < 4) upd = cu_pick(m, &r, s, CU_LIVE);
-    else if (op < 7) del = cu_pick(m, &r, s, CU_LIVE);
-    else if (op < 8) back = cu_pick(m, &r, s, CU_DEAD);
+    uint32_t upd = o.upd, del = o.del, back = o.back;
     if (txn) {
       if ((rc = cu_put_group(txn, table, m->seed, s, n, s))) return rc;
       if (upd && (rc = cu_put_group(txn, table, m->seed, upd, m->g[upd].n, s)))
@@ -223,6 +246,9 @@ static inline int cu_step_undo(cu_model *m, sync_txn *txn, unsigned table,
       cu_undo_note(u, m, del);
       cu_undo_note(u, m, back);
     }
+    m->op[s].upd = upd;
+    m->op[s].del = del;
+    m->op[s].back = back;
     m->g[s].state = CU_LIVE;
     m->g[s].n = (uint8_t)n;
     m->g[s].gen = s;
@@ -443,66 +469,80 @@ static inline int cu_read_meta(sync_txn *txn, uint32_t *c, cu_why *w) {
   return 0;
 }
 
+/* Whether v (CU_NCOL values) is row idx of group grp, of n rows, as
+ * the transaction gen wrote it. */
+static inline int cu_row_is(const sync_value *v, uint64_t seed, uint32_t grp,
+                            unsigned idx, uint32_t gen, unsigned n) {
+  unsigned char pay[CU_MAXPAY];
+  size_t pn = cu_payload(pay, seed, grp, idx, gen);
+  return v[0].type == SYNC_INTEGER && v[0].i == (int64_t)grp &&
+         v[1].type == SYNC_INTEGER && v[1].i == (int64_t)gen &&
+         v[2].type == SYNC_INTEGER && v[2].i == (int64_t)n &&
+         v[3].type == SYNC_BLOB && v[3].len == pn &&
+         (pn == 0 || memcmp(v[3].data, pay, pn) == 0);
+}
+
+/* The rows cur lists are exactly the model's live rows, each with its
+ * group's generation, size and payload.  at names the point read ("" for
+ * now, else e.g. " as of version 12") in the messages. */
+static inline int cu_match_rows(sync_cursor *cur, unsigned table,
+                                const cu_model *m, const char *at, cu_why *w) {
+  sync_key k;
+  sync_value v[CU_NCOL];
+  uint64_t seen = 0;
+  int rc;
+  while ((rc = sync_cursor_next(cur, &k, v, CU_NCOL)) == 0) {
+    char key[32], want[24];
+    unsigned idx, grp;
+    const cu_group *mg;
+    if (k.len >= sizeof key) break;
+    memcpy(key, k.data, k.len);
+    key[k.len] = 0;
+    if (sscanf(key, "g%6u.%u", &grp, &idx) != 2 || grp == 0 || grp > CU_MAXG)
+      return cu_fail(w, "table %u%s: unexpected key %s", table, at, key);
+    cu_key(want, grp, idx);
+    mg = &m->g[grp];
+    if (strcmp(want, key) != 0 || mg->state != CU_LIVE || idx >= mg->n)
+      return cu_fail(w, "table %u%s: row %s present, model after txn %u says "
+                        "group %u is %s with %u rows",
+                     table, at, key, (unsigned)m->last, grp,
+                     mg->state == CU_LIVE ? "live"
+                     : mg->state == CU_DEAD ? "deleted" : "absent",
+                     (unsigned)mg->n);
+    if (!cu_row_is(v, m->seed, grp, idx, mg->gen, mg->n)) {
+      long long gen = v[1].type == SYNC_INTEGER ? (long long)v[1].i : -1;
+      return cu_fail(w, "table %u%s: row %s has generation %lld, model after "
+                        "txn %u says %u (or other columns differ): half a txn",
+                     table, at, key, gen, (unsigned)m->last,
+                     (unsigned)mg->gen);
+    }
+    seen++;
+  }
+  if (rc != SYNC_NOTFOUND)
+    return cu_fail(w, "table %u%s: cursor stopped with %s", table, at,
+                   sync_strerror(rc));
+  if (seen != m->live_rows)
+    return cu_fail(w, "table %u%s: %llu rows, model after txn %u has %u "
+                      "(a group is missing rows)",
+                   table, at, (unsigned long long)seen, (unsigned)m->last,
+                   (unsigned)m->live_rows);
+  return 0;
+}
+
 /* Table `table` equals the model m exactly: the cursor's rows are those
  * of the live groups, each with the group's generation, size and
  * payload; every row of a deleted group is a tombstone in the scan. */
 static inline int cu_match(sync_txn *txn, unsigned table, const cu_model *m,
                            const cu_scan *sc, cu_why *w) {
   sync_cursor *cur;
-  sync_key k;
-  sync_value v[CU_NCOL];
-  uint64_t seen = 0, dead = 0;
+  uint64_t dead = 0;
   uint32_t g;
   int rc;
   if ((rc = sync_cursor_open(txn, table, &cur)))
     return cu_fail(w, "cursor_open: %s", sync_strerror(rc));
-  while ((rc = sync_cursor_next(cur, &k, v, CU_NCOL)) == 0) {
-    char key[32], want[24];
-    unsigned idx, grp;
-    unsigned char pay[CU_MAXPAY];
-    size_t pn;
-    const cu_group *mg;
-    if (k.len >= sizeof key) break;
-    memcpy(key, k.data, k.len);
-    key[k.len] = 0;
-    if (sscanf(key, "g%6u.%u", &grp, &idx) != 2 || grp == 0 || grp > CU_MAXG) {
-      sync_cursor_close(cur);
-      return cu_fail(w, "table %u: unexpected key %s", table, key);
-    }
-    cu_key(want, grp, idx);
-    mg = &m->g[grp];
-    if (strcmp(want, key) != 0 || mg->state != CU_LIVE || idx >= mg->n) {
-      sync_cursor_close(cur);
-      return cu_fail(w, "table %u: row %s present, model after txn %u says "
-                        "group %u is %s with %u rows",
-                     table, key, (unsigned)m->last, grp,
-                     mg->state == CU_LIVE ? "live"
-                     : mg->state == CU_DEAD ? "deleted" : "absent",
-                     (unsigned)mg->n);
-    }
-    pn = cu_payload(pay, m->seed, grp, idx, mg->gen);
-    if (v[0].type != SYNC_INTEGER || v[0].i != (int64_t)grp ||
-        v[1].type != SYNC_INTEGER || v[1].i != (int64_t)mg->gen ||
-        v[2].type != SYNC_INTEGER || v[2].i != (int64_t)mg->n ||
-        v[3].type != SYNC_BLOB || v[3].len != pn ||
-        (pn && memcmp(v[3].data, pay, pn) != 0)) {
-      long long gen = v[1].type == SYNC_INTEGER ? (long long)v[1].i : -1;
-      sync_cursor_close(cur);
-      return cu_fail(w, "table %u: row %s has generation %lld, model after txn "
-                        "%u says %u (or other columns differ): half a txn",
-                     table, key, gen, (unsigned)m->last, (unsigned)mg->gen);
-    }
-    seen++;
-  }
+  rc = cu_match_rows(cur, table, m, "", w);
   sync_cursor_close(cur);
-  if (rc != SYNC_NOTFOUND)
-    return cu_fail(w, "table %u: cursor stopped with %s", table,
-                   sync_strerror(rc));
-  if (seen != m->live_rows)
-    return cu_fail(w, "table %u: %llu rows, model after txn %u has %u "
-                      "(a group is missing rows)",
-                   table, (unsigned long long)seen, (unsigned)m->last,
-                   (unsigned)m->live_rows);
+  if (rc) return rc;
   for (g = 1; g <= m->last; g++) {
     unsigned i;
     if (m->g[g].state != CU_DEAD) continue;
@@ -522,6 +562,341 @@ static inline int cu_match(sync_txn *txn, unsigned table, const cu_model *m,
                    table, (unsigned long long)sc->log_dead[table],
                    (unsigned long long)dead);
   return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * History (sync_env_set_history).  The writer's tables keep every
+ * version, so a row's versions are exactly its committed changes, newest
+ * first: one per committed transaction that wrote it, none of a
+ * transaction that did not commit.  The meta row "w", written by every
+ * transaction, lists transactions C..1 and so names the local version
+ * and commit time of each; a group's rows must then list the group's
+ * changes in the model after C transactions (cu_events), each at the
+ * local version and time of its transaction, with the values it wrote
+ * (or as a tombstone).  As-of reads at sampled points must give the
+ * model after the transaction in force there.
+ * ------------------------------------------------------------------- */
+
+/* Keep every version of table (no count or age limit). */
+static inline int cu_history_on(sync_env *env, unsigned table) {
+  sync_history_opts o;
+  memset(&o, 0, sizeof o);
+  return sync_env_set_history(env, table, &o);
+}
+
+/* The changes of each group in transactions 1..m->last: group g's are
+ * ev[at[g] .. at[g + 1] - 1], oldest first, each the transaction that
+ * made it, with CU_EV_DEL set for a delete. */
+#define CU_EV_DEL 0x80000000u
+typedef struct cu_events {
+  uint32_t *at, *ev;
+} cu_events;
+
+static inline void cu_events_free(cu_events *e) {
+  free(e->at);
+  free(e->ev);
+  e->at = e->ev = NULL;
+}
+
+static inline int cu_events_make(const cu_model *m, cu_events *e) {
+  uint32_t c = m->last, s, *pos;
+  e->at = (uint32_t *)calloc((size_t)c + 2, sizeof *e->at);
+  e->ev = (uint32_t *)malloc((4 * (size_t)c + 1) * sizeof *e->ev);
+  pos = (uint32_t *)malloc(((size_t)c + 2) * sizeof *pos);
+  if (!e->at || !e->ev || !pos) {
+    free(pos);
+    cu_events_free(e);
+    return -1;
+  }
+  /* Count into at[g + 1], sum, then fill in transaction order. */
+  for (s = 1; s <= c; s++) {
+    const cu_txop *o = &m->op[s];
+    e->at[s + 1]++;
+    if (o->upd) e->at[o->upd + 1]++;
+    if (o->del) e->at[o->del + 1]++;
+    if (o->back) e->at[o->back + 1]++;
+  }
+  for (s = 1; s <= c; s++) e->at[s + 1] += e->at[s];
+  memcpy(pos, e->at, ((size_t)c + 2) * sizeof *pos);
+  for (s = 1; s <= c; s++) {
+    const cu_txop *o = &m->op[s];
+    e->ev[pos[s]++] = s;
+    if (o->upd) e->ev[pos[o->upd]++] = s;
+    if (o->del) e->ev[pos[o->del]++] = s | CU_EV_DEL;
+    if (o->back) e->ev[pos[o->back]++] = s;
+  }
+  free(pos);
+  return 0;
+}
+
+/* What the history checks covered. */
+typedef struct cu_hstats {
+  uint64_t rows;     /* rows whose versions were listed */
+  uint64_t versions; /* versions checked against the model */
+  uint64_t asof;     /* as-of reads compared with the model */
+} cu_hstats;
+
+/* The meta row's versions: exactly transactions c..1, each with its
+ * value; ver[s] and tim[s] get transaction s's local version and time. */
+static inline int cu_meta_history(sync_txn *txn, uint32_t c, uint64_t *ver,
+                                  uint64_t *tim, cu_hstats *st, cu_why *w) {
+  sync_versions *it;
+  sync_version v;
+  sync_value val;
+  uint32_t k = 0;
+  int rc;
+  if ((rc = sync_versions_open(txn, CU_T_M, "w", 1, &it)))
+    return cu_fail(w, "versions_open of meta row: %s", sync_strerror(rc));
+  while ((rc = sync_versions_next(it, &v, &val, 1)) == 0) {
+    uint32_t s = c - k;
+    if (k == c) {
+      sync_versions_close(it);
+      return cu_fail(w, "history of meta row \"w\" lists more than the %u "
+                        "committed txns: local version %llu is extra (a "
+                        "version of a txn not committed)",
+                     (unsigned)c, (unsigned long long)v.version);
+    }
+    if (v.deleted || val.type != SYNC_INTEGER || val.i != (int64_t)s) {
+      sync_versions_close(it);
+      return cu_fail(w, "history of meta row \"w\": version %u (newest "
+                        "first) of %u committed txns holds %lld, expected "
+                        "txn %u",
+                     (unsigned)k + 1, (unsigned)c,
+                     val.type == SYNC_INTEGER ? (long long)val.i : -1LL,
+                     (unsigned)s);
+    }
+    if (v.origin != SYNC_ORIGIN_LOCAL) {
+      sync_versions_close(it);
+      return cu_fail(w, "history of meta row \"w\": txn %u (local version "
+                        "%llu) has no history record (origin %d): a "
+                        "committed change lost",
+                     (unsigned)s, (unsigned long long)v.version, v.origin);
+    }
+    if (k && (v.version >= ver[s + 1] || v.time_ms > tim[s + 1])) {
+      sync_versions_close(it);
+      return cu_fail(w, "history of meta row \"w\": txn %u has local version "
+                        "%llu time %llu, txn %u after it %llu time %llu",
+                     (unsigned)s, (unsigned long long)v.version,
+                     (unsigned long long)v.time_ms, (unsigned)s + 1,
+                     (unsigned long long)ver[s + 1],
+                     (unsigned long long)tim[s + 1]);
+    }
+    ver[s] = v.version;
+    tim[s] = v.time_ms;
+    k++;
+    if (st) st->versions++;
+  }
+  sync_versions_close(it);
+  if (rc != SYNC_NOTFOUND)
+    return cu_fail(w, "history of meta row \"w\": %s after %u versions",
+                   sync_strerror(rc), (unsigned)k);
+  if (k != c)
+    return cu_fail(w, "history of meta row \"w\" lists %u versions, %u txns "
+                      "were committed (the oldest listed is txn %u: a "
+                      "committed change lost)",
+                   (unsigned)k, (unsigned)c, (unsigned)(c - k + 1));
+  if (st) st->rows++;
+  return 0;
+}
+
+/* Row idx of group g of table: its versions are the group's changes in
+ * e, newest first, at the local versions and times in ver and tim. */
+static inline int cu_row_history(sync_txn *txn, unsigned table,
+                                 const cu_model *m, const cu_events *e,
+                                 const uint64_t *ver, const uint64_t *tim,
+                                 uint32_t g, unsigned idx, cu_hstats *st,
+                                 cu_why *w) {
+  sync_versions *it;
+  sync_version v;
+  sync_value vals[CU_NCOL];
+  uint32_t lo = e->at[g], hi = e->at[g + 1], k = hi;
+  char key[24];
+  int rc;
+  cu_key(key, g, idx);
+  if ((rc = sync_versions_open(txn, table, key, strlen(key), &it)))
+    return cu_fail(w, "versions_open(%u, %s): %s", table, key,
+                   sync_strerror(rc));
+  while ((rc = sync_versions_next(it, &v, vals, CU_NCOL)) == 0) {
+    uint32_t ev, s;
+    const char *bad = NULL;
+    if (k == lo) {
+      sync_versions_close(it);
+      return cu_fail(w, "table %u: row %s lists more versions than its %u "
+                        "committed changes: local version %llu is extra (a "
+                        "version of a txn not committed)",
+                     table, key, (unsigned)(hi - lo),
+                     (unsigned long long)v.version);
+    }
+    ev = e->ev[--k];
+    s = ev & ~CU_EV_DEL;
+    if (v.version > ver[s])
+      bad = "history lists a version the model has no change for (of a txn "
+            "not committed, or not of this row)";
+    else if (v.version < ver[s])
+      bad = "history lacks the version of that txn (a committed change lost)";
+    else if (v.origin != SYNC_ORIGIN_LOCAL)
+      bad = "it has no history record (a committed change lost)";
+    else if (v.time_ms != tim[s]) bad = "its time is not its txn's";
+    else if (v.deleted != ((ev & CU_EV_DEL) != 0))
+      bad = v.deleted ? "a delete where the txn wrote the row"
+                      : "live where the txn deleted the row";
+    else if (!v.deleted && !cu_row_is(vals, m->seed, g, idx, s, m->g[g].n))
+      bad = "its values are not those the txn wrote";
+    if (bad) {
+      sync_versions_close(it);
+      return cu_fail(w, "table %u: row %s: version %u (newest first) of its "
+                        "%u committed changes should be txn %u (local "
+                        "version %llu), but %s: local version %llu, origin "
+                        "%d, %s",
+                     table, key, (unsigned)(hi - k), (unsigned)(hi - lo),
+                     (unsigned)s, (unsigned long long)ver[s], bad,
+                     (unsigned long long)v.version, v.origin,
+                     v.deleted ? "deleted" : "live");
+    }
+    if (st) st->versions++;
+  }
+  sync_versions_close(it);
+  if (rc != SYNC_NOTFOUND)
+    return cu_fail(w, "table %u: versions of row %s: %s", table, key,
+                   sync_strerror(rc));
+  if (k != lo)
+    return cu_fail(w, "table %u: row %s lists %u versions, the model has %u "
+                      "committed changes (the newest missing: txn %u, a "
+                      "committed change lost)",
+                   table, key, (unsigned)(hi - k), (unsigned)(hi - lo),
+                   (unsigned)(e->ev[k - 1] & ~CU_EV_DEL));
+  if (st) st->rows++;
+  return 0;
+}
+
+/* The as-of cursor of table at (kind, at) lists exactly the model mt. */
+static inline int cu_asof_match(sync_txn *txn, unsigned table, int kind,
+                                uint64_t at, const cu_model *mt,
+                                cu_hstats *st, cu_why *w) {
+  sync_cursor *cur;
+  char where[64];
+  int rc;
+  snprintf(where, sizeof where, " as of %s %llu (txn %u)",
+           kind == SYNC_ASOF_TIME ? "time" : "version",
+           (unsigned long long)at, (unsigned)mt->last);
+  if ((rc = sync_cursor_open_asof(txn, table, kind, at, &cur)))
+    return cu_fail(w, "table %u%s: cursor_open_asof: %s", table, where,
+                   sync_strerror(rc));
+  rc = cu_match_rows(cur, table, mt, where, w);
+  sync_cursor_close(cur);
+  if (!rc && st) st->asof++;
+  return rc;
+}
+
+/* The history of table (the workload's) and of the meta row in txn
+ * against m, the model after the transaction C the meta row names: the
+ * meta row's versions; the versions of the rows (cu_row_history) of
+ * every group that a transaction after from (0: every group) or the
+ * next one, not committed, changed; none for the group the next one
+ * inserts; and, with rng (NULL: not), the table as of a version or a
+ * time rng picks.  st (may be NULL) counts what was checked.  A file
+ * whose history is not on yet (powerloss.c's image of a cut before the
+ * workload turned it on) passes only with no transaction committed. */
+static inline int cu_history(sync_env *env, sync_txn *txn, unsigned table,
+                             const cu_model *m, uint32_t from, cu_rng *rng,
+                             cu_hstats *st, cu_why *w) {
+  uint32_t c = m->last, g, s, t;
+  uint64_t *ver = NULL, *tim = NULL;
+  unsigned char *pick = NULL;
+  cu_events e;
+  cu_model *mt = NULL;
+  unsigned i;
+  int rc;
+  memset(&e, 0, sizeof e);
+  for (i = 0; i < 2; i++) {
+    unsigned tb = i ? CU_T_M : table;
+    sync_history_opts o;
+    rc = sync_env_history(env, tb, &o);
+    if (rc == SYNC_NOTFOUND && c == 0) return 0;
+    if (rc)
+      return cu_fail(w, "table %u keeps no history (%s), but %u txns were "
+                        "committed after it was turned on",
+                     tb, sync_strerror(rc), (unsigned)c);
+    if (o.max_versions || o.max_age_ms)
+      return cu_fail(w, "table %u keeps history with limits (%llu versions, "
+                        "%llu ms): the check expects every version kept",
+                     tb, (unsigned long long)o.max_versions,
+                     (unsigned long long)o.max_age_ms);
+  }
+  ver = (uint64_t *)calloc((size_t)c + 2, sizeof *ver);
+  tim = (uint64_t *)calloc((size_t)c + 2, sizeof *tim);
+  pick = (unsigned char *)calloc((size_t)c + 2, 1);
+  if (!ver || !tim || !pick || cu_events_make(m, &e)) {
+    rc = cu_fail(w, "out of memory");
+    goto out;
+  }
+  if ((rc = cu_meta_history(txn, c, ver, tim, st, w))) goto out;
+  for (s = from + 1; s <= c; s++)
+    pick[s] = pick[m->op[s].upd] = pick[m->op[s].del] =
+        pick[m->op[s].back] = 1;
+  if (c < CU_MAXG) {
+    /* Txn C + 1 did not commit: its group has no row, no version. */
+    cu_txop o;
+    unsigned n = cu_next_op(m, &o);
+    pick[o.upd] = pick[o.del] = pick[o.back] = 1;
+    for (i = 0; i < n && !rc; i++) {
+      char key[24];
+      sync_versions *it;
+      sync_version v;
+      cu_key(key, c + 1, i);
+      if ((rc = sync_versions_open(txn, table, key, strlen(key), &it))) {
+        rc = cu_fail(w, "versions_open(%u, %s): %s", table, key,
+                     sync_strerror(rc));
+        break;
+      }
+      rc = sync_versions_next(it, &v, NULL, 0);
+      sync_versions_close(it);
+      rc = rc == SYNC_NOTFOUND ? 0
+           : rc ? cu_fail(w, "table %u: versions of row %s: %s", table, key,
+                          sync_strerror(rc))
+                : cu_fail(w, "table %u: row %s of txn %u, not committed, "
+                             "lists local version %llu",
+                          table, key, (unsigned)c + 1,
+                          (unsigned long long)v.version);
+    }
+  }
+  for (g = 1; g <= c && !rc; g++) {
+    if (from && !pick[g]) continue;
+    for (i = 0; i < m->g[g].n && !rc; i++)
+      rc = cu_row_history(txn, table, m, &e, ver, tim, g, i, st, w);
+  }
+  if (rc || c == 0 || !rng) goto out;
+  mt = (cu_model *)malloc(sizeof *mt);
+  if (!mt) {
+    rc = cu_fail(w, "out of memory");
+    goto out;
+  }
+  cu_model_init(mt, m->seed);
+  if (cu_below(rng, 2)) {
+    /* As of the version of txn s, or just below txn s + 1's (other
+     * commits may lie between; s = 0: before the first). */
+    s = (uint32_t)cu_below(rng, (uint64_t)c + 1);
+    cu_model_to(mt, s);
+    rc = cu_asof_match(txn, table, SYNC_ASOF_VERSION,
+                       s == c || (s && cu_below(rng, 2)) ? ver[s]
+                                                          : ver[s + 1] - 1,
+                       mt, st, w);
+  } else {
+    /* As of the time of txn s: after every txn committed at or before
+     * it (several share a millisecond). */
+    s = 1 + (uint32_t)cu_below(rng, c);
+    for (t = s; t < c && tim[t + 1] <= tim[s]; t++) {
+    }
+    cu_model_to(mt, t);
+    rc = cu_asof_match(txn, table, SYNC_ASOF_TIME, tim[s], mt, st, w);
+  }
+out:
+  free(mt);
+  free(pick);
+  free(ver);
+  free(tim);
+  cu_events_free(&e);
+  return rc;
 }
 
 /* Open path with the crash schema and the given durability; the map

@@ -15,6 +15,13 @@
  * Per crash point: one image with no unsynced page, one with all of them
  * at their latest (what a process crash leaves), and random mixes.
  *
+ * The workload keeps every version of its tables (turned on before its
+ * first transaction), and verifying an image includes its history
+ * (crash_util.h, cu_history): every row lists exactly the versions of
+ * the transactions the image holds, with their values, local versions
+ * and times, none of a transaction the image lacks, and one as-of read
+ * at a sampled version or time gives the model's table there.
+ *
  * Promises checked (sync.h):
  *   SYNC_DURABLE_FULL        every image opens, verifies, and holds every
  *                            acknowledged commit;
@@ -49,6 +56,9 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -82,6 +92,7 @@ static int work(int mode, unsigned long n, uint64_t seed) {
   if (!mark) return 90; /* not preloaded */
   cu_model_init(&m, seed);
   if (cu_open(DB_W, mode, 0, &env)) return 91;
+  if (cu_history_on(env, CU_T_G) || cu_history_on(env, CU_T_M)) return 98;
   for (i = 0; i < n; i++) {
     sync_txn *txn;
     if (sync_txn_begin(env, 0, &txn)) return 92;
@@ -146,6 +157,7 @@ static int work_group(unsigned long n, unsigned long threads, uint64_t seed) {
   if (threads < 1 || threads > 16) return 96;
   cu_model_init(&m, seed);
   if (cu_open(DB_W, SYNC_DURABLE_FULL, 0, &env)) return 91;
+  if (cu_history_on(env, CU_T_G) || cu_history_on(env, CU_T_M)) return 98;
   for (i = 0; i < threads; i++) {
     g[i].env = env;
     g[i].m = &m;
@@ -184,6 +196,9 @@ typedef struct img {
 typedef struct tally {
   unsigned long points, images, ok, lost_last, lost_more, open_fail,
       verify_fail, crashed, beyond, sync_lost, create_cut, syncs;
+  unsigned long hist_images;        /* images whose history was checked */
+  unsigned long long hist_versions; /* versions checked in them */
+  unsigned long long hist_asof;     /* as-of reads compared in them */
   unsigned long failures;
   char first[600];
 } tally;
@@ -264,16 +279,22 @@ typedef struct verdict {
   int stage; /* 0 ok, 1 open failed, 2 verify failed */
   int rc;
   uint32_t c;
+  int hist;     /* the history was checked */
+  cu_hstats hs; /* what of it */
   char msg[512];
 } verdict;
 
-static void verify_child(int fd, const img *im, uint64_t seed) {
+/* Verify image im (number k, which seeds the as-of samples) and send
+ * the verdict to fd. */
+static void verify_child(int fd, const img *im, uint64_t seed,
+                         unsigned long k) {
   static cu_model m;
   verdict v;
   sync_env *env;
   sync_txn *txn;
   cu_scan sc;
   cu_why w;
+  cu_rng rng;
   memset(&v, 0, sizeof v);
   memset(&w, 0, sizeof w);
   cu_remove_db(DB_IMG);
@@ -288,9 +309,12 @@ static void verify_child(int fd, const img *im, uint64_t seed) {
     goto out;
   }
   cu_model_init(&m, seed);
+  rng.s = cu_mix(seed ^ k);
   if (cu_integrity(txn, &sc, &w) == 0 && cu_read_meta(txn, &v.c, &w) == 0) {
     cu_model_to(&m, v.c);
-    cu_match(txn, CU_T_G, &m, &sc, &w);
+    if (cu_match(txn, CU_T_G, &m, &sc, &w) == 0 &&
+        cu_history(env, txn, CU_T_G, &m, 0, &rng, &v.hs, &w) == 0)
+      v.hist = 1;
   }
   cu_scan_free(&sc);
   if (w.failed) {
@@ -315,32 +339,35 @@ static void note_failure(replay *r, const char *fmt, ...) {
 }
 
 /* Build one image (choice[i]: how many pieces of pend[i] landed) and
- * check it against what the mode promises. */
+ * check it against what the mode promises.  The child builds it on its
+ * own copy of the durable image (fork's pages are copied on write): the
+ * parent copies nothing. */
 static void check_image(replay *r, const size_t *choice, int all_latest,
                         const char *where) {
-  img im;
   size_t i, k;
   int p[2], status = 0;
   pid_t pid;
   verdict v;
   ssize_t got;
-  im.n = r->durable.n;
-  im.cap = r->durable.cap;
-  im.p = (unsigned char *)malloc(im.cap ? im.cap : 1);
-  assert_non_null(im.p);
-  if (im.cap) memcpy(im.p, r->durable.p, im.cap);
-  for (i = 0; i < r->npend; i++)
-    for (k = 0; k < choice[i]; k++)
-      img_put(&im, r->pend[i].v[k].off, r->pend[i].v[k].data,
-              r->pend[i].v[k].len);
   r->t.images++;
   assert_int_equal(pipe(p), 0);
   fflush(stdout);
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
+    img im = r->durable;
+    /* A reader that faults on a damaged file dies (the parent counts
+     * it): cmocka's handlers would go on running the tests here. */
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    signal(SIGFPE, SIG_DFL);
+    signal(SIGILL, SIG_DFL);
     close(p[0]);
-    verify_child(p[1], &im, g_seed);
+    for (i = 0; i < r->npend; i++)
+      for (k = 0; k < choice[i]; k++)
+        img_put(&im, r->pend[i].v[k].off, r->pend[i].v[k].data,
+                r->pend[i].v[k].len);
+    verify_child(p[1], &im, g_seed, r->t.images);
   }
   close(p[1]);
   memset(&v, 0, sizeof v);
@@ -348,7 +375,11 @@ static void check_image(replay *r, const size_t *choice, int all_latest,
   close(p[0]);
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  free(im.p);
+  if (got == (ssize_t)sizeof v && v.hist) {
+    r->t.hist_images++;
+    r->t.hist_versions += v.hs.versions;
+    r->t.hist_asof += v.hs.asof;
+  }
   if (got != (ssize_t)sizeof v) {
     r->t.crashed++;
     if (r->mode != SYNC_DURABLE_NOSYNC || all_latest)
@@ -518,7 +549,8 @@ static void run_mode(int mode, int group, tally *out) {
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    fail_msg("workload failed: status 0x%x (90: recorder not preloaded)",
+    fail_msg("workload failed: status 0x%x (90: recorder not preloaded, "
+             "98: history not turned on)",
              status);
   log = tu_read_file(LOG_W, &n);
   assert_non_null(log);
@@ -534,10 +566,12 @@ static void run_mode(int mode, int group, tally *out) {
          "complete, %lu lost the last ack, %lu lost more, %lu did not open, "
          "%lu failed verification, %lu crashed the reader; %lu lost a "
          "commit that sync_env_sync had made durable; %lu cut while the file "
-         "was created (SYNC_ENOTDB); %lu violations\n",
+         "was created (SYNC_ENOTDB); history checked in %lu images: %llu "
+         "versions, %llu as-of reads; %lu violations\n",
          name, g_commits, r.t.syncs, r.t.points, r.t.images, r.t.ok,
          r.t.lost_last, r.t.lost_more, r.t.open_fail, r.t.verify_fail,
-         r.t.crashed, r.t.sync_lost, r.t.create_cut, r.t.failures);
+         r.t.crashed, r.t.sync_lost, r.t.create_cut, r.t.hist_images,
+         r.t.hist_versions, r.t.hist_asof, r.t.failures);
   if (r.t.failures)
     printf("powerloss: FAIL seed=0x%llx %s: first violation: %s\n",
            (unsigned long long)g_seed, name, r.t.first);
@@ -598,6 +632,12 @@ int main(int argc, char **argv) {
   if (argc == 5 && strcmp(argv[1], "--work-group") == 0)
     return work_group(strtoul(argv[3], NULL, 10), strtoul(argv[2], NULL, 10),
                       strtoull(argv[4], NULL, 10));
+#ifdef __GLIBC__
+  /* The readers are forked from here with the parent's heap: a fixed
+   * mmap threshold (see crash.c) keeps their env open from clearing
+   * 2 MiB of recycled heap each. */
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
   len = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
   if (len <= 0) {
     fprintf(stderr, "powerloss: cannot find /proc/self/exe\n");
