@@ -16142,8 +16142,6 @@ static int sx_dec2_endrow(sx_dbody *s) {
 static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
                           unsigned minor, sync_delta **out) {
   sx_dbody s;
-  const unsigned char *tabs = NULL;
-  size_t tlen = 0;
   int rc;
   memset(&s, 0, sizeof s);
   s.dec = dec;
@@ -16162,6 +16160,8 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
   if (dec->cx) {
     /* A session frame (major 3, minor 0): every section is there, the
      * optional ones as its chunk flags say. */
+    const unsigned char *tabs;
+    size_t tlen;
     if (!rc) rc = sx_dec2_sites(&s);
     if (!rc) rc = sx_dec_stamps(&s);
     if (!rc) rc = sx_dec2_vector(&s);
