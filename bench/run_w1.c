@@ -529,6 +529,8 @@ void bench_w1(const bench_opts *o) {
               "bytes/row");
   bench_value("w1.file.lmdb_bytes_per_row", file_bytes(lmdb.path) / (double)n,
               "bytes/row");
+  bench_ratio("w1.file.ratio_vs_lmdb",
+              ratio(file_bytes(ours.path), file_bytes(lmdb.path)));
 
   /* Point gets on the files of the last write round. */
   s[0] = (bench_side){"sync", w1_get_sync, &ours, 0};
