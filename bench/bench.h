@@ -105,6 +105,10 @@ typedef struct bench_chunk {
 void bench_pull_chunk(sync_env *recv, sync_env *send, const uint8_t site[16],
                       const sync_delta_opts *opts, bench_chunk *c);
 
+/* Move everything session a has to send into session b, in one process;
+ * returns the bytes moved. */
+size_t bench_pump(sync_session *a, sync_session *b);
+
 /* A slow link (link.c): a loopback TCP proxy to target that holds the
  * bytes one_way_ms in each direction.  Its address goes to addr; it
  * serves one connection and stop waits for both sides to close. */

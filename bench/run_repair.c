@@ -29,25 +29,6 @@
 
 #define REPAIR_SEED UINT64_C(0x5715C0DE00000031)
 
-/* Move what a has to send into b, whole. */
-static size_t pump_move(sync_session *a, sync_session *b) {
-  static unsigned char buf[1 << 16];
-  size_t total = 0;
-  while (sync_session_want_write(a)) {
-    sync_outbuf out = {buf, sizeof buf, 0};
-    sync_inbuf in;
-    int64_t n = sync_session_send(a, &out);
-    if (n <= 0)
-      break;
-    in.ptr = buf;
-    in.size = (size_t)n;
-    in.pos = 0;
-    sync_session_recv(b, &in);
-    total += (size_t)n;
-  }
-  return total;
-}
-
 /* One session between client c and server s; dies unless both end well. */
 static void pump_session(peer_sync *c, peer_sync *s, const sync_session_opts *co,
                          sync_session_stats *st) {
@@ -61,7 +42,7 @@ static void pump_session(peer_sync *c, peer_sync *s, const sync_session_opts *co
   peer_sync_check(s->env, sync_session_create(s->env, &so, &b),
                   "sync_session_create");
   for (;;) {
-    size_t n = pump_move(a, b) + pump_move(b, a);
+    size_t n = bench_pump(a, b) + bench_pump(b, a);
     if (sync_session_status(a) && sync_session_status(b))
       break;
     if (!n)

@@ -989,24 +989,6 @@ static void w2_train(w2_pulls *pl) {
              WIRE_TRAIN_DEVS * WIRE_TRAIN_READS);
 }
 
-/* Move what a has to send into b. */
-static size_t w2_pump(sync_session *a, sync_session *b) {
-  static unsigned char buf[1 << 16];
-  size_t total = 0;
-  while (sync_session_want_write(a)) {
-    sync_outbuf out = {buf, sizeof buf, 0};
-    sync_inbuf in;
-    int64_t n = sync_session_send(a, &out);
-    if (n <= 0) break;
-    in.ptr = buf;
-    in.size = (size_t)n;
-    in.pos = 0;
-    sync_session_recv(b, &in);
-    total += (size_t)n;
-  }
-  return total;
-}
-
 /* A new replica pulls every row of from through one session, chunks of
  * WIRE_SMALL rows at zstd 3 (with dict when not NULL): the bytes of the
  * server's frames and of the whole session, both directions. */
@@ -1031,7 +1013,7 @@ static void w2_session_small(peer_sync *from, const void *dict,
                   "sync_session_create");
   peer_sync_check(from->env, sync_session_create(from->env, &so, &b),
                   "sync_session_create");
-  while (w2_pump(a, b) + w2_pump(b, a))
+  while (bench_pump(a, b) + bench_pump(b, a))
     if (sync_session_status(a) && sync_session_status(b)) break;
   if (sync_session_status(a) != 1 || sync_session_status(b) != 1)
     bench_die("wire w2 session: %s / %s", sync_session_errmsg(a),

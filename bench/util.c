@@ -216,6 +216,25 @@ void bench_rounds(const char *what, bench_side *sides, int nsides, int reps) {
   }
 }
 
+/* ---- sessions in one process ---------------------------------------- */
+
+size_t bench_pump(sync_session *a, sync_session *b) {
+  static unsigned char buf[1 << 16];
+  size_t total = 0;
+  while (sync_session_want_write(a)) {
+    sync_outbuf out = {buf, sizeof buf, 0};
+    sync_inbuf in;
+    int64_t n = sync_session_send(a, &out);
+    if (n <= 0) break;
+    in.ptr = buf;
+    in.size = (size_t)n;
+    in.pos = 0;
+    sync_session_recv(b, &in);
+    total += (size_t)n;
+  }
+  return total;
+}
+
 /* ---- one chunk of a pull --------------------------------------------- */
 
 void bench_pull_chunk(sync_env *recv, sync_env *send, const uint8_t site[16],
