@@ -3186,6 +3186,31 @@ SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b);
  * malformed) and their count in *count. */
 SYNC_PRIVATE size_t sx_ctr_check(const unsigned char *p,
                                  const unsigned char *end, size_t *count);
+/* A walk over the contributions of a checked payload, in place (a read
+ * or a judgement allocates nothing): sx_ctr_walk, then sx_ctr_step
+ * until it returns 0, each time with the next contribution in it->c. */
+typedef struct sx_ctrwalk {
+  const unsigned char *p, *end;
+  uint64_t left, i;
+  sx_ctr c;
+} sx_ctrwalk;
+static inline void sx_ctr_walk(sx_ctrwalk *it, const void *data, size_t len) {
+  it->p = (const unsigned char *)data;
+  it->end = it->p + len;
+  it->p += sx_get_varint(it->p, it->end, &it->left);
+  it->i = 0;
+}
+static inline int sx_ctr_step(sx_ctrwalk *it) {
+  uint64_t u;
+  if (it->i == it->left) return 0;
+  it->p += sx_get_varint(it->p, it->end, &u);
+  it->c.site = (uint32_t)((it->i ? it->c.site + 1 : 0) + u);
+  it->p += sx_get_varint(it->p, it->end, &it->c.p);
+  it->p += sx_get_varint(it->p, it->end, &it->c.n);
+  it->p += sx_get_varint(it->p, it->end, &it->c.hlc);
+  it->i++;
+  return 1;
+}
 /* Read the contributions of checked payload v into out[0..count). */
 SYNC_PRIVATE void sx_ctr_read(const sync_value *v, sx_ctr *out);
 /* Encoded size of a[0..n) (sites increasing), and the encoding at out. */
@@ -3485,18 +3510,9 @@ SYNC_PRIVATE size_t sx_ctr_check(const unsigned char *p,
 }
 
 SYNC_PRIVATE void sx_ctr_read(const sync_value *v, sx_ctr *out) {
-  const unsigned char *p = (const unsigned char *)v->data,
-                      *end = p + v->len;
-  uint64_t n, i, u, site = 0;
-  p += sx_get_varint(p, end, &n);
-  for (i = 0; i < n; i++) {
-    p += sx_get_varint(p, end, &u);
-    site = (i ? site + 1 : 0) + u;
-    out[i].site = (uint32_t)site;
-    p += sx_get_varint(p, end, &out[i].p);
-    p += sx_get_varint(p, end, &out[i].n);
-    p += sx_get_varint(p, end, &out[i].hlc);
-  }
+  sx_ctrwalk it;
+  sx_ctr_walk(&it, v->data, v->len);
+  while (sx_ctr_step(&it)) *out++ = it.c;
 }
 
 SYNC_PRIVATE size_t sx_ctr_size(const sx_ctr *a, size_t n) {
@@ -3554,20 +3570,9 @@ SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type) {
   if (c->st == SX_NOSTAMP)
     return type == SYNC_COUNTER ? sync_int(0) : sync_null();
   if (c->v.type == SX_TAG_COUNTER) {
-    /* Summed straight from the checked payload: a read allocates
-     * nothing. */
-    const unsigned char *p = (const unsigned char *)c->v.data,
-                        *end = p + c->v.len;
-    uint64_t n, i, u, pp, nn;
-    sx_acc acc = {0, 0};
-    p += sx_get_varint(p, end, &n);
-    for (i = 0; i < n; i++) {
-      p += sx_get_varint(p, end, &u);
-      p += sx_get_varint(p, end, &pp);
-      p += sx_get_varint(p, end, &nn);
-      p += sx_get_varint(p, end, &u);
-      sx_acc_add(&acc, pp, nn);
-    }
+    sx_acc acc;
+    uint64_t own_p, own_n;
+    sx_rcol_ctr(c, &acc.hi, &acc.lo, &own_p, &own_n);
     return sync_int(sx_acc_clamp(&acc));
   }
   return c->v;
@@ -3575,24 +3580,16 @@ SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type) {
 
 SYNC_PRIVATE void sx_rcol_ctr(const sx_rcol *c, int64_t *hi, uint64_t *lo,
                               uint64_t *own_p, uint64_t *own_n) {
-  const unsigned char *p, *end;
-  uint64_t n, i, u, pp, nn, site = 0;
   sx_acc acc = {0, 0};
   *own_p = *own_n = 0;
   if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER) {
-    p = (const unsigned char *)c->v.data;
-    end = p + c->v.len;
-    p += sx_get_varint(p, end, &n);
-    for (i = 0; i < n; i++) {
-      p += sx_get_varint(p, end, &u);
-      site = (i ? site + 1 : 0) + u;
-      p += sx_get_varint(p, end, &pp);
-      p += sx_get_varint(p, end, &nn);
-      p += sx_get_varint(p, end, &u);
-      sx_acc_add(&acc, pp, nn);
-      if (site == 0) {
-        *own_p = pp;
-        *own_n = nn;
+    sx_ctrwalk it;
+    sx_ctr_walk(&it, c->v.data, c->v.len);
+    while (sx_ctr_step(&it)) {
+      sx_acc_add(&acc, it.c.p, it.c.n);
+      if (it.c.site == 0) {
+        *own_p = it.c.p;
+        *own_n = it.c.n;
       }
     }
   }
@@ -6325,18 +6322,12 @@ SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
 /* The meta hash of stored counter cell v: the sum of its contributions'
  * (sx_ctr_hash), so that the order of local site indexes is left out. */
 static int sx_ctr_meta(sync_txn *x, const sync_value *v, uint64_t *out) {
-  const unsigned char *p = (const unsigned char *)v->data, *end = p + v->len;
-  uint64_t n, i, u, site = 0, cp, cn, hlc;
+  sx_ctrwalk it;
   *out = 0;
-  p += sx_get_varint(p, end, &n);
-  for (i = 0; i < n; i++) {
-    p += sx_get_varint(p, end, &u);
-    site = (i ? site + 1 : 0) + u;
-    p += sx_get_varint(p, end, &cp);
-    p += sx_get_varint(p, end, &cn);
-    p += sx_get_varint(p, end, &hlc);
-    if (site >= x->nsites) return SYNC_ECORRUPT;
-    *out += sx_ctr_hash(x->sites[site], cp, cn, hlc);
+  sx_ctr_walk(&it, v->data, v->len);
+  while (sx_ctr_step(&it)) {
+    if (it.c.site >= x->nsites) return SYNC_ECORRUPT;
+    *out += sx_ctr_hash(x->sites[it.c.site], it.c.p, it.c.n, it.c.hlc);
   }
   return 0;
 }
@@ -11781,22 +11772,13 @@ static const sx_ctr *sx_dcol_ctrs(const sync_delta *d, const sx_dcol *c,
 static int sx_ctr_held(const sx_row *o, unsigned col, uint32_t ls,
                        uint64_t hlc) {
   const sx_rcol *c = col < o->ncols ? &o->cols[col] : NULL;
-  const unsigned char *p, *end;
-  uint64_t n, i, u, site = 0, h;
+  sx_ctrwalk it;
   if (!c || c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER ||
       ls == SX_NONE)
     return 0;
-  p = (const unsigned char *)c->v.data;
-  end = p + c->v.len;
-  p += sx_get_varint(p, end, &n);
-  for (i = 0; i < n; i++) {
-    p += sx_get_varint(p, end, &u);
-    site = (i ? site + 1 : 0) + u;
-    p += sx_get_varint(p, end, &u); /* P */
-    p += sx_get_varint(p, end, &u); /* N */
-    p += sx_get_varint(p, end, &h);
-    if (site == ls) return h >= hlc;
-  }
+  sx_ctr_walk(&it, c->v.data, c->v.len);
+  while (sx_ctr_step(&it))
+    if (it.c.site == ls) return it.c.hlc >= hlc;
   return 0;
 }
 

@@ -226,22 +226,13 @@ static const sx_ctr *sx_dcol_ctrs(const sync_delta *d, const sx_dcol *c,
 static int sx_ctr_held(const sx_row *o, unsigned col, uint32_t ls,
                        uint64_t hlc) {
   const sx_rcol *c = col < o->ncols ? &o->cols[col] : NULL;
-  const unsigned char *p, *end;
-  uint64_t n, i, u, site = 0, h;
+  sx_ctrwalk it;
   if (!c || c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER ||
       ls == SX_NONE)
     return 0;
-  p = (const unsigned char *)c->v.data;
-  end = p + c->v.len;
-  p += sx_get_varint(p, end, &n);
-  for (i = 0; i < n; i++) {
-    p += sx_get_varint(p, end, &u);
-    site = (i ? site + 1 : 0) + u;
-    p += sx_get_varint(p, end, &u); /* P */
-    p += sx_get_varint(p, end, &u); /* N */
-    p += sx_get_varint(p, end, &h);
-    if (site == ls) return h >= hlc;
-  }
+  sx_ctr_walk(&it, c->v.data, c->v.len);
+  while (sx_ctr_step(&it))
+    if (it.c.site == ls) return it.c.hlc >= hlc;
   return 0;
 }
 

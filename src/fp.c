@@ -79,18 +79,12 @@ SYNC_PRIVATE uint64_t sx_ctr_hash(const uint8_t *site, uint64_t p,
 /* The meta hash of stored counter cell v: the sum of its contributions'
  * (sx_ctr_hash), so that the order of local site indexes is left out. */
 static int sx_ctr_meta(sync_txn *x, const sync_value *v, uint64_t *out) {
-  const unsigned char *p = (const unsigned char *)v->data, *end = p + v->len;
-  uint64_t n, i, u, site = 0, cp, cn, hlc;
+  sx_ctrwalk it;
   *out = 0;
-  p += sx_get_varint(p, end, &n);
-  for (i = 0; i < n; i++) {
-    p += sx_get_varint(p, end, &u);
-    site = (i ? site + 1 : 0) + u;
-    p += sx_get_varint(p, end, &cp);
-    p += sx_get_varint(p, end, &cn);
-    p += sx_get_varint(p, end, &hlc);
-    if (site >= x->nsites) return SYNC_ECORRUPT;
-    *out += sx_ctr_hash(x->sites[site], cp, cn, hlc);
+  sx_ctr_walk(&it, v->data, v->len);
+  while (sx_ctr_step(&it)) {
+    if (it.c.site >= x->nsites) return SYNC_ECORRUPT;
+    *out += sx_ctr_hash(x->sites[it.c.site], it.c.p, it.c.n, it.c.hlc);
   }
   return 0;
 }

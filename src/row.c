@@ -281,18 +281,9 @@ SYNC_PRIVATE size_t sx_ctr_check(const unsigned char *p,
 }
 
 SYNC_PRIVATE void sx_ctr_read(const sync_value *v, sx_ctr *out) {
-  const unsigned char *p = (const unsigned char *)v->data,
-                      *end = p + v->len;
-  uint64_t n, i, u, site = 0;
-  p += sx_get_varint(p, end, &n);
-  for (i = 0; i < n; i++) {
-    p += sx_get_varint(p, end, &u);
-    site = (i ? site + 1 : 0) + u;
-    out[i].site = (uint32_t)site;
-    p += sx_get_varint(p, end, &out[i].p);
-    p += sx_get_varint(p, end, &out[i].n);
-    p += sx_get_varint(p, end, &out[i].hlc);
-  }
+  sx_ctrwalk it;
+  sx_ctr_walk(&it, v->data, v->len);
+  while (sx_ctr_step(&it)) *out++ = it.c;
 }
 
 SYNC_PRIVATE size_t sx_ctr_size(const sx_ctr *a, size_t n) {
@@ -350,20 +341,9 @@ SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type) {
   if (c->st == SX_NOSTAMP)
     return type == SYNC_COUNTER ? sync_int(0) : sync_null();
   if (c->v.type == SX_TAG_COUNTER) {
-    /* Summed straight from the checked payload: a read allocates
-     * nothing. */
-    const unsigned char *p = (const unsigned char *)c->v.data,
-                        *end = p + c->v.len;
-    uint64_t n, i, u, pp, nn;
-    sx_acc acc = {0, 0};
-    p += sx_get_varint(p, end, &n);
-    for (i = 0; i < n; i++) {
-      p += sx_get_varint(p, end, &u);
-      p += sx_get_varint(p, end, &pp);
-      p += sx_get_varint(p, end, &nn);
-      p += sx_get_varint(p, end, &u);
-      sx_acc_add(&acc, pp, nn);
-    }
+    sx_acc acc;
+    uint64_t own_p, own_n;
+    sx_rcol_ctr(c, &acc.hi, &acc.lo, &own_p, &own_n);
     return sync_int(sx_acc_clamp(&acc));
   }
   return c->v;
@@ -371,24 +351,16 @@ SYNC_PRIVATE sync_value sx_rcol_value(const sx_rcol *c, int type) {
 
 SYNC_PRIVATE void sx_rcol_ctr(const sx_rcol *c, int64_t *hi, uint64_t *lo,
                               uint64_t *own_p, uint64_t *own_n) {
-  const unsigned char *p, *end;
-  uint64_t n, i, u, pp, nn, site = 0;
   sx_acc acc = {0, 0};
   *own_p = *own_n = 0;
   if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER) {
-    p = (const unsigned char *)c->v.data;
-    end = p + c->v.len;
-    p += sx_get_varint(p, end, &n);
-    for (i = 0; i < n; i++) {
-      p += sx_get_varint(p, end, &u);
-      site = (i ? site + 1 : 0) + u;
-      p += sx_get_varint(p, end, &pp);
-      p += sx_get_varint(p, end, &nn);
-      p += sx_get_varint(p, end, &u);
-      sx_acc_add(&acc, pp, nn);
-      if (site == 0) {
-        *own_p = pp;
-        *own_n = nn;
+    sx_ctrwalk it;
+    sx_ctr_walk(&it, c->v.data, c->v.len);
+    while (sx_ctr_step(&it)) {
+      sx_acc_add(&acc, it.c.p, it.c.n);
+      if (it.c.site == 0) {
+        *own_p = it.c.p;
+        *own_n = it.c.n;
       }
     }
   }

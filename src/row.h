@@ -112,6 +112,31 @@ SYNC_PRIVATE int sx_value_eq(const sync_value *a, const sync_value *b);
  * malformed) and their count in *count. */
 SYNC_PRIVATE size_t sx_ctr_check(const unsigned char *p,
                                  const unsigned char *end, size_t *count);
+/* A walk over the contributions of a checked payload, in place (a read
+ * or a judgement allocates nothing): sx_ctr_walk, then sx_ctr_step
+ * until it returns 0, each time with the next contribution in it->c. */
+typedef struct sx_ctrwalk {
+  const unsigned char *p, *end;
+  uint64_t left, i;
+  sx_ctr c;
+} sx_ctrwalk;
+static inline void sx_ctr_walk(sx_ctrwalk *it, const void *data, size_t len) {
+  it->p = (const unsigned char *)data;
+  it->end = it->p + len;
+  it->p += sx_get_varint(it->p, it->end, &it->left);
+  it->i = 0;
+}
+static inline int sx_ctr_step(sx_ctrwalk *it) {
+  uint64_t u;
+  if (it->i == it->left) return 0;
+  it->p += sx_get_varint(it->p, it->end, &u);
+  it->c.site = (uint32_t)((it->i ? it->c.site + 1 : 0) + u);
+  it->p += sx_get_varint(it->p, it->end, &it->c.p);
+  it->p += sx_get_varint(it->p, it->end, &it->c.n);
+  it->p += sx_get_varint(it->p, it->end, &it->c.hlc);
+  it->i++;
+  return 1;
+}
 /* Read the contributions of checked payload v into out[0..count). */
 SYNC_PRIVATE void sx_ctr_read(const sync_value *v, sx_ctr *out);
 /* Encoded size of a[0..n) (sites increasing), and the encoding at out. */
