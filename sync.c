@@ -624,6 +624,18 @@ typedef struct sx_renew {
   uint64_t held;
 } sx_renew;
 
+/* The most fold records a replica keeps, and a frame carries. */
+#define SX_FOLD_MAX 4096
+/* A fold record as a chunk carries it (frame flag FOLDS, fold.c): the
+ * retired site's id, its heir by site index (a local index while the
+ * chunk is cut), the heir's HLC from which its contributions hold the
+ * site's, and what the heir held of the site. */
+typedef struct sx_dfold {
+  uint8_t site[SX_SITE_LEN];
+  uint32_t heir;
+  uint64_t hlc, held;
+} sx_dfold;
+
 struct sync_delta {
   sx_alloc al;
   uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
@@ -669,6 +681,9 @@ struct sync_delta {
    * its claims are void above (renew.c, "Renewal records"). */
   sx_renew *renew;
   size_t nrenew;
+  /* Fold records (fold.c), sorted by site id then heir index. */
+  sx_dfold *fold;
+  size_t nfold;
   sx_buf arena;
 };
 
@@ -724,6 +739,7 @@ SYNC_API void sync_delta_free(sync_delta *d) {
   sx_free(&al, d->xrows);
   sx_free(&al, d->xcols);
   sx_free(&al, d->renew);
+  sx_free(&al, d->fold);
   sx_buf_free(&d->arena);
   sx_free(&al, d);
 }
@@ -3644,8 +3660,12 @@ typedef sx_schema *_Atomic sx_aschema;
 #endif
 #define SX_MAGIC "sync-db\0"
 /* The storage format (FORMAT.md, "File"); a writable open upgrades an
- * older file.  9: the change log in records (log.c). */
-#define SX_FORMAT_VERSION 9
+ * older file.  9: the change log in records (log.c); 10: counter fold
+ * records (fold.c), which code before them would not apply. */
+#define SX_FORMAT_VERSION 10
+/* The first format with the change log in records: a read-only open of
+ * an older file fails (only a writable open moves the log). */
+#define SX_FORMAT_LOGREC 9
 /* Format 8 brought counter cells (row tag 5).  Code before it, which
  * would take them for damage, refuses every format-8 file with
  * SYNC_EVERSION; a file whose schema gains a counter column says at
@@ -3782,6 +3802,11 @@ struct sync_txn {
   sx_buf ctrs, cpay; /* scratch of counter cells: contributions, and the
                         payloads of x->nw's counter columns */
   int ctr_format;    /* the format record says 8 (sx_format_counters) */
+  struct sx_fold *folds; /* fold records (fold.c), loaded on demand */
+  size_t nfolds;
+  int folds_ok;
+  uint32_t folds_map; /* x->nsites when the heirs' indexes were found */
+  sx_buf fmark;      /* scratch of sx_fold_cell */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */
@@ -4112,6 +4137,7 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sx_buf_init(&x->fpbuf, &env->al);
   sx_buf_init(&x->ctrs, &env->al);
   sx_buf_init(&x->cpay, &env->al);
+  sx_buf_init(&x->fmark, &env->al);
   rc = x->group ? sx_txn_begin_group(env->st, &x->gm, &x->t)
                 : sx_txn_begin(env->st, x->rdonly, &x->t);
   if (rc) {
@@ -4180,6 +4206,8 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
   sx_buf_free(&x->fpbuf);
   sx_buf_free(&x->ctrs);
   sx_buf_free(&x->cpay);
+  sx_buf_free(&x->fmark);
+  sx_free(al, x->folds);
   sx_free(al, x->sites);
   sx_free(al, x->gccl);
   sx_free(al, x->rh);
@@ -5133,6 +5161,14 @@ SYNC_PRIVATE int sx_rh_cursor_at(sync_cursor *c, const sx_slice *key,
 #ifndef SX_OPS_H
 #define SX_OPS_H
 
+/* ---- src/fold.h ---- */
+/*
+ * fold.h - counter folds: the contributions of a retired site handed to
+ * its heir, and the records that let every replica drop them (fold.c).
+ */
+#ifndef SX_FOLD_H
+#define SX_FOLD_H
+
 /* ---- src/fp.h ---- */
 /*
  * fp.h - row fingerprints and the per-table records (live count and
@@ -5168,6 +5204,73 @@ SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
 
 #endif
 
+/* A fold record as kept (meta "folds", 48 bytes each, sorted by site then
+ * heir): every contribution of heir to a counter cell whose HLC is at or
+ * above hlc holds site's contribution to that cell; held is what heir
+ * held of site when it retired it (its vector entry). */
+typedef struct sx_fold {
+  uint8_t site[SX_SITE_LEN], heir[SX_SITE_LEN];
+  uint64_t hlc, held;
+  uint32_t lheir; /* heir's local index, SX_NONE while not found */
+} sx_fold;
+#define SX_FOLD_REC 48
+
+/* Load x's fold records (once a transaction): *out and *n (n 0: none).
+ * SYNC_ECORRUPT for a malformed record. */
+SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n);
+/* Add a record (kept sorted; an equal (site, heir) keeps the lower hlc):
+ * SYNC_ELIMIT past SX_FOLD_MAX.  *added is set when it was new. */
+SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
+                             const uint8_t *heir, uint64_t hlc,
+                             uint64_t held, int *added);
+/* Drop from t[0..*k) (a counter cell, local site indexes increasing) the
+ * contributions that a fold record says an heir's contribution in the
+ * same cell holds.  *late (may be NULL) counts those dropped that are
+ * newer than what their heir held at the retirement: adds a retired
+ * site made after it, which its heir may not have had. */
+SYNC_PRIVATE int sx_fold_cell(sync_txn *x, sx_ctr *t, size_t *k,
+                              uint64_t *late);
+/* In a[0..*n) (a counter cell with this replica's own contribution at
+ * a[0], site 0): add to it every contribution of a site retired to this
+ * replica and drop those; *moved counts them.  SYNC_ELIMIT when a sum
+ * would pass 2^64 - 1. */
+SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n,
+                                size_t *moved);
+/* Whether local site s has a record naming this replica as its heir. */
+SYNC_PRIVATE int sx_fold_mine(sync_txn *x, uint32_t s);
+/* The records chunk d carries (d->fold), taken (those this replica
+ * lacks).  SYNC_EHISTORY when one retires this replica's own id; without
+ * trusted (a sender without the relay right), SYNC_EPERM for a record
+ * this replica does not hold already. */
+SYNC_PRIVATE int sx_fold_take(sync_txn *x, const sync_delta *d, int trusted);
+/* Lower vv (per local site) below the first fold of every heir: a
+ * vector sent where fold records do not go with it (a repair) claims no
+ * heir's changes past a fold, so the records go with the rows that need
+ * them. */
+SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv);
+/* The records a chunk cut for a requester holding rvv (per local site)
+ * carries, by local heir index in d->fold[].heir: those whose heir has a
+ * contribution at or above the fold in one of the chunk's counter
+ * cells, and with a run's last chunk those of every heir the chunk names
+ * (named: per local site, 0 when named; NULL: none), where the
+ * requester's entry for the heir (rvv NULL: none) is below the fold. */
+SYNC_PRIVATE int sx_fold_attach(sync_txn *x, sync_delta *d,
+                                const uint64_t *rvv, const uint32_t *named);
+/* Whether chunk d carries a fold record retiring site. */
+SYNC_PRIVATE int sx_delta_retires(const sync_delta *d, const uint8_t *site);
+/* Sort d's records as frames carry them, once their heirs are indexes of
+ * d's site table. */
+SYNC_PRIVATE void sx_fold_sort(sync_delta *d);
+
+#endif
+
+/* Fold the live row of table tid at key (fold.c): each counter cell
+ * holding a contribution of a site retired to this replica gets it added
+ * to this replica's, as a write of its own.  *folded: the row changed. */
+SYNC_PRIVATE int sx_counter_fold(sync_txn *x, unsigned tid, const void *key,
+                                 size_t klen, int *folded);
+/* Whether live row r has a counter cell sx_counter_fold would fold. */
+SYNC_PRIVATE int sx_row_foldable(sync_txn *x, const sx_row *r);
 /* Take the transaction's stamp (at its first change). */
 SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
 /* Store x->nw at key (replacing x->old when found, which must have been
@@ -6460,6 +6563,347 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
   sx_cur_close(c);
   return rc < 0 ? rc : 0;
 }
+/* ---- src/fold.c ---- */
+/*
+ * fold.c - counter folds.
+ *
+ * A counter cell holds one contribution per site that added to it.  A
+ * site that will never add again (a device taken out of service, an id
+ * given up) is retired on one replica, its heir (sync_site_retire, in
+ * gc.c): from then on every contribution the heir writes to a cell holds
+ * the retired site's contribution to it, added to its own totals, and
+ * the retired site's is dropped.  The fold record (site, heir, hlc,
+ * held) says so to everyone: a contribution of the heir at or above hlc
+ * holds the site's, so wherever both meet in a cell the site's goes.  A
+ * cell therefore holds the contributions of the sites still adding, plus
+ * their heirs, whatever number of sites came and went.
+ *
+ * The heir folds every cell it holds in batches (gc.c) and folds a cell
+ * whenever it adds to it; it holds every add of the site when it retires
+ * it (the caller says the site stopped and synced), so what it adds up
+ * is the site's final count.  The records travel with the chunks that
+ * need them: one that carries an heir's contribution at or above a fold
+ * carries the record, unless the requester's vector shows it holds it
+ * already; a run's last chunk carries the records of the heirs it names
+ * beyond the requester's vector (a replica whose vector covers an heir's
+ * fold holds its record).  When an heir is retired in turn, its heir
+ * writes a record of its own for every site the first one held: the
+ * chain ends at a live replica.
+ * ------------------------------------------------------------------- */
+
+#include <stdlib.h>
+
+static int sx_foldcmp(const uint8_t *s1, const uint8_t *h1, const uint8_t *s2,
+                      const uint8_t *h2) {
+  int c = memcmp(s1, s2, SX_SITE_LEN);
+  return c ? c : memcmp(h1, h2, SX_SITE_LEN);
+}
+
+SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n) {
+  sync_env *env = x->env;
+  sx_slice v;
+  size_t i, m;
+  int rc;
+  if (!x->folds_ok) {
+    rc = sx_get(env->st, x->t, env->meta, "folds", 5, &v);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    m = rc ? 0 : v.n / SX_FOLD_REC;
+    if (!rc && (v.n % SX_FOLD_REC || m > SX_FOLD_MAX))
+      return sx_fail(env, SYNC_ECORRUPT, "malformed fold records");
+    if (m) {
+      x->folds = (sx_fold *)sx_malloc(&env->al, m * sizeof(sx_fold));
+      if (!x->folds) return SYNC_ENOMEM;
+    }
+    for (i = 0; i < m; i++) {
+      const unsigned char *p = v.p + i * SX_FOLD_REC;
+      sx_fold *f = &x->folds[i];
+      memcpy(f->site, p, SX_SITE_LEN);
+      memcpy(f->heir, p + 16, SX_SITE_LEN);
+      f->hlc = sx_get_le64(p + 32);
+      f->held = sx_get_le64(p + 40);
+      f->lheir = SX_NONE;
+      if (!f->hlc || !memcmp(f->site, f->heir, SX_SITE_LEN) ||
+          (i && sx_foldcmp(f[-1].site, f[-1].heir, f->site, f->heir) >= 0)) {
+        sx_free(&env->al, x->folds);
+        x->folds = NULL;
+        return sx_fail(env, SYNC_ECORRUPT, "malformed fold records");
+      }
+    }
+    x->nfolds = m;
+    x->folds_map = 0;
+    x->folds_ok = 1;
+  }
+  *out = x->folds;
+  *n = x->nfolds;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
+                             const uint8_t *heir, uint64_t hlc,
+                             uint64_t held, int *added) {
+  sync_env *env = x->env;
+  sx_fold *f, *nf;
+  size_t n, i, lo = 0;
+  unsigned char *b;
+  int rc;
+  *added = 0;
+  if ((rc = sx_folds(x, &f, &n))) return rc;
+  for (lo = 0; lo < n && sx_foldcmp(f[lo].site, f[lo].heir, site, heir) < 0;)
+    lo++;
+  if (lo < n && !sx_foldcmp(f[lo].site, f[lo].heir, site, heir)) {
+    if (f[lo].hlc <= hlc) return 0;
+    f[lo].hlc = hlc; /* the earlier fold holds as much */
+  } else {
+    if (n >= SX_FOLD_MAX)
+      return sx_fail(env, SYNC_ELIMIT, "more than %d fold records",
+                     SX_FOLD_MAX);
+    nf = (sx_fold *)sx_realloc(&env->al, f, (n + 1) * sizeof *nf);
+    if (!nf) return SYNC_ENOMEM;
+    memmove(nf + lo + 1, nf + lo, (n - lo) * sizeof *nf);
+    memcpy(nf[lo].site, site, SX_SITE_LEN);
+    memcpy(nf[lo].heir, heir, SX_SITE_LEN);
+    nf[lo].hlc = hlc;
+    nf[lo].held = held;
+    nf[lo].lheir = SX_NONE;
+    x->folds = nf;
+    x->nfolds = ++n;
+    x->folds_map = 0;
+    *added = 1;
+  }
+  b = (unsigned char *)sx_malloc(&env->al, n * SX_FOLD_REC);
+  if (!b) return SYNC_ENOMEM;
+  for (i = 0; i < n; i++) {
+    unsigned char *p = b + i * SX_FOLD_REC;
+    memcpy(p, x->folds[i].site, SX_SITE_LEN);
+    memcpy(p + 16, x->folds[i].heir, SX_SITE_LEN);
+    sx_put_le64(p + 32, x->folds[i].hlc);
+    sx_put_le64(p + 40, x->folds[i].held);
+  }
+  rc = sx_put(env->st, x->t, env->meta, "folds", 5, b, n * SX_FOLD_REC, 0);
+  sx_free(&env->al, b);
+  if (rc) x->failed = 1;
+  x->dirty = 1;
+  return rc;
+}
+
+/* The records, with every heir's local index found (once per growth of
+ * the site table: an heir first met later gets one). */
+static int sx_folds_mapped(sync_txn *x, sx_fold **out, size_t *n) {
+  size_t i;
+  int rc;
+  if ((rc = sx_folds(x, out, n)) || !*n) return rc;
+  if ((rc = sx_sites_load(x))) return rc;
+  if (x->folds_map != x->nsites) {
+    for (i = 0; i < *n; i++) {
+      uint32_t idx;
+      if ((*out)[i].lheir != SX_NONE) continue;
+      rc = sx_site_index(x, (*out)[i].heir, 0, &idx);
+      if (rc && rc != SYNC_NOTFOUND) return rc;
+      if (!rc) (*out)[i].lheir = idx;
+    }
+    x->folds_map = x->nsites;
+  }
+  return 0;
+}
+
+/* The first record of site (16 bytes), or n. */
+static size_t sx_fold_first(const sx_fold *f, size_t n, const uint8_t *site) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (memcmp(f[mid].site, site, SX_SITE_LEN) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* The contribution of local site s in t[0..k), or NULL. */
+static const sx_ctr *sx_ctr_of(const sx_ctr *t, size_t k, uint32_t s) {
+  size_t lo = 0, hi = k;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (t[mid].site < s)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < k && t[lo].site == s ? &t[lo] : NULL;
+}
+
+SYNC_PRIVATE int sx_fold_cell(sync_txn *x, sx_ctr *t, size_t *k,
+                              uint64_t *late) {
+  sx_fold *f;
+  size_t n, i, j, m;
+  unsigned char *drop;
+  int rc, any = 0;
+  if ((rc = sx_folds_mapped(x, &f, &n)) || !n || *k < 2) return rc;
+  if ((rc = sx_buf_reserve(&x->fmark, *k))) return rc;
+  drop = x->fmark.p;
+  memset(drop, 0, *k);
+  /* Judged on the cell as it is, before any drop: an heir dropped in
+   * turn (its heir holds it) still shows what it held. */
+  for (i = 0; i < *k; i++) {
+    if (t[i].site >= x->nsites) return SYNC_ECORRUPT;
+    for (j = sx_fold_first(f, n, x->sites[t[i].site]);
+         j < n && !memcmp(f[j].site, x->sites[t[i].site], SX_SITE_LEN); j++) {
+      const sx_ctr *h;
+      if (f[j].lheir == SX_NONE) continue;
+      h = sx_ctr_of(t, *k, f[j].lheir);
+      if (h && h->hlc >= f[j].hlc) {
+        drop[i] = 1;
+        if (late && t[i].hlc > f[j].held) (*late)++;
+        any = 1;
+        break;
+      }
+    }
+  }
+  if (!any) return 0;
+  for (i = m = 0; i < *k; i++)
+    if (!drop[i]) t[m++] = t[i];
+  *k = m;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_fold_mine(sync_txn *x, uint32_t s) {
+  sx_fold *f;
+  size_t n, j;
+  if (sx_folds(x, &f, &n) || !n || s == 0 || sx_sites_load(x) ||
+      s >= x->nsites)
+    return 0;
+  for (j = sx_fold_first(f, n, x->sites[s]);
+       j < n && !memcmp(f[j].site, x->sites[s], SX_SITE_LEN); j++)
+    if (!memcmp(f[j].heir, x->env->site, SX_SITE_LEN)) return 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n,
+                                size_t *moved) {
+  size_t i, m;
+  sx_fold *f;
+  size_t nf;
+  int rc;
+  *moved = 0;
+  if ((rc = sx_folds(x, &f, &nf)) || !nf) return rc;
+  if (SX_NEVER(!*n || a[0].site != 0)) return SYNC_ECORRUPT;
+  for (i = m = 1; i < *n; i++) {
+    if (!sx_fold_mine(x, a[i].site)) {
+      a[m++] = a[i];
+      continue;
+    }
+    if (a[0].p > UINT64_MAX - a[i].p || a[0].n > UINT64_MAX - a[i].n)
+      return sx_fail(x->env, SYNC_ELIMIT,
+                     "folding a retired site's counter contribution would "
+                     "pass 2^64 - 1");
+    a[0].p += a[i].p;
+    a[0].n += a[i].n;
+    (*moved)++;
+  }
+  *n = m;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_fold_take(sync_txn *x, const sync_delta *d,
+                              int trusted) {
+  sx_fold *f;
+  size_t i, n, j;
+  int rc, added;
+  for (i = 0; i < d->nfold; i++)
+    if (!memcmp(d->fold[i].site, x->env->site, SX_SITE_LEN))
+      return sx_fail(x->env, SYNC_EHISTORY,
+                     "a peer retired this replica's site id (its counter "
+                     "contributions were folded into another replica's): "
+                     "it must take a new one (sync_site_renew)");
+  if ((rc = sx_folds(x, &f, &n))) return rc;
+  for (i = 0; !trusted && i < d->nfold; i++) {
+    const sx_dfold *g = &d->fold[i];
+    for (j = sx_fold_first(f, n, g->site);
+         j < n && !memcmp(f[j].site, g->site, SX_SITE_LEN); j++)
+      if (!memcmp(f[j].heir, d->sites[g->heir], SX_SITE_LEN) &&
+          f[j].hlc <= g->hlc)
+        break;
+    if (j == n || memcmp(f[j].site, g->site, SX_SITE_LEN))
+      return sx_fail(x->env, SYNC_EPERM,
+                     "a fold record this replica lacks, from a sender "
+                     "without the relay right");
+  }
+  for (i = 0; i < d->nfold; i++)
+    if ((rc = sx_fold_put(x, d->fold[i].site, d->sites[d->fold[i].heir],
+                          d->fold[i].hlc, d->fold[i].held, &added)))
+      return rc;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_fold_attach(sync_txn *x, sync_delta *d,
+                                const uint64_t *rvv, const uint32_t *named) {
+  sx_fold *f;
+  size_t n, i, j, k;
+  uint64_t *top;
+  int rc;
+  d->nfold = 0;
+  if ((rc = sx_folds_mapped(x, &f, &n)) || !n) return rc;
+  /* The newest contribution of each site in the chunk's cells. */
+  top = (uint64_t *)sx_malloc(&x->env->al, sizeof(uint64_t) * x->nsites);
+  if (!top) return SYNC_ENOMEM;
+  memset(top, 0, sizeof(uint64_t) * x->nsites);
+  for (j = 0; j < d->ncols; j++)
+    if (d->cols[j].v.type == SX_TAG_COUNTER) {
+      const sx_ctr *a = sx_dctr(d, d->cols[j].v.data);
+      for (k = 0; k < d->cols[j].v.len; k++)
+        if (a[k].site < x->nsites && a[k].hlc > top[a[k].site])
+          top[a[k].site] = a[k].hlc;
+    }
+  for (i = 0; i < n; i++) {
+    uint32_t h = f[i].lheir;
+    if (h == SX_NONE || h >= x->nsites || (rvv && rvv[h] >= f[i].hlc))
+      continue;
+    if (top[h] < f[i].hlc && !(d->last && named && named[h] == 0)) continue;
+    if (!d->fold) {
+      d->fold = (sx_dfold *)sx_malloc(&d->al, n * sizeof(sx_dfold));
+      if (!d->fold) {
+        sx_free(&x->env->al, top);
+        return SYNC_ENOMEM;
+      }
+    }
+    memcpy(d->fold[d->nfold].site, f[i].site, SX_SITE_LEN);
+    d->fold[d->nfold].heir = h;
+    d->fold[d->nfold].hlc = f[i].hlc;
+    d->fold[d->nfold].held = f[i].held;
+    d->nfold++;
+  }
+  sx_free(&x->env->al, top);
+  return 0;
+}
+
+static int sx_dfoldcmp(const void *p, const void *q) {
+  const sx_dfold *a = (const sx_dfold *)p, *b = (const sx_dfold *)q;
+  int c = memcmp(a->site, b->site, SX_SITE_LEN);
+  return c ? c : a->heir < b->heir ? -1 : a->heir > b->heir;
+}
+
+SYNC_PRIVATE void sx_fold_sort(sync_delta *d) {
+  if (d->nfold > 1) qsort(d->fold, d->nfold, sizeof *d->fold, sx_dfoldcmp);
+}
+
+SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv) {
+  sx_fold *f;
+  size_t n, i;
+  int rc;
+  if ((rc = sx_folds_mapped(x, &f, &n))) return rc;
+  for (i = 0; i < n; i++)
+    if (f[i].lheir != SX_NONE && f[i].lheir < x->nsites &&
+        vv[f[i].lheir] >= f[i].hlc)
+      vv[f[i].lheir] = f[i].hlc - 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_delta_retires(const sync_delta *d, const uint8_t *site) {
+  size_t i;
+  for (i = 0; i < d->nfold; i++)
+    if (!memcmp(d->fold[i].site, site, SX_SITE_LEN)) return 1;
+  return 0;
+}
 /* ---- src/ops.c ---- */
 /*
  * ops.c - the public row API: tracked writes (the only place rows are
@@ -6783,7 +7227,7 @@ SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
  * contribution's, becomes ours. */
 static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
   sx_rcol *c = &x->nw.cols[col];
-  size_t n = 0, i;
+  size_t n = 0, i, moved;
   sx_ctr *a;
   int rc;
   if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
@@ -6797,6 +7241,10 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
     memset(a, 0, sizeof *a);
     n++;
   }
+  /* A site retired to this replica: its contribution joins ours, which
+   * from now on holds it (fold.c). */
+  if ((rc = sx_fold_absorb(x, a, &n, &moved))) return rc;
+  (void)moved;
   if (!neg) {
     if (a[0].p > UINT64_MAX - mag) return SYNC_ELIMIT;
     a[0].p += mag;
@@ -6816,6 +7264,76 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
   c->st = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
   c->base = SX_NOSTAMP;
   return 0;
+}
+
+/* Whether stored counter cell c holds a contribution of a site retired
+ * to this replica. */
+static int sx_cell_foldable(sync_txn *x, const sx_rcol *c) {
+  sx_ctrwalk it;
+  if (c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER) return 0;
+  sx_ctr_walk(&it, c->v.data, c->v.len);
+  while (sx_ctr_step(&it))
+    if (sx_fold_mine(x, it.c.site)) return 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_row_foldable(sync_txn *x, const sx_row *r) {
+  unsigned j;
+  if (!(r->cl & 1)) return 0;
+  for (j = 0; j < r->ncols; j++)
+    if (sx_cell_foldable(x, &r->cols[j])) return 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_counter_fold(sync_txn *x, unsigned tid, const void *key,
+                                 size_t klen, int *folded) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  sx_scur *cur;
+  size_t room = 0;
+  unsigned j;
+  int rc, found;
+  *folded = 0;
+  if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
+  if ((found = sx_old_row(x, tid, cur, key, klen)) <= 0) return found;
+  if (!(x->old.cl & 1)) return 0;
+  for (j = 0; j < x->old.ncols; j++)
+    if (sx_cell_foldable(x, &x->old.cols[j]))
+      room += x->old.cols[j].v.len + 4 * SX_VARINT_MAX;
+  if (!room) return 0;
+  sx_stamp_txn(x);
+  x->nw.nstamps = 0;
+  sx_build_keep(x, tb);
+  x->cpay.len = 0;
+  if ((rc = sx_buf_reserve(&x->cpay, room))) return rc;
+  for (j = 0; j < x->old.ncols; j++) {
+    sx_rcol *c = &x->nw.cols[j];
+    size_t n = 0, moved;
+    sx_ctr *a;
+    if (!sx_cell_foldable(x, &x->old.cols[j])) continue;
+    (void)sx_ctr_check((const unsigned char *)c->v.data,
+                       (const unsigned char *)c->v.data + c->v.len, &n);
+    if ((rc = sx_buf_reserve(&x->ctrs, (n + 1) * sizeof(sx_ctr)))) return rc;
+    a = (sx_ctr *)(void *)x->ctrs.p;
+    sx_ctr_read(&c->v, a);
+    if (a[0].site != 0) {
+      memmove(a + 1, a, n * sizeof *a);
+      memset(a, 0, sizeof *a);
+      n++;
+    }
+    if ((rc = sx_fold_absorb(x, a, &n, &moved))) return rc;
+    a[0].hlc = x->hlc;
+    if (SX_NEVER(x->cpay.len + sx_ctr_size(a, n) > x->cpay.cap))
+      return SYNC_ECORRUPT;
+    c->v = sync_null();
+    c->v.type = SX_TAG_COUNTER;
+    c->v.data = x->cpay.p + x->cpay.len;
+    c->v.len = sx_ctr_put(x->cpay.p + x->cpay.len, a, n);
+    x->cpay.len += c->v.len;
+    c->st = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
+    c->base = SX_NOSTAMP;
+  }
+  *folded = 1;
+  return sx_store_row(x, tid, cur, key, klen, found, 0);
 }
 
 SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
@@ -6950,6 +7468,34 @@ SYNC_API int sync_counter_own(sync_txn *x, unsigned table, const void *key,
   if (col < x->old.ncols) sx_rcol_ctr(&x->old.cols[col], &hi, &lo, &p, &n);
   if (pos) *pos = p;
   if (neg) *neg = n;
+  return 0;
+}
+
+SYNC_API int sync_counter_sites(sync_txn *x, unsigned table, const void *key,
+                                size_t klen, unsigned col, uint8_t (*out)[16],
+                                size_t cap, size_t *n) {
+  const sx_table *tb;
+  const sx_rcol *c;
+  sx_ctrwalk it;
+  size_t k = 0;
+  int rc;
+  if (!n || (cap && !out)) return SYNC_EINVAL;
+  *n = 0;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  tb = &x->env->schema->tables[table];
+  if (col >= tb->ncols) return SYNC_EINVAL;
+  if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
+  if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
+    return rc;
+  if (col >= x->old.ncols) return 0;
+  c = &x->old.cols[col];
+  if (c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER) return 0;
+  sx_ctr_walk(&it, c->v.data, c->v.len);
+  while (sx_ctr_step(&it)) {
+    if (k < cap && (rc = sx_site_id(x, it.c.site, out[k]))) return rc;
+    k++;
+  }
+  *n = k;
   return 0;
 }
 
@@ -7801,11 +8347,11 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
    * which only the upgrade of a writable open reads (sx_log_upgrade): a
    * read-only reader of the old layout would misread the log once a
    * writable open upgraded the file under it. */
-  if (format >= 1 && format < SX_FORMAT_VERSION && env->rdonly)
+  if (format >= 1 && format < SX_FORMAT_LOGREC && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
-                   path, (unsigned)format, SX_FORMAT_VERSION,
+                   path, (unsigned)format, SX_FORMAT_LOGREC,
                    format == 3  ? "the scope in peer records and the "
                                   "rejection log"
                    : format < 3 ? "the stored fingerprint sums"
@@ -7861,7 +8407,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * tables with history without recording the versions they replace,
      * which as-of reads would then answer wrongly).  Format 8 and
      * before keep the change log one item per entry: it moves into
-     * records. */
+     * records.  Format 9 lacks only the fold records, which read as
+     * none (code before them would not drop what an heir's counter
+     * contributions hold). */
     unsigned char fmt[12];
     if ((rc = sx_log_upgrade(env, t)))
       return sx_fail(env, rc,
@@ -8452,6 +9000,7 @@ static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
   sx_buf_init(&x->fpbuf, &env->al);
   sx_buf_init(&x->ctrs, &env->al);
   sx_buf_init(&x->cpay, &env->al);
+  sx_buf_init(&x->fmark, &env->al);
   rc = sx_table_scan(x, tid, &sum);
   if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
   sx_txn_close_cursors(x);
@@ -9780,6 +10329,15 @@ SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
   if ((rc = sx_peers_each(x, sx_health_peer, &c))) return rc;
   out->may_miss_deletes = out->peers_stale > 0;
   out->collected = c.have_hz;
+  {
+    sx_fold *f;
+    size_t nf;
+    if ((rc = sx_folds(x, &f, &nf))) return rc;
+    out->folds = nf;
+    rc = sx_get(x->env->st, x->t, x->env->meta, "foldpos", 7, &hz);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    out->fold_pending = rc == 0;
+  }
   return sync_tombstones(x, &out->tombstones);
 }
 
@@ -10022,17 +10580,185 @@ static int sx_gc_batch(sync_txn *x, uint64_t limit, unsigned char *from,
   return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * Counter folds (fold.c): retiring a site, and folding the cells that
+ * hold its contribution, in batches.  Meta "foldpos" (u32 LE table id,
+ * then the key after which the walk goes on; absent: nothing to fold)
+ * is where the walk of a retirement stands.
+ * ------------------------------------------------------------------- */
+static int sx_foldpos_put(sync_txn *x, unsigned tid, const void *key,
+                          size_t klen) {
+  unsigned char b[4 + SYNC_MAX_KEY];
+  int rc;
+  sx_put_le32(b, tid);
+  if (klen) memcpy(b + 4, key, klen);
+  if ((rc = sx_put(x->env->st, x->t, x->env->meta, "foldpos", 7, b, 4 + klen,
+                   0)))
+    x->failed = 1;
+  x->dirty = 1;
+  return rc;
+}
+
+SYNC_API int sync_site_retire(sync_txn *x, const uint8_t site[16]) {
+  sync_env *env;
+  sx_fold *f;
+  sx_buf chain;
+  uint64_t *vv = NULL, held;
+  uint32_t ls;
+  size_t n, i;
+  int rc, added;
+  if (!x || !site) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  env = x->env;
+  if (!memcmp(site, env->site, SX_SITE_LEN))
+    return sx_fail(env, SYNC_EINVAL, "a replica cannot retire its own site id");
+  if ((rc = sx_folds(x, &f, &n))) return rc;
+  for (i = 0; i < n; i++)
+    if (!memcmp(f[i].site, site, SX_SITE_LEN))
+      return sx_fail(env, SYNC_EEXIST, "that site is retired already");
+  rc = sx_site_index(x, site, 0, &ls);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (!rc && (rc = sx_vv_load(x, &vv))) return rc;
+  held = vv ? vv[ls] : 0;
+  sx_free(&env->al, vv);
+  if (!held)
+    return sx_fail(env, SYNC_NOTFOUND,
+                   "this replica holds no change of that site: only a "
+                   "replica that holds its adds can retire it");
+  /* The sites it was heir of come to us with it. */
+  sx_buf_init(&chain, &env->al);
+  for (i = 0; !rc && i < n; i++)
+    if (!memcmp(f[i].heir, site, SX_SITE_LEN) &&
+        !(rc = sx_buf_reserve(&chain, 24))) {
+      memcpy(chain.p + chain.len, f[i].site, SX_SITE_LEN);
+      sx_put_le64(chain.p + chain.len + SX_SITE_LEN, f[i].held);
+      chain.len += 24;
+    }
+  sx_stamp_txn(x);
+  if (!rc) rc = sx_fold_put(x, site, env->site, x->hlc, held, &added);
+  for (i = 0; !rc && i < chain.len; i += 24)
+    rc = sx_fold_put(x, chain.p + i, env->site, x->hlc,
+                     sx_get_le64(chain.p + i + SX_SITE_LEN), &added);
+  sx_buf_free(&chain);
+  /* The walk starts again from the first table. */
+  if (!rc) rc = sx_foldpos_put(x, 0, NULL, 0);
+  return rc;
+}
+
+/* One batch of the fold walk: at most limit rows folded, at most 64
+ * times as many read.  *more when the walk is not over. */
+static int sx_fold_batch(sync_txn *x, uint64_t limit, uint64_t *folded,
+                         int *more) {
+  sync_env *env = x->env;
+  unsigned char key[SYNC_MAX_KEY];
+  size_t klen;
+  unsigned tid;
+  uint64_t read = 0;
+  sx_slice v;
+  sx_buf keys;
+  int rc;
+  *folded = 0;
+  *more = 0;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  rc = sx_get(env->st, x->t, env->meta, "foldpos", 7, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n < 4 || v.n - 4 > SYNC_MAX_KEY)
+    return sx_fail(env, SYNC_ECORRUPT, "malformed fold position");
+  tid = sx_get_le32(v.p);
+  klen = v.n - 4;
+  memcpy(key, v.p + 4, klen);
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+  sx_buf_init(&keys, &env->al);
+  for (; !rc && tid < env->schema->ntables; tid++, klen = 0) {
+    const sx_table *tb = &env->schema->tables[tid];
+    sx_scur *c;
+    sx_slice k, rv;
+    size_t nk = 0, at;
+    unsigned j;
+    int op = klen ? SX_SET_RANGE : SX_FIRST, stop = 0, got;
+    for (j = 0; j < tb->ncols && tb->cols[j].type != SYNC_COUNTER; j++) {
+    }
+    if (j == tb->ncols) continue;
+    keys.len = 0;
+    if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) break;
+    k.p = key;
+    k.n = klen;
+    while ((got = sx_cur_walk(env->st, c, &op, &k, &rv)) == 1) {
+      if (klen && k.n == klen && !memcmp(k.p, key, klen)) continue;
+      if ((rc = sx_row_decode(rv.p, rv.n, k.p, k.n, &x->old))) break;
+      read++;
+      if (sx_row_foldable(x, &x->old)) {
+        if ((rc = sx_buf_reserve(&keys, 2 + k.n))) break;
+        keys.p[keys.len] = (unsigned char)(k.n >> 8);
+        keys.p[keys.len + 1] = (unsigned char)k.n;
+        memcpy(keys.p + keys.len + 2, k.p, k.n);
+        keys.len += 2 + k.n;
+        nk++;
+      }
+      if (nk >= limit || read >= 64 * limit) {
+        memcpy(key, k.p, k.n);
+        klen = k.n;
+        stop = 1;
+        break;
+      }
+    }
+    if (!rc && got < 0) rc = got;
+    sx_cur_close(c);
+    for (at = 0; !rc && at < keys.len;) {
+      size_t n = (size_t)keys.p[at] << 8 | keys.p[at + 1];
+      int fo;
+      rc = sx_counter_fold(x, tid, keys.p + at + 2, n, &fo);
+      *folded += (uint64_t)fo;
+      at += 2 + n;
+    }
+    if (!rc && stop) {
+      rc = sx_foldpos_put(x, tid, key, klen);
+      *more = 1;
+      break;
+    }
+  }
+  sx_buf_free(&keys);
+  if (!rc && !*more) {
+    rc = sx_del(env->st, x->t, env->meta, "foldpos", 7);
+    if (rc == SYNC_NOTFOUND) rc = 0;
+    if (rc) x->failed = 1;
+    x->dirty = 1;
+  }
+  return rc;
+}
+
 SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
-  uint64_t n = 0;
+  uint64_t n = 0, folded;
   int more, rc = sx_gc_batch(x, SYNC_GC_BATCH, NULL, &more, &n);
+  if (!rc) rc = sx_fold_batch(x, SYNC_GC_BATCH, &folded, &more);
   if (collected) *collected = n;
   return rc;
+}
+
+SYNC_API int sync_folds_get(sync_txn *x, sync_fold *out, size_t cap,
+                            size_t *n) {
+  sx_fold *f;
+  size_t m, i;
+  int rc;
+  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
+  if ((rc = sx_folds(x, &f, &m))) return rc;
+  for (i = 0; i < m && i < cap; i++) {
+    memcpy(out[i].site, f[i].site, SX_SITE_LEN);
+    memcpy(out[i].heir, f[i].heir, SX_SITE_LEN);
+    out[i].hlc = f[i].hlc;
+    out[i].held = f[i].held;
+  }
+  *n = m;
+  return 0;
 }
 
 SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected) {
   unsigned char from[SX_LOGKEY];
   uint64_t total = 0;
-  int rc = 0, more = 1;
+  int rc = 0, more = 1, fmore = 1;
   if (collected) *collected = 0;
   if (!env || !env->st) return SYNC_EINVAL;
   if (env->rdonly) return SYNC_EREADONLY;
@@ -10042,11 +10768,12 @@ SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected) {
    * about every page it touches.  Each batch starts where the last one
    * stopped and takes the horizon afresh (a peer met meanwhile lowers
    * it). */
-  while (more) {
+  while (more || fmore) {
     sync_txn *x;
-    uint64_t n = 0;
+    uint64_t n = 0, folded = 0;
     if ((rc = sync_txn_begin(env, 0, &x))) break;
-    rc = sx_gc_batch(x, SYNC_GC_BATCH, from, &more, &n);
+    if (more) rc = sx_gc_batch(x, SYNC_GC_BATCH, from, &more, &n);
+    if (!rc && fmore) rc = sx_fold_batch(x, SYNC_GC_BATCH, &folded, &fmore);
     if (rc) {
       sync_txn_abort(x);
       break;
@@ -10778,6 +11505,8 @@ static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
     d->xcols[i].bsite = map[d->xcols[i].bsite];
   }
   for (i = 0; i < d->nrenew; i++) d->renew[i].site = map[d->renew[i].site];
+  for (i = 0; i < d->nfold; i++) d->fold[i].heir = map[d->fold[i].heir];
+  sx_fold_sort(d);
 }
 
 /* The site table a chunk carries, with this replica's vector (vv is
@@ -10821,6 +11550,12 @@ static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
   for (j = 0; j < d->nx; j++) map[d->xrows[j].clsite] = 0;
   for (j = 0; j < d->nxc; j++) map[d->xcols[j].site] = map[d->xcols[j].bsite] = 0;
   for (j = 0; j < d->nrenew; j++) map[d->renew[j].site] = 0;
+  /* Fold records of the heirs named so far (fold.c): an heir's record
+   * names no site the table lacks, the retired one going by its id. */
+  if ((rc = sx_fold_attach(x, d, rvv, map))) {
+    sx_free(&x->env->al, map);
+    return rc;
+  }
   for (i = 0; i < x->nsites; i++)
     if (map[i] == 0) map[i] = n++;
   d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&d->al, (size_t)n * SX_SITE_LEN);
@@ -11146,6 +11881,8 @@ static int sx_merge_ctr(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
     }
     t[k++] = t[i];
   }
+  /* A retired site's contribution goes where its heir's holds it. */
+  if ((rc = sx_fold_cell(x, t, &k, &a->rep->retired_adds))) return rc;
   if (SX_NEVER(x->cpay.len + sx_ctr_size(t, k) > x->cpay.cap))
     return SYNC_ECORRUPT;
   nv = sync_null();
@@ -12935,6 +13672,11 @@ static int sx_apply_setup(sx_run *r) {
              (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
               d->start.seq == 0));
   if ((rc = sx_apply_sites(r))) return rc;
+  /* Fold records before the rows: a cell they carry may hold an heir's
+   * contribution that holds a retired site's we keep (fold.c). */
+  if (d->nfold && !r->a.dry &&
+      (rc = sx_fold_take(x, d, !ao || ao->relay)))
+    return rc;
   r->checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms ||
                      ao->check);
   return r->checks ? sx_apply_checks(r) : 0;
@@ -13619,6 +14361,10 @@ SYNC_PRIVATE int sx_decoder_feed_ctx(sync_decoder *dec, sx_fctx *c,
 #define SX_FMINOR 4
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
+/* A standalone frame with fold records after its last section (format
+ * 10): code before folds refuses the flag, as it must (it would merge an
+ * heir's contributions without dropping what they hold). */
+#define SX_FF_FOLDS 0x4u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
 #define SX_FSUM 8
 
@@ -13682,7 +14428,8 @@ static const double sx_p10[SX_DEC_SCALES] = {
 #define SX_CF_LINEAGE 0x2000u /* the mark's lineage */
 #define SX_CF_IDS 0x4000u    /* sender and receiver ids */
 #define SX_CF_HASH 0x8000u   /* the schema hash */
-#define SX_CF_ALL 0xffffu
+#define SX_CF_FOLDS 0x10000u /* var F >= 1, fold records */
+#define SX_CF_ALL 0x1ffffu
 /* A signed HLC difference is written as (magnitude << 1 | negative),
  * below this magnitude; larger ones escape to the whole HLC. */
 #define SX_HDELTA_MAX (UINT64_C(1) << 62)
@@ -14567,6 +15314,7 @@ static unsigned sx_enc2_flags(const sx_ebody *b) {
   if (d->ngccl) f |= SX_CF_GCCL;
   if (d->nrenew) f |= SX_CF_RENEW;
   if (d->lineage.n) f |= SX_CF_LINEAGE;
+  if (d->nfold) f |= SX_CF_FOLDS;
   if (sx_site_cmp(d->sender, c->sites[0]) ||
       sx_site_cmp(d->receiver, c->sites[1]))
     f |= SX_CF_IDS;
@@ -14981,6 +15729,34 @@ static int sx_enc_lineage(sx_ebody *b) {
   return 0;
 }
 
+/* The fold records (frame flag FOLDS; session chunk flag FOLDS): var F,
+ * then per record the retired site's id, var heir site index, var HLC,
+ * var held; sorted by site id then heir index. */
+static int sx_enc_folds(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  size_t i;
+  int rc;
+  if (!d->nfold) return 0;
+  if ((rc = sx_enc_room(b, SX_VARINT_MAX +
+                               d->nfold * (SX_SITE_LEN + 3 * SX_VARINT_MAX))))
+    return rc;
+  b->p = sx_wv(b->p, d->nfold);
+  for (i = 0; i < d->nfold; i++) {
+    const sx_dfold *f = &d->fold[i];
+    if (f->heir >= d->nsites || !f->hlc ||
+        !memcmp(f->site, d->sites[f->heir], SX_SITE_LEN) ||
+        (i && (memcmp(f[-1].site, f->site, SX_SITE_LEN) > 0 ||
+               (!memcmp(f[-1].site, f->site, SX_SITE_LEN) &&
+                f[-1].heir >= f->heir))))
+      return SYNC_EINVAL;
+    memcpy(b->p, f->site, SX_SITE_LEN);
+    b->p = sx_wv(b->p + SX_SITE_LEN, f->heir);
+    b->p = sx_wv(b->p, f->hlc);
+    b->p = sx_wv(b->p, f->held);
+  }
+  return 0;
+}
+
 /* Write the body of chunk d into e->body: the stages in frame order. */
 static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
   sx_ebody b;
@@ -15023,6 +15799,7 @@ static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
   if (!rc) rc = sx_enc_exits(&b);
   if (!rc) rc = sx_enc_renewals(&b);
   if (!rc) rc = sx_enc_lineage(&b);
+  if (!rc) rc = sx_enc_folds(&b);
   if (!rc) {
     e->body.len = (size_t)(b.p - e->body.p);
     if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
@@ -15087,7 +15864,7 @@ static int sx_encoder_begin(sync_encoder *e, sx_fctx *cx, const sync_delta *d,
     *p++ = 'N';
     *p++ = SX_FMAJOR;
     *p++ = d->lineage.n ? SX_FMINOR : SX_FMINOR - 1;
-    *p++ = (unsigned char)flags;
+    *p++ = (unsigned char)(flags | (d->nfold ? SX_FF_FOLDS : 0));
   }
   p = sx_wv(p, nstored);
   if (flags & SX_FF_ZSTD) p = sx_wv(p, e->raw_len);
@@ -16079,6 +16856,42 @@ static int sx_dec_renewals(sx_dbody *s) {
   return 0;
 }
 
+/* After the last section: the fold records (see sx_enc_folds). */
+static int sx_dec_folds(sx_dbody *s) {
+  sx_rd *r = &s->r;
+  sync_delta *d = s->d;
+  uint64_t nf = sx_rv(r), i;
+  if (r->bad || nf == 0) return SX_BAD(s, "bad fold record count");
+  if (nf > SX_FOLD_MAX)
+    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more fold records than kept");
+  if (nf > (uint64_t)(r->end - r->p) / (SX_SITE_LEN + 2))
+    return SX_BAD(s, "truncated fold section");
+  d->fold = (sx_dfold *)sx_malloc(&s->dec->al, (size_t)nf * sizeof(sx_dfold));
+  if (!d->fold) return SYNC_ENOMEM;
+  for (i = 0; i < nf; i++) {
+    sx_dfold *f = &d->fold[i];
+    const unsigned char *q = sx_rbytes(r, SX_SITE_LEN);
+    uint64_t heir;
+    if (!q) return SX_BAD(s, "truncated fold section");
+    memcpy(f->site, q, SX_SITE_LEN);
+    heir = sx_rv(r);
+    f->hlc = sx_rv(r);
+    f->held = sx_rv(r);
+    if (r->bad) return SX_BAD(s, "truncated fold section");
+    if (heir >= d->nsites) return SX_BAD(s, "fold heir past the site table");
+    f->heir = (uint32_t)heir;
+    if (!f->hlc) return SX_BAD(s, "fold at HLC 0");
+    if (!memcmp(f->site, d->sites[f->heir], SX_SITE_LEN))
+      return SX_BAD(s, "a site folded into itself");
+    if (i && (memcmp(f[-1].site, f->site, SX_SITE_LEN) > 0 ||
+              (!memcmp(f[-1].site, f->site, SX_SITE_LEN) &&
+               f[-1].heir >= f->heir)))
+      return SX_BAD(s, "fold records out of order");
+  }
+  d->nfold = (size_t)nf;
+  return 0;
+}
+
 /* Stage 9 (minor 4): the lineage of the history section's mark. */
 static int sx_dec_lineage(sx_dbody *s) {
   if (sx_rlineage(&s->r, &s->d->mark, &s->d->lineage))
@@ -16122,7 +16935,7 @@ static int sx_dec2_endrow(sx_dbody *s) {
 /* Decode the body [b, b + n) into a new delta: the stages in frame
  * order, the sections of later minors as the frame's minor has them. */
 static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
-                          unsigned minor, sync_delta **out) {
+                          unsigned minor, unsigned flags, sync_delta **out) {
   sx_dbody s;
   int rc;
   memset(&s, 0, sizeof s);
@@ -16156,6 +16969,7 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
     if (!rc) rc = sx_dec_exits(&s);
     if (!rc) rc = sx_dec_renewals(&s);
     if (!rc && (s.cflags & SX_CF_LINEAGE)) rc = sx_dec_lineage(&s);
+    if (!rc && (s.cflags & SX_CF_FOLDS)) rc = sx_dec_folds(&s);
     if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
     if (!rc && s.r.p != s.r.end)
       rc = SX_BAD(&s, "bytes after the last section");
@@ -16183,6 +16997,16 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
     if (!rc && minor >= 2) rc = sx_dec_exits(&s);
     if (!rc && minor >= 3) rc = sx_dec_renewals(&s);
     if (!rc && minor >= 4) rc = sx_dec_lineage(&s);
+    /* Fold records follow the sections of the frame's minor; a frame of
+     * a newer minor with them would put them after sections this reader
+     * does not know, so it is refused. */
+    if (!rc && (flags & SX_FF_FOLDS)) {
+      if (minor > SX_FMINOR)
+        rc = sx_dec_fail(dec, SYNC_EVERSION,
+                         "fold records after sections of a newer minor");
+      else
+        rc = sx_dec_folds(&s);
+    }
     /* A newer minor version may append sections a reader skips. */
     if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
     if (!rc && s.r.p != s.r.end && minor <= SX_FMINOR)
@@ -16223,7 +17047,7 @@ static int sx_frame_head(sync_decoder *dec, const unsigned char *p, size_t n,
       return sx_dec_fail(dec, SYNC_EFORMAT, "bad magic");
     if (n >= 5 && p[4] != SX_FMAJOR)
       return sx_dec_fail(dec, SYNC_EVERSION, "another major version");
-    if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT)))
+    if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT | SX_FF_FOLDS)))
       return sx_dec_fail(dec, SYNC_EFORMAT, "unknown frame flags");
     if (n >= 7 && (p[6] & SX_FF_DICT) && !(p[6] & SX_FF_ZSTD))
       return sx_dec_fail(dec, SYNC_EFORMAT, "dictionary flag without zstd");
@@ -16325,7 +17149,7 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p, size_t n,
 #endif
   }
   dec->last_raw = raw;
-  return sx_decode_body(dec, body, raw, minor, out);
+  return sx_decode_body(dec, body, raw, minor, flags, out);
 }
 
 SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec) {
@@ -17657,6 +18481,10 @@ static int sx_rp_put_vv(sx_repair *rp, sync_txn *x, unsigned char **p,
   int rc;
   if (!rp->o.vec || !rp->st.passes) return 0;
   if ((rc = sx_vv_load(x, &vv))) return rc;
+  if ((rc = sx_fold_cap(x, vv))) {
+    sx_free(&rp->al, vv);
+    return rc;
+  }
   for (i = 0; i < x->nsites; i++)
     if (vv[i]) n++;
   if (n <= SX_RP_MAXVV &&
@@ -17739,6 +18567,13 @@ static int sx_rp_seal(sx_repair *rp, sync_txn *x, sync_delta *d) {
   memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
   memset(d->vv, 0, sizeof(uint64_t) * x->nsites);
   d->nvv = x->nsites;
+  /* The fold records its counter cells need: the peer's vector is not
+   * known here, so every one they need. */
+  {
+    int rc = sx_fold_attach(x, d, NULL, NULL);
+    if (rc) return rc;
+  }
+  sx_fold_sort(d);
   return 0;
 }
 
@@ -18104,7 +18939,7 @@ SYNC_PRIVATE int sx_rp_turn(sx_repair *rp, int first, const unsigned char **msg,
 #define SX_SESSION_H
 
 
-#define SX_PROTO 9
+#define SX_PROTO 10
 /* The frames of a session (SX_FMAJOR_SESS, codec.h) are named in HELLO. */
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */
@@ -20430,6 +21265,25 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   rc = sx_apply_chunk(s, d, answer, &rep);
   s->st.frames_received++;
   s->st.rows_received += sync_delta_rows(d);
+  if (rc == SYNC_EHISTORY && !s->dry && sx_delta_retires(d, s->env->site)) {
+    /* A peer retired our id (fold.c): take a new one, keeping every
+     * claim (the file holds its own writes), and sync again under it. */
+    sync_txn *x;
+    sync_delta_free(d);
+    if (!(rc = sync_txn_begin(s->env, 0, &x))) {
+      rc = sx_site_renew_held(x, x->hlc_last);
+      if (rc)
+        sync_txn_abort(x);
+      else
+        rc = sync_txn_commit(x);
+    }
+    if (rc)
+      return sx_sess_fail(s, rc, "a peer retired this replica's site id; "
+                          "taking a new one failed: %s", sync_strerror(rc));
+    return sx_sess_fail(s, SYNC_EHISTORY,
+                        "a peer retired this replica's site id: it took a "
+                        "new site id; sync again");
+  }
   if (rc) {
     sync_delta_free(d);
     return sx_sess_fail(s, rc, "applying a chunk: %s (%s)", sync_strerror(rc),

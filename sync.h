@@ -609,6 +609,15 @@ SYNC_API int sync_counter_add(sync_txn *txn, unsigned table, const void *key,
 SYNC_API int sync_counter_own(sync_txn *txn, unsigned table, const void *key,
                               size_t klen, unsigned col, uint64_t *pos,
                               uint64_t *neg);
+/* The sites whose contributions counter column col of the row holds
+ * (the metadata it carries: one contribution per site that added to it
+ * since the row was last inserted, less the retired sites folded into
+ * their heirs, sync_site_retire): up to cap site ids in out, their
+ * number in *n.  out may be NULL with cap 0 to count.  Errors: as
+ * sync_counter_own. */
+SYNC_API int sync_counter_sites(sync_txn *txn, unsigned table, const void *key,
+                                size_t klen, unsigned col, uint8_t (*out)[16],
+                                size_t cap, size_t *n);
 
 /* Delete the row, leaving a tombstone that replication needs.  Errors:
  * SYNC_NOTFOUND (no live row). */
@@ -1043,6 +1052,13 @@ typedef struct sync_apply_report {
                          over: later chunks were cut for the old id
                          (SYNC_EINVAL); sync again.  A session ends with
                          SYNC_EHISTORY after committing the chunk. */
+  uint64_t retired_adds; /* counter contributions of retired sites
+                         (sync_site_retire) dropped because their heir's
+                         contribution holds them, that were newer than
+                         what the heir held when it retired the site:
+                         adds made after the retirement, which the heir
+                         may have missed (0 when every retired site had
+                         stopped, as it must) */
 } sync_apply_report;
 
 /* Apply chunk d in the write transaction txn, together with the sender's
@@ -1336,6 +1352,57 @@ SYNC_API int sync_gc(sync_txn *txn, uint64_t *collected);
 SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected);
 /* Tombstones still kept. */
 SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
+
+/* Counter folds (docs/FORMAT.md, "Counter columns", "Folds").  A
+ * counter cell holds one contribution per site that added to it; a site
+ * that will never add again is retired, on one replica that holds all
+ * its adds (its heir, usually the server the site synced with), so that
+ * the cells stop carrying it.  From the retirement on, the heir's own
+ * contribution to every counter cell holds the retired site's (its
+ * totals added to the heir's), and wherever the heir's contribution
+ * from then on meets the retired site's, on any replica, the retired
+ * one is dropped: sums stay exact and a cell keeps the contributions of
+ * the sites still adding, plus their heirs.  The heir folds the cells it
+ * holds in batches: sync_gc and sync_env_gc go on with them (at most
+ * SYNC_GC_BATCH rows a batch; sync_health.fold_pending until done), and
+ * an add of the heir folds the cell it writes.  A fold record (site,
+ * heir, the heir's HLC at the retirement, what it held of the site)
+ * travels with the chunks that need it; a replica keeps at most 4096.
+ *
+ * Retire a site only once it has stopped for good (a device taken out
+ * of service, an id given up by sync_site_renew) and its last changes
+ * reached this replica: the heir's count of it is what this replica
+ * holds.  A contribution the retired site makes later is dropped where
+ * it meets the heir's (counted in sync_apply_report.retired_adds), and a
+ * replica still using a retired id is told so by the first chunk that
+ * brings it the record (SYNC_EHISTORY; a session takes a new site id by
+ * itself, keeping its claims, and ends; with sync_delta_apply call
+ * sync_site_renew).  Every replica that syncs a table with counters must
+ * run code that knows folds (storage format 10, protocol 10): a frame
+ * with fold records is refused by code before them.
+ *
+ * sync_site_retire: a write transaction.  The sites this one was heir of
+ * are retired to this replica with it.  Errors: SYNC_EINVAL (txn or site
+ * NULL, or this replica's own id), SYNC_EREADONLY, SYNC_ETXN,
+ * SYNC_NOTFOUND (this replica holds no change of site: it cannot be its
+ * heir), SYNC_EEXIST (site is retired already, here or by a record this
+ * replica holds), SYNC_ELIMIT (more than 4096 fold records), storage
+ * errors. */
+SYNC_API int sync_site_retire(sync_txn *txn, const uint8_t site[16]);
+typedef struct sync_fold {
+  uint8_t site[16]; /* the retired site */
+  uint8_t heir[16]; /* the replica whose contributions hold its adds */
+  uint64_t hlc;     /* the heir's HLC at the retirement: its
+                       contributions from here on hold the site's */
+  uint64_t held;    /* the heir's version vector entry for the site then:
+                       the site's adds it held */
+} sync_fold;
+/* The fold records this replica keeps (made here or brought by chunks),
+ * sorted by site then heir: up to cap of them in out, their total in
+ * *n.  out may be NULL with cap 0 to count.  Errors: SYNC_EINVAL,
+ * SYNC_ECORRUPT (a malformed record), storage errors. */
+SYNC_API int sync_folds_get(sync_txn *txn, sync_fold *out, size_t cap,
+                            size_t *n);
 
 /* Content digest of one table or, with SYNC_ALL_TABLES, of all tables in
  * order: XXH3-64 over the sum of per-row fingerprints of the live rows
@@ -1861,6 +1928,10 @@ typedef struct sync_health {
                             replica's last collection: their next pull
                             gets SYNC_ESTALE */
   uint64_t tombstones;   /* tombstones kept (sync_tombstones) */
+  uint64_t folds;        /* fold records kept (sync_folds_get) */
+  int fold_pending;      /* a site retired here (sync_site_retire) still
+                            has counter cells to fold: sync_gc and
+                            sync_env_gc go on with them */
 } sync_health;
 
 /* Fill *out from txn's snapshot.  Walks the peer records and the log.

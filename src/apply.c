@@ -1389,6 +1389,11 @@ static int sx_apply_setup(sx_run *r) {
              (d->start.mode == SX_MODE_LOG && d->start.version == 0 &&
               d->start.seq == 0));
   if ((rc = sx_apply_sites(r))) return rc;
+  /* Fold records before the rows: a cell they carry may hold an heir's
+   * contribution that holds a retired site's we keep (fold.c). */
+  if (d->nfold && !r->a.dry &&
+      (rc = sx_fold_take(x, d, !ao || ao->relay)))
+    return rc;
   r->checks = ao && (ao->writable || !ao->relay || ao->max_ahead_ms ||
                      ao->check);
   return r->checks ? sx_apply_checks(r) : 0;

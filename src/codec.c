@@ -37,6 +37,10 @@
 #define SX_FMINOR 4
 #define SX_FF_ZSTD 0x1u
 #define SX_FF_DICT 0x2u
+/* A standalone frame with fold records after its last section (format
+ * 10): code before folds refuses the flag, as it must (it would merge an
+ * heir's contributions without dropping what they hold). */
+#define SX_FF_FOLDS 0x4u
 #define SX_FHEAD_MAX (7 + 2 * SX_VARINT_MAX + 4)
 #define SX_FSUM 8
 
@@ -100,7 +104,8 @@ static const double sx_p10[SX_DEC_SCALES] = {
 #define SX_CF_LINEAGE 0x2000u /* the mark's lineage */
 #define SX_CF_IDS 0x4000u    /* sender and receiver ids */
 #define SX_CF_HASH 0x8000u   /* the schema hash */
-#define SX_CF_ALL 0xffffu
+#define SX_CF_FOLDS 0x10000u /* var F >= 1, fold records */
+#define SX_CF_ALL 0x1ffffu
 /* A signed HLC difference is written as (magnitude << 1 | negative),
  * below this magnitude; larger ones escape to the whole HLC. */
 #define SX_HDELTA_MAX (UINT64_C(1) << 62)
@@ -985,6 +990,7 @@ static unsigned sx_enc2_flags(const sx_ebody *b) {
   if (d->ngccl) f |= SX_CF_GCCL;
   if (d->nrenew) f |= SX_CF_RENEW;
   if (d->lineage.n) f |= SX_CF_LINEAGE;
+  if (d->nfold) f |= SX_CF_FOLDS;
   if (sx_site_cmp(d->sender, c->sites[0]) ||
       sx_site_cmp(d->receiver, c->sites[1]))
     f |= SX_CF_IDS;
@@ -1399,6 +1405,34 @@ static int sx_enc_lineage(sx_ebody *b) {
   return 0;
 }
 
+/* The fold records (frame flag FOLDS; session chunk flag FOLDS): var F,
+ * then per record the retired site's id, var heir site index, var HLC,
+ * var held; sorted by site id then heir index. */
+static int sx_enc_folds(sx_ebody *b) {
+  const sync_delta *d = b->d;
+  size_t i;
+  int rc;
+  if (!d->nfold) return 0;
+  if ((rc = sx_enc_room(b, SX_VARINT_MAX +
+                               d->nfold * (SX_SITE_LEN + 3 * SX_VARINT_MAX))))
+    return rc;
+  b->p = sx_wv(b->p, d->nfold);
+  for (i = 0; i < d->nfold; i++) {
+    const sx_dfold *f = &d->fold[i];
+    if (f->heir >= d->nsites || !f->hlc ||
+        !memcmp(f->site, d->sites[f->heir], SX_SITE_LEN) ||
+        (i && (memcmp(f[-1].site, f->site, SX_SITE_LEN) > 0 ||
+               (!memcmp(f[-1].site, f->site, SX_SITE_LEN) &&
+                f[-1].heir >= f->heir))))
+      return SYNC_EINVAL;
+    memcpy(b->p, f->site, SX_SITE_LEN);
+    b->p = sx_wv(b->p + SX_SITE_LEN, f->heir);
+    b->p = sx_wv(b->p, f->hlc);
+    b->p = sx_wv(b->p, f->held);
+  }
+  return 0;
+}
+
 /* Write the body of chunk d into e->body: the stages in frame order. */
 static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
   sx_ebody b;
@@ -1441,6 +1475,7 @@ static int sx_encode_body(sync_encoder *e, sx_fctx *cx, const sync_delta *d) {
   if (!rc) rc = sx_enc_exits(&b);
   if (!rc) rc = sx_enc_renewals(&b);
   if (!rc) rc = sx_enc_lineage(&b);
+  if (!rc) rc = sx_enc_folds(&b);
   if (!rc) {
     e->body.len = (size_t)(b.p - e->body.p);
     if (SX_NEVER(e->body.len > e->body.cap)) rc = SYNC_EINVAL;
@@ -1505,7 +1540,7 @@ static int sx_encoder_begin(sync_encoder *e, sx_fctx *cx, const sync_delta *d,
     *p++ = 'N';
     *p++ = SX_FMAJOR;
     *p++ = d->lineage.n ? SX_FMINOR : SX_FMINOR - 1;
-    *p++ = (unsigned char)flags;
+    *p++ = (unsigned char)(flags | (d->nfold ? SX_FF_FOLDS : 0));
   }
   p = sx_wv(p, nstored);
   if (flags & SX_FF_ZSTD) p = sx_wv(p, e->raw_len);
@@ -2497,6 +2532,42 @@ static int sx_dec_renewals(sx_dbody *s) {
   return 0;
 }
 
+/* After the last section: the fold records (see sx_enc_folds). */
+static int sx_dec_folds(sx_dbody *s) {
+  sx_rd *r = &s->r;
+  sync_delta *d = s->d;
+  uint64_t nf = sx_rv(r), i;
+  if (r->bad || nf == 0) return SX_BAD(s, "bad fold record count");
+  if (nf > SX_FOLD_MAX)
+    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more fold records than kept");
+  if (nf > (uint64_t)(r->end - r->p) / (SX_SITE_LEN + 2))
+    return SX_BAD(s, "truncated fold section");
+  d->fold = (sx_dfold *)sx_malloc(&s->dec->al, (size_t)nf * sizeof(sx_dfold));
+  if (!d->fold) return SYNC_ENOMEM;
+  for (i = 0; i < nf; i++) {
+    sx_dfold *f = &d->fold[i];
+    const unsigned char *q = sx_rbytes(r, SX_SITE_LEN);
+    uint64_t heir;
+    if (!q) return SX_BAD(s, "truncated fold section");
+    memcpy(f->site, q, SX_SITE_LEN);
+    heir = sx_rv(r);
+    f->hlc = sx_rv(r);
+    f->held = sx_rv(r);
+    if (r->bad) return SX_BAD(s, "truncated fold section");
+    if (heir >= d->nsites) return SX_BAD(s, "fold heir past the site table");
+    f->heir = (uint32_t)heir;
+    if (!f->hlc) return SX_BAD(s, "fold at HLC 0");
+    if (!memcmp(f->site, d->sites[f->heir], SX_SITE_LEN))
+      return SX_BAD(s, "a site folded into itself");
+    if (i && (memcmp(f[-1].site, f->site, SX_SITE_LEN) > 0 ||
+              (!memcmp(f[-1].site, f->site, SX_SITE_LEN) &&
+               f[-1].heir >= f->heir)))
+      return SX_BAD(s, "fold records out of order");
+  }
+  d->nfold = (size_t)nf;
+  return 0;
+}
+
 /* Stage 9 (minor 4): the lineage of the history section's mark. */
 static int sx_dec_lineage(sx_dbody *s) {
   if (sx_rlineage(&s->r, &s->d->mark, &s->d->lineage))
@@ -2540,7 +2611,7 @@ static int sx_dec2_endrow(sx_dbody *s) {
 /* Decode the body [b, b + n) into a new delta: the stages in frame
  * order, the sections of later minors as the frame's minor has them. */
 static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
-                          unsigned minor, sync_delta **out) {
+                          unsigned minor, unsigned flags, sync_delta **out) {
   sx_dbody s;
   int rc;
   memset(&s, 0, sizeof s);
@@ -2574,6 +2645,7 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
     if (!rc) rc = sx_dec_exits(&s);
     if (!rc) rc = sx_dec_renewals(&s);
     if (!rc && (s.cflags & SX_CF_LINEAGE)) rc = sx_dec_lineage(&s);
+    if (!rc && (s.cflags & SX_CF_FOLDS)) rc = sx_dec_folds(&s);
     if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
     if (!rc && s.r.p != s.r.end)
       rc = SX_BAD(&s, "bytes after the last section");
@@ -2601,6 +2673,16 @@ static int sx_decode_body(sync_decoder *dec, const unsigned char *b, size_t n,
     if (!rc && minor >= 2) rc = sx_dec_exits(&s);
     if (!rc && minor >= 3) rc = sx_dec_renewals(&s);
     if (!rc && minor >= 4) rc = sx_dec_lineage(&s);
+    /* Fold records follow the sections of the frame's minor; a frame of
+     * a newer minor with them would put them after sections this reader
+     * does not know, so it is refused. */
+    if (!rc && (flags & SX_FF_FOLDS)) {
+      if (minor > SX_FMINOR)
+        rc = sx_dec_fail(dec, SYNC_EVERSION,
+                         "fold records after sections of a newer minor");
+      else
+        rc = sx_dec_folds(&s);
+    }
     /* A newer minor version may append sections a reader skips. */
     if (!rc && s.r.bad) rc = SX_BAD(&s, "truncated body");
     if (!rc && s.r.p != s.r.end && minor <= SX_FMINOR)
@@ -2641,7 +2723,7 @@ static int sx_frame_head(sync_decoder *dec, const unsigned char *p, size_t n,
       return sx_dec_fail(dec, SYNC_EFORMAT, "bad magic");
     if (n >= 5 && p[4] != SX_FMAJOR)
       return sx_dec_fail(dec, SYNC_EVERSION, "another major version");
-    if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT)))
+    if (n >= 7 && (p[6] & ~(SX_FF_ZSTD | SX_FF_DICT | SX_FF_FOLDS)))
       return sx_dec_fail(dec, SYNC_EFORMAT, "unknown frame flags");
     if (n >= 7 && (p[6] & SX_FF_DICT) && !(p[6] & SX_FF_ZSTD))
       return sx_dec_fail(dec, SYNC_EFORMAT, "dictionary flag without zstd");
@@ -2743,7 +2825,7 @@ static int sx_frame_decode(sync_decoder *dec, const unsigned char *p, size_t n,
 #endif
   }
   dec->last_raw = raw;
-  return sx_decode_body(dec, body, raw, minor, out);
+  return sx_decode_body(dec, body, raw, minor, flags, out);
 }
 
 SYNC_PRIVATE size_t sx_decoder_last_raw(const sync_decoder *dec) {

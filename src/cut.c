@@ -545,6 +545,8 @@ static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
     d->xcols[i].bsite = map[d->xcols[i].bsite];
   }
   for (i = 0; i < d->nrenew; i++) d->renew[i].site = map[d->renew[i].site];
+  for (i = 0; i < d->nfold; i++) d->fold[i].heir = map[d->fold[i].heir];
+  sx_fold_sort(d);
 }
 
 /* The site table a chunk carries, with this replica's vector (vv is
@@ -588,6 +590,12 @@ static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
   for (j = 0; j < d->nx; j++) map[d->xrows[j].clsite] = 0;
   for (j = 0; j < d->nxc; j++) map[d->xcols[j].site] = map[d->xcols[j].bsite] = 0;
   for (j = 0; j < d->nrenew; j++) map[d->renew[j].site] = 0;
+  /* Fold records of the heirs named so far (fold.c): an heir's record
+   * names no site the table lacks, the retired one going by its id. */
+  if ((rc = sx_fold_attach(x, d, rvv, map))) {
+    sx_free(&x->env->al, map);
+    return rc;
+  }
   for (i = 0; i < x->nsites; i++)
     if (map[i] == 0) map[i] = n++;
   d->sites = (uint8_t(*)[SX_SITE_LEN])sx_malloc(&d->al, (size_t)n * SX_SITE_LEN);

@@ -26,6 +26,7 @@ SYNC_API void sync_delta_free(sync_delta *d) {
   sx_free(&al, d->xrows);
   sx_free(&al, d->xcols);
   sx_free(&al, d->renew);
+  sx_free(&al, d->fold);
   sx_buf_free(&d->arena);
   sx_free(&al, d);
 }

@@ -98,6 +98,18 @@ typedef struct sx_renew {
   uint64_t held;
 } sx_renew;
 
+/* The most fold records a replica keeps, and a frame carries. */
+#define SX_FOLD_MAX 4096
+/* A fold record as a chunk carries it (frame flag FOLDS, fold.c): the
+ * retired site's id, its heir by site index (a local index while the
+ * chunk is cut), the heir's HLC from which its contributions hold the
+ * site's, and what the heir held of the site. */
+typedef struct sx_dfold {
+  uint8_t site[SX_SITE_LEN];
+  uint32_t heir;
+  uint64_t hlc, held;
+} sx_dfold;
+
 struct sync_delta {
   sx_alloc al;
   uint8_t sender[SX_SITE_LEN], receiver[SX_SITE_LEN];
@@ -143,6 +155,9 @@ struct sync_delta {
    * its claims are void above (renew.c, "Renewal records"). */
   sx_renew *renew;
   size_t nrenew;
+  /* Fold records (fold.c), sorted by site id then heir index. */
+  sx_dfold *fold;
+  size_t nfold;
   sx_buf arena;
 };
 

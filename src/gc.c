@@ -39,6 +39,15 @@ SYNC_API int sync_health_get(sync_txn *x, sync_health *out) {
   if ((rc = sx_peers_each(x, sx_health_peer, &c))) return rc;
   out->may_miss_deletes = out->peers_stale > 0;
   out->collected = c.have_hz;
+  {
+    sx_fold *f;
+    size_t nf;
+    if ((rc = sx_folds(x, &f, &nf))) return rc;
+    out->folds = nf;
+    rc = sx_get(x->env->st, x->t, x->env->meta, "foldpos", 7, &hz);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    out->fold_pending = rc == 0;
+  }
   return sync_tombstones(x, &out->tombstones);
 }
 
@@ -281,17 +290,185 @@ static int sx_gc_batch(sync_txn *x, uint64_t limit, unsigned char *from,
   return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * Counter folds (fold.c): retiring a site, and folding the cells that
+ * hold its contribution, in batches.  Meta "foldpos" (u32 LE table id,
+ * then the key after which the walk goes on; absent: nothing to fold)
+ * is where the walk of a retirement stands.
+ * ------------------------------------------------------------------- */
+static int sx_foldpos_put(sync_txn *x, unsigned tid, const void *key,
+                          size_t klen) {
+  unsigned char b[4 + SYNC_MAX_KEY];
+  int rc;
+  sx_put_le32(b, tid);
+  if (klen) memcpy(b + 4, key, klen);
+  if ((rc = sx_put(x->env->st, x->t, x->env->meta, "foldpos", 7, b, 4 + klen,
+                   0)))
+    x->failed = 1;
+  x->dirty = 1;
+  return rc;
+}
+
+SYNC_API int sync_site_retire(sync_txn *x, const uint8_t site[16]) {
+  sync_env *env;
+  sx_fold *f;
+  sx_buf chain;
+  uint64_t *vv = NULL, held;
+  uint32_t ls;
+  size_t n, i;
+  int rc, added;
+  if (!x || !site) return SYNC_EINVAL;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  env = x->env;
+  if (!memcmp(site, env->site, SX_SITE_LEN))
+    return sx_fail(env, SYNC_EINVAL, "a replica cannot retire its own site id");
+  if ((rc = sx_folds(x, &f, &n))) return rc;
+  for (i = 0; i < n; i++)
+    if (!memcmp(f[i].site, site, SX_SITE_LEN))
+      return sx_fail(env, SYNC_EEXIST, "that site is retired already");
+  rc = sx_site_index(x, site, 0, &ls);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (!rc && (rc = sx_vv_load(x, &vv))) return rc;
+  held = vv ? vv[ls] : 0;
+  sx_free(&env->al, vv);
+  if (!held)
+    return sx_fail(env, SYNC_NOTFOUND,
+                   "this replica holds no change of that site: only a "
+                   "replica that holds its adds can retire it");
+  /* The sites it was heir of come to us with it. */
+  sx_buf_init(&chain, &env->al);
+  for (i = 0; !rc && i < n; i++)
+    if (!memcmp(f[i].heir, site, SX_SITE_LEN) &&
+        !(rc = sx_buf_reserve(&chain, 24))) {
+      memcpy(chain.p + chain.len, f[i].site, SX_SITE_LEN);
+      sx_put_le64(chain.p + chain.len + SX_SITE_LEN, f[i].held);
+      chain.len += 24;
+    }
+  sx_stamp_txn(x);
+  if (!rc) rc = sx_fold_put(x, site, env->site, x->hlc, held, &added);
+  for (i = 0; !rc && i < chain.len; i += 24)
+    rc = sx_fold_put(x, chain.p + i, env->site, x->hlc,
+                     sx_get_le64(chain.p + i + SX_SITE_LEN), &added);
+  sx_buf_free(&chain);
+  /* The walk starts again from the first table. */
+  if (!rc) rc = sx_foldpos_put(x, 0, NULL, 0);
+  return rc;
+}
+
+/* One batch of the fold walk: at most limit rows folded, at most 64
+ * times as many read.  *more when the walk is not over. */
+static int sx_fold_batch(sync_txn *x, uint64_t limit, uint64_t *folded,
+                         int *more) {
+  sync_env *env = x->env;
+  unsigned char key[SYNC_MAX_KEY];
+  size_t klen;
+  unsigned tid;
+  uint64_t read = 0;
+  sx_slice v;
+  sx_buf keys;
+  int rc;
+  *folded = 0;
+  *more = 0;
+  if (x->rdonly) return SYNC_EREADONLY;
+  if (x->failed) return SYNC_ETXN;
+  rc = sx_get(env->st, x->t, env->meta, "foldpos", 7, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n < 4 || v.n - 4 > SYNC_MAX_KEY)
+    return sx_fail(env, SYNC_ECORRUPT, "malformed fold position");
+  tid = sx_get_le32(v.p);
+  klen = v.n - 4;
+  memcpy(key, v.p + 4, klen);
+  if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+  sx_buf_init(&keys, &env->al);
+  for (; !rc && tid < env->schema->ntables; tid++, klen = 0) {
+    const sx_table *tb = &env->schema->tables[tid];
+    sx_scur *c;
+    sx_slice k, rv;
+    size_t nk = 0, at;
+    unsigned j;
+    int op = klen ? SX_SET_RANGE : SX_FIRST, stop = 0, got;
+    for (j = 0; j < tb->ncols && tb->cols[j].type != SYNC_COUNTER; j++) {
+    }
+    if (j == tb->ncols) continue;
+    keys.len = 0;
+    if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) break;
+    k.p = key;
+    k.n = klen;
+    while ((got = sx_cur_walk(env->st, c, &op, &k, &rv)) == 1) {
+      if (klen && k.n == klen && !memcmp(k.p, key, klen)) continue;
+      if ((rc = sx_row_decode(rv.p, rv.n, k.p, k.n, &x->old))) break;
+      read++;
+      if (sx_row_foldable(x, &x->old)) {
+        if ((rc = sx_buf_reserve(&keys, 2 + k.n))) break;
+        keys.p[keys.len] = (unsigned char)(k.n >> 8);
+        keys.p[keys.len + 1] = (unsigned char)k.n;
+        memcpy(keys.p + keys.len + 2, k.p, k.n);
+        keys.len += 2 + k.n;
+        nk++;
+      }
+      if (nk >= limit || read >= 64 * limit) {
+        memcpy(key, k.p, k.n);
+        klen = k.n;
+        stop = 1;
+        break;
+      }
+    }
+    if (!rc && got < 0) rc = got;
+    sx_cur_close(c);
+    for (at = 0; !rc && at < keys.len;) {
+      size_t n = (size_t)keys.p[at] << 8 | keys.p[at + 1];
+      int fo;
+      rc = sx_counter_fold(x, tid, keys.p + at + 2, n, &fo);
+      *folded += (uint64_t)fo;
+      at += 2 + n;
+    }
+    if (!rc && stop) {
+      rc = sx_foldpos_put(x, tid, key, klen);
+      *more = 1;
+      break;
+    }
+  }
+  sx_buf_free(&keys);
+  if (!rc && !*more) {
+    rc = sx_del(env->st, x->t, env->meta, "foldpos", 7);
+    if (rc == SYNC_NOTFOUND) rc = 0;
+    if (rc) x->failed = 1;
+    x->dirty = 1;
+  }
+  return rc;
+}
+
 SYNC_API int sync_gc(sync_txn *x, uint64_t *collected) {
-  uint64_t n = 0;
+  uint64_t n = 0, folded;
   int more, rc = sx_gc_batch(x, SYNC_GC_BATCH, NULL, &more, &n);
+  if (!rc) rc = sx_fold_batch(x, SYNC_GC_BATCH, &folded, &more);
   if (collected) *collected = n;
   return rc;
+}
+
+SYNC_API int sync_folds_get(sync_txn *x, sync_fold *out, size_t cap,
+                            size_t *n) {
+  sx_fold *f;
+  size_t m, i;
+  int rc;
+  if (!x || !n || (cap && !out)) return SYNC_EINVAL;
+  if ((rc = sx_folds(x, &f, &m))) return rc;
+  for (i = 0; i < m && i < cap; i++) {
+    memcpy(out[i].site, f[i].site, SX_SITE_LEN);
+    memcpy(out[i].heir, f[i].heir, SX_SITE_LEN);
+    out[i].hlc = f[i].hlc;
+    out[i].held = f[i].held;
+  }
+  *n = m;
+  return 0;
 }
 
 SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected) {
   unsigned char from[SX_LOGKEY];
   uint64_t total = 0;
-  int rc = 0, more = 1;
+  int rc = 0, more = 1, fmore = 1;
   if (collected) *collected = 0;
   if (!env || !env->st) return SYNC_EINVAL;
   if (env->rdonly) return SYNC_EREADONLY;
@@ -301,11 +478,12 @@ SYNC_API int sync_env_gc(sync_env *env, uint64_t *collected) {
    * about every page it touches.  Each batch starts where the last one
    * stopped and takes the horizon afresh (a peer met meanwhile lowers
    * it). */
-  while (more) {
+  while (more || fmore) {
     sync_txn *x;
-    uint64_t n = 0;
+    uint64_t n = 0, folded = 0;
     if ((rc = sync_txn_begin(env, 0, &x))) break;
-    rc = sx_gc_batch(x, SYNC_GC_BATCH, from, &more, &n);
+    if (more) rc = sx_gc_batch(x, SYNC_GC_BATCH, from, &more, &n);
+    if (!rc && fmore) rc = sx_fold_batch(x, SYNC_GC_BATCH, &folded, &fmore);
     if (rc) {
       sync_txn_abort(x);
       break;

@@ -177,6 +177,8 @@ static int sx_merge_ctr(sx_apply *a, const sx_drow *dr, const sx_dcol *r,
     }
     t[k++] = t[i];
   }
+  /* A retired site's contribution goes where its heir's holds it. */
+  if ((rc = sx_fold_cell(x, t, &k, &a->rep->retired_adds))) return rc;
   if (SX_NEVER(x->cpay.len + sx_ctr_size(t, k) > x->cpay.cap))
     return SYNC_ECORRUPT;
   nv = sync_null();

@@ -231,11 +231,11 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
    * which only the upgrade of a writable open reads (sx_log_upgrade): a
    * read-only reader of the old layout would misread the log once a
    * writable open upgraded the file under it. */
-  if (format >= 1 && format < SX_FORMAT_VERSION && env->rdonly)
+  if (format >= 1 && format < SX_FORMAT_LOGREC && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
-                   path, (unsigned)format, SX_FORMAT_VERSION,
+                   path, (unsigned)format, SX_FORMAT_LOGREC,
                    format == 3  ? "the scope in peer records and the "
                                   "rejection log"
                    : format < 3 ? "the stored fingerprint sums"
@@ -291,7 +291,9 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * tables with history without recording the versions they replace,
      * which as-of reads would then answer wrongly).  Format 8 and
      * before keep the change log one item per entry: it moves into
-     * records. */
+     * records.  Format 9 lacks only the fold records, which read as
+     * none (code before them would not drop what an heir's counter
+     * contributions hold). */
     unsigned char fmt[12];
     if ((rc = sx_log_upgrade(env, t)))
       return sx_fail(env, rc,
@@ -882,6 +884,7 @@ static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
   sx_buf_init(&x->fpbuf, &env->al);
   sx_buf_init(&x->ctrs, &env->al);
   sx_buf_init(&x->cpay, &env->al);
+  sx_buf_init(&x->fmark, &env->al);
   rc = sx_table_scan(x, tid, &sum);
   if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
   sx_txn_close_cursors(x);

@@ -321,7 +321,7 @@ SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
  * contribution's, becomes ours. */
 static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
   sx_rcol *c = &x->nw.cols[col];
-  size_t n = 0, i;
+  size_t n = 0, i, moved;
   sx_ctr *a;
   int rc;
   if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
@@ -335,6 +335,10 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
     memset(a, 0, sizeof *a);
     n++;
   }
+  /* A site retired to this replica: its contribution joins ours, which
+   * from now on holds it (fold.c). */
+  if ((rc = sx_fold_absorb(x, a, &n, &moved))) return rc;
+  (void)moved;
   if (!neg) {
     if (a[0].p > UINT64_MAX - mag) return SYNC_ELIMIT;
     a[0].p += mag;
@@ -354,6 +358,76 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
   c->st = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
   c->base = SX_NOSTAMP;
   return 0;
+}
+
+/* Whether stored counter cell c holds a contribution of a site retired
+ * to this replica. */
+static int sx_cell_foldable(sync_txn *x, const sx_rcol *c) {
+  sx_ctrwalk it;
+  if (c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER) return 0;
+  sx_ctr_walk(&it, c->v.data, c->v.len);
+  while (sx_ctr_step(&it))
+    if (sx_fold_mine(x, it.c.site)) return 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_row_foldable(sync_txn *x, const sx_row *r) {
+  unsigned j;
+  if (!(r->cl & 1)) return 0;
+  for (j = 0; j < r->ncols; j++)
+    if (sx_cell_foldable(x, &r->cols[j])) return 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_counter_fold(sync_txn *x, unsigned tid, const void *key,
+                                 size_t klen, int *folded) {
+  const sx_table *tb = &x->env->schema->tables[tid];
+  sx_scur *cur;
+  size_t room = 0;
+  unsigned j;
+  int rc, found;
+  *folded = 0;
+  if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
+  if ((found = sx_old_row(x, tid, cur, key, klen)) <= 0) return found;
+  if (!(x->old.cl & 1)) return 0;
+  for (j = 0; j < x->old.ncols; j++)
+    if (sx_cell_foldable(x, &x->old.cols[j]))
+      room += x->old.cols[j].v.len + 4 * SX_VARINT_MAX;
+  if (!room) return 0;
+  sx_stamp_txn(x);
+  x->nw.nstamps = 0;
+  sx_build_keep(x, tb);
+  x->cpay.len = 0;
+  if ((rc = sx_buf_reserve(&x->cpay, room))) return rc;
+  for (j = 0; j < x->old.ncols; j++) {
+    sx_rcol *c = &x->nw.cols[j];
+    size_t n = 0, moved;
+    sx_ctr *a;
+    if (!sx_cell_foldable(x, &x->old.cols[j])) continue;
+    (void)sx_ctr_check((const unsigned char *)c->v.data,
+                       (const unsigned char *)c->v.data + c->v.len, &n);
+    if ((rc = sx_buf_reserve(&x->ctrs, (n + 1) * sizeof(sx_ctr)))) return rc;
+    a = (sx_ctr *)(void *)x->ctrs.p;
+    sx_ctr_read(&c->v, a);
+    if (a[0].site != 0) {
+      memmove(a + 1, a, n * sizeof *a);
+      memset(a, 0, sizeof *a);
+      n++;
+    }
+    if ((rc = sx_fold_absorb(x, a, &n, &moved))) return rc;
+    a[0].hlc = x->hlc;
+    if (SX_NEVER(x->cpay.len + sx_ctr_size(a, n) > x->cpay.cap))
+      return SYNC_ECORRUPT;
+    c->v = sync_null();
+    c->v.type = SX_TAG_COUNTER;
+    c->v.data = x->cpay.p + x->cpay.len;
+    c->v.len = sx_ctr_put(x->cpay.p + x->cpay.len, a, n);
+    x->cpay.len += c->v.len;
+    c->st = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
+    c->base = SX_NOSTAMP;
+  }
+  *folded = 1;
+  return sx_store_row(x, tid, cur, key, klen, found, 0);
 }
 
 SYNC_API int sync_counter_add(sync_txn *x, unsigned table, const void *key,
@@ -488,6 +562,34 @@ SYNC_API int sync_counter_own(sync_txn *x, unsigned table, const void *key,
   if (col < x->old.ncols) sx_rcol_ctr(&x->old.cols[col], &hi, &lo, &p, &n);
   if (pos) *pos = p;
   if (neg) *neg = n;
+  return 0;
+}
+
+SYNC_API int sync_counter_sites(sync_txn *x, unsigned table, const void *key,
+                                size_t klen, unsigned col, uint8_t (*out)[16],
+                                size_t cap, size_t *n) {
+  const sx_table *tb;
+  const sx_rcol *c;
+  sx_ctrwalk it;
+  size_t k = 0;
+  int rc;
+  if (!n || (cap && !out)) return SYNC_EINVAL;
+  *n = 0;
+  if ((rc = sx_check_key(x, table, key, klen))) return rc;
+  tb = &x->env->schema->tables[table];
+  if (col >= tb->ncols) return SYNC_EINVAL;
+  if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
+  if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
+    return rc;
+  if (col >= x->old.ncols) return 0;
+  c = &x->old.cols[col];
+  if (c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER) return 0;
+  sx_ctr_walk(&it, c->v.data, c->v.len);
+  while (sx_ctr_step(&it)) {
+    if (k < cap && (rc = sx_site_id(x, it.c.site, out[k]))) return rc;
+    k++;
+  }
+  *n = k;
   return 0;
 }
 

@@ -5,8 +5,15 @@
 #ifndef SX_OPS_H
 #define SX_OPS_H
 
-#include "fp.h"
+#include "fold.h"
 
+/* Fold the live row of table tid at key (fold.c): each counter cell
+ * holding a contribution of a site retired to this replica gets it added
+ * to this replica's, as a write of its own.  *folded: the row changed. */
+SYNC_PRIVATE int sx_counter_fold(sync_txn *x, unsigned tid, const void *key,
+                                 size_t klen, int *folded);
+/* Whether live row r has a counter cell sx_counter_fold would fold. */
+SYNC_PRIVATE int sx_row_foldable(sync_txn *x, const sx_row *r);
 /* Take the transaction's stamp (at its first change). */
 SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
 /* Store x->nw at key (replacing x->old when found, which must have been

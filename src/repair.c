@@ -1019,6 +1019,10 @@ static int sx_rp_put_vv(sx_repair *rp, sync_txn *x, unsigned char **p,
   int rc;
   if (!rp->o.vec || !rp->st.passes) return 0;
   if ((rc = sx_vv_load(x, &vv))) return rc;
+  if ((rc = sx_fold_cap(x, vv))) {
+    sx_free(&rp->al, vv);
+    return rc;
+  }
   for (i = 0; i < x->nsites; i++)
     if (vv[i]) n++;
   if (n <= SX_RP_MAXVV &&
@@ -1101,6 +1105,13 @@ static int sx_rp_seal(sx_repair *rp, sync_txn *x, sync_delta *d) {
   memcpy(d->sites, x->sites, (size_t)x->nsites * SX_SITE_LEN);
   memset(d->vv, 0, sizeof(uint64_t) * x->nsites);
   d->nvv = x->nsites;
+  /* The fold records its counter cells need: the peer's vector is not
+   * known here, so every one they need. */
+  {
+    int rc = sx_fold_attach(x, d, NULL, NULL);
+    if (rc) return rc;
+  }
+  sx_fold_sort(d);
   return 0;
 }
 

@@ -15,7 +15,7 @@
 #include "reject.h"
 #include "repair.h"
 
-#define SX_PROTO 9
+#define SX_PROTO 10
 /* The frames of a session (SX_FMAJOR_SESS, codec.h) are named in HELLO. */
 /* Every side accepts this much before the handshake, and announces at
  * least SX_MSG_MIN for after it (a LoRa payload is 51-222 bytes). */

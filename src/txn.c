@@ -36,6 +36,7 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sx_buf_init(&x->fpbuf, &env->al);
   sx_buf_init(&x->ctrs, &env->al);
   sx_buf_init(&x->cpay, &env->al);
+  sx_buf_init(&x->fmark, &env->al);
   rc = x->group ? sx_txn_begin_group(env->st, &x->gm, &x->t)
                 : sx_txn_begin(env->st, x->rdonly, &x->t);
   if (rc) {
@@ -104,6 +105,8 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
   sx_buf_free(&x->fpbuf);
   sx_buf_free(&x->ctrs);
   sx_buf_free(&x->cpay);
+  sx_buf_free(&x->fmark);
+  sx_free(al, x->folds);
   sx_free(al, x->sites);
   sx_free(al, x->gccl);
   sx_free(al, x->rh);

@@ -34,8 +34,12 @@ typedef sx_schema *_Atomic sx_aschema;
 #endif
 #define SX_MAGIC "sync-db\0"
 /* The storage format (FORMAT.md, "File"); a writable open upgrades an
- * older file.  9: the change log in records (log.c). */
-#define SX_FORMAT_VERSION 9
+ * older file.  9: the change log in records (log.c); 10: counter fold
+ * records (fold.c), which code before them would not apply. */
+#define SX_FORMAT_VERSION 10
+/* The first format with the change log in records: a read-only open of
+ * an older file fails (only a writable open moves the log). */
+#define SX_FORMAT_LOGREC 9
 /* Format 8 brought counter cells (row tag 5).  Code before it, which
  * would take them for damage, refuses every format-8 file with
  * SYNC_EVERSION; a file whose schema gains a counter column says at
@@ -172,6 +176,11 @@ struct sync_txn {
   sx_buf ctrs, cpay; /* scratch of counter cells: contributions, and the
                         payloads of x->nw's counter columns */
   int ctr_format;    /* the format record says 8 (sx_format_counters) */
+  struct sx_fold *folds; /* fold records (fold.c), loaded on demand */
+  size_t nfolds;
+  int folds_ok;
+  uint32_t folds_map; /* x->nsites when the heirs' indexes were found */
+  sx_buf fmark;      /* scratch of sx_fold_cell */
   sx_buf conflicts;  /* ids of recorded conflicts, for on_conflict */
   sx_buf cpend;      /* conflict records waiting for their row's write */
   uint8_t (*sites)[SX_SITE_LEN]; /* site table, loaded on demand */

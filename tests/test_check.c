@@ -348,7 +348,7 @@ static void test_check_hostile(void **state) {
   (void)state;
   ck_open(&srv, "ck-srv.db", 0x55, &now);
   memset(p, 0, sizeof p);
-  p[0] = 9; /* the protocol version */
+  p[0] = 10; /* the protocol version */
   memset(p + 1, 0xab, 16);
   p[17] = 3 | 4; /* both, every table */
   p[18] = 0;     /* no credential */
@@ -360,7 +360,10 @@ static void test_check_hostile(void **state) {
   p[0] = 8; /* the protocol before session frames major 3 */
   n = ck_msg(m, 11, p, k);
   assert_int_equal(ck_feed(&srv, m, n), SYNC_EVERSION);
-  p[0] = 9;
+  p[0] = 9; /* the protocol before fold records */
+  n = ck_msg(m, 11, p, k);
+  assert_int_equal(ck_feed(&srv, m, n), SYNC_EVERSION);
+  p[0] = 10;
   p[17] = 0x43;
   n = ck_msg(m, 11, p, k);
   assert_int_equal(ck_feed(&srv, m, n), SYNC_EPROTO);

@@ -594,8 +594,8 @@ static void test_relay_without_the_column(void **state) {
    * code without counters must refuse it, not call its rows damaged. */
   sync_env_close(b.env);
   b.env = NULL;
-  assert_int_equal(ct_format_of("ct_b.db"), 9);
-  assert_int_equal(ct_format_of("ct_a.db"), 9);
+  assert_int_equal(ct_format_of("ct_b.db"), 10);
+  assert_int_equal(ct_format_of("ct_a.db"), 10);
   /* b upgrades: the cells it kept read as counters. */
   mu_reopen_schema(&b, ct_tables, 1);
   assert_int_equal(ct_val(&b, "k", CT_C), 18);
@@ -761,6 +761,394 @@ static void test_hostile_contributions(void **state) {
 }
 
 /* ---------------------------------------------------------------------
+ * Folds: retired sites handed to their heirs (sync_site_retire)
+ * ------------------------------------------------------------------- */
+
+/* Sites counter col of key's row holds on r. */
+static size_t ct_nsites(mu_rep *r, const char *key, unsigned col) {
+  sync_txn *x;
+  size_t n = 0;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_counter_sites(x, 0, key, strlen(key), col, NULL, 0, &n));
+  sync_txn_abort(x);
+  return n;
+}
+
+/* Whether counter col of key's row on r holds a contribution of site. */
+static int ct_holds(mu_rep *r, const char *key, unsigned col,
+                    const uint8_t site[16]) {
+  sync_txn *x;
+  uint8_t ids[8][16];
+  size_t n = 0, i;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_counter_sites(x, 0, key, strlen(key), col, ids, 8, &n));
+  sync_txn_abort(x);
+  assert_true(n <= 8);
+  for (i = 0; i < n; i++)
+    if (!memcmp(ids[i], site, 16)) return 1;
+  return 0;
+}
+
+static int ct_retire(mu_rep *r, const uint8_t site[16]) {
+  sync_txn *x;
+  int rc;
+  TU_OK(sync_txn_begin(r->env, 0, &x));
+  rc = sync_site_retire(x, site);
+  if (rc) {
+    sync_txn_abort(x);
+    return rc;
+  }
+  return sync_txn_commit(x);
+}
+
+static sync_health ct_health(mu_rep *r) {
+  sync_txn *x;
+  sync_health h;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_health_get(x, &h));
+  sync_txn_abort(x);
+  return h;
+}
+
+/* Pull everything r lacks of s through the codec; the reports' sum of
+ * retired_adds. */
+static uint64_t ct_pull_late(mu_rep *r, mu_rep *s) {
+  uint64_t late = 0;
+  int n;
+  for (n = 0; n < 1000; n++) {
+    sync_apply_report rep;
+    sync_delta *d = mu_cut(r, s, 0, 1);
+    int last = sync_delta_last(d);
+    mu_apply(r, d, SYNC_APPLY_MERGE, &rep);
+    late += rep.retired_adds;
+    sync_delta_free(d);
+    if (last) return late;
+  }
+  fail_msg("pull did not end");
+  return 0;
+}
+
+/* A server, two devices: d1 stops, the server retires it; its adds stay
+ * counted, once, and no cell carries it any more, wherever its stale
+ * contribution comes from. */
+static void test_retire_folds_into_heir(void **state) {
+  mu_rep srv, d1, d2, old;
+  uint8_t s1[16], ss[16];
+  sync_fold fo[2];
+  size_t n = 0;
+  int i;
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  ct_open(&d1, "ct_a.db", 0xa1);
+  ct_open(&d2, "ct_b.db", 0xb1);
+  mu_site(s1, 0xa1);
+  mu_site(ss, 0x51);
+  TU_OK(ct_add(&d1, "k", CT_C, 5));
+  TU_OK(ct_add(&d1, "j", CT_D, -3));
+  TU_OK(ct_add(&d2, "k", CT_C, 7));
+  TU_OK(ct_add(&srv, "k", CT_C, 1));
+  TU_OK(ct_add(&d2, "j", CT_D, 2));
+  ct_pull_wire(&srv, &d1, NULL);
+  ct_pull_wire(&srv, &d2, NULL);
+  ct_pull_wire(&d1, &srv, NULL);
+  ct_pull_wire(&d2, &srv, NULL);
+  for (i = 0; i < 3; i++) {
+    mu_rep *r = i == 0 ? &srv : i == 1 ? &d1 : &d2;
+    assert_int_equal(ct_val(r, "k", CT_C), 13);
+    assert_int_equal(ct_val(r, "j", CT_D), -1);
+    assert_int_equal(ct_nsites(r, "k", CT_C), 3);
+  }
+  /* d1 is taken out of service; a copy of its last state stays around
+   * (a stale replica that still has its contributions to give). */
+  sync_env_close(d1.env);
+  mu_copy_rep(&old, &d1, "ct_old.db");
+  d1.env = NULL;
+  mu_close(&d1);
+  mu_reopen_schema(&old, ct_tables, 1);
+  TU_OK(ct_retire(&srv, s1));
+  assert_int_equal(ct_retire(&srv, s1), SYNC_EEXIST);
+  assert_true(ct_health(&srv).fold_pending);
+  TU_U64(ct_health(&srv).folds, 1);
+  /* The heir's add folds the cell it writes at once. */
+  TU_OK(ct_add(&srv, "j", CT_D, 10));
+  assert_false(ct_holds(&srv, "j", CT_D, s1));
+  assert_int_equal(ct_val(&srv, "j", CT_D), 9);
+  assert_true(ct_holds(&srv, "k", CT_C, s1)); /* not folded yet */
+  TU_OK(sync_env_gc(srv.env, NULL));
+  assert_false(ct_health(&srv).fold_pending);
+  assert_false(ct_holds(&srv, "k", CT_C, s1));
+  assert_int_equal(ct_nsites(&srv, "k", CT_C), 2);
+  assert_int_equal(ct_val(&srv, "k", CT_C), 13);
+  /* The stale copy's contributions count nothing twice, on the heir or
+   * on a device that learns the fold from the heir first. */
+  TU_U64(ct_pull_late(&d2, &srv), 0);
+  TU_U64(ct_pull_late(&srv, &old), 0);
+  TU_U64(ct_pull_late(&d2, &old), 0);
+  for (i = 0; i < 2; i++) {
+    mu_rep *r = i == 0 ? &srv : &d2;
+    assert_int_equal(ct_val(r, "k", CT_C), 13);
+    assert_int_equal(ct_val(r, "j", CT_D), 9);
+    assert_false(ct_holds(r, "k", CT_C, s1));
+    assert_false(ct_holds(r, "j", CT_D, s1));
+    assert_int_equal(ct_nsites(r, "k", CT_C), 2);
+  }
+  assert_true(mu_digest(&srv) == mu_digest(&d2));
+  {
+    sync_txn *x;
+    TU_OK(sync_txn_begin(d2.env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_folds_get(x, fo, 2, &n));
+    sync_txn_abort(x);
+    TU_U64(n, 1);
+    assert_memory_equal(fo[0].site, s1, 16);
+    assert_memory_equal(fo[0].heir, ss, 16);
+    assert_true(fo[0].hlc > fo[0].held);
+  }
+  /* A range repair between the two finds them equal. */
+  {
+    sync_session_opts ro;
+    sync_session_stats st;
+    memset(&ro, 0, sizeof ro);
+    ro.repair = 1;
+    ro.dry_run = 1;
+    assert_int_equal(su_sync(&d2, &srv, &ro, NULL, &st, NULL), 1);
+    assert_true(st.repair_equal);
+  }
+  mu_close(&old);
+  mu_close(&srv);
+  mu_close(&d2);
+}
+
+static void test_retire_errors(void **state) {
+  mu_rep a, b;
+  uint8_t sa[16], sb[16], sz[16];
+  sync_txn *x;
+  (void)state;
+  ct_open(&a, "ct_a.db", 0xa1);
+  ct_open(&b, "ct_b.db", 0xb1);
+  mu_site(sa, 0xa1);
+  mu_site(sb, 0xb1);
+  mu_site(sz, 0x77);
+  assert_int_equal(ct_retire(&a, sa), SYNC_EINVAL);  /* itself */
+  assert_int_equal(ct_retire(&a, sz), SYNC_NOTFOUND); /* never met */
+  assert_int_equal(ct_retire(&a, sb), SYNC_NOTFOUND); /* holds nothing of b */
+  TU_OK(ct_add(&b, "k", CT_C, 1));
+  ct_pull_wire(&a, &b, NULL);
+  TU_OK(sync_txn_begin(a.env, SYNC_TXN_RDONLY, &x));
+  assert_int_equal(sync_site_retire(x, sb), SYNC_EREADONLY);
+  assert_int_equal(sync_site_retire(x, NULL), SYNC_EINVAL);
+  sync_txn_abort(x);
+  assert_int_equal(sync_site_retire(NULL, sb), SYNC_EINVAL);
+  TU_OK(ct_retire(&a, sb));
+  assert_int_equal(ct_retire(&a, sb), SYNC_EEXIST);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* A retired site that goes on adding breaks the contract: where its
+ * later contribution meets its heir's it is dropped and counted; the
+ * site itself is told by the first chunk that brings it the record (a
+ * session takes a new id and ends; the next one syncs), and its adds
+ * under the new id count. */
+static void test_retired_site_that_adds_again(void **state) {
+  mu_rep srv, d1;
+  uint8_t s1[16], now1[16];
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  ct_open(&d1, "ct_a.db", 0xa1);
+  mu_site(s1, 0xa1);
+  TU_OK(ct_add(&d1, "k", CT_C, 5));
+  assert_int_equal(su_sync(&d1, &srv, NULL, NULL, NULL, NULL), 1);
+  TU_OK(ct_retire(&srv, s1));
+  TU_OK(sync_env_gc(srv.env, NULL));
+  TU_OK(ct_add(&d1, "k", CT_C, 2)); /* after its retirement */
+  TU_U64(ct_pull_late(&srv, &d1), 1);
+  assert_int_equal(ct_val(&srv, "k", CT_C), 5);
+  {
+    sync_delta *d = mu_cut(&d1, &srv, 0, 0);
+    sync_txn *x;
+    sync_apply_report rep;
+    TU_OK(sync_txn_begin(d1.env, 0, &x));
+    assert_int_equal(sync_delta_apply(x, d, SYNC_APPLY_MERGE, &rep),
+                     SYNC_EHISTORY);
+    sync_txn_abort(x);
+    sync_delta_free(d);
+  }
+  assert_int_equal(su_sync(&d1, &srv, NULL, NULL, NULL, NULL), SYNC_EHISTORY);
+  TU_OK(sync_env_site_id(d1.env, now1));
+  assert_memory_not_equal(now1, s1, 16);
+  assert_int_equal(su_sync(&d1, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(su_sync(&d1, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(ct_val(&d1, "k", CT_C), 5);
+  TU_OK(ct_add(&d1, "k", CT_C, 4));
+  assert_int_equal(su_sync(&d1, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(ct_val(&srv, "k", CT_C), 9);
+  assert_int_equal(ct_val(&d1, "k", CT_C), 9);
+  assert_false(ct_holds(&srv, "k", CT_C, s1));
+  assert_false(ct_holds(&d1, "k", CT_C, s1));
+  mu_close(&srv);
+  mu_close(&d1);
+}
+
+/* A chain: d1 retired to a relay, the relay retired to the server; a
+ * device that held all three contributions ends with the server's
+ * alone, and the sum. */
+static void test_retire_chain(void **state) {
+  mu_rep srv, rel, d1, d2;
+  uint8_t s1[16], sr[16];
+  size_t n = 0;
+  sync_txn *x;
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  ct_open(&rel, "ct_r.db", 0x61);
+  ct_open(&d1, "ct_a.db", 0xa1);
+  ct_open(&d2, "ct_b.db", 0xb1);
+  mu_site(s1, 0xa1);
+  mu_site(sr, 0x61);
+  TU_OK(ct_add(&d1, "k", CT_C, 5));
+  TU_OK(ct_add(&rel, "k", CT_C, 3));
+  TU_OK(ct_add(&srv, "k", CT_C, 100));
+  ct_pull_wire(&rel, &d1, NULL);
+  ct_pull_wire(&srv, &rel, NULL);
+  ct_pull_wire(&d2, &srv, NULL);
+  assert_int_equal(ct_nsites(&d2, "k", CT_C), 3);
+  TU_OK(ct_retire(&rel, s1)); /* not folded before the relay stops */
+  ct_pull_wire(&srv, &rel, NULL);
+  TU_OK(ct_retire(&srv, sr));
+  TU_OK(sync_txn_begin(srv.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_folds_get(x, NULL, 0, &n));
+  sync_txn_abort(x);
+  TU_U64(n, 3); /* d1 -> rel, rel -> srv, d1 -> srv */
+  TU_OK(sync_env_gc(srv.env, NULL));
+  assert_int_equal(ct_nsites(&srv, "k", CT_C), 1);
+  assert_int_equal(ct_val(&srv, "k", CT_C), 108);
+  TU_U64(ct_pull_late(&d2, &srv), 0);
+  TU_U64(ct_pull_late(&d2, &d1), 0); /* stale, both */
+  TU_U64(ct_pull_late(&d2, &rel), 0);
+  assert_int_equal(ct_nsites(&d2, "k", CT_C), 1);
+  assert_int_equal(ct_val(&d2, "k", CT_C), 108);
+  assert_true(mu_digest(&srv) == mu_digest(&d2));
+  mu_close(&srv);
+  mu_close(&rel);
+  mu_close(&d1);
+  mu_close(&d2);
+}
+
+/* Fold sections a decoder refuses, and one it takes only from a sender
+ * with the relay right. */
+static void test_hostile_folds(void **state) {
+  mu_rep srv, d1, d2;
+  uint8_t s1[16];
+  unsigned char f[4096], g[8192];
+  size_t flen, at, glen, k;
+  sync_decoder *dec;
+  sync_delta *d = NULL;
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  ct_open(&d1, "ct_a.db", 0xa1);
+  ct_open(&d2, "ct_b.db", 0xb1);
+  mu_site(s1, 0xa1);
+  TU_OK(ct_add(&d1, "k", CT_C, 5));
+  ct_pull_wire(&srv, &d1, NULL);
+  TU_OK(ct_retire(&srv, s1));
+  TU_OK(sync_env_gc(srv.env, NULL));
+  {
+    sync_encoder *e;
+    const void *fp;
+    d = mu_cut(&d2, &srv, 0, 0);
+    TU_OK(sync_encoder_create(NULL, NULL, &e));
+    TU_OK(sync_encoder_begin(e, d, &flen, NULL));
+    TU_OK(sync_encoder_frame(e, &fp, &flen));
+    assert_true(flen <= sizeof f);
+    memcpy(f, fp, flen);
+    sync_encoder_free(e);
+    sync_delta_free(d);
+  }
+  assert_true(f[6] & 0x4); /* the frame flag FOLDS */
+  {
+    unsigned char pat[17];
+    pat[0] = 1;
+    memset(pat + 1, 0xa1, 16);
+    size_t from = 0;
+    at = flen;
+    while ((from = tu_find(f, flen, pat, 17, from)) < flen) at = from++;
+    assert_true(at < flen); /* the last: the section ends the body */
+  }
+  TU_OK(sync_decoder_create(NULL, NULL, &dec));
+  {
+    /* The section runs to the body's end: count, site, heir index,
+     * HLC, held. */
+    size_t slen = flen - 8 - at;
+    struct {
+      const char *what;
+      unsigned char v[64];
+      size_t n;
+    } bad[5];
+    memset(bad, 0, sizeof bad);
+    for (k = 0; k < 5; k++) {
+      memcpy(bad[k].v, f + at, slen);
+      bad[k].n = slen;
+    }
+    bad[0].what = "no record";
+    bad[0].v[0] = 0;
+    bad[0].n = 1;
+    bad[1].what = "heir past the site table";
+    bad[1].v[17] = 0x7f;
+    bad[2].what = "fold at HLC 0";
+    bad[2].v[18] = 0;
+    bad[2].n = 19 + 1;
+    bad[2].v[19] = 0;
+    bad[3].what = "a site folded into itself";
+    bad[4].what = "two records out of order";
+    bad[4].v[0] = 2;
+    memcpy(bad[4].v + slen, f + at + 1, slen - 1);
+    bad[4].n = 2 * slen - 1;
+    bad[4].v[1] = 0xff; /* the first record's site sorts last */
+    for (k = 0; k < 5; k++) {
+      int rc;
+      if (k == 3) {
+        /* The heir's own id as the retired site: the sender is the
+         * frame's site 0, the heir here. */
+        uint8_t ss[16];
+        mu_site(ss, 0x51);
+        memcpy(bad[3].v, f + at, slen);
+        memcpy(bad[3].v + 1, ss, 16);
+        bad[3].n = slen;
+      }
+      d = NULL;
+      glen = ct_patch(f, flen, at, slen, bad[k].v, bad[k].n, g);
+      rc = sync_decoder_decode(dec, g, glen, &d);
+      if (rc != SYNC_EFORMAT)
+        fail_msg("%s: got %d (%s)", bad[k].what, rc, sync_decoder_reason(dec));
+      assert_null(d);
+    }
+  }
+  /* The frame as it is: a receiver that trusts the sender to relay
+   * takes the record; one that does not refuses the chunk whole. */
+  TU_OK(sync_decoder_decode(dec, f, flen, &d));
+  {
+    sync_txn *x;
+    sync_apply_opts ao;
+    sync_apply_report rep;
+    memset(&ao, 0, sizeof ao);
+    ao.relay = 0;
+    TU_OK(sync_txn_begin(d2.env, 0, &x));
+    assert_int_equal(sync_delta_apply_opts(x, d, &ao, &rep), SYNC_EPERM);
+    sync_txn_abort(x);
+    ao.relay = 1;
+    TU_OK(sync_txn_begin(d2.env, 0, &x));
+    TU_OK(sync_delta_apply_opts(x, d, &ao, &rep));
+    TU_OK(sync_txn_commit(x));
+  }
+  sync_delta_free(d);
+  assert_int_equal(ct_val(&d2, "k", CT_C), 5);
+  assert_false(ct_holds(&d2, "k", CT_C, s1));
+  sync_decoder_free(dec);
+  mu_close(&srv);
+  mu_close(&d1);
+  mu_close(&d2);
+}
+
+/* ---------------------------------------------------------------------
  * Storage format
  * ------------------------------------------------------------------- */
 
@@ -790,8 +1178,9 @@ static void test_format_version(void **state) {
   sync_column_def more = {"more", SYNC_COUNTER, 0};
   (void)state;
   /* Format 8 brought row history and counter cells together, format 9
-   * the change log in records: every writable open writes 9, with
-   * counters or without, and a counter never sets the record back. */
+   * the change log in records, format 10 the fold records: every
+   * writable open writes 10, with counters or without, and a counter
+   * never sets the record back. */
   mu_site(id, 0xa3);
   mu_open_schema(&a, "ct_f.db", id, &ct_now, 0, plain, 1);
   {
@@ -802,7 +1191,7 @@ static void test_format_version(void **state) {
     TU_OK(sync_txn_commit(x));
   }
   sync_env_close(a.env);
-  assert_int_equal(ct_format_of("ct_f.db"), 9);
+  assert_int_equal(ct_format_of("ct_f.db"), 10);
   /* A rolling upgrade that adds a counter column marks the file, and the
    * row written before reads the new counter as 0. */
   mu_reopen_schema(&a, grown, 1);
@@ -823,7 +1212,7 @@ static void test_format_version(void **state) {
   }
   sync_env_close(a.env);
   a.env = NULL;
-  assert_int_equal(ct_format_of("ct_f.db"), 9);
+  assert_int_equal(ct_format_of("ct_f.db"), 10);
   tu_remove_db("ct_f.db");
 }
 
@@ -862,6 +1251,12 @@ typedef struct pt_scn {
   sync_decoder *dec;
   unsigned long wired, dups, late, dropped, cut, ahead, reinserts;
   uint64_t collected;
+  /* Retirements (sync_site_retire), drawn from an RNG of their own so
+   * that scenarios without them run as they did before folds. */
+  tu_rng frng;
+  int stopped[PT_MAXREP]; /* the replica adds and receives no more */
+  int retired[PT_MAXREP]; /* and its heir retired it */
+  unsigned long retirements, folds_checked;
 } pt_scn;
 
 static pt_scn pt_mem;
@@ -891,6 +1286,7 @@ static void pt_local_txn(pt_scn *s, int ri) {
   sync_txn *t;
   size_t n0 = s->nadds;
   int nops = 1 + (int)pt_below(s, 3), op, abort_it;
+  if (s->stopped[ri]) return;
   if (pt_below(s, 100) < 40) s->now += pt_below(s, 3);
   abort_it = pt_below(s, 100) < 4;
   TU_OK(sync_txn_begin(r->env, 0, &t));
@@ -970,9 +1366,11 @@ static void pt_deliver(pt_scn *s, int i) {
   memmove(s->held + i, s->held + i + 1,
           sizeof s->held[0] * (size_t)(s->nheld - i - 1));
   s->nheld--;
-  mu_apply(&s->rep[to], d, SYNC_APPLY_MERGE, NULL);
+  if (!s->stopped[to]) {
+    mu_apply(&s->rep[to], d, SYNC_APPLY_MERGE, NULL);
+    s->late++;
+  }
   sync_delta_free(d);
-  s->late++;
 }
 
 /* Receiver ri pulls from si: chunks go through the codec or not, are
@@ -982,6 +1380,7 @@ static void pt_exchange(pt_scn *s, int ri, int si) {
   mu_rep *r = &s->rep[ri], *snd = &s->rep[si];
   size_t max_rows = 1 + (size_t)pt_below(s, 3);
   int ack = pt_below(s, 4) != 0, iter;
+  if (s->stopped[ri]) return;
   for (iter = 0; iter < 10000; iter++) {
     sync_delta *d;
     unsigned p;
@@ -1054,7 +1453,9 @@ static void pt_check(pt_scn *s) {
     uint64_t cl;
     int64_t want[2] = {0, 0};
     size_t j;
-    TU_OK(sync_txn_begin(s->rep[0].env, SYNC_TXN_RDONLY, &t));
+    for (i = 0; s->stopped[i]; i++) {
+    }
+    TU_OK(sync_txn_begin(s->rep[i].env, SYNC_TXN_RDONLY, &t));
     cl = pt_cl(t, pt_keys[k]);
     sync_txn_abort(t);
     for (j = 0; j < s->nadds; j++)
@@ -1062,7 +1463,9 @@ static void pt_check(pt_scn *s) {
         want[s->adds[j].col == CT_D] += s->adds[j].delta;
     for (i = 0; i < s->nrep; i++) {
       int64_t c = 0, d = 0;
-      int rc = ct_get(&s->rep[i], pt_keys[k], CT_C, &c);
+      int rc;
+      if (s->stopped[i]) continue;
+      rc = ct_get(&s->rep[i], pt_keys[k], CT_C, &c);
       if (cl == 0 || !(cl & 1)) {
         if (rc != SYNC_NOTFOUND)
           fail_msg("key %s: replica %d has a row, model: causal length %" PRIu64,
@@ -1089,6 +1492,55 @@ static void pt_check(pt_scn *s) {
     sync_conflicts_close(it);
     sync_txn_abort(t);
   }
+}
+
+/* No cell of a replica still adding holds a contribution of a retired
+ * site: its heir's holds it. */
+static void pt_check_folds(pt_scn *s) {
+  int i, j, k;
+  unsigned c;
+  for (i = 0; i < s->nrep; i++) {
+    if (s->stopped[i]) continue;
+    for (k = 0; k < s->nkeys; k++)
+      for (c = CT_C; c <= CT_D; c += CT_D - CT_C) {
+        int64_t v;
+        if (ct_get(&s->rep[i], pt_keys[k], c, &v) == SYNC_NOTFOUND) continue;
+        for (j = 0; j < s->nrep; j++)
+          if (s->retired[j] && ct_holds(&s->rep[i], pt_keys[k], c,
+                                         s->rep[j].site))
+            fail_msg("key %s: replica %d still holds retired replica %d's "
+                     "contribution", pt_keys[k], i, j);
+        s->folds_checked++;
+      }
+  }
+}
+
+/* Replica ri stops for good: an heir pulls all it has, and retires it
+ * (when it holds a change of it: a replica that never wrote has nothing
+ * to fold).  At least two replicas keep adding. */
+static void pt_retire(pt_scn *s) {
+  int live = 0, i, ri, hi, rc;
+  sync_txn *t;
+  for (i = 0; i < s->nrep; i++) live += !s->stopped[i];
+  if (live < 3) return;
+  do ri = (int)tu_below(&s->frng, (uint64_t)s->nrep);
+  while (s->stopped[ri]);
+  do hi = (int)tu_below(&s->frng, (uint64_t)s->nrep);
+  while (s->stopped[hi] || hi == ri);
+  s->phase = "retiring a replica";
+  ct_pull_wire(&s->rep[hi], &s->rep[ri], NULL);
+  s->stopped[ri] = 1;
+  TU_OK(sync_txn_begin(s->rep[hi].env, 0, &t));
+  rc = sync_site_retire(t, s->rep[ri].site);
+  if (rc == SYNC_NOTFOUND) {
+    sync_txn_abort(t);
+  } else {
+    TU_OK(rc);
+    TU_OK(sync_txn_commit(t));
+    s->retired[ri] = 1;
+    s->retirements++;
+  }
+  s->phase = "random adds, writes and exchanges";
 }
 
 static void pt_free(pt_scn *s) {
@@ -1133,6 +1585,7 @@ static void pt_scenario(pt_scn *s, uint64_t seed) {
   pt_cur = s;
   s->seed = seed;
   s->rng.s = seed;
+  s->frng.s = seed ^ UINT64_C(0xf01df01df01df01d);
   s->phase = "setup";
   s->nrep = 3 + (int)pt_below(s, 3);
   s->nkeys = 1 + (int)pt_below(s, PT_MAXKEYS);
@@ -1154,7 +1607,14 @@ static void pt_scenario(pt_scn *s, uint64_t seed) {
     s->phase = "random adds, writes and exchanges";
     steps = 40 + (int)pt_below(s, 40 * (uint64_t)s->nrep);
     for (step = 0; step < steps; step++) {
-      uint64_t p = pt_below(s, 100);
+      uint64_t p;
+      /* Retirements in the last epoch of a scenario that collected
+       * tombstones first (every replica knows every other then). */
+      if (epochs == 2 && e == 1 && tu_below(&s->frng, 100) < 3) {
+        pt_retire(s);
+        continue;
+      }
+      p = pt_below(s, 100);
       if (p < 55) {
         pt_local_txn(s, (int)pt_below(s, (uint64_t)s->nrep));
       } else if (p < 95) {
@@ -1174,25 +1634,35 @@ static void pt_scenario(pt_scn *s, uint64_t seed) {
         s->nheld--;
       }
     }
+    if (s->retirements) {
+      /* The heirs fold the cells they hold. */
+      s->phase = "folding";
+      for (i = 0; i < s->nrep; i++)
+        if (!s->stopped[i]) TU_OK(sync_env_gc(s->rep[i].env, NULL));
+    }
     s->phase = "clean pulls";
     for (round = 1;; round++) {
       int same = 1;
       for (i = 0; i < s->nrep; i++)
         for (j = 0; j < s->nrep; j++)
-          if (i != j) {
+          if (i != j && !s->stopped[i]) {
             if (pt_below(s, 2))
               ct_pull_wire(&s->rep[i], &s->rep[j], NULL);
             else
               mu_pull(&s->rep[i], &s->rep[j], 1 + pt_below(s, 3), 1, NULL);
           }
-      for (i = 1; i < s->nrep; i++)
-        if (mu_digest(&s->rep[i]) != mu_digest(&s->rep[0])) same = 0;
+      for (i = 0; i < s->nrep; i++)
+        for (j = i + 1; j < s->nrep; j++)
+          if (!s->stopped[i] && !s->stopped[j] &&
+              mu_digest(&s->rep[i]) != mu_digest(&s->rep[j]))
+            same = 0;
       if (same) break;
       if (round == 3)
         fail_msg("digests differ after %d rounds of pulls", round);
     }
     s->phase = "model check";
     pt_check(s);
+    if (s->retirements) pt_check_folds(s);
   }
   pt_free(s);
   pt_cur = NULL;
@@ -1221,7 +1691,7 @@ static void test_property_concurrent_adds(void **state) {
   uint64_t seed = pt_env("SYNC_TEST_SEED", UINT64_C(0xc0a7e001));
   uint64_t n = pt_env("SYNC_TEST_COUNTER_SCENARIOS", 200), i;
   unsigned long adds = 0, wired = 0, dups = 0, late = 0, ahead = 0, cut = 0,
-                reins = 0, collected = 0;
+                reins = 0, collected = 0, retirements = 0, fchecked = 0;
   (void)state;
   for (i = 0; i < n; i++) {
     pt_scenario(&pt_mem, seed + i);
@@ -1233,12 +1703,16 @@ static void test_property_concurrent_adds(void **state) {
     cut += pt_mem.cut;
     reins += pt_mem.reinserts;
     collected += (unsigned long)pt_mem.collected;
+    retirements += pt_mem.retirements;
+    fchecked += pt_mem.folds_checked;
   }
   print_message("counter property: %" PRIu64 " scenarios, %lu adds (%lu "
                 "re-inserting), %lu chunks through the codec, %lu applied "
                 "twice, %lu late, %lu ahead, %lu runs cut, %lu tombstones "
-                "collected\n",
-                n, adds, reins, wired, dups, late, ahead, cut, collected);
+                "collected, %lu replicas retired (%lu cells checked free of "
+                "them)\n",
+                n, adds, reins, wired, dups, late, ahead, cut, collected,
+                retirements, fchecked);
 }
 
 
@@ -1819,11 +2293,12 @@ static void test_allocation_failures(void **state) {
 static size_t ct_patch(const unsigned char *f, size_t flen, size_t voff,
                        size_t vlen, const unsigned char *nv, size_t nvlen,
                        unsigned char *out) {
-  /* Header: magic 4, major, minor, flags 0 (stored), var body length. */
+  /* Header: magic 4, major, minor, flags (stored: 0, or FOLDS alone),
+   * var body length. */
   uint64_t blen = 0, h;
   size_t k = 7, shift = 0, o, nb;
   int i;
-  assert_int_equal(f[6], 0);
+  assert_int_equal(f[6] & ~4, 0);
   do {
     blen |= (uint64_t)(f[k] & 0x7f) << shift;
     shift += 7;
@@ -1865,6 +2340,11 @@ int main(void) {
       cmocka_unit_test(test_relay_without_the_column),
       cmocka_unit_test(test_wire_sends_only_news),
       cmocka_unit_test(test_hostile_contributions),
+      cmocka_unit_test(test_retire_folds_into_heir),
+      cmocka_unit_test(test_retire_errors),
+      cmocka_unit_test(test_retired_site_that_adds_again),
+      cmocka_unit_test(test_retire_chain),
+      cmocka_unit_test(test_hostile_folds),
       cmocka_unit_test(test_format_version),
       cmocka_unit_test(test_sessions_faulty_link),
       cmocka_unit_test(test_restore_with_counters),

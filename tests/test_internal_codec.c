@@ -801,11 +801,15 @@ static void test_session_frames_hostile(void **state) {
                    SYNC_EFORMAT);
   assert_string_equal(why, "vector entry overflows");
   if (sf_decode(b, sizeof good + 1, SF_H0, &why)) fail_msg("vector: %s", why);
-  /* Unknown chunk flags (0x10000). */
+  /* Fold records said (0x10000) but none follow. */
   b[0] = 0x80;
   b[1] = 0x80;
   b[2] = 0x04;
   memcpy(b + 3, good + 1, sizeof good - 1);
+  assert_int_equal(sf_decode(b, sizeof good + 2, SF_H0, &why), SYNC_EFORMAT);
+  assert_string_equal(why, "bad fold record count");
+  /* Unknown chunk flags (0x20000). */
+  b[2] = 0x08;
   assert_int_equal(sf_decode(b, sizeof good + 2, SF_H0, &why), SYNC_EFORMAT);
   assert_string_equal(why, "unknown chunk flags");
   /* A second stamp in the same millisecond whose counter passes 0xffff
