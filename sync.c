@@ -5247,7 +5247,9 @@ SYNC_PRIVATE int sx_fold_take(sync_txn *x, const sync_delta *d, int trusted);
  * vector sent where fold records do not go with it (a repair) claims no
  * heir's changes past a fold, so the records go with the rows that need
  * them. */
+#ifndef SYNC_OMIT_REPAIR
 SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv);
+#endif
 /* The records a chunk cut for a requester holding rvv (per local site)
  * carries, by local heir index in d->fold[].heir: those whose heir has a
  * contribution at or above the fold in one of the chunk's counter
@@ -6886,6 +6888,7 @@ SYNC_PRIVATE void sx_fold_sort(sync_delta *d) {
   if (d->nfold > 1) qsort(d->fold, d->nfold, sizeof *d->fold, sx_dfoldcmp);
 }
 
+#ifndef SYNC_OMIT_REPAIR
 SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv) {
   sx_fold *f;
   size_t n, i;
@@ -6897,6 +6900,7 @@ SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv) {
       vv[f[i].lheir] = f[i].hlc - 1;
   return 0;
 }
+#endif
 
 SYNC_PRIVATE int sx_delta_retires(const sync_delta *d, const uint8_t *site) {
   size_t i;

@@ -321,6 +321,7 @@ SYNC_PRIVATE void sx_fold_sort(sync_delta *d) {
   if (d->nfold > 1) qsort(d->fold, d->nfold, sizeof *d->fold, sx_dfoldcmp);
 }
 
+#ifndef SYNC_OMIT_REPAIR
 SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv) {
   sx_fold *f;
   size_t n, i;
@@ -332,6 +333,7 @@ SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv) {
       vv[f[i].lheir] = f[i].hlc - 1;
   return 0;
 }
+#endif
 
 SYNC_PRIVATE int sx_delta_retires(const sync_delta *d, const uint8_t *site) {
   size_t i;

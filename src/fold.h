@@ -50,7 +50,9 @@ SYNC_PRIVATE int sx_fold_take(sync_txn *x, const sync_delta *d, int trusted);
  * vector sent where fold records do not go with it (a repair) claims no
  * heir's changes past a fold, so the records go with the rows that need
  * them. */
+#ifndef SYNC_OMIT_REPAIR
 SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv);
+#endif
 /* The records a chunk cut for a requester holding rvv (per local site)
  * carries, by local heir index in d->fold[].heir: those whose heir has a
  * contribution at or above the fold in one of the chunk's counter
