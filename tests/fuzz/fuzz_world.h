@@ -97,8 +97,11 @@ static inline const char *fz_tmpdir(void) {
   return access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 }
 
-static inline void fz_open(fz_rep *r, const char *name, const uint8_t site[16],
-                    const uint64_t *now) {
+/* fz_open with a schema of the caller's (fz_open: fz_tables). */
+static inline void fz_open_schema(fz_rep *r, const char *name,
+                                  const uint8_t site[16], const uint64_t *now,
+                                  const sync_table_def *tables,
+                                  unsigned ntables) {
   uint8_t got[16];
   memset(r, 0, sizeof *r);
   snprintf(r->path, sizeof r->path, "%s/sync-fuzz-%ld-%s.db", fz_tmpdir(),
@@ -111,10 +114,15 @@ static inline void fz_open(fz_rep *r, const char *name, const uint8_t site[16],
   FZ_OK(sync_env_set_clock(r->env, fz_clock, r));
   FZ_OK(sync_env_set_durability(r->env, SYNC_DURABLE_NOSYNC));
   FZ_OK(sync_env_set_mapsize(r->env, (size_t)4 << 20, (size_t)256 << 20));
-  FZ_OK(sync_env_set_schema(r->env, fz_tables, FZ_NTABLES));
+  FZ_OK(sync_env_set_schema(r->env, tables, ntables));
   FZ_OK(sync_env_open(r->env, r->path, 0));
   FZ_OK(sync_env_site_id(r->env, got));
   if (memcmp(got, site, 16)) FZ_BUG("site id not taken");
+}
+
+static inline void fz_open(fz_rep *r, const char *name, const uint8_t site[16],
+                           const uint64_t *now) {
+  fz_open_schema(r, name, site, now, fz_tables, FZ_NTABLES);
 }
 
 static inline void fz_close(fz_rep *r) {

@@ -235,6 +235,53 @@ static void g_history_c(fz_rep *c, uint64_t *now) {
   *now += 7;
 }
 
+/* Counters and a fold (docs/FORMAT.md, "Folds"): device D adds, the
+ * heir H pulls it, retires it and folds; a new replica N's chunks from H
+ * carry the fold section.  Decode seeds only (fuzz_apply's schema has no
+ * counter). */
+static const sync_column_def g_ccols[2] = {{"hits", SYNC_COUNTER, 0},
+                                           {"note", SYNC_TEXT, 0}};
+static const sync_table_def g_ctables[1] = {{"c", SYNC_TEXT, g_ccols, 2}};
+
+static void g_add(fz_rep *r, const char *key, int64_t n, uint64_t *now) {
+  sync_txn *t;
+  FZ_OK(sync_txn_begin(r->env, 0, &t));
+  FZ_OK(sync_counter_add(t, 0, key, strlen(key), 0, n));
+  FZ_OK(sync_txn_commit(t));
+  *now += 3;
+}
+
+static void g_folds(uint64_t *now) {
+  fz_rep d, h, n;
+  uint8_t id[16];
+  sync_txn *t;
+  unsigned i;
+  memset(id, 0xd4, 16);
+  fz_open_schema(&d, "fold-d", id, now, g_ctables, 1);
+  memset(id, 0xe5, 16);
+  fz_open_schema(&h, "fold-h", id, now, g_ctables, 1);
+  memset(id, 0xf6, 16);
+  fz_open_schema(&n, "fold-n", id, now, g_ctables, 1);
+  for (i = 0; i < 6; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "hits-%u", i);
+    g_add(&d, key, (int64_t)i * 7 - 9, now);
+    if (i % 2) g_add(&h, key, 1000 + i, now);
+  }
+  fz_pull(&h, &d, 0);
+  g_run(&n, &h, 0, 1, "ctr", 0);
+  memset(id, 0xd4, 16);
+  FZ_OK(sync_txn_begin(h.env, 0, &t));
+  FZ_OK(sync_site_retire(t, id));
+  FZ_OK(sync_txn_commit(t));
+  FZ_OK(sync_env_gc(h.env, NULL));
+  (*now) += 3;
+  g_run(&n, &h, 0, 1, "fold", 0);
+  fz_close(&d);
+  fz_close(&h);
+  fz_close(&n);
+}
+
 int main(int argc, char **argv) {
   fz_world w;
   fz_rep c;
@@ -315,6 +362,7 @@ int main(int argc, char **argv) {
     sync_delta_free(d);
   }
   fz_close(&c);
+  g_folds(&w.now);
   fz_world_close(&w);
   printf("gen_corpus: %u decode seeds in %s, %u apply seeds in %s\n",
          g_count[0], g_dirs[0], g_count[1], g_dirs[1]);
