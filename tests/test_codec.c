@@ -1073,6 +1073,119 @@ static void test_vectors(void **state) {
   }
 }
 
+/* The fold vector (tests/vectors/folds.*): a device adds to counters,
+ * its heir pulls it, retires it and folds; the heir's chunk for a new
+ * replica carries the fold section (docs/FORMAT.md, "Fold section").
+ * The frame must come out byte for byte, and mean, applied, the records,
+ * the sums and the sites each cell keeps. */
+static const sync_column_def cx_ccols[2] = {{"hits", SYNC_COUNTER, 0},
+                                            {"note", SYNC_TEXT, 0}};
+static const sync_table_def cx_ctables[1] = {{"c", SYNC_TEXT, cx_ccols, 2}};
+
+static void cx_cadd(mu_rep *r, const char *key, int64_t n, uint64_t *now) {
+  sync_txn *t;
+  TU_OK(sync_txn_begin(r->env, 0, &t));
+  TU_OK(sync_counter_add(t, 0, key, strlen(key), 0, n));
+  TU_OK(sync_txn_commit(t));
+  *now += 2;
+}
+
+static void test_fold_vector(void **state) {
+  static const char *const keys[3] = {"j", "k", "solo"};
+  uint64_t now = 1700000000000ull;
+  mu_rep d, h, n;
+  uint8_t id[16];
+  unsigned char *f, *want;
+  size_t fn, wn = 0, i, nf, k;
+  const char *write = getenv("SYNC_WRITE_VECTORS");
+  const char *vdir =
+      getenv("SYNC_VECTORS") ? getenv("SYNC_VECTORS") : "../tests/vectors";
+  char bin[256], txt[256];
+  sync_decoder *dec;
+  sync_delta *dl;
+  sync_txn *t;
+  sync_fold fo[4];
+  FILE *out;
+  char *got;
+  size_t gotn;
+  (void)state;
+  snprintf(bin, sizeof bin, "%s/folds.bin", vdir);
+  snprintf(txt, sizeof txt, "%s/folds.txt", vdir);
+  mu_site(id, 0xd4);
+  mu_open_schema(&d, "codec-d.db", id, &now, 0, cx_ctables, 1);
+  mu_site(id, 0xe5);
+  mu_open_schema(&h, "codec-h.db", id, &now, 0, cx_ctables, 1);
+  mu_site(id, 0xf6);
+  mu_open_schema(&n, "codec-n.db", id, &now, 0, cx_ctables, 1);
+  cx_cadd(&d, "k", 5, &now);
+  cx_cadd(&d, "j", -3, &now);
+  cx_cadd(&d, "solo", 40, &now);
+  cx_cadd(&h, "k", 1, &now);
+  mu_pull(&h, &d, 0, 1, NULL);
+  mu_site(id, 0xd4);
+  TU_OK(sync_txn_begin(h.env, 0, &t));
+  TU_OK(sync_site_retire(t, id));
+  TU_OK(sync_txn_commit(t));
+  now += 2;
+  TU_OK(sync_env_gc(h.env, NULL));
+  now += 2;
+  cx_frame_of(&h, &n, 0, &f, &fn);
+  assert_true(f[6] & 4); /* FOLDS */
+  if (write && !strcmp(write, "1")) assert_true(tu_write_file(bin, f, fn) == 0);
+  want = tu_read_file(bin, &wn);
+  if (!want) fail_msg("%s missing (SYNC_WRITE_VECTORS=1 writes it)", bin);
+  assert_int_equal(fn, wn);
+  assert_memory_equal(f, want, fn);
+  TU_OK(sync_decoder_create(NULL, NULL, &dec));
+  TU_OK(sync_decoder_decode(dec, want, wn, &dl));
+  mu_apply(&n, dl, SYNC_APPLY_MERGE, NULL);
+  sync_delta_free(dl);
+  sync_decoder_free(dec);
+  out = open_memstream(&got, &gotn);
+  TU_OK(sync_txn_begin(n.env, SYNC_TXN_RDONLY, &t));
+  TU_OK(sync_folds_get(t, fo, 4, &nf));
+  for (i = 0; i < nf && i < 4; i++) {
+    fprintf(out, "fold site=");
+    cx_hex(out, fo[i].site, 16);
+    fprintf(out, " heir=");
+    cx_hex(out, fo[i].heir, 16);
+    fprintf(out, " hlc=%llu held=%llu\n", (unsigned long long)fo[i].hlc,
+            (unsigned long long)fo[i].held);
+  }
+  for (k = 0; k < 3; k++) {
+    sync_value v[2];
+    uint8_t sites[4][16];
+    size_t ns = 0;
+    TU_OK(sync_get(t, 0, keys[k], strlen(keys[k]), v, 1));
+    TU_OK(sync_counter_sites(t, 0, keys[k], strlen(keys[k]), 0, sites, 4,
+                             &ns));
+    fprintf(out, "row %s hits=%lld sites", keys[k], (long long)v[0].i);
+    for (i = 0; i < ns && i < 4; i++) {
+      fprintf(out, " ");
+      cx_hex(out, sites[i], 2);
+    }
+    fprintf(out, "\n");
+  }
+  sync_txn_abort(t);
+  fclose(out);
+  if (write && !strcmp(write, "1"))
+    assert_true(tu_write_file(txt, got, gotn) == 0);
+  {
+    size_t tn = 0;
+    unsigned char *tx = tu_read_file(txt, &tn);
+    if (!tx) fail_msg("%s missing", txt);
+    if (tn != gotn || memcmp(tx, got, tn))
+      fail_msg("%s: decoded meaning differs:\n%.*s", txt, (int)gotn, got);
+    free(tx);
+  }
+  free(got);
+  free(want);
+  free(f);
+  mu_close(&d);
+  mu_close(&h);
+  mu_close(&n);
+}
+
 /* A decoded chunk is only a chunk: it is refused by a replica it was not
  * cut for, exactly as the in-memory one. */
 static void test_decoded_checks(void **state) {
@@ -1115,6 +1228,7 @@ int main(void) {
       cmocka_unit_test(test_dictionary),
       cmocka_unit_test(test_alloc_failure),
       cmocka_unit_test(test_vectors),
+      cmocka_unit_test(test_fold_vector),
       cmocka_unit_test(test_decoded_checks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
