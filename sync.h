@@ -603,7 +603,10 @@ SYNC_API int sync_counter_add(sync_txn *txn, unsigned table, const void *key,
  * share to a total it keeps (add the total minus pos - neg): doing so
  * twice adds nothing the second time.  After a site renewal
  * (sync_site_renew) the adds made before it belong to the old id and
- * no longer count here.  pos and neg may be NULL.  Errors:
+ * no longer count here; after a retirement to this replica
+ * (sync_site_retire) its share holds the retired site's totals too, so a
+ * total kept from before would take them back out.  pos and neg may be
+ * NULL.  Errors:
  * SYNC_NOTFOUND (no live row), SYNC_EINVAL (col out of range),
  * SYNC_ETYPE (col is not a SYNC_COUNTER column). */
 SYNC_API int sync_counter_own(sync_txn *txn, unsigned table, const void *key,
