@@ -544,22 +544,35 @@ SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
   return rc ? rc : 1;
 }
 
-SYNC_API int sync_counter_own(sync_txn *x, unsigned table, const void *key,
-                              size_t klen, unsigned col, uint64_t *pos,
-                              uint64_t *neg) {
+/* The stored cell of counter column col of a live row (NULL: the row
+ * has fewer columns, never added to), after the checks the counter
+ * reads share. */
+static int sx_counter_cell(sync_txn *x, unsigned table, const void *key,
+                           size_t klen, unsigned col, const sx_rcol **out) {
   const sx_table *tb;
-  uint64_t p = 0, n = 0, lo;
-  int64_t hi;
   int rc;
-  if (pos) *pos = 0;
-  if (neg) *neg = 0;
+  *out = NULL;
   if ((rc = sx_check_key(x, table, key, klen))) return rc;
   tb = &x->env->schema->tables[table];
   if (col >= tb->ncols) return SYNC_EINVAL;
   if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
   if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
     return rc;
-  if (col < x->old.ncols) sx_rcol_ctr(&x->old.cols[col], &hi, &lo, &p, &n);
+  if (col < x->old.ncols) *out = &x->old.cols[col];
+  return 0;
+}
+
+SYNC_API int sync_counter_own(sync_txn *x, unsigned table, const void *key,
+                              size_t klen, unsigned col, uint64_t *pos,
+                              uint64_t *neg) {
+  const sx_rcol *c;
+  uint64_t p = 0, n = 0, lo;
+  int64_t hi;
+  int rc;
+  if (pos) *pos = 0;
+  if (neg) *neg = 0;
+  if ((rc = sx_counter_cell(x, table, key, klen, col, &c))) return rc;
+  if (c) sx_rcol_ctr(c, &hi, &lo, &p, &n);
   if (pos) *pos = p;
   if (neg) *neg = n;
   return 0;
@@ -568,22 +581,14 @@ SYNC_API int sync_counter_own(sync_txn *x, unsigned table, const void *key,
 SYNC_API int sync_counter_sites(sync_txn *x, unsigned table, const void *key,
                                 size_t klen, unsigned col, uint8_t (*out)[16],
                                 size_t cap, size_t *n) {
-  const sx_table *tb;
   const sx_rcol *c;
   sx_ctrwalk it;
   size_t k = 0;
   int rc;
   if (!n || (cap && !out)) return SYNC_EINVAL;
   *n = 0;
-  if ((rc = sx_check_key(x, table, key, klen))) return rc;
-  tb = &x->env->schema->tables[table];
-  if (col >= tb->ncols) return SYNC_EINVAL;
-  if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
-  if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
-    return rc;
-  if (col >= x->old.ncols) return 0;
-  c = &x->old.cols[col];
-  if (c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER) return 0;
+  if ((rc = sx_counter_cell(x, table, key, klen, col, &c))) return rc;
+  if (!c || c->st == SX_NOSTAMP || c->v.type != SX_TAG_COUNTER) return 0;
   sx_ctr_walk(&it, c->v.data, c->v.len);
   while (sx_ctr_step(&it)) {
     if (k < cap && (rc = sx_site_id(x, it.c.site, out[k]))) return rc;

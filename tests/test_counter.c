@@ -104,6 +104,22 @@ static size_t ct_pull_wire(mu_rep *r, mu_rep *s, size_t *frame_bytes) {
 
 static uint32_t ct_format_of(const char *path);
 
+/* d's standalone frame (stored, no zstd) copied into buf (cap bytes);
+ * returns its length. */
+static size_t ct_frame_bytes(const sync_delta *d, unsigned char *buf,
+                             size_t cap) {
+  sync_encoder *e;
+  const void *f;
+  size_t n;
+  TU_OK(sync_encoder_create(NULL, NULL, &e));
+  TU_OK(sync_encoder_begin(e, d, &n, NULL));
+  TU_OK(sync_encoder_frame(e, &f, &n));
+  assert_true(n <= cap);
+  memcpy(buf, f, n);
+  sync_encoder_free(e);
+  return n;
+}
+
 /* Conflicts r has recorded. */
 static uint64_t ct_conflicts(mu_rep *r) {
   sync_txn *x;
@@ -645,19 +661,12 @@ static void test_wire_sends_only_news(void **state) {
  * row with one contribution, with that value's bytes replaced. */
 static void ct_frame(mu_rep *a, mu_rep *b, unsigned char *out, size_t *len,
                      size_t *voff, size_t *vlen) {
-  sync_encoder *e;
   sync_delta *d;
-  const void *f;
   size_t flen;
   TU_OK(ct_add(a, "k", CT_C, 0x55));
   d = mu_cut(b, a, 0, 0);
-  TU_OK(sync_encoder_create(NULL, NULL, &e));
-  TU_OK(sync_encoder_begin(e, d, &flen, NULL));
-  TU_OK(sync_encoder_frame(e, &f, &flen));
-  assert_true(flen <= 4096);
-  memcpy(out, f, flen);
+  flen = ct_frame_bytes(d, out, 4096);
   *len = flen;
-  sync_encoder_free(e);
   sync_delta_free(d);
   /* The value: var 1 (n), var 0 (site gap), var 0x55 (P), var 0 (N),
    * then the HLC (found as the bytes before the checksum's 8: the row
@@ -1051,18 +1060,9 @@ static void test_hostile_folds(void **state) {
   ct_pull_wire(&srv, &d1, NULL);
   TU_OK(ct_retire(&srv, s1));
   TU_OK(sync_env_gc(srv.env, NULL));
-  {
-    sync_encoder *e;
-    const void *fp;
-    d = mu_cut(&d2, &srv, 0, 0);
-    TU_OK(sync_encoder_create(NULL, NULL, &e));
-    TU_OK(sync_encoder_begin(e, d, &flen, NULL));
-    TU_OK(sync_encoder_frame(e, &fp, &flen));
-    assert_true(flen <= sizeof f);
-    memcpy(f, fp, flen);
-    sync_encoder_free(e);
-    sync_delta_free(d);
-  }
+  d = mu_cut(&d2, &srv, 0, 0);
+  flen = ct_frame_bytes(d, f, sizeof f);
+  sync_delta_free(d);
   assert_true(f[6] & 0x4); /* the frame flag FOLDS */
   {
     unsigned char pat[17];
@@ -1781,9 +1781,7 @@ static size_t al_flen;
 
 static void al_make_frame(void) {
   mu_rep s, t, r;
-  sync_encoder *e;
   sync_delta *d;
-  const void *f;
   char key[4];
   int i;
   ct_open(&s, "ct_s.db", 0x5e);
@@ -1798,12 +1796,7 @@ static void al_make_frame(void) {
   TU_OK(ct_add(&s, "k3", CT_D, 5));
   d = mu_cut(&r, &s, 0, 0);
   assert_true(sync_delta_last(d));
-  TU_OK(sync_encoder_create(NULL, NULL, &e));
-  TU_OK(sync_encoder_begin(e, d, &al_flen, NULL));
-  TU_OK(sync_encoder_frame(e, &f, &al_flen));
-  assert_true(al_flen <= sizeof al_frame);
-  memcpy(al_frame, f, al_flen);
-  sync_encoder_free(e);
+  al_flen = ct_frame_bytes(d, al_frame, sizeof al_frame);
   sync_delta_free(d);
   mu_close(&s);
   mu_close(&t);
