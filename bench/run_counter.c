@@ -13,7 +13,12 @@
  *    from the server (every other device's contribution to each counter);
  *  - counter.wire.news_bytes_per_add: 10 devices add once more to each
  *    counter and push; the device that holds everything pulls again: only
- *    those 10 sites' contributions travel, not the 1,000 of each cell.
+ *    those 10 sites' contributions travel, not the 1,000 of each cell;
+ *  - counter.fold.*: the server retires every device but those 10
+ *    (sync_site_retire, then sync_env_gc folds the cells), timed; the
+ *    sites a cell carries before and after, and what a new device pulls
+ *    per counter before (device 0's first pull) and after, with the
+ *    ratio.  Every sum stays as it was.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -146,6 +151,55 @@ static int64_t ctr_sum(sync_env *env) {
 
 #define CTR_KEEP 10 /* devices kept for the second round */
 
+/* Sites counter cell 0 of the server carries. */
+static size_t ctr_sites(sync_env *env) {
+  sync_txn *x;
+  char key[16];
+  size_t n = 0;
+  ctr_key(key, 0);
+  peer_sync_check(env, sync_txn_begin(env, SYNC_TXN_RDONLY, &x), "begin");
+  peer_sync_check(env, sync_counter_sites(x, 0, key, 12, 1, NULL, 0, &n),
+                  "sync_counter_sites");
+  sync_txn_abort(x);
+  return n;
+}
+
+/* The server retires devices CTR_KEEP.. (their files are gone) and
+ * folds; a new device then pulls everything.  before: what device 0's
+ * first pull cost per counter. */
+static void ctr_fold(sync_env *srv, const uint8_t (*ids)[16], size_t ndev,
+                     sync_encoder *e, double before, int64_t want) {
+  char *npath = bench_path("ctr_new.db");
+  size_t i, s0 = ctr_sites(srv), s1, rows = 0, after;
+  sync_env *nd;
+  sync_txn *x;
+  double t0 = bench_now(), ms;
+  peer_sync_check(srv, sync_txn_begin(srv, 0, &x), "sync_txn_begin");
+  for (i = CTR_KEEP; i < ndev; i++)
+    peer_sync_check(srv, sync_site_retire(x, ids[i]), "sync_site_retire");
+  peer_sync_check(srv, sync_txn_commit(x), "sync_txn_commit");
+  peer_sync_check(srv, sync_env_gc(srv, NULL), "sync_env_gc");
+  ms = (bench_now() - t0) * 1000.0;
+  s1 = ctr_sites(srv);
+  if (ctr_sum(srv) != want)
+    bench_die("counter: the server's sum moved in the fold");
+  nd = peer_sync_env(npath, NULL, &ctr_table, 1);
+  after = ctr_pull(nd, srv, e, &rows);
+  if (ctr_sum(nd) != want) bench_die("counter: a new device misses adds");
+  sync_env_close(nd);
+  bench_unlink_db(npath);
+  bench_note("counter fold: %zu of %zu devices retired, %d cells", ndev -
+             CTR_KEEP, ndev, CTR_COUNTERS);
+  bench_ms("counter.fold.ms", ms);
+  bench_value("counter.fold.sites_before", (double)s0, "sites");
+  bench_value("counter.fold.sites_after", (double)s1, "sites");
+  bench_value("counter.fold.pull_bytes_per_counter_before", before, "bytes");
+  bench_value("counter.fold.pull_bytes_per_counter",
+              (double)after / CTR_COUNTERS, "bytes");
+  bench_ratio("counter.fold.pull_ratio_vs_before",
+              before > 0 ? (double)after / CTR_COUNTERS / before : 0);
+}
+
 static void ctr_wire(const bench_opts *o) {
   size_t ndev = o->rows >= 1000000 ? 1000
                  : o->rows / 1000 < 20 ? 20
@@ -153,12 +207,14 @@ static void ctr_wire(const bench_opts *o) {
   char *spath = bench_path("ctr_server.db");
   char name[32];
   char *dpath[CTR_KEEP];
+  uint8_t (*ids)[16];
   sync_env *srv = peer_sync_env(spath, NULL, &ctr_table, 1), *d0;
   sync_encoder *e;
   size_t i, up = 0, down = 0, news = 0, rows = 0;
   int64_t want;
   peer_sync_check(NULL, sync_encoder_create(NULL, NULL, &e),
                   "sync_encoder_create");
+  ids = bench_xmalloc(16 * ndev);
   for (i = 0; i < ndev; i++) {
     char *p;
     sync_env *dev;
@@ -167,6 +223,7 @@ static void ctr_wire(const bench_opts *o) {
     dev = peer_sync_env(p, NULL, &ctr_table, 1);
     ctr_add_all(dev);
     up += ctr_pull(srv, dev, e, &rows);
+    peer_sync_check(dev, sync_env_site_id(dev, ids[i]), "sync_env_site_id");
     sync_env_close(dev);
     if (i < CTR_KEEP) {
       dpath[i] = p;
@@ -201,6 +258,8 @@ static void ctr_wire(const bench_opts *o) {
   bench_value("counter.wire.news_bytes_per_add",
               (double)news / (double)((CTR_KEEP - 1) * CTR_COUNTERS), "bytes");
   sync_env_close(d0);
+  ctr_fold(srv, ids, ndev, e, (double)down / CTR_COUNTERS, want);
+  free(ids);
   sync_env_close(srv);
   sync_encoder_free(e);
   for (i = 0; i < CTR_KEEP && i < ndev; i++) bench_unlink_db(dpath[i]);
