@@ -1332,6 +1332,8 @@ SYNC_API int sync_renewals_get(sync_txn *txn, sync_stamp *out, size_t cap,
  * SYNC_ETXN, SYNC_ENOMEM, storage errors (SYNC_ECORRUPT, SYNC_EIO,
  * SYNC_EMAPFULL). */
 #define SYNC_GC_BATCH 256
+/* sync_gc also goes on with the counter folds of sites retired to this
+ * replica (sync_site_retire): at most SYNC_GC_BATCH rows a call. */
 SYNC_API int sync_gc(sync_txn *txn, uint64_t *collected);
 /* Collect every tombstone sync_gc would, in batches of SYNC_GC_BATCH,
  * each in a write transaction of its own that this call begins and
