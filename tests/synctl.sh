@@ -41,12 +41,12 @@ for i in range(1, $nj + 1):
     if [ "$res" = ok ]; then ok "$name"; elif [ "$res" = bad ]; then echo "$why" | cut -c1-600 > out; bad "$name"; fi
   done < jflush.out
 }
-ALL="init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge"
+ALL="init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc retire folds compact digest verify serve sync repair diff stats pg-bridge"
 
 # --- help and usage -------------------------------------------------
 check "help lists every command" sh -c "$S help > out && grep -q 'conflicts' out && grep -q 'verify' out"
 all_help=0
-for c in init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge; do
+for c in init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc retire folds compact digest verify serve sync repair diff stats pg-bridge; do
   "$S" $c --help > h.out 2>&1 && grep -q "^SYNOPSIS" h.out && grep -q "^EXIT STATUS" h.out || all_help=1
   "$S" help $c > h2.out 2>&1 && cmp -s h.out h2.out || all_help=1
 done
@@ -54,7 +54,7 @@ if [ $all_help = 0 ]; then ok "every command has --help and the same help page";
 check "docs/SYNCTL.md holds every help page as printed" python3 -c "
 import subprocess
 doc = open('$TOP/docs/SYNCTL.md').read()
-for c in 'init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc compact digest verify serve sync repair diff stats pg-bridge help'.split():
+for c in 'init schema add-column put add get del dump load log vv peers conflicts rejected history restore gc retire folds compact digest verify serve sync repair diff stats pg-bridge help'.split():
     page = subprocess.run(['$S', 'help', c], capture_output=True, text=True, check=True).stdout
     assert '\x60\x60\x60\n' + page + '\x60\x60\x60' in doc, c
 "
@@ -326,6 +326,53 @@ check "sync two files" sh -c "$S sync c.db a.db > out && grep -q '^synced with a
 check "both files have the same digest" sh -c "[ \"\$($S digest a.db)\" = \"\$($S digest c.db)\" ] && [ \"\$($S digest a.db notes)\" = \"\$($S digest c.db notes)\" ]"
 status "--max-message below 64 bytes is a usage error (2)" 2 "$S" sync c.db a.db --max-message 63
 check "a sync in 64-byte messages" sh -c "cp a.db tiny-src.db && $S init tiny.db --schema schema.txt > /dev/null && $S sync tiny.db tiny-src.db --max-message 64 > out && [ \"\$($S digest tiny-src.db)\" = \"\$($S digest tiny.db)\" ]"
+
+# --- retiring a device: its counter adds fold into the server's ------
+# Two devices add to counters and sync with a server file; the server
+# retires one (it is its heir); the other learns of it at its next sync.
+"$S" init rsrv.db --table stock:text qty:counter > /dev/null
+"$S" init rdev.db --table stock:text qty:counter > /dev/null
+"$S" init rdev2.db --table stock:text qty:counter > /dev/null
+"$S" add rsrv.db stock sku1 qty=+100
+"$S" add rdev.db stock sku1 qty=+5
+"$S" add rdev.db stock sku2 qty=+7
+"$S" add rdev2.db stock sku1 qty=+3
+# own_site DB: the site id vv marks as this replica's.
+own_site() { "$S" vv "$1" | sed -n 's/^\([0-9a-f]\{32\}\) .*(this replica)$/\1/p'; }
+RDEV=$(own_site rdev.db)
+RSRV=$(own_site rsrv.db)
+check "both devices' adds reach the server" sh -c "$S sync rdev.db rsrv.db > /dev/null && $S sync rdev2.db rsrv.db > /dev/null && $S sync rdev.db rsrv.db > /dev/null && $S get rsrv.db stock sku1 --json > out && grep -qx '{\"key\":\"sku1\",\"qty\":108}' out && $S get rsrv.db stock sku2 --json | grep -qx '{\"key\":\"sku2\",\"qty\":7}'"
+check "vv names the device and the server" sh -c "echo '$RDEV $RSRV' | grep -qx '[0-9a-f]\{32\} [0-9a-f]\{32\}' && [ '$RDEV' != '$RSRV' ] && $S vv rsrv.db | grep -q '^$RDEV '"
+check "folds on a file with none: no record" sh -c "$S folds rsrv.db > out && [ \"\$(cat out)\" = '0 fold records' ] && [ -z \"\$($S folds rsrv.db --json)\" ]"
+check "retire the device on the server" sh -c "$S retire rsrv.db $RDEV > out && grep -qx 'retired $RDEV to this replica, $RSRV, at [0-9T:.Z+-]*' out && grep -qx 'counter cells folded; 0 tombstones collected' out"
+check "folds lists the record: the device, the server its heir" sh -c "$S folds rsrv.db > out && grep -q '^$RDEV  $RSRV  .*  (heir: this replica)\$' out && grep -qx '1 fold record' out && [ \$(wc -l < out) = 3 ]"
+jcheck "folds --json: site, heir, self, hlc, time, held" "$S folds rsrv.db --json" "
+assert set(d) == {'site', 'heir', 'self', 'hlc', 'time', 'held', 'held_time'}, d
+assert d['site'] == '$RDEV' and d['heir'] == '$RSRV' and d['self'] is True and d['hlc'] > d['held'] > 0, d
+assert txt.splitlines()[1].split()[:4] == ['$RDEV', '$RSRV', d['time'], d['held_time']], txt" "$S folds rsrv.db"
+check "the server's counters keep their values" sh -c "$S get rsrv.db stock sku1 --json > out && grep -qx '{\"key\":\"sku1\",\"qty\":108}' out && $S get rsrv.db stock sku2 --json | grep -qx '{\"key\":\"sku2\",\"qty\":7}'"
+"$S" digest rsrv.db > rdigest
+status "retiring the server's own id fails (1)" 1 "$S" retire rsrv.db "$RSRV"
+has "rsrv.db: $RSRV is this replica's own site id: a replica cannot retire itself" && ok "and says it is this replica's own id" || bad "retire own id message"
+status "retiring a site the server holds no change of fails (1)" 1 "$S" retire rsrv.db 0123456789abcdef0123456789abcdef
+has "rsrv.db: holds no change of site 0123456789abcdef0123456789abcdef, so it cannot be its heir" && ok "and says it cannot be its heir" || bad "retire unknown site message"
+status "retiring the device twice fails (1)" 1 "$S" retire rsrv.db "$RDEV"
+has "rsrv.db: site $RDEV is retired already, to $RSRV (this replica) at " && ok "and says to whom it is retired" || bad "retire twice message"
+status "a site id in capitals reads the same (retired already, 1)" 1 "$S" retire rsrv.db "$(echo "$RDEV" | tr a-f A-F)"
+has "site $RDEV is retired already" && ok "and names it in small letters" || bad "retire in capitals"
+status "a SITE that is not 32 hex digits is a usage error (2)" 2 "$S" retire rsrv.db "${RDEV%?}g"
+has "'${RDEV%?}g' is not a site id: give its 32 hex digits" && ok "and says what a site id is" || bad "retire malformed site message"
+status "retire without SITE is a usage error (2)" 2 "$S" retire rsrv.db
+check "the refused retirements changed nothing" sh -c "$S digest rsrv.db | cmp - rdigest && $S folds rsrv.db --json > out && [ \$(wc -l < out) = 1 ]"
+check "the other device gets the record with its next sync; its sums stay" sh -c "$S sync rdev2.db rsrv.db > /dev/null && $S folds rdev2.db > out && grep -q '^$RDEV  $RSRV  ' out && ! grep -q 'this replica' out && $S get rdev2.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}' && [ \"\$($S digest rdev2.db)\" = \"\$($S digest rsrv.db)\" ]"
+status "retire on the other device: retired already, by the server (1)" 1 "$S" retire rdev2.db "$RDEV"
+has "rdev2.db: site $RDEV is retired already, to $RSRV at " && ! has "(this replica)" && ok "and names the server as the heir" || bad "retired elsewhere message"
+jcheck "retire --json: the record, the sites retired with it, the tombstones collected" "$S add rdev2.db stock sku3 qty=+2 > /dev/null && $S sync rdev2.db rsrv.db > /dev/null && $S retire rsrv.db $(own_site rdev2.db) --json" "
+assert d['site'] == '$(own_site rdev2.db)' and d['heir'] == '$RSRV' and d['self'] is True and d['also'] == [] and d['collected'] == 0, d
+assert [r for r in map(json.loads, txt.splitlines()) if r['site'] == d['site']] == [{k: d[k] for k in ('site', 'heir', 'self', 'hlc', 'time', 'held', 'held_time')}], txt" "$S folds rsrv.db --json"
+
+"$S" init rsrv2.db --table stock:text qty:counter > /dev/null
+check "a server taken out of service: its heir takes the sites it was heir of" sh -c "$S sync rsrv2.db rsrv.db > /dev/null && $S retire rsrv2.db $RSRV > out && grep -qx 'also retired, as $RSRV was its heir: $RDEV' out && grep -qx \"also retired, as $RSRV was its heir: \$(cd . && $S vv rdev2.db | sed -n 's/^\([0-9a-f]\{32\}\) .*(this replica)\$/\1/p')\" out && [ \$(grep -c '^also retired' out) = 2 ] && $S folds rsrv2.db > out && [ \$(grep -c '(heir: this replica)\$' out) = 3 ] && grep -qx '5 fold records' out && $S get rsrv2.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}'"
 
 # --- a rolling schema change: files whose schemas differ ---------------
 $S init rs1.db --table notes:text title:text > /dev/null

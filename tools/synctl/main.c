@@ -1,9 +1,10 @@
 /*
  * synctl - operate sync databases from the shell: create and inspect
  * them, read and write rows, dump and load JSON lines, look at the change
- * log, version vector, peers and conflicts, collect tombstones, compact
- * the file, verify a file, serve it to devices over TCP (with Prometheus
- * metrics over HTTP) and sync it with another file or a server.
+ * log, version vector, peers and conflicts, collect tombstones, retire
+ * stopped sites from the counters, compact the file, verify a file, serve
+ * it to devices over TCP (with Prometheus metrics over HTTP) and sync it
+ * with another file or a server.
  * docs/SYNCTL.md is the manual; `synctl help COMMAND` prints each page.
  *
  * Exit status: 0 success, 1 failure (including a damaged database found
@@ -53,6 +54,8 @@ static const command COMMANDS[] = {
      "versions=,max-age=,off,json"},
     {"restore", ctl_cmd_restore, &ctl_help_restore, "as-of=,json"},
     {"gc", ctl_cmd_gc, &ctl_help_gc, "json"},
+    {"retire", ctl_cmd_retire, &ctl_help_retire, "json"},
+    {"folds", ctl_cmd_folds, &ctl_help_folds, "json"},
     {"compact", ctl_cmd_compact, &ctl_help_compact, "json"},
     {"digest", ctl_cmd_digest, &ctl_help_digest, "json"},
     {"verify", ctl_cmd_verify, &ctl_help_verify, "json"},

@@ -70,6 +70,9 @@ CTL_COMMAND(compact);
 CTL_COMMAND(digest);
 CTL_COMMAND(verify);
 CTL_COMMAND(stats);
+/* cmd_folds.c */
+CTL_COMMAND(retire);
+CTL_COMMAND(folds);
 /* cmd_conflicts.c */
 CTL_COMMAND(conflicts);
 CTL_COMMAND(rejected);
