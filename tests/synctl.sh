@@ -351,6 +351,12 @@ assert set(d) == {'site', 'heir', 'self', 'hlc', 'time', 'held', 'held_time'}, d
 assert d['site'] == '$RDEV' and d['heir'] == '$RSRV' and d['self'] is True and d['hlc'] > d['held'] > 0, d
 assert txt.splitlines()[1].split()[:4] == ['$RDEV', '$RSRV', d['time'], d['held_time']], txt" "$S folds rsrv.db"
 check "the server's counters keep their values" sh -c "$S get rsrv.db stock sku1 --json > out && grep -qx '{\"key\":\"sku1\",\"qty\":108}' out && $S get rsrv.db stock sku2 --json | grep -qx '{\"key\":\"sku2\",\"qty\":7}'"
+check "verify: sound, one fold record, no health line" sh -c "$S verify rsrv.db > out && grep -q ' conflicts recorded, 1 fold record: sound\$' out && ! grep -q '^health:' out"
+check "stats: one fold record, none pending" sh -c "$S stats rsrv.db > out && grep -qx 'fold records       1' out && grep -qx 'fold pending       no' out"
+jcheck "verify --json and stats --json: folds 1, fold_pending false" "$S verify rsrv.db --json" "
+assert d['sound'] is True and d['folds'] == 1 and d['health']['fold_pending'] is False, d
+s = json.loads(txt)
+assert s['folds'] == 1 and s['fold_pending'] is False, s" "$S stats rsrv.db --json"
 "$S" digest rsrv.db > rdigest
 status "retiring the server's own id fails (1)" 1 "$S" retire rsrv.db "$RSRV"
 has "rsrv.db: $RSRV is this replica's own site id: a replica cannot retire itself" && ok "and says it is this replica's own id" || bad "retire own id message"
@@ -373,6 +379,29 @@ assert [r for r in map(json.loads, txt.splitlines()) if r['site'] == d['site']] 
 
 "$S" init rsrv2.db --table stock:text qty:counter > /dev/null
 check "a server taken out of service: its heir takes the sites it was heir of" sh -c "$S sync rsrv2.db rsrv.db > /dev/null && $S retire rsrv2.db $RSRV > out && grep -qx 'also retired, as $RSRV was its heir: $RDEV' out && grep -qx \"also retired, as $RSRV was its heir: \$(cd . && $S vv rdev2.db | sed -n 's/^\([0-9a-f]\{32\}\) .*(this replica)\$/\1/p')\" out && [ \$(grep -c '^also retired' out) = 2 ] && $S folds rsrv2.db > out && [ \$(grep -c '(heir: this replica)\$' out) = 3 ] && grep -qx '5 fold records' out && $S get rsrv2.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}'"
+
+# A retirement whose folding is cut short (a file size limit stands in
+# for a full disk): the retirement commits, the folding does not, and
+# gc finishes it.  3000 rows make the folding grow the file.
+"$S" init fsrv.db --table stock:text qty:counter > /dev/null
+"$S" init fdev.db --table stock:text qty:counter > /dev/null
+python3 -c '
+for i in range(3000): print("{\"key\":\"sku%05d\",\"qty\":%d}" % (i, i + 1))' > fold.jsonl
+"$S" load fdev.db stock fold.jsonl > /dev/null
+"$S" sync fdev.db fsrv.db > /dev/null
+"$S" digest fsrv.db > fdigest
+FDEV=$(own_site fdev.db)
+status "a retirement whose folding fails on a full disk fails (1)" 1 sh -c "trap '' XFSZ; ulimit -f $(( $(wc -c < fsrv.db) / 512 )); exec $S retire fsrv.db $FDEV"
+has "fsrv.db: folding the counter cells failed: " && has "fsrv.db: the site is retired; 'synctl gc fsrv.db' finishes folding its counter cells" \
+  && ok "and says the retirement stands and gc finishes it" || bad "cut short retirement message"
+check "folds lists it, and says cells are still to fold" sh -c "$S folds fsrv.db > out && grep -q '^$FDEV  ' out && grep -qx \"1 fold record; counter cells still to fold here ('synctl gc' goes on with them)\" out"
+check "verify says a fold is pending, and the file is sound" sh -c "$S verify fsrv.db > out && grep -qx \"health: a retired site's counter cells are not all folded into its heir's yet ('synctl gc fsrv.db' finishes it)\" out && grep -q ', 1 fold record: sound\$' out"
+jcheck "verify --json and stats --json: fold_pending true" "$S verify fsrv.db --json" "
+assert d['sound'] is True and d['folds'] == 1 and d['health']['fold_pending'] is True, d
+s = json.loads(txt)
+assert s['folds'] == 1 and s['fold_pending'] is True, s" "$S stats fsrv.db --json"
+check "stats says a fold is pending" sh -c "$S stats fsrv.db > out && grep -q '^fold pending       yes' out"
+check "gc finishes the fold; the digest (every sum) is unchanged" sh -c "$S gc fsrv.db > /dev/null && $S verify fsrv.db > out && ! grep -q '^health:' out && $S stats fsrv.db | grep -qx 'fold pending       no' && $S folds fsrv.db | grep -qx '1 fold record' && $S digest fsrv.db | cmp - fdigest"
 
 # --- a rolling schema change: files whose schemas differ ---------------
 $S init rs1.db --table notes:text title:text > /dev/null

@@ -386,7 +386,7 @@ typedef struct verify {
   sync_txn *x;
   const char *db;
   unsigned nt;
-  uint64_t ver, own_vv, logged, tombs, rows, nconf;
+  uint64_t ver, own_vv, logged, tombs, rows, nconf, folds;
   uint64_t *cnt, *logl; /* live rows per table: counted, and logged */
   uint8_t me[16];
   int have_own;
@@ -557,16 +557,28 @@ static void verify_conflicts(verify *v) {
     problem(v->db, "conflict log: %s", sync_strerror(rc));
 }
 
+/* The fold records read (sync_health counts them too, but a damaged
+ * record is damage, not a health note). */
+static void verify_folds(verify *v) {
+  size_t n = 0;
+  int rc;
+  if ((rc = sync_folds_get(v->x, NULL, 0, &n)))
+    problem(v->db, "fold records: %s",
+            rc == SYNC_ECORRUPT ? "damaged" : sync_strerror(rc));
+  v->folds = n;
+}
+
 /* The verdict as one JSON object. */
 static int verify_json(const verify *v, const sync_health *h) {
   int rc = ctl_json_print(json_pack(
-      "{sosbsOs{sbsIsI}sIsisIsIsI}", "db", ctl_json_str(v->db), "sound",
+      "{sosbsOs{sbsIsIsb}sIsisIsIsIsI}", "db", ctl_json_str(v->db), "sound",
       !problems, "problems", problem_list, "health", "may_miss_deletes",
       h->may_miss_deletes != 0, "peers_stale", (json_int_t)h->peers_stale,
-      "peers_behind_horizon", (json_int_t)h->peers_behind_horizon, "rows",
-      (json_int_t)v->rows, "tables", (int)v->nt, "tombstones",
-      (json_int_t)v->tombs, "logged", (json_int_t)v->logged, "conflicts",
-      (json_int_t)v->nconf));
+      "peers_behind_horizon", (json_int_t)h->peers_behind_horizon,
+      "fold_pending", h->fold_pending != 0, "rows", (json_int_t)v->rows,
+      "tables", (int)v->nt, "tombstones", (json_int_t)v->tombs, "logged",
+      (json_int_t)v->logged, "conflicts", (json_int_t)v->nconf, "folds",
+      (json_int_t)v->folds));
   json_decref(problem_list);
   problem_list = NULL;
   return rc ? rc : problems ? EX_FAIL : EX_OK;
@@ -580,7 +592,8 @@ static int verify_verdict(const verify *v, const sync_health *health) {
     return EX_FAIL;
   }
   /* Not damage, but what an operator must know: deletes this replica
-   * may lack, and peers that will be told they are stale. */
+   * may lack, peers that will be told they are stale, and a retirement
+   * whose cells are not all folded yet. */
   if (health->may_miss_deletes)
     printf("health: may miss deletes: %llu peer%s answered that this "
            "replica is behind its tombstone collection; reset that peer "
@@ -592,12 +605,17 @@ static int verify_verdict(const verify *v, const sync_health *health) {
            "(their next pull is refused as stale)\n",
            (unsigned long long)health->peers_behind_horizon,
            health->peers_behind_horizon == 1 ? "" : "s");
+  if (health->fold_pending)
+    printf("health: a retired site's counter cells are not all folded "
+           "into its heir's yet ('synctl gc %s' finishes it)\n",
+           v->db);
   printf("%llu live rows in %u table%s, %llu tombstones, %llu rows in the "
          "change log, %llu "
-         "conflicts recorded: sound\n",
+         "conflicts recorded, %llu fold record%s: sound\n",
          (unsigned long long)v->rows, v->nt, v->nt == 1 ? "" : "s",
          (unsigned long long)v->tombs, (unsigned long long)v->logged,
-         (unsigned long long)v->nconf);
+         (unsigned long long)v->nconf, (unsigned long long)v->folds,
+         v->folds == 1 ? "" : "s");
   return EX_OK;
 }
 
@@ -619,16 +637,20 @@ const ctl_help ctl_help_verify = {
     "checks that it names every row once and agrees with the row counts,\n"
     "checks the tombstone count, that the version vector covers this\n"
     "replica's own writes, that peers acknowledged no version beyond this\n"
-    "replica's, and that the conflict log reads.  Prints each problem and\n"
-    "a last line 'sound' or 'damaged: N problems'.  Exit status 0 when\n"
-    "sound, 1 when damaged (or unreadable).  Before 'sound', 'health:'\n"
-    "lines say what is not damage but needs an operator: deletes this\n"
-    "replica may lack (a peer answered that it is behind that peer's\n"
-    "tombstone collection: reset that peer and sync, or repair), and\n"
-    "peers behind this replica's own collection.  With --json, one\n"
+    "replica's, and that the conflict log and the fold records read.\n"
+    "Prints each problem and a last line 'sound' (after the counts,\n"
+    "fold records among them) or 'damaged: N problems'.  Exit status 0\n"
+    "when sound, 1 when damaged (or unreadable).  Before 'sound',\n"
+    "'health:' lines say what is not damage but needs an operator:\n"
+    "deletes this replica may lack (a peer answered that it is behind\n"
+    "that peer's tombstone collection: reset that peer and sync, or\n"
+    "repair), peers behind this replica's own collection, and a fold\n"
+    "pending (a site retired here, 'synctl retire', whose counter cells\n"
+    "are not all folded yet: 'synctl gc' finishes it).  With --json, one\n"
     "object: db, sound (true or false), problems (the lines), health\n"
-    "{may_miss_deletes, peers_stale, peers_behind_horizon}, rows,\n"
-    "tables, tombstones, logged (rows in the change log), conflicts.\n"};
+    "{may_miss_deletes, peers_stale, peers_behind_horizon,\n"
+    "fold_pending}, rows, tables, tombstones, logged (rows in the change\n"
+    "log), conflicts, folds (fold records).\n"};
 
 int ctl_cmd_verify(int argc, char **argv) {
   sync_health health;
@@ -660,6 +682,7 @@ int ctl_cmd_verify(int argc, char **argv) {
   if ((rc = sync_health_get(v.x, &health)))
     problem(v.db, "health: %s", sync_strerror(rc));
   verify_conflicts(&v);
+  verify_folds(&v);
   sync_txn_abort(v.x);
   sync_env_close(v.env);
   free(v.cnt);
@@ -676,14 +699,17 @@ const ctl_help ctl_help_stats = {
     "For a database file: rows and tombstones per table, the local\n"
     "version, schema version, sites in the version vector, peers,\n"
     "unresolved conflicts, whether it may miss deletes, peers behind its\n"
-    "tombstone collection and the file size.  For HOST:PORT, the metrics\n"
-    "address of a running 'synctl serve --metrics', fetches and prints its\n"
-    "Prometheus text (counters, latency histograms).\n\n"
+    "tombstone collection, fold records (retired sites, 'synctl folds'),\n"
+    "whether a fold is pending ('synctl gc' finishes it) and the file\n"
+    "size.  For HOST:PORT, the metrics address of a running 'synctl\n"
+    "serve --metrics', fetches and prints its Prometheus text (counters,\n"
+    "latency histograms).\n\n"
     "With --json, for a file one object: db, tables [{name, rows,\n"
     "tombstones}], local_version, schema_version, schema_hash, sites,\n"
-    "peers, open_conflicts, may_miss_deletes, peers_behind_gc,\n"
-    "file_size; for a server one JSON line per sample: name, labels\n"
-    "{NAME: VALUE}, value (a number, or \"inf\", \"-inf\", \"nan\").\n"};
+    "peers, open_conflicts, may_miss_deletes, peers_behind_gc, folds,\n"
+    "fold_pending, file_size; for a server one JSON line per sample:\n"
+    "name, labels {NAME: VALUE}, value (a number, or \"inf\", \"-inf\",\n"
+    "\"nan\").\n"};
 
 /* The figures stats prints of a database file. */
 typedef struct stats_fig {
@@ -760,6 +786,8 @@ static int stats_json(sync_env *env, const char *db, const stats_fig *f) {
                         json_boolean(f->h.may_miss_deletes));
     json_object_set_new(o, "peers_behind_gc",
                         json_integer((json_int_t)f->h.peers_behind_horizon));
+    json_object_set_new(o, "folds", json_integer((json_int_t)f->h.folds));
+    json_object_set_new(o, "fold_pending", json_boolean(f->h.fold_pending));
   }
   if (o && f->have_size)
     json_object_set_new(o, "file_size", json_integer((json_int_t)f->size));
@@ -788,6 +816,11 @@ static void stats_text(sync_env *env, const stats_fig *f) {
                                  : "no");
     printf("peers behind gc    %llu\n",
            (unsigned long long)f->h.peers_behind_horizon);
+    printf("fold records       %llu\n", (unsigned long long)f->h.folds);
+    printf("fold pending       %s\n",
+           f->h.fold_pending ? "yes (counter cells of a retired site still "
+                               "to fold: 'synctl gc')"
+                             : "no");
   }
   if (f->have_size)
     printf("file size          %llu bytes\n", (unsigned long long)f->size);
