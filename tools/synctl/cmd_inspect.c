@@ -233,38 +233,67 @@ int ctl_cmd_peers(int argc, char **argv) {
 const ctl_help ctl_help_gc = {
     "synctl gc DB [--json]", "collect tombstones every peer has acknowledged",
     "Deletes the tombstones that every known peer has acknowledged and\n"
-    "prints how many went and how many are still kept ({collected, kept}\n"
-    "with --json).  A replica that knows no peer keeps them all.  They go\n"
+    "prints how many went and how many are still kept ({collected, kept,\n"
+    "folded} with --json).  A replica that knows no peer keeps them all.  They go\n"
     "in batches, a transaction each (sync_env_gc), so that the file does\n"
     "not grow; it does not shrink either: 'synctl compact' gives the\n"
-    "space back to the file system.\n"};
+    "space back to the file system.\n"
+    "\n"
+    "gc also finishes the folding of counter cells that 'synctl retire'\n"
+    "began and could not end (it was interrupted, or failed), in the\n"
+    "same batches; a second line says when it did (folded is true).\n"};
+
+/* Whether a retirement here still has cells to fold; -1 when the
+ * health record cannot be read (said). */
+static int fold_pending(sync_env *env, const char *db) {
+  sync_txn *x;
+  sync_health h;
+  int rc;
+  if (ctl_begin_ro(env, db, &x)) return -1;
+  rc = sync_health_get(x, &h);
+  sync_txn_abort(x);
+  if (rc) {
+    ctl_lib_fail(env, db, rc, "cannot read the health record");
+    return -1;
+  }
+  return h.fold_pending != 0;
+}
 
 int ctl_cmd_gc(int argc, char **argv) {
   sync_env *env;
   sync_txn *x;
   uint64_t n = 0, left = 0;
-  int rc, ret = EX_FAIL, json = ctl_has(argc, argv, "--json");
+  int rc, ret = EX_FAIL, json = ctl_has(argc, argv, "--json"), before,
+          after = 0, folded;
   char *db;
   if (ctl_args(argc, argv, &db, 1) != 1) return ctl_usage("give DB");
   argv = &db;
   if (ctl_open_db(argv[0], 0, &env)) return EX_FAIL;
-  if ((rc = sync_env_gc(env, &n))) {
+  if ((before = fold_pending(env, argv[0])) < 0) {
+  } else if ((rc = sync_env_gc(env, &n))) {
     ctl_lib_fail(env, argv[0], rc, "gc failed");
     if (n)
       ctl_say("%llu tombstone%s collected before the failure",
               (unsigned long long)n, n == 1 ? " was" : "s were");
+  } else if (before && (after = fold_pending(env, argv[0])) < 0) {
   } else if (ctl_begin_ro(env, argv[0], &x)) {
   } else if ((rc = sync_tombstones(x, &left))) {
     ctl_lib_fail(env, argv[0], rc, "cannot count the tombstones");
     sync_txn_abort(x);
   } else {
     sync_txn_abort(x);
+    /* Pending before, done after: this run finished it. */
+    folded = before && !after;
     if (json) {
-      ret = ctl_json_print(json_pack("{sIsI}", "collected", (json_int_t)n,
-                                     "kept", (json_int_t)left));
+      ret = ctl_json_print(json_pack("{sIsIsb}", "collected", (json_int_t)n,
+                                     "kept", (json_int_t)left, "folded",
+                                     folded));
     } else {
       printf("collected %llu tombstone%s; %llu kept\n", (unsigned long long)n,
              n == 1 ? "" : "s", (unsigned long long)left);
+      if (folded)
+        printf("finished folding the counter cells of the sites retired "
+               "here\n");
       ret = EX_OK;
     }
   }
