@@ -373,12 +373,22 @@ check "the refused retirements changed nothing" sh -c "$S digest rsrv.db | cmp -
 check "the other device gets the record with its next sync; its sums stay" sh -c "$S sync rdev2.db rsrv.db > /dev/null && $S folds rdev2.db > out && grep -q '^$RDEV  $RSRV  ' out && ! grep -q 'this replica' out && $S get rdev2.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}' && [ \"\$($S digest rdev2.db)\" = \"\$($S digest rsrv.db)\" ]"
 status "retire on the other device: retired already, by the server (1)" 1 "$S" retire rdev2.db "$RDEV"
 has "rdev2.db: site $RDEV is retired already, to $RSRV at " && ! has "(this replica)" && ok "and names the server as the heir" || bad "retired elsewhere message"
+# The retired device had not stopped after all: its next sync tells it
+# and it takes a new site id; the add it made meanwhile under the old id
+# is dropped where it meets the server's contribution (sync.h: retire
+# only a site that has stopped), and its adds under the new id count.
+"$S" add rdev.db stock sku1 qty=+1
+check "the retired device, syncing again, is told and takes a new site id" sh -c "$S sync rdev.db rsrv.db > out 2>&1 && grep -q \"a peer retired this replica's site id: it took a new site id\" out"
+RDEVN=$(own_site rdev.db)
+check "its new id is not the retired one, and it holds the record" sh -c "echo '$RDEVN' | grep -qx '[0-9a-f]\{32\}' && [ '$RDEVN' != '$RDEV' ] && $S folds rdev.db > out && grep -q '^$RDEV  $RSRV  ' out"
+check "the add it made after its retirement is dropped: 108 on both" sh -c "$S get rdev.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}' && $S get rsrv.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}'"
+check "its adds under the new id count: 110 on both" sh -c "$S add rdev.db stock sku1 qty=+2 && $S sync rdev.db rsrv.db > /dev/null && $S get rdev.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":110}' && $S get rsrv.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":110}' && [ \"\$($S digest rdev.db)\" = \"\$($S digest rsrv.db)\" ]"
 jcheck "retire --json: the record, the sites retired with it, the tombstones collected" "$S add rdev2.db stock sku3 qty=+2 > /dev/null && $S sync rdev2.db rsrv.db > /dev/null && $S retire rsrv.db $(own_site rdev2.db) --json" "
 assert d['site'] == '$(own_site rdev2.db)' and d['heir'] == '$RSRV' and d['self'] is True and d['also'] == [] and d['collected'] == 0, d
 assert [r for r in map(json.loads, txt.splitlines()) if r['site'] == d['site']] == [{k: d[k] for k in ('site', 'heir', 'self', 'hlc', 'time', 'held', 'held_time')}], txt" "$S folds rsrv.db --json"
 
 "$S" init rsrv2.db --table stock:text qty:counter > /dev/null
-check "a server taken out of service: its heir takes the sites it was heir of" sh -c "$S sync rsrv2.db rsrv.db > /dev/null && $S retire rsrv2.db $RSRV > out && grep -qx 'also retired, as $RSRV was its heir: $RDEV' out && grep -qx \"also retired, as $RSRV was its heir: \$(cd . && $S vv rdev2.db | sed -n 's/^\([0-9a-f]\{32\}\) .*(this replica)\$/\1/p')\" out && [ \$(grep -c '^also retired' out) = 2 ] && $S folds rsrv2.db > out && [ \$(grep -c '(heir: this replica)\$' out) = 3 ] && grep -qx '5 fold records' out && $S get rsrv2.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}'"
+check "a server taken out of service: its heir takes the sites it was heir of" sh -c "$S sync rsrv2.db rsrv.db > /dev/null && $S retire rsrv2.db $RSRV > out && grep -qx 'also retired, as $RSRV was its heir: $RDEV' out && grep -qx \"also retired, as $RSRV was its heir: \$(cd . && $S vv rdev2.db | sed -n 's/^\([0-9a-f]\{32\}\) .*(this replica)\$/\1/p')\" out && [ \$(grep -c '^also retired' out) = 2 ] && $S folds rsrv2.db > out && [ \$(grep -c '(heir: this replica)\$' out) = 3 ] && grep -qx '5 fold records' out && $S get rsrv2.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":110}'"
 
 # A retirement whose folding is cut short (a file size limit stands in
 # for a full disk): the retirement commits, the folding does not, and
