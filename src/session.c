@@ -41,6 +41,7 @@ static void sx_read_report(sx_rd *r, sync_apply_report *rep) {
   rep->conflicts = sx_rv(r);
   rep->refused = sx_rv(r);
   rep->exited = sx_rv(r);
+  rep->retired_adds = sx_rv(r);
 }
 
 /* REQUEST's fields into req, *flags and *window (when it opens one);

@@ -100,7 +100,8 @@ static unsigned char *sx_put_report(unsigned char *p,
   p = sx_wv(p, r->unchanged);
   p = sx_wv(p, r->conflicts);
   p = sx_wv(p, r->refused);
-  return sx_wv(p, r->exited);
+  p = sx_wv(p, r->exited);
+  return sx_wv(p, r->retired_adds);
 }
 
 SYNC_PRIVATE void sx_report_add(sync_apply_report *a,
@@ -114,6 +115,7 @@ SYNC_PRIVATE void sx_report_add(sync_apply_report *a,
   a->refused += b->refused;
   a->exited += b->exited;
   a->unknown += b->unknown;
+  a->retired_adds += b->retired_adds;
 }
 
 SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
@@ -144,7 +146,7 @@ SYNC_PRIVATE int sx_send_request(sync_session *s, int final) {
   cap = 1 + 2 * SX_SITE_LEN + 8 + SX_CURSOR_MAX + 8 + 2 * SX_VARINT_MAX +
         SX_LINEAGE_WMAX + SX_SCOPE_MAX +
         req->nvv * (SX_SITE_LEN + SX_VARINT_MAX) +
-        8 * SX_VARINT_MAX; /* FINAL's counts, or the window */
+        9 * SX_VARINT_MAX; /* FINAL's counts, or the window */
   b = (unsigned char *)sx_malloc(&s->al, cap);
   if (!b) {
     sync_request_free(req);
