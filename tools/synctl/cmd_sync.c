@@ -471,6 +471,22 @@ static void fmt_received(const sync_session_stats *st, char *out, size_t cap) {
   if (n < cap) snprintf(out + n, cap - n, ")");
 }
 
+/* Adds a retired site made after its retirement, dropped on either side
+ * where they met the heir's contribution (sync_apply_report.retired_adds):
+ * the heir may never have had them, so the sums may lack them.  Said,
+ * since it means a site was retired before it stopped. */
+static void retired_adds_note(const sync_session_stats *st) {
+  uint64_t here = st->applied.retired_adds,
+           there = st->peer_applied.retired_adds;
+  if (!here && !there) return;
+  printf("%llu counter contribution%s of retired sites dropped (%llu here, "
+         "%llu there) held adds made after the retirement, which the "
+         "heir may lack: a site was retired before it stopped ('synctl "
+         "folds' lists the retirements)\n",
+         (unsigned long long)(here + there), here + there == 1 ? "" : "s",
+         (unsigned long long)here, (unsigned long long)there);
+}
+
 /* The summing-up line(s) of a sync that ran; el its seconds. */
 static void sync_report(sync_env *env, const char *other, int dry,
                         const sync_session_stats *st, double el) {
@@ -512,6 +528,7 @@ static void sync_report(sync_env *env, const char *other, int dry,
     printf("%llu refused row%s went back to the other side's version "
            "(synctl rejected lists them)\n",
            (unsigned long long)st->reverted, st->reverted == 1 ? "" : "s");
+  retired_adds_note(st);
 }
 
 /* The summary of a sync as one JSON object, for scripts. */
@@ -527,6 +544,13 @@ static int sync_report_json(sync_env *env, const char *other, int dry,
       "updated", (json_int_t)a->updated, "deleted", (json_int_t)a->deleted,
       "unchanged", (json_int_t)a->unchanged, "refused", (json_int_t)a->refused,
       "unknown", (json_int_t)a->unknown, "sent", (json_int_t)st->rows_sent);
+  if (o && json_object_update_new(
+               o, json_pack("{sIsI}", "retired_adds",
+                            (json_int_t)a->retired_adds, "there_retired_adds",
+                            (json_int_t)b->retired_adds))) {
+    json_decref(o);
+    o = NULL;
+  }
   if (o && json_object_update_new(
                o, json_pack("{sIsIsIsIsIsIsIsIsIsfss}", "there_new",
                             (json_int_t)b->inserted, "there_updated",
