@@ -378,8 +378,7 @@ has "rdev2.db: site $RDEV is retired already, to $RSRV at " && ! has "(this repl
 # is dropped where it meets the server's contribution (sync.h: retire
 # only a site that has stopped), and its adds under the new id count.
 "$S" add rdev.db stock sku1 qty=+1
-check "the retired device, syncing again, is told and takes a new site id" sh -c "$S sync rdev.db rsrv.db > out 2>&1 && grep -q \"a peer retired this replica's site id: it took a new site id\" out"
-check "and sync says the add it made after its retirement was dropped" grep -q '^1 counter contribution of retired sites dropped (1 here, 0 there) held adds made after the retirement' out
+check "the retired device, syncing again, is told and takes a new site id; sync says the add it made after its retirement was dropped" sh -c "$S sync rdev.db rsrv.db > out 2>&1 && grep -q \"a peer retired this replica's site id: it took a new site id\" out && grep -q '^1 counter contribution of retired sites dropped (1 here, 0 there) held adds made after the retirement' out"
 RDEVN=$(own_site rdev.db)
 check "its new id is not the retired one, and it holds the record" sh -c "echo '$RDEVN' | grep -qx '[0-9a-f]\{32\}' && [ '$RDEVN' != '$RDEV' ] && $S folds rdev.db > out && grep -q '^$RDEV  $RSRV  ' out"
 check "the add it made after its retirement is dropped: 108 on both" sh -c "$S get rdev.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}' && $S get rsrv.db stock sku1 --json | grep -qx '{\"key\":\"sku1\",\"qty\":108}'"
