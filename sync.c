@@ -6606,6 +6606,8 @@ SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n) {
   sx_slice v;
   size_t i, m;
   int rc;
+  *out = NULL;
+  *n = 0;
   if (!x->folds_ok) {
     rc = sx_get(env->st, x->t, env->meta, "folds", 5, &v);
     if (rc && rc != SYNC_NOTFOUND) return rc;
