@@ -17,12 +17,15 @@ import statistics
 import sys
 
 # Figure -> (target, True when higher is better, label).  From DESIGN.md
-# section 7 and the issues' targets.
+# section 7 and bench/README.md.
 TARGETS = {
     "w1.write.ratio_vs_lmdb": (0.7, True, "W1 writes vs raw LMDB"),
-    "w1.write.durable.ratio_vs_lmdb": (0.7, True, "W1 durable writes vs raw LMDB"),
-    "w1.get.ratio_vs_lmdb": (0.8, True, "W1 point gets vs raw LMDB"),
-    "w1.incremental_apply.ratio_vs_lmdb": (0.7, True, "incremental apply vs LMDB puts"),
+    "w1.write.durable.ratio_vs_lmdb": (0.8, True, "W1 durable writes vs raw LMDB"),
+    "w1.get.ratio_vs_lmdb": (0.9, True, "W1 point gets vs raw LMDB"),
+    "w1.incremental_apply.ratio_vs_lmdb": (0.85, True, "incremental apply vs LMDB puts"),
+    "changes.ratio_vs_lmdb_scan": (0.1, True, "reading 100k changes vs an LMDB scan"),
+    "counter.add.ratio_vs_put": (0.8, True, "counter adds vs integer puts"),
+    "w1.write.history.ratio_vs_plain": (0.7, True, "W1 writes with history vs without"),
     "durable.group4.ratio_vs_lmdb": (2.5, True, "4 threads' durable commits, group commit vs LMDB"),
     "w1.write.ratio_vs_sqlite": (1.0, True, "W1 writes vs SQLite"),
     "w1.write.durable.ratio_vs_sqlite": (None, True, "W1 durable writes vs SQLite"),
@@ -34,6 +37,7 @@ TARGETS = {
     "w1.sync_tls.ratio_vs_tcp": (0.8, True, "sync over TLS vs plain TCP"),
     "w1.sync_mqtt.ratio_vs_tcp": (0.5, True, "sync through MQTT vs TCP"),
     "pg.replica_to_pg.ratio_vs_copy": (0.5, True, "PostgreSQL bridge vs COPY"),
+    "w1.file.ratio_vs_lmdb": (1.15, False, "W1 file vs raw LMDB"),
     "w1.file_after_gc.ratio_vs_lmdb": (1.3, False, "W1 file, half deleted and collected, vs raw LMDB"),
     "w1.file_after_compact.ratio_vs_lmdb": (1.2, False, "W1 file after compaction vs raw LMDB"),
     "w1.wire.ratio_vs_sqlite": (0.85, False, "W1 bytes vs SQLite changeset"),
@@ -45,6 +49,9 @@ TARGETS = {
     "w1.update4.wire_zstd3.ratio_vs_sqlite_zstd3": (None, False, "4-column updates, zstd 3, vs SQLite"),
     "w2.wire.ratio_vs_sqlite": (None, False, "W2 bytes vs SQLite"),
     "w2.wire_zstd3.ratio_vs_sqlite_zstd3": (0.5, False, "W2 bytes, zstd 3, vs SQLite"),
+    "w2.wire_zstd3_10.ratio_vs_sqlite_zstd3": (0.6, False, "W2 10-row frames, zstd 3, vs SQLite"),
+    "w2.session_zstd3_10.ratio_vs_sqlite_zstd3": (0.6, False, "W2 10-row frames in a session vs SQLite"),
+    "counter.fold.pull_ratio_vs_before": (None, False, "a new device's pull after a fold vs before"),
     "w2.live.wire.ratio_vs_sqlite": (None, False, "W2 live bytes vs SQLite"),
     "w2.live.wire_zstd3.ratio_vs_sqlite_zstd3": (None, False, "W2 live bytes, zstd 3, vs SQLite"),
     "incremental_sync.ratio_vs_local_commit": (3.0, False, "incremental sync time vs local commit"),
