@@ -1054,6 +1054,113 @@ static void test_retire_chain(void **state) {
   mu_close(&d2);
 }
 
+/* An heir copied while its fold walk is pending: the copy takes a new
+ * id at its first open and keeps the record, which names the original;
+ * the original folds, the copy learns it from the original's rows, and
+ * adds on both sides count once. */
+static void test_heir_copied_mid_fold(void **state) {
+  mu_rep srv, cp, d1;
+  uint8_t s1[16], sc[16], ss[16];
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  ct_open(&d1, "ct_a.db", 0xa1);
+  mu_site(s1, 0xa1);
+  mu_site(ss, 0x51);
+  TU_OK(ct_add(&d1, "k", CT_C, 5));
+  TU_OK(ct_add(&d1, "j", CT_C, 6));
+  TU_OK(ct_add(&srv, "k", CT_C, 1));
+  ct_pull_wire(&srv, &d1, NULL);
+  TU_OK(ct_retire(&srv, s1));
+  assert_true(ct_health(&srv).fold_pending);
+  sync_env_close(srv.env);
+  mu_copy_rep(&cp, &srv, "ct_c.db");
+  mu_reopen_schema(&srv, ct_tables, 1);
+  mu_reopen_schema(&cp, ct_tables, 1);
+  TU_OK(sync_env_site_id(cp.env, sc));
+  assert_memory_not_equal(sc, ss, 16);
+  /* The copy is no heir: its walk finds nothing of its own to fold. */
+  TU_OK(sync_env_gc(cp.env, NULL));
+  assert_false(ct_health(&cp).fold_pending);
+  assert_true(ct_holds(&cp, "j", CT_C, s1));
+  TU_OK(sync_env_gc(srv.env, NULL));
+  assert_false(ct_holds(&srv, "j", CT_C, s1));
+  ct_now += 10;
+  TU_OK(ct_add(&cp, "j", CT_C, 100));
+  TU_OK(ct_add(&srv, "j", CT_C, 1000));
+  TU_U64(ct_pull_late(&cp, &srv), 0);
+  TU_U64(ct_pull_late(&srv, &cp), 0);
+  TU_U64(ct_pull_late(&cp, &d1), 0); /* the retired device, stale */
+  TU_U64(ct_pull_late(&srv, &d1), 0);
+  assert_int_equal(ct_val(&srv, "j", CT_C), 1106);
+  assert_int_equal(ct_val(&cp, "j", CT_C), 1106);
+  assert_int_equal(ct_val(&srv, "k", CT_C), 6);
+  assert_int_equal(ct_val(&cp, "k", CT_C), 6);
+  assert_false(ct_holds(&cp, "j", CT_C, s1));
+  assert_false(ct_holds(&cp, "k", CT_C, s1));
+  assert_true(mu_digest(&srv) == mu_digest(&cp));
+  mu_close(&srv);
+  mu_close(&cp);
+  mu_close(&d1);
+}
+
+/* The heir restored from a backup made before the retirement: it
+ * holds the retired site's contribution and no record; a device that
+ * took the fold brings it back the record with the heir's folded
+ * contributions, and every sum stays exact. */
+static void test_heir_restored_before_the_fold(void **state) {
+  mu_rep srv, d1, d2;
+  uint8_t s1[16];
+  unsigned char *backup;
+  size_t blen = 0, n = 0;
+  int i, rc = 0;
+  sync_txn *x;
+  (void)state;
+  ct_open(&srv, "ct_s.db", 0x51);
+  ct_open(&d1, "ct_a.db", 0xa1);
+  ct_open(&d2, "ct_b.db", 0xb1);
+  mu_site(s1, 0xa1);
+  TU_OK(ct_add(&d1, "k", CT_C, 5));
+  TU_OK(ct_add(&d2, "k", CT_C, 7));
+  TU_OK(ct_add(&srv, "k", CT_C, 1));
+  assert_int_equal(su_sync(&d1, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(su_sync(&d2, &srv, NULL, NULL, NULL, NULL), 1);
+  sync_env_close(srv.env);
+  backup = tu_read_file(srv.path, &blen);
+  assert_non_null(backup);
+  mu_reopen_schema(&srv, ct_tables, 1);
+  ct_now += 10;
+  TU_OK(ct_retire(&srv, s1));
+  TU_OK(sync_env_gc(srv.env, NULL));
+  assert_int_equal(su_sync(&d2, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_false(ct_holds(&d2, "k", CT_C, s1));
+  assert_int_equal(ct_val(&d2, "k", CT_C), 13);
+  /* The restore. */
+  sync_env_close(srv.env);
+  assert_int_equal(tu_write_file(srv.path, backup, blen), 0);
+  free(backup);
+  mu_reopen_schema(&srv, ct_tables, 1);
+  assert_true(ct_holds(&srv, "k", CT_C, s1));
+  for (i = 0; i < 6 && (rc = su_sync(&d2, &srv, NULL, NULL, NULL, NULL)) != 1;
+       i++)
+    assert_int_equal(rc, SYNC_EHISTORY);
+  assert_int_equal(rc, 1);
+  assert_int_equal(su_sync(&d2, &srv, NULL, NULL, NULL, NULL), 1);
+  assert_int_equal(ct_val(&srv, "k", CT_C), 13);
+  assert_int_equal(ct_val(&d2, "k", CT_C), 13);
+  assert_false(ct_holds(&srv, "k", CT_C, s1));
+  TU_OK(sync_txn_begin(srv.env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_folds_get(x, NULL, 0, &n));
+  sync_txn_abort(x);
+  TU_U64(n, 1);
+  /* The retired device, stale, counts nothing twice there either. */
+  TU_U64(ct_pull_late(&srv, &d1), 0);
+  assert_int_equal(ct_val(&srv, "k", CT_C), 13);
+  assert_true(mu_digest(&srv) == mu_digest(&d2));
+  mu_close(&srv);
+  mu_close(&d1);
+  mu_close(&d2);
+}
+
 /* Fold sections a decoder refuses, and one it takes only from a sender
  * with the relay right. */
 static void test_hostile_folds(void **state) {
@@ -2349,6 +2456,8 @@ int main(void) {
       cmocka_unit_test(test_retire_errors),
       cmocka_unit_test(test_retired_site_that_adds_again),
       cmocka_unit_test(test_retire_chain),
+      cmocka_unit_test(test_heir_copied_mid_fold),
+      cmocka_unit_test(test_heir_restored_before_the_fold),
       cmocka_unit_test(test_hostile_folds),
       cmocka_unit_test(test_format_version),
       cmocka_unit_test(test_sessions_faulty_link),
