@@ -3211,13 +3211,16 @@ typedef struct sx_ctrwalk {
   sx_ctr c;
 } sx_ctrwalk;
 static inline void sx_ctr_walk(sx_ctrwalk *it, const void *data, size_t len) {
+  /* Zeroed first: a varint read that fails writes nothing (payloads
+   * walked here are checked, but a compiler cannot know it). */
+  memset(it, 0, sizeof *it);
   it->p = (const unsigned char *)data;
   it->end = it->p + len;
   it->p += sx_get_varint(it->p, it->end, &it->left);
   it->i = 0;
 }
 static inline int sx_ctr_step(sx_ctrwalk *it) {
-  uint64_t u;
+  uint64_t u = 0;
   if (it->i == it->left) return 0;
   it->p += sx_get_varint(it->p, it->end, &u);
   it->c.site = (uint32_t)((it->i ? it->c.site + 1 : 0) + u);
@@ -8710,9 +8713,14 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   sx_put_le64(val + 8, sx_get_le64(v.p));
   sx_put_le64(val + 16, 0); /* no stamp of its own made yet */
   sx_put_le64(val + 24, 0); /* nor a clock moved */
-  while (!id)
-    if (env->random(env->random_ctx, &id, sizeof id) != 0)
+  while (!id) {
+    /* Read as little-endian bytes: the same random source gives the same
+     * epoch id, and so the same frames, on every architecture. */
+    unsigned char rb[8];
+    if (env->random(env->random_ctx, rb, sizeof rb) != 0)
       return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
+    id = sx_get_le64(rb);
+  }
   sx_put_le64(val, id);
   if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 32, 0))) return rc;
   rc = sx_store_ident(env->st, &dev, &ino);

@@ -583,9 +583,14 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   sx_put_le64(val + 8, sx_get_le64(v.p));
   sx_put_le64(val + 16, 0); /* no stamp of its own made yet */
   sx_put_le64(val + 24, 0); /* nor a clock moved */
-  while (!id)
-    if (env->random(env->random_ctx, &id, sizeof id) != 0)
+  while (!id) {
+    /* Read as little-endian bytes: the same random source gives the same
+     * epoch id, and so the same frames, on every architecture. */
+    unsigned char rb[8];
+    if (env->random(env->random_ctx, rb, sizeof rb) != 0)
       return sx_fail(env, SYNC_EIO, "%s: the random source failed", path);
+    id = sx_get_le64(rb);
+  }
   sx_put_le64(val, id);
   if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 32, 0))) return rc;
   rc = sx_store_ident(env->st, &dev, &ino);

@@ -121,13 +121,16 @@ typedef struct sx_ctrwalk {
   sx_ctr c;
 } sx_ctrwalk;
 static inline void sx_ctr_walk(sx_ctrwalk *it, const void *data, size_t len) {
+  /* Zeroed first: a varint read that fails writes nothing (payloads
+   * walked here are checked, but a compiler cannot know it). */
+  memset(it, 0, sizeof *it);
   it->p = (const unsigned char *)data;
   it->end = it->p + len;
   it->p += sx_get_varint(it->p, it->end, &it->left);
   it->i = 0;
 }
 static inline int sx_ctr_step(sx_ctrwalk *it) {
-  uint64_t u;
+  uint64_t u = 0;
   if (it->i == it->left) return 0;
   it->p += sx_get_varint(it->p, it->end, &u);
   it->c.site = (uint32_t)((it->i ? it->c.site + 1 : 0) + u);
