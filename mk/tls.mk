@@ -13,6 +13,11 @@ $(B)/tls_edge: examples/tls_edge.c examples/demo_schema.h sync.h $(B)/libsync.a
 	$(CC) $(WARN) $(CFLAGS) -I. -Iexamples $< $(B)/libsync.a $(LIBS) \
 	  $(MBEDTLS_LIBS) -o $@
 
+# Cross builds (mk/cross.mk) leave the mbedTLS device out: their
+# sysroots carry the library's own dependencies only (tools/cross-deps.sh),
+# and the generic example rule would link it without mbedTLS.
+CROSS_EXAMPLES := $(filter-out %/tls_edge,$(CROSS_EXAMPLES))
+
 # The TLS tests (openssl makes their throwaway certificates).
 TEST_EXTRA += tests/tls.sh
 test-build: $(B)/synctl
