@@ -5235,10 +5235,8 @@ SYNC_PRIVATE int sx_fold_cell(sync_txn *x, sx_ctr *t, size_t *k,
                               uint64_t *late);
 /* In a[0..*n) (a counter cell with this replica's own contribution at
  * a[0], site 0): add to it every contribution of a site retired to this
- * replica and drop those; *moved counts them.  SYNC_ELIMIT when a sum
- * would pass 2^64 - 1. */
-SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n,
-                                size_t *moved);
+ * replica and drop those.  SYNC_ELIMIT when a sum would pass 2^64 - 1. */
+SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n);
 /* Whether local site s has a record naming this replica as its heir. */
 SYNC_PRIVATE int sx_fold_mine(sync_txn *x, uint32_t s);
 /* The records chunk d carries (d->fold), taken (those this replica
@@ -6785,13 +6783,11 @@ SYNC_PRIVATE int sx_fold_mine(sync_txn *x, uint32_t s) {
   return 0;
 }
 
-SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n,
-                                size_t *moved) {
+SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n) {
   size_t i, m;
   sx_fold *f;
   size_t nf;
   int rc;
-  *moved = 0;
   if ((rc = sx_folds(x, &f, &nf)) || !nf) return rc;
   if (SX_NEVER(!*n || a[0].site != 0)) return SYNC_ECORRUPT;
   for (i = m = 1; i < *n; i++) {
@@ -6805,7 +6801,6 @@ SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n,
                      "pass 2^64 - 1");
     a[0].p += a[i].p;
     a[0].n += a[i].n;
-    (*moved)++;
   }
   *n = m;
   return 0;
@@ -7233,10 +7228,13 @@ SYNC_API int sync_delete(sync_txn *x, unsigned table, const void *key,
  * cell col of x->nw (sx_ctr with site 0: index 0, sites being
  * increasing), stamped with the transaction's HLC, which is above every
  * stamp the cell holds: so the column's stamp, the newest
- * contribution's, becomes ours. */
+ * contribution's, becomes ours.  The contributions of sites retired to
+ * this replica join ours (fold.c), so mag 0 folds a cell.  The new
+ * payload is appended to x->cpay: the caller empties it first, or
+ * reserves room for every cell it bumps (earlier cells point into it). */
 static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
   sx_rcol *c = &x->nw.cols[col];
-  size_t n = 0, i, moved;
+  size_t n = 0, i;
   sx_ctr *a;
   int rc;
   if (c->st != SX_NOSTAMP && c->v.type == SX_TAG_COUNTER)
@@ -7250,10 +7248,7 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
     memset(a, 0, sizeof *a);
     n++;
   }
-  /* A site retired to this replica: its contribution joins ours, which
-   * from now on holds it (fold.c). */
-  if ((rc = sx_fold_absorb(x, a, &n, &moved))) return rc;
-  (void)moved;
+  if ((rc = sx_fold_absorb(x, a, &n))) return rc;
   if (!neg) {
     if (a[0].p > UINT64_MAX - mag) return SYNC_ELIMIT;
     a[0].p += mag;
@@ -7264,12 +7259,12 @@ static int sx_counter_bump(sync_txn *x, unsigned col, int neg, uint64_t mag) {
   a[0].hlc = x->hlc;
   for (i = 1; i < n; i++)
     if (SX_NEVER(a[i].hlc >= x->hlc)) return SYNC_ECORRUPT;
-  x->cpay.len = 0;
   if ((rc = sx_buf_reserve(&x->cpay, sx_ctr_size(a, n)))) return rc;
   c->v = sync_null();
   c->v.type = SX_TAG_COUNTER;
-  c->v.data = x->cpay.p;
-  c->v.len = sx_ctr_put(x->cpay.p, a, n);
+  c->v.data = x->cpay.p + x->cpay.len;
+  c->v.len = sx_ctr_put(x->cpay.p + x->cpay.len, a, n);
+  x->cpay.len += c->v.len;
   c->st = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
   c->base = SX_NOSTAMP;
   return 0;
@@ -7297,6 +7292,7 @@ SYNC_PRIVATE int sx_row_foldable(sync_txn *x, const sx_row *r) {
 SYNC_PRIVATE int sx_counter_fold(sync_txn *x, unsigned tid, const void *key,
                                  size_t klen, int *folded) {
   const sx_table *tb = &x->env->schema->tables[tid];
+  const unsigned char *base;
   sx_scur *cur;
   size_t room = 0;
   unsigned j;
@@ -7312,35 +7308,16 @@ SYNC_PRIVATE int sx_counter_fold(sync_txn *x, unsigned tid, const void *key,
   sx_stamp_txn(x);
   x->nw.nstamps = 0;
   sx_build_keep(x, tb);
+  /* Room for every folded cell first: each points into x->cpay, which
+   * must not move (a cell grows by its own contribution at most). */
   x->cpay.len = 0;
   if ((rc = sx_buf_reserve(&x->cpay, room))) return rc;
-  for (j = 0; j < x->old.ncols; j++) {
-    sx_rcol *c = &x->nw.cols[j];
-    size_t n = 0, moved;
-    sx_ctr *a;
-    if (!sx_cell_foldable(x, &x->old.cols[j])) continue;
-    (void)sx_ctr_check((const unsigned char *)c->v.data,
-                       (const unsigned char *)c->v.data + c->v.len, &n);
-    if ((rc = sx_buf_reserve(&x->ctrs, (n + 1) * sizeof(sx_ctr)))) return rc;
-    a = (sx_ctr *)(void *)x->ctrs.p;
-    sx_ctr_read(&c->v, a);
-    if (a[0].site != 0) {
-      memmove(a + 1, a, n * sizeof *a);
-      memset(a, 0, sizeof *a);
-      n++;
-    }
-    if ((rc = sx_fold_absorb(x, a, &n, &moved))) return rc;
-    a[0].hlc = x->hlc;
-    if (SX_NEVER(x->cpay.len + sx_ctr_size(a, n) > x->cpay.cap))
-      return SYNC_ECORRUPT;
-    c->v = sync_null();
-    c->v.type = SX_TAG_COUNTER;
-    c->v.data = x->cpay.p + x->cpay.len;
-    c->v.len = sx_ctr_put(x->cpay.p + x->cpay.len, a, n);
-    x->cpay.len += c->v.len;
-    c->st = sx_row_stamp(&x->nw, sx_mkstamp(x->hlc, 0));
-    c->base = SX_NOSTAMP;
-  }
+  base = x->cpay.p;
+  for (j = 0; j < x->old.ncols; j++)
+    if (sx_cell_foldable(x, &x->old.cols[j]) &&
+        (rc = sx_counter_bump(x, j, 0, 0)))
+      return rc;
+  if (SX_NEVER(x->cpay.p != base)) return SYNC_ECORRUPT;
   *folded = 1;
   return sx_store_row(x, tid, cur, key, klen, found, 0);
 }
@@ -7397,6 +7374,7 @@ SYNC_PRIVATE int sx_counter_add(sync_txn *x, unsigned table, const void *key,
       x->nw.cols[i].v = sync_null();
     }
   }
+  x->cpay.len = 0;
   if ((rc = sx_counter_bump(x, col, neg, mag))) return rc;
   return sx_store_row(x, table, cur, key, klen, found, 0);
 }

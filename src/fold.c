@@ -215,13 +215,11 @@ SYNC_PRIVATE int sx_fold_mine(sync_txn *x, uint32_t s) {
   return 0;
 }
 
-SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n,
-                                size_t *moved) {
+SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n) {
   size_t i, m;
   sx_fold *f;
   size_t nf;
   int rc;
-  *moved = 0;
   if ((rc = sx_folds(x, &f, &nf)) || !nf) return rc;
   if (SX_NEVER(!*n || a[0].site != 0)) return SYNC_ECORRUPT;
   for (i = m = 1; i < *n; i++) {
@@ -235,7 +233,6 @@ SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n,
                      "pass 2^64 - 1");
     a[0].p += a[i].p;
     a[0].n += a[i].n;
-    (*moved)++;
   }
   *n = m;
   return 0;

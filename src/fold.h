@@ -35,10 +35,8 @@ SYNC_PRIVATE int sx_fold_cell(sync_txn *x, sx_ctr *t, size_t *k,
                               uint64_t *late);
 /* In a[0..*n) (a counter cell with this replica's own contribution at
  * a[0], site 0): add to it every contribution of a site retired to this
- * replica and drop those; *moved counts them.  SYNC_ELIMIT when a sum
- * would pass 2^64 - 1. */
-SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n,
-                                size_t *moved);
+ * replica and drop those.  SYNC_ELIMIT when a sum would pass 2^64 - 1. */
+SYNC_PRIVATE int sx_fold_absorb(sync_txn *x, sx_ctr *a, size_t *n);
 /* Whether local site s has a record naming this replica as its heir. */
 SYNC_PRIVATE int sx_fold_mine(sync_txn *x, uint32_t s);
 /* The records chunk d carries (d->fold), taken (those this replica
