@@ -19079,6 +19079,12 @@ struct sync_session {
 /* End the session with rc: tell the peer (code and the words of fmt) and
  * fail once that is sent.  Returns rc. */
 SYNC_PRIVATE int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...);
+/* End the session after this replica took a new site id in write
+ * transaction x (NULL when it could not begin; rc: what the renewal
+ * returned): commit x and fail with SYNC_EHISTORY, "WHY: it took a new
+ * site id; sync again", or with the error that stopped it. */
+SYNC_PRIVATE int sx_sess_renewed(sync_session *s, sync_txn *x, int rc,
+                                 const char *why);
 /* Payload bytes a message to the peer may carry: its size less the
  * type, the length and the checksum. */
 SYNC_PRIVATE size_t sx_msg_room(const sync_session *s);
@@ -19164,6 +19170,19 @@ SYNC_PRIVATE int sx_note_server(sync_session *s, sync_txn *x);
 static void sx_sess_msg(sync_session *s, const char *fmt, va_list ap) {
   /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
   vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+}
+
+SYNC_PRIVATE int sx_sess_renewed(sync_session *s, sync_txn *x, int rc,
+                                 const char *why) {
+  if (rc)
+    sync_txn_abort(x);
+  else
+    rc = sync_txn_commit(x); /* frees x in any case */
+  if (rc)
+    return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
+                        sync_strerror(rc));
+  return sx_sess_fail(s, SYNC_EHISTORY, "%s: it took a new site id; sync again",
+                      why);
 }
 
 /* End the session with rc: tell the peer (code and words) and fail once
@@ -19796,15 +19815,7 @@ static int sx_repair_take_vv(sync_session *s, const sx_rp_stats *rs) {
   if (rc == SYNC_EHISTORY) {
     snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
     rc = sx_site_renew_held(x, held == UINT64_MAX ? 0 : held);
-    if (rc)
-      sync_txn_abort(x);
-    else
-      rc = sync_txn_commit(x); /* frees x in any case */
-    if (rc)
-      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
-                          sync_strerror(rc));
-    return sx_sess_fail(s, SYNC_EHISTORY,
-                        "%s: it took a new site id; sync again", why);
+    return sx_sess_renewed(s, x, rc, why);
   }
   if (rc) {
     sync_txn_abort(x);
@@ -20272,19 +20283,10 @@ SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
     snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
     if (s->dry) /* a dry run writes nothing: say it, change nothing */
       return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
+    x = NULL;
     rc = sync_txn_begin(s->env, 0, &x);
-    if (!rc) {
-      rc = sx_site_renew_after(x, m, lin, claim);
-      if (rc)
-        sync_txn_abort(x);
-      else
-        rc = sync_txn_commit(x);
-    }
-    if (rc)
-      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
-                          sync_strerror(rc));
-    return sx_sess_fail(s, SYNC_EHISTORY,
-                        "%s: it took a new site id; sync again", why);
+    if (!rc) rc = sx_site_renew_after(x, m, lin, claim);
+    return sx_sess_renewed(s, x, rc, why);
   }
 }
 
@@ -21268,21 +21270,11 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   if (rc == SYNC_EHISTORY && !s->dry && sx_delta_retires(d, s->env->site)) {
     /* A peer retired our id (fold.c): take a new one, keeping every
      * claim (the file holds its own writes), and sync again under it. */
-    sync_txn *x;
+    sync_txn *x = NULL;
     sync_delta_free(d);
-    if (!(rc = sync_txn_begin(s->env, 0, &x))) {
+    if (!(rc = sync_txn_begin(s->env, 0, &x)))
       rc = sx_site_renew_held(x, x->hlc_last);
-      if (rc)
-        sync_txn_abort(x);
-      else
-        rc = sync_txn_commit(x);
-    }
-    if (rc)
-      return sx_sess_fail(s, rc, "a peer retired this replica's site id; "
-                          "taking a new one failed: %s", sync_strerror(rc));
-    return sx_sess_fail(s, SYNC_EHISTORY,
-                        "a peer retired this replica's site id: it took a "
-                        "new site id; sync again");
+    return sx_sess_renewed(s, x, rc, "a peer retired this replica's site id");
   }
   if (rc) {
     sync_delta_free(d);

@@ -340,21 +340,11 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   if (rc == SYNC_EHISTORY && !s->dry && sx_delta_retires(d, s->env->site)) {
     /* A peer retired our id (fold.c): take a new one, keeping every
      * claim (the file holds its own writes), and sync again under it. */
-    sync_txn *x;
+    sync_txn *x = NULL;
     sync_delta_free(d);
-    if (!(rc = sync_txn_begin(s->env, 0, &x))) {
+    if (!(rc = sync_txn_begin(s->env, 0, &x)))
       rc = sx_site_renew_held(x, x->hlc_last);
-      if (rc)
-        sync_txn_abort(x);
-      else
-        rc = sync_txn_commit(x);
-    }
-    if (rc)
-      return sx_sess_fail(s, rc, "a peer retired this replica's site id; "
-                          "taking a new one failed: %s", sync_strerror(rc));
-    return sx_sess_fail(s, SYNC_EHISTORY,
-                        "a peer retired this replica's site id: it took a "
-                        "new site id; sync again");
+    return sx_sess_renewed(s, x, rc, "a peer retired this replica's site id");
   }
   if (rc) {
     sync_delta_free(d);

@@ -158,6 +158,12 @@ struct sync_session {
 /* End the session with rc: tell the peer (code and the words of fmt) and
  * fail once that is sent.  Returns rc. */
 SYNC_PRIVATE int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...);
+/* End the session after this replica took a new site id in write
+ * transaction x (NULL when it could not begin; rc: what the renewal
+ * returned): commit x and fail with SYNC_EHISTORY, "WHY: it took a new
+ * site id; sync again", or with the error that stopped it. */
+SYNC_PRIVATE int sx_sess_renewed(sync_session *s, sync_txn *x, int rc,
+                                 const char *why);
 /* Payload bytes a message to the peer may carry: its size less the
  * type, the length and the checksum. */
 SYNC_PRIVATE size_t sx_msg_room(const sync_session *s);

@@ -253,19 +253,10 @@ SYNC_PRIVATE int sx_check_view(sync_session *s, uint64_t v, const sx_mark *m,
     snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
     if (s->dry) /* a dry run writes nothing: say it, change nothing */
       return sx_sess_fail(s, SYNC_EHISTORY, "%s", why);
+    x = NULL;
     rc = sync_txn_begin(s->env, 0, &x);
-    if (!rc) {
-      rc = sx_site_renew_after(x, m, lin, claim);
-      if (rc)
-        sync_txn_abort(x);
-      else
-        rc = sync_txn_commit(x);
-    }
-    if (rc)
-      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
-                          sync_strerror(rc));
-    return sx_sess_fail(s, SYNC_EHISTORY,
-                        "%s: it took a new site id; sync again", why);
+    if (!rc) rc = sx_site_renew_after(x, m, lin, claim);
+    return sx_sess_renewed(s, x, rc, why);
   }
 }
 

@@ -21,6 +21,19 @@ static void sx_sess_msg(sync_session *s, const char *fmt, va_list ap) {
   vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
 }
 
+SYNC_PRIVATE int sx_sess_renewed(sync_session *s, sync_txn *x, int rc,
+                                 const char *why) {
+  if (rc)
+    sync_txn_abort(x);
+  else
+    rc = sync_txn_commit(x); /* frees x in any case */
+  if (rc)
+    return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
+                        sync_strerror(rc));
+  return sx_sess_fail(s, SYNC_EHISTORY, "%s: it took a new site id; sync again",
+                      why);
+}
+
 /* End the session with rc: tell the peer (code and words) and fail once
  * that is sent. */
 SYNC_PRIVATE int sx_sess_fail(sync_session *s, int rc, const char *fmt, ...) {

@@ -25,15 +25,7 @@ static int sx_repair_take_vv(sync_session *s, const sx_rp_stats *rs) {
   if (rc == SYNC_EHISTORY) {
     snprintf(why, sizeof why, "%s", sync_env_errmsg(s->env));
     rc = sx_site_renew_held(x, held == UINT64_MAX ? 0 : held);
-    if (rc)
-      sync_txn_abort(x);
-    else
-      rc = sync_txn_commit(x); /* frees x in any case */
-    if (rc)
-      return sx_sess_fail(s, rc, "%s; taking a new site id failed: %s", why,
-                          sync_strerror(rc));
-    return sx_sess_fail(s, SYNC_EHISTORY,
-                        "%s: it took a new site id; sync again", why);
+    return sx_sess_renewed(s, x, rc, why);
   }
   if (rc) {
     sync_txn_abort(x);
