@@ -1273,6 +1273,14 @@ typedef struct sx_table {
   sync_column_def *defs; /* views of cols for sync_env_table_def */
 } sx_table;
 
+/* Whether table tb has a COUNTER column. */
+static inline int sx_table_counters(const sx_table *tb) {
+  unsigned j;
+  for (j = 0; j < tb->ncols; j++)
+    if (tb->cols[j].type == SYNC_COUNTER) return 1;
+  return 0;
+}
+
 typedef struct sx_schema {
   uint64_t version; /* 1 at creation, +1 per change */
   uint64_t hash;    /* XXH3 of the canonical encoding, without flags that
@@ -8177,14 +8185,13 @@ static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
   sx_buf b;
   int rc;
   sx_buf_init(&b, &env->al);
-  unsigned i, j;
+  unsigned i;
   rc = sx_schema_encode(s, &b);
   if (!rc) rc = sx_put(env->st, t, env->meta, "schema", 6, b.p, b.len, 0);
   sx_buf_free(&b);
   for (i = 0; !rc && i < s->ntables; i++)
-    for (j = 0; j < s->tables[i].ncols; j++)
-      if (s->tables[i].cols[j].type == SYNC_COUNTER)
-        return sx_put_format_counter(env, t);
+    if (sx_table_counters(&s->tables[i]))
+      return sx_put_format_counter(env, t);
   return rc;
 }
 
@@ -10674,11 +10681,8 @@ static int sx_fold_batch(sync_txn *x, uint64_t limit, uint64_t *folded,
     sx_scur *c;
     sx_slice k, rv;
     size_t nk = 0, at;
-    unsigned j;
     int op = klen ? SX_SET_RANGE : SX_FIRST, stop = 0, got;
-    for (j = 0; j < tb->ncols && tb->cols[j].type != SYNC_COUNTER; j++) {
-    }
-    if (j == tb->ncols) continue;
+    if (!sx_table_counters(tb)) continue;
     keys.len = 0;
     if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) break;
     k.p = key;

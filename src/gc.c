@@ -387,11 +387,8 @@ static int sx_fold_batch(sync_txn *x, uint64_t limit, uint64_t *folded,
     sx_scur *c;
     sx_slice k, rv;
     size_t nk = 0, at;
-    unsigned j;
     int op = klen ? SX_SET_RANGE : SX_FIRST, stop = 0, got;
-    for (j = 0; j < tb->ncols && tb->cols[j].type != SYNC_COUNTER; j++) {
-    }
-    if (j == tb->ncols) continue;
+    if (!sx_table_counters(tb)) continue;
     keys.len = 0;
     if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) break;
     k.p = key;

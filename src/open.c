@@ -69,14 +69,13 @@ static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
   sx_buf b;
   int rc;
   sx_buf_init(&b, &env->al);
-  unsigned i, j;
+  unsigned i;
   rc = sx_schema_encode(s, &b);
   if (!rc) rc = sx_put(env->st, t, env->meta, "schema", 6, b.p, b.len, 0);
   sx_buf_free(&b);
   for (i = 0; !rc && i < s->ntables; i++)
-    for (j = 0; j < s->tables[i].ncols; j++)
-      if (s->tables[i].cols[j].type == SYNC_COUNTER)
-        return sx_put_format_counter(env, t);
+    if (sx_table_counters(&s->tables[i]))
+      return sx_put_format_counter(env, t);
   return rc;
 }
 

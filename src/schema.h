@@ -22,6 +22,14 @@ typedef struct sx_table {
   sync_column_def *defs; /* views of cols for sync_env_table_def */
 } sx_table;
 
+/* Whether table tb has a COUNTER column. */
+static inline int sx_table_counters(const sx_table *tb) {
+  unsigned j;
+  for (j = 0; j < tb->ncols; j++)
+    if (tb->cols[j].type == SYNC_COUNTER) return 1;
+  return 0;
+}
+
 typedef struct sx_schema {
   uint64_t version; /* 1 at creation, +1 per change */
   uint64_t hash;    /* XXH3 of the canonical encoding, without flags that
