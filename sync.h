@@ -267,6 +267,11 @@ SYNC_API int sync_env_create(const sync_allocator *alloc, sync_env **out);
 /* Durability modes (see DESIGN and docs/API.md):
  *  SYNC_DURABLE_FULL      data and meta page synced at every commit: a
  *                         power cut loses no commit that returned 0.
+ *                         (The meta page's sync runs after LMDB's writer
+ *                         lock is let go, so the next writer's work
+ *                         overlaps it; a commit that then fails with
+ *                         SYNC_EIO is in the file but not known to be on
+ *                         disk.)
  *  SYNC_DURABLE_NOMETASYNC  meta page not synced: a power cut may lose the
  *                         last commit, never corrupts the file.
  *  SYNC_DURABLE_NOSYNC    nothing synced at commit: survives a crash of
@@ -502,10 +507,12 @@ SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
  * transaction (the batch) and leads it; each member's work is a nested
  * transaction inside it, one member after another, each seeing the
  * batch's earlier members as committed transactions before it; when the
- * leader commits and no other thread is waiting to join, it commits the
- * batch with the env's durability (under SYNC_DURABLE_FULL: one sync of
- * data and one of the meta page for the whole batch) and every member's
- * sync_txn_commit returns then, with the batch's result.  So the promise
+ * leader commits and no other thread is waiting to join (nor, for at
+ * most one commit's time, a thread whose last group commit just
+ * returned), it commits the batch with the env's durability (under
+ * SYNC_DURABLE_FULL: one sync of data and one of the meta page for the
+ * whole batch) and every member's sync_txn_commit returns then, with the
+ * batch's result.  So the promise
  * is a plain commit's: 0 only once the transaction is as durable as the
  * mode says, and a power cut loses no commit that returned 0.  What
  * differs:

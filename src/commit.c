@@ -73,8 +73,9 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
     sync_txn_abort(x);
   } else {
     sx_txn_close_cursors(x);
-    rc = x->group ? sx_txn_commit_group(env->st, &x->gm, x->t)
-                  : sx_txn_commit(env->st, x->t);
+    rc = x->group    ? sx_txn_commit_group(env->st, &x->gm, x->t)
+         : x->rdonly ? sx_txn_commit_read(env->st, x->t)
+                     : sx_txn_commit(env->st, x->t);
     if (!rc && counted) {
       uint64_t t1 = sx_now_ns();
       sx_stats_add(&env->stats, SX_ST_COMMITS, 1);

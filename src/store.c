@@ -27,6 +27,7 @@
 #if !defined(_WIN32) && !defined(SYNC_OMIT_GROUP_COMMIT)
 #define SX_GROUP_COMMIT 1
 #include <pthread.h>
+#include <time.h>
 #else
 #define SX_GROUP_COMMIT 0
 #endif
@@ -78,6 +79,8 @@ typedef struct sx_group {
   int busy;            /* a member's child transaction is open */
   unsigned waiting;    /* threads waiting for the child slot */
   unsigned n;          /* members merged into top */
+  unsigned back;       /* members of ended batches not begun again */
+  uint64_t commit_ns;  /* how long the last batch's commit took */
   sx_gmember *members; /* ... waiting for top's result */
 } sx_group;
 #endif
@@ -92,6 +95,11 @@ struct sx_store {
   sx_counter active;
   int xfd; /* the lock file, opened by sx_store_excl, or -1 */
   unsigned maxdbs;
+  /* SYNC_DURABLE_FULL: LMDB runs with MDB_NOMETASYNC (it syncs the data
+   * pages before it writes the meta page, under its writer lock), and
+   * the store syncs the meta page after the commit, outside that lock,
+   * where the next writer's work overlaps that sync (sx_txn_commit). */
+  int metasync;
 #if SX_GROUP_COMMIT
   int group_ok; /* g's mutex and condition were made */
   sx_group g;
@@ -309,6 +317,10 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
   if (o->rdonly) flags |= MDB_RDONLY;
   if (o->durability == SYNC_DURABLE_NOMETASYNC) flags |= MDB_NOMETASYNC;
   if (o->durability == SYNC_DURABLE_NOSYNC) flags |= MDB_NOSYNC;
+  if (o->durability == SYNC_DURABLE_FULL && !o->rdonly) {
+    flags |= MDB_NOMETASYNC;
+    st->metasync = 1;
+  }
   if ((rc = mdb_env_create(&st->env))) {
     st->env = NULL;
     rc = sx_map_err(st, rc);
@@ -715,7 +727,34 @@ SYNC_PRIVATE int sx_txn_begin(sx_store *st, int rdonly, sx_stxn **out) {
   return 0;
 }
 
+/* Commit write transaction t.  Under SYNC_DURABLE_FULL its meta page
+ * is then written but not yet synced: *wrote says whether LMDB wrote one
+ * (a transaction that changed nothing writes none, and syncs nothing). */
+static int sx_commit_write(sx_store *st, MDB_txn *t, int *wrote) {
+  size_t id = mdb_txn_id(t);
+  MDB_envinfo info;
+  int rc = mdb_txn_commit(t);
+  SX_DEC(st->active);
+  *wrote = 0;
+  if (rc == 0 && st->metasync && mdb_env_info(st->env, &info) == 0)
+    *wrote = info.me_last_txnid >= id; /* (or another writer's since) */
+  return sx_map_err(st, rc);
+}
+
+/* The sync that makes the meta page of a commit durable (LMDB synced
+ * the data pages it names before it wrote it), outside LMDB's writer
+ * lock.  A failure leaves the transaction committed in the file but not
+ * known to be on disk: the commit reports it. */
+static int sx_meta_sync(sx_store *st) {
+  return sx_map_err(st, mdb_env_sync(st->env, 1));
+}
+
 SYNC_PRIVATE int sx_txn_commit(sx_store *st, sx_stxn *t) {
+  int wrote, rc = sx_commit_write(st, (MDB_txn *)t, &wrote);
+  return rc || !wrote ? rc : sx_meta_sync(st);
+}
+
+SYNC_PRIVATE int sx_txn_commit_read(sx_store *st, sx_stxn *t) {
   int rc = mdb_txn_commit((MDB_txn *)t);
   SX_DEC(st->active);
   return sx_map_err(st, rc);
@@ -728,34 +767,84 @@ SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t) {
 }
 
 #if SX_GROUP_COMMIT
-/* The leader ends the batch (g->mu held, its own child ended): wait
- * until no child is open and no thread waits to join (or the batch is
- * full), commit top with the env's durability (abort it when no member
- * is left), and hand every member the result. */
+static uint64_t sx_mono_ns(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts)) return 0;
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The leader waits (g->mu held) for the batch to fill: while a member's
+ * child is open or a thread waits to join, and then, while members of
+ * earlier batches have not begun again (they are likely to: a thread
+ * making many small commits), at most as long as the last batch's commit
+ * took, since each of them would otherwise pay a commit of its own.
+ * Those that miss the wait are counted out: the next leader waits for
+ * none of them. */
+static void sx_group_fill(sx_group *g) {
+  struct timespec until;
+  int timed = 0;
+  for (;;) {
+    if (g->n >= SX_GROUP_MAX) return;
+    if (g->busy || g->waiting) {
+      pthread_cond_wait(&g->cv, &g->mu);
+      continue;
+    }
+    if (!g->back || !g->commit_ns) return;
+    if (!timed) {
+      uint64_t ns;
+      if (clock_gettime(CLOCK_REALTIME, &until)) return;
+      ns = (uint64_t)until.tv_nsec + g->commit_ns;
+      until.tv_sec += (time_t)(ns / 1000000000u);
+      until.tv_nsec = (long)(ns % 1000000000u);
+      timed = 1;
+    }
+    if (pthread_cond_timedwait(&g->cv, &g->mu, &until) == ETIMEDOUT) {
+      g->back = 0;
+      return;
+    }
+  }
+}
+
+/* The leader ends the batch (g->mu held, its own child ended): wait for
+ * it to fill, commit top with the env's durability (abort it when no
+ * member is left), and hand every member the result.  Under
+ * SYNC_DURABLE_FULL the next batch may begin while this one's meta page
+ * is synced. */
 static void sx_group_finish(sx_store *st) {
   sx_group *g = &st->g;
-  sx_gmember *m, *next;
+  sx_gmember *m, *next, *members;
   MDB_txn *top;
   unsigned n;
-  int rc = 0;
-  while (g->busy || (g->waiting && g->n < SX_GROUP_MAX))
-    pthread_cond_wait(&g->cv, &g->mu);
+  uint64_t t0;
+  int rc = 0, wrote = 0;
+  while (g->busy) pthread_cond_wait(&g->cv, &g->mu);
+  sx_group_fill(g);
   g->closing = 1; /* from here on nobody joins: top and n stay */
   top = g->top;
   n = g->n;
+  members = g->members;
   pthread_mutex_unlock(&g->mu);
-  if (n) rc = sx_txn_commit(st, (sx_stxn *)top);
+  t0 = sx_mono_ns();
+  if (n) rc = sx_commit_write(st, top, &wrote);
   else sx_txn_abort(st, (sx_stxn *)top);
   pthread_mutex_lock(&g->mu);
-  for (m = g->members; m; m = next) {
-    next = m->next; /* m may be gone once done is seen */
-    m->rc = rc;
-    m->done = 1;
-  }
   g->members = NULL;
   g->n = 0;
   g->top = NULL;
   g->closing = 0;
+  if (wrote) {
+    pthread_cond_broadcast(&g->cv); /* the next batch may begin */
+    pthread_mutex_unlock(&g->mu);
+    rc = sx_meta_sync(st);
+    pthread_mutex_lock(&g->mu);
+  }
+  if (n) g->commit_ns = sx_mono_ns() - t0;
+  for (m = members; m; m = next) {
+    next = m->next; /* m may be gone once done is seen */
+    m->rc = rc;
+    m->done = 1;
+    g->back++;
+  }
   pthread_cond_broadcast(&g->cv);
 }
 
@@ -768,6 +857,7 @@ SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
   memset(m, 0, sizeof *m);
   if (st->rdonly) return SYNC_EREADONLY;
   pthread_mutex_lock(&g->mu);
+  if (g->back) g->back--;
   for (;;) {
     if (!g->top && !g->opening) {
       sx_stxn *top;

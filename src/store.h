@@ -79,7 +79,11 @@ SYNC_PRIVATE void sx_file_remove(const char *path);
 SYNC_PRIVATE int sx_store_active(const sx_store *st);
 
 SYNC_PRIVATE int sx_txn_begin(sx_store *st, int rdonly, sx_stxn **out);
+/* Commit a write transaction: it returns once the transaction is as
+ * durable as the store's mode says. */
 SYNC_PRIVATE int sx_txn_commit(sx_store *st, sx_stxn *t);
+/* End a read-only transaction. */
+SYNC_PRIVATE int sx_txn_commit_read(sx_store *st, sx_stxn *t);
 SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t);
 
 /* Group commit (docs/API.md, "Group commit").  A member's transaction is
