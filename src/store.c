@@ -10,6 +10,7 @@
  * generous map costs nothing until pages are written.
  */
 #include "store.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -767,12 +768,6 @@ SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t) {
 }
 
 #if SX_GROUP_COMMIT
-static uint64_t sx_mono_ns(void) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts)) return 0;
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The leader waits (g->mu held) for the batch to fill: while a member's
  * child is open or a thread waits to join, and then, while members of
  * earlier batches have not begun again (they are likely to: a thread
@@ -792,7 +787,8 @@ static void sx_group_fill(sx_group *g) {
     if (!g->back || !g->commit_ns) return;
     if (!timed) {
       uint64_t ns;
-      if (clock_gettime(CLOCK_REALTIME, &until)) return;
+      /* pthread_cond_timedwait's clock (CLOCK_REALTIME) */
+      if (timespec_get(&until, TIME_UTC) != TIME_UTC) return;
       ns = (uint64_t)until.tv_nsec + g->commit_ns;
       until.tv_sec += (time_t)(ns / 1000000000u);
       until.tv_nsec = (long)(ns % 1000000000u);
@@ -824,7 +820,7 @@ static void sx_group_finish(sx_store *st) {
   n = g->n;
   members = g->members;
   pthread_mutex_unlock(&g->mu);
-  t0 = sx_mono_ns();
+  t0 = sx_now_ns();
   if (n) rc = sx_commit_write(st, top, &wrote);
   else sx_txn_abort(st, (sx_stxn *)top);
   pthread_mutex_lock(&g->mu);
@@ -838,7 +834,7 @@ static void sx_group_finish(sx_store *st) {
     rc = sx_meta_sync(st);
     pthread_mutex_lock(&g->mu);
   }
-  if (n) g->commit_ns = sx_mono_ns() - t0;
+  if (n) g->commit_ns = sx_now_ns() - t0;
   for (m = members; m; m = next) {
     next = m->next; /* m may be gone once done is seen */
     m->rc = rc;
