@@ -708,6 +708,21 @@ typedef struct sync_change {
  * row once (its latest state).  Errors: SYNC_EINVAL, SYNC_ENOMEM. */
 SYNC_API int sync_changes_open(sync_txn *txn, uint64_t since,
                                sync_changes **out);
+/* sync_changes_open with flags (0: the same).  SYNC_CHANGES_UNORDERED:
+ * the same rows, each once, in an order the library picks by what is
+ * cheaper.  When the changes since `since` are many beside the tables'
+ * rows (one in 16 or more), it scans the tables, table by table in key
+ * order, and lists the rows whose version is above `since`: a sequential
+ * read instead of one lookup in the table per change (docs/API.md,
+ * "Reading changes").  Else it lists them in version order.  For a
+ * reader that takes a whole set at once (an export, a bridge) and does
+ * not resume from the version of a row in the middle.  Rows this
+ * transaction writes while a scan runs are listed if the scan has not
+ * passed their keys yet.  Errors: SYNC_EINVAL (unknown flags),
+ * SYNC_ENOMEM, and the storage's. */
+#define SYNC_CHANGES_UNORDERED 0x1u
+SYNC_API int sync_changes_open_flags(sync_txn *txn, uint64_t since,
+                                     unsigned flags, sync_changes **out);
 /* Next changed row, or SYNC_NOTFOUND at the end.  Errors: SYNC_ECORRUPT. */
 SYNC_API int sync_changes_next(sync_changes *it, sync_change *out);
 /* Column col of the current row: its value, the stamp that wrote it and

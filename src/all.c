@@ -21,6 +21,7 @@
 #include "log.c"
 #include "history.c"
 #include "fp.c"
+#include "changes.c"
 #include "fold.c"
 #include "ops.c"
 #include "commit.c"

@@ -1,8 +1,8 @@
 /*
  * log.c - the change log: its records (the only code that knows their
  * layout), appending, the entry iterator with deletion, checking an entry
- * is its row's current one, compaction at commit, the upgrade of a
- * format-8 log, and the sync_changes_* iterator.
+ * is its row's current one, compaction at commit, and the upgrade of a
+ * format-8 log.
  */
 #include "log.h"
 
@@ -542,82 +542,14 @@ SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq) {
   sx_put_be32(k + 8, seq);
 }
 
-static int sx_stamp_out(sync_txn *x, const sx_row *r, unsigned idx,
-                        sync_stamp *out) {
+SYNC_PRIVATE int sx_stamp_out(sync_txn *x, const sx_row *r, unsigned idx,
+                              sync_stamp *out) {
   if (idx == SX_NOSTAMP) {
     memset(out, 0, sizeof *out);
     return 0;
   }
   out->hlc = r->stamps[idx].hlc;
   return sx_site_id(x, r->stamps[idx].site, out->site);
-}
-
-SYNC_API int sync_changes_open(sync_txn *x, uint64_t since,
-                               sync_changes **out) {
-  sync_changes *it;
-  int rc;
-  if (!out) return SYNC_EINVAL;
-  *out = NULL;
-  if (!x) return SYNC_EINVAL;
-  it = (sync_changes *)sx_malloc(&x->env->al, sizeof *it);
-  if (!it) return SYNC_ENOMEM;
-  memset(it, 0, sizeof *it);
-  it->al = x->env->al;
-  if ((rc = sx_row_init(&it->al, &it->row, SYNC_MAX_COLUMNS))) {
-    sx_free(&it->al, it);
-    return rc;
-  }
-  if ((rc = sx_logit_open(x, &it->it))) {
-    sx_row_free(&it->al, &it->row);
-    sx_free(&it->al, it);
-    return rc;
-  }
-  it->x = x;
-  it->since = since;
-  it->next = x->changes;
-  x->changes = it;
-  *out = it;
-  return 0;
-}
-
-SYNC_API int sync_changes_next(sync_changes *it, sync_change *out) {
-  sync_txn *x;
-  const sx_lent *e;
-  int rc;
-  if (!it || it->dead || !out) return SYNC_EINVAL;
-  x = it->x;
-  e = &it->it.e;
-  if (!it->started) {
-    if (it->since == UINT64_MAX) return SYNC_NOTFOUND;
-    if ((rc = sx_logit_seek(&it->it, it->since + 1, 0))) return rc;
-  } else if (it->gen != x->gen) {
-    /* Written since: the record copy may be old, find the place again. */
-    if (it->lasts == UINT32_MAX && it->lastv == UINT64_MAX)
-      return SYNC_NOTFOUND;
-    rc = it->lasts == UINT32_MAX
-             ? sx_logit_seek(&it->it, it->lastv + 1, 0)
-             : sx_logit_seek(&it->it, it->lastv, it->lasts + 1);
-    if (rc) return rc;
-  }
-  it->gen = x->gen;
-  for (;;) {
-    if ((rc = sx_logit_next(&it->it))) return rc;
-    it->started = 1;
-    it->lastv = e->version;
-    it->lasts = e->seq;
-    rc = sx_log_current(x, &it->row, e);
-    if (rc == SYNC_NOTFOUND) continue; /* left behind by a later change */
-    if (rc) return rc;
-    break;
-  }
-  it->tid = e->tid;
-  out->table = e->tid;
-  out->key.data = e->key;
-  out->key.len = e->klen;
-  out->version = it->row.version;
-  out->causal_length = it->row.cl;
-  out->ncolumns = (it->row.cl & 1) ? it->row.ncols : 0;
-  return sx_stamp_out(x, &it->row, it->row.cl_stamp, &out->row_stamp);
 }
 
 SYNC_PRIVATE int sx_row_column(sync_txn *x, unsigned tid, const sx_row *r,
@@ -633,28 +565,4 @@ SYNC_PRIVATE int sx_row_column(sync_txn *x, unsigned tid, const sx_row *r,
   if (stamp && (rc = sx_stamp_out(x, r, r->cols[col].st, stamp))) return rc;
   if (base && (rc = sx_stamp_out(x, r, r->cols[col].base, base))) return rc;
   return 0;
-}
-
-SYNC_API int sync_changes_column(sync_changes *it, unsigned col,
-                                 sync_value *val, sync_stamp *stamp,
-                                 sync_stamp *base) {
-  if (!it || it->dead || !it->started) return SYNC_EINVAL;
-  return sx_row_column(it->x, it->tid, &it->row, col, val, stamp, base);
-}
-
-SYNC_API void sync_changes_close(sync_changes *it) {
-  sync_changes **pp;
-  sx_alloc al;
-  if (!it) return;
-  if (it->x) {
-    for (pp = &it->x->changes; *pp; pp = &(*pp)->next)
-      if (*pp == it) {
-        *pp = it->next;
-        break;
-      }
-    (void)sx_logit_close(&it->it); /* read only: writes nothing */
-  }
-  al = it->al;
-  sx_row_free(&al, &it->row);
-  sx_free(&al, it);
 }

@@ -1,7 +1,8 @@
 /*
  * log.h - the change log: its records, appending, the entry iterator with
  * deletion, checking an entry is its row's current one, compaction at
- * commit, the upgrade of a format-8 log, and the sync_changes_* iterator.
+ * commit and the upgrade of a format-8 log.  The sync_changes_* iterator
+ * over it is in changes.c.
  */
 #ifndef SX_LOG_H
 #define SX_LOG_H
@@ -39,6 +40,9 @@ SYNC_PRIVATE int sx_log_current(sync_txn *x, sx_row *r, const sx_lent *e);
  * nothing to do without it. */
 SYNC_PRIVATE int sx_log_upgrade(sync_env *env, sx_stxn *t);
 SYNC_PRIVATE int sx_log_finish(sync_txn *x);
+/* Stamp idx of decoded row r with its site id (zeros for SX_NOSTAMP). */
+SYNC_PRIVATE int sx_stamp_out(sync_txn *x, const sx_row *r, unsigned idx,
+                              sync_stamp *out);
 /* Column col of decoded row r of table tid as sync_changes_column gives
  * it: the value as reads see it (a counter's sum), stamp and base with
  * site ids; SYNC_NOTFOUND for a tombstone or a column never written. */

@@ -189,6 +189,17 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
     p += k_;                                                                   \
   } while (0)
 
+SYNC_PRIVATE int sx_row_head(const unsigned char *p, size_t n,
+                             uint64_t *version) {
+  const unsigned char *end = p + n;
+  uint64_t cl;
+  if (n < 5) return SYNC_ECORRUPT;
+  p += 4;
+  SX_GET(cl);
+  SX_GET(*version);
+  return 0;
+}
+
 SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
                                const void *key, size_t klen, sx_row *r) {
   const unsigned char *end = p + n;

@@ -85,6 +85,10 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
  * r->cap_cols are checked and skipped. */
 SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
                                const void *key, size_t klen, sx_row *r);
+/* The local version of a stored row (of its log entry), read from its
+ * head without the checksum: SYNC_ECORRUPT when the head is malformed. */
+SYNC_PRIVATE int sx_row_head(const unsigned char *p, size_t n,
+                             uint64_t *version);
 
 /* Encoded size of a value's payload (without its type tag), its encoding
  * at p, and its decoding from [p, end) given the tag: bytes, 0 if

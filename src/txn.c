@@ -79,6 +79,8 @@ SYNC_PRIVATE void sx_txn_close_cursors(sync_txn *x) {
   for (ch = x->changes; ch; ch = ch->next) {
     sx_cur_close(ch->it.c); /* read only: nothing to write */
     ch->it.c = NULL;
+    sx_cur_close(ch->sc);
+    ch->sc = NULL;
     ch->dead = 1;
     ch->x = NULL;
   }

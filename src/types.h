@@ -213,11 +213,17 @@ struct sync_changes {
   sx_logit it;
   uint64_t since;
   int started, dead;
+  int scan; /* SYNC_CHANGES_UNORDERED chose a scan of the tables */
   unsigned long gen;
   uint64_t lastv; /* position of the last entry returned */
   uint32_t lasts;
   unsigned tid;
   sx_row row;
+  /* A scan: its cursor on table tid (NULL: open it next), and the key
+   * of the last row returned, where it resumes after writes. */
+  sx_scur *sc;
+  size_t klen;
+  unsigned char key[SYNC_MAX_KEY];
   sync_changes *next;
 };
 /* A table's sums, mod 2^64, of the content fingerprints of its live rows

@@ -155,6 +155,7 @@ status "del of a missing row exits 3" 3 "$S" del a.db notes k3
 check "dump is aligned with a header" sh -c "$S dump a.db notes > out && head -1 out | grep -q '^key  title  body       n     score  blob\$' && grep -q '^k2   world  NULL       NULL  NULL   NULL\$' out && [ \$(wc -l < out) = 3 ]"
 check "log shows the delete" sh -c "$S log a.db > out && grep -q 'k3 .* deleted' out && grep -q 'k1 .* live' out"
 check "log --since skips older versions" sh -c "$S log a.db --since 3 > out && ! grep -q ' k2 ' out && grep -q ' k3 ' out"
+check "log --unordered lists the same rows, here in key order (a scan)" sh -c "$S log a.db > out && $S log a.db --unordered > out2 && [ \"\$(sort out)\" = \"\$(sort out2)\" ] && tail -n +2 out2 | awk '{print \$3}' | sort -c && ! tail -n +2 out | awk '{print \$3}' | sort -c 2>/dev/null"
 check "log --json: one object per row, the key typed" sh -c "$S log a.db --json > out && python3 -c \"
 import json
 rows = [json.loads(l) for l in open('out')]

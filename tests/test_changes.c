@@ -70,14 +70,15 @@ typedef struct chg {
   sync_value val[NC]; /* INTEGER and REAL only (TEXT: type only) */
 } chg;
 
-static size_t collect(sync_env *env, uint64_t since, chg *out, size_t cap) {
+static size_t collect_flags(sync_env *env, uint64_t since, unsigned flags,
+                            chg *out, size_t cap) {
   sync_txn *txn;
   sync_changes *it;
   sync_change c;
   size_t n = 0;
   int rc;
   TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &txn));
-  TU_OK(sync_changes_open(txn, since, &it));
+  TU_OK(sync_changes_open_flags(txn, since, flags, &it));
   while ((rc = sync_changes_next(it, &c)) == 0) {
     chg *o;
     unsigned j;
@@ -105,6 +106,10 @@ static size_t collect(sync_env *env, uint64_t since, chg *out, size_t cap) {
   sync_changes_close(it);
   sync_txn_abort(txn);
   return n;
+}
+
+static size_t collect(sync_env *env, uint64_t since, chg *out, size_t cap) {
+  return collect_flags(env, since, 0, out, cap);
 }
 
 static const chg *find(const chg *c, size_t n, unsigned table,
@@ -603,6 +608,196 @@ static void test_clock_is_read_through_the_callback(void **state) {
   assert_true(f->clk.calls > before);
 }
 
+/* ---- SYNC_CHANGES_UNORDERED ---------------------------------------- */
+
+#define UN_T 600 /* rows of table t */
+#define UN_U 100 /* rows of table u */
+
+static void un_key(char *k, size_t cap, int i) { snprintf(k, cap, "k%04d", i); }
+
+/* n distinct row numbers in a shuffled order (a fixed LCG). */
+static void un_shuffle(int *p, int n, uint32_t seed) {
+  int i;
+  for (i = 0; i < n; i++) p[i] = i;
+  for (i = n - 1; i > 0; i--) {
+    int j, t;
+    seed = seed * 1103515245u + 12345u;
+    j = (int)((seed >> 8) % (uint32_t)(i + 1));
+    t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
+}
+
+/* Table t's rows inserted in a shuffled order, 50 a transaction, and
+ * u's; then updates and deletes in both, some of them in transactions of
+ * their own.  Returns the version after the inserts. */
+static uint64_t un_fill(sync_env *env) {
+  int order[UN_T], i;
+  uint64_t mid;
+  char key[16];
+  sync_txn *txn = NULL;
+  un_shuffle(order, UN_T, 7);
+  for (i = 0; i < UN_T; i++) {
+    if (i % 50 == 0) TU_OK(sync_txn_begin(env, 0, &txn));
+    un_key(key, sizeof key, order[i]);
+    put(txn, key, order[i], "b", 0.5 * order[i]);
+    if (i % 50 == 49) TU_OK(sync_txn_commit(txn));
+  }
+  TU_OK(sync_txn_begin(env, 0, &txn));
+  for (i = 0; i < UN_U; i++) {
+    sync_value v = sync_int(i);
+    un_key(key, sizeof key, UN_U - 1 - i);
+    TU_OK(sync_put(txn, 1, key, strlen(key), &v, 1));
+  }
+  TU_OK(sync_txn_commit(txn));
+  mid = last_version(env);
+  TU_OK(sync_txn_begin(env, 0, &txn));
+  for (i = 0; i < 120; i++) { /* an update of every fifth row */
+    un_key(key, sizeof key, order[i * 5]);
+    put(txn, key, -order[i * 5], NULL, 1.5);
+  }
+  for (i = 0; i < 30; i++) { /* tombstones */
+    un_key(key, sizeof key, order[i * 7 + 1]);
+    TU_OK(sync_delete(txn, 0, key, strlen(key)));
+  }
+  un_key(key, sizeof key, 3);
+  TU_OK(sync_delete(txn, 1, key, strlen(key)));
+  TU_OK(sync_txn_commit(txn));
+  un_key(key, sizeof key, order[2]); /* two small transactions last */
+  update_a(env, key, 77);
+  un_key(key, sizeof key, order[3]);
+  update_a(env, key, 78);
+  return mid;
+}
+
+static int chg_same(const chg *a, const chg *b) {
+  unsigned j;
+  if (a->table != b->table || strcmp(a->key, b->key) ||
+      a->version != b->version || a->cl != b->cl ||
+      !stamp_eq(&a->row, &b->row) || a->ncolumns != b->ncolumns)
+    return 0;
+  for (j = 0; j < NC; j++) {
+    if (a->has[j] != b->has[j]) return 0;
+    if (!a->has[j]) continue;
+    if (!stamp_eq(&a->st[j], &b->st[j]) || !stamp_eq(&a->base[j], &b->base[j]) ||
+        a->val[j].type != b->val[j].type)
+      return 0;
+    if (a->val[j].type == SYNC_INTEGER && a->val[j].i != b->val[j].i) return 0;
+    if (a->val[j].type == SYNC_REAL && a->val[j].r != b->val[j].r) return 0;
+  }
+  return 1;
+}
+
+/* (table, key) order: tables by id, keys as bytes, a prefix first. */
+static int in_key_order(const chg *c, size_t n) {
+  size_t i;
+  for (i = 1; i < n; i++)
+    if (c[i - 1].table > c[i].table ||
+        (c[i - 1].table == c[i].table && strcmp(c[i - 1].key, c[i].key) >= 0))
+      return 0;
+  return 1;
+}
+
+/* Every row of a, each once, is in b with the same content. */
+static void assert_same_set(const chg *a, size_t na, const chg *b, size_t nb) {
+  size_t i, j;
+  assert_int_equal(na, nb);
+  for (i = 0; i < na; i++) {
+    int hits = 0;
+    for (j = 0; j < nb; j++)
+      if (b[j].table == a[i].table && !strcmp(b[j].key, a[i].key)) {
+        if (!chg_same(&a[i], &b[j]))
+          fail_msg("table %u key %s differs between the two reads",
+                   a[i].table, a[i].key);
+        hits++;
+      }
+    assert_int_equal(hits, 1);
+  }
+}
+
+static void test_unordered_lists_the_rows_version_order_lists(void **state) {
+  fixture *f = (fixture *)*state;
+  const size_t cap = UN_T + UN_U + 8;
+  chg *ord = (chg *)calloc(cap, sizeof *ord), *un = (chg *)calloc(cap, sizeof *un);
+  uint64_t mid, last;
+  size_t no, nu;
+  mid = un_fill(f->env);
+  last = last_version(f->env);
+  /* Since 0, every row: a scan, in key order, where version order is
+   * the shuffled insert order. */
+  no = collect_flags(f->env, 0, 0, ord, cap);
+  nu = collect_flags(f->env, 0, SYNC_CHANGES_UNORDERED, un, cap);
+  assert_int_equal(no, UN_T + UN_U);
+  assert_same_set(ord, no, un, nu);
+  assert_false(in_key_order(ord, no));
+  assert_true(in_key_order(un, nu));
+  /* Since the inserts: about 150 rows of t (some updated, then deleted)
+   * and one of u, a share that scans. */
+  no = collect_flags(f->env, mid, 0, ord, cap);
+  nu = collect_flags(f->env, mid, SYNC_CHANGES_UNORDERED, un, cap);
+  assert_true(no > 120 && no * 16 >= UN_T + UN_U);
+  assert_false(in_key_order(ord, no));
+  assert_same_set(ord, no, un, nu);
+  assert_true(in_key_order(un, nu));
+  /* The last two versions: two rows, one in 350: version order. */
+  no = collect_flags(f->env, last - 2, 0, ord, cap);
+  nu = collect_flags(f->env, last - 2, SYNC_CHANGES_UNORDERED, un, cap);
+  assert_int_equal(no, 2);
+  assert_int_equal(nu, 2);
+  assert_true(chg_same(&ord[0], &un[0]) && chg_same(&ord[1], &un[1]));
+  assert_true(un[0].version < un[1].version);
+  /* Nothing after the last, and nothing after UINT64_MAX. */
+  assert_int_equal(collect_flags(f->env, last, SYNC_CHANGES_UNORDERED, un, cap), 0);
+  assert_int_equal(
+      collect_flags(f->env, UINT64_MAX, SYNC_CHANGES_UNORDERED, un, cap), 0);
+  free(ord);
+  free(un);
+}
+
+static void test_unordered_scan_takes_writes_ahead_of_it(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  sync_changes *it;
+  sync_change c;
+  char key[16], seen[UN_T + 8][8];
+  int i, n = 0, rc, j;
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  for (i = 0; i < 300; i++) {
+    un_key(key, sizeof key, i);
+    put(txn, key, i, "b", 1.0);
+  }
+  TU_OK(sync_txn_commit(txn));
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  TU_OK(sync_changes_open_flags(txn, 0, SYNC_CHANGES_UNORDERED, &it));
+  assert_int_equal(sync_changes_open_flags(txn, 0, 0x2, &(sync_changes *){0}),
+                   SYNC_EINVAL);
+  while ((rc = sync_changes_next(it, &c)) == 0) {
+    assert_true(c.key.len < sizeof seen[0] && n < UN_T + 8);
+    memcpy(seen[n], c.key.data, c.key.len);
+    seen[n][c.key.len] = 0;
+    n++;
+    if (!strcmp(seen[n - 1], "k0150")) {
+      /* Behind the scan: not listed (again); ahead of it: listed. */
+      put(txn, "k0001x", 1, "b", 1.0);
+      put(txn, "k0010", -10, "b", 1.0);
+      put(txn, "k0200x", 200, "b", 1.0);
+      put(txn, "k0250", -250, "b", 1.0);
+      TU_OK(sync_delete(txn, 0, "k0151", 5));
+    }
+  }
+  TU_RC(rc, SYNC_NOTFOUND);
+  sync_changes_close(it);
+  sync_txn_abort(txn);
+  assert_int_equal(n, 301);
+  for (i = 1; i < n; i++) assert_true(strcmp(seen[i - 1], seen[i]) < 0);
+  for (i = 0, j = 0; i < n; i++) {
+    assert_true(strcmp(seen[i], "k0001x") != 0);
+    if (!strcmp(seen[i], "k0200x") || !strcmp(seen[i], "k0151")) j++;
+  }
+  assert_int_equal(j, 2); /* k0151 as a tombstone */
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -623,6 +818,8 @@ int main(void) {
       T(test_hlc_increases_when_clock_goes_backwards),
       T(test_stamps_carry_the_env_site_id),
       T(test_clock_is_read_through_the_callback),
+      T(test_unordered_lists_the_rows_version_order_lists),
+      T(test_unordered_scan_takes_writes_ahead_of_it),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

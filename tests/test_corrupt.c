@@ -175,6 +175,29 @@ static void test_change_log_reaching_damaged_row_is_ecorrupt(void **state) {
   sync_env_close(env);
 }
 
+static void test_change_scan_reaching_damaged_row_is_ecorrupt(void **state) {
+  sync_env *env;
+  sync_txn *txn;
+  sync_changes *it;
+  sync_change c;
+  int i;
+  (void)state;
+  make_db();
+  assert_true(damage_pattern() > 0);
+  env = tu_open_env(DB, schema, 1, 0);
+  TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &txn));
+  /* Every row changed since 0: a scan, in key order ("a-..." first). */
+  TU_OK(sync_changes_open_flags(txn, 0, SYNC_CHANGES_UNORDERED, &it));
+  for (i = 0; i < NROWS / 2; i++) {
+    TU_OK(sync_changes_next(it, &c));
+    assert_true(c.key.len == 5 && ((const char *)c.key.data)[0] == 'a');
+  }
+  TU_RC(sync_changes_next(it, &c), SYNC_ECORRUPT);
+  sync_changes_close(it);
+  sync_txn_abort(txn);
+  sync_env_close(env);
+}
+
 static void test_undamaged_file_reads_pattern_row(void **state) {
   /* The control: without the flip, the same row reads back. */
   sync_env *env;
@@ -231,6 +254,7 @@ int main(void) {
       T(test_get_of_damaged_row_is_ecorrupt),
       T(test_cursor_reaching_damaged_row_is_ecorrupt),
       T(test_change_log_reaching_damaged_row_is_ecorrupt),
+      T(test_change_scan_reaching_damaged_row_is_ecorrupt),
       T(test_truncated_file_is_refused_at_open),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,7 +122,7 @@ static void fz_verify(sync_txn *t, fz_state *st, int lenient) {
   sync_stamp vv[64];
   size_t nvv;
   uint64_t tombs;
-  int rc;
+  int rc, pass;
   memset(st, 0, sizeof *st);
   for (tb = 0; tb < FZ_NTABLES; tb++) {
     sync_cursor *cur;
@@ -151,32 +151,46 @@ static void fz_verify(sync_txn *t, fz_state *st, int lenient) {
       FZ_BUG("table %u: sync_count %llu, cursor saw %llu", tb,
              (unsigned long long)count, (unsigned long long)seen);
   }
-  FZ_VOK(sync_changes_open(t, 0, &it));
-  while ((rc = sync_changes_next(it, &ch)) == 0) {
-    unsigned c;
-    uint64_t h = fz_mix(ch.table, ch.causal_length);
-    if (ch.table >= FZ_NTABLES) FZ_BUG("change in table %u", ch.table);
-    if (ch.causal_length == 0) FZ_BUG("causal length 0");
-    h = fz_mix(h, XXH3_64bits(ch.key.data, ch.key.len));
-    h = fz_mix(h, ch.row_stamp.hlc);
-    for (c = 0; c < ch.ncolumns; c++) {
-      sync_value v;
-      sync_stamp s, b;
-      rc = sync_changes_column(it, c, &v, &s, &b);
-      if (rc == SYNC_ETXN && lenient) break;
-      fz_read_rc(rc, "sync_changes_column");
-      if (rc == 0) {
-        h = fz_mix(h, fz_value_hash(&v));
-        h = fz_mix(h, s.hlc);
-        h = fz_mix(h, b.hlc);
+  /* The changes since 0, in version order and as a set (a scan of the
+   * tables, since every row is a change): the same rows, so the same
+   * sum of their hashes. */
+  for (pass = 0; pass < 2; pass++) {
+    uint64_t sum = 0, n = 0;
+    FZ_VOK(sync_changes_open_flags(t, 0, pass ? SYNC_CHANGES_UNORDERED : 0,
+                                   &it));
+    while ((rc = sync_changes_next(it, &ch)) == 0) {
+      unsigned c;
+      uint64_t h = fz_mix(ch.table, ch.causal_length);
+      if (ch.table >= FZ_NTABLES) FZ_BUG("change in table %u", ch.table);
+      if (ch.causal_length == 0) FZ_BUG("causal length 0");
+      h = fz_mix(h, XXH3_64bits(ch.key.data, ch.key.len));
+      h = fz_mix(h, ch.row_stamp.hlc);
+      h = fz_mix(h, ch.version);
+      for (c = 0; c < ch.ncolumns; c++) {
+        sync_value v;
+        sync_stamp s, b;
+        rc = sync_changes_column(it, c, &v, &s, &b);
+        if (rc == SYNC_ETXN && lenient) break;
+        fz_read_rc(rc, "sync_changes_column");
+        if (rc == 0) {
+          h = fz_mix(h, fz_value_hash(&v));
+          h = fz_mix(h, s.hlc);
+          h = fz_mix(h, b.hlc);
+        }
       }
+      sum += h;
+      n++;
     }
-    st->changes = fz_mix(st->changes, h);
-    st->nchanges++;
+    sync_changes_close(it);
+    if (rc == SYNC_ETXN && lenient) return;
+    if (rc != SYNC_NOTFOUND)
+      FZ_BUG("sync_changes_next: %s", sync_strerror(rc));
+    if (pass && (sum != st->changes || n != st->nchanges))
+      FZ_BUG("changes as a set: %llu rows, in version order %llu",
+             (unsigned long long)n, (unsigned long long)st->nchanges);
+    st->changes = sum;
+    st->nchanges = n;
   }
-  sync_changes_close(it);
-  if (rc == SYNC_ETXN && lenient) return;
-  if (rc != SYNC_NOTFOUND) FZ_BUG("sync_changes_next: %s", sync_strerror(rc));
   FZ_VOK(sync_digest(t, SYNC_ALL_TABLES, &st->digest));
   FZ_VOK(sync_vv_get(t, vv, 64, &nvv));
   FZ_VOK(sync_tombstones(t, &tombs));

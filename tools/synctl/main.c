@@ -45,7 +45,7 @@ static const command COMMANDS[] = {
     {"del", ctl_cmd_del, &ctl_help_del, ""},
     {"dump", ctl_cmd_dump, &ctl_help_dump, "as-of=,json"},
     {"load", ctl_cmd_load, &ctl_help_load, "batch=,json"},
-    {"log", ctl_cmd_log, &ctl_help_log, "since=,json"},
+    {"log", ctl_cmd_log, &ctl_help_log, "since=,unordered,json"},
     {"vv", ctl_cmd_vv, &ctl_help_vv, "json"},
     {"peers", ctl_cmd_peers, &ctl_help_peers, "json"},
     {"conflicts", ctl_cmd_conflicts, &ctl_help_conflicts, "all,json"},
