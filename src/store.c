@@ -774,17 +774,16 @@ SYNC_PRIVATE void sx_txn_abort(sx_store *st, sx_stxn *t) {
  * making many small commits), at most as long as the last batch's commit
  * took, since each of them would otherwise pay a commit of its own.
  * Those that miss the wait are counted out: the next leader waits for
- * none of them. */
+ * none of them.  It returns with no child open. */
 static void sx_group_fill(sx_group *g) {
   struct timespec until;
-  int timed = 0;
+  int timed = 0, over = 0;
   for (;;) {
-    if (g->n >= SX_GROUP_MAX) return;
-    if (g->busy || g->waiting) {
+    if (g->busy || (g->waiting && g->n < SX_GROUP_MAX)) {
       pthread_cond_wait(&g->cv, &g->mu);
       continue;
     }
-    if (!g->back || !g->commit_ns) return;
+    if (over || !g->back || !g->commit_ns || g->n >= SX_GROUP_MAX) return;
     if (!timed) {
       uint64_t ns;
       /* pthread_cond_timedwait's clock (CLOCK_REALTIME) */
@@ -794,9 +793,10 @@ static void sx_group_fill(sx_group *g) {
       until.tv_nsec = (long)(ns % 1000000000u);
       timed = 1;
     }
+    /* A thread may join as the time runs out: look again either way. */
     if (pthread_cond_timedwait(&g->cv, &g->mu, &until) == ETIMEDOUT) {
       g->back = 0;
-      return;
+      over = 1;
     }
   }
 }
@@ -813,7 +813,6 @@ static void sx_group_finish(sx_store *st) {
   unsigned n;
   uint64_t t0;
   int rc = 0, wrote = 0;
-  while (g->busy) pthread_cond_wait(&g->cv, &g->mu);
   sx_group_fill(g);
   g->closing = 1; /* from here on nobody joins: top and n stay */
   top = g->top;
