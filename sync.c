@@ -4213,6 +4213,10 @@ SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
  * SYNC_NOTFOUND when absent and not added. */
 SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
                                uint32_t *out);
+/* Add id to the site table at the next index, found there or not (a
+ * renewal gives the old id a second index for a while: site.c). */
+SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
+                                uint32_t *out);
 /* Close every cursor of the transaction.  Must precede its end: LMDB
  * frees a write transaction's cursors itself when it commits.  Iterators
  * still open die with the transaction; closing them later only frees
@@ -4453,7 +4457,6 @@ SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
 
 SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
                                uint32_t *out) {
-  unsigned char k[4];
   uint32_t i;
   int rc;
   if ((rc = sx_sites_load(x))) return rc;
@@ -4463,6 +4466,14 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
       return 0;
     }
   if (!add) return SYNC_NOTFOUND;
+  return sx_site_append(x, id, out);
+}
+
+SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
+                                uint32_t *out) {
+  unsigned char k[4];
+  int rc;
+  if ((rc = sx_sites_load(x))) return rc;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->nsites == x->sites_cap) {
     uint32_t ncap = x->sites_cap * 2;
@@ -8045,6 +8056,14 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
  * later ones move to the new one; the old id becomes an ordinary site
  * held up to hlc held (0: nothing claimed). */
 SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
+/* One step of the renewal of a copy (site.c, "A copy's renewal in
+ * batches"), each in a transaction of its own, until *done: the first
+ * records it (own stamps up to hlc t keep the old id, held up to held),
+ * then each moves the rows of up to budget more, the last takes the new
+ * id.  A step after a crash goes on where the record says (t and held
+ * are then the record's). */
+SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
+                                    size_t budget, int *done);
 /* A meta record of (16-byte site id, u64 LE HLC) pairs, at most max,
  * copied into b (none when absent). */
 SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,
@@ -8113,56 +8132,63 @@ static int sx_relabel_counters(sync_txn *x, uint32_t k, uint64_t t,
   return 0;
 }
 
-/* Rewrite the stamps of this replica's own site in every row: those up
- * to hlc t go to site index k (the old id), later ones stay at 0 (the new
- * id).  Neither the versions nor the log change. */
-static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t) {
+/* Rewrite the stamps of this replica's own site in the rows from table
+ * *tid, key pos (exclusive: the last row done; *plen 0: the table's
+ * first row) on: those up to hlc t go to site index k (the old id),
+ * later ones stay at 0 (the new id).  Neither the versions nor the log
+ * change.  At most budget rows are read (0: no bound); *tid and pos then
+ * say where to go on, and *tid reaches the number of tables at the end.
+ * pos holds SYNC_MAX_KEY bytes. */
+static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t, unsigned *tid,
+                           unsigned char *pos, size_t *plen, size_t budget) {
   sync_env *env = x->env;
-  unsigned tid;
-  int rc = 0;
-  for (tid = 0; tid < env->schema->ntables && !rc; tid++) {
+  size_t n = 0;
+  for (; *tid < env->schema->ntables; (*tid)++, *plen = 0) {
     sx_scur *c;
     sx_slice kk, v;
-    int op = SX_FIRST;
-    if ((rc = sx_table_cursor(x, tid, &c))) break;
+    int rc;
+    int op = *plen ? SX_SET_RANGE : SX_FIRST;
+    if ((rc = sx_table_cursor(x, *tid, &c))) return rc;
+    kk.p = pos;
+    kk.n = *plen;
     for (;;) {
-      unsigned char key[SYNC_MAX_KEY];
-      size_t klen, size;
+      size_t size;
       unsigned i;
       int any = 0;
-      kk.p = NULL;
-      kk.n = 0;
       rc = sx_cur_get(env->st, c, op, &kk, &v);
-      op = SX_NEXT;
-      if (rc == SYNC_NOTFOUND) {
-        rc = 0;
-        break;
+      if (rc == SYNC_NOTFOUND) break;
+      if (rc) return rc;
+      if (op == SX_SET_RANGE && kk.n == *plen && !memcmp(kk.p, pos, kk.n)) {
+        op = SX_NEXT; /* done before */
+        continue;
       }
-      if (rc) break;
-      if ((rc = sx_row_decode(v.p, v.n, kk.p, kk.n, &x->old))) break;
+      op = SX_NEXT;
+      if (kk.n > SYNC_MAX_KEY) return SYNC_ECORRUPT;
+      memcpy(pos, kk.p, kk.n);
+      *plen = kk.n;
+      if ((rc = sx_row_decode(v.p, v.n, kk.p, kk.n, &x->old))) return rc;
       for (i = 0; i < x->old.nstamps; i++)
         if (x->old.stamps[i].site == 0 && x->old.stamps[i].hlc <= t) {
           x->old.stamps[i].site = k;
           any = 1;
         }
-      if ((rc = sx_relabel_counters(x, k, t, &any)) < 0) break;
-      if (!any) continue;
-      klen = kk.n;
-      memcpy(key, kk.p, klen);
-      size = sx_row_size(&x->old);
-      if ((rc = sx_buf_reserve(&x->enc, size))) break;
-      sx_row_encode(&x->old, key, klen, x->enc.p, size);
-      if ((rc = sx_cur_put(env->st, c, key, klen, x->enc.p, size,
-                           SX_CUR_CURRENT))) {
-        x->failed = 1;
-        break;
+      if ((rc = sx_relabel_counters(x, k, t, &any)) < 0) return rc;
+      if (any) {
+        size = sx_row_size(&x->old);
+        if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
+        sx_row_encode(&x->old, pos, *plen, x->enc.p, size);
+        if ((rc = sx_cur_put(env->st, c, pos, *plen, x->enc.p, size,
+                             SX_CUR_CURRENT))) {
+          x->failed = 1;
+          return rc;
+        }
       }
-      kk.p = key;
-      kk.n = klen;
+      kk.p = pos;
+      kk.n = *plen;
+      if (budget && ++n == budget) return 0; /* go on from pos */
     }
   }
-  /* Versions kept by row history hold stamps of this site too. */
-  return rc ? rc : sx_rh_relabel(x, k, t);
+  return 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -8224,17 +8250,24 @@ done:
   return rc;
 }
 
-/* Take a new site id.  This replica's writes with stamps up to hlc t keep
- * the old id, later ones move to the new id; the old id becomes an
- * ordinary site, held up to hlc held (0: nothing claimed, so peers send
- * back every change of it they hold). */
-SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
+/* Give the old id (still index 0's) a second index, returned in *k, for
+ * the stamps that keep it: until sx_renew_switch both indexes name it. */
+static int sx_renew_alias(sync_txn *x, uint32_t *k) {
+  int rc;
+  if ((rc = sx_scratch(x)) || (rc = sx_site_index(x, x->env->site, 0, k)))
+    return rc;
+  if (*k != 0) return SYNC_ECORRUPT;
+  return sx_site_append(x, x->env->site, k);
+}
+
+/* Take a new id for index 0, the old one staying at index k (rows
+ * relabelled), held up to hlc held (0: nothing claimed). */
+static int sx_renew_switch(sync_txn *x, uint32_t k, uint64_t held) {
   sync_env *env = x->env;
   uint8_t old[SX_SITE_LEN], nid[SX_SITE_LEN];
   unsigned char kb[4], vb[8];
-  uint32_t k, i;
+  uint32_t i;
   int rc, tries;
-  if ((rc = sx_scratch(x)) || (rc = sx_sites_load(x))) return rc;
   memcpy(old, env->site, SX_SITE_LEN);
   for (tries = 0;; tries++) {
     int clash = 0;
@@ -8245,16 +8278,11 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
       if (!memcmp(x->sites[i], nid, SX_SITE_LEN)) clash = 1;
     if (!clash) break;
   }
-  /* The old id gets the next index, the new one index 0. */
-  if ((rc = sx_site_index(x, old, 0, &k)) || k != 0)
-    return rc ? rc : SYNC_ECORRUPT;
   sx_put_be32(kb, 0);
   if ((rc = sx_put(env->st, x->t, env->sites, kb, 4, nid, SX_SITE_LEN, 0)))
     goto fail;
   memcpy(x->sites[0], nid, SX_SITE_LEN);
   memcpy(env->site, nid, SX_SITE_LEN);
-  if ((rc = sx_site_index(x, old, 1, &k))) goto fail;
-  if ((rc = sx_relabel_rows(x, k, t))) goto fail;
   {
     /* xfloor capped what we claimed of our own writes, some of which
      * left our scope: they keep the old id, and the new one has lost
@@ -8280,6 +8308,113 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
 fail:
   x->failed = 1;
   memcpy(env->site, old, SX_SITE_LEN);
+  return rc;
+}
+
+/* Take a new site id.  This replica's writes with stamps up to hlc t keep
+ * the old id, later ones move to the new id; the old id becomes an
+ * ordinary site, held up to hlc held (0: nothing claimed, so peers send
+ * back every change of it they hold). */
+SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
+  unsigned char pos[SYNC_MAX_KEY];
+  size_t plen = 0;
+  unsigned tid = 0;
+  uint32_t k;
+  int rc;
+  if ((rc = sx_renew_alias(x, &k)) ||
+      (rc = sx_relabel_rows(x, k, t, &tid, pos, &plen, 0)) ||
+      (rc = sx_rh_relabel(x, k, t))) {
+    x->failed = 1;
+    return rc;
+  }
+  return sx_renew_switch(x, k, held);
+}
+
+/* ---------------------------------------------------------------------
+ * A copy's renewal in batches (meta "relabel": u32 LE k, u64 LE t, u64
+ * LE held, u32 LE table, the key of the last row done, to the end).  A
+ * copy of a large file would rewrite every row in one transaction, and
+ * LMDB reuses no page a transaction frees before it commits: the file
+ * would double.  So the old id first gets a second index (both name it,
+ * so every state between batches reads as the file did), the rows move
+ * to it a batch per transaction, freed pages serving the next, and the
+ * last transaction takes the new id.  A crash in between leaves the
+ * record, and the next writable open goes on from it.
+ * ------------------------------------------------------------------- */
+#define SX_RELABEL_HEAD 24
+
+static int sx_relabel_get(sync_txn *x, uint32_t *k, uint64_t *t,
+                          uint64_t *held, unsigned *tid, unsigned char *pos,
+                          size_t *plen) {
+  sx_slice v;
+  int rc = sx_get(x->env->st, x->t, x->env->meta, "relabel", 7, &v);
+  if (rc) return rc;
+  if (v.n < SX_RELABEL_HEAD || v.n - SX_RELABEL_HEAD > SYNC_MAX_KEY)
+    return sx_fail(x->env, SYNC_ECORRUPT, "meta record relabel damaged");
+  *k = sx_get_le32(v.p);
+  *t = sx_get_le64(v.p + 4);
+  *held = sx_get_le64(v.p + 12);
+  *tid = sx_get_le32(v.p + 20);
+  *plen = v.n - SX_RELABEL_HEAD;
+  memcpy(pos, v.p + SX_RELABEL_HEAD, *plen);
+  return 0;
+}
+
+static int sx_relabel_put(sync_txn *x, uint32_t k, uint64_t t, uint64_t held,
+                          unsigned tid, const unsigned char *pos,
+                          size_t plen) {
+  unsigned char b[SX_RELABEL_HEAD + SYNC_MAX_KEY];
+  int rc;
+  sx_put_le32(b, k);
+  sx_put_le64(b + 4, t);
+  sx_put_le64(b + 12, held);
+  sx_put_le32(b + 20, tid);
+  memcpy(b + SX_RELABEL_HEAD, pos, plen);
+  rc = sx_put(x->env->st, x->t, x->env->meta, "relabel", 7, b,
+              SX_RELABEL_HEAD + plen, 0);
+  if (rc) x->failed = 1;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
+                                    size_t budget, int *done) {
+  unsigned char pos[SYNC_MAX_KEY];
+  size_t plen = 0;
+  unsigned tid = 0;
+  uint32_t k = 0;
+  int rc;
+  *done = 0;
+  rc = sx_relabel_get(x, &k, &t, &held, &tid, pos, &plen);
+  if (rc == SYNC_NOTFOUND) {
+    /* The first step: the second index, no row moved yet. */
+    if ((rc = sx_renew_alias(x, &k))) goto fail;
+    return sx_relabel_put(x, k, t, held, 0, pos, 0);
+  }
+  if (rc || (rc = sx_scratch(x)) || (rc = sx_sites_load(x))) goto fail;
+  if (k == 0 || k >= x->nsites) {
+    rc = sx_fail(x->env, SYNC_ECORRUPT, "meta record relabel damaged");
+    goto fail;
+  }
+  if (memcmp(x->sites[k], x->env->site, SX_SITE_LEN)) {
+    /* Code older than the record took the new id since (it relabels
+     * the rows to the old id's second index as this would): done. */
+    if ((rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
+      goto fail;
+    *done = 1;
+    return 0;
+  }
+  if (tid < x->env->schema->ntables) {
+    if ((rc = sx_relabel_rows(x, k, t, &tid, pos, &plen, budget))) goto fail;
+    return sx_relabel_put(x, k, t, held, tid, pos, plen);
+  }
+  /* Every row done: row history, then the new id. */
+  if ((rc = sx_rh_relabel(x, k, t)) ||
+      (rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
+    goto fail;
+  *done = 1;
+  return sx_renew_switch(x, k, held);
+fail:
+  x->failed = 1;
   return rc;
 }
 /* ---- src/open.c ---- */
@@ -8947,10 +9082,52 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   if (rc && rc != SYNC_NOTFOUND) return rc;
   moved = rc == 0 && v.n == 16 &&
           (sx_get_le64(v.p) != dev || sx_get_le64(v.p + 8) != ino);
+  if (!moved) { /* a renewal a crash cut short goes on */
+    rc = sx_get(env->st, t, env->meta, "relabel", 7, &v);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    moved = rc == 0;
+  }
+  /* A copy records the file as its own in the transaction that takes its
+   * new site id (sx_ident_put): if that fails, or the power goes first,
+   * the next open finds it a copy again. */
+  if (moved) return 1;
   sx_put_le64(idb, dev);
   sx_put_le64(idb + 8, ino);
-  if ((rc = sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0))) return rc;
-  return moved;
+  return sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0);
+}
+
+/* Record the file open now as this replica's own (meta "ident"). */
+static int sx_ident_put(sync_txn *x) {
+  unsigned char idb[16];
+  uint64_t dev = 0, ino = 0;
+  int rc = sx_store_ident(x->env->st, &dev, &ino);
+  if (rc) return rc;
+  sx_put_le64(idb, dev);
+  sx_put_le64(idb + 8, ino);
+  return sx_put(x->env->st, x->t, x->env->meta, "ident", 5, idb, 16, 0);
+}
+
+/* Rows moved to the old id per transaction of a copy's renewal: about
+ * 200 leaf pages of short rows, the most the file grows by. */
+#define SX_RENEW_BATCH 4096
+
+/* A copy's renewal (site.c, "A copy's renewal in batches"), a step per
+ * transaction; the last also records the file as its own. */
+static int sx_copy_renew(sync_env *env) {
+  int rc, done = 0;
+  while (!done) {
+    sync_txn *x;
+    if ((rc = sync_txn_begin(env, 0, &x))) return rc;
+    rc = sx_copy_renew_step(x, x->hlc_last, x->hlc_last, SX_RENEW_BATCH,
+                            &done);
+    if (!rc && done && (rc = sx_ident_put(x))) x->failed = 1;
+    if (rc) {
+      sync_txn_abort(x);
+      return rc;
+    }
+    if ((rc = sync_txn_commit(x))) return rc;
+  }
+  return 0;
 }
 
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
@@ -9000,12 +9177,7 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
      * its epochs show no write of the old id, which the collected check
      * looks up (site.c, "Former ids"), and its renewal record, once it is
      * found, reaches this copy like any other replica. */
-    sync_txn *x;
-    if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
-    rc = sx_site_renew(x, x->hlc_last, x->hlc_last);
-    if (rc) sync_txn_abort(x);
-    else rc = sync_txn_commit(x);
-    if (rc) goto fail;
+    if ((rc = sx_copy_renew(env))) goto fail;
   }
   return 0;
 fail:

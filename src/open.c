@@ -599,10 +599,52 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   if (rc && rc != SYNC_NOTFOUND) return rc;
   moved = rc == 0 && v.n == 16 &&
           (sx_get_le64(v.p) != dev || sx_get_le64(v.p + 8) != ino);
+  if (!moved) { /* a renewal a crash cut short goes on */
+    rc = sx_get(env->st, t, env->meta, "relabel", 7, &v);
+    if (rc && rc != SYNC_NOTFOUND) return rc;
+    moved = rc == 0;
+  }
+  /* A copy records the file as its own in the transaction that takes its
+   * new site id (sx_ident_put): if that fails, or the power goes first,
+   * the next open finds it a copy again. */
+  if (moved) return 1;
   sx_put_le64(idb, dev);
   sx_put_le64(idb + 8, ino);
-  if ((rc = sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0))) return rc;
-  return moved;
+  return sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0);
+}
+
+/* Record the file open now as this replica's own (meta "ident"). */
+static int sx_ident_put(sync_txn *x) {
+  unsigned char idb[16];
+  uint64_t dev = 0, ino = 0;
+  int rc = sx_store_ident(x->env->st, &dev, &ino);
+  if (rc) return rc;
+  sx_put_le64(idb, dev);
+  sx_put_le64(idb + 8, ino);
+  return sx_put(x->env->st, x->t, x->env->meta, "ident", 5, idb, 16, 0);
+}
+
+/* Rows moved to the old id per transaction of a copy's renewal: about
+ * 200 leaf pages of short rows, the most the file grows by. */
+#define SX_RENEW_BATCH 4096
+
+/* A copy's renewal (site.c, "A copy's renewal in batches"), a step per
+ * transaction; the last also records the file as its own. */
+static int sx_copy_renew(sync_env *env) {
+  int rc, done = 0;
+  while (!done) {
+    sync_txn *x;
+    if ((rc = sync_txn_begin(env, 0, &x))) return rc;
+    rc = sx_copy_renew_step(x, x->hlc_last, x->hlc_last, SX_RENEW_BATCH,
+                            &done);
+    if (!rc && done && (rc = sx_ident_put(x))) x->failed = 1;
+    if (rc) {
+      sync_txn_abort(x);
+      return rc;
+    }
+    if ((rc = sync_txn_commit(x))) return rc;
+  }
+  return 0;
 }
 
 SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
@@ -652,12 +694,7 @@ SYNC_API int sync_env_open(sync_env *env, const char *path, unsigned flags) {
      * its epochs show no write of the old id, which the collected check
      * looks up (site.c, "Former ids"), and its renewal record, once it is
      * found, reaches this copy like any other replica. */
-    sync_txn *x;
-    if ((rc = sync_txn_begin(env, 0, &x))) goto fail;
-    rc = sx_site_renew(x, x->hlc_last, x->hlc_last);
-    if (rc) sync_txn_abort(x);
-    else rc = sync_txn_commit(x);
-    if (rc) goto fail;
+    if ((rc = sx_copy_renew(env))) goto fail;
   }
   return 0;
 fail:

@@ -10,6 +10,14 @@
  * later ones move to the new one; the old id becomes an ordinary site
  * held up to hlc held (0: nothing claimed). */
 SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
+/* One step of the renewal of a copy (site.c, "A copy's renewal in
+ * batches"), each in a transaction of its own, until *done: the first
+ * records it (own stamps up to hlc t keep the old id, held up to held),
+ * then each moves the rows of up to budget more, the last takes the new
+ * id.  A step after a crash goes on where the record says (t and held
+ * are then the record's). */
+SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
+                                    size_t budget, int *done);
 /* A meta record of (16-byte site id, u64 LE HLC) pairs, at most max,
  * copied into b (none when absent). */
 SYNC_PRIVATE int sx_meta_pairs(sync_txn *x, const char *key, size_t max,

@@ -232,7 +232,6 @@ SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
 
 SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
                                uint32_t *out) {
-  unsigned char k[4];
   uint32_t i;
   int rc;
   if ((rc = sx_sites_load(x))) return rc;
@@ -242,6 +241,14 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
       return 0;
     }
   if (!add) return SYNC_NOTFOUND;
+  return sx_site_append(x, id, out);
+}
+
+SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
+                                uint32_t *out) {
+  unsigned char k[4];
+  int rc;
+  if ((rc = sx_sites_load(x))) return rc;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->nsites == x->sites_cap) {
     uint32_t ncap = x->sites_cap * 2;

@@ -20,6 +20,10 @@ SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
  * SYNC_NOTFOUND when absent and not added. */
 SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
                                uint32_t *out);
+/* Add id to the site table at the next index, found there or not (a
+ * renewal gives the old id a second index for a while: site.c). */
+SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
+                                uint32_t *out);
 /* Close every cursor of the transaction.  Must precede its end: LMDB
  * frees a write transaction's cursors itself when it commits.  Iterators
  * still open die with the transaction; closing them later only frees

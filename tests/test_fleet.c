@@ -9,6 +9,8 @@
 
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define T0 1700000000000ull
 
@@ -321,6 +323,212 @@ static void test_copied_file_takes_new_site_id(void **state) {
   TU_U64(mu_digest(&C), mu_digest(&S));
 }
 
+/* A random source that gives one draw (the open's epoch id) and then
+ * fails (the new site id). */
+static int one_draw_fn(void *ctx, void *buf, size_t n) {
+  unsigned *calls = (unsigned *)ctx;
+  if ((*calls)++) return -1;
+  memset(buf, 0x3c, n);
+  return 0;
+}
+
+/* A copy whose first open fails while it takes its new site id (here the
+ * random source fails; a full disk or a crash do the same) must take one
+ * at its next open.  Before the fix the first open had already recorded
+ * the file as its own (meta "ident") in a transaction of its own, so the
+ * next open saw nothing to renew: the copy kept D's site id for good. */
+static void test_copy_whose_renewal_failed_renews_at_next_open(void **state) {
+  uint8_t sd[16], sc[16];
+  unsigned calls = 0;
+  sync_env *env;
+  (void)state;
+  put_n(&D, "base", 3);
+  site_of(&D, sd);
+  sync_env_close(D.env);
+  mu_copy_rep(&C, &D, "t_fleet_c.db");
+  mu_reopen(&D);
+  TU_OK(sync_env_create(NULL, &env));
+  TU_OK(sync_env_set_random(env, one_draw_fn, &calls));
+  TU_OK(sync_env_set_schema(env, mu_tables, 1));
+  TU_RC(sync_env_open(env, C.path, 0), SYNC_EIO);
+  assert_int_equal(calls, 2);
+  sync_env_close(env);
+  mu_reopen(&C);
+  site_of(&C, sc);
+  assert_memory_not_equal(sd, sc, 16);
+  /* Both write; S gets every row of both. */
+  put_n(&C, "copy", 2);
+  put_n(&D, "orig", 2);
+  assert_int_equal(sync_pair(&C, &S), 1);
+  assert_int_equal(sync_pair(&D, &S), 1);
+  assert_int_equal(sync_pair(&C, &S), 1);
+  TU_U64(mu_count(&S), 7);
+  TU_U64(mu_digest(&C), mu_digest(&S));
+}
+
+/* D with n rows more, in transactions of 1000. */
+static void put_many(mu_rep *r, int n) {
+  sync_txn *txn = NULL;
+  int i;
+  for (i = 0; i < n; i++) {
+    char key[32], text[48];
+    sync_value v[MU_NCOLS];
+    if (i % 1000 == 0) TU_OK(sync_txn_begin(r->env, 0, &txn));
+    snprintf(key, sizeof key, "big%06d", (i * 7919) % n);
+    snprintf(text, sizeof text, "a row of some length, number %06d", i);
+    v[0] = sync_int(i);
+    v[1] = sync_real(i * 0.5);
+    v[2] = sync_text(text, strlen(text));
+    v[3] = sync_null();
+    TU_OK(sync_put(txn, 0, key, strlen(key), v, MU_NCOLS));
+    if (i % 1000 == 999 || i == n - 1) TU_OK(sync_txn_commit(txn));
+  }
+}
+
+static size_t file_size(const char *path) {
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  return (size_t)st.st_size;
+}
+
+/* Every row of r is stamped by site (its insert and its columns). */
+static void assert_rows_of(mu_rep *r, const uint8_t site[16], uint64_t n) {
+  sync_txn *txn;
+  sync_changes *it;
+  sync_change ch;
+  uint64_t seen = 0;
+  int rc;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &txn));
+  TU_OK(sync_changes_open(txn, 0, &it));
+  while ((rc = sync_changes_next(it, &ch)) == 0) {
+    sync_stamp st;
+    assert_memory_equal(ch.row_stamp.site, site, 16);
+    TU_OK(sync_changes_column(it, 0, NULL, &st, NULL));
+    assert_memory_equal(st.site, site, 16);
+    seen++;
+  }
+  TU_RC(rc, SYNC_NOTFOUND);
+  sync_changes_close(it);
+  sync_txn_abort(txn);
+  TU_U64(seen, n);
+}
+
+#define BIG 40000
+
+/* A copy's renewal moves every row's own stamps to the old id's new
+ * index.  In one transaction LMDB copies every page it touches and
+ * reuses none until the commit: the file doubled.  In batches it grows
+ * by about one batch. */
+static void test_copy_renewal_does_not_double_the_file(void **state) {
+  uint8_t sd[16], sc[16];
+  uint64_t h;
+  size_t before, after;
+  (void)state;
+  put_many(&D, BIG);
+  TU_OK(sync_env_compact(D.env, NULL)); /* no free page left */
+  site_of(&D, sd);
+  h = mu_digest(&D);
+  sync_env_close(D.env);
+  mu_copy_rep(&C, &D, "t_fleet_c.db");
+  mu_reopen(&D);
+  before = file_size(C.path);
+  mu_reopen(&C);
+  after = file_size(C.path);
+  site_of(&C, sc);
+  assert_memory_not_equal(sd, sc, 16);
+  assert_rows_of(&C, sd, BIG);
+  TU_U64(mu_digest(&C), h);
+  print_message("copy: %zu bytes before its renewal, %zu after\n", before, after);
+  if (after > before + before / 4)
+    fail_msg("the copy grew from %zu to %zu bytes", before, after);
+}
+
+/* An allocator that ends the process at its n-th call. */
+typedef struct cut_alloc {
+  unsigned long calls, at;
+} cut_alloc;
+
+static void cut_count(cut_alloc *a) {
+  if (++a->calls == a->at) _exit(7);
+}
+static void *cut_malloc(void *ctx, size_t n) {
+  cut_count((cut_alloc *)ctx);
+  return malloc(n);
+}
+static void *cut_realloc(void *ctx, void *p, size_t n) {
+  cut_count((cut_alloc *)ctx);
+  return realloc(p, n);
+}
+static void cut_free(void *ctx, void *p) {
+  (void)ctx;
+  free(p);
+}
+
+/* Open path as a copy with an allocator that counts (at 0) or ends the
+ * process at its at-th call; returns the calls counted. */
+static unsigned long open_cut(const char *path, unsigned long at) {
+  cut_alloc a = {0, 0};
+  sync_allocator al = {&a, cut_malloc, cut_realloc, cut_free};
+  sync_env *env;
+  a.at = at;
+  TU_OK(sync_env_create(&al, &env));
+  TU_OK(sync_env_set_durability(env, SYNC_DURABLE_NOSYNC));
+  TU_OK(sync_env_set_schema(env, mu_tables, 1));
+  TU_OK(sync_env_open(env, path, 0));
+  sync_env_close(env);
+  return a.calls;
+}
+
+/* The renewal of a copy cut short anywhere (the process ends at one of
+ * the open's allocations, spread over its batches) is finished by the
+ * next open: a new site id, every inherited row still the old id's, the
+ * same rows, and a third open changes nothing. */
+static void test_copy_renewal_cut_short_goes_on(void **state) {
+  uint8_t sd[16], sc[16], again[16];
+  uint64_t h;
+  unsigned long total;
+  int i;
+  (void)state;
+  put_many(&D, BIG / 4);
+  site_of(&D, sd);
+  h = mu_digest(&D);
+  sync_env_close(D.env);
+  D.env = NULL;
+  mu_copy_rep(&C, &D, "t_fleet_c.db");
+  total = open_cut(C.path, 0);
+  print_message("open of the copy: %lu allocations\n", total);
+  assert_true(total > 20);
+  for (i = 1; i <= 12; i++) {
+    unsigned long at = total * (unsigned long)i / 13;
+    pid_t pid;
+    int status = 0;
+    mu_copy_rep(&C, &D, "t_fleet_c.db");
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      open_cut(C.path, at);
+      _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 7);
+    mu_reopen(&C);
+    site_of(&C, sc);
+    if (!memcmp(sc, sd, 16))
+      fail_msg("cut at allocation %lu of %lu: the copy kept D's id", at,
+               total);
+    assert_rows_of(&C, sd, BIG / 4);
+    TU_U64(mu_digest(&C), h);
+    sync_env_close(C.env);
+    mu_reopen(&C);
+    site_of(&C, again);
+    assert_memory_equal(sc, again, 16);
+    sync_env_close(C.env);
+    C.env = NULL;
+  }
+  mu_reopen(&D);
+}
+
 /* A copy claims the writes of the old id it holds (up to its clock at
  * the copy).  C, a copy of D's file, deletes a row it inherited, S
  * acknowledges and C collects the tombstone; D, which C has never met,
@@ -469,6 +677,9 @@ int main(void) {
       T(test_restore_found_by_own_lost_write),
       T(test_copied_file_takes_new_site_id),
       T(test_copy_keeps_collected_delete_of_inherited_row),
+      T(test_copy_whose_renewal_failed_renews_at_next_open),
+      T(test_copy_renewal_does_not_double_the_file),
+      T(test_copy_renewal_cut_short_goes_on),
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),
       T(test_renew_from_request_keeps_shared_claims),
