@@ -19,6 +19,7 @@
 #ifndef _WIN32
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #endif
 
@@ -736,6 +737,17 @@ static int sx_commit_write(sx_store *st, MDB_txn *t, int *wrote) {
   MDB_envinfo info;
   int rc = mdb_txn_commit(t);
   SX_DEC(st->active);
+#ifndef _WIN32
+  if (rc == EIO) {
+    /* LMDB reports a short write as EIO: on a file system with no block
+     * left, that is a full disk, and the caller may free room. */
+    struct statvfs sv;
+    mdb_filehandle_t fd;
+    if (mdb_env_get_fd(st->env, &fd) == 0 && fstatvfs(fd, &sv) == 0 &&
+        sv.f_bavail == 0)
+      rc = ENOSPC;
+  }
+#endif
   *wrote = 0;
   if (rc == 0 && st->metasync && mdb_env_info(st->env, &info) == 0)
     *wrote = info.me_last_txnid >= id; /* (or another writer's since) */
