@@ -272,6 +272,10 @@ SYNC_PRIVATE size_t sx_get_varint(const unsigned char *p,
                                   const unsigned char *end, uint64_t *out) {
   uint64_t v = 0;
   size_t i;
+  if (p < end && p[0] < 0x80) { /* most are one byte */
+    *out = p[0];
+    return 1;
+  }
   for (i = 0; i < SX_VARINT_MAX && p + i < end; i++) {
     uint64_t b = p[i];
     /* The tenth byte may carry only the top bit of 64. */
