@@ -64,6 +64,17 @@ static const char *mosquitto_bin(void) {
   return NULL;
 }
 
+/* The broker, stopped at exit too: bench_die exits, and a broker left
+ * running would hold the bench's output open. */
+static pid_t broker_pid = -1;
+static void broker_reap(void) {
+  if (broker_pid > 0) {
+    kill(broker_pid, SIGTERM);
+    waitpid(broker_pid, NULL, 0);
+    broker_pid = -1;
+  }
+}
+
 static void broker_start(mqtt_ctx *c, const char *bin) {
   char err[256];
   FILE *f;
@@ -83,6 +94,11 @@ static void broker_start(mqtt_ctx *c, const char *bin) {
     execl(bin, "mosquitto", "-c", c->conf_path, (char *)NULL);
     _exit(127);
   }
+  {
+    static int registered;
+    if (!registered++) atexit(broker_reap);
+  }
+  broker_pid = c->broker;
   for (int i = 0; i < 100; i++) {
     char addr[64];
     int fd;
@@ -97,8 +113,7 @@ static void broker_start(mqtt_ctx *c, const char *bin) {
 }
 
 static void broker_stop(mqtt_ctx *c) {
-  kill(c->broker, SIGTERM);
-  waitpid(c->broker, NULL, 0);
+  broker_reap();
   remove(c->conf_path);
 }
 
@@ -132,6 +147,15 @@ static void serve_mqtt_once(mqtt_ctx *c, int ready) {
   if (net_mqtt_server_open(&a, NULL, &ops, 60, &sv, err, sizeof err)) _exit(3);
   if (write(ready, "r", 1) != 1) _exit(4);
   while (!net_mqtt_server_step(sv, 100)) {
+  }
+  if (served_status != 1) {
+    net_mqtt_stats st;
+    net_mqtt_server_stats(sv, &st);
+    fprintf(stderr,
+            "bench: mqtt server: the session ended with %s after %llu "
+            "messages in, %llu out\n",
+            served_status < 0 ? sync_strerror(served_status) : "no status",
+            (unsigned long long)st.received, (unsigned long long)st.sent);
   }
   net_mqtt_server_free(sv);
   sync_env_close(env);

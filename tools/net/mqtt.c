@@ -337,6 +337,7 @@ struct net_mqtt_link {
   uint64_t rng, sid;
   uint32_t rx_next, tx_next;
   int broken; /* this attempt's stream is over: gap, END, disconnect */
+  unsigned long unacked; /* messages published, their PUBACK not come */
   chunk *head, *tail;
   net_tls *tls;     /* mqtts: the context libmosquitto connects with */
   char tlserr[200]; /* the last OpenSSL error libmosquitto logged */
@@ -374,12 +375,20 @@ static void link_on_subscribe(struct mosquitto *m, void *obj, int mid, int n,
   if (mid == l->sub_mid && n == 1 && granted[0] <= 2) l->ready = 1;
 }
 
+static void link_on_publish(struct mosquitto *m, void *obj, int mid) {
+  net_mqtt_link *l = (net_mqtt_link *)obj;
+  (void)m;
+  (void)mid;
+  if (l->unacked) l->unacked--;
+}
+
 static void link_on_disconnect(struct mosquitto *m, void *obj, int rc) {
   net_mqtt_link *l = (net_mqtt_link *)obj;
   (void)m;
   (void)rc;
   l->connected = l->ready = 0;
   l->broken = 1; /* what was in flight may be lost */
+  l->unacked = 0;
 }
 
 static void link_on_log(struct mosquitto *m, void *obj, int level,
@@ -456,6 +465,7 @@ net_mqtt_link *net_mqtt_link_new(const net_mqtt_addr *a, int timeout_s) {
   mosquitto_disconnect_callback_set(l->m, link_on_disconnect);
   mosquitto_subscribe_callback_set(l->m, link_on_subscribe);
   mosquitto_message_callback_set(l->m, link_on_message);
+  mosquitto_publish_callback_set(l->m, link_on_publish);
   mosquitto_log_callback_set(l->m, link_on_log);
   mqtt_tune(l->m);
   /* Unreadable TLS files fail every connect, in their own words. */
@@ -469,6 +479,7 @@ static int64_t link_send(void *ctx, const void *buf, size_t n) {
   if (l->broken || !l->connected) return SYNC_ECLOSED;
   if (publish(l->m, l->up, NET_MQTT_DATA, l->sid, l->tx_next, buf, k))
     return SYNC_ECLOSED;
+  l->unacked++;
   l->tx_next++;
   l->st.sent++;
   l->st.bytes_sent += k;
@@ -591,6 +602,7 @@ int net_mqtt_connect(void *link, sync_transport *t) {
   l->err[0] = 0; /* an earlier attempt's words no longer hold */
   queue_clear(l);
   l->sid = new_sid(&l->rng);
+  l->unacked = 0;
   l->rx_next = l->tx_next = 0;
   l->broken = 0;
   l->st.sessions++;
@@ -604,9 +616,16 @@ void net_mqtt_disconnect(void *link, sync_transport *t) {
   net_mqtt_link *l = (net_mqtt_link *)link;
   (void)t;
   if (l->connected) {
-    publish(l->m, l->up, NET_MQTT_END, l->sid, l->tx_next, NULL, 0);
-    /* Hand the PUBLISH to the socket now; its PUBACK may come later. */
-    mosquitto_loop(l->m, 0, 1);
+    double until = mono() + (l->timeout_s < 5 ? l->timeout_s : 5);
+    if (!publish(l->m, l->up, NET_MQTT_END, l->sid, l->tx_next, NULL, 0))
+      l->unacked++;
+    /* The session's last messages may still wait in libmosquitto's
+     * queue, which a disconnect drops: the server would never see them
+     * (its session then times out as failed).  Wait until the broker
+     * has taken every one (its PUBACK), or the link is lost, a few
+     * seconds at most. */
+    while (l->connected && l->unacked && mono() < until)
+      if (mosquitto_loop(l->m, 50, 1) != MOSQ_ERR_SUCCESS) break;
   }
   l->broken = 1;
   queue_clear(l);
