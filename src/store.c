@@ -108,11 +108,27 @@ struct sx_store {
 #endif
 };
 
+/* Whether the file system holding st's file has no block left. */
+static int sx_disk_full(sx_store *st) {
+#ifndef _WIN32
+  struct statvfs sv;
+  mdb_filehandle_t fd;
+  return st && st->env && mdb_env_get_fd(st->env, &fd) == 0 &&
+         fstatvfs(fd, &sv) == 0 && sv.f_bavail == 0;
+#else
+  (void)st;
+  return 0;
+#endif
+}
+
 /* LMDB or errno -> SYNC_E*.  Every failure passes through here, which
  * remembers the native code for sync_env_native_error(). */
 static int sx_map_err(sx_store *st, int rc) {
   if (rc == 0) return 0;
   if (rc == MDB_NOTFOUND) return SYNC_NOTFOUND;
+  /* LMDB reports a short write as EIO: on a file system with no block
+   * left, that is a full disk, and the caller may free room. */
+  if (rc == EIO && sx_disk_full(st)) rc = ENOSPC;
   if (st) SX_STORE(st->native, rc);
   switch (rc) {
   case MDB_MAP_FULL:
@@ -737,17 +753,6 @@ static int sx_commit_write(sx_store *st, MDB_txn *t, int *wrote) {
   MDB_envinfo info;
   int rc = mdb_txn_commit(t);
   SX_DEC(st->active);
-#ifndef _WIN32
-  if (rc == EIO) {
-    /* LMDB reports a short write as EIO: on a file system with no block
-     * left, that is a full disk, and the caller may free room. */
-    struct statvfs sv;
-    mdb_filehandle_t fd;
-    if (mdb_env_get_fd(st->env, &fd) == 0 && fstatvfs(fd, &sv) == 0 &&
-        sv.f_bavail == 0)
-      rc = ENOSPC;
-  }
-#endif
   *wrote = 0;
   if (rc == 0 && st->metasync && mdb_env_info(st->env, &info) == 0)
     *wrote = info.me_last_txnid >= id; /* (or another writer's since) */
