@@ -4234,6 +4234,19 @@ SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
  * SYNC_NOTFOUND when absent and not added. */
 SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
                                uint32_t *out);
+/* A walk of the tables that goes on across transactions keeps its place
+ * in a meta record: hlen bytes of the walk's own (head), u32 LE table
+ * id, then the key of the row it took last (none: from the table's
+ * first row).  get: SYNC_NOTFOUND when there is none, SYNC_ECORRUPT when
+ * it is malformed; key holds SYNC_MAX_KEY bytes.  put: x is failed when
+ * the write fails. */
+SYNC_PRIVATE int sx_walkpos_get(sync_txn *x, const char *name,
+                                unsigned char *head, size_t hlen,
+                                unsigned *tid, unsigned char *key,
+                                size_t *klen);
+SYNC_PRIVATE int sx_walkpos_put(sync_txn *x, const char *name,
+                                const unsigned char *head, size_t hlen,
+                                unsigned tid, const void *key, size_t klen);
 /* Add id to the site table at the next index, found there or not (a
  * renewal gives the old id a second index for a while: site.c). */
 SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
@@ -4488,6 +4501,36 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
     }
   if (!add) return SYNC_NOTFOUND;
   return sx_site_append(x, id, out);
+}
+
+SYNC_PRIVATE int sx_walkpos_get(sync_txn *x, const char *name,
+                                unsigned char *head, size_t hlen,
+                                unsigned *tid, unsigned char *key,
+                                size_t *klen) {
+  sx_slice v;
+  int rc = sx_get(x->env->st, x->t, x->env->meta, name, strlen(name), &v);
+  if (rc) return rc;
+  if (v.n < hlen + 4 || v.n - hlen - 4 > SYNC_MAX_KEY) return SYNC_ECORRUPT;
+  if (hlen) memcpy(head, v.p, hlen);
+  *tid = sx_get_le32(v.p + hlen);
+  *klen = v.n - hlen - 4;
+  if (*klen) memcpy(key, v.p + hlen + 4, *klen);
+  return 0;
+}
+
+SYNC_PRIVATE int sx_walkpos_put(sync_txn *x, const char *name,
+                                const unsigned char *head, size_t hlen,
+                                unsigned tid, const void *key, size_t klen) {
+  unsigned char b[32 + 4 + SYNC_MAX_KEY];
+  int rc;
+  if (SX_NEVER(hlen > 32)) return SYNC_EINVAL;
+  if (hlen) memcpy(b, head, hlen);
+  sx_put_le32(b + hlen, tid);
+  if (klen) memcpy(b + hlen + 4, key, klen);
+  rc = sx_put(x->env->st, x->t, x->env->meta, name, strlen(name), b,
+              hlen + 4 + klen, 0);
+  if (rc) x->failed = 1;
+  return rc;
 }
 
 SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
@@ -8078,11 +8121,11 @@ SYNC_API int sync_txn_commit(sync_txn *x) {
  * held up to hlc held (0: nothing claimed). */
 SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
 /* One step of the renewal of a copy (site.c, "A copy's renewal in
- * batches"), each in a transaction of its own, until *done: the first
- * records it (own stamps up to hlc t keep the old id, held up to held),
- * then each moves the rows of up to budget more, the last takes the new
- * id.  A step after a crash goes on where the record says (t and held
- * are then the record's). */
+ * batches"), each in a transaction of its own, until *done: each moves
+ * the own stamps of up to budget rows to the old id (those up to hlc t;
+ * it is held up to held) and records where it stopped, and the step that
+ * finds every row done takes the new id.  A step after a crash goes on
+ * where the record says (t and held are then the record's). */
 SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
                                     size_t budget, int *done);
 /* A meta record of (16-byte site id, u64 LE HLC) pairs, at most max,
@@ -8359,79 +8402,60 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
  * would double.  So the old id first gets a second index (both name it,
  * so every state between batches reads as the file did), the rows move
  * to it a batch per transaction, freed pages serving the next, and the
- * last transaction takes the new id.  A crash in between leaves the
+ * transaction that finds them all moved takes the new id.  A crash in between leaves the
  * record, and the next writable open goes on from it.
  * ------------------------------------------------------------------- */
-#define SX_RELABEL_HEAD 24
+#define SX_RELABEL_HEAD 20 /* k, t, held; then the walk's place */
 
-static int sx_relabel_get(sync_txn *x, uint32_t *k, uint64_t *t,
-                          uint64_t *held, unsigned *tid, unsigned char *pos,
-                          size_t *plen) {
-  sx_slice v;
-  int rc = sx_get(x->env->st, x->t, x->env->meta, "relabel", 7, &v);
-  if (rc) return rc;
-  if (v.n < SX_RELABEL_HEAD || v.n - SX_RELABEL_HEAD > SYNC_MAX_KEY)
-    return sx_fail(x->env, SYNC_ECORRUPT, "meta record relabel damaged");
-  *k = sx_get_le32(v.p);
-  *t = sx_get_le64(v.p + 4);
-  *held = sx_get_le64(v.p + 12);
-  *tid = sx_get_le32(v.p + 20);
-  *plen = v.n - SX_RELABEL_HEAD;
-  memcpy(pos, v.p + SX_RELABEL_HEAD, *plen);
-  return 0;
-}
-
-static int sx_relabel_put(sync_txn *x, uint32_t k, uint64_t t, uint64_t held,
-                          unsigned tid, const unsigned char *pos,
-                          size_t plen) {
-  unsigned char b[SX_RELABEL_HEAD + SYNC_MAX_KEY];
-  int rc;
-  sx_put_le32(b, k);
-  sx_put_le64(b + 4, t);
-  sx_put_le64(b + 12, held);
-  sx_put_le32(b + 20, tid);
-  memcpy(b + SX_RELABEL_HEAD, pos, plen);
-  rc = sx_put(x->env->st, x->t, x->env->meta, "relabel", 7, b,
-              SX_RELABEL_HEAD + plen, 0);
-  if (rc) x->failed = 1;
-  return rc;
+static int sx_relabel_damaged(sync_txn *x) {
+  x->failed = 1;
+  return sx_fail(x->env, SYNC_ECORRUPT, "meta record relabel damaged");
 }
 
 SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
                                     size_t budget, int *done) {
-  unsigned char pos[SYNC_MAX_KEY];
+  unsigned char head[SX_RELABEL_HEAD], pos[SYNC_MAX_KEY];
   size_t plen = 0;
   unsigned tid = 0;
   uint32_t k = 0;
   int rc;
   *done = 0;
-  rc = sx_relabel_get(x, &k, &t, &held, &tid, pos, &plen);
+  rc = sx_walkpos_get(x, "relabel", head, SX_RELABEL_HEAD, &tid, pos, &plen);
   if (rc == SYNC_NOTFOUND) {
-    /* The first step: the second index, no row moved yet. */
+    /* The first step: the old id's second index, then rows. */
     if ((rc = sx_renew_alias(x, &k))) goto fail;
-    return sx_relabel_put(x, k, t, held, 0, pos, 0);
-  }
-  if (rc || (rc = sx_scratch(x)) || (rc = sx_sites_load(x))) goto fail;
-  if (k == 0 || k >= x->nsites) {
-    rc = sx_fail(x->env, SYNC_ECORRUPT, "meta record relabel damaged");
+    sx_put_le32(head, k);
+    sx_put_le64(head + 4, t);
+    sx_put_le64(head + 12, held);
+  } else if (rc == SYNC_ECORRUPT) {
+    return sx_relabel_damaged(x);
+  } else if (rc || (rc = sx_scratch(x)) || (rc = sx_sites_load(x))) {
     goto fail;
-  }
-  if (memcmp(x->sites[k], x->env->site, SX_SITE_LEN)) {
-    /* Code older than the record took the new id since (it relabels
-     * the rows to the old id's second index as this would): done. */
-    if ((rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
-      goto fail;
-    *done = 1;
-    return 0;
+  } else {
+    k = sx_get_le32(head);
+    t = sx_get_le64(head + 4);
+    held = sx_get_le64(head + 12);
+    if (k == 0 || k >= x->nsites) return sx_relabel_damaged(x);
+    if (memcmp(x->sites[k], x->env->site, SX_SITE_LEN)) {
+      /* Code older than the record took the new id since (it relabels
+       * the rows to the old id's second index as this would): done. */
+      if ((rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
+        goto fail;
+      *done = 1;
+      return 0;
+    }
   }
   if (tid < x->env->schema->ntables) {
     if ((rc = sx_relabel_rows(x, k, t, &tid, pos, &plen, budget))) goto fail;
-    return sx_relabel_put(x, k, t, held, tid, pos, plen);
+    if (tid < x->env->schema->ntables)
+      return sx_walkpos_put(x, "relabel", head, SX_RELABEL_HEAD, tid, pos,
+                            plen);
   }
-  /* Every row done: row history, then the new id. */
-  if ((rc = sx_rh_relabel(x, k, t)) ||
-      (rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
-    goto fail;
+  /* Every row done (a small file: in the first step): row history, then
+   * the new id. */
+  if ((rc = sx_rh_relabel(x, k, t))) goto fail;
+  rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7);
+  if (rc && rc != SYNC_NOTFOUND) goto fail;
   *done = 1;
   return sx_renew_switch(x, k, held);
 fail:
@@ -11017,15 +11041,8 @@ static int sx_gc_batch(sync_txn *x, uint64_t limit, unsigned char *from,
  * ------------------------------------------------------------------- */
 static int sx_foldpos_put(sync_txn *x, unsigned tid, const void *key,
                           size_t klen) {
-  unsigned char b[4 + SYNC_MAX_KEY];
-  int rc;
-  sx_put_le32(b, tid);
-  if (klen) memcpy(b + 4, key, klen);
-  if ((rc = sx_put(x->env->st, x->t, x->env->meta, "foldpos", 7, b, 4 + klen,
-                   0)))
-    x->failed = 1;
   x->dirty = 1;
-  return rc;
+  return sx_walkpos_put(x, "foldpos", NULL, 0, tid, key, klen);
 }
 
 SYNC_API int sync_site_retire(sync_txn *x, const uint8_t site[16]) {
@@ -11084,21 +11101,17 @@ static int sx_fold_batch(sync_txn *x, uint64_t limit, uint64_t *folded,
   size_t klen;
   unsigned tid;
   uint64_t read = 0;
-  sx_slice v;
   sx_buf keys;
   int rc;
   *folded = 0;
   *more = 0;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  rc = sx_get(env->st, x->t, env->meta, "foldpos", 7, &v);
+  rc = sx_walkpos_get(x, "foldpos", NULL, 0, &tid, key, &klen);
   if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.n < 4 || v.n - 4 > SYNC_MAX_KEY)
+  if (rc == SYNC_ECORRUPT)
     return sx_fail(env, SYNC_ECORRUPT, "malformed fold position");
-  tid = sx_get_le32(v.p);
-  klen = v.n - 4;
-  memcpy(key, v.p + 4, klen);
+  if (rc) return rc;
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
   sx_buf_init(&keys, &env->al);
   for (; !rc && tid < env->schema->ntables; tid++, klen = 0) {

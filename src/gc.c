@@ -298,15 +298,8 @@ static int sx_gc_batch(sync_txn *x, uint64_t limit, unsigned char *from,
  * ------------------------------------------------------------------- */
 static int sx_foldpos_put(sync_txn *x, unsigned tid, const void *key,
                           size_t klen) {
-  unsigned char b[4 + SYNC_MAX_KEY];
-  int rc;
-  sx_put_le32(b, tid);
-  if (klen) memcpy(b + 4, key, klen);
-  if ((rc = sx_put(x->env->st, x->t, x->env->meta, "foldpos", 7, b, 4 + klen,
-                   0)))
-    x->failed = 1;
   x->dirty = 1;
-  return rc;
+  return sx_walkpos_put(x, "foldpos", NULL, 0, tid, key, klen);
 }
 
 SYNC_API int sync_site_retire(sync_txn *x, const uint8_t site[16]) {
@@ -365,21 +358,17 @@ static int sx_fold_batch(sync_txn *x, uint64_t limit, uint64_t *folded,
   size_t klen;
   unsigned tid;
   uint64_t read = 0;
-  sx_slice v;
   sx_buf keys;
   int rc;
   *folded = 0;
   *more = 0;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  rc = sx_get(env->st, x->t, env->meta, "foldpos", 7, &v);
+  rc = sx_walkpos_get(x, "foldpos", NULL, 0, &tid, key, &klen);
   if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.n < 4 || v.n - 4 > SYNC_MAX_KEY)
+  if (rc == SYNC_ECORRUPT)
     return sx_fail(env, SYNC_ECORRUPT, "malformed fold position");
-  tid = sx_get_le32(v.p);
-  klen = v.n - 4;
-  memcpy(key, v.p + 4, klen);
+  if (rc) return rc;
   if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
   sx_buf_init(&keys, &env->al);
   for (; !rc && tid < env->schema->ntables; tid++, klen = 0) {

@@ -261,79 +261,60 @@ SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held) {
  * would double.  So the old id first gets a second index (both name it,
  * so every state between batches reads as the file did), the rows move
  * to it a batch per transaction, freed pages serving the next, and the
- * last transaction takes the new id.  A crash in between leaves the
+ * transaction that finds them all moved takes the new id.  A crash in between leaves the
  * record, and the next writable open goes on from it.
  * ------------------------------------------------------------------- */
-#define SX_RELABEL_HEAD 24
+#define SX_RELABEL_HEAD 20 /* k, t, held; then the walk's place */
 
-static int sx_relabel_get(sync_txn *x, uint32_t *k, uint64_t *t,
-                          uint64_t *held, unsigned *tid, unsigned char *pos,
-                          size_t *plen) {
-  sx_slice v;
-  int rc = sx_get(x->env->st, x->t, x->env->meta, "relabel", 7, &v);
-  if (rc) return rc;
-  if (v.n < SX_RELABEL_HEAD || v.n - SX_RELABEL_HEAD > SYNC_MAX_KEY)
-    return sx_fail(x->env, SYNC_ECORRUPT, "meta record relabel damaged");
-  *k = sx_get_le32(v.p);
-  *t = sx_get_le64(v.p + 4);
-  *held = sx_get_le64(v.p + 12);
-  *tid = sx_get_le32(v.p + 20);
-  *plen = v.n - SX_RELABEL_HEAD;
-  memcpy(pos, v.p + SX_RELABEL_HEAD, *plen);
-  return 0;
-}
-
-static int sx_relabel_put(sync_txn *x, uint32_t k, uint64_t t, uint64_t held,
-                          unsigned tid, const unsigned char *pos,
-                          size_t plen) {
-  unsigned char b[SX_RELABEL_HEAD + SYNC_MAX_KEY];
-  int rc;
-  sx_put_le32(b, k);
-  sx_put_le64(b + 4, t);
-  sx_put_le64(b + 12, held);
-  sx_put_le32(b + 20, tid);
-  memcpy(b + SX_RELABEL_HEAD, pos, plen);
-  rc = sx_put(x->env->st, x->t, x->env->meta, "relabel", 7, b,
-              SX_RELABEL_HEAD + plen, 0);
-  if (rc) x->failed = 1;
-  return rc;
+static int sx_relabel_damaged(sync_txn *x) {
+  x->failed = 1;
+  return sx_fail(x->env, SYNC_ECORRUPT, "meta record relabel damaged");
 }
 
 SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
                                     size_t budget, int *done) {
-  unsigned char pos[SYNC_MAX_KEY];
+  unsigned char head[SX_RELABEL_HEAD], pos[SYNC_MAX_KEY];
   size_t plen = 0;
   unsigned tid = 0;
   uint32_t k = 0;
   int rc;
   *done = 0;
-  rc = sx_relabel_get(x, &k, &t, &held, &tid, pos, &plen);
+  rc = sx_walkpos_get(x, "relabel", head, SX_RELABEL_HEAD, &tid, pos, &plen);
   if (rc == SYNC_NOTFOUND) {
-    /* The first step: the second index, no row moved yet. */
+    /* The first step: the old id's second index, then rows. */
     if ((rc = sx_renew_alias(x, &k))) goto fail;
-    return sx_relabel_put(x, k, t, held, 0, pos, 0);
-  }
-  if (rc || (rc = sx_scratch(x)) || (rc = sx_sites_load(x))) goto fail;
-  if (k == 0 || k >= x->nsites) {
-    rc = sx_fail(x->env, SYNC_ECORRUPT, "meta record relabel damaged");
+    sx_put_le32(head, k);
+    sx_put_le64(head + 4, t);
+    sx_put_le64(head + 12, held);
+  } else if (rc == SYNC_ECORRUPT) {
+    return sx_relabel_damaged(x);
+  } else if (rc || (rc = sx_scratch(x)) || (rc = sx_sites_load(x))) {
     goto fail;
-  }
-  if (memcmp(x->sites[k], x->env->site, SX_SITE_LEN)) {
-    /* Code older than the record took the new id since (it relabels
-     * the rows to the old id's second index as this would): done. */
-    if ((rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
-      goto fail;
-    *done = 1;
-    return 0;
+  } else {
+    k = sx_get_le32(head);
+    t = sx_get_le64(head + 4);
+    held = sx_get_le64(head + 12);
+    if (k == 0 || k >= x->nsites) return sx_relabel_damaged(x);
+    if (memcmp(x->sites[k], x->env->site, SX_SITE_LEN)) {
+      /* Code older than the record took the new id since (it relabels
+       * the rows to the old id's second index as this would): done. */
+      if ((rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
+        goto fail;
+      *done = 1;
+      return 0;
+    }
   }
   if (tid < x->env->schema->ntables) {
     if ((rc = sx_relabel_rows(x, k, t, &tid, pos, &plen, budget))) goto fail;
-    return sx_relabel_put(x, k, t, held, tid, pos, plen);
+    if (tid < x->env->schema->ntables)
+      return sx_walkpos_put(x, "relabel", head, SX_RELABEL_HEAD, tid, pos,
+                            plen);
   }
-  /* Every row done: row history, then the new id. */
-  if ((rc = sx_rh_relabel(x, k, t)) ||
-      (rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
-    goto fail;
+  /* Every row done (a small file: in the first step): row history, then
+   * the new id. */
+  if ((rc = sx_rh_relabel(x, k, t))) goto fail;
+  rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7);
+  if (rc && rc != SYNC_NOTFOUND) goto fail;
   *done = 1;
   return sx_renew_switch(x, k, held);
 fail:

@@ -11,11 +11,11 @@
  * held up to hlc held (0: nothing claimed). */
 SYNC_PRIVATE int sx_site_renew(sync_txn *x, uint64_t t, uint64_t held);
 /* One step of the renewal of a copy (site.c, "A copy's renewal in
- * batches"), each in a transaction of its own, until *done: the first
- * records it (own stamps up to hlc t keep the old id, held up to held),
- * then each moves the rows of up to budget more, the last takes the new
- * id.  A step after a crash goes on where the record says (t and held
- * are then the record's). */
+ * batches"), each in a transaction of its own, until *done: each moves
+ * the own stamps of up to budget rows to the old id (those up to hlc t;
+ * it is held up to held) and records where it stopped, and the step that
+ * finds every row done takes the new id.  A step after a crash goes on
+ * where the record says (t and held are then the record's). */
 SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
                                     size_t budget, int *done);
 /* A meta record of (16-byte site id, u64 LE HLC) pairs, at most max,

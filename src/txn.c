@@ -244,6 +244,36 @@ SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
   return sx_site_append(x, id, out);
 }
 
+SYNC_PRIVATE int sx_walkpos_get(sync_txn *x, const char *name,
+                                unsigned char *head, size_t hlen,
+                                unsigned *tid, unsigned char *key,
+                                size_t *klen) {
+  sx_slice v;
+  int rc = sx_get(x->env->st, x->t, x->env->meta, name, strlen(name), &v);
+  if (rc) return rc;
+  if (v.n < hlen + 4 || v.n - hlen - 4 > SYNC_MAX_KEY) return SYNC_ECORRUPT;
+  if (hlen) memcpy(head, v.p, hlen);
+  *tid = sx_get_le32(v.p + hlen);
+  *klen = v.n - hlen - 4;
+  if (*klen) memcpy(key, v.p + hlen + 4, *klen);
+  return 0;
+}
+
+SYNC_PRIVATE int sx_walkpos_put(sync_txn *x, const char *name,
+                                const unsigned char *head, size_t hlen,
+                                unsigned tid, const void *key, size_t klen) {
+  unsigned char b[32 + 4 + SYNC_MAX_KEY];
+  int rc;
+  if (SX_NEVER(hlen > 32)) return SYNC_EINVAL;
+  if (hlen) memcpy(b, head, hlen);
+  sx_put_le32(b + hlen, tid);
+  if (klen) memcpy(b + hlen + 4, key, klen);
+  rc = sx_put(x->env->st, x->t, x->env->meta, name, strlen(name), b,
+              hlen + 4 + klen, 0);
+  if (rc) x->failed = 1;
+  return rc;
+}
+
 SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
                                 uint32_t *out) {
   unsigned char k[4];

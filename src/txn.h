@@ -20,6 +20,19 @@ SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out);
  * SYNC_NOTFOUND when absent and not added. */
 SYNC_PRIVATE int sx_site_index(sync_txn *x, const uint8_t *id, int add,
                                uint32_t *out);
+/* A walk of the tables that goes on across transactions keeps its place
+ * in a meta record: hlen bytes of the walk's own (head), u32 LE table
+ * id, then the key of the row it took last (none: from the table's
+ * first row).  get: SYNC_NOTFOUND when there is none, SYNC_ECORRUPT when
+ * it is malformed; key holds SYNC_MAX_KEY bytes.  put: x is failed when
+ * the write fails. */
+SYNC_PRIVATE int sx_walkpos_get(sync_txn *x, const char *name,
+                                unsigned char *head, size_t hlen,
+                                unsigned *tid, unsigned char *key,
+                                size_t *klen);
+SYNC_PRIVATE int sx_walkpos_put(sync_txn *x, const char *name,
+                                const unsigned char *head, size_t hlen,
+                                unsigned tid, const void *key, size_t klen);
 /* Add id to the site table at the next index, found there or not (a
  * renewal gives the old id a second index for a while: site.c). */
 SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
