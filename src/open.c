@@ -567,11 +567,21 @@ SYNC_PRIVATE int sx_history_check(sync_txn *x, uint64_t v, const sx_mark *m) {
   return 0;
 }
 
+/* Record the file (device dev, inode ino) as this replica's own: meta
+ * "ident". */
+static int sx_ident_put(sync_env *env, sx_stxn *t, uint64_t dev,
+                        uint64_t ino) {
+  unsigned char idb[16];
+  sx_put_le64(idb, dev);
+  sx_put_le64(idb + 8, ino);
+  return sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0);
+}
+
 /* A writable open: a new epoch from the next version on.  Returns 1 when
  * the file is not the one last opened here (a copy, or a backup put back
  * as a new file): it must take a new site id before it writes. */
 static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
-  unsigned char key[8], val[32], idb[16];
+  unsigned char key[8], val[32];
   uint64_t id = 0, dev = 0, ino = 0;
   sx_slice v;
   int rc, moved = 0;
@@ -607,21 +617,7 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   /* A copy records the file as its own in the transaction that takes its
    * new site id (sx_ident_put): if that fails, or the power goes first,
    * the next open finds it a copy again. */
-  if (moved) return 1;
-  sx_put_le64(idb, dev);
-  sx_put_le64(idb + 8, ino);
-  return sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0);
-}
-
-/* Record the file open now as this replica's own (meta "ident"). */
-static int sx_ident_put(sync_txn *x) {
-  unsigned char idb[16];
-  uint64_t dev = 0, ino = 0;
-  int rc = sx_store_ident(x->env->st, &dev, &ino);
-  if (rc) return rc;
-  sx_put_le64(idb, dev);
-  sx_put_le64(idb + 8, ino);
-  return sx_put(x->env->st, x->t, x->env->meta, "ident", 5, idb, 16, 0);
+  return moved ? 1 : sx_ident_put(env, t, dev, ino);
 }
 
 /* Rows moved to the old id per transaction of a copy's renewal: about
@@ -637,7 +633,12 @@ static int sx_copy_renew(sync_env *env) {
     if ((rc = sync_txn_begin(env, 0, &x))) return rc;
     rc = sx_copy_renew_step(x, x->hlc_last, x->hlc_last, SX_RENEW_BATCH,
                             &done);
-    if (!rc && done && (rc = sx_ident_put(x))) x->failed = 1;
+    if (!rc && done) {
+      uint64_t dev = 0, ino = 0;
+      if ((rc = sx_store_ident(env->st, &dev, &ino)) ||
+          (rc = sx_ident_put(env, x->t, dev, ino)))
+        x->failed = 1;
+    }
     if (rc) {
       sync_txn_abort(x);
       return rc;
