@@ -2114,9 +2114,12 @@ SYNC_PRIVATE int sx_dbi_drop(sx_store *st, sx_stxn *t, sx_dbi d);
 #define SX_GET_CURRENT 5
 #define SX_PREV 6
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d, sx_scur **out);
-/* One step of a walk: the entry op finds (SX_FIRST, SX_SET_RANGE at k),
- * then each next one (*op becomes SX_NEXT).  1: an entry in k and v;
- * 0: the walk is over; else the error (negative). */
+/* sx_cur_walk only: the first key after k (strictly), or the first key
+ * when k is empty: where a walk that stopped at k goes on. */
+#define SX_AFTER 7
+/* One step of a walk: the entry op finds (SX_FIRST, SX_SET_RANGE at k,
+ * SX_AFTER k), then each next one (*op becomes SX_NEXT).  1: an entry in
+ * k and v; 0: the walk is over; else the error (negative). */
 SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
                              sx_slice *v);
 SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
@@ -3175,7 +3178,15 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
 
 SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
                              sx_slice *v) {
-  int rc = sx_cur_get(st, c, *op, k, v);
+  int rc;
+  if (*op == SX_AFTER && k->n) {
+    sx_slice at = *k;
+    rc = sx_cur_get(st, c, SX_SET_RANGE, k, v);
+    if (!rc && k->n == at.n && !memcmp(k->p, at.p, at.n))
+      rc = sx_cur_get(st, c, SX_NEXT, k, v);
+  } else {
+    rc = sx_cur_get(st, c, *op == SX_AFTER ? SX_FIRST : *op, k, v);
+  }
   *op = SX_NEXT;
   if (rc == SYNC_NOTFOUND) return 0;
   return rc ? rc : 1;
@@ -6274,16 +6285,8 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
   for (;;) {
     sx_row *then = NULL, *now;
     sx_slice b = {NULL, 0};
-    int reseek = op == SX_SET_RANGE;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    /* After a write the walk goes on from the key written. */
-    if (reseek && sx_keycmp(k.p, k.n, key, klen) == 0) continue;
+    rc = sx_cur_walk(env->st, c, &op, &k, &v);
+    if (rc <= 0) break;
     klen = k.n;
     memcpy(key, k.p, klen);
     rc = sx_rh_state(x, table, kind, at, floor, &v, &b);
@@ -6306,7 +6309,8 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
     }
     if (rc) break;
     done++;
-    op = SX_SET_RANGE;
+    /* After a write the walk goes on after the key written. */
+    op = SX_AFTER;
     k.p = key;
     k.n = klen;
   }
@@ -6736,7 +6740,9 @@ SYNC_API int sync_changes_open_flags(sync_txn *x, uint64_t since,
     sx_free(&it->al, it);
     return rc;
   }
-  if ((rc = sx_logit_open(x, &it->it))) {
+  /* A scan reads the tables alone: no log cursor (it->it.c stays NULL,
+   * which sx_logit_close takes as nothing to close). */
+  if (!scan && (rc = sx_logit_open(x, &it->it))) {
     sx_row_free(&it->al, &it->row);
     sx_free(&it->al, it);
     return rc;
@@ -6794,14 +6800,13 @@ static int sx_changes_scan(sync_changes *it, sync_key *key) {
   sync_txn *x = it->x;
   sync_env *env = x->env;
   sx_slice k, v;
-  int rc, op = SX_NEXT, again = 0;
+  int rc, op = SX_NEXT;
   if (it->since == UINT64_MAX) return SYNC_NOTFOUND;
   if (it->sc && it->gen != x->gen) {
-    /* Written since: find the last row returned again, by its key. */
+    /* Written since: go on after the last row returned, by its key. */
     k.p = it->key;
     k.n = it->klen;
-    op = SX_SET_RANGE;
-    again = 1;
+    op = SX_AFTER;
   }
   it->gen = x->gen;
   for (;;) {
@@ -6819,12 +6824,7 @@ static int sx_changes_scan(sync_changes *it, sync_key *key) {
       sx_cur_close(it->sc);
       it->sc = NULL;
       it->tid++;
-      again = 0;
       continue;
-    }
-    if (again) {
-      again = 0;
-      if (k.n == it->klen && !memcmp(k.p, it->key, k.n)) continue;
     }
     if (sx_row_head(v.p, v.n, &version))
       version = UINT64_MAX; /* the decode below says what is wrong */
@@ -7935,21 +7935,19 @@ SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
     k.n = c->lolen;
     op = c->has_lo && c->lolen ? SX_SET_RANGE : SX_FIRST;
   } else if (c->gen != x->gen) {
-    /* The transaction wrote since: find our place again by key. */
+    /* The transaction wrote since: go on after our place, by key. */
     k.p = c->last;
     k.n = c->lastlen;
-    op = SX_SET_RANGE;
+    op = SX_AFTER;
   } else {
     k.p = NULL;
     k.n = 0;
     op = SX_NEXT;
   }
   for (;;) {
-    rc = sx_cur_get(x->env->st, c->c, op, &k, &v);
-    if (rc == SYNC_NOTFOUND) break;
-    if (rc) return rc;
-    op = SX_NEXT;
-    if (c->started && sx_keycmp(k.p, k.n, c->last, c->lastlen) <= 0) continue;
+    rc = sx_cur_walk(x->env->st, c->c, &op, &k, &v);
+    if (rc == 0) break;
+    if (rc < 0) return rc;
     if (c->has_hi && sx_keycmp(k.p, k.n, c->hi, c->hilen) >= 0) break;
     /* An as-of cursor reads the row's version at its point instead. */
     if (c->asof && (rc = sx_rh_cursor_at(c, &k, &v)) <= 0) {
@@ -8210,8 +8208,7 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t, unsigned *tid,
   for (; *tid < env->schema->ntables; (*tid)++, *plen = 0) {
     sx_scur *c;
     sx_slice kk, v;
-    int rc;
-    int op = *plen ? SX_SET_RANGE : SX_FIRST;
+    int rc, op = SX_AFTER;
     if ((rc = sx_table_cursor(x, *tid, &c))) return rc;
     kk.p = pos;
     kk.n = *plen;
@@ -8219,14 +8216,9 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t, unsigned *tid,
       size_t size;
       unsigned i;
       int any = 0;
-      rc = sx_cur_get(env->st, c, op, &kk, &v);
-      if (rc == SYNC_NOTFOUND) break;
-      if (rc) return rc;
-      if (op == SX_SET_RANGE && kk.n == *plen && !memcmp(kk.p, pos, kk.n)) {
-        op = SX_NEXT; /* done before */
-        continue;
-      }
-      op = SX_NEXT;
+      rc = sx_cur_walk(env->st, c, &op, &kk, &v);
+      if (rc == 0) break;
+      if (rc < 0) return rc;
       if (kk.n > SYNC_MAX_KEY) return SYNC_ECORRUPT;
       memcpy(pos, kk.p, kk.n);
       *plen = kk.n;
@@ -11120,14 +11112,13 @@ static int sx_fold_batch(sync_txn *x, uint64_t limit, uint64_t *folded,
     sx_scur *c;
     sx_slice k, rv;
     size_t nk = 0, at;
-    int op = klen ? SX_SET_RANGE : SX_FIRST, stop = 0, got;
+    int op = SX_AFTER, stop = 0, got;
     if (!sx_table_counters(tb)) continue;
     keys.len = 0;
     if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) break;
     k.p = key;
     k.n = klen;
     while ((got = sx_cur_walk(env->st, c, &op, &k, &rv)) == 1) {
-      if (klen && k.n == klen && !memcmp(k.p, key, klen)) continue;
       if ((rc = sx_row_decode(rv.p, rv.n, k.p, k.n, &x->old))) break;
       read++;
       if (sx_row_foldable(x, &x->old)) {
@@ -11754,14 +11745,11 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     if ((rc = sx_table_cursor(x, d->end.tid, &c))) return rc;
     k.p = d->end.key;
     k.n = d->end.klen;
-    op = d->end.klen ? SX_SET_RANGE : SX_FIRST;
+    op = SX_AFTER;
     for (;;) {
-      rc = sx_cur_get(env->st, c, op, &k, &v);
-      op = SX_NEXT;
-      if (rc == SYNC_NOTFOUND) break;
-      if (rc) return rc;
-      if (d->end.klen && sx_keycmp(k.p, k.n, d->end.key, d->end.klen) <= 0)
-        continue;
+      rc = sx_cur_walk(env->st, c, &op, &k, &v);
+      if (rc == 0) break;
+      if (rc < 0) return rc;
       /* Full: this row opens the next chunk (so a chunk that takes the
        * last rows ends the stream itself). */
       if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) return 0;

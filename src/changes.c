@@ -62,7 +62,9 @@ SYNC_API int sync_changes_open_flags(sync_txn *x, uint64_t since,
     sx_free(&it->al, it);
     return rc;
   }
-  if ((rc = sx_logit_open(x, &it->it))) {
+  /* A scan reads the tables alone: no log cursor (it->it.c stays NULL,
+   * which sx_logit_close takes as nothing to close). */
+  if (!scan && (rc = sx_logit_open(x, &it->it))) {
     sx_row_free(&it->al, &it->row);
     sx_free(&it->al, it);
     return rc;
@@ -120,14 +122,13 @@ static int sx_changes_scan(sync_changes *it, sync_key *key) {
   sync_txn *x = it->x;
   sync_env *env = x->env;
   sx_slice k, v;
-  int rc, op = SX_NEXT, again = 0;
+  int rc, op = SX_NEXT;
   if (it->since == UINT64_MAX) return SYNC_NOTFOUND;
   if (it->sc && it->gen != x->gen) {
-    /* Written since: find the last row returned again, by its key. */
+    /* Written since: go on after the last row returned, by its key. */
     k.p = it->key;
     k.n = it->klen;
-    op = SX_SET_RANGE;
-    again = 1;
+    op = SX_AFTER;
   }
   it->gen = x->gen;
   for (;;) {
@@ -145,12 +146,7 @@ static int sx_changes_scan(sync_changes *it, sync_key *key) {
       sx_cur_close(it->sc);
       it->sc = NULL;
       it->tid++;
-      again = 0;
       continue;
-    }
-    if (again) {
-      again = 0;
-      if (k.n == it->klen && !memcmp(k.p, it->key, k.n)) continue;
     }
     if (sx_row_head(v.p, v.n, &version))
       version = UINT64_MAX; /* the decode below says what is wrong */

@@ -354,14 +354,11 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
     if ((rc = sx_table_cursor(x, d->end.tid, &c))) return rc;
     k.p = d->end.key;
     k.n = d->end.klen;
-    op = d->end.klen ? SX_SET_RANGE : SX_FIRST;
+    op = SX_AFTER;
     for (;;) {
-      rc = sx_cur_get(env->st, c, op, &k, &v);
-      op = SX_NEXT;
-      if (rc == SYNC_NOTFOUND) break;
-      if (rc) return rc;
-      if (d->end.klen && sx_keycmp(k.p, k.n, d->end.key, d->end.klen) <= 0)
-        continue;
+      rc = sx_cur_walk(env->st, c, &op, &k, &v);
+      if (rc == 0) break;
+      if (rc < 0) return rc;
       /* Full: this row opens the next chunk (so a chunk that takes the
        * last rows ends the stream itself). */
       if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) return 0;

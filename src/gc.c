@@ -376,14 +376,13 @@ static int sx_fold_batch(sync_txn *x, uint64_t limit, uint64_t *folded,
     sx_scur *c;
     sx_slice k, rv;
     size_t nk = 0, at;
-    int op = klen ? SX_SET_RANGE : SX_FIRST, stop = 0, got;
+    int op = SX_AFTER, stop = 0, got;
     if (!sx_table_counters(tb)) continue;
     keys.len = 0;
     if ((rc = sx_cur_open(env->st, x->t, env->tdbi[tid], &c))) break;
     k.p = key;
     k.n = klen;
     while ((got = sx_cur_walk(env->st, c, &op, &k, &rv)) == 1) {
-      if (klen && k.n == klen && !memcmp(k.p, key, klen)) continue;
       if ((rc = sx_row_decode(rv.p, rv.n, k.p, k.n, &x->old))) break;
       read++;
       if (sx_row_foldable(x, &x->old)) {

@@ -883,16 +883,8 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
   for (;;) {
     sx_row *then = NULL, *now;
     sx_slice b = {NULL, 0};
-    int reseek = op == SX_SET_RANGE;
-    rc = sx_cur_get(env->st, c, op, &k, &v);
-    op = SX_NEXT;
-    if (rc == SYNC_NOTFOUND) {
-      rc = 0;
-      break;
-    }
-    if (rc) break;
-    /* After a write the walk goes on from the key written. */
-    if (reseek && sx_keycmp(k.p, k.n, key, klen) == 0) continue;
+    rc = sx_cur_walk(env->st, c, &op, &k, &v);
+    if (rc <= 0) break;
     klen = k.n;
     memcpy(key, k.p, klen);
     rc = sx_rh_state(x, table, kind, at, floor, &v, &b);
@@ -915,7 +907,8 @@ SYNC_API int sync_table_restore(sync_txn *x, unsigned table, int kind,
     }
     if (rc) break;
     done++;
-    op = SX_SET_RANGE;
+    /* After a write the walk goes on after the key written. */
+    op = SX_AFTER;
     k.p = key;
     k.n = klen;
   }

@@ -711,21 +711,19 @@ SYNC_API int sync_cursor_next(sync_cursor *c, sync_key *key, sync_value *vals,
     k.n = c->lolen;
     op = c->has_lo && c->lolen ? SX_SET_RANGE : SX_FIRST;
   } else if (c->gen != x->gen) {
-    /* The transaction wrote since: find our place again by key. */
+    /* The transaction wrote since: go on after our place, by key. */
     k.p = c->last;
     k.n = c->lastlen;
-    op = SX_SET_RANGE;
+    op = SX_AFTER;
   } else {
     k.p = NULL;
     k.n = 0;
     op = SX_NEXT;
   }
   for (;;) {
-    rc = sx_cur_get(x->env->st, c->c, op, &k, &v);
-    if (rc == SYNC_NOTFOUND) break;
-    if (rc) return rc;
-    op = SX_NEXT;
-    if (c->started && sx_keycmp(k.p, k.n, c->last, c->lastlen) <= 0) continue;
+    rc = sx_cur_walk(x->env->st, c->c, &op, &k, &v);
+    if (rc == 0) break;
+    if (rc < 0) return rc;
     if (c->has_hi && sx_keycmp(k.p, k.n, c->hi, c->hilen) >= 0) break;
     /* An as-of cursor reads the row's version at its point instead. */
     if (c->asof && (rc = sx_rh_cursor_at(c, &k, &v)) <= 0) {

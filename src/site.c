@@ -69,8 +69,7 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t, unsigned *tid,
   for (; *tid < env->schema->ntables; (*tid)++, *plen = 0) {
     sx_scur *c;
     sx_slice kk, v;
-    int rc;
-    int op = *plen ? SX_SET_RANGE : SX_FIRST;
+    int rc, op = SX_AFTER;
     if ((rc = sx_table_cursor(x, *tid, &c))) return rc;
     kk.p = pos;
     kk.n = *plen;
@@ -78,14 +77,9 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t, unsigned *tid,
       size_t size;
       unsigned i;
       int any = 0;
-      rc = sx_cur_get(env->st, c, op, &kk, &v);
-      if (rc == SYNC_NOTFOUND) break;
-      if (rc) return rc;
-      if (op == SX_SET_RANGE && kk.n == *plen && !memcmp(kk.p, pos, kk.n)) {
-        op = SX_NEXT; /* done before */
-        continue;
-      }
-      op = SX_NEXT;
+      rc = sx_cur_walk(env->st, c, &op, &kk, &v);
+      if (rc == 0) break;
+      if (rc < 0) return rc;
       if (kk.n > SYNC_MAX_KEY) return SYNC_ECORRUPT;
       memcpy(pos, kk.p, kk.n);
       *plen = kk.n;

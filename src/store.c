@@ -1054,7 +1054,15 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
 
 SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
                              sx_slice *v) {
-  int rc = sx_cur_get(st, c, *op, k, v);
+  int rc;
+  if (*op == SX_AFTER && k->n) {
+    sx_slice at = *k;
+    rc = sx_cur_get(st, c, SX_SET_RANGE, k, v);
+    if (!rc && k->n == at.n && !memcmp(k->p, at.p, at.n))
+      rc = sx_cur_get(st, c, SX_NEXT, k, v);
+  } else {
+    rc = sx_cur_get(st, c, *op == SX_AFTER ? SX_FIRST : *op, k, v);
+  }
   *op = SX_NEXT;
   if (rc == SYNC_NOTFOUND) return 0;
   return rc ? rc : 1;

@@ -131,9 +131,12 @@ SYNC_PRIVATE int sx_dbi_drop(sx_store *st, sx_stxn *t, sx_dbi d);
 #define SX_GET_CURRENT 5
 #define SX_PREV 6
 SYNC_PRIVATE int sx_cur_open(sx_store *st, sx_stxn *t, sx_dbi d, sx_scur **out);
-/* One step of a walk: the entry op finds (SX_FIRST, SX_SET_RANGE at k),
- * then each next one (*op becomes SX_NEXT).  1: an entry in k and v;
- * 0: the walk is over; else the error (negative). */
+/* sx_cur_walk only: the first key after k (strictly), or the first key
+ * when k is empty: where a walk that stopped at k goes on. */
+#define SX_AFTER 7
+/* One step of a walk: the entry op finds (SX_FIRST, SX_SET_RANGE at k,
+ * SX_AFTER k), then each next one (*op becomes SX_NEXT).  1: an entry in
+ * k and v; 0: the walk is over; else the error (negative). */
 SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
                              sx_slice *v);
 SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
