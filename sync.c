@@ -3915,6 +3915,10 @@ struct sync_env {
 };
 struct sync_txn {
   sync_env *env;
+  /* This replica's site id as the file held it when the transaction
+   * began (meta "site"), then as the transaction renews it: another
+   * process may have renewed it since this env opened. */
+  uint8_t self[SX_SITE_LEN];
   sx_stxn *t;
   int rdonly;
   int group;      /* SYNC_TXN_GROUP: t is a member of a batch (store.h) */
@@ -4156,8 +4160,13 @@ SYNC_API int sync_env_sync(sync_env *env) {
 }
 
 SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]) {
+  sync_txn *x;
+  int rc;
   if (!env || !env->st || !out) return SYNC_EINVAL;
-  memcpy(out, env->site, SX_SITE_LEN);
+  /* Read from the file: another process may have renewed it. */
+  if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &x))) return rc;
+  memcpy(out, x->self, SX_SITE_LEN);
+  sync_txn_abort(x);
   return 0;
 }
 
@@ -4325,6 +4334,15 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   x->hlc_last = sx_get_le64(v.p);
   x->base_version = sx_get_le64(v.p + 8);
   x->schema_version = sx_get_le64(v.p + 16);
+  rc = sx_get(env->st, x->t, env->meta, "site", 4, &v);
+  if (!rc && v.n != SX_SITE_LEN) rc = SYNC_ECORRUPT;
+  if (rc) {
+    sx_txn_end(x);
+    sx_free(&env->al, x);
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "site id record unreadable");
+  }
+  memcpy(x->self, v.p, SX_SITE_LEN);
   if (x->schema_version != env->schema->version) {
     sx_txn_end(x);
     sx_free(&env->al, x);
@@ -4491,7 +4509,7 @@ SYNC_PRIVATE int sx_sites_load(sync_txn *x) {
 SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
   int rc;
   if (idx == 0) {
-    memcpy(out, x->env->site, SX_SITE_LEN);
+    memcpy(out, x->self, SX_SITE_LEN);
     return 0;
   }
   if ((rc = sx_sites_load(x))) return rc;
@@ -6072,7 +6090,7 @@ SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
         (newest >= r->nstamps || r->stamps[r->cols[i].st].hlc >
                                      r->stamps[newest].hlc))
       newest = r->cols[i].st;
-  if (out->origin == SYNC_ORIGIN_LOCAL) memcpy(out->site, env->site, 16);
+  if (out->origin == SYNC_ORIGIN_LOCAL) memcpy(out->site, x->self, 16);
   else if (newest < r->nstamps &&
            (rc = sx_site_id(x, r->stamps[newest].site, out->site)))
     return rc;
@@ -7093,7 +7111,7 @@ SYNC_PRIVATE int sx_fold_mine(sync_txn *x, uint32_t s) {
     return 0;
   for (j = sx_fold_first(f, n, x->sites[s]);
        j < n && !memcmp(f[j].site, x->sites[s], SX_SITE_LEN); j++)
-    if (!memcmp(f[j].heir, x->env->site, SX_SITE_LEN)) return 1;
+    if (!memcmp(f[j].heir, x->self, SX_SITE_LEN)) return 1;
   return 0;
 }
 
@@ -7126,7 +7144,7 @@ SYNC_PRIVATE int sx_fold_take(sync_txn *x, const sync_delta *d,
   size_t i, n, j;
   int rc, added;
   for (i = 0; i < d->nfold; i++)
-    if (!memcmp(d->fold[i].site, x->env->site, SX_SITE_LEN))
+    if (!memcmp(d->fold[i].site, x->self, SX_SITE_LEN))
       return sx_fail(x->env, SYNC_EHISTORY,
                      "a peer retired this replica's site id (its counter "
                      "contributions were folded into another replica's): "
@@ -8310,10 +8328,10 @@ done:
  * the stamps that keep it: until sx_renew_switch both indexes name it. */
 static int sx_renew_alias(sync_txn *x, uint32_t *k) {
   int rc;
-  if ((rc = sx_scratch(x)) || (rc = sx_site_index(x, x->env->site, 0, k)))
+  if ((rc = sx_scratch(x)) || (rc = sx_site_index(x, x->self, 0, k)))
     return rc;
   if (*k != 0) return SYNC_ECORRUPT;
-  return sx_site_append(x, x->env->site, k);
+  return sx_site_append(x, x->self, k);
 }
 
 /* Take a new id for index 0, the old one staying at index k (rows
@@ -8324,7 +8342,7 @@ static int sx_renew_switch(sync_txn *x, uint32_t k, uint64_t held) {
   unsigned char kb[4], vb[8];
   uint32_t i;
   int rc, tries;
-  memcpy(old, env->site, SX_SITE_LEN);
+  memcpy(old, x->self, SX_SITE_LEN);
   for (tries = 0;; tries++) {
     int clash = 0;
     if (tries == 8 || env->random(env->random_ctx, nid, SX_SITE_LEN) != 0)
@@ -8338,7 +8356,7 @@ static int sx_renew_switch(sync_txn *x, uint32_t k, uint64_t held) {
   if ((rc = sx_put(env->st, x->t, env->sites, kb, 4, nid, SX_SITE_LEN, 0)))
     goto fail;
   memcpy(x->sites[0], nid, SX_SITE_LEN);
-  memcpy(env->site, nid, SX_SITE_LEN);
+  memcpy(x->self, nid, SX_SITE_LEN);
   {
     /* xfloor capped what we claimed of our own writes, some of which
      * left our scope: they keep the old id, and the new one has lost
@@ -8363,7 +8381,7 @@ static int sx_renew_switch(sync_txn *x, uint32_t k, uint64_t held) {
   return 0;
 fail:
   x->failed = 1;
-  memcpy(env->site, old, SX_SITE_LEN);
+  memcpy(x->self, old, SX_SITE_LEN);
   return rc;
 }
 
@@ -8428,7 +8446,7 @@ SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
     t = sx_get_le64(head + 4);
     held = sx_get_le64(head + 12);
     if (k == 0 || k >= x->nsites) return sx_relabel_damaged(x);
-    if (memcmp(x->sites[k], x->env->site, SX_SITE_LEN)) {
+    if (memcmp(x->sites[k], x->self, SX_SITE_LEN)) {
       /* Code older than the record took the new id since (it relabels
        * the rows to the old id's second index as this would): done. */
       if ((rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))
@@ -9764,7 +9782,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
   *out = NULL;
   if (!x || !sender) return SYNC_EINVAL;
   env = x->env;
-  if (!memcmp(sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
+  if (!memcmp(sender, x->self, SX_SITE_LEN)) return SYNC_EINVAL;
   rc = sx_peer_get(x, sender, &p);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   if ((rc = sx_vv_load(x, &vv))) return rc;
@@ -9788,7 +9806,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
     r->nvv++;
   }
   sx_free(&env->al, vv);
-  memcpy(r->requester, env->site, SX_SITE_LEN);
+  memcpy(r->requester, x->self, SX_SITE_LEN);
   memcpy(r->sender, sender, SX_SITE_LEN);
   r->schema_hash = env->schema->hash;
   r->cur = p.cur;
@@ -9827,7 +9845,7 @@ SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
   size_t i;
   *held = UINT64_MAX;
   for (i = 0; i < req->nvv; i++)
-    if (!memcmp(req->vv[i].site, x->env->site, SX_SITE_LEN))
+    if (!memcmp(req->vv[i].site, x->self, SX_SITE_LEN))
       return sx_claim_own(x, req->vv[i].hlc, held);
   return 0;
 }
@@ -9836,8 +9854,8 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
   sx_peer p;
   uint64_t held;
   int rc;
-  if (!x || !r || memcmp(r->sender, x->env->site, SX_SITE_LEN) ||
-      !memcmp(r->requester, x->env->site, SX_SITE_LEN))
+  if (!x || !r || memcmp(r->sender, x->self, SX_SITE_LEN) ||
+      !memcmp(r->requester, x->self, SX_SITE_LEN))
     return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
@@ -9883,7 +9901,7 @@ SYNC_PRIVATE void sx_mark_move(sx_mark *pm, sx_lineage *pl, const sx_mark *m,
 SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
   sx_peer p;
   int rc;
-  if (!x || !peer || !memcmp(peer, x->env->site, SX_SITE_LEN))
+  if (!x || !peer || !memcmp(peer, x->self, SX_SITE_LEN))
     return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
@@ -10493,7 +10511,7 @@ static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
   size_t j;
   uint32_t idx;
   int rc, found = 0;
-  if (!memcmp(site, env->site, SX_SITE_LEN)) return 0;
+  if (!memcmp(site, x->self, SX_SITE_LEN)) return 0;
   sx_buf_init(&b, &env->al);
   if ((rc = sx_renew_load(x, &b))) goto done;
   for (j = 0; j + 24 <= b.len; j += 24)
@@ -10644,7 +10662,7 @@ SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
   int rc, lowered = 0;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  memcpy(old, x->env->site, SX_SITE_LEN);
+  memcpy(old, x->self, SX_SITE_LEN);
   /* A file restored from a backup lost old-id writes the fleet holds,
    * and while it claimed them (its own vector entry), peers left them
    * out of what they sent, past cursors that have moved on since.  So
@@ -10696,7 +10714,7 @@ SYNC_API int sync_site_renew(sync_txn *x) {
 SYNC_API int sync_site_renew_from(sync_txn *x, const sync_request *req) {
   uint64_t claim;
   int rc;
-  if (!x || !req || memcmp(req->sender, x->env->site, SX_SITE_LEN))
+  if (!x || !req || memcmp(req->sender, x->self, SX_SITE_LEN))
     return SYNC_EINVAL;
   rc = sx_claim_check(x, req, &claim);
   if (rc && rc != SYNC_EHISTORY) return rc;
@@ -11050,7 +11068,7 @@ SYNC_API int sync_site_retire(sync_txn *x, const uint8_t site[16]) {
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
   env = x->env;
-  if (!memcmp(site, env->site, SX_SITE_LEN))
+  if (!memcmp(site, x->self, SX_SITE_LEN))
     return sx_fail(env, SYNC_EINVAL, "a replica cannot retire its own site id");
   if ((rc = sx_folds(x, &f, &n))) return rc;
   for (i = 0; i < n; i++)
@@ -11075,9 +11093,9 @@ SYNC_API int sync_site_retire(sync_txn *x, const uint8_t site[16]) {
       chain.len += 24;
     }
   sx_stamp_txn(x);
-  if (!rc) rc = sx_fold_put(x, site, env->site, x->hlc, held, &added);
+  if (!rc) rc = sx_fold_put(x, site, x->self, x->hlc, held, &added);
   for (i = 0; !rc && i < chain.len; i += 24)
-    rc = sx_fold_put(x, chain.p + i, env->site, x->hlc,
+    rc = sx_fold_put(x, chain.p + i, x->self, x->hlc,
                      sx_get_le64(chain.p + i + SX_SITE_LEN), &added);
   sx_buf_free(&chain);
   /* The walk starts again from the first table. */
@@ -11834,8 +11852,8 @@ static int sx_cut_admit(sync_txn *x, const sync_request *req) {
   sync_env *env = x->env;
   uint64_t held;
   int rc;
-  if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
-      !memcmp(req->requester, env->site, SX_SITE_LEN))
+  if (memcmp(req->sender, x->self, SX_SITE_LEN) ||
+      !memcmp(req->requester, x->self, SX_SITE_LEN))
     return SYNC_EINVAL;
   if (!sx_compat_ok(env, req->schema_hash))
     return sx_fail(env, SYNC_ESCHEMA,
@@ -12059,7 +12077,7 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     goto done;
   }
   if ((rc = sx_cut_rvv(x, req, rvv))) goto done;
-  memcpy(d->sender, env->site, SX_SITE_LEN);
+  memcpy(d->sender, x->self, SX_SITE_LEN);
   memcpy(d->receiver, req->requester, SX_SITE_LEN);
   d->schema_hash = env->schema->hash;
   d->start = req->cur;
@@ -12140,7 +12158,7 @@ SYNC_PRIVATE int sx_cmp_lr(sync_txn *x, const sx_row *r, unsigned i,
 
 
 static const uint8_t *sx_lsite(sync_txn *x, uint32_t idx) {
-  return idx == 0 ? x->env->site : x->sites[idx];
+  return idx == 0 ? x->self : x->sites[idx];
 }
 
 SYNC_PRIVATE sync_value sx_dval(const sync_delta *d, const sx_dcol *c) {
@@ -13580,7 +13598,7 @@ static int sx_apply_admit(sync_txn *x, const sync_delta *d,
   sync_env *env = x->env;
   int rc, base = policy & ~SYNC_APPLY_DRY_RUN;
   if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
-  if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
+  if (!memcmp(d->sender, x->self, SX_SITE_LEN)) return SYNC_EINVAL;
   if (!sx_compat_ok(env, d->schema_hash))
     return sx_fail(env, SYNC_ESCHEMA,
                    "the delta was cut under another schema (hash %016llx), "
@@ -13588,7 +13606,7 @@ static int sx_apply_admit(sync_txn *x, const sync_delta *d,
                    (unsigned long long)d->schema_hash);
   /* A chunk leaves out what its receiver holds: applied elsewhere it
    * would move a cursor past rows that replica never got. */
-  if (memcmp(d->receiver, env->site, SX_SITE_LEN))
+  if (memcmp(d->receiver, x->self, SX_SITE_LEN))
     return sx_fail(env, SYNC_EINVAL, "the delta was cut for another replica");
   if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
@@ -13986,7 +14004,7 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
   /* Our own entry is our clock: a peer's above what our history made
    * shows this file is not the one the fleet knows (a restore). */
   for (i = 0; i < n; i++)
-    if (!memcmp(pv + 24 * i, env->site, SX_SITE_LEN) &&
+    if (!memcmp(pv + 24 * i, x->self, SX_SITE_LEN) &&
         (rc = sx_claim_own(x, sx_get_le64(pv + 24 * i + SX_SITE_LEN), held)))
       return rc;
   li = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * (n ? n : 1));
@@ -13996,7 +14014,7 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
   for (i = 0; !rc && i < n; i++) {
     const unsigned char *e = pv + 24 * i;
     li[i] = 0;
-    if (memcmp(e, env->site, SX_SITE_LEN) &&
+    if (memcmp(e, x->self, SX_SITE_LEN) &&
         sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN)))
       rc = sx_site_index(x, e, 1, &li[i]);
   }
@@ -18975,7 +18993,7 @@ static int sx_rp_newdelta(sx_repair *rp, sync_txn *x, sync_delta **out) {
   }
   d = sx_delta_new(&env->al);
   if (!d) return SYNC_ENOMEM;
-  memcpy(d->sender, env->site, SX_SITE_LEN);
+  memcpy(d->sender, x->self, SX_SITE_LEN);
   memcpy(d->receiver, rp->o.peer, SX_SITE_LEN);
   d->schema_hash = env->schema->hash;
   d->last = 1;
@@ -19435,6 +19453,11 @@ struct sync_session {
   int roles[2], nphase, phase;
   int mode, dry;
   uint8_t peer[SX_SITE_LEN];
+  /* This replica's site id when the session was made (read from the
+   * file: another process may have renewed it since the env opened).
+   * A renewal during the session shows as a chunk or request under
+   * another id, and fails the session; the next one goes as the new id. */
+  uint8_t self[SX_SITE_LEN];
   int have_peer;
   size_t peer_max; /* largest message the peer accepts */
   size_t own_max;
@@ -19838,9 +19861,9 @@ SYNC_PRIVATE int sx_fctx_setup(sync_session *s, uint64_t peer_hash) {
   s->peer_hash = peer_hash;
   sx_fctx_free(&s->tx);
   sx_fctx_free(&s->rx);
-  if ((rc = sx_fctx_init(&s->tx, &s->al, s->env->site, s->peer,
+  if ((rc = sx_fctx_init(&s->tx, &s->al, s->self, s->peer,
                          s->env->schema->hash)) ||
-      (rc = sx_fctx_init(&s->rx, &s->al, s->peer, s->env->site, peer_hash)))
+      (rc = sx_fctx_init(&s->rx, &s->al, s->peer, s->self, peer_hash)))
     return sx_sess_fail(s, rc, "out of memory");
   s->tx.coltype = sx_coltype_own;
   s->tx.coltype_cx = s;
@@ -19996,7 +20019,7 @@ static int sx_rf_rows(sync_session *s, sync_txn *x, sync_delta *d, size_t *k) {
  * site this replica knows, an empty vector. */
 static int sx_rf_frame_head(sync_session *s, sync_txn *x, sync_delta *d) {
   size_t ns = x->nsites ? x->nsites : 1;
-  memcpy(d->sender, s->env->site, SX_SITE_LEN);
+  memcpy(d->sender, s->self, SX_SITE_LEN);
   memcpy(d->receiver, s->peer, SX_SITE_LEN);
   d->schema_hash = s->env->schema->hash;
   d->last = 1;
@@ -20130,7 +20153,7 @@ SYNC_PRIVATE int sx_rf_apply(sync_session *s, sync_delta *d) {
   unsigned char pb[SX_VARINT_MAX];
   int rc;
   if (d && (memcmp(d->sender, s->peer, SX_SITE_LEN) ||
-            memcmp(d->receiver, s->env->site, SX_SITE_LEN) ||
+            memcmp(d->receiver, s->self, SX_SITE_LEN) ||
             d->schema_hash != s->env->schema->hash ||
             sx_delta_valid(d, s->env->schema))) {
     sync_delta_free(d);
@@ -20608,7 +20631,7 @@ SYNC_PRIVATE int sx_send_hello(sync_session *s) {
   sx_mask_and(sel, s->o.tables);
   *p++ = SX_PROTO;
   *p++ = SX_FMAJOR_SESS;
-  memcpy(p, s->env->site, SX_SITE_LEN);
+  memcpy(p, s->self, SX_SITE_LEN);
   p += SX_SITE_LEN;
   sx_put_le64(p, s->env->schema->hash);
   p += 8;
@@ -20740,7 +20763,7 @@ static void sx_read_views(sync_session *s, sx_rd *r, sx_hello *h) {
     const unsigned char *site = sx_rbytes(r, SX_SITE_LEN);
     sx_view v;
     if (sx_rview(r, &v) || !site) break;
-    if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
+    if (!memcmp(site, s->self, SX_SITE_LEN)) {
       h->view = 1;
       h->v = v;
     }
@@ -20827,7 +20850,7 @@ static int sx_send_welcome(sync_session *s, uint64_t client_hash) {
       *p = b;
   int rc;
   *p++ = SX_PROTO;
-  memcpy(p, s->env->site, SX_SITE_LEN);
+  memcpy(p, s->self, SX_SITE_LEN);
   p += SX_SITE_LEN;
   sx_put_le64(p, s->env->schema->hash);
   p += 8;
@@ -20848,7 +20871,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
   sync_rights rights;
   int rc;
   if ((rc = sx_read_hello(s, b, n, &h))) return rc;
-  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+  if (!memcmp(s->peer, s->self, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
   s->repair = (h.flags & SX_HF_REPAIR) != 0;
@@ -20915,7 +20938,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   } else if (r.p != r.end) {
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   }
-  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+  if (!memcmp(s->peer, s->self, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
   if ((rc = sx_fctx_setup(s, hash))) return rc;
@@ -21061,7 +21084,7 @@ static int sx_ck_quiet(sync_txn *x, const uint8_t *requester, uint64_t v,
   memset(&req, 0, sizeof req);
   req.al = x->env->al;
   memcpy(req.requester, requester, SX_SITE_LEN);
-  memcpy(req.sender, x->env->site, SX_SITE_LEN);
+  memcpy(req.sender, x->self, SX_SITE_LEN);
   req.schema_hash = x->env->schema->hash;
   req.cur.mode = SX_MODE_LOG;
   req.cur.version = v;
@@ -21111,7 +21134,7 @@ static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
   rc = sx_peer_get(x, k->server, &p);
   if (rc == SYNC_NOTFOUND) return 0;
   if (rc) return rc;
-  memcpy(k->client, s->env->site, SX_SITE_LEN);
+  memcpy(k->client, s->self, SX_SITE_LEN);
   k->schema_hash = s->env->schema->hash;
   k->mode = (unsigned)s->mode;
   if (s->mode & SYNC_PULL) {
@@ -21168,7 +21191,7 @@ SYNC_PRIVATE int sx_client_start(sync_session *s) {
     for (i = 0; i < SYNC_RIGHTS_BYTES; i++) sel[i] &= s->o.tables[i];
   }
   *p++ = SX_PROTO;
-  memcpy(p, s->env->site, SX_SITE_LEN);
+  memcpy(p, s->self, SX_SITE_LEN);
   p += SX_SITE_LEN;
   if (!s->o.tables) {
     *p++ = (unsigned char)(s->mode | SX_CK_ALL);
@@ -21290,7 +21313,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
   if (rc) return rc;
   memset(&k, 0, sizeof k);
   memcpy(k.client, s->peer, SX_SITE_LEN);
-  memcpy(k.server, s->env->site, SX_SITE_LEN);
+  memcpy(k.server, s->self, SX_SITE_LEN);
   k.schema_hash = s->env->schema->hash;
   k.mode = c->mode;
   for (i = 0; i < SYNC_RIGHTS_BYTES; i++) send[i] = rights->read[i] & c->sel[i];
@@ -21340,7 +21363,7 @@ SYNC_PRIVATE int sx_on_check(sync_session *s, const unsigned char *b,
     return sx_sess_fail(s, SYNC_EPROTO, "a second CHECK in one session");
   s->checked = 1;
   if ((rc = sx_read_check(s, b, n, &c))) return rc;
-  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+  if (!memcmp(s->peer, s->self, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   if ((rc = sx_grant(s, c.cred, c.clen, &rights))) return rc;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))
@@ -21442,7 +21465,7 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
   if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
   if (memcmp(req->requester, s->peer, SX_SITE_LEN) ||
-      memcmp(req->sender, s->env->site, SX_SITE_LEN))
+      memcmp(req->sender, s->self, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "REQUEST names other replicas");
   req->vv = (sync_stamp *)sx_malloc(&s->al, (size_t)(nvv ? nvv : 1) *
                                                 sizeof(sync_stamp));
@@ -21698,7 +21721,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   rc = sx_apply_chunk(s, d, answer, &rep);
   s->st.frames_received++;
   s->st.rows_received += sync_delta_rows(d);
-  if (rc == SYNC_EHISTORY && !s->dry && sx_delta_retires(d, s->env->site)) {
+  if (rc == SYNC_EHISTORY && !s->dry && sx_delta_retires(d, s->self)) {
     /* A peer retired our id (fold.c): take a new one, keeping every
      * claim (the file holds its own writes), and sync again under it. */
     sync_txn *x = NULL;
@@ -21930,6 +21953,10 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   s = (sync_session *)sx_malloc(&env->al, sizeof *s);
   if (!s) return SYNC_ENOMEM;
   memset(s, 0, sizeof *s);
+  if ((rc = sync_env_site_id(env, s->self))) {
+    sx_free(&env->al, s);
+    return rc;
+  }
   s->env = env;
   s->al = env->al;
   s->o = *o;

@@ -404,8 +404,11 @@ SYNC_API int sync_env_sync(sync_env *env);
  * the cause. */
 SYNC_API int sync_env_compact(sync_env *env, const char *out);
 
-/* This replica's 16-byte site id.  It changes when the replica finds it
- * is a copy (sync_site_renew).  Errors: SYNC_EINVAL (not open). */
+/* This replica's 16-byte site id, as the file holds it now.  It changes
+ * when the replica finds it is a copy or a restore (sync_site_renew),
+ * whichever process with the file open renews it: every transaction
+ * reads it from the file when it begins.  Errors: SYNC_EINVAL (not
+ * open), and those of sync_txn_begin. */
 SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
 
 /* Take a new site id, in write transaction txn, with no other transaction

@@ -869,7 +869,7 @@ static int sx_apply_admit(sync_txn *x, const sync_delta *d,
   sync_env *env = x->env;
   int rc, base = policy & ~SYNC_APPLY_DRY_RUN;
   if (base < SYNC_APPLY_MERGE || base > SYNC_APPLY_APPEND) return SYNC_EINVAL;
-  if (!memcmp(d->sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
+  if (!memcmp(d->sender, x->self, SX_SITE_LEN)) return SYNC_EINVAL;
   if (!sx_compat_ok(env, d->schema_hash))
     return sx_fail(env, SYNC_ESCHEMA,
                    "the delta was cut under another schema (hash %016llx), "
@@ -877,7 +877,7 @@ static int sx_apply_admit(sync_txn *x, const sync_delta *d,
                    (unsigned long long)d->schema_hash);
   /* A chunk leaves out what its receiver holds: applied elsewhere it
    * would move a cursor past rows that replica never got. */
-  if (memcmp(d->receiver, env->site, SX_SITE_LEN))
+  if (memcmp(d->receiver, x->self, SX_SITE_LEN))
     return sx_fail(env, SYNC_EINVAL, "the delta was cut for another replica");
   if (!(policy & SYNC_APPLY_DRY_RUN) && x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
@@ -1275,7 +1275,7 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
   /* Our own entry is our clock: a peer's above what our history made
    * shows this file is not the one the fleet knows (a restore). */
   for (i = 0; i < n; i++)
-    if (!memcmp(pv + 24 * i, env->site, SX_SITE_LEN) &&
+    if (!memcmp(pv + 24 * i, x->self, SX_SITE_LEN) &&
         (rc = sx_claim_own(x, sx_get_le64(pv + 24 * i + SX_SITE_LEN), held)))
       return rc;
   li = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * (n ? n : 1));
@@ -1285,7 +1285,7 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
   for (i = 0; !rc && i < n; i++) {
     const unsigned char *e = pv + 24 * i;
     li[i] = 0;
-    if (memcmp(e, env->site, SX_SITE_LEN) &&
+    if (memcmp(e, x->self, SX_SITE_LEN) &&
         sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN)))
       rc = sx_site_index(x, e, 1, &li[i]);
   }

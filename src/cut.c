@@ -443,8 +443,8 @@ static int sx_cut_admit(sync_txn *x, const sync_request *req) {
   sync_env *env = x->env;
   uint64_t held;
   int rc;
-  if (memcmp(req->sender, env->site, SX_SITE_LEN) ||
-      !memcmp(req->requester, env->site, SX_SITE_LEN))
+  if (memcmp(req->sender, x->self, SX_SITE_LEN) ||
+      !memcmp(req->requester, x->self, SX_SITE_LEN))
     return SYNC_EINVAL;
   if (!sx_compat_ok(env, req->schema_hash))
     return sx_fail(env, SYNC_ESCHEMA,
@@ -668,7 +668,7 @@ SYNC_API int sync_delta_make(sync_txn *x, const sync_request *req,
     goto done;
   }
   if ((rc = sx_cut_rvv(x, req, rvv))) goto done;
-  memcpy(d->sender, env->site, SX_SITE_LEN);
+  memcpy(d->sender, x->self, SX_SITE_LEN);
   memcpy(d->receiver, req->requester, SX_SITE_LEN);
   d->schema_hash = env->schema->hash;
   d->start = req->cur;

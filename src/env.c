@@ -146,8 +146,13 @@ SYNC_API int sync_env_sync(sync_env *env) {
 }
 
 SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]) {
+  sync_txn *x;
+  int rc;
   if (!env || !env->st || !out) return SYNC_EINVAL;
-  memcpy(out, env->site, SX_SITE_LEN);
+  /* Read from the file: another process may have renewed it. */
+  if ((rc = sync_txn_begin(env, SYNC_TXN_RDONLY, &x))) return rc;
+  memcpy(out, x->self, SX_SITE_LEN);
+  sync_txn_abort(x);
   return 0;
 }
 

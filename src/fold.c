@@ -211,7 +211,7 @@ SYNC_PRIVATE int sx_fold_mine(sync_txn *x, uint32_t s) {
     return 0;
   for (j = sx_fold_first(f, n, x->sites[s]);
        j < n && !memcmp(f[j].site, x->sites[s], SX_SITE_LEN); j++)
-    if (!memcmp(f[j].heir, x->env->site, SX_SITE_LEN)) return 1;
+    if (!memcmp(f[j].heir, x->self, SX_SITE_LEN)) return 1;
   return 0;
 }
 
@@ -244,7 +244,7 @@ SYNC_PRIVATE int sx_fold_take(sync_txn *x, const sync_delta *d,
   size_t i, n, j;
   int rc, added;
   for (i = 0; i < d->nfold; i++)
-    if (!memcmp(d->fold[i].site, x->env->site, SX_SITE_LEN))
+    if (!memcmp(d->fold[i].site, x->self, SX_SITE_LEN))
       return sx_fail(x->env, SYNC_EHISTORY,
                      "a peer retired this replica's site id (its counter "
                      "contributions were folded into another replica's): "

@@ -314,7 +314,7 @@ SYNC_API int sync_site_retire(sync_txn *x, const uint8_t site[16]) {
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
   env = x->env;
-  if (!memcmp(site, env->site, SX_SITE_LEN))
+  if (!memcmp(site, x->self, SX_SITE_LEN))
     return sx_fail(env, SYNC_EINVAL, "a replica cannot retire its own site id");
   if ((rc = sx_folds(x, &f, &n))) return rc;
   for (i = 0; i < n; i++)
@@ -339,9 +339,9 @@ SYNC_API int sync_site_retire(sync_txn *x, const uint8_t site[16]) {
       chain.len += 24;
     }
   sx_stamp_txn(x);
-  if (!rc) rc = sx_fold_put(x, site, env->site, x->hlc, held, &added);
+  if (!rc) rc = sx_fold_put(x, site, x->self, x->hlc, held, &added);
   for (i = 0; !rc && i < chain.len; i += 24)
-    rc = sx_fold_put(x, chain.p + i, env->site, x->hlc,
+    rc = sx_fold_put(x, chain.p + i, x->self, x->hlc,
                      sx_get_le64(chain.p + i + SX_SITE_LEN), &added);
   sx_buf_free(&chain);
   /* The walk starts again from the first table. */

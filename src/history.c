@@ -670,7 +670,7 @@ SYNC_API int sync_versions_next(sync_versions *it, sync_version *out,
         (newest >= r->nstamps || r->stamps[r->cols[i].st].hlc >
                                      r->stamps[newest].hlc))
       newest = r->cols[i].st;
-  if (out->origin == SYNC_ORIGIN_LOCAL) memcpy(out->site, env->site, 16);
+  if (out->origin == SYNC_ORIGIN_LOCAL) memcpy(out->site, x->self, 16);
   else if (newest < r->nstamps &&
            (rc = sx_site_id(x, r->stamps[newest].site, out->site)))
     return rc;

@@ -8,7 +8,7 @@
 
 
 static const uint8_t *sx_lsite(sync_txn *x, uint32_t idx) {
-  return idx == 0 ? x->env->site : x->sites[idx];
+  return idx == 0 ? x->self : x->sites[idx];
 }
 
 SYNC_PRIVATE sync_value sx_dval(const sync_delta *d, const sx_dcol *c) {

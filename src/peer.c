@@ -230,7 +230,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
   *out = NULL;
   if (!x || !sender) return SYNC_EINVAL;
   env = x->env;
-  if (!memcmp(sender, env->site, SX_SITE_LEN)) return SYNC_EINVAL;
+  if (!memcmp(sender, x->self, SX_SITE_LEN)) return SYNC_EINVAL;
   rc = sx_peer_get(x, sender, &p);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   if ((rc = sx_vv_load(x, &vv))) return rc;
@@ -254,7 +254,7 @@ SYNC_API int sync_request_make(sync_txn *x, const uint8_t sender[16],
     r->nvv++;
   }
   sx_free(&env->al, vv);
-  memcpy(r->requester, env->site, SX_SITE_LEN);
+  memcpy(r->requester, x->self, SX_SITE_LEN);
   memcpy(r->sender, sender, SX_SITE_LEN);
   r->schema_hash = env->schema->hash;
   r->cur = p.cur;
@@ -293,7 +293,7 @@ SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
   size_t i;
   *held = UINT64_MAX;
   for (i = 0; i < req->nvv; i++)
-    if (!memcmp(req->vv[i].site, x->env->site, SX_SITE_LEN))
+    if (!memcmp(req->vv[i].site, x->self, SX_SITE_LEN))
       return sx_claim_own(x, req->vv[i].hlc, held);
   return 0;
 }
@@ -302,8 +302,8 @@ SYNC_API int sync_request_ack(sync_txn *x, const sync_request *r) {
   sx_peer p;
   uint64_t held;
   int rc;
-  if (!x || !r || memcmp(r->sender, x->env->site, SX_SITE_LEN) ||
-      !memcmp(r->requester, x->env->site, SX_SITE_LEN))
+  if (!x || !r || memcmp(r->sender, x->self, SX_SITE_LEN) ||
+      !memcmp(r->requester, x->self, SX_SITE_LEN))
     return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
@@ -349,7 +349,7 @@ SYNC_PRIVATE void sx_mark_move(sx_mark *pm, sx_lineage *pl, const sx_mark *m,
 SYNC_API int sync_peer_reset(sync_txn *x, const uint8_t peer[16]) {
   sx_peer p;
   int rc;
-  if (!x || !peer || !memcmp(peer, x->env->site, SX_SITE_LEN))
+  if (!x || !peer || !memcmp(peer, x->self, SX_SITE_LEN))
     return SYNC_EINVAL;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;

@@ -109,7 +109,7 @@ static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
   size_t j;
   uint32_t idx;
   int rc, found = 0;
-  if (!memcmp(site, env->site, SX_SITE_LEN)) return 0;
+  if (!memcmp(site, x->self, SX_SITE_LEN)) return 0;
   sx_buf_init(&b, &env->al);
   if ((rc = sx_renew_load(x, &b))) goto done;
   for (j = 0; j + 24 <= b.len; j += 24)
@@ -260,7 +260,7 @@ SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
   int rc, lowered = 0;
   if (x->rdonly) return SYNC_EREADONLY;
   if (x->failed) return SYNC_ETXN;
-  memcpy(old, x->env->site, SX_SITE_LEN);
+  memcpy(old, x->self, SX_SITE_LEN);
   /* A file restored from a backup lost old-id writes the fleet holds,
    * and while it claimed them (its own vector entry), peers left them
    * out of what they sent, past cursors that have moved on since.  So
@@ -312,7 +312,7 @@ SYNC_API int sync_site_renew(sync_txn *x) {
 SYNC_API int sync_site_renew_from(sync_txn *x, const sync_request *req) {
   uint64_t claim;
   int rc;
-  if (!x || !req || memcmp(req->sender, x->env->site, SX_SITE_LEN))
+  if (!x || !req || memcmp(req->sender, x->self, SX_SITE_LEN))
     return SYNC_EINVAL;
   rc = sx_claim_check(x, req, &claim);
   if (rc && rc != SYNC_EHISTORY) return rc;

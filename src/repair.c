@@ -1085,7 +1085,7 @@ static int sx_rp_newdelta(sx_repair *rp, sync_txn *x, sync_delta **out) {
   }
   d = sx_delta_new(&env->al);
   if (!d) return SYNC_ENOMEM;
-  memcpy(d->sender, env->site, SX_SITE_LEN);
+  memcpy(d->sender, x->self, SX_SITE_LEN);
   memcpy(d->receiver, rp->o.peer, SX_SITE_LEN);
   d->schema_hash = env->schema->hash;
   d->last = 1;

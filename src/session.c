@@ -81,7 +81,7 @@ static int sx_read_request(sync_session *s, const unsigned char *b, size_t n,
   if (r.bad || nvv > (uint64_t)(r.end - r.p) / (SX_SITE_LEN + 1))
     return sx_sess_fail(s, SYNC_EPROTO, "malformed REQUEST vector");
   if (memcmp(req->requester, s->peer, SX_SITE_LEN) ||
-      memcmp(req->sender, s->env->site, SX_SITE_LEN))
+      memcmp(req->sender, s->self, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "REQUEST names other replicas");
   req->vv = (sync_stamp *)sx_malloc(&s->al, (size_t)(nvv ? nvv : 1) *
                                                 sizeof(sync_stamp));
@@ -337,7 +337,7 @@ static int sx_on_delta(sync_session *s, sync_delta *d) {
   rc = sx_apply_chunk(s, d, answer, &rep);
   s->st.frames_received++;
   s->st.rows_received += sync_delta_rows(d);
-  if (rc == SYNC_EHISTORY && !s->dry && sx_delta_retires(d, s->env->site)) {
+  if (rc == SYNC_EHISTORY && !s->dry && sx_delta_retires(d, s->self)) {
     /* A peer retired our id (fold.c): take a new one, keeping every
      * claim (the file holds its own writes), and sync again under it. */
     sync_txn *x = NULL;
@@ -569,6 +569,10 @@ SYNC_API int sync_session_create(sync_env *env, const sync_session_opts *o,
   s = (sync_session *)sx_malloc(&env->al, sizeof *s);
   if (!s) return SYNC_ENOMEM;
   memset(s, 0, sizeof *s);
+  if ((rc = sync_env_site_id(env, s->self))) {
+    sx_free(&env->al, s);
+    return rc;
+  }
   s->env = env;
   s->al = env->al;
   s->o = *o;

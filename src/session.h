@@ -83,6 +83,11 @@ struct sync_session {
   int roles[2], nphase, phase;
   int mode, dry;
   uint8_t peer[SX_SITE_LEN];
+  /* This replica's site id when the session was made (read from the
+   * file: another process may have renewed it since the env opened).
+   * A renewal during the session shows as a chunk or request under
+   * another id, and fails the session; the next one goes as the new id. */
+  uint8_t self[SX_SITE_LEN];
   int have_peer;
   size_t peer_max; /* largest message the peer accepts */
   size_t own_max;

@@ -94,7 +94,7 @@ static int sx_ck_quiet(sync_txn *x, const uint8_t *requester, uint64_t v,
   memset(&req, 0, sizeof req);
   req.al = x->env->al;
   memcpy(req.requester, requester, SX_SITE_LEN);
-  memcpy(req.sender, x->env->site, SX_SITE_LEN);
+  memcpy(req.sender, x->self, SX_SITE_LEN);
   req.schema_hash = x->env->schema->hash;
   req.cur.mode = SX_MODE_LOG;
   req.cur.version = v;
@@ -144,7 +144,7 @@ static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
   rc = sx_peer_get(x, k->server, &p);
   if (rc == SYNC_NOTFOUND) return 0;
   if (rc) return rc;
-  memcpy(k->client, s->env->site, SX_SITE_LEN);
+  memcpy(k->client, s->self, SX_SITE_LEN);
   k->schema_hash = s->env->schema->hash;
   k->mode = (unsigned)s->mode;
   if (s->mode & SYNC_PULL) {
@@ -201,7 +201,7 @@ SYNC_PRIVATE int sx_client_start(sync_session *s) {
     for (i = 0; i < SYNC_RIGHTS_BYTES; i++) sel[i] &= s->o.tables[i];
   }
   *p++ = SX_PROTO;
-  memcpy(p, s->env->site, SX_SITE_LEN);
+  memcpy(p, s->self, SX_SITE_LEN);
   p += SX_SITE_LEN;
   if (!s->o.tables) {
     *p++ = (unsigned char)(s->mode | SX_CK_ALL);
@@ -323,7 +323,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
   if (rc) return rc;
   memset(&k, 0, sizeof k);
   memcpy(k.client, s->peer, SX_SITE_LEN);
-  memcpy(k.server, s->env->site, SX_SITE_LEN);
+  memcpy(k.server, s->self, SX_SITE_LEN);
   k.schema_hash = s->env->schema->hash;
   k.mode = c->mode;
   for (i = 0; i < SYNC_RIGHTS_BYTES; i++) send[i] = rights->read[i] & c->sel[i];
@@ -373,7 +373,7 @@ SYNC_PRIVATE int sx_on_check(sync_session *s, const unsigned char *b,
     return sx_sess_fail(s, SYNC_EPROTO, "a second CHECK in one session");
   s->checked = 1;
   if ((rc = sx_read_check(s, b, n, &c))) return rc;
-  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+  if (!memcmp(s->peer, s->self, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   if ((rc = sx_grant(s, c.cred, c.clen, &rights))) return rc;
   if ((rc = sync_txn_begin(s->env, SYNC_TXN_RDONLY, &x)))

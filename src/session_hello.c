@@ -147,7 +147,7 @@ SYNC_PRIVATE int sx_send_hello(sync_session *s) {
   sx_mask_and(sel, s->o.tables);
   *p++ = SX_PROTO;
   *p++ = SX_FMAJOR_SESS;
-  memcpy(p, s->env->site, SX_SITE_LEN);
+  memcpy(p, s->self, SX_SITE_LEN);
   p += SX_SITE_LEN;
   sx_put_le64(p, s->env->schema->hash);
   p += 8;
@@ -279,7 +279,7 @@ static void sx_read_views(sync_session *s, sx_rd *r, sx_hello *h) {
     const unsigned char *site = sx_rbytes(r, SX_SITE_LEN);
     sx_view v;
     if (sx_rview(r, &v) || !site) break;
-    if (!memcmp(site, s->env->site, SX_SITE_LEN)) {
+    if (!memcmp(site, s->self, SX_SITE_LEN)) {
       h->view = 1;
       h->v = v;
     }
@@ -366,7 +366,7 @@ static int sx_send_welcome(sync_session *s, uint64_t client_hash) {
       *p = b;
   int rc;
   *p++ = SX_PROTO;
-  memcpy(p, s->env->site, SX_SITE_LEN);
+  memcpy(p, s->self, SX_SITE_LEN);
   p += SX_SITE_LEN;
   sx_put_le64(p, s->env->schema->hash);
   p += 8;
@@ -387,7 +387,7 @@ SYNC_PRIVATE int sx_on_hello(sync_session *s, const unsigned char *b,
   sync_rights rights;
   int rc;
   if ((rc = sx_read_hello(s, b, n, &h))) return rc;
-  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+  if (!memcmp(s->peer, s->self, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
   s->repair = (h.flags & SX_HF_REPAIR) != 0;
@@ -454,7 +454,7 @@ SYNC_PRIVATE int sx_on_welcome(sync_session *s, const unsigned char *b,
   } else if (r.p != r.end) {
     return sx_sess_fail(s, SYNC_EPROTO, "malformed WELCOME");
   }
-  if (!memcmp(s->peer, s->env->site, SX_SITE_LEN))
+  if (!memcmp(s->peer, s->self, SX_SITE_LEN))
     return sx_sess_fail(s, SYNC_EPROTO, "the peer has this replica's site id");
   s->have_peer = 1;
   if ((rc = sx_fctx_setup(s, hash))) return rc;

@@ -256,9 +256,9 @@ SYNC_PRIVATE int sx_fctx_setup(sync_session *s, uint64_t peer_hash) {
   s->peer_hash = peer_hash;
   sx_fctx_free(&s->tx);
   sx_fctx_free(&s->rx);
-  if ((rc = sx_fctx_init(&s->tx, &s->al, s->env->site, s->peer,
+  if ((rc = sx_fctx_init(&s->tx, &s->al, s->self, s->peer,
                          s->env->schema->hash)) ||
-      (rc = sx_fctx_init(&s->rx, &s->al, s->peer, s->env->site, peer_hash)))
+      (rc = sx_fctx_init(&s->rx, &s->al, s->peer, s->self, peer_hash)))
     return sx_sess_fail(s, rc, "out of memory");
   s->tx.coltype = sx_coltype_own;
   s->tx.coltype_cx = s;

@@ -126,7 +126,7 @@ static int sx_rf_rows(sync_session *s, sync_txn *x, sync_delta *d, size_t *k) {
  * site this replica knows, an empty vector. */
 static int sx_rf_frame_head(sync_session *s, sync_txn *x, sync_delta *d) {
   size_t ns = x->nsites ? x->nsites : 1;
-  memcpy(d->sender, s->env->site, SX_SITE_LEN);
+  memcpy(d->sender, s->self, SX_SITE_LEN);
   memcpy(d->receiver, s->peer, SX_SITE_LEN);
   d->schema_hash = s->env->schema->hash;
   d->last = 1;
@@ -260,7 +260,7 @@ SYNC_PRIVATE int sx_rf_apply(sync_session *s, sync_delta *d) {
   unsigned char pb[SX_VARINT_MAX];
   int rc;
   if (d && (memcmp(d->sender, s->peer, SX_SITE_LEN) ||
-            memcmp(d->receiver, s->env->site, SX_SITE_LEN) ||
+            memcmp(d->receiver, s->self, SX_SITE_LEN) ||
             d->schema_hash != s->env->schema->hash ||
             sx_delta_valid(d, s->env->schema))) {
     sync_delta_free(d);

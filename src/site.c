@@ -171,10 +171,10 @@ done:
  * the stamps that keep it: until sx_renew_switch both indexes name it. */
 static int sx_renew_alias(sync_txn *x, uint32_t *k) {
   int rc;
-  if ((rc = sx_scratch(x)) || (rc = sx_site_index(x, x->env->site, 0, k)))
+  if ((rc = sx_scratch(x)) || (rc = sx_site_index(x, x->self, 0, k)))
     return rc;
   if (*k != 0) return SYNC_ECORRUPT;
-  return sx_site_append(x, x->env->site, k);
+  return sx_site_append(x, x->self, k);
 }
 
 /* Take a new id for index 0, the old one staying at index k (rows
@@ -185,7 +185,7 @@ static int sx_renew_switch(sync_txn *x, uint32_t k, uint64_t held) {
   unsigned char kb[4], vb[8];
   uint32_t i;
   int rc, tries;
-  memcpy(old, env->site, SX_SITE_LEN);
+  memcpy(old, x->self, SX_SITE_LEN);
   for (tries = 0;; tries++) {
     int clash = 0;
     if (tries == 8 || env->random(env->random_ctx, nid, SX_SITE_LEN) != 0)
@@ -199,7 +199,7 @@ static int sx_renew_switch(sync_txn *x, uint32_t k, uint64_t held) {
   if ((rc = sx_put(env->st, x->t, env->sites, kb, 4, nid, SX_SITE_LEN, 0)))
     goto fail;
   memcpy(x->sites[0], nid, SX_SITE_LEN);
-  memcpy(env->site, nid, SX_SITE_LEN);
+  memcpy(x->self, nid, SX_SITE_LEN);
   {
     /* xfloor capped what we claimed of our own writes, some of which
      * left our scope: they keep the old id, and the new one has lost
@@ -224,7 +224,7 @@ static int sx_renew_switch(sync_txn *x, uint32_t k, uint64_t held) {
   return 0;
 fail:
   x->failed = 1;
-  memcpy(env->site, old, SX_SITE_LEN);
+  memcpy(x->self, old, SX_SITE_LEN);
   return rc;
 }
 
@@ -289,7 +289,7 @@ SYNC_PRIVATE int sx_copy_renew_step(sync_txn *x, uint64_t t, uint64_t held,
     t = sx_get_le64(head + 4);
     held = sx_get_le64(head + 12);
     if (k == 0 || k >= x->nsites) return sx_relabel_damaged(x);
-    if (memcmp(x->sites[k], x->env->site, SX_SITE_LEN)) {
+    if (memcmp(x->sites[k], x->self, SX_SITE_LEN)) {
       /* Code older than the record took the new id since (it relabels
        * the rows to the old id's second index as this would): done. */
       if ((rc = sx_del(x->env->st, x->t, x->env->meta, "relabel", 7)))

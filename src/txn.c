@@ -55,6 +55,15 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   x->hlc_last = sx_get_le64(v.p);
   x->base_version = sx_get_le64(v.p + 8);
   x->schema_version = sx_get_le64(v.p + 16);
+  rc = sx_get(env->st, x->t, env->meta, "site", 4, &v);
+  if (!rc && v.n != SX_SITE_LEN) rc = SYNC_ECORRUPT;
+  if (rc) {
+    sx_txn_end(x);
+    sx_free(&env->al, x);
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "site id record unreadable");
+  }
+  memcpy(x->self, v.p, SX_SITE_LEN);
   if (x->schema_version != env->schema->version) {
     sx_txn_end(x);
     sx_free(&env->al, x);
@@ -221,7 +230,7 @@ SYNC_PRIVATE int sx_sites_load(sync_txn *x) {
 SYNC_PRIVATE int sx_site_id(sync_txn *x, uint32_t idx, uint8_t *out) {
   int rc;
   if (idx == 0) {
-    memcpy(out, x->env->site, SX_SITE_LEN);
+    memcpy(out, x->self, SX_SITE_LEN);
     return 0;
   }
   if ((rc = sx_sites_load(x))) return rc;

@@ -143,6 +143,10 @@ struct sync_env {
 };
 struct sync_txn {
   sync_env *env;
+  /* This replica's site id as the file held it when the transaction
+   * began (meta "site"), then as the transaction renews it: another
+   * process may have renewed it since this env opened. */
+  uint8_t self[SX_SITE_LEN];
   sx_stxn *t;
   int rdonly;
   int group;      /* SYNC_TXN_GROUP: t is a member of a batch (store.h) */

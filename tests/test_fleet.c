@@ -666,6 +666,95 @@ static void test_renew_from_request_keeps_shared_claims(void **state) {
   TU_U64(mu_digest(&D), mu_digest(&S));
 }
 
+/* The site id of the row at key in r, as its change lists it. */
+static void row_site(mu_rep *r, const char *key, uint8_t out[16]) {
+  sync_txn *x;
+  sync_changes *it;
+  sync_change ch;
+  int rc, found = 0;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_changes_open(x, 0, &it));
+  while ((rc = sync_changes_next(it, &ch)) == 0)
+    if (ch.key.len == strlen(key) && !memcmp(ch.key.data, key, ch.key.len)) {
+      memcpy(out, ch.row_stamp.site, 16);
+      found = 1;
+    }
+  assert_int_equal(rc, SYNC_NOTFOUND);
+  sync_changes_close(it);
+  sync_txn_abort(x);
+  assert_true(found);
+}
+
+/* Another process with the file open renews its site id (a sync daemon
+ * beside the application, after a restore).  The application's env,
+ * opened before, must write and sync as the new id from its next
+ * transaction on.  Before the fix it kept the old id it had read at
+ * open: sync_env_site_id gave it, and its next write reached S stamped
+ * with the old id, which the renewal had given up. */
+static void test_renewal_by_another_process_is_seen(void **state) {
+  uint8_t before[16], after[16], got[16];
+  pid_t pid;
+  int status;
+  (void)state;
+  put_n(&D, "row", 3);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  site_of(&D, before);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    /* The other process: its own env on the same file. */
+    mu_rep o = D;
+    sync_txn *x;
+    int ok;
+    o.env = NULL;
+    mu_reopen(&o);
+    ok = sync_txn_begin(o.env, 0, &x) == 0 && sync_site_renew(x) == 0 &&
+         sync_txn_commit(x) == 0 && sync_env_site_id(o.env, got) == 0 &&
+         memcmp(got, before, 16) != 0;
+    sync_env_close(o.env);
+    _exit(ok ? 0 : 1);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  /* D's env, opened before the renewal, writes and syncs. */
+  put_n(&D, "after", 1);
+  site_of(&D, after);
+  assert_memory_not_equal(after, before, 16);
+  row_site(&D, "after00", got);
+  assert_memory_equal(got, after, 16);
+  assert_int_equal(sync_pair(&D, &S), 1);
+  row_site(&S, "after00", got);
+  assert_memory_equal(got, after, 16);
+  row_site(&S, "row00", got);
+  assert_memory_equal(got, before, 16); /* older writes keep the old id */
+  TU_U64(mu_digest(&D), mu_digest(&S));
+}
+
+/* Sibling: a renewal in a transaction that is then aborted changes
+ * nothing, the id this env writes and syncs under included.  Before the
+ * fix the env kept the id the aborted transaction drew, which the file
+ * never held: its next session failed (SYNC_EINVAL). */
+static void test_aborted_renewal_keeps_site_id(void **state) {
+  sync_txn *x;
+  uint8_t before[16], after[16], got[16];
+  (void)state;
+  put_n(&D, "row", 2);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  site_of(&D, before);
+  TU_OK(sync_txn_begin(D.env, 0, &x));
+  TU_OK(sync_site_renew(x));
+  sync_txn_abort(x);
+  site_of(&D, after);
+  assert_memory_equal(after, before, 16);
+  put_n(&D, "more", 1);
+  row_site(&D, "more00", got);
+  assert_memory_equal(got, before, 16);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  row_site(&S, "more00", got);
+  assert_memory_equal(got, before, 16);
+  TU_U64(mu_digest(&D), mu_digest(&S));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -683,6 +772,8 @@ int main(void) {
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),
       T(test_renew_from_request_keeps_shared_claims),
+      T(test_renewal_by_another_process_is_seen),
+      T(test_aborted_renewal_keeps_site_id),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
