@@ -577,6 +577,23 @@ static int sx_ident_put(sync_env *env, sx_stxn *t, uint64_t dev,
   return sx_put(env->st, t, env->meta, "ident", 5, idb, 16, 0);
 }
 
+/* Whether the file (device dev, inode ino) must still take a new site id
+ * (*pending): meta "ident" names another file (a copy), or a renewal a
+ * crash cut short left its "relabel" record. */
+static int sx_copy_pending(sync_env *env, sx_stxn *t, uint64_t dev,
+                           uint64_t ino, int *pending) {
+  sx_slice v;
+  int rc = sx_get(env->st, t, env->meta, "ident", 5, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  *pending = rc == 0 && v.n == 16 &&
+             (sx_get_le64(v.p) != dev || sx_get_le64(v.p + 8) != ino);
+  if (*pending) return 0;
+  rc = sx_get(env->st, t, env->meta, "relabel", 7, &v);
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  *pending = rc == 0;
+  return 0;
+}
+
 /* A writable open: a new epoch from the next version on.  Returns 1 when
  * the file is not the one last opened here (a copy, or a backup put back
  * as a new file): it must take a new site id before it writes. */
@@ -604,16 +621,7 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
   if ((rc = sx_put(env->st, t, env->epochs, key, 8, val, 32, 0))) return rc;
   rc = sx_store_ident(env->st, &dev, &ino);
   if (rc == SYNC_ENOTSUP) return 0;
-  if (rc) return rc;
-  rc = sx_get(env->st, t, env->meta, "ident", 5, &v);
-  if (rc && rc != SYNC_NOTFOUND) return rc;
-  moved = rc == 0 && v.n == 16 &&
-          (sx_get_le64(v.p) != dev || sx_get_le64(v.p + 8) != ino);
-  if (!moved) { /* a renewal a crash cut short goes on */
-    rc = sx_get(env->st, t, env->meta, "relabel", 7, &v);
-    if (rc && rc != SYNC_NOTFOUND) return rc;
-    moved = rc == 0;
-  }
+  if (rc || (rc = sx_copy_pending(env, t, dev, ino, &moved))) return rc;
   /* A copy records the file as its own in the transaction that takes its
    * new site id (sx_ident_put): if that fails, or the power goes first,
    * the next open finds it a copy again. */
@@ -625,20 +633,27 @@ static int sx_open_history(sync_env *env, sx_stxn *t, const char *path) {
 #define SX_RENEW_BATCH 4096
 
 /* A copy's renewal (site.c, "A copy's renewal in batches"), a step per
- * transaction; the last also records the file as its own. */
+ * transaction; the last also records the file as its own.  Another
+ * process that opens the copy meanwhile goes on with the same renewal,
+ * a step at a time between ours, and may finish it: each step first
+ * looks whether the renewal is still to do, so that the file takes one
+ * new id, not one per process. */
 static int sx_copy_renew(sync_env *env) {
+  uint64_t dev = 0, ino = 0;
   int rc, done = 0;
+  if ((rc = sx_store_ident(env->st, &dev, &ino))) return rc;
   while (!done) {
     sync_txn *x;
+    int pending = 0;
     if ((rc = sync_txn_begin(env, 0, &x))) return rc;
+    if ((rc = sx_copy_pending(env, x->t, dev, ino, &pending)) || !pending) {
+      sync_txn_abort(x);
+      return rc;
+    }
     rc = sx_copy_renew_step(x, x->hlc_last, x->hlc_last, SX_RENEW_BATCH,
                             &done);
-    if (!rc && done) {
-      uint64_t dev = 0, ino = 0;
-      if ((rc = sx_store_ident(env->st, &dev, &ino)) ||
-          (rc = sx_ident_put(env, x->t, dev, ino)))
-        x->failed = 1;
-    }
+    if (!rc && done && (rc = sx_ident_put(env, x->t, dev, ino)))
+      x->failed = 1;
     if (rc) {
       sync_txn_abort(x);
       return rc;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define T0 1700000000000ull
@@ -529,6 +530,136 @@ static void test_copy_renewal_cut_short_goes_on(void **state) {
   mu_reopen(&D);
 }
 
+/* An allocator that, at its n-th call, says so on one pipe and waits on
+ * another: the process stops there until the test lets it go on. */
+typedef struct pause_alloc {
+  unsigned long calls, at;
+  int said, go;
+} pause_alloc;
+
+static void pause_count(pause_alloc *a) {
+  char c = 'p';
+  if (++a->calls != a->at) return;
+  if (write(a->said, &c, 1) != 1 || read(a->go, &c, 1) != 1) _exit(9);
+}
+static void *pause_malloc(void *ctx, size_t n) {
+  pause_count((pause_alloc *)ctx);
+  return malloc(n);
+}
+static void *pause_realloc(void *ctx, void *p, size_t n) {
+  pause_count((pause_alloc *)ctx);
+  return realloc(p, n);
+}
+
+/* Open path (a copy), stopping at allocation at as pause_alloc does. */
+static void open_paused(const char *path, unsigned long at, int said, int go) {
+  pause_alloc a = {0, 0, 0, 0};
+  sync_allocator al = {&a, pause_malloc, pause_realloc, cut_free};
+  sync_env *env;
+  a.at = at;
+  a.said = said;
+  a.go = go;
+  if (sync_env_create(&al, &env) ||
+      sync_env_set_durability(env, SYNC_DURABLE_NOSYNC) ||
+      sync_env_set_schema(env, mu_tables, 1) || sync_env_open(env, path, 0))
+    _exit(1);
+  sync_env_close(env);
+}
+
+/* Wait for pid at most ms milliseconds; 1 when it ended (exit status 0
+ * asserted), else 0. */
+static int wait_ms(pid_t pid, int ms) {
+  int status = 0, i;
+  for (i = 0; i < ms; i++) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    assert_true(r >= 0);
+    if (r == pid) {
+      assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+      return 1;
+    }
+    {
+      struct timespec ms1 = {0, 1000000};
+      nanosleep(&ms1, NULL);
+    }
+  }
+  return 0;
+}
+
+/* Two processes open the same new copy at once: the first stops between
+ * (or inside) the batches of its renewal while the second opens the
+ * file, which goes on with the renewal and may finish it.  The copy must
+ * take one new id, once.  Before the fix the first, let go, found no
+ * renewal under way and started another: the id the second had taken was
+ * given up in turn (a second former id, held in the vector). */
+static void test_copy_opened_twice_at_once_renews_once(void **state) {
+  uint8_t sd[16], sc[16];
+  uint64_t h;
+  unsigned long total;
+  int i, seen_done = 0;
+  (void)state;
+  put_many(&D, BIG / 4);
+  site_of(&D, sd);
+  h = mu_digest(&D);
+  sync_env_close(D.env);
+  D.env = NULL;
+  mu_copy_rep(&C, &D, "t_fleet_c.db");
+  total = open_cut(C.path, 0);
+  for (i = 1; i <= 12; i++) {
+    unsigned long at = total * (unsigned long)i / 13;
+    int said[2], go[2], done;
+    pid_t first, second;
+    char c;
+    sync_txn *x;
+    sync_stamp vv[8];
+    size_t n = 0, j, foreign = 0;
+    mu_copy_rep(&C, &D, "t_fleet_c.db");
+    assert_int_equal(pipe(said), 0);
+    assert_int_equal(pipe(go), 0);
+    first = fork();
+    assert_true(first >= 0);
+    if (first == 0) {
+      open_paused(C.path, at, said[1], go[0]);
+      _exit(0);
+    }
+    assert_int_equal(read(said[0], &c, 1), 1);
+    second = fork();
+    assert_true(second >= 0);
+    if (second == 0) {
+      open_paused(C.path, 0, -1, -1);
+      _exit(0);
+    }
+    /* The second waits for the writer lock when the first holds it. */
+    done = wait_ms(second, 500);
+    seen_done += done;
+    assert_int_equal(write(go[1], "g", 1), 1);
+    assert_true(wait_ms(first, 60000));
+    if (!done) assert_true(wait_ms(second, 60000));
+    close(said[0]);
+    close(said[1]);
+    close(go[0]);
+    close(go[1]);
+    mu_reopen(&C);
+    site_of(&C, sc);
+    assert_memory_not_equal(sc, sd, 16);
+    assert_rows_of(&C, sd, BIG / 4);
+    TU_U64(mu_digest(&C), h);
+    TU_OK(sync_txn_begin(C.env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_vv_get(x, vv, 8, &n));
+    sync_txn_abort(x);
+    for (j = 0; j < n && j < 8; j++)
+      if (memcmp(vv[j].site, sc, 16)) foreign++;
+    if (foreign != 1)
+      fail_msg("second open at allocation %lu of %lu: %zu other ids held, "
+               "not 1 (the copy renewed %s)",
+               at, total, foreign, done ? "twice" : "wrongly");
+    sync_env_close(C.env);
+    C.env = NULL;
+  }
+  print_message("second open finished while the first waited: %d of 12\n",
+                seen_done);
+  mu_reopen(&D);
+}
+
 /* A copy claims the writes of the old id it holds (up to its clock at
  * the copy).  C, a copy of D's file, deletes a row it inherited, S
  * acknowledges and C collects the tombstone; D, which C has never met,
@@ -769,6 +900,7 @@ int main(void) {
       T(test_copy_whose_renewal_failed_renews_at_next_open),
       T(test_copy_renewal_does_not_double_the_file),
       T(test_copy_renewal_cut_short_goes_on),
+      T(test_copy_opened_twice_at_once_renews_once),
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),
       T(test_renew_from_request_keeps_shared_claims),
