@@ -444,13 +444,19 @@ static void test_copy_renewal_does_not_double_the_file(void **state) {
     fail_msg("the copy grew from %zu to %zu bytes", before, after);
 }
 
-/* An allocator that ends the process at its n-th call. */
+/* An allocator that, at its n-th call, ends the process (said < 0), or
+ * says so on pipe said and waits on pipe go: the process stops there
+ * until the test lets it go on. */
 typedef struct cut_alloc {
   unsigned long calls, at;
+  int said, go;
 } cut_alloc;
 
 static void cut_count(cut_alloc *a) {
-  if (++a->calls == a->at) _exit(7);
+  char c = 'p';
+  if (++a->calls != a->at) return;
+  if (a->said < 0) _exit(7);
+  if (write(a->said, &c, 1) != 1 || read(a->go, &c, 1) != 1) _exit(9);
 }
 static void *cut_malloc(void *ctx, size_t n) {
   cut_count((cut_alloc *)ctx);
@@ -465,19 +471,26 @@ static void cut_free(void *ctx, void *p) {
   free(p);
 }
 
-/* Open path as a copy with an allocator that counts (at 0) or ends the
- * process at its at-th call; returns the calls counted. */
-static unsigned long open_cut(const char *path, unsigned long at) {
-  cut_alloc a = {0, 0};
+/* Open path as a copy with an allocator that counts (at 0) or stops at
+ * its at-th call as cut_alloc says; returns the calls counted. */
+static unsigned long open_at(const char *path, unsigned long at, int said,
+                             int go) {
+  cut_alloc a = {0, 0, -1, -1};
   sync_allocator al = {&a, cut_malloc, cut_realloc, cut_free};
   sync_env *env;
   a.at = at;
+  a.said = said;
+  a.go = go;
   TU_OK(sync_env_create(&al, &env));
   TU_OK(sync_env_set_durability(env, SYNC_DURABLE_NOSYNC));
   TU_OK(sync_env_set_schema(env, mu_tables, 1));
   TU_OK(sync_env_open(env, path, 0));
   sync_env_close(env);
   return a.calls;
+}
+
+static unsigned long open_cut(const char *path, unsigned long at) {
+  return open_at(path, at, -1, -1);
 }
 
 /* The renewal of a copy cut short anywhere (the process ends at one of
@@ -528,42 +541,6 @@ static void test_copy_renewal_cut_short_goes_on(void **state) {
     C.env = NULL;
   }
   mu_reopen(&D);
-}
-
-/* An allocator that, at its n-th call, says so on one pipe and waits on
- * another: the process stops there until the test lets it go on. */
-typedef struct pause_alloc {
-  unsigned long calls, at;
-  int said, go;
-} pause_alloc;
-
-static void pause_count(pause_alloc *a) {
-  char c = 'p';
-  if (++a->calls != a->at) return;
-  if (write(a->said, &c, 1) != 1 || read(a->go, &c, 1) != 1) _exit(9);
-}
-static void *pause_malloc(void *ctx, size_t n) {
-  pause_count((pause_alloc *)ctx);
-  return malloc(n);
-}
-static void *pause_realloc(void *ctx, void *p, size_t n) {
-  pause_count((pause_alloc *)ctx);
-  return realloc(p, n);
-}
-
-/* Open path (a copy), stopping at allocation at as pause_alloc does. */
-static void open_paused(const char *path, unsigned long at, int said, int go) {
-  pause_alloc a = {0, 0, 0, 0};
-  sync_allocator al = {&a, pause_malloc, pause_realloc, cut_free};
-  sync_env *env;
-  a.at = at;
-  a.said = said;
-  a.go = go;
-  if (sync_env_create(&al, &env) ||
-      sync_env_set_durability(env, SYNC_DURABLE_NOSYNC) ||
-      sync_env_set_schema(env, mu_tables, 1) || sync_env_open(env, path, 0))
-    _exit(1);
-  sync_env_close(env);
 }
 
 /* Wait for pid at most ms milliseconds; 1 when it ended (exit status 0
@@ -618,14 +595,14 @@ static void test_copy_opened_twice_at_once_renews_once(void **state) {
     first = fork();
     assert_true(first >= 0);
     if (first == 0) {
-      open_paused(C.path, at, said[1], go[0]);
+      open_at(C.path, at, said[1], go[0]);
       _exit(0);
     }
     assert_int_equal(read(said[0], &c, 1), 1);
     second = fork();
     assert_true(second >= 0);
     if (second == 0) {
-      open_paused(C.path, 0, -1, -1);
+      open_at(C.path, 0, -1, -1);
       _exit(0);
     }
     /* The second waits for the writer lock when the first holds it. */
