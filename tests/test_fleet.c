@@ -493,6 +493,18 @@ static unsigned long open_cut(const char *path, unsigned long at) {
   return open_at(path, at, -1, -1);
 }
 
+/* D with BIG / 4 rows, closed, and C a copy of its file, not opened yet:
+ * D's site id and digest, and the allocations of C's first open. */
+static unsigned long copy_of_d(uint8_t sd[16], uint64_t *h) {
+  put_many(&D, BIG / 4);
+  site_of(&D, sd);
+  *h = mu_digest(&D);
+  sync_env_close(D.env);
+  D.env = NULL;
+  mu_copy_rep(&C, &D, "t_fleet_c.db");
+  return open_cut(C.path, 0);
+}
+
 /* The renewal of a copy cut short anywhere (the process ends at one of
  * the open's allocations, spread over its batches) is finished by the
  * next open: a new site id, every inherited row still the old id's, the
@@ -503,13 +515,7 @@ static void test_copy_renewal_cut_short_goes_on(void **state) {
   unsigned long total;
   int i;
   (void)state;
-  put_many(&D, BIG / 4);
-  site_of(&D, sd);
-  h = mu_digest(&D);
-  sync_env_close(D.env);
-  D.env = NULL;
-  mu_copy_rep(&C, &D, "t_fleet_c.db");
-  total = open_cut(C.path, 0);
+  total = copy_of_d(sd, &h);
   print_message("open of the copy: %lu allocations\n", total);
   assert_true(total > 20);
   for (i = 1; i <= 12; i++) {
@@ -574,13 +580,7 @@ static void test_copy_opened_twice_at_once_renews_once(void **state) {
   unsigned long total;
   int i, seen_done = 0;
   (void)state;
-  put_many(&D, BIG / 4);
-  site_of(&D, sd);
-  h = mu_digest(&D);
-  sync_env_close(D.env);
-  D.env = NULL;
-  mu_copy_rep(&C, &D, "t_fleet_c.db");
-  total = open_cut(C.path, 0);
+  total = copy_of_d(sd, &h);
   for (i = 1; i <= 12; i++) {
     unsigned long at = total * (unsigned long)i / 13;
     int said[2], go[2], done;
