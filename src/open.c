@@ -82,9 +82,10 @@ static int sx_put_schema(sync_env *env, sx_stxn *t, const sx_schema *s) {
 /* A new file: make the site id, the stores and the schema. */
 static int sx_env_init(sync_env *env, sx_stxn *t) {
   unsigned char state[24], fmt[12], sk[4] = {0, 0, 0, 0};
+  uint8_t site[SX_SITE_LEN];
   unsigned i;
   int rc;
-  if (env->random(env->random_ctx, env->site, SX_SITE_LEN) != 0)
+  if (env->random(env->random_ctx, site, SX_SITE_LEN) != 0)
     return sx_fail(env, SYNC_EIO, "the random source failed to give a site id");
   if (!env->decl) {
     rc = sx_schema_from_defs(&env->al, NULL, 0, &env->decl, env->errmsg,
@@ -110,10 +111,9 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
   sx_put_le32(fmt + 8, SX_FORMAT_VERSION);
   sx_state_put(state, 0, 0, env->decl->version);
   if ((rc = sx_put(env->st, t, env->meta, "format", 6, fmt, 12, 0)) ||
-      (rc = sx_put(env->st, t, env->meta, "site", 4, env->site, SX_SITE_LEN,
-                   0)) ||
+      (rc = sx_put(env->st, t, env->meta, "site", 4, site, SX_SITE_LEN, 0)) ||
       (rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)) ||
-      (rc = sx_put(env->st, t, env->sites, sk, 4, env->site, SX_SITE_LEN, 0)) ||
+      (rc = sx_put(env->st, t, env->sites, sk, 4, site, SX_SITE_LEN, 0)) ||
       (rc = sx_put_schema(env, t, env->decl)))
     return rc;
   for (i = 0; i < env->decl->ntables; i++) {
@@ -246,7 +246,6 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
   if ((rc = sx_get(env->st, t, env->meta, "site", 4, &v)) || v.n != SX_SITE_LEN)
     return sx_fail(env, rc && rc != SYNC_NOTFOUND ? rc : SYNC_ECORRUPT,
                    "%s: site id missing", path);
-  memcpy(env->site, v.p, SX_SITE_LEN);
   if ((rc = sx_get(env->st, t, env->meta, "schema", 6, &v)))
     return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
                    "%s: schema missing", path);

@@ -117,7 +117,6 @@ struct sync_env {
   int hist_ok;
   sx_rhopt *rh;    /* SYNC_MAX_TABLES settings, NULL when no table keeps
                       history */
-  uint8_t site[SX_SITE_LEN];
   char errmsg[256];
   int native;
   sx_errlock errlock;
