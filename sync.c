@@ -2142,6 +2142,7 @@ SYNC_PRIVATE void sx_cur_close(sx_scur *c);
 
 #ifndef _WIN32
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -2232,13 +2233,21 @@ struct sx_store {
 #endif
 };
 
-/* Whether the file system holding st's file has no block left. */
+/* Whether st's file may not grow: the file system holding it has no
+ * block left, or the file reached this process's file size limit
+ * (RLIMIT_FSIZE: a write stops there, short, and the next one fails with
+ * EFBIG), within a page of LMDB's largest. */
 static int sx_disk_full(sx_store *st) {
 #ifndef _WIN32
   struct statvfs sv;
+  struct rlimit rl;
+  struct stat sb;
   mdb_filehandle_t fd;
-  return st && st->env && mdb_env_get_fd(st->env, &fd) == 0 &&
-         fstatvfs(fd, &sv) == 0 && sv.f_bavail == 0;
+  if (!st || !st->env || mdb_env_get_fd(st->env, &fd) != 0) return 0;
+  if (fstatvfs(fd, &sv) == 0 && sv.f_bavail == 0) return 1;
+  return getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+         fstat(fd, &sb) == 0 && sb.st_size >= 0 &&
+         (rlim_t)sb.st_size + 65536 > rl.rlim_cur;
 #else
   (void)st;
   return 0;
@@ -2250,8 +2259,9 @@ static int sx_disk_full(sx_store *st) {
 static int sx_map_err(sx_store *st, int rc) {
   if (rc == 0) return 0;
   if (rc == MDB_NOTFOUND) return SYNC_NOTFOUND;
-  /* LMDB reports a short write as EIO: on a file system with no block
-   * left, that is a full disk, and the caller may free room. */
+  /* LMDB reports a short write as EIO: where the file may not grow (no
+   * block left, or its size limit), that is a full disk, and the caller
+   * may free room. */
   if (rc == EIO && sx_disk_full(st)) rc = ENOSPC;
   if (st) SX_STORE(st->native, rc);
   switch (rc) {

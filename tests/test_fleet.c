@@ -7,7 +7,9 @@
  */
 #include "sess_util.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -637,6 +639,76 @@ static void test_copy_opened_twice_at_once_renews_once(void **state) {
   mu_reopen(&D);
 }
 
+/* A restore found at a session renews in one transaction, which rewrites
+ * every row holding the replica's own writes; LMDB reuses no page that
+ * transaction frees, so the file grows by about their size.  Where the
+ * file may not grow (a full disk; here RLIMIT_FSIZE just above its
+ * size, in a child process), the session fails with SYNC_ENOSPC and
+ * changes nothing: the same id, rows and digest.  Once there is room,
+ * the next sessions renew and bring everything together.  Before the fix
+ * the commit failed with SYNC_EIO: LMDB's write stopped short at the
+ * limit, which it reports as EIO, and only a file system with no block
+ * left was taken for a full disk. */
+static void test_restore_renewal_without_room_changes_nothing(void **state) {
+  uint8_t before[16], after[16];
+  uint64_t h;
+  size_t size;
+  pid_t pid;
+  int status = 0;
+  (void)state;
+  put_many(&D, BIG / 4);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  TU_OK(sync_env_compact(D.env, NULL)); /* no free page to reuse */
+  backup_file(&D);
+  put_n(&D, "lost", 3);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  restore_file(&D);
+  site_of(&D, before);
+  h = mu_digest(&D);
+  sync_env_close(D.env);
+  sync_env_close(S.env);
+  D.env = S.env = NULL;
+  size = file_size(D.path);
+  if (file_size(S.path) > size) size = file_size(S.path);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct rlimit rl;
+    int rc;
+    signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails, EFBIG */
+    mu_reopen(&D);
+    mu_reopen(&S);
+    rl.rlim_cur = rl.rlim_max = (rlim_t)(size + 256 * 1024);
+    if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(2);
+    rc = su_sync(&D, &S, NULL, NULL, NULL, NULL);
+    sync_env_close(D.env);
+    sync_env_close(S.env);
+    if (rc != SYNC_ENOSPC)
+      fprintf(stderr, "child: the session ended with %d: %s\n", rc,
+              sync_env_errmsg(D.env));
+    _exit(rc == SYNC_ENOSPC ? 0 : 3);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  if (WEXITSTATUS(status) != 0)
+    fail_msg("the session without room ended otherwise than SYNC_ENOSPC "
+             "(child status %d)", WEXITSTATUS(status));
+  mu_reopen(&D);
+  mu_reopen(&S);
+  site_of(&D, after);
+  assert_memory_equal(after, before, 16);
+  TU_U64(mu_digest(&D), h);
+  /* With room: the renewal, then the lost rows come back. */
+  assert_int_equal(sync_pair(&D, &S), 1);
+  assert_int_equal(su_sync(&D, &S, NULL, NULL, NULL, NULL), 1);
+  site_of(&D, after);
+  assert_memory_not_equal(after, before, 16);
+  assert_true(has_row(&D, "lost02"));
+  TU_U64(mu_digest(&D), mu_digest(&S));
+  print_message("restore renewal: %zu bytes before, %zu after\n", size,
+                file_size(D.path));
+}
+
 /* A copy claims the writes of the old id it holds (up to its clock at
  * the copy).  C, a copy of D's file, deletes a row it inherited, S
  * acknowledges and C collects the tombstone; D, which C has never met,
@@ -878,6 +950,7 @@ int main(void) {
       T(test_copy_renewal_does_not_double_the_file),
       T(test_copy_renewal_cut_short_goes_on),
       T(test_copy_opened_twice_at_once_renews_once),
+      T(test_restore_renewal_without_room_changes_nothing),
       T(test_renamed_file_keeps_site_id),
       T(test_site_renew_keeps_rows),
       T(test_renew_from_request_keeps_shared_claims),
