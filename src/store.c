@@ -109,26 +109,28 @@ struct sx_store {
 #endif
 };
 
-/* Whether st's file may not grow: the file system holding it has no
- * block left, or the file reached this process's file size limit
- * (RLIMIT_FSIZE: a write stops there, short, and the next one fails with
- * EFBIG), within a page of LMDB's largest. */
-static int sx_disk_full(sx_store *st) {
+/* Whether the file of LMDB environment env may not grow: the file
+ * system holding it has no block left, or the file reached this
+ * process's file size limit (RLIMIT_FSIZE: a write stops there, short,
+ * and the next one fails with EFBIG), within a page of LMDB's largest. */
+static int sx_env_full(MDB_env *env) {
 #ifndef _WIN32
   struct statvfs sv;
   struct rlimit rl;
   struct stat sb;
   mdb_filehandle_t fd;
-  if (!st || !st->env || mdb_env_get_fd(st->env, &fd) != 0) return 0;
+  if (!env || mdb_env_get_fd(env, &fd) != 0) return 0;
   if (fstatvfs(fd, &sv) == 0 && sv.f_bavail == 0) return 1;
   return getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
          fstat(fd, &sb) == 0 && sb.st_size >= 0 &&
          (rlim_t)sb.st_size + 65536 > rl.rlim_cur;
 #else
-  (void)st;
+  (void)env;
   return 0;
 #endif
 }
+
+static int sx_disk_full(sx_store *st) { return st && sx_env_full(st->env); }
 
 /* LMDB or errno -> SYNC_E*.  Every failure passes through here, which
  * remembers the native code for sync_env_native_error(). */
@@ -567,6 +569,10 @@ fail:
   if (names) mdb_cursor_close(names);
   if (rt) sx_txn_abort(st, rt);
   if (wt) mdb_txn_abort(wt);
+  /* A short write to the copy (EIO) is a full disk where the copy may
+   * not grow: asked of the copy's file, which may lie on another file
+   * system than the source's. */
+  if (rc == EIO && sx_env_full(d)) rc = ENOSPC;
   if (d) mdb_env_close(d);
   if (made) unlink(out);
   snprintf(msg, msgsz, "%s: compacting failed: %s", out, mdb_strerror(rc));

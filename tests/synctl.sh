@@ -173,11 +173,13 @@ assert lines == txt.splitlines()[1:], lines" "$S schema a.db"
 check "schema prints a schema file" sh -c "$S schema a.db > schema.txt && grep -q '^table notes text\$' schema.txt && grep -q '^  title text notnull\$' schema.txt"
 
 # --- a full disk (a file size limit stands in for it) ----------------
+# The limit cuts LMDB's write short (which it reports as EIO) or refuses
+# it (EFBIG): either way the file may not grow, and that is a full disk.
 BIG=$(python3 -c "print('ab' * 60000)")
 for lim in 70 100; do
   "$S" init full$lim.db --table t:text b:blob > /dev/null
   status "a write past the file size limit ($lim blocks) fails (1)" 1 sh -c "trap '' XFSZ; ulimit -f $lim; exec $S put full$lim.db t k b=$BIG"
-  has "I/O error" && ! has "failed: [a-z ]*failed" && ! has "full$lim.db: [a-z ]*: full$lim.db" \
+  has "no space left" && ! has "failed: [a-z ]*failed" && ! has "full$lim.db: [a-z ]*: full$lim.db" \
     && ok "and says what failed once" || bad "full disk message says it twice"
 done
 
@@ -219,6 +221,16 @@ if [ "$(id -u)" = 0 ] && mkdir fulldisk && mount -t tmpfs -o size=1m tmpfs fulld
   [ ! -e fulldisk/nolock.db-lock ] && ok "and leaves no lock file behind" || bad "a lock file was left"
   rm -f fulldisk/fill
   check "with room again it reads" sh -c "$S get fulldisk/nolock.db t k | grep -q '^v  1\$'"
+  # A compacted copy written from a file elsewhere to a disk with 16 KiB
+  # left: LMDB's write stops short (EIO), on the copy's file system, not
+  # the source's; the message says the disk is full.
+  "$S" init fdsrc.db --table t:text b:blob > /dev/null && "$S" put fdsrc.db t k b=$BIG > /dev/null
+  dd if=/dev/zero of=fulldisk/fill bs=1k 2>/dev/null
+  truncate -s -16k fulldisk/fill
+  status "a compacted copy onto a full disk fails (1)" 1 "$S" compact fdsrc.db fulldisk/fdcopy.db
+  has "no space left on the file system" && ok "and says the disk is full" || bad "compact onto a full disk message"
+  [ ! -e fulldisk/fdcopy.db ] && ok "and leaves no copy behind" || bad "a partial copy was left"
+  rm -f fulldisk/fill
   umount fulldisk
 else
   skip "a copy opened on a full disk (mounting a tmpfs needs root)"

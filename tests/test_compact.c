@@ -6,6 +6,9 @@
  * compacting in place while another process has the file open is
  * refused with SYNC_EBUSY.
  */
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -207,6 +210,48 @@ static void compact_copy_is_a_copy(void **state) {
   assert_memory_not_equal(c.site, site, 16);
   TU_U64(mu_digest(&c), dg);
   mu_close(&c);
+  mu_close(&a);
+  mu_close(&b);
+}
+
+/* A compacted copy where it may not grow (a full disk; here RLIMIT_FSIZE
+ * at a quarter of what the copy needs, in a child process) fails with
+ * SYNC_ENOSPC, leaves no file behind and the source as it was.  Before
+ * the limit was taken for a full disk it failed with SYNC_EIO: LMDB's
+ * write to the copy stopped short there, which it reports as EIO.  (A
+ * copy onto another file system that is full: tests/synctl.sh.) */
+static void compact_copy_without_room(void **state) {
+  uint64_t now = 1700000000000ull, dg, size;
+  mu_rep a, b;
+  pid_t pid;
+  int status = 0;
+  (void)state;
+  (void)cp_setup(&a, &b, &now);
+  dg = mu_digest(&a);
+  tu_remove_db("compact-c.db");
+  TU_OK(sync_env_compact(a.env, "compact-c.db"));
+  size = cp_file_size("compact-c.db");
+  tu_remove_db("compact-c.db");
+  fflush(stdout);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct rlimit rl;
+    int rc;
+    signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails, EFBIG */
+    rl.rlim_cur = rl.rlim_max = (rlim_t)(size / 4);
+    if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(2);
+    rc = sync_env_compact(a.env, "compact-c.db");
+    if (rc != SYNC_ENOSPC)
+      fprintf(stderr, "child: compacting ended with %d: %s\n", rc,
+              sync_env_errmsg(a.env));
+    _exit(rc == SYNC_ENOSPC ? 0 : 3);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  assert_false(tu_file_exists("compact-c.db"));
+  TU_U64(mu_digest(&a), dg);
   mu_close(&a);
   mu_close(&b);
 }
@@ -454,6 +499,7 @@ int main(void) {
       cmocka_unit_test(gc_in_batches_keeps_the_file),
       cmocka_unit_test(compact_in_place_keeps_identity),
       cmocka_unit_test(compact_copy_is_a_copy),
+      cmocka_unit_test(compact_copy_without_room),
       cmocka_unit_test(compact_in_place_needs_the_file_alone),
       cmocka_unit_test(compact_in_place_with_a_process_waiting),
       cmocka_unit_test(compact_allocation_failures),
