@@ -3953,6 +3953,12 @@ struct sync_txn {
   unsigned ncur;
   int scratch_ok;
   sx_row old, nw;
+  /* The row a public read decodes (sync_get, sync_contains, counter
+   * reads, sync_peers_get), apart from old and nw: the application may
+   * read through the transaction from a callback (a row filter, the
+   * resolver) while a cut or a merge holds its row in old. */
+  int rd_ok;
+  sx_row rd;
   sx_buf enc;
   sync_cursor *cursors; /* user cursors, invalidated at the end */
   sync_changes *changes;
@@ -4258,6 +4264,8 @@ SYNC_API int sync_env_stats(sync_env *env, sync_stats *out) {
 
 /* Make the per-table cursors and row scratch of a transaction. */
 SYNC_PRIVATE int sx_scratch(sync_txn *x);
+/* Make x->rd, the row public reads decode into. */
+SYNC_PRIVATE int sx_read_scratch(sync_txn *x);
 SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out);
 /* Per-table cursor and count arrays. */
 SYNC_PRIVATE int sx_txn_tables(sync_txn *x);
@@ -4403,6 +4411,7 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
     sx_row_free(al, &x->old);
     sx_row_free(al, &x->nw);
   }
+  if (x->rd_ok) sx_row_free(al, &x->rd);
   sx_buf_free(&x->enc);
   sx_buf_free(&x->changed);
   sx_buf_free(&x->conflicts);
@@ -4440,6 +4449,13 @@ SYNC_PRIVATE int sx_scratch(sync_txn *x) {
     return SYNC_ENOMEM;
   }
   x->scratch_ok = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_read_scratch(sync_txn *x) {
+  if (x->rd_ok) return 0;
+  if (sx_row_init(&x->env->al, &x->rd, SYNC_MAX_COLUMNS)) return SYNC_ENOMEM;
+  x->rd_ok = 1;
   return 0;
 }
 
@@ -7768,9 +7784,9 @@ SYNC_API int sync_get(sync_txn *x, unsigned table, const void *key,
   if ((rc = sx_check_key(x, table, key, klen))) return rc;
   if (nvals > x->env->schema->tables[table].ncols || (nvals && !vals))
     return SYNC_EINVAL;
-  if ((rc = sx_scratch(x))) return rc;
-  if ((rc = sx_read(x, table, key, klen, &x->old))) return rc;
-  sx_fill(&x->env->schema->tables[table], &x->old, vals, nvals);
+  if ((rc = sx_read_scratch(x))) return rc;
+  if ((rc = sx_read(x, table, key, klen, &x->rd))) return rc;
+  sx_fill(&x->env->schema->tables[table], &x->rd, vals, nvals);
   return 0;
 }
 
@@ -7778,8 +7794,8 @@ SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
                            size_t klen) {
   int rc;
   if ((rc = sx_check_key(x, table, key, klen))) return rc;
-  if ((rc = sx_scratch(x))) return rc;
-  rc = sx_read(x, table, key, klen, &x->old);
+  if ((rc = sx_read_scratch(x))) return rc;
+  rc = sx_read(x, table, key, klen, &x->rd);
   if (rc == SYNC_NOTFOUND) return 0;
   return rc ? rc : 1;
 }
@@ -7796,9 +7812,9 @@ static int sx_counter_cell(sync_txn *x, unsigned table, const void *key,
   tb = &x->env->schema->tables[table];
   if (col >= tb->ncols) return SYNC_EINVAL;
   if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
-  if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
+  if ((rc = sx_read_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->rd)))
     return rc;
-  if (col < x->old.ncols) *out = &x->old.cols[col];
+  if (col < x->rd.ncols) *out = &x->rd.cols[col];
   return 0;
 }
 
@@ -10031,13 +10047,13 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
     size_t m = cnt < cap ? cnt : cap;
     sx_logit it;
     const sx_lent *e = &it.e;
-    if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+    if ((rc = sx_read_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
     if ((rc = sx_logit_open(x, &it))) return rc;
     while ((rc = sx_logit_next(&it)) == 0) {
-      rc = sx_log_current(x, &x->old, e);
+      rc = sx_log_current(x, &x->rd, e);
       if (rc == SYNC_NOTFOUND) continue;
       if (rc) break;
-      if (x->old.cl & 1) continue; /* live */
+      if (x->rd.cl & 1) continue; /* live */
       for (i = 0; i < m; i++)
         if (sx_poscmp(e->version, e->seq, out[i].acked_version,
                       out[i].acked_seq) > 0)

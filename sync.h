@@ -949,7 +949,9 @@ SYNC_API int sync_site_renew_from(sync_txn *txn, const sync_request *req);
  * and nvals 0: return nonzero to send the delete.  The answer may depend
  * on anything the application likes, as long as an answer that changes
  * for a row that did not change comes with a new filter_version (a row
- * that changes is judged again by itself). */
+ * that changes is judged again by itself).  It may read through the
+ * transaction the chunk is cut in (sync_get, sync_contains, cursors),
+ * never write in it. */
 typedef int (*sync_row_filter_fn)(void *ctx, const uint8_t peer[16],
                                   unsigned table, const void *key,
                                   size_t klen, const sync_value *vals,
@@ -1241,7 +1243,9 @@ SYNC_API int sync_peer_reset(sync_txn *txn, const uint8_t peer[16]);
  * whose incoming base is not the local stamp (and not one writer's later
  * write); a delete versus an update whose HLC is later than the delete's
  * (an update with an earlier HLC may have been seen by the deleter, so it
- * is not reported; the delete wins either way). */
+ * is not reported; the delete wins either way).  The resolver may read
+ * through the transaction that applies (sync_get, sync_contains,
+ * cursors), never write in it. */
 #define SYNC_ROW 0xffffffffu
 #define SYNC_RESOLVE_DEFAULT 0
 #define SYNC_RESOLVE_LOCAL 1

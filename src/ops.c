@@ -511,9 +511,9 @@ SYNC_API int sync_get(sync_txn *x, unsigned table, const void *key,
   if ((rc = sx_check_key(x, table, key, klen))) return rc;
   if (nvals > x->env->schema->tables[table].ncols || (nvals && !vals))
     return SYNC_EINVAL;
-  if ((rc = sx_scratch(x))) return rc;
-  if ((rc = sx_read(x, table, key, klen, &x->old))) return rc;
-  sx_fill(&x->env->schema->tables[table], &x->old, vals, nvals);
+  if ((rc = sx_read_scratch(x))) return rc;
+  if ((rc = sx_read(x, table, key, klen, &x->rd))) return rc;
+  sx_fill(&x->env->schema->tables[table], &x->rd, vals, nvals);
   return 0;
 }
 
@@ -521,8 +521,8 @@ SYNC_API int sync_contains(sync_txn *x, unsigned table, const void *key,
                            size_t klen) {
   int rc;
   if ((rc = sx_check_key(x, table, key, klen))) return rc;
-  if ((rc = sx_scratch(x))) return rc;
-  rc = sx_read(x, table, key, klen, &x->old);
+  if ((rc = sx_read_scratch(x))) return rc;
+  rc = sx_read(x, table, key, klen, &x->rd);
   if (rc == SYNC_NOTFOUND) return 0;
   return rc ? rc : 1;
 }
@@ -539,9 +539,9 @@ static int sx_counter_cell(sync_txn *x, unsigned table, const void *key,
   tb = &x->env->schema->tables[table];
   if (col >= tb->ncols) return SYNC_EINVAL;
   if (tb->cols[col].type != SYNC_COUNTER) return SYNC_ETYPE;
-  if ((rc = sx_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->old)))
+  if ((rc = sx_read_scratch(x)) || (rc = sx_read(x, table, key, klen, &x->rd)))
     return rc;
-  if (col < x->old.ncols) *out = &x->old.cols[col];
+  if (col < x->rd.ncols) *out = &x->rd.cols[col];
   return 0;
 }
 

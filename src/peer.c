@@ -450,13 +450,13 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
     size_t m = cnt < cap ? cnt : cap;
     sx_logit it;
     const sx_lent *e = &it.e;
-    if ((rc = sx_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
+    if ((rc = sx_read_scratch(x)) || (rc = sx_txn_tables(x))) return rc;
     if ((rc = sx_logit_open(x, &it))) return rc;
     while ((rc = sx_logit_next(&it)) == 0) {
-      rc = sx_log_current(x, &x->old, e);
+      rc = sx_log_current(x, &x->rd, e);
       if (rc == SYNC_NOTFOUND) continue;
       if (rc) break;
-      if (x->old.cl & 1) continue; /* live */
+      if (x->rd.cl & 1) continue; /* live */
       for (i = 0; i < m; i++)
         if (sx_poscmp(e->version, e->seq, out[i].acked_version,
                       out[i].acked_seq) > 0)

@@ -109,6 +109,7 @@ SYNC_PRIVATE void sx_txn_free(sync_txn *x) {
     sx_row_free(al, &x->old);
     sx_row_free(al, &x->nw);
   }
+  if (x->rd_ok) sx_row_free(al, &x->rd);
   sx_buf_free(&x->enc);
   sx_buf_free(&x->changed);
   sx_buf_free(&x->conflicts);
@@ -146,6 +147,13 @@ SYNC_PRIVATE int sx_scratch(sync_txn *x) {
     return SYNC_ENOMEM;
   }
   x->scratch_ok = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_read_scratch(sync_txn *x) {
+  if (x->rd_ok) return 0;
+  if (sx_row_init(&x->env->al, &x->rd, SYNC_MAX_COLUMNS)) return SYNC_ENOMEM;
+  x->rd_ok = 1;
   return 0;
 }
 

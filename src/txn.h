@@ -9,6 +9,8 @@
 
 /* Make the per-table cursors and row scratch of a transaction. */
 SYNC_PRIVATE int sx_scratch(sync_txn *x);
+/* Make x->rd, the row public reads decode into. */
+SYNC_PRIVATE int sx_read_scratch(sync_txn *x);
 SYNC_PRIVATE int sx_table_cursor(sync_txn *x, unsigned tid, sx_scur **out);
 /* Per-table cursor and count arrays. */
 SYNC_PRIVATE int sx_txn_tables(sync_txn *x);

@@ -165,6 +165,12 @@ struct sync_txn {
   unsigned ncur;
   int scratch_ok;
   sx_row old, nw;
+  /* The row a public read decodes (sync_get, sync_contains, counter
+   * reads, sync_peers_get), apart from old and nw: the application may
+   * read through the transaction from a callback (a row filter, the
+   * resolver) while a cut or a merge holds its row in old. */
+  int rd_ok;
+  sx_row rd;
   sx_buf enc;
   sync_cursor *cursors; /* user cursors, invalidated at the end */
   sync_changes *changes;

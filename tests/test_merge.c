@@ -387,6 +387,53 @@ static void test_resolver_local_keeps_local_value_everywhere(void **state) {
   assert_false(cc[0].c.remote_won);
 }
 
+/* A resolver that reads other rows through the transaction that applies
+ * the chunk (its context: sync_delta_apply's caller's own).  The merge
+ * must go on with the row it was merging: before the fix sync_get
+ * decoded the row it read into the transaction's scratch row, which
+ * held the local row under merge, and the replicas no longer converged
+ * (A's digest after a pull from B differed from B's). */
+typedef struct reading_resolver {
+  sync_txn *txn;
+  int calls, reads;
+} reading_resolver;
+
+static int resolver_reading(void *ctx, const sync_conflict *c,
+                            sync_value *merged) {
+  reading_resolver *r = (reading_resolver *)ctx;
+  sync_value v[MU_NCOLS];
+  (void)c;
+  (void)merged;
+  r->calls++;
+  if (sync_get(r->txn, 0, "other", 5, v, MU_NCOLS) == 0) r->reads++;
+  return SYNC_RESOLVE_DEFAULT;
+}
+
+static void test_resolver_reading_the_applying_transaction(void **state) {
+  reading_resolver rr;
+  sync_delta *d;
+  sync_txn *txn;
+  sync_apply_report rep;
+  (void)state;
+  memset(&rr, 0, sizeof rr);
+  now_ms = T0 + 50;
+  mu_put(&B, "other", 7, 7.5, "another row");
+  TU_OK(sync_env_set_resolver(B.env, resolver_reading, &rr));
+  concurrent_text_updates("from-a", T0 + 200, "from-b", T0 + 100);
+  d = mu_cut(&B, &A, 0, 1);
+  TU_OK(sync_txn_begin(B.env, 0, &txn));
+  rr.txn = txn;
+  TU_OK(sync_delta_apply(txn, d, SYNC_APPLY_MERGE, &rep));
+  TU_OK(sync_txn_commit(txn));
+  sync_delta_free(d);
+  assert_int_equal(rr.calls, 1);
+  assert_int_equal(rr.reads, 1);
+  expect_text(&B, "k", MU_COL_S, "from-a"); /* A's later write wins */
+  expect_text(&B, "other", MU_COL_S, "another row");
+  mu_pull(&A, &B, 0, 1, NULL);
+  TU_U64(mu_digest(&A), mu_digest(&B));
+}
+
 static void test_resolver_merged_value_is_written_everywhere(void **state) {
   resolver_ctx rc;
   (void)state;
@@ -1982,6 +2029,7 @@ int main(void) {
       T(test_update_before_delete_is_no_conflict),
       T(test_reinsert_after_delete_beats_old_update),
       T(test_resolver_local_keeps_local_value_everywhere),
+      T(test_resolver_reading_the_applying_transaction),
       T(test_resolver_merged_value_is_written_everywhere),
       T(test_resolver_remote_takes_remote_value_everywhere),
       T(test_resolver_local_on_deleted_source_keeps_row_everywhere),

@@ -219,6 +219,97 @@ static void test_filter_sees_peer_and_values(void **state) {
   mu_close(&other);
 }
 
+/* A filter that reads other rows through the transaction the chunk is
+ * cut in (its context: sync_delta_make's caller's own), as "send an
+ * order's lines when the order is in scope" does.  The rows sent are the
+ * rows stored: before the fix the cut kept the row it was judging in the
+ * transaction's scratch row, which sync_get filled with the row the
+ * filter read, so every row went out with that row's values and
+ * stamps under its own key. */
+typedef struct sc_reader {
+  sync_txn *txn;
+  unsigned long reads;
+} sc_reader;
+
+static int sc_reading_filter(void *ctx, const uint8_t peer[16], unsigned table,
+                             const void *key, size_t klen,
+                             const sync_value *vals, unsigned nvals) {
+  sc_reader *r = (sc_reader *)ctx;
+  sync_value other[SC_NCOLS];
+  (void)peer;
+  (void)key;
+  (void)klen;
+  (void)vals;
+  (void)nvals;
+  if (sync_get(r->txn, table, "k00", 3, other, SC_NCOLS) == 0) r->reads++;
+  return 1;
+}
+
+static void test_filter_reading_the_cutting_transaction(void **state) {
+  uint64_t now = 1700000000000ull;
+  mu_rep srv, dev;
+  sc_reader rd;
+  int i, pass;
+  (void)state;
+  sc_open(&srv, "scope-srv.db", 0x51, &now);
+  sc_open(&dev, "scope-dev.db", 0xd1, &now);
+  for (i = 0; i < 40; i++) {
+    char key[8];
+    snprintf(key, sizeof key, "k%02d", i);
+    now += 2;
+    sc_put(&srv, 0, key, 1, 100 + i, key);
+  }
+  /* The first chunk is an initial stream (rows in key order), the next
+   * ones, after more writes, come from the log. */
+  for (pass = 0; pass < 2; pass++) {
+    sync_txn *rt, *st;
+    sync_request *req = NULL;
+    sync_delta *d = NULL;
+    sync_delta_opts o;
+    if (pass) {
+      for (i = 1; i < 40; i += 3) {
+        char key[8];
+        snprintf(key, sizeof key, "k%02d", i);
+        now += 2;
+        sc_put(&srv, 0, key, 1, 1000 + i, "changed");
+      }
+    }
+    for (;;) {
+      int last;
+      memset(&o, 0, sizeof o);
+      memset(&rd, 0, sizeof rd);
+      o.max_rows = 7;
+      o.filter = sc_reading_filter;
+      o.filter_ctx = &rd;
+      TU_OK(sync_txn_begin(dev.env, SYNC_TXN_RDONLY, &rt));
+      TU_OK(sync_request_make(rt, srv.site, &req));
+      sync_txn_abort(rt);
+      TU_OK(sync_txn_begin(srv.env, SYNC_TXN_RDONLY, &st));
+      rd.txn = st;
+      TU_OK(sync_delta_make(st, req, &o, &d));
+      sync_txn_abort(st);
+      sync_request_free(req);
+      assert_true(rd.reads > 0);
+      last = sync_delta_last(d);
+      mu_apply(&dev, d, SYNC_APPLY_MERGE, NULL);
+      sync_delta_free(d);
+      if (last) break;
+    }
+    for (i = 0; i < 40; i++) {
+      char key[8];
+      int64_t v = 0;
+      snprintf(key, sizeof key, "k%02d", i);
+      assert_true(sc_get(&dev, 0, key, NULL, &v, NULL, 0));
+      if (v != (pass && i % 3 == 1 ? 1000 + i : 100 + i))
+        fail_msg("pass %d: %s reads v %lld on the device", pass, key,
+                 (long long)v);
+    }
+    TU_U64(mu_digest(&dev), mu_digest(&srv));
+  }
+  mu_close(&srv);
+  mu_close(&dev);
+}
+
 /* ---------------------------------------------------------------------
  * A row whose values change so the filter says no reaches the device as
  * an exit marker: removed there, no tombstone, nothing pushed back, and
@@ -1022,6 +1113,7 @@ static void test_scope_property(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_filter_sees_peer_and_values),
+      cmocka_unit_test(test_filter_reading_the_cutting_transaction),
       cmocka_unit_test(test_row_leaves_scope_by_value),
       cmocka_unit_test(test_row_reenters_scope_whole),
       cmocka_unit_test(test_row_reenters_on_a_copy),
