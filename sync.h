@@ -86,8 +86,9 @@ extern "C" {
                                  limit (EFBIG: RLIMIT_FSIZE, the file
                                  system's maximum); the native error
                                  tells which.  LMDB reports a write cut
-                                 short by a full disk as EIO, so a full
-                                 disk may also show as SYNC_EIO with
+                                 short as EIO: where the file then may
+                                 not grow (no block left, or at its size
+                                 limit) that is SYNC_ENOSPC too, with
                                  native error EIO */
 #define SYNC_EMAPFULL (-6)    /* the map is full and cannot grow further */
 #define SYNC_EREADONLY (-7)   /* write on a read-only env or transaction */
