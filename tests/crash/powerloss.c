@@ -115,30 +115,38 @@ static int work(int mode, unsigned long n, uint64_t seed) {
 typedef struct gwork {
   sync_env *env;
   cu_model *m;
-  unsigned long n; /* commits of this thread */
+  unsigned long n;      /* commits of this thread */
+  unsigned long rounds; /* of every thread: the most any thread commits */
+  pthread_barrier_t *start;
   void (*mark)(int, uint64_t);
   int rc;
 } gwork;
 
+/* The threads start each round together, so that batches form however
+ * busy the machine is (without it, a loaded machine ran the threads one
+ * after another and no batch formed); a thread whose commits are done,
+ * or that failed, still takes part in every round. */
 static void *gwork_main(void *arg) {
   gwork *g = (gwork *)arg;
   unsigned long i;
-  for (i = 0; i < g->n; i++) {
+  for (i = 0; i < g->rounds; i++) {
     sync_txn *txn;
     uint32_t step;
+    pthread_barrier_wait(g->start);
+    if (i >= g->n || g->rc) continue;
     if (sync_txn_begin(g->env, SYNC_TXN_GROUP, &txn)) {
       g->rc = 92;
-      break;
+      continue;
     }
     if (cu_step(g->m, txn, CU_T_G, 1)) {
       sync_txn_abort(txn);
       g->rc = 93;
-      break;
+      continue;
     }
     step = g->m->last;
     if (sync_txn_commit(txn)) {
       g->rc = 94;
-      break;
+      continue;
     }
     g->mark('M', step);
   }
@@ -149,6 +157,7 @@ static int work_group(unsigned long n, unsigned long threads, uint64_t seed) {
   static cu_model m;
   gwork g[16];
   pthread_t th[16];
+  pthread_barrier_t start;
   sync_env *env;
   unsigned long i;
   void (*mark)(int, uint64_t);
@@ -158,15 +167,19 @@ static int work_group(unsigned long n, unsigned long threads, uint64_t seed) {
   cu_model_init(&m, seed);
   if (cu_open(DB_W, SYNC_DURABLE_FULL, 0, &env)) return 91;
   if (cu_history_on(env, CU_T_G) || cu_history_on(env, CU_T_M)) return 98;
+  if (pthread_barrier_init(&start, NULL, (unsigned)threads)) return 97;
   for (i = 0; i < threads; i++) {
     g[i].env = env;
     g[i].m = &m;
     g[i].n = n / threads + (i < n % threads);
+    g[i].rounds = n / threads + (n % threads != 0);
+    g[i].start = &start;
     g[i].mark = mark;
     g[i].rc = 0;
     if (pthread_create(&th[i], NULL, gwork_main, &g[i])) return 97;
   }
   for (i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&start);
   for (i = 0; i < threads; i++)
     if (g[i].rc) return g[i].rc;
   sync_env_close(env);
