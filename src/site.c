@@ -100,8 +100,6 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t, unsigned *tid,
           return rc;
         }
       }
-      kk.p = pos;
-      kk.n = *plen;
       if (budget && ++n == budget) return 0; /* go on from pos */
     }
   }

@@ -13,6 +13,14 @@ static void sx_txn_end(sync_txn *x) {
   else sx_txn_abort(x->env->st, x->t);
 }
 
+/* End and free x, begun but not handed out, and fail with rc. */
+static int sx_begin_fail(sync_txn *x, int rc, const char *why) {
+  sync_env *env = x->env;
+  sx_txn_end(x);
+  sx_free(&env->al, x);
+  return sx_fail(env, rc, "%s", why);
+}
+
 SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sync_txn *x;
   sx_slice v;
@@ -46,30 +54,21 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   }
   rc = sx_get(env->st, x->t, env->meta, "state", 5, &v);
   if (!rc && v.n != 24) rc = SYNC_ECORRUPT;
-  if (rc) {
-    sx_txn_end(x);
-    sx_free(&env->al, x);
-    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                   "database state record unreadable");
-  }
+  if (rc)
+    return sx_begin_fail(x, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                         "database state record unreadable");
   x->hlc_last = sx_get_le64(v.p);
   x->base_version = sx_get_le64(v.p + 8);
   x->schema_version = sx_get_le64(v.p + 16);
+  if (x->schema_version != env->schema->version)
+    return sx_begin_fail(x, SYNC_ESCHEMA,
+                         "the schema was changed by another process; reopen");
   rc = sx_get(env->st, x->t, env->meta, "site", 4, &v);
   if (!rc && v.n != SX_SITE_LEN) rc = SYNC_ECORRUPT;
-  if (rc) {
-    sx_txn_end(x);
-    sx_free(&env->al, x);
-    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
-                   "site id record unreadable");
-  }
+  if (rc)
+    return sx_begin_fail(x, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                         "site id record unreadable");
   memcpy(x->self, v.p, SX_SITE_LEN);
-  if (x->schema_version != env->schema->version) {
-    sx_txn_end(x);
-    sx_free(&env->al, x);
-    return sx_fail(env, SYNC_ESCHEMA,
-                   "the schema was changed by another process; reopen");
-  }
   *out = x;
   return 0;
 }
