@@ -6,9 +6,6 @@
  * compacting in place while another process has the file open is
  * refused with SYNC_EBUSY.
  */
-#include <signal.h>
-#include <stdio.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -236,11 +233,8 @@ static void compact_copy_without_room(void **state) {
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
-    struct rlimit rl;
     int rc;
-    signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails, EFBIG */
-    rl.rlim_cur = rl.rlim_max = (rlim_t)(size / 4);
-    if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(2);
+    if (tu_limit_file_size((size_t)size / 4)) _exit(2);
     rc = sync_env_compact(a.env, "compact-c.db");
     if (rc != SYNC_ENOSPC)
       fprintf(stderr, "child: compacting ended with %d: %s\n", rc,

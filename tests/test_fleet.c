@@ -7,9 +7,7 @@
  */
 #include "sess_util.h"
 
-#include <signal.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -673,19 +671,16 @@ static void test_restore_renewal_without_room_changes_nothing(void **state) {
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
-    struct rlimit rl;
     int rc;
-    signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails, EFBIG */
     mu_reopen(&D);
     mu_reopen(&S);
-    rl.rlim_cur = rl.rlim_max = (rlim_t)(size + 256 * 1024);
-    if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(2);
+    if (tu_limit_file_size(size + 256 * 1024)) _exit(2);
     rc = su_sync(&D, &S, NULL, NULL, NULL, NULL);
-    sync_env_close(D.env);
-    sync_env_close(S.env);
     if (rc != SYNC_ENOSPC)
       fprintf(stderr, "child: the session ended with %d: %s\n", rc,
               sync_env_errmsg(D.env));
+    sync_env_close(D.env);
+    sync_env_close(S.env);
     _exit(rc == SYNC_ENOSPC ? 0 : 3);
   }
   assert_int_equal(waitpid(pid, &status, 0), pid);

@@ -12,12 +12,14 @@
 #define SYNC_TESTUTIL_H
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <cmocka.h>
 
@@ -63,6 +65,17 @@ static inline void tu_remove_db(const char *path) {
   tu_lock_path(path, lock, sizeof lock);
   remove(path);
   remove(lock);
+}
+
+/* In a child process that stands for a full disk: every file may grow
+ * to size bytes and no further (RLIMIT_FSIZE, hard and soft), a write
+ * past it failing (EFBIG) or stopping short, and SIGXFSZ is ignored so
+ * that the write returns instead of ending the process.  0 or -1. */
+static inline int tu_limit_file_size(size_t size) {
+  struct rlimit rl;
+  signal(SIGXFSZ, SIG_IGN);
+  rl.rlim_cur = rl.rlim_max = (rlim_t)size;
+  return setrlimit(RLIMIT_FSIZE, &rl);
 }
 
 static inline int tu_file_exists(const char *path) {
