@@ -621,7 +621,7 @@ typedef struct sx_drow {
   size_t col0, ncols;
 } sx_drow;
 
-/* The most renewal records a replica keeps, and a frame carries. */
+/* The most renewal records a chunk carries (a replica keeps any number). */
 #define SX_RENEW_MAX 1024
 typedef struct sx_renew {
   uint32_t site;
@@ -3823,11 +3823,15 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_MAGIC "sync-db\0"
 /* The storage format (FORMAT.md, "File"); a writable open upgrades an
  * older file.  9: the change log in records (log.c); 10: counter fold
- * records (fold.c), which code before them would not apply. */
-#define SX_FORMAT_VERSION 10
+ * records (fold.c), which code before them would not apply; 11: the
+ * renewal records in a store of their own (renew.c). */
+#define SX_FORMAT_VERSION 11
 /* The first format with the change log in records: a read-only open of
  * an older file fails (only a writable open moves the log). */
 #define SX_FORMAT_LOGREC 9
+/* The first format with the renewal records in sx.renew: a read-only
+ * open of an older file fails too (only a writable open moves them). */
+#define SX_FORMAT_RENEW 11
 /* Format 8 brought counter cells (row tag 5).  Code before it, which
  * would take them for damage, refuses every format-8 file with
  * SYNC_EVERSION; a file whose schema gains a counter column says at
@@ -3902,6 +3906,7 @@ struct sync_env {
                       it until opened for writing) */
   sx_dbi hist;     /* row history (history.c); made by the first table
                       that keeps history */
+  sx_dbi renew;    /* renewal records (renew.c, "Renewal records") */
   int hist_ok;
   sx_rhopt *rh;    /* SYNC_MAX_TABLES settings, NULL when no table keeps
                       history */
@@ -3963,6 +3968,8 @@ struct sync_txn {
   sync_cursor *cursors; /* user cursors, invalidated at the end */
   sync_changes *changes;
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
+  uint64_t renew_wit; /* the clock this transaction's renewal records are
+                         known at (renew.c), 0 until one is taken */
   int64_t log_added; /* log entries added (or removed, negative) */
   uint64_t rows_written; /* rows stored, for the stats */
   int64_t log_stale; /* entries left behind by rows that changed again */
@@ -8518,8 +8525,8 @@ fail:
  *             "xfloor" -> u64 cap on this replica's own vector entry once
  *                      rows with its stamps left its scope (format 4)
  *             "renewed" -> site ids given up by restored replicas, each
- *                      with the HLC its claims are void above (renew.c,
- *                      "Renewal records"; format 5)
+ *                      with the HLC its claims are void above (format 5
+ *                      to 10; format 11 keeps them in sx.renew)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.rejects  the rejection log (reject.c; format 4)
  *   sx.logrec the change log in records of many entries (log.c; format
@@ -8531,6 +8538,8 @@ fail:
  *   sx.t<id>  one per table: primary key -> row (row.h)
  *   sx.hist   row history (history.c; format 8), made by the first table
  *             that keeps it
+ *   sx.renew  renewal records by site id, and by the clock they were
+ *             learned at (renew.c, "Renewal records"; format 11)
  */
 /* ---- src/open.h ---- */
 /*
@@ -8594,6 +8603,168 @@ SYNC_PRIVATE void sx_compat_clear(sync_env *env);
 SYNC_PRIVATE int sx_compat_check(sync_env *env, const sx_schema *p,
                                  const char *ours, const char *theirs,
                                  int peer_first);
+
+#endif
+/* ---- src/renew.h ---- */
+/*
+ * renew.h - site renewal: taking a new site id after a restore, and the
+ * renewal records that void a restored file's old claims.
+ */
+#ifndef SX_RENEW_H
+#define SX_RENEW_H
+
+/* ---- src/conflict.h ---- */
+/*
+ * conflict.h - the conflict log: recording conflicts, reading and resolving
+ * them, the resolver and the commit-time callback.
+ */
+#ifndef SX_CONFLICT_H
+#define SX_CONFLICT_H
+
+/* ---- src/peer.h ---- */
+/*
+ * peer.h - what a replica keeps of its peers: log positions and cursors,
+ * peer records, the version vector, and requests.
+ */
+#ifndef SX_PEER_H
+#define SX_PEER_H
+
+
+typedef struct sx_peer {
+  sx_cursor cur;    /* what this replica holds of the peer */
+  int tainted;      /* the run since the cursor was last zero left rows
+                       out (partial or refused chunks): it cannot raise
+                       the version vector */
+  int stale;        /* the peer said our cursor is behind its tombstone
+                       collection (SYNC_ESTALE); cleared when a run from
+                       it completes */
+  uint64_t acked_version; /* what the peer holds of this replica */
+  uint32_t acked_seq;
+  sx_mark mark;     /* the peer's history mark at the cursor (clock.h) */
+  sx_lineage lineage; /* the epochs of the peer's log before the mark's */
+  sx_scope scope;   /* the scope the peer served the cursor with */
+} sx_peer;
+
+/* Order of log positions (version, seq). */
+SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
+/* The log version a cursor stands at (its stream's start in initial
+ * mode). */
+SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c);
+/* The peer record of site: 0, SYNC_NOTFOUND, or SYNC_ECORRUPT. */
+SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
+/* Call fn on every peer record, in site id order; stops at fn's first
+ * nonzero return, which it returns. */
+SYNC_PRIVATE int sx_peers_each(sync_txn *x,
+                               int (*fn)(void *ctx, const uint8_t *site,
+                                         const sx_peer *p),
+                               void *ctx);
+/* Record that peer site answered SYNC_ESTALE (session, receiving side). */
+SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
+/* The peer record of site written back (write transactions). */
+SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
+/* Move the cursor for site from start to end (and mark) after a chunk
+ * with refused rows was answered; the run can no longer raise the
+ * vector.  Nothing when the cursor is not at start any more. */
+SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
+                                 const sx_cursor *start, const sx_cursor *end,
+                                 const sx_mark *mark,
+                                 const sx_lineage *lin, int last);
+/* A chunk moved the cursor to a position marked m, with lineage l (n 0:
+ * the chunk carried none): set *pm and *pl.  A sender sends the lineage
+ * whenever the mark is not the one the requester held, so a chunk
+ * without one keeps the lineage held with the same mark, and leaves
+ * none with another (the mark of a log's first epoch). */
+SYNC_PRIVATE void sx_mark_move(sx_mark *pm, sx_lineage *pl, const sx_mark *m,
+                               const sx_lineage *l);
+/* The version vector of this replica, per local site index (own entry:
+ * the state HLC).  *out has x->nsites entries, allocated. */
+SYNC_PRIVATE int sx_vv_load(sync_txn *x, uint64_t **out);
+/* ---------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------- */
+SYNC_PRIVATE int sx_bit(const unsigned char *set, unsigned i);
+SYNC_PRIVATE int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
+                             const uint8_t *sb);
+SYNC_PRIVATE int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b);
+/* Does cursor cur (where a receiver stands) already include position p? */
+SYNC_PRIVATE int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p);
+/* Does req claim writes of this replica's own id up to a clock its file
+ * never stood at (a vector entry sx_hist_foreign finds, claim 1)?  0 if
+ * not, or SYNC_EHISTORY with the message set and *held the clock the
+ * file's history left the fleet's at (else UINT64_MAX), or an error. */
+SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
+                                uint64_t *held);
+/* The same for one claim: a peer's vector entry hlc for this replica's
+ * own id. */
+SYNC_PRIVATE int sx_claim_own(sync_txn *x, uint64_t hlc, uint64_t *held);
+
+#endif
+
+/* ---------------------------------------------------------------------
+ * Conflict log.  Record: u8 kind, u8 flags (1 resolved, 2 remote won),
+ * var table, var column + 1 (0 = row), var key length, key, then local
+ * and remote: var hlc, 16-byte site, u8 tag (7 = none) + payload.
+ * ------------------------------------------------------------------- */
+typedef struct sx_cfl {
+  int kind;
+  unsigned tid, col;
+  const unsigned char *key;
+  size_t klen;
+  uint64_t lhlc, rhlc;
+  const uint8_t *lsite, *rsite;
+  const sync_value *lv, *rv; /* NULL: none */
+  int remote_won;
+} sx_cfl;
+
+/* Encode a conflict record into x->cpend (u32 length + record).  Nothing
+ * is written to LMDB here: the values may point into the map, which a
+ * write could move.  sx_conflicts_flush stores them once the row is. */
+SYNC_PRIVATE int sx_conflict_record(sync_txn *x, const sx_cfl *c);
+/* Store the pending conflict records under the next ids. */
+SYNC_PRIVATE int sx_conflicts_flush(sync_txn *x);
+/* The next entry of a log keyed by u64 BE id (conflicts, rejections)
+ * after last (the first when not started), sought again by key: clearing
+ * or resolving entries in between may have moved pages.  On success last
+ * is the entry's key. */
+SYNC_PRIVATE int sx_id_log_next(sx_store *st, sx_scur *c, int *started,
+                                unsigned char last[8], sx_slice *k, sx_slice *v);
+
+#endif
+
+/* sync_site_renew after a peer showed a view of this replica's log (mark
+ * m) that is not this file's history, or a claim on its id its history
+ * never made (claim: where the history left the fleet's, else
+ * UINT64_MAX): the renewal record keeps what the file's epochs show it
+ * holds of the old id (renew.c, "Renewal records"). */
+SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
+                                     const sx_lineage *lin, uint64_t claim);
+/* sync_site_renew keeping the old id's claims up to held: the clock the
+ * file stood at where its history left the fleet's. */
+SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held);
+/* The records a chunk carries, taken; runs start again when one of them
+ * lowered this replica's vector. */
+SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d);
+/* The sender's vector of d per delta site index, capped by the renewal
+ * records this replica keeps and those d carries. */
+SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out);
+/* The renewal record of site: 0 with its HLC in *held, SYNC_NOTFOUND, or
+ * an error. */
+SYNC_PRIVATE int sx_renew_get(sync_txn *x, const uint8_t *site, uint64_t *held);
+/* *h, capped by the renewal record of site if there is one. */
+SYNC_PRIVATE int sx_renew_cap(sync_txn *x, const uint8_t *site, uint64_t *h);
+/* How many renewal records this replica keeps (*n), and the sum of their
+ * hashes (*sum: the set, whatever order they came in). */
+SYNC_PRIVATE int sx_renew_sum(sync_txn *x, uint64_t *n, uint64_t *sum);
+/* The renewal records a run's last chunk d carries to a requester whose
+ * vector entry for this replica is own: those witnessed above it, by the
+ * site indexes of d, as many as SX_RENEW_MAX.  *rest: 0, or the witness
+ * of the first left out (the vector entry the chunk sends for this
+ * replica must stay below it). */
+SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d, uint64_t own,
+                                 uint64_t *rest);
+/* In the open's transaction t of a file of format 10 or before: move the
+ * records from meta "renewed" into sx.renew. */
+SYNC_PRIVATE int sx_renew_upgrade(sync_env *env, sx_stxn *t);
 
 #endif
 
@@ -8665,7 +8836,8 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
       (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
       (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)))
+      (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.renew", 1, &env->renew)))
     return rc;
   env->epochs_ok = 1;
   env->rejects_ok = 1;
@@ -8760,6 +8932,11 @@ SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path,
   rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   env->rejects_ok = rc == 0;
+  /* Files before format 11 gain it now (a read-only open of one fails
+   * before this: sx_env_load). */
+  if ((rc = sx_dbi_open(env->st, t, "sx.renew", !env->rdonly, &env->renew)))
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "%s: internal store missing", path);
   for (i = 0; i < s->ntables; i++) {
     char name[16];
     sx_tname(name, i);
@@ -8796,15 +8973,19 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
    * which only the upgrade of a writable open reads (sx_log_upgrade): a
    * read-only reader of the old layout would misread the log once a
    * writable open upgraded the file under it. */
-  if (format >= 1 && format < SX_FORMAT_LOGREC && env->rdonly)
+  if (format >= 1 && format < SX_FORMAT_RENEW && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
-                   path, (unsigned)format, SX_FORMAT_LOGREC,
+                   path, (unsigned)format,
+                   format < SX_FORMAT_LOGREC ? SX_FORMAT_LOGREC
+                                             : SX_FORMAT_RENEW,
                    format == 3  ? "the scope in peer records and the "
                                   "rejection log"
                    : format < 3 ? "the stored fingerprint sums"
-                                : "the change log in records");
+                   : format < SX_FORMAT_LOGREC
+                       ? "the change log in records"
+                       : "the renewal records in a store of their own");
   if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
@@ -8857,12 +9038,18 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * before keep the change log one item per entry: it moves into
      * records.  Format 9 lacks only the fold records, which read as
      * none (code before them would not drop what an heir's counter
-     * contributions hold). */
+     * contributions hold).  Format 10 and before keep the renewal
+     * records in meta "renewed": they move into sx.renew. */
     unsigned char fmt[12];
     if ((rc = sx_log_upgrade(env, t)))
       return sx_fail(env, rc,
                      "%s: upgrade to format %u failed in the "
                      "change log: %s",
+                     path, SX_FORMAT_VERSION, sync_strerror(rc));
+    if ((rc = sx_renew_upgrade(env, t)))
+      return sx_fail(env, rc,
+                     "%s: upgrade to format %u failed in the "
+                     "renewal records: %s",
                      path, SX_FORMAT_VERSION, sync_strerror(rc));
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -9537,84 +9724,6 @@ static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
  * that site; this replica's own entry is the state HLC), sx.peers (site id
  * -> peer record), sx.conflicts (id u64 BE -> conflict record).
  */
-/* ---- src/peer.h ---- */
-/*
- * peer.h - what a replica keeps of its peers: log positions and cursors,
- * peer records, the version vector, and requests.
- */
-#ifndef SX_PEER_H
-#define SX_PEER_H
-
-
-typedef struct sx_peer {
-  sx_cursor cur;    /* what this replica holds of the peer */
-  int tainted;      /* the run since the cursor was last zero left rows
-                       out (partial or refused chunks): it cannot raise
-                       the version vector */
-  int stale;        /* the peer said our cursor is behind its tombstone
-                       collection (SYNC_ESTALE); cleared when a run from
-                       it completes */
-  uint64_t acked_version; /* what the peer holds of this replica */
-  uint32_t acked_seq;
-  sx_mark mark;     /* the peer's history mark at the cursor (clock.h) */
-  sx_lineage lineage; /* the epochs of the peer's log before the mark's */
-  sx_scope scope;   /* the scope the peer served the cursor with */
-} sx_peer;
-
-/* Order of log positions (version, seq). */
-SYNC_PRIVATE int sx_poscmp(uint64_t va, uint32_t sa, uint64_t vb, uint32_t sb);
-/* The log version a cursor stands at (its stream's start in initial
- * mode). */
-SYNC_PRIVATE uint64_t sx_cursor_version(const sx_cursor *c);
-/* The peer record of site: 0, SYNC_NOTFOUND, or SYNC_ECORRUPT. */
-SYNC_PRIVATE int sx_peer_get(sync_txn *x, const uint8_t *site, sx_peer *p);
-/* Call fn on every peer record, in site id order; stops at fn's first
- * nonzero return, which it returns. */
-SYNC_PRIVATE int sx_peers_each(sync_txn *x,
-                               int (*fn)(void *ctx, const uint8_t *site,
-                                         const sx_peer *p),
-                               void *ctx);
-/* Record that peer site answered SYNC_ESTALE (session, receiving side). */
-SYNC_PRIVATE int sx_peer_set_stale(sync_txn *x, const uint8_t *site);
-/* The peer record of site written back (write transactions). */
-SYNC_PRIVATE int sx_peer_put(sync_txn *x, const uint8_t *site, const sx_peer *p);
-/* Move the cursor for site from start to end (and mark) after a chunk
- * with refused rows was answered; the run can no longer raise the
- * vector.  Nothing when the cursor is not at start any more. */
-SYNC_PRIVATE int sx_peer_advance(sync_txn *x, const uint8_t *site,
-                                 const sx_cursor *start, const sx_cursor *end,
-                                 const sx_mark *mark,
-                                 const sx_lineage *lin, int last);
-/* A chunk moved the cursor to a position marked m, with lineage l (n 0:
- * the chunk carried none): set *pm and *pl.  A sender sends the lineage
- * whenever the mark is not the one the requester held, so a chunk
- * without one keeps the lineage held with the same mark, and leaves
- * none with another (the mark of a log's first epoch). */
-SYNC_PRIVATE void sx_mark_move(sx_mark *pm, sx_lineage *pl, const sx_mark *m,
-                               const sx_lineage *l);
-/* The version vector of this replica, per local site index (own entry:
- * the state HLC).  *out has x->nsites entries, allocated. */
-SYNC_PRIVATE int sx_vv_load(sync_txn *x, uint64_t **out);
-/* ---------------------------------------------------------------------
- * Small helpers
- * ------------------------------------------------------------------- */
-SYNC_PRIVATE int sx_bit(const unsigned char *set, unsigned i);
-SYNC_PRIVATE int sx_stampcmp(uint64_t ha, const uint8_t *sa, uint64_t hb,
-                             const uint8_t *sb);
-SYNC_PRIVATE int sx_cursor_eq(const sx_cursor *a, const sx_cursor *b);
-/* Does cursor cur (where a receiver stands) already include position p? */
-SYNC_PRIVATE int sx_cursor_covers(const sx_cursor *cur, const sx_cursor *p);
-/* Does req claim writes of this replica's own id up to a clock its file
- * never stood at (a vector entry sx_hist_foreign finds, claim 1)?  0 if
- * not, or SYNC_EHISTORY with the message set and *held the clock the
- * file's history left the fleet's at (else UINT64_MAX), or an error. */
-SYNC_PRIVATE int sx_claim_check(sync_txn *x, const sync_request *req,
-                                uint64_t *held);
-/* The same for one claim: a peer's vector entry hlc for this replica's
- * own id. */
-SYNC_PRIVATE int sx_claim_own(sync_txn *x, uint64_t hlc, uint64_t *held);
-
-#endif
 
 SYNC_PRIVATE int sx_bit(const unsigned char *set, unsigned i) {
   return (set[i >> 3] >> (i & 7)) & 1;
@@ -10068,45 +10177,6 @@ SYNC_API int sync_peers_get(sync_txn *x, sync_peer_info *out, size_t cap,
  * conflict.c - the conflict log: recording conflicts, reading and resolving
  * them, the resolver and the commit-time callback.
  */
-/* ---- src/conflict.h ---- */
-/*
- * conflict.h - the conflict log: recording conflicts, reading and resolving
- * them, the resolver and the commit-time callback.
- */
-#ifndef SX_CONFLICT_H
-#define SX_CONFLICT_H
-
-
-/* ---------------------------------------------------------------------
- * Conflict log.  Record: u8 kind, u8 flags (1 resolved, 2 remote won),
- * var table, var column + 1 (0 = row), var key length, key, then local
- * and remote: var hlc, 16-byte site, u8 tag (7 = none) + payload.
- * ------------------------------------------------------------------- */
-typedef struct sx_cfl {
-  int kind;
-  unsigned tid, col;
-  const unsigned char *key;
-  size_t klen;
-  uint64_t lhlc, rhlc;
-  const uint8_t *lsite, *rsite;
-  const sync_value *lv, *rv; /* NULL: none */
-  int remote_won;
-} sx_cfl;
-
-/* Encode a conflict record into x->cpend (u32 length + record).  Nothing
- * is written to LMDB here: the values may point into the map, which a
- * write could move.  sx_conflicts_flush stores them once the row is. */
-SYNC_PRIVATE int sx_conflict_record(sync_txn *x, const sx_cfl *c);
-/* Store the pending conflict records under the next ids. */
-SYNC_PRIVATE int sx_conflicts_flush(sync_txn *x);
-/* The next entry of a log keyed by u64 BE id (conflicts, rejections)
- * after last (the first when not started), sought again by key: clearing
- * or resolving entries in between may have moved pages.  On success last
- * is the entry's key. */
-SYNC_PRIVATE int sx_id_log_next(sx_store *st, sx_scur *c, int *started,
-                                unsigned char last[8], sx_slice *k, sx_slice *v);
-
-#endif
 
 struct sync_conflicts {
   sx_alloc al;
@@ -10413,40 +10483,6 @@ SYNC_API int sync_env_set_on_conflict(sync_env *env, sync_conflict_fn fn,
  * renew.c - site renewal: taking a new site id after a restore, and the
  * renewal records that void a restored file's old claims.
  */
-/* ---- src/renew.h ---- */
-/*
- * renew.h - site renewal: taking a new site id after a restore, and the
- * renewal records that void a restored file's old claims.
- */
-#ifndef SX_RENEW_H
-#define SX_RENEW_H
-
-
-/* sync_site_renew after a peer showed a view of this replica's log (mark
- * m) that is not this file's history, or a claim on its id its history
- * never made (claim: where the history left the fleet's, else
- * UINT64_MAX): the renewal record keeps what the file's epochs show it
- * holds of the old id (renew.c, "Renewal records"). */
-SYNC_PRIVATE int sx_site_renew_after(sync_txn *x, const sx_mark *m,
-                                     const sx_lineage *lin, uint64_t claim);
-/* sync_site_renew keeping the old id's claims up to held: the clock the
- * file stood at where its history left the fleet's. */
-SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held);
-/* The records a chunk carries, taken; runs start again when one of them
- * lowered this replica's vector. */
-SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d);
-/* The sender's vector of d per delta site index, capped by the renewal
- * records this replica keeps and those d carries. */
-SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out);
-/* h, capped by the record of site in b if there is one. */
-SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h);
-/* The renewal records this replica keeps, by the site indexes of d (the
- * last chunk of a run carries them). */
-SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d);
-/* The renewal records, copied into b (24 bytes each). */
-SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b);
-
-#endif
 
 #include <stdlib.h>
 
@@ -10471,21 +10507,207 @@ static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
  * writes out of what they ask for, past cursors that move on.  When it
  * finds out it gives the site id up and records the HLC up to which its
  * file holds that id's writes: the id's claims above it are void.  The
- * record (meta "renewed": 16-byte site id, u64 LE HLC, per id) goes with
- * the last chunk of every run, so it reaches every replica the way
- * changes do.  A replica that learns it lowers its vector entry (and its
+ * record reaches every replica the way changes do, with the last chunk
+ * of a run.  A replica that learns it lowers its vector entry (and its
  * gcvv entry) for the id to that HLC and, when the entry was higher,
  * starts its runs again, so that its peers send it what it left out; a
  * vector it takes later is capped there too, whoever sends it.
+ *
+ * A fleet keeps every record for its whole life (one per restore of any
+ * replica), so a record must not travel with every run.  Each replica
+ * notes the clock it learned a record at, one above any clock it stood at
+ * before, and moves its clock there (the witness).  A run's last chunk
+ * carries the records witnessed above the requester's vector entry for
+ * the sender: a requester whose entry for replica W is at or above a
+ * witness of W's holds that record (or a lower one for the same id),
+ * because its entry only rose to a vector W sent after learning it, with
+ * the record, or to one a replica sent that held the record itself by the
+ * same rule.  A converged fleet sends none; a new replica gets them all
+ * with its first run (SX_RENEW_MAX per chunk: the vector entry sent for
+ * the sender stops below the first left out, so the next run goes on
+ * there).
+ *
+ * sx.renew (format 11):
+ *   's' + 16-byte site id               -> u64 LE held, u64 LE witness
+ *   'w' + u64 BE witness + site id      -> u64 LE held
+ *   'n'                                 -> u64 LE records, u64 LE sum of
+ *                                          their hashes (the set, for the
+ *                                          quick check)
  * ------------------------------------------------------------------- */
 
-SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b) {
-  return sx_meta_pairs(x, "renewed", SX_RENEW_MAX, b);
+#define SX_RN_SKEY (1 + SX_SITE_LEN)
+#define SX_RN_WKEY (1 + 8 + SX_SITE_LEN)
+
+static void sx_rn_skey(unsigned char *k, const uint8_t *site) {
+  k[0] = 's';
+  memcpy(k + 1, site, SX_SITE_LEN);
 }
 
-SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {
+static void sx_rn_wkey(unsigned char *k, uint64_t wit, const uint8_t *site) {
+  k[0] = 'w';
+  sx_put_be64(k + 1, wit);
+  memcpy(k + 9, site, SX_SITE_LEN);
+}
+
+/* A record's share of the set's sum. */
+static uint64_t sx_rn_hash(const uint8_t *site, uint64_t held) {
+  unsigned char b[SX_SITE_LEN + 8];
+  memcpy(b, site, SX_SITE_LEN);
+  sx_put_le64(b + SX_SITE_LEN, held);
+  return sx_hash64(b, sizeof b, 0);
+}
+
+static int sx_rn_read(sync_env *env, sx_stxn *t, const uint8_t *site,
+                      uint64_t *held, uint64_t *wit) {
+  unsigned char k[SX_RN_SKEY];
+  sx_slice v;
+  int rc;
+  sx_rn_skey(k, site);
+  if ((rc = sx_get(env->st, t, env->renew, k, sizeof k, &v))) return rc;
+  if (v.n != 16) return SYNC_ECORRUPT;
+  *held = sx_get_le64(v.p);
+  *wit = sx_get_le64(v.p + 8);
+  return 0;
+}
+
+static int sx_rn_count(sync_env *env, sx_stxn *t, uint64_t *n, uint64_t *sum) {
+  sx_slice v;
+  int rc = sx_get(env->st, t, env->renew, "n", 1, &v);
+  *n = *sum = 0;
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n != 16) return SYNC_ECORRUPT;
+  *n = sx_get_le64(v.p);
+  *sum = sx_get_le64(v.p + 8);
+  return 0;
+}
+
+/* Keep the record (site, held), witnessed at wit, in place of the one
+ * the site had. */
+static int sx_rn_write(sync_env *env, sx_stxn *t, const uint8_t *site,
+                       uint64_t held, uint64_t wit) {
+  unsigned char k[SX_RN_WKEY], v[16];
+  uint64_t oheld, owit, n, sum;
+  int rc = sx_rn_read(env, t, site, &oheld, &owit), had = rc == 0;
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (had) {
+    sx_rn_wkey(k, owit, site);
+    if ((rc = sx_del(env->st, t, env->renew, k, SX_RN_WKEY))) return rc;
+  }
+  if ((rc = sx_rn_count(env, t, &n, &sum))) return rc;
+  if (had) sum -= sx_rn_hash(site, oheld);
+  else n++;
+  sum += sx_rn_hash(site, held);
+  sx_put_le64(v, held);
+  sx_put_le64(v + 8, wit);
+  sx_rn_skey(k, site);
+  if ((rc = sx_put(env->st, t, env->renew, k, SX_RN_SKEY, v, 16, 0)))
+    return rc;
+  sx_rn_wkey(k, wit, site);
+  if ((rc = sx_put(env->st, t, env->renew, k, SX_RN_WKEY, v, 8, 0)))
+    return rc;
+  sx_put_le64(v, n);
+  sx_put_le64(v + 8, sum);
+  return sx_put(env->st, t, env->renew, "n", 1, v, 16, 0);
+}
+
+/* The witness of the records x learns: one above every clock this
+ * replica stood at before x, which x's commit moves the clock to. */
+static uint64_t sx_renew_witness(sync_txn *x) {
+  if (!x->renew_wit) {
+    uint64_t h = x->hlc_last > x->hlc_seen ? x->hlc_last : x->hlc_seen;
+    if (x->stamped && x->hlc > h) h = x->hlc;
+    x->renew_wit = h + 1;
+    x->hlc_seen = x->renew_wit;
+  }
+  return x->renew_wit;
+}
+
+SYNC_PRIVATE int sx_renew_get(sync_txn *x, const uint8_t *site, uint64_t *held) {
+  uint64_t wit;
+  return sx_rn_read(x->env, x->t, site, held, &wit);
+}
+
+SYNC_PRIVATE int sx_renew_cap(sync_txn *x, const uint8_t *site, uint64_t *h) {
   uint64_t held;
-  return sx_pair_hlc(b->p, b->len, site, &held) && h > held ? held : h;
+  int rc;
+  if (!*h) return 0;
+  rc = sx_renew_get(x, site, &held);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (!rc && *h > held) *h = held;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_renew_sum(sync_txn *x, uint64_t *n, uint64_t *sum) {
+  return sx_rn_count(x->env, x->t, n, sum);
+}
+
+/* Give site an index in sx.sites, in the open's transaction t, if it
+ * has none (*next: the index the next one takes). */
+static int sx_rn_site(sync_env *env, sx_stxn *t, const uint8_t *site,
+                      uint32_t *next) {
+  unsigned char k[4];
+  sx_scur *c;
+  sx_slice ck, cv;
+  int op = SX_FIRST, rc;
+  if ((rc = sx_cur_open(env->st, t, env->sites, &c))) return rc;
+  while ((rc = sx_cur_walk(env->st, c, &op, &ck, &cv)) == 1)
+    if (cv.n == SX_SITE_LEN && !memcmp(cv.p, site, SX_SITE_LEN)) break;
+  sx_cur_close(c);
+  if (rc) return rc < 0 ? rc : 0;
+  sx_put_be32(k, *next);
+  if ((rc = sx_put(env->st, t, env->sites, k, 4, site, SX_SITE_LEN, 0)))
+    return rc;
+  ++*next;
+  return 0;
+}
+
+/* Format 10 and before kept the records in meta "renewed", as many as
+ * 1024 (24 bytes each).  They move into sx.renew, witnessed at one above
+ * the clock, which moves there; each site gets an index, which the
+ * records' chunks name it by. */
+SYNC_PRIVATE int sx_renew_upgrade(sync_env *env, sx_stxn *t) {
+  unsigned char state[24];
+  sx_slice v, s;
+  sx_buf b;
+  uint64_t wit;
+  uint32_t nsites;
+  size_t j;
+  int rc = sx_get(env->st, t, env->meta, "renewed", 7, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n % 24) return SYNC_ECORRUPT;
+  sx_buf_init(&b, &env->al);
+  if ((rc = sx_buf_reserve(&b, v.n))) return rc;
+  memcpy(b.p, v.p, v.n);
+  b.len = v.n;
+  if ((rc = sx_get(env->st, t, env->meta, "state", 5, &s)) ||
+      (s.n != 24 && (rc = SYNC_ECORRUPT)))
+    goto done;
+  memcpy(state, s.p, 24);
+  wit = sx_get_le64(state) + 1;
+  sx_put_le64(state, wit);
+  if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)))
+    goto done;
+  {
+    sx_scur *c;
+    sx_slice ck, cv;
+    if ((rc = sx_cur_open(env->st, t, env->sites, &c))) goto done;
+    rc = sx_cur_get(env->st, c, SX_LAST, &ck, &cv);
+    sx_cur_close(c);
+    if (rc || ck.n != 4) {
+      rc = rc ? rc : SYNC_ECORRUPT; /* index 0 is always there */
+      goto done;
+    }
+    nsites = sx_get_be32(ck.p) + 1;
+  }
+  for (j = 0; j < b.len && !rc; j += 24)
+    if (!(rc = sx_rn_site(env, t, b.p + j, &nsites)))
+      rc = sx_rn_write(env, t, b.p + j, sx_get_le64(b.p + j + 16), wit);
+  if (!rc) rc = sx_del(env->st, t, env->meta, "renewed", 7);
+done:
+  sx_buf_free(&b);
+  return rc;
 }
 
 /* Start every run again: peers stream all this replica's vector does not
@@ -10549,62 +10771,35 @@ static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
   sync_env *env = x->env;
   unsigned char kk[4], vb[8];
   sx_slice old;
-  sx_buf b;
-  size_t j;
+  uint64_t had;
   uint32_t idx;
-  int rc, found = 0;
+  int rc;
   if (!memcmp(site, x->self, SX_SITE_LEN)) return 0;
-  sx_buf_init(&b, &env->al);
-  if ((rc = sx_renew_load(x, &b))) goto done;
-  for (j = 0; j + 24 <= b.len; j += 24)
-    if (!memcmp(b.p + j, site, SX_SITE_LEN)) {
-      found = 1;
-      if (sx_get_le64(b.p + j + 16) <= held) goto done; /* known */
-      sx_put_le64(b.p + j + 16, held);
-    }
-  if (!found) {
-    if (b.len / 24 >= SX_RENEW_MAX) {
-      rc = sx_fail(env, SYNC_ELIMIT,
-                   "this replica keeps %d renewal records, the most it can",
-                   SX_RENEW_MAX);
-      goto done;
-    }
-    if ((rc = sx_buf_reserve(&b, 24))) goto done;
-    memcpy(b.p + b.len, site, SX_SITE_LEN);
-    sx_put_le64(b.p + b.len + 16, held);
-    b.len += 24;
-  }
-  if ((rc = sx_put(env->st, x->t, env->meta, "renewed", 7, b.p, b.len, 0))) {
+  rc = sx_renew_get(x, site, &had);
+  if (rc == 0 && had <= held) return 0; /* known */
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  /* The chunks that take the record on name the site by its index. */
+  if ((rc = sx_site_index(x, site, 1, &idx))) return rc;
+  if ((rc = sx_rn_write(env, x->t, site, held, sx_renew_witness(x)))) {
     x->failed = 1;
-    goto done;
+    return rc;
   }
   x->dirty = 1;
-  if ((rc = sx_gcvv_cap(x, site, held))) goto done;
-  if ((rc = sx_sites_load(x))) goto done;
-  rc = sx_site_index(x, site, 0, &idx);
-  if (rc == SYNC_NOTFOUND || (rc == 0 && idx == 0)) {
-    rc = 0;
-    goto done;
-  }
-  if (rc) goto done;
+  if ((rc = sx_gcvv_cap(x, site, held))) return rc;
+  if (idx == 0) return 0;
   sx_put_be32(kk, idx);
   rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
-  if (rc == SYNC_NOTFOUND) {
-    rc = 0;
-    goto done;
-  }
-  if (rc || old.n != 8 || sx_get_le64(old.p) <= held) goto done;
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc || old.n != 8 || sx_get_le64(old.p) <= held) return rc;
   sx_put_le64(vb, held);
   rc = held ? sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0)
             : sx_del(env->st, x->t, env->vv, kk, 4);
   if (rc) {
     x->failed = 1;
-    goto done;
+    return rc;
   }
   *lowered = 1;
-done:
-  sx_buf_free(&b);
-  return rc;
+  return 0;
 }
 
 SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d) {
@@ -10622,54 +10817,80 @@ static int sx_renew_site_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d) {
+SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d, uint64_t own,
+                                 uint64_t *rest) {
+  sync_env *env = x->env;
+  unsigned char k0[9];
+  sx_scur *c;
+  sx_slice k, v;
   sx_buf b;
   size_t j;
-  int rc;
-  sx_buf_init(&b, &x->env->al);
-  if ((rc = sx_renew_load(x, &b)) || !b.len) goto done;
-  d->renew = (sx_renew *)sx_malloc(&d->al, b.len / 24 * sizeof(sx_renew));
-  if (!d->renew) {
-    rc = SYNC_ENOMEM;
-    goto done;
+  int op = SX_SET_RANGE, rc;
+  *rest = 0;
+  if (own == UINT64_MAX) return 0;
+  k0[0] = 'w';
+  sx_put_be64(k0 + 1, own + 1);
+  k.p = k0;
+  k.n = sizeof k0;
+  sx_buf_init(&b, &env->al);
+  if ((rc = sx_cur_open(env->st, x->t, env->renew, &c))) return rc;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
+    if (k.p[0] != 'w') break; /* past the witnesses */
+    if (k.n != SX_RN_WKEY || v.n != 8) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    if (b.len / SX_RN_WKEY == SX_RENEW_MAX) {
+      *rest = sx_get_be64(k.p + 1);
+      break;
+    }
+    if ((rc = sx_buf_reserve(&b, SX_RN_WKEY))) break;
+    memcpy(b.p + b.len, k.p + 9, SX_SITE_LEN);
+    memcpy(b.p + b.len + SX_SITE_LEN, v.p, 8);
+    b.len += SX_RN_WKEY;
   }
-  for (j = 0; j + 24 <= b.len; j += 24) {
+  sx_cur_close(c);
+  if (rc > 0) rc = 0;
+  if (!rc && b.len) {
+    d->renew = (sx_renew *)sx_malloc(&d->al, b.len / SX_RN_WKEY *
+                                                 sizeof(sx_renew));
+    if (!d->renew) rc = SYNC_ENOMEM;
+  }
+  for (j = 0; !rc && j < b.len; j += SX_RN_WKEY) {
     uint32_t idx;
+    /* Every record's site has an index (sx_renew_learn), but this
+     * replica's own while a copy's renewal keeps the old id at 0. */
     rc = sx_site_index(x, b.p + j, 0, &idx);
-    if (rc == SYNC_NOTFOUND) continue;
-    if (rc) goto done;
-    if (idx == 0 || idx >= d->nsites) continue;
+    if (rc == SYNC_NOTFOUND) rc = SYNC_ECORRUPT;
+    if (rc || idx == 0) continue;
     d->renew[d->nrenew].site = idx;
-    d->renew[d->nrenew].held = sx_get_le64(b.p + j + 16);
+    d->renew[d->nrenew].held = sx_get_le64(b.p + j + SX_SITE_LEN);
     d->nrenew++;
   }
-  rc = 0;
-  qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
-done:
   sx_buf_free(&b);
+  if (!rc) qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
   return rc;
 }
 
 SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) {
-  sx_buf b;
   uint64_t *v;
   size_t i;
-  int rc;
+  int rc = 0;
   *out = NULL;
   v = (uint64_t *)sx_malloc(&x->env->al,
                             sizeof(uint64_t) * (d->nsites ? d->nsites : 1));
   if (!v) return SYNC_ENOMEM;
-  sx_buf_init(&b, &x->env->al);
-  if ((rc = sx_renew_load(x, &b))) {
+  for (i = 0; i < d->nsites && !rc; i++) {
+    v[i] = i < d->nvv ? d->vv[i] : 0;
+    rc = sx_renew_cap(x, d->sites[i], &v[i]);
+  }
+  if (rc) {
     sx_free(&x->env->al, v);
     return rc;
   }
-  for (i = 0; i < d->nsites; i++)
-    v[i] = i < d->nvv ? sx_renew_cap(&b, d->sites[i], d->vv[i]) : 0;
   for (i = 0; i < d->nrenew; i++)
     if (v[d->renew[i].site] > d->renew[i].held)
       v[d->renew[i].site] = d->renew[i].held;
-  sx_buf_free(&b);
   *out = v;
   return 0;
 }
@@ -10732,19 +10953,32 @@ SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
 
 SYNC_API int sync_renewals_get(sync_txn *x, sync_stamp *out, size_t cap,
                                size_t *n) {
-  sx_buf b;
-  size_t j, k = 0;
-  int rc;
+  sync_env *env;
+  unsigned char k0[1] = {'s'};
+  sx_scur *c;
+  sx_slice k, v;
+  size_t j = 0;
+  int op = SX_SET_RANGE, rc;
   if (!x || !n || (cap && !out)) return SYNC_EINVAL;
-  sx_buf_init(&b, &x->env->al);
-  if ((rc = sx_renew_load(x, &b))) return rc;
-  for (j = 0; j + 24 <= b.len; j += 24, k++)
-    if (k < cap) {
-      memcpy(out[k].site, b.p + j, SX_SITE_LEN);
-      out[k].hlc = sx_get_le64(b.p + j + 16);
+  env = x->env;
+  k.p = k0;
+  k.n = 1;
+  if ((rc = sx_cur_open(env->st, x->t, env->renew, &c))) return rc;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
+    if (k.p[0] != 's') break;
+    if (k.n != SX_RN_SKEY || v.n != 16) {
+      rc = SYNC_ECORRUPT;
+      break;
     }
-  sx_buf_free(&b);
-  *n = k;
+    if (j < cap) {
+      memcpy(out[j].site, k.p + 1, SX_SITE_LEN);
+      out[j].hlc = sx_get_le64(v.p);
+    }
+    j++;
+  }
+  sx_cur_close(c);
+  if (rc < 0) return rc;
+  *n = j;
   return 0;
 }
 
@@ -11930,20 +12164,16 @@ static int sx_cut_admit(sync_txn *x, const sync_request *req) {
  * entries), less the claims that a renewal record voids: the requester
  * may still make them (it has not heard of the record). */
 static int sx_cut_rvv(sync_txn *x, const sync_request *req, uint64_t *rvv) {
-  sx_buf b;
   size_t i;
-  int rc;
+  int rc = 0;
   memset(rvv, 0, sizeof(uint64_t) * x->nsites);
-  for (i = 0; i < req->nvv; i++) {
+  for (i = 0; i < req->nvv && !rc; i++) {
     uint32_t idx;
-    if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
-      rvv[idx] = req->vv[i].hlc;
+    uint64_t h = req->vv[i].hlc;
+    if (sx_site_index(x, req->vv[i].site, 0, &idx) != 0) continue;
+    rc = sx_renew_cap(x, req->vv[i].site, &h);
+    rvv[idx] = h;
   }
-  sx_buf_init(&b, &x->env->al);
-  rc = sx_renew_load(x, &b);
-  for (i = 0; !rc && i < x->nsites; i++)
-    rvv[i] = sx_renew_cap(&b, x->sites[i], rvv[i]);
-  sx_buf_free(&b);
   return rc;
 }
 
@@ -12002,7 +12232,7 @@ static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
  * the log names only the sites it needs: this replica (index 0), the
  * sites its stamps name, and on a run's last chunk those whose entry
  * here is above the requester's (rvv; what the run raises), and those
- * with renewal records.  A run of a table selection or a row filter
+ * of the renewal records it carries.  A run of a table selection or a row filter
  * leaves rows out, so its receiver does not raise its vector with it
  * (or, if nothing was left out after all, raises less: a lower vector
  * only ever costs rows sent again): such chunks leave the vector out.  A site left out is one whose entry the requester
@@ -12021,7 +12251,14 @@ static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
   for (i = 0; raise && o && o->tables && i < x->env->schema->ntables; i++)
     if (!sx_bit(o->tables, i)) raise = 0;
   d->nsites = x->nsites;
-  if (d->last && (rc = sx_renew_attach(x, d))) return rc;
+  if (d->last) {
+    /* The renewal records the requester may lack (renew.c): those it
+     * lacks past the chunk's SX_RENEW_MAX come with the next run, which
+     * starts below them. */
+    uint64_t rest;
+    if ((rc = sx_renew_attach(x, d, rvv[0], &rest))) return rc;
+    if (rest && (*vv)[0] >= rest) (*vv)[0] = rest - 1;
+  }
   map = (uint32_t *)sx_malloc(&x->env->al, sizeof(uint32_t) * x->nsites);
   if (!map) return SYNC_ENOMEM;
   for (i = 0; i < x->nsites; i++)
@@ -14036,11 +14273,10 @@ static int sx_apply_raise(sx_run *r) {
 SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
                             uint64_t *held) {
   sync_env *env = x->env;
-  uint64_t *from = NULL;
+  uint64_t *from = NULL, *h;
   uint32_t *li;
-  sx_buf rb;
   size_t i;
-  int rc;
+  int rc = 0;
   *held = UINT64_MAX;
   if (x->rdonly) return SYNC_EREADONLY;
   /* Our own entry is our clock: a peer's above what our history made
@@ -14050,14 +14286,14 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
         (rc = sx_claim_own(x, sx_get_le64(pv + 24 * i + SX_SITE_LEN), held)))
       return rc;
   li = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * (n ? n : 1));
-  if (!li) return SYNC_ENOMEM;
-  sx_buf_init(&rb, &env->al);
-  rc = sx_renew_load(x, &rb);
+  h = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (n ? n : 1));
+  if (!li || !h) rc = SYNC_ENOMEM;
   for (i = 0; !rc && i < n; i++) {
     const unsigned char *e = pv + 24 * i;
     li[i] = 0;
-    if (memcmp(e, x->self, SX_SITE_LEN) &&
-        sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN)))
+    h[i] = sx_get_le64(e + SX_SITE_LEN);
+    if (!memcmp(e, x->self, SX_SITE_LEN)) continue;
+    if (!(rc = sx_renew_cap(x, e, &h[i])) && h[i])
       rc = sx_site_index(x, e, 1, &li[i]);
   }
   if (!rc) {
@@ -14067,18 +14303,16 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
   if (!rc) {
     memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
     for (i = 0; !rc && i < n; i++) {
-      const unsigned char *e = pv + 24 * i;
-      uint64_t h = sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN));
       if (!li[i] || li[i] >= x->nsites) continue;
-      if (h > from[li[i]]) from[li[i]] = h;
-      rc = sx_vv_raise_site(x, li[i], h);
+      if (h[i] > from[li[i]]) from[li[i]] = h[i];
+      rc = sx_vv_raise_site(x, li[i], h[i]);
     }
   }
   /* As after a complete stream: the peer's vector bounds the deletes we
    * now claim without tombstones. */
   if (!rc) rc = sx_gcvv_raise(x, from);
-  sx_buf_free(&rb);
   sx_free(&env->al, from);
+  sx_free(&env->al, h);
   sx_free(&env->al, li);
   if (rc) x->failed = 1;
   return rc;
@@ -17323,7 +17557,7 @@ static int sx_dec_renewals(sx_dbody *s) {
   if (r->bad || nr > (uint64_t)(r->end - r->p) / 2 || nr >= d->nsites)
     return SX_BAD(s, "bad renewal count");
   if (nr > SX_RENEW_MAX)
-    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more renewal records than kept");
+    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more renewal records than a chunk carries");
   if (nr) {
     d->renew =
         (sx_renew *)sx_malloc(&s->dec->al, (size_t)nr * sizeof(sx_renew));
@@ -18964,10 +19198,14 @@ static int sx_rp_put_roots(sx_repair *rp, sync_txn *x, unsigned char **p,
  * then takes none. */
 static int sx_rp_put_vv(sx_repair *rp, sync_txn *x, unsigned char **p,
                         unsigned *flags) {
-  uint64_t *vv;
+  uint64_t *vv, nrenew, sum;
   uint32_t i, n = 0;
   int rc;
   if (!rp->o.vec || !rp->st.passes) return 0;
+  /* A replica that keeps renewal records sends them with the runs whose
+   * vector a requester takes (renew.c): a vector taken here, without
+   * them, would let its runs leave them out. */
+  if ((rc = sx_renew_sum(x, &nrenew, &sum)) || nrenew) return rc;
   if ((rc = sx_vv_load(x, &vv))) return rc;
   if ((rc = sx_fold_cap(x, vv))) {
     sx_free(&rp->al, vv);
@@ -21099,15 +21337,8 @@ static uint64_t sx_ck_tag(const sx_ck *k) {
 /* The renewal records as a set: the sum of each record's hash, so that
  * the order they were learned in does not count. */
 static int sx_ck_renewed(sync_txn *x, uint64_t *out) {
-  sx_buf b;
-  size_t j;
-  int rc;
-  sx_buf_init(&b, &x->env->al);
-  rc = sx_renew_load(x, &b);
-  *out = 0;
-  for (j = 0; !rc && j + 24 <= b.len; j += 24) *out += sx_hash64(b.p + j, 24, 0);
-  sx_buf_free(&b);
-  return rc;
+  uint64_t n;
+  return sx_renew_sum(x, &n, out);
 }
 
 /* Would a chunk cut for requester from position (v, s) of this replica's

@@ -426,13 +426,13 @@ SYNC_API int sync_env_site_id(sync_env *env, uint8_t out[16]);
  * writes up to a clock the file never stood at, and an apply that meets
  * a write of its id the file never made (sync_apply_report.renewed); a
  * session then ends with SYNC_EHISTORY: sync again.  It also keeps a renewal record that
- * travels with every run: replicas that took the old id's claims from
+ * reaches every replica with runs: replicas that took the old id's claims from
  * this file lower them and start their runs again, so that the writes
  * the file lost reach them too (docs/FORMAT.md, "Version vector"; called
  * here, the record voids every claim of the old id).  Rewrites every row
  * that carries a stamp of this replica.  Errors: SYNC_EINVAL,
  * SYNC_EREADONLY, SYNC_ETXN, SYNC_EIO (the random source failed),
- * SYNC_ELIMIT (1024 renewal records kept already), storage errors. */
+ * storage errors. */
 SYNC_API int sync_site_renew(sync_txn *txn);
 
 /* A description of the last failure on env (what differed, which native
@@ -1338,7 +1338,8 @@ SYNC_API int sync_vv_get(sync_txn *txn, sync_stamp *out, size_t cap,
 
 /* Renewal records: site ids that a replica restored from a backup gave
  * up (this one, or one it heard of), each with the HLC up to which that
- * id's claims stand (0: none do; docs/FORMAT.md, "Version vector").
+ * id's claims stand (0: none do; docs/FORMAT.md, "Version vector"), in
+ * site id order.  A replica keeps every record it learns, for its life.
  * Writes up to cap entries and the total count to *n.  Errors:
  * SYNC_EINVAL, SYNC_ECORRUPT (a malformed record). */
 SYNC_API int sync_renewals_get(sync_txn *txn, sync_stamp *out, size_t cap,

@@ -1265,11 +1265,10 @@ static int sx_apply_raise(sx_run *r) {
 SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
                             uint64_t *held) {
   sync_env *env = x->env;
-  uint64_t *from = NULL;
+  uint64_t *from = NULL, *h;
   uint32_t *li;
-  sx_buf rb;
   size_t i;
-  int rc;
+  int rc = 0;
   *held = UINT64_MAX;
   if (x->rdonly) return SYNC_EREADONLY;
   /* Our own entry is our clock: a peer's above what our history made
@@ -1279,14 +1278,14 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
         (rc = sx_claim_own(x, sx_get_le64(pv + 24 * i + SX_SITE_LEN), held)))
       return rc;
   li = (uint32_t *)sx_malloc(&env->al, sizeof(uint32_t) * (n ? n : 1));
-  if (!li) return SYNC_ENOMEM;
-  sx_buf_init(&rb, &env->al);
-  rc = sx_renew_load(x, &rb);
+  h = (uint64_t *)sx_malloc(&env->al, sizeof(uint64_t) * (n ? n : 1));
+  if (!li || !h) rc = SYNC_ENOMEM;
   for (i = 0; !rc && i < n; i++) {
     const unsigned char *e = pv + 24 * i;
     li[i] = 0;
-    if (memcmp(e, x->self, SX_SITE_LEN) &&
-        sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN)))
+    h[i] = sx_get_le64(e + SX_SITE_LEN);
+    if (!memcmp(e, x->self, SX_SITE_LEN)) continue;
+    if (!(rc = sx_renew_cap(x, e, &h[i])) && h[i])
       rc = sx_site_index(x, e, 1, &li[i]);
   }
   if (!rc) {
@@ -1296,18 +1295,16 @@ SYNC_PRIVATE int sx_vv_take(sync_txn *x, const unsigned char *pv, size_t n,
   if (!rc) {
     memset(from, 0, sizeof(uint64_t) * (x->nsites + 1));
     for (i = 0; !rc && i < n; i++) {
-      const unsigned char *e = pv + 24 * i;
-      uint64_t h = sx_renew_cap(&rb, e, sx_get_le64(e + SX_SITE_LEN));
       if (!li[i] || li[i] >= x->nsites) continue;
-      if (h > from[li[i]]) from[li[i]] = h;
-      rc = sx_vv_raise_site(x, li[i], h);
+      if (h[i] > from[li[i]]) from[li[i]] = h[i];
+      rc = sx_vv_raise_site(x, li[i], h[i]);
     }
   }
   /* As after a complete stream: the peer's vector bounds the deletes we
    * now claim without tombstones. */
   if (!rc) rc = sx_gcvv_raise(x, from);
-  sx_buf_free(&rb);
   sx_free(&env->al, from);
+  sx_free(&env->al, h);
   sx_free(&env->al, li);
   if (rc) x->failed = 1;
   return rc;

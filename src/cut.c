@@ -479,20 +479,16 @@ static int sx_cut_admit(sync_txn *x, const sync_request *req) {
  * entries), less the claims that a renewal record voids: the requester
  * may still make them (it has not heard of the record). */
 static int sx_cut_rvv(sync_txn *x, const sync_request *req, uint64_t *rvv) {
-  sx_buf b;
   size_t i;
-  int rc;
+  int rc = 0;
   memset(rvv, 0, sizeof(uint64_t) * x->nsites);
-  for (i = 0; i < req->nvv; i++) {
+  for (i = 0; i < req->nvv && !rc; i++) {
     uint32_t idx;
-    if (sx_site_index(x, req->vv[i].site, 0, &idx) == 0)
-      rvv[idx] = req->vv[i].hlc;
+    uint64_t h = req->vv[i].hlc;
+    if (sx_site_index(x, req->vv[i].site, 0, &idx) != 0) continue;
+    rc = sx_renew_cap(x, req->vv[i].site, &h);
+    rvv[idx] = h;
   }
-  sx_buf_init(&b, &x->env->al);
-  rc = sx_renew_load(x, &b);
-  for (i = 0; !rc && i < x->nsites; i++)
-    rvv[i] = sx_renew_cap(&b, x->sites[i], rvv[i]);
-  sx_buf_free(&b);
   return rc;
 }
 
@@ -551,7 +547,7 @@ static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
  * the log names only the sites it needs: this replica (index 0), the
  * sites its stamps name, and on a run's last chunk those whose entry
  * here is above the requester's (rvv; what the run raises), and those
- * with renewal records.  A run of a table selection or a row filter
+ * of the renewal records it carries.  A run of a table selection or a row filter
  * leaves rows out, so its receiver does not raise its vector with it
  * (or, if nothing was left out after all, raises less: a lower vector
  * only ever costs rows sent again): such chunks leave the vector out.  A site left out is one whose entry the requester
@@ -570,7 +566,14 @@ static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
   for (i = 0; raise && o && o->tables && i < x->env->schema->ntables; i++)
     if (!sx_bit(o->tables, i)) raise = 0;
   d->nsites = x->nsites;
-  if (d->last && (rc = sx_renew_attach(x, d))) return rc;
+  if (d->last) {
+    /* The renewal records the requester may lack (renew.c): those it
+     * lacks past the chunk's SX_RENEW_MAX come with the next run, which
+     * starts below them. */
+    uint64_t rest;
+    if ((rc = sx_renew_attach(x, d, rvv[0], &rest))) return rc;
+    if (rest && (*vv)[0] >= rest) (*vv)[0] = rest - 1;
+  }
   map = (uint32_t *)sx_malloc(&x->env->al, sizeof(uint32_t) * x->nsites);
   if (!map) return SYNC_ENOMEM;
   for (i = 0; i < x->nsites; i++)

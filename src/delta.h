@@ -91,7 +91,7 @@ typedef struct sx_drow {
   size_t col0, ncols;
 } sx_drow;
 
-/* The most renewal records a replica keeps, and a frame carries. */
+/* The most renewal records a chunk carries (a replica keeps any number). */
 #define SX_RENEW_MAX 1024
 typedef struct sx_renew {
   uint32_t site;

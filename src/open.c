@@ -15,8 +15,8 @@
  *             "xfloor" -> u64 cap on this replica's own vector entry once
  *                      rows with its stamps left its scope (format 4)
  *             "renewed" -> site ids given up by restored replicas, each
- *                      with the HLC its claims are void above (renew.c,
- *                      "Renewal records"; format 5)
+ *                      with the HLC its claims are void above (format 5
+ *                      to 10; format 11 keeps them in sx.renew)
  *   sx.sites  site index (u32 BE) -> 16-byte site id; 0 is this replica
  *   sx.rejects  the rejection log (reject.c; format 4)
  *   sx.logrec the change log in records of many entries (log.c; format
@@ -28,8 +28,11 @@
  *   sx.t<id>  one per table: primary key -> row (row.h)
  *   sx.hist   row history (history.c; format 8), made by the first table
  *             that keeps it
+ *   sx.renew  renewal records by site id, and by the clock they were
+ *             learned at (renew.c, "Renewal records"; format 11)
  */
 #include "open.h"
+#include "renew.h"
 
 #include <stdio.h>
 
@@ -99,7 +102,8 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
       (rc = sx_dbi_open(env->st, t, "sx.peers", 1, &env->peers)) ||
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
       (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)))
+      (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.renew", 1, &env->renew)))
     return rc;
   env->epochs_ok = 1;
   env->rejects_ok = 1;
@@ -194,6 +198,11 @@ SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path,
   rc = sx_dbi_open(env->st, t, "sx.rejects", !env->rdonly, &env->rejects);
   if (rc && rc != SYNC_NOTFOUND) return rc;
   env->rejects_ok = rc == 0;
+  /* Files before format 11 gain it now (a read-only open of one fails
+   * before this: sx_env_load). */
+  if ((rc = sx_dbi_open(env->st, t, "sx.renew", !env->rdonly, &env->renew)))
+    return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
+                   "%s: internal store missing", path);
   for (i = 0; i < s->ntables; i++) {
     char name[16];
     sx_tname(name, i);
@@ -230,15 +239,19 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
    * which only the upgrade of a writable open reads (sx_log_upgrade): a
    * read-only reader of the old layout would misread the log once a
    * writable open upgraded the file under it. */
-  if (format >= 1 && format < SX_FORMAT_LOGREC && env->rdonly)
+  if (format >= 1 && format < SX_FORMAT_RENEW && env->rdonly)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u needs an upgrade to format %u "
                    "(%s); open it writable once",
-                   path, (unsigned)format, SX_FORMAT_LOGREC,
+                   path, (unsigned)format,
+                   format < SX_FORMAT_LOGREC ? SX_FORMAT_LOGREC
+                                             : SX_FORMAT_RENEW,
                    format == 3  ? "the scope in peer records and the "
                                   "rejection log"
                    : format < 3 ? "the stored fingerprint sums"
-                                : "the change log in records");
+                   : format < SX_FORMAT_LOGREC
+                       ? "the change log in records"
+                       : "the renewal records in a store of their own");
   if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
@@ -291,12 +304,18 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * before keep the change log one item per entry: it moves into
      * records.  Format 9 lacks only the fold records, which read as
      * none (code before them would not drop what an heir's counter
-     * contributions hold). */
+     * contributions hold).  Format 10 and before keep the renewal
+     * records in meta "renewed": they move into sx.renew. */
     unsigned char fmt[12];
     if ((rc = sx_log_upgrade(env, t)))
       return sx_fail(env, rc,
                      "%s: upgrade to format %u failed in the "
                      "change log: %s",
+                     path, SX_FORMAT_VERSION, sync_strerror(rc));
+    if ((rc = sx_renew_upgrade(env, t)))
+      return sx_fail(env, rc,
+                     "%s: upgrade to format %u failed in the "
+                     "renewal records: %s",
                      path, SX_FORMAT_VERSION, sync_strerror(rc));
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))

@@ -27,21 +27,207 @@ static int sx_site_collect(void *ctx, const uint8_t *site, const sx_peer *p) {
  * writes out of what they ask for, past cursors that move on.  When it
  * finds out it gives the site id up and records the HLC up to which its
  * file holds that id's writes: the id's claims above it are void.  The
- * record (meta "renewed": 16-byte site id, u64 LE HLC, per id) goes with
- * the last chunk of every run, so it reaches every replica the way
- * changes do.  A replica that learns it lowers its vector entry (and its
+ * record reaches every replica the way changes do, with the last chunk
+ * of a run.  A replica that learns it lowers its vector entry (and its
  * gcvv entry) for the id to that HLC and, when the entry was higher,
  * starts its runs again, so that its peers send it what it left out; a
  * vector it takes later is capped there too, whoever sends it.
+ *
+ * A fleet keeps every record for its whole life (one per restore of any
+ * replica), so a record must not travel with every run.  Each replica
+ * notes the clock it learned a record at, one above any clock it stood at
+ * before, and moves its clock there (the witness).  A run's last chunk
+ * carries the records witnessed above the requester's vector entry for
+ * the sender: a requester whose entry for replica W is at or above a
+ * witness of W's holds that record (or a lower one for the same id),
+ * because its entry only rose to a vector W sent after learning it, with
+ * the record, or to one a replica sent that held the record itself by the
+ * same rule.  A converged fleet sends none; a new replica gets them all
+ * with its first run (SX_RENEW_MAX per chunk: the vector entry sent for
+ * the sender stops below the first left out, so the next run goes on
+ * there).
+ *
+ * sx.renew (format 11):
+ *   's' + 16-byte site id               -> u64 LE held, u64 LE witness
+ *   'w' + u64 BE witness + site id      -> u64 LE held
+ *   'n'                                 -> u64 LE records, u64 LE sum of
+ *                                          their hashes (the set, for the
+ *                                          quick check)
  * ------------------------------------------------------------------- */
 
-SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b) {
-  return sx_meta_pairs(x, "renewed", SX_RENEW_MAX, b);
+#define SX_RN_SKEY (1 + SX_SITE_LEN)
+#define SX_RN_WKEY (1 + 8 + SX_SITE_LEN)
+
+static void sx_rn_skey(unsigned char *k, const uint8_t *site) {
+  k[0] = 's';
+  memcpy(k + 1, site, SX_SITE_LEN);
 }
 
-SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h) {
+static void sx_rn_wkey(unsigned char *k, uint64_t wit, const uint8_t *site) {
+  k[0] = 'w';
+  sx_put_be64(k + 1, wit);
+  memcpy(k + 9, site, SX_SITE_LEN);
+}
+
+/* A record's share of the set's sum. */
+static uint64_t sx_rn_hash(const uint8_t *site, uint64_t held) {
+  unsigned char b[SX_SITE_LEN + 8];
+  memcpy(b, site, SX_SITE_LEN);
+  sx_put_le64(b + SX_SITE_LEN, held);
+  return sx_hash64(b, sizeof b, 0);
+}
+
+static int sx_rn_read(sync_env *env, sx_stxn *t, const uint8_t *site,
+                      uint64_t *held, uint64_t *wit) {
+  unsigned char k[SX_RN_SKEY];
+  sx_slice v;
+  int rc;
+  sx_rn_skey(k, site);
+  if ((rc = sx_get(env->st, t, env->renew, k, sizeof k, &v))) return rc;
+  if (v.n != 16) return SYNC_ECORRUPT;
+  *held = sx_get_le64(v.p);
+  *wit = sx_get_le64(v.p + 8);
+  return 0;
+}
+
+static int sx_rn_count(sync_env *env, sx_stxn *t, uint64_t *n, uint64_t *sum) {
+  sx_slice v;
+  int rc = sx_get(env->st, t, env->renew, "n", 1, &v);
+  *n = *sum = 0;
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n != 16) return SYNC_ECORRUPT;
+  *n = sx_get_le64(v.p);
+  *sum = sx_get_le64(v.p + 8);
+  return 0;
+}
+
+/* Keep the record (site, held), witnessed at wit, in place of the one
+ * the site had. */
+static int sx_rn_write(sync_env *env, sx_stxn *t, const uint8_t *site,
+                       uint64_t held, uint64_t wit) {
+  unsigned char k[SX_RN_WKEY], v[16];
+  uint64_t oheld, owit, n, sum;
+  int rc = sx_rn_read(env, t, site, &oheld, &owit), had = rc == 0;
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  if (had) {
+    sx_rn_wkey(k, owit, site);
+    if ((rc = sx_del(env->st, t, env->renew, k, SX_RN_WKEY))) return rc;
+  }
+  if ((rc = sx_rn_count(env, t, &n, &sum))) return rc;
+  if (had) sum -= sx_rn_hash(site, oheld);
+  else n++;
+  sum += sx_rn_hash(site, held);
+  sx_put_le64(v, held);
+  sx_put_le64(v + 8, wit);
+  sx_rn_skey(k, site);
+  if ((rc = sx_put(env->st, t, env->renew, k, SX_RN_SKEY, v, 16, 0)))
+    return rc;
+  sx_rn_wkey(k, wit, site);
+  if ((rc = sx_put(env->st, t, env->renew, k, SX_RN_WKEY, v, 8, 0)))
+    return rc;
+  sx_put_le64(v, n);
+  sx_put_le64(v + 8, sum);
+  return sx_put(env->st, t, env->renew, "n", 1, v, 16, 0);
+}
+
+/* The witness of the records x learns: one above every clock this
+ * replica stood at before x, which x's commit moves the clock to. */
+static uint64_t sx_renew_witness(sync_txn *x) {
+  if (!x->renew_wit) {
+    uint64_t h = x->hlc_last > x->hlc_seen ? x->hlc_last : x->hlc_seen;
+    if (x->stamped && x->hlc > h) h = x->hlc;
+    x->renew_wit = h + 1;
+    x->hlc_seen = x->renew_wit;
+  }
+  return x->renew_wit;
+}
+
+SYNC_PRIVATE int sx_renew_get(sync_txn *x, const uint8_t *site, uint64_t *held) {
+  uint64_t wit;
+  return sx_rn_read(x->env, x->t, site, held, &wit);
+}
+
+SYNC_PRIVATE int sx_renew_cap(sync_txn *x, const uint8_t *site, uint64_t *h) {
   uint64_t held;
-  return sx_pair_hlc(b->p, b->len, site, &held) && h > held ? held : h;
+  int rc;
+  if (!*h) return 0;
+  rc = sx_renew_get(x, site, &held);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (!rc && *h > held) *h = held;
+  return rc;
+}
+
+SYNC_PRIVATE int sx_renew_sum(sync_txn *x, uint64_t *n, uint64_t *sum) {
+  return sx_rn_count(x->env, x->t, n, sum);
+}
+
+/* Give site an index in sx.sites, in the open's transaction t, if it
+ * has none (*next: the index the next one takes). */
+static int sx_rn_site(sync_env *env, sx_stxn *t, const uint8_t *site,
+                      uint32_t *next) {
+  unsigned char k[4];
+  sx_scur *c;
+  sx_slice ck, cv;
+  int op = SX_FIRST, rc;
+  if ((rc = sx_cur_open(env->st, t, env->sites, &c))) return rc;
+  while ((rc = sx_cur_walk(env->st, c, &op, &ck, &cv)) == 1)
+    if (cv.n == SX_SITE_LEN && !memcmp(cv.p, site, SX_SITE_LEN)) break;
+  sx_cur_close(c);
+  if (rc) return rc < 0 ? rc : 0;
+  sx_put_be32(k, *next);
+  if ((rc = sx_put(env->st, t, env->sites, k, 4, site, SX_SITE_LEN, 0)))
+    return rc;
+  ++*next;
+  return 0;
+}
+
+/* Format 10 and before kept the records in meta "renewed", as many as
+ * 1024 (24 bytes each).  They move into sx.renew, witnessed at one above
+ * the clock, which moves there; each site gets an index, which the
+ * records' chunks name it by. */
+SYNC_PRIVATE int sx_renew_upgrade(sync_env *env, sx_stxn *t) {
+  unsigned char state[24];
+  sx_slice v, s;
+  sx_buf b;
+  uint64_t wit;
+  uint32_t nsites;
+  size_t j;
+  int rc = sx_get(env->st, t, env->meta, "renewed", 7, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n % 24) return SYNC_ECORRUPT;
+  sx_buf_init(&b, &env->al);
+  if ((rc = sx_buf_reserve(&b, v.n))) return rc;
+  memcpy(b.p, v.p, v.n);
+  b.len = v.n;
+  if ((rc = sx_get(env->st, t, env->meta, "state", 5, &s)) ||
+      (s.n != 24 && (rc = SYNC_ECORRUPT)))
+    goto done;
+  memcpy(state, s.p, 24);
+  wit = sx_get_le64(state) + 1;
+  sx_put_le64(state, wit);
+  if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)))
+    goto done;
+  {
+    sx_scur *c;
+    sx_slice ck, cv;
+    if ((rc = sx_cur_open(env->st, t, env->sites, &c))) goto done;
+    rc = sx_cur_get(env->st, c, SX_LAST, &ck, &cv);
+    sx_cur_close(c);
+    if (rc || ck.n != 4) {
+      rc = rc ? rc : SYNC_ECORRUPT; /* index 0 is always there */
+      goto done;
+    }
+    nsites = sx_get_be32(ck.p) + 1;
+  }
+  for (j = 0; j < b.len && !rc; j += 24)
+    if (!(rc = sx_rn_site(env, t, b.p + j, &nsites)))
+      rc = sx_rn_write(env, t, b.p + j, sx_get_le64(b.p + j + 16), wit);
+  if (!rc) rc = sx_del(env->st, t, env->meta, "renewed", 7);
+done:
+  sx_buf_free(&b);
+  return rc;
 }
 
 /* Start every run again: peers stream all this replica's vector does not
@@ -105,62 +291,35 @@ static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
   sync_env *env = x->env;
   unsigned char kk[4], vb[8];
   sx_slice old;
-  sx_buf b;
-  size_t j;
+  uint64_t had;
   uint32_t idx;
-  int rc, found = 0;
+  int rc;
   if (!memcmp(site, x->self, SX_SITE_LEN)) return 0;
-  sx_buf_init(&b, &env->al);
-  if ((rc = sx_renew_load(x, &b))) goto done;
-  for (j = 0; j + 24 <= b.len; j += 24)
-    if (!memcmp(b.p + j, site, SX_SITE_LEN)) {
-      found = 1;
-      if (sx_get_le64(b.p + j + 16) <= held) goto done; /* known */
-      sx_put_le64(b.p + j + 16, held);
-    }
-  if (!found) {
-    if (b.len / 24 >= SX_RENEW_MAX) {
-      rc = sx_fail(env, SYNC_ELIMIT,
-                   "this replica keeps %d renewal records, the most it can",
-                   SX_RENEW_MAX);
-      goto done;
-    }
-    if ((rc = sx_buf_reserve(&b, 24))) goto done;
-    memcpy(b.p + b.len, site, SX_SITE_LEN);
-    sx_put_le64(b.p + b.len + 16, held);
-    b.len += 24;
-  }
-  if ((rc = sx_put(env->st, x->t, env->meta, "renewed", 7, b.p, b.len, 0))) {
+  rc = sx_renew_get(x, site, &had);
+  if (rc == 0 && had <= held) return 0; /* known */
+  if (rc && rc != SYNC_NOTFOUND) return rc;
+  /* The chunks that take the record on name the site by its index. */
+  if ((rc = sx_site_index(x, site, 1, &idx))) return rc;
+  if ((rc = sx_rn_write(env, x->t, site, held, sx_renew_witness(x)))) {
     x->failed = 1;
-    goto done;
+    return rc;
   }
   x->dirty = 1;
-  if ((rc = sx_gcvv_cap(x, site, held))) goto done;
-  if ((rc = sx_sites_load(x))) goto done;
-  rc = sx_site_index(x, site, 0, &idx);
-  if (rc == SYNC_NOTFOUND || (rc == 0 && idx == 0)) {
-    rc = 0;
-    goto done;
-  }
-  if (rc) goto done;
+  if ((rc = sx_gcvv_cap(x, site, held))) return rc;
+  if (idx == 0) return 0;
   sx_put_be32(kk, idx);
   rc = sx_get(env->st, x->t, env->vv, kk, 4, &old);
-  if (rc == SYNC_NOTFOUND) {
-    rc = 0;
-    goto done;
-  }
-  if (rc || old.n != 8 || sx_get_le64(old.p) <= held) goto done;
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc || old.n != 8 || sx_get_le64(old.p) <= held) return rc;
   sx_put_le64(vb, held);
   rc = held ? sx_put(env->st, x->t, env->vv, kk, 4, vb, 8, 0)
             : sx_del(env->st, x->t, env->vv, kk, 4);
   if (rc) {
     x->failed = 1;
-    goto done;
+    return rc;
   }
   *lowered = 1;
-done:
-  sx_buf_free(&b);
-  return rc;
+  return 0;
 }
 
 SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d) {
@@ -178,54 +337,80 @@ static int sx_renew_site_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d) {
+SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d, uint64_t own,
+                                 uint64_t *rest) {
+  sync_env *env = x->env;
+  unsigned char k0[9];
+  sx_scur *c;
+  sx_slice k, v;
   sx_buf b;
   size_t j;
-  int rc;
-  sx_buf_init(&b, &x->env->al);
-  if ((rc = sx_renew_load(x, &b)) || !b.len) goto done;
-  d->renew = (sx_renew *)sx_malloc(&d->al, b.len / 24 * sizeof(sx_renew));
-  if (!d->renew) {
-    rc = SYNC_ENOMEM;
-    goto done;
+  int op = SX_SET_RANGE, rc;
+  *rest = 0;
+  if (own == UINT64_MAX) return 0;
+  k0[0] = 'w';
+  sx_put_be64(k0 + 1, own + 1);
+  k.p = k0;
+  k.n = sizeof k0;
+  sx_buf_init(&b, &env->al);
+  if ((rc = sx_cur_open(env->st, x->t, env->renew, &c))) return rc;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
+    if (k.p[0] != 'w') break; /* past the witnesses */
+    if (k.n != SX_RN_WKEY || v.n != 8) {
+      rc = SYNC_ECORRUPT;
+      break;
+    }
+    if (b.len / SX_RN_WKEY == SX_RENEW_MAX) {
+      *rest = sx_get_be64(k.p + 1);
+      break;
+    }
+    if ((rc = sx_buf_reserve(&b, SX_RN_WKEY))) break;
+    memcpy(b.p + b.len, k.p + 9, SX_SITE_LEN);
+    memcpy(b.p + b.len + SX_SITE_LEN, v.p, 8);
+    b.len += SX_RN_WKEY;
   }
-  for (j = 0; j + 24 <= b.len; j += 24) {
+  sx_cur_close(c);
+  if (rc > 0) rc = 0;
+  if (!rc && b.len) {
+    d->renew = (sx_renew *)sx_malloc(&d->al, b.len / SX_RN_WKEY *
+                                                 sizeof(sx_renew));
+    if (!d->renew) rc = SYNC_ENOMEM;
+  }
+  for (j = 0; !rc && j < b.len; j += SX_RN_WKEY) {
     uint32_t idx;
+    /* Every record's site has an index (sx_renew_learn), but this
+     * replica's own while a copy's renewal keeps the old id at 0. */
     rc = sx_site_index(x, b.p + j, 0, &idx);
-    if (rc == SYNC_NOTFOUND) continue;
-    if (rc) goto done;
-    if (idx == 0 || idx >= d->nsites) continue;
+    if (rc == SYNC_NOTFOUND) rc = SYNC_ECORRUPT;
+    if (rc || idx == 0) continue;
     d->renew[d->nrenew].site = idx;
-    d->renew[d->nrenew].held = sx_get_le64(b.p + j + 16);
+    d->renew[d->nrenew].held = sx_get_le64(b.p + j + SX_SITE_LEN);
     d->nrenew++;
   }
-  rc = 0;
-  qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
-done:
   sx_buf_free(&b);
+  if (!rc) qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
   return rc;
 }
 
 SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out) {
-  sx_buf b;
   uint64_t *v;
   size_t i;
-  int rc;
+  int rc = 0;
   *out = NULL;
   v = (uint64_t *)sx_malloc(&x->env->al,
                             sizeof(uint64_t) * (d->nsites ? d->nsites : 1));
   if (!v) return SYNC_ENOMEM;
-  sx_buf_init(&b, &x->env->al);
-  if ((rc = sx_renew_load(x, &b))) {
+  for (i = 0; i < d->nsites && !rc; i++) {
+    v[i] = i < d->nvv ? d->vv[i] : 0;
+    rc = sx_renew_cap(x, d->sites[i], &v[i]);
+  }
+  if (rc) {
     sx_free(&x->env->al, v);
     return rc;
   }
-  for (i = 0; i < d->nsites; i++)
-    v[i] = i < d->nvv ? sx_renew_cap(&b, d->sites[i], d->vv[i]) : 0;
   for (i = 0; i < d->nrenew; i++)
     if (v[d->renew[i].site] > d->renew[i].held)
       v[d->renew[i].site] = d->renew[i].held;
-  sx_buf_free(&b);
   *out = v;
   return 0;
 }
@@ -288,19 +473,32 @@ SYNC_PRIVATE int sx_site_renew_held(sync_txn *x, uint64_t held) {
 
 SYNC_API int sync_renewals_get(sync_txn *x, sync_stamp *out, size_t cap,
                                size_t *n) {
-  sx_buf b;
-  size_t j, k = 0;
-  int rc;
+  sync_env *env;
+  unsigned char k0[1] = {'s'};
+  sx_scur *c;
+  sx_slice k, v;
+  size_t j = 0;
+  int op = SX_SET_RANGE, rc;
   if (!x || !n || (cap && !out)) return SYNC_EINVAL;
-  sx_buf_init(&b, &x->env->al);
-  if ((rc = sx_renew_load(x, &b))) return rc;
-  for (j = 0; j + 24 <= b.len; j += 24, k++)
-    if (k < cap) {
-      memcpy(out[k].site, b.p + j, SX_SITE_LEN);
-      out[k].hlc = sx_get_le64(b.p + j + 16);
+  env = x->env;
+  k.p = k0;
+  k.n = 1;
+  if ((rc = sx_cur_open(env->st, x->t, env->renew, &c))) return rc;
+  while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
+    if (k.p[0] != 's') break;
+    if (k.n != SX_RN_SKEY || v.n != 16) {
+      rc = SYNC_ECORRUPT;
+      break;
     }
-  sx_buf_free(&b);
-  *n = k;
+    if (j < cap) {
+      memcpy(out[j].site, k.p + 1, SX_SITE_LEN);
+      out[j].hlc = sx_get_le64(v.p);
+    }
+    j++;
+  }
+  sx_cur_close(c);
+  if (rc < 0) return rc;
+  *n = j;
   return 0;
 }
 

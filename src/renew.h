@@ -23,12 +23,23 @@ SYNC_PRIVATE int sx_apply_renewals(sync_txn *x, const sync_delta *d);
 /* The sender's vector of d per delta site index, capped by the renewal
  * records this replica keeps and those d carries. */
 SYNC_PRIVATE int sx_sender_vv(sync_txn *x, const sync_delta *d, uint64_t **out);
-/* h, capped by the record of site in b if there is one. */
-SYNC_PRIVATE uint64_t sx_renew_cap(const sx_buf *b, const uint8_t *site, uint64_t h);
-/* The renewal records this replica keeps, by the site indexes of d (the
- * last chunk of a run carries them). */
-SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d);
-/* The renewal records, copied into b (24 bytes each). */
-SYNC_PRIVATE int sx_renew_load(sync_txn *x, sx_buf *b);
+/* The renewal record of site: 0 with its HLC in *held, SYNC_NOTFOUND, or
+ * an error. */
+SYNC_PRIVATE int sx_renew_get(sync_txn *x, const uint8_t *site, uint64_t *held);
+/* *h, capped by the renewal record of site if there is one. */
+SYNC_PRIVATE int sx_renew_cap(sync_txn *x, const uint8_t *site, uint64_t *h);
+/* How many renewal records this replica keeps (*n), and the sum of their
+ * hashes (*sum: the set, whatever order they came in). */
+SYNC_PRIVATE int sx_renew_sum(sync_txn *x, uint64_t *n, uint64_t *sum);
+/* The renewal records a run's last chunk d carries to a requester whose
+ * vector entry for this replica is own: those witnessed above it, by the
+ * site indexes of d, as many as SX_RENEW_MAX.  *rest: 0, or the witness
+ * of the first left out (the vector entry the chunk sends for this
+ * replica must stay below it). */
+SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d, uint64_t own,
+                                 uint64_t *rest);
+/* In the open's transaction t of a file of format 10 or before: move the
+ * records from meta "renewed" into sx.renew. */
+SYNC_PRIVATE int sx_renew_upgrade(sync_env *env, sx_stxn *t);
 
 #endif

@@ -23,6 +23,7 @@
 #ifndef SYNC_OMIT_REPAIR
 
 #include "hash.h"
+#include "renew.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1014,10 +1015,14 @@ static int sx_rp_put_roots(sx_repair *rp, sync_txn *x, unsigned char **p,
  * then takes none. */
 static int sx_rp_put_vv(sx_repair *rp, sync_txn *x, unsigned char **p,
                         unsigned *flags) {
-  uint64_t *vv;
+  uint64_t *vv, nrenew, sum;
   uint32_t i, n = 0;
   int rc;
   if (!rp->o.vec || !rp->st.passes) return 0;
+  /* A replica that keeps renewal records sends them with the runs whose
+   * vector a requester takes (renew.c): a vector taken here, without
+   * them, would let its runs leave them out. */
+  if ((rc = sx_renew_sum(x, &nrenew, &sum)) || nrenew) return rc;
   if ((rc = sx_vv_load(x, &vv))) return rc;
   if ((rc = sx_fold_cap(x, vv))) {
     sx_free(&rp->al, vv);

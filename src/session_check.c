@@ -67,15 +67,8 @@ static uint64_t sx_ck_tag(const sx_ck *k) {
 /* The renewal records as a set: the sum of each record's hash, so that
  * the order they were learned in does not count. */
 static int sx_ck_renewed(sync_txn *x, uint64_t *out) {
-  sx_buf b;
-  size_t j;
-  int rc;
-  sx_buf_init(&b, &x->env->al);
-  rc = sx_renew_load(x, &b);
-  *out = 0;
-  for (j = 0; !rc && j + 24 <= b.len; j += 24) *out += sx_hash64(b.p + j, 24, 0);
-  sx_buf_free(&b);
-  return rc;
+  uint64_t n;
+  return sx_renew_sum(x, &n, out);
 }
 
 /* Would a chunk cut for requester from position (v, s) of this replica's

@@ -35,11 +35,15 @@ typedef sx_schema *_Atomic sx_aschema;
 #define SX_MAGIC "sync-db\0"
 /* The storage format (FORMAT.md, "File"); a writable open upgrades an
  * older file.  9: the change log in records (log.c); 10: counter fold
- * records (fold.c), which code before them would not apply. */
-#define SX_FORMAT_VERSION 10
+ * records (fold.c), which code before them would not apply; 11: the
+ * renewal records in a store of their own (renew.c). */
+#define SX_FORMAT_VERSION 11
 /* The first format with the change log in records: a read-only open of
  * an older file fails (only a writable open moves the log). */
 #define SX_FORMAT_LOGREC 9
+/* The first format with the renewal records in sx.renew: a read-only
+ * open of an older file fails too (only a writable open moves them). */
+#define SX_FORMAT_RENEW 11
 /* Format 8 brought counter cells (row tag 5).  Code before it, which
  * would take them for damage, refuses every format-8 file with
  * SYNC_EVERSION; a file whose schema gains a counter column says at
@@ -114,6 +118,7 @@ struct sync_env {
                       it until opened for writing) */
   sx_dbi hist;     /* row history (history.c); made by the first table
                       that keeps history */
+  sx_dbi renew;    /* renewal records (renew.c, "Renewal records") */
   int hist_ok;
   sx_rhopt *rh;    /* SYNC_MAX_TABLES settings, NULL when no table keeps
                       history */
@@ -175,6 +180,8 @@ struct sync_txn {
   sync_cursor *cursors; /* user cursors, invalidated at the end */
   sync_changes *changes;
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
+  uint64_t renew_wit; /* the clock this transaction's renewal records are
+                         known at (renew.c), 0 until one is taken */
   int64_t log_added; /* log entries added (or removed, negative) */
   uint64_t rows_written; /* rows stored, for the stats */
   int64_t log_stale; /* entries left behind by rows that changed again */

@@ -610,8 +610,8 @@ static void test_relay_without_the_column(void **state) {
    * code without counters must refuse it, not call its rows damaged. */
   sync_env_close(b.env);
   b.env = NULL;
-  assert_int_equal(ct_format_of("ct_b.db"), 10);
-  assert_int_equal(ct_format_of("ct_a.db"), 10);
+  assert_int_equal(ct_format_of("ct_b.db"), 11);
+  assert_int_equal(ct_format_of("ct_a.db"), 11);
   /* b upgrades: the cells it kept read as counters. */
   mu_reopen_schema(&b, ct_tables, 1);
   assert_int_equal(ct_val(&b, "k", CT_C), 18);
@@ -1297,9 +1297,9 @@ static void test_format_version(void **state) {
   sync_column_def more = {"more", SYNC_COUNTER, 0};
   (void)state;
   /* Format 8 brought row history and counter cells together, format 9
-   * the change log in records, format 10 the fold records: every
-   * writable open writes 10, with counters or without, and a counter
-   * never sets the record back. */
+   * the change log in records, format 10 the fold records, format 11
+   * the renewal records' own store: every writable open writes 11, with
+   * counters or without, and a counter never sets the record back. */
   mu_site(id, 0xa3);
   mu_open_schema(&a, "ct_f.db", id, &ct_now, 0, plain, 1);
   {
@@ -1310,7 +1310,7 @@ static void test_format_version(void **state) {
     TU_OK(sync_txn_commit(x));
   }
   sync_env_close(a.env);
-  assert_int_equal(ct_format_of("ct_f.db"), 10);
+  assert_int_equal(ct_format_of("ct_f.db"), 11);
   /* A rolling upgrade that adds a counter column marks the file, and the
    * row written before reads the new counter as 0. */
   mu_reopen_schema(&a, grown, 1);
@@ -1331,7 +1331,7 @@ static void test_format_version(void **state) {
   }
   sync_env_close(a.env);
   a.env = NULL;
-  assert_int_equal(ct_format_of("ct_f.db"), 10);
+  assert_int_equal(ct_format_of("ct_f.db"), 11);
   tu_remove_db("ct_f.db");
 }
 

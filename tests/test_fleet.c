@@ -930,6 +930,108 @@ static void test_aborted_renewal_keeps_site_id(void **state) {
   TU_U64(mu_digest(&D), mu_digest(&S));
 }
 
+/* How many renewal records r keeps. */
+static size_t renewals_of(mu_rep *r) {
+  sync_txn *x;
+  size_t n;
+  TU_OK(sync_txn_begin(r->env, SYNC_TXN_RDONLY, &x));
+  TU_OK(sync_renewals_get(x, NULL, 0, &n));
+  sync_txn_abort(x);
+  return n;
+}
+
+/* Bytes both sides sent in one more session of c with s, a full one
+ * (no quick check: runs are cut both ways). */
+static uint64_t session_bytes(mu_rep *c, mu_rep *s) {
+  sync_session_opts o;
+  sync_session_stats cs;
+  memset(&o, 0, sizeof o);
+  o.no_check = 1;
+  assert_int_equal(su_sync(c, s, &o, NULL, &cs, NULL), 1);
+  assert_true(cs.frames_sent > 0 && cs.frames_received > 0);
+  print_message("full session after the records met: %llu bytes\n",
+                (unsigned long long)(cs.bytes_sent + cs.bytes_received));
+  return cs.bytes_sent + cs.bytes_received;
+}
+
+/* A fleet keeps a renewal record per restore of any replica, for its
+ * whole life.  D renews 1,100 times (a row between renewals, so that
+ * each makes a record).  Before the fix the 1,025th renewal failed
+ * (SYNC_ELIMIT: a replica kept at most 1,024 records, in one value),
+ * and every replica that learned 1,024 refused the chunks that brought
+ * another, for good; the records went with every run's last chunk.  Now
+ * S learns all of them, 1,024 a run; once the two have met, a full
+ * session carries none (about 2 KB where the records' site ids alone
+ * would take 17,600 bytes); and E, joining later, gets them all from S. */
+static void test_renewal_records_outlast_1024(void **state) {
+  mu_rep E;
+  uint64_t quiet;
+  int i;
+  (void)state;
+  for (i = 0; i < 1100; i++) {
+    sync_txn *x;
+    char key[16];
+    snprintf(key, sizeof key, "r%04d", i);
+    now_ms += 2;
+    mu_put(&D, key, i, 0.5, NULL);
+    TU_OK(sync_txn_begin(D.env, 0, &x));
+    TU_OK(sync_site_renew(x));
+    TU_OK(sync_txn_commit(x));
+  }
+  TU_U64(renewals_of(&D), 1100);
+  for (i = 0; i < 4 && renewals_of(&S) < 1100; i++)
+    assert_int_equal(sync_pair(&D, &S), 1);
+  TU_U64(renewals_of(&S), 1100);
+  TU_U64(i, 2); /* 1,024 records a chunk */
+  TU_U64(mu_count(&S), 1100);
+  TU_U64(mu_digest(&S), mu_digest(&D));
+  assert_int_equal(sync_pair(&D, &S), 1);
+  quiet = session_bytes(&D, &S);
+  assert_true(quiet < 4096); /* the records' site ids alone: 17,600 */
+  /* A replica joining now gets every record, with the rows. */
+  memset(&E, 0, sizeof E);
+  mu_site(E.site, 0xe4);
+  mu_open(&E, "t_fleet_e.db", E.site, &now_ms, 0);
+  for (i = 0; i < 4 && renewals_of(&E) < 1100; i++)
+    assert_int_equal(sync_pair(&E, &S), 1);
+  TU_U64(renewals_of(&E), 1100);
+  TU_U64(mu_digest(&E), mu_digest(&S));
+  assert_int_equal(sync_pair(&E, &S), 1);
+  assert_true(session_bytes(&E, &S) < 4096);
+  mu_close(&E);
+}
+
+/* Sibling: a range repair ends with the replica taking its peer's
+ * vector, and no renewal records come with a repair.  A replica that
+ * keeps records sends no vector there: its runs send the records to a
+ * requester whose entry for it is below the clock it learned them at,
+ * and a vector taken from the repair would have raised E's entry past
+ * it with none of them.  E, repaired from S and then in sessions with
+ * S, holds S's record. */
+static void test_repair_keeps_renewal_records_coming(void **state) {
+  sync_session_opts co;
+  mu_rep E;
+  sync_txn *x;
+  int i;
+  (void)state;
+  put_n(&D, "row", 3);
+  TU_OK(sync_txn_begin(D.env, 0, &x));
+  TU_OK(sync_site_renew(x));
+  TU_OK(sync_txn_commit(x));
+  assert_int_equal(sync_pair(&D, &S), 1);
+  TU_U64(renewals_of(&S), 1);
+  memset(&E, 0, sizeof E);
+  mu_site(E.site, 0xe5);
+  mu_open(&E, "t_fleet_e.db", E.site, &now_ms, 0);
+  memset(&co, 0, sizeof co);
+  co.repair = 1;
+  assert_int_equal(su_sync(&E, &S, &co, NULL, NULL, NULL), 1);
+  TU_U64(mu_digest(&E), mu_digest(&S));
+  for (i = 0; i < 2; i++) assert_int_equal(sync_pair(&E, &S), 1);
+  TU_U64(renewals_of(&E), 1);
+  mu_close(&E);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -951,6 +1053,8 @@ int main(void) {
       T(test_renew_from_request_keeps_shared_claims),
       T(test_renewal_by_another_process_is_seen),
       T(test_aborted_renewal_keeps_site_id),
+      T(test_renewal_records_outlast_1024),
+      T(test_repair_keeps_renewal_records_coming),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -747,23 +747,87 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
       sync_env_close(env);
     }
   }
-  /* Format 9 (before the fold records, which read as none): a read-only
-   * open reads it as it is, a writable one sets the current format. */
-  set_format(9);
-  env = up_env(SYNC_OPEN_RDONLY, 0, NULL);
-  all_sums(env, s1, &d1);
-  TU_U64(d1, d0);
-  sync_env_close(env);
-  TU_U64(format_of(), 9);
-  env = up_env(0, 0, NULL);
-  sync_env_close(env);
-  TU_U64(format_of(), SX_FORMAT_VERSION);
-  TU_U64(SX_FORMAT_VERSION, 10);
+  /* Format 9 (before the fold records, which read as none) and 10
+   * (renewal records in meta, none here): a read-only open says to open
+   * it writable once, a writable one sets the current format. */
+  for (f = 9; f <= 10; f++) {
+    set_format(f);
+    up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION,
+           "the renewal records in a store of their own");
+    TU_U64(format_of(), f);
+    env = up_env(0, 0, NULL);
+    sync_env_close(env);
+    TU_U64(format_of(), SX_FORMAT_VERSION);
+    env = up_env(SYNC_OPEN_RDONLY, 0, NULL);
+    all_sums(env, s1, &d1);
+    TU_U64(d1, d0);
+    sync_env_close(env);
+  }
+  TU_U64(SX_FORMAT_VERSION, 11);
+
+  /* Format 10 with renewal records (meta "renewed", 24 bytes each; no
+   * sx.renew): the writable open moves them into sx.renew, gives the
+   * site no index named an index, and moves the clock one past where it
+   * stood, the clock the records are known at. */
+  {
+    static const uint8_t ida[16] = {0xa1, 1}, idb[16] = {0xb2, 2};
+    unsigned char rec[48];
+    sync_stamp got[4];
+    size_t n;
+    uint32_t idx;
+    uint64_t clock0;
+    MDB_txn *t;
+    MDB_dbi m, rn;
+    MDB_env *e;
+    MDB_val k = {7, (void *)"renewed"}, v = {48, rec};
+    memcpy(rec, ida, 16);
+    memcpy(rec + 24, idb, 16);
+    sx_put_le64(rec + 16, 5);
+    sx_put_le64(rec + 40, 0);
+    env = up_env(0, 0, NULL);
+    TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &x));
+    clock0 = x->hlc_last;
+    TU_RC(sx_site_index(x, idb, 0, &idx), SYNC_NOTFOUND);
+    sync_txn_abort(x);
+    sync_env_close(env);
+    e = raw_open(&t, &m, 0);
+    assert_int_equal(mdb_dbi_open(t, "sx.renew", 0, &rn), 0);
+    assert_int_equal(mdb_drop(t, rn, 1), 0);
+    assert_int_equal(mdb_put(t, m, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(t), 0);
+    mdb_env_close(e);
+    set_format(10);
+    up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "open it writable once");
+    env = up_env(0, 0, NULL);
+    TU_U64(format_of(), SX_FORMAT_VERSION);
+    TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_renewals_get(x, got, 4, &n));
+    TU_U64(n, 2);
+    assert_memory_equal(got[0].site, ida, 16); /* in site id order */
+    TU_U64(got[0].hlc, 5);
+    assert_memory_equal(got[1].site, idb, 16);
+    TU_U64(got[1].hlc, 0);
+    TU_OK(sx_site_index(x, idb, 0, &idx));
+    assert_true(idx > 0);
+    TU_U64(x->hlc_last, clock0 + 1);
+    sync_txn_abort(x);
+    sync_env_close(env);
+    e = raw_open(&t, &m, MDB_RDONLY);
+    assert_int_equal(mdb_get(t, m, &k, &v), MDB_NOTFOUND);
+    mdb_txn_abort(t);
+    mdb_env_close(e);
+    env = up_env(SYNC_OPEN_RDONLY, 0, NULL);
+    TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &x));
+    TU_OK(sync_renewals_get(x, NULL, 0, &n));
+    TU_U64(n, 2);
+    sync_txn_abort(x);
+    sync_env_close(env);
+  }
 
   /* Unknown versions, older or newer, fail both ways. */
   set_format(SX_FORMAT_VERSION + 1);
-  up_env(0, SYNC_EVERSION, "storage format 11");
-  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 11");
+  up_env(0, SYNC_EVERSION, "storage format 12");
+  up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION, "storage format 12");
   set_format(0);
   up_env(0, SYNC_EVERSION, "storage format 0");
   tu_remove_db(UPG);
