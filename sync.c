@@ -13933,6 +13933,16 @@ static int sx_apply_sites(sx_run *r) {
       r->lost_held = held;
     }
   }
+  /* A renewal record of our own id: the fleet gave it up, so this file
+   * is a restore of a replica that renewed after the backup, and it
+   * claims writes of its id it lost.  Renew as for a write of our id we
+   * never made, claiming none above the record. */
+  for (i = 0; i < d->nrenew; i++)
+    if (r->a.smap[d->renew[i].site] == 0 &&
+        (!r->lost || d->renew[i].held < r->lost_held)) {
+      r->lost = 1;
+      r->lost_held = d->renew[i].held;
+    }
   /* Our vector tells a row we never had from one we deleted and
    * collected (its insert is covered, yet no row or tombstone is left). */
   return sx_vv_load(x, &r->lvv);

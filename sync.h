@@ -1074,9 +1074,10 @@ typedef struct sync_apply_report {
                          session counts them on the receiving side; its
                          FINAL report does not carry them) */
   int renewed;        /* the chunk held a write of this replica's own site
-                         id that its file never made (it was restored
-                         from a backup or copied, and nobody had shown it
-                         yet): the rows were merged as usual, and the
+                         id that its file never made, or a renewal record
+                         of that id (it was restored from a backup or
+                         copied, and nobody had shown it yet): the rows
+                         were merged as usual, and the
                          replica took a new site id in txn, keeping a
                          renewal record (sync_renewals_get) unless its
                          clock never passed what it holds of the old id.  The run is

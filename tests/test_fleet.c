@@ -1032,6 +1032,56 @@ static void test_repair_keeps_renewal_records_coming(void **state) {
   mu_close(&E);
 }
 
+/* D is put back from a backup taken before it renewed: the file has the
+ * id the fleet gave up (its renewal record voids every claim of it), and
+ * meets first a replica that never synced with D.  A record naming the
+ * receiver's own id shows the restore: D renews again.  Before the fix D
+ * ignored it and kept writing under the voided id, whose claims every
+ * peer capped at 0: each full session sent all of D's rows again, and
+ * the record sets never agreed (the quick check never held). */
+static void test_restore_to_before_a_renewal_renews_again(void **state) {
+  sync_session_opts o;
+  sync_session_stats cs;
+  mu_rep E;
+  sync_txn *x;
+  uint8_t gone[16], now_id[16];
+  int i;
+  (void)state;
+  put_n(&D, "a", 3);
+  assert_int_equal(sync_pair(&D, &S), 1);
+  backup_file(&D);
+  site_of(&D, gone);
+  TU_OK(sync_txn_begin(D.env, 0, &x));
+  TU_OK(sync_site_renew(x));
+  TU_OK(sync_txn_commit(x));
+  assert_int_equal(sync_pair(&D, &S), 1);
+  memset(&E, 0, sizeof E);
+  mu_site(E.site, 0xe6);
+  mu_open(&E, "t_fleet_e.db", E.site, &now_ms, 0);
+  assert_int_equal(sync_pair(&E, &S), 1);
+  TU_U64(renewals_of(&E), 1);
+  restore_file(&D);
+  site_of(&D, now_id);
+  assert_memory_equal(now_id, gone, 16);
+  put_n(&D, "b", 2);
+  for (i = 0; i < 2; i++) {
+    assert_int_equal(sync_pair(&D, &E), 1);
+    assert_int_equal(sync_pair(&D, &S), 1);
+    assert_int_equal(sync_pair(&E, &S), 1);
+  }
+  site_of(&D, now_id);
+  assert_memory_not_equal(now_id, gone, 16);
+  TU_U64(mu_count(&D), 5);
+  TU_U64(mu_digest(&D), mu_digest(&S));
+  TU_U64(mu_digest(&E), mu_digest(&S));
+  TU_U64(renewals_of(&D), renewals_of(&S));
+  memset(&o, 0, sizeof o);
+  o.no_check = 1;
+  assert_int_equal(su_sync(&D, &E, &o, NULL, &cs, NULL), 1);
+  TU_U64(cs.rows_sent + cs.rows_received, 0);
+  mu_close(&E);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1055,6 +1105,7 @@ int main(void) {
       T(test_aborted_renewal_keeps_site_id),
       T(test_renewal_records_outlast_1024),
       T(test_repair_keeps_renewal_records_coming),
+      T(test_restore_to_before_a_renewal_renews_again),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

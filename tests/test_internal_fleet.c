@@ -29,7 +29,7 @@ typedef struct fl_world {
   unsigned char *snap[NR];
   size_t snapn[NR];
   int restored[NR]; /* restored since its last copy: not copied again */
-  unsigned long renewals, stale, collected;
+  unsigned long renewals, stale, collected, records;
 } fl_world;
 
 static fl_world W;
@@ -249,6 +249,26 @@ static void fl_scenario(uint64_t seed) {
                "replica 0; replay with SYNC_FLEET_SEED=%" PRIu64
                " SYNC_FLEET_SCENARIOS=1",
                seed, i, seed);
+  /* And one set of renewal records: each reaches every replica, though
+   * runs carry only those a requester may lack (renew.c). */
+  for (i = 0; i < NR; i++) {
+    sync_stamp rec[2][64];
+    size_t n[2];
+    int k;
+    for (k = 0; k < 2; k++) {
+      sync_txn *t;
+      TU_OK(sync_txn_begin(W.r[k ? i : 0].env, SYNC_TXN_RDONLY, &t));
+      TU_OK(sync_renewals_get(t, rec[k], 64, &n[k]));
+      sync_txn_abort(t);
+      assert_true(n[k] <= 64);
+    }
+    if (n[0] != n[1] || (n[0] && memcmp(rec[0], rec[1], n[0] * sizeof rec[0][0])))
+      fail_msg("seed %" PRIu64 ": replica %d keeps %zu renewal records, "
+               "replica 0 %zu (or others); replay with SYNC_FLEET_SEED=%" PRIu64
+               " SYNC_FLEET_SCENARIOS=1",
+               seed, i, n[1], n[0], seed);
+    W.records += n[1];
+  }
   for (i = 0; i < NR; i++) {
     mu_close(&W.r[i]);
     free(W.snap[i]);
@@ -258,17 +278,19 @@ static void fl_scenario(uint64_t seed) {
 static void test_fleet_lifecycles_converge(void **state) {
   const char *n = getenv("SYNC_FLEET_SCENARIOS"), *s = getenv("SYNC_FLEET_SEED");
   uint64_t count = n ? strtoull(n, NULL, 0) : 1000, first = s ? strtoull(s, NULL, 0) : 0x1234,
-           i, renewals = 0, stale = 0, collected = 0;
+           i, renewals = 0, stale = 0, collected = 0, records = 0;
   (void)state;
   for (i = 0; i < count; i++) {
     fl_scenario(first + i * 7919);
     renewals += W.renewals;
     stale += W.stale;
     collected += W.collected;
+    records += W.records;
   }
   printf("%" PRIu64 " scenarios: %" PRIu64 " renewals, %" PRIu64
-         " stale pulls, %" PRIu64 " tombstones collected\n",
-         count, renewals, stale, collected);
+         " stale pulls, %" PRIu64 " tombstones collected, %" PRIu64
+         " renewal records held at the end\n",
+         count, renewals, stale, collected, records);
   assert_true(count == 0 || collected > 0);
 }
 
