@@ -628,7 +628,9 @@ typedef struct sx_renew {
   uint64_t held;
 } sx_renew;
 
-/* The most fold records a replica keeps, and a frame carries. */
+/* About how many fold records a run's last chunk carries beyond those its
+ * counter cells need (a replica keeps any number; a frame's bytes bound
+ * how many it carries). */
 #define SX_FOLD_MAX 4096
 /* A fold record as a chunk carries it (frame flag FOLDS, fold.c): the
  * retired site's id, its heir by site index (a local index while the
@@ -3824,7 +3826,7 @@ typedef sx_schema *_Atomic sx_aschema;
 /* The storage format (FORMAT.md, "File"); a writable open upgrades an
  * older file.  9: the change log in records (log.c); 10: counter fold
  * records (fold.c), which code before them would not apply; 11: the
- * renewal records in a store of their own (renew.c). */
+ * renewal records and the fold records in stores of their own. */
 #define SX_FORMAT_VERSION 11
 /* The first format with the change log in records: a read-only open of
  * an older file fails (only a writable open moves the log). */
@@ -3907,6 +3909,7 @@ struct sync_env {
   sx_dbi hist;     /* row history (history.c); made by the first table
                       that keeps history */
   sx_dbi renew;    /* renewal records (renew.c, "Renewal records") */
+  sx_dbi folds;    /* counter fold records (fold.c) */
   int hist_ok;
   sx_rhopt *rh;    /* SYNC_MAX_TABLES settings, NULL when no table keeps
                       history */
@@ -5379,22 +5382,22 @@ SYNC_PRIVATE int sx_tsum_put(sync_env *env, sx_stxn *t, unsigned tid,
 
 #endif
 
-/* A fold record as kept (meta "folds", 48 bytes each, sorted by site then
- * heir): every contribution of heir to a counter cell whose HLC is at or
- * above hlc holds site's contribution to that cell; held is what heir
- * held of site when it retired it (its vector entry). */
+/* A fold record as kept (sx.folds, by site then heir): every
+ * contribution of heir to a counter cell whose HLC is at or above hlc
+ * holds site's contribution to that cell; held is what heir held of site
+ * when it retired it (its vector entry). */
 typedef struct sx_fold {
   uint8_t site[SX_SITE_LEN], heir[SX_SITE_LEN];
   uint64_t hlc, held;
   uint32_t lheir; /* heir's local index, SX_NONE while not found */
 } sx_fold;
-#define SX_FOLD_REC 48
+#define SX_FOLD_REC 48 /* a record of format 10's meta "folds" */
 
 /* Load x's fold records (once a transaction): *out and *n (n 0: none).
  * SYNC_ECORRUPT for a malformed record. */
 SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n);
-/* Add a record (kept sorted; an equal (site, heir) keeps the lower hlc):
- * SYNC_ELIMIT past SX_FOLD_MAX.  *added is set when it was new. */
+/* Add a record (kept sorted; an equal (site, heir) keeps the lower hlc).
+ * *added is set when it was new. */
 SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
                              const uint8_t *heir, uint64_t hlc,
                              uint64_t held, int *added);
@@ -5428,9 +5431,16 @@ SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv);
  * contribution at or above the fold in one of the chunk's counter
  * cells, and with a run's last chunk those of every heir the chunk names
  * (named: per local site, 0 when named; NULL: none), where the
- * requester's entry for the heir (rvv NULL: none) is below the fold. */
+ * requester's entry for the heir (rvv NULL: none) is below the fold.  Of
+ * the last chunk's, about SX_FOLD_MAX, the oldest; the entry of the
+ * chunk's vector vv (per local site; NULL: none) for the heir of each
+ * left out is lowered below it. */
 SYNC_PRIVATE int sx_fold_attach(sync_txn *x, sync_delta *d,
-                                const uint64_t *rvv, const uint32_t *named);
+                                const uint64_t *rvv, const uint32_t *named,
+                                uint64_t *vv);
+/* In the open's transaction t of a file of format 10: move the records
+ * from meta "folds" into sx.folds. */
+SYNC_PRIVATE int sx_fold_upgrade(sync_env *env, sx_stxn *t);
 /* Whether chunk d carries a fold record retiring site. */
 SYNC_PRIVATE int sx_delta_retires(const sync_delta *d, const uint8_t *site);
 /* Sort d's records as frames carry them, once their heirs are indexes of
@@ -6971,37 +6981,53 @@ static int sx_foldcmp(const uint8_t *s1, const uint8_t *h1, const uint8_t *s2,
   return c ? c : memcmp(h1, h2, SX_SITE_LEN);
 }
 
+/* sx.folds (format 11): key 16-byte site id + 16-byte heir id, value
+ * u64 LE hlc, u64 LE held; in key order, the order x->folds keeps. */
+#define SX_FOLD_KEY (2 * SX_SITE_LEN)
+
+static int sx_fold_bad(sync_env *env) {
+  return sx_fail(env, SYNC_ECORRUPT, "malformed fold records");
+}
+
 SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n) {
   sync_env *env = x->env;
-  sx_slice v;
-  size_t i, m;
-  int rc;
+  sx_scur *c;
+  sx_slice k, v;
+  size_t cap = 0, m = 0;
+  int op = SX_FIRST, rc;
   *out = NULL;
   *n = 0;
   if (!x->folds_ok) {
-    rc = sx_get(env->st, x->t, env->meta, "folds", 5, &v);
-    if (rc && rc != SYNC_NOTFOUND) return rc;
-    m = rc ? 0 : v.n / SX_FOLD_REC;
-    if (!rc && (v.n % SX_FOLD_REC || m > SX_FOLD_MAX))
-      return sx_fail(env, SYNC_ECORRUPT, "malformed fold records");
-    if (m) {
-      x->folds = (sx_fold *)sx_malloc(&env->al, m * sizeof(sx_fold));
-      if (!x->folds) return SYNC_ENOMEM;
-    }
-    for (i = 0; i < m; i++) {
-      const unsigned char *p = v.p + i * SX_FOLD_REC;
-      sx_fold *f = &x->folds[i];
-      memcpy(f->site, p, SX_SITE_LEN);
-      memcpy(f->heir, p + 16, SX_SITE_LEN);
-      f->hlc = sx_get_le64(p + 32);
-      f->held = sx_get_le64(p + 40);
-      f->lheir = SX_NONE;
-      if (!f->hlc || !memcmp(f->site, f->heir, SX_SITE_LEN) ||
-          (i && sx_foldcmp(f[-1].site, f[-1].heir, f->site, f->heir) >= 0)) {
-        sx_free(&env->al, x->folds);
-        x->folds = NULL;
-        return sx_fail(env, SYNC_ECORRUPT, "malformed fold records");
+    if ((rc = sx_cur_open(env->st, x->t, env->folds, &c))) return rc;
+    while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
+      sx_fold *f;
+      if (k.n != SX_FOLD_KEY || v.n != 16 ||
+          !memcmp(k.p, k.p + SX_SITE_LEN, SX_SITE_LEN) || !sx_get_le64(v.p)) {
+        rc = sx_fold_bad(env);
+        break;
       }
+      if (m == cap) {
+        size_t ncap = cap ? 2 * cap : 16;
+        f = (sx_fold *)sx_realloc(&env->al, x->folds, ncap * sizeof *f);
+        if (!f) {
+          rc = SYNC_ENOMEM;
+          break;
+        }
+        x->folds = f;
+        cap = ncap;
+      }
+      f = &x->folds[m++];
+      memcpy(f->site, k.p, SX_SITE_LEN);
+      memcpy(f->heir, k.p + SX_SITE_LEN, SX_SITE_LEN);
+      f->hlc = sx_get_le64(v.p);
+      f->held = sx_get_le64(v.p + 8);
+      f->lheir = SX_NONE;
+    }
+    sx_cur_close(c);
+    if (rc < 0) {
+      sx_free(&env->al, x->folds);
+      x->folds = NULL;
+      return rc;
     }
     x->nfolds = m;
     x->folds_map = 0;
@@ -7012,25 +7038,37 @@ SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n) {
   return 0;
 }
 
+static int sx_fold_write(sync_env *env, sx_stxn *t, const uint8_t *site,
+                         const uint8_t *heir, uint64_t hlc, uint64_t held) {
+  unsigned char k[SX_FOLD_KEY], v[16];
+  memcpy(k, site, SX_SITE_LEN);
+  memcpy(k + SX_SITE_LEN, heir, SX_SITE_LEN);
+  sx_put_le64(v, hlc);
+  sx_put_le64(v + 8, held);
+  return sx_put(env->st, t, env->folds, k, sizeof k, v, sizeof v, 0);
+}
+
 SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
                              const uint8_t *heir, uint64_t hlc,
                              uint64_t held, int *added) {
   sync_env *env = x->env;
   sx_fold *f, *nf;
-  size_t n, i, lo = 0;
-  unsigned char *b;
+  size_t n, lo = 0, hi;
   int rc;
   *added = 0;
   if ((rc = sx_folds(x, &f, &n))) return rc;
-  for (lo = 0; lo < n && sx_foldcmp(f[lo].site, f[lo].heir, site, heir) < 0;)
-    lo++;
+  for (hi = n; lo < hi;) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (sx_foldcmp(f[mid].site, f[mid].heir, site, heir) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
   if (lo < n && !sx_foldcmp(f[lo].site, f[lo].heir, site, heir)) {
     if (f[lo].hlc <= hlc) return 0;
     f[lo].hlc = hlc; /* the earlier fold holds as much */
+    held = f[lo].held;
   } else {
-    if (n >= SX_FOLD_MAX)
-      return sx_fail(env, SYNC_ELIMIT, "more than %d fold records",
-                     SX_FOLD_MAX);
     nf = (sx_fold *)sx_realloc(&env->al, f, (n + 1) * sizeof *nf);
     if (!nf) return SYNC_ENOMEM;
     memmove(nf + lo + 1, nf + lo, (n - lo) * sizeof *nf);
@@ -7044,20 +7082,34 @@ SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
     x->folds_map = 0;
     *added = 1;
   }
-  b = (unsigned char *)sx_malloc(&env->al, n * SX_FOLD_REC);
-  if (!b) return SYNC_ENOMEM;
-  for (i = 0; i < n; i++) {
-    unsigned char *p = b + i * SX_FOLD_REC;
-    memcpy(p, x->folds[i].site, SX_SITE_LEN);
-    memcpy(p + 16, x->folds[i].heir, SX_SITE_LEN);
-    sx_put_le64(p + 32, x->folds[i].hlc);
-    sx_put_le64(p + 40, x->folds[i].held);
-  }
-  rc = sx_put(env->st, x->t, env->meta, "folds", 5, b, n * SX_FOLD_REC, 0);
-  sx_free(&env->al, b);
-  if (rc) x->failed = 1;
+  if ((rc = sx_fold_write(env, x->t, site, heir, hlc, held))) x->failed = 1;
   x->dirty = 1;
   return rc;
+}
+
+SYNC_PRIVATE int sx_fold_upgrade(sync_env *env, sx_stxn *t) {
+  sx_slice v;
+  unsigned char *b;
+  size_t i, m;
+  int rc = sx_get(env->st, t, env->meta, "folds", 5, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n % SX_FOLD_REC) return sx_fold_bad(env);
+  /* v points into the tree the puts below change. */
+  if (!(b = (unsigned char *)sx_malloc(&env->al, v.n ? v.n : 1)))
+    return SYNC_ENOMEM;
+  memcpy(b, v.p, v.n);
+  m = v.n / SX_FOLD_REC;
+  for (i = 0; !rc && i < m; i++) {
+    const unsigned char *p = b + i * SX_FOLD_REC;
+    if (!sx_get_le64(p + 32) || !memcmp(p, p + 16, SX_SITE_LEN))
+      rc = sx_fold_bad(env);
+    else
+      rc = sx_fold_write(env, t, p, p + 16, sx_get_le64(p + 32),
+                         sx_get_le64(p + 40));
+  }
+  sx_free(&env->al, b);
+  return rc ? rc : sx_del(env->st, t, env->meta, "folds", 5);
 }
 
 /* The records, with every heir's local index found (once per growth of
@@ -7206,17 +7258,34 @@ SYNC_PRIVATE int sx_fold_take(sync_txn *x, const sync_delta *d,
   return 0;
 }
 
+/* Fold records waiting for a chunk: index into the records, and hlc. */
+typedef struct sx_fcand {
+  size_t i;
+  uint64_t hlc;
+} sx_fcand;
+
+static int sx_fcand_cmp(const void *p, const void *q) {
+  const sx_fcand *a = (const sx_fcand *)p, *b = (const sx_fcand *)q;
+  return a->hlc < b->hlc ? -1 : a->hlc > b->hlc ? 1 : a->i < b->i ? -1 : a->i > b->i;
+}
+
 SYNC_PRIVATE int sx_fold_attach(sync_txn *x, sync_delta *d,
-                                const uint64_t *rvv, const uint32_t *named) {
+                                const uint64_t *rvv, const uint32_t *named,
+                                uint64_t *vv) {
   sx_fold *f;
-  size_t n, i, j, k;
+  sx_fcand *c = NULL;
+  size_t n, i, j, k, must = 0, more = 0;
   uint64_t *top;
-  int rc;
+  int rc = 0;
   d->nfold = 0;
   if ((rc = sx_folds_mapped(x, &f, &n)) || !n) return rc;
   /* The newest contribution of each site in the chunk's cells. */
   top = (uint64_t *)sx_malloc(&x->env->al, sizeof(uint64_t) * x->nsites);
-  if (!top) return SYNC_ENOMEM;
+  c = (sx_fcand *)sx_malloc(&x->env->al, sizeof(sx_fcand) * n);
+  if (!top || !c) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
   memset(top, 0, sizeof(uint64_t) * x->nsites);
   for (j = 0; j < d->ncols; j++)
     if (d->cols[j].v.type == SX_TAG_COUNTER) {
@@ -7225,26 +7294,55 @@ SYNC_PRIVATE int sx_fold_attach(sync_txn *x, sync_delta *d,
         if (a[k].site < x->nsites && a[k].hlc > top[a[k].site])
           top[a[k].site] = a[k].hlc;
     }
+  /* Those the chunk's cells need first (c[0..must)), then those of the
+   * heirs a run's last chunk names (c[must..must + more)). */
   for (i = 0; i < n; i++) {
     uint32_t h = f[i].lheir;
     if (h == SX_NONE || h >= x->nsites || (rvv && rvv[h] >= f[i].hlc))
       continue;
-    if (top[h] < f[i].hlc && !(d->last && named && named[h] == 0)) continue;
-    if (!d->fold) {
-      d->fold = (sx_dfold *)sx_malloc(&d->al, n * sizeof(sx_dfold));
-      if (!d->fold) {
-        sx_free(&x->env->al, top);
-        return SYNC_ENOMEM;
-      }
+    if (top[h] >= f[i].hlc) {
+      c[must + more] = c[must];
+      c[must].i = i;
+      c[must++].hlc = f[i].hlc;
+    } else if (d->last && named && named[h] == 0) {
+      c[must + more].i = i;
+      c[must + more++].hlc = f[i].hlc;
     }
-    memcpy(d->fold[d->nfold].site, f[i].site, SX_SITE_LEN);
-    d->fold[d->nfold].heir = h;
-    d->fold[d->nfold].hlc = f[i].hlc;
-    d->fold[d->nfold].held = f[i].held;
+  }
+  /* Of those the cells do not need, a chunk carries about SX_FOLD_MAX:
+   * the oldest, and all of the same HLC as the last one taken.  The
+   * vector entry it sends for the heir of each left out stays below it,
+   * so that the requester's next run carries that one (every record of
+   * the heir left out is newer than every one taken). */
+  if (more > SX_FOLD_MAX) {
+    size_t take = SX_FOLD_MAX;
+    qsort(c + must, more, sizeof *c, sx_fcand_cmp);
+    while (take < more && c[must + take].hlc == c[must + take - 1].hlc) take++;
+    for (j = must + take; j < must + more; j++) {
+      uint32_t h = f[c[j].i].lheir;
+      if (vv && vv[h] >= c[j].hlc) vv[h] = c[j].hlc - 1;
+    }
+    more = take;
+  }
+  if (must + more) {
+    d->fold = (sx_dfold *)sx_malloc(&d->al, (must + more) * sizeof(sx_dfold));
+    if (!d->fold) {
+      rc = SYNC_ENOMEM;
+      goto done;
+    }
+  }
+  for (j = 0; j < must + more; j++) {
+    const sx_fold *g = &f[c[j].i];
+    memcpy(d->fold[d->nfold].site, g->site, SX_SITE_LEN);
+    d->fold[d->nfold].heir = g->lheir;
+    d->fold[d->nfold].hlc = g->hlc;
+    d->fold[d->nfold].held = g->held;
     d->nfold++;
   }
+done:
+  sx_free(&x->env->al, c);
   sx_free(&x->env->al, top);
-  return 0;
+  return rc;
 }
 
 static int sx_dfoldcmp(const void *p, const void *q) {
@@ -8540,6 +8638,8 @@ fail:
  *             that keeps it
  *   sx.renew  renewal records by site id, and by the clock they were
  *             learned at (renew.c, "Renewal records"; format 11)
+ *   sx.folds  counter fold records by retired site and heir (fold.c;
+ *             format 11, before it meta "folds")
  */
 /* ---- src/open.h ---- */
 /*
@@ -8837,7 +8937,8 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
       (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)) ||
       (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.renew", 1, &env->renew)))
+      (rc = sx_dbi_open(env->st, t, "sx.renew", 1, &env->renew)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.folds", 1, &env->folds)))
     return rc;
   env->epochs_ok = 1;
   env->rejects_ok = 1;
@@ -8934,7 +9035,8 @@ SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path,
   env->rejects_ok = rc == 0;
   /* Files before format 11 gain it now (a read-only open of one fails
    * before this: sx_env_load). */
-  if ((rc = sx_dbi_open(env->st, t, "sx.renew", !env->rdonly, &env->renew)))
+  if ((rc = sx_dbi_open(env->st, t, "sx.renew", !env->rdonly, &env->renew)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.folds", !env->rdonly, &env->folds)))
     return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
                    "%s: internal store missing", path);
   for (i = 0; i < s->ntables; i++) {
@@ -8985,7 +9087,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                    : format < 3 ? "the stored fingerprint sums"
                    : format < SX_FORMAT_LOGREC
                        ? "the change log in records"
-                       : "the renewal records in a store of their own");
+                       : "the renewal and fold records in stores of their "
+                         "own");
   if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
@@ -9039,17 +9142,18 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * records.  Format 9 lacks only the fold records, which read as
      * none (code before them would not drop what an heir's counter
      * contributions hold).  Format 10 and before keep the renewal
-     * records in meta "renewed": they move into sx.renew. */
+     * records in meta "renewed" and the fold records in meta "folds":
+     * they move into sx.renew and sx.folds. */
     unsigned char fmt[12];
     if ((rc = sx_log_upgrade(env, t)))
       return sx_fail(env, rc,
                      "%s: upgrade to format %u failed in the "
                      "change log: %s",
                      path, SX_FORMAT_VERSION, sync_strerror(rc));
-    if ((rc = sx_renew_upgrade(env, t)))
+    if ((rc = sx_renew_upgrade(env, t)) || (rc = sx_fold_upgrade(env, t)))
       return sx_fail(env, rc,
                      "%s: upgrade to format %u failed in the "
-                     "renewal records: %s",
+                     "renewal or fold records: %s",
                      path, SX_FORMAT_VERSION, sync_strerror(rc));
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))
@@ -10868,7 +10972,8 @@ SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d, uint64_t own,
     d->nrenew++;
   }
   sx_buf_free(&b);
-  if (!rc) qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
+  if (!rc && d->nrenew > 1)
+    qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
   return rc;
 }
 
@@ -12277,7 +12382,7 @@ static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
   for (j = 0; j < d->nrenew; j++) map[d->renew[j].site] = 0;
   /* Fold records of the heirs named so far (fold.c): an heir's record
    * names no site the table lacks, the retired one going by its id. */
-  if ((rc = sx_fold_attach(x, d, rvv, map))) {
+  if ((rc = sx_fold_attach(x, d, rvv, map, *vv))) {
     sx_free(&x->env->al, map);
     return rc;
   }
@@ -17594,8 +17699,6 @@ static int sx_dec_folds(sx_dbody *s) {
   sync_delta *d = s->d;
   uint64_t nf = sx_rv(r), i;
   if (r->bad || nf == 0) return SX_BAD(s, "bad fold record count");
-  if (nf > SX_FOLD_MAX)
-    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more fold records than kept");
   if (nf > (uint64_t)(r->end - r->p) / (SX_SITE_LEN + 2))
     return SX_BAD(s, "truncated fold section");
   d->fold = (sx_dfold *)sx_malloc(&s->dec->al, (size_t)nf * sizeof(sx_dfold));
@@ -19306,7 +19409,7 @@ static int sx_rp_seal(sx_repair *rp, sync_txn *x, sync_delta *d) {
   /* The fold records its counter cells need: the peer's vector is not
    * known here, so every one they need. */
   {
-    int rc = sx_fold_attach(x, d, NULL, NULL);
+    int rc = sx_fold_attach(x, d, NULL, NULL, NULL);
     if (rc) return rc;
   }
   sx_fold_sort(d);

@@ -1404,7 +1404,10 @@ SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
  * SYNC_GC_BATCH rows a batch; sync_health.fold_pending until done), and
  * an add of the heir folds the cell it writes.  A fold record (site,
  * heir, the heir's HLC at the retirement, what it held of the site)
- * travels with the chunks that need it; a replica keeps at most 4096.
+ * travels with the chunks that need it; a replica keeps every one it
+ * makes or learns, for its life (about 80 bytes of file each), and loads
+ * them into memory in each transaction that merges or cuts counter
+ * cells (56 bytes each).
  *
  * Retire a site only once it has stopped for good (a device taken out
  * of service, an id given up by sync_site_renew) and its last changes
@@ -1423,8 +1426,7 @@ SYNC_API int sync_tombstones(sync_txn *txn, uint64_t *out);
  * NULL, or this replica's own id), SYNC_EREADONLY, SYNC_ETXN,
  * SYNC_NOTFOUND (this replica holds no change of site: it cannot be its
  * heir), SYNC_EEXIST (site is retired already, here or by a record this
- * replica holds), SYNC_ELIMIT (more than 4096 fold records), storage
- * errors. */
+ * replica holds), storage errors. */
 SYNC_API int sync_site_retire(sync_txn *txn, const uint8_t site[16]);
 typedef struct sync_fold {
   uint8_t site[16]; /* the retired site */

@@ -2538,8 +2538,6 @@ static int sx_dec_folds(sx_dbody *s) {
   sync_delta *d = s->d;
   uint64_t nf = sx_rv(r), i;
   if (r->bad || nf == 0) return SX_BAD(s, "bad fold record count");
-  if (nf > SX_FOLD_MAX)
-    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more fold records than kept");
   if (nf > (uint64_t)(r->end - r->p) / (SX_SITE_LEN + 2))
     return SX_BAD(s, "truncated fold section");
   d->fold = (sx_dfold *)sx_malloc(&s->dec->al, (size_t)nf * sizeof(sx_dfold));

@@ -592,7 +592,7 @@ static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
   for (j = 0; j < d->nrenew; j++) map[d->renew[j].site] = 0;
   /* Fold records of the heirs named so far (fold.c): an heir's record
    * names no site the table lacks, the retired one going by its id. */
-  if ((rc = sx_fold_attach(x, d, rvv, map))) {
+  if ((rc = sx_fold_attach(x, d, rvv, map, *vv))) {
     sx_free(&x->env->al, map);
     return rc;
   }

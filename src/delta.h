@@ -98,7 +98,9 @@ typedef struct sx_renew {
   uint64_t held;
 } sx_renew;
 
-/* The most fold records a replica keeps, and a frame carries. */
+/* About how many fold records a run's last chunk carries beyond those its
+ * counter cells need (a replica keeps any number; a frame's bytes bound
+ * how many it carries). */
 #define SX_FOLD_MAX 4096
 /* A fold record as a chunk carries it (frame flag FOLDS, fold.c): the
  * retired site's id, its heir by site index (a local index while the

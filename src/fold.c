@@ -34,37 +34,53 @@ static int sx_foldcmp(const uint8_t *s1, const uint8_t *h1, const uint8_t *s2,
   return c ? c : memcmp(h1, h2, SX_SITE_LEN);
 }
 
+/* sx.folds (format 11): key 16-byte site id + 16-byte heir id, value
+ * u64 LE hlc, u64 LE held; in key order, the order x->folds keeps. */
+#define SX_FOLD_KEY (2 * SX_SITE_LEN)
+
+static int sx_fold_bad(sync_env *env) {
+  return sx_fail(env, SYNC_ECORRUPT, "malformed fold records");
+}
+
 SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n) {
   sync_env *env = x->env;
-  sx_slice v;
-  size_t i, m;
-  int rc;
+  sx_scur *c;
+  sx_slice k, v;
+  size_t cap = 0, m = 0;
+  int op = SX_FIRST, rc;
   *out = NULL;
   *n = 0;
   if (!x->folds_ok) {
-    rc = sx_get(env->st, x->t, env->meta, "folds", 5, &v);
-    if (rc && rc != SYNC_NOTFOUND) return rc;
-    m = rc ? 0 : v.n / SX_FOLD_REC;
-    if (!rc && (v.n % SX_FOLD_REC || m > SX_FOLD_MAX))
-      return sx_fail(env, SYNC_ECORRUPT, "malformed fold records");
-    if (m) {
-      x->folds = (sx_fold *)sx_malloc(&env->al, m * sizeof(sx_fold));
-      if (!x->folds) return SYNC_ENOMEM;
-    }
-    for (i = 0; i < m; i++) {
-      const unsigned char *p = v.p + i * SX_FOLD_REC;
-      sx_fold *f = &x->folds[i];
-      memcpy(f->site, p, SX_SITE_LEN);
-      memcpy(f->heir, p + 16, SX_SITE_LEN);
-      f->hlc = sx_get_le64(p + 32);
-      f->held = sx_get_le64(p + 40);
-      f->lheir = SX_NONE;
-      if (!f->hlc || !memcmp(f->site, f->heir, SX_SITE_LEN) ||
-          (i && sx_foldcmp(f[-1].site, f[-1].heir, f->site, f->heir) >= 0)) {
-        sx_free(&env->al, x->folds);
-        x->folds = NULL;
-        return sx_fail(env, SYNC_ECORRUPT, "malformed fold records");
+    if ((rc = sx_cur_open(env->st, x->t, env->folds, &c))) return rc;
+    while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
+      sx_fold *f;
+      if (k.n != SX_FOLD_KEY || v.n != 16 ||
+          !memcmp(k.p, k.p + SX_SITE_LEN, SX_SITE_LEN) || !sx_get_le64(v.p)) {
+        rc = sx_fold_bad(env);
+        break;
       }
+      if (m == cap) {
+        size_t ncap = cap ? 2 * cap : 16;
+        f = (sx_fold *)sx_realloc(&env->al, x->folds, ncap * sizeof *f);
+        if (!f) {
+          rc = SYNC_ENOMEM;
+          break;
+        }
+        x->folds = f;
+        cap = ncap;
+      }
+      f = &x->folds[m++];
+      memcpy(f->site, k.p, SX_SITE_LEN);
+      memcpy(f->heir, k.p + SX_SITE_LEN, SX_SITE_LEN);
+      f->hlc = sx_get_le64(v.p);
+      f->held = sx_get_le64(v.p + 8);
+      f->lheir = SX_NONE;
+    }
+    sx_cur_close(c);
+    if (rc < 0) {
+      sx_free(&env->al, x->folds);
+      x->folds = NULL;
+      return rc;
     }
     x->nfolds = m;
     x->folds_map = 0;
@@ -75,25 +91,37 @@ SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n) {
   return 0;
 }
 
+static int sx_fold_write(sync_env *env, sx_stxn *t, const uint8_t *site,
+                         const uint8_t *heir, uint64_t hlc, uint64_t held) {
+  unsigned char k[SX_FOLD_KEY], v[16];
+  memcpy(k, site, SX_SITE_LEN);
+  memcpy(k + SX_SITE_LEN, heir, SX_SITE_LEN);
+  sx_put_le64(v, hlc);
+  sx_put_le64(v + 8, held);
+  return sx_put(env->st, t, env->folds, k, sizeof k, v, sizeof v, 0);
+}
+
 SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
                              const uint8_t *heir, uint64_t hlc,
                              uint64_t held, int *added) {
   sync_env *env = x->env;
   sx_fold *f, *nf;
-  size_t n, i, lo = 0;
-  unsigned char *b;
+  size_t n, lo = 0, hi;
   int rc;
   *added = 0;
   if ((rc = sx_folds(x, &f, &n))) return rc;
-  for (lo = 0; lo < n && sx_foldcmp(f[lo].site, f[lo].heir, site, heir) < 0;)
-    lo++;
+  for (hi = n; lo < hi;) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (sx_foldcmp(f[mid].site, f[mid].heir, site, heir) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
   if (lo < n && !sx_foldcmp(f[lo].site, f[lo].heir, site, heir)) {
     if (f[lo].hlc <= hlc) return 0;
     f[lo].hlc = hlc; /* the earlier fold holds as much */
+    held = f[lo].held;
   } else {
-    if (n >= SX_FOLD_MAX)
-      return sx_fail(env, SYNC_ELIMIT, "more than %d fold records",
-                     SX_FOLD_MAX);
     nf = (sx_fold *)sx_realloc(&env->al, f, (n + 1) * sizeof *nf);
     if (!nf) return SYNC_ENOMEM;
     memmove(nf + lo + 1, nf + lo, (n - lo) * sizeof *nf);
@@ -107,20 +135,34 @@ SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
     x->folds_map = 0;
     *added = 1;
   }
-  b = (unsigned char *)sx_malloc(&env->al, n * SX_FOLD_REC);
-  if (!b) return SYNC_ENOMEM;
-  for (i = 0; i < n; i++) {
-    unsigned char *p = b + i * SX_FOLD_REC;
-    memcpy(p, x->folds[i].site, SX_SITE_LEN);
-    memcpy(p + 16, x->folds[i].heir, SX_SITE_LEN);
-    sx_put_le64(p + 32, x->folds[i].hlc);
-    sx_put_le64(p + 40, x->folds[i].held);
-  }
-  rc = sx_put(env->st, x->t, env->meta, "folds", 5, b, n * SX_FOLD_REC, 0);
-  sx_free(&env->al, b);
-  if (rc) x->failed = 1;
+  if ((rc = sx_fold_write(env, x->t, site, heir, hlc, held))) x->failed = 1;
   x->dirty = 1;
   return rc;
+}
+
+SYNC_PRIVATE int sx_fold_upgrade(sync_env *env, sx_stxn *t) {
+  sx_slice v;
+  unsigned char *b;
+  size_t i, m;
+  int rc = sx_get(env->st, t, env->meta, "folds", 5, &v);
+  if (rc == SYNC_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.n % SX_FOLD_REC) return sx_fold_bad(env);
+  /* v points into the tree the puts below change. */
+  if (!(b = (unsigned char *)sx_malloc(&env->al, v.n ? v.n : 1)))
+    return SYNC_ENOMEM;
+  memcpy(b, v.p, v.n);
+  m = v.n / SX_FOLD_REC;
+  for (i = 0; !rc && i < m; i++) {
+    const unsigned char *p = b + i * SX_FOLD_REC;
+    if (!sx_get_le64(p + 32) || !memcmp(p, p + 16, SX_SITE_LEN))
+      rc = sx_fold_bad(env);
+    else
+      rc = sx_fold_write(env, t, p, p + 16, sx_get_le64(p + 32),
+                         sx_get_le64(p + 40));
+  }
+  sx_free(&env->al, b);
+  return rc ? rc : sx_del(env->st, t, env->meta, "folds", 5);
 }
 
 /* The records, with every heir's local index found (once per growth of
@@ -269,17 +311,34 @@ SYNC_PRIVATE int sx_fold_take(sync_txn *x, const sync_delta *d,
   return 0;
 }
 
+/* Fold records waiting for a chunk: index into the records, and hlc. */
+typedef struct sx_fcand {
+  size_t i;
+  uint64_t hlc;
+} sx_fcand;
+
+static int sx_fcand_cmp(const void *p, const void *q) {
+  const sx_fcand *a = (const sx_fcand *)p, *b = (const sx_fcand *)q;
+  return a->hlc < b->hlc ? -1 : a->hlc > b->hlc ? 1 : a->i < b->i ? -1 : a->i > b->i;
+}
+
 SYNC_PRIVATE int sx_fold_attach(sync_txn *x, sync_delta *d,
-                                const uint64_t *rvv, const uint32_t *named) {
+                                const uint64_t *rvv, const uint32_t *named,
+                                uint64_t *vv) {
   sx_fold *f;
-  size_t n, i, j, k;
+  sx_fcand *c = NULL;
+  size_t n, i, j, k, must = 0, more = 0;
   uint64_t *top;
-  int rc;
+  int rc = 0;
   d->nfold = 0;
   if ((rc = sx_folds_mapped(x, &f, &n)) || !n) return rc;
   /* The newest contribution of each site in the chunk's cells. */
   top = (uint64_t *)sx_malloc(&x->env->al, sizeof(uint64_t) * x->nsites);
-  if (!top) return SYNC_ENOMEM;
+  c = (sx_fcand *)sx_malloc(&x->env->al, sizeof(sx_fcand) * n);
+  if (!top || !c) {
+    rc = SYNC_ENOMEM;
+    goto done;
+  }
   memset(top, 0, sizeof(uint64_t) * x->nsites);
   for (j = 0; j < d->ncols; j++)
     if (d->cols[j].v.type == SX_TAG_COUNTER) {
@@ -288,26 +347,55 @@ SYNC_PRIVATE int sx_fold_attach(sync_txn *x, sync_delta *d,
         if (a[k].site < x->nsites && a[k].hlc > top[a[k].site])
           top[a[k].site] = a[k].hlc;
     }
+  /* Those the chunk's cells need first (c[0..must)), then those of the
+   * heirs a run's last chunk names (c[must..must + more)). */
   for (i = 0; i < n; i++) {
     uint32_t h = f[i].lheir;
     if (h == SX_NONE || h >= x->nsites || (rvv && rvv[h] >= f[i].hlc))
       continue;
-    if (top[h] < f[i].hlc && !(d->last && named && named[h] == 0)) continue;
-    if (!d->fold) {
-      d->fold = (sx_dfold *)sx_malloc(&d->al, n * sizeof(sx_dfold));
-      if (!d->fold) {
-        sx_free(&x->env->al, top);
-        return SYNC_ENOMEM;
-      }
+    if (top[h] >= f[i].hlc) {
+      c[must + more] = c[must];
+      c[must].i = i;
+      c[must++].hlc = f[i].hlc;
+    } else if (d->last && named && named[h] == 0) {
+      c[must + more].i = i;
+      c[must + more++].hlc = f[i].hlc;
     }
-    memcpy(d->fold[d->nfold].site, f[i].site, SX_SITE_LEN);
-    d->fold[d->nfold].heir = h;
-    d->fold[d->nfold].hlc = f[i].hlc;
-    d->fold[d->nfold].held = f[i].held;
+  }
+  /* Of those the cells do not need, a chunk carries about SX_FOLD_MAX:
+   * the oldest, and all of the same HLC as the last one taken.  The
+   * vector entry it sends for the heir of each left out stays below it,
+   * so that the requester's next run carries that one (every record of
+   * the heir left out is newer than every one taken). */
+  if (more > SX_FOLD_MAX) {
+    size_t take = SX_FOLD_MAX;
+    qsort(c + must, more, sizeof *c, sx_fcand_cmp);
+    while (take < more && c[must + take].hlc == c[must + take - 1].hlc) take++;
+    for (j = must + take; j < must + more; j++) {
+      uint32_t h = f[c[j].i].lheir;
+      if (vv && vv[h] >= c[j].hlc) vv[h] = c[j].hlc - 1;
+    }
+    more = take;
+  }
+  if (must + more) {
+    d->fold = (sx_dfold *)sx_malloc(&d->al, (must + more) * sizeof(sx_dfold));
+    if (!d->fold) {
+      rc = SYNC_ENOMEM;
+      goto done;
+    }
+  }
+  for (j = 0; j < must + more; j++) {
+    const sx_fold *g = &f[c[j].i];
+    memcpy(d->fold[d->nfold].site, g->site, SX_SITE_LEN);
+    d->fold[d->nfold].heir = g->lheir;
+    d->fold[d->nfold].hlc = g->hlc;
+    d->fold[d->nfold].held = g->held;
     d->nfold++;
   }
+done:
+  sx_free(&x->env->al, c);
   sx_free(&x->env->al, top);
-  return 0;
+  return rc;
 }
 
 static int sx_dfoldcmp(const void *p, const void *q) {

@@ -7,22 +7,22 @@
 
 #include "fp.h"
 
-/* A fold record as kept (meta "folds", 48 bytes each, sorted by site then
- * heir): every contribution of heir to a counter cell whose HLC is at or
- * above hlc holds site's contribution to that cell; held is what heir
- * held of site when it retired it (its vector entry). */
+/* A fold record as kept (sx.folds, by site then heir): every
+ * contribution of heir to a counter cell whose HLC is at or above hlc
+ * holds site's contribution to that cell; held is what heir held of site
+ * when it retired it (its vector entry). */
 typedef struct sx_fold {
   uint8_t site[SX_SITE_LEN], heir[SX_SITE_LEN];
   uint64_t hlc, held;
   uint32_t lheir; /* heir's local index, SX_NONE while not found */
 } sx_fold;
-#define SX_FOLD_REC 48
+#define SX_FOLD_REC 48 /* a record of format 10's meta "folds" */
 
 /* Load x's fold records (once a transaction): *out and *n (n 0: none).
  * SYNC_ECORRUPT for a malformed record. */
 SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n);
-/* Add a record (kept sorted; an equal (site, heir) keeps the lower hlc):
- * SYNC_ELIMIT past SX_FOLD_MAX.  *added is set when it was new. */
+/* Add a record (kept sorted; an equal (site, heir) keeps the lower hlc).
+ * *added is set when it was new. */
 SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
                              const uint8_t *heir, uint64_t hlc,
                              uint64_t held, int *added);
@@ -56,9 +56,16 @@ SYNC_PRIVATE int sx_fold_cap(sync_txn *x, uint64_t *vv);
  * contribution at or above the fold in one of the chunk's counter
  * cells, and with a run's last chunk those of every heir the chunk names
  * (named: per local site, 0 when named; NULL: none), where the
- * requester's entry for the heir (rvv NULL: none) is below the fold. */
+ * requester's entry for the heir (rvv NULL: none) is below the fold.  Of
+ * the last chunk's, about SX_FOLD_MAX, the oldest; the entry of the
+ * chunk's vector vv (per local site; NULL: none) for the heir of each
+ * left out is lowered below it. */
 SYNC_PRIVATE int sx_fold_attach(sync_txn *x, sync_delta *d,
-                                const uint64_t *rvv, const uint32_t *named);
+                                const uint64_t *rvv, const uint32_t *named,
+                                uint64_t *vv);
+/* In the open's transaction t of a file of format 10: move the records
+ * from meta "folds" into sx.folds. */
+SYNC_PRIVATE int sx_fold_upgrade(sync_env *env, sx_stxn *t);
 /* Whether chunk d carries a fold record retiring site. */
 SYNC_PRIVATE int sx_delta_retires(const sync_delta *d, const uint8_t *site);
 /* Sort d's records as frames carry them, once their heirs are indexes of

@@ -30,9 +30,12 @@
  *             that keeps it
  *   sx.renew  renewal records by site id, and by the clock they were
  *             learned at (renew.c, "Renewal records"; format 11)
+ *   sx.folds  counter fold records by retired site and heir (fold.c;
+ *             format 11, before it meta "folds")
  */
 #include "open.h"
 #include "renew.h"
+#include "fold.h"
 
 #include <stdio.h>
 
@@ -103,7 +106,8 @@ static int sx_env_init(sync_env *env, sx_stxn *t) {
       (rc = sx_dbi_open(env->st, t, "sx.conflicts", 1, &env->conflicts)) ||
       (rc = sx_dbi_open(env->st, t, "sx.epochs", 1, &env->epochs)) ||
       (rc = sx_dbi_open(env->st, t, "sx.rejects", 1, &env->rejects)) ||
-      (rc = sx_dbi_open(env->st, t, "sx.renew", 1, &env->renew)))
+      (rc = sx_dbi_open(env->st, t, "sx.renew", 1, &env->renew)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.folds", 1, &env->folds)))
     return rc;
   env->epochs_ok = 1;
   env->rejects_ok = 1;
@@ -200,7 +204,8 @@ SYNC_PRIVATE int sx_env_dbis(sync_env *env, sx_stxn *t, const char *path,
   env->rejects_ok = rc == 0;
   /* Files before format 11 gain it now (a read-only open of one fails
    * before this: sx_env_load). */
-  if ((rc = sx_dbi_open(env->st, t, "sx.renew", !env->rdonly, &env->renew)))
+  if ((rc = sx_dbi_open(env->st, t, "sx.renew", !env->rdonly, &env->renew)) ||
+      (rc = sx_dbi_open(env->st, t, "sx.folds", !env->rdonly, &env->folds)))
     return sx_fail(env, rc == SYNC_NOTFOUND ? SYNC_ECORRUPT : rc,
                    "%s: internal store missing", path);
   for (i = 0; i < s->ntables; i++) {
@@ -251,7 +256,8 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
                    : format < 3 ? "the stored fingerprint sums"
                    : format < SX_FORMAT_LOGREC
                        ? "the change log in records"
-                       : "the renewal records in a store of their own");
+                       : "the renewal and fold records in stores of their "
+                         "own");
   if (format < 1 || format > SX_FORMAT_VERSION)
     return sx_fail(env, SYNC_EVERSION,
                    "%s: storage format %u, this library reads %u", path,
@@ -305,17 +311,18 @@ static int sx_env_load(sync_env *env, sx_stxn *t, const char *path) {
      * records.  Format 9 lacks only the fold records, which read as
      * none (code before them would not drop what an heir's counter
      * contributions hold).  Format 10 and before keep the renewal
-     * records in meta "renewed": they move into sx.renew. */
+     * records in meta "renewed" and the fold records in meta "folds":
+     * they move into sx.renew and sx.folds. */
     unsigned char fmt[12];
     if ((rc = sx_log_upgrade(env, t)))
       return sx_fail(env, rc,
                      "%s: upgrade to format %u failed in the "
                      "change log: %s",
                      path, SX_FORMAT_VERSION, sync_strerror(rc));
-    if ((rc = sx_renew_upgrade(env, t)))
+    if ((rc = sx_renew_upgrade(env, t)) || (rc = sx_fold_upgrade(env, t)))
       return sx_fail(env, rc,
                      "%s: upgrade to format %u failed in the "
-                     "renewal records: %s",
+                     "renewal or fold records: %s",
                      path, SX_FORMAT_VERSION, sync_strerror(rc));
     for (i = 0; format < 3 && i < s->ntables; i++)
       if ((rc = sx_tsum_rebuild(env, t, i)))

@@ -388,7 +388,8 @@ SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d, uint64_t own,
     d->nrenew++;
   }
   sx_buf_free(&b);
-  if (!rc) qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
+  if (!rc && d->nrenew > 1)
+    qsort(d->renew, d->nrenew, sizeof *d->renew, sx_renew_site_cmp);
   return rc;
 }
 

@@ -1113,7 +1113,7 @@ static int sx_rp_seal(sx_repair *rp, sync_txn *x, sync_delta *d) {
   /* The fold records its counter cells need: the peer's vector is not
    * known here, so every one they need. */
   {
-    int rc = sx_fold_attach(x, d, NULL, NULL);
+    int rc = sx_fold_attach(x, d, NULL, NULL, NULL);
     if (rc) return rc;
   }
   sx_fold_sort(d);

@@ -36,7 +36,7 @@ typedef sx_schema *_Atomic sx_aschema;
 /* The storage format (FORMAT.md, "File"); a writable open upgrades an
  * older file.  9: the change log in records (log.c); 10: counter fold
  * records (fold.c), which code before them would not apply; 11: the
- * renewal records in a store of their own (renew.c). */
+ * renewal records and the fold records in stores of their own. */
 #define SX_FORMAT_VERSION 11
 /* The first format with the change log in records: a read-only open of
  * an older file fails (only a writable open moves the log). */
@@ -119,6 +119,7 @@ struct sync_env {
   sx_dbi hist;     /* row history (history.c); made by the first table
                       that keeps history */
   sx_dbi renew;    /* renewal records (renew.c, "Renewal records") */
+  sx_dbi folds;    /* counter fold records (fold.c) */
   int hist_ok;
   sx_rhopt *rh;    /* SYNC_MAX_TABLES settings, NULL when no table keeps
                       history */

@@ -753,7 +753,7 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
   for (f = 9; f <= 10; f++) {
     set_format(f);
     up_env(SYNC_OPEN_RDONLY, SYNC_EVERSION,
-           "the renewal records in a store of their own");
+           "the renewal and fold records in stores of their own");
     TU_U64(format_of(), f);
     env = up_env(0, 0, NULL);
     sync_env_close(env);
@@ -766,24 +766,35 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
   TU_U64(SX_FORMAT_VERSION, 11);
 
   /* Format 10 with renewal records (meta "renewed", 24 bytes each; no
-   * sx.renew): the writable open moves them into sx.renew, gives the
+   * sx.renew) and fold records (meta "folds", 48 bytes each; no
+   * sx.folds): the writable open moves them into their stores, gives the
    * site no index named an index, and moves the clock one past where it
-   * stood, the clock the records are known at. */
+   * stood, the clock the renewal records are known at. */
   {
     static const uint8_t ida[16] = {0xa1, 1}, idb[16] = {0xb2, 2};
-    unsigned char rec[48];
+    unsigned char rec[48], fr[96];
     sync_stamp got[4];
+    sync_fold fg[3];
     size_t n;
     uint32_t idx;
     uint64_t clock0;
     MDB_txn *t;
-    MDB_dbi m, rn;
+    MDB_dbi m, rn, fo;
     MDB_env *e;
     MDB_val k = {7, (void *)"renewed"}, v = {48, rec};
+    MDB_val fk = {5, (void *)"folds"}, fv = {96, fr};
     memcpy(rec, ida, 16);
     memcpy(rec + 24, idb, 16);
     sx_put_le64(rec + 16, 5);
     sx_put_le64(rec + 40, 0);
+    memcpy(fr, ida, 16); /* sorted by site, then heir */
+    memcpy(fr + 16, idb, 16);
+    sx_put_le64(fr + 32, 7);
+    sx_put_le64(fr + 40, 3);
+    memcpy(fr + 48, idb, 16);
+    memcpy(fr + 64, ida, 16);
+    sx_put_le64(fr + 80, 9);
+    sx_put_le64(fr + 88, 4);
     env = up_env(0, 0, NULL);
     TU_OK(sync_txn_begin(env, SYNC_TXN_RDONLY, &x));
     clock0 = x->hlc_last;
@@ -794,6 +805,9 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
     assert_int_equal(mdb_dbi_open(t, "sx.renew", 0, &rn), 0);
     assert_int_equal(mdb_drop(t, rn, 1), 0);
     assert_int_equal(mdb_put(t, m, &k, &v, 0), 0);
+    assert_int_equal(mdb_dbi_open(t, "sx.folds", 0, &fo), 0);
+    assert_int_equal(mdb_drop(t, fo, 1), 0);
+    assert_int_equal(mdb_put(t, m, &fk, &fv, 0), 0);
     assert_int_equal(mdb_txn_commit(t), 0);
     mdb_env_close(e);
     set_format(10);
@@ -810,10 +824,20 @@ static void test_format1_file_is_upgraded_by_a_writable_open(void **state) {
     TU_OK(sx_site_index(x, idb, 0, &idx));
     assert_true(idx > 0);
     TU_U64(x->hlc_last, clock0 + 1);
+    TU_OK(sync_folds_get(x, fg, 3, &n));
+    TU_U64(n, 2);
+    assert_memory_equal(fg[0].site, ida, 16);
+    assert_memory_equal(fg[0].heir, idb, 16);
+    TU_U64(fg[0].hlc, 7);
+    TU_U64(fg[0].held, 3);
+    assert_memory_equal(fg[1].site, idb, 16);
+    TU_U64(fg[1].hlc, 9);
+    TU_U64(fg[1].held, 4);
     sync_txn_abort(x);
     sync_env_close(env);
     e = raw_open(&t, &m, MDB_RDONLY);
     assert_int_equal(mdb_get(t, m, &k, &v), MDB_NOTFOUND);
+    assert_int_equal(mdb_get(t, m, &fk, &fv), MDB_NOTFOUND);
     mdb_txn_abort(t);
     mdb_env_close(e);
     env = up_env(SYNC_OPEN_RDONLY, 0, NULL);

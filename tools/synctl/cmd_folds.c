@@ -91,8 +91,7 @@ const ctl_help ctl_help_retire = {
     "this replica holds no change of SITE (it cannot be its heir: retire\n"
     "it where its changes are, or sync them here first), when SITE is\n"
     "retired already (here, or by a fold record a sync brought: 'synctl\n"
-    "folds' lists them), and when the file holds 4096 fold records, the\n"
-    "most a replica keeps.\n"
+    "folds' lists them).\n"
     "\n"
     "Prints the site, this replica as its heir, the time of the\n"
     "retirement, up to when this replica held the site's changes, and\n"
@@ -143,11 +142,6 @@ static int retire_refused(sync_env *env, sync_txn *x, const char *db,
               "the fold records)",
               db, hex, db);
     free(f);
-    return EX_FAIL;
-  case SYNC_ELIMIT:
-    ctl_say("%s: holds 4096 fold records, the most a replica keeps: no "
-            "more sites can be retired here",
-            db);
     return EX_FAIL;
   default: return ctl_lib_fail(env, db, rc, "cannot retire the site");
   }
