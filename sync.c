@@ -3973,6 +3973,8 @@ struct sync_txn {
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
   uint64_t renew_wit; /* the clock this transaction's renewal records are
                          known at (renew.c), 0 until one is taken */
+  int renew_some;     /* renewal records: 0 not looked at yet, 1 none,
+                         2 some (renew.c) */
   int64_t log_added; /* log entries added (or removed, negative) */
   uint64_t rows_written; /* rows stored, for the stats */
   int64_t log_stale; /* entries left behind by rows that changed again */
@@ -10733,9 +10735,15 @@ SYNC_PRIVATE int sx_renew_get(sync_txn *x, const uint8_t *site, uint64_t *held) 
 }
 
 SYNC_PRIVATE int sx_renew_cap(sync_txn *x, const uint8_t *site, uint64_t *h) {
-  uint64_t held;
+  uint64_t held, n, sum;
   int rc;
   if (!*h) return 0;
+  /* Most files keep none: one look a transaction, not one a site. */
+  if (!x->renew_some) {
+    if ((rc = sx_rn_count(x->env, x->t, &n, &sum))) return rc;
+    x->renew_some = n ? 2 : 1;
+  }
+  if (x->renew_some == 1) return 0;
   rc = sx_renew_get(x, site, &held);
   if (rc == SYNC_NOTFOUND) return 0;
   if (!rc && *h > held) *h = held;
@@ -10888,6 +10896,7 @@ static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
     x->failed = 1;
     return rc;
   }
+  x->renew_some = 2;
   x->dirty = 1;
   if ((rc = sx_gcvv_cap(x, site, held))) return rc;
   if (idx == 0) return 0;

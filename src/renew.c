@@ -149,9 +149,15 @@ SYNC_PRIVATE int sx_renew_get(sync_txn *x, const uint8_t *site, uint64_t *held) 
 }
 
 SYNC_PRIVATE int sx_renew_cap(sync_txn *x, const uint8_t *site, uint64_t *h) {
-  uint64_t held;
+  uint64_t held, n, sum;
   int rc;
   if (!*h) return 0;
+  /* Most files keep none: one look a transaction, not one a site. */
+  if (!x->renew_some) {
+    if ((rc = sx_rn_count(x->env, x->t, &n, &sum))) return rc;
+    x->renew_some = n ? 2 : 1;
+  }
+  if (x->renew_some == 1) return 0;
   rc = sx_renew_get(x, site, &held);
   if (rc == SYNC_NOTFOUND) return 0;
   if (!rc && *h > held) *h = held;
@@ -304,6 +310,7 @@ static int sx_renew_learn(sync_txn *x, const uint8_t *site, uint64_t held,
     x->failed = 1;
     return rc;
   }
+  x->renew_some = 2;
   x->dirty = 1;
   if ((rc = sx_gcvv_cap(x, site, held))) return rc;
   if (idx == 0) return 0;

@@ -183,6 +183,8 @@ struct sync_txn {
   uint64_t hlc_seen; /* highest remote stamp applied: the clock follows */
   uint64_t renew_wit; /* the clock this transaction's renewal records are
                          known at (renew.c), 0 until one is taken */
+  int renew_some;     /* renewal records: 0 not looked at yet, 1 none,
+                         2 some (renew.c) */
   int64_t log_added; /* log entries added (or removed, negative) */
   uint64_t rows_written; /* rows stored, for the stats */
   int64_t log_stale; /* entries left behind by rows that changed again */
