@@ -12346,15 +12346,16 @@ static void sx_cut_renumber(sync_delta *d, const uint32_t *map) {
  * the log names only the sites it needs: this replica (index 0), the
  * sites its stamps name, and on a run's last chunk those whose entry
  * here is above the requester's (rvv; what the run raises), and those
- * of the renewal records it carries.  A run of a table selection or a row filter
- * leaves rows out, so its receiver does not raise its vector with it
- * (or, if nothing was left out after all, raises less: a lower vector
- * only ever costs rows sent again): such chunks leave the vector out.  A site left out is one whose entry the requester
- * already holds at least as high, and a receiver raises its vector
- * entry by entry to the larger, so leaving it out changes nothing; a
- * server that knows ten thousand devices so does not send ten thousand
- * site ids in every chunk.  An initial stream carries the whole table:
- * a complete one bounds the receiver's deletes with this vector. */
+ * of the renewal records it carries.  A run of a table selection or a
+ * row filter leaves rows out, so its receiver does not raise its vector
+ * with it (or, if nothing was left out after all, raises less: a lower
+ * vector only ever costs rows sent again): such chunks leave the vector
+ * out.  A site left out is one whose entry the requester already holds
+ * at least as high, and a receiver raises its vector entry by entry to
+ * the larger, so leaving it out changes nothing; a server that knows ten
+ * thousand devices so does not send ten thousand site ids in every
+ * chunk.  An initial stream carries the whole table: a complete one
+ * bounds the receiver's deletes with this vector. */
 static int sx_cut_close(sync_txn *x, sync_delta *d, uint64_t **vv,
                         const uint64_t *rvv, int keyed,
                         const sync_delta_opts *o) {
@@ -17681,7 +17682,8 @@ static int sx_dec_renewals(sx_dbody *s) {
   if (r->bad || nr > (uint64_t)(r->end - r->p) / 2 || nr >= d->nsites)
     return SX_BAD(s, "bad renewal count");
   if (nr > SX_RENEW_MAX)
-    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more renewal records than a chunk carries");
+    return sx_dec_fail(s->dec, SYNC_ELIMIT,
+                       "more renewal records than a chunk carries");
   if (nr) {
     d->renew =
         (sx_renew *)sx_malloc(&s->dec->al, (size_t)nr * sizeof(sx_renew));

@@ -2511,7 +2511,8 @@ static int sx_dec_renewals(sx_dbody *s) {
   if (r->bad || nr > (uint64_t)(r->end - r->p) / 2 || nr >= d->nsites)
     return SX_BAD(s, "bad renewal count");
   if (nr > SX_RENEW_MAX)
-    return sx_dec_fail(s->dec, SYNC_ELIMIT, "more renewal records than a chunk carries");
+    return sx_dec_fail(s->dec, SYNC_ELIMIT,
+                       "more renewal records than a chunk carries");
   if (nr) {
     d->renew =
         (sx_renew *)sx_malloc(&s->dec->al, (size_t)nr * sizeof(sx_renew));
