@@ -10953,23 +10953,22 @@ SYNC_PRIVATE int sx_renew_attach(sync_txn *x, sync_delta *d, uint64_t own,
       rc = SYNC_ECORRUPT;
       break;
     }
-    if (b.len / SX_RN_WKEY == SX_RENEW_MAX) {
+    if (b.len / 24 == SX_RENEW_MAX) {
       *rest = sx_get_be64(k.p + 1);
       break;
     }
-    if ((rc = sx_buf_reserve(&b, SX_RN_WKEY))) break;
+    if ((rc = sx_buf_reserve(&b, 24))) break; /* site id, HLC */
     memcpy(b.p + b.len, k.p + 9, SX_SITE_LEN);
     memcpy(b.p + b.len + SX_SITE_LEN, v.p, 8);
-    b.len += SX_RN_WKEY;
+    b.len += 24;
   }
   sx_cur_close(c);
   if (rc > 0) rc = 0;
   if (!rc && b.len) {
-    d->renew = (sx_renew *)sx_malloc(&d->al, b.len / SX_RN_WKEY *
-                                                 sizeof(sx_renew));
+    d->renew = (sx_renew *)sx_malloc(&d->al, b.len / 24 * sizeof(sx_renew));
     if (!d->renew) rc = SYNC_ENOMEM;
   }
-  for (j = 0; !rc && j < b.len; j += SX_RN_WKEY) {
+  for (j = 0; !rc && j < b.len; j += 24) {
     uint32_t idx;
     /* Every record's site has an index (sx_renew_learn), but this
      * replica's own while a copy's renewal keeps the old id at 0. */
