@@ -4313,6 +4313,10 @@ SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
 SYNC_PRIVATE void sx_txn_close_cursors(sync_txn *x);
 /* Free the transaction object once its LMDB transaction has ended. */
 SYNC_PRIVATE void sx_txn_free(sync_txn *x);
+/* A transaction object for env with no LMDB transaction yet (x->t NULL):
+ * sync_txn_begin's, or one borrowed around a transaction of the open's
+ * (set x->t; sx_txn_free leaves it).  NULL when out of memory. */
+SYNC_PRIVATE sync_txn *sx_txn_new(sync_env *env);
 SYNC_PRIVATE void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
                                uint64_t schema_version);
 
@@ -4335,6 +4339,22 @@ static int sx_begin_fail(sync_txn *x, int rc, const char *why) {
   return sx_fail(env, rc, "%s", why);
 }
 
+SYNC_PRIVATE sync_txn *sx_txn_new(sync_env *env) {
+  sync_txn *x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
+  if (!x) return NULL;
+  memset(x, 0, sizeof *x);
+  x->env = env;
+  sx_buf_init(&x->enc, &env->al);
+  sx_buf_init(&x->changed, &env->al);
+  sx_buf_init(&x->conflicts, &env->al);
+  sx_buf_init(&x->cpend, &env->al);
+  sx_buf_init(&x->fpbuf, &env->al);
+  sx_buf_init(&x->ctrs, &env->al);
+  sx_buf_init(&x->cpay, &env->al);
+  sx_buf_init(&x->fmark, &env->al);
+  return x;
+}
+
 SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sync_txn *x;
   sx_slice v;
@@ -4345,20 +4365,9 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
       (flags & SYNC_TXN_RDONLY && flags & SYNC_TXN_GROUP))
     return SYNC_EINVAL;
   if (!(flags & SYNC_TXN_RDONLY) && env->rdonly) return SYNC_EREADONLY;
-  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
-  if (!x) return SYNC_ENOMEM;
-  memset(x, 0, sizeof *x);
-  x->env = env;
+  if (!(x = sx_txn_new(env))) return SYNC_ENOMEM;
   x->rdonly = (flags & SYNC_TXN_RDONLY) != 0;
   x->group = (flags & SYNC_TXN_GROUP) != 0;
-  sx_buf_init(&x->enc, &env->al);
-  sx_buf_init(&x->changed, &env->al);
-  sx_buf_init(&x->conflicts, &env->al);
-  sx_buf_init(&x->cpend, &env->al);
-  sx_buf_init(&x->fpbuf, &env->al);
-  sx_buf_init(&x->ctrs, &env->al);
-  sx_buf_init(&x->cpay, &env->al);
-  sx_buf_init(&x->fmark, &env->al);
   rc = x->group ? sx_txn_begin_group(env->st, &x->gm, &x->t)
                 : sx_txn_begin(env->st, x->rdonly, &x->t);
   if (rc) {
@@ -9784,22 +9793,11 @@ SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
  * schema change's transaction), through a transaction object borrowed
  * around t for the row decoding and the site table. */
 static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
-  sync_txn *x;
+  sync_txn *x = sx_txn_new(env);
   sx_tsum sum;
   int rc;
-  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
   if (!x) return SYNC_ENOMEM;
-  memset(x, 0, sizeof *x);
-  x->env = env;
   x->t = t;
-  sx_buf_init(&x->enc, &env->al);
-  sx_buf_init(&x->changed, &env->al);
-  sx_buf_init(&x->conflicts, &env->al);
-  sx_buf_init(&x->cpend, &env->al);
-  sx_buf_init(&x->fpbuf, &env->al);
-  sx_buf_init(&x->ctrs, &env->al);
-  sx_buf_init(&x->cpay, &env->al);
-  sx_buf_init(&x->fmark, &env->al);
   rc = sx_table_scan(x, tid, &sum);
   if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
   sx_txn_close_cursors(x);
@@ -10754,45 +10752,24 @@ SYNC_PRIVATE int sx_renew_sum(sync_txn *x, uint64_t *n, uint64_t *sum) {
   return sx_rn_count(x->env, x->t, n, sum);
 }
 
-/* Give site an index in sx.sites, in the open's transaction t, if it
- * has none (*next: the index the next one takes). */
-static int sx_rn_site(sync_env *env, sx_stxn *t, const uint8_t *site,
-                      uint32_t *next) {
-  unsigned char k[4];
-  sx_scur *c;
-  sx_slice ck, cv;
-  int op = SX_FIRST, rc;
-  if ((rc = sx_cur_open(env->st, t, env->sites, &c))) return rc;
-  while ((rc = sx_cur_walk(env->st, c, &op, &ck, &cv)) == 1)
-    if (cv.n == SX_SITE_LEN && !memcmp(cv.p, site, SX_SITE_LEN)) break;
-  sx_cur_close(c);
-  if (rc) return rc < 0 ? rc : 0;
-  sx_put_be32(k, *next);
-  if ((rc = sx_put(env->st, t, env->sites, k, 4, site, SX_SITE_LEN, 0)))
-    return rc;
-  ++*next;
-  return 0;
-}
-
 /* Format 10 and before kept the records in meta "renewed", as many as
  * 1024 (24 bytes each).  They move into sx.renew, witnessed at one above
  * the clock, which moves there; each site gets an index, which the
- * records' chunks name it by. */
+ * records' chunks name it by (through a transaction object borrowed
+ * around the open's transaction t, for the site table). */
 SYNC_PRIVATE int sx_renew_upgrade(sync_env *env, sx_stxn *t) {
   unsigned char state[24];
-  sx_slice v, s;
+  sync_txn *x = sx_txn_new(env);
+  sx_slice s;
   sx_buf b;
   uint64_t wit;
-  uint32_t nsites;
   size_t j;
-  int rc = sx_get(env->st, t, env->meta, "renewed", 7, &v);
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.n % 24) return SYNC_ECORRUPT;
+  int rc;
+  if (!x) return SYNC_ENOMEM;
+  x->t = t;
   sx_buf_init(&b, &env->al);
-  if ((rc = sx_buf_reserve(&b, v.n))) return rc;
-  memcpy(b.p, v.p, v.n);
-  b.len = v.n;
+  if ((rc = sx_meta_pairs(x, "renewed", SX_RENEW_MAX, &b)) || !b.len)
+    goto done;
   if ((rc = sx_get(env->st, t, env->meta, "state", 5, &s)) ||
       (s.n != 24 && (rc = SYNC_ECORRUPT)))
     goto done;
@@ -10801,24 +10778,15 @@ SYNC_PRIVATE int sx_renew_upgrade(sync_env *env, sx_stxn *t) {
   sx_put_le64(state, wit);
   if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)))
     goto done;
-  {
-    sx_scur *c;
-    sx_slice ck, cv;
-    if ((rc = sx_cur_open(env->st, t, env->sites, &c))) goto done;
-    rc = sx_cur_get(env->st, c, SX_LAST, &ck, &cv);
-    sx_cur_close(c);
-    if (rc || ck.n != 4) {
-      rc = rc ? rc : SYNC_ECORRUPT; /* index 0 is always there */
-      goto done;
-    }
-    nsites = sx_get_be32(ck.p) + 1;
-  }
-  for (j = 0; j < b.len && !rc; j += 24)
-    if (!(rc = sx_rn_site(env, t, b.p + j, &nsites)))
+  for (j = 0; j < b.len && !rc; j += 24) {
+    uint32_t idx;
+    if (!(rc = sx_site_index(x, b.p + j, 1, &idx)))
       rc = sx_rn_write(env, t, b.p + j, sx_get_le64(b.p + j + 16), wit);
+  }
   if (!rc) rc = sx_del(env->st, t, env->meta, "renewed", 7);
 done:
   sx_buf_free(&b);
+  sx_txn_free(x);
   return rc;
 }
 

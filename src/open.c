@@ -951,22 +951,11 @@ SYNC_API int sync_env_add_table(sync_env *env, const sync_table_def *def,
  * schema change's transaction), through a transaction object borrowed
  * around t for the row decoding and the site table. */
 static int sx_tsum_rebuild(sync_env *env, sx_stxn *t, unsigned tid) {
-  sync_txn *x;
+  sync_txn *x = sx_txn_new(env);
   sx_tsum sum;
   int rc;
-  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
   if (!x) return SYNC_ENOMEM;
-  memset(x, 0, sizeof *x);
-  x->env = env;
   x->t = t;
-  sx_buf_init(&x->enc, &env->al);
-  sx_buf_init(&x->changed, &env->al);
-  sx_buf_init(&x->conflicts, &env->al);
-  sx_buf_init(&x->cpend, &env->al);
-  sx_buf_init(&x->fpbuf, &env->al);
-  sx_buf_init(&x->ctrs, &env->al);
-  sx_buf_init(&x->cpay, &env->al);
-  sx_buf_init(&x->fmark, &env->al);
   rc = sx_table_scan(x, tid, &sum);
   if (!rc) rc = sx_tsum_put(env, t, tid, &sum);
   sx_txn_close_cursors(x);

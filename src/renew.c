@@ -168,45 +168,24 @@ SYNC_PRIVATE int sx_renew_sum(sync_txn *x, uint64_t *n, uint64_t *sum) {
   return sx_rn_count(x->env, x->t, n, sum);
 }
 
-/* Give site an index in sx.sites, in the open's transaction t, if it
- * has none (*next: the index the next one takes). */
-static int sx_rn_site(sync_env *env, sx_stxn *t, const uint8_t *site,
-                      uint32_t *next) {
-  unsigned char k[4];
-  sx_scur *c;
-  sx_slice ck, cv;
-  int op = SX_FIRST, rc;
-  if ((rc = sx_cur_open(env->st, t, env->sites, &c))) return rc;
-  while ((rc = sx_cur_walk(env->st, c, &op, &ck, &cv)) == 1)
-    if (cv.n == SX_SITE_LEN && !memcmp(cv.p, site, SX_SITE_LEN)) break;
-  sx_cur_close(c);
-  if (rc) return rc < 0 ? rc : 0;
-  sx_put_be32(k, *next);
-  if ((rc = sx_put(env->st, t, env->sites, k, 4, site, SX_SITE_LEN, 0)))
-    return rc;
-  ++*next;
-  return 0;
-}
-
 /* Format 10 and before kept the records in meta "renewed", as many as
  * 1024 (24 bytes each).  They move into sx.renew, witnessed at one above
  * the clock, which moves there; each site gets an index, which the
- * records' chunks name it by. */
+ * records' chunks name it by (through a transaction object borrowed
+ * around the open's transaction t, for the site table). */
 SYNC_PRIVATE int sx_renew_upgrade(sync_env *env, sx_stxn *t) {
   unsigned char state[24];
-  sx_slice v, s;
+  sync_txn *x = sx_txn_new(env);
+  sx_slice s;
   sx_buf b;
   uint64_t wit;
-  uint32_t nsites;
   size_t j;
-  int rc = sx_get(env->st, t, env->meta, "renewed", 7, &v);
-  if (rc == SYNC_NOTFOUND) return 0;
-  if (rc) return rc;
-  if (v.n % 24) return SYNC_ECORRUPT;
+  int rc;
+  if (!x) return SYNC_ENOMEM;
+  x->t = t;
   sx_buf_init(&b, &env->al);
-  if ((rc = sx_buf_reserve(&b, v.n))) return rc;
-  memcpy(b.p, v.p, v.n);
-  b.len = v.n;
+  if ((rc = sx_meta_pairs(x, "renewed", SX_RENEW_MAX, &b)) || !b.len)
+    goto done;
   if ((rc = sx_get(env->st, t, env->meta, "state", 5, &s)) ||
       (s.n != 24 && (rc = SYNC_ECORRUPT)))
     goto done;
@@ -215,24 +194,15 @@ SYNC_PRIVATE int sx_renew_upgrade(sync_env *env, sx_stxn *t) {
   sx_put_le64(state, wit);
   if ((rc = sx_put(env->st, t, env->meta, "state", 5, state, 24, 0)))
     goto done;
-  {
-    sx_scur *c;
-    sx_slice ck, cv;
-    if ((rc = sx_cur_open(env->st, t, env->sites, &c))) goto done;
-    rc = sx_cur_get(env->st, c, SX_LAST, &ck, &cv);
-    sx_cur_close(c);
-    if (rc || ck.n != 4) {
-      rc = rc ? rc : SYNC_ECORRUPT; /* index 0 is always there */
-      goto done;
-    }
-    nsites = sx_get_be32(ck.p) + 1;
-  }
-  for (j = 0; j < b.len && !rc; j += 24)
-    if (!(rc = sx_rn_site(env, t, b.p + j, &nsites)))
+  for (j = 0; j < b.len && !rc; j += 24) {
+    uint32_t idx;
+    if (!(rc = sx_site_index(x, b.p + j, 1, &idx)))
       rc = sx_rn_write(env, t, b.p + j, sx_get_le64(b.p + j + 16), wit);
+  }
   if (!rc) rc = sx_del(env->st, t, env->meta, "renewed", 7);
 done:
   sx_buf_free(&b);
+  sx_txn_free(x);
   return rc;
 }
 

@@ -21,6 +21,22 @@ static int sx_begin_fail(sync_txn *x, int rc, const char *why) {
   return sx_fail(env, rc, "%s", why);
 }
 
+SYNC_PRIVATE sync_txn *sx_txn_new(sync_env *env) {
+  sync_txn *x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
+  if (!x) return NULL;
+  memset(x, 0, sizeof *x);
+  x->env = env;
+  sx_buf_init(&x->enc, &env->al);
+  sx_buf_init(&x->changed, &env->al);
+  sx_buf_init(&x->conflicts, &env->al);
+  sx_buf_init(&x->cpend, &env->al);
+  sx_buf_init(&x->fpbuf, &env->al);
+  sx_buf_init(&x->ctrs, &env->al);
+  sx_buf_init(&x->cpay, &env->al);
+  sx_buf_init(&x->fmark, &env->al);
+  return x;
+}
+
 SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
   sync_txn *x;
   sx_slice v;
@@ -31,20 +47,9 @@ SYNC_API int sync_txn_begin(sync_env *env, unsigned flags, sync_txn **out) {
       (flags & SYNC_TXN_RDONLY && flags & SYNC_TXN_GROUP))
     return SYNC_EINVAL;
   if (!(flags & SYNC_TXN_RDONLY) && env->rdonly) return SYNC_EREADONLY;
-  x = (sync_txn *)sx_malloc(&env->al, sizeof *x);
-  if (!x) return SYNC_ENOMEM;
-  memset(x, 0, sizeof *x);
-  x->env = env;
+  if (!(x = sx_txn_new(env))) return SYNC_ENOMEM;
   x->rdonly = (flags & SYNC_TXN_RDONLY) != 0;
   x->group = (flags & SYNC_TXN_GROUP) != 0;
-  sx_buf_init(&x->enc, &env->al);
-  sx_buf_init(&x->changed, &env->al);
-  sx_buf_init(&x->conflicts, &env->al);
-  sx_buf_init(&x->cpend, &env->al);
-  sx_buf_init(&x->fpbuf, &env->al);
-  sx_buf_init(&x->ctrs, &env->al);
-  sx_buf_init(&x->cpay, &env->al);
-  sx_buf_init(&x->fmark, &env->al);
   rc = x->group ? sx_txn_begin_group(env->st, &x->gm, &x->t)
                 : sx_txn_begin(env->st, x->rdonly, &x->t);
   if (rc) {

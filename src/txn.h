@@ -46,6 +46,10 @@ SYNC_PRIVATE int sx_site_append(sync_txn *x, const uint8_t *id,
 SYNC_PRIVATE void sx_txn_close_cursors(sync_txn *x);
 /* Free the transaction object once its LMDB transaction has ended. */
 SYNC_PRIVATE void sx_txn_free(sync_txn *x);
+/* A transaction object for env with no LMDB transaction yet (x->t NULL):
+ * sync_txn_begin's, or one borrowed around a transaction of the open's
+ * (set x->t; sx_txn_free leaves it).  NULL when out of memory. */
+SYNC_PRIVATE sync_txn *sx_txn_new(sync_env *env);
 SYNC_PRIVATE void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
                                uint64_t schema_version);
 
