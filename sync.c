@@ -7049,6 +7049,19 @@ SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n) {
   return 0;
 }
 
+/* The first record of site (16 bytes), or n. */
+static size_t sx_fold_first(const sx_fold *f, size_t n, const uint8_t *site) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (memcmp(f[mid].site, site, SX_SITE_LEN) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 static int sx_fold_write(sync_env *env, sx_stxn *t, const uint8_t *site,
                          const uint8_t *heir, uint64_t hlc, uint64_t held) {
   unsigned char k[SX_FOLD_KEY], v[16];
@@ -7064,17 +7077,14 @@ SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
                              uint64_t held, int *added) {
   sync_env *env = x->env;
   sx_fold *f, *nf;
-  size_t n, lo = 0, hi;
+  size_t n, lo;
   int rc;
   *added = 0;
   if ((rc = sx_folds(x, &f, &n))) return rc;
-  for (hi = n; lo < hi;) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (sx_foldcmp(f[mid].site, f[mid].heir, site, heir) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
+  /* The site's heirs are few: past them to heir's place. */
+  for (lo = sx_fold_first(f, n, site);
+       lo < n && sx_foldcmp(f[lo].site, f[lo].heir, site, heir) < 0;)
+    lo++;
   if (lo < n && !sx_foldcmp(f[lo].site, f[lo].heir, site, heir)) {
     if (f[lo].hlc <= hlc) return 0;
     f[lo].hlc = hlc; /* the earlier fold holds as much */
@@ -7141,19 +7151,6 @@ static int sx_folds_mapped(sync_txn *x, sx_fold **out, size_t *n) {
     x->folds_map = x->nsites;
   }
   return 0;
-}
-
-/* The first record of site (16 bytes), or n. */
-static size_t sx_fold_first(const sx_fold *f, size_t n, const uint8_t *site) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (memcmp(f[mid].site, site, SX_SITE_LEN) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
 }
 
 /* The contribution of local site s in t[0..k), or NULL. */
@@ -21425,13 +21422,6 @@ static uint64_t sx_ck_tag(const sx_ck *k) {
   return sx_hash64(b, (size_t)(p - b), 0);
 }
 
-/* The renewal records as a set: the sum of each record's hash, so that
- * the order they were learned in does not count. */
-static int sx_ck_renewed(sync_txn *x, uint64_t *out) {
-  uint64_t n;
-  return sx_renew_sum(x, &n, out);
-}
-
 /* Would a chunk cut for requester from position (v, s) of this replica's
  * log (mark m there), crediting the requester with every write of its own and nothing
  * else, be empty?  *quiet 1 when it would hold no row and no exit and
@@ -21488,6 +21478,7 @@ static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
   sx_peer p;
   sx_slice v;
   sx_mark m;
+  uint64_t nrenew;
   int rc;
   *ok = 0;
   memset(k, 0, sizeof *k);
@@ -21529,7 +21520,7 @@ static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
     k->amark = m.id;
     k->astart = m.start;
   }
-  if ((rc = sx_ck_renewed(x, &k->renewed))) return rc;
+  if ((rc = sx_renew_sum(x, &nrenew, &k->renewed))) return rc;
   *ok = 1;
   return 0;
 }
@@ -21669,6 +21660,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
   sx_ck k;
   sx_mark m;
   sync_delta_opts o;
+  uint64_t nrenew;
   size_t i;
   int rc;
   *same = 0;
@@ -21707,7 +21699,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
     k.amark = p.mark.id;
     k.astart = p.mark.start;
   }
-  if ((rc = sx_ck_renewed(x, &k.renewed))) return rc;
+  if ((rc = sx_renew_sum(x, &nrenew, &k.renewed))) return rc;
   if (sx_ck_tag(&k) != c->tag) return 0;
   if (c->mode & SYNC_PULL)
     return sx_ck_quiet(x, s->peer, p.acked_version, p.acked_seq, &m, &k.scope,

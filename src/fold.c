@@ -91,6 +91,19 @@ SYNC_PRIVATE int sx_folds(sync_txn *x, sx_fold **out, size_t *n) {
   return 0;
 }
 
+/* The first record of site (16 bytes), or n. */
+static size_t sx_fold_first(const sx_fold *f, size_t n, const uint8_t *site) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (memcmp(f[mid].site, site, SX_SITE_LEN) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 static int sx_fold_write(sync_env *env, sx_stxn *t, const uint8_t *site,
                          const uint8_t *heir, uint64_t hlc, uint64_t held) {
   unsigned char k[SX_FOLD_KEY], v[16];
@@ -106,17 +119,14 @@ SYNC_PRIVATE int sx_fold_put(sync_txn *x, const uint8_t *site,
                              uint64_t held, int *added) {
   sync_env *env = x->env;
   sx_fold *f, *nf;
-  size_t n, lo = 0, hi;
+  size_t n, lo;
   int rc;
   *added = 0;
   if ((rc = sx_folds(x, &f, &n))) return rc;
-  for (hi = n; lo < hi;) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (sx_foldcmp(f[mid].site, f[mid].heir, site, heir) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
+  /* The site's heirs are few: past them to heir's place. */
+  for (lo = sx_fold_first(f, n, site);
+       lo < n && sx_foldcmp(f[lo].site, f[lo].heir, site, heir) < 0;)
+    lo++;
   if (lo < n && !sx_foldcmp(f[lo].site, f[lo].heir, site, heir)) {
     if (f[lo].hlc <= hlc) return 0;
     f[lo].hlc = hlc; /* the earlier fold holds as much */
@@ -183,19 +193,6 @@ static int sx_folds_mapped(sync_txn *x, sx_fold **out, size_t *n) {
     x->folds_map = x->nsites;
   }
   return 0;
-}
-
-/* The first record of site (16 bytes), or n. */
-static size_t sx_fold_first(const sx_fold *f, size_t n, const uint8_t *site) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (memcmp(f[mid].site, site, SX_SITE_LEN) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
 }
 
 /* The contribution of local site s in t[0..k), or NULL. */

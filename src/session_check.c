@@ -64,13 +64,6 @@ static uint64_t sx_ck_tag(const sx_ck *k) {
   return sx_hash64(b, (size_t)(p - b), 0);
 }
 
-/* The renewal records as a set: the sum of each record's hash, so that
- * the order they were learned in does not count. */
-static int sx_ck_renewed(sync_txn *x, uint64_t *out) {
-  uint64_t n;
-  return sx_renew_sum(x, &n, out);
-}
-
 /* Would a chunk cut for requester from position (v, s) of this replica's
  * log (mark m there), crediting the requester with every write of its own and nothing
  * else, be empty?  *quiet 1 when it would hold no row and no exit and
@@ -127,6 +120,7 @@ static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
   sx_peer p;
   sx_slice v;
   sx_mark m;
+  uint64_t nrenew;
   int rc;
   *ok = 0;
   memset(k, 0, sizeof *k);
@@ -168,7 +162,7 @@ static int sx_ck_client(sync_session *s, sync_txn *x, sx_ck *k, int *ok) {
     k->amark = m.id;
     k->astart = m.start;
   }
-  if ((rc = sx_ck_renewed(x, &k->renewed))) return rc;
+  if ((rc = sx_renew_sum(x, &nrenew, &k->renewed))) return rc;
   *ok = 1;
   return 0;
 }
@@ -308,6 +302,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
   sx_ck k;
   sx_mark m;
   sync_delta_opts o;
+  uint64_t nrenew;
   size_t i;
   int rc;
   *same = 0;
@@ -346,7 +341,7 @@ static int sx_ck_server(sync_session *s, sync_txn *x, const sx_check *c,
     k.amark = p.mark.id;
     k.astart = p.mark.start;
   }
-  if ((rc = sx_ck_renewed(x, &k.renewed))) return rc;
+  if ((rc = sx_renew_sum(x, &nrenew, &k.renewed))) return rc;
   if (sx_ck_tag(&k) != c->tag) return 0;
   if (c->mode & SYNC_PULL)
     return sx_ck_quiet(x, s->peer, p.acked_version, p.acked_seq, &m, &k.scope,
