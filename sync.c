@@ -2126,6 +2126,12 @@ SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
                              sx_slice *v);
 SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
                             sx_slice *v);
+/* A hint for a walk that reads every entry: when at (a key or value a
+ * walk just returned) lies on another page than *page, ask the CPU for
+ * all of that page now, so that its entries arrive together rather than
+ * one cache miss at a time; *page starts at 0.  Changes nothing. */
+SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
+                                const void *at);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
  * (k must equal its key) without searching the tree again. */
 #define SX_CUR_CURRENT 4u
@@ -2219,6 +2225,7 @@ struct sx_store {
   MDB_env *env;
   size_t mapsize, mapmax;
   int rdonly;
+  size_t psize; /* LMDB's page size, for sx_walk_ahead */
   sx_counter want_grow; /* a transaction ran out of map */
   sx_counter native;
   sx_counter active;
@@ -2499,9 +2506,11 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
   {
     /* An existing file may have a larger map than we asked for. */
     MDB_envinfo info;
+    MDB_stat ms;
     if (!mdb_env_info(st->env, &info) && info.me_mapsize > st->mapsize)
       st->mapsize = info.me_mapsize;
     if (st->mapmax < st->mapsize) st->mapmax = st->mapsize;
+    if (!mdb_env_stat(st->env, &ms)) st->psize = ms.ms_psize;
   }
   if ((rc = sx_check_size(st, msg, msgsz))) goto fail;
   *out = st;
@@ -3208,6 +3217,27 @@ SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
   *op = SX_NEXT;
   if (rc == SYNC_NOTFOUND) return 0;
   return rc ? rc : 1;
+}
+
+SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
+                                const void *at) {
+#if defined(__GNUC__) || defined(__clang__)
+  uintptr_t pg;
+  const char *q, *end;
+  /* A power of two (LMDB's pages are); otherwise no hint. */
+  if (!st->psize || (st->psize & (st->psize - 1))) return;
+  pg = (uintptr_t)at & ~(uintptr_t)(st->psize - 1);
+  if (pg == *page) return;
+  *page = pg;
+  /* A line at a time by pointer: measured here, indexing from the page
+   * (base + offset) made the same hints far less useful. */
+  for (q = (const char *)pg, end = q + st->psize; q < end; q += 64)
+    __builtin_prefetch(q);
+#else
+  (void)st;
+  (void)page;
+  (void)at;
+#endif
 }
 
 SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
@@ -4031,6 +4061,7 @@ struct sync_changes {
   /* A scan: its cursor on table tid (NULL: open it next), and the key
    * of the last row returned, where it resumes after writes. */
   sx_scur *sc;
+  uintptr_t page; /* sx_walk_ahead's */
   size_t klen;
   unsigned char key[SYNC_MAX_KEY];
   sync_changes *next;
@@ -6733,6 +6764,7 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
+  uintptr_t page = 0;
   int rc, op = SX_FIRST;
   memset(out, 0, sizeof *out);
   if ((rc = sx_scratch(x))) return rc;
@@ -6741,6 +6773,7 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
   k.n = 0;
   while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     uint64_t hc, hm;
+    sx_walk_ahead(env->st, &page, v.p);
     if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
     if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
     out->meta += hm;
@@ -6902,6 +6935,7 @@ static int sx_changes_scan(sync_changes *it, sync_key *key) {
       it->tid++;
       continue;
     }
+    sx_walk_ahead(env->st, &it->page, v.p);
     if (sx_row_head(v.p, v.n, &version))
       version = UINT64_MAX; /* the decode below says what is wrong */
     if (version <= it->since) continue;
@@ -12104,6 +12138,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   while (d->end.tid < env->schema->ntables) {
     sx_scur *c;
     sx_slice k, v;
+    uintptr_t page = 0;
     int op, selected = !o || !o->tables || sx_bit(o->tables, d->end.tid);
     /* A table not selected is skipped whole, unless the requester may
      * still hold rows of it from the scope before: they exit. */
@@ -12125,6 +12160,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       /* Full: this row opens the next chunk (so a chunk that takes the
        * last rows ends the stream itself). */
       if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) return 0;
+      sx_walk_ahead(env->st, &page, v.p);
       if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
         return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                        env->schema->tables[d->end.tid].name);

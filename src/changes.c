@@ -148,6 +148,7 @@ static int sx_changes_scan(sync_changes *it, sync_key *key) {
       it->tid++;
       continue;
     }
+    sx_walk_ahead(env->st, &it->page, v.p);
     if (sx_row_head(v.p, v.n, &version))
       version = UINT64_MAX; /* the decode below says what is wrong */
     if (version <= it->since) continue;

@@ -341,6 +341,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
   while (d->end.tid < env->schema->ntables) {
     sx_scur *c;
     sx_slice k, v;
+    uintptr_t page = 0;
     int op, selected = !o || !o->tables || sx_bit(o->tables, d->end.tid);
     /* A table not selected is skipped whole, unless the requester may
      * still hold rows of it from the scope before: they exit. */
@@ -362,6 +363,7 @@ static int sx_delta_keys(sync_delta *d, sync_txn *x, const uint64_t *rvv,
       /* Full: this row opens the next chunk (so a chunk that takes the
        * last rows ends the stream itself). */
       if (d->nrows + d->nx >= max_rows || bytes >= max_bytes) return 0;
+      sx_walk_ahead(env->st, &page, v.p);
       if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old)))
         return sx_fail(env, rc, "table '%s': stored row fails its checksum",
                        env->schema->tables[d->end.tid].name);

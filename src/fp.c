@@ -198,6 +198,7 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
   sync_env *env = x->env;
   sx_scur *c;
   sx_slice k, v;
+  uintptr_t page = 0;
   int rc, op = SX_FIRST;
   memset(out, 0, sizeof *out);
   if ((rc = sx_scratch(x))) return rc;
@@ -206,6 +207,7 @@ SYNC_PRIVATE int sx_table_scan(sync_txn *x, unsigned tid, sx_tsum *out) {
   k.n = 0;
   while ((rc = sx_cur_walk(env->st, c, &op, &k, &v)) == 1) {
     uint64_t hc, hm;
+    sx_walk_ahead(env->st, &page, v.p);
     if ((rc = sx_row_decode(v.p, v.n, k.p, k.n, &x->old))) break;
     if ((rc = sx_row_fp(x, tid, k.p, k.n, &x->old, &hc, &hm)) < 0) break;
     out->meta += hm;

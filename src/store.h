@@ -141,6 +141,12 @@ SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
                              sx_slice *v);
 SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
                             sx_slice *v);
+/* A hint for a walk that reads every entry: when at (a key or value a
+ * walk just returned) lies on another page than *page, ask the CPU for
+ * all of that page now, so that its entries arrive together rather than
+ * one cache miss at a time; *page starts at 0.  Changes nothing. */
+SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
+                                const void *at);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
  * (k must equal its key) without searching the tree again. */
 #define SX_CUR_CURRENT 4u

@@ -241,6 +241,7 @@ struct sync_changes {
   /* A scan: its cursor on table tid (NULL: open it next), and the key
    * of the last row returned, where it resumes after writes. */
   sx_scur *sc;
+  uintptr_t page; /* sx_walk_ahead's */
   size_t klen;
   unsigned char key[SYNC_MAX_KEY];
   sync_changes *next;
