@@ -3231,7 +3231,8 @@ SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
   *page = pg;
   /* A line at a time by pointer: measured here, indexing from the page
    * (base + offset) made the same hints far less useful. */
-  for (q = (const char *)pg, end = q + st->psize; q < end; q += 64)
+  q = (const char *)at - ((uintptr_t)at & (uintptr_t)(st->psize - 1));
+  for (end = q + st->psize; q < end; q += 64)
     __builtin_prefetch(q);
 #else
   (void)st;
