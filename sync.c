@@ -2132,6 +2132,8 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
  * one cache miss at a time; *page starts at 0.  Changes nothing. */
 SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
                                 const void *at);
+/* LMDB's page size (4096 until the file is open). */
+SYNC_PRIVATE size_t sx_store_psize(const sx_store *st);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
  * (k must equal its key) without searching the tree again. */
 #define SX_CUR_CURRENT 4u
@@ -3219,6 +3221,10 @@ SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
   return rc ? rc : 1;
 }
 
+SYNC_PRIVATE size_t sx_store_psize(const sx_store *st) {
+  return st->psize ? st->psize : 4096;
+}
+
 SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
                                 const void *at) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -3290,6 +3296,8 @@ SYNC_PRIVATE void sx_cur_close(sx_scur *c) {
  *        + bytes | NULL nothing | counter: var n, then n contributions
  *        (var site index gap, var P, var N, var HLC), sites increasing.
  *        One byte of control for most columns.
+ *   then, only while an apply runs, zero bytes of room (sx_store_row's
+ *   room: free space the apply gives back to the page before it returns)
  *
  * The storage format version is kept once per file, in the meta store.
  * Tombstones keep the header and no columns.
@@ -3330,6 +3338,7 @@ typedef struct sx_row {
   sx_stamp *stamps; /* capacity SX_ROW_STAMP_CAP(cap_cols) */
   sx_rcol *cols;    /* capacity cap_cols */
   unsigned cap_cols;
+  size_t room; /* zero bytes after the encoding (decoded rows) */
 } sx_row;
 
 SYNC_PRIVATE int sx_row_init(const sx_alloc *al, sx_row *r, unsigned cap_cols);
@@ -3342,14 +3351,19 @@ SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s);
  * a stored row may hold, renumbering the rest. */
 SYNC_PRIVATE void sx_row_compact(sx_row *r);
 
-/* Encoded size of r, and the encoding into out (size bytes). */
+/* Encoded size of r, and the encoding into out (size bytes, then room
+ * zero bytes that the checksum covers). */
 SYNC_PRIVATE size_t sx_row_size(const sx_row *r);
 SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
-                                unsigned char *out, size_t size);
+                                unsigned char *out, size_t size, size_t room);
+/* Set the checksum of the stored row at out (size bytes) for key. */
+SYNC_PRIVATE void sx_row_seal(unsigned char *out, size_t size, const void *key,
+                              size_t klen);
 
 /* Decode a stored row, verifying its checksum: SYNC_ECORRUPT when it
  * fails or the bytes are malformed.  Values point into p.  Columns beyond
- * r->cap_cols are checked and skipped. */
+ * r->cap_cols are checked and skipped.  r->room: the zero bytes after
+ * the encoding. */
 SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
                                const void *key, size_t klen, sx_row *r);
 /* The local version of a stored row (of its log entry), read from its
@@ -3581,8 +3595,13 @@ static uint32_t sx_row_sum(const unsigned char *body, size_t n,
   return (uint32_t)sx_hash64(body, n, sx_hash64(key, klen, 0));
 }
 
+SYNC_PRIVATE void sx_row_seal(unsigned char *out, size_t size, const void *key,
+                              size_t klen) {
+  sx_put_le32(out, sx_row_sum(out + 4, size - 4, key, klen));
+}
+
 SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
-                                unsigned char *out, size_t size) {
+                                unsigned char *out, size_t size, size_t room) {
   unsigned char *p = out + 4;
   unsigned i;
   p += sx_put_varint(p, r->cl);
@@ -3608,7 +3627,8 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
     p += sx_payload_put(p, &c->v);
   }
   (void)SX_ALWAYS((size_t)(p - out) == size);
-  sx_put_le32(out, sx_row_sum(out + 4, size - 4, key, klen));
+  if (room) memset(p, 0, room);
+  sx_row_seal(out, size + room, key, klen);
 }
 
 #define SX_GET(var)                                                            \
@@ -3688,7 +3708,9 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
     if (!k && tag != SYNC_NULL) return SYNC_ECORRUPT;
     p += k;
   }
-  if (p != end) return SYNC_ECORRUPT;
+  r->room = (size_t)(end - p);
+  while (p < end)
+    if (*p++) return SYNC_ECORRUPT;
   return 0;
 }
 
@@ -5508,6 +5530,17 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append);
+/* sx_store_row of a new row whose key sorts after every key of the
+ * table, stored with room zero bytes after it (none in a table that
+ * keeps row history).  The caller takes the room back, with
+ * sx_unroom_row, before anything else may read the table: an apply
+ * leaves pages it fills in key order that much free space. */
+SYNC_PRIVATE int sx_store_row_room(sync_txn *x, unsigned tid, sx_scur *cur,
+                                   const void *key, size_t klen, size_t room);
+/* Store the row at key again without its room (nothing when it has
+ * none, as when it was written again since, or is gone). */
+SYNC_PRIVATE int sx_unroom_row(sync_txn *x, unsigned tid, const void *key,
+                               size_t klen);
 /* Remove the row at cur (x->old, decoded from key) without a trace: no
  * tombstone, no log entry; keeps counts, sums and the change list.  For
  * rows that left this replica's scope (exit markers). */
@@ -5940,7 +5973,7 @@ static int sx_rh_relabel_rec(sync_txn *x, const unsigned char *k,
   if ((rc = sx_buf_reserve(b, 2 * SX_VARINT_MAX + size))) return rc;
   hn = sx_put_varint(b->p, flags);
   hn += sx_put_varint(b->p + hn, time);
-  sx_row_encode(&x->nw, key->p, key->n, b->p + hn, size);
+  sx_row_encode(&x->nw, key->p, key->n, b->p + hn, size, 0);
   if ((rc = sx_put(env->st, x->t, env->hist, k, SX_RH_KEY, b->p, hn + size,
                    0)))
     x->failed = 1;
@@ -7605,9 +7638,8 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {
 static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
                            size_t klen);
 
-SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                              const void *key, size_t klen, int found,
-                              int append) {
+static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
+                      size_t klen, int found, int append, size_t room) {
   sync_env *env = x->env;
   uint64_t oc = 0, om = 0, nc, nm;
   size_t size;
@@ -7632,8 +7664,9 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                       &nm)) < 0)
     return rc;
   size = sx_row_size(&x->nw);
-  if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
-  sx_row_encode(&x->nw, key, klen, x->enc.p, size);
+  if (sx_rh_on(env, tid)) room = 0; /* its record follows the row in enc */
+  if ((rc = sx_buf_reserve(&x->enc, size + room))) return rc;
+  sx_row_encode(&x->nw, key, klen, x->enc.p, size, room);
   /* Remember the row for on_change (once per transaction). */
   if (!reuse && (rc = sx_note_changed(x, tid, key, klen))) return rc;
   /* From here on LMDB is modified: a failure leaves the txn unusable. */
@@ -7643,7 +7676,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   if (found && !reuse) x->log_stale++;
   if (sx_rh_on(env, tid) && (rc = sx_rh_note(x, tid, cur, found, reuse)))
     goto fail;
-  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size,
+  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size + room,
                        found ? SX_CUR_CURRENT
                              : (append ? SX_PUT_APPEND : 0u))))
     goto fail;
@@ -7663,6 +7696,47 @@ fail:
   x->failed = 1;
   return sx_fail(env, rc, "write to table '%s' failed: %s",
                  env->schema->tables[tid].name, sync_strerror(rc));
+}
+
+SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                              const void *key, size_t klen, int found,
+                              int append) {
+  return sx_put_row(x, tid, cur, key, klen, found, append, 0);
+}
+
+SYNC_PRIVATE int sx_store_row_room(sync_txn *x, unsigned tid, sx_scur *cur,
+                                   const void *key, size_t klen, size_t room) {
+  return sx_put_row(x, tid, cur, key, klen, 0, 1, room);
+}
+
+SYNC_PRIVATE int sx_unroom_row(sync_txn *x, unsigned tid, const void *key,
+                               size_t klen) {
+  sync_env *env = x->env;
+  sx_scur *cur;
+  sx_slice k, v;
+  size_t n;
+  int rc;
+  if ((rc = sx_table_cursor(x, tid, &cur))) return rc;
+  k.p = (const unsigned char *)key;
+  k.n = klen;
+  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc) return rc == SYNC_NOTFOUND ? 0 : rc; /* removed since */
+  if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   env->schema->tables[tid].name);
+  if (!x->old.room) return 0;
+  /* The same bytes, shorter: only the checksum changes.  Copied out of
+   * the page first, since the put rewrites that page. */
+  n = v.n - x->old.room;
+  if ((rc = sx_buf_reserve(&x->enc, n))) return rc;
+  memcpy(x->enc.p, v.p, n);
+  sx_row_seal(x->enc.p, n, key, klen);
+  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, n, SX_CUR_CURRENT))) {
+    x->failed = 1;
+    return sx_fail(env, rc, "write to table '%s' failed: %s",
+                   env->schema->tables[tid].name, sync_strerror(rc));
+  }
+  return 0;
 }
 
 /* Table tid's key for on_change (var table id, var length, key). */
@@ -8428,7 +8502,7 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t, unsigned *tid,
       if (any) {
         size = sx_row_size(&x->old);
         if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
-        sx_row_encode(&x->old, pos, *plen, x->enc.p, size);
+        sx_row_encode(&x->old, pos, *plen, x->enc.p, size, 0);
         if ((rc = sx_cur_put(env->st, c, pos, *plen, x->enc.p, size,
                              SX_CUR_CURRENT))) {
           x->failed = 1;
@@ -13977,6 +14051,10 @@ typedef struct sx_run {
   int lost;          /* a stamp of our id our history never made */
   uint64_t lost_held; /* what the file holds of the id for sure */
   int reason;
+  /* Rows stored with room (sx_apply_room), taken back before the apply
+   * returns: table id (4 bytes), key length (2), key. */
+  sx_buf roomed;
+  size_t app_bytes; /* appended since the last row with room */
   char text[SYNC_REFUSE_TEXT_MAX + 1];
   /* Rows of an initial stream past the table's last key go on the end,
    * without a search: the table whose last key is known, and the key. */
@@ -14283,6 +14361,50 @@ static int sx_apply_kept(sx_run *r, const sx_drow *dr, sx_scur *cur) {
   return in ? 0 : sx_relog(x, dr->tid, cur, key, dr->klen);
 }
 
+/* Store a new row on the table's end.  LMDB fills such pages whole, so
+ * the first later change that makes one of their rows larger (an update
+ * adds a stamp) would split the page in two half-empty ones.  Every half
+ * page of appended rows, one row goes in with 1/32 of a page of room
+ * after it, given back to the page when the apply ends (sx_apply_unroom):
+ * about 1/16 of each page stays free for the rows to grow into. */
+static int sx_apply_append(sx_run *r, const sx_drow *dr, sx_scur *cur) {
+  sync_txn *x = r->a.x;
+  const unsigned char *key = r->a.d->arena.p + dr->koff;
+  size_t psize = sx_store_psize(x->env->st), at = r->roomed.len;
+  int rc;
+  if (r->app_bytes < psize / 2)
+    rc = sx_store_row(x, dr->tid, cur, key, dr->klen, 0, 1);
+  else if (!(rc = sx_buf_reserve(&r->roomed, at + 6 + dr->klen)) &&
+           !(rc = sx_store_row_room(x, dr->tid, cur, key, dr->klen,
+                                    psize / 32))) {
+    sx_put_le32(r->roomed.p + at, dr->tid);
+    r->roomed.p[at + 4] = (unsigned char)(dr->klen >> 8);
+    r->roomed.p[at + 5] = (unsigned char)dr->klen;
+    memcpy(r->roomed.p + at + 6, key, dr->klen);
+    r->roomed.len = at + 6 + dr->klen;
+    r->app_bytes = 0;
+  }
+  if (rc) return rc;
+  /* An LMDB leaf entry: a node header of 8 bytes and a 2-byte pointer. */
+  r->app_bytes += dr->klen + sx_row_size(&x->nw) + 10;
+  return 0;
+}
+
+/* Take back the room of the rows sx_apply_append stored with some. */
+static int sx_apply_unroom(sx_run *r) {
+  sync_txn *x = r->a.x;
+  size_t at = 0;
+  int rc = 0;
+  while (at < r->roomed.len && !rc) {
+    const unsigned char *p = r->roomed.p + at;
+    size_t klen = ((size_t)p[4] << 8) | p[5];
+    rc = sx_unroom_row(x, (unsigned)sx_get_le32(p), p + 6, klen);
+    at += 6 + klen;
+  }
+  r->roomed.len = 0;
+  return rc;
+}
+
 /* Merge one row of the chunk: judge it, merge it, store it, count it. */
 static int sx_apply_row(sx_run *r, const sx_drow *dr) {
   sync_txn *x = r->a.x;
@@ -14323,9 +14445,10 @@ static int sx_apply_row(sx_run *r, const sx_drow *dr) {
     else if (!now_live && was_live) rep->deleted++;
     else if (now_live) rep->updated++;
     else rep->unchanged++;
-    if (!r->a.dry &&
-        (rc = sx_store_row(x, dr->tid, cur, r->a.d->arena.p + dr->koff,
-                           dr->klen, found, append)))
+    if (!r->a.dry && (rc = append ? sx_apply_append(r, dr, cur)
+                                  : sx_store_row(x, dr->tid, cur,
+                                                 r->a.d->arena.p + dr->koff,
+                                                 dr->klen, found, 0)))
       return rc;
     if (append) sx_apply_appended(r, dr);
   }
@@ -14556,6 +14679,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   r.app_tid = SX_NONE;
   r.app_any = 0;
   r.app_len = 0;
+  sx_buf_init(&r.roomed, &x->env->al);
   rc = sx_apply_setup(&r);
   if (rc == 1) rc = 0;
   else if (!rc) {
@@ -14569,6 +14693,13 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
         !(rc = sx_site_renew_held(x, r.lost_held)))
       rep->renewed = 1;
   }
+  /* Whatever happened, no row keeps its room past this call (a failed
+   * transaction commits nothing). */
+  if (r.roomed.len && !x->failed) {
+    int rc2 = sx_apply_unroom(&r);
+    if (!rc) rc = rc2;
+  }
+  sx_buf_free(&r.roomed);
   sx_free(&x->env->al, r.a.svv);
   sx_free(&x->env->al, r.a.smap);
   sx_free(&x->env->al, r.lvv);

@@ -853,6 +853,10 @@ typedef struct sx_run {
   int lost;          /* a stamp of our id our history never made */
   uint64_t lost_held; /* what the file holds of the id for sure */
   int reason;
+  /* Rows stored with room (sx_apply_room), taken back before the apply
+   * returns: table id (4 bytes), key length (2), key. */
+  sx_buf roomed;
+  size_t app_bytes; /* appended since the last row with room */
   char text[SYNC_REFUSE_TEXT_MAX + 1];
   /* Rows of an initial stream past the table's last key go on the end,
    * without a search: the table whose last key is known, and the key. */
@@ -1159,6 +1163,50 @@ static int sx_apply_kept(sx_run *r, const sx_drow *dr, sx_scur *cur) {
   return in ? 0 : sx_relog(x, dr->tid, cur, key, dr->klen);
 }
 
+/* Store a new row on the table's end.  LMDB fills such pages whole, so
+ * the first later change that makes one of their rows larger (an update
+ * adds a stamp) would split the page in two half-empty ones.  Every half
+ * page of appended rows, one row goes in with 1/32 of a page of room
+ * after it, given back to the page when the apply ends (sx_apply_unroom):
+ * about 1/16 of each page stays free for the rows to grow into. */
+static int sx_apply_append(sx_run *r, const sx_drow *dr, sx_scur *cur) {
+  sync_txn *x = r->a.x;
+  const unsigned char *key = r->a.d->arena.p + dr->koff;
+  size_t psize = sx_store_psize(x->env->st), at = r->roomed.len;
+  int rc;
+  if (r->app_bytes < psize / 2)
+    rc = sx_store_row(x, dr->tid, cur, key, dr->klen, 0, 1);
+  else if (!(rc = sx_buf_reserve(&r->roomed, at + 6 + dr->klen)) &&
+           !(rc = sx_store_row_room(x, dr->tid, cur, key, dr->klen,
+                                    psize / 32))) {
+    sx_put_le32(r->roomed.p + at, dr->tid);
+    r->roomed.p[at + 4] = (unsigned char)(dr->klen >> 8);
+    r->roomed.p[at + 5] = (unsigned char)dr->klen;
+    memcpy(r->roomed.p + at + 6, key, dr->klen);
+    r->roomed.len = at + 6 + dr->klen;
+    r->app_bytes = 0;
+  }
+  if (rc) return rc;
+  /* An LMDB leaf entry: a node header of 8 bytes and a 2-byte pointer. */
+  r->app_bytes += dr->klen + sx_row_size(&x->nw) + 10;
+  return 0;
+}
+
+/* Take back the room of the rows sx_apply_append stored with some. */
+static int sx_apply_unroom(sx_run *r) {
+  sync_txn *x = r->a.x;
+  size_t at = 0;
+  int rc = 0;
+  while (at < r->roomed.len && !rc) {
+    const unsigned char *p = r->roomed.p + at;
+    size_t klen = ((size_t)p[4] << 8) | p[5];
+    rc = sx_unroom_row(x, (unsigned)sx_get_le32(p), p + 6, klen);
+    at += 6 + klen;
+  }
+  r->roomed.len = 0;
+  return rc;
+}
+
 /* Merge one row of the chunk: judge it, merge it, store it, count it. */
 static int sx_apply_row(sx_run *r, const sx_drow *dr) {
   sync_txn *x = r->a.x;
@@ -1199,9 +1247,10 @@ static int sx_apply_row(sx_run *r, const sx_drow *dr) {
     else if (!now_live && was_live) rep->deleted++;
     else if (now_live) rep->updated++;
     else rep->unchanged++;
-    if (!r->a.dry &&
-        (rc = sx_store_row(x, dr->tid, cur, r->a.d->arena.p + dr->koff,
-                           dr->klen, found, append)))
+    if (!r->a.dry && (rc = append ? sx_apply_append(r, dr, cur)
+                                  : sx_store_row(x, dr->tid, cur,
+                                                 r->a.d->arena.p + dr->koff,
+                                                 dr->klen, found, 0)))
       return rc;
     if (append) sx_apply_appended(r, dr);
   }
@@ -1432,6 +1481,7 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
   r.app_tid = SX_NONE;
   r.app_any = 0;
   r.app_len = 0;
+  sx_buf_init(&r.roomed, &x->env->al);
   rc = sx_apply_setup(&r);
   if (rc == 1) rc = 0;
   else if (!rc) {
@@ -1445,6 +1495,13 @@ static int sx_delta_apply_opts(sync_txn *x, const sync_delta *d,
         !(rc = sx_site_renew_held(x, r.lost_held)))
       rep->renewed = 1;
   }
+  /* Whatever happened, no row keeps its room past this call (a failed
+   * transaction commits nothing). */
+  if (r.roomed.len && !x->failed) {
+    int rc2 = sx_apply_unroom(&r);
+    if (!rc) rc = rc2;
+  }
+  sx_buf_free(&r.roomed);
   sx_free(&x->env->al, r.a.svv);
   sx_free(&x->env->al, r.a.smap);
   sx_free(&x->env->al, r.lvv);

@@ -430,7 +430,7 @@ static int sx_rh_relabel_rec(sync_txn *x, const unsigned char *k,
   if ((rc = sx_buf_reserve(b, 2 * SX_VARINT_MAX + size))) return rc;
   hn = sx_put_varint(b->p, flags);
   hn += sx_put_varint(b->p + hn, time);
-  sx_row_encode(&x->nw, key->p, key->n, b->p + hn, size);
+  sx_row_encode(&x->nw, key->p, key->n, b->p + hn, size, 0);
   if ((rc = sx_put(env->st, x->t, env->hist, k, SX_RH_KEY, b->p, hn + size,
                    0)))
     x->failed = 1;

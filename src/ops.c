@@ -185,9 +185,8 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {
 static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
                            size_t klen);
 
-SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                              const void *key, size_t klen, int found,
-                              int append) {
+static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
+                      size_t klen, int found, int append, size_t room) {
   sync_env *env = x->env;
   uint64_t oc = 0, om = 0, nc, nm;
   size_t size;
@@ -212,8 +211,9 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                       &nm)) < 0)
     return rc;
   size = sx_row_size(&x->nw);
-  if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
-  sx_row_encode(&x->nw, key, klen, x->enc.p, size);
+  if (sx_rh_on(env, tid)) room = 0; /* its record follows the row in enc */
+  if ((rc = sx_buf_reserve(&x->enc, size + room))) return rc;
+  sx_row_encode(&x->nw, key, klen, x->enc.p, size, room);
   /* Remember the row for on_change (once per transaction). */
   if (!reuse && (rc = sx_note_changed(x, tid, key, klen))) return rc;
   /* From here on LMDB is modified: a failure leaves the txn unusable. */
@@ -223,7 +223,7 @@ SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
   if (found && !reuse) x->log_stale++;
   if (sx_rh_on(env, tid) && (rc = sx_rh_note(x, tid, cur, found, reuse)))
     goto fail;
-  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size,
+  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size + room,
                        found ? SX_CUR_CURRENT
                              : (append ? SX_PUT_APPEND : 0u))))
     goto fail;
@@ -243,6 +243,47 @@ fail:
   x->failed = 1;
   return sx_fail(env, rc, "write to table '%s' failed: %s",
                  env->schema->tables[tid].name, sync_strerror(rc));
+}
+
+SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                              const void *key, size_t klen, int found,
+                              int append) {
+  return sx_put_row(x, tid, cur, key, klen, found, append, 0);
+}
+
+SYNC_PRIVATE int sx_store_row_room(sync_txn *x, unsigned tid, sx_scur *cur,
+                                   const void *key, size_t klen, size_t room) {
+  return sx_put_row(x, tid, cur, key, klen, 0, 1, room);
+}
+
+SYNC_PRIVATE int sx_unroom_row(sync_txn *x, unsigned tid, const void *key,
+                               size_t klen) {
+  sync_env *env = x->env;
+  sx_scur *cur;
+  sx_slice k, v;
+  size_t n;
+  int rc;
+  if ((rc = sx_table_cursor(x, tid, &cur))) return rc;
+  k.p = (const unsigned char *)key;
+  k.n = klen;
+  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
+  if (rc) return rc == SYNC_NOTFOUND ? 0 : rc; /* removed since */
+  if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
+    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
+                   env->schema->tables[tid].name);
+  if (!x->old.room) return 0;
+  /* The same bytes, shorter: only the checksum changes.  Copied out of
+   * the page first, since the put rewrites that page. */
+  n = v.n - x->old.room;
+  if ((rc = sx_buf_reserve(&x->enc, n))) return rc;
+  memcpy(x->enc.p, v.p, n);
+  sx_row_seal(x->enc.p, n, key, klen);
+  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, n, SX_CUR_CURRENT))) {
+    x->failed = 1;
+    return sx_fail(env, rc, "write to table '%s' failed: %s",
+                   env->schema->tables[tid].name, sync_strerror(rc));
+  }
+  return 0;
 }
 
 /* Table tid's key for on_change (var table id, var length, key). */

@@ -23,6 +23,17 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x);
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append);
+/* sx_store_row of a new row whose key sorts after every key of the
+ * table, stored with room zero bytes after it (none in a table that
+ * keeps row history).  The caller takes the room back, with
+ * sx_unroom_row, before anything else may read the table: an apply
+ * leaves pages it fills in key order that much free space. */
+SYNC_PRIVATE int sx_store_row_room(sync_txn *x, unsigned tid, sx_scur *cur,
+                                   const void *key, size_t klen, size_t room);
+/* Store the row at key again without its room (nothing when it has
+ * none, as when it was written again since, or is gone). */
+SYNC_PRIVATE int sx_unroom_row(sync_txn *x, unsigned tid, const void *key,
+                               size_t klen);
 /* Remove the row at cur (x->old, decoded from key) without a trace: no
  * tombstone, no log entry; keeps counts, sums and the change list.  For
  * rows that left this replica's scope (exit markers). */

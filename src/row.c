@@ -152,8 +152,13 @@ static uint32_t sx_row_sum(const unsigned char *body, size_t n,
   return (uint32_t)sx_hash64(body, n, sx_hash64(key, klen, 0));
 }
 
+SYNC_PRIVATE void sx_row_seal(unsigned char *out, size_t size, const void *key,
+                              size_t klen) {
+  sx_put_le32(out, sx_row_sum(out + 4, size - 4, key, klen));
+}
+
 SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
-                                unsigned char *out, size_t size) {
+                                unsigned char *out, size_t size, size_t room) {
   unsigned char *p = out + 4;
   unsigned i;
   p += sx_put_varint(p, r->cl);
@@ -179,7 +184,8 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
     p += sx_payload_put(p, &c->v);
   }
   (void)SX_ALWAYS((size_t)(p - out) == size);
-  sx_put_le32(out, sx_row_sum(out + 4, size - 4, key, klen));
+  if (room) memset(p, 0, room);
+  sx_row_seal(out, size + room, key, klen);
 }
 
 #define SX_GET(var)                                                            \
@@ -259,7 +265,9 @@ SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
     if (!k && tag != SYNC_NULL) return SYNC_ECORRUPT;
     p += k;
   }
-  if (p != end) return SYNC_ECORRUPT;
+  r->room = (size_t)(end - p);
+  while (p < end)
+    if (*p++) return SYNC_ECORRUPT;
   return 0;
 }
 

@@ -21,6 +21,8 @@
  *        + bytes | NULL nothing | counter: var n, then n contributions
  *        (var site index gap, var P, var N, var HLC), sites increasing.
  *        One byte of control for most columns.
+ *   then, only while an apply runs, zero bytes of room (sx_store_row's
+ *   room: free space the apply gives back to the page before it returns)
  *
  * The storage format version is kept once per file, in the meta store.
  * Tombstones keep the header and no columns.
@@ -63,6 +65,7 @@ typedef struct sx_row {
   sx_stamp *stamps; /* capacity SX_ROW_STAMP_CAP(cap_cols) */
   sx_rcol *cols;    /* capacity cap_cols */
   unsigned cap_cols;
+  size_t room; /* zero bytes after the encoding (decoded rows) */
 } sx_row;
 
 SYNC_PRIVATE int sx_row_init(const sx_alloc *al, sx_row *r, unsigned cap_cols);
@@ -75,14 +78,19 @@ SYNC_PRIVATE unsigned sx_row_stamp(sx_row *r, sx_stamp s);
  * a stored row may hold, renumbering the rest. */
 SYNC_PRIVATE void sx_row_compact(sx_row *r);
 
-/* Encoded size of r, and the encoding into out (size bytes). */
+/* Encoded size of r, and the encoding into out (size bytes, then room
+ * zero bytes that the checksum covers). */
 SYNC_PRIVATE size_t sx_row_size(const sx_row *r);
 SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
-                                unsigned char *out, size_t size);
+                                unsigned char *out, size_t size, size_t room);
+/* Set the checksum of the stored row at out (size bytes) for key. */
+SYNC_PRIVATE void sx_row_seal(unsigned char *out, size_t size, const void *key,
+                              size_t klen);
 
 /* Decode a stored row, verifying its checksum: SYNC_ECORRUPT when it
  * fails or the bytes are malformed.  Values point into p.  Columns beyond
- * r->cap_cols are checked and skipped. */
+ * r->cap_cols are checked and skipped.  r->room: the zero bytes after
+ * the encoding. */
 SYNC_PRIVATE int sx_row_decode(const unsigned char *p, size_t n,
                                const void *key, size_t klen, sx_row *r);
 /* The local version of a stored row (of its log entry), read from its

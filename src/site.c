@@ -93,7 +93,7 @@ static int sx_relabel_rows(sync_txn *x, uint32_t k, uint64_t t, unsigned *tid,
       if (any) {
         size = sx_row_size(&x->old);
         if ((rc = sx_buf_reserve(&x->enc, size))) return rc;
-        sx_row_encode(&x->old, pos, *plen, x->enc.p, size);
+        sx_row_encode(&x->old, pos, *plen, x->enc.p, size, 0);
         if ((rc = sx_cur_put(env->st, c, pos, *plen, x->enc.p, size,
                              SX_CUR_CURRENT))) {
           x->failed = 1;

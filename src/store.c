@@ -1087,6 +1087,10 @@ SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
   return rc ? rc : 1;
 }
 
+SYNC_PRIVATE size_t sx_store_psize(const sx_store *st) {
+  return st->psize ? st->psize : 4096;
+}
+
 SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
                                 const void *at) {
 #if defined(__GNUC__) || defined(__clang__)

@@ -151,7 +151,7 @@ static void test_row_round_trips_every_field(void **state) {
   assert_int_equal(r.nstamps, 2); /* stamps are deduplicated */
   n = sx_row_size(&r);
   assert_true(n <= sizeof buf);
-  sx_row_encode(&r, "key", 3, buf, n);
+  sx_row_encode(&r, "key", 3, buf, n, 0);
   assert_int_equal(sx_row_decode(buf, n, "key", 3, &d), 0);
   assert_true(d.cl == 3 && d.version == 70000 && d.seq == 12);
   assert_int_equal(d.nstamps, 2);
@@ -180,7 +180,7 @@ static void test_row_checksum_catches_every_flipped_byte(void **state) {
   assert_int_equal(sx_row_init(&al, &d, 8), 0);
   make_row(&r);
   n = sx_row_size(&r);
-  sx_row_encode(&r, "key", 3, buf, n);
+  sx_row_encode(&r, "key", 3, buf, n, 0);
   for (i = 0; i < n; i++)
     for (bit = 0; bit < 8; bit++) {
       buf[i] ^= (unsigned char)(1u << bit);
@@ -213,7 +213,7 @@ static void test_row_tombstone_has_no_columns(void **state) {
   r.cl_stamp = sx_row_stamp(&r, s);
   r.ncols = 0;
   n = sx_row_size(&r);
-  sx_row_encode(&r, "k", 1, buf, n);
+  sx_row_encode(&r, "k", 1, buf, n, 0);
   assert_int_equal(sx_row_decode(buf, n, "k", 1, &d), 0);
   assert_true(d.cl == 2 && d.ncols == 0 && d.stamps[d.cl_stamp].hlc == 99);
   sx_row_free(&al, &r);
