@@ -4050,6 +4050,8 @@ struct sync_txn {
   int sites_ok;
   struct sx_rhtx *rh; /* history work of the transaction (history.c) */
   int lt_ok;          /* lt is the log's last record (log.c) */
+  int lt_dirty;       /* ... with entries not yet written (sx_log_flush) */
+  int lt_new;         /* ... not in the log yet at all */
   sx_lrec lt;
 };
 struct sync_cursor {
@@ -4716,9 +4718,16 @@ SYNC_PRIVATE void sx_state_put(unsigned char *b, uint64_t hlc, uint64_t version,
 
 
 SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
-/* Append the entry (x->version, x->seq, table tid, key) to the log. */
+/* Append the entry (x->version, x->seq, table tid, key) to the log.  The
+ * log's last record is kept in x and written when it is full, when the
+ * log is read (sx_logit_open) and at commit (sx_log_flush): a record
+ * written again per entry cost a tree search and a copy of the record
+ * each time. */
 SYNC_PRIVATE int sx_log_append(sync_txn *x, unsigned tid, const void *key,
                                size_t klen);
+/* Write the log's last record if it has entries not yet written (x is
+ * then failed on an error). */
+SYNC_PRIVATE int sx_log_flush(sync_txn *x);
 /* Delete the entry at (version, seq): 0, SYNC_NOTFOUND if there is none,
  * or an error (x is then failed if the log was being written). */
 SYNC_PRIVATE int sx_log_del(sync_txn *x, uint64_t version, uint32_t seq);
@@ -4933,6 +4942,7 @@ SYNC_PRIVATE int sx_log_append(sync_txn *x, unsigned tid, const void *key,
     if (rc == SYNC_ECORRUPT) return sx_log_corrupt(env);
     if (rc && rc != SYNC_NOTFOUND) return rc;
     x->lt_ok = 1;
+    x->lt_dirty = x->lt_new = 0;
   }
   e.version = x->version;
   e.seq = x->seq;
@@ -4943,14 +4953,28 @@ SYNC_PRIVATE int sx_log_append(sync_txn *x, unsigned tid, const void *key,
     x->lt_ok = 0;
     return sx_log_corrupt(env);
   }
-  if (sx_lrec_add(r, &e)) {
-    rc = sx_put(env->st, x->t, env->log, r->rk, SX_LOGKEY, r->v, r->n, 0);
-  } else {
+  if (!sx_lrec_add(r, &e)) {
+    /* Full (or no record yet): the next one begins with e. */
+    if ((rc = sx_log_flush(x))) return rc;
     sx_lrec_start(r, &e);
-    rc = sx_put(env->st, x->t, env->log, r->rk, SX_LOGKEY, r->v, r->n,
-                SX_PUT_APPEND);
+    x->lt_new = 1;
   }
-  if (rc) x->lt_ok = 0;
+  x->lt_dirty = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_log_flush(sync_txn *x) {
+  sync_env *env = x->env;
+  sx_lrec *r = &x->lt;
+  int rc;
+  if (!x->lt_ok || !x->lt_dirty) return 0;
+  rc = sx_put(env->st, x->t, env->log, r->rk, SX_LOGKEY, r->v, r->n,
+              x->lt_new ? SX_PUT_APPEND : 0u);
+  x->lt_dirty = x->lt_new = 0;
+  if (rc) {
+    x->lt_ok = 0;
+    x->failed = 1;
+  }
   return rc;
 }
 
@@ -5035,7 +5059,8 @@ SYNC_PRIVATE int sx_logit_seek(sx_logit *it, uint64_t version, uint32_t seq) {
   unsigned char at[SX_LOGKEY];
   sx_slice k, v;
   int rc;
-  if ((rc = sx_logit_flush(it))) return rc;
+  /* The transaction's own entries not yet written: as if they were. */
+  if ((rc = sx_log_flush(it->x)) || (rc = sx_logit_flush(it))) return rc;
   it->held = it->pend = it->end = 0;
   sx_logkey(at, version, seq);
   k.p = at;
@@ -5074,6 +5099,7 @@ SYNC_PRIVATE int sx_logit_next(sx_logit *it) {
     it->pend = 0;
     return 0;
   }
+  if ((rc = sx_log_flush(it->x))) return rc;
   for (;;) {
     if (it->end) return SYNC_NOTFOUND;
     if (!it->held) {
@@ -8303,6 +8329,7 @@ static int sx_txn_finish(sync_txn *x) {
   if ((hlc > x->hlc_last || (x->wrote && x->stamped)) &&
       (rc = sx_epoch_note(x, hlc)))
     return rc;
+  if ((rc = sx_log_flush(x))) return rc;
   if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
     sx_tsum s;

@@ -22,6 +22,7 @@ static int sx_txn_finish(sync_txn *x) {
   if ((hlc > x->hlc_last || (x->wrote && x->stamped)) &&
       (rc = sx_epoch_note(x, hlc)))
     return rc;
+  if ((rc = sx_log_flush(x))) return rc;
   if ((x->log_added || x->log_stale) && (rc = sx_log_finish(x))) return rc;
   for (i = 0; x->delta && i < env->schema->ntables; i++) {
     sx_tsum s;

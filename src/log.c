@@ -181,6 +181,7 @@ SYNC_PRIVATE int sx_log_append(sync_txn *x, unsigned tid, const void *key,
     if (rc == SYNC_ECORRUPT) return sx_log_corrupt(env);
     if (rc && rc != SYNC_NOTFOUND) return rc;
     x->lt_ok = 1;
+    x->lt_dirty = x->lt_new = 0;
   }
   e.version = x->version;
   e.seq = x->seq;
@@ -191,14 +192,28 @@ SYNC_PRIVATE int sx_log_append(sync_txn *x, unsigned tid, const void *key,
     x->lt_ok = 0;
     return sx_log_corrupt(env);
   }
-  if (sx_lrec_add(r, &e)) {
-    rc = sx_put(env->st, x->t, env->log, r->rk, SX_LOGKEY, r->v, r->n, 0);
-  } else {
+  if (!sx_lrec_add(r, &e)) {
+    /* Full (or no record yet): the next one begins with e. */
+    if ((rc = sx_log_flush(x))) return rc;
     sx_lrec_start(r, &e);
-    rc = sx_put(env->st, x->t, env->log, r->rk, SX_LOGKEY, r->v, r->n,
-                SX_PUT_APPEND);
+    x->lt_new = 1;
   }
-  if (rc) x->lt_ok = 0;
+  x->lt_dirty = 1;
+  return 0;
+}
+
+SYNC_PRIVATE int sx_log_flush(sync_txn *x) {
+  sync_env *env = x->env;
+  sx_lrec *r = &x->lt;
+  int rc;
+  if (!x->lt_ok || !x->lt_dirty) return 0;
+  rc = sx_put(env->st, x->t, env->log, r->rk, SX_LOGKEY, r->v, r->n,
+              x->lt_new ? SX_PUT_APPEND : 0u);
+  x->lt_dirty = x->lt_new = 0;
+  if (rc) {
+    x->lt_ok = 0;
+    x->failed = 1;
+  }
   return rc;
 }
 
@@ -283,7 +298,8 @@ SYNC_PRIVATE int sx_logit_seek(sx_logit *it, uint64_t version, uint32_t seq) {
   unsigned char at[SX_LOGKEY];
   sx_slice k, v;
   int rc;
-  if ((rc = sx_logit_flush(it))) return rc;
+  /* The transaction's own entries not yet written: as if they were. */
+  if ((rc = sx_log_flush(it->x)) || (rc = sx_logit_flush(it))) return rc;
   it->held = it->pend = it->end = 0;
   sx_logkey(at, version, seq);
   k.p = at;
@@ -322,6 +338,7 @@ SYNC_PRIVATE int sx_logit_next(sx_logit *it) {
     it->pend = 0;
     return 0;
   }
+  if ((rc = sx_log_flush(it->x))) return rc;
   for (;;) {
     if (it->end) return SYNC_NOTFOUND;
     if (!it->held) {

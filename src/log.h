@@ -10,9 +10,16 @@
 #include "txn.h"
 
 SYNC_PRIVATE void sx_logkey(unsigned char *k, uint64_t version, uint32_t seq);
-/* Append the entry (x->version, x->seq, table tid, key) to the log. */
+/* Append the entry (x->version, x->seq, table tid, key) to the log.  The
+ * log's last record is kept in x and written when it is full, when the
+ * log is read (sx_logit_open) and at commit (sx_log_flush): a record
+ * written again per entry cost a tree search and a copy of the record
+ * each time. */
 SYNC_PRIVATE int sx_log_append(sync_txn *x, unsigned tid, const void *key,
                                size_t klen);
+/* Write the log's last record if it has entries not yet written (x is
+ * then failed on an error). */
+SYNC_PRIVATE int sx_log_flush(sync_txn *x);
 /* Delete the entry at (version, seq): 0, SYNC_NOTFOUND if there is none,
  * or an error (x is then failed if the log was being written). */
 SYNC_PRIVATE int sx_log_del(sync_txn *x, uint64_t version, uint32_t seq);

@@ -207,6 +207,8 @@ struct sync_txn {
   int sites_ok;
   struct sx_rhtx *rh; /* history work of the transaction (history.c) */
   int lt_ok;          /* lt is the log's last record (log.c) */
+  int lt_dirty;       /* ... with entries not yet written (sx_log_flush) */
+  int lt_new;         /* ... not in the log yet at all */
   sx_lrec lt;
 };
 struct sync_cursor {

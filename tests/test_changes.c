@@ -798,6 +798,49 @@ static void test_unordered_scan_takes_writes_ahead_of_it(void **state) {
   assert_int_equal(j, 2); /* k0151 as a tombstone */
 }
 
+/* The log keeps its last record in the transaction until it is read or
+ * committed: a reader in the writing transaction sees every entry, also
+ * those written after it opened, and the commit keeps them all. */
+static void test_log_order_reads_its_own_transaction(void **state) {
+  fixture *f = (fixture *)*state;
+  sync_txn *txn;
+  sync_changes *it;
+  sync_change c;
+  char key[16];
+  int i, n = 0, rc;
+  TU_OK(sync_txn_begin(f->env, 0, &txn));
+  for (i = 0; i < 3000; i++) {
+    un_key(key, sizeof key, i);
+    put(txn, key, i, "b", 1.0);
+  }
+  TU_OK(sync_changes_open(txn, 0, &it));
+  while ((rc = sync_changes_next(it, &c)) == 0) {
+    un_key(key, sizeof key, n);
+    assert_int_equal(c.key.len, strlen(key));
+    assert_memory_equal(c.key.data, key, c.key.len);
+    n++;
+    /* Written behind the reader's place in the log: listed at the end. */
+    if (n == 2000 || n == 3001) {
+      un_key(key, sizeof key, n == 2000 ? 3000 : 3001);
+      put(txn, key, 0, "c", 2.0);
+    }
+  }
+  TU_RC(rc, SYNC_NOTFOUND);
+  sync_changes_close(it);
+  assert_int_equal(n, 3002);
+  TU_OK(sync_txn_commit(txn));
+  TU_OK(sync_txn_begin(f->env, SYNC_TXN_RDONLY, &txn));
+  TU_OK(sync_changes_open(txn, 0, &it));
+  for (n = 0; (rc = sync_changes_next(it, &c)) == 0; n++) {
+    un_key(key, sizeof key, n);
+    assert_memory_equal(c.key.data, key, c.key.len);
+  }
+  TU_RC(rc, SYNC_NOTFOUND);
+  sync_changes_close(it);
+  sync_txn_abort(txn);
+  assert_int_equal(n, 3002);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -820,6 +863,7 @@ int main(void) {
       T(test_clock_is_read_through_the_callback),
       T(test_unordered_lists_the_rows_version_order_lists),
       T(test_unordered_scan_takes_writes_ahead_of_it),
+      T(test_log_order_reads_its_own_transaction),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
