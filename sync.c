@@ -2135,7 +2135,9 @@ SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
 /* LMDB's page size (4096 until the file is open). */
 SYNC_PRIVATE size_t sx_store_psize(const sx_store *st);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
- * (k must equal its key) without searching the tree again. */
+ * (k must equal its key) without searching the tree again.
+ * SX_PUT_NOOVERWRITE: when k is there, SYNC_EEXIST, nothing written and
+ * the cursor on the item (no native error noted). */
 #define SX_CUR_CURRENT 4u
 SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
                             size_t kn, const void *v, size_t vn,
@@ -3252,13 +3254,18 @@ SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
                             unsigned flags) {
   MDB_val key, val;
   unsigned f = 0;
+  int rc;
   key.mv_data = (void *)k;
   key.mv_size = kn;
   val.mv_data = (void *)v;
   val.mv_size = vn;
   if (flags & SX_CUR_CURRENT) f |= MDB_CURRENT;
   if (flags & SX_PUT_APPEND) f |= MDB_APPEND;
-  return sx_map_err(st, mdb_cursor_put((MDB_cursor *)c, &key, &val, f));
+  if (flags & SX_PUT_NOOVERWRITE) f |= MDB_NOOVERWRITE;
+  rc = mdb_cursor_put((MDB_cursor *)c, &key, &val, f);
+  /* An insert that found the key: expected, the cursor now on it. */
+  if (rc == MDB_KEYEXIST && (flags & SX_PUT_NOOVERWRITE)) return SYNC_EEXIST;
+  return sx_map_err(st, rc);
 }
 
 SYNC_PRIVATE int sx_cur_del(sx_store *st, sx_scur *c) {
@@ -7596,6 +7603,16 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
   return changed;
 }
 
+/* Where sx_put_row puts a row that was not found. */
+#define SX_AT_SEARCH 0 /* a search finds its place */
+#define SX_AT_END 1    /* its key sorts after every key of the table */
+#define SX_AT_NEW 2    /* unless the key is there: then 1, nothing done */
+
+static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
+                      size_t klen, int found, int at, size_t room);
+static int sx_cur_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
+                      size_t klen);
+
 /* The one write path: put, update and delete of one row. */
 static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
                     int op, const unsigned *cols, const sync_value *vals,
@@ -7624,7 +7641,19 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
       return rc;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
   sx_stamp_txn(x);
-  if ((found = sx_old_row(x, tid, cur, key, klen)) < 0) return found;
+  if (op == SX_OP_PUT && !sx_rh_on(env, tid)) {
+    /* Most puts insert: put the new row where the key is not, and build
+     * it again over the old one only when the key is there (one search
+     * of the tree either way, not a search and then the put's own). */
+    if ((rc = sx_fresh_cl(x, tid, &fresh)) ||
+        (rc = sx_build(x, tb, 0, op, cols, vals, n, fresh)) < 0 ||
+        (rc = sx_put_row(x, tid, cur, key, klen, 0, SX_AT_NEW, 0)) <= 0)
+      return rc;
+    found = sx_cur_row(x, tid, cur, key, klen);
+  } else {
+    found = sx_old_row(x, tid, cur, key, klen);
+  }
+  if (found < 0) return found;
   if ((!found || !(x->old.cl & 1)) && (rc = sx_fresh_cl(x, tid, &fresh)))
     return rc;
   rc = sx_build(x, tb, found, op, cols, vals, n, fresh);
@@ -7665,11 +7694,11 @@ static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
                            size_t klen);
 
 static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
-                      size_t klen, int found, int append, size_t room) {
+                      size_t klen, int found, int at, size_t room) {
   sync_env *env = x->env;
-  uint64_t oc = 0, om = 0, nc, nm;
-  size_t size;
-  int rc, reuse, was_live = found && (x->old.cl & 1);
+  uint64_t oc = 0, om = 0, nc, nm, version = x->version;
+  size_t size, noted = x->changed.len;
+  int rc, reuse, was_live = found && (x->old.cl & 1), wrote = x->wrote;
   if ((rc = sx_txn_tables(x))) return rc;
   /* Something changes: this transaction now takes its version. */
   if (!x->wrote) {
@@ -7702,10 +7731,19 @@ static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
   if (found && !reuse) x->log_stale++;
   if (sx_rh_on(env, tid) && (rc = sx_rh_note(x, tid, cur, found, reuse)))
     goto fail;
-  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size + room,
-                       found ? SX_CUR_CURRENT
-                             : (append ? SX_PUT_APPEND : 0u))))
-    goto fail;
+  rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size + room,
+                  found              ? SX_CUR_CURRENT
+                  : at == SX_AT_END  ? SX_PUT_APPEND
+                  : at == SX_AT_NEW  ? SX_PUT_NOOVERWRITE
+                                     : 0u);
+  if (rc == SYNC_EEXIST && at == SX_AT_NEW) {
+    /* Nothing changed: as before the call (history is never on here). */
+    x->changed.len = noted;
+    x->wrote = wrote;
+    x->version = version;
+    return 1;
+  }
+  if (rc) goto fail;
   if (!reuse) {
     if ((rc = sx_log_append(x, tid, key, klen))) goto fail;
     x->seq++;
@@ -7727,12 +7765,13 @@ fail:
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
                               const void *key, size_t klen, int found,
                               int append) {
-  return sx_put_row(x, tid, cur, key, klen, found, append, 0);
+  return sx_put_row(x, tid, cur, key, klen, found,
+                    append ? SX_AT_END : SX_AT_SEARCH, 0);
 }
 
 SYNC_PRIVATE int sx_store_row_room(sync_txn *x, unsigned tid, sx_scur *cur,
                                    const void *key, size_t klen, size_t room) {
-  return sx_put_row(x, tid, cur, key, klen, 0, 1, room);
+  return sx_put_row(x, tid, cur, key, klen, 0, SX_AT_END, room);
 }
 
 SYNC_PRIVATE int sx_unroom_row(sync_txn *x, unsigned tid, const void *key,
@@ -7989,19 +8028,31 @@ SYNC_PRIVATE int sx_counter_add(sync_txn *x, unsigned table, const void *key,
   return sx_store_row(x, table, cur, key, klen, found, 0);
 }
 
-SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
-                            const void *key, size_t klen) {
+/* sx_old_row with op SX_SET_KEY (a search) or SX_GET_CURRENT (the row
+ * the cursor stands on, whose key is key). */
+static int sx_row_at(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
+                     size_t klen, int op) {
   sx_slice k, v;
   int rc;
   k.p = (const unsigned char *)key;
   k.n = klen;
-  rc = sx_cur_get(x->env->st, cur, SX_SET_KEY, &k, &v);
+  rc = sx_cur_get(x->env->st, cur, op, &k, &v);
   if (rc == SYNC_NOTFOUND) return 0;
   if (rc) return rc;
   if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
     return sx_fail(x->env, rc, "table '%s': stored row fails its checksum",
                    x->env->schema->tables[tid].name);
   return 1;
+}
+
+SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
+                            const void *key, size_t klen) {
+  return sx_row_at(x, tid, cur, key, klen, SX_SET_KEY);
+}
+
+static int sx_cur_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
+                      size_t klen) {
+  return sx_row_at(x, tid, cur, key, klen, SX_GET_CURRENT);
 }
 
 /* Read and decode the row at key into r; SYNC_NOTFOUND when absent or a

@@ -1118,13 +1118,18 @@ SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
                             unsigned flags) {
   MDB_val key, val;
   unsigned f = 0;
+  int rc;
   key.mv_data = (void *)k;
   key.mv_size = kn;
   val.mv_data = (void *)v;
   val.mv_size = vn;
   if (flags & SX_CUR_CURRENT) f |= MDB_CURRENT;
   if (flags & SX_PUT_APPEND) f |= MDB_APPEND;
-  return sx_map_err(st, mdb_cursor_put((MDB_cursor *)c, &key, &val, f));
+  if (flags & SX_PUT_NOOVERWRITE) f |= MDB_NOOVERWRITE;
+  rc = mdb_cursor_put((MDB_cursor *)c, &key, &val, f);
+  /* An insert that found the key: expected, the cursor now on it. */
+  if (rc == MDB_KEYEXIST && (flags & SX_PUT_NOOVERWRITE)) return SYNC_EEXIST;
+  return sx_map_err(st, rc);
 }
 
 SYNC_PRIVATE int sx_cur_del(sx_store *st, sx_scur *c) {

@@ -150,7 +150,9 @@ SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
 /* LMDB's page size (4096 until the file is open). */
 SYNC_PRIVATE size_t sx_store_psize(const sx_store *st);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
- * (k must equal its key) without searching the tree again. */
+ * (k must equal its key) without searching the tree again.
+ * SX_PUT_NOOVERWRITE: when k is there, SYNC_EEXIST, nothing written and
+ * the cursor on the item (no native error noted). */
 #define SX_CUR_CURRENT 4u
 SYNC_PRIVATE int sx_cur_put(sx_store *st, sx_scur *c, const void *k,
                             size_t kn, const void *v, size_t vn,
