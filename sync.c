@@ -7610,8 +7610,8 @@ static int sx_build(sync_txn *x, const sx_table *tb, int found, int op,
 
 static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
                       size_t klen, int found, int at, size_t room);
-static int sx_cur_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
-                      size_t klen);
+static int sx_row_at(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
+                     size_t klen, int op, sx_slice *stored);
 
 /* The one write path: put, update and delete of one row. */
 static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
@@ -7649,7 +7649,7 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
         (rc = sx_build(x, tb, 0, op, cols, vals, n, fresh)) < 0 ||
         (rc = sx_put_row(x, tid, cur, key, klen, 0, SX_AT_NEW, 0)) <= 0)
       return rc;
-    found = sx_cur_row(x, tid, cur, key, klen);
+    found = sx_row_at(x, tid, cur, key, klen, SX_GET_CURRENT, NULL);
   } else {
     found = sx_old_row(x, tid, cur, key, klen);
   }
@@ -7692,6 +7692,14 @@ SYNC_PRIVATE void sx_stamp_txn(sync_txn *x) {
 
 static int sx_note_changed(sync_txn *x, unsigned tid, const void *key,
                            size_t klen);
+
+/* A write to the table failed after LMDB was modified: the transaction
+ * can only be aborted. */
+static int sx_write_failed(sync_txn *x, unsigned tid, int rc) {
+  x->failed = 1;
+  return sx_fail(x->env, rc, "write to table '%s' failed: %s",
+                 x->env->schema->tables[tid].name, sync_strerror(rc));
+}
 
 static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
                       size_t klen, int found, int at, size_t room) {
@@ -7757,9 +7765,7 @@ static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
   x->gen++;
   return 0;
 fail:
-  x->failed = 1;
-  return sx_fail(env, rc, "write to table '%s' failed: %s",
-                 env->schema->tables[tid].name, sync_strerror(rc));
+  return sx_write_failed(x, tid, rc);
 }
 
 SYNC_PRIVATE int sx_store_row(sync_txn *x, unsigned tid, sx_scur *cur,
@@ -7776,19 +7782,13 @@ SYNC_PRIVATE int sx_store_row_room(sync_txn *x, unsigned tid, sx_scur *cur,
 
 SYNC_PRIVATE int sx_unroom_row(sync_txn *x, unsigned tid, const void *key,
                                size_t klen) {
-  sync_env *env = x->env;
   sx_scur *cur;
-  sx_slice k, v;
+  sx_slice v;
   size_t n;
   int rc;
-  if ((rc = sx_table_cursor(x, tid, &cur))) return rc;
-  k.p = (const unsigned char *)key;
-  k.n = klen;
-  rc = sx_cur_get(env->st, cur, SX_SET_KEY, &k, &v);
-  if (rc) return rc == SYNC_NOTFOUND ? 0 : rc; /* removed since */
-  if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
-    return sx_fail(env, rc, "table '%s': stored row fails its checksum",
-                   env->schema->tables[tid].name);
+  if ((rc = sx_table_cursor(x, tid, &cur)) ||
+      (rc = sx_row_at(x, tid, cur, key, klen, SX_SET_KEY, &v)) <= 0)
+    return rc; /* 0: removed since */
   if (!x->old.room) return 0;
   /* The same bytes, shorter: only the checksum changes.  Copied out of
    * the page first, since the put rewrites that page. */
@@ -7796,11 +7796,9 @@ SYNC_PRIVATE int sx_unroom_row(sync_txn *x, unsigned tid, const void *key,
   if ((rc = sx_buf_reserve(&x->enc, n))) return rc;
   memcpy(x->enc.p, v.p, n);
   sx_row_seal(x->enc.p, n, key, klen);
-  if ((rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, n, SX_CUR_CURRENT))) {
-    x->failed = 1;
-    return sx_fail(env, rc, "write to table '%s' failed: %s",
-                   env->schema->tables[tid].name, sync_strerror(rc));
-  }
+  if ((rc = sx_cur_put(x->env->st, cur, key, klen, x->enc.p, n,
+                       SX_CUR_CURRENT)))
+    return sx_write_failed(x, tid, rc);
   return 0;
 }
 
@@ -8029,14 +8027,16 @@ SYNC_PRIVATE int sx_counter_add(sync_txn *x, unsigned table, const void *key,
 }
 
 /* sx_old_row with op SX_SET_KEY (a search) or SX_GET_CURRENT (the row
- * the cursor stands on, whose key is key). */
+ * the cursor stands on, whose key is key); *stored (if not NULL): the
+ * stored bytes. */
 static int sx_row_at(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
-                     size_t klen, int op) {
+                     size_t klen, int op, sx_slice *stored) {
   sx_slice k, v;
   int rc;
   k.p = (const unsigned char *)key;
   k.n = klen;
   rc = sx_cur_get(x->env->st, cur, op, &k, &v);
+  if (stored) *stored = v;
   if (rc == SYNC_NOTFOUND) return 0;
   if (rc) return rc;
   if ((rc = sx_row_decode(v.p, v.n, key, klen, &x->old)))
@@ -8047,12 +8047,7 @@ static int sx_row_at(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
 
 SYNC_PRIVATE int sx_old_row(sync_txn *x, unsigned tid, sx_scur *cur,
                             const void *key, size_t klen) {
-  return sx_row_at(x, tid, cur, key, klen, SX_SET_KEY);
-}
-
-static int sx_cur_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
-                      size_t klen) {
-  return sx_row_at(x, tid, cur, key, klen, SX_GET_CURRENT);
+  return sx_row_at(x, tid, cur, key, klen, SX_SET_KEY, NULL);
 }
 
 /* Read and decode the row at key into r; SYNC_NOTFOUND when absent or a
