@@ -2132,7 +2132,7 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
  * one cache miss at a time; *page starts at 0.  Changes nothing. */
 SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
                                 const void *at);
-/* LMDB's page size (4096 until the file is open). */
+/* LMDB's page size. */
 SYNC_PRIVATE size_t sx_store_psize(const sx_store *st);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
  * (k must equal its key) without searching the tree again.
@@ -2514,7 +2514,7 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
     if (!mdb_env_info(st->env, &info) && info.me_mapsize > st->mapsize)
       st->mapsize = info.me_mapsize;
     if (st->mapmax < st->mapsize) st->mapmax = st->mapsize;
-    if (!mdb_env_stat(st->env, &ms)) st->psize = ms.ms_psize;
+    st->psize = mdb_env_stat(st->env, &ms) ? 4096 : ms.ms_psize;
   }
   if ((rc = sx_check_size(st, msg, msgsz))) goto fail;
   *out = st;
@@ -3223,25 +3223,19 @@ SYNC_PRIVATE int sx_cur_walk(sx_store *st, sx_scur *c, int *op, sx_slice *k,
   return rc ? rc : 1;
 }
 
-SYNC_PRIVATE size_t sx_store_psize(const sx_store *st) {
-  return st->psize ? st->psize : 4096;
-}
+SYNC_PRIVATE size_t sx_store_psize(const sx_store *st) { return st->psize; }
 
 SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
                                 const void *at) {
 #if defined(__GNUC__) || defined(__clang__)
-  uintptr_t pg;
-  const char *q, *end;
-  /* A power of two (LMDB's pages are); otherwise no hint. */
-  if (!st->psize || (st->psize & (st->psize - 1))) return;
-  pg = (uintptr_t)at & ~(uintptr_t)(st->psize - 1);
-  if (pg == *page) return;
-  *page = pg;
+  /* LMDB's page size is the system's, a power of two. */
+  uintptr_t off = (uintptr_t)at & (uintptr_t)(st->psize - 1);
+  const char *q = (const char *)at - off, *end = q + st->psize;
+  if ((uintptr_t)at - off == *page) return;
+  *page = (uintptr_t)at - off;
   /* A line at a time by pointer: measured here, indexing from the page
    * (base + offset) made the same hints far less useful. */
-  q = (const char *)at - ((uintptr_t)at & (uintptr_t)(st->psize - 1));
-  for (end = q + st->psize; q < end; q += 64)
-    __builtin_prefetch(q);
+  for (; q < end; q += 64) __builtin_prefetch(q);
 #else
   (void)st;
   (void)page;

@@ -147,7 +147,7 @@ SYNC_PRIVATE int sx_cur_get(sx_store *st, sx_scur *c, int op, sx_slice *k,
  * one cache miss at a time; *page starts at 0.  Changes nothing. */
 SYNC_PRIVATE void sx_walk_ahead(const sx_store *st, uintptr_t *page,
                                 const void *at);
-/* LMDB's page size (4096 until the file is open). */
+/* LMDB's page size. */
 SYNC_PRIVATE size_t sx_store_psize(const sx_store *st);
 /* Put with the cursor.  SX_CUR_CURRENT replaces the item at the cursor
  * (k must equal its key) without searching the tree again.
