@@ -123,6 +123,21 @@ SYNC_PRIVATE size_t sx_varint_len(uint64_t v);
  * longer than 10 bytes or over 64 bits. */
 SYNC_PRIVATE size_t sx_get_varint(const unsigned char *p,
                                   const unsigned char *end, uint64_t *out);
+/* sx_get_varint inline for one and two bytes, for the loops that read
+ * every row of a scan (row heads, and the stamps and columns of a row). */
+static inline size_t sx_get_varint2(const unsigned char *p,
+                                    const unsigned char *end, uint64_t *out) {
+  size_t left = (size_t)(end - p);
+  if (left >= 1 && p[0] < 0x80) {
+    *out = p[0];
+    return 1;
+  }
+  if (left >= 2 && p[1] < 0x80) {
+    *out = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+    return 2;
+  }
+  return sx_get_varint(p, end, out);
+}
 
 static inline uint64_t sx_zigzag(int64_t v) {
   return ((uint64_t)v << 1) ^ (uint64_t)(0 - (int64_t)((uint64_t)v >> 63));
@@ -3534,7 +3549,7 @@ SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
   switch (tag) {
   case SYNC_NULL: return 0;
   case SYNC_INTEGER:
-    if (!(k = sx_get_varint(p, end, &u))) return 0;
+    if (!(k = sx_get_varint2(p, end, &u))) return 0;
     v->i = sx_unzigzag(u);
     return k;
   case SYNC_REAL:
@@ -3543,7 +3558,7 @@ SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
     return 8;
   case SYNC_TEXT:
   case SYNC_BLOB:
-    if (!(k = sx_get_varint(p, end, &u))) return 0;
+    if (!(k = sx_get_varint2(p, end, &u))) return 0;
     if (u > SYNC_MAX_VALUE || u > (uint64_t)(end - p) - k) return 0;
     v->data = p + k;
     v->len = (size_t)u;
@@ -3634,7 +3649,7 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
 
 #define SX_GET(var)                                                            \
   do {                                                                         \
-    size_t k_ = sx_get_varint(p, end, &(var));                                 \
+    size_t k_ = sx_get_varint2(p, end, &(var));                                \
     if (!k_) return SYNC_ECORRUPT;                                             \
     p += k_;                                                                   \
   } while (0)
@@ -4822,7 +4837,7 @@ static int sx_lent_get(const unsigned char **p, const unsigned char *end,
   const unsigned char *q = *p;
   uint64_t h, g, d, sh, rest;
   size_t n;
-  if (!(n = sx_get_varint(q, end, &h))) return SYNC_ECORRUPT;
+  if (!(n = sx_get_varint2(q, end, &h))) return SYNC_ECORRUPT;
   q += n;
   g = h >> 2;
   if (first) {
@@ -4831,7 +4846,7 @@ static int sx_lent_get(const unsigned char **p, const unsigned char *end,
     e->seq = sx_get_be32(rk + 8);
     e->klen = 0; /* shares nothing */
   } else if (h & 1) {
-    if (!(n = sx_get_varint(q, end, &d))) return SYNC_ECORRUPT;
+    if (!(n = sx_get_varint2(q, end, &d))) return SYNC_ECORRUPT;
     q += n;
     if (d >= UINT64_MAX - e->version || g > UINT32_MAX) return SYNC_ECORRUPT;
     e->version += d + 1;
@@ -4841,14 +4856,14 @@ static int sx_lent_get(const unsigned char **p, const unsigned char *end,
     e->seq += (uint32_t)g + 1;
   }
   if (h & 2) {
-    if (!(n = sx_get_varint(q, end, &d)) || d > UINT32_MAX)
+    if (!(n = sx_get_varint2(q, end, &d)) || d > UINT32_MAX)
       return SYNC_ECORRUPT;
     q += n;
     e->tid = (unsigned)d;
   }
-  if (!(n = sx_get_varint(q, end, &sh))) return SYNC_ECORRUPT;
+  if (!(n = sx_get_varint2(q, end, &sh))) return SYNC_ECORRUPT;
   q += n;
-  if (!(n = sx_get_varint(q, end, &rest))) return SYNC_ECORRUPT;
+  if (!(n = sx_get_varint2(q, end, &rest))) return SYNC_ECORRUPT;
   q += n;
   if (sh > e->klen || rest > (uint64_t)(end - q) || sh + rest > SYNC_MAX_KEY ||
       sh + rest == 0)

@@ -60,7 +60,7 @@ static int sx_lent_get(const unsigned char **p, const unsigned char *end,
   const unsigned char *q = *p;
   uint64_t h, g, d, sh, rest;
   size_t n;
-  if (!(n = sx_get_varint(q, end, &h))) return SYNC_ECORRUPT;
+  if (!(n = sx_get_varint2(q, end, &h))) return SYNC_ECORRUPT;
   q += n;
   g = h >> 2;
   if (first) {
@@ -69,7 +69,7 @@ static int sx_lent_get(const unsigned char **p, const unsigned char *end,
     e->seq = sx_get_be32(rk + 8);
     e->klen = 0; /* shares nothing */
   } else if (h & 1) {
-    if (!(n = sx_get_varint(q, end, &d))) return SYNC_ECORRUPT;
+    if (!(n = sx_get_varint2(q, end, &d))) return SYNC_ECORRUPT;
     q += n;
     if (d >= UINT64_MAX - e->version || g > UINT32_MAX) return SYNC_ECORRUPT;
     e->version += d + 1;
@@ -79,14 +79,14 @@ static int sx_lent_get(const unsigned char **p, const unsigned char *end,
     e->seq += (uint32_t)g + 1;
   }
   if (h & 2) {
-    if (!(n = sx_get_varint(q, end, &d)) || d > UINT32_MAX)
+    if (!(n = sx_get_varint2(q, end, &d)) || d > UINT32_MAX)
       return SYNC_ECORRUPT;
     q += n;
     e->tid = (unsigned)d;
   }
-  if (!(n = sx_get_varint(q, end, &sh))) return SYNC_ECORRUPT;
+  if (!(n = sx_get_varint2(q, end, &sh))) return SYNC_ECORRUPT;
   q += n;
-  if (!(n = sx_get_varint(q, end, &rest))) return SYNC_ECORRUPT;
+  if (!(n = sx_get_varint2(q, end, &rest))) return SYNC_ECORRUPT;
   q += n;
   if (sh > e->klen || rest > (uint64_t)(end - q) || sh + rest > SYNC_MAX_KEY ||
       sh + rest == 0)

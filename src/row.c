@@ -90,7 +90,7 @@ SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
   switch (tag) {
   case SYNC_NULL: return 0;
   case SYNC_INTEGER:
-    if (!(k = sx_get_varint(p, end, &u))) return 0;
+    if (!(k = sx_get_varint2(p, end, &u))) return 0;
     v->i = sx_unzigzag(u);
     return k;
   case SYNC_REAL:
@@ -99,7 +99,7 @@ SYNC_PRIVATE size_t sx_payload_get(int tag, const unsigned char *p,
     return 8;
   case SYNC_TEXT:
   case SYNC_BLOB:
-    if (!(k = sx_get_varint(p, end, &u))) return 0;
+    if (!(k = sx_get_varint2(p, end, &u))) return 0;
     if (u > SYNC_MAX_VALUE || u > (uint64_t)(end - p) - k) return 0;
     v->data = p + k;
     v->len = (size_t)u;
@@ -190,7 +190,7 @@ SYNC_PRIVATE void sx_row_encode(const sx_row *r, const void *key, size_t klen,
 
 #define SX_GET(var)                                                            \
   do {                                                                         \
-    size_t k_ = sx_get_varint(p, end, &(var));                                 \
+    size_t k_ = sx_get_varint2(p, end, &(var));                                \
     if (!k_) return SYNC_ECORRUPT;                                             \
     p += k_;                                                                   \
   } while (0)

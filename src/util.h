@@ -19,6 +19,21 @@ SYNC_PRIVATE size_t sx_varint_len(uint64_t v);
  * longer than 10 bytes or over 64 bits. */
 SYNC_PRIVATE size_t sx_get_varint(const unsigned char *p,
                                   const unsigned char *end, uint64_t *out);
+/* sx_get_varint inline for one and two bytes, for the loops that read
+ * every row of a scan (row heads, and the stamps and columns of a row). */
+static inline size_t sx_get_varint2(const unsigned char *p,
+                                    const unsigned char *end, uint64_t *out) {
+  size_t left = (size_t)(end - p);
+  if (left >= 1 && p[0] < 0x80) {
+    *out = p[0];
+    return 1;
+  }
+  if (left >= 2 && p[1] < 0x80) {
+    *out = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+    return 2;
+  }
+  return sx_get_varint(p, end, out);
+}
 
 static inline uint64_t sx_zigzag(int64_t v) {
   return ((uint64_t)v << 1) ^ (uint64_t)(0 - (int64_t)((uint64_t)v >> 63));

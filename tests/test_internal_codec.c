@@ -54,6 +54,40 @@ static void test_varint_rejects_truncated_and_overlong(void **state) {
   assert_int_equal(sx_get_varint(buf, buf + 10, &out), 0);
 }
 
+/* sx_get_varint2, the inline reader of rows and log entries, reads what
+ * sx_get_varint reads and refuses what it refuses: every value of one to
+ * three bytes and some longer ones, cut at every length, and the
+ * overlong encodings of one and two bytes' worth. */
+static void test_varint2_reads_as_varint(void **state) {
+  static const uint64_t longer[] = {UINT32_MAX, UINT64_MAX >> 1, UINT64_MAX};
+  unsigned char buf[SX_VARINT_MAX];
+  uint64_t v, a, b;
+  size_t n, cut, i;
+  (void)state;
+  for (v = 0; v < (UINT64_C(1) << 21) + sizeof longer / sizeof longer[0];
+       v += v < 300 || v > (UINT64_C(1) << 21) - 300 ? 1 : 97) {
+    uint64_t x = v < (UINT64_C(1) << 21) ? v : longer[v - (UINT64_C(1) << 21)];
+    n = sx_put_varint(buf, x);
+    for (cut = 0; cut <= n; cut++) {
+      a = b = 7;
+      assert_int_equal(sx_get_varint2(buf, buf + cut, &a),
+                       sx_get_varint(buf, buf + cut, &b));
+      assert_true(a == b);
+    }
+    assert_int_equal(sx_get_varint2(buf, buf + n, &a), n);
+    assert_true(a == x);
+  }
+  /* 0x80 0x00 (zero in two bytes) and 0xff 0x80 0x00: each reader reads
+   * the same value from them. */
+  for (i = 0; i < 2; i++) {
+    static const unsigned char odd[2][3] = {{0x80, 0x00, 0}, {0xff, 0x80, 0x00}};
+    a = b = 7;
+    assert_int_equal(sx_get_varint2(odd[i], odd[i] + 2 + i, &a),
+                     sx_get_varint(odd[i], odd[i] + 2 + i, &b));
+    assert_true(a == b);
+  }
+}
+
 static void test_zigzag_maps_small_magnitudes_to_small_codes(void **state) {
   (void)state;
   assert_true(sx_zigzag(0) == 0);
@@ -911,6 +945,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_varint_round_trips_edges),
       cmocka_unit_test(test_varint_rejects_truncated_and_overlong),
+      cmocka_unit_test(test_varint2_reads_as_varint),
       cmocka_unit_test(test_zigzag_maps_small_magnitudes_to_small_codes),
       cmocka_unit_test(test_endian_helpers_are_byte_exact),
       cmocka_unit_test(test_hlc_strictly_increases),
