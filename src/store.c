@@ -75,7 +75,9 @@ static int sx_cas(sx_counter *c, int *expect, int want) {
 #define SX_GROUP_MAX 64
 typedef struct sx_group {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_cond_t cv;   /* threads beginning: a batch to lead or the slot */
+  pthread_cond_t lead; /* the leader, waiting for its batch to fill */
+  pthread_cond_t done; /* members, waiting for their batch's result */
   MDB_txn *top;        /* the batch's transaction, or NULL */
   int opening;         /* a leader is beginning top */
   int closing;         /* the leader is committing top */
@@ -210,6 +212,8 @@ SYNC_PRIVATE void sx_store_close(sx_store *st) {
 #endif
 #if SX_GROUP_COMMIT
   if (st->group_ok) {
+    pthread_cond_destroy(&st->g.done);
+    pthread_cond_destroy(&st->g.lead);
     pthread_cond_destroy(&st->g.cv);
     pthread_mutex_destroy(&st->g.mu);
   }
@@ -339,6 +343,19 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
     return SYNC_ENOMEM;
   }
   if (pthread_cond_init(&st->g.cv, NULL)) {
+    pthread_mutex_destroy(&st->g.mu);
+    sx_free(al, st);
+    return SYNC_ENOMEM;
+  }
+  if (pthread_cond_init(&st->g.lead, NULL)) {
+    pthread_cond_destroy(&st->g.cv);
+    pthread_mutex_destroy(&st->g.mu);
+    sx_free(al, st);
+    return SYNC_ENOMEM;
+  }
+  if (pthread_cond_init(&st->g.done, NULL)) {
+    pthread_cond_destroy(&st->g.lead);
+    pthread_cond_destroy(&st->g.cv);
     pthread_mutex_destroy(&st->g.mu);
     sx_free(al, st);
     return SYNC_ENOMEM;
@@ -816,7 +833,7 @@ static void sx_group_fill(sx_group *g) {
   int timed = 0, over = 0;
   for (;;) {
     if (g->busy || (g->waiting && g->n < SX_GROUP_MAX)) {
-      pthread_cond_wait(&g->cv, &g->mu);
+      pthread_cond_wait(&g->lead, &g->mu);
       continue;
     }
     if (over || !g->back || !g->commit_ns || g->n >= SX_GROUP_MAX) return;
@@ -830,7 +847,7 @@ static void sx_group_fill(sx_group *g) {
       timed = 1;
     }
     /* A thread may join as the time runs out: look again either way. */
-    if (pthread_cond_timedwait(&g->cv, &g->mu, &until) == ETIMEDOUT) {
+    if (pthread_cond_timedwait(&g->lead, &g->mu, &until) == ETIMEDOUT) {
       g->back = 0;
       over = 1;
     }
@@ -876,7 +893,16 @@ static void sx_group_finish(sx_store *st) {
     m->done = 1;
     g->back++;
   }
+  pthread_cond_broadcast(&g->done);
   pthread_cond_broadcast(&g->cv);
+}
+
+/* The slot is free again (g->mu held): threads waiting to take it, and
+ * the leader, which may have waited for it. */
+static void sx_group_slot_free(sx_group *g) {
+  g->busy = 0;
+  pthread_cond_broadcast(&g->cv);
+  pthread_cond_signal(&g->lead);
 }
 
 SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
@@ -916,6 +942,7 @@ SYNC_PRIVATE int sx_txn_begin_group(sx_store *st, sx_gmember *m,
   rc = mdb_txn_begin(st->env, g->top, 0, &child);
   if (rc) {
     rc = sx_map_err(st, rc);
+    sx_group_slot_free(g); /* it was free: the others may take it */
     if (m->leader) sx_group_finish(st);
     pthread_mutex_unlock(&g->mu);
     return rc;
@@ -933,17 +960,16 @@ SYNC_PRIVATE int sx_txn_commit_group(sx_store *st, sx_gmember *m,
    * while the slot is ours.  (Mapped to SYNC_E* at the end.) */
   int native = mdb_txn_commit((MDB_txn *)t), rc = 0;
   pthread_mutex_lock(&g->mu);
-  g->busy = 0;
   if (!native) {
     m->done = 0;
     m->next = g->members;
     g->members = m;
     g->n++;
   }
-  pthread_cond_broadcast(&g->cv);
+  sx_group_slot_free(g);
   if (m->leader) sx_group_finish(st);
   else
-    while (!native && !m->done) pthread_cond_wait(&g->cv, &g->mu);
+    while (!native && !m->done) pthread_cond_wait(&g->done, &g->mu);
   if (!native) rc = m->rc;
   pthread_mutex_unlock(&g->mu);
   return native ? sx_map_err(st, native) : rc;
@@ -955,8 +981,7 @@ SYNC_PRIVATE void sx_txn_abort_group(sx_store *st, sx_gmember *m,
   if (!t) return;
   mdb_txn_abort((MDB_txn *)t);
   pthread_mutex_lock(&g->mu);
-  g->busy = 0;
-  pthread_cond_broadcast(&g->cv);
+  sx_group_slot_free(g);
   if (m->leader) sx_group_finish(st); /* the others' work still commits */
   pthread_mutex_unlock(&g->mu);
 }
