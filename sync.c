@@ -7675,7 +7675,7 @@ static int sx_write(sync_txn *x, unsigned tid, const void *key, size_t klen,
       return rc;
   if ((rc = sx_scratch(x)) || (rc = sx_table_cursor(x, tid, &cur))) return rc;
   sx_stamp_txn(x);
-  if (op == SX_OP_PUT && !sx_rh_on(env, tid)) {
+  if (op == SX_OP_PUT) {
     /* Most puts insert: put the new row where the key is not, and build
      * it again over the old one only when the key is there (one search
      * of the tree either way, not a search and then the put's own). */
@@ -7741,6 +7741,7 @@ static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
   uint64_t oc = 0, om = 0, nc, nm, version = x->version;
   size_t size, noted = x->changed.len;
   int rc, reuse, was_live = found && (x->old.cl & 1), wrote = x->wrote;
+  int rh = sx_rh_on(env, tid);
   if ((rc = sx_txn_tables(x))) return rc;
   /* Something changes: this transaction now takes its version. */
   if (!x->wrote) {
@@ -7761,7 +7762,7 @@ static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
                       &nm)) < 0)
     return rc;
   size = sx_row_size(&x->nw);
-  if (sx_rh_on(env, tid)) room = 0; /* its record follows the row in enc */
+  if (rh) room = 0; /* its record follows the row in enc */
   if ((rc = sx_buf_reserve(&x->enc, size + room))) return rc;
   sx_row_encode(&x->nw, key, klen, x->enc.p, size, room);
   /* Remember the row for on_change (once per transaction). */
@@ -7771,7 +7772,9 @@ static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
    * dirty a random log page per row.  Compaction (sx_log_compact) removes
    * stale entries in log order, many per page. */
   if (found && !reuse) x->log_stale++;
-  if (sx_rh_on(env, tid) && (rc = sx_rh_note(x, tid, cur, found, reuse)))
+  /* A row's history record is written before the row replaces it (it
+   * copies the stored row); an insert's, once the insert took place. */
+  if (rh && at != SX_AT_NEW && (rc = sx_rh_note(x, tid, cur, found, reuse)))
     goto fail;
   rc = sx_cur_put(env->st, cur, key, klen, x->enc.p, size + room,
                   found              ? SX_CUR_CURRENT
@@ -7779,13 +7782,15 @@ static int sx_put_row(sync_txn *x, unsigned tid, sx_scur *cur, const void *key,
                   : at == SX_AT_NEW  ? SX_PUT_NOOVERWRITE
                                      : 0u);
   if (rc == SYNC_EEXIST && at == SX_AT_NEW) {
-    /* Nothing changed: as before the call (history is never on here). */
+    /* Nothing changed: as before the call. */
     x->changed.len = noted;
     x->wrote = wrote;
     x->version = version;
     return 1;
   }
   if (rc) goto fail;
+  if (rh && at == SX_AT_NEW && (rc = sx_rh_note(x, tid, cur, 0, 0)))
+    goto fail;
   if (!reuse) {
     if ((rc = sx_log_append(x, tid, key, klen))) goto fail;
     x->seq++;
