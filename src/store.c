@@ -88,6 +88,29 @@ typedef struct sx_group {
   uint64_t commit_ns;  /* how long the last batch's commit took */
   sx_gmember *members; /* ... waiting for top's result */
 } sx_group;
+
+/* Make g's mutex and conditions; nonzero (none made) when one fails. */
+static int sx_group_init(sx_group *g) {
+  if (pthread_mutex_init(&g->mu, NULL)) return -1;
+  if (pthread_cond_init(&g->cv, NULL)) goto no_cv;
+  if (pthread_cond_init(&g->lead, NULL)) goto no_lead;
+  if (pthread_cond_init(&g->done, NULL)) goto no_done;
+  return 0;
+no_done:
+  pthread_cond_destroy(&g->lead);
+no_lead:
+  pthread_cond_destroy(&g->cv);
+no_cv:
+  pthread_mutex_destroy(&g->mu);
+  return -1;
+}
+
+static void sx_group_destroy(sx_group *g) {
+  pthread_cond_destroy(&g->done);
+  pthread_cond_destroy(&g->lead);
+  pthread_cond_destroy(&g->cv);
+  pthread_mutex_destroy(&g->mu);
+}
 #endif
 
 struct sx_store {
@@ -211,12 +234,7 @@ SYNC_PRIVATE void sx_store_close(sx_store *st) {
   if (st->xfd >= 0) close(st->xfd);
 #endif
 #if SX_GROUP_COMMIT
-  if (st->group_ok) {
-    pthread_cond_destroy(&st->g.done);
-    pthread_cond_destroy(&st->g.lead);
-    pthread_cond_destroy(&st->g.cv);
-    pthread_mutex_destroy(&st->g.mu);
-  }
+  if (st->group_ok) sx_group_destroy(&st->g);
 #endif
   sx_free(st->al, st);
 }
@@ -338,25 +356,7 @@ SYNC_PRIVATE int sx_store_open(const sx_alloc *al, const char *path,
   st->xfd = -1;
   st->maxdbs = o->maxdbs;
 #if SX_GROUP_COMMIT
-  if (pthread_mutex_init(&st->g.mu, NULL)) {
-    sx_free(al, st);
-    return SYNC_ENOMEM;
-  }
-  if (pthread_cond_init(&st->g.cv, NULL)) {
-    pthread_mutex_destroy(&st->g.mu);
-    sx_free(al, st);
-    return SYNC_ENOMEM;
-  }
-  if (pthread_cond_init(&st->g.lead, NULL)) {
-    pthread_cond_destroy(&st->g.cv);
-    pthread_mutex_destroy(&st->g.mu);
-    sx_free(al, st);
-    return SYNC_ENOMEM;
-  }
-  if (pthread_cond_init(&st->g.done, NULL)) {
-    pthread_cond_destroy(&st->g.lead);
-    pthread_cond_destroy(&st->g.cv);
-    pthread_mutex_destroy(&st->g.mu);
+  if (sx_group_init(&st->g)) {
     sx_free(al, st);
     return SYNC_ENOMEM;
   }
@@ -880,8 +880,8 @@ static void sx_group_finish(sx_store *st) {
   g->n = 0;
   g->top = NULL;
   g->closing = 0;
+  pthread_cond_broadcast(&g->cv); /* the next batch may begin */
   if (wrote) {
-    pthread_cond_broadcast(&g->cv); /* the next batch may begin */
     pthread_mutex_unlock(&g->mu);
     rc = sx_meta_sync(st);
     pthread_mutex_lock(&g->mu);
@@ -894,7 +894,6 @@ static void sx_group_finish(sx_store *st) {
     g->back++;
   }
   pthread_cond_broadcast(&g->done);
-  pthread_cond_broadcast(&g->cv);
 }
 
 /* The slot is free again (g->mu held): threads waiting to take it, and

@@ -19,8 +19,8 @@ SYNC_PRIVATE size_t sx_varint_len(uint64_t v);
  * longer than 10 bytes or over 64 bits. */
 SYNC_PRIVATE size_t sx_get_varint(const unsigned char *p,
                                   const unsigned char *end, uint64_t *out);
-/* sx_get_varint inline for one and two bytes, for the loops that read
- * every row of a scan (row heads, and the stamps and columns of a row). */
+/* sx_get_varint inline for one and two bytes, for what every row of a
+ * scan reads: row heads, stamps and columns, and log entries. */
 static inline size_t sx_get_varint2(const unsigned char *p,
                                     const unsigned char *end, uint64_t *out) {
   size_t left = (size_t)(end - p);
